@@ -1,0 +1,391 @@
+//! The command-line grammar: every command of SPEC §3 in the seed's dialect.
+//!
+//! Owns: flag names, help texts and examples. Must not: do any work; each
+//! command is carried out by its own module under `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  bodywork validate examples/serve-model
+  bodywork setup-namespace scoring-service
+  bodywork workflow --namespace=scoring-service \\
+      https://github.com/bodywork-ml/bodywork-serve-model-project master
+  bodywork service display --namespace=scoring-service
+  bodywork secret create --namespace=pipeline --name=credentials \\
+      --data USERNAME=alex PASSWORD=alex123
+  bodywork completions bash > ~/.local/share/bash-completion/completions/bodywork";
+
+/// Deploy machine-learning pipelines straight from Git repositories.
+///
+/// bodywork runs a project's batch stages to completion and keeps its
+/// service stages alive with replicas, rolling updates and rollback, on this
+/// machine (the local runtime) or on Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "bodywork", version, after_help = EXAMPLES, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Output format of display commands.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table, global = true)]
+    pub output: OutputFormat,
+
+    /// Where stages run: this machine or a Kubernetes cluster.
+    #[arg(long, value_enum, env = "BODYWORK_RUNTIME", default_value_t = RuntimeKind::Local, global = true)]
+    pub runtime: RuntimeKind,
+
+    /// When to colour log lines and tables (NO_COLOR is honoured).
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+
+    /// Show debug log lines from bodywork itself.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    Local,
+    Kubernetes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// `--namespace NS` (also `--ns`, `--namespace=NS`).
+#[derive(Debug, Clone, Args)]
+pub struct NamespaceArg {
+    /// The namespace to work in.
+    #[arg(long = "namespace", visible_alias = "ns", value_name = "NS")]
+    pub namespace: String,
+}
+
+/// `--namespace NS` where a project may name its own namespace.
+#[derive(Debug, Clone, Args)]
+pub struct OptionalNamespaceArg {
+    /// The namespace to work in (default: the project's own, for bodywork.yaml projects).
+    #[arg(long = "namespace", visible_alias = "ns", value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or prepare a namespace for bodywork projects.
+    #[command(name = "setup-namespace")]
+    SetupNamespace(SetupNamespaceArgs),
+    /// Run a project's workflow: fetch it, run its DAG step by step, stream logs.
+    Workflow(WorkflowArgs),
+    /// Run one stage of a project here, in the foreground (what containers run).
+    Stage(StageArgs),
+    /// Manage secrets that stages receive as environment variables.
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Show or delete deployed services.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Scheduled workflows, their run history and each run's logs.
+    #[command(subcommand)]
+    Cronjob(CronjobCommand),
+    /// Logs of a service's replicas or of a workflow run.
+    Logs(LogsArgs),
+    /// History of workflow runs in a namespace.
+    Runs(RunsArgs),
+    /// Cached Python environments of the local runtime.
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// Check a project's configuration and report every problem at once.
+    Validate(ValidateArgs),
+    /// Sleep for SECONDS (useful for debugging containers).
+    Debug(DebugArgs),
+    /// Run the local control plane in the foreground.
+    Daemon(DaemonArgs),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SetupNamespaceArgs {
+    /// Name of the namespace.
+    pub namespace: String,
+    /// Print what would be created (Kubernetes manifests) without doing it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkflowArgs {
+    #[command(flatten)]
+    pub namespace: OptionalNamespaceArg,
+    /// Git URL (https, ssh, file://) or local directory of the project.
+    pub repo: String,
+    /// Branch to deploy (default: the repository's default branch).
+    pub branch: Option<String>,
+    /// Private SSH key for a private repository.
+    #[arg(long, value_name = "KEY_FILE")]
+    pub ssh: Option<PathBuf>,
+    /// Container image to run stages in (Kubernetes runtime).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Print the plan (Kubernetes: the manifests) without running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StageArgs {
+    /// Git URL or local directory of the project.
+    pub repo: String,
+    /// Branch to use.
+    pub branch: String,
+    /// Name of the stage to run.
+    pub stage: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Create (or replace) a secret.
+    Create(SecretCreateArgs),
+    /// Delete a secret.
+    Delete(SecretNameArgs),
+    /// Show secrets (values masked unless --show-values).
+    Display(SecretDisplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SecretCreateArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// Name of the secret.
+    #[arg(long)]
+    pub name: String,
+    /// KEY=VALUE pairs to store.
+    #[arg(long, num_args = 1.., required = true, value_name = "KEY=VALUE")]
+    pub data: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretNameArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// Name of the secret.
+    #[arg(long)]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SecretDisplayArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// Only this secret.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Show the values instead of masking them.
+    #[arg(long)]
+    pub show_values: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// List services: URL, replicas available/unavailable, commit, age.
+    Display(ServiceDisplayArgs),
+    /// Delete a service and stop its replicas.
+    Delete(ServiceDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceDisplayArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// Only this service.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceDeleteArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// The service to delete.
+    #[arg(long)]
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CronjobCommand {
+    /// Schedule a workflow.
+    Create(CronjobCreateArgs),
+    /// Delete a cron job and its history.
+    Delete(CronjobNameArgs),
+    /// List cron jobs: schedule, repo, last and next run.
+    Display(CronjobDisplayArgs),
+    /// Runs of a cron job.
+    History(CronjobNameArgs),
+    /// The whole log of one run.
+    Logs(CronjobNameArgs),
+    /// Start one run now.
+    Trigger(CronjobNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CronjobCreateArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// Name of the cron job.
+    #[arg(long)]
+    pub name: String,
+    /// Standard 5-field cron expression, e.g. "0 * * * *".
+    #[arg(long)]
+    pub schedule: String,
+    /// Git URL of the project.
+    #[arg(long)]
+    pub git_repo_url: String,
+    /// Branch to deploy.
+    #[arg(long)]
+    pub git_repo_branch: Option<String>,
+    /// Retries of a failed run.
+    #[arg(long, default_value_t = 0)]
+    pub retries: u32,
+    /// How many runs to keep in the history.
+    #[arg(long, default_value_t = 5)]
+    pub history_limit: u32,
+    /// Time zone of the schedule (default UTC).
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// Print the CronJob manifest (Kubernetes) without creating it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CronjobNameArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// Name of the cron job (or of the run, for `logs`).
+    #[arg(long)]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CronjobDisplayArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// Only this cron job.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+    /// A service name or a workflow run id.
+    pub name: String,
+    /// Keep following new lines.
+    #[arg(short, long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(flatten)]
+    pub namespace: NamespaceArg,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// List cached environments.
+    List,
+    /// Remove environments no deployment uses.
+    Prune,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Project directory (default: the current directory).
+    pub dir: Option<PathBuf>,
+    /// A config file (bodywork.yaml or bodywork.ini) to validate instead.
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+    /// Also check that every executable exists.
+    #[arg(long)]
+    pub check_files: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DebugArgs {
+    /// How long to sleep.
+    pub seconds: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Stop the running daemon.
+    #[arg(long, conflicts_with = "status")]
+    pub stop: bool,
+    /// Show whether the daemon is running.
+    #[arg(long)]
+    pub status: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to generate completions for.
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn grammar_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seed_dialect_parses() {
+        let cli = Cli::try_parse_from([
+            "bodywork",
+            "workflow",
+            "--namespace=scoring-service",
+            "https://github.com/bodywork-ml/bodywork-serve-model-project",
+            "master",
+        ])
+        .expect("seed command parses");
+        match cli.command {
+            Command::Workflow(w) => {
+                assert_eq!(w.namespace.namespace.as_deref(), Some("scoring-service"));
+                assert_eq!(w.branch.as_deref(), Some("master"));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "bodywork", "secret", "create", "--ns", "x", "--name", "creds", "--data", "A=1", "B=2",
+        ])
+        .expect("secret create parses");
+        match cli.command {
+            Command::Secret(SecretCommand::Create(a)) => assert_eq!(a.data, ["A=1", "B=2"]),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! `bodywork logs --namespace NS NAME [-f]`: the log of a workflow run
+//! (NAME is its run number, as `bodywork runs` shows).
+
+use bodywork_local::protocol::{Request, Response};
+
+use super::{checked_name, local};
+use crate::Outcome;
+use crate::cli::LogsArgs;
+use crate::output;
+
+pub fn run(args: &LogsArgs) -> Outcome {
+    let namespace = match checked_name("namespace", &args.namespace.namespace) {
+        Ok(ns) => ns,
+        Err(o) => return o,
+    };
+    let Some(run) = parse_run(&args.name) else {
+        output::report_message(format!(
+            "{:?} is not a workflow run number (see `bodywork runs --namespace {namespace}`); \
+             service logs come with the local runtime's services",
+            args.name
+        ));
+        return Outcome::Failure;
+    };
+    let home = match local::home() {
+        Ok(h) => h,
+        Err(o) => return o,
+    };
+    let follow = args.follow;
+    local::block_on(async move {
+        let mut conn = match local::connect(&home).await {
+            Ok(c) => c,
+            Err(o) => return o,
+        };
+        if let Err(e) = conn
+            .send(&Request::RunLogs {
+                namespace,
+                run,
+                follow,
+            })
+            .await
+        {
+            return local::fail(&e);
+        }
+        loop {
+            match conn.next().await {
+                Ok(Response::LogLine { line }) => println!("{line}"),
+                Ok(Response::End) => return Outcome::Success,
+                Ok(Response::Error { message }) => {
+                    output::report_message(message);
+                    return Outcome::Failure;
+                }
+                Ok(other) => return local::unexpected(other),
+                Err(e) => return local::fail(&e),
+            }
+        }
+    })
+}
+
+/// `17` or `run-17`.
+fn parse_run(name: &str) -> Option<i64> {
+    name.strip_prefix("run-")
+        .unwrap_or(name)
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_names() {
+        assert_eq!(super::parse_run("17"), Some(17));
+        assert_eq!(super::parse_run("run-3"), Some(3));
+        assert_eq!(super::parse_run("scoring-service"), None);
+        assert_eq!(super::parse_run("0"), None);
+    }
+}

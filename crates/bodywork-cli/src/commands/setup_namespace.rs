@@ -1,0 +1,22 @@
+//! `bodywork setup-namespace NS`: the seed's four `creating ...` lines.
+
+use bodywork_local::protocol::Request;
+
+use super::local;
+use crate::Outcome;
+use crate::cli::SetupNamespaceArgs;
+use crate::output;
+
+pub fn run(args: &SetupNamespaceArgs) -> Outcome {
+    let namespace = match super::checked_name("namespace", &args.namespace) {
+        Ok(ns) => ns,
+        Err(o) => return o,
+    };
+    if args.dry_run {
+        output::report_message(
+            "--dry-run prints Kubernetes manifests; use it with --runtime kubernetes",
+        );
+        return Outcome::Usage;
+    }
+    local::call(Request::SetupNamespace { namespace }, local::print_lines)
+}

@@ -1,0 +1,55 @@
+//! The `bodywork` command line (also installed as `bw`).
+//!
+//! Thin by design: parse arguments with clap, set up output, and hand each
+//! command to its own module under `commands/`. Everything that decides
+//! lives in the library crates; everything printed goes through `output`.
+
+pub mod cli;
+pub mod commands;
+pub mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// How a command ended, mapped onto SPEC §6's exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Success,
+    /// Exit 1: the command ran and reported a failure.
+    Failure,
+    /// Exit 2: a usage problem (also what clap uses for bad arguments).
+    Usage,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> ExitCode {
+        match o {
+            Outcome::Success => ExitCode::SUCCESS,
+            Outcome::Failure => ExitCode::from(1),
+            Outcome::Usage => ExitCode::from(2),
+        }
+    }
+}
+
+/// Entry point shared by the `bodywork` and `bw` binaries.
+pub fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    if !matches!(cli.command, cli::Command::Daemon(_)) {
+        restore_sigpipe();
+    }
+    output::color::init(cli.global.color);
+    output::log::init(cli.global.verbose);
+    commands::run(cli).into()
+}
+
+/// Like other Unix tools, stop quietly when the reader of our output goes
+/// away (`bodywork logs ... | head`) instead of failing on every write.
+/// Not for the daemon: a client hanging up must never kill it.
+fn restore_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: installing the default disposition runs no handler code and
+    // happens before any other thread exists.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}

@@ -1,0 +1,172 @@
+//! Snapshot tests of the CLI's own output: help, version, completions and
+//! `validate` over the examples and the shared corpus. Paths are filtered
+//! so the snapshots hold on any machine.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Run `bodywork ARGS` from the workspace root; returns (exit code, stdout, stderr).
+fn bodywork(args: &[&str]) -> (i32, String, String) {
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bodywork"))
+        .args(args)
+        .current_dir(workspace())
+        .env("BODYWORK_HOME", home.path())
+        .env("NO_COLOR", "1")
+        .env_remove("BODYWORK_RUNTIME")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn transcript(args: &[&str]) -> String {
+    let (code, stdout, stderr) = bodywork(args);
+    format!(
+        "$ bodywork {}\nexit: {code}\n--- stdout\n{stdout}--- stderr\n{stderr}",
+        args.join(" ")
+    )
+}
+
+#[test]
+fn version_names_the_binary_and_version() {
+    let (code, stdout, _) = bodywork(&["--version"]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout, format!("bodywork {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn bw_is_the_same_program() {
+    let out = Command::new(env!("CARGO_BIN_EXE_bw"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("bodywork {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn help_snapshot() {
+    insta::assert_snapshot!("help", transcript(&["--help"]));
+    insta::assert_snapshot!("workflow_help", transcript(&["workflow", "--help"]));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let (code, _, stderr) = bodywork(&["workflow"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("REPO"), "{stderr}");
+    let (code, _, _) = bodywork(&["no-such-command"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn commands_not_yet_built_say_so_and_exit_2() {
+    for args in [
+        &["service", "display", "--namespace", "x"][..],
+        &["cronjob", "display", "--namespace", "x"],
+        &["--runtime", "kubernetes", "setup-namespace", "x"],
+    ] {
+        let (code, stdout, stderr) = bodywork(args);
+        assert_eq!(code, 2, "{args:?}");
+        assert!(stdout.is_empty());
+        assert!(stderr.contains("not implemented yet"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn completions_are_generated() {
+    let (code, stdout, _) = bodywork(&["completions", "bash"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("_bodywork()"),
+        "{}",
+        &stdout[..200.min(stdout.len())]
+    );
+    assert!(stdout.contains("setup-namespace"));
+}
+
+#[test]
+fn validate_examples() {
+    for example in ["serve-model", "train-and-serve", "pipeline"] {
+        let dir = format!("examples/{example}");
+        let (code, stdout, stderr) = bodywork(&["validate", "--check-files", &dir]);
+        assert_eq!(code, 0, "{example}: {stdout}{stderr}");
+        insta::assert_snapshot!(format!("validate_example_{example}"), stdout);
+    }
+}
+
+#[test]
+fn validate_reports_every_problem_of_bad_projects() {
+    let corpus = workspace().join("tests/corpus/bad");
+    let mut cases: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 30, "corpus has {} bad cases", cases.len());
+    let mut all = String::new();
+    for case in cases {
+        let dir = format!("tests/corpus/bad/{}", case.to_string_lossy());
+        let (code, stdout, stderr) = bodywork(&["validate", "--check-files", &dir]);
+        assert_eq!(code, 1, "{dir} must be invalid:\n{stdout}");
+        assert!(stderr.is_empty(), "{dir}: nothing on stderr, got {stderr}");
+        // The CLI prints exactly the corpus's expected lines, then a summary.
+        let expected =
+            std::fs::read_to_string(workspace().join(&dir).join("expected.txt")).unwrap();
+        let (problems, summary) = stdout
+            .rsplit_once('\n')
+            .map(|(a, _)| a.rsplit_once('\n').unwrap_or(("", a)))
+            .unwrap();
+        let problems = if problems.is_empty() {
+            String::new()
+        } else {
+            format!("{problems}\n")
+        };
+        assert_eq!(problems, expected, "{dir}");
+        assert!(
+            summary.starts_with(&format!("{dir}: invalid (")),
+            "{dir}: {summary}"
+        );
+        all.push_str(&format!(
+            "$ bodywork validate --check-files {dir}\n{stdout}\n"
+        ));
+    }
+    insta::assert_snapshot!("validate_bad_corpus", all);
+}
+
+#[test]
+fn validate_json() {
+    insta::assert_snapshot!(
+        "validate_json_bad",
+        transcript(&[
+            "validate",
+            "-o",
+            "json",
+            "tests/corpus/bad/classic-wrong-types"
+        ])
+    );
+    let (code, stdout, _) = bodywork(&["validate", "-o", "json", "examples/serve-model"]);
+    assert_eq!(code, 0);
+    insta::assert_snapshot!("validate_json_serve_model", stdout);
+}
+
+#[test]
+fn validate_missing_directory_is_one_clear_line() {
+    insta::assert_snapshot!(
+        "validate_missing_dir",
+        transcript(&["validate", "no/such/dir"])
+    );
+}

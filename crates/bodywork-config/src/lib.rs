@@ -1,0 +1,29 @@
+//! The bodywork project model and its loaders.
+//!
+//! Owns: the typed [`Project`] that every other crate consumes, the two on-disk
+//! formats that produce it (classic `bodywork.ini` + per-stage `config.ini`, and
+//! `bodywork.yaml` schemas "1.0" / "1.1"), the workflow DAG, resource naming
+//! (DNS-1123) and validation that gathers every problem in one pass.
+//!
+//! Must not: run processes, touch the network, or print. It reads files below
+//! the project root and nothing else.
+
+#![warn(missing_docs)]
+
+pub mod dag;
+pub mod model;
+pub mod names;
+pub mod problem;
+
+mod classic;
+mod files;
+mod ini_doc;
+mod load;
+mod values;
+mod yaml;
+
+pub use dag::{Dag, Step, parse_dag};
+pub use load::{INI_FILE, LoadOptions, Loaded, YAML_FILE, load_project};
+pub use model::{BatchConfig, Format, LogLevel, Project, ServiceConfig, Stage, StageKind};
+pub use names::dns1123;
+pub use problem::{Problem, Severity};

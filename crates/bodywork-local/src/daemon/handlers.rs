@@ -1,0 +1,151 @@
+//! Requests answered with a single response.
+
+use bodywork_runtime::{Runtime, RuntimeError};
+
+use super::Daemon;
+use crate::protocol::{DaemonStatus, EnvSummary, PROTOCOL_VERSION, Request, Response, RunSummary};
+
+fn error(e: impl std::fmt::Display) -> Response {
+    Response::Error {
+        message: e.to_string(),
+    }
+}
+
+fn hint_namespace(e: RuntimeError) -> Response {
+    match e {
+        RuntimeError::NotFound {
+            kind: "namespace",
+            name,
+            ..
+        } => error(format!(
+            "namespace {name} does not exist; create it with `bodywork setup-namespace {name}`"
+        )),
+        other => error(other),
+    }
+}
+
+pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
+    let rt = &daemon.runtime;
+    match request {
+        Request::Hello { .. } => Response::Hello {
+            protocol: PROTOCOL_VERSION,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+        },
+        Request::Status => Response::Status(DaemonStatus {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            home: daemon.home().root().display().to_string(),
+            started: daemon.started.clone(),
+            active_runs: daemon
+                .runs
+                .lock()
+                .map(|r| r.keys().copied().collect())
+                .unwrap_or_default(),
+        }),
+        Request::Shutdown => {
+            daemon.shutdown.cancel();
+            Response::Ok
+        }
+        Request::SetupNamespace { namespace } => match rt.setup_namespace(&namespace).await {
+            Ok(lines) => Response::Lines { lines },
+            Err(e) => error(e),
+        },
+        Request::SecretCreate {
+            namespace,
+            name,
+            data,
+        } => match rt.create_secret(&namespace, &name, data).await {
+            Ok(()) => Response::Lines {
+                lines: vec![format!("secret={name} created in namespace={namespace}")],
+            },
+            Err(e) => hint_namespace(e),
+        },
+        Request::SecretDelete { namespace, name } => {
+            match rt.delete_secret(&namespace, &name).await {
+                Ok(()) => Response::Lines {
+                    lines: vec![format!("secret={name} deleted from namespace={namespace}")],
+                },
+                Err(e) => error(e),
+            }
+        }
+        Request::SecretList { namespace } => match rt.list_secrets(&namespace).await {
+            Ok(secrets) => Response::Secrets { secrets },
+            Err(e) => error(e),
+        },
+        Request::ListRuns { namespace, limit } => {
+            match rt.with_store(|s| s.list_runs(namespace.as_deref(), limit as usize)) {
+                Ok(rows) => Response::Runs {
+                    runs: rows
+                        .into_iter()
+                        .map(|r| RunSummary {
+                            id: r.id,
+                            namespace: r.namespace,
+                            project: r.project,
+                            repo: r.repo,
+                            branch: r.branch,
+                            commit: r.commit,
+                            trigger: r.trigger,
+                            status: r.status.to_string(),
+                            error: r.error,
+                            started: crate::time::display(&r.started),
+                            finished: r.finished.as_ref().map(crate::time::display),
+                        })
+                        .collect(),
+                },
+                Err(e) => error(e),
+            }
+        }
+        Request::ServiceList { namespace } => match rt.list_services(&namespace).await {
+            Ok(services) => Response::Services { services },
+            Err(e) => error(e),
+        },
+        Request::ServiceDelete { namespace, name } => {
+            match rt.delete_service(&namespace, &name).await {
+                Ok(()) => Response::Lines {
+                    lines: vec![format!("service={name} deleted from namespace={namespace}")],
+                },
+                Err(e) => error(e),
+            }
+        }
+        Request::EnvList => match rt.envs().list() {
+            Ok(envs) => Response::Envs {
+                envs: envs.into_iter().map(env_summary).collect(),
+            },
+            Err(e) => error(e),
+        },
+        Request::EnvPrune => {
+            // Environments are cheap to rebuild from the uv cache; a running
+            // stage keeps its files open, so only idle ones are removed.
+            let busy = !daemon.runs.lock().map(|r| r.is_empty()).unwrap_or(false);
+            if busy {
+                return error(
+                    "workflow runs are in progress; prune environments when they have finished",
+                );
+            }
+            match rt.envs().prune(&|_| false) {
+                Ok(removed) => Response::Envs {
+                    envs: removed.into_iter().map(env_summary).collect(),
+                },
+                Err(e) => error(e),
+            }
+        }
+        Request::Cancel => error("nothing to cancel on this connection"),
+        Request::RunWorkflow(_) | Request::RunLogs { .. } => {
+            error("internal: streaming request routed to the wrong handler")
+        }
+    }
+}
+
+fn env_summary(e: bodywork_pyenv::EnvInfo) -> EnvSummary {
+    EnvSummary {
+        key: e.key,
+        python: format!("{} ({})", e.python_version, e.python.display()),
+        requirements: e.requirements,
+        size_bytes: e.size_bytes,
+        created: crate::time::display(&chrono::DateTime::<chrono::Utc>::from(e.created)),
+        last_used: Some(crate::time::display(
+            &chrono::DateTime::<chrono::Utc>::from(e.last_used),
+        )),
+    }
+}

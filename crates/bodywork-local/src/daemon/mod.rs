@@ -1,0 +1,212 @@
+//! The control-plane daemon: one per `$BODYWORK_HOME`, serving the CLI over
+//! a Unix socket readable by the user only.
+//!
+//! Owns: the single-instance lock, start-up recovery after a crash (leftover
+//! stage processes killed, interrupted runs marked failed), accepting
+//! connections, and an orderly stop on SIGTERM / SIGINT / `daemon --stop`
+//! (every run cancelled, every child killed, state recorded).
+
+mod handlers;
+mod runs;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bodywork_runtime::CancellationToken;
+use bodywork_state::{AttemptStatus, Store};
+use nix::sys::signal::Signal;
+use tokio::io::BufReader;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::home::Home;
+use crate::process::{self, ProcessId};
+use crate::protocol::{Request, read_frame, write_error, write_frame};
+use crate::runtime::LocalRuntime;
+
+/// Why the daemon could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("another bodywork daemon is already running for {home} (pid {pid})")]
+    AlreadyRunning { home: String, pid: String },
+    #[error("cannot prepare {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the state database: {0}")]
+    Store(#[from] bodywork_state::StoreError),
+}
+
+fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
+    move |source| DaemonError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// A workflow run in progress.
+pub(crate) struct ActiveRun {
+    pub cancel: CancellationToken,
+    /// `(namespace, project)` once the plan is known.
+    pub key: Option<(String, String)>,
+}
+
+/// What every connection handler shares.
+pub(crate) struct Daemon {
+    pub runtime: LocalRuntime,
+    pub runs: Mutex<HashMap<i64, ActiveRun>>,
+    pub shutdown: CancellationToken,
+    pub started: String,
+}
+
+impl Daemon {
+    pub fn home(&self) -> &Home {
+        self.runtime.home()
+    }
+}
+
+/// Run the daemon in the foreground until it is told to stop.
+pub async fn run(home: Home) -> Result<(), DaemonError> {
+    home.create().map_err(io_err(home.root()))?;
+    let lock_path = home.lock_file();
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err(&lock_path))?;
+    if lock.try_lock().is_err() {
+        let pid = std::fs::read_to_string(home.pid_file()).unwrap_or_default();
+        return Err(DaemonError::AlreadyRunning {
+            home: home.root().display().to_string(),
+            pid: pid.trim().to_string(),
+        });
+    }
+    std::fs::write(home.pid_file(), std::process::id().to_string())
+        .map_err(io_err(&home.pid_file()))?;
+
+    let store = Store::open(home.state_db())?;
+    recover(&store);
+    let daemon = Arc::new(Daemon {
+        runtime: LocalRuntime::new(home.clone(), store),
+        runs: Mutex::new(HashMap::new()),
+        shutdown: CancellationToken::new(),
+        started: chrono::Utc::now().to_rfc3339(),
+    });
+
+    let socket = home.socket();
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).map_err(io_err(&socket))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(io_err(&socket))?;
+    tracing::info!(target: "daemon", "listening on {} (pid {})", socket.display(), std::process::id());
+
+    let mut sigterm = signal(SignalKind::terminate()).map_err(io_err(&socket))?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(io_err(&socket))?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let daemon = daemon.clone();
+                    tokio::spawn(async move { serve(daemon, stream).await });
+                }
+                Err(e) => tracing::warn!(target: "daemon", "accept failed: {e}"),
+            },
+            _ = sigterm.recv() => { tracing::info!(target: "daemon", "SIGTERM received, stopping"); break; }
+            _ = sigint.recv() => { tracing::info!(target: "daemon", "SIGINT received, stopping"); break; }
+            _ = daemon.shutdown.cancelled() => { tracing::info!(target: "daemon", "stop requested"); break; }
+        }
+    }
+    stop(&daemon).await;
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(home.pid_file());
+    drop(lock);
+    Ok(())
+}
+
+/// After a crash: kill stage processes the previous daemon left behind and
+/// mark its unfinished runs failed, so nothing is left in limbo.
+fn recover(store: &Store) {
+    match store.running_attempts() {
+        Ok(attempts) => {
+            for a in attempts {
+                if let Some(pid) = a.pid {
+                    let id = ProcessId {
+                        pid,
+                        start_time: a.pid_start_time,
+                    };
+                    if process::is_alive(id) {
+                        tracing::warn!(target: "daemon", "stopping leftover process {pid} of run {} stage {}", a.run_id, a.stage);
+                        process::kill_group(pid, Signal::SIGKILL);
+                    }
+                }
+                let _ = store.finish_attempt(
+                    a.id,
+                    AttemptStatus::Failed,
+                    None,
+                    Some("the daemon stopped while the stage was running"),
+                );
+            }
+        }
+        Err(e) => tracing::error!(target: "daemon", "cannot list leftover stage attempts: {e}"),
+    }
+    match store.mark_interrupted_runs("the daemon stopped while the run was going on") {
+        Ok(runs) => {
+            for r in runs {
+                tracing::warn!(target: "daemon", "run {} was interrupted and is now marked failed", r.id);
+            }
+        }
+        Err(e) => tracing::error!(target: "daemon", "cannot mark interrupted runs: {e}"),
+    }
+}
+
+/// Cancel every run and wait (bounded) for them to record their end.
+async fn stop(daemon: &Daemon) {
+    let tokens: Vec<CancellationToken> = match daemon.runs.lock() {
+        Ok(runs) => runs.values().map(|r| r.cancel.clone()).collect(),
+        Err(_) => Vec::new(),
+    };
+    for t in &tokens {
+        t.cancel();
+    }
+    for _ in 0..100 {
+        if daemon.runs.lock().map(|r| r.is_empty()).unwrap_or(true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One connection: one request, one or more responses.
+async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    let request: Request = match read_frame(&mut read).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(e) => {
+            write_error(&mut write, e).await;
+            return;
+        }
+    };
+    if let Request::RunWorkflow(submission) = request {
+        runs::run_workflow(daemon, submission, read, write).await;
+        return;
+    }
+    if let Request::RunLogs {
+        namespace,
+        run,
+        follow,
+    } = request
+    {
+        runs::stream_logs(&daemon, &namespace, run, follow, &mut write).await;
+        return;
+    }
+    let response = handlers::handle(&daemon, request).await;
+    let _ = write_frame(&mut write, &response).await;
+}

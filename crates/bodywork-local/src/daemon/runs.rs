@@ -1,0 +1,304 @@
+//! Workflow runs inside the daemon: record the run before acting, drive the
+//! workflow controller with the local runtime, write its log file and
+//! stream it to the CLI that asked, and cancel it if that CLI goes away.
+
+use std::fs::File;
+use std::io::{BufRead, LineWriter, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bodywork_plan::WorkflowPlan;
+use bodywork_runtime::{Level, Log, LogEvent, LogRenderer, LogSink};
+use bodywork_state::{NewRun, RunStatus};
+use bodywork_workflow::{RunHooks, WorkflowError, WorkflowRequest, run_workflow as controller};
+use tokio::io::BufReader;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+
+use super::{ActiveRun, Daemon};
+use crate::protocol::{
+    Request, Response, WorkflowSubmission, read_frame, write_error, write_frame,
+};
+
+/// A run's log: every event goes to the run's log file (plain text, SPEC §6
+/// lines) and, while a CLI is attached, to that CLI.
+pub(crate) struct RunLog {
+    file: Mutex<(LineWriter<File>, LogRenderer)>,
+    client: Option<mpsc::UnboundedSender<Response>>,
+}
+
+impl RunLog {
+    fn emit(&self, event: LogEvent) {
+        if let Ok(mut guard) = self.file.lock() {
+            let (file, renderer) = &mut *guard;
+            for line in renderer.render_plain(&event) {
+                let _ = writeln!(file, "{line}");
+            }
+        }
+        if let Some(client) = &self.client {
+            let _ = client.send(Response::Event(event));
+        }
+    }
+}
+
+impl LogSink for RunLog {
+    fn log(&self, level: Level, logger: &str, message: &str) {
+        self.emit(LogEvent::log(level, logger, message));
+    }
+
+    fn stage_line(&self, source: &str, line: &str) {
+        self.emit(LogEvent::Stage {
+            source: source.to_string(),
+            line: line.to_string(),
+        });
+    }
+}
+
+/// Refuses a second run of the same project in the same namespace, and
+/// records the project and commit of the run as soon as they are known.
+struct Hooks<'a> {
+    daemon: &'a Daemon,
+    run: i64,
+}
+
+impl RunHooks for Hooks<'_> {
+    fn planned(
+        &self,
+        plan: &WorkflowPlan,
+        _checkout: &bodywork_workflow::Checkout,
+    ) -> Result<(), String> {
+        let key = (plan.namespace.clone(), plan.project.clone());
+        {
+            let mut runs = self
+                .daemon
+                .runs
+                .lock()
+                .map_err(|_| "internal: run table unusable".to_string())?;
+            if let Some((other, _)) = runs
+                .iter()
+                .find(|(id, r)| **id != self.run && r.key.as_ref() == Some(&key))
+            {
+                return Err(format!(
+                    "a workflow of project {} is already running in namespace {} (run {other}); \
+                     wait for it to finish, or cancel it (Ctrl-C where it was started), then try again",
+                    plan.project, plan.namespace
+                ));
+            }
+            if let Some(me) = runs.get_mut(&self.run) {
+                me.key = Some(key);
+            }
+        }
+        self.daemon
+            .runtime
+            .with_store(|s| {
+                s.set_run_project(self.run, &plan.namespace, &plan.project, Some(&plan.commit))
+            })
+            .map_err(|e| e.to_string())
+    }
+}
+
+pub(super) async fn run_workflow(
+    daemon: Arc<Daemon>,
+    submission: WorkflowSubmission,
+    mut read: BufReader<OwnedReadHalf>,
+    mut write: OwnedWriteHalf,
+) {
+    let home = daemon.home().clone();
+    let new_run = NewRun {
+        namespace: submission.namespace.clone().unwrap_or_default(),
+        project: None,
+        repo: submission.repo.clone(),
+        branch: submission.branch.clone(),
+        commit: None,
+        trigger: "cli".into(),
+        // Renamed below once the run has its number.
+        log_path: home.root().join("logs").join("runs").join("pending.log"),
+    };
+    let run = match daemon.runtime.with_store(|s| s.insert_run(&new_run)) {
+        Ok(id) => id,
+        Err(e) => {
+            write_error(&mut write, e).await;
+            return;
+        }
+    };
+    let log_path = home.run_log(run);
+    let _ = daemon
+        .runtime
+        .with_store(|s| s.set_run_log_path(run, &log_path));
+    let file = match File::create(&log_path) {
+        Ok(f) => f,
+        Err(e) => {
+            let message = format!("cannot create the run log {}: {e}", log_path.display());
+            let _ = daemon
+                .runtime
+                .with_store(|s| s.finish_run(run, RunStatus::Failed, Some(&message)));
+            write_error(&mut write, message).await;
+            return;
+        }
+    };
+    let cancel = daemon.shutdown.child_token();
+    if let Ok(mut runs) = daemon.runs.lock() {
+        runs.insert(
+            run,
+            ActiveRun {
+                cancel: cancel.clone(),
+                key: None,
+            },
+        );
+    }
+
+    // Everything for the client goes through one channel, so frames keep their order.
+    let (tx, mut rx) = mpsc::unbounded_channel::<Response>();
+    let _ = tx.send(Response::RunStarted { run });
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            let last = matches!(frame, Response::End);
+            if write_frame(&mut write, &frame).await.is_err() || last {
+                break;
+            }
+        }
+    });
+    // The client cancels by saying so, or by going away (Ctrl-C).
+    let watcher = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            match read_frame::<_, Request>(&mut read).await {
+                Ok(Some(Request::Cancel)) | Ok(None) | Err(_) => cancel.cancel(),
+                Ok(Some(_)) => {}
+            }
+        })
+    };
+
+    let log_sink = Arc::new(RunLog {
+        file: Mutex::new((LineWriter::new(file), LogRenderer::default())),
+        client: Some(tx.clone()),
+    });
+    let log: Log = log_sink;
+    let request = WorkflowRequest {
+        run_id: run.to_string(),
+        repo: submission.repo,
+        branch: submission.branch,
+        namespace: submission.namespace,
+        ssh_key: submission.ssh_key.map(Into::into),
+        checkout_dir: home.checkout(run),
+    };
+    let hooks = Hooks {
+        daemon: &daemon,
+        run,
+    };
+    let result = controller(&daemon.runtime, &request, &hooks, &log, &cancel).await;
+    let (status, error) = match &result {
+        Ok(_) => (RunStatus::Succeeded, None),
+        Err(WorkflowError::Cancelled) => {
+            log.log(
+                Level::Warning,
+                "workflow",
+                "run cancelled; every stage process was stopped",
+            );
+            (RunStatus::Cancelled, Some("cancelled".to_string()))
+        }
+        Err(e) => (RunStatus::Failed, Some(e.to_string())),
+    };
+    if let Err(e) = daemon
+        .runtime
+        .with_store(|s| s.finish_run(run, status, error.as_deref()))
+    {
+        tracing::error!(target: "daemon", "cannot record the end of run {run}: {e}");
+    }
+    // Batch-only runs leave nothing behind; a run that deployed services
+    // keeps its checkout, which the services run from.
+    let deployed_services = result
+        .as_ref()
+        .is_ok_and(|r| !r.plan.service_names().is_empty());
+    if !deployed_services {
+        let _ = std::fs::remove_dir_all(&request.checkout_dir);
+    }
+    if let Ok(mut runs) = daemon.runs.lock() {
+        runs.remove(&run);
+    }
+    let _ = tx.send(Response::RunFinished {
+        run,
+        status: status.to_string(),
+        error,
+    });
+    let _ = tx.send(Response::End);
+    drop(tx);
+    drop(log);
+    watcher.abort();
+    let _ = writer.await;
+}
+
+/// Send a run's log; with `follow`, keep sending new lines until the run ends.
+pub(super) async fn stream_logs(
+    daemon: &Daemon,
+    namespace: &str,
+    run: i64,
+    follow: bool,
+    write: &mut OwnedWriteHalf,
+) {
+    let row = match daemon.runtime.with_store(|s| s.get_run(run)) {
+        Ok(Some(row)) if row.namespace == namespace => row,
+        Ok(_) => {
+            let message = format!(
+                "no workflow run {run} in namespace {namespace} (see `bodywork runs --namespace {namespace}`)"
+            );
+            write_error(write, message).await;
+            return;
+        }
+        Err(e) => {
+            write_error(write, e).await;
+            return;
+        }
+    };
+    let path = daemon.home().run_log(row.id);
+    let mut reader = match File::open(&path) {
+        Ok(f) => std::io::BufReader::new(f),
+        Err(e) => {
+            let message = format!(
+                "the log of run {run} is not available ({}: {e})",
+                path.display()
+            );
+            write_error(write, message).await;
+            return;
+        }
+    };
+    let mut line = String::new();
+    loop {
+        match reader.read_line(&mut line) {
+            Ok(0) => {
+                let active = daemon
+                    .runs
+                    .lock()
+                    .map(|r| r.contains_key(&run))
+                    .unwrap_or(false);
+                if !follow || !active {
+                    if !line.is_empty() {
+                        let _ = write_frame(
+                            write,
+                            &Response::LogLine {
+                                line: std::mem::take(&mut line),
+                            },
+                        )
+                        .await;
+                    }
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(_) if line.ends_with('\n') => {
+                let text = line.trim_end_matches('\n').to_string();
+                line.clear();
+                if write_frame(write, &Response::LogLine { line: text })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            // A partial last line: wait for the rest of it.
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => break,
+        }
+    }
+    let _ = write_frame(write, &Response::End).await;
+}

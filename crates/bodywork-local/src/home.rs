@@ -1,0 +1,88 @@
+//! The layout of `$BODYWORK_HOME` (default `~/.bodywork`): one place that
+//! names every file and directory the local runtime keeps.
+
+use std::path::{Path, PathBuf};
+
+/// Paths below the local runtime's home directory.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// `$BODYWORK_HOME`, else `~/.bodywork`.
+    pub fn from_env() -> Result<Home, String> {
+        if let Some(dir) = std::env::var_os("BODYWORK_HOME").filter(|v| !v.is_empty()) {
+            return Ok(Home::new(PathBuf::from(dir)));
+        }
+        match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+            Some(home) => Ok(Home::new(PathBuf::from(home).join(".bodywork"))),
+            None => Err(
+                "neither BODYWORK_HOME nor HOME is set; set BODYWORK_HOME to a directory".into(),
+            ),
+        }
+    }
+
+    pub fn new(root: PathBuf) -> Home {
+        // Relative homes would change meaning when the daemon changes directory.
+        let root = std::path::absolute(&root).unwrap_or(root);
+        Home { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.root.join("daemon.sock")
+    }
+
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("daemon.lock")
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.root.join("daemon.pid")
+    }
+
+    pub fn state_db(&self) -> PathBuf {
+        self.root.join("state.db")
+    }
+
+    pub fn daemon_log(&self) -> PathBuf {
+        self.root.join("logs").join("daemon.log")
+    }
+
+    pub fn run_log(&self, run_id: i64) -> PathBuf {
+        self.root
+            .join("logs")
+            .join("runs")
+            .join(format!("{run_id}.log"))
+    }
+
+    pub fn checkout(&self, run_id: i64) -> PathBuf {
+        self.root.join("checkouts").join(run_id.to_string())
+    }
+
+    pub fn tools(&self) -> PathBuf {
+        self.root.join("tools")
+    }
+
+    /// Create the home with permissions for the user only (SPEC §7).
+    pub fn create(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        for dir in [
+            self.root.clone(),
+            self.root.join("logs"),
+            self.root.join("logs").join("runs"),
+            self.root.join("checkouts"),
+            self.tools(),
+        ] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)?;
+        }
+        std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))
+    }
+}

@@ -1,0 +1,192 @@
+//! The messages between the CLI and the daemon, and their framing: one JSON
+//! document per line over the daemon's Unix socket.
+//!
+//! A connection carries one request. The daemon answers with one or more
+//! response frames; streaming requests (a workflow run, `logs -f`) end with
+//! a final frame. During a workflow the client may send `Cancel`.
+
+use std::collections::BTreeMap;
+
+use bodywork_runtime::{LogEvent, Secret, ServiceStatus};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+/// Bumped when a message changes incompatibly; the client and daemon refuse
+/// to talk across versions (the CLI then restarts the daemon).
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    Hello {
+        protocol: u32,
+    },
+    Status,
+    Shutdown,
+    SetupNamespace {
+        namespace: String,
+    },
+    SecretCreate {
+        namespace: String,
+        name: String,
+        data: BTreeMap<String, String>,
+    },
+    SecretDelete {
+        namespace: String,
+        name: String,
+    },
+    SecretList {
+        namespace: String,
+    },
+    RunWorkflow(WorkflowSubmission),
+    /// Sent on a workflow connection to cancel that run.
+    Cancel,
+    ListRuns {
+        namespace: Option<String>,
+        limit: u32,
+    },
+    RunLogs {
+        namespace: String,
+        run: i64,
+        follow: bool,
+    },
+    ServiceList {
+        namespace: String,
+    },
+    ServiceDelete {
+        namespace: String,
+        name: String,
+    },
+    EnvList,
+    EnvPrune,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkflowSubmission {
+    pub repo: String,
+    pub branch: Option<String>,
+    pub namespace: Option<String>,
+    pub ssh_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    Hello {
+        protocol: u32,
+        version: String,
+        pid: u32,
+    },
+    Ok,
+    /// Lines to print as they are (e.g. setup-namespace's `creating ...`).
+    Lines {
+        lines: Vec<String>,
+    },
+    Error {
+        message: String,
+    },
+    Status(DaemonStatus),
+    Secrets {
+        secrets: Vec<Secret>,
+    },
+    RunStarted {
+        run: i64,
+    },
+    Event(LogEvent),
+    /// A line of a stored log (logs of a finished run).
+    LogLine {
+        line: String,
+    },
+    RunFinished {
+        run: i64,
+        status: String,
+        error: Option<String>,
+    },
+    Runs {
+        runs: Vec<RunSummary>,
+    },
+    Services {
+        services: Vec<ServiceStatus>,
+    },
+    Envs {
+        envs: Vec<EnvSummary>,
+    },
+    /// The last frame of a stream.
+    End,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub pid: u32,
+    pub version: String,
+    pub home: String,
+    pub started: String,
+    pub active_runs: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub id: i64,
+    pub namespace: String,
+    pub project: Option<String>,
+    pub repo: String,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub trigger: String,
+    pub status: String,
+    pub error: Option<String>,
+    pub started: String,
+    pub finished: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvSummary {
+    pub key: String,
+    pub python: String,
+    pub requirements: Vec<String>,
+    pub size_bytes: u64,
+    pub created: String,
+    pub last_used: Option<String>,
+}
+
+/// Write one frame.
+pub async fn write_frame<W, T>(w: &mut W, msg: &T) -> std::io::Result<()>
+where
+    W: AsyncWriteExt + Unpin,
+    T: Serialize,
+{
+    let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    w.write_all(&line).await?;
+    w.flush().await
+}
+
+/// Write an `Error` frame; used where a request cannot go on. A client that
+/// has gone away is not an error worth reporting.
+pub async fn write_error<W>(w: &mut W, message: impl std::fmt::Display)
+where
+    W: AsyncWriteExt + Unpin,
+{
+    let _ = write_frame(
+        w,
+        &Response::Error {
+            message: message.to_string(),
+        },
+    )
+    .await;
+}
+
+/// Read one frame; `Ok(None)` at end of stream.
+pub async fn read_frame<R, T>(r: &mut R) -> std::io::Result<Option<T>>
+where
+    R: AsyncBufReadExt + Unpin,
+    T: for<'de> Deserialize<'de>,
+{
+    let mut line = String::new();
+    if r.read_line(&mut line).await? == 0 {
+        return Ok(None);
+    }
+    serde_json::from_str(&line).map(Some).map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad message: {e}"))
+    })
+}

@@ -1,0 +1,635 @@
+//! [`EnvCache`]: the directory of environments under `$BODYWORK_HOME/envs`,
+//! its per-key locks, and the `ensure` / `list` / `prune` operations.
+//!
+//! This module decides when an environment is reused, rebuilt, waited for or
+//! removed (see the crate docs for the on-disk protocol). It must not parse
+//! requirements (see `requirements`) or know tool command lines (see
+//! `installer`), and it never deletes a directory whose name is not an
+//! environment key.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::{self, File, TryLockError};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::installer::{self, Installer, InstallerPreference};
+use crate::marker::{self, Marker};
+use crate::probe::{self, Interpreter};
+use crate::requirements::{env_key, is_env_key, normalise_requirements};
+use crate::{Env, EnvError, EnvEvent, EnvInfo, EnvRequest};
+
+/// Interpreter used when a request names none.
+const DEFAULT_PYTHON: &str = "python3";
+
+/// Directory (inside the envs root) holding one lock file per key.
+const LOCKS_DIR: &str = ".locks";
+
+/// Requirements as handed to the installer, kept in the environment.
+const REQUIREMENTS_FILE: &str = "bodywork-requirements.txt";
+
+/// After a failed uv bootstrap, use pip for this long before trying again.
+const BOOTSTRAP_RETRY: Duration = Duration::from_secs(600);
+
+/// Cached Python environments, one per (interpreter, requirements) pair.
+///
+/// Cheap to share between threads (`&EnvCache` is `Sync`); several
+/// processes may use the same home at once.
+#[derive(Debug)]
+pub struct EnvCache {
+    root: PathBuf,
+    tools_dir: PathBuf,
+    uv_cache_dir: PathBuf,
+    preference: Result<InstallerPreference, String>,
+    probes: Mutex<HashMap<PathBuf, Arc<Interpreter>>>,
+    uv: Mutex<Option<UvLookup>>,
+    /// Where to look for uv; `None` reads `PATH` at lookup time. Only
+    /// tests change it.
+    uv_search_path: Option<OsString>,
+}
+
+#[derive(Debug, Clone)]
+enum UvLookup {
+    Found(PathBuf),
+    Unavailable { reason: String, at: Instant },
+}
+
+impl EnvCache {
+    /// A cache in `home` (`$BODYWORK_HOME`): environments in `home/envs`,
+    /// bootstrapped tools in `home/tools`, uv's cache in `home/cache/uv`.
+    /// The installer preference comes from `BODYWORK_PYENV_INSTALLER`.
+    /// Nothing is created until it is needed.
+    pub fn new(home: &Path) -> Self {
+        EnvCache {
+            root: home.join("envs"),
+            tools_dir: home.join("tools"),
+            uv_cache_dir: home.join("cache").join("uv"),
+            preference: InstallerPreference::from_env(),
+            probes: Mutex::new(HashMap::new()),
+            uv: Mutex::new(None),
+            uv_search_path: None,
+        }
+    }
+
+    /// Use this installer preference instead of `BODYWORK_PYENV_INSTALLER`.
+    pub fn with_installer(mut self, preference: InstallerPreference) -> Self {
+        self.preference = Ok(preference);
+        self
+    }
+
+    /// Keep bootstrapped tools (uv) in `dir` instead of `home/tools`.
+    pub fn with_tools_dir(mut self, dir: &Path) -> Self {
+        self.tools_dir = dir.to_owned();
+        self
+    }
+
+    /// Use `dir` as uv's package cache instead of `home/cache/uv`.
+    pub fn with_uv_cache_dir(mut self, dir: &Path) -> Self {
+        self.uv_cache_dir = dir.to_owned();
+        self
+    }
+
+    /// The directory holding the environments (`home/envs`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Return a ready environment for `req`, building it if needed.
+    ///
+    /// Warm path (environment complete): no subprocess apart from the
+    /// interpreter probe, which runs once per interpreter per `EnvCache`.
+    /// Concurrent calls for the same environment, from threads or
+    /// processes, share one build; the others report
+    /// [`EnvEvent::WaitingForOtherBuild`] and then reuse it.
+    pub fn ensure(
+        &self,
+        req: &EnvRequest,
+        progress: &mut dyn FnMut(EnvEvent),
+    ) -> Result<Env, EnvError> {
+        let started = Instant::now();
+        progress(EnvEvent::Resolving);
+        let preference = self
+            .preference
+            .clone()
+            .map_err(EnvError::InvalidInstallerChoice)?;
+        let interpreter = self.interpreter(req.python.as_deref())?;
+        let requirements = normalise_requirements(&req.requirements);
+        let key = env_key(&interpreter.identity(), &requirements);
+        let dir = self.root.join(&key);
+
+        if let Some(marker) = marker::read(&dir, &key) {
+            return Ok(self.reuse(dir, marker, started, progress));
+        }
+
+        let lock = self.lock_key(&key, progress)?;
+        // Someone else may have finished it while we waited for the lock.
+        if let Some(marker) = marker::read(&dir, &key) {
+            drop(lock);
+            return Ok(self.reuse(dir, marker, started, progress));
+        }
+        let marker = self.build(
+            &key,
+            &dir,
+            &interpreter,
+            &requirements,
+            preference,
+            progress,
+        )?;
+        drop(lock);
+        tracing::info!(key, dir = %dir.display(), elapsed = ?started.elapsed(), "built Python environment");
+        progress(EnvEvent::Done {
+            reused: false,
+            elapsed: started.elapsed(),
+        });
+        Ok(env_from(dir, &marker, false))
+    }
+
+    /// Every complete environment, oldest first. Half-built directories are
+    /// not listed.
+    pub fn list(&self) -> Result<Vec<EnvInfo>, EnvError> {
+        let mut infos: Vec<EnvInfo> = self
+            .entries()?
+            .into_iter()
+            .filter_map(|(key, dir)| marker::read(&dir, &key).map(|m| info(dir, &m)))
+            .collect();
+        infos.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.key.cmp(&b.key)));
+        Ok(infos)
+    }
+
+    /// Remove every complete environment for which `keep` returns false, and
+    /// every half-built leftover; return the complete environments removed.
+    ///
+    /// Environments being built right now (their key is locked) are left
+    /// alone. Removing an environment that a running stage still uses is the
+    /// caller's business: decide it in `keep`.
+    pub fn prune(&self, keep: &dyn Fn(&EnvInfo) -> bool) -> Result<Vec<EnvInfo>, EnvError> {
+        let mut removed = Vec::new();
+        for (key, dir) in self.entries()? {
+            let candidate = marker::read(&dir, &key).map(|m| info(dir.clone(), &m));
+            if candidate.as_ref().is_some_and(keep) {
+                continue;
+            }
+            let Some(_lock) = self.try_lock_key(&key)? else {
+                tracing::debug!(key, "environment is being built; not pruning it");
+                continue;
+            };
+            // Re-read under the lock: a leftover may have been completed.
+            let now = marker::read(&dir, &key).map(|m| info(dir.clone(), &m));
+            if now.is_some() && candidate.is_none() {
+                continue;
+            }
+            remove_env_dir(&dir)?;
+            removed.extend(now);
+        }
+        Ok(removed)
+    }
+
+    fn reuse(
+        &self,
+        dir: PathBuf,
+        marker: Marker,
+        started: Instant,
+        progress: &mut dyn FnMut(EnvEvent),
+    ) -> Env {
+        marker::touch(&dir);
+        progress(EnvEvent::Done {
+            reused: true,
+            elapsed: started.elapsed(),
+        });
+        env_from(dir, &marker, true)
+    }
+
+    /// Build the environment at `dir` while holding its key's lock. Anything
+    /// already there has no marker, so it is a leftover and is wiped first.
+    fn build(
+        &self,
+        key: &str,
+        dir: &Path,
+        interpreter: &Interpreter,
+        requirements: &[String],
+        preference: InstallerPreference,
+        progress: &mut dyn FnMut(EnvEvent),
+    ) -> Result<Marker, EnvError> {
+        if fs::symlink_metadata(dir).is_ok() {
+            tracing::info!(dir = %dir.display(), "removing half-built environment");
+            remove_env_dir(dir)?;
+        }
+        let installer = self.installer(preference, interpreter, progress)?;
+        progress(EnvEvent::UsingTool(installer.describe()));
+        let built = self.fill(key, dir, interpreter, requirements, &installer, progress);
+        if built.is_err() {
+            // Never leave garbage behind; without a marker it would not be
+            // reused anyway.
+            let _ = fs::remove_dir_all(dir);
+        }
+        built
+    }
+
+    fn fill(
+        &self,
+        key: &str,
+        dir: &Path,
+        interpreter: &Interpreter,
+        requirements: &[String],
+        installer: &Installer,
+        progress: &mut dyn FnMut(EnvEvent),
+    ) -> Result<Marker, EnvError> {
+        let mut on_line = |line: &str| {
+            if !line.is_empty() {
+                progress(EnvEvent::Installing {
+                    line: line.to_owned(),
+                });
+            }
+        };
+        installer.create_venv(
+            &interpreter.executable,
+            dir,
+            !requirements.is_empty(),
+            &self.uv_cache_dir,
+            &mut on_line,
+        )?;
+        if !requirements.is_empty() {
+            let file = dir.join(REQUIREMENTS_FILE);
+            let mut contents = requirements.join("\n");
+            contents.push('\n');
+            fs::write(&file, contents).map_err(|e| EnvError::io("write", &file, e))?;
+            installer.install(dir, &file, requirements, &self.uv_cache_dir, &mut on_line)?;
+        }
+        let site_packages = installer::verify_env(dir)?;
+        let marker = Marker::new(
+            key,
+            &interpreter.executable,
+            &interpreter.version_triple,
+            requirements,
+            installer.name(),
+            &site_packages,
+        );
+        // The last step: from here on the environment is reusable.
+        marker::write(dir, &marker).map_err(|e| EnvError::io("write the marker in", dir, e))?;
+        Ok(marker)
+    }
+
+    /// The installer for one build, finding or bootstrapping uv once.
+    fn installer(
+        &self,
+        preference: InstallerPreference,
+        interpreter: &Interpreter,
+        progress: &mut dyn FnMut(EnvEvent),
+    ) -> Result<Installer, EnvError> {
+        if preference == InstallerPreference::Pip {
+            return Ok(Installer::Pip);
+        }
+        let mut slot = lock_ignoring_poison(&self.uv);
+        let stale = match &*slot {
+            None => true,
+            Some(UvLookup::Unavailable { at, .. }) => at.elapsed() > BOOTSTRAP_RETRY,
+            Some(UvLookup::Found(path)) => !path.exists(),
+        };
+        if stale {
+            let search_path = self
+                .uv_search_path
+                .clone()
+                .or_else(|| std::env::var_os("PATH"));
+            let lookup = match installer::find_uv(search_path.as_deref(), &self.tools_dir) {
+                Some(path) => UvLookup::Found(path),
+                None => {
+                    progress(EnvEvent::Installing {
+                        line: "uv not found; installing it from PyPI (once)".to_owned(),
+                    });
+                    let mut on_line = |line: &str| {
+                        if !line.is_empty() {
+                            progress(EnvEvent::Installing {
+                                line: line.to_owned(),
+                            });
+                        }
+                    };
+                    match installer::bootstrap_uv(
+                        &interpreter.executable,
+                        &self.tools_dir,
+                        &mut on_line,
+                    ) {
+                        Ok(path) => UvLookup::Found(path),
+                        Err(reason) => UvLookup::Unavailable {
+                            reason,
+                            at: Instant::now(),
+                        },
+                    }
+                }
+            };
+            *slot = Some(lookup);
+        }
+        match slot.clone() {
+            Some(UvLookup::Found(path)) => Ok(Installer::Uv(path)),
+            Some(UvLookup::Unavailable { reason, .. }) if preference == InstallerPreference::Uv => {
+                Err(EnvError::InstallerUnavailable { reason })
+            }
+            Some(UvLookup::Unavailable { reason, .. }) => {
+                tracing::warn!(%reason, "uv is unavailable; using python -m venv + pip");
+                Ok(Installer::Pip)
+            }
+            None => Ok(Installer::Pip),
+        }
+    }
+
+    /// The probed interpreter, from memory after the first call.
+    fn interpreter(&self, python: Option<&Path>) -> Result<Arc<Interpreter>, EnvError> {
+        let requested = python.unwrap_or(Path::new(DEFAULT_PYTHON)).to_owned();
+        if let Some(found) = lock_ignoring_poison(&self.probes).get(&requested) {
+            return Ok(Arc::clone(found));
+        }
+        // Probe without holding the lock; a concurrent duplicate probe is
+        // harmless.
+        let probed = Arc::new(probe::probe(&requested)?);
+        lock_ignoring_poison(&self.probes).insert(requested, Arc::clone(&probed));
+        Ok(probed)
+    }
+
+    fn lock_path(&self, key: &str) -> Result<PathBuf, EnvError> {
+        let dir = self.root.join(LOCKS_DIR);
+        fs::create_dir_all(&dir).map_err(|e| EnvError::io("create directory", &dir, e))?;
+        Ok(dir.join(format!("{key}.lock")))
+    }
+
+    fn open_lock(&self, key: &str) -> Result<(File, PathBuf), EnvError> {
+        let path = self.lock_path(key)?;
+        // Lock files are never deleted: deleting one while another process
+        // waits on it would let two builders in at once.
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| EnvError::io("open lock file", &path, e))?;
+        Ok((file, path))
+    }
+
+    /// Exclusive lock on `key`, waiting (and saying so) if it is held.
+    fn lock_key(&self, key: &str, progress: &mut dyn FnMut(EnvEvent)) -> Result<File, EnvError> {
+        let (file, path) = self.open_lock(key)?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(TryLockError::WouldBlock) => {
+                progress(EnvEvent::WaitingForOtherBuild);
+                file.lock().map_err(|e| EnvError::io("lock", &path, e))?;
+                Ok(file)
+            }
+            Err(TryLockError::Error(e)) => Err(EnvError::io("lock", &path, e)),
+        }
+    }
+
+    /// Exclusive lock on `key` if nobody holds it.
+    fn try_lock_key(&self, key: &str) -> Result<Option<File>, EnvError> {
+        let (file, path) = self.open_lock(key)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(e)) => Err(EnvError::io("lock", &path, e)),
+        }
+    }
+
+    /// `(key, dir)` of every key-named directory in the root.
+    fn entries(&self) -> Result<Vec<(String, PathBuf)>, EnvError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(EnvError::io("read directory", &self.root, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| EnvError::io("read directory", &self.root, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_env_key(&name) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push((name, entry.path()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Remove an environment directory, marker first, so that a reader never
+/// sees a marker in a directory that is being emptied.
+fn remove_env_dir(dir: &Path) -> Result<(), EnvError> {
+    match fs::remove_file(dir.join(marker::MARKER_FILE)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(EnvError::io("remove", dir.join(marker::MARKER_FILE), e)),
+    }
+    let removed = if fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        fs::remove_dir_all(dir)
+    } else {
+        fs::remove_file(dir)
+    };
+    match removed {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(EnvError::io("remove", dir, e)),
+    }
+}
+
+fn env_from(dir: PathBuf, marker: &Marker, reused: bool) -> Env {
+    Env {
+        key: marker.key.clone(),
+        python: installer::env_python(&dir),
+        site_packages: dir.join(&marker.site_packages),
+        dir,
+        reused,
+    }
+}
+
+fn info(dir: PathBuf, marker: &Marker) -> EnvInfo {
+    let created = marker.created();
+    EnvInfo {
+        key: marker.key.clone(),
+        python: marker.python.clone(),
+        python_version: marker.python_version.clone(),
+        requirements: marker.requirements.clone(),
+        installer: marker.installer.clone(),
+        size_bytes: dir_size(&dir),
+        created,
+        last_used: marker::last_used(&dir).unwrap_or(created),
+        dir,
+    }
+}
+
+/// Apparent size of the files under `dir` (symlinks not followed; files
+/// hard-linked from uv's cache are counted in full).
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![dir.to_owned()];
+    while let Some(next) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&next) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.metadata() {
+                Ok(meta) if meta.is_dir() => pending.push(entry.path()),
+                Ok(meta) => total += meta.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+fn lock_ignoring_poison<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_only_lists_key_named_directories() {
+        let home = tempfile::tempdir().unwrap();
+        let cache = EnvCache::new(home.path());
+        assert!(cache.entries().unwrap().is_empty(), "missing root is empty");
+        fs::create_dir_all(cache.root().join("0123456789abcdef")).unwrap();
+        fs::create_dir_all(cache.root().join("not-an-env")).unwrap();
+        fs::create_dir_all(cache.root().join(LOCKS_DIR)).unwrap();
+        fs::write(cache.root().join("fedcba9876543210"), "a file").unwrap();
+        let keys: Vec<String> = cache
+            .entries()
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, vec!["0123456789abcdef"]);
+    }
+
+    #[test]
+    fn prune_removes_leftovers_but_not_foreign_directories() {
+        let home = tempfile::tempdir().unwrap();
+        let cache = EnvCache::new(home.path());
+        let leftover = cache.root().join("0123456789abcdef");
+        fs::create_dir_all(leftover.join("lib")).unwrap();
+        let foreign = cache.root().join("keep-me");
+        fs::create_dir_all(&foreign).unwrap();
+        let removed = cache.prune(&|_| true).unwrap();
+        assert!(
+            removed.is_empty(),
+            "leftovers are not reported as environments"
+        );
+        assert!(!leftover.exists());
+        assert!(foreign.exists());
+    }
+
+    #[test]
+    fn prune_skips_environments_being_built() {
+        let home = tempfile::tempdir().unwrap();
+        let cache = EnvCache::new(home.path());
+        let building = cache.root().join("0123456789abcdef");
+        fs::create_dir_all(&building).unwrap();
+        let held = cache.try_lock_key("0123456789abcdef").unwrap();
+        assert!(held.is_some());
+        cache.prune(&|_| false).unwrap();
+        assert!(building.exists(), "a locked key is being built");
+        drop(held);
+        cache.prune(&|_| false).unwrap();
+        assert!(!building.exists());
+    }
+
+    #[test]
+    fn prune_and_list_see_complete_environments() {
+        let home = tempfile::tempdir().unwrap();
+        let cache = EnvCache::new(home.path());
+        let dir = cache.root().join("0123456789abcdef");
+        fs::create_dir_all(dir.join("lib/python3.11/site-packages")).unwrap();
+        fs::write(dir.join("lib/python3.11/site-packages/x.py"), "0123456789").unwrap();
+        let marker = Marker::new(
+            "0123456789abcdef",
+            Path::new("/usr/bin/python3.11"),
+            "3.11.7",
+            &["six".to_string()],
+            "uv",
+            Path::new("lib/python3.11/site-packages"),
+        );
+        marker::write(&dir, &marker).unwrap();
+
+        let listed = cache.list().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].requirements, vec!["six"]);
+        assert_eq!(listed[0].python_version, "3.11.7");
+        assert!(listed[0].size_bytes >= 10);
+
+        assert!(
+            cache
+                .prune(&|e| e.requirements == ["six"])
+                .unwrap()
+                .is_empty()
+        );
+        assert!(dir.exists());
+        let removed = cache.prune(&|_| false).unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].key, "0123456789abcdef");
+        assert!(!dir.exists());
+        assert!(cache.list().unwrap().is_empty());
+    }
+
+    fn no_python() -> Interpreter {
+        Interpreter {
+            version: "3.11.7".to_owned(),
+            executable: PathBuf::from("/nonexistent/bodywork-python3"),
+            version_triple: "3.11.7".to_owned(),
+        }
+    }
+
+    #[test]
+    fn failed_uv_bootstrap_falls_back_to_pip_unless_uv_is_forced() {
+        let home = tempfile::tempdir().unwrap();
+        let mut cache = EnvCache::new(home.path());
+        cache.uv_search_path = Some(OsString::new());
+        let mut events = Vec::new();
+        let chosen = cache
+            .installer(InstallerPreference::Auto, &no_python(), &mut |e| {
+                events.push(e)
+            })
+            .unwrap();
+        assert_eq!(chosen, Installer::Pip);
+        assert!(
+            events.iter().any(|e| matches!(e, EnvEvent::Installing { line } if line.contains("installing it from PyPI"))),
+            "{events:?}"
+        );
+        // The failure is remembered: no second bootstrap attempt.
+        let mut again = Vec::new();
+        cache
+            .installer(InstallerPreference::Auto, &no_python(), &mut |e| {
+                again.push(e)
+            })
+            .unwrap();
+        assert!(again.is_empty(), "{again:?}");
+
+        let err = cache
+            .installer(InstallerPreference::Uv, &no_python(), &mut |_| {})
+            .unwrap_err();
+        assert!(
+            matches!(err, EnvError::InstallerUnavailable { .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("/nonexistent/bodywork-python3"),
+            "{err}"
+        );
+        assert_eq!(
+            cache
+                .installer(InstallerPreference::Pip, &no_python(), &mut |_| {})
+                .unwrap(),
+            Installer::Pip
+        );
+    }
+
+    #[test]
+    fn invalid_installer_choice_fails_ensure() {
+        let home = tempfile::tempdir().unwrap();
+        let mut cache = EnvCache::new(home.path());
+        cache.preference = Err("conda".to_owned());
+        let err = cache
+            .ensure(&EnvRequest::default(), &mut |_| {})
+            .unwrap_err();
+        assert!(matches!(err, EnvError::InvalidInstallerChoice(ref v) if v == "conda"));
+    }
+}

@@ -1,0 +1,423 @@
+//! The two ways to fill an environment — uv, or `python -m venv` + pip —
+//! plus finding uv (on `PATH` or in the tools dir) and bootstrapping it from
+//! PyPI once.
+//!
+//! This module runs tools and turns their failures into [`EnvError`]s that
+//! quote the tool's own lines. It must not decide where environments live,
+//! when they are reused or which installer a build uses (the cache decides).
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::EnvError;
+use crate::process::{Finished, run_streaming};
+
+/// Environment variable that forces an installer: `uv` or `pip`.
+pub const INSTALLER_ENV: &str = "BODYWORK_PYENV_INSTALLER";
+
+/// Which installer builds environments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InstallerPreference {
+    /// uv when it is on `PATH` or can be bootstrapped, else venv + pip.
+    #[default]
+    Auto,
+    /// uv only; fail if it is unavailable.
+    Uv,
+    /// `python -m venv` + pip only.
+    Pip,
+}
+
+impl InstallerPreference {
+    /// Parse a `BODYWORK_PYENV_INSTALLER` value (`uv`, `pip`, `auto` or
+    /// empty; case-insensitive).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Some(Self::Auto),
+            "uv" => Some(Self::Uv),
+            "pip" => Some(Self::Pip),
+            _ => None,
+        }
+    }
+
+    /// The preference from `BODYWORK_PYENV_INSTALLER`, or the offending value.
+    pub(crate) fn from_env() -> Result<Self, String> {
+        match std::env::var(INSTALLER_ENV) {
+            Ok(value) => Self::parse(&value).ok_or(value),
+            Err(_) => Ok(Self::Auto),
+        }
+    }
+}
+
+/// The installer chosen for one build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Installer {
+    /// uv at this path.
+    Uv(PathBuf),
+    /// The stdlib `venv` module and pip.
+    Pip,
+}
+
+impl Installer {
+    /// Short name used in markers and errors.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Installer::Uv(_) => "uv",
+            Installer::Pip => "pip",
+        }
+    }
+
+    /// What [`crate::EnvEvent::UsingTool`] shows.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Installer::Uv(path) => format!("uv ({})", path.display()),
+            Installer::Pip => "python -m venv + pip".to_owned(),
+        }
+    }
+
+    /// Create a bare virtual environment at `dir` (which must not exist)
+    /// from `base_python`. pip is only seeded when `with_pip` (pip installs
+    /// use the environment's own pip; uv needs none).
+    pub(crate) fn create_venv(
+        &self,
+        base_python: &Path,
+        dir: &Path,
+        with_pip: bool,
+        uv_cache: &Path,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<(), EnvError> {
+        let (mut cmd, tool) = match self {
+            Installer::Uv(uv) => {
+                let mut cmd = uv_command(uv, uv_cache, dir);
+                cmd.arg("venv").arg("--python").arg(base_python).arg(dir);
+                (cmd, "uv")
+            }
+            Installer::Pip => {
+                let mut cmd = pip_command(base_python, dir);
+                cmd.args(["-m", "venv"]);
+                if !with_pip {
+                    cmd.arg("--without-pip");
+                }
+                cmd.arg(dir);
+                (cmd, "python -m venv")
+            }
+        };
+        let finished = run(&mut cmd, tool, on_line)?;
+        if finished.status.success() {
+            return Ok(());
+        }
+        Err(EnvError::CreateVenv {
+            dir: dir.to_owned(),
+            installer: tool.to_owned(),
+            lines: finished.error_lines(),
+        })
+    }
+
+    /// Install `requirements` (already written to `requirements_file`) into
+    /// the environment at `dir`.
+    pub(crate) fn install(
+        &self,
+        dir: &Path,
+        requirements_file: &Path,
+        requirements: &[String],
+        uv_cache: &Path,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<(), EnvError> {
+        let python = env_python(dir);
+        let mut cmd = match self {
+            Installer::Uv(uv) => {
+                let mut cmd = uv_command(uv, uv_cache, dir);
+                cmd.args(["pip", "install", "--python"]).arg(&python);
+                cmd
+            }
+            Installer::Pip => {
+                let mut cmd = pip_command(&python, dir);
+                cmd.args(["-m", "pip", "install", "--no-color"]);
+                cmd
+            }
+        };
+        cmd.arg("-r").arg(requirements_file);
+        let finished = run(&mut cmd, self.name(), on_line)?;
+        if finished.status.success() {
+            return Ok(());
+        }
+        let mut lines = finished.error_lines();
+        // uv's "Using Python 3.x environment at: ..." preamble explains nothing.
+        lines.retain(|line| !line.starts_with("Using "));
+        Err(EnvError::Install {
+            requirements: requirements.to_vec(),
+            installer: self.name().to_owned(),
+            lines,
+        })
+    }
+}
+
+/// `dir/bin/python`: the interpreter of the environment at `dir`.
+pub(crate) fn env_python(dir: &Path) -> PathBuf {
+    dir.join("bin").join("python")
+}
+
+/// Check that the environment's interpreter runs and lives in `dir`, and
+/// return its `site-packages` relative to `dir`.
+pub(crate) fn verify_env(dir: &Path) -> Result<PathBuf, EnvError> {
+    let python = env_python(dir);
+    let broken = |detail: String| EnvError::Broken {
+        dir: dir.to_owned(),
+        detail,
+    };
+    let output = Command::new(&python)
+        .args([
+            "-I",
+            "-c",
+            "import site, sys\nprint(sys.prefix)\nfor p in site.getsitepackages(): print(p)",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|err| broken(format!("cannot run {}: {err}", python.display())))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+        return Err(broken(format!(
+            "{} exited with {}: {}",
+            python.display(),
+            output.status,
+            last.unwrap_or("no error output").trim()
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines = stdout.lines().map(str::trim);
+    let canonical_dir = fs::canonicalize(dir).map_err(|e| broken(e.to_string()))?;
+    let prefix = lines.next().map(PathBuf::from).unwrap_or_default();
+    if fs::canonicalize(&prefix).ok().as_deref() != Some(canonical_dir.as_path()) {
+        return Err(broken(format!(
+            "its sys.prefix is {}, not the environment",
+            prefix.display()
+        )));
+    }
+    lines
+        .filter_map(|p| fs::canonicalize(p).ok())
+        .find_map(|p| p.strip_prefix(&canonical_dir).ok().map(Path::to_path_buf))
+        .ok_or_else(|| broken("it has no site-packages directory".to_owned()))
+}
+
+/// uv in one of the directories of `search_path` (a `PATH`-style list),
+/// else the copy bootstrapped into `tools_dir`.
+pub(crate) fn find_uv(search_path: Option<&OsStr>, tools_dir: &Path) -> Option<PathBuf> {
+    let on_path = search_path.and_then(|paths| {
+        std::env::split_paths(paths)
+            .map(|dir| dir.join("uv"))
+            .find(|candidate| is_executable(candidate))
+    });
+    on_path.or_else(|| {
+        let bootstrapped = bootstrapped_uv(tools_dir);
+        is_executable(&bootstrapped).then_some(bootstrapped)
+    })
+}
+
+/// Where [`bootstrap_uv`] puts uv.
+fn bootstrapped_uv(tools_dir: &Path) -> PathBuf {
+    tools_dir.join("uv-pkg").join("bin").join("uv")
+}
+
+/// Install uv from PyPI into `tools_dir/uv-pkg` with `python -m pip
+/// install --target`, once: under an exclusive lock (other processes wait
+/// and then find it), into a temporary directory renamed into place.
+pub(crate) fn bootstrap_uv(
+    python: &Path,
+    tools_dir: &Path,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<PathBuf, String> {
+    fs::create_dir_all(tools_dir)
+        .map_err(|e| format!("cannot create {}: {e}", tools_dir.display()))?;
+    let lock_path = tools_dir.join(".uv-bootstrap.lock");
+    let lock = fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+    lock.lock()
+        .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+
+    let installed = bootstrapped_uv(tools_dir);
+    if is_executable(&installed) {
+        return Ok(installed);
+    }
+    // Leftovers of bootstraps that died half-way (we hold the lock).
+    if let Ok(entries) = fs::read_dir(tools_dir) {
+        for entry in entries.flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".uv-pkg-tmp-")
+            {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let tmp = tools_dir.join(format!(".uv-pkg-tmp-{}", std::process::id()));
+    let result = install_uv_into(python, &tmp, on_line).and_then(|()| {
+        let final_dir = tools_dir.join("uv-pkg");
+        if final_dir.exists() {
+            fs::remove_dir_all(&final_dir)
+                .map_err(|e| format!("cannot remove {}: {e}", final_dir.display()))?;
+        }
+        fs::rename(&tmp, &final_dir)
+            .map_err(|e| format!("cannot move uv into {}: {e}", final_dir.display()))
+    });
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result.map(|()| installed)
+}
+
+fn install_uv_into(
+    python: &Path,
+    target: &Path,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    let mut cmd = pip_command(python, target);
+    cmd.args(["-m", "pip", "install", "--quiet", "--no-color", "--target"])
+        .arg(target)
+        .arg("uv");
+    let finished = run_streaming(&mut cmd, on_line)
+        .map_err(|e| format!("cannot run {} -m pip: {e}", python.display()))?;
+    if !finished.status.success() {
+        let lines = finished.error_lines();
+        let last = lines
+            .last()
+            .map(String::as_str)
+            .unwrap_or("no error output");
+        return Err(format!(
+            "`{} -m pip install uv` failed: {last}",
+            python.display()
+        ));
+    }
+    let uv = target.join("bin").join("uv");
+    let works = Command::new(&uv)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if works {
+        Ok(())
+    } else {
+        Err(format!(
+            "the uv package from PyPI did not provide a working {}",
+            uv.display()
+        ))
+    }
+}
+
+fn run(cmd: &mut Command, tool: &str, on_line: &mut dyn FnMut(&str)) -> Result<Finished, EnvError> {
+    let program = PathBuf::from(cmd.get_program());
+    run_streaming(cmd, on_line).map_err(|err| EnvError::Io {
+        action: if tool == "uv" { "run uv" } else { "run Python" },
+        path: program,
+        source: err,
+    })
+}
+
+/// A uv command: its cache in the bodywork home, plain output, no Python
+/// downloads, run from the environments directory so no project or
+/// `uv.toml` in the daemon's working directory applies.
+fn uv_command(uv: &Path, uv_cache: &Path, env_dir: &Path) -> Command {
+    let mut cmd = Command::new(uv);
+    cmd.env("UV_CACHE_DIR", uv_cache)
+        .env("NO_COLOR", "1")
+        .env("UV_NO_PROGRESS", "1")
+        .env("UV_PYTHON_DOWNLOADS", "never")
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("PYTHONPATH")
+        .env_remove("PYTHONHOME");
+    if let Some(parent) = env_dir.parent() {
+        cmd.current_dir(parent);
+    }
+    cmd
+}
+
+/// A Python/pip command with pip's chatter about versions and root off,
+/// run from the parent of `work_dir` (the directory being built).
+fn pip_command(python: &Path, work_dir: &Path) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        .env("PIP_NO_INPUT", "1")
+        .env("PIP_ROOT_USER_ACTION", "ignore")
+        .env_remove("VIRTUAL_ENV")
+        .env_remove("PYTHONPATH")
+        .env_remove("PYTHONHOME");
+    if let Some(parent) = work_dir.parent() {
+        cmd.current_dir(parent);
+    }
+    cmd
+}
+
+#[cfg(unix)]
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+fn is_executable(path: &Path) -> bool {
+    path.is_file()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_installer_preferences() {
+        assert_eq!(
+            InstallerPreference::parse("uv"),
+            Some(InstallerPreference::Uv)
+        );
+        assert_eq!(
+            InstallerPreference::parse(" PIP "),
+            Some(InstallerPreference::Pip)
+        );
+        assert_eq!(
+            InstallerPreference::parse(""),
+            Some(InstallerPreference::Auto)
+        );
+        assert_eq!(
+            InstallerPreference::parse("auto"),
+            Some(InstallerPreference::Auto)
+        );
+        assert_eq!(InstallerPreference::parse("conda"), None);
+    }
+
+    #[test]
+    fn finds_a_bootstrapped_uv_in_the_tools_dir() {
+        let tools = tempfile::tempdir().unwrap();
+        let uv = bootstrapped_uv(tools.path());
+        fs::create_dir_all(uv.parent().unwrap()).unwrap();
+        fs::write(&uv, "#!/bin/sh\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&uv, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        assert_eq!(find_uv(None, tools.path()), Some(uv.clone()));
+        // uv on the search path wins.
+        let bin = tempfile::tempdir().unwrap();
+        let on_path = bin.path().join("uv");
+        fs::copy(&uv, &on_path).unwrap();
+        let search = std::env::join_paths(["/nonexistent", bin.path().to_str().unwrap()]).unwrap();
+        assert_eq!(find_uv(Some(&search), tools.path()), Some(on_path));
+        assert_eq!(find_uv(None, bin.path()), None);
+    }
+
+    #[test]
+    fn non_executable_files_are_not_tools() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("uv");
+        fs::write(&file, "").unwrap();
+        #[cfg(unix)]
+        assert!(!is_executable(&file));
+        assert!(!is_executable(&dir.path().join("missing")));
+        assert!(!is_executable(dir.path()));
+    }
+}

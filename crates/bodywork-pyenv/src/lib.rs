@@ -1,0 +1,138 @@
+//! Cached Python environments for stages: one virtual environment per
+//! distinct (interpreter, normalised requirements) pair under
+//! `$BODYWORK_HOME/envs/<key>`, built with uv when available (found on
+//! `PATH` or bootstrapped once from PyPI into `$BODYWORK_HOME/tools`), else
+//! with `python -m venv` + pip. Synchronous, plain std: call it from a
+//! blocking thread. It owns environments only; it must not run stages or
+//! know about projects, and it never talks to anything but the installer.
+//!
+//! # Key
+//! `key` = the first 16 hex characters of SHA-256 over the interpreter's
+//! identity (`sys.version` + real path of `sys.executable`, probed once per
+//! interpreter per [`EnvCache`]) and the normalised requirements
+//! ([`normalise_requirements`]), so the same requirements in another order,
+//! case or spacing share one environment.
+//!
+//! # On-disk protocol (why environments are built in place)
+//! Virtual environments contain absolute paths: the `activate` scripts and
+//! the shebangs of every console script that pip/uv install (`gunicorn`,
+//! `flask`, ...). Building in `envs/.tmp-…` and renaming would leave those
+//! pointing at the temporary directory. (`bin/python` itself would survive
+//! the move, as `pyvenv.cfg` is location-independent and `sys.prefix` is
+//! derived from where `bin/python` is, but a stage that runs
+//! `subprocess.run(["gunicorn", ...])` would break.) So an environment is
+//! built **at its final path, under an exclusive per-key lock**
+//! (`envs/.locks/<key>.lock`, `flock` via `std::fs::File::lock`, which
+//! excludes other processes and other threads alike), and the marker
+//! `bodywork-env.json` is written atomically (temp file + rename) as the
+//! **last** step, after checking that `bin/python` runs with `sys.prefix`
+//! equal to the environment. Hence:
+//! - a directory with a valid marker is complete and is reused without a
+//!   lock (the warm path: one `read` plus an mtime update for "last used");
+//! - a directory without a marker is garbage from a crashed or failed build:
+//!   the next `ensure` for that key wipes it under the lock and rebuilds,
+//!   and [`EnvCache::prune`] removes it when its lock is free;
+//! - a waiter re-checks the marker after acquiring the lock, so concurrent
+//!   `ensure`s share one build; different keys lock different files and
+//!   build in parallel;
+//! - removal deletes the marker first, so nobody reuses a directory that is
+//!   being emptied. Lock files are never deleted (deleting a lock file that
+//!   someone waits on would admit two builders).
+//!
+//! A crash of the whole machine between writing the files and the marker is
+//! not guarded by `fsync` of every file; the marker itself is synced.
+//!
+//! Layout assumed: Unix (`bin/python`, `lib/pythonX.Y/site-packages`); the
+//! actual `site-packages` is asked of the environment's interpreter after the
+//! build and recorded in the marker.
+
+mod cache;
+mod error;
+mod installer;
+mod marker;
+mod probe;
+mod process;
+mod requirements;
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+pub use cache::EnvCache;
+pub use error::EnvError;
+pub use installer::{INSTALLER_ENV, InstallerPreference};
+pub use requirements::{env_key, normalise_requirements};
+
+/// What a stage needs: an interpreter and its requirements.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvRequest {
+    /// The base interpreter; `python3` on `PATH` when `None`.
+    pub python: Option<PathBuf>,
+    /// Requirement lines (pip format, raw: comments, blanks and order do
+    /// not matter). An element may also hold a whole `requirements.txt`.
+    pub requirements: Vec<String>,
+}
+
+/// A ready environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Env {
+    /// The cache key (also the directory name).
+    pub key: String,
+    /// The environment directory, `$BODYWORK_HOME/envs/<key>`.
+    pub dir: PathBuf,
+    /// The interpreter to run stages with, `dir/bin/python`.
+    pub python: PathBuf,
+    /// `dir/lib/pythonX.Y/site-packages`: where a `.pth` shim can be dropped.
+    pub site_packages: PathBuf,
+    /// Whether an existing environment was reused (no build happened).
+    pub reused: bool,
+}
+
+/// Progress of [`EnvCache::ensure`], in order: `Resolving`, then either
+/// `Done { reused: true }` (possibly after `WaitingForOtherBuild`), or a
+/// build: `WaitingForOtherBuild`?, `Installing`* (bootstrapping uv, at most
+/// once per cache), `UsingTool`, `Installing`*, `Done { reused: false }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnvEvent {
+    /// Probing the interpreter and computing the key.
+    Resolving,
+    /// Building with this tool (e.g. `uv (/path/to/uv)`).
+    UsingTool(String),
+    /// One output line of the installer (or of the uv bootstrap).
+    Installing {
+        /// The line, trimmed.
+        line: String,
+    },
+    /// The environment is ready.
+    Done {
+        /// Whether it already existed.
+        reused: bool,
+        /// Time spent in `ensure`, waiting included.
+        elapsed: Duration,
+    },
+    /// Another thread or process is building this environment; waiting.
+    WaitingForOtherBuild,
+}
+
+/// A complete environment in the cache, as [`EnvCache::list`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvInfo {
+    /// The cache key.
+    pub key: String,
+    /// The environment directory.
+    pub dir: PathBuf,
+    /// Real path of the base interpreter it was made from.
+    pub python: PathBuf,
+    /// `X.Y.Z` of that interpreter.
+    pub python_version: String,
+    /// The normalised requirements installed in it.
+    pub requirements: Vec<String>,
+    /// `uv` or `pip`.
+    pub installer: String,
+    /// Apparent size of its files in bytes (files hard-linked from uv's
+    /// cache are counted in full).
+    pub size_bytes: u64,
+    /// When it was built.
+    pub created: SystemTime,
+    /// When `ensure` last returned it.
+    pub last_used: SystemTime,
+}

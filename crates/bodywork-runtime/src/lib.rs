@@ -1,0 +1,183 @@
+//! The runtime interface: what the workflow controller asks of wherever
+//! stages run, with no knowledge of which runtime answers.
+//!
+//! Owns: the [`Runtime`] trait, the records it returns (secrets, services),
+//! the log sink stages and runtimes write to, and the error vocabulary.
+//! Must not: implement any runtime, or decide workflow order (that is the
+//! controller's job in `bodywork-workflow`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+mod logs;
+
+pub use logs::{LogEvent, LogRenderer, format_log_line, stage_header, timestamp_now};
+
+use async_trait::async_trait;
+use bodywork_plan::StagePlan;
+use serde::{Deserialize, Serialize};
+
+pub use tokio_util::sync::CancellationToken;
+
+/// Where log lines of a run go: the controller's own messages and every
+/// line a stage prints. Implementations fan out to a log file, a CLI
+/// connection, a terminal.
+pub trait LogSink: Send + Sync {
+    /// A controller / runtime message (`logger` is e.g. `workflow`, `stage`).
+    fn log(&self, level: Level, logger: &str, message: &str);
+    /// A line of a stage's own output; `source` is the resource name
+    /// (`PROJECT--STAGE`), or `PROJECT--STAGE/N` for replica N of a service.
+    fn stage_line(&self, source: &str, line: &str);
+}
+
+pub type Log = Arc<dyn LogSink>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Level {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warning => "WARNING",
+            Level::Error => "ERROR",
+        }
+    }
+}
+
+/// What a runtime knows about the run a stage belongs to.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub run_id: String,
+    pub namespace: String,
+    /// Project name, DNS-1123.
+    pub project: String,
+    pub repo: String,
+    pub branch: Option<String>,
+    pub commit: String,
+    /// The checked-out project on this machine (the local runtime runs from
+    /// it; the Kubernetes runtime's containers fetch `repo` themselves).
+    pub checkout: PathBuf,
+    pub docker_image: String,
+}
+
+/// A secret: named, in a namespace, a map of keys to values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secret {
+    pub namespace: String,
+    pub name: String,
+    pub data: BTreeMap<String, String>,
+    /// RFC 3339.
+    pub created: String,
+}
+
+/// The state of one deployed service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub namespace: String,
+    pub name: String,
+    pub project: String,
+    pub stage: String,
+    pub repo: String,
+    pub commit: String,
+    /// How clients reach it (local: the gateway URL; Kubernetes: cluster DNS).
+    pub url: String,
+    pub port: u16,
+    pub exposed: bool,
+    pub replicas: u32,
+    pub available_replicas: u32,
+    pub unavailable_replicas: u32,
+    pub restarts: u32,
+    /// RFC 3339 time of the last deploy.
+    pub deployed: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A stage ran and failed (non-zero exit, deadline, not ready in time).
+    #[error("stage {stage} failed: {reason}")]
+    StageFailed { stage: String, reason: String },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{kind} {name:?} not found in namespace {namespace}")]
+    NotFound {
+        kind: &'static str,
+        name: String,
+        namespace: String,
+    },
+    /// A request that conflicts with what exists (e.g. a namespace holding
+    /// another repository's project).
+    #[error("{0}")]
+    Conflict(String),
+    /// The runtime itself cannot be reached (daemon down, no cluster).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything else the runtime failed to do, already phrased for the user.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl RuntimeError {
+    pub fn failed(what: impl std::fmt::Display) -> Self {
+        RuntimeError::Failed(what.to_string())
+    }
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+/// Everything the workflow controller and the CLI ask of a runtime.
+///
+/// Implementations: the local runtime (`bodywork-local`) and the Kubernetes
+/// runtime (`bodywork-kube`). Every method is idempotent where the verb allows.
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    /// `local` or `kubernetes`.
+    fn name(&self) -> &'static str;
+
+    /// Create or prepare a namespace; returns one line per object, in the
+    /// seed's words (`creating namespace=NS`, ...).
+    async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>>;
+    async fn namespace_exists(&self, namespace: &str) -> Result<bool>;
+
+    async fn create_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        data: BTreeMap<String, String>,
+    ) -> Result<()>;
+    async fn delete_secret(&self, namespace: &str, name: &str) -> Result<()>;
+    /// Secrets with their values (callers mask them for display).
+    async fn list_secrets(&self, namespace: &str) -> Result<Vec<Secret>>;
+
+    /// Run a batch stage to completion: at most `retries` retries, each
+    /// attempt stopped after its deadline. `extra_env` is added to the
+    /// stage's planned environment (e.g. `EXCEPTION_MESSAGE`).
+    async fn run_batch(
+        &self,
+        ctx: &RunContext,
+        stage: &StagePlan,
+        extra_env: &[(String, String)],
+        log: &Log,
+        cancel: &CancellationToken,
+    ) -> Result<()>;
+
+    /// Deploy (or roll out a new version of) a service stage and wait until
+    /// it is ready; roll back and fail when it is not ready in time.
+    async fn deploy_service(
+        &self,
+        ctx: &RunContext,
+        stage: &StagePlan,
+        log: &Log,
+        cancel: &CancellationToken,
+    ) -> Result<()>;
+
+    async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>>;
+    async fn delete_service(&self, namespace: &str, name: &str) -> Result<()>;
+}

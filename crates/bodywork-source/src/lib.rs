@@ -1,0 +1,174 @@
+//! Project sources: turn `REPO [BRANCH]` into a directory holding the project
+//! and the commit it came from.
+//!
+//! Owns: recognising the kind of source (local directory, `file://`, https,
+//! ssh), running `git` (never through a shell, never with a user string that
+//! could be read as an option), and one-line errors for every git failure.
+//!
+//! Must not: parse project configuration or decide what to run.
+//!
+//! Layout: `parse` (pure recognition of `REPO`/`BRANCH`), `remote` (git
+//! clones), `local` (copying a working tree), `git` (running the binary),
+//! `error` (errors and the stderr → error mapping).
+
+#![warn(missing_docs)]
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod error;
+mod git;
+mod local;
+mod parse;
+mod remote;
+
+pub use error::{SourceError, redact_url};
+pub use parse::validate_branch;
+
+/// Where a project comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A directory on this machine, deployed as it is in the working tree.
+    LocalDir(PathBuf),
+    /// A git URL: https, ssh (`git@host:org/repo.git`, `ssh://`), or `file://`.
+    Git(String),
+}
+
+/// How to fetch: credentials and limits.
+#[derive(Debug, Clone, Default)]
+pub struct FetchOptions {
+    /// Private key file for ssh URLs (`--ssh KEY_FILE` or the namespace secret).
+    pub ssh_key: Option<PathBuf>,
+    /// Give up on a `git clone` that takes longer than this (`None`: no limit).
+    pub timeout: Option<Duration>,
+}
+
+/// A project tree ready to load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    /// The directory holding the project (the canonical form of `dest`).
+    pub dir: PathBuf,
+    /// Full commit hash deployed (for a local directory that is a git work
+    /// tree: its HEAD; otherwise a content-derived identifier).
+    pub commit: String,
+    /// The branch checked out, when known.
+    pub branch: Option<String>,
+    /// True when a local directory had uncommitted changes.
+    pub dirty: bool,
+}
+
+impl Source {
+    /// Recognise `repo` as typed by the user.
+    ///
+    /// `https://`, `ssh://` (also `git+ssh://`), scp-like `git@host:org/repo`
+    /// and `file:///abs/path` are git URLs; `http://` only for loopback hosts.
+    /// Otherwise an existing directory (absolute or relative) becomes a
+    /// canonical [`Source::LocalDir`]. Strings beginning with `-`, holding
+    /// control characters, or using git's `transport::address` syntax are
+    /// refused.
+    pub fn parse(repo: &str) -> Result<Source, SourceError> {
+        parse::parse(repo)
+    }
+}
+
+/// Shows a git URL with any credentials replaced by `***`.
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::LocalDir(dir) => write!(f, "{}", dir.display()),
+            Source::Git(url) => f.write_str(&redact_url(url)),
+        }
+    }
+}
+
+/// Fetch `source` at `branch` (default branch when `None`) into `dest`, a
+/// directory the caller names (created; must not exist or be empty).
+///
+/// A git URL is shallow-cloned (`--depth 1`, one branch, no tags). A local
+/// directory is copied as it is in the working tree, committed or not,
+/// without `.git`, `__pycache__`, `.venv`/`venv` and `node_modules`; a branch
+/// given for a local directory must be the one it is on, since local
+/// directories are never switched to another branch. Symbolic links that
+/// point outside the project are dropped (with a warning) in both cases.
+pub fn fetch(
+    source: &Source,
+    branch: Option<&str>,
+    dest: &Path,
+    opts: &FetchOptions,
+) -> Result<Checkout, SourceError> {
+    if let Some(branch) = branch {
+        validate_branch(branch)?;
+    }
+    match source {
+        Source::Git(url) => remote::fetch(url, branch, dest, opts),
+        Source::LocalDir(dir) => {
+            if opts.ssh_key.is_some() {
+                tracing::debug!("SSH key not needed for local directory {}", dir.display());
+            }
+            local::fetch(dir, branch, dest)
+        }
+    }
+}
+
+/// Create `dest` (and its parents) or check that it is an empty directory;
+/// return its canonical path.
+fn prepare_destination(dest: &Path) -> Result<PathBuf, SourceError> {
+    match std::fs::read_dir(dest) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(SourceError::DestinationNotEmpty(dest.to_path_buf()));
+            }
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dest).map_err(|source| SourceError::Io {
+                action: "create directory",
+                path: dest.to_path_buf(),
+                source,
+            })?;
+        }
+        Err(source) => {
+            return Err(SourceError::Io {
+                action: "use as destination",
+                path: dest.to_path_buf(),
+                source,
+            });
+        }
+    }
+    std::fs::canonicalize(dest).map_err(|source| SourceError::Io {
+        action: "resolve",
+        path: dest.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_hides_credentials() {
+        let source = Source::Git("https://user:tok@example.com/o/r.git".into());
+        assert_eq!(source.to_string(), "https://***@example.com/o/r.git");
+    }
+
+    #[test]
+    fn destination_is_created_or_must_be_empty() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dest = tmp.path().join("a/b/c");
+        let created = prepare_destination(&dest).expect("created");
+        assert!(created.is_dir());
+        assert!(created.is_absolute());
+        // Empty and existing is fine too.
+        assert!(prepare_destination(&dest).is_ok());
+        std::fs::write(dest.join("x"), "x").expect("write");
+        let err = prepare_destination(&dest).expect_err("not empty");
+        assert_eq!(
+            err.to_string(),
+            format!("destination {} is not empty", dest.display())
+        );
+        // A file is not a usable destination.
+        let file = dest.join("x");
+        assert!(prepare_destination(&file).is_err());
+    }
+}

@@ -1,0 +1,104 @@
+//! The one error type of the state store.
+//!
+//! Owns the wording a user sees when the state database cannot be used: every
+//! message names the database file or the missing object, so the CLI can print
+//! it as is. It must not expose raw SQLite messages where a clearer one exists
+//! (an unknown namespace is `NoSuchNamespace`, not "FOREIGN KEY constraint
+//! failed").
+
+use std::path::PathBuf;
+
+/// Why a state-store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory that should hold the database could not be created.
+    #[error("cannot create the state directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// The database file (or its `-wal`/`-shm` companion) could not be created
+    /// or restricted to the current user.
+    #[error("cannot prepare the state database file {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// SQLite refused to open or configure the database.
+    #[error("cannot open the state database {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer bodywork with a schema this one
+    /// does not know; opening it could corrupt it.
+    #[error(
+        "the state database {path} has schema version {found}, but this bodywork only \
+         understands versions up to {supported}; upgrade bodywork, or point \
+         BODYWORK_HOME somewhere else"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// The `user_version` found in the file.
+        found: i64,
+        /// The newest schema version this build knows.
+        supported: i64,
+    },
+    /// A schema migration failed; the database is left at the previous version.
+    #[error("cannot upgrade the state database {path} to schema version {version}: {source}")]
+    Migration {
+        /// The database file.
+        path: PathBuf,
+        /// The version that could not be reached.
+        version: i64,
+        /// The underlying SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The namespace does not exist (create it first).
+    #[error("namespace '{0}' does not exist")]
+    NoSuchNamespace(String),
+    /// No workflow run has this id.
+    #[error("workflow run {0} does not exist")]
+    NoSuchRun(i64),
+    /// No stage attempt has this id.
+    #[error("stage attempt {0} does not exist")]
+    NoSuchAttempt(i64),
+    /// A "finish" call was given a status that is not final (e.g. `running`).
+    #[error("'{0}' is not a final status")]
+    NotFinal(&'static str),
+    /// A path to store is not valid UTF-8 (the database stores paths as text).
+    #[error("path {0} is not valid UTF-8 and cannot be stored in the state database")]
+    NonUtf8Path(PathBuf),
+    /// A value does not fit the database's integer type.
+    #[error("{what} {value} is too large to store in the state database")]
+    OutOfRange {
+        /// Which value.
+        what: &'static str,
+        /// The value.
+        value: u64,
+    },
+    /// Any other database error while reading or writing.
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The underlying SQLite error.
+        source: rusqlite::Error,
+    },
+}
+
+/// Result alias for state-store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// True when `err` is a foreign-key violation (the referenced row is missing).
+pub(crate) fn is_foreign_key_violation(err: &rusqlite::Error) -> bool {
+    err.sqlite_error()
+        .is_some_and(|e| e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+}

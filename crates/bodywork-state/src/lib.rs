@@ -1,0 +1,435 @@
+//! The local runtime's durable state: one SQLite database,
+//! `$BODYWORK_HOME/state.db`.
+//!
+//! This crate owns the database file (its permissions, its pragmas, its schema
+//! migrations) and a small typed API over its tables: namespaces, secrets,
+//! workflow runs and their stage attempts, deployments and their replicas.
+//! Every call is synchronous and short; the daemon wraps the [`Store`] in a
+//! mutex. Each write is committed before the call returns, so the daemon can
+//! "write before acting" and survive `kill -9` at any moment.
+//!
+//! It must not decide anything about workflows or processes (no spawning, no
+//! killing, no scheduling) and must not log secret values.
+
+#![warn(missing_docs)]
+
+use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use rusqlite::types::Type;
+use rusqlite::{Connection, OpenFlags, Row};
+
+/// Declares a status enum stored as a lower-case word: serde, `Display`,
+/// `FromStr` and the SQLite conversions all use the same spelling.
+macro_rules! string_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $text:literal, )+ }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $text)] $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The word stored in the database and printed to users.
+            pub fn as_str(self) -> &'static str {
+                match self { $( $name::$variant => $text, )+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+                match s {
+                    $( $text => Ok($name::$variant), )+
+                    other => Err(format!(
+                        "unknown {} '{}'", stringify!($name), other
+                    )),
+                }
+            }
+        }
+
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(
+                value: rusqlite::types::ValueRef<'_>,
+            ) -> rusqlite::types::FromSqlResult<Self> {
+                value
+                    .as_str()?
+                    .parse()
+                    .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
+            }
+        }
+    };
+}
+
+mod deployments;
+mod error;
+mod migrations;
+mod namespaces;
+mod runs;
+mod secrets;
+
+pub use deployments::{DeploymentRow, ReplicaRow, ReplicaStatus};
+pub use error::{Result, StoreError};
+pub use migrations::SCHEMA_VERSION;
+pub use namespaces::NamespaceRow;
+pub use runs::{AttemptRow, AttemptStatus, NewRun, RunRow, RunStatus};
+pub use secrets::SecretRow;
+
+/// File name of the database inside `$BODYWORK_HOME`.
+pub const DB_FILE_NAME: &str = "state.db";
+
+/// How long a write waits for another connection's write to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An open state database. One connection; `Send` but not `Sync`, so share it
+/// behind a `Mutex`. Dropping it closes the connection.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the state database at `path` and brings its
+    /// schema up to [`SCHEMA_VERSION`].
+    ///
+    /// A missing parent directory is created with mode 0700; the database file
+    /// and its `-wal`/`-shm` companions are restricted to mode 0600. A
+    /// database written by a newer bodywork is refused
+    /// ([`StoreError::TooNew`]) rather than touched.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|source| StoreError::CreateDir {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+        }
+        // Create the file ourselves so it is never world-readable, not even
+        // for a moment; SQLite then gives -wal/-shm the same mode as the
+        // database file. An existing file is narrowed too (it may come from a
+        // copy or an older release).
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| StoreError::File {
+                path: path.clone(),
+                source,
+            })?;
+        restrict_to_owner(&file, &path)?;
+        drop(file);
+
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(open_err)?;
+        // First, so that even switching the journal mode waits for other
+        // connections instead of failing with SQLITE_BUSY.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // Before any pragma that writes to the file: a newer bodywork's
+        // database is left exactly as it was.
+        migrations::refuse_newer(&conn, &path)?;
+        configure(&conn).map_err(open_err)?;
+        migrations::migrate(&conn, &path)?;
+
+        for suffix in ["-wal", "-shm"] {
+            let mut companion = path.clone().into_os_string();
+            companion.push(suffix);
+            let companion = PathBuf::from(companion);
+            match std::fs::File::open(&companion) {
+                Ok(file) => restrict_to_owner(&file, &companion)?,
+                // Not every journal mode or moment has both files.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(StoreError::File {
+                        path: companion,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(Self { conn, path })
+    }
+
+    /// The database file this store was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version recorded in the database (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<i64> {
+        migrations::user_version(&self.conn).at(&self.path)
+    }
+
+    /// Maps a write error: a foreign-key violation (a referenced row is
+    /// missing) becomes `missing()`, anything else names the database.
+    fn write_err<'a>(
+        &'a self,
+        missing: impl FnOnce() -> StoreError + 'a,
+    ) -> impl FnOnce(rusqlite::Error) -> StoreError + 'a {
+        move |source| {
+            if error::is_foreign_key_violation(&source) {
+                missing()
+            } else {
+                StoreError::Sqlite {
+                    path: self.path.clone(),
+                    source,
+                }
+            }
+        }
+    }
+
+    /// Starts a write transaction that takes the write lock at once, so it
+    /// waits on `busy_timeout` instead of failing when another connection
+    /// commits between our read and our write.
+    fn write_tx(&self) -> Result<rusqlite::Transaction<'_>> {
+        rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
+            .at(&self.path)
+    }
+}
+
+/// Per-connection settings (after `busy_timeout`); run before the migrations.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    enable_wal(conn)?;
+    // In WAL mode, synchronous=NORMAL already survives a *process* crash
+    // (kill -9): a transaction is in the -wal file (the OS page cache) before
+    // COMMIT returns, and the OS writes it out even if we die. It can lose the
+    // last commits on power loss or a kernel crash, though. FULL also fsyncs
+    // the -wal on every commit, so anything the daemon acknowledged (a
+    // secret, a deployment) survives those too. Our writes are human-scale
+    // (a few per stage or replica event), so the fsync costs nothing that
+    // matters.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// Switches the database to WAL: readers never block the writer, and a
+/// commit is one append to the -wal file. A filesystem that cannot do WAL
+/// keeps its rollback journal, which is just as crash-safe, so the resulting
+/// mode is not checked.
+fn enable_wal(conn: &Connection) -> rusqlite::Result<()> {
+    // When two processes open a fresh database at once, the switch can fail
+    // with SQLITE_BUSY without consulting the busy handler (waiting while
+    // holding a read lock could deadlock), so we wait here instead.
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other.map(drop),
+        }
+    }
+}
+
+/// Sets mode 0600 on an open file.
+fn restrict_to_owner(file: &std::fs::File, path: &Path) -> Result<()> {
+    file.set_permissions(Permissions::from_mode(0o600))
+        .map_err(|source| StoreError::File {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Attaches the database path to a raw SQLite result.
+trait At<T> {
+    /// Converts the error into [`StoreError::Sqlite`] naming `path`.
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> At<T> for rusqlite::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+/// The current time, truncated to what the database keeps (milliseconds), so
+/// a value returned by a write equals the value read back later.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+/// A timestamp as stored: RFC 3339, UTC, milliseconds.
+pub(crate) fn ts_to_sql(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Reads a timestamp column.
+pub(crate) fn ts_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let text: String = row.get(idx)?;
+    parse_ts(idx, &text)
+}
+
+/// Reads a nullable timestamp column.
+pub(crate) fn opt_ts_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let text: Option<String> = row.get(idx)?;
+    text.map(|t| parse_ts(idx, &t)).transpose()
+}
+
+fn parse_ts(idx: usize, text: &str) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| conversion_error(idx, Type::Text, e))
+}
+
+/// Reads a nullable non-negative integer column that Rust keeps as `u64`.
+pub(crate) fn opt_u64_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<u64>> {
+    let value: Option<i64> = row.get(idx)?;
+    value
+        .map(|v| u64::try_from(v).map_err(|e| conversion_error(idx, Type::Integer, e)))
+        .transpose()
+}
+
+/// Converts a `u64` for storage in an INTEGER column.
+pub(crate) fn u64_to_sql(what: &'static str, value: u64) -> Result<i64> {
+    i64::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })
+}
+
+/// Reads a path column.
+pub(crate) fn path_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<PathBuf> {
+    row.get::<_, String>(idx).map(PathBuf::from)
+}
+
+/// A path as stored: UTF-8 text.
+pub(crate) fn path_to_sql(path: &Path) -> Result<&str> {
+    path.to_str()
+        .ok_or_else(|| StoreError::NonUtf8Path(path.to_path_buf()))
+}
+
+/// The error for a column whose text cannot be turned into its Rust type.
+pub(crate) fn conversion_error(
+    idx: usize,
+    ty: Type,
+    err: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(idx, ty, Box::new(err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_at_millisecond_precision() {
+        let t = now();
+        let text = ts_to_sql(&t);
+        assert!(text.ends_with('Z'), "{text}");
+        assert_eq!(text.len(), "2026-01-31T12:00:00.000Z".len(), "{text}");
+        assert_eq!(parse_ts(0, &text).ok(), Some(t));
+    }
+
+    #[test]
+    fn bad_timestamp_is_a_conversion_error() {
+        assert!(matches!(
+            parse_ts(3, "yesterday"),
+            Err(rusqlite::Error::FromSqlConversionFailure(3, Type::Text, _))
+        ));
+    }
+
+    #[test]
+    fn u64_values_beyond_i64_are_refused() {
+        assert_eq!(u64_to_sql("pid start time", 42).ok(), Some(42));
+        let err = u64_to_sql("pid start time", u64::MAX).err();
+        assert!(matches!(err, Some(StoreError::OutOfRange { .. })));
+    }
+
+    #[test]
+    fn string_enums_round_trip() {
+        for status in RunStatus::ALL {
+            assert_eq!(status.as_str().parse::<RunStatus>().ok(), Some(*status));
+        }
+        for status in AttemptStatus::ALL {
+            assert_eq!(status.as_str().parse::<AttemptStatus>().ok(), Some(*status));
+        }
+        assert_eq!(AttemptStatus::TimedOut.to_string(), "timed_out");
+        assert!("RUNNING".parse::<RunStatus>().is_err());
+    }
+
+    #[test]
+    fn connection_settings_are_applied() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path().join(DB_FILE_NAME)).expect("open");
+        let pragma = |name: &str| -> String {
+            store
+                .conn
+                .pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0))
+                .map(|v| match v {
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    other => format!("{other:?}"),
+                })
+                .expect("pragma")
+        };
+        assert_eq!(pragma("journal_mode"), "wal");
+        assert_eq!(pragma("synchronous"), "2", "FULL");
+        assert_eq!(pragma("foreign_keys"), "1");
+        assert_eq!(pragma("busy_timeout"), "5000");
+    }
+
+    #[test]
+    fn store_can_move_into_the_daemon_mutex() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Store>();
+        assert_send::<std::sync::Mutex<Store>>();
+    }
+
+    #[test]
+    fn open_creates_parent_dir_private() -> Result<()> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("home/nested").join(DB_FILE_NAME);
+        let store = Store::open(&db)?;
+        assert_eq!(store.path(), db);
+        let mode = |p: &Path| {
+            std::fs::metadata(p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .ok()
+        };
+        assert_eq!(mode(&dir.path().join("home")), Some(0o700));
+        assert_eq!(mode(&dir.path().join("home/nested")), Some(0o700));
+        assert_eq!(mode(&db), Some(0o600));
+        assert_eq!(store.schema_version()?, SCHEMA_VERSION);
+        Ok(())
+    }
+}

@@ -1,0 +1,209 @@
+//! Durability of the state database: private file modes, data that survives
+//! a reopen, a leaked connection and a `kill -9`, and concurrent writers.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Barrier};
+
+use bodywork_state::{DB_FILE_NAME, NewRun, RunStatus, Store};
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn new_run(namespace: &str, trigger: &str) -> NewRun {
+    NewRun {
+        namespace: namespace.into(),
+        project: Some("proj".into()),
+        repo: "https://example.com/proj.git".into(),
+        branch: Some("main".into()),
+        commit: None,
+        trigger: trigger.into(),
+        log_path: PathBuf::from("/tmp/run.log"),
+    }
+}
+
+fn secret(value: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("TOKEN".to_string(), value.to_string())])
+}
+
+#[test]
+fn database_and_wal_files_are_private() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join(DB_FILE_NAME);
+    let store = Store::open(&db).expect("open");
+    store.create_namespace("ns").expect("write");
+    for file in [DB_FILE_NAME, "state.db-wal", "state.db-shm"] {
+        assert_eq!(mode(&dir.path().join(file)), 0o600, "{file}");
+    }
+}
+
+#[test]
+fn existing_world_readable_database_is_narrowed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join(DB_FILE_NAME);
+    drop(Store::open(&db).expect("create"));
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let _store = Store::open(&db).expect("reopen");
+    assert_eq!(mode(&db), 0o600);
+}
+
+#[test]
+fn data_survives_a_clean_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join(DB_FILE_NAME);
+    let run_id = {
+        let store = Store::open(&db).expect("open");
+        store.create_namespace("ns").expect("ns");
+        store.put_secret("ns", "s", &secret("v1")).expect("secret");
+        store.insert_run(&new_run("ns", "cli")).expect("run")
+    };
+    let store = Store::open(&db).expect("reopen");
+    assert!(store.namespace_exists("ns").expect("exists"));
+    let stored = store.get_secret("ns", "s").expect("get").expect("present");
+    assert_eq!(stored.data, secret("v1"));
+    let run = store.get_run(run_id).expect("get").expect("present");
+    assert_eq!(run.status, RunStatus::Running);
+}
+
+#[test]
+fn data_survives_a_connection_that_is_never_closed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join(DB_FILE_NAME);
+    let first = Store::open(&db).expect("open");
+    first.create_namespace("ns").expect("ns");
+    let run_id = first.insert_run(&new_run("ns", "cli")).expect("run");
+    first
+        .finish_run(run_id, RunStatus::Succeeded, None)
+        .expect("finish");
+    // No Drop, no checkpoint, no close: as if the daemon vanished.
+    std::mem::forget(first);
+
+    let second = Store::open(&db).expect("open while the first is leaked");
+    let run = second.get_run(run_id).expect("get").expect("present");
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert!(run.finished.is_some());
+}
+
+/// Set for the child process of `acknowledged_writes_survive_kill_9`.
+const CHILD_DB_ENV: &str = "BODYWORK_STATE_TEST_CHILD_DB";
+
+#[test]
+#[ignore = "helper: the process that acknowledged_writes_survive_kill_9 kills"]
+fn kill_9_child_process() {
+    let Some(db) = std::env::var_os(CHILD_DB_ENV) else {
+        return;
+    };
+    let store = Store::open(db).expect("child open");
+    store.create_namespace("ns").expect("ns");
+    store
+        .put_secret("ns", "s", &secret("acked"))
+        .expect("secret");
+    let run_id = store.insert_run(&new_run("ns", "cli")).expect("run");
+    let attempt = store.insert_attempt(run_id, "stage-1", 1).expect("attempt");
+    store
+        .set_attempt_pid(attempt, std::process::id(), Some(123))
+        .expect("pid");
+    // The acknowledgement: everything above has returned, so it is committed.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ACKED {run_id}").expect("stdout");
+    out.flush().expect("flush");
+    drop(out);
+    std::thread::sleep(std::time::Duration::from_secs(60));
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join(DB_FILE_NAME);
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "kill_9_child_process",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DB_ENV, &db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("child stdout");
+    let run_id: Option<i64> = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        // The test harness prints its own text on the same line.
+        .find_map(|line| {
+            let (_, id) = line.split_once("ACKED ")?;
+            id.trim().parse().ok()
+        });
+    // SIGKILL: no destructors, no atexit, no checkpoint.
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    let run_id = run_id.expect("the child acknowledged its writes before dying");
+
+    let store = Store::open(&db).expect("open after the crash");
+    let stored = store.get_secret("ns", "s").expect("get").expect("present");
+    assert_eq!(stored.data, secret("acked"));
+    let run = store.get_run(run_id).expect("get").expect("present");
+    assert_eq!(run.status, RunStatus::Running);
+    let running = store.running_attempts().expect("attempts");
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].pid_start_time, Some(123));
+
+    let recovered = store
+        .mark_interrupted_runs("daemon restarted")
+        .expect("mark");
+    assert_eq!(recovered.iter().map(|r| r.id).collect::<Vec<_>>(), [run_id]);
+}
+
+#[test]
+fn two_connections_write_concurrently_without_busy_errors() {
+    const WRITES: usize = 50;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join(DB_FILE_NAME);
+    let barrier = Arc::new(Barrier::new(2));
+    let workers: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let db = db.clone();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || -> Result<(), bodywork_state::StoreError> {
+                barrier.wait();
+                // Both open (and migrate) the fresh file at the same moment.
+                let store = Store::open(&db)?;
+                store.create_namespace("shared")?;
+                for i in 0..WRITES {
+                    let run = store.insert_run(&new_run("shared", name))?;
+                    store.insert_attempt(run, "stage", 1)?;
+                    store.put_secret("shared", &format!("{name}-{i}"), &secret(name))?;
+                    store.finish_run(run, RunStatus::Succeeded, None)?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().expect("no panic").expect("no store error");
+    }
+
+    let store = Store::open(&db).expect("open");
+    let runs = store.list_runs(Some("shared"), usize::MAX).expect("runs");
+    assert_eq!(runs.len(), 2 * WRITES);
+    for name in ["a", "b"] {
+        assert_eq!(runs.iter().filter(|r| r.trigger == name).count(), WRITES);
+    }
+    assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded));
+    assert_eq!(
+        store.list_secrets("shared").expect("secrets").len(),
+        2 * WRITES
+    );
+}

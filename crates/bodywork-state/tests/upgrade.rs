@@ -1,0 +1,189 @@
+//! Schema upgrades: a database written by schema version 1 (the frozen
+//! fixture `fixtures/state_v1.sql`) opens with the current code without losing
+//! a row, and a database from a newer bodywork is refused untouched.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use bodywork_state::{AttemptStatus, ReplicaStatus, RunStatus, SCHEMA_VERSION, Store, StoreError};
+use rusqlite::Connection;
+
+const V1_FIXTURE: &str = include_str!("fixtures/state_v1.sql");
+const V1_MIGRATION: &str = include_str!("../src/migrations/001_initial.sql");
+
+/// Writes `sql` into a fresh database file the way an old bodywork left it.
+fn raw_database(dir: &Path, sql: &str) -> PathBuf {
+    let path = dir.join("state.db");
+    let conn = Connection::open(&path).expect("raw open");
+    conn.execute_batch(sql).expect("raw sql");
+    path
+}
+
+fn schema(conn: &Connection) -> Vec<(String, String, Option<String>)> {
+    let mut stmt = conn
+        .prepare("SELECT type, name, sql FROM sqlite_master ORDER BY type, name")
+        .expect("prepare");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[test]
+fn shipped_migration_1_still_matches_the_v1_fixture() {
+    // If this fails, src/migrations/001_initial.sql was edited after it
+    // shipped: revert it and add a new migration instead.
+    let fixture = Connection::open_in_memory().expect("open");
+    fixture.execute_batch(V1_FIXTURE).expect("fixture");
+    let migration = Connection::open_in_memory().expect("open");
+    migration.execute_batch(V1_MIGRATION).expect("migration");
+    assert_eq!(schema(&fixture), schema(&migration));
+}
+
+#[test]
+fn v1_database_opens_with_every_row_intact() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = raw_database(dir.path(), V1_FIXTURE);
+    let store = Store::open(&path).expect("open v1");
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+
+    let namespaces: Vec<_> = store
+        .list_namespaces()
+        .expect("namespaces")
+        .into_iter()
+        .map(|n| (n.name, n.created.to_rfc3339()))
+        .collect();
+    assert_eq!(
+        namespaces,
+        [
+            (
+                "dev".to_string(),
+                "2026-01-11T10:30:00.250+00:00".to_string()
+            ),
+            (
+                "scoring-service".to_string(),
+                "2026-01-10T09:00:00+00:00".to_string()
+            ),
+        ]
+    );
+
+    let secret = store
+        .get_secret("scoring-service", "aws-credentials")
+        .expect("secret")
+        .expect("present");
+    assert_eq!(secret.data["AWS_SECRET_ACCESS_KEY"], "wJalr/EXAMPLEKEY");
+    assert_eq!(secret.data.len(), 2);
+    assert!(secret.updated > secret.created);
+
+    let runs = store.list_runs(None, 10).expect("runs");
+    assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [2, 1]);
+    assert_eq!(runs[1].status, RunStatus::Succeeded);
+    assert_eq!(runs[1].commit.as_deref(), Some("5f3c2a1"));
+    assert_eq!(runs[0].trigger, "cron:nightly");
+    assert_eq!(runs[0].project, None);
+
+    let attempts = store.list_attempts(1).expect("attempts");
+    let summary: Vec<_> = attempts
+        .iter()
+        .map(|a| (a.attempt, a.status, a.exit_code, a.pid_start_time))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, AttemptStatus::Failed, Some(1), Some(812_345)),
+            (2, AttemptStatus::Succeeded, Some(0), Some(812_400)),
+        ]
+    );
+    let running = store.running_attempts().expect("running");
+    assert_eq!(running.len(), 1);
+    assert_eq!((running[0].run_id, running[0].pid), (2, Some(4100)));
+
+    let service = "bodywork-serve-model-project--stage-2-scoring-service";
+    let deployment = store
+        .get_deployment("scoring-service", service)
+        .expect("deployment")
+        .expect("present");
+    assert_eq!(deployment.generation, 3);
+    assert_eq!(deployment.run_id, Some(1));
+    assert_eq!(deployment.spec["replicas"], 2);
+    assert_eq!(
+        deployment.checkout,
+        PathBuf::from("/home/u/.bodywork/checkouts/5f3c2a1")
+    );
+
+    let replicas = store
+        .list_replicas("scoring-service", service)
+        .expect("replicas");
+    let summary: Vec<_> = replicas
+        .iter()
+        .map(|r| (r.index, r.address, r.pid, r.restarts, r.status))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (
+                0,
+                Ipv4Addr::new(127, 1, 0, 5),
+                Some(3300),
+                0,
+                ReplicaStatus::Ready
+            ),
+            (
+                1,
+                Ipv4Addr::new(127, 1, 0, 6),
+                None,
+                4,
+                ReplicaStatus::Crashed
+            ),
+        ]
+    );
+
+    // The upgraded database keeps working: the interrupted v1 run is
+    // recovered and new ids continue after the old ones.
+    let interrupted = store
+        .mark_interrupted_runs("daemon restarted")
+        .expect("mark");
+    assert_eq!(interrupted.iter().map(|r| r.id).collect::<Vec<_>>(), [2]);
+    let id = store
+        .insert_run(&bodywork_state::NewRun {
+            namespace: "dev".into(),
+            project: None,
+            repo: "/src/project".into(),
+            branch: None,
+            commit: None,
+            trigger: "cli".into(),
+            log_path: PathBuf::from("/tmp/3.log"),
+        })
+        .expect("new run");
+    assert_eq!(id, 3);
+}
+
+#[test]
+fn newer_database_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let future = SCHEMA_VERSION + 1;
+    let path = raw_database(
+        dir.path(),
+        &format!("CREATE TABLE from_the_future (x); PRAGMA user_version = {future};"),
+    );
+    let err = Store::open(&path).expect_err("must refuse");
+    assert!(
+        matches!(err, StoreError::TooNew { found, supported, .. }
+            if found == future && supported == SCHEMA_VERSION),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(message.contains(&path.display().to_string()), "{message}");
+    assert!(message.contains("upgrade bodywork"), "{message}");
+
+    let conn = Connection::open(&path).expect("raw open");
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, future, "the newer database is left as it was");
+    assert_eq!(schema(&conn).len(), 1);
+    let journal: String = conn
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
+        .expect("journal mode");
+    assert_eq!(journal, "delete", "not even the journal mode is changed");
+}

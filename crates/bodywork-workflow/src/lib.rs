@@ -1,0 +1,469 @@
+//! The workflow controller: one run of a project's DAG.
+//!
+//! Owns the order of things: fetch the source into the run's checkout,
+//! validate, plan, prepare the namespace, check secrets before any stage
+//! starts, run the steps in order with the stages of a step in parallel,
+//! run the `run_on_failure` stage when something fails, and remove the
+//! project's services that the DAG no longer has.
+//!
+//! Must not: know which runtime it drives. Everything that touches stages,
+//! secrets or services goes through [`bodywork_runtime::Runtime`].
+
+use std::fmt;
+use std::path::PathBuf;
+
+use bodywork_config::{LoadOptions, Problem};
+use bodywork_plan::{PlanError, RunFacts, StagePlan, WorkflowPlan, plan_workflow};
+use bodywork_runtime::{CancellationToken, Level, Log, RunContext, Runtime, RuntimeError};
+pub use bodywork_source::Checkout;
+use bodywork_source::{FetchOptions, Source, SourceError};
+use futures_util::future::join_all;
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct WorkflowRequest {
+    pub run_id: String,
+    /// Git URL or local directory, as given.
+    pub repo: String,
+    pub branch: Option<String>,
+    /// `--namespace`, if given.
+    pub namespace: Option<String>,
+    pub ssh_key: Option<PathBuf>,
+    /// Empty directory the source is fetched into; stages run from it.
+    pub checkout_dir: PathBuf,
+}
+
+/// What a finished (successful) run did.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub plan: WorkflowPlan,
+    pub checkout: Checkout,
+    /// Services removed because the DAG no longer has them.
+    pub removed_services: Vec<String>,
+}
+
+/// Why a run did not succeed. Each variant renders as a few readable lines.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    #[error("could not fetch the project: {0}")]
+    Source(#[from] SourceError),
+    #[error("{}", invalid_message(.0))]
+    Invalid(Vec<Problem>),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("{}", missing_secrets_message(.0))]
+    MissingSecrets(Vec<MissingSecret>),
+    /// Refused before anything ran (e.g. another run of the project is going on).
+    #[error("{0}")]
+    Refused(String),
+    #[error("{}", failed_stages_message(.0))]
+    StagesFailed(Vec<StageFailure>),
+    #[error("the workflow was cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Runtime(RuntimeError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl WorkflowError {
+    /// The text given to the `run_on_failure` stage as `EXCEPTION_MESSAGE`.
+    pub fn exception_message(&self) -> String {
+        self.to_string()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingSecret {
+    pub stage: String,
+    pub env_var: String,
+    pub secret: String,
+    /// True when the secret exists but lacks the key.
+    pub secret_exists: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct StageFailure {
+    pub stage: String,
+    pub reason: String,
+}
+
+fn invalid_message(problems: &[Problem]) -> String {
+    let mut out = String::from("the project is not valid:");
+    for p in problems.iter().filter(|p| p.is_error()) {
+        out.push_str("\n  ");
+        out.push_str(&p.to_string());
+    }
+    out
+}
+
+fn missing_secrets_message(missing: &[MissingSecret]) -> String {
+    let mut out = String::from("secrets are missing, so no stage was started:");
+    for m in missing {
+        if m.secret_exists {
+            out.push_str(&format!(
+                "\n  stage {}: {} -> secret {:?} has no key {:?}",
+                m.stage, m.env_var, m.secret, m.env_var
+            ));
+        } else {
+            out.push_str(&format!(
+                "\n  stage {}: {} -> secret {:?} does not exist",
+                m.stage, m.env_var, m.secret
+            ));
+        }
+    }
+    out
+}
+
+fn failed_stages_message(failures: &[StageFailure]) -> String {
+    match failures {
+        [one] => format!("stage {} failed: {}", one.stage, one.reason),
+        many => {
+            let mut out = format!("{} stages failed:", many.len());
+            for f in many {
+                out.push_str(&format!("\n  {}: {}", f.stage, f.reason));
+            }
+            out
+        }
+    }
+}
+
+/// Decisions the host of the controller takes part in (the local daemon
+/// records the run and refuses a second run of the same project).
+pub trait RunHooks: Send + Sync {
+    /// Called once the plan is known, before anything is changed. An `Err`
+    /// refuses the run with that message.
+    fn planned(&self, _plan: &WorkflowPlan, _checkout: &Checkout) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Hooks that accept everything.
+pub struct NoHooks;
+impl RunHooks for NoHooks {}
+
+const LOGGER: &str = "workflow";
+
+fn info(log: &Log, msg: impl fmt::Display) {
+    log.log(Level::Info, LOGGER, &msg.to_string());
+}
+
+/// Run one workflow to the end. Every failure is logged and returned.
+pub async fn run_workflow(
+    runtime: &dyn Runtime,
+    req: &WorkflowRequest,
+    hooks: &dyn RunHooks,
+    log: &Log,
+    cancel: &CancellationToken,
+) -> Result<RunReport, WorkflowError> {
+    let branch = req.branch.as_deref().unwrap_or("(default branch)");
+    info(
+        log,
+        format!(
+            "attempting to run workflow for project={} on branch={branch} with runtime={}",
+            req.repo,
+            runtime.name()
+        ),
+    );
+    let checkout = fetch(req, log).await?;
+    let project = load(&checkout, log)?;
+    let facts = RunFacts {
+        namespace: req.namespace.clone(),
+        repo: req.repo.clone(),
+        branch: checkout.branch.clone().or_else(|| req.branch.clone()),
+        commit: checkout.commit.clone(),
+    };
+    let plan = plan_workflow(&project, &facts)?;
+    hooks
+        .planned(&plan, &checkout)
+        .map_err(WorkflowError::Refused)?;
+    let ctx = RunContext {
+        run_id: req.run_id.clone(),
+        namespace: plan.namespace.clone(),
+        project: plan.project.clone(),
+        repo: plan.repo.clone(),
+        branch: plan.branch.clone(),
+        commit: plan.commit.clone(),
+        checkout: checkout.dir.clone(),
+        docker_image: plan.docker_image.clone(),
+    };
+    let result = prepare_and_run(runtime, &plan, &ctx, log, cancel).await;
+    match result {
+        Ok(removed_services) => {
+            info(
+                log,
+                format!(
+                    "successfully ran workflow for project={} in namespace={}",
+                    plan.project, plan.namespace
+                ),
+            );
+            Ok(RunReport {
+                plan,
+                checkout,
+                removed_services,
+            })
+        }
+        Err(err) => {
+            log.log(Level::Error, LOGGER, &format!("workflow failed: {err}"));
+            if !matches!(
+                err,
+                WorkflowError::Cancelled | WorkflowError::MissingSecrets(_)
+            ) && let Some(stage) = &plan.on_failure
+            {
+                run_on_failure(runtime, &ctx, stage, &err, log, cancel).await;
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn fetch(req: &WorkflowRequest, log: &Log) -> Result<Checkout, WorkflowError> {
+    let source = Source::parse(&req.repo)?;
+    let what = match &source {
+        Source::LocalDir(dir) => format!("copying local directory {}", dir.display()),
+        Source::Git(url) => format!(
+            "attempting to download branch={} from {url}",
+            req.branch.as_deref().unwrap_or("(default)")
+        ),
+    };
+    info(log, what);
+    let (branch, dest) = (req.branch.clone(), req.checkout_dir.clone());
+    let opts = FetchOptions {
+        ssh_key: req.ssh_key.clone(),
+        // A clone that hangs (a stalled network) must not hold the run forever.
+        timeout: Some(std::time::Duration::from_secs(15 * 60)),
+    };
+    let checkout = tokio::task::spawn_blocking(move || {
+        bodywork_source::fetch(&source, branch.as_deref(), &dest, &opts)
+    })
+    .await
+    .map_err(|e| WorkflowError::Internal(format!("source fetch task failed: {e}")))??;
+    let dirty = if checkout.dirty {
+        " (with uncommitted changes)"
+    } else {
+        ""
+    };
+    info(
+        log,
+        format!("project fetched at commit={}{dirty}", checkout.commit),
+    );
+    Ok(checkout)
+}
+
+fn load(checkout: &Checkout, log: &Log) -> Result<bodywork_config::Project, WorkflowError> {
+    let loaded = bodywork_config::load_project(
+        &checkout.dir,
+        &LoadOptions {
+            file: None,
+            check_files: true,
+        },
+    );
+    for p in loaded.problems.iter().filter(|p| !p.is_error()) {
+        log.log(Level::Warning, LOGGER, &p.to_string());
+    }
+    loaded
+        .project
+        .ok_or(WorkflowError::Invalid(loaded.problems))
+}
+
+/// Everything after planning; returns the services removed at the end.
+async fn prepare_and_run(
+    runtime: &dyn Runtime,
+    plan: &WorkflowPlan,
+    ctx: &RunContext,
+    log: &Log,
+    cancel: &CancellationToken,
+) -> Result<Vec<String>, WorkflowError> {
+    if !runtime
+        .namespace_exists(&plan.namespace)
+        .await
+        .map_err(WorkflowError::Runtime)?
+    {
+        info(
+            log,
+            format!("namespace={} does not exist, creating it", plan.namespace),
+        );
+        for line in runtime
+            .setup_namespace(&plan.namespace)
+            .await
+            .map_err(WorkflowError::Runtime)?
+        {
+            info(log, line);
+        }
+    }
+    check_secrets(runtime, plan).await?;
+    check_namespace_owner(runtime, plan).await?;
+
+    for step in &plan.steps {
+        if cancel.is_cancelled() {
+            return Err(WorkflowError::Cancelled);
+        }
+        let names: Vec<&str> = step.iter().map(|s| s.stage.as_str()).collect();
+        info(
+            log,
+            format!("attempting to execute DAG step=[{}]", names.join(", ")),
+        );
+        let results = join_all(
+            step.iter()
+                .map(|stage| run_stage(runtime, ctx, stage, log, cancel)),
+        )
+        .await;
+        let mut failures = Vec::new();
+        for (stage, result) in step.iter().zip(results) {
+            match result {
+                Ok(()) => {}
+                Err(RuntimeError::Cancelled) => return Err(WorkflowError::Cancelled),
+                Err(e) => failures.push(StageFailure {
+                    stage: stage.stage.clone(),
+                    reason: match e {
+                        RuntimeError::StageFailed { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
+                }),
+            }
+        }
+        if cancel.is_cancelled() {
+            return Err(WorkflowError::Cancelled);
+        }
+        if !failures.is_empty() {
+            return Err(WorkflowError::StagesFailed(failures));
+        }
+        info(
+            log,
+            format!("successfully executed DAG step=[{}]", names.join(", ")),
+        );
+    }
+    remove_stale_services(runtime, plan, log).await
+}
+
+async fn run_stage(
+    runtime: &dyn Runtime,
+    ctx: &RunContext,
+    stage: &StagePlan,
+    log: &Log,
+    cancel: &CancellationToken,
+) -> Result<(), RuntimeError> {
+    if stage.is_service() {
+        info(
+            log,
+            format!(
+                "deploying service stage={} in namespace={}",
+                stage.stage, ctx.namespace
+            ),
+        );
+        runtime.deploy_service(ctx, stage, log, cancel).await?;
+        info(log, format!("service stage={} is ready", stage.stage));
+    } else {
+        info(log, format!("running batch stage={}", stage.stage));
+        runtime.run_batch(ctx, stage, &[], log, cancel).await?;
+        info(
+            log,
+            format!("batch stage={} completed successfully", stage.stage),
+        );
+    }
+    Ok(())
+}
+
+/// Every secret and key the run needs must exist before any stage starts.
+async fn check_secrets(runtime: &dyn Runtime, plan: &WorkflowPlan) -> Result<(), WorkflowError> {
+    let wanted: Vec<&StagePlan> = plan.stages().chain(plan.on_failure.iter()).collect();
+    if wanted.iter().all(|s| s.secret_refs().next().is_none()) {
+        return Ok(());
+    }
+    let secrets = runtime
+        .list_secrets(&plan.namespace)
+        .await
+        .map_err(WorkflowError::Runtime)?;
+    let mut missing = Vec::new();
+    for stage in wanted {
+        for (env_var, secret, key) in stage.secret_refs() {
+            let found = secrets.iter().find(|s| s.name == secret);
+            if found.is_none_or(|s| !s.data.contains_key(key)) {
+                missing.push(MissingSecret {
+                    stage: stage.stage.clone(),
+                    env_var: env_var.to_string(),
+                    secret: secret.to_string(),
+                    secret_exists: found.is_some(),
+                });
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(WorkflowError::MissingSecrets(missing))
+    }
+}
+
+/// A namespace already used by a project from another repository is refused.
+async fn check_namespace_owner(
+    runtime: &dyn Runtime,
+    plan: &WorkflowPlan,
+) -> Result<(), WorkflowError> {
+    let services = runtime
+        .list_services(&plan.namespace)
+        .await
+        .map_err(WorkflowError::Runtime)?;
+    match services.iter().find(|s| s.repo != plan.repo) {
+        Some(other) => Err(WorkflowError::Refused(format!(
+            "namespace {} already holds service {} of project {} from {}; deploy {} into another namespace, \
+             or delete that service first",
+            plan.namespace, other.name, other.project, other.repo, plan.repo
+        ))),
+        None => Ok(()),
+    }
+}
+
+async fn remove_stale_services(
+    runtime: &dyn Runtime,
+    plan: &WorkflowPlan,
+    log: &Log,
+) -> Result<Vec<String>, WorkflowError> {
+    let keep = plan.service_names();
+    let services = runtime
+        .list_services(&plan.namespace)
+        .await
+        .map_err(WorkflowError::Runtime)?;
+    let mut removed = Vec::new();
+    for svc in services
+        .iter()
+        .filter(|s| s.project == plan.project && !keep.contains(&s.name.as_str()))
+    {
+        info(
+            log,
+            format!(
+                "removing service={} (no longer in the DAG of project={})",
+                svc.name, plan.project
+            ),
+        );
+        runtime
+            .delete_service(&plan.namespace, &svc.name)
+            .await
+            .map_err(WorkflowError::Runtime)?;
+        removed.push(svc.name.clone());
+    }
+    Ok(removed)
+}
+
+async fn run_on_failure(
+    runtime: &dyn Runtime,
+    ctx: &RunContext,
+    stage: &StagePlan,
+    err: &WorkflowError,
+    log: &Log,
+    cancel: &CancellationToken,
+) {
+    info(log, format!("running run_on_failure stage={}", stage.stage));
+    let env = [("EXCEPTION_MESSAGE".to_string(), err.exception_message())];
+    match runtime.run_batch(ctx, stage, &env, log, cancel).await {
+        Ok(()) => info(
+            log,
+            format!("run_on_failure stage={} completed", stage.stage),
+        ),
+        Err(e) => log.log(
+            Level::Error,
+            LOGGER,
+            &format!("run_on_failure stage={} failed too: {e}", stage.stage),
+        ),
+    }
+}

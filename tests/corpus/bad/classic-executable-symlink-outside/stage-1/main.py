@@ -1,0 +1,1 @@
+../../../good/seed-serve-model/scoring-service/service.py
