@@ -7,7 +7,7 @@
 //! (every run cancelled, every child killed, state recorded).
 
 mod handlers;
-mod runs;
+pub(crate) mod runs;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -195,7 +195,7 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         }
     };
     if let Request::RunWorkflow(submission) = request {
-        runs::run_workflow(daemon, submission, read, write).await;
+        runs::run_for_client(daemon, submission, read, write).await;
         return;
     }
     if let Request::RunLogs {

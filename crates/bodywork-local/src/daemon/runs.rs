@@ -97,95 +97,84 @@ impl RunHooks for Hooks<'_> {
     }
 }
 
-pub(super) async fn run_workflow(
-    daemon: Arc<Daemon>,
-    submission: WorkflowSubmission,
-    mut read: BufReader<OwnedReadHalf>,
-    mut write: OwnedWriteHalf,
-) {
-    let home = daemon.home().clone();
+/// A run that is recorded in the state and has its log file: ready to go.
+pub(crate) struct PreparedRun {
+    pub id: i64,
+    pub cancel: bodywork_runtime::CancellationToken,
+    file: File,
+}
+
+/// Record a run before anything is done for it ("write before acting") and
+/// register it as active. `trigger` says who started it (`cli`, `cron:NAME`).
+pub(crate) fn prepare_run(
+    daemon: &Daemon,
+    submission: &WorkflowSubmission,
+    trigger: &str,
+) -> Result<PreparedRun, String> {
+    let home = daemon.home();
     let new_run = NewRun {
         namespace: submission.namespace.clone().unwrap_or_default(),
         project: None,
         repo: submission.repo.clone(),
         branch: submission.branch.clone(),
         commit: None,
-        trigger: "cli".into(),
-        // Renamed below once the run has its number.
+        trigger: trigger.to_string(),
+        // Replaced below once the run has its number.
         log_path: home.root().join("logs").join("runs").join("pending.log"),
     };
-    let run = match daemon.runtime.with_store(|s| s.insert_run(&new_run)) {
-        Ok(id) => id,
-        Err(e) => {
-            write_error(&mut write, e).await;
-            return;
-        }
-    };
-    let log_path = home.run_log(run);
+    let id = daemon
+        .runtime
+        .with_store(|s| s.insert_run(&new_run))
+        .map_err(|e| e.to_string())?;
+    let log_path = home.run_log(id);
     let _ = daemon
         .runtime
-        .with_store(|s| s.set_run_log_path(run, &log_path));
+        .with_store(|s| s.set_run_log_path(id, &log_path));
     let file = match File::create(&log_path) {
         Ok(f) => f,
         Err(e) => {
             let message = format!("cannot create the run log {}: {e}", log_path.display());
             let _ = daemon
                 .runtime
-                .with_store(|s| s.finish_run(run, RunStatus::Failed, Some(&message)));
-            write_error(&mut write, message).await;
-            return;
+                .with_store(|s| s.finish_run(id, RunStatus::Failed, Some(&message)));
+            return Err(message);
         }
     };
     let cancel = daemon.shutdown.child_token();
     if let Ok(mut runs) = daemon.runs.lock() {
         runs.insert(
-            run,
+            id,
             ActiveRun {
                 cancel: cancel.clone(),
                 key: None,
             },
         );
     }
+    Ok(PreparedRun { id, cancel, file })
+}
 
-    // Everything for the client goes through one channel, so frames keep their order.
-    let (tx, mut rx) = mpsc::unbounded_channel::<Response>();
-    let _ = tx.send(Response::RunStarted { run });
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            let last = matches!(frame, Response::End);
-            if write_frame(&mut write, &frame).await.is_err() || last {
-                break;
-            }
-        }
-    });
-    // The client cancels by saying so, or by going away (Ctrl-C).
-    let watcher = {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            match read_frame::<_, Request>(&mut read).await {
-                Ok(Some(Request::Cancel)) | Ok(None) | Err(_) => cancel.cancel(),
-                Ok(Some(_)) => {}
-            }
-        })
-    };
-
-    let log_sink = Arc::new(RunLog {
+/// Drive a prepared run to its end with the workflow controller, record how
+/// it ended, and forget it as active. Log events also go to `client`.
+pub(crate) async fn execute_run(
+    daemon: &Daemon,
+    run: PreparedRun,
+    submission: WorkflowSubmission,
+    client: Option<mpsc::UnboundedSender<Response>>,
+) -> (RunStatus, Option<String>) {
+    let PreparedRun { id, cancel, file } = run;
+    let log: Log = Arc::new(RunLog {
         file: Mutex::new((LineWriter::new(file), LogRenderer::default())),
-        client: Some(tx.clone()),
+        client,
     });
-    let log: Log = log_sink;
     let request = WorkflowRequest {
-        run_id: run.to_string(),
+        run_id: id.to_string(),
         repo: submission.repo,
         branch: submission.branch,
         namespace: submission.namespace,
         ssh_key: submission.ssh_key.map(Into::into),
-        checkout_dir: home.checkout(run),
+        checkout_dir: daemon.home().checkout(id),
     };
-    let hooks = Hooks {
-        daemon: &daemon,
-        run,
-    };
+    let hooks = Hooks { daemon, run: id };
     let result = controller(&daemon.runtime, &request, &hooks, &log, &cancel).await;
     let (status, error) = match &result {
         Ok(_) => (RunStatus::Succeeded, None),
@@ -201,9 +190,9 @@ pub(super) async fn run_workflow(
     };
     if let Err(e) = daemon
         .runtime
-        .with_store(|s| s.finish_run(run, status, error.as_deref()))
+        .with_store(|s| s.finish_run(id, status, error.as_deref()))
     {
-        tracing::error!(target: "daemon", "cannot record the end of run {run}: {e}");
+        tracing::error!(target: "daemon", "cannot record the end of run {id}: {e}");
     }
     // Batch-only runs leave nothing behind; a run that deployed services
     // keeps its checkout, which the services run from.
@@ -214,16 +203,55 @@ pub(super) async fn run_workflow(
         let _ = std::fs::remove_dir_all(&request.checkout_dir);
     }
     if let Ok(mut runs) = daemon.runs.lock() {
-        runs.remove(&run);
+        runs.remove(&id);
     }
+    (status, error)
+}
+
+/// A workflow run asked for by a CLI: stream its log to that CLI, and
+/// cancel it when the CLI says so or goes away (Ctrl-C).
+pub(super) async fn run_for_client(
+    daemon: Arc<Daemon>,
+    submission: WorkflowSubmission,
+    mut read: BufReader<OwnedReadHalf>,
+    mut write: OwnedWriteHalf,
+) {
+    let prepared = match prepare_run(&daemon, &submission, "cli") {
+        Ok(p) => p,
+        Err(message) => {
+            write_error(&mut write, message).await;
+            return;
+        }
+    };
+    let id = prepared.id;
+    // Everything for the client goes through one channel, so frames keep their order.
+    let (tx, mut rx) = mpsc::unbounded_channel::<Response>();
+    let _ = tx.send(Response::RunStarted { run: id });
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            let last = matches!(frame, Response::End);
+            if write_frame(&mut write, &frame).await.is_err() || last {
+                break;
+            }
+        }
+    });
+    let watcher = {
+        let cancel = prepared.cancel.clone();
+        tokio::spawn(async move {
+            match read_frame::<_, Request>(&mut read).await {
+                Ok(Some(Request::Cancel)) | Ok(None) | Err(_) => cancel.cancel(),
+                Ok(Some(_)) => {}
+            }
+        })
+    };
+    let (status, error) = execute_run(&daemon, prepared, submission, Some(tx.clone())).await;
     let _ = tx.send(Response::RunFinished {
-        run,
+        run: id,
         status: status.to_string(),
         error,
     });
     let _ = tx.send(Response::End);
     drop(tx);
-    drop(log);
     watcher.abort();
     let _ = writer.await;
 }
