@@ -50,6 +50,16 @@ pub struct GlobalArgs {
     /// Show debug log lines from bodywork itself.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+
+    /// Kubernetes: the kubeconfig context to use (default: the current
+    /// context; inside a pod, the in-cluster configuration).
+    #[arg(
+        long,
+        env = "BODYWORK_KUBE_CONTEXT",
+        value_name = "CONTEXT",
+        global = true
+    )]
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -264,8 +274,8 @@ pub struct CronjobCreateArgs {
     /// Retries of a failed run.
     #[arg(long, default_value_t = 0)]
     pub retries: u32,
-    /// How many runs to keep in the history.
-    #[arg(long, default_value_t = 5)]
+    /// How many runs to keep in the history (at least 1).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub history_limit: u32,
     /// Time zone of the schedule (default UTC).
     #[arg(long)]

@@ -73,20 +73,6 @@ fn usage_errors_exit_2() {
 }
 
 #[test]
-fn commands_not_yet_built_say_so_and_exit_2() {
-    for args in [
-        &["service", "display", "--namespace", "x"][..],
-        &["cronjob", "display", "--namespace", "x"],
-        &["--runtime", "kubernetes", "setup-namespace", "x"],
-    ] {
-        let (code, stdout, stderr) = bodywork(args);
-        assert_eq!(code, 2, "{args:?}");
-        assert!(stdout.is_empty());
-        assert!(stderr.contains("not implemented yet"), "{args:?}: {stderr}");
-    }
-}
-
-#[test]
 fn completions_are_generated() {
     let (code, stdout, _) = bodywork(&["completions", "bash"]);
     assert_eq!(code, 0);

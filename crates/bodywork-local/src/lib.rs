@@ -9,13 +9,17 @@
 //! projects (`bodywork-config` does).
 
 pub mod client;
+pub mod cron;
 pub mod daemon;
+pub mod direct;
 pub mod home;
 mod notebook;
 pub mod process;
 pub mod protocol;
 pub mod runtime;
+pub mod services;
 mod stage_env;
+mod store;
 mod time;
 
 pub use home::Home;

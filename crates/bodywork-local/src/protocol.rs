@@ -53,12 +53,64 @@ pub enum Request {
     ServiceList {
         namespace: String,
     },
+    /// Logs of a service's current replicas; with `follow`, until the client leaves.
+    ServiceLogs {
+        namespace: String,
+        name: String,
+        follow: bool,
+    },
     ServiceDelete {
         namespace: String,
         name: String,
     },
     EnvList,
     EnvPrune,
+    /// `cronjob create`.
+    CronCreate(CronJobSpec),
+    /// `cronjob delete`: the cron job and its history.
+    CronDelete {
+        namespace: String,
+        name: String,
+    },
+    /// `cronjob display`: every cron job of the namespace, or one.
+    CronList {
+        namespace: String,
+        name: Option<String>,
+    },
+    /// `cronjob history`: the runs of one cron job, newest first.
+    CronHistory {
+        namespace: String,
+        name: String,
+    },
+    /// `cronjob logs`: the whole log of one run (`NAME-RUN`); streamed as
+    /// `LogLine` frames, then `End`.
+    CronLogs {
+        namespace: String,
+        name: String,
+    },
+    /// `cronjob trigger`: start a run now.
+    CronTrigger {
+        namespace: String,
+        name: String,
+    },
+}
+
+/// A cron job to create: a workflow run on a schedule.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CronJobSpec {
+    pub namespace: String,
+    pub name: String,
+    /// Standard 5-field cron expression.
+    pub schedule: String,
+    /// IANA time zone of the schedule; `None` is UTC.
+    pub timezone: Option<String>,
+    /// Git URL or absolute local directory.
+    pub repo: String,
+    pub branch: Option<String>,
+    /// Retries of a failed run.
+    pub retries: u32,
+    /// Runs kept in the history (at least 1).
+    pub history_limit: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +163,12 @@ pub enum Response {
     Envs {
         envs: Vec<EnvSummary>,
     },
+    CronJobs {
+        jobs: Vec<CronJobSummary>,
+    },
+    CronHistory {
+        runs: Vec<CronRunSummary>,
+    },
     /// The last frame of a stream.
     End,
 }
@@ -122,6 +180,8 @@ pub struct DaemonStatus {
     pub home: String,
     pub started: String,
     pub active_runs: Vec<i64>,
+    /// Where the gateway listens, or why it does not.
+    pub gateway: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,6 +197,50 @@ pub struct RunSummary {
     pub error: Option<String>,
     pub started: String,
     pub finished: Option<String>,
+}
+
+/// What `cronjob display` shows of one cron job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CronJobSummary {
+    pub namespace: String,
+    pub name: String,
+    pub schedule: String,
+    pub timezone: String,
+    pub repo: String,
+    pub branch: Option<String>,
+    pub retries: u32,
+    pub history_limit: u32,
+    pub created: String,
+    /// When the newest run kept in the history started.
+    pub last_run: Option<String>,
+    pub next_run: Option<String>,
+    /// `running`, else the newest run's status, else `waiting`.
+    pub status: String,
+}
+
+/// One row of `cronjob history`: a workflow run of the cron job (like a
+/// Kubernetes Job of a CronJob), or a scheduled time skipped because a run
+/// was still going.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CronRunSummary {
+    /// `NAME-RUN`, what `cronjob logs --name` takes; `None` when skipped.
+    pub job_name: Option<String>,
+    pub cron_job: String,
+    pub run: Option<i64>,
+    /// When the run was due.
+    pub scheduled: String,
+    /// `scheduled`, `catch_up` or `manual`.
+    pub kind: String,
+    /// 1 for the first try, 2 for the first retry, ...
+    pub attempt: u32,
+    pub skipped: bool,
+    pub start_time: Option<String>,
+    pub completion_time: Option<String>,
+    pub active: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    /// Catch-up, manual, retry, skipped: in words.
+    pub note: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

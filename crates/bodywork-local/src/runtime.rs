@@ -3,8 +3,8 @@
 //! processes in cached environments.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,6 +17,8 @@ use bodywork_state::{AttemptStatus, Store};
 
 use crate::home::Home;
 use crate::process::{self, Exit, StageCommand};
+use crate::services::{self, Rollout, ServiceManager, ServiceSpec};
+use crate::store::SharedStore;
 use crate::{notebook, stage_env};
 
 /// The local runtime, shared by every connection of the daemon.
@@ -27,20 +29,35 @@ pub struct LocalRuntime {
 
 struct Inner {
     home: Home,
-    store: Mutex<Store>,
+    store: SharedStore,
     envs: EnvCache,
+    services: ServiceManager,
 }
 
 impl LocalRuntime {
     pub fn new(home: Home, store: Store) -> LocalRuntime {
-        let envs = EnvCache::new(home.root());
+        let mut envs = EnvCache::new(home.root());
+        // Share uv's package cache with other tools (or other homes) when asked.
+        if let Some(dir) = ["BODYWORK_UV_CACHE_DIR", "UV_CACHE_DIR"]
+            .iter()
+            .find_map(|k| std::env::var_os(k).filter(|v| !v.is_empty()))
+        {
+            envs = envs.with_uv_cache_dir(Path::new(&dir));
+        }
+        let store = SharedStore::new(store);
+        let services = ServiceManager::new(home.clone(), store.clone());
         LocalRuntime {
             inner: Arc::new(Inner {
                 home,
-                store: Mutex::new(store),
+                store,
                 envs,
+                services,
             }),
         }
+    }
+
+    pub fn services(&self) -> &ServiceManager {
+        &self.inner.services
     }
 
     pub fn home(&self) -> &Home {
@@ -56,10 +73,7 @@ impl LocalRuntime {
         &self,
         f: impl FnOnce(&Store) -> Result<T, bodywork_state::StoreError>,
     ) -> Result<T> {
-        let store = self.inner.store.lock().map_err(|_| {
-            RuntimeError::failed("the state store is unusable after an earlier panic")
-        })?;
-        f(&store).map_err(RuntimeError::failed)
+        self.inner.store.with(f).map_err(RuntimeError::failed)
     }
 
     /// Get the Python environment for a stage, logging the installer's progress.
@@ -108,12 +122,12 @@ impl LocalRuntime {
     /// notebook runner for `.ipynb`.
     fn command(
         &self,
-        ctx: &RunContext,
+        checkout: &Path,
         stage: &StagePlan,
         python: PathBuf,
         env: Vec<(String, String)>,
     ) -> Result<StageCommand> {
-        let cwd = ctx.checkout.join(&stage.working_dir);
+        let cwd = checkout.join(&stage.working_dir);
         let script = stage
             .executable
             .file_name()
@@ -138,6 +152,87 @@ impl LocalRuntime {
             cwd,
             env,
         })
+    }
+
+    /// Everything a stage process needs, decided: secrets resolved, its
+    /// Python environment ready (with the shim), its environment variables
+    /// and command line.
+    async fn prepare(
+        &self,
+        ctx: &RunContext,
+        stage: &StagePlan,
+        extra_env: &[(String, String)],
+        log: &Log,
+    ) -> Result<StageCommand> {
+        let secrets = self.list_secrets(&ctx.namespace).await?;
+        let planned =
+            stage_env::resolve(stage, &secrets).map_err(|why| RuntimeError::StageFailed {
+                stage: stage.stage.clone(),
+                reason: why,
+            })?;
+        let env = self.environment(stage, log).await?;
+        services::shim::install(&env.site_packages).map_err(|e| {
+            RuntimeError::failed(format!(
+                "cannot install the bodywork shim into {}: {e}",
+                env.site_packages.display()
+            ))
+        })?;
+        let vars = self.stage_vars(&ctx.namespace, &env.dir, planned, extra_env);
+        self.command(&ctx.checkout, stage, env.python.clone(), vars)
+    }
+
+    /// A stage's environment variables, with what the shim needs to resolve
+    /// service names in its namespace.
+    fn stage_vars(
+        &self,
+        namespace: &str,
+        venv: &Path,
+        planned: Vec<(String, String)>,
+        extra_env: &[(String, String)],
+    ) -> Vec<(String, String)> {
+        let mut extra = vec![
+            (
+                "BODYWORK_HOSTS_FILE".to_string(),
+                self.inner.services.hosts_file().display().to_string(),
+            ),
+            ("BODYWORK_NAMESPACE".to_string(), namespace.to_string()),
+        ];
+        extra.extend(extra_env.iter().cloned());
+        stage_env::build(|k| std::env::var(k).ok(), venv, planned, &extra)
+    }
+
+    /// Bring back every recorded service after a daemon start (adopting
+    /// replicas that still run).
+    pub async fn restore_services(&self) {
+        let secrets_by_ns = |ns: &str| self.with_store(|s| s.list_secrets(ns));
+        let command_for = |row: &bodywork_state::DeploymentRow,
+                           spec: &ServiceSpec|
+         -> Result<StageCommand> {
+            let secrets: Vec<Secret> = secrets_by_ns(&row.namespace)?
+                .into_iter()
+                .map(|r| Secret {
+                    namespace: r.namespace,
+                    name: r.name,
+                    data: r.data,
+                    created: String::new(),
+                })
+                .collect();
+            let planned = stage_env::resolve(&spec.plan, &secrets).map_err(RuntimeError::failed)?;
+            let venv = spec
+                .program
+                .parent()
+                .and_then(Path::parent)
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let vars = self.stage_vars(&row.namespace, &venv, planned, &[]);
+            Ok(StageCommand {
+                program: spec.program.clone(),
+                args: spec.args.iter().map(Into::into).collect(),
+                cwd: spec.cwd.clone(),
+                env: vars,
+            })
+        };
+        self.inner.services.restore(&command_for).await;
     }
 
     fn run_id(ctx: &RunContext) -> Result<i64> {
@@ -235,15 +330,7 @@ impl Runtime for LocalRuntime {
             )));
         };
         let run_id = Self::run_id(ctx)?;
-        let secrets = self.list_secrets(&ctx.namespace).await?;
-        let planned =
-            stage_env::resolve(stage, &secrets).map_err(|why| RuntimeError::StageFailed {
-                stage: stage.stage.clone(),
-                reason: why,
-            })?;
-        let env = self.environment(stage, log).await?;
-        let vars = stage_env::build(|k| std::env::var(k).ok(), &env.dir, planned, extra_env);
-        let command = self.command(ctx, stage, env.python.clone(), vars)?;
+        let command = self.prepare(ctx, stage, extra_env, log).await?;
         let deadline = (max_completion_time_seconds > 0)
             .then(|| Duration::from_secs(max_completion_time_seconds));
         let attempts = retries + 1;
@@ -316,28 +403,25 @@ impl Runtime for LocalRuntime {
 
     async fn deploy_service(
         &self,
-        _ctx: &RunContext,
+        ctx: &RunContext,
         stage: &StagePlan,
-        _log: &Log,
-        _cancel: &CancellationToken,
+        log: &Log,
+        cancel: &CancellationToken,
     ) -> Result<()> {
-        Err(RuntimeError::StageFailed {
-            stage: stage.stage.clone(),
-            reason: "service stages are not supported by the local runtime yet (batch stages are)"
-                .into(),
-        })
+        let command = self.prepare(ctx, stage, &[], log).await?;
+        let rollout = Rollout {
+            ctx,
+            stage,
+            command,
+        };
+        self.inner.services.deploy(rollout, log, cancel).await
     }
 
     async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {
-        let _ = namespace;
-        Ok(Vec::new())
+        Ok(self.inner.services.list(namespace))
     }
 
     async fn delete_service(&self, namespace: &str, name: &str) -> Result<()> {
-        Err(RuntimeError::NotFound {
-            kind: "service",
-            name: name.to_string(),
-            namespace: namespace.to_string(),
-        })
+        self.inner.services.delete(namespace, name).await
     }
 }

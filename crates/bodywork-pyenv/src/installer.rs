@@ -310,9 +310,24 @@ fn install_uv_into(
     }
 }
 
+/// Installer lines that tell a bodywork user nothing: how to activate the
+/// environment by hand, and which environment `uv pip` works on (always the
+/// one being built). They are kept out of progress output (error messages
+/// are built from the full output).
+pub(crate) fn is_noise(line: &str) -> bool {
+    let line = line.trim();
+    line.starts_with("Activate with:")
+        || (line.starts_with("Using Python ") && line.contains(" environment at: "))
+}
+
 fn run(cmd: &mut Command, tool: &str, on_line: &mut dyn FnMut(&str)) -> Result<Finished, EnvError> {
     let program = PathBuf::from(cmd.get_program());
-    run_streaming(cmd, on_line).map_err(|err| EnvError::Io {
+    let mut useful = |line: &str| {
+        if !is_noise(line) {
+            on_line(line);
+        }
+    };
+    run_streaming(cmd, &mut useful).map_err(|err| EnvError::Io {
         action: if tool == "uv" { "run uv" } else { "run Python" },
         path: program,
         source: err,
@@ -408,6 +423,34 @@ mod tests {
         let search = std::env::join_paths(["/nonexistent", bin.path().to_str().unwrap()]).unwrap();
         assert_eq!(find_uv(Some(&search), tools.path()), Some(on_path));
         assert_eq!(find_uv(None, bin.path()), None);
+    }
+
+    #[test]
+    fn activation_hints_and_target_lines_are_noise() {
+        assert!(is_noise("Activate with: source /h/envs/abc/bin/activate"));
+        assert!(is_noise("Using Python 3.11.7 environment at: /h/envs/abc"));
+        for useful in [
+            "Using CPython 3.11.7 interpreter at: /usr/bin/python3",
+            "Creating virtual environment at: /h/envs/abc",
+            "Resolved 1 package in 131ms",
+            " + six==1.17.0",
+            "error: No solution found when resolving dependencies",
+        ] {
+            assert!(!is_noise(useful), "{useful}");
+        }
+    }
+
+    #[test]
+    fn noise_never_reaches_progress_but_useful_lines_do() {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args([
+            "-c",
+            "echo 'Creating virtual environment at: /x'; echo 'Activate with: source /x/bin/activate'",
+        ]);
+        let mut seen = Vec::new();
+        let finished = run(&mut cmd, "uv", &mut |l| seen.push(l.to_owned())).unwrap();
+        assert!(finished.status.success());
+        assert_eq!(seen, ["Creating virtual environment at: /x"]);
     }
 
     #[test]

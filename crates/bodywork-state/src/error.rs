@@ -67,6 +67,22 @@ pub enum StoreError {
     /// No workflow run has this id.
     #[error("workflow run {0} does not exist")]
     NoSuchRun(i64),
+    /// No cron job has this name in this namespace.
+    #[error("cron job '{name}' does not exist in namespace '{namespace}'")]
+    NoSuchCronJob {
+        /// The namespace.
+        namespace: String,
+        /// The cron job name.
+        name: String,
+    },
+    /// A cron job of this name already exists in this namespace.
+    #[error("cron job '{name}' already exists in namespace '{namespace}'")]
+    CronJobExists {
+        /// The namespace.
+        namespace: String,
+        /// The cron job name.
+        name: String,
+    },
     /// No stage attempt has this id.
     #[error("stage attempt {0} does not exist")]
     NoSuchAttempt(i64),

@@ -3,7 +3,8 @@
 //!
 //! This crate owns the database file (its permissions, its pragmas, its schema
 //! migrations) and a small typed API over its tables: namespaces, secrets,
-//! workflow runs and their stage attempts, deployments and their replicas.
+//! workflow runs and their stage attempts, deployments and their replicas,
+//! cron jobs and their history.
 //! Every call is synchronous and short; the daemon wraps the [`Store`] in a
 //! mutex. Each write is committed before the call returns, so the daemon can
 //! "write before acting" and survive `kill -9` at any moment.
@@ -83,6 +84,7 @@ macro_rules! string_enum {
     };
 }
 
+mod cron;
 mod deployments;
 mod error;
 mod migrations;
@@ -90,6 +92,7 @@ mod namespaces;
 mod runs;
 mod secrets;
 
+pub use cron::{CronJobRow, CronRunKind, CronRunRow, NewCronJob};
 pub use deployments::{DeploymentRow, ReplicaRow, ReplicaStatus};
 pub use error::{Result, StoreError};
 pub use migrations::SCHEMA_VERSION;

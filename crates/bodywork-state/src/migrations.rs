@@ -14,36 +14,19 @@ use crate::error::{Result, StoreError};
 
 /// The schema steps, oldest first: step `i` takes version `i` to `i + 1`.
 ///
-/// To add a step (for example the cron tables as schema version 2):
-/// 1. write `src/migrations/002_cron.sql`, e.g.
-///    ```sql
-///    CREATE TABLE cron_jobs (
-///        namespace TEXT NOT NULL REFERENCES namespaces (name),
-///        name      TEXT NOT NULL,
-///        schedule  TEXT NOT NULL,
-///        repo      TEXT NOT NULL,
-///        branch    TEXT,
-///        created   TEXT NOT NULL,
-///        PRIMARY KEY (namespace, name)
-///    ) STRICT;
-///    CREATE TABLE cron_runs (
-///        id        INTEGER PRIMARY KEY AUTOINCREMENT,
-///        namespace TEXT NOT NULL,
-///        job       TEXT NOT NULL,
-///        run_id    INTEGER REFERENCES runs (id) ON DELETE SET NULL,
-///        scheduled TEXT NOT NULL,
-///        FOREIGN KEY (namespace, job) REFERENCES cron_jobs (namespace, name)
-///            ON DELETE CASCADE
-///    ) STRICT;
-///    ```
-/// 2. append `include_str!("migrations/002_cron.sql")` below;
-/// 3. keep `tests/fixtures/state_v1.sql` as it is (it is what version 1
-///    wrote) and extend the upgrade test to read the new tables too.
+/// To add a step (as schema version 2 added the cron tables):
+/// 1. write `src/migrations/NNN_what.sql` (see `002_cron.sql`);
+/// 2. append `include_str!("migrations/NNN_what.sql")` below;
+/// 3. keep the fixtures in `tests/fixtures/` as they are (each is what its
+///    version wrote) and extend the upgrade test to read the new tables too.
 ///
 /// `PRAGMA foreign_keys` cannot change inside a transaction, so a step that
 /// rebuilds a referenced table must use SQLite's 12-step "generalized ALTER
 /// TABLE" procedure with `PRAGMA defer_foreign_keys = ON`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/001_initial.sql"),
+    include_str!("migrations/002_cron.sql"),
+];
 
 /// The schema version this build writes (the number of migration steps).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -122,10 +122,10 @@ pub struct AttemptRow {
     pub finished: Option<DateTime<Utc>>,
 }
 
-const RUN_COLUMNS: &str = r#"id, namespace, project, repo, branch, "commit", "trigger", status,
+pub(crate) const RUN_COLUMNS: &str = r#"id, namespace, project, repo, branch, "commit", "trigger", status,
     error, log_path, started, finished"#;
 
-fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
+pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
         id: row.get(0)?,
         namespace: row.get(1)?,

@@ -5,7 +5,10 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use bodywork_state::{AttemptStatus, ReplicaStatus, RunStatus, SCHEMA_VERSION, Store, StoreError};
+use bodywork_state::{
+    AttemptStatus, CronRunKind, NewCronJob, ReplicaStatus, RunStatus, SCHEMA_VERSION, Store,
+    StoreError,
+};
 use rusqlite::Connection;
 
 const V1_FIXTURE: &str = include_str!("fixtures/state_v1.sql");
@@ -156,6 +159,30 @@ fn v1_database_opens_with_every_row_intact() {
         })
         .expect("new run");
     assert_eq!(id, 3);
+
+    // Schema version 2 added cron jobs: the upgraded database holds them
+    // beside the v1 rows, and links them to v1 runs.
+    assert!(store.list_cron_jobs(None).expect("cron jobs").is_empty());
+    let job = store
+        .create_cron_job(&NewCronJob {
+            namespace: "dev".into(),
+            name: "nightly".into(),
+            schedule: "0 3 * * *".into(),
+            timezone: None,
+            repo: "/src/project".into(),
+            branch: None,
+            retries: 1,
+            history_limit: 2,
+        })
+        .expect("cron job in an upgraded database");
+    store
+        .insert_cron_run("dev", &job.name, &job.created, CronRunKind::Scheduled, 1, 2)
+        .expect("link a v1 run");
+    let history = store.list_cron_runs("dev", "nightly", 10).expect("history");
+    assert_eq!(history.len(), 1);
+    let linked = history[0].run.as_ref().expect("the v1 run");
+    assert_eq!((linked.id, linked.trigger.as_str()), (2, "cron:nightly"));
+    assert_eq!(store.list_runs(None, 10).expect("runs").len(), 3);
 }
 
 #[test]

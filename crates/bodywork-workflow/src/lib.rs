@@ -165,18 +165,14 @@ pub async fn run_workflow(
             runtime.name()
         ),
     );
-    let checkout = fetch(req, log).await?;
-    let project = load(&checkout, log)?;
-    let facts = RunFacts {
-        namespace: req.namespace.clone(),
-        repo: req.repo.clone(),
-        branch: checkout.branch.clone().or_else(|| req.branch.clone()),
-        commit: checkout.commit.clone(),
+    let (checkout, plan) = match fetch_and_plan(req, hooks, log).await {
+        Ok(ready) => ready,
+        Err(err) => {
+            // Nothing ran yet, but the log (and a CLI following it) must say why.
+            log.log(Level::Error, LOGGER, &format!("workflow failed: {err}"));
+            return Err(err);
+        }
     };
-    let plan = plan_workflow(&project, &facts)?;
-    hooks
-        .planned(&plan, &checkout)
-        .map_err(WorkflowError::Refused)?;
     let ctx = RunContext {
         run_id: req.run_id.clone(),
         namespace: plan.namespace.clone(),
@@ -215,6 +211,27 @@ pub async fn run_workflow(
             Err(err)
         }
     }
+}
+
+/// Fetch, load and plan the run, and let the host accept or refuse it.
+async fn fetch_and_plan(
+    req: &WorkflowRequest,
+    hooks: &dyn RunHooks,
+    log: &Log,
+) -> Result<(Checkout, WorkflowPlan), WorkflowError> {
+    let checkout = fetch(req, log).await?;
+    let project = load(&checkout, log)?;
+    let facts = RunFacts {
+        namespace: req.namespace.clone(),
+        repo: req.repo.clone(),
+        branch: checkout.branch.clone().or_else(|| req.branch.clone()),
+        commit: checkout.commit.clone(),
+    };
+    let plan = plan_workflow(&project, &facts)?;
+    hooks
+        .planned(&plan, &checkout)
+        .map_err(WorkflowError::Refused)?;
+    Ok((checkout, plan))
 }
 
 async fn fetch(req: &WorkflowRequest, log: &Log) -> Result<Checkout, WorkflowError> {

@@ -43,12 +43,20 @@ pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> Outcome {
                 Ok(Response::Status(status)) => {
                     let printed = table::print(format, &status, |s| {
                         table::table(
-                            &["pid", "version", "started", "active runs", "home"],
+                            &[
+                                "pid",
+                                "version",
+                                "started",
+                                "active runs",
+                                "gateway",
+                                "home",
+                            ],
                             [vec![
                                 s.pid.to_string(),
                                 s.version.clone(),
                                 s.started.clone(),
                                 s.active_runs.len().to_string(),
+                                s.gateway.clone(),
                                 s.home.clone(),
                             ]],
                         )

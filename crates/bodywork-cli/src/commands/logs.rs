@@ -1,5 +1,6 @@
 //! `bodywork logs --namespace NS NAME [-f]`: the log of a workflow run
-//! (NAME is its run number, as `bodywork runs` shows).
+//! (NAME is its run number, as `bodywork runs` shows) or the output of a
+//! service's replicas (NAME is the service).
 
 use bodywork_local::protocol::{Request, Response};
 
@@ -13,32 +14,29 @@ pub fn run(args: &LogsArgs) -> Outcome {
         Ok(ns) => ns,
         Err(o) => return o,
     };
-    let Some(run) = parse_run(&args.name) else {
-        output::report_message(format!(
-            "{:?} is not a workflow run number (see `bodywork runs --namespace {namespace}`); \
-             service logs come with the local runtime's services",
-            args.name
-        ));
-        return Outcome::Failure;
+    let follow = args.follow;
+    let request = match parse_run(&args.name) {
+        Some(run) => Request::RunLogs {
+            namespace,
+            run,
+            follow,
+        },
+        None => Request::ServiceLogs {
+            namespace,
+            name: args.name.clone(),
+            follow,
+        },
     };
     let home = match local::home() {
         Ok(h) => h,
         Err(o) => return o,
     };
-    let follow = args.follow;
     local::block_on(async move {
         let mut conn = match local::connect(&home).await {
             Ok(c) => c,
             Err(o) => return o,
         };
-        if let Err(e) = conn
-            .send(&Request::RunLogs {
-                namespace,
-                run,
-                follow,
-            })
-            .await
-        {
+        if let Err(e) = conn.send(&request).await {
             return local::fail(&e);
         }
         loop {

@@ -1,14 +1,18 @@
 //! One module per command; `run` dispatches.
 
 mod completions;
+mod cronjob;
 mod daemon;
 mod debug;
 mod env;
+mod kube;
 mod local;
 mod logs;
 mod runs;
 mod secret;
+mod service;
 mod setup_namespace;
+mod stage;
 mod validate;
 mod workflow;
 
@@ -24,7 +28,9 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Validate(args) => validate::run(&global, &args),
         Command::Debug(args) => debug::run(&args),
         Command::Completions(args) => completions::run(&args),
-        _ if kubernetes => not_implemented("--runtime kubernetes"),
+        command if kubernetes && !matches!(command, Command::Stage(_)) => {
+            kube::run(&global, command)
+        }
         Command::SetupNamespace(args) => setup_namespace::run(&args),
         Command::Workflow(args) => workflow::run(&args),
         Command::Secret(cmd) => secret::run(&global, &cmd),
@@ -32,17 +38,10 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Runs(args) => runs::run(&global, &args),
         Command::Env(cmd) => env::run(&global, &cmd),
         Command::Daemon(args) => daemon::run(&global, &args),
-        Command::Stage(_) => not_implemented("stage"),
-        Command::Service(_) => not_implemented("service"),
-        Command::Cronjob(_) => not_implemented("cronjob"),
+        Command::Stage(args) => stage::run(&args),
+        Command::Service(cmd) => service::run(&global, &cmd),
+        Command::Cronjob(cmd) => cronjob::run(&global, &cmd),
     }
-}
-
-/// Commands whose runtime has not landed yet say so and exit 2: never a
-/// silent success.
-fn not_implemented(command: &str) -> Outcome {
-    output::report_message(format!("`bodywork {command}` is not implemented yet"));
-    Outcome::Usage
 }
 
 /// A namespace or secret name as the user typed it must already be a valid

@@ -3,9 +3,13 @@
 //! every stage process and records the run as cancelled); a second Ctrl-C
 //! leaves at once.
 
+use std::io::IsTerminal;
+use std::time::Duration;
+
 use bodywork_local::protocol::{Request, Response, WorkflowSubmission};
-use bodywork_runtime::{Level, LogRenderer};
+use bodywork_runtime::{Level, LogEvent, LogRenderer};
 use bodywork_source::Source;
+use indicatif::ProgressBar;
 
 use super::{checked_name, local};
 use crate::Outcome;
@@ -76,6 +80,51 @@ pub fn run(args: &WorkflowArgs) -> Outcome {
     })
 }
 
+/// A spinner on stderr while the run waits on a Python environment build
+/// (log events of the `environment` logger), cleared by the next event of
+/// anything else. Only on a terminal.
+struct EnvSpinner {
+    enabled: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl EnvSpinner {
+    fn new(enabled: bool) -> EnvSpinner {
+        EnvSpinner { enabled, bar: None }
+    }
+
+    fn follow(&mut self, event: &LogEvent) {
+        match event {
+            LogEvent::Log {
+                logger, message, ..
+            } if self.enabled
+                && logger == "environment"
+                && !message.starts_with("environment ready") =>
+            {
+                let bar = self.bar.get_or_insert_with(|| {
+                    let bar = ProgressBar::new_spinner();
+                    bar.enable_steady_tick(Duration::from_millis(100));
+                    bar
+                });
+                bar.set_message(format!("building the Python environment: {message}"));
+            }
+            _ => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+            }
+        }
+    }
+
+    /// Print without the spinner getting in the way.
+    fn suspend(&self, print: impl FnOnce()) {
+        match &self.bar {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
+}
+
 async fn stream(conn: &mut bodywork_local::client::Connection) -> Outcome {
     let style = Style::stdout();
     let paint = move |level: Level| match level {
@@ -85,6 +134,7 @@ async fn stream(conn: &mut bodywork_local::client::Connection) -> Outcome {
         Level::Info => level.as_str().to_string(),
     };
     let mut renderer = LogRenderer::default();
+    let mut spinner = EnvSpinner::new(std::io::stderr().is_terminal());
     let mut interrupted = false;
     let mut outcome = Outcome::Failure;
     loop {
@@ -106,9 +156,13 @@ async fn stream(conn: &mut bodywork_local::client::Connection) -> Outcome {
                 tracing::debug!(target: "workflow", "run {run} started");
             }
             Ok(Response::Event(event)) => {
-                for line in renderer.render(&event, &paint) {
-                    println!("{line}");
-                }
+                spinner.follow(&event);
+                let lines = renderer.render(&event, &paint);
+                spinner.suspend(|| {
+                    for line in lines {
+                        println!("{line}");
+                    }
+                });
             }
             Ok(Response::RunFinished { status, .. }) => {
                 outcome = if status == "succeeded" {
@@ -125,5 +179,45 @@ async fn stream(conn: &mut bodywork_local::client::Connection) -> Outcome {
             Ok(other) => return local::unexpected(other),
             Err(e) => return local::fail(&e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(logger: &str, message: &str) -> LogEvent {
+        LogEvent::log(Level::Info, logger, message)
+    }
+
+    #[test]
+    fn the_spinner_follows_environment_builds_only() {
+        let mut spinner = EnvSpinner::new(true);
+        spinner.follow(&event("workflow", "running batch stage=a"));
+        assert!(spinner.bar.is_none());
+        spinner.follow(&event("environment", "Resolved 5 packages in 10ms"));
+        let message = spinner.bar.as_ref().map(ProgressBar::message);
+        assert_eq!(
+            message.as_deref(),
+            Some("building the Python environment: Resolved 5 packages in 10ms")
+        );
+        spinner.follow(&event("environment", "environment ready in 3.1s"));
+        assert!(spinner.bar.is_none());
+        spinner.follow(&event("environment", "Installed 5 packages"));
+        spinner.follow(&LogEvent::Stage {
+            source: "p--a".into(),
+            line: "hello".into(),
+        });
+        assert!(spinner.bar.is_none());
+    }
+
+    #[test]
+    fn no_spinner_off_a_terminal() {
+        let mut spinner = EnvSpinner::new(false);
+        spinner.follow(&event("environment", "Resolved 5 packages in 10ms"));
+        assert!(spinner.bar.is_none());
+        let mut printed = false;
+        spinner.suspend(|| printed = true);
+        assert!(printed);
     }
 }

@@ -82,12 +82,13 @@ where
 /// Install the global logger: to stderr, INFO (DEBUG with `verbose`).
 pub fn init(verbose: bool) {
     let level = if verbose { Level::DEBUG } else { Level::INFO };
+    let style = Style::stderr();
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
-        .event_format(Format {
-            style: Style::stderr(),
-        })
+        // Structured fields are painted too: not when piped or NO_COLOR.
+        .with_ansi(style.on)
+        .event_format(Format { style })
         .try_init();
 }
 

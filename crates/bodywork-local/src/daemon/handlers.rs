@@ -3,6 +3,7 @@
 use bodywork_runtime::{Runtime, RuntimeError};
 
 use super::Daemon;
+use crate::cron;
 use crate::protocol::{DaemonStatus, EnvSummary, PROTOCOL_VERSION, Request, Response, RunSummary};
 
 fn error(e: impl std::fmt::Display) -> Response {
@@ -42,6 +43,11 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
                 .lock()
                 .map(|r| r.keys().copied().collect())
                 .unwrap_or_default(),
+            gateway: match daemon.gateway.lock().as_deref() {
+                Ok(Ok(addr)) => format!("http://{addr}"),
+                Ok(Err(why)) => format!("not running: {why}"),
+                Err(_) => "unknown".into(),
+            },
         }),
         Request::Shutdown => {
             daemon.shutdown.cancel();
@@ -130,8 +136,16 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
                 Err(e) => error(e),
             }
         }
+        Request::CronCreate(spec) => cron::create(daemon, spec),
+        Request::CronDelete { namespace, name } => cron::delete(daemon, &namespace, &name),
+        Request::CronList { namespace, name } => cron::list(daemon, &namespace, name.as_deref()),
+        Request::CronHistory { namespace, name } => cron::history(daemon, &namespace, &name),
+        Request::CronTrigger { namespace, name } => cron::trigger(daemon, namespace, name).await,
         Request::Cancel => error("nothing to cancel on this connection"),
-        Request::RunWorkflow(_) | Request::RunLogs { .. } => {
+        Request::CronLogs { .. } => {
+            error("internal: streaming request routed to the wrong handler")
+        }
+        Request::RunWorkflow(_) | Request::RunLogs { .. } | Request::ServiceLogs { .. } => {
             error("internal: streaming request routed to the wrong handler")
         }
     }

@@ -8,9 +8,11 @@
 
 mod handlers;
 pub(crate) mod runs;
+mod service_logs;
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,6 +64,11 @@ pub(crate) struct Daemon {
     pub runs: Mutex<HashMap<i64, ActiveRun>>,
     pub shutdown: CancellationToken,
     pub started: String,
+    /// Where the gateway listens (`127.0.0.1:8001`), or why it does not.
+    pub gateway: Mutex<Result<SocketAddr, String>>,
+    pub gateway_stop: CancellationToken,
+    /// The cron scheduler's shared half (see `crate::cron`).
+    pub cron: crate::cron::CronHandle,
 }
 
 impl Daemon {
@@ -92,12 +99,19 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
 
     let store = Store::open(home.state_db())?;
     recover(&store);
+    let (cron, cron_commands) = crate::cron::CronHandle::new();
     let daemon = Arc::new(Daemon {
         runtime: LocalRuntime::new(home.clone(), store),
         runs: Mutex::new(HashMap::new()),
         shutdown: CancellationToken::new(),
         started: chrono::Utc::now().to_rfc3339(),
+        gateway: Mutex::new(Err("not started".into())),
+        gateway_stop: CancellationToken::new(),
+        cron,
     });
+
+    daemon.runtime.restore_services().await;
+    start_gateway(&daemon).await;
 
     let socket = home.socket();
     let _ = std::fs::remove_file(&socket);
@@ -105,6 +119,7 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(io_err(&socket))?;
     tracing::info!(target: "daemon", "listening on {} (pid {})", socket.display(), std::process::id());
+    let scheduler = tokio::spawn(crate::cron::run_scheduler(daemon.clone(), cron_commands));
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(io_err(&socket))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_err(&socket))?;
@@ -122,11 +137,61 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
             _ = daemon.shutdown.cancelled() => { tracing::info!(target: "daemon", "stop requested"); break; }
         }
     }
+    // No cron run or retry may start once runs are being cancelled.
+    daemon.cron.stop();
+    let _ = scheduler.await;
     stop(&daemon).await;
+    daemon.runtime.services().shutdown().await;
+    daemon.gateway_stop.cancel();
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(home.pid_file());
     drop(lock);
     Ok(())
+}
+
+/// The address the gateway listens on: `BODYWORK_GATEWAY_ADDR`, else
+/// loopback port 8001 (SPEC §7: loopback unless told otherwise).
+pub const DEFAULT_GATEWAY: &str = "127.0.0.1:8001";
+
+/// Start the HTTP gateway. A daemon without its gateway still runs stages
+/// and services (reachable at their cluster addresses), so a failure to
+/// bind is reported, not fatal.
+async fn start_gateway(daemon: &Arc<Daemon>) {
+    let wanted =
+        std::env::var("BODYWORK_GATEWAY_ADDR").unwrap_or_else(|_| DEFAULT_GATEWAY.to_string());
+    let result = match wanted.parse::<SocketAddr>() {
+        Err(e) => Err(format!(
+            "BODYWORK_GATEWAY_ADDR={wanted:?} is not an address: {e}"
+        )),
+        Ok(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Err(e) => Err(format!("cannot listen on {addr}: {e}")),
+            Ok(listener) => {
+                let bound = listener.local_addr().unwrap_or(addr);
+                let services = daemon.runtime.services();
+                let directory: Arc<dyn bodywork_gateway::Directory> = services.table();
+                tokio::spawn(bodywork_gateway::serve_gateway(
+                    listener,
+                    directory,
+                    services.traffic(),
+                    bodywork_gateway::GatewayOptions::default(),
+                    daemon.gateway_stop.clone(),
+                ));
+                services.set_gateway_url(format!("http://{bound}"));
+                Ok(bound)
+            }
+        },
+    };
+    match &result {
+        Ok(addr) => tracing::info!(target: "daemon", "gateway listening on http://{addr}"),
+        Err(why) => tracing::error!(target: "daemon", "the gateway is not running: {why}"),
+    }
+    let _ = std::fs::write(
+        daemon.home().root().join("gateway.addr"),
+        result.as_ref().map(|a| a.to_string()).unwrap_or_default(),
+    );
+    if let Ok(mut g) = daemon.gateway.lock() {
+        *g = result;
+    }
 }
 
 /// After a crash: kill stage processes the previous daemon left behind and
@@ -205,6 +270,19 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     } = request
     {
         runs::stream_logs(&daemon, &namespace, run, follow, &mut write).await;
+        return;
+    }
+    if let Request::ServiceLogs {
+        namespace,
+        name,
+        follow,
+    } = request
+    {
+        service_logs::stream(&daemon, &namespace, &name, follow, read, &mut write).await;
+        return;
+    }
+    if let Request::CronLogs { namespace, name } = request {
+        crate::cron::stream_run_logs(&daemon, &namespace, &name, &mut write).await;
         return;
     }
     let response = handlers::handle(&daemon, request).await;

@@ -257,7 +257,7 @@ pub(super) async fn run_for_client(
 }
 
 /// Send a run's log; with `follow`, keep sending new lines until the run ends.
-pub(super) async fn stream_logs(
+pub(crate) async fn stream_logs(
     daemon: &Daemon,
     namespace: &str,
     run: i64,

@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Gateway benchmark: throughput (wrk) and added latency of the bodywork
+# gateway versus a direct connection, with nginx as the reference reverse
+# proxy, all on loopback. See bench/README-gateway.md.
+#
+# Usage: bash bench/gateway.sh
+# Environment (all optional):
+#   UPSTREAM=HOST:PORT   benchmark an already running upstream (e.g. the Flask
+#                        scoring example) instead of the built-in trivial one
+#   UPSTREAM_PATH=/p     request path on the upstream          (default /)
+#   BODY='{"a": 1}'      send JSON POSTs with this body         (default GET)
+#   CONNECTIONS=16  DURATION=10  ROUNDS=3  WRK_THREADS=2  LATENCY_REQUESTS=10000 (per round)
+#   BENCH_THREADS=N      tokio worker threads of the built-in upstream
+#   SKIP_BUILD=1         reuse the last release build
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CONNECTIONS="${CONNECTIONS:-16}"
+DURATION="${DURATION:-10}"
+ROUNDS="${ROUNDS:-3}"
+WRK_THREADS="${WRK_THREADS:-2}"
+LATENCY_REQUESTS="${LATENCY_REQUESTS:-10000}"
+UPSTREAM_PATH="${UPSTREAM_PATH:-/}"
+BODY="${BODY:-}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="$CARGO_TARGET_DIR/release/examples"
+
+need() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing $2 with apt-get" >&2
+        apt-get install -y "$2" >/dev/null || { apt-get update >/dev/null && apt-get install -y "$2" >/dev/null; }
+    fi
+    command -v "$1" >/dev/null 2>&1 || { echo "error: $1 not found; install the Debian package $2" >&2; exit 1; }
+}
+need wrk wrk
+need nginx nginx
+need python3 python3
+
+if [ -z "${SKIP_BUILD:-}" ]; then
+    (cd "$ROOT" && cargo build --release --quiet -p bodywork-gateway --example bench_upstream --example bench_gateway --example bench_latency)
+fi
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "error: nothing listens on 127.0.0.1:$1" >&2
+    exit 1
+}
+
+# The upstream.
+if [ -n "${UPSTREAM:-}" ]; then
+    UPSTREAM_ADDR="$UPSTREAM"
+else
+    UPSTREAM_ADDR="127.0.0.1:$(free_port)"
+    "$BIN/bench_upstream" "$UPSTREAM_ADDR" 2>"$WORK/upstream.log" &
+    PIDS+=($!)
+fi
+wait_port "${UPSTREAM_ADDR##*:}"
+
+# Our gateway, with a static directory: service bench/up -> the upstream.
+GATEWAY_PORT="$(free_port)"
+"$BIN/bench_gateway" "127.0.0.1:$GATEWAY_PORT" bench up "$UPSTREAM_ADDR" 2>"$WORK/gateway.log" &
+PIDS+=($!)
+
+# nginx as a plain keep-alive reverse proxy.
+NGINX_PORT="$(free_port)"
+mkdir -p "$WORK/nginx"/{client_body,proxy,fastcgi,uwsgi,scgi}
+chmod -R a+rwx "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes auto;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    client_body_temp_path $WORK/nginx/client_body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    upstream bench_upstream { server $UPSTREAM_ADDR; keepalive 64; keepalive_requests 10000000; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+nginx -e "$WORK/nginx/error.log" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+PIDS+=($!)
+wait_port "$GATEWAY_PORT"
+wait_port "$NGINX_PORT"
+
+declare -A URL=(
+    [direct]="http://$UPSTREAM_ADDR$UPSTREAM_PATH"
+    [gateway]="http://127.0.0.1:$GATEWAY_PORT/api/v1/namespaces/bench/services/up/proxy$UPSTREAM_PATH"
+    [nginx]="http://127.0.0.1:$NGINX_PORT$UPSTREAM_PATH"
+)
+TARGETS=(direct gateway nginx)
+
+WRK_ARGS=()
+if [ -n "$BODY" ]; then
+    cat >"$WORK/post.lua" <<EOF
+wrk.method = "POST"
+wrk.body = [==[$BODY]==]
+wrk.headers["Content-Type"] = "application/json"
+EOF
+    WRK_ARGS=(-s "$WORK/post.lua")
+fi
+
+# Every target must answer 2xx before we time it.
+for t in "${TARGETS[@]}"; do
+    if [ -n "$BODY" ]; then
+        code="$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' --data "$BODY" "${URL[$t]}")"
+    else
+        code="$(curl -s -o /dev/null -w '%{http_code}' "${URL[$t]}")"
+    fi
+    case "$code" in 2??) ;; *) echo "error: $t answered $code at ${URL[$t]}" >&2; exit 1 ;; esac
+done
+
+rps() { # TARGET SECONDS -> requests per second (non-2xx answers make it fail)
+    local out
+    out="$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$2s" "${WRK_ARGS[@]}" "${URL[$1]}")"
+    if grep -q "Non-2xx" <<<"$out"; then echo "error: $1 answered non-2xx under load" >&2; echo "$out" >&2; exit 1; fi
+    awk '/Requests\/sec/ {print $2}' <<<"$out"
+}
+
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+echo "upstream $UPSTREAM_ADDR$UPSTREAM_PATH ${BODY:+(POST $BODY)}; $CONNECTIONS connections, $ROUNDS rounds of ${DURATION}s, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+declare -A SAMPLES
+for t in "${TARGETS[@]}"; do rps "$t" 2 >/dev/null; done # warm-up: pools, caches, page faults
+for round in $(seq 1 "$ROUNDS"); do
+    # Interleaved rounds, so a neighbour's load spike hits every target alike.
+    for t in "${TARGETS[@]}"; do
+        SAMPLES[$t]+="$(rps "$t" "$DURATION") "
+    done
+    echo "round $round done" >&2
+done
+
+declare -A RPS P50 P90 L50 L90
+for t in "${TARGETS[@]}"; do
+    RPS[$t]="$(tr ' ' '\n' <<<"${SAMPLES[$t]}" | grep . | median)"
+done
+for round in $(seq 1 "$ROUNDS"); do
+    # Latency rounds interleaved too; the median of the rounds' percentiles is reported.
+    for t in "${TARGETS[@]}"; do
+        read -r p50 p90 _ < <("$BIN/bench_latency" "${URL[$t]}" "$LATENCY_REQUESTS" ${BODY:+"$BODY"})
+        L50[$t]+="$p50 "
+        L90[$t]+="$p90 "
+    done
+done
+for t in "${TARGETS[@]}"; do
+    P50[$t]="$(tr ' ' '\n' <<<"${L50[$t]}" | grep . | median)"
+    P90[$t]="$(tr ' ' '\n' <<<"${L90[$t]}" | grep . | median)"
+done
+
+printf '\n%-8s %12s %9s %9s %9s %13s\n' target "req/s" "vs direct" "p50 µs" "p90 µs" "added p50 µs"
+for t in "${TARGETS[@]}"; do
+    awk -v t="$t" -v r="${RPS[$t]}" -v d="${RPS[direct]}" -v p50="${P50[$t]}" -v p90="${P90[$t]}" -v d50="${P50[direct]}" \
+        'BEGIN { printf "%-8s %12.0f %9.3f %9.1f %9.1f %13.1f\n", t, r, r / d, p50, p90, p50 - d50 }'
+done
+awk -v g="${RPS[gateway]}" -v n="${RPS[nginx]}" -v d="${RPS[direct]}" -v g50="${P50[gateway]}" -v d50="${P50[direct]}" 'BEGIN {
+    printf "\ngateway/direct %.3f (target >= 0.9 trivial, >= 0.97 Flask); nginx/direct %.3f; gateway/nginx %.3f\n", g / d, n / d, g / n
+    printf "added latency p50 %.1f µs (target <= 100)\n", g50 - d50
+}'

@@ -1,0 +1,103 @@
+//! `bodywork stage REPO BRANCH STAGE`: run one stage here, in the
+//! foreground, without the daemon (what containers run). Bodywork's own
+//! messages go to stderr as SPEC §6 log lines; the stage's output goes
+//! straight to the terminal. Ctrl-C or SIGTERM stops the stage's whole
+//! process tree. The exit code is the stage's own.
+//!
+//! Must not: fetch, plan or supervise anything itself (`bodywork_local::direct` does).
+
+use std::io::Write;
+use std::sync::Arc;
+
+use bodywork_local::direct::{self, DirectOutcome, DirectStage};
+use bodywork_runtime::{CancellationToken, Level, Log, LogSink, format_log_line, timestamp_now};
+
+use super::local;
+use crate::Outcome;
+use crate::cli::StageArgs;
+use crate::output::{self, color::Style};
+
+/// Bodywork's own messages, on stderr.
+struct StderrLog {
+    style: Style,
+}
+
+impl LogSink for StderrLog {
+    fn log(&self, level: Level, logger: &str, message: &str) {
+        let name = level.as_str();
+        let painted = match level {
+            Level::Error => self.style.error(name),
+            Level::Warning => self.style.warning(name),
+            Level::Debug => self.style.dim(name),
+            Level::Info => name.to_string(),
+        };
+        eprintln!(
+            "{}",
+            format_log_line(&timestamp_now(), &painted, logger, message)
+        );
+    }
+
+    fn stage_line(&self, _source: &str, line: &str) {
+        eprintln!("{line}");
+    }
+}
+
+/// Run the stage; the exit code is the stage's own (1 when it could not run).
+pub fn run(args: &StageArgs) -> Outcome {
+    let home = match local::home() {
+        Ok(h) => h,
+        Err(o) => return o,
+    };
+    let what = DirectStage {
+        repo: args.repo.clone(),
+        branch: Some(args.branch.clone()),
+        stage: args.stage.clone(),
+    };
+    let log: Log = Arc::new(StderrLog {
+        style: Style::stderr(),
+    });
+    let mut code = 1;
+    let outcome = local::block_on(async {
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        let signals = tokio::spawn(async move {
+            stopped().await;
+            eprintln!("stopping the stage");
+            stop.cancel();
+        });
+        let result = direct::run_stage(&home, &what, &log, &cancel).await;
+        signals.abort();
+        match result {
+            Ok(DirectOutcome::Exited(0)) => Outcome::Success,
+            Ok(other) => {
+                code = other.exit_code();
+                Outcome::Failure
+            }
+            Err(e) => {
+                output::report_error(&e, None);
+                Outcome::Failure
+            }
+        }
+    });
+    if outcome == Outcome::Failure && code != 1 {
+        let _ = std::io::stdout().flush();
+        std::process::exit(code);
+    }
+    outcome
+}
+
+/// Resolves on the first Ctrl-C or SIGTERM (`docker stop`, a pod deletion).
+async fn stopped() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

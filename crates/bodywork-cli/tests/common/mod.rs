@@ -1,0 +1,466 @@
+//! Helpers of the local-runtime integration tests: a private
+//! `$BODYWORK_HOME` per test whose daemon is always stopped (and killed if
+//! it will not stop) and whose files are always removed, even when an
+//! assertion fails; one shared `uv` for the whole suite, so no test home
+//! bootstraps its own; stdlib-only projects written into temp dirs; and
+//! waiting on conditions instead of sleeping.
+//!
+//! Must not: talk to anything but loopback and PyPI (through uv), touch the
+//! user's own `~/.bodywork`, or leave a process running.
+
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The `bodywork` binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_bodywork")
+}
+
+/// A directory holding a `uv` executable shared by every test home, or
+/// `None` when it cannot be installed (the homes then bootstrap their own).
+///
+/// Installed once per target dir with `pip install --target` into a
+/// temporary directory renamed into place, under a file lock so parallel
+/// test binaries do not race.
+pub fn shared_uv_bin() -> Option<&'static Path> {
+    static UV: OnceLock<Option<PathBuf>> = OnceLock::new();
+    UV.get_or_init(|| {
+        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-cache");
+        let target = cache.join("uv");
+        let bin = target.join("bin");
+        let ready = |bin: &Path| {
+            fs::metadata(bin.join("uv")).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+        };
+        if ready(&bin) {
+            return Some(bin);
+        }
+        fs::create_dir_all(&cache).ok()?;
+        let lock = fs::File::create(cache.join(".uv.lock")).ok()?;
+        lock.lock().ok()?;
+        if ready(&bin) {
+            return Some(bin);
+        }
+        let tmp = cache.join(format!(".uv-tmp-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let installed = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg("--target")
+            .arg(&tmp)
+            .arg("uv")
+            .env("PIP_ROOT_USER_ACTION", "ignore")
+            .stdin(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if installed && fs::rename(&tmp, &target).is_ok() && ready(&bin) {
+            Some(bin)
+        } else {
+            let _ = fs::remove_dir_all(&tmp);
+            None
+        }
+    })
+    .as_deref()
+}
+
+/// One uv package cache for every test home: packages are downloaded once
+/// per target dir, and each home's environments link from it.
+pub fn shared_uv_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("test-cache")
+        .join("uv-cache")
+}
+
+/// `PATH` for the CLI (and so the daemon it starts): the shared uv first.
+fn test_path() -> OsString {
+    let system = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    match shared_uv_bin() {
+        Some(uv) => {
+            let mut dirs = vec![uv.to_path_buf()];
+            dirs.extend(std::env::split_paths(&system));
+            std::env::join_paths(dirs).unwrap_or(system)
+        }
+        None => system,
+    }
+}
+
+/// A private `$BODYWORK_HOME`. Dropping it stops its daemon (politely, then
+/// with SIGKILL) and removes the directory.
+pub struct TestHome {
+    dir: tempfile::TempDir,
+    path: OsString,
+    extra_env: Vec<(String, String)>,
+    /// Second octet of this home's loopback addresses (services), unique
+    /// among the homes of this test process, so parallel daemons never
+    /// hand out the same cluster or pod address.
+    block: u8,
+}
+
+/// A loopback block for a new home: spread by process id, then counted.
+fn next_block() -> u8 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    (20 + (std::process::id().wrapping_mul(7) + n * 13) % 230) as u8
+}
+
+impl TestHome {
+    pub fn new() -> TestHome {
+        TestHome {
+            dir: tempfile::Builder::new()
+                .prefix("bw-home-")
+                .tempdir()
+                .expect("temp dir for BODYWORK_HOME"),
+            path: test_path(),
+            extra_env: Vec::new(),
+            block: next_block(),
+        }
+    }
+
+    /// The gateway's address (`127.0.0.1:PORT`) once the daemon runs: each
+    /// test daemon listens on a free port, never the user's 8001.
+    pub fn gateway(&self) -> String {
+        std::fs::read_to_string(self.root().join("gateway.addr"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// Also set `name=value` for every command (and so for a daemon they start).
+    pub fn with_env(mut self, name: &str, value: &str) -> TestHome {
+        self.extra_env.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `bodywork ARGS...` with this home, no colour, the shared uv on PATH.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.args(args)
+            .env("BODYWORK_HOME", self.root())
+            .env("PATH", &self.path)
+            .env("NO_COLOR", "1")
+            .env("BODYWORK_GATEWAY_ADDR", "127.0.0.1:0")
+            .env("BODYWORK_UV_CACHE_DIR", shared_uv_cache())
+            .env("BODYWORK_LOOPBACK_BLOCK", self.block.to_string())
+            .env_remove("BODYWORK_RUNTIME")
+            .env_remove("BODYWORK_PYENV_INSTALLER")
+            .stdin(Stdio::null());
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Run to the end and capture everything.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let started = Instant::now();
+        let output = self
+            .cmd(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run bodywork {args:?}: {e}"));
+        Run::new(args, output, started.elapsed())
+    }
+
+    /// Run and require exit code 0; returns the run.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let run = self.run(args);
+        assert_eq!(run.code, Some(0), "bodywork {args:?} failed:\n{run}");
+        run
+    }
+
+    /// Start in the background with stdout/stderr captured.
+    pub fn spawn(&self, args: &[&str]) -> Background {
+        let child = self
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start bodywork {args:?}: {e}"));
+        Background {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            child: Some(child),
+            started: Instant::now(),
+        }
+    }
+
+    /// Pid of the running daemon, from `daemon.pid`.
+    pub fn daemon_pid(&self) -> Option<i32> {
+        fs::read_to_string(self.root().join("daemon.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// `bodywork setup-namespace NS`.
+    pub fn namespace(&self, ns: &str) {
+        self.ok(&["setup-namespace", ns]);
+    }
+
+    /// The runs of a namespace as JSON (`bodywork runs -o json`).
+    pub fn runs_json(&self, ns: &str) -> Vec<serde_json::Value> {
+        let run = self.ok(&["runs", "--namespace", ns, "-o", "json"]);
+        serde_json::from_str(&run.stdout)
+            .unwrap_or_else(|e| panic!("runs -o json is not JSON ({e}):\n{run}"))
+    }
+}
+
+impl Drop for TestHome {
+    fn drop(&mut self) {
+        let pid = self.daemon_pid();
+        let stopped = self
+            .cmd(&["daemon", "--stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if let Some(pid) = pid
+            && (!stopped || is_alive(pid as u32))
+        {
+            kill(pid, "KILL");
+        }
+    }
+}
+
+/// A finished command.
+pub struct Run {
+    pub args: Vec<String>,
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    fn new(args: &[&str], output: Output, elapsed: Duration) -> Run {
+        Run {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            elapsed,
+        }
+    }
+
+    /// stdout then stderr.
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    /// Assert the exit code, showing the output when it differs.
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(self.code, Some(code), "unexpected exit code:\n{self}");
+        self
+    }
+
+    /// Assert that the combined output contains `needle`.
+    pub fn expect_output(&self, needle: &str) -> &Run {
+        assert!(
+            self.all().contains(needle),
+            "missing {needle:?} in:\n{self}"
+        );
+        self
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "$ bodywork {}\n(exit {:?} after {:?})\n--- stdout\n{}--- stderr\n{}",
+            self.args.join(" "),
+            self.code,
+            self.elapsed,
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// A command running in the background; killed if dropped unfinished.
+pub struct Background {
+    args: Vec<String>,
+    child: Option<Child>,
+    started: Instant,
+}
+
+impl Background {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Wait for the end (at most `limit`) and capture the output.
+    pub fn finish(mut self, limit: Duration) -> Run {
+        let mut child = self.child.take().expect("not finished yet");
+        let deadline = Instant::now() + limit;
+        while child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let output = child.wait_with_output().expect("output of a killed child");
+                panic!(
+                    "bodywork {:?} did not finish within {limit:?}:\n{}",
+                    self.args,
+                    Run::new(&[], output, self.started.elapsed())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let output = child
+            .wait_with_output()
+            .expect("output of a finished child");
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        Run::new(&args, output, self.started.elapsed())
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Wait until `cond` holds, polling; panics with `what` after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// True while `pid` is a live process (a zombie waiting to be reaped is dead).
+pub fn is_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Send a signal with `kill -SIG PID` (no unsafe, no extra dependency).
+pub fn kill(pid: i32, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Read a pid written by a stage, once the file is complete.
+pub fn read_pid(file: &Path) -> Option<u32> {
+    fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+/// A project written into a temp dir: `bodywork.yaml` plus stage scripts.
+pub struct TestProject {
+    dir: tempfile::TempDir,
+}
+
+impl TestProject {
+    /// `files` are (relative path, contents); `bodywork.yaml` among them.
+    pub fn new(files: &[(&str, &str)]) -> TestProject {
+        let dir = tempfile::Builder::new()
+            .prefix("bw-project-")
+            .tempdir()
+            .expect("temp dir for a project");
+        for (rel, contents) in files {
+            let path = dir.path().join(rel);
+            if let Some(parent) = path.parent() {
+                fs::create_dir_all(parent).expect("project subdirectory");
+            }
+            fs::write(&path, contents).expect("project file");
+        }
+        TestProject { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The directory as a command-line argument.
+    pub fn arg(&self) -> &str {
+        self.dir.path().to_str().expect("temp paths are UTF-8")
+    }
+
+    /// A scratch file path next to (not inside) the project, for stages to
+    /// write to: stages run from a copy of the project.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        let dir = self.dir.path().with_extension("scratch");
+        fs::create_dir_all(&dir).expect("scratch dir");
+        dir.join(name)
+    }
+}
+
+impl Drop for TestProject {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(self.dir.path().with_extension("scratch"));
+    }
+}
+
+/// `bodywork.yaml` text: `pipeline` header lines plus stage blocks.
+pub fn yaml(name: &str, dag: &str, extra_pipeline: &str, stages: &[String]) -> String {
+    let mut out = format!(
+        "version: \"1.1\"\npipeline:\n  name: {name}\n  docker_image: bodyworkml/bodywork-core:latest\n  DAG: {dag}\n{extra_pipeline}stages:\n"
+    );
+    for s in stages {
+        out.push_str(s);
+    }
+    out
+}
+
+/// One batch stage block; `extra` holds more indented keys (args, secrets...).
+pub fn batch_stage(name: &str, script: &str, timeout: u64, retries: u32, extra: &str) -> String {
+    format!(
+        "  {name}:\n    executable_module_path: {script}\n{extra}    batch:\n      max_completion_time_seconds: {timeout}\n      retries: {retries}\n"
+    )
+}
+
+/// `    args: ["a", "b"]` for a stage block (paths are quoted as JSON strings).
+pub fn args_line(args: &[&str]) -> String {
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|a| serde_json::Value::String(a.to_string()).to_string())
+        .collect();
+    format!("    args: [{}]\n", quoted.join(", "))
+}
+
+/// Run `git` in `dir`, requiring success; returns stdout trimmed.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

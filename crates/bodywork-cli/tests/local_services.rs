@@ -1,0 +1,558 @@
+//! Services on the local runtime, end to end with the real binary: replicas
+//! on their own pod addresses, cluster addresses and names that resolve in
+//! stages, the gateway, crashes under load, rolling updates and rollbacks
+//! with zero failed requests, and recovery after `kill -9` of the daemon.
+//!
+//! Service scripts use only the standard library (http.server), except the
+//! seed-tutorial test, which deploys `examples/serve-model` with Flask and
+//! scikit-learn (packages come from one uv cache shared by the suite).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{TestHome, TestProject, wait_for};
+
+/// A tiny HTTP/1.1 client: one request per connection. Returns the status
+/// code and body.
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP head in {text:?}")))?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Ok((code, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The gateway path of a service (what `kubectl proxy` serves).
+fn proxy_path(ns: &str, service: &str, rest: &str) -> String {
+    format!("/api/v1/namespaces/{ns}/services/{service}/proxy/{rest}")
+}
+
+/// A stdlib HTTP service: answers `{"stage", "version", "pid"}`; `/slow`
+/// sleeps 5 s; with the argument `never` it never listens.
+const SERVER: &str = r#"
+import http.server, json, os, sys, time
+version = sys.argv[1] if len(sys.argv) > 1 else "v0"
+if version == "never":
+    print("this version never becomes ready", flush=True)
+    time.sleep(3600)
+stage = sys.argv[2] if len(sys.argv) > 2 else "?"
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path.startswith("/slow"):
+            time.sleep(5)
+        body = json.dumps({"stage": stage, "version": version, "pid": os.getpid()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
+print(f"{stage} {version} listening on port {os.environ['PORT']}", flush=True)
+server.serve_forever()
+"#;
+
+/// A batch stage that calls every URL it is given and prints the answers.
+const CALLER: &str = r#"
+import json, sys, urllib.request
+for url in sys.argv[1:]:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        print("reached", url, "->", json.load(r)["stage"], flush=True)
+"#;
+
+fn service_stage(name: &str, version: &str, replicas: u32, startup: u64) -> String {
+    format!(
+        "  {name}:\n    executable_module_path: app/server.py\n    args: [\"{version}\", \"{name}\"]\n    service: {{max_startup_time_seconds: {startup}, replicas: {replicas}, port: 5000, ingress: false}}\n"
+    )
+}
+
+/// A `bodywork.yaml` project with services `svc-a` and `svc-b` (both on
+/// port 5000) and optionally a later batch stage calling them by name.
+fn services_project(ns: &str, version: &str, startup: u64, caller_urls: Option<&[&str]>) -> String {
+    let mut stages =
+        service_stage("svc-a", version, 2, startup) + &service_stage("svc-b", version, 2, startup);
+    let dag = match caller_urls {
+        Some(urls) => {
+            let args: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
+            stages.push_str(&format!(
+                "  caller:\n    executable_module_path: app/caller.py\n    args: [{}]\n    batch: {{max_completion_time_seconds: 30, retries: 0}}\n",
+                args.join(", ")
+            ));
+            "svc-a, svc-b >> caller"
+        }
+        None => "svc-a, svc-b",
+    };
+    format!(
+        "version: \"1.1\"\npipeline:\n  name: svcdemo\n  namespace: {ns}\n  DAG: {dag}\nstages:\n{stages}"
+    )
+}
+
+fn write_project(project: &TestProject, yaml: &str) {
+    std::fs::write(project.path().join("bodywork.yaml"), yaml).expect("write bodywork.yaml");
+}
+
+/// Counts requests of a bounded load loop through the gateway.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    versions: Arc<std::sync::Mutex<Vec<String>>>,
+    failures: Arc<std::sync::Mutex<Vec<String>>>,
+    threads: Vec<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `workers` sequential clients, each stopping after `limit` at most.
+    fn start(addr: String, path: String, workers: usize, limit: Duration) -> Load {
+        let load = Load {
+            stop: Arc::new(AtomicBool::new(false)),
+            ok: Arc::new(AtomicUsize::new(0)),
+            failed: Arc::new(AtomicUsize::new(0)),
+            versions: Arc::default(),
+            failures: Arc::default(),
+            threads: Vec::new(),
+        };
+        let mut threads = Vec::new();
+        for _ in 0..workers {
+            let (addr, path) = (addr.clone(), path.clone());
+            let (stop, ok, failed) = (load.stop.clone(), load.ok.clone(), load.failed.clone());
+            let (versions, failures) = (load.versions.clone(), load.failures.clone());
+            threads.push(thread::spawn(move || {
+                let until = Instant::now() + limit;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                    match http(&addr, "GET", &path, None) {
+                        Ok((200, body)) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
+                                && let Some(version) = v["version"].as_str()
+                            {
+                                let mut seen = versions.lock().unwrap();
+                                if !seen.iter().any(|s| s == version) {
+                                    seen.push(version.to_string());
+                                }
+                            }
+                        }
+                        other => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            failures.lock().unwrap().push(format!("{other:?}"));
+                        }
+                    }
+                    thread::sleep(Duration::from_millis(5));
+                }
+            }));
+        }
+        Load { threads, ..load }
+    }
+
+    /// Stop and return (ok, failed, versions seen in order, failure details).
+    fn finish(self) -> (usize, usize, Vec<String>, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            self.versions.lock().unwrap().clone(),
+            self.failures.lock().unwrap().clone(),
+        )
+    }
+}
+
+fn services_json(home: &TestHome, ns: &str) -> Vec<serde_json::Value> {
+    let run = home.ok(&["service", "display", "--namespace", ns, "-o", "json"]);
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("service display json: {e}\n{run}"))
+}
+
+fn replica_pids(home: &TestHome, ns: &str, service: &str) -> Vec<u32> {
+    // The state database is the source of truth for which processes serve.
+    let db = home.root().join("state.db");
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3,sys\n\
+             c=sqlite3.connect(sys.argv[1])\n\
+             g=c.execute('select generation from deployments where namespace=? and name=?',(sys.argv[2],sys.argv[3])).fetchone()[0]\n\
+             print(' '.join(str(r[0]) for r in c.execute('select pid from replicas where namespace=? and service=? and generation=? and pid is not null order by \"index\"',(sys.argv[2],sys.argv[3],g))))",
+        )
+        .arg(&db)
+        .arg(ns)
+        .arg(service)
+        .output()
+        .expect("python3 reads the state");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+#[test]
+fn two_services_on_port_5000_and_a_batch_stage_reaching_both_by_name() {
+    let home = TestHome::new();
+    let ns = "names";
+    let project = TestProject::new(&[("app/server.py", SERVER), ("app/caller.py", CALLER)]);
+    write_project(
+        &project,
+        &services_project(
+            ns,
+            "v1",
+            30,
+            Some(&[
+                "http://svc-a:5000/",
+                "http://svc-b.names:5000/",
+                "http://svc-a.names.svc.cluster.local:5000/",
+            ]),
+        ),
+    );
+    let run = home.ok(&["workflow", project.arg()]);
+    for (url, stage) in [
+        ("http://svc-a:5000/", "svc-a"),
+        ("http://svc-b.names:5000/", "svc-b"),
+        ("http://svc-a.names.svc.cluster.local:5000/", "svc-a"),
+    ] {
+        assert!(
+            run.stdout.contains(&format!("reached {url} -> {stage}")),
+            "{run}"
+        );
+    }
+    let services = services_json(&home, ns);
+    assert_eq!(services.len(), 2, "{services:?}");
+    for s in &services {
+        assert_eq!(s["available_replicas"], 2, "{s}");
+        assert_eq!(s["unavailable_replicas"], 0, "{s}");
+        assert_eq!(s["port"], 5000);
+    }
+    // Four replicas, all binding 0.0.0.0:5000 in their scripts, each on its own pod address.
+    let mut pids = replica_pids(&home, ns, "svc-a");
+    pids.extend(replica_pids(&home, ns, "svc-b"));
+    assert_eq!(pids.len(), 4);
+    // Both the kubectl-proxy path and the ingress path reach the service.
+    let gw = home.gateway();
+    let (code, body) = http(&gw, "GET", &proxy_path(ns, "svc-b", ""), None).unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"stage\": \"svc-b\""), "{body}");
+    let (code, body) = http(&gw, "GET", "/names/svc-a/", None).unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"stage\": \"svc-a\""), "{body}");
+    // Unknown services: 404 with a JSON error.
+    let (code, body) = http(&gw, "GET", &proxy_path(ns, "nope", ""), None).unwrap();
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("\"error\""), "{body}");
+    // Replica logs.
+    let logs = home.ok(&["logs", "--namespace", ns, "svc-a"]);
+    assert!(
+        logs.stdout.contains("---- pod logs for svcdemo--svc-a/0"),
+        "{logs}"
+    );
+    assert!(
+        logs.stdout.contains("svc-a v1 listening on port 5000"),
+        "{logs}"
+    );
+    // Delete: replicas stop, the name is gone.
+    home.ok(&["service", "delete", "--namespace", ns, "--name", "svc-a"]);
+    wait_for("svc-a replicas to stop", Duration::from_secs(20), || {
+        pids[..2].iter().all(|p| !common::is_alive(*p))
+    });
+    let (code, _) = http(&gw, "GET", &proxy_path(ns, "svc-a", ""), None).unwrap();
+    assert_eq!(code, 404);
+}
+
+#[test]
+fn rolling_update_and_rollback_lose_no_request() {
+    let home = TestHome::new();
+    let ns = "rolling";
+    let project = TestProject::new(&[("app/server.py", SERVER), ("app/caller.py", CALLER)]);
+    write_project(&project, &services_project(ns, "v1", 30, None));
+    home.ok(&["workflow", project.arg()]);
+    let gw = home.gateway();
+    let path = proxy_path(ns, "svc-a", "");
+    let old_pids = replica_pids(&home, ns, "svc-a");
+    assert_eq!(old_pids.len(), 2);
+
+    // v2 under load: traffic moves only when v2 is ready; nothing fails.
+    write_project(&project, &services_project(ns, "v2", 30, None));
+    let load = Load::start(gw.clone(), path.clone(), 4, Duration::from_secs(60));
+    thread::sleep(Duration::from_millis(300));
+    home.ok(&["workflow", project.arg()]);
+    thread::sleep(Duration::from_millis(500));
+    let (ok, failed, versions, failures) = load.finish();
+    assert_eq!(
+        failed, 0,
+        "failed requests during the rolling update: {failures:?}"
+    );
+    assert!(ok > 20, "only {ok} requests");
+    assert_eq!(
+        versions.first().map(String::as_str),
+        Some("v1"),
+        "{versions:?}"
+    );
+    assert_eq!(
+        versions.last().map(String::as_str),
+        Some("v2"),
+        "{versions:?}"
+    );
+    // Old replicas drain and stop.
+    wait_for("old replicas to stop", Duration::from_secs(30), || {
+        old_pids.iter().all(|p| !common::is_alive(*p))
+    });
+
+    // A version that never becomes ready: rolled back, the workflow fails
+    // naming the stage, v2 keeps answering, nothing fails.
+    write_project(&project, &services_project(ns, "never", 3, None));
+    let load = Load::start(gw.clone(), path.clone(), 4, Duration::from_secs(60));
+    let run = home.run(&["workflow", project.arg()]);
+    run.expect_code(1);
+    let (ok, failed, versions, failures) = load.finish();
+    assert!(
+        run.all().contains(
+            "svc-a: service=svc-a was not ready within 3 seconds; the new version was rolled back"
+        ),
+        "{run}"
+    );
+    assert_eq!(
+        failed, 0,
+        "failed requests during the rollback: {failures:?}"
+    );
+    assert!(ok > 10);
+    assert_eq!(versions, ["v2"]);
+    let (code, body) = http(&gw, "GET", &path, None).unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("\"version\": \"v2\""), "{body}");
+    for s in services_json(&home, ns) {
+        assert_eq!(s["available_replicas"], 2, "{s}");
+    }
+}
+
+#[test]
+fn a_crashed_replica_is_restarted_while_the_service_keeps_answering() {
+    let home = TestHome::new();
+    let ns = "crash";
+    let project = TestProject::new(&[("app/server.py", SERVER), ("app/caller.py", CALLER)]);
+    write_project(&project, &services_project(ns, "v1", 30, None));
+    home.ok(&["workflow", project.arg()]);
+    let gw = home.gateway();
+    let path = proxy_path(ns, "svc-a", "");
+    let pids = replica_pids(&home, ns, "svc-a");
+    let load = Load::start(gw.clone(), path.clone(), 4, Duration::from_secs(30));
+    thread::sleep(Duration::from_millis(300));
+    common::kill(pids[0] as i32, "KILL");
+    wait_for(
+        "the replica to be restarted",
+        Duration::from_secs(20),
+        || {
+            services_json(&home, ns)
+                .iter()
+                .any(|s| s["name"] == "svc-a" && s["restarts"] == 1 && s["available_replicas"] == 2)
+        },
+    );
+    thread::sleep(Duration::from_millis(300));
+    let (ok, failed, _, failures) = load.finish();
+    // Only a request in flight on the killed replica can fail; new ones
+    // go to the other replica (refused connections are retried).
+    assert!(failed <= 4, "{failed} failed: {failures:?}");
+    assert!(ok > 20, "only {ok} requests");
+    let new = replica_pids(&home, ns, "svc-a");
+    assert_eq!(new.len(), 2);
+    assert!(!new.contains(&pids[0]));
+    assert!(new.contains(&pids[1]));
+
+    // Every replica down at once: 503 with a JSON error until one is back.
+    for p in &new {
+        common::kill(*p as i32, "KILL");
+    }
+    let mut saw_503 = false;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until && !saw_503 {
+        if let Ok((503, body)) = http(&gw, "GET", &path, None) {
+            assert!(body.contains("no ready replica"), "{body}");
+            saw_503 = true;
+        }
+    }
+    assert!(saw_503, "no 503 while every replica was down");
+    wait_for(
+        "the service to answer again",
+        Duration::from_secs(20),
+        || matches!(http(&gw, "GET", &path, None), Ok((200, _))),
+    );
+}
+
+#[test]
+fn services_survive_a_daemon_kill_without_restarting_python() {
+    let home = TestHome::new();
+    let ns = "survive";
+    let project = TestProject::new(&[("app/server.py", SERVER), ("app/caller.py", CALLER)]);
+    write_project(&project, &services_project(ns, "v1", 30, None));
+    home.ok(&["workflow", project.arg()]);
+    let pids = replica_pids(&home, ns, "svc-b");
+    let daemon = home.daemon_pid().expect("daemon pid");
+    common::kill(daemon, "KILL");
+    wait_for("the daemon to die", Duration::from_secs(10), || {
+        !common::is_alive(daemon as u32)
+    });
+    // The next CLI call starts a new daemon, which adopts the replicas.
+    let services = services_json(&home, ns);
+    assert_eq!(services.len(), 2);
+    for s in &services {
+        assert_eq!(s["available_replicas"], 2, "{s}");
+    }
+    assert_eq!(
+        replica_pids(&home, ns, "svc-b"),
+        pids,
+        "replicas were adopted, not restarted"
+    );
+    let (code, body) = http(&home.gateway(), "GET", &proxy_path(ns, "svc-b", ""), None).unwrap();
+    assert_eq!(code, 200, "{body}");
+    // An orderly stop stops the replicas; the next start brings them back.
+    home.ok(&["daemon", "--stop"]);
+    wait_for(
+        "replicas to stop with the daemon",
+        Duration::from_secs(20),
+        || pids.iter().all(|p| !common::is_alive(*p)),
+    );
+    // Any command starts the daemon again.
+    home.ok(&["runs", "--namespace", ns]);
+    wait_for("services to serve again", Duration::from_secs(30), || {
+        matches!(
+            http(&home.gateway(), "GET", &proxy_path(ns, "svc-b", ""), None),
+            Ok((200, _))
+        )
+    });
+}
+
+/// The seed tutorial, verbatim but for the repository: a git repository of
+/// `examples/serve-model` on branch `master`, deployed with the seed's
+/// commands, scored with the seed's request.
+#[test]
+fn seed_tutorial_serves_the_model() {
+    let home = TestHome::new();
+    let repo = TestProject::new(&[]);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/serve-model");
+    copy_dir(&src, repo.path());
+    for args in [
+        &["init", "-q", "-b", "master"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "-m",
+            "serve model",
+        ],
+    ] {
+        let ok = std::process::Command::new("git")
+            .args(args)
+            .current_dir(repo.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "git {args:?}");
+    }
+    let url = format!("file://{}", repo.path().display());
+    let setup = home.ok(&["setup-namespace", "scoring-service"]);
+    assert_eq!(
+        setup.stdout,
+        "creating namespace=scoring-service\n\
+         creating service-account=bodywork-workflow-controller in namespace=scoring-service\n\
+         creating cluster-role-binding=bodywork-workflow-controller--scoring-service\n\
+         creating service-account=bodywork-jobs-and-deployments in namespace=scoring-service\n"
+    );
+    let run = home.ok(&["workflow", "--namespace=scoring-service", &url, "master"]);
+    assert!(
+        run.stdout
+            .contains("---- pod logs for bodywork-serve-model-project--scoring-service"),
+        "{run}"
+    );
+    let (code, body) = http(
+        &home.gateway(),
+        "POST",
+        "/api/v1/namespaces/scoring-service/services/bodywork-serve-model-project--scoring-service/proxy/iris/v1/score",
+        Some(r#"{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#),
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body.trim(),
+        r#"{"species_prediction":"setosa","probabilities":"setosa=1.0|versicolor=0.0|virginica=0.0","model_info":"DecisionTreeClassifier(class_weight='balanced', random_state=42)"}"#
+    );
+    let display = home.ok(&["service", "display", "--namespace", "scoring-service"]);
+    for column in [
+        "SERVICE_URL",
+        "EXPOSED",
+        "AVAILABLE_REPLICAS",
+        "UNAVAILABLE_REPLICAS",
+    ] {
+        assert!(display.stdout.contains(column), "{display}");
+    }
+    let services = services_json(&home, "scoring-service");
+    assert_eq!(services[0]["available_replicas"], 2);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_name() == "__pycache__" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Header rewriting between a client and a replica, as a reverse proxy must:
+//! hop-by-hop headers (RFC 9110 §7.6.1, plus those a `Connection` header
+//! names) are dropped both ways, and `X-Forwarded-For/-Proto/-Host` are added
+//! to requests.
+//!
+//! Pure functions on header maps; they must not route, connect or touch bodies.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Headers that only concern one connection and never travel through a proxy.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Remove hop-by-hop headers, including every header the `Connection` header lists.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass of cheap comparisons instead of a
+    // dozen hashed removals.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    // Upgrades (WebSocket) are not proxied; `Expect: 100-continue` was
+    // already answered to the client by our own server side.
+    headers.remove(header::UPGRADE);
+    headers.remove(header::EXPECT);
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::UPGRADE || name == header::EXPECT
+}
+
+/// Rewrite a client's request headers for a replica: drop hop-by-hop headers
+/// and `Host` (the replica gets its own address), and add the `X-Forwarded-*` set.
+pub(crate) fn request_headers(headers: &mut HeaderMap, client: IpAddr) {
+    strip_hop_by_hop(headers);
+    let host = headers.remove(header::HOST);
+    let mut ip = [0u8; 64];
+    let ip = format_ip(client, &mut ip);
+    let forwarded_for = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
+        Some(prior) if !prior.is_empty() => {
+            let mut joined = Vec::with_capacity(prior.len() + 2 + ip.len());
+            joined.extend_from_slice(prior);
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(ip);
+            HeaderValue::from_bytes(&joined)
+        }
+        _ => HeaderValue::from_bytes(ip),
+    };
+    if let Ok(value) = forwarded_for {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    match host {
+        Some(host) => {
+            headers.insert(X_FORWARDED_HOST, host);
+        }
+        None => {
+            headers.remove(X_FORWARDED_HOST);
+        }
+    }
+}
+
+/// Write `ip` into `buf` without allocating; returns the written bytes.
+fn format_ip(ip: IpAddr, buf: &mut [u8; 64]) -> &[u8] {
+    use std::io::Write as _;
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // An IP address always fits in 64 bytes.
+    let _ = write!(cursor, "{ip}");
+    let len = usize::try_from(cursor.position()).unwrap_or(0);
+    &buf[..len]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        for (k, v) in pairs {
+            m.append(*k, HeaderValue::from_static(v));
+        }
+        m
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_go() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("x-private", "secret"),
+            ("content-type", "application/json"),
+            ("upgrade", "websocket"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, vec!["content-type"]);
+    }
+
+    #[test]
+    fn a_lone_expect_or_upgrade_header_goes_too() {
+        for name in ["expect", "upgrade", "proxy-connection"] {
+            let mut h = map(&[(name, "x"), ("accept", "*/*")]);
+            strip_hop_by_hop(&mut h);
+            assert!(h.get(name).is_none(), "{name}");
+            assert_eq!(h.len(), 1);
+        }
+    }
+
+    #[test]
+    fn forwarded_headers_are_added() {
+        let mut h = map(&[("host", "localhost:8001"), ("accept", "*/*")]);
+        request_headers(&mut h, "127.0.0.1".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "localhost:8001");
+        assert!(h.get("host").is_none());
+        assert_eq!(h["accept"], "*/*");
+    }
+
+    #[test]
+    fn forwarded_for_appends_to_a_prior_chain() {
+        let mut h = map(&[
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-forwarded-host", "spoof"),
+        ]);
+        request_headers(&mut h, "::1".parse().unwrap());
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1, ::1");
+        // No Host from the client: a forged X-Forwarded-Host is not passed on.
+        assert!(h.get("x-forwarded-host").is_none());
+    }
+}

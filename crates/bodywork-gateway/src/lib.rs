@@ -1,0 +1,35 @@
+//! The local runtime's front door to services: the HTTP gateway (the
+//! `kubectl proxy` path `/api/v1/namespaces/NS/services/NAME/proxy/PATH`, the
+//! ingress path `/NS/NAME/PATH`, `/healthz`, `/metrics`) and each service's
+//! cluster address (a TCP balancer on its own loopback address).
+//!
+//! The gateway serves connections on a few worker threads of its own (one
+//! single-threaded runtime per core, at most 4), so a request never hops
+//! between threads; the cluster addresses run on the caller's runtime.
+//!
+//! This crate only moves traffic to replicas it is told about: it must not
+//! start, stop or judge replicas (the service supervisor in `bodywork-local`
+//! does, through [`Directory`]) and it never binds an address itself (callers
+//! pass listeners, so loopback-only is their decision).
+
+mod body;
+mod cluster;
+mod forward;
+mod gateway;
+mod listener;
+mod pool;
+mod route;
+mod traffic;
+
+use std::net::SocketAddr;
+
+pub use cluster::serve_cluster_address;
+pub use gateway::{GatewayOptions, serve_gateway};
+pub use traffic::Traffic;
+
+/// What the supervisor knows: which replicas of a service are ready now.
+pub trait Directory: Send + Sync + 'static {
+    /// Ready replica addresses of NAME in NAMESPACE; `None` when no such service exists
+    /// (404), `Some(vec![])` when it exists but nothing is ready (503).
+    fn ready_replicas(&self, namespace: &str, service: &str) -> Option<Vec<SocketAddr>>;
+}

@@ -1,0 +1,395 @@
+//! Traffic accounting shared by the gateway, the cluster-address balancers
+//! and the service supervisor: requests and connections in flight per replica
+//! address, round-robin positions, and the Prometheus metrics.
+//!
+//! Lock-light on purpose (atomics behind read-mostly maps): it sits on every
+//! request's path. It must not pick replicas (callers do) nor do any I/O.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
+/// Status codes counted individually: 100..=599.
+const FIRST_CODE: u16 = 100;
+const CODES: usize = 500;
+
+/// Why a request or connection could not be served by a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    /// The service exists but no replica is ready (503 / connection closed).
+    NoReadyReplica,
+    /// Connecting to a replica failed (refused, timed out); counted per attempt.
+    Connect,
+    /// The replica failed after the request was sent (502).
+    Upstream,
+    /// The replica did not answer in time (504).
+    Timeout,
+}
+
+impl ErrorKind {
+    const ALL: [ErrorKind; 4] = [
+        ErrorKind::NoReadyReplica,
+        ErrorKind::Connect,
+        ErrorKind::Upstream,
+        ErrorKind::Timeout,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            ErrorKind::NoReadyReplica => "no_ready_replica",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Upstream => "upstream",
+            ErrorKind::Timeout => "timeout",
+        }
+    }
+}
+
+/// Counters of one service (namespace, name).
+pub(crate) struct ServiceStats {
+    next: AtomicUsize,
+    codes: Box<[AtomicU64]>,
+    errors: [AtomicU64; ErrorKind::ALL.len()],
+    buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+    connections: AtomicU64,
+}
+
+impl ServiceStats {
+    fn new() -> Self {
+        ServiceStats {
+            next: AtomicUsize::new(0),
+            codes: (0..CODES).map(|_| AtomicU64::new(0)).collect(),
+            errors: Default::default(),
+            buckets: Default::default(),
+            latency_count: AtomicU64::new(0),
+            latency_sum_micros: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+        }
+    }
+
+    /// The round-robin start position for the next request or connection.
+    pub(crate) fn next_start(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Count one answered request with its status and time to the response head.
+    pub(crate) fn record_request(&self, status: u16, latency: Duration) {
+        if let Some(slot) = status
+            .checked_sub(FIRST_CODE)
+            .and_then(|i| self.codes.get(usize::from(i)))
+        {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+        let secs = latency.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|le| secs <= *le) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        self.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Count one error of `kind`.
+    pub(crate) fn record_error(&self, kind: ErrorKind) {
+        let i = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.errors[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count one connection accepted by the service's cluster address.
+    pub(crate) fn record_connection(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Shared traffic accounting: requests/connections in flight per replica
+/// address (the supervisor waits for an old replica's count to reach 0 before
+/// stopping it) and the Prometheus metrics.
+pub struct Traffic {
+    replicas: RwLock<HashMap<SocketAddr, Arc<AtomicUsize>>>,
+    services: RwLock<BTreeMap<String, BTreeMap<String, Arc<ServiceStats>>>>,
+    unrouted: AtomicU64,
+}
+
+/// Marks one request or connection in flight on a replica until dropped.
+pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Traffic {
+    /// Empty accounting, shared between the gateway, the balancers and the supervisor.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Traffic {
+            replicas: RwLock::new(HashMap::new()),
+            services: RwLock::new(BTreeMap::new()),
+            unrouted: AtomicU64::new(0),
+        })
+    }
+
+    /// Requests (gateway) plus connections (cluster address) in flight on `replica` now.
+    pub fn in_flight(&self, replica: SocketAddr) -> usize {
+        let map = self.replicas.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(&replica).map_or(0, |n| n.load(Ordering::Acquire))
+    }
+
+    /// Start counting one request or connection on `replica`.
+    pub(crate) fn track(&self, replica: SocketAddr) -> InFlight {
+        let counter = {
+            let map = self.replicas.read().unwrap_or_else(PoisonError::into_inner);
+            map.get(&replica).cloned()
+        };
+        let counter = counter.unwrap_or_else(|| {
+            let mut map = self
+                .replicas
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            map.entry(replica).or_default().clone()
+        });
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter)
+    }
+
+    /// The counters of an existing service (callers only ask for services the
+    /// directory knows, so request paths cannot grow this map).
+    pub(crate) fn service(&self, namespace: &str, service: &str) -> Arc<ServiceStats> {
+        {
+            let map = self.services.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(stats) = map.get(namespace).and_then(|m| m.get(service)) {
+                return stats.clone();
+            }
+        }
+        let mut map = self
+            .services
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.entry(namespace.to_owned())
+            .or_default()
+            .entry(service.to_owned())
+            .or_insert_with(|| Arc::new(ServiceStats::new()))
+            .clone()
+    }
+
+    /// Count a request that matched no route or no known service (404).
+    pub(crate) fn record_unrouted(&self) {
+        self.unrouted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The metrics in the Prometheus text exposition format (version 0.0.4).
+    pub fn render_metrics(&self) -> String {
+        let map = self.services.read().unwrap_or_else(PoisonError::into_inner);
+        let services: Vec<(String, &ServiceStats)> = map
+            .iter()
+            .flat_map(|(ns, m)| {
+                m.iter().map(move |(name, stats)| {
+                    let labels =
+                        format!("namespace=\"{}\",service=\"{}\"", escape(ns), escape(name));
+                    (labels, stats.as_ref())
+                })
+            })
+            .collect();
+        let mut out = String::with_capacity(1024 + services.len() * 2048);
+
+        header(
+            &mut out,
+            "bodywork_gateway_requests_total",
+            "counter",
+            "Requests proxied by the gateway, by response status code.",
+        );
+        for (labels, stats) in &services {
+            for (i, n) in stats.codes.iter().enumerate() {
+                let n = n.load(Ordering::Relaxed);
+                if n > 0 {
+                    let code = usize::from(FIRST_CODE) + i;
+                    let _ = writeln!(
+                        out,
+                        "bodywork_gateway_requests_total{{{labels},code=\"{code}\"}} {n}"
+                    );
+                }
+            }
+        }
+
+        header(
+            &mut out,
+            "bodywork_gateway_unrouted_requests_total",
+            "counter",
+            "Requests for an unknown route or service (answered 404).",
+        );
+        let _ = writeln!(
+            out,
+            "bodywork_gateway_unrouted_requests_total {}",
+            self.unrouted.load(Ordering::Relaxed)
+        );
+
+        header(
+            &mut out,
+            "bodywork_gateway_errors_total",
+            "counter",
+            "Failures reaching a service's replicas, by kind (connect counts each failed attempt).",
+        );
+        for (labels, stats) in &services {
+            for (kind, n) in ErrorKind::ALL.iter().zip(&stats.errors) {
+                let _ = writeln!(
+                    out,
+                    "bodywork_gateway_errors_total{{{labels},kind=\"{}\"}} {}",
+                    kind.label(),
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
+
+        header(
+            &mut out,
+            "bodywork_gateway_request_duration_seconds",
+            "histogram",
+            "Time from a request's arrival to the response head, per service.",
+        );
+        for (labels, stats) in &services {
+            let mut cumulative = 0;
+            for (le, n) in BUCKETS.iter().zip(&stats.buckets) {
+                cumulative += n.load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "bodywork_gateway_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let count = stats.latency_count.load(Ordering::Relaxed);
+            let sum = stats.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "bodywork_gateway_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "bodywork_gateway_request_duration_seconds_sum{{{labels}}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "bodywork_gateway_request_duration_seconds_count{{{labels}}} {count}"
+            );
+        }
+
+        header(
+            &mut out,
+            "bodywork_cluster_connections_total",
+            "counter",
+            "Connections accepted by a service's cluster address.",
+        );
+        for (labels, stats) in &services {
+            let _ = writeln!(
+                out,
+                "bodywork_cluster_connections_total{{{labels}}} {}",
+                stats.connections.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Escape a Prometheus label value.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_follows_guards() {
+        let traffic = Traffic::new();
+        let a: SocketAddr = "127.0.0.2:5000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.3:5000".parse().unwrap();
+        assert_eq!(traffic.in_flight(a), 0);
+        let g1 = traffic.track(a);
+        let g2 = traffic.track(a);
+        let g3 = traffic.track(b);
+        assert_eq!((traffic.in_flight(a), traffic.in_flight(b)), (2, 1));
+        drop(g1);
+        drop(g3);
+        assert_eq!((traffic.in_flight(a), traffic.in_flight(b)), (1, 0));
+        drop(g2);
+        assert_eq!(traffic.in_flight(a), 0);
+    }
+
+    #[test]
+    fn metrics_count_codes_errors_and_buckets() {
+        let traffic = Traffic::new();
+        let stats = traffic.service("ns", "web");
+        stats.record_request(200, Duration::from_micros(300));
+        stats.record_request(200, Duration::from_millis(20));
+        stats.record_request(503, Duration::from_secs(100));
+        stats.record_error(ErrorKind::Timeout);
+        traffic.record_unrouted();
+        let text = traffic.render_metrics();
+        let has = |line: &str| text.lines().any(|l| l == line);
+        assert!(
+            has(r#"bodywork_gateway_requests_total{namespace="ns",service="web",code="200"} 2"#),
+            "{text}"
+        );
+        assert!(has(
+            r#"bodywork_gateway_requests_total{namespace="ns",service="web",code="503"} 1"#
+        ));
+        assert!(has(
+            r#"bodywork_gateway_errors_total{namespace="ns",service="web",kind="timeout"} 1"#
+        ));
+        assert!(has(
+            r#"bodywork_gateway_errors_total{namespace="ns",service="web",kind="connect"} 0"#
+        ));
+        assert!(has("bodywork_gateway_unrouted_requests_total 1"));
+        assert!(has(
+            r#"bodywork_gateway_request_duration_seconds_bucket{namespace="ns",service="web",le="0.0005"} 1"#
+        ));
+        assert!(has(
+            r#"bodywork_gateway_request_duration_seconds_bucket{namespace="ns",service="web",le="0.025"} 2"#
+        ));
+        assert!(has(
+            r#"bodywork_gateway_request_duration_seconds_bucket{namespace="ns",service="web",le="60"} 2"#
+        ));
+        assert!(has(
+            r#"bodywork_gateway_request_duration_seconds_bucket{namespace="ns",service="web",le="+Inf"} 3"#
+        ));
+        assert!(has(
+            r#"bodywork_gateway_request_duration_seconds_count{namespace="ns",service="web"} 3"#
+        ));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn round_robin_positions_advance() {
+        let traffic = Traffic::new();
+        let stats = traffic.service("ns", "web");
+        let starts: Vec<usize> = (0..3).map(|_| stats.next_start()).collect();
+        assert_eq!(starts, vec![0, 1, 2]);
+        // The same service hands out the same counters.
+        assert_eq!(traffic.service("ns", "web").next_start(), 3);
+    }
+}

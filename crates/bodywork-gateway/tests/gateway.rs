@@ -1,0 +1,524 @@
+//! The HTTP gateway against real loopback sockets and tiny hyper upstreams.
+
+mod common;
+
+use std::time::Duration;
+
+use bodywork_gateway::GatewayOptions;
+use bytes::Bytes;
+use common::*;
+use http::Request;
+use http_body_util::channel::Channel;
+use http_body_util::{BodyExt, Full};
+
+const SEED_PATH: &str = "/api/v1/namespaces/scoring-service/services/bodywork-serve-model-project--scoring-service/proxy/iris/v1/score";
+const SEED_DATA: &str =
+    r#"{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#;
+
+async fn gateway_with(
+    namespace: &str,
+    service: &str,
+    replicas: &[std::net::SocketAddr],
+) -> Gateway {
+    let gw = gateway(GatewayOptions::default()).await;
+    gw.directory.set(namespace, service, replicas);
+    gw
+}
+
+#[tokio::test]
+async fn seed_tutorial_curl_posts_json_through() {
+    let a = upstream("a").await;
+    let gw = gateway_with(
+        "scoring-service",
+        "bodywork-serve-model-project--scoring-service",
+        &[a],
+    )
+    .await;
+    let mut client = connect(gw.addr).await;
+    client.ready().await.unwrap();
+    let request = Request::post(SEED_PATH)
+        .header("host", "localhost:8001")
+        .header("content-type", "application/json")
+        .body(text_body(SEED_DATA))
+        .unwrap();
+    let response = client.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let seen: serde_json::Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["path"], "/iris/v1/score");
+    assert_eq!(seen["body"], SEED_DATA);
+    assert_eq!(seen["headers"]["content-type"], "application/json");
+    assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
+    assert_eq!(seen["headers"]["x-forwarded-host"], "localhost:8001");
+    assert_eq!(seen["headers"]["host"], a.to_string());
+}
+
+#[tokio::test]
+async fn every_route_form_reaches_the_service_with_its_query() {
+    let a = upstream("a").await;
+    let gw = gateway_with("ns", "web", &[a]).await;
+    let mut client = connect(gw.addr).await;
+    for prefix in [
+        "/api/v1/namespaces/ns/services/web/proxy",
+        "/api/v1/namespaces/ns/services/web:5000/proxy",
+        "/api/v1/namespaces/ns/services/http:web:5000/proxy",
+        "/api/v1/namespaces/ns/services/web:/proxy",
+        "/ns/web",
+    ] {
+        let answer = send(
+            &mut client,
+            "GET",
+            &format!("{prefix}/v1/x?a=1&b=two%20words"),
+            empty(),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{prefix}");
+        let seen = answer.json();
+        assert_eq!(seen["path"], "/v1/x", "{prefix}");
+        assert_eq!(seen["query"], "a=1&b=two%20words", "{prefix}");
+        assert_eq!(seen["replica"], "a");
+    }
+    let root = send(&mut client, "GET", "/ns/web", empty()).await;
+    assert_eq!(root.json()["path"], "/");
+}
+
+#[tokio::test]
+async fn ten_megabytes_stream_both_ways() {
+    const LEN: usize = 10 * 1024 * 1024;
+    let a = upstream("a").await;
+    let gw = gateway_with("ns", "web", &[a]).await;
+
+    // Download.
+    let answer = get(gw.addr, &format!("/ns/web/big?bytes={LEN}")).await;
+    assert_eq!(answer.status, 200);
+    assert_pattern(&answer.body, LEN);
+
+    // Upload echoed back, proving both directions stream: the first megabyte
+    // must come back before the rest is even sent, which a gateway that
+    // buffered whole bodies could never do.
+    let mut client = connect(gw.addr).await;
+    client.ready().await.unwrap();
+    let (mut tx, body) = Channel::<Bytes>::new(4);
+    let request = Request::post("/ns/web/echo")
+        .header("content-length", LEN.to_string())
+        .body(body.boxed())
+        .unwrap();
+    let (go_on, wait) = tokio::sync::oneshot::channel::<()>();
+    let sender = tokio::spawn(async move {
+        let chunk = 64 * 1024;
+        let first = 1024 * 1024;
+        let mut sent = 0;
+        while sent < LEN {
+            if sent == first {
+                wait.await.unwrap();
+                // Only reached once; replace with a resolved receiver.
+                return (tx, sent);
+            }
+            let data: Vec<u8> = (sent..sent + chunk).map(pattern_byte).collect();
+            tx.send_data(Bytes::from(data)).await.unwrap();
+            sent += chunk;
+        }
+        (tx, sent)
+    });
+    let response = tokio::time::timeout(Duration::from_secs(10), client.send_request(request))
+        .await
+        .expect("response head while the upload is still going")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut received = Vec::with_capacity(LEN);
+    while received.is_empty() {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("echoed bytes before the upload finished")
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            received.extend_from_slice(&data);
+        }
+    }
+    go_on.send(()).unwrap();
+    let (mut tx, mut sent) = sender.await.unwrap();
+    let rest = tokio::spawn(async move {
+        while sent < LEN {
+            let data: Vec<u8> = (sent..sent + 64 * 1024).map(pattern_byte).collect();
+            tx.send_data(Bytes::from(data)).await.unwrap();
+            sent += 64 * 1024;
+        }
+    });
+    let tail = body.collect().await.unwrap().to_bytes();
+    received.extend_from_slice(&tail);
+    rest.await.unwrap();
+    assert_pattern(&received, LEN);
+}
+
+#[tokio::test]
+async fn each_request_on_a_kept_alive_connection_picks_a_replica() {
+    let a = upstream("a").await;
+    let b = upstream("b").await;
+    let gw = gateway_with("ns", "web", &[a]).await;
+    let mut client = connect(gw.addr).await;
+    let first = send(&mut client, "GET", "/ns/web/x", empty()).await;
+    assert_eq!(first.replica(), "a");
+    // A rolling update moves traffic to b between two requests of one connection.
+    gw.directory.set("ns", "web", &[b]);
+    let second = send(&mut client, "GET", "/ns/web/x", empty()).await;
+    assert_eq!(second.replica(), "b");
+    assert!(!client.is_closed());
+}
+
+#[tokio::test]
+async fn requests_are_spread_round_robin() {
+    let a = upstream("a").await;
+    let b = upstream("b").await;
+    let gw = gateway_with("ns", "web", &[a, b]).await;
+    let mut client = connect(gw.addr).await;
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(
+            send(&mut client, "GET", "/ns/web/x", empty())
+                .await
+                .replica()
+                .to_owned(),
+        );
+    }
+    assert_eq!(seen.iter().filter(|r| *r == "a").count(), 3, "{seen:?}");
+    assert_eq!(seen.iter().filter(|r| *r == "b").count(), 3, "{seen:?}");
+    assert_ne!(seen[0], seen[1]);
+}
+
+#[tokio::test]
+async fn refused_replica_is_retried_elsewhere_with_no_failed_request() {
+    let a = upstream("a").await;
+    let dead = refused_addr().await;
+    let gw = gateway_with("ns", "web", &[dead, a]).await;
+    let mut client = connect(gw.addr).await;
+    for i in 0..10 {
+        // POST bodies too: they were not read before the refused connect.
+        let answer = send(
+            &mut client,
+            "POST",
+            "/ns/web/x",
+            text_body(&format!("n={i}")),
+        )
+        .await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.json()["body"], format!("n={i}"));
+    }
+    let metrics = get(gw.addr, "/metrics").await.text();
+    assert!(
+        metrics.contains(
+            r#"bodywork_gateway_errors_total{namespace="ns",service="web",kind="connect"} 5"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        r#"bodywork_gateway_requests_total{namespace="ns",service="web",code="200"} 10"#
+    ));
+}
+
+#[tokio::test]
+async fn unknown_service_and_route_are_404_json() {
+    let gw = gateway(GatewayOptions::default()).await;
+    let answer = get(gw.addr, "/api/v1/namespaces/ns/services/nope/proxy/x").await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.headers["content-type"], "application/json");
+    let error = answer.json();
+    assert_eq!(error["namespace"], "ns");
+    assert_eq!(error["service"], "nope");
+    assert!(error["error"].as_str().unwrap().contains("not found"));
+
+    let answer = get(gw.addr, "/nothing-here").await;
+    assert_eq!(answer.status, 404);
+    let error = answer.json();
+    assert!(error["service"].is_null());
+    assert!(error["error"].as_str().unwrap().contains("no route"));
+}
+
+#[tokio::test]
+async fn no_ready_replica_is_503_json() {
+    let gw = gateway_with("ns", "web", &[]).await;
+    let answer = get(gw.addr, "/ns/web/x").await;
+    assert_eq!(answer.status, 503);
+    let error = answer.json();
+    assert_eq!(
+        (error["namespace"].as_str(), error["service"].as_str()),
+        (Some("ns"), Some("web"))
+    );
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("no ready replica")
+    );
+}
+
+#[tokio::test]
+async fn failing_upstreams_are_502_json() {
+    // Every replica refuses.
+    let dead = refused_addr().await;
+    let gw = gateway_with("ns", "web", &[dead]).await;
+    let answer = get(gw.addr, "/ns/web/x").await;
+    assert_eq!(answer.status, 502);
+    assert_eq!(answer.json()["service"], "web");
+
+    // A replica that takes the request and hangs up without answering.
+    let rude = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rude_addr = rude.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        while let Ok((mut stream, _)) = rude.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf).await;
+            drop(stream);
+        }
+    });
+    gw.directory.set("ns", "rude", &[rude_addr]);
+    let answer = get(gw.addr, "/ns/rude/x").await;
+    assert_eq!(answer.status, 502);
+    let error = answer.json();
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains(&rude_addr.to_string()),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn slow_upstream_is_504_json() {
+    let a = upstream("a").await;
+    let gw = gateway(GatewayOptions {
+        upstream_timeout: Duration::from_millis(200),
+        ..GatewayOptions::default()
+    })
+    .await;
+    gw.directory.set("ns", "web", &[a]);
+    let answer = get(gw.addr, "/ns/web/slow?ms=3000").await;
+    assert_eq!(answer.status, 504);
+    assert_eq!(answer.json()["namespace"], "ns");
+    let quick = get(gw.addr, "/ns/web/slow?ms=1").await;
+    assert_eq!(quick.status, 200);
+}
+
+#[tokio::test]
+async fn healthz_answers_ok() {
+    let gw = gateway(GatewayOptions::default()).await;
+    let answer = get(gw.addr, "/healthz").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "ok");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_latency() {
+    let a = upstream("a").await;
+    let gw = gateway_with("ns", "web", &[a]).await;
+    gw.directory.set("ns", "idle", &[]);
+    let mut client = connect(gw.addr).await;
+    for _ in 0..3 {
+        assert_eq!(
+            send(&mut client, "GET", "/ns/web/x", empty()).await.status,
+            200
+        );
+    }
+    assert_eq!(
+        send(&mut client, "GET", "/ns/idle/x", empty()).await.status,
+        503
+    );
+    assert_eq!(
+        send(&mut client, "GET", "/ns/ghost/x", empty())
+            .await
+            .status,
+        404
+    );
+    let answer = send(&mut client, "GET", "/metrics", empty()).await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = answer.text();
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    let web = r#"namespace="ns",service="web""#;
+    let idle = r#"namespace="ns",service="idle""#;
+    assert_eq!(
+        value(&format!(
+            "bodywork_gateway_requests_total{{{web},code=\"200\"}}"
+        )),
+        3.0
+    );
+    assert_eq!(
+        value(&format!(
+            "bodywork_gateway_requests_total{{{idle},code=\"503\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        value(&format!(
+            "bodywork_gateway_errors_total{{{idle},kind=\"no_ready_replica\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(value("bodywork_gateway_unrouted_requests_total"), 1.0);
+    assert_eq!(
+        value(&format!(
+            "bodywork_gateway_request_duration_seconds_count{{{web}}}"
+        )),
+        3.0
+    );
+    assert_eq!(
+        value(&format!(
+            "bodywork_gateway_request_duration_seconds_bucket{{{web},le=\"+Inf\"}}"
+        )),
+        3.0
+    );
+    assert_eq!(
+        value(&format!(
+            "bodywork_gateway_request_duration_seconds_bucket{{{web},le=\"60\"}}"
+        )),
+        3.0
+    );
+    assert!(
+        value(&format!(
+            "bodywork_gateway_request_duration_seconds_sum{{{web}}}"
+        )) > 0.0
+    );
+    assert!(
+        !text.contains("ghost"),
+        "unknown services must not create series"
+    );
+}
+
+#[tokio::test]
+async fn in_flight_rises_during_a_slow_request_and_returns_to_zero() {
+    let a = upstream("a").await;
+    let gw = gateway_with("ns", "web", &[a]).await;
+    assert_eq!(gw.traffic.in_flight(a), 0);
+    let addr = gw.addr;
+    let slow = tokio::spawn(async move { get(addr, "/ns/web/slow?ms=400").await });
+    let traffic = gw.traffic.clone();
+    wait_until("the slow request is in flight", || {
+        traffic.in_flight(a) == 1
+    })
+    .await;
+    let answer = slow.await.unwrap();
+    assert_eq!(answer.text(), "a");
+    wait_until("the replica is idle again", || traffic.in_flight(a) == 0).await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_the_listener_and_lets_requests_in_flight_finish() {
+    let a = upstream("a").await;
+    let gw = gateway_with("ns", "web", &[a]).await;
+    assert_eq!(get(gw.addr, "/healthz").await.status, 200);
+    let addr = gw.addr;
+    let slow = tokio::spawn(async move { get(addr, "/ns/web/slow?ms=300").await });
+    let traffic = gw.traffic.clone();
+    wait_until("the slow request is in flight", || {
+        traffic.in_flight(a) == 1
+    })
+    .await;
+    gw.shutdown.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(5), gw.task)
+        .await
+        .expect("serve_gateway returns after shutdown")
+        .unwrap();
+    assert!(result.is_ok());
+    assert!(tokio::net::TcpStream::connect(gw.addr).await.is_err());
+    let answer = slow.await.unwrap();
+    assert_eq!((answer.status.as_u16(), answer.text().as_str()), (200, "a"));
+}
+
+#[tokio::test]
+async fn connection_header_named_headers_are_not_forwarded() {
+    let a = upstream("a").await;
+    let gw = gateway_with("ns", "web", &[a]).await;
+    let mut client = connect(gw.addr).await;
+    client.ready().await.unwrap();
+    let request = Request::get("/ns/web/x")
+        .header("connection", "keep-alive, x-hop")
+        .header("x-hop", "private")
+        .header("x-end", "kept")
+        .body(Full::new(Bytes::new()).boxed())
+        .unwrap();
+    let response = client.send_request(request).await.unwrap();
+    let seen: serde_json::Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(seen["headers"]["x-end"], "kept");
+    assert!(seen["headers"].get("x-hop").is_none(), "{seen}");
+}
+
+#[tokio::test]
+async fn replicas_closing_idle_connections_cost_no_request() {
+    // Answers one request per connection, keep-alive style, then hangs up
+    // shortly after, as servers with a short keep-alive timeout do.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            });
+        }
+    });
+    let gw = gateway_with("ns", "web", &[addr]).await;
+    let mut client = connect(gw.addr).await;
+    for _ in 0..5 {
+        let answer = send(&mut client, "GET", "/ns/web/x", empty()).await;
+        assert_eq!(
+            (answer.status.as_u16(), answer.text().as_str()),
+            (200, "ok")
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let (a, accepted) = upstream_counted("a").await;
+    let gw = gateway_with("ns", "web", &[a]).await;
+    // Sequential requests of one client connection share one upstream connection.
+    let mut client = connect(gw.addr).await;
+    for _ in 0..10 {
+        assert_eq!(
+            send(&mut client, "GET", "/ns/web/x", empty()).await.status,
+            200
+        );
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Other client connections may land on another gateway worker thread
+    // (each has its own pool, at most 4), but never cost one connection per request.
+    for _ in 0..6 {
+        let mut client = connect(gw.addr).await;
+        for _ in 0..5 {
+            assert_eq!(
+                send(&mut client, "GET", "/ns/web/x", empty()).await.status,
+                200
+            );
+        }
+    }
+    assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) <= 4);
+}

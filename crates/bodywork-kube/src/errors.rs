@@ -1,0 +1,186 @@
+//! Turning kube-rs errors into one readable line each (SPEC §6, issue 7 §6).
+//!
+//! Owns: the wording of "no cluster reachable", "credentials refused"
+//! (401), "forbidden by RBAC" (403, naming the resource and the verb),
+//! not found and conflicts. Must not: retry, log, or decide what to do next;
+//! callers get a [`RuntimeError`] and choose.
+
+use std::fmt;
+
+use bodywork_runtime::RuntimeError;
+use kube::runtime::wait;
+use kube::runtime::watcher;
+
+/// What was being attempted, for the message: `create Deployment x in namespace y`.
+#[derive(Debug, Clone, Copy)]
+pub struct Action<'a> {
+    /// `create`, `watch`, `delete`, ...
+    pub verb: &'a str,
+    /// `Deployment`, `Job`, ...
+    pub kind: &'static str,
+    /// Object name, or empty for a list.
+    pub name: &'a str,
+    /// Namespace, or `None` for cluster-scoped objects.
+    pub namespace: Option<&'a str>,
+}
+
+impl<'a> Action<'a> {
+    /// An action on a namespaced object.
+    pub fn new(verb: &'a str, kind: &'static str, name: &'a str, namespace: &'a str) -> Self {
+        Action {
+            verb,
+            kind,
+            name,
+            namespace: Some(namespace),
+        }
+    }
+
+    /// An action on a cluster-scoped object.
+    pub fn cluster(verb: &'a str, kind: &'static str, name: &'a str) -> Self {
+        Action {
+            verb,
+            kind,
+            name,
+            namespace: None,
+        }
+    }
+}
+
+impl fmt::Display for Action<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.name.is_empty() {
+            format!("{} {}s", self.verb, self.kind)
+        } else {
+            format!("{} {} {}", self.verb, self.kind, self.name)
+        };
+        match self.namespace {
+            Some(ns) => write!(f, "{what} in namespace {ns}"),
+            None => f.write_str(&what),
+        }
+    }
+}
+
+/// Map a kube error met while doing `action` against the cluster at `cluster`.
+pub fn map_error(err: &kube::Error, action: Action<'_>, cluster: &str) -> RuntimeError {
+    match err {
+        kube::Error::Api(status) => match status.code {
+            401 => RuntimeError::Unavailable(format!(
+                "the Kubernetes API server at {cluster} refused our credentials (401 Unauthorized) \
+                 when trying to {action}; check the kubeconfig context or log in again"
+            )),
+            403 => RuntimeError::Failed(format!(
+                "forbidden by RBAC (403): not allowed to {action}: {}",
+                status.message
+            )),
+            404 => RuntimeError::NotFound {
+                kind: action.kind,
+                name: action.name.to_string(),
+                namespace: action.namespace.unwrap_or_default().to_string(),
+            },
+            409 => RuntimeError::Conflict(format!(
+                "cannot {action}: it conflicts with what exists ({})",
+                status.message
+            )),
+            code => RuntimeError::Failed(format!(
+                "cannot {action}: {} ({code} {})",
+                status.message, status.reason
+            )),
+        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) => RuntimeError::Unavailable(format!(
+            "no Kubernetes cluster reachable at {cluster} (trying to {action}): {}",
+            root_cause(err)
+        )),
+        kube::Error::Auth(e) => RuntimeError::Unavailable(format!(
+            "cannot authenticate to the Kubernetes API server at {cluster}: {e}"
+        )),
+        other => RuntimeError::Failed(format!("cannot {action}: {}", root_cause(other))),
+    }
+}
+
+/// Map an error of a watch (list + watch requests) the same way.
+pub fn map_watch_error(err: &watcher::Error, action: Action<'_>, cluster: &str) -> RuntimeError {
+    match err {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => map_error(e, action, cluster),
+        watcher::Error::WatchError(status) => {
+            map_error(&kube::Error::Api(status.clone()), action, cluster)
+        }
+        watcher::Error::NoResourceVersion => RuntimeError::Failed(format!(
+            "cannot {action}: the API server sent no resourceVersion"
+        )),
+    }
+}
+
+/// Map an error of `await_condition`.
+pub fn map_wait_error(err: &wait::Error, action: Action<'_>, cluster: &str) -> RuntimeError {
+    match err {
+        wait::Error::ProbeFailed(e) => map_watch_error(e, action, cluster),
+    }
+}
+
+/// The innermost message of an error chain: "Connection refused (os error
+/// 111)" says more than "client error (Connect)".
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::Status;
+
+    fn status(code: u16, reason: &str, message: &str) -> kube::Error {
+        kube::Error::Api(Status::failure(message, reason).with_code(code).boxed())
+    }
+
+    #[test]
+    fn forbidden_names_the_verb_the_resource_and_the_namespace() {
+        let e = status(
+            403,
+            "Forbidden",
+            "jobs.batch is forbidden: User \"alex\" cannot create resource \"jobs\"",
+        );
+        let msg = map_error(
+            &e,
+            Action::new("create", "Job", "p--train", "ml"),
+            "https://k:6443",
+        )
+        .to_string();
+        assert!(
+            msg.starts_with(
+                "forbidden by RBAC (403): not allowed to create Job p--train in namespace ml"
+            ),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn unauthorized_and_not_found_and_conflict() {
+        let msg = map_error(
+            &status(401, "Unauthorized", "Unauthorized"),
+            Action::cluster("get", "Namespace", "ml"),
+            "https://k:6443",
+        );
+        assert!(
+            matches!(&msg, RuntimeError::Unavailable(m) if m.contains("401") && m.contains("https://k:6443"))
+        );
+        let nf = map_error(
+            &status(404, "NotFound", "x"),
+            Action::new("get", "Secret", "creds", "ml"),
+            "c",
+        );
+        assert!(matches!(nf, RuntimeError::NotFound { kind: "Secret", .. }));
+        let c = map_error(
+            &status(409, "AlreadyExists", "exists"),
+            Action::new("create", "Job", "j", "ml"),
+            "c",
+        );
+        assert!(matches!(c, RuntimeError::Conflict(_)));
+    }
+}

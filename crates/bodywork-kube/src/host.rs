@@ -1,0 +1,149 @@
+//! Running a workflow from this machine against a cluster, and `--dry-run`.
+//!
+//! Owns: the checkout directory of a run started from the CLI, refusing
+//! sources the cluster cannot fetch, and rendering a project's manifests
+//! without a cluster (fetch + load + plan locally, then `manifests.rs`).
+//! Must not: decide workflow order (`bodywork-workflow` does) or talk to
+//! the cluster itself (`KubeRuntime` does).
+
+use std::path::PathBuf;
+
+use bodywork_config::LoadOptions;
+use bodywork_plan::{RunFacts, WorkflowPlan, plan_workflow};
+use bodywork_runtime::{CancellationToken, Level, Log};
+use bodywork_source::{FetchOptions, Source};
+use bodywork_workflow::{NoHooks, RunReport, WorkflowError, WorkflowRequest, run_workflow};
+
+use crate::KubeRuntime;
+use crate::manifests::{self, Manifest};
+
+/// `bodywork workflow` as the user gave it.
+#[derive(Debug, Clone, Default)]
+pub struct WorkflowOptions {
+    /// Git URL (or, for `--dry-run` only, a local directory).
+    pub repo: String,
+    /// Branch to deploy.
+    pub branch: Option<String>,
+    /// `--namespace`.
+    pub namespace: Option<String>,
+    /// `--ssh KEY_FILE`, for fetching a private repository here.
+    pub ssh_key: Option<PathBuf>,
+    /// `--image`.
+    pub image: Option<String>,
+}
+
+/// What `workflow --dry-run` prints.
+#[derive(Debug, Clone)]
+pub struct DryRun {
+    /// Remarks for the user (image mapping, local sources), one line each.
+    pub notes: Vec<String>,
+    /// The manifests, as applied, in order.
+    pub manifests: Vec<Manifest>,
+}
+
+/// The manifests of a plan and the note on the image used.
+pub fn plan_manifests(plan: &WorkflowPlan, image: Option<&str>) -> (Vec<Manifest>, Option<String>) {
+    let (image, note) = manifests::resolve_image(&plan.docker_image, image);
+    (manifests::workflow_manifests(plan, &image), note)
+}
+
+fn local_source(repo: &str) -> Option<String> {
+    match Source::parse(repo) {
+        Ok(Source::LocalDir(dir)) => Some(dir.display().to_string()),
+        Ok(Source::Git(url)) if url.starts_with("file://") => Some(url),
+        _ => None,
+    }
+}
+
+/// Fetch, load and plan the project here, and render what a run would apply.
+pub async fn dry_run(opts: &WorkflowOptions) -> Result<DryRun, WorkflowError> {
+    let source = Source::parse(&opts.repo)?;
+    let tmp = tempfile::tempdir().map_err(|e| {
+        WorkflowError::Internal(format!("cannot create a temporary directory: {e}"))
+    })?;
+    let dest = tmp.path().join("checkout");
+    let (branch, fetch_opts) = (
+        opts.branch.clone(),
+        FetchOptions {
+            ssh_key: opts.ssh_key.clone(),
+            timeout: Some(std::time::Duration::from_secs(15 * 60)),
+        },
+    );
+    let checkout = tokio::task::spawn_blocking(move || {
+        bodywork_source::fetch(&source, branch.as_deref(), &dest, &fetch_opts)
+    })
+    .await
+    .map_err(|e| WorkflowError::Internal(format!("source fetch task failed: {e}")))??;
+    let loaded = bodywork_config::load_project(
+        &checkout.dir,
+        &LoadOptions {
+            file: None,
+            check_files: true,
+        },
+    );
+    let mut notes: Vec<String> = loaded
+        .problems
+        .iter()
+        .filter(|p| !p.is_error())
+        .map(|p| format!("warning: {p}"))
+        .collect();
+    let project = loaded
+        .project
+        .ok_or(WorkflowError::Invalid(loaded.problems))?;
+    let plan = plan_workflow(
+        &project,
+        &RunFacts {
+            namespace: opts.namespace.clone(),
+            repo: opts.repo.clone(),
+            branch: checkout.branch.clone().or_else(|| opts.branch.clone()),
+            commit: checkout.commit.clone(),
+        },
+    )?;
+    if let Some(dir) = local_source(&opts.repo) {
+        notes.push(format!(
+            "{dir} is on this machine: containers in the cluster cannot fetch it; push it and give its Git URL to deploy"
+        ));
+    }
+    let (manifests, note) = plan_manifests(&plan, opts.image.as_deref());
+    notes.extend(note);
+    Ok(DryRun { notes, manifests })
+}
+
+/// Run a workflow on the cluster: the controller runs here, stages run in
+/// the cluster's containers, which fetch `repo` themselves. Every failure
+/// is logged to `log` before it is returned.
+pub async fn run(
+    runtime: &KubeRuntime,
+    opts: &WorkflowOptions,
+    log: &Log,
+    cancel: &CancellationToken,
+) -> Result<RunReport, WorkflowError> {
+    if let Some(dir) = local_source(&opts.repo) {
+        let err = WorkflowError::Refused(format!(
+            "{dir} is on this machine, but stages on Kubernetes fetch the project themselves; \
+             push it and give its Git URL (or use --dry-run to see the manifests)"
+        ));
+        // Logged like every other failure of a run, which the controller logs itself.
+        log.log(Level::Error, "workflow", &format!("workflow failed: {err}"));
+        return Err(err);
+    }
+    let tmp = tempfile::tempdir().map_err(|e| {
+        WorkflowError::Internal(format!("cannot create a temporary directory: {e}"))
+    })?;
+    let run_id = format!(
+        "kube-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or_default()
+    );
+    let request = WorkflowRequest {
+        run_id,
+        repo: opts.repo.clone(),
+        branch: opts.branch.clone(),
+        namespace: opts.namespace.clone(),
+        ssh_key: opts.ssh_key.clone(),
+        checkout_dir: tmp.path().join("checkout"),
+    };
+    run_workflow(runtime, &request, &NoHooks, log, cancel).await
+}

@@ -1,0 +1,263 @@
+//! Snapshot tests of every manifest bodywork generates: the three examples,
+//! the good corpus projects, setup-namespace, a secret and a cron job.
+//! `.ci/validate-manifests` validates these same snapshot files against the
+//! official Kubernetes schemas, so they are what a cluster would receive.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use bodywork_config::{LoadOptions, load_project};
+use bodywork_kube::host::plan_manifests;
+use bodywork_kube::manifests::{
+    self, CronJobRequest, Manifest, namespace_manifests, secret_manifest,
+};
+use bodywork_kube::to_yaml;
+use bodywork_plan::{PlanError, RunFacts, WorkflowPlan, plan_workflow};
+
+const COMMIT: &str = "3f1c2e9a8b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn plan(dir: &Path) -> WorkflowPlan {
+    let loaded = load_project(
+        dir,
+        &LoadOptions {
+            file: None,
+            check_files: true,
+        },
+    );
+    let project = loaded
+        .project
+        .unwrap_or_else(|| panic!("{} does not load: {:?}", dir.display(), loaded.problems));
+    let name = dir.file_name().unwrap().to_string_lossy().to_string();
+    let mut facts = RunFacts {
+        namespace: None,
+        repo: format!("https://github.com/bodywork-ml/{name}"),
+        branch: Some("master".into()),
+        commit: COMMIT.into(),
+    };
+    match plan_workflow(&project, &facts) {
+        Err(PlanError::NoNamespace) => {
+            facts.namespace = Some("bodywork-dev".into());
+            plan_workflow(&project, &facts).unwrap()
+        }
+        other => other.unwrap(),
+    }
+}
+
+fn snapshot(name: &str, manifests: &[Manifest]) {
+    let yaml = to_yaml(manifests).unwrap();
+    // Every document parses back (what kubectl / the API server would read).
+    for doc in yaml.split("---\n").filter(|d| !d.trim().is_empty()) {
+        let v: serde_json::Value = serde_norway::from_str(doc).unwrap();
+        assert!(
+            v["apiVersion"].is_string() && v["kind"].is_string(),
+            "{doc}"
+        );
+    }
+    insta::assert_snapshot!(name, yaml);
+}
+
+fn project_snapshot(rel: &str) -> WorkflowPlan {
+    let dir = repo_root().join(rel);
+    let plan = plan(&dir);
+    let (manifests, _) = plan_manifests(&plan, None);
+    let name = rel.replace('/', "__");
+    snapshot(&format!("workflow__{name}"), &manifests);
+    plan
+}
+
+#[test]
+fn example_serve_model() {
+    let plan = project_snapshot("examples/serve-model");
+    let (m, note) = plan_manifests(&plan, None);
+    // The seed's legacy image maps to ours, with a line saying so.
+    assert!(note.unwrap().contains("bodyworkml/bodywork-core:latest"));
+    let kinds: Vec<String> = m.iter().map(Manifest::describe).collect();
+    assert_eq!(
+        kinds,
+        [
+            "Deployment/bodywork-serve-model-project--scoring-service",
+            "Service/bodywork-serve-model-project--scoring-service",
+        ]
+    );
+    let Manifest::Deployment(d) = &m[0] else {
+        unreachable!()
+    };
+    let spec = d.spec.as_ref().unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let c = &spec.template.spec.as_ref().unwrap().containers[0];
+    assert_eq!(c.image.as_deref(), Some(bodywork_kube::DEFAULT_IMAGE));
+    assert_eq!(
+        c.args.as_deref().unwrap(),
+        [
+            "stage",
+            "https://github.com/bodywork-ml/serve-model",
+            "master",
+            "scoring-service"
+        ]
+    );
+}
+
+#[test]
+fn example_serve_model_with_image_override() {
+    let plan = plan(&repo_root().join("examples/serve-model"));
+    let (m, note) = plan_manifests(&plan, Some("registry.example/bodywork:dev"));
+    assert!(note.unwrap().contains("--image"));
+    let Manifest::Deployment(d) = &m[0] else {
+        unreachable!()
+    };
+    let c = &d
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    assert_eq!(c.image.as_deref(), Some("registry.example/bodywork:dev"));
+}
+
+#[test]
+fn example_train_and_serve() {
+    let plan = project_snapshot("examples/train-and-serve");
+    let (m, _) = plan_manifests(&plan, None);
+    let Manifest::Job(job) = &m[0] else {
+        panic!("first manifest is the training job")
+    };
+    let spec = job.spec.as_ref().unwrap();
+    assert_eq!(spec.backoff_limit, Some(1));
+    assert_eq!(spec.active_deadline_seconds, Some(120));
+}
+
+#[test]
+fn example_pipeline() {
+    let plan = project_snapshot("examples/pipeline");
+    let (m, _) = plan_manifests(&plan, None);
+    // run_on_failure is created only when the workflow fails.
+    assert!(m.iter().all(|x| !x.describe().contains("on-failure")));
+    let Some(Manifest::Job(report)) = m.iter().find(|x| x.describe().ends_with("--report")) else {
+        panic!("a job for the report stage")
+    };
+    let env = report
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env
+        .clone()
+        .unwrap();
+    let token = env.iter().find(|e| e.name == "API_TOKEN").unwrap();
+    assert_eq!(
+        token.value, None,
+        "a secret's value never lands in a manifest"
+    );
+    let key_ref = token
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (key_ref.name.as_str(), key_ref.key.as_str()),
+        ("pipeline-credentials", "API_TOKEN")
+    );
+}
+
+#[test]
+fn corpus_projects() {
+    let corpus = repo_root().join("tests/corpus/good");
+    let mut names: Vec<String> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 5, "{names:?}");
+    for name in names {
+        project_snapshot(&format!("tests/corpus/good/{name}"));
+    }
+}
+
+#[test]
+fn ingress_is_served_under_namespace_and_name() {
+    let plan = plan(&repo_root().join("tests/corpus/good/classic-parallel-steps"));
+    let (m, _) = plan_manifests(&plan, None);
+    let ingress = m
+        .iter()
+        .find_map(|x| match x {
+            Manifest::Ingress(i) => Some(i),
+            _ => None,
+        })
+        .expect("the serve stage has INGRESS=True");
+    let path = &ingress.spec.as_ref().unwrap().rules.as_ref().unwrap()[0]
+        .http
+        .as_ref()
+        .unwrap()
+        .paths[0];
+    let service = ingress.metadata.name.as_deref().unwrap();
+    assert_eq!(
+        path.path.as_deref(),
+        Some(format!("/bodywork-dev/{service}(/|$)(.*)").as_str())
+    );
+}
+
+#[test]
+fn setup_namespace() {
+    snapshot("setup_namespace", &namespace_manifests("scoring-service"));
+}
+
+#[test]
+fn secret() {
+    let data = BTreeMap::from([
+        ("USERNAME".to_string(), "alex".to_string()),
+        ("PASSWORD".to_string(), "alex123".to_string()),
+    ]);
+    snapshot(
+        "secret",
+        &[secret_manifest("pipeline", "credentials", &data)],
+    );
+}
+
+#[test]
+fn cronjob() {
+    let req = CronJobRequest {
+        namespace: "scoring-service".into(),
+        name: "nightly".into(),
+        schedule: "0 3 * * *".into(),
+        timezone: Some("Europe/London".into()),
+        repo: "https://github.com/bodywork-ml/bodywork-serve-model-project".into(),
+        branch: Some("master".into()),
+        retries: 2,
+        history_limit: 5,
+        image: None,
+    };
+    let m = manifests::cronjob_manifest(&req);
+    let Manifest::CronJob(c) = &m else {
+        unreachable!()
+    };
+    let pod = c.spec.as_ref().unwrap().job_template.spec.as_ref().unwrap();
+    let pod = pod.template.spec.as_ref().unwrap();
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some(manifests::CONTROLLER_ACCOUNT)
+    );
+    assert_eq!(
+        pod.containers[0].args.as_deref().unwrap(),
+        [
+            "workflow",
+            "--namespace",
+            "scoring-service",
+            "https://github.com/bodywork-ml/bodywork-serve-model-project",
+            "master"
+        ]
+    );
+    snapshot("cronjob", &[m]);
+}

@@ -1,0 +1,615 @@
+//! `KubeRuntime` against an in-process TEST DOUBLE of the API server
+//! (`double/`): create, watch until complete/ready, rollback, delete, log
+//! streaming and error mapping, through the real kube-rs client stack.
+//! Nothing here has run against a real cluster; `e2e.rs` is for that.
+
+mod double;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bodywork_kube::{CronJobRequest, KubeRuntime};
+use bodywork_plan::{EnvValue, EnvVar, StagePlan, StagePlanKind};
+use bodywork_runtime::{
+    CancellationToken, Level, Log, LogEvent, LogRenderer, LogSink, RunContext, Runtime,
+    RuntimeError,
+};
+use double::{ApiServer, Script};
+
+const NS: &str = "ml";
+const JOBS: &str = "/apis/batch/v1/namespaces/ml/jobs";
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/ml/deployments";
+const SERVICES: &str = "/api/v1/namespaces/ml/services";
+const PODS: &str = "/api/v1/namespaces/ml/pods";
+
+#[derive(Default)]
+struct Capture(Mutex<Vec<LogEvent>>);
+
+impl LogSink for Capture {
+    fn log(&self, level: Level, logger: &str, message: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(LogEvent::log(level, logger, message));
+    }
+    fn stage_line(&self, source: &str, line: &str) {
+        self.0.lock().unwrap().push(LogEvent::Stage {
+            source: source.into(),
+            line: line.into(),
+        });
+    }
+}
+
+impl Capture {
+    fn lines(&self) -> Vec<String> {
+        let mut r = LogRenderer::default();
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|e| r.render_plain(e))
+            .collect()
+    }
+    fn text(&self) -> String {
+        self.lines().join("\n")
+    }
+}
+
+fn setup(script: Script) -> (ApiServer, KubeRuntime, Arc<Capture>, Log) {
+    let server = ApiServer::new(script);
+    let rt = KubeRuntime::from_client(server.client(), "https://test-double:6443");
+    let capture = Arc::new(Capture::default());
+    let log: Log = capture.clone();
+    (server, rt, capture, log)
+}
+
+fn ctx(commit: &str) -> RunContext {
+    RunContext {
+        run_id: format!("run-{commit}"),
+        namespace: NS.into(),
+        project: "proj".into(),
+        repo: "https://github.com/bodywork-ml/proj".into(),
+        branch: Some("master".into()),
+        commit: commit.into(),
+        checkout: PathBuf::from("/nonexistent"),
+        docker_image: "bodyworkml/bodywork-core:latest".into(),
+    }
+}
+
+fn batch(stage: &str, retries: u32) -> StagePlan {
+    StagePlan {
+        stage: stage.into(),
+        resource_name: format!("proj--{stage}"),
+        executable: format!("{stage}/main.py").into(),
+        working_dir: stage.into(),
+        notebook: false,
+        args: vec![],
+        requirements: vec![],
+        cpu_request: Some(0.5),
+        memory_request_mb: Some(100),
+        env: vec![EnvVar {
+            name: "TOKEN".into(),
+            value: EnvValue::Secret {
+                secret: "creds".into(),
+                key: "TOKEN".into(),
+            },
+        }],
+        kind: StagePlanKind::Batch {
+            max_completion_time_seconds: 5,
+            retries,
+        },
+    }
+}
+
+fn service(stage: &str, startup: u64) -> StagePlan {
+    StagePlan {
+        kind: StagePlanKind::Service {
+            max_startup_time_seconds: startup,
+            replicas: 2,
+            port: 5000,
+            ingress: false,
+            service_name: format!("proj--{stage}"),
+        },
+        ..batch(stage, 0)
+    }
+}
+
+#[tokio::test]
+async fn setup_namespace_creates_then_finds_everything() {
+    let (server, rt, _, _) = setup(Script::default());
+    let lines = rt.setup_namespace("scoring-service").await.unwrap();
+    assert_eq!(
+        lines,
+        [
+            "creating namespace=scoring-service",
+            "creating service-account=bodywork-workflow-controller in namespace=scoring-service",
+            "creating cluster-role-binding=bodywork-workflow-controller--scoring-service",
+            "creating service-account=bodywork-jobs-and-deployments in namespace=scoring-service",
+        ]
+    );
+    assert!(rt.namespace_exists("scoring-service").await.unwrap());
+    assert!(!rt.namespace_exists("other").await.unwrap());
+    assert_eq!(
+        server.names("/api/v1/namespaces/scoring-service/serviceaccounts"),
+        [
+            "bodywork-jobs-and-deployments",
+            "bodywork-workflow-controller"
+        ]
+    );
+    assert!(
+        server
+            .get(
+                "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+                "bodywork-workflow-controller--scoring-service"
+            )
+            .is_some()
+    );
+    // Idempotent: a second run applies the same objects and says so.
+    let again = rt.setup_namespace("scoring-service").await.unwrap();
+    assert!(again[0].starts_with("found existing namespace=scoring-service"));
+    // Everything went through server-side apply by our field manager.
+    assert!(
+        server
+            .requests()
+            .iter()
+            .filter(|r| r.starts_with("PATCH"))
+            .all(|r| r.contains("fieldManager=bodywork") && r.contains("force=true"))
+    );
+}
+
+#[tokio::test]
+async fn batch_stage_streams_logs_then_deletes_the_job() {
+    let mut script = Script::default();
+    script
+        .job_logs
+        .insert("proj--train".into(), vec!["training".into(), "done".into()]);
+    let (server, rt, capture, log) = setup(script);
+    rt.run_batch(
+        &ctx("c1"),
+        &batch("train", 1),
+        &[],
+        &log,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let lines = capture.lines();
+    let header = lines
+        .iter()
+        .position(|l| l == "---- pod logs for proj--train")
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    assert_eq!(lines[header + 1], "training (attempt 1)");
+    assert_eq!(lines[header + 2], "done (attempt 1)");
+    assert!(capture.text().contains("deleted job=proj--train"));
+    // Finished Jobs are deleted after their logs are printed, pods with them.
+    assert!(server.get(JOBS, "proj--train").is_none());
+    assert!(server.names(PODS).is_empty());
+    // Waiting is watching, not polling GETs.
+    let requests = server.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with(&format!("GET {JOBS}?")) && r.contains("watch=true")),
+        "{requests:#?}"
+    );
+    // The image of the legacy project was mapped, with a log line.
+    assert!(capture.text().contains("legacy Python image"));
+}
+
+#[tokio::test]
+async fn failed_batch_stage_reports_the_reason_and_every_attempt() {
+    let mut script = Script::default();
+    script.failing_jobs.insert("proj--train".into());
+    script
+        .job_logs
+        .insert("proj--train".into(), vec!["Traceback: boom".into()]);
+    let (server, rt, capture, log) = setup(script);
+    let err = rt
+        .run_batch(
+            &ctx("c1"),
+            &batch("train", 1),
+            &[("EXCEPTION_MESSAGE".into(), "x".into())],
+            &log,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        RuntimeError::StageFailed { stage, reason } => {
+            assert_eq!(stage, "train");
+            assert!(reason.contains("BackoffLimitExceeded"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = capture.text();
+    assert!(text.contains("Traceback: boom (attempt 1)"), "{text}");
+    assert!(text.contains("Traceback: boom (attempt 2)"), "{text}");
+    assert!(server.get(JOBS, "proj--train").is_none());
+}
+
+#[tokio::test]
+async fn a_job_left_from_an_interrupted_run_is_replaced() {
+    let (server, rt, _, log) = setup(Script::default());
+    server.put(
+        JOBS,
+        serde_json::json!({"apiVersion": "batch/v1", "kind": "Job",
+                           "metadata": {"name": "proj--train", "namespace": NS}, "spec": {"template": {}}}),
+    );
+    rt.run_batch(
+        &ctx("c1"),
+        &batch("train", 0),
+        &[],
+        &log,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let requests = server.requests();
+    let delete = requests
+        .iter()
+        .position(|r| r.starts_with(&format!("DELETE {JOBS}/proj--train")))
+        .unwrap();
+    let create = requests
+        .iter()
+        .position(|r| r.starts_with(&format!("PATCH {JOBS}/proj--train")))
+        .unwrap();
+    assert!(delete < create, "{requests:#?}");
+}
+
+#[tokio::test]
+async fn service_rolls_out_and_is_listed() {
+    let script = Script {
+        service_logs: vec!["starting API server".into()],
+        ..Script::default()
+    };
+    let (server, rt, capture, log) = setup(script);
+    rt.deploy_service(
+        &ctx("c1"),
+        &service("serve", 5),
+        &log,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert!(server.get(DEPLOYMENTS, "proj--serve").is_some());
+    assert!(server.get(SERVICES, "proj--serve").is_some());
+    let text = capture.text();
+    assert!(text.contains("---- pod logs for proj--serve/1"), "{text}");
+    let services = rt.list_services(NS).await.unwrap();
+    assert_eq!(services.len(), 1);
+    let s = &services[0];
+    assert_eq!(
+        (
+            s.name.as_str(),
+            s.project.as_str(),
+            s.stage.as_str(),
+            s.commit.as_str()
+        ),
+        ("proj--serve", "proj", "serve", "c1")
+    );
+    assert_eq!(s.repo, "https://github.com/bodywork-ml/proj");
+    assert_eq!((s.replicas, s.available_replicas, s.port), (2, 2, 5000));
+    assert_eq!(s.url, "http://proj--serve.ml.svc.cluster.local:5000");
+
+    // A rolling redeploy of a new commit.
+    rt.deploy_service(
+        &ctx("c2"),
+        &service("serve", 5),
+        &log,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let d = server.get(DEPLOYMENTS, "proj--serve").unwrap();
+    assert_eq!(d["metadata"]["generation"], 2);
+    assert_eq!(
+        d["spec"]["template"]["metadata"]["labels"]["bodywork.ml/commit"],
+        "c2"
+    );
+    assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
+
+    rt.delete_service(NS, "proj--serve").await.unwrap();
+    assert!(server.get(DEPLOYMENTS, "proj--serve").is_none());
+    assert!(server.get(SERVICES, "proj--serve").is_none());
+    assert!(matches!(
+        rt.delete_service(NS, "proj--serve").await,
+        Err(RuntimeError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_stalled_rollout_is_rolled_back_to_the_previous_template() {
+    let mut script = Script::default();
+    script.stalling_commits.insert("bad".into());
+    let (server, rt, capture, log) = setup(script);
+    rt.deploy_service(
+        &ctx("good"),
+        &service("serve", 5),
+        &log,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let err = rt
+        .deploy_service(
+            &ctx("bad"),
+            &service("serve", 5),
+            &log,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    let RuntimeError::StageFailed { reason, .. } = err else {
+        panic!("{err:?}")
+    };
+    assert!(reason.contains("rolled back"), "{reason}");
+    let d = server.get(DEPLOYMENTS, "proj--serve").unwrap();
+    assert_eq!(
+        d["spec"]["template"]["metadata"]["labels"]["bodywork.ml/commit"],
+        "good"
+    );
+    assert_eq!(d["metadata"]["labels"]["bodywork.ml/commit"], "good");
+    assert!(
+        capture
+            .text()
+            .contains("rolled back deployment=proj--serve")
+    );
+}
+
+#[tokio::test]
+async fn a_first_deploy_that_never_gets_ready_is_removed_after_its_deadline() {
+    let mut script = Script::default();
+    script.silent_commits.insert("slow".into());
+    let (server, rt, _, log) = setup(script);
+    let started = std::time::Instant::now();
+    let err = rt
+        .deploy_service(
+            &ctx("slow"),
+            &service("serve", 1),
+            &log,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    let RuntimeError::StageFailed { reason, .. } = err else {
+        panic!("{err:?}")
+    };
+    assert!(reason.contains("MAX_STARTUP_TIME_SECONDS=1"), "{reason}");
+    assert!(server.get(DEPLOYMENTS, "proj--serve").is_none());
+    assert!(server.get(SERVICES, "proj--serve").is_none());
+}
+
+#[tokio::test]
+async fn secrets_round_trip() {
+    let (server, rt, _, _) = setup(Script::default());
+    let data = BTreeMap::from([("TOKEN".to_string(), "s3cr3t".to_string())]);
+    rt.create_secret(NS, "creds", data.clone()).await.unwrap();
+    let stored = server
+        .get("/api/v1/namespaces/ml/secrets", "creds")
+        .unwrap();
+    // Stored base64-encoded, as Kubernetes wants it.
+    assert_eq!(stored["data"]["TOKEN"], "czNjcjN0");
+    let secrets = rt.list_secrets(NS).await.unwrap();
+    assert_eq!(secrets.len(), 1);
+    assert_eq!(secrets[0].data, data);
+    rt.delete_secret(NS, "creds").await.unwrap();
+    assert!(matches!(
+        rt.delete_secret(NS, "creds").await,
+        Err(RuntimeError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn cron_jobs_are_created_listed_and_deleted() {
+    let (_, rt, _, _) = setup(Script::default());
+    rt.create_cronjob(&CronJobRequest {
+        namespace: NS.into(),
+        name: "nightly".into(),
+        schedule: "0 3 * * *".into(),
+        timezone: None,
+        repo: "https://github.com/bodywork-ml/proj".into(),
+        branch: None,
+        retries: 1,
+        history_limit: 3,
+        image: None,
+    })
+    .await
+    .unwrap();
+    let list = rt.list_cronjobs(NS).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].schedule, "0 3 * * *");
+    assert_eq!(
+        list[0].repo.as_deref(),
+        Some("https://github.com/bodywork-ml/proj")
+    );
+    assert!(rt.cronjob_history(NS, "nightly").await.unwrap().is_empty());
+    rt.delete_cronjob(NS, "nightly").await.unwrap();
+    assert!(rt.list_cronjobs(NS).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn rbac_refusal_is_one_line_naming_the_resource() {
+    let mut script = Script::default();
+    script.deny.push((403, "PATCH".into(), "/jobs/".into()));
+    let (_, rt, _, log) = setup(script);
+    let err = rt
+        .run_batch(
+            &ctx("c1"),
+            &batch("train", 0),
+            &[],
+            &log,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "forbidden by RBAC (403): not allowed to create Job proj--train in namespace ml"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains('\n'));
+}
+
+#[tokio::test]
+async fn refused_credentials_are_one_line() {
+    let mut script = Script::default();
+    script.deny.push((401, "GET".into(), "/namespaces".into()));
+    let (_, rt, _, _) = setup(script);
+    let err = rt.namespace_exists("ml").await.unwrap_err();
+    assert!(matches!(err, RuntimeError::Unavailable(_)));
+    let msg = err.to_string();
+    assert!(
+        msg.contains("refused our credentials (401 Unauthorized)"),
+        "{msg}"
+    );
+    assert!(msg.contains("get Namespace ml"), "{msg}");
+}
+
+#[tokio::test]
+async fn no_cluster_reachable_is_one_line() {
+    // A real client, a real connection attempt, to a loopback port nobody serves.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let url = format!("http://127.0.0.1:{port}");
+    let rt = KubeRuntime::from_config(kube::Config::new(url.parse().unwrap())).unwrap();
+    assert_eq!(rt.cluster(), format!("{url}/"));
+    let err = rt.list_services("ml").await.unwrap_err();
+    assert!(matches!(err, RuntimeError::Unavailable(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "no Kubernetes cluster reachable at {url}/ (trying to list Deployments in namespace ml)"
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("refused"), "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
+}
+
+#[tokio::test]
+async fn logs_of_a_service_come_under_replica_headers() {
+    let script = Script {
+        service_logs: vec!["serving on 0.0.0.0:5000".into()],
+        ..Script::default()
+    };
+    let (_, rt, _, log) = setup(script);
+    rt.deploy_service(
+        &ctx("c1"),
+        &service("serve", 5),
+        &log,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let capture = Arc::new(Capture::default());
+    let sink: Log = capture.clone();
+    rt.logs(NS, "proj--serve", false, &sink).await.unwrap();
+    let lines: HashSet<String> = capture.lines().into_iter().collect();
+    assert!(
+        lines.contains("---- pod logs for proj--serve/1"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains("---- pod logs for proj--serve/2"),
+        "{lines:?}"
+    );
+    assert!(lines.contains("serving on 0.0.0.0:5000"));
+    assert!(matches!(
+        rt.logs(NS, "nope", false, &sink).await,
+        Err(RuntimeError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_whole_workflow_runs_through_the_controller() {
+    // examples/train-and-serve: a batch step, then a service step; the
+    // controller creates the namespace, runs the Job, deploys the service.
+    let mut script = Script::default();
+    script.job_logs.insert(
+        "bodywork-train-and-serve--train-model".into(),
+        vec!["model trained".into()],
+    );
+    let server = ApiServer::new(script);
+    let rt = KubeRuntime::from_client(server.client(), "https://test-double:6443");
+    let capture = Arc::new(Capture::default());
+    let log: Log = capture.clone();
+    let tmp = tempfile::tempdir().unwrap();
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/train-and-serve");
+    let request = bodywork_workflow::WorkflowRequest {
+        run_id: "t".into(),
+        repo: example.display().to_string(),
+        branch: None,
+        namespace: Some("ml".into()),
+        ssh_key: None,
+        checkout_dir: tmp.path().join("checkout"),
+    };
+    let report = bodywork_workflow::run_workflow(
+        &rt,
+        &request,
+        &bodywork_workflow::NoHooks,
+        &log,
+        &CancellationToken::new(),
+    )
+    .await;
+    let text = capture.text();
+    assert!(report.is_ok(), "{text}");
+    assert!(text.contains("creating namespace=ml"), "{text}");
+    assert!(
+        text.contains("---- pod logs for bodywork-train-and-serve--train-model"),
+        "{text}"
+    );
+    assert!(text.contains("model trained (attempt 1)"), "{text}");
+    assert!(
+        server
+            .get(JOBS, "bodywork-train-and-serve--train-model")
+            .is_none()
+    );
+    // bodywork.yaml projects name their service after the stage (SPEC §1.4).
+    assert!(server.get(DEPLOYMENTS, "scoring-service").is_some());
+}
+
+#[tokio::test]
+async fn a_local_directory_is_refused_before_touching_the_cluster() {
+    let (server, rt, capture, log) = setup(Script::default());
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/serve-model");
+    let opts = bodywork_kube::host::WorkflowOptions {
+        repo: example.display().to_string(),
+        namespace: Some(NS.into()),
+        ..Default::default()
+    };
+    let err = bodywork_kube::host::run(&rt, &opts, &log, &CancellationToken::new())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, bodywork_workflow::WorkflowError::Refused(_)));
+    assert!(capture.text().contains("push it and give its Git URL"));
+    assert!(server.requests().is_empty());
+}
+
+#[tokio::test]
+async fn dry_run_plans_a_local_project_without_a_cluster() {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/serve-model");
+    let dry = bodywork_kube::host::dry_run(&bodywork_kube::host::WorkflowOptions {
+        repo: example.display().to_string(),
+        namespace: Some("scoring-service".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let kinds: Vec<String> = dry.manifests.iter().map(|m| m.describe()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "Deployment/bodywork-serve-model-project--scoring-service",
+            "Service/bodywork-serve-model-project--scoring-service"
+        ]
+    );
+    assert!(dry.notes.iter().any(|n| n.contains("legacy Python image")));
+    assert!(dry.notes.iter().any(|n| n.contains("cannot fetch it")));
+    let yaml = bodywork_kube::to_yaml(&dry.manifests).unwrap();
+    assert!(yaml.contains("namespace: scoring-service"));
+}

@@ -1,0 +1,340 @@
+//! One replica of a service: a supervised, long-lived process.
+//!
+//! Its output goes straight to its own log file (not through the daemon),
+//! so a replica outlives a crash of the daemon and can be adopted by the
+//! next one. The supervision loop probes readiness (TCP accept on the pod
+//! address), restarts a crashed process with exponential back-off, and on
+//! stop sends SIGTERM to the whole process group, then SIGKILL after a
+//! grace period.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bodywork_runtime::CancellationToken;
+use nix::sys::signal::Signal;
+use tokio::process::Command;
+use tokio::sync::watch;
+
+use crate::process::{self, ProcessId, StageCommand};
+
+/// Back-off after a crash: 1 s, doubling, at most this.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A process that ran this long before crashing starts its back-off afresh.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// How often readiness is probed while not ready.
+const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+
+/// What a replica runs and where.
+#[derive(Debug, Clone)]
+pub struct ReplicaSpec {
+    pub index: u32,
+    pub generation: i64,
+    pub address: Ipv4Addr,
+    pub port: u16,
+    pub command: StageCommand,
+    pub log_path: PathBuf,
+}
+
+impl ReplicaSpec {
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.address, self.port))
+    }
+}
+
+/// Where a replica is in its life, as the supervisor reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Starting,
+    Ready,
+    Crashed,
+    Stopped,
+}
+
+/// Told about every change, to record it (state store) and report it (logs).
+pub trait ReplicaEvents: Send + Sync + 'static {
+    fn changed(&self, spec: &ReplicaSpec, phase: Phase, pid: Option<ProcessId>, restarts: u32);
+    fn crashed(&self, spec: &ReplicaSpec, how: &str, restart_in: Duration, restarts: u32);
+}
+
+pub struct Replica {
+    pub spec: ReplicaSpec,
+    ready: watch::Receiver<bool>,
+    restarts: Arc<Mutex<u32>>,
+    pid: Arc<Mutex<Option<ProcessId>>>,
+    stop: CancellationToken,
+    grace: Arc<Mutex<Duration>>,
+    finished: watch::Receiver<bool>,
+}
+
+impl Replica {
+    /// Start supervising: adopt `adopt` when it is still the same live
+    /// process, else spawn a new one.
+    pub fn start(
+        spec: ReplicaSpec,
+        adopt: Option<ProcessId>,
+        restarts: u32,
+        events: Arc<dyn ReplicaEvents>,
+    ) -> Arc<Replica> {
+        let (ready_tx, ready) = watch::channel(false);
+        let (finished_tx, finished) = watch::channel(false);
+        let replica = Arc::new(Replica {
+            spec,
+            ready,
+            restarts: Arc::new(Mutex::new(restarts)),
+            pid: Arc::new(Mutex::new(None)),
+            stop: CancellationToken::new(),
+            grace: Arc::new(Mutex::new(Duration::from_secs(10))),
+            finished,
+        });
+        let supervisor = Supervisor {
+            spec: replica.spec.clone(),
+            ready: ready_tx,
+            restarts: replica.restarts.clone(),
+            pid: replica.pid.clone(),
+            stop: replica.stop.clone(),
+            grace: replica.grace.clone(),
+            events,
+        };
+        tokio::spawn(async move {
+            supervisor.run(adopt).await;
+            let _ = finished_tx.send(true);
+        });
+        replica
+    }
+
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    pub fn restarts(&self) -> u32 {
+        self.restarts.lock().map(|r| *r).unwrap_or(0)
+    }
+
+    pub fn pid(&self) -> Option<ProcessId> {
+        self.pid.lock().ok().and_then(|p| *p)
+    }
+
+    /// Wait until the replica is ready or `deadline` passes.
+    pub async fn wait_ready(&self, deadline: Instant) -> bool {
+        let mut rx = self.ready.clone();
+        let until = tokio::time::Instant::from_std(deadline);
+        matches!(
+            tokio::time::timeout_at(until, rx.wait_for(|ready| *ready)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Stop it: SIGTERM to its process group, SIGKILL after `grace`; returns
+    /// when the process is gone.
+    pub async fn stop(&self, grace: Duration) {
+        if let Ok(mut g) = self.grace.lock() {
+            *g = grace;
+        }
+        self.stop.cancel();
+        let mut done = self.finished.clone();
+        let _ = done.wait_for(|f| *f).await;
+    }
+
+    /// Leave the process running but stop supervising it (the daemon is
+    /// going away and a new one will adopt it).
+    pub fn detach(&self) -> Option<ProcessId> {
+        self.pid()
+    }
+}
+
+struct Supervisor {
+    spec: ReplicaSpec,
+    ready: watch::Sender<bool>,
+    restarts: Arc<Mutex<u32>>,
+    pid: Arc<Mutex<Option<ProcessId>>>,
+    stop: CancellationToken,
+    grace: Arc<Mutex<Duration>>,
+    events: Arc<dyn ReplicaEvents>,
+}
+
+enum Running {
+    Child(tokio::process::Child),
+    /// A process started by an earlier daemon: not our child, so watched
+    /// through /proc instead of `wait`.
+    Adopted(ProcessId),
+}
+
+impl Running {
+    /// Wait for the process to end; a description of how it ended.
+    async fn exited(&mut self) -> String {
+        match self {
+            Running::Child(child) => match child.wait().await {
+                Ok(status) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    match (status.code(), status.signal()) {
+                        (Some(c), _) => format!("exited with code {c}"),
+                        (_, Some(s)) => format!("was killed by signal {s}"),
+                        _ => "exited".into(),
+                    }
+                }
+                Err(e) => format!("could not be waited for: {e}"),
+            },
+            Running::Adopted(id) => {
+                while process::is_alive(*id) {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                "exited".into()
+            }
+        }
+    }
+}
+
+impl Supervisor {
+    fn restarts(&self) -> u32 {
+        self.restarts.lock().map(|r| *r).unwrap_or(0)
+    }
+
+    fn set_pid(&self, id: Option<ProcessId>) {
+        if let Ok(mut p) = self.pid.lock() {
+            *p = id;
+        }
+    }
+
+    fn spawn(&self) -> std::io::Result<(Running, ProcessId)> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.spec.log_path)?;
+        let err = log.try_clone()?;
+        let cmd = &self.spec.command;
+        let child = Command::new(&cmd.program)
+            .args(&cmd.args)
+            .current_dir(&cmd.cwd)
+            .env_clear()
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()?;
+        let pid = child.id().unwrap_or(0);
+        Ok((
+            Running::Child(child),
+            ProcessId {
+                pid,
+                start_time: process::start_time(pid),
+            },
+        ))
+    }
+
+    async fn run(self, mut adopt: Option<ProcessId>) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let started = Instant::now();
+            let (mut running, id) = match adopt.take().filter(|id| process::is_alive(*id)) {
+                Some(id) => (Running::Adopted(id), id),
+                None => match self.spawn() {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        self.events.crashed(
+                            &self.spec,
+                            &format!("could not start: {e}"),
+                            backoff,
+                            self.restarts(),
+                        );
+                        if self.sleep_or_stop(backoff).await {
+                            return self.finish();
+                        }
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                },
+            };
+            self.set_pid(Some(id));
+            self.events
+                .changed(&self.spec, Phase::Starting, Some(id), self.restarts());
+            let addr = self.spec.socket_addr();
+            let mut ready = false;
+            let how = loop {
+                tokio::select! {
+                    biased;
+                    _ = self.stop.cancelled() => {
+                        self.terminate(id, &mut running).await;
+                        return self.finish();
+                    }
+                    how = running.exited() => break how,
+                    up = probe(addr), if !ready => if up {
+                        ready = true;
+                        let _ = self.ready.send(true);
+                        self.events.changed(&self.spec, Phase::Ready, Some(id), self.restarts());
+                    },
+                }
+            };
+            let _ = self.ready.send(false);
+            // Grandchildren the replica left behind go with it.
+            process::kill_group(id.pid, Signal::SIGKILL);
+            if started.elapsed() > HEALTHY_RUN {
+                backoff = Duration::from_secs(1);
+            }
+            let restarts = {
+                let mut r = self.restarts.lock().map(|r| *r).unwrap_or(0);
+                r += 1;
+                if let Ok(mut guard) = self.restarts.lock() {
+                    *guard = r;
+                }
+                r
+            };
+            self.set_pid(None);
+            self.events
+                .changed(&self.spec, Phase::Crashed, None, restarts);
+            self.events.crashed(&self.spec, &how, backoff, restarts);
+            if self.sleep_or_stop(backoff).await {
+                return self.finish();
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Sleep, unless told to stop first (then true).
+    async fn sleep_or_stop(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = self.stop.cancelled() => true,
+            _ = tokio::time::sleep(d) => false,
+        }
+    }
+
+    async fn terminate(&self, id: ProcessId, running: &mut Running) {
+        let _ = self.ready.send(false);
+        let grace = self
+            .grace
+            .lock()
+            .map(|g| *g)
+            .unwrap_or(Duration::from_secs(10));
+        process::kill_group(id.pid, Signal::SIGTERM);
+        if tokio::time::timeout(grace, running.exited()).await.is_err() {
+            process::kill_group(id.pid, Signal::SIGKILL);
+            let _ = tokio::time::timeout(Duration::from_secs(5), running.exited()).await;
+        }
+        // Whatever else is left in the group goes too.
+        process::kill_group(id.pid, Signal::SIGKILL);
+        self.set_pid(None);
+    }
+
+    fn finish(&self) {
+        let _ = self.ready.send(false);
+        self.events
+            .changed(&self.spec, Phase::Stopped, None, self.restarts());
+    }
+}
+
+/// One readiness probe: try a TCP connection; after a failure, pause
+/// before the next probe.
+async fn probe(addr: SocketAddr) -> bool {
+    let up = matches!(
+        tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    );
+    if !up {
+        tokio::time::sleep(PROBE_INTERVAL).await;
+    }
+    up
+}

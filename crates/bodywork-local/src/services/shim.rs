@@ -1,0 +1,205 @@
+//! The shim that makes unmodified service scripts behave as on Kubernetes.
+//!
+//! A module loaded through a `.pth` file in every stage environment:
+//! - binds to the wildcard or localhost (`0.0.0.0`, `''`, `localhost`,
+//!   `127.0.0.1`) are redirected to the replica's pod address
+//!   (`BODYWORK_POD_ADDRESS`), so two replicas of a script that binds
+//!   `0.0.0.0:5000` do not collide;
+//! - service names (`NAME`, `NAME.NS`, `NAME.NS.svc`, `NAME.NS.svc.cluster.local`)
+//!   resolve to the service's cluster address, read from the hosts file the
+//!   daemon keeps (`BODYWORK_HOSTS_FILE`; short names for the stage's own
+//!   namespace `BODYWORK_NAMESPACE`).
+//!
+//! Without those variables (any other use of the environment) it does nothing.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+pub const MODULE: &str = r#"# bodywork local-runtime shim: pod-address binds and service-name resolution.
+import os as _os
+
+_POD = _os.environ.get("BODYWORK_POD_ADDRESS")
+_HOSTS = _os.environ.get("BODYWORK_HOSTS_FILE")
+_NS = _os.environ.get("BODYWORK_NAMESPACE", "")
+
+
+def _install():
+    import socket
+
+    if _POD:
+        wildcard = {"", "0.0.0.0", "localhost", "127.0.0.1"}
+        original_bind = socket.socket.bind
+
+        def bind(self, address):
+            if (
+                self.family == socket.AF_INET
+                and isinstance(address, tuple)
+                and len(address) == 2
+                and address[0] in wildcard
+            ):
+                address = (_POD, address[1])
+            return original_bind(self, address)
+
+        socket.socket.bind = bind
+
+    if _HOSTS:
+        cache = {"stamp": None, "names": {}}
+
+        def names():
+            try:
+                st = _os.stat(_HOSTS)
+            except OSError:
+                return {}
+            stamp = (st.st_mtime_ns, st.st_size)
+            if cache["stamp"] != stamp:
+                table = {}
+                try:
+                    with open(_HOSTS, encoding="utf-8") as f:
+                        for line in f:
+                            parts = line.split()
+                            if len(parts) != 3:
+                                continue
+                            ns, name, ip = parts
+                            for alias in (name + "." + ns, name + "." + ns + ".svc", name + "." + ns + ".svc.cluster.local"):
+                                table[alias] = ip
+                            if ns == _NS:
+                                table[name] = ip
+                except OSError:
+                    return cache["names"]
+                cache["stamp"], cache["names"] = stamp, table
+            return cache["names"]
+
+        def lookup(host):
+            if isinstance(host, bytes):
+                host = host.decode("ascii", "replace")
+            if not isinstance(host, str):
+                return host
+            return names().get(host.lower().rstrip("."), host)
+
+        original_getaddrinfo = socket.getaddrinfo
+        original_gethostbyname = socket.gethostbyname
+        original_gethostbyname_ex = socket.gethostbyname_ex
+
+        def getaddrinfo(host, *args, **kwargs):
+            return original_getaddrinfo(lookup(host), *args, **kwargs)
+
+        def gethostbyname(host):
+            return original_gethostbyname(lookup(host))
+
+        def gethostbyname_ex(host):
+            return original_gethostbyname_ex(lookup(host))
+
+        socket.getaddrinfo = getaddrinfo
+        socket.gethostbyname = gethostbyname
+        socket.gethostbyname_ex = gethostbyname_ex
+
+
+if _POD or _HOSTS:
+    _install()
+"#;
+
+/// Put the shim into an environment's site-packages (idempotent, atomic).
+pub fn install(site_packages: &Path) -> std::io::Result<()> {
+    write_if_changed(&site_packages.join("bodywork_shim.py"), MODULE)?;
+    write_if_changed(
+        &site_packages.join("bodywork_shim.pth"),
+        "import bodywork_shim\n",
+    )
+}
+
+fn write_if_changed(path: &Path, text: &str) -> std::io::Result<()> {
+    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
+        return Ok(());
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The hosts file's text: one `NAMESPACE NAME CLUSTER-ADDRESS` line per service.
+pub fn hosts_text<'a>(services: impl IntoIterator<Item = (&'a str, &'a str, Ipv4Addr)>) -> String {
+    let mut lines: Vec<String> = services
+        .into_iter()
+        .map(|(ns, name, ip)| format!("{ns} {name} {ip}"))
+        .collect();
+    lines.sort();
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// Replace the hosts file atomically, so a reader never sees half of it.
+pub fn write_hosts(path: &Path, text: &str) -> std::io::Result<()> {
+    write_if_changed(path, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    fn python() -> Option<String> {
+        ["python3", "python"]
+            .into_iter()
+            .find(|p| Command::new(p).arg("--version").output().is_ok())
+            .map(String::from)
+    }
+
+    #[test]
+    fn hosts_lines_are_sorted() {
+        let text = hosts_text([
+            ("ns", "b", Ipv4Addr::new(127, 10, 0, 2)),
+            ("ns", "a", Ipv4Addr::new(127, 10, 0, 1)),
+        ]);
+        assert_eq!(text, "ns a 127.10.0.1\nns b 127.10.0.2\n");
+    }
+
+    /// The shim, loaded into a real interpreter: a wildcard bind lands on
+    /// the pod address and service names resolve through the hosts file.
+    #[test]
+    fn shim_redirects_binds_and_resolves_names() {
+        let Some(py) = python() else { return };
+        let dir = tempfile::tempdir().unwrap();
+        install(dir.path()).unwrap();
+        let hosts = dir.path().join("hosts");
+        write_hosts(
+            &hosts,
+            &hosts_text([("ml", "proj--serve", Ipv4Addr::new(127, 10, 0, 9))]),
+        )
+        .unwrap();
+        let script = r#"
+import socket, bodywork_shim
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind(("0.0.0.0", 0))
+print(s.getsockname()[0])
+for name in ["proj--serve", "proj--serve.ml", "proj--serve.ml.svc.cluster.local", "localhost"]:
+    print(name, socket.getaddrinfo(name, 5000, socket.AF_INET)[0][4][0])
+print(socket.gethostbyname("PROJ--SERVE.ml."))
+"#;
+        let out = Command::new(py)
+            .arg("-c")
+            .arg(script)
+            .env("PYTHONPATH", dir.path())
+            .env("BODYWORK_POD_ADDRESS", "127.10.128.7")
+            .env("BODYWORK_HOSTS_FILE", &hosts)
+            .env("BODYWORK_NAMESPACE", "ml")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "127.10.128.7",
+                "proj--serve 127.10.0.9",
+                "proj--serve.ml 127.10.0.9",
+                "proj--serve.ml.svc.cluster.local 127.10.0.9",
+                "localhost 127.0.0.1",
+                "127.10.0.9"
+            ]
+        );
+    }
+}
