@@ -198,25 +198,7 @@ fn logs(args: &CronjobNameArgs) -> Outcome {
         if let Err(e) = conn.send(&Request::CronLogs { namespace, name }).await {
             return local::fail(&e);
         }
-        let mut out = std::io::stdout().lock();
-        loop {
-            match conn.next().await {
-                Ok(Response::LogLine { line }) => {
-                    use std::io::Write;
-                    if let Err(e) = writeln!(out, "{line}") {
-                        output::report_error(&e, None);
-                        return Outcome::Failure;
-                    }
-                }
-                Ok(Response::End) => return Outcome::Success,
-                Ok(Response::Error { message }) => {
-                    output::report_message(message);
-                    return Outcome::Failure;
-                }
-                Ok(other) => return local::unexpected(other),
-                Err(e) => return local::fail(&e),
-            }
-        }
+        local::print_log_lines(&mut conn).await
     })
 }
 

@@ -226,29 +226,6 @@ fn workflow(global: &GlobalArgs, args: &WorkflowArgs) -> Outcome {
     })
 }
 
-/// `KEY=VALUE` pairs; errors name the pair but never echo a value.
-fn parse_data(pairs: &[String]) -> Result<BTreeMap<String, String>, String> {
-    let mut data = BTreeMap::new();
-    for (i, pair) in pairs.iter().enumerate() {
-        let Some((key, value)) = pair.split_once('=') else {
-            return Err(format!("--data item {} is not KEY=VALUE", i + 1));
-        };
-        let valid = !key.is_empty()
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !key.starts_with(|c: char| c.is_ascii_digit());
-        if !valid {
-            return Err(format!(
-                "--data item {}: {key:?} is not a valid environment variable name",
-                i + 1
-            ));
-        }
-        if data.insert(key.to_string(), value.to_string()).is_some() {
-            return Err(format!("--data gives the key {key} twice"));
-        }
-    }
-    Ok(data)
-}
-
 fn names(namespace: &str, name: &str, kind: &str) -> Result<(String, String), Outcome> {
     Ok((
         checked_name("namespace", namespace)?,
@@ -263,7 +240,7 @@ fn secret(global: &GlobalArgs, cmd: SecretCommand) -> Outcome {
                 Ok(v) => v,
                 Err(o) => return o,
             };
-            let data = match parse_data(&args.data) {
+            let data = match super::secret::parse_data(&args.data) {
                 Ok(d) => d,
                 Err(e) => {
                     output::report_message(e);
@@ -368,34 +345,7 @@ fn service(global: &GlobalArgs, cmd: ServiceCommand) -> Outcome {
                         namespace: ns.clone(),
                     });
                 }
-                let headers = [
-                    "service",
-                    "service_url",
-                    "exposed",
-                    "available_replicas",
-                    "unavailable_replicas",
-                    "restarts",
-                    "commit",
-                    "deployed",
-                ];
-                table::print(format, &services, |services| {
-                    table::table(
-                        &headers,
-                        services.iter().map(|s| {
-                            vec![
-                                s.name.clone(),
-                                s.url.clone(),
-                                s.exposed.to_string(),
-                                s.available_replicas.to_string(),
-                                s.unavailable_replicas.to_string(),
-                                s.restarts.to_string(),
-                                s.commit.chars().take(12).collect(),
-                                s.deployed.clone(),
-                            ]
-                        }),
-                    )
-                })
-                .map_err(RuntimeError::failed)
+                super::service::print_services(format, &services).map_err(RuntimeError::failed)
             })
         }
         ServiceCommand::Delete(args) => {
@@ -539,19 +489,5 @@ fn cronjob(global: &GlobalArgs, cmd: CronjobCommand) -> Outcome {
             );
             Outcome::Usage
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_data;
-
-    #[test]
-    fn secret_data_never_echoes_values() {
-        let d = parse_data(&["A=1".into(), "URL=x=y".into()]).unwrap();
-        assert_eq!(d["URL"], "x=y");
-        let e = parse_data(&["s3cr3t-no-equals".into()]).unwrap_err();
-        assert!(!e.contains("s3cr3t"));
-        assert!(parse_data(&["A=1".into(), "A=2".into()]).is_err());
     }
 }

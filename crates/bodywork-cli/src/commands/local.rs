@@ -78,3 +78,27 @@ pub fn unexpected(answer: Response) -> Outcome {
     output::report_message(format!("unexpected answer from the daemon: {answer:?}"));
     Outcome::Failure
 }
+
+/// Print the `LogLine` frames of a stream to stdout, exactly as sent (safe
+/// for `> log.txt`), until its `End`.
+pub async fn print_log_lines(conn: &mut Connection) -> Outcome {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    loop {
+        match conn.next().await {
+            Ok(Response::LogLine { line }) => {
+                if let Err(e) = writeln!(out, "{line}") {
+                    output::report_error(&e, None);
+                    return Outcome::Failure;
+                }
+            }
+            Ok(Response::End) => return Outcome::Success,
+            Ok(Response::Error { message }) => {
+                output::report_message(message);
+                return Outcome::Failure;
+            }
+            Ok(other) => return unexpected(other),
+            Err(e) => return fail(&e),
+        }
+    }
+}

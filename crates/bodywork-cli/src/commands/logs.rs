@@ -2,12 +2,11 @@
 //! (NAME is its run number, as `bodywork runs` shows) or the output of a
 //! service's replicas (NAME is the service).
 
-use bodywork_local::protocol::{Request, Response};
+use bodywork_local::protocol::Request;
 
 use super::{checked_name, local};
 use crate::Outcome;
 use crate::cli::LogsArgs;
-use crate::output;
 
 pub fn run(args: &LogsArgs) -> Outcome {
     let namespace = match checked_name("namespace", &args.namespace.namespace) {
@@ -39,18 +38,7 @@ pub fn run(args: &LogsArgs) -> Outcome {
         if let Err(e) = conn.send(&request).await {
             return local::fail(&e);
         }
-        loop {
-            match conn.next().await {
-                Ok(Response::LogLine { line }) => println!("{line}"),
-                Ok(Response::End) => return Outcome::Success,
-                Ok(Response::Error { message }) => {
-                    output::report_message(message);
-                    return Outcome::Failure;
-                }
-                Ok(other) => return local::unexpected(other),
-                Err(e) => return local::fail(&e),
-            }
-        }
+        local::print_log_lines(&mut conn).await
     })
 }
 

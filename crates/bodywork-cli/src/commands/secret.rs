@@ -34,7 +34,7 @@ pub fn run(global: &GlobalArgs, command: &SecretCommand) -> Outcome {
 
 /// `KEY=VALUE` pairs; the value may contain `=`. Errors name the pair but
 /// never echo a value.
-fn parse_data(pairs: &[String]) -> Result<BTreeMap<String, String>, String> {
+pub(super) fn parse_data(pairs: &[String]) -> Result<BTreeMap<String, String>, String> {
     let mut data = BTreeMap::new();
     for (i, pair) in pairs.iter().enumerate() {
         let Some((key, value)) = pair.split_once('=') else {

@@ -6,7 +6,7 @@ use bodywork_runtime::ServiceStatus;
 
 use super::{checked_name, local};
 use crate::Outcome;
-use crate::cli::{GlobalArgs, ServiceCommand};
+use crate::cli::{GlobalArgs, OutputFormat, ServiceCommand};
 use crate::output::{self, table};
 
 pub fn run(global: &GlobalArgs, command: &ServiceCommand) -> Outcome {
@@ -37,34 +37,7 @@ pub fn run(global: &GlobalArgs, command: &ServiceCommand) -> Outcome {
                         ));
                         return Outcome::Failure;
                     }
-                    let now = chrono::Utc::now();
-                    let printed =
-                        table::print(format, &services, |services: &Vec<ServiceStatus>| {
-                            table::table(
-                                &[
-                                    "service",
-                                    "service_url",
-                                    "exposed",
-                                    "available_replicas",
-                                    "unavailable_replicas",
-                                    "restarts",
-                                    "commit",
-                                    "age",
-                                ],
-                                services.iter().map(|s| {
-                                    vec![
-                                        s.name.clone(),
-                                        s.url.clone(),
-                                        s.exposed.to_string(),
-                                        s.available_replicas.to_string(),
-                                        s.unavailable_replicas.to_string(),
-                                        s.restarts.to_string(),
-                                        s.commit.chars().take(12).collect(),
-                                        age(&s.deployed, now),
-                                    ]
-                                }),
-                            )
-                        });
+                    let printed = print_services(format, &services);
                     match printed {
                         Ok(()) => Outcome::Success,
                         Err(e) => {
@@ -89,6 +62,40 @@ pub fn run(global: &GlobalArgs, command: &ServiceCommand) -> Outcome {
             )
         }
     }
+}
+
+/// The services table (or JSON), the same for both runtimes.
+pub(super) fn print_services(
+    format: OutputFormat,
+    services: &Vec<ServiceStatus>,
+) -> std::io::Result<()> {
+    let now = chrono::Utc::now();
+    table::print(format, services, |services: &Vec<ServiceStatus>| {
+        table::table(
+            &[
+                "service",
+                "service_url",
+                "exposed",
+                "available_replicas",
+                "unavailable_replicas",
+                "restarts",
+                "commit",
+                "age",
+            ],
+            services.iter().map(|s| {
+                vec![
+                    s.name.clone(),
+                    s.url.clone(),
+                    s.exposed.to_string(),
+                    s.available_replicas.to_string(),
+                    s.unavailable_replicas.to_string(),
+                    s.restarts.to_string(),
+                    s.commit.chars().take(12).collect(),
+                    age(&s.deployed, now),
+                ]
+            }),
+        )
+    })
 }
 
 /// `42s`, `5m`, `3h`, `2d`, as kubectl shows ages.
