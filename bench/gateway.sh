@@ -9,7 +9,7 @@
 #                        scoring example) instead of the built-in trivial one
 #   UPSTREAM_PATH=/p     request path on the upstream          (default /)
 #   BODY='{"a": 1}'      send JSON POSTs with this body         (default GET)
-#   CONNECTIONS=16  DURATION=10  ROUNDS=3  WRK_THREADS=2  LATENCY_REQUESTS=10000 (per round)
+#   CONNECTIONS=16  DURATION=10  ROUNDS=3  WRK_THREADS=2  LATENCY_REQUESTS=10000 (per round; 0 skips latency)
 #   BENCH_THREADS=N      tokio worker threads of the built-in upstream
 #   SKIP_BUILD=1         reuse the last release build
 set -euo pipefail
@@ -167,7 +167,11 @@ done
 for round in $(seq 1 "$ROUNDS"); do
     # Latency rounds interleaved too; the median of the rounds' percentiles is reported.
     for t in "${TARGETS[@]}"; do
+        # LATENCY_REQUESTS=0 skips latency (e.g. upstreams without keep-alive,
+        # such as Flask's development server, which the latency client needs).
+        if [ "$LATENCY_REQUESTS" = 0 ]; then p50=0; p90=0; else
         read -r p50 p90 _ < <("$BIN/bench_latency" "${URL[$t]}" "$LATENCY_REQUESTS" ${BODY:+"$BODY"})
+        fi
         L50[$t]+="$p50 "
         L90[$t]+="$p90 "
     done
