@@ -278,6 +278,15 @@ fn two_services_on_port_5000_and_a_batch_stage_reaching_both_by_name() {
     let mut pids = replica_pids(&home, ns, "svc-a");
     pids.extend(replica_pids(&home, ns, "svc-b"));
     assert_eq!(pids.len(), 4);
+    // Pruning environments keeps the one the services run in.
+    let pruned = home.ok(&["env", "prune"]);
+    assert!(
+        pruned.stdout.starts_with("removed 0 environment(s)"),
+        "{pruned}"
+    );
+    let envs = home.ok(&["env", "list", "-o", "json"]);
+    let envs: Vec<serde_json::Value> = serde_json::from_str(&envs.stdout).unwrap();
+    assert_eq!(envs.len(), 1, "{envs:?}");
     // Both the kubectl-proxy path and the ingress path reach the service.
     let gw = home.gateway();
     let (code, body) = http(&gw, "GET", &proxy_path(ns, "svc-b", ""), None).unwrap();

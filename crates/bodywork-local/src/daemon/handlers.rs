@@ -121,15 +121,17 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
             Err(e) => error(e),
         },
         Request::EnvPrune => {
-            // Environments are cheap to rebuild from the uv cache; a running
-            // stage keeps its files open, so only idle ones are removed.
+            // Environments are cheap to rebuild from the uv cache. A batch
+            // stage may be about to use any of them, so none is removed while
+            // a run goes on; deployed services keep theirs.
             let busy = !daemon.runs.lock().map(|r| r.is_empty()).unwrap_or(false);
             if busy {
                 return error(
                     "workflow runs are in progress; prune environments when they have finished",
                 );
             }
-            match rt.envs().prune(&|_| false) {
+            let in_use = rt.services().environments_in_use();
+            match rt.envs().prune(&|env| in_use.contains(&env.dir)) {
                 Ok(removed) => Response::Envs {
                     envs: removed.into_iter().map(env_summary).collect(),
                 },

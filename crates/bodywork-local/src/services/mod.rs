@@ -934,12 +934,18 @@ impl ServiceManager {
         }
     }
 
-    /// Checkouts that deployed services still run from (never deleted).
-    pub fn checkouts_in_use(&self) -> HashSet<PathBuf> {
-        self.store
+    /// Python environments deployed services run in (`envs/KEY`), which
+    /// pruning must keep: their replicas restart from them.
+    pub fn environments_in_use(&self) -> HashSet<PathBuf> {
+        let rows = self
+            .store
             .with(|s| s.list_deployments(None))
-            .map(|rows| rows.into_iter().map(|r| r.checkout).collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        rows.into_iter()
+            .filter_map(|r| serde_json::from_value::<ServiceSpec>(r.spec).ok())
+            // The program is ENV/bin/python.
+            .filter_map(|spec| spec.program.parent()?.parent().map(PathBuf::from))
+            .collect()
     }
 }
 

@@ -137,12 +137,6 @@ impl Replica {
         let mut done = self.finished.clone();
         let _ = done.wait_for(|f| *f).await;
     }
-
-    /// Leave the process running but stop supervising it (the daemon is
-    /// going away and a new one will adopt it).
-    pub fn detach(&self) -> Option<ProcessId> {
-        self.pid()
-    }
 }
 
 struct Supervisor {
