@@ -218,6 +218,39 @@ pub struct ServiceManager {
     pending: Mutex<HashSet<Ipv4Addr>>,
 }
 
+/// The service settings of a stage plan, checked once.
+struct Shape<'a> {
+    name: &'a str,
+    replicas: u32,
+    port: u16,
+    ingress: bool,
+    max_startup_time_seconds: u64,
+}
+
+impl<'a> Shape<'a> {
+    fn of(stage: &'a StagePlan) -> Result<Shape<'a>> {
+        match &stage.kind {
+            StagePlanKind::Service {
+                max_startup_time_seconds,
+                replicas,
+                port,
+                ingress,
+                service_name,
+            } => Ok(Shape {
+                name: service_name,
+                replicas: *replicas,
+                port: *port,
+                ingress: *ingress,
+                max_startup_time_seconds: *max_startup_time_seconds,
+            }),
+            StagePlanKind::Batch { .. } => Err(RuntimeError::failed(format!(
+                "stage {} is not a service",
+                stage.stage
+            ))),
+        }
+    }
+}
+
 /// A rollout's request: everything decided by the runtime.
 pub struct Rollout<'a> {
     pub ctx: &'a RunContext,
@@ -402,19 +435,14 @@ impl ServiceManager {
             stage,
             command,
         } = rollout;
-        let StagePlanKind::Service {
+        let shape = Shape::of(stage)?;
+        let Shape {
+            name: service_name,
             replicas,
             port,
             ingress,
-            service_name,
             ..
-        } = &stage.kind
-        else {
-            return Err(RuntimeError::failed(format!(
-                "stage {} is not a service",
-                stage.stage
-            )));
-        };
+        } = &shape;
         let namespace = ctx.namespace.as_str();
         let existing = self.table.get(namespace, service_name);
         let svc = match &existing {
@@ -424,7 +452,7 @@ impl ServiceManager {
                 let cluster_address = reserved[0];
                 Arc::new(Service {
                     namespace: namespace.to_string(),
-                    name: service_name.clone(),
+                    name: service_name.to_string(),
                     cluster_address,
                     info: Mutex::new(Info {
                         project: ctx.project.clone(),
@@ -490,19 +518,13 @@ impl ServiceManager {
         log: &Log,
         cancel: &CancellationToken,
     ) -> Result<()> {
-        let StagePlanKind::Service {
-            max_startup_time_seconds,
+        let Shape {
+            name: service_name,
             replicas,
             port,
             ingress,
-            service_name,
-        } = &stage.kind
-        else {
-            return Err(RuntimeError::failed(format!(
-                "stage {} is not a service",
-                stage.stage
-            )));
-        };
+            max_startup_time_seconds,
+        } = &Shape::of(stage)?;
         let namespace = ctx.namespace.as_str();
         let specs: Vec<ReplicaSpec> = pod_addresses
             .iter()
@@ -620,7 +642,7 @@ impl ServiceManager {
         };
         let row = DeploymentRow {
             namespace: namespace.to_string(),
-            name: service_name.clone(),
+            name: service_name.to_string(),
             project: ctx.project.clone(),
             stage: stage.stage.clone(),
             repo: ctx.repo.clone(),
