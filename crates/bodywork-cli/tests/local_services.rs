@@ -382,6 +382,19 @@ fn rolling_update_and_rollback_lose_no_request() {
     for s in services_json(&home, ns) {
         assert_eq!(s["available_replicas"], 2, "{s}");
     }
+    // Only the serving version's checkout is kept: v1's went when its
+    // replicas stopped, the failed run's right after the run.
+    let checkouts = home.root().join("checkouts");
+    wait_for(
+        "old checkouts to be removed",
+        Duration::from_secs(30),
+        || {
+            std::fs::read_dir(&checkouts)
+                .map(|d| d.count())
+                .unwrap_or(0)
+                == 1
+        },
+    );
 }
 
 #[test]

@@ -640,6 +640,13 @@ impl ServiceManager {
                 .collect(),
             cwd: command.cwd.clone(),
         };
+        let previous_checkout = self
+            .store
+            .with(|s| s.get_deployment(namespace, service_name))
+            .ok()
+            .flatten()
+            .map(|r| r.checkout)
+            .filter(|c| *c != ctx.checkout);
         let row = DeploymentRow {
             namespace: namespace.to_string(),
             name: service_name.to_string(),
@@ -668,18 +675,26 @@ impl ServiceManager {
             ),
         );
         if !old.is_empty() {
-            self.drain(svc.clone(), old, generation - 1);
+            self.drain(svc.clone(), old, generation - 1, previous_checkout);
         }
         Ok(())
     }
 
     /// Stop old replicas once their requests in flight are done.
-    fn drain(&self, svc: Arc<Service>, old: Vec<Arc<Replica>>, old_generation: i64) {
+    fn drain(
+        &self,
+        svc: Arc<Service>,
+        old: Vec<Arc<Replica>>,
+        old_generation: i64,
+        old_checkout: Option<PathBuf>,
+    ) {
         if let Ok(mut d) = svc.draining.lock() {
             d.extend(old.iter().cloned());
         }
         let traffic = self.traffic.clone();
         let store = self.store.clone();
+        let table = self.table.clone();
+        let checkouts = self.home.root().join("checkouts");
         tokio::spawn(async move {
             let deadline = Instant::now() + DRAIN_TIMEOUT;
             for r in &old {
@@ -696,6 +711,9 @@ impl ServiceManager {
             }
             let _ =
                 store.with(|s| s.delete_replicas(&svc.namespace, &svc.name, Some(old_generation)));
+            if let Some(dir) = old_checkout {
+                remove_checkout_if_unused(&store, &table, &checkouts, &dir);
+            }
         });
     }
 
@@ -724,12 +742,22 @@ impl ServiceManager {
         for r in svc.all_replicas() {
             r.stop(STOP_GRACE).await;
         }
+        let checkout = self
+            .store
+            .with(|s| s.get_deployment(namespace, name))
+            .ok()
+            .flatten()
+            .map(|r| r.checkout);
         self.store
             .with(|s| {
                 s.delete_replicas(namespace, name, None)?;
                 s.delete_deployment(namespace, name)
             })
             .map_err(RuntimeError::failed)?;
+        if let Some(dir) = checkout {
+            let checkouts = self.home.root().join("checkouts");
+            remove_checkout_if_unused(&self.store, &self.table, &checkouts, &dir);
+        }
         Ok(())
     }
 
@@ -968,6 +996,35 @@ impl ServiceManager {
             // The program is ENV/bin/python.
             .filter_map(|spec| spec.program.parent()?.parent().map(PathBuf::from))
             .collect()
+    }
+}
+
+/// Remove a run's checkout once no deployment records it and no replica
+/// (current or draining) runs from it. Only directories under the home's
+/// `checkouts/` are ever removed.
+fn remove_checkout_if_unused(
+    store: &SharedStore,
+    table: &ServiceTable,
+    checkouts: &std::path::Path,
+    dir: &std::path::Path,
+) {
+    if !dir.starts_with(checkouts) || dir == checkouts {
+        return;
+    }
+    let recorded = store
+        .with(|s| s.list_deployments(None))
+        .map(|rows| rows.iter().any(|r| r.checkout == dir))
+        .unwrap_or(true);
+    let running = table
+        .all()
+        .iter()
+        .flat_map(|s| s.all_replicas())
+        .any(|r| r.spec.command.cwd.starts_with(dir));
+    if !recorded
+        && !running
+        && let Err(e) = std::fs::remove_dir_all(dir)
+    {
+        tracing::warn!(target: "services", "cannot remove the old checkout {}: {e}", dir.display());
     }
 }
 
