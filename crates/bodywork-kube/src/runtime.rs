@@ -20,7 +20,7 @@ use bodywork_runtime::{
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Namespace, Pod, Secret as K8sSecret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret as K8sSecret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -135,6 +135,25 @@ impl KubeRuntime {
         image
     }
 
+    /// Apply a namespaced object (in its own namespace), naming it in errors.
+    async fn apply_namespaced<K>(&self, kind: &'static str, obj: &K) -> Result<()>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Serialize
+            + DeserializeOwned
+            + Clone
+            + Debug,
+        <K as Resource>::DynamicType: Default,
+    {
+        let meta = obj.meta();
+        let namespace = meta.namespace.as_deref().unwrap_or("default");
+        let name = meta.name.as_deref().unwrap_or_default();
+        let action = Action::new("create", kind, name, namespace);
+        self.apply(&self.ns::<K>(namespace), obj, action)
+            .await
+            .map(|_| ())
+    }
+
     async fn apply<K>(&self, api: &Api<K>, obj: &K, action: Action<'_>) -> Result<K>
     where
         K: Resource + Serialize + DeserializeOwned + Clone + Debug,
@@ -158,9 +177,6 @@ impl KubeRuntime {
     }
 
     async fn apply_manifest(&self, m: &Manifest) -> Result<()> {
-        fn ns_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
-            meta.namespace.as_deref().unwrap_or("default")
-        }
         fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
             meta.name.as_deref().unwrap_or_default()
         }
@@ -178,41 +194,13 @@ impl KubeRuntime {
                 let a = Action::cluster("create", "ClusterRoleBinding", name_of(&o.metadata));
                 self.apply(&Api::<ClusterRoleBinding>::all(c), o, a).await?;
             }
-            Manifest::ServiceAccount(o) => {
-                let (ns, n) = (ns_of(&o.metadata), name_of(&o.metadata));
-                let a = Action::new("create", "ServiceAccount", n, ns);
-                self.apply(&self.ns::<ServiceAccount>(ns), o, a).await?;
-            }
-            Manifest::Secret(o) => {
-                let (ns, n) = (ns_of(&o.metadata), name_of(&o.metadata));
-                let a = Action::new("create", "Secret", n, ns);
-                self.apply(&self.ns::<K8sSecret>(ns), o, a).await?;
-            }
-            Manifest::Job(o) => {
-                let (ns, n) = (ns_of(&o.metadata), name_of(&o.metadata));
-                let a = Action::new("create", "Job", n, ns);
-                self.apply(&self.ns::<Job>(ns), o, a).await?;
-            }
-            Manifest::Deployment(o) => {
-                let (ns, n) = (ns_of(&o.metadata), name_of(&o.metadata));
-                let a = Action::new("create", "Deployment", n, ns);
-                self.apply(&self.ns::<Deployment>(ns), o, a).await?;
-            }
-            Manifest::Service(o) => {
-                let (ns, n) = (ns_of(&o.metadata), name_of(&o.metadata));
-                let a = Action::new("create", "Service", n, ns);
-                self.apply(&self.ns::<Service>(ns), o, a).await?;
-            }
-            Manifest::Ingress(o) => {
-                let (ns, n) = (ns_of(&o.metadata), name_of(&o.metadata));
-                let a = Action::new("create", "Ingress", n, ns);
-                self.apply(&self.ns::<Ingress>(ns), o, a).await?;
-            }
-            Manifest::CronJob(o) => {
-                let (ns, n) = (ns_of(&o.metadata), name_of(&o.metadata));
-                let a = Action::new("create", "CronJob", n, ns);
-                self.apply(&self.ns::<CronJob>(ns), o, a).await?;
-            }
+            Manifest::ServiceAccount(o) => self.apply_namespaced("ServiceAccount", o).await?,
+            Manifest::Secret(o) => self.apply_namespaced("Secret", o).await?,
+            Manifest::Job(o) => self.apply_namespaced("Job", o).await?,
+            Manifest::Deployment(o) => self.apply_namespaced("Deployment", o).await?,
+            Manifest::Service(o) => self.apply_namespaced("Service", o).await?,
+            Manifest::Ingress(o) => self.apply_namespaced("Ingress", o).await?,
+            Manifest::CronJob(o) => self.apply_namespaced("CronJob", o).await?,
         }
         Ok(())
     }
