@@ -12,6 +12,7 @@ pub mod client;
 pub mod cron;
 pub mod daemon;
 pub mod direct;
+mod files;
 pub mod home;
 mod notebook;
 pub mod process;

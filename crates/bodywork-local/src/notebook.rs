@@ -34,11 +34,7 @@ main()
 /// Write the runner once (idempotent) and return its path.
 pub fn install(tools_dir: &Path) -> std::io::Result<PathBuf> {
     let path = tools_dir.join("run_notebook.py");
-    if std::fs::read_to_string(&path).ok().as_deref() != Some(RUNNER) {
-        std::fs::create_dir_all(tools_dir)?;
-        let tmp = tools_dir.join(format!(".run_notebook.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, RUNNER)?;
-        std::fs::rename(&tmp, &path)?;
-    }
+    std::fs::create_dir_all(tools_dir)?;
+    crate::files::write_if_changed(&path, RUNNER)?;
     Ok(path)
 }

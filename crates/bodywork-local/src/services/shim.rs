@@ -15,6 +15,8 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use crate::files::write_if_changed;
+
 pub const MODULE: &str = r#"# bodywork local-runtime shim: pod-address binds and service-name resolution.
 import os as _os
 
@@ -105,15 +107,6 @@ pub fn install(site_packages: &Path) -> std::io::Result<()> {
         &site_packages.join("bodywork_shim.pth"),
         "import bodywork_shim\n",
     )
-}
-
-fn write_if_changed(path: &Path, text: &str) -> std::io::Result<()> {
-    if std::fs::read_to_string(path).ok().as_deref() == Some(text) {
-        return Ok(());
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// The hosts file's text: one `NAMESPACE NAME CLUSTER-ADDRESS` line per service.
