@@ -153,11 +153,13 @@ echo "upstream $UPSTREAM_ADDR$UPSTREAM_PATH ${BODY:+(POST $BODY)}; $CONNECTIONS 
 declare -A SAMPLES
 for t in "${TARGETS[@]}"; do rps "$t" 2 >/dev/null; done # warm-up: pools, caches, page faults
 for round in $(seq 1 "$ROUNDS"); do
-    # Interleaved rounds, so a neighbour's load spike hits every target alike.
-    for t in "${TARGETS[@]}"; do
+    # Interleaved rounds, so a neighbour's load spike hits every target alike;
+    # the order rotates each round so no target always runs first.
+    for i in 0 1 2; do
+        t="${TARGETS[$(( (i + round) % 3 ))]}"
         SAMPLES[$t]+="$(rps "$t" "$DURATION") "
     done
-    echo "round $round done" >&2
+    echo "round $round: direct $(awk '{print $NF}' <<<"${SAMPLES[direct]}") gateway $(awk '{print $NF}' <<<"${SAMPLES[gateway]}") nginx $(awk '{print $NF}' <<<"${SAMPLES[nginx]}") req/s" >&2
 done
 
 declare -A RPS P50 P90 L50 L90
@@ -186,7 +188,16 @@ for t in "${TARGETS[@]}"; do
     awk -v t="$t" -v r="${RPS[$t]}" -v d="${RPS[direct]}" -v p50="${P50[$t]}" -v p90="${P90[$t]}" -v d50="${P50[direct]}" \
         'BEGIN { printf "%-8s %12.0f %9.3f %9.1f %9.1f %13.1f\n", t, r, r / d, p50, p90, p50 - d50 }'
 done
+# Per-round ratios (each proxy against the direct run of the same round):
+# their median and quartiles say how much of a difference is noise.
+ratios() { # NUMERATOR DENOMINATOR -> "median (q1-q3)" of the per-round ratios
+    paste <(tr ' ' '\n' <<<"${SAMPLES[$1]}" | grep .) <(tr ' ' '\n' <<<"${SAMPLES[$2]}" | grep .) |
+        awk '{print $1 / $2}' | sort -g |
+        awk '{a[NR]=$1} END {q1=a[int((NR+3)/4)]; q3=a[int((3*NR+3)/4)]; printf "%.3f (quartiles %.3f-%.3f)", a[int((NR+1)/2)], q1, q3}'
+}
+echo
+echo "per-round ratios over $ROUNDS rounds: gateway/direct $(ratios gateway direct); nginx/direct $(ratios nginx direct); gateway/nginx $(ratios gateway nginx)"
 awk -v g="${RPS[gateway]}" -v n="${RPS[nginx]}" -v d="${RPS[direct]}" -v g50="${P50[gateway]}" -v d50="${P50[direct]}" 'BEGIN {
-    printf "\ngateway/direct %.3f (target >= 0.9 trivial, >= 0.97 Flask); nginx/direct %.3f; gateway/nginx %.3f\n", g / d, n / d, g / n
+    printf "medians: gateway/direct %.3f (target >= 0.9 trivial, >= 0.97 Flask); nginx/direct %.3f; gateway/nginx %.3f\n", g / d, n / d, g / n
     printf "added latency p50 %.1f µs (target <= 100)\n", g50 - d50
 }'

@@ -50,7 +50,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             listener,
             directory,
             Traffic::new(),
-            GatewayOptions::default(),
+            GatewayOptions {
+                // BENCH_GATEWAY_WORKERS=N: N worker threads instead of one per core.
+                workers: std::env::var("BENCH_GATEWAY_WORKERS")
+                    .ok()
+                    .and_then(|n| n.parse().ok()),
+                ..GatewayOptions::default()
+            },
             shutdown,
         )
         .await?;

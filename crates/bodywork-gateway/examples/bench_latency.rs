@@ -1,6 +1,7 @@
 //! Sequential keep-alive requests over one connection, for the gateway
 //! benchmark (`bench/gateway.sh`): prints `p50_us p90_us p99_us` of the
-//! request round trips.
+//! request round trips. A server answering `Connection: close` gets a new
+//! connection for the next request, its connect timed as part of it.
 //!
 //! Usage: `bench_latency URL [REQUESTS] [POST_BODY]` with URL like
 //! `http://127.0.0.1:18001/bench/up/`; a POST_BODY sends JSON POSTs.
@@ -34,11 +35,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let stream = TcpStream::connect(authority.as_str()).await?;
-        stream.set_nodelay(true)?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
+        let connect = || async {
+            let stream = TcpStream::connect(authority.as_str()).await?;
+            stream.set_nodelay(true)?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                    .await?;
+            tokio::spawn(conn);
+            Ok::<_, Box<dyn std::error::Error>>(sender)
+        };
+        let mut connection = None;
         let warmup = requests / 10;
         let mut samples = Vec::with_capacity(requests);
         for i in 0..warmup + requests {
@@ -56,10 +62,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             let request = request.body(Full::new(payload))?;
             let started = Instant::now();
+            // A server that closes after each answer (Flask's development
+            // server) costs a connect per request, timed like the request.
+            let mut sender = match connection.take() {
+                Some(sender) => sender,
+                None => connect().await?,
+            };
             sender.ready().await?;
             let response = sender.send_request(request).await?;
             let status = response.status();
+            let closes = response
+                .headers()
+                .get("connection")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
             response.into_body().collect().await?;
+            if !closes {
+                connection = Some(sender);
+            }
             if !status.is_success() {
                 return Err(format!("request answered {status}").into());
             }

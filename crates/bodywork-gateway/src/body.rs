@@ -6,7 +6,8 @@
 //! when it is small and announced by `Content-Length`, read first so head and
 //! body leave in one write (as nginx does).
 //!
-//! Only bodies up to [`SMALL_BODY`] are ever read whole; this module must not
+//! Only bodies up to [`SMALL_BODY`] are ever read whole (small responses are
+//! read by the gateway and sent as [`GatewayBody::Full`]); this module must not
 //! decide routing or retries.
 
 use std::pin::Pin;
@@ -19,7 +20,8 @@ use hyper::body::Incoming;
 use crate::pool::Lease;
 use crate::traffic::InFlight;
 
-/// Request bodies announced at most this long are read before forwarding.
+/// Bodies announced at most this long (by `Content-Length`) are read whole
+/// before forwarding: requests to replicas and responses to clients alike.
 pub(crate) const SMALL_BODY: u64 = 64 * 1024;
 
 /// A request body sent to a replica.

@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 
+use http::Version;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// Headers that only concern one connection and never travel through a proxy.
@@ -33,12 +34,8 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
             .collect();
         for name in named {
             headers.remove(name);
@@ -51,6 +48,16 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // already answered to the client by our own server side.
     headers.remove(header::UPGRADE);
     headers.remove(header::EXPECT);
+}
+
+/// The comma-separated tokens of every `Connection` header, trimmed.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
 }
 
 fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -85,6 +92,17 @@ pub(crate) fn request_headers(headers: &mut HeaderMap, client: IpAddr) {
         None => {
             headers.remove(X_FORWARDED_HOST);
         }
+    }
+}
+
+/// Whether a response of `version` with `headers` leaves the connection open
+/// for the next request (RFC 9112 §9.3): HTTP/1.1 unless it says
+/// `Connection: close`, HTTP/1.0 only when it says `Connection: keep-alive`.
+pub(crate) fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
+    let says = |token: &str| connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token));
+    match version {
+        Version::HTTP_10 | Version::HTTP_09 => says("keep-alive"),
+        _ => !says("close"),
     }
 }
 
@@ -134,6 +152,19 @@ mod tests {
             assert!(h.get(name).is_none(), "{name}");
             assert_eq!(h.len(), 1);
         }
+    }
+
+    #[test]
+    fn keep_alive_follows_version_and_connection_header() {
+        let none = HeaderMap::new();
+        let close = map(&[("connection", "Close")]);
+        let keep = map(&[("connection", "foo, keep-alive")]);
+        assert!(keeps_alive(Version::HTTP_11, &none));
+        assert!(!keeps_alive(Version::HTTP_11, &close));
+        assert!(keeps_alive(Version::HTTP_11, &keep));
+        assert!(!keeps_alive(Version::HTTP_10, &none));
+        assert!(keeps_alive(Version::HTTP_10, &keep));
+        assert!(!keeps_alive(Version::HTTP_10, &close));
     }
 
     #[test]

@@ -3,11 +3,15 @@
 //! not per connection), streams bodies both ways through a per-replica
 //! keep-alive connection pool, and answers errors as JSON.
 //!
+//! Small bodies with a `Content-Length` are read whole so head and body
+//! leave in one write; larger or open-ended ones stream.
+//!
 //! It must not know how replicas are started or judged ready (the
-//! [`Directory`] says) and must not buffer bodies.
+//! [`Directory`] says) and must not buffer bodies beyond that small limit.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +28,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::Directory;
@@ -38,10 +42,13 @@ use crate::traffic::{ErrorKind, Traffic};
 /// Tunables of the gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
-    /// How long a replica may take to send its response head (504 after that).
+    /// How long a replica may take to send its response head, and the whole
+    /// of a small response (504 after that).
     pub upstream_timeout: Duration,
     /// How long connecting to one replica may take before the next is tried.
     pub connect_timeout: Duration,
+    /// Worker threads serving connections; `None`: one per core, at most 4.
+    pub workers: Option<usize>,
 }
 
 impl Default for GatewayOptions {
@@ -49,6 +56,7 @@ impl Default for GatewayOptions {
         GatewayOptions {
             upstream_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
+            workers: None,
         }
     }
 }
@@ -72,8 +80,9 @@ pub async fn serve_gateway(
     opts: GatewayOptions,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let count = std::thread::available_parallelism()
-        .map_or(1, usize::from)
+    let count = opts
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
         .clamp(1, MAX_WORKERS);
     let mut workers = Vec::with_capacity(count);
     for i in 0..count {
@@ -290,6 +299,10 @@ impl Gateway {
         let deadline = started
             .checked_add(self.opts.upstream_timeout)
             .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
+        // One timer for every phase of the request (connect, send, read a
+        // small answer): registered once, not once per phase.
+        let upstream_timer = tokio::time::sleep_until(deadline);
+        tokio::pin!(upstream_timer);
         let timed_out = |replica: SocketAddr| {
             let message = format!(
                 "replica {replica} did not answer within {} s",
@@ -304,36 +317,69 @@ impl Gateway {
         while next < replicas.len() {
             let replica = replicas[(start + next) % replicas.len()];
             // Connecting sends nothing: on failure the request is intact for the next replica.
-            let mut conn =
-                match tokio::time::timeout_at(deadline, self.pool.checkout(replica)).await {
-                    Ok(Ok(conn)) => conn,
-                    Ok(Err(err)) => {
-                        tracing::debug!(
-                            "replica {replica} of {namespace}/{service}: {err}; trying the next one"
-                        );
-                        stats.record_error(ErrorKind::Connect);
-                        last_refusal = format!("replica {replica} could not be reached: {err}");
-                        next += 1;
-                        continue;
-                    }
-                    Err(_elapsed) => return timed_out(replica),
-                };
+            let mut conn = match within(upstream_timer.as_mut(), self.pool.checkout(replica)).await
+            {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(err)) => {
+                    tracing::debug!(
+                        "replica {replica} of {namespace}/{service}: {err}; trying the next one"
+                    );
+                    stats.record_error(ErrorKind::Connect);
+                    last_refusal = format!("replica {replica} could not be reached: {err}");
+                    next += 1;
+                    continue;
+                }
+                Err(_elapsed) => return timed_out(replica),
+            };
             request
                 .headers_mut()
                 .insert(header::HOST, conn.host.clone());
             let in_flight = self.traffic.track(replica);
-            let sent =
-                tokio::time::timeout_at(deadline, conn.sender.try_send_request(request)).await;
+            let sent = within(
+                upstream_timer.as_mut(),
+                conn.sender.try_send_request(request),
+            )
+            .await;
             match sent {
                 Ok(Ok(response)) => {
                     let (mut head, inner) = response.into_parts();
+                    // A replica that said it closes the connection (Flask's
+                    // development server does, every time) is not pooled.
+                    let lease = forward::keeps_alive(head.version, &head.headers)
+                        .then(|| Lease::new(self.pool.clone(), conn));
                     forward::strip_hop_by_hop(&mut head.headers);
                     head.version = Version::HTTP_11;
+                    if announced_length(&head.headers).is_some_and(|len| len <= SMALL_BODY)
+                        && !inner.is_end_stream()
+                    {
+                        // A small answer is read whole, so its head and body
+                        // reach the client in one write (nginx's
+                        // postpone_output does the same).
+                        let read = within(upstream_timer.as_mut(), inner.collect()).await;
+                        drop(in_flight);
+                        return match read {
+                            Ok(Ok(read)) => {
+                                if let Some(lease) = lease {
+                                    lease.release();
+                                }
+                                stats.record_request(head.status.as_u16(), started.elapsed());
+                                Response::from_parts(head, GatewayBody::full(read.to_bytes()))
+                            }
+                            Ok(Err(err)) => {
+                                let message = format!(
+                                    "replica {replica} failed while sending its answer: {}",
+                                    cause_chain(&err)
+                                );
+                                fail(StatusCode::BAD_GATEWAY, ErrorKind::Upstream, &message)
+                            }
+                            Err(_elapsed) => timed_out(replica),
+                        };
+                    }
                     stats.record_request(head.status.as_u16(), started.elapsed());
                     let body = GatewayBody::Upstream {
                         inner,
                         in_flight: Some(in_flight),
-                        lease: Some(Lease::new(self.pool.clone(), conn)),
+                        lease,
                     };
                     return Response::from_parts(head, body);
                 }
@@ -367,6 +413,18 @@ impl Gateway {
         fail(StatusCode::BAD_GATEWAY, ErrorKind::Connect, &last_refusal)
     }
 }
+
+/// `work`'s output, or `Err(Elapsed)` if `timer` fires first.
+async fn within<F: Future>(timer: Pin<&mut Sleep>, work: F) -> Result<F::Output, Elapsed> {
+    tokio::select! {
+        biased;
+        out = work => Ok(out),
+        () = timer => Err(Elapsed),
+    }
+}
+
+/// The upstream timeout fired.
+struct Elapsed;
 
 /// The request body length the client announced with `Content-Length`.
 fn announced_length(headers: &http::HeaderMap) -> Option<u64> {

@@ -4,6 +4,8 @@ mod common;
 
 use std::time::Duration;
 
+use tokio::io::AsyncWriteExt;
+
 use bodywork_gateway::GatewayOptions;
 use bytes::Bytes;
 use common::*;
@@ -463,27 +465,13 @@ async fn connection_header_named_headers_are_not_forwarded() {
 async fn replicas_closing_idle_connections_cost_no_request() {
     // Answers one request per connection, keep-alive style, then hangs up
     // shortly after, as servers with a short keep-alive timeout do.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            });
-        }
-    });
+    let addr = raw_upstream(|mut stream| async move {
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    })
+    .await;
     let gw = gateway_with("ns", "web", &[addr]).await;
     let mut client = connect(gw.addr).await;
     for _ in 0..5 {
@@ -521,4 +509,90 @@ async fn upstream_connections_are_kept_alive_and_reused() {
         }
     }
     assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) <= 4);
+}
+
+/// An upstream that sends its response head, waits, then sends the body.
+async fn upstream_pausing_before_the_body(
+    pause: Duration,
+    connection: &'static str,
+) -> std::net::SocketAddr {
+    raw_upstream(move |mut stream| async move {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\nconnection: {connection}\r\n\r\n"
+        );
+        let _ = stream.write_all(head.as_bytes()).await;
+        tokio::time::sleep(pause).await;
+        let _ = stream.write_all(b"{\"ok\":true}").await;
+    })
+    .await
+}
+
+/// A hand-written HTTP upstream: for each connection, reads one request head
+/// (a body-less request), then lets `answer` write whatever it likes.
+async fn raw_upstream<F, Fut>(answer: F) -> std::net::SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer = std::sync::Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                answer(stream).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_small_answer_reaches_the_client_in_one_piece() {
+    use tokio::io::AsyncReadExt;
+    let a = upstream_pausing_before_the_body(Duration::from_millis(300), "close").await;
+    let gw = gateway_with("ns", "web", &[a]).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    for _ in 0..3 {
+        stream
+            .write_all(b"GET /ns/web/x HTTP/1.1\r\nhost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        // Head and body were written together: the first read holds both,
+        // although the replica paused between them.
+        let mut buf = vec![0u8; 4096];
+        let n = stream.read(&mut buf).await.unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n{\"ok\":true}"), "{text}");
+        // The replica's `connection: close` concerns only its own connection.
+        assert!(
+            !text.to_ascii_lowercase().contains("connection: close"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_small_answer_too_slow_to_finish_is_504() {
+    let a = upstream_pausing_before_the_body(Duration::from_secs(3), "keep-alive").await;
+    let gw = gateway(GatewayOptions {
+        upstream_timeout: Duration::from_millis(200),
+        ..GatewayOptions::default()
+    })
+    .await;
+    gw.directory.set("ns", "web", &[a]);
+    let answer = get(gw.addr, "/ns/web/x").await;
+    assert_eq!(answer.status, 504);
+    assert_eq!(answer.json()["service"], "web");
 }

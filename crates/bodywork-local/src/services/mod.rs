@@ -76,7 +76,45 @@ pub struct Service {
     rollout: tokio::sync::Mutex<()>,
 }
 
+impl Info {
+    /// What a rollout of `stage` in `ctx` records once it serves.
+    fn rolled_out(
+        ctx: &RunContext,
+        stage: &StagePlan,
+        shape: &Shape<'_>,
+        generation: i64,
+        deployed: DateTime<Utc>,
+    ) -> Info {
+        Info {
+            project: ctx.project.clone(),
+            stage: stage.stage.clone(),
+            resource_name: stage.resource_name.clone(),
+            repo: ctx.repo.clone(),
+            commit: ctx.commit.clone(),
+            generation,
+            port: shape.port,
+            ingress: shape.ingress,
+            replicas: shape.replicas,
+            deployed,
+        }
+    }
+}
+
 impl Service {
+    /// A service with no replicas and no listener yet.
+    fn new(namespace: &str, name: &str, cluster_address: Ipv4Addr, info: Info) -> Service {
+        Service {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            cluster_address,
+            info: Mutex::new(info),
+            current: RwLock::new(Vec::new()),
+            draining: Mutex::new(Vec::new()),
+            listener: Mutex::new(None),
+            rollout: tokio::sync::Mutex::new(()),
+        }
+    }
+
     fn ready_addresses(&self) -> Vec<SocketAddr> {
         self.current
             .read()
@@ -440,7 +478,6 @@ impl ServiceManager {
             name: service_name,
             replicas,
             port,
-            ingress,
             ..
         } = &shape;
         let namespace = ctx.namespace.as_str();
@@ -450,27 +487,8 @@ impl ServiceManager {
             None => {
                 let reserved = self.reserve(addresses::Kind::Cluster, 1)?;
                 let cluster_address = reserved[0];
-                Arc::new(Service {
-                    namespace: namespace.to_string(),
-                    name: service_name.to_string(),
-                    cluster_address,
-                    info: Mutex::new(Info {
-                        project: ctx.project.clone(),
-                        stage: stage.stage.clone(),
-                        resource_name: stage.resource_name.clone(),
-                        repo: ctx.repo.clone(),
-                        commit: ctx.commit.clone(),
-                        generation: 0,
-                        port: *port,
-                        ingress: *ingress,
-                        replicas: *replicas,
-                        deployed: Utc::now(),
-                    }),
-                    current: RwLock::new(Vec::new()),
-                    draining: Mutex::new(Vec::new()),
-                    listener: Mutex::new(None),
-                    rollout: tokio::sync::Mutex::new(()),
-                })
+                let info = Info::rolled_out(ctx, stage, &shape, 0, Utc::now());
+                Arc::new(Service::new(namespace, service_name, cluster_address, info))
             }
         };
         let _rolling = svc.rollout.lock().await;
@@ -518,13 +536,14 @@ impl ServiceManager {
         log: &Log,
         cancel: &CancellationToken,
     ) -> Result<()> {
+        let shape = Shape::of(stage)?;
         let Shape {
             name: service_name,
             replicas,
             port,
-            ingress,
             max_startup_time_seconds,
-        } = &Shape::of(stage)?;
+            ..
+        } = &shape;
         let namespace = ctx.namespace.as_str();
         let specs: Vec<ReplicaSpec> = pod_addresses
             .iter()
@@ -616,18 +635,7 @@ impl ServiceManager {
         };
         let deployed = Utc::now();
         if let Ok(mut info) = svc.info.lock() {
-            *info = Info {
-                project: ctx.project.clone(),
-                stage: stage.stage.clone(),
-                resource_name: stage.resource_name.clone(),
-                repo: ctx.repo.clone(),
-                commit: ctx.commit.clone(),
-                generation,
-                port: *port,
-                ingress: *ingress,
-                replicas: *replicas,
-                deployed,
-            };
+            *info = Info::rolled_out(ctx, stage, &shape, generation, deployed);
         }
         let spec = ServiceSpec {
             plan: stage.clone(),
@@ -867,17 +875,12 @@ impl ServiceManager {
     ) -> Result<Vec<Arc<Replica>>> {
         let spec: ServiceSpec =
             serde_json::from_value(row.spec.clone()).map_err(RuntimeError::failed)?;
-        let StagePlanKind::Service {
+        let Shape {
             port,
             ingress,
             replicas,
             ..
-        } = spec.plan.kind
-        else {
-            return Err(RuntimeError::failed(
-                "stored service is not a service stage",
-            ));
-        };
+        } = Shape::of(&spec.plan)?;
         let command = command_for(row, &spec)?;
         let stored = self
             .store
@@ -902,27 +905,24 @@ impl ServiceManager {
             }
             Ok(())
         });
-        let svc = Arc::new(Service {
-            namespace: row.namespace.clone(),
-            name: row.name.clone(),
-            cluster_address: spec.cluster_address,
-            info: Mutex::new(Info {
-                project: row.project.clone(),
-                stage: row.stage.clone(),
-                resource_name: spec.plan.resource_name.clone(),
-                repo: row.repo.clone(),
-                commit: row.commit.clone().unwrap_or_default(),
-                generation: row.generation,
-                port,
-                ingress,
-                replicas,
-                deployed: row.updated,
-            }),
-            current: RwLock::new(Vec::new()),
-            draining: Mutex::new(Vec::new()),
-            listener: Mutex::new(None),
-            rollout: tokio::sync::Mutex::new(()),
-        });
+        let info = Info {
+            project: row.project.clone(),
+            stage: row.stage.clone(),
+            resource_name: spec.plan.resource_name.clone(),
+            repo: row.repo.clone(),
+            commit: row.commit.clone().unwrap_or_default(),
+            generation: row.generation,
+            port,
+            ingress,
+            replicas,
+            deployed: row.updated,
+        };
+        let svc = Arc::new(Service::new(
+            &row.namespace,
+            &row.name,
+            spec.cluster_address,
+            info,
+        ));
         self.table.insert(svc.clone());
         self.ensure_listener(&svc, port)?;
         let events = self.events_for(&row.namespace, &row.name);
