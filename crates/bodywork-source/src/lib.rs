@@ -87,7 +87,9 @@ impl fmt::Display for Source {
 ///
 /// A git URL is shallow-cloned (`--depth 1`, one branch, no tags). A local
 /// directory is copied as it is in the working tree, committed or not,
-/// without `.git`, `__pycache__`, `.venv`/`venv` and `node_modules`; a branch
+/// without `.git`, `__pycache__`, `.venv`/`venv` and `node_modules`, and,
+/// in a git work tree, without the untracked files git ignores (a `.env`
+/// listed in `.gitignore` is not deployed, as it is in no commit); a branch
 /// given for a local directory must be the one it is on, since local
 /// directories are never switched to another branch. Symbolic links that
 /// point outside the project are dropped (with a warning) in both cases.

@@ -1,8 +1,8 @@
 //! Deploying a local directory as it is in the working tree.
 //!
 //! Owns: reading the git state of a local directory (HEAD, branch, dirty),
-//! copying its tree into the destination without `.git`, caches and virtual
-//! environments, the content hash that identifies a tree outside git, and
+//! copying its tree into the destination without `.git`, caches, virtual
+//! environments and (in a git work tree) what git ignores, the content hash that identifies a tree outside git, and
 //! the rule for symbolic links (kept only when they resolve inside the
 //! project, rewritten to stay inside the copy).
 //!
@@ -10,6 +10,7 @@
 //! `GIT_OPTIONAL_LOCKS=0` and no fsmonitor), follow a link out of it, or
 //! check out another branch there.
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -35,6 +36,10 @@ struct WorkTree {
     branch: Option<String>,
     /// Uncommitted or untracked changes under the directory.
     dirty: bool,
+    /// Untracked paths git ignores (`.gitignore`, `.git/info/exclude`, the
+    /// global excludes file), relative to the directory: never deployed, as
+    /// they would not be in a commit either.
+    ignored: HashSet<PathBuf>,
 }
 
 /// Copy `dir` into `dest`. `branch` is already validated.
@@ -74,23 +79,37 @@ pub(crate) fn fetch(
         }
     }
     let dest = prepare_destination(dest)?;
-    let (commit, branch, dirty) = match tree {
+    let no_ignored = HashSet::new();
+    let ignored = tree.as_ref().map_or(&no_ignored, |t| &t.ignored);
+    if !ignored.is_empty() {
+        tracing::info!(
+            "leaving out what git ignores in {}: {}",
+            root.display(),
+            listing(ignored, 5)
+        );
+    }
+    let skip = Skip {
+        dest: &dest,
+        ignored,
+    };
+    let (commit, branch, dirty) = match &tree {
         Some(WorkTree {
             commit: Some(commit),
             branch,
             dirty,
+            ..
         }) => {
-            copy_tree(&root, &dest, None)?;
-            (commit, branch, dirty)
+            copy_tree(&root, &skip, None)?;
+            (commit.clone(), branch.clone(), *dirty)
         }
         // Not a repository, or one without commits: identify the content.
         other => {
             let mut hasher = Sha256::new();
-            copy_tree(&root, &dest, Some(&mut hasher))?;
+            copy_tree(&root, &skip, Some(&mut hasher))?;
             let digest = hasher.finalize();
             let hex: String = digest.iter().take(20).map(|b| format!("{b:02x}")).collect();
             match other {
-                Some(tree) => (hex, tree.branch, true),
+                Some(tree) => (hex, tree.branch.clone(), true),
                 None => (hex, None, false),
             }
         }
@@ -166,7 +185,62 @@ fn work_tree(root: &Path) -> Result<Option<WorkTree>, SourceError> {
         commit: head_commit(root),
         branch: current_branch(root),
         dirty: !status.stdout.trim().is_empty(),
+        ignored: ignored_paths(root)?,
     }))
+}
+
+/// Untracked paths under `root` that git ignores, relative to `root`; a
+/// wholly ignored directory is one entry.
+fn ignored_paths(root: &Path) -> Result<HashSet<PathBuf>, SourceError> {
+    let mut cmd = git_in(root);
+    cmd.args([
+        "-c",
+        "core.fsmonitor=false",
+        "ls-files",
+        "-z",
+        "--others",
+        "--ignored",
+        "--exclude-standard",
+        "--directory",
+        "--",
+        ".",
+    ]);
+    let listed = git::run(cmd, None).map_err(|_| SourceError::GitFailed {
+        operation: "ls-files",
+        target: root.display().to_string(),
+        cause: "could not run git".to_owned(),
+    })?;
+    if !listed.success {
+        return Err(git_failed("ls-files", root, &listed.stderr));
+    }
+    Ok(parse_ignored(&listed.stdout))
+}
+
+/// Up to `shown` of `paths` in order, then how many more.
+fn listing(paths: &HashSet<PathBuf>, shown: usize) -> String {
+    let mut sorted: Vec<&PathBuf> = paths.iter().collect();
+    sorted.sort();
+    let mut text = sorted
+        .iter()
+        .take(shown)
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if sorted.len() > shown {
+        text.push_str(&format!(" and {} more", sorted.len() - shown));
+    }
+    text
+}
+
+/// The paths of `git ls-files -z --directory` output, without the trailing
+/// `/` that marks directories.
+fn parse_ignored(stdout: &str) -> HashSet<PathBuf> {
+    stdout
+        .split('\0')
+        .map(|path| path.trim_end_matches('/'))
+        .filter(|path| !path.is_empty())
+        .map(PathBuf::from)
+        .collect()
 }
 
 fn walk_error(root: &Path, err: walkdir::Error) -> SourceError {
@@ -186,21 +260,37 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
     }
 }
 
-/// Whether the walk leaves out `entry` (and everything under it).
-fn is_skipped(entry: &DirEntry, dest: &Path) -> bool {
-    if entry.depth() == 0 {
-        return false;
+/// What the copy leaves out besides [`SKIPPED_DIRS`].
+struct Skip<'a> {
+    /// The copy's own destination, when it lies inside the project.
+    dest: &'a Path,
+    /// Paths git ignores, relative to the project root.
+    ignored: &'a HashSet<PathBuf>,
+}
+
+impl Skip<'_> {
+    /// Whether the walk of `root` leaves out `entry` (and everything under it).
+    fn skips(&self, root: &Path, entry: &DirEntry) -> bool {
+        if entry.depth() == 0 {
+            return false;
+        }
+        let name = entry.file_name();
+        // `.git` may be a file (worktrees, submodules): skip it either way.
+        if name == ".git" {
+            return true;
+        }
+        if entry.file_type().is_dir() && SKIPPED_DIRS.iter().any(|skipped| name == *skipped) {
+            return true;
+        }
+        if !self.ignored.is_empty()
+            && let Ok(rel) = entry.path().strip_prefix(root)
+            && self.ignored.contains(rel)
+        {
+            return true;
+        }
+        // A destination inside the project must not be copied into itself.
+        entry.path() == self.dest
     }
-    let name = entry.file_name();
-    // `.git` may be a file (worktrees, submodules): skip it either way.
-    if name == ".git" {
-        return true;
-    }
-    if entry.file_type().is_dir() && SKIPPED_DIRS.iter().any(|skipped| name == *skipped) {
-        return true;
-    }
-    // A destination inside the project must not be copied into itself.
-    entry.path() == dest
 }
 
 /// Where a symbolic link at `rel` (relative to `root`) should point in the
@@ -242,14 +332,19 @@ fn hash_field(hasher: &mut Sha256, bytes: &[u8]) {
     hasher.update(bytes);
 }
 
-/// Copy the tree under `root` into `dest` (which exists and is empty),
+/// Copy the tree under `root` into `skip.dest` (which exists and is empty),
 /// feeding paths, kinds, modes and contents to `hasher` in a fixed order.
-fn copy_tree(root: &Path, dest: &Path, mut hasher: Option<&mut Sha256>) -> Result<(), SourceError> {
+fn copy_tree(
+    root: &Path,
+    skip: &Skip<'_>,
+    mut hasher: Option<&mut Sha256>,
+) -> Result<(), SourceError> {
+    let dest = skip.dest;
     let walk = WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|entry| !is_skipped(entry, dest));
+        .filter_entry(|entry| !skip.skips(root, entry));
     for entry in walk {
         let entry = entry.map_err(|err| walk_error(root, err))?;
         let Ok(rel) = entry.path().strip_prefix(root) else {
@@ -419,6 +514,19 @@ mod tests {
             inside_link_target(&root, Path::new("self")),
             Some(PathBuf::from("."))
         );
+    }
+
+    #[test]
+    fn ignored_listing_is_split_and_directories_lose_their_slash() {
+        let parsed = parse_ignored(".env\0data/\0sub dir/x.log\0");
+        let expected: HashSet<PathBuf> = [".env", "data", "sub dir/x.log"]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(parsed, expected);
+        assert!(parse_ignored("").is_empty());
+        assert_eq!(listing(&parsed, 5), ".env, data, sub dir/x.log");
+        assert_eq!(listing(&parsed, 1), ".env and 2 more");
     }
 
     #[test]

@@ -163,6 +163,74 @@ fn caches_environments_and_git_data_are_not_copied() {
     assert!(checkout.dir.join("sub").is_dir());
 }
 
+#[test]
+fn what_git_ignores_is_not_deployed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = project(tmp.path());
+    write(&dir, ".gitignore", ".env\n/data/\n*.log\n!keep.log\n");
+    write(&dir, "stage_1/.gitignore", "scratch.txt\n");
+    write(&dir, "forced.log", "tracked although ignored\n");
+    init_repo(&dir, "main");
+    git(&dir, &["add", "-f", "forced.log"]);
+    commit_all(&dir, "first");
+    write(&dir, ".env", "SECRET=1\n");
+    write(&dir, "data/big.csv", "1,2,3\n");
+    write(&dir, "stage_1/run.log", "x\n");
+    write(&dir, "stage_1/keep.log", "kept by a negated pattern\n");
+    write(&dir, "stage_1/scratch.txt", "x\n");
+    write(&dir, "stage_1/new.py", "print('untracked, not ignored')\n");
+
+    let checkout = deploy(&dir, None, &dest(tmp.path(), "a")).expect("deploy");
+    for left_out in [".env", "data", "stage_1/run.log", "stage_1/scratch.txt"] {
+        assert!(!checkout.dir.join(left_out).exists(), "{left_out} copied");
+    }
+    assert_eq!(
+        read(&checkout.dir, "forced.log"),
+        "tracked although ignored\n"
+    );
+    assert_eq!(
+        read(&checkout.dir, "stage_1/keep.log"),
+        "kept by a negated pattern\n"
+    );
+    assert_eq!(
+        read(&checkout.dir, "stage_1/new.py"),
+        "print('untracked, not ignored')\n"
+    );
+    assert_eq!(
+        read(&checkout.dir, ".gitignore"),
+        ".env\n/data/\n*.log\n!keep.log\n"
+    );
+    // Untracked, not ignored: the tree is dirty; ignored files alone would not make it so.
+    assert!(checkout.dirty);
+}
+
+#[test]
+fn a_subdirectory_of_a_repository_leaves_out_what_git_ignores_there() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let repo = tmp.path().join("repo");
+    let dir = project(&repo);
+    write(&repo, ".gitignore", "*.secret\n");
+    init_repo(&repo, "main");
+    commit_all(&repo, "first");
+    write(&dir, "stage_1/api.secret", "x\n");
+
+    let checkout = deploy(&dir, None, &dest(tmp.path(), "a")).expect("deploy");
+    assert!(!checkout.dir.join("stage_1/api.secret").exists());
+    assert_eq!(read(&checkout.dir, "stage_1/main.py"), "print('hello')\n");
+    assert!(!checkout.dirty);
+}
+
+#[test]
+fn a_plain_directory_is_copied_whole_gitignore_or_not() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = project(tmp.path());
+    write(&dir, ".gitignore", ".env\n");
+    write(&dir, ".env", "A=1\n");
+    let checkout = deploy(&dir, None, &dest(tmp.path(), "a")).expect("deploy");
+    // Without git there is nobody to interpret the file.
+    assert_eq!(read(&checkout.dir, ".env"), "A=1\n");
+}
+
 #[cfg(unix)]
 #[test]
 fn symlinks_leaving_the_directory_are_not_followed() {
