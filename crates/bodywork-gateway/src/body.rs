@@ -24,6 +24,35 @@ use crate::traffic::InFlight;
 /// before forwarding: requests to replicas and responses to clients alike.
 pub(crate) const SMALL_BODY: u64 = 64 * 1024;
 
+/// Read a small body whole. Stops as soon as hyper knows the body is
+/// complete (its announced length has arrived) rather than waiting for the
+/// connection task to close the stream, which would cost a round trip
+/// through the scheduler on every request. Trailers are dropped (a body with
+/// a `Content-Length` has none).
+pub(crate) async fn read_whole(mut body: Incoming) -> Result<Bytes, hyper::Error> {
+    use http_body_util::BodyExt as _;
+    let mut read: Option<Bytes> = None;
+    let mut joined = bytes::BytesMut::new();
+    while !body.is_end_stream() {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        // One chunk (the usual case) is passed on without a copy.
+        match read.take() {
+            None if joined.is_empty() => read = Some(data),
+            None => joined.extend_from_slice(&data),
+            Some(first) => {
+                joined.extend_from_slice(&first);
+                joined.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(read.unwrap_or_else(|| joined.freeze()))
+}
+
 /// A request body sent to a replica.
 pub(crate) enum UpstreamBody {
     /// The client's body, streamed as it arrives.

@@ -20,7 +20,6 @@ use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body::Body as _;
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -32,7 +31,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::Directory;
-use crate::body::{GatewayBody, SMALL_BODY, UpstreamBody};
+use crate::body::{GatewayBody, SMALL_BODY, UpstreamBody, read_whole};
 use crate::forward;
 use crate::listener::accept_or_shutdown;
 use crate::pool::{Lease, Pool};
@@ -277,8 +276,9 @@ impl Gateway {
         };
 
         let body = match announced_length(&parts.headers) {
-            Some(len) if len <= SMALL_BODY && !body.is_end_stream() => match body.collect().await {
-                Ok(read) => UpstreamBody::Read(Some(read.to_bytes())),
+            Some(len) if len <= SMALL_BODY && !body.is_end_stream() => match read_whole(body).await
+            {
+                Ok(read) => UpstreamBody::Read(Some(read)),
                 Err(err) => {
                     let message = format!("reading the request body failed: {err}");
                     return error(
@@ -355,7 +355,7 @@ impl Gateway {
                         // A small answer is read whole, so its head and body
                         // reach the client in one write (nginx's
                         // postpone_output does the same).
-                        let read = within(upstream_timer.as_mut(), inner.collect()).await;
+                        let read = within(upstream_timer.as_mut(), read_whole(inner)).await;
                         drop(in_flight);
                         return match read {
                             Ok(Ok(read)) => {
@@ -363,7 +363,7 @@ impl Gateway {
                                     lease.release();
                                 }
                                 stats.record_request(head.status.as_u16(), started.elapsed());
-                                Response::from_parts(head, GatewayBody::full(read.to_bytes()))
+                                Response::from_parts(head, GatewayBody::full(read))
                             }
                             Ok(Err(err)) => {
                                 let message = format!(

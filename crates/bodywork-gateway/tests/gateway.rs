@@ -511,7 +511,7 @@ async fn upstream_connections_are_kept_alive_and_reused() {
     assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) <= 4);
 }
 
-/// An upstream that sends its response head, waits, then sends the body.
+/// An upstream that sends its response head, waits, then sends the body in two pieces.
 async fn upstream_pausing_before_the_body(
     pause: Duration,
     connection: &'static str,
@@ -521,8 +521,11 @@ async fn upstream_pausing_before_the_body(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\nconnection: {connection}\r\n\r\n"
         );
         let _ = stream.write_all(head.as_bytes()).await;
-        tokio::time::sleep(pause).await;
-        let _ = stream.write_all(b"{\"ok\":true}").await;
+        // The body in two pieces, so the gateway has to join them.
+        tokio::time::sleep(pause / 2).await;
+        let _ = stream.write_all(b"{\"ok\"").await;
+        tokio::time::sleep(pause / 2).await;
+        let _ = stream.write_all(b":true}").await;
     })
     .await
 }
@@ -595,4 +598,32 @@ async fn a_small_answer_too_slow_to_finish_is_504() {
     let answer = get(gw.addr, "/ns/web/x").await;
     assert_eq!(answer.status, 504);
     assert_eq!(answer.json()["service"], "web");
+}
+
+#[tokio::test]
+async fn a_small_request_body_sent_in_pieces_arrives_whole() {
+    use tokio::io::AsyncReadExt;
+    let a = upstream("a").await;
+    let gw = gateway_with("ns", "web", &[a]).await;
+    let body: String = (0..30_000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST /ns/web/x HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for piece in body.as_bytes().chunks(10_000) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stream.write_all(piece).await.unwrap();
+    }
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, json) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let seen: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(seen["body"].as_str().unwrap().len(), body.len());
+    assert_eq!(seen["body"], body.as_str());
 }
