@@ -63,6 +63,9 @@ impl Default for GatewayOptions {
 /// At most this many gateway worker threads, however many cores there are.
 const MAX_WORKERS: usize = 4;
 
+/// How often a worker closes expired idle upstream connections.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
 /// Serve the gateway on `listener` until `shutdown` fires (or this future is
 /// dropped); open client connections then finish their current request and
 /// close.
@@ -147,8 +150,15 @@ fn worker(
         let mut http = http1::Builder::new();
         http.timer(TokioTimer::new()).keep_alive(true);
         let mut served = JoinSet::new();
+        // Housekeeping: idle upstream connections past their time are closed.
+        // The tick also keeps a timer due within a second, so the per-request
+        // timers (connect, upstream, header read) are never the earliest and
+        // never have to wake the reactor through its eventfd when registered.
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = housekeeping.tick() => gateway.pool.sweep(),
                 handed = connections.recv() => match handed {
                     Some((stream, peer)) => match TcpStream::from_std(stream) {
                         Ok(stream) => {

@@ -84,6 +84,23 @@ impl Pool {
         }
     }
 
+    /// Close idle connections that expired or whose replica hung up, and
+    /// forget replicas left with none.
+    pub(crate) fn sweep(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|_, list| {
+            list.retain(|i| i.since.elapsed() < IDLE_TIMEOUT && !i.conn.sender.is_closed());
+            !list.is_empty()
+        });
+    }
+
+    /// How many idle connections the pool holds.
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.values().map(Vec::len).sum()
+    }
+
     fn pop_idle(&self, replica: SocketAddr) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.get_mut(&replica)?;
@@ -153,6 +170,27 @@ impl Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn sweep_drops_connections_the_replica_closed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::new(Duration::from_secs(1));
+        let conn = pool.checkout(addr).await.unwrap();
+        pool.checkin(conn);
+        assert_eq!(pool.idle_count(), 1);
+        pool.sweep();
+        assert_eq!(pool.idle_count(), 1, "an open idle connection stays");
+        // The replica accepts, then hangs up.
+        let (accepted, _) = listener.accept().await.unwrap();
+        drop(accepted);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.idle_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            pool.sweep();
+        }
+        assert_eq!(pool.idle_count(), 0);
+    }
 
     #[tokio::test]
     async fn refused_connect_is_an_error_not_a_panic() {
