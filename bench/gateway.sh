@@ -11,6 +11,11 @@
 #   BODY='{"a": 1}'      send JSON POSTs with this body         (default GET)
 #   CONNECTIONS=16  DURATION=10  ROUNDS=3  WRK_THREADS=2  LATENCY_REQUESTS=10000 (per round; 0 skips latency)
 #   BENCH_THREADS=N      tokio worker threads of the built-in upstream
+#   LOAD_CPUS=0          pin wrk, the latency client, our gateway and nginx to
+#                        these CPUs (taskset list), and the built-in upstream to
+#   UPSTREAM_CPUS=1      these; start an external UPSTREAM with `taskset -c 1`
+#                        yourself. Keeps the load generator and proxies off the
+#                        upstream's core, as separate machines would.
 #   SKIP_BUILD=1         reuse the last release build
 set -euo pipefail
 
@@ -51,6 +56,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+on() { # CPUS COMMAND... -> COMMAND, pinned to CPUS when given; execs, so call it
+    # only where a subshell runs it (`&`, `$(...)`, `<(...)`)
+    local cpus="$1"
+    shift
+    if [ -n "$cpus" ]; then exec taskset -c "$cpus" "$@"; else exec "$@"; fi
+}
+
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -69,14 +81,14 @@ if [ -n "${UPSTREAM:-}" ]; then
     UPSTREAM_ADDR="$UPSTREAM"
 else
     UPSTREAM_ADDR="127.0.0.1:$(free_port)"
-    "$BIN/bench_upstream" "$UPSTREAM_ADDR" 2>"$WORK/upstream.log" &
+    on "${UPSTREAM_CPUS:-}" "$BIN/bench_upstream" "$UPSTREAM_ADDR" 2>"$WORK/upstream.log" &
     PIDS+=($!)
 fi
 wait_port "${UPSTREAM_ADDR##*:}"
 
 # Our gateway, with a static directory: service bench/up -> the upstream.
 GATEWAY_PORT="$(free_port)"
-"$BIN/bench_gateway" "127.0.0.1:$GATEWAY_PORT" bench up "$UPSTREAM_ADDR" 2>"$WORK/gateway.log" &
+on "${LOAD_CPUS:-}" "$BIN/bench_gateway" "127.0.0.1:$GATEWAY_PORT" bench up "$UPSTREAM_ADDR" 2>"$WORK/gateway.log" &
 PIDS+=($!)
 
 # nginx as a plain keep-alive reverse proxy.
@@ -108,7 +120,7 @@ http {
     }
 }
 EOF
-nginx -e "$WORK/nginx/error.log" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+on "${LOAD_CPUS:-}" nginx -e "$WORK/nginx/error.log" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
 PIDS+=($!)
 wait_port "$GATEWAY_PORT"
 wait_port "$NGINX_PORT"
@@ -142,14 +154,14 @@ done
 
 rps() { # TARGET SECONDS -> requests per second (non-2xx answers make it fail)
     local out
-    out="$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$2s" "${WRK_ARGS[@]}" "${URL[$1]}")"
+    out="$(on "${LOAD_CPUS:-}" wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$2s" "${WRK_ARGS[@]}" "${URL[$1]}")"
     if grep -q "Non-2xx" <<<"$out"; then echo "error: $1 answered non-2xx under load" >&2; echo "$out" >&2; exit 1; fi
     awk '/Requests\/sec/ {print $2}' <<<"$out"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-echo "upstream $UPSTREAM_ADDR$UPSTREAM_PATH ${BODY:+(POST $BODY)}; $CONNECTIONS connections, $ROUNDS rounds of ${DURATION}s, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "upstream $UPSTREAM_ADDR$UPSTREAM_PATH ${BODY:+(POST $BODY)}; ${LOAD_CPUS:+load and proxies on CPU $LOAD_CPUS; }$CONNECTIONS connections, $ROUNDS rounds of ${DURATION}s, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 declare -A SAMPLES
 for t in "${TARGETS[@]}"; do rps "$t" 2 >/dev/null; done # warm-up: pools, caches, page faults
 for round in $(seq 1 "$ROUNDS"); do
@@ -172,7 +184,7 @@ for round in $(seq 1 "$ROUNDS"); do
         # LATENCY_REQUESTS=0 skips latency (e.g. upstreams without keep-alive,
         # such as Flask's development server, which the latency client needs).
         if [ "$LATENCY_REQUESTS" = 0 ]; then p50=0; p90=0; else
-        read -r p50 p90 _ < <("$BIN/bench_latency" "${URL[$t]}" "$LATENCY_REQUESTS" ${BODY:+"$BODY"})
+        read -r p50 p90 _ < <(on "${LOAD_CPUS:-}" "$BIN/bench_latency" "${URL[$t]}" "$LATENCY_REQUESTS" ${BODY:+"$BODY"})
         fi
         L50[$t]+="$p50 "
         L90[$t]+="$p90 "
