@@ -627,3 +627,29 @@ async fn a_small_request_body_sent_in_pieces_arrives_whole() {
     assert_eq!(seen["body"].as_str().unwrap().len(), body.len());
     assert_eq!(seen["body"], body.as_str());
 }
+
+#[tokio::test]
+async fn head_requests_get_the_length_and_no_body_on_a_reused_connection() {
+    let a = upstream("a").await;
+    let gw = gateway_with("ns", "web", &[a]).await;
+    let mut client = connect(gw.addr).await;
+    // This path answers the replica's name, whatever the method.
+    let full = send(&mut client, "GET", "/ns/web/slow?ms=0", empty()).await;
+    assert_eq!(full.text(), "a");
+    for _ in 0..3 {
+        let head = send(&mut client, "HEAD", "/ns/web/slow?ms=0", empty()).await;
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty());
+        assert_eq!(
+            head.headers["content-length"],
+            full.body.len().to_string().as_str()
+        );
+    }
+    // The connection still serves ordinary requests after the HEADs.
+    assert_eq!(
+        send(&mut client, "GET", "/ns/web/slow?ms=0", empty())
+            .await
+            .status,
+        200
+    );
+}
