@@ -473,18 +473,10 @@ impl KubeRuntime {
     /// Delete a cron job (its runs go with it).
     pub async fn delete_cronjob(&self, namespace: &str, name: &str) -> Result<()> {
         let action = Action::new("delete", "CronJob", name, namespace);
-        if self
+        let found = self
             .delete_opt(&self.ns::<CronJob>(namespace), name, action)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(RuntimeError::NotFound {
-                kind: "cron job",
-                name: name.into(),
-                namespace: namespace.into(),
-            })
-        }
+            .await?;
+        deleted(found, "cron job", name, namespace)
     }
 
     /// The cron jobs bodywork created in a namespace.
@@ -656,6 +648,20 @@ pub struct CronRun {
     pub outcome: String,
 }
 
+/// `Ok` when a delete found something, else the "not found" error naming
+/// the `kind` (as users call it) that was asked for.
+fn deleted(found: bool, kind: &'static str, name: &str, namespace: &str) -> Result<()> {
+    if found {
+        Ok(())
+    } else {
+        Err(RuntimeError::NotFound {
+            kind,
+            name: name.into(),
+            namespace: namespace.into(),
+        })
+    }
+}
+
 fn managed() -> ListParams {
     ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1))
 }
@@ -770,18 +776,10 @@ impl Runtime for KubeRuntime {
 
     async fn delete_secret(&self, namespace: &str, name: &str) -> Result<()> {
         let action = Action::new("delete", "Secret", name, namespace);
-        if self
+        let found = self
             .delete_opt(&self.ns::<K8sSecret>(namespace), name, action)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(RuntimeError::NotFound {
-                kind: "secret",
-                name: name.into(),
-                namespace: namespace.into(),
-            })
-        }
+            .await?;
+        deleted(found, "secret", name, namespace)
     }
 
     async fn list_secrets(&self, namespace: &str) -> Result<Vec<Secret>> {
@@ -881,14 +879,6 @@ impl Runtime for KubeRuntime {
         let ing = Action::new("delete", "Ingress", name, namespace);
         self.delete_opt(&self.ns::<Ingress>(namespace), name, ing)
             .await?;
-        if found || found_svc {
-            Ok(())
-        } else {
-            Err(RuntimeError::NotFound {
-                kind: "service",
-                name: name.into(),
-                namespace: namespace.into(),
-            })
-        }
+        deleted(found || found_svc, "service", name, namespace)
     }
 }
