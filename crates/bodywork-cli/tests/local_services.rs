@@ -112,17 +112,18 @@ for url in sys.argv[1:]:
         print("reached", url, "->", json.load(r)["stage"], flush=True)
 "#;
 
-fn service_stage(name: &str, version: &str, replicas: u32, startup: u64) -> String {
+fn service_stage(name: &str, version: &str, replicas: u32, startup: u64, ingress: bool) -> String {
     format!(
-        "  {name}:\n    executable_module_path: app/server.py\n    args: [\"{version}\", \"{name}\"]\n    service: {{max_startup_time_seconds: {startup}, replicas: {replicas}, port: 5000, ingress: false}}\n"
+        "  {name}:\n    executable_module_path: app/server.py\n    args: [\"{version}\", \"{name}\"]\n    service: {{max_startup_time_seconds: {startup}, replicas: {replicas}, port: 5000, ingress: {ingress}}}\n"
     )
 }
 
-/// A `bodywork.yaml` project with services `svc-a` and `svc-b` (both on
-/// port 5000) and optionally a later batch stage calling them by name.
+/// A `bodywork.yaml` project with services `svc-a` (exposed at the ingress
+/// path) and `svc-b` (not), both on port 5000, and optionally a later batch
+/// stage calling them by name.
 fn services_project(ns: &str, version: &str, startup: u64, caller_urls: Option<&[&str]>) -> String {
-    let mut stages =
-        service_stage("svc-a", version, 2, startup) + &service_stage("svc-b", version, 2, startup);
+    let mut stages = service_stage("svc-a", version, 2, startup, true)
+        + &service_stage("svc-b", version, 2, startup, false);
     let dag = match caller_urls {
         Some(urls) => {
             let args: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
@@ -273,6 +274,7 @@ fn two_services_on_port_5000_and_a_batch_stage_reaching_both_by_name() {
         assert_eq!(s["available_replicas"], 2, "{s}");
         assert_eq!(s["unavailable_replicas"], 0, "{s}");
         assert_eq!(s["port"], 5000);
+        assert_eq!(s["exposed"], s["name"] == "svc-a", "{s}");
     }
     // Four replicas, all binding 0.0.0.0:5000 in their scripts, each on its own pod address.
     let mut pids = replica_pids(&home, ns, "svc-a");
@@ -287,7 +289,8 @@ fn two_services_on_port_5000_and_a_batch_stage_reaching_both_by_name() {
     let envs = home.ok(&["env", "list", "-o", "json"]);
     let envs: Vec<serde_json::Value> = serde_json::from_str(&envs.stdout).unwrap();
     assert_eq!(envs.len(), 1, "{envs:?}");
-    // Both the kubectl-proxy path and the ingress path reach the service.
+    // The kubectl-proxy path reaches every service; the ingress path only
+    // the one deployed with `ingress: true`, as an Ingress would.
     let gw = home.gateway();
     let (code, body) = http(&gw, "GET", &proxy_path(ns, "svc-b", ""), None).unwrap();
     assert_eq!(code, 200, "{body}");
@@ -295,6 +298,9 @@ fn two_services_on_port_5000_and_a_batch_stage_reaching_both_by_name() {
     let (code, body) = http(&gw, "GET", "/names/svc-a/", None).unwrap();
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"stage\": \"svc-a\""), "{body}");
+    let (code, body) = http(&gw, "GET", "/names/svc-b/", None).unwrap();
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("not exposed"), "{body}");
     // Unknown services: 404 with a JSON error.
     let (code, body) = http(&gw, "GET", &proxy_path(ns, "nope", ""), None).unwrap();
     assert_eq!(code, 404, "{body}");

@@ -22,6 +22,10 @@ impl Directory for Fixed {
     fn ready_replicas(&self, namespace: &str, service: &str) -> Option<Vec<SocketAddr>> {
         (namespace == self.namespace && service == self.name).then(|| self.replicas.clone())
     }
+
+    fn exposed(&self, _namespace: &str, _service: &str) -> bool {
+        true
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

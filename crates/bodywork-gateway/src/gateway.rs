@@ -35,7 +35,7 @@ use crate::body::{GatewayBody, SMALL_BODY, UpstreamBody, read_whole};
 use crate::forward;
 use crate::listener::accept_or_shutdown;
 use crate::pool::{Lease, Pool};
-use crate::route::{Route, route};
+use crate::route::{Route, Via, route};
 use crate::traffic::{ErrorKind, Traffic};
 
 /// Tunables of the gateway.
@@ -227,12 +227,13 @@ impl Gateway {
         let started = Instant::now();
         let (mut parts, body) = req.into_parts();
         let uri = std::mem::take(&mut parts.uri);
-        let (namespace, service, path) = match route(uri.path()) {
+        let (namespace, service, path, via) = match route(uri.path()) {
             Route::Service {
                 namespace,
                 service,
                 path,
-            } => (namespace, service, path),
+                via,
+            } => (namespace, service, path, via),
             Route::Healthz => return text(StatusCode::OK, "text/plain", "ok"),
             Route::Metrics => {
                 return text(
@@ -260,6 +261,18 @@ impl Gateway {
                 Some(service),
             );
         };
+        if via == Via::Ingress && !self.directory.exposed(namespace, service) {
+            self.traffic.record_unrouted();
+            let message = format!(
+                "service {service} in namespace {namespace} is not exposed at the ingress path (ingress is false); use /api/v1/namespaces/{namespace}/services/{service}/proxy/PATH"
+            );
+            return error(
+                StatusCode::NOT_FOUND,
+                &message,
+                Some(namespace),
+                Some(service),
+            );
+        }
         let stats = self.traffic.service(namespace, service);
         let fail = |status: StatusCode, kind: ErrorKind, message: &str| {
             stats.record_error(kind);

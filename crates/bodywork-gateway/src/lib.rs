@@ -32,4 +32,8 @@ pub trait Directory: Send + Sync + 'static {
     /// Ready replica addresses of NAME in NAMESPACE; `None` when no such service exists
     /// (404), `Some(vec![])` when it exists but nothing is ready (503).
     fn ready_replicas(&self, namespace: &str, service: &str) -> Option<Vec<SocketAddr>>;
+
+    /// Whether NAME in NAMESPACE is exposed at the ingress path `/NS/NAME/PATH`
+    /// (`INGRESS=True` / `ingress: true`); asked only for services that exist.
+    fn exposed(&self, namespace: &str, service: &str) -> bool;
 }

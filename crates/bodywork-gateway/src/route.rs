@@ -20,9 +20,22 @@ pub enum Route<'a> {
         service: &'a str,
         /// The path forwarded upstream, without the query string.
         path: &'a str,
+        /// Which of the two address forms the request used.
+        via: Via,
     },
     /// Nothing the gateway serves.
     Unknown,
+}
+
+/// The address form of a service request: the `kubectl proxy` form reaches
+/// every service (as the API server's proxy does); the ingress form only
+/// services exposed with `INGRESS`/`ingress: true` (as an Ingress would).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `/api/v1/namespaces/NS/services/NAME/proxy/PATH`
+    KubeProxy,
+    /// `/NS/NAME/PATH`
+    Ingress,
 }
 
 const KUBE_PREFIX: &str = "/api/v1/namespaces/";
@@ -61,6 +74,7 @@ fn kube_proxy(rest: &str) -> Route<'_> {
             namespace,
             service,
             path,
+            via: Via::KubeProxy,
         },
         _ => Route::Unknown,
     }
@@ -83,6 +97,7 @@ fn ingress(path: &str) -> Route<'_> {
             namespace,
             service,
             path,
+            via: Via::Ingress,
         },
         _ => Route::Unknown,
     }
@@ -125,6 +140,16 @@ mod tests {
             namespace,
             service,
             path,
+            via: Via::KubeProxy,
+        }
+    }
+
+    fn ing<'a>(namespace: &'a str, service: &'a str, path: &'a str) -> Route<'a> {
+        Route::Service {
+            namespace,
+            service,
+            path,
+            via: Via::Ingress,
         }
     }
 
@@ -186,10 +211,10 @@ mod tests {
     fn ingress_paths() {
         assert_eq!(
             route("/ns/web/iris/v1/score"),
-            svc("ns", "web", "/iris/v1/score")
+            ing("ns", "web", "/iris/v1/score")
         );
-        assert_eq!(route("/ns/web"), svc("ns", "web", "/"));
-        assert_eq!(route("/ns/web/"), svc("ns", "web", "/"));
+        assert_eq!(route("/ns/web"), ing("ns", "web", "/"));
+        assert_eq!(route("/ns/web/"), ing("ns", "web", "/"));
         assert_eq!(route("/ns"), Route::Unknown);
         assert_eq!(route("/"), Route::Unknown);
         assert_eq!(route("//web/x"), Route::Unknown);
@@ -201,6 +226,6 @@ mod tests {
         assert_eq!(route("/healthz"), Route::Healthz);
         assert_eq!(route("/metrics"), Route::Metrics);
         // One segment deeper is an ingress path like any other.
-        assert_eq!(route("/healthz/x"), svc("healthz", "x", "/"));
+        assert_eq!(route("/healthz/x"), ing("healthz", "x", "/"));
     }
 }

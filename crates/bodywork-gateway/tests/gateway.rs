@@ -87,6 +87,36 @@ async fn every_route_form_reaches_the_service_with_its_query() {
 }
 
 #[tokio::test]
+async fn a_service_not_exposed_is_reached_only_by_the_kubectl_proxy_path() {
+    let a = upstream("a").await;
+    let gw = gateway(GatewayOptions::default()).await;
+    gw.directory.set_exposed("ns", "private", &[a], false);
+
+    let answer = get(gw.addr, "/api/v1/namespaces/ns/services/private/proxy/x").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.replica(), "a");
+
+    let answer = get(gw.addr, "/ns/private/x").await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.headers["content-type"], "application/json");
+    let error = answer.json();
+    assert_eq!(error["namespace"], "ns");
+    assert_eq!(error["service"], "private");
+    let message = error["error"].as_str().unwrap();
+    assert!(message.contains("not exposed"), "{message}");
+    assert!(
+        message.contains("/api/v1/namespaces/ns/services/private/proxy/PATH"),
+        "{message}"
+    );
+    // Refused requests count as unrouted, not as the service's own requests.
+    let metrics = get(gw.addr, "/metrics").await.text();
+    assert!(
+        !metrics.contains(r#"service="private",code="404""#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
 async fn ten_megabytes_stream_both_ways() {
     const LEN: usize = 10 * 1024 * 1024;
     let a = upstream("a").await;

@@ -27,26 +27,49 @@ use tokio_util::sync::CancellationToken;
 
 pub type ClientBody = BoxBody<Bytes, Infallible>;
 
-/// A directory whose answers the test sets.
+/// A directory whose answers the test sets: ready replicas and whether the
+/// service is exposed at the ingress path (`set` exposes it).
 #[derive(Default)]
-pub struct StaticDirectory(RwLock<HashMap<(String, String), Vec<SocketAddr>>>);
+pub struct StaticDirectory(RwLock<HashMap<(String, String), Entry>>);
+
+/// Ready replicas, and whether the service is exposed at the ingress path.
+type Entry = (Vec<SocketAddr>, bool);
 
 impl StaticDirectory {
     pub fn set(&self, namespace: &str, service: &str, replicas: &[SocketAddr]) {
-        self.0
-            .write()
-            .unwrap()
-            .insert((namespace.into(), service.into()), replicas.to_vec());
+        self.set_exposed(namespace, service, replicas, true);
     }
-}
 
-impl Directory for StaticDirectory {
-    fn ready_replicas(&self, namespace: &str, service: &str) -> Option<Vec<SocketAddr>> {
+    pub fn set_exposed(
+        &self,
+        namespace: &str,
+        service: &str,
+        replicas: &[SocketAddr],
+        exposed: bool,
+    ) {
+        self.0.write().unwrap().insert(
+            (namespace.into(), service.into()),
+            (replicas.to_vec(), exposed),
+        );
+    }
+
+    fn entry(&self, namespace: &str, service: &str) -> Option<Entry> {
         self.0
             .read()
             .unwrap()
             .get(&(namespace.to_owned(), service.to_owned()))
             .cloned()
+    }
+}
+
+impl Directory for StaticDirectory {
+    fn ready_replicas(&self, namespace: &str, service: &str) -> Option<Vec<SocketAddr>> {
+        self.entry(namespace, service).map(|(replicas, _)| replicas)
+    }
+
+    fn exposed(&self, namespace: &str, service: &str) -> bool {
+        self.entry(namespace, service)
+            .is_some_and(|(_, exposed)| exposed)
     }
 }
 

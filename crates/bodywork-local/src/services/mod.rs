@@ -186,6 +186,11 @@ impl Directory for ServiceTable {
     fn ready_replicas(&self, namespace: &str, service: &str) -> Option<Vec<SocketAddr>> {
         self.get(namespace, service).map(|s| s.ready_addresses())
     }
+
+    fn exposed(&self, namespace: &str, service: &str) -> bool {
+        self.get(namespace, service)
+            .is_some_and(|s| s.info.lock().is_ok_and(|info| info.ingress))
+    }
 }
 
 /// Records replica changes in the state store and reports crashes.
