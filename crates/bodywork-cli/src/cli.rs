@@ -271,7 +271,7 @@ pub struct CronjobCreateArgs {
     /// Branch to deploy.
     #[arg(long)]
     pub git_repo_branch: Option<String>,
-    /// Retries of a failed run.
+    /// Retries of a failed run, each after a back-off (10 s, 20 s, 40 s, ... at most 6 min).
     #[arg(long, default_value_t = 0)]
     pub retries: u32,
     /// How many runs to keep in the history (at least 1).

@@ -319,10 +319,32 @@ fn a_failed_run_is_retried_until_it_succeeds() {
 }
 
 #[test]
-fn retries_stop_at_the_limit() {
+fn retries_stop_at_the_limit_and_back_off_in_between() {
     let case = Case::new("import sys\nprint('always failing')\nsys.exit(1)\n");
     case.create("broken", "0 0 1 1 *", &["--retries", "2"]);
-    case.ok(&["cronjob", "trigger", "--ns", "ns", "--name", "broken"]);
+    let trigger = ["cronjob", "trigger", "--ns", "ns", "--name", "broken"];
+    case.ok(&trigger);
+
+    // While a retry waits out its back-off, display says when it comes and
+    // a manual trigger is refused.
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        let status = case.display()[0]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if status.starts_with("retrying at ") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "never backing off: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.len() > "retrying at ".len(), "{status}");
+    let refused = case.bw(&trigger);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("wait for it to finish"), "{stderr}");
+
     let history = case.wait_for_history("broken", "three failed runs", |h| {
         runs(h).len() == 3 && runs(h).iter().all(|e| finished(e))
     });
@@ -331,10 +353,25 @@ fn retries_stop_at_the_limit() {
         .map(|e| (e["attempt"].as_u64(), count(e, "failed")))
         .collect();
     assert_eq!(attempts, [(Some(3), 1), (Some(2), 1), (Some(1), 1)]);
+    // Newest first: retry 1 started at least 1 s after the first try ended,
+    // retry 2 at least 2 s after retry 1 (the test seam's back-off base is
+    // 1 s; times are shown to the second, so whole seconds are a lower bound).
+    let runs = runs(&history);
+    assert!(gap_seconds(runs[2], runs[1]) >= 1, "{history:#?}");
+    assert!(gap_seconds(runs[1], runs[0]) >= 2, "{history:#?}");
     // No fourth run comes.
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(runs(&case.history("broken")).len(), 3);
+    assert_eq!(self::runs(&case.history("broken")).len(), 3);
     assert_eq!(case.display()[0]["status"], "failed");
+}
+
+/// Whole seconds from `earlier`'s completion to `later`'s start.
+fn gap_seconds(earlier: &Value, later: &Value) -> i64 {
+    let time = |entry: &Value, column: &str| {
+        let text = entry[column].as_str().expect("a time");
+        chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").expect("a local time")
+    };
+    (time(later, "start_time") - time(earlier, "completion_time")).num_seconds()
 }
 
 #[test]

@@ -3,7 +3,8 @@
 //! Owns: parsing and validating cron expressions (standard 5 fields, in UTC
 //! or an IANA time zone), deciding when a cron job is due, starting each due
 //! run as an ordinary workflow run (the same controller and logs as
-//! `bodywork workflow`), retrying a failed run, never running two runs of one
+//! `bodywork workflow`), retrying a failed run after a back-off (10 s, 20 s,
+//! 40 s, ... at most 6 min, as a Job's pods), never running two runs of one
 //! cron job at once (a due time that finds a run still going is skipped and
 //! recorded), keeping only the newest `history_limit` runs with their logs,
 //! and making up for times missed while the daemon was down with at most one
@@ -16,8 +17,8 @@
 //! Test seam (tests only, not a user feature): with
 //! `BODYWORK_CRON_SECONDS=1` in the daemon's and the CLI's environment, a
 //! 6-field expression whose first field is seconds is accepted too, so tests
-//! need not wait a minute per case. The scheduler reads the time through a
-//! [`Clock`].
+//! need not wait a minute per case, and retry back-offs are a tenth as long.
+//! The scheduler reads the time through a [`Clock`].
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -45,6 +46,33 @@ pub const SECONDS_ENV: &str = "BODYWORK_CRON_SECONDS";
 const TICK: Duration = Duration::from_secs(1);
 /// ... and in the seconds test mode.
 const TEST_TICK: Duration = Duration::from_millis(200);
+
+/// The back-off before the first retry; each further retry waits twice as
+/// long as the one before, up to [`MAX_BACK_OFF_STEPS`] doublings.
+const RETRY_BACK_OFF: Duration = Duration::from_secs(10);
+/// ... and in the seconds test mode.
+const TEST_RETRY_BACK_OFF: Duration = Duration::from_secs(1);
+/// 10 s · 36 = 6 min, a Job's longest pod back-off.
+const MAX_BACK_OFF_FACTOR: u32 = 36;
+
+/// The wait before retry `retry` (1 for the first retry): the base back-off,
+/// doubled for each retry after the first, at most 36 times the base.
+pub fn retry_delay(retry: u32, base: Duration) -> Duration {
+    let factor = 1u32
+        .checked_shl(retry.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(MAX_BACK_OFF_FACTOR);
+    base.saturating_mul(factor)
+}
+
+/// How often the scheduler looks, and the retry back-off base, in this process.
+fn tick_and_back_off() -> (Duration, Duration) {
+    if seconds_allowed() {
+        (TEST_TICK, TEST_RETRY_BACK_OFF)
+    } else {
+        (TICK, RETRY_BACK_OFF)
+    }
+}
 
 /// Whether the seconds test seam is on in this process.
 pub fn seconds_allowed() -> bool {
@@ -223,10 +251,20 @@ enum Command {
 /// The daemon's handle on its scheduler: what request handlers share with it.
 pub(crate) struct CronHandle {
     commands: mpsc::UnboundedSender<Command>,
-    /// Cron jobs with a run going (the run id, once it has one).
-    active: Mutex<HashMap<JobKey, Option<i64>>>,
+    /// Cron jobs with a run going or a retry pending.
+    active: Mutex<HashMap<JobKey, Active>>,
     stop: CancellationToken,
     clock: Arc<dyn Clock>,
+}
+
+/// A cron job's run in progress: its current attempt, or the retry it waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Active {
+    /// The attempt's run id, once it has one; while a retry is pending, the
+    /// failed attempt's.
+    run: Option<i64>,
+    /// When the pending retry starts; `None` while an attempt runs.
+    retry_at: Option<DateTime<Utc>>,
 }
 
 /// The receiving end, for [`run_scheduler`].
@@ -255,13 +293,13 @@ impl CronHandle {
         self.stop.cancel();
     }
 
-    fn active_run(&self, key: &JobKey) -> Option<Option<i64>> {
+    fn active(&self, key: &JobKey) -> Option<Active> {
         self.active.lock().ok().and_then(|a| a.get(key).copied())
     }
 
-    fn set_active(&self, key: &JobKey, run: Option<i64>) {
+    fn set_active(&self, key: &JobKey, run: Option<i64>, retry_at: Option<DateTime<Utc>>) {
         if let Ok(mut active) = self.active.lock() {
-            active.insert(key.clone(), run);
+            active.insert(key.clone(), Active { run, retry_at });
         }
     }
 
@@ -276,7 +314,7 @@ impl CronHandle {
 /// runs, until the daemon stops it ([`CronHandle::stop`]).
 pub(crate) async fn run_scheduler(daemon: Arc<Daemon>, commands: CronCommands) {
     let CronCommands(mut commands) = commands;
-    let tick = if seconds_allowed() { TEST_TICK } else { TICK };
+    let (tick, _) = tick_and_back_off();
     let mut after_start = true;
     loop {
         look_for_due_jobs(&daemon, after_start);
@@ -325,7 +363,9 @@ fn look_for_due_jobs(daemon: &Arc<Daemon>, after_start: bool) {
             continue;
         }
         let key = (job.namespace.clone(), job.name.clone());
-        if let Some(still_going) = daemon.cron.active_run(&key) {
+        if let Some(going) = daemon.cron.active(&key) {
+            // While a retry is pending no run is going: say only that one is.
+            let still_going = going.run.filter(|_| going.retry_at.is_none());
             skip(daemon, &job, due, still_going);
             continue;
         }
@@ -367,12 +407,21 @@ fn trigger_now(daemon: &Arc<Daemon>, namespace: &str, name: &str) -> Result<i64,
         .map_err(|e| e.to_string())?
         .ok_or_else(|| no_such_job(namespace, name))?;
     let key = (job.namespace.clone(), job.name.clone());
-    if let Some(going) = daemon.cron.active_run(&key) {
-        let going = going.map_or_else(String::new, |id| format!(" ({name}-{id})"));
-        return Err(format!(
-            "cron job {name} in namespace {namespace} has a run going{going}; \
-             wait for it to finish, then try again"
-        ));
+    if let Some(going) = daemon.cron.active(&key) {
+        let run = going
+            .run
+            .map_or_else(String::new, |id| format!(" ({name}-{id})"));
+        return Err(match going.retry_at {
+            Some(at) => format!(
+                "cron job {name} in namespace {namespace} has a failed run{run} to retry at {}; \
+                 wait for it to finish, then try again",
+                crate::time::display(&at)
+            ),
+            None => format!(
+                "cron job {name} in namespace {namespace} has a run going{run}; \
+                 wait for it to finish, then try again"
+            ),
+        });
     }
     let now = daemon.cron.clock.now();
     start(daemon, job, now, CronRunKind::Manual)
@@ -387,7 +436,7 @@ fn start(
     kind: CronRunKind,
 ) -> Result<i64, String> {
     let key = (job.namespace.clone(), job.name.clone());
-    daemon.cron.set_active(&key, None);
+    daemon.cron.set_active(&key, None, None);
     let submission = WorkflowSubmission {
         repo: job.repo.clone(),
         branch: job.branch.clone(),
@@ -423,7 +472,7 @@ fn begin_attempt(
     let prepared = prepare_run(daemon, submission, &trigger)
         .map_err(|e| format!("cannot start a run of cron job {}: {e}", job.name))?;
     let key = (job.namespace.clone(), job.name.clone());
-    daemon.cron.set_active(&key, Some(prepared.id));
+    daemon.cron.set_active(&key, Some(prepared.id), None);
     let linked = daemon.runtime.with_store(|s| {
         s.insert_cron_run(
             &job.namespace,
@@ -444,8 +493,8 @@ fn begin_attempt(
     Ok(prepared)
 }
 
-/// Runs the attempts of one due time: the first, then a retry after each
-/// failure, up to the cron job's `retries`.
+/// Runs the attempts of one due time: the first, then, after each failure
+/// and its back-off, a retry, up to the cron job's `retries`.
 async fn drive(
     daemon: &Daemon,
     job: &CronJobRow,
@@ -470,8 +519,13 @@ async fn drive(
             return;
         }
         attempt += 1;
-        tracing::info!(target: "cron", "cron job {}: run {id} failed; retry {} of {}",
-            job.name, attempt - 1, job.retries);
+        let retry = attempt - 1;
+        let delay = retry_delay(retry, tick_and_back_off().1);
+        tracing::info!(target: "cron", "cron job {}: run {id} failed; retry {retry} of {} in {} s",
+            job.name, job.retries, delay.as_secs_f64());
+        if !back_off(daemon, job, id, delay).await {
+            return;
+        }
         prepared = match begin_attempt(daemon, job, &submission, scheduled, kind, attempt) {
             Ok(p) => p,
             Err(e) => {
@@ -479,6 +533,30 @@ async fn drive(
                 return;
             }
         };
+    }
+}
+
+/// Waits `delay` before a retry of the cron job whose run `failed` failed.
+/// False when the scheduler stops or the cron job is deleted meanwhile (the
+/// retry is then dropped; a restarted daemon does not make it up).
+async fn back_off(daemon: &Daemon, job: &CronJobRow, failed: i64, delay: Duration) -> bool {
+    let key = (job.namespace.clone(), job.name.clone());
+    let retry_at = daemon.cron.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
+    daemon.cron.set_active(&key, Some(failed), Some(retry_at));
+    let (tick, _) = tick_and_back_off();
+    let deadline = tokio::time::Instant::now() + delay;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        tokio::select! {
+            _ = daemon.cron.stop.cancelled() => return false,
+            _ = tokio::time::sleep((deadline - now).min(tick)) => {}
+        }
+        if !still_exists(daemon, job) {
+            return false;
+        }
     }
 }
 
@@ -599,7 +677,7 @@ pub(crate) fn delete(daemon: &Daemon, namespace: &str, name: &str) -> Response {
     let count = removed.len();
     remove_runs(daemon, Ok(removed));
     let key = (namespace.to_string(), name.to_string());
-    if let Some(Some(run)) = daemon.cron.active_run(&key)
+    if let Some(Active { run: Some(run), .. }) = daemon.cron.active(&key)
         && let Ok(runs) = daemon.runs.lock()
         && let Some(active) = runs.get(&run)
     {
@@ -641,15 +719,14 @@ pub(crate) fn list(daemon: &Daemon, namespace: &str, name: Option<&str>) -> Resp
             Ok(entries) => entries.into_iter().find_map(|e| e.run),
             Err(e) => return error(e),
         };
-        let running = daemon
+        let going = daemon
             .cron
-            .active_run(&(job.namespace.clone(), job.name.clone()))
-            .is_some();
+            .active(&(job.namespace.clone(), job.name.clone()));
         let next = Schedule::stored(&job).ok().and_then(|s| {
             let from = job.last_scheduled.map_or(now, |l| l.max(now));
             s.next_after(from)
         });
-        summaries.push(summarize_job(job, newest.as_ref(), running, next));
+        summaries.push(summarize_job(job, newest.as_ref(), going, next));
     }
     Response::CronJobs { jobs: summaries }
 }
@@ -658,13 +735,15 @@ pub(crate) fn list(daemon: &Daemon, namespace: &str, name: Option<&str>) -> Resp
 fn summarize_job(
     job: CronJobRow,
     newest: Option<&bodywork_state::RunRow>,
-    running: bool,
+    going: Option<Active>,
     next: Option<DateTime<Utc>>,
 ) -> CronJobSummary {
-    let status = if running {
-        "running".to_string()
-    } else {
-        newest.map_or_else(|| "waiting".to_string(), |r| r.status.to_string())
+    let status = match going {
+        Some(Active {
+            retry_at: Some(at), ..
+        }) => format!("retrying at {}", crate::time::display(&at)),
+        Some(_) => "running".to_string(),
+        None => newest.map_or_else(|| "waiting".to_string(), |r| r.status.to_string()),
     };
     CronJobSummary {
         namespace: job.namespace,
@@ -821,6 +900,19 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 3, 2, h, m, s)
             .single()
             .expect("valid time")
+    }
+
+    #[test]
+    fn retries_back_off_like_a_jobs_pods() {
+        let secs: Vec<u64> = (1..=9)
+            .map(|retry| retry_delay(retry, RETRY_BACK_OFF).as_secs())
+            .collect();
+        assert_eq!(secs, [10, 20, 40, 80, 160, 320, 360, 360, 360]);
+        // No overflow however many retries a job allows.
+        assert_eq!(retry_delay(u32::MAX, RETRY_BACK_OFF).as_secs(), 360);
+        assert_eq!(retry_delay(2, TEST_RETRY_BACK_OFF).as_secs(), 2);
+        // Retry 0 does not exist; it waits as the first would.
+        assert_eq!(retry_delay(0, RETRY_BACK_OFF).as_secs(), 10);
     }
 
     fn job(schedule: &str, created: DateTime<Utc>, last: Option<DateTime<Utc>>) -> CronJobRow {
