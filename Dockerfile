@@ -39,7 +39,7 @@ FROM python:${PYTHON_VERSION}-slim-bookworm
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git openssh-client ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && pip install --no-cache-dir uv \
+ && pip install --no-cache-dir "uv>=0.13.9,<0.14" \
  && useradd --create-home --uid 1000 bodywork
 COPY --from=build /out/bodywork /usr/local/bin/bodywork
 RUN ln -s bodywork /usr/local/bin/bw

@@ -220,10 +220,17 @@ fn bootstrapped_uv(tools_dir: &Path) -> PathBuf {
     tools_dir.join("uv-pkg").join("bin").join("uv")
 }
 
-/// Install uv from PyPI into `tools_dir/uv-pkg` with `python -m pip
-/// install --target`, once: under an exclusive lock (other processes wait
-/// and then find it), into a temporary directory renamed into place.
-pub(crate) fn bootstrap_uv(
+/// The uv that [`bootstrap_uv`] installs: the minor release bodywork is
+/// tested with, patch releases allowed, so a new uv cannot change how
+/// environments are built without a new bodywork. (A uv on `PATH` is used
+/// as it is.)
+pub const UV_REQUIREMENT: &str = "uv>=0.13.9,<0.14";
+
+/// Install uv ([`UV_REQUIREMENT`]) from PyPI into `tools_dir/uv-pkg` with
+/// `python -m pip install --target`, once: under an exclusive lock (other
+/// processes wait and then find it), into a temporary directory renamed into
+/// place. Returns the uv executable.
+pub fn bootstrap_uv(
     python: &Path,
     tools_dir: &Path,
     on_line: &mut dyn FnMut(&str),
@@ -280,7 +287,7 @@ fn install_uv_into(
     let mut cmd = pip_command(python, target);
     cmd.args(["-m", "pip", "install", "--quiet", "--no-color", "--target"])
         .arg(target)
-        .arg("uv");
+        .arg(UV_REQUIREMENT);
     let finished = run_streaming(&mut cmd, on_line)
         .map_err(|e| format!("cannot run {} -m pip: {e}", python.display()))?;
     if !finished.status.success() {
@@ -290,7 +297,7 @@ fn install_uv_into(
             .map(String::as_str)
             .unwrap_or("no error output");
         return Err(format!(
-            "`{} -m pip install uv` failed: {last}",
+            "`{} -m pip install {UV_REQUIREMENT}` failed: {last}",
             python.display()
         ));
     }

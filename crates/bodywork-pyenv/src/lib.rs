@@ -59,7 +59,7 @@ use std::time::{Duration, SystemTime};
 
 pub use cache::EnvCache;
 pub use error::EnvError;
-pub use installer::{INSTALLER_ENV, InstallerPreference};
+pub use installer::{INSTALLER_ENV, InstallerPreference, UV_REQUIREMENT, bootstrap_uv};
 pub use requirements::{env_key, normalise_requirements};
 
 /// What a stage needs: an interpreter and its requirements.

@@ -12,7 +12,6 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -26,50 +25,14 @@ pub fn bin() -> &'static str {
 /// A directory holding a `uv` executable shared by every test home, or
 /// `None` when it cannot be installed (the homes then bootstrap their own).
 ///
-/// Installed once per target dir with `pip install --target` into a
-/// temporary directory renamed into place, under a file lock so parallel
-/// test binaries do not race.
+/// Installed once per target dir the way bodywork bootstraps its own uv
+/// (same pinned version, file lock, temporary directory renamed into place).
 pub fn shared_uv_bin() -> Option<&'static Path> {
     static UV: OnceLock<Option<PathBuf>> = OnceLock::new();
     UV.get_or_init(|| {
-        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-cache");
-        let target = cache.join("uv");
-        let bin = target.join("bin");
-        let ready = |bin: &Path| {
-            fs::metadata(bin.join("uv")).is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
-        };
-        if ready(&bin) {
-            return Some(bin);
-        }
-        fs::create_dir_all(&cache).ok()?;
-        let lock = fs::File::create(cache.join(".uv.lock")).ok()?;
-        lock.lock().ok()?;
-        if ready(&bin) {
-            return Some(bin);
-        }
-        let tmp = cache.join(format!(".uv-tmp-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&tmp);
-        let installed = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .arg("--target")
-            .arg(&tmp)
-            .arg("uv")
-            .env("PIP_ROOT_USER_ACTION", "ignore")
-            .stdin(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if installed && fs::rename(&tmp, &target).is_ok() && ready(&bin) {
-            Some(bin)
-        } else {
-            let _ = fs::remove_dir_all(&tmp);
-            None
-        }
+        let tools = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-cache");
+        let uv = bodywork_pyenv::bootstrap_uv(Path::new("python3"), &tools, &mut |_| {}).ok()?;
+        uv.parent().map(Path::to_path_buf)
     })
     .as_deref()
 }
