@@ -162,7 +162,7 @@ impl Schedule {
     /// job was created, possibly under the seconds test seam, so seconds are
     /// accepted here.
     pub fn stored(job: &CronJobRow) -> Result<Schedule, ScheduleError> {
-        Schedule::parse(&job.schedule, job.timezone.as_deref(), true)
+        Schedule::parse(&job.spec.schedule, job.spec.timezone.as_deref(), true)
     }
 
     /// The first scheduled time strictly after `t`.
@@ -237,6 +237,10 @@ pub fn due(
 
 /// `(namespace, cron job)`.
 type JobKey = (String, String);
+
+fn job_key(job: &NewCronJob) -> JobKey {
+    (job.namespace.clone(), job.name.clone())
+}
 
 /// A request for the scheduler task.
 enum Command {
@@ -346,7 +350,7 @@ fn look_for_due_jobs(daemon: &Arc<Daemon>, after_start: bool) {
         let schedule = match Schedule::stored(&job) {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(target: "cron", "cron job {} in {}: {e}", job.name, job.namespace);
+                tracing::warn!(target: "cron", "cron job {} in {}: {e}", job.spec.name, job.spec.namespace);
                 continue;
             }
         };
@@ -355,14 +359,13 @@ fn look_for_due_jobs(daemon: &Arc<Daemon>, after_start: bool) {
         };
         // Write before acting: this scheduled time is dealt with, whatever
         // happens next, so a restart never runs it twice.
-        if let Err(e) = daemon
-            .runtime
-            .with_store(|s| s.set_cron_last_scheduled(&job.namespace, &job.name, &due.scheduled))
-        {
-            tracing::error!(target: "cron", "cannot record the schedule of cron job {}: {e}", job.name);
+        if let Err(e) = daemon.runtime.with_store(|s| {
+            s.set_cron_last_scheduled(&job.spec.namespace, &job.spec.name, &due.scheduled)
+        }) {
+            tracing::error!(target: "cron", "cannot record the schedule of cron job {}: {e}", job.spec.name);
             continue;
         }
-        let key = (job.namespace.clone(), job.name.clone());
+        let key = job_key(&job.spec);
         if let Some(going) = daemon.cron.active(&key) {
             // While a retry is pending no run is going: say only that one is.
             let still_going = going.run.filter(|_| going.retry_at.is_none());
@@ -380,18 +383,18 @@ fn skip(daemon: &Daemon, job: &CronJobRow, due: Due, still_going: Option<i64>) {
     let going = still_going.map_or_else(|| "a run".to_string(), |id| format!("run {id}"));
     tracing::warn!(target: "cron",
         "cron job {} in {}: skipping the run due at {} because {going} is still going",
-        job.name, job.namespace, due.scheduled);
+        job.spec.name, job.spec.namespace, due.scheduled);
     let recorded = daemon.runtime.with_store(|s| {
         s.insert_cron_skip(
-            &job.namespace,
-            &job.name,
+            &job.spec.namespace,
+            &job.spec.name,
             &due.scheduled,
             due.kind,
             still_going,
         )
     });
     if let Err(e) = recorded {
-        tracing::error!(target: "cron", "cannot record the skipped run of cron job {}: {e}", job.name);
+        tracing::error!(target: "cron", "cannot record the skipped run of cron job {}: {e}", job.spec.name);
     }
     prune_history(daemon, job);
 }
@@ -406,7 +409,7 @@ fn trigger_now(daemon: &Arc<Daemon>, namespace: &str, name: &str) -> Result<i64,
         .with_store(|s| s.get_cron_job(namespace, name))
         .map_err(|e| e.to_string())?
         .ok_or_else(|| no_such_job(namespace, name))?;
-    let key = (job.namespace.clone(), job.name.clone());
+    let key = job_key(&job.spec);
     if let Some(going) = daemon.cron.active(&key) {
         let run = going
             .run
@@ -435,12 +438,12 @@ fn start(
     scheduled: DateTime<Utc>,
     kind: CronRunKind,
 ) -> Result<i64, String> {
-    let key = (job.namespace.clone(), job.name.clone());
+    let key = job_key(&job.spec);
     daemon.cron.set_active(&key, None, None);
     let submission = WorkflowSubmission {
-        repo: job.repo.clone(),
-        branch: job.branch.clone(),
-        namespace: Some(job.namespace.clone()),
+        repo: job.spec.repo.clone(),
+        branch: job.spec.branch.clone(),
+        namespace: Some(job.spec.namespace.clone()),
         ssh_key: None,
     };
     let first = match begin_attempt(daemon, &job, &submission, scheduled, kind, 1) {
@@ -468,15 +471,15 @@ fn begin_attempt(
     kind: CronRunKind,
     attempt: u32,
 ) -> Result<crate::daemon::runs::PreparedRun, String> {
-    let trigger = format!("cron:{}", job.name);
+    let trigger = format!("cron:{}", job.spec.name);
     let prepared = prepare_run(daemon, submission, &trigger)
-        .map_err(|e| format!("cannot start a run of cron job {}: {e}", job.name))?;
-    let key = (job.namespace.clone(), job.name.clone());
+        .map_err(|e| format!("cannot start a run of cron job {}: {e}", job.spec.name))?;
+    let key = job_key(&job.spec);
     daemon.cron.set_active(&key, Some(prepared.id), None);
     let linked = daemon.runtime.with_store(|s| {
         s.insert_cron_run(
-            &job.namespace,
-            &job.name,
+            &job.spec.namespace,
+            &job.spec.name,
             &scheduled,
             kind,
             attempt,
@@ -485,11 +488,11 @@ fn begin_attempt(
     });
     if let Err(e) = linked {
         // The cron job was deleted meanwhile: this run has no one to keep it.
-        tracing::warn!(target: "cron", "run {} of cron job {}: {e}", prepared.id, job.name);
+        tracing::warn!(target: "cron", "run {} of cron job {}: {e}", prepared.id, job.spec.name);
         prepared.cancel.cancel();
     }
     tracing::info!(target: "cron", "cron job {} in {}: started run {} ({kind}, attempt {attempt})",
-        job.name, job.namespace, prepared.id);
+        job.spec.name, job.spec.namespace, prepared.id);
     Ok(prepared)
 }
 
@@ -515,14 +518,17 @@ async fn drive(
             return;
         }
         prune_history(daemon, job);
-        if status != RunStatus::Failed || attempt > job.retries || daemon.cron.stop.is_cancelled() {
+        if status != RunStatus::Failed
+            || attempt > job.spec.retries
+            || daemon.cron.stop.is_cancelled()
+        {
             return;
         }
         attempt += 1;
         let retry = attempt - 1;
         let delay = retry_delay(retry, tick_and_back_off().1);
         tracing::info!(target: "cron", "cron job {}: run {id} failed; retry {retry} of {} in {} s",
-            job.name, job.retries, delay.as_secs_f64());
+            job.spec.name, job.spec.retries, delay.as_secs_f64());
         if !back_off(daemon, job, id, delay).await {
             return;
         }
@@ -540,7 +546,7 @@ async fn drive(
 /// False when the scheduler stops or the cron job is deleted meanwhile (the
 /// retry is then dropped; a restarted daemon does not make it up).
 async fn back_off(daemon: &Daemon, job: &CronJobRow, failed: i64, delay: Duration) -> bool {
-    let key = (job.namespace.clone(), job.name.clone());
+    let key = job_key(&job.spec);
     let retry_at = daemon.cron.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
     daemon.cron.set_active(&key, Some(failed), Some(retry_at));
     let (tick, _) = tick_and_back_off();
@@ -564,19 +570,19 @@ async fn back_off(daemon: &Daemon, job: &CronJobRow, failed: i64, delay: Duratio
 /// of the same name is another one).
 fn still_exists(daemon: &Daemon, job: &CronJobRow) -> bool {
     matches!(
-        daemon.runtime.with_store(|s| s.get_cron_job(&job.namespace, &job.name)),
+        daemon.runtime.with_store(|s| s.get_cron_job(&job.spec.namespace, &job.spec.name)),
         Ok(Some(now)) if now.created == job.created
     )
 }
 
 /// Keeps the newest `history_limit` runs of a cron job.
 fn prune_history(daemon: &Daemon, job: &CronJobRow) {
-    let keep = job.history_limit as usize;
+    let keep = job.spec.history_limit as usize;
     remove_runs(
         daemon,
         daemon
             .runtime
-            .with_store(|s| s.prune_cron_history(&job.namespace, &job.name, keep)),
+            .with_store(|s| s.prune_cron_history(&job.spec.namespace, &job.spec.name, keep)),
     );
 }
 
@@ -648,7 +654,7 @@ pub(crate) fn create(daemon: &Daemon, spec: CronJobSpec) -> Response {
             Response::Lines {
                 lines: vec![format!(
                     "cronjob={} created in namespace={} (schedule \"{}\"{next})",
-                    job.name, job.namespace, job.schedule
+                    job.spec.name, job.spec.namespace, job.spec.schedule
                 )],
             }
         }
@@ -702,7 +708,7 @@ pub(crate) fn list(daemon: &Daemon, namespace: &str, name: Option<&str>) -> Resp
     };
     let jobs: Vec<CronJobRow> = jobs
         .into_iter()
-        .filter(|j| name.is_none_or(|n| n == j.name))
+        .filter(|j| name.is_none_or(|n| n == j.spec.name))
         .collect();
     if let Some(name) = name
         && jobs.is_empty()
@@ -714,14 +720,12 @@ pub(crate) fn list(daemon: &Daemon, namespace: &str, name: Option<&str>) -> Resp
     for job in jobs {
         let newest = match daemon
             .runtime
-            .with_store(|s| s.list_cron_runs(&job.namespace, &job.name, usize::MAX))
+            .with_store(|s| s.list_cron_runs(&job.spec.namespace, &job.spec.name, usize::MAX))
         {
             Ok(entries) => entries.into_iter().find_map(|e| e.run),
             Err(e) => return error(e),
         };
-        let going = daemon
-            .cron
-            .active(&(job.namespace.clone(), job.name.clone()));
+        let going = daemon.cron.active(&job_key(&job.spec));
         let next = Schedule::stored(&job).ok().and_then(|s| {
             let from = job.last_scheduled.map_or(now, |l| l.max(now));
             s.next_after(from)
@@ -746,14 +750,14 @@ fn summarize_job(
         None => newest.map_or_else(|| "waiting".to_string(), |r| r.status.to_string()),
     };
     CronJobSummary {
-        namespace: job.namespace,
-        name: job.name,
-        schedule: job.schedule,
-        timezone: job.timezone.unwrap_or_else(|| "UTC".into()),
-        repo: job.repo,
-        branch: job.branch,
-        retries: job.retries,
-        history_limit: job.history_limit,
+        namespace: job.spec.namespace,
+        name: job.spec.name,
+        schedule: job.spec.schedule,
+        timezone: job.spec.timezone.unwrap_or_else(|| "UTC".into()),
+        repo: job.spec.repo,
+        branch: job.spec.branch,
+        retries: job.spec.retries,
+        history_limit: job.spec.history_limit,
         created: crate::time::display(&job.created),
         last_run: newest.map(|r| crate::time::display(&r.started)),
         next_run: next.as_ref().map(crate::time::display),
@@ -917,14 +921,16 @@ mod tests {
 
     fn job(schedule: &str, created: DateTime<Utc>, last: Option<DateTime<Utc>>) -> CronJobRow {
         CronJobRow {
-            namespace: "ns".into(),
-            name: "nightly".into(),
-            schedule: schedule.into(),
-            timezone: None,
-            repo: "/src".into(),
-            branch: None,
-            retries: 0,
-            history_limit: 3,
+            spec: NewCronJob {
+                namespace: "ns".into(),
+                name: "nightly".into(),
+                schedule: schedule.into(),
+                timezone: None,
+                repo: "/src".into(),
+                branch: None,
+                retries: 0,
+                history_limit: 3,
+            },
             created,
             last_scheduled: last,
         }

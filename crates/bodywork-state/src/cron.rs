@@ -30,8 +30,8 @@ string_enum! {
     }
 }
 
-/// A cron job to create.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A cron job to create: what the user asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NewCronJob {
     /// The namespace it lives in (must exist).
     pub namespace: String,
@@ -51,25 +51,12 @@ pub struct NewCronJob {
     pub history_limit: u32,
 }
 
-/// A cron job as stored.
+/// A cron job as stored: what was asked for, and what the store adds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CronJobRow {
-    /// The namespace it lives in.
-    pub namespace: String,
-    /// Its name.
-    pub name: String,
-    /// The cron expression.
-    pub schedule: String,
-    /// The IANA time zone of the schedule; `None` is UTC.
-    pub timezone: Option<String>,
-    /// The repository URL or local directory of the project.
-    pub repo: String,
-    /// The branch, if any.
-    pub branch: Option<String>,
-    /// How many times a failed run is retried.
-    pub retries: u32,
-    /// How many workflow runs are kept in its history.
-    pub history_limit: u32,
+    /// What it was created with.
+    #[serde(flatten)]
+    pub spec: NewCronJob,
     /// When it was created.
     pub created: DateTime<Utc>,
     /// The newest scheduled time already dealt with (run, caught up or
@@ -110,14 +97,16 @@ const JOB_COLUMNS: &str = "namespace, name, schedule, timezone, repo, branch, re
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<CronJobRow> {
     Ok(CronJobRow {
-        namespace: row.get(0)?,
-        name: row.get(1)?,
-        schedule: row.get(2)?,
-        timezone: row.get(3)?,
-        repo: row.get(4)?,
-        branch: row.get(5)?,
-        retries: row.get(6)?,
-        history_limit: row.get(7)?,
+        spec: NewCronJob {
+            namespace: row.get(0)?,
+            name: row.get(1)?,
+            schedule: row.get(2)?,
+            timezone: row.get(3)?,
+            repo: row.get(4)?,
+            branch: row.get(5)?,
+            retries: row.get(6)?,
+            history_limit: row.get(7)?,
+        },
         created: ts_col(row, 8)?,
         last_scheduled: opt_ts_col(row, 9)?,
     })
@@ -527,9 +516,9 @@ mod tests {
     fn cron_job_life_cycle() {
         let (_dir, store) = store();
         let created = store.create_cron_job(&nightly()).expect("create");
-        assert_eq!(created.name, "nightly");
-        assert_eq!(created.timezone.as_deref(), Some("Europe/London"));
-        assert_eq!((created.retries, created.history_limit), (2, 3));
+        assert_eq!(created.spec.name, "nightly");
+        assert_eq!(created.spec.timezone.as_deref(), Some("Europe/London"));
+        assert_eq!((created.spec.retries, created.spec.history_limit), (2, 3));
         assert_eq!(created.last_scheduled, None);
         assert_eq!(
             store.get_cron_job("ns", "nightly").expect("get"),
@@ -548,7 +537,8 @@ mod tests {
         hourly.name = "hourly".into();
         hourly.timezone = None;
         store.create_cron_job(&hourly).expect("create other");
-        let names = |jobs: Vec<CronJobRow>| jobs.into_iter().map(|j| j.name).collect::<Vec<_>>();
+        let names =
+            |jobs: Vec<CronJobRow>| jobs.into_iter().map(|j| j.spec.name).collect::<Vec<_>>();
         assert_eq!(
             names(store.list_cron_jobs(None).expect("all")),
             ["nightly", "hourly"]

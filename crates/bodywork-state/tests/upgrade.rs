@@ -176,7 +176,14 @@ fn v1_database_opens_with_every_row_intact() {
         })
         .expect("cron job in an upgraded database");
     store
-        .insert_cron_run("dev", &job.name, &job.created, CronRunKind::Scheduled, 1, 2)
+        .insert_cron_run(
+            "dev",
+            &job.spec.name,
+            &job.created,
+            CronRunKind::Scheduled,
+            1,
+            2,
+        )
         .expect("link a v1 run");
     let history = store.list_cron_runs("dev", "nightly", 10).expect("history");
     assert_eq!(history.len(), 1);
