@@ -102,6 +102,13 @@ pub enum Command {
     /// Create or prepare a namespace for bodywork projects.
     #[command(name = "setup-namespace")]
     SetupNamespace(SetupNamespaceArgs),
+    /// Delete a namespace and everything in it.
+    ///
+    /// Services (their replicas stopped), secrets, cron jobs, and on the local
+    /// runtime its workflow runs and their logs. The local runtime refuses
+    /// while a workflow run is going in the namespace.
+    #[command(name = "delete-namespace")]
+    DeleteNamespace(DeleteNamespaceArgs),
     /// Run a project's workflow: fetch it, run its DAG step by step, stream logs.
     Workflow(WorkflowArgs),
     /// Run one stage of a project here, in the foreground (what containers run).
@@ -139,6 +146,12 @@ pub struct SetupNamespaceArgs {
     /// Print what would be created (Kubernetes manifests) without doing it.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteNamespaceArgs {
+    /// Name of the namespace.
+    pub namespace: String,
 }
 
 #[derive(Debug, Args)]

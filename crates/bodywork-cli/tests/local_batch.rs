@@ -589,6 +589,51 @@ fn a_second_run_of_the_same_project_and_namespace_is_refused() {
 }
 
 #[test]
+fn delete_namespace_is_refused_while_a_run_is_going_and_then_removes_the_runs() {
+    let home = TestHome::new();
+    let holder = TestProject::new(&[]);
+    let (started, release) = (holder.scratch("started"), holder.scratch("release"));
+    let project = gated_project("gated", &started, &release);
+    home.namespace("busy");
+    home.ok(&[
+        "secret",
+        "create",
+        "--namespace",
+        "busy",
+        "--name",
+        "creds",
+        "--data",
+        "KEY=value",
+    ]);
+    let first = home.spawn(&["workflow", "--namespace", "busy", project.arg()]);
+    wait_for("the run's stage", LONG, || started.exists());
+    home.run(&["delete-namespace", "busy"])
+        .expect_code(1)
+        .expect_output(
+            "cannot delete namespace busy: workflow run 1 is going in it; \
+             wait for it to finish (or cancel it), then try again",
+        );
+    // Nothing was deleted.
+    home.ok(&["secret", "display", "--namespace", "busy"])
+        .expect_output("creds");
+    fs::write(&release, "go").unwrap();
+    first.finish(LONG).expect_code(0);
+    let log = home.root().join("logs/runs/1.log");
+    assert!(log.exists());
+
+    home.ok(&["delete-namespace", "busy"]).expect_output(
+        "deleted 1 secret(s), 0 cron job(s) and 1 workflow run(s) with their logs in namespace=busy\n\
+         deleted namespace=busy",
+    );
+    assert!(!log.exists(), "the run's log is removed with it");
+    assert!(home.runs_json("busy").is_empty());
+    home.run(&["delete-namespace", "busy"])
+        .expect_code(1)
+        .expect_output("namespace busy does not exist");
+    home.run(&["delete-namespace", "Not_Valid"]).expect_code(2);
+}
+
+#[test]
 fn projects_come_from_file_urls_branches_and_local_directories() {
     let home = TestHome::new();
     let repo = TestProject::new(&[

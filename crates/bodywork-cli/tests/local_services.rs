@@ -240,6 +240,65 @@ fn replica_pids(home: &TestHome, ns: &str, service: &str) -> Vec<u32> {
 }
 
 #[test]
+fn delete_namespace_stops_its_services_and_leaves_other_namespaces_alone() {
+    let home = TestHome::new();
+    let ns = "doomed";
+    let project = TestProject::new(&[("app/server.py", SERVER)]);
+    write_project(&project, &services_project(ns, "v1", 30, None));
+    home.ok(&["workflow", project.arg()]);
+    let mut pids = replica_pids(&home, ns, "svc-a");
+    pids.extend(replica_pids(&home, ns, "svc-b"));
+    assert_eq!(pids.len(), 4);
+    home.ok(&[
+        "cronjob",
+        "create",
+        "--namespace",
+        ns,
+        "--name",
+        "nightly",
+        "--schedule",
+        "0 3 * * *",
+        "--git-repo-url",
+        project.arg(),
+    ]);
+    home.namespace("kept");
+    home.ok(&[
+        "secret",
+        "create",
+        "--namespace",
+        "kept",
+        "--name",
+        "creds",
+        "--data",
+        "K=v",
+    ]);
+
+    let out = home.ok(&["delete-namespace", ns]);
+    for line in [
+        "deleted service=svc-a in namespace=doomed",
+        "deleted service=svc-b in namespace=doomed",
+        "deleted 0 secret(s), 1 cron job(s) and 1 workflow run(s) with their logs in namespace=doomed",
+        "deleted namespace=doomed",
+    ] {
+        assert!(out.stdout.contains(line), "{out}");
+    }
+    // Its replicas have stopped and the gateway no longer knows its services.
+    for pid in pids {
+        wait_for("a replica to stop", Duration::from_secs(30), || {
+            !common::is_alive(pid)
+        });
+    }
+    let (code, body) = http(&home.gateway(), "GET", &proxy_path(ns, "svc-a", ""), None).unwrap();
+    assert_eq!(code, 404, "{body}");
+    assert!(services_json(&home, ns).is_empty());
+    // The other namespace keeps its secret; the deleted one can be made again, empty.
+    home.ok(&["secret", "display", "--namespace", "kept"])
+        .expect_output("creds");
+    home.ok(&["setup-namespace", ns])
+        .expect_output("creating namespace=doomed");
+}
+
+#[test]
 fn two_services_on_port_5000_and_a_batch_stage_reaching_both_by_name() {
     let home = TestHome::new();
     let ns = "names";

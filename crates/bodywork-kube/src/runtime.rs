@@ -48,6 +48,9 @@ const LOGGER: &str = "kubernetes";
 const JOB_GRACE: Duration = Duration::from_secs(60);
 /// How long log followers may take to print the last lines of a finished pod.
 const LOG_DRAIN: Duration = Duration::from_secs(10);
+/// How long `delete-namespace` waits for Kubernetes to finish deleting a
+/// namespace before it reports it as still terminating.
+const NAMESPACE_DELETE_WAIT: Duration = Duration::from_secs(120);
 
 /// The Kubernetes runtime.
 pub struct KubeRuntime {
@@ -762,6 +765,50 @@ impl Runtime for KubeRuntime {
             .await
             .map(|n| n.is_some())
             .map_err(|e| self.err(&e, Action::cluster("get", "Namespace", namespace)))
+    }
+
+    async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+        let namespaces = Api::<Namespace>::all(self.client.clone());
+        let get = Action::cluster("get", "Namespace", namespace);
+        let existing = namespaces
+            .get_opt(namespace)
+            .await
+            .map_err(|e| self.err(&e, get))?;
+        let mut lines = Vec::new();
+        if let Some(ns) = &existing {
+            let del = Action::cluster("delete", "Namespace", namespace);
+            self.delete_opt(&namespaces, namespace, del).await?;
+            // Kubernetes deletes what the namespace holds, then the namespace;
+            // wait for it as `kubectl delete namespace` does, for a while.
+            let uid = ns.uid().unwrap_or_default();
+            let gone = await_condition(namespaces.clone(), namespace, conditions::is_deleted(&uid));
+            lines.push(
+                match tokio::time::timeout(NAMESPACE_DELETE_WAIT, gone).await {
+                    Ok(Ok(_)) => format!("deleted namespace={namespace}"),
+                    Ok(Err(e)) => return Err(map_wait_error(&e, del, &self.cluster)),
+                    Err(_) => format!(
+                        "deleting namespace={namespace}: still terminating after {} s; Kubernetes \
+                     finishes it in the background",
+                        NAMESPACE_DELETE_WAIT.as_secs()
+                    ),
+                },
+            );
+        }
+        // The binding is cluster-scoped: deleting the namespace leaves it.
+        let binding = manifests::controller_binding_name(namespace);
+        let del = Action::cluster("delete", "ClusterRoleBinding", &binding);
+        let bindings = Api::<ClusterRoleBinding>::all(self.client.clone());
+        if self.delete_opt(&bindings, &binding, del).await? {
+            lines.push(format!("deleted cluster-role-binding={binding}"));
+        }
+        if lines.is_empty() {
+            return Err(RuntimeError::NotFound {
+                kind: "namespace",
+                name: namespace.into(),
+                namespace: namespace.into(),
+            });
+        }
+        Ok(lines)
     }
 
     async fn create_secret(

@@ -159,6 +159,54 @@ async fn setup_namespace_creates_then_finds_everything() {
 }
 
 #[tokio::test]
+async fn delete_namespace_waits_for_it_to_go_and_removes_the_cluster_binding() {
+    let (server, rt, _, _) = setup(Script::default());
+    rt.setup_namespace("scoring-service").await.unwrap();
+    let data = BTreeMap::from([("TOKEN".to_string(), "s3cr3t".to_string())]);
+    rt.create_secret("scoring-service", "creds", data)
+        .await
+        .unwrap();
+    rt.setup_namespace("kept").await.unwrap();
+
+    let lines = rt.delete_namespace("scoring-service").await.unwrap();
+    assert_eq!(
+        lines,
+        [
+            "deleted namespace=scoring-service",
+            "deleted cluster-role-binding=bodywork-workflow-controller--scoring-service",
+        ]
+    );
+    // Gone when the call returns (it waited out Terminating), with what it held.
+    assert!(!rt.namespace_exists("scoring-service").await.unwrap());
+    assert!(
+        server
+            .names("/api/v1/namespaces/scoring-service/secrets")
+            .is_empty()
+    );
+    assert!(
+        server
+            .names("/api/v1/namespaces/scoring-service/serviceaccounts")
+            .is_empty()
+    );
+    let bindings = server.names("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings");
+    assert_eq!(bindings, ["bodywork-workflow-controller--kept"]);
+    assert!(rt.namespace_exists("kept").await.unwrap());
+    // Nothing left to delete: the namespace is not found.
+    let err = rt.delete_namespace("scoring-service").await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RuntimeError::NotFound {
+                kind: "namespace",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.to_string(), "namespace scoring-service does not exist");
+}
+
+#[tokio::test]
 async fn batch_stage_streams_logs_then_deletes_the_job() {
     let mut script = Script::default();
     script

@@ -592,16 +592,7 @@ fn remove_runs(
     removed: Result<Vec<bodywork_state::RunRow>, bodywork_runtime::RuntimeError>,
 ) {
     match removed {
-        Ok(runs) => {
-            for run in runs {
-                let log = daemon.home().run_log(run.id);
-                if let Err(e) = std::fs::remove_file(&log)
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    tracing::warn!(target: "cron", "cannot remove {}: {e}", log.display());
-                }
-            }
-        }
+        Ok(runs) => daemon.home().remove_run_logs(&runs),
         Err(e) => tracing::error!(target: "cron", "cannot remove old cron job runs: {e}"),
     }
 }

@@ -60,6 +60,19 @@ impl Home {
             .join(format!("{run_id}.log"))
     }
 
+    /// Removes the log files of runs deleted from the state (a file already
+    /// gone is fine; any other failure is logged, not fatal).
+    pub fn remove_run_logs(&self, runs: &[bodywork_state::RunRow]) {
+        for run in runs {
+            let log = self.run_log(run.id);
+            if let Err(e) = std::fs::remove_file(&log)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!("cannot remove {}: {e}", log.display());
+            }
+        }
+    }
+
     pub fn checkout(&self, run_id: i64) -> PathBuf {
         self.root.join("checkouts").join(run_id.to_string())
     }

@@ -26,6 +26,10 @@ pub enum Request {
     SetupNamespace {
         namespace: String,
     },
+    /// `delete-namespace`: the namespace and everything in it.
+    DeleteNamespace {
+        namespace: String,
+    },
     SecretCreate {
         namespace: String,
         name: String,

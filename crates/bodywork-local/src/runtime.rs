@@ -13,7 +13,7 @@ use bodywork_pyenv::{EnvCache, EnvEvent, EnvRequest};
 use bodywork_runtime::{
     CancellationToken, Level, Log, Result, RunContext, Runtime, RuntimeError, Secret, ServiceStatus,
 };
-use bodywork_state::{AttemptStatus, Store};
+use bodywork_state::{AttemptStatus, Store, StoreError};
 
 use crate::home::Home;
 use crate::process::{self, Exit, StageCommand};
@@ -269,6 +269,57 @@ impl Runtime for LocalRuntime {
         self.with_store(|s| s.namespace_exists(namespace))
     }
 
+    async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+        let not_found = || RuntimeError::NotFound {
+            kind: "namespace",
+            name: namespace.to_string(),
+            namespace: namespace.to_string(),
+        };
+        if !self.with_store(|s| s.namespace_exists(namespace))? {
+            return Err(not_found());
+        }
+        // A run going keeps everything: refuse before stopping any service.
+        // (The store checks again when it deletes, in one transaction.)
+        let going = self
+            .with_store(|s| s.active_runs())?
+            .into_iter()
+            .find(|r| r.namespace == namespace);
+        if let Some(run) = going {
+            return Err(run_going(namespace, run.id));
+        }
+        let mut lines = Vec::new();
+        for svc in self.inner.services.list(namespace) {
+            match self.inner.services.delete(namespace, &svc.name).await {
+                Ok(()) | Err(RuntimeError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            lines.push(format!(
+                "deleted service={} in namespace={namespace}",
+                svc.name
+            ));
+        }
+        let deleted = self
+            .inner
+            .store
+            .with(|s| s.delete_namespace(namespace))
+            .map_err(|e| match e {
+                StoreError::NamespaceInUse { .. } => RuntimeError::Conflict(format!(
+                    "cannot delete namespace {namespace}: {e}; try again when it has finished"
+                )),
+                e => RuntimeError::failed(e),
+            })?
+            .ok_or_else(not_found)?;
+        self.inner.home.remove_run_logs(&deleted.runs);
+        lines.push(format!(
+            "deleted {} secret(s), {} cron job(s) and {} workflow run(s) with their logs in namespace={namespace}",
+            deleted.secrets,
+            deleted.cron_jobs,
+            deleted.runs.len()
+        ));
+        lines.push(format!("deleted namespace={namespace}"));
+        Ok(lines)
+    }
+
     async fn create_secret(
         &self,
         namespace: &str,
@@ -424,4 +475,12 @@ impl Runtime for LocalRuntime {
     async fn delete_service(&self, namespace: &str, name: &str) -> Result<()> {
         self.inner.services.delete(namespace, name).await
     }
+}
+
+/// Why a namespace with a workflow run going cannot be deleted.
+fn run_going(namespace: &str, run: i64) -> RuntimeError {
+    RuntimeError::Conflict(format!(
+        "cannot delete namespace {namespace}: workflow run {run} is going in it; \
+         wait for it to finish (or cancel it), then try again"
+    ))
 }

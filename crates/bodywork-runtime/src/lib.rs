@@ -106,7 +106,7 @@ pub enum RuntimeError {
     StageFailed { stage: String, reason: String },
     #[error("cancelled")]
     Cancelled,
-    #[error("{kind} {name:?} not found in namespace {namespace}")]
+    #[error("{}", not_found(kind, name, namespace))]
     NotFound {
         kind: &'static str,
         name: String,
@@ -122,6 +122,14 @@ pub enum RuntimeError {
     /// Anything else the runtime failed to do, already phrased for the user.
     #[error("{0}")]
     Failed(String),
+}
+
+fn not_found(kind: &str, name: &str, namespace: &str) -> String {
+    if kind == "namespace" {
+        format!("namespace {name} does not exist")
+    } else {
+        format!("{kind} {name:?} not found in namespace {namespace}")
+    }
 }
 
 impl RuntimeError {
@@ -145,6 +153,12 @@ pub trait Runtime: Send + Sync {
     /// seed's words (`creating namespace=NS`, ...).
     async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>>;
     async fn namespace_exists(&self, namespace: &str) -> Result<bool>;
+    /// Delete a namespace with everything in it (services, secrets, cron
+    /// jobs, and on the local runtime the workflow runs and their logs);
+    /// returns one line per thing deleted. `NotFound` when it does not
+    /// exist; `Conflict`, with nothing deleted, while a workflow run is going
+    /// in it (local runtime).
+    async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>>;
 
     async fn create_secret(
         &self,

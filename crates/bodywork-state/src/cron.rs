@@ -434,7 +434,7 @@ impl Store {
 }
 
 /// Deletes runs by id inside `tx`; returns those that existed, in order.
-fn delete_runs(
+pub(crate) fn delete_runs(
     tx: &rusqlite::Transaction<'_>,
     path: &std::path::Path,
     ids: &[i64],

@@ -302,7 +302,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::NewRun;
 
@@ -313,7 +313,7 @@ mod tests {
         (dir, store)
     }
 
-    fn deployment(namespace: &str, name: &str, generation: i64) -> DeploymentRow {
+    pub(crate) fn deployment(namespace: &str, name: &str, generation: i64) -> DeploymentRow {
         DeploymentRow {
             namespace: namespace.into(),
             name: name.into(),

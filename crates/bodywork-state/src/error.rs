@@ -83,6 +83,15 @@ pub enum StoreError {
         /// The cron job name.
         name: String,
     },
+    /// A namespace still has objects the caller must remove first (services
+    /// have processes to stop) or a workflow run going.
+    #[error("namespace '{namespace}' still has {what}")]
+    NamespaceInUse {
+        /// The namespace.
+        namespace: String,
+        /// What is left, in words ("2 deployments", "workflow run 7 going").
+        what: String,
+    },
     /// No stage attempt has this id.
     #[error("stage attempt {0} does not exist")]
     NoSuchAttempt(i64),

@@ -96,7 +96,7 @@ pub use cron::{CronJobRow, CronRunKind, CronRunRow, NewCronJob};
 pub use deployments::{DeploymentRow, ReplicaRow, ReplicaStatus};
 pub use error::{Result, StoreError};
 pub use migrations::SCHEMA_VERSION;
-pub use namespaces::NamespaceRow;
+pub use namespaces::{DeletedNamespace, NamespaceRow};
 pub use runs::{AttemptRow, AttemptStatus, NewRun, RunRow, RunStatus};
 pub use secrets::SecretRow;
 

@@ -73,6 +73,9 @@ impl Runtime for Fake {
             .iter()
             .any(|n| n == namespace))
     }
+    async fn delete_namespace(&self, _: &str) -> Result<Vec<String>> {
+        unreachable!("the controller never deletes a namespace")
+    }
     async fn create_secret(&self, _: &str, _: &str, _: BTreeMap<String, String>) -> Result<()> {
         unreachable!()
     }

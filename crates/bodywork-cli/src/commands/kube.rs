@@ -32,6 +32,18 @@ pub fn run(global: &GlobalArgs, command: Command) -> Outcome {
     let global = global.clone();
     match command {
         Command::SetupNamespace(args) => setup_namespace(&global, &args),
+        Command::DeleteNamespace(args) => {
+            let namespace = match checked_name("namespace", &args.namespace) {
+                Ok(ns) => ns,
+                Err(o) => return o,
+            };
+            with_cluster(&global, None, async move |rt| {
+                for line in rt.delete_namespace(&namespace).await? {
+                    println!("{line}");
+                }
+                Ok(())
+            })
+        }
         Command::Workflow(args) => workflow(&global, &args),
         Command::Secret(cmd) => secret(&global, cmd),
         Command::Service(cmd) => service(&global, cmd),

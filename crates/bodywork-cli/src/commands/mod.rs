@@ -32,6 +32,7 @@ pub fn run(cli: Cli) -> Outcome {
             kube::run(&global, command)
         }
         Command::SetupNamespace(args) => setup_namespace::run(&args),
+        Command::DeleteNamespace(args) => setup_namespace::delete(&args),
         Command::Workflow(args) => workflow::run(&args),
         Command::Secret(cmd) => secret::run(&global, &cmd),
         Command::Logs(args) => logs::run(&args),

@@ -362,6 +362,9 @@ impl ApiServer {
                 self.react(&collection, &stored, existed.as_ref());
                 json_response(if existed.is_some() { 200 } else { 201 }, &stored)
             }
+            ("DELETE", Some(name), _) if collection == "/api/v1/namespaces" => {
+                self.terminate_namespace(&name)
+            }
             ("DELETE", Some(name), _) => match self.remove(&collection, &name) {
                 Some(obj) => {
                     self.cascade(&collection, &obj);
@@ -572,6 +575,38 @@ impl ApiServer {
         {
             self.status_of(collection, name, status);
         }
+    }
+
+    /// Deleting a namespace, as the namespace controller does: it turns
+    /// Terminating at once; a moment later what it holds is removed, then
+    /// the namespace itself.
+    fn terminate_namespace(&self, name: &str) -> Response<Body> {
+        let Some(mut ns) = self.get("/api/v1/namespaces", name) else {
+            return json_response(404, &recorded(STATUS_404, name));
+        };
+        ns["metadata"]["deletionTimestamp"] = json!("2026-11-24T20:04:12Z");
+        ns["status"] = json!({"phase": "Terminating"});
+        let terminating = self.put("/api/v1/namespaces", ns);
+        let (server, name) = (self.clone(), name.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let inside = format!("/namespaces/{name}/");
+            let collections: Vec<String> = {
+                let st = server.state.lock().unwrap();
+                st.objects
+                    .keys()
+                    .filter(|c| c.contains(&inside))
+                    .cloned()
+                    .collect()
+            };
+            for collection in collections {
+                for object in server.names(&collection) {
+                    server.remove(&collection, &object);
+                }
+            }
+            server.remove("/api/v1/namespaces", &name);
+        });
+        json_response(200, &terminating)
     }
 
     /// Deleting a Job or Deployment removes its pods (background propagation).

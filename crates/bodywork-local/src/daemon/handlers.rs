@@ -57,6 +57,10 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
             Ok(lines) => Response::Lines { lines },
             Err(e) => error(e),
         },
+        Request::DeleteNamespace { namespace } => match rt.delete_namespace(&namespace).await {
+            Ok(lines) => Response::Lines { lines },
+            Err(e) => error(e),
+        },
         Request::SecretCreate {
             namespace,
             name,
