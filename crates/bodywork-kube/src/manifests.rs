@@ -28,7 +28,7 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 
@@ -742,9 +742,83 @@ pub fn cronjob_manifest(req: &CronJobRequest) -> Manifest {
     })
 }
 
+/// Longest Job name: its pods carry it in a label, whose values stop at 63.
+const MAX_JOB_NAME: usize = 63;
+
+/// The Job `cronjob trigger` creates: one run of `cronjob` now, from its own
+/// job template, as `kubectl create job --from=cronjob/NAME` makes it (owned
+/// by the cron job, so deleting the cron job deletes it; annotated as a
+/// manual run). Named `NAME-manual-SUFFIX`, the name shortened to fit.
+/// `None` when the cron job has no spec (not one the API server returns).
+pub fn manual_job(cronjob: &CronJob, suffix: &str) -> Option<Job> {
+    let template = &cronjob.spec.as_ref()?.job_template;
+    let name = cronjob.metadata.name.as_deref()?;
+    let tail = format!("-manual-{suffix}");
+    let keep = MAX_JOB_NAME.saturating_sub(tail.len()).min(name.len());
+    let job_name = format!("{}{tail}", name[..keep].trim_end_matches('-'));
+    let template_meta = template.metadata.clone().unwrap_or_default();
+    let mut annotations = template_meta.annotations.unwrap_or_default();
+    annotations.insert(
+        "cronjob.kubernetes.io/instantiate".to_string(),
+        "manual".to_string(),
+    );
+    Some(Job {
+        metadata: ObjectMeta {
+            name: Some(job_name),
+            namespace: cronjob.metadata.namespace.clone(),
+            labels: template_meta.labels,
+            annotations: Some(annotations),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "batch/v1".into(),
+                kind: "CronJob".into(),
+                name: name.to_string(),
+                uid: cronjob.metadata.uid.clone().unwrap_or_default(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec.clone(),
+        ..Job::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manual_job_name_fits_a_label_value() {
+        let req = |name: &str| CronJobRequest {
+            namespace: "ns".into(),
+            name: name.into(),
+            schedule: "0 3 * * *".into(),
+            timezone: None,
+            repo: "https://example.com/r".into(),
+            branch: None,
+            retries: 0,
+            history_limit: 1,
+            image: None,
+        };
+        let Manifest::CronJob(short) = cronjob_manifest(&req("nightly")) else {
+            unreachable!()
+        };
+        let job = manual_job(&short, "1764108000").expect("a job");
+        assert_eq!(
+            job.metadata.name.as_deref(),
+            Some("nightly-manual-1764108000")
+        );
+        let long = "a".repeat(44) + "-" + &"b".repeat(7);
+        let Manifest::CronJob(long) = cronjob_manifest(&req(&long)) else {
+            unreachable!()
+        };
+        let name = manual_job(&long, "1764108000")
+            .and_then(|j| j.metadata.name)
+            .expect("a name");
+        assert!(name.len() <= MAX_JOB_NAME, "{name}");
+        // Cut at the dash: no "--" left behind.
+        assert_eq!(name, format!("{}-manual-1764108000", "a".repeat(44)));
+    }
 
     #[test]
     fn legacy_image_maps_to_ours_and_override_wins() {

@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, Secret as K8sSecret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::KubeConfigOptions;
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, Config, Resource, ResourceExt};
@@ -482,6 +482,50 @@ impl KubeRuntime {
         deleted(found, "cron job", name, namespace)
     }
 
+    /// Start one run of a cron job now (`cronjob trigger`): a Job from its
+    /// template, as `kubectl create job --from=cronjob/NAME` does. Refused
+    /// while a run of it is active (the cron job forbids overlapping runs).
+    /// Returns the Job's name.
+    pub async fn trigger_cronjob(&self, namespace: &str, name: &str) -> Result<String> {
+        let get = Action::new("get", "CronJob", name, namespace);
+        let cronjob = self
+            .ns::<CronJob>(namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| self.err(&e, get))?
+            .ok_or_else(|| RuntimeError::NotFound {
+                kind: "cron job",
+                name: name.into(),
+                namespace: namespace.into(),
+            })?;
+        let active: Vec<String> = cronjob
+            .status
+            .as_ref()
+            .and_then(|s| s.active.as_ref())
+            .map(|a| a.iter().filter_map(|r| r.name.clone()).collect())
+            .unwrap_or_default();
+        if !active.is_empty() {
+            return Err(RuntimeError::Conflict(format!(
+                "cron job {name} in namespace {namespace} has a run going ({}); wait for it \
+                 to finish, then try again",
+                active.join(", ")
+            )));
+        }
+        let suffix = unix_seconds().to_string();
+        let job = manifests::manual_job(&cronjob, &suffix).ok_or_else(|| {
+            RuntimeError::failed(format!(
+                "cron job {name} in namespace {namespace} has no spec"
+            ))
+        })?;
+        let job_name = job.name_any();
+        let create = Action::new("create", "Job", &job_name, namespace);
+        self.ns::<Job>(namespace)
+            .create(&PostParams::default(), &job)
+            .await
+            .map_err(|e| self.err(&e, create))?;
+        Ok(job_name)
+    }
+
     /// The cron jobs bodywork created in a namespace.
     pub async fn list_cronjobs(&self, namespace: &str) -> Result<Vec<CronJobStatus>> {
         let list = self
@@ -675,6 +719,13 @@ fn annotation<K: Resource>(obj: &K, key: &str) -> Option<String> {
 
 fn label<K: Resource>(obj: &K, key: &str) -> Option<String> {
     obj.meta().labels.as_ref()?.get(key).cloned()
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn time(t: &Time) -> String {

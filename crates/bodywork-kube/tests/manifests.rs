@@ -259,5 +259,18 @@ fn cronjob() {
             "master"
         ]
     );
-    snapshot("cronjob", &[m]);
+    snapshot("cronjob", std::slice::from_ref(&m));
+
+    // `cronjob trigger`: one run now, from the cron job's own template.
+    let Manifest::CronJob(mut stored) = m else {
+        unreachable!()
+    };
+    stored.metadata.uid = Some("7b4e2f8a-1c3d-4e5f-9a0b-1c2d3e4f5a6b".into());
+    let job = manifests::manual_job(&stored, "1764108000").unwrap();
+    assert_eq!(
+        job.spec,
+        stored.spec.as_ref().unwrap().job_template.spec,
+        "the template's spec, unchanged"
+    );
+    snapshot("cronjob_manual_run", &[Manifest::Job(job)]);
 }

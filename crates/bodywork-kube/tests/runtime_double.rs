@@ -449,10 +449,8 @@ async fn secrets_round_trip() {
     ));
 }
 
-#[tokio::test]
-async fn cron_jobs_are_created_listed_and_deleted() {
-    let (_, rt, _, _) = setup(Script::default());
-    rt.create_cronjob(&CronJobRequest {
+fn nightly() -> CronJobRequest {
+    CronJobRequest {
         namespace: NS.into(),
         name: "nightly".into(),
         schedule: "0 3 * * *".into(),
@@ -462,9 +460,13 @@ async fn cron_jobs_are_created_listed_and_deleted() {
         retries: 1,
         history_limit: 3,
         image: None,
-    })
-    .await
-    .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn cron_jobs_are_created_listed_and_deleted() {
+    let (_, rt, _, _) = setup(Script::default());
+    rt.create_cronjob(&nightly()).await.unwrap();
     let list = rt.list_cronjobs(NS).await.unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].schedule, "0 3 * * *");
@@ -475,6 +477,53 @@ async fn cron_jobs_are_created_listed_and_deleted() {
     assert!(rt.cronjob_history(NS, "nightly").await.unwrap().is_empty());
     rt.delete_cronjob(NS, "nightly").await.unwrap();
     assert!(rt.list_cronjobs(NS).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_cron_job_is_triggered_as_a_job_from_its_template() {
+    let (server, rt, _, _) = setup(Script::default());
+    rt.create_cronjob(&nightly()).await.unwrap();
+    let job = rt.trigger_cronjob(NS, "nightly").await.unwrap();
+    assert!(job.starts_with("nightly-manual-"), "{job}");
+    let stored = server
+        .get("/apis/batch/v1/namespaces/ml/jobs", &job)
+        .unwrap();
+    assert_eq!(stored["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    assert_eq!(stored["metadata"]["ownerReferences"][0]["name"], "nightly");
+    assert_eq!(
+        stored["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"],
+        "manual"
+    );
+    assert_eq!(
+        stored["spec"]["template"]["spec"]["containers"][0]["args"][0],
+        "workflow"
+    );
+    // It is one of the cron job's runs.
+    let history = rt.cronjob_history(NS, "nightly").await.unwrap();
+    assert!(history.iter().any(|r| r.name == job), "{history:?}");
+
+    // While a run is active, another trigger is refused and creates nothing.
+    let collection = "/apis/batch/v1/namespaces/ml/cronjobs";
+    let mut cronjob = server.get(collection, "nightly").unwrap();
+    cronjob["status"] =
+        serde_json::json!({"active": [{"kind": "Job", "name": job, "namespace": NS}]});
+    server.put(collection, cronjob);
+    let jobs_before = server.names("/apis/batch/v1/namespaces/ml/jobs").len();
+    let err = rt.trigger_cronjob(NS, "nightly").await.unwrap_err();
+    assert!(matches!(err, RuntimeError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains(&job), "{err}");
+    assert_eq!(
+        server.names("/apis/batch/v1/namespaces/ml/jobs").len(),
+        jobs_before
+    );
+    // An unknown cron job: not found.
+    assert!(matches!(
+        rt.trigger_cronjob(NS, "weekly").await,
+        Err(RuntimeError::NotFound {
+            kind: "cron job",
+            ..
+        })
+    ));
 }
 
 #[tokio::test]

@@ -35,7 +35,10 @@ pub fn run(global: &GlobalArgs, command: &CronjobCommand) -> Outcome {
 }
 
 /// Checks the namespace and cron job name, then hands them to `f`.
-fn with_names(args: &CronjobNameArgs, f: impl FnOnce(String, String) -> Outcome) -> Outcome {
+pub(super) fn with_names(
+    args: &CronjobNameArgs,
+    f: impl FnOnce(String, String) -> Outcome,
+) -> Outcome {
     match (
         checked_name("namespace", &args.namespace.namespace),
         checked_name("cron job", &args.name),

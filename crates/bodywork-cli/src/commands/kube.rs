@@ -494,12 +494,15 @@ fn cronjob(global: &GlobalArgs, cmd: CronjobCommand) -> Outcome {
                 rt.logs(&ns, &args.name, false, &terminal_log()).await
             })
         }
-        CronjobCommand::Trigger(_) => {
-            output::report_message(
-                "`cronjob trigger` is not available on Kubernetes yet; use \
-                 `kubectl create job --from=cronjob/NAME NAME-manual -n NS`",
-            );
-            Outcome::Usage
-        }
+        CronjobCommand::Trigger(args) => super::cronjob::with_names(&args, |ns, name| {
+            with_cluster(global, None, async move |rt| {
+                let job = rt.trigger_cronjob(&ns, &name).await?;
+                println!(
+                    "cronjob={name} triggered in namespace={ns}: run {job} started \
+                     (see `bodywork --runtime kubernetes cronjob logs --namespace {ns} --name {job}`)"
+                );
+                Ok(())
+            })
+        }),
     }
 }
