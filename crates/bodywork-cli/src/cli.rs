@@ -361,9 +361,14 @@ pub struct DebugArgs {
 
 #[derive(Debug, Args)]
 pub struct DaemonArgs {
-    /// Stop the running daemon.
+    /// Stop the running daemon, and the service replicas it supervises.
     #[arg(long, conflicts_with = "status")]
     pub stop: bool,
+    /// Restart the daemon (e.g. after an upgrade) while its services keep
+    /// serving: the new daemon adopts their replicas. Refused while workflow
+    /// runs are going.
+    #[arg(long, conflicts_with_all = ["status", "stop"])]
+    pub restart: bool,
     /// Show whether the daemon is running.
     #[arg(long)]
     pub status: bool,

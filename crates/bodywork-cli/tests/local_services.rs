@@ -541,6 +541,40 @@ fn services_survive_a_daemon_kill_without_restarting_python() {
     );
     let (code, body) = http(&home.gateway(), "GET", &proxy_path(ns, "svc-b", ""), None).unwrap();
     assert_eq!(code, 200, "{body}");
+    // `daemon --restart` (what an upgrade does): a new daemon, the same
+    // replicas, serving throughout but for the moment the ports change hands.
+    let before = home.daemon_pid().expect("daemon pid");
+    home.ok(&["daemon", "--restart"])
+        .expect_output("daemon restarted; its services kept running");
+    let after = home.daemon_pid().expect("daemon pid");
+    assert_ne!(before, after, "a new daemon");
+    assert!(!common::is_alive(before as u32));
+    assert_eq!(replica_pids(&home, ns, "svc-b"), pids, "adopted again");
+    assert!(pids.iter().all(|p| common::is_alive(*p)));
+    let (code, body) = http(&home.gateway(), "GET", &proxy_path(ns, "svc-b", ""), None).unwrap();
+    assert_eq!(code, 200, "{body}");
+    // While a workflow run is going, a restart is refused.
+    let slow = TestProject::new(&[("slow.py", "import time\ntime.sleep(30)\n")]);
+    std::fs::write(
+        slow.path().join("bodywork.yaml"),
+        common::yaml(
+            "slow",
+            "wait",
+            "",
+            &[common::batch_stage("wait", "slow.py", 60, 0, "")],
+        ),
+    )
+    .unwrap();
+    let run = home.spawn(&["workflow", "--namespace", "slow", slow.arg()]);
+    wait_for("the slow run to start", Duration::from_secs(30), || {
+        !home.runs_json("slow").is_empty()
+    });
+    home.run(&["daemon", "--restart"])
+        .expect_code(1)
+        .expect_output("workflow runs are going");
+    // Ctrl-C cancels the run.
+    common::kill(run.pid() as i32, "INT");
+    run.finish(Duration::from_secs(30));
     // An orderly stop stops the replicas; the next start brings them back.
     home.ok(&["daemon", "--stop"]);
     wait_for(

@@ -89,7 +89,11 @@ pub async fn connect(home: &Home) -> Result<Connection, ClientError> {
             }
             _ => {
                 tracing::info!(target: "daemon", "restarting the daemon (it speaks another protocol version)");
-                stop(home).await?;
+                // Keep the services serving if it knows how to hand over;
+                // an older daemon does not, and stops them.
+                if handover(home).await.is_err() {
+                    stop(home).await?;
+                }
             }
         }
     }
@@ -97,22 +101,74 @@ pub async fn connect(home: &Home) -> Result<Connection, ClientError> {
     Ok(try_connect(home).await?)
 }
 
-/// Ask the daemon to stop and wait until its socket is gone.
+/// Ask the daemon to stop (its services too) and wait until it has.
+/// `false` when none was running.
 pub async fn stop(home: &Home) -> Result<bool, ClientError> {
     let Ok(conn) = try_connect(home).await else {
         return Ok(false);
     };
     conn.call(&Request::Shutdown).await?;
+    wait_gone(home).await?;
+    Ok(true)
+}
+
+/// Restart the daemon without stopping services: the running daemon hands
+/// over (its replicas keep serving) and a new one, from this binary, adopts
+/// them. Refused while workflow runs are going. `false` when none was
+/// running (one is started).
+pub async fn restart(home: &Home) -> Result<bool, ClientError> {
+    let was_running = match try_connect(home).await {
+        Ok(_) => {
+            handover(home).await?;
+            true
+        }
+        Err(_) => false,
+    };
+    start(home).await?;
+    Ok(was_running)
+}
+
+/// Ask the running daemon to hand over and wait until it has stopped.
+async fn handover(home: &Home) -> Result<(), ClientError> {
+    let conn = try_connect(home).await?;
+    match conn.call(&Request::Handover).await? {
+        Response::Ok => wait_gone(home).await,
+        Response::Error { message } => Err(ClientError::Daemon(message)),
+        other => Err(ClientError::Daemon(format!(
+            "unexpected answer to a handover: {other:?}"
+        ))),
+    }
+}
+
+/// Wait until a stopping daemon has gone: its socket removed and its lock
+/// released (so a new daemon can take it at once).
+async fn wait_gone(home: &Home) -> Result<(), ClientError> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while try_connect(home).await.is_ok() {
+    loop {
+        let socket_gone = try_connect(home).await.is_err();
+        if socket_gone && lock_is_free(home) {
+            return Ok(());
+        }
         if Instant::now() > deadline {
             return Err(ClientError::Daemon(
                 "the daemon did not stop within 30 seconds".into(),
             ));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(true)
+}
+
+/// Whether no daemon holds the home's lock (taken and released at once).
+fn lock_is_free(home: &Home) -> bool {
+    let Ok(file) = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(home.lock_file())
+    else {
+        return false;
+    };
+    file.try_lock().is_ok()
 }
 
 /// Start `bodywork daemon` detached from this terminal, logging to the home.

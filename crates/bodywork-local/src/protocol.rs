@@ -23,6 +23,9 @@ pub enum Request {
     },
     Status,
     Shutdown,
+    /// Stop, leaving service replicas running for the next daemon to adopt
+    /// (`daemon --restart`, upgrades). Refused while workflow runs are going.
+    Handover,
     SetupNamespace {
         namespace: String,
     },

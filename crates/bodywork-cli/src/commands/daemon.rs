@@ -1,5 +1,6 @@
-//! `bodywork daemon [--stop | --status]`: run the local control plane in
-//! the foreground, stop it, or say whether it runs.
+//! `bodywork daemon [--stop | --restart | --status]`: run the local control
+//! plane in the foreground, stop it, restart it without stopping services,
+//! or say whether it runs.
 
 use bodywork_local::protocol::{Request, Response};
 
@@ -13,19 +14,28 @@ pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> Outcome {
         Ok(h) => h,
         Err(o) => return o,
     };
-    if args.stop {
+    if args.stop || args.restart {
         return local::block_on(async move {
-            match bodywork_local::client::stop(&home).await {
-                Ok(true) => {
-                    println!("daemon stopped");
-                    Outcome::Success
-                }
-                Ok(false) => {
+            let (done, result) = if args.stop {
+                ("daemon stopped", bodywork_local::client::stop(&home).await)
+            } else {
+                (
+                    "daemon restarted; its services kept running",
+                    bodywork_local::client::restart(&home).await,
+                )
+            };
+            match result {
+                Ok(true) => println!("{done}"),
+                Ok(false) if args.stop => {
                     println!("no daemon is running for {}", home.root().display());
-                    Outcome::Success
                 }
-                Err(e) => local::fail(&e),
+                Ok(false) => println!(
+                    "no daemon was running for {}; started one",
+                    home.root().display()
+                ),
+                Err(e) => return local::fail(&e),
             }
+            Outcome::Success
         });
     }
     if args.status {

@@ -53,6 +53,25 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
             daemon.shutdown.cancel();
             Response::Ok
         }
+        Request::Handover => {
+            let going: Vec<i64> = daemon
+                .runs
+                .lock()
+                .map(|r| r.keys().copied().collect())
+                .unwrap_or_default();
+            if !going.is_empty() {
+                let ids: Vec<String> = going.iter().map(i64::to_string).collect();
+                return error(format!(
+                    "workflow runs are going ({}); restart the daemon when they have finished",
+                    ids.join(", ")
+                ));
+            }
+            daemon
+                .handover
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            daemon.shutdown.cancel();
+            Response::Ok
+        }
         Request::SetupNamespace { namespace } => match rt.setup_namespace(&namespace).await {
             Ok(lines) => Response::Lines { lines },
             Err(e) => error(e),

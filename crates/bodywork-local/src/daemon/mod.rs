@@ -69,6 +69,9 @@ pub(crate) struct Daemon {
     pub gateway_stop: CancellationToken,
     /// The cron scheduler's shared half (see `crate::cron`).
     pub cron: crate::cron::CronHandle,
+    /// Set when the daemon stops for a handover: its service replicas keep
+    /// running and the next daemon adopts them.
+    pub handover: std::sync::atomic::AtomicBool,
 }
 
 impl Daemon {
@@ -108,6 +111,7 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
         gateway: Mutex::new(Err("not started".into())),
         gateway_stop: CancellationToken::new(),
         cron,
+        handover: std::sync::atomic::AtomicBool::new(false),
     });
 
     daemon.runtime.restore_services().await;
@@ -141,7 +145,12 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
     daemon.cron.stop();
     let _ = scheduler.await;
     stop(&daemon).await;
-    daemon.runtime.services().shutdown().await;
+    if daemon.handover.load(std::sync::atomic::Ordering::SeqCst) {
+        let replicas = daemon.runtime.services().replica_count();
+        tracing::info!(target: "daemon", "handing over: {replicas} service replica(s) keep running for the next daemon to adopt");
+    } else {
+        daemon.runtime.services().shutdown().await;
+    }
     daemon.gateway_stop.cancel();
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(home.pid_file());

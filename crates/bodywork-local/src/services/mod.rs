@@ -971,6 +971,15 @@ impl ServiceManager {
         Ok(adopted)
     }
 
+    /// How many replicas (current and draining) the daemon supervises.
+    pub fn replica_count(&self) -> usize {
+        self.table
+            .all()
+            .iter()
+            .map(|s| s.all_replicas().len())
+            .sum()
+    }
+
     /// The daemon is stopping: stop every replica (their records stay, so
     /// the next daemon starts them again).
     pub async fn shutdown(&self) {
