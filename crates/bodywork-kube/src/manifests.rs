@@ -475,7 +475,7 @@ pub fn service_manifests(run: &Target<'_>, stage: &StagePlan, image: &str) -> Ve
     let mut container = container(run, stage, image, &[]);
     container.ports = Some(vec![ContainerPort {
         container_port: port,
-        name: Some("http".into()),
+        name: Some(PORT_NAME.into()),
         protocol: Some("TCP".into()),
         ..ContainerPort::default()
     }]);
@@ -537,9 +537,11 @@ pub fn service_manifests(run: &Target<'_>, stage: &StagePlan, image: &str) -> Ve
             type_: Some("ClusterIP".into()),
             selector: Some(selector),
             ports: Some(vec![ServicePort {
-                name: Some("http".into()),
+                name: Some(PORT_NAME.into()),
                 port,
-                target_port: Some(IntOrString::Int(port)),
+                // By name: during a rolling update that changes PORT, old
+                // pods get traffic on their port and new pods on theirs.
+                target_port: Some(IntOrString::String(PORT_NAME.into())),
                 protocol: Some("TCP".into()),
                 ..ServicePort::default()
             }]),
@@ -552,12 +554,16 @@ pub fn service_manifests(run: &Target<'_>, stage: &StagePlan, image: &str) -> Ve
         out.push(Manifest::Ingress(ingress_manifest(
             run,
             service_name,
-            port,
             labels,
         )));
     }
     out
 }
+
+/// The name of a service stage's port, on its pods and its Service: the
+/// Service and Ingress refer to it by name, so they need not change when
+/// `PORT` does.
+pub const PORT_NAME: &str = "http";
 
 /// `/NS/NAME`: where the ingress serves a service.
 pub fn ingress_path(run: &Target<'_>, service_name: &str) -> String {
@@ -567,7 +573,6 @@ pub fn ingress_path(run: &Target<'_>, service_name: &str) -> String {
 fn ingress_manifest(
     run: &Target<'_>,
     service_name: &str,
-    port: i32,
     labels: BTreeMap<String, String>,
 ) -> Ingress {
     let prefix = ingress_path(run, service_name);
@@ -598,8 +603,8 @@ fn ingress_manifest(
                             service: Some(IngressServiceBackend {
                                 name: service_name.to_string(),
                                 port: Some(ServiceBackendPort {
-                                    number: Some(port),
-                                    name: None,
+                                    number: None,
+                                    name: Some(PORT_NAME.into()),
                                 }),
                             }),
                             resource: None,

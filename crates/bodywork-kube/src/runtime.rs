@@ -344,20 +344,38 @@ impl KubeRuntime {
             .map(|p| p.name_any())
             .collect();
         let objects = manifests::service_manifests(&target, stage, &image);
-        let Some(manifest) = objects.iter().find_map(|m| match m {
-            Manifest::Deployment(d) => Some(d.clone()),
-            _ => None,
-        }) else {
+        let (Some(manifest), Some(service)) = (
+            objects.iter().find_map(|m| match m {
+                Manifest::Deployment(d) => Some(d.clone()),
+                _ => None,
+            }),
+            objects.iter().find_map(|m| match m {
+                Manifest::Service(s) => Some(s.clone()),
+                _ => None,
+            }),
+        ) else {
             return Err(RuntimeError::failed(format!(
-                "stage {} has no Deployment to apply",
+                "stage {} has no Deployment and Service to apply",
                 stage.stage
             )));
         };
+        // What a rollback puts back.
+        let before = Before {
+            service: self
+                .ns::<Service>(ns)
+                .get_opt(name)
+                .await
+                .map_err(|e| self.err(&e, Action::new("get", "Service", name, ns)))?,
+            had_ingress: self
+                .ns::<Ingress>(ns)
+                .get_opt(name)
+                .await
+                .map_err(|e| self.err(&e, Action::new("get", "Ingress", name, ns)))?
+                .is_some(),
+        };
+        // A new Ingress may come now (it reaches the old pods until the new
+        // ones are ready); one the new version drops goes once it serves.
         self.apply_manifests(&objects).await?;
-        if !*ingress {
-            let del = Action::new("delete", "Ingress", name, ns);
-            self.delete_opt(&self.ns::<Ingress>(ns), name, del).await?;
-        }
         let applied = deployments.get(name).await.map_err(|e| self.err(&e, get))?;
         let generation = applied.metadata.generation.unwrap_or(1);
         log.log(
@@ -391,10 +409,21 @@ impl KubeRuntime {
         };
         logs.finish(Duration::ZERO).await;
         let Err(reason) = outcome else {
+            if !*ingress {
+                let del = Action::new("delete", "Ingress", name, ns);
+                self.delete_opt(&self.ns::<Ingress>(ns), name, del).await?;
+            }
             return Ok(());
         };
         let rollback = self
-            .roll_back(&deployments, &manifest, previous, ns, name, log)
+            .roll_back(
+                &deployments,
+                (&manifest, &service),
+                previous,
+                before,
+                name,
+                log,
+            )
             .await;
         if cancel.is_cancelled() {
             return Err(RuntimeError::Cancelled);
@@ -406,36 +435,56 @@ impl KubeRuntime {
         })
     }
 
-    /// Put the previous pod template back (or remove a first deployment
-    /// that never became ready); says what it did.
+    /// Put the previous version back: its pod template, and the labels and
+    /// annotations bodywork sets (repository, branch, commit) on the
+    /// Deployment and its Service, the Service's port, and the Ingress as it
+    /// was (or remove a first deployment that never became ready); says what
+    /// it did.
     async fn roll_back(
         &self,
         deployments: &Api<Deployment>,
-        manifest: &Deployment,
+        (manifest, service): (&Deployment, &Service),
         previous: Option<Deployment>,
-        ns: &str,
+        before: Before,
         name: &str,
         log: &Log,
     ) -> Result<String> {
-        match previous.and_then(|p| p.spec.map(|s| (s.template, s.replicas))) {
-            Some((template, replicas)) => {
-                // What we applied, with the previous pod template put back.
+        let ns = manifest.metadata.namespace.as_deref().unwrap_or_default();
+        match previous {
+            Some(previous) => {
+                // What we applied, with the previous version put back.
                 let mut restore = manifest.clone();
-                if let Some(commit) = template
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.labels.as_ref())
-                    .and_then(|l| l.get(COMMIT_LABEL))
-                    && let Some(labels) = restore.metadata.labels.as_mut()
-                {
-                    labels.insert(COMMIT_LABEL.to_string(), commit.clone());
-                }
-                if let Some(spec) = restore.spec.as_mut() {
-                    spec.template = template;
-                    spec.replicas = replicas;
+                restore_managed(&mut restore.metadata, &previous.metadata);
+                if let (Some(spec), Some(old)) = (restore.spec.as_mut(), previous.spec) {
+                    spec.template = old.template;
+                    spec.replicas = old.replicas;
                 }
                 let action = Action::new("roll back", "Deployment", name, ns);
                 self.apply(deployments, &restore, action).await?;
+                if let Some(old) = &before.service {
+                    let mut restore = service.clone();
+                    restore_managed(&mut restore.metadata, &old.metadata);
+                    let old_port = old
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.ports.as_ref())
+                        .and_then(|p| p.first())
+                        .map(|p| p.port);
+                    if let (Some(port), Some(ports)) = (
+                        old_port,
+                        restore.spec.as_mut().and_then(|s| s.ports.as_mut()),
+                    ) && let Some(first) = ports.first_mut()
+                    {
+                        first.port = port;
+                    }
+                    let action = Action::new("roll back", "Service", name, ns);
+                    self.apply(&self.ns::<Service>(ns), &restore, action)
+                        .await?;
+                }
+                if !before.had_ingress {
+                    let del = Action::new("delete", "Ingress", name, ns);
+                    self.delete_opt(&self.ns::<Ingress>(ns), name, del).await?;
+                }
                 log.log(
                     Level::Warning,
                     LOGGER,
@@ -693,6 +742,39 @@ pub struct CronRun {
     pub finished: Option<String>,
     /// `succeeded`, `failed` or `running`.
     pub outcome: String,
+}
+
+/// What a service's rollback restores besides the Deployment.
+struct Before {
+    /// The Service as it was, if there was one.
+    service: Option<Service>,
+    /// Whether an Ingress existed (one the failed version added is removed).
+    had_ingress: bool,
+}
+
+/// Give the labels and annotations bodywork sets on `meta` the values they
+/// had on `previous`: those it did not have are dropped (applied without
+/// them, they are removed), `bodywork.ml/` ones only it had come back. Other
+/// keys are left alone: server-side apply must not take them over.
+fn restore_managed(
+    meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    previous: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) {
+    let empty = BTreeMap::new();
+    for (ours, theirs) in [
+        (meta.labels.as_mut(), previous.labels.as_ref()),
+        (meta.annotations.as_mut(), previous.annotations.as_ref()),
+    ] {
+        let theirs = theirs.unwrap_or(&empty);
+        if let Some(ours) = ours {
+            ours.retain(|key, _| theirs.contains_key(key));
+            for (key, old) in theirs {
+                if ours.contains_key(key) || key.starts_with("bodywork.ml/") {
+                    ours.insert(key.clone(), old.clone());
+                }
+            }
+        }
+    }
 }
 
 /// `Ok` when a delete found something, else the "not found" error naming

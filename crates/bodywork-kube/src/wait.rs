@@ -59,12 +59,15 @@ pub fn is_deployment_rolled_out(d: &Deployment, generation: i64) -> bool {
         && s.unavailable_replicas.unwrap_or(0) == 0
 }
 
-/// Kubernetes gave up on the rollout (`ProgressDeadlineExceeded`).
-pub fn is_deployment_stalled(d: &Deployment) -> bool {
-    d.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| {
+/// Kubernetes gave up on the rollout of `generation`
+/// (`ProgressDeadlineExceeded`). A condition the controller set before it saw
+/// `generation` is about an earlier rollout (say, the one just rolled back).
+pub fn is_deployment_stalled(d: &Deployment, generation: i64) -> bool {
+    let Some(s) = &d.status else {
+        return false;
+    };
+    s.observed_generation.unwrap_or(0) >= generation
+        && s.conditions.as_ref().is_some_and(|cs| {
             cs.iter().any(|c| {
                 c.type_ == "Progressing"
                     && c.status == "False"
@@ -77,7 +80,9 @@ pub fn is_deployment_stalled(d: &Deployment) -> bool {
 /// Deployment is gone); the caller looks at which.
 pub fn is_rollout_settled(generation: i64) -> impl Condition<Deployment> {
     move |obj: Option<&Deployment>| {
-        obj.is_none_or(|d| is_deployment_rolled_out(d, generation) || is_deployment_stalled(d))
+        obj.is_none_or(|d| {
+            is_deployment_rolled_out(d, generation) || is_deployment_stalled(d, generation)
+        })
     }
 }
 
@@ -153,8 +158,12 @@ mod tests {
                             "reason": "ProgressDeadlineExceeded",
                             "message": "ReplicaSet \"d-5d\" has timed out progressing."}],
         }));
-        assert!(is_deployment_stalled(&stalled));
+        assert!(is_deployment_stalled(&stalled, 2));
         assert!(is_rollout_settled(2).matches_object(Some(&stalled)));
+        // The same condition seen before the controller observed generation
+        // 3 (just applied) is about the previous rollout, not this one.
+        assert!(!is_deployment_stalled(&stalled, 3));
+        assert!(!is_rollout_settled(3).matches_object(Some(&stalled)));
         assert!(!is_rollout_settled(2).matches_object(Some(&surging)));
     }
 

@@ -405,6 +405,83 @@ async fn a_stalled_rollout_is_rolled_back_to_the_previous_template() {
     );
 }
 
+/// A service stage on `port`, exposed at the ingress path or not.
+fn service_on(port: u16, ingress: bool) -> StagePlan {
+    let mut stage = service("serve", 5);
+    if let StagePlanKind::Service {
+        port: p,
+        ingress: i,
+        ..
+    } = &mut stage.kind
+    {
+        *p = port;
+        *i = ingress;
+    }
+    stage
+}
+
+#[tokio::test]
+async fn a_rollback_puts_back_the_service_port_ingress_and_annotations() {
+    let mut script = Script::default();
+    script.stalling_commits.insert("bad".into());
+    let (server, rt, _, log) = setup(script);
+    let services = "/api/v1/namespaces/ml/services";
+    let ingresses = "/apis/networking.k8s.io/v1/namespaces/ml/ingresses";
+    let go = CancellationToken::new();
+    rt.deploy_service(&ctx("good"), &service_on(5000, true), &log, &go)
+        .await
+        .unwrap();
+    let svc = server.get(services, "proj--serve").unwrap();
+    // The Service and Ingress name the pods' port: a new PORT needs no change there.
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
+    let ing = server.get(ingresses, "proj--serve").unwrap();
+    assert_eq!(
+        ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["name"],
+        "http"
+    );
+
+    // A new version on another port, from another branch, without ingress, never ready.
+    let mut bad = ctx("bad");
+    bad.branch = Some("feature".into());
+    rt.deploy_service(&bad, &service_on(6000, false), &log, &go)
+        .await
+        .unwrap_err();
+    let d = server.get(DEPLOYMENTS, "proj--serve").unwrap();
+    assert_eq!(d["metadata"]["labels"]["bodywork.ml/commit"], "good");
+    assert_eq!(d["metadata"]["annotations"]["bodywork.ml/branch"], "master");
+    assert!(
+        d["metadata"]["annotations"]["bodywork.ml/ingress"].is_string(),
+        "{d}"
+    );
+    let svc = server.get(services, "proj--serve").unwrap();
+    assert_eq!(svc["spec"]["ports"][0]["port"], 5000);
+    assert_eq!(svc["metadata"]["labels"]["bodywork.ml/commit"], "good");
+    assert!(
+        server.get(ingresses, "proj--serve").is_some(),
+        "the Ingress stays"
+    );
+
+    // The other way round: a failed version that adds an Ingress leaves none.
+    // Right after the rollback: the stalled condition of the rolled-back
+    // version must not fail this rollout.
+    rt.deploy_service(&ctx("good"), &service_on(5000, false), &log, &go)
+        .await
+        .unwrap();
+    assert!(
+        server.get(ingresses, "proj--serve").is_none(),
+        "dropped once it served"
+    );
+    rt.deploy_service(&ctx("bad"), &service_on(5000, true), &log, &go)
+        .await
+        .unwrap_err();
+    assert!(server.get(ingresses, "proj--serve").is_none());
+    let d = server.get(DEPLOYMENTS, "proj--serve").unwrap();
+    assert!(
+        d["metadata"]["annotations"]["bodywork.ml/ingress"].is_null(),
+        "{d}"
+    );
+}
+
 #[tokio::test]
 async fn a_first_deploy_that_never_gets_ready_is_removed_after_its_deadline() {
     let mut script = Script::default();
