@@ -298,6 +298,62 @@ fn delete_namespace_stops_its_services_and_leaves_other_namespaces_alone() {
         .expect_output("creating namespace=doomed");
 }
 
+/// The cluster address (IPv4) of a deployed service, from the state.
+fn cluster_address(home: &TestHome, ns: &str, service: &str) -> String {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import json,sqlite3,sys\n\
+             c=sqlite3.connect(sys.argv[1])\n\
+             s=c.execute('select spec from deployments where namespace=? and name=?',(sys.argv[2],sys.argv[3])).fetchone()[0]\n\
+             print(json.loads(s)['cluster_address'])",
+        )
+        .arg(home.root().join("state.db"))
+        .arg(ns)
+        .arg(service)
+        .output()
+        .expect("python3 reads the state");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_port_change_moves_the_cluster_address_only_once_the_new_version_serves() {
+    let home = TestHome::new();
+    let ns = "ports";
+    let project = TestProject::new(&[("app/server.py", SERVER)]);
+    let web = |version: &str, port: u16, startup: u64| {
+        format!(
+            "version: \"1.1\"\npipeline:\n  name: ports\n  namespace: {ns}\n  DAG: web\nstages:\n  web:\n    executable_module_path: app/server.py\n    args: [\"{version}\", \"web\"]\n    service: {{max_startup_time_seconds: {startup}, replicas: 1, port: {port}, ingress: false}}\n"
+        )
+    };
+    write_project(&project, &web("v1", 5000, 30));
+    home.ok(&["workflow", project.arg()]);
+    let cluster = cluster_address(&home, ns, "web");
+    assert!(cluster.starts_with("127."), "{cluster}");
+    let version_at = |port: u16| {
+        http(&format!("{cluster}:{port}"), "GET", "/", None)
+            .ok()
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .and_then(|v| v["version"].as_str().map(String::from))
+    };
+    assert_eq!(version_at(5000).as_deref(), Some("v1"));
+
+    // A new version on another port that never gets ready: rolled back, and
+    // the cluster address still serves the old version on the old port.
+    write_project(&project, &web("never", 6000, 3));
+    home.run(&["workflow", project.arg()]).expect_code(1);
+    assert_eq!(version_at(5000).as_deref(), Some("v1"));
+    assert_eq!(version_at(6000), None);
+    assert_eq!(services_json(&home, ns)[0]["port"], 5000);
+
+    // One that gets ready: the cluster address moves to its port.
+    write_project(&project, &web("v2", 6000, 30));
+    home.ok(&["workflow", project.arg()]);
+    assert_eq!(version_at(6000).as_deref(), Some("v2"));
+    assert_eq!(version_at(5000), None);
+    assert_eq!(services_json(&home, ns)[0]["port"], 6000);
+}
+
 #[test]
 fn two_services_on_port_5000_and_a_batch_stage_reaching_both_by_name() {
     let home = TestHome::new();

@@ -415,12 +415,13 @@ impl ServiceManager {
         {
             return Ok(());
         }
-        if let Some((_, cancel)) = guard.take() {
-            cancel.cancel();
-        }
+        // Bind the new port before giving up the old one.
         let std_listener = std::net::TcpListener::bind(addr).map_err(|e| {
             RuntimeError::failed(format!("cannot listen on the cluster address {addr}: {e}"))
         })?;
+        if let Some((_, cancel)) = guard.take() {
+            cancel.cancel();
+        }
         std_listener
             .set_nonblocking(true)
             .map_err(RuntimeError::failed)?;
@@ -503,11 +504,14 @@ impl ServiceManager {
             self.release(&[svc.cluster_address]);
             self.write_hosts();
         }
-        if let Err(e) = self.ensure_listener(&svc, *port) {
-            if existing.is_none() {
-                self.table.remove(namespace, service_name);
-                self.write_hosts();
-            }
+        // A new service listens from the start; an existing one keeps its
+        // port until the new version serves (a failed version that changed
+        // PORT leaves the old port serving).
+        if existing.is_none()
+            && let Err(e) = self.ensure_listener(&svc, *port)
+        {
+            self.table.remove(namespace, service_name);
+            self.write_hosts();
             return Err(e);
         }
 
@@ -526,6 +530,9 @@ impl ServiceManager {
             )
             .await;
         self.release(&pod_addresses);
+        if result.is_ok() && existing.is_some() {
+            self.ensure_listener(&svc, *port)?;
+        }
         result
     }
 
