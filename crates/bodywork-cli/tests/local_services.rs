@@ -298,6 +298,21 @@ fn delete_namespace_stops_its_services_and_leaves_other_namespaces_alone() {
         .expect_output("creating namespace=doomed");
 }
 
+/// A `bodywork.yaml` project with one service `web` (one replica) on `port`.
+fn web_project(ns: &str, version: &str, port: u16, startup: u64) -> String {
+    format!(
+        "version: \"1.1\"\npipeline:\n  name: web\n  namespace: {ns}\n  DAG: web\nstages:\n  web:\n    executable_module_path: app/server.py\n    args: [\"{version}\", \"web\"]\n    service: {{max_startup_time_seconds: {startup}, replicas: 1, port: {port}, ingress: false}}\n"
+    )
+}
+
+/// The version a service answers at `addr` (`None` when nothing answers).
+fn version_at(addr: &str) -> Option<String> {
+    http(addr, "GET", "/", None)
+        .ok()
+        .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+        .and_then(|v| v["version"].as_str().map(String::from))
+}
+
 /// The cluster address (IPv4) of a deployed service, from the state.
 fn cluster_address(home: &TestHome, ns: &str, service: &str) -> String {
     let out = std::process::Command::new("python3")
@@ -321,21 +336,12 @@ fn a_port_change_moves_the_cluster_address_only_once_the_new_version_serves() {
     let home = TestHome::new();
     let ns = "ports";
     let project = TestProject::new(&[("app/server.py", SERVER)]);
-    let web = |version: &str, port: u16, startup: u64| {
-        format!(
-            "version: \"1.1\"\npipeline:\n  name: ports\n  namespace: {ns}\n  DAG: web\nstages:\n  web:\n    executable_module_path: app/server.py\n    args: [\"{version}\", \"web\"]\n    service: {{max_startup_time_seconds: {startup}, replicas: 1, port: {port}, ingress: false}}\n"
-        )
-    };
+    let web = |version: &str, port: u16, startup: u64| web_project(ns, version, port, startup);
     write_project(&project, &web("v1", 5000, 30));
     home.ok(&["workflow", project.arg()]);
     let cluster = cluster_address(&home, ns, "web");
     assert!(cluster.starts_with("127."), "{cluster}");
-    let version_at = |port: u16| {
-        http(&format!("{cluster}:{port}"), "GET", "/", None)
-            .ok()
-            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
-            .and_then(|v| v["version"].as_str().map(String::from))
-    };
+    let version_at = |port: u16| version_at(&format!("{cluster}:{port}"));
     assert_eq!(version_at(5000).as_deref(), Some("v1"));
 
     // A new version on another port that never gets ready: rolled back, and
@@ -352,6 +358,38 @@ fn a_port_change_moves_the_cluster_address_only_once_the_new_version_serves() {
     assert_eq!(version_at(6000).as_deref(), Some("v2"));
     assert_eq!(version_at(5000), None);
     assert_eq!(services_json(&home, ns)[0]["port"], 6000);
+}
+
+#[test]
+fn without_its_gateway_a_daemon_still_serves_says_why_and_a_restart_brings_it() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let home = TestHome::new().with_env("BODYWORK_GATEWAY_ADDR", &addr);
+    let ns = "nogw";
+    let project = TestProject::new(&[("app/server.py", SERVER)]);
+    write_project(&project, &web_project(ns, "v1", 5000, 30));
+    let run = home.ok(&["workflow", project.arg()]);
+    assert!(
+        run.all().contains("is ready at cluster address 127.")
+            && run.all().contains("but the gateway is not running"),
+        "{run}"
+    );
+    home.ok(&["daemon", "--status"])
+        .expect_output(&format!("not running: cannot listen on {addr}"));
+    let cluster = cluster_address(&home, ns, "web");
+    assert_eq!(
+        version_at(&format!("{cluster}:5000")).as_deref(),
+        Some("v1")
+    );
+
+    // Once the address is free, a restart brings the gateway up; the
+    // replica is adopted, not restarted.
+    let pids = replica_pids(&home, ns, "web");
+    drop(busy);
+    home.ok(&["daemon", "--restart"]);
+    let (code, body) = http(&addr, "GET", &proxy_path(ns, "web", ""), None).unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(replica_pids(&home, ns, "web"), pids);
 }
 
 #[test]

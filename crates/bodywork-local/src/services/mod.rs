@@ -685,15 +685,28 @@ impl ServiceManager {
         self.store
             .with(|s| s.upsert_deployment(&row))
             .map_err(RuntimeError::failed)?;
-        log.log(
-            Level::Info,
-            "services",
-            &format!(
-                "service={service_name} is available at {} (cluster address {}:{port})",
-                self.url(namespace, service_name),
-                svc.cluster_address
-            ),
-        );
+        let cluster = format!("{}:{port}", svc.cluster_address);
+        if self.gateway_running() {
+            log.log(
+                Level::Info,
+                "services",
+                &format!(
+                    "service={service_name} is available at {} (cluster address {cluster})",
+                    self.url(namespace, service_name),
+                ),
+            );
+        } else {
+            log.log(
+                Level::Warning,
+                "services",
+                &format!(
+                    "service={service_name} is ready at cluster address {cluster}, but the gateway \
+                     is not running, so it cannot be reached through it (see `bodywork daemon \
+                     --status` for why; BODYWORK_GATEWAY_ADDR picks another address, then \
+                     `bodywork daemon --restart`)"
+                ),
+            );
+        }
         if !old.is_empty() {
             self.drain(svc.clone(), old, generation - 1, previous_checkout);
         }
@@ -779,6 +792,10 @@ impl ServiceManager {
             remove_checkout_if_unused(&self.store, &self.table, &checkouts, &dir);
         }
         Ok(())
+    }
+
+    fn gateway_running(&self) -> bool {
+        self.gateway_url.lock().is_ok_and(|g| !g.is_empty())
     }
 
     fn url(&self, namespace: &str, name: &str) -> String {
