@@ -493,20 +493,10 @@ impl KubeRuntime {
                 Ok("rolled back to the previous version, which keeps serving".to_string())
             }
             None => {
-                let del = Action::new("delete", "Deployment", name, ns);
-                self.delete_opt(deployments, name, del).await?;
-                self.delete_opt(
-                    &self.ns::<Service>(ns),
-                    name,
-                    Action::new("delete", "Service", name, ns),
-                )
-                .await?;
-                self.delete_opt(
-                    &self.ns::<Ingress>(ns),
-                    name,
-                    Action::new("delete", "Ingress", name, ns),
-                )
-                .await?;
+                match self.delete_service(ns, name).await {
+                    Ok(()) | Err(RuntimeError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
                 log.log(
                     Level::Warning,
                     LOGGER,
