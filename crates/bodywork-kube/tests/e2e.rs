@@ -231,7 +231,21 @@ async fn seed_tutorial_serve_redeploy_rollback_delete() {
     rt.delete_service(&ns, SEED_SERVICE).await.unwrap();
     assert!(rt.list_services(&ns).await.unwrap().is_empty());
 
-    delete_namespace(&client, &ns).await;
+    // bodywork delete-namespace: the namespace and its cluster role binding.
+    let lines = rt.delete_namespace(&ns).await.unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == &format!("deleted namespace={ns}")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("deleted cluster-role-binding=")),
+        "{lines:?}"
+    );
+    assert!(!rt.namespace_exists(&ns).await.unwrap());
 }
 
 #[tokio::test]
@@ -314,5 +328,23 @@ async fn cron_job_runs_the_workflow_in_the_cluster() {
     }
     assert!(seen, "no run of the cron job within 5 minutes");
     rt.delete_cronjob(&ns, "every-minute").await.unwrap();
+
+    // bodywork cronjob trigger: a run now of a cron job not due for months.
+    rt.create_cronjob(&CronJobRequest {
+        namespace: ns.clone(),
+        name: "on-demand".into(),
+        schedule: "0 3 1 1 *".into(),
+        timezone: None,
+        repo: std::env::var("BODYWORK_E2E_SERVE_REPO").unwrap_or_else(|_| SEED_REPO.into()),
+        branch: Some("master".into()),
+        retries: 0,
+        history_limit: 2,
+        image: image(),
+    })
+    .await
+    .unwrap();
+    let job = rt.trigger_cronjob(&ns, "on-demand").await.unwrap();
+    let history = rt.cronjob_history(&ns, "on-demand").await.unwrap();
+    assert!(history.iter().any(|r| r.name == job), "{history:?}");
     delete_namespace(&client, &ns).await;
 }
