@@ -6,8 +6,9 @@
 - daemon resident memory (VmRSS) with 10 services deployed, target <= 40 MB
 - `bodywork daemon --restart` with those 10 services: wall time, whether
   every replica was adopted (same pids), and how many requests to the
-  scoring service through the gateway failed while it ran (no target; a
-  client polling every 5 ms sees the ports change hands)
+  scoring service through the gateway failed while it ran (a client
+  sending one request every 5 ms; the listening sockets are handed over,
+  so the expectation is 0)
 
 Usage: cargo build --release -p bodywork-cli && python3 bench/services.py [--runs N]
 Runs in a private BODYWORK_HOME with the gateway on a free loopback port,

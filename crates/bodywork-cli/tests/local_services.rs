@@ -637,12 +637,32 @@ fn services_survive_a_daemon_kill_without_restarting_python() {
     assert_eq!(code, 200, "{body}");
     // `daemon --restart` (what an upgrade does): a new daemon, the same
     // replicas, serving throughout but for the moment the ports change hands.
+    // Under load: the listening sockets change hands, none is ever closed,
+    // so not one request fails.
     let before = home.daemon_pid().expect("daemon pid");
+    let gateway = home.gateway();
+    let load = Load::start(
+        gateway.clone(),
+        proxy_path(ns, "svc-b", ""),
+        4,
+        Duration::from_secs(60),
+    );
+    thread::sleep(Duration::from_millis(300));
     home.ok(&["daemon", "--restart"])
         .expect_output("daemon restarted; its services kept running");
+    thread::sleep(Duration::from_millis(300));
+    let (ok, failed, _, failures) = load.finish();
+    assert_eq!(
+        failed, 0,
+        "requests failed during the restart: {failures:?}"
+    );
+    assert!(ok > 20, "only {ok} requests");
     let after = home.daemon_pid().expect("daemon pid");
     assert_ne!(before, after, "a new daemon");
-    assert!(!common::is_alive(before as u32));
+    wait_for("the old daemon to exit", Duration::from_secs(15), || {
+        !common::is_alive(before as u32)
+    });
+    assert_eq!(home.gateway(), gateway, "the same gateway address");
     assert_eq!(replica_pids(&home, ns, "svc-b"), pids, "adopted again");
     assert!(pids.iter().all(|p| common::is_alive(*p)));
     let (code, body) = http(&home.gateway(), "GET", &proxy_path(ns, "svc-b", ""), None).unwrap();

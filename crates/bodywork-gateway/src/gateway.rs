@@ -66,9 +66,9 @@ const MAX_WORKERS: usize = 4;
 /// How often a worker closes expired idle upstream connections.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
-/// Serve the gateway on `listener` until `shutdown` fires (or this future is
-/// dropped); open client connections then finish their current request and
-/// close.
+/// Serve the gateway on `listener` until `shutdown` fires; the future then
+/// ends once open client connections have finished their current request
+/// and closed.
 ///
 /// Connections are served on a few worker threads of the gateway's own (one
 /// per core, at most 4), each a single-threaded runtime with its own upstream
@@ -87,13 +87,16 @@ pub async fn serve_gateway(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
         .clamp(1, MAX_WORKERS);
     let mut workers = Vec::with_capacity(count);
+    let mut threads = Vec::with_capacity(count);
     for i in 0..count {
         let (tx, rx) = mpsc::unbounded_channel();
         let gateway = Gateway::new(directory.clone(), traffic.clone(), opts.clone());
         let shutdown = shutdown.clone();
-        std::thread::Builder::new()
-            .name(format!("bodywork-gateway-{i}"))
-            .spawn(move || worker(rx, gateway, shutdown))?;
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("bodywork-gateway-{i}"))
+                .spawn(move || worker(rx, gateway, shutdown))?,
+        );
         workers.push(tx);
     }
     let mut next = 0;
@@ -124,6 +127,14 @@ pub async fn serve_gateway(
             ));
         }
     }
+    // Shut down: the workers finish the requests in flight, then end.
+    drop(workers);
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
     Ok(())
 }
 

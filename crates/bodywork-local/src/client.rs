@@ -91,9 +91,10 @@ pub async fn connect(home: &Home) -> Result<Connection, ClientError> {
                 tracing::info!(target: "daemon", "restarting the daemon (it speaks another protocol version)");
                 // Keep the services serving if it knows how to hand over;
                 // an older daemon does not, and stops them.
-                if handover(home).await.is_err() {
-                    stop(home).await?;
+                if handover(home).await.is_ok() {
+                    return Ok(try_connect(home).await?);
                 }
+                stop(home).await?;
             }
         }
     }
@@ -112,30 +113,66 @@ pub async fn stop(home: &Home) -> Result<bool, ClientError> {
     Ok(true)
 }
 
-/// Restart the daemon without stopping services: the running daemon hands
-/// over (its replicas keep serving) and a new one, from this binary, adopts
-/// them. Refused while workflow runs are going. `false` when none was
-/// running (one is started).
+/// Restart the daemon without stopping services: the running daemon starts
+/// a new one from this binary and hands it its replicas and listening
+/// sockets, so services keep serving throughout. Refused while workflow
+/// runs are going. `false` when none was running (one is started).
 pub async fn restart(home: &Home) -> Result<bool, ClientError> {
-    let was_running = match try_connect(home).await {
-        Ok(_) => {
-            handover(home).await?;
-            true
-        }
-        Err(_) => false,
-    };
-    start(home).await?;
-    Ok(was_running)
+    if try_connect(home).await.is_err() {
+        start(home).await?;
+        return Ok(false);
+    }
+    handover(home).await?;
+    Ok(true)
 }
 
-/// Ask the running daemon to hand over and wait until it has stopped.
+/// Ask the running daemon to hand over to one started from this binary,
+/// and wait until the new one answers.
 async fn handover(home: &Home) -> Result<(), ClientError> {
+    let old = daemon_pid(home).await?;
+    let exe = std::env::current_exe().map_err(|e| ClientError::Start(e.to_string()))?;
     let conn = try_connect(home).await?;
-    match conn.call(&Request::Handover).await? {
-        Response::Ok => wait_gone(home).await,
-        Response::Error { message } => Err(ClientError::Daemon(message)),
+    let request = Request::Handover {
+        exe: exe.display().to_string(),
+    };
+    match conn.call(&request).await? {
+        Response::Ok => {}
+        Response::Error { message } => return Err(ClientError::Daemon(message)),
+        other => {
+            return Err(ClientError::Daemon(format!(
+                "unexpected answer to a handover: {other:?}"
+            )));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(pid) = daemon_pid(home).await
+            && pid != old
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(ClientError::StartTimeout(
+                30,
+                home.daemon_log().display().to_string(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The pid of the daemon answering on the home's socket.
+async fn daemon_pid(home: &Home) -> Result<u32, ClientError> {
+    let conn = try_connect(home).await?;
+    match conn
+        .call(&Request::Hello {
+            protocol: PROTOCOL_VERSION,
+        })
+        .await?
+    {
+        Response::Hello { pid, .. } => Ok(pid),
         other => Err(ClientError::Daemon(format!(
-            "unexpected answer to a handover: {other:?}"
+            "unexpected answer to hello: {other:?}"
         ))),
     }
 }
@@ -173,9 +210,21 @@ fn lock_is_free(home: &Home) -> bool {
 
 /// Start `bodywork daemon` detached from this terminal, logging to the home.
 async fn start(home: &Home) -> Result<(), ClientError> {
+    let exe = std::env::current_exe().map_err(|e| ClientError::Start(e.to_string()))?;
+    let child = spawn_daemon(home, &exe, &[], None)?;
+    wait_started(home, child).await
+}
+
+/// Start `EXE daemon` for `home`, detached from this terminal, logging to
+/// the home; `inherit` hands it listening sockets (see `crate::listeners`).
+pub(crate) fn spawn_daemon(
+    home: &Home,
+    exe: &std::path::Path,
+    inherit_fds: &[std::os::fd::RawFd],
+    inherit_env: Option<&str>,
+) -> Result<tokio::process::Child, ClientError> {
     home.create()
         .map_err(|e| ClientError::Start(format!("{}: {e}", home.root().display())))?;
-    let exe = std::env::current_exe().map_err(|e| ClientError::Start(e.to_string()))?;
     let log_path = home.daemon_log();
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -189,20 +238,34 @@ async fn start(home: &Home) -> Result<(), ClientError> {
     cmd.arg("daemon")
         .env("BODYWORK_HOME", home.root())
         .env("NO_COLOR", "1")
+        .env_remove(crate::listeners::INHERITED_ENV)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
         .kill_on_drop(false);
-    // A session of its own: no terminal hang-up or Ctrl-C reaches the daemon.
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    if let Some(env) = inherit_env {
+        cmd.env(crate::listeners::INHERITED_ENV, env);
+    }
+    let fds = inherit_fds.to_vec();
+    // A session of its own: no terminal hang-up or Ctrl-C reaches the
+    // daemon; the listeners handed to it survive exec.
+    // SAFETY: setsid and fcntl are async-signal-safe and touch no memory of
+    // the parent (`fds` was allocated before the fork).
     unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid()
-                .map(|_| ())
-                .map_err(std::io::Error::from)
+        cmd.pre_exec(move || {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            crate::listeners::keep_across_exec(&fds)
         });
     }
-    let mut child = cmd.spawn().map_err(|e| ClientError::Start(e.to_string()))?;
+    cmd.spawn().map_err(|e| ClientError::Start(e.to_string()))
+}
+
+/// Wait until the daemon `child` answers on the home's socket.
+pub(crate) async fn wait_started(
+    home: &Home,
+    mut child: tokio::process::Child,
+) -> Result<(), ClientError> {
+    let log_path = home.daemon_log();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if try_connect(home).await.is_ok() {

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod direct;
 mod files;
 pub mod home;
+pub mod listeners;
 mod notebook;
 pub mod process;
 pub mod protocol;

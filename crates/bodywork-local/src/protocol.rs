@@ -23,9 +23,12 @@ pub enum Request {
     },
     Status,
     Shutdown,
-    /// Stop, leaving service replicas running for the next daemon to adopt
-    /// (`daemon --restart`, upgrades). Refused while workflow runs are going.
-    Handover,
+    /// Hand over to a new daemon started from `exe`, which adopts the
+    /// service replicas and the listening sockets (`daemon --restart`,
+    /// upgrades). Refused while workflow runs are going.
+    Handover {
+        exe: String,
+    },
     SetupNamespace {
         namespace: String,
     },

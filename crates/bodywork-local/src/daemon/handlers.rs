@@ -53,7 +53,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
             daemon.shutdown.cancel();
             Response::Ok
         }
-        Request::Handover => {
+        Request::Handover { exe } => {
             let going: Vec<i64> = daemon
                 .runs
                 .lock()
@@ -66,9 +66,16 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
                     ids.join(", ")
                 ));
             }
-            daemon
-                .handover
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            let exe = std::path::PathBuf::from(exe);
+            if !exe.is_file() {
+                return error(format!(
+                    "cannot hand over to {}: no such program",
+                    exe.display()
+                ));
+            }
+            if let Ok(mut h) = daemon.handover.lock() {
+                *h = Some(exe);
+            }
             daemon.shutdown.cancel();
             Response::Ok
         }

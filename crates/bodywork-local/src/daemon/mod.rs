@@ -69,9 +69,11 @@ pub(crate) struct Daemon {
     pub gateway_stop: CancellationToken,
     /// The cron scheduler's shared half (see `crate::cron`).
     pub cron: crate::cron::CronHandle,
-    /// Set when the daemon stops for a handover: its service replicas keep
-    /// running and the next daemon adopts them.
-    pub handover: std::sync::atomic::AtomicBool,
+    /// Set when the daemon stops for a handover: the program of the next
+    /// daemon, which adopts the service replicas and listening sockets.
+    pub handover: Mutex<Option<std::path::PathBuf>>,
+    /// The gateway's accept loop; it ends once its requests in flight have.
+    pub gateway_task: Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
 }
 
 impl Daemon {
@@ -111,11 +113,14 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
         gateway: Mutex::new(Err("not started".into())),
         gateway_stop: CancellationToken::new(),
         cron,
-        handover: std::sync::atomic::AtomicBool::new(false),
+        handover: Mutex::new(None),
+        gateway_task: Mutex::new(None),
     });
 
     daemon.runtime.restore_services().await;
     start_gateway(&daemon).await;
+    // Sockets a previous daemon handed over that nothing claimed.
+    daemon.runtime.services().listeners().drop_unclaimed();
 
     let socket = home.socket();
     let _ = std::fs::remove_file(&socket);
@@ -145,17 +150,60 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
     daemon.cron.stop();
     let _ = scheduler.await;
     stop(&daemon).await;
-    if daemon.handover.load(std::sync::atomic::Ordering::SeqCst) {
-        let replicas = daemon.runtime.services().replica_count();
-        tracing::info!(target: "daemon", "handing over: {replicas} service replica(s) keep running for the next daemon to adopt");
-    } else {
-        daemon.runtime.services().shutdown().await;
+    let next = daemon.handover.lock().ok().and_then(|h| h.clone());
+    if let Some(exe) = next {
+        drop(listener);
+        hand_over(&daemon, &home, lock, &exe).await;
+        return Ok(());
     }
+    daemon.runtime.services().shutdown().await;
     daemon.gateway_stop.cancel();
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(home.pid_file());
     drop(lock);
     Ok(())
+}
+
+/// How long a daemon that handed over waits for its gateway's requests in
+/// flight to finish before it exits.
+const HANDOVER_DRAIN: Duration = Duration::from_secs(10);
+
+/// Start the next daemon from `exe` and hand it this one's place: the home's
+/// socket, pid file and lock, the service replicas (adopted, never stopped)
+/// and the listening sockets (both daemons accept on them until the new one
+/// is up, so no connection is refused). Then stop accepting, let requests in
+/// flight finish, and return. If the next daemon does not come up, the
+/// replicas keep running and the next command starts a daemon that adopts
+/// them.
+async fn hand_over(daemon: &Daemon, home: &Home, lock: File, exe: &std::path::Path) {
+    let services = daemon.runtime.services();
+    services.detach();
+    let _ = std::fs::remove_file(home.socket());
+    let _ = std::fs::remove_file(home.pid_file());
+    drop(lock);
+    let (fds, env) = services.listeners().handed_on();
+    tracing::info!(target: "daemon", "handing over to a new daemon ({}): {} replica(s), {} listening socket(s)",
+        exe.display(), services.replica_count(), fds.len());
+    let started = match crate::client::spawn_daemon(home, exe, &fds, Some(&env)) {
+        Ok(child) => crate::client::wait_started(home, child).await,
+        Err(e) => Err(e),
+    };
+    match started {
+        Ok(()) => {
+            tracing::info!(target: "daemon", "the new daemon is up; this one stops accepting")
+        }
+        Err(e) => {
+            tracing::error!(target: "daemon", "the new daemon did not come up ({e}); the replicas keep running for the next one")
+        }
+    }
+    daemon.gateway_stop.cancel();
+    services.stop_accepting();
+    let task = daemon.gateway_task.lock().ok().and_then(|mut t| t.take());
+    if let Some(task) = task
+        && tokio::time::timeout(HANDOVER_DRAIN, task).await.is_err()
+    {
+        tracing::warn!(target: "daemon", "gateway requests still in flight after {}s; leaving them", HANDOVER_DRAIN.as_secs());
+    }
 }
 
 /// The address the gateway listens on: `BODYWORK_GATEWAY_ADDR`, else
@@ -172,19 +220,22 @@ async fn start_gateway(daemon: &Arc<Daemon>) {
         Err(e) => Err(format!(
             "BODYWORK_GATEWAY_ADDR={wanted:?} is not an address: {e}"
         )),
-        Ok(addr) => match tokio::net::TcpListener::bind(addr).await {
+        Ok(addr) => match daemon.runtime.services().listeners().listen(addr) {
             Err(e) => Err(format!("cannot listen on {addr}: {e}")),
             Ok(listener) => {
                 let bound = listener.local_addr().unwrap_or(addr);
                 let services = daemon.runtime.services();
                 let directory: Arc<dyn bodywork_gateway::Directory> = services.table();
-                tokio::spawn(bodywork_gateway::serve_gateway(
+                let task = tokio::spawn(bodywork_gateway::serve_gateway(
                     listener,
                     directory,
                     services.traffic(),
                     bodywork_gateway::GatewayOptions::default(),
                     daemon.gateway_stop.clone(),
                 ));
+                if let Ok(mut slot) = daemon.gateway_task.lock() {
+                    *slot = Some(task);
+                }
                 services.set_gateway_url(format!("http://{bound}"));
                 Ok(bound)
             }

@@ -12,6 +12,7 @@ mod addresses;
 pub mod replica;
 pub mod shim;
 
+use crate::listeners::Listeners;
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -259,6 +260,9 @@ pub struct ServiceManager {
     /// Addresses handed to rollouts in progress, not yet in the table:
     /// parallel rollouts (the services of one step) never share one.
     pending: Mutex<HashSet<Ipv4Addr>>,
+    /// The gateway's and cluster addresses' listening sockets, handed on to
+    /// the next daemon on a restart.
+    listeners: Listeners,
 }
 
 /// The service settings of a stage plan, checked once.
@@ -313,6 +317,23 @@ impl ServiceManager {
             gateway_url: Mutex::new(String::new()),
             events: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashSet::new()),
+            listeners: Listeners::inherit(),
+        }
+    }
+
+    /// The listening sockets (the daemon's gateway listens through them too).
+    pub fn listeners(&self) -> &Listeners {
+        &self.listeners
+    }
+
+    /// The daemon is handing over to the next one: stop supervising every
+    /// replica without touching its process (the next daemon adopts it);
+    /// ready replicas keep receiving traffic until this daemon exits.
+    pub fn detach(&self) {
+        for svc in self.table.all() {
+            for r in svc.all_replicas() {
+                r.detach();
+            }
         }
     }
 
@@ -415,18 +436,14 @@ impl ServiceManager {
         {
             return Ok(());
         }
-        // Bind the new port before giving up the old one.
-        let std_listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        // Listen on the new port before giving up the old one.
+        let listener = self.listeners.listen(addr).map_err(|e| {
             RuntimeError::failed(format!("cannot listen on the cluster address {addr}: {e}"))
         })?;
-        if let Some((_, cancel)) = guard.take() {
+        if let Some((old, cancel)) = guard.take() {
             cancel.cancel();
+            self.listeners.close(old);
         }
-        std_listener
-            .set_nonblocking(true)
-            .map_err(RuntimeError::failed)?;
-        let listener =
-            tokio::net::TcpListener::from_std(std_listener).map_err(RuntimeError::failed)?;
         let cancel = CancellationToken::new();
         let dir: Arc<dyn Directory> = self.table.clone();
         tokio::spawn(bodywork_gateway::serve_cluster_address(
@@ -752,9 +769,10 @@ impl ServiceManager {
 
     fn forget(&self, svc: &Arc<Service>) {
         if let Ok(mut l) = svc.listener.lock()
-            && let Some((_, cancel)) = l.take()
+            && let Some((addr, cancel)) = l.take()
         {
             cancel.cancel();
+            self.listeners.close(addr);
         }
         self.table.remove(&svc.namespace, &svc.name);
         self.write_hosts();
@@ -1002,6 +1020,18 @@ impl ServiceManager {
             .iter()
             .map(|s| s.all_replicas().len())
             .sum()
+    }
+
+    /// Stop accepting connections at every cluster address (a daemon that
+    /// handed over; the next one accepts on the same sockets).
+    pub fn stop_accepting(&self) {
+        for s in self.table.all() {
+            if let Ok(l) = s.listener.lock()
+                && let Some((_, cancel)) = l.as_ref()
+            {
+                cancel.cancel();
+            }
+        }
     }
 
     /// The daemon is stopping: stop every replica (their records stay, so

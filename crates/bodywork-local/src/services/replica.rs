@@ -65,6 +65,7 @@ pub struct Replica {
     restarts: Arc<Mutex<u32>>,
     pid: Arc<Mutex<Option<ProcessId>>>,
     stop: CancellationToken,
+    detach: CancellationToken,
     grace: Arc<Mutex<Duration>>,
     finished: watch::Receiver<bool>,
 }
@@ -86,6 +87,7 @@ impl Replica {
             restarts: Arc::new(Mutex::new(restarts)),
             pid: Arc::new(Mutex::new(None)),
             stop: CancellationToken::new(),
+            detach: CancellationToken::new(),
             grace: Arc::new(Mutex::new(Duration::from_secs(10))),
             finished,
         });
@@ -95,6 +97,7 @@ impl Replica {
             restarts: replica.restarts.clone(),
             pid: replica.pid.clone(),
             stop: replica.stop.clone(),
+            detach: replica.detach.clone(),
             grace: replica.grace.clone(),
             events,
         };
@@ -127,6 +130,12 @@ impl Replica {
         )
     }
 
+    /// Stop supervising it, leaving its process running and its state as
+    /// it is, for the next daemon to adopt. It stays ready for traffic.
+    pub fn detach(&self) {
+        self.detach.cancel();
+    }
+
     /// Stop it: SIGTERM to its process group, SIGKILL after `grace`; returns
     /// when the process is gone.
     pub async fn stop(&self, grace: Duration) {
@@ -145,6 +154,7 @@ struct Supervisor {
     restarts: Arc<Mutex<u32>>,
     pid: Arc<Mutex<Option<ProcessId>>>,
     stop: CancellationToken,
+    detach: CancellationToken,
     grace: Arc<Mutex<Duration>>,
     events: Arc<dyn ReplicaEvents>,
 }
@@ -223,6 +233,10 @@ impl Supervisor {
     async fn run(self, mut adopt: Option<ProcessId>) {
         let mut backoff = Duration::from_secs(1);
         loop {
+            // Handed over: the next daemon starts what is not running.
+            if self.detach.is_cancelled() {
+                return;
+            }
             let started = Instant::now();
             let (mut running, id) = match adopt.take().filter(|id| process::is_alive(*id)) {
                 Some(id) => (Running::Adopted(id), id),
@@ -255,6 +269,7 @@ impl Supervisor {
                         self.terminate(id, &mut running).await;
                         return self.finish();
                     }
+                    _ = self.detach.cancelled() => return,
                     how = running.exited() => break how,
                     up = probe(addr), if !ready => if up {
                         ready = true;
@@ -288,10 +303,11 @@ impl Supervisor {
         }
     }
 
-    /// Sleep, unless told to stop first (then true).
+    /// Sleep, unless told to stop (or detached) first (then true).
     async fn sleep_or_stop(&self, d: Duration) -> bool {
         tokio::select! {
             _ = self.stop.cancelled() => true,
+            _ = self.detach.cancelled() => true,
             _ = tokio::time::sleep(d) => false,
         }
     }
@@ -313,7 +329,12 @@ impl Supervisor {
         self.set_pid(None);
     }
 
+    /// Record the end of supervision; a detached replica's record is left
+    /// for the next daemon.
     fn finish(&self) {
+        if self.detach.is_cancelled() {
+            return;
+        }
         let _ = self.ready.send(false);
         self.events
             .changed(&self.spec, Phase::Stopped, None, self.restarts());

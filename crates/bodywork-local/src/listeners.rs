@@ -1,0 +1,187 @@
+//! Listening sockets that survive a daemon restart.
+//!
+//! On `bodywork daemon --restart` the running daemon starts the next one
+//! itself and hands it the gateway's and the cluster addresses' listening
+//! sockets (inherited file descriptors, named in [`INHERITED_ENV`] as
+//! `ADDR=FD,...`). Both daemons accept on the same sockets until the new one
+//! is up; then the old one stops accepting, lets its requests finish and
+//! exits. No connection is refused at any moment.
+//!
+//! Owns: binding listeners (or taking inherited ones), keeping a duplicate
+//! of each so it can be handed on, and the descriptor bookkeeping of the
+//! hand-over. Must not: decide when to hand over (the daemon does).
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::sync::Mutex;
+
+/// The environment variable naming inherited listeners: `ADDR=FD,...`.
+pub const INHERITED_ENV: &str = "BODYWORK_INHERITED_LISTENERS";
+
+/// Listeners this daemon was started with, not yet claimed, and those it
+/// listens on (duplicates, kept to hand on).
+#[derive(Default)]
+pub struct Listeners {
+    inherited: Mutex<HashMap<SocketAddr, TcpListener>>,
+    open: Mutex<HashMap<SocketAddr, TcpListener>>,
+}
+
+impl Listeners {
+    /// The listeners named in [`INHERITED_ENV`]. An entry that is not an
+    /// open TCP listener bound to its address is ignored (and its descriptor
+    /// left alone). The variable may reach this daemon's children; the
+    /// descriptors do not (they are made close-on-exec again).
+    pub fn inherit() -> Listeners {
+        let listeners = Listeners::default();
+        let Some(value) = std::env::var_os(INHERITED_ENV) else {
+            return listeners;
+        };
+        let mut inherited = HashMap::new();
+        for entry in value.to_string_lossy().split(',') {
+            let Some((addr, fd)) = entry.split_once('=') else {
+                continue;
+            };
+            let (Ok(addr), Ok(fd)) = (addr.parse::<SocketAddr>(), fd.parse::<RawFd>()) else {
+                continue;
+            };
+            if let Some(listener) = adopt_fd(fd, addr) {
+                inherited.insert(addr, listener);
+            } else {
+                tracing::warn!(target: "daemon", "ignoring inherited listener {entry}: not a listener on {addr}");
+            }
+        }
+        if let Ok(mut slot) = listeners.inherited.lock() {
+            *slot = inherited;
+        }
+        listeners
+    }
+
+    /// A listener on `addr`: the inherited one if there is one, else a new
+    /// one. Kept (as a duplicate) to hand on at the next restart.
+    pub fn listen(&self, addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+        let taken = self
+            .inherited
+            .lock()
+            .ok()
+            .and_then(|mut inherited| inherited.remove(&addr));
+        let listener = match taken {
+            Some(listener) => listener,
+            None => TcpListener::bind(addr)?,
+        };
+        listener.set_nonblocking(true)?;
+        let keep = listener.try_clone()?;
+        if let Ok(mut open) = self.open.lock() {
+            open.insert(addr, keep);
+        }
+        tokio::net::TcpListener::from_std(listener)
+    }
+
+    /// Forget the listener on `addr` (its service stopped listening there).
+    pub fn close(&self, addr: SocketAddr) {
+        if let Ok(mut open) = self.open.lock() {
+            open.remove(&addr);
+        }
+    }
+
+    /// Close inherited listeners nothing claimed (services that are gone).
+    pub fn drop_unclaimed(&self) {
+        if let Ok(mut inherited) = self.inherited.lock() {
+            for addr in inherited.keys() {
+                tracing::info!(target: "daemon", "closing the inherited listener on {addr}: nothing listens there any more");
+            }
+            inherited.clear();
+        }
+    }
+
+    /// What to hand on: `(addr, fd)` of every open listener, and the value
+    /// of [`INHERITED_ENV`] for the next daemon. The descriptors stay owned
+    /// here (the next daemon gets copies when it is spawned).
+    pub fn handed_on(&self) -> (Vec<RawFd>, String) {
+        let Ok(open) = self.open.lock() else {
+            return (Vec::new(), String::new());
+        };
+        let fds: Vec<RawFd> = open.values().map(AsRawFd::as_raw_fd).collect();
+        let env = open
+            .iter()
+            .map(|(addr, l)| format!("{addr}={}", l.as_raw_fd()))
+            .collect::<Vec<_>>()
+            .join(",");
+        (fds, env)
+    }
+}
+
+/// Take `fd` as a TCP listener if it is one, bound to `addr` (any port of
+/// its IP when `addr` asked for port 0), close-on-exec again.
+fn adopt_fd(fd: RawFd, addr: SocketAddr) -> Option<TcpListener> {
+    // Standard streams are never handed on.
+    if fd < 3 || nix::fcntl::fcntl(borrowed(fd), nix::fcntl::FcntlArg::F_GETFD).is_err() {
+        return None;
+    }
+    // SAFETY: `fd` is open (checked above) and was handed to this process
+    // for this purpose by the daemon that spawned it; nothing else in this
+    // process uses it. If it turns out not to be our listener it is given
+    // back untouched (`into_raw_fd`), never closed.
+    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    let ours = listener
+        .local_addr()
+        .is_ok_and(|b| b == addr || (addr.port() == 0 && b.ip() == addr.ip()));
+    let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
+    if ours && nix::fcntl::fcntl(borrowed(fd), cloexec).is_ok() {
+        Some(listener)
+    } else {
+        let _ = listener.into_raw_fd();
+        None
+    }
+}
+
+fn borrowed(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: only used for fcntl on a descriptor number that the caller
+    // checks; a closed descriptor makes fcntl fail with EBADF, nothing worse.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+/// In a freshly forked child (`pre_exec`): let `fds` survive `exec`.
+/// Only async-signal-safe calls.
+pub fn keep_across_exec(fds: &[RawFd]) -> std::io::Result<()> {
+    for fd in fds {
+        nix::fcntl::fcntl(
+            borrowed(*fd),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .map_err(std::io::Error::from)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_is_kept_to_hand_on_and_unrelated_fds_are_not_taken() {
+        let listeners = Listeners::default();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _guard = rt.enter();
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let l = listeners.listen(any).expect("listen");
+        let bound = l.local_addr().expect("bound");
+        // Kept under the address asked for.
+        let (fds, env) = listeners.handed_on();
+        assert_eq!(fds.len(), 1);
+        assert_eq!(env, format!("{any}={}", fds[0]));
+        // The kept duplicate is the same socket, found under either address.
+        let dup = adopt_fd(fds[0], bound).map(IntoRawFd::into_raw_fd);
+        assert_eq!(dup, Some(fds[0]));
+        let dup = adopt_fd(fds[0], any).map(IntoRawFd::into_raw_fd);
+        assert_eq!(dup, Some(fds[0]));
+        // A descriptor that is not a listener on that address is refused.
+        assert!(adopt_fd(fds[0], "127.0.0.1:1".parse().expect("addr")).is_none());
+        assert!(adopt_fd(1, bound).is_none());
+        listeners.close(any);
+        assert!(listeners.handed_on().0.is_empty());
+    }
+}
