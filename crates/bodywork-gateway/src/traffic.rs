@@ -143,6 +143,12 @@ impl Traffic {
         map.get(&replica).map_or(0, |n| n.load(Ordering::Acquire))
     }
 
+    /// Requests plus connections in flight on every replica now.
+    pub fn total_in_flight(&self) -> usize {
+        let map = self.replicas.read().unwrap_or_else(PoisonError::into_inner);
+        map.values().map(|n| n.load(Ordering::Acquire)).sum()
+    }
+
     /// Start counting one request or connection on `replica`.
     pub(crate) fn track(&self, replica: SocketAddr) -> InFlight {
         let counter = {
@@ -329,11 +335,13 @@ mod tests {
         let g2 = traffic.track(a);
         let g3 = traffic.track(b);
         assert_eq!((traffic.in_flight(a), traffic.in_flight(b)), (2, 1));
+        assert_eq!(traffic.total_in_flight(), 3);
         drop(g1);
         drop(g3);
         assert_eq!((traffic.in_flight(a), traffic.in_flight(b)), (1, 0));
         drop(g2);
         assert_eq!(traffic.in_flight(a), 0);
+        assert_eq!(traffic.total_in_flight(), 0);
     }
 
     #[test]

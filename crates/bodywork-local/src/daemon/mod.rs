@@ -198,11 +198,20 @@ async fn hand_over(daemon: &Daemon, home: &Home, lock: File, exe: &std::path::Pa
     }
     daemon.gateway_stop.cancel();
     services.stop_accepting();
+    // Requests through the gateway, then connections through the cluster
+    // addresses, that this daemon still carries.
+    let deadline = tokio::time::Instant::now() + HANDOVER_DRAIN;
     let task = daemon.gateway_task.lock().ok().and_then(|mut t| t.take());
-    if let Some(task) = task
-        && tokio::time::timeout(HANDOVER_DRAIN, task).await.is_err()
-    {
-        tracing::warn!(target: "daemon", "gateway requests still in flight after {}s; leaving them", HANDOVER_DRAIN.as_secs());
+    if let Some(task) = task {
+        let _ = tokio::time::timeout_at(deadline, task).await;
+    }
+    let traffic = services.traffic();
+    while traffic.total_in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = traffic.total_in_flight();
+    if left > 0 {
+        tracing::warn!(target: "daemon", "{left} request(s) or connection(s) still in flight after {}s; leaving them", HANDOVER_DRAIN.as_secs());
     }
 }
 
