@@ -348,11 +348,10 @@ fn retries_stop_at_the_limit_and_back_off_in_between() {
     let history = case.wait_for_history("broken", "three failed runs", |h| {
         runs(h).len() == 3 && runs(h).iter().all(|e| finished(e))
     });
-    let attempts: Vec<_> = runs(&history)
-        .iter()
-        .map(|e| (e["attempt"].as_u64(), count(e, "failed")))
-        .collect();
-    assert_eq!(attempts, [(Some(3), 1), (Some(2), 1), (Some(1), 1)]);
+    assert_eq!(
+        attempts(&history),
+        [(Some(3), 1), (Some(2), 1), (Some(1), 1)]
+    );
     // Newest first: retry 1 started at least 1 s after the first try ended,
     // retry 2 at least 2 s after retry 1 (the test seam's back-off base is
     // 1 s; times are shown to the second, so whole seconds are a lower bound).
@@ -363,6 +362,36 @@ fn retries_stop_at_the_limit_and_back_off_in_between() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(self::runs(&case.history("broken")).len(), 3);
     assert_eq!(case.display()[0]["status"], "failed");
+}
+
+#[test]
+fn a_pending_retry_survives_a_daemon_restart() {
+    let case = Case::new("import sys\nprint('always failing')\nsys.exit(1)\n");
+    case.create("broken", "0 0 1 1 *", &["--retries", "1"]);
+    case.ok(&["cronjob", "trigger", "--ns", "ns", "--name", "broken"]);
+    let deadline = Instant::now() + PATIENCE;
+    while !case.display()[0]["status"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("retrying at "))
+    {
+        assert!(Instant::now() < deadline, "never backing off");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Restarted during the back-off: the new daemon takes the retry up.
+    case.ok(&["daemon", "--restart"]);
+    let history = case.wait_for_history("broken", "the retry after the restart", |h| {
+        runs(h).len() == 2 && runs(h).iter().all(|e| finished(e))
+    });
+    assert_eq!(attempts(&history), [(Some(2), 1), (Some(1), 1)]);
+    assert_eq!(case.display()[0]["status"], "failed");
+}
+
+/// `(attempt, failed)` of each run in a history, newest first.
+fn attempts(history: &[Value]) -> Vec<(Option<u64>, u64)> {
+    runs(history)
+        .iter()
+        .map(|e| (e["attempt"].as_u64(), count(e, "failed")))
+        .collect()
 }
 
 /// Whole seconds from `earlier`'s completion to `later`'s start.

@@ -319,6 +319,8 @@ impl CronHandle {
 pub(crate) async fn run_scheduler(daemon: Arc<Daemon>, commands: CronCommands) {
     let CronCommands(mut commands) = commands;
     let (tick, _) = tick_and_back_off();
+    // Pending retries first: a due time that finds one waiting is skipped.
+    resume_retries(&daemon);
     let mut after_start = true;
     loop {
         look_for_due_jobs(&daemon, after_start);
@@ -430,6 +432,32 @@ fn trigger_now(daemon: &Arc<Daemon>, namespace: &str, name: &str) -> Result<i64,
     start(daemon, job, now, CronRunKind::Manual)
 }
 
+/// What every attempt of one due time shares: the cron job, what its runs
+/// submit, when the run was due and why it started.
+struct DueRun {
+    job: CronJobRow,
+    submission: WorkflowSubmission,
+    scheduled: DateTime<Utc>,
+    kind: CronRunKind,
+}
+
+impl DueRun {
+    fn new(job: CronJobRow, scheduled: DateTime<Utc>, kind: CronRunKind) -> DueRun {
+        let submission = WorkflowSubmission {
+            repo: job.spec.repo.clone(),
+            branch: job.spec.branch.clone(),
+            namespace: Some(job.spec.namespace.clone()),
+            ssh_key: None,
+        };
+        DueRun {
+            job,
+            submission,
+            scheduled,
+            kind,
+        }
+    }
+}
+
 /// Starts the first run for a due time and, in the background, drives it
 /// and its retries. Returns the first run's id.
 fn start(
@@ -440,13 +468,8 @@ fn start(
 ) -> Result<i64, String> {
     let key = job_key(&job.spec);
     daemon.cron.set_active(&key, None, None);
-    let submission = WorkflowSubmission {
-        repo: job.spec.repo.clone(),
-        branch: job.spec.branch.clone(),
-        namespace: Some(job.spec.namespace.clone()),
-        ssh_key: None,
-    };
-    let first = match begin_attempt(daemon, &job, &submission, scheduled, kind, 1) {
+    let due = DueRun::new(job, scheduled, kind);
+    let first = match begin_attempt(daemon, &due, 1) {
         Ok(run) => run,
         Err(e) => {
             daemon.cron.clear_active(&key);
@@ -456,23 +479,78 @@ fn start(
     let id = first.id;
     let daemon = daemon.clone();
     tokio::spawn(async move {
-        drive(&daemon, &job, submission, scheduled, kind, first).await;
+        drive(&daemon, &due, first, 1).await;
         daemon.cron.clear_active(&key);
     });
     Ok(id)
 }
 
+/// How long after it was due a retry the daemon was down for is still made
+/// up (older ones are dropped: the next scheduled run comes instead).
+const RESUME_LIMIT: Duration = Duration::from_secs(3600);
+
+/// After a restart: start waiting again for the retries a previous daemon
+/// was waiting to start (a cron job whose newest run failed with retries
+/// left). A retry overdue by more than [`RESUME_LIMIT`] is dropped.
+fn resume_retries(daemon: &Arc<Daemon>) {
+    let jobs = match daemon.runtime.with_store(|s| s.list_cron_jobs(None)) {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            tracing::error!(target: "cron", "cannot read the cron jobs: {e}");
+            return;
+        }
+    };
+    let (_, base) = tick_and_back_off();
+    let now = daemon.cron.clock.now();
+    for job in jobs {
+        let newest = daemon
+            .runtime
+            .with_store(|s| s.list_cron_runs(&job.spec.namespace, &job.spec.name, usize::MAX))
+            .ok()
+            .and_then(|entries| entries.into_iter().find(|e| !e.skipped));
+        let Some(entry) = newest else { continue };
+        let Some(run) = entry.run.as_ref() else {
+            continue;
+        };
+        let Some(finished) = run.finished else {
+            continue;
+        };
+        if run.status != RunStatus::Failed || entry.attempt > job.spec.retries {
+            continue;
+        }
+        let delay =
+            chrono::Duration::from_std(retry_delay(entry.attempt, base)).unwrap_or_default();
+        let due_at = finished + delay;
+        let overdue = (now - due_at).to_std().unwrap_or_default();
+        if overdue > RESUME_LIMIT {
+            continue;
+        }
+        let remaining = (due_at - now).to_std().unwrap_or_default();
+        tracing::info!(target: "cron", "cron job {} in {}: resuming retry {} of {} (run {} failed)",
+            job.spec.name, job.spec.namespace, entry.attempt, job.spec.retries, run.id);
+        let key = job_key(&job.spec);
+        let (failed, daemon) = (run.id, daemon.clone());
+        daemon.cron.set_active(&key, Some(failed), Some(due_at));
+        let due = DueRun::new(job, entry.scheduled, entry.kind);
+        let attempt = entry.attempt + 1;
+        tokio::spawn(async move {
+            if let Some(next) = retry_after(&daemon, &due, attempt, failed, remaining).await {
+                drive(&daemon, &due, next, attempt).await;
+            }
+            daemon.cron.clear_active(&key);
+        });
+    }
+}
+
 /// Records one attempt's workflow run, linked to its cron job.
 fn begin_attempt(
     daemon: &Daemon,
-    job: &CronJobRow,
-    submission: &WorkflowSubmission,
-    scheduled: DateTime<Utc>,
-    kind: CronRunKind,
+    due: &DueRun,
     attempt: u32,
 ) -> Result<crate::daemon::runs::PreparedRun, String> {
+    let job = &due.job;
     let trigger = format!("cron:{}", job.spec.name);
-    let prepared = prepare_run(daemon, submission, &trigger)
+    let prepared = prepare_run(daemon, &due.submission, &trigger)
         .map_err(|e| format!("cannot start a run of cron job {}: {e}", job.spec.name))?;
     let key = job_key(&job.spec);
     daemon.cron.set_active(&key, Some(prepared.id), None);
@@ -480,8 +558,8 @@ fn begin_attempt(
         s.insert_cron_run(
             &job.spec.namespace,
             &job.spec.name,
-            &scheduled,
-            kind,
+            &due.scheduled,
+            due.kind,
             attempt,
             prepared.id,
         )
@@ -491,26 +569,25 @@ fn begin_attempt(
         tracing::warn!(target: "cron", "run {} of cron job {}: {e}", prepared.id, job.spec.name);
         prepared.cancel.cancel();
     }
-    tracing::info!(target: "cron", "cron job {} in {}: started run {} ({kind}, attempt {attempt})",
-        job.spec.name, job.spec.namespace, prepared.id);
+    tracing::info!(target: "cron", "cron job {} in {}: started run {} ({}, attempt {attempt})",
+        job.spec.name, job.spec.namespace, prepared.id, due.kind);
     Ok(prepared)
 }
 
-/// Runs the attempts of one due time: the first, then, after each failure
-/// and its back-off, a retry, up to the cron job's `retries`.
+/// Runs the attempts of one due time from `first` (attempt number
+/// `attempt`): after each failure and its back-off, a retry, up to the cron
+/// job's `retries`.
 async fn drive(
     daemon: &Daemon,
-    job: &CronJobRow,
-    submission: WorkflowSubmission,
-    scheduled: DateTime<Utc>,
-    kind: CronRunKind,
+    due: &DueRun,
     first: crate::daemon::runs::PreparedRun,
+    mut attempt: u32,
 ) {
+    let job = &due.job;
     let mut prepared = first;
-    let mut attempt = 1;
     loop {
         let id = prepared.id;
-        let (status, _) = execute_run(daemon, prepared, submission.clone(), None).await;
+        let (status, _) = execute_run(daemon, prepared, due.submission.clone(), None).await;
         if !still_exists(daemon, job) {
             // Deleted while it ran: its history goes with it.
             let removed = daemon.runtime.with_store(|s| s.delete_run(id));
@@ -524,27 +601,40 @@ async fn drive(
         {
             return;
         }
+        let delay = retry_delay(attempt, tick_and_back_off().1);
         attempt += 1;
-        let retry = attempt - 1;
-        let delay = retry_delay(retry, tick_and_back_off().1);
-        tracing::info!(target: "cron", "cron job {}: run {id} failed; retry {retry} of {} in {} s",
-            job.spec.name, job.spec.retries, delay.as_secs_f64());
-        if !back_off(daemon, job, id, delay).await {
-            return;
+        match retry_after(daemon, due, attempt, id, delay).await {
+            Some(next) => prepared = next,
+            None => return,
         }
-        prepared = match begin_attempt(daemon, job, &submission, scheduled, kind, attempt) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(target: "cron", "{e}");
-                return;
-            }
-        };
     }
+}
+
+/// Wait out the back-off after run `failed`, then begin attempt `attempt`;
+/// `None` when the retry is dropped (scheduler stopping, job deleted) or
+/// cannot start.
+async fn retry_after(
+    daemon: &Daemon,
+    due: &DueRun,
+    attempt: u32,
+    failed: i64,
+    delay: Duration,
+) -> Option<crate::daemon::runs::PreparedRun> {
+    let job = &due.job;
+    tracing::info!(target: "cron", "cron job {}: run {failed} failed; retry {} of {} in {} s",
+        job.spec.name, attempt - 1, job.spec.retries, delay.as_secs_f64());
+    if !back_off(daemon, job, failed, delay).await {
+        return None;
+    }
+    begin_attempt(daemon, due, attempt)
+        .map_err(|e| tracing::error!(target: "cron", "{e}"))
+        .ok()
 }
 
 /// Waits `delay` before a retry of the cron job whose run `failed` failed.
 /// False when the scheduler stops or the cron job is deleted meanwhile (the
-/// retry is then dropped; a restarted daemon does not make it up).
+/// retry is then dropped; a restarted daemon resumes it, see
+/// [`resume_retries`]).
 async fn back_off(daemon: &Daemon, job: &CronJobRow, failed: i64, delay: Duration) -> bool {
     let key = job_key(&job.spec);
     let retry_at = daemon.cron.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
