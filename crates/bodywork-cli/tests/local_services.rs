@@ -361,7 +361,7 @@ fn a_port_change_moves_the_cluster_address_only_once_the_new_version_serves() {
 }
 
 #[test]
-fn without_its_gateway_a_daemon_still_serves_says_why_and_a_restart_brings_it() {
+fn without_its_gateway_a_daemon_still_serves_says_why_and_a_restart_moves_it() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = busy.local_addr().unwrap().to_string();
     let home = TestHome::new().with_env("BODYWORK_GATEWAY_ADDR", &addr);
@@ -382,14 +382,25 @@ fn without_its_gateway_a_daemon_still_serves_says_why_and_a_restart_brings_it() 
         Some("v1")
     );
 
-    // Once the address is free, a restart brings the gateway up; the
+    // A restart with another address (the new daemon gets the environment
+    // of the command that restarts it) brings the gateway up there; the
     // replica is adopted, not restarted.
     let pids = replica_pids(&home, ns, "web");
-    drop(busy);
-    home.ok(&["daemon", "--restart"]);
-    let (code, body) = http(&addr, "GET", &proxy_path(ns, "web", ""), None).unwrap();
+    let free = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let restarted = home
+        .cmd(&["daemon", "--restart"])
+        .env("BODYWORK_GATEWAY_ADDR", &free)
+        .output()
+        .unwrap();
+    assert!(restarted.status.success(), "{restarted:?}");
+    let (code, body) = http(&free, "GET", &proxy_path(ns, "web", ""), None).unwrap();
     assert_eq!(code, 200, "{body}");
+    assert_eq!(home.gateway(), free);
     assert_eq!(replica_pids(&home, ns, "web"), pids);
+    drop(busy);
 }
 
 #[test]

@@ -134,6 +134,14 @@ async fn handover(home: &Home) -> Result<(), ClientError> {
     let conn = try_connect(home).await?;
     let request = Request::Handover {
         exe: exe.display().to_string(),
+        env: std::env::vars_os()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
+            .collect(),
     };
     match conn.call(&request).await? {
         Response::Ok => {}
@@ -211,15 +219,17 @@ fn lock_is_free(home: &Home) -> bool {
 /// Start `bodywork daemon` detached from this terminal, logging to the home.
 async fn start(home: &Home) -> Result<(), ClientError> {
     let exe = std::env::current_exe().map_err(|e| ClientError::Start(e.to_string()))?;
-    let child = spawn_daemon(home, &exe, &[], None)?;
+    let child = spawn_daemon(home, &exe, None, &[], None)?;
     wait_started(home, child).await
 }
 
 /// Start `EXE daemon` for `home`, detached from this terminal, logging to
-/// the home; `inherit` hands it listening sockets (see `crate::listeners`).
+/// the home, with `env` (else this process's environment); `inherit_*`
+/// hand it listening sockets (see `crate::listeners`).
 pub(crate) fn spawn_daemon(
     home: &Home,
     exe: &std::path::Path,
+    env: Option<&[(String, String)]>,
     inherit_fds: &[std::os::fd::RawFd],
     inherit_env: Option<&str>,
 ) -> Result<tokio::process::Child, ClientError> {
@@ -235,6 +245,9 @@ pub(crate) fn spawn_daemon(
         .try_clone()
         .map_err(|e| ClientError::Start(e.to_string()))?;
     let mut cmd = tokio::process::Command::new(exe);
+    if let Some(env) = env {
+        cmd.env_clear().envs(env.iter().map(|(k, v)| (k, v)));
+    }
     cmd.arg("daemon")
         .env("BODYWORK_HOME", home.root())
         .env("NO_COLOR", "1")

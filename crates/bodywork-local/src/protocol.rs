@@ -28,6 +28,9 @@ pub enum Request {
     /// upgrades). Refused while workflow runs are going.
     Handover {
         exe: String,
+        /// The client's environment, which the new daemon gets (as a daemon
+        /// the client starts does): `BODYWORK_GATEWAY_ADDR`, `PATH`, ...
+        env: Vec<(String, String)>,
     },
     SetupNamespace {
         namespace: String,

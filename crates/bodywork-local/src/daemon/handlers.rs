@@ -53,7 +53,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
             daemon.shutdown.cancel();
             Response::Ok
         }
-        Request::Handover { exe } => {
+        Request::Handover { exe, env } => {
             let going: Vec<i64> = daemon
                 .runs
                 .lock()
@@ -74,7 +74,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
                 ));
             }
             if let Ok(mut h) = daemon.handover.lock() {
-                *h = Some(exe);
+                *h = Some(super::Successor { exe, env });
             }
             daemon.shutdown.cancel();
             Response::Ok

@@ -69,11 +69,18 @@ pub(crate) struct Daemon {
     pub gateway_stop: CancellationToken,
     /// The cron scheduler's shared half (see `crate::cron`).
     pub cron: crate::cron::CronHandle,
-    /// Set when the daemon stops for a handover: the program of the next
-    /// daemon, which adopts the service replicas and listening sockets.
-    pub handover: Mutex<Option<std::path::PathBuf>>,
+    /// Set when the daemon stops for a handover: the next daemon, which
+    /// adopts the service replicas and listening sockets.
+    pub handover: Mutex<Option<Successor>>,
     /// The gateway's accept loop; it ends once its requests in flight have.
     pub gateway_task: Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
+}
+
+/// The daemon to hand over to: its program and environment.
+#[derive(Debug, Clone)]
+pub(crate) struct Successor {
+    pub exe: std::path::PathBuf,
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -151,9 +158,9 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
     let _ = scheduler.await;
     stop(&daemon).await;
     let next = daemon.handover.lock().ok().and_then(|h| h.clone());
-    if let Some(exe) = next {
+    if let Some(next) = next {
         drop(listener);
-        hand_over(&daemon, &home, lock, &exe).await;
+        hand_over(&daemon, &home, lock, &next).await;
         return Ok(());
     }
     daemon.runtime.services().shutdown().await;
@@ -175,7 +182,7 @@ const HANDOVER_DRAIN: Duration = Duration::from_secs(10);
 /// flight finish, and return. If the next daemon does not come up, the
 /// replicas keep running and the next command starts a daemon that adopts
 /// them.
-async fn hand_over(daemon: &Daemon, home: &Home, lock: File, exe: &std::path::Path) {
+async fn hand_over(daemon: &Daemon, home: &Home, lock: File, next: &Successor) {
     let services = daemon.runtime.services();
     services.detach();
     let _ = std::fs::remove_file(home.socket());
@@ -183,8 +190,9 @@ async fn hand_over(daemon: &Daemon, home: &Home, lock: File, exe: &std::path::Pa
     drop(lock);
     let (fds, env) = services.listeners().handed_on();
     tracing::info!(target: "daemon", "handing over to a new daemon ({}): {} replica(s), {} listening socket(s)",
-        exe.display(), services.replica_count(), fds.len());
-    let started = match crate::client::spawn_daemon(home, exe, &fds, Some(&env)) {
+        next.exe.display(), services.replica_count(), fds.len());
+    let spawned = crate::client::spawn_daemon(home, &next.exe, Some(&next.env), &fds, Some(&env));
+    let started = match spawned {
         Ok(child) => crate::client::wait_started(home, child).await,
         Err(e) => Err(e),
     };
