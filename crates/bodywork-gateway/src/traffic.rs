@@ -186,6 +186,20 @@ impl Traffic {
             .clone()
     }
 
+    /// Drop the counters of a deleted service, so its series leave the metrics.
+    pub fn forget_service(&self, namespace: &str, service: &str) {
+        let mut map = self
+            .services
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(services) = map.get_mut(namespace) {
+            services.remove(service);
+            if services.is_empty() {
+                map.remove(namespace);
+            }
+        }
+    }
+
     /// Count a request that matched no route or no known service (404).
     pub(crate) fn record_unrouted(&self) {
         self.unrouted.fetch_add(1, Ordering::Relaxed);
@@ -384,6 +398,11 @@ mod tests {
         assert!(has(
             r#"bodywork_gateway_request_duration_seconds_count{namespace="ns",service="web"} 3"#
         ));
+        // A deleted service's series go; the gateway's own stay.
+        traffic.forget_service("ns", "web");
+        let text = traffic.render_metrics();
+        assert!(!text.contains(r#"service="web""#), "{text}");
+        assert!(text.contains("bodywork_gateway_unrouted_requests_total 1"));
     }
 
     #[test]

@@ -774,6 +774,7 @@ impl ServiceManager {
             cancel.cancel();
             self.listeners.close(addr);
         }
+        self.traffic.forget_service(&svc.namespace, &svc.name);
         self.table.remove(&svc.namespace, &svc.name);
         self.write_hosts();
     }
