@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// Bumped when a message changes incompatibly; the client and daemon refuse
-/// to talk across versions (the CLI then restarts the daemon).
-pub const PROTOCOL_VERSION: u32 = 1;
+/// to talk across versions (the CLI then restarts the daemon: by a handover
+/// when the daemon knows how, else by stopping it). 2: `DeleteNamespace`,
+/// `Handover`.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
