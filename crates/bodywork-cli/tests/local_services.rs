@@ -404,6 +404,55 @@ fn without_its_gateway_a_daemon_still_serves_says_why_and_a_restart_moves_it() {
 }
 
 #[test]
+fn an_upgraded_cli_has_the_old_daemon_hand_over_without_dropping_a_request() {
+    let home = TestHome::new();
+    let ns = "upgrade";
+    let project = TestProject::new(&[("app/server.py", SERVER)]);
+    write_project(&project, &web_project(ns, "v1", 5000, 30));
+    // A daemon that says it speaks an older protocol (test seam), serving.
+    let deployed = home
+        .cmd(&["workflow", project.arg()])
+        .env("BODYWORK_TEST_DAEMON_PROTOCOL", "1")
+        .output()
+        .unwrap();
+    assert!(deployed.status.success(), "{deployed:?}");
+    // The next command meets "another version": the old daemon hands over.
+    hand_over_under_load(&home, ns, "web", || {
+        let run = home.ok(&["service", "display", "--namespace", ns]);
+        assert!(run.all().contains("restarting the daemon"), "{run}");
+    });
+}
+
+/// Run `switch` (which makes the daemon hand over) while 4 clients send
+/// requests to `service` through the gateway: not one fails, a new daemon
+/// answers at the same gateway address, the replicas are the same
+/// processes. Returns the old daemon's pid.
+fn hand_over_under_load(home: &TestHome, ns: &str, service: &str, switch: impl FnOnce()) -> i32 {
+    let old = home.daemon_pid().expect("daemon pid");
+    let pids = replica_pids(home, ns, service);
+    let gateway = home.gateway();
+    let load = Load::start(
+        gateway.clone(),
+        proxy_path(ns, service, ""),
+        4,
+        Duration::from_secs(60),
+    );
+    thread::sleep(Duration::from_millis(300));
+    switch();
+    thread::sleep(Duration::from_millis(300));
+    let (ok, failed, _, failures) = load.finish();
+    assert_eq!(
+        failed, 0,
+        "requests failed during the hand-over: {failures:?}"
+    );
+    assert!(ok > 20, "only {ok} requests");
+    assert_ne!(home.daemon_pid(), Some(old), "a new daemon");
+    assert_eq!(home.gateway(), gateway, "the same gateway address");
+    assert_eq!(replica_pids(home, ns, service), pids, "replicas adopted");
+    old
+}
+
+#[test]
 fn two_services_on_port_5000_and_a_batch_stage_reaching_both_by_name() {
     let home = TestHome::new();
     let ns = "names";
@@ -646,35 +695,16 @@ fn services_survive_a_daemon_kill_without_restarting_python() {
     );
     let (code, body) = http(&home.gateway(), "GET", &proxy_path(ns, "svc-b", ""), None).unwrap();
     assert_eq!(code, 200, "{body}");
-    // `daemon --restart` (what an upgrade does): a new daemon, the same
-    // replicas, serving throughout but for the moment the ports change hands.
-    // Under load: the listening sockets change hands, none is ever closed,
-    // so not one request fails.
-    let before = home.daemon_pid().expect("daemon pid");
-    let gateway = home.gateway();
-    let load = Load::start(
-        gateway.clone(),
-        proxy_path(ns, "svc-b", ""),
-        4,
-        Duration::from_secs(60),
-    );
-    thread::sleep(Duration::from_millis(300));
-    home.ok(&["daemon", "--restart"])
-        .expect_output("daemon restarted; its services kept running");
-    thread::sleep(Duration::from_millis(300));
-    let (ok, failed, _, failures) = load.finish();
-    assert_eq!(
-        failed, 0,
-        "requests failed during the restart: {failures:?}"
-    );
-    assert!(ok > 20, "only {ok} requests");
-    let after = home.daemon_pid().expect("daemon pid");
-    assert_ne!(before, after, "a new daemon");
+    // `daemon --restart` (what an upgrade does) under load: a new daemon,
+    // the same replicas, and the listening sockets change hands without
+    // ever being closed, so not one request fails.
+    let before = hand_over_under_load(&home, ns, "svc-b", || {
+        home.ok(&["daemon", "--restart"])
+            .expect_output("daemon restarted; its services kept running");
+    });
     wait_for("the old daemon to exit", Duration::from_secs(15), || {
         !common::is_alive(before as u32)
     });
-    assert_eq!(home.gateway(), gateway, "the same gateway address");
-    assert_eq!(replica_pids(&home, ns, "svc-b"), pids, "adopted again");
     assert!(pids.iter().all(|p| common::is_alive(*p)));
     let (code, body) = http(&home.gateway(), "GET", &proxy_path(ns, "svc-b", ""), None).unwrap();
     assert_eq!(code, 200, "{body}");

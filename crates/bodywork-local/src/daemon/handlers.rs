@@ -25,11 +25,22 @@ fn hint_namespace(e: RuntimeError) -> Response {
     }
 }
 
+/// Test seam (tests only, not a user feature): a daemon started with
+/// `BODYWORK_TEST_DAEMON_PROTOCOL=N` says it speaks protocol N, so a test can
+/// play an upgrade (the next CLI call meets "another version" and has this
+/// daemon hand over).
+fn announced_protocol() -> u32 {
+    std::env::var("BODYWORK_TEST_DAEMON_PROTOCOL")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(PROTOCOL_VERSION)
+}
+
 pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
     let rt = &daemon.runtime;
     match request {
         Request::Hello { .. } => Response::Hello {
-            protocol: PROTOCOL_VERSION,
+            protocol: announced_protocol(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
         },
