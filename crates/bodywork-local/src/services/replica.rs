@@ -10,7 +10,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bodywork_runtime::CancellationToken;
@@ -66,6 +66,8 @@ pub struct Replica {
     pid: Arc<Mutex<Option<ProcessId>>>,
     stop: CancellationToken,
     detach: CancellationToken,
+    /// Held while the supervisor spawns or records: see `Supervisor::unless_detached`.
+    gate: Arc<Mutex<()>>,
     grace: Arc<Mutex<Duration>>,
     finished: watch::Receiver<bool>,
 }
@@ -88,6 +90,7 @@ impl Replica {
             pid: Arc::new(Mutex::new(None)),
             stop: CancellationToken::new(),
             detach: CancellationToken::new(),
+            gate: Arc::new(Mutex::new(())),
             grace: Arc::new(Mutex::new(Duration::from_secs(10))),
             finished,
         });
@@ -98,6 +101,7 @@ impl Replica {
             pid: replica.pid.clone(),
             stop: replica.stop.clone(),
             detach: replica.detach.clone(),
+            gate: replica.gate.clone(),
             grace: replica.grace.clone(),
             events,
         };
@@ -132,8 +136,11 @@ impl Replica {
 
     /// Stop supervising it, leaving its process running and its state as
     /// it is, for the next daemon to adopt. It stays ready for traffic.
+    /// When this returns, the supervisor spawns and records nothing more
+    /// (a spawn or record in progress has finished).
     pub fn detach(&self) {
         self.detach.cancel();
+        drop(self.gate.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
     /// Stop it: SIGTERM to its process group, SIGKILL after `grace`; returns
@@ -155,6 +162,7 @@ struct Supervisor {
     pid: Arc<Mutex<Option<ProcessId>>>,
     stop: CancellationToken,
     detach: CancellationToken,
+    gate: Arc<Mutex<()>>,
     grace: Arc<Mutex<Duration>>,
     events: Arc<dyn ReplicaEvents>,
 }
@@ -192,6 +200,14 @@ impl Running {
 }
 
 impl Supervisor {
+    /// Run `f` (a spawn, a state record) unless the replica was handed over;
+    /// `Replica::detach` waits for a call in progress, so the next daemon
+    /// never reads a state this one is still changing.
+    fn unless_detached<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
+        let _gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        (!self.detach.is_cancelled()).then(f)
+    }
+
     fn restarts(&self) -> u32 {
         self.restarts.lock().map(|r| *r).unwrap_or(0)
     }
@@ -233,33 +249,38 @@ impl Supervisor {
     async fn run(self, mut adopt: Option<ProcessId>) {
         let mut backoff = Duration::from_secs(1);
         loop {
-            // Handed over: the next daemon starts what is not running.
-            if self.detach.is_cancelled() {
-                return;
-            }
             let started = Instant::now();
-            let (mut running, id) = match adopt.take().filter(|id| process::is_alive(*id)) {
-                Some(id) => (Running::Adopted(id), id),
-                None => match self.spawn() {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        self.events.crashed(
-                            &self.spec,
-                            &format!("could not start: {e}"),
-                            backoff,
-                            self.restarts(),
-                        );
-                        if self.sleep_or_stop(backoff).await {
-                            return self.finish();
+            // Handed over: the next daemon starts what is not running.
+            let Some(spawned) = self.unless_detached(|| {
+                let pair = match adopt.take().filter(|id| process::is_alive(*id)) {
+                    Some(id) => (Running::Adopted(id), id),
+                    None => match self.spawn() {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            self.events.crashed(
+                                &self.spec,
+                                &format!("could not start: {e}"),
+                                backoff,
+                                self.restarts(),
+                            );
+                            return None;
                         }
-                        backoff = (backoff * 2).min(MAX_BACKOFF);
-                        continue;
-                    }
-                },
+                    },
+                };
+                self.set_pid(Some(pair.1));
+                self.events
+                    .changed(&self.spec, Phase::Starting, Some(pair.1), self.restarts());
+                Some(pair)
+            }) else {
+                return;
             };
-            self.set_pid(Some(id));
-            self.events
-                .changed(&self.spec, Phase::Starting, Some(id), self.restarts());
+            let Some((mut running, id)) = spawned else {
+                if self.sleep_or_stop(backoff).await {
+                    return self.finish();
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            };
             let addr = self.spec.socket_addr();
             let mut ready = false;
             let how = loop {
@@ -272,30 +293,40 @@ impl Supervisor {
                     _ = self.detach.cancelled() => return,
                     how = running.exited() => break how,
                     up = probe(addr), if !ready => if up {
+                        let recorded = self.unless_detached(|| {
+                            let _ = self.ready.send(true);
+                            self.events.changed(&self.spec, Phase::Ready, Some(id), self.restarts());
+                        });
+                        if recorded.is_none() {
+                            return;
+                        }
                         ready = true;
-                        let _ = self.ready.send(true);
-                        self.events.changed(&self.spec, Phase::Ready, Some(id), self.restarts());
                     },
                 }
             };
-            let _ = self.ready.send(false);
-            // Grandchildren the replica left behind go with it.
-            process::kill_group(id.pid, Signal::SIGKILL);
             if started.elapsed() > HEALTHY_RUN {
                 backoff = Duration::from_secs(1);
             }
-            let restarts = {
-                let mut r = self.restarts.lock().map(|r| *r).unwrap_or(0);
-                r += 1;
-                if let Ok(mut guard) = self.restarts.lock() {
-                    *guard = r;
-                }
-                r
-            };
-            self.set_pid(None);
-            self.events
-                .changed(&self.spec, Phase::Crashed, None, restarts);
-            self.events.crashed(&self.spec, &how, backoff, restarts);
+            let recorded = self.unless_detached(|| {
+                let _ = self.ready.send(false);
+                // Grandchildren the replica left behind go with it.
+                process::kill_group(id.pid, Signal::SIGKILL);
+                let restarts = {
+                    let mut r = self.restarts.lock().map(|r| *r).unwrap_or(0);
+                    r += 1;
+                    if let Ok(mut guard) = self.restarts.lock() {
+                        *guard = r;
+                    }
+                    r
+                };
+                self.set_pid(None);
+                self.events
+                    .changed(&self.spec, Phase::Crashed, None, restarts);
+                self.events.crashed(&self.spec, &how, backoff, restarts);
+            });
+            if recorded.is_none() {
+                return;
+            }
             if self.sleep_or_stop(backoff).await {
                 return self.finish();
             }
@@ -332,12 +363,11 @@ impl Supervisor {
     /// Record the end of supervision; a detached replica's record is left
     /// for the next daemon.
     fn finish(&self) {
-        if self.detach.is_cancelled() {
-            return;
-        }
-        let _ = self.ready.send(false);
-        self.events
-            .changed(&self.spec, Phase::Stopped, None, self.restarts());
+        self.unless_detached(|| {
+            let _ = self.ready.send(false);
+            self.events
+                .changed(&self.spec, Phase::Stopped, None, self.restarts());
+        });
     }
 }
 
