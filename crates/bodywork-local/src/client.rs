@@ -205,15 +205,7 @@ async fn wait_gone(home: &Home) -> Result<(), ClientError> {
 
 /// Whether no daemon holds the home's lock (taken and released at once).
 fn lock_is_free(home: &Home) -> bool {
-    let Ok(file) = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(home.lock_file())
-    else {
-        return false;
-    };
-    file.try_lock().is_ok()
+    home.open_lock().is_ok_and(|file| file.try_lock().is_ok())
 }
 
 /// Start `bodywork daemon` detached from this terminal, logging to the home.

@@ -41,6 +41,16 @@ impl Home {
         self.root.join("daemon.lock")
     }
 
+    /// The single-instance lock file, opened (created if need be) but not
+    /// locked: the daemon holds it locked while it runs.
+    pub fn open_lock(&self) -> std::io::Result<std::fs::File> {
+        std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.lock_file())
+    }
+
     pub fn pid_file(&self) -> PathBuf {
         self.root.join("daemon.pid")
     }

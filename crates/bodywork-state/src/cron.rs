@@ -240,7 +240,7 @@ impl Store {
                 .at(&self.path)?;
             rows.collect::<rusqlite::Result<_>>().at(&self.path)?
         };
-        let removed = delete_runs(&tx, &self.path, &run_ids)?;
+        let removed = crate::runs::delete_runs(&tx, &self.path, &run_ids)?;
         let changed = tx
             .execute(
                 "DELETE FROM cron_jobs WHERE namespace = ?1 AND name = ?2",
@@ -403,7 +403,7 @@ impl Store {
             ids.reverse();
             ids
         };
-        let removed = delete_runs(&tx, &self.path, &run_ids)?;
+        let removed = crate::runs::delete_runs(&tx, &self.path, &run_ids)?;
         tx.execute(
             "DELETE FROM cron_runs WHERE namespace = ?1 AND job = ?2 AND skipped = 1 AND id NOT IN (
                  SELECT id FROM cron_runs WHERE namespace = ?1 AND job = ?2 AND skipped = 1
@@ -427,33 +427,10 @@ impl Store {
     /// running (they only forget the run); the caller removes its log file.
     pub fn delete_run(&self, id: i64) -> Result<Option<RunRow>> {
         let tx = self.write_tx()?;
-        let removed = delete_runs(&tx, &self.path, &[id])?;
+        let removed = crate::runs::delete_runs(&tx, &self.path, &[id])?;
         tx.commit().at(&self.path)?;
         Ok(removed.into_iter().next())
     }
-}
-
-/// Deletes runs by id inside `tx`; returns those that existed, in order.
-pub(crate) fn delete_runs(
-    tx: &rusqlite::Transaction<'_>,
-    path: &std::path::Path,
-    ids: &[i64],
-) -> Result<Vec<RunRow>> {
-    let mut removed = Vec::with_capacity(ids.len());
-    let mut stmt = tx
-        .prepare(&format!(
-            "DELETE FROM runs WHERE id = ?1 RETURNING {}",
-            crate::runs::RUN_COLUMNS
-        ))
-        .at(path)?;
-    for id in ids {
-        let row = stmt
-            .query_row([id], crate::runs::run_from_row)
-            .optional()
-            .at(path)?;
-        removed.extend(row);
-    }
-    Ok(removed)
 }
 
 fn no_such_job(namespace: &str, name: &str) -> StoreError {

@@ -86,7 +86,7 @@ impl Store {
             let rows = stmt.query_map([name], |row| row.get(0)).at(&self.path)?;
             rows.collect::<rusqlite::Result<_>>().at(&self.path)?
         };
-        let runs = crate::cron::delete_runs(&tx, &self.path, &run_ids)?;
+        let runs = crate::runs::delete_runs(&tx, &self.path, &run_ids)?;
         let cron_jobs = tx
             .execute("DELETE FROM cron_jobs WHERE namespace = ?1", [name])
             .at(&self.path)?;

@@ -405,6 +405,26 @@ fn expect_one(changed: usize, missing: StoreError) -> Result<()> {
     if changed == 0 { Err(missing) } else { Ok(()) }
 }
 
+/// Deletes runs by id inside `tx`; returns those that existed, in order.
+pub(crate) fn delete_runs(
+    tx: &rusqlite::Transaction<'_>,
+    path: &std::path::Path,
+    ids: &[i64],
+) -> Result<Vec<RunRow>> {
+    let mut removed = Vec::with_capacity(ids.len());
+    let mut stmt = tx
+        .prepare(&format!(
+            "DELETE FROM runs WHERE id = ?1 RETURNING {}",
+            RUN_COLUMNS
+        ))
+        .at(path)?;
+    for id in ids {
+        let row = stmt.query_row([id], run_from_row).optional().at(path)?;
+        removed.extend(row);
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

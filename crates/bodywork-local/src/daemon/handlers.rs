@@ -49,11 +49,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
             version: env!("CARGO_PKG_VERSION").to_string(),
             home: daemon.home().root().display().to_string(),
             started: daemon.started.clone(),
-            active_runs: daemon
-                .runs
-                .lock()
-                .map(|r| r.keys().copied().collect())
-                .unwrap_or_default(),
+            active_runs: daemon.active_run_ids(),
             gateway: match daemon.gateway.lock().as_deref() {
                 Ok(Ok(addr)) => format!("http://{addr}"),
                 Ok(Err(why)) => format!("not running: {why}"),
@@ -65,11 +61,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
             Response::Ok
         }
         Request::Handover { exe, env } => {
-            let going: Vec<i64> = daemon
-                .runs
-                .lock()
-                .map(|r| r.keys().copied().collect())
-                .unwrap_or_default();
+            let going = daemon.active_run_ids();
             if !going.is_empty() {
                 let ids: Vec<String> = going.iter().map(i64::to_string).collect();
                 return error(format!(

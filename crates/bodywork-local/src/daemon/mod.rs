@@ -87,18 +87,20 @@ impl Daemon {
     pub fn home(&self) -> &Home {
         self.runtime.home()
     }
+
+    /// The workflow runs going now.
+    pub fn active_run_ids(&self) -> Vec<i64> {
+        self.runs
+            .lock()
+            .map(|r| r.keys().copied().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Run the daemon in the foreground until it is told to stop.
 pub async fn run(home: Home) -> Result<(), DaemonError> {
     home.create().map_err(io_err(home.root()))?;
-    let lock_path = home.lock_file();
-    let lock = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err(&lock_path))?;
+    let lock = home.open_lock().map_err(io_err(&home.lock_file()))?;
     if lock.try_lock().is_err() {
         let pid = std::fs::read_to_string(home.pid_file()).unwrap_or_default();
         return Err(DaemonError::AlreadyRunning {
@@ -171,8 +173,8 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// How long a daemon that handed over waits for its gateway's requests in
-/// flight to finish before it exits.
+/// How long a daemon that handed over waits for the requests (gateway) and
+/// connections (cluster addresses) it still carries to finish before it exits.
 const HANDOVER_DRAIN: Duration = Duration::from_secs(10);
 
 /// Start the next daemon from `exe` and hand it this one's place: the home's

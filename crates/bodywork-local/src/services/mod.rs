@@ -1044,13 +1044,7 @@ impl ServiceManager {
             .flat_map(|s| s.all_replicas())
             .map(|r| async move { r.stop(STOP_GRACE).await });
         futures_util::future::join_all(stops).await;
-        for s in services {
-            if let Ok(mut l) = s.listener.lock()
-                && let Some((_, cancel)) = l.take()
-            {
-                cancel.cancel();
-            }
-        }
+        self.stop_accepting();
     }
 
     /// Python environments deployed services run in (`envs/KEY`), which
