@@ -220,6 +220,13 @@ impl KubeRuntime {
         }
     }
 
+    /// Delete a service stage's Ingress, if it has one; true when it had.
+    async fn delete_ingress(&self, namespace: &str, name: &str) -> Result<bool> {
+        let action = Action::new("delete", "Ingress", name, namespace);
+        self.delete_opt(&self.ns::<Ingress>(namespace), name, action)
+            .await
+    }
+
     /// Delete a Job left over from an interrupted run and wait until it is
     /// gone: a Job's pod template cannot be changed in place.
     async fn remove_old_job(&self, jobs: &Api<Job>, name: &str, namespace: &str) -> Result<()> {
@@ -410,8 +417,7 @@ impl KubeRuntime {
         logs.finish(Duration::ZERO).await;
         let Err(reason) = outcome else {
             if !*ingress {
-                let del = Action::new("delete", "Ingress", name, ns);
-                self.delete_opt(&self.ns::<Ingress>(ns), name, del).await?;
+                self.delete_ingress(ns, name).await?;
             }
             return Ok(());
         };
@@ -482,8 +488,7 @@ impl KubeRuntime {
                         .await?;
                 }
                 if !before.had_ingress {
-                    let del = Action::new("delete", "Ingress", name, ns);
-                    self.delete_opt(&self.ns::<Ingress>(ns), name, del).await?;
+                    self.delete_ingress(ns, name).await?;
                 }
                 log.log(
                     Level::Warning,
@@ -1046,9 +1051,7 @@ impl Runtime for KubeRuntime {
         let found_svc = self
             .delete_opt(&self.ns::<Service>(namespace), name, svc)
             .await?;
-        let ing = Action::new("delete", "Ingress", name, namespace);
-        self.delete_opt(&self.ns::<Ingress>(namespace), name, ing)
-            .await?;
+        self.delete_ingress(namespace, name).await?;
         deleted(found || found_svc, "service", name, namespace)
     }
 }

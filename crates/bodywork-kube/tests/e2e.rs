@@ -291,6 +291,21 @@ async fn batch_dag_with_a_secret() {
     delete_namespace(&client, &ns).await;
 }
 
+/// A cron job deploying the serve-model repository's master branch.
+fn seed_cronjob(ns: &str, name: &str, schedule: &str) -> CronJobRequest {
+    CronJobRequest {
+        namespace: ns.into(),
+        name: name.into(),
+        schedule: schedule.into(),
+        timezone: None,
+        repo: std::env::var("BODYWORK_E2E_SERVE_REPO").unwrap_or_else(|_| SEED_REPO.into()),
+        branch: Some("master".into()),
+        retries: 0,
+        history_limit: 2,
+        image: image(),
+    }
+}
+
 #[tokio::test]
 async fn cron_job_runs_the_workflow_in_the_cluster() {
     if !enabled("cron_job_runs_the_workflow_in_the_cluster") {
@@ -299,20 +314,9 @@ async fn cron_job_runs_the_workflow_in_the_cluster() {
     let (rt, client) = runtime().await;
     let ns = namespace("cron");
     rt.setup_namespace(&ns).await.unwrap();
-    let repo = std::env::var("BODYWORK_E2E_SERVE_REPO").unwrap_or_else(|_| SEED_REPO.into());
-    rt.create_cronjob(&CronJobRequest {
-        namespace: ns.clone(),
-        name: "every-minute".into(),
-        schedule: "*/1 * * * *".into(),
-        timezone: None,
-        repo,
-        branch: Some("master".into()),
-        retries: 0,
-        history_limit: 2,
-        image: image(),
-    })
-    .await
-    .unwrap();
+    rt.create_cronjob(&seed_cronjob(&ns, "every-minute", "*/1 * * * *"))
+        .await
+        .unwrap();
     let mut seen = false;
     for _ in 0..150 {
         if !rt
@@ -330,19 +334,9 @@ async fn cron_job_runs_the_workflow_in_the_cluster() {
     rt.delete_cronjob(&ns, "every-minute").await.unwrap();
 
     // bodywork cronjob trigger: a run now of a cron job not due for months.
-    rt.create_cronjob(&CronJobRequest {
-        namespace: ns.clone(),
-        name: "on-demand".into(),
-        schedule: "0 3 1 1 *".into(),
-        timezone: None,
-        repo: std::env::var("BODYWORK_E2E_SERVE_REPO").unwrap_or_else(|_| SEED_REPO.into()),
-        branch: Some("master".into()),
-        retries: 0,
-        history_limit: 2,
-        image: image(),
-    })
-    .await
-    .unwrap();
+    rt.create_cronjob(&seed_cronjob(&ns, "on-demand", "0 3 1 1 *"))
+        .await
+        .unwrap();
     let job = rt.trigger_cronjob(&ns, "on-demand").await.unwrap();
     let history = rt.cronjob_history(&ns, "on-demand").await.unwrap();
     assert!(history.iter().any(|r| r.name == job), "{history:?}");

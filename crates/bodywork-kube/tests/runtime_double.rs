@@ -425,13 +425,12 @@ async fn a_rollback_puts_back_the_service_port_ingress_and_annotations() {
     let mut script = Script::default();
     script.stalling_commits.insert("bad".into());
     let (server, rt, _, log) = setup(script);
-    let services = "/api/v1/namespaces/ml/services";
     let ingresses = "/apis/networking.k8s.io/v1/namespaces/ml/ingresses";
     let go = CancellationToken::new();
     rt.deploy_service(&ctx("good"), &service_on(5000, true), &log, &go)
         .await
         .unwrap();
-    let svc = server.get(services, "proj--serve").unwrap();
+    let svc = server.get(SERVICES, "proj--serve").unwrap();
     // The Service and Ingress name the pods' port: a new PORT needs no change there.
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
     let ing = server.get(ingresses, "proj--serve").unwrap();
@@ -453,7 +452,7 @@ async fn a_rollback_puts_back_the_service_port_ingress_and_annotations() {
         d["metadata"]["annotations"]["bodywork.ml/ingress"].is_string(),
         "{d}"
     );
-    let svc = server.get(services, "proj--serve").unwrap();
+    let svc = server.get(SERVICES, "proj--serve").unwrap();
     assert_eq!(svc["spec"]["ports"][0]["port"], 5000);
     assert_eq!(svc["metadata"]["labels"]["bodywork.ml/commit"], "good");
     assert!(
