@@ -14,6 +14,7 @@ pub mod dag;
 pub mod model;
 pub mod names;
 pub mod problem;
+pub mod schedule;
 
 mod classic;
 mod files;

@@ -13,6 +13,7 @@
 
 #![warn(missing_docs)]
 
+pub mod control;
 pub mod errors;
 pub mod host;
 pub mod manifests;

@@ -7,15 +7,19 @@
 
 use std::collections::BTreeMap;
 
-use bodywork_runtime::{LogEvent, Secret, ServiceStatus};
+pub use bodywork_runtime::{
+    CronJobSpec, CronJobSummary, CronRunSummary, RunOutcome, RunSummary, WorkflowSubmission,
+};
+use bodywork_runtime::{LogEvent, RuntimeError, Secret, ServiceStatus};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 /// Bumped when a message changes incompatibly; the client and daemon refuse
 /// to talk across versions (the CLI then restarts the daemon: by a handover
 /// when the daemon knows how, else by stopping it). 2: `DeleteNamespace`,
-/// `Handover`.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// `Handover`. 3: errors as `RuntimeError`, a run's end as `RunOutcome`,
+/// answers as data (the CLI words them).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
@@ -87,10 +91,9 @@ pub enum Request {
         namespace: String,
         name: String,
     },
-    /// `cronjob display`: every cron job of the namespace, or one.
+    /// `cronjob display`: every cron job of the namespace.
     CronList {
         namespace: String,
-        name: Option<String>,
     },
     /// `cronjob history`: the runs of one cron job, newest first.
     CronHistory {
@@ -110,32 +113,6 @@ pub enum Request {
     },
 }
 
-/// A cron job to create: a workflow run on a schedule.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CronJobSpec {
-    pub namespace: String,
-    pub name: String,
-    /// Standard 5-field cron expression.
-    pub schedule: String,
-    /// IANA time zone of the schedule; `None` is UTC.
-    pub timezone: Option<String>,
-    /// Git URL or absolute local directory.
-    pub repo: String,
-    pub branch: Option<String>,
-    /// Retries of a failed run.
-    pub retries: u32,
-    /// Runs kept in the history (at least 1).
-    pub history_limit: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WorkflowSubmission {
-    pub repo: String,
-    pub branch: Option<String>,
-    pub namespace: Option<String>,
-    pub ssh_key: Option<String>,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum Response {
@@ -149,9 +126,11 @@ pub enum Response {
     Lines {
         lines: Vec<String>,
     },
-    Error {
-        message: String,
+    /// The name of what was started (`cronjob trigger`).
+    Started {
+        name: String,
     },
+    Error(RuntimeError),
     Status(DaemonStatus),
     Secrets {
         secrets: Vec<Secret>,
@@ -166,8 +145,7 @@ pub enum Response {
     },
     RunFinished {
         run: i64,
-        status: String,
-        error: Option<String>,
+        outcome: RunOutcome,
     },
     Runs {
         runs: Vec<RunSummary>,
@@ -200,65 +178,6 @@ pub struct DaemonStatus {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunSummary {
-    pub id: i64,
-    pub namespace: String,
-    pub project: Option<String>,
-    pub repo: String,
-    pub branch: Option<String>,
-    pub commit: Option<String>,
-    pub trigger: String,
-    pub status: String,
-    pub error: Option<String>,
-    pub started: String,
-    pub finished: Option<String>,
-}
-
-/// What `cronjob display` shows of one cron job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CronJobSummary {
-    pub namespace: String,
-    pub name: String,
-    pub schedule: String,
-    pub timezone: String,
-    pub repo: String,
-    pub branch: Option<String>,
-    pub retries: u32,
-    pub history_limit: u32,
-    pub created: String,
-    /// When the newest run kept in the history started.
-    pub last_run: Option<String>,
-    pub next_run: Option<String>,
-    /// `running`, else the newest run's status, else `waiting`.
-    pub status: String,
-}
-
-/// One row of `cronjob history`: a workflow run of the cron job (like a
-/// Kubernetes Job of a CronJob), or a scheduled time skipped because a run
-/// was still going.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CronRunSummary {
-    /// `NAME-RUN`, what `cronjob logs --name` takes; `None` when skipped.
-    pub job_name: Option<String>,
-    pub cron_job: String,
-    pub run: Option<i64>,
-    /// When the run was due.
-    pub scheduled: String,
-    /// `scheduled`, `catch_up` or `manual`.
-    pub kind: String,
-    /// 1 for the first try, 2 for the first retry, ...
-    pub attempt: u32,
-    pub skipped: bool,
-    pub start_time: Option<String>,
-    pub completion_time: Option<String>,
-    pub active: u32,
-    pub succeeded: u32,
-    pub failed: u32,
-    /// Catch-up, manual, retry, skipped: in words.
-    pub note: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EnvSummary {
     pub key: String,
     pub python: String,
@@ -282,17 +201,11 @@ where
 
 /// Write an `Error` frame; used where a request cannot go on. A client that
 /// has gone away is not an error worth reporting.
-pub async fn write_error<W>(w: &mut W, message: impl std::fmt::Display)
+pub async fn write_error<W>(w: &mut W, error: RuntimeError)
 where
     W: AsyncWriteExt + Unpin,
 {
-    let _ = write_frame(
-        w,
-        &Response::Error {
-            message: message.to_string(),
-        },
-    )
-    .await;
+    let _ = write_frame(w, &Response::Error(error)).await;
 }
 
 /// Read one frame; `Ok(None)` at end of stream.

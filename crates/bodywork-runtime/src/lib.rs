@@ -10,8 +10,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod control;
 mod logs;
 
+pub use control::{
+    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, RunOutcome, RunState, RunSummary,
+    WorkflowSubmission, display_rfc3339, display_time,
+};
 pub use logs::{LogEvent, LogRenderer, format_log_line, stage_header, timestamp_now};
 
 use async_trait::async_trait;
@@ -29,6 +34,20 @@ pub trait LogSink: Send + Sync {
     /// A line of a stage's own output; `source` is the resource name
     /// (`PROJECT--STAGE`), or `PROJECT--STAGE/N` for replica N of a service.
     fn stage_line(&self, source: &str, line: &str);
+    /// An event that happened elsewhere (in the daemon), keeping its own
+    /// time. Sinks that render events themselves override this.
+    fn event(&self, event: LogEvent) {
+        match event {
+            LogEvent::Log {
+                level,
+                logger,
+                message,
+                ..
+            } => self.log(level, &logger, &message),
+            LogEvent::Stage { source, line } => self.stage_line(&source, &line),
+            LogEvent::Text { line } => self.log(Level::Info, "log", &line),
+        }
+    }
 }
 
 pub type Log = Arc<dyn LogSink>;
@@ -99,7 +118,10 @@ pub struct ServiceStatus {
     pub deployed: String,
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Why a runtime could not do what was asked. It crosses the daemon's socket
+/// as it is (see [`WireError`]), so the CLI reports a local runtime's error
+/// exactly as a Kubernetes one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuntimeError {
     /// A stage ran and failed (non-zero exit, deadline, not ready in time).
     #[error("stage {stage} failed: {reason}")]
@@ -119,16 +141,124 @@ pub enum RuntimeError {
     /// The runtime itself cannot be reached (daemon down, no cluster).
     #[error("{0}")]
     Unavailable(String),
+    /// What this runtime does not do (e.g. `runs` on Kubernetes).
+    #[error("{0}")]
+    Unsupported(String),
     /// Anything else the runtime failed to do, already phrased for the user.
     #[error("{0}")]
     Failed(String),
+}
+
+/// [`RuntimeError`] as it is written on the wire: the kind of a missing
+/// object travels as text and comes back as one of the kinds runtimes name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "error", rename_all = "snake_case")]
+pub enum WireError {
+    StageFailed {
+        stage: String,
+        reason: String,
+    },
+    Cancelled,
+    NotFound {
+        kind: String,
+        name: String,
+        namespace: String,
+    },
+    Conflict {
+        message: String,
+    },
+    Unavailable {
+        message: String,
+    },
+    Unsupported {
+        message: String,
+    },
+    Failed {
+        message: String,
+    },
+}
+
+/// The kinds of object a runtime reports missing.
+const KINDS: &[&str] = &[
+    "namespace",
+    "secret",
+    "service",
+    "cron job",
+    "run",
+    "service or run",
+    "deployment",
+    "object",
+];
+
+fn static_kind(kind: &str) -> &'static str {
+    KINDS
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("object")
+}
+
+impl Serialize for RuntimeError {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        WireError::from(self.clone()).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RuntimeError {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        WireError::deserialize(d).map(RuntimeError::from)
+    }
+}
+
+impl From<RuntimeError> for WireError {
+    fn from(e: RuntimeError) -> WireError {
+        match e {
+            RuntimeError::StageFailed { stage, reason } => WireError::StageFailed { stage, reason },
+            RuntimeError::Cancelled => WireError::Cancelled,
+            RuntimeError::NotFound {
+                kind,
+                name,
+                namespace,
+            } => WireError::NotFound {
+                kind: kind.to_string(),
+                name,
+                namespace,
+            },
+            RuntimeError::Conflict(message) => WireError::Conflict { message },
+            RuntimeError::Unavailable(message) => WireError::Unavailable { message },
+            RuntimeError::Unsupported(message) => WireError::Unsupported { message },
+            RuntimeError::Failed(message) => WireError::Failed { message },
+        }
+    }
+}
+
+impl From<WireError> for RuntimeError {
+    fn from(e: WireError) -> RuntimeError {
+        match e {
+            WireError::StageFailed { stage, reason } => RuntimeError::StageFailed { stage, reason },
+            WireError::Cancelled => RuntimeError::Cancelled,
+            WireError::NotFound {
+                kind,
+                name,
+                namespace,
+            } => RuntimeError::NotFound {
+                kind: static_kind(&kind),
+                name,
+                namespace,
+            },
+            WireError::Conflict { message } => RuntimeError::Conflict(message),
+            WireError::Unavailable { message } => RuntimeError::Unavailable(message),
+            WireError::Unsupported { message } => RuntimeError::Unsupported(message),
+            WireError::Failed { message } => RuntimeError::Failed(message),
+        }
+    }
 }
 
 fn not_found(kind: &str, name: &str, namespace: &str) -> String {
     if kind == "namespace" {
         format!("namespace {name} does not exist")
     } else {
-        format!("{kind} {name:?} not found in namespace {namespace}")
+        format!("{kind} {name} does not exist in namespace {namespace}")
     }
 }
 

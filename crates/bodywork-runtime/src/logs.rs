@@ -19,6 +19,8 @@ pub enum LogEvent {
     },
     /// A line a stage printed; `source` is `PROJECT--STAGE` (or `.../N` for a replica).
     Stage { source: String, line: String },
+    /// A line of a stored log, already rendered.
+    Text { line: String },
 }
 
 impl LogEvent {
@@ -73,6 +75,10 @@ impl LogRenderer {
             } => {
                 self.last_source = None;
                 vec![format_log_line(time, &paint_level(*level), logger, message)]
+            }
+            LogEvent::Text { line } => {
+                self.last_source = None;
+                vec![line.clone()]
             }
             LogEvent::Stage { source, line } => {
                 let mut out = Vec::with_capacity(2);

@@ -1,72 +1,73 @@
-//! `bodywork cronjob create/delete/display/history/logs/trigger`: scheduled
-//! workflows on the local runtime's daemon.
+//! `bodywork cronjob create/delete/display/history/logs/trigger`:
+//! scheduled workflows, on either runtime.
 //!
-//! Owns the checks a user gets before anything reaches the daemon (names,
+//! Owns the checks a user gets before anything reaches a runtime (names,
 //! the cron expression, the repository) and the printing of cron jobs and
-//! their history. Must not schedule anything itself: the daemon's scheduler
-//! (`bodywork_local::cron`) does.
+//! their history. Must not schedule anything itself: the local daemon's
+//! scheduler or the cluster's CronJob controller does.
 
-use bodywork_local::cron::{Schedule, seconds_allowed};
-use bodywork_local::protocol::{CronJobSpec, CronJobSummary, CronRunSummary, Request, Response};
+use bodywork_config::schedule::{Schedule, seconds_allowed};
+use bodywork_runtime::{CronJobSpec, CronJobSummary, CronRunSummary, RuntimeError, display_time};
 use bodywork_source::Source;
 
-use super::{checked_name, local};
+use super::connect::{printed, with_control};
+use super::{checked_name, checked_names, dry_run};
 use crate::Outcome;
 use crate::cli::{
     CronjobCommand, CronjobCreateArgs, CronjobDisplayArgs, CronjobNameArgs, GlobalArgs,
-    OutputFormat,
 };
-use crate::output::{self, table};
+use crate::output::{self, TerminalLog, table};
 
 /// Carry out one `cronjob` subcommand.
 pub fn run(global: &GlobalArgs, command: &CronjobCommand) -> Outcome {
     match command {
-        CronjobCommand::Create(args) => create(args),
+        CronjobCommand::Create(args) => create(global, args),
         CronjobCommand::Delete(args) => with_names(args, |namespace, name| {
-            local::call(Request::CronDelete { namespace, name }, local::print_lines)
+            with_control(global, None, async move |cp| {
+                cp.delete_cronjob(&namespace, &name).await?;
+                println!("cronjob={name} deleted from namespace={namespace}");
+                Ok(Outcome::Success)
+            })
         }),
         CronjobCommand::Trigger(args) => with_names(args, |namespace, name| {
-            local::call(Request::CronTrigger { namespace, name }, local::print_lines)
+            with_control(global, None, async move |cp| {
+                let run = cp.trigger_cronjob(&namespace, &name).await?;
+                println!(
+                    "cronjob={name} triggered in namespace={namespace}: run {run} started \
+                     (see `bodywork cronjob logs --namespace {namespace} --name {run}`)"
+                );
+                Ok(Outcome::Success)
+            })
         }),
-        CronjobCommand::Display(args) => display(global.output, args),
-        CronjobCommand::History(args) => history(global.output, args),
-        CronjobCommand::Logs(args) => logs(args),
+        CronjobCommand::Display(args) => display(global, args),
+        CronjobCommand::History(args) => history(global, args),
+        CronjobCommand::Logs(args) => logs(global, args),
     }
 }
 
 /// Checks the namespace and cron job name, then hands them to `f`.
-pub(super) fn with_names(
-    args: &CronjobNameArgs,
-    f: impl FnOnce(String, String) -> Outcome,
-) -> Outcome {
-    match (
-        checked_name("namespace", &args.namespace.namespace),
-        checked_name("cron job", &args.name),
-    ) {
-        (Ok(namespace), Ok(name)) => f(namespace, name),
-        (Err(o), _) | (_, Err(o)) => o,
+fn with_names(args: &CronjobNameArgs, f: impl FnOnce(String, String) -> Outcome) -> Outcome {
+    match checked_names(&args.namespace.namespace, "cron job", &args.name) {
+        Ok((namespace, name)) => f(namespace, name),
+        Err(o) => o,
     }
 }
 
-fn create(args: &CronjobCreateArgs) -> Outcome {
-    if args.dry_run {
-        output::report_message(
-            "--dry-run prints Kubernetes manifests; use it with --runtime kubernetes",
-        );
-        return Outcome::Usage;
-    }
-    let (namespace, name) = match (
-        checked_name("namespace", &args.namespace.namespace),
-        checked_name("cron job", &args.name),
-    ) {
-        (Ok(ns), Ok(n)) => (ns, n),
-        (Err(o), _) | (_, Err(o)) => return o,
+fn create(global: &GlobalArgs, args: &CronjobCreateArgs) -> Outcome {
+    let (namespace, name) = match checked_names(&args.namespace.namespace, "cron job", &args.name) {
+        Ok(v) => v,
+        Err(o) => return o,
     };
-    // Checked here too, so a typo is a usage error before any daemon starts.
-    if let Err(e) = Schedule::parse(&args.schedule, args.timezone.as_deref(), seconds_allowed()) {
-        output::report_error(&e, None);
-        return Outcome::Usage;
-    }
+    // Checked here, once for both runtimes, so a typo is a usage error
+    // before anything starts.
+    let schedule =
+        match Schedule::parse(&args.schedule, args.timezone.as_deref(), seconds_allowed()) {
+            Ok(s) => s,
+            Err(e) => {
+                output::report_error(&e, None);
+                return Outcome::Usage;
+            }
+        };
     // The daemon has another working directory: send local paths absolute.
     let repo = match Source::parse(&args.git_repo_url) {
         Ok(Source::LocalDir(dir)) => dir.display().to_string(),
@@ -86,33 +87,45 @@ fn create(args: &CronjobCreateArgs) -> Outcome {
         retries: args.retries,
         history_limit: args.history_limit,
     };
-    local::call(Request::CronCreate(spec), local::print_lines)
-}
-
-/// Prints a table or JSON document; a failure to write is a failure.
-fn printed(result: std::io::Result<()>) -> Outcome {
-    match result {
-        Ok(()) => Outcome::Success,
-        Err(e) => {
-            output::report_error(&e, None);
-            Outcome::Failure
-        }
+    if args.dry_run {
+        return dry_run::cronjob(global, &spec);
     }
+    with_control(global, None, async move |cp| {
+        cp.create_cronjob(&spec).await?;
+        let next = schedule
+            .next_after(chrono::Utc::now())
+            .map(|t| format!(", next run at {}", display_time(&t)))
+            .unwrap_or_default();
+        println!(
+            "cronjob={} created in namespace={} (schedule \"{}\"{next})",
+            spec.name, spec.namespace, spec.schedule
+        );
+        Ok(Outcome::Success)
+    })
 }
 
-fn display(format: OutputFormat, args: &CronjobDisplayArgs) -> Outcome {
+fn display(global: &GlobalArgs, args: &CronjobDisplayArgs) -> Outcome {
     let namespace = match checked_name("namespace", &args.namespace.namespace) {
         Ok(ns) => ns,
         Err(o) => return o,
     };
-    let request = Request::CronList {
-        namespace,
-        name: args.name.clone(),
-    };
-    local::call(request, move |answer| {
-        let Response::CronJobs { jobs } = answer else {
-            return local::unexpected(answer);
-        };
+    let (name, format) = (args.name.clone(), global.output);
+    with_control(global, None, async move |cp| {
+        let jobs: Vec<CronJobSummary> = cp
+            .list_cronjobs(&namespace)
+            .await?
+            .into_iter()
+            .filter(|j| name.as_deref().is_none_or(|n| n == j.name))
+            .collect();
+        if let Some(n) = &name
+            && jobs.is_empty()
+        {
+            return Err(RuntimeError::NotFound {
+                kind: "cron job",
+                name: n.clone(),
+                namespace,
+            });
+        }
         printed(table::print(format, &jobs, |jobs: &Vec<CronJobSummary>| {
             table::table(
                 &[
@@ -136,12 +149,11 @@ fn display(format: OutputFormat, args: &CronjobDisplayArgs) -> Outcome {
     })
 }
 
-fn history(format: OutputFormat, args: &CronjobNameArgs) -> Outcome {
+fn history(global: &GlobalArgs, args: &CronjobNameArgs) -> Outcome {
+    let format = global.output;
     with_names(args, |namespace, name| {
-        local::call(Request::CronHistory { namespace, name }, move |answer| {
-            let Response::CronHistory { runs } = answer else {
-                return local::unexpected(answer);
-            };
+        with_control(global, None, async move |cp| {
+            let runs = cp.cronjob_history(&namespace, &name).await?;
             printed(table::print(format, &runs, |runs: &Vec<CronRunSummary>| {
                 table::table(
                     &[
@@ -157,6 +169,21 @@ fn history(format: OutputFormat, args: &CronjobNameArgs) -> Outcome {
                 )
             }))
         })
+    })
+}
+
+/// The whole log of one run, line by line on stdout (errors on stderr), so
+/// `> log.txt` captures exactly the log.
+fn logs(global: &GlobalArgs, args: &CronjobNameArgs) -> Outcome {
+    let namespace = match checked_name("namespace", &args.namespace.namespace) {
+        Ok(ns) => ns,
+        Err(o) => return o,
+    };
+    let run = args.name.clone();
+    with_control(global, None, async move |cp| {
+        cp.cronjob_logs(&namespace, &run, &TerminalLog::stdout())
+            .await?;
+        Ok(Outcome::Success)
     })
 }
 
@@ -179,30 +206,6 @@ fn history_row(r: &CronRunSummary) -> Vec<String> {
         r.failed.to_string(),
         r.note.clone(),
     ]
-}
-
-/// The whole log of one run, line by line on stdout (errors on stderr), so
-/// `> log.txt` captures exactly the log.
-fn logs(args: &CronjobNameArgs) -> Outcome {
-    let namespace = match checked_name("namespace", &args.namespace.namespace) {
-        Ok(ns) => ns,
-        Err(o) => return o,
-    };
-    let home = match local::home() {
-        Ok(h) => h,
-        Err(o) => return o,
-    };
-    let name = args.name.clone();
-    local::block_on(async move {
-        let mut conn = match local::connect(&home).await {
-            Ok(c) => c,
-            Err(o) => return o,
-        };
-        if let Err(e) = conn.send(&Request::CronLogs { namespace, name }).await {
-            return local::fail(&e);
-        }
-        local::print_log_lines(&mut conn).await
-    })
 }
 
 #[cfg(test)]

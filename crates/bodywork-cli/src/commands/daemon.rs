@@ -2,20 +2,22 @@
 //! plane in the foreground, stop it, restart it without stopping services,
 //! or say whether it runs.
 
+use bodywork_local::client::{ClientError, UNEXPECTED};
 use bodywork_local::protocol::{Request, Response};
+use bodywork_runtime::RuntimeError;
 
-use super::local;
+use super::connect::{block_on, home, printed, with_local};
 use crate::Outcome;
 use crate::cli::{DaemonArgs, GlobalArgs};
 use crate::output::{self, table};
 
 pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> Outcome {
-    let home = match local::home() {
+    let home = match home() {
         Ok(h) => h,
         Err(o) => return o,
     };
     if args.stop || args.restart {
-        return local::block_on(async move {
+        return block_on(async move {
             let (done, result) = if args.stop {
                 ("daemon stopped", bodywork_local::client::stop(&home).await)
             } else {
@@ -33,53 +35,48 @@ pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> Outcome {
                     "no daemon was running for {}; started one",
                     home.root().display()
                 ),
-                Err(e) => return local::fail(&e),
+                Err(e) => return fail(&e),
             }
             Outcome::Success
         });
     }
     if args.status {
         let format = global.output;
-        return local::block_on(async move {
-            if !bodywork_local::client::is_running(&home).await {
-                println!("no daemon is running for {}", home.root().display());
-                return Outcome::Failure;
+        let running = block_on(async {
+            if bodywork_local::client::is_running(&home).await {
+                Outcome::Success
+            } else {
+                Outcome::Failure
             }
-            let conn = match local::connect(&home).await {
-                Ok(c) => c,
-                Err(o) => return o,
+        });
+        if running != Outcome::Success {
+            println!("no daemon is running for {}", home.root().display());
+            return Outcome::Failure;
+        }
+        return with_local(async move |local| {
+            let Response::Status(status) = local.call(Request::Status).await? else {
+                return Err(RuntimeError::Failed(UNEXPECTED.into()));
             };
-            match conn.call(&Request::Status).await {
-                Ok(Response::Status(status)) => {
-                    let printed = table::print(format, &status, |s| {
-                        table::table(
-                            &[
-                                "pid",
-                                "version",
-                                "started",
-                                "active runs",
-                                "gateway",
-                                "home",
-                            ],
-                            [vec![
-                                s.pid.to_string(),
-                                s.version.clone(),
-                                s.started.clone(),
-                                s.active_runs.len().to_string(),
-                                s.gateway.clone(),
-                                s.home.clone(),
-                            ]],
-                        )
-                    });
-                    if let Err(e) = printed {
-                        output::report_error(&e, None);
-                        return Outcome::Failure;
-                    }
-                    Outcome::Success
-                }
-                Ok(other) => local::unexpected(other),
-                Err(e) => local::fail(&e),
-            }
+            printed(table::print(format, &status, |s| {
+                table::table(
+                    &[
+                        "pid",
+                        "version",
+                        "started",
+                        "active runs",
+                        "gateway",
+                        "home",
+                    ],
+                    [vec![
+                        s.pid.to_string(),
+                        s.version.clone(),
+                        s.started.clone(),
+                        s.active_runs.len().to_string(),
+                        s.gateway.clone(),
+                        s.home.clone(),
+                    ]],
+                )
+            }))
         });
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -100,4 +97,9 @@ pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> Outcome {
             Outcome::Failure
         }
     }
+}
+
+fn fail(e: &ClientError) -> Outcome {
+    output::report_error(e, None);
+    Outcome::Failure
 }

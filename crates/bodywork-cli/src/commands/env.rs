@@ -1,11 +1,13 @@
 //! `bodywork env list / prune`: the local runtime's cached Python environments.
 
+use bodywork_local::client::UNEXPECTED;
 use bodywork_local::protocol::{EnvSummary, Request, Response};
+use bodywork_runtime::RuntimeError;
 
-use super::local;
+use super::connect::{printed, with_local};
 use crate::Outcome;
 use crate::cli::{EnvCommand, GlobalArgs};
-use crate::output::{self, table};
+use crate::output::table;
 
 pub fn run(global: &GlobalArgs, command: &EnvCommand) -> Outcome {
     let format = global.output;
@@ -13,16 +15,16 @@ pub fn run(global: &GlobalArgs, command: &EnvCommand) -> Outcome {
         EnvCommand::List => (Request::EnvList, None),
         EnvCommand::Prune => (Request::EnvPrune, Some("removed")),
     };
-    local::call(request, move |answer| {
-        let Response::Envs { envs } = answer else {
-            return local::unexpected(answer);
+    with_local(async move |local| {
+        let Response::Envs { envs } = local.call(request).await? else {
+            return Err(RuntimeError::Failed(UNEXPECTED.into()));
         };
         if let Some(verb) = verb
             && format == crate::cli::OutputFormat::Table
         {
             println!("{verb} {} environment(s)", envs.len());
         }
-        let printed = table::print(format, &envs, |envs: &Vec<EnvSummary>| {
+        let result = table::print(format, &envs, |envs: &Vec<EnvSummary>| {
             table::table(
                 &[
                     "key",
@@ -48,13 +50,7 @@ pub fn run(global: &GlobalArgs, command: &EnvCommand) -> Outcome {
                 }),
             )
         });
-        match printed {
-            Ok(()) => Outcome::Success,
-            Err(e) => {
-                output::report_error(&e, None);
-                Outcome::Failure
-            }
-        }
+        printed(result)
     })
 }
 

@@ -1,17 +1,19 @@
-//! One module per command; `run` dispatches.
+//! One module per command, each written once against
+//! [`bodywork_runtime::ControlPlane`]: the same code drives the local
+//! runtime and Kubernetes, so both are worded alike. `run` dispatches.
 
 mod completions;
+mod connect;
 mod cronjob;
 mod daemon;
 mod debug;
+mod dry_run;
 mod env;
-mod kube;
-mod local;
 mod logs;
+mod namespace;
 mod runs;
 mod secret;
 mod service;
-mod setup_namespace;
 mod stage;
 mod validate;
 mod workflow;
@@ -23,25 +25,27 @@ use crate::output;
 /// Carry out the parsed command line.
 pub fn run(cli: Cli) -> Outcome {
     let global = cli.global;
-    let kubernetes = global.runtime == RuntimeKind::Kubernetes;
     match cli.command {
         Command::Validate(args) => validate::run(&global, &args),
         Command::Debug(args) => debug::run(&args),
         Command::Completions(args) => completions::run(&args),
-        command if kubernetes && !matches!(command, Command::Stage(_)) => {
-            kube::run(&global, command)
+        Command::Stage(args) => stage::run(&args),
+        Command::Env(_) | Command::Daemon(_) if global.runtime == RuntimeKind::Kubernetes => {
+            output::report_message(
+                "this command belongs to the local runtime; drop --runtime kubernetes",
+            );
+            Outcome::Usage
         }
-        Command::SetupNamespace(args) => setup_namespace::run(&args),
-        Command::DeleteNamespace(args) => setup_namespace::delete(&args),
-        Command::Workflow(args) => workflow::run(&args),
-        Command::Secret(cmd) => secret::run(&global, &cmd),
-        Command::Logs(args) => logs::run(&args),
-        Command::Runs(args) => runs::run(&global, &args),
         Command::Env(cmd) => env::run(&global, &cmd),
         Command::Daemon(args) => daemon::run(&global, &args),
-        Command::Stage(args) => stage::run(&args),
+        Command::SetupNamespace(args) => namespace::setup(&global, &args),
+        Command::DeleteNamespace(args) => namespace::delete(&global, &args),
+        Command::Workflow(args) => workflow::run(&global, &args),
+        Command::Secret(cmd) => secret::run(&global, &cmd),
         Command::Service(cmd) => service::run(&global, &cmd),
         Command::Cronjob(cmd) => cronjob::run(&global, &cmd),
+        Command::Logs(args) => logs::run(&global, &args),
+        Command::Runs(args) => runs::run(&global, &args),
     }
 }
 
@@ -61,4 +65,12 @@ fn checked_name(kind: &str, raw: &str) -> Result<String, Outcome> {
             Err(Outcome::Usage)
         }
     }
+}
+
+/// A namespace and an object name, both checked.
+fn checked_names(namespace: &str, kind: &str, name: &str) -> Result<(String, String), Outcome> {
+    Ok((
+        checked_name("namespace", namespace)?,
+        checked_name(kind, name)?,
+    ))
 }

@@ -3,30 +3,31 @@
 
 use std::collections::BTreeMap;
 
-use bodywork_local::protocol::{Request, Response};
-use bodywork_runtime::Secret;
+use bodywork_runtime::{RuntimeError, Secret};
 use serde_json::json;
 
-use super::{checked_name, local};
+use super::checked_names;
+use super::connect::{printed, with_control};
 use crate::Outcome;
 use crate::cli::{GlobalArgs, SecretCommand, SecretCreateArgs, SecretDisplayArgs};
 use crate::output::{self, table};
 
+const MASK: &str = "********";
+
 pub fn run(global: &GlobalArgs, command: &SecretCommand) -> Outcome {
     match command {
-        SecretCommand::Create(args) => create(args),
+        SecretCommand::Create(args) => create(global, args),
         SecretCommand::Delete(args) => {
-            let (namespace, name) = match (
-                checked_name("namespace", &args.namespace.namespace),
-                checked_name("secret", &args.name),
-            ) {
-                (Ok(ns), Ok(n)) => (ns, n),
-                (Err(o), _) | (_, Err(o)) => return o,
-            };
-            local::call(
-                Request::SecretDelete { namespace, name },
-                local::print_lines,
-            )
+            let (namespace, name) =
+                match checked_names(&args.namespace.namespace, "secret", &args.name) {
+                    Ok(v) => v,
+                    Err(o) => return o,
+                };
+            with_control(global, None, async move |cp| {
+                cp.delete_secret(&namespace, &name).await?;
+                println!("secret={name} deleted from namespace={namespace}");
+                Ok(Outcome::Success)
+            })
         }
         SecretCommand::Display(args) => display(global, args),
     }
@@ -56,13 +57,10 @@ pub(super) fn parse_data(pairs: &[String]) -> Result<BTreeMap<String, String>, S
     Ok(data)
 }
 
-fn create(args: &SecretCreateArgs) -> Outcome {
-    let (namespace, name) = match (
-        checked_name("namespace", &args.namespace.namespace),
-        checked_name("secret", &args.name),
-    ) {
-        (Ok(ns), Ok(n)) => (ns, n),
-        (Err(o), _) | (_, Err(o)) => return o,
+fn create(global: &GlobalArgs, args: &SecretCreateArgs) -> Outcome {
+    let (namespace, name) = match checked_names(&args.namespace.namespace, "secret", &args.name) {
+        Ok(v) => v,
+        Err(o) => return o,
     };
     let data = match parse_data(&args.data) {
         Ok(d) => d,
@@ -71,45 +69,37 @@ fn create(args: &SecretCreateArgs) -> Outcome {
             return Outcome::Usage;
         }
     };
-    local::call(
-        Request::SecretCreate {
-            namespace,
-            name,
-            data,
-        },
-        local::print_lines,
-    )
+    with_control(global, None, async move |cp| {
+        cp.create_secret(&namespace, &name, data).await?;
+        println!("secret={name} created in namespace={namespace}");
+        Ok(Outcome::Success)
+    })
 }
 
-const MASK: &str = "********";
-
 fn display(global: &GlobalArgs, args: &SecretDisplayArgs) -> Outcome {
-    let namespace = match checked_name("namespace", &args.namespace.namespace) {
+    let namespace = match super::checked_name("namespace", &args.namespace.namespace) {
         Ok(ns) => ns,
         Err(o) => return o,
     };
-    let (name, show) = (args.name.clone(), args.show_values);
-    let format = global.output;
-    local::call(
-        Request::SecretList {
-            namespace: namespace.clone(),
-        },
-        move |answer| {
-            let Response::Secrets { secrets } = answer else {
-                return local::unexpected(answer);
-            };
-            let secrets: Vec<Secret> = secrets
-                .into_iter()
-                .filter(|s| name.as_deref().is_none_or(|n| n == s.name))
-                .collect();
-            if let Some(n) = &name
-                && secrets.is_empty()
-            {
-                output::report_message(format!("secret {n} not found in namespace {namespace}"));
-                return Outcome::Failure;
-            }
-            let shown = |v: &String| if show { v.clone() } else { MASK.to_string() };
-            let doc: Vec<_> = secrets
+    let (name, show, format) = (args.name.clone(), args.show_values, global.output);
+    with_control(global, None, async move |cp| {
+        let secrets: Vec<Secret> = cp
+            .list_secrets(&namespace)
+            .await?
+            .into_iter()
+            .filter(|s| name.as_deref().is_none_or(|n| n == s.name))
+            .collect();
+        if let Some(n) = &name
+            && secrets.is_empty()
+        {
+            return Err(RuntimeError::NotFound {
+                kind: "secret",
+                name: n.clone(),
+                namespace,
+            });
+        }
+        let shown = |v: &String| if show { v.clone() } else { MASK.to_string() };
+        let doc: Vec<_> = secrets
             .iter()
             .map(|s| {
                 json!({
@@ -120,23 +110,18 @@ fn display(global: &GlobalArgs, args: &SecretDisplayArgs) -> Outcome {
                 })
             })
             .collect();
-            let rows = secrets.iter().flat_map(|s| {
+        let rows: Vec<Vec<String>> = secrets
+            .iter()
+            .flat_map(|s| {
                 s.data
                     .iter()
                     .map(|(k, v)| vec![s.name.clone(), k.clone(), shown(v), s.created.clone()])
-            });
-            let rows: Vec<Vec<String>> = rows.collect();
-            match table::print(format, &doc, |_| {
-                table::table(&["secret", "key", "value", "created"], rows)
-            }) {
-                Ok(()) => Outcome::Success,
-                Err(e) => {
-                    output::report_error(&e, None);
-                    Outcome::Failure
-                }
-            }
-        },
-    )
+            })
+            .collect();
+        printed(table::print(format, &doc, |_| {
+            table::table(&["secret", "key", "value", "created"], rows)
+        }))
+    })
 }
 
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! `bodywork service display / delete`: the seed's columns SERVICE_URL,
 //! EXPOSED, AVAILABLE_REPLICAS, UNAVAILABLE_REPLICAS, plus commit and age.
 
-use bodywork_local::protocol::{Request, Response};
-use bodywork_runtime::ServiceStatus;
+use bodywork_runtime::{RuntimeError, ServiceStatus};
 
-use super::{checked_name, local};
+use super::checked_name;
+use super::connect::{printed, with_control};
 use crate::Outcome;
 use crate::cli::{GlobalArgs, OutputFormat, ServiceCommand};
-use crate::output::{self, table};
+use crate::output::table;
 
 pub fn run(global: &GlobalArgs, command: &ServiceCommand) -> Outcome {
     match command {
@@ -17,58 +17,43 @@ pub fn run(global: &GlobalArgs, command: &ServiceCommand) -> Outcome {
                 Err(o) => return o,
             };
             let (name, format) = (args.name.clone(), global.output);
-            local::call(
-                Request::ServiceList {
-                    namespace: namespace.clone(),
-                },
-                move |answer| {
-                    let Response::Services { services } = answer else {
-                        return local::unexpected(answer);
-                    };
-                    let services: Vec<ServiceStatus> = services
-                        .into_iter()
-                        .filter(|s| name.as_deref().is_none_or(|n| n == s.name))
-                        .collect();
-                    if let Some(n) = &name
-                        && services.is_empty()
-                    {
-                        output::report_message(format!(
-                            "service {n} not found in namespace {namespace}"
-                        ));
-                        return Outcome::Failure;
-                    }
-                    let printed = print_services(format, &services);
-                    match printed {
-                        Ok(()) => Outcome::Success,
-                        Err(e) => {
-                            output::report_error(&e, None);
-                            Outcome::Failure
-                        }
-                    }
-                },
-            )
+            with_control(global, None, async move |cp| {
+                let services: Vec<ServiceStatus> = cp
+                    .list_services(&namespace)
+                    .await?
+                    .into_iter()
+                    .filter(|s| name.as_deref().is_none_or(|n| n == s.name))
+                    .collect();
+                if let Some(n) = &name
+                    && services.is_empty()
+                {
+                    return Err(RuntimeError::NotFound {
+                        kind: "service",
+                        name: n.clone(),
+                        namespace,
+                    });
+                }
+                printed(print_services(format, &services))
+            })
         }
         ServiceCommand::Delete(args) => {
+            // The name as deployed: the runtime says when there is none.
+            let name = args.name.clone();
             let namespace = match checked_name("namespace", &args.namespace.namespace) {
                 Ok(ns) => ns,
                 Err(o) => return o,
             };
-            local::call(
-                Request::ServiceDelete {
-                    namespace,
-                    name: args.name.clone(),
-                },
-                local::print_lines,
-            )
+            with_control(global, None, async move |cp| {
+                cp.delete_service(&namespace, &name).await?;
+                println!("service={name} deleted from namespace={namespace}");
+                Ok(Outcome::Success)
+            })
         }
     }
 }
 
 /// The services table (or JSON), the same for both runtimes.
-pub(super) fn print_services(
-    format: OutputFormat,
-    services: &Vec<ServiceStatus>,
-) -> std::io::Result<()> {
+fn print_services(format: OutputFormat, services: &Vec<ServiceStatus>) -> std::io::Result<()> {
     let now = chrono::Utc::now();
     table::print(format, services, |services: &Vec<ServiceStatus>| {
         table::table(

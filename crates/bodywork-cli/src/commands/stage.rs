@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bodywork_local::direct::{self, DirectOutcome, DirectStage};
 use bodywork_runtime::{CancellationToken, Level, Log, LogSink, format_log_line, timestamp_now};
 
-use super::local;
+use super::connect::{block_on, home};
 use crate::Outcome;
 use crate::cli::StageArgs;
 use crate::output::{self, color::Style};
@@ -44,7 +44,7 @@ impl LogSink for StderrLog {
 
 /// Run the stage; the exit code is the stage's own (1 when it could not run).
 pub fn run(args: &StageArgs) -> Outcome {
-    let home = match local::home() {
+    let home = match home() {
         Ok(h) => h,
         Err(o) => return o,
     };
@@ -57,7 +57,7 @@ pub fn run(args: &StageArgs) -> Outcome {
         style: Style::stderr(),
     });
     let mut code = 1;
-    let outcome = local::block_on(async {
+    let outcome = block_on(async {
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         let signals = tokio::spawn(async move {

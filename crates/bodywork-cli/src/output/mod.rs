@@ -5,7 +5,11 @@
 
 pub mod color;
 pub mod log;
+mod spinner;
 pub mod table;
+mod terminal;
+
+pub use terminal::TerminalLog;
 
 use std::fmt::Display;
 

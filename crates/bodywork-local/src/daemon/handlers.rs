@@ -4,24 +4,17 @@ use bodywork_runtime::{Runtime, RuntimeError};
 
 use super::Daemon;
 use crate::cron;
-use crate::protocol::{DaemonStatus, EnvSummary, PROTOCOL_VERSION, Request, Response, RunSummary};
+use crate::protocol::{DaemonStatus, EnvSummary, PROTOCOL_VERSION, Request, Response};
 
 fn error(e: impl std::fmt::Display) -> Response {
-    Response::Error {
-        message: e.to_string(),
-    }
+    Response::Error(RuntimeError::failed(e))
 }
 
-fn hint_namespace(e: RuntimeError) -> Response {
-    match e {
-        RuntimeError::NotFound {
-            kind: "namespace",
-            name,
-            ..
-        } => error(format!(
-            "namespace {name} does not exist; create it with `bodywork setup-namespace {name}`"
-        )),
-        other => error(other),
+/// An answer of the runtime: its data, or its error as it is.
+fn answer<T>(result: Result<T, RuntimeError>, ok: impl FnOnce(T) -> Response) -> Response {
+    match result {
+        Ok(value) => ok(value),
+        Err(e) => Response::Error(e),
     }
 }
 
@@ -82,70 +75,44 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
             daemon.shutdown.cancel();
             Response::Ok
         }
-        Request::SetupNamespace { namespace } => match rt.setup_namespace(&namespace).await {
-            Ok(lines) => Response::Lines { lines },
-            Err(e) => error(e),
-        },
-        Request::DeleteNamespace { namespace } => match rt.delete_namespace(&namespace).await {
-            Ok(lines) => Response::Lines { lines },
-            Err(e) => error(e),
-        },
+        Request::SetupNamespace { namespace } => {
+            answer(rt.setup_namespace(&namespace).await, |lines| {
+                Response::Lines { lines }
+            })
+        }
+        Request::DeleteNamespace { namespace } => {
+            answer(rt.delete_namespace(&namespace).await, |lines| {
+                Response::Lines { lines }
+            })
+        }
         Request::SecretCreate {
             namespace,
             name,
             data,
-        } => match rt.create_secret(&namespace, &name, data).await {
-            Ok(()) => Response::Lines {
-                lines: vec![format!("secret={name} created in namespace={namespace}")],
-            },
-            Err(e) => hint_namespace(e),
-        },
+        } => answer(rt.create_secret(&namespace, &name, data).await, |()| {
+            Response::Ok
+        }),
         Request::SecretDelete { namespace, name } => {
-            match rt.delete_secret(&namespace, &name).await {
-                Ok(()) => Response::Lines {
-                    lines: vec![format!("secret={name} deleted from namespace={namespace}")],
-                },
-                Err(e) => error(e),
-            }
+            answer(rt.delete_secret(&namespace, &name).await, |()| Response::Ok)
         }
-        Request::SecretList { namespace } => match rt.list_secrets(&namespace).await {
-            Ok(secrets) => Response::Secrets { secrets },
-            Err(e) => error(e),
-        },
-        Request::ListRuns { namespace, limit } => {
-            match rt.with_store(|s| s.list_runs(namespace.as_deref(), limit as usize)) {
-                Ok(rows) => Response::Runs {
-                    runs: rows
-                        .into_iter()
-                        .map(|r| RunSummary {
-                            id: r.id,
-                            namespace: r.namespace,
-                            project: r.project,
-                            repo: r.repo,
-                            branch: r.branch,
-                            commit: r.commit,
-                            trigger: r.trigger,
-                            status: r.status.to_string(),
-                            error: r.error,
-                            started: crate::time::display(&r.started),
-                            finished: r.finished.as_ref().map(crate::time::display),
-                        })
-                        .collect(),
-                },
-                Err(e) => error(e),
-            }
+        Request::SecretList { namespace } => answer(rt.list_secrets(&namespace).await, |secrets| {
+            Response::Secrets { secrets }
+        }),
+        Request::ListRuns { namespace, limit } => answer(
+            rt.with_store(|s| s.list_runs(namespace.as_deref(), limit as usize)),
+            |rows| Response::Runs {
+                runs: rows.into_iter().map(super::runs::summary).collect(),
+            },
+        ),
+        Request::ServiceList { namespace } => {
+            answer(rt.list_services(&namespace).await, |services| {
+                Response::Services { services }
+            })
         }
-        Request::ServiceList { namespace } => match rt.list_services(&namespace).await {
-            Ok(services) => Response::Services { services },
-            Err(e) => error(e),
-        },
         Request::ServiceDelete { namespace, name } => {
-            match rt.delete_service(&namespace, &name).await {
-                Ok(()) => Response::Lines {
-                    lines: vec![format!("service={name} deleted from namespace={namespace}")],
-                },
-                Err(e) => error(e),
-            }
+            answer(rt.delete_service(&namespace, &name).await, |()| {
+                Response::Ok
+            })
         }
         Request::EnvList => match rt.envs().list() {
             Ok(envs) => Response::Envs {
@@ -171,11 +138,23 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
                 Err(e) => error(e),
             }
         }
-        Request::CronCreate(spec) => cron::create(daemon, spec),
-        Request::CronDelete { namespace, name } => cron::delete(daemon, &namespace, &name),
-        Request::CronList { namespace, name } => cron::list(daemon, &namespace, name.as_deref()),
-        Request::CronHistory { namespace, name } => cron::history(daemon, &namespace, &name),
-        Request::CronTrigger { namespace, name } => cron::trigger(daemon, namespace, name).await,
+        Request::CronCreate(spec) => answer(cron::create(daemon, spec), |()| Response::Ok),
+        Request::CronDelete { namespace, name } => {
+            answer(cron::delete(daemon, &namespace, &name), |()| Response::Ok)
+        }
+        Request::CronList { namespace } => answer(cron::list(daemon, &namespace), |jobs| {
+            Response::CronJobs { jobs }
+        }),
+        Request::CronHistory { namespace, name } => {
+            answer(cron::history(daemon, &namespace, &name), |runs| {
+                Response::CronHistory { runs }
+            })
+        }
+        Request::CronTrigger { namespace, name } => {
+            answer(cron::trigger(daemon, &namespace, &name).await, |name| {
+                Response::Started { name }
+            })
+        }
         Request::Cancel => error("nothing to cancel on this connection"),
         Request::CronLogs { .. } => {
             error("internal: streaming request routed to the wrong handler")

@@ -334,7 +334,7 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         Ok(Some(r)) => r,
         Ok(None) => return,
         Err(e) => {
-            write_error(&mut write, e).await;
+            write_error(&mut write, bodywork_runtime::RuntimeError::failed(e)).await;
             return;
         }
     };

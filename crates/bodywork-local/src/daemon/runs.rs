@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bodywork_plan::WorkflowPlan;
-use bodywork_runtime::{Level, Log, LogEvent, LogRenderer, LogSink};
-use bodywork_state::{NewRun, RunStatus};
+use bodywork_runtime::{
+    Level, Log, LogEvent, LogRenderer, LogSink, RunOutcome, RunState, RunSummary, RuntimeError,
+};
+use bodywork_state::{NewRun, RunRow, RunStatus};
 use bodywork_workflow::{RunHooks, WorkflowError, WorkflowRequest, run_workflow as controller};
 use tokio::io::BufReader;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -51,6 +53,38 @@ impl LogSink for RunLog {
             source: source.to_string(),
             line: line.to_string(),
         });
+    }
+}
+
+/// How a finished run ended, as the interface says it. A run still marked
+/// running when it returns cannot happen; it reads as failed.
+fn outcome(status: RunStatus) -> RunOutcome {
+    match status {
+        RunStatus::Succeeded => RunOutcome::Succeeded,
+        RunStatus::Cancelled => RunOutcome::Cancelled,
+        RunStatus::Failed | RunStatus::Running => RunOutcome::Failed,
+    }
+}
+
+/// A stored run as `bodywork runs` lists it.
+pub(crate) fn summary(r: RunRow) -> RunSummary {
+    RunSummary {
+        id: r.id,
+        namespace: r.namespace,
+        project: r.project,
+        repo: r.repo,
+        branch: r.branch,
+        commit: r.commit,
+        trigger: r.trigger,
+        status: match r.status {
+            RunStatus::Running => RunState::Running,
+            RunStatus::Succeeded => RunState::Succeeded,
+            RunStatus::Failed => RunState::Failed,
+            RunStatus::Cancelled => RunState::Cancelled,
+        },
+        error: r.error,
+        started: crate::time::display(&r.started),
+        finished: r.finished.as_ref().map(crate::time::display),
     }
 }
 
@@ -171,7 +205,7 @@ pub(crate) async fn execute_run(
         repo: submission.repo,
         branch: submission.branch,
         namespace: submission.namespace,
-        ssh_key: submission.ssh_key.map(Into::into),
+        ssh_key: submission.ssh_key,
         checkout_dir: daemon.home().checkout(id),
     };
     let hooks = Hooks { daemon, run: id };
@@ -219,7 +253,7 @@ pub(super) async fn run_for_client(
     let prepared = match prepare_run(&daemon, &submission, "cli") {
         Ok(p) => p,
         Err(message) => {
-            write_error(&mut write, message).await;
+            write_error(&mut write, RuntimeError::Failed(message)).await;
             return;
         }
     };
@@ -244,11 +278,10 @@ pub(super) async fn run_for_client(
             }
         })
     };
-    let (status, error) = execute_run(&daemon, prepared, submission, Some(tx.clone())).await;
+    let (status, _) = execute_run(&daemon, prepared, submission, Some(tx.clone())).await;
     let _ = tx.send(Response::RunFinished {
         run: id,
-        status: status.to_string(),
-        error,
+        outcome: outcome(status),
     });
     let _ = tx.send(Response::End);
     drop(tx);
@@ -270,7 +303,7 @@ pub(crate) async fn stream_logs(
             let message = format!(
                 "no workflow run {run} in namespace {namespace} (see `bodywork runs --namespace {namespace}`)"
             );
-            write_error(write, message).await;
+            write_error(write, RuntimeError::Failed(message)).await;
             return;
         }
         Err(e) => {
@@ -286,7 +319,7 @@ pub(crate) async fn stream_logs(
                 "the log of run {run} is not available ({}: {e})",
                 path.display()
             );
-            write_error(write, message).await;
+            write_error(write, RuntimeError::Failed(message)).await;
             return;
         }
     };

@@ -20,10 +20,12 @@ pub(super) async fn stream(
     write: &mut OwnedWriteHalf,
 ) {
     let Some(files) = daemon.runtime.services().replica_logs(namespace, name) else {
-        let message = format!(
-            "no service {name} in namespace {namespace} (see `bodywork service display --namespace {namespace}`)"
-        );
-        write_error(write, message).await;
+        let missing = bodywork_runtime::RuntimeError::NotFound {
+            kind: "service",
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        };
+        write_error(write, missing).await;
         return;
     };
     let mut readers: Vec<(String, Option<BufReader<std::fs::File>>, String)> = files

@@ -1,5 +1,10 @@
 //! The CLI side of the socket: connect to the daemon, starting it in the
-//! background on first use, and exchange frames.
+//! background on first use, and exchange frames; [`LocalControl`] is the
+//! local runtime's [`bodywork_runtime::ControlPlane`], forwarding each call.
+
+mod control;
+
+pub use control::LocalControl;
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -23,7 +28,15 @@ pub enum ClientError {
     Closed(String),
     #[error("{0}")]
     Daemon(String),
+    /// The daemon answered with the runtime's own error.
+    #[error(transparent)]
+    Runtime(#[from] bodywork_runtime::RuntimeError),
 }
+
+/// What to say when the daemon answers something this CLI did not ask for
+/// (a daemon of another build that kept the protocol number).
+pub const UNEXPECTED: &str = "unexpected answer from the bodywork daemon; restart it with \
+     `bodywork daemon --restart`";
 
 /// One connection carrying one request.
 pub struct Connection {
@@ -49,7 +62,7 @@ impl Connection {
     pub async fn call(mut self, request: &Request) -> Result<Response, ClientError> {
         self.send(request).await?;
         match self.next().await? {
-            Response::Error { message } => Err(ClientError::Daemon(message)),
+            Response::Error(e) => Err(ClientError::Runtime(e)),
             other => Ok(other),
         }
     }
@@ -145,12 +158,7 @@ async fn handover(home: &Home) -> Result<(), ClientError> {
     };
     match conn.call(&request).await? {
         Response::Ok => {}
-        Response::Error { message } => return Err(ClientError::Daemon(message)),
-        other => {
-            return Err(ClientError::Daemon(format!(
-                "unexpected answer to a handover: {other:?}"
-            )));
-        }
+        _ => return Err(ClientError::Daemon(UNEXPECTED.into())),
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -179,9 +187,7 @@ async fn daemon_pid(home: &Home) -> Result<u32, ClientError> {
         .await?
     {
         Response::Hello { pid, .. } => Ok(pid),
-        other => Err(ClientError::Daemon(format!(
-            "unexpected answer to hello: {other:?}"
-        ))),
+        _ => Err(ClientError::Daemon(UNEXPECTED.into())),
     }
 }
 

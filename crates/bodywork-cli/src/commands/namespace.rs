@@ -1,0 +1,30 @@
+//! `bodywork setup-namespace NS`: the seed's four `creating ...` lines; and
+//! `bodywork delete-namespace NS`, the tutorial's clean-up.
+
+use super::connect::{print_lines, with_control};
+use super::{checked_name, dry_run};
+use crate::Outcome;
+use crate::cli::{DeleteNamespaceArgs, GlobalArgs, SetupNamespaceArgs};
+
+pub fn setup(global: &GlobalArgs, args: &SetupNamespaceArgs) -> Outcome {
+    let namespace = match checked_name("namespace", &args.namespace) {
+        Ok(ns) => ns,
+        Err(o) => return o,
+    };
+    if args.dry_run {
+        return dry_run::setup_namespace(global, &namespace);
+    }
+    with_control(global, None, async move |cp| {
+        Ok(print_lines(&cp.setup_namespace(&namespace).await?))
+    })
+}
+
+pub fn delete(global: &GlobalArgs, args: &DeleteNamespaceArgs) -> Outcome {
+    let namespace = match checked_name("namespace", &args.namespace) {
+        Ok(ns) => ns,
+        Err(o) => return o,
+    };
+    with_control(global, None, async move |cp| {
+        Ok(print_lines(&cp.delete_namespace(&namespace).await?))
+    })
+}

@@ -1,0 +1,207 @@
+//! The Kubernetes runtime's [`ControlPlane`]: what every command asks of a
+//! cluster, answered with the same records the local runtime gives.
+//!
+//! Must not: word anything for the user (the CLI does, the same for both
+//! runtimes) or validate input (the CLI has, before calling).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use bodywork_runtime::{
+    CancellationToken, ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, Result,
+    RunOutcome, RunSummary, Runtime, RuntimeError, Secret, ServiceStatus, WorkflowSubmission,
+    display_rfc3339,
+};
+use bodywork_workflow::WorkflowError;
+
+use crate::host::{self, WorkflowOptions};
+use crate::manifests::CronJobRequest;
+use crate::{CronJobStatus, CronRun, KubeRuntime};
+
+/// The image cron jobs' workflows run in: `BODYWORK_IMAGE` when set, else
+/// bodywork's own image of this version.
+pub fn cron_image() -> Option<String> {
+    std::env::var("BODYWORK_IMAGE")
+        .ok()
+        .filter(|i| !i.is_empty())
+}
+
+/// The CronJob a `cronjob create` asks for.
+pub fn cronjob_request(spec: &CronJobSpec) -> CronJobRequest {
+    CronJobRequest {
+        namespace: spec.namespace.clone(),
+        name: spec.name.clone(),
+        schedule: spec.schedule.clone(),
+        timezone: spec.timezone.clone(),
+        repo: spec.repo.clone(),
+        branch: spec.branch.clone(),
+        retries: spec.retries,
+        history_limit: spec.history_limit,
+        image: cron_image(),
+    }
+}
+
+fn summary(namespace: &str, c: CronJobStatus) -> CronJobSummary {
+    let next_run = bodywork_config::schedule::Schedule::parse(
+        &c.schedule,
+        c.timezone.as_deref(),
+        bodywork_config::schedule::seconds_allowed(),
+    )
+    .ok()
+    .and_then(|s| s.next_after(chrono::Utc::now()))
+    .map(|t| bodywork_runtime::display_time(&t));
+    CronJobSummary {
+        namespace: namespace.to_string(),
+        name: c.name,
+        schedule: c.schedule,
+        timezone: c.timezone.unwrap_or_else(|| "UTC".into()),
+        repo: c.repo.unwrap_or_default(),
+        branch: c.branch,
+        retries: 0,       // FILL after the runtime split lands
+        history_limit: 0, // FILL
+        created: String::new(),
+        last_run: c.last_run.as_deref().map(display_rfc3339),
+        next_run,
+        status: if c.active > 0 {
+            "running".into()
+        } else {
+            "waiting".into() // FILL
+        },
+    }
+}
+
+fn history_row(cron_job: &str, r: CronRun) -> CronRunSummary {
+    let is = |outcome: &str| u32::from(r.outcome == outcome);
+    CronRunSummary {
+        job_name: Some(r.name),
+        cron_job: cron_job.to_string(),
+        run: None,
+        scheduled: r
+            .started
+            .as_deref()
+            .map(display_rfc3339)
+            .unwrap_or_default(),
+        kind: "scheduled".into(), // FILL
+        attempt: 1,
+        skipped: false,
+        start_time: r.started.as_deref().map(display_rfc3339),
+        completion_time: r.finished.as_deref().map(display_rfc3339),
+        active: is("running"),
+        succeeded: is("succeeded"),
+        failed: is("failed"),
+        note: String::new(), // FILL
+    }
+}
+
+#[async_trait]
+impl ControlPlane for KubeRuntime {
+    fn runtime(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+        Runtime::setup_namespace(self, namespace).await
+    }
+
+    async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+        Runtime::delete_namespace(self, namespace).await
+    }
+
+    async fn create_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        data: BTreeMap<String, String>,
+    ) -> Result<()> {
+        Runtime::create_secret(self, namespace, name, data).await
+    }
+
+    async fn delete_secret(&self, namespace: &str, name: &str) -> Result<()> {
+        Runtime::delete_secret(self, namespace, name).await
+    }
+
+    async fn list_secrets(&self, namespace: &str) -> Result<Vec<Secret>> {
+        Runtime::list_secrets(self, namespace).await
+    }
+
+    async fn run_workflow(
+        &self,
+        submission: &WorkflowSubmission,
+        log: &Log,
+        cancel: &CancellationToken,
+    ) -> Result<RunOutcome> {
+        let opts = WorkflowOptions {
+            repo: submission.repo.clone(),
+            branch: submission.branch.clone(),
+            namespace: submission.namespace.clone(),
+            ssh_key: submission.ssh_key.clone(),
+            image: None,
+        };
+        // The controller has logged why a run failed, as an ERROR line.
+        Ok(match host::run(self, &opts, log, cancel).await {
+            Ok(_) => RunOutcome::Succeeded,
+            Err(WorkflowError::Cancelled) => RunOutcome::Cancelled,
+            Err(_) => RunOutcome::Failed,
+        })
+    }
+
+    async fn list_runs(&self, _namespace: &str) -> Result<Vec<RunSummary>> {
+        Err(RuntimeError::Unsupported(
+            "workflow runs are recorded by the local runtime only; on a cluster, use \
+             `bodywork cronjob history` and `bodywork logs`"
+                .into(),
+        ))
+    }
+
+    async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {
+        Runtime::list_services(self, namespace).await
+    }
+
+    async fn delete_service(&self, namespace: &str, name: &str) -> Result<()> {
+        Runtime::delete_service(self, namespace, name).await
+    }
+
+    async fn create_cronjob(&self, spec: &CronJobSpec) -> Result<()> {
+        if !Runtime::namespace_exists(self, &spec.namespace).await? {
+            return Err(RuntimeError::NotFound {
+                kind: "namespace",
+                name: spec.namespace.clone(),
+                namespace: spec.namespace.clone(),
+            });
+        }
+        KubeRuntime::create_cronjob(self, &cronjob_request(spec)).await
+    }
+
+    async fn delete_cronjob(&self, namespace: &str, name: &str) -> Result<()> {
+        KubeRuntime::delete_cronjob(self, namespace, name).await
+    }
+
+    async fn list_cronjobs(&self, namespace: &str) -> Result<Vec<CronJobSummary>> {
+        Ok(KubeRuntime::list_cronjobs(self, namespace)
+            .await?
+            .into_iter()
+            .map(|c| summary(namespace, c))
+            .collect())
+    }
+
+    async fn cronjob_history(&self, namespace: &str, name: &str) -> Result<Vec<CronRunSummary>> {
+        let runs = KubeRuntime::cronjob_history(self, namespace, name).await?;
+        Ok(runs
+            .into_iter()
+            .rev()
+            .map(|r| history_row(name, r))
+            .collect())
+    }
+
+    async fn trigger_cronjob(&self, namespace: &str, name: &str) -> Result<String> {
+        KubeRuntime::trigger_cronjob(self, namespace, name).await
+    }
+
+    async fn cronjob_logs(&self, namespace: &str, run: &str, log: &Log) -> Result<()> {
+        KubeRuntime::logs(self, namespace, run, false, log).await
+    }
+
+    async fn logs(&self, namespace: &str, name: &str, follow: bool, log: &Log) -> Result<()> {
+        KubeRuntime::logs(self, namespace, name, follow, log).await
+    }
+}

@@ -1,0 +1,308 @@
+//! The local runtime's control plane as the CLI sees it: each call of
+//! [`ControlPlane`] becomes one request to the daemon (started if need be),
+//! whose answer comes back as the interface's data or `RuntimeError`.
+//!
+//! Must not: decide or word anything; the daemon does the work, the CLI
+//! does the wording.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use bodywork_runtime::{
+    CancellationToken, ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, LogEvent,
+    Result, RunOutcome, RunSummary, RuntimeError, Secret, ServiceStatus, WorkflowSubmission,
+};
+
+use super::{ClientError, Connection, UNEXPECTED, connect};
+use crate::home::Home;
+use crate::protocol::{Request, Response};
+
+/// How many runs `list_runs` asks for.
+const RUNS_SHOWN: u32 = 100;
+
+/// The local runtime, reached through its daemon.
+#[derive(Debug, Clone)]
+pub struct LocalControl {
+    home: Home,
+}
+
+fn unavailable(e: ClientError) -> RuntimeError {
+    match e {
+        ClientError::Runtime(e) => e,
+        other => RuntimeError::Unavailable(other.to_string()),
+    }
+}
+
+fn unexpected() -> RuntimeError {
+    RuntimeError::Failed(UNEXPECTED.into())
+}
+
+impl LocalControl {
+    pub fn new(home: Home) -> LocalControl {
+        LocalControl { home }
+    }
+
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    async fn connect(&self) -> Result<Connection> {
+        connect(&self.home).await.map_err(unavailable)
+    }
+
+    /// One request, one answer; the daemon's error as it is.
+    pub async fn call(&self, request: Request) -> Result<Response> {
+        self.connect()
+            .await?
+            .call(&request)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn done(&self, request: Request) -> Result<()> {
+        match self.call(request).await? {
+            Response::Ok => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn lines(&self, request: Request) -> Result<Vec<String>> {
+        match self.call(request).await? {
+            Response::Lines { lines } => Ok(lines),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// A stored log, line by line into `log`, until the daemon ends it.
+    async fn stream(&self, request: Request, log: &Log) -> Result<()> {
+        let mut conn = self.connect().await?;
+        conn.send(&request).await.map_err(unavailable)?;
+        loop {
+            match conn.next().await.map_err(unavailable)? {
+                Response::LogLine { line } => log.event(LogEvent::Text { line }),
+                Response::End => return Ok(()),
+                Response::Error(e) => return Err(e),
+                _ => return Err(unexpected()),
+            }
+        }
+    }
+}
+
+/// `17` or `run-17`: a workflow run's number, as `bodywork runs` shows it.
+pub fn parse_run(name: &str) -> Option<i64> {
+    name.strip_prefix("run-")
+        .unwrap_or(name)
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+}
+
+#[async_trait]
+impl ControlPlane for LocalControl {
+    fn runtime(&self) -> &'static str {
+        "local"
+    }
+
+    async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+        self.lines(Request::SetupNamespace {
+            namespace: namespace.into(),
+        })
+        .await
+    }
+
+    async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+        self.lines(Request::DeleteNamespace {
+            namespace: namespace.into(),
+        })
+        .await
+    }
+
+    async fn create_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        data: BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.done(Request::SecretCreate {
+            namespace: namespace.into(),
+            name: name.into(),
+            data,
+        })
+        .await
+    }
+
+    async fn delete_secret(&self, namespace: &str, name: &str) -> Result<()> {
+        self.done(Request::SecretDelete {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+        .await
+    }
+
+    async fn list_secrets(&self, namespace: &str) -> Result<Vec<Secret>> {
+        match self
+            .call(Request::SecretList {
+                namespace: namespace.into(),
+            })
+            .await?
+        {
+            Response::Secrets { secrets } => Ok(secrets),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn run_workflow(
+        &self,
+        submission: &WorkflowSubmission,
+        log: &Log,
+        cancel: &CancellationToken,
+    ) -> Result<RunOutcome> {
+        let mut conn = self.connect().await?;
+        conn.send(&Request::RunWorkflow(submission.clone()))
+            .await
+            .map_err(unavailable)?;
+        let mut outcome = RunOutcome::Failed;
+        let mut cancel_sent = false;
+        loop {
+            let frame = tokio::select! {
+                frame = conn.next() => frame.map_err(unavailable)?,
+                _ = cancel.cancelled(), if !cancel_sent => {
+                    cancel_sent = true;
+                    // The daemon stops every stage process and records the
+                    // run as cancelled; its last frames still come.
+                    conn.send(&Request::Cancel).await.map_err(unavailable)?;
+                    continue;
+                }
+            };
+            match frame {
+                Response::RunStarted { run } => {
+                    tracing::debug!(target: "workflow", "run {run} started");
+                }
+                Response::Event(event) => log.event(event),
+                Response::RunFinished { outcome: o, .. } => outcome = o,
+                Response::End => return Ok(outcome),
+                Response::Error(e) => return Err(e),
+                _ => return Err(unexpected()),
+            }
+        }
+    }
+
+    async fn list_runs(&self, namespace: &str) -> Result<Vec<RunSummary>> {
+        match self
+            .call(Request::ListRuns {
+                namespace: Some(namespace.into()),
+                limit: RUNS_SHOWN,
+            })
+            .await?
+        {
+            Response::Runs { runs } => Ok(runs),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {
+        match self
+            .call(Request::ServiceList {
+                namespace: namespace.into(),
+            })
+            .await?
+        {
+            Response::Services { services } => Ok(services),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn delete_service(&self, namespace: &str, name: &str) -> Result<()> {
+        self.done(Request::ServiceDelete {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+        .await
+    }
+
+    async fn create_cronjob(&self, spec: &CronJobSpec) -> Result<()> {
+        self.done(Request::CronCreate(spec.clone())).await
+    }
+
+    async fn delete_cronjob(&self, namespace: &str, name: &str) -> Result<()> {
+        self.done(Request::CronDelete {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+        .await
+    }
+
+    async fn list_cronjobs(&self, namespace: &str) -> Result<Vec<CronJobSummary>> {
+        match self
+            .call(Request::CronList {
+                namespace: namespace.into(),
+            })
+            .await?
+        {
+            Response::CronJobs { jobs } => Ok(jobs),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn cronjob_history(&self, namespace: &str, name: &str) -> Result<Vec<CronRunSummary>> {
+        match self
+            .call(Request::CronHistory {
+                namespace: namespace.into(),
+                name: name.into(),
+            })
+            .await?
+        {
+            Response::CronHistory { runs } => Ok(runs),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn trigger_cronjob(&self, namespace: &str, name: &str) -> Result<String> {
+        match self
+            .call(Request::CronTrigger {
+                namespace: namespace.into(),
+                name: name.into(),
+            })
+            .await?
+        {
+            Response::Started { name } => Ok(name),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn cronjob_logs(&self, namespace: &str, run: &str, log: &Log) -> Result<()> {
+        let request = Request::CronLogs {
+            namespace: namespace.into(),
+            name: run.into(),
+        };
+        self.stream(request, log).await
+    }
+
+    async fn logs(&self, namespace: &str, name: &str, follow: bool, log: &Log) -> Result<()> {
+        let namespace = namespace.to_string();
+        let request = match parse_run(name) {
+            Some(run) => Request::RunLogs {
+                namespace,
+                run,
+                follow,
+            },
+            None => Request::ServiceLogs {
+                namespace,
+                name: name.into(),
+                follow,
+            },
+        };
+        self.stream(request, log).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn run_names() {
+        assert_eq!(super::parse_run("17"), Some(17));
+        assert_eq!(super::parse_run("run-3"), Some(3));
+        assert_eq!(super::parse_run("scoring-service"), None);
+        assert_eq!(super::parse_run("0"), None);
+    }
+}

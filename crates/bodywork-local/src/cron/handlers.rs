@@ -1,0 +1,301 @@
+//! The CLI's cron requests, answered from the state and the scheduler:
+//! create, delete, list, history, trigger and a run's log.
+
+use bodywork_config::schedule::{Schedule, seconds_allowed};
+use bodywork_runtime::{CronJobSpec, CronJobSummary, CronRunSummary, Result, RuntimeError};
+use bodywork_state::{CronJobRow, CronRunKind, CronRunRow, NewCronJob, RunStatus};
+use chrono::{DateTime, Utc};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::oneshot;
+
+use super::{Active, Command, job_key, job_run_name, parse_job_run_name, stored_schedule};
+use crate::daemon::Daemon;
+use crate::daemon::runs::stream_logs;
+
+fn no_such_job(namespace: &str, name: &str) -> RuntimeError {
+    RuntimeError::NotFound {
+        kind: "cron job",
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+    }
+}
+
+/// `cronjob create`. The schedule was checked by the CLI; it is checked
+/// again here, as the daemon must never store one it cannot compute.
+pub(crate) fn create(daemon: &Daemon, spec: CronJobSpec) -> Result<()> {
+    Schedule::parse(&spec.schedule, spec.timezone.as_deref(), seconds_allowed())
+        .map_err(RuntimeError::failed)?;
+    if spec.history_limit == 0 {
+        return Err(RuntimeError::failed("--history-limit must be at least 1"));
+    }
+    let new = NewCronJob {
+        namespace: spec.namespace,
+        name: spec.name,
+        schedule: spec.schedule,
+        timezone: spec.timezone,
+        repo: spec.repo,
+        branch: spec.branch,
+        retries: spec.retries,
+        history_limit: spec.history_limit,
+    };
+    let created = daemon.runtime.with_store(|s| {
+        if !s.namespace_exists(&new.namespace)? {
+            return Ok(false);
+        }
+        s.create_cron_job(&new).map(|_| true)
+    })?;
+    if created {
+        Ok(())
+    } else {
+        Err(RuntimeError::NotFound {
+            kind: "namespace",
+            name: new.namespace.clone(),
+            namespace: new.namespace,
+        })
+    }
+}
+
+/// `cronjob delete`: the cron job, its history and their logs; a run going
+/// is cancelled (and removed when it has stopped).
+pub(crate) fn delete(daemon: &Daemon, namespace: &str, name: &str) -> Result<()> {
+    let removed = daemon.runtime.with_store(|s| {
+        if s.get_cron_job(namespace, name)?.is_none() {
+            return Ok(None);
+        }
+        s.delete_cron_job(namespace, name).map(Some)
+    })?;
+    let Some(removed) = removed else {
+        return Err(no_such_job(namespace, name));
+    };
+    super::scheduler::remove_runs(daemon, Ok(removed));
+    let key = (namespace.to_string(), name.to_string());
+    if let Some(Active { run: Some(run), .. }) = daemon.cron.active(&key)
+        && let Ok(runs) = daemon.runs.lock()
+        && let Some(active) = runs.get(&run)
+    {
+        active.cancel.cancel();
+    }
+    Ok(())
+}
+
+/// `cronjob display`: every cron job of the namespace.
+pub(crate) fn list(daemon: &Daemon, namespace: &str) -> Result<Vec<CronJobSummary>> {
+    let jobs = daemon
+        .runtime
+        .with_store(|s| s.list_cron_jobs(Some(namespace)))?;
+    let now = daemon.cron.clock.now();
+    let mut summaries = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let newest = daemon
+            .runtime
+            .with_store(|s| s.list_cron_runs(&job.spec.namespace, &job.spec.name, usize::MAX))?
+            .into_iter()
+            .find_map(|e| e.run);
+        let going = daemon.cron.active(&job_key(&job.spec));
+        let next = stored_schedule(&job).ok().and_then(|s| {
+            let from = job.last_scheduled.map_or(now, |l| l.max(now));
+            s.next_after(from)
+        });
+        summaries.push(summarize_job(job, newest.as_ref(), going, next));
+    }
+    Ok(summaries)
+}
+
+/// What `cronjob display` shows of one cron job.
+fn summarize_job(
+    job: CronJobRow,
+    newest: Option<&bodywork_state::RunRow>,
+    going: Option<Active>,
+    next: Option<DateTime<Utc>>,
+) -> CronJobSummary {
+    let status = match going {
+        Some(Active {
+            retry_at: Some(at), ..
+        }) => format!("retrying at {}", crate::time::display(&at)),
+        Some(_) => "running".to_string(),
+        None => newest.map_or_else(|| "waiting".to_string(), |r| r.status.to_string()),
+    };
+    CronJobSummary {
+        namespace: job.spec.namespace,
+        name: job.spec.name,
+        schedule: job.spec.schedule,
+        timezone: job.spec.timezone.unwrap_or_else(|| "UTC".into()),
+        repo: job.spec.repo,
+        branch: job.spec.branch,
+        retries: job.spec.retries,
+        history_limit: job.spec.history_limit,
+        created: crate::time::display(&job.created),
+        last_run: newest.map(|r| crate::time::display(&r.started)),
+        next_run: next.as_ref().map(crate::time::display),
+        status,
+    }
+}
+
+/// `cronjob history`: newest first.
+pub(crate) fn history(daemon: &Daemon, namespace: &str, name: &str) -> Result<Vec<CronRunSummary>> {
+    let entries = daemon.runtime.with_store(|s| {
+        if s.get_cron_job(namespace, name)?.is_none() {
+            return Ok(None);
+        }
+        s.list_cron_runs(namespace, name, usize::MAX).map(Some)
+    })?;
+    match entries {
+        Some(entries) => Ok(entries.iter().map(summarize_entry).collect()),
+        None => Err(no_such_job(namespace, name)),
+    }
+}
+
+/// One history row, shaped like a Kubernetes Job's (`JOB_NAME`, counts of
+/// active, succeeded and failed runs).
+fn summarize_entry(entry: &CronRunRow) -> CronRunSummary {
+    let run = entry.run.as_ref();
+    let status = run.map(|r| r.status);
+    let count = |wanted: &[RunStatus]| u32::from(status.is_some_and(|s| wanted.contains(&s)));
+    let mut notes = Vec::new();
+    match entry.kind {
+        CronRunKind::Scheduled => {}
+        CronRunKind::CatchUp => notes.push("catch-up".to_string()),
+        CronRunKind::Manual => notes.push("manual".to_string()),
+    }
+    if entry.attempt > 1 {
+        notes.push(format!("retry {}", entry.attempt - 1));
+    }
+    if entry.skipped {
+        notes.push(match entry.skipped_for {
+            Some(id) => format!("skipped: {}-{id} was still running", entry.job),
+            None => "skipped: a run was still going".to_string(),
+        });
+    }
+    CronRunSummary {
+        job_name: entry.run_id.map(|id| job_run_name(&entry.job, id)),
+        cron_job: entry.job.clone(),
+        run: entry.run_id,
+        scheduled: crate::time::display(&entry.scheduled),
+        kind: entry.kind.to_string(),
+        attempt: entry.attempt,
+        skipped: entry.skipped,
+        start_time: run.map(|r| crate::time::display(&r.started)),
+        completion_time: run
+            .and_then(|r| r.finished.as_ref())
+            .map(crate::time::display),
+        active: count(&[RunStatus::Running]),
+        succeeded: count(&[RunStatus::Succeeded]),
+        failed: count(&[RunStatus::Failed, RunStatus::Cancelled]),
+        note: notes.join(", "),
+    }
+}
+
+/// `cronjob trigger`: asks the scheduler task to start a run now; the
+/// run's name (`NAME-RUN`).
+pub(crate) async fn trigger(daemon: &Daemon, namespace: &str, name: &str) -> Result<String> {
+    let (reply, answer) = oneshot::channel();
+    let sent = daemon.cron.commands.send(Command::Trigger {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        reply,
+    });
+    if sent.is_err() {
+        return Err(RuntimeError::Unavailable(
+            "the cron scheduler is not running (is the daemon stopping?)".into(),
+        ));
+    }
+    match answer.await {
+        Ok(Ok(run)) => Ok(job_run_name(name, run)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(RuntimeError::Unavailable(
+            "the cron scheduler stopped before starting the run".into(),
+        )),
+    }
+}
+
+/// `cronjob logs`: the whole log of one run of a cron job.
+pub(crate) async fn stream_run_logs(
+    daemon: &Daemon,
+    namespace: &str,
+    name: &str,
+    write: &mut OwnedWriteHalf,
+) {
+    let entry = match parse_job_run_name(name) {
+        Some((job, run)) => daemon
+            .runtime
+            .with_store(|s| s.cron_run_of(run))
+            .ok()
+            .flatten()
+            .filter(|e| e.namespace == namespace && job.is_none_or(|j| j == e.job)),
+        None => None,
+    };
+    let Some(run) = entry.and_then(|e| e.run_id) else {
+        let message = format!(
+            "no run {name:?} of a cron job in namespace {namespace}; run names are the \
+             JOB_NAME column of `bodywork cronjob history --namespace {namespace} --name CRONJOB`"
+        );
+        crate::protocol::write_error(write, RuntimeError::Failed(message)).await;
+        return;
+    };
+    stream_logs(daemon, namespace, run, false, write).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn t(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 2, h, m, s)
+            .single()
+            .expect("valid time")
+    }
+
+    #[test]
+    fn history_rows_read_like_kubernetes_jobs() {
+        let started = t(10, 0, 1);
+        let run = bodywork_state::RunRow {
+            id: 7,
+            namespace: "ns".into(),
+            project: Some("p".into()),
+            repo: "/src".into(),
+            branch: None,
+            commit: None,
+            trigger: "cron:nightly".into(),
+            status: RunStatus::Failed,
+            error: Some("boom".into()),
+            log_path: "/tmp/7.log".into(),
+            started,
+            finished: Some(t(10, 0, 9)),
+        };
+        let entry = CronRunRow {
+            id: 1,
+            namespace: "ns".into(),
+            job: "nightly".into(),
+            scheduled: t(10, 0, 0),
+            kind: CronRunKind::CatchUp,
+            attempt: 2,
+            run_id: Some(7),
+            skipped: false,
+            skipped_for: None,
+            created: started,
+            run: Some(run),
+        };
+        let row = summarize_entry(&entry);
+        assert_eq!(row.job_name.as_deref(), Some("nightly-7"));
+        assert_eq!((row.active, row.succeeded, row.failed), (0, 0, 1));
+        assert_eq!(row.note, "catch-up, retry 1");
+        assert!(row.completion_time.is_some());
+
+        let skip = CronRunRow {
+            run_id: None,
+            run: None,
+            skipped: true,
+            skipped_for: Some(7),
+            kind: CronRunKind::Scheduled,
+            attempt: 1,
+            ..entry
+        };
+        let row = summarize_entry(&skip);
+        assert_eq!(row.job_name, None);
+        assert_eq!((row.active, row.succeeded, row.failed), (0, 0, 0));
+        assert_eq!(row.note, "skipped: nightly-7 was still running");
+        assert_eq!(row.start_time, None);
+    }
+}

@@ -1,0 +1,165 @@
+//! Scheduled workflows: the daemon's cron scheduler and the cron requests.
+//!
+//! Layout: `due` decides (pure), `scheduler` acts on time, `handlers`
+//! answer the CLI's cron requests; the schedule itself is parsed by
+//! `bodywork_config::schedule`, once for both runtimes.
+//!
+//! Owns: parsing and validating cron expressions (standard 5 fields, in UTC
+//! or an IANA time zone), deciding when a cron job is due, starting each due
+//! run as an ordinary workflow run (the same controller and logs as
+//! `bodywork workflow`), retrying a failed run after a back-off (10 s, 20 s,
+//! 40 s, ... at most 6 min, as a Job's pods), never running two runs of one
+//! cron job at once (a due time that finds a run still going is skipped and
+//! recorded), keeping only the newest `history_limit` runs with their logs,
+//! and making up for times missed while the daemon was down with at most one
+//! catch-up run. Every decision is recorded in the state before it is acted
+//! on, so a restarted daemon carries on where it stopped.
+//!
+//! Must not: run workflows itself (`daemon::runs` does), or hold the state
+//! store across an `await`.
+//!
+//! Test seam (tests only, not a user feature): with
+//! `BODYWORK_CRON_SECONDS=1` in the daemon's and the CLI's environment, a
+//! 6-field expression whose first field is seconds is accepted too, so tests
+//! need not wait a minute per case, and retry back-offs are a tenth as long.
+//! The scheduler reads the time through a [`Clock`].
+
+mod due;
+mod handlers;
+mod scheduler;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bodywork_config::schedule::{Schedule, ScheduleError};
+use bodywork_runtime::CancellationToken;
+use bodywork_state::{CronJobRow, NewCronJob};
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+
+pub use due::{Clock, Due, SystemClock, due, retry_delay};
+pub(crate) use handlers::{create, delete, history, list, stream_run_logs, trigger};
+pub(crate) use scheduler::run_scheduler;
+
+/// Parses a schedule kept in the state. It was validated when the cron job
+/// was created, possibly under the seconds test seam, so seconds are
+/// accepted here.
+fn stored_schedule(job: &CronJobRow) -> Result<Schedule, ScheduleError> {
+    Schedule::parse(&job.spec.schedule, job.spec.timezone.as_deref(), true)
+}
+
+/// `(namespace, cron job)`.
+type JobKey = (String, String);
+
+fn job_key(job: &NewCronJob) -> JobKey {
+    (job.namespace.clone(), job.name.clone())
+}
+
+/// A request for the scheduler task.
+enum Command {
+    /// `bodywork cronjob trigger`: start a run now; answer with its id.
+    Trigger {
+        namespace: String,
+        name: String,
+        reply: oneshot::Sender<Result<i64, bodywork_runtime::RuntimeError>>,
+    },
+}
+
+/// The daemon's handle on its scheduler: what request handlers share with it.
+pub(crate) struct CronHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    /// Cron jobs with a run going or a retry pending.
+    active: Mutex<HashMap<JobKey, Active>>,
+    stop: CancellationToken,
+    clock: Arc<dyn Clock>,
+}
+
+/// A cron job's run in progress: its current attempt, or the retry it waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Active {
+    /// The attempt's run id, once it has one; while a retry is pending, the
+    /// failed attempt's.
+    run: Option<i64>,
+    /// When the pending retry starts; `None` while an attempt runs.
+    retry_at: Option<DateTime<Utc>>,
+}
+
+/// The receiving end, for [`run_scheduler`].
+pub(crate) struct CronCommands(mpsc::UnboundedReceiver<Command>);
+
+impl CronHandle {
+    /// A handle and the command queue its scheduler task reads.
+    pub fn new() -> (CronHandle, CronCommands) {
+        Self::with_clock(Arc::new(SystemClock))
+    }
+
+    /// Like [`CronHandle::new`] with another clock.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> (CronHandle, CronCommands) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = CronHandle {
+            commands: tx,
+            active: Mutex::new(HashMap::new()),
+            stop: CancellationToken::new(),
+            clock,
+        };
+        (handle, CronCommands(rx))
+    }
+
+    /// Stops the scheduler: no new run and no retry starts from now on.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    fn active(&self, key: &JobKey) -> Option<Active> {
+        self.active.lock().ok().and_then(|a| a.get(key).copied())
+    }
+
+    fn set_active(&self, key: &JobKey, run: Option<i64>, retry_at: Option<DateTime<Utc>>) {
+        if let Ok(mut active) = self.active.lock() {
+            active.insert(key.clone(), Active { run, retry_at });
+        }
+    }
+
+    fn clear_active(&self, key: &JobKey) {
+        if let Ok(mut active) = self.active.lock() {
+            active.remove(key);
+        }
+    }
+}
+
+/// The name of one run of a cron job, as history shows it: `NAME-RUN`.
+pub fn job_run_name(job: &str, run: i64) -> String {
+    format!("{job}-{run}")
+}
+
+/// Reads `NAME-RUN`, `run-RUN` or `RUN` into the run id and, when given,
+/// the cron job's name.
+pub fn parse_job_run_name(text: &str) -> Option<(Option<&str>, i64)> {
+    let (job, number) = match text.rsplit_once('-') {
+        Some(("run", number)) => (None, number),
+        Some((job, number)) => (Some(job), number),
+        None => (None, text),
+    };
+    let id: i64 = number.parse().ok().filter(|n| *n > 0)?;
+    Some((job.filter(|j| !j.is_empty()), id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_run_names_round_trip() {
+        assert_eq!(job_run_name("nightly", 17), "nightly-17");
+        assert_eq!(
+            parse_job_run_name("nightly-17"),
+            Some((Some("nightly"), 17))
+        );
+        assert_eq!(parse_job_run_name("job-2-5"), Some((Some("job-2"), 5)));
+        assert_eq!(parse_job_run_name("17"), Some((None, 17)));
+        assert_eq!(parse_job_run_name("run-3"), Some((None, 3)));
+        assert_eq!(parse_job_run_name("nightly"), None);
+        assert_eq!(parse_job_run_name("nightly-0"), None);
+        assert_eq!(parse_job_run_name("-4"), Some((None, 4)));
+    }
+}

@@ -1,0 +1,392 @@
+//! The scheduler task: every tick, start (or skip) the cron jobs that are
+//! due as ordinary workflow runs, retry failed runs after their back-off,
+//! keep each history within its limit, and pick up pending retries after a
+//! restart. Every decision is recorded in the state before it is acted on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bodywork_state::{CronJobRow, CronRunKind, RunStatus};
+use chrono::{DateTime, Utc};
+
+use super::due::{due, retry_delay, tick_and_back_off};
+use super::{Command, CronCommands, Due, job_key, stored_schedule};
+use crate::daemon::Daemon;
+use crate::daemon::runs::{execute_run, prepare_run};
+use bodywork_runtime::{RuntimeError, WorkflowSubmission};
+
+/// The scheduler task: looks for due cron jobs every tick and starts their
+/// runs, until the daemon stops it ([`CronHandle::stop`]).
+pub(crate) async fn run_scheduler(daemon: Arc<Daemon>, commands: CronCommands) {
+    let CronCommands(mut commands) = commands;
+    let (tick, _) = tick_and_back_off();
+    // Pending retries first: a due time that finds one waiting is skipped.
+    resume_retries(&daemon);
+    let mut after_start = true;
+    loop {
+        look_for_due_jobs(&daemon, after_start);
+        after_start = false;
+        tokio::select! {
+            _ = daemon.cron.stop.cancelled() => break,
+            command = commands.recv() => match command {
+                Some(Command::Trigger { namespace, name, reply }) => {
+                    let _ = reply.send(trigger_now(&daemon, &namespace, &name));
+                }
+                None => break,
+            },
+            _ = tokio::time::sleep(tick) => {}
+        }
+    }
+}
+
+/// One look at every cron job: start (or skip) what is due.
+fn look_for_due_jobs(daemon: &Arc<Daemon>, after_start: bool) {
+    let jobs = match daemon.runtime.with_store(|s| s.list_cron_jobs(None)) {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            tracing::error!(target: "cron", "cannot read the cron jobs: {e}");
+            return;
+        }
+    };
+    let now = daemon.cron.clock.now();
+    for job in jobs {
+        let schedule = match stored_schedule(&job) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(target: "cron", "cron job {} in {}: {e}", job.spec.name, job.spec.namespace);
+                continue;
+            }
+        };
+        let Some(due) = due(&schedule, &job, now, after_start) else {
+            continue;
+        };
+        // Write before acting: this scheduled time is dealt with, whatever
+        // happens next, so a restart never runs it twice.
+        if let Err(e) = daemon.runtime.with_store(|s| {
+            s.set_cron_last_scheduled(&job.spec.namespace, &job.spec.name, &due.scheduled)
+        }) {
+            tracing::error!(target: "cron", "cannot record the schedule of cron job {}: {e}", job.spec.name);
+            continue;
+        }
+        let key = job_key(&job.spec);
+        if let Some(going) = daemon.cron.active(&key) {
+            // While a retry is pending no run is going: say only that one is.
+            let still_going = going.run.filter(|_| going.retry_at.is_none());
+            skip(daemon, &job, due, still_going);
+            continue;
+        }
+        if let Err(e) = start(daemon, job, due.scheduled, due.kind) {
+            tracing::error!(target: "cron", "{e}");
+        }
+    }
+}
+
+/// Records a due time skipped because a run of the same cron job is going.
+fn skip(daemon: &Daemon, job: &CronJobRow, due: Due, still_going: Option<i64>) {
+    let going = still_going.map_or_else(|| "a run".to_string(), |id| format!("run {id}"));
+    tracing::warn!(target: "cron",
+        "cron job {} in {}: skipping the run due at {} because {going} is still going",
+        job.spec.name, job.spec.namespace, due.scheduled);
+    let recorded = daemon.runtime.with_store(|s| {
+        s.insert_cron_skip(
+            &job.spec.namespace,
+            &job.spec.name,
+            &due.scheduled,
+            due.kind,
+            still_going,
+        )
+    });
+    if let Err(e) = recorded {
+        tracing::error!(target: "cron", "cannot record the skipped run of cron job {}: {e}", job.spec.name);
+    }
+    prune_history(daemon, job);
+}
+
+/// `bodywork cronjob trigger`: start a run now unless one is going.
+fn trigger_now(daemon: &Arc<Daemon>, namespace: &str, name: &str) -> Result<i64, RuntimeError> {
+    if daemon.cron.stop.is_cancelled() {
+        return Err(RuntimeError::Unavailable("the daemon is stopping".into()));
+    }
+    let job = daemon
+        .runtime
+        .with_store(|s| s.get_cron_job(namespace, name))?
+        .ok_or_else(|| RuntimeError::NotFound {
+            kind: "cron job",
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        })?;
+    let key = job_key(&job.spec);
+    if let Some(going) = daemon.cron.active(&key) {
+        let run = going
+            .run
+            .map_or_else(String::new, |id| format!(" ({name}-{id})"));
+        return Err(RuntimeError::Conflict(match going.retry_at {
+            Some(at) => format!(
+                "cron job {name} in namespace {namespace} has a failed run{run} to retry at {}; \
+                 wait for it to finish, then try again",
+                crate::time::display(&at)
+            ),
+            None => format!(
+                "cron job {name} in namespace {namespace} has a run going{run}; \
+                 wait for it to finish, then try again"
+            ),
+        }));
+    }
+    let now = daemon.cron.clock.now();
+    start(daemon, job, now, CronRunKind::Manual).map_err(RuntimeError::Failed)
+}
+
+/// What every attempt of one due time shares: the cron job, what its runs
+/// submit, when the run was due and why it started.
+struct DueRun {
+    job: CronJobRow,
+    submission: WorkflowSubmission,
+    scheduled: DateTime<Utc>,
+    kind: CronRunKind,
+}
+
+impl DueRun {
+    fn new(job: CronJobRow, scheduled: DateTime<Utc>, kind: CronRunKind) -> DueRun {
+        let submission = WorkflowSubmission {
+            repo: job.spec.repo.clone(),
+            branch: job.spec.branch.clone(),
+            namespace: Some(job.spec.namespace.clone()),
+            ssh_key: None,
+        };
+        DueRun {
+            job,
+            submission,
+            scheduled,
+            kind,
+        }
+    }
+}
+
+/// Starts the first run for a due time and, in the background, drives it
+/// and its retries. Returns the first run's id.
+fn start(
+    daemon: &Arc<Daemon>,
+    job: CronJobRow,
+    scheduled: DateTime<Utc>,
+    kind: CronRunKind,
+) -> Result<i64, String> {
+    let key = job_key(&job.spec);
+    daemon.cron.set_active(&key, None, None);
+    let due = DueRun::new(job, scheduled, kind);
+    let first = match begin_attempt(daemon, &due, 1) {
+        Ok(run) => run,
+        Err(e) => {
+            daemon.cron.clear_active(&key);
+            return Err(e);
+        }
+    };
+    let id = first.id;
+    let daemon = daemon.clone();
+    tokio::spawn(async move {
+        drive(&daemon, &due, first, 1).await;
+        daemon.cron.clear_active(&key);
+    });
+    Ok(id)
+}
+
+/// How long after it was due a retry the daemon was down for is still made
+/// up (older ones are dropped: the next scheduled run comes instead).
+const RESUME_LIMIT: Duration = Duration::from_secs(3600);
+
+/// After a restart: start waiting again for the retries a previous daemon
+/// was waiting to start (a cron job whose newest run failed with retries
+/// left). A retry overdue by more than [`RESUME_LIMIT`] is dropped.
+fn resume_retries(daemon: &Arc<Daemon>) {
+    let jobs = match daemon.runtime.with_store(|s| s.list_cron_jobs(None)) {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            tracing::error!(target: "cron", "cannot read the cron jobs: {e}");
+            return;
+        }
+    };
+    let (_, base) = tick_and_back_off();
+    let now = daemon.cron.clock.now();
+    for job in jobs {
+        let newest = daemon
+            .runtime
+            .with_store(|s| s.list_cron_runs(&job.spec.namespace, &job.spec.name, usize::MAX))
+            .ok()
+            .and_then(|entries| entries.into_iter().find(|e| !e.skipped));
+        let Some(entry) = newest else { continue };
+        let Some(run) = entry.run.as_ref() else {
+            continue;
+        };
+        let Some(finished) = run.finished else {
+            continue;
+        };
+        if run.status != RunStatus::Failed || entry.attempt > job.spec.retries {
+            continue;
+        }
+        let delay =
+            chrono::Duration::from_std(retry_delay(entry.attempt, base)).unwrap_or_default();
+        let due_at = finished + delay;
+        let overdue = (now - due_at).to_std().unwrap_or_default();
+        if overdue > RESUME_LIMIT {
+            continue;
+        }
+        let remaining = (due_at - now).to_std().unwrap_or_default();
+        tracing::info!(target: "cron", "cron job {} in {}: resuming retry {} of {} (run {} failed)",
+            job.spec.name, job.spec.namespace, entry.attempt, job.spec.retries, run.id);
+        let key = job_key(&job.spec);
+        let (failed, daemon) = (run.id, daemon.clone());
+        daemon.cron.set_active(&key, Some(failed), Some(due_at));
+        let due = DueRun::new(job, entry.scheduled, entry.kind);
+        let attempt = entry.attempt + 1;
+        tokio::spawn(async move {
+            if let Some(next) = retry_after(&daemon, &due, attempt, failed, remaining).await {
+                drive(&daemon, &due, next, attempt).await;
+            }
+            daemon.cron.clear_active(&key);
+        });
+    }
+}
+
+/// Records one attempt's workflow run, linked to its cron job.
+fn begin_attempt(
+    daemon: &Daemon,
+    due: &DueRun,
+    attempt: u32,
+) -> Result<crate::daemon::runs::PreparedRun, String> {
+    let job = &due.job;
+    let trigger = format!("cron:{}", job.spec.name);
+    let prepared = prepare_run(daemon, &due.submission, &trigger)
+        .map_err(|e| format!("cannot start a run of cron job {}: {e}", job.spec.name))?;
+    let key = job_key(&job.spec);
+    daemon.cron.set_active(&key, Some(prepared.id), None);
+    let linked = daemon.runtime.with_store(|s| {
+        s.insert_cron_run(
+            &job.spec.namespace,
+            &job.spec.name,
+            &due.scheduled,
+            due.kind,
+            attempt,
+            prepared.id,
+        )
+    });
+    if let Err(e) = linked {
+        // The cron job was deleted meanwhile: this run has no one to keep it.
+        tracing::warn!(target: "cron", "run {} of cron job {}: {e}", prepared.id, job.spec.name);
+        prepared.cancel.cancel();
+    }
+    tracing::info!(target: "cron", "cron job {} in {}: started run {} ({}, attempt {attempt})",
+        job.spec.name, job.spec.namespace, prepared.id, due.kind);
+    Ok(prepared)
+}
+
+/// Runs the attempts of one due time from `first` (attempt number
+/// `attempt`): after each failure and its back-off, a retry, up to the cron
+/// job's `retries`.
+async fn drive(
+    daemon: &Daemon,
+    due: &DueRun,
+    first: crate::daemon::runs::PreparedRun,
+    mut attempt: u32,
+) {
+    let job = &due.job;
+    let mut prepared = first;
+    loop {
+        let id = prepared.id;
+        let (status, _) = execute_run(daemon, prepared, due.submission.clone(), None).await;
+        if !still_exists(daemon, job) {
+            // Deleted while it ran: its history goes with it.
+            let removed = daemon.runtime.with_store(|s| s.delete_run(id));
+            remove_runs(daemon, removed.map(|run| run.into_iter().collect()));
+            return;
+        }
+        prune_history(daemon, job);
+        if status != RunStatus::Failed
+            || attempt > job.spec.retries
+            || daemon.cron.stop.is_cancelled()
+        {
+            return;
+        }
+        let delay = retry_delay(attempt, tick_and_back_off().1);
+        attempt += 1;
+        match retry_after(daemon, due, attempt, id, delay).await {
+            Some(next) => prepared = next,
+            None => return,
+        }
+    }
+}
+
+/// Wait out the back-off after run `failed`, then begin attempt `attempt`;
+/// `None` when the retry is dropped (scheduler stopping, job deleted) or
+/// cannot start.
+async fn retry_after(
+    daemon: &Daemon,
+    due: &DueRun,
+    attempt: u32,
+    failed: i64,
+    delay: Duration,
+) -> Option<crate::daemon::runs::PreparedRun> {
+    let job = &due.job;
+    tracing::info!(target: "cron", "cron job {}: run {failed} failed; retry {} of {} in {} s",
+        job.spec.name, attempt - 1, job.spec.retries, delay.as_secs_f64());
+    if !back_off(daemon, job, failed, delay).await {
+        return None;
+    }
+    begin_attempt(daemon, due, attempt)
+        .map_err(|e| tracing::error!(target: "cron", "{e}"))
+        .ok()
+}
+
+/// Waits `delay` before a retry of the cron job whose run `failed` failed.
+/// False when the scheduler stops or the cron job is deleted meanwhile (the
+/// retry is then dropped; a restarted daemon resumes it, see
+/// [`resume_retries`]).
+async fn back_off(daemon: &Daemon, job: &CronJobRow, failed: i64, delay: Duration) -> bool {
+    let key = job_key(&job.spec);
+    let retry_at = daemon.cron.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
+    daemon.cron.set_active(&key, Some(failed), Some(retry_at));
+    let (tick, _) = tick_and_back_off();
+    let deadline = tokio::time::Instant::now() + delay;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        tokio::select! {
+            _ = daemon.cron.stop.cancelled() => return false,
+            _ = tokio::time::sleep((deadline - now).min(tick)) => {}
+        }
+        if !still_exists(daemon, job) {
+            return false;
+        }
+    }
+}
+
+/// Whether the cron job a run was started for still exists (a new cron job
+/// of the same name is another one).
+fn still_exists(daemon: &Daemon, job: &CronJobRow) -> bool {
+    matches!(
+        daemon.runtime.with_store(|s| s.get_cron_job(&job.spec.namespace, &job.spec.name)),
+        Ok(Some(now)) if now.created == job.created
+    )
+}
+
+/// Keeps the newest `history_limit` runs of a cron job.
+fn prune_history(daemon: &Daemon, job: &CronJobRow) {
+    let keep = job.spec.history_limit as usize;
+    remove_runs(
+        daemon,
+        daemon
+            .runtime
+            .with_store(|s| s.prune_cron_history(&job.spec.namespace, &job.spec.name, keep)),
+    );
+}
+
+/// Removes the log files of runs deleted from the state.
+pub(super) fn remove_runs(
+    daemon: &Daemon,
+    removed: Result<Vec<bodywork_state::RunRow>, bodywork_runtime::RuntimeError>,
+) {
+    match removed {
+        Ok(runs) => daemon.home().remove_run_logs(&runs),
+        Err(e) => tracing::error!(target: "cron", "cannot remove old cron job runs: {e}"),
+    }
+}

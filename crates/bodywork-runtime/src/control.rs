@@ -1,0 +1,230 @@
+//! The control plane: everything a command asks of a runtime, written once
+//! so every CLI command is written once.
+//!
+//! Owns: the [`ControlPlane`] trait and the records it takes and returns
+//! (workflow submissions, runs, cron jobs and their history). The
+//! Kubernetes runtime implements it directly; the local runtime implements
+//! it with a client that forwards each call to its daemon.
+//!
+//! Must not: word anything for the user (the CLI does, the same for both
+//! runtimes), validate what the user typed (the CLI does that once, before
+//! either runtime is called), or know which runtime answers.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{CancellationToken, Log, Result, Secret, ServiceStatus};
+
+/// A workflow run to start: `bodywork workflow [--namespace NS] REPO [BRANCH]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowSubmission {
+    /// Git URL, or an absolute local directory.
+    pub repo: String,
+    pub branch: Option<String>,
+    /// `--namespace`, when given.
+    pub namespace: Option<String>,
+    /// `--ssh KEY_FILE`, absolute.
+    pub ssh_key: Option<PathBuf>,
+}
+
+/// How a workflow run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// Where a workflow run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<RunOutcome> for RunState {
+    fn from(o: RunOutcome) -> RunState {
+        match o {
+            RunOutcome::Succeeded => RunState::Succeeded,
+            RunOutcome::Failed => RunState::Failed,
+            RunOutcome::Cancelled => RunState::Cancelled,
+        }
+    }
+}
+
+/// One workflow run, as `bodywork runs` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub id: i64,
+    pub namespace: String,
+    pub project: Option<String>,
+    pub repo: String,
+    pub branch: Option<String>,
+    pub commit: Option<String>,
+    pub trigger: String,
+    pub status: RunState,
+    pub error: Option<String>,
+    pub started: String,
+    pub finished: Option<String>,
+}
+
+/// A cron job to create: a workflow run on a schedule. The schedule has
+/// been validated (`bodywork_config::schedule`) before it gets here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CronJobSpec {
+    pub namespace: String,
+    pub name: String,
+    /// Standard 5-field cron expression.
+    pub schedule: String,
+    /// IANA time zone of the schedule; `None` is UTC.
+    pub timezone: Option<String>,
+    /// Git URL or absolute local directory.
+    pub repo: String,
+    pub branch: Option<String>,
+    /// Retries of a failed run.
+    pub retries: u32,
+    /// Runs kept in the history (at least 1).
+    pub history_limit: u32,
+}
+
+/// What `cronjob display` shows of one cron job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CronJobSummary {
+    pub namespace: String,
+    pub name: String,
+    pub schedule: String,
+    /// IANA name; `UTC` when none was given.
+    pub timezone: String,
+    pub repo: String,
+    pub branch: Option<String>,
+    pub retries: u32,
+    pub history_limit: u32,
+    pub created: String,
+    /// When the newest run started (or was scheduled).
+    pub last_run: Option<String>,
+    pub next_run: Option<String>,
+    /// `running`, `retrying at TIME`, else the newest run's status, else `waiting`.
+    pub status: String,
+}
+
+/// One row of `cronjob history`: a run of the cron job (a Kubernetes Job of
+/// a CronJob), or a scheduled time skipped because a run was still going.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CronRunSummary {
+    /// `NAME-RUN` (the Job's name on Kubernetes), what `cronjob logs --name`
+    /// takes; `None` when skipped.
+    pub job_name: Option<String>,
+    pub cron_job: String,
+    /// The local runtime's run number.
+    pub run: Option<i64>,
+    /// When the run was due.
+    pub scheduled: String,
+    /// `scheduled`, `catch_up` or `manual`.
+    pub kind: String,
+    /// 1 for the first try, 2 for the first retry, ...
+    pub attempt: u32,
+    pub skipped: bool,
+    pub start_time: Option<String>,
+    pub completion_time: Option<String>,
+    pub active: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    /// Catch-up, manual, retry, skipped: in words.
+    pub note: String,
+}
+
+/// How times are shown in tables: local time to the second, the shape of
+/// the log lines' timestamps.
+pub fn display_time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&chrono::Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// An RFC 3339 time (as the Kubernetes API gives it) as [`display_time`]
+/// shows it; text that is not one is shown as it is.
+pub fn display_rfc3339(text: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| display_time(&t.with_timezone(&chrono::Utc)))
+        .unwrap_or_else(|_| text.to_string())
+}
+
+/// Everything a command asks of a runtime. Implemented by the Kubernetes
+/// runtime and by the local runtime's daemon client; each CLI command is
+/// written once against it.
+#[async_trait]
+pub trait ControlPlane: Send + Sync {
+    /// `local` or `kubernetes`.
+    fn runtime(&self) -> &'static str;
+
+    /// Create or prepare a namespace; one line per object, in the seed's
+    /// words (`creating namespace=NS`, ...).
+    async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>>;
+    /// Delete a namespace and everything in it; one line per thing deleted.
+    async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>>;
+
+    async fn create_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        data: BTreeMap<String, String>,
+    ) -> Result<()>;
+    async fn delete_secret(&self, namespace: &str, name: &str) -> Result<()>;
+    /// Secrets with their values (the CLI masks them).
+    async fn list_secrets(&self, namespace: &str) -> Result<Vec<Secret>>;
+
+    /// Run a workflow attached: every log event goes to `log` as it happens;
+    /// `cancel` stops the run. `Err` only when the run could not be asked
+    /// for at all; a run that failed is `Ok(RunOutcome::Failed)` (the log
+    /// says why).
+    async fn run_workflow(
+        &self,
+        submission: &WorkflowSubmission,
+        log: &Log,
+        cancel: &CancellationToken,
+    ) -> Result<RunOutcome>;
+    /// Workflow runs of a namespace, newest first.
+    async fn list_runs(&self, namespace: &str) -> Result<Vec<RunSummary>>;
+
+    async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>>;
+    async fn delete_service(&self, namespace: &str, name: &str) -> Result<()>;
+
+    async fn create_cronjob(&self, spec: &CronJobSpec) -> Result<()>;
+    async fn delete_cronjob(&self, namespace: &str, name: &str) -> Result<()>;
+    async fn list_cronjobs(&self, namespace: &str) -> Result<Vec<CronJobSummary>>;
+    /// Runs of one cron job, newest first.
+    async fn cronjob_history(&self, namespace: &str, name: &str) -> Result<Vec<CronRunSummary>>;
+    /// Start a run now; returns its name (what `cronjob logs` takes).
+    async fn trigger_cronjob(&self, namespace: &str, name: &str) -> Result<String>;
+    /// The whole log of one run of a cron job (`run` from its history).
+    async fn cronjob_logs(&self, namespace: &str, run: &str, log: &Log) -> Result<()>;
+
+    /// The log of a workflow run or a service's replicas (`name` is a run
+    /// as `runs` lists it, or a service); with `follow`, until the run ends
+    /// or the caller stops.
+    async fn logs(&self, namespace: &str, name: &str, follow: bool, log: &Log) -> Result<()>;
+}
