@@ -9,6 +9,10 @@
 //! stdlib-only stage scripts into a temp dir and checks exact output and
 //! exit codes. Must not: depend on another test's state, or sleep where it
 //! can wait on a condition.
+//!
+//! Why it is long: one test module for one feature (the local runtime's batch
+//! workflows), 21 independent tests, each a full scenario with its own
+//! scripts; only the helpers in `common` are shared.
 
 mod common;
 

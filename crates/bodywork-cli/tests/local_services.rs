@@ -6,6 +6,10 @@
 //! Service scripts use only the standard library (http.server), except the
 //! seed-tutorial test, which deploys `examples/serve-model` with Flask and
 //! scikit-learn (packages come from one uv cache shared by the suite).
+//!
+//! Why it is long: each of its 9 tests is a whole, independent scenario
+//! (its own service scripts, load, rollouts, a daemon killed), sharing only
+//! the helpers in `common`.
 
 mod common;
 

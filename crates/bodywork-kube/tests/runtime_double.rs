@@ -2,6 +2,10 @@
 //! (`double/`): create, watch until complete/ready, rollback, delete, log
 //! streaming and error mapping, through the real kube-rs client stack.
 //! Nothing here has run against a real cluster; `e2e.rs` is for that.
+//!
+//! Why it is long: one test per runtime behaviour (19), each independent
+//! (those that need a double start their own with `setup`); splitting them
+//! would only scatter the small fixtures they share.
 
 mod double;
 

@@ -6,6 +6,8 @@
 //! requirements (see `requirements`) or know tool command lines (see
 //! `installer`), and it never deletes a directory whose name is not an
 //! environment key.
+//!
+//! Why it is long: about 480 lines of code; the rest are its unit tests.
 
 use std::collections::HashMap;
 use std::ffi::OsString;

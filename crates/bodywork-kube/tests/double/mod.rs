@@ -11,6 +11,10 @@
 //! The double is plugged into kube's `Client::new(service, namespace)`, so
 //! everything above the HTTP layer (kube-rs, `await_condition`, watchers,
 //! log streams, error mapping) is the real code.
+//!
+//! Why it is long: it is one small API server; routing, apply, watch, logs
+//! and the scripted controllers share its in-memory state and read best
+//! together.
 
 #![allow(dead_code)]
 

@@ -1,0 +1,196 @@
+//! Scheduled workflows: the CronJob `cronjob create` applies, which runs
+//! `bodywork workflow` in the cluster under the controller's account, and
+//! the Job `cronjob trigger` makes from it.
+//!
+//! Owns: the CronJob manifest and a manual run's name. Must not: run a
+//! workflow itself.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVar as K8sEnvVar, PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+use super::{
+    BRANCH_ANNOTATION, CONTROLLER_ACCOUNT, DEFAULT_IMAGE, Manifest, REPO_ANNOTATION, labels, meta,
+};
+
+/// A scheduled workflow, as `cronjob create` gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronJobRequest {
+    /// Namespace the workflow runs in.
+    pub namespace: String,
+    /// Name of the cron job.
+    pub name: String,
+    /// 5-field cron expression.
+    pub schedule: String,
+    /// IANA time zone, when not UTC.
+    pub timezone: Option<String>,
+    /// Git URL of the project.
+    pub repo: String,
+    /// Branch to deploy (default: the repository's default branch).
+    pub branch: Option<String>,
+    /// Retries of a failed run (the Job's `backoffLimit`).
+    pub retries: u32,
+    /// Finished runs to keep.
+    pub history_limit: u32,
+    /// `--image` given to the cron job, passed on to its workflows.
+    pub image: Option<String>,
+}
+
+/// Label naming the cron job a run belongs to.
+pub const CRONJOB_LABEL: &str = "bodywork.ml/cronjob";
+
+/// A CronJob running `bodywork workflow --namespace NS REPO [BRANCH]` in
+/// the cluster under the controller's service account.
+pub fn cronjob_manifest(req: &CronJobRequest) -> Manifest {
+    let mut args = vec![
+        "workflow".to_string(),
+        "--namespace".to_string(),
+        req.namespace.clone(),
+    ];
+    if let Some(image) = &req.image {
+        args.extend(["--image".to_string(), image.clone()]);
+    }
+    args.push(req.repo.clone());
+    args.extend(req.branch.clone());
+    let labels = labels(&[(CRONJOB_LABEL, req.name.as_str())]);
+    let history = i32::try_from(req.history_limit).unwrap_or(i32::MAX);
+    Manifest::CronJob(CronJob {
+        metadata: ObjectMeta {
+            annotations: Some(BTreeMap::from([
+                (REPO_ANNOTATION.to_string(), req.repo.clone()),
+                (
+                    BRANCH_ANNOTATION.to_string(),
+                    req.branch.clone().unwrap_or_else(|| "HEAD".into()),
+                ),
+            ])),
+            ..meta(&req.name, Some(&req.namespace), labels.clone())
+        },
+        spec: Some(CronJobSpec {
+            schedule: req.schedule.clone(),
+            time_zone: req.timezone.clone(),
+            // Two runs of one project at once would fight over its services.
+            concurrency_policy: Some("Forbid".into()),
+            successful_jobs_history_limit: Some(history),
+            failed_jobs_history_limit: Some(history),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.clone()),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(JobSpec {
+                    backoff_limit: Some(i32::try_from(req.retries).unwrap_or(i32::MAX)),
+                    template: PodTemplateSpec {
+                        metadata: Some(ObjectMeta {
+                            labels: Some(labels),
+                            ..ObjectMeta::default()
+                        }),
+                        spec: Some(PodSpec {
+                            service_account_name: Some(CONTROLLER_ACCOUNT.into()),
+                            restart_policy: Some("Never".into()),
+                            containers: vec![Container {
+                                name: "bodywork".into(),
+                                image: Some(
+                                    req.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.into()),
+                                ),
+                                image_pull_policy: Some("IfNotPresent".into()),
+                                command: Some(vec!["bodywork".into()]),
+                                args: Some(args),
+                                env: Some(vec![K8sEnvVar {
+                                    name: "BODYWORK_RUNTIME".into(),
+                                    value: Some("kubernetes".into()),
+                                    ..K8sEnvVar::default()
+                                }]),
+                                ..Container::default()
+                            }],
+                            ..PodSpec::default()
+                        }),
+                    },
+                    ..JobSpec::default()
+                }),
+            },
+            ..CronJobSpec::default()
+        }),
+        ..CronJob::default()
+    })
+}
+
+/// Longest Job name: its pods carry it in a label, whose values stop at 63.
+const MAX_JOB_NAME: usize = 63;
+
+/// The Job `cronjob trigger` creates: one run of `cronjob` now, from its own
+/// job template, as `kubectl create job --from=cronjob/NAME` makes it (owned
+/// by the cron job, so deleting the cron job deletes it; annotated as a
+/// manual run). Named `NAME-manual-SUFFIX`, the name shortened to fit.
+/// `None` when the cron job has no spec (not one the API server returns).
+pub fn manual_job(cronjob: &CronJob, suffix: &str) -> Option<Job> {
+    let template = &cronjob.spec.as_ref()?.job_template;
+    let name = cronjob.metadata.name.as_deref()?;
+    let tail = format!("-manual-{suffix}");
+    let keep = MAX_JOB_NAME.saturating_sub(tail.len()).min(name.len());
+    let job_name = format!("{}{tail}", name[..keep].trim_end_matches('-'));
+    let template_meta = template.metadata.clone().unwrap_or_default();
+    let mut annotations = template_meta.annotations.unwrap_or_default();
+    annotations.insert(
+        "cronjob.kubernetes.io/instantiate".to_string(),
+        "manual".to_string(),
+    );
+    Some(Job {
+        metadata: ObjectMeta {
+            name: Some(job_name),
+            namespace: cronjob.metadata.namespace.clone(),
+            labels: template_meta.labels,
+            annotations: Some(annotations),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "batch/v1".into(),
+                kind: "CronJob".into(),
+                name: name.to_string(),
+                uid: cronjob.metadata.uid.clone().unwrap_or_default(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..ObjectMeta::default()
+        },
+        spec: template.spec.clone(),
+        ..Job::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_job_name_fits_a_label_value() {
+        let req = |name: &str| CronJobRequest {
+            namespace: "ns".into(),
+            name: name.into(),
+            schedule: "0 3 * * *".into(),
+            timezone: None,
+            repo: "https://example.com/r".into(),
+            branch: None,
+            retries: 0,
+            history_limit: 1,
+            image: None,
+        };
+        let Manifest::CronJob(short) = cronjob_manifest(&req("nightly")) else {
+            unreachable!()
+        };
+        let job = manual_job(&short, "1764108000").expect("a job");
+        assert_eq!(
+            job.metadata.name.as_deref(),
+            Some("nightly-manual-1764108000")
+        );
+        let long = "a".repeat(44) + "-" + &"b".repeat(7);
+        let Manifest::CronJob(long) = cronjob_manifest(&req(&long)) else {
+            unreachable!()
+        };
+        let name = manual_job(&long, "1764108000")
+            .and_then(|j| j.metadata.name)
+            .expect("a name");
+        assert!(name.len() <= MAX_JOB_NAME, "{name}");
+        // Cut at the dash: no "--" left behind.
+        assert_eq!(name, format!("{}-manual-1764108000", "a".repeat(44)));
+    }
+}

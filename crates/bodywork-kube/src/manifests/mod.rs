@@ -1,0 +1,188 @@
+//! The Kubernetes objects bodywork creates, generated from a plan.
+//!
+//! Owns: every manifest, their names, labels and annotations, the container
+//! image choice, and the YAML rendering `--dry-run` prints. This module
+//! holds what every family shares ([`Manifest`], [`Target`], the labels and
+//! annotations bodywork sets); each family has its own file: `namespace`
+//! (Namespace, ServiceAccounts, ClusterRole and its binding), `workloads`
+//! (Jobs, Deployments, Services, Ingresses), `secrets`, `cronjobs` and
+//! `images`.
+//!
+//! Must not: perform any I/O or talk to a cluster. What is generated here is
+//! exactly what the runtime applies, so snapshot tests of these functions
+//! are tests of what reaches the cluster.
+
+mod cronjobs;
+mod images;
+mod namespace;
+mod secrets;
+mod workloads;
+
+pub use cronjobs::{CRONJOB_LABEL, CronJobRequest, cronjob_manifest, manual_job};
+pub use images::{DEFAULT_IMAGE, LEGACY_IMAGE, resolve_image};
+pub use namespace::{
+    CONTROLLER_ACCOUNT, STAGES_ACCOUNT, controller_binding_name, namespace_manifests,
+};
+pub use secrets::{SSH_SECRET, SSH_SECRET_KEY, secret_manifest};
+pub use workloads::{PORT_NAME, ingress_path, job, service_manifests, workflow_manifests};
+
+use std::collections::BTreeMap;
+
+use bodywork_plan::WorkflowPlan;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Serialize;
+
+/// Label on everything bodywork creates.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "bodywork");
+/// Label naming a service deployment (its Deployment, Service, pods).
+pub const NAME_LABEL: &str = "app.kubernetes.io/name";
+/// Label with the project name.
+pub const PROJECT_LABEL: &str = "bodywork.ml/project";
+/// Label with the stage name.
+pub const STAGE_LABEL: &str = "bodywork.ml/stage";
+/// Label with the commit deployed.
+pub const COMMIT_LABEL: &str = "bodywork.ml/commit";
+/// Annotation with the repository deployed (labels cannot hold URLs).
+pub const REPO_ANNOTATION: &str = "bodywork.ml/repo";
+/// Annotation with the branch deployed.
+pub const BRANCH_ANNOTATION: &str = "bodywork.ml/branch";
+/// Annotation on a Deployment whose service is exposed through an Ingress.
+pub const INGRESS_ANNOTATION: &str = "bodywork.ml/ingress";
+/// Annotation naming the resource (`PROJECT--STAGE`) whose log header pods use.
+pub const RESOURCE_ANNOTATION: &str = "bodywork.ml/resource-name";
+
+/// One object to apply, in the order it must be applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant)]
+pub enum Manifest {
+    /// A namespace.
+    Namespace(Namespace),
+    /// A service account.
+    ServiceAccount(ServiceAccount),
+    /// The controller's cluster role.
+    ClusterRole(ClusterRole),
+    /// Binds the controller's cluster role to a namespace's controller account.
+    ClusterRoleBinding(ClusterRoleBinding),
+    /// A secret (from `secret create`).
+    Secret(Secret),
+    /// A batch stage.
+    Job(Job),
+    /// A service stage's replicas.
+    Deployment(Deployment),
+    /// A service stage's stable cluster address.
+    Service(Service),
+    /// A service stage's path on the cluster's ingress.
+    Ingress(Ingress),
+    /// A scheduled workflow.
+    CronJob(CronJob),
+}
+
+impl Manifest {
+    /// `Kind/name`, for messages.
+    pub fn describe(&self) -> String {
+        let (kind, meta) = match self {
+            Manifest::Namespace(o) => ("Namespace", &o.metadata),
+            Manifest::ServiceAccount(o) => ("ServiceAccount", &o.metadata),
+            Manifest::ClusterRole(o) => ("ClusterRole", &o.metadata),
+            Manifest::ClusterRoleBinding(o) => ("ClusterRoleBinding", &o.metadata),
+            Manifest::Secret(o) => ("Secret", &o.metadata),
+            Manifest::Job(o) => ("Job", &o.metadata),
+            Manifest::Deployment(o) => ("Deployment", &o.metadata),
+            Manifest::Service(o) => ("Service", &o.metadata),
+            Manifest::Ingress(o) => ("Ingress", &o.metadata),
+            Manifest::CronJob(o) => ("CronJob", &o.metadata),
+        };
+        format!("{kind}/{}", meta.name.as_deref().unwrap_or_default())
+    }
+}
+
+/// Render manifests as one multi-document YAML stream (`---` between documents).
+pub fn to_yaml(manifests: &[Manifest]) -> Result<String, serde_norway::Error> {
+    let mut out = String::new();
+    for m in manifests {
+        out.push_str("---\n");
+        out.push_str(&serde_norway::to_string(m)?);
+    }
+    Ok(out)
+}
+
+/// A label value: at most 63 characters of `[A-Za-z0-9._-]`, starting and
+/// ending alphanumeric (Kubernetes refuses anything else).
+pub fn label_value(raw: &str) -> String {
+    let cleaned: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(63)
+        .collect();
+    cleaned
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    std::iter::once(MANAGED_BY)
+        .chain(pairs.iter().copied())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn meta(name: &str, namespace: Option<&str>, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: namespace.map(String::from),
+        labels: Some(labels),
+        ..ObjectMeta::default()
+    }
+}
+
+/// What a run deploys, wherever it comes from (a plan or a runtime's run context).
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// Namespace deployed into.
+    pub namespace: &'a str,
+    /// Project name (DNS-1123).
+    pub project: &'a str,
+    /// Repository URL containers fetch.
+    pub repo: &'a str,
+    /// Branch deployed; `None` for the default branch.
+    pub branch: Option<&'a str>,
+    /// Commit deployed.
+    pub commit: &'a str,
+}
+
+impl<'a> Target<'a> {
+    /// The target of a plan.
+    pub fn of_plan(plan: &'a WorkflowPlan) -> Self {
+        Target {
+            namespace: &plan.namespace,
+            project: &plan.project,
+            repo: &plan.repo,
+            branch: plan.branch.as_deref(),
+            commit: &plan.commit,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_valid() {
+        assert_eq!(label_value("abc123"), "abc123");
+        assert_eq!(label_value("-a b/c-"), "a-b-c");
+        assert_eq!(label_value(&"x".repeat(80)).len(), 63);
+    }
+}

@@ -1,0 +1,406 @@
+//! The workloads of a run: a batch stage's Job, a service stage's
+//! Deployment, ClusterIP Service and Ingress, and the container, labels,
+//! annotations, environment and resource requests they share.
+//!
+//! Owns: how a stage becomes a pod template. Must not: create cron jobs
+//! (`cronjobs`) or choose the image (the caller passes it).
+
+use std::collections::BTreeMap;
+
+use bodywork_plan::{EnvValue, StagePlan, StagePlanKind, WorkflowPlan};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvVar as K8sEnvVar, EnvVarSource, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SecretKeySelector, Service, ServicePort, ServiceSpec, TCPSocketAction,
+};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, ServiceBackendPort,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{
+    BRANCH_ANNOTATION, COMMIT_LABEL, INGRESS_ANNOTATION, Manifest, NAME_LABEL, PROJECT_LABEL,
+    REPO_ANNOTATION, RESOURCE_ANNOTATION, SSH_SECRET, SSH_SECRET_KEY, STAGE_LABEL, STAGES_ACCOUNT,
+    Target, label_value, labels, meta,
+};
+
+/// Everything a workflow run applies, stage by stage in DAG order (the
+/// `run_on_failure` stage is not included: it is created only on failure).
+pub fn workflow_manifests(plan: &WorkflowPlan, image: &str) -> Vec<Manifest> {
+    let run = &Target::of_plan(plan);
+    let mut out = Vec::new();
+    for stage in plan.stages() {
+        match &stage.kind {
+            StagePlanKind::Batch { .. } => out.push(Manifest::Job(job(run, stage, image, &[]))),
+            StagePlanKind::Service { .. } => {
+                out.extend(service_manifests(run, stage, image));
+            }
+        }
+    }
+    out
+}
+
+/// The branch a container fetches: the one deployed, else the default branch.
+fn branch_of<'a>(run: &Target<'a>) -> &'a str {
+    run.branch.unwrap_or("HEAD")
+}
+
+fn stage_labels<'a>(run: &'a Target<'a>, stage: &'a StagePlan) -> Vec<(&'a str, String)> {
+    vec![
+        (PROJECT_LABEL, label_value(run.project)),
+        (STAGE_LABEL, label_value(&stage.stage)),
+        (COMMIT_LABEL, label_value(run.commit)),
+    ]
+}
+
+fn owned_labels(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    labels(&borrowed)
+}
+
+fn stage_annotations(run: &Target<'_>, stage: &StagePlan) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (REPO_ANNOTATION.to_string(), run.repo.to_string()),
+        (BRANCH_ANNOTATION.to_string(), branch_of(run).to_string()),
+        (RESOURCE_ANNOTATION.to_string(), stage.resource_name.clone()),
+    ])
+}
+
+fn env(stage: &StagePlan, extra: &[(String, String)]) -> Vec<K8sEnvVar> {
+    let mut out: Vec<K8sEnvVar> = stage
+        .env
+        .iter()
+        .map(|v| match &v.value {
+            EnvValue::Literal(value) => K8sEnvVar {
+                name: v.name.clone(),
+                value: Some(value.clone()),
+                ..K8sEnvVar::default()
+            },
+            EnvValue::Secret { secret, key } => K8sEnvVar {
+                name: v.name.clone(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret.clone(),
+                        key: key.clone(),
+                        optional: None,
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..K8sEnvVar::default()
+            },
+        })
+        .collect();
+    out.extend(extra.iter().map(|(name, value)| K8sEnvVar {
+        name: name.clone(),
+        value: Some(value.clone()),
+        ..K8sEnvVar::default()
+    }));
+    // Private repositories: the container's `bodywork stage` fetches with
+    // this key when the namespace has it (SPEC §2); optional otherwise.
+    out.push(K8sEnvVar {
+        name: SSH_SECRET_KEY.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: SSH_SECRET.into(),
+                key: SSH_SECRET_KEY.into(),
+                optional: Some(true),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..K8sEnvVar::default()
+    });
+    out
+}
+
+fn resources(stage: &StagePlan) -> Option<ResourceRequirements> {
+    let mut requests = BTreeMap::new();
+    if let Some(cpu) = stage.cpu_request.filter(|c| c.is_finite() && *c > 0.0) {
+        // Millicores: exact, and what `kubectl get -o yaml` shows back.
+        let millis = (cpu * 1000.0).round().max(1.0) as u64;
+        requests.insert("cpu".to_string(), Quantity(format!("{millis}m")));
+    }
+    if let Some(mb) = stage.memory_request_mb.filter(|m| *m > 0) {
+        requests.insert("memory".to_string(), Quantity(format!("{mb}M")));
+    }
+    (!requests.is_empty()).then(|| ResourceRequirements {
+        requests: Some(requests),
+        ..ResourceRequirements::default()
+    })
+}
+
+fn container(
+    run: &Target<'_>,
+    stage: &StagePlan,
+    image: &str,
+    extra_env: &[(String, String)],
+) -> Container {
+    Container {
+        name: "bodywork".into(),
+        image: Some(image.to_string()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(vec!["bodywork".into()]),
+        args: Some(vec![
+            "stage".into(),
+            run.repo.to_string(),
+            branch_of(run).to_string(),
+            stage.stage.clone(),
+        ]),
+        env: Some(env(stage, extra_env)),
+        resources: resources(stage),
+        ..Container::default()
+    }
+}
+
+/// The Job of a batch stage: `backoffLimit` = RETRIES, `activeDeadlineSeconds`
+/// = MAX_COMPLETION_TIME_SECONDS. `extra_env` carries e.g. `EXCEPTION_MESSAGE`.
+pub fn job(
+    run: &Target<'_>,
+    stage: &StagePlan,
+    image: &str,
+    extra_env: &[(String, String)],
+) -> Job {
+    let (deadline, retries) = match &stage.kind {
+        StagePlanKind::Batch {
+            max_completion_time_seconds,
+            retries,
+        } => (*max_completion_time_seconds, *retries),
+        // A service stage is never run as a job; keep the types total anyway.
+        StagePlanKind::Service {
+            max_startup_time_seconds,
+            ..
+        } => (*max_startup_time_seconds, 0),
+    };
+    let mut lbls = stage_labels(run, stage);
+    lbls.push((NAME_LABEL, stage.resource_name.clone()));
+    let labels = owned_labels(&lbls);
+    Job {
+        metadata: ObjectMeta {
+            annotations: Some(stage_annotations(run, stage)),
+            ..meta(&stage.resource_name, Some(run.namespace), labels.clone())
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(i32::try_from(retries).unwrap_or(i32::MAX)),
+            active_deadline_seconds: Some(i64::try_from(deadline).unwrap_or(i64::MAX)),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(stage_annotations(run, stage)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(STAGES_ACCOUNT.into()),
+                    restart_policy: Some("Never".into()),
+                    containers: vec![container(run, stage, image, extra_env)],
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    }
+}
+
+/// A service stage's Deployment, ClusterIP Service and (when INGRESS is
+/// true) Ingress at `/NS/NAME`. Everything is named after the service name.
+pub fn service_manifests(run: &Target<'_>, stage: &StagePlan, image: &str) -> Vec<Manifest> {
+    let StagePlanKind::Service {
+        max_startup_time_seconds,
+        replicas,
+        port,
+        ingress,
+        service_name,
+    } = &stage.kind
+    else {
+        return Vec::new();
+    };
+    let port = i32::from(*port);
+    let selector = BTreeMap::from([(NAME_LABEL.to_string(), service_name.clone())]);
+    let mut lbls = stage_labels(run, stage);
+    lbls.push((NAME_LABEL, service_name.clone()));
+    let labels = owned_labels(&lbls);
+    let mut annotations = stage_annotations(run, stage);
+    if *ingress {
+        annotations.insert(INGRESS_ANNOTATION.into(), ingress_path(run, service_name));
+    }
+    let mut container = container(run, stage, image, &[]);
+    container.ports = Some(vec![ContainerPort {
+        container_port: port,
+        name: Some(PORT_NAME.into()),
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
+    }]);
+    container.readiness_probe = Some(Probe {
+        tcp_socket: Some(TCPSocketAction {
+            port: IntOrString::Int(port),
+            host: None,
+        }),
+        initial_delay_seconds: Some(1),
+        period_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    });
+    let deployment = Deployment {
+        metadata: ObjectMeta {
+            annotations: Some(annotations),
+            ..meta(service_name, Some(run.namespace), labels.clone())
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(i32::try_from(*replicas).unwrap_or(i32::MAX)),
+            selector: LabelSelector {
+                match_labels: Some(selector.clone()),
+                ..LabelSelector::default()
+            },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::String("100%".into())),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            // Kubernetes reports a stalled rollout by itself after this long;
+            // the runtime's own deadline is the same number.
+            progress_deadline_seconds: Some(
+                i32::try_from(*max_startup_time_seconds)
+                    .unwrap_or(i32::MAX)
+                    .max(1),
+            ),
+            revision_history_limit: Some(3),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.clone()),
+                    annotations: Some(stage_annotations(run, stage)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(STAGES_ACCOUNT.into()),
+                    containers: vec![container],
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    };
+    let service = Service {
+        metadata: meta(service_name, Some(run.namespace), labels.clone()),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".into()),
+            selector: Some(selector),
+            ports: Some(vec![ServicePort {
+                name: Some(PORT_NAME.into()),
+                port,
+                // By name: during a rolling update that changes PORT, old
+                // pods get traffic on their port and new pods on theirs.
+                target_port: Some(IntOrString::String(PORT_NAME.into())),
+                protocol: Some("TCP".into()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    };
+    let mut out = vec![Manifest::Deployment(deployment), Manifest::Service(service)];
+    if *ingress {
+        out.push(Manifest::Ingress(ingress_manifest(
+            run,
+            service_name,
+            labels,
+        )));
+    }
+    out
+}
+
+/// The name of a service stage's port, on its pods and its Service: the
+/// Service and Ingress refer to it by name, so they need not change when
+/// `PORT` does.
+pub const PORT_NAME: &str = "http";
+
+/// `/NS/NAME`: where the ingress serves a service.
+pub fn ingress_path(run: &Target<'_>, service_name: &str) -> String {
+    format!("/{}/{}", run.namespace, service_name)
+}
+
+fn ingress_manifest(
+    run: &Target<'_>,
+    service_name: &str,
+    labels: BTreeMap<String, String>,
+) -> Ingress {
+    let prefix = ingress_path(run, service_name);
+    let mut metadata = meta(service_name, Some(run.namespace), labels);
+    // The path prefix is stripped before requests reach the service, as
+    // Bodywork always did with ingress-nginx.
+    metadata.annotations = Some(BTreeMap::from([
+        (
+            "nginx.ingress.kubernetes.io/rewrite-target".to_string(),
+            "/$2".to_string(),
+        ),
+        (
+            "nginx.ingress.kubernetes.io/use-regex".to_string(),
+            "true".to_string(),
+        ),
+    ]));
+    Ingress {
+        metadata,
+        spec: Some(IngressSpec {
+            ingress_class_name: Some("nginx".into()),
+            rules: Some(vec![IngressRule {
+                host: None,
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some(format!("{prefix}(/|$)(.*)")),
+                        path_type: "ImplementationSpecific".into(),
+                        backend: IngressBackend {
+                            service: Some(IngressServiceBackend {
+                                name: service_name.to_string(),
+                                port: Some(ServiceBackendPort {
+                                    number: None,
+                                    name: Some(PORT_NAME.into()),
+                                }),
+                            }),
+                            resource: None,
+                        },
+                    }],
+                }),
+            }]),
+            ..IngressSpec::default()
+        }),
+        ..Ingress::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_are_millicores_and_megabytes() {
+        let mut stage = StagePlan {
+            stage: "s".into(),
+            resource_name: "p--s".into(),
+            executable: "s/x.py".into(),
+            working_dir: "s".into(),
+            notebook: false,
+            args: vec![],
+            requirements: vec![],
+            cpu_request: Some(0.25),
+            memory_request_mb: Some(100),
+            env: vec![],
+            kind: StagePlanKind::Batch {
+                max_completion_time_seconds: 1,
+                retries: 0,
+            },
+        };
+        let r = resources(&stage).unwrap().requests.unwrap();
+        assert_eq!(r["cpu"].0, "250m");
+        assert_eq!(r["memory"].0, "100M");
+        stage.cpu_request = None;
+        stage.memory_request_mb = None;
+        assert!(resources(&stage).is_none());
+    }
+}

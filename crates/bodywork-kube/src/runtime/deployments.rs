@@ -1,0 +1,365 @@
+//! Service stages as Kubernetes Deployments, Services and Ingresses: the
+//! rolling update, the rollback of a version that is not ready in time,
+//! and the services' listing and deletion.
+//!
+//! Owns: what a deploy changes on the cluster and how it is undone. Must
+//! not: build the manifests (`manifests` does) or wait other than by
+//! watching the Deployment.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use bodywork_plan::{StagePlan, StagePlanKind};
+use bodywork_runtime::{
+    CancellationToken, Level, Log, Result, RunContext, RuntimeError, ServiceStatus,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::ListParams;
+use kube::runtime::wait::await_condition;
+use kube::{Api, Resource, ResourceExt};
+
+use super::{KubeRuntime, LOGGER, annotation, deleted, managed, target_of, time};
+use crate::errors::{Action, map_wait_error};
+use crate::manifests::{
+    self, COMMIT_LABEL, INGRESS_ANNOTATION, Manifest, NAME_LABEL, PROJECT_LABEL, REPO_ANNOTATION,
+    STAGE_LABEL,
+};
+use crate::podlogs::{PodLogs, Source};
+use crate::wait::{is_deployment_rolled_out, is_rollout_settled};
+
+impl KubeRuntime {
+    /// Delete a service stage's Ingress, if it has one; true when it had.
+    async fn delete_ingress(&self, namespace: &str, name: &str) -> Result<bool> {
+        let action = Action::new("delete", "Ingress", name, namespace);
+        self.delete_opt(&self.ns::<Ingress>(namespace), name, action)
+            .await
+    }
+
+    pub(super) async fn deploy(
+        &self,
+        ctx: &RunContext,
+        stage: &StagePlan,
+        log: &Log,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let StagePlanKind::Service {
+            max_startup_time_seconds,
+            service_name,
+            ingress,
+            ..
+        } = &stage.kind
+        else {
+            return Err(RuntimeError::failed(format!(
+                "stage {} is not a service",
+                stage.stage
+            )));
+        };
+        let image = self.image(ctx, log);
+        let target = target_of(ctx);
+        let (ns, name) = (ctx.namespace.as_str(), service_name.as_str());
+        let deployments: Api<Deployment> = self.ns(ns);
+        let pods: Api<Pod> = self.ns(ns);
+        let selector = format!("{NAME_LABEL}={name}");
+        let get = Action::new("get", "Deployment", name, ns);
+        let previous = deployments
+            .get_opt(name)
+            .await
+            .map_err(|e| self.err(&e, get))?;
+        let old_pods: HashSet<String> = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| self.err(&e, Action::new("list", "Pod", "", ns)))?
+            .items
+            .iter()
+            .map(|p| p.name_any())
+            .collect();
+        let objects = manifests::service_manifests(&target, stage, &image);
+        let (Some(manifest), Some(service)) = (
+            objects.iter().find_map(|m| match m {
+                Manifest::Deployment(d) => Some(d.clone()),
+                _ => None,
+            }),
+            objects.iter().find_map(|m| match m {
+                Manifest::Service(s) => Some(s.clone()),
+                _ => None,
+            }),
+        ) else {
+            return Err(RuntimeError::failed(format!(
+                "stage {} has no Deployment and Service to apply",
+                stage.stage
+            )));
+        };
+        // What a rollback puts back.
+        let before = Before {
+            service: self
+                .ns::<Service>(ns)
+                .get_opt(name)
+                .await
+                .map_err(|e| self.err(&e, Action::new("get", "Service", name, ns)))?,
+            had_ingress: self
+                .ns::<Ingress>(ns)
+                .get_opt(name)
+                .await
+                .map_err(|e| self.err(&e, Action::new("get", "Ingress", name, ns)))?
+                .is_some(),
+        };
+        // A new Ingress may come now (it reaches the old pods until the new
+        // ones are ready); one the new version drops goes once it serves.
+        self.apply_manifests(&objects).await?;
+        let applied = deployments.get(name).await.map_err(|e| self.err(&e, get))?;
+        let generation = applied.metadata.generation.unwrap_or(1);
+        log.log(
+            Level::Info,
+            LOGGER,
+            &format!(
+                "applied deployment={name} in namespace={ns}; waiting up to {max_startup_time_seconds}s for it to be ready"
+            ),
+        );
+        let logs = PodLogs::start(
+            pods,
+            selector,
+            Source::Numbered(stage.resource_name.clone()),
+            old_pods,
+            log.clone(),
+        );
+        let limit = Duration::from_secs(*max_startup_time_seconds);
+        let settled = await_condition(deployments.clone(), name, is_rollout_settled(generation));
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(limit, settled) => match r {
+                Ok(Ok(Some(d))) if is_deployment_rolled_out(&d, generation) => Ok(()),
+                Ok(Ok(Some(_))) => Err(format!("Kubernetes reports no progress within {}s", limit.as_secs())),
+                Ok(Ok(None)) => Err("the Deployment was deleted while rolling out".to_string()),
+                Ok(Err(e)) => {
+                    logs.finish(Duration::ZERO).await;
+                    return Err(map_wait_error(&e, Action::new("watch", "Deployment", name, ns), &self.cluster));
+                }
+                Err(_) => Err(format!("not ready within MAX_STARTUP_TIME_SECONDS={}", limit.as_secs())),
+            },
+            _ = cancel.cancelled() => Err("cancelled".to_string()),
+        };
+        logs.finish(Duration::ZERO).await;
+        let Err(reason) = outcome else {
+            if !*ingress {
+                self.delete_ingress(ns, name).await?;
+            }
+            return Ok(());
+        };
+        let rollback = self
+            .roll_back(
+                &deployments,
+                (&manifest, &service),
+                previous,
+                before,
+                name,
+                log,
+            )
+            .await;
+        if cancel.is_cancelled() {
+            return Err(RuntimeError::Cancelled);
+        }
+        let what = rollback?;
+        Err(RuntimeError::StageFailed {
+            stage: stage.stage.clone(),
+            reason: format!("service {name} {reason}; {what}"),
+        })
+    }
+
+    /// Put the previous version back: its pod template, and the labels and
+    /// annotations bodywork sets (repository, branch, commit) on the
+    /// Deployment and its Service, the Service's port, and the Ingress as it
+    /// was (or remove a first deployment that never became ready); says what
+    /// it did.
+    async fn roll_back(
+        &self,
+        deployments: &Api<Deployment>,
+        (manifest, service): (&Deployment, &Service),
+        previous: Option<Deployment>,
+        before: Before,
+        name: &str,
+        log: &Log,
+    ) -> Result<String> {
+        let ns = manifest.metadata.namespace.as_deref().unwrap_or_default();
+        match previous {
+            Some(previous) => {
+                // What we applied, with the previous version put back.
+                let mut restore = manifest.clone();
+                restore_managed(&mut restore.metadata, &previous.metadata);
+                if let (Some(spec), Some(old)) = (restore.spec.as_mut(), previous.spec) {
+                    spec.template = old.template;
+                    spec.replicas = old.replicas;
+                }
+                let action = Action::new("roll back", "Deployment", name, ns);
+                self.apply(deployments, &restore, action).await?;
+                if let Some(old) = &before.service {
+                    let mut restore = service.clone();
+                    restore_managed(&mut restore.metadata, &old.metadata);
+                    let old_port = old
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.ports.as_ref())
+                        .and_then(|p| p.first())
+                        .map(|p| p.port);
+                    if let (Some(port), Some(ports)) = (
+                        old_port,
+                        restore.spec.as_mut().and_then(|s| s.ports.as_mut()),
+                    ) && let Some(first) = ports.first_mut()
+                    {
+                        first.port = port;
+                    }
+                    let action = Action::new("roll back", "Service", name, ns);
+                    self.apply(&self.ns::<Service>(ns), &restore, action)
+                        .await?;
+                }
+                if !before.had_ingress {
+                    self.delete_ingress(ns, name).await?;
+                }
+                log.log(
+                    Level::Warning,
+                    LOGGER,
+                    &format!("rolled back deployment={name} to its previous version"),
+                );
+                Ok("rolled back to the previous version, which keeps serving".to_string())
+            }
+            None => {
+                match self.delete_deployment(ns, name).await {
+                    Ok(()) | Err(RuntimeError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                log.log(
+                    Level::Warning,
+                    LOGGER,
+                    &format!("removed deployment={name}: its first version never became ready"),
+                );
+                Ok("removed it (there was no previous version)".to_string())
+            }
+        }
+    }
+
+    /// The services (Deployments) bodywork made in a namespace, with their
+    /// pods' restarts.
+    pub(super) async fn list_deployments(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {
+        let deployments = self
+            .ns::<Deployment>(namespace)
+            .list(&managed())
+            .await
+            .map_err(|e| self.err(&e, Action::new("list", "Deployment", "", namespace)))?;
+        let pods = self
+            .ns::<Pod>(namespace)
+            .list(&managed())
+            .await
+            .map_err(|e| self.err(&e, Action::new("list", "Pod", "", namespace)))?;
+        let mut restarts: BTreeMap<String, u32> = BTreeMap::new();
+        for p in &pods.items {
+            let Some(app) = label(p, NAME_LABEL) else {
+                continue;
+            };
+            let n: i32 = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum());
+            *restarts.entry(app).or_default() += u32::try_from(n).unwrap_or(0);
+        }
+        let mut out: Vec<ServiceStatus> = deployments
+            .items
+            .iter()
+            .map(|d| {
+                let r = restarts.get(&d.name_any()).copied().unwrap_or(0);
+                service_status(d, namespace, r)
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Delete a service's Deployment, Service and Ingress.
+    pub(super) async fn delete_deployment(&self, namespace: &str, name: &str) -> Result<()> {
+        let del = Action::new("delete", "Deployment", name, namespace);
+        let found = self
+            .delete_opt(&self.ns::<Deployment>(namespace), name, del)
+            .await?;
+        let svc = Action::new("delete", "Service", name, namespace);
+        let found_svc = self
+            .delete_opt(&self.ns::<Service>(namespace), name, svc)
+            .await?;
+        self.delete_ingress(namespace, name).await?;
+        deleted(found || found_svc, "service", name, namespace)
+    }
+}
+
+/// What a service's rollback restores besides the Deployment.
+struct Before {
+    /// The Service as it was, if there was one.
+    service: Option<Service>,
+    /// Whether an Ingress existed (one the failed version added is removed).
+    had_ingress: bool,
+}
+
+/// Give the labels and annotations bodywork sets on `meta` the values they
+/// had on `previous`: those it did not have are dropped (applied without
+/// them, they are removed), `bodywork.ml/` ones only it had come back. Other
+/// keys are left alone: server-side apply must not take them over.
+fn restore_managed(
+    meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    previous: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) {
+    let empty = BTreeMap::new();
+    for (ours, theirs) in [
+        (meta.labels.as_mut(), previous.labels.as_ref()),
+        (meta.annotations.as_mut(), previous.annotations.as_ref()),
+    ] {
+        let theirs = theirs.unwrap_or(&empty);
+        if let Some(ours) = ours {
+            ours.retain(|key, _| theirs.contains_key(key));
+            for (key, old) in theirs {
+                if ours.contains_key(key) || key.starts_with("bodywork.ml/") {
+                    ours.insert(key.clone(), old.clone());
+                }
+            }
+        }
+    }
+}
+
+fn label<K: Resource>(obj: &K, key: &str) -> Option<String> {
+    obj.meta().labels.as_ref()?.get(key).cloned()
+}
+
+/// A Deployment bodywork made, as `service display` shows it.
+fn service_status(d: &Deployment, namespace: &str, restarts: u32) -> ServiceStatus {
+    let name = d.name_any();
+    let spec = d.spec.as_ref();
+    let status = d.status.as_ref();
+    let port = spec
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.first())
+        .and_then(|c| c.ports.as_ref())
+        .and_then(|ps| ps.first())
+        .and_then(|p| u16::try_from(p.container_port).ok())
+        .unwrap_or_default();
+    let count = |v: Option<i32>| u32::try_from(v.unwrap_or(0)).unwrap_or(0);
+    let deployed = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Progressing"))
+        .and_then(|c| c.last_update_time.as_ref())
+        .or(d.metadata.creation_timestamp.as_ref())
+        .map(time)
+        .unwrap_or_default();
+    ServiceStatus {
+        namespace: namespace.to_string(),
+        url: format!("http://{name}.{namespace}.svc.cluster.local:{port}"),
+        project: label(d, PROJECT_LABEL).unwrap_or_default(),
+        stage: label(d, STAGE_LABEL).unwrap_or_default(),
+        repo: annotation(d, REPO_ANNOTATION).unwrap_or_default(),
+        commit: label(d, COMMIT_LABEL).unwrap_or_default(),
+        port,
+        exposed: annotation(d, INGRESS_ANNOTATION).is_some(),
+        replicas: count(spec.and_then(|s| s.replicas)),
+        available_replicas: count(status.and_then(|s| s.available_replicas)),
+        unavailable_replicas: count(status.and_then(|s| s.unavailable_replicas)),
+        restarts,
+        deployed,
+        name,
+    }
+}

@@ -1,0 +1,113 @@
+//! Batch stages as Kubernetes Jobs: replace a Job left over from an
+//! interrupted run, create the stage's Job, follow its pod's logs, wait for
+//! it to finish within its deadline, and delete it.
+//!
+//! Owns: the life of one stage's Job. Must not: retry a stage (the Job's
+//! backoff limit does) or decide what runs (the manifest says).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bodywork_plan::{StagePlan, StagePlanKind};
+use bodywork_runtime::{CancellationToken, Level, Log, Result, RunContext, RuntimeError};
+use k8s_openapi::api::batch::v1::Job;
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, ResourceExt};
+
+use super::{KubeRuntime, LOGGER, target_of};
+use crate::errors::{Action, map_wait_error};
+use crate::manifests;
+use crate::podlogs::{PodLogs, Source};
+use crate::wait::{is_job_completed, is_job_finished, job_failure};
+
+/// How long Kubernetes may take beyond a Job's own deadline to report it.
+const JOB_GRACE: Duration = Duration::from_secs(60);
+/// How long log followers may take to print the last lines of a finished pod.
+const LOG_DRAIN: Duration = Duration::from_secs(10);
+
+impl KubeRuntime {
+    /// Delete a Job left over from an interrupted run and wait until it is
+    /// gone: a Job's pod template cannot be changed in place.
+    async fn remove_old_job(&self, jobs: &Api<Job>, name: &str, namespace: &str) -> Result<()> {
+        let get = Action::new("get", "Job", name, namespace);
+        let Some(old) = jobs.get_opt(name).await.map_err(|e| self.err(&e, get))? else {
+            return Ok(());
+        };
+        let del = Action::new("delete", "Job", name, namespace);
+        self.delete_opt(jobs, name, del).await?;
+        let uid = old.uid().unwrap_or_default();
+        let gone = await_condition(jobs.clone(), name, conditions::is_deleted(&uid));
+        match tokio::time::timeout(Duration::from_secs(60), gone).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(map_wait_error(&e, del, &self.cluster)),
+            Err(_) => Err(RuntimeError::Failed(format!(
+                "the previous Job {name} in namespace {namespace} is still being deleted after 60s"
+            ))),
+        }
+    }
+
+    pub(super) async fn run_job(
+        &self,
+        ctx: &RunContext,
+        stage: &StagePlan,
+        extra_env: &[(String, String)],
+        log: &Log,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let image = self.image(ctx, log);
+        let target = target_of(ctx);
+        let job = manifests::job(&target, stage, &image, extra_env);
+        let (ns, name) = (ctx.namespace.as_str(), stage.resource_name.as_str());
+        let jobs: Api<Job> = self.ns(ns);
+        self.remove_old_job(&jobs, name, ns).await?;
+        self.apply(&jobs, &job, Action::new("create", "Job", name, ns))
+            .await?;
+        log.log(
+            Level::Info,
+            LOGGER,
+            &format!("created job={name} in namespace={ns}"),
+        );
+        let logs = PodLogs::start(
+            self.ns(ns),
+            format!("job-name={name}"),
+            Source::Single(name.to_string()),
+            HashSet::new(),
+            log.clone(),
+        );
+        let deadline = match &stage.kind {
+            StagePlanKind::Batch {
+                max_completion_time_seconds,
+                ..
+            } => Duration::from_secs(*max_completion_time_seconds),
+            StagePlanKind::Service { .. } => Duration::ZERO,
+        } + JOB_GRACE;
+        let watch = Action::new("watch", "Job", name, ns);
+        let finished = tokio::select! {
+            r = tokio::time::timeout(deadline, await_condition(jobs.clone(), name, is_job_finished())) => r,
+            _ = cancel.cancelled() => {
+                logs.finish(Duration::ZERO).await;
+                self.delete_opt(&jobs, name, Action::new("delete", "Job", name, ns)).await?;
+                return Err(RuntimeError::Cancelled);
+            }
+        };
+        logs.finish(LOG_DRAIN).await;
+        let outcome = match finished {
+            Ok(Ok(Some(job))) if is_job_completed(&job) => Ok(()),
+            Ok(Ok(Some(job))) => Err(job_failure(&job).unwrap_or_else(|| "failed".into())),
+            Ok(Ok(None)) => Err("the Job was deleted before it finished".to_string()),
+            Ok(Err(e)) => return Err(map_wait_error(&e, watch, &self.cluster)),
+            Err(_) => Err(format!(
+                "no result within {}s (MAX_COMPLETION_TIME_SECONDS plus {}s)",
+                deadline.as_secs(),
+                JOB_GRACE.as_secs()
+            )),
+        };
+        self.delete_opt(&jobs, name, Action::new("delete", "Job", name, ns))
+            .await?;
+        log.log(Level::Info, LOGGER, &format!("deleted job={name}"));
+        outcome.map_err(|reason| RuntimeError::StageFailed {
+            stage: stage.stage.clone(),
+            reason,
+        })
+    }
+}

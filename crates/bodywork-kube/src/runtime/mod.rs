@@ -1,0 +1,435 @@
+//! [`KubeRuntime`]: the [`Runtime`] interface on a Kubernetes cluster.
+//!
+//! Owns: the connection to the API server (kube-rs), applying the manifests
+//! of `manifests` (server-side apply, so every call is idempotent) and
+//! deleting objects, namespaces and secrets, and the `impl Runtime` that
+//! hands each stage to its family: batch stages as Jobs (`jobs`), services
+//! as Deployments with rollback (`deployments`), cron jobs (`cronjobs`) and
+//! pod logs (`logs`). Waiting is by watching (`await_condition` with the
+//! conditions of `wait`). Must not: decide workflow order (the controller
+//! does) or build manifests itself.
+
+mod cronjobs;
+mod deployments;
+mod jobs;
+mod logs;
+
+pub use cronjobs::{CronJobStatus, CronRun};
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Debug;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bodywork_plan::StagePlan;
+use bodywork_runtime::{
+    CancellationToken, Level, Log, Result, RunContext, Runtime, RuntimeError, Secret, ServiceStatus,
+};
+use k8s_openapi::api::core::v1::{Namespace, Secret as K8sSecret};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::config::KubeConfigOptions;
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client, Config, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::errors::{Action, map_error, map_wait_error};
+use crate::manifests::{self, MANAGED_BY, Manifest, Target};
+
+/// The field manager of bodywork's server-side applies.
+pub const FIELD_MANAGER: &str = "bodywork";
+const LOGGER: &str = "kubernetes";
+/// How long `delete-namespace` waits for Kubernetes to finish deleting a
+/// namespace before it reports it as still terminating.
+const NAMESPACE_DELETE_WAIT: Duration = Duration::from_secs(120);
+
+/// The Kubernetes runtime.
+pub struct KubeRuntime {
+    client: Client,
+    cluster: String,
+    image_override: Option<String>,
+    /// Runs whose image choice was already logged.
+    noted: Mutex<HashSet<String>>,
+}
+
+impl KubeRuntime {
+    /// Connect with the kubeconfig (`context`, else its current context) or,
+    /// when there is none, the in-cluster configuration of a pod.
+    pub async fn connect(context: Option<&str>) -> Result<KubeRuntime> {
+        let config = match context {
+            Some(ctx) => Config::from_kubeconfig(&KubeConfigOptions {
+                context: Some(ctx.to_string()),
+                ..KubeConfigOptions::default()
+            })
+            .await
+            .map_err(|e| {
+                RuntimeError::Unavailable(format!("cannot use kubeconfig context {ctx:?}: {e}"))
+            })?,
+            None => Config::infer().await.map_err(|e| {
+                RuntimeError::Unavailable(format!(
+                    "no Kubernetes cluster configured (no kubeconfig, not in a pod): {e}"
+                ))
+            })?,
+        };
+        KubeRuntime::from_config(config)
+    }
+
+    /// A runtime for an explicit configuration.
+    pub fn from_config(config: Config) -> Result<KubeRuntime> {
+        let cluster = config.cluster_url.to_string();
+        let client = client_for(config).map_err(|e| {
+            RuntimeError::Unavailable(format!("cannot set up a client for {cluster}: {e}"))
+        })?;
+        Ok(KubeRuntime::from_client(client, cluster))
+    }
+
+    /// A runtime over an existing client (tests give one backed by a test double).
+    pub fn from_client(client: Client, cluster: impl Into<String>) -> KubeRuntime {
+        KubeRuntime {
+            client,
+            cluster: cluster.into(),
+            image_override: None,
+            noted: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Run stages in `image` whatever the project says (`--image`).
+    pub fn with_image(mut self, image: Option<String>) -> KubeRuntime {
+        self.image_override = image;
+        self
+    }
+
+    /// The API server's URL, for messages.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    fn ns<K>(&self, namespace: &str) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    fn err(&self, e: &kube::Error, action: Action<'_>) -> RuntimeError {
+        map_error(e, action, &self.cluster)
+    }
+
+    /// The image of a run's containers, logging the choice once per run.
+    fn image(&self, ctx: &RunContext, log: &Log) -> String {
+        let (image, note) =
+            manifests::resolve_image(&ctx.docker_image, self.image_override.as_deref());
+        if let Some(note) = note
+            && let Ok(mut noted) = self.noted.lock()
+            && noted.insert(ctx.run_id.clone())
+        {
+            log.log(Level::Info, LOGGER, &note);
+        }
+        image
+    }
+
+    /// Apply a namespaced object (in its own namespace), naming it in errors.
+    async fn apply_namespaced<K>(&self, kind: &'static str, obj: &K) -> Result<()>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Serialize
+            + DeserializeOwned
+            + Clone
+            + Debug,
+        <K as Resource>::DynamicType: Default,
+    {
+        let meta = obj.meta();
+        let namespace = meta.namespace.as_deref().unwrap_or("default");
+        let name = meta.name.as_deref().unwrap_or_default();
+        let action = Action::new("create", kind, name, namespace);
+        self.apply(&self.ns::<K>(namespace), obj, action)
+            .await
+            .map(|_| ())
+    }
+
+    async fn apply<K>(&self, api: &Api<K>, obj: &K, action: Action<'_>) -> Result<K>
+    where
+        K: Resource + Serialize + DeserializeOwned + Clone + Debug,
+    {
+        let name = obj.meta().name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await
+        .map_err(|e| self.err(&e, action))
+    }
+
+    /// Apply manifests in order (server-side apply: creates or updates).
+    pub async fn apply_manifests(&self, manifests: &[Manifest]) -> Result<()> {
+        for m in manifests {
+            self.apply_manifest(m).await?;
+        }
+        Ok(())
+    }
+
+    async fn apply_manifest(&self, m: &Manifest) -> Result<()> {
+        fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
+            meta.name.as_deref().unwrap_or_default()
+        }
+        let c = self.client.clone();
+        match m {
+            Manifest::Namespace(o) => {
+                let a = Action::cluster("create", "Namespace", name_of(&o.metadata));
+                self.apply(&Api::<Namespace>::all(c), o, a).await?;
+            }
+            Manifest::ClusterRole(o) => {
+                let a = Action::cluster("create", "ClusterRole", name_of(&o.metadata));
+                self.apply(&Api::<ClusterRole>::all(c), o, a).await?;
+            }
+            Manifest::ClusterRoleBinding(o) => {
+                let a = Action::cluster("create", "ClusterRoleBinding", name_of(&o.metadata));
+                self.apply(&Api::<ClusterRoleBinding>::all(c), o, a).await?;
+            }
+            Manifest::ServiceAccount(o) => self.apply_namespaced("ServiceAccount", o).await?,
+            Manifest::Secret(o) => self.apply_namespaced("Secret", o).await?,
+            Manifest::Job(o) => self.apply_namespaced("Job", o).await?,
+            Manifest::Deployment(o) => self.apply_namespaced("Deployment", o).await?,
+            Manifest::Service(o) => self.apply_namespaced("Service", o).await?,
+            Manifest::Ingress(o) => self.apply_namespaced("Ingress", o).await?,
+            Manifest::CronJob(o) => self.apply_namespaced("CronJob", o).await?,
+        }
+        Ok(())
+    }
+
+    /// Delete an object; `Ok(false)` when it was not there.
+    async fn delete_opt<K>(&self, api: &Api<K>, name: &str, action: Action<'_>) -> Result<bool>
+    where
+        K: Resource + DeserializeOwned + Clone + Debug,
+    {
+        match api.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+            Err(e) => Err(self.err(&e, action)),
+        }
+    }
+}
+
+/// kube's default client stack minus its tracing layer, which logs every
+/// connection failure at ERROR level on its own: our error is the one line
+/// the user sees (the stack is the one kube documents for `Client::new`).
+fn client_for(config: Config) -> Result<Client, kube::Error> {
+    use hyper_util::client::legacy::connect::HttpConnector;
+    use kube::client::ConfigExt;
+    use tower::{BoxError, ServiceBuilder};
+
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(config.connect_timeout);
+    let https = config.rustls_https_connector_with_connector(http)?;
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(BoxError::from)
+        .service(
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(https),
+        );
+    Ok(Client::new(service, config.default_namespace))
+}
+
+/// `Ok` when a delete found something, else the "not found" error naming
+/// the `kind` (as users call it) that was asked for.
+fn deleted(found: bool, kind: &'static str, name: &str, namespace: &str) -> Result<()> {
+    if found {
+        Ok(())
+    } else {
+        Err(RuntimeError::NotFound {
+            kind,
+            name: name.into(),
+            namespace: namespace.into(),
+        })
+    }
+}
+
+fn managed() -> ListParams {
+    ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1))
+}
+
+fn annotation<K: Resource>(obj: &K, key: &str) -> Option<String> {
+    obj.meta().annotations.as_ref()?.get(key).cloned()
+}
+
+fn time(t: &Time) -> String {
+    t.0.to_string()
+}
+
+fn target_of(ctx: &RunContext) -> Target<'_> {
+    Target {
+        namespace: &ctx.namespace,
+        project: &ctx.project,
+        repo: &ctx.repo,
+        branch: ctx.branch.as_deref(),
+        commit: &ctx.commit,
+    }
+}
+
+#[async_trait]
+impl Runtime for KubeRuntime {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+        let existed = self.namespace_exists(namespace).await?;
+        self.apply_manifests(&manifests::namespace_manifests(namespace))
+            .await?;
+        let verb = if existed {
+            "found existing"
+        } else {
+            "creating"
+        };
+        let binding = manifests::controller_binding_name(namespace);
+        Ok(vec![
+            format!("{verb} namespace={namespace}"),
+            format!(
+                "{verb} service-account={} in namespace={namespace}",
+                manifests::CONTROLLER_ACCOUNT
+            ),
+            format!("{verb} cluster-role-binding={binding}"),
+            format!(
+                "{verb} service-account={} in namespace={namespace}",
+                manifests::STAGES_ACCOUNT
+            ),
+        ])
+    }
+
+    async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
+        Api::<Namespace>::all(self.client.clone())
+            .get_opt(namespace)
+            .await
+            .map(|n| n.is_some())
+            .map_err(|e| self.err(&e, Action::cluster("get", "Namespace", namespace)))
+    }
+
+    async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+        let namespaces = Api::<Namespace>::all(self.client.clone());
+        let get = Action::cluster("get", "Namespace", namespace);
+        let existing = namespaces
+            .get_opt(namespace)
+            .await
+            .map_err(|e| self.err(&e, get))?;
+        let mut lines = Vec::new();
+        if let Some(ns) = &existing {
+            let del = Action::cluster("delete", "Namespace", namespace);
+            self.delete_opt(&namespaces, namespace, del).await?;
+            // Kubernetes deletes what the namespace holds, then the namespace;
+            // wait for it as `kubectl delete namespace` does, for a while.
+            let uid = ns.uid().unwrap_or_default();
+            let gone = await_condition(namespaces.clone(), namespace, conditions::is_deleted(&uid));
+            lines.push(
+                match tokio::time::timeout(NAMESPACE_DELETE_WAIT, gone).await {
+                    Ok(Ok(_)) => format!("deleted namespace={namespace}"),
+                    Ok(Err(e)) => return Err(map_wait_error(&e, del, &self.cluster)),
+                    Err(_) => format!(
+                        "deleting namespace={namespace}: still terminating after {} s; Kubernetes \
+                     finishes it in the background",
+                        NAMESPACE_DELETE_WAIT.as_secs()
+                    ),
+                },
+            );
+        }
+        // The binding is cluster-scoped: deleting the namespace leaves it.
+        let binding = manifests::controller_binding_name(namespace);
+        let del = Action::cluster("delete", "ClusterRoleBinding", &binding);
+        let bindings = Api::<ClusterRoleBinding>::all(self.client.clone());
+        if self.delete_opt(&bindings, &binding, del).await? {
+            lines.push(format!("deleted cluster-role-binding={binding}"));
+        }
+        if lines.is_empty() {
+            return Err(RuntimeError::NotFound {
+                kind: "namespace",
+                name: namespace.into(),
+                namespace: namespace.into(),
+            });
+        }
+        Ok(lines)
+    }
+
+    async fn create_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        data: BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.apply_manifest(&manifests::secret_manifest(namespace, name, &data))
+            .await
+    }
+
+    async fn delete_secret(&self, namespace: &str, name: &str) -> Result<()> {
+        let action = Action::new("delete", "Secret", name, namespace);
+        let found = self
+            .delete_opt(&self.ns::<K8sSecret>(namespace), name, action)
+            .await?;
+        deleted(found, "secret", name, namespace)
+    }
+
+    async fn list_secrets(&self, namespace: &str) -> Result<Vec<Secret>> {
+        // Every Opaque secret: users also create them with kubectl.
+        let list = self
+            .ns::<K8sSecret>(namespace)
+            .list(&ListParams::default().fields("type=Opaque"))
+            .await
+            .map_err(|e| self.err(&e, Action::new("list", "Secret", "", namespace)))?;
+        Ok(list
+            .items
+            .iter()
+            .map(|s| Secret {
+                namespace: namespace.to_string(),
+                name: s.name_any(),
+                data: s
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+                    .collect(),
+                created: s
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(time)
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn run_batch(
+        &self,
+        ctx: &RunContext,
+        stage: &StagePlan,
+        extra_env: &[(String, String)],
+        log: &Log,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        self.run_job(ctx, stage, extra_env, log, cancel).await
+    }
+
+    async fn deploy_service(
+        &self,
+        ctx: &RunContext,
+        stage: &StagePlan,
+        log: &Log,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        self.deploy(ctx, stage, log, cancel).await
+    }
+
+    async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {
+        self.list_deployments(namespace).await
+    }
+
+    async fn delete_service(&self, namespace: &str, name: &str) -> Result<()> {
+        self.delete_deployment(namespace, name).await
+    }
+}

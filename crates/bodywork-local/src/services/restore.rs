@@ -1,0 +1,185 @@
+//! A daemon's start, handover and stop, as seen by its services: restore
+//! every recorded service and adopt the replicas still running, detach from
+//! them when handing over to the next daemon, stop them on shutdown.
+//!
+//! Owns: re-adoption of replicas and the end of supervision. Must not:
+//! start a new version of a service (that is `rollout`).
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bodywork_runtime::{Result, RuntimeError};
+use bodywork_state::DeploymentRow;
+
+use super::replica::{Replica, ReplicaEvents};
+use super::{Info, STOP_GRACE, Service, ServiceManager, ServiceSpec, Shape, addresses};
+use crate::process::{self, ProcessId, StageCommand};
+
+impl ServiceManager {
+    /// The daemon is handing over to the next one: stop supervising every
+    /// replica without touching its process (the next daemon adopts it);
+    /// ready replicas keep receiving traffic until this daemon exits.
+    pub fn detach(&self) {
+        for svc in self.table.all() {
+            for r in svc.all_replicas() {
+                r.detach();
+            }
+        }
+    }
+
+    /// After a daemon (re)start: bring every recorded service back, adopting
+    /// replicas that still run so no Python process restarts.
+    /// `command_for` rebuilds a deployment's command (secrets resolved now).
+    pub async fn restore(
+        &self,
+        command_for: &dyn Fn(&DeploymentRow, &ServiceSpec) -> Result<StageCommand>,
+    ) {
+        let rows = match self.store.with(|s| s.list_deployments(None)) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(target: "services", "cannot read deployments: {e}");
+                return;
+            }
+        };
+        let mut adopted = Vec::new();
+        for row in rows {
+            match self.restore_one(&row, command_for) {
+                Ok(mut replicas) => adopted.append(&mut replicas),
+                Err(e) => {
+                    tracing::error!(target: "services", "cannot restore service={} in namespace={}: {e}", row.name, row.namespace)
+                }
+            }
+        }
+        self.write_hosts();
+        // Adopted replicas answer at once; let them be probed before the
+        // daemon takes requests, so the first one after a restart finds them.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        for r in adopted {
+            r.wait_ready(deadline).await;
+        }
+    }
+
+    /// Restore one service; returns the replicas adopted still running.
+    fn restore_one(
+        &self,
+        row: &DeploymentRow,
+        command_for: &dyn Fn(&DeploymentRow, &ServiceSpec) -> Result<StageCommand>,
+    ) -> Result<Vec<Arc<Replica>>> {
+        let spec: ServiceSpec =
+            serde_json::from_value(row.spec.clone()).map_err(RuntimeError::failed)?;
+        let Shape {
+            port,
+            ingress,
+            replicas,
+            ..
+        } = Shape::of(&spec.plan)?;
+        let command = command_for(row, &spec)?;
+        let stored = self
+            .store
+            .with(|s| s.list_replicas(&row.namespace, &row.name))
+            .map_err(RuntimeError::failed)?;
+        // Replicas of other generations belong to a rollout that never
+        // finished (or a drain the crash interrupted): they go.
+        for old in stored.iter().filter(|r| r.generation != row.generation) {
+            if let Some(pid) = old.pid {
+                let id = ProcessId {
+                    pid,
+                    start_time: old.pid_start_time,
+                };
+                if process::is_alive(id) {
+                    process::kill_group(pid, nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
+        let _ = self.store.with(|s| {
+            for old in stored.iter().filter(|r| r.generation != row.generation) {
+                s.delete_replicas(&row.namespace, &row.name, Some(old.generation))?;
+            }
+            Ok(())
+        });
+        let info = Info {
+            project: row.project.clone(),
+            stage: row.stage.clone(),
+            resource_name: spec.plan.resource_name.clone(),
+            repo: row.repo.clone(),
+            commit: row.commit.clone().unwrap_or_default(),
+            generation: row.generation,
+            port,
+            ingress,
+            replicas,
+            deployed: row.updated,
+        };
+        let svc = Arc::new(Service::new(
+            &row.namespace,
+            &row.name,
+            spec.cluster_address,
+            info,
+        ));
+        self.table.insert(svc.clone());
+        self.ensure_listener(&svc, port)?;
+        let events = self.events_for(&row.namespace, &row.name);
+        let mut adopted = Vec::new();
+        let mut current = Vec::new();
+        for index in 0..replicas {
+            let stored_replica = stored
+                .iter()
+                .find(|r| r.generation == row.generation && r.index == index);
+            let address = stored_replica.map(|r| r.address).unwrap_or_else(|| {
+                let used = self.table.used_addresses();
+                addresses::allocate(self.block, addresses::Kind::Pod, &used)
+                    .unwrap_or(Ipv4Addr::new(127, self.block, 255, 254))
+            });
+            let adopt = stored_replica.and_then(|r| {
+                r.pid.map(|pid| ProcessId {
+                    pid,
+                    start_time: r.pid_start_time,
+                })
+            });
+            let alive = adopt.is_some_and(process::is_alive);
+            let restarts = stored_replica.map(|r| r.restarts).unwrap_or(0);
+            let rspec = self.replica_spec(&svc, &command, row.generation, index, address, port);
+            let ev: Arc<dyn ReplicaEvents> = events.clone();
+            let replica = Replica::start(rspec, adopt, restarts, ev);
+            if alive {
+                adopted.push(replica.clone());
+            }
+            current.push(replica);
+        }
+        if let Ok(mut c) = svc.current.write() {
+            *c = current;
+        }
+        tracing::info!(
+            target: "services",
+            "restored service={} in namespace={}: {} of {replicas} replica(s) adopted still running",
+            row.name,
+            row.namespace,
+            adopted.len()
+        );
+        Ok(adopted)
+    }
+
+    /// Stop accepting connections at every cluster address (a daemon that
+    /// handed over; the next one accepts on the same sockets).
+    pub fn stop_accepting(&self) {
+        for s in self.table.all() {
+            if let Ok(l) = s.listener.lock()
+                && let Some((_, cancel)) = l.as_ref()
+            {
+                cancel.cancel();
+            }
+        }
+    }
+
+    /// The daemon is stopping: stop every replica (their records stay, so
+    /// the next daemon starts them again).
+    pub async fn shutdown(&self) {
+        let services = self.table.all();
+        let stops = services
+            .iter()
+            .flat_map(|s| s.all_replicas())
+            .map(|r| async move { r.stop(STOP_GRACE).await });
+        futures_util::future::join_all(stops).await;
+        self.stop_accepting();
+    }
+}

@@ -1,0 +1,433 @@
+//! Deploying and deleting services: the rolling update (new replicas
+//! beside the old, traffic moves once all are ready, old ones drain), the
+//! rollback when a new version is not ready in time, and removing a
+//! checkout no deployment needs any more.
+//!
+//! Owns: changes to a service's replicas while the daemon runs. Must not:
+//! re-adopt replicas after a daemon start (that is `restore`) or build a
+//! replica's command (the runtime hands it over in a [`Rollout`]).
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bodywork_plan::StagePlan;
+use bodywork_runtime::{CancellationToken, Level, Log, Result, RunContext, RuntimeError};
+use bodywork_state::DeploymentRow;
+use chrono::Utc;
+
+use super::replica::{Replica, ReplicaEvents, ReplicaSpec};
+use super::{
+    DRAIN_TIMEOUT, Info, STOP_GRACE, Service, ServiceManager, ServiceSpec, ServiceTable, Shape,
+    addresses,
+};
+use crate::process::StageCommand;
+use crate::store::SharedStore;
+
+/// A rollout's request: everything decided by the runtime.
+pub struct Rollout<'a> {
+    pub ctx: &'a RunContext,
+    pub stage: &'a StagePlan,
+    /// The command of every replica, without its pod address.
+    pub command: StageCommand,
+}
+
+impl ServiceManager {
+    /// Deploy a new version of a service with a rolling update: new
+    /// replicas start beside the old; traffic moves when all are ready; old
+    /// ones drain and stop. Not ready in time: the new version is removed,
+    /// the old one keeps serving, and the stage fails.
+    pub async fn deploy(
+        &self,
+        rollout: Rollout<'_>,
+        log: &Log,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let (ctx, stage) = (rollout.ctx, rollout.stage);
+        let shape = Shape::of(stage)?;
+        let Shape {
+            name: service_name,
+            replicas,
+            port,
+            ..
+        } = &shape;
+        let namespace = ctx.namespace.as_str();
+        let existing = self.table.get(namespace, service_name);
+        let svc = match &existing {
+            Some(svc) => svc.clone(),
+            None => {
+                let reserved = self.reserve(addresses::Kind::Cluster, 1)?;
+                let cluster_address = reserved[0];
+                let info = Info::rolled_out(ctx, stage, &shape, 0, Utc::now());
+                Arc::new(Service::new(namespace, service_name, cluster_address, info))
+            }
+        };
+        let _rolling = svc.rollout.lock().await;
+        let generation = svc.info.lock().map(|i| i.generation).unwrap_or(0) + 1;
+        if existing.is_none() {
+            self.table.insert(svc.clone());
+            self.release(&[svc.cluster_address]);
+            self.write_hosts();
+        }
+        // A new service listens from the start; an existing one keeps its
+        // port until the new version serves (a failed version that changed
+        // PORT leaves the old port serving).
+        if existing.is_none()
+            && let Err(e) = self.ensure_listener(&svc, *port)
+        {
+            self.table.remove(namespace, service_name);
+            self.write_hosts();
+            return Err(e);
+        }
+
+        // Pod addresses for the new replicas, reserved until the rollout ends.
+        let pod_addresses = self.reserve(addresses::Kind::Pod, *replicas as usize)?;
+        let result = self
+            .roll_out(
+                &svc,
+                generation,
+                &pod_addresses,
+                &rollout,
+                &shape,
+                log,
+                cancel,
+            )
+            .await;
+        self.release(&pod_addresses);
+        if result.is_ok() && existing.is_some() {
+            self.ensure_listener(&svc, *port)?;
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn roll_out(
+        &self,
+        svc: &Arc<Service>,
+        generation: i64,
+        pod_addresses: &[Ipv4Addr],
+        rollout: &Rollout<'_>,
+        shape: &Shape<'_>,
+        log: &Log,
+        cancel: &CancellationToken,
+    ) -> Result<()> {
+        let (ctx, stage, command) = (rollout.ctx, rollout.stage, &rollout.command);
+        let Shape {
+            name: service_name,
+            replicas,
+            port,
+            max_startup_time_seconds,
+            ..
+        } = shape;
+        let namespace = ctx.namespace.as_str();
+        let specs: Vec<ReplicaSpec> = pod_addresses
+            .iter()
+            .enumerate()
+            .map(|(index, address)| {
+                self.replica_spec(svc, command, generation, index as u32, *address, *port)
+            })
+            .collect();
+        if let Some(parent) = specs.first().and_then(|s| s.log_path.parent()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                RuntimeError::failed(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+
+        let events = self.events_for(namespace, service_name);
+        if let Ok(mut l) = events.rollout_log.lock() {
+            *l = Some(log.clone());
+        }
+        log.log(
+            Level::Info,
+            "services",
+            &format!(
+                "starting {replicas} replica(s) of service={service_name} (generation {generation}) in namespace={namespace}"
+            ),
+        );
+        let tail_stop = CancellationToken::new();
+        let mut new_replicas = Vec::new();
+        for spec in specs {
+            tokio::spawn(tail_log(
+                spec.log_path.clone(),
+                stage.resource_name.clone(),
+                log.clone(),
+                tail_stop.clone(),
+            ));
+            let ev: Arc<dyn ReplicaEvents> = events.clone();
+            new_replicas.push(Replica::start(spec, None, 0, ev));
+        }
+        let deadline = Instant::now() + Duration::from_secs(*max_startup_time_seconds);
+        let all_ready = async {
+            for r in &new_replicas {
+                if !r.wait_ready(deadline).await {
+                    return false;
+                }
+            }
+            true
+        };
+        let outcome = tokio::select! {
+            ready = all_ready => if ready { Ok(()) } else { Err(false) },
+            _ = cancel.cancelled() => Err(true),
+        };
+        // Let the tails pick up the last lines before they stop.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        tail_stop.cancel();
+        if let Ok(mut l) = events.rollout_log.lock() {
+            *l = None;
+        }
+
+        if let Err(cancelled) = outcome {
+            for r in &new_replicas {
+                r.stop(Duration::from_secs(2)).await;
+            }
+            let _ = self
+                .store
+                .with(|s| s.delete_replicas(namespace, service_name, Some(generation)));
+            let had_old = svc.current.read().map(|c| !c.is_empty()).unwrap_or(false);
+            if !had_old {
+                self.forget(svc);
+            }
+            if cancelled {
+                return Err(RuntimeError::Cancelled);
+            }
+            let what = if had_old {
+                "rolled back: the previous version keeps serving"
+            } else {
+                "removed"
+            };
+            return Err(RuntimeError::StageFailed {
+                stage: stage.stage.clone(),
+                reason: format!(
+                    "service={service_name} was not ready within {max_startup_time_seconds} seconds; the new version was {what}"
+                ),
+            });
+        }
+
+        // Traffic moves to the new version; then record it.
+        let old = match svc.current.write() {
+            Ok(mut current) => std::mem::replace(&mut *current, new_replicas),
+            Err(_) => return Err(RuntimeError::failed("service table unusable")),
+        };
+        let deployed = Utc::now();
+        if let Ok(mut info) = svc.info.lock() {
+            *info = Info::rolled_out(ctx, stage, shape, generation, deployed);
+        }
+        let spec = ServiceSpec {
+            plan: stage.clone(),
+            cluster_address: svc.cluster_address,
+            program: command.program.clone(),
+            args: command
+                .args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            cwd: command.cwd.clone(),
+        };
+        let previous_checkout = self
+            .store
+            .with(|s| s.get_deployment(namespace, service_name))
+            .ok()
+            .flatten()
+            .map(|r| r.checkout)
+            .filter(|c| *c != ctx.checkout);
+        let row = DeploymentRow {
+            namespace: namespace.to_string(),
+            name: service_name.to_string(),
+            project: ctx.project.clone(),
+            stage: stage.stage.clone(),
+            repo: ctx.repo.clone(),
+            branch: ctx.branch.clone(),
+            commit: Some(ctx.commit.clone()),
+            run_id: ctx.run_id.parse().ok(),
+            spec: serde_json::to_value(&spec).map_err(RuntimeError::failed)?,
+            checkout: ctx.checkout.clone(),
+            generation,
+            created: deployed,
+            updated: deployed,
+        };
+        self.store
+            .with(|s| s.upsert_deployment(&row))
+            .map_err(RuntimeError::failed)?;
+        let cluster = format!("{}:{port}", svc.cluster_address);
+        if self.gateway_running() {
+            log.log(
+                Level::Info,
+                "services",
+                &format!(
+                    "service={service_name} is available at {} (cluster address {cluster})",
+                    self.url(namespace, service_name),
+                ),
+            );
+        } else {
+            log.log(
+                Level::Warning,
+                "services",
+                &format!(
+                    "service={service_name} is ready at cluster address {cluster}, but the gateway \
+                     is not running, so it cannot be reached through it (see `bodywork daemon \
+                     --status` for why; BODYWORK_GATEWAY_ADDR picks another address, then \
+                     `bodywork daemon --restart`)"
+                ),
+            );
+        }
+        if !old.is_empty() {
+            self.drain(svc.clone(), old, generation - 1, previous_checkout);
+        }
+        Ok(())
+    }
+
+    /// Stop old replicas once their requests in flight are done.
+    fn drain(
+        &self,
+        svc: Arc<Service>,
+        old: Vec<Arc<Replica>>,
+        old_generation: i64,
+        old_checkout: Option<PathBuf>,
+    ) {
+        if let Ok(mut d) = svc.draining.lock() {
+            d.extend(old.iter().cloned());
+        }
+        let traffic = self.traffic.clone();
+        let store = self.store.clone();
+        let table = self.table.clone();
+        let checkouts = self.home.root().join("checkouts");
+        tokio::spawn(async move {
+            let deadline = Instant::now() + DRAIN_TIMEOUT;
+            for r in &old {
+                let addr = r.spec.socket_addr();
+                while traffic.in_flight(addr) > 0 && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            for r in &old {
+                r.stop(STOP_GRACE).await;
+            }
+            if let Ok(mut d) = svc.draining.lock() {
+                d.retain(|r| !old.iter().any(|o| Arc::ptr_eq(o, r)));
+            }
+            let _ =
+                store.with(|s| s.delete_replicas(&svc.namespace, &svc.name, Some(old_generation)));
+            if let Some(dir) = old_checkout {
+                remove_checkout_if_unused(&store, &table, &checkouts, &dir);
+            }
+        });
+    }
+
+    fn forget(&self, svc: &Arc<Service>) {
+        if let Ok(mut l) = svc.listener.lock()
+            && let Some((addr, cancel)) = l.take()
+        {
+            cancel.cancel();
+            self.listeners.close(addr);
+        }
+        self.traffic.forget_service(&svc.namespace, &svc.name);
+        self.table.remove(&svc.namespace, &svc.name);
+        self.write_hosts();
+    }
+
+    /// Delete a service: stop every replica, forget its record.
+    pub async fn delete(&self, namespace: &str, name: &str) -> Result<()> {
+        let Some(svc) = self.table.get(namespace, name) else {
+            return Err(RuntimeError::NotFound {
+                kind: "service",
+                name: name.to_string(),
+                namespace: namespace.to_string(),
+            });
+        };
+        let _rolling = svc.rollout.lock().await;
+        // Out of the directory first, so no new request reaches it.
+        self.forget(&svc);
+        for r in svc.all_replicas() {
+            r.stop(STOP_GRACE).await;
+        }
+        let checkout = self
+            .store
+            .with(|s| s.get_deployment(namespace, name))
+            .ok()
+            .flatten()
+            .map(|r| r.checkout);
+        self.store
+            .with(|s| {
+                s.delete_replicas(namespace, name, None)?;
+                s.delete_deployment(namespace, name)
+            })
+            .map_err(RuntimeError::failed)?;
+        if let Some(dir) = checkout {
+            let checkouts = self.home.root().join("checkouts");
+            remove_checkout_if_unused(&self.store, &self.table, &checkouts, &dir);
+        }
+        Ok(())
+    }
+}
+
+/// Remove a run's checkout once no deployment records it and no replica
+/// (current or draining) runs from it. Only directories under the home's
+/// `checkouts/` are ever removed.
+fn remove_checkout_if_unused(
+    store: &SharedStore,
+    table: &ServiceTable,
+    checkouts: &std::path::Path,
+    dir: &std::path::Path,
+) {
+    if !dir.starts_with(checkouts) || dir == checkouts {
+        return;
+    }
+    let recorded = store
+        .with(|s| s.list_deployments(None))
+        .map(|rows| rows.iter().any(|r| r.checkout == dir))
+        .unwrap_or(true);
+    let running = table
+        .all()
+        .iter()
+        .flat_map(|s| s.all_replicas())
+        .any(|r| r.spec.command.cwd.starts_with(dir));
+    if !recorded
+        && !running
+        && let Err(e) = std::fs::remove_dir_all(dir)
+    {
+        tracing::warn!(target: "services", "cannot remove the old checkout {}: {e}", dir.display());
+    }
+}
+
+/// Follow a replica's log file from its current end, sending each new line
+/// to the run log under the stage's header, until `stop`.
+async fn tail_log(path: PathBuf, source: String, log: Log, stop: CancellationToken) {
+    use tokio::io::{AsyncBufReadExt, AsyncSeekExt};
+    let start = tokio::fs::metadata(&path)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let file = loop {
+        match tokio::fs::File::open(&path).await {
+            Ok(f) => break f,
+            Err(_) => {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        }
+    };
+    let mut reader = tokio::io::BufReader::new(file);
+    if reader.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+        return;
+    }
+    let mut line = String::new();
+    loop {
+        match reader.read_line(&mut line).await {
+            Ok(0) => {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+            Ok(_) if line.ends_with('\n') => {
+                log.stage_line(&source, line.trim_end_matches('\n'));
+                line.clear();
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => return,
+        }
+    }
+}

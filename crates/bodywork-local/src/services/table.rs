@@ -1,0 +1,156 @@
+//! The table of deployed services and what is read from it: the gateway's
+//! directory (ready replicas, exposure), the service listing with its
+//! status, and replica log files.
+//!
+//! Owns: lookups in the table. Must not: start, stop or change replicas
+//! (that is `rollout` and `restore`) or write the state store.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use bodywork_gateway::Directory;
+use bodywork_runtime::ServiceStatus;
+
+use super::{Service, ServiceManager};
+
+/// The services of every namespace; the gateway's directory.
+#[derive(Default)]
+pub struct ServiceTable {
+    services: RwLock<HashMap<(String, String), Arc<Service>>>,
+}
+
+impl ServiceTable {
+    pub(super) fn get(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
+        self.services
+            .read()
+            .ok()?
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    pub(super) fn all(&self) -> Vec<Arc<Service>> {
+        self.services
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn insert(&self, svc: Arc<Service>) {
+        if let Ok(mut m) = self.services.write() {
+            m.insert((svc.namespace.clone(), svc.name.clone()), svc);
+        }
+    }
+
+    pub(super) fn remove(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
+        self.services
+            .write()
+            .ok()?
+            .remove(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// Every loopback address in use (cluster and pod), for allocation.
+    pub(super) fn used_addresses(&self) -> HashSet<Ipv4Addr> {
+        let mut used = HashSet::new();
+        for svc in self.all() {
+            used.insert(svc.cluster_address);
+            for r in svc.all_replicas() {
+                used.insert(r.spec.address);
+            }
+        }
+        used
+    }
+}
+
+impl Directory for ServiceTable {
+    fn ready_replicas(&self, namespace: &str, service: &str) -> Option<Vec<SocketAddr>> {
+        self.get(namespace, service).map(|s| s.ready_addresses())
+    }
+
+    fn exposed(&self, namespace: &str, service: &str) -> bool {
+        self.get(namespace, service)
+            .is_some_and(|s| s.info.lock().is_ok_and(|info| info.ingress))
+    }
+}
+
+impl ServiceManager {
+    pub(super) fn gateway_running(&self) -> bool {
+        self.gateway_url.lock().is_ok_and(|g| !g.is_empty())
+    }
+
+    pub(super) fn url(&self, namespace: &str, name: &str) -> String {
+        let base = self
+            .gateway_url
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default();
+        if base.is_empty() {
+            "(gateway not running)".to_string()
+        } else {
+            format!("{base}/api/v1/namespaces/{namespace}/services/{name}/proxy/")
+        }
+    }
+
+    pub fn list(&self, namespace: &str) -> Vec<ServiceStatus> {
+        let mut out: Vec<ServiceStatus> = self
+            .table
+            .all()
+            .into_iter()
+            .filter(|s| s.namespace == namespace)
+            .filter_map(|s| {
+                let info = s.info.lock().ok()?;
+                if info.generation == 0 {
+                    return None; // first rollout still in progress
+                }
+                let current = s.current.read().ok()?.clone();
+                let ready = current.iter().filter(|r| r.is_ready()).count() as u32;
+                Some(ServiceStatus {
+                    namespace: s.namespace.clone(),
+                    name: s.name.clone(),
+                    project: info.project.clone(),
+                    stage: info.stage.clone(),
+                    repo: info.repo.clone(),
+                    commit: info.commit.clone(),
+                    url: self.url(&s.namespace, &s.name),
+                    port: info.port,
+                    exposed: info.ingress,
+                    replicas: info.replicas,
+                    available_replicas: ready,
+                    unavailable_replicas: info.replicas.saturating_sub(ready),
+                    restarts: current.iter().map(|r| r.restarts()).sum(),
+                    deployed: info.deployed.to_rfc3339(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Log files of the current replicas of a service, replica by replica.
+    pub fn replica_logs(&self, namespace: &str, name: &str) -> Option<Vec<(String, PathBuf)>> {
+        let svc = self.table.get(namespace, name)?;
+        let resource = svc.info.lock().ok()?.resource_name.clone();
+        let current = svc.current.read().ok()?.clone();
+        Some(
+            current
+                .iter()
+                .map(|r| {
+                    (
+                        format!("{resource}/{}", r.spec.index),
+                        r.spec.log_path.clone(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// How many replicas (current and draining) the daemon supervises.
+    pub fn replica_count(&self) -> usize {
+        self.table
+            .all()
+            .iter()
+            .map(|s| s.all_replicas().len())
+            .sum()
+    }
+}
