@@ -1,7 +1,7 @@
 //! `bodywork stage REPO BRANCH STAGE`: run ONE stage of a project here, in
 //! the foreground and without the daemon — what a container of the
 //! Kubernetes runtime runs. Fetch the project into a scratch checkout,
-//! load and plan it, ensure the stage's Python environment in
+//! load and plan it (`bodywork_workflow::prepare`, as every run does), ensure the stage's Python environment in
 //! `$BODYWORK_HOME`, then run the stage with the terminal's stdout/stderr.
 //! A batch stage honours its timeout (killing the whole process tree) and
 //! retries; a service stage runs until it exits or is stopped.
@@ -18,11 +18,11 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bodywork_config::LoadOptions;
-use bodywork_plan::{EnvValue, RunFacts, StagePlan, StagePlanKind, plan_workflow};
+use bodywork_plan::{EnvValue, StagePlan, StagePlanKind, WorkflowPlan};
 use bodywork_pyenv::{EnvCache, EnvEvent, EnvRequest};
 use bodywork_runtime::{CancellationToken, Level, Log};
-use bodywork_source::{FetchOptions, Source};
+use bodywork_source::FetchOptions;
+use bodywork_workflow::{PrepareError, PrepareRequest, Preparing};
 use nix::sys::signal::Signal;
 
 use crate::home::Home;
@@ -82,7 +82,7 @@ pub enum DirectError {
     #[error("could not fetch the project")]
     Source(#[from] bodywork_source::SourceError),
     /// The project has validation errors.
-    #[error("the project is not valid:{}", problems(.0))]
+    #[error("{}", bodywork_workflow::invalid_message(.0))]
     Invalid(Vec<bodywork_config::Problem>),
     /// The project could not be planned (e.g. a bad namespace).
     #[error(transparent)]
@@ -106,11 +106,15 @@ pub enum DirectError {
     Io(String),
 }
 
-fn problems(list: &[bodywork_config::Problem]) -> String {
-    list.iter()
-        .filter(|p| p.is_error())
-        .map(|p| format!("\n  {p}"))
-        .collect()
+impl From<PrepareError> for DirectError {
+    fn from(e: PrepareError) -> DirectError {
+        match e {
+            PrepareError::Source(e) => DirectError::Source(e),
+            PrepareError::Invalid(problems) => DirectError::Invalid(problems),
+            PrepareError::Plan(e) => DirectError::Plan(e),
+            PrepareError::Internal(why) => DirectError::Io(why),
+        }
+    }
 }
 
 /// Fetch, plan and run one stage in the foreground. Messages of bodywork
@@ -125,15 +129,22 @@ pub async fn run_stage(
     home.create()
         .map_err(|e| DirectError::Io(format!("cannot prepare {}: {e}", home.root().display())))?;
     let scratch = Scratch::new(home);
-    let source = Source::parse(&what.repo)?;
-    log.log(Level::Info, LOGGER, &format!("fetching {source}"));
-    let (branch, dest) = (what.branch.clone(), scratch.dir.clone());
-    let checkout = tokio::task::spawn_blocking(move || {
-        bodywork_source::fetch(&source, branch.as_deref(), &dest, &FetchOptions::default())
+    let request = PrepareRequest {
+        repo: what.repo.clone(),
+        branch: what.branch.clone(),
+        namespace: None,
+        fallback_namespace: Some(FALLBACK_NAMESPACE.to_string()),
+        checkout_dir: scratch.dir.clone(),
+        fetch: FetchOptions::default(),
+    };
+    let prepared = bodywork_workflow::prepare(&request, &mut |event| match event {
+        Preparing::Fetching(source) => log.log(Level::Info, LOGGER, &format!("fetching {source}")),
+        Preparing::Warning(problem) => log.log(Level::Warning, LOGGER, &problem.to_string()),
+        Preparing::Fetched(_) => {}
     })
-    .await
-    .map_err(|e| DirectError::Io(format!("the fetch task failed: {e}")))??;
-    let stage = plan_stage(&checkout, what, log)?;
+    .await?;
+    let stage = find_stage(&prepared.plan, &what.stage)?.clone();
+    let checkout = &prepared.checkout;
     log.log(
         Level::Info,
         LOGGER,
@@ -238,51 +249,20 @@ fn describe(outcome: DirectOutcome, deadline: Option<Duration>) -> String {
     }
 }
 
-/// Load the checkout and plan the one stage asked for (a DAG stage or the
-/// `run_on_failure` stage).
-fn plan_stage(
-    checkout: &bodywork_source::Checkout,
-    what: &DirectStage,
-    log: &Log,
-) -> Result<StagePlan, DirectError> {
-    let loaded = bodywork_config::load_project(
-        &checkout.dir,
-        &LoadOptions {
-            file: None,
-            check_files: true,
-        },
-    );
-    for p in loaded.problems.iter().filter(|p| !p.is_error()) {
-        log.log(Level::Warning, LOGGER, &p.to_string());
-    }
-    let project = loaded
-        .project
-        .ok_or(DirectError::Invalid(loaded.problems))?;
-    let facts = RunFacts {
-        namespace: project
-            .namespace(None)
-            .is_none()
-            .then(|| FALLBACK_NAMESPACE.to_string()),
-        repo: what.repo.clone(),
-        branch: checkout.branch.clone().or_else(|| what.branch.clone()),
-        commit: checkout.commit.clone(),
-    };
-    let plan = plan_workflow(&project, &facts)?;
-    let found = plan
-        .stages()
-        .chain(plan.on_failure.iter())
-        .find(|s| s.stage == what.stage)
-        .cloned();
-    found.ok_or_else(|| DirectError::UnknownStage {
-        project: plan.project.clone(),
-        stage: what.stage.clone(),
-        known: plan
-            .stages()
-            .chain(plan.on_failure.iter())
-            .map(|s| s.stage.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    })
+/// The one stage asked for: a DAG stage or the `run_on_failure` stage.
+fn find_stage<'p>(plan: &'p WorkflowPlan, name: &str) -> Result<&'p StagePlan, DirectError> {
+    let mut all = plan.stages().chain(plan.on_failure.iter());
+    all.find(|s| s.stage == name)
+        .ok_or_else(|| DirectError::UnknownStage {
+            project: plan.project.clone(),
+            stage: name.to_string(),
+            known: plan
+                .stages()
+                .chain(plan.on_failure.iter())
+                .map(|s| s.stage.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 async fn environment(
