@@ -8,11 +8,13 @@
 
 use std::path::PathBuf;
 
-use bodywork_config::LoadOptions;
-use bodywork_plan::{RunFacts, WorkflowPlan, plan_workflow};
+use bodywork_plan::WorkflowPlan;
 use bodywork_runtime::{CancellationToken, Level, Log};
 use bodywork_source::{FetchOptions, Source};
-use bodywork_workflow::{NoHooks, RunReport, WorkflowError, WorkflowRequest, run_workflow};
+use bodywork_workflow::{
+    FETCH_TIMEOUT, NoHooks, PrepareRequest, RunReport, WorkflowError, WorkflowRequest, prepare,
+    run_workflow,
+};
 
 use crate::KubeRuntime;
 use crate::manifests::{self, Manifest};
@@ -57,48 +59,27 @@ fn local_source(repo: &str) -> Option<String> {
 
 /// Fetch, load and plan the project here, and render what a run would apply.
 pub async fn dry_run(opts: &WorkflowOptions) -> Result<DryRun, WorkflowError> {
-    let source = Source::parse(&opts.repo)?;
     let tmp = tempfile::tempdir().map_err(|e| {
         WorkflowError::Internal(format!("cannot create a temporary directory: {e}"))
     })?;
-    let dest = tmp.path().join("checkout");
-    let (branch, fetch_opts) = (
-        opts.branch.clone(),
-        FetchOptions {
+    let request = PrepareRequest {
+        repo: opts.repo.clone(),
+        branch: opts.branch.clone(),
+        namespace: opts.namespace.clone(),
+        fallback_namespace: None,
+        checkout_dir: tmp.path().join("checkout"),
+        fetch: FetchOptions {
             ssh_key: opts.ssh_key.clone(),
-            timeout: Some(std::time::Duration::from_secs(15 * 60)),
+            timeout: Some(FETCH_TIMEOUT),
         },
-    );
-    let checkout = tokio::task::spawn_blocking(move || {
-        bodywork_source::fetch(&source, branch.as_deref(), &dest, &fetch_opts)
-    })
-    .await
-    .map_err(|e| WorkflowError::Internal(format!("source fetch task failed: {e}")))??;
-    let loaded = bodywork_config::load_project(
-        &checkout.dir,
-        &LoadOptions {
-            file: None,
-            check_files: true,
-        },
-    );
-    let mut notes: Vec<String> = loaded
-        .problems
+    };
+    let prepared = prepare(&request, &mut |_| {}).await?;
+    let plan = prepared.plan;
+    let mut notes: Vec<String> = prepared
+        .warnings
         .iter()
-        .filter(|p| !p.is_error())
         .map(|p| format!("warning: {p}"))
         .collect();
-    let project = loaded
-        .project
-        .ok_or(WorkflowError::Invalid(loaded.problems))?;
-    let plan = plan_workflow(
-        &project,
-        &RunFacts {
-            namespace: opts.namespace.clone(),
-            repo: opts.repo.clone(),
-            branch: checkout.branch.clone().or_else(|| opts.branch.clone()),
-            commit: checkout.commit.clone(),
-        },
-    )?;
     if let Some(dir) = local_source(&opts.repo) {
         notes.push(format!(
             "{dir} is on this machine: containers in the cluster cannot fetch it; push it and give its Git URL to deploy"

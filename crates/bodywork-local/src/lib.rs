@@ -12,17 +12,16 @@ pub mod client;
 pub mod cron;
 pub mod daemon;
 pub mod direct;
-mod files;
 pub mod home;
 pub mod listeners;
-mod notebook;
-pub mod process;
 pub mod protocol;
 pub mod runtime;
 pub mod services;
-mod stage_env;
 mod store;
 mod time;
 
+use bodywork_stage::files;
+/// Process handling lives in the one stage runner; services and the daemon use it from here.
+pub use bodywork_stage::process;
 pub use home::Home;
 pub use runtime::LocalRuntime;

@@ -1,25 +1,31 @@
 //! `LocalRuntime`: the [`Runtime`] interface on this machine. Namespaces and
 //! secrets live in the SQLite store; batch stages run as supervised Python
 //! processes in cached environments.
+//!
+//! Owns: what only the daemon adds to a stage (secret values from the
+//! store, the bind shim and service-name variables, attempts recorded in
+//! SQLite, output into the run log). Must not: build command lines, run
+//! attempts or describe exits itself (`bodywork-stage` does, for
+//! `bodywork stage` too).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use bodywork_plan::{StagePlan, StagePlanKind};
-use bodywork_pyenv::{EnvCache, EnvEvent, EnvRequest};
+use bodywork_plan::StagePlan;
+use bodywork_pyenv::EnvCache;
 use bodywork_runtime::{
-    CancellationToken, Level, Log, Result, RunContext, Runtime, RuntimeError, Secret, ServiceStatus,
+    CancellationToken, Log, Result, RunContext, Runtime, RuntimeError, Secret, ServiceStatus,
+};
+use bodywork_stage::{
+    Attach, AttemptHook, Batch, BatchError, Outcome, ProcessId, PythonError, StageCommand, env,
 };
 use bodywork_state::{AttemptStatus, Store, StoreError};
 
 use crate::home::Home;
-use crate::process::{self, Exit, StageCommand};
 use crate::services::{self, Rollout, ServiceManager, ServiceSpec};
 use crate::store::SharedStore;
-use crate::{notebook, stage_env};
 
 /// The local runtime, shared by every connection of the daemon.
 #[derive(Clone)]
@@ -30,7 +36,7 @@ pub struct LocalRuntime {
 struct Inner {
     home: Home,
     store: SharedStore,
-    envs: EnvCache,
+    envs: Arc<EnvCache>,
     services: ServiceManager,
 }
 
@@ -50,7 +56,7 @@ impl LocalRuntime {
             inner: Arc::new(Inner {
                 home,
                 store,
-                envs,
+                envs: Arc::new(envs),
                 services,
             }),
         }
@@ -76,84 +82,6 @@ impl LocalRuntime {
         self.inner.store.with(f).map_err(RuntimeError::failed)
     }
 
-    /// Get the Python environment for a stage, logging the installer's progress.
-    async fn environment(&self, stage: &StagePlan, log: &Log) -> Result<bodywork_pyenv::Env> {
-        let runtime = self.clone();
-        let log = log.clone();
-        let request = EnvRequest {
-            python: std::env::var_os("BODYWORK_PYTHON").map(PathBuf::from),
-            requirements: stage.requirements.clone(),
-        };
-        let stage_name = stage.stage.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut on_event = |ev: EnvEvent| match ev {
-                EnvEvent::Installing { line } => log.log(Level::Info, "environment", &line),
-                EnvEvent::WaitingForOtherBuild => log.log(
-                    Level::Info,
-                    "environment",
-                    "waiting for another build of the same environment",
-                ),
-                EnvEvent::UsingTool(tool) => log.log(
-                    Level::Info,
-                    "environment",
-                    &format!("installing requirements with {tool}"),
-                ),
-                EnvEvent::Done {
-                    reused: false,
-                    elapsed,
-                } => log.log(
-                    Level::Info,
-                    "environment",
-                    &format!("environment ready in {:.1}s", elapsed.as_secs_f64()),
-                ),
-                _ => {}
-            };
-            runtime.inner.envs.ensure(&request, &mut on_event)
-        })
-        .await
-        .map_err(|e| RuntimeError::failed(format!("environment task failed: {e}")))?
-        .map_err(|e| RuntimeError::StageFailed {
-            stage: stage_name,
-            reason: format!("could not install its requirements: {e}"),
-        })
-    }
-
-    /// The command line of a stage: `python SCRIPT ARGS...`, or the
-    /// notebook runner for `.ipynb`.
-    fn command(
-        &self,
-        checkout: &Path,
-        stage: &StagePlan,
-        python: PathBuf,
-        env: Vec<(String, String)>,
-    ) -> Result<StageCommand> {
-        let cwd = checkout.join(&stage.working_dir);
-        let script = stage
-            .executable
-            .file_name()
-            .map(PathBuf::from)
-            .ok_or_else(|| {
-                RuntimeError::failed(format!("stage {} has no executable file name", stage.stage))
-            })?;
-        let mut args = Vec::new();
-        if stage.notebook {
-            let runner = notebook::install(&self.inner.home.tools()).map_err(|e| {
-                RuntimeError::failed(format!("could not write the notebook runner: {e}"))
-            })?;
-            args.push(runner.into_os_string());
-        } else {
-            args.push("-u".into());
-        }
-        args.push(script.into_os_string());
-        args.extend(stage.args.iter().map(Into::into));
-        Ok(StageCommand {
-            program: python,
-            args,
-            cwd,
-            env,
-        })
-    }
-
     /// Everything a stage process needs, decided: secrets resolved, its
     /// Python environment ready (with the shim), its environment variables
     /// and command line.
@@ -165,12 +93,19 @@ impl LocalRuntime {
         log: &Log,
     ) -> Result<StageCommand> {
         let secrets = self.list_secrets(&ctx.namespace).await?;
-        let planned =
-            stage_env::resolve(stage, &secrets).map_err(|why| RuntimeError::StageFailed {
-                stage: stage.stage.clone(),
-                reason: why,
+        let planned = env::resolve(stage, &secrets).map_err(|why| RuntimeError::StageFailed {
+            stage: stage.stage.clone(),
+            reason: why,
+        })?;
+        let env = bodywork_stage::ensure_python(self.inner.envs.clone(), stage, log)
+            .await
+            .map_err(|e| match e {
+                PythonError::Task(why) => RuntimeError::failed(why),
+                PythonError::Install(e) => RuntimeError::StageFailed {
+                    stage: stage.stage.clone(),
+                    reason: format!("could not install its requirements: {e}"),
+                },
             })?;
-        let env = self.environment(stage, log).await?;
         services::shim::install(&env.site_packages).map_err(|e| {
             RuntimeError::failed(format!(
                 "cannot install the bodywork shim into {}: {e}",
@@ -178,7 +113,14 @@ impl LocalRuntime {
             ))
         })?;
         let vars = self.stage_vars(&ctx.namespace, &env.dir, planned, extra_env);
-        self.command(&ctx.checkout, stage, env.python.clone(), vars)
+        bodywork_stage::command(
+            stage,
+            &ctx.checkout,
+            &env.python,
+            &self.inner.home.tools(),
+            vars,
+        )
+        .map_err(RuntimeError::failed)
     }
 
     /// A stage's environment variables, with what the shim needs to resolve
@@ -198,40 +140,44 @@ impl LocalRuntime {
             ("BODYWORK_NAMESPACE".to_string(), namespace.to_string()),
         ];
         extra.extend(extra_env.iter().cloned());
-        stage_env::build(|k| std::env::var(k).ok(), venv, planned, &extra)
+        env::build(
+            env::passed_through(|k| std::env::var(k).ok()),
+            venv,
+            planned,
+            &extra,
+        )
     }
 
     /// Bring back every recorded service after a daemon start (adopting
     /// replicas that still run).
     pub async fn restore_services(&self) {
         let secrets_by_ns = |ns: &str| self.with_store(|s| s.list_secrets(ns));
-        let command_for = |row: &bodywork_state::DeploymentRow,
-                           spec: &ServiceSpec|
-         -> Result<StageCommand> {
-            let secrets: Vec<Secret> = secrets_by_ns(&row.namespace)?
-                .into_iter()
-                .map(|r| Secret {
-                    namespace: r.namespace,
-                    name: r.name,
-                    data: r.data,
-                    created: String::new(),
+        let command_for =
+            |row: &bodywork_state::DeploymentRow, spec: &ServiceSpec| -> Result<StageCommand> {
+                let secrets: Vec<Secret> = secrets_by_ns(&row.namespace)?
+                    .into_iter()
+                    .map(|r| Secret {
+                        namespace: r.namespace,
+                        name: r.name,
+                        data: r.data,
+                        created: String::new(),
+                    })
+                    .collect();
+                let planned = env::resolve(&spec.plan, &secrets).map_err(RuntimeError::failed)?;
+                let venv = spec
+                    .program
+                    .parent()
+                    .and_then(Path::parent)
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
+                let vars = self.stage_vars(&row.namespace, &venv, planned, &[]);
+                Ok(StageCommand {
+                    program: spec.program.clone(),
+                    args: spec.args.iter().map(Into::into).collect(),
+                    cwd: spec.cwd.clone(),
+                    env: vars,
                 })
-                .collect();
-            let planned = stage_env::resolve(&spec.plan, &secrets).map_err(RuntimeError::failed)?;
-            let venv = spec
-                .program
-                .parent()
-                .and_then(Path::parent)
-                .map(Path::to_path_buf)
-                .unwrap_or_default();
-            let vars = self.stage_vars(&row.namespace, &venv, planned, &[]);
-            Ok(StageCommand {
-                program: spec.program.clone(),
-                args: spec.args.iter().map(Into::into).collect(),
-                cwd: spec.cwd.clone(),
-                env: vars,
-            })
-        };
+            };
         self.inner.services.restore(&command_for).await;
     }
 
@@ -370,86 +316,53 @@ impl Runtime for LocalRuntime {
         log: &Log,
         cancel: &CancellationToken,
     ) -> Result<()> {
-        let StagePlanKind::Batch {
-            max_completion_time_seconds,
-            retries,
-        } = stage.kind
-        else {
+        let Some(batch) = Batch::of(stage) else {
             return Err(RuntimeError::failed(format!(
                 "stage {} is not a batch stage",
                 stage.stage
             )));
         };
-        let run_id = Self::run_id(ctx)?;
+        let mut attempts = RecordAttempts {
+            runtime: self.clone(),
+            run_id: Self::run_id(ctx)?,
+            stage: stage.stage.clone(),
+            current: None,
+        };
         let command = self.prepare(ctx, stage, extra_env, log).await?;
-        let deadline = (max_completion_time_seconds > 0)
-            .then(|| Duration::from_secs(max_completion_time_seconds));
-        let attempts = retries + 1;
-        let mut last = Exit::Code(-1);
-        for attempt in 1..=attempts {
-            if cancel.is_cancelled() {
-                return Err(RuntimeError::Cancelled);
-            }
-            if attempt > 1 {
-                log.log(
-                    Level::Warning,
-                    "stage",
-                    &format!(
-                        "retrying stage={} (attempt {attempt} of {attempts})",
-                        stage.stage
-                    ),
-                );
-            }
-            let attempt_id =
-                self.with_store(|s| s.insert_attempt(run_id, &stage.stage, attempt))?;
-            let source = stage.resource_name.clone();
-            let sink = log.clone();
-            let on_line: Arc<dyn Fn(String) + Send + Sync> =
-                Arc::new(move |line| sink.stage_line(&source, &line));
-            let store_for_pid = self.clone();
-            let exit = process::run_to_end(&command, deadline, cancel, on_line, |id| {
-                let _ = store_for_pid
-                    .with_store(|s| s.set_attempt_pid(attempt_id, id.pid, id.start_time));
-            })
-            .await
-            .map_err(|e| RuntimeError::StageFailed {
+        let source = stage.resource_name.clone();
+        let sink = log.clone();
+        let attach = Attach::lines(Arc::new(move |line| sink.stage_line(&source, &line)));
+        let last = bodywork_stage::run_batch(
+            &stage.stage,
+            &command,
+            batch,
+            &attach,
+            &mut attempts,
+            log,
+            cancel,
+        )
+        .await
+        .map_err(|e| match e {
+            BatchError::Hook(e) => e,
+            start => RuntimeError::StageFailed {
                 stage: stage.stage.clone(),
-                reason: format!("could not start {}: {e}", command.program.display()),
-            })?;
-            let (status, code) = match exit {
-                Exit::Code(0) => (AttemptStatus::Succeeded, Some(0)),
-                Exit::Code(c) => (AttemptStatus::Failed, Some(c)),
-                Exit::Signal(_) => (AttemptStatus::Failed, None),
-                Exit::TimedOut => (AttemptStatus::TimedOut, None),
-                Exit::Cancelled => (AttemptStatus::Cancelled, None),
-            };
-            let message = exit.describe(deadline);
-            self.with_store(|s| s.finish_attempt(attempt_id, status, code, Some(&message)))?;
-            match exit {
-                Exit::Code(0) => return Ok(()),
-                Exit::Cancelled => return Err(RuntimeError::Cancelled),
-                other => {
-                    log.log(
-                        Level::Warning,
-                        "stage",
-                        &format!(
-                            "stage={} attempt {attempt} of {attempts} failed: {message}",
-                            stage.stage
-                        ),
-                    );
-                    last = other;
-                }
+                reason: start.to_string(),
+            },
+        })?;
+        match last {
+            Outcome::Exited(0) => Ok(()),
+            Outcome::Cancelled => Err(RuntimeError::Cancelled),
+            failed => {
+                let tries = match batch.attempts() {
+                    1 => String::new(),
+                    n => format!(" after {n} attempts"),
+                };
+                Err(RuntimeError::StageFailed {
+                    stage: stage.stage.clone(),
+                    reason: format!("{}{tries}", failed.describe(batch.deadline)),
+                })
             }
         }
-        let tries = if attempts == 1 {
-            String::new()
-        } else {
-            format!(" after {attempts} attempts")
-        };
-        Err(RuntimeError::StageFailed {
-            stage: stage.stage.clone(),
-            reason: format!("{}{tries}", last.describe(deadline)),
-        })
     }
 
     async fn deploy_service(
@@ -483,4 +396,49 @@ fn run_going(namespace: &str, run: i64) -> RuntimeError {
         "cannot delete namespace {namespace}: workflow run {run} is going in it; \
          wait for it to finish (or cancel it), then try again"
     ))
+}
+
+/// Each attempt of a batch stage as a row of the run in SQLite (with its
+/// process, so a restarted daemon can stop what it left behind).
+struct RecordAttempts {
+    runtime: LocalRuntime,
+    run_id: i64,
+    stage: String,
+    /// The row of the attempt going on.
+    current: Option<i64>,
+}
+
+impl AttemptHook for RecordAttempts {
+    type Error = RuntimeError;
+
+    fn starting(&mut self, attempt: u32) -> Result<()> {
+        let id = self
+            .runtime
+            .with_store(|s| s.insert_attempt(self.run_id, &self.stage, attempt))?;
+        self.current = Some(id);
+        Ok(())
+    }
+
+    fn spawned(&mut self, id: ProcessId) {
+        if let Some(attempt) = self.current {
+            let _ = self
+                .runtime
+                .with_store(|s| s.set_attempt_pid(attempt, id.pid, id.start_time));
+        }
+    }
+
+    fn finished(&mut self, outcome: Outcome, description: &str) -> Result<()> {
+        let Some(attempt) = self.current.take() else {
+            return Ok(());
+        };
+        let (status, code) = match outcome {
+            Outcome::Exited(0) => (AttemptStatus::Succeeded, Some(0)),
+            Outcome::Exited(c) => (AttemptStatus::Failed, Some(c)),
+            Outcome::Signalled(_) => (AttemptStatus::Failed, None),
+            Outcome::TimedOut => (AttemptStatus::TimedOut, None),
+            Outcome::Cancelled => (AttemptStatus::Cancelled, None),
+        };
+        self.runtime
+            .with_store(|s| s.finish_attempt(attempt, status, code, Some(description)))
+    }
 }

@@ -9,15 +9,18 @@
 //! Must not: know which runtime it drives. Everything that touches stages,
 //! secrets or services goes through [`bodywork_runtime::Runtime`].
 
+mod prepare;
+
 use std::fmt;
 use std::path::PathBuf;
 
-use bodywork_config::{LoadOptions, Problem};
-use bodywork_plan::{PlanError, RunFacts, StagePlan, WorkflowPlan, plan_workflow};
+use bodywork_config::Problem;
+use bodywork_plan::{PlanError, StagePlan, WorkflowPlan};
 use bodywork_runtime::{CancellationToken, Level, Log, RunContext, Runtime, RuntimeError};
 pub use bodywork_source::Checkout;
 use bodywork_source::{FetchOptions, Source, SourceError};
 use futures_util::future::join_all;
+pub use prepare::{PrepareError, PrepareRequest, Prepared, Preparing, invalid_message, prepare};
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -66,6 +69,17 @@ pub enum WorkflowError {
     Internal(String),
 }
 
+impl From<PrepareError> for WorkflowError {
+    fn from(e: PrepareError) -> WorkflowError {
+        match e {
+            PrepareError::Source(e) => WorkflowError::Source(e),
+            PrepareError::Invalid(problems) => WorkflowError::Invalid(problems),
+            PrepareError::Plan(e) => WorkflowError::Plan(e),
+            PrepareError::Internal(why) => WorkflowError::Internal(why),
+        }
+    }
+}
+
 impl WorkflowError {
     /// The text given to the `run_on_failure` stage as `EXCEPTION_MESSAGE`.
     pub fn exception_message(&self) -> String {
@@ -86,15 +100,6 @@ pub struct MissingSecret {
 pub struct StageFailure {
     pub stage: String,
     pub reason: String,
-}
-
-fn invalid_message(problems: &[Problem]) -> String {
-    let mut out = String::from("the project is not valid:");
-    for p in problems.iter().filter(|p| p.is_error()) {
-        out.push_str("\n  ");
-        out.push_str(&p.to_string());
-    }
-    out
 }
 
 fn missing_secrets_message(missing: &[MissingSecret]) -> String {
@@ -143,6 +148,10 @@ pub struct NoHooks;
 impl RunHooks for NoHooks {}
 
 const LOGGER: &str = "workflow";
+
+/// How long a fetch of the project may take: a clone that hangs must not
+/// hold a run forever.
+pub const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 fn info(log: &Log, msg: impl fmt::Display) {
     log.log(Level::Info, LOGGER, &msg.to_string());
@@ -219,68 +228,46 @@ async fn fetch_and_plan(
     hooks: &dyn RunHooks,
     log: &Log,
 ) -> Result<(Checkout, WorkflowPlan), WorkflowError> {
-    let checkout = fetch(req, log).await?;
-    let project = load(&checkout, log)?;
-    let facts = RunFacts {
-        namespace: req.namespace.clone(),
+    let request = PrepareRequest {
         repo: req.repo.clone(),
-        branch: checkout.branch.clone().or_else(|| req.branch.clone()),
-        commit: checkout.commit.clone(),
-    };
-    let plan = plan_workflow(&project, &facts)?;
-    hooks
-        .planned(&plan, &checkout)
-        .map_err(WorkflowError::Refused)?;
-    Ok((checkout, plan))
-}
-
-async fn fetch(req: &WorkflowRequest, log: &Log) -> Result<Checkout, WorkflowError> {
-    let source = Source::parse(&req.repo)?;
-    let what = match &source {
-        Source::LocalDir(dir) => format!("copying local directory {}", dir.display()),
-        Source::Git(url) => format!(
-            "attempting to download branch={} from {url}",
-            req.branch.as_deref().unwrap_or("(default)")
-        ),
-    };
-    info(log, what);
-    let (branch, dest) = (req.branch.clone(), req.checkout_dir.clone());
-    let opts = FetchOptions {
-        ssh_key: req.ssh_key.clone(),
-        // A clone that hangs (a stalled network) must not hold the run forever.
-        timeout: Some(std::time::Duration::from_secs(15 * 60)),
-    };
-    let checkout = tokio::task::spawn_blocking(move || {
-        bodywork_source::fetch(&source, branch.as_deref(), &dest, &opts)
-    })
-    .await
-    .map_err(|e| WorkflowError::Internal(format!("source fetch task failed: {e}")))??;
-    let dirty = if checkout.dirty {
-        " (with uncommitted changes)"
-    } else {
-        ""
-    };
-    info(
-        log,
-        format!("project fetched at commit={}{dirty}", checkout.commit),
-    );
-    Ok(checkout)
-}
-
-fn load(checkout: &Checkout, log: &Log) -> Result<bodywork_config::Project, WorkflowError> {
-    let loaded = bodywork_config::load_project(
-        &checkout.dir,
-        &LoadOptions {
-            file: None,
-            check_files: true,
+        branch: req.branch.clone(),
+        namespace: req.namespace.clone(),
+        fallback_namespace: None,
+        checkout_dir: req.checkout_dir.clone(),
+        fetch: FetchOptions {
+            ssh_key: req.ssh_key.clone(),
+            timeout: Some(FETCH_TIMEOUT),
         },
-    );
-    for p in loaded.problems.iter().filter(|p| !p.is_error()) {
-        log.log(Level::Warning, LOGGER, &p.to_string());
-    }
-    loaded
-        .project
-        .ok_or(WorkflowError::Invalid(loaded.problems))
+    };
+    let prepared = prepare(&request, &mut |event| match event {
+        Preparing::Fetching(Source::LocalDir(dir)) => {
+            info(log, format!("copying local directory {}", dir.display()))
+        }
+        Preparing::Fetching(Source::Git(url)) => info(
+            log,
+            format!(
+                "attempting to download branch={} from {url}",
+                req.branch.as_deref().unwrap_or("(default)")
+            ),
+        ),
+        Preparing::Fetched(checkout) => {
+            let dirty = if checkout.dirty {
+                " (with uncommitted changes)"
+            } else {
+                ""
+            };
+            info(
+                log,
+                format!("project fetched at commit={}{dirty}", checkout.commit),
+            )
+        }
+        Preparing::Warning(problem) => log.log(Level::Warning, LOGGER, &problem.to_string()),
+    })
+    .await?;
+    hooks
+        .planned(&prepared.plan, &prepared.checkout)
+        .map_err(WorkflowError::Refused)?;
+    Ok((prepared.checkout, prepared.plan))
 }
 
 /// Everything after planning; returns the services removed at the end.

@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use bodywork_local::direct::{self, DirectOutcome, DirectStage};
+use bodywork_local::direct::{self, DirectStage};
 use bodywork_runtime::{CancellationToken, Level, Log, LogSink, format_log_line, timestamp_now};
 
 use super::connect::{block_on, home};
@@ -68,7 +68,7 @@ pub fn run(args: &StageArgs) -> Outcome {
         let result = direct::run_stage(&home, &what, &log, &cancel).await;
         signals.abort();
         match result {
-            Ok(DirectOutcome::Exited(0)) => Outcome::Success,
+            Ok(direct::Outcome::Exited(0)) => Outcome::Success,
             Ok(other) => {
                 code = other.exit_code();
                 Outcome::Failure

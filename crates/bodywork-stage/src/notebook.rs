@@ -3,6 +3,9 @@
 //! `jupyter nbconvert --execute` would, without needing Jupyter installed.
 //! IPython magics (`%...`) and shell escapes (`!...`) are not supported and
 //! fail the stage with a message saying so.
+//!
+//! Must not: need anything but the standard library in the stage's
+//! environment (it runs with the stage's own interpreter).
 
 use std::path::{Path, PathBuf};
 

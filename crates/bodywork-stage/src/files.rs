@@ -1,4 +1,6 @@
-//! Small file helpers shared by the local runtime.
+//! Small file helpers for the files bodywork writes beside a stage (the
+//! notebook runner here, the local runtime's bind shim): written atomically
+//! and only when they change. Must not: know what the files are for.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,33 @@
+//! The one stage runner: how ONE stage of a plan becomes processes, for
+//! both the local runtime's daemon (`LocalRuntime::run_batch`, services)
+//! and `bodywork stage` (what every Kubernetes pod runs).
+//!
+//! Owns: the stage's command line (`python -u SCRIPT ARGS` or the headless
+//! notebook runner), its process environment, its Python environment,
+//! running a batch stage's attempts (each bounded by its own deadline, at
+//! most `RETRIES` retries, with the retry and failure log lines), the
+//! description of how a process ended ([`Outcome`]), and process handling
+//! itself: spawning in a process group of its own, streaming output, and
+//! killing the whole tree. The only crate that sends signals.
+//!
+//! Must not: record anything (a host records attempts through an
+//! [`AttemptHook`]), look up secrets (the caller hands over their values or
+//! they are already in the environment), fetch or plan projects
+//! (`bodywork-workflow` does), or decide workflow order.
+
+mod attempts;
+mod command;
+pub mod env;
+pub mod files;
+#[cfg(test)]
+mod fixtures;
+mod notebook;
+mod outcome;
+pub mod process;
+mod python;
+
+pub use attempts::{AttemptHook, Batch, BatchError, NoHook, run_batch};
+pub use command::{CommandError, command};
+pub use outcome::Outcome;
+pub use process::{Attach, LineSink, Output, ProcessId, StageCommand, run_to_end};
+pub use python::{PythonError, ensure_python};

@@ -1,0 +1,351 @@
+//! Process handling for stages: spawn in a process group of its own, stream
+//! output line by line (or leave it on the terminal), stop at a deadline or
+//! on cancel, and kill the whole tree. The only module that sends signals;
+//! the local runtime's service replicas use it too.
+//!
+//! Must not: retry, log or record anything (see [`crate::run_batch`]).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bodywork_runtime::CancellationToken;
+
+use crate::Outcome;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+
+/// Receives each line a process prints.
+pub type LineSink = Arc<dyn Fn(String) + Send + Sync>;
+
+/// What to run, fully decided: nothing is inherited from the daemon.
+#[derive(Debug, Clone)]
+pub struct StageCommand {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+/// Where a stage process's output goes, and how it is stopped on cancel.
+#[derive(Clone)]
+pub struct Attach {
+    /// Where stdout and stderr go.
+    pub output: Output,
+    /// On cancel: how long after SIGTERM the group is killed (zero: SIGKILL at once).
+    pub stop_grace: Duration,
+}
+
+/// Where a stage process's stdout and stderr go.
+#[derive(Clone)]
+pub enum Output {
+    /// Each line, of either stream, to this sink (the daemon's run log).
+    Lines(LineSink),
+    /// This process's own stdout and stderr (`bodywork stage` in a terminal or pod).
+    Terminal,
+}
+
+impl Attach {
+    /// Lines to `sink`; killed at once when cancelled.
+    pub fn lines(sink: LineSink) -> Attach {
+        Attach {
+            output: Output::Lines(sink),
+            stop_grace: Duration::ZERO,
+        }
+    }
+
+    /// The terminal's stdout and stderr; on cancel SIGTERM, then SIGKILL
+    /// after `stop_grace`.
+    pub fn terminal(stop_grace: Duration) -> Attach {
+        Attach {
+            output: Output::Terminal,
+            stop_grace,
+        }
+    }
+}
+
+/// Identity of a started process, stable against pid reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessId {
+    pub pid: u32,
+    pub start_time: Option<u64>,
+}
+
+/// Start time of a process in clock ticks since boot (`/proc/PID/stat`
+/// field 22), which tells a live process from a recycled pid.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// True when `id` still names the same live process.
+pub fn is_alive(id: ProcessId) -> bool {
+    match (start_time(id.pid), id.start_time) {
+        (Some(now), Some(then)) => now == then,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+/// Kill every process in the group led by `pgid`. A group that is already
+/// gone is not an error.
+pub fn kill_group(pgid: u32, signal: Signal) {
+    if let Ok(pgid) = i32::try_from(pgid)
+        && pgid > 1
+    {
+        let _ = killpg(Pid::from_raw(pgid), signal);
+    }
+}
+
+/// Run `cmd` to its end, its output going where `attach` says. Stops it
+/// at `deadline` or when `cancel` fires. Whatever the outcome, the whole
+/// process group is killed before returning, so no grandchild outlives its
+/// stage. `on_spawn` learns the process's identity once it runs.
+pub async fn run_to_end(
+    cmd: &StageCommand,
+    attach: &Attach,
+    deadline: Option<Duration>,
+    cancel: &CancellationToken,
+    on_spawn: impl FnOnce(ProcessId),
+) -> std::io::Result<Outcome> {
+    let (stdout, stderr) = match attach.output {
+        Output::Lines(_) => (Stdio::piped(), Stdio::piped()),
+        Output::Terminal => (Stdio::inherit(), Stdio::inherit()),
+    };
+    let mut command = Command::new(&cmd.program);
+    command
+        .args(&cmd.args)
+        .current_dir(&cmd.cwd)
+        .env_clear()
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command.spawn()?;
+    let pid = child.id().unwrap_or(0);
+    on_spawn(ProcessId {
+        pid,
+        start_time: start_time(pid),
+    });
+    let mut pumps = Vec::new();
+    if let Output::Lines(on_line) = &attach.output {
+        pumps.extend(
+            child
+                .stdout
+                .take()
+                .map(|s| tokio::spawn(pump(s, on_line.clone()))),
+        );
+        pumps.extend(
+            child
+                .stderr
+                .take()
+                .map(|s| tokio::spawn(pump(s, on_line.clone()))),
+        );
+    }
+
+    let wait = async {
+        match deadline {
+            Some(d) => tokio::time::timeout(d, child.wait()).await.ok(),
+            None => Some(child.wait().await),
+        }
+    };
+    let outcome = tokio::select! {
+        r = wait => match r {
+            Some(status) => {
+                let status = status?;
+                use std::os::unix::process::ExitStatusExt;
+                match (status.code(), status.signal()) {
+                    (Some(c), _) => Outcome::Exited(c),
+                    (None, Some(s)) => Outcome::Signalled(s),
+                    (None, None) => Outcome::Exited(-1),
+                }
+            }
+            None => Outcome::TimedOut,
+        },
+        _ = cancel.cancelled() => {
+            if !attach.stop_grace.is_zero() {
+                kill_group(pid, Signal::SIGTERM);
+                let _ = tokio::time::timeout(attach.stop_grace, child.wait()).await;
+            }
+            Outcome::Cancelled
+        }
+    };
+    kill_group(pid, Signal::SIGKILL);
+    let _ = child.wait().await;
+    // The pipes close once every member of the group is gone.
+    for pump in pumps {
+        let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
+    }
+    Ok(outcome)
+}
+
+async fn pump(stream: impl AsyncRead + Unpin, on_line: LineSink) {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                    buf.pop();
+                }
+                on_line(String::from_utf8_lossy(&buf).into_owned());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::sh;
+    use std::sync::Mutex;
+
+    fn collector() -> (Arc<Mutex<Vec<String>>>, Attach) {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let attach = Attach::lines(Arc::new(move |l| sink.lock().unwrap().push(l)));
+        (lines, attach)
+    }
+
+    #[tokio::test]
+    async fn streams_lines_and_reports_exit_code() {
+        let (lines, sink) = collector();
+        let exit = run_to_end(
+            &sh("echo one; echo two >&2; exit 3"),
+            &sink,
+            None,
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(exit, Outcome::Exited(3));
+        let mut got = lines.lock().unwrap().clone();
+        got.sort();
+        assert_eq!(got, ["one", "two"]);
+    }
+
+    #[tokio::test]
+    async fn environment_is_only_what_was_given() {
+        let (lines, sink) = collector();
+        let mut cmd = sh("env | sort");
+        cmd.env.push(("ONLY".into(), "this".into()));
+        run_to_end(&cmd, &sink, None, &CancellationToken::new(), |_| {})
+            .await
+            .unwrap();
+        let got = lines.lock().unwrap().clone();
+        assert!(got.contains(&"ONLY=this".to_string()), "{got:?}");
+        assert!(!got.iter().any(|l| l.starts_with("HOME=")), "{got:?}");
+    }
+
+    /// Run a script that leaves a `sleep 30` grandchild past `deadline`
+    /// with `attach`; assert it timed out and return the grandchild's pid.
+    async fn time_out_with_a_grandchild(attach: &Attach, deadline: Duration) -> u32 {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("grandchild.pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let outcome = run_to_end(
+            &sh(&script),
+            attach,
+            Some(deadline),
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome, Outcome::TimedOut);
+        std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// True once `pid` is gone or a zombie (reaped by init shortly after
+    /// the kill; give it a moment).
+    fn gone(pid: u32) -> bool {
+        (0..100).any(|_| {
+            let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| !s.contains(") Z "));
+            if alive {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            !alive
+        })
+    }
+
+    #[tokio::test]
+    async fn deadline_kills_grandchildren() {
+        let (_lines, sink) = collector();
+        let pid = time_out_with_a_grandchild(&sink, Duration::from_millis(500)).await;
+        assert!(gone(pid), "grandchild {pid} still running");
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_the_process() {
+        let (_lines, sink) = collector();
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            c.cancel();
+        });
+        let t = std::time::Instant::now();
+        let exit = run_to_end(&sh("sleep 30"), &sink, None, &cancel, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(exit, Outcome::Cancelled);
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn an_attempt_past_its_deadline_is_killed_with_its_children() {
+        let terminal = Attach::terminal(Duration::from_secs(5));
+        let pid = time_out_with_a_grandchild(&terminal, Duration::from_millis(1000)).await;
+        assert!(gone(pid), "grandchild {pid} survived the timeout");
+    }
+
+    #[tokio::test]
+    async fn cancel_stops_an_attempt_and_exit_codes_pass_through() {
+        let terminal = Attach::terminal(Duration::from_secs(5));
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            c.cancel();
+        });
+        let started = std::time::Instant::now();
+        let outcome = run_to_end(&sh("sleep 30"), &terminal, None, &cancel, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(outcome, Outcome::Cancelled);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let outcome = run_to_end(
+            &sh("exit 5"),
+            &terminal,
+            None,
+            &CancellationToken::new(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        assert_eq!(outcome, Outcome::Exited(5));
+    }
+
+    #[test]
+    fn start_time_of_self_is_stable() {
+        let me = std::process::id();
+        assert!(start_time(me).is_some());
+        assert_eq!(start_time(me), start_time(me));
+    }
+}
