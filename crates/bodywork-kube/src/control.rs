@@ -10,13 +10,12 @@ use async_trait::async_trait;
 use bodywork_runtime::{
     CancellationToken, ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, Result,
     RunOutcome, RunSummary, Runtime, RuntimeError, Secret, ServiceStatus, WorkflowSubmission,
-    display_rfc3339,
 };
 use bodywork_workflow::WorkflowError;
 
+use crate::KubeRuntime;
 use crate::host::{self, WorkflowOptions};
 use crate::manifests::CronJobRequest;
-use crate::{CronJobStatus, CronRun, KubeRuntime};
 
 /// The image cron jobs' workflows run in: `BODYWORK_IMAGE` when set, else
 /// bodywork's own image of this version.
@@ -38,58 +37,6 @@ pub fn cronjob_request(spec: &CronJobSpec) -> CronJobRequest {
         retries: spec.retries,
         history_limit: spec.history_limit,
         image: cron_image(),
-    }
-}
-
-fn summary(namespace: &str, c: CronJobStatus) -> CronJobSummary {
-    let next_run = bodywork_config::schedule::Schedule::parse(
-        &c.schedule,
-        c.timezone.as_deref(),
-        bodywork_config::schedule::seconds_allowed(),
-    )
-    .ok()
-    .and_then(|s| s.next_after(chrono::Utc::now()))
-    .map(|t| bodywork_runtime::display_time(&t));
-    CronJobSummary {
-        namespace: namespace.to_string(),
-        name: c.name,
-        schedule: c.schedule,
-        timezone: c.timezone.unwrap_or_else(|| "UTC".into()),
-        repo: c.repo.unwrap_or_default(),
-        branch: c.branch,
-        retries: 0,       // FILL after the runtime split lands
-        history_limit: 0, // FILL
-        created: String::new(),
-        last_run: c.last_run.as_deref().map(display_rfc3339),
-        next_run,
-        status: if c.active > 0 {
-            "running".into()
-        } else {
-            "waiting".into() // FILL
-        },
-    }
-}
-
-fn history_row(cron_job: &str, r: CronRun) -> CronRunSummary {
-    let is = |outcome: &str| u32::from(r.outcome == outcome);
-    CronRunSummary {
-        job_name: Some(r.name),
-        cron_job: cron_job.to_string(),
-        run: None,
-        scheduled: r
-            .started
-            .as_deref()
-            .map(display_rfc3339)
-            .unwrap_or_default(),
-        kind: "scheduled".into(), // FILL
-        attempt: 1,
-        skipped: false,
-        start_time: r.started.as_deref().map(display_rfc3339),
-        completion_time: r.finished.as_deref().map(display_rfc3339),
-        active: is("running"),
-        succeeded: is("succeeded"),
-        failed: is("failed"),
-        note: String::new(), // FILL
     }
 }
 
@@ -177,20 +124,11 @@ impl ControlPlane for KubeRuntime {
     }
 
     async fn list_cronjobs(&self, namespace: &str) -> Result<Vec<CronJobSummary>> {
-        Ok(KubeRuntime::list_cronjobs(self, namespace)
-            .await?
-            .into_iter()
-            .map(|c| summary(namespace, c))
-            .collect())
+        KubeRuntime::list_cronjobs(self, namespace).await
     }
 
     async fn cronjob_history(&self, namespace: &str, name: &str) -> Result<Vec<CronRunSummary>> {
-        let runs = KubeRuntime::cronjob_history(self, namespace, name).await?;
-        Ok(runs
-            .into_iter()
-            .rev()
-            .map(|r| history_row(name, r))
-            .collect())
+        KubeRuntime::cronjob_history(self, namespace, name).await
     }
 
     async fn trigger_cronjob(&self, namespace: &str, name: &str) -> Result<String> {

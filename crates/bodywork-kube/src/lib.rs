@@ -22,4 +22,4 @@ mod runtime;
 pub mod wait;
 
 pub use manifests::{CronJobRequest, DEFAULT_IMAGE, Manifest, to_yaml};
-pub use runtime::{CronJobStatus, CronRun, FIELD_MANAGER, KubeRuntime};
+pub use runtime::{FIELD_MANAGER, KubeRuntime};

@@ -339,6 +339,11 @@ async fn cron_job_runs_the_workflow_in_the_cluster() {
         .unwrap();
     let job = rt.trigger_cronjob(&ns, "on-demand").await.unwrap();
     let history = rt.cronjob_history(&ns, "on-demand").await.unwrap();
-    assert!(history.iter().any(|r| r.name == job), "{history:?}");
+    assert!(
+        history
+            .iter()
+            .any(|r| r.job_name.as_deref() == Some(job.as_str())),
+        "{history:?}"
+    );
     delete_namespace(&client, &ns).await;
 }

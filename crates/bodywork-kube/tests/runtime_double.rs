@@ -550,10 +550,8 @@ async fn cron_jobs_are_created_listed_and_deleted() {
     let list = rt.list_cronjobs(NS).await.unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].schedule, "0 3 * * *");
-    assert_eq!(
-        list[0].repo.as_deref(),
-        Some("https://github.com/bodywork-ml/proj")
-    );
+    assert_eq!(list[0].repo, "https://github.com/bodywork-ml/proj");
+    assert_eq!(list[0].status, "waiting");
     assert!(rt.cronjob_history(NS, "nightly").await.unwrap().is_empty());
     rt.delete_cronjob(NS, "nightly").await.unwrap();
     assert!(rt.list_cronjobs(NS).await.unwrap().is_empty());
@@ -580,7 +578,12 @@ async fn a_cron_job_is_triggered_as_a_job_from_its_template() {
     );
     // It is one of the cron job's runs.
     let history = rt.cronjob_history(NS, "nightly").await.unwrap();
-    assert!(history.iter().any(|r| r.name == job), "{history:?}");
+    assert!(
+        history
+            .iter()
+            .any(|r| r.job_name.as_deref() == Some(job.as_str())),
+        "{history:?}"
+    );
 
     // While a run is active, another trigger is refused and creates nothing.
     let collection = "/apis/batch/v1/namespaces/ml/cronjobs";

@@ -93,7 +93,7 @@ pub struct Secret {
     pub namespace: String,
     pub name: String,
     pub data: BTreeMap<String, String>,
-    /// RFC 3339.
+    /// When it was created, as tables show times ([`display_time`]).
     pub created: String,
 }
 

@@ -1,17 +1,17 @@
 //! Cron jobs on the cluster: create, delete, trigger a run now, list them
 //! and the history of their runs, as `cronjob` commands show them.
 //!
-//! Owns: [`CronJobStatus`] and [`CronRun`] and the calls beyond the
-//! `Runtime` trait that the CLI's `cronjob` commands make. Must not: build
+//! Owns: the calls the CLI's `cronjob` commands make, answered with the
+//! records the local runtime gives (`CronJobSummary`, `CronRunSummary`). Must not: build
 //! the CronJob manifest (`manifests` does).
 
-use bodywork_runtime::{Result, RuntimeError};
+use bodywork_config::schedule::{Schedule, seconds_allowed};
+use bodywork_runtime::{CronJobSummary, CronRunSummary, Result, RuntimeError, display_time};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::ResourceExt;
 use kube::api::{ListParams, PostParams};
-use serde::Serialize;
 
-use super::{KubeRuntime, annotation, deleted, managed, time};
+use super::{KubeRuntime, annotation, deleted, managed, shown_time};
 use crate::errors::Action;
 use crate::manifests::{self, CRONJOB_LABEL, CronJobRequest, REPO_ANNOTATION};
 use crate::wait::{is_job_completed, job_failure};
@@ -75,96 +75,129 @@ impl KubeRuntime {
         Ok(job_name)
     }
 
-    /// The cron jobs bodywork created in a namespace.
-    pub async fn list_cronjobs(&self, namespace: &str) -> Result<Vec<CronJobStatus>> {
+    /// The cron jobs bodywork created in a namespace, as `cronjob display`
+    /// shows them (the same record as the local runtime's).
+    pub async fn list_cronjobs(&self, namespace: &str) -> Result<Vec<CronJobSummary>> {
         let list = self
             .ns::<CronJob>(namespace)
             .list(&managed())
             .await
             .map_err(|e| self.err(&e, Action::new("list", "CronJob", "", namespace)))?;
-        Ok(list
-            .items
-            .iter()
-            .map(|c| {
-                let spec = c.spec.as_ref();
-                let status = c.status.as_ref();
-                CronJobStatus {
-                    name: c.name_any(),
-                    schedule: spec.map(|s| s.schedule.clone()).unwrap_or_default(),
-                    timezone: spec.and_then(|s| s.time_zone.clone()),
-                    repo: annotation(c, REPO_ANNOTATION),
-                    branch: annotation(c, manifests::BRANCH_ANNOTATION),
-                    last_run: status.and_then(|s| s.last_schedule_time.as_ref()).map(time),
-                    active: status
-                        .and_then(|s| s.active.as_ref())
-                        .map_or(0, |a| a.len()),
-                }
-            })
-            .collect())
+        let mut jobs = Vec::with_capacity(list.items.len());
+        for c in &list.items {
+            let name = c.name_any();
+            // The newest run's outcome, as the local runtime shows it.
+            let newest = self.cronjob_history(namespace, &name).await?;
+            jobs.push(summary(namespace, c, newest.first()));
+        }
+        Ok(jobs)
     }
 
-    /// Runs (Jobs) of a cron job, oldest first.
-    pub async fn cronjob_history(&self, namespace: &str, name: &str) -> Result<Vec<CronRun>> {
+    /// Runs (Jobs) of a cron job, newest first, in the columns of a
+    /// Kubernetes Job (`JOB_NAME`, active / succeeded / failed).
+    pub async fn cronjob_history(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Vec<CronRunSummary>> {
         let list = self
             .ns::<Job>(namespace)
             .list(&ListParams::default().labels(&format!("{CRONJOB_LABEL}={name}")))
             .await
             .map_err(|e| self.err(&e, Action::new("list", "Job", "", namespace)))?;
-        let mut runs: Vec<CronRun> = list
-            .items
-            .iter()
-            .map(|j| {
-                let status = j.status.as_ref();
-                CronRun {
-                    name: j.name_any(),
-                    started: status.and_then(|s| s.start_time.as_ref()).map(time),
-                    finished: status.and_then(|s| s.completion_time.as_ref()).map(time),
-                    outcome: if is_job_completed(j) {
-                        "succeeded".into()
-                    } else if job_failure(j).is_some() {
-                        "failed".into()
-                    } else {
-                        "running".into()
-                    },
-                }
-            })
-            .collect();
-        runs.sort_by(|a, b| a.started.cmp(&b.started));
-        Ok(runs)
+        let mut jobs: Vec<&Job> = list.items.iter().collect();
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.creation_timestamp()));
+        Ok(jobs.into_iter().map(|j| history_row(name, j)).collect())
     }
 }
 
-/// A cron job as `cronjob display` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CronJobStatus {
-    /// Name of the cron job.
-    pub name: String,
-    /// Cron expression.
-    pub schedule: String,
-    /// Time zone, when not UTC.
-    pub timezone: Option<String>,
-    /// Repository it deploys.
-    pub repo: Option<String>,
-    /// Branch it deploys.
-    pub branch: Option<String>,
-    /// RFC 3339 time of the last scheduled run.
-    pub last_run: Option<String>,
-    /// Runs going on now.
-    pub active: usize,
+/// A CronJob as `cronjob display` shows it; `newest` is its newest run.
+fn summary(namespace: &str, c: &CronJob, newest: Option<&CronRunSummary>) -> CronJobSummary {
+    let spec = c.spec.as_ref();
+    let status = c.status.as_ref();
+    let schedule = spec.map(|s| s.schedule.clone()).unwrap_or_default();
+    let timezone = spec.and_then(|s| s.time_zone.clone());
+    let next_run = Schedule::parse(&schedule, timezone.as_deref(), seconds_allowed())
+        .ok()
+        .and_then(|s| s.next_after(chrono::Utc::now()))
+        .map(|t| display_time(&t));
+    let active = status.and_then(|s| s.active.as_ref()).map_or(0, Vec::len);
+    let job_spec = spec.and_then(|s| s.job_template.spec.as_ref());
+    let outcome = newest.map(|r| {
+        if r.succeeded > 0 {
+            "succeeded"
+        } else if r.failed > 0 {
+            "failed"
+        } else {
+            "running"
+        }
+    });
+    CronJobSummary {
+        namespace: namespace.to_string(),
+        name: c.name_any(),
+        schedule,
+        timezone: timezone.unwrap_or_else(|| "UTC".into()),
+        repo: annotation(c, REPO_ANNOTATION).unwrap_or_default(),
+        branch: annotation(c, manifests::BRANCH_ANNOTATION).filter(|b| b != "HEAD"),
+        retries: job_spec
+            .and_then(|s| s.backoff_limit)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0),
+        history_limit: spec
+            .and_then(|s| s.successful_jobs_history_limit)
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0),
+        created: c
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(shown_time)
+            .unwrap_or_default(),
+        last_run: status
+            .and_then(|s| s.last_schedule_time.as_ref())
+            .map(shown_time),
+        next_run,
+        status: match (active, outcome) {
+            (n, _) if n > 0 => "running".into(),
+            (_, Some(outcome)) => outcome.into(),
+            (_, None) => "waiting".into(),
+        },
+    }
 }
 
-/// One run of a cron job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CronRun {
-    /// The run's Job name (what `cronjob logs --name` takes).
-    pub name: String,
-    /// RFC 3339.
-    pub started: Option<String>,
-    /// RFC 3339.
-    pub finished: Option<String>,
-    /// `succeeded`, `failed` or `running`.
-    pub outcome: String,
+/// One run (a Job) of cron job `cron_job`, as `cronjob history` shows it.
+fn history_row(cron_job: &str, j: &Job) -> CronRunSummary {
+    let status = j.status.as_ref();
+    let manual = j
+        .annotations()
+        .get("cronjob.kubernetes.io/instantiate")
+        .is_some_and(|v| v == "manual");
+    let (succeeded, failed) = (is_job_completed(j), job_failure(j).is_some());
+    let created = j.creation_timestamp().as_ref().map(shown_time);
+    let start_time = status.and_then(|s| s.start_time.as_ref()).map(shown_time);
+    CronRunSummary {
+        job_name: Some(j.name_any()),
+        cron_job: cron_job.to_string(),
+        run: None,
+        scheduled: created.or_else(|| start_time.clone()).unwrap_or_default(),
+        kind: if manual { "manual" } else { "scheduled" }.into(),
+        attempt: 1,
+        skipped: false,
+        start_time,
+        completion_time: status
+            .and_then(|s| s.completion_time.as_ref())
+            .map(shown_time),
+        active: u32::from(!succeeded && !failed),
+        succeeded: u32::from(succeeded),
+        failed: u32::from(failed),
+        note: if manual {
+            "manual".into()
+        } else {
+            String::new()
+        },
+    }
 }
+
 /// Seconds since the Unix epoch (0 if the clock is before it).
 fn unix_seconds() -> u64 {
     std::time::SystemTime::now()

@@ -14,8 +14,6 @@ mod deployments;
 mod jobs;
 mod logs;
 
-pub use cronjobs::{CronJobStatus, CronRun};
-
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Debug;
 use std::sync::Mutex;
@@ -261,8 +259,15 @@ fn annotation<K: Resource>(obj: &K, key: &str) -> Option<String> {
     obj.meta().annotations.as_ref()?.get(key).cloned()
 }
 
+/// An API server time, RFC 3339.
 fn time(t: &Time) -> String {
     t.0.to_string()
+}
+
+/// An API server time as tables show it (local time to the second, as the
+/// local runtime shows its times).
+fn shown_time(t: &Time) -> String {
+    bodywork_runtime::display_rfc3339(&time(t))
 }
 
 fn target_of(ctx: &RunContext) -> Target<'_> {
@@ -398,7 +403,7 @@ impl Runtime for KubeRuntime {
                     .metadata
                     .creation_timestamp
                     .as_ref()
-                    .map(time)
+                    .map(shown_time)
                     .unwrap_or_default(),
             })
             .collect())
