@@ -120,7 +120,10 @@ impl Pool {
             .map_err(|_| {
                 std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("connect timed out after {:?}", self.connect_timeout),
+                    format!(
+                        "connect timed out after {} ms",
+                        self.connect_timeout.as_millis()
+                    ),
                 )
             })??;
         stream.set_nodelay(true)?;

@@ -68,15 +68,14 @@ pub enum EnvError {
         detail: String,
     },
     /// A file-system operation on the cache failed.
-    #[error("could not {action} {}: {source}", path.display())]
+    #[error("could not {action} {}: {cause}", path.display())]
     Io {
         /// What was being done, e.g. "create directory".
         action: &'static str,
         /// The path involved.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -85,7 +84,7 @@ impl EnvError {
         EnvError::Io {
             action,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

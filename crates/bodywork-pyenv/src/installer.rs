@@ -337,7 +337,7 @@ fn run(cmd: &mut Command, tool: &str, on_line: &mut dyn FnMut(&str)) -> Result<F
     run_streaming(cmd, &mut useful).map_err(|err| EnvError::Io {
         action: if tool == "uv" { "run uv" } else { "run Python" },
         path: program,
-        source: err,
+        cause: err,
     })
 }
 

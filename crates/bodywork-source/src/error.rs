@@ -140,14 +140,14 @@ pub enum SourceError {
         requested: String,
     },
     /// A file system operation failed.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {cause}", path.display())]
     Io {
         /// What we were doing, e.g. "copy" or "create directory".
         action: &'static str,
         /// The path concerned.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 

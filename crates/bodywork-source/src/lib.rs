@@ -126,21 +126,21 @@ fn prepare_destination(dest: &Path) -> Result<PathBuf, SourceError> {
             std::fs::create_dir_all(dest).map_err(|source| SourceError::Io {
                 action: "create directory",
                 path: dest.to_path_buf(),
-                source,
+                cause: source,
             })?;
         }
         Err(source) => {
             return Err(SourceError::Io {
                 action: "use as destination",
                 path: dest.to_path_buf(),
-                source,
+                cause: source,
             });
         }
     }
     std::fs::canonicalize(dest).map_err(|source| SourceError::Io {
         action: "resolve",
         path: dest.to_path_buf(),
-        source,
+        cause: source,
     })
 }
 

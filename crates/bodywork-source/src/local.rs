@@ -51,7 +51,7 @@ pub(crate) fn fetch(
     let root = fs::canonicalize(dir).map_err(|source| SourceError::Io {
         action: "read",
         path: dir.to_path_buf(),
-        source,
+        cause: source,
     })?;
     if !root.is_dir() {
         return Err(SourceError::NotADirectory(dir.to_path_buf()));
@@ -142,7 +142,7 @@ fn work_tree(root: &Path) -> Result<Option<WorkTree>, SourceError> {
             return Err(SourceError::Io {
                 action: "run git in",
                 path: root.to_path_buf(),
-                source,
+                cause: source,
             });
         }
     };
@@ -247,7 +247,7 @@ fn walk_error(root: &Path, err: walkdir::Error) -> SourceError {
     SourceError::Io {
         action: "read",
         path: err.path().unwrap_or(root).to_path_buf(),
-        source: err.into(),
+        cause: err.into(),
     }
 }
 
@@ -256,7 +256,7 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) ->
     move |source| SourceError::Io {
         action,
         path,
-        source,
+        cause: source,
     }
 }
 

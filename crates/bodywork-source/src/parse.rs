@@ -59,7 +59,7 @@ pub(crate) fn parse(repo: &str) -> Result<Source, SourceError> {
             let dir = std::fs::canonicalize(path).map_err(|source| SourceError::Io {
                 action: "resolve",
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })?;
             Ok(Source::LocalDir(dir))
         }

@@ -71,7 +71,7 @@ pub(crate) fn fetch(
             return Err(SourceError::Io {
                 action: "run git in",
                 path: dir,
-                source,
+                cause: source,
             });
         }
     };

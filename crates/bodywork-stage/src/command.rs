@@ -21,7 +21,7 @@ pub enum CommandError {
     NoFileName(String),
     /// The notebook runner could not be written into the tools directory.
     #[error("cannot write the notebook runner: {0}")]
-    NotebookRunner(#[source] std::io::Error),
+    NotebookRunner(std::io::Error),
 }
 
 /// What runs `stage` from the checkout at `checkout` with the Python

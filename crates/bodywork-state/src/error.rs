@@ -12,29 +12,29 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The directory that should hold the database could not be created.
-    #[error("cannot create the state directory {path}: {source}")]
+    #[error("cannot create the state directory {path}: {cause}")]
     CreateDir {
         /// The directory.
         path: PathBuf,
         /// The underlying I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The database file (or its `-wal`/`-shm` companion) could not be created
     /// or restricted to the current user.
-    #[error("cannot prepare the state database file {path}: {source}")]
+    #[error("cannot prepare the state database file {path}: {cause}")]
     File {
         /// The file.
         path: PathBuf,
         /// The underlying I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// SQLite refused to open or configure the database.
-    #[error("cannot open the state database {path}: {source}")]
+    #[error("cannot open the state database {path}: {cause}")]
     Open {
         /// The database file.
         path: PathBuf,
         /// The underlying SQLite error.
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     /// The database was written by a newer bodywork with a schema this one
     /// does not know; opening it could corrupt it.
@@ -52,14 +52,14 @@ pub enum StoreError {
         supported: i64,
     },
     /// A schema migration failed; the database is left at the previous version.
-    #[error("cannot upgrade the state database {path} to schema version {version}: {source}")]
+    #[error("cannot upgrade the state database {path} to schema version {version}: {cause}")]
     Migration {
         /// The database file.
         path: PathBuf,
         /// The version that could not be reached.
         version: i64,
         /// The underlying SQLite error.
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     /// The namespace does not exist (create it first).
     #[error("namespace '{0}' does not exist")]
@@ -110,12 +110,12 @@ pub enum StoreError {
         value: u64,
     },
     /// Any other database error while reading or writing.
-    #[error("state database {path}: {source}")]
+    #[error("state database {path}: {cause}")]
     Sqlite {
         /// The database file.
         path: PathBuf,
         /// The underlying SQLite error.
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
 }
 

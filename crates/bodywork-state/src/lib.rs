@@ -131,7 +131,7 @@ impl Store {
                 .create(parent)
                 .map_err(|source| StoreError::CreateDir {
                     path: parent.to_path_buf(),
-                    source,
+                    cause: source,
                 })?;
         }
         // Create the file ourselves so it is never world-readable, not even
@@ -147,14 +147,14 @@ impl Store {
             .open(&path)
             .map_err(|source| StoreError::File {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
         restrict_to_owner(&file, &path)?;
         drop(file);
 
         let open_err = |source| StoreError::Open {
             path: path.clone(),
-            source,
+            cause: source,
         };
         let conn = Connection::open_with_flags(
             &path,
@@ -181,7 +181,7 @@ impl Store {
                 Err(source) => {
                     return Err(StoreError::File {
                         path: companion,
-                        source,
+                        cause: source,
                     });
                 }
             }
@@ -211,7 +211,7 @@ impl Store {
             } else {
                 StoreError::Sqlite {
                     path: self.path.clone(),
-                    source,
+                    cause: source,
                 }
             }
         }
@@ -269,7 +269,7 @@ fn restrict_to_owner(file: &std::fs::File, path: &Path) -> Result<()> {
     file.set_permissions(Permissions::from_mode(0o600))
         .map_err(|source| StoreError::File {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })
 }
 
@@ -283,7 +283,7 @@ impl<T> At<T> for rusqlite::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
         self.map_err(|source| StoreError::Sqlite {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })
     }
 }

@@ -40,7 +40,7 @@ pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
 pub(crate) fn refuse_newer(conn: &Connection, path: &Path) -> Result<()> {
     let found = user_version(conn).map_err(|source| StoreError::Open {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::TooNew {
@@ -67,7 +67,7 @@ fn migrate_with(conn: &Connection, path: &Path, steps: &[&str]) -> Result<()> {
     };
     let found = user_version(conn).map_err(|source| StoreError::Open {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     if found > supported {
         return Err(too_new(found));
@@ -77,7 +77,7 @@ fn migrate_with(conn: &Connection, path: &Path, steps: &[&str]) -> Result<()> {
         let step_err = |source| StoreError::Migration {
             path: path.to_path_buf(),
             version,
-            source,
+            cause: source,
         };
         // Immediate: two processes opening a fresh database at once queue up
         // here; the second one then sees the new version and skips the step.

@@ -48,8 +48,9 @@ pub struct RunReport {
 /// Why a run did not succeed. Each variant renders as a few readable lines.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {
+    // Not `#[from]`: the message says the cause (see the `From` below).
     #[error("could not fetch the project: {0}")]
-    Source(#[from] SourceError),
+    Source(SourceError),
     #[error("{}", invalid_message(.0))]
     Invalid(Vec<Problem>),
     #[error(transparent)]
@@ -469,5 +470,13 @@ async fn run_on_failure(
             LOGGER,
             &format!("run_on_failure stage={} failed too: {e}", stage.stage),
         ),
+    }
+}
+
+// Not `#[from]`: the message already says the cause, and a `source()` would
+// have it printed twice.
+impl From<SourceError> for WorkflowError {
+    fn from(e: SourceError) -> WorkflowError {
+        WorkflowError::Source(e)
     }
 }

@@ -54,8 +54,9 @@ pub struct Prepared {
 #[derive(Debug, thiserror::Error)]
 pub enum PrepareError {
     /// The source could not be parsed or fetched.
+    // Not `#[from]`: the message says the cause (see the `From` below).
     #[error("could not fetch the project: {0}")]
-    Source(#[from] SourceError),
+    Source(SourceError),
     /// The project has errors (its warnings are included too).
     #[error("{}", invalid_message(.0))]
     Invalid(Vec<Problem>),
@@ -130,4 +131,12 @@ pub async fn prepare(
         plan,
         warnings,
     })
+}
+
+// Not `#[from]`: the message already says the cause, and a `source()` would
+// have it printed twice.
+impl From<SourceError> for PrepareError {
+    fn from(e: SourceError) -> PrepareError {
+        PrepareError::Source(e)
+    }
 }

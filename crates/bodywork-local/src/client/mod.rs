@@ -23,7 +23,7 @@ pub enum ClientError {
     #[error("the bodywork daemon did not come up within {0} seconds; see {1}")]
     StartTimeout(u64, String),
     #[error("lost the connection to the bodywork daemon: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("the bodywork daemon closed the connection unexpectedly; see {0}")]
     Closed(String),
     #[error("{0}")]
@@ -31,6 +31,14 @@ pub enum ClientError {
     /// The daemon answered with the runtime's own error.
     #[error(transparent)]
     Runtime(#[from] bodywork_runtime::RuntimeError),
+}
+
+// Not `#[from]`: the message already says the cause, and a `source()`
+// would have it printed twice.
+impl From<std::io::Error> for ClientError {
+    fn from(e: std::io::Error) -> ClientError {
+        ClientError::Io(e)
+    }
 }
 
 /// What to say when the daemon answers something this CLI did not ask for

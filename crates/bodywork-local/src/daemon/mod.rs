@@ -34,20 +34,24 @@ use crate::runtime::LocalRuntime;
 pub enum DaemonError {
     #[error("another bodywork daemon is already running for {home} (pid {pid})")]
     AlreadyRunning { home: String, pid: String },
-    #[error("cannot prepare {path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot prepare {path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error("cannot open the state database: {0}")]
-    Store(#[from] bodywork_state::StoreError),
+    Store(bodywork_state::StoreError),
+}
+
+// Not `#[from]`: the message already says the cause, and a `source()`
+// would have it printed twice.
+impl From<bodywork_state::StoreError> for DaemonError {
+    fn from(e: bodywork_state::StoreError) -> DaemonError {
+        DaemonError::Store(e)
+    }
 }
 
 fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
     move |source| DaemonError::Io {
         path: path.display().to_string(),
-        source,
+        cause: source,
     }
 }
 
