@@ -15,7 +15,6 @@ use bodywork_workflow::WorkflowError;
 
 use crate::KubeRuntime;
 use crate::host::{self, WorkflowOptions};
-use crate::manifests::CronJobRequest;
 
 /// The image cron jobs' workflows run in: `BODYWORK_IMAGE` when set, else
 /// bodywork's own image of this version.
@@ -23,21 +22,6 @@ pub fn cron_image() -> Option<String> {
     std::env::var("BODYWORK_IMAGE")
         .ok()
         .filter(|i| !i.is_empty())
-}
-
-/// The CronJob a `cronjob create` asks for.
-pub fn cronjob_request(spec: &CronJobSpec) -> CronJobRequest {
-    CronJobRequest {
-        namespace: spec.namespace.clone(),
-        name: spec.name.clone(),
-        schedule: spec.schedule.clone(),
-        timezone: spec.timezone.clone(),
-        repo: spec.repo.clone(),
-        branch: spec.branch.clone(),
-        retries: spec.retries,
-        history_limit: spec.history_limit,
-        image: cron_image(),
-    }
 }
 
 #[async_trait]
@@ -116,7 +100,7 @@ impl ControlPlane for KubeRuntime {
                 namespace: spec.namespace.clone(),
             });
         }
-        KubeRuntime::create_cronjob(self, &cronjob_request(spec)).await
+        self.apply_cronjob(spec, cron_image().as_deref()).await
     }
 
     async fn delete_cronjob(&self, namespace: &str, name: &str) -> Result<()> {

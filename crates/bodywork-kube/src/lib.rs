@@ -21,5 +21,5 @@ mod podlogs;
 mod runtime;
 pub mod wait;
 
-pub use manifests::{CronJobRequest, DEFAULT_IMAGE, Manifest, to_yaml};
+pub use manifests::{DEFAULT_IMAGE, Manifest, to_yaml};
 pub use runtime::{FIELD_MANAGER, KubeRuntime};

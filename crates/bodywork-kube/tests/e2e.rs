@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bodywork_kube::KubeRuntime;
 use bodywork_kube::host::{self, WorkflowOptions};
-use bodywork_kube::{CronJobRequest, KubeRuntime};
 use bodywork_plan::{StagePlanKind, WorkflowPlan};
 use bodywork_runtime::{
     CancellationToken, Level, Log, LogEvent, LogRenderer, LogSink, RunContext, Runtime,
@@ -292,8 +292,8 @@ async fn batch_dag_with_a_secret() {
 }
 
 /// A cron job deploying the serve-model repository's master branch.
-fn seed_cronjob(ns: &str, name: &str, schedule: &str) -> CronJobRequest {
-    CronJobRequest {
+fn seed_cronjob(ns: &str, name: &str, schedule: &str) -> bodywork_runtime::CronJobSpec {
+    bodywork_runtime::CronJobSpec {
         namespace: ns.into(),
         name: name.into(),
         schedule: schedule.into(),
@@ -302,7 +302,6 @@ fn seed_cronjob(ns: &str, name: &str, schedule: &str) -> CronJobRequest {
         branch: Some("master".into()),
         retries: 0,
         history_limit: 2,
-        image: image(),
     }
 }
 
@@ -314,9 +313,12 @@ async fn cron_job_runs_the_workflow_in_the_cluster() {
     let (rt, client) = runtime().await;
     let ns = namespace("cron");
     rt.setup_namespace(&ns).await.unwrap();
-    rt.create_cronjob(&seed_cronjob(&ns, "every-minute", "*/1 * * * *"))
-        .await
-        .unwrap();
+    rt.apply_cronjob(
+        &seed_cronjob(&ns, "every-minute", "*/1 * * * *"),
+        image().as_deref(),
+    )
+    .await
+    .unwrap();
     let mut seen = false;
     for _ in 0..150 {
         if !rt
@@ -334,9 +336,12 @@ async fn cron_job_runs_the_workflow_in_the_cluster() {
     rt.delete_cronjob(&ns, "every-minute").await.unwrap();
 
     // bodywork cronjob trigger: a run now of a cron job not due for months.
-    rt.create_cronjob(&seed_cronjob(&ns, "on-demand", "0 3 1 1 *"))
-        .await
-        .unwrap();
+    rt.apply_cronjob(
+        &seed_cronjob(&ns, "on-demand", "0 3 1 1 *"),
+        image().as_deref(),
+    )
+    .await
+    .unwrap();
     let job = rt.trigger_cronjob(&ns, "on-demand").await.unwrap();
     let history = rt.cronjob_history(&ns, "on-demand").await.unwrap();
     assert!(

@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bodywork_config::{LoadOptions, load_project};
 use bodywork_kube::host::plan_manifests;
-use bodywork_kube::manifests::{
-    self, CronJobRequest, Manifest, namespace_manifests, secret_manifest,
-};
+use bodywork_kube::manifests::{self, Manifest, namespace_manifests, secret_manifest};
 use bodywork_kube::to_yaml;
 use bodywork_plan::{PlanError, RunFacts, WorkflowPlan, plan_workflow};
 
@@ -228,7 +226,7 @@ fn secret() {
 
 #[test]
 fn cronjob() {
-    let req = CronJobRequest {
+    let req = bodywork_runtime::CronJobSpec {
         namespace: "scoring-service".into(),
         name: "nightly".into(),
         schedule: "0 3 * * *".into(),
@@ -237,9 +235,8 @@ fn cronjob() {
         branch: Some("master".into()),
         retries: 2,
         history_limit: 5,
-        image: None,
     };
-    let m = manifests::cronjob_manifest(&req);
+    let m = manifests::cronjob_manifest(&req, None);
     let Manifest::CronJob(c) = &m else {
         unreachable!()
     };

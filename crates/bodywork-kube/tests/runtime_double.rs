@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use bodywork_kube::{CronJobRequest, KubeRuntime};
+use bodywork_kube::KubeRuntime;
 use bodywork_plan::{EnvValue, EnvVar, StagePlan, StagePlanKind};
 use bodywork_runtime::{
     CancellationToken, Level, Log, LogEvent, LogRenderer, LogSink, RunContext, Runtime,
@@ -529,8 +529,8 @@ async fn secrets_round_trip() {
     ));
 }
 
-fn nightly() -> CronJobRequest {
-    CronJobRequest {
+fn nightly() -> bodywork_runtime::CronJobSpec {
+    bodywork_runtime::CronJobSpec {
         namespace: NS.into(),
         name: "nightly".into(),
         schedule: "0 3 * * *".into(),
@@ -539,14 +539,13 @@ fn nightly() -> CronJobRequest {
         branch: None,
         retries: 1,
         history_limit: 3,
-        image: None,
     }
 }
 
 #[tokio::test]
 async fn cron_jobs_are_created_listed_and_deleted() {
     let (_, rt, _, _) = setup(Script::default());
-    rt.create_cronjob(&nightly()).await.unwrap();
+    rt.apply_cronjob(&nightly(), None).await.unwrap();
     let list = rt.list_cronjobs(NS).await.unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].schedule, "0 3 * * *");
@@ -560,7 +559,7 @@ async fn cron_jobs_are_created_listed_and_deleted() {
 #[tokio::test]
 async fn a_cron_job_is_triggered_as_a_job_from_its_template() {
     let (server, rt, _, _) = setup(Script::default());
-    rt.create_cronjob(&nightly()).await.unwrap();
+    rt.apply_cronjob(&nightly(), None).await.unwrap();
     let job = rt.trigger_cronjob(NS, "nightly").await.unwrap();
     assert!(job.starts_with("nightly-manual-"), "{job}");
     let stored = server

@@ -55,15 +55,10 @@ pub struct DirectStage {
 /// Why the stage could not be run.
 #[derive(Debug, thiserror::Error)]
 pub enum DirectError {
-    /// `REPO`/`BRANCH` could not be fetched.
-    #[error("could not fetch the project")]
-    Source(#[from] bodywork_source::SourceError),
-    /// The project has validation errors.
-    #[error("{}", bodywork_workflow::invalid_message(.0))]
-    Invalid(Vec<bodywork_config::Problem>),
-    /// The project could not be planned (e.g. a bad namespace).
+    /// `REPO`/`BRANCH` could not be fetched, or the project is not valid,
+    /// or it could not be planned.
     #[error(transparent)]
-    Plan(#[from] bodywork_plan::PlanError),
+    Prepare(#[from] PrepareError),
     /// No stage of that name in the DAG nor as `run_on_failure`.
     #[error("project {project} has no stage {stage:?} (its stages: {known})")]
     UnknownStage {
@@ -81,17 +76,6 @@ pub enum DirectError {
     /// A local failure: files, processes, tasks.
     #[error("{0}")]
     Io(String),
-}
-
-impl From<PrepareError> for DirectError {
-    fn from(e: PrepareError) -> DirectError {
-        match e {
-            PrepareError::Source(e) => DirectError::Source(e),
-            PrepareError::Invalid(problems) => DirectError::Invalid(problems),
-            PrepareError::Plan(e) => DirectError::Plan(e),
-            PrepareError::Internal(why) => DirectError::Io(why),
-        }
-    }
 }
 
 /// Fetch, plan and run one stage in the foreground. Messages of bodywork

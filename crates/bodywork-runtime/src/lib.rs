@@ -149,7 +149,8 @@ pub enum RuntimeError {
     Failed(String),
 }
 
-/// [`RuntimeError`] as it is written on the wire: the kind of a missing
+/// [`RuntimeError`] as it is written on the wire (serde cannot derive it
+/// for `&'static str` kinds): the kind of a missing
 /// object travels as text and comes back as one of the kinds runtimes name.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "error", rename_all = "snake_case")]
@@ -324,4 +325,35 @@ pub trait Runtime: Send + Sync {
 
     async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>>;
     async fn delete_service(&self, namespace: &str, name: &str) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_cross_the_socket_as_they_are() {
+        for e in [
+            RuntimeError::NotFound {
+                kind: "cron job",
+                name: "nightly".into(),
+                namespace: "ns".into(),
+            },
+            RuntimeError::Conflict("a run is going".into()),
+            RuntimeError::Cancelled,
+            RuntimeError::StageFailed {
+                stage: "train".into(),
+                reason: "exit code 1".into(),
+            },
+        ] {
+            let text = serde_json::to_string(&e).expect("serializes");
+            let back: RuntimeError = serde_json::from_str(&text).expect("deserializes");
+            assert_eq!(back, e, "{text}");
+            assert_eq!(back.to_string(), e.to_string());
+        }
+        // A kind this build does not know still reads, as an object.
+        let text = r#"{"error":"not_found","kind":"gizmo","name":"x","namespace":"ns"}"#;
+        let back: RuntimeError = serde_json::from_str(text).expect("deserializes");
+        assert_eq!(back.to_string(), "object x does not exist in namespace ns");
+    }
 }

@@ -33,26 +33,9 @@ string_enum! {
     }
 }
 
-/// A cron job to create: what the user asked for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NewCronJob {
-    /// The namespace it lives in (must exist).
-    pub namespace: String,
-    /// Its name, unique in the namespace.
-    pub name: String,
-    /// The cron expression, as the user gave it (already validated).
-    pub schedule: String,
-    /// The IANA time zone of the schedule; `None` is UTC.
-    pub timezone: Option<String>,
-    /// The repository URL or local directory of the project.
-    pub repo: String,
-    /// The branch, if any.
-    pub branch: Option<String>,
-    /// How many times a failed run is retried.
-    pub retries: u32,
-    /// How many workflow runs are kept in its history.
-    pub history_limit: u32,
-}
+/// A cron job to create: what the user asked for (the interface's record,
+/// stored as it is).
+pub use bodywork_runtime::CronJobSpec as NewCronJob;
 
 /// A cron job as stored: what was asked for, and what the store adds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

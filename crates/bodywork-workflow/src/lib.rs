@@ -14,11 +14,10 @@ mod prepare;
 use std::fmt;
 use std::path::PathBuf;
 
-use bodywork_config::Problem;
-use bodywork_plan::{PlanError, StagePlan, WorkflowPlan};
+use bodywork_plan::{StagePlan, WorkflowPlan};
 use bodywork_runtime::{CancellationToken, Level, Log, RunContext, Runtime, RuntimeError};
 pub use bodywork_source::Checkout;
-use bodywork_source::{FetchOptions, Source, SourceError};
+use bodywork_source::{FetchOptions, Source};
 use futures_util::future::join_all;
 pub use prepare::{PrepareError, PrepareRequest, Prepared, Preparing, invalid_message, prepare};
 
@@ -48,13 +47,9 @@ pub struct RunReport {
 /// Why a run did not succeed. Each variant renders as a few readable lines.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkflowError {
-    // Not `#[from]`: the message says the cause (see the `From` below).
-    #[error("could not fetch the project: {0}")]
-    Source(SourceError),
-    #[error("{}", invalid_message(.0))]
-    Invalid(Vec<Problem>),
+    /// The project could not be fetched, loaded or planned.
     #[error(transparent)]
-    Plan(#[from] PlanError),
+    Prepare(#[from] PrepareError),
     #[error("{}", missing_secrets_message(.0))]
     MissingSecrets(Vec<MissingSecret>),
     /// Refused before anything ran (e.g. another run of the project is going on).
@@ -68,17 +63,6 @@ pub enum WorkflowError {
     Runtime(RuntimeError),
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-impl From<PrepareError> for WorkflowError {
-    fn from(e: PrepareError) -> WorkflowError {
-        match e {
-            PrepareError::Source(e) => WorkflowError::Source(e),
-            PrepareError::Invalid(problems) => WorkflowError::Invalid(problems),
-            PrepareError::Plan(e) => WorkflowError::Plan(e),
-            PrepareError::Internal(why) => WorkflowError::Internal(why),
-        }
-    }
 }
 
 impl WorkflowError {
@@ -470,13 +454,5 @@ async fn run_on_failure(
             LOGGER,
             &format!("run_on_failure stage={} failed too: {e}", stage.stage),
         ),
-    }
-}
-
-// Not `#[from]`: the message already says the cause, and a `source()` would
-// have it printed twice.
-impl From<SourceError> for WorkflowError {
-    fn from(e: SourceError) -> WorkflowError {
-        WorkflowError::Source(e)
     }
 }

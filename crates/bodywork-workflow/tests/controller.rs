@@ -338,7 +338,7 @@ async fn invalid_project_reports_every_problem() {
     let fake = Fake::default();
     let (r, _) = run(&fake, &s, &NoHooks).await;
     match r {
-        Err(WorkflowError::Invalid(problems)) => {
+        Err(WorkflowError::Prepare(bodywork_workflow::PrepareError::Invalid(problems))) => {
             assert!(problems.iter().filter(|p| p.is_error()).count() >= 2)
         }
         other => panic!("{other:?}"),

@@ -5,7 +5,7 @@
 //! is nothing to print, and it says so.
 
 use bodywork_kube::host::{self, WorkflowOptions};
-use bodywork_kube::{Manifest, control::cronjob_request, manifests, to_yaml};
+use bodywork_kube::{Manifest, control::cron_image, manifests, to_yaml};
 use bodywork_runtime::CronJobSpec;
 
 use super::connect::block_on;
@@ -48,7 +48,7 @@ pub fn cronjob(global: &GlobalArgs, spec: &CronJobSpec) -> Outcome {
     if let Err(o) = kubernetes_only(global) {
         return o;
     }
-    print_manifests(&[manifests::cronjob_manifest(&cronjob_request(spec))])
+    print_manifests(&[manifests::cronjob_manifest(spec, cron_image().as_deref())])
 }
 
 pub fn workflow(global: &GlobalArgs, opts: WorkflowOptions) -> Outcome {

@@ -15,42 +15,20 @@ use super::{
     BRANCH_ANNOTATION, CONTROLLER_ACCOUNT, DEFAULT_IMAGE, Manifest, REPO_ANNOTATION, labels, meta,
 };
 
-/// A scheduled workflow, as `cronjob create` gives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CronJobRequest {
-    /// Namespace the workflow runs in.
-    pub namespace: String,
-    /// Name of the cron job.
-    pub name: String,
-    /// 5-field cron expression.
-    pub schedule: String,
-    /// IANA time zone, when not UTC.
-    pub timezone: Option<String>,
-    /// Git URL of the project.
-    pub repo: String,
-    /// Branch to deploy (default: the repository's default branch).
-    pub branch: Option<String>,
-    /// Retries of a failed run (the Job's `backoffLimit`).
-    pub retries: u32,
-    /// Finished runs to keep.
-    pub history_limit: u32,
-    /// `--image` given to the cron job, passed on to its workflows.
-    pub image: Option<String>,
-}
-
 /// Label naming the cron job a run belongs to.
 pub const CRONJOB_LABEL: &str = "bodywork.ml/cronjob";
 
 /// A CronJob running `bodywork workflow --namespace NS REPO [BRANCH]` in
-/// the cluster under the controller's service account.
-pub fn cronjob_manifest(req: &CronJobRequest) -> Manifest {
+/// the cluster under the controller's service account; `image` is the
+/// image its workflows run in (bodywork's own by default).
+pub fn cronjob_manifest(req: &bodywork_runtime::CronJobSpec, image: Option<&str>) -> Manifest {
     let mut args = vec![
         "workflow".to_string(),
         "--namespace".to_string(),
         req.namespace.clone(),
     ];
-    if let Some(image) = &req.image {
-        args.extend(["--image".to_string(), image.clone()]);
+    if let Some(image) = image {
+        args.extend(["--image".to_string(), image.to_string()]);
     }
     args.push(req.repo.clone());
     args.extend(req.branch.clone());
@@ -91,9 +69,7 @@ pub fn cronjob_manifest(req: &CronJobRequest) -> Manifest {
                             restart_policy: Some("Never".into()),
                             containers: vec![Container {
                                 name: "bodywork".into(),
-                                image: Some(
-                                    req.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.into()),
-                                ),
+                                image: Some(image.unwrap_or(DEFAULT_IMAGE).to_string()),
                                 image_pull_policy: Some("IfNotPresent".into()),
                                 command: Some(vec!["bodywork".into()]),
                                 args: Some(args),
@@ -163,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_manual_job_name_fits_a_label_value() {
-        let req = |name: &str| CronJobRequest {
+        let req = |name: &str| bodywork_runtime::CronJobSpec {
             namespace: "ns".into(),
             name: name.into(),
             schedule: "0 3 * * *".into(),
@@ -172,9 +148,8 @@ mod tests {
             branch: None,
             retries: 0,
             history_limit: 1,
-            image: None,
         };
-        let Manifest::CronJob(short) = cronjob_manifest(&req("nightly")) else {
+        let Manifest::CronJob(short) = cronjob_manifest(&req("nightly"), None) else {
             unreachable!()
         };
         let job = manual_job(&short, "1764108000").expect("a job");
@@ -183,7 +158,7 @@ mod tests {
             Some("nightly-manual-1764108000")
         );
         let long = "a".repeat(44) + "-" + &"b".repeat(7);
-        let Manifest::CronJob(long) = cronjob_manifest(&req(&long)) else {
+        let Manifest::CronJob(long) = cronjob_manifest(&req(&long), None) else {
             unreachable!()
         };
         let name = manual_job(&long, "1764108000")

@@ -18,7 +18,7 @@ mod namespace;
 mod secrets;
 mod workloads;
 
-pub use cronjobs::{CRONJOB_LABEL, CronJobRequest, cronjob_manifest, manual_job};
+pub use cronjobs::{CRONJOB_LABEL, cronjob_manifest, manual_job};
 pub use images::{DEFAULT_IMAGE, LEGACY_IMAGE, resolve_image};
 pub use namespace::{
     CONTROLLER_ACCOUNT, STAGES_ACCOUNT, controller_binding_name, namespace_manifests,

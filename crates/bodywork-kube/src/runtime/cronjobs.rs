@@ -6,20 +6,24 @@
 //! the CronJob manifest (`manifests` does).
 
 use bodywork_config::schedule::{Schedule, seconds_allowed};
-use bodywork_runtime::{CronJobSummary, CronRunSummary, Result, RuntimeError, display_time};
+use bodywork_runtime::{
+    CronJobSpec, CronJobSummary, CronRunSummary, Result, RuntimeError, display_time,
+};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::ResourceExt;
 use kube::api::{ListParams, PostParams};
 
 use super::{KubeRuntime, annotation, deleted, managed, shown_time};
 use crate::errors::Action;
-use crate::manifests::{self, CRONJOB_LABEL, CronJobRequest, REPO_ANNOTATION};
+use crate::manifests::{self, CRONJOB_LABEL, REPO_ANNOTATION};
 use crate::wait::{is_job_completed, job_failure};
 
 impl KubeRuntime {
-    /// Create or update a cron job.
-    pub async fn create_cronjob(&self, req: &CronJobRequest) -> Result<()> {
-        self.apply_manifest(&manifests::cronjob_manifest(req)).await
+    /// Create or update a cron job whose workflows run in `image`
+    /// (bodywork's own by default).
+    pub async fn apply_cronjob(&self, spec: &CronJobSpec, image: Option<&str>) -> Result<()> {
+        self.apply_manifest(&manifests::cronjob_manifest(spec, image))
+            .await
     }
 
     /// Delete a cron job (its runs go with it).

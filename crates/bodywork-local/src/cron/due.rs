@@ -96,15 +96,10 @@ pub fn due(
 #[cfg(test)]
 mod tests {
     use bodywork_state::NewCronJob;
-    use chrono::TimeZone;
+
+    use crate::cron::test_time as t;
 
     use super::*;
-
-    fn t(h: u32, m: u32, s: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 3, 2, h, m, s)
-            .single()
-            .expect("valid time")
-    }
 
     #[test]
     fn retries_back_off_like_a_jobs_pods() {

@@ -28,16 +28,7 @@ pub(crate) fn create(daemon: &Daemon, spec: CronJobSpec) -> Result<()> {
     if spec.history_limit == 0 {
         return Err(RuntimeError::failed("--history-limit must be at least 1"));
     }
-    let new = NewCronJob {
-        namespace: spec.namespace,
-        name: spec.name,
-        schedule: spec.schedule,
-        timezone: spec.timezone,
-        repo: spec.repo,
-        branch: spec.branch,
-        retries: spec.retries,
-        history_limit: spec.history_limit,
-    };
+    let new: NewCronJob = spec;
     let created = daemon.runtime.with_store(|s| {
         if !s.namespace_exists(&new.namespace)? {
             return Ok(false);
@@ -237,15 +228,9 @@ pub(crate) async fn stream_run_logs(
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
+    use crate::cron::test_time as t;
 
     use super::*;
-
-    fn t(h: u32, m: u32, s: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 3, 2, h, m, s)
-            .single()
-            .expect("valid time")
-    }
 
     #[test]
     fn history_rows_read_like_kubernetes_jobs() {

@@ -144,6 +144,15 @@ pub fn parse_job_run_name(text: &str) -> Option<(Option<&str>, i64)> {
     Some((job.filter(|j| !j.is_empty()), id))
 }
 
+/// 2 March 2026 at `h:m:s` UTC: the day the scheduler's tests happen on.
+#[cfg(test)]
+pub(crate) fn test_time(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    Utc.with_ymd_and_hms(2026, 3, 2, h, m, s)
+        .single()
+        .expect("valid time")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
