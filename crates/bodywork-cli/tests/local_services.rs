@@ -281,7 +281,8 @@ fn delete_namespace_stops_its_services_and_leaves_other_namespaces_alone() {
     for line in [
         "deleted service=svc-a in namespace=doomed",
         "deleted service=svc-b in namespace=doomed",
-        "deleted 0 secret(s), 1 cron job(s) and 1 workflow run(s) with their logs in namespace=doomed",
+        "deleted 0 secret(s) and 1 cron job(s) in namespace=doomed",
+        "deleted 1 workflow run(s) with their logs in namespace=doomed",
         "deleted namespace=doomed",
     ] {
         assert!(out.stdout.contains(line), "{out}");
