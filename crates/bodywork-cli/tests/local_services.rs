@@ -526,7 +526,7 @@ fn two_services_on_port_5000_and_a_batch_stage_reaching_both_by_name() {
     // Replica logs.
     let logs = home.ok(&["logs", "--namespace", ns, "svc-a"]);
     assert!(
-        logs.stdout.contains("---- pod logs for svcdemo--svc-a/0"),
+        logs.stdout.contains("---- pod logs for svcdemo--svc-a/1"),
         "{logs}"
     );
     assert!(
