@@ -626,8 +626,10 @@ fn delete_namespace_is_refused_while_a_run_is_going_and_then_removes_the_runs() 
     assert!(log.exists());
 
     home.ok(&["delete-namespace", "busy"]).expect_output(
-        "deleted 1 secret(s), 0 cron job(s) and 1 workflow run(s) with their logs in namespace=busy\n\
-         deleted namespace=busy",
+        "deleted 1 secret(s) and 0 cron job(s) in namespace=busy\n\
+         deleted 1 workflow run(s) with their logs in namespace=busy\n\
+         deleted namespace=busy\n\
+         deleted cluster-role-binding=bodywork-workflow-controller--busy\n",
     );
     assert!(!log.exists(), "the run's log is removed with it");
     assert!(home.runs_json("busy").is_empty());

@@ -281,7 +281,8 @@ fn delete_namespace_stops_its_services_and_leaves_other_namespaces_alone() {
     for line in [
         "deleted service=svc-a in namespace=doomed",
         "deleted service=svc-b in namespace=doomed",
-        "deleted 0 secret(s), 1 cron job(s) and 1 workflow run(s) with their logs in namespace=doomed",
+        "deleted 0 secret(s) and 1 cron job(s) in namespace=doomed",
+        "deleted 1 workflow run(s) with their logs in namespace=doomed",
         "deleted namespace=doomed",
     ] {
         assert!(out.stdout.contains(line), "{out}");
@@ -525,7 +526,7 @@ fn two_services_on_port_5000_and_a_batch_stage_reaching_both_by_name() {
     // Replica logs.
     let logs = home.ok(&["logs", "--namespace", ns, "svc-a"]);
     assert!(
-        logs.stdout.contains("---- pod logs for svcdemo--svc-a/0"),
+        logs.stdout.contains("---- pod logs for svcdemo--svc-a/1"),
         "{logs}"
     );
     assert!(

@@ -16,6 +16,10 @@ use bodywork_workflow::WorkflowError;
 use crate::KubeRuntime;
 use crate::host::{self, WorkflowOptions};
 
+/// Why `bodywork runs` has nothing to show on a cluster.
+pub const RUNS_ARE_LOCAL: &str = "workflow runs are recorded by the local runtime only; on a \
+     cluster, use `bodywork cronjob history` and `bodywork logs`";
+
 /// The image cron jobs' workflows run in: `BODYWORK_IMAGE` when set, else
 /// bodywork's own image of this version.
 pub fn cron_image() -> Option<String> {
@@ -77,11 +81,7 @@ impl ControlPlane for KubeRuntime {
     }
 
     async fn list_runs(&self, _namespace: &str) -> Result<Vec<RunSummary>> {
-        Err(RuntimeError::Unsupported(
-            "workflow runs are recorded by the local runtime only; on a cluster, use \
-             `bodywork cronjob history` and `bodywork logs`"
-                .into(),
-        ))
+        Err(RuntimeError::Unsupported(RUNS_ARE_LOCAL.into()))
     }
 
     async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {

@@ -176,6 +176,7 @@ async fn delete_namespace_waits_for_it_to_go_and_removes_the_cluster_binding() {
     assert_eq!(
         lines,
         [
+            "deleted 1 secret(s) and 0 cron job(s) in namespace=scoring-service",
             "deleted namespace=scoring-service",
             "deleted cluster-role-binding=bodywork-workflow-controller--scoring-service",
         ]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bodywork_plan::StagePlan;
 use bodywork_pyenv::EnvCache;
+use bodywork_runtime::namespace as words;
 use bodywork_runtime::{
     CancellationToken, Log, Result, RunContext, Runtime, RuntimeError, Secret, ServiceStatus,
 };
@@ -196,19 +197,7 @@ impl Runtime for LocalRuntime {
 
     async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>> {
         let created = self.with_store(|s| s.create_namespace(namespace))?;
-        let verb = if created {
-            "creating"
-        } else {
-            "found existing"
-        };
-        Ok(vec![
-            format!("{verb} namespace={namespace}"),
-            format!("{verb} service-account=bodywork-workflow-controller in namespace={namespace}"),
-            format!("{verb} cluster-role-binding=bodywork-workflow-controller--{namespace}"),
-            format!(
-                "{verb} service-account=bodywork-jobs-and-deployments in namespace={namespace}"
-            ),
-        ])
+        Ok(words::setup_lines(namespace, !created))
     }
 
     async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
@@ -233,16 +222,13 @@ impl Runtime for LocalRuntime {
         if let Some(run) = going {
             return Err(run_going(namespace, run.id));
         }
-        let mut lines = Vec::new();
+        let mut services = Vec::new();
         for svc in self.inner.services.list(namespace) {
             match self.inner.services.delete(namespace, &svc.name).await {
                 Ok(()) | Err(RuntimeError::NotFound { .. }) => {}
                 Err(e) => return Err(e),
             }
-            lines.push(format!(
-                "deleted service={} in namespace={namespace}",
-                svc.name
-            ));
+            services.push(svc.name);
         }
         let deleted = self
             .inner
@@ -256,13 +242,14 @@ impl Runtime for LocalRuntime {
             })?
             .ok_or_else(not_found)?;
         self.inner.home.remove_run_logs(&deleted.runs);
+        let mut lines =
+            words::deleted_contents(namespace, &services, deleted.secrets, deleted.cron_jobs);
+        // Workflow runs are recorded on this runtime only.
         lines.push(format!(
-            "deleted {} secret(s), {} cron job(s) and {} workflow run(s) with their logs in namespace={namespace}",
-            deleted.secrets,
-            deleted.cron_jobs,
+            "deleted {} workflow run(s) with their logs in namespace={namespace}",
             deleted.runs.len()
         ));
-        lines.push(format!("deleted namespace={namespace}"));
+        lines.extend(words::deleted_lines(namespace));
         Ok(lines)
     }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 mod control;
 mod logs;
+pub mod namespace;
 
 pub use control::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, RunOutcome, RunState, RunSummary,

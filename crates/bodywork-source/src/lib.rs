@@ -85,7 +85,9 @@ impl fmt::Display for Source {
 /// Fetch `source` at `branch` (default branch when `None`) into `dest`, a
 /// directory the caller names (created; must not exist or be empty).
 ///
-/// A git URL is shallow-cloned (`--depth 1`, one branch, no tags). A local
+/// A git URL is shallow-cloned (`--depth 1`, one branch, no tags; not
+/// shallow over plain loopback `http://`, which may be git's dumb protocol
+/// that cannot serve one). A local
 /// directory is copied as it is in the working tree, committed or not,
 /// without `.git`, `__pycache__`, `.venv`/`venv` and `node_modules`, and,
 /// in a git work tree, without the untracked files git ignores (a `.env`

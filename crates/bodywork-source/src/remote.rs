@@ -1,4 +1,5 @@
-//! Fetching a git URL: a shallow clone of one branch, then its commit.
+//! Fetching a git URL: a shallow clone of one branch (full over plain
+//! loopback http), then its commit.
 //!
 //! Owns: the `git clone` invocation (arguments, allowed protocols, the SSH
 //! command built from a key file) and reading the commit and branch of the
@@ -40,14 +41,13 @@ pub(crate) fn fetch(
     if let Some(ssh_command) = &ssh_command {
         cmd.env("GIT_SSH_COMMAND", ssh_command);
     }
-    cmd.args([
-        "clone",
-        "--depth",
-        "1",
-        "--single-branch",
-        "--no-tags",
-        "--quiet",
-    ]);
+    cmd.args(["clone", "--single-branch", "--no-tags", "--quiet"]);
+    // Shallow, except over plain http: that is loopback only, often a bare
+    // repository behind a static file server (git's "dumb" protocol), which
+    // cannot serve a shallow clone; on loopback a full clone costs little.
+    if transport != Transport::Http {
+        cmd.args(["--depth", "1"]);
+    }
     if let Some(branch) = branch {
         cmd.args(["--branch", branch]);
     }

@@ -36,6 +36,11 @@ pub fn run(cli: Cli) -> Outcome {
             );
             Outcome::Usage
         }
+        // Refused before connecting: no cluster could answer it.
+        Command::Runs(_) if global.runtime == RuntimeKind::Kubernetes => {
+            output::report_message(bodywork_kube::control::RUNS_ARE_LOCAL);
+            Outcome::Usage
+        }
         Command::Env(cmd) => env::run(&global, &cmd),
         Command::Daemon(args) => daemon::run(&global, &args),
         Command::SetupNamespace(args) => namespace::setup(&global, &args),

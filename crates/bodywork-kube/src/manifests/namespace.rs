@@ -2,18 +2,18 @@
 //! ServiceAccount, its ClusterRole and ClusterRoleBinding, and the
 //! ServiceAccount stage containers run under (with no API permissions).
 //!
-//! Owns: the accounts' names and the controller's permissions. Must not:
-//! grant stage containers any access to the API.
+//! Owns: the controller's permissions (the accounts' names come from
+//! `bodywork_runtime::namespace`, which words `setup-namespace` for both
+//! runtimes). Must not: grant stage containers any access to the API.
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
 
 use super::{Manifest, labels, meta};
 
-/// Runs the workflow controller (in-cluster cron jobs) and may manage the namespace.
-pub const CONTROLLER_ACCOUNT: &str = "bodywork-workflow-controller";
-/// Runs stage containers; it has no API permissions at all.
-pub const STAGES_ACCOUNT: &str = "bodywork-jobs-and-deployments";
+pub use bodywork_runtime::namespace::{
+    CONTROLLER_ACCOUNT, STAGES_ACCOUNT, controller_binding_name,
+};
 
 /// What `setup-namespace` applies, in order: Namespace, the controller's
 /// ServiceAccount, its ClusterRole and ClusterRoleBinding, and the
@@ -51,11 +51,6 @@ pub fn namespace_manifests(namespace: &str) -> Vec<Manifest> {
             ..ServiceAccount::default()
         }),
     ]
-}
-
-/// `bodywork-workflow-controller--NS`.
-pub fn controller_binding_name(namespace: &str) -> String {
-    format!("{CONTROLLER_ACCOUNT}--{namespace}")
 }
 
 /// What the in-cluster workflow controller may do: exactly what

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bodywork_plan::StagePlan;
+use bodywork_runtime::namespace as words;
 use bodywork_runtime::{
     CancellationToken, Level, Log, Result, RunContext, Runtime, RuntimeError, Secret, ServiceStatus,
 };
@@ -290,24 +291,7 @@ impl Runtime for KubeRuntime {
         let existed = self.namespace_exists(namespace).await?;
         self.apply_manifests(&manifests::namespace_manifests(namespace))
             .await?;
-        let verb = if existed {
-            "found existing"
-        } else {
-            "creating"
-        };
-        let binding = manifests::controller_binding_name(namespace);
-        Ok(vec![
-            format!("{verb} namespace={namespace}"),
-            format!(
-                "{verb} service-account={} in namespace={namespace}",
-                manifests::CONTROLLER_ACCOUNT
-            ),
-            format!("{verb} cluster-role-binding={binding}"),
-            format!(
-                "{verb} service-account={} in namespace={namespace}",
-                manifests::STAGES_ACCOUNT
-            ),
-        ])
+        Ok(words::setup_lines(namespace, existed))
     }
 
     async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
@@ -325,32 +309,45 @@ impl Runtime for KubeRuntime {
             .get_opt(namespace)
             .await
             .map_err(|e| self.err(&e, get))?;
+        let [deleted_ns, deleted_binding] = words::deleted_lines(namespace);
         let mut lines = Vec::new();
         if let Some(ns) = &existing {
+            // What it holds, said as the local runtime says it.
+            let services: Vec<String> = self
+                .list_services(namespace)
+                .await?
+                .into_iter()
+                .map(|s| s.name)
+                .collect();
+            let secrets = self.list_secrets(namespace).await?.len();
+            let cron_jobs = self.list_cronjobs(namespace).await?.len();
             let del = Action::cluster("delete", "Namespace", namespace);
             self.delete_opt(&namespaces, namespace, del).await?;
             // Kubernetes deletes what the namespace holds, then the namespace;
             // wait for it as `kubectl delete namespace` does, for a while.
             let uid = ns.uid().unwrap_or_default();
             let gone = await_condition(namespaces.clone(), namespace, conditions::is_deleted(&uid));
-            lines.push(
-                match tokio::time::timeout(NAMESPACE_DELETE_WAIT, gone).await {
-                    Ok(Ok(_)) => format!("deleted namespace={namespace}"),
-                    Ok(Err(e)) => return Err(map_wait_error(&e, del, &self.cluster)),
-                    Err(_) => format!(
-                        "deleting namespace={namespace}: still terminating after {} s; Kubernetes \
+            match tokio::time::timeout(NAMESPACE_DELETE_WAIT, gone).await {
+                Ok(Ok(_)) => {
+                    lines.extend(words::deleted_contents(
+                        namespace, &services, secrets, cron_jobs,
+                    ));
+                    lines.push(deleted_ns);
+                }
+                Ok(Err(e)) => return Err(map_wait_error(&e, del, &self.cluster)),
+                Err(_) => lines.push(format!(
+                    "deleting namespace={namespace}: still terminating after {} s; Kubernetes \
                      finishes it in the background",
-                        NAMESPACE_DELETE_WAIT.as_secs()
-                    ),
-                },
-            );
+                    NAMESPACE_DELETE_WAIT.as_secs()
+                )),
+            }
         }
         // The binding is cluster-scoped: deleting the namespace leaves it.
         let binding = manifests::controller_binding_name(namespace);
         let del = Action::cluster("delete", "ClusterRoleBinding", &binding);
         let bindings = Api::<ClusterRoleBinding>::all(self.client.clone());
         if self.delete_opt(&bindings, &binding, del).await? {
-            lines.push(format!("deleted cluster-role-binding={binding}"));
+            lines.push(deleted_binding);
         }
         if lines.is_empty() {
             return Err(RuntimeError::NotFound {

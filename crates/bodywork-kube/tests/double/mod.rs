@@ -43,8 +43,11 @@ const POD_RUNNING: &str = include_str!("recorded/pod-status-running.json");
 pub struct Script {
     /// Jobs (by name) that fail every attempt; others succeed.
     pub failing_jobs: HashSet<String>,
-    /// Lines each attempt of a Job prints.
+    /// Lines each attempt of a Job prints, each followed by ` (attempt N)`.
     pub job_logs: HashMap<String, Vec<String>>,
+    /// Print `job_logs` as they are, without ` (attempt N)`: what a real
+    /// stage printing those lines would show.
+    pub verbatim_job_logs: bool,
     /// Deployments whose pod template has this commit label stall
     /// (Kubernetes reports ProgressDeadlineExceeded).
     pub stalling_commits: HashSet<String>,
@@ -301,7 +304,8 @@ impl ApiServer {
         }
     }
 
-    async fn handle(&self, req: Request<Body>) -> Response<Body> {
+    /// Answer one request (also what a test serving the double over HTTP calls).
+    pub async fn handle(&self, req: Request<Body>) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().to_string();
         let q = query(&parts.uri);
@@ -471,11 +475,12 @@ impl ApiServer {
     }
 
     async fn run_job(&self, collection: &str, name: &str, job: &Value) {
-        let (fails, lines) = {
+        let (fails, lines, verbatim) = {
             let st = self.state.lock().unwrap();
             (
                 st.script.failing_jobs.contains(name),
                 st.script.job_logs.get(name).cloned().unwrap_or_default(),
+                st.script.verbatim_job_logs,
             )
         };
         let attempts = if fails {
@@ -490,7 +495,13 @@ impl ApiServer {
             let labels = json!({"job-name": name, "batch.kubernetes.io/job-name": name});
             let log: Vec<String> = lines
                 .iter()
-                .map(|l| format!("{l} (attempt {})", attempt + 1))
+                .map(|l| {
+                    if verbatim {
+                        l.clone()
+                    } else {
+                        format!("{l} (attempt {})", attempt + 1)
+                    }
+                })
                 .collect();
             self.put(&pods, Self::pod(&pod_name, labels.clone(), &log, "Running"));
             tokio::time::sleep(Duration::from_millis(30)).await;

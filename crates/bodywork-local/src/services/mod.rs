@@ -44,6 +44,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// The log header of a replica, `PROJECT--STAGE/N`: numbered from 1, as
+/// the Kubernetes runtime numbers pods (`index` counts from 0).
+fn replica_source(resource_name: &str, index: u32) -> String {
+    format!("{resource_name}/{}", index + 1)
+}
+
 /// What is stored with a deployment, enough to start its replicas again
 /// after a daemon restart.
 #[derive(Debug, Clone, Serialize, Deserialize)]

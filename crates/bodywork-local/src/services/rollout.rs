@@ -150,7 +150,7 @@ impl ServiceManager {
         for spec in specs {
             tokio::spawn(tail_log(
                 spec.log_path.clone(),
-                stage.resource_name.clone(),
+                super::replica_source(&stage.resource_name, spec.index),
                 log.clone(),
                 tail_stop.clone(),
             ));

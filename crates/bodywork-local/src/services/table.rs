@@ -137,7 +137,7 @@ impl ServiceManager {
                 .iter()
                 .map(|r| {
                     (
-                        format!("{resource}/{}", r.spec.index),
+                        super::replica_source(&resource, r.spec.index),
                         r.spec.log_path.clone(),
                     )
                 })
