@@ -1,15 +1,14 @@
 //! The Kubernetes runtime's [`ControlPlane`]: what every command asks of a
-//! cluster, answered with the same records the local runtime gives.
+//! cluster beyond [`Resources`] (implemented with the controller's side, in
+//! `runtime/`), answered with the same records the local runtime gives.
 //!
 //! Must not: word anything for the user (the CLI does, the same for both
 //! runtimes) or validate input (the CLI has, before calling).
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use bodywork_runtime::{
-    CancellationToken, ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, Result,
-    RunOutcome, RunSummary, Runtime, RuntimeError, Secret, ServiceStatus, WorkflowSubmission,
+    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, Resources, Result, RunOutcome,
+    RunSummary, RuntimeError, WorkflowRun,
 };
 use bodywork_workflow::WorkflowError;
 
@@ -30,50 +29,16 @@ pub fn cron_image() -> Option<String> {
 
 #[async_trait]
 impl ControlPlane for KubeRuntime {
-    fn runtime(&self) -> &'static str {
-        "kubernetes"
-    }
-
-    async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>> {
-        Runtime::setup_namespace(self, namespace).await
-    }
-
-    async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
-        Runtime::delete_namespace(self, namespace).await
-    }
-
-    async fn create_secret(
-        &self,
-        namespace: &str,
-        name: &str,
-        data: BTreeMap<String, String>,
-    ) -> Result<()> {
-        Runtime::create_secret(self, namespace, name, data).await
-    }
-
-    async fn delete_secret(&self, namespace: &str, name: &str) -> Result<()> {
-        Runtime::delete_secret(self, namespace, name).await
-    }
-
-    async fn list_secrets(&self, namespace: &str) -> Result<Vec<Secret>> {
-        Runtime::list_secrets(self, namespace).await
-    }
-
-    async fn run_workflow(
-        &self,
-        submission: &WorkflowSubmission,
-        log: &Log,
-        cancel: &CancellationToken,
-    ) -> Result<RunOutcome> {
+    async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunOutcome> {
         let opts = WorkflowOptions {
-            repo: submission.repo.clone(),
-            branch: submission.branch.clone(),
-            namespace: submission.namespace.clone(),
-            ssh_key: submission.ssh_key.clone(),
+            repo: run.submission.repo.clone(),
+            branch: run.submission.branch.clone(),
+            namespace: run.submission.namespace.clone(),
+            ssh_key: run.submission.ssh_key.clone(),
             image: None,
         };
         // The controller has logged why a run failed, as an ERROR line.
-        Ok(match host::run(self, &opts, log, cancel).await {
+        Ok(match host::run(self, &opts, run.log, run.cancel).await {
             Ok(_) => RunOutcome::Succeeded,
             Err(WorkflowError::Cancelled) => RunOutcome::Cancelled,
             Err(_) => RunOutcome::Failed,
@@ -84,16 +49,8 @@ impl ControlPlane for KubeRuntime {
         Err(RuntimeError::Unsupported(RUNS_ARE_LOCAL.into()))
     }
 
-    async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {
-        Runtime::list_services(self, namespace).await
-    }
-
-    async fn delete_service(&self, namespace: &str, name: &str) -> Result<()> {
-        Runtime::delete_service(self, namespace, name).await
-    }
-
     async fn create_cronjob(&self, spec: &CronJobSpec) -> Result<()> {
-        if !Runtime::namespace_exists(self, &spec.namespace).await? {
+        if !self.namespace_exists(&spec.namespace).await? {
             return Err(RuntimeError::NotFound {
                 kind: "namespace",
                 name: spec.namespace.clone(),

@@ -20,7 +20,8 @@ use bodywork_kube::KubeRuntime;
 use bodywork_kube::host::{self, WorkflowOptions};
 use bodywork_plan::{StagePlanKind, WorkflowPlan};
 use bodywork_runtime::{
-    CancellationToken, Level, Log, LogEvent, LogRenderer, LogSink, RunContext, Runtime,
+    CancellationToken, Level, Log, LogEvent, LogRenderer, LogSink, Resources, RunContext, Runtime,
+    StageRun,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
@@ -184,12 +185,12 @@ async fn seed_tutorial_serve_redeploy_rollback_delete() {
     // A rolling redeploy: a new commit label changes the pod template.
     let plan = planned(&ns, &repo).await;
     let stage = plan.stages().find(|s| s.is_service()).unwrap().clone();
-    rt.deploy_service(
-        &ctx(&plan, "e2e-redeploy"),
-        &stage,
-        &log,
-        &CancellationToken::new(),
-    )
+    rt.deploy_service(StageRun {
+        ctx: &ctx(&plan, "e2e-redeploy"),
+        stage: &stage,
+        log: &log,
+        cancel: &CancellationToken::new(),
+    })
     .await
     .expect("rolling redeploy");
     assert!(score(&client, &ns).await.contains("species_prediction"));
@@ -207,12 +208,12 @@ async fn seed_tutorial_serve_redeploy_rollback_delete() {
         *max_startup_time_seconds = 45;
     }
     let err = rt
-        .deploy_service(
-            &ctx(&plan, "e2e-broken"),
-            &broken,
-            &log,
-            &CancellationToken::new(),
-        )
+        .deploy_service(StageRun {
+            ctx: &ctx(&plan, "e2e-broken"),
+            stage: &broken,
+            log: &log,
+            cancel: &CancellationToken::new(),
+        })
         .await
         .unwrap_err();
     assert!(err.to_string().contains("rolled back"), "{err}");

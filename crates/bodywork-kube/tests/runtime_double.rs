@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use bodywork_kube::KubeRuntime;
 use bodywork_plan::{EnvValue, EnvVar, StagePlan, StagePlanKind};
 use bodywork_runtime::{
-    CancellationToken, Level, Log, LogEvent, LogRenderer, LogSink, RunContext, Runtime,
-    RuntimeError,
+    CancellationToken, Level, Log, LogEvent, LogRenderer, LogSink, Resources, RunContext, Runtime,
+    RuntimeError, StageRun,
 };
 use double::{ApiServer, Script};
 
@@ -219,11 +219,13 @@ async fn batch_stage_streams_logs_then_deletes_the_job() {
         .insert("proj--train".into(), vec!["training".into(), "done".into()]);
     let (server, rt, capture, log) = setup(script);
     rt.run_batch(
-        &ctx("c1"),
-        &batch("train", 1),
+        StageRun {
+            ctx: &ctx("c1"),
+            stage: &batch("train", 1),
+            log: &log,
+            cancel: &CancellationToken::new(),
+        },
         &[],
-        &log,
-        &CancellationToken::new(),
     )
     .await
     .unwrap();
@@ -260,11 +262,13 @@ async fn failed_batch_stage_reports_the_reason_and_every_attempt() {
     let (server, rt, capture, log) = setup(script);
     let err = rt
         .run_batch(
-            &ctx("c1"),
-            &batch("train", 1),
+            StageRun {
+                ctx: &ctx("c1"),
+                stage: &batch("train", 1),
+                log: &log,
+                cancel: &CancellationToken::new(),
+            },
             &[("EXCEPTION_MESSAGE".into(), "x".into())],
-            &log,
-            &CancellationToken::new(),
         )
         .await
         .unwrap_err();
@@ -290,11 +294,13 @@ async fn a_job_left_from_an_interrupted_run_is_replaced() {
                            "metadata": {"name": "proj--train", "namespace": NS}, "spec": {"template": {}}}),
     );
     rt.run_batch(
-        &ctx("c1"),
-        &batch("train", 0),
+        StageRun {
+            ctx: &ctx("c1"),
+            stage: &batch("train", 0),
+            log: &log,
+            cancel: &CancellationToken::new(),
+        },
         &[],
-        &log,
-        &CancellationToken::new(),
     )
     .await
     .unwrap();
@@ -317,12 +323,12 @@ async fn service_rolls_out_and_is_listed() {
         ..Script::default()
     };
     let (server, rt, capture, log) = setup(script);
-    rt.deploy_service(
-        &ctx("c1"),
-        &service("serve", 5),
-        &log,
-        &CancellationToken::new(),
-    )
+    rt.deploy_service(StageRun {
+        ctx: &ctx("c1"),
+        stage: &service("serve", 5),
+        log: &log,
+        cancel: &CancellationToken::new(),
+    })
     .await
     .unwrap();
     assert!(server.get(DEPLOYMENTS, "proj--serve").is_some());
@@ -346,12 +352,12 @@ async fn service_rolls_out_and_is_listed() {
     assert_eq!(s.url, "http://proj--serve.ml.svc.cluster.local:5000");
 
     // A rolling redeploy of a new commit.
-    rt.deploy_service(
-        &ctx("c2"),
-        &service("serve", 5),
-        &log,
-        &CancellationToken::new(),
-    )
+    rt.deploy_service(StageRun {
+        ctx: &ctx("c2"),
+        stage: &service("serve", 5),
+        log: &log,
+        cancel: &CancellationToken::new(),
+    })
     .await
     .unwrap();
     let d = server.get(DEPLOYMENTS, "proj--serve").unwrap();
@@ -376,21 +382,21 @@ async fn a_stalled_rollout_is_rolled_back_to_the_previous_template() {
     let mut script = Script::default();
     script.stalling_commits.insert("bad".into());
     let (server, rt, capture, log) = setup(script);
-    rt.deploy_service(
-        &ctx("good"),
-        &service("serve", 5),
-        &log,
-        &CancellationToken::new(),
-    )
+    rt.deploy_service(StageRun {
+        ctx: &ctx("good"),
+        stage: &service("serve", 5),
+        log: &log,
+        cancel: &CancellationToken::new(),
+    })
     .await
     .unwrap();
     let err = rt
-        .deploy_service(
-            &ctx("bad"),
-            &service("serve", 5),
-            &log,
-            &CancellationToken::new(),
-        )
+        .deploy_service(StageRun {
+            ctx: &ctx("bad"),
+            stage: &service("serve", 5),
+            log: &log,
+            cancel: &CancellationToken::new(),
+        })
         .await
         .unwrap_err();
     let RuntimeError::StageFailed { reason, .. } = err else {
@@ -432,9 +438,14 @@ async fn a_rollback_puts_back_the_service_port_ingress_and_annotations() {
     let (server, rt, _, log) = setup(script);
     let ingresses = "/apis/networking.k8s.io/v1/namespaces/ml/ingresses";
     let go = CancellationToken::new();
-    rt.deploy_service(&ctx("good"), &service_on(5000, true), &log, &go)
-        .await
-        .unwrap();
+    rt.deploy_service(StageRun {
+        ctx: &ctx("good"),
+        stage: &service_on(5000, true),
+        log: &log,
+        cancel: &go,
+    })
+    .await
+    .unwrap();
     let svc = server.get(SERVICES, "proj--serve").unwrap();
     // The Service and Ingress name the pods' port: a new PORT needs no change there.
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
@@ -447,9 +458,14 @@ async fn a_rollback_puts_back_the_service_port_ingress_and_annotations() {
     // A new version on another port, from another branch, without ingress, never ready.
     let mut bad = ctx("bad");
     bad.branch = Some("feature".into());
-    rt.deploy_service(&bad, &service_on(6000, false), &log, &go)
-        .await
-        .unwrap_err();
+    rt.deploy_service(StageRun {
+        ctx: &bad,
+        stage: &service_on(6000, false),
+        log: &log,
+        cancel: &go,
+    })
+    .await
+    .unwrap_err();
     let d = server.get(DEPLOYMENTS, "proj--serve").unwrap();
     assert_eq!(d["metadata"]["labels"]["bodywork.ml/commit"], "good");
     assert_eq!(d["metadata"]["annotations"]["bodywork.ml/branch"], "master");
@@ -468,16 +484,26 @@ async fn a_rollback_puts_back_the_service_port_ingress_and_annotations() {
     // The other way round: a failed version that adds an Ingress leaves none.
     // Right after the rollback: the stalled condition of the rolled-back
     // version must not fail this rollout.
-    rt.deploy_service(&ctx("good"), &service_on(5000, false), &log, &go)
-        .await
-        .unwrap();
+    rt.deploy_service(StageRun {
+        ctx: &ctx("good"),
+        stage: &service_on(5000, false),
+        log: &log,
+        cancel: &go,
+    })
+    .await
+    .unwrap();
     assert!(
         server.get(ingresses, "proj--serve").is_none(),
         "dropped once it served"
     );
-    rt.deploy_service(&ctx("bad"), &service_on(5000, true), &log, &go)
-        .await
-        .unwrap_err();
+    rt.deploy_service(StageRun {
+        ctx: &ctx("bad"),
+        stage: &service_on(5000, true),
+        log: &log,
+        cancel: &go,
+    })
+    .await
+    .unwrap_err();
     assert!(server.get(ingresses, "proj--serve").is_none());
     let d = server.get(DEPLOYMENTS, "proj--serve").unwrap();
     assert!(
@@ -493,12 +519,12 @@ async fn a_first_deploy_that_never_gets_ready_is_removed_after_its_deadline() {
     let (server, rt, _, log) = setup(script);
     let started = std::time::Instant::now();
     let err = rt
-        .deploy_service(
-            &ctx("slow"),
-            &service("serve", 1),
-            &log,
-            &CancellationToken::new(),
-        )
+        .deploy_service(StageRun {
+            ctx: &ctx("slow"),
+            stage: &service("serve", 1),
+            log: &log,
+            cancel: &CancellationToken::new(),
+        })
         .await
         .unwrap_err();
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
@@ -616,11 +642,13 @@ async fn rbac_refusal_is_one_line_naming_the_resource() {
     let (_, rt, _, log) = setup(script);
     let err = rt
         .run_batch(
-            &ctx("c1"),
-            &batch("train", 0),
+            StageRun {
+                ctx: &ctx("c1"),
+                stage: &batch("train", 0),
+                log: &log,
+                cancel: &CancellationToken::new(),
+            },
             &[],
-            &log,
-            &CancellationToken::new(),
         )
         .await
         .unwrap_err()
@@ -678,12 +706,12 @@ async fn logs_of_a_service_come_under_replica_headers() {
         ..Script::default()
     };
     let (_, rt, _, log) = setup(script);
-    rt.deploy_service(
-        &ctx("c1"),
-        &service("serve", 5),
-        &log,
-        &CancellationToken::new(),
-    )
+    rt.deploy_service(StageRun {
+        ctx: &ctx("c1"),
+        stage: &service("serve", 5),
+        log: &log,
+        cancel: &CancellationToken::new(),
+    })
     .await
     .unwrap();
     let capture = Arc::new(Capture::default());

@@ -41,6 +41,9 @@ pub enum Request {
     SetupNamespace {
         namespace: String,
     },
+    NamespaceExists {
+        namespace: String,
+    },
     /// `delete-namespace`: the namespace and everything in it.
     DeleteNamespace {
         namespace: String,
@@ -125,6 +128,9 @@ pub enum Response {
     /// Lines to print as they are (e.g. setup-namespace's `creating ...`).
     Lines {
         lines: Vec<String>,
+    },
+    Exists {
+        exists: bool,
     },
     /// The name of what was started (`cronjob trigger`).
     Started {

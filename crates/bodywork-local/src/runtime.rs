@@ -8,7 +8,6 @@
 //! attempts or describe exits itself (`bodywork-stage` does, for
 //! `bodywork stage` too).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -17,7 +16,8 @@ use bodywork_plan::StagePlan;
 use bodywork_pyenv::EnvCache;
 use bodywork_runtime::namespace as words;
 use bodywork_runtime::{
-    CancellationToken, Log, Result, RunContext, Runtime, RuntimeError, Secret, ServiceStatus,
+    Log, Resources, Result, RunContext, Runtime, RuntimeError, Secret, SecretData, ServiceStatus,
+    StageRun,
 };
 use bodywork_stage::{
     Attach, AttemptHook, Batch, BatchError, Outcome, ProcessId, PythonError, StageCommand, env,
@@ -190,7 +190,7 @@ impl LocalRuntime {
 }
 
 #[async_trait]
-impl Runtime for LocalRuntime {
+impl Resources for LocalRuntime {
     fn name(&self) -> &'static str {
         "local"
     }
@@ -253,12 +253,7 @@ impl Runtime for LocalRuntime {
         Ok(lines)
     }
 
-    async fn create_secret(
-        &self,
-        namespace: &str,
-        name: &str,
-        data: BTreeMap<String, String>,
-    ) -> Result<()> {
+    async fn create_secret(&self, namespace: &str, name: &str, data: SecretData) -> Result<()> {
         if !self.namespace_exists(namespace).await? {
             return Err(RuntimeError::NotFound {
                 kind: "namespace",
@@ -295,14 +290,19 @@ impl Runtime for LocalRuntime {
             .collect())
     }
 
-    async fn run_batch(
-        &self,
-        ctx: &RunContext,
-        stage: &StagePlan,
-        extra_env: &[(String, String)],
-        log: &Log,
-        cancel: &CancellationToken,
-    ) -> Result<()> {
+    async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {
+        Ok(self.inner.services.list(namespace))
+    }
+
+    async fn delete_service(&self, namespace: &str, name: &str) -> Result<()> {
+        self.inner.services.delete(namespace, name).await
+    }
+}
+
+#[async_trait]
+impl Runtime for LocalRuntime {
+    async fn run_batch(&self, run: StageRun<'_>, extra_env: &[(String, String)]) -> Result<()> {
+        let (ctx, stage, log, cancel) = run.parts();
         let Some(batch) = Batch::of(stage) else {
             return Err(RuntimeError::failed(format!(
                 "stage {} is not a batch stage",
@@ -352,13 +352,8 @@ impl Runtime for LocalRuntime {
         }
     }
 
-    async fn deploy_service(
-        &self,
-        ctx: &RunContext,
-        stage: &StagePlan,
-        log: &Log,
-        cancel: &CancellationToken,
-    ) -> Result<()> {
+    async fn deploy_service(&self, run: StageRun<'_>) -> Result<()> {
+        let (ctx, stage, log, cancel) = run.parts();
         let command = self.prepare(ctx, stage, &[], log).await?;
         let rollout = Rollout {
             ctx,
@@ -366,14 +361,6 @@ impl Runtime for LocalRuntime {
             command,
         };
         self.inner.services.deploy(rollout, log, cancel).await
-    }
-
-    async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {
-        Ok(self.inner.services.list(namespace))
-    }
-
-    async fn delete_service(&self, namespace: &str, name: &str) -> Result<()> {
-        self.inner.services.delete(namespace, name).await
     }
 }
 

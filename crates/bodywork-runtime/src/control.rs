@@ -10,13 +10,12 @@
 //! runtimes), validate what the user typed (the CLI does that once, before
 //! either runtime is called), or know which runtime answers.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{CancellationToken, Log, Result, Secret, ServiceStatus};
+use crate::{CancellationToken, Log, Resources, Result};
 
 /// A workflow run to start: `bodywork workflow [--namespace NS] REPO [BRANCH]`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +27,15 @@ pub struct WorkflowSubmission {
     pub namespace: Option<String>,
     /// `--ssh KEY_FILE`, absolute.
     pub ssh_key: Option<PathBuf>,
+}
+
+/// A workflow run to follow attached: what to run, where every log event
+/// goes as it happens, and what cancels it.
+#[derive(Clone, Copy)]
+pub struct WorkflowRun<'a> {
+    pub submission: &'a WorkflowSubmission,
+    pub log: &'a Log,
+    pub cancel: &'a CancellationToken,
 }
 
 /// How a workflow run ended.
@@ -173,45 +181,19 @@ pub fn display_rfc3339(text: &str) -> String {
         .unwrap_or_else(|_| text.to_string())
 }
 
-/// Everything a command asks of a runtime. Implemented by the Kubernetes
+/// Everything a command asks of a runtime: [`Resources`] (namespaces,
+/// secrets, services) and the rest below. Implemented by the Kubernetes
 /// runtime and by the local runtime's daemon client; each CLI command is
 /// written once against it.
 #[async_trait]
-pub trait ControlPlane: Send + Sync {
-    /// `local` or `kubernetes`.
-    fn runtime(&self) -> &'static str;
-
-    /// Create or prepare a namespace; one line per object, in the seed's
-    /// words (`creating namespace=NS`, ...).
-    async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>>;
-    /// Delete a namespace and everything in it; one line per thing deleted.
-    async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>>;
-
-    async fn create_secret(
-        &self,
-        namespace: &str,
-        name: &str,
-        data: BTreeMap<String, String>,
-    ) -> Result<()>;
-    async fn delete_secret(&self, namespace: &str, name: &str) -> Result<()>;
-    /// Secrets with their values (the CLI masks them).
-    async fn list_secrets(&self, namespace: &str) -> Result<Vec<Secret>>;
-
-    /// Run a workflow attached: every log event goes to `log` as it happens;
-    /// `cancel` stops the run. `Err` only when the run could not be asked
+pub trait ControlPlane: Resources {
+    /// Run a workflow attached: every log event goes to `run.log` as it
+    /// happens; `run.cancel` stops the run. `Err` only when the run could not be asked
     /// for at all; a run that failed is `Ok(RunOutcome::Failed)` (the log
     /// says why).
-    async fn run_workflow(
-        &self,
-        submission: &WorkflowSubmission,
-        log: &Log,
-        cancel: &CancellationToken,
-    ) -> Result<RunOutcome>;
+    async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunOutcome>;
     /// Workflow runs of a namespace, newest first.
     async fn list_runs(&self, namespace: &str) -> Result<Vec<RunSummary>>;
-
-    async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>>;
-    async fn delete_service(&self, namespace: &str, name: &str) -> Result<()>;
 
     async fn create_cronjob(&self, spec: &CronJobSpec) -> Result<()>;
     async fn delete_cronjob(&self, namespace: &str, name: &str) -> Result<()>;

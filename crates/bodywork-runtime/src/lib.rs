@@ -16,7 +16,7 @@ pub mod namespace;
 
 pub use control::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, RunOutcome, RunState, RunSummary,
-    WorkflowSubmission, display_rfc3339, display_time,
+    WorkflowRun, WorkflowSubmission, display_rfc3339, display_time,
 };
 pub use logs::{LogEvent, LogRenderer, format_log_line, stage_header, timestamp_now};
 
@@ -88,12 +88,15 @@ pub struct RunContext {
     pub docker_image: String,
 }
 
+/// What a secret holds: keys (environment variable names) to values.
+pub type SecretData = BTreeMap<String, String>;
+
 /// A secret: named, in a namespace, a map of keys to values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Secret {
     pub namespace: String,
     pub name: String,
-    pub data: BTreeMap<String, String>,
+    pub data: SecretData,
     /// When it was created, as tables show times ([`display_time`]).
     pub created: String,
 }
@@ -272,12 +275,16 @@ impl RuntimeError {
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 
-/// Everything the workflow controller and the CLI ask of a runtime.
+/// What both a command and the workflow controller ask of a runtime:
+/// namespaces, secrets and services. [`ControlPlane`] (the commands) and
+/// [`Runtime`] (the controller) both build on it, so each runtime implements
+/// these once.
 ///
-/// Implementations: the local runtime (`bodywork-local`) and the Kubernetes
-/// runtime (`bodywork-kube`). Every method is idempotent where the verb allows.
+/// Implementations: the local runtime (`bodywork-local`, in its daemon and,
+/// forwarding to it, in its client) and the Kubernetes runtime
+/// (`bodywork-kube`). Every method is idempotent where the verb allows.
 #[async_trait]
-pub trait Runtime: Send + Sync {
+pub trait Resources: Send + Sync {
     /// `local` or `kubernetes`.
     fn name(&self) -> &'static str;
 
@@ -292,40 +299,51 @@ pub trait Runtime: Send + Sync {
     /// in it (local runtime).
     async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>>;
 
-    async fn create_secret(
-        &self,
-        namespace: &str,
-        name: &str,
-        data: BTreeMap<String, String>,
-    ) -> Result<()>;
+    async fn create_secret(&self, namespace: &str, name: &str, data: SecretData) -> Result<()>;
     async fn delete_secret(&self, namespace: &str, name: &str) -> Result<()>;
     /// Secrets with their values (callers mask them for display).
     async fn list_secrets(&self, namespace: &str) -> Result<Vec<Secret>>;
 
+    async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>>;
+    async fn delete_service(&self, namespace: &str, name: &str) -> Result<()>;
+}
+
+/// One stage of a run, as the controller hands it to a runtime: the run it
+/// belongs to, the stage's plan, where its log goes, and what cancels it.
+#[derive(Clone, Copy)]
+pub struct StageRun<'a> {
+    pub ctx: &'a RunContext,
+    pub stage: &'a StagePlan,
+    pub log: &'a Log,
+    pub cancel: &'a CancellationToken,
+}
+
+impl<'a> StageRun<'a> {
+    /// Its four parts, for a function that uses them all.
+    pub fn parts(
+        self,
+    ) -> (
+        &'a RunContext,
+        &'a StagePlan,
+        &'a Log,
+        &'a CancellationToken,
+    ) {
+        (self.ctx, self.stage, self.log, self.cancel)
+    }
+}
+
+/// What the workflow controller asks of wherever stages run, beyond
+/// [`Resources`]: run a batch stage, deploy a service.
+#[async_trait]
+pub trait Runtime: Resources {
     /// Run a batch stage to completion: at most `retries` retries, each
     /// attempt stopped after its deadline. `extra_env` is added to the
     /// stage's planned environment (e.g. `EXCEPTION_MESSAGE`).
-    async fn run_batch(
-        &self,
-        ctx: &RunContext,
-        stage: &StagePlan,
-        extra_env: &[(String, String)],
-        log: &Log,
-        cancel: &CancellationToken,
-    ) -> Result<()>;
+    async fn run_batch(&self, run: StageRun<'_>, extra_env: &[(String, String)]) -> Result<()>;
 
     /// Deploy (or roll out a new version of) a service stage and wait until
     /// it is ready; roll back and fail when it is not ready in time.
-    async fn deploy_service(
-        &self,
-        ctx: &RunContext,
-        stage: &StagePlan,
-        log: &Log,
-        cancel: &CancellationToken,
-    ) -> Result<()>;
-
-    async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>>;
-    async fn delete_service(&self, namespace: &str, name: &str) -> Result<()>;
+    async fn deploy_service(&self, run: StageRun<'_>) -> Result<()>;
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ use std::fmt;
 use std::path::PathBuf;
 
 use bodywork_plan::{StagePlan, WorkflowPlan};
-use bodywork_runtime::{CancellationToken, Level, Log, RunContext, Runtime, RuntimeError};
+use bodywork_runtime::{
+    CancellationToken, Level, Log, RunContext, Runtime, RuntimeError, StageRun,
+};
 pub use bodywork_source::Checkout;
 use bodywork_source::{FetchOptions, Source};
 use futures_util::future::join_all;
@@ -340,11 +342,28 @@ async fn run_stage(
                 stage.stage, ctx.namespace
             ),
         );
-        runtime.deploy_service(ctx, stage, log, cancel).await?;
+        runtime
+            .deploy_service(StageRun {
+                ctx,
+                stage,
+                log,
+                cancel,
+            })
+            .await?;
         info(log, format!("service stage={} is ready", stage.stage));
     } else {
         info(log, format!("running batch stage={}", stage.stage));
-        runtime.run_batch(ctx, stage, &[], log, cancel).await?;
+        runtime
+            .run_batch(
+                StageRun {
+                    ctx,
+                    stage,
+                    log,
+                    cancel,
+                },
+                &[],
+            )
+            .await?;
         info(
             log,
             format!("batch stage={} completed successfully", stage.stage),
@@ -444,7 +463,18 @@ async fn run_on_failure(
 ) {
     info(log, format!("running run_on_failure stage={}", stage.stage));
     let env = [("EXCEPTION_MESSAGE".to_string(), err.exception_message())];
-    match runtime.run_batch(ctx, stage, &env, log, cancel).await {
+    match runtime
+        .run_batch(
+            StageRun {
+                ctx,
+                stage,
+                log,
+                cancel,
+            },
+            &env,
+        )
+        .await
+    {
         Ok(()) => info(
             log,
             format!("run_on_failure stage={} completed", stage.stage),

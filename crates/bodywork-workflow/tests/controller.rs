@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bodywork_plan::StagePlan;
 use bodywork_runtime::{
-    CancellationToken, Level, Log, LogSink, Result, RunContext, Runtime, RuntimeError, Secret,
-    ServiceStatus,
+    CancellationToken, Level, Log, LogSink, Resources, Result, Runtime, RuntimeError, Secret,
+    ServiceStatus, StageRun,
 };
 use bodywork_workflow::{NoHooks, RunHooks, WorkflowError, WorkflowRequest, run_workflow};
 
@@ -56,7 +55,7 @@ fn service(name: &str, project: &str, repo: &str) -> ServiceStatus {
 }
 
 #[async_trait]
-impl Runtime for Fake {
+impl Resources for Fake {
     fn name(&self) -> &'static str {
         "fake"
     }
@@ -85,14 +84,20 @@ impl Runtime for Fake {
     async fn list_secrets(&self, _namespace: &str) -> Result<Vec<Secret>> {
         Ok(self.secrets.clone())
     }
-    async fn run_batch(
-        &self,
-        _ctx: &RunContext,
-        stage: &StagePlan,
-        extra_env: &[(String, String)],
-        _log: &Log,
-        _cancel: &CancellationToken,
-    ) -> Result<()> {
+    async fn list_services(&self, _namespace: &str) -> Result<Vec<ServiceStatus>> {
+        Ok(self.services.lock().unwrap().clone())
+    }
+    async fn delete_service(&self, _namespace: &str, name: &str) -> Result<()> {
+        self.record(format!("delete {name}"));
+        self.services.lock().unwrap().retain(|s| s.name != name);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Runtime for Fake {
+    async fn run_batch(&self, run: StageRun<'_>, extra_env: &[(String, String)]) -> Result<()> {
+        let StageRun { stage, .. } = run;
         self.record(format!("batch {}", stage.stage));
         self.extra_env_seen
             .lock()
@@ -112,26 +117,13 @@ impl Runtime for Fake {
         }
         Ok(())
     }
-    async fn deploy_service(
-        &self,
-        ctx: &RunContext,
-        stage: &StagePlan,
-        _: &Log,
-        _: &CancellationToken,
-    ) -> Result<()> {
+    async fn deploy_service(&self, run: StageRun<'_>) -> Result<()> {
+        let StageRun { ctx, stage, .. } = run;
         self.record(format!("deploy {}", stage.stage));
         self.services
             .lock()
             .unwrap()
             .push(service(&stage.stage, &ctx.project, &ctx.repo));
-        Ok(())
-    }
-    async fn list_services(&self, _namespace: &str) -> Result<Vec<ServiceStatus>> {
-        Ok(self.services.lock().unwrap().clone())
-    }
-    async fn delete_service(&self, _namespace: &str, name: &str) -> Result<()> {
-        self.record(format!("delete {name}"));
-        self.services.lock().unwrap().retain(|s| s.name != name);
         Ok(())
     }
 }

@@ -7,11 +7,10 @@
 //! scheduler or the cluster's CronJob controller does.
 
 use bodywork_config::schedule::{Schedule, seconds_allowed};
-use bodywork_runtime::{CronJobSpec, CronJobSummary, CronRunSummary, RuntimeError, display_time};
-use bodywork_source::Source;
+use bodywork_runtime::{CronJobSpec, CronJobSummary, CronRunSummary, display_time};
 
 use super::connect::{printed, with_control};
-use super::{checked_name, checked_names, dry_run};
+use super::{checked_name, checked_names, dry_run, only_named, project_location};
 use crate::Outcome;
 use crate::cli::{
     CronjobCommand, CronjobCreateArgs, CronjobDisplayArgs, CronjobNameArgs, GlobalArgs,
@@ -68,14 +67,9 @@ fn create(global: &GlobalArgs, args: &CronjobCreateArgs) -> Outcome {
                 return Outcome::Usage;
             }
         };
-    // The daemon has another working directory: send local paths absolute.
-    let repo = match Source::parse(&args.git_repo_url) {
-        Ok(Source::LocalDir(dir)) => dir.display().to_string(),
-        Ok(Source::Git(url)) => url,
-        Err(e) => {
-            output::report_error(&e, None);
-            return Outcome::Usage;
-        }
+    let repo = match project_location(&args.git_repo_url, Outcome::Usage) {
+        Ok(repo) => repo,
+        Err(o) => return o,
     };
     let spec = CronJobSpec {
         namespace,
@@ -111,21 +105,8 @@ fn display(global: &GlobalArgs, args: &CronjobDisplayArgs) -> Outcome {
     };
     let (name, format) = (args.name.clone(), global.output);
     with_control(global, None, async move |cp| {
-        let jobs: Vec<CronJobSummary> = cp
-            .list_cronjobs(&namespace)
-            .await?
-            .into_iter()
-            .filter(|j| name.as_deref().is_none_or(|n| n == j.name))
-            .collect();
-        if let Some(n) = &name
-            && jobs.is_empty()
-        {
-            return Err(RuntimeError::NotFound {
-                kind: "cron job",
-                name: n.clone(),
-                namespace,
-            });
-        }
+        let jobs = cp.list_cronjobs(&namespace).await?;
+        let jobs = only_named(jobs, name.as_deref(), |j| &j.name, "cron job", &namespace)?;
         printed(table::print(format, &jobs, |jobs: &Vec<CronJobSummary>| {
             table::table(
                 &[

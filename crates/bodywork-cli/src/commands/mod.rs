@@ -79,3 +79,40 @@ fn checked_names(namespace: &str, kind: &str, name: &str) -> Result<(String, Str
         checked_name(kind, name)?,
     ))
 }
+
+/// A project's location as the runtime gets it: a Git URL as given, a
+/// local directory made absolute (the daemon has another working
+/// directory). An invalid one is reported and ends the command with `fail`.
+fn project_location(raw: &str, fail: Outcome) -> Result<String, Outcome> {
+    match bodywork_source::Source::parse(raw) {
+        Ok(bodywork_source::Source::LocalDir(dir)) => Ok(dir.display().to_string()),
+        Ok(bodywork_source::Source::Git(url)) => Ok(url),
+        Err(e) => {
+            output::report_error(&e, None);
+            Err(fail)
+        }
+    }
+}
+
+/// `items`, or only the one named `name` when a name is given: then one
+/// that does not exist is `NotFound` (the same error on both runtimes).
+fn only_named<T>(
+    items: Vec<T>,
+    name: Option<&str>,
+    name_of: impl Fn(&T) -> &str,
+    kind: &'static str,
+    namespace: &str,
+) -> Result<Vec<T>, bodywork_runtime::RuntimeError> {
+    let Some(name) = name else {
+        return Ok(items);
+    };
+    let named: Vec<T> = items.into_iter().filter(|i| name_of(i) == name).collect();
+    if named.is_empty() {
+        return Err(bodywork_runtime::RuntimeError::NotFound {
+            kind,
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+        });
+    }
+    Ok(named)
+}

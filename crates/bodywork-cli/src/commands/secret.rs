@@ -3,11 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use bodywork_runtime::{RuntimeError, Secret};
 use serde_json::json;
 
-use super::checked_names;
 use super::connect::{printed, with_control};
+use super::{checked_names, only_named};
 use crate::Outcome;
 use crate::cli::{GlobalArgs, SecretCommand, SecretCreateArgs, SecretDisplayArgs};
 use crate::output::{self, table};
@@ -83,21 +82,8 @@ fn display(global: &GlobalArgs, args: &SecretDisplayArgs) -> Outcome {
     };
     let (name, show, format) = (args.name.clone(), args.show_values, global.output);
     with_control(global, None, async move |cp| {
-        let secrets: Vec<Secret> = cp
-            .list_secrets(&namespace)
-            .await?
-            .into_iter()
-            .filter(|s| name.as_deref().is_none_or(|n| n == s.name))
-            .collect();
-        if let Some(n) = &name
-            && secrets.is_empty()
-        {
-            return Err(RuntimeError::NotFound {
-                kind: "secret",
-                name: n.clone(),
-                namespace,
-            });
-        }
+        let secrets = cp.list_secrets(&namespace).await?;
+        let secrets = only_named(secrets, name.as_deref(), |s| &s.name, "secret", &namespace)?;
         let shown = |v: &String| if show { v.clone() } else { MASK.to_string() };
         let doc: Vec<_> = secrets
             .iter()

@@ -1,10 +1,10 @@
 //! `bodywork service display / delete`: the seed's columns SERVICE_URL,
 //! EXPOSED, AVAILABLE_REPLICAS, UNAVAILABLE_REPLICAS, plus commit and age.
 
-use bodywork_runtime::{RuntimeError, ServiceStatus};
+use bodywork_runtime::ServiceStatus;
 
-use super::checked_name;
 use super::connect::{printed, with_control};
+use super::{checked_name, only_named};
 use crate::Outcome;
 use crate::cli::{GlobalArgs, OutputFormat, ServiceCommand};
 use crate::output::table;
@@ -18,21 +18,14 @@ pub fn run(global: &GlobalArgs, command: &ServiceCommand) -> Outcome {
             };
             let (name, format) = (args.name.clone(), global.output);
             with_control(global, None, async move |cp| {
-                let services: Vec<ServiceStatus> = cp
-                    .list_services(&namespace)
-                    .await?
-                    .into_iter()
-                    .filter(|s| name.as_deref().is_none_or(|n| n == s.name))
-                    .collect();
-                if let Some(n) = &name
-                    && services.is_empty()
-                {
-                    return Err(RuntimeError::NotFound {
-                        kind: "service",
-                        name: n.clone(),
-                        namespace,
-                    });
-                }
+                let services = cp.list_services(&namespace).await?;
+                let services = only_named(
+                    services,
+                    name.as_deref(),
+                    |s| &s.name,
+                    "service",
+                    &namespace,
+                )?;
                 printed(print_services(format, &services))
             })
         }

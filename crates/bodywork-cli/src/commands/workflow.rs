@@ -5,11 +5,10 @@
 //! once.
 
 use bodywork_kube::host::WorkflowOptions;
-use bodywork_runtime::{CancellationToken, RunOutcome, WorkflowSubmission};
-use bodywork_source::Source;
+use bodywork_runtime::{CancellationToken, RunOutcome, WorkflowRun, WorkflowSubmission};
 
 use super::connect::with_control;
-use super::{checked_name, dry_run};
+use super::{checked_name, dry_run, project_location};
 use crate::Outcome;
 use crate::cli::{GlobalArgs, RuntimeKind, WorkflowArgs};
 use crate::output::{self, TerminalLog};
@@ -43,14 +42,9 @@ pub fn run(global: &GlobalArgs, args: &WorkflowArgs) -> Outcome {
         );
         return Outcome::Usage;
     }
-    // The daemon has another working directory: send local paths absolute.
-    let repo = match Source::parse(&args.repo) {
-        Ok(Source::LocalDir(dir)) => dir.display().to_string(),
-        Ok(Source::Git(url)) => url,
-        Err(e) => {
-            output::report_error(&e, None);
-            return Outcome::Failure;
-        }
+    let repo = match project_location(&args.repo, Outcome::Failure) {
+        Ok(repo) => repo,
+        Err(o) => return o,
     };
     let ssh_key = match &args.ssh {
         Some(key) => match std::path::absolute(key) {
@@ -71,7 +65,11 @@ pub fn run(global: &GlobalArgs, args: &WorkflowArgs) -> Outcome {
     with_control(global, args.image.clone(), async move |cp| {
         let log = TerminalLog::with_spinner();
         let cancel = CancellationToken::new();
-        let run = cp.run_workflow(&submission, &log, &cancel);
+        let run = cp.run_workflow(WorkflowRun {
+            submission: &submission,
+            log: &log,
+            cancel: &cancel,
+        });
         let mut run = std::pin::pin!(run);
         loop {
             tokio::select! {

@@ -9,10 +9,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use bodywork_plan::{StagePlan, StagePlanKind};
-use bodywork_runtime::{
-    CancellationToken, Level, Log, Result, RunContext, RuntimeError, ServiceStatus,
-};
+use bodywork_plan::StagePlanKind;
+use bodywork_runtime::{Level, Log, Result, RuntimeError, ServiceStatus, StageRun};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -37,13 +35,8 @@ impl KubeRuntime {
             .await
     }
 
-    pub(super) async fn deploy(
-        &self,
-        ctx: &RunContext,
-        stage: &StagePlan,
-        log: &Log,
-        cancel: &CancellationToken,
-    ) -> Result<()> {
+    pub(super) async fn deploy(&self, run: StageRun<'_>) -> Result<()> {
+        let (ctx, stage, log, cancel) = run.parts();
         let StagePlanKind::Service {
             max_startup_time_seconds,
             service_name,

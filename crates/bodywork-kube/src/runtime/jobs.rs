@@ -8,8 +8,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use bodywork_plan::{StagePlan, StagePlanKind};
-use bodywork_runtime::{CancellationToken, Level, Log, Result, RunContext, RuntimeError};
+use bodywork_plan::StagePlanKind;
+use bodywork_runtime::{Level, Result, RuntimeError, StageRun};
 use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, ResourceExt};
@@ -48,12 +48,10 @@ impl KubeRuntime {
 
     pub(super) async fn run_job(
         &self,
-        ctx: &RunContext,
-        stage: &StagePlan,
+        run: StageRun<'_>,
         extra_env: &[(String, String)],
-        log: &Log,
-        cancel: &CancellationToken,
     ) -> Result<()> {
+        let (ctx, stage, log, cancel) = run.parts();
         let image = self.image(ctx, log);
         let target = target_of(ctx);
         let job = manifests::job(&target, stage, &image, extra_env);

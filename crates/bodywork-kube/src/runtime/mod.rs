@@ -14,16 +14,16 @@ mod deployments;
 mod jobs;
 mod logs;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::Debug;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bodywork_plan::StagePlan;
 use bodywork_runtime::namespace as words;
 use bodywork_runtime::{
-    CancellationToken, Level, Log, Result, RunContext, Runtime, RuntimeError, Secret, ServiceStatus,
+    Level, Log, Resources, Result, RunContext, Runtime, RuntimeError, Secret, SecretData,
+    ServiceStatus, StageRun,
 };
 use k8s_openapi::api::core::v1::{Namespace, Secret as K8sSecret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
@@ -282,7 +282,7 @@ fn target_of(ctx: &RunContext) -> Target<'_> {
 }
 
 #[async_trait]
-impl Runtime for KubeRuntime {
+impl Resources for KubeRuntime {
     fn name(&self) -> &'static str {
         "kubernetes"
     }
@@ -359,12 +359,7 @@ impl Runtime for KubeRuntime {
         Ok(lines)
     }
 
-    async fn create_secret(
-        &self,
-        namespace: &str,
-        name: &str,
-        data: BTreeMap<String, String>,
-    ) -> Result<()> {
+    async fn create_secret(&self, namespace: &str, name: &str, data: SecretData) -> Result<()> {
         self.apply_manifest(&manifests::secret_manifest(namespace, name, &data))
             .await
     }
@@ -406,32 +401,22 @@ impl Runtime for KubeRuntime {
             .collect())
     }
 
-    async fn run_batch(
-        &self,
-        ctx: &RunContext,
-        stage: &StagePlan,
-        extra_env: &[(String, String)],
-        log: &Log,
-        cancel: &CancellationToken,
-    ) -> Result<()> {
-        self.run_job(ctx, stage, extra_env, log, cancel).await
-    }
-
-    async fn deploy_service(
-        &self,
-        ctx: &RunContext,
-        stage: &StagePlan,
-        log: &Log,
-        cancel: &CancellationToken,
-    ) -> Result<()> {
-        self.deploy(ctx, stage, log, cancel).await
-    }
-
     async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {
         self.list_deployments(namespace).await
     }
 
     async fn delete_service(&self, namespace: &str, name: &str) -> Result<()> {
         self.delete_deployment(namespace, name).await
+    }
+}
+
+#[async_trait]
+impl Runtime for KubeRuntime {
+    async fn run_batch(&self, run: StageRun<'_>, extra_env: &[(String, String)]) -> Result<()> {
+        self.run_job(run, extra_env).await
+    }
+
+    async fn deploy_service(&self, run: StageRun<'_>) -> Result<()> {
+        self.deploy(run).await
     }
 }

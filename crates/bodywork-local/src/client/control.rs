@@ -5,12 +5,10 @@
 //! Must not: decide or word anything; the daemon does the work, the CLI
 //! does the wording.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use bodywork_runtime::{
-    CancellationToken, ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, LogEvent,
-    Result, RunOutcome, RunSummary, RuntimeError, Secret, ServiceStatus, WorkflowSubmission,
+    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, LogEvent, Resources, Result,
+    RunOutcome, RunSummary, RuntimeError, Secret, SecretData, ServiceStatus, WorkflowRun,
 };
 
 use super::{ClientError, Connection, UNEXPECTED, connect};
@@ -98,8 +96,8 @@ pub fn parse_run(name: &str) -> Option<i64> {
 }
 
 #[async_trait]
-impl ControlPlane for LocalControl {
-    fn runtime(&self) -> &'static str {
+impl Resources for LocalControl {
+    fn name(&self) -> &'static str {
         "local"
     }
 
@@ -110,6 +108,18 @@ impl ControlPlane for LocalControl {
         .await
     }
 
+    async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
+        match self
+            .call(Request::NamespaceExists {
+                namespace: namespace.into(),
+            })
+            .await?
+        {
+            Response::Exists { exists } => Ok(exists),
+            _ => Err(unexpected()),
+        }
+    }
+
     async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
         self.lines(Request::DeleteNamespace {
             namespace: namespace.into(),
@@ -117,12 +127,7 @@ impl ControlPlane for LocalControl {
         .await
     }
 
-    async fn create_secret(
-        &self,
-        namespace: &str,
-        name: &str,
-        data: BTreeMap<String, String>,
-    ) -> Result<()> {
+    async fn create_secret(&self, namespace: &str, name: &str, data: SecretData) -> Result<()> {
         self.done(Request::SecretCreate {
             namespace: namespace.into(),
             name: name.into(),
@@ -151,14 +156,32 @@ impl ControlPlane for LocalControl {
         }
     }
 
-    async fn run_workflow(
-        &self,
-        submission: &WorkflowSubmission,
-        log: &Log,
-        cancel: &CancellationToken,
-    ) -> Result<RunOutcome> {
+    async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {
+        match self
+            .call(Request::ServiceList {
+                namespace: namespace.into(),
+            })
+            .await?
+        {
+            Response::Services { services } => Ok(services),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn delete_service(&self, namespace: &str, name: &str) -> Result<()> {
+        self.done(Request::ServiceDelete {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ControlPlane for LocalControl {
+    async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunOutcome> {
         let mut conn = self.connect().await?;
-        conn.send(&Request::RunWorkflow(submission.clone()))
+        conn.send(&Request::RunWorkflow(run.submission.clone()))
             .await
             .map_err(unavailable)?;
         let mut outcome = RunOutcome::Failed;
@@ -166,7 +189,7 @@ impl ControlPlane for LocalControl {
         loop {
             let frame = tokio::select! {
                 frame = conn.next() => frame.map_err(unavailable)?,
-                _ = cancel.cancelled(), if !cancel_sent => {
+                _ = run.cancel.cancelled(), if !cancel_sent => {
                     cancel_sent = true;
                     // The daemon stops every stage process and records the
                     // run as cancelled; its last frames still come.
@@ -175,10 +198,10 @@ impl ControlPlane for LocalControl {
                 }
             };
             match frame {
-                Response::RunStarted { run } => {
-                    tracing::debug!(target: "workflow", "run {run} started");
+                Response::RunStarted { run: id } => {
+                    tracing::debug!(target: "workflow", "run {id} started");
                 }
-                Response::Event(event) => log.event(event),
+                Response::Event(event) => run.log.event(event),
                 Response::RunFinished { outcome: o, .. } => outcome = o,
                 Response::End => return Ok(outcome),
                 Response::Error(e) => return Err(e),
@@ -198,26 +221,6 @@ impl ControlPlane for LocalControl {
             Response::Runs { runs } => Ok(runs),
             _ => Err(unexpected()),
         }
-    }
-
-    async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {
-        match self
-            .call(Request::ServiceList {
-                namespace: namespace.into(),
-            })
-            .await?
-        {
-            Response::Services { services } => Ok(services),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn delete_service(&self, namespace: &str, name: &str) -> Result<()> {
-        self.done(Request::ServiceDelete {
-            namespace: namespace.into(),
-            name: name.into(),
-        })
-        .await
     }
 
     async fn create_cronjob(&self, spec: &CronJobSpec) -> Result<()> {

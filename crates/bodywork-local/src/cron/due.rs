@@ -32,7 +32,7 @@ pub fn retry_delay(retry: u32, base: Duration) -> Duration {
 }
 
 /// How often the scheduler looks, and the retry back-off base, in this process.
-pub(super) fn tick_and_back_off() -> (Duration, Duration) {
+pub(crate) fn tick_and_back_off() -> (Duration, Duration) {
     if seconds_allowed() {
         (TEST_TICK, TEST_RETRY_BACK_OFF)
     } else {

@@ -1,22 +1,22 @@
-//! Scheduled workflows: the daemon's cron scheduler and the cron requests.
+//! Scheduled workflows: what the daemon's scheduler and its cron requests
+//! share, and what they decide without acting.
 //!
-//! Layout: `due` decides (pure), `scheduler` acts on time, `handlers`
-//! answer the CLI's cron requests; the schedule itself is parsed by
-//! `bodywork_config::schedule`, once for both runtimes.
+//! Layout: `due` decides (pure: when a cron job is due, whether a due time
+//! is a catch-up run, how long a retry waits); this module holds the
+//! scheduler's shared handle (jobs with a run going or a retry pending, its
+//! command queue, its clock) and the names of runs. The scheduler task is
+//! `daemon::scheduler`, the cron requests `daemon::requests::cron`; the
+//! schedule itself is parsed by `bodywork_config::schedule`, once for both
+//! runtimes. Nothing here knows the daemon, so no module imports in a circle.
 //!
-//! Owns: parsing and validating cron expressions (standard 5 fields, in UTC
-//! or an IANA time zone), deciding when a cron job is due, starting each due
-//! run as an ordinary workflow run (the same controller and logs as
-//! `bodywork workflow`), retrying a failed run after a back-off (10 s, 20 s,
-//! 40 s, ... at most 6 min, as a Job's pods), never running two runs of one
-//! cron job at once (a due time that finds a run still going is skipped and
-//! recorded), keeping only the newest `history_limit` runs with their logs,
-//! and making up for times missed while the daemon was down with at most one
-//! catch-up run. Every decision is recorded in the state before it is acted
-//! on, so a restarted daemon carries on where it stopped.
-//!
-//! Must not: run workflows itself (`daemon::runs` does), or hold the state
-//! store across an `await`.
+//! What the scheduler guarantees: each due run is an ordinary workflow run
+//! (the same controller and logs as `bodywork workflow`); a failed run is
+//! retried after a back-off (10 s, 20 s, 40 s, ... at most 6 min, as a
+//! Job's pods); two runs of one cron job never overlap (a due time that
+//! finds a run still going is skipped and recorded); only the newest
+//! `history_limit` runs are kept with their logs; times missed while the
+//! daemon was down make at most one catch-up run. Every decision is recorded
+//! in the state before it is acted on, so a restarted daemon carries on.
 //!
 //! Test seam (tests only, not a user feature): with
 //! `BODYWORK_CRON_SECONDS=1` in the daemon's and the CLI's environment, a
@@ -25,8 +25,6 @@
 //! The scheduler reads the time through a [`Clock`].
 
 mod due;
-mod handlers;
-mod scheduler;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -37,26 +35,25 @@ use bodywork_state::{CronJobRow, NewCronJob};
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
+pub(crate) use due::tick_and_back_off;
 pub use due::{Clock, Due, SystemClock, due, retry_delay};
-pub(crate) use handlers::{create, delete, history, list, stream_run_logs, trigger};
-pub(crate) use scheduler::run_scheduler;
 
 /// Parses a schedule kept in the state. It was validated when the cron job
 /// was created, possibly under the seconds test seam, so seconds are
 /// accepted here.
-fn stored_schedule(job: &CronJobRow) -> Result<Schedule, ScheduleError> {
+pub(crate) fn stored_schedule(job: &CronJobRow) -> Result<Schedule, ScheduleError> {
     Schedule::parse(&job.spec.schedule, job.spec.timezone.as_deref(), true)
 }
 
 /// `(namespace, cron job)`.
-type JobKey = (String, String);
+pub(crate) type JobKey = (String, String);
 
-fn job_key(job: &NewCronJob) -> JobKey {
+pub(crate) fn job_key(job: &NewCronJob) -> JobKey {
     (job.namespace.clone(), job.name.clone())
 }
 
 /// A request for the scheduler task.
-enum Command {
+pub(crate) enum Command {
     /// `bodywork cronjob trigger`: start a run now; answer with its id.
     Trigger {
         namespace: String,
@@ -67,25 +64,25 @@ enum Command {
 
 /// The daemon's handle on its scheduler: what request handlers share with it.
 pub(crate) struct CronHandle {
-    commands: mpsc::UnboundedSender<Command>,
+    pub(crate) commands: mpsc::UnboundedSender<Command>,
     /// Cron jobs with a run going or a retry pending.
     active: Mutex<HashMap<JobKey, Active>>,
-    stop: CancellationToken,
-    clock: Arc<dyn Clock>,
+    pub(crate) stop: CancellationToken,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 /// A cron job's run in progress: its current attempt, or the retry it waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Active {
+pub(crate) struct Active {
     /// The attempt's run id, once it has one; while a retry is pending, the
     /// failed attempt's.
-    run: Option<i64>,
+    pub(crate) run: Option<i64>,
     /// When the pending retry starts; `None` while an attempt runs.
-    retry_at: Option<DateTime<Utc>>,
+    pub(crate) retry_at: Option<DateTime<Utc>>,
 }
 
-/// The receiving end, for [`run_scheduler`].
-pub(crate) struct CronCommands(mpsc::UnboundedReceiver<Command>);
+/// The receiving end, for the daemon's scheduler task.
+pub(crate) struct CronCommands(pub(crate) mpsc::UnboundedReceiver<Command>);
 
 impl CronHandle {
     /// A handle and the command queue its scheduler task reads.
@@ -110,17 +107,22 @@ impl CronHandle {
         self.stop.cancel();
     }
 
-    fn active(&self, key: &JobKey) -> Option<Active> {
+    pub(crate) fn active(&self, key: &JobKey) -> Option<Active> {
         self.active.lock().ok().and_then(|a| a.get(key).copied())
     }
 
-    fn set_active(&self, key: &JobKey, run: Option<i64>, retry_at: Option<DateTime<Utc>>) {
+    pub(crate) fn set_active(
+        &self,
+        key: &JobKey,
+        run: Option<i64>,
+        retry_at: Option<DateTime<Utc>>,
+    ) {
         if let Ok(mut active) = self.active.lock() {
             active.insert(key.clone(), Active { run, retry_at });
         }
     }
 
-    fn clear_active(&self, key: &JobKey) {
+    pub(crate) fn clear_active(&self, key: &JobKey) {
         if let Ok(mut active) = self.active.lock() {
             active.remove(key);
         }

@@ -6,8 +6,9 @@
 //! connections, and an orderly stop on SIGTERM / SIGINT / `daemon --stop`
 //! (every run cancelled, every child killed, state recorded).
 
-mod handlers;
+mod requests;
 pub(crate) mod runs;
+mod scheduler;
 mod service_logs;
 
 use std::collections::HashMap;
@@ -141,7 +142,7 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(io_err(&socket))?;
     tracing::info!(target: "daemon", "listening on {} (pid {})", socket.display(), std::process::id());
-    let scheduler = tokio::spawn(crate::cron::run_scheduler(daemon.clone(), cron_commands));
+    let scheduler = tokio::spawn(scheduler::run_scheduler(daemon.clone(), cron_commands));
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(io_err(&socket))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_err(&socket))?;
@@ -365,9 +366,9 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         return;
     }
     if let Request::CronLogs { namespace, name } = request {
-        crate::cron::stream_run_logs(&daemon, &namespace, &name, &mut write).await;
+        requests::stream_run_logs(&daemon, &namespace, &name, &mut write).await;
         return;
     }
-    let response = handlers::handle(&daemon, request).await;
+    let response = requests::handle(&daemon, request).await;
     let _ = write_frame(&mut write, &response).await;
 }

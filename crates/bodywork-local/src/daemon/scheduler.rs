@@ -9,10 +9,11 @@ use std::time::Duration;
 use bodywork_state::{CronJobRow, CronRunKind, RunStatus};
 use chrono::{DateTime, Utc};
 
-use super::due::{due, retry_delay, tick_and_back_off};
-use super::{Command, CronCommands, Due, job_key, stored_schedule};
-use crate::daemon::Daemon;
-use crate::daemon::runs::{execute_run, prepare_run};
+use super::Daemon;
+use super::runs::{execute_run, prepare_run};
+use crate::cron::{
+    Command, CronCommands, Due, due, job_key, retry_delay, stored_schedule, tick_and_back_off,
+};
 use bodywork_runtime::{RuntimeError, WorkflowSubmission};
 
 /// The scheduler task: looks for due cron jobs every tick and starts their

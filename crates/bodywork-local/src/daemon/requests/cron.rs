@@ -8,9 +8,34 @@ use chrono::{DateTime, Utc};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::oneshot;
 
-use super::{Active, Command, job_key, job_run_name, parse_job_run_name, stored_schedule};
+use super::answer;
+use crate::cron::{Active, Command, job_key, job_run_name, parse_job_run_name, stored_schedule};
 use crate::daemon::Daemon;
 use crate::daemon::runs::stream_logs;
+use crate::protocol::{Request, Response};
+
+pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
+    match request {
+        Request::CronCreate(spec) => answer(create(daemon, spec), |()| Response::Ok),
+        Request::CronDelete { namespace, name } => {
+            answer(delete(daemon, &namespace, &name), |()| Response::Ok)
+        }
+        Request::CronList { namespace } => {
+            answer(list(daemon, &namespace), |jobs| Response::CronJobs { jobs })
+        }
+        Request::CronHistory { namespace, name } => {
+            answer(history(daemon, &namespace, &name), |runs| {
+                Response::CronHistory { runs }
+            })
+        }
+        Request::CronTrigger { namespace, name } => {
+            answer(trigger(daemon, &namespace, &name).await, |name| {
+                Response::Started { name }
+            })
+        }
+        other => super::misrouted(&other),
+    }
+}
 
 fn no_such_job(namespace: &str, name: &str) -> RuntimeError {
     RuntimeError::NotFound {
@@ -22,7 +47,7 @@ fn no_such_job(namespace: &str, name: &str) -> RuntimeError {
 
 /// `cronjob create`. The schedule was checked by the CLI; it is checked
 /// again here, as the daemon must never store one it cannot compute.
-pub(crate) fn create(daemon: &Daemon, spec: CronJobSpec) -> Result<()> {
+fn create(daemon: &Daemon, spec: CronJobSpec) -> Result<()> {
     Schedule::parse(&spec.schedule, spec.timezone.as_deref(), seconds_allowed())
         .map_err(RuntimeError::failed)?;
     if spec.history_limit == 0 {
@@ -48,7 +73,7 @@ pub(crate) fn create(daemon: &Daemon, spec: CronJobSpec) -> Result<()> {
 
 /// `cronjob delete`: the cron job, its history and their logs; a run going
 /// is cancelled (and removed when it has stopped).
-pub(crate) fn delete(daemon: &Daemon, namespace: &str, name: &str) -> Result<()> {
+fn delete(daemon: &Daemon, namespace: &str, name: &str) -> Result<()> {
     let removed = daemon.runtime.with_store(|s| {
         if s.get_cron_job(namespace, name)?.is_none() {
             return Ok(None);
@@ -58,7 +83,7 @@ pub(crate) fn delete(daemon: &Daemon, namespace: &str, name: &str) -> Result<()>
     let Some(removed) = removed else {
         return Err(no_such_job(namespace, name));
     };
-    super::scheduler::remove_runs(daemon, Ok(removed));
+    crate::daemon::scheduler::remove_runs(daemon, Ok(removed));
     let key = (namespace.to_string(), name.to_string());
     if let Some(Active { run: Some(run), .. }) = daemon.cron.active(&key)
         && let Ok(runs) = daemon.runs.lock()
@@ -70,7 +95,7 @@ pub(crate) fn delete(daemon: &Daemon, namespace: &str, name: &str) -> Result<()>
 }
 
 /// `cronjob display`: every cron job of the namespace.
-pub(crate) fn list(daemon: &Daemon, namespace: &str) -> Result<Vec<CronJobSummary>> {
+fn list(daemon: &Daemon, namespace: &str) -> Result<Vec<CronJobSummary>> {
     let jobs = daemon
         .runtime
         .with_store(|s| s.list_cron_jobs(Some(namespace)))?;
@@ -123,7 +148,7 @@ fn summarize_job(
 }
 
 /// `cronjob history`: newest first.
-pub(crate) fn history(daemon: &Daemon, namespace: &str, name: &str) -> Result<Vec<CronRunSummary>> {
+fn history(daemon: &Daemon, namespace: &str, name: &str) -> Result<Vec<CronRunSummary>> {
     let entries = daemon.runtime.with_store(|s| {
         if s.get_cron_job(namespace, name)?.is_none() {
             return Ok(None);
@@ -178,7 +203,7 @@ fn summarize_entry(entry: &CronRunRow) -> CronRunSummary {
 
 /// `cronjob trigger`: asks the scheduler task to start a run now; the
 /// run's name (`NAME-RUN`).
-pub(crate) async fn trigger(daemon: &Daemon, namespace: &str, name: &str) -> Result<String> {
+async fn trigger(daemon: &Daemon, namespace: &str, name: &str) -> Result<String> {
     let (reply, answer) = oneshot::channel();
     let sent = daemon.cron.commands.send(Command::Trigger {
         namespace: namespace.to_string(),
@@ -200,7 +225,7 @@ pub(crate) async fn trigger(daemon: &Daemon, namespace: &str, name: &str) -> Res
 }
 
 /// `cronjob logs`: the whole log of one run of a cron job.
-pub(crate) async fn stream_run_logs(
+pub(in crate::daemon) async fn stream_run_logs(
     daemon: &Daemon,
     namespace: &str,
     name: &str,

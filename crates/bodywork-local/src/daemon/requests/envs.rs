@@ -1,0 +1,49 @@
+//! The cached Python environments: list and prune.
+
+use super::error;
+use crate::daemon::Daemon;
+use crate::protocol::{EnvSummary, Request, Response};
+
+pub(super) fn handle(daemon: &Daemon, request: Request) -> Response {
+    let rt = &daemon.runtime;
+    match request {
+        Request::EnvList => match rt.envs().list() {
+            Ok(envs) => Response::Envs {
+                envs: envs.into_iter().map(env_summary).collect(),
+            },
+            Err(e) => error(e),
+        },
+        Request::EnvPrune => {
+            // Environments are cheap to rebuild from the uv cache. A batch
+            // stage may be about to use any of them, so none is removed while
+            // a run goes on; deployed services keep theirs.
+            let busy = !daemon.runs.lock().map(|r| r.is_empty()).unwrap_or(false);
+            if busy {
+                return error(
+                    "workflow runs are in progress; prune environments when they have finished",
+                );
+            }
+            let in_use = rt.services().environments_in_use();
+            match rt.envs().prune(&|env| in_use.contains(&env.dir)) {
+                Ok(removed) => Response::Envs {
+                    envs: removed.into_iter().map(env_summary).collect(),
+                },
+                Err(e) => error(e),
+            }
+        }
+        other => super::misrouted(&other),
+    }
+}
+
+fn env_summary(e: bodywork_pyenv::EnvInfo) -> EnvSummary {
+    EnvSummary {
+        key: e.key,
+        python: format!("{} ({})", e.python_version, e.python.display()),
+        requirements: e.requirements,
+        size_bytes: e.size_bytes,
+        created: crate::time::display(&chrono::DateTime::<chrono::Utc>::from(e.created)),
+        last_used: Some(crate::time::display(
+            &chrono::DateTime::<chrono::Utc>::from(e.last_used),
+        )),
+    }
+}

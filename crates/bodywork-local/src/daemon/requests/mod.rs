@@ -1,0 +1,85 @@
+//! The daemon's one-answer requests, one file per family of requests (as
+//! pueue's message handlers are): `control` (hello, status, stop, handover),
+//! `resources` (namespaces, secrets, services), `runs`, `envs` and `cron`.
+//! Streaming requests are served beside them: a workflow run and its log in
+//! `daemon::runs`, a service's log in `daemon::service_logs`, a cron run's
+//! log in `requests::cron`.
+//!
+//! Must not: word outcomes for the user (answers are data or a
+//! `RuntimeError`; the CLI words them, the same for both runtimes).
+
+mod control;
+mod cron;
+mod envs;
+mod resources;
+
+pub(super) use cron::stream_run_logs;
+
+use bodywork_runtime::RuntimeError;
+
+use super::Daemon;
+use crate::protocol::{Request, Response};
+
+fn error(e: impl std::fmt::Display) -> Response {
+    Response::Error(RuntimeError::failed(e))
+}
+
+/// An answer of the runtime: its data, or its error as it is.
+fn answer<T>(result: Result<T, RuntimeError>, ok: impl FnOnce(T) -> Response) -> Response {
+    match result {
+        Ok(value) => ok(value),
+        Err(e) => Response::Error(e),
+    }
+}
+
+/// A request that reached a handler of another family (a bug, not a user's
+/// doing): said, never a panic.
+fn misrouted(request: &Request) -> Response {
+    let name = serde_json::to_value(request)
+        .ok()
+        .and_then(|v| {
+            v.get("request")
+                .and_then(|r| r.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    error(format!(
+        "internal: request {name} routed to the wrong handler"
+    ))
+}
+
+pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
+    match request {
+        r @ (Request::Hello { .. }
+        | Request::Status
+        | Request::Shutdown
+        | Request::Handover { .. }) => control::handle(daemon, r),
+        r @ (Request::SetupNamespace { .. }
+        | Request::NamespaceExists { .. }
+        | Request::DeleteNamespace { .. }
+        | Request::SecretCreate { .. }
+        | Request::SecretDelete { .. }
+        | Request::SecretList { .. }
+        | Request::ServiceList { .. }
+        | Request::ServiceDelete { .. }) => resources::handle(daemon, r).await,
+        Request::ListRuns { namespace, limit } => answer(
+            daemon
+                .runtime
+                .with_store(|s| s.list_runs(namespace.as_deref(), limit as usize)),
+            |rows| Response::Runs {
+                runs: rows.into_iter().map(super::runs::summary).collect(),
+            },
+        ),
+        r @ (Request::EnvList | Request::EnvPrune) => envs::handle(daemon, r),
+        r @ (Request::CronCreate(_)
+        | Request::CronDelete { .. }
+        | Request::CronList { .. }
+        | Request::CronHistory { .. }
+        | Request::CronTrigger { .. }) => cron::handle(daemon, r).await,
+        Request::Cancel => error("nothing to cancel on this connection"),
+        other @ (Request::RunWorkflow(_)
+        | Request::RunLogs { .. }
+        | Request::ServiceLogs { .. }
+        | Request::CronLogs { .. }) => misrouted(&other),
+    }
+}
