@@ -13,7 +13,7 @@ use bodywork_runtime::{
 use bodywork_workflow::WorkflowError;
 
 use crate::KubeRuntime;
-use crate::host::{self, WorkflowOptions};
+use crate::host;
 
 /// Why `bodywork runs` has nothing to show on a cluster.
 pub const RUNS_ARE_LOCAL: &str = "workflow runs are recorded by the local runtime only; on a \
@@ -30,19 +30,14 @@ pub fn cron_image() -> Option<String> {
 #[async_trait]
 impl ControlPlane for KubeRuntime {
     async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunOutcome> {
-        let opts = WorkflowOptions {
-            repo: run.submission.repo.clone(),
-            branch: run.submission.branch.clone(),
-            namespace: run.submission.namespace.clone(),
-            ssh_key: run.submission.ssh_key.clone(),
-            image: None,
-        };
         // The controller has logged why a run failed, as an ERROR line.
-        Ok(match host::run(self, &opts, run.log, run.cancel).await {
-            Ok(_) => RunOutcome::Succeeded,
-            Err(WorkflowError::Cancelled) => RunOutcome::Cancelled,
-            Err(_) => RunOutcome::Failed,
-        })
+        Ok(
+            match host::run(self, run.submission, run.log, run.cancel).await {
+                Ok(_) => RunOutcome::Succeeded,
+                Err(WorkflowError::Cancelled) => RunOutcome::Cancelled,
+                Err(_) => RunOutcome::Failed,
+            },
+        )
     }
 
     async fn list_runs(&self, _namespace: &str) -> Result<Vec<RunSummary>> {

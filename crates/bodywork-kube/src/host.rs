@@ -6,10 +6,8 @@
 //! Must not: decide workflow order (`bodywork-workflow` does) or talk to
 //! the cluster itself (`KubeRuntime` does).
 
-use std::path::PathBuf;
-
 use bodywork_plan::WorkflowPlan;
-use bodywork_runtime::{CancellationToken, Level, Log};
+use bodywork_runtime::{CancellationToken, Level, Log, WorkflowSubmission};
 use bodywork_source::{FetchOptions, Source};
 use bodywork_workflow::{
     FETCH_TIMEOUT, NoHooks, PrepareRequest, RunReport, WorkflowError, WorkflowRequest, prepare,
@@ -18,21 +16,6 @@ use bodywork_workflow::{
 
 use crate::KubeRuntime;
 use crate::manifests::{self, Manifest};
-
-/// `bodywork workflow` as the user gave it.
-#[derive(Debug, Clone, Default)]
-pub struct WorkflowOptions {
-    /// Git URL (or, for `--dry-run` only, a local directory).
-    pub repo: String,
-    /// Branch to deploy.
-    pub branch: Option<String>,
-    /// `--namespace`.
-    pub namespace: Option<String>,
-    /// `--ssh KEY_FILE`, for fetching a private repository here.
-    pub ssh_key: Option<PathBuf>,
-    /// `--image`.
-    pub image: Option<String>,
-}
 
 /// What `workflow --dry-run` prints.
 #[derive(Debug, Clone)]
@@ -57,8 +40,12 @@ fn local_source(repo: &str) -> Option<String> {
     }
 }
 
-/// Fetch, load and plan the project here, and render what a run would apply.
-pub async fn dry_run(opts: &WorkflowOptions) -> Result<DryRun, WorkflowError> {
+/// Fetch, load and plan the project here, and render what a run would
+/// apply with `image` (`--image`).
+pub async fn dry_run(
+    opts: &WorkflowSubmission,
+    image: Option<&str>,
+) -> Result<DryRun, WorkflowError> {
     let tmp = tempfile::tempdir().map_err(|e| {
         WorkflowError::Internal(format!("cannot create a temporary directory: {e}"))
     })?;
@@ -85,7 +72,7 @@ pub async fn dry_run(opts: &WorkflowOptions) -> Result<DryRun, WorkflowError> {
             "{dir} is on this machine: containers in the cluster cannot fetch it; push it and give its Git URL to deploy"
         ));
     }
-    let (manifests, note) = plan_manifests(&plan, opts.image.as_deref());
+    let (manifests, note) = plan_manifests(&plan, image);
     notes.extend(note);
     Ok(DryRun { notes, manifests })
 }
@@ -95,7 +82,7 @@ pub async fn dry_run(opts: &WorkflowOptions) -> Result<DryRun, WorkflowError> {
 /// is logged to `log` before it is returned.
 pub async fn run(
     runtime: &KubeRuntime,
-    opts: &WorkflowOptions,
+    opts: &WorkflowSubmission,
     log: &Log,
     cancel: &CancellationToken,
 ) -> Result<RunReport, WorkflowError> {

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bodywork_kube::KubeRuntime;
-use bodywork_kube::host::{self, WorkflowOptions};
+use bodywork_kube::host;
 use bodywork_plan::{StagePlanKind, WorkflowPlan};
 use bodywork_runtime::{
     CancellationToken, Level, Log, LogEvent, LogRenderer, LogSink, Resources, RunContext, Runtime,
-    StageRun,
+    StageRun, WorkflowSubmission,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
@@ -168,12 +168,11 @@ async fn seed_tutorial_serve_redeploy_rollback_delete() {
     assert_eq!(lines[0], format!("creating namespace={ns}"));
 
     // bodywork workflow --namespace NS REPO master --image IMAGE
-    let opts = WorkflowOptions {
+    let opts = WorkflowSubmission {
         repo: repo.clone(),
         branch: Some("master".into()),
         namespace: Some(ns.clone()),
         ssh_key: None,
-        image: image(),
     };
     host::run(&rt, &opts, &log, &CancellationToken::new())
         .await
@@ -270,12 +269,11 @@ async fn batch_dag_with_a_secret() {
     )
     .await
     .unwrap();
-    let opts = WorkflowOptions {
+    let opts = WorkflowSubmission {
         repo,
         branch: None,
         namespace: Some(ns.clone()),
         ssh_key: None,
-        image: image(),
     };
     host::run(&rt, &opts, &log(), &CancellationToken::new())
         .await

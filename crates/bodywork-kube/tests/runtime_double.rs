@@ -785,7 +785,7 @@ async fn a_whole_workflow_runs_through_the_controller() {
 async fn a_local_directory_is_refused_before_touching_the_cluster() {
     let (server, rt, capture, log) = setup(Script::default());
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/serve-model");
-    let opts = bodywork_kube::host::WorkflowOptions {
+    let opts = bodywork_runtime::WorkflowSubmission {
         repo: example.display().to_string(),
         namespace: Some(NS.into()),
         ..Default::default()
@@ -801,13 +801,14 @@ async fn a_local_directory_is_refused_before_touching_the_cluster() {
 #[tokio::test]
 async fn dry_run_plans_a_local_project_without_a_cluster() {
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/serve-model");
-    let dry = bodywork_kube::host::dry_run(&bodywork_kube::host::WorkflowOptions {
+    let submission = bodywork_runtime::WorkflowSubmission {
         repo: example.display().to_string(),
         namespace: Some("scoring-service".into()),
         ..Default::default()
-    })
-    .await
-    .unwrap();
+    };
+    let dry = bodywork_kube::host::dry_run(&submission, None)
+        .await
+        .unwrap();
     let kinds: Vec<String> = dry.manifests.iter().map(|m| m.describe()).collect();
     assert_eq!(
         kinds,

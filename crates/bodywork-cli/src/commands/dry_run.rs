@@ -4,9 +4,9 @@
 //! Must not: talk to a cluster or the daemon. On the local runtime there
 //! is nothing to print, and it says so.
 
-use bodywork_kube::host::{self, WorkflowOptions};
+use bodywork_kube::host;
 use bodywork_kube::{Manifest, control::cron_image, manifests, to_yaml};
-use bodywork_runtime::CronJobSpec;
+use bodywork_runtime::{CronJobSpec, WorkflowSubmission};
 
 use super::connect::block_on;
 use crate::Outcome;
@@ -51,12 +51,16 @@ pub fn cronjob(global: &GlobalArgs, spec: &CronJobSpec) -> Outcome {
     print_manifests(&[manifests::cronjob_manifest(spec, cron_image().as_deref())])
 }
 
-pub fn workflow(global: &GlobalArgs, opts: WorkflowOptions) -> Outcome {
+pub fn workflow(
+    global: &GlobalArgs,
+    submission: &WorkflowSubmission,
+    image: Option<&str>,
+) -> Outcome {
     if let Err(o) = kubernetes_only(global) {
         return o;
     }
     block_on(async move {
-        match host::dry_run(&opts).await {
+        match host::dry_run(submission, image).await {
             Ok(dry) => {
                 for note in &dry.notes {
                     eprintln!("{note}");

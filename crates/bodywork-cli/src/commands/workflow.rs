@@ -4,7 +4,6 @@
 //! Job is deleted or its Deployment rolled back); a second Ctrl-C leaves at
 //! once.
 
-use bodywork_kube::host::WorkflowOptions;
 use bodywork_runtime::{CancellationToken, RunOutcome, WorkflowRun, WorkflowSubmission};
 
 use super::connect::with_control;
@@ -24,19 +23,7 @@ pub fn run(global: &GlobalArgs, args: &WorkflowArgs) -> Outcome {
         Ok(ns) => ns,
         Err(o) => return o,
     };
-    if args.dry_run {
-        return dry_run::workflow(
-            global,
-            WorkflowOptions {
-                repo: args.repo.clone(),
-                branch: args.branch.clone(),
-                namespace,
-                ssh_key: args.ssh.clone(),
-                image: args.image.clone(),
-            },
-        );
-    }
-    if args.image.is_some() && global.runtime == RuntimeKind::Local {
+    if args.image.is_some() && !args.dry_run && global.runtime == RuntimeKind::Local {
         output::report_message(
             "--image applies to the Kubernetes runtime; the local runtime runs stages on this machine",
         );
@@ -62,6 +49,9 @@ pub fn run(global: &GlobalArgs, args: &WorkflowArgs) -> Outcome {
         namespace,
         ssh_key,
     };
+    if args.dry_run {
+        return dry_run::workflow(global, &submission, args.image.as_deref());
+    }
     with_control(global, args.image.clone(), async move |cp| {
         let log = TerminalLog::with_spinner();
         let cancel = CancellationToken::new();
