@@ -334,6 +334,12 @@ async fn run_stage(
     log: &Log,
     cancel: &CancellationToken,
 ) -> Result<(), RuntimeError> {
+    let run = StageRun {
+        ctx,
+        stage,
+        log,
+        cancel,
+    };
     if stage.is_service() {
         info(
             log,
@@ -342,28 +348,11 @@ async fn run_stage(
                 stage.stage, ctx.namespace
             ),
         );
-        runtime
-            .deploy_service(StageRun {
-                ctx,
-                stage,
-                log,
-                cancel,
-            })
-            .await?;
+        runtime.deploy_service(run).await?;
         info(log, format!("service stage={} is ready", stage.stage));
     } else {
         info(log, format!("running batch stage={}", stage.stage));
-        runtime
-            .run_batch(
-                StageRun {
-                    ctx,
-                    stage,
-                    log,
-                    cancel,
-                },
-                &[],
-            )
-            .await?;
+        runtime.run_batch(run, &[]).await?;
         info(
             log,
             format!("batch stage={} completed successfully", stage.stage),
