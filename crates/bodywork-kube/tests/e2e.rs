@@ -110,7 +110,7 @@ async fn delete_namespace(client: &Client, ns: &str) {
 /// The seed's curl, through the API server's service proxy (the path
 /// `kubectl proxy` serves on localhost:8001).
 async fn score(client: &Client, ns: &str) -> String {
-    let path = format!("/api/v1/namespaces/{ns}/services/{SEED_SERVICE}:5000/proxy/iris/v1/score");
+    let path = format!("/api/v1/namespaces/{ns}/services/{SEED_SERVICE}/proxy/iris/v1/score");
     let body =
         br#"{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#;
     let req = http::Request::post(path)

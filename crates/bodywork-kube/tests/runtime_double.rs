@@ -447,12 +447,16 @@ async fn a_rollback_puts_back_the_service_port_ingress_and_annotations() {
     .await
     .unwrap();
     let svc = server.get(SERVICES, "proj--serve").unwrap();
-    // The Service and Ingress name the pods' port: a new PORT needs no change there.
+    // The Service targets the pods' port by name (old and new pods each on
+    // theirs while PORT changes); its own port has no name, which the API
+    // server's proxy needs for the seed's curl; the Ingress refers to it by
+    // number.
     assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
+    assert!(svc["spec"]["ports"][0].get("name").is_none(), "{svc}");
     let ing = server.get(ingresses, "proj--serve").unwrap();
     assert_eq!(
-        ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["name"],
-        "http"
+        ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["number"],
+        5000
     );
 
     // A new version on another port, from another branch, without ingress, never ready.
@@ -821,4 +825,95 @@ async fn dry_run_plans_a_local_project_without_a_cluster() {
     assert!(dry.notes.iter().any(|n| n.contains("cannot fetch it")));
     let yaml = bodywork_kube::to_yaml(&dry.manifests).unwrap();
     assert!(yaml.contains("namespace: scoring-service"));
+}
+
+/// POST the seed's curl body to `path` on the double, as `kubectl proxy`
+/// forwards it; the answer's status and body.
+async fn proxied(server: &ApiServer, path: &str) -> (u16, String) {
+    let body =
+        br#"{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#;
+    let req = http::Request::post(path)
+        .header("content-type", "application/json")
+        .body(kube::client::Body::from(body.to_vec()))
+        .unwrap();
+    let answer = server.handle(req).await;
+    let status = answer.status().as_u16();
+    let bytes = answer.into_body().collect_bytes().await.unwrap_or_default();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[tokio::test]
+async fn the_seeds_exact_url_reaches_its_service_through_the_api_servers_proxy() {
+    // The seed tutorial: serve-model deployed into scoring-service, then its
+    // curl through `kubectl proxy`, with no `:PORT` after the service name.
+    let server = ApiServer::new(Script::default());
+    let rt = KubeRuntime::from_client(server.client(), "https://test-double:6443");
+    let log: Log = Arc::new(Capture::default());
+    let tmp = tempfile::tempdir().unwrap();
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/serve-model");
+    let request = bodywork_workflow::WorkflowRequest {
+        run_id: "seed".into(),
+        repo: example.display().to_string(),
+        branch: None,
+        namespace: Some("scoring-service".into()),
+        ssh_key: None,
+        checkout_dir: tmp.path().join("checkout"),
+    };
+    bodywork_workflow::run_workflow(
+        &rt,
+        &request,
+        &bodywork_workflow::NoHooks,
+        &log,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("the seed's workflow runs");
+    let seed = "/api/v1/namespaces/scoring-service/services/\
+                bodywork-serve-model-project--scoring-service/proxy/iris/v1/score";
+    let (status, body) = proxied(&server, seed).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""path":"/iris/v1/score""#), "{body}");
+    assert!(body.contains(r#""port":5000"#), "{body}");
+}
+
+#[tokio::test]
+async fn the_proxy_without_a_port_reaches_only_an_unnamed_service_port() {
+    // What the API server does, and why our Service port has no name: a
+    // named port is reached by its name or number, never without `:PORT`.
+    let server = ApiServer::new(Script::default());
+    server.put(
+        "/api/v1/namespaces/ml/services",
+        serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "named", "namespace": "ml"},
+            "spec": {"ports": [{"name": "http", "port": 5000, "targetPort": "http"}]}}),
+    );
+    server.put(
+        "/apis/apps/v1/namespaces/ml/deployments",
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "named", "namespace": "ml"},
+            "status": {"availableReplicas": 1}}),
+    );
+    let base = "/api/v1/namespaces/ml/services";
+    let (status, body) = proxied(&server, &format!("{base}/named/proxy/score")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains(r#"no endpoints available for service \"named\""#),
+        "{body}"
+    );
+    for id in ["named:http", "named:5000"] {
+        let (status, body) = proxied(&server, &format!("{base}/{id}/proxy/score")).await;
+        assert_eq!(status, 200, "{id}: {body}");
+    }
+    let (status, body) = proxied(&server, &format!("{base}/named:6000/proxy/score")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no service port 6000 found"), "{body}");
+    // No ready pod behind the Service: unavailable whatever the port.
+    server.put(
+        "/apis/apps/v1/namespaces/ml/deployments",
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "named", "namespace": "ml"},
+            "status": {"availableReplicas": 0}}),
+    );
+    let (status, _) = proxied(&server, &format!("{base}/named:http/proxy/score")).await;
+    assert_eq!(status, 503);
 }

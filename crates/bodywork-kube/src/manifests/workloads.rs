@@ -292,8 +292,11 @@ pub fn service_manifests(run: &Target<'_>, stage: &StagePlan, image: &str) -> Ve
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".into()),
             selector: Some(selector),
+            // Unnamed: the API server's service proxy, given
+            // `.../services/NAME/proxy/...` with no `:PORT` (the seed's curl
+            // through `kubectl proxy`), only reaches a port whose name is empty.
             ports: Some(vec![ServicePort {
-                name: Some(PORT_NAME.into()),
+                name: None,
                 port,
                 // By name: during a rolling update that changes PORT, old
                 // pods get traffic on their port and new pods on theirs.
@@ -310,15 +313,17 @@ pub fn service_manifests(run: &Target<'_>, stage: &StagePlan, image: &str) -> Ve
         out.push(Manifest::Ingress(ingress_manifest(
             run,
             service_name,
+            port,
             labels,
         )));
     }
     out
 }
 
-/// The name of a service stage's port, on its pods and its Service: the
-/// Service and Ingress refer to it by name, so they need not change when
-/// `PORT` does.
+/// The name of a service stage's port on its pods: the Service targets it
+/// by name, so old and new pods each get traffic on their own port while a
+/// rollout changes `PORT`. The Service's own port has no name (see
+/// `service_manifests`).
 pub const PORT_NAME: &str = "http";
 
 /// `/NS/NAME`: where the ingress serves a service.
@@ -329,6 +334,7 @@ pub fn ingress_path(run: &Target<'_>, service_name: &str) -> String {
 fn ingress_manifest(
     run: &Target<'_>,
     service_name: &str,
+    port: i32,
     labels: BTreeMap<String, String>,
 ) -> Ingress {
     let prefix = ingress_path(run, service_name);
@@ -358,9 +364,10 @@ fn ingress_manifest(
                         backend: IngressBackend {
                             service: Some(IngressServiceBackend {
                                 name: service_name.to_string(),
+                                // By number: the Service port has no name.
                                 port: Some(ServiceBackendPort {
-                                    number: None,
-                                    name: Some(PORT_NAME.into()),
+                                    number: Some(port),
+                                    name: None,
                                 }),
                             }),
                             resource: None,

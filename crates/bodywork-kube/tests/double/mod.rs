@@ -58,6 +58,9 @@ pub struct Script {
     pub service_logs: Vec<String>,
     /// Refuse requests: (HTTP code, method, path fragment).
     pub deny: Vec<(u16, String, String)>,
+    /// What a service's pods answer through the API server's service proxy
+    /// (status, body); `None`: 200 and a JSON echo of what reached the pod.
+    pub proxy_reply: Option<(u16, String)>,
 }
 
 #[derive(Default)]
@@ -163,6 +166,27 @@ fn matches(obj: &Value, q: &HashMap<String, String>) -> bool {
         }
     }
     true
+}
+
+/// `/api/v1/namespaces/NS/services/ID/proxy/PATH` -> (NS, ID, `/PATH`).
+fn service_proxy_path(path: &str) -> Option<(String, String, String)> {
+    let rest = path.strip_prefix("/api/v1/namespaces/")?;
+    let (namespace, rest) = rest.split_once("/services/")?;
+    let (id, rest) = rest.split_once("/proxy")?;
+    if namespace.contains('/') || id.contains('/') {
+        return None;
+    }
+    let rest = if rest.is_empty() { "/" } else { rest };
+    Some((namespace.to_string(), id.to_string(), rest.to_string()))
+}
+
+/// A 503 Status as the API server's service proxy returns it.
+fn unavailable(message: &str) -> Response<Body> {
+    json_response(
+        503,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": message, "reason": "ServiceUnavailable", "code": 503}),
+    )
 }
 
 fn json_response(code: u16, body: &Value) -> Response<Body> {
@@ -331,6 +355,9 @@ impl ApiServer {
             Some(code) => return json_response(code, &recorded(STATUS_403_JOBS, "")),
             None => {}
         }
+        if let Some((namespace, id, rest)) = service_proxy_path(&path) {
+            return self.service_proxy(&namespace, &id, &rest, &method);
+        }
         let Some((collection, name, sub)) = collection_and_name(&path) else {
             return json_response(404, &recorded(STATUS_404, &path));
         };
@@ -381,6 +408,61 @@ impl ApiServer {
                 None => json_response(404, &recorded(STATUS_404, &name)),
             },
             _ => json_response(405, &json!({"kind": "Status", "code": 405})),
+        }
+    }
+
+    /// The API server's service proxy (`.../services/NAME[:PORT]/proxy/PATH`,
+    /// what `kubectl proxy` serves), resolving the port as the API server
+    /// does (`pkg/registry/core/service/storage`, `ResourceLocation`): a
+    /// numeric `PORT` names the Service port with that number (none: 503
+    /// `no service port N found`); the endpoint port is then the one whose
+    /// *name* is `PORT` — with no `:PORT` at all, the one whose name is
+    /// empty. No such endpoint port, or no ready pod behind the Service: 503
+    /// `no endpoints available for service "NAME"`. Endpoints here are the
+    /// Service's ports for the ready pods of the Deployment of its name.
+    fn service_proxy(&self, namespace: &str, id: &str, rest: &str, method: &str) -> Response<Body> {
+        let (name, mut port_name) = match id.split_once(':') {
+            Some((name, port)) => (name, port.to_string()),
+            None => (id, String::new()),
+        };
+        let services = format!("/api/v1/namespaces/{namespace}/services");
+        let Some(service) = self.get(&services, name) else {
+            return json_response(404, &recorded(STATUS_404, name));
+        };
+        let ports: Vec<Value> = service["spec"]["ports"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let port_name_of = |p: &Value| p["name"].as_str().unwrap_or_default().to_string();
+        if let Ok(number) = port_name.parse::<i64>() {
+            match ports.iter().find(|p| p["port"].as_i64() == Some(number)) {
+                Some(p) => port_name = port_name_of(p),
+                None => {
+                    return unavailable(&format!(
+                        "no service port {number} found for service {name:?}"
+                    ));
+                }
+            }
+        }
+        let deployments = format!("/apis/apps/v1/namespaces/{namespace}/deployments");
+        let ready = self
+            .get(&deployments, name)
+            .and_then(|d| d["status"]["availableReplicas"].as_i64())
+            .unwrap_or(0);
+        let endpoint_port = ports.iter().find(|p| port_name_of(p) == port_name);
+        let (Some(port), true) = (endpoint_port, ready > 0) else {
+            return unavailable(&format!("no endpoints available for service {name:?}"));
+        };
+        let reply = self.state.lock().unwrap().script.proxy_reply.clone();
+        match reply {
+            Some((code, body)) => Response::builder()
+                .status(code)
+                .body(Body::from(body.into_bytes()))
+                .unwrap(),
+            None => json_response(
+                200,
+                &json!({"service": name, "port": port["port"], "method": method, "path": rest}),
+            ),
         }
     }
 
