@@ -10,8 +10,8 @@ use bodywork_plan::WorkflowPlan;
 use bodywork_runtime::{CancellationToken, Level, Log, WorkflowSubmission};
 use bodywork_source::{FetchOptions, Source};
 use bodywork_workflow::{
-    FETCH_TIMEOUT, NoHooks, PrepareRequest, RunReport, WorkflowError, WorkflowRequest, prepare,
-    run_workflow,
+    Checkout, FETCH_TIMEOUT, PrepareRequest, RunHooks, RunReport, WorkflowError, WorkflowRequest,
+    prepare, run_workflow,
 };
 
 use crate::KubeRuntime;
@@ -62,6 +62,7 @@ pub async fn dry_run(
     };
     let prepared = prepare(&request, &mut |_| {}).await?;
     let plan = prepared.plan;
+    refuse_bad_names(&plan).map_err(WorkflowError::Refused)?;
     let mut notes: Vec<String> = prepared
         .warnings
         .iter()
@@ -75,6 +76,29 @@ pub async fn dry_run(
     let (manifests, note) = plan_manifests(&plan, image);
     notes.extend(note);
     Ok(DryRun { notes, manifests })
+}
+
+/// Names the API server would refuse, as one message (SPEC §5: a validation
+/// error before anything is applied).
+fn refuse_bad_names(plan: &WorkflowPlan) -> Result<(), String> {
+    let problems = manifests::name_problems(plan);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "Kubernetes would refuse the names of this project:\n  {}",
+        problems.join("\n  ")
+    ))
+}
+
+/// The run refuses, once the plan is known and before anything is changed,
+/// a project whose names the API server would refuse.
+struct KubeNames;
+
+impl RunHooks for KubeNames {
+    fn planned(&self, plan: &WorkflowPlan, _checkout: &Checkout) -> Result<(), String> {
+        refuse_bad_names(plan)
+    }
 }
 
 /// Run a workflow on the cluster: the controller runs here, stages run in
@@ -113,5 +137,5 @@ pub async fn run(
         ssh_key: opts.ssh_key.clone(),
         checkout_dir: tmp.path().join("checkout"),
     };
-    run_workflow(runtime, &request, &NoHooks, log, cancel).await
+    run_workflow(runtime, &request, &KubeNames, log, cancel).await
 }

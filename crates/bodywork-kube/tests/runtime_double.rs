@@ -917,3 +917,35 @@ async fn the_proxy_without_a_port_reaches_only_an_unnamed_service_port() {
     let (status, _) = proxied(&server, &format!("{base}/named:http/proxy/score")).await;
     assert_eq!(status, 503);
 }
+
+#[tokio::test]
+async fn names_the_api_server_would_refuse_are_errors_before_anything_is_applied() {
+    // A bodywork.yaml service is named after its stage: a stage named
+    // `9-scoring` makes a Service name Kubernetes refuses (DNS-1035).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("s")).unwrap();
+    std::fs::write(dir.path().join("s/serve.py"), "print('hi')\n").unwrap();
+    std::fs::write(
+        dir.path().join("bodywork.yaml"),
+        "version: \"1.1\"\npipeline:\n  name: names\n  docker_image: bodyworkml/bodywork-core:latest\n  DAG: 9-scoring\nstages:\n  9-scoring:\n    executable_module_path: s/serve.py\n    service: {max_startup_time_seconds: 30, replicas: 1, port: 5000, ingress: false}\nlogging:\n  log_level: INFO\n",
+    )
+    .unwrap();
+    let submission = bodywork_runtime::WorkflowSubmission {
+        repo: dir.path().display().to_string(),
+        namespace: Some("ml".into()),
+        ..Default::default()
+    };
+    let err = bodywork_kube::host::dry_run(&submission, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, bodywork_workflow::WorkflowError::Refused(_)),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("Kubernetes would refuse the names"), "{text}");
+    assert!(
+        text.contains("service name 9-scoring must start with a lower-case letter"),
+        "{text}"
+    );
+}

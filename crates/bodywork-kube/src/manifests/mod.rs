@@ -14,12 +14,14 @@
 
 mod cronjobs;
 mod images;
+mod names;
 mod namespace;
 mod secrets;
 mod workloads;
 
 pub use cronjobs::{CRONJOB_LABEL, cronjob_manifest, manual_job};
 pub use images::{DEFAULT_IMAGE, LEGACY_IMAGE, resolve_image};
+pub use names::{MAX_LABEL, name_problems, service_name_problem};
 pub use namespace::{
     CONTROLLER_ACCOUNT, STAGES_ACCOUNT, controller_binding_name, namespace_manifests,
 };
