@@ -181,6 +181,10 @@ pub struct StageArgs {
     pub branch: String,
     /// Name of the stage to run.
     pub stage: String,
+    /// Run exactly this commit of the branch (a hash), even when the branch
+    /// has moved on: what the pods of a deployed version run.
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1085,6 +1085,24 @@ fn the_stage_command_runs_one_stage_in_the_foreground() {
     );
     assert_eq!(stdout, format!("hello ['a b'] {commit} from-env 1\n"));
 
+    // `--commit` (what every pod of a deployed version runs): that commit,
+    // although the branch has moved on since.
+    fs::write(repo.path().join("hello.py"), "print('a later commit')\n").unwrap();
+    git(repo.path(), &["commit", "--quiet", "-am", "later"]);
+    let mut cmd = home.cmd(&["stage", &url, "trunk", "hello", "--commit", &commit]);
+    cmd.env("TOKEN", "from-env");
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("hello ['a b'] {commit} from-env 1\n")
+    );
+
     let flaky = home.run(&["stage", &url, "trunk", "flaky"]);
     flaky
         .expect_code(0)

@@ -58,6 +58,7 @@ pub async fn dry_run(
         fetch: FetchOptions {
             ssh_key: opts.ssh_key.clone(),
             timeout: Some(FETCH_TIMEOUT),
+            commit: None,
         },
     };
     let prepared = prepare(&request, &mut |_| {}).await?;

@@ -94,9 +94,21 @@ fn example_serve_model() {
             "stage",
             "https://github.com/bodywork-ml/serve-model",
             "master",
-            "scoring-service"
-        ]
+            "scoring-service",
+            "--commit",
+            COMMIT
+        ],
+        "pods run the commit the workflow resolved, never the branch's later tip"
     );
+    let labels = spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .as_ref()
+        .unwrap();
+    assert_eq!(labels["bodywork.ml/commit"], COMMIT);
 }
 
 #[test]

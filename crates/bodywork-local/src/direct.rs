@@ -50,6 +50,9 @@ pub struct DirectStage {
     pub branch: Option<String>,
     /// Name of the stage, as written in the project.
     pub stage: String,
+    /// The exact commit to run (what a pod of a deployed version runs,
+    /// whatever the branch holds by then); `None`: the branch's tip.
+    pub commit: Option<String>,
 }
 
 /// Why the stage could not be run.
@@ -96,7 +99,10 @@ pub async fn run_stage(
         namespace: None,
         fallback_namespace: Some(FALLBACK_NAMESPACE.to_string()),
         checkout_dir: scratch.dir.clone(),
-        fetch: FetchOptions::default(),
+        fetch: FetchOptions {
+            commit: what.commit.clone(),
+            ..FetchOptions::default()
+        },
     };
     let prepared = bodywork_workflow::prepare(&request, &mut |event| match event {
         Preparing::Fetching(source) => log.log(Level::Info, LOGGER, &format!("fetching {source}")),

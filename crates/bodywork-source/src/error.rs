@@ -53,6 +53,19 @@ pub enum SourceError {
         /// Which rule it breaks.
         reason: &'static str,
     },
+    /// A commit that is not a hex hash.
+    #[error("invalid commit '{0}': expected a commit hash (7 to 40 hex digits)")]
+    InvalidCommit(String),
+    /// The commit asked for is not in the repository (any more).
+    #[error("commit {commit} not found in {url}{branch}: was it force-pushed away?")]
+    CommitNotFound {
+        /// The commit asked for.
+        commit: String,
+        /// The repository URL, redacted.
+        url: String,
+        /// ` (branch 'x')`, when one was given.
+        branch: String,
+    },
     /// The requested branch does not exist in the remote repository.
     #[error("branch '{branch}' not found in {url}")]
     BranchNotFound {

@@ -24,7 +24,7 @@ mod parse;
 mod remote;
 
 pub use error::{SourceError, redact_url};
-pub use parse::validate_branch;
+pub use parse::{validate_branch, validate_commit};
 
 /// Where a project comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,11 @@ pub struct FetchOptions {
     pub ssh_key: Option<PathBuf>,
     /// Give up on a `git clone` that takes longer than this (`None`: no limit).
     pub timeout: Option<Duration>,
+    /// The exact commit to deploy (hex, 7 to 40 digits), for a git URL: the
+    /// checkout holds it even when the branch has moved on since (fetched
+    /// by hash). `None`: the branch's tip. Local directories are deployed
+    /// as they are and ignore it.
+    pub commit: Option<String>,
 }
 
 /// A project tree ready to load.
@@ -103,6 +108,9 @@ pub fn fetch(
 ) -> Result<Checkout, SourceError> {
     if let Some(branch) = branch {
         validate_branch(branch)?;
+    }
+    if let Some(commit) = &opts.commit {
+        validate_commit(commit)?;
     }
     match source {
         Source::Git(url) => remote::fetch(url, branch, dest, opts),

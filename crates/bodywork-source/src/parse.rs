@@ -274,6 +274,16 @@ fn refuse_control_characters(what: &'static str, value: &str) -> Result<(), Sour
     Ok(())
 }
 
+/// A commit as `bodywork stage --commit` takes it: 7 to 40 hex digits.
+pub fn validate_commit(commit: &str) -> Result<(), SourceError> {
+    let hex = commit.chars().all(|c| c.is_ascii_hexdigit());
+    if hex && (7..=40).contains(&commit.len()) {
+        return Ok(());
+    }
+    refuse_control_characters("commit", commit)?;
+    Err(SourceError::InvalidCommit(commit.to_owned()))
+}
+
 /// Check a branch name against git's rules for branch names
 /// (`git check-ref-format --branch`), and refuse option-like names.
 pub fn validate_branch(branch: &str) -> Result<(), SourceError> {

@@ -80,8 +80,22 @@ pub(crate) fn fetch(
         return Err(clone_failure(url, branch, &output.stderr, hint));
     }
 
-    let commit =
+    let mut commit =
         head_commit(&dir).ok_or_else(|| SourceError::EmptyRepository { url: shown.clone() })?;
+    if let Some(wanted) = &opts.commit
+        && !commit.starts_with(wanted.as_str())
+    {
+        commit = check_out_commit(&dir, wanted, transport, opts).map_err(|why| {
+            tracing::debug!("fetching commit {wanted} of {shown}: {why}");
+            SourceError::CommitNotFound {
+                commit: wanted.clone(),
+                url: shown.clone(),
+                branch: branch
+                    .map(|b| format!(" (branch '{b}')"))
+                    .unwrap_or_default(),
+            }
+        })?;
+    }
     let branch = match branch {
         Some(branch) => Some(branch.to_owned()),
         None => current_branch(&dir),
@@ -150,6 +164,53 @@ fn auth_hint(transport: Transport, has_key: bool) -> &'static str {
         (Transport::Ssh, true) => "; check that this key has access to the repository",
         _ => "",
     }
+}
+
+/// Fetch `wanted` by its hash (the branch's tip has moved on since it was
+/// deployed) and check it out, detached; its full hash. Servers refuse a
+/// hash they do not have, and (before protocol v2) one that is not a tip;
+/// a full clone (plain loopback http) may hold it already.
+fn check_out_commit(
+    dir: &Path,
+    wanted: &str,
+    transport: Transport,
+    opts: &FetchOptions,
+) -> Result<String, String> {
+    let have = |dir: &Path| {
+        let mut cmd = git_in(dir);
+        cmd.args(["cat-file", "-e"])
+            .arg(format!("{wanted}^{{commit}}"));
+        git::run(cmd, None).is_ok_and(|o| o.success)
+    };
+    if !have(dir) {
+        let mut cmd = git_in(dir);
+        let protocols = match transport {
+            Transport::Http => "http:https:ssh:file",
+            Transport::Https | Transport::Ssh | Transport::File => "https:ssh:file",
+        };
+        cmd.env("GIT_ALLOW_PROTOCOL", protocols);
+        if let Ok(Some(ssh_command)) = ssh_command(transport, opts.ssh_key.as_deref()) {
+            cmd.env("GIT_SSH_COMMAND", ssh_command);
+        }
+        cmd.args(["fetch", "--no-tags", "--quiet"]);
+        if transport != Transport::Http {
+            cmd.args(["--depth", "1"]);
+        }
+        cmd.args(["origin", wanted]);
+        let output = git::run(cmd, opts.timeout).map_err(|e| format!("{e:?}"))?;
+        if !output.success {
+            return Err(output.stderr);
+        }
+    }
+    let mut cmd = git_in(dir);
+    cmd.args(["checkout", "--quiet", "--detach"])
+        .arg(format!("{wanted}^{{commit}}"))
+        .arg("--");
+    let output = git::run(cmd, None).map_err(|e| format!("{e:?}"))?;
+    if !output.success {
+        return Err(output.stderr);
+    }
+    head_commit(dir).ok_or_else(|| "no HEAD after checkout".to_string())
 }
 
 /// The full hash of HEAD, or `None` when there is no commit.

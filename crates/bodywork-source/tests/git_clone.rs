@@ -245,6 +245,7 @@ fn unreachable_ssh_host_is_reported_without_prompting() {
     let opts = FetchOptions {
         ssh_key: Some(key),
         timeout: Some(std::time::Duration::from_secs(60)),
+        commit: None,
     };
     let err = fetch(&source, None, &dest(tmp.path(), "x"), &opts).expect_err("unreachable");
     let line = err.to_string();
@@ -296,4 +297,57 @@ fn parse_accepts_relative_and_absolute_directories() {
         Source::parse("Cargo.toml"),
         Err(SourceError::NotADirectory(path)) if path == Path::new("Cargo.toml")
     ));
+}
+
+#[test]
+fn a_pinned_commit_is_checked_out_when_the_branch_has_moved_on() {
+    // A pod of a deployed version runs that version's commit, whatever the
+    // branch holds when the pod starts (SPEC §5).
+    let origin = origin();
+    let first = git(&origin.dir, &["rev-parse", "trunk~1"]);
+    let source = Source::parse(&file_url(&origin.dir)).expect("file URL parses");
+    let pinned = FetchOptions {
+        commit: Some(first.clone()),
+        ..FetchOptions::default()
+    };
+    let checkout = fetch(
+        &source,
+        Some("trunk"),
+        &dest(&origin.root, "pinned"),
+        &pinned,
+    )
+    .expect("the older commit is fetched by hash");
+    assert_eq!(checkout.commit, first);
+    assert_eq!(read(&checkout.dir, "stage_1/main.py"), "print('v1')\n");
+    // The tip itself, pinned: nothing more to fetch.
+    let at_tip = FetchOptions {
+        commit: Some(origin.trunk.clone()),
+        ..FetchOptions::default()
+    };
+    let checkout =
+        fetch(&source, Some("trunk"), &dest(&origin.root, "tip"), &at_tip).expect("the tip");
+    assert_eq!(checkout.commit, origin.trunk);
+    // A commit the repository does not have: one clear line.
+    let missing = FetchOptions {
+        commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+        ..FetchOptions::default()
+    };
+    let err = fetch(
+        &source,
+        Some("trunk"),
+        &dest(&origin.root, "gone"),
+        &missing,
+    )
+    .expect_err("no such commit");
+    assert!(matches!(err, SourceError::CommitNotFound { .. }), "{err}");
+    assert!(err.to_string().contains("(branch 'trunk')"), "{err}");
+    // Not a hash: refused before git runs.
+    let bad = FetchOptions {
+        commit: Some("--upload-pack=evil".into()),
+        ..FetchOptions::default()
+    };
+    let err =
+        fetch(&source, Some("trunk"), &dest(&origin.root, "bad"), &bad).expect_err("not a hash");
+    assert!(matches!(err, SourceError::InvalidCommit(_)), "{err}");
+    assert!(!dest(&origin.root, "bad").exists(), "nothing created");
 }

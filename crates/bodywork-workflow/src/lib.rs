@@ -224,6 +224,7 @@ async fn fetch_and_plan(
         fetch: FetchOptions {
             ssh_key: req.ssh_key.clone(),
             timeout: Some(FETCH_TIMEOUT),
+            commit: None,
         },
     };
     let prepared = prepare(&request, &mut |event| match event {

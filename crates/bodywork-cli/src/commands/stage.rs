@@ -52,6 +52,7 @@ pub fn run(args: &StageArgs) -> Outcome {
         repo: args.repo.clone(),
         branch: Some(args.branch.clone()),
         stage: args.stage.clone(),
+        commit: args.commit.clone(),
     };
     let log: Log = Arc::new(StderrLog {
         style: Style::stderr(),

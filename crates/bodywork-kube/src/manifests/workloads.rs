@@ -145,11 +145,16 @@ fn container(
         image: Some(image.to_string()),
         image_pull_policy: Some("IfNotPresent".into()),
         command: Some(vec!["bodywork".into()]),
+        // The commit the workflow resolved, not the branch's tip at pod
+        // start: a pod restarted, scaled up or brought back by a rollback
+        // runs the code its labels name.
         args: Some(vec![
             "stage".into(),
             run.repo.to_string(),
             branch_of(run).to_string(),
             stage.stage.clone(),
+            "--commit".into(),
+            run.commit.to_string(),
         ]),
         env: Some(env(stage, extra_env)),
         resources: resources(stage),
