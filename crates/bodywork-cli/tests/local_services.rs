@@ -363,6 +363,12 @@ fn a_port_change_moves_the_cluster_address_only_once_the_new_version_serves() {
     assert_eq!(version_at(6000).as_deref(), Some("v2"));
     assert_eq!(version_at(5000), None);
     assert_eq!(services_json(&home, ns)[0]["port"], 6000);
+
+    // MAX_STARTUP_TIME_SECONDS = 0 is no limit, as on Kubernetes (it failed
+    // at once before).
+    write_project(&project, &web("v3", 6000, 0));
+    home.ok(&["workflow", project.arg()]);
+    assert_eq!(version_at(6000).as_deref(), Some("v3"));
 }
 
 #[test]

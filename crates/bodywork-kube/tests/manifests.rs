@@ -138,9 +138,21 @@ fn example_train_and_serve() {
     let Manifest::Job(job) = &m[0] else {
         panic!("first manifest is the training job")
     };
+    // RETRIES and MAX_COMPLETION_TIME_SECONDS are applied in the pod by
+    // `bodywork stage` (per attempt), not by the Job (attempts x pods, and a
+    // deadline over pull + clone + install + every retry).
     let spec = job.spec.as_ref().unwrap();
-    assert_eq!(spec.backoff_limit, Some(1));
-    assert_eq!(spec.active_deadline_seconds, Some(120));
+    assert_eq!(spec.backoff_limit, Some(0));
+    assert_eq!(spec.active_deadline_seconds, None);
+    let Some(Manifest::Deployment(d)) = m.iter().find(|x| x.describe().starts_with("Deployment/"))
+    else {
+        panic!("a Deployment for the scoring service")
+    };
+    // MAX_STARTUP_TIME_SECONDS 30 -> Bodywork's 60 s floor, plus 90 s grace.
+    assert_eq!(
+        d.spec.as_ref().unwrap().progress_deadline_seconds,
+        Some(150)
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! are tests of what reaches the cluster.
 
 mod cronjobs;
+mod deadlines;
 mod images;
 mod names;
 mod namespace;
@@ -20,6 +21,7 @@ mod secrets;
 mod workloads;
 
 pub use cronjobs::{CRONJOB_LABEL, cronjob_manifest, manual_job};
+pub use deadlines::{Waits, progress_deadline_seconds};
 pub use images::{DEFAULT_IMAGE, LEGACY_IMAGE, resolve_image};
 pub use names::{MAX_LABEL, name_problems, service_name_problem};
 pub use namespace::{

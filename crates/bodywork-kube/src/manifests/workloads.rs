@@ -162,25 +162,16 @@ fn container(
     }
 }
 
-/// The Job of a batch stage: `backoffLimit` = RETRIES, `activeDeadlineSeconds`
-/// = MAX_COMPLETION_TIME_SECONDS. `extra_env` carries e.g. `EXCEPTION_MESSAGE`.
+/// The Job of a batch stage: one pod, whose `bodywork stage` runs the
+/// attempts (RETRIES, each bounded by MAX_COMPLETION_TIME_SECONDS), so
+/// `backoffLimit: 0` and no `activeDeadlineSeconds` (see `deadlines`).
+/// `extra_env` carries e.g. `EXCEPTION_MESSAGE`.
 pub fn job(
     run: &Target<'_>,
     stage: &StagePlan,
     image: &str,
     extra_env: &[(String, String)],
 ) -> Job {
-    let (deadline, retries) = match &stage.kind {
-        StagePlanKind::Batch {
-            max_completion_time_seconds,
-            retries,
-        } => (*max_completion_time_seconds, *retries),
-        // A service stage is never run as a job; keep the types total anyway.
-        StagePlanKind::Service {
-            max_startup_time_seconds,
-            ..
-        } => (*max_startup_time_seconds, 0),
-    };
     let mut lbls = stage_labels(run, stage);
     lbls.push((NAME_LABEL, stage.resource_name.clone()));
     let labels = owned_labels(&lbls);
@@ -190,8 +181,8 @@ pub fn job(
             ..meta(&stage.resource_name, Some(run.namespace), labels.clone())
         },
         spec: Some(JobSpec {
-            backoff_limit: Some(i32::try_from(retries).unwrap_or(i32::MAX)),
-            active_deadline_seconds: Some(i64::try_from(deadline).unwrap_or(i64::MAX)),
+            // Retries happen once: in the pod, by `bodywork stage`.
+            backoff_limit: Some(0),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
@@ -269,12 +260,10 @@ pub fn service_manifests(run: &Target<'_>, stage: &StagePlan, image: &str) -> Ve
                 }),
             }),
             // Kubernetes reports a stalled rollout by itself after this long;
-            // the runtime's own deadline is the same number.
-            progress_deadline_seconds: Some(
-                i32::try_from(*max_startup_time_seconds)
-                    .unwrap_or(i32::MAX)
-                    .max(1),
-            ),
+            // the runtime's own wait is the same (floor and grace included).
+            progress_deadline_seconds: Some(super::progress_deadline_seconds(
+                *max_startup_time_seconds,
+            )),
             revision_history_limit: Some(3),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {

@@ -107,7 +107,11 @@ impl KubeRuntime {
             Level::Info,
             LOGGER,
             &format!(
-                "applied deployment={name} in namespace={ns}; waiting up to {max_startup_time_seconds}s for it to be ready"
+                "applied deployment={name} in namespace={ns}; waiting {} for it to be ready",
+                self.waits.startup(*max_startup_time_seconds).map_or_else(
+                    || "with no limit".to_string(),
+                    |w| format!("up to {}s", w.as_secs())
+                )
             ),
         );
         let logs = PodLogs::start(
@@ -117,18 +121,31 @@ impl KubeRuntime {
             old_pods,
             log.clone(),
         );
-        let limit = Duration::from_secs(*max_startup_time_seconds);
+        // MAX_STARTUP_TIME_SECONDS with Bodywork's floor and grace for a
+        // cold node; 0: no limit (`manifests::Waits`).
+        let limit = self.waits.startup(*max_startup_time_seconds);
+        let shown = limit.map_or(0, |l| l.as_secs());
         let settled = await_condition(deployments.clone(), name, is_rollout_settled(generation));
+        let settled = async {
+            match limit {
+                Some(limit) => tokio::time::timeout(limit, settled).await,
+                None => Ok(settled.await),
+            }
+        };
         let outcome = tokio::select! {
-            r = tokio::time::timeout(limit, settled) => match r {
+            r = settled => match r {
                 Ok(Ok(Some(d))) if is_deployment_rolled_out(&d, generation) => Ok(()),
-                Ok(Ok(Some(_))) => Err(format!("Kubernetes reports no progress within {}s", limit.as_secs())),
+                Ok(Ok(Some(_))) => Err(format!("Kubernetes reports no progress within {shown}s")),
                 Ok(Ok(None)) => Err("the Deployment was deleted while rolling out".to_string()),
                 Ok(Err(e)) => {
                     logs.finish(Duration::ZERO).await;
                     return Err(map_wait_error(&e, Action::new("watch", "Deployment", name, ns), &self.cluster));
                 }
-                Err(_) => Err(format!("not ready within MAX_STARTUP_TIME_SECONDS={}", limit.as_secs())),
+                Err(_) => Err(format!(
+                    "not ready within {shown}s (MAX_STARTUP_TIME_SECONDS={max_startup_time_seconds}, at least {}s, plus {}s grace)",
+                    self.waits.startup_floor.as_secs(),
+                    self.waits.grace.as_secs()
+                )),
             },
             _ = cancel.cancelled() => Err("cancelled".to_string()),
         };

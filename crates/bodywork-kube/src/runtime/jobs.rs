@@ -8,7 +8,6 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use bodywork_plan::StagePlanKind;
 use bodywork_runtime::{Level, Result, RuntimeError, StageRun};
 use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::wait::{await_condition, conditions};
@@ -20,8 +19,6 @@ use crate::manifests;
 use crate::podlogs::{PodLogs, Source};
 use crate::wait::{is_job_completed, is_job_finished, job_failure};
 
-/// How long Kubernetes may take beyond a Job's own deadline to report it.
-const JOB_GRACE: Duration = Duration::from_secs(60);
 /// How long log followers may take to print the last lines of a finished pod.
 const LOG_DRAIN: Duration = Duration::from_secs(10);
 
@@ -72,16 +69,20 @@ impl KubeRuntime {
             HashSet::new(),
             log.clone(),
         );
-        let deadline = match &stage.kind {
-            StagePlanKind::Batch {
-                max_completion_time_seconds,
-                ..
-            } => Duration::from_secs(*max_completion_time_seconds),
-            StagePlanKind::Service { .. } => Duration::ZERO,
-        } + JOB_GRACE;
+        // Each attempt is bounded in the pod; this wait only keeps a Job
+        // that never gets anywhere (see `manifests::Waits`) from holding
+        // the run for ever. MAX_COMPLETION_TIME_SECONDS = 0: no limit.
+        let wait = self.waits.job(stage);
         let watch = Action::new("watch", "Job", name, ns);
+        let finished = await_condition(jobs.clone(), name, is_job_finished());
+        let finished = async {
+            match wait {
+                Some(limit) => tokio::time::timeout(limit, finished).await,
+                None => Ok(finished.await),
+            }
+        };
         let finished = tokio::select! {
-            r = tokio::time::timeout(deadline, await_condition(jobs.clone(), name, is_job_finished())) => r,
+            r = finished => r,
             _ = cancel.cancelled() => {
                 logs.finish(Duration::ZERO).await;
                 self.delete_opt(&jobs, name, Action::new("delete", "Job", name, ns)).await?;
@@ -95,9 +96,11 @@ impl KubeRuntime {
             Ok(Ok(None)) => Err("the Job was deleted before it finished".to_string()),
             Ok(Err(e)) => return Err(map_wait_error(&e, watch, &self.cluster)),
             Err(_) => Err(format!(
-                "no result within {}s (MAX_COMPLETION_TIME_SECONDS plus {}s)",
-                deadline.as_secs(),
-                JOB_GRACE.as_secs()
+                "no result within {}s (every attempt at MAX_COMPLETION_TIME_SECONDS, plus {}s for \
+                 the pod to pull, clone and install, plus {}s grace)",
+                wait.map_or(0, |w| w.as_secs()),
+                self.waits.prepare.as_secs(),
+                self.waits.grace.as_secs()
             )),
         };
         self.delete_opt(&jobs, name, Action::new("delete", "Job", name, ns))

@@ -36,6 +36,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::errors::{Action, map_error, map_wait_error};
+use crate::manifests::Waits;
 use crate::manifests::{self, MANAGED_BY, Manifest, Target};
 
 /// The field manager of bodywork's server-side applies.
@@ -52,6 +53,8 @@ pub struct KubeRuntime {
     image_override: Option<String>,
     /// Runs whose image choice was already logged.
     noted: Mutex<HashSet<String>>,
+    /// The allowances around a project's deadlines (Bodywork's).
+    waits: Waits,
 }
 
 impl KubeRuntime {
@@ -92,7 +95,15 @@ impl KubeRuntime {
             cluster: cluster.into(),
             image_override: None,
             noted: Mutex::new(HashSet::new()),
+            waits: Waits::BODYWORK,
         }
+    }
+
+    /// Other allowances around the deadlines than Bodywork's (tests that
+    /// play a rollout which never gets ready need not wait 150 s).
+    pub fn with_waits(mut self, waits: Waits) -> KubeRuntime {
+        self.waits = waits;
+        self
     }
 
     /// Run stages in `image` whatever the project says (`--image`).

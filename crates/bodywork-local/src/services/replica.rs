@@ -124,14 +124,17 @@ impl Replica {
         self.pid.lock().ok().and_then(|p| *p)
     }
 
-    /// Wait until the replica is ready or `deadline` passes.
-    pub async fn wait_ready(&self, deadline: Instant) -> bool {
+    /// Wait until the replica is ready or `deadline` (if any) passes.
+    pub async fn wait_ready(&self, deadline: Option<Instant>) -> bool {
         let mut rx = self.ready.clone();
-        let until = tokio::time::Instant::from_std(deadline);
-        matches!(
-            tokio::time::timeout_at(until, rx.wait_for(|ready| *ready)).await,
-            Ok(Ok(_))
-        )
+        let ready = rx.wait_for(|ready| *ready);
+        match deadline {
+            Some(deadline) => {
+                let until = tokio::time::Instant::from_std(deadline);
+                matches!(tokio::time::timeout_at(until, ready).await, Ok(Ok(_)))
+            }
+            None => ready.await.is_ok(),
+        }
     }
 
     /// Stop supervising it, leaving its process running and its state as

@@ -56,7 +56,7 @@ impl ServiceManager {
         // daemon takes requests, so the first one after a restart finds them.
         let deadline = Instant::now() + Duration::from_secs(3);
         for r in adopted {
-            r.wait_ready(deadline).await;
+            r.wait_ready(Some(deadline)).await;
         }
     }
 

@@ -157,7 +157,9 @@ impl ServiceManager {
             let ev: Arc<dyn ReplicaEvents> = events.clone();
             new_replicas.push(Replica::start(spec, None, 0, ev));
         }
-        let deadline = Instant::now() + Duration::from_secs(*max_startup_time_seconds);
+        // MAX_STARTUP_TIME_SECONDS = 0: no limit, as on Kubernetes.
+        let deadline = (*max_startup_time_seconds > 0)
+            .then(|| Instant::now() + Duration::from_secs(*max_startup_time_seconds));
         let all_ready = async {
             for r in &new_replicas {
                 if !r.wait_ready(deadline).await {
