@@ -963,3 +963,73 @@ async fn names_the_api_server_would_refuse_are_errors_before_anything_is_applied
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_namespace_made_with_kubectl_gets_the_account_stage_pods_run_under() {
+    // `kubectl create namespace ml`: no bodywork-jobs-and-deployments
+    // account, so Kubernetes would refuse every stage pod (and the run
+    // would wait out its deadline saying nothing).
+    let (server, rt, capture, log) = setup(Script::default());
+    server.put(
+        "/api/v1/namespaces",
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    );
+    let accounts = "/api/v1/namespaces/ml/serviceaccounts";
+    assert!(
+        server
+            .get(accounts, "bodywork-jobs-and-deployments")
+            .is_none()
+    );
+    rt.run_batch(
+        StageRun {
+            ctx: &ctx("c1"),
+            stage: &batch("train", 0),
+            log: &log,
+            cancel: &CancellationToken::new(),
+        },
+        &[],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", capture.text()));
+    assert!(
+        server
+            .get(accounts, "bodywork-jobs-and-deployments")
+            .is_some()
+    );
+    assert!(
+        server.refused_pods().is_empty(),
+        "{:?}",
+        server.refused_pods()
+    );
+}
+
+#[tokio::test]
+async fn a_deployment_left_by_python_bodywork_is_replaced_not_refused() {
+    // Python Bodywork's Deployment of the same name selects `stage=NAME`; a
+    // selector cannot change (422), so ours replaces it.
+    let (server, rt, capture, log) = setup(Script::default());
+    server.put(
+        DEPLOYMENTS,
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "proj--serve", "namespace": NS, "uid": "legacy-uid"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"stage": "proj--serve"}},
+                "template": {"metadata": {"labels": {"stage": "proj--serve"}},
+                    "spec": {"containers": [{"name": "bodywork", "image": "bodyworkml/bodywork-core:latest"}]}}}}),
+    );
+    rt.deploy_service(StageRun {
+        ctx: &ctx("c1"),
+        stage: &service("serve", 5),
+        log: &log,
+        cancel: &CancellationToken::new(),
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", capture.text()));
+    let d = server.get(DEPLOYMENTS, "proj--serve").unwrap();
+    assert_ne!(d["spec"]["selector"]["matchLabels"]["stage"], "proj--serve");
+    assert_eq!(d["metadata"]["labels"]["bodywork.ml/commit"], "c1");
+    assert!(
+        capture.text().contains("selects its pods otherwise"),
+        "{}",
+        capture.text()
+    );
+}

@@ -44,13 +44,20 @@ pub fn namespace_manifests(namespace: &str) -> Vec<Manifest> {
                 ..Subject::default()
             }]),
         }),
-        Manifest::ServiceAccount(ServiceAccount {
-            metadata: meta(STAGES_ACCOUNT, Some(namespace), labels(&[])),
-            // Stages never call the API; do not hand them a token.
-            automount_service_account_token: Some(false),
-            ..ServiceAccount::default()
-        }),
+        Manifest::ServiceAccount(stages_account(namespace)),
     ]
+}
+
+/// The ServiceAccount stage containers run under. Pods naming an account
+/// that does not exist are refused, so every run makes sure it is there
+/// (a namespace made with kubectl has none).
+pub fn stages_account(namespace: &str) -> ServiceAccount {
+    ServiceAccount {
+        metadata: meta(STAGES_ACCOUNT, Some(namespace), labels(&[])),
+        // Stages never call the API; do not hand them a token.
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    }
 }
 
 /// What the in-cluster workflow controller may do: exactly what

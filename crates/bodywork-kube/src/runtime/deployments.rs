@@ -56,7 +56,7 @@ impl KubeRuntime {
         let pods: Api<Pod> = self.ns(ns);
         let selector = format!("{NAME_LABEL}={name}");
         let get = Action::new("get", "Deployment", name, ns);
-        let previous = deployments
+        let mut previous = deployments
             .get_opt(name)
             .await
             .map_err(|e| self.err(&e, get))?;
@@ -84,6 +84,25 @@ impl KubeRuntime {
                 stage.stage
             )));
         };
+        // A Deployment of this name whose selector is not ours (one Python
+        // Bodywork made selects `stage=NAME`): the API server refuses to
+        // change a selector (422), so it is replaced, as a first deploy.
+        if let Some(old) = &previous
+            && old.spec.as_ref().map(|s| &s.selector) != manifest.spec.as_ref().map(|s| &s.selector)
+        {
+            log.log(
+                Level::Warning,
+                LOGGER,
+                &format!(
+                    "deployment={name} in namespace={ns} selects its pods otherwise (made by an \
+                     earlier Bodywork?); a selector cannot change, so it is replaced: its pods \
+                     stop now"
+                ),
+            );
+            let del = Action::new("delete", "Deployment", name, ns);
+            self.delete_and_wait(&deployments, old, del).await?;
+            previous = None;
+        }
         // What a rollback puts back.
         let before = Before {
             service: self
@@ -100,6 +119,7 @@ impl KubeRuntime {
         };
         // A new Ingress may come now (it reaches the old pods until the new
         // ones are ready); one the new version drops goes once it serves.
+        self.ensure_stages_account(ns).await?;
         self.apply_manifests(&objects).await?;
         let applied = deployments.get(name).await.map_err(|e| self.err(&e, get))?;
         let generation = applied.metadata.generation.unwrap_or(1);

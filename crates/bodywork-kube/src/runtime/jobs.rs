@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bodywork_runtime::{Level, Result, RuntimeError, StageRun};
 use k8s_openapi::api::batch::v1::Job;
-use kube::runtime::wait::{await_condition, conditions};
-use kube::{Api, ResourceExt};
+use kube::Api;
+use kube::runtime::wait::await_condition;
 
 use super::{KubeRuntime, LOGGER, target_of};
 use crate::errors::{Action, map_wait_error};
@@ -31,16 +31,7 @@ impl KubeRuntime {
             return Ok(());
         };
         let del = Action::new("delete", "Job", name, namespace);
-        self.delete_opt(jobs, name, del).await?;
-        let uid = old.uid().unwrap_or_default();
-        let gone = await_condition(jobs.clone(), name, conditions::is_deleted(&uid));
-        match tokio::time::timeout(Duration::from_secs(60), gone).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(map_wait_error(&e, del, &self.cluster)),
-            Err(_) => Err(RuntimeError::Failed(format!(
-                "the previous Job {name} in namespace {namespace} is still being deleted after 60s"
-            ))),
-        }
+        self.delete_and_wait(jobs, &old, del).await
     }
 
     pub(super) async fn run_job(
@@ -54,6 +45,7 @@ impl KubeRuntime {
         let job = manifests::job(&target, stage, &image, extra_env);
         let (ns, name) = (ctx.namespace.as_str(), stage.resource_name.as_str());
         let jobs: Api<Job> = self.ns(ns);
+        self.ensure_stages_account(ns).await?;
         self.remove_old_job(&jobs, name, ns).await?;
         self.apply(&jobs, &job, Action::new("create", "Job", name, ns))
             .await?;

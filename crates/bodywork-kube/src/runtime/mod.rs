@@ -142,6 +142,14 @@ impl KubeRuntime {
         image
     }
 
+    /// Make sure the namespace has the account stage pods run under: pods
+    /// naming a missing account are refused, and the wait would only end at
+    /// its deadline. A namespace created with kubectl has none.
+    async fn ensure_stages_account(&self, namespace: &str) -> Result<()> {
+        self.apply_namespaced("ServiceAccount", &manifests::stages_account(namespace))
+            .await
+    }
+
     /// Apply a namespaced object (in its own namespace), naming it in errors.
     async fn apply_namespaced<K>(&self, kind: &'static str, obj: &K) -> Result<()>
     where
@@ -210,6 +218,31 @@ impl KubeRuntime {
             Manifest::CronJob(o) => self.apply_namespaced("CronJob", o).await?,
         }
         Ok(())
+    }
+
+    /// Delete `old` and wait (at most a minute) until it is gone, so one of
+    /// the same name can be created.
+    async fn delete_and_wait<K>(&self, api: &Api<K>, old: &K, action: Action<'_>) -> Result<()>
+    where
+        K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+    {
+        let name = old.meta().name.clone().unwrap_or_default();
+        self.delete_opt(api, &name, action).await?;
+        let uid = old.meta().uid.clone().unwrap_or_default();
+        let gone = kube::runtime::wait::await_condition(
+            api.clone(),
+            &name,
+            kube::runtime::wait::conditions::is_deleted(&uid),
+        );
+        match tokio::time::timeout(Duration::from_secs(60), gone).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(crate::errors::map_wait_error(&e, action, &self.cluster)),
+            Err(_) => Err(RuntimeError::Failed(format!(
+                "the previous {} {name} in namespace {} is still being deleted after 60s",
+                action.kind,
+                action.namespace.unwrap_or_default()
+            ))),
+        }
     }
 
     /// Delete an object; `Ok(false)` when it was not there.

@@ -73,6 +73,8 @@ struct State {
     uid: u64,
     requests: Vec<String>,
     script: Script,
+    /// Pods the admission controllers refused, and why.
+    refused_pods: Vec<String>,
 }
 
 /// The API server test double. Cheap to clone; clones share state.
@@ -168,6 +170,12 @@ fn matches(obj: &Value, q: &HashMap<String, String>) -> bool {
     true
 }
 
+/// `NS` of a namespaced collection path (`.../namespaces/NS/KIND`).
+fn namespace_of(collection: &str) -> Option<&str> {
+    let rest = collection.split("/namespaces/").nth(1)?;
+    rest.split('/').next()
+}
+
 /// `/api/v1/namespaces/NS/services/ID/proxy/PATH` -> (NS, ID, `/PATH`).
 fn service_proxy_path(path: &str) -> Option<(String, String, String)> {
     let rest = path.strip_prefix("/api/v1/namespaces/")?;
@@ -219,6 +227,11 @@ impl ApiServer {
     }
 
     /// Every request so far, as `METHOD path?query`.
+    /// Pods the admission controllers refused, and why.
+    pub fn refused_pods(&self) -> Vec<String> {
+        self.state.lock().unwrap().refused_pods.clone()
+    }
+
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
     }
@@ -393,6 +406,24 @@ impl ApiServer {
                 };
                 let name = name.or_else(|| obj["metadata"]["name"].as_str().map(String::from));
                 let existed = name.as_deref().and_then(|n| self.get(&collection, n));
+                // A Deployment's selector is immutable (apps/v1): the API
+                // server answers 422 Invalid to a change.
+                if collection.ends_with("/deployments")
+                    && let Some(old) = &existed
+                    && old["spec"]["selector"] != obj["spec"]["selector"]
+                {
+                    let name = name.as_deref().unwrap_or_default();
+                    return json_response(
+                        422,
+                        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                            "status": "Failure", "reason": "Invalid", "code": 422,
+                            "message": format!("Deployment.apps \"{name}\" is invalid: spec.selector: \
+                                Invalid value: {}: field is immutable", old["spec"]["selector"]),
+                            "details": {"name": name, "group": "apps", "kind": "Deployment",
+                                "causes": [{"reason": "FieldValueInvalid",
+                                    "message": "field is immutable", "field": "spec.selector"}]}}),
+                    );
+                }
                 let stored = self.put(&collection, obj);
                 self.react(&collection, &stored, existed.as_ref());
                 json_response(if existed.is_some() { 200 } else { 201 }, &stored)
@@ -543,6 +574,26 @@ impl ApiServer {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        // The ServiceAccount admission controller refuses a pod whose
+        // account does not exist in its namespace: the Job or ReplicaSet
+        // gets no pods, and nothing progresses (FailedCreate events only).
+        if (collection.ends_with("/jobs") || collection.ends_with("/deployments"))
+            && let Some(account) = obj["spec"]["template"]["spec"]["serviceAccountName"].as_str()
+            && let Some(namespace) = namespace_of(collection)
+            && self
+                .get(
+                    &format!("/api/v1/namespaces/{namespace}/serviceaccounts"),
+                    account,
+                )
+                .is_none()
+        {
+            self.state
+                .lock()
+                .unwrap()
+                .refused_pods
+                .push(format!("{name}: serviceaccount \"{account}\" not found"));
+            return;
+        }
         if collection.ends_with("/jobs") && old.is_none() {
             let server = self.clone();
             let (collection, obj) = (collection.to_string(), obj.clone());
