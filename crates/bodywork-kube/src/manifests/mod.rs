@@ -38,7 +38,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
@@ -74,6 +74,10 @@ pub enum Manifest {
     ClusterRole(ClusterRole),
     /// Binds the controller's cluster role to a namespace's controller account.
     ClusterRoleBinding(ClusterRoleBinding),
+    /// The controller's permissions in its namespace.
+    Role(Role),
+    /// Binds them to the namespace's controller account.
+    RoleBinding(RoleBinding),
     /// A secret (from `secret create`).
     Secret(Secret),
     /// A batch stage.
@@ -96,6 +100,8 @@ impl Manifest {
             Manifest::ServiceAccount(o) => ("ServiceAccount", &o.metadata),
             Manifest::ClusterRole(o) => ("ClusterRole", &o.metadata),
             Manifest::ClusterRoleBinding(o) => ("ClusterRoleBinding", &o.metadata),
+            Manifest::Role(o) => ("Role", &o.metadata),
+            Manifest::RoleBinding(o) => ("RoleBinding", &o.metadata),
             Manifest::Secret(o) => ("Secret", &o.metadata),
             Manifest::Job(o) => ("Job", &o.metadata),
             Manifest::Deployment(o) => ("Deployment", &o.metadata),

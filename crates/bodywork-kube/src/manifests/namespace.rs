@@ -1,13 +1,21 @@
 //! What `setup-namespace` creates: the Namespace, the controller's
-//! ServiceAccount, its ClusterRole and ClusterRoleBinding, and the
-//! ServiceAccount stage containers run under (with no API permissions).
+//! ServiceAccount with its permissions, and the ServiceAccount stage
+//! containers run under (with no API permissions).
+//!
+//! The controller's permissions are as narrow as its work (the in-cluster
+//! workflows of cron jobs): everything it does to objects, it may do in its
+//! own namespace only (a Role and RoleBinding there); the one cluster-scoped
+//! thing it needs, reading its Namespace, is its ClusterRole (bound per
+//! namespace, the seed's `cluster-role-binding`). Secrets it may only read.
 //!
 //! Owns: the controller's permissions (the accounts' names come from
 //! `bodywork_runtime::namespace`, which words `setup-namespace` for both
 //! runtimes). Must not: grant stage containers any access to the API.
 
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
 
 use super::{Manifest, labels, meta};
 
@@ -16,10 +24,17 @@ pub use bodywork_runtime::namespace::{
 };
 
 /// What `setup-namespace` applies, in order: Namespace, the controller's
-/// ServiceAccount, its ClusterRole and ClusterRoleBinding, and the
-/// ServiceAccount stage containers run under.
+/// ServiceAccount, its ClusterRole and ClusterRoleBinding, its Role and
+/// RoleBinding in the namespace, and the ServiceAccount stage containers
+/// run under.
 pub fn namespace_manifests(namespace: &str) -> Vec<Manifest> {
     let binding = controller_binding_name(namespace);
+    let controller = || Subject {
+        kind: "ServiceAccount".into(),
+        name: CONTROLLER_ACCOUNT.into(),
+        namespace: Some(namespace.to_string()),
+        ..Subject::default()
+    };
     vec![
         Manifest::Namespace(Namespace {
             metadata: meta(namespace, None, labels(&[])),
@@ -37,12 +52,20 @@ pub fn namespace_manifests(namespace: &str) -> Vec<Manifest> {
                 kind: "ClusterRole".into(),
                 name: CONTROLLER_ACCOUNT.into(),
             },
-            subjects: Some(vec![Subject {
-                kind: "ServiceAccount".into(),
+            subjects: Some(vec![controller()]),
+        }),
+        Manifest::Role(Role {
+            metadata: meta(CONTROLLER_ACCOUNT, Some(namespace), labels(&[])),
+            rules: Some(controller_rules()),
+        }),
+        Manifest::RoleBinding(RoleBinding {
+            metadata: meta(CONTROLLER_ACCOUNT, Some(namespace), labels(&[])),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "Role".into(),
                 name: CONTROLLER_ACCOUNT.into(),
-                namespace: Some(namespace.to_string()),
-                ..Subject::default()
-            }]),
+            },
+            subjects: Some(vec![controller()]),
         }),
         Manifest::ServiceAccount(stages_account(namespace)),
     ]
@@ -60,35 +83,45 @@ pub fn stages_account(namespace: &str) -> ServiceAccount {
     }
 }
 
-/// What the in-cluster workflow controller may do: exactly what
-/// [`crate::KubeRuntime`] calls.
-fn controller_cluster_role() -> ClusterRole {
-    let rule = |group: &str, resources: &[&str], verbs: &[&str]| PolicyRule {
+fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
         api_groups: Some(vec![group.to_string()]),
         resources: Some(resources.iter().map(|s| s.to_string()).collect()),
         verbs: verbs.iter().map(|s| s.to_string()).collect(),
         ..PolicyRule::default()
-    };
-    const ALL: &[&str] = &[
-        "get", "list", "watch", "create", "update", "patch", "delete",
-    ];
+    }
+}
+
+/// What the in-cluster workflow controller may do cluster-wide: read
+/// Namespaces (a run checks that its own exists). Nothing else.
+fn controller_cluster_role() -> ClusterRole {
     ClusterRole {
         metadata: meta(CONTROLLER_ACCOUNT, None, labels(&[])),
-        rules: Some(vec![
-            rule(
-                "",
-                &["namespaces"],
-                &["get", "list", "watch", "create", "patch"],
-            ),
-            rule("", &["secrets", "services", "serviceaccounts"], ALL),
-            rule("", &["pods", "pods/log"], &["get", "list", "watch"]),
-            rule("apps", &["deployments"], ALL),
-            rule("apps", &["replicasets"], &["get", "list", "watch"]),
-            rule("batch", &["jobs", "cronjobs"], ALL),
-            rule("networking.k8s.io", &["ingresses"], ALL),
-        ]),
+        rules: Some(vec![rule("", &["namespaces"], &["get"])]),
         ..ClusterRole::default()
     }
+}
+
+/// What the in-cluster workflow controller may do in its namespace:
+/// exactly what [`crate::KubeRuntime`] calls while it runs a workflow.
+fn controller_rules() -> Vec<PolicyRule> {
+    const MANAGE: &[&str] = &[
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    ];
+    const READ: &[&str] = &["get", "list", "watch"];
+    vec![
+        // Read only: a run checks the secrets its stages need exist.
+        rule("", &["secrets"], &["get", "list"]),
+        // The account stage pods run under is made sure of by every run.
+        rule("", &["serviceaccounts"], &["get", "create", "patch"]),
+        rule("", &["services"], MANAGE),
+        rule("", &["pods", "pods/log"], READ),
+        rule("apps", &["deployments"], MANAGE),
+        rule("apps", &["replicasets"], READ),
+        rule("batch", &["jobs"], MANAGE),
+        rule("batch", &["cronjobs"], READ),
+        rule("networking.k8s.io", &["ingresses"], MANAGE),
+    ]
 }
 
 #[cfg(test)]
@@ -106,9 +139,35 @@ mod tests {
                 "ServiceAccount/bodywork-workflow-controller",
                 "ClusterRole/bodywork-workflow-controller",
                 "ClusterRoleBinding/bodywork-workflow-controller--scoring-service",
+                "Role/bodywork-workflow-controller",
+                "RoleBinding/bodywork-workflow-controller",
                 "ServiceAccount/bodywork-jobs-and-deployments",
             ]
         );
+        // Cluster-wide, the controller may only read namespaces; secrets it
+        // may only read, in its own namespace.
+        let Manifest::ClusterRole(c) = &m[2] else {
+            panic!("cluster role expected");
+        };
+        let rules = c.rules.as_ref().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].verbs, ["get"]);
+        let Manifest::Role(r) = &m[4] else {
+            panic!("role expected");
+        };
+        assert_eq!(r.metadata.namespace.as_deref(), Some("scoring-service"));
+        let secrets = r
+            .rules
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|r| {
+                r.resources
+                    .as_ref()
+                    .is_some_and(|x| x.contains(&"secrets".to_string()))
+            })
+            .unwrap();
+        assert_eq!(secrets.verbs, ["get", "list"]);
         let Manifest::ClusterRoleBinding(b) = &m[3] else {
             panic!("binding expected");
         };

@@ -209,6 +209,8 @@ impl KubeRuntime {
                 let a = Action::cluster("create", "ClusterRoleBinding", name_of(&o.metadata));
                 self.apply(&Api::<ClusterRoleBinding>::all(c), o, a).await?;
             }
+            Manifest::Role(o) => self.apply_namespaced("Role", o).await?,
+            Manifest::RoleBinding(o) => self.apply_namespaced("RoleBinding", o).await?,
             Manifest::ServiceAccount(o) => self.apply_namespaced("ServiceAccount", o).await?,
             Manifest::Secret(o) => self.apply_namespaced("Secret", o).await?,
             Manifest::Job(o) => self.apply_namespaced("Job", o).await?,
