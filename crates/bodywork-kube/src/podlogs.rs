@@ -65,8 +65,9 @@ impl Follower {
             self.started.insert(name.clone());
             let source = self.source.name(self.started.len());
             let (pods, log) = (self.pods.clone(), self.log.clone());
+            let restarted = restarts(pod) > 0;
             self.set.spawn(async move {
-                if let Err(e) = follow_pod(&pods, &name, &source, &log, follow).await {
+                if let Err(e) = follow_pod(&pods, &name, &source, &log, follow, restarted).await {
                     log.log(
                         Level::Warning,
                         "stage",
@@ -163,14 +164,48 @@ impl Drop for PodLogs {
     }
 }
 
-/// Copy one pod's log, line by line, into `log` under `source`.
+/// How many times the stage container of `pod` has restarted (it crashed).
+pub fn restarts(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum())
+}
+
+/// Copy one pod's log, line by line, into `log` under `source`. When its
+/// container has `restarted`, what the crashed one printed comes first
+/// (`kubectl logs --previous`): that is usually why it crashed.
 pub async fn follow_pod(
     pods: &Api<Pod>,
     pod: &str,
     source: &str,
     log: &Log,
     follow: bool,
+    restarted: bool,
 ) -> Result<(), kube::Error> {
+    if restarted {
+        let previous = LogParams {
+            previous: true,
+            container: Some("bodywork".into()),
+            ..LogParams::default()
+        };
+        // Gone already (the kubelet keeps one previous container): say so.
+        match pods.log_stream(pod, &previous).await {
+            Ok(reader) => {
+                log.stage_line(source, "(the previous container, which exited:)");
+                let mut lines = reader.lines();
+                while let Some(line) = lines.try_next().await.map_err(kube::Error::ReadEvents)? {
+                    log.stage_line(source, &line);
+                }
+                log.stage_line(source, "(the current container:)");
+            }
+            Err(e) => log.log(
+                Level::Warning,
+                "stage",
+                &format!("the log of the previous container of pod={pod} is gone: {e}"),
+            ),
+        }
+    }
     let params = LogParams {
         follow,
         container: Some("bodywork".into()),

@@ -1033,3 +1033,46 @@ async fn a_deployment_left_by_python_bodywork_is_replaced_not_refused() {
         capture.text()
     );
 }
+
+#[tokio::test]
+async fn a_crashed_containers_own_log_is_shown_before_the_current_one() {
+    // `kubectl logs --previous`: what a replica printed before it crashed
+    // is usually why it crashed.
+    let script = Script {
+        service_logs: vec!["serving on 0.0.0.0:5000".into()],
+        ..Script::default()
+    };
+    let (server, rt, _, log) = setup(script);
+    rt.deploy_service(StageRun {
+        ctx: &ctx("c1"),
+        stage: &service("serve", 5),
+        log: &log,
+        cancel: &CancellationToken::new(),
+    })
+    .await
+    .unwrap();
+    let pods = "/api/v1/namespaces/ml/pods";
+    let crashed = server.names(pods)[0].clone();
+    let mut pod = server.get(pods, &crashed).unwrap();
+    pod["status"]["containerStatuses"][0]["restartCount"] = serde_json::json!(1);
+    pod["metadata"]["annotations"]["test-double/previous-log"] =
+        serde_json::json!("Traceback (most recent call last):\nKeyError: 'MODEL_PATH'\n");
+    server.put(pods, pod);
+    let capture = Arc::new(Capture::default());
+    let sink: Log = capture.clone();
+    rt.logs(NS, "proj--serve", false, &sink).await.unwrap();
+    let text = capture.text();
+    let previous = text
+        .find("KeyError: 'MODEL_PATH'")
+        .expect("the crash is shown");
+    let current = text[previous..]
+        .find("serving on 0.0.0.0:5000")
+        .expect("then the current container");
+    assert!(current > 0, "{text}");
+    assert!(
+        text.contains("(the previous container, which exited:)"),
+        "{text}"
+    );
+    // Replicas that never restarted show their one log, with no note.
+    assert_eq!(text.matches("(the previous container").count(), 1, "{text}");
+}

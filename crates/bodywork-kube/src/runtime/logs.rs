@@ -14,7 +14,7 @@ use kube::{Api, ResourceExt};
 use super::{KubeRuntime, annotation};
 use crate::errors::Action;
 use crate::manifests::{NAME_LABEL, RESOURCE_ANNOTATION};
-use crate::podlogs::{Source, follow_pod};
+use crate::podlogs::{Source, follow_pod, restarts};
 
 impl KubeRuntime {
     /// Print the logs of the pods of a service (a Deployment) or of a run
@@ -57,8 +57,9 @@ impl KubeRuntime {
                 Source::Numbered(s) => format!("{s}/{}", i + 1),
             };
             let pod = p.name_any();
+            let restarted = restarts(p) > 0;
             async move {
-                follow_pod(&pods, &pod, &source, &log, follow)
+                follow_pod(&pods, &pod, &source, &log, follow, restarted)
                     .await
                     .map_err(|e| (pod, e))
             }

@@ -376,7 +376,10 @@ impl ApiServer {
         };
         let body = body.collect_bytes().await.unwrap_or_default();
         match (method.as_str(), name, sub) {
-            ("GET", Some(name), Some(sub)) if sub == "log" => self.pod_log(&collection, &name),
+            ("GET", Some(name), Some(sub)) if sub == "log" => {
+                let previous = q.get("previous").is_some_and(|p| p == "true");
+                self.pod_log(&collection, &name, previous)
+            }
             ("GET", Some(name), _) => match self.get(&collection, &name) {
                 Some(obj) => json_response(200, &obj),
                 None => json_response(404, &recorded(STATUS_404, &name)),
@@ -529,11 +532,30 @@ impl ApiServer {
         }
     }
 
-    fn pod_log(&self, collection: &str, pod: &str) -> Response<Body> {
+    /// A pod's log; with `previous`, the log of its container before the
+    /// last restart (the kubelet answers 400 when there was none).
+    fn pod_log(&self, collection: &str, pod: &str, previous: bool) -> Response<Body> {
         let Some(obj) = self.get(collection, pod) else {
             return json_response(404, &recorded(STATUS_404, pod));
         };
-        let text = obj["metadata"]["annotations"]["test-double/log"]
+        let key = if previous {
+            if obj["status"]["containerStatuses"][0]["restartCount"]
+                .as_i64()
+                .unwrap_or(0)
+                == 0
+            {
+                return json_response(
+                    400,
+                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "message": format!("previous terminated container \"bodywork\" in pod \"{pod}\" not found"),
+                        "reason": "BadRequest", "code": 400}),
+                );
+            }
+            "test-double/previous-log"
+        } else {
+            "test-double/log"
+        };
+        let text = obj["metadata"]["annotations"][key]
             .as_str()
             .unwrap_or_default()
             .to_string();
