@@ -1076,3 +1076,43 @@ async fn a_crashed_containers_own_log_is_shown_before_the_current_one() {
     // Replicas that never restarted show their one log, with no note.
     assert_eq!(text.matches("(the previous container").count(), 1, "{text}");
 }
+
+#[tokio::test]
+async fn a_manual_run_of_a_name_that_exists_is_refused_as_the_api_server_does() {
+    // Two triggers in one second name the same Job: the API server answers
+    // the second create with 409 AlreadyExists; it is one clear line.
+    let (_, rt, _, _) = setup(Script::default());
+    rt.apply_cronjob(&nightly(), None).await.unwrap();
+    let first = rt.trigger_cronjob(NS, "nightly").await.unwrap();
+    match rt.trigger_cronjob(NS, "nightly").await {
+        // The clock moved on to the next second: another name, no clash.
+        Ok(second) => assert_ne!(first, second),
+        Err(e) => {
+            assert!(matches!(e, RuntimeError::Conflict(_)), "{e}");
+            assert!(e.to_string().contains("already exists"), "{e}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_watch_that_ends_with_410_gone_is_resumed() {
+    // The API server keeps a limited history: a watch from an older
+    // resourceVersion ends with 410 Gone. The wait lists again and goes on.
+    let script = Script {
+        compacted_before: u64::MAX,
+        gone_watches: 3,
+        ..Script::default()
+    };
+    let (_, rt, capture, log) = setup(script);
+    rt.run_batch(
+        StageRun {
+            ctx: &ctx("c1"),
+            stage: &batch("train", 0),
+            log: &log,
+            cancel: &CancellationToken::new(),
+        },
+        &[],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", capture.text()));
+}

@@ -9,13 +9,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use super::watch::await_condition;
 use bodywork_plan::StagePlanKind;
 use bodywork_runtime::{Level, Log, Result, RuntimeError, ServiceStatus, StageRun};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::ListParams;
-use kube::runtime::wait::await_condition;
 use kube::{Api, Resource, ResourceExt};
 
 use super::{KubeRuntime, LOGGER, annotation, deleted, managed, target_of, time};

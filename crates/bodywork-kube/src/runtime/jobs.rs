@@ -8,10 +8,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use super::watch::await_condition;
 use bodywork_runtime::{Level, Result, RuntimeError, StageRun};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
-use kube::runtime::wait::await_condition;
 
 use super::{KubeRuntime, LOGGER, target_of};
 use crate::errors::{Action, map_wait_error};

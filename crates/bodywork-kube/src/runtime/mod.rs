@@ -13,6 +13,7 @@ mod cronjobs;
 mod deployments;
 mod jobs;
 mod logs;
+mod watch;
 
 use std::collections::HashSet;
 use std::fmt::Debug;
@@ -30,10 +31,11 @@ use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::config::KubeConfigOptions;
-use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::wait::conditions;
 use kube::{Api, Client, Config, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use watch::await_condition;
 
 use crate::errors::{Action, map_error, map_wait_error};
 use crate::manifests::Waits;
@@ -231,7 +233,7 @@ impl KubeRuntime {
         let name = old.meta().name.clone().unwrap_or_default();
         self.delete_opt(api, &name, action).await?;
         let uid = old.meta().uid.clone().unwrap_or_default();
-        let gone = kube::runtime::wait::await_condition(
+        let gone = await_condition(
             api.clone(),
             &name,
             kube::runtime::wait::conditions::is_deleted(&uid),

@@ -58,6 +58,10 @@ pub struct Script {
     pub service_logs: Vec<String>,
     /// Refuse requests: (HTTP code, method, path fragment).
     pub deny: Vec<(u16, String, String)>,
+    /// Watches from a resourceVersion below this one end with 410 Gone...
+    pub compacted_before: u64,
+    /// ... this many times (then the history is whole again).
+    pub gone_watches: usize,
     /// What a service's pods answer through the API server's service proxy
     /// (status, body); `None`: 200 and a JSON echo of what reached the pod.
     pub proxy_reply: Option<(u16, String)>,
@@ -75,6 +79,8 @@ struct State {
     script: Script,
     /// Pods the admission controllers refused, and why.
     refused_pods: Vec<String>,
+    /// How many watches ended with 410 Gone.
+    gone_sent: usize,
 }
 
 /// The API server test double. Cheap to clone; clones share state.
@@ -409,6 +415,20 @@ impl ApiServer {
                 };
                 let name = name.or_else(|| obj["metadata"]["name"].as_str().map(String::from));
                 let existed = name.as_deref().and_then(|n| self.get(&collection, n));
+                // Create (POST) of a name that exists: 409 AlreadyExists.
+                if method == "POST"
+                    && let Some(name) = name.as_deref()
+                    && existed.is_some()
+                {
+                    let kind = obj["kind"].as_str().unwrap_or("object").to_lowercase();
+                    return json_response(
+                        409,
+                        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                            "status": "Failure", "reason": "AlreadyExists", "code": 409,
+                            "message": format!("{kind}s \"{name}\" already exists"),
+                            "details": {"name": name, "kind": format!("{kind}s")}}),
+                    );
+                }
                 // A Deployment's selector is immutable (apps/v1): the API
                 // server answers 422 Invalid to a change.
                 if collection.ends_with("/deployments")
@@ -505,6 +525,28 @@ impl ApiServer {
             .get("resourceVersion")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        // A watch from a resourceVersion older than what the API server
+        // still keeps ends at once with an ERROR event, 410 Gone; the
+        // client lists again and watches from there.
+        let expired = {
+            let mut st = self.state.lock().unwrap();
+            let compacted = st.script.compacted_before;
+            let expired = since > 0 && since < compacted && st.gone_sent < st.script.gone_watches;
+            if expired {
+                st.gone_sent += 1;
+            }
+            expired
+        };
+        if expired {
+            let gone = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+                "metadata": {}, "status": "Failure", "reason": "Expired", "code": 410,
+                "message": format!("too old resource version: {since}")}});
+            return Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(Body::from(format!("{gone}\n").into_bytes()))
+                .unwrap();
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_millis(400);
         loop {
             let notified = self.changed.notified();
