@@ -3,7 +3,8 @@
 //!
 //! Owns: what "a Job is finished", "a Deployment is rolled out" and "a
 //! rollout is stalled" mean. Must not: wait, watch or talk to a cluster;
-//! that is `runtime.rs`, which feeds these to `await_condition`.
+//! that is `runtime/`, which feeds these to `runtime/watch.rs`'s
+//! `await_condition`.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
