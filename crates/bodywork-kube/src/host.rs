@@ -59,6 +59,7 @@ pub async fn dry_run(
             ssh_key: opts.ssh_key.clone(),
             timeout: Some(FETCH_TIMEOUT),
             commit: None,
+            known_hosts: None,
         },
     };
     let prepared = prepare(&request, &mut |_| {}).await?;
@@ -136,6 +137,7 @@ pub async fn run(
         branch: opts.branch.clone(),
         namespace: opts.namespace.clone(),
         ssh_key: opts.ssh_key.clone(),
+        known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
     };
     run_workflow(runtime, &request, &KubeNames, log, cancel).await

@@ -771,6 +771,7 @@ async fn a_whole_workflow_runs_through_the_controller() {
         branch: None,
         namespace: Some("ml".into()),
         ssh_key: None,
+        known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
     };
     let report = bodywork_workflow::run_workflow(
@@ -871,6 +872,7 @@ async fn the_seeds_exact_url_reaches_its_service_through_the_api_servers_proxy()
         branch: None,
         namespace: Some("scoring-service".into()),
         ssh_key: None,
+        known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
     };
     bodywork_workflow::run_workflow(

@@ -23,7 +23,7 @@ use std::time::Duration;
 use bodywork_plan::{StagePlan, WorkflowPlan};
 use bodywork_pyenv::EnvCache;
 use bodywork_runtime::{CancellationToken, Level, Log};
-use bodywork_source::FetchOptions;
+use bodywork_source::{FetchOptions, KeyFile, Source};
 use bodywork_stage::{Attach, Batch, NoHook, PythonError, env};
 use bodywork_workflow::{PrepareError, PrepareRequest, Preparing};
 
@@ -93,6 +93,14 @@ pub async fn run_stage(
     home.create()
         .map_err(|e| DirectError::Io(format!("cannot prepare {}: {e}", home.root().display())))?;
     let scratch = Scratch::new(home);
+    // In a pod: the namespace's deploy key, for a private repository.
+    let key = match bodywork_source::key_from_env() {
+        Some(key) if Source::parse(&what.repo).is_ok_and(|s| s.uses_ssh()) => Some(
+            KeyFile::write(&home.root().join("tmp"), &key)
+                .map_err(|e| DirectError::Io(format!("cannot write the SSH key: {e}")))?,
+        ),
+        _ => None,
+    };
     let request = PrepareRequest {
         repo: what.repo.clone(),
         branch: what.branch.clone(),
@@ -101,6 +109,8 @@ pub async fn run_stage(
         checkout_dir: scratch.dir.clone(),
         fetch: FetchOptions {
             commit: what.commit.clone(),
+            ssh_key: key.as_ref().map(|k| k.path().to_path_buf()),
+            known_hosts: Some(home.known_hosts()),
             ..FetchOptions::default()
         },
     };

@@ -59,6 +59,11 @@ impl Home {
         self.root.join("state.db")
     }
 
+    /// Where ssh remembers the hosts bodywork met for the first time.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.root.join("known_hosts")
+    }
+
     pub fn daemon_log(&self) -> PathBuf {
         self.root.join("logs").join("daemon.log")
     }

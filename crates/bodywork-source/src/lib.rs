@@ -9,7 +9,8 @@
 //!
 //! Layout: `parse` (pure recognition of `REPO`/`BRANCH`), `remote` (git
 //! clones), `local` (copying a working tree), `git` (running the binary),
-//! `error` (errors and the stderr → error mapping).
+//! `error` (errors and the stderr → error mapping), `keys` (private keys
+//! given as text, written to a file for git's ssh).
 
 #![warn(missing_docs)]
 
@@ -19,11 +20,13 @@ use std::time::Duration;
 
 mod error;
 mod git;
+mod keys;
 mod local;
 mod parse;
 mod remote;
 
 pub use error::{SourceError, redact_url};
+pub use keys::{KeyFile, SSH_KEY_SECRET, SSH_KEY_VAR, key_from_env};
 pub use parse::{validate_branch, validate_commit};
 
 /// Where a project comes from.
@@ -47,6 +50,10 @@ pub struct FetchOptions {
     /// by hash). `None`: the branch's tip. Local directories are deployed
     /// as they are and ignore it.
     pub commit: Option<String>,
+    /// Where ssh remembers a host met for the first time (accepted:
+    /// `StrictHostKeyChecking=accept-new`), consulted before the user's own
+    /// `~/.ssh/known_hosts`; `None`: the user's file only (ssh's default).
+    pub known_hosts: Option<PathBuf>,
 }
 
 /// A project tree ready to load.
@@ -74,6 +81,12 @@ impl Source {
     /// refused.
     pub fn parse(repo: &str) -> Result<Source, SourceError> {
         parse::parse(repo)
+    }
+
+    /// Whether fetching it goes over ssh (and so takes a private key).
+    pub fn uses_ssh(&self) -> bool {
+        matches!(self, Source::Git(url)
+            if matches!(parse::check_git_url(url), Ok(parse::Transport::Ssh)))
     }
 }
 

@@ -24,7 +24,11 @@ pub(crate) fn fetch(
     opts: &FetchOptions,
 ) -> Result<Checkout, SourceError> {
     let transport = check_git_url(url)?;
-    let ssh_command = ssh_command(transport, opts.ssh_key.as_deref())?;
+    let ssh_command = ssh_command(
+        transport,
+        opts.ssh_key.as_deref(),
+        opts.known_hosts.as_deref(),
+    )?;
     let dir = prepare_destination(dest)?;
     let shown = redact_url(url);
 
@@ -118,7 +122,11 @@ pub(crate) fn fetch(
 /// nothing; control characters are refused outright. Without a key, ssh
 /// still gets `BatchMode=yes` so it fails instead of asking for a passphrase,
 /// unless the user configured their own ssh command in the environment.
-fn ssh_command(transport: Transport, key: Option<&Path>) -> Result<Option<String>, SourceError> {
+fn ssh_command(
+    transport: Transport,
+    key: Option<&Path>,
+    known_hosts: Option<&Path>,
+) -> Result<Option<String>, SourceError> {
     const BASE: &str = "ssh -o BatchMode=yes";
     if transport != Transport::Ssh {
         if let Some(key) = key {
@@ -150,8 +158,17 @@ fn ssh_command(transport: Transport, key: Option<&Path>) -> Result<Option<String
     if path.chars().any(char::is_control) {
         return Err(key_error("the path contains control characters".to_owned()));
     }
+    // A host met for the first time is accepted and remembered (trust on
+    // first use); one whose key changed since is refused.
+    let known = match known_hosts.and_then(Path::to_str) {
+        Some(file) if !file.chars().any(char::is_control) => format!(
+            " -o {}",
+            shell_quote(&format!("UserKnownHostsFile={file} ~/.ssh/known_hosts"))
+        ),
+        _ => String::new(),
+    };
     Ok(Some(format!(
-        "{BASE} -i {} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new",
+        "{BASE} -i {} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new{known}",
         shell_quote(path)
     )))
 }
@@ -189,7 +206,11 @@ fn check_out_commit(
             Transport::Https | Transport::Ssh | Transport::File => "https:ssh:file",
         };
         cmd.env("GIT_ALLOW_PROTOCOL", protocols);
-        if let Ok(Some(ssh_command)) = ssh_command(transport, opts.ssh_key.as_deref()) {
+        if let Ok(Some(ssh_command)) = ssh_command(
+            transport,
+            opts.ssh_key.as_deref(),
+            opts.known_hosts.as_deref(),
+        ) {
             cmd.env("GIT_SSH_COMMAND", ssh_command);
         }
         cmd.args(["fetch", "--no-tags", "--quiet"]);
@@ -251,23 +272,23 @@ mod tests {
 
     #[test]
     fn no_ssh_command_for_https() {
-        assert_eq!(ssh_command(Transport::Https, None).ok(), Some(None));
+        assert_eq!(ssh_command(Transport::Https, None, None).ok(), Some(None));
         assert_eq!(
-            ssh_command(Transport::File, Some(Path::new("/nonexistent"))).ok(),
+            ssh_command(Transport::File, Some(Path::new("/nonexistent")), None).ok(),
             Some(None)
         );
     }
 
     #[test]
     fn ssh_key_must_exist() {
-        let err = ssh_command(Transport::Ssh, Some(Path::new("/nonexistent/key")))
+        let err = ssh_command(Transport::Ssh, Some(Path::new("/nonexistent/key")), None)
             .expect_err("missing key");
         assert!(
             err.to_string().starts_with("SSH key /nonexistent/key: "),
             "{err}"
         );
         let dir = tempfile::tempdir().expect("tempdir");
-        let err = ssh_command(Transport::Ssh, Some(dir.path())).expect_err("a directory");
+        let err = ssh_command(Transport::Ssh, Some(dir.path()), None).expect_err("a directory");
         assert!(err.to_string().ends_with(": not a file"), "{err}");
     }
 
@@ -276,7 +297,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = dir.path().join("it's $(id) key");
         std::fs::write(&key, "not really a key").expect("write key");
-        let command = ssh_command(Transport::Ssh, Some(&key))
+        let command = ssh_command(Transport::Ssh, Some(&key), None)
             .expect("key accepted")
             .expect("a command");
         let canonical = std::fs::canonicalize(&key).expect("canonical");
@@ -292,6 +313,17 @@ mod tests {
         sh.arg("-c").arg(format!("printf %s {quoted}"));
         let out = git::run(sh, None).expect("sh runs");
         assert_eq!(Path::new(&out.stdout), canonical);
+        // Hosts met for the first time go to bodywork's own file, consulted
+        // before the user's.
+        let known = dir.path().join("known hosts");
+        let command = ssh_command(Transport::Ssh, Some(&key), Some(&known))
+            .expect("key accepted")
+            .expect("a command");
+        let option = shell_quote(&format!(
+            "UserKnownHostsFile={} ~/.ssh/known_hosts",
+            known.display()
+        ));
+        assert!(command.ends_with(&format!(" -o {option}")), "{command}");
     }
 
     #[test]

@@ -246,6 +246,7 @@ fn unreachable_ssh_host_is_reported_without_prompting() {
         ssh_key: Some(key),
         timeout: Some(std::time::Duration::from_secs(60)),
         commit: None,
+        known_hosts: None,
     };
     let err = fetch(&source, None, &dest(tmp.path(), "x"), &opts).expect_err("unreachable");
     let line = err.to_string();

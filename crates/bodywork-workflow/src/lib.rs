@@ -33,6 +33,9 @@ pub struct WorkflowRequest {
     /// `--namespace`, if given.
     pub namespace: Option<String>,
     pub ssh_key: Option<PathBuf>,
+    /// Where ssh remembers hosts met for the first time (see
+    /// `bodywork_source::FetchOptions::known_hosts`).
+    pub known_hosts: Option<PathBuf>,
     /// Empty directory the source is fetched into; stages run from it.
     pub checkout_dir: PathBuf,
 }
@@ -225,6 +228,7 @@ async fn fetch_and_plan(
             ssh_key: req.ssh_key.clone(),
             timeout: Some(FETCH_TIMEOUT),
             commit: None,
+            known_hosts: req.known_hosts.clone(),
         },
     };
     let prepared = prepare(&request, &mut |event| match event {

@@ -201,6 +201,7 @@ fn setup(secrets: bool) -> Setup {
         branch: None,
         namespace: Some("ns".into()),
         ssh_key: None,
+        known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
     };
     Setup { _tmp: tmp, req }

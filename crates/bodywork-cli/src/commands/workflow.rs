@@ -5,6 +5,7 @@
 //! once.
 
 use bodywork_runtime::{CancellationToken, RunOutcome, WorkflowRun, WorkflowSubmission};
+use bodywork_source::{KeyFile, Source};
 
 use super::connect::with_control;
 use super::{checked_name, dry_run, project_location};
@@ -43,11 +44,25 @@ pub fn run(global: &GlobalArgs, args: &WorkflowArgs) -> Outcome {
         },
         None => None,
     };
+    // No `--ssh`: in a pod (an in-cluster cron job), the namespace's deploy
+    // key arrives as BODYWORK_GITHUB_SSH_PRIVATE_KEY; held for the run.
+    let env_key = match (&ssh_key, bodywork_source::key_from_env()) {
+        (None, Some(key)) if Source::parse(&repo).is_ok_and(|s| s.uses_ssh()) => {
+            match KeyFile::write(&std::env::temp_dir().join("bodywork-keys"), &key) {
+                Ok(file) => Some(file),
+                Err(e) => {
+                    output::report_message(format!("cannot write the SSH key: {e}"));
+                    return Outcome::Failure;
+                }
+            }
+        }
+        _ => None,
+    };
     let submission = WorkflowSubmission {
         repo,
         branch: args.branch.clone(),
         namespace,
-        ssh_key,
+        ssh_key: ssh_key.or_else(|| env_key.as_ref().map(|k| k.path().to_path_buf())),
     };
     if args.dry_run {
         return dry_run::workflow(global, &submission, args.image.as_deref());

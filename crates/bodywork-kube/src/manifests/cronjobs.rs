@@ -73,11 +73,16 @@ pub fn cronjob_manifest(req: &bodywork_runtime::CronJobSpec, image: Option<&str>
                                 image_pull_policy: Some("IfNotPresent".into()),
                                 command: Some(vec!["bodywork".into()]),
                                 args: Some(args),
-                                env: Some(vec![K8sEnvVar {
-                                    name: "BODYWORK_RUNTIME".into(),
-                                    value: Some("kubernetes".into()),
-                                    ..K8sEnvVar::default()
-                                }]),
+                                // The in-cluster `bodywork workflow` fetches
+                                // a private repository with the namespace's key.
+                                env: Some(vec![
+                                    K8sEnvVar {
+                                        name: "BODYWORK_RUNTIME".into(),
+                                        value: Some("kubernetes".into()),
+                                        ..K8sEnvVar::default()
+                                    },
+                                    super::secrets::ssh_key_env(),
+                                ]),
                                 ..Container::default()
                             }],
                             ..PodSpec::default()

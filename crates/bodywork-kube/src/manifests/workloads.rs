@@ -26,8 +26,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
     BRANCH_ANNOTATION, COMMIT_LABEL, INGRESS_ANNOTATION, Manifest, NAME_LABEL, PROJECT_LABEL,
-    REPO_ANNOTATION, RESOURCE_ANNOTATION, SSH_SECRET, SSH_SECRET_KEY, STAGE_LABEL, STAGES_ACCOUNT,
-    Target, label_value, labels, meta,
+    REPO_ANNOTATION, RESOURCE_ANNOTATION, STAGE_LABEL, STAGES_ACCOUNT, Target, label_value, labels,
+    meta,
 };
 
 /// Everything a workflow run applies, stage by stage in DAG order (the
@@ -103,18 +103,7 @@ fn env(stage: &StagePlan, extra: &[(String, String)]) -> Vec<K8sEnvVar> {
     }));
     // Private repositories: the container's `bodywork stage` fetches with
     // this key when the namespace has it (SPEC §2); optional otherwise.
-    out.push(K8sEnvVar {
-        name: SSH_SECRET_KEY.into(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: SSH_SECRET.into(),
-                key: SSH_SECRET_KEY.into(),
-                optional: Some(true),
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..K8sEnvVar::default()
-    });
+    out.push(super::secrets::ssh_key_env());
     out
 }
 

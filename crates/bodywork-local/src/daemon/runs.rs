@@ -11,6 +11,7 @@ use bodywork_plan::WorkflowPlan;
 use bodywork_runtime::{
     Level, Log, LogEvent, LogRenderer, LogSink, RunOutcome, RunState, RunSummary, RuntimeError,
 };
+use bodywork_source::{KeyFile, SSH_KEY_SECRET, SSH_KEY_VAR};
 use bodywork_state::{NewRun, RunRow, RunStatus};
 use bodywork_workflow::{RunHooks, WorkflowError, WorkflowRequest, run_workflow as controller};
 use tokio::io::BufReader;
@@ -63,6 +64,36 @@ fn outcome(status: RunStatus) -> RunOutcome {
         RunStatus::Succeeded => RunOutcome::Succeeded,
         RunStatus::Cancelled => RunOutcome::Cancelled,
         RunStatus::Failed | RunStatus::Running => RunOutcome::Failed,
+    }
+}
+
+/// The deploy key kept in `namespace`'s `ssh-github-private-key` secret,
+/// written to a private file for this run (removed with it).
+fn namespace_ssh_key(daemon: &Daemon, namespace: &str, log: &Log) -> Option<KeyFile> {
+    let secret = daemon
+        .runtime
+        .with_store(|s| s.get_secret(namespace, SSH_KEY_SECRET))
+        .ok()??;
+    let key = secret.data.get(SSH_KEY_VAR)?;
+    match KeyFile::write(&daemon.home().root().join("tmp"), key) {
+        Ok(file) => {
+            log.log(
+                Level::Info,
+                "workflow",
+                &format!(
+                    "fetching with the SSH key of secret={SSH_KEY_SECRET} in namespace={namespace}"
+                ),
+            );
+            Some(file)
+        }
+        Err(e) => {
+            log.log(
+                Level::Warning,
+                "workflow",
+                &format!("cannot use the SSH key of secret={SSH_KEY_SECRET}: {e}"),
+            );
+            None
+        }
     }
 }
 
@@ -200,12 +231,25 @@ pub(crate) async fn execute_run(
         file: Mutex::new((LineWriter::new(file), LogRenderer::default())),
         client,
     });
+    // No `--ssh` key for an ssh URL: the namespace's deploy key, as on
+    // Kubernetes (the secret `ssh-github-private-key`), held for the run.
+    let namespace_key = match (&submission.ssh_key, &submission.namespace) {
+        (None, Some(ns))
+            if bodywork_source::Source::parse(&submission.repo).is_ok_and(|s| s.uses_ssh()) =>
+        {
+            namespace_ssh_key(daemon, ns, &log)
+        }
+        _ => None,
+    };
     let request = WorkflowRequest {
         run_id: id.to_string(),
         repo: submission.repo,
         branch: submission.branch,
         namespace: submission.namespace,
-        ssh_key: submission.ssh_key,
+        ssh_key: submission
+            .ssh_key
+            .or_else(|| namespace_key.as_ref().map(|k| k.path().to_path_buf())),
+        known_hosts: Some(daemon.home().known_hosts()),
         checkout_dir: daemon.home().checkout(id),
     };
     let hooks = Hooks { daemon, run: id };

@@ -1,0 +1,85 @@
+//! Private SSH keys given as text (the `ssh-github-private-key` secret, the
+//! `BODYWORK_GITHUB_SSH_PRIVATE_KEY` variable of a pod) written to a file
+//! git's ssh can read: readable by the user only, ending in a newline
+//! (OpenSSH refuses a key without one), removed when dropped.
+//!
+//! Host keys: a host seen for the first time is accepted and remembered in
+//! `~/.ssh/known_hosts` (`StrictHostKeyChecking=accept-new`, trust on first
+//! use); a host whose key has *changed* since is refused. Never `no`.
+//!
+//! Must not: log or display the key.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The secret a namespace keeps its deploy key in (SPEC §2).
+pub const SSH_KEY_SECRET: &str = "ssh-github-private-key";
+/// Its key, and the environment variable a pod gets it as.
+pub const SSH_KEY_VAR: &str = "BODYWORK_GITHUB_SSH_PRIVATE_KEY";
+
+/// A private key written to a file for one fetch (or one run); the file is
+/// removed when this is dropped.
+#[derive(Debug)]
+pub struct KeyFile {
+    path: PathBuf,
+}
+
+impl KeyFile {
+    /// Write `key` to a new file in `dir` (created if need be), mode 0600.
+    pub fn write(dir: &Path, key: &str) -> std::io::Result<KeyFile> {
+        std::fs::create_dir_all(dir)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let path = dir.join(format!("ssh-key-{}-{nanos}", std::process::id()));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        file.write_all(key.trim_end().as_bytes())?;
+        file.write_all(b"\n")?;
+        Ok(KeyFile { path })
+    }
+
+    /// Where the key is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for KeyFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The key in `SSH_KEY_VAR` of this process (a pod's), when set.
+pub fn key_from_env() -> Option<String> {
+    std::env::var(SSH_KEY_VAR)
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_key_file_is_private_ends_in_a_newline_and_goes_away() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = {
+            let key = KeyFile::write(dir.path(), "-----BEGIN KEY-----\nabc\n-----END KEY-----")
+                .expect("written");
+            let meta = std::fs::metadata(key.path()).expect("exists");
+            assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+            let text = std::fs::read_to_string(key.path()).expect("read");
+            assert!(text.ends_with("-----END KEY-----\n"), "{text:?}");
+            key.path().to_path_buf()
+        };
+        assert!(!path.exists(), "removed when dropped");
+    }
+}
