@@ -60,6 +60,17 @@ impl Capture {
     }
 }
 
+/// Deploy the `serve` service (startup 5 s) at `commit`.
+async fn deploy_serve(rt: &KubeRuntime, commit: &str, log: &Log) -> Result<(), RuntimeError> {
+    rt.deploy_service(StageRun {
+        ctx: &ctx(commit),
+        stage: &service("serve", 5),
+        log,
+        cancel: &CancellationToken::new(),
+    })
+    .await
+}
+
 /// No floor or grace around the deadlines: a rollout the double never makes
 /// ready fails after the stage's own MAX_STARTUP_TIME_SECONDS.
 const QUICK: bodywork_kube::manifests::Waits = bodywork_kube::manifests::Waits {
@@ -335,14 +346,7 @@ async fn service_rolls_out_and_is_listed() {
         ..Script::default()
     };
     let (server, rt, capture, log) = setup(script);
-    rt.deploy_service(StageRun {
-        ctx: &ctx("c1"),
-        stage: &service("serve", 5),
-        log: &log,
-        cancel: &CancellationToken::new(),
-    })
-    .await
-    .unwrap();
+    deploy_serve(&rt, "c1", &log).await.unwrap();
     assert!(server.get(DEPLOYMENTS, "proj--serve").is_some());
     assert!(server.get(SERVICES, "proj--serve").is_some());
     let text = capture.text();
@@ -722,14 +726,7 @@ async fn logs_of_a_service_come_under_replica_headers() {
         ..Script::default()
     };
     let (_, rt, _, log) = setup(script);
-    rt.deploy_service(StageRun {
-        ctx: &ctx("c1"),
-        stage: &service("serve", 5),
-        log: &log,
-        cancel: &CancellationToken::new(),
-    })
-    .await
-    .unwrap();
+    deploy_serve(&rt, "c1", &log).await.unwrap();
     let capture = Arc::new(Capture::default());
     let sink: Log = capture.clone();
     rt.logs(NS, "proj--serve", false, &sink).await.unwrap();
@@ -1018,14 +1015,9 @@ async fn a_deployment_left_by_python_bodywork_is_replaced_not_refused() {
                 "template": {"metadata": {"labels": {"stage": "proj--serve"}},
                     "spec": {"containers": [{"name": "bodywork", "image": "bodyworkml/bodywork-core:latest"}]}}}}),
     );
-    rt.deploy_service(StageRun {
-        ctx: &ctx("c1"),
-        stage: &service("serve", 5),
-        log: &log,
-        cancel: &CancellationToken::new(),
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", capture.text()));
+    deploy_serve(&rt, "c1", &log)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", capture.text()));
     let d = server.get(DEPLOYMENTS, "proj--serve").unwrap();
     assert_ne!(d["spec"]["selector"]["matchLabels"]["stage"], "proj--serve");
     assert_eq!(d["metadata"]["labels"]["bodywork.ml/commit"], "c1");
@@ -1045,14 +1037,7 @@ async fn a_crashed_containers_own_log_is_shown_before_the_current_one() {
         ..Script::default()
     };
     let (server, rt, _, log) = setup(script);
-    rt.deploy_service(StageRun {
-        ctx: &ctx("c1"),
-        stage: &service("serve", 5),
-        log: &log,
-        cancel: &CancellationToken::new(),
-    })
-    .await
-    .unwrap();
+    deploy_serve(&rt, "c1", &log).await.unwrap();
     let pods = "/api/v1/namespaces/ml/pods";
     let crashed = server.names(pods)[0].clone();
     let mut pod = server.get(pods, &crashed).unwrap();

@@ -93,22 +93,7 @@ mod tests {
     use super::*;
 
     fn batch(seconds: u64, retries: u32) -> StagePlan {
-        StagePlan {
-            stage: "s".into(),
-            resource_name: "p--s".into(),
-            executable: "s/x.py".into(),
-            working_dir: "s".into(),
-            notebook: false,
-            args: vec![],
-            requirements: vec![],
-            cpu_request: None,
-            memory_request_mb: None,
-            env: vec![],
-            kind: StagePlanKind::Batch {
-                max_completion_time_seconds: seconds,
-                retries,
-            },
-        }
+        crate::manifests::test_batch_stage(seconds, retries)
     }
 
     #[test]

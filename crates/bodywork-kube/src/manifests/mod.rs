@@ -186,6 +186,30 @@ impl<'a> Target<'a> {
     }
 }
 
+/// A batch stage `p--s` for the manifests' unit tests.
+#[cfg(test)]
+pub(crate) fn test_batch_stage(
+    max_completion_time_seconds: u64,
+    retries: u32,
+) -> bodywork_plan::StagePlan {
+    bodywork_plan::StagePlan {
+        stage: "s".into(),
+        resource_name: "p--s".into(),
+        executable: "s/x.py".into(),
+        working_dir: "s".into(),
+        notebook: false,
+        args: vec![],
+        requirements: vec![],
+        cpu_request: Some(0.25),
+        memory_request_mb: Some(100),
+        env: vec![],
+        kind: bodywork_plan::StagePlanKind::Batch {
+            max_completion_time_seconds,
+            retries,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

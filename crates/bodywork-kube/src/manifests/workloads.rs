@@ -370,22 +370,7 @@ mod tests {
 
     #[test]
     fn resources_are_millicores_and_megabytes() {
-        let mut stage = StagePlan {
-            stage: "s".into(),
-            resource_name: "p--s".into(),
-            executable: "s/x.py".into(),
-            working_dir: "s".into(),
-            notebook: false,
-            args: vec![],
-            requirements: vec![],
-            cpu_request: Some(0.25),
-            memory_request_mb: Some(100),
-            env: vec![],
-            kind: StagePlanKind::Batch {
-                max_completion_time_seconds: 1,
-                retries: 0,
-            },
-        };
+        let mut stage = super::super::test_batch_stage(1, 0);
         let r = resources(&stage).unwrap().requests.unwrap();
         assert_eq!(r["cpu"].0, "250m");
         assert_eq!(r["memory"].0, "100M");
