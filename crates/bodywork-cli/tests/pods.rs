@@ -297,3 +297,82 @@ fn pods_run_their_manifests_as_a_kubelet_would() {
     let status = pod.wait().unwrap();
     assert_eq!(status.code(), Some(130), "stopped on SIGTERM");
 }
+
+/// Copy `examples/NAME` into a new git repository (branch `trunk`).
+fn example_repo(name: &str) -> TestProject {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name);
+    let repo = TestProject::new(&[]);
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(format!("{}/.", src.display()))
+        .arg(repo.path())
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    git(repo.path(), &["init", "--quiet", "-b", "trunk"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "--quiet", "-m", "example"]);
+    repo
+}
+
+#[test]
+fn the_pipeline_example_runs_as_separate_pods_sharing_no_files() {
+    // On a cluster every stage is a pod with its own checkout: the stages
+    // of examples/pipeline must not need files another pod wrote.
+    let home = TestHome::new();
+    let repo = example_repo("pipeline");
+    let url = format!("file://{}", repo.path().display());
+    let out = home
+        .cmd(&[
+            "--runtime",
+            "kubernetes",
+            "workflow",
+            "--namespace",
+            "pipeline",
+            &url,
+            "trunk",
+            "--dry-run",
+        ])
+        .output()
+        .expect("dry run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifests = documents(&String::from_utf8_lossy(&out.stdout));
+    let secret = bodywork_kube::manifests::secret_manifest(
+        "pipeline",
+        "pipeline-credentials",
+        &BTreeMap::from([("API_TOKEN".to_string(), "my-token".to_string())]),
+    );
+    let secret: Value =
+        serde_norway::from_str(&bodywork_kube::to_yaml(&[secret]).unwrap()).unwrap();
+    let secrets = secret_values(&[secret]);
+    let mut printed = String::new();
+    for stage in ["prepare", "train-line", "train-mean", "report"] {
+        let name = format!("bodywork-pipeline-example--{stage}");
+        let job = manifests
+            .iter()
+            .find(|m| m["kind"] == "Job" && m["metadata"]["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("a Job {name}"));
+        let cwd = tempfile::tempdir().unwrap();
+        let out = kubelet(&home, job, &secrets, cwd.path())
+            .output()
+            .expect("the pod runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "pod {name}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        printed.push_str(&stdout);
+    }
+    assert!(
+        printed.contains("report: API_TOKEN is set (8 characters)"),
+        "{printed}"
+    );
+    assert!(printed.contains("report: best model is line"), "{printed}");
+}
