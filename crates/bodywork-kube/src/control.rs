@@ -52,6 +52,11 @@ impl ControlPlane for KubeRuntime {
                 namespace: spec.namespace.clone(),
             });
         }
+        // Its runs are pods of the controller's account, with its
+        // permissions: a namespace made with kubectl has neither (SPEC §5:
+        // "also when the namespace was created by someone else").
+        self.apply_manifests(&crate::manifests::namespace_manifests(&spec.namespace))
+            .await?;
         self.apply_cronjob(spec, cron_image().as_deref()).await
     }
 

@@ -1103,3 +1103,29 @@ async fn a_watch_that_ends_with_410_gone_is_resumed() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", capture.text()));
 }
+
+#[tokio::test]
+async fn a_cron_job_in_a_namespace_made_with_kubectl_gets_the_controllers_account() {
+    // Its runs are pods of bodywork-workflow-controller, with that account's
+    // permissions; `kubectl create namespace` made neither.
+    use bodywork_runtime::ControlPlane;
+    let (server, rt, _, _) = setup(Script::default());
+    server.put(
+        "/api/v1/namespaces",
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}),
+    );
+    ControlPlane::create_cronjob(&rt, &nightly()).await.unwrap();
+    let accounts = "/api/v1/namespaces/ml/serviceaccounts";
+    assert!(
+        server
+            .get(accounts, "bodywork-workflow-controller")
+            .is_some()
+    );
+    let roles = "/apis/rbac.authorization.k8s.io/v1/namespaces/ml/rolebindings";
+    assert!(server.get(roles, "bodywork-workflow-controller").is_some());
+    assert!(
+        server
+            .get("/apis/batch/v1/namespaces/ml/cronjobs", "nightly")
+            .is_some()
+    );
+}
