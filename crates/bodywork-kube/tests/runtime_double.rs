@@ -3,7 +3,7 @@
 //! streaming and error mapping, through the real kube-rs client stack.
 //! Nothing here has run against a real cluster; `e2e.rs` is for that.
 //!
-//! Why it is long: one test per runtime behaviour (19), each independent
+//! Why it is long: one test per runtime behaviour, each independent
 //! (those that need a double start their own with `setup`); splitting them
 //! would only scatter the small fixtures they share.
 
