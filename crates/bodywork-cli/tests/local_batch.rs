@@ -1136,3 +1136,46 @@ fn the_stage_command_runs_one_stage_in_the_foreground() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+fn credentials_in_a_git_url_are_never_shown() {
+    // `https://user:TOKEN@host/r.git`: fetched with, never printed — not in
+    // the run's log, `runs`, or `cronjob display` (tables and JSON).
+    let home = TestHome::new();
+    home.namespace("creds");
+    let url = "https://deploy:s3cr3t-token@127.0.0.1:1/org/repo.git";
+    let run = home.run(&["workflow", "--namespace", "creds", url, "main"]);
+    run.expect_code(1);
+    assert!(!run.all().contains("s3cr3t-token"), "{}", run.all());
+    assert!(
+        run.all().contains("https://***@127.0.0.1:1/org/repo.git"),
+        "{}",
+        run.all()
+    );
+    home.ok(&[
+        "cronjob",
+        "create",
+        "--namespace",
+        "creds",
+        "--name",
+        "nightly",
+        "--schedule",
+        "0 3 * * *",
+        "--git-repo-url",
+        url,
+    ]);
+    for args in [
+        &["runs", "--namespace", "creds"][..],
+        &["-o", "json", "runs", "--namespace", "creds"],
+        &["cronjob", "display", "--namespace", "creds"],
+        &["-o", "json", "cronjob", "display", "--namespace", "creds"],
+        &["logs", "--namespace", "creds", "1"],
+    ] {
+        let shown = home.ok(args);
+        assert!(
+            !shown.all().contains("s3cr3t-token"),
+            "{args:?}: {}",
+            shown.all()
+        );
+    }
+}

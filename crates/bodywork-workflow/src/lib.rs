@@ -160,7 +160,7 @@ pub async fn run_workflow(
         log,
         format!(
             "attempting to run workflow for project={} on branch={branch} with runtime={}",
-            req.repo,
+            bodywork_source::redact_url(&req.repo),
             runtime.name()
         ),
     );
@@ -238,8 +238,9 @@ async fn fetch_and_plan(
         Preparing::Fetching(Source::Git(url)) => info(
             log,
             format!(
-                "attempting to download branch={} from {url}",
-                req.branch.as_deref().unwrap_or("(default)")
+                "attempting to download branch={} from {}",
+                req.branch.as_deref().unwrap_or("(default)"),
+                bodywork_source::redact_url(url)
             ),
         ),
         Preparing::Fetched(checkout) => {
@@ -406,11 +407,20 @@ async fn check_namespace_owner(
         .list_services(&plan.namespace)
         .await
         .map_err(WorkflowError::Runtime)?;
-    match services.iter().find(|s| s.repo != plan.repo) {
+    // As shown (a runtime keeps the URL without its credentials for display).
+    let repo = bodywork_source::redact_url(&plan.repo);
+    match services
+        .iter()
+        .find(|s| bodywork_source::redact_url(&s.repo) != repo)
+    {
         Some(other) => Err(WorkflowError::Refused(format!(
             "namespace {} already holds service {} of project {} from {}; deploy {} into another namespace, \
              or delete that service first",
-            plan.namespace, other.name, other.project, other.repo, plan.repo
+            plan.namespace,
+            other.name,
+            other.project,
+            bodywork_source::redact_url(&other.repo),
+            bodywork_source::redact_url(&plan.repo)
         ))),
         None => Ok(()),
     }

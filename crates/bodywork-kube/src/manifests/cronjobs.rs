@@ -37,7 +37,11 @@ pub fn cronjob_manifest(req: &bodywork_runtime::CronJobSpec, image: Option<&str>
     Manifest::CronJob(CronJob {
         metadata: ObjectMeta {
             annotations: Some(BTreeMap::from([
-                (REPO_ANNOTATION.to_string(), req.repo.clone()),
+                // For display: credentials in the URL stay in the args only.
+                (
+                    REPO_ANNOTATION.to_string(),
+                    bodywork_source::redact_url(&req.repo),
+                ),
                 (
                     BRANCH_ANNOTATION.to_string(),
                     req.branch.clone().unwrap_or_else(|| "HEAD".into()),

@@ -66,7 +66,11 @@ fn owned_labels(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
 
 fn stage_annotations(run: &Target<'_>, stage: &StagePlan) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (REPO_ANNOTATION.to_string(), run.repo.to_string()),
+        // For display: credentials in the URL stay in the args only.
+        (
+            REPO_ANNOTATION.to_string(),
+            bodywork_source::redact_url(run.repo),
+        ),
         (BRANCH_ANNOTATION.to_string(), branch_of(run).to_string()),
         (RESOURCE_ANNOTATION.to_string(), stage.resource_name.clone()),
     ])

@@ -103,7 +103,8 @@ pub(crate) fn summary(r: RunRow) -> RunSummary {
         id: r.id,
         namespace: r.namespace,
         project: r.project,
-        repo: r.repo,
+        // Shown, so credentials in the URL are not.
+        repo: bodywork_source::redact_url(&r.repo),
         branch: r.branch,
         commit: r.commit,
         trigger: r.trigger,

@@ -110,7 +110,7 @@ impl ServiceManager {
                     name: s.name.clone(),
                     project: info.project.clone(),
                     stage: info.stage.clone(),
-                    repo: info.repo.clone(),
+                    repo: bodywork_source::redact_url(&info.repo),
                     commit: info.commit.clone(),
                     url: self.url(&s.namespace, &s.name),
                     port: info.port,

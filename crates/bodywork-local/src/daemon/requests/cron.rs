@@ -136,7 +136,8 @@ fn summarize_job(
         name: job.spec.name,
         schedule: job.spec.schedule,
         timezone: job.spec.timezone.unwrap_or_else(|| "UTC".into()),
-        repo: job.spec.repo,
+        // Shown, so credentials in the URL are not.
+        repo: bodywork_source::redact_url(&job.spec.repo),
         branch: job.spec.branch,
         retries: job.spec.retries,
         history_limit: job.spec.history_limit,
