@@ -48,7 +48,16 @@ pub struct GatewayOptions {
     pub connect_timeout: Duration,
     /// Worker threads serving connections; `None`: one per core, at most 4.
     pub workers: Option<usize>,
+    /// The host names a request may be addressed to (its `Host` header,
+    /// without the port), as `kubectl proxy --accept-hosts` has them:
+    /// `localhost`, `127.0.0.1` and `[::1]` by default, so a web page cannot
+    /// reach the services through the browser with a DNS name of its own
+    /// (DNS rebinding). Others are answered 403.
+    pub accept_hosts: Vec<String>,
 }
+
+/// What `kubectl proxy` accepts by default.
+pub const DEFAULT_ACCEPT_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 impl Default for GatewayOptions {
     fn default() -> Self {
@@ -56,6 +65,7 @@ impl Default for GatewayOptions {
             upstream_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
             workers: None,
+            accept_hosts: DEFAULT_ACCEPT_HOSTS.map(String::from).to_vec(),
         }
     }
 }
@@ -236,6 +246,15 @@ impl Gateway {
 
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<GatewayBody> {
         let started = Instant::now();
+        if let Some(host) = refused_host(req.headers(), &self.opts.accept_hosts) {
+            self.traffic.record_unrouted();
+            let message = format!(
+                "requests addressed to host {host} are refused: like kubectl proxy, the gateway \
+                 answers only localhost, 127.0.0.1 and [::1] (add hosts with \
+                 BODYWORK_GATEWAY_ACCEPT_HOSTS=NAME,NAME)"
+            );
+            return error(StatusCode::FORBIDDEN, &message, None, None);
+        }
         let (mut parts, body) = req.into_parts();
         let uri = std::mem::take(&mut parts.uri);
         let (namespace, service, path, via) = match route(uri.path()) {
@@ -512,6 +531,21 @@ fn text(
     response
 }
 
+/// The `Host` of a request, when it is not one the gateway accepts. A
+/// request without one (HTTP/1.0) is not a browser's and is let through.
+fn refused_host(headers: &http::HeaderMap, accept: &[String]) -> Option<String> {
+    let host = headers.get(header::HOST)?.to_str().unwrap_or("(not text)");
+    // `name:port`, `[v6]:port`, or either without a port.
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.ends_with(':') => {
+            name
+        }
+        _ => host,
+    };
+    let accepted = accept.iter().any(|a| a.eq_ignore_ascii_case(name));
+    (!accepted).then(|| host.to_string())
+}
+
 /// A JSON error: `{"error": ..., "namespace": ..., "service": ...}`.
 fn error(
     status: StatusCode,
@@ -530,6 +564,45 @@ fn error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_local_hosts_are_accepted_as_kubectl_proxy_does() {
+        let accept: Vec<String> = DEFAULT_ACCEPT_HOSTS.map(String::from).to_vec();
+        let with_host = |h: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_str(h).unwrap());
+            refused_host(&headers, &accept)
+        };
+        for ok in [
+            "localhost:8001",
+            "127.0.0.1:8001",
+            "[::1]:8001",
+            "LOCALHOST",
+            "127.0.0.1",
+        ] {
+            assert_eq!(with_host(ok), None, "{ok}");
+        }
+        for bad in [
+            "evil.example:8001",
+            "127.0.0.1.nip.io:8001",
+            "localhost.evil",
+            "10.0.0.1:8001",
+        ] {
+            assert_eq!(with_host(bad).as_deref(), Some(bad), "{bad}");
+        }
+        assert_eq!(
+            refused_host(&http::HeaderMap::new(), &accept),
+            None,
+            "no Host"
+        );
+        let widened = vec!["gateway.internal".to_string()];
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            header::HOST,
+            HeaderValue::from_static("gateway.internal:80"),
+        );
+        assert_eq!(refused_host(&headers, &widened), None);
+    }
 
     #[test]
     fn query_string_is_kept() {

@@ -24,7 +24,7 @@ mod traffic;
 use std::net::SocketAddr;
 
 pub use cluster::serve_cluster_address;
-pub use gateway::{GatewayOptions, serve_gateway};
+pub use gateway::{DEFAULT_ACCEPT_HOSTS, GatewayOptions, serve_gateway};
 pub use traffic::Traffic;
 
 /// What the supervisor knows: which replicas of a service are ready now.

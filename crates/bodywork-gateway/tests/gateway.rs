@@ -687,3 +687,30 @@ async fn head_requests_get_the_length_and_no_body_on_a_reused_connection() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_request_for_another_host_is_refused_as_kubectl_proxy_does() {
+    // DNS rebinding: a web page's own name resolving to 127.0.0.1 must not
+    // reach the services through the visitor's browser.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = upstream("a").await;
+    let gw = gateway(GatewayOptions::default()).await;
+    gw.directory.set("ns", "web", &[a]);
+    let ask = |host: &'static str| async move {
+        let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let request =
+            format!("GET /ns/web/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        answer
+    };
+    let refused = ask("evil.example:8001").await;
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    assert!(
+        refused.contains("BODYWORK_GATEWAY_ACCEPT_HOSTS"),
+        "{refused}"
+    );
+    let local = ask("localhost:8001").await;
+    assert!(local.starts_with("HTTP/1.1 200"), "{local}");
+}

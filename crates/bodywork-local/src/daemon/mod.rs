@@ -234,6 +234,22 @@ async fn hand_over(daemon: &Daemon, home: &Home, lock: File, next: &Successor) {
 /// loopback port 8001 (SPEC §7: loopback unless told otherwise).
 pub const DEFAULT_GATEWAY: &str = "127.0.0.1:8001";
 
+/// The gateway's options: the hosts it answers are kubectl proxy's
+/// (localhost, 127.0.0.1, [::1]) and those of
+/// `BODYWORK_GATEWAY_ACCEPT_HOSTS` (comma-separated names).
+fn gateway_options() -> bodywork_gateway::GatewayOptions {
+    let mut options = bodywork_gateway::GatewayOptions::default();
+    if let Ok(more) = std::env::var("BODYWORK_GATEWAY_ACCEPT_HOSTS") {
+        options.accept_hosts.extend(
+            more.split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(String::from),
+        );
+    }
+    options
+}
+
 /// Start the HTTP gateway. A daemon without its gateway still runs stages
 /// and services (reachable at their cluster addresses), so a failure to
 /// bind is reported, not fatal.
@@ -254,7 +270,7 @@ async fn start_gateway(daemon: &Arc<Daemon>) {
                     listener,
                     directory,
                     services.traffic(),
-                    bodywork_gateway::GatewayOptions::default(),
+                    gateway_options(),
                     daemon.gateway_stop.clone(),
                 ));
                 if let Ok(mut slot) = daemon.gateway_task.lock() {
