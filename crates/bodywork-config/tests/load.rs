@@ -255,3 +255,24 @@ fn many_problems_render_one_line_each() {
     let rendered: String = loaded.problems.iter().map(|p| format!("{p}\n")).collect();
     insta::assert_snapshot!(rendered);
 }
+
+#[test]
+fn a_nul_byte_in_args_is_a_validation_error_not_a_failed_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::write(root.join("s.py"), "print('hi')\n").unwrap();
+    fs::write(
+        root.join("bodywork.yaml"),
+        "version: \"1.1\"\npipeline:\n  name: nul\n  DAG: s\nstages:\n  s:\n    executable_module_path: s.py\n    args: [\"ok\", \"a\\0b\"]\n    batch: {max_completion_time_seconds: 5, retries: 0}\n",
+    )
+    .unwrap();
+    let loaded = load_project(root, &checked());
+    let rendered: Vec<String> = loaded.problems.iter().map(|p| p.to_string()).collect();
+    assert!(loaded.project.is_none(), "{rendered:?}");
+    assert!(
+        rendered
+            .iter()
+            .any(|p| p.contains("stages.s.args[1]") && p.contains("NUL")),
+        "{rendered:?}"
+    );
+}

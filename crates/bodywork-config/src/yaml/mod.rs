@@ -373,7 +373,15 @@ impl Checker<'_> {
         {
             self.error(&key("executable_module_path"), e);
         }
-        let args = self.list(m, &key("args"), "args", |v| Ok(v.to_owned()));
+        // An argument reaches the stage's command line as it is; a NUL byte
+        // cannot (the process would not start).
+        let args = self.list(m, &key("args"), "args", |v| {
+            if v.contains('\0') {
+                Err("must not contain a NUL byte (found one)".to_string())
+            } else {
+                Ok(v.to_owned())
+            }
+        });
         let requirements = self.list(m, &key("requirements"), "requirements", values::requirement);
         let cpu = self.optional(m, &key("cpu_request"), "cpu_request", values::cpu);
         let memory = self.optional(
