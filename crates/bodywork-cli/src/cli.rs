@@ -204,9 +204,17 @@ pub struct SecretCreateArgs {
     /// Name of the secret.
     #[arg(long)]
     pub name: String,
-    /// KEY=VALUE pairs to store.
-    #[arg(long, num_args = 1.., required = true, value_name = "KEY=VALUE")]
+    /// KEY=VALUE pairs to store (visible in `ps` and your shell's history:
+    /// prefer --data-file or --data-stdin for real secrets).
+    #[arg(long, num_args = 1.., value_name = "KEY=VALUE",
+          required_unless_present_any = ["data_file", "data_stdin"])]
     pub data: Vec<String>,
+    /// KEY=PATH pairs: the value of KEY is the content of the file PATH.
+    #[arg(long, num_args = 1.., value_name = "KEY=PATH")]
+    pub data_file: Vec<String>,
+    /// KEY: its value is read from standard input (all of it).
+    #[arg(long, value_name = "KEY")]
+    pub data_stdin: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -1179,3 +1179,71 @@ fn credentials_in_a_git_url_are_never_shown() {
         );
     }
 }
+
+#[test]
+fn secret_values_come_from_a_file_or_standard_input_and_keep_their_lines() {
+    // Values given as arguments show in `ps` and shell history; a key
+    // file is several lines.
+    let home = TestHome::new();
+    home.namespace("vault");
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key.pem");
+    fs::write(&key_file, "-----BEGIN KEY-----\nabc\n-----END KEY-----\n").unwrap();
+    let mut cmd = home.cmd(&[
+        "secret",
+        "create",
+        "--namespace",
+        "vault",
+        "--name",
+        "creds",
+        "--data-file",
+        &format!("KEY={}", key_file.display()),
+        "--data-stdin",
+        "TOKEN",
+    ]);
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"from-stdin").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("secret=creds created in namespace=vault")
+    );
+    // The table keeps one row a value; JSON has the value as it is.
+    let table = home.ok(&["secret", "display", "--namespace", "vault", "--show-values"]);
+    assert!(
+        table
+            .stdout
+            .contains("-----BEGIN KEY-----\\nabc\\n-----END KEY-----\\n"),
+        "{}",
+        table.stdout
+    );
+    assert!(table.stdout.contains("from-stdin"));
+    let json = home.ok(&[
+        "-o",
+        "json",
+        "secret",
+        "display",
+        "--namespace",
+        "vault",
+        "--show-values",
+    ]);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        doc[0]["data"]["KEY"],
+        "-----BEGIN KEY-----\nabc\n-----END KEY-----\n"
+    );
+    // Masked unless asked.
+    let masked = home.ok(&["secret", "display", "--namespace", "vault"]);
+    assert!(!masked.stdout.contains("abc") && !masked.stdout.contains("from-stdin"));
+}

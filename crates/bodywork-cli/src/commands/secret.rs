@@ -40,18 +40,54 @@ pub(super) fn parse_data(pairs: &[String]) -> Result<BTreeMap<String, String>, S
         let Some((key, value)) = pair.split_once('=') else {
             return Err(format!("--data item {} is not KEY=VALUE", i + 1));
         };
-        let valid = !key.is_empty()
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && !key.starts_with(|c: char| c.is_ascii_digit());
-        if !valid {
-            return Err(format!(
-                "--data item {}: {key:?} is not a valid environment variable name (letters, digits, _; not starting with a digit)",
-                i + 1
-            ));
-        }
-        if data.insert(key.to_string(), value.to_string()).is_some() {
-            return Err(format!("--data gives the key {key} twice"));
-        }
+        let key = checked_key(key, &format!("--data item {}", i + 1))?;
+        add(&mut data, key, value.to_string())?;
+    }
+    Ok(data)
+}
+
+/// A key must be an environment variable name (stages get it as one).
+fn checked_key(key: &str, what: &str) -> Result<String, String> {
+    let valid = !key.is_empty()
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !key.starts_with(|c: char| c.is_ascii_digit());
+    if valid {
+        Ok(key.to_string())
+    } else {
+        Err(format!(
+            "{what}: {key:?} is not a valid environment variable name (letters, digits, _; not starting with a digit)"
+        ))
+    }
+}
+
+fn add(data: &mut BTreeMap<String, String>, key: String, value: String) -> Result<(), String> {
+    if data.contains_key(&key) {
+        return Err(format!("the key {key} is given twice"));
+    }
+    data.insert(key, value);
+    Ok(())
+}
+
+/// Every value `secret create` was given: `--data`, `--data-file` (a file's
+/// content, as it is), `--data-stdin` (all of standard input).
+fn all_data(args: &SecretCreateArgs) -> Result<BTreeMap<String, String>, String> {
+    let mut data = parse_data(&args.data)?;
+    for (i, pair) in args.data_file.iter().enumerate() {
+        let what = format!("--data-file item {}", i + 1);
+        let Some((key, path)) = pair.split_once('=') else {
+            return Err(format!("{what} is not KEY=PATH"));
+        };
+        let key = checked_key(key, &what)?;
+        let value = std::fs::read_to_string(path)
+            .map_err(|e| format!("{what}: cannot read {path}: {e}"))?;
+        add(&mut data, key, value)?;
+    }
+    if let Some(key) = &args.data_stdin {
+        let key = checked_key(key, "--data-stdin")?;
+        let mut value = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
+            .map_err(|e| format!("--data-stdin: cannot read standard input: {e}"))?;
+        add(&mut data, key, value)?;
     }
     Ok(data)
 }
@@ -61,7 +97,7 @@ fn create(global: &GlobalArgs, args: &SecretCreateArgs) -> Outcome {
         Ok(v) => v,
         Err(o) => return o,
     };
-    let data = match parse_data(&args.data) {
+    let data = match all_data(args) {
         Ok(d) => d,
         Err(e) => {
             output::report_message(e);
@@ -96,12 +132,15 @@ fn display(global: &GlobalArgs, args: &SecretDisplayArgs) -> Outcome {
                 })
             })
             .collect();
+        // One row a value: line breaks in a value are shown as \n (the
+        // JSON document has the value as it is).
         let rows: Vec<Vec<String>> = secrets
             .iter()
             .flat_map(|s| {
-                s.data
-                    .iter()
-                    .map(|(k, v)| vec![s.name.clone(), k.clone(), shown(v), s.created.clone()])
+                s.data.iter().map(|(k, v)| {
+                    let cell = shown(v).replace('\r', "\\r").replace('\n', "\\n");
+                    vec![s.name.clone(), k.clone(), cell, s.created.clone()]
+                })
             })
             .collect();
         printed(table::print(format, &doc, |_| {
