@@ -234,6 +234,31 @@ async fn hand_over(daemon: &Daemon, home: &Home, lock: File, next: &Successor) {
 /// loopback port 8001 (SPEC §7: loopback unless told otherwise).
 pub const DEFAULT_GATEWAY: &str = "127.0.0.1:8001";
 
+/// Where the gateway listens, from `BODYWORK_GATEWAY_ADDR`: an address, or
+/// `localhost:PORT` (loopback). Beyond loopback every service would be open
+/// to the network, so that takes `BODYWORK_GATEWAY_PUBLIC=1` (SPEC §7), and
+/// a warning says so.
+fn gateway_addr(wanted: &str, public: bool) -> Result<SocketAddr, String> {
+    let addr = match wanted.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => wanted.to_string(),
+    };
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|e| format!("BODYWORK_GATEWAY_ADDR={wanted:?} is not an address: {e}"))?;
+    if addr.ip().is_loopback() {
+        return Ok(addr);
+    }
+    if !public {
+        return Err(format!(
+            "BODYWORK_GATEWAY_ADDR={wanted} is not a loopback address: every service would be \
+             open to the network; set BODYWORK_GATEWAY_PUBLIC=1 as well if that is what you want"
+        ));
+    }
+    tracing::warn!(target: "daemon", "the gateway listens on {addr}, beyond loopback: every service is open to the network (BODYWORK_GATEWAY_PUBLIC=1)");
+    Ok(addr)
+}
+
 /// The gateway's options: the hosts it answers are kubectl proxy's
 /// (localhost, 127.0.0.1, [::1]) and those of
 /// `BODYWORK_GATEWAY_ACCEPT_HOSTS` (comma-separated names).
@@ -256,10 +281,9 @@ fn gateway_options() -> bodywork_gateway::GatewayOptions {
 async fn start_gateway(daemon: &Arc<Daemon>) {
     let wanted =
         std::env::var("BODYWORK_GATEWAY_ADDR").unwrap_or_else(|_| DEFAULT_GATEWAY.to_string());
-    let result = match wanted.parse::<SocketAddr>() {
-        Err(e) => Err(format!(
-            "BODYWORK_GATEWAY_ADDR={wanted:?} is not an address: {e}"
-        )),
+    let public = std::env::var("BODYWORK_GATEWAY_PUBLIC").is_ok_and(|v| v == "1");
+    let result = match gateway_addr(&wanted, public) {
+        Err(e) => Err(e),
         Ok(addr) => match daemon.runtime.services().listeners().listen(addr) {
             Err(e) => Err(format!("cannot listen on {addr}: {e}")),
             Ok(listener) => {
@@ -387,4 +411,32 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     }
     let response = requests::handle(&daemon, request).await;
     let _ = write_frame(&mut write, &response).await;
+}
+
+#[cfg(test)]
+mod gateway_addr_tests {
+    use super::gateway_addr;
+
+    #[test]
+    fn the_gateway_stays_on_loopback_unless_told_otherwise() {
+        assert_eq!(
+            gateway_addr("127.0.0.1:8001", false).unwrap().to_string(),
+            "127.0.0.1:8001"
+        );
+        assert_eq!(
+            gateway_addr("localhost:9000", false).unwrap().to_string(),
+            "127.0.0.1:9000"
+        );
+        assert_eq!(
+            gateway_addr("[::1]:8001", false).unwrap().to_string(),
+            "[::1]:8001"
+        );
+        let refused = gateway_addr("0.0.0.0:8001", false).unwrap_err();
+        assert!(refused.contains("BODYWORK_GATEWAY_PUBLIC=1"), "{refused}");
+        assert_eq!(
+            gateway_addr("0.0.0.0:8001", true).unwrap().to_string(),
+            "0.0.0.0:8001"
+        );
+        assert!(gateway_addr("nowhere", false).is_err());
+    }
 }
