@@ -11,6 +11,17 @@ use std::path::PathBuf;
 /// Why a state-store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database file exists but is empty: it was truncated (a full disk,
+    /// a bad copy), and taking it as a fresh state would lose everything.
+    #[error(
+        "the state database {} is empty (0 bytes) although it exists: it may have been \
+         truncated; restore it from a backup, or move it aside to start with an empty state",
+        path.display()
+    )]
+    Empty {
+        /// The database file.
+        path: PathBuf,
+    },
     /// The directory that should hold the database could not be created.
     #[error("cannot create the state directory {path}: {cause}")]
     CreateDir {

@@ -134,6 +134,18 @@ impl Store {
                     cause: source,
                 })?;
         }
+        // An existing empty file is not a new state: it lost its content
+        // (with no write-ahead log to recover from, SQLite would take it as
+        // a fresh database and the daemon would carry on with nothing).
+        let wal = {
+            let mut w = path.clone().into_os_string();
+            w.push("-wal");
+            PathBuf::from(w)
+        };
+        let empty = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.len() == 0);
+        if empty(&path) && (!wal.exists() || empty(&wal)) {
+            return Err(StoreError::Empty { path });
+        }
         // Create the file ourselves so it is never world-readable, not even
         // for a moment; SQLite then gives -wal/-shm the same mode as the
         // database file. An existing file is narrowed too (it may come from a

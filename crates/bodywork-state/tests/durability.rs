@@ -207,3 +207,21 @@ fn two_connections_write_concurrently_without_busy_errors() {
         2 * WRITES
     );
 }
+
+#[test]
+fn an_existing_empty_database_is_an_error_not_a_fresh_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.db");
+    std::fs::write(&path, b"").expect("an empty file");
+    let err = bodywork_state::Store::open(&path).expect_err("refused");
+    assert!(
+        matches!(err, bodywork_state::StoreError::Empty { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("is empty (0 bytes)"), "{err}");
+    // Nothing was written to it.
+    assert_eq!(std::fs::metadata(&path).expect("still there").len(), 0);
+    // A file that does not exist yet is a new state, as before.
+    let fresh = dir.path().join("new.db");
+    bodywork_state::Store::open(&fresh).expect("a new database");
+}
