@@ -1247,3 +1247,65 @@ fn secret_values_come_from_a_file_or_standard_input_and_keep_their_lines() {
     let masked = home.ok(&["secret", "display", "--namespace", "vault"]);
     assert!(!masked.stdout.contains("abc") && !masked.stdout.contains("from-stdin"));
 }
+
+/// A gated batch stage, then a service (stdlib) on `port`.
+fn gated_service_project(name: &str, started: &Path, release: &Path, port: u16) -> TestProject {
+    let web = format!(
+        "  web:\n    executable_module_path: web.py\n    service: {{max_startup_time_seconds: 30, replicas: 1, port: {port}, ingress: false}}\n"
+    );
+    TestProject::new(&[
+        (
+            "bodywork.yaml",
+            &yaml(
+                name,
+                "wait >> web",
+                "",
+                &[
+                    batch_stage(
+                        "wait",
+                        "gate.py",
+                        60,
+                        0,
+                        &args_line(&[started.to_str().unwrap(), release.to_str().unwrap()]),
+                    ),
+                    web,
+                ],
+            ),
+        ),
+        ("gate.py", GATED_SCRIPT),
+        (
+            "web.py",
+            "import http.server, os\nhttp.server.HTTPServer(('0.0.0.0', int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler).serve_forever()\n",
+        ),
+    ])
+}
+
+#[test]
+fn two_repositories_deployed_at_once_into_one_namespace_cannot_both_pass() {
+    // Before, both first deploys saw a namespace without services and went
+    // on; each later redeploy was then refused because of the other.
+    let home = TestHome::new();
+    let holder = TestProject::new(&[]);
+    let (started, release) = (holder.scratch("started"), holder.scratch("release"));
+    let first_project = gated_service_project("gated", &started, &release, 5000);
+    let (other_started, other_release) = (holder.scratch("o-started"), holder.scratch("o-release"));
+    let other_project = gated_service_project("other", &other_started, &other_release, 5001);
+    fs::write(&other_release, "go").unwrap();
+    let first = home.spawn(&["workflow", "--namespace", "shared", first_project.arg()]);
+    wait_for("the first run's stage", LONG, || started.exists());
+    let second = home.run(&["workflow", "--namespace", "shared", other_project.arg()]);
+    second
+        .expect_code(1)
+        .expect_output("namespace shared is being deployed by run 1 of project gated from");
+    assert!(
+        !other_started.exists(),
+        "no stage of the second project ran"
+    );
+    // A batch-only project claims nothing: it may run beside.
+    let (b_started, b_release) = (holder.scratch("b-started"), holder.scratch("b-release"));
+    fs::write(&b_release, "go").unwrap();
+    let batch_only = gated_project("batchonly", &b_started, &b_release);
+    home.ok(&["workflow", "--namespace", "shared", batch_only.arg()]);
+    fs::write(&release, "go").unwrap();
+    first.finish(LONG).expect_code(0);
+}

@@ -61,6 +61,9 @@ pub(crate) struct ActiveRun {
     pub cancel: CancellationToken,
     /// `(namespace, project)` once the plan is known.
     pub key: Option<(String, String)>,
+    /// The repository whose services it deploys, once the plan is known
+    /// (shown redacted); `None` for a batch-only run.
+    pub repo: Option<String>,
 }
 
 /// What every connection handler shares.

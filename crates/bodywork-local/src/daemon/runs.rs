@@ -150,8 +150,32 @@ impl RunHooks for Hooks<'_> {
                     plan.project, plan.namespace
                 ));
             }
+            // One namespace holds one repository's services: a run from
+            // another repository deploying services there now claims it
+            // (checked and claimed under one lock, so two first deploys
+            // cannot both pass; batch-only runs claim nothing).
+            let repo =
+                (!plan.service_names().is_empty()).then(|| bodywork_source::redact_url(&plan.repo));
+            if let Some(repo) = &repo
+                && let Some((other, r)) = runs.iter().find(|(id, r)| {
+                    **id != self.run
+                        && r.key.as_ref().is_some_and(|(ns, _)| *ns == plan.namespace)
+                        && r.repo.as_ref().is_some_and(|other| other != repo)
+                })
+            {
+                return Err(format!(
+                    "namespace {} is being deployed by run {other} of project {} from {}; one \
+                     namespace holds one repository's services: deploy {} into another \
+                     namespace, or wait for that run",
+                    plan.namespace,
+                    r.key.as_ref().map_or("", |(_, p)| p.as_str()),
+                    r.repo.as_deref().unwrap_or_default(),
+                    plan.project
+                ));
+            }
             if let Some(me) = runs.get_mut(&self.run) {
                 me.key = Some(key);
+                me.repo = repo;
             }
         }
         self.daemon
@@ -213,6 +237,7 @@ pub(crate) fn prepare_run(
             ActiveRun {
                 cancel: cancel.clone(),
                 key: None,
+                repo: None,
             },
         );
     }
