@@ -70,32 +70,63 @@ fn documents(yaml: &str) -> Vec<Value> {
         .collect()
 }
 
-/// `name -> key -> value` of the generated Secret manifests (base64 data).
-fn secret_values(secrets: &[Value]) -> BTreeMap<String, BTreeMap<String, String>> {
+/// `name -> key -> value` of the Secret `secret create` would apply with
+/// one key, read back from its generated YAML (base64 data), as the
+/// kubelet's secretKeyRef would see it.
+fn generated_secret(
+    namespace: &str,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> BTreeMap<String, BTreeMap<String, String>> {
+    let manifest = bodywork_kube::manifests::secret_manifest(
+        namespace,
+        name,
+        &BTreeMap::from([(key.to_string(), value.to_string())]),
+    );
+    let secret: Value =
+        serde_norway::from_str(&bodywork_kube::to_yaml(&[manifest]).unwrap()).unwrap();
     let b64 = base64::engine::general_purpose::STANDARD;
-    secrets
-        .iter()
-        .map(|s| {
-            let data = s["data"]
-                .as_object()
-                .map(|d| {
-                    d.iter()
-                        .map(|(k, v)| {
-                            let bytes = b64.decode(v.as_str().unwrap_or_default()).expect("base64");
-                            (k.clone(), String::from_utf8(bytes).expect("utf-8"))
-                        })
-                        .collect()
+    let data = secret["data"]
+        .as_object()
+        .map(|d| {
+            d.iter()
+                .map(|(k, v)| {
+                    let bytes = b64.decode(v.as_str().unwrap_or_default()).expect("base64");
+                    (k.clone(), String::from_utf8(bytes).expect("utf-8"))
                 })
-                .unwrap_or_default();
-            (
-                s["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                data,
-            )
+                .collect()
         })
-        .collect()
+        .unwrap_or_default();
+    let name = secret["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    BTreeMap::from([(name, data)])
+}
+
+/// The manifests `--runtime kubernetes workflow --dry-run` prints for the
+/// repository at `url` (the dry run needs no cluster).
+fn dry_run_manifests(home: &TestHome, namespace: &str, url: &str) -> Vec<Value> {
+    let out = home
+        .cmd(&[
+            "--runtime",
+            "kubernetes",
+            "workflow",
+            "--namespace",
+            namespace,
+            url,
+            "trunk",
+            "--dry-run",
+        ])
+        .output()
+        .expect("dry run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    documents(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// The container of a Job's or Deployment's pod template, run as a kubelet
@@ -168,25 +199,7 @@ fn pods_run_their_manifests_as_a_kubelet_would() {
 
     // What the runtime applies for this commit (the same generator as a
     // real run; `--dry-run` needs no cluster).
-    let out = home
-        .cmd(&[
-            "--runtime",
-            "kubernetes",
-            "workflow",
-            "--namespace",
-            "ml",
-            &url,
-            "trunk",
-            "--dry-run",
-        ])
-        .output()
-        .expect("dry run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let manifests = documents(&String::from_utf8_lossy(&out.stdout));
+    let manifests = dry_run_manifests(&home, "ml", &url);
     let by_kind =
         |kind: &str| -> Vec<&Value> { manifests.iter().filter(|m| m["kind"] == kind).collect() };
     let job = |name: &str| {
@@ -196,14 +209,7 @@ fn pods_run_their_manifests_as_a_kubelet_would() {
             .unwrap_or_else(|| panic!("a Job {name}"))
             .clone()
     };
-    let secret = bodywork_kube::manifests::secret_manifest(
-        "ml",
-        "creds",
-        &BTreeMap::from([("TOKEN".to_string(), "s3cr3t".to_string())]),
-    );
-    let secret: Value =
-        serde_norway::from_str(&bodywork_kube::to_yaml(&[secret]).unwrap()).unwrap();
-    let secrets = secret_values(&[secret]);
+    let secrets = generated_secret("ml", "creds", "TOKEN", "s3cr3t");
 
     // The branch moves on after the deploy: pods restarted later, or
     // scaled up, still run the deployed commit.
@@ -324,33 +330,8 @@ fn the_pipeline_example_runs_as_separate_pods_sharing_no_files() {
     let home = TestHome::new();
     let repo = example_repo("pipeline");
     let url = format!("file://{}", repo.path().display());
-    let out = home
-        .cmd(&[
-            "--runtime",
-            "kubernetes",
-            "workflow",
-            "--namespace",
-            "pipeline",
-            &url,
-            "trunk",
-            "--dry-run",
-        ])
-        .output()
-        .expect("dry run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let manifests = documents(&String::from_utf8_lossy(&out.stdout));
-    let secret = bodywork_kube::manifests::secret_manifest(
-        "pipeline",
-        "pipeline-credentials",
-        &BTreeMap::from([("API_TOKEN".to_string(), "my-token".to_string())]),
-    );
-    let secret: Value =
-        serde_norway::from_str(&bodywork_kube::to_yaml(&[secret]).unwrap()).unwrap();
-    let secrets = secret_values(&[secret]);
+    let manifests = dry_run_manifests(&home, "pipeline", &url);
+    let secrets = generated_secret("pipeline", "pipeline-credentials", "API_TOKEN", "my-token");
     let mut printed = String::new();
     for stage in ["prepare", "train-line", "train-mean", "report"] {
         let name = format!("bodywork-pipeline-example--{stage}");

@@ -71,6 +71,20 @@ async fn deploy_serve(rt: &KubeRuntime, commit: &str, log: &Log) -> Result<(), R
     .await
 }
 
+/// The batch stage `train` of commit c1, as the workflow runs it.
+async fn run_train(rt: &KubeRuntime, log: &Log) -> Result<(), RuntimeError> {
+    rt.run_batch(
+        StageRun {
+            ctx: &ctx("c1"),
+            stage: &batch("train", 0),
+            log,
+            cancel: &CancellationToken::new(),
+        },
+        &[],
+    )
+    .await
+}
+
 /// No floor or grace around the deadlines: a rollout the double never makes
 /// ready fails after the stage's own MAX_STARTUP_TIME_SECONDS.
 const QUICK: bodywork_kube::manifests::Waits = bodywork_kube::manifests::Waits {
@@ -316,17 +330,7 @@ async fn a_job_left_from_an_interrupted_run_is_replaced() {
         serde_json::json!({"apiVersion": "batch/v1", "kind": "Job",
                            "metadata": {"name": "proj--train", "namespace": NS}, "spec": {"template": {}}}),
     );
-    rt.run_batch(
-        StageRun {
-            ctx: &ctx("c1"),
-            stage: &batch("train", 0),
-            log: &log,
-            cancel: &CancellationToken::new(),
-        },
-        &[],
-    )
-    .await
-    .unwrap();
+    run_train(&rt, &log).await.unwrap();
     let requests = server.requests();
     let delete = requests
         .iter()
@@ -979,17 +983,9 @@ async fn a_namespace_made_with_kubectl_gets_the_account_stage_pods_run_under() {
             .get(accounts, "bodywork-jobs-and-deployments")
             .is_none()
     );
-    rt.run_batch(
-        StageRun {
-            ctx: &ctx("c1"),
-            stage: &batch("train", 0),
-            log: &log,
-            cancel: &CancellationToken::new(),
-        },
-        &[],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", capture.text()));
+    run_train(&rt, &log)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", capture.text()));
     assert!(
         server
             .get(accounts, "bodywork-jobs-and-deployments")
@@ -1091,17 +1087,9 @@ async fn a_watch_that_ends_with_410_gone_is_resumed() {
         ..Script::default()
     };
     let (_, rt, capture, log) = setup(script);
-    rt.run_batch(
-        StageRun {
-            ctx: &ctx("c1"),
-            stage: &batch("train", 0),
-            log: &log,
-            cancel: &CancellationToken::new(),
-        },
-        &[],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", capture.text()));
+    run_train(&rt, &log)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", capture.text()));
 }
 
 #[tokio::test]
