@@ -157,13 +157,18 @@ fn work_tree(root: &Path) -> Result<Option<WorkTree>, SourceError> {
     }
 
     let mut cmd = git_in(root);
-    // fsmonitor would run a program named in the repository's config.
+    // Nothing the repository's configuration names may run: fsmonitor is
+    // off, every filter driver is made inert (`git status` runs a file's
+    // clean filter when its stat data changed), and submodules, whose own
+    // configuration is not read here, are not entered.
+    cmd.envs(config_env(&inert_filters(root)));
     cmd.args([
         "-c",
         "core.fsmonitor=false",
         "status",
         "--porcelain",
         "--untracked-files=normal",
+        "--ignore-submodules=all",
         "--",
         ".",
     ]);
@@ -187,6 +192,58 @@ fn work_tree(root: &Path) -> Result<Option<WorkTree>, SourceError> {
         dirty: !status.stdout.trim().is_empty(),
         ignored: ignored_paths(root)?,
     }))
+}
+
+/// Settings that make every filter driver the configuration of `root`
+/// knows (`filter.NAME.*`, from any scope) do nothing: git runs no filter
+/// whose command is empty, and an inert filter must not be `required`.
+/// Reading the configuration runs nothing. A configuration git cannot read
+/// yields no settings, and the `status` that follows reports the problem.
+fn inert_filters(root: &Path) -> Vec<(String, String)> {
+    let mut cmd = git_in(root);
+    cmd.args(["config", "--null", "--get-regexp", r"^filter\."]);
+    let listed = match git::run(cmd, None) {
+        Ok(output) if output.success => output.stdout,
+        _ => return Vec::new(),
+    };
+    let mut names: Vec<&str> = filter_names(&listed);
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .flat_map(|name| {
+            [
+                ("clean", ""),
+                ("smudge", ""),
+                ("process", ""),
+                ("required", "false"),
+            ]
+            .map(|(key, value)| (format!("filter.{name}.{key}"), value.to_owned()))
+        })
+        .collect()
+}
+
+/// The driver names in `git config --null --get-regexp` output: entries
+/// `filter.NAME.KEY` NEWLINE `VALUE` NUL, where NAME may hold dots.
+fn filter_names(listed: &str) -> Vec<&str> {
+    listed
+        .split('\0')
+        .filter_map(|entry| entry.split('\n').next())
+        .filter_map(|key| key.strip_prefix("filter."))
+        .filter_map(|rest| rest.rsplit_once('.').map(|(name, _)| name))
+        .collect()
+}
+
+/// Configuration given through the environment (`GIT_CONFIG_COUNT`,
+/// `GIT_CONFIG_KEY_n`, `GIT_CONFIG_VALUE_n`), which unlike `-c` cannot be
+/// misread when a name holds `=`; it overrides every configuration file.
+fn config_env(settings: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env = vec![("GIT_CONFIG_COUNT".to_owned(), settings.len().to_string())];
+    for (i, (key, value)) in settings.iter().enumerate() {
+        env.push((format!("GIT_CONFIG_KEY_{i}"), key.clone()));
+        env.push((format!("GIT_CONFIG_VALUE_{i}"), value.clone()));
+    }
+    env
 }
 
 /// Untracked paths under `root` that git ignores, relative to `root`; a
@@ -474,6 +531,26 @@ pub(crate) fn drop_escaping_links(root: &Path) -> Result<(), SourceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filter_names_keep_dots_and_drop_the_key() {
+        let listed = "filter.lfs.clean\ngit-lfs clean -- %f\0filter.a.b.process\nx\0filter.lfs.required\ntrue\0";
+        assert_eq!(filter_names(listed), ["lfs", "a.b", "lfs"]);
+        assert!(filter_names("").is_empty());
+    }
+
+    #[test]
+    fn config_env_numbers_each_setting() {
+        let env = config_env(&[("filter.x=y.clean".into(), String::new())]);
+        assert_eq!(
+            env,
+            [
+                ("GIT_CONFIG_COUNT".to_owned(), "1".to_owned()),
+                ("GIT_CONFIG_KEY_0".to_owned(), "filter.x=y.clean".to_owned()),
+                ("GIT_CONFIG_VALUE_0".to_owned(), String::new()),
+            ]
+        );
+    }
 
     #[cfg(unix)]
     #[test]

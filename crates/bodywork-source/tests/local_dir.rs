@@ -318,3 +318,32 @@ fn destination_must_be_empty() {
         format!("destination {} is not empty", target.display())
     );
 }
+
+/// A work tree whose own `.git/config` names filter drivers (a clean filter,
+/// a long-running process filter, one of them required) for every file:
+/// reading its git state runs none of them, and still sees the edit.
+#[test]
+fn filters_in_the_repository_config_are_not_run() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = project(tmp.path());
+    init_repo(&dir, "main");
+    commit_all(&dir, "first");
+    let ran = tmp.path().join("filter-ran");
+    let command = format!("touch {}; cat", ran.display());
+    git(&dir, &["config", "filter.evil.clean", &command]);
+    git(&dir, &["config", "filter.evil.required", "true"]);
+    git(&dir, &["config", "filter.odd=name.process", &command]);
+    write(
+        &dir,
+        ".git/info/attributes",
+        "* filter=evil\n*.py filter=odd=name\n",
+    );
+    // A file rewritten with its size unchanged is one git must read through
+    // its clean filter to compare with the index.
+    write(&dir, "stage_1/main.py", "print('HELLO')\n");
+
+    let checkout = deploy(&dir, None, &dest(tmp.path(), "a")).expect("deploy");
+    assert!(!ran.exists(), "a filter from the repository's config ran");
+    assert!(checkout.dirty);
+    assert_eq!(read(&checkout.dir, "stage_1/main.py"), "print('HELLO')\n");
+}
