@@ -108,12 +108,15 @@ impl Project {
         project_stage(&self.name, stage)
     }
 
-    /// The name a service stage is reached by: `PROJECT--STAGE` for classic
-    /// projects, the stage name alone for `bodywork.yaml` projects (Bodywork 3).
+    /// The name a service stage is reached by, as the format's era named
+    /// it (SPEC §1.4): `PROJECT--STAGE` for classic projects (Bodywork 0.x)
+    /// and schema "1.0" (`project:`, Bodywork 1.x–2.x), whose stages call
+    /// each other by that name; the stage name alone for schema "1.1"
+    /// (`pipeline:`, Bodywork 3).
     pub fn service_name(&self, stage: &str) -> String {
-        match self.format {
-            Format::Classic => self.resource_name(stage),
-            Format::Yaml { .. } => normalise(stage),
+        match &self.format {
+            Format::Yaml { schema } if schema != "1.0" => normalise(stage),
+            Format::Classic | Format::Yaml { .. } => self.resource_name(stage),
         }
     }
 
@@ -222,5 +225,15 @@ mod tests {
             Some("ml_pipeline"),
         );
         assert_eq!(with_ns.namespace(None).as_deref(), Some("ml-pipeline"));
+
+        // Bodywork 1.x–2.x named services as Bodywork 0.x did.
+        let schema_1_0 = project(
+            Format::Yaml {
+                schema: "1.0".to_owned(),
+            },
+            None,
+        );
+        assert_eq!(schema_1_0.service_name("Serve_It"), "my-project--serve-it");
+        assert_eq!(schema_1_0.resource_name("serve"), "my-project--serve");
     }
 }
