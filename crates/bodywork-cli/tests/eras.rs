@@ -113,3 +113,27 @@ fn a_schema_1_0_project_gets_a_kubernetes_service_named_project_and_stage() {
         "{run}"
     );
 }
+
+/// A Bodywork 3 stage written for its container image, which had pip,
+/// wheel and a setuptools with `pkg_resources`: it runs unmodified, with no
+/// requirements naming them.
+#[test]
+fn a_stage_importing_pkg_resources_runs_as_in_bodyworks_container() {
+    let home = TestHome::new();
+    let script = "import pkg_resources, wheel, pip\n\
+                  print('pkg_resources sees', pkg_resources.get_distribution('wheel').project_name)\n";
+    let project = TestProject::new(&[
+        (
+            "bodywork.yaml",
+            &common::yaml(
+                "dash-like",
+                "check",
+                "",
+                &[common::batch_stage("check", "check.py", 60, 0, "")],
+            ),
+        ),
+        ("check.py", script),
+    ]);
+    let run = home.ok(&["workflow", project.arg()]);
+    assert!(run.stdout.contains("pkg_resources sees wheel"), "{run}");
+}

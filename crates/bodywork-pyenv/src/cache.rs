@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::installer::{self, Installer, InstallerPreference};
 use crate::marker::{self, Marker};
 use crate::probe::{self, Interpreter};
-use crate::requirements::{env_key, is_env_key, normalise_requirements};
+use crate::requirements::{env_key, is_env_key, normalise_requirements, with_container_base};
 use crate::{Env, EnvError, EnvEvent, EnvInfo, EnvRequest};
 
 /// Interpreter used when a request names none.
@@ -248,17 +248,16 @@ impl EnvCache {
         installer.create_venv(
             &interpreter.executable,
             dir,
-            !requirements.is_empty(),
             &self.uv_cache_dir,
             &mut on_line,
         )?;
-        if !requirements.is_empty() {
-            let file = dir.join(REQUIREMENTS_FILE);
-            let mut contents = requirements.join("\n");
-            contents.push('\n');
-            fs::write(&file, contents).map_err(|e| EnvError::io("write", &file, e))?;
-            installer.install(dir, &file, requirements, &self.uv_cache_dir, &mut on_line)?;
-        }
+        // One install, one resolution: the stage's requirements with what
+        // Bodywork's container gave every stage (an error names the stage's).
+        let file = dir.join(REQUIREMENTS_FILE);
+        let mut contents = with_container_base(requirements).join("\n");
+        contents.push('\n');
+        fs::write(&file, contents).map_err(|e| EnvError::io("write", &file, e))?;
+        installer.install(dir, &file, requirements, &self.uv_cache_dir, &mut on_line)?;
         let site_packages = installer::verify_env(dir)?;
         let marker = Marker::new(
             key,

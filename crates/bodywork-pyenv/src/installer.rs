@@ -77,13 +77,12 @@ impl Installer {
     }
 
     /// Create a bare virtual environment at `dir` (which must not exist)
-    /// from `base_python`. pip is only seeded when `with_pip` (pip installs
-    /// use the environment's own pip; uv needs none).
+    /// from `base_python`. `python -m venv` seeds pip, which installs the
+    /// rest; uv installs pip itself with the container's base packages.
     pub(crate) fn create_venv(
         &self,
         base_python: &Path,
         dir: &Path,
-        with_pip: bool,
         uv_cache: &Path,
         on_line: &mut dyn FnMut(&str),
     ) -> Result<(), EnvError> {
@@ -95,11 +94,7 @@ impl Installer {
             }
             Installer::Pip => {
                 let mut cmd = pip_command(base_python, dir);
-                cmd.args(["-m", "venv"]);
-                if !with_pip {
-                    cmd.arg("--without-pip");
-                }
-                cmd.arg(dir);
+                cmd.args(["-m", "venv"]).arg(dir);
                 (cmd, "python -m venv")
             }
         };

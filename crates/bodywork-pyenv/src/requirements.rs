@@ -35,8 +35,48 @@ pub fn normalise_requirements(reqs: &[String]) -> Vec<String> {
     out
 }
 
+/// What Bodywork's container image gave every stage besides its
+/// requirements (SPEC §4): `(project, requirement)`. setuptools 82 dropped
+/// `pkg_resources`, which stages of that era still import.
+pub const CONTAINER_BASE: &[(&str, &str)] = &[
+    ("pip", "pip"),
+    ("setuptools", "setuptools<82"),
+    ("wheel", "wheel"),
+];
+
+/// What an environment for `reqs` has installed: the normalised `reqs`,
+/// plus each [`CONTAINER_BASE`] package they do not name themselves (a
+/// stage that pins `setuptools==58.0.4` gets that one, not ours). Sorted,
+/// like [`normalise_requirements`].
+pub fn with_container_base(reqs: &[String]) -> Vec<String> {
+    let mut out = normalise_requirements(reqs);
+    let named: Vec<&str> = out.iter().filter_map(|r| project_name(r)).collect();
+    let missing: Vec<String> = CONTAINER_BASE
+        .iter()
+        .filter(|(project, _)| !named.contains(project))
+        .map(|(_, requirement)| (*requirement).to_owned())
+        .collect();
+    out.extend(missing);
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The project a normalised requirement line names (`six` of
+/// `six==1.16.0`, `pip` of `pip @ https://...`); `None` for options, URLs
+/// and paths, whose project only pip can tell.
+fn project_name(line: &str) -> Option<&str> {
+    let end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .unwrap_or(line.len());
+    let (name, rest) = line.split_at(end);
+    let bare = rest.is_empty() || rest.starts_with(['[', '<', '>', '=', '!', '~', ';', ' ', '(']);
+    (!name.is_empty() && !name.starts_with('-') && bare).then_some(name)
+}
+
 /// The cache key of an environment: the first 16 hex characters of the
-/// SHA-256 of `python_identity` and the normalised `reqs`.
+/// SHA-256 of `python_identity` and what it installs (the normalised `reqs`
+/// with the container's base packages, see [`with_container_base`]).
 ///
 /// `python_identity` should identify the interpreter exactly (the crate uses
 /// `sys.version` plus the real path of `sys.executable`). `reqs` are
@@ -47,7 +87,7 @@ pub fn env_key(python_identity: &str, reqs: &[String]) -> String {
     hasher.update(b"\0");
     hasher.update(python_identity.as_bytes());
     hasher.update(b"\0");
-    for req in normalise_requirements(reqs) {
+    for req in with_container_base(reqs) {
         hasher.update(req.as_bytes());
         hasher.update(b"\n");
     }
@@ -175,6 +215,45 @@ mod tests {
 
     fn strings(lines: &[&str]) -> Vec<String> {
         lines.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_container_base_is_added_unless_named() {
+        assert_eq!(with_container_base(&[]), ["pip", "setuptools<82", "wheel"]);
+        assert_eq!(
+            with_container_base(&strings(&["Setuptools == 58.0.4", "six"])),
+            ["pip", "setuptools==58.0.4", "six", "wheel"]
+        );
+        assert_eq!(
+            with_container_base(&strings(&["wheel[signatures]", "pip @ https://x/pip.whl"])),
+            [
+                "pip @ https://x/pip.whl",
+                "setuptools<82",
+                "wheel[signatures]"
+            ]
+        );
+        // Options, paths and projects that merely start like one name nothing.
+        assert_eq!(
+            with_container_base(&strings(&["-r base.txt", "./pip", "pipx", "wheelhouse"])),
+            [
+                "-r base.txt",
+                "./pip",
+                "pip",
+                "pipx",
+                "setuptools<82",
+                "wheel",
+                "wheelhouse"
+            ]
+        );
+    }
+
+    #[test]
+    fn an_environment_with_the_base_named_is_the_same_environment() {
+        assert_eq!(
+            env_key("py", &[]),
+            env_key("py", &strings(&["wheel", "pip", "setuptools<82"]))
+        );
+        assert_ne!(env_key("py", &[]), env_key("py", &strings(&["setuptools"])));
     }
 
     #[test]

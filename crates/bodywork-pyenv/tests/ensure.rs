@@ -1,6 +1,7 @@
 //! `EnvCache::ensure` / `list` / `prune` against real interpreters, with
-//! empty requirements (no package downloads; uv itself may be bootstrapped
-//! from PyPI once into the shared test cache).
+//! empty requirements (only the container's base packages, pip, setuptools
+//! and wheel, downloaded once into the shared test cache, as uv itself may
+//! be bootstrapped from PyPI once).
 
 mod common;
 

@@ -1,5 +1,6 @@
-//! Installs that need PyPI: a real tiny package and a nonexistent one. Kept
-//! few; uv and its package cache are shared between tests and runs.
+//! Installs that need PyPI: a real tiny package and a nonexistent one, and
+//! what Bodywork's container gave every stage. Kept few; uv and its package
+//! cache are shared between tests and runs.
 
 mod common;
 
@@ -122,4 +123,43 @@ fn nonexistent_package_with_pip_quotes_pip() {
     );
     eprintln!("{err}");
     assert!(err.to_string().contains("with pip failed:"));
+}
+
+/// An environment looks like Bodywork's container image to the stage: pip,
+/// wheel and a setuptools that still provides `pkg_resources`, with either
+/// installer, and without a word about them in the requirements.
+#[test]
+fn environments_have_what_bodyworks_container_had() {
+    for preference in [InstallerPreference::Uv, InstallerPreference::Pip] {
+        let home = new_home();
+        let env = cache(&home, preference)
+            .ensure(&EnvRequest::default(), &mut |_| {})
+            .unwrap();
+        let said = python_says(
+            &env.python,
+            "import setuptools, pkg_resources, wheel, pip\n\
+             print(pkg_resources.get_distribution('pip').project_name, int(setuptools.__version__.split('.')[0]) < 82)",
+        );
+        assert_eq!(said, "pip True", "{preference:?}");
+    }
+}
+
+/// A stage that pins one of them gets its own pin, not ours.
+#[test]
+fn a_pinned_base_package_is_the_stage_s_own() {
+    let home = new_home();
+    let env = cache(&home, InstallerPreference::Uv)
+        .ensure(
+            &EnvRequest {
+                python: None,
+                requirements: vec!["setuptools==80.9.0".into()],
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    let said = python_says(
+        &env.python,
+        "import setuptools, wheel, pip; print(setuptools.__version__)",
+    );
+    assert_eq!(said, "80.9.0");
 }
