@@ -73,6 +73,18 @@ fn reap() -> Option<ExitCode> {
     Some(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
+/// From now on run every stage (and replica) under this binary's reaper,
+/// so its whole process tree ends with it: for the daemon, and for
+/// `bodywork stage`, whose attempts retry in the same container.
+pub(crate) fn run_stages_under_reaper() {
+    match std::env::current_exe() {
+        Ok(exe) => bodywork_stage::process::use_reaper(exe),
+        Err(e) => tracing::warn!(
+            "stages run without their reaper (a double-forked process may outlive its stage): cannot find this program: {e}"
+        ),
+    }
+}
+
 /// Like other Unix tools, stop quietly when the reader of our output goes
 /// away (`bodywork logs ... | head`) instead of failing on every write.
 /// Not for the daemon: a client hanging up must never kill it.

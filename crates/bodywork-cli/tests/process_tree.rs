@@ -167,6 +167,37 @@ fn a_stage_that_exits_at_once_leaves_no_double_forked_grandchild() {
     assert!(!is_alive(pid), "grandchild {pid} outlived its stage");
 }
 
+#[test]
+fn the_stage_command_takes_a_timed_out_attempts_double_forked_grandchild_with_it() {
+    // What a pod runs: its attempts retry in the same container, so an
+    // escaped grandchild must not outlive the attempt it belongs to.
+    let case = batch_case("60", 2);
+    for args in [
+        &["init", "--quiet", "-b", "trunk"][..],
+        &["add", "."],
+        &["commit", "--quiet", "-m", "c"],
+    ] {
+        common::git(case.project.path(), args);
+    }
+    // Output to a file: a surviving grandchild would hold a pipe open.
+    let log = case.pid_file.with_file_name("stage.log");
+    let file = std::fs::File::create(&log).expect("create the stage log");
+    let status = case
+        .home
+        .cmd(&["stage", case.project.arg(), "trunk", "fork"])
+        .stdout(file.try_clone().expect("share the stage log"))
+        .stderr(file)
+        .status()
+        .expect("run bodywork stage");
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("stage=fork failed: did not complete within 2 seconds"),
+        "{out}"
+    );
+    wait_gone(case.guard.pid(&case.pid_file));
+}
+
 /// One service stage block with one replica, handing the replica its pid file.
 fn service_stage(name: &str, pid_file: &Path) -> String {
     format!(

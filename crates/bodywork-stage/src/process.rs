@@ -428,6 +428,22 @@ mod tests {
     }
 
     #[test]
+    fn a_live_process_is_running_and_a_recycled_pid_is_not() {
+        let me = ProcessId {
+            pid: std::process::id(),
+            start_time: start_time(std::process::id()),
+        };
+        assert!(running(me));
+        let recycled = ProcessId {
+            start_time: me.start_time.map(|t| t + 1),
+            ..me
+        };
+        assert!(!running(recycled));
+        // Only a process started as `bodywork __reap` is asked to end its tree.
+        assert!(!is_reaper(me.pid));
+    }
+
+    #[test]
     fn start_time_of_self_is_stable() {
         let me = std::process::id();
         assert!(start_time(me).is_some());

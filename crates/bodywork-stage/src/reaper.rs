@@ -110,7 +110,7 @@ pub fn run(program: &OsString, args: &[OsString]) -> i32 {
     let own_group = getpgrp();
     let mut status = None;
     loop {
-        status = status.or(reap(main, false));
+        status = status.or(reap(main).main);
         if status.is_some() {
             break;
         }
@@ -131,26 +131,35 @@ pub fn run(program: &OsString, args: &[OsString]) -> i32 {
     exit_like(status)
 }
 
-/// Reap every child that has ended; the main process's status if it was
-/// among them. `block`: wait for at least one.
-fn reap(main: Pid, block: bool) -> Option<WaitStatus> {
-    let mut found = None;
-    let mut flags = WaitPidFlag::WNOHANG;
-    if block {
-        flags = WaitPidFlag::empty();
-    }
+/// What one round of [`reap`] found.
+struct Reaped {
+    /// The main process's status, when it was reaped in this round.
+    main: Option<WaitStatus>,
+    /// No child is left, live or zombie: so no descendant either (every
+    /// orphan of the tree is reparented to the reaper).
+    none_left: bool,
+}
+
+/// Reap every child that has ended, without waiting.
+fn reap(main: Pid) -> Reaped {
+    let mut main_status = None;
     loop {
-        match waitpid(None, Some(flags)) {
-            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return found,
+        let none_left = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => false,
+            Err(Errno::ECHILD) => true,
             Ok(ws) => {
                 if ws.pid() == Some(main) {
-                    found = Some(ws);
+                    main_status = Some(ws);
                 }
-                flags = WaitPidFlag::WNOHANG;
+                continue;
             }
-            Err(Errno::EINTR) => {}
-            Err(_) => return found,
-        }
+            Err(Errno::EINTR) => continue,
+            Err(_) => false,
+        };
+        return Reaped {
+            main: main_status,
+            none_left,
+        };
     }
 }
 
@@ -163,14 +172,9 @@ fn end_all(main: Pid) -> Option<WaitStatus> {
         for pid in descendants(std::process::id(), &process_table()) {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
-        if let Some(s) = reap(main, false) {
-            status = Some(s);
-        }
-        if matches!(
-            waitpid(None, Some(WaitPidFlag::WNOHANG)),
-            Err(Errno::ECHILD)
-        ) || started.elapsed() > END_LIMIT
-        {
+        let reaped = reap(main);
+        status = status.or(reaped.main);
+        if reaped.none_left || started.elapsed() > END_LIMIT {
             return status;
         }
         std::thread::sleep(Duration::from_millis(2));

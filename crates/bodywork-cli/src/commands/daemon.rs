@@ -90,14 +90,7 @@ pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> Outcome {
             return Outcome::Failure;
         }
     };
-    // Every stage and replica runs under this binary's reaper, so its
-    // whole process tree ends with it.
-    match std::env::current_exe() {
-        Ok(exe) => bodywork_stage::process::use_reaper(exe),
-        Err(e) => {
-            tracing::warn!(target: "daemon", "stages run without their reaper (a double-forked process may outlive its stage): cannot find this program: {e}")
-        }
-    }
+    crate::run_stages_under_reaper();
     match runtime.block_on(bodywork_local::daemon::run(home)) {
         Ok(()) => Outcome::Success,
         Err(e) => {
