@@ -51,10 +51,17 @@ fn batch_script() -> String {
     )
 }
 
-/// A service replica: double-forks, then serves HTTP on `$PORT`.
+/// A service replica: double-forks, then serves HTTP on `$PORT`; exits
+/// with code 3 (a crash) once a file `PID_FILE.crash` appears, removing it.
 fn service_script() -> String {
     format!(
-        "{DOUBLE_FORK}\nimport http.server\ndouble_fork(sys.argv[1])\n\
+        "{DOUBLE_FORK}\nimport http.server, threading\ndouble_fork(sys.argv[1])\n\
+         def crash_when_told(path):\n\
+        \x20   while not os.path.exists(path):\n\
+        \x20       time.sleep(0.05)\n\
+        \x20   os.remove(path)\n\
+        \x20   os._exit(3)\n\
+         threading.Thread(target=crash_when_told, args=(sys.argv[1] + \".crash\",), daemon=True).start()\n\
          server = http.server.HTTPServer((\"0.0.0.0\", int(os.environ[\"PORT\"])), http.server.SimpleHTTPRequestHandler)\n\
          server.serve_forever()\n"
     )
@@ -206,21 +213,47 @@ fn service_stage(name: &str, pid_file: &Path) -> String {
     )
 }
 
+/// A project of one-replica services (name, pid file of its grandchild).
+fn services_project(services: &[(&str, &Path)]) -> TestProject {
+    let names: Vec<&str> = services.iter().map(|(name, _)| *name).collect();
+    let stages: String = services
+        .iter()
+        .map(|(name, file)| service_stage(name, file))
+        .collect();
+    let yaml = format!(
+        "version: \"1.1\"\npipeline:\n  name: forking\n  namespace: tree\n  DAG: {}\nstages:\n{stages}",
+        names.join(", ")
+    );
+    TestProject::new(&[("bodywork.yaml", &yaml), ("server.py", &service_script())])
+}
+
+#[test]
+fn a_crashed_replica_takes_its_double_forked_grandchild_with_it() {
+    let home = TestHome::new();
+    let holder = TestProject::new(&[]);
+    let file = holder.scratch("a.pid");
+    let guard = Survivors(vec![file.clone()]);
+    let project = services_project(&[("svc-a", &file)]);
+    home.ok(&["workflow", project.arg()]);
+    let first = guard.pid(&file);
+    let mut crash = file.clone().into_os_string();
+    crash.push(".crash");
+    std::fs::write(&crash, "").expect("tell the replica to crash");
+    wait_gone(first);
+    // The supervisor restarts the replica, which forks a new grandchild
+    // (the daemon's stop and the guard end it).
+    wait_for("the replica to restart", Duration::from_secs(30), || {
+        read_pid(&file).is_some_and(|p| p != first)
+    });
+}
+
 #[test]
 fn replicas_take_their_double_forked_grandchildren_with_them_but_survive_a_daemon_kill() {
     let home = TestHome::new();
     let holder = TestProject::new(&[]);
     let (file_a, file_b) = (holder.scratch("a.pid"), holder.scratch("b.pid"));
     let guard = Survivors(vec![file_a.clone(), file_b.clone()]);
-    let stages = [
-        service_stage("svc-a", &file_a),
-        service_stage("svc-b", &file_b),
-    ];
-    let yaml = format!(
-        "version: \"1.1\"\npipeline:\n  name: forking\n  namespace: tree\n  DAG: svc-a, svc-b\nstages:\n{}",
-        stages.concat()
-    );
-    let project = TestProject::new(&[("bodywork.yaml", &yaml), ("server.py", &service_script())]);
+    let project = services_project(&[("svc-a", &file_a), ("svc-b", &file_b)]);
     home.ok(&["workflow", project.arg()]);
     let (a, b) = (guard.pid(&file_a), guard.pid(&file_b));
     assert!(is_alive(a) && is_alive(b));
