@@ -205,6 +205,30 @@ fn the_stage_command_takes_a_timed_out_attempts_double_forked_grandchild_with_it
     wait_gone(case.guard.pid(&case.pid_file));
 }
 
+#[test]
+fn exit_codes_and_signals_of_a_stage_under_its_reaper_are_reported_as_before() {
+    let home = TestHome::new();
+    for (script, says) in [
+        ("raise SystemExit(3)\n", "stage end failed: exit code 3"),
+        (
+            "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n",
+            "stage end failed: killed by signal SIGKILL",
+        ),
+    ] {
+        let stage = batch_stage("end", "end.py", 30, 0, "");
+        let project = TestProject::new(&[
+            (
+                "bodywork.yaml",
+                &common::yaml("ending", "end", "", &[stage]),
+            ),
+            ("end.py", script),
+        ]);
+        home.run(&["workflow", "--namespace", "codes", project.arg()])
+            .expect_code(1)
+            .expect_output(says);
+    }
+}
+
 /// One service stage block with one replica, handing the replica its pid file.
 fn service_stage(name: &str, pid_file: &Path) -> String {
     format!(

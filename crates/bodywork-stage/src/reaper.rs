@@ -83,8 +83,9 @@ pub fn run(program: &OsString, args: &[OsString]) -> i32 {
     for s in FORWARDED {
         watched.add(s);
     }
-    // Blocked here, received with sigwait; blocked from before the stage
-    // starts, so none is missed.
+    // Blocked from before the stage starts, so none is missed, and taken
+    // with sigwait. The reaper runs before any other thread exists (see
+    // `bodywork_cli::main`), so this thread's mask is the process's.
     if let Err(e) = watched.thread_block() {
         eprintln!("bodywork: cannot start the stage's reaper: {e}");
         return CANNOT_START;
@@ -110,8 +111,8 @@ pub fn run(program: &OsString, args: &[OsString]) -> i32 {
     let own_group = getpgrp();
     let mut status = None;
     loop {
-        status = status.or(reap(main).main);
-        if status.is_some() {
+        if let Some(s) = reap(main).main {
+            status = Some(s);
             break;
         }
         match watched.wait() {
