@@ -328,7 +328,7 @@ fn reaper(args: &[&str]) -> std::process::Command {
 
 #[test]
 fn the_reaper_passes_output_exit_codes_and_signals_through() {
-    use std::os::unix::process::ExitStatusExt;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
     let out = reaper(&["sh", "-c", "echo out; echo err >&2; exit 7"])
         .output()
         .expect("run the reaper");
@@ -342,6 +342,18 @@ fn the_reaper_passes_output_exit_codes_and_signals_through() {
         .expect("run the reaper");
     assert_eq!(out.status.signal(), Some(15), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    // The stage's own SIGUSR2 to its group is not the daemon's request to
+    // end the tree.
+    let out = reaper(&[
+        "python3",
+        "-c",
+        "import os, signal, time\nsignal.signal(signal.SIGUSR2, signal.SIG_IGN)\n\
+         os.killpg(0, signal.SIGUSR2)\ntime.sleep(0.5)\nraise SystemExit(5)\n",
+    ])
+    .process_group(0)
+    .output()
+    .expect("run the reaper");
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
     let out = reaper(&["/nonexistent/program"])
         .output()
         .expect("run the reaper");

@@ -18,8 +18,9 @@
 //! - SIGTERM, SIGINT, SIGHUP or SIGQUIT reaching it (the daemon signals the
 //!   group) is forwarded to the descendants that left its process group:
 //!   group members got it already, so the stage sees each signal once;
-//! - when the stage's main process ends, or on [`END_TREE`] (what the
-//!   daemon sends where it used to SIGKILL the group), it SIGKILLs every
+//! - when the stage's main process ends, or on [`END_TREE`] from outside
+//!   the tree (what the daemon sends where it used to SIGKILL the group;
+//!   the reaper ignores the stage's own `kill -USR2 0`), it SIGKILLs every
 //!   descendant until it has no child left, then exits with the main
 //!   process's status (re-raising its signal, so the daemon still sees
 //!   `Signalled(n)`).
@@ -46,6 +47,7 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, getpgrp};
 
@@ -83,13 +85,20 @@ pub fn run(program: &OsString, args: &[OsString]) -> i32 {
     for s in FORWARDED {
         watched.add(s);
     }
-    // Blocked from before the stage starts, so none is missed, and taken
-    // with sigwait. The reaper runs before any other thread exists (see
-    // `bodywork_cli::main`), so this thread's mask is the process's.
-    if let Err(e) = watched.thread_block() {
-        eprintln!("bodywork: cannot start the stage's reaper: {e}");
-        return CANNOT_START;
-    }
+    // Blocked from before the stage starts, so none is missed, and read
+    // from a signalfd, which also names the sender. The reaper runs before
+    // any other thread exists (see `bodywork_cli::main`), so this thread's
+    // mask is the process's.
+    let signals = match watched
+        .thread_block()
+        .and_then(|()| SignalFd::with_flags(&watched, SfdFlags::SFD_CLOEXEC))
+    {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("bodywork: cannot start the stage's reaper: {e}");
+            return CANNOT_START;
+        }
+    };
     let mut stage = std::process::Command::new(program);
     stage.args(args);
     // SAFETY: between fork and exec the child only calls pthread_sigmask,
@@ -115,17 +124,24 @@ pub fn run(program: &OsString, args: &[OsString]) -> i32 {
             status = Some(s);
             break;
         }
-        match watched.wait() {
-            Ok(s) if FORWARDED.contains(&s) => {
-                for pid in descendants(std::process::id(), &process_table()) {
-                    let pid = Pid::from_raw(pid as i32);
-                    if nix::unistd::getpgid(Some(pid)).is_ok_and(|g| g != own_group) {
-                        let _ = kill(pid, s);
-                    }
+        let Ok(Some(info)) = signals.read_signal() else {
+            continue;
+        };
+        let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
+            continue;
+        };
+        let tree = descendants(std::process::id(), &process_table());
+        if FORWARDED.contains(&signal) {
+            for pid in &tree {
+                let pid = Pid::from_raw(*pid as i32);
+                if nix::unistd::getpgid(Some(pid)).is_ok_and(|g| g != own_group) {
+                    let _ = kill(pid, signal);
                 }
             }
-            Ok(s) if s == END_TREE => break,
-            _ => {}
+        } else if signal == END_TREE && !tree.contains(&info.ssi_pid) {
+            // From outside the tree only: a stage signalling its own
+            // group (`kill -USR2 0`) does not end itself this way.
+            break;
         }
     }
     let status = end_all(main).or(status);
