@@ -186,13 +186,15 @@ fn end_all(main: Pid) -> Option<WaitStatus> {
     let started = Instant::now();
     let mut status = None;
     loop {
-        for pid in descendants(std::process::id(), &process_table()) {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-        }
+        // Reaped first: with no child left (the usual end of a stage) there
+        // is nothing to look for in /proc.
         let reaped = reap(main);
         status = status.or(reaped.main);
         if reaped.none_left || started.elapsed() > END_LIMIT {
             return status;
+        }
+        for pid in descendants(std::process::id(), &process_table()) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
         std::thread::sleep(Duration::from_millis(2));
     }
