@@ -114,6 +114,20 @@ struct BatchCase {
     _holder: TestProject,
 }
 
+impl BatchCase {
+    /// Start the run in the background; returns it once the grandchild
+    /// runs, with the grandchild's pid.
+    fn start(&self) -> (common::Background, u32) {
+        let cli = self
+            .home
+            .spawn(&["workflow", "--namespace", "tree", self.project.arg()]);
+        wait_for("the grandchild to start", Duration::from_secs(120), || {
+            self.pid_file.exists()
+        });
+        (cli, self.guard.pid(&self.pid_file))
+    }
+}
+
 /// The stage sleeps `sleep` seconds after forking, with a `timeout`.
 fn batch_case(sleep: &str, timeout: u64) -> BatchCase {
     let holder = TestProject::new(&[]);
@@ -149,17 +163,23 @@ fn a_timed_out_stage_takes_its_double_forked_grandchild_with_it() {
 #[test]
 fn a_cancelled_run_takes_the_double_forked_grandchild_with_it() {
     let case = batch_case("60", 120);
-    let cli = case
-        .home
-        .spawn(&["workflow", "--namespace", "tree", case.project.arg()]);
-    wait_for("the grandchild to start", Duration::from_secs(120), || {
-        case.pid_file.exists()
-    });
-    let pid = case.guard.pid(&case.pid_file);
+    let (cli, pid) = case.start();
     kill(cli.pid() as i32, "INT");
     cli.finish(Duration::from_secs(30))
         .expect_code(1)
         .expect_output("run cancelled; every stage process was stopped");
+    wait_gone(pid);
+}
+
+#[test]
+fn the_next_daemon_ends_the_tree_of_a_stage_left_by_a_killed_one() {
+    let case = batch_case("120", 300);
+    let (cli, pid) = case.start();
+    let daemon = case.home.daemon_pid().expect("daemon pid");
+    kill(daemon, "KILL");
+    cli.finish(Duration::from_secs(30)).expect_code(1);
+    // Any command starts a new daemon, which stops what the old one left.
+    case.home.ok(&["runs", "--namespace", "tree"]);
     wait_gone(pid);
 }
 
