@@ -1,9 +1,11 @@
 //! A stage's whole process tree ends with it (issue 15, point 5), through
 //! the real `bodywork` binary and its daemon: a grandchild that leaves the
 //! stage's process group (`fork`, `setsid`, `fork`: a double fork) is gone
-//! after a batch timeout, a cancel, a batch stage that exits at once,
-//! `service delete` and `daemon --stop`, and keeps running while the daemon
-//! itself is killed with SIGKILL (replicas are adopted by the next daemon).
+//! after a batch timeout, a cancel, a batch stage that exits at once, a
+//! timed-out attempt of `bodywork stage`, a replica's crash, `service
+//! delete` and `daemon --stop`; it keeps running while the daemon itself is
+//! killed with SIGKILL (replicas are adopted by the next daemon, and the
+//! next daemon ends a batch stage's tree left behind).
 //! The reaper every local stage runs under (`bodywork __reap`) is also
 //! tested on its own: output, exit codes and signals pass through, SIGTERM
 //! reaches the descendants that left the group, and the daemon's request
