@@ -35,6 +35,9 @@ impl From<Outcome> for ExitCode {
 
 /// Entry point shared by the `bodywork` and `bw` binaries.
 pub fn main() -> ExitCode {
+    if let Some(code) = reap() {
+        return code;
+    }
     let cli = cli::Cli::parse();
     if !matches!(cli.command, cli::Command::Daemon(_)) {
         restore_sigpipe();
@@ -42,6 +45,44 @@ pub fn main() -> ExitCode {
     output::color::init(cli.global.color);
     output::log::init(cli.global.verbose);
     commands::run(cli).into()
+}
+
+/// `bodywork __reap -- PROGRAM ARGS...`: the per-stage reaper the local
+/// runtime runs every stage under (`bodywork_stage::reaper`), never typed
+/// by a user. Recognised before clap so nothing in the stage's environment
+/// (`BODYWORK_RUNTIME`...) changes how it parses. `None`: another command.
+fn reap() -> Option<ExitCode> {
+    use bodywork_stage::reaper;
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != reaper::SUBCOMMAND {
+        return None;
+    }
+    let mut rest: Vec<_> = args.collect();
+    if rest.first().is_some_and(|a| a == "--") {
+        rest.remove(0);
+    }
+    if rest.is_empty() {
+        eprintln!(
+            "usage: bodywork {} -- PROGRAM [ARGS...]",
+            reaper::SUBCOMMAND
+        );
+        return Some(Outcome::Usage.into());
+    }
+    let program = rest.remove(0);
+    let code = reaper::run(&program, &rest);
+    Some(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// From now on run every stage (and replica) under this binary's reaper,
+/// so its whole process tree ends with it: for the daemon, and for
+/// `bodywork stage`, whose attempts retry in the same container.
+pub(crate) fn run_stages_under_reaper() {
+    match std::env::current_exe() {
+        Ok(exe) => bodywork_stage::process::use_reaper(exe),
+        Err(e) => tracing::warn!(
+            "stages run without their reaper (a double-forked process may outlive its stage): cannot find this program: {e}"
+        ),
+    }
 }
 
 /// Like other Unix tools, stop quietly when the reader of our output goes

@@ -8,7 +8,8 @@
 //! most `RETRIES` retries, with the retry and failure log lines), the
 //! description of how a process ended ([`Outcome`]), and process handling
 //! itself: spawning in a process group of its own, streaming output, and
-//! killing the whole tree. The only crate that sends signals.
+//! killing the whole tree (double forks included, through the per-stage
+//! [`reaper`]). The only crate that sends signals.
 //!
 //! Must not: record anything (a host records attempts through an
 //! [`AttemptHook`]), look up secrets (the caller hands over their values or
@@ -25,6 +26,7 @@ mod notebook;
 mod outcome;
 pub mod process;
 mod python;
+pub mod reaper;
 
 pub use attempts::{AttemptHook, Batch, BatchError, NoHook, run_batch};
 pub use command::{CommandError, command};

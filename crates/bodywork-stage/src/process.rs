@@ -1,15 +1,17 @@
 //! Process handling for stages: spawn in a process group of its own, stream
 //! output line by line (or leave it on the terminal), stop at a deadline or
 //! on cancel, and kill the whole tree. The only module that sends signals;
-//! the local runtime's service replicas use it too.
+//! the local runtime's service replicas use it too. Once a host calls
+//! [`use_reaper`], every stage runs under a per-stage reaper, which ends
+//! the processes that left the group too (see [`crate::reaper`]).
 //!
 //! Must not: retry, log or record anything (see [`crate::run_batch`]).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use bodywork_runtime::CancellationToken;
 
@@ -75,13 +77,18 @@ pub struct ProcessId {
     pub start_time: Option<u64>,
 }
 
+/// The fields of a `/proc/PID/stat` text after the command name, from
+/// field 3 (the state) on.
+pub(crate) fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
+    Some(stat.get(stat.rfind(')')? + 1..)?.split_whitespace())
+}
+
 /// Start time of a process in clock ticks since boot (`/proc/PID/stat`
 /// field 22), which tells a live process from a recycled pid.
 pub fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    stat_fields(&stat)?.nth(19)?.parse().ok()
 }
 
 /// True when `id` still names the same live process.
@@ -103,10 +110,94 @@ pub fn kill_group(pgid: u32, signal: Signal) {
     }
 }
 
+/// The program every stage runs under (`bodywork __reap -- PROGRAM
+/// ARGS...`), once a host has said so; see [`crate::reaper`].
+static REAPER: OnceLock<PathBuf> = OnceLock::new();
+
+/// From now on, run every stage under the reaper: `program` is the
+/// `bodywork` binary itself (`std::env::current_exe()`), resolved once so a
+/// binary replaced by an upgrade is still found. The first call wins.
+pub fn use_reaper(program: PathBuf) {
+    let _ = REAPER.set(program);
+}
+
+/// How long [`end_tree`] waits for a reaper to end its tree.
+const REAPER_LIMIT: Duration = Duration::from_secs(10);
+
+/// A command starting `cmd` in a process group of its own, with only its
+/// own environment and no stdin; under the reaper when one is in use.
+pub fn process_command(cmd: &StageCommand) -> std::io::Result<Command> {
+    let mut command = match REAPER.get() {
+        Some(reaper) => {
+            // The reaper reports a program it cannot start only through
+            // its exit code: say what a direct spawn would have said.
+            if cmd.program.components().count() > 1 {
+                std::fs::metadata(&cmd.program)?;
+            }
+            let mut c = Command::new(reaper);
+            c.arg(crate::reaper::SUBCOMMAND).arg("--").arg(&cmd.program);
+            c
+        }
+        None => Command::new(&cmd.program),
+    };
+    command
+        .args(&cmd.args)
+        .current_dir(&cmd.cwd)
+        .env_clear()
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .process_group(0);
+    Ok(command)
+}
+
+/// True when `pid` runs the reaper (its second argument is
+/// [`crate::reaper::SUBCOMMAND`]): only a reaper is sent
+/// [`crate::reaper::END_TREE`] (a replica started before an upgrade is not).
+fn is_reaper(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(crate::reaper::SUBCOMMAND.as_bytes()))
+}
+
+/// True while `id` names the same live process, not yet a zombie.
+fn running(id: ProcessId) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", id.pid)) else {
+        return false;
+    };
+    let Some(mut fields) = stat_fields(&stat) else {
+        return false;
+    };
+    let state = fields.next();
+    let started = fields.nth(18).and_then(|t| t.parse::<u64>().ok());
+    !matches!(state, Some("Z" | "X")) && (id.start_time.is_none() || started == id.start_time)
+}
+
+/// Kill the whole tree of the stage process `id`, the leader of its group:
+/// a reaper is asked to end its tree ([`crate::reaper::END_TREE`]) and
+/// given up to 10 s to exit (it cannot clean up once SIGKILLed); then
+/// SIGKILL goes to the group, as without a reaper. Blocks while it waits.
+pub fn end_tree(id: ProcessId) {
+    if running(id) && is_reaper(id.pid) {
+        if let Ok(pid) = i32::try_from(id.pid) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), crate::reaper::END_TREE);
+        }
+        let until = Instant::now() + REAPER_LIMIT;
+        while running(id) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    kill_group(id.pid, Signal::SIGKILL);
+}
+
+/// [`end_tree`] off the async workers.
+pub async fn end_tree_async(id: ProcessId) {
+    let _ = tokio::task::spawn_blocking(move || end_tree(id)).await;
+}
+
 /// Run `cmd` to its end, its output going where `attach` says. Stops it
 /// at `deadline` or when `cancel` fires. Whatever the outcome, the whole
-/// process group is killed before returning, so no grandchild outlives its
-/// stage. `on_spawn` learns the process's identity once it runs.
+/// process group (under a reaper: the whole tree) is killed before
+/// returning, so no grandchild outlives its stage. `on_spawn` learns the
+/// process's identity once it runs.
 pub async fn run_to_end(
     cmd: &StageCommand,
     attach: &Attach,
@@ -118,23 +209,17 @@ pub async fn run_to_end(
         Output::Lines(_) => (Stdio::piped(), Stdio::piped()),
         Output::Terminal => (Stdio::inherit(), Stdio::inherit()),
     };
-    let mut command = Command::new(&cmd.program);
-    command
-        .args(&cmd.args)
-        .current_dir(&cmd.cwd)
-        .env_clear()
-        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+    let mut child = process_command(cmd)?
         .stdout(stdout)
         .stderr(stderr)
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = command.spawn()?;
+        .kill_on_drop(true)
+        .spawn()?;
     let pid = child.id().unwrap_or(0);
-    on_spawn(ProcessId {
+    let id = ProcessId {
         pid,
         start_time: start_time(pid),
-    });
+    };
+    on_spawn(id);
     let mut pumps = Vec::new();
     if let Output::Lines(on_line) = &attach.output {
         pumps.extend(
@@ -178,9 +263,9 @@ pub async fn run_to_end(
             Outcome::Cancelled
         }
     };
-    kill_group(pid, Signal::SIGKILL);
+    end_tree_async(id).await;
     let _ = child.wait().await;
-    // The pipes close once every member of the group is gone.
+    // The pipes close once every member of the tree is gone.
     for pump in pumps {
         let _ = tokio::time::timeout(Duration::from_secs(5), pump).await;
     }
@@ -340,6 +425,22 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(outcome, Outcome::Exited(5));
+    }
+
+    #[test]
+    fn a_live_process_is_running_and_a_recycled_pid_is_not() {
+        let me = ProcessId {
+            pid: std::process::id(),
+            start_time: start_time(std::process::id()),
+        };
+        assert!(running(me));
+        let recycled = ProcessId {
+            start_time: me.start_time.map(|t| t + 1),
+            ..me
+        };
+        assert!(!running(recycled));
+        // Only a process started as `bodywork __reap` is asked to end its tree.
+        assert!(!is_reaper(me.pid));
     }
 
     #[test]

@@ -90,6 +90,7 @@ pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> Outcome {
             return Outcome::Failure;
         }
     };
+    crate::run_stages_under_reaper();
     match runtime.block_on(bodywork_local::daemon::run(home)) {
         Ok(()) => Outcome::Success,
         Err(e) => {

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use bodywork_runtime::CancellationToken;
 use bodywork_state::{AttemptStatus, Store};
-use nix::sys::signal::Signal;
 use tokio::io::BufReader;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
@@ -334,7 +333,7 @@ fn recover(store: &Store) {
                     };
                     if process::is_alive(id) {
                         tracing::warn!(target: "daemon", "stopping leftover process {pid} of run {} stage {}", a.run_id, a.stage);
-                        process::kill_group(pid, Signal::SIGKILL);
+                        process::end_tree(id);
                     }
                 }
                 let _ = store.finish_attempt(

@@ -4,8 +4,9 @@
 //! so a replica outlives a crash of the daemon and can be adopted by the
 //! next one. The supervision loop probes readiness (TCP accept on the pod
 //! address), restarts a crashed process with exponential back-off, and on
-//! stop sends SIGTERM to the whole process group, then SIGKILL after a
-//! grace period.
+//! stop sends SIGTERM to the whole process group, then after a grace
+//! period ends the whole tree (its reaper kills what left the group, then
+//! SIGKILL to the group).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -15,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use bodywork_runtime::CancellationToken;
 use nix::sys::signal::Signal;
-use tokio::process::Command;
 use tokio::sync::watch;
 
 use crate::process::{self, ProcessId, StageCommand};
@@ -227,16 +227,9 @@ impl Supervisor {
             .append(true)
             .open(&self.spec.log_path)?;
         let err = log.try_clone()?;
-        let cmd = &self.spec.command;
-        let child = Command::new(&cmd.program)
-            .args(&cmd.args)
-            .current_dir(&cmd.cwd)
-            .env_clear()
-            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+        let child = process::process_command(&self.spec.command)?
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(err))
-            .process_group(0)
             .kill_on_drop(false)
             .spawn()?;
         let pid = child.id().unwrap_or(0);
@@ -355,7 +348,8 @@ impl Supervisor {
             .unwrap_or(Duration::from_secs(10));
         process::kill_group(id.pid, Signal::SIGTERM);
         if tokio::time::timeout(grace, running.exited()).await.is_err() {
-            process::kill_group(id.pid, Signal::SIGKILL);
+            // Its reaper ends the tree, double forks included, then the group goes.
+            process::end_tree_async(id).await;
             let _ = tokio::time::timeout(Duration::from_secs(5), running.exited()).await;
         }
         // Whatever else is left in the group goes too.

@@ -88,7 +88,7 @@ impl ServiceManager {
                     start_time: old.pid_start_time,
                 };
                 if process::is_alive(id) {
-                    process::kill_group(pid, nix::sys::signal::Signal::SIGKILL);
+                    process::end_tree(id);
                 }
             }
         }
