@@ -270,11 +270,27 @@ impl Store {
 
     /// The replicas of a service, by generation and index.
     pub fn list_replicas(&self, namespace: &str, service: &str) -> Result<Vec<ReplicaRow>> {
+        self.select_replicas(Some(namespace), Some(service))
+    }
+
+    /// Every replica recorded in one namespace or in all, whatever service
+    /// (or deployment, or none) it belongs to: by namespace, service,
+    /// generation and index.
+    pub fn list_all_replicas(&self, namespace: Option<&str>) -> Result<Vec<ReplicaRow>> {
+        self.select_replicas(namespace, None)
+    }
+
+    fn select_replicas(
+        &self,
+        namespace: Option<&str>,
+        service: Option<&str>,
+    ) -> Result<Vec<ReplicaRow>> {
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
                 r#"SELECT {REPLICA_COLUMNS} FROM replicas
-                   WHERE namespace = ?1 AND service = ?2 ORDER BY generation, "index""#
+                   WHERE (?1 IS NULL OR namespace = ?1) AND (?2 IS NULL OR service = ?2)
+                   ORDER BY namespace, service, generation, "index""#
             ))
             .at(&self.path)?;
         let rows = stmt
@@ -442,6 +458,21 @@ pub(crate) mod tests {
         let listed = store.list_replicas("ns", "proj--serve").expect("list");
         let keys: Vec<_> = listed.iter().map(|r| (r.generation, r.index)).collect();
         assert_eq!(keys, [(1, 0), (1, 1), (2, 0), (2, 1)]);
+        // Listed with every other replica of the namespace, or of all.
+        store.create_namespace("other").expect("ns");
+        let mut elsewhere = replica(1, 0);
+        elsewhere.namespace = "other".into();
+        store.put_replica(&elsewhere).expect("put");
+        assert_eq!(store.list_all_replicas(Some("ns")).expect("ns"), listed);
+        let all = store.list_all_replicas(None).expect("all");
+        assert_eq!(all.len(), 5);
+        assert_eq!(all[4].namespace, "other");
+        assert_eq!(
+            store
+                .delete_replicas("other", "proj--serve", None)
+                .expect("delete"),
+            1
+        );
         assert_eq!(listed[1].address, Ipv4Addr::new(127, 1, 0, 6));
         assert_eq!(listed[1].pid_start_time, Some(55_000));
         assert_ne!(

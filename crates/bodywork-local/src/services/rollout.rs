@@ -366,7 +366,7 @@ impl ServiceManager {
 /// Remove a run's checkout once no deployment records it and no replica
 /// (current or draining) runs from it. Only directories under the home's
 /// `checkouts/` are ever removed.
-fn remove_checkout_if_unused(
+pub(super) fn remove_checkout_if_unused(
     store: &SharedStore,
     table: &ServiceTable,
     checkouts: &std::path::Path,

@@ -1,0 +1,213 @@
+//! Recovery after `kill -9` of the daemon in the middle of a service's first
+//! deploy, end to end with the real binary: the replicas the state records
+//! but no deployment does yet are stopped by the next daemon (never left
+//! running on their addresses), the interrupted run is failed, the
+//! namespace can be deleted, and a new deploy in it serves. And
+//! `delete-namespace` removes what the state records but no daemon
+//! supervises instead of refusing for ever.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{TestHome, TestProject, wait_for};
+
+/// A stdlib service. `slow DIR`: writes `DIR/PID.pid`, then sleeps 60 s
+/// before it listens (a first deploy still waiting for its replicas);
+/// anything else listens at once and answers `MODE PID`.
+const SERVER: &str = r#"
+import http.server, os, sys, time
+mode = sys.argv[1]
+if mode == "slow":
+    path = os.path.join(sys.argv[2], f"{os.getpid()}.pid")
+    with open(path + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.rename(path + ".tmp", path)
+    time.sleep(60)
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = f"{mode} {os.getpid()}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
+"#;
+
+/// Project `crashy` with one exposed service `web` of 2 replicas in `ns`.
+fn project(ns: &str, args: &[&str]) -> TestProject {
+    let yaml = format!(
+        "version: \"1.1\"\npipeline:\n  name: crashy\n  namespace: {ns}\n  DAG: web\nstages:\n  web:\n    executable_module_path: app/server.py\n{}    service: {{max_startup_time_seconds: 300, replicas: 2, port: 5000, ingress: true}}\n",
+        common::args_line(args)
+    );
+    TestProject::new(&[("app/server.py", SERVER), ("bodywork.yaml", &yaml)])
+}
+
+/// `GET path` through the gateway: the whole response, head and body.
+fn get(addr: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to the gateway");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("read timeout");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+}
+
+/// Kills its processes when dropped, so a failing test leaves none behind.
+struct KillOnDrop(Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            if common::is_alive(*pid) {
+                common::kill(*pid as i32, "KILL");
+            }
+        }
+    }
+}
+
+/// The pids the slow replicas wrote into `dir`.
+fn pids_in(dir: &Path) -> Vec<u32> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| {
+                    e.ok()?
+                        .file_name()
+                        .to_str()?
+                        .strip_suffix(".pid")?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn replicas_of_a_first_deploy_interrupted_by_a_daemon_kill_are_stopped() {
+    let home = TestHome::new();
+    let ns = "crashed";
+    let slow = project(ns, &["slow", "PIDS"]);
+    let pid_dir = slow.scratch("pids");
+    std::fs::create_dir_all(&pid_dir).expect("pid dir");
+    let yaml = std::fs::read_to_string(slow.path().join("bodywork.yaml")).expect("yaml");
+    let yaml = yaml.replace("PIDS", pid_dir.to_str().expect("UTF-8 path"));
+    std::fs::write(slow.path().join("bodywork.yaml"), yaml).expect("yaml");
+
+    let deploy = home.spawn(&["workflow", slow.arg()]);
+    wait_for("both replicas to start", Duration::from_secs(120), || {
+        pids_in(&pid_dir).len() == 2
+    });
+    let orphans = pids_in(&pid_dir);
+    let _cleanup = KillOnDrop(orphans.clone());
+    let daemon = home.daemon_pid().expect("daemon pid");
+    common::kill(daemon, "KILL");
+    wait_for("the daemon to die", Duration::from_secs(10), || {
+        !common::is_alive(daemon as u32)
+    });
+    drop(deploy);
+    assert!(
+        orphans.iter().all(|p| common::is_alive(*p)),
+        "still running"
+    );
+
+    // Any command starts a new daemon, which stops them.
+    let runs = home.runs_json(ns);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["status"], "failed", "{runs:?}");
+    wait_for(
+        "the orphaned replicas to be stopped",
+        Duration::from_secs(30),
+        || orphans.iter().all(|p| !common::is_alive(*p)),
+    );
+    let log =
+        std::fs::read_to_string(home.root().join("logs").join("daemon.log")).unwrap_or_default();
+    assert!(
+        log.contains("of service=web in namespace=crashed, which no deployment supervises"),
+        "{log}"
+    );
+
+    home.ok(&["delete-namespace", ns])
+        .expect_output("deleted namespace=crashed");
+
+    // A new deploy in that namespace serves, from its own processes.
+    let quick = project(ns, &["quick"]);
+    home.ok(&["workflow", quick.arg()]);
+    let response = get(
+        &home.gateway(),
+        &format!("/api/v1/namespaces/{ns}/services/web/proxy/"),
+    );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = response.rsplit("\r\n\r\n").next().unwrap_or_default();
+    let (mode, pid) = body.split_once(' ').expect("MODE PID");
+    assert_eq!(mode, "quick", "{response}");
+    assert!(!orphans.iter().any(|p| p.to_string() == pid), "{response}");
+}
+
+/// Field 22 of `/proc/PID/stat`: the process start time.
+fn start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after_name = &stat[stat.rfind(')').expect("stat name") + 1..];
+    after_name
+        .split_whitespace()
+        .nth(19)
+        .and_then(|t| t.parse().ok())
+        .expect("start time")
+}
+
+#[test]
+fn delete_namespace_stops_replicas_and_forgets_services_no_daemon_supervises() {
+    let home = TestHome::new();
+    let ns = "leftover";
+    home.namespace(ns);
+    // What a crash can leave: a recorded deployment that is not running and
+    // a replica of a service with no deployment, its process still there.
+    let mut sleeper = Command::new("sleep")
+        .arg("120")
+        .process_group(0)
+        .spawn()
+        .expect("sleep");
+    let pid = sleeper.id();
+    let _cleanup = KillOnDrop(vec![pid]);
+    let sql = format!(
+        "INSERT INTO deployments (namespace, name, project, stage, repo, spec, checkout, generation, created, updated) \
+         VALUES ('{ns}', 'gone--svc', 'gone', 'svc', '/nowhere', '{{}}', '/nowhere', 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');\n\
+         INSERT INTO replicas (namespace, service, generation, \"index\", pid, pid_start_time, address, port, restarts, status, log_path, started, updated) \
+         VALUES ('{ns}', 'half--svc', 1, 0, {pid}, {}, '127.0.0.9', 5000, 0, 'starting', '/nowhere.log', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');",
+        start_time(pid)
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3,sys\nc=sqlite3.connect(sys.argv[1],timeout=10)\nc.executescript(sys.argv[2])\nc.commit()")
+        .arg(home.root().join("state.db"))
+        .arg(&sql)
+        .output()
+        .expect("python3 writes the state");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    home.ok(&["delete-namespace", ns])
+        .expect_output("deleted service=gone--svc in namespace=leftover")
+        .expect_output("deleted namespace=leftover");
+    wait_for(
+        "the unsupervised replica to be stopped",
+        Duration::from_secs(10),
+        || sleeper.try_wait().ok().flatten().is_some(),
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+}
