@@ -1,10 +1,12 @@
-//! Recovery after `kill -9` of the daemon in the middle of a service's first
-//! deploy, end to end with the real binary: the replicas the state records
-//! but no deployment does yet are stopped by the next daemon (never left
-//! running on their addresses), the interrupted run is failed, the
-//! namespace can be deleted, and a new deploy in it serves. And
-//! `delete-namespace` removes what the state records but no daemon
-//! supervises instead of refusing for ever.
+//! What a crash or a failed deploy leaves behind, end to end with the real
+//! binary. After `kill -9` of the daemon in the middle of a service's first
+//! deploy, the replicas the state records but no deployment does yet are
+//! stopped by the next daemon (never left running on their addresses), the
+//! interrupted run is failed, the namespace can be deleted, and a new deploy
+//! in it serves. `delete-namespace` removes what the state records but no
+//! daemon supervises instead of refusing for ever. A first deploy that fails
+//! (too many replicas, or any later step) leaves no service, listener or
+//! gateway entry behind.
 
 mod common;
 
@@ -43,8 +45,13 @@ http.server.HTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_fore
 
 /// Project `crashy` with one exposed service `web` of 2 replicas in `ns`.
 fn project(ns: &str, args: &[&str]) -> TestProject {
+    project_of(ns, args, 2)
+}
+
+/// Project `crashy` with one exposed service `web` of `replicas` in `ns`.
+fn project_of(ns: &str, args: &[&str], replicas: u32) -> TestProject {
     let yaml = format!(
-        "version: \"1.1\"\npipeline:\n  name: crashy\n  namespace: {ns}\n  DAG: web\nstages:\n  web:\n    executable_module_path: app/server.py\n{}    service: {{max_startup_time_seconds: 300, replicas: 2, port: 5000, ingress: true}}\n",
+        "version: \"1.1\"\npipeline:\n  name: crashy\n  namespace: {ns}\n  DAG: web\nstages:\n  web:\n    executable_module_path: app/server.py\n{}    service: {{max_startup_time_seconds: 300, replicas: {replicas}, port: 5000, ingress: true}}\n",
         common::args_line(args)
     );
     TestProject::new(&[("app/server.py", SERVER), ("bodywork.yaml", &yaml)])
@@ -210,4 +217,62 @@ fn delete_namespace_stops_replicas_and_forgets_services_no_daemon_supervises() {
     );
     let _ = sleeper.kill();
     let _ = sleeper.wait();
+}
+
+/// Whether something accepts connections at `addr`.
+fn listening(addr: &str) -> bool {
+    TcpStream::connect(addr).is_ok()
+}
+
+/// Loopback blocks of their own for the tests below, which look at the first
+/// cluster address (`127.B.0.1`): beyond those `TestHome` hands out.
+const CAP_BLOCK: &str = "252";
+const FAILED_FIRST_DEPLOY_BLOCK: &str = "253";
+
+#[test]
+fn more_replicas_than_the_local_cap_are_refused_before_anything_starts() {
+    let home = TestHome::new().with_env("BODYWORK_LOOPBACK_BLOCK", CAP_BLOCK);
+    let ns = "many";
+    let too_many = project_of(ns, &["quick"], 65);
+    let run = home.run(&["workflow", too_many.arg()]);
+    run.expect_code(1).expect_output(
+        "stage web asks for 65 replicas, but the local runtime runs at most 64 per service",
+    );
+    let display = home.ok(&["service", "display", "--namespace", ns, "-o", "json"]);
+    assert_eq!(display.stdout.trim(), "[]", "{display}");
+    assert!(!listening(&format!("127.{CAP_BLOCK}.0.1:5000")));
+    let response = get(
+        &home.gateway(),
+        &format!("/api/v1/namespaces/{ns}/services/web/proxy/"),
+    );
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+}
+
+#[test]
+fn a_first_deploy_that_fails_leaves_no_service_or_listener_behind() {
+    let home = TestHome::new().with_env("BODYWORK_LOOPBACK_BLOCK", FAILED_FIRST_DEPLOY_BLOCK);
+    let ns = "blocked";
+    // The service's log directory cannot be made: the deploy fails once its
+    // cluster address already listens.
+    let services_logs = home.root().join("logs").join("services");
+    std::fs::create_dir_all(&services_logs).expect("logs dir");
+    std::fs::write(services_logs.join(ns), "in the way").expect("blocking file");
+    let quick = project(ns, &["quick"]);
+    home.run(&["workflow", quick.arg()])
+        .expect_code(1)
+        .expect_output("cannot create");
+    let cluster = format!("127.{FAILED_FIRST_DEPLOY_BLOCK}.0.1:5000");
+    assert!(!listening(&cluster), "a ghost listens at {cluster}");
+    let path = format!("/api/v1/namespaces/{ns}/services/web/proxy/");
+    let response = get(&home.gateway(), &path);
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+    let hosts = std::fs::read_to_string(home.root().join("services.hosts")).unwrap_or_default();
+    assert!(!hosts.contains("web"), "{hosts}");
+
+    // Once the way is clear, the same deploy serves on that address.
+    std::fs::remove_file(services_logs.join(ns)).expect("unblock");
+    home.ok(&["workflow", quick.arg()]);
+    assert!(listening(&cluster));
+    let response = get(&home.gateway(), &path);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 }

@@ -46,6 +46,7 @@ impl ServiceManager {
     ) -> Result<()> {
         let (ctx, stage) = (rollout.ctx, rollout.stage);
         let shape = Shape::of(stage)?;
+        super::check_replicas(stage)?;
         let Shape {
             name: service_name,
             replicas,
@@ -82,19 +83,29 @@ impl ServiceManager {
         }
 
         // Pod addresses for the new replicas, reserved until the rollout ends.
-        let pod_addresses = self.reserve(addresses::Kind::Pod, *replicas as usize)?;
-        let result = self
-            .roll_out(
-                &svc,
-                generation,
-                &pod_addresses,
-                &rollout,
-                &shape,
-                log,
-                cancel,
-            )
-            .await;
-        self.release(&pod_addresses);
+        let result = match self.reserve(addresses::Kind::Pod, *replicas as usize) {
+            Ok(pod_addresses) => {
+                let result = self
+                    .roll_out(
+                        &svc,
+                        generation,
+                        &pod_addresses,
+                        &rollout,
+                        &shape,
+                        log,
+                        cancel,
+                    )
+                    .await;
+                self.release(&pod_addresses);
+                result
+            }
+            Err(e) => Err(e),
+        };
+        // A first deploy that failed, at whatever step, leaves no service
+        // behind: no listener on its cluster address, no gateway entry.
+        if result.is_err() && existing.is_none() {
+            self.forget(&svc);
+        }
         if result.is_ok() && existing.is_some() {
             self.ensure_listener(&svc, *port)?;
         }
