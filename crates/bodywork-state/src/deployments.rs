@@ -153,7 +153,7 @@ impl Store {
     pub fn upsert_deployment(&self, deployment: &DeploymentRow) -> Result<DeploymentRow> {
         let d = deployment;
         let now = ts_to_sql(&now());
-        self.conn
+        self.conn()?
             .query_row(
                 &format!(
                     r#"INSERT INTO deployments ({DEPLOYMENT_COLUMNS})
@@ -193,7 +193,7 @@ impl Store {
 
     /// One deployment, if it exists.
     pub fn get_deployment(&self, namespace: &str, name: &str) -> Result<Option<DeploymentRow>> {
-        self.conn
+        self.conn()?
             .query_row(
                 &format!(
                     "SELECT {DEPLOYMENT_COLUMNS} FROM deployments
@@ -203,33 +203,31 @@ impl Store {
                 deployment_from_row,
             )
             .optional()
-            .at(&self.path)
+            .at(self)
     }
 
     /// The deployments of one namespace or of all, by namespace and name.
     pub fn list_deployments(&self, namespace: Option<&str>) -> Result<Vec<DeploymentRow>> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare_cached(&format!(
                 "SELECT {DEPLOYMENT_COLUMNS} FROM deployments
                  WHERE ?1 IS NULL OR namespace = ?1 ORDER BY namespace, name"
             ))
-            .at(&self.path)?;
-        let rows = stmt
-            .query_map([namespace], deployment_from_row)
-            .at(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().at(&self.path)
+            .at(self)?;
+        let rows = stmt.query_map([namespace], deployment_from_row).at(self)?;
+        rows.collect::<rusqlite::Result<_>>().at(self)
     }
 
     /// Deletes a deployment (not its replicas); returns `true` if it existed.
     pub fn delete_deployment(&self, namespace: &str, name: &str) -> Result<bool> {
         let deleted = self
-            .conn
+            .conn()?
             .execute(
                 "DELETE FROM deployments WHERE namespace = ?1 AND name = ?2",
                 (namespace, name),
             )
-            .at(&self.path)?;
+            .at(self)?;
         Ok(deleted > 0)
     }
 
@@ -242,7 +240,7 @@ impl Store {
             .pid_start_time
             .map(|t| u64_to_sql("process start time", t))
             .transpose()?;
-        self.conn
+        self.conn()?
             .execute(
                 &format!(
                     "INSERT OR REPLACE INTO replicas ({REPLICA_COLUMNS})
@@ -286,17 +284,17 @@ impl Store {
         service: Option<&str>,
     ) -> Result<Vec<ReplicaRow>> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare_cached(&format!(
                 r#"SELECT {REPLICA_COLUMNS} FROM replicas
                    WHERE (?1 IS NULL OR namespace = ?1) AND (?2 IS NULL OR service = ?2)
                    ORDER BY namespace, service, generation, "index""#
             ))
-            .at(&self.path)?;
+            .at(self)?;
         let rows = stmt
             .query_map((namespace, service), replica_from_row)
-            .at(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().at(&self.path)
+            .at(self)?;
+        rows.collect::<rusqlite::Result<_>>().at(self)
     }
 
     /// Deletes the replicas of a service (of one generation, or all); returns
@@ -307,13 +305,13 @@ impl Store {
         service: &str,
         generation: Option<i64>,
     ) -> Result<usize> {
-        self.conn
+        self.conn()?
             .execute(
                 "DELETE FROM replicas WHERE namespace = ?1 AND service = ?2
                  AND (?3 IS NULL OR generation = ?3)",
                 (namespace, service, generation),
             )
-            .at(&self.path)
+            .at(self)
     }
 }
 
