@@ -104,6 +104,10 @@ pub use secrets::SecretRow;
 /// File name of the database inside `$BODYWORK_HOME`.
 pub const DB_FILE_NAME: &str = "state.db";
 
+/// How long an empty database file may take to get its first page (another
+/// opener creating it at the same moment) before it counts as truncated.
+const NEW_FILE_GRACE: Duration = Duration::from_secs(1);
+
 /// How long a write waits for another connection's write to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -151,8 +155,17 @@ impl Store {
             PathBuf::from(w)
         };
         let empty = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.len() == 0);
-        if empty(&path) && (!wal.exists() || empty(&wal)) {
-            return Err(StoreError::Empty { path });
+        let lost = || empty(&path) && (!wal.exists() || empty(&wal));
+        if lost() {
+            // Another opener that has just created the file writes its first
+            // page within milliseconds; a truncated file stays empty.
+            let deadline = Instant::now() + NEW_FILE_GRACE;
+            while lost() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if lost() {
+                return Err(StoreError::Empty { path });
+            }
         }
         // Create the file ourselves so it is never world-readable, not even
         // for a moment; SQLite then gives -wal/-shm the same mode as the
