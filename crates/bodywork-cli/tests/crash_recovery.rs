@@ -50,11 +50,18 @@ fn project(ns: &str, args: &[&str]) -> TestProject {
 
 /// Project `crashy` with one exposed service `web` of `replicas` in `ns`.
 fn project_of(ns: &str, args: &[&str], replicas: u32) -> TestProject {
-    let yaml = format!(
+    TestProject::new(&[
+        ("app/server.py", SERVER),
+        ("bodywork.yaml", &yaml_of(ns, args, replicas)),
+    ])
+}
+
+/// The `bodywork.yaml` of project `crashy`.
+fn yaml_of(ns: &str, args: &[&str], replicas: u32) -> String {
+    format!(
         "version: \"1.1\"\npipeline:\n  name: crashy\n  namespace: {ns}\n  DAG: web\nstages:\n  web:\n    executable_module_path: app/server.py\n{}    service: {{max_startup_time_seconds: 300, replicas: {replicas}, port: 5000, ingress: true}}\n",
         common::args_line(args)
-    );
-    TestProject::new(&[("app/server.py", SERVER), ("bodywork.yaml", &yaml)])
+    )
 }
 
 /// `GET path` through the gateway: the whole response, head and body.
@@ -101,33 +108,92 @@ fn pids_in(dir: &Path) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-#[test]
-fn replicas_of_a_first_deploy_interrupted_by_a_daemon_kill_are_stopped() {
-    let home = TestHome::new();
-    let ns = "crashed";
-    let slow = project(ns, &["slow", "PIDS"]);
+/// Deploys the slow version of `project` (from its own directory, so it
+/// is the same repository) into `ns` in the background, waits until both
+/// its replicas run, then kills the daemon with SIGKILL. Returns the
+/// replicas' pids (killed when the guard drops).
+fn kill_the_daemon_while_slow_replicas_start(
+    home: &TestHome,
+    slow: &TestProject,
+    ns: &str,
+) -> (Vec<u32>, KillOnDrop) {
     let pid_dir = slow.scratch("pids");
     std::fs::create_dir_all(&pid_dir).expect("pid dir");
-    let yaml = std::fs::read_to_string(slow.path().join("bodywork.yaml")).expect("yaml");
-    let yaml = yaml.replace("PIDS", pid_dir.to_str().expect("UTF-8 path"));
-    std::fs::write(slow.path().join("bodywork.yaml"), yaml).expect("yaml");
+    let pid_arg = pid_dir.to_str().expect("UTF-8 path");
+    std::fs::write(
+        slow.path().join("bodywork.yaml"),
+        yaml_of(ns, &["slow", pid_arg], 2),
+    )
+    .expect("yaml");
 
     let deploy = home.spawn(&["workflow", slow.arg()]);
     wait_for("both replicas to start", Duration::from_secs(120), || {
         pids_in(&pid_dir).len() == 2
     });
-    let orphans = pids_in(&pid_dir);
-    let _cleanup = KillOnDrop(orphans.clone());
+    let pids = pids_in(&pid_dir);
+    let guard = KillOnDrop(pids.clone());
     let daemon = home.daemon_pid().expect("daemon pid");
     common::kill(daemon, "KILL");
     wait_for("the daemon to die", Duration::from_secs(10), || {
         !common::is_alive(daemon as u32)
     });
     drop(deploy);
-    assert!(
-        orphans.iter().all(|p| common::is_alive(*p)),
-        "still running"
+    assert!(pids.iter().all(|p| common::is_alive(*p)), "still running");
+    (pids, guard)
+}
+
+fn daemon_log(home: &TestHome) -> String {
+    std::fs::read_to_string(home.root().join("logs").join("daemon.log")).unwrap_or_default()
+}
+
+/// `(MODE, PID)` as the service `web` answers through the gateway.
+fn answer(home: &TestHome, ns: &str) -> (String, u32) {
+    let response = get(
+        &home.gateway(),
+        &format!("/api/v1/namespaces/{ns}/services/web/proxy/"),
     );
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let body = response.rsplit("\r\n\r\n").next().unwrap_or_default();
+    let (mode, pid) = body.split_once(' ').expect("MODE PID");
+    (mode.to_string(), pid.parse().expect("a pid"))
+}
+
+#[test]
+fn replicas_of_a_rollout_interrupted_by_a_daemon_kill_are_stopped_and_the_old_ones_kept() {
+    let home = TestHome::new();
+    let ns = "rolling";
+    let project = project(ns, &["quick"]);
+    home.ok(&["workflow", project.arg()]);
+    let (mode, serving) = answer(&home, ns);
+    assert_eq!(mode, "quick");
+    let (new, _cleanup) = kill_the_daemon_while_slow_replicas_start(&home, &project, ns);
+
+    let runs = home.runs_json(ns);
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().any(|r| r["status"] == "failed"), "{runs:?}");
+    wait_for(
+        "the new version's replicas to be stopped",
+        Duration::from_secs(30),
+        || new.iter().all(|p| !common::is_alive(*p)),
+    );
+    let log = daemon_log(&home);
+    assert!(
+        log.contains(
+            "(generation 2) of service=web in namespace=rolling, of a generation that is not the deployed one"
+        ),
+        "{log}"
+    );
+    // The old version serves on, from the same processes (adopted).
+    assert!(common::is_alive(serving));
+    assert_eq!(answer(&home, ns), ("quick".to_string(), serving));
+}
+
+#[test]
+fn replicas_of_a_first_deploy_interrupted_by_a_daemon_kill_are_stopped() {
+    let home = TestHome::new();
+    let ns = "crashed";
+    let first = project(ns, &["slow"]);
+    let (orphans, _cleanup) = kill_the_daemon_while_slow_replicas_start(&home, &first, ns);
 
     // Any command starts a new daemon, which stops them.
     let runs = home.runs_json(ns);
@@ -138,8 +204,7 @@ fn replicas_of_a_first_deploy_interrupted_by_a_daemon_kill_are_stopped() {
         Duration::from_secs(30),
         || orphans.iter().all(|p| !common::is_alive(*p)),
     );
-    let log =
-        std::fs::read_to_string(home.root().join("logs").join("daemon.log")).unwrap_or_default();
+    let log = daemon_log(&home);
     assert!(
         log.contains("of service=web in namespace=crashed, which no deployment supervises"),
         "{log}"
@@ -149,17 +214,10 @@ fn replicas_of_a_first_deploy_interrupted_by_a_daemon_kill_are_stopped() {
         .expect_output("deleted namespace=crashed");
 
     // A new deploy in that namespace serves, from its own processes.
-    let quick = project(ns, &["quick"]);
-    home.ok(&["workflow", quick.arg()]);
-    let response = get(
-        &home.gateway(),
-        &format!("/api/v1/namespaces/{ns}/services/web/proxy/"),
-    );
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    let body = response.rsplit("\r\n\r\n").next().unwrap_or_default();
-    let (mode, pid) = body.split_once(' ').expect("MODE PID");
-    assert_eq!(mode, "quick", "{response}");
-    assert!(!orphans.iter().any(|p| p.to_string() == pid), "{response}");
+    home.ok(&["workflow", project(ns, &["quick"]).arg()]);
+    let (mode, pid) = answer(&home, ns);
+    assert_eq!(mode, "quick");
+    assert!(!orphans.contains(&pid));
 }
 
 /// Field 22 of `/proc/PID/stat`: the process start time.

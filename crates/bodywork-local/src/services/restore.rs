@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bodywork_runtime::{Result, RuntimeError};
-use bodywork_state::DeploymentRow;
+use bodywork_state::{DeploymentRow, ReplicaRow};
 
 use super::replica::{Replica, ReplicaEvents};
 use super::rollout::remove_checkout_if_unused;
 use super::{Info, STOP_GRACE, Service, ServiceManager, ServiceSpec, Shape, addresses};
 use crate::process::{self, ProcessId, StageCommand};
+use crate::store::SharedStore;
 
 impl ServiceManager {
     /// The daemon is handing over to the next one: stop supervising every
@@ -86,23 +87,16 @@ impl ServiceManager {
             .map_err(RuntimeError::failed)?;
         // Replicas of other generations belong to a rollout that never
         // finished (or a drain the crash interrupted): they go.
-        for old in stored.iter().filter(|r| r.generation != row.generation) {
-            if let Some(pid) = old.pid {
-                let id = ProcessId {
-                    pid,
-                    start_time: old.pid_start_time,
-                };
-                if process::is_alive(id) {
-                    process::kill_group(pid, nix::sys::signal::Signal::SIGKILL);
-                }
-            }
-        }
-        let _ = self.store.with(|s| {
-            for old in stored.iter().filter(|r| r.generation != row.generation) {
-                s.delete_replicas(&row.namespace, &row.name, Some(old.generation))?;
-            }
-            Ok(())
-        });
+        let others: Vec<ReplicaRow> = stored
+            .iter()
+            .filter(|r| r.generation != row.generation)
+            .cloned()
+            .collect();
+        stop_leftovers(
+            &self.store,
+            &others,
+            "of a generation that is not the deployed one (a rollout or drain the daemon's crash interrupted)",
+        );
         let info = Info {
             project: row.project.clone(),
             stage: row.stage.clone(),
@@ -205,50 +199,15 @@ impl ServiceManager {
         };
         // Listed before the table is read: a rollout puts its service in the
         // table before it records any replica, so none in progress is taken.
-        let orphans: Vec<_> = rows
+        let orphans: Vec<ReplicaRow> = rows
             .into_iter()
             .filter(|r| self.table.get(&r.namespace, &r.service).is_none())
             .collect();
-        for r in &orphans {
-            let what = format!(
-                "replica {} (generation {}) of service={} in namespace={}, which no deployment \
-                 supervises (a deploy the daemon's crash interrupted)",
-                r.index, r.generation, r.service, r.namespace
-            );
-            match (r.pid, r.pid_start_time) {
-                (Some(pid), Some(start_time)) => {
-                    if process::is_alive(ProcessId {
-                        pid,
-                        start_time: Some(start_time),
-                    }) {
-                        process::kill_group(pid, nix::sys::signal::Signal::SIGKILL);
-                        tracing::warn!(target: "services", "stopped {what}: process {pid} and its group");
-                    } else {
-                        tracing::warn!(target: "services", "forgot {what}: process {pid} had already ended");
-                    }
-                }
-                (Some(pid), None) => {
-                    tracing::warn!(target: "services", "forgot {what}: process {pid} left alone, its start time is unknown so it may be another process now");
-                }
-                (None, _) => tracing::warn!(target: "services", "forgot {what}: it had no process"),
-            }
-        }
-        let deleted = self.store.with(|s| {
-            let mut keys: Vec<_> = orphans
-                .iter()
-                .map(|r| (r.namespace.as_str(), r.service.as_str(), r.generation))
-                .collect();
-            keys.dedup();
-            let mut n = 0;
-            for (ns, service, generation) in keys {
-                n += s.delete_replicas(ns, service, Some(generation))?;
-            }
-            Ok(n)
-        });
-        deleted.unwrap_or_else(|e| {
-            tracing::error!(target: "services", "cannot delete the records of replicas no deployment supervises: {e}");
-            0
-        })
+        stop_leftovers(
+            &self.store,
+            &orphans,
+            "which no deployment supervises (a deploy the daemon's crash interrupted)",
+        )
     }
 
     /// Stop accepting connections at every cluster address (a daemon that
@@ -274,4 +233,50 @@ impl ServiceManager {
         futures_util::future::join_all(stops).await;
         self.stop_accepting();
     }
+}
+
+/// Stop the processes of recorded replicas no daemon supervises (each whole
+/// process group, and only while it is still the process recorded: same
+/// pid and start time), log each, and delete their records. Returns how
+/// many records were deleted.
+fn stop_leftovers(store: &SharedStore, rows: &[ReplicaRow], why: &str) -> usize {
+    for r in rows {
+        let what = format!(
+            "replica {} (generation {}) of service={} in namespace={}, {why}",
+            r.index, r.generation, r.service, r.namespace
+        );
+        match (r.pid, r.pid_start_time) {
+            (Some(pid), Some(start_time)) => {
+                let id = ProcessId {
+                    pid,
+                    start_time: Some(start_time),
+                };
+                if process::is_alive(id) {
+                    process::kill_group(pid, nix::sys::signal::Signal::SIGKILL);
+                    tracing::warn!(target: "services", "stopped {what}: process {pid} and its group");
+                } else {
+                    tracing::warn!(target: "services", "forgot {what}: process {pid} had already ended");
+                }
+            }
+            (Some(pid), None) => tracing::warn!(target: "services",
+                "forgot {what}: process {pid} left alone, its start time is unknown so it may be another process now"),
+            (None, _) => tracing::warn!(target: "services", "forgot {what}: it had no process"),
+        }
+    }
+    let mut keys: Vec<_> = rows
+        .iter()
+        .map(|r| (r.namespace.as_str(), r.service.as_str(), r.generation))
+        .collect();
+    keys.dedup();
+    let deleted = store.with(|s| {
+        let mut n = 0;
+        for (ns, service, generation) in keys {
+            n += s.delete_replicas(ns, service, Some(generation))?;
+        }
+        Ok(n)
+    });
+    deleted.unwrap_or_else(|e| {
+        tracing::error!(target: "services", "cannot delete the records of replicas no daemon supervises: {e}");
+        0
+    })
 }
