@@ -199,13 +199,18 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         // Before any pragma that writes to the file: a newer bodywork's
         // database, or a damaged one, is left exactly as it was.
-        migrations::refuse_newer(&conn, &path).map_err(|e| match e {
-            StoreError::Open { path, cause } => {
-                corrupt_or(path, cause, |path, cause| StoreError::Open { path, cause })
-            }
-            e => e,
-        })?;
-        quick_check(&conn, &path)?;
+        let checked = migrations::refuse_newer(&conn, &path)
+            .map_err(|e| match e {
+                StoreError::Open { path, cause } => {
+                    corrupt_or(path, cause, |path, cause| StoreError::Open { path, cause })
+                }
+                e => e,
+            })
+            .and_then(|()| quick_check(&conn, &path));
+        if let Err(e) = checked {
+            leave_as_it_is(&conn);
+            return Err(e);
+        }
         configure(&conn).map_err(open_err)?;
         migrations::migrate(&conn, &path)?;
 
@@ -252,6 +257,7 @@ impl Store {
         });
         if let StoreError::Corrupt { cause, .. } = &err {
             let _ = self.damaged.set(cause.clone());
+            leave_as_it_is(&self.db);
         }
         err
     }
@@ -348,6 +354,16 @@ impl<T> At<T> for rusqlite::Result<T> {
     fn at(self, store: &Store) -> Result<T> {
         self.map_err(|source| store.sqlite_err(source))
     }
+}
+
+/// Closing the connection will not checkpoint the write-ahead log into the
+/// database file (what closing the last connection does), so a file that
+/// is refused keeps its bytes.
+fn leave_as_it_is(conn: &Connection) {
+    let _ = conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    );
 }
 
 /// True for the errors of a damaged database file.

@@ -345,4 +345,39 @@ fn damage_met_after_open_stops_every_later_read_and_write() {
         assert!(err.to_string().contains("is damaged"), "{err}");
     }
     assert!(files_of(&db) == before, "nothing was written");
+    drop(store);
+    assert!(files_of(&db) == before, "nothing was checkpointed at close");
+}
+
+#[test]
+fn a_damaged_database_with_a_write_ahead_log_is_left_as_it_is_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join(DB_FILE_NAME);
+    a_real_state(&db);
+    // Commits left in the write-ahead log, as after a crash.
+    {
+        let conn = rusqlite::Connection::open(&db).expect("raw connection");
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .expect("no checkpoint on close");
+        conn.execute(
+            "INSERT INTO namespaces (name, created) VALUES ('late', '2026-01-01T00:00:00.000Z')",
+            [],
+        )
+        .expect("a commit in the log");
+    }
+    corrupt_a_middle_page(&db);
+    let before = files_of(&db);
+    assert!(!before.1.is_empty(), "the log holds a commit");
+    let err = Store::open(&db).expect_err("refused");
+    assert!(
+        matches!(err, bodywork_state::StoreError::Corrupt { .. }),
+        "{err}"
+    );
+    assert!(
+        files_of(&db) == before,
+        "the log was not checkpointed into the damaged file"
+    );
 }
