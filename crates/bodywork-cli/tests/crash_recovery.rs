@@ -3,17 +3,18 @@
 //! deploy, the replicas the state records but no deployment does yet are
 //! stopped by the next daemon (never left running on their addresses), the
 //! interrupted run is failed, the namespace can be deleted, and a new deploy
-//! in it serves. `delete-namespace` removes what the state records but no
-//! daemon supervises instead of refusing for ever. A first deploy that fails
-//! (too many replicas, or any later step) leaves no service, listener or
-//! gateway entry behind.
+//! in it serves; in a rollout, the new version's replicas are stopped and
+//! the old ones adopted. `delete-namespace` removes what the state records
+//! but no daemon supervises instead of refusing for ever. A first deploy
+//! that fails (too many replicas, or any later step, even recording it once
+//! it serves) leaves no service, listener, gateway entry or replica behind.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -21,16 +22,20 @@ use common::{TestHome, TestProject, wait_for};
 
 /// A stdlib service. `slow DIR`: writes `DIR/PID.pid`, then sleeps 60 s
 /// before it listens (a first deploy still waiting for its replicas);
-/// anything else listens at once and answers `MODE PID`.
+/// `wait DIR`: writes `DIR/PID.pid`, then listens once `DIR/go` exists;
+/// anything else listens at once. It answers `MODE PID`.
 const SERVER: &str = r#"
 import http.server, os, sys, time
 mode = sys.argv[1]
-if mode == "slow":
+if mode in ("slow", "wait"):
     path = os.path.join(sys.argv[2], f"{os.getpid()}.pid")
     with open(path + ".tmp", "w") as f:
         f.write(str(os.getpid()))
     os.rename(path + ".tmp", path)
-    time.sleep(60)
+    if mode == "slow":
+        time.sleep(60)
+    while not os.path.exists(os.path.join(sys.argv[2], "go")):
+        time.sleep(0.05)
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = f"{mode} {os.getpid()}".encode()
@@ -108,30 +113,42 @@ fn pids_in(dir: &Path) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Deploys the slow version of `project` (from its own directory, so it
-/// is the same repository) into `ns` in the background, waits until both
-/// its replicas run, then kills the daemon with SIGKILL. Returns the
-/// replicas' pids (killed when the guard drops).
-fn kill_the_daemon_while_slow_replicas_start(
+/// Deploys `project` in `mode` (`slow` or `wait`; from its own directory,
+/// so it is the same repository) into `ns` in the background and waits
+/// until both its replicas run. Returns the deploy, the directory the
+/// replicas watch, and their pids (killed when the guard drops).
+fn deploy_replicas_that_wait(
     home: &TestHome,
-    slow: &TestProject,
+    project: &TestProject,
     ns: &str,
-) -> (Vec<u32>, KillOnDrop) {
-    let pid_dir = slow.scratch("pids");
+    mode: &str,
+) -> (common::Background, PathBuf, Vec<u32>, KillOnDrop) {
+    let pid_dir = project.scratch("pids");
     std::fs::create_dir_all(&pid_dir).expect("pid dir");
     let pid_arg = pid_dir.to_str().expect("UTF-8 path");
     std::fs::write(
-        slow.path().join("bodywork.yaml"),
-        yaml_of(ns, &["slow", pid_arg], 2),
+        project.path().join("bodywork.yaml"),
+        yaml_of(ns, &[mode, pid_arg], 2),
     )
     .expect("yaml");
-
-    let deploy = home.spawn(&["workflow", slow.arg()]);
+    let deploy = home.spawn(&["workflow", project.arg()]);
     wait_for("both replicas to start", Duration::from_secs(120), || {
         pids_in(&pid_dir).len() == 2
     });
     let pids = pids_in(&pid_dir);
     let guard = KillOnDrop(pids.clone());
+    (deploy, pid_dir, pids, guard)
+}
+
+/// Deploys the slow version of `project` into `ns`, then kills the daemon
+/// with SIGKILL while its replicas start. Returns their pids (killed when
+/// the guard drops).
+fn kill_the_daemon_while_slow_replicas_start(
+    home: &TestHome,
+    slow: &TestProject,
+    ns: &str,
+) -> (Vec<u32>, KillOnDrop) {
+    let (deploy, _, pids, guard) = deploy_replicas_that_wait(home, slow, ns, "slow");
     let daemon = home.daemon_pid().expect("daemon pid");
     common::kill(daemon, "KILL");
     wait_for("the daemon to die", Duration::from_secs(10), || {
@@ -220,6 +237,23 @@ fn replicas_of_a_first_deploy_interrupted_by_a_daemon_kill_are_stopped() {
     assert!(!orphans.contains(&pid));
 }
 
+/// Run `sql` on the home's state.db as another program would (Python's
+/// sqlite3: foreign keys off), beside the running daemon.
+fn write_state(home: &TestHome, sql: &str) {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg("import sqlite3,sys\nc=sqlite3.connect(sys.argv[1],timeout=10)\nc.executescript(sys.argv[2])\nc.commit()")
+        .arg(home.root().join("state.db"))
+        .arg(sql)
+        .output()
+        .expect("python3 writes the state");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Field 22 of `/proc/PID/stat`: the process start time.
 fn start_time(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
@@ -252,18 +286,7 @@ fn delete_namespace_stops_replicas_and_forgets_services_no_daemon_supervises() {
          VALUES ('{ns}', 'half--svc', 1, 0, {pid}, {}, '127.0.0.9', 5000, 0, 'starting', '/nowhere.log', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z');",
         start_time(pid)
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg("import sqlite3,sys\nc=sqlite3.connect(sys.argv[1],timeout=10)\nc.executescript(sys.argv[2])\nc.commit()")
-        .arg(home.root().join("state.db"))
-        .arg(&sql)
-        .output()
-        .expect("python3 writes the state");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    write_state(&home, &sql);
 
     home.ok(&["delete-namespace", ns])
         .expect_output("deleted service=gone--svc in namespace=leftover")
@@ -286,6 +309,7 @@ fn listening(addr: &str) -> bool {
 /// cluster address (`127.B.0.1`): beyond those `TestHome` hands out.
 const CAP_BLOCK: &str = "252";
 const FAILED_FIRST_DEPLOY_BLOCK: &str = "253";
+const UNRECORDED_BLOCK: &str = "254";
 
 #[test]
 fn more_replicas_than_the_local_cap_are_refused_before_anything_starts() {
@@ -333,4 +357,27 @@ fn a_first_deploy_that_fails_leaves_no_service_or_listener_behind() {
     assert!(listening(&cluster));
     let response = get(&home.gateway(), &path);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+}
+
+#[test]
+fn a_first_deploy_whose_record_fails_stops_the_replicas_it_started() {
+    let home = TestHome::new().with_env("BODYWORK_LOOPBACK_BLOCK", UNRECORDED_BLOCK);
+    let ns = "unrecorded";
+    let project = project(ns, &["quick"]);
+    let (deploy, dir, pids, _cleanup) = deploy_replicas_that_wait(&home, &project, ns, "wait");
+    // The namespace goes from under the deploy (foreign keys are off in
+    // this connection), so recording the deployment fails once it serves.
+    write_state(
+        &home,
+        &format!("DELETE FROM namespaces WHERE name = '{ns}';"),
+    );
+    std::fs::write(dir.join("go"), "").expect("go");
+    let run = deploy.finish(Duration::from_secs(120));
+    assert_ne!(run.code, Some(0), "{run}");
+    wait_for(
+        "the replicas of the failed deploy to be stopped",
+        Duration::from_secs(30),
+        || pids.iter().all(|p| !common::is_alive(*p)),
+    );
+    assert!(!listening(&format!("127.{UNRECORDED_BLOCK}.0.1:5000")));
 }

@@ -102,9 +102,19 @@ impl ServiceManager {
             Err(e) => Err(e),
         };
         // A first deploy that failed, at whatever step, leaves no service
-        // behind: no listener on its cluster address, no gateway entry.
+        // behind: no listener on its cluster address, no gateway entry, no
+        // replica (one that served already, when recording it failed).
         if result.is_err() && existing.is_none() {
             self.forget(&svc);
+            let started = svc.all_replicas();
+            for r in &started {
+                r.stop(STOP_GRACE).await;
+            }
+            if !started.is_empty() {
+                let _ = self
+                    .store
+                    .with(|s| s.delete_replicas(namespace, service_name, None));
+            }
         }
         if result.is_ok() && existing.is_some() {
             self.ensure_listener(&svc, *port)?;
