@@ -316,6 +316,12 @@ fn more_replicas_than_the_local_cap_are_refused_before_anything_starts() {
     let home = TestHome::new().with_env("BODYWORK_LOOPBACK_BLOCK", CAP_BLOCK);
     let ns = "many";
     let too_many = project_of(ns, &["quick"], 65);
+    // `validate` warns on this runtime (Kubernetes takes it).
+    home.ok(&["validate", too_many.arg()]).expect_output(
+        "warning: bodywork.yaml: stages.web.service.replicas -> the local runtime runs at most 64 replicas per service, so a run there is refused (found 65)",
+    );
+    let on_kubernetes = home.ok(&["validate", "--runtime", "kubernetes", too_many.arg()]);
+    assert!(!on_kubernetes.all().contains("warning"), "{on_kubernetes}");
     let run = home.run(&["workflow", too_many.arg()]);
     run.expect_code(1).expect_output(
         "stage web asks for 65 replicas, but the local runtime runs at most 64 per service",
