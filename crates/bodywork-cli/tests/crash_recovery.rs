@@ -149,14 +149,19 @@ fn kill_the_daemon_while_slow_replicas_start(
     ns: &str,
 ) -> (Vec<u32>, KillOnDrop) {
     let (deploy, _, pids, guard) = deploy_replicas_that_wait(home, slow, ns, "slow");
+    kill_the_daemon(home);
+    drop(deploy);
+    assert!(pids.iter().all(|p| common::is_alive(*p)), "still running");
+    (pids, guard)
+}
+
+/// `kill -9` of the home's daemon; returns once it is gone.
+fn kill_the_daemon(home: &TestHome) {
     let daemon = home.daemon_pid().expect("daemon pid");
     common::kill(daemon, "KILL");
     wait_for("the daemon to die", Duration::from_secs(10), || {
         !common::is_alive(daemon as u32)
     });
-    drop(deploy);
-    assert!(pids.iter().all(|p| common::is_alive(*p)), "still running");
-    (pids, guard)
 }
 
 fn daemon_log(home: &TestHome) -> String {
@@ -310,6 +315,7 @@ fn listening(addr: &str) -> bool {
 const CAP_BLOCK: &str = "252";
 const FAILED_FIRST_DEPLOY_BLOCK: &str = "253";
 const UNRECORDED_BLOCK: &str = "254";
+const TAKEN_BLOCK: &str = "251";
 
 #[test]
 fn more_replicas_than_the_local_cap_are_refused_before_anything_starts() {
@@ -386,4 +392,36 @@ fn a_first_deploy_whose_record_fails_stops_the_replicas_it_started() {
         || pids.iter().all(|p| !common::is_alive(*p)),
     );
     assert!(!listening(&format!("127.{UNRECORDED_BLOCK}.0.1:5000")));
+}
+
+#[test]
+fn after_a_daemon_kill_replicas_are_adopted_even_when_their_cluster_address_is_taken() {
+    let home = TestHome::new().with_env("BODYWORK_LOOPBACK_BLOCK", TAKEN_BLOCK);
+    let ns = "taken";
+    let project = project(ns, &["quick"]);
+    let (deploy, dir, pids, _cleanup) = deploy_replicas_that_wait(&home, &project, ns, "wait");
+    std::fs::write(dir.join("go"), "").expect("go");
+    let run = deploy.finish(Duration::from_secs(120));
+    assert_eq!(run.code, Some(0), "{run}");
+    kill_the_daemon(&home);
+    // Something else listens on the service's cluster address meanwhile.
+    let _squatter = std::net::TcpListener::bind(format!("127.{TAKEN_BLOCK}.0.1:5000"))
+        .expect("take the cluster address");
+
+    // The next command starts a daemon, which adopts them.
+    let display = home.ok(&["service", "display", "--namespace", ns, "-o", "json"]);
+    let services: serde_json::Value = serde_json::from_str(&display.stdout).expect("JSON");
+    assert_eq!(services[0]["available_replicas"], 2, "{display}");
+    let (mode, pid) = answer(&home, ns);
+    assert_eq!(mode, "wait");
+    assert!(
+        pids.contains(&pid),
+        "adopted, not restarted: {pid} in {pids:?}"
+    );
+    assert!(pids.iter().all(|p| common::is_alive(*p)));
+    let log = daemon_log(&home);
+    assert!(
+        log.contains("cannot listen on the cluster address"),
+        "{log}"
+    );
 }

@@ -116,7 +116,11 @@ impl ServiceManager {
             info,
         ));
         self.table.insert(svc.clone());
-        self.ensure_listener(&svc, port)?;
+        // Its replicas are adopted even so (the gateway reaches them at their
+        // pod addresses): never left running unsupervised.
+        if let Err(e) = self.ensure_listener(&svc, port) {
+            tracing::error!(target: "services", "service={} in namespace={}: {e}", row.name, row.namespace);
+        }
         let events = self.events_for(&row.namespace, &row.name);
         let mut adopted = Vec::new();
         let mut current = Vec::new();

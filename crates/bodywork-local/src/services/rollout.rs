@@ -105,7 +105,14 @@ impl ServiceManager {
         // behind: no listener on its cluster address, no gateway entry, no
         // replica (one that served already, when recording it failed).
         if result.is_err() && existing.is_none() {
-            self.forget(&svc);
+            // (The table may hold a newer service of that name by now.)
+            if self
+                .table
+                .get(namespace, service_name)
+                .is_some_and(|current| Arc::ptr_eq(&current, &svc))
+            {
+                self.forget(&svc);
+            }
             let started = svc.all_replicas();
             for r in &started {
                 r.stop(STOP_GRACE).await;
