@@ -230,6 +230,9 @@ impl Resources for LocalRuntime {
             }
             services.push(svc.name);
         }
+        // What a crash left recorded but unsupervised goes too (replicas of
+        // an interrupted first deploy are stopped), so nothing is refused.
+        services.extend(self.inner.services.remove_unsupervised(namespace)?);
         let deleted = self
             .inner
             .store

@@ -130,7 +130,7 @@ impl Store {
                 (&job.namespace, &job.name),
                 |row| row.get(0),
             )
-            .at(&self.path)?;
+            .at(self)?;
         if exists {
             return Err(StoreError::CronJobExists {
                 namespace: job.namespace.clone(),
@@ -158,33 +158,33 @@ impl Store {
                 job_from_row,
             )
             .map_err(self.write_err(namespace_missing))?;
-        tx.commit().at(&self.path)?;
+        tx.commit().at(self)?;
         Ok(row)
     }
 
     /// One cron job, if it exists.
     pub fn get_cron_job(&self, namespace: &str, name: &str) -> Result<Option<CronJobRow>> {
-        self.conn
+        self.conn()?
             .query_row(
                 &format!("SELECT {JOB_COLUMNS} FROM cron_jobs WHERE namespace = ?1 AND name = ?2"),
                 (namespace, name),
                 job_from_row,
             )
             .optional()
-            .at(&self.path)
+            .at(self)
     }
 
     /// The cron jobs of one namespace, or of all, by namespace and name.
     pub fn list_cron_jobs(&self, namespace: Option<&str>) -> Result<Vec<CronJobRow>> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare_cached(&format!(
                 "SELECT {JOB_COLUMNS} FROM cron_jobs WHERE ?1 IS NULL OR namespace = ?1
                  ORDER BY namespace, name"
             ))
-            .at(&self.path)?;
-        let rows = stmt.query_map([namespace], job_from_row).at(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().at(&self.path)
+            .at(self)?;
+        let rows = stmt.query_map([namespace], job_from_row).at(self)?;
+        rows.collect::<rusqlite::Result<_>>().at(self)
     }
 
     /// Records that the scheduler has dealt with the scheduled time `at`
@@ -196,12 +196,12 @@ impl Store {
         at: &DateTime<Utc>,
     ) -> Result<()> {
         let changed = self
-            .conn
+            .conn()?
             .execute(
                 "UPDATE cron_jobs SET last_scheduled = ?3 WHERE namespace = ?1 AND name = ?2",
                 (namespace, name, ts_to_sql(at)),
             )
-            .at(&self.path)?;
+            .at(self)?;
         if changed == 0 {
             return Err(no_such_job(namespace, name));
         }
@@ -220,23 +220,23 @@ impl Store {
                     "SELECT c.run_id FROM cron_runs c JOIN runs r ON r.id = c.run_id
                      WHERE c.namespace = ?1 AND c.job = ?2 AND r.status != ?3 ORDER BY c.id",
                 )
-                .at(&self.path)?;
+                .at(self)?;
             let rows = stmt
                 .query_map((namespace, name, RunStatus::Running), |row| row.get(0))
-                .at(&self.path)?;
-            rows.collect::<rusqlite::Result<_>>().at(&self.path)?
+                .at(self)?;
+            rows.collect::<rusqlite::Result<_>>().at(self)?
         };
-        let removed = crate::runs::delete_runs(&tx, &self.path, &run_ids)?;
+        let removed = crate::runs::delete_runs(&tx, self, &run_ids)?;
         let changed = tx
             .execute(
                 "DELETE FROM cron_jobs WHERE namespace = ?1 AND name = ?2",
                 (namespace, name),
             )
-            .at(&self.path)?;
+            .at(self)?;
         if changed == 0 {
             return Err(no_such_job(namespace, name));
         }
-        tx.commit().at(&self.path)?;
+        tx.commit().at(self)?;
         Ok(removed)
     }
 
@@ -278,7 +278,7 @@ impl Store {
         run_id: Option<i64>,
         skipped: Option<Option<i64>>,
     ) -> Result<i64> {
-        self.conn
+        self.conn()?
             .execute(
                 "INSERT INTO cron_runs (namespace, job, scheduled, kind, attempt, run_id,
                                         skipped, skipped_for, created)
@@ -300,7 +300,7 @@ impl Store {
                 Some(id) if !matches!(self.get_run(id), Ok(Some(_))) => StoreError::NoSuchRun(id),
                 _ => no_such_job(namespace, job),
             }))?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.conn()?.last_insert_rowid())
     }
 
     /// A cron job's history, newest first, at most `limit` entries, each with
@@ -314,16 +314,16 @@ impl Store {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut entries: Vec<CronRunRow> = {
             let mut stmt = self
-                .conn
+                .conn()?
                 .prepare_cached(&format!(
                     "SELECT {CRON_RUN_COLUMNS} FROM cron_runs WHERE namespace = ?1 AND job = ?2
                      ORDER BY id DESC LIMIT ?3"
                 ))
-                .at(&self.path)?;
+                .at(self)?;
             let rows = stmt
                 .query_map((namespace, job, limit), cron_run_from_row)
-                .at(&self.path)?;
-            rows.collect::<rusqlite::Result<_>>().at(&self.path)?
+                .at(self)?;
+            rows.collect::<rusqlite::Result<_>>().at(self)?
         };
         for entry in &mut entries {
             if let Some(id) = entry.run_id {
@@ -336,14 +336,14 @@ impl Store {
     /// The history entry of a workflow run, if a cron job started it.
     pub fn cron_run_of(&self, run_id: i64) -> Result<Option<CronRunRow>> {
         let entry = self
-            .conn
+            .conn()?
             .query_row(
                 &format!("SELECT {CRON_RUN_COLUMNS} FROM cron_runs WHERE run_id = ?1"),
                 [run_id],
                 cron_run_from_row,
             )
             .optional()
-            .at(&self.path)?;
+            .at(self)?;
         match entry {
             Some(mut entry) => {
                 entry.run = self.get_run(run_id)?;
@@ -373,14 +373,13 @@ impl Store {
                      WHERE c.namespace = ?1 AND c.job = ?2
                      ORDER BY c.id DESC LIMIT -1 OFFSET ?3",
                 )
-                .at(&self.path)?;
+                .at(self)?;
             let rows = stmt
                 .query_map((namespace, job, keep), |row| {
                     Ok((row.get::<_, i64>(0)?, row.get::<_, RunStatus>(1)?))
                 })
-                .at(&self.path)?;
-            let rows: Vec<(i64, RunStatus)> =
-                rows.collect::<rusqlite::Result<_>>().at(&self.path)?;
+                .at(self)?;
+            let rows: Vec<(i64, RunStatus)> = rows.collect::<rusqlite::Result<_>>().at(self)?;
             let mut ids: Vec<i64> = rows
                 .into_iter()
                 .filter(|(_, status)| *status != RunStatus::Running)
@@ -389,22 +388,22 @@ impl Store {
             ids.reverse();
             ids
         };
-        let removed = crate::runs::delete_runs(&tx, &self.path, &run_ids)?;
+        let removed = crate::runs::delete_runs(&tx, self, &run_ids)?;
         tx.execute(
             "DELETE FROM cron_runs WHERE namespace = ?1 AND job = ?2 AND skipped = 1 AND id NOT IN (
                  SELECT id FROM cron_runs WHERE namespace = ?1 AND job = ?2 AND skipped = 1
                  ORDER BY id DESC LIMIT ?3)",
             (namespace, job, keep),
         )
-        .at(&self.path)?;
+        .at(self)?;
         // Entries whose run is gone (removed here or elsewhere) go too.
         tx.execute(
             "DELETE FROM cron_runs WHERE namespace = ?1 AND job = ?2 AND skipped = 0
              AND run_id IS NULL",
             (namespace, job),
         )
-        .at(&self.path)?;
-        tx.commit().at(&self.path)?;
+        .at(self)?;
+        tx.commit().at(self)?;
         Ok(removed)
     }
 
@@ -413,8 +412,8 @@ impl Store {
     /// running (they only forget the run); the caller removes its log file.
     pub fn delete_run(&self, id: i64) -> Result<Option<RunRow>> {
         let tx = self.write_tx()?;
-        let removed = crate::runs::delete_runs(&tx, &self.path, &[id])?;
-        tx.commit().at(&self.path)?;
+        let removed = crate::runs::delete_runs(&tx, self, &[id])?;
+        tx.commit().at(self)?;
         Ok(removed.into_iter().next())
     }
 }

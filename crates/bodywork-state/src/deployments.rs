@@ -153,7 +153,7 @@ impl Store {
     pub fn upsert_deployment(&self, deployment: &DeploymentRow) -> Result<DeploymentRow> {
         let d = deployment;
         let now = ts_to_sql(&now());
-        self.conn
+        self.conn()?
             .query_row(
                 &format!(
                     r#"INSERT INTO deployments ({DEPLOYMENT_COLUMNS})
@@ -193,7 +193,7 @@ impl Store {
 
     /// One deployment, if it exists.
     pub fn get_deployment(&self, namespace: &str, name: &str) -> Result<Option<DeploymentRow>> {
-        self.conn
+        self.conn()?
             .query_row(
                 &format!(
                     "SELECT {DEPLOYMENT_COLUMNS} FROM deployments
@@ -203,33 +203,31 @@ impl Store {
                 deployment_from_row,
             )
             .optional()
-            .at(&self.path)
+            .at(self)
     }
 
     /// The deployments of one namespace or of all, by namespace and name.
     pub fn list_deployments(&self, namespace: Option<&str>) -> Result<Vec<DeploymentRow>> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare_cached(&format!(
                 "SELECT {DEPLOYMENT_COLUMNS} FROM deployments
                  WHERE ?1 IS NULL OR namespace = ?1 ORDER BY namespace, name"
             ))
-            .at(&self.path)?;
-        let rows = stmt
-            .query_map([namespace], deployment_from_row)
-            .at(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().at(&self.path)
+            .at(self)?;
+        let rows = stmt.query_map([namespace], deployment_from_row).at(self)?;
+        rows.collect::<rusqlite::Result<_>>().at(self)
     }
 
     /// Deletes a deployment (not its replicas); returns `true` if it existed.
     pub fn delete_deployment(&self, namespace: &str, name: &str) -> Result<bool> {
         let deleted = self
-            .conn
+            .conn()?
             .execute(
                 "DELETE FROM deployments WHERE namespace = ?1 AND name = ?2",
                 (namespace, name),
             )
-            .at(&self.path)?;
+            .at(self)?;
         Ok(deleted > 0)
     }
 
@@ -242,7 +240,7 @@ impl Store {
             .pid_start_time
             .map(|t| u64_to_sql("process start time", t))
             .transpose()?;
-        self.conn
+        self.conn()?
             .execute(
                 &format!(
                     "INSERT OR REPLACE INTO replicas ({REPLICA_COLUMNS})
@@ -270,17 +268,33 @@ impl Store {
 
     /// The replicas of a service, by generation and index.
     pub fn list_replicas(&self, namespace: &str, service: &str) -> Result<Vec<ReplicaRow>> {
+        self.select_replicas(Some(namespace), Some(service))
+    }
+
+    /// Every replica recorded in one namespace or in all, whatever service
+    /// (or deployment, or none) it belongs to: by namespace, service,
+    /// generation and index.
+    pub fn list_all_replicas(&self, namespace: Option<&str>) -> Result<Vec<ReplicaRow>> {
+        self.select_replicas(namespace, None)
+    }
+
+    fn select_replicas(
+        &self,
+        namespace: Option<&str>,
+        service: Option<&str>,
+    ) -> Result<Vec<ReplicaRow>> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare_cached(&format!(
                 r#"SELECT {REPLICA_COLUMNS} FROM replicas
-                   WHERE namespace = ?1 AND service = ?2 ORDER BY generation, "index""#
+                   WHERE (?1 IS NULL OR namespace = ?1) AND (?2 IS NULL OR service = ?2)
+                   ORDER BY namespace, service, generation, "index""#
             ))
-            .at(&self.path)?;
+            .at(self)?;
         let rows = stmt
             .query_map((namespace, service), replica_from_row)
-            .at(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().at(&self.path)
+            .at(self)?;
+        rows.collect::<rusqlite::Result<_>>().at(self)
     }
 
     /// Deletes the replicas of a service (of one generation, or all); returns
@@ -291,13 +305,13 @@ impl Store {
         service: &str,
         generation: Option<i64>,
     ) -> Result<usize> {
-        self.conn
+        self.conn()?
             .execute(
                 "DELETE FROM replicas WHERE namespace = ?1 AND service = ?2
                  AND (?3 IS NULL OR generation = ?3)",
                 (namespace, service, generation),
             )
-            .at(&self.path)
+            .at(self)
     }
 }
 
@@ -442,6 +456,21 @@ pub(crate) mod tests {
         let listed = store.list_replicas("ns", "proj--serve").expect("list");
         let keys: Vec<_> = listed.iter().map(|r| (r.generation, r.index)).collect();
         assert_eq!(keys, [(1, 0), (1, 1), (2, 0), (2, 1)]);
+        // Listed with every other replica of the namespace, or of all.
+        store.create_namespace("other").expect("ns");
+        let mut elsewhere = replica(1, 0);
+        elsewhere.namespace = "other".into();
+        store.put_replica(&elsewhere).expect("put");
+        assert_eq!(store.list_all_replicas(Some("ns")).expect("ns"), listed);
+        let all = store.list_all_replicas(None).expect("all");
+        assert_eq!(all.len(), 5);
+        assert_eq!(all[4].namespace, "other");
+        assert_eq!(
+            store
+                .delete_replicas("other", "proj--serve", None)
+                .expect("delete"),
+            1
+        );
         assert_eq!(listed[1].address, Ipv4Addr::new(127, 1, 0, 6));
         assert_eq!(listed[1].pid_start_time, Some(55_000));
         assert_ne!(

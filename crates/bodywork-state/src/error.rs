@@ -22,6 +22,24 @@ pub enum StoreError {
         /// The database file.
         path: PathBuf,
     },
+    /// The database file is damaged (SQLite found a malformed page, or it is
+    /// not a database at all). Nothing more is written to it.
+    #[error(
+        "the state database {p} is damaged ({cause}); bodywork neither reads nor writes it any \
+         more. To go on: stop the daemon (`bodywork daemon --stop`) and move the file aside \
+         (`mv {p} {p}.damaged`, and {p}-wal to {p}.damaged-wal if there is one): the next \
+         command starts with an empty state. To get back what it held: \
+         `sqlite3 {p}.damaged .recover | sqlite3 {p}` (where .recover fails, `.dump` instead, \
+         then `sqlite3 {p} 'PRAGMA user_version={v}'`)",
+        p = path.display(),
+        v = crate::SCHEMA_VERSION
+    )]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        cause: String,
+    },
     /// The directory that should hold the database could not be created.
     #[error("cannot create the state directory {path}: {cause}")]
     CreateDir {

@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+use std::cell::OnceCell;
 use std::fs::{DirBuilder, OpenOptions, Permissions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -103,6 +104,10 @@ pub use secrets::SecretRow;
 /// File name of the database inside `$BODYWORK_HOME`.
 pub const DB_FILE_NAME: &str = "state.db";
 
+/// How long an empty database file may take to get its first page (another
+/// opener creating it at the same moment) before it counts as truncated.
+const NEW_FILE_GRACE: Duration = Duration::from_secs(1);
+
 /// How long a write waits for another connection's write to finish.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -110,8 +115,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// behind a `Mutex`. Dropping it closes the connection.
 #[derive(Debug)]
 pub struct Store {
-    conn: Connection,
+    /// Reached through [`Store::conn`], which refuses once it is damaged.
+    db: Connection,
     path: PathBuf,
+    /// Set by the first SQLITE_CORRUPT or SQLITE_NOTADB met: from then on
+    /// every call fails with [`StoreError::Corrupt`] and nothing more is
+    /// written to the file.
+    damaged: OnceCell<String>,
 }
 
 impl Store {
@@ -121,7 +131,9 @@ impl Store {
     /// A missing parent directory is created with mode 0700; the database file
     /// and its `-wal`/`-shm` companions are restricted to mode 0600. A
     /// database written by a newer bodywork is refused
-    /// ([`StoreError::TooNew`]) rather than touched.
+    /// ([`StoreError::TooNew`]) rather than touched, and so is a damaged one
+    /// ([`StoreError::Corrupt`]): `PRAGMA quick_check` runs before anything
+    /// is written.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -143,8 +155,17 @@ impl Store {
             PathBuf::from(w)
         };
         let empty = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.len() == 0);
-        if empty(&path) && (!wal.exists() || empty(&wal)) {
-            return Err(StoreError::Empty { path });
+        let lost = || empty(&path) && (!wal.exists() || empty(&wal));
+        if lost() {
+            // Another opener that has just created the file writes its first
+            // page within milliseconds; a truncated file stays empty.
+            let deadline = Instant::now() + NEW_FILE_GRACE;
+            while lost() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if lost() {
+                return Err(StoreError::Empty { path });
+            }
         }
         // Create the file ourselves so it is never world-readable, not even
         // for a moment; SQLite then gives -wal/-shm the same mode as the
@@ -177,8 +198,19 @@ impl Store {
         // connections instead of failing with SQLITE_BUSY.
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         // Before any pragma that writes to the file: a newer bodywork's
-        // database is left exactly as it was.
-        migrations::refuse_newer(&conn, &path)?;
+        // database, or a damaged one, is left exactly as it was.
+        let checked = migrations::refuse_newer(&conn, &path)
+            .map_err(|e| match e {
+                StoreError::Open { path, cause } => {
+                    corrupt_or(path, cause, |path, cause| StoreError::Open { path, cause })
+                }
+                e => e,
+            })
+            .and_then(|()| quick_check(&conn, &path));
+        if let Err(e) = checked {
+            leave_as_it_is(&conn);
+            return Err(e);
+        }
         configure(&conn).map_err(open_err)?;
         migrations::migrate(&conn, &path)?;
 
@@ -198,7 +230,36 @@ impl Store {
                 }
             }
         }
-        Ok(Self { conn, path })
+        Ok(Self {
+            db: conn,
+            path,
+            damaged: OnceCell::new(),
+        })
+    }
+
+    /// The connection, unless the database was found damaged.
+    fn conn(&self) -> Result<&Connection> {
+        match self.damaged.get() {
+            Some(cause) => Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                cause: cause.clone(),
+            }),
+            None => Ok(&self.db),
+        }
+    }
+
+    /// Names the database in a SQLite error; a damaged database is
+    /// remembered, so no later call reads or writes it.
+    fn sqlite_err(&self, cause: rusqlite::Error) -> StoreError {
+        let err = corrupt_or(self.path.clone(), cause, |path, cause| StoreError::Sqlite {
+            path,
+            cause,
+        });
+        if let StoreError::Corrupt { cause, .. } = &err {
+            let _ = self.damaged.set(cause.clone());
+            leave_as_it_is(&self.db);
+        }
+        err
     }
 
     /// The database file this store was opened from.
@@ -208,7 +269,7 @@ impl Store {
 
     /// The schema version recorded in the database (`PRAGMA user_version`).
     pub fn schema_version(&self) -> Result<i64> {
-        migrations::user_version(&self.conn).at(&self.path)
+        migrations::user_version(self.conn()?).at(self)
     }
 
     /// Maps a write error: a foreign-key violation (a referenced row is
@@ -221,10 +282,7 @@ impl Store {
             if error::is_foreign_key_violation(&source) {
                 missing()
             } else {
-                StoreError::Sqlite {
-                    path: self.path.clone(),
-                    cause: source,
-                }
+                self.sqlite_err(source)
             }
         }
     }
@@ -233,8 +291,8 @@ impl Store {
     /// waits on `busy_timeout` instead of failing when another connection
     /// commits between our read and our write.
     fn write_tx(&self) -> Result<rusqlite::Transaction<'_>> {
-        rusqlite::Transaction::new_unchecked(&self.conn, rusqlite::TransactionBehavior::Immediate)
-            .at(&self.path)
+        rusqlite::Transaction::new_unchecked(self.conn()?, rusqlite::TransactionBehavior::Immediate)
+            .at(self)
     }
 }
 
@@ -287,17 +345,80 @@ fn restrict_to_owner(file: &std::fs::File, path: &Path) -> Result<()> {
 
 /// Attaches the database path to a raw SQLite result.
 trait At<T> {
-    /// Converts the error into [`StoreError::Sqlite`] naming `path`.
-    fn at(self, path: &Path) -> Result<T>;
+    /// Converts the error into [`StoreError::Sqlite`] naming the store's
+    /// file, or [`StoreError::Corrupt`] (which poisons the store).
+    fn at(self, store: &Store) -> Result<T>;
 }
 
 impl<T> At<T> for rusqlite::Result<T> {
-    fn at(self, path: &Path) -> Result<T> {
-        self.map_err(|source| StoreError::Sqlite {
-            path: path.to_path_buf(),
-            cause: source,
-        })
+    fn at(self, store: &Store) -> Result<T> {
+        self.map_err(|source| store.sqlite_err(source))
     }
+}
+
+/// Closing the connection will not checkpoint the write-ahead log into the
+/// database file (what closing the last connection does), so a file that
+/// is refused keeps its bytes.
+fn leave_as_it_is(conn: &Connection) {
+    let _ = conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    );
+}
+
+/// True for the errors of a damaged database file.
+fn is_corrupt(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// [`StoreError::Corrupt`] when `cause` says the file is damaged, else
+/// `other(path, cause)`.
+fn corrupt_or(
+    path: PathBuf,
+    cause: rusqlite::Error,
+    other: impl FnOnce(PathBuf, rusqlite::Error) -> StoreError,
+) -> StoreError {
+    if is_corrupt(&cause) {
+        StoreError::Corrupt {
+            path,
+            cause: cause.to_string(),
+        }
+    } else {
+        other(path, cause)
+    }
+}
+
+/// `PRAGMA quick_check`: the pages and their b-trees are well formed (it
+/// skips the index-content check of `integrity_check`, so it stays cheap).
+fn quick_check(conn: &Connection, path: &Path) -> Result<()> {
+    let found: Vec<String> = conn
+        .prepare("PRAGMA quick_check(5)")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .map_err(|cause| {
+            corrupt_or(path.to_path_buf(), cause, |path, cause| StoreError::Open {
+                path,
+                cause,
+            })
+        })?;
+    if found.len() == 1 && found[0] == "ok" {
+        return Ok(());
+    }
+    // One line: its report starts with a "*** in database main ***" header.
+    let cause: Vec<&str> = found
+        .iter()
+        .flat_map(|f| f.lines())
+        .filter(|l| !l.starts_with("***") && !l.trim().is_empty())
+        .collect();
+    Err(StoreError::Corrupt {
+        path: path.to_path_buf(),
+        cause: cause.join("; "),
+    })
 }
 
 /// The current time, truncated to what the database keeps (milliseconds), so
@@ -408,7 +529,7 @@ mod tests {
         let store = Store::open(dir.path().join(DB_FILE_NAME)).expect("open");
         let pragma = |name: &str| -> String {
             store
-                .conn
+                .db
                 .pragma_query_value(None, name, |r| r.get::<_, rusqlite::types::Value>(0))
                 .map(|v| match v {
                     rusqlite::types::Value::Integer(i) => i.to_string(),

@@ -47,7 +47,7 @@ impl Store {
                 [name],
                 |row| row.get(0),
             )
-            .at(&self.path)?;
+            .at(self)?;
         if !exists {
             return Ok(None);
         }
@@ -62,7 +62,7 @@ impl Store {
                 [name],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
-            .at(&self.path)?;
+            .at(self)?;
         if deployments > 0 || replicas > 0 {
             return Err(in_use(format!(
                 "{deployments} deployment(s) and {replicas} replica(s)"
@@ -75,27 +75,27 @@ impl Store {
                 |row| row.get(0),
             )
             .optional()
-            .at(&self.path)?;
+            .at(self)?;
         if let Some(id) = going {
             return Err(in_use(format!("workflow run {id} going")));
         }
         let run_ids: Vec<i64> = {
             let mut stmt = tx
                 .prepare("SELECT id FROM runs WHERE namespace = ?1 ORDER BY id")
-                .at(&self.path)?;
-            let rows = stmt.query_map([name], |row| row.get(0)).at(&self.path)?;
-            rows.collect::<rusqlite::Result<_>>().at(&self.path)?
+                .at(self)?;
+            let rows = stmt.query_map([name], |row| row.get(0)).at(self)?;
+            rows.collect::<rusqlite::Result<_>>().at(self)?
         };
-        let runs = crate::runs::delete_runs(&tx, &self.path, &run_ids)?;
+        let runs = crate::runs::delete_runs(&tx, self, &run_ids)?;
         let cron_jobs = tx
             .execute("DELETE FROM cron_jobs WHERE namespace = ?1", [name])
-            .at(&self.path)?;
+            .at(self)?;
         let secrets = tx
             .execute("DELETE FROM secrets WHERE namespace = ?1", [name])
-            .at(&self.path)?;
+            .at(self)?;
         tx.execute("DELETE FROM namespaces WHERE name = ?1", [name])
-            .at(&self.path)?;
-        tx.commit().at(&self.path)?;
+            .at(self)?;
+        tx.commit().at(self)?;
         Ok(Some(DeletedNamespace {
             secrets,
             cron_jobs,
@@ -107,33 +107,33 @@ impl Store {
     /// it already existed (which is not an error).
     pub fn create_namespace(&self, name: &str) -> Result<bool> {
         let inserted = self
-            .conn
+            .conn()?
             .execute(
                 "INSERT INTO namespaces (name, created) VALUES (?1, ?2)
                  ON CONFLICT (name) DO NOTHING",
                 (name, ts_to_sql(&now())),
             )
-            .at(&self.path)?;
+            .at(self)?;
         Ok(inserted == 1)
     }
 
     /// Whether the namespace exists.
     pub fn namespace_exists(&self, name: &str) -> Result<bool> {
-        self.conn
+        self.conn()?
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM namespaces WHERE name = ?1)",
                 [name],
                 |row| row.get(0),
             )
-            .at(&self.path)
+            .at(self)
     }
 
     /// All namespaces, by name.
     pub fn list_namespaces(&self) -> Result<Vec<NamespaceRow>> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare_cached("SELECT name, created FROM namespaces ORDER BY name")
-            .at(&self.path)?;
+            .at(self)?;
         let rows = stmt
             .query_map([], |row| {
                 Ok(NamespaceRow {
@@ -141,8 +141,8 @@ impl Store {
                     created: ts_col(row, 1)?,
                 })
             })
-            .at(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().at(&self.path)
+            .at(self)?;
+        rows.collect::<rusqlite::Result<_>>().at(self)
     }
 }
 

@@ -167,7 +167,7 @@ fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<AttemptRow> {
 impl Store {
     /// Records a new run as `running`, started now; returns its id.
     pub fn insert_run(&self, run: &NewRun) -> Result<i64> {
-        self.conn
+        self.conn()?
             .execute(
                 r#"INSERT INTO runs (namespace, project, repo, branch, "commit", "trigger",
                                     status, log_path, started)
@@ -184,8 +184,8 @@ impl Store {
                     ts_to_sql(&now()),
                 ),
             )
-            .at(&self.path)?;
-        Ok(self.conn.last_insert_rowid())
+            .at(self)?;
+        Ok(self.conn()?.last_insert_rowid())
     }
 
     /// Records the namespace, project name and commit once the checkout has
@@ -198,12 +198,12 @@ impl Store {
         commit: Option<&str>,
     ) -> Result<()> {
         let changed = self
-            .conn
+            .conn()?
             .execute(
                 r#"UPDATE runs SET namespace = ?2, project = ?3, "commit" = ?4 WHERE id = ?1"#,
                 (id, namespace, project, commit),
             )
-            .at(&self.path)?;
+            .at(self)?;
         expect_one(changed, StoreError::NoSuchRun(id))
     }
 
@@ -211,12 +211,12 @@ impl Store {
     /// run id, known only after [`Store::insert_run`]).
     pub fn set_run_log_path(&self, id: i64, log_path: &Path) -> Result<()> {
         let changed = self
-            .conn
+            .conn()?
             .execute(
                 "UPDATE runs SET log_path = ?2 WHERE id = ?1",
                 (id, path_to_sql(log_path)?),
             )
-            .at(&self.path)?;
+            .at(self)?;
         expect_one(changed, StoreError::NoSuchRun(id))
     }
 
@@ -227,55 +227,53 @@ impl Store {
             return Err(StoreError::NotFinal(status.as_str()));
         }
         let changed = self
-            .conn
+            .conn()?
             .execute(
                 "UPDATE runs SET status = ?2, error = ?3, finished = ?4 WHERE id = ?1",
                 (id, status, error, ts_to_sql(&now())),
             )
-            .at(&self.path)?;
+            .at(self)?;
         expect_one(changed, StoreError::NoSuchRun(id))
     }
 
     /// One run, if it exists.
     pub fn get_run(&self, id: i64) -> Result<Option<RunRow>> {
-        self.conn
+        self.conn()?
             .query_row(
                 &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
                 [id],
                 run_from_row,
             )
             .optional()
-            .at(&self.path)
+            .at(self)
     }
 
     /// The newest `limit` runs, newest first, of one namespace or of all.
     pub fn list_runs(&self, namespace: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare_cached(&format!(
                 "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR namespace = ?1
                  ORDER BY id DESC LIMIT ?2"
             ))
-            .at(&self.path)?;
-        let rows = stmt
-            .query_map((namespace, limit), run_from_row)
-            .at(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().at(&self.path)
+            .at(self)?;
+        let rows = stmt.query_map((namespace, limit), run_from_row).at(self)?;
+        rows.collect::<rusqlite::Result<_>>().at(self)
     }
 
     /// Runs still marked `running`, oldest first.
     pub fn active_runs(&self) -> Result<Vec<RunRow>> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare_cached(&format!(
                 "SELECT {RUN_COLUMNS} FROM runs WHERE status = ?1 ORDER BY id"
             ))
-            .at(&self.path)?;
+            .at(self)?;
         let rows = stmt
             .query_map([RunStatus::Running], run_from_row)
-            .at(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().at(&self.path)
+            .at(self)?;
+        rows.collect::<rusqlite::Result<_>>().at(self)
     }
 
     /// Called when the daemon starts: every `running` run (and every
@@ -293,14 +291,14 @@ impl Store {
                     "UPDATE runs SET status = ?1, error = ?2, finished = ?3
                      WHERE status = ?4 RETURNING {RUN_COLUMNS}"
                 ))
-                .at(&self.path)?;
+                .at(self)?;
             let rows = stmt
                 .query_map(
                     (RunStatus::Failed, reason, &finished, RunStatus::Running),
                     run_from_row,
                 )
-                .at(&self.path)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().at(&self.path)?
+                .at(self)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().at(self)?
         };
         tx.execute(
             "UPDATE stage_attempts SET status = ?1, message = ?2, finished = ?3
@@ -312,8 +310,8 @@ impl Store {
                 AttemptStatus::Running,
             ),
         )
-        .at(&self.path)?;
-        tx.commit().at(&self.path)?;
+        .at(self)?;
+        tx.commit().at(self)?;
         runs.sort_by_key(|run| run.id);
         Ok(runs)
     }
@@ -321,7 +319,7 @@ impl Store {
     /// Records a new attempt of a stage as `running`, started now; returns
     /// its id. `attempt` is 1-based.
     pub fn insert_attempt(&self, run_id: i64, stage: &str, attempt: u32) -> Result<i64> {
-        self.conn
+        self.conn()?
             .execute(
                 "INSERT INTO stage_attempts (run_id, stage, attempt, status, started)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -334,7 +332,7 @@ impl Store {
                 ),
             )
             .map_err(self.write_err(|| StoreError::NoSuchRun(run_id)))?;
-        Ok(self.conn.last_insert_rowid())
+        Ok(self.conn()?.last_insert_rowid())
     }
 
     /// Records the process of an attempt (its pid and, if readable, its start
@@ -344,12 +342,12 @@ impl Store {
             .map(|t| u64_to_sql("process start time", t))
             .transpose()?;
         let changed = self
-            .conn
+            .conn()?
             .execute(
                 "UPDATE stage_attempts SET pid = ?2, pid_start_time = ?3 WHERE id = ?1",
                 (id, pid, start_time),
             )
-            .at(&self.path)?;
+            .at(self)?;
         expect_one(changed, StoreError::NoSuchAttempt(id))
     }
 
@@ -365,41 +363,41 @@ impl Store {
             return Err(StoreError::NotFinal(status.as_str()));
         }
         let changed = self
-            .conn
+            .conn()?
             .execute(
                 "UPDATE stage_attempts SET status = ?2, exit_code = ?3, message = ?4,
                  finished = ?5 WHERE id = ?1",
                 (id, status, exit_code, message, ts_to_sql(&now())),
             )
-            .at(&self.path)?;
+            .at(self)?;
         expect_one(changed, StoreError::NoSuchAttempt(id))
     }
 
     /// The attempts of a run, in the order they started.
     pub fn list_attempts(&self, run_id: i64) -> Result<Vec<AttemptRow>> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare_cached(&format!(
                 "SELECT {ATTEMPT_COLUMNS} FROM stage_attempts WHERE run_id = ?1 ORDER BY id"
             ))
-            .at(&self.path)?;
-        let rows = stmt.query_map([run_id], attempt_from_row).at(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().at(&self.path)
+            .at(self)?;
+        let rows = stmt.query_map([run_id], attempt_from_row).at(self)?;
+        rows.collect::<rusqlite::Result<_>>().at(self)
     }
 
     /// Every attempt still marked `running` (after a daemon restart: the
     /// candidates for leftover processes), oldest first.
     pub fn running_attempts(&self) -> Result<Vec<AttemptRow>> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare_cached(&format!(
                 "SELECT {ATTEMPT_COLUMNS} FROM stage_attempts WHERE status = ?1 ORDER BY id"
             ))
-            .at(&self.path)?;
+            .at(self)?;
         let rows = stmt
             .query_map([AttemptStatus::Running], attempt_from_row)
-            .at(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().at(&self.path)
+            .at(self)?;
+        rows.collect::<rusqlite::Result<_>>().at(self)
     }
 }
 
@@ -411,7 +409,7 @@ fn expect_one(changed: usize, missing: StoreError) -> Result<()> {
 /// Deletes runs by id inside `tx`; returns those that existed, in order.
 pub(crate) fn delete_runs(
     tx: &rusqlite::Transaction<'_>,
-    path: &std::path::Path,
+    store: &Store,
     ids: &[i64],
 ) -> Result<Vec<RunRow>> {
     let mut removed = Vec::with_capacity(ids.len());
@@ -420,9 +418,9 @@ pub(crate) fn delete_runs(
             "DELETE FROM runs WHERE id = ?1 RETURNING {}",
             RUN_COLUMNS
         ))
-        .at(path)?;
+        .at(store)?;
     for id in ids {
-        let row = stmt.query_row([id], run_from_row).optional().at(path)?;
+        let row = stmt.query_row([id], run_from_row).optional().at(store)?;
         removed.extend(row);
     }
     Ok(removed)

@@ -79,7 +79,7 @@ impl Store {
                 (namespace, name),
                 |row| row.get(0),
             )
-            .at(&self.path)?;
+            .at(self)?;
         tx.execute(
             "INSERT INTO secrets (namespace, name, data, created, updated)
              VALUES (?1, ?2, ?3, ?4, ?4)
@@ -88,43 +88,43 @@ impl Store {
             (namespace, name, json, now),
         )
         .map_err(self.write_err(|| StoreError::NoSuchNamespace(namespace.to_owned())))?;
-        tx.commit().at(&self.path)?;
+        tx.commit().at(self)?;
         Ok(!existed)
     }
 
     /// One secret, if it exists.
     pub fn get_secret(&self, namespace: &str, name: &str) -> Result<Option<SecretRow>> {
-        self.conn
+        self.conn()?
             .query_row(
                 &format!("SELECT {COLUMNS} FROM secrets WHERE namespace = ?1 AND name = ?2"),
                 (namespace, name),
                 from_row,
             )
             .optional()
-            .at(&self.path)
+            .at(self)
     }
 
     /// The secrets of a namespace, by name (empty for an unknown namespace).
     pub fn list_secrets(&self, namespace: &str) -> Result<Vec<SecretRow>> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM secrets WHERE namespace = ?1 ORDER BY name"
             ))
-            .at(&self.path)?;
-        let rows = stmt.query_map([namespace], from_row).at(&self.path)?;
-        rows.collect::<rusqlite::Result<_>>().at(&self.path)
+            .at(self)?;
+        let rows = stmt.query_map([namespace], from_row).at(self)?;
+        rows.collect::<rusqlite::Result<_>>().at(self)
     }
 
     /// Deletes a secret; returns `true` if it existed.
     pub fn delete_secret(&self, namespace: &str, name: &str) -> Result<bool> {
         let deleted = self
-            .conn
+            .conn()?
             .execute(
                 "DELETE FROM secrets WHERE namespace = ?1 AND name = ?2",
                 (namespace, name),
             )
-            .at(&self.path)?;
+            .at(self)?;
         Ok(deleted > 0)
     }
 }

@@ -225,3 +225,159 @@ fn an_existing_empty_database_is_an_error_not_a_fresh_state() {
     let fresh = dir.path().join("new.db");
     bodywork_state::Store::open(&fresh).expect("a new database");
 }
+
+/// Overwrites the page in the middle of the database file with garbage;
+/// returns the file's bytes as they are now.
+fn corrupt_a_middle_page(path: &Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).expect("read the database");
+    let page_size = match u16::from_be_bytes([bytes[16], bytes[17]]) {
+        1 => 65536,
+        n => usize::from(n),
+    };
+    let pages = bytes.len() / page_size;
+    assert!(pages >= 4, "a state of {pages} pages is too small to test");
+    let start = pages / 2 * page_size;
+    bytes[start..start + page_size].fill(0xAB);
+    std::fs::write(path, &bytes).expect("write the database");
+    bytes
+}
+
+/// A state with a few hundred rows, closed cleanly (no write-ahead log).
+fn a_real_state(db: &Path) {
+    let store = Store::open(db).expect("open");
+    for ns in ["ns", "other"] {
+        store.create_namespace(ns).expect("ns");
+        for i in 0..150 {
+            store
+                .put_secret(ns, &format!("secret-{i}"), &secret(&"v".repeat(200)))
+                .expect("secret");
+        }
+        store.insert_run(&new_run(ns, "cli")).expect("run");
+    }
+}
+
+#[test]
+fn a_database_with_a_corrupt_page_is_refused_at_open_and_left_as_it_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join(DB_FILE_NAME);
+    a_real_state(&db);
+    let damaged = corrupt_a_middle_page(&db);
+    for _ in 0..2 {
+        let err = Store::open(&db).expect_err("refused");
+        assert!(
+            matches!(err, bodywork_state::StoreError::Corrupt { .. }),
+            "{err}"
+        );
+        let message = err.to_string();
+        for words in [
+            format!("the state database {} is damaged", db.display()),
+            "bodywork daemon --stop".to_string(),
+            format!("mv {0} {0}.damaged", db.display()),
+            ".recover".to_string(),
+        ] {
+            assert!(message.contains(&words), "{words:?} in {message}");
+        }
+        assert!(!message.contains('\n'), "one line: {message}");
+        assert!(
+            std::fs::read(&db).expect("still there") == damaged,
+            "the file was changed"
+        );
+    }
+    // Not a database at all: the same.
+    std::fs::write(&db, vec![0x42; 8192]).expect("garbage");
+    let err = Store::open(&db).expect_err("refused");
+    assert!(
+        matches!(err, bodywork_state::StoreError::Corrupt { .. }),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&db).expect("still there"), vec![0x42; 8192]);
+}
+
+/// The database file and its write-ahead log, byte for byte.
+fn files_of(db: &Path) -> (Vec<u8>, Vec<u8>) {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    (
+        std::fs::read(db).expect("database"),
+        std::fs::read(wal).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn damage_met_after_open_stops_every_later_read_and_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join(DB_FILE_NAME);
+    a_real_state(&db);
+    let store = Store::open(&db).expect("a sound state opens");
+    corrupt_a_middle_page(&db);
+    // Another connection commits, so this one drops the pages it cached and
+    // reads the damaged one from the file.
+    {
+        let other = rusqlite::Connection::open(&db).expect("second connection");
+        other
+            .execute(
+                "INSERT INTO namespaces (name, created) VALUES ('third', '2026-01-01T00:00:00.000Z')",
+                [],
+            )
+            .expect("a write elsewhere in the file");
+    }
+    let met = ["ns", "other"]
+        .iter()
+        .find_map(|ns| store.list_secrets(ns).err())
+        .expect("reading every secret meets the damaged page");
+    assert!(
+        matches!(met, bodywork_state::StoreError::Corrupt { .. }),
+        "{met}"
+    );
+    let before = files_of(&db);
+    let refusals = [
+        store.create_namespace("new").err(),
+        store.put_secret("ns", "fresh", &secret("v")).err(),
+        store.insert_run(&new_run("ns", "cli")).err(),
+        store.list_namespaces().err(),
+    ];
+    for err in refusals {
+        let err = err.expect("refused");
+        assert!(
+            matches!(err, bodywork_state::StoreError::Corrupt { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("is damaged"), "{err}");
+    }
+    assert!(files_of(&db) == before, "nothing was written");
+    drop(store);
+    assert!(files_of(&db) == before, "nothing was checkpointed at close");
+}
+
+#[test]
+fn a_damaged_database_with_a_write_ahead_log_is_left_as_it_is_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join(DB_FILE_NAME);
+    a_real_state(&db);
+    // Commits left in the write-ahead log, as after a crash.
+    {
+        let conn = rusqlite::Connection::open(&db).expect("raw connection");
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .expect("no checkpoint on close");
+        conn.execute(
+            "INSERT INTO namespaces (name, created) VALUES ('late', '2026-01-01T00:00:00.000Z')",
+            [],
+        )
+        .expect("a commit in the log");
+    }
+    corrupt_a_middle_page(&db);
+    let before = files_of(&db);
+    assert!(!before.1.is_empty(), "the log holds a commit");
+    let err = Store::open(&db).expect_err("refused");
+    assert!(
+        matches!(err, bodywork_state::StoreError::Corrupt { .. }),
+        "{err}"
+    );
+    assert!(
+        files_of(&db) == before,
+        "the log was not checkpointed into the damaged file"
+    );
+}

@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use bodywork_config::{LoadOptions, Loaded, Project, Severity, StageKind, load_project};
+use bodywork_config::{LoadOptions, Loaded, Problem, Project, Severity, StageKind, load_project};
 use serde_json::json;
 
 use crate::Outcome;
-use crate::cli::{GlobalArgs, OutputFormat, ValidateArgs};
+use crate::cli::{GlobalArgs, OutputFormat, RuntimeKind, ValidateArgs};
 use crate::output::color::Style;
 
 pub fn run(global: &GlobalArgs, args: &ValidateArgs) -> Outcome {
@@ -17,7 +17,18 @@ pub fn run(global: &GlobalArgs, args: &ValidateArgs) -> Outcome {
         check_files: args.check_files,
     };
     let shown = args.file.as_deref().unwrap_or(&root);
-    let loaded = load_project(&root, &opts);
+    let mut loaded = load_project(&root, &opts);
+    if global.runtime == RuntimeKind::Local
+        && let Some(project) = &loaded.project
+    {
+        let file = args
+            .file
+            .as_deref()
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| bodywork_config::YAML_FILE.to_string());
+        let limits = local_limits(project, &file);
+        loaded.problems.extend(limits);
+    }
     let printed = match global.output {
         OutputFormat::Json => print_json(shown, &loaded),
         OutputFormat::Table => {
@@ -34,6 +45,40 @@ pub fn run(global: &GlobalArgs, args: &ValidateArgs) -> Outcome {
     } else {
         Outcome::Failure
     }
+}
+
+/// What the project asks for beyond the local runtime's limits: warnings
+/// (valid for Kubernetes), since a local run refuses it before it starts.
+fn local_limits(project: &Project, yaml_file: &str) -> Vec<Problem> {
+    let max = bodywork_local::services::MAX_REPLICAS;
+    project
+        .stages
+        .values()
+        .filter_map(|stage| match &stage.kind {
+            StageKind::Service(service) if service.replicas > max => {
+                let (file, key) = match project.format {
+                    bodywork_config::Format::Classic => (
+                        format!("{}/config.ini", stage.name),
+                        "[service] REPLICAS".to_string(),
+                    ),
+                    bodywork_config::Format::Yaml { .. } => (
+                        yaml_file.to_string(),
+                        format!("stages.{}.service.replicas", stage.name),
+                    ),
+                };
+                Some(Problem::warning(
+                    file,
+                    key,
+                    format!(
+                        "the local runtime runs at most {max} replicas per service, so a run \
+                         there is refused (found {})",
+                        service.replicas
+                    ),
+                ))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn count(loaded: &Loaded, severity: Severity) -> usize {

@@ -299,10 +299,11 @@ pub(crate) async fn wait_started(
             if try_connect(home).await.is_ok() {
                 return Ok(());
             }
-            return Err(ClientError::Start(format!(
-                "it exited with {status}; see {}",
-                log_path.display()
-            )));
+            // Its last words say why (e.g. a damaged state database).
+            return Err(ClientError::Start(match last_error(&log_path) {
+                Some(why) => why,
+                None => format!("it exited with {status}; see {}", log_path.display()),
+            }));
         }
         if Instant::now() > deadline {
             return Err(ClientError::StartTimeout(
@@ -312,4 +313,19 @@ pub(crate) async fn wait_started(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The daemon's own error, when the last line of its log is one
+/// (`error: ...`, as a daemon that cannot start prints it).
+fn last_error(log: &std::path::Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(log).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(16 * 1024)))
+        .ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    let tail = String::from_utf8_lossy(&tail);
+    let last = tail.lines().rev().find(|l| !l.trim().is_empty())?;
+    last.strip_prefix("error: ").map(str::to_string)
 }

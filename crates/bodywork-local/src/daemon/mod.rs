@@ -36,7 +36,8 @@ pub enum DaemonError {
     AlreadyRunning { home: String, pid: String },
     #[error("cannot prepare {path}: {cause}")]
     Io { path: String, cause: std::io::Error },
-    #[error("cannot open the state database: {0}")]
+    /// Its message names the database file and says what to do.
+    #[error("{0}")]
     Store(bodywork_state::StoreError),
 }
 

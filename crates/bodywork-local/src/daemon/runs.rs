@@ -133,6 +133,10 @@ impl RunHooks for Hooks<'_> {
         plan: &WorkflowPlan,
         _checkout: &bodywork_workflow::Checkout,
     ) -> Result<(), String> {
+        // Limits of this runtime, before anything is changed.
+        for stage in plan.stages() {
+            crate::services::check_replicas(stage).map_err(|e| e.to_string())?;
+        }
         let key = (plan.namespace.clone(), plan.project.clone());
         {
             let mut runs = self

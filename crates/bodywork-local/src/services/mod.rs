@@ -44,6 +44,26 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// The most replicas one service may have on the local runtime: each is a
+/// process with a pod address on this machine. Checked before a run starts
+/// anything (and again at deploy).
+pub const MAX_REPLICAS: u32 = 64;
+
+/// Refuse a service stage asking for more than [`MAX_REPLICAS`] replicas,
+/// in one line naming the stage.
+pub fn check_replicas(stage: &StagePlan) -> Result<()> {
+    match &stage.kind {
+        StagePlanKind::Service { replicas, .. } if *replicas > MAX_REPLICAS => {
+            Err(RuntimeError::failed(format!(
+                "stage {} asks for {replicas} replicas, but the local runtime runs at most \
+                 {MAX_REPLICAS} per service; lower its replicas",
+                stage.stage
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The log header of a replica, `PROJECT--STAGE/N`: numbered from 1, as
 /// the Kubernetes runtime numbers pods (`index` counts from 0).
 fn replica_source(resource_name: &str, index: u32) -> String {

@@ -10,11 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bodywork_runtime::{Result, RuntimeError};
-use bodywork_state::DeploymentRow;
+use bodywork_state::{DeploymentRow, ReplicaRow};
 
 use super::replica::{Replica, ReplicaEvents};
+use super::rollout::remove_checkout_if_unused;
 use super::{Info, STOP_GRACE, Service, ServiceManager, ServiceSpec, Shape, addresses};
 use crate::process::{self, ProcessId, StageCommand};
+use crate::store::SharedStore;
 
 impl ServiceManager {
     /// The daemon is handing over to the next one: stop supervising every
@@ -52,6 +54,10 @@ impl ServiceManager {
             }
         }
         self.write_hosts();
+        // Replicas no restored service supervises: a first deploy the crash
+        // interrupted (its deployment is recorded only once it serves), or a
+        // service that could not be restored.
+        self.stop_unsupervised(None);
         // Adopted replicas answer at once; let them be probed before the
         // daemon takes requests, so the first one after a restart finds them.
         let deadline = Instant::now() + Duration::from_secs(3);
@@ -81,23 +87,16 @@ impl ServiceManager {
             .map_err(RuntimeError::failed)?;
         // Replicas of other generations belong to a rollout that never
         // finished (or a drain the crash interrupted): they go.
-        for old in stored.iter().filter(|r| r.generation != row.generation) {
-            if let Some(pid) = old.pid {
-                let id = ProcessId {
-                    pid,
-                    start_time: old.pid_start_time,
-                };
-                if process::is_alive(id) {
-                    process::end_tree(id);
-                }
-            }
-        }
-        let _ = self.store.with(|s| {
-            for old in stored.iter().filter(|r| r.generation != row.generation) {
-                s.delete_replicas(&row.namespace, &row.name, Some(old.generation))?;
-            }
-            Ok(())
-        });
+        let others: Vec<ReplicaRow> = stored
+            .iter()
+            .filter(|r| r.generation != row.generation)
+            .cloned()
+            .collect();
+        stop_leftovers(
+            &self.store,
+            &others,
+            "of a generation that is not the deployed one (a rollout or drain the daemon's crash interrupted)",
+        );
         let info = Info {
             project: row.project.clone(),
             stage: row.stage.clone(),
@@ -117,7 +116,11 @@ impl ServiceManager {
             info,
         ));
         self.table.insert(svc.clone());
-        self.ensure_listener(&svc, port)?;
+        // Its replicas are adopted even so (the gateway reaches them at their
+        // pod addresses): never left running unsupervised.
+        if let Err(e) = self.ensure_listener(&svc, port) {
+            tracing::error!(target: "services", "service={} in namespace={}: {e}", row.name, row.namespace);
+        }
         let events = self.events_for(&row.namespace, &row.name);
         let mut adopted = Vec::new();
         let mut current = Vec::new();
@@ -159,6 +162,58 @@ impl ServiceManager {
         Ok(adopted)
     }
 
+    /// Remove what the state records in `namespace` that this daemon does
+    /// not supervise: deployments that could not be restored (with their
+    /// checkouts) and replicas of no service here (stopped first). Returns
+    /// the services whose deployment was removed.
+    pub fn remove_unsupervised(&self, namespace: &str) -> Result<Vec<String>> {
+        let rows = self
+            .store
+            .with(|s| s.list_deployments(Some(namespace)))
+            .map_err(RuntimeError::failed)?;
+        let mut removed = Vec::new();
+        for row in rows {
+            if self.table.get(namespace, &row.name).is_some() {
+                continue;
+            }
+            self.store
+                .with(|s| s.delete_deployment(namespace, &row.name))
+                .map_err(RuntimeError::failed)?;
+            tracing::warn!(target: "services", "forgot service={} in namespace={}: its deployment was recorded but not running", row.name, namespace);
+            let checkouts = self.home.root().join("checkouts");
+            remove_checkout_if_unused(&self.store, &self.table, &checkouts, &row.checkout);
+            removed.push(row.name);
+        }
+        self.stop_unsupervised(Some(namespace));
+        Ok(removed)
+    }
+
+    /// Stop every replica the state records in `namespace` (or in all) for
+    /// a service this daemon does not supervise, and delete its record, so
+    /// none keeps running, or holds its address, unseen. A process is
+    /// stopped (its whole group) only while it is still the one recorded
+    /// (same pid and start time). Returns how many records were removed.
+    pub(crate) fn stop_unsupervised(&self, namespace: Option<&str>) -> usize {
+        let rows = match self.store.with(|s| s.list_all_replicas(namespace)) {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(target: "services", "cannot read replicas: {e}");
+                return 0;
+            }
+        };
+        // Listed before the table is read: a rollout puts its service in the
+        // table before it records any replica, so none in progress is taken.
+        let orphans: Vec<ReplicaRow> = rows
+            .into_iter()
+            .filter(|r| self.table.get(&r.namespace, &r.service).is_none())
+            .collect();
+        stop_leftovers(
+            &self.store,
+            &orphans,
+            "which no deployment supervises (a deploy the daemon's crash interrupted)",
+        )
+    }
+
     /// Stop accepting connections at every cluster address (a daemon that
     /// handed over; the next one accepts on the same sockets).
     pub fn stop_accepting(&self) {
@@ -182,4 +237,50 @@ impl ServiceManager {
         futures_util::future::join_all(stops).await;
         self.stop_accepting();
     }
+}
+
+/// Stop the processes of recorded replicas no daemon supervises (each whole
+/// process group, and only while it is still the process recorded: same
+/// pid and start time), log each, and delete their records. Returns how
+/// many records were deleted.
+fn stop_leftovers(store: &SharedStore, rows: &[ReplicaRow], why: &str) -> usize {
+    for r in rows {
+        let what = format!(
+            "replica {} (generation {}) of service={} in namespace={}, {why}",
+            r.index, r.generation, r.service, r.namespace
+        );
+        match (r.pid, r.pid_start_time) {
+            (Some(pid), Some(start_time)) => {
+                let id = ProcessId {
+                    pid,
+                    start_time: Some(start_time),
+                };
+                if process::is_alive(id) {
+                    process::end_tree(id);
+                    tracing::warn!(target: "services", "stopped {what}: process {pid} and its group");
+                } else {
+                    tracing::warn!(target: "services", "forgot {what}: process {pid} had already ended");
+                }
+            }
+            (Some(pid), None) => tracing::warn!(target: "services",
+                "forgot {what}: process {pid} left alone, its start time is unknown so it may be another process now"),
+            (None, _) => tracing::warn!(target: "services", "forgot {what}: it had no process"),
+        }
+    }
+    let mut keys: Vec<_> = rows
+        .iter()
+        .map(|r| (r.namespace.as_str(), r.service.as_str(), r.generation))
+        .collect();
+    keys.dedup();
+    let deleted = store.with(|s| {
+        let mut n = 0;
+        for (ns, service, generation) in keys {
+            n += s.delete_replicas(ns, service, Some(generation))?;
+        }
+        Ok(n)
+    });
+    deleted.unwrap_or_else(|e| {
+        tracing::error!(target: "services", "cannot delete the records of replicas no daemon supervises: {e}");
+        0
+    })
 }

@@ -46,6 +46,7 @@ impl ServiceManager {
     ) -> Result<()> {
         let (ctx, stage) = (rollout.ctx, rollout.stage);
         let shape = Shape::of(stage)?;
+        super::check_replicas(stage)?;
         let Shape {
             name: service_name,
             replicas,
@@ -82,19 +83,46 @@ impl ServiceManager {
         }
 
         // Pod addresses for the new replicas, reserved until the rollout ends.
-        let pod_addresses = self.reserve(addresses::Kind::Pod, *replicas as usize)?;
-        let result = self
-            .roll_out(
-                &svc,
-                generation,
-                &pod_addresses,
-                &rollout,
-                &shape,
-                log,
-                cancel,
-            )
-            .await;
-        self.release(&pod_addresses);
+        let result = match self.reserve(addresses::Kind::Pod, *replicas as usize) {
+            Ok(pod_addresses) => {
+                let result = self
+                    .roll_out(
+                        &svc,
+                        generation,
+                        &pod_addresses,
+                        &rollout,
+                        &shape,
+                        log,
+                        cancel,
+                    )
+                    .await;
+                self.release(&pod_addresses);
+                result
+            }
+            Err(e) => Err(e),
+        };
+        // A first deploy that failed, at whatever step, leaves no service
+        // behind: no listener on its cluster address, no gateway entry, no
+        // replica (one that served already, when recording it failed).
+        if result.is_err() && existing.is_none() {
+            // (The table may hold a newer service of that name by now.)
+            if self
+                .table
+                .get(namespace, service_name)
+                .is_some_and(|current| Arc::ptr_eq(&current, &svc))
+            {
+                self.forget(&svc);
+            }
+            let started = svc.all_replicas();
+            for r in &started {
+                r.stop(STOP_GRACE).await;
+            }
+            if !started.is_empty() {
+                let _ = self
+                    .store
+                    .with(|s| s.delete_replicas(namespace, service_name, None));
+            }
+        }
         if result.is_ok() && existing.is_some() {
             self.ensure_listener(&svc, *port)?;
         }
@@ -366,7 +394,7 @@ impl ServiceManager {
 /// Remove a run's checkout once no deployment records it and no replica
 /// (current or draining) runs from it. Only directories under the home's
 /// `checkouts/` are ever removed.
-fn remove_checkout_if_unused(
+pub(super) fn remove_checkout_if_unused(
     store: &SharedStore,
     table: &ServiceTable,
     checkouts: &std::path::Path,
