@@ -51,7 +51,11 @@ pub fn rotate_if_larger(path: &Path, max: u64) -> std::io::Result<bool> {
     if len <= max {
         return Ok(false);
     }
-    std::fs::copy(path, rotated(path))?;
+    // Copied whole before it takes the place of the older part.
+    let mut partial = rotated(path).into_os_string();
+    partial.push(".tmp");
+    std::fs::copy(path, &partial)?;
+    std::fs::rename(&partial, rotated(path))?;
     std::fs::OpenOptions::new()
         .write(true)
         .open(path)?

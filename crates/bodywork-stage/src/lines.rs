@@ -20,6 +20,10 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 /// The longest line kept whole, in bytes (without its line ending).
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// The longest line a cut can give, its marker included: what a reader of
+/// output stored already cut allows.
+pub const MAX_CUT_LINE: usize = MAX_LINE + 100;
+
 /// The marker that ends a truncated line.
 pub fn cut_marker(cap: usize, dropped: u64) -> String {
     format!("… [bodywork: line cut at {cap} bytes, {dropped} bytes dropped]")
@@ -229,6 +233,18 @@ mod tests {
             format!("{}{}", "q".repeat(cap), cut_marker(cap, total - cap as u64))
         );
         assert!(capped.take_partial().is_none());
+    }
+
+    #[test]
+    fn a_cut_line_read_again_within_max_cut_line_is_unchanged() {
+        let once = lines(
+            &[vec![b'v'; MAX_LINE * 3], b"\n".to_vec()].concat(),
+            MAX_LINE,
+        );
+        assert_eq!(once.len(), 1);
+        assert!(once[0].len() <= MAX_CUT_LINE);
+        let stored = format!("{}\n", once[0]);
+        assert_eq!(lines(stored.as_bytes(), MAX_CUT_LINE), once);
     }
 
     #[test]

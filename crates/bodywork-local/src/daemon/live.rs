@@ -1,10 +1,10 @@
 //! The live stream of a run's log to the CLI that started it, bounded: a
 //! client that reads slowly, or not at all (stopped with SIGSTOP), never
 //! makes the daemon buffer more than [`CLIENT_QUEUE_MAX`] bytes, and never
-//! slows the stage or the daemon down. Log lines that find the queue full
-//! are skipped, and the client is told how many at the place they were
-//! skipped; the run's log file has them all. The frames that start and end
-//! the run always arrive.
+//! slows the stage or the daemon down. Lines of stage output that find the
+//! queue full are skipped, and the client is told how many at the place
+//! they were skipped; the run's log file has them all. The run's own
+//! messages and the frames that start and end it always arrive.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -83,12 +83,12 @@ impl LiveStream {
         self.ready.notify_one();
     }
 
-    /// A log event: skipped when the client is too far behind.
+    /// A line of stage output: skipped when the client is too far behind.
     pub fn offer(&self, frame: &Response) {
         self.queue(frame, false);
     }
 
-    /// A frame that must arrive (the run's start and end).
+    /// A frame that must arrive (the run's start and end, its own messages).
     pub fn send(&self, frame: &Response) {
         self.queue(frame, true);
     }

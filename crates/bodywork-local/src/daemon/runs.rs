@@ -12,7 +12,7 @@ use bodywork_runtime::{
     Level, Log, LogEvent, LogRenderer, LogSink, RunOutcome, RunState, RunSummary, RuntimeError,
 };
 use bodywork_source::{KeyFile, SSH_KEY_SECRET, SSH_KEY_VAR};
-use bodywork_stage::lines::CappedLines;
+use bodywork_stage::lines::{CappedLines, MAX_CUT_LINE};
 use bodywork_state::{NewRun, RunRow, RunStatus};
 use bodywork_workflow::{RunHooks, WorkflowError, WorkflowRequest, run_workflow as controller};
 use tokio::io::BufReader;
@@ -95,8 +95,12 @@ impl RunLog {
         if let Ok(mut file) = self.file.lock() {
             file.write(&event);
         }
-        if let Some(client) = &self.client {
-            client.offer(&Response::Event(event));
+        // A stage's output may be skipped for a slow client; the run's own
+        // messages (a few per stage) always go.
+        match (&self.client, &event) {
+            (Some(client), LogEvent::Stage { .. }) => client.offer(&Response::Event(event)),
+            (Some(client), _) => client.send(&Response::Event(event)),
+            (None, _) => {}
         }
     }
 }
@@ -448,8 +452,9 @@ pub(crate) async fn stream_logs(
             return;
         }
     };
-    // Lines are capped as they are read, whatever the file holds.
-    let mut lines = CappedLines::default();
+    // Lines are capped as they are read, whatever the file holds (a line
+    // the daemon cut is stored with its marker, and passes as it is).
+    let mut lines = CappedLines::new(MAX_CUT_LINE);
     loop {
         match lines.next_sync(&mut reader) {
             Ok(Some(line)) => {
