@@ -4,7 +4,8 @@
 //! slows the stage or the daemon down. Lines of stage output that find the
 //! queue full are skipped, and the client is told how many at the place
 //! they were skipped; the run's log file has them all. The run's own
-//! messages and the frames that start and end it always arrive.
+//! messages have as much room again, and the frames that start and end it
+//! always arrive.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -39,18 +40,22 @@ impl Queue {
     }
 }
 
+/// Says where the skipped lines can be read (`` `bodywork logs ...` ``),
+/// asked when they are (the namespace may be known only by then).
+pub(crate) type Hint = Box<dyn Fn() -> String + Send + Sync>;
+
 pub(crate) struct LiveStream {
     queue: Mutex<Queue>,
     ready: Notify,
     limit: usize,
-    /// Where the skipped lines can be read (`bodywork logs ...`).
-    hint: String,
+    hint: Hint,
 }
 
 impl LiveStream {
-    /// A stream that holds at most `limit` bytes; `hint` says where the
-    /// whole log is.
-    pub fn new(limit: usize, hint: String) -> LiveStream {
+    /// A stream that holds at most `limit` bytes of stage output (the run's
+    /// own messages may take as much again); `hint` says where the whole
+    /// log is.
+    pub fn new(limit: usize, hint: Hint) -> LiveStream {
         LiveStream {
             queue: Mutex::new(Queue::default()),
             ready: Notify::new(),
@@ -59,21 +64,21 @@ impl LiveStream {
         }
     }
 
-    /// Queue `frame`: when `always`, whatever the queue holds; otherwise
-    /// only if it fits, else it is counted as skipped.
-    fn queue(&self, frame: &Response, always: bool) {
+    /// Queue `frame` if the queue then holds at most `room` bytes, else
+    /// count it as skipped.
+    fn queue(&self, frame: &Response, room: usize) {
         let Ok(bytes) = encode_frame(frame) else {
             return;
         };
         let Ok(mut queue) = self.queue.lock() else {
             return;
         };
-        if !always && queue.bytes + bytes.len() > self.limit {
+        if queue.bytes + bytes.len() > room {
             queue.skipped += 1;
             return;
         }
         if queue.skipped > 0 {
-            let line = skipped_marker(std::mem::take(&mut queue.skipped), &self.hint);
+            let line = skipped_marker(std::mem::take(&mut queue.skipped), &(self.hint)());
             if let Ok(marker) = encode_frame(&Response::Event(LogEvent::Text { line })) {
                 queue.push(marker, false);
             }
@@ -85,12 +90,18 @@ impl LiveStream {
 
     /// A line of stage output: skipped when the client is too far behind.
     pub fn offer(&self, frame: &Response) {
-        self.queue(frame, false);
+        self.queue(frame, self.limit);
     }
 
-    /// A frame that must arrive (the run's start and end, its own messages).
+    /// A message of the run itself (a few per stage, though an installer's
+    /// output comes this way too): skipped only past twice the limit.
+    pub fn message(&self, frame: &Response) {
+        self.queue(frame, self.limit.saturating_mul(2));
+    }
+
+    /// A frame that must arrive: the run's start and end.
     pub fn send(&self, frame: &Response) {
-        self.queue(frame, true);
+        self.queue(frame, usize::MAX);
     }
 
     /// The next frame, and whether it is the last; waits for one.
@@ -122,6 +133,10 @@ impl LiveStream {
 mod tests {
     use super::*;
     use tokio::io::{AsyncBufReadExt, BufReader};
+
+    fn hint(text: &'static str) -> Hint {
+        Box::new(move || text.to_string())
+    }
 
     fn line(n: usize) -> Response {
         Response::Event(LogEvent::Stage {
@@ -161,7 +176,7 @@ mod tests {
         let started = Response::RunStarted { run: 7 };
         // Room for the start and four lines; nothing is read while 1000 are offered.
         let limit = encode_frame(&started).unwrap().len() + 4 * one;
-        let stream = LiveStream::new(limit, "bodywork logs --namespace ns 7".into());
+        let stream = LiveStream::new(limit, hint("bodywork logs --namespace ns 7"));
         stream.send(&started);
         for n in 0..1000 {
             stream.offer(&line(n));
@@ -180,7 +195,7 @@ mod tests {
     #[tokio::test]
     async fn lines_skipped_are_marked_where_they_were_skipped() {
         let one = encode_frame(&line(0)).unwrap().len();
-        let stream = LiveStream::new(2 * one, "the log".into());
+        let stream = LiveStream::new(2 * one, hint("the log"));
         stream.offer(&line(0));
         stream.offer(&line(1));
         stream.offer(&line(2));
@@ -197,8 +212,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_runs_own_messages_have_as_much_room_again_and_the_end_always_arrives() {
+        let one = encode_frame(&line(0)).unwrap().len();
+        let stream = LiveStream::new(2 * one, hint("the log"));
+        for n in 0..10 {
+            stream.offer(&line(n));
+        }
+        for n in 10..20 {
+            stream.message(&line(n));
+        }
+        stream.send(&Response::End);
+        let got: Vec<String> = received(&stream).await.iter().map(text_of).collect();
+        // Each marker takes its place in the queue too.
+        let (first, second) = (skipped_marker(8, "the log"), skipped_marker(9, "the log"));
+        assert_eq!(got, ["0000", "0001", &first, "0010", &second, "end"]);
+    }
+
+    #[tokio::test]
     async fn a_client_that_keeps_up_misses_nothing() {
-        let stream = std::sync::Arc::new(LiveStream::new(4096, "the log".into()));
+        let stream = std::sync::Arc::new(LiveStream::new(4096, hint("the log")));
         let (client, mut daemon) = tokio::io::duplex(256);
         let writer = {
             let stream = stream.clone();

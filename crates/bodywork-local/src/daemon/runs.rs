@@ -96,10 +96,10 @@ impl RunLog {
             file.write(&event);
         }
         // A stage's output may be skipped for a slow client; the run's own
-        // messages (a few per stage) always go.
+        // messages have more room.
         match (&self.client, &event) {
             (Some(client), LogEvent::Stage { .. }) => client.offer(&Response::Event(event)),
-            (Some(client), _) => client.send(&Response::Event(event)),
+            (Some(client), _) => client.message(&Response::Event(event)),
             (None, _) => {}
         }
     }
@@ -391,8 +391,18 @@ pub(super) async fn run_for_client(
     let id = prepared.id;
     // Everything for the client goes through one bounded stream, so frames
     // keep their order and a slow client holds nothing up.
-    let namespace = submission.namespace.as_deref().unwrap_or("NAMESPACE");
-    let hint = format!("`bodywork logs --namespace {namespace} {id}`");
+    let hint = {
+        let (daemon, given) = (daemon.clone(), submission.namespace.clone());
+        Box::new(move || {
+            // The project may name the namespace: known once it is planned.
+            let planned = daemon.runs.lock().ok().and_then(|runs| {
+                let (namespace, _) = runs.get(&id)?.key.clone()?;
+                Some(namespace)
+            });
+            let namespace = planned.or(given.clone()).unwrap_or("NAMESPACE".into());
+            format!("`bodywork logs --namespace {namespace} {id}`")
+        })
+    };
     let live = Arc::new(LiveStream::new(CLIENT_QUEUE_MAX, hint));
     live.send(&Response::RunStarted { run: id });
     let writer = {

@@ -422,6 +422,14 @@ async fn tail_log(path: PathBuf, source: String, log: Log, stop: CancellationTok
             Ok(Some(line)) => log.stage_line(&source, &line),
             // The end so far (perhaps a partial line): wait for more.
             Ok(None) => {
+                let len = reader.get_ref().metadata().await.map(|m| m.len());
+                if let (Ok(len), Ok(at)) = (len, reader.stream_position().await)
+                    && len < at
+                {
+                    // Truncated by a rotation (`crate::logfiles`): on from its start.
+                    let _ = reader.seek(std::io::SeekFrom::Start(0)).await;
+                    lines = bodywork_stage::lines::CappedLines::default();
+                }
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(50)) => {}
