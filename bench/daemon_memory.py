@@ -12,7 +12,8 @@ Each case runs against a fresh daemon (stopped and started between cases)
 in a temporary BODYWORK_HOME, so the daemon's peak (VmHWM from
 /proc/PID/status) is that case's. The CLI's peak is its maximum resident
 size as the kernel reports it when it exits (wait4). `daemon after` is the
-daemon's VmRSS once the case is over.
+daemon's VmRSS once the case is over; `run log` the size of the run's
+stored log (MB = 10^6 bytes; memory in MiB).
 
 Usage:
   cargo build --release -p bodywork-cli
@@ -159,7 +160,10 @@ class Bench:
         time.sleep(0.5)
         peak = status_kb(daemon, "VmHWM")
         after = status_kb(daemon, "VmRSS")
-        return peak / 1024, after / 1024, usage.ru_maxrss / 1024, seconds
+        runs = json.loads(self.run("runs", "--namespace", "bench", "-o", "json"))
+        newest = max(r["id"] for r in runs)
+        stored = os.path.getsize(os.path.join(self.home, "logs", "runs", f"{newest}.log"))
+        return peak / 1024, after / 1024, usage.ru_maxrss / 1024, seconds, stored / 1e6
 
 
 def main():
@@ -191,13 +195,13 @@ def main():
             (f"one {args.mb} MB line", "one-line", args.mb, False),
             (f"{args.mb // 2} MB in 1 kB lines, CLI stopped (SIGSTOP)", "lines-1kb", args.mb // 2, True),
         ]
-        print(f"{'case':<48} {'daemon peak':>11} {'daemon after':>12} {'CLI peak':>9} {'seconds':>8}  "
-              f"daemon <= 50 MB")
+        print(f"{'case':<48} {'daemon peak':>11} {'daemon after':>12} {'CLI peak':>9} {'seconds':>8} "
+              f"{'run log':>9}  daemon <= 50 MB")
         for i, (label, mode, mb, stop) in enumerate(cases):
-            peak, after, cli, seconds = bench.case(f"case{i + 1}", mode, mb, stop)
+            peak, after, cli, seconds, stored = bench.case(f"case{i + 1}", mode, mb, stop)
             verdict = "ok" if peak <= 50 else "MISSED"
-            print(f"{label:<48} {peak:>8.1f} MB {after:>9.1f} MB {cli:>6.1f} MB {seconds:>8.1f}  {verdict}",
-                  flush=True)
+            print(f"{label:<48} {peak:>8.1f} MB {after:>9.1f} MB {cli:>6.1f} MB {seconds:>8.1f} "
+                  f"{stored:>6.1f} MB  {verdict}", flush=True)
     finally:
         subprocess.run(bench.bw + ["daemon", "--stop"], env=env, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
