@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod direct;
 pub mod home;
 pub mod listeners;
+pub mod logfiles;
 pub mod protocol;
 pub mod runtime;
 pub mod services;

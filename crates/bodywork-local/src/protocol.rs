@@ -12,7 +12,7 @@ pub use bodywork_runtime::{
 };
 use bodywork_runtime::{LogEvent, RuntimeError, Secret, ServiceStatus};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 /// Bumped when a message changes incompatibly; the client and daemon refuse
 /// to talk across versions (the CLI then restarts the daemon: by a handover
@@ -193,15 +193,24 @@ pub struct EnvSummary {
     pub last_used: Option<String>,
 }
 
+/// The largest frame read, in bytes: far above any answer (log lines are
+/// at most 64 KiB), so a peer cannot make the reader hold without bound.
+pub const MAX_FRAME: usize = 16 << 20;
+
+/// One frame as it goes on the wire.
+pub fn encode_frame<T: Serialize>(msg: &T) -> std::io::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
 /// Write one frame.
 pub async fn write_frame<W, T>(w: &mut W, msg: &T) -> std::io::Result<()>
 where
     W: AsyncWriteExt + Unpin,
     T: Serialize,
 {
-    let mut line = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
-    line.push(b'\n');
-    w.write_all(&line).await?;
+    w.write_all(&encode_frame(msg)?).await?;
     w.flush().await
 }
 
@@ -221,10 +230,41 @@ where
     T: for<'de> Deserialize<'de>,
 {
     let mut line = String::new();
-    if r.read_line(&mut line).await? == 0 {
+    if (&mut *r)
+        .take(MAX_FRAME as u64 + 1)
+        .read_line(&mut line)
+        .await?
+        == 0
+    {
         return Ok(None);
+    }
+    if line.len() > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a message larger than {} MiB", MAX_FRAME >> 20),
+        ));
     }
     serde_json::from_str(&line).map(Some).map_err(|e| {
         std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad message: {e}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_frame_larger_than_the_limit_is_refused_not_held() {
+        let mut big = vec![b'"'];
+        big.resize(MAX_FRAME + 100, b'x');
+        big.extend_from_slice(b"\"\n");
+        let mut reader = tokio::io::BufReader::new(&big[..]);
+        let e = read_frame::<_, Response>(&mut reader).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("larger than 16 MiB"), "{e}");
+        let ok = encode_frame(&Response::Ok).unwrap();
+        let mut reader = tokio::io::BufReader::new(&ok[..]);
+        let frame = read_frame::<_, Response>(&mut reader).await.unwrap();
+        assert!(matches!(frame, Some(Response::Ok)));
+    }
 }

@@ -22,6 +22,7 @@ pub mod env;
 pub mod files;
 #[cfg(test)]
 mod fixtures;
+pub mod lines;
 mod notebook;
 mod outcome;
 pub mod process;

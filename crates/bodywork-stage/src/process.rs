@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use bodywork_runtime::CancellationToken;
 
 use crate::Outcome;
+use crate::lines::CappedLines;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, BufReader};
 use tokio::process::Command;
 
 /// Receives each line a process prints.
@@ -272,20 +273,18 @@ pub async fn run_to_end(
     Ok(outcome)
 }
 
+/// Hand each line of `stream` to `on_line`, at most
+/// [`crate::lines::MAX_LINE`] bytes of it (a longer line is cut, with a
+/// marker saying how much was dropped; see [`crate::lines`]).
 async fn pump(stream: impl AsyncRead + Unpin, on_line: LineSink) {
     let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                while matches!(buf.last(), Some(b'\n' | b'\r')) {
-                    buf.pop();
-                }
-                on_line(String::from_utf8_lossy(&buf).into_owned());
-            }
-        }
+    let mut lines = CappedLines::default();
+    while let Ok(Some(line)) = lines.next_async(&mut reader).await {
+        on_line(line);
+    }
+    // The end of the stream, or a read error: a last line without its newline.
+    if let Some(line) = lines.take_partial() {
+        on_line(line);
     }
 }
 
@@ -331,6 +330,44 @@ mod tests {
         let got = lines.lock().unwrap().clone();
         assert!(got.contains(&"ONLY=this".to_string()), "{got:?}");
         assert!(!got.iter().any(|l| l.starts_with("HOME=")), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_line_longer_than_the_cap_arrives_cut_with_a_marker() {
+        use crate::lines::{MAX_LINE, cut_marker};
+        let (lines, sink) = collector();
+        // 1 MB with no newline, a short line, then 300 kB at the end with none.
+        let script = "head -c 1000000 /dev/zero | tr '\\0' x; echo; echo after; \
+                      head -c 300000 /dev/zero | tr '\\0' y";
+        let exit = run_to_end(&sh(script), &sink, None, &CancellationToken::new(), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(exit, Outcome::Exited(0));
+        let got = lines.lock().unwrap().clone();
+        assert_eq!(
+            got.len(),
+            3,
+            "{:?}",
+            got.iter().map(String::len).collect::<Vec<_>>()
+        );
+        let cap = MAX_LINE as u64;
+        assert_eq!(
+            got[0],
+            format!(
+                "{}{}",
+                "x".repeat(MAX_LINE),
+                cut_marker(MAX_LINE, 1_000_000 - cap)
+            )
+        );
+        assert_eq!(got[1], "after");
+        assert_eq!(
+            got[2],
+            format!(
+                "{}{}",
+                "y".repeat(MAX_LINE),
+                cut_marker(MAX_LINE, 300_000 - cap)
+            )
+        );
     }
 
     /// Run a script that leaves a `sleep 30` grandchild past `deadline`

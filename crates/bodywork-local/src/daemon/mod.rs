@@ -6,6 +6,7 @@
 //! connections, and an orderly stop on SIGTERM / SIGINT / `daemon --stop`
 //! (every run cancelled, every child killed, state recorded).
 
+mod live;
 mod requests;
 pub(crate) mod runs;
 mod scheduler;
@@ -146,6 +147,10 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
         .map_err(io_err(&socket))?;
     tracing::info!(target: "daemon", "listening on {} (pid {})", socket.display(), std::process::id());
     let scheduler = tokio::spawn(scheduler::run_scheduler(daemon.clone(), cron_commands));
+    tokio::spawn(crate::logfiles::keep_rotating(
+        home.clone(),
+        daemon.shutdown.clone(),
+    ));
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(io_err(&socket))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_err(&socket))?;

@@ -3,7 +3,7 @@
 //! stream it to the CLI that asked, and cancel it if that CLI goes away.
 
 use std::fs::File;
-use std::io::{BufRead, LineWriter, Write};
+use std::io::{LineWriter, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,34 +12,95 @@ use bodywork_runtime::{
     Level, Log, LogEvent, LogRenderer, LogSink, RunOutcome, RunState, RunSummary, RuntimeError,
 };
 use bodywork_source::{KeyFile, SSH_KEY_SECRET, SSH_KEY_VAR};
+use bodywork_stage::lines::{CappedLines, MAX_CUT_LINE};
 use bodywork_state::{NewRun, RunRow, RunStatus};
 use bodywork_workflow::{RunHooks, WorkflowError, WorkflowRequest, run_workflow as controller};
 use tokio::io::BufReader;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
 
+use super::live::{CLIENT_QUEUE_MAX, LiveStream};
 use super::{ActiveRun, Daemon};
+use crate::logfiles::{RUN_LOG_MAX, RUN_LOG_RESERVE};
 use crate::protocol::{
     Request, Response, WorkflowSubmission, read_frame, write_error, write_frame,
 };
 
 /// A run's log: every event goes to the run's log file (plain text, SPEC §6
-/// lines) and, while a CLI is attached, to that CLI.
+/// lines, at most [`RUN_LOG_MAX`] bytes) and, while a CLI is attached, to
+/// that CLI (bounded: see [`LiveStream`]).
 pub(crate) struct RunLog {
-    file: Mutex<(LineWriter<File>, LogRenderer)>,
-    client: Option<mpsc::UnboundedSender<Response>>,
+    file: Mutex<RunLogFile>,
+    client: Option<Arc<LiveStream>>,
+}
+
+/// A run's log file, kept within its limit: once the stages' output reaches
+/// it (less a reserve for the run's own messages), one marker line says so
+/// and further stage output is not stored; the run's own messages still
+/// are, up to the limit itself.
+struct RunLogFile {
+    writer: LineWriter<File>,
+    renderer: LogRenderer,
+    written: u64,
+    limit: u64,
+    /// What stage output leaves of `limit` for the run's own messages.
+    reserve: u64,
+    full: bool,
+}
+
+impl RunLogFile {
+    fn new(file: File, limit: u64, reserve: u64) -> RunLogFile {
+        RunLogFile {
+            writer: LineWriter::new(file),
+            renderer: LogRenderer::default(),
+            written: 0,
+            limit,
+            reserve,
+            full: false,
+        }
+    }
+
+    fn write_line(&mut self, line: &str) {
+        if writeln!(self.writer, "{line}").is_ok() {
+            self.written += line.len() as u64 + 1;
+        }
+    }
+
+    fn write(&mut self, event: &LogEvent) {
+        let stage = matches!(event, LogEvent::Stage { .. });
+        let room = match stage {
+            true => self.limit.saturating_sub(self.reserve),
+            false => self.limit,
+        };
+        for line in self.renderer.render_plain(event) {
+            if self.written + (line.len() as u64) < room {
+                self.write_line(&line);
+            } else if stage && !self.full {
+                self.full = true;
+                self.write_line(&run_log_full_marker(self.limit));
+            }
+        }
+    }
+}
+
+/// The line that ends the stages' output in a run log that reached `limit`.
+pub(crate) fn run_log_full_marker(limit: u64) -> String {
+    format!(
+        "[bodywork: this run's log reached its limit of {} MiB; further stage output is not kept]",
+        limit >> 20
+    )
 }
 
 impl RunLog {
     fn emit(&self, event: LogEvent) {
-        if let Ok(mut guard) = self.file.lock() {
-            let (file, renderer) = &mut *guard;
-            for line in renderer.render_plain(&event) {
-                let _ = writeln!(file, "{line}");
-            }
+        if let Ok(mut file) = self.file.lock() {
+            file.write(&event);
         }
-        if let Some(client) = &self.client {
-            let _ = client.send(Response::Event(event));
+        // A stage's output may be skipped for a slow client; the run's own
+        // messages have more room.
+        match (&self.client, &event) {
+            (Some(client), LogEvent::Stage { .. }) => client.offer(&Response::Event(event)),
+            (Some(client), _) => client.message(&Response::Event(event)),
+            (None, _) => {}
         }
     }
 }
@@ -254,11 +315,11 @@ pub(crate) async fn execute_run(
     daemon: &Daemon,
     run: PreparedRun,
     submission: WorkflowSubmission,
-    client: Option<mpsc::UnboundedSender<Response>>,
+    client: Option<Arc<LiveStream>>,
 ) -> (RunStatus, Option<String>) {
     let PreparedRun { id, cancel, file } = run;
     let log: Log = Arc::new(RunLog {
-        file: Mutex::new((LineWriter::new(file), LogRenderer::default())),
+        file: Mutex::new(RunLogFile::new(file, RUN_LOG_MAX, RUN_LOG_RESERVE)),
         client,
     });
     // No `--ssh` key for an ssh URL: the namespace's deploy key, as on
@@ -332,17 +393,26 @@ pub(super) async fn run_for_client(
         }
     };
     let id = prepared.id;
-    // Everything for the client goes through one channel, so frames keep their order.
-    let (tx, mut rx) = mpsc::unbounded_channel::<Response>();
-    let _ = tx.send(Response::RunStarted { run: id });
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            let last = matches!(frame, Response::End);
-            if write_frame(&mut write, &frame).await.is_err() || last {
-                break;
-            }
-        }
-    });
+    // Everything for the client goes through one bounded stream, so frames
+    // keep their order and a slow client holds nothing up.
+    let hint = {
+        let (daemon, given) = (daemon.clone(), submission.namespace.clone());
+        Box::new(move || {
+            // The project may name the namespace: known once it is planned.
+            let planned = daemon.runs.lock().ok().and_then(|runs| {
+                let (namespace, _) = runs.get(&id)?.key.clone()?;
+                Some(namespace)
+            });
+            let namespace = planned.or(given.clone()).unwrap_or("NAMESPACE".into());
+            format!("`bodywork logs --namespace {namespace} {id}`")
+        })
+    };
+    let live = Arc::new(LiveStream::new(CLIENT_QUEUE_MAX, hint));
+    live.send(&Response::RunStarted { run: id });
+    let writer = {
+        let live = live.clone();
+        tokio::spawn(async move { live.write_to(&mut write).await })
+    };
     let watcher = {
         let cancel = prepared.cancel.clone();
         tokio::spawn(async move {
@@ -352,13 +422,12 @@ pub(super) async fn run_for_client(
             }
         })
     };
-    let (status, _) = execute_run(&daemon, prepared, submission, Some(tx.clone())).await;
-    let _ = tx.send(Response::RunFinished {
+    let (status, _) = execute_run(&daemon, prepared, submission, Some(live.clone())).await;
+    live.send(&Response::RunFinished {
         run: id,
         outcome: outcome(status),
     });
-    let _ = tx.send(Response::End);
-    drop(tx);
+    live.send(&Response::End);
     watcher.abort();
     let _ = writer.await;
 }
@@ -397,43 +466,71 @@ pub(crate) async fn stream_logs(
             return;
         }
     };
-    let mut line = String::new();
+    // Lines are capped as they are read, whatever the file holds (a line
+    // the daemon cut is stored with its marker, and passes as it is).
+    let mut lines = CappedLines::new(MAX_CUT_LINE);
     loop {
-        match reader.read_line(&mut line) {
-            Ok(0) => {
-                let active = daemon
-                    .runs
-                    .lock()
-                    .map(|r| r.contains_key(&run))
-                    .unwrap_or(false);
-                if !follow || !active {
-                    if !line.is_empty() {
-                        let _ = write_frame(
-                            write,
-                            &Response::LogLine {
-                                line: std::mem::take(&mut line),
-                            },
-                        )
-                        .await;
-                    }
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Ok(_) if line.ends_with('\n') => {
-                let text = line.trim_end_matches('\n').to_string();
-                line.clear();
-                if write_frame(write, &Response::LogLine { line: text })
+        match lines.next_sync(&mut reader) {
+            Ok(Some(line)) => {
+                if write_frame(write, &Response::LogLine { line })
                     .await
                     .is_err()
                 {
                     return;
                 }
             }
-            // A partial last line: wait for the rest of it.
-            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Ok(None) => {
+                let active = daemon
+                    .runs
+                    .lock()
+                    .map(|r| r.contains_key(&run))
+                    .unwrap_or(false);
+                if !follow || !active {
+                    if let Some(line) = lines.take_partial() {
+                        let _ = write_frame(write, &Response::LogLine { line }).await;
+                    }
+                    break;
+                }
+                // The end so far (perhaps a partial last line): wait for more.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             Err(_) => break,
         }
     }
     let _ = write_frame(write, &Response::End).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_log_keeps_within_its_limit_with_a_marker_and_the_runs_own_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.log");
+        let mut log = RunLogFile::new(File::create(&path).unwrap(), 2000, 500);
+        log.write(&LogEvent::log(Level::Info, "workflow", "starting"));
+        for n in 0..100 {
+            log.write(&LogEvent::Stage {
+                source: "p--s".into(),
+                line: format!("{n:03} {}", "o".repeat(95)),
+            });
+        }
+        log.write(&LogEvent::log(Level::Info, "workflow", "run succeeded"));
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.len() <= 2000, "{} bytes", text.len());
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("starting"), "{lines:?}");
+        assert_eq!(lines[1], "---- pod logs for p--s");
+        assert!(lines[2].starts_with("000 o"), "{lines:?}");
+        let marker = run_log_full_marker(2000);
+        assert_eq!(lines.iter().filter(|l| **l == marker).count(), 1);
+        let at = lines.iter().position(|l| *l == marker).unwrap();
+        // Up to 1500 bytes (the limit less the reserve): the first message
+        // (52 bytes), the header (23) and 14 lines of 100.
+        assert_eq!(at, 2 + 14);
+        assert!(lines[at + 1].ends_with("run succeeded"), "{lines:?}");
+        assert_eq!(lines.len(), at + 2);
+    }
 }

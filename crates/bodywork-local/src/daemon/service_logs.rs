@@ -2,14 +2,22 @@
 //! current replicas, each under its own header; with `-f`, new lines as
 //! they come until the client leaves.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufReader, Seek, SeekFrom};
 use std::time::Duration;
 
 use bodywork_runtime::{LogEvent, LogRenderer};
+use bodywork_stage::lines::CappedLines;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::Daemon;
 use crate::protocol::{Request, Response, read_frame, write_error, write_frame};
+
+/// Whether the file under `reader` is now shorter than where it reads: a
+/// rotation truncated it (see `crate::logfiles`).
+fn was_rotated(reader: &mut BufReader<std::fs::File>) -> bool {
+    let len = reader.get_ref().metadata().map(|m| m.len());
+    matches!((len, reader.stream_position()), (Ok(len), Ok(at)) if len < at)
+}
 
 pub(super) async fn stream(
     daemon: &Daemon,
@@ -28,13 +36,13 @@ pub(super) async fn stream(
         write_error(write, missing).await;
         return;
     };
-    let mut readers: Vec<(String, Option<BufReader<std::fs::File>>, String)> = files
+    let mut readers: Vec<(String, Option<BufReader<std::fs::File>>, CappedLines)> = files
         .into_iter()
         .map(|(source, path)| {
             (
                 source,
                 std::fs::File::open(path).ok().map(BufReader::new),
-                String::new(),
+                CappedLines::default(),
             )
         })
         .collect();
@@ -46,29 +54,30 @@ pub(super) async fn stream(
     });
     loop {
         let mut any = false;
-        for (source, reader, partial) in &mut readers {
+        for (source, reader, lines) in &mut readers {
             let Some(reader) = reader else { continue };
-            loop {
-                match reader.read_line(partial) {
-                    Ok(n) if n > 0 && partial.ends_with('\n') => {
-                        any = true;
-                        let event = LogEvent::Stage {
-                            source: source.clone(),
-                            line: partial.trim_end_matches('\n').to_string(),
-                        };
-                        partial.clear();
-                        for line in renderer.render_plain(&event) {
-                            if write_frame(write, &Response::LogLine { line })
-                                .await
-                                .is_err()
-                            {
-                                gone.abort();
-                                return;
-                            }
-                        }
+            // Lines are capped as they are read: a replica writes its log
+            // itself, with lines of any length.
+            while let Ok(Some(line)) = lines.next_sync(reader) {
+                any = true;
+                let event = LogEvent::Stage {
+                    source: source.clone(),
+                    line,
+                };
+                for line in renderer.render_plain(&event) {
+                    if write_frame(write, &Response::LogLine { line })
+                        .await
+                        .is_err()
+                    {
+                        gone.abort();
+                        return;
                     }
-                    _ => break,
                 }
+            }
+            if follow && was_rotated(reader) {
+                // Truncated by a rotation: its new content starts at 0.
+                let _ = reader.seek(SeekFrom::Start(0));
+                *lines = CappedLines::default();
             }
         }
         if !follow || gone.is_finished() {

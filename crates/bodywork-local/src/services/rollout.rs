@@ -423,7 +423,7 @@ pub(super) fn remove_checkout_if_unused(
 /// Follow a replica's log file from its current end, sending each new line
 /// to the run log under the stage's header, until `stop`.
 async fn tail_log(path: PathBuf, source: String, log: Log, stop: CancellationToken) {
-    use tokio::io::{AsyncBufReadExt, AsyncSeekExt};
+    use tokio::io::AsyncSeekExt;
     let start = tokio::fs::metadata(&path)
         .await
         .map(|m| m.len())
@@ -443,20 +443,26 @@ async fn tail_log(path: PathBuf, source: String, log: Log, stop: CancellationTok
     if reader.seek(std::io::SeekFrom::Start(start)).await.is_err() {
         return;
     }
-    let mut line = String::new();
+    // Capped as they are read: a replica writes lines of any length.
+    let mut lines = bodywork_stage::lines::CappedLines::default();
     loop {
-        match reader.read_line(&mut line).await {
-            Ok(0) => {
+        match lines.next_async(&mut reader).await {
+            Ok(Some(line)) => log.stage_line(&source, &line),
+            // The end so far (perhaps a partial line): wait for more.
+            Ok(None) => {
+                let len = reader.get_ref().metadata().await.map(|m| m.len());
+                if let (Ok(len), Ok(at)) = (len, reader.stream_position().await)
+                    && len < at
+                {
+                    // Truncated by a rotation (`crate::logfiles`): on from its start.
+                    let _ = reader.seek(std::io::SeekFrom::Start(0)).await;
+                    lines = bodywork_stage::lines::CappedLines::default();
+                }
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
             }
-            Ok(_) if line.ends_with('\n') => {
-                log.stage_line(&source, line.trim_end_matches('\n'));
-                line.clear();
-            }
-            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             Err(_) => return,
         }
     }
