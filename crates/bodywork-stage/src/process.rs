@@ -76,12 +76,17 @@ pub struct ProcessId {
 }
 
 /// Start time of a process in clock ticks since boot (`/proc/PID/stat`
-/// field 22), which tells a live process from a recycled pid.
+/// field 22), which tells a live process from a recycled pid. A process
+/// that has ended but not been reaped (a zombie: an orphan, where init
+/// does not reap, as in some containers) has none.
 pub fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    let mut rest = stat[stat.rfind(')')? + 2..].split_whitespace();
+    if matches!(rest.next(), Some("Z" | "X")) {
+        return None;
+    }
+    rest.nth(18)?.parse().ok()
 }
 
 /// True when `id` still names the same live process.
@@ -215,6 +220,25 @@ mod tests {
         let sink = lines.clone();
         let attach = Attach::lines(Arc::new(move |l| sink.lock().unwrap().push(l)));
         (lines, attach)
+    }
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let id = ProcessId {
+            pid: child.id(),
+            start_time: start_time(child.id()),
+        };
+        // Ended but not reaped yet: a zombie.
+        let stat = format!("/proc/{}/stat", child.id());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z ")) {
+            assert!(std::time::Instant::now() < deadline, "no zombie");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!is_alive(id));
+        assert_eq!(start_time(child.id()), None);
+        child.wait().unwrap();
     }
 
     #[tokio::test]
