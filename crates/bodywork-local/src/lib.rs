@@ -17,6 +17,7 @@ pub mod listeners;
 pub mod protocol;
 pub mod runtime;
 pub mod services;
+pub mod sockets;
 mod store;
 mod time;
 
