@@ -265,9 +265,10 @@ fn free_port() -> u16 {
 }
 
 /// Requests through the gateway with an `Authorization` header are all
-/// answered by the service's own replicas (pids `serving`), and none
-/// reached a squatter.
-fn only_the_service_answers(home: &TestHome, ns: &str, serving: &[u32], squatters: &[&Squatter]) {
+/// answered by the service itself, and none reached a squatter; the pids
+/// of the replicas that answered.
+fn only_the_service_answers(home: &TestHome, ns: &str, squatters: &[&Squatter]) -> Vec<u32> {
+    let mut answered = Vec::new();
     for _ in 0..20 {
         let (code, body) = get_with_token(&home.gateway(), ns, "s3cret-token");
         assert_eq!(code, 200, "{body}");
@@ -275,12 +276,21 @@ fn only_the_service_answers(home: &TestHome, ns: &str, serving: &[u32], squatter
             serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
         assert_eq!(answer["who"], "real", "{body}");
         let pid = answer["pid"].as_u64().and_then(|p| u32::try_from(p).ok());
-        assert!(pid.is_some_and(|p| serving.contains(&p)), "{body}");
+        answered.push(pid.unwrap_or_else(|| panic!("no pid in {body}")));
     }
     for squatter in squatters {
         let received = squatter.received();
         assert!(received.is_empty(), "a squatter received:\n{received}");
     }
+    answered
+}
+
+/// Every pid of `answered` is one of `serving`.
+fn all_from(answered: &[u32], serving: &[u32]) {
+    assert!(
+        answered.iter().all(|p| serving.contains(p)),
+        "answered by {answered:?}, serving {serving:?}"
+    );
 }
 
 #[test]
@@ -299,7 +309,7 @@ fn a_listener_on_the_next_pod_address_never_gets_the_services_traffic() {
     let served = started_pids(pids, "v1");
     assert_eq!(served.len(), 2, "replicas started: {served:?}");
     assert!(served.iter().all(|p| common::is_alive(*p)));
-    only_the_service_answers(home, ns, &served, &[&squatter]);
+    all_from(&only_the_service_answers(home, ns, &[&squatter]), &served);
 }
 
 #[test]
@@ -326,7 +336,7 @@ fn a_squatter_on_the_wildcard_port_fails_the_deploy_naming_it_and_leaves_no_repl
     write("v2", free_port());
     home.ok(&["workflow", project.arg()]);
     let v2 = started_pids(pids, "v2");
-    only_the_service_answers(home, ns, &v2, &[&squatter]);
+    all_from(&only_the_service_answers(home, ns, &[&squatter]), &v2);
 
     write("v3", squatter.port);
     let run = home
@@ -336,7 +346,7 @@ fn a_squatter_on_the_wildcard_port_fails_the_deploy_naming_it_and_leaves_no_repl
         .expect_output(&named)
         .expect_output("not by replica web--web/1");
     no_replica_left(pids, "v3");
-    only_the_service_answers(home, ns, &v2, &[&squatter]);
+    all_from(&only_the_service_answers(home, ns, &[&squatter]), &v2);
 }
 
 /// `(pid, pod address, port)` of each replica of the deployed generation
@@ -414,6 +424,8 @@ fn after_a_daemon_kill_a_replica_whose_address_was_squatted_is_not_counted_ready
             serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run}"));
         services[0]["available_replicas"].as_u64().expect("a count")
     };
+    assert!(available() <= 3);
+    only_the_service_answers(home, ns, &[&squat_gone, &squat_closed]);
     assert!(available() < 3);
     assert!(
         common::is_alive(*closed),
@@ -425,10 +437,6 @@ fn after_a_daemon_kill_a_replica_whose_address_was_squatted_is_not_counted_ready
     let after = replicas(home, ns);
     assert_eq!(after[1], before[1], "replica 2 kept its address");
     assert_ne!(after[0].1, *gone_address, "replica 1 moved: {after:?}");
-    only_the_service_answers(
-        home,
-        ns,
-        &[after[0].0, before[2].0],
-        &[&squat_gone, &squat_closed],
-    );
+    let answered = only_the_service_answers(home, ns, &[&squat_gone, &squat_closed]);
+    all_from(&answered, &[after[0].0, before[2].0]);
 }
