@@ -14,6 +14,8 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// `st` of a listening TCP socket.
 pub const LISTEN: u8 = 0x0A;
@@ -205,9 +207,23 @@ pub enum Ownership {
     Foreign(Held),
 }
 
-/// Every TCP socket of this network namespace (`tcp` and `tcp6`).
-pub fn tcp_sockets() -> std::io::Result<Vec<Entry>> {
-    read_tables(&["tcp", "tcp6"])
+/// Every TCP socket of this network namespace (`tcp` and `tcp6`), as
+/// read at most `max_age` ago (reading them costs a few ms of kernel time
+/// on a large machine, however few sockets there are: checks of many
+/// replicas at once may share one read).
+pub fn tcp_sockets(max_age: Duration) -> std::io::Result<Arc<Vec<Entry>>> {
+    static LAST: Mutex<Option<(Instant, Arc<Vec<Entry>>)>> = Mutex::new(None);
+    if let Ok(last) = LAST.lock()
+        && let Some((at, entries)) = last.as_ref()
+        && at.elapsed() < max_age
+    {
+        return Ok(entries.clone());
+    }
+    let entries = Arc::new(read_tables(&["tcp", "tcp6"])?);
+    if let Ok(mut last) = LAST.lock() {
+        *last = Some((Instant::now(), entries.clone()));
+    }
+    Ok(entries)
 }
 
 /// Read `/proc/net/NAME` for each name; the IPv4 table must be there, an
@@ -321,9 +337,10 @@ fn holder(entry: &Entry) -> Holder {
 }
 
 /// Whose are the sockets listening for `target`: the tree of `root` (see
-/// [`tree`]) only, or someone else too (named). Blocking (reads `/proc`).
-pub fn ownership(target: SocketAddrV4, root: u32) -> std::io::Result<Ownership> {
-    let entries = tcp_sockets()?;
+/// [`tree`]) only, or someone else too (named), from the socket tables as
+/// read at most `max_age` ago. Blocking (reads `/proc`).
+pub fn ownership(target: SocketAddrV4, root: u32, max_age: Duration) -> std::io::Result<Ownership> {
+    let entries = tcp_sockets(max_age)?;
     // Nothing to look up when nothing listens there.
     if decide(&entries, target, &HashSet::new()) == Decision::NotListening {
         return Ok(Ownership::NotListening);
@@ -345,7 +362,7 @@ pub fn ownership(target: SocketAddrV4, root: u32) -> std::io::Result<Ownership> 
 
 /// Who listens for `target`, if anyone does (for a bind that failed).
 pub fn listener_of(target: SocketAddrV4) -> Option<Held> {
-    let entries = tcp_sockets().ok()?;
+    let entries = tcp_sockets(Duration::ZERO).ok()?;
     match decide(&entries, target, &HashSet::new()) {
         Decision::Foreign(entry) => Some(Held {
             listening_on: entry.local,
@@ -609,6 +626,71 @@ mod tests {
         );
     }
 
+    /// A process group started here, killed whole when dropped (and its
+    /// standard input closed, for children that left the group).
+    struct Group(std::process::Child);
+
+    impl Group {
+        fn start(program: &str, args: &[&str]) -> Group {
+            use std::os::unix::process::CommandExt;
+            let child = std::process::Command::new(program)
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .process_group(0)
+                .spawn()
+                .expect("spawn");
+            Group(child)
+        }
+    }
+
+    impl Drop for Group {
+        fn drop(&mut self) {
+            drop(self.0.stdin.take());
+            crate::process::kill_group(self.0.id(), nix::sys::signal::Signal::SIGKILL);
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn a_listener_of_a_descendant_is_the_trees_and_foreign_to_anyone_else() {
+        use std::io::BufRead;
+        // A supervisor (sh, which stays the parent) whose child (python3,
+        // in a process group of its own, so found as a descendant only)
+        // holds the listening socket until its standard input closes.
+        let listen = "import os, socket, sys\n\
+                      os.setpgrp()\n\
+                      s = socket.socket()\n\
+                      s.bind(('127.0.0.1', 0))\n\
+                      s.listen()\n\
+                      print(s.getsockname()[1], flush=True)\n\
+                      sys.stdin.read()";
+        let mut supervisor = Group::start("sh", &["-c", "python3 -c \"$0\"; :", listen]);
+        let mut line = String::new();
+        let stdout = supervisor.0.stdout.take().expect("stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the port");
+        let port: u16 = line.trim().parse().expect("a port");
+        let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
+        assert_eq!(
+            ownership(target, supervisor.0.id(), Duration::ZERO).expect("proc"),
+            Ownership::Ours
+        );
+        // Seen from an unrelated process's tree: foreign, its holder named.
+        let other = Group::start("sleep", &["60"]);
+        match ownership(target, other.0.id(), Duration::ZERO).expect("proc") {
+            Ownership::Foreign(Held {
+                holder: Holder::Process { pid, command },
+                ..
+            }) => {
+                assert_ne!(pid, supervisor.0.id());
+                assert!(command.starts_with("python3 -c"), "{command}");
+            }
+            found => panic!("{found:?}"),
+        }
+    }
+
     #[test]
     fn this_process_owns_its_listener_and_not_a_childs() {
         // On the real /proc: a listener of this process is its tree's; seen
@@ -619,8 +701,11 @@ mod tests {
             panic!("IPv4");
         };
         let me = std::process::id();
-        assert_eq!(ownership(addr, me).expect("proc"), Ownership::Ours);
-        match ownership(addr, u32::MAX).expect("proc") {
+        assert_eq!(
+            ownership(addr, me, Duration::ZERO).expect("proc"),
+            Ownership::Ours
+        );
+        match ownership(addr, u32::MAX, Duration::ZERO).expect("proc") {
             Ownership::Foreign(held) => {
                 assert_eq!(held.listening_on, SocketAddr::V4(addr));
                 assert!(
@@ -632,6 +717,9 @@ mod tests {
         }
         assert!(bound_ipv4_addresses().contains(addr.ip()));
         drop(listener);
-        assert_eq!(ownership(addr, me).expect("proc"), Ownership::NotListening);
+        assert_eq!(
+            ownership(addr, me, Duration::ZERO).expect("proc"),
+            Ownership::NotListening
+        );
     }
 }

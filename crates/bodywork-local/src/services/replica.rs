@@ -319,6 +319,9 @@ impl Supervisor {
             };
             let target = SocketAddrV4::new(self.spec.address, self.spec.port);
             let mut ready = false;
+            // Found held: probed at the pace of a ready replica, since each
+            // probe then looks for the holder among every process.
+            let mut held = false;
             let mut suspect = None;
             let how = loop {
                 tokio::select! {
@@ -329,7 +332,7 @@ impl Supervisor {
                     }
                     _ = self.detach.cancelled() => return,
                     how = running.exited() => break how,
-                    probed = probe(target, id.pid, ready, &mut suspect) => match probed {
+                    probed = probe(target, id.pid, ready, ready || held, &mut suspect) => match probed {
                         Probe::Ready if !ready => {
                             let recorded = self.unless_detached(|| {
                                 let _ = self.ready.send(Readiness::Ready);
@@ -338,13 +341,13 @@ impl Supervisor {
                             if recorded.is_none() {
                                 return;
                             }
-                            ready = true;
+                            (ready, held) = (true, false);
                         }
                         Probe::Held(why) => {
                             if self.unless_detached(|| self.held(why, ready)).is_none() {
                                 return;
                             }
-                            ready = false;
+                            (ready, held) = (false, true);
                         }
                         _ => {}
                     },
@@ -459,29 +462,49 @@ enum Probe {
     Held(String),
 }
 
-/// One readiness probe: every socket listening for `target` must be held
-/// by the process tree of `root` (see [`sockets::tree`]), and take a TCP
-/// connection. A ready replica is checked again every [`RECHECK_INTERVAL`]
-/// (its sockets only, no connection); after a failure, pause before the
-/// next probe. `suspect` is the inode of a foreign socket seen by the
-/// previous probe.
-async fn probe(target: SocketAddrV4, root: u32, ready: bool, suspect: &mut Option<u64>) -> Probe {
-    if ready {
+/// One readiness probe: `target` must take a TCP connection, and every
+/// socket listening for it must be held by the process tree of `root` (see
+/// [`sockets::tree`]). A ready replica is checked again (its sockets only,
+/// no connection); with `slow`, after [`RECHECK_INTERVAL`]. After a
+/// failure, pause before the next probe. `suspect` is the inode of a
+/// foreign socket seen by the previous probe.
+async fn probe(
+    target: SocketAddrV4,
+    root: u32,
+    ready: bool,
+    slow: bool,
+    suspect: &mut Option<u64>,
+) -> Probe {
+    if slow {
         tokio::time::sleep(RECHECK_INTERVAL).await;
     }
-    let checked = tokio::task::spawn_blocking(move || sockets::ownership(target, root)).await;
-    let found = match checked {
-        Ok(Ok(Ownership::Ours)) if ready => {
-            *suspect = None;
-            Probe::Ready
+    // Until something accepts, there is nothing to look up (the socket
+    // tables are costly to read: a few ms each on a large machine).
+    let connect = tokio::net::TcpStream::connect(target);
+    if !ready
+        && !matches!(
+            tokio::time::timeout(Duration::from_secs(1), connect).await,
+            Ok(Ok(_))
+        )
+    {
+        *suspect = None;
+        if !slow {
+            tokio::time::sleep(PROBE_INTERVAL).await;
         }
+        return Probe::NotYet;
+    }
+    // Rechecks of ready replicas may share one read of the tables.
+    let max_age = if ready {
+        RECHECK_INTERVAL / 2
+    } else {
+        Duration::ZERO
+    };
+    let checked =
+        tokio::task::spawn_blocking(move || sockets::ownership(target, root, max_age)).await;
+    let found = match checked {
         Ok(Ok(Ownership::Ours)) => {
             *suspect = None;
-            let connect = tokio::net::TcpStream::connect(target);
-            match tokio::time::timeout(Duration::from_secs(1), connect).await {
-                Ok(Ok(_)) => Probe::Ready,
-                _ => Probe::NotYet,
-            }
+            Probe::Ready
         }
         Ok(Ok(Ownership::Foreign(held))) => {
             if suspect.replace(held.inode) == Some(held.inode) {
@@ -495,7 +518,7 @@ async fn probe(target: SocketAddrV4, root: u32, ready: bool, suspect: &mut Optio
             Probe::NotYet
         }
     };
-    if !ready && matches!(found, Probe::NotYet) {
+    if !slow && matches!(found, Probe::NotYet) {
         tokio::time::sleep(PROBE_INTERVAL).await;
     }
     found
