@@ -22,9 +22,10 @@ use common::{TestHome, TestProject, wait_for};
 /// starts, and takes a second to start listening (as a real service loading
 /// a model would: before the fix, a squatter was taken as its replica in
 /// the meantime and received its requests). On SIGUSR1 it closes its
-/// listening socket and stays alive.
+/// listening socket and stays alive. Version `reuse` listens with
+/// `SO_REUSEPORT` (as some servers do, so workers can share a port).
 const SERVER: &str = r#"
-import http.server, json, os, signal, sys, time
+import http.server, json, os, signal, socket, sys, time
 version = sys.argv[1] if len(sys.argv) > 1 else "v0"
 with open(sys.argv[2], "a") as f:
     f.write(f"{version} {os.getpid()}\n")
@@ -40,7 +41,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *args):
         pass
-server = http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
+class Server(http.server.ThreadingHTTPServer):
+    def server_bind(self):
+        if version == "reuse":
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        super().server_bind()
+server = Server(("0.0.0.0", int(os.environ["PORT"])), Handler)
 def close_and_stay(*_):
     server.socket.close()
     time.sleep(3600)
@@ -57,6 +63,8 @@ import socket, sys, threading
 host, port, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+if sys.argv[4:] == ["reuseport"]:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
 s.bind((host, port))
 s.listen(64)
 print(s.getsockname()[1], flush=True)
@@ -90,6 +98,11 @@ struct Squatter {
 impl Squatter {
     /// Start one listening on `host:port` (0: a free port), logging to `log`.
     fn start(host: &str, port: u16, log: &Path) -> Squatter {
+        Squatter::start_with(host, port, log, &[])
+    }
+
+    /// The same, with more arguments (`reuseport`: with `SO_REUSEPORT`).
+    fn start_with(host: &str, port: u16, log: &Path, more: &[&str]) -> Squatter {
         let script = log.with_extension("py");
         std::fs::write(&script, SQUATTER).expect("write the squatter");
         let mut child = Command::new("python3")
@@ -97,6 +110,7 @@ impl Squatter {
             .arg(host)
             .arg(port.to_string())
             .arg(log)
+            .args(more)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -192,6 +206,21 @@ impl Fixture {
         )
         .expect("write bodywork.yaml");
     }
+
+    /// Deploy `replicas` of this version on a free port: the port, and
+    /// `(pid, pod address, port)` of each replica.
+    fn deploy_on_a_free_port(
+        &self,
+        version: &str,
+        replicas: u32,
+    ) -> (u16, Vec<(u32, String, u16)>) {
+        let port = free_port();
+        self.write(version, replicas, port, 60);
+        self.home.ok(&["workflow", self.project.arg()]);
+        let running = replicas_of(&self.home, self.ns);
+        assert_eq!(running.len(), replicas as usize, "{running:?}");
+        (port, running)
+    }
 }
 
 /// `GET` through the gateway with an `Authorization` header: status and body.
@@ -254,6 +283,14 @@ fn no_replica_left(pids: &Path, version: &str) {
         Duration::from_secs(10),
         || running().is_empty(),
     );
+}
+
+/// How many replicas of `web` are available (`service display`).
+fn available(home: &TestHome, ns: &str) -> u64 {
+    let run = home.ok(&["service", "display", "--namespace", ns, "-o", "json"]);
+    let services: serde_json::Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run}"));
+    services[0]["available_replicas"].as_u64().expect("a count")
 }
 
 /// A port nothing listens on now.
@@ -351,7 +388,7 @@ fn a_squatter_on_the_wildcard_port_fails_the_deploy_naming_it_and_leaves_no_repl
 
 /// `(pid, pod address, port)` of each replica of the deployed generation
 /// of `web`, by index, from the state.
-fn replicas(home: &TestHome, ns: &str) -> Vec<(u32, String, u16)> {
+fn replicas_of(home: &TestHome, ns: &str) -> Vec<(u32, String, u16)> {
     let out = Command::new("python3")
         .arg("-c")
         .arg(
@@ -381,11 +418,7 @@ fn replicas(home: &TestHome, ns: &str) -> Vec<(u32, String, u16)> {
 fn after_a_daemon_kill_a_replica_whose_address_was_squatted_is_not_counted_ready() {
     let f = Fixture::new("restored");
     let (ns, project, home) = (f.ns, &f.project, &f.home);
-    let port = free_port();
-    f.write("v1", 3, port, 60);
-    home.ok(&["workflow", project.arg()]);
-    let before = replicas(home, ns);
-    assert_eq!(before.len(), 3, "{before:?}");
+    let (port, before) = f.deploy_on_a_free_port("v1", 3);
 
     // The daemon dies; then replica 1 dies too, and replica 2 (still
     // running) closes its listening socket: squatters take both addresses.
@@ -418,12 +451,7 @@ fn after_a_daemon_kill_a_replica_whose_address_was_squatted_is_not_counted_ready
     // The next command starts a daemon, which restores the service: replica
     // 2 (adopted) is not counted ready, its socket being a squatter's;
     // replica 1 starts again at a free address; no request reaches a squatter.
-    let available = || -> u64 {
-        let run = home.ok(&["service", "display", "--namespace", ns, "-o", "json"]);
-        let services: serde_json::Value =
-            serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run}"));
-        services[0]["available_replicas"].as_u64().expect("a count")
-    };
+    let available = || available(home, ns);
     assert!(available() <= 3);
     only_the_service_answers(home, ns, &[&squat_gone, &squat_closed]);
     assert!(available() < 3);
@@ -434,9 +462,39 @@ fn after_a_daemon_kill_a_replica_whose_address_was_squatted_is_not_counted_ready
     wait_for("replica 1 to serve again", Duration::from_secs(30), || {
         available() == 2
     });
-    let after = replicas(home, ns);
+    let after = replicas_of(home, ns);
     assert_eq!(after[1], before[1], "replica 2 kept its address");
     assert_ne!(after[0].1, *gone_address, "replica 1 moved: {after:?}");
     let answered = only_the_service_answers(home, ns, &[&squat_gone, &squat_closed]);
     all_from(&answered, &[after[0].0, before[2].0]);
+}
+
+#[test]
+fn a_squatter_sharing_a_ready_replicas_port_with_so_reuseport_takes_it_out_of_service() {
+    let f = Fixture::new("reuse");
+    let (ns, project, home) = (f.ns, &f.project, &f.home);
+    let (port, serving) = f.deploy_on_a_free_port("reuse", 2);
+    assert_eq!(available(home, ns), 2);
+
+    // Another process of the same user joins replica 1's socket with
+    // SO_REUSEPORT: the kernel would hand it part of the connections, so
+    // replica 1 takes no more traffic (it is checked again while it serves).
+    let squatter = Squatter::start_with(
+        &serving[0].1,
+        port,
+        &project.scratch("squatter.log"),
+        &["reuseport"],
+    );
+    wait_for(
+        "replica 1 to be taken out of service",
+        Duration::from_secs(30),
+        || available(home, ns) == 1,
+    );
+    let answered = only_the_service_answers(home, ns, &[&squatter]);
+    all_from(&answered, &[serving[1].0]);
+    // Once the squatter is gone, replica 1 serves again.
+    drop(squatter);
+    wait_for("replica 1 to serve again", Duration::from_secs(30), || {
+        available(home, ns) == 2
+    });
 }
