@@ -498,3 +498,35 @@ fn a_squatter_sharing_a_ready_replicas_port_with_so_reuseport_takes_it_out_of_se
         available(home, ns) == 2
     });
 }
+
+#[test]
+fn addresses_with_a_socket_bound_are_never_handed_out() {
+    let f = Fixture::new("taken");
+    let (ns, home) = (f.ns, &f.home);
+    let b = block(home);
+    // The first cluster address and the first two pod addresses this home
+    // would hand out, taken: a UDP socket, a TCP listener, a UDP socket.
+    let _taken = (
+        std::net::UdpSocket::bind(format!("127.{b}.0.1:0")).expect("bind"),
+        std::net::TcpListener::bind(format!("127.{b}.128.1:0")).expect("bind"),
+        std::net::UdpSocket::bind(format!("127.{b}.128.2:0")).expect("bind"),
+    );
+    let (_, replicas) = f.deploy_on_a_free_port("v1", 1);
+    assert_eq!(replicas[0].1, format!("127.{b}.128.3"), "{replicas:?}");
+    let cluster = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import json,sqlite3,sys\n\
+             c=sqlite3.connect(sys.argv[1])\n\
+             s=c.execute('select spec from deployments where namespace=?',(sys.argv[2],)).fetchone()[0]\n\
+             print(json.loads(s)['cluster_address'])",
+        )
+        .arg(home.root().join("state.db"))
+        .arg(ns)
+        .output()
+        .expect("python3 reads the state");
+    assert_eq!(
+        String::from_utf8_lossy(&cluster.stdout).trim(),
+        format!("127.{b}.0.2")
+    );
+}
