@@ -715,7 +715,12 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(bound_ipv4_addresses().contains(addr.ip()));
+        let udp = std::net::UdpSocket::bind("127.77.0.1:0").expect("bind udp");
+        let bound = bound_ipv4_addresses();
+        assert!(bound.contains(addr.ip()));
+        assert!(bound.contains(&Ipv4Addr::new(127, 77, 0, 1)));
+        assert!(!bound.contains(&Ipv4Addr::UNSPECIFIED));
+        drop(udp);
         drop(listener);
         assert_eq!(
             ownership(addr, me, Duration::ZERO).expect("proc"),
