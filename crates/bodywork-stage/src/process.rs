@@ -76,17 +76,12 @@ pub struct ProcessId {
 }
 
 /// Start time of a process in clock ticks since boot (`/proc/PID/stat`
-/// field 22), which tells a live process from a recycled pid. A process
-/// that has ended but not been reaped (a zombie: an orphan, where init
-/// does not reap, as in some containers) has none.
+/// field 22), which tells a live process from a recycled pid.
 pub fn start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
-    let mut rest = stat[stat.rfind(')')? + 2..].split_whitespace();
-    if matches!(rest.next(), Some("Z" | "X")) {
-        return None;
-    }
-    rest.nth(18)?.parse().ok()
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// True when `id` still names the same live process.
@@ -96,6 +91,20 @@ pub fn is_alive(id: ProcessId) -> bool {
         (Some(_), None) => true,
         (None, _) => false,
     }
+}
+
+/// True when `id` names the same live process and it still runs: not a
+/// zombie, an ended process nobody has reaped yet (orphans stay zombies
+/// where init does not reap, as in some containers). What may be adopted;
+/// [`is_alive`] (a zombie's pid is still taken) is what may be killed.
+pub fn is_running(id: ProcessId) -> bool {
+    let state = std::fs::read_to_string(format!("/proc/{}/stat", id.pid))
+        .ok()
+        .and_then(|stat| {
+            let rest = stat.get(stat.rfind(')')? + 1..)?;
+            rest.split_whitespace().next().map(str::to_string)
+        });
+    is_alive(id) && !matches!(state.as_deref(), Some("Z" | "X") | None)
 }
 
 /// Kill every process in the group led by `pgid`. A group that is already
@@ -223,7 +232,7 @@ mod tests {
     }
 
     #[test]
-    fn a_zombie_is_not_alive() {
+    fn a_zombie_is_alive_but_not_running() {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let id = ProcessId {
             pid: child.id(),
@@ -236,9 +245,14 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "no zombie");
             std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(!is_alive(id));
-        assert_eq!(start_time(child.id()), None);
+        assert!(!is_running(id));
         child.wait().unwrap();
+        assert!(!is_alive(id));
+        let me = ProcessId {
+            pid: std::process::id(),
+            start_time: start_time(std::process::id()),
+        };
+        assert!(is_running(me) && is_alive(me));
     }
 
     #[tokio::test]

@@ -226,7 +226,7 @@ impl Running {
                 Err(e) => format!("could not be waited for: {e}"),
             },
             Running::Adopted(id) => {
-                while process::is_alive(*id) {
+                while process::is_running(*id) {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 "exited".into()
@@ -288,7 +288,7 @@ impl Supervisor {
             let started = Instant::now();
             // Handed over: the next daemon starts what is not running.
             let Some(spawned) = self.unless_detached(|| {
-                let pair = match adopt.take().filter(|id| process::is_alive(*id)) {
+                let pair = match adopt.take().filter(|id| process::is_running(*id)) {
                     Some(id) => (Running::Adopted(id), id),
                     None => match self.spawn() {
                         Ok(pair) => pair,

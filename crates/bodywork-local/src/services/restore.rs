@@ -136,7 +136,7 @@ impl ServiceManager {
                     start_time: r.pid_start_time,
                 })
             });
-            let alive = adopt.is_some_and(process::is_alive);
+            let alive = adopt.is_some_and(process::is_running);
             // A replica that is gone starts again at its address unless
             // something else listens there now (a squatter): then at a free one.
             let squatted = |a: Ipv4Addr| listener_of(SocketAddrV4::new(a, port)).is_some();
