@@ -353,6 +353,13 @@ impl Supervisor {
                     },
                 }
             };
+            // Ended while someone else listens for its address: that is
+            // why (it could not bind), said now rather than after restarts.
+            if let Some(why) = foreign_listener(target, id.pid).await
+                && self.unless_detached(|| self.held(why, false)).is_none()
+            {
+                return;
+            }
             if started.elapsed() > HEALTHY_RUN {
                 backoff = Duration::from_secs(1);
             }
@@ -453,6 +460,22 @@ impl Supervisor {
     }
 }
 
+/// [`sockets::ownership`] off the async workers (it reads `/proc`); `None`
+/// when `/proc` cannot be read.
+async fn ownership(target: SocketAddrV4, root: u32, max_age: Duration) -> Option<Ownership> {
+    let checked =
+        tokio::task::spawn_blocking(move || sockets::ownership(target, root, max_age)).await;
+    checked.ok()?.ok()
+}
+
+/// Who else listens for `target`, if anyone does, in words.
+async fn foreign_listener(target: SocketAddrV4, root: u32) -> Option<String> {
+    match ownership(target, root, Duration::ZERO).await? {
+        Ownership::Foreign(held) => Some(held.describe("pod address", target)),
+        _ => None,
+    }
+}
+
 /// What one probe found.
 enum Probe {
     Ready,
@@ -499,14 +522,12 @@ async fn probe(
     } else {
         Duration::ZERO
     };
-    let checked =
-        tokio::task::spawn_blocking(move || sockets::ownership(target, root, max_age)).await;
-    let found = match checked {
-        Ok(Ok(Ownership::Ours)) => {
+    let found = match ownership(target, root, max_age).await {
+        Some(Ownership::Ours) => {
             *suspect = None;
             Probe::Ready
         }
-        Ok(Ok(Ownership::Foreign(held))) => {
+        Some(Ownership::Foreign(held)) => {
             if suspect.replace(held.inode) == Some(held.inode) {
                 Probe::Held(held.describe("pod address", target))
             } else {
