@@ -207,23 +207,35 @@ pub enum Ownership {
     Foreign(Held),
 }
 
-/// Every TCP socket of this network namespace (`tcp` and `tcp6`), as
-/// read at most `max_age` ago (reading them costs a few ms of kernel time
-/// on a large machine, however few sockets there are: checks of many
-/// replicas at once may share one read).
-pub fn tcp_sockets(max_age: Duration) -> std::io::Result<Arc<Vec<Entry>>> {
-    static LAST: Mutex<Option<(Instant, Arc<Vec<Entry>>)>> = Mutex::new(None);
-    if let Ok(last) = LAST.lock()
-        && let Some((at, entries)) = last.as_ref()
+/// The last read of something costly, and when it was made.
+type Cache<T> = Mutex<Option<(Instant, Arc<T>)>>;
+
+/// What `read` gives, or what it gave less than `max_age` ago (checks of
+/// many replicas at once may share one read).
+fn cached<T>(
+    cache: &Cache<T>,
+    max_age: Duration,
+    read: impl FnOnce() -> std::io::Result<T>,
+) -> std::io::Result<Arc<T>> {
+    if let Ok(last) = cache.lock()
+        && let Some((at, value)) = last.as_ref()
         && at.elapsed() < max_age
     {
-        return Ok(entries.clone());
+        return Ok(value.clone());
     }
-    let entries = Arc::new(read_tables(&["tcp", "tcp6"])?);
-    if let Ok(mut last) = LAST.lock() {
-        *last = Some((Instant::now(), entries.clone()));
+    let value = Arc::new(read()?);
+    if let Ok(mut last) = cache.lock() {
+        *last = Some((Instant::now(), value.clone()));
     }
-    Ok(entries)
+    Ok(value)
+}
+
+/// Every TCP socket of this network namespace (`tcp` and `tcp6`), as
+/// read at most `max_age` ago (reading them costs a few ms of kernel time
+/// on a large machine, however few sockets there are).
+pub fn tcp_sockets(max_age: Duration) -> std::io::Result<Arc<Vec<Entry>>> {
+    static LAST: Cache<Vec<Entry>> = Mutex::new(None);
+    cached(&LAST, max_age, || read_tables(&["tcp", "tcp6"]))
 }
 
 /// Read `/proc/net/NAME` for each name; the IPv4 table must be there, an
@@ -255,15 +267,20 @@ pub fn bound_ipv4_addresses() -> HashSet<Ipv4Addr> {
         .collect()
 }
 
-/// `(pid, ppid, pgrp)` of every process this one can see.
-fn processes() -> Vec<(u32, u32, u32)> {
-    pids()
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let (ppid, pgrp) = parse_stat(&stat)?;
-            Some((pid, ppid, pgrp))
-        })
-        .collect()
+/// `(pid, ppid, pgrp)` of every process this one can see, as read at most
+/// `max_age` ago (a few ms for a few hundred processes).
+fn processes(max_age: Duration) -> Arc<Vec<(u32, u32, u32)>> {
+    static LAST: Cache<Vec<(u32, u32, u32)>> = Mutex::new(None);
+    let read = || {
+        Ok(pids()
+            .filter_map(|pid| {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                let (ppid, pgrp) = parse_stat(&stat)?;
+                Some((pid, ppid, pgrp))
+            })
+            .collect())
+    };
+    cached(&LAST, max_age, read).unwrap_or_default()
 }
 
 fn pids() -> impl Iterator<Item = u32> {
@@ -337,15 +354,15 @@ fn holder(entry: &Entry) -> Holder {
 }
 
 /// Whose are the sockets listening for `target`: the tree of `root` (see
-/// [`tree`]) only, or someone else too (named), from the socket tables as
-/// read at most `max_age` ago. Blocking (reads `/proc`).
+/// [`tree`]) only, or someone else too (named), from the socket tables and
+/// the process table as read at most `max_age` ago. Blocking (reads `/proc`).
 pub fn ownership(target: SocketAddrV4, root: u32, max_age: Duration) -> std::io::Result<Ownership> {
     let entries = tcp_sockets(max_age)?;
     // Nothing to look up when nothing listens there.
     if decide(&entries, target, &HashSet::new()) == Decision::NotListening {
         return Ok(Ownership::NotListening);
     }
-    let tree_inodes: HashSet<u64> = tree(&processes(), root)
+    let tree_inodes: HashSet<u64> = tree(&processes(max_age), root)
         .into_iter()
         .flat_map(socket_inodes)
         .collect();
@@ -586,6 +603,23 @@ mod tests {
         );
         assert_eq!(command_line(b"nc\0-l\0"), "nc -l");
         assert_eq!(command_line(b""), "");
+    }
+
+    #[test]
+    fn a_cached_read_is_shared_within_its_age_and_made_again_with_none() {
+        let cache: Cache<u32> = Mutex::new(None);
+        let mut reads = 0;
+        let mut read = |max_age| {
+            *cached(&cache, max_age, || {
+                reads += 1;
+                Ok(reads)
+            })
+            .expect("read")
+        };
+        assert_eq!(read(Duration::from_secs(60)), 1);
+        assert_eq!(read(Duration::from_secs(60)), 1);
+        assert_eq!(read(Duration::ZERO), 2);
+        assert_eq!(read(Duration::from_secs(60)), 2);
     }
 
     #[test]
