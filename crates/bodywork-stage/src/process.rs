@@ -101,6 +101,22 @@ pub fn is_alive(id: ProcessId) -> bool {
     }
 }
 
+/// True when `id` names the same live process and it still runs: not a
+/// zombie, an ended process nobody has reaped yet (orphans stay zombies
+/// where init does not reap, as in some containers). What may be adopted;
+/// [`is_alive`] (a zombie's pid is still taken) is what may be killed.
+pub fn is_running(id: ProcessId) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", id.pid)) else {
+        return false;
+    };
+    let Some(mut fields) = stat_fields(&stat) else {
+        return false;
+    };
+    let state = fields.next();
+    let started = fields.nth(18).and_then(|t| t.parse::<u64>().ok());
+    !matches!(state, Some("Z" | "X")) && (id.start_time.is_none() || started == id.start_time)
+}
+
 /// Kill every process in the group led by `pgid`. A group that is already
 /// gone is not an error.
 pub fn kill_group(pgid: u32, signal: Signal) {
@@ -159,30 +175,17 @@ fn is_reaper(pid: u32) -> bool {
         .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(crate::reaper::SUBCOMMAND.as_bytes()))
 }
 
-/// True while `id` names the same live process, not yet a zombie.
-fn running(id: ProcessId) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", id.pid)) else {
-        return false;
-    };
-    let Some(mut fields) = stat_fields(&stat) else {
-        return false;
-    };
-    let state = fields.next();
-    let started = fields.nth(18).and_then(|t| t.parse::<u64>().ok());
-    !matches!(state, Some("Z" | "X")) && (id.start_time.is_none() || started == id.start_time)
-}
-
 /// Kill the whole tree of the stage process `id`, the leader of its group:
 /// a reaper is asked to end its tree ([`crate::reaper::END_TREE`]) and
 /// given up to 10 s to exit (it cannot clean up once SIGKILLed); then
 /// SIGKILL goes to the group, as without a reaper. Blocks while it waits.
 pub fn end_tree(id: ProcessId) {
-    if running(id) && is_reaper(id.pid) {
+    if is_running(id) && is_reaper(id.pid) {
         if let Ok(pid) = i32::try_from(id.pid) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), crate::reaper::END_TREE);
         }
         let until = Instant::now() + REAPER_LIMIT;
-        while running(id) && Instant::now() < until {
+        while is_running(id) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -299,6 +302,30 @@ mod tests {
         let sink = lines.clone();
         let attach = Attach::lines(Arc::new(move |l| sink.lock().unwrap().push(l)));
         (lines, attach)
+    }
+
+    #[test]
+    fn a_zombie_is_alive_but_not_running() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let id = ProcessId {
+            pid: child.id(),
+            start_time: start_time(child.id()),
+        };
+        // Ended but not reaped yet: a zombie.
+        let stat = format!("/proc/{}/stat", child.id());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z ")) {
+            assert!(std::time::Instant::now() < deadline, "no zombie");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!is_running(id));
+        child.wait().unwrap();
+        assert!(!is_alive(id));
+        let me = ProcessId {
+            pid: std::process::id(),
+            start_time: start_time(std::process::id()),
+        };
+        assert!(is_running(me) && is_alive(me));
     }
 
     #[tokio::test]
@@ -470,12 +497,12 @@ mod tests {
             pid: std::process::id(),
             start_time: start_time(std::process::id()),
         };
-        assert!(running(me));
+        assert!(is_running(me));
         let recycled = ProcessId {
             start_time: me.start_time.map(|t| t + 1),
             ..me
         };
-        assert!(!running(recycled));
+        assert!(!is_running(recycled));
         // Only a process started as `bodywork __reap` is asked to end its tree.
         assert!(!is_reaper(me.pid));
     }

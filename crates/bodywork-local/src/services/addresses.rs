@@ -6,7 +6,9 @@
 //! Layout within one block `B` (second octet): cluster addresses are
 //! `127.B.0.1 ..= 127.B.127.254`, pod addresses `127.B.128.1 ..= 127.B.255.254`.
 //! The block defaults to 10; `BODYWORK_LOOPBACK_BLOCK` changes it, so two
-//! homes (e.g. parallel tests) never hand out the same address.
+//! homes (e.g. parallel tests) never hand out the same address. Addresses
+//! on which any socket of the machine is bound count as used too (see
+//! `ServiceManager::taken_addresses`), so a squatter's is never handed out.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;

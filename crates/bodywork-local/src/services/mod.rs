@@ -22,7 +22,7 @@ pub use table::ServiceTable;
 
 use crate::listeners::Listeners;
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -334,7 +334,7 @@ impl ServiceManager {
             Ok(p) => p,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let mut used = self.table.used_addresses();
+        let mut used = self.taken_addresses();
         used.extend(pending.iter().copied());
         let mut out = Vec::with_capacity(count);
         for _ in 0..count {
@@ -346,6 +346,14 @@ impl ServiceManager {
         }
         pending.extend(out.iter().copied());
         Ok(out)
+    }
+
+    /// Addresses not to hand out: those of the table, and any on which a
+    /// socket of this machine is bound (a squatter's, or anyone's).
+    fn taken_addresses(&self) -> HashSet<Ipv4Addr> {
+        let mut taken = self.table.used_addresses();
+        taken.extend(crate::sockets::bound_ipv4_addresses());
+        taken
     }
 
     fn release(&self, reserved: &[Ipv4Addr]) {
@@ -392,7 +400,17 @@ impl ServiceManager {
         }
         // Listen on the new port before giving up the old one.
         let listener = self.listeners.listen(addr).map_err(|e| {
-            RuntimeError::failed(format!("cannot listen on the cluster address {addr}: {e}"))
+            let target = SocketAddrV4::new(svc.cluster_address, port);
+            // Taken by someone else: who.
+            let held = (e.kind() == std::io::ErrorKind::AddrInUse)
+                .then(|| crate::sockets::listener_of(target))
+                .flatten();
+            match held {
+                Some(held) => RuntimeError::failed(held.describe("cluster address", target)),
+                None => RuntimeError::failed(format!(
+                    "cannot listen on the cluster address {addr}: {e}"
+                )),
+            }
         })?;
         if let Some((old, cancel)) = guard.take() {
             cancel.cancel();

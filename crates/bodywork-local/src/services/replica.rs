@@ -2,13 +2,15 @@
 //!
 //! Its output goes straight to its own log file (not through the daemon),
 //! so a replica outlives a crash of the daemon and can be adopted by the
-//! next one. The supervision loop probes readiness (TCP accept on the pod
-//! address), restarts a crashed process with exponential back-off, and on
-//! stop sends SIGTERM to the whole process group, then after a grace
+//! next one. The supervision loop probes readiness (every socket listening
+//! for the pod address and port is the replica's own process tree's, and
+//! accepts a TCP connection; a squatter's socket is reported, never taken
+//! for the replica), restarts a crashed process with exponential back-off,
+//! and on stop sends SIGTERM to the whole process group, then after a grace
 //! period ends the whole tree (its reaper kills what left the group, then
 //! SIGKILL to the group).
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,6 +21,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::watch;
 
 use crate::process::{self, ProcessId, StageCommand};
+use crate::sockets::{self, Ownership};
 
 /// Back-off after a crash: 1 s, doubling, at most this.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -26,6 +29,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// How often readiness is probed while not ready.
 const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+/// How often a ready replica's sockets are checked again for a squatter.
+const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// What a replica runs and where.
 #[derive(Debug, Clone)]
@@ -42,6 +47,23 @@ impl ReplicaSpec {
     pub fn socket_addr(&self) -> SocketAddr {
         SocketAddr::from((self.address, self.port))
     }
+}
+
+/// Whether a replica takes traffic, as its supervisor last found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Starting,
+    Ready,
+    /// Someone else listens for its pod address and port: why, in words
+    /// (`pod address A:P is held by pid N (COMMAND)`).
+    Held(String),
+}
+
+/// Why a replica did not get ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotReady {
+    TimedOut,
+    Held(String),
 }
 
 /// Where a replica is in its life, as the supervisor reports it.
@@ -61,7 +83,7 @@ pub trait ReplicaEvents: Send + Sync + 'static {
 
 pub struct Replica {
     pub spec: ReplicaSpec,
-    ready: watch::Receiver<bool>,
+    ready: watch::Receiver<Readiness>,
     restarts: Arc<Mutex<u32>>,
     pid: Arc<Mutex<Option<ProcessId>>>,
     stop: CancellationToken,
@@ -81,7 +103,7 @@ impl Replica {
         restarts: u32,
         events: Arc<dyn ReplicaEvents>,
     ) -> Arc<Replica> {
-        let (ready_tx, ready) = watch::channel(false);
+        let (ready_tx, ready) = watch::channel(Readiness::Starting);
         let (finished_tx, finished) = watch::channel(false);
         let replica = Arc::new(Replica {
             spec,
@@ -113,7 +135,7 @@ impl Replica {
     }
 
     pub fn is_ready(&self) -> bool {
-        *self.ready.borrow()
+        *self.ready.borrow() == Readiness::Ready
     }
 
     pub fn restarts(&self) -> u32 {
@@ -124,16 +146,27 @@ impl Replica {
         self.pid.lock().ok().and_then(|p| *p)
     }
 
-    /// Wait until the replica is ready or `deadline` (if any) passes.
-    pub async fn wait_ready(&self, deadline: Option<Instant>) -> bool {
+    /// Wait until the replica is ready, someone else is found holding its
+    /// address, or `deadline` (if any) passes.
+    pub async fn wait_ready(&self, deadline: Option<Instant>) -> Result<(), NotReady> {
         let mut rx = self.ready.clone();
-        let ready = rx.wait_for(|ready| *ready);
-        match deadline {
+        let settled = async {
+            rx.wait_for(|r| *r != Readiness::Starting)
+                .await
+                .map(|r| r.clone())
+                .ok()
+        };
+        let settled = match deadline {
             Some(deadline) => {
                 let until = tokio::time::Instant::from_std(deadline);
-                matches!(tokio::time::timeout_at(until, ready).await, Ok(Ok(_)))
+                tokio::time::timeout_at(until, settled).await.ok().flatten()
             }
-            None => ready.await.is_ok(),
+            None => settled.await,
+        };
+        match settled {
+            Some(Readiness::Ready) => Ok(()),
+            Some(Readiness::Held(why)) => Err(NotReady::Held(why)),
+            _ => Err(NotReady::TimedOut),
         }
     }
 
@@ -160,7 +193,7 @@ impl Replica {
 
 struct Supervisor {
     spec: ReplicaSpec,
-    ready: watch::Sender<bool>,
+    ready: watch::Sender<Readiness>,
     restarts: Arc<Mutex<u32>>,
     pid: Arc<Mutex<Option<ProcessId>>>,
     stop: CancellationToken,
@@ -193,7 +226,7 @@ impl Running {
                 Err(e) => format!("could not be waited for: {e}"),
             },
             Running::Adopted(id) => {
-                while process::is_alive(*id) {
+                while process::is_running(*id) {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 "exited".into()
@@ -248,7 +281,7 @@ impl Supervisor {
             let started = Instant::now();
             // Handed over: the next daemon starts what is not running.
             let Some(spawned) = self.unless_detached(|| {
-                let pair = match adopt.take().filter(|id| process::is_alive(*id)) {
+                let pair = match adopt.take().filter(|id| process::is_running(*id)) {
                     Some(id) => (Running::Adopted(id), id),
                     None => match self.spawn() {
                         Ok(pair) => pair,
@@ -277,8 +310,12 @@ impl Supervisor {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             };
-            let addr = self.spec.socket_addr();
+            let target = SocketAddrV4::new(self.spec.address, self.spec.port);
             let mut ready = false;
+            // Found held: probed at the pace of a ready replica, since each
+            // probe then looks for the holder among every process.
+            let mut held = false;
+            let mut suspect = None;
             let how = loop {
                 tokio::select! {
                     biased;
@@ -288,23 +325,39 @@ impl Supervisor {
                     }
                     _ = self.detach.cancelled() => return,
                     how = running.exited() => break how,
-                    up = probe(addr), if !ready => if up {
-                        let recorded = self.unless_detached(|| {
-                            let _ = self.ready.send(true);
-                            self.events.changed(&self.spec, Phase::Ready, Some(id), self.restarts());
-                        });
-                        if recorded.is_none() {
-                            return;
+                    probed = probe(target, id.pid, ready, ready || held, &mut suspect) => match probed {
+                        Probe::Ready if !ready => {
+                            let recorded = self.unless_detached(|| {
+                                let _ = self.ready.send(Readiness::Ready);
+                                self.events.changed(&self.spec, Phase::Ready, Some(id), self.restarts());
+                            });
+                            if recorded.is_none() {
+                                return;
+                            }
+                            (ready, held) = (true, false);
                         }
-                        ready = true;
+                        Probe::Held(why) => {
+                            if self.unless_detached(|| self.held(why, ready)).is_none() {
+                                return;
+                            }
+                            (ready, held) = (false, true);
+                        }
+                        _ => {}
                     },
                 }
             };
+            // Ended while someone else listens for its address: that is
+            // why (it could not bind), said now rather than after restarts.
+            if let Some(why) = foreign_listener(target, id.pid).await
+                && self.unless_detached(|| self.held(why, false)).is_none()
+            {
+                return;
+            }
             if started.elapsed() > HEALTHY_RUN {
                 backoff = Duration::from_secs(1);
             }
             let recorded = self.unless_detached(|| {
-                let _ = self.ready.send(false);
+                self.unready();
                 // Grandchildren the replica left behind go with it.
                 process::kill_group(id.pid, Signal::SIGKILL);
                 let restarts = {
@@ -339,8 +392,41 @@ impl Supervisor {
         }
     }
 
+    /// Not ready any more (a replica found held stays so: that is why).
+    fn unready(&self) {
+        self.ready.send_if_modified(|r| {
+            let was_ready = *r == Readiness::Ready;
+            if was_ready {
+                *r = Readiness::Starting;
+            }
+            was_ready
+        });
+    }
+
+    /// Someone else listens for the replica's address: no traffic for it,
+    /// and whoever waits for it learns why (said once, not at every probe).
+    fn held(&self, why: String, was_ready: bool) {
+        let held = Readiness::Held(why);
+        self.ready.send_if_modified(|r| {
+            if *r == held {
+                return false;
+            }
+            let (index, generation) = (self.spec.index, self.spec.generation);
+            let now = if was_ready {
+                "no longer takes traffic"
+            } else {
+                "is not ready"
+            };
+            if let Readiness::Held(why) = &held {
+                tracing::warn!(target: "services", "replica {index} (generation {generation}) {now}: {why}");
+            }
+            *r = held.clone();
+            true
+        });
+    }
+
     async fn terminate(&self, id: ProcessId, running: &mut Running) {
-        let _ = self.ready.send(false);
+        self.unready();
         let grace = self
             .grace
             .lock()
@@ -361,22 +447,94 @@ impl Supervisor {
     /// for the next daemon.
     fn finish(&self) {
         self.unless_detached(|| {
-            let _ = self.ready.send(false);
+            self.unready();
             self.events
                 .changed(&self.spec, Phase::Stopped, None, self.restarts());
         });
     }
 }
 
-/// One readiness probe: try a TCP connection; after a failure, pause
-/// before the next probe.
-async fn probe(addr: SocketAddr) -> bool {
-    let up = matches!(
-        tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await,
-        Ok(Ok(_))
-    );
-    if !up {
+/// [`sockets::ownership`] off the async workers (it reads `/proc`); `None`
+/// when `/proc` cannot be read.
+async fn ownership(target: SocketAddrV4, root: u32, max_age: Duration) -> Option<Ownership> {
+    let checked =
+        tokio::task::spawn_blocking(move || sockets::ownership(target, root, max_age)).await;
+    checked.ok()?.ok()
+}
+
+/// Who else listens for `target`, if anyone does, in words.
+async fn foreign_listener(target: SocketAddrV4, root: u32) -> Option<String> {
+    match ownership(target, root, Duration::ZERO).await? {
+        Ownership::Foreign(held) => Some(held.describe("pod address", target)),
+        _ => None,
+    }
+}
+
+/// What one probe found.
+enum Probe {
+    Ready,
+    NotYet,
+    /// Someone else listens for the address (seen on two probes in a row,
+    /// so a socket closing as it is looked at is not taken for a squatter).
+    Held(String),
+}
+
+/// One readiness probe: `target` must take a TCP connection, and every
+/// socket listening for it must be held by the process tree of `root` (see
+/// [`sockets::tree`]). A ready replica is checked again (its sockets only,
+/// no connection); with `slow`, after [`RECHECK_INTERVAL`]. After a
+/// failure, pause before the next probe. `suspect` is the inode of a
+/// foreign socket seen by the previous probe.
+async fn probe(
+    target: SocketAddrV4,
+    root: u32,
+    ready: bool,
+    slow: bool,
+    suspect: &mut Option<u64>,
+) -> Probe {
+    if slow {
+        tokio::time::sleep(RECHECK_INTERVAL).await;
+    }
+    // Until something accepts, there is nothing to look up (the socket
+    // tables are costly to read: a few ms each on a large machine).
+    let connect = tokio::net::TcpStream::connect(target);
+    if !ready
+        && !matches!(
+            tokio::time::timeout(Duration::from_secs(1), connect).await,
+            Ok(Ok(_))
+        )
+    {
+        *suspect = None;
+        if !slow {
+            tokio::time::sleep(PROBE_INTERVAL).await;
+        }
+        return Probe::NotYet;
+    }
+    // Rechecks of ready replicas may share one read of the tables.
+    let max_age = if ready {
+        RECHECK_INTERVAL / 2
+    } else {
+        Duration::ZERO
+    };
+    let found = match ownership(target, root, max_age).await {
+        Some(Ownership::Ours) => {
+            *suspect = None;
+            Probe::Ready
+        }
+        Some(Ownership::Foreign(held)) => {
+            if suspect.replace(held.inode) == Some(held.inode) {
+                Probe::Held(held.describe("pod address", target))
+            } else {
+                Probe::NotYet
+            }
+        }
+        _ => {
+            *suspect = None;
+            Probe::NotYet
+        }
+    };
+    if !slow && matches!(found, Probe::NotYet) {
         tokio::time::sleep(PROBE_INTERVAL).await;
     }
-    up
+    found
 }

@@ -5,7 +5,7 @@
 //! Owns: re-adoption of replicas and the end of supervision. Must not:
 //! start a new version of a service (that is `rollout`).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use super::replica::{Replica, ReplicaEvents};
 use super::rollout::remove_checkout_if_unused;
 use super::{Info, STOP_GRACE, Service, ServiceManager, ServiceSpec, Shape, addresses};
 use crate::process::{self, ProcessId, StageCommand};
+use crate::sockets::listener_of;
 use crate::store::SharedStore;
 
 impl ServiceManager {
@@ -62,7 +63,7 @@ impl ServiceManager {
         // daemon takes requests, so the first one after a restart finds them.
         let deadline = Instant::now() + Duration::from_secs(3);
         for r in adopted {
-            r.wait_ready(Some(deadline)).await;
+            let _ = r.wait_ready(Some(deadline)).await;
         }
     }
 
@@ -124,22 +125,33 @@ impl ServiceManager {
         let events = self.events_for(&row.namespace, &row.name);
         let mut adopted = Vec::new();
         let mut current = Vec::new();
+        // Not to hand out: addresses in use (any socket bound there) and
+        // those recorded for this service's replicas.
+        let mut taken = self.taken_addresses();
+        taken.extend(stored.iter().map(|r| r.address));
         for index in 0..replicas {
             let stored_replica = stored
                 .iter()
                 .find(|r| r.generation == row.generation && r.index == index);
-            let address = stored_replica.map(|r| r.address).unwrap_or_else(|| {
-                let used = self.table.used_addresses();
-                addresses::allocate(self.block, addresses::Kind::Pod, &used)
-                    .unwrap_or(Ipv4Addr::new(127, self.block, 255, 254))
-            });
             let adopt = stored_replica.and_then(|r| {
                 r.pid.map(|pid| ProcessId {
                     pid,
                     start_time: r.pid_start_time,
                 })
             });
-            let alive = adopt.is_some_and(process::is_alive);
+            let alive = adopt.is_some_and(process::is_running);
+            // A replica that is gone starts again at its address unless
+            // something else listens there now (a squatter): then at a free one.
+            let squatted = |a: Ipv4Addr| listener_of(SocketAddrV4::new(a, port)).is_some();
+            let address = match stored_replica {
+                Some(r) if alive || !squatted(r.address) => r.address,
+                _ => {
+                    let free = addresses::allocate(self.block, addresses::Kind::Pod, &taken)
+                        .unwrap_or(Ipv4Addr::new(127, self.block, 255, 254));
+                    taken.insert(free);
+                    free
+                }
+            };
             let restarts = stored_replica.map(|r| r.restarts).unwrap_or(0);
             let rspec = self.replica_spec(&svc, &command, row.generation, index, address, port);
             let ev: Arc<dyn ReplicaEvents> = events.clone();

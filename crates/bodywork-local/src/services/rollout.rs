@@ -17,13 +17,21 @@ use bodywork_runtime::{CancellationToken, Level, Log, Result, RunContext, Runtim
 use bodywork_state::DeploymentRow;
 use chrono::Utc;
 
-use super::replica::{Replica, ReplicaEvents, ReplicaSpec};
+use super::replica::{NotReady, Replica, ReplicaEvents, ReplicaSpec};
 use super::{
     DRAIN_TIMEOUT, Info, STOP_GRACE, Service, ServiceManager, ServiceSpec, ServiceTable, Shape,
     addresses,
 };
 use crate::process::StageCommand;
 use crate::store::SharedStore;
+
+/// Why the new version of a rollout does not serve.
+enum Failed {
+    Cancelled,
+    TimedOut,
+    /// A new replica's address is held by someone else: why, in words.
+    Held(String),
+}
 
 /// A rollout's request: everything decided by the runtime.
 pub struct Rollout<'a> {
@@ -36,8 +44,9 @@ pub struct Rollout<'a> {
 impl ServiceManager {
     /// Deploy a new version of a service with a rolling update: new
     /// replicas start beside the old; traffic moves when all are ready; old
-    /// ones drain and stop. Not ready in time: the new version is removed,
-    /// the old one keeps serving, and the stage fails.
+    /// ones drain and stop. Not ready in time, or a new replica's address
+    /// held by another process (a squatter, named): the new version is
+    /// removed, the old one keeps serving, and the stage fails.
     pub async fn deploy(
         &self,
         rollout: Rollout<'_>,
@@ -188,17 +197,19 @@ impl ServiceManager {
         // MAX_STARTUP_TIME_SECONDS = 0: no limit, as on Kubernetes.
         let deadline = (*max_startup_time_seconds > 0)
             .then(|| Instant::now() + Duration::from_secs(*max_startup_time_seconds));
-        let all_ready = async {
-            for r in &new_replicas {
-                if !r.wait_ready(deadline).await {
-                    return false;
-                }
-            }
-            true
-        };
+        // All ready, or the first one found held by someone else.
+        let all_ready = futures_util::future::try_join_all(new_replicas.iter().map(|r| async {
+            r.wait_ready(deadline).await.map_err(|e| match e {
+                NotReady::Held(why) => Failed::Held(format!(
+                    "{why}, not by replica {}",
+                    super::replica_source(&stage.resource_name, r.spec.index)
+                )),
+                NotReady::TimedOut => Failed::TimedOut,
+            })
+        }));
         let outcome = tokio::select! {
-            ready = all_ready => if ready { Ok(()) } else { Err(false) },
-            _ = cancel.cancelled() => Err(true),
+            ready = all_ready => ready.map(drop),
+            _ = cancel.cancelled() => Err(Failed::Cancelled),
         };
         // Let the tails pick up the last lines before they stop.
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -207,7 +218,7 @@ impl ServiceManager {
             *l = None;
         }
 
-        if let Err(cancelled) = outcome {
+        if let Err(failed) = outcome {
             for r in &new_replicas {
                 r.stop(Duration::from_secs(2)).await;
             }
@@ -218,19 +229,21 @@ impl ServiceManager {
             if !had_old {
                 self.forget(svc);
             }
-            if cancelled {
-                return Err(RuntimeError::Cancelled);
-            }
             let what = if had_old {
                 "rolled back: the previous version keeps serving"
             } else {
                 "removed"
             };
+            let why = match failed {
+                Failed::Cancelled => return Err(RuntimeError::Cancelled),
+                Failed::TimedOut => format!(
+                    "service={service_name} was not ready within {max_startup_time_seconds} seconds"
+                ),
+                Failed::Held(why) => why,
+            };
             return Err(RuntimeError::StageFailed {
                 stage: stage.stage.clone(),
-                reason: format!(
-                    "service={service_name} was not ready within {max_startup_time_seconds} seconds; the new version was {what}"
-                ),
+                reason: format!("{why}; the new version was {what}"),
             });
         }
 
