@@ -414,6 +414,37 @@ fn replicas_of(home: &TestHome, ns: &str) -> Vec<(u32, String, u16)> {
         .collect()
 }
 
+/// The service script a replica runs: the child of the replica's recorded
+/// process, its reaper (`bodywork __reap`), which starts it directly.
+fn server_of(replica: u32) -> u32 {
+    let children = || -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    stat.rfind(')')
+                        .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+                        .and_then(|ppid| ppid.parse::<u32>().ok())
+                        == Some(replica)
+                })
+            })
+            .collect()
+    };
+    let mut found = Vec::new();
+    wait_for(
+        "the replica's service script",
+        Duration::from_secs(10),
+        || {
+            found = children();
+            found.len() == 1
+        },
+    );
+    found[0]
+}
+
 #[test]
 fn after_a_daemon_kill_a_replica_whose_address_was_squatted_is_not_counted_ready() {
     let f = Fixture::new("restored");
@@ -428,12 +459,12 @@ fn after_a_daemon_kill_a_replica_whose_address_was_squatted_is_not_counted_ready
         !common::is_alive(daemon as u32)
     });
     let (gone, gone_address, _) = &before[0];
-    common::kill(*gone as i32, "KILL");
+    common::kill(server_of(*gone) as i32, "KILL");
     wait_for("replica 1 to die", Duration::from_secs(10), || {
         !common::is_alive(*gone)
     });
     let (closed, closed_address, _) = &before[1];
-    common::kill(*closed as i32, "USR1");
+    common::kill(server_of(*closed) as i32, "USR1");
     let squat_gone = Squatter::start(gone_address, port, &project.scratch("gone.log"));
     let mut squat_closed = None;
     wait_for(
@@ -466,7 +497,7 @@ fn after_a_daemon_kill_a_replica_whose_address_was_squatted_is_not_counted_ready
     assert_eq!(after[1], before[1], "replica 2 kept its address");
     assert_ne!(after[0].1, *gone_address, "replica 1 moved: {after:?}");
     let answered = only_the_service_answers(home, ns, &[&squat_gone, &squat_closed]);
-    all_from(&answered, &[after[0].0, before[2].0]);
+    all_from(&answered, &[server_of(after[0].0), server_of(before[2].0)]);
 }
 
 #[test]
@@ -491,7 +522,7 @@ fn a_squatter_sharing_a_ready_replicas_port_with_so_reuseport_takes_it_out_of_se
         || available(home, ns) == 1,
     );
     let answered = only_the_service_answers(home, ns, &[&squatter]);
-    all_from(&answered, &[serving[1].0]);
+    all_from(&answered, &[server_of(serving[1].0)]);
     // Once the squatter is gone, replica 1 serves again.
     drop(squatter);
     wait_for("replica 1 to serve again", Duration::from_secs(30), || {
