@@ -5,6 +5,11 @@
 //! `bodywork.yaml` schemas "1.0" / "1.1"), the workflow DAG, resource naming
 //! (DNS-1123) and validation that gathers every problem in one pass.
 //!
+//! Limits, checked before anything is parsed so that no file can make
+//! loading slow: [`MAX_CONFIG_BYTES`] per file, [`MAX_YAML_DEPTH`] levels of
+//! nesting in YAML, [`MAX_INI_SECTIONS`] sections and [`MAX_INI_KEYS`] keys
+//! in an INI file. Each breach is one problem, with its line.
+//!
 //! Must not: run processes, touch the network, or print. It reads files below
 //! the project root and nothing else.
 
@@ -24,7 +29,10 @@ mod values;
 mod yaml;
 
 pub use dag::{Dag, Step, parse_dag};
+pub use files::MAX_CONFIG_BYTES;
+pub use ini_doc::{MAX_INI_KEYS, MAX_INI_SECTIONS};
 pub use load::{INI_FILE, LoadOptions, Loaded, YAML_FILE, load_project};
 pub use model::{BatchConfig, Format, LogLevel, Project, ServiceConfig, Stage, StageKind};
 pub use names::dns1123;
 pub use problem::{Problem, Severity};
+pub use yaml::MAX_YAML_DEPTH;
