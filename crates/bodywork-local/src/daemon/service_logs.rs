@@ -9,7 +9,7 @@ use bodywork_runtime::{LogEvent, LogRenderer};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::Daemon;
-use crate::protocol::{Request, Response, read_frame, write_error, write_frame};
+use crate::protocol::{Response, read_request, write_error, write_frame};
 
 pub(super) async fn stream(
     daemon: &Daemon,
@@ -42,7 +42,7 @@ pub(super) async fn stream(
     // The client leaving ends a follow.
     let gone = tokio::spawn(async move {
         let mut read = read;
-        let _ = read_frame::<_, Request>(&mut read).await;
+        let _ = read_request(&mut read).await;
     });
     loop {
         let mut any = false;
