@@ -8,7 +8,8 @@
 //! Limits, checked before anything is parsed so that no file can make
 //! loading slow: [`MAX_CONFIG_BYTES`] per file, [`MAX_YAML_DEPTH`] levels of
 //! nesting in YAML, [`MAX_INI_SECTIONS`] sections and [`MAX_INI_KEYS`] keys
-//! in an INI file. Each breach is one problem, with its line.
+//! in an INI file, [`MAX_DAG_STAGES`] stages in a DAG. Each breach is one
+//! problem (with its line where the file was not parsed).
 //!
 //! Must not: run processes, touch the network, or print. It reads files below
 //! the project root and nothing else.
@@ -28,7 +29,7 @@ mod load;
 mod values;
 mod yaml;
 
-pub use dag::{Dag, Step, parse_dag};
+pub use dag::{Dag, MAX_DAG_STAGES, Step, parse_dag};
 pub use files::MAX_CONFIG_BYTES;
 pub use ini_doc::{MAX_INI_KEYS, MAX_INI_SECTIONS};
 pub use load::{INI_FILE, LoadOptions, Loaded, YAML_FILE, load_project};
