@@ -249,7 +249,9 @@ impl Scan<'_> {
                     self.block_scalar();
                     return Ok(None);
                 }
-                Some(b'&' | b'!') => {
+                // An anchor, a tag or an alias: not a plain scalar, so a
+                // line after it does not continue it.
+                Some(b'&' | b'!' | b'*') => {
                     while !blank(self.cur()) {
                         self.pos += 1;
                     }
@@ -449,6 +451,7 @@ mod tests {
         assert_eq!(depth("? - x\n: y\n"), 2);
         assert_eq!(depth("a:\n  b: 1\nc:\n  d: 2\n"), 2);
         assert_eq!(depth("--- !tag &x\na: &y\n  b: *x\n"), 2);
+        assert_eq!(depth("a: *x\n  [[x]]\n"), 3);
     }
 
     #[test]
