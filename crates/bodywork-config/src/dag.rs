@@ -42,6 +42,10 @@ pub fn parse_dag(s: &str) -> Result<Dag, Vec<String>> {
     }
 }
 
+/// The most stages a DAG may name; more is refused before the DAG is
+/// checked (the checks compare every stage with every other).
+pub const MAX_DAG_STAGES: usize = 500;
+
 /// Parse as much of the DAG as possible: the stages that are usable (empty
 /// names and repeats dropped) and every error, so that validation can go on
 /// checking the stages that were named.
@@ -50,6 +54,13 @@ pub(crate) fn parse_dag_lenient(s: &str) -> (Dag, Vec<String>) {
     let mut dag = Dag::default();
     if s.trim().is_empty() {
         errors.push("must not be empty".to_owned());
+        return (dag, errors);
+    }
+    let named: usize = s.split(">>").map(|step| step.split(',').count()).sum();
+    if named > MAX_DAG_STAGES {
+        errors.push(format!(
+            "names {named} stages, more than the {MAX_DAG_STAGES} a workflow may have"
+        ));
         return (dag, errors);
     }
     let mut seen: Vec<&str> = Vec::new();
@@ -130,6 +141,17 @@ mod tests {
                 "empty stage name in step 4",
             ]
         );
+    }
+
+    #[test]
+    fn more_stages_than_the_limit_is_one_error_before_any_check() {
+        let names: Vec<String> = (0..60_000).map(|i| format!("s{i}")).collect();
+        assert_eq!(
+            parse_dag(&names.join(" >> ")).unwrap_err(),
+            ["names 60000 stages, more than the 500 a workflow may have"]
+        );
+        let just = names[..MAX_DAG_STAGES].join(", ");
+        assert_eq!(parse_dag(&just).unwrap().steps[0].len(), MAX_DAG_STAGES);
     }
 
     #[test]

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use crate::problem::found;
 
-/// Config files larger than this are refused rather than read.
-const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// Config files (`bodywork.yaml`, `bodywork.ini`, `config.ini`,
+/// `requirements.txt`) larger than this are refused rather than read.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// Why a file could not be read as text.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,6 +22,15 @@ use crate::problem::found;
 /// are swapped for this private-use character while it parses, and back after.
 const BACKSLASH: char = '\u{F8FF}';
 
+/// The most `[sections]` an INI file may have (a `config.ini` uses at most
+/// 4); more is refused before the file is parsed.
+pub const MAX_INI_SECTIONS: usize = 64;
+
+/// The most `KEY=VALUE` lines an INI file may have, all sections together
+/// (`[secrets]` takes one per variable); more is refused before the file is
+/// parsed.
+pub const MAX_INI_KEYS: usize = 1024;
+
 fn restore(s: &str) -> String {
     s.replace(BACKSLASH, "\\")
 }
@@ -182,6 +191,7 @@ impl IniDoc {
 fn prescan(text: &str) -> Result<String, (usize, String)> {
     let mut clean = String::with_capacity(text.len());
     let mut in_section = false;
+    let (mut sections, mut keys) = (0usize, 0usize);
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         let t = line.trim();
@@ -206,6 +216,10 @@ fn prescan(text: &str) -> Result<String, (usize, String)> {
                 return Err((n, format!("bad section name (found {})", found(t))));
             }
             in_section = true;
+            sections += 1;
+            if sections > MAX_INI_SECTIONS {
+                return Err((n, format!("more than {MAX_INI_SECTIONS} sections")));
+            }
         } else {
             let Some(at) = t.find(['=', ':']) else {
                 return Err((
@@ -226,6 +240,10 @@ fn prescan(text: &str) -> Result<String, (usize, String)> {
                 ));
             }
             check_quotes(&t[at + 1..]).map_err(|msg| (n, format!("{msg} (found {})", found(t))))?;
+            keys += 1;
+            if keys > MAX_INI_KEYS {
+                return Err((n, format!("more than {MAX_INI_KEYS} keys")));
+            }
         }
         clean.push_str(&t.replace('\\', &BACKSLASH.to_string()));
         clean.push('\n');
@@ -290,6 +308,29 @@ mod tests {
         );
         let (_, p) = parse("[a\n");
         assert!(p[0].starts_with("x.ini:1: invalid INI: section header"));
+    }
+
+    #[test]
+    fn too_many_sections_or_keys_are_one_error_before_parsing() {
+        let many: String = (0..100_000).map(|i| format!("[s{i}]\n")).collect();
+        let (doc, p) = parse(&many);
+        assert!(doc.is_none());
+        assert_eq!(p, vec!["x.ini:65: invalid INI: more than 64 sections"]);
+        let many: String = (0..100_000).map(|i| format!("K{i}=1\n")).collect();
+        let (doc, p) = parse(&format!("[secrets]\n{many}"));
+        assert!(doc.is_none());
+        assert_eq!(p, vec!["x.ini:1026: invalid INI: more than 1024 keys"]);
+    }
+
+    #[test]
+    fn files_just_under_the_limits_load() {
+        let mut text: String = (1..MAX_INI_SECTIONS).map(|i| format!("[s{i}]\n")).collect();
+        text.push_str("[secrets]\n");
+        text.extend((0..MAX_INI_KEYS).map(|i| format!("K{i}=v\n")));
+        let (doc, p) = parse(&text);
+        assert!(p.is_empty(), "{p:?}");
+        let doc = doc.unwrap();
+        assert_eq!(doc.get("secrets", "K1023"), Some("v"));
     }
 
     #[test]

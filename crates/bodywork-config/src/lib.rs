@@ -5,6 +5,12 @@
 //! `bodywork.yaml` schemas "1.0" / "1.1"), the workflow DAG, resource naming
 //! (DNS-1123) and validation that gathers every problem in one pass.
 //!
+//! Limits, checked before anything is parsed so that no file can make
+//! loading slow: [`MAX_CONFIG_BYTES`] per file, [`MAX_YAML_DEPTH`] levels of
+//! nesting in YAML, [`MAX_INI_SECTIONS`] sections and [`MAX_INI_KEYS`] keys
+//! in an INI file, [`MAX_DAG_STAGES`] stages in a DAG. Each breach is one
+//! problem (with its line where the file was not parsed).
+//!
 //! Must not: run processes, touch the network, or print. It reads files below
 //! the project root and nothing else.
 
@@ -23,8 +29,11 @@ mod load;
 mod values;
 mod yaml;
 
-pub use dag::{Dag, Step, parse_dag};
+pub use dag::{Dag, MAX_DAG_STAGES, Step, parse_dag};
+pub use files::MAX_CONFIG_BYTES;
+pub use ini_doc::{MAX_INI_KEYS, MAX_INI_SECTIONS};
 pub use load::{INI_FILE, LoadOptions, Loaded, YAML_FILE, load_project};
 pub use model::{BatchConfig, Format, LogLevel, Project, ServiceConfig, Stage, StageKind};
 pub use names::dns1123;
 pub use problem::{Problem, Severity};
+pub use yaml::MAX_YAML_DEPTH;

@@ -47,10 +47,17 @@ pub enum ScheduleError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The expression is longer than [`MAX_SCHEDULE_LEN`].
+    #[error("invalid cron schedule: {0} characters long (at most {MAX_SCHEDULE_LEN})")]
+    TooLong(usize),
     /// The time zone is not an IANA name.
     #[error("unknown time zone {0:?}: use an IANA name such as \"Europe/London\" or \"UTC\"")]
     TimeZone(String),
 }
+
+/// The longest cron expression accepted (a standard one with a list in
+/// every field fits in far fewer); longer is refused before it is parsed.
+pub const MAX_SCHEDULE_LEN: usize = 256;
 
 /// A validated cron expression in its time zone.
 #[derive(Debug, Clone)]
@@ -67,6 +74,10 @@ impl Schedule {
         timezone: Option<&str>,
         seconds: bool,
     ) -> Result<Schedule, ScheduleError> {
+        let len = expression.chars().count();
+        if len > MAX_SCHEDULE_LEN {
+            return Err(ScheduleError::TooLong(len));
+        }
         let tz = match timezone {
             None => Tz::UTC,
             Some(name) => Tz::from_str(name).map_err(|_| ScheduleError::TimeZone(name.into()))?,
@@ -180,6 +191,23 @@ mod tests {
         );
         let err = Schedule::parse("0 * * * *", Some("Mars/Olympus"), false).expect_err("tz");
         assert_eq!(err, ScheduleError::TimeZone("Mars/Olympus".into()));
+    }
+
+    #[test]
+    fn long_expressions_are_refused_before_parsing() {
+        let long = format!("{} * * * *", vec!["1"; 200_000].join(","));
+        let err = Schedule::parse(&long, None, false).expect_err("too long");
+        assert_eq!(
+            err.to_string(),
+            "invalid cron schedule: 400007 characters long (at most 256)"
+        );
+        let list = (0..60)
+            .step_by(5)
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>();
+        let just_under = format!("{} * * * *", list.join(","));
+        assert!(just_under.len() <= MAX_SCHEDULE_LEN);
+        assert!(Schedule::parse(&just_under, None, false).is_ok());
     }
 
     #[test]

@@ -26,6 +26,10 @@ impl Directory for Fixed {
     fn exposed(&self, _namespace: &str, _service: &str) -> bool {
         true
     }
+
+    fn port(&self, _namespace: &str, _service: &str) -> Option<u16> {
+        None
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

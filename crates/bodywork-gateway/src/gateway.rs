@@ -35,7 +35,7 @@ use crate::body::{GatewayBody, SMALL_BODY, UpstreamBody, read_whole};
 use crate::forward;
 use crate::listener::accept_or_shutdown;
 use crate::pool::{Lease, Pool};
-use crate::route::{Route, Via, route};
+use crate::route::{Route, Via, check_target, route};
 use crate::traffic::{ErrorKind, Traffic};
 
 /// Tunables of the gateway.
@@ -257,13 +257,14 @@ impl Gateway {
         }
         let (mut parts, body) = req.into_parts();
         let uri = std::mem::take(&mut parts.uri);
-        let (namespace, service, path, via) = match route(uri.path()) {
+        let (namespace, service, target, path, via) = match route(uri.path()) {
             Route::Service {
                 namespace,
                 service,
+                target,
                 path,
                 via,
-            } => (namespace, service, path, via),
+            } => (namespace, service, target, path, via),
             Route::Healthz => return text(StatusCode::OK, "text/plain", "ok"),
             Route::Metrics => {
                 return text(
@@ -291,6 +292,18 @@ impl Gateway {
                 Some(service),
             );
         };
+        // As the API server does: a port the service does not serve is 503,
+        // never the service on its own port.
+        if let Err(message) = check_target(service, target, self.directory.port(namespace, service))
+        {
+            self.traffic.record_unrouted();
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &message,
+                Some(namespace),
+                Some(service),
+            );
+        }
         if via == Via::Ingress && !self.directory.exposed(namespace, service) {
             self.traffic.record_unrouted();
             let message = format!(

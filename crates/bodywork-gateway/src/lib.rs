@@ -1,5 +1,5 @@
 //! The local runtime's front door to services: the HTTP gateway (the
-//! `kubectl proxy` path `/api/v1/namespaces/NS/services/NAME/proxy/PATH`, the
+//! `kubectl proxy` path `/api/v1/namespaces/NS/services/NAME[:PORT]/proxy/PATH`, the
 //! ingress path `/NS/NAME/PATH`, `/healthz`, `/metrics`) and each service's
 //! cluster address (a TCP balancer on its own loopback address).
 //!
@@ -36,4 +36,10 @@ pub trait Directory: Send + Sync + 'static {
     /// Whether NAME in NAMESPACE is exposed at the ingress path `/NS/NAME/PATH`
     /// (`INGRESS=True` / `ingress: true`); asked only for services that exist.
     fn exposed(&self, namespace: &str, service: &str) -> bool;
+
+    /// The one port NAME in NAMESPACE serves (unnamed, as bodywork's
+    /// Kubernetes Service port is), checked against the `:PORT` of a
+    /// `kubectl proxy` path; asked only for services that exist. `None`:
+    /// not known, and any port is taken.
+    fn port(&self, namespace: &str, service: &str) -> Option<u16>;
 }

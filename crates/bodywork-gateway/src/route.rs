@@ -1,5 +1,5 @@
 //! Which target a gateway request path names: the `kubectl proxy` form
-//! (`/api/v1/namespaces/NS/services/NAME/proxy/PATH`), the ingress form
+//! (`/api/v1/namespaces/NS/services/[SCHEME:]NAME[:PORT]/proxy/PATH`), the ingress form
 //! (`/NS/NAME/PATH`), `/healthz` or `/metrics`.
 //!
 //! Pure string work on the request path; it must not look services up, touch
@@ -18,6 +18,10 @@ pub enum Route<'a> {
         namespace: &'a str,
         /// The service name, with any `http:` scheme and `:PORT` suffix removed.
         service: &'a str,
+        /// The `kubectl proxy` form's `[SCHEME:]NAME[:PORT]` parts besides
+        /// the name (empty for the ingress form), for the gateway to check
+        /// against the service.
+        target: Target<'a>,
         /// The path forwarded upstream, without the query string.
         path: &'a str,
         /// Which of the two address forms the request used.
@@ -25,6 +29,17 @@ pub enum Route<'a> {
     },
     /// Nothing the gateway serves.
     Unknown,
+}
+
+/// What a `kubectl proxy` path asks of the service besides its name, as
+/// the API server reads `[SCHEME:]NAME[:PORT]`: the scheme (`""`, `http` or
+/// `https`) and the port, a number or a port name (`""`: the unnamed port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Target<'a> {
+    /// `""`, `http` or `https`.
+    pub scheme: &'a str,
+    /// `""`, a port number or a port name.
+    pub port: &'a str,
 }
 
 /// The address form of a service request: the `kubectl proxy` form reaches
@@ -70,9 +85,10 @@ fn kube_proxy(rest: &str) -> Route<'_> {
         _ => return Route::Unknown,
     };
     match (segment(namespace), service_name(name)) {
-        (Some(namespace), Some(service)) => Route::Service {
+        (Some(namespace), Some((service, target))) => Route::Service {
             namespace,
             service,
+            target,
             path,
             via: Via::KubeProxy,
         },
@@ -96,6 +112,7 @@ fn ingress(path: &str) -> Route<'_> {
         (Some(namespace), Some(service)) => Route::Service {
             namespace,
             service,
+            target: Target::default(),
             path,
             via: Via::Ingress,
         },
@@ -103,10 +120,12 @@ fn ingress(path: &str) -> Route<'_> {
     }
 }
 
-/// The service part of a `kubectl proxy` path: `NAME`, `NAME:PORT`, `NAME:`,
-/// `http:NAME:PORT` or `http:NAME:`. The port (name or number) is not checked:
-/// a local service listens on exactly one port.
-fn service_name(raw: &str) -> Option<&str> {
+/// The service part of a `kubectl proxy` path, read as the API server reads
+/// it: `NAME`, `NAME:PORT` or `SCHEME:NAME:PORT`, where SCHEME is empty,
+/// `http` or `https`, PORT may be empty, a number or a port name, and NAME
+/// must not be empty. Whether the port is the service's is the gateway's
+/// question (it knows the service).
+fn service_name(raw: &str) -> Option<(&str, Target<'_>)> {
     let mut parts = raw.split(':');
     let first = parts.next()?;
     let second = parts.next();
@@ -114,13 +133,56 @@ fn service_name(raw: &str) -> Option<&str> {
     if parts.next().is_some() {
         return None;
     }
-    let name = match (second, third) {
-        (None, _) => first,
-        (Some(_port), None) => first,
-        (Some(name), Some(_port)) if first.is_empty() || first == "http" => name,
-        _ => return None,
+    let (scheme, name, port) = match (second, third) {
+        (None, _) => ("", first, ""),
+        (Some(port), None) => ("", first, port),
+        (Some(name), Some(port)) => (first, name, port),
     };
-    segment(name)
+    if !matches!(scheme, "" | "http" | "https") {
+        return None;
+    }
+    segment(name).map(|name| (name, Target { scheme, port }))
+}
+
+/// Whether `target` reaches `service`, whose one port (unnamed, as on
+/// Kubernetes, where bodywork's Service has a single port with no name) is
+/// `port` (`None`: not known, any port is taken). As the API server's
+/// service proxy decides: no port or the port's number reaches it; another
+/// number is `no service port N found`, a port name `no endpoints
+/// available` (both 503 there). `https` is refused: replicas speak plain
+/// HTTP. `Err` is the message.
+pub fn check_target(service: &str, target: Target<'_>, port: Option<u16>) -> Result<(), String> {
+    let Target {
+        scheme,
+        port: asked,
+    } = target;
+    if scheme == "https" {
+        return Err(format!(
+            "service \"{service}\" is served over plain HTTP: the local runtime has no TLS to its \
+             replicas (use {service} or http:{service}:PORT)"
+        ));
+    }
+    let Some(port) = port else { return Ok(()) };
+    if asked.is_empty() {
+        return Ok(());
+    }
+    match asked.parse::<i64>() {
+        Ok(n) if n == i64::from(port) => Ok(()),
+        Ok(n) => Err(format!(
+            "no service port {n} found for service \"{service}\" (its port is {port})"
+        )),
+        Err(_) => {
+            let id = if scheme.is_empty() {
+                format!("{service}:{asked}")
+            } else {
+                format!("{scheme}:{service}:{asked}")
+            };
+            Err(format!(
+                "no endpoints available for service \"{id}\" (its one port, {port}, has no name: \
+                 use {service}:{port} or {service})"
+            ))
+        }
+    }
 }
 
 /// A usable namespace or service segment: non-empty, no dot-segment.
@@ -136,9 +198,19 @@ mod tests {
     use super::*;
 
     fn svc<'a>(namespace: &'a str, service: &'a str, path: &'a str) -> Route<'a> {
+        svc_at(namespace, service, ("", ""), path)
+    }
+
+    fn svc_at<'a>(
+        namespace: &'a str,
+        service: &'a str,
+        (scheme, port): (&'a str, &'a str),
+        path: &'a str,
+    ) -> Route<'a> {
         Route::Service {
             namespace,
             service,
+            target: Target { scheme, port },
             path,
             via: Via::KubeProxy,
         }
@@ -148,6 +220,7 @@ mod tests {
         Route::Service {
             namespace,
             service,
+            target: Target::default(),
             path,
             via: Via::Ingress,
         }
@@ -169,21 +242,53 @@ mod tests {
 
     #[test]
     fn every_kubectl_service_name_form() {
-        for name in [
-            "web",
-            "web:5000",
-            "web:",
-            "http:web:5000",
-            "http:web:",
-            ":web:http",
+        for (name, target) in [
+            ("web", ("", "")),
+            ("web:5000", ("", "5000")),
+            ("web:", ("", "")),
+            ("http:web:5000", ("http", "5000")),
+            ("http:web:", ("http", "")),
+            (":web:http", ("", "http")),
+            ("https:web:443", ("https", "443")),
+            ("web:metrics", ("", "metrics")),
         ] {
             let path = format!("/api/v1/namespaces/ns/services/{name}/proxy/a/b");
-            assert_eq!(route(&path), svc("ns", "web", "/a/b"), "{name}");
+            assert_eq!(route(&path), svc_at("ns", "web", target, "/a/b"), "{name}");
         }
-        for bad in ["https:web:443", "a:b:c:d", ":", "http::5000"] {
+        for bad in ["a:b:c:d", ":", "http::5000", "ftp:web:21", ":5000"] {
             let path = format!("/api/v1/namespaces/ns/services/{bad}/proxy/");
             assert_eq!(route(&path), Route::Unknown, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_port_asked_for_must_be_the_services() {
+        let t = |scheme, port| Target { scheme, port };
+        for ok in [t("", ""), t("", "5000"), t("http", "5000"), t("http", "")] {
+            assert_eq!(check_target("web", ok, Some(5000)), Ok(()), "{ok:?}");
+        }
+        assert_eq!(
+            check_target("web", t("", "5001"), Some(5000)),
+            Err("no service port 5001 found for service \"web\" (its port is 5000)".into())
+        );
+        assert_eq!(
+            check_target("web", t("http", "grpc"), Some(5000)),
+            Err(
+                "no endpoints available for service \"http:web:grpc\" (its one port, 5000, has no \
+                 name: use web:5000 or web)"
+                    .into()
+            )
+        );
+        assert!(
+            check_target("web", t("", "http"), Some(5000))
+                .unwrap_err()
+                .contains("\"web:http\"")
+        );
+        let https = check_target("web", t("https", "5000"), Some(5000)).unwrap_err();
+        assert!(https.contains("plain HTTP"), "{https}");
+        // A port not known: any port is taken, but never https.
+        assert_eq!(check_target("web", t("", "1"), None), Ok(()));
+        assert!(check_target("web", t("https", ""), None).is_err());
     }
 
     #[test]

@@ -274,6 +274,50 @@ async fn unknown_service_and_route_are_404_json() {
 }
 
 #[tokio::test]
+async fn a_port_the_service_does_not_serve_is_503_as_the_api_server_answers() {
+    let a = upstream("a").await;
+    let gw = gateway_with("ns", "web", &[a]).await;
+    for (name, says) in [
+        ("web:5001", "no service port 5001 found for service \"web\""),
+        (
+            "http:web:5001",
+            "no service port 5001 found for service \"web\"",
+        ),
+        (
+            "web:grpc",
+            "no endpoints available for service \"web:grpc\"",
+        ),
+        ("https:web:5000", "plain HTTP"),
+    ] {
+        let answer = get(
+            gw.addr,
+            &format!("/api/v1/namespaces/ns/services/{name}/proxy/x"),
+        )
+        .await;
+        assert_eq!(answer.status, 503, "{name}");
+        assert_eq!(answer.headers["content-type"], "application/json");
+        let error = answer.json();
+        assert_eq!(error["service"], "web", "{name}");
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains(says), "{name}: {message}");
+        assert!(
+            error.get("replica").is_none(),
+            "{name}: reached the service"
+        );
+    }
+    // The service's own port (and no port) still reach it.
+    for name in ["web:5000", "http:web:5000", "web"] {
+        let answer = get(
+            gw.addr,
+            &format!("/api/v1/namespaces/ns/services/{name}/proxy/x"),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{name}");
+        assert_eq!(answer.json()["replica"], "a", "{name}");
+    }
+}
+
+#[tokio::test]
 async fn no_ready_replica_is_503_json() {
     let gw = gateway_with("ns", "web", &[]).await;
     let answer = get(gw.addr, "/ns/web/x").await;

@@ -195,7 +195,7 @@ pub struct EnvSummary {
 
 /// The largest frame read, in bytes: far above any answer (log lines are
 /// at most 64 KiB), so a peer cannot make the reader hold without bound.
-pub const MAX_FRAME: usize = 16 << 20;
+pub const MAX_FRAME: u64 = 16 << 20;
 
 /// One frame as it goes on the wire.
 pub fn encode_frame<T: Serialize>(msg: &T) -> std::io::Result<Vec<u8>> {
@@ -223,25 +223,42 @@ where
     let _ = write_frame(w, &Response::Error(error)).await;
 }
 
+/// The largest request the daemon reads (a secret's values are the
+/// largest part of any request); a longer line is refused unread. JSON
+/// nesting is limited too: by `serde_json`'s 128 levels.
+pub const MAX_REQUEST_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Read one frame; `Ok(None)` at end of stream.
 pub async fn read_frame<R, T>(r: &mut R) -> std::io::Result<Option<T>>
 where
     R: AsyncBufReadExt + Unpin,
     T: for<'de> Deserialize<'de>,
 {
+    read_frame_within(r, MAX_FRAME).await
+}
+
+/// Read one request from a client: a frame of at most [`MAX_REQUEST_BYTES`].
+pub async fn read_request<R>(r: &mut R) -> std::io::Result<Option<Request>>
+where
+    R: AsyncBufReadExt + Unpin,
+{
+    read_frame_within(r, MAX_REQUEST_BYTES).await
+}
+
+async fn read_frame_within<R, T>(r: &mut R, limit: u64) -> std::io::Result<Option<T>>
+where
+    R: AsyncBufReadExt + Unpin,
+    T: for<'de> Deserialize<'de>,
+{
     let mut line = String::new();
-    if (&mut *r)
-        .take(MAX_FRAME as u64 + 1)
-        .read_line(&mut line)
-        .await?
-        == 0
-    {
+    let n = r.take(limit).read_line(&mut line).await?;
+    if n == 0 {
         return Ok(None);
     }
-    if line.len() > MAX_FRAME {
+    if !line.ends_with('\n') && n as u64 >= limit {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("a message larger than {} MiB", MAX_FRAME >> 20),
+            format!("bad message: longer than {} MiB", limit >> 20),
         ));
     }
     serde_json::from_str(&line).map(Some).map_err(|e| {
@@ -256,15 +273,56 @@ mod tests {
     #[tokio::test]
     async fn a_frame_larger_than_the_limit_is_refused_not_held() {
         let mut big = vec![b'"'];
-        big.resize(MAX_FRAME + 100, b'x');
+        big.resize(MAX_FRAME as usize + 100, b'x');
         big.extend_from_slice(b"\"\n");
         let mut reader = tokio::io::BufReader::new(&big[..]);
         let e = read_frame::<_, Response>(&mut reader).await.unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
-        assert!(e.to_string().contains("larger than 16 MiB"), "{e}");
+        assert!(e.to_string().contains("longer than 16 MiB"), "{e}");
         let ok = encode_frame(&Response::Ok).unwrap();
         let mut reader = tokio::io::BufReader::new(&ok[..]);
         let frame = read_frame::<_, Response>(&mut reader).await.unwrap();
         assert!(matches!(frame, Some(Response::Ok)));
+    }
+
+    async fn request(bytes: Vec<u8>) -> std::io::Result<Option<Request>> {
+        let mut r = tokio::io::BufReader::new(std::io::Cursor::new(bytes));
+        read_request(&mut r).await
+    }
+
+    #[tokio::test]
+    async fn a_request_longer_than_the_limit_is_refused_unread() {
+        let limit = usize::try_from(MAX_REQUEST_BYTES).unwrap();
+        let mut huge = br#"{"request":"namespace_exists","namespace":""#.to_vec();
+        huge.resize(limit * 4, b'a');
+        huge.extend_from_slice(b"\"}\n");
+        let err = request(huge).await.unwrap_err();
+        assert_eq!(err.to_string(), "bad message: longer than 4 MiB");
+        // Without a newline at all, too.
+        let err = request(vec![b' '; limit + 1]).await.unwrap_err();
+        assert!(err.to_string().contains("longer than"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_request_just_under_the_limit_is_read() {
+        let limit = usize::try_from(MAX_REQUEST_BYTES).unwrap();
+        let head = br#"{"request":"namespace_exists","namespace":""#;
+        let mut line = head.to_vec();
+        line.resize(limit - 3, b'a');
+        line.extend_from_slice(b"\"}\n");
+        assert_eq!(line.len(), limit);
+        let Some(Request::NamespaceExists { namespace }) = request(line).await.unwrap() else {
+            panic!("not read as NamespaceExists")
+        };
+        assert_eq!(namespace.len(), limit - head.len() - 3);
+    }
+
+    #[tokio::test]
+    async fn deeply_nested_json_is_refused_by_the_recursion_limit() {
+        let mut deep = br#"{"request":"namespace_exists","namespace":"#.to_vec();
+        deep.extend(std::iter::repeat_n(b'[', 100_000));
+        deep.push(b'\n');
+        let err = request(deep).await.unwrap_err();
+        assert!(err.to_string().contains("recursion limit"), "{err}");
     }
 }

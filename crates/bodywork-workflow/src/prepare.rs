@@ -97,35 +97,54 @@ pub async fn prepare(
     .await
     .map_err(|e| PrepareError::Internal(format!("source fetch task failed: {e}")))??;
     on_event(Preparing::Fetched(&checkout));
-    let loaded = bodywork_config::load_project(
-        &checkout.dir,
-        &LoadOptions {
-            file: None,
-            check_files: true,
-        },
+    // Loading and planning read and parse the project's files: on a blocking
+    // thread, so that no project, however large or deep, holds one of the
+    // async workers that every other request needs.
+    let (dir, repo, branch, namespace, fallback, commit) = (
+        checkout.dir.clone(),
+        req.repo.clone(),
+        checkout.branch.clone().or_else(|| req.branch.clone()),
+        req.namespace.clone(),
+        req.fallback_namespace.clone(),
+        checkout.commit.clone(),
     );
-    for warning in loaded.problems.iter().filter(|p| !p.is_error()) {
+    let (problems, planned) = tokio::task::spawn_blocking(move || {
+        let loaded = bodywork_config::load_project(
+            &dir,
+            &LoadOptions {
+                file: None,
+                check_files: true,
+            },
+        );
+        // A project is only there when no problem is an error.
+        let planned = loaded.project.map(|project| {
+            let namespace = namespace.or_else(|| {
+                project
+                    .namespace(None)
+                    .is_none()
+                    .then_some(fallback)
+                    .flatten()
+            });
+            let facts = RunFacts {
+                namespace,
+                repo,
+                branch,
+                commit,
+            };
+            plan_workflow(&project, &facts)
+        });
+        (loaded.problems, planned)
+    })
+    .await
+    .map_err(|e| PrepareError::Internal(format!("project loading task failed: {e}")))?;
+    for warning in problems.iter().filter(|p| !p.is_error()) {
         on_event(Preparing::Warning(warning));
     }
-    let Some(project) = loaded.project else {
-        return Err(PrepareError::Invalid(loaded.problems));
+    let Some(planned) = planned else {
+        return Err(PrepareError::Invalid(problems));
     };
-    // A project is only there when no problem is an error.
-    let warnings = loaded.problems;
-    let namespace = req.namespace.clone().or_else(|| {
-        project
-            .namespace(None)
-            .is_none()
-            .then(|| req.fallback_namespace.clone())
-            .flatten()
-    });
-    let facts = RunFacts {
-        namespace,
-        repo: req.repo.clone(),
-        branch: checkout.branch.clone().or_else(|| req.branch.clone()),
-        commit: checkout.commit.clone(),
-    };
-    let plan = plan_workflow(&project, &facts)?;
+    let plan = planned?;
+    let warnings = problems;
     Ok(Prepared {
         checkout,
         plan,

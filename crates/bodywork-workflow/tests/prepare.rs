@@ -79,3 +79,54 @@ async fn an_invalid_project_and_a_missing_source_are_typed_errors() {
     let err = prepare(&req, &mut |_| {}).await.unwrap_err();
     assert!(matches!(err, PrepareError::Source(_)), "{err:?}");
 }
+
+/// The project is loaded on a blocking thread: on a runtime with one
+/// worker, another task goes on running while a large (legal) project is
+/// loaded, so no project can hold the daemon's async workers.
+#[tokio::test(flavor = "current_thread")]
+async fn the_project_is_loaded_while_other_tasks_go_on() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let project = tmp.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(project.join("s.py"), "print('hi')\n").unwrap();
+    let mut yaml = String::from(
+        "version: \"1.1\"\npipeline:\n  name: big\n  DAG: s\n  namespace: ns\nstages:\n  s:\n    executable_module_path: s.py\n    batch: {max_completion_time_seconds: 5, retries: 0}\nextra:\n",
+    );
+    let mut i = 0;
+    while yaml.len() < 900 * 1024 {
+        yaml.push_str(&format!("  k{i}: {}{}\n", "[".repeat(60), "]".repeat(60)));
+        i += 1;
+    }
+    std::fs::write(project.join("bodywork.yaml"), yaml).unwrap();
+    let req = request(project.display().to_string(), &tmp);
+
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let ticker = tokio::spawn({
+        let ticks = ticks.clone();
+        async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                ticks.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let mut at_fetched = None;
+    let prepared = prepare(&req, &mut |e| {
+        if let Preparing::Fetched(_) = e {
+            at_fetched = Some(ticks.load(Ordering::SeqCst));
+        }
+    })
+    .await
+    .unwrap();
+    let at_end = ticks.load(Ordering::SeqCst);
+    ticker.abort();
+    assert_eq!(prepared.plan.namespace, "ns");
+    let at_fetched = at_fetched.expect("a Fetched event");
+    assert!(
+        at_end > at_fetched,
+        "no other task ran while the project was loaded ({at_fetched} ticks before, {at_end} after)"
+    );
+}

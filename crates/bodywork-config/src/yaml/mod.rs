@@ -14,6 +14,7 @@
 //! Must not: read any file other than the YAML file (and, with
 //! `--check-files`, look for executables).
 
+mod depth;
 mod reader;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ use crate::model::{BatchConfig, Format, LogLevel, Project, ServiceConfig, Stage,
 use crate::names;
 use crate::problem::{Problem, found};
 use crate::values;
+pub use depth::MAX_YAML_DEPTH;
 use reader::{describe, get, scalar, self_trim, strip_marks};
 
 /// The image used when `docker_image` is not given.
@@ -57,6 +59,21 @@ const SERVICE_KEYS: &[&str] = &["max_startup_time_seconds", "replicas", "port", 
 /// Load a YAML project whose file is `file` in `ctx.root`.
 pub(crate) fn load(ctx: &mut Ctx<'_>, file: &str) -> Option<Project> {
     let text = ctx.read(file, "")?;
+    // Before the parser, which is quadratic in nesting.
+    if let Err(at) = depth::check_depth(&text, MAX_YAML_DEPTH) {
+        ctx.problems.push(
+            Problem::error(
+                file,
+                "",
+                format!(
+                    "invalid YAML: nesting deeper than {MAX_YAML_DEPTH} levels (column {})",
+                    at.column
+                ),
+            )
+            .at_line(at.line),
+        );
+        return None;
+    }
     let doc: Value = match serde_norway::from_str(&text) {
         Ok(doc) => doc,
         Err(e) => {

@@ -71,7 +71,15 @@ impl Directory for StaticDirectory {
         self.entry(namespace, service)
             .is_some_and(|(_, exposed)| exposed)
     }
+
+    /// Every service here serves port 5000, as the seed tutorial's does.
+    fn port(&self, namespace: &str, service: &str) -> Option<u16> {
+        self.entry(namespace, service).map(|_| SERVICE_PORT)
+    }
 }
+
+/// The port every service of a [`StaticDirectory`] serves.
+pub const SERVICE_PORT: u16 = 5000;
 
 /// A running gateway on an ephemeral port.
 pub struct Gateway {

@@ -27,7 +27,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::home::Home;
 use crate::process::{self, ProcessId};
-use crate::protocol::{Request, read_frame, write_error, write_frame};
+use crate::protocol::{Request, read_request, write_error, write_frame};
 use crate::runtime::LocalRuntime;
 
 /// Why the daemon could not start or run.
@@ -383,7 +383,7 @@ async fn stop(daemon: &Daemon) {
 async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
-    let request: Request = match read_frame(&mut read).await {
+    let request: Request = match read_request(&mut read).await {
         Ok(Some(r)) => r,
         Ok(None) => return,
         Err(e) => {

@@ -22,7 +22,7 @@ use super::live::{CLIENT_QUEUE_MAX, LiveStream};
 use super::{ActiveRun, Daemon};
 use crate::logfiles::{RUN_LOG_MAX, RUN_LOG_RESERVE};
 use crate::protocol::{
-    Request, Response, WorkflowSubmission, read_frame, write_error, write_frame,
+    Request, Response, WorkflowSubmission, read_request, write_error, write_frame,
 };
 
 /// A run's log: every event goes to the run's log file (plain text, SPEC §6
@@ -416,7 +416,7 @@ pub(super) async fn run_for_client(
     let watcher = {
         let cancel = prepared.cancel.clone();
         tokio::spawn(async move {
-            match read_frame::<_, Request>(&mut read).await {
+            match read_request(&mut read).await {
                 Ok(Some(Request::Cancel)) | Ok(None) | Err(_) => cancel.cancel(),
                 Ok(Some(_)) => {}
             }

@@ -10,7 +10,7 @@ use bodywork_stage::lines::CappedLines;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::Daemon;
-use crate::protocol::{Request, Response, read_frame, write_error, write_frame};
+use crate::protocol::{Response, read_request, write_error, write_frame};
 
 /// Whether the file under `reader` is now shorter than where it reads: a
 /// rotation truncated it (see `crate::logfiles`).
@@ -50,7 +50,7 @@ pub(super) async fn stream(
     // The client leaving ends a follow.
     let gone = tokio::spawn(async move {
         let mut read = read;
-        let _ = read_frame::<_, Request>(&mut read).await;
+        let _ = read_request(&mut read).await;
     });
     loop {
         let mut any = false;

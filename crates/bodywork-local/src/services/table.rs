@@ -72,6 +72,11 @@ impl Directory for ServiceTable {
         self.get(namespace, service)
             .is_some_and(|s| s.info.lock().is_ok_and(|info| info.ingress))
     }
+
+    fn port(&self, namespace: &str, service: &str) -> Option<u16> {
+        let svc = self.get(namespace, service)?;
+        svc.info.lock().ok().map(|info| info.port)
+    }
 }
 
 impl ServiceManager {

@@ -16,7 +16,7 @@ use crate::protocol::{Request, Response};
 
 pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
     match request {
-        Request::CronCreate(spec) => answer(create(daemon, spec), |()| Response::Ok),
+        Request::CronCreate(spec) => answer(create(daemon, spec).await, |()| Response::Ok),
         Request::CronDelete { namespace, name } => {
             answer(delete(daemon, &namespace, &name), |()| Response::Ok)
         }
@@ -47,9 +47,16 @@ fn no_such_job(namespace: &str, name: &str) -> RuntimeError {
 
 /// `cronjob create`. The schedule was checked by the CLI; it is checked
 /// again here, as the daemon must never store one it cannot compute.
-fn create(daemon: &Daemon, spec: CronJobSpec) -> Result<()> {
-    Schedule::parse(&spec.schedule, spec.timezone.as_deref(), seconds_allowed())
-        .map_err(RuntimeError::failed)?;
+/// The schedule is checked on a blocking thread: finding that an
+/// expression never matches searches years ahead.
+async fn create(daemon: &Daemon, spec: CronJobSpec) -> Result<()> {
+    let (schedule, timezone) = (spec.schedule.clone(), spec.timezone.clone());
+    tokio::task::spawn_blocking(move || {
+        Schedule::parse(&schedule, timezone.as_deref(), seconds_allowed()).map(|_| ())
+    })
+    .await
+    .map_err(RuntimeError::failed)?
+    .map_err(RuntimeError::failed)?;
     if spec.history_limit == 0 {
         return Err(RuntimeError::failed("--history-limit must be at least 1"));
     }
