@@ -7,9 +7,11 @@
 //! not be `Send`): two reader threads forward lines over a channel.
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
+
+use bodywork_lines::CappedLines;
 
 /// How many trailing lines of each stream are kept for error messages.
 pub(crate) const TAIL_LINES: usize = 20;
@@ -89,26 +91,54 @@ pub(crate) fn run_streaming(
 }
 
 /// Read `stream` line by line (lossily decoded, trimmed) into `tx`.
+/// Send each line of `stream`, cut at [`bodywork_lines::MAX_LINE`] bytes
+/// (a package build printing one endless line is never held whole).
 fn forward_lines(stream: impl Read, is_stderr: bool, tx: &mpsc::Sender<(bool, String)>) {
     let mut reader = BufReader::new(stream);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let line = String::from_utf8_lossy(&buf).trim().to_owned();
-                if tx.send((is_stderr, line)).is_err() {
-                    return;
-                }
-            }
+    let mut lines = CappedLines::default();
+    while let Ok(Some(line)) = lines.next_sync(&mut reader) {
+        if tx.send((is_stderr, line.trim().to_owned())).is_err() {
+            return;
         }
+    }
+    if let Some(line) = lines.take_partial() {
+        let _ = tx.send((is_stderr, line.trim().to_owned()));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An installer (or a package's build) printing a line of megabytes,
+    /// with no newline at the end: what arrives is cut at the cap.
+    #[test]
+    fn a_huge_line_arrives_cut() {
+        let mut seen = Vec::new();
+        let finished = run_streaming(
+            Command::new("sh").args(["-c", "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo done; head -c 2000000 /dev/zero | tr '\\0' y"]),
+            &mut |line| seen.push(line.to_owned()),
+        )
+        .unwrap();
+        assert!(finished.status.success());
+        assert_eq!(
+            seen.len(),
+            3,
+            "{:?}",
+            seen.iter().map(String::len).collect::<Vec<_>>()
+        );
+        let cap = bodywork_lines::MAX_LINE;
+        assert_eq!(
+            seen[0],
+            format!(
+                "{}{}",
+                "x".repeat(cap),
+                bodywork_lines::cut_marker(cap, 3_000_000 - cap as u64)
+            )
+        );
+        assert_eq!(seen[1], "done");
+        assert!(seen[2].starts_with(&"y".repeat(cap)) && seen[2].len() < cap + 100);
+    }
 
     #[test]
     fn streams_lines_and_keeps_tails() {

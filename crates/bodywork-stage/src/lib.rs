@@ -22,7 +22,7 @@ pub mod env;
 pub mod files;
 #[cfg(test)]
 mod fixtures;
-pub mod lines;
+pub use bodywork_lines as lines;
 mod notebook;
 mod outcome;
 pub mod process;
