@@ -404,9 +404,18 @@ fn after_a_daemon_kill_replicas_are_adopted_even_when_their_cluster_address_is_t
     let run = deploy.finish(Duration::from_secs(120));
     assert_eq!(run.code, Some(0), "{run}");
     kill_the_daemon(&home);
-    // Something else listens on the service's cluster address meanwhile.
-    let _squatter = std::net::TcpListener::bind(format!("127.{TAKEN_BLOCK}.0.1:5000"))
-        .expect("take the cluster address");
+    // Something else listens on the service's cluster address meanwhile
+    // (once the killed daemon's last thread has let go of it: its main
+    // thread is a zombie before its sockets are closed).
+    let mut squatter = None;
+    wait_for(
+        "the cluster address to be free",
+        Duration::from_secs(10),
+        || {
+            squatter = std::net::TcpListener::bind(format!("127.{TAKEN_BLOCK}.0.1:5000")).ok();
+            squatter.is_some()
+        },
+    );
 
     // The next command starts a daemon, which adopts them.
     let display = home.ok(&["service", "display", "--namespace", ns, "-o", "json"]);
