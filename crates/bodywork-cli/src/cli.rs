@@ -7,6 +7,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod bodywork3;
+pub use bodywork3::*;
+
 const EXAMPLES: &str = "\
 Examples:
   bodywork validate examples/serve-model
@@ -16,7 +19,13 @@ Examples:
   bodywork service display --namespace=scoring-service
   bodywork secret create --namespace=pipeline --name=credentials \\
       --data USERNAME=alex PASSWORD=alex123
-  bodywork completions bash > ~/.local/share/bash-completion/completions/bodywork";
+  bodywork completions bash > ~/.local/share/bash-completion/completions/bodywork
+
+Bodywork 3 (create / get / update / delete):
+  bodywork create secret test-credentials --group testsecrets \\
+      --data USERNAME=alex PASSWORD=alex123
+  bodywork create deployment https://github.com/bodywork-ml/bodywork-serve-model-project
+  bodywork get deployments";
 
 /// Deploy machine-learning pipelines straight from Git repositories.
 ///
@@ -137,6 +146,18 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// [Bodywork 3] Create a deployment or a secret of a secrets group.
+    #[command(subcommand, display_order = 100)]
+    Create(CreateCommand),
+    /// [Bodywork 3] Show deployments or secrets groups.
+    #[command(subcommand, display_order = 101)]
+    Get(GetCommand),
+    /// [Bodywork 3] Update a deployment or a secret of a secrets group.
+    #[command(subcommand, display_order = 102)]
+    Update(UpdateCommand),
+    /// [Bodywork 3] Delete a deployment, a secret or a secrets group.
+    #[command(subcommand, display_order = 103)]
+    Delete(DeleteCommand),
 }
 
 #[derive(Debug, Args)]

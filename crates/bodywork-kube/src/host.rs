@@ -137,6 +137,7 @@ pub async fn run(
         branch: opts.branch.clone(),
         namespace: opts.namespace.clone(),
         ssh_key: opts.ssh_key.clone(),
+        secrets_group: opts.secrets_group.clone(),
         known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
     };

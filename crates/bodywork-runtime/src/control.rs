@@ -27,6 +27,10 @@ pub struct WorkflowSubmission {
     pub namespace: Option<String>,
     /// `--ssh KEY_FILE`, absolute.
     pub ssh_key: Option<PathBuf>,
+    /// `--group G`: the secrets group copied into the namespace (instead of
+    /// the project's `pipeline.secrets_group`).
+    #[serde(default)]
+    pub secrets_group: Option<String>,
 }
 
 /// A workflow run to follow attached: what to run, where every log event

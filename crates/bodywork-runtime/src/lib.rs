@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod control;
+pub mod groups;
 mod logs;
 pub mod namespace;
 
@@ -292,6 +293,9 @@ pub trait Resources: Send + Sync {
     /// seed's words (`creating namespace=NS`, ...).
     async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>>;
     async fn namespace_exists(&self, namespace: &str) -> Result<bool>;
+    /// The namespaces bodywork set up, by name (what Bodywork 3's `get
+    /// deployments` looks through).
+    async fn list_namespaces(&self) -> Result<Vec<String>>;
     /// Delete a namespace with everything in it (services, secrets, cron
     /// jobs, and on the local runtime the workflow runs and their logs);
     /// returns one line per thing deleted. `NotFound` when it does not

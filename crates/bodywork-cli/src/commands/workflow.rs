@@ -8,19 +8,23 @@ use bodywork_runtime::{CancellationToken, RunOutcome, WorkflowRun, WorkflowSubmi
 use bodywork_source::{KeyFile, Source};
 
 use super::connect::with_control;
-use super::{checked_name, dry_run, project_location};
+use super::{checked_optional, dry_run, project_location};
 use crate::Outcome;
 use crate::cli::{GlobalArgs, RuntimeKind, WorkflowArgs};
 use crate::output::{self, TerminalLog};
 
 pub fn run(global: &GlobalArgs, args: &WorkflowArgs) -> Outcome {
-    let namespace = match args
-        .namespace
-        .namespace
-        .as_deref()
-        .map(|ns| checked_name("namespace", ns))
-        .transpose()
-    {
+    run_with_group(global, args, None)
+}
+
+/// The workflow run, with `secrets_group` (Bodywork 3's `--group`, checked)
+/// copied into the namespace instead of the project's own group.
+pub fn run_with_group(
+    global: &GlobalArgs,
+    args: &WorkflowArgs,
+    secrets_group: Option<String>,
+) -> Outcome {
+    let namespace = match checked_optional("namespace", args.namespace.namespace.as_deref()) {
         Ok(ns) => ns,
         Err(o) => return o,
     };
@@ -63,6 +67,7 @@ pub fn run(global: &GlobalArgs, args: &WorkflowArgs) -> Outcome {
         branch: args.branch.clone(),
         namespace,
         ssh_key: ssh_key.or_else(|| env_key.as_ref().map(|k| k.path().to_path_buf())),
+        secrets_group,
     };
     if args.dry_run {
         return dry_run::workflow(global, &submission, args.image.as_deref());

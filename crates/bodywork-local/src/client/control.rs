@@ -120,6 +120,13 @@ impl Resources for LocalControl {
         }
     }
 
+    async fn list_namespaces(&self) -> Result<Vec<String>> {
+        match self.call(Request::NamespaceList).await? {
+            Response::Namespaces { namespaces } => Ok(namespaces),
+            _ => Err(unexpected()),
+        }
+    }
+
     async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
         self.lines(Request::DeleteNamespace {
             namespace: namespace.into(),

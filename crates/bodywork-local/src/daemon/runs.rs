@@ -275,6 +275,7 @@ pub(crate) async fn execute_run(
         ssh_key: submission
             .ssh_key
             .or_else(|| namespace_key.as_ref().map(|k| k.path().to_path_buf())),
+        secrets_group: submission.secrets_group,
         known_hosts: Some(daemon.home().known_hosts()),
         checkout_dir: daemon.home().checkout(id),
     };

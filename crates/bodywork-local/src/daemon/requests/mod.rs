@@ -56,6 +56,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
         | Request::Handover { .. }) => control::handle(daemon, r),
         r @ (Request::SetupNamespace { .. }
         | Request::NamespaceExists { .. }
+        | Request::NamespaceList
         | Request::DeleteNamespace { .. }
         | Request::SecretCreate { .. }
         | Request::SecretDelete { .. }
