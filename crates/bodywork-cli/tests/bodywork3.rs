@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{TestHome, TestProject, args_line, batch_stage, yaml};
+use common::{SERVE_PY, TestHome, TestProject, args_line, batch_stage, git, yaml};
 
 /// Writes the values of the environment variables it is given to a file.
 const ENV_SCRIPT: &str = r#"
@@ -114,6 +114,15 @@ fn secret_groups_are_listed_masked_and_deleted_by_name_or_whole() {
     let all = home.ok(&["get", "secrets"]);
     assert!(!all.stdout.contains("postgres://"), "values shown:\n{all}");
     assert!(all.stdout.contains("plotly-dash-credentials"), "{all}");
+    // The table, its creation times (known from the JSON) written as such.
+    let json = home.ok(&["get", "secrets", "-o", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let mut table = all.stdout.clone();
+    for s in doc.as_array().expect("a list") {
+        let created = s["created"].as_str().expect("a time");
+        table = table.replace(created, "<created>");
+    }
+    insta::assert_snapshot!("get_secrets_table", table);
     let dev = home.ok(&["get", "secret", "--group", "dev", "-o", "json"]);
     let doc: serde_json::Value = serde_json::from_str(&dev.stdout).expect("JSON");
     let names: Vec<&str> = doc
@@ -140,5 +149,75 @@ fn secret_groups_are_listed_masked_and_deleted_by_name_or_whole() {
     let doc: serde_json::Value = serde_json::from_str(&left.stdout).expect("JSON");
     assert_eq!(doc.as_array().map(Vec::len), Some(1), "{left}");
     home.run(&["delete", "secret", "--group", "prod"])
+        .expect_code(1);
+}
+
+/// A Git repository shaped like bodywork-ml/bodywork-serve-model-project
+/// (Bodywork 3's `bodywork.yaml`): one service stage, deployed into the
+/// namespace named after the project.
+fn serve_model_repo() -> TestProject {
+    let config = "version: \"1.1\"\npipeline:\n  name: bodywork-serve-model-project\n  \
+                  docker_image: bodyworkml/bodywork-core:latest\n  DAG: scoring-service\nstages:\n  \
+                  scoring-service:\n    executable_module_path: serve_model.py\n    service:\n      \
+                  max_startup_time_seconds: 30\n      replicas: 1\n      port: 5000\n      ingress: true\n";
+    let repo = TestProject::new(&[("bodywork.yaml", config), ("serve_model.py", SERVE_PY)]);
+    git(repo.path(), &["init", "-q", "-b", "master"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "serve model"]);
+    repo
+}
+
+#[test]
+fn the_serve_model_readme_commands_deploy_list_and_delete() {
+    let home = TestHome::new();
+    let repo = serve_model_repo();
+    let url = format!("file://{}", repo.path().display());
+
+    // bodywork create deployment https://github.com/bodywork-ml/bodywork-serve-model-project
+    let run = home.ok(&["create", "deployment", &url]);
+    assert!(
+        run.all().contains("namespace=bodywork-serve-model-project"),
+        "the project's name is its namespace:\n{run}"
+    );
+
+    // bodywork get deployments
+    let table = home.ok(&["get", "deployments"]);
+    let lines: Vec<&str> = table.stdout.lines().map(str::trim_start).collect();
+    let header: Vec<&str> = lines[0].split_whitespace().take(3).collect();
+    assert_eq!(
+        header,
+        ["DEPLOYMENT/SERVICE", "GIT_REPOSITORY_URL", "NAMESPACE"],
+        "{table}"
+    );
+    let row = lines
+        .iter()
+        .find(|l| l.starts_with("bodywork-serve-model-project/scoring-service"))
+        .unwrap_or_else(|| panic!("no row of the deployment:\n{table}"));
+    assert!(row.contains(&url), "{table}");
+
+    let one = home.ok(&[
+        "get",
+        "deployment",
+        "bodywork-serve-model-project",
+        "scoring-service",
+        "-o",
+        "json",
+    ]);
+    let doc: serde_json::Value = serde_json::from_str(&one.stdout).expect("JSON");
+    assert_eq!(doc.as_array().map(Vec::len), Some(1), "{one}");
+    assert_eq!(doc[0]["namespace"], "bodywork-serve-model-project");
+    assert_eq!(doc[0]["available_replicas"], 1);
+    home.run(&["get", "deployment", "bodywork-serve-model-project", "nope"])
+        .expect_code(1);
+
+    // Update: the same deployment again.
+    home.ok(&["update", "deployment", &url, "--branch", "master"]);
+
+    // bodywork delete deployment bodywork-serve-model-project
+    home.ok(&["delete", "deployment", "bodywork-serve-model-project"])
+        .expect_output("deployment=bodywork-serve-model-project deleted");
+    home.ok(&["get", "deployments"])
+        .expect_output("No deployments found");
+    home.run(&["delete", "deployment", "bodywork-serve-model-project"])
         .expect_code(1);
 }
