@@ -237,6 +237,27 @@ fn scenario(side: &Side, url: &str) -> Vec<Run> {
         [&["cronjob", "display"][..], &ns, &["-o", "json"]].concat(),
         [&["cronjob", "delete"][..], &ns, &["--name", "nightly"]].concat(),
         vec!["delete-namespace", NS],
+        // Bodywork 3's dialect: a secrets group and a deployment into the
+        // project's own namespace that gets it.
+        vec![
+            "create",
+            "secret",
+            "creds",
+            "--group",
+            "grp",
+            "--data",
+            "TOKEN=s3cr3t",
+            "USER=me",
+        ],
+        vec!["get", "secrets", "--group", "grp"],
+        vec!["get", "secrets", "-o", "json"],
+        vec!["create", "deployment", url, "--group", "grp"],
+        vec!["get", "secret", "--group", "grp"],
+        vec!["get", "deployments"],
+        vec!["get", "deployments", "-o", "json"],
+        vec!["delete", "deployment", PROJECT],
+        vec!["delete", "secret", "--group", "grp"],
+        vec!["delete-namespace", PROJECT],
     ];
     steps.iter().map(|args| side.run(args)).collect()
 }
