@@ -160,10 +160,15 @@ fn serve_model_repo() -> TestProject {
                   docker_image: bodyworkml/bodywork-core:latest\n  DAG: scoring-service\nstages:\n  \
                   scoring-service:\n    executable_module_path: serve_model.py\n    service:\n      \
                   max_startup_time_seconds: 30\n      replicas: 1\n      port: 5000\n      ingress: true\n";
-    let repo = TestProject::new(&[("bodywork.yaml", config), ("serve_model.py", SERVE_PY)]);
+    git_repo(&[("bodywork.yaml", config), ("serve_model.py", SERVE_PY)])
+}
+
+/// `files` committed on `master` of a new Git repository.
+fn git_repo(files: &[(&str, &str)]) -> TestProject {
+    let repo = TestProject::new(files);
     git(repo.path(), &["init", "-q", "-b", "master"]);
     git(repo.path(), &["add", "-A"]);
-    git(repo.path(), &["commit", "-q", "-m", "serve model"]);
+    git(repo.path(), &["commit", "-q", "-m", "project"]);
     repo
 }
 
@@ -219,5 +224,91 @@ fn the_serve_model_readme_commands_deploy_list_and_delete() {
     home.ok(&["get", "deployments"])
         .expect_output("No deployments found");
     home.run(&["delete", "deployment", "bodywork-serve-model-project"])
+        .expect_code(1);
+}
+
+/// A Git repository shaped like bodywork-ml/ml-dashboard's pipeline: one
+/// batch stage, in the namespace its `pipeline.namespace` names.
+fn dashboard_repo() -> TestProject {
+    let config = yaml(
+        "ml-dashboard",
+        "compute-metrics",
+        "  namespace: dashboards\n",
+        &[batch_stage("compute-metrics", "metrics.py", 60, 0, "")],
+    );
+    git_repo(&[
+        ("bodywork.yaml", &config),
+        ("metrics.py", "print('metrics computed')\n"),
+    ])
+}
+
+#[test]
+fn the_dashboard_readme_cronjob_commands_schedule_list_and_delete() {
+    let home = TestHome::new();
+    let repo = dashboard_repo();
+    let url = format!("file://{}", repo.path().display());
+
+    // bodywork create cronjob URL --name=... --schedule=... (a time that
+    // does not come during the test: the run is triggered).
+    home.ok(&[
+        "create",
+        "cronjob",
+        &url,
+        "--name=daily-metrics",
+        "--schedule=0 0 1 1 *",
+    ])
+    .expect_output("project=ml-dashboard deploys into namespace=dashboards")
+    .expect_output("cronjob=daily-metrics created in namespace=dashboards");
+    let listed = home.ok(&["get", "cronjobs", "-o", "json"]);
+    let jobs: serde_json::Value = serde_json::from_str(&listed.stdout).expect("JSON");
+    assert_eq!(jobs[0]["name"], "daily-metrics", "{listed}");
+    assert_eq!(jobs[0]["namespace"], "dashboards", "{listed}");
+    assert_eq!(
+        jobs[0]["history_limit"], 1,
+        "Bodywork 3's default: {listed}"
+    );
+    assert_eq!(jobs[0]["retries"], 1, "Bodywork 3's default: {listed}");
+
+    home.ok(&[
+        "cronjob",
+        "trigger",
+        "--ns",
+        "dashboards",
+        "--name",
+        "daily-metrics",
+    ]);
+    let mut history = serde_json::Value::Null;
+    common::wait_for(
+        "the triggered run to succeed",
+        std::time::Duration::from_secs(120),
+        || {
+            let run = home.ok(&["get", "cronjob", "daily-metrics", "--history", "-o", "json"]);
+            history = serde_json::from_str(&run.stdout).expect("JSON");
+            history[0]["succeeded"] == 1
+        },
+    );
+    let job = history[0]["job_name"]
+        .as_str()
+        .expect("a job name")
+        .to_string();
+    // bodywork get cronjob NAME --history, as a table
+    home.ok(&["get", "cronjob", "daily-metrics", "--history"])
+        .expect_output(&job);
+    home.ok(&["get", "cronjob", "daily-metrics", "--logs", &job])
+        .expect_output("metrics computed");
+
+    home.ok(&[
+        "update",
+        "cronjob",
+        &url,
+        "--name=daily-metrics",
+        "--schedule=30 1 * * *",
+    ]);
+    home.ok(&["get", "cronjob", "daily-metrics"])
+        .expect_output("30 1 * * *");
+
+    home.ok(&["delete", "cronjob", "daily-metrics"])
+        .expect_output("cronjob=daily-metrics deleted from namespace=dashboards");
+    home.run(&["get", "cronjob", "daily-metrics"])
         .expect_code(1);
 }

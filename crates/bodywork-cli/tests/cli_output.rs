@@ -75,6 +75,8 @@ fn bodywork3_help_snapshots() {
         &["get", "deployments", "--help"],
         &["get", "secrets", "--help"],
         &["delete", "secret", "--help"],
+        &["create", "cronjob", "--help"],
+        &["get", "cronjobs", "--help"],
     ] {
         insta::assert_snapshot!(
             format!("bodywork3_{}", args[..args.len() - 1].join("_")),

@@ -14,6 +14,8 @@ pub enum CreateCommand {
     Deployment(DeploymentArgs),
     /// Create a secret in a secrets group.
     Secret(GroupSecretArgs),
+    /// Schedule a project's workflow (in the project's own namespace).
+    Cronjob(CronArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -22,6 +24,8 @@ pub enum UpdateCommand {
     Deployment(DeploymentArgs),
     /// Replace a secret of a secrets group.
     Secret(GroupSecretArgs),
+    /// Replace a cron job (its history starts again).
+    Cronjob(CronArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -32,6 +36,9 @@ pub enum GetCommand {
     /// Secrets of secrets groups (values masked unless --show-values).
     #[command(visible_alias = "secrets")]
     Secret(GetSecretArgs),
+    /// Cron jobs; with --history a cron job's runs, with --logs one run's log.
+    #[command(visible_alias = "cronjobs")]
+    Cronjob(GetCronArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +47,8 @@ pub enum DeleteCommand {
     Deployment(DeleteDeploymentArgs),
     /// Delete a secret of a group, or with only --group the whole group.
     Secret(DeleteSecretArgs),
+    /// Delete a cron job and its history.
+    Cronjob(DeleteCronArgs),
 }
 
 #[derive(Debug, Args)]
@@ -112,4 +121,43 @@ pub struct DeleteDeploymentArgs {
     /// The namespace it is in (default: the deployment's name).
     #[arg(long = "namespace", visible_alias = "ns", value_name = "NS")]
     pub namespace: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CronArgs {
+    /// Git URL (https, ssh, file://) or local directory of the project.
+    pub git_url: String,
+    /// Branch to deploy (default: the repository's default branch).
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Standard 5-field cron expression, e.g. "0 * * * *".
+    #[arg(long)]
+    pub schedule: String,
+    /// Name of the cron job.
+    #[arg(long)]
+    pub name: String,
+    /// Retries of a failed run.
+    #[arg(long, default_value_t = 1)]
+    pub retries: u32,
+    /// How many runs to keep in the history (at least 1).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub history_limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct GetCronArgs {
+    /// Only this cron job.
+    pub name: Option<String>,
+    /// The cron job's runs (needs NAME).
+    #[arg(long, requires = "name", conflicts_with = "logs")]
+    pub history: bool,
+    /// The log of this run of the cron job (a job name from --history).
+    #[arg(long, value_name = "RUN", requires = "name")]
+    pub logs: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeleteCronArgs {
+    /// The cron job to delete.
+    pub name: String,
 }

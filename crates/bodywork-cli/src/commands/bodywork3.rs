@@ -4,17 +4,25 @@
 //! through `secret`'s group functions, a deployment's services through
 //! `service`'s.
 
-use super::{checked_optional, secret, workflow};
+use std::sync::Mutex;
+
+use bodywork_runtime::{ControlPlane, RuntimeError, WorkflowSubmission};
+
+use super::connect::{block_on, with_control};
+use super::{checked_name, checked_optional, cronjob, project_location, secret, workflow};
 use crate::Outcome;
 use crate::cli::{
-    CreateCommand, DeleteCommand, DeploymentArgs, GetCommand, GlobalArgs, OptionalNamespaceArg,
-    UpdateCommand, WorkflowArgs,
+    CreateCommand, CronArgs, CronjobCommand, CronjobCreateArgs, CronjobDisplayArgs,
+    CronjobNameArgs, DeleteCommand, DeploymentArgs, GetCommand, GetCronArgs, GlobalArgs,
+    NamespaceArg, OptionalNamespaceArg, UpdateCommand, WorkflowArgs,
 };
+use crate::output;
 
 pub fn create(global: &GlobalArgs, command: &CreateCommand) -> Outcome {
     match command {
         CreateCommand::Deployment(args) => deploy(global, args),
         CreateCommand::Secret(args) => secret::put_in_group(global, args, false),
+        CreateCommand::Cronjob(args) => schedule(global, args, false),
     }
 }
 
@@ -22,6 +30,7 @@ pub fn update(global: &GlobalArgs, command: &UpdateCommand) -> Outcome {
     match command {
         UpdateCommand::Deployment(args) => deploy(global, args),
         UpdateCommand::Secret(args) => secret::put_in_group(global, args, true),
+        UpdateCommand::Cronjob(args) => schedule(global, args, true),
     }
 }
 
@@ -29,6 +38,7 @@ pub fn get(global: &GlobalArgs, command: &GetCommand) -> Outcome {
     match command {
         GetCommand::Deployment(args) => super::service::display_deployments(global, args),
         GetCommand::Secret(args) => secret::display_groups(global, args),
+        GetCommand::Cronjob(args) => get_cronjob(global, args),
     }
 }
 
@@ -36,6 +46,7 @@ pub fn delete(global: &GlobalArgs, command: &DeleteCommand) -> Outcome {
     match command {
         DeleteCommand::Deployment(args) => super::service::delete_deployment(global, args),
         DeleteCommand::Secret(args) => secret::delete_in_group(global, args),
+        DeleteCommand::Cronjob(args) => cron_command(global, &args.name, CronjobCommand::Delete),
     }
 }
 
@@ -55,4 +66,166 @@ fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> Outcome {
         dry_run: false,
     };
     workflow::run_with_group(global, &workflow, group)
+}
+
+/// `create/update cronjob REPO --name N --schedule S ...`: the seed's
+/// `cronjob create`, in the project's own namespace (read from the project
+/// now); `update` replaces the cron job.
+fn schedule(global: &GlobalArgs, args: &CronArgs, replace: bool) -> Outcome {
+    let name = match checked_name("cron job", &args.name) {
+        Ok(n) => n,
+        Err(o) => return o,
+    };
+    if let Err(o) = cronjob::checked_schedule(&args.schedule, None) {
+        return o;
+    }
+    let repo = match project_location(&args.git_url, Outcome::Usage) {
+        Ok(repo) => repo,
+        Err(o) => return o,
+    };
+    let submission = WorkflowSubmission {
+        repo: repo.clone(),
+        branch: args.branch.clone(),
+        ..WorkflowSubmission::default()
+    };
+    let planned = Mutex::new(None);
+    let outcome = block_on(async {
+        match bodywork_kube::host::plan(&submission).await {
+            Ok(prepared) => {
+                println!(
+                    "project={} deploys into namespace={}",
+                    prepared.plan.project, prepared.plan.namespace
+                );
+                if let Ok(mut p) = planned.lock() {
+                    *p = Some(prepared.plan.namespace);
+                }
+                Outcome::Success
+            }
+            Err(e) => {
+                output::report_error(&e, None);
+                Outcome::Failure
+            }
+        }
+    });
+    let Some(namespace) = planned.into_inner().ok().flatten() else {
+        return outcome;
+    };
+    let ready = with_control(global, None, async |cp| {
+        if !cp.namespace_exists(&namespace).await? {
+            for line in cp.setup_namespace(&namespace).await? {
+                println!("{line}");
+            }
+        }
+        if replace {
+            cp.delete_cronjob(&namespace, &name).await?;
+        }
+        Ok(Outcome::Success)
+    });
+    if ready != Outcome::Success {
+        return ready;
+    }
+    cronjob::run(
+        global,
+        &CronjobCommand::Create(CronjobCreateArgs {
+            namespace: NamespaceArg { namespace },
+            name,
+            schedule: args.schedule.clone(),
+            git_repo_url: repo,
+            git_repo_branch: args.branch.clone(),
+            retries: args.retries,
+            history_limit: args.history_limit,
+            timezone: None,
+            dry_run: false,
+        }),
+    )
+}
+
+/// `get cronjob(s) [NAME] [--history] [--logs RUN]`: the seed's `cronjob
+/// display / history / logs`, in the namespace the cron job is in.
+fn get_cronjob(global: &GlobalArgs, args: &GetCronArgs) -> Outcome {
+    let Some(name) = &args.name else {
+        return all_cronjobs(global);
+    };
+    if let Some(run) = &args.logs {
+        return cron_command(global, name, |named| {
+            CronjobCommand::Logs(CronjobNameArgs {
+                name: run.clone(),
+                ..named
+            })
+        });
+    }
+    if args.history {
+        return cron_command(global, name, CronjobCommand::History);
+    }
+    cron_command(global, name, |named| {
+        CronjobCommand::Display(CronjobDisplayArgs {
+            namespace: named.namespace,
+            name: Some(named.name),
+        })
+    })
+}
+
+/// The cron jobs of every namespace, in the seed's table.
+fn all_cronjobs(global: &GlobalArgs) -> Outcome {
+    let format = global.output;
+    with_control(global, None, async move |cp| {
+        let mut jobs = Vec::new();
+        for ns in cp.list_namespaces().await? {
+            jobs.extend(cp.list_cronjobs(&ns).await?);
+        }
+        super::connect::printed(cronjob::print_cronjobs(format, &jobs))
+    })
+}
+
+/// Find the namespace of cron job `name`, then run the seed's command
+/// `command` builds for it.
+fn cron_command(
+    global: &GlobalArgs,
+    name: &str,
+    command: impl FnOnce(CronjobNameArgs) -> CronjobCommand,
+) -> Outcome {
+    let name = match checked_name("cron job", name) {
+        Ok(n) => n,
+        Err(o) => return o,
+    };
+    let found = Mutex::new(None);
+    let outcome = with_control(global, None, async |cp| {
+        let ns = cron_namespace(cp, &name).await?;
+        if let Ok(mut f) = found.lock() {
+            *f = Some(ns);
+        }
+        Ok(Outcome::Success)
+    });
+    match found.into_inner().ok().flatten() {
+        Some(namespace) if outcome == Outcome::Success => cronjob::run(
+            global,
+            &command(CronjobNameArgs {
+                namespace: NamespaceArg { namespace },
+                name,
+            }),
+        ),
+        _ => outcome,
+    }
+}
+
+/// The one namespace holding a cron job of this name.
+async fn cron_namespace(cp: &dyn ControlPlane, name: &str) -> Result<String, RuntimeError> {
+    let mut holding = Vec::new();
+    for ns in cp.list_namespaces().await? {
+        if cp.list_cronjobs(&ns).await?.iter().any(|j| j.name == name) {
+            holding.push(ns);
+        }
+    }
+    match holding.len() {
+        0 => Err(RuntimeError::NotFound {
+            kind: "cron job",
+            name: name.to_string(),
+            namespace: "any namespace".into(),
+        }),
+        1 => Ok(holding.remove(0)),
+        _ => Err(RuntimeError::Conflict(format!(
+            "cron job {name} exists in namespaces {}; use `bodywork cronjob ... --namespace NS`",
+            holding.join(", ")
+        ))),
+    }
 }
