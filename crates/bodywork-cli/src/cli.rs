@@ -158,6 +158,10 @@ pub enum Command {
     /// [Bodywork 3] Delete a deployment, a secret or a secrets group.
     #[command(subcommand, display_order = 103)]
     Delete(DeleteCommand),
+    /// [Bodywork 1.x-2.x] Deployments run by the control plane: create,
+    /// display, logs, delete_job.
+    #[command(display_order = 110)]
+    Deployment(LegacyDeploymentArgs),
 }
 
 #[derive(Debug, Args)]

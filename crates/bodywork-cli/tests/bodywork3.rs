@@ -312,3 +312,176 @@ fn the_dashboard_readme_cronjob_commands_schedule_list_and_delete() {
     home.run(&["get", "cronjob", "daily-metrics"])
         .expect_code(1);
 }
+
+/// A stage that writes its pid, waits for a gate file, prints and exits
+/// with the code in `code.txt` next to the gate (0 when there is none).
+const GATED_SCRIPT: &str = r#"
+import os, pathlib, sys, time
+pid_file, gate = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+pid_file.write_text(str(os.getpid()))
+while not gate.exists():
+    time.sleep(0.05)
+code_file = gate.with_name("code.txt")
+code = int(code_file.read_text()) if code_file.exists() else 0
+print(f"gated stage done, exiting {code}", flush=True)
+sys.exit(code)
+"#;
+
+/// A Git repository whose one batch stage runs [`GATED_SCRIPT`]; returns
+/// it with the pid file and the gate.
+fn gated_repo() -> (TestProject, std::path::PathBuf, std::path::PathBuf) {
+    let holder = TestProject::new(&[]);
+    let (pid, gate) = (holder.scratch("stage.pid"), holder.scratch("gate"));
+    let config = yaml(
+        "detached-project",
+        "gated",
+        "",
+        &[batch_stage(
+            "gated",
+            "gated.py",
+            120,
+            0,
+            &args_line(&[pid.to_str().expect("UTF-8"), gate.to_str().expect("UTF-8")]),
+        )],
+    );
+    let repo = git_repo(&[("bodywork.yaml", &config), ("gated.py", GATED_SCRIPT)]);
+    std::mem::forget(holder);
+    (repo, pid, gate)
+}
+
+/// `get deployment --async -o json`.
+fn detached_runs(home: &TestHome) -> Vec<serde_json::Value> {
+    let run = home.ok(&["get", "deployment", "--async", "-o", "json"]);
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{run}"))
+}
+
+#[test]
+fn a_detached_deployment_returns_while_its_run_goes_on_and_its_log_is_kept() {
+    let home = TestHome::new();
+    let (repo, pid, gate) = gated_repo();
+    let url = format!("file://{}", repo.path().display());
+
+    // Returns while the stage still waits for the gate: the run is the daemon's.
+    let started = home.ok(&["create", "deployment", &url, "--async"]);
+    let name = started
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "as")
+        .nth(1)
+        .expect("the run's name")
+        .to_string();
+    assert!(!gate.exists());
+    let runs = detached_runs(&home);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["id"].to_string(), name);
+    assert_eq!(runs[0]["status"], "running", "{runs:?}");
+
+    std::fs::write(&gate, "").expect("open the gate");
+    common::wait_for(
+        "the detached run to succeed",
+        std::time::Duration::from_secs(120),
+        || detached_runs(&home)[0]["status"] == "succeeded",
+    );
+    home.ok(&["get", "deployment", "--async", "--logs", &name])
+        .expect_output("gated stage done, exiting 0")
+        .expect_output("successfully ran workflow for project=detached-project");
+    assert!(pid.exists());
+
+    // Deleted with its log; a second time, there is nothing to delete.
+    home.ok(&["delete", "deployment", &name, "--async"]);
+    assert!(detached_runs(&home).is_empty());
+    home.run(&["delete", "deployment", &name, "--async"])
+        .expect_code(1);
+}
+
+#[test]
+fn a_failing_detached_run_is_retried_and_each_attempt_listed() {
+    let home = TestHome::new().with_env("BODYWORK_CRON_SECONDS", "1");
+    let (repo, _pid, gate) = gated_repo();
+    std::fs::write(gate.with_file_name("code.txt"), "3").expect("exit code");
+    std::fs::write(&gate, "").expect("open the gate");
+    let url = format!("file://{}", repo.path().display());
+    // Bodywork 2's command, as its README has it.
+    home.ok(&[
+        "deployment",
+        "create",
+        "--name=my-workflow-job",
+        &format!("--git-repo-url={url}"),
+        "--git-repo-branch=master",
+        "--retries=1",
+    ])
+    .expect_output("deployment started detached as my-workflow-job");
+    common::wait_for(
+        "both attempts to fail",
+        std::time::Duration::from_secs(120),
+        || {
+            let runs = detached_runs(&home);
+            runs.len() == 2 && runs.iter().all(|r| r["status"] == "failed")
+        },
+    );
+    for run in detached_runs(&home) {
+        assert_eq!(run["trigger"], "async:my-workflow-job", "{run}");
+    }
+    home.ok(&["deployment", "display", "--name=my-workflow-job"])
+        .expect_output("async:my-workflow-job");
+    home.ok(&["deployment", "logs", "--name=my-workflow-job"])
+        .expect_output("gated stage done, exiting 3");
+    home.ok(&["deployment", "delete_job", "--name=my-workflow-job"])
+        .expect_output("deployment job=my-workflow-job deleted");
+    assert!(detached_runs(&home).is_empty());
+    // Bodywork 2's own refusals.
+    home.run(&["deployment", "logs"])
+        .expect_code(2)
+        .expect_output("please specify --name for the deployment job");
+    home.run(&["deployment", "create", "--name=x"])
+        .expect_code(2)
+        .expect_output("please specify Git repo URL");
+}
+
+#[test]
+fn a_daemon_killed_during_a_detached_run_leaves_it_failed_and_its_processes_gone() {
+    let home = TestHome::new();
+    let (repo, pid_file, _gate) = gated_repo();
+    let url = format!("file://{}", repo.path().display());
+    home.ok(&["create", "deployment", &url, "--async"]);
+    common::wait_for(
+        "the stage to start",
+        std::time::Duration::from_secs(120),
+        || common::read_pid(&pid_file).is_some(),
+    );
+    let stage = common::read_pid(&pid_file).expect("the stage's pid");
+    let daemon = home.daemon_pid().expect("the daemon runs");
+    common::kill(daemon, "KILL");
+    common::wait_for(
+        "the daemon to die",
+        std::time::Duration::from_secs(10),
+        || !common::is_alive(u32::try_from(daemon).expect("a pid")),
+    );
+    // The next command starts a daemon, which finds the run interrupted.
+    let runs = detached_runs(&home);
+    assert_eq!(runs[0]["status"], "failed", "{runs:?}");
+    common::wait_for(
+        "the stage to be gone",
+        std::time::Duration::from_secs(10),
+        || !common::is_alive(stage),
+    );
+}
+
+#[test]
+fn bodywork_2_local_runs_the_workflow_attached() {
+    let home = TestHome::new();
+    let (repo, _pid, gate) = gated_repo();
+    std::fs::write(&gate, "").expect("open the gate");
+    let url = format!("file://{}", repo.path().display());
+    home.ok(&[
+        "deployment",
+        "create",
+        "--name=local-test",
+        &format!("--git-repo-url={url}"),
+        "--git-repo-branch=master",
+        "--local",
+    ])
+    .expect_output("testing with local workflow-controller - retries are inactive")
+    .expect_output("gated stage done, exiting 0");
+    assert!(detached_runs(&home).is_empty());
+}

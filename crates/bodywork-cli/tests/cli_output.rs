@@ -77,6 +77,8 @@ fn bodywork3_help_snapshots() {
         &["delete", "secret", "--help"],
         &["create", "cronjob", "--help"],
         &["get", "cronjobs", "--help"],
+        &["delete", "deployment", "--help"],
+        &["deployment", "--help"],
     ] {
         insta::assert_snapshot!(
             format!("bodywork3_{}", args[..args.len() - 1].join("_")),

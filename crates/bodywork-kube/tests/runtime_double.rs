@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use bodywork_kube::KubeRuntime;
 use bodywork_plan::{EnvValue, EnvVar, StagePlan, StagePlanKind};
 use bodywork_runtime::{
-    CancellationToken, Level, Log, LogEvent, LogRenderer, LogSink, Resources, RunContext, Runtime,
-    RuntimeError, StageRun,
+    CancellationToken, ControlPlane, Level, Log, LogEvent, LogRenderer, LogSink, Resources,
+    RunContext, RunState, Runtime, RuntimeError, StageRun,
 };
 use double::{ApiServer, Script};
 
@@ -1164,4 +1164,68 @@ async fn run_project(
         &CancellationToken::new(),
     )
     .await
+}
+
+#[tokio::test]
+async fn a_detached_run_is_a_job_in_bodyworks_namespace_listed_logged_and_deleted() {
+    // Bodywork 3's `create deployment --async --group G`: a Job in
+    // bodywork-deployment-jobs running `bodywork create deployment` in the
+    // cluster, retried by Kubernetes (backoffLimit).
+    let mut script = Script::default();
+    script
+        .job_logs
+        .insert("nightly-deploy".into(), vec!["deployed".into()]);
+    let (server, rt, capture, log) = setup(script);
+    let submission = bodywork_runtime::WorkflowSubmission {
+        repo: "https://github.com/bodywork-ml/bodywork-test-project".into(),
+        branch: Some("main".into()),
+        secrets_group: Some("testsecrets".into()),
+        ..Default::default()
+    };
+    let name = rt
+        .start_workflow(&submission, Some("nightly-deploy"), 2)
+        .await
+        .unwrap();
+    assert_eq!(name, "nightly-deploy");
+    let jobs = "/apis/batch/v1/namespaces/bodywork-deployment-jobs/jobs";
+    let job = server.get(jobs, "nightly-deploy").expect("the Job");
+    assert_eq!(job["spec"]["backoffLimit"], 2);
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["args"],
+        serde_json::json!([
+            "create",
+            "deployment",
+            "https://github.com/bodywork-ml/bodywork-test-project",
+            "--branch",
+            "main",
+            "--group",
+            "testsecrets"
+        ])
+    );
+    assert_eq!(
+        job["spec"]["template"]["spec"]["serviceAccountName"],
+        "bodywork-workflow-controller"
+    );
+
+    let mut runs = Vec::new();
+    for _ in 0..200 {
+        runs = rt.detached_runs().await.unwrap();
+        if runs.first().is_some_and(|r| r.status != RunState::Running) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(bodywork_runtime::detached_name(&runs[0]), "nightly-deploy");
+    assert_eq!(runs[0].status, RunState::Succeeded, "{runs:?}");
+    rt.detached_logs("nightly-deploy", &log).await.unwrap();
+    assert!(capture.text().contains("deployed"), "{}", capture.text());
+
+    rt.delete_detached("nightly-deploy").await.unwrap();
+    assert!(server.get(jobs, "nightly-deploy").is_none());
+    assert!(matches!(
+        rt.delete_detached("nightly-deploy").await,
+        Err(RuntimeError::NotFound { .. })
+    ));
 }

@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 /// when the daemon knows how, else by stopping it). 2: `DeleteNamespace`,
 /// `Handover`. 3: errors as `RuntimeError`, a run's end as `RunOutcome`,
 /// answers as data (the CLI words them). 4: `NamespaceList`, a workflow's
-/// secrets group.
+/// secrets group, `RunDetached`.
 pub const PROTOCOL_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +63,17 @@ pub enum Request {
         namespace: String,
     },
     RunWorkflow(WorkflowSubmission),
+    /// A workflow run the daemon drives on its own (and retries); answered
+    /// at once with `Started`.
+    RunDetached {
+        submission: WorkflowSubmission,
+        name: Option<String>,
+        retries: u32,
+    },
+    /// Forget a detached run: every attempt and its log.
+    DeleteDetached {
+        name: String,
+    },
     /// Sent on a workflow connection to cancel that run.
     Cancel,
     ListRuns {

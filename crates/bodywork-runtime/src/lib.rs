@@ -16,8 +16,9 @@ mod logs;
 pub mod namespace;
 
 pub use control::{
-    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, RunOutcome, RunState, RunSummary,
-    WorkflowRun, WorkflowSubmission, display_rfc3339, display_time,
+    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, DETACHED, RunOutcome, RunState,
+    RunSummary, WorkflowRun, WorkflowSubmission, detached_name, detached_trigger, display_rfc3339,
+    display_time, is_detached,
 };
 pub use logs::{LogEvent, LogRenderer, format_log_line, stage_header, timestamp_now};
 

@@ -65,9 +65,21 @@ pub struct DeploymentArgs {
     /// `pipeline.secrets_group`).
     #[arg(long, visible_alias = "secrets-group", value_name = "GROUP")]
     pub group: Option<String>,
-    /// Retries of a failed workflow (Bodywork 3: only with --async).
+    /// Retries of a failed workflow (only with --async, as in Bodywork 3).
     #[arg(long, default_value_t = 1)]
     pub retries: u32,
+    /// Hand the workflow to the control plane (the local daemon, a Job in
+    /// the cluster) and return at once with the run's name.
+    #[arg(long = "async")]
+    pub asynchronous: bool,
+    /// The detached run's name (default: the local run's number, or
+    /// `async-workflow-TIME` on Kubernetes).
+    #[arg(
+        long = "async-job-name",
+        value_name = "NAME",
+        requires = "asynchronous"
+    )]
+    pub async_job_name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -112,15 +124,24 @@ pub struct GetDeploymentArgs {
     /// The namespace to look in (default: the deployment's name).
     #[arg(long = "namespace", visible_alias = "ns", value_name = "NS")]
     pub namespace: Option<String>,
+    /// Detached workflow runs instead of deployed services.
+    #[arg(long = "async", conflicts_with_all = ["name", "service", "namespace"])]
+    pub asynchronous: bool,
+    /// The log of this detached run (with --async).
+    #[arg(long, value_name = "NAME", requires = "asynchronous")]
+    pub logs: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct DeleteDeploymentArgs {
-    /// The deployment (a project's name).
+    /// The deployment (a project's name), or with --async a detached run.
     pub name: String,
     /// The namespace it is in (default: the deployment's name).
     #[arg(long = "namespace", visible_alias = "ns", value_name = "NS")]
     pub namespace: Option<String>,
+    /// Delete the detached run NAME (every attempt, with its log).
+    #[arg(long = "async", conflicts_with = "namespace")]
+    pub asynchronous: bool,
 }
 
 #[derive(Debug, Args)]
@@ -160,4 +181,44 @@ pub struct GetCronArgs {
 pub struct DeleteCronArgs {
     /// The cron job to delete.
     pub name: String,
+}
+
+/// Bodywork 1.x–2.x: `bodywork deployment ACTION --name N --git-repo-url
+/// URL [--git-repo-branch B] [--retries N] [--local]`.
+#[derive(Debug, Args)]
+pub struct LegacyDeploymentArgs {
+    /// What to do.
+    #[arg(value_enum)]
+    pub action: LegacyAction,
+    /// The namespace to deploy into (default: the project's own).
+    #[arg(long = "namespace", visible_alias = "ns", value_name = "NS")]
+    pub namespace: Option<String>,
+    /// The name given to the deployment job.
+    #[arg(long, default_value = "")]
+    pub name: String,
+    /// Git repository URL containing the Bodywork project.
+    #[arg(long, default_value = "")]
+    pub git_repo_url: String,
+    /// Git repository branch to run.
+    #[arg(long, default_value = "master")]
+    pub git_repo_branch: String,
+    /// Number of times to retry a failed workflow job.
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
+    /// Run the workflow-controller here, attached (retries inactive).
+    #[arg(
+        long = "local-workflow-controller",
+        visible_alias = "local",
+        short = 'L'
+    )]
+    pub local: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LegacyAction {
+    Create,
+    Display,
+    Logs,
+    #[value(name = "delete_job")]
+    DeleteJob,
 }

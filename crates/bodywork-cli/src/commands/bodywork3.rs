@@ -6,7 +6,7 @@
 
 use std::sync::Mutex;
 
-use bodywork_runtime::{ControlPlane, RuntimeError, WorkflowSubmission};
+use bodywork_runtime::{ControlPlane, RuntimeError, WorkflowSubmission, detached_name};
 
 use super::connect::{block_on, with_control};
 use super::{checked_name, checked_optional, cronjob, project_location, secret, workflow};
@@ -14,7 +14,8 @@ use crate::Outcome;
 use crate::cli::{
     CreateCommand, CronArgs, CronjobCommand, CronjobCreateArgs, CronjobDisplayArgs,
     CronjobNameArgs, DeleteCommand, DeploymentArgs, GetCommand, GetCronArgs, GlobalArgs,
-    NamespaceArg, OptionalNamespaceArg, UpdateCommand, WorkflowArgs,
+    LegacyAction, LegacyDeploymentArgs, NamespaceArg, OptionalNamespaceArg, UpdateCommand,
+    WorkflowArgs,
 };
 use crate::output;
 
@@ -36,6 +37,9 @@ pub fn update(global: &GlobalArgs, command: &UpdateCommand) -> Outcome {
 
 pub fn get(global: &GlobalArgs, command: &GetCommand) -> Outcome {
     match command {
+        GetCommand::Deployment(args) if args.asynchronous => {
+            detached_runs(global, args.logs.as_deref(), None)
+        }
         GetCommand::Deployment(args) => super::service::display_deployments(global, args),
         GetCommand::Secret(args) => secret::display_groups(global, args),
         GetCommand::Cronjob(args) => get_cronjob(global, args),
@@ -44,6 +48,7 @@ pub fn get(global: &GlobalArgs, command: &GetCommand) -> Outcome {
 
 pub fn delete(global: &GlobalArgs, command: &DeleteCommand) -> Outcome {
     match command {
+        DeleteCommand::Deployment(args) if args.asynchronous => delete_detached(global, &args.name),
         DeleteCommand::Deployment(args) => super::service::delete_deployment(global, args),
         DeleteCommand::Secret(args) => secret::delete_in_group(global, args),
         DeleteCommand::Cronjob(args) => cron_command(global, &args.name, CronjobCommand::Delete),
@@ -65,7 +70,91 @@ fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> Outcome {
         image: None,
         dry_run: false,
     };
+    if args.asynchronous {
+        let name = match checked_optional("deployment job", args.async_job_name.as_deref()) {
+            Ok(n) => n,
+            Err(o) => return o,
+        };
+        return workflow::detached(global, &workflow, group, name, args.retries);
+    }
     workflow::run_with_group(global, &workflow, group)
+}
+
+/// Detached runs (those named `named` only, when given) in the runs
+/// table, or with `logs` the whole log of that run.
+fn detached_runs(global: &GlobalArgs, logs: Option<&str>, named: Option<&str>) -> Outcome {
+    let (logs, named, format) = (
+        logs.map(String::from),
+        named.map(String::from),
+        global.output,
+    );
+    with_control(global, None, async move |cp| {
+        if let Some(name) = logs {
+            cp.detached_logs(&name, &crate::output::TerminalLog::stdout())
+                .await?;
+            return Ok(Outcome::Success);
+        }
+        let runs: Vec<_> = cp
+            .detached_runs()
+            .await?
+            .into_iter()
+            .filter(|r| named.as_deref().is_none_or(|n| detached_name(r) == n))
+            .collect();
+        super::connect::printed(super::runs::print_runs(format, &runs))
+    })
+}
+
+/// Bodywork 1.x–2.x's `deployment create / display / logs / delete_job`:
+/// `create` hands the workflow to the control plane (with `--local`, runs
+/// it here, attached); the others act on the detached runs.
+pub fn legacy_deployment(global: &GlobalArgs, args: &LegacyDeploymentArgs) -> Outcome {
+    let name = (!args.name.is_empty()).then(|| args.name.clone());
+    match args.action {
+        LegacyAction::Create if args.git_repo_url.is_empty() => {
+            output::report_message(
+                "please specify Git repo URL for the deployment you want to create",
+            );
+            Outcome::Usage
+        }
+        LegacyAction::Create => {
+            let name = match checked_optional("deployment job", name.as_deref()) {
+                Ok(n) => n,
+                Err(o) => return o,
+            };
+            let workflow = WorkflowArgs {
+                namespace: OptionalNamespaceArg {
+                    namespace: args.namespace.clone(),
+                },
+                repo: args.git_repo_url.clone(),
+                branch: Some(args.git_repo_branch.clone()),
+                ssh: None,
+                image: None,
+                dry_run: false,
+            };
+            if args.local {
+                println!("testing with local workflow-controller - retries are inactive");
+                return workflow::run(global, &workflow);
+            }
+            workflow::detached(global, &workflow, None, name, args.retries)
+        }
+        _ if name.is_none() => {
+            output::report_message("please specify --name for the deployment job");
+            Outcome::Usage
+        }
+        LegacyAction::Display => detached_runs(global, None, name.as_deref()),
+        LegacyAction::Logs => detached_runs(global, name.as_deref(), None),
+        LegacyAction::DeleteJob => delete_detached(global, &args.name),
+    }
+}
+
+/// Forget a detached run (every attempt) and its log; refused while it runs.
+fn delete_detached(global: &GlobalArgs, name: &str) -> Outcome {
+    let name = name.to_string();
+    with_control(global, None, async move |cp| {
+        cp.delete_detached(&name).await?;
+        println!("deployment job={name} deleted");
+        Ok(Outcome::Success)
+    })
 }
 
 /// `create/update cronjob REPO --name N --schedule S ...`: the seed's

@@ -56,6 +56,7 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Get(cmd) => bodywork3::get(&global, &cmd),
         Command::Update(cmd) => bodywork3::update(&global, &cmd),
         Command::Delete(cmd) => bodywork3::delete(&global, &cmd),
+        Command::Deployment(args) => bodywork3::legacy_deployment(&global, &args),
     }
 }
 
