@@ -146,18 +146,25 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
-    /// [Bodywork 3] Create a deployment or a secret of a secrets group.
+    /// [Bodywork 3] Create a deployment, a cron job or a secret of a secrets group.
     #[command(subcommand, display_order = 100)]
     Create(CreateCommand),
-    /// [Bodywork 3] Show deployments or secrets groups.
+    /// [Bodywork 3] Show deployments, cron jobs or secrets groups.
     #[command(subcommand, display_order = 101)]
     Get(GetCommand),
-    /// [Bodywork 3] Update a deployment or a secret of a secrets group.
+    /// [Bodywork 3] Update a deployment, a cron job or a secret of a secrets group.
     #[command(subcommand, display_order = 102)]
     Update(UpdateCommand),
-    /// [Bodywork 3] Delete a deployment, a secret or a secrets group.
+    /// [Bodywork 3] Delete a deployment, a cron job, a secret or a secrets group.
     #[command(subcommand, display_order = 103)]
     Delete(DeleteCommand),
+    /// [Bodywork 3] Set up Bodywork's own namespace (secrets groups,
+    /// detached deployments); other commands do it when they need it.
+    #[command(name = "configure-cluster", display_order = 104)]
+    ConfigureCluster,
+    /// [Bodywork 3] Print the version.
+    #[command(display_order = 105)]
+    Version,
     /// [Bodywork 1.x-2.x] Deployments run by the control plane: create,
     /// display, logs, delete_job.
     #[command(display_order = 110)]

@@ -485,3 +485,33 @@ fn bodywork_2_local_runs_the_workflow_attached() {
     .expect_output("gated stage done, exiting 0");
     assert!(detached_runs(&home).is_empty());
 }
+
+#[test]
+fn create_deployment_dry_run_on_kubernetes_plans_the_projects_own_namespace() {
+    // No cluster: the plan is made here, as `workflow --dry-run` makes it.
+    let home = TestHome::new().with_env("KUBECONFIG", "/nonexistent/kubeconfig");
+    let project =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/train-and-serve");
+    let run = home.ok(&[
+        "--runtime",
+        "kubernetes",
+        "create",
+        "deployment",
+        project.to_str().expect("UTF-8"),
+        "--dry-run",
+    ]);
+    assert!(
+        run.stdout.contains("namespace: bodywork-train-and-serve"),
+        "{run}"
+    );
+    assert!(home.daemon_pid().is_none(), "no daemon was started");
+}
+
+#[test]
+fn version_and_configure_cluster_answer_as_bodywork_3() {
+    let home = TestHome::new();
+    home.ok(&["version"])
+        .expect_output(env!("CARGO_PKG_VERSION"));
+    home.ok(&["configure-cluster"])
+        .expect_output("creating namespace=bodywork-deployment-jobs");
+}

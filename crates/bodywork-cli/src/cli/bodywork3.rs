@@ -80,6 +80,9 @@ pub struct DeploymentArgs {
         requires = "asynchronous"
     )]
     pub async_job_name: Option<String>,
+    /// Print the plan (Kubernetes: the manifests) without running anything.
+    #[arg(long, conflicts_with = "asynchronous")]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

@@ -68,7 +68,7 @@ fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> Outcome {
         branch: args.branch.clone(),
         ssh: args.ssh.clone(),
         image: None,
-        dry_run: false,
+        dry_run: args.dry_run,
     };
     if args.asynchronous {
         let name = match checked_optional("deployment job", args.async_job_name.as_deref()) {

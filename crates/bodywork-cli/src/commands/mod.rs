@@ -57,6 +57,17 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Update(cmd) => bodywork3::update(&global, &cmd),
         Command::Delete(cmd) => bodywork3::delete(&global, &cmd),
         Command::Deployment(args) => bodywork3::legacy_deployment(&global, &args),
+        Command::ConfigureCluster => namespace::setup(
+            &global,
+            &crate::cli::SetupNamespaceArgs {
+                namespace: bodywork_runtime::groups::GROUPS_NAMESPACE.to_string(),
+                dry_run: false,
+            },
+        ),
+        Command::Version => {
+            println!("{}", env!("CARGO_PKG_VERSION"));
+            Outcome::Success
+        }
     }
 }
 
