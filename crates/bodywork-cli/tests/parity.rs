@@ -257,6 +257,16 @@ fn scenario(side: &Side, url: &str) -> Vec<Run> {
         vec!["get", "deployments", "-o", "json"],
         vec!["delete", "deployment", PROJECT],
         vec!["delete", "secret", "--group", "grp"],
+        vec![
+            "create",
+            "cronjob",
+            url,
+            "--name=nightly3",
+            "--schedule=0 3 * * *",
+        ],
+        vec!["get", "cronjobs"],
+        vec!["get", "cronjob", "nightly3", "-o", "json"],
+        vec!["delete", "cronjob", "nightly3"],
         vec!["delete-namespace", PROJECT],
     ];
     steps.iter().map(|args| side.run(args)).collect()
