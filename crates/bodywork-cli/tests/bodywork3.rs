@@ -212,6 +212,23 @@ fn the_serve_model_readme_commands_deploy_list_and_delete() {
     assert_eq!(doc.as_array().map(Vec::len), Some(1), "{one}");
     assert_eq!(doc[0]["namespace"], "bodywork-serve-model-project");
     assert_eq!(doc[0]["available_replicas"], 1);
+    // The table, what differs from run to run written as such, one space
+    // between columns (their widths follow those values).
+    let commit: String = doc[0]["commit"]
+        .as_str()
+        .expect("a commit")
+        .chars()
+        .take(12)
+        .collect();
+    let masked: Vec<String> = table
+        .stdout
+        .replace(doc[0]["url"].as_str().expect("a URL"), "<service-url>")
+        .replace(&url, "<repo>")
+        .replace(&commit, "<commit>")
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    insta::assert_snapshot!("get_deployments_table", masked.join("\n"));
     home.run(&["get", "deployment", "bodywork-serve-model-project", "nope"])
         .expect_code(1);
 
