@@ -267,15 +267,34 @@ fn the_dashboard_readme_cronjob_commands_schedule_list_and_delete() {
 
     // bodywork create cronjob URL --name=... --schedule=... (a time that
     // does not come during the test: the run is triggered).
+    // With a deploy key, as Bodywork 3 keeps it: the namespace's secret.
+    let key = repo.scratch("id_ed25519");
+    std::fs::write(
+        &key,
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n",
+    )
+    .expect("key");
     home.ok(&[
         "create",
         "cronjob",
         &url,
         "--name=daily-metrics",
         "--schedule=0 0 1 1 *",
+        &format!("--ssh={}", key.display()),
     ])
     .expect_output("project=ml-dashboard deploys into namespace=dashboards")
+    .expect_output("secret=ssh-github-private-key created in namespace=dashboards")
     .expect_output("cronjob=daily-metrics created in namespace=dashboards");
+    home.ok(&[
+        "secret",
+        "display",
+        "--ns",
+        "dashboards",
+        "--name",
+        "ssh-github-private-key",
+        "--show-values",
+    ])
+    .expect_output("not-a-real-key");
     let listed = home.ok(&["get", "cronjobs", "-o", "json"]);
     let jobs: serde_json::Value = serde_json::from_str(&listed.stdout).expect("JSON");
     assert_eq!(jobs[0]["name"], "daily-metrics", "{listed}");

@@ -166,6 +166,10 @@ pub struct CronArgs {
     /// How many runs to keep in the history (at least 1).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub history_limit: u32,
+    /// Private SSH key for a private repository: kept as the namespace's
+    /// deploy key (the secret ssh-github-private-key), which its runs use.
+    #[arg(long, value_name = "KEY_FILE")]
+    pub ssh: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -172,9 +172,23 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, replace: bool) -> Outcome {
         Ok(repo) => repo,
         Err(o) => return o,
     };
+    let key = match &args.ssh {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(key) => Some((
+                std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+                key,
+            )),
+            Err(e) => {
+                output::report_message(format!("--ssh {}: cannot read it: {e}", path.display()));
+                return Outcome::Usage;
+            }
+        },
+        None => None,
+    };
     let submission = WorkflowSubmission {
         repo: repo.clone(),
         branch: args.branch.clone(),
+        ssh_key: key.as_ref().map(|(path, _)| path.clone()),
         ..WorkflowSubmission::default()
     };
     let planned = Mutex::new(None);
@@ -204,6 +218,15 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, replace: bool) -> Outcome {
             for line in cp.setup_namespace(&namespace).await? {
                 println!("{line}");
             }
+        }
+        if let Some((_, key)) = key {
+            let data = [(bodywork_source::SSH_KEY_VAR.to_string(), key)].into();
+            cp.create_secret(&namespace, bodywork_source::SSH_KEY_SECRET, data)
+                .await?;
+            println!(
+                "secret={} created in namespace={namespace}",
+                bodywork_source::SSH_KEY_SECRET
+            );
         }
         if replace {
             cp.delete_cronjob(&namespace, &name).await?;
