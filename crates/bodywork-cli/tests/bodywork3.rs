@@ -551,3 +551,74 @@ fn version_and_configure_cluster_answer_as_bodywork_3() {
     home.ok(&["configure-cluster"])
         .expect_output("creating namespace=bodywork-deployment-jobs");
 }
+
+#[test]
+fn a_refused_deployment_leaves_the_namespaces_secrets_as_they_were() {
+    // Repository A's service holds namespace `shared`, with its secret
+    // `creds`. Project B, from another repository, names the same namespace
+    // and a secrets group holding its own `creds`: it is refused, and A's
+    // secret is not replaced by B's group's first.
+    let home = TestHome::new();
+    let a = serve_model_repo();
+    home.ok(&[
+        "workflow",
+        "--namespace",
+        "shared",
+        &format!("file://{}", a.path().display()),
+    ]);
+    home.ok(&[
+        "secret",
+        "create",
+        "--ns",
+        "shared",
+        "--name",
+        "creds",
+        "--data",
+        "TOKEN=from-a",
+    ]);
+    home.ok(&[
+        "create",
+        "secret",
+        "creds",
+        "--group",
+        "b-group",
+        "--data",
+        "TOKEN=from-b",
+    ]);
+    let config = yaml(
+        "project-b",
+        "stage_1",
+        "  namespace: shared\n  secrets_group: b-group\n",
+        &[batch_stage(
+            "stage_1",
+            "env.py",
+            60,
+            0,
+            &format!(
+                "{}    secrets:\n      TOKEN: creds\n",
+                args_line(&["/dev/null", "TOKEN"])
+            ),
+        )],
+    );
+    let b = git_repo(&[
+        ("bodywork.yaml", &config),
+        ("env.py", ENV_SCRIPT),
+        ("serve.py", SERVE_PY),
+    ]);
+    // B also deploys a service, so it claims the namespace.
+    let config_b = config.replace(
+        "stages:\n",
+        "stages:\n  svc:\n    executable_module_path: serve.py\n    service:\n      max_startup_time_seconds: 30\n      replicas: 1\n      port: 5000\n      ingress: false\n",
+    ).replace("DAG: stage_1", "DAG: stage_1 >> svc");
+    std::fs::write(b.path().join("bodywork.yaml"), config_b).expect("bodywork.yaml");
+    git(b.path(), &["commit", "-q", "-am", "with a service"]);
+    home.run(&[
+        "create",
+        "deployment",
+        &format!("file://{}", b.path().display()),
+    ])
+    .expect_code(1)
+    .expect_output("already holds service");
+    home.ok(&["secret", "display", "--ns", "shared", "--show-values"])
+        .expect_output("from-a");
+}

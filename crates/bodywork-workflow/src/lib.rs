@@ -295,11 +295,12 @@ async fn prepare_and_run(
             info(log, line);
         }
     }
+    // Refused before the group's secrets replace any of the namespace's.
+    check_namespace_owner(runtime, plan).await?;
     if let Some(group) = &plan.secrets_group {
         copy_secrets_group(runtime, group, &plan.namespace, log).await?;
     }
     check_secrets(runtime, plan).await?;
-    check_namespace_owner(runtime, plan).await?;
 
     for step in &plan.steps {
         if cancel.is_cancelled() {
