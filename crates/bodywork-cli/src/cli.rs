@@ -7,6 +7,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod bodywork3;
+pub use bodywork3::*;
+
 const EXAMPLES: &str = "\
 Examples:
   bodywork validate examples/serve-model
@@ -16,7 +19,13 @@ Examples:
   bodywork service display --namespace=scoring-service
   bodywork secret create --namespace=pipeline --name=credentials \\
       --data USERNAME=alex PASSWORD=alex123
-  bodywork completions bash > ~/.local/share/bash-completion/completions/bodywork";
+  bodywork completions bash > ~/.local/share/bash-completion/completions/bodywork
+
+Bodywork 3 (create / get / update / delete):
+  bodywork create secret test-credentials --group testsecrets \\
+      --data USERNAME=alex PASSWORD=alex123
+  bodywork create deployment https://github.com/bodywork-ml/bodywork-serve-model-project
+  bodywork get deployments";
 
 /// Deploy machine-learning pipelines straight from Git repositories.
 ///
@@ -137,6 +146,29 @@ pub enum Command {
     Daemon(DaemonArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// [Bodywork 3] Create a deployment, a cron job or a secret of a secrets group.
+    #[command(subcommand, display_order = 100)]
+    Create(CreateCommand),
+    /// [Bodywork 3] Show deployments, cron jobs or secrets groups.
+    #[command(subcommand, display_order = 101)]
+    Get(GetCommand),
+    /// [Bodywork 3] Update a deployment, a cron job or a secret of a secrets group.
+    #[command(subcommand, display_order = 102)]
+    Update(UpdateCommand),
+    /// [Bodywork 3] Delete a deployment, a cron job, a secret or a secrets group.
+    #[command(subcommand, display_order = 103)]
+    Delete(DeleteCommand),
+    /// [Bodywork 3] Set up Bodywork's own namespace (secrets groups,
+    /// detached deployments); other commands do it when they need it.
+    #[command(name = "configure-cluster", display_order = 104)]
+    ConfigureCluster,
+    /// [Bodywork 3] Print the version.
+    #[command(display_order = 105)]
+    Version,
+    /// [Bodywork 1.x-2.x] Deployments run by the control plane: create,
+    /// display, logs, delete_job.
+    #[command(display_order = 110)]
+    Deployment(LegacyDeploymentArgs),
 }
 
 #[derive(Debug, Args)]

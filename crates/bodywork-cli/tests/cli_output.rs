@@ -64,6 +64,30 @@ fn help_snapshot() {
 }
 
 #[test]
+fn bodywork3_help_snapshots() {
+    for args in [
+        &["create", "--help"][..],
+        &["get", "--help"],
+        &["update", "--help"],
+        &["delete", "--help"],
+        &["create", "deployment", "--help"],
+        &["create", "secret", "--help"],
+        &["get", "deployments", "--help"],
+        &["get", "secrets", "--help"],
+        &["delete", "secret", "--help"],
+        &["create", "cronjob", "--help"],
+        &["get", "cronjobs", "--help"],
+        &["delete", "deployment", "--help"],
+        &["deployment", "--help"],
+    ] {
+        insta::assert_snapshot!(
+            format!("bodywork3_{}", args[..args.len() - 1].join("_")),
+            transcript(args)
+        );
+    }
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let (code, _, stderr) = bodywork(&["workflow"]);
     assert_eq!(code, 2);

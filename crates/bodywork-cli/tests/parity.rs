@@ -19,7 +19,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::path::{Component, Path, PathBuf};
 
-use common::{Run, TestHome, TestProject, git};
+use common::{Run, SERVE_PY, TestHome, TestProject, git};
 use double::{ApiServer, Script};
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -38,23 +38,6 @@ const BATCH_LINES: [&str; 2] = ["prepared 3 rows", "wrote features.csv"];
 const SERVICE_LINE: &str = "starting the service on port 5000";
 
 const PREPARE_PY: &str = "print('prepared 3 rows')\nprint('wrote features.csv')\n";
-
-// Says it starts before it listens, so the line is in the log before the
-// service is ready on either runtime.
-const SERVE_PY: &str = r#"
-import http.server, os
-port = int(os.environ["PORT"])
-print(f"starting the service on port {port}", flush=True)
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("0.0.0.0", port), Handler).serve_forever()
-"#;
 
 fn bodywork_yaml() -> String {
     format!(
@@ -254,6 +237,37 @@ fn scenario(side: &Side, url: &str) -> Vec<Run> {
         [&["cronjob", "display"][..], &ns, &["-o", "json"]].concat(),
         [&["cronjob", "delete"][..], &ns, &["--name", "nightly"]].concat(),
         vec!["delete-namespace", NS],
+        // Bodywork 3's dialect: a secrets group and a deployment into the
+        // project's own namespace that gets it.
+        vec![
+            "create",
+            "secret",
+            "creds",
+            "--group",
+            "grp",
+            "--data",
+            "TOKEN=s3cr3t",
+            "USER=me",
+        ],
+        vec!["get", "secrets", "--group", "grp"],
+        vec!["get", "secrets", "-o", "json"],
+        vec!["create", "deployment", url, "--group", "grp"],
+        vec!["get", "secret", "--group", "grp"],
+        vec!["get", "deployments"],
+        vec!["get", "deployments", "-o", "json"],
+        vec!["delete", "deployment", PROJECT],
+        vec!["delete", "secret", "--group", "grp"],
+        vec![
+            "create",
+            "cronjob",
+            url,
+            "--name=nightly3",
+            "--schedule=0 3 * * *",
+        ],
+        vec!["get", "cronjobs"],
+        vec!["get", "cronjob", "nightly3", "-o", "json"],
+        vec!["delete", "cronjob", "nightly3"],
+        vec!["delete-namespace", PROJECT],
     ];
     steps.iter().map(|args| side.run(args)).collect()
 }

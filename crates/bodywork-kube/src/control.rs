@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use bodywork_runtime::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, Resources, Result, RunOutcome,
-    RunSummary, RuntimeError, WorkflowRun,
+    RunSummary, RuntimeError, WorkflowRun, WorkflowSubmission,
 };
 use bodywork_workflow::WorkflowError;
 
@@ -42,6 +42,29 @@ impl ControlPlane for KubeRuntime {
 
     async fn list_runs(&self, _namespace: &str) -> Result<Vec<RunSummary>> {
         Err(RuntimeError::Unsupported(RUNS_ARE_LOCAL.into()))
+    }
+
+    async fn start_workflow(
+        &self,
+        submission: &WorkflowSubmission,
+        name: Option<&str>,
+        retries: u32,
+    ) -> Result<String> {
+        self.start_detached(submission, name, retries, cron_image().as_deref())
+            .await
+    }
+
+    async fn detached_runs(&self) -> Result<Vec<RunSummary>> {
+        KubeRuntime::detached_runs(self).await
+    }
+
+    async fn delete_detached(&self, name: &str) -> Result<()> {
+        KubeRuntime::delete_detached(self, name).await
+    }
+
+    async fn detached_logs(&self, name: &str, log: &Log) -> Result<()> {
+        let namespace = bodywork_runtime::groups::GROUPS_NAMESPACE;
+        KubeRuntime::logs(self, namespace, name, false, log).await
     }
 
     async fn create_cronjob(&self, spec: &CronJobSpec) -> Result<()> {

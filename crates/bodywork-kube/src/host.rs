@@ -10,8 +10,8 @@ use bodywork_plan::WorkflowPlan;
 use bodywork_runtime::{CancellationToken, Level, Log, WorkflowSubmission};
 use bodywork_source::{FetchOptions, Source};
 use bodywork_workflow::{
-    Checkout, FETCH_TIMEOUT, PrepareRequest, RunHooks, RunReport, WorkflowError, WorkflowRequest,
-    prepare, run_workflow,
+    Checkout, FETCH_TIMEOUT, PrepareRequest, Prepared, RunHooks, RunReport, WorkflowError,
+    WorkflowRequest, prepare, run_workflow,
 };
 
 use crate::KubeRuntime;
@@ -40,12 +40,9 @@ fn local_source(repo: &str) -> Option<String> {
     }
 }
 
-/// Fetch, load and plan the project here, and render what a run would
-/// apply with `image` (`--image`).
-pub async fn dry_run(
-    opts: &WorkflowSubmission,
-    image: Option<&str>,
-) -> Result<DryRun, WorkflowError> {
+/// Fetch, load and plan the project here, into a directory gone when this
+/// returns: what a run would do (its namespace, its stages), nothing done.
+pub async fn plan(opts: &WorkflowSubmission) -> Result<Prepared, WorkflowError> {
     let tmp = tempfile::tempdir().map_err(|e| {
         WorkflowError::Internal(format!("cannot create a temporary directory: {e}"))
     })?;
@@ -62,7 +59,16 @@ pub async fn dry_run(
             known_hosts: None,
         },
     };
-    let prepared = prepare(&request, &mut |_| {}).await?;
+    Ok(prepare(&request, &mut |_| {}).await?)
+}
+
+/// Fetch, load and plan the project here, and render what a run would
+/// apply with `image` (`--image`).
+pub async fn dry_run(
+    opts: &WorkflowSubmission,
+    image: Option<&str>,
+) -> Result<DryRun, WorkflowError> {
+    let prepared = plan(opts).await?;
     let plan = prepared.plan;
     refuse_bad_names(&plan).map_err(WorkflowError::Refused)?;
     let mut notes: Vec<String> = prepared
@@ -137,6 +143,7 @@ pub async fn run(
         branch: opts.branch.clone(),
         namespace: opts.namespace.clone(),
         ssh_key: opts.ssh_key.clone(),
+        secrets_group: opts.secrets_group.clone(),
         known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
     };

@@ -173,6 +173,7 @@ async fn seed_tutorial_serve_redeploy_rollback_delete() {
         branch: Some("master".into()),
         namespace: Some(ns.clone()),
         ssh_key: None,
+        secrets_group: None,
     };
     host::run(&rt, &opts, &log, &CancellationToken::new())
         .await
@@ -274,6 +275,7 @@ async fn batch_dag_with_a_secret() {
         branch: None,
         namespace: Some(ns.clone()),
         ssh_key: None,
+        secrets_group: None,
     };
     host::run(&rt, &opts, &log(), &CancellationToken::new())
         .await

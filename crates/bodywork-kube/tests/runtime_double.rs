@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use bodywork_kube::KubeRuntime;
 use bodywork_plan::{EnvValue, EnvVar, StagePlan, StagePlanKind};
 use bodywork_runtime::{
-    CancellationToken, Level, Log, LogEvent, LogRenderer, LogSink, Resources, RunContext, Runtime,
-    RuntimeError, StageRun,
+    CancellationToken, ControlPlane, Level, Log, LogEvent, LogRenderer, LogSink, Resources,
+    RunContext, RunState, Runtime, RuntimeError, StageRun,
 };
 use double::{ApiServer, Script};
 
@@ -764,25 +764,8 @@ async fn a_whole_workflow_runs_through_the_controller() {
         KubeRuntime::from_client(server.client(), "https://test-double:6443").with_waits(QUICK);
     let capture = Arc::new(Capture::default());
     let log: Log = capture.clone();
-    let tmp = tempfile::tempdir().unwrap();
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/train-and-serve");
-    let request = bodywork_workflow::WorkflowRequest {
-        run_id: "t".into(),
-        repo: example.display().to_string(),
-        branch: None,
-        namespace: Some("ml".into()),
-        ssh_key: None,
-        known_hosts: None,
-        checkout_dir: tmp.path().join("checkout"),
-    };
-    let report = bodywork_workflow::run_workflow(
-        &rt,
-        &request,
-        &bodywork_workflow::NoHooks,
-        &log,
-        &CancellationToken::new(),
-    )
-    .await;
+    let report = run_project(&rt, &example, Some("ml"), &log).await;
     let text = capture.text();
     assert!(report.is_ok(), "{text}");
     assert!(text.contains("creating namespace=ml"), "{text}");
@@ -865,26 +848,10 @@ async fn the_seeds_exact_url_reaches_its_service_through_the_api_servers_proxy()
     let rt =
         KubeRuntime::from_client(server.client(), "https://test-double:6443").with_waits(QUICK);
     let log: Log = Arc::new(Capture::default());
-    let tmp = tempfile::tempdir().unwrap();
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/serve-model");
-    let request = bodywork_workflow::WorkflowRequest {
-        run_id: "seed".into(),
-        repo: example.display().to_string(),
-        branch: None,
-        namespace: Some("scoring-service".into()),
-        ssh_key: None,
-        known_hosts: None,
-        checkout_dir: tmp.path().join("checkout"),
-    };
-    bodywork_workflow::run_workflow(
-        &rt,
-        &request,
-        &bodywork_workflow::NoHooks,
-        &log,
-        &CancellationToken::new(),
-    )
-    .await
-    .expect("the seed's workflow runs");
+    run_project(&rt, &example, Some("scoring-service"), &log)
+        .await
+        .expect("the seed's workflow runs");
     let seed = "/api/v1/namespaces/scoring-service/services/\
                 bodywork-serve-model-project--scoring-service/proxy/iris/v1/score";
     let (status, body) = proxied(&server, seed).await;
@@ -1116,4 +1083,149 @@ async fn a_cron_job_in_a_namespace_made_with_kubectl_gets_the_controllers_accoun
             .get("/apis/batch/v1/namespaces/ml/cronjobs", "nightly")
             .is_some()
     );
+}
+
+#[tokio::test]
+async fn a_secrets_group_is_copied_into_the_deployments_namespace() {
+    // As Bodywork 3 does: the group's secrets, kept in the groups'
+    // namespace, are copied into the namespace the project deploys into,
+    // under their names in the group; another group's are not.
+    let (server, rt, capture, log) = setup(Script::default());
+    let data = |v: &str| BTreeMap::from([("USERNAME".to_string(), v.to_string())]);
+    let groups = bodywork_runtime::groups::GROUPS_NAMESPACE;
+    bodywork_runtime::groups::put(&rt, "testsecrets", "test-credentials", data("alice"), false)
+        .await
+        .unwrap();
+    bodywork_runtime::groups::put(&rt, "prod", "test-credentials", data("bob"), false)
+        .await
+        .unwrap();
+    bodywork_runtime::groups::put(&rt, "prod", "prod-only", data("bob"), false)
+        .await
+        .unwrap();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("bodywork.yaml"),
+        "version: \"1.1\"\npipeline:\n  name: grouped\n  docker_image: bodyworkml/bodywork-core:latest\n  \
+         DAG: stage_1\n  secrets_group: testsecrets\nstages:\n  stage_1:\n    executable_module_path: s.py\n    \
+         secrets:\n      USERNAME: test-credentials\n    batch:\n      max_completion_time_seconds: 30\n      retries: 0\n",
+    )
+    .unwrap();
+    std::fs::write(project.path().join("s.py"), "print('hi')\n").unwrap();
+    let report = run_project(&rt, project.path(), None, &log).await;
+    let text = capture.text();
+    assert!(report.is_ok(), "{text}");
+    assert!(
+        text.contains("copied secrets group=testsecrets into namespace=grouped: test-credentials"),
+        "{text}"
+    );
+    let copied = rt.list_secrets("grouped").await.unwrap();
+    assert_eq!(copied.len(), 1, "{copied:?}");
+    assert_eq!(copied[0].name, "test-credentials");
+    assert_eq!(copied[0].data["USERNAME"], "alice");
+    assert!(
+        server
+            .get("/api/v1/namespaces/grouped/secrets", "prod-only")
+            .is_none()
+    );
+    assert_eq!(
+        server.names(&format!("/api/v1/namespaces/{groups}/secrets")),
+        [
+            "prod.prod-only",
+            "prod.test-credentials",
+            "testsecrets.test-credentials"
+        ]
+    );
+}
+
+/// The workflow of the project in `dir` run by the controller against the
+/// double, into `namespace` (else the project's own).
+async fn run_project(
+    rt: &KubeRuntime,
+    dir: &std::path::Path,
+    namespace: Option<&str>,
+    log: &Log,
+) -> Result<bodywork_workflow::RunReport, bodywork_workflow::WorkflowError> {
+    let tmp = tempfile::tempdir().unwrap();
+    let request = bodywork_workflow::WorkflowRequest {
+        run_id: "t".into(),
+        repo: dir.display().to_string(),
+        branch: None,
+        namespace: namespace.map(String::from),
+        ssh_key: None,
+        secrets_group: None,
+        known_hosts: None,
+        checkout_dir: tmp.path().join("checkout"),
+    };
+    bodywork_workflow::run_workflow(
+        rt,
+        &request,
+        &bodywork_workflow::NoHooks,
+        log,
+        &CancellationToken::new(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_detached_run_is_a_job_in_bodyworks_namespace_listed_logged_and_deleted() {
+    // Bodywork 3's `create deployment --async --group G`: a Job in
+    // bodywork-deployment-jobs running `bodywork create deployment` in the
+    // cluster, retried by Kubernetes (backoffLimit).
+    let mut script = Script::default();
+    script
+        .job_logs
+        .insert("nightly-deploy".into(), vec!["deployed".into()]);
+    let (server, rt, capture, log) = setup(script);
+    let submission = bodywork_runtime::WorkflowSubmission {
+        repo: "https://github.com/bodywork-ml/bodywork-test-project".into(),
+        branch: Some("main".into()),
+        secrets_group: Some("testsecrets".into()),
+        ..Default::default()
+    };
+    let name = rt
+        .start_workflow(&submission, Some("nightly-deploy"), 2)
+        .await
+        .unwrap();
+    assert_eq!(name, "nightly-deploy");
+    let jobs = "/apis/batch/v1/namespaces/bodywork-deployment-jobs/jobs";
+    let job = server.get(jobs, "nightly-deploy").expect("the Job");
+    assert_eq!(job["spec"]["backoffLimit"], 2);
+    let container = &job["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["args"],
+        serde_json::json!([
+            "create",
+            "deployment",
+            "https://github.com/bodywork-ml/bodywork-test-project",
+            "--branch",
+            "main",
+            "--group",
+            "testsecrets"
+        ])
+    );
+    assert_eq!(
+        job["spec"]["template"]["spec"]["serviceAccountName"],
+        "bodywork-workflow-controller"
+    );
+
+    let mut runs = Vec::new();
+    for _ in 0..200 {
+        runs = rt.detached_runs().await.unwrap();
+        if runs.first().is_some_and(|r| r.status != RunState::Running) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(bodywork_runtime::detached_name(&runs[0]), "nightly-deploy");
+    assert_eq!(runs[0].status, RunState::Succeeded, "{runs:?}");
+    rt.detached_logs("nightly-deploy", &log).await.unwrap();
+    assert!(capture.text().contains("deployed"), "{}", capture.text());
+
+    rt.delete_detached("nightly-deploy").await.unwrap();
+    assert!(server.get(jobs, "nightly-deploy").is_none());
+    assert!(matches!(
+        rt.delete_detached("nightly-deploy").await,
+        Err(RuntimeError::NotFound { .. })
+    ));
 }

@@ -18,8 +18,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// to talk across versions (the CLI then restarts the daemon: by a handover
 /// when the daemon knows how, else by stopping it). 2: `DeleteNamespace`,
 /// `Handover`. 3: errors as `RuntimeError`, a run's end as `RunOutcome`,
-/// answers as data (the CLI words them).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// answers as data (the CLI words them). 4: `NamespaceList`, a workflow's
+/// secrets group, `RunDetached`.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
@@ -44,6 +45,7 @@ pub enum Request {
     NamespaceExists {
         namespace: String,
     },
+    NamespaceList,
     /// `delete-namespace`: the namespace and everything in it.
     DeleteNamespace {
         namespace: String,
@@ -61,6 +63,17 @@ pub enum Request {
         namespace: String,
     },
     RunWorkflow(WorkflowSubmission),
+    /// A workflow run the daemon drives on its own (and retries); answered
+    /// at once with `Started`.
+    RunDetached {
+        submission: WorkflowSubmission,
+        name: Option<String>,
+        retries: u32,
+    },
+    /// Forget a detached run: every attempt and its log.
+    DeleteDetached {
+        name: String,
+    },
     /// Sent on a workflow connection to cancel that run.
     Cancel,
     ListRuns {
@@ -131,6 +144,9 @@ pub enum Response {
     },
     Exists {
         exists: bool,
+    },
+    Namespaces {
+        namespaces: Vec<String>,
     },
     /// The name of what was started (`cronjob trigger`).
     Started {

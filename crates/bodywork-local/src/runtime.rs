@@ -204,6 +204,11 @@ impl Resources for LocalRuntime {
         self.with_store(|s| s.namespace_exists(namespace))
     }
 
+    async fn list_namespaces(&self) -> Result<Vec<String>> {
+        let rows = self.with_store(|s| s.list_namespaces())?;
+        Ok(rows.into_iter().map(|r| r.name).collect())
+    }
+
     async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
         let not_found = || RuntimeError::NotFound {
             kind: "namespace",

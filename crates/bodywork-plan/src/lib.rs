@@ -114,6 +114,9 @@ pub struct WorkflowPlan {
     pub steps: Vec<Vec<StagePlan>>,
     /// Batch stage run only when the workflow fails.
     pub on_failure: Option<StagePlan>,
+    /// The secrets group copied into the namespace before any stage starts
+    /// (`pipeline.secrets_group`, or the command's `--group`).
+    pub secrets_group: Option<String>,
 }
 
 impl WorkflowPlan {
@@ -261,6 +264,7 @@ pub fn plan_workflow(project: &Project, facts: &RunFacts) -> Result<WorkflowPlan
         log_level: project.log_level.as_str().to_string(),
         steps,
         on_failure,
+        secrets_group: project.secrets_group.clone(),
     })
 }
 

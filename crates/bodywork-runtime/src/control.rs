@@ -27,6 +27,10 @@ pub struct WorkflowSubmission {
     pub namespace: Option<String>,
     /// `--ssh KEY_FILE`, absolute.
     pub ssh_key: Option<PathBuf>,
+    /// `--group G`: the secrets group copied into the namespace (instead of
+    /// the project's `pipeline.secrets_group`).
+    #[serde(default)]
+    pub secrets_group: Option<String>,
 }
 
 /// A workflow run to follow attached: what to run, where every log event
@@ -165,6 +169,31 @@ pub struct CronRunSummary {
     pub note: String,
 }
 
+/// The `trigger` of a detached run's attempts: `async` (named by its first
+/// run's number), or `async:NAME` for one the user named.
+pub fn detached_trigger(name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("{DETACHED}:{name}"),
+        None => DETACHED.to_string(),
+    }
+}
+
+/// A detached run's name: the user's (from its trigger), else its number.
+pub fn detached_name(run: &RunSummary) -> String {
+    match run.trigger.split_once(':') {
+        Some((DETACHED, name)) => name.to_string(),
+        _ => run.id.to_string(),
+    }
+}
+
+/// True for the runs [`ControlPlane::start_workflow`] started.
+pub fn is_detached(run: &RunSummary) -> bool {
+    run.trigger.split(':').next() == Some(DETACHED)
+}
+
+/// The trigger every detached run's starts with.
+pub const DETACHED: &str = "async";
+
 /// How times are shown in tables: local time to the second, the shape of
 /// the log lines' timestamps.
 pub fn display_time(t: &chrono::DateTime<chrono::Utc>) -> String {
@@ -194,6 +223,25 @@ pub trait ControlPlane: Resources {
     async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunOutcome>;
     /// Workflow runs of a namespace, newest first.
     async fn list_runs(&self, namespace: &str) -> Result<Vec<RunSummary>>;
+    /// Start a workflow run detached (Bodywork 3's `create deployment
+    /// --async`, Bodywork 2's `deployment create`) and return at once with
+    /// its name; the control plane runs it, and again up to `retries` times
+    /// while it fails. `name` is the user's name for it, if any.
+    async fn start_workflow(
+        &self,
+        submission: &WorkflowSubmission,
+        name: Option<&str>,
+        retries: u32,
+    ) -> Result<String>;
+    /// Detached runs (every attempt of each), newest first; their
+    /// `trigger` is [`detached_trigger`] of their name.
+    async fn detached_runs(&self) -> Result<Vec<RunSummary>>;
+    /// The whole log of detached run `name` (as [`detached_name`] gives
+    /// it; of its newest attempt).
+    async fn detached_logs(&self, name: &str, log: &Log) -> Result<()>;
+    /// Forget detached run `name`: every attempt and its log (on
+    /// Kubernetes, its Job). `Conflict` while it is running.
+    async fn delete_detached(&self, name: &str) -> Result<()>;
 
     async fn create_cronjob(&self, spec: &CronJobSpec) -> Result<()>;
     async fn delete_cronjob(&self, namespace: &str, name: &str) -> Result<()>;

@@ -11,12 +11,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod control;
+pub mod groups;
 mod logs;
 pub mod namespace;
 
 pub use control::{
-    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, RunOutcome, RunState, RunSummary,
-    WorkflowRun, WorkflowSubmission, display_rfc3339, display_time,
+    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, DETACHED, RunOutcome, RunState,
+    RunSummary, WorkflowRun, WorkflowSubmission, detached_name, detached_trigger, display_rfc3339,
+    display_time, is_detached,
 };
 pub use logs::{LogEvent, LogRenderer, format_log_line, stage_header, timestamp_now};
 
@@ -292,6 +294,9 @@ pub trait Resources: Send + Sync {
     /// seed's words (`creating namespace=NS`, ...).
     async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>>;
     async fn namespace_exists(&self, namespace: &str) -> Result<bool>;
+    /// The namespaces bodywork set up, by name (what Bodywork 3's `get
+    /// deployments` looks through).
+    async fn list_namespaces(&self) -> Result<Vec<String>>;
     /// Delete a namespace with everything in it (services, secrets, cron
     /// jobs, and on the local runtime the workflow runs and their logs);
     /// returns one line per thing deleted. `NotFound` when it does not

@@ -33,6 +33,9 @@ pub struct WorkflowRequest {
     /// `--namespace`, if given.
     pub namespace: Option<String>,
     pub ssh_key: Option<PathBuf>,
+    /// `--group`: the secrets group to copy into the namespace, instead of
+    /// the project's `pipeline.secrets_group`.
+    pub secrets_group: Option<String>,
     /// Where ssh remembers hosts met for the first time (see
     /// `bodywork_source::FetchOptions::known_hosts`).
     pub known_hosts: Option<PathBuf>,
@@ -257,10 +260,14 @@ async fn fetch_and_plan(
         Preparing::Warning(problem) => log.log(Level::Warning, LOGGER, &problem.to_string()),
     })
     .await?;
+    let mut plan = prepared.plan;
+    if req.secrets_group.is_some() {
+        plan.secrets_group.clone_from(&req.secrets_group);
+    }
     hooks
-        .planned(&prepared.plan, &prepared.checkout)
+        .planned(&plan, &prepared.checkout)
         .map_err(WorkflowError::Refused)?;
-    Ok((prepared.checkout, prepared.plan))
+    Ok((prepared.checkout, plan))
 }
 
 /// Everything after planning; returns the services removed at the end.
@@ -288,8 +295,12 @@ async fn prepare_and_run(
             info(log, line);
         }
     }
-    check_secrets(runtime, plan).await?;
+    // Refused before the group's secrets replace any of the namespace's.
     check_namespace_owner(runtime, plan).await?;
+    if let Some(group) = &plan.secrets_group {
+        copy_secrets_group(runtime, group, &plan.namespace, log).await?;
+    }
+    check_secrets(runtime, plan).await?;
 
     for step in &plan.steps {
         if cancel.is_cancelled() {
@@ -362,6 +373,38 @@ async fn run_stage(
         info(
             log,
             format!("batch stage={} completed successfully", stage.stage),
+        );
+    }
+    Ok(())
+}
+
+/// A secrets group's secrets copied into the run's namespace, as Bodywork
+/// 3 does; a group with none is worth a warning (the secrets check says
+/// what is then missing).
+async fn copy_secrets_group(
+    runtime: &dyn Runtime,
+    group: &str,
+    namespace: &str,
+    log: &Log,
+) -> Result<(), WorkflowError> {
+    let copied = bodywork_runtime::groups::copy_into(runtime, group, namespace)
+        .await
+        .map_err(WorkflowError::Runtime)?;
+    if copied.is_empty() {
+        log.log(
+            Level::Warning,
+            LOGGER,
+            &format!(
+                "secrets group={group} has no secrets; none copied into namespace={namespace}"
+            ),
+        );
+    } else {
+        info(
+            log,
+            format!(
+                "copied secrets group={group} into namespace={namespace}: {}",
+                copied.join(", ")
+            ),
         );
     }
     Ok(())

@@ -64,6 +64,9 @@ impl Resources for Fake {
         self.namespaces.lock().unwrap().push(namespace.into());
         Ok(vec![format!("creating namespace={namespace}")])
     }
+    async fn list_namespaces(&self) -> Result<Vec<String>> {
+        Ok(self.namespaces.lock().unwrap().clone())
+    }
     async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
         Ok(self
             .namespaces
@@ -201,6 +204,7 @@ fn setup(secrets: bool) -> Setup {
         branch: None,
         namespace: Some("ns".into()),
         ssh_key: None,
+        secrets_group: None,
         known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
     };

@@ -14,6 +14,7 @@ use super::{checked_name, checked_names, dry_run, only_named, project_location};
 use crate::Outcome;
 use crate::cli::{
     CronjobCommand, CronjobCreateArgs, CronjobDisplayArgs, CronjobNameArgs, GlobalArgs,
+    OutputFormat,
 };
 use crate::output::{self, TerminalLog, table};
 
@@ -52,21 +53,27 @@ fn with_names(args: &CronjobNameArgs, f: impl FnOnce(String, String) -> Outcome)
     }
 }
 
+/// A schedule is checked in the CLI, once for both runtimes, so a typo is
+/// a usage error before anything starts.
+pub(super) fn checked_schedule(
+    schedule: &str,
+    timezone: Option<&str>,
+) -> Result<Schedule, Outcome> {
+    Schedule::parse(schedule, timezone, seconds_allowed()).map_err(|e| {
+        output::report_error(&e, None);
+        Outcome::Usage
+    })
+}
+
 fn create(global: &GlobalArgs, args: &CronjobCreateArgs) -> Outcome {
     let (namespace, name) = match checked_names(&args.namespace.namespace, "cron job", &args.name) {
         Ok(v) => v,
         Err(o) => return o,
     };
-    // Checked here, once for both runtimes, so a typo is a usage error
-    // before anything starts.
-    let schedule =
-        match Schedule::parse(&args.schedule, args.timezone.as_deref(), seconds_allowed()) {
-            Ok(s) => s,
-            Err(e) => {
-                output::report_error(&e, None);
-                return Outcome::Usage;
-            }
-        };
+    let schedule = match checked_schedule(&args.schedule, args.timezone.as_deref()) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
     let repo = match project_location(&args.git_repo_url, Outcome::Usage) {
         Ok(repo) => repo,
         Err(o) => return o,
@@ -107,26 +114,33 @@ fn display(global: &GlobalArgs, args: &CronjobDisplayArgs) -> Outcome {
     with_control(global, None, async move |cp| {
         let jobs = cp.list_cronjobs(&namespace).await?;
         let jobs = only_named(jobs, name.as_deref(), |j| &j.name, "cron job", &namespace)?;
-        printed(table::print(format, &jobs, |jobs: &Vec<CronJobSummary>| {
-            table::table(
-                &[
-                    "name", "schedule", "timezone", "repo", "branch", "last run", "next run",
-                    "status",
-                ],
-                jobs.iter().map(|j| {
-                    vec![
-                        j.name.clone(),
-                        j.schedule.clone(),
-                        j.timezone.clone(),
-                        j.repo.clone(),
-                        j.branch.clone().unwrap_or_default(),
-                        j.last_run.clone().unwrap_or_else(|| "-".into()),
-                        j.next_run.clone().unwrap_or_else(|| "-".into()),
-                        j.status.clone(),
-                    ]
-                }),
-            )
-        }))
+        printed(print_cronjobs(format, &jobs))
+    })
+}
+
+/// The cron jobs table (or JSON).
+pub(super) fn print_cronjobs(
+    format: OutputFormat,
+    jobs: &Vec<CronJobSummary>,
+) -> std::io::Result<()> {
+    table::print(format, jobs, |jobs: &Vec<CronJobSummary>| {
+        table::table(
+            &[
+                "name", "schedule", "timezone", "repo", "branch", "last run", "next run", "status",
+            ],
+            jobs.iter().map(|j| {
+                vec![
+                    j.name.clone(),
+                    j.schedule.clone(),
+                    j.timezone.clone(),
+                    j.repo.clone(),
+                    j.branch.clone().unwrap_or_default(),
+                    j.last_run.clone().unwrap_or_else(|| "-".into()),
+                    j.next_run.clone().unwrap_or_else(|| "-".into()),
+                    j.status.clone(),
+                ]
+            }),
+        )
     })
 }
 

@@ -2,6 +2,7 @@
 //! [`bodywork_runtime::ControlPlane`]: the same code drives the local
 //! runtime and Kubernetes, so both are worded alike. `run` dispatches.
 
+mod bodywork3;
 mod completions;
 mod connect;
 mod cronjob;
@@ -51,6 +52,22 @@ pub fn run(cli: Cli) -> Outcome {
         Command::Cronjob(cmd) => cronjob::run(&global, &cmd),
         Command::Logs(args) => logs::run(&global, &args),
         Command::Runs(args) => runs::run(&global, &args),
+        Command::Create(cmd) => bodywork3::create(&global, &cmd),
+        Command::Get(cmd) => bodywork3::get(&global, &cmd),
+        Command::Update(cmd) => bodywork3::update(&global, &cmd),
+        Command::Delete(cmd) => bodywork3::delete(&global, &cmd),
+        Command::Deployment(args) => bodywork3::legacy_deployment(&global, &args),
+        Command::ConfigureCluster => namespace::setup(
+            &global,
+            &crate::cli::SetupNamespaceArgs {
+                namespace: bodywork_runtime::groups::GROUPS_NAMESPACE.to_string(),
+                dry_run: false,
+            },
+        ),
+        Command::Version => {
+            println!("{}", env!("CARGO_PKG_VERSION"));
+            Outcome::Success
+        }
     }
 }
 
@@ -70,6 +87,11 @@ fn checked_name(kind: &str, raw: &str) -> Result<String, Outcome> {
             Err(Outcome::Usage)
         }
     }
+}
+
+/// A name the user may leave out, checked when given.
+fn checked_optional(kind: &str, raw: Option<&str>) -> Result<Option<String>, Outcome> {
+    raw.map(|r| checked_name(kind, r)).transpose()
 }
 
 /// A namespace and an object name, both checked.

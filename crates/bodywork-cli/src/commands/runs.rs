@@ -5,7 +5,7 @@ use bodywork_runtime::RunSummary;
 use super::checked_name;
 use super::connect::{printed, with_control};
 use crate::Outcome;
-use crate::cli::{GlobalArgs, RunsArgs};
+use crate::cli::{GlobalArgs, OutputFormat, RunsArgs};
 use crate::output::table;
 
 pub fn run(global: &GlobalArgs, args: &RunsArgs) -> Outcome {
@@ -16,27 +16,32 @@ pub fn run(global: &GlobalArgs, args: &RunsArgs) -> Outcome {
     let format = global.output;
     with_control(global, None, async move |cp| {
         let runs = cp.list_runs(&namespace).await?;
-        printed(table::print(format, &runs, |runs: &Vec<RunSummary>| {
-            table::table(
-                &[
-                    "run", "project", "status", "started", "finished", "commit", "repo", "branch",
-                    "trigger",
-                ],
-                runs.iter().map(|r| {
-                    vec![
-                        r.id.to_string(),
-                        r.project.clone().unwrap_or_default(),
-                        r.status.to_string(),
-                        r.started.clone(),
-                        r.finished.clone().unwrap_or_default(),
-                        r.commit.as_deref().map(short_commit).unwrap_or_default(),
-                        r.repo.clone(),
-                        r.branch.clone().unwrap_or_default(),
-                        r.trigger.clone(),
-                    ]
-                }),
-            )
-        }))
+        printed(print_runs(format, &runs))
+    })
+}
+
+/// The runs table (or JSON), newest first as given.
+pub(super) fn print_runs(format: OutputFormat, runs: &Vec<RunSummary>) -> std::io::Result<()> {
+    table::print(format, runs, |runs: &Vec<RunSummary>| {
+        table::table(
+            &[
+                "run", "project", "status", "started", "finished", "commit", "repo", "branch",
+                "trigger",
+            ],
+            runs.iter().map(|r| {
+                vec![
+                    r.id.to_string(),
+                    r.project.clone().unwrap_or_default(),
+                    r.status.to_string(),
+                    r.started.clone(),
+                    r.finished.clone().unwrap_or_default(),
+                    r.commit.as_deref().map(short_commit).unwrap_or_default(),
+                    r.repo.clone(),
+                    r.branch.clone().unwrap_or_default(),
+                    r.trigger.clone(),
+                ]
+            }),
+        )
     })
 }
 

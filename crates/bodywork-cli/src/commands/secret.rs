@@ -3,12 +3,16 @@
 
 use std::collections::BTreeMap;
 
+use bodywork_runtime::groups;
 use serde_json::json;
 
 use super::connect::{printed, with_control};
 use super::{checked_names, only_named};
 use crate::Outcome;
-use crate::cli::{GlobalArgs, SecretCommand, SecretCreateArgs, SecretDisplayArgs};
+use crate::cli::{
+    DeleteSecretArgs, GetSecretArgs, GlobalArgs, GroupSecretArgs, OutputFormat, SecretCommand,
+    SecretCreateArgs, SecretDisplayArgs,
+};
 use crate::output::{self, table};
 
 const MASK: &str = "********";
@@ -120,32 +124,177 @@ fn display(global: &GlobalArgs, args: &SecretDisplayArgs) -> Outcome {
     with_control(global, None, async move |cp| {
         let secrets = cp.list_secrets(&namespace).await?;
         let secrets = only_named(secrets, name.as_deref(), |s| &s.name, "secret", &namespace)?;
-        let shown = |v: &String| if show { v.clone() } else { MASK.to_string() };
-        let doc: Vec<_> = secrets
+        let shown: Vec<Shown> = secrets
             .iter()
-            .map(|s| {
-                json!({
-                    "namespace": s.namespace,
-                    "name": s.name,
-                    "data": s.data.iter().map(|(k, v)| (k.clone(), shown(v))).collect::<BTreeMap<_, _>>(),
-                    "created": s.created,
-                })
+            .map(|s| Shown {
+                json_id: vec![("namespace", &s.namespace), ("name", &s.name)],
+                cells: vec![s.name.clone()],
+                data: &s.data,
+                created: &s.created,
             })
             .collect();
-        // One row a value: line breaks in a value are shown as \n (the
-        // JSON document has the value as it is).
-        let rows: Vec<Vec<String>> = secrets
+        printed(print_secrets(format, &["secret"], &shown, show))
+    })
+}
+
+/// A secret as `display` shows it: what names it (in the JSON document,
+/// and as the first cells of its table rows), its data, its creation.
+struct Shown<'a> {
+    json_id: Vec<(&'static str, &'a str)>,
+    cells: Vec<String>,
+    data: &'a BTreeMap<String, String>,
+    created: &'a str,
+}
+
+/// The secrets table, one row a value, `id_headers` naming the first
+/// cells (or the JSON document); values masked unless `show`.
+fn print_secrets(
+    format: OutputFormat,
+    id_headers: &[&str],
+    secrets: &[Shown],
+    show: bool,
+) -> std::io::Result<()> {
+    let doc: Vec<_> = secrets
+        .iter()
+        .map(|s| {
+            let mut obj: serde_json::Map<String, serde_json::Value> = s
+                .json_id
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect();
+            obj.insert("data".into(), json!(masked(s.data, show)));
+            obj.insert("created".into(), json!(s.created));
+            serde_json::Value::Object(obj)
+        })
+        .collect();
+    let rows: Vec<Vec<String>> = secrets
+        .iter()
+        .flat_map(|s| {
+            s.data.iter().map(|(k, v)| {
+                let mut row = s.cells.clone();
+                row.extend([k.clone(), value_cell(v, show), s.created.to_string()]);
+                row
+            })
+        })
+        .collect();
+    let headers: Vec<&str> = id_headers
+        .iter()
+        .copied()
+        .chain(["key", "value", "created"])
+        .collect();
+    table::print(format, &doc, |_| table::table(&headers, rows))
+}
+
+/// The values as shown: masked unless `show`.
+fn masked(data: &BTreeMap<String, String>, show: bool) -> BTreeMap<String, String> {
+    data.iter()
+        .map(|(k, v)| (k.clone(), if show { v.clone() } else { MASK.to_string() }))
+        .collect()
+}
+
+/// A value as a table cell (one row a value): masked unless `show`, line
+/// breaks shown as \n (the JSON document has the value as it is).
+fn value_cell(value: &str, show: bool) -> String {
+    if show {
+        value.replace('\r', "\\r").replace('\n', "\\n")
+    } else {
+        MASK.to_string()
+    }
+}
+
+/// A secrets group's name, checked like a namespace's (a DNS-1123 label).
+fn checked_group(group: &str) -> Result<String, Outcome> {
+    super::checked_name("secrets group", group)
+}
+
+/// A secret named without its group: Bodywork 3 refuses it so.
+fn group_needed() -> Outcome {
+    output::report_message("please specify which secrets group the secret belongs to (--group)");
+    Outcome::Usage
+}
+
+/// Bodywork 3's `create secret NAME --group G --data K=V ...` and, with
+/// `replace`, `update secret`.
+pub fn put_in_group(global: &GlobalArgs, args: &GroupSecretArgs, replace: bool) -> Outcome {
+    let (group, name) = match checked_group(&args.group)
+        .and_then(|g| Ok((g, super::checked_name("secret", &args.name)?)))
+    {
+        Ok(v) => v,
+        Err(o) => return o,
+    };
+    let data = match parse_data(&args.data) {
+        Ok(d) => d,
+        Err(e) => {
+            output::report_message(e);
+            return Outcome::Usage;
+        }
+    };
+    with_control(global, None, async move |cp| {
+        groups::put(cp, &group, &name, data, replace).await?;
+        let done = if replace { "updated" } else { "created" };
+        println!("secret={name} {done} in group={group}");
+        Ok(Outcome::Success)
+    })
+}
+
+/// Bodywork 3's `get secret(s) [NAME] [--group G]`.
+pub fn display_groups(global: &GlobalArgs, args: &GetSecretArgs) -> Outcome {
+    if args.name.is_some() && args.group.is_none() {
+        return group_needed();
+    }
+    let group = match args.group.as_deref().map(checked_group).transpose() {
+        Ok(g) => g,
+        Err(o) => return o,
+    };
+    let (name, show, format) = (args.name.clone(), args.show_values, global.output);
+    with_control(global, None, async move |cp| {
+        let secrets = groups::list(cp, group.as_deref()).await?;
+        let secrets = only_named(
+            secrets,
+            name.as_deref(),
+            |s| &s.name,
+            "secret",
+            groups::GROUPS_NAMESPACE,
+        )?;
+        let shown: Vec<Shown> = secrets
             .iter()
-            .flat_map(|s| {
-                s.data.iter().map(|(k, v)| {
-                    let cell = shown(v).replace('\r', "\\r").replace('\n', "\\n");
-                    vec![s.name.clone(), k.clone(), cell, s.created.clone()]
-                })
+            .map(|s| Shown {
+                json_id: vec![("group", &s.group), ("name", &s.name)],
+                cells: vec![s.group.clone(), s.name.clone()],
+                data: &s.data,
+                created: &s.created,
             })
             .collect();
-        printed(table::print(format, &doc, |_| {
-            table::table(&["secret", "key", "value", "created"], rows)
-        }))
+        printed(print_secrets(format, &["group", "secret"], &shown, show))
+    })
+}
+
+/// Bodywork 3's `delete secret NAME --group G` and `delete secret --group G`.
+pub fn delete_in_group(global: &GlobalArgs, args: &DeleteSecretArgs) -> Outcome {
+    let Some(group) = &args.group else {
+        if args.name.is_some() {
+            return group_needed();
+        }
+        output::report_message("please specify a secret or a secrets group to delete");
+        return Outcome::Usage;
+    };
+    let group = match checked_group(group) {
+        Ok(g) => g,
+        Err(o) => return o,
+    };
+    let name = args.name.clone();
+    with_control(global, None, async move |cp| {
+        match name {
+            Some(name) => {
+                groups::delete(cp, &group, &name).await?;
+                println!("secret={name} deleted from group={group}");
+            }
+            None => {
+                let names = groups::delete_group(cp, &group).await?;
+                println!("secrets group={group} deleted: {}", names.join(", "));
+            }
+        }
+        Ok(Outcome::Success)
     })
 }
 

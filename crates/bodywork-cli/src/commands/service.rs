@@ -6,7 +6,9 @@ use bodywork_runtime::ServiceStatus;
 use super::connect::{printed, with_control};
 use super::{checked_name, only_named};
 use crate::Outcome;
-use crate::cli::{GlobalArgs, OutputFormat, ServiceCommand};
+use crate::cli::{
+    DeleteDeploymentArgs, GetDeploymentArgs, GlobalArgs, OutputFormat, ServiceCommand,
+};
 use crate::output::table;
 
 pub fn run(global: &GlobalArgs, command: &ServiceCommand) -> Outcome {
@@ -43,6 +45,117 @@ pub fn run(global: &GlobalArgs, command: &ServiceCommand) -> Outcome {
             })
         }
     }
+}
+
+/// The services of deployment `name` (a project), in `namespace` or in
+/// every namespace bodywork set up; all deployments' without a name.
+async fn deployed(
+    cp: &dyn bodywork_runtime::ControlPlane,
+    namespace: Option<&str>,
+    name: Option<&str>,
+) -> Result<Vec<ServiceStatus>, bodywork_runtime::RuntimeError> {
+    let namespaces = match namespace {
+        Some(ns) => vec![ns.to_string()],
+        None => cp.list_namespaces().await?,
+    };
+    let mut out = Vec::new();
+    for ns in &namespaces {
+        out.extend(
+            cp.list_services(ns)
+                .await?
+                .into_iter()
+                .filter(|s| name.is_none_or(|n| s.project == n)),
+        );
+    }
+    Ok(out)
+}
+
+/// Bodywork 3's `get deployment(s) [NAME [SERVICE]] [--namespace NS]`: one
+/// row a service, named `DEPLOYMENT/SERVICE` as Bodywork 3 names them.
+pub fn display_deployments(global: &GlobalArgs, args: &GetDeploymentArgs) -> Outcome {
+    let namespace = match super::checked_optional("namespace", args.namespace.as_deref()) {
+        Ok(ns) => ns,
+        Err(o) => return o,
+    };
+    let (name, service, format) = (args.name.clone(), args.service.clone(), global.output);
+    with_control(global, None, async move |cp| {
+        let services = deployed(cp, namespace.as_deref(), name.as_deref()).await?;
+        let services = match (&name, &service) {
+            (Some(deployment), Some(service)) => only_named(
+                services,
+                Some(service),
+                |s| {
+                    if s.stage == *service {
+                        &s.stage
+                    } else {
+                        &s.name
+                    }
+                },
+                "service",
+                deployment,
+            )?,
+            _ => services,
+        };
+        if services.is_empty() && format == OutputFormat::Table {
+            println!("No deployments found");
+            return Ok(Outcome::Success);
+        }
+        printed(print_deployments(format, &services))
+    })
+}
+
+/// Bodywork 3's `delete deployment NAME`: every service of the deployment
+/// stopped and deleted.
+pub fn delete_deployment(global: &GlobalArgs, args: &DeleteDeploymentArgs) -> Outcome {
+    let namespace = match super::checked_optional("namespace", args.namespace.as_deref()) {
+        Ok(ns) => ns,
+        Err(o) => return o,
+    };
+    let name = args.name.clone();
+    with_control(global, None, async move |cp| {
+        let services = deployed(cp, namespace.as_deref(), Some(&name)).await?;
+        if services.is_empty() {
+            return Err(bodywork_runtime::RuntimeError::NotFound {
+                kind: "deployment",
+                name,
+                namespace: namespace.unwrap_or_else(|| "any namespace".into()),
+            });
+        }
+        for s in &services {
+            cp.delete_service(&s.namespace, &s.name).await?;
+            println!("service={} deleted from namespace={}", s.name, s.namespace);
+        }
+        println!("deployment={name} deleted");
+        Ok(Outcome::Success)
+    })
+}
+
+/// The deployments table (or JSON): Bodywork 3's two columns first.
+fn print_deployments(format: OutputFormat, services: &Vec<ServiceStatus>) -> std::io::Result<()> {
+    table::print(format, services, |services: &Vec<ServiceStatus>| {
+        table::table(
+            &[
+                "deployment/service",
+                "git_repository_url",
+                "namespace",
+                "service_url",
+                "available_replicas",
+                "unavailable_replicas",
+                "commit",
+            ],
+            services.iter().map(|s| {
+                vec![
+                    format!("{}/{}", s.project, s.stage),
+                    s.repo.clone(),
+                    s.namespace.clone(),
+                    s.url.clone(),
+                    s.available_replicas.to_string(),
+                    s.unavailable_replicas.to_string(),
+                    s.commit.chars().take(12).collect(),
+                ]
+            }),
+        )
+    })
 }
 
 /// The services table (or JSON), the same for both runtimes.

@@ -8,38 +8,78 @@ use bodywork_runtime::{CancellationToken, RunOutcome, WorkflowRun, WorkflowSubmi
 use bodywork_source::{KeyFile, Source};
 
 use super::connect::with_control;
-use super::{checked_name, dry_run, project_location};
+use super::{checked_optional, dry_run, project_location};
 use crate::Outcome;
 use crate::cli::{GlobalArgs, RuntimeKind, WorkflowArgs};
 use crate::output::{self, TerminalLog};
 
 pub fn run(global: &GlobalArgs, args: &WorkflowArgs) -> Outcome {
-    let namespace = match args
-        .namespace
-        .namespace
-        .as_deref()
-        .map(|ns| checked_name("namespace", ns))
-        .transpose()
-    {
-        Ok(ns) => ns,
+    run_with_group(global, args, None)
+}
+
+/// The workflow run, with `secrets_group` (Bodywork 3's `--group`, checked)
+/// copied into the namespace instead of the project's own group.
+pub fn run_with_group(
+    global: &GlobalArgs,
+    args: &WorkflowArgs,
+    secrets_group: Option<String>,
+) -> Outcome {
+    let (submission, _env_key) = match checked(global, args, secrets_group) {
+        Ok(v) => v,
         Err(o) => return o,
     };
+    if args.dry_run {
+        return dry_run::workflow(global, &submission, args.image.as_deref());
+    }
+    attached(global, args.image.clone(), submission)
+}
+
+/// The workflow handed to the control plane (the local daemon, a Job in
+/// the cluster), which runs it and retries it `retries` times while it
+/// fails; returns at once with the run's name, `name` if given.
+pub fn detached(
+    global: &GlobalArgs,
+    args: &WorkflowArgs,
+    secrets_group: Option<String>,
+    name: Option<String>,
+    retries: u32,
+) -> Outcome {
+    let (submission, _env_key) = match checked(global, args, secrets_group) {
+        Ok(v) => v,
+        Err(o) => return o,
+    };
+    with_control(global, args.image.clone(), async move |cp| {
+        let name = cp
+            .start_workflow(&submission, name.as_deref(), retries)
+            .await?;
+        println!(
+            "deployment started detached as {name} (see `bodywork get deployment --async --logs {name}`)"
+        );
+        Ok(Outcome::Success)
+    })
+}
+
+/// What the user asked for, checked, as the control plane takes it; with
+/// the deploy key it holds for the run, if any.
+fn checked(
+    global: &GlobalArgs,
+    args: &WorkflowArgs,
+    secrets_group: Option<String>,
+) -> Result<(WorkflowSubmission, Option<KeyFile>), Outcome> {
+    let namespace = checked_optional("namespace", args.namespace.namespace.as_deref())?;
     if args.image.is_some() && !args.dry_run && global.runtime == RuntimeKind::Local {
         output::report_message(
             "--image applies to the Kubernetes runtime; the local runtime runs stages on this machine",
         );
-        return Outcome::Usage;
+        return Err(Outcome::Usage);
     }
-    let repo = match project_location(&args.repo, Outcome::Failure) {
-        Ok(repo) => repo,
-        Err(o) => return o,
-    };
+    let repo = project_location(&args.repo, Outcome::Failure)?;
     let ssh_key = match &args.ssh {
         Some(key) => match std::path::absolute(key) {
             Ok(p) if p.is_file() => Some(p),
             _ => {
                 output::report_message(format!("--ssh {}: no such key file", key.display()));
-                return Outcome::Usage;
+                return Err(Outcome::Usage);
             }
         },
         None => None,
@@ -52,7 +92,7 @@ pub fn run(global: &GlobalArgs, args: &WorkflowArgs) -> Outcome {
                 Ok(file) => Some(file),
                 Err(e) => {
                     output::report_message(format!("cannot write the SSH key: {e}"));
-                    return Outcome::Failure;
+                    return Err(Outcome::Failure);
                 }
             }
         }
@@ -63,11 +103,14 @@ pub fn run(global: &GlobalArgs, args: &WorkflowArgs) -> Outcome {
         branch: args.branch.clone(),
         namespace,
         ssh_key: ssh_key.or_else(|| env_key.as_ref().map(|k| k.path().to_path_buf())),
+        secrets_group,
     };
-    if args.dry_run {
-        return dry_run::workflow(global, &submission, args.image.as_deref());
-    }
-    with_control(global, args.image.clone(), async move |cp| {
+    Ok((submission, env_key))
+}
+
+/// Run it attached: stream its log live; Ctrl-C cancels it.
+fn attached(global: &GlobalArgs, image: Option<String>, submission: WorkflowSubmission) -> Outcome {
+    with_control(global, image, async move |cp| {
         let log = TerminalLog::with_spinner();
         let cancel = CancellationToken::new();
         let run = cp.run_workflow(WorkflowRun {

@@ -490,3 +490,21 @@ for url in sys.argv[1:]:
     with urllib.request.urlopen(url, timeout=10) as r:
         print("reached", url, "->", json.load(r)["stage"], flush=True)
 "#;
+
+/// A stdlib HTTP service answering `ok` on `$PORT`. It says it starts
+/// before it listens, so the line is in the log before the service is
+/// ready on either runtime.
+pub const SERVE_PY: &str = r#"
+import http.server, os
+port = int(os.environ["PORT"])
+print(f"starting the service on port {port}", flush=True)
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("0.0.0.0", port), Handler).serve_forever()
+"#;

@@ -36,17 +36,7 @@ pub fn cronjob_manifest(req: &bodywork_runtime::CronJobSpec, image: Option<&str>
     let history = i32::try_from(req.history_limit).unwrap_or(i32::MAX);
     Manifest::CronJob(CronJob {
         metadata: ObjectMeta {
-            annotations: Some(BTreeMap::from([
-                // For display: credentials in the URL stay in the args only.
-                (
-                    REPO_ANNOTATION.to_string(),
-                    bodywork_source::redact_url(&req.repo),
-                ),
-                (
-                    BRANCH_ANNOTATION.to_string(),
-                    req.branch.clone().unwrap_or_else(|| "HEAD".into()),
-                ),
-            ])),
+            annotations: Some(source_annotations(&req.repo, req.branch.as_deref())),
             ..meta(&req.name, Some(&req.namespace), labels.clone())
         },
         spec: Some(CronJobSpec {
@@ -61,44 +51,117 @@ pub fn cronjob_manifest(req: &bodywork_runtime::CronJobSpec, image: Option<&str>
                     labels: Some(labels.clone()),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(JobSpec {
-                    backoff_limit: Some(i32::try_from(req.retries).unwrap_or(i32::MAX)),
-                    template: PodTemplateSpec {
-                        metadata: Some(ObjectMeta {
-                            labels: Some(labels),
-                            ..ObjectMeta::default()
-                        }),
-                        spec: Some(PodSpec {
-                            service_account_name: Some(CONTROLLER_ACCOUNT.into()),
-                            restart_policy: Some("Never".into()),
-                            containers: vec![Container {
-                                name: "bodywork".into(),
-                                image: Some(image.unwrap_or(DEFAULT_IMAGE).to_string()),
-                                image_pull_policy: Some("IfNotPresent".into()),
-                                command: Some(vec!["bodywork".into()]),
-                                args: Some(args),
-                                // The in-cluster `bodywork workflow` fetches
-                                // a private repository with the namespace's key.
-                                env: Some(vec![
-                                    K8sEnvVar {
-                                        name: "BODYWORK_RUNTIME".into(),
-                                        value: Some("kubernetes".into()),
-                                        ..K8sEnvVar::default()
-                                    },
-                                    super::secrets::ssh_key_env(),
-                                ]),
-                                ..Container::default()
-                            }],
-                            ..PodSpec::default()
-                        }),
-                    },
-                    ..JobSpec::default()
-                }),
+                spec: Some(workflow_job_spec(args, labels, req.retries, image)),
             },
             ..CronJobSpec::default()
         }),
         ..CronJob::default()
     })
+}
+
+/// The repository and branch a workflow's runs fetch, for display:
+/// credentials in the URL stay in the args only.
+fn source_annotations(repo: &str, branch: Option<&str>) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (
+            REPO_ANNOTATION.to_string(),
+            bodywork_source::redact_url(repo),
+        ),
+        (
+            BRANCH_ANNOTATION.to_string(),
+            branch.unwrap_or("HEAD").to_string(),
+        ),
+    ])
+}
+
+/// The Job of a workflow run in the cluster: `bodywork ARGS` under the
+/// controller's account, retried `retries` times while it fails.
+fn workflow_job_spec(
+    args: Vec<String>,
+    labels: BTreeMap<String, String>,
+    retries: u32,
+    image: Option<&str>,
+) -> JobSpec {
+    JobSpec {
+        backoff_limit: Some(i32::try_from(retries).unwrap_or(i32::MAX)),
+        template: PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(PodSpec {
+                service_account_name: Some(CONTROLLER_ACCOUNT.into()),
+                restart_policy: Some("Never".into()),
+                containers: vec![Container {
+                    name: "bodywork".into(),
+                    image: Some(image.unwrap_or(DEFAULT_IMAGE).to_string()),
+                    image_pull_policy: Some("IfNotPresent".into()),
+                    command: Some(vec!["bodywork".into()]),
+                    args: Some(args),
+                    // The in-cluster `bodywork workflow` fetches
+                    // a private repository with the namespace's key.
+                    env: Some(vec![
+                        K8sEnvVar {
+                            name: "BODYWORK_RUNTIME".into(),
+                            value: Some("kubernetes".into()),
+                            ..K8sEnvVar::default()
+                        },
+                        super::secrets::ssh_key_env(),
+                    ]),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
+        },
+        ..JobSpec::default()
+    }
+}
+
+/// Label naming a detached run (a Job in the groups' namespace).
+pub const DETACHED_LABEL: &str = "bodywork.ml/detached";
+
+/// The Job of a detached run `name` (Bodywork 3's `create deployment
+/// --async`, Bodywork 2's `deployment create`), in Bodywork's own
+/// namespace: `bodywork workflow --namespace NS REPO [BRANCH]` when a
+/// namespace is given, else `bodywork create deployment REPO [--branch B]
+/// [--group G]` (the project's own namespace).
+pub fn detached_job(
+    name: &str,
+    submission: &bodywork_runtime::WorkflowSubmission,
+    retries: u32,
+    image: Option<&str>,
+) -> Job {
+    let mut args: Vec<String> = match &submission.namespace {
+        Some(ns) => vec!["workflow".into(), "--namespace".into(), ns.clone()],
+        None => vec!["create".into(), "deployment".into()],
+    };
+    // Bodywork 3's `create deployment` has no `--image`: the Job's image
+    // is the one stages run in.
+    if let (Some(_), Some(image)) = (&submission.namespace, image) {
+        args.extend(["--image".to_string(), image.to_string()]);
+    }
+    args.push(submission.repo.clone());
+    match (&submission.namespace, &submission.branch) {
+        (Some(_), Some(b)) => args.push(b.clone()),
+        (None, Some(b)) => args.extend(["--branch".to_string(), b.clone()]),
+        _ => {}
+    }
+    if let (None, Some(group)) = (&submission.namespace, &submission.secrets_group) {
+        args.extend(["--group".to_string(), group.clone()]);
+    }
+    let labels = labels(&[(DETACHED_LABEL, name)]);
+    let namespace = bodywork_runtime::groups::GROUPS_NAMESPACE;
+    Job {
+        metadata: ObjectMeta {
+            annotations: Some(source_annotations(
+                &submission.repo,
+                submission.branch.as_deref(),
+            )),
+            ..meta(name, Some(namespace), labels.clone())
+        },
+        spec: Some(workflow_job_spec(args, labels, retries, image)),
+        status: None,
+    }
 }
 
 /// Longest Job name: its pods carry it in a label, whose values stop at 63.

@@ -1,13 +1,16 @@
 //! Cron jobs on the cluster: create, delete, trigger a run now, list them
-//! and the history of their runs, as `cronjob` commands show them.
+//! and the history of their runs, as `cronjob` commands show them; and
+//! detached runs, Jobs of the same shape.
 //!
 //! Owns: the calls the CLI's `cronjob` commands make, answered with the
 //! records the local runtime gives (`CronJobSummary`, `CronRunSummary`). Must not: build
 //! the CronJob manifest (`manifests` does).
 
 use bodywork_config::schedule::{Schedule, seconds_allowed};
+use bodywork_runtime::groups::GROUPS_NAMESPACE;
 use bodywork_runtime::{
-    CronJobSpec, CronJobSummary, CronRunSummary, Result, RuntimeError, display_time,
+    CronJobSpec, CronJobSummary, CronRunSummary, Resources, Result, RunState, RunSummary,
+    RuntimeError, WorkflowSubmission, detached_trigger, display_time,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::ResourceExt;
@@ -199,6 +202,110 @@ fn history_row(cron_job: &str, j: &Job) -> CronRunSummary {
         } else {
             String::new()
         },
+    }
+}
+
+impl KubeRuntime {
+    /// A detached run: a Job in Bodywork's own namespace (set up the first
+    /// time) running the workflow in the cluster; returns its name.
+    pub async fn start_detached(
+        &self,
+        submission: &WorkflowSubmission,
+        name: Option<&str>,
+        retries: u32,
+        image: Option<&str>,
+    ) -> Result<String> {
+        let namespace = GROUPS_NAMESPACE;
+        if !self.namespace_exists(namespace).await? {
+            self.setup_namespace(namespace).await?;
+        }
+        let name = name.map_or_else(
+            || format!("async-workflow-{}", unix_seconds()),
+            String::from,
+        );
+        let job = manifests::detached_job(&name, submission, retries, image);
+        let create = Action::new("create", "Job", &name, namespace);
+        self.ns::<Job>(namespace)
+            .create(&PostParams::default(), &job)
+            .await
+            .map_err(|e| self.err(&e, create))?;
+        Ok(name)
+    }
+
+    /// Delete a detached run's Job (and its pods); refused while it runs.
+    pub async fn delete_detached(&self, name: &str) -> Result<()> {
+        let namespace = GROUPS_NAMESPACE;
+        let run = self
+            .detached_runs()
+            .await?
+            .into_iter()
+            .find(|r| bodywork_runtime::detached_name(r) == name)
+            .ok_or_else(|| RuntimeError::NotFound {
+                kind: "run",
+                name: name.to_string(),
+                namespace: namespace.to_string(),
+            })?;
+        if run.status == RunState::Running {
+            return Err(RuntimeError::Conflict(format!(
+                "deployment job {name} is running; wait for it to finish, then try again"
+            )));
+        }
+        let action = Action::new("delete", "Job", name, namespace);
+        let found = self
+            .delete_opt(&self.ns::<Job>(namespace), name, action)
+            .await?;
+        deleted(found, "run", name, namespace)
+    }
+
+    /// The detached runs' Jobs, newest first, as runs.
+    pub async fn detached_runs(&self) -> Result<Vec<RunSummary>> {
+        let namespace = GROUPS_NAMESPACE;
+        if !self.namespace_exists(namespace).await? {
+            return Ok(Vec::new());
+        }
+        let list = self
+            .ns::<Job>(namespace)
+            .list(&ListParams::default().labels(manifests::DETACHED_LABEL))
+            .await
+            .map_err(|e| self.err(&e, Action::new("list", "Job", "", namespace)))?;
+        let mut jobs: Vec<&Job> = list.items.iter().collect();
+        jobs.sort_by_key(|j| std::cmp::Reverse(j.creation_timestamp()));
+        Ok(jobs
+            .into_iter()
+            .map(|j| detached_row(namespace, j))
+            .collect())
+    }
+}
+
+/// A detached run's Job as a run.
+fn detached_row(namespace: &str, j: &Job) -> RunSummary {
+    let annotation = |key: &str| j.annotations().get(key).cloned();
+    let status = j.status.as_ref();
+    let state = if is_job_completed(j) {
+        RunState::Succeeded
+    } else if job_failure(j).is_some() {
+        RunState::Failed
+    } else {
+        RunState::Running
+    };
+    RunSummary {
+        id: 0,
+        namespace: namespace.to_string(),
+        project: None,
+        repo: annotation(manifests::REPO_ANNOTATION).unwrap_or_default(),
+        branch: annotation(manifests::BRANCH_ANNOTATION),
+        commit: None,
+        trigger: detached_trigger(Some(&j.name_any())),
+        status: state,
+        error: job_failure(j),
+        started: status
+            .and_then(|s| s.start_time.as_ref())
+            .or(j.creation_timestamp().as_ref())
+            .map(shown_time)
+            .unwrap_or_default(),
+        finished: status
+            .and_then(|s| s.completion_time.as_ref())
+            .map(shown_time),
     }
 }
 

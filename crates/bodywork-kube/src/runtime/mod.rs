@@ -350,6 +350,17 @@ impl Resources for KubeRuntime {
             .map_err(|e| self.err(&e, Action::cluster("get", "Namespace", namespace)))
     }
 
+    async fn list_namespaces(&self) -> Result<Vec<String>> {
+        let (key, value) = MANAGED_BY;
+        let list = Api::<Namespace>::all(self.client.clone())
+            .list(&ListParams::default().labels(&format!("{key}={value}")))
+            .await
+            .map_err(|e| self.err(&e, Action::cluster("list", "Namespace", "")))?;
+        let mut names: Vec<String> = list.items.iter().map(|n| n.name_any()).collect();
+        names.sort();
+        Ok(names)
+    }
+
     async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
         let namespaces = Api::<Namespace>::all(self.client.clone());
         let get = Action::cluster("get", "Namespace", namespace);

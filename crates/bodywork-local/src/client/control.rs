@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bodywork_runtime::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, LogEvent, Resources, Result,
     RunOutcome, RunSummary, RuntimeError, Secret, SecretData, ServiceStatus, WorkflowRun,
+    WorkflowSubmission,
 };
 
 use super::{ClientError, Connection, UNEXPECTED, connect};
@@ -120,6 +121,13 @@ impl Resources for LocalControl {
         }
     }
 
+    async fn list_namespaces(&self) -> Result<Vec<String>> {
+        match self.call(Request::NamespaceList).await? {
+            Response::Namespaces { namespaces } => Ok(namespaces),
+            _ => Err(unexpected()),
+        }
+    }
+
     async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
         self.lines(Request::DeleteNamespace {
             namespace: namespace.into(),
@@ -221,6 +229,60 @@ impl ControlPlane for LocalControl {
             Response::Runs { runs } => Ok(runs),
             _ => Err(unexpected()),
         }
+    }
+
+    async fn start_workflow(
+        &self,
+        submission: &WorkflowSubmission,
+        name: Option<&str>,
+        retries: u32,
+    ) -> Result<String> {
+        match self
+            .call(Request::RunDetached {
+                submission: submission.clone(),
+                name: name.map(String::from),
+                retries,
+            })
+            .await?
+        {
+            Response::Started { name } => Ok(name),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn detached_runs(&self) -> Result<Vec<RunSummary>> {
+        match self
+            .call(Request::ListRuns {
+                namespace: None,
+                limit: RUNS_SHOWN,
+            })
+            .await?
+        {
+            Response::Runs { runs } => Ok(runs
+                .into_iter()
+                .filter(bodywork_runtime::is_detached)
+                .collect()),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn detached_logs(&self, name: &str, log: &Log) -> Result<()> {
+        let runs = self.detached_runs().await?;
+        let run = runs
+            .iter()
+            .find(|r| bodywork_runtime::detached_name(r) == name)
+            .ok_or_else(|| RuntimeError::NotFound {
+                kind: "run",
+                name: name.to_string(),
+                namespace: "any namespace".to_string(),
+            })?;
+        self.logs(&run.namespace, &run.id.to_string(), false, log)
+            .await
+    }
+
+    async fn delete_detached(&self, name: &str) -> Result<()> {
+        self.done(Request::DeleteDetached { name: name.into() })
+            .await
     }
 
     async fn create_cronjob(&self, spec: &CronJobSpec) -> Result<()> {

@@ -395,6 +395,16 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         runs::run_for_client(daemon, submission, read, write).await;
         return;
     }
+    if let Request::RunDetached {
+        submission,
+        name,
+        retries,
+    } = request
+    {
+        let response = runs::start_detached(daemon, submission, name, retries);
+        let _ = write_frame(&mut write, &response).await;
+        return;
+    }
     if let Request::RunLogs {
         namespace,
         run,

@@ -340,6 +340,7 @@ pub(crate) async fn execute_run(
         ssh_key: submission
             .ssh_key
             .or_else(|| namespace_key.as_ref().map(|k| k.path().to_path_buf())),
+        secrets_group: submission.secrets_group,
         known_hosts: Some(daemon.home().known_hosts()),
         checkout_dir: daemon.home().checkout(id),
     };
@@ -430,6 +431,80 @@ pub(super) async fn run_for_client(
     live.send(&Response::End);
     watcher.abort();
     let _ = writer.await;
+}
+
+/// A detached run: recorded and started now, driven (and retried after a
+/// back-off while it fails, up to `retries` times) in the background, with
+/// nobody attached. Answers with the name `get deployment --async --logs`
+/// takes: the user's, else the first run's number.
+pub(super) fn start_detached(
+    daemon: Arc<Daemon>,
+    submission: WorkflowSubmission,
+    name: Option<String>,
+    retries: u32,
+) -> Response {
+    let trigger = bodywork_runtime::detached_trigger(name.as_deref());
+    let first = match prepare_run(&daemon, &submission, &trigger) {
+        Ok(p) => p,
+        Err(message) => return Response::Error(RuntimeError::Failed(message)),
+    };
+    let started = name.unwrap_or_else(|| first.id.to_string());
+    tokio::spawn(async move {
+        let mut run = first;
+        for retry in 1..=retries + 1 {
+            let (status, _) = execute_run(&daemon, run, submission.clone(), None).await;
+            if status != RunStatus::Failed || retry > retries || daemon.shutdown.is_cancelled() {
+                return;
+            }
+            let (_, base) = crate::cron::tick_and_back_off();
+            tokio::select! {
+                _ = tokio::time::sleep(crate::cron::retry_delay(retry, base)) => {}
+                _ = daemon.shutdown.cancelled() => return,
+            }
+            run = match prepare_run(&daemon, &submission, &trigger) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(target: "daemon", "cannot retry a detached run: {e}");
+                    return;
+                }
+            };
+        }
+    });
+    Response::Started { name: started }
+}
+
+/// Forget detached run `name`: every attempt, and their logs; refused
+/// while one is running.
+pub(crate) fn delete_detached(daemon: &Daemon, name: &str) -> Result<(), RuntimeError> {
+    let rows = daemon
+        .runtime
+        .with_store(|s| s.list_runs(None, usize::MAX))?;
+    let runs: Vec<RunRow> = rows
+        .into_iter()
+        .filter(|r| {
+            let shown = summary(r.clone());
+            bodywork_runtime::is_detached(&shown) && bodywork_runtime::detached_name(&shown) == name
+        })
+        .collect();
+    if runs.is_empty() {
+        return Err(RuntimeError::NotFound {
+            kind: "run",
+            name: name.to_string(),
+            namespace: "any namespace".to_string(),
+        });
+    }
+    if let Some(r) = runs.iter().find(|r| r.status == RunStatus::Running) {
+        return Err(RuntimeError::Conflict(format!(
+            "deployment job {name} is running (run {}); wait for it to finish, then try again",
+            r.id
+        )));
+    }
+    let mut removed = Vec::new();
+    for r in &runs {
+        removed.extend(daemon.runtime.with_store(|s| s.delete_run(r.id))?);
+    }
+    daemon.home().remove_run_logs(&removed);
+    Ok(())
 }
 
 /// Send a run's log; with `follow`, keep sending new lines until the run ends.

@@ -153,6 +153,7 @@ impl DueRun {
             branch: job.spec.branch.clone(),
             namespace: Some(job.spec.namespace.clone()),
             ssh_key: None,
+            secrets_group: None,
         };
         DueRun {
             job,

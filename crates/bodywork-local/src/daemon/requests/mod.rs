@@ -56,6 +56,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
         | Request::Handover { .. }) => control::handle(daemon, r),
         r @ (Request::SetupNamespace { .. }
         | Request::NamespaceExists { .. }
+        | Request::NamespaceList
         | Request::DeleteNamespace { .. }
         | Request::SecretCreate { .. }
         | Request::SecretDelete { .. }
@@ -70,6 +71,11 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
                 runs: rows.into_iter().map(super::runs::summary).collect(),
             },
         ),
+        Request::DeleteDetached { name } => {
+            answer(super::runs::delete_detached(daemon, &name), |()| {
+                Response::Ok
+            })
+        }
         r @ (Request::EnvList | Request::EnvPrune) => envs::handle(daemon, r),
         r @ (Request::CronCreate(_)
         | Request::CronDelete { .. }
@@ -78,6 +84,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
         | Request::CronTrigger { .. }) => cron::handle(daemon, r).await,
         Request::Cancel => error("nothing to cancel on this connection"),
         other @ (Request::RunWorkflow(_)
+        | Request::RunDetached { .. }
         | Request::RunLogs { .. }
         | Request::ServiceLogs { .. }
         | Request::CronLogs { .. }) => misrouted(&other),

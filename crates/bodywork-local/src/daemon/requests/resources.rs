@@ -20,6 +20,9 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
                 Response::Exists { exists }
             })
         }
+        Request::NamespaceList => answer(rt.list_namespaces().await, |namespaces| {
+            Response::Namespaces { namespaces }
+        }),
         Request::DeleteNamespace { namespace } => {
             answer(rt.delete_namespace(&namespace).await, |lines| {
                 Response::Lines { lines }

@@ -1,0 +1,624 @@
+//! The Bodywork 3 dialect (SPEC §8) on the local runtime: the commands of
+//! public bodywork-ml project READMEs, typed as they are, against local
+//! projects shaped like those projects.
+
+mod common;
+
+use common::{SERVE_PY, TestHome, TestProject, args_line, batch_stage, git, yaml};
+
+/// Writes the values of the environment variables it is given to a file.
+const ENV_SCRIPT: &str = r#"
+import os, sys
+path = sys.argv[1]
+with open(path, "w") as f:
+    for name in sys.argv[2:]:
+        f.write(f"{name}={os.environ.get(name, '<unset>')}\n")
+print("wrote", path)
+"#;
+
+/// A project shaped like bodywork-ml/bodywork-test-project: its pipeline
+/// names the secrets group `testsecrets`, its stage maps two keys of the
+/// secret `test-credentials` to environment variables.
+fn test_project() -> TestProject {
+    let project = TestProject::new(&[("env.py", ENV_SCRIPT)]);
+    let out = project.scratch("env.txt");
+    let config = yaml(
+        "bodywork-test-project",
+        "stage_1",
+        "  secrets_group: testsecrets\n",
+        &[batch_stage(
+            "stage_1",
+            "env.py",
+            60,
+            0,
+            &format!(
+                "{}    secrets:\n      USERNAME: test-credentials\n      PASSWORD: test-credentials\n",
+                args_line(&[out.to_str().expect("UTF-8 path"), "USERNAME", "PASSWORD"])
+            ),
+        )],
+    );
+    std::fs::write(project.path().join("bodywork.yaml"), config).expect("bodywork.yaml");
+    project
+}
+
+#[test]
+fn a_project_with_a_secrets_group_sees_its_groups_values_and_not_anothers() {
+    let home = TestHome::new();
+    let project = test_project();
+    // As the README of bodywork-ml/bodywork-test-project has it, and one
+    // more group holding a secret of the same name.
+    home.ok(&[
+        "create",
+        "secret",
+        "test-credentials",
+        "--group",
+        "testsecrets",
+        "--data",
+        "USERNAME=alice",
+        "PASSWORD=alice123",
+    ])
+    .expect_output("secret=test-credentials created in group=testsecrets");
+    home.ok(&[
+        "create",
+        "secret",
+        "test-credentials",
+        "--group",
+        "prod",
+        "--data",
+        "USERNAME=bob",
+        "PASSWORD=bob456",
+    ]);
+
+    home.ok(&["create", "deployment", project.arg()]);
+    let seen = std::fs::read_to_string(project.scratch("env.txt")).expect("the stage ran");
+    assert_eq!(seen, "USERNAME=alice\nPASSWORD=alice123\n");
+
+    // `--group` names another group: its values instead.
+    home.ok(&["create", "deployment", project.arg(), "--group", "prod"]);
+    let seen = std::fs::read_to_string(project.scratch("env.txt")).expect("the stage ran");
+    assert_eq!(seen, "USERNAME=bob\nPASSWORD=bob456\n");
+
+    // `update secret` replaces the group's values; the next deployment sees them.
+    home.ok(&[
+        "update",
+        "secret",
+        "test-credentials",
+        "--group",
+        "testsecrets",
+        "--data",
+        "USERNAME=carol",
+        "PASSWORD=carol789",
+    ]);
+    home.ok(&["update", "deployment", project.arg()]);
+    let seen = std::fs::read_to_string(project.scratch("env.txt")).expect("the stage ran");
+    assert_eq!(seen, "USERNAME=carol\nPASSWORD=carol789\n");
+}
+
+#[test]
+fn secret_groups_are_listed_masked_and_deleted_by_name_or_whole() {
+    let home = TestHome::new();
+    for (group, name, data) in [
+        ("dev", "plotly-dash-credentials", "USERNAME=dev-user"),
+        ("dev", "db", "URL=postgres://dev"),
+        ("prod", "db", "URL=postgres://prod"),
+    ] {
+        home.ok(&["create", "secret", name, "--group", group, "--data", data]);
+    }
+    // Created twice is refused; Bodywork 3 says to update it.
+    home.run(&[
+        "create", "secret", "db", "--group", "dev", "--data", "URL=x",
+    ])
+    .expect_code(1)
+    .expect_output("already exists in group dev");
+
+    let all = home.ok(&["get", "secrets"]);
+    assert!(!all.stdout.contains("postgres://"), "values shown:\n{all}");
+    assert!(all.stdout.contains("plotly-dash-credentials"), "{all}");
+    // The table, its creation times (known from the JSON) written as such.
+    let json = home.ok(&["get", "secrets", "-o", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let mut table = all.stdout.clone();
+    for s in doc.as_array().expect("a list") {
+        let created = s["created"].as_str().expect("a time");
+        table = table.replace(created, "<created>");
+    }
+    insta::assert_snapshot!("get_secrets_table", table);
+    let dev = home.ok(&["get", "secret", "--group", "dev", "-o", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&dev.stdout).expect("JSON");
+    let names: Vec<&str> = doc
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|s| s["name"].as_str().expect("a name"))
+        .collect();
+    assert_eq!(names, ["db", "plotly-dash-credentials"]);
+    assert_eq!(doc[0]["data"]["URL"], "********");
+    let shown = home.ok(&["get", "secret", "db", "--group", "prod", "--show-values"]);
+    assert!(shown.stdout.contains("postgres://prod"), "{shown}");
+    assert!(!shown.stdout.contains("postgres://dev"), "{shown}");
+    // A secret named without its group is refused, as Bodywork 3 refuses it.
+    home.run(&["get", "secret", "db"])
+        .expect_code(2)
+        .expect_output("secrets group");
+
+    home.ok(&["delete", "secret", "db", "--group", "dev"])
+        .expect_output("secret=db deleted from group=dev");
+    home.ok(&["delete", "secret", "--group", "prod"])
+        .expect_output("secrets group=prod deleted: db");
+    let left = home.ok(&["get", "secrets", "-o", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&left.stdout).expect("JSON");
+    assert_eq!(doc.as_array().map(Vec::len), Some(1), "{left}");
+    home.run(&["delete", "secret", "--group", "prod"])
+        .expect_code(1);
+}
+
+/// A Git repository shaped like bodywork-ml/bodywork-serve-model-project
+/// (Bodywork 3's `bodywork.yaml`): one service stage, deployed into the
+/// namespace named after the project.
+fn serve_model_repo() -> TestProject {
+    let config = "version: \"1.1\"\npipeline:\n  name: bodywork-serve-model-project\n  \
+                  docker_image: bodyworkml/bodywork-core:latest\n  DAG: scoring-service\nstages:\n  \
+                  scoring-service:\n    executable_module_path: serve_model.py\n    service:\n      \
+                  max_startup_time_seconds: 30\n      replicas: 1\n      port: 5000\n      ingress: true\n";
+    git_repo(&[("bodywork.yaml", config), ("serve_model.py", SERVE_PY)])
+}
+
+/// `files` committed on `master` of a new Git repository.
+fn git_repo(files: &[(&str, &str)]) -> TestProject {
+    let repo = TestProject::new(files);
+    git(repo.path(), &["init", "-q", "-b", "master"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-q", "-m", "project"]);
+    repo
+}
+
+#[test]
+fn the_serve_model_readme_commands_deploy_list_and_delete() {
+    let home = TestHome::new();
+    let repo = serve_model_repo();
+    let url = format!("file://{}", repo.path().display());
+
+    // bodywork create deployment https://github.com/bodywork-ml/bodywork-serve-model-project
+    let run = home.ok(&["create", "deployment", &url]);
+    assert!(
+        run.all().contains("namespace=bodywork-serve-model-project"),
+        "the project's name is its namespace:\n{run}"
+    );
+
+    // bodywork get deployments
+    let table = home.ok(&["get", "deployments"]);
+    let lines: Vec<&str> = table.stdout.lines().map(str::trim_start).collect();
+    let header: Vec<&str> = lines[0].split_whitespace().take(3).collect();
+    assert_eq!(
+        header,
+        ["DEPLOYMENT/SERVICE", "GIT_REPOSITORY_URL", "NAMESPACE"],
+        "{table}"
+    );
+    let row = lines
+        .iter()
+        .find(|l| l.starts_with("bodywork-serve-model-project/scoring-service"))
+        .unwrap_or_else(|| panic!("no row of the deployment:\n{table}"));
+    assert!(row.contains(&url), "{table}");
+
+    let one = home.ok(&[
+        "get",
+        "deployment",
+        "bodywork-serve-model-project",
+        "scoring-service",
+        "-o",
+        "json",
+    ]);
+    let doc: serde_json::Value = serde_json::from_str(&one.stdout).expect("JSON");
+    assert_eq!(doc.as_array().map(Vec::len), Some(1), "{one}");
+    assert_eq!(doc[0]["namespace"], "bodywork-serve-model-project");
+    assert_eq!(doc[0]["available_replicas"], 1);
+    // The table, what differs from run to run written as such, one space
+    // between columns (their widths follow those values).
+    let commit: String = doc[0]["commit"]
+        .as_str()
+        .expect("a commit")
+        .chars()
+        .take(12)
+        .collect();
+    let masked: Vec<String> = table
+        .stdout
+        .replace(doc[0]["url"].as_str().expect("a URL"), "<service-url>")
+        .replace(&url, "<repo>")
+        .replace(&commit, "<commit>")
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    insta::assert_snapshot!("get_deployments_table", masked.join("\n"));
+    home.run(&["get", "deployment", "bodywork-serve-model-project", "nope"])
+        .expect_code(1);
+
+    // Update: the same deployment again.
+    home.ok(&["update", "deployment", &url, "--branch", "master"]);
+
+    // bodywork delete deployment bodywork-serve-model-project
+    home.ok(&["delete", "deployment", "bodywork-serve-model-project"])
+        .expect_output("deployment=bodywork-serve-model-project deleted");
+    home.ok(&["get", "deployments"])
+        .expect_output("No deployments found");
+    home.run(&["delete", "deployment", "bodywork-serve-model-project"])
+        .expect_code(1);
+}
+
+/// A Git repository shaped like bodywork-ml/ml-dashboard's pipeline: one
+/// batch stage, in the namespace its `pipeline.namespace` names.
+fn dashboard_repo() -> TestProject {
+    let config = yaml(
+        "ml-dashboard",
+        "compute-metrics",
+        "  namespace: dashboards\n",
+        &[batch_stage("compute-metrics", "metrics.py", 60, 0, "")],
+    );
+    git_repo(&[
+        ("bodywork.yaml", &config),
+        ("metrics.py", "print('metrics computed')\n"),
+    ])
+}
+
+#[test]
+fn the_dashboard_readme_cronjob_commands_schedule_list_and_delete() {
+    let home = TestHome::new();
+    let repo = dashboard_repo();
+    let url = format!("file://{}", repo.path().display());
+
+    // bodywork create cronjob URL --name=... --schedule=... (a time that
+    // does not come during the test: the run is triggered).
+    // With a deploy key, as Bodywork 3 keeps it: the namespace's secret.
+    let key = repo.scratch("id_ed25519");
+    std::fs::write(
+        &key,
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n",
+    )
+    .expect("key");
+    home.ok(&[
+        "create",
+        "cronjob",
+        &url,
+        "--name=daily-metrics",
+        "--schedule=0 0 1 1 *",
+        &format!("--ssh={}", key.display()),
+    ])
+    .expect_output("project=ml-dashboard deploys into namespace=dashboards")
+    .expect_output("secret=ssh-github-private-key created in namespace=dashboards")
+    .expect_output("cronjob=daily-metrics created in namespace=dashboards");
+    home.ok(&[
+        "secret",
+        "display",
+        "--ns",
+        "dashboards",
+        "--name",
+        "ssh-github-private-key",
+        "--show-values",
+    ])
+    .expect_output("not-a-real-key");
+    let listed = home.ok(&["get", "cronjobs", "-o", "json"]);
+    let jobs: serde_json::Value = serde_json::from_str(&listed.stdout).expect("JSON");
+    assert_eq!(jobs[0]["name"], "daily-metrics", "{listed}");
+    assert_eq!(jobs[0]["namespace"], "dashboards", "{listed}");
+    assert_eq!(
+        jobs[0]["history_limit"], 1,
+        "Bodywork 3's default: {listed}"
+    );
+    assert_eq!(jobs[0]["retries"], 1, "Bodywork 3's default: {listed}");
+
+    home.ok(&[
+        "cronjob",
+        "trigger",
+        "--ns",
+        "dashboards",
+        "--name",
+        "daily-metrics",
+    ]);
+    let mut history = serde_json::Value::Null;
+    common::wait_for(
+        "the triggered run to succeed",
+        std::time::Duration::from_secs(120),
+        || {
+            let run = home.ok(&["get", "cronjob", "daily-metrics", "--history", "-o", "json"]);
+            history = serde_json::from_str(&run.stdout).expect("JSON");
+            history[0]["succeeded"] == 1
+        },
+    );
+    let job = history[0]["job_name"]
+        .as_str()
+        .expect("a job name")
+        .to_string();
+    // bodywork get cronjob NAME --history, as a table
+    home.ok(&["get", "cronjob", "daily-metrics", "--history"])
+        .expect_output(&job);
+    home.ok(&["get", "cronjob", "daily-metrics", "--logs", &job])
+        .expect_output("metrics computed");
+
+    home.ok(&[
+        "update",
+        "cronjob",
+        &url,
+        "--name=daily-metrics",
+        "--schedule=30 1 * * *",
+    ]);
+    home.ok(&["get", "cronjob", "daily-metrics"])
+        .expect_output("30 1 * * *");
+
+    home.ok(&["delete", "cronjob", "daily-metrics"])
+        .expect_output("cronjob=daily-metrics deleted from namespace=dashboards");
+    home.run(&["get", "cronjob", "daily-metrics"])
+        .expect_code(1);
+}
+
+/// A stage that writes its pid, waits for a gate file, prints and exits
+/// with the code in `code.txt` next to the gate (0 when there is none).
+const GATED_SCRIPT: &str = r#"
+import os, pathlib, sys, time
+pid_file, gate = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+pid_file.write_text(str(os.getpid()))
+while not gate.exists():
+    time.sleep(0.05)
+code_file = gate.with_name("code.txt")
+code = int(code_file.read_text()) if code_file.exists() else 0
+print(f"gated stage done, exiting {code}", flush=True)
+sys.exit(code)
+"#;
+
+/// A Git repository whose one batch stage runs [`GATED_SCRIPT`]; returns
+/// it with the pid file and the gate.
+fn gated_repo() -> (TestProject, std::path::PathBuf, std::path::PathBuf) {
+    let holder = TestProject::new(&[]);
+    let (pid, gate) = (holder.scratch("stage.pid"), holder.scratch("gate"));
+    let config = yaml(
+        "detached-project",
+        "gated",
+        "",
+        &[batch_stage(
+            "gated",
+            "gated.py",
+            120,
+            0,
+            &args_line(&[pid.to_str().expect("UTF-8"), gate.to_str().expect("UTF-8")]),
+        )],
+    );
+    let repo = git_repo(&[("bodywork.yaml", &config), ("gated.py", GATED_SCRIPT)]);
+    std::mem::forget(holder);
+    (repo, pid, gate)
+}
+
+/// `get deployment --async -o json`.
+fn detached_runs(home: &TestHome) -> Vec<serde_json::Value> {
+    let run = home.ok(&["get", "deployment", "--async", "-o", "json"]);
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{run}"))
+}
+
+#[test]
+fn a_detached_deployment_returns_while_its_run_goes_on_and_its_log_is_kept() {
+    let home = TestHome::new();
+    let (repo, pid, gate) = gated_repo();
+    let url = format!("file://{}", repo.path().display());
+
+    // Returns while the stage still waits for the gate: the run is the daemon's.
+    let started = home.ok(&["create", "deployment", &url, "--async"]);
+    let name = started
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "as")
+        .nth(1)
+        .expect("the run's name")
+        .to_string();
+    assert!(!gate.exists());
+    let runs = detached_runs(&home);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["id"].to_string(), name);
+    assert_eq!(runs[0]["status"], "running", "{runs:?}");
+
+    std::fs::write(&gate, "").expect("open the gate");
+    common::wait_for(
+        "the detached run to succeed",
+        std::time::Duration::from_secs(120),
+        || detached_runs(&home)[0]["status"] == "succeeded",
+    );
+    home.ok(&["get", "deployment", "--async", "--logs", &name])
+        .expect_output("gated stage done, exiting 0")
+        .expect_output("successfully ran workflow for project=detached-project");
+    assert!(pid.exists());
+
+    // Deleted with its log; a second time, there is nothing to delete.
+    home.ok(&["delete", "deployment", &name, "--async"]);
+    assert!(detached_runs(&home).is_empty());
+    home.run(&["delete", "deployment", &name, "--async"])
+        .expect_code(1);
+}
+
+#[test]
+fn a_failing_detached_run_is_retried_and_each_attempt_listed() {
+    let home = TestHome::new().with_env("BODYWORK_CRON_SECONDS", "1");
+    let (repo, _pid, gate) = gated_repo();
+    std::fs::write(gate.with_file_name("code.txt"), "3").expect("exit code");
+    std::fs::write(&gate, "").expect("open the gate");
+    let url = format!("file://{}", repo.path().display());
+    // Bodywork 2's command, as its README has it.
+    home.ok(&[
+        "deployment",
+        "create",
+        "--name=my-workflow-job",
+        &format!("--git-repo-url={url}"),
+        "--git-repo-branch=master",
+        "--retries=1",
+    ])
+    .expect_output("deployment started detached as my-workflow-job");
+    common::wait_for(
+        "both attempts to fail",
+        std::time::Duration::from_secs(120),
+        || {
+            let runs = detached_runs(&home);
+            runs.len() == 2 && runs.iter().all(|r| r["status"] == "failed")
+        },
+    );
+    for run in detached_runs(&home) {
+        assert_eq!(run["trigger"], "async:my-workflow-job", "{run}");
+    }
+    home.ok(&["deployment", "display", "--name=my-workflow-job"])
+        .expect_output("async:my-workflow-job");
+    home.ok(&["deployment", "logs", "--name=my-workflow-job"])
+        .expect_output("gated stage done, exiting 3");
+    home.ok(&["deployment", "delete_job", "--name=my-workflow-job"])
+        .expect_output("deployment job=my-workflow-job deleted");
+    assert!(detached_runs(&home).is_empty());
+    // Bodywork 2's own refusals.
+    home.run(&["deployment", "logs"])
+        .expect_code(2)
+        .expect_output("please specify --name for the deployment job");
+    home.run(&["deployment", "create", "--name=x"])
+        .expect_code(2)
+        .expect_output("please specify Git repo URL");
+}
+
+#[test]
+fn a_daemon_killed_during_a_detached_run_leaves_it_failed_and_its_processes_gone() {
+    let home = TestHome::new();
+    let (repo, pid_file, _gate) = gated_repo();
+    let url = format!("file://{}", repo.path().display());
+    home.ok(&["create", "deployment", &url, "--async"]);
+    common::wait_for(
+        "the stage to start",
+        std::time::Duration::from_secs(120),
+        || common::read_pid(&pid_file).is_some(),
+    );
+    let stage = common::read_pid(&pid_file).expect("the stage's pid");
+    let daemon = home.daemon_pid().expect("the daemon runs");
+    common::kill(daemon, "KILL");
+    common::wait_for(
+        "the daemon to die",
+        std::time::Duration::from_secs(10),
+        || !common::is_alive(u32::try_from(daemon).expect("a pid")),
+    );
+    // The next command starts a daemon, which finds the run interrupted.
+    let runs = detached_runs(&home);
+    assert_eq!(runs[0]["status"], "failed", "{runs:?}");
+    common::wait_for(
+        "the stage to be gone",
+        std::time::Duration::from_secs(10),
+        || !common::is_alive(stage),
+    );
+}
+
+#[test]
+fn bodywork_2_local_runs_the_workflow_attached() {
+    let home = TestHome::new();
+    let (repo, _pid, gate) = gated_repo();
+    std::fs::write(&gate, "").expect("open the gate");
+    let url = format!("file://{}", repo.path().display());
+    home.ok(&[
+        "deployment",
+        "create",
+        "--name=local-test",
+        &format!("--git-repo-url={url}"),
+        "--git-repo-branch=master",
+        "--local",
+    ])
+    .expect_output("testing with local workflow-controller - retries are inactive")
+    .expect_output("gated stage done, exiting 0");
+    assert!(detached_runs(&home).is_empty());
+}
+
+#[test]
+fn create_deployment_dry_run_on_kubernetes_plans_the_projects_own_namespace() {
+    // No cluster: the plan is made here, as `workflow --dry-run` makes it.
+    let home = TestHome::new().with_env("KUBECONFIG", "/nonexistent/kubeconfig");
+    let project =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/train-and-serve");
+    let run = home.ok(&[
+        "--runtime",
+        "kubernetes",
+        "create",
+        "deployment",
+        project.to_str().expect("UTF-8"),
+        "--dry-run",
+    ]);
+    assert!(
+        run.stdout.contains("namespace: bodywork-train-and-serve"),
+        "{run}"
+    );
+    assert!(home.daemon_pid().is_none(), "no daemon was started");
+}
+
+#[test]
+fn version_and_configure_cluster_answer_as_bodywork_3() {
+    let home = TestHome::new();
+    home.ok(&["version"])
+        .expect_output(env!("CARGO_PKG_VERSION"));
+    home.ok(&["configure-cluster"])
+        .expect_output("creating namespace=bodywork-deployment-jobs");
+}
+
+#[test]
+fn a_refused_deployment_leaves_the_namespaces_secrets_as_they_were() {
+    // Repository A's service holds namespace `shared`, with its secret
+    // `creds`. Project B, from another repository, names the same namespace
+    // and a secrets group holding its own `creds`: it is refused, and A's
+    // secret is not replaced by B's group's first.
+    let home = TestHome::new();
+    let a = serve_model_repo();
+    home.ok(&[
+        "workflow",
+        "--namespace",
+        "shared",
+        &format!("file://{}", a.path().display()),
+    ]);
+    home.ok(&[
+        "secret",
+        "create",
+        "--ns",
+        "shared",
+        "--name",
+        "creds",
+        "--data",
+        "TOKEN=from-a",
+    ]);
+    home.ok(&[
+        "create",
+        "secret",
+        "creds",
+        "--group",
+        "b-group",
+        "--data",
+        "TOKEN=from-b",
+    ]);
+    let config = yaml(
+        "project-b",
+        "stage_1",
+        "  namespace: shared\n  secrets_group: b-group\n",
+        &[batch_stage(
+            "stage_1",
+            "env.py",
+            60,
+            0,
+            &format!(
+                "{}    secrets:\n      TOKEN: creds\n",
+                args_line(&["/dev/null", "TOKEN"])
+            ),
+        )],
+    );
+    let b = git_repo(&[
+        ("bodywork.yaml", &config),
+        ("env.py", ENV_SCRIPT),
+        ("serve.py", SERVE_PY),
+    ]);
+    // B also deploys a service, so it claims the namespace.
+    let config_b = config.replace(
+        "stages:\n",
+        "stages:\n  svc:\n    executable_module_path: serve.py\n    service:\n      max_startup_time_seconds: 30\n      replicas: 1\n      port: 5000\n      ingress: false\n",
+    ).replace("DAG: stage_1", "DAG: stage_1 >> svc");
+    std::fs::write(b.path().join("bodywork.yaml"), config_b).expect("bodywork.yaml");
+    git(b.path(), &["commit", "-q", "-am", "with a service"]);
+    home.run(&[
+        "create",
+        "deployment",
+        &format!("file://{}", b.path().display()),
+    ])
+    .expect_code(1)
+    .expect_output("already holds service");
+    home.ok(&["secret", "display", "--ns", "shared", "--show-values"])
+        .expect_output("from-a");
+}
