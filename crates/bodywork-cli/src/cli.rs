@@ -200,6 +200,10 @@ pub struct WorkflowArgs {
     /// Container image to run stages in (Kubernetes runtime).
     #[arg(long)]
     pub image: Option<String>,
+    /// Secrets group whose secrets the stages get (default: the project's
+    /// `pipeline.secrets_group`); what an in-cluster cron job's runs use.
+    #[arg(long, visible_alias = "secrets-group", value_name = "GROUP")]
+    pub group: Option<String>,
     /// Print the plan (Kubernetes: the manifests) without running anything.
     #[arg(long)]
     pub dry_run: bool,
@@ -337,6 +341,10 @@ pub struct CronjobCreateArgs {
     /// Time zone of the schedule (default UTC).
     #[arg(long)]
     pub timezone: Option<String>,
+    /// Secrets group whose secrets each run's stages get (default: the
+    /// project's `pipeline.secrets_group`).
+    #[arg(long, visible_alias = "secrets-group", value_name = "GROUP")]
+    pub group: Option<String>,
     /// Print the CronJob manifest (Kubernetes) without creating it.
     #[arg(long)]
     pub dry_run: bool,

@@ -622,3 +622,101 @@ fn a_refused_deployment_leaves_the_namespaces_secrets_as_they_were() {
     home.ok(&["secret", "display", "--ns", "shared", "--show-values"])
         .expect_output("from-a");
 }
+
+/// Triggers cron job `name` of `namespace` and waits for that run (a new
+/// newest entry of its history) to succeed.
+fn trigger_and_wait(home: &TestHome, namespace: &str, name: &str) {
+    let newest = || {
+        let run = home.ok(&["get", "cronjob", name, "--history", "-o", "json"]);
+        let history: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+        history[0].clone()
+    };
+    let before = newest()["job_name"].clone();
+    home.ok(&["cronjob", "trigger", "--ns", namespace, "--name", name]);
+    common::wait_for(
+        "the triggered run to succeed",
+        std::time::Duration::from_secs(120),
+        || {
+            let entry = newest();
+            entry["job_name"] != before && entry["succeeded"] == 1
+        },
+    );
+}
+
+#[test]
+fn a_cronjob_created_with_a_group_runs_with_that_groups_secrets() {
+    let home = TestHome::new();
+    let project = test_project();
+    for (group, data) in [
+        ("testsecrets", ["USERNAME=alice", "PASSWORD=alice123"]),
+        ("prod", ["USERNAME=bob", "PASSWORD=bob456"]),
+    ] {
+        home.ok(&[
+            "create",
+            "secret",
+            "test-credentials",
+            "--group",
+            group,
+            "--data",
+            data[0],
+            data[1],
+        ]);
+    }
+    let seen = || std::fs::read_to_string(project.scratch("env.txt")).expect("the stage ran");
+    let namespace = "bodywork-test-project";
+
+    // Without --group: the project's own group.
+    home.ok(&[
+        "create",
+        "cronjob",
+        project.arg(),
+        "--name=plain",
+        "--schedule=0 0 1 1 *",
+    ])
+    .expect_output(&format!("cronjob=plain created in namespace={namespace}"));
+    trigger_and_wait(&home, namespace, "plain");
+    assert_eq!(seen(), "USERNAME=alice\nPASSWORD=alice123\n");
+
+    // With --group: that group's values, in a run the daemon starts.
+    home.ok(&[
+        "create",
+        "cronjob",
+        project.arg(),
+        "--name=grouped",
+        "--schedule=0 0 1 1 *",
+        "--group=prod",
+    ]);
+    let listed = home.ok(&["get", "cronjobs", "-o", "json"]);
+    let jobs: serde_json::Value = serde_json::from_str(&listed.stdout).expect("JSON");
+    let group_of = |name: &str| {
+        jobs.as_array()
+            .and_then(|jobs| jobs.iter().find(|j| j["name"] == name))
+            .map(|j| j["secrets_group"].clone())
+    };
+    assert_eq!(group_of("grouped"), Some("prod".into()), "{listed}");
+    assert_eq!(group_of("plain"), Some(serde_json::Value::Null), "{listed}");
+    trigger_and_wait(&home, namespace, "grouped");
+    assert_eq!(seen(), "USERNAME=bob\nPASSWORD=bob456\n");
+
+    // The plain one still gets the project's group (the namespace's copy
+    // of prod's secret is replaced before its stage starts).
+    trigger_and_wait(&home, namespace, "plain");
+    assert_eq!(seen(), "USERNAME=alice\nPASSWORD=alice123\n");
+
+    // `update cronjob` without --group keeps the group it had.
+    home.ok(&[
+        "update",
+        "cronjob",
+        project.arg(),
+        "--name=grouped",
+        "--schedule=30 1 1 1 *",
+    ]);
+    trigger_and_wait(&home, namespace, "grouped");
+    assert_eq!(seen(), "USERNAME=bob\nPASSWORD=bob456\n");
+
+    // What an in-cluster cron job runs (its container's command line).
+    home.ok(&["workflow", project.arg(), "--group", "prod"]);
+    assert_eq!(seen(), "USERNAME=bob\nPASSWORD=bob456\n");
+    home.ok(&["workflow", project.arg()]);
+    assert_eq!(seen(), "USERNAME=alice\nPASSWORD=alice123\n");
+}

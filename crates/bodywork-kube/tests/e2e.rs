@@ -303,6 +303,7 @@ fn seed_cronjob(ns: &str, name: &str, schedule: &str) -> bodywork_runtime::CronJ
         branch: Some("master".into()),
         retries: 0,
         history_limit: 2,
+        secrets_group: None,
     }
 }
 

@@ -259,6 +259,7 @@ fn cronjob() {
         branch: Some("master".into()),
         retries: 2,
         history_limit: 5,
+        secrets_group: None,
     };
     let m = manifests::cronjob_manifest(&req, None);
     let Manifest::CronJob(c) = &m else {
@@ -294,4 +295,33 @@ fn cronjob() {
         "the template's spec, unchanged"
     );
     snapshot("cronjob_manual_run", &[Manifest::Job(job)]);
+
+    // Bodywork 3's `create cronjob ... --group prod`: each run is `bodywork
+    // workflow ... --group prod`, the option `create deployment` takes.
+    let grouped = bodywork_runtime::CronJobSpec {
+        branch: None,
+        secrets_group: Some("prod".into()),
+        ..req
+    };
+    let m = manifests::cronjob_manifest(&grouped, None);
+    let Manifest::CronJob(c) = &m else {
+        unreachable!()
+    };
+    let template = c.spec.as_ref().unwrap().job_template.spec.as_ref().unwrap();
+    let args = template.template.spec.as_ref().unwrap().containers[0]
+        .args
+        .as_deref();
+    assert_eq!(
+        args.unwrap(),
+        [
+            "workflow",
+            "--namespace",
+            "scoring-service",
+            "https://github.com/bodywork-ml/bodywork-serve-model-project",
+            "--group",
+            "prod"
+        ]
+    );
+    assert_eq!(manifests::cronjob_group(c).as_deref(), Some("prod"));
+    snapshot("cronjob_with_group", std::slice::from_ref(&m));
 }

@@ -590,6 +590,7 @@ fn nightly() -> bodywork_runtime::CronJobSpec {
         branch: None,
         retries: 1,
         history_limit: 3,
+        secrets_group: None,
     }
 }
 
@@ -605,6 +606,42 @@ async fn cron_jobs_are_created_listed_and_deleted() {
     assert!(rt.cronjob_history(NS, "nightly").await.unwrap().is_empty());
     rt.delete_cronjob(NS, "nightly").await.unwrap();
     assert!(rt.list_cronjobs(NS).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_cron_job_with_a_group_runs_and_lists_with_it() {
+    let (server, rt, _, _) = setup(Script::default());
+    let spec = bodywork_runtime::CronJobSpec {
+        secrets_group: Some("prod".into()),
+        ..nightly()
+    };
+    rt.apply_cronjob(&spec, None).await.unwrap();
+    let stored = server
+        .get("/apis/batch/v1/namespaces/ml/cronjobs", "nightly")
+        .unwrap();
+    let args = &stored["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert_eq!(
+        args,
+        &serde_json::json!([
+            "workflow",
+            "--namespace",
+            NS,
+            "https://github.com/bodywork-ml/proj",
+            "--group",
+            "prod"
+        ])
+    );
+    let list = rt.list_cronjobs(NS).await.unwrap();
+    assert_eq!(list[0].secrets_group.as_deref(), Some("prod"));
+    // A manual run is the cron job's own template: the same group.
+    let job = rt.trigger_cronjob(NS, "nightly").await.unwrap();
+    let run = server
+        .get("/apis/batch/v1/namespaces/ml/jobs", &job)
+        .unwrap();
+    assert_eq!(
+        &run["spec"]["template"]["spec"]["containers"][0]["args"],
+        args
+    );
 }
 
 #[tokio::test]

@@ -121,6 +121,10 @@ pub struct CronJobSpec {
     pub retries: u32,
     /// Runs kept in the history (at least 1).
     pub history_limit: u32,
+    /// Bodywork 3's `--group G`: the secrets group each run copies into the
+    /// namespace (as [`WorkflowSubmission::secrets_group`]).
+    #[serde(default)]
+    pub secrets_group: Option<String>,
 }
 
 /// What `cronjob display` shows of one cron job.
@@ -135,6 +139,9 @@ pub struct CronJobSummary {
     pub branch: Option<String>,
     pub retries: u32,
     pub history_limit: u32,
+    /// The secrets group its runs copy into the namespace (`--group`).
+    #[serde(default)]
+    pub secrets_group: Option<String>,
     pub created: String,
     /// When the newest run started (or was scheduled).
     pub last_run: Option<String>,

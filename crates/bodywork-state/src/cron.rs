@@ -79,7 +79,7 @@ pub struct CronRunRow {
 }
 
 const JOB_COLUMNS: &str = "namespace, name, schedule, timezone, repo, branch, retries,
-    history_limit, created, last_scheduled";
+    history_limit, created, last_scheduled, secrets_group";
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<CronJobRow> {
     Ok(CronJobRow {
@@ -92,6 +92,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<CronJobRow> {
             branch: row.get(5)?,
             retries: row.get(6)?,
             history_limit: row.get(7)?,
+            secrets_group: row.get(10)?,
         },
         created: ts_col(row, 8)?,
         last_scheduled: opt_ts_col(row, 9)?,
@@ -141,8 +142,8 @@ impl Store {
             .query_row(
                 &format!(
                     "INSERT INTO cron_jobs (namespace, name, schedule, timezone, repo, branch,
-                                            retries, history_limit, created)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING {JOB_COLUMNS}"
+                                            retries, history_limit, created, secrets_group)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING {JOB_COLUMNS}"
                 ),
                 (
                     &job.namespace,
@@ -154,6 +155,7 @@ impl Store {
                     job.retries,
                     job.history_limit,
                     ts_to_sql(&now()),
+                    &job.secrets_group,
                 ),
                 job_from_row,
             )
@@ -451,6 +453,7 @@ mod tests {
             branch: Some("main".into()),
             retries: 2,
             history_limit: 3,
+            secrets_group: None,
         }
     }
 

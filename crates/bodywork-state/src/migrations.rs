@@ -26,6 +26,7 @@ use crate::error::{Result, StoreError};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/001_initial.sql"),
     include_str!("migrations/002_cron.sql"),
+    include_str!("migrations/003_cron_group.sql"),
 ];
 
 /// The schema version this build writes (the number of migration steps).

@@ -185,6 +185,7 @@ mod tests {
                     branch: None,
                     retries: 0,
                     history_limit: 3,
+                    secrets_group: None,
                 })
                 .expect("cron job");
         }

@@ -13,6 +13,7 @@ use rusqlite::Connection;
 
 const V1_FIXTURE: &str = include_str!("fixtures/state_v1.sql");
 const V1_MIGRATION: &str = include_str!("../src/migrations/001_initial.sql");
+const V2_MIGRATION: &str = include_str!("../src/migrations/002_cron.sql");
 
 /// Writes `sql` into a fresh database file the way an old bodywork left it.
 fn raw_database(dir: &Path, sql: &str) -> PathBuf {
@@ -173,8 +174,15 @@ fn v1_database_opens_with_every_row_intact() {
             branch: None,
             retries: 1,
             history_limit: 2,
+            secrets_group: Some("prod".into()),
         })
         .expect("cron job in an upgraded database");
+    // Schema version 3 added a cron job's secrets group.
+    let stored = store
+        .get_cron_job("dev", "nightly")
+        .expect("cron job")
+        .expect("present");
+    assert_eq!(stored.spec.secrets_group.as_deref(), Some("prod"));
     store
         .insert_cron_run(
             "dev",
@@ -190,6 +198,44 @@ fn v1_database_opens_with_every_row_intact() {
     let linked = history[0].run.as_ref().expect("the v1 run");
     assert_eq!((linked.id, linked.trigger.as_str()), (2, "cron:nightly"));
     assert_eq!(store.list_runs(None, 10).expect("runs").len(), 3);
+}
+
+#[test]
+fn v2_cron_job_opens_without_a_secrets_group() {
+    // A cron job as schema version 2 wrote it (no secrets group column).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = raw_database(
+        dir.path(),
+        &format!(
+            "{V1_FIXTURE}\n{V2_MIGRATION}\n
+             INSERT INTO cron_jobs (namespace, name, schedule, timezone, repo, branch, retries,
+                                    history_limit, created, last_scheduled)
+             VALUES ('dev', 'hourly', '0 * * * *', 'Europe/London', '/src/project', 'main',
+                     2, 4, '2026-02-01T08:00:00Z', '2026-02-01T09:00:00Z');
+             PRAGMA user_version = 2;"
+        ),
+    );
+    let store = Store::open(&path).expect("open v2");
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    let job = store
+        .get_cron_job("dev", "hourly")
+        .expect("cron job")
+        .expect("kept");
+    assert_eq!(
+        job.spec,
+        NewCronJob {
+            namespace: "dev".into(),
+            name: "hourly".into(),
+            schedule: "0 * * * *".into(),
+            timezone: Some("Europe/London".into()),
+            repo: "/src/project".into(),
+            branch: Some("main".into()),
+            retries: 2,
+            history_limit: 4,
+            secrets_group: None,
+        }
+    );
+    assert!(job.last_scheduled.is_some());
 }
 
 #[test]

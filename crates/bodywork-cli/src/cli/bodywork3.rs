@@ -170,6 +170,10 @@ pub struct CronArgs {
     /// deploy key (the secret ssh-github-private-key), which its runs use.
     #[arg(long, value_name = "KEY_FILE")]
     pub ssh: Option<PathBuf>,
+    /// Secrets group whose secrets each run's stages get (default: the
+    /// project's `pipeline.secrets_group`).
+    #[arg(long, visible_alias = "secrets-group", value_name = "GROUP")]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -68,6 +68,7 @@ fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> Outcome {
         branch: args.branch.clone(),
         ssh: args.ssh.clone(),
         image: None,
+        group: None,
         dry_run: args.dry_run,
     };
     if args.asynchronous {
@@ -129,6 +130,7 @@ pub fn legacy_deployment(global: &GlobalArgs, args: &LegacyDeploymentArgs) -> Ou
                 branch: Some(args.git_repo_branch.clone()),
                 ssh: None,
                 image: None,
+                group: None,
                 dry_run: false,
             };
             if args.local {
@@ -191,6 +193,7 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, replace: bool) -> Outcome {
         ssh_key: key.as_ref().map(|(path, _)| path.clone()),
         ..WorkflowSubmission::default()
     };
+    let mut group = args.group.clone();
     let planned = Mutex::new(None);
     let outcome = block_on(async {
         match bodywork_kube::host::plan(&submission).await {
@@ -229,6 +232,11 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, replace: bool) -> Outcome {
             );
         }
         if replace {
+            // `update` without --group keeps the group the cron job had.
+            let old = cp.list_cronjobs(&namespace).await?;
+            if let (None, Some(job)) = (&group, old.into_iter().find(|j| j.name == name)) {
+                group = job.secrets_group;
+            }
             cp.delete_cronjob(&namespace, &name).await?;
         }
         Ok(Outcome::Success)
@@ -247,6 +255,7 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, replace: bool) -> Outcome {
             retries: args.retries,
             history_limit: args.history_limit,
             timezone: None,
+            group,
             dry_run: false,
         }),
     )

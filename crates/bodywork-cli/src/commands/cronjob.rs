@@ -10,7 +10,7 @@ use bodywork_config::schedule::{Schedule, seconds_allowed};
 use bodywork_runtime::{CronJobSpec, CronJobSummary, CronRunSummary, display_time};
 
 use super::connect::{printed, with_control};
-use super::{checked_name, checked_names, dry_run, only_named, project_location};
+use super::{checked_name, checked_names, checked_optional, dry_run, only_named, project_location};
 use crate::Outcome;
 use crate::cli::{
     CronjobCommand, CronjobCreateArgs, CronjobDisplayArgs, CronjobNameArgs, GlobalArgs,
@@ -78,6 +78,10 @@ fn create(global: &GlobalArgs, args: &CronjobCreateArgs) -> Outcome {
         Ok(repo) => repo,
         Err(o) => return o,
     };
+    let secrets_group = match checked_optional("secrets group", args.group.as_deref()) {
+        Ok(g) => g,
+        Err(o) => return o,
+    };
     let spec = CronJobSpec {
         namespace,
         name,
@@ -87,6 +91,7 @@ fn create(global: &GlobalArgs, args: &CronjobCreateArgs) -> Outcome {
         branch: args.git_repo_branch.clone(),
         retries: args.retries,
         history_limit: args.history_limit,
+        secrets_group,
     };
     if args.dry_run {
         return dry_run::cronjob(global, &spec);

@@ -14,7 +14,11 @@ use crate::cli::{GlobalArgs, RuntimeKind, WorkflowArgs};
 use crate::output::{self, TerminalLog};
 
 pub fn run(global: &GlobalArgs, args: &WorkflowArgs) -> Outcome {
-    run_with_group(global, args, None)
+    let group = match checked_optional("secrets group", args.group.as_deref()) {
+        Ok(g) => g,
+        Err(o) => return o,
+    };
+    run_with_group(global, args, group)
 }
 
 /// The workflow run, with `secrets_group` (Bodywork 3's `--group`, checked)

@@ -18,7 +18,28 @@ use super::{
 /// Label naming the cron job a run belongs to.
 pub const CRONJOB_LABEL: &str = "bodywork.ml/cronjob";
 
-/// A CronJob running `bodywork workflow --namespace NS REPO [BRANCH]` in
+/// The option of `bodywork workflow` and `bodywork create deployment` naming
+/// the secrets group a run copies into its namespace.
+const GROUP_OPTION: &str = "--group";
+
+/// The secrets group a CronJob's runs copy into its namespace: what follows
+/// [`GROUP_OPTION`] in its container's args.
+pub fn cronjob_group(cronjob: &CronJob) -> Option<String> {
+    let spec = cronjob.spec.as_ref()?.job_template.spec.as_ref()?;
+    let args = spec
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .args
+        .as_ref()?;
+    let at = args.iter().position(|a| a == GROUP_OPTION)?;
+    args.get(at + 1).cloned()
+}
+
+/// A CronJob running `bodywork workflow --namespace NS REPO [BRANCH]
+/// [--group G]` in
 /// the cluster under the controller's service account; `image` is the
 /// image its workflows run in (bodywork's own by default).
 pub fn cronjob_manifest(req: &bodywork_runtime::CronJobSpec, image: Option<&str>) -> Manifest {
@@ -32,6 +53,9 @@ pub fn cronjob_manifest(req: &bodywork_runtime::CronJobSpec, image: Option<&str>
     }
     args.push(req.repo.clone());
     args.extend(req.branch.clone());
+    if let Some(group) = &req.secrets_group {
+        args.extend([GROUP_OPTION.to_string(), group.clone()]);
+    }
     let labels = labels(&[(CRONJOB_LABEL, req.name.as_str())]);
     let history = i32::try_from(req.history_limit).unwrap_or(i32::MAX);
     Manifest::CronJob(CronJob {
@@ -147,7 +171,7 @@ pub fn detached_job(
         _ => {}
     }
     if let (None, Some(group)) = (&submission.namespace, &submission.secrets_group) {
-        args.extend(["--group".to_string(), group.clone()]);
+        args.extend([GROUP_OPTION.to_string(), group.clone()]);
     }
     let labels = labels(&[(DETACHED_LABEL, name)]);
     let namespace = bodywork_runtime::groups::GROUPS_NAMESPACE;
@@ -220,6 +244,7 @@ mod tests {
             branch: None,
             retries: 0,
             history_limit: 1,
+            secrets_group: None,
         };
         let Manifest::CronJob(short) = cronjob_manifest(&req("nightly"), None) else {
             unreachable!()
@@ -239,5 +264,59 @@ mod tests {
         assert!(name.len() <= MAX_JOB_NAME, "{name}");
         // Cut at the dash: no "--" left behind.
         assert_eq!(name, format!("{}-manual-1764108000", "a".repeat(44)));
+    }
+
+    #[test]
+    fn a_cronjob_with_a_group_runs_the_workflow_with_that_group() {
+        let mut req = bodywork_runtime::CronJobSpec {
+            namespace: "ns".into(),
+            name: "nightly".into(),
+            schedule: "0 3 * * *".into(),
+            timezone: None,
+            repo: "https://example.com/r".into(),
+            branch: Some("main".into()),
+            retries: 0,
+            history_limit: 1,
+            secrets_group: None,
+        };
+        let args = |c: &CronJob| {
+            c.spec
+                .as_ref()
+                .and_then(|s| s.job_template.spec.as_ref())
+                .and_then(|j| j.template.spec.as_ref())
+                .and_then(|p| p.containers[0].args.clone())
+                .unwrap_or_default()
+        };
+        let Manifest::CronJob(plain) = cronjob_manifest(&req, None) else {
+            unreachable!()
+        };
+        assert_eq!(
+            args(&plain),
+            [
+                "workflow",
+                "--namespace",
+                "ns",
+                "https://example.com/r",
+                "main"
+            ]
+        );
+        assert_eq!(cronjob_group(&plain), None);
+        req.secrets_group = Some("prod".into());
+        let Manifest::CronJob(grouped) = cronjob_manifest(&req, None) else {
+            unreachable!()
+        };
+        assert_eq!(
+            args(&grouped),
+            [
+                "workflow",
+                "--namespace",
+                "ns",
+                "https://example.com/r",
+                "main",
+                "--group",
+                "prod"
+            ]
+        );
+        assert_eq!(cronjob_group(&grouped).as_deref(), Some("prod"));
     }
 }

@@ -20,7 +20,9 @@ mod namespace;
 mod secrets;
 mod workloads;
 
-pub use cronjobs::{CRONJOB_LABEL, DETACHED_LABEL, cronjob_manifest, detached_job, manual_job};
+pub use cronjobs::{
+    CRONJOB_LABEL, DETACHED_LABEL, cronjob_group, cronjob_manifest, detached_job, manual_job,
+};
 pub use deadlines::{Waits, progress_deadline_seconds};
 pub use images::{DEFAULT_IMAGE, LEGACY_IMAGE, resolve_image};
 pub use names::{MAX_LABEL, name_problems, service_name_problem};

@@ -154,6 +154,7 @@ fn summary(namespace: &str, c: &CronJob, newest: Option<&CronRunSummary>) -> Cro
             .and_then(|s| s.successful_jobs_history_limit)
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(0),
+        secrets_group: manifests::cronjob_group(c),
         created: c
             .metadata
             .creation_timestamp

@@ -125,6 +125,7 @@ mod tests {
                 branch: None,
                 retries: 0,
                 history_limit: 3,
+                secrets_group: None,
             },
             created,
             last_scheduled: last,

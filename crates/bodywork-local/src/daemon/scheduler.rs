@@ -153,7 +153,7 @@ impl DueRun {
             branch: job.spec.branch.clone(),
             namespace: Some(job.spec.namespace.clone()),
             ssh_key: None,
-            secrets_group: None,
+            secrets_group: job.spec.secrets_group.clone(),
         };
         DueRun {
             job,

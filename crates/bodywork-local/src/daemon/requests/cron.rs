@@ -148,6 +148,7 @@ fn summarize_job(
         branch: job.spec.branch,
         retries: job.spec.retries,
         history_limit: job.spec.history_limit,
+        secrets_group: job.spec.secrets_group,
         created: crate::time::display(&job.created),
         last_run: newest.map(|r| crate::time::display(&r.started)),
         next_run: next.as_ref().map(crate::time::display),
