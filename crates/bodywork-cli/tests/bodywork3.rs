@@ -327,9 +327,19 @@ fn the_dashboard_readme_cronjob_commands_schedule_list_and_delete() {
         .as_str()
         .expect("a job name")
         .to_string();
-    // bodywork get cronjob NAME --history, as a table
-    home.ok(&["get", "cronjob", "daily-metrics", "--history"])
-        .expect_output(&job);
+    // bodywork get cronjob NAME --history and get cronjobs, as tables:
+    // what differs from run to run written as such.
+    let history_table = home.ok(&["get", "cronjob", "daily-metrics", "--history"]);
+    history_table.expect_output(&job);
+    insta::assert_snapshot!(
+        "get_cronjob_history_table",
+        masked_table(&history_table.stdout, &[(&job, "<job>")])
+    );
+    let cronjobs_table = home.ok(&["get", "cronjobs"]);
+    insta::assert_snapshot!(
+        "get_cronjobs_table",
+        masked_table(&cronjobs_table.stdout, &[(&url, "<repo>")])
+    );
     home.ok(&["get", "cronjob", "daily-metrics", "--logs", &job])
         .expect_output("metrics computed");
 
@@ -719,4 +729,38 @@ fn a_cronjob_created_with_a_group_runs_with_that_groups_secrets() {
     assert_eq!(seen(), "USERNAME=bob\nPASSWORD=bob456\n");
     home.ok(&["workflow", project.arg()]);
     assert_eq!(seen(), "USERNAME=alice\nPASSWORD=alice123\n");
+}
+
+/// A table with `values` replaced by their names, dates and times of day
+/// by `<date>` and `<time>`, one space between columns (their widths follow
+/// those values).
+fn masked_table(table: &str, values: &[(&str, &str)]) -> String {
+    let mut text = table.to_string();
+    for (value, name) in values {
+        text = text.replace(value, name);
+    }
+    let shaped = |word: &str, shape: &str| {
+        word.len() == shape.len()
+            && word
+                .chars()
+                .zip(shape.chars())
+                .all(|(c, s)| if s == '9' { c.is_ascii_digit() } else { c == s })
+    };
+    text.lines()
+        .map(|line| {
+            line.split_whitespace()
+                .map(|w| {
+                    if shaped(w, "9999-99-99") {
+                        "<date>"
+                    } else if shaped(w, "99:99:99") {
+                        "<time>"
+                    } else {
+                        w
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
