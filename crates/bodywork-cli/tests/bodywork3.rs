@@ -468,8 +468,23 @@ fn a_failing_detached_run_is_retried_and_each_attempt_listed() {
     for run in detached_runs(&home) {
         assert_eq!(run["trigger"], "async:my-workflow-job", "{run}");
     }
-    home.ok(&["deployment", "display", "--name=my-workflow-job"])
-        .expect_output("async:my-workflow-job");
+    let commit: String = detached_runs(&home)[0]["commit"]
+        .as_str()
+        .expect("a commit")
+        .chars()
+        .take(12)
+        .collect();
+    let display = home.ok(&["deployment", "display", "--name=my-workflow-job"]);
+    display.expect_output("async:my-workflow-job");
+    insta::assert_snapshot!(
+        "bodywork2_deployment_display_table",
+        masked_table(&display.stdout, &[(&url, "<repo>"), (&commit, "<commit>")])
+    );
+    let listed = home.ok(&["get", "deployment", "--async"]);
+    insta::assert_snapshot!(
+        "get_deployment_async_table",
+        masked_table(&listed.stdout, &[(&url, "<repo>"), (&commit, "<commit>")])
+    );
     home.ok(&["deployment", "logs", "--name=my-workflow-job"])
         .expect_output("gated stage done, exiting 3");
     home.ok(&["deployment", "delete_job", "--name=my-workflow-job"])
