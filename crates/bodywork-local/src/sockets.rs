@@ -11,7 +11,7 @@
 //! (pure, tested here), and the `/proc` walks that feed it. Must not:
 //! decide what to do about a squatter (the supervisor and the rollout do).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
@@ -111,35 +111,18 @@ pub fn decide(entries: &[Entry], target: SocketAddrV4, tree_inodes: &HashSet<u64
     }
 }
 
-/// `(ppid, pgrp)` from the text of `/proc/PID/stat`.
-pub fn parse_stat(stat: &str) -> Option<(u32, u32)> {
-    // The command (field 2) may hold spaces and parentheses: skip past the last ')'.
-    let mut rest = stat.get(stat.rfind(')')? + 1..)?.split_whitespace();
-    let _state = rest.next()?;
-    Some((rest.next()?.parse().ok()?, rest.next()?.parse().ok()?))
-}
-
 /// The process tree of `root`: itself, the members of the process group it
 /// leads, and every descendant of any of them (through parent links), from
 /// `(pid, ppid, pgrp)` of every process.
 pub fn tree(processes: &[(u32, u32, u32)], root: u32) -> HashSet<u32> {
-    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    for (pid, ppid, _) in processes {
-        children.entry(*ppid).or_default().push(*pid);
-    }
     let mut members: Vec<u32> = processes
         .iter()
         .filter(|(pid, _, pgrp)| *pid == root || *pgrp == root)
         .map(|(pid, _, _)| *pid)
         .collect();
     members.push(root);
-    let mut seen = HashSet::new();
-    while let Some(pid) = members.pop() {
-        if seen.insert(pid) {
-            members.extend(children.get(&pid).into_iter().flatten());
-        }
-    }
-    seen
+    let descendants = crate::process::descendants(&members, processes);
+    members.into_iter().chain(descendants).collect()
 }
 
 /// The inode of a `/proc/PID/fd/N` link target `socket:[INODE]`.
@@ -271,16 +254,7 @@ pub fn bound_ipv4_addresses() -> HashSet<Ipv4Addr> {
 /// `max_age` ago (a few ms for a few hundred processes).
 fn processes(max_age: Duration) -> Arc<Vec<(u32, u32, u32)>> {
     static LAST: Cache<Vec<(u32, u32, u32)>> = Mutex::new(None);
-    let read = || {
-        Ok(pids()
-            .filter_map(|pid| {
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-                let (ppid, pgrp) = parse_stat(&stat)?;
-                Some((pid, ppid, pgrp))
-            })
-            .collect())
-    };
-    cached(&LAST, max_age, read).unwrap_or_default()
+    cached(&LAST, max_age, || Ok(crate::process::process_table())).unwrap_or_default()
 }
 
 fn pids() -> impl Iterator<Item = u32> {
@@ -561,13 +535,6 @@ mod tests {
             decide(&entries, target, &HashSet::from([10])),
             Decision::Ours
         );
-    }
-
-    #[test]
-    fn stat_gives_ppid_and_group_whatever_the_command() {
-        let stat = "4242 (py (x) y) S 4000 4100 4100 0 -1 4194560 120 0 0 0 1 0 0 0 20 0 1 0 777 0";
-        assert_eq!(parse_stat(stat), Some((4000, 4100)));
-        assert_eq!(parse_stat("4242 no parens"), None);
     }
 
     #[test]

@@ -85,6 +85,51 @@ pub(crate) fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
     Some(stat.get(stat.rfind(')')? + 1..)?.split_whitespace())
 }
 
+/// `(parent pid, process group)` from the text of `/proc/PID/stat`
+/// (fields 4 and 5).
+pub fn parent_and_group(stat: &str) -> Option<(u32, u32)> {
+    let mut fields = stat_fields(stat)?;
+    let _state = fields.next()?;
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+}
+
+/// `(pid, parent pid, process group)` of every process this one can see,
+/// from /proc.
+pub fn process_table() -> Vec<(u32, u32, u32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (ppid, pgrp) = parent_and_group(&stat)?;
+            Some((pid, ppid, pgrp))
+        })
+        .collect()
+}
+
+/// Every descendant of any of `roots` in `table` (as [`process_table`]
+/// gives it), through parent links, the roots excluded. A table read while
+/// pids are recycled may hold a loop: each pid is visited once.
+pub fn descendants(roots: &[u32], table: &[(u32, u32, u32)]) -> Vec<u32> {
+    let mut children: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+    for &(pid, ppid, _) in table {
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut seen: std::collections::HashSet<u32> = roots.iter().copied().collect();
+    let mut found = Vec::new();
+    let mut next = roots.to_vec();
+    while let Some(p) = next.pop() {
+        for &c in children.get(&p).into_iter().flatten() {
+            if seen.insert(c) {
+                found.push(c);
+                next.push(c);
+            }
+        }
+    }
+    found
+}
+
 /// Start time of a process in clock ticks since boot (`/proc/PID/stat`
 /// field 22), which tells a live process from a recycled pid.
 pub fn start_time(pid: u32) -> Option<u64> {
@@ -302,6 +347,56 @@ mod tests {
         let sink = lines.clone();
         let attach = Attach::lines(Arc::new(move |l| sink.lock().unwrap().push(l)));
         (lines, attach)
+    }
+
+    #[test]
+    fn descendants_follow_parent_links_at_any_depth() {
+        let table = [
+            (10, 1, 10),
+            (11, 10, 10),
+            (12, 11, 12),
+            (13, 1, 13),
+            (14, 12, 12),
+            (15, 13, 13),
+        ];
+        let mut found = descendants(&[10], &table);
+        found.sort();
+        assert_eq!(found, [11, 12, 14]);
+        assert!(descendants(&[14], &table).is_empty());
+    }
+
+    #[test]
+    fn descendants_survive_a_cycle_in_a_racy_table() {
+        // A table read while pids are recycled may hold a loop.
+        let table = [(2, 1, 2), (3, 2, 2), (2, 3, 2)];
+        let mut found = descendants(&[1], &table);
+        found.sort();
+        assert_eq!(found, [2, 3]);
+    }
+
+    #[test]
+    fn parent_of_skips_a_command_name_with_spaces_and_parentheses() {
+        let stat = "4242 (a) b (c) S 17 4242 4242 0 -1 4194560 0 0";
+        assert_eq!(parent_and_group(stat).map(|(ppid, _)| ppid), Some(17));
+        assert_eq!(parent_and_group("garbage"), None);
+    }
+
+    #[test]
+    fn stat_gives_ppid_and_group_whatever_the_command() {
+        let stat = "4242 (py (x) y) S 4000 4100 4100 0 -1 4194560 120 0 0 0 1 0 0 0 20 0 1 0 777 0";
+        assert_eq!(parent_and_group(stat), Some((4000, 4100)));
+        assert_eq!(parent_and_group("4242 no parens"), None);
+    }
+
+    #[test]
+    fn this_process_has_a_parent_in_the_table() {
+        let me = std::process::id();
+        let table = process_table();
+        let parent = table
+            .iter()
+            .find(|(p, _, _)| *p == me)
+            .map(|(_, pp, _)| *pp);
+        assert_eq!(parent, Some(nix::unistd::getppid().as_raw() as u32));
     }
 
     #[test]

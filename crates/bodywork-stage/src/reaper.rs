@@ -40,10 +40,11 @@
 //! is never in the tree. A cgroup per stage would cover those; it needs a
 //! delegated cgroup v2 subtree, which an ordinary user session lacks.
 
-use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
+
+use crate::process::{descendants, process_table};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal, kill};
@@ -130,7 +131,7 @@ pub fn run(program: &OsString, args: &[OsString]) -> i32 {
         let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
             continue;
         };
-        let tree = descendants(std::process::id(), &process_table());
+        let tree = descendants(&[std::process::id()], &process_table());
         if FORWARDED.contains(&signal) {
             for pid in &tree {
                 let pid = Pid::from_raw(*pid as i32);
@@ -193,7 +194,7 @@ fn end_all(main: Pid) -> Option<WaitStatus> {
         if reaped.none_left || started.elapsed() > END_LIMIT {
             return status;
         }
-        for pid in descendants(std::process::id(), &process_table()) {
+        for pid in descendants(&[std::process::id()], &process_table()) {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -217,81 +218,5 @@ fn exit_like(status: Option<WaitStatus>) -> i32 {
             128 + signal as i32
         }
         _ => 1,
-    }
-}
-
-/// Every live process as (pid, parent pid), from /proc.
-pub fn process_table() -> Vec<(u32, u32)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            Some((pid, parent_of(&stat)?))
-        })
-        .collect()
-}
-
-/// The parent pid in the text of `/proc/PID/stat` (field 4).
-fn parent_of(stat: &str) -> Option<u32> {
-    crate::process::stat_fields(stat)?.nth(1)?.parse().ok()
-}
-
-/// Every descendant of `root` in `table` (pid, parent pid), `root` excluded.
-pub fn descendants(root: u32, table: &[(u32, u32)]) -> Vec<u32> {
-    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    for &(pid, ppid) in table {
-        children.entry(ppid).or_default().push(pid);
-    }
-    let mut seen = HashSet::from([root]);
-    let mut found = Vec::new();
-    let mut next = vec![root];
-    while let Some(p) = next.pop() {
-        for &c in children.get(&p).into_iter().flatten() {
-            if seen.insert(c) {
-                found.push(c);
-                next.push(c);
-            }
-        }
-    }
-    found
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn descendants_follow_parent_links_at_any_depth() {
-        let table = [(10, 1), (11, 10), (12, 11), (13, 1), (14, 12), (15, 13)];
-        let mut found = descendants(10, &table);
-        found.sort();
-        assert_eq!(found, [11, 12, 14]);
-        assert!(descendants(14, &table).is_empty());
-    }
-
-    #[test]
-    fn descendants_survive_a_cycle_in_a_racy_table() {
-        // A table read while pids are recycled may hold a loop.
-        let table = [(2, 1), (3, 2), (2, 3)];
-        let mut found = descendants(1, &table);
-        found.sort();
-        assert_eq!(found, [2, 3]);
-    }
-
-    #[test]
-    fn parent_of_skips_a_command_name_with_spaces_and_parentheses() {
-        let stat = "4242 (a) b (c) S 17 4242 4242 0 -1 4194560 0 0";
-        assert_eq!(parent_of(stat), Some(17));
-        assert_eq!(parent_of("garbage"), None);
-    }
-
-    #[test]
-    fn this_process_has_a_parent_in_the_table() {
-        let me = std::process::id();
-        let table = process_table();
-        let parent = table.iter().find(|(p, _)| *p == me).map(|(_, pp)| *pp);
-        assert_eq!(parent, Some(nix::unistd::getppid().as_raw() as u32));
     }
 }
