@@ -131,11 +131,17 @@ fn summarize_job(
     going: Option<Active>,
     next: Option<DateTime<Utc>>,
 ) -> CronJobSummary {
+    // The scheduler forgets a run only after its outcome is stored: in that
+    // moment the stored outcome, not "running", is the truth.
+    let finished =
+        |run: Option<i64>| newest.filter(|r| Some(r.id) == run && r.status != RunStatus::Running);
     let status = match going {
         Some(Active {
             retry_at: Some(at), ..
         }) => format!("retrying at {}", crate::time::display(&at)),
-        Some(_) => "running".to_string(),
+        Some(Active { run, .. }) => {
+            finished(run).map_or_else(|| "running".to_string(), |r| r.status.to_string())
+        }
         None => newest.map_or_else(|| "waiting".to_string(), |r| r.status.to_string()),
     };
     CronJobSummary {
@@ -270,18 +276,10 @@ mod tests {
     fn history_rows_read_like_kubernetes_jobs() {
         let started = t(10, 0, 1);
         let run = bodywork_state::RunRow {
-            id: 7,
-            namespace: "ns".into(),
-            project: Some("p".into()),
-            repo: "/src".into(),
-            branch: None,
-            commit: None,
-            trigger: "cron:nightly".into(),
-            status: RunStatus::Failed,
             error: Some("boom".into()),
-            log_path: "/tmp/7.log".into(),
             started,
             finished: Some(t(10, 0, 9)),
+            ..run_row(7, RunStatus::Failed)
         };
         let entry = CronRunRow {
             id: 1,
@@ -316,5 +314,74 @@ mod tests {
         assert_eq!((row.active, row.succeeded, row.failed), (0, 0, 0));
         assert_eq!(row.note, "skipped: nightly-7 was still running");
         assert_eq!(row.start_time, None);
+    }
+
+    fn cron_job() -> CronJobRow {
+        CronJobRow {
+            spec: NewCronJob {
+                namespace: "ns".into(),
+                name: "nightly".into(),
+                schedule: "0 0 1 1 *".into(),
+                timezone: None,
+                repo: "/src".into(),
+                branch: None,
+                retries: 0,
+                history_limit: 1,
+                secrets_group: None,
+            },
+            created: t(9, 0, 0),
+            last_scheduled: None,
+        }
+    }
+
+    fn run_row(id: i64, status: RunStatus) -> bodywork_state::RunRow {
+        bodywork_state::RunRow {
+            id,
+            namespace: "ns".into(),
+            project: Some("p".into()),
+            repo: "/src".into(),
+            branch: None,
+            commit: None,
+            trigger: "cron:nightly".into(),
+            status,
+            error: None,
+            log_path: "/tmp/7.log".into(),
+            started: t(10, 0, 1),
+            finished: None,
+        }
+    }
+
+    #[test]
+    fn a_stored_outcome_wins_over_the_schedulers_last_moment_of_a_run() {
+        let going = |run| {
+            Some(Active {
+                run,
+                retry_at: None,
+            })
+        };
+        let status = |newest: Option<&bodywork_state::RunRow>, going| {
+            summarize_job(cron_job(), newest, going, None).status
+        };
+        let done = run_row(7, RunStatus::Succeeded);
+        // The run has finished and is stored; the scheduler has not yet
+        // forgotten it.
+        assert_eq!(status(Some(&done), going(Some(7))), "succeeded");
+        // A newer attempt, started and not stored yet, or not numbered yet.
+        assert_eq!(status(Some(&done), going(Some(8))), "running");
+        assert_eq!(status(Some(&done), going(None)), "running");
+        assert_eq!(
+            status(Some(&run_row(7, RunStatus::Running)), going(Some(7))),
+            "running"
+        );
+        assert_eq!(status(Some(&done), None), "succeeded");
+        assert_eq!(status(None, None), "waiting");
+        let retrying = Some(Active {
+            run: Some(7),
+            retry_at: Some(t(10, 5, 0)),
+        });
+        assert!(
+            status(Some(&run_row(7, RunStatus::Failed)), retrying).starts_with("retrying at "),
+            "a pending retry is shown as such"
+        );
     }
 }
