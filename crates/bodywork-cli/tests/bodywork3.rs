@@ -343,15 +343,32 @@ fn the_dashboard_readme_cronjob_commands_schedule_list_and_delete() {
     home.ok(&["get", "cronjob", "daily-metrics", "--logs", &job])
         .expect_output("metrics computed");
 
+    // bodywork update cronjob: changed in place, its history kept.
     home.ok(&[
         "update",
         "cronjob",
         &url,
         "--name=daily-metrics",
         "--schedule=30 1 * * *",
-    ]);
+    ])
+    .expect_output("cronjob=daily-metrics updated in namespace=dashboards");
     home.ok(&["get", "cronjob", "daily-metrics"])
         .expect_output("30 1 * * *");
+    let kept = home.ok(&["get", "cronjob", "daily-metrics", "--history", "-o", "json"]);
+    let kept: serde_json::Value = serde_json::from_str(&kept.stdout).expect("JSON");
+    assert_eq!(kept[0]["job_name"], job.as_str(), "history kept: {kept}");
+    home.ok(&["get", "cronjob", "daily-metrics", "--logs", &job])
+        .expect_output("metrics computed");
+    // Nothing to update: an error, and nothing written.
+    let missing = home.run(&[
+        "update",
+        "cronjob",
+        &url,
+        "--name=weekly-metrics",
+        "--schedule=30 1 * * *",
+    ]);
+    missing.expect_code(1).expect_output("weekly-metrics");
+    assert!(!missing.all().contains("updated"), "{missing}");
 
     home.ok(&["delete", "cronjob", "daily-metrics"])
         .expect_output("cronjob=daily-metrics deleted from namespace=dashboards");

@@ -83,6 +83,10 @@ impl ControlPlane for KubeRuntime {
         self.apply_cronjob(spec, cron_image().as_deref()).await
     }
 
+    async fn update_cronjob(&self, spec: &CronJobSpec) -> Result<()> {
+        KubeRuntime::update_cronjob(self, spec, cron_image().as_deref()).await
+    }
+
     async fn delete_cronjob(&self, namespace: &str, name: &str) -> Result<()> {
         KubeRuntime::delete_cronjob(self, namespace, name).await
     }

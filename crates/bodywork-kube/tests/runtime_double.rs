@@ -608,6 +608,55 @@ async fn cron_jobs_are_created_listed_and_deleted() {
     assert!(rt.list_cronjobs(NS).await.unwrap().is_empty());
 }
 
+/// `job` is in the history of cron job `nightly`.
+async fn assert_a_run_of_nightly(rt: &KubeRuntime, job: &str) {
+    let history = rt.cronjob_history(NS, "nightly").await.unwrap();
+    assert!(
+        history.iter().any(|r| r.job_name.as_deref() == Some(job)),
+        "{job} not in {history:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_cron_job_is_updated_in_place_and_keeps_its_runs() {
+    let (server, rt, _, _) = setup(Script::default());
+    rt.apply_cronjob(&nightly(), None).await.unwrap();
+    let collection = "/apis/batch/v1/namespaces/ml/cronjobs";
+    let uid = server.get(collection, "nightly").unwrap()["metadata"]["uid"].clone();
+    let job = rt.trigger_cronjob(NS, "nightly").await.unwrap();
+    let changed = bodywork_runtime::CronJobSpec {
+        schedule: "30 1 * * *".into(),
+        history_limit: 5,
+        ..nightly()
+    };
+    rt.update_cronjob(&changed, None).await.unwrap();
+    let stored = server.get(collection, "nightly").unwrap();
+    // The same object (not deleted and made again), with the new spec.
+    assert_eq!(stored["metadata"]["uid"], uid);
+    assert_eq!(stored["spec"]["schedule"], "30 1 * * *");
+    assert_eq!(stored["spec"]["successfulJobsHistoryLimit"], 5);
+    // Its run, owned by it, is still there and still one of its runs.
+    assert!(
+        server
+            .get("/apis/batch/v1/namespaces/ml/jobs", &job)
+            .is_some()
+    );
+    assert_a_run_of_nightly(&rt, &job).await;
+    // A cron job that is not there is not made by an update.
+    let weekly = bodywork_runtime::CronJobSpec {
+        name: "weekly".into(),
+        ..nightly()
+    };
+    assert!(matches!(
+        rt.update_cronjob(&weekly, None).await,
+        Err(RuntimeError::NotFound {
+            kind: "cron job",
+            ..
+        })
+    ));
+    assert!(server.get(collection, "weekly").is_none());
+}
+
 #[tokio::test]
 async fn a_cron_job_with_a_group_runs_and_lists_with_it() {
     let (server, rt, _, _) = setup(Script::default());
@@ -664,13 +713,7 @@ async fn a_cron_job_is_triggered_as_a_job_from_its_template() {
         "workflow"
     );
     // It is one of the cron job's runs.
-    let history = rt.cronjob_history(NS, "nightly").await.unwrap();
-    assert!(
-        history
-            .iter()
-            .any(|r| r.job_name.as_deref() == Some(job.as_str())),
-        "{history:?}"
-    );
+    assert_a_run_of_nightly(&rt, &job).await;
 
     // While a run is active, another trigger is refused and creates nothing.
     let collection = "/apis/batch/v1/namespaces/ml/cronjobs";

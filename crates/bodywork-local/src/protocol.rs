@@ -19,8 +19,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// when the daemon knows how, else by stopping it). 2: `DeleteNamespace`,
 /// `Handover`. 3: errors as `RuntimeError`, a run's end as `RunOutcome`,
 /// answers as data (the CLI words them). 4: `NamespaceList`, a workflow's
-/// secrets group, `RunDetached`.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// secrets group, `RunDetached`. 5: `CronUpdate`.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
@@ -102,6 +102,8 @@ pub enum Request {
     EnvPrune,
     /// `cronjob create`.
     CronCreate(CronJobSpec),
+    /// `update cronjob`: the cron job changed in place, its history kept.
+    CronUpdate(CronJobSpec),
     /// `cronjob delete`: the cron job and its history.
     CronDelete {
         namespace: String,

@@ -251,6 +251,12 @@ pub trait ControlPlane: Resources {
     async fn delete_detached(&self, name: &str) -> Result<()>;
 
     async fn create_cronjob(&self, spec: &CronJobSpec) -> Result<()>;
+    /// Change cron job `spec.name` in place: its history, and a run going,
+    /// are kept; `NotFound` when there is no cron job of that name. Locally
+    /// a new schedule counts from now; on Kubernetes the CronJob controller
+    /// decides, and may start the newest time the new schedule missed since
+    /// the last run, as it does for any edited CronJob.
+    async fn update_cronjob(&self, spec: &CronJobSpec) -> Result<()>;
     async fn delete_cronjob(&self, namespace: &str, name: &str) -> Result<()>;
     async fn list_cronjobs(&self, namespace: &str) -> Result<Vec<CronJobSummary>>;
     /// Runs of one cron job, newest first.

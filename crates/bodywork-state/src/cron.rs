@@ -13,7 +13,7 @@
 //! each on a fresh store.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Row};
+use rusqlite::{OptionalExtension, Row, ToSql};
 use serde::Serialize;
 
 use crate::error::{Result, StoreError};
@@ -143,25 +143,64 @@ impl Store {
                 &format!(
                     "INSERT INTO cron_jobs (namespace, name, schedule, timezone, repo, branch,
                                             retries, history_limit, created, secrets_group)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING {JOB_COLUMNS}"
+                     VALUES (:namespace, :name, :schedule, :timezone, :repo, :branch,
+                             :retries, :history_limit, :created, :secrets_group)
+                     RETURNING {JOB_COLUMNS}"
                 ),
-                (
-                    &job.namespace,
-                    &job.name,
-                    &job.schedule,
-                    &job.timezone,
-                    &job.repo,
-                    &job.branch,
-                    job.retries,
-                    job.history_limit,
-                    ts_to_sql(&now()),
-                    &job.secrets_group,
-                ),
+                spec_params(job, (":created", &ts_to_sql(&now()))).as_slice(),
                 job_from_row,
             )
             .map_err(self.write_err(namespace_missing))?;
         tx.commit().at(self)?;
         Ok(row)
+    }
+
+    /// Changes a cron job in place (`None` when there is none of that
+    /// name); its history is kept. When the schedule or its time zone
+    /// changes, the new one counts from `now`: the scheduled times it would
+    /// have had before are taken as dealt with, so none is run late.
+    pub fn update_cron_job(
+        &self,
+        job: &NewCronJob,
+        now: &DateTime<Utc>,
+    ) -> Result<Option<CronJobRow>> {
+        let tx = self.write_tx()?;
+        let old = tx
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM cron_jobs WHERE namespace = ?1 AND name = ?2"),
+                (&job.namespace, &job.name),
+                job_from_row,
+            )
+            .optional()
+            .at(self)?;
+        let Some(old) = old else {
+            return Ok(None);
+        };
+        let rescheduled = old.spec.schedule != job.schedule || old.spec.timezone != job.timezone;
+        let last_scheduled = if rescheduled {
+            Some(old.last_scheduled.map_or(*now, |l| l.max(*now)))
+        } else {
+            old.last_scheduled
+        };
+        let row = tx
+            .query_row(
+                &format!(
+                    "UPDATE cron_jobs SET schedule = :schedule, timezone = :timezone,
+                            repo = :repo, branch = :branch, retries = :retries,
+                            history_limit = :history_limit, secrets_group = :secrets_group,
+                            last_scheduled = :last_scheduled
+                     WHERE namespace = :namespace AND name = :name RETURNING {JOB_COLUMNS}"
+                ),
+                spec_params(
+                    job,
+                    (":last_scheduled", &last_scheduled.as_ref().map(ts_to_sql)),
+                )
+                .as_slice(),
+                job_from_row,
+            )
+            .at(self)?;
+        tx.commit().at(self)?;
+        Ok(Some(row))
     }
 
     /// One cron job, if it exists.
@@ -420,6 +459,26 @@ impl Store {
     }
 }
 
+/// What a user sets of a cron job, as the named parameters of the
+/// statements that store it, with one more the statement needs.
+fn spec_params<'a>(
+    job: &'a NewCronJob,
+    more: (&'static str, &'a dyn ToSql),
+) -> [(&'static str, &'a dyn ToSql); 10] {
+    [
+        (":namespace", &job.namespace),
+        (":name", &job.name),
+        (":schedule", &job.schedule),
+        (":timezone", &job.timezone),
+        (":repo", &job.repo),
+        (":branch", &job.branch),
+        (":retries", &job.retries),
+        (":history_limit", &job.history_limit),
+        (":secrets_group", &job.secrets_group),
+        more,
+    ]
+}
+
 fn no_such_job(namespace: &str, name: &str) -> StoreError {
     StoreError::NoSuchCronJob {
         namespace: namespace.to_string(),
@@ -469,6 +528,16 @@ mod tests {
                 log_path: PathBuf::from("/tmp/x.log"),
             })
             .expect("run")
+    }
+
+    /// Cron job `nightly` with one run, of `kind`, for `at(0)`; its id.
+    fn nightly_with_a_run(store: &Store, kind: CronRunKind) -> i64 {
+        store.create_cron_job(&nightly()).expect("create");
+        let id = run(store, "nightly");
+        store
+            .insert_cron_run("ns", "nightly", &at(0), kind, 1, id)
+            .expect("history");
+        id
     }
 
     fn at(minute: u32) -> DateTime<Utc> {
@@ -527,6 +596,64 @@ mod tests {
     }
 
     #[test]
+    fn an_update_keeps_the_history_and_counts_a_new_schedule_from_now() {
+        let (_dir, store) = store();
+        nightly_with_a_run(&store, CronRunKind::Scheduled);
+        store
+            .set_cron_last_scheduled("ns", "nightly", &at(0))
+            .expect("last");
+
+        // Same schedule, other settings: the schedule's place is kept.
+        let mut changed = nightly();
+        changed.repo = "https://example.com/other.git".into();
+        changed.retries = 0;
+        changed.secrets_group = Some("dev".into());
+        let row = store
+            .update_cron_job(&changed, &at(30))
+            .expect("update")
+            .expect("found");
+        assert_eq!(row.spec, changed);
+        assert_eq!(row.last_scheduled, Some(at(0)));
+        assert_eq!(
+            store
+                .list_cron_runs("ns", "nightly", 10)
+                .expect("history")
+                .len(),
+            1,
+            "the history is kept"
+        );
+
+        // A new schedule counts from the time of the update.
+        changed.schedule = "*/5 * * * *".into();
+        let row = store
+            .update_cron_job(&changed, &at(30))
+            .expect("update")
+            .expect("found");
+        assert_eq!(row.last_scheduled, Some(at(30)));
+        assert_eq!(
+            row.created,
+            store
+                .get_cron_job("ns", "nightly")
+                .expect("get")
+                .expect("job")
+                .created
+        );
+        // ... never earlier than a time already dealt with.
+        changed.timezone = None;
+        let row = store
+            .update_cron_job(&changed, &at(10))
+            .expect("update")
+            .expect("found");
+        assert_eq!(row.last_scheduled, Some(at(30)));
+
+        changed.name = "ghost".into();
+        assert_eq!(
+            store.update_cron_job(&changed, &at(30)).expect("update"),
+            None
+        );
+    }
+
+    #[test]
     fn bad_cron_job_references_are_readable_errors() {
         let (_dir, store) = store();
         let mut job = nightly();
@@ -562,11 +689,7 @@ mod tests {
     #[test]
     fn history_records_runs_retries_and_skips() {
         let (_dir, store) = store();
-        store.create_cron_job(&nightly()).expect("create");
-        let first = run(&store, "nightly");
-        store
-            .insert_cron_run("ns", "nightly", &at(0), CronRunKind::CatchUp, 1, first)
-            .expect("first");
+        let first = nightly_with_a_run(&store, CronRunKind::CatchUp);
         store
             .finish_run(first, RunStatus::Failed, Some("boom"))
             .expect("finish");

@@ -161,8 +161,8 @@ fn delete_detached(global: &GlobalArgs, name: &str) -> Outcome {
 
 /// `create/update cronjob REPO --name N --schedule S ...`: the seed's
 /// `cronjob create`, in the project's own namespace (read from the project
-/// now); `update` replaces the cron job.
-fn schedule(global: &GlobalArgs, args: &CronArgs, replace: bool) -> Outcome {
+/// now); `update` changes the cron job in place, its history kept.
+fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
     let name = match checked_name("cron job", &args.name) {
         Ok(n) => n,
         Err(o) => return o,
@@ -217,7 +217,23 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, replace: bool) -> Outcome {
         return outcome;
     };
     let ready = with_control(global, None, async |cp| {
-        if !cp.namespace_exists(&namespace).await? {
+        if update {
+            // Nothing is written for a cron job that is not there.
+            let old = match cp.namespace_exists(&namespace).await? {
+                true => cp.list_cronjobs(&namespace).await?,
+                false => Vec::new(),
+            };
+            let job =
+                old.into_iter()
+                    .find(|j| j.name == name)
+                    .ok_or_else(|| RuntimeError::NotFound {
+                        kind: "cron job",
+                        name: name.clone(),
+                        namespace: namespace.clone(),
+                    })?;
+            // Without --group, the group the cron job had.
+            group = group.take().or(job.secrets_group);
+        } else if !cp.namespace_exists(&namespace).await? {
             for line in cp.setup_namespace(&namespace).await? {
                 println!("{line}");
             }
@@ -231,22 +247,14 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, replace: bool) -> Outcome {
                 bodywork_source::SSH_KEY_SECRET
             );
         }
-        if replace {
-            // `update` without --group keeps the group the cron job had.
-            let old = cp.list_cronjobs(&namespace).await?;
-            if let (None, Some(job)) = (&group, old.into_iter().find(|j| j.name == name)) {
-                group = job.secrets_group;
-            }
-            cp.delete_cronjob(&namespace, &name).await?;
-        }
         Ok(Outcome::Success)
     });
     if ready != Outcome::Success {
         return ready;
     }
-    cronjob::run(
+    cronjob::create(
         global,
-        &CronjobCommand::Create(CronjobCreateArgs {
+        &CronjobCreateArgs {
             namespace: NamespaceArg { namespace },
             name,
             schedule: args.schedule.clone(),
@@ -257,7 +265,8 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, replace: bool) -> Outcome {
             timezone: None,
             group,
             dry_run: false,
-        }),
+        },
+        update,
     )
 }
 

@@ -21,7 +21,7 @@ use crate::output::{self, TerminalLog, table};
 /// Carry out one `cronjob` subcommand.
 pub fn run(global: &GlobalArgs, command: &CronjobCommand) -> Outcome {
     match command {
-        CronjobCommand::Create(args) => create(global, args),
+        CronjobCommand::Create(args) => create(global, args, false),
         CronjobCommand::Delete(args) => with_names(args, |namespace, name| {
             with_control(global, None, async move |cp| {
                 cp.delete_cronjob(&namespace, &name).await?;
@@ -65,7 +65,9 @@ pub(super) fn checked_schedule(
     })
 }
 
-fn create(global: &GlobalArgs, args: &CronjobCreateArgs) -> Outcome {
+/// `cronjob create`; with `update`, Bodywork 3's `update cronjob`: the
+/// cron job of that name changed in place, its history kept.
+pub(super) fn create(global: &GlobalArgs, args: &CronjobCreateArgs, update: bool) -> Outcome {
     let (namespace, name) = match checked_names(&args.namespace.namespace, "cron job", &args.name) {
         Ok(v) => v,
         Err(o) => return o,
@@ -97,13 +99,19 @@ fn create(global: &GlobalArgs, args: &CronjobCreateArgs) -> Outcome {
         return dry_run::cronjob(global, &spec);
     }
     with_control(global, None, async move |cp| {
-        cp.create_cronjob(&spec).await?;
+        let done = if update {
+            cp.update_cronjob(&spec).await?;
+            "updated"
+        } else {
+            cp.create_cronjob(&spec).await?;
+            "created"
+        };
         let next = schedule
             .next_after(chrono::Utc::now())
             .map(|t| format!(", next run at {}", display_time(&t)))
             .unwrap_or_default();
         println!(
-            "cronjob={} created in namespace={} (schedule \"{}\"{next})",
+            "cronjob={} {done} in namespace={} (schedule \"{}\"{next})",
             spec.name, spec.namespace, spec.schedule
         );
         Ok(Outcome::Success)

@@ -29,6 +29,28 @@ impl KubeRuntime {
             .await
     }
 
+    /// Change a cron job in place (`NotFound` when there is none): its
+    /// CronJob is applied again, so the Jobs it owns, its history, stay and
+    /// a Job running carries on.
+    pub async fn update_cronjob(&self, spec: &CronJobSpec, image: Option<&str>) -> Result<()> {
+        self.get_cronjob(&spec.namespace, &spec.name).await?;
+        self.apply_cronjob(spec, image).await
+    }
+
+    /// A cron job, or `NotFound`.
+    async fn get_cronjob(&self, namespace: &str, name: &str) -> Result<CronJob> {
+        let get = Action::new("get", "CronJob", name, namespace);
+        self.ns::<CronJob>(namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| self.err(&e, get))?
+            .ok_or_else(|| RuntimeError::NotFound {
+                kind: "cron job",
+                name: name.into(),
+                namespace: namespace.into(),
+            })
+    }
+
     /// Delete a cron job (its runs go with it).
     pub async fn delete_cronjob(&self, namespace: &str, name: &str) -> Result<()> {
         let action = Action::new("delete", "CronJob", name, namespace);
@@ -43,17 +65,7 @@ impl KubeRuntime {
     /// while a run of it is active (the cron job forbids overlapping runs).
     /// Returns the Job's name.
     pub async fn trigger_cronjob(&self, namespace: &str, name: &str) -> Result<String> {
-        let get = Action::new("get", "CronJob", name, namespace);
-        let cronjob = self
-            .ns::<CronJob>(namespace)
-            .get_opt(name)
-            .await
-            .map_err(|e| self.err(&e, get))?
-            .ok_or_else(|| RuntimeError::NotFound {
-                kind: "cron job",
-                name: name.into(),
-                namespace: namespace.into(),
-            })?;
+        let cronjob = self.get_cronjob(namespace, name).await?;
         let active: Vec<String> = cronjob
             .status
             .as_ref()

@@ -289,6 +289,10 @@ impl ControlPlane for LocalControl {
         self.done(Request::CronCreate(spec.clone())).await
     }
 
+    async fn update_cronjob(&self, spec: &CronJobSpec) -> Result<()> {
+        self.done(Request::CronUpdate(spec.clone())).await
+    }
+
     async fn delete_cronjob(&self, namespace: &str, name: &str) -> Result<()> {
         self.done(Request::CronDelete {
             namespace: namespace.into(),

@@ -372,7 +372,7 @@ fn still_exists(daemon: &Daemon, job: &CronJobRow) -> bool {
 }
 
 /// Keeps the newest `history_limit` runs of a cron job.
-fn prune_history(daemon: &Daemon, job: &CronJobRow) {
+pub(super) fn prune_history(daemon: &Daemon, job: &CronJobRow) {
     let keep = job.spec.history_limit as usize;
     remove_runs(
         daemon,

@@ -17,6 +17,7 @@ use crate::protocol::{Request, Response};
 pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
     match request {
         Request::CronCreate(spec) => answer(create(daemon, spec).await, |()| Response::Ok),
+        Request::CronUpdate(spec) => answer(update(daemon, spec).await, |()| Response::Ok),
         Request::CronDelete { namespace, name } => {
             answer(delete(daemon, &namespace, &name), |()| Response::Ok)
         }
@@ -50,16 +51,7 @@ fn no_such_job(namespace: &str, name: &str) -> RuntimeError {
 /// The schedule is checked on a blocking thread: finding that an
 /// expression never matches searches years ahead.
 async fn create(daemon: &Daemon, spec: CronJobSpec) -> Result<()> {
-    let (schedule, timezone) = (spec.schedule.clone(), spec.timezone.clone());
-    tokio::task::spawn_blocking(move || {
-        Schedule::parse(&schedule, timezone.as_deref(), seconds_allowed()).map(|_| ())
-    })
-    .await
-    .map_err(RuntimeError::failed)?
-    .map_err(RuntimeError::failed)?;
-    if spec.history_limit == 0 {
-        return Err(RuntimeError::failed("--history-limit must be at least 1"));
-    }
+    checked(&spec).await?;
     let new: NewCronJob = spec;
     let created = daemon.runtime.with_store(|s| {
         if !s.namespace_exists(&new.namespace)? {
@@ -76,6 +68,35 @@ async fn create(daemon: &Daemon, spec: CronJobSpec) -> Result<()> {
             namespace: new.namespace,
         })
     }
+}
+
+/// What the daemon checks of a cron job before storing it.
+async fn checked(spec: &CronJobSpec) -> Result<()> {
+    let (schedule, timezone) = (spec.schedule.clone(), spec.timezone.clone());
+    tokio::task::spawn_blocking(move || {
+        Schedule::parse(&schedule, timezone.as_deref(), seconds_allowed()).map(|_| ())
+    })
+    .await
+    .map_err(RuntimeError::failed)?
+    .map_err(RuntimeError::failed)?;
+    if spec.history_limit == 0 {
+        return Err(RuntimeError::failed("--history-limit must be at least 1"));
+    }
+    Ok(())
+}
+
+/// `update cronjob`: the cron job changed in place. Its history stays
+/// (cut to a lower `history_limit` at once), a run going carries on, and a
+/// changed schedule counts from now (the scheduler's clock).
+async fn update(daemon: &Daemon, spec: CronJobSpec) -> Result<()> {
+    checked(&spec).await?;
+    let now = daemon.cron.clock.now();
+    let updated = daemon
+        .runtime
+        .with_store(|s| s.update_cron_job(&spec, &now))?
+        .ok_or_else(|| no_such_job(&spec.namespace, &spec.name))?;
+    crate::daemon::scheduler::prune_history(daemon, &updated);
+    Ok(())
 }
 
 /// `cronjob delete`: the cron job, its history and their logs; a run going

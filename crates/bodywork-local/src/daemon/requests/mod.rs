@@ -78,6 +78,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
         }
         r @ (Request::EnvList | Request::EnvPrune) => envs::handle(daemon, r),
         r @ (Request::CronCreate(_)
+        | Request::CronUpdate(_)
         | Request::CronDelete { .. }
         | Request::CronList { .. }
         | Request::CronHistory { .. }
