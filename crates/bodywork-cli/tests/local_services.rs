@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -238,6 +238,13 @@ fn delete_namespace_stops_its_services_and_leaves_other_namespaces_alone() {
         .expect_output("creds");
     home.ok(&["setup-namespace", ns])
         .expect_output("creating namespace=doomed");
+    // Its replicas' logs went with it.
+    assert!(
+        !service_logs(&home, ns, "svc-a")
+            .parent()
+            .expect("dir")
+            .exists()
+    );
 }
 
 /// A `bodywork.yaml` project with one service `web` (one replica) on `port`.
@@ -306,6 +313,34 @@ fn a_port_change_moves_the_cluster_address_only_once_the_new_version_serves() {
     write_project(&project, &web("v3", 6000, 0));
     home.ok(&["workflow", project.arg()]);
     assert_eq!(version_at(6000).as_deref(), Some("v3"));
+
+    // Replica logs: those of the generation serving (3) and of the one
+    // before (2: the rollout that failed, then v2) are kept; once the old
+    // replicas have stopped, older ones go.
+    let generations = || {
+        let mut names: Vec<String> = std::fs::read_dir(service_logs(&home, ns, "web"))
+            .expect("the service's logs")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|n| n.split('-').next().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    wait_for("generation 1's logs to go", Duration::from_secs(30), || {
+        !generations().contains(&"g1".to_string())
+    });
+    assert_eq!(generations(), ["g2", "g3"]);
+}
+
+/// Where the replicas of a service write their logs.
+fn service_logs(home: &TestHome, ns: &str, service: &str) -> PathBuf {
+    home.root()
+        .join("logs")
+        .join("services")
+        .join(ns)
+        .join(service)
 }
 
 #[test]
@@ -483,6 +518,9 @@ fn two_services_on_port_5000_and_a_batch_stage_reaching_both_by_name() {
     });
     let (code, _) = http(&gw, "GET", &proxy_path(ns, "svc-a", ""), None).unwrap();
     assert_eq!(code, 404);
+    // Its logs went with it; the other service's stay.
+    assert!(!service_logs(&home, ns, "svc-a").exists());
+    assert!(service_logs(&home, ns, "svc-b").exists());
 }
 
 #[test]

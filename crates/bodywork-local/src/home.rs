@@ -75,6 +75,16 @@ impl Home {
             .join(format!("{run_id}.log"))
     }
 
+    /// Where the replicas of a namespace's services write their logs.
+    pub fn namespace_logs(&self, namespace: &str) -> PathBuf {
+        self.root.join("logs").join("services").join(namespace)
+    }
+
+    /// Where the replicas of one service write theirs (`gG-rI.log`).
+    pub fn service_logs(&self, namespace: &str, service: &str) -> PathBuf {
+        self.namespace_logs(namespace).join(service)
+    }
+
     /// Removes the log files of runs deleted from the state (a file already
     /// gone is fine; any other failure is logged, not fatal).
     pub fn remove_run_logs(&self, runs: &[bodywork_state::RunRow]) {

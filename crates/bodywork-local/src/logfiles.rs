@@ -7,6 +7,11 @@
 //!   once it passes [`DAEMON_LOG_MAX`]: checked at the daemon's start and
 //!   every [`ROTATE_EVERY`], keeping one previous part as `FILE.1`.
 //!
+//! A service keeps the logs of its current generation of replicas and of
+//! the one before (what served until the last rollout, or a rollout that
+//! failed); older generations' logs are removed once their replicas have
+//! stopped, and a deleted service's or namespace's with it.
+//!
 //! Rotation is by copy and truncate: the replicas (and the daemon itself)
 //! write to these files through descriptors opened with `O_APPEND`, which
 //! survive a daemon restart, so the file cannot be renamed under them. Its
@@ -63,6 +68,60 @@ pub fn rotate_if_larger(path: &Path, max: u64) -> std::io::Result<bool> {
     Ok(true)
 }
 
+/// The name of a replica's log file in its service's log directory.
+pub fn replica_log_name(generation: i64, index: u32) -> String {
+    format!("g{generation}-r{index}.log")
+}
+
+/// The generation of a replica log file (`gG-rI.log`, or its rotated part
+/// `gG-rI.log.1`) from its name; `None` for any other file.
+fn log_generation(name: &str) -> Option<i64> {
+    let stem = name
+        .strip_suffix(".log")
+        .or_else(|| name.strip_suffix(".log.1"))?;
+    let (generation, index) = stem.strip_prefix('g')?.split_once("-r")?;
+    index.parse::<u32>().ok()?;
+    generation.parse().ok()
+}
+
+/// Removes, from a service's log directory, the replica logs of the
+/// generations before `keep_from` (their replicas have stopped). Returns
+/// how many files went; failures are logged, not fatal.
+pub fn remove_older_generations(dir: &Path, keep_from: i64) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let old = name
+            .to_str()
+            .and_then(log_generation)
+            .is_some_and(|g| g < keep_from);
+        if !old {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(target: "services", "cannot remove {}: {e}", entry.path().display())
+            }
+        }
+    }
+    removed
+}
+
+/// Removes a directory of logs whole (a deleted service's or namespace's);
+/// one already gone is fine, any other failure is logged, not fatal.
+pub fn remove_log_dir(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(target: "services", "cannot remove {}: {e}", dir.display());
+    }
+}
+
 /// The replicas' log files: `logs/services/NS/NAME/*.log`.
 fn service_logs(home: &Home) -> Vec<PathBuf> {
     let dirs = |dir: &Path| -> Vec<PathBuf> {
@@ -111,6 +170,48 @@ pub async fn keep_rotating(home: Home, stop: CancellationToken) {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn older_generations_logs_go_and_the_rest_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [
+            "g1-r0.log",
+            "g1-r0.log.1",
+            "g2-r0.log",
+            "g2-r1.log",
+            "g3-r0.log",
+            "g3-r0.log.1",
+            "g10-r0.log",
+            "g2-r0.log.1.tmp",
+            "notes.txt",
+            "gx-r0.log",
+        ];
+        for f in files {
+            std::fs::write(dir.path().join(f), "x").unwrap();
+        }
+        assert_eq!(remove_older_generations(dir.path(), 3), 4);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "g10-r0.log",
+                "g2-r0.log.1.tmp",
+                "g3-r0.log",
+                "g3-r0.log.1",
+                "gx-r0.log",
+                "notes.txt"
+            ]
+        );
+        assert_eq!(remove_older_generations(&dir.path().join("gone"), 3), 0);
+        assert_eq!(log_generation(&replica_log_name(7, 2)), Some(7));
+        remove_log_dir(dir.path());
+        assert!(!dir.path().exists());
+        remove_log_dir(dir.path());
+    }
 
     #[test]
     fn a_log_past_its_limit_is_copied_to_dot_1_and_truncated_under_its_writer() {

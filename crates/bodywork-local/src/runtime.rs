@@ -250,6 +250,7 @@ impl Resources for LocalRuntime {
             })?
             .ok_or_else(not_found)?;
         self.inner.home.remove_run_logs(&deleted.runs);
+        crate::logfiles::remove_log_dir(&self.inner.home.namespace_logs(namespace));
         let mut lines =
             words::deleted_contents(namespace, &services, deleted.secrets, deleted.cron_jobs);
         // Workflow runs are recorded on this runtime only.

@@ -378,12 +378,8 @@ impl ServiceManager {
 
     fn replica_log(&self, namespace: &str, service: &str, generation: i64, index: u32) -> PathBuf {
         self.home
-            .root()
-            .join("logs")
-            .join("services")
-            .join(namespace)
-            .join(service)
-            .join(format!("g{generation}-r{index}.log"))
+            .service_logs(namespace, service)
+            .join(crate::logfiles::replica_log_name(generation, index))
     }
 
     /// Make sure the service's cluster address listens on `port`.

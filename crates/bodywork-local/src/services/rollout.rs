@@ -335,6 +335,7 @@ impl ServiceManager {
         let store = self.store.clone();
         let table = self.table.clone();
         let checkouts = self.home.root().join("checkouts");
+        let logs = self.home.service_logs(&svc.namespace, &svc.name);
         tokio::spawn(async move {
             let deadline = Instant::now() + DRAIN_TIMEOUT;
             for r in &old {
@@ -351,6 +352,11 @@ impl ServiceManager {
             }
             let _ =
                 store.with(|s| s.delete_replicas(&svc.namespace, &svc.name, Some(old_generation)));
+            // The generation just stopped keeps its logs; older ones go.
+            let _ = tokio::task::spawn_blocking(move || {
+                crate::logfiles::remove_older_generations(&logs, old_generation)
+            })
+            .await;
             if let Some(dir) = old_checkout {
                 remove_checkout_if_unused(&store, &table, &checkouts, &dir);
             }
@@ -400,6 +406,7 @@ impl ServiceManager {
             let checkouts = self.home.root().join("checkouts");
             remove_checkout_if_unused(&self.store, &self.table, &checkouts, &dir);
         }
+        crate::logfiles::remove_log_dir(&self.home.service_logs(namespace, name));
         Ok(())
     }
 }
