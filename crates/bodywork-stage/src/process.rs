@@ -225,16 +225,30 @@ fn is_reaper(pid: u32) -> bool {
 /// given up to 10 s to exit (it cannot clean up once SIGKILLed); then
 /// SIGKILL goes to the group, as without a reaper. Blocks while it waits.
 pub fn end_tree(id: ProcessId) {
-    if is_running(id) && is_reaper(id.pid) {
+    end_trees(&[id]);
+}
+
+/// [`end_tree`] for several stage processes at once: every reaper is asked
+/// first and all are waited for together, so ending many takes at most the
+/// 10 s one may take, not 10 s each.
+pub fn end_trees(ids: &[ProcessId]) {
+    let reapers: Vec<ProcessId> = ids
+        .iter()
+        .copied()
+        .filter(|id| is_running(*id) && is_reaper(id.pid))
+        .collect();
+    for id in &reapers {
         if let Ok(pid) = i32::try_from(id.pid) {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), crate::reaper::END_TREE);
         }
-        let until = Instant::now() + REAPER_LIMIT;
-        while is_running(id) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(5));
-        }
     }
-    kill_group(id.pid, Signal::SIGKILL);
+    let until = Instant::now() + REAPER_LIMIT;
+    while reapers.iter().any(|id| is_running(*id)) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for id in ids {
+        kill_group(id.pid, Signal::SIGKILL);
+    }
 }
 
 /// [`end_tree`] off the async workers.
@@ -421,6 +435,36 @@ mod tests {
             start_time: start_time(std::process::id()),
         };
         assert!(is_running(me) && is_alive(me));
+    }
+
+    #[test]
+    fn end_trees_ends_every_group_given() {
+        use std::os::unix::process::CommandExt;
+        let mut leaders = Vec::new();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            // A leader and a child in a group of their own.
+            let child = std::process::Command::new("sh")
+                .args(["-c", "sleep 60 & wait"])
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            ids.push(ProcessId {
+                pid: child.id(),
+                start_time: start_time(child.id()),
+            });
+            leaders.push(child);
+        }
+        // Each group got SIGKILL (so its leader did).
+        end_trees(&ids);
+        for mut leader in leaders {
+            let status = leader.wait().unwrap();
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&status),
+                Some(9)
+            );
+        }
+        end_trees(&[]);
     }
 
     #[tokio::test]

@@ -331,7 +331,8 @@ async fn start_gateway(daemon: &Arc<Daemon>) {
 fn recover(store: &Store) {
     match store.running_attempts() {
         Ok(attempts) => {
-            for a in attempts {
+            let mut leftovers = Vec::new();
+            for a in &attempts {
                 if let Some(pid) = a.pid {
                     let id = ProcessId {
                         pid,
@@ -339,9 +340,13 @@ fn recover(store: &Store) {
                     };
                     if process::is_alive(id) {
                         tracing::warn!(target: "daemon", "stopping leftover process {pid} of run {} stage {}", a.run_id, a.stage);
-                        process::end_tree(id);
+                        leftovers.push(id);
                     }
                 }
+            }
+            // All at once: each may take its reaper up to 10 s.
+            process::end_trees(&leftovers);
+            for a in attempts {
                 let _ = store.finish_attempt(
                     a.id,
                     AttemptStatus::Failed,

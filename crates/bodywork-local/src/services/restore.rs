@@ -256,6 +256,7 @@ impl ServiceManager {
 /// pid and start time), log each, and delete their records. Returns how
 /// many records were deleted.
 fn stop_leftovers(store: &SharedStore, rows: &[ReplicaRow], why: &str) -> usize {
+    let mut alive = Vec::new();
     for r in rows {
         let what = format!(
             "replica {} (generation {}) of service={} in namespace={}, {why}",
@@ -268,8 +269,8 @@ fn stop_leftovers(store: &SharedStore, rows: &[ReplicaRow], why: &str) -> usize 
                     start_time: Some(start_time),
                 };
                 if process::is_alive(id) {
-                    process::end_tree(id);
-                    tracing::warn!(target: "services", "stopped {what}: process {pid} and its group");
+                    alive.push(id);
+                    tracing::warn!(target: "services", "stopping {what}: process {pid} and its group");
                 } else {
                     tracing::warn!(target: "services", "forgot {what}: process {pid} had already ended");
                 }
@@ -279,6 +280,8 @@ fn stop_leftovers(store: &SharedStore, rows: &[ReplicaRow], why: &str) -> usize 
             (None, _) => tracing::warn!(target: "services", "forgot {what}: it had no process"),
         }
     }
+    // All at once: each may take its reaper up to 10 s.
+    process::end_trees(&alive);
     let mut keys: Vec<_> = rows
         .iter()
         .map(|r| (r.namespace.as_str(), r.service.as_str(), r.generation))
