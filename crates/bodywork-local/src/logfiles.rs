@@ -16,8 +16,10 @@
 //! write to these files through descriptors opened with `O_APPEND`, which
 //! survive a daemon restart, so the file cannot be renamed under them. Its
 //! content is copied to `FILE.1` (replacing the older part) and it is
-//! truncated; the writers carry on at its new end. Lines written between
-//! the copy and the truncation (a few milliseconds) are lost.
+//! truncated; the writers carry on at its new end. What was written
+//! during the copy is copied too, until a look finds nothing new; a line
+//! written between that last look and the truncation (microseconds) is
+//! lost.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -59,12 +61,22 @@ pub fn rotate_if_larger(path: &Path, max: u64) -> std::io::Result<bool> {
     // Copied whole before it takes the place of the older part.
     let mut partial = rotated(path).into_os_string();
     partial.push(".tmp");
-    std::fs::copy(path, &partial)?;
+    let mut from = std::fs::File::open(path)?;
+    let mut to = std::fs::File::create(&partial)?;
+    let live = std::fs::OpenOptions::new().write(true).open(path)?;
+    // Copy to the end, then what was written meanwhile, until nothing
+    // was (or, against a writer faster than the copy, 100 rounds): the
+    // truncation follows the last look at once.
+    let mut copied = 0;
+    for _ in 0..100 {
+        copied += std::io::copy(&mut from, &mut to)?;
+        if live.metadata()?.len() <= copied {
+            break;
+        }
+    }
+    live.set_len(0)?;
+    drop(to);
     std::fs::rename(&partial, rotated(path))?;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)?
-        .set_len(0)?;
     Ok(true)
 }
 
