@@ -570,17 +570,23 @@ fn create_deployment_dry_run_on_kubernetes_plans_the_projects_own_namespace() {
     let home = TestHome::new().with_env("KUBECONFIG", "/nonexistent/kubeconfig");
     let project =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/train-and-serve");
-    let run = home.ok(&[
-        "--runtime",
-        "kubernetes",
-        "create",
-        "deployment",
-        project.to_str().expect("UTF-8"),
-        "--dry-run",
-    ]);
+    let project = project.to_str().expect("UTF-8");
+    let dry_run = |more: &[&str]| {
+        let mut args = vec!["--runtime", "kubernetes", "create", "deployment", project];
+        args.extend_from_slice(more);
+        args.push("--dry-run");
+        home.ok(&args)
+    };
+    let run = dry_run(&[]);
     assert!(
         run.stdout.contains("namespace: bodywork-train-and-serve"),
         "{run}"
+    );
+    assert!(!run.stderr.contains("secrets of group"), "{run}");
+    // With a group, the plan says it would be copied first.
+    dry_run(&["--group", "prod"]).expect_output(
+        "the secrets of group=prod (in namespace=bodywork-deployment-jobs) would be copied \
+         into namespace=bodywork-train-and-serve",
     );
     assert!(home.daemon_pid().is_none(), "no daemon was started");
 }

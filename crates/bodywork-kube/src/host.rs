@@ -81,6 +81,15 @@ pub async fn dry_run(
             "{dir} is on this machine: containers in the cluster cannot fetch it; push it and give its Git URL to deploy"
         ));
     }
+    // The group copy is no manifest of the project's: said, as a run does it.
+    if let Some(group) = opts.secrets_group.as_ref().or(plan.secrets_group.as_ref()) {
+        notes.push(format!(
+            "before any stage starts, the secrets of group={group} (in namespace={}) would be \
+             copied into namespace={}; --dry-run does not read them",
+            bodywork_runtime::groups::GROUPS_NAMESPACE,
+            plan.namespace
+        ));
+    }
     let (manifests, note) = plan_manifests(&plan, image);
     notes.extend(note);
     Ok(DryRun { notes, manifests })
