@@ -229,6 +229,23 @@ fn the_serve_model_readme_commands_deploy_list_and_delete() {
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();
     insta::assert_snapshot!("get_deployments_table", masked.join("\n"));
+    // bodywork get deployment NAME SERVICE: its fields, as Bodywork 3 shows them.
+    let fields = home.ok(&[
+        "get",
+        "deployment",
+        "bodywork-serve-model-project",
+        "scoring-service",
+    ]);
+    let masked: Vec<String> = fields
+        .stdout
+        .replace(doc[0]["url"].as_str().expect("a URL"), "<service-url>")
+        .replace(&url, "<repo>")
+        .replace(doc[0]["commit"].as_str().expect("a commit"), "<commit>")
+        .replace(doc[0]["deployed"].as_str().expect("a time"), "<deployed>")
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    insta::assert_snapshot!("get_deployment_service_fields", masked.join("\n"));
     home.run(&["get", "deployment", "bodywork-serve-model-project", "nope"])
         .expect_code(1);
 

@@ -71,7 +71,9 @@ async fn deployed(
 }
 
 /// Bodywork 3's `get deployment(s) [NAME [SERVICE]] [--namespace NS]`: one
-/// row a service, named `DEPLOYMENT/SERVICE` as Bodywork 3 names them.
+/// row a service, named `DEPLOYMENT/SERVICE` as Bodywork 3 names them; one
+/// service named, its fields one a line under that name, as Bodywork 3
+/// shows it.
 pub fn display_deployments(global: &GlobalArgs, args: &GetDeploymentArgs) -> Outcome {
     let namespace = match super::checked_optional("namespace", args.namespace.as_deref()) {
         Ok(ns) => ns,
@@ -80,6 +82,7 @@ pub fn display_deployments(global: &GlobalArgs, args: &GetDeploymentArgs) -> Out
     let (name, service, format) = (args.name.clone(), args.service.clone(), global.output);
     with_control(global, None, async move |cp| {
         let services = deployed(cp, namespace.as_deref(), name.as_deref()).await?;
+        let one = name.is_some() && service.is_some();
         let services = match (&name, &service) {
             (Some(deployment), Some(service)) => only_named(
                 services,
@@ -99,6 +102,9 @@ pub fn display_deployments(global: &GlobalArgs, args: &GetDeploymentArgs) -> Out
         if services.is_empty() && format == OutputFormat::Table {
             println!("No deployments found");
             return Ok(Outcome::Success);
+        }
+        if let (true, OutputFormat::Table, [s]) = (one, format, services.as_slice()) {
+            return printed(print_deployment_fields(s));
         }
         printed(print_deployments(format, &services))
     })
@@ -127,6 +133,32 @@ pub fn delete_deployment(global: &GlobalArgs, args: &DeleteDeploymentArgs) -> Ou
         }
         println!("deployment={name} deleted");
         Ok(Outcome::Success)
+    })
+}
+
+/// One service of a deployment: its name (`DEPLOYMENT/SERVICE`), then a
+/// FIELD / VALUE table.
+fn print_deployment_fields(s: &ServiceStatus) -> std::io::Result<()> {
+    use std::io::Write;
+    writeln!(std::io::stdout(), "{}/{}", s.project, s.stage)?;
+    let rows = [
+        ("namespace", s.namespace.clone()),
+        ("service_url", s.url.clone()),
+        ("service_exposed", s.exposed.to_string()),
+        ("service_port", s.port.to_string()),
+        ("replicas", s.replicas.to_string()),
+        ("available_replicas", s.available_replicas.to_string()),
+        ("unavailable_replicas", s.unavailable_replicas.to_string()),
+        ("restarts", s.restarts.to_string()),
+        ("git_url", s.repo.clone()),
+        ("git_commit_hash", s.commit.clone()),
+        ("deployed", s.deployed.clone()),
+    ];
+    table::print(OutputFormat::Table, &rows, |rows: &[(&str, String); 11]| {
+        table::table(
+            &["field", "value"],
+            rows.iter().map(|(f, v)| vec![(*f).to_string(), v.clone()]),
+        )
     })
 }
 
