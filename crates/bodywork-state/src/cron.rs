@@ -229,7 +229,9 @@ impl Store {
     }
 
     /// Records that the scheduler has dealt with the scheduled time `at`
-    /// (started, caught up or skipped it).
+    /// (started, caught up or skipped it). It never moves back: an update
+    /// that made a new schedule count from a later time, between the
+    /// scheduler's look and this write, keeps its time.
     pub fn set_cron_last_scheduled(
         &self,
         namespace: &str,
@@ -239,7 +241,8 @@ impl Store {
         let changed = self
             .conn()?
             .execute(
-                "UPDATE cron_jobs SET last_scheduled = ?3 WHERE namespace = ?1 AND name = ?2",
+                "UPDATE cron_jobs SET last_scheduled = MAX(COALESCE(last_scheduled, ?3), ?3)
+                 WHERE namespace = ?1 AND name = ?2",
                 (namespace, name, ts_to_sql(at)),
             )
             .at(self)?;
@@ -638,6 +641,13 @@ mod tests {
                 .expect("job")
                 .created
         );
+        // The scheduler's write of a time it found due before the update
+        // does not move the new schedule's start back.
+        store
+            .set_cron_last_scheduled("ns", "nightly", &at(20))
+            .expect("last");
+        let job = store.get_cron_job("ns", "nightly").expect("get");
+        assert_eq!(job.and_then(|j| j.last_scheduled), Some(at(30)));
         // ... never earlier than a time already dealt with.
         changed.timezone = None;
         let row = store
