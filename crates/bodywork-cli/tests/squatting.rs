@@ -61,10 +61,12 @@ server.serve_forever()
 const SQUATTER: &str = r#"
 import socket, sys, threading
 host, port, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 if sys.argv[4:] == ["reuseport"]:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+if sys.argv[4:] == ["v6only"]:
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
 s.bind((host, port))
 s.listen(64)
 print(s.getsockname()[1], flush=True)
@@ -101,7 +103,8 @@ impl Squatter {
         Squatter::start_with(host, port, log, &[])
     }
 
-    /// The same, with more arguments (`reuseport`: with `SO_REUSEPORT`).
+    /// The same, with more arguments (`reuseport`: with `SO_REUSEPORT`;
+    /// `v6only`, on `::`: with `IPV6_V6ONLY`).
     fn start_with(host: &str, port: u16, log: &Path, more: &[&str]) -> Squatter {
         let script = log.with_extension("py");
         std::fs::write(&script, SQUATTER).expect("write the squatter");
@@ -384,6 +387,23 @@ fn a_squatter_on_the_wildcard_port_fails_the_deploy_naming_it_and_leaves_no_repl
         .expect_output("not by replica web--web/1");
     no_replica_left(pids, "v3");
     all_from(&only_the_service_answers(home, ns, &[&squatter]), &v2);
+}
+
+#[test]
+fn an_ipv6_only_listener_on_the_port_holds_no_pod_address() {
+    // As nginx's `listen [::]:80` does: it takes IPv6 connections only, so
+    // the replicas bind their pod addresses on that port and serve.
+    if std::fs::read_to_string("/proc/net/tcp6").is_err() {
+        return; // No IPv6 here.
+    }
+    let f = Fixture::new("v6only");
+    let (ns, project, pids, home) = (f.ns, &f.project, &f.pids, &f.home);
+    let v6 = Squatter::start_with("::", 0, &project.scratch("v6.log"), &["v6only"]);
+    f.write("v1", 2, v6.port, 60);
+    home.ok(&["workflow", project.arg()]);
+    assert_eq!(available(home, ns), 2);
+    let v1 = started_pids(pids, "v1");
+    all_from(&only_the_service_answers(home, ns, &[&v6]), &v1);
 }
 
 /// `(pid, pod address, port)` of each replica of the deployed generation

@@ -71,14 +71,19 @@ fn parse_address(text: &str) -> Option<SocketAddr> {
 }
 
 /// Would a socket listening on `local` take connections to `target`? Its
-/// own address, the IPv4 wildcard, the IPv6 wildcard (which takes IPv4
-/// too unless `IPV6_V6ONLY`, which `/proc` does not show: counted as
-/// taking them) and the IPv4-mapped form of `target`.
-pub fn takes_connections_to(local: SocketAddr, target: SocketAddrV4) -> bool {
+/// own address, the IPv4 wildcard, the IPv4-mapped form of `target`, and
+/// the IPv6 wildcard when `v6_wildcard_takes_ipv4` (it does unless
+/// `IPV6_V6ONLY`, which `/proc` does not show: see [`decide_here`]).
+pub fn takes_connections_to(
+    local: SocketAddr,
+    target: SocketAddrV4,
+    v6_wildcard_takes_ipv4: bool,
+) -> bool {
     local.port() == target.port()
         && match local.ip() {
             IpAddr::V4(ip) => ip == *target.ip() || ip.is_unspecified(),
-            IpAddr::V6(ip) => ip.is_unspecified() || ip.to_ipv4_mapped() == Some(*target.ip()),
+            IpAddr::V6(ip) if ip.is_unspecified() => v6_wildcard_takes_ipv4,
+            IpAddr::V6(ip) => ip.to_ipv4_mapped() == Some(*target.ip()),
         }
 }
 
@@ -96,11 +101,19 @@ pub enum Decision {
 /// The decision for `target`, given every socket (`entries`, any state)
 /// and the inodes of the sockets the process tree holds. With several
 /// sockets on one address and port (`SO_REUSEPORT`), or a wildcard one
-/// beside an exact one, every one of them must be the tree's.
-pub fn decide(entries: &[Entry], target: SocketAddrV4, tree_inodes: &HashSet<u64>) -> Decision {
+/// beside an exact one, every one of them must be the tree's. Sockets on
+/// the IPv6 wildcard count only when `v6_wildcard_takes_ipv4`.
+pub fn decide(
+    entries: &[Entry],
+    target: SocketAddrV4,
+    tree_inodes: &HashSet<u64>,
+    v6_wildcard_takes_ipv4: bool,
+) -> Decision {
     let mut listening = entries
         .iter()
-        .filter(|e| e.state == LISTEN && takes_connections_to(e.local, target))
+        .filter(|e| {
+            e.state == LISTEN && takes_connections_to(e.local, target, v6_wildcard_takes_ipv4)
+        })
         .peekable();
     if listening.peek().is_none() {
         return Decision::NotListening;
@@ -327,20 +340,53 @@ fn holder(entry: &Entry) -> Holder {
     }
 }
 
+/// Where [`v6_wildcards_are_v6only`] tries a bind: an IPv4 address outside
+/// every pod and cluster address block (`127.B.128.N`, `127.B.0.N`).
+const PROBE_ADDRESS: Ipv4Addr = Ipv4Addr::new(127, 254, 254, 254);
+
+/// Whether the IPv6 wildcard sockets on `port` take no IPv4 connections
+/// (all `IPV6_V6ONLY`): an IPv4 address nobody uses can then be bound on
+/// that port, which a dual-stack one refuses (`EADDRINUSE`). The probe
+/// socket is bound without `SO_REUSEADDR`, never listens, and is closed at
+/// once. `false` when in doubt.
+pub fn v6_wildcards_are_v6only(port: u16) -> bool {
+    let Ok(probe) = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None) else {
+        return false;
+    };
+    probe
+        .bind(&SocketAddr::from((PROBE_ADDRESS, port)).into())
+        .is_ok()
+}
+
+/// [`decide`] on this machine: a foreign socket on the IPv6 wildcard is
+/// tried ([`v6_wildcards_are_v6only`]) before it counts, so an IPv6-only
+/// listener (as nginx's `listen [::]:80` makes) holds no pod address.
+fn decide_here(entries: &[Entry], target: SocketAddrV4, tree_inodes: &HashSet<u64>) -> Decision {
+    match decide(entries, target, tree_inodes, true) {
+        Decision::Foreign(e)
+            if e.local.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+                && v6_wildcards_are_v6only(target.port()) =>
+        {
+            decide(entries, target, tree_inodes, false)
+        }
+        decision => decision,
+    }
+}
+
 /// Whose are the sockets listening for `target`: the tree of `root` (see
 /// [`tree`]) only, or someone else too (named), from the socket tables and
 /// the process table as read at most `max_age` ago. Blocking (reads `/proc`).
 pub fn ownership(target: SocketAddrV4, root: u32, max_age: Duration) -> std::io::Result<Ownership> {
     let entries = tcp_sockets(max_age)?;
     // Nothing to look up when nothing listens there.
-    if decide(&entries, target, &HashSet::new()) == Decision::NotListening {
+    if decide_here(&entries, target, &HashSet::new()) == Decision::NotListening {
         return Ok(Ownership::NotListening);
     }
     let tree_inodes: HashSet<u64> = tree(&processes(max_age), root)
         .into_iter()
         .flat_map(socket_inodes)
         .collect();
-    Ok(match decide(&entries, target, &tree_inodes) {
+    Ok(match decide_here(&entries, target, &tree_inodes) {
         Decision::NotListening => Ownership::NotListening,
         Decision::Ours => Ownership::Ours,
         Decision::Foreign(entry) => Ownership::Foreign(Held {
@@ -354,7 +400,7 @@ pub fn ownership(target: SocketAddrV4, root: u32, max_age: Duration) -> std::io:
 /// Who listens for `target`, if anyone does (for a bind that failed).
 pub fn listener_of(target: SocketAddrV4) -> Option<Held> {
     let entries = tcp_sockets(Duration::ZERO).ok()?;
-    match decide(&entries, target, &HashSet::new()) {
+    match decide_here(&entries, target, &HashSet::new()) {
         Decision::Foreign(entry) => Some(Held {
             listening_on: entry.local,
             inode: entry.inode,
@@ -446,10 +492,16 @@ mod tests {
             "[::ffff:127.10.128.2]:5000",
         ] {
             assert!(
-                takes_connections_to(local.parse().unwrap(), target),
+                takes_connections_to(local.parse().unwrap(), target, true),
                 "{local}"
             );
         }
+        // An IPv6-only wildcard takes none.
+        assert!(!takes_connections_to(
+            "[::]:5000".parse().unwrap(),
+            target,
+            false
+        ));
         for local in [
             "127.10.128.3:5000",
             "127.10.128.2:5001",
@@ -458,7 +510,7 @@ mod tests {
             "[::ffff:127.10.128.3]:5000",
         ] {
             assert!(
-                !takes_connections_to(local.parse().unwrap(), target),
+                !takes_connections_to(local.parse().unwrap(), target, true),
                 "{local}"
             );
         }
@@ -472,7 +524,7 @@ mod tests {
             listen("127.10.128.2:5000", 11),
         ];
         assert_eq!(
-            decide(&entries, target, &HashSet::from([10])),
+            decide(&entries, target, &HashSet::from([10]), true),
             Decision::Ours
         );
     }
@@ -483,7 +535,7 @@ mod tests {
         let mut closed = listen("127.10.128.1:5000", 0);
         closed.state = 0x06;
         assert_eq!(
-            decide(&[closed], target, &HashSet::new()),
+            decide(&[closed], target, &HashSet::new(), true),
             Decision::NotListening
         );
     }
@@ -493,7 +545,7 @@ mod tests {
         let target = v4("127.10.128.1:5000");
         let squatter = listen("127.10.128.1:5000", 66);
         assert_eq!(
-            decide(&[squatter], target, &HashSet::from([10])),
+            decide(&[squatter], target, &HashSet::from([10]), true),
             Decision::Foreign(squatter)
         );
     }
@@ -505,10 +557,62 @@ mod tests {
             let squatter = listen(wildcard, 66);
             let entries = [listen("127.10.128.1:5000", 10), squatter];
             assert_eq!(
-                decide(&entries, target, &HashSet::from([10])),
+                decide(&entries, target, &HashSet::from([10]), true),
                 Decision::Foreign(squatter)
             );
         }
+    }
+
+    #[test]
+    fn an_ipv6_only_wildcard_beside_the_replicas_own_listener_is_not_counted() {
+        let target = v4("127.10.128.1:5000");
+        let v6only = listen("[::]:5000", 66);
+        let entries = [listen("127.10.128.1:5000", 10), v6only];
+        assert_eq!(
+            decide(&entries, target, &HashSet::from([10]), false),
+            Decision::Ours
+        );
+        assert_eq!(
+            decide(&[v6only], target, &HashSet::new(), false),
+            Decision::NotListening
+        );
+    }
+
+    /// A listener on `[::]:0` with `IPV6_V6ONLY` as given; its port.
+    fn v6_wildcard_listener(v6only: bool) -> (socket2::Socket, u16) {
+        let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+        s.set_only_v6(v6only).unwrap();
+        s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)).into())
+            .unwrap();
+        s.listen(1).unwrap();
+        let port = s.local_addr().unwrap().as_socket().unwrap().port();
+        (s, port)
+    }
+
+    #[test]
+    fn the_probe_tells_an_ipv6_only_wildcard_from_a_dual_stack_one() {
+        if std::fs::read_to_string("/proc/net/tcp6").is_err() {
+            return; // No IPv6 on this machine: nothing listens on [::].
+        }
+        let (_only, port) = v6_wildcard_listener(true);
+        assert!(v6_wildcards_are_v6only(port));
+        let (_dual, port) = v6_wildcard_listener(false);
+        assert!(!v6_wildcards_are_v6only(port));
+        // And on this machine's tables: the dual-stack one holds the pod
+        // address, the IPv6-only one does not.
+        let target = SocketAddrV4::new(Ipv4Addr::new(127, 10, 128, 1), port);
+        let entries = tcp_sockets(Duration::ZERO).unwrap();
+        assert!(matches!(
+            decide_here(&entries, target, &HashSet::new()),
+            Decision::Foreign(_)
+        ));
+        let (_only, port) = v6_wildcard_listener(true);
+        let target = SocketAddrV4::new(Ipv4Addr::new(127, 10, 128, 1), port);
+        let entries = tcp_sockets(Duration::ZERO).unwrap();
+        assert_eq!(
+            decide_here(&entries, target, &HashSet::new()),
+            Decision::NotListening
+        );
     }
 
     #[test]
@@ -517,12 +621,12 @@ mod tests {
         let other = listen("127.10.128.1:5000", 11);
         let entries = [listen("127.10.128.1:5000", 10), other];
         assert_eq!(
-            decide(&entries, target, &HashSet::from([10])),
+            decide(&entries, target, &HashSet::from([10]), true),
             Decision::Foreign(other)
         );
         // Two workers of the replica, both with their own socket: ours.
         assert_eq!(
-            decide(&entries, target, &HashSet::from([10, 11])),
+            decide(&entries, target, &HashSet::from([10, 11]), true),
             Decision::Ours
         );
     }
@@ -532,7 +636,7 @@ mod tests {
         let target = v4("127.10.128.1:5000");
         let entries = [listen("0.0.0.0:5000", 10)];
         assert_eq!(
-            decide(&entries, target, &HashSet::from([10])),
+            decide(&entries, target, &HashSet::from([10]), true),
             Decision::Ours
         );
     }
