@@ -13,6 +13,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -198,6 +199,10 @@ fn worker(
     });
 }
 
+/// How long a connection accepted before a shutdown, whose first request
+/// has not been read yet, is given for it to arrive.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -205,7 +210,10 @@ async fn serve_connection(
     http: http1::Builder,
     stop: CancellationToken,
 ) {
+    let started = Arc::new(AtomicBool::new(false));
+    let seen = started.clone();
     let service = service_fn(move |req| {
+        seen.store(true, Ordering::Release);
         let gateway = gateway.clone();
         async move { Ok::<_, Infallible>(gateway.handle(req, peer).await) }
     });
@@ -214,8 +222,28 @@ async fn serve_connection(
     let served = tokio::select! {
         served = conn.as_mut() => served,
         () = stop.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+            // A graceful shutdown closes a connection at once when no
+            // request is under way: one accepted just before the stop,
+            // whose request is still on its way or unread, would be closed
+            // unanswered (as a daemon handing over saw). It gets a moment
+            // for that first request, which is then answered.
+            let grace = tokio::time::sleep(FIRST_REQUEST_GRACE);
+            tokio::pin!(grace);
+            let mut ended = None;
+            while ended.is_none() && !started.load(Ordering::Acquire) && !grace.is_elapsed() {
+                tokio::select! {
+                    served = conn.as_mut() => ended = Some(served),
+                    () = &mut grace => {}
+                    () = tokio::time::sleep(Duration::from_millis(5)) => {}
+                }
+            }
+            match ended {
+                Some(served) => served,
+                None => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            }
         }
     };
     if let Err(err) = served {

@@ -521,6 +521,33 @@ async fn shutdown_stops_the_listener_and_lets_requests_in_flight_finish() {
 }
 
 #[tokio::test]
+async fn a_connection_accepted_before_shutdown_gets_its_first_request_answered() {
+    // As when a daemon hands over: the client has connected (the old
+    // gateway accepted it) but its request arrives after the shutdown.
+    use tokio::io::AsyncReadExt;
+    let a = upstream("a").await;
+    let gw = gateway_with("ns", "web", &[a]).await;
+    let mut client = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    // Accepted and handed to a worker.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    client
+        .write_all(b"GET /ns/web/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.contains(r#""replica":"a""#), "{answer:?}");
+    tokio::time::timeout(Duration::from_secs(5), gw.task)
+        .await
+        .expect("serve_gateway returns after shutdown")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
 async fn connection_header_named_headers_are_not_forwarded() {
     let a = upstream("a").await;
     let gw = gateway_with("ns", "web", &[a]).await;
