@@ -13,7 +13,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -26,7 +25,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
@@ -210,10 +209,11 @@ async fn serve_connection(
     http: http1::Builder,
     stop: CancellationToken,
 ) {
-    let started = Arc::new(AtomicBool::new(false));
+    // Holds a permit once a request has started on this connection.
+    let started = Arc::new(Notify::new());
     let seen = started.clone();
     let service = service_fn(move |req| {
-        seen.store(true, Ordering::Release);
+        seen.notify_one();
         let gateway = gateway.clone();
         async move { Ok::<_, Infallible>(gateway.handle(req, peer).await) }
     });
@@ -227,16 +227,11 @@ async fn serve_connection(
             // whose request is still on its way or unread, would be closed
             // unanswered (as a daemon handing over saw). It gets a moment
             // for that first request, which is then answered.
-            let grace = tokio::time::sleep(FIRST_REQUEST_GRACE);
-            tokio::pin!(grace);
-            let mut ended = None;
-            while ended.is_none() && !started.load(Ordering::Acquire) && !grace.is_elapsed() {
-                tokio::select! {
-                    served = conn.as_mut() => ended = Some(served),
-                    () = &mut grace => {}
-                    () = tokio::time::sleep(Duration::from_millis(5)) => {}
-                }
-            }
+            let ended = tokio::select! {
+                served = conn.as_mut() => Some(served),
+                () = started.notified() => None,
+                () = tokio::time::sleep(FIRST_REQUEST_GRACE) => None,
+            };
             match ended {
                 Some(served) => served,
                 None => {
