@@ -7,7 +7,8 @@
 //!
 //! Limits, checked before anything is parsed so that no file can make
 //! loading slow: [`MAX_CONFIG_BYTES`] per file, [`MAX_YAML_DEPTH`] levels of
-//! nesting in YAML, [`MAX_INI_SECTIONS`] sections and [`MAX_INI_KEYS`] keys
+//! nesting in YAML, [`MAX_YAML_EXPANDED`] bytes of YAML once its aliases are
+//! expanded, [`MAX_INI_SECTIONS`] sections and [`MAX_INI_KEYS`] keys
 //! in an INI file, [`MAX_DAG_STAGES`] stages in a DAG. Each breach is one
 //! problem (with its line where the file was not parsed).
 //!
@@ -36,4 +37,4 @@ pub use load::{INI_FILE, LoadOptions, Loaded, YAML_FILE, load_project};
 pub use model::{BatchConfig, Format, LogLevel, Project, ServiceConfig, Stage, StageKind};
 pub use names::dns1123;
 pub use problem::{Problem, Severity};
-pub use yaml::MAX_YAML_DEPTH;
+pub use yaml::{MAX_YAML_DEPTH, MAX_YAML_EXPANDED};

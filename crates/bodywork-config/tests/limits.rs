@@ -6,7 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use bodywork_config::{
-    LoadOptions, Loaded, MAX_CONFIG_BYTES, MAX_INI_SECTIONS, MAX_YAML_DEPTH, load_project,
+    LoadOptions, Loaded, MAX_CONFIG_BYTES, MAX_INI_SECTIONS, MAX_YAML_DEPTH, MAX_YAML_EXPANDED,
+    load_project,
 };
 
 const STAGE: &str = "stages:\n  s:\n    executable_module_path: s.py\n    batch: {max_completion_time_seconds: 5, retries: 0}\n";
@@ -151,4 +152,28 @@ fn a_config_ini_with_many_sections_is_one_error() {
             3 + MAX_INI_SECTIONS
         )
     );
+}
+
+/// The alias bomb: one 900 KB string anchored and aliased 5,000 times in a
+/// list, a 920 KB file under the size cap, 4.5 GB once expanded.
+#[test]
+fn an_alias_bomb_is_refused_before_it_is_expanded() {
+    let mut yaml = project_with(&format!("&big \"{}\"", "x".repeat(900_000)));
+    yaml.push_str("bomb:\n");
+    for _ in 0..5_000 {
+        yaml.push_str("  - *big\n");
+    }
+    assert!((yaml.len() as u64) < MAX_CONFIG_BYTES);
+    assert_eq!(
+        one_error(&load_yaml(&yaml)),
+        "bodywork.yaml: invalid YAML: its aliases expand to more than 8 MiB"
+    );
+    assert_eq!(MAX_YAML_EXPANDED, 8 << 20);
+}
+
+#[test]
+fn anchors_shared_between_stages_still_load() {
+    let yaml = "version: \"1.1\"\npipeline:\n  name: shared\n  DAG: s >> t\nbatch: &b {max_completion_time_seconds: 5, retries: 0}\nstages:\n  s:\n    executable_module_path: s.py\n    batch: *b\n  t:\n    executable_module_path: s.py\n    batch: *b\n";
+    let loaded = load_yaml(yaml);
+    assert!(loaded.project.is_some(), "{:?}", rendered(&loaded));
 }

@@ -15,6 +15,7 @@
 //! `--check-files`, look for executables).
 
 mod depth;
+mod expansion;
 mod reader;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,8 @@ use crate::names;
 use crate::problem::{Problem, found};
 use crate::values;
 pub use depth::MAX_YAML_DEPTH;
+pub use expansion::MAX_YAML_EXPANDED;
+use expansion::{Expansion, check_expansion};
 use reader::{describe, get, scalar, self_trim, strip_marks};
 
 /// The image used when `docker_image` is not given.
@@ -72,6 +75,18 @@ pub(crate) fn load(ctx: &mut Ctx<'_>, file: &str) -> Option<Project> {
             )
             .at_line(at.line),
         );
+        return None;
+    }
+    // Before the value is built, which copies what each alias stands for.
+    if check_expansion(&text, MAX_YAML_EXPANDED) == Err(Expansion::TooLarge) {
+        ctx.problems.push(Problem::error(
+            file,
+            "",
+            format!(
+                "invalid YAML: its aliases expand to more than {} MiB",
+                MAX_YAML_EXPANDED >> 20
+            ),
+        ));
         return None;
     }
     let doc: Value = match serde_norway::from_str(&text) {
