@@ -424,6 +424,10 @@ pub struct DaemonArgs {
     /// Show whether the daemon is running.
     #[arg(long)]
     pub status: bool,
+    /// Run the control plane itself, under the supervisor that plain
+    /// `bodywork daemon` is (never typed by a user).
+    #[arg(long, hide = true, conflicts_with_all = ["status", "stop", "restart"])]
+    pub worker: bool,
 }
 
 #[derive(Debug, Args)]

@@ -21,6 +21,9 @@ pub enum Outcome {
     Failure,
     /// Exit 2: a usage problem (also what clap uses for bad arguments).
     Usage,
+    /// Exit 3, from `bodywork daemon --worker` to its supervisor only: the
+    /// daemon could not start, and starting it again would not help.
+    DaemonStartFailed,
 }
 
 impl From<Outcome> for ExitCode {
@@ -29,6 +32,9 @@ impl From<Outcome> for ExitCode {
             Outcome::Success => ExitCode::SUCCESS,
             Outcome::Failure => ExitCode::from(1),
             Outcome::Usage => ExitCode::from(2),
+            Outcome::DaemonStartFailed => {
+                ExitCode::from(bodywork_local::supervisor::EXIT_START_FAILED)
+            }
         }
     }
 }

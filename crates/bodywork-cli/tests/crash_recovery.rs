@@ -155,13 +155,10 @@ fn kill_the_daemon_while_slow_replicas_start(
     (pids, guard)
 }
 
-/// `kill -9` of the home's daemon; returns once it is gone.
+/// `kill -9` of the home's daemon and its supervisor (so none comes back
+/// until a command starts one); returns once both are gone.
 fn kill_the_daemon(home: &TestHome) {
-    let daemon = home.daemon_pid().expect("daemon pid");
-    common::kill(daemon, "KILL");
-    wait_for("the daemon to die", Duration::from_secs(10), || {
-        !common::is_alive(daemon as u32)
-    });
+    home.kill_daemon_for_good();
 }
 
 fn daemon_log(home: &TestHome) -> String {

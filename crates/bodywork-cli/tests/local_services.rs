@@ -412,6 +412,7 @@ fn an_upgraded_cli_has_the_old_daemon_hand_over_without_dropping_a_request() {
 /// processes. Returns the old daemon's pid.
 fn hand_over_under_load(home: &TestHome, ns: &str, service: &str, switch: impl FnOnce()) -> i32 {
     let old = home.daemon_pid().expect("daemon pid");
+    let old_supervisor = home.supervisor_pid().expect("its supervisor");
     let pids = replica_pids(home, ns, service);
     let gateway = home.gateway();
     let load = Load::start(
@@ -432,6 +433,11 @@ fn hand_over_under_load(home: &TestHome, ns: &str, service: &str, switch: impl F
     assert_ne!(home.daemon_pid(), Some(old), "a new daemon");
     assert_eq!(home.gateway(), gateway, "the same gateway address");
     assert_eq!(replica_pids(home, ns, service), pids, "replicas adopted");
+    // The new daemon has a supervisor of its own; the old one retires.
+    assert!(home.supervisor_pid().is_some_and(|s| s != old_supervisor));
+    wait_for("the old supervisor to end", Duration::from_secs(20), || {
+        !common::is_alive(old_supervisor as u32)
+    });
     old
 }
 
@@ -817,4 +823,122 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
+}
+
+/// Issue 25, point 3: a daemon that dies comes back by itself. Nobody types
+/// a command: its supervisor starts a new one, which adopts the replicas,
+/// and the gateway's and the cluster addresses' listening sockets stay open
+/// meanwhile, so requests queue instead of failing. Only a request the dead
+/// daemon was carrying at that moment can fail: one per client at most.
+#[test]
+fn a_killed_daemon_comes_back_by_itself_and_requests_queue_meanwhile() {
+    let home = TestHome::new();
+    let ns = "phoenix";
+    let project = TestProject::new(&[("app/server.py", SERVER), ("app/caller.py", CALLER)]);
+    write_project(&project, &services_project(ns, "v1", 30, None));
+    home.ok(&["workflow", project.arg()]);
+    let pids = replica_pids(&home, ns, "svc-b");
+    let cluster = cluster_address(&home, ns, "svc-b");
+    let daemon = home.daemon_pid().expect("daemon pid");
+    let clients = 4;
+    let through_gateway = Load::start(
+        home.gateway(),
+        proxy_path(ns, "svc-b", ""),
+        clients,
+        Duration::from_secs(60),
+    );
+    let direct = Load::start(
+        format!("{cluster}:5000"),
+        "/".into(),
+        clients,
+        Duration::from_secs(60),
+    );
+    let served = |load: &Load| load.ok.load(Ordering::Relaxed);
+    wait_for("the load to be served", Duration::from_secs(20), || {
+        served(&through_gateway) > 20 && served(&direct) > 20
+    });
+
+    common::kill(daemon, "KILL");
+    wait_for("the daemon to die", Duration::from_secs(10), || {
+        !common::is_alive(daemon as u32)
+    });
+    let (gateway_before, direct_before) = (served(&through_gateway), served(&direct));
+    // Only files are read from here on: no bodywork command is typed.
+    wait_for(
+        "a new daemon, started by its supervisor",
+        Duration::from_secs(10),
+        || {
+            home.daemon_pid()
+                .is_some_and(|p| p != daemon && common::is_alive(p as u32))
+        },
+    );
+    wait_for("both paths to serve again", Duration::from_secs(10), || {
+        served(&through_gateway) > gateway_before + 20 && served(&direct) > direct_before + 20
+    });
+    for (path, load) in [("gateway", through_gateway), ("cluster address", direct)] {
+        let (ok, failed, _, failures) = load.finish();
+        assert!(
+            failed <= clients,
+            "{failed} of {} requests through the {path} failed: {failures:?}",
+            ok + failed
+        );
+    }
+    let log =
+        std::fs::read_to_string(home.root().join("logs").join("daemon.log")).unwrap_or_default();
+    assert!(
+        log.contains("was killed by SIGKILL; starting it again"),
+        "{log}"
+    );
+    assert_eq!(
+        replica_pids(&home, ns, "svc-b"),
+        pids,
+        "replicas were adopted, not restarted"
+    );
+
+    // Killed again, with a command typed at once: the command waits for the
+    // daemon its supervisor brings back, and starts no second one.
+    let daemon = home.daemon_pid().expect("daemon pid");
+    common::kill(daemon, "KILL");
+    let services = services_json(&home, ns);
+    assert_eq!(services.len(), 2, "{services:?}");
+    wait_for(
+        "one supervisor and one daemon",
+        Duration::from_secs(10),
+        || {
+            let (supervisors, workers) = daemon_processes(&home);
+            supervisors.len() == 1 && workers.len() == 1
+        },
+    );
+}
+
+/// The `bodywork daemon` processes of `home`: (supervisors, workers).
+fn daemon_processes(home: &TestHome) -> (Vec<u32>, Vec<u32>) {
+    let wanted = format!("BODYWORK_HOME={}", home.root().display());
+    let (mut supervisors, mut workers) = (Vec::new(), Vec::new());
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let (Ok(cmdline), Ok(environ)) = (
+            std::fs::read(entry.path().join("cmdline")),
+            std::fs::read(entry.path().join("environ")),
+        ) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let ours = environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes());
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        if !ours || zombie || args.get(1).is_none_or(|a| *a != b"daemon") {
+            continue;
+        }
+        if args.iter().any(|a| *a == b"--worker") {
+            workers.push(pid);
+        } else if args.len() <= 3 {
+            supervisors.push(pid);
+        }
+    }
+    (supervisors, workers)
 }

@@ -471,13 +471,9 @@ fn after_a_daemon_kill_a_replica_whose_address_was_squatted_is_not_counted_ready
     let (ns, project, home) = (f.ns, &f.project, &f.home);
     let (port, before) = f.deploy_on_a_free_port("v1", 3);
 
-    // The daemon dies; then replica 1 dies too, and replica 2 (still
+    // The daemon dies (its supervisor too); then replica 1 dies too, and replica 2 (still
     // running) closes its listening socket: squatters take both addresses.
-    let daemon = home.daemon_pid().expect("daemon pid");
-    common::kill(daemon, "KILL");
-    wait_for("the daemon to die", Duration::from_secs(10), || {
-        !common::is_alive(daemon as u32)
-    });
+    home.kill_daemon_for_good();
     let (gone, gone_address, _) = &before[0];
     common::kill(server_of(*gone) as i32, "KILL");
     wait_for("replica 1 to die", Duration::from_secs(10), || {

@@ -51,6 +51,16 @@ impl Home {
             .open(self.lock_file())
     }
 
+    /// The supervisor's single-instance lock (see `crate::supervisor`),
+    /// opened like [`Home::open_lock`].
+    pub fn open_supervisor_lock(&self) -> std::io::Result<std::fs::File> {
+        std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("supervisor.lock"))
+    }
+
     pub fn pid_file(&self) -> PathBuf {
         self.root.join("daemon.pid")
     }

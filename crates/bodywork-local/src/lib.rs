@@ -20,6 +20,7 @@ pub mod runtime;
 pub mod services;
 pub mod sockets;
 mod store;
+pub mod supervisor;
 mod time;
 
 use bodywork_stage::files;

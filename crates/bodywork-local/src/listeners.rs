@@ -7,14 +7,23 @@
 //! is up; then the old one stops accepting, lets its requests finish and
 //! exits. No connection is refused at any moment.
 //!
+//! The same sockets, and the CLI's Unix socket, are also sent to the
+//! daemon's supervisor (`crate::supervisor`) as they are opened, so that they
+//! stay open while a crashed daemon is started again.
+//!
 //! Owns: binding listeners (or taking inherited ones), keeping a duplicate
 //! of each so it can be handed on, and the descriptor bookkeeping of the
-//! hand-over. Must not: decide when to hand over (the daemon does).
+//! hand-over and of the supervisor. Must not: decide when to hand over (the
+//! daemon does).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
 use std::sync::Mutex;
+
+use crate::supervisor;
 
 /// The environment variable naming inherited listeners: `ADDR=FD,...`.
 pub const INHERITED_ENV: &str = "BODYWORK_INHERITED_LISTENERS";
@@ -25,6 +34,8 @@ pub const INHERITED_ENV: &str = "BODYWORK_INHERITED_LISTENERS";
 pub struct Listeners {
     inherited: Mutex<HashMap<SocketAddr, TcpListener>>,
     open: Mutex<HashMap<SocketAddr, TcpListener>>,
+    /// This daemon's end of the socket pair to its supervisor, if it has one.
+    supervisor: Option<OwnedFd>,
 }
 
 impl Listeners {
@@ -33,7 +44,13 @@ impl Listeners {
     /// left alone). The variable may reach this daemon's children; the
     /// descriptors do not (they are made close-on-exec again).
     pub fn inherit() -> Listeners {
-        let listeners = Listeners::default();
+        let listeners = Listeners {
+            supervisor: std::env::var(supervisor::SUPERVISOR_FD_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .and_then(adopt_channel),
+            ..Listeners::default()
+        };
         let Some(value) = std::env::var_os(INHERITED_ENV) else {
             return listeners;
         };
@@ -71,16 +88,54 @@ impl Listeners {
         };
         listener.set_nonblocking(true)?;
         let keep = listener.try_clone()?;
+        self.tell_supervisor(&addr.to_string(), Some(keep.as_raw_fd()));
         if let Ok(mut open) = self.open.lock() {
             open.insert(addr, keep);
         }
         tokio::net::TcpListener::from_std(listener)
     }
 
+    /// The CLI's listening Unix socket at `path`: the one the supervisor
+    /// kept open across a crash if there is one, else a new one (a file left
+    /// at `path` by a daemon that died unsupervised is replaced).
+    pub fn control(&self, path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+        let kept = std::env::var(supervisor::CONTROL_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .and_then(adopt_unix_fd)
+            .filter(|l| {
+                l.local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+                    .is_some_and(|p| p == path)
+            });
+        let listener = match kept {
+            Some(listener) => listener,
+            None => {
+                let _ = std::fs::remove_file(path);
+                UnixListener::bind(path)?
+            }
+        };
+        listener.set_nonblocking(true)?;
+        self.tell_supervisor(supervisor::CONTROL_KEY, Some(listener.as_raw_fd()));
+        tokio::net::UnixListener::from_std(listener)
+    }
+
     /// Forget the listener on `addr` (its service stopped listening there).
     pub fn close(&self, addr: SocketAddr) {
         if let Ok(mut open) = self.open.lock() {
             open.remove(&addr);
+        }
+        self.tell_supervisor(&addr.to_string(), None);
+    }
+
+    /// This daemon hands over to a new one (which has a supervisor of its
+    /// own): its supervisor ends with it.
+    pub fn retire(&self) {
+        if let Some(channel) = &self.supervisor
+            && let Err(e) = supervisor::tell_retire(channel.as_raw_fd())
+        {
+            tracing::warn!(target: "daemon", "cannot tell the supervisor to retire: {e}");
         }
     }
 
@@ -89,8 +144,26 @@ impl Listeners {
         if let Ok(mut inherited) = self.inherited.lock() {
             for addr in inherited.keys() {
                 tracing::info!(target: "daemon", "closing the inherited listener on {addr}: nothing listens there any more");
+                self.tell_supervisor(&addr.to_string(), None);
             }
             inherited.clear();
+        }
+    }
+
+    /// Tell the supervisor, if there is one, that the listener under `key`
+    /// is open (`fd`, a duplicate of which it keeps) or closed (`None`).
+    /// Without a supervisor, or with one gone, nothing is lost but the
+    /// sockets' survival of a crash.
+    fn tell_supervisor(&self, key: &str, fd: Option<RawFd>) {
+        let Some(channel) = &self.supervisor else {
+            return;
+        };
+        let told = match fd {
+            Some(fd) => supervisor::tell_opened(channel.as_raw_fd(), key, fd),
+            None => supervisor::tell_closed(channel.as_raw_fd(), key),
+        };
+        if let Err(e) = told {
+            tracing::warn!(target: "daemon", "cannot tell the supervisor about the listener {key}: {e}");
         }
     }
 
@@ -113,7 +186,7 @@ impl Listeners {
 
 /// Take `fd` as a TCP listener if it is one, bound to `addr` (any port of
 /// its IP when `addr` asked for port 0), close-on-exec again.
-fn adopt_fd(fd: RawFd, addr: SocketAddr) -> Option<TcpListener> {
+pub(crate) fn adopt_fd(fd: RawFd, addr: SocketAddr) -> Option<TcpListener> {
     // Standard streams are never handed on.
     if fd < 3 || nix::fcntl::fcntl(borrowed(fd), nix::fcntl::FcntlArg::F_GETFD).is_err() {
         return None;
@@ -131,6 +204,46 @@ fn adopt_fd(fd: RawFd, addr: SocketAddr) -> Option<TcpListener> {
         Some(listener)
     } else {
         let _ = listener.into_raw_fd();
+        None
+    }
+}
+
+/// Take `fd` as a listening Unix socket if it is one, close-on-exec again.
+pub(crate) fn adopt_unix_fd(fd: RawFd) -> Option<UnixListener> {
+    use nix::sys::socket::{getsockopt, sockopt};
+    if fd < 3 || nix::fcntl::fcntl(borrowed(fd), nix::fcntl::FcntlArg::F_GETFD).is_err() {
+        return None;
+    }
+    let fd_ref = borrowed(fd);
+    let listening = getsockopt(&fd_ref, sockopt::AcceptConn).unwrap_or(false);
+    let unix = getsockopt(&fd_ref, sockopt::SockType)
+        .is_ok_and(|t| t == nix::sys::socket::SockType::Stream)
+        && nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(fd).is_ok();
+    let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
+    if listening && unix && nix::fcntl::fcntl(fd_ref, cloexec).is_ok() {
+        // SAFETY: open (checked above), a listening Unix socket handed to
+        // this process for this purpose; nothing else here uses it.
+        Some(unsafe { UnixListener::from_raw_fd(fd) })
+    } else {
+        None
+    }
+}
+
+/// Take `fd` as the channel to the supervisor if it is a sequenced-packet
+/// socket, close-on-exec (so no stage or replica inherits it).
+fn adopt_channel(fd: RawFd) -> Option<OwnedFd> {
+    use nix::sys::socket::{SockType, getsockopt, sockopt};
+    if fd < 3 || nix::fcntl::fcntl(borrowed(fd), nix::fcntl::FcntlArg::F_GETFD).is_err() {
+        return None;
+    }
+    let seqpacket =
+        getsockopt(&borrowed(fd), sockopt::SockType).is_ok_and(|t| t == SockType::SeqPacket);
+    let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
+    if seqpacket && nix::fcntl::fcntl(borrowed(fd), cloexec).is_ok() {
+        // SAFETY: open (checked above) and handed to this process by its
+        // supervisor for this purpose alone.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    } else {
         None
     }
 }

@@ -1,6 +1,7 @@
 //! `bodywork daemon [--stop | --restart | --status]`: run the local control
-//! plane in the foreground, stop it, restart it without stopping services,
-//! or say whether it runs.
+//! plane in the foreground (under its supervisor, which starts it again if
+//! it dies), stop it, restart it without stopping services, or say whether
+//! it runs.
 
 use bodywork_local::client::{ClientError, UNEXPECTED};
 use bodywork_local::protocol::{Request, Response};
@@ -79,6 +80,9 @@ pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> Outcome {
             }))
         });
     }
+    if !args.worker {
+        return supervise(&home);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -95,8 +99,24 @@ pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> Outcome {
         Ok(()) => Outcome::Success,
         Err(e) => {
             output::report_error(&e, None);
-            Outcome::Failure
+            Outcome::DaemonStartFailed
         }
+    }
+}
+
+/// `bodywork daemon`: the supervisor, which runs `bodywork daemon --worker`
+/// and starts it again if it dies (`bodywork_local::supervisor`).
+fn supervise(home: &bodywork_local::Home) -> Outcome {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            output::report_message(format!("cannot find this program to run the daemon: {e}"));
+            return Outcome::Failure;
+        }
+    };
+    match bodywork_local::supervisor::supervise(&exe, home) {
+        bodywork_local::supervisor::Ended::Stopped => Outcome::Success,
+        bodywork_local::supervisor::Ended::Failed => Outcome::Failure,
     }
 }
 

@@ -172,6 +172,41 @@ impl TestHome {
             .ok()
     }
 
+    /// Pid of the daemon's supervisor (`bodywork daemon`, the parent of
+    /// the `bodywork daemon --worker` in `daemon.pid`), if it runs.
+    pub fn supervisor_pid(&self) -> Option<i32> {
+        let daemon = self.daemon_pid()?;
+        let stat = fs::read_to_string(format!("/proc/{daemon}/stat")).ok()?;
+        // pid (comm) state ppid ...: comm may hold spaces, so from its end.
+        let ppid: i32 = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        let cmdline = fs::read(format!("/proc/{ppid}/cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let supervisor =
+            args.iter().any(|a| *a == b"daemon") && !args.iter().any(|a| *a == b"--worker");
+        supervisor.then_some(ppid)
+    }
+
+    /// `kill -9` of the daemon and of its supervisor first, so that no new
+    /// daemon comes up until a command starts one (as after a crash of the
+    /// whole machine's user session, or of both); returns once both are gone.
+    pub fn kill_daemon_for_good(&self) {
+        let daemon = self.daemon_pid().expect("daemon pid");
+        let supervisor = self.supervisor_pid().expect("the daemon's supervisor");
+        kill(supervisor, "KILL");
+        kill(daemon, "KILL");
+        wait_for(
+            "the daemon and its supervisor to die",
+            Duration::from_secs(10),
+            || !is_alive(daemon as u32) && !is_alive(supervisor as u32),
+        );
+    }
+
     /// `bodywork setup-namespace NS`.
     pub fn namespace(&self, ns: &str) {
         self.ok(&["setup-namespace", ns]);
@@ -188,6 +223,7 @@ impl TestHome {
 impl Drop for TestHome {
     fn drop(&mut self) {
         let pid = self.daemon_pid();
+        let supervisor = self.supervisor_pid();
         let stopped = self
             .cmd(&["daemon", "--stop"])
             .stdout(Stdio::null())
@@ -197,6 +233,10 @@ impl Drop for TestHome {
         if let Some(pid) = pid
             && (!stopped || is_alive(pid as u32))
         {
+            // The supervisor first, or it would start the daemon again.
+            if let Some(supervisor) = supervisor {
+                kill(supervisor, "KILL");
+            }
             kill(pid, "KILL");
         }
     }

@@ -108,6 +108,10 @@ pub async fn connect(home: &Home) -> Result<Connection, ClientError> {
             Ok(Response::Hello { protocol, .. }) if protocol == PROTOCOL_VERSION => {
                 return Ok(try_connect(home).await?);
             }
+            // It went away while answering: it crashed (its supervisor
+            // starts it again) or stopped. Whichever daemon comes up is
+            // waited for below; a second supervisor leaves it to the first.
+            Err(ClientError::Io(_) | ClientError::Closed(_)) => {}
             _ => {
                 tracing::info!(target: "daemon", "restarting the daemon (it speaks another protocol version)");
                 // Keep the services serving if it knows how to hand over;
@@ -258,6 +262,8 @@ pub(crate) fn spawn_daemon(
         .env("BODYWORK_HOME", home.root())
         .env("NO_COLOR", "1")
         .env_remove(crate::listeners::INHERITED_ENV)
+        .env_remove(crate::supervisor::SUPERVISOR_FD_ENV)
+        .env_remove(crate::supervisor::CONTROL_ENV)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
@@ -298,6 +304,18 @@ pub(crate) async fn wait_started(
             // Lost a race with another CLI starting the daemon at the same time?
             if try_connect(home).await.is_ok() {
                 return Ok(());
+            }
+            // A supervisor that found another one running (whose daemon is
+            // starting again) leaves with success: wait for that daemon.
+            if status.success() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                if Instant::now() > deadline {
+                    return Err(ClientError::StartTimeout(
+                        15,
+                        log_path.display().to_string(),
+                    ));
+                }
+                continue;
             }
             // Its last words say why (e.g. a damaged state database).
             return Err(ClientError::Start(match last_error(&log_path) {

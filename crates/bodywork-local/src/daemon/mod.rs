@@ -22,7 +22,7 @@ use std::time::Duration;
 use bodywork_runtime::CancellationToken;
 use bodywork_state::{AttemptStatus, Store};
 use tokio::io::BufReader;
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::UnixStream;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::home::Home;
@@ -141,8 +141,12 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
     daemon.runtime.services().listeners().drop_unclaimed();
 
     let socket = home.socket();
-    let _ = std::fs::remove_file(&socket);
-    let listener = UnixListener::bind(&socket).map_err(io_err(&socket))?;
+    let listener = daemon
+        .runtime
+        .services()
+        .listeners()
+        .control(&socket)
+        .map_err(io_err(&socket))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(io_err(&socket))?;
     tracing::info!(target: "daemon", "listening on {} (pid {})", socket.display(), std::process::id());
@@ -203,6 +207,7 @@ async fn hand_over(daemon: &Daemon, home: &Home, lock: File, next: &Successor) {
     let _ = std::fs::remove_file(home.socket());
     let _ = std::fs::remove_file(home.pid_file());
     drop(lock);
+    services.listeners().retire();
     let (fds, env) = services.listeners().handed_on();
     tracing::info!(target: "daemon", "handing over to a new daemon ({}): {} replica(s), {} listening socket(s)",
         next.exe.display(), services.replica_count(), fds.len());

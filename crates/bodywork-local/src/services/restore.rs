@@ -46,9 +46,13 @@ impl ServiceManager {
             }
         };
         let mut adopted = Vec::new();
+        let mut listening = Vec::new();
         for row in rows {
             match self.restore_one(&row, command_for) {
-                Ok(mut replicas) => adopted.append(&mut replicas),
+                Ok((svc, port, mut replicas)) => {
+                    adopted.append(&mut replicas);
+                    listening.push((row, svc, port));
+                }
                 Err(e) => {
                     tracing::error!(target: "services", "cannot restore service={} in namespace={}: {e}", row.name, row.namespace)
                 }
@@ -65,14 +69,25 @@ impl ServiceManager {
         for r in adopted {
             let _ = r.wait_ready(Some(deadline)).await;
         }
+        // Only then do the cluster addresses accept: a connection that
+        // queued on a socket kept open across a crash (see
+        // `crate::supervisor`) is served, not dropped for want of a ready
+        // replica. Their replicas are supervised even when one cannot
+        // listen (the gateway reaches them at their pod addresses).
+        for (row, svc, port) in listening {
+            if let Err(e) = self.ensure_listener(&svc, port) {
+                tracing::error!(target: "services", "service={} in namespace={}: {e}", row.name, row.namespace);
+            }
+        }
     }
 
-    /// Restore one service; returns the replicas adopted still running.
+    /// Restore one service; returns it, its port (its cluster address is
+    /// not listening yet) and the replicas adopted still running.
     fn restore_one(
         &self,
         row: &DeploymentRow,
         command_for: &dyn Fn(&DeploymentRow, &ServiceSpec) -> Result<StageCommand>,
-    ) -> Result<Vec<Arc<Replica>>> {
+    ) -> Result<(Arc<Service>, u16, Vec<Arc<Replica>>)> {
         let spec: ServiceSpec =
             serde_json::from_value(row.spec.clone()).map_err(RuntimeError::failed)?;
         let Shape {
@@ -117,11 +132,6 @@ impl ServiceManager {
             info,
         ));
         self.table.insert(svc.clone());
-        // Its replicas are adopted even so (the gateway reaches them at their
-        // pod addresses): never left running unsupervised.
-        if let Err(e) = self.ensure_listener(&svc, port) {
-            tracing::error!(target: "services", "service={} in namespace={}: {e}", row.name, row.namespace);
-        }
         let events = self.events_for(&row.namespace, &row.name);
         let mut adopted = Vec::new();
         let mut current = Vec::new();
@@ -171,7 +181,7 @@ impl ServiceManager {
             row.namespace,
             adopted.len()
         );
-        Ok(adopted)
+        Ok((svc, port, adopted))
     }
 
     /// Remove what the state records in `namespace` that this daemon does
