@@ -2,7 +2,9 @@
 //!
 //! Owns: the one place a `git` process is built and run: a clean environment
 //! (no inherited `GIT_DIR` & co., C locale so stderr can be classified, never
-//! a password prompt), arguments passed as a vector, optional time limit.
+//! a password prompt), arguments passed as a vector, configuration passed
+//! through the environment (`GIT_CONFIG_*`: never seen by `ps`), optional
+//! time limit.
 //!
 //! Must not: go through a shell, decide what a failure means (see
 //! `error.rs`), or build arguments from unchecked user strings (callers pass
@@ -77,6 +79,28 @@ pub(crate) fn git_in(dir: &Path) -> Command {
     let mut cmd = git();
     cmd.arg("-C").arg(dir);
     cmd
+}
+
+/// Add `key=value` to the configuration of the git that `cmd` runs, through
+/// the environment (`GIT_CONFIG_COUNT`, `GIT_CONFIG_KEY_n`,
+/// `GIT_CONFIG_VALUE_n`, git 2.31+), after any pairs the caller's own
+/// environment already holds. Unlike `-c key=value`, a value given this way
+/// is not in any process's argument list, which every local user can read
+/// (`ps`, `/proc/PID/cmdline`); a process's environment is readable by its
+/// own user only. Git passes it on to its helpers (`git-remote-https`).
+pub(crate) fn add_config(cmd: &mut Command, key: &str, value: &str) {
+    let set = |name: &str| {
+        cmd.get_envs()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.map(|v| v.to_os_string()))
+            .unwrap_or_else(|| std::env::var_os(name))
+    };
+    let n: usize = set("GIT_CONFIG_COUNT")
+        .and_then(|v| v.to_str().and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0);
+    cmd.env(format!("GIT_CONFIG_KEY_{n}"), key)
+        .env(format!("GIT_CONFIG_VALUE_{n}"), value)
+        .env("GIT_CONFIG_COUNT", (n + 1).to_string());
 }
 
 /// Run `cmd` to completion, capturing its output; kill it after `timeout`.
@@ -182,6 +206,29 @@ mod tests {
         let result = run(cmd, Some(Duration::from_millis(200)));
         assert!(matches!(result, Err(RunError::TimedOut)), "{result:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn configuration_goes_through_the_environment_after_the_callers() {
+        let mut cmd = git();
+        cmd.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "bodywork.first")
+            .env("GIT_CONFIG_VALUE_0", "one");
+        add_config(&mut cmd, "bodywork.second", "two words");
+        add_config(&mut cmd, "bodywork.third", "3");
+        cmd.args(["config", "--get-regexp", "^bodywork\\."]);
+        let args: Vec<_> = cmd.get_args().collect();
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.to_string_lossy().contains("two words"))
+        );
+        let out = run(cmd, None).expect("git runs");
+        assert_eq!(
+            out.stdout, "bodywork.first one\nbodywork.second two words\nbodywork.third 3\n",
+            "{}",
+            out.stderr
+        );
     }
 
     #[test]
