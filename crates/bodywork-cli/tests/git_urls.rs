@@ -1,15 +1,22 @@
-//! Git URLs as the local runtime handles them (issue 25, point 6),
+//! Git URLs as the local runtime handles them (issue 25, points 6 and 8),
 //! through the real `bodywork` binary and its daemon: tokens in a URL's
-//! user-info, query or fragment are never shown nor kept at rest by a run.
+//! user-info, query or fragment are never shown nor kept at rest by a run,
+//! and Ctrl-C cancels a run whose `git clone` is stalled on a server that
+//! never answers, leaving no git process behind.
 //!
 //! Must not: talk to anything but loopback, or sleep where it can wait on
 //! a condition.
 
 mod common;
 
+use std::net::TcpListener;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
-use common::TestHome;
+use common::{TestHome, kill, wait_for};
 
 /// Every file under `dir`.
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -97,4 +104,110 @@ fn tokens_in_a_git_urls_user_info_query_or_fragment_are_never_shown_nor_kept() {
     assert!(display.stdout.contains(shown_query), "{display}");
     let runs = home.ok(&["runs", "--namespace", "creds"]);
     assert!(runs.stdout.contains("https://***@127.0.0.1:1"), "{runs}");
+}
+
+/// A git server that accepts connections and never answers: counts them,
+/// holds them open, and lets go of them when dropped.
+struct StalledServer {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StalledServer {
+    fn start() -> StalledServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("address").port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (connections, stop) = (connections.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            held.push(stream);
+                            connections.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            })
+        };
+        StalledServer {
+            port,
+            connections,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for StalledServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The command lines of the processes that name `needle`.
+fn processes_naming(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        if let Ok(raw) = std::fs::read(entry.path().join("cmdline")) {
+            let line = String::from_utf8_lossy(&raw).replace('\0', " ");
+            // A zombie's command line is empty: only live processes count.
+            if line.contains(needle) {
+                found.push(line);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn ctrl_c_cancels_a_run_whose_clone_is_stalled_and_kills_git() {
+    let server = StalledServer::start();
+    let home = TestHome::new();
+    home.namespace("stall");
+    let address = format!("127.0.0.1:{}", server.port);
+    let url = format!("http://{address}/repo.git");
+    let cli = home.spawn(&["workflow", "--namespace", "stall", &url]);
+    wait_for(
+        "git to reach the stalled server",
+        Duration::from_secs(60),
+        || server.connections.load(Ordering::SeqCst) > 0,
+    );
+    assert!(!processes_naming(&address).is_empty(), "no git process");
+    let interrupted = Instant::now();
+    kill(cli.pid() as i32, "INT");
+    let run = cli.finish(Duration::from_secs(30));
+    let took = interrupted.elapsed();
+    run.expect_code(1)
+        .expect_output("cancelling the run (Ctrl-C again to leave at once)")
+        .expect_output("run cancelled");
+    assert!(
+        took < Duration::from_secs(5),
+        "the CLI took {took:?}:\n{run}"
+    );
+    let runs = home.runs_json("stall");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["status"], "cancelled", "{runs:?}");
+    // git and git-remote-http are gone (killed, then reaped).
+    wait_for("no git process left", Duration::from_secs(5), || {
+        processes_naming(&address).is_empty()
+    });
 }

@@ -118,6 +118,13 @@ pub enum SourceError {
         /// The limit that was exceeded.
         seconds: u64,
     },
+    /// The fetch was stopped because its run was cancelled (git and its
+    /// helpers were killed).
+    #[error("fetching {url} was cancelled")]
+    Cancelled {
+        /// The repository URL, redacted.
+        url: String,
+    },
     /// Any other git failure, with git's own explanation.
     #[error("git {operation} failed for {target}: {cause}")]
     GitFailed {

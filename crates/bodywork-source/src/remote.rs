@@ -123,6 +123,10 @@ pub(crate) fn fetch(
     let remote = Remote::new(url, transport, opts)?;
     let dir = prepare_destination(dest)?;
     let shown = redact_url(url);
+    let cancelled = || SourceError::Cancelled { url: shown.clone() };
+    if opts.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+        return Err(cancelled());
+    }
 
     let mut cmd = git::git();
     remote.configure(&mut cmd);
@@ -139,7 +143,7 @@ pub(crate) fn fetch(
     cmd.arg("--").arg(&remote.url).arg(&dir);
     tracing::debug!("cloning {shown} into {}", dir.display());
 
-    let output = match git::run(cmd, opts.timeout) {
+    let output = match git::run_until(cmd, opts.timeout, opts.cancel.as_ref()) {
         Ok(output) => output,
         Err(RunError::NotInstalled) => {
             return Err(SourceError::GitNotInstalled {
@@ -152,6 +156,7 @@ pub(crate) fn fetch(
                 seconds: whole_seconds(opts.timeout.unwrap_or_default()),
             });
         }
+        Err(RunError::Cancelled) => return Err(cancelled()),
         Err(RunError::Io(source)) => {
             return Err(SourceError::Io {
                 action: "run git in",
@@ -171,6 +176,9 @@ pub(crate) fn fetch(
         && !commit.starts_with(wanted.as_str())
     {
         commit = check_out_commit(&dir, wanted, transport, &remote, opts).map_err(|why| {
+            if opts.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+                return cancelled();
+            }
             tracing::debug!("fetching commit {wanted} of {shown}: {why}");
             SourceError::CommitNotFound {
                 commit: wanted.clone(),
@@ -319,7 +327,8 @@ fn check_out_commit(
             cmd.args(["--depth", "1"]);
         }
         cmd.args(["origin", wanted]);
-        let output = git::run(cmd, opts.timeout).map_err(|e| format!("{e:?}"))?;
+        let output = git::run_until(cmd, opts.timeout, opts.cancel.as_ref())
+            .map_err(|e| format!("{e:?}"))?;
         if !output.success {
             return Err(output.stderr);
         }

@@ -1,7 +1,7 @@
 //! Fetching over http from a real git server on loopback: `git
 //! http-backend` behind a small HTTP server of this file that asks for
 //! Basic authentication, and can hold its first answer back (a slow
-//! server). What is checked is what
+//! server) or never answer at all (a stalled one). What is checked is what
 //! other local users could read while git runs (`/proc/PID/cmdline`, as
 //! `ps` shows it) and what stays on disk in the checkout.
 
@@ -14,10 +14,10 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bodywork_source::{FetchOptions, Source, SourceError, fetch};
+use bodywork_source::{CancelCheck, FetchOptions, Source, SourceError, fetch};
 use common::{commit_all, dest, file_url, git, init_repo, read, write};
 
 const TOKEN: &str = "s3cr3t-t0ken-5e1f";
@@ -54,24 +54,64 @@ enum Mode {
         seen: Sender<()>,
         release: Receiver<()>,
     },
+    /// Accept connections, say so, and never answer.
+    Stall { seen: Sender<()> },
 }
 
-/// The server: its port; it lives as long as the test process (its
-/// threads block on sockets that close with it).
-fn serve(mode: Mode) -> u16 {
+/// A running server; dropping it stops accepting and closes the
+/// connections it holds (an answer under way ends with its connection).
+struct Server {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve(mode: Mode) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    listener.set_nonblocking(true).expect("nonblocking");
     let port = listener.local_addr().expect("address").port();
     let mode = Arc::new(Mutex::new(mode));
     let first = Arc::new(AtomicBool::new(true));
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let (mode, first) = (mode.clone(), first.clone());
-            thread::spawn(move || {
-                let _ = answer(stream, &mode, &first);
-            });
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let thread = thread::spawn(move || {
+        let mut held = Vec::new();
+        while !stopped.load(Ordering::SeqCst) {
+            let Ok((stream, _)) = listener.accept() else {
+                thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            let _ = stream.set_nonblocking(false);
+            let guard = mode.lock().expect("mode");
+            match &*guard {
+                Mode::Stall { seen } => {
+                    let _ = seen.send(());
+                    held.push(stream);
+                }
+                Mode::Serve { .. } => {
+                    drop(guard);
+                    let (mode, first) = (mode.clone(), first.clone());
+                    thread::spawn(move || {
+                        let _ = answer(stream, &mode, &first);
+                    });
+                }
+            }
         }
     });
-    port
+    Server {
+        port,
+        stop,
+        thread: Some(thread),
+    }
 }
 
 /// One request, one answer, connection closed.
@@ -127,7 +167,10 @@ fn answer(stream: TcpStream, mode: &Mutex<Mode>, first: &AtomicBool) -> std::io:
             root,
             seen,
             release,
-        } = &*guard;
+        } = &*guard
+        else {
+            return Ok(());
+        };
         if first.swap(false, Ordering::SeqCst) {
             let _ = seen.send(());
             let _ = release.recv_timeout(Duration::from_secs(60));
@@ -261,11 +304,12 @@ fn credentials_are_sent_but_never_on_a_command_line_nor_in_the_checkout() {
     let (tmp, root) = served_repository();
     let (seen_tx, seen) = mpsc::channel();
     let (release, release_rx) = mpsc::channel();
-    let port = serve(Mode::Serve {
+    let server = serve(Mode::Serve {
         root,
         seen: seen_tx,
         release: release_rx,
     });
+    let port = server.port;
     let url = format!("http://deploy:{TOKEN}@127.0.0.1:{port}/repo.git");
     let source = Source::parse(&url).expect("loopback http parses");
     let checkout_dir = dest(tmp.path(), "c");
@@ -318,11 +362,12 @@ fn a_wrong_token_is_an_authentication_failure_that_shows_no_token() {
     let (tmp, root) = served_repository();
     let (seen_tx, seen) = mpsc::channel();
     let (release, release_rx) = mpsc::channel();
-    let port = serve(Mode::Serve {
+    let server = serve(Mode::Serve {
         root,
         seen: seen_tx,
         release: release_rx,
     });
+    let port = server.port;
     release.send(()).expect("never held");
     let url = format!("http://deploy:wrong-{TOKEN}@127.0.0.1:{port}/repo.git");
     let source = Source::parse(&url).expect("loopback http parses");
@@ -337,6 +382,57 @@ fn a_wrong_token_is_an_authentication_failure_that_shows_no_token() {
         "{err}"
     );
     assert!(!err.to_string().contains(TOKEN), "{err}");
+}
+
+#[test]
+fn cancelling_kills_a_clone_stalled_on_a_server_that_never_answers() {
+    let (seen_tx, seen) = mpsc::channel();
+    let server = serve(Mode::Stall { seen: seen_tx });
+    let port = server.port;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let source = Source::parse(&format!("http://127.0.0.1:{port}/repo.git")).expect("parses");
+    let flag = Arc::new(AtomicBool::new(false));
+    let opts = FetchOptions {
+        timeout: Some(Duration::from_secs(600)),
+        cancel: Some({
+            let flag = flag.clone();
+            CancelCheck::new(move || flag.load(Ordering::SeqCst))
+        }),
+        ..FetchOptions::default()
+    };
+    let checkout_dir = dest(tmp.path(), "c");
+    let fetching = thread::spawn(move || fetch(&source, None, &checkout_dir, &opts));
+    seen.recv_timeout(Duration::from_secs(60))
+        .expect("git reached the server");
+    let address = format!("127.0.0.1:{port}");
+    assert!(!command_lines_with(&address).is_empty());
+    let cancelled = Instant::now();
+    flag.store(true, Ordering::SeqCst);
+    let err = fetching
+        .join()
+        .expect("fetch thread")
+        .expect_err("cancelled");
+    assert!(
+        cancelled.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        cancelled.elapsed()
+    );
+    assert!(matches!(err, SourceError::Cancelled { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!("fetching http://127.0.0.1:{port}/repo.git was cancelled")
+    );
+    // git-remote-http, git's child, went with it (a killed process may
+    // show for a moment until it is reaped).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = command_lines_with(&address);
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left running: {left:?}");
+        thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
