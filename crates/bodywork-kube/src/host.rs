@@ -57,6 +57,7 @@ pub async fn plan(opts: &WorkflowSubmission) -> Result<Prepared, WorkflowError> 
             timeout: Some(FETCH_TIMEOUT),
             commit: None,
             known_hosts: None,
+            cancel: None,
         },
     };
     Ok(prepare(&request, &mut |_| {}).await?)

@@ -23,7 +23,7 @@ use std::time::Duration;
 use bodywork_plan::{StagePlan, WorkflowPlan};
 use bodywork_pyenv::EnvCache;
 use bodywork_runtime::{CancellationToken, Level, Log};
-use bodywork_source::{FetchOptions, KeyFile, Source};
+use bodywork_source::{CancelCheck, FetchOptions, KeyFile, Source};
 use bodywork_stage::{Attach, Batch, NoHook, PythonError, env};
 use bodywork_workflow::{PrepareError, PrepareRequest, Preparing};
 
@@ -111,6 +111,11 @@ pub async fn run_stage(
             commit: what.commit.clone(),
             ssh_key: key.as_ref().map(|k| k.path().to_path_buf()),
             known_hosts: Some(home.known_hosts()),
+            // Ctrl-C or SIGTERM stops a fetch too, git's helpers with it.
+            cancel: Some({
+                let cancel = cancel.clone();
+                CancelCheck::new(move || cancel.is_cancelled())
+            }),
             ..FetchOptions::default()
         },
     };

@@ -118,6 +118,13 @@ pub enum SourceError {
         /// The limit that was exceeded.
         seconds: u64,
     },
+    /// The fetch was stopped because its run was cancelled (git and its
+    /// helpers were killed).
+    #[error("fetching {url} was cancelled")]
+    Cancelled {
+        /// The repository URL, redacted.
+        url: String,
+    },
     /// Any other git failure, with git's own explanation.
     #[error("git {operation} failed for {target}: {cause}")]
     GitFailed {
@@ -168,17 +175,22 @@ pub enum SourceError {
 ///
 /// For `http(s)://` the whole user-info part is hidden (a bare token is often
 /// sent as the user name); elsewhere only a password after `:` is hidden,
-/// since `git@host` names a public account, not a secret.
+/// since `git@host` names a public account, not a secret. In any URL with a
+/// scheme, every query value and the whole fragment are hidden too
+/// (`?access_token=***&ref=***#***`): tokens travel there as well, and no
+/// list of key names can know them all. Keys are kept, so a user can still
+/// tell which URL it was. Scp-like `git@host:path` has no query: shown as is.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };
     let authority_start = scheme_end + 3;
     let rest = &url[authority_start..];
-    let authority_len = rest.find('/').unwrap_or(rest.len());
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_len];
+    let tail = redact_query_and_fragment(&rest[authority_len..]);
     let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
+        return format!("{}{authority}{tail}", &url[..authority_start]);
     };
     let userinfo = &authority[..at];
     let scheme = url[..scheme_end].to_ascii_lowercase();
@@ -190,11 +202,41 @@ pub fn redact_url(url: &str) -> String {
         userinfo.to_owned()
     };
     format!(
-        "{}{}{}",
+        "{}{}{}{tail}",
         &url[..authority_start],
         shown,
-        &url[authority_start + at..]
+        &authority[at..]
     )
+}
+
+/// `path?k=v&k2=v2#frag` → `path?k=***&k2=***#***`: each value (a part
+/// without `=` is all value) and a non-empty fragment become `***`.
+fn redact_query_and_fragment(path_query_fragment: &str) -> String {
+    let (before_fragment, fragment) = match path_query_fragment.split_once('#') {
+        Some((before, fragment)) => (before, Some(fragment)),
+        None => (path_query_fragment, None),
+    };
+    let mut shown = match before_fragment.split_once('?') {
+        Some((path, query)) => {
+            let parts: Vec<String> = query
+                .split('&')
+                .map(|part| match part.split_once('=') {
+                    Some((_, "")) => part.to_owned(),
+                    Some((key, _)) => format!("{key}=***"),
+                    None if part.is_empty() => String::new(),
+                    None => "***".to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", parts.join("&"))
+        }
+        None => before_fragment.to_owned(),
+    };
+    match fragment {
+        Some("") => shown.push('#'),
+        Some(_) => shown.push_str("#***"),
+        None => {}
+    }
+    shown
 }
 
 /// Redact every URL-looking word of a line of git output.
@@ -502,6 +544,55 @@ mod tests {
         );
         // An '@' in the path is not user-info.
         assert_eq!(redact_url("https://host/o/r@v1"), "https://host/o/r@v1");
+    }
+
+    #[test]
+    fn query_values_and_fragments_are_redacted() {
+        // Every query value, whatever its key, and the whole fragment.
+        assert_eq!(
+            redact_url("https://host/o/r.git?access_token=ghp_x&ref=main#tok"),
+            "https://host/o/r.git?access_token=***&ref=***#***"
+        );
+        assert_eq!(
+            redact_url("https://host/o/r.git?private_token=a;b=c"),
+            "https://host/o/r.git?private_token=***"
+        );
+        // A part with no '=' is all value; an empty value hides nothing.
+        assert_eq!(
+            redact_url("https://host/r?tok3n&key=&&x"),
+            "https://host/r?***&key=&&***"
+        );
+        assert_eq!(redact_url("https://host/r#"), "https://host/r#");
+        assert_eq!(redact_url("https://host/r?"), "https://host/r?");
+        // Together with user-info, and with a query right after the host.
+        assert_eq!(
+            redact_url("https://u:pw@host?sig=abc#frag"),
+            "https://***@host?sig=***#***"
+        );
+        assert_eq!(
+            redact_url("ssh://git@host/r?secret=1"),
+            "ssh://git@host/r?secret=***"
+        );
+        assert_eq!(
+            redact_url("file:///srv/r.git?token=1"),
+            "file:///srv/r.git?token=***"
+        );
+        // An '@' in the query or fragment is not user-info.
+        assert_eq!(
+            redact_url("https://host/r?k=a@b#c@d"),
+            "https://host/r?k=***#***"
+        );
+        // Scp-like URLs have no query: shown as they are.
+        assert_eq!(redact_url("git@host:o/r.git?x=1"), "git@host:o/r.git?x=1");
+        // Redacting twice changes nothing (stored URLs are redacted again
+        // when shown, and compared redacted).
+        for url in [
+            "https://u:pw@host/r?a=1&b#c",
+            "ssh://git:pw@host/r?x=y",
+            "https://host/r",
+        ] {
+            assert_eq!(redact_url(&redact_url(url)), redact_url(url), "{url}");
+        }
     }
 
     #[test]

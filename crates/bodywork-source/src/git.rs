@@ -2,13 +2,16 @@
 //!
 //! Owns: the one place a `git` process is built and run: a clean environment
 //! (no inherited `GIT_DIR` & co., C locale so stderr can be classified, never
-//! a password prompt), arguments passed as a vector, optional time limit.
+//! a password prompt), arguments passed as a vector, configuration passed
+//! through the environment (`GIT_CONFIG_*`: never seen by `ps`), optional
+//! time limit and cancellation (git and its helpers killed as a group).
 //!
 //! Must not: go through a shell, decide what a failure means (see
 //! `error.rs`), or build arguments from unchecked user strings (callers pass
 //! strings already validated by `parse.rs`, after `--` where git allows it).
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::{self, JoinHandle};
@@ -51,6 +54,8 @@ pub(crate) enum RunError {
     NotInstalled,
     /// It ran longer than allowed and was killed.
     TimedOut,
+    /// Its caller cancelled it, and it was killed.
+    Cancelled,
     /// Any other failure to start or wait for it.
     Io(std::io::Error),
 }
@@ -79,9 +84,56 @@ pub(crate) fn git_in(dir: &Path) -> Command {
     cmd
 }
 
+/// Add `key=value` to the configuration of the git that `cmd` runs, through
+/// the environment (`GIT_CONFIG_COUNT`, `GIT_CONFIG_KEY_n`,
+/// `GIT_CONFIG_VALUE_n`, git 2.31+), after any pairs the caller's own
+/// environment already holds. Unlike `-c key=value`, a value given this way
+/// is not in any process's argument list, which every local user can read
+/// (`ps`, `/proc/PID/cmdline`); a process's environment is readable by its
+/// own user only. Git passes it on to its helpers (`git-remote-https`).
+pub(crate) fn add_config(cmd: &mut Command, key: &str, value: &str) {
+    let set = |name: &str| {
+        cmd.get_envs()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.map(|v| v.to_os_string()))
+            .unwrap_or_else(|| std::env::var_os(name))
+    };
+    let n: usize = set("GIT_CONFIG_COUNT")
+        .and_then(|v| v.to_str().and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0);
+    cmd.env(format!("GIT_CONFIG_KEY_{n}"), key)
+        .env(format!("GIT_CONFIG_VALUE_{n}"), value)
+        .env("GIT_CONFIG_COUNT", (n + 1).to_string());
+}
+
+/// Asks, while git runs, whether to stop it (see [`crate::CancelCheck`]).
+pub(crate) type Cancel<'a> = Option<&'a crate::CancelCheck>;
+
 /// Run `cmd` to completion, capturing its output; kill it after `timeout`.
-pub(crate) fn run(mut cmd: Command, timeout: Option<Duration>) -> Result<Output, RunError> {
+pub(crate) fn run(cmd: Command, timeout: Option<Duration>) -> Result<Output, RunError> {
+    run_until(cmd, timeout, None)
+}
+
+/// Run `cmd` to completion, capturing its output; kill it after `timeout`
+/// or as soon as `cancel` says so.
+///
+/// With a `cancel`, git runs in a process group of its own, and the whole
+/// group is killed: its helpers (`git-remote-https`, `ssh`) go with it,
+/// even one stalled on a server that never answers, which would otherwise
+/// outlive git for as long as the server keeps the connection open. (A
+/// caller that passes a `cancel` stops the fetch on its own Ctrl-C; one
+/// that does not keeps git in the caller's process group, where a
+/// terminal's Ctrl-C reaches git and its helpers directly.)
+pub(crate) fn run_until(
+    mut cmd: Command,
+    timeout: Option<Duration>,
+    cancel: Cancel<'_>,
+) -> Result<Output, RunError> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let own_group = cancel.is_some();
+    if own_group {
+        cmd.process_group(0);
+    }
     let mut child = cmd.spawn().map_err(|err| match err.kind() {
         std::io::ErrorKind::NotFound => RunError::NotInstalled,
         _ => RunError::Io(err),
@@ -90,9 +142,9 @@ pub(crate) fn run(mut cmd: Command, timeout: Option<Duration>) -> Result<Output,
     // pipe (and so a time limit can be enforced while it runs).
     let stdout = child.stdout.take().map(drain);
     let stderr = child.stderr.take().map(drain);
-    let status = match timeout {
-        None => child.wait().map_err(RunError::Io)?,
-        Some(limit) => wait_at_most(&mut child, limit)?,
+    let status = match (timeout, cancel) {
+        (None, None) => child.wait().map_err(RunError::Io)?,
+        _ => wait_until(&mut child, timeout, cancel, own_group)?,
     };
     Ok(Output {
         success: status.success(),
@@ -101,23 +153,47 @@ pub(crate) fn run(mut cmd: Command, timeout: Option<Duration>) -> Result<Output,
     })
 }
 
-fn wait_at_most(child: &mut Child, limit: Duration) -> Result<ExitStatus, RunError> {
-    let deadline = Instant::now() + limit;
+fn wait_until(
+    child: &mut Child,
+    timeout: Option<Duration>,
+    cancel: Cancel<'_>,
+    own_group: bool,
+) -> Result<ExitStatus, RunError> {
+    let deadline = timeout.map(|limit| Instant::now() + limit);
     loop {
         if let Some(status) = child.try_wait().map_err(RunError::Io)? {
             return Ok(status);
         }
         let now = Instant::now();
-        if now >= deadline {
-            // Killing git closes its pipes, which ends its helpers (ssh,
-            // git-remote-https) too. The reader threads finish on their own
-            // once the last writer is gone; we do not wait for them.
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(RunError::TimedOut);
+        let why = if cancel.is_some_and(crate::CancelCheck::is_cancelled) {
+            Some(RunError::Cancelled)
+        } else if deadline.is_some_and(|deadline| now >= deadline) {
+            Some(RunError::TimedOut)
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            stop(child, own_group);
+            return Err(why);
         }
-        thread::sleep((deadline - now).min(Duration::from_millis(20)));
+        let pause = Duration::from_millis(20);
+        thread::sleep(deadline.map_or(pause, |d| (d - now).min(pause)));
     }
+}
+
+/// Kill `child` (not yet reaped, so its pid and group are still its own),
+/// with its whole process group when it has one of its own. The pipe
+/// readers finish on their own once the last writer is gone; they are not
+/// waited for.
+fn stop(child: &mut Child, own_group: bool) {
+    if own_group && let Ok(pid) = i32::try_from(child.id()) {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
@@ -182,6 +258,80 @@ mod tests {
         let result = run(cmd, Some(Duration::from_millis(200)));
         assert!(matches!(result, Err(RunError::TimedOut)), "{result:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn cancelling_kills_the_whole_process_group_at_once() {
+        // A "git" whose helper (here a background sleep, as
+        // git-remote-https is git's child) would outlive it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("helper.pid");
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(format!(
+            "sleep 300 & echo $! > '{}'; wait",
+            pid_file.display()
+        ));
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let check = {
+            let flag = flag.clone();
+            crate::CancelCheck::new(move || flag.load(std::sync::atomic::Ordering::SeqCst))
+        };
+        let started = Instant::now();
+        let runner = thread::spawn(move || run_until(cmd, None, Some(&check)));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let helper = loop {
+            if let Some(pid) = std::fs::read_to_string(&pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+            {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "the helper never started");
+            thread::sleep(Duration::from_millis(10));
+        };
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        let result = runner.join().expect("runner");
+        assert!(matches!(result, Err(RunError::Cancelled)), "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // The helper is gone too (killed, then reaped by init: it may show
+        // as a zombie for a moment).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{helper}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    let end = stat.rfind(')')?;
+                    stat[end + 1..].split_whitespace().next().map(str::to_owned)
+                });
+            if state.as_deref().is_none_or(|s| s == "Z" || s == "X") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "helper {helper} still runs");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn configuration_goes_through_the_environment_after_the_callers() {
+        let mut cmd = git();
+        cmd.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "bodywork.first")
+            .env("GIT_CONFIG_VALUE_0", "one");
+        add_config(&mut cmd, "bodywork.second", "two words");
+        add_config(&mut cmd, "bodywork.third", "3");
+        cmd.args(["config", "--get-regexp", "^bodywork\\."]);
+        let args: Vec<_> = cmd.get_args().collect();
+        assert!(
+            !args
+                .iter()
+                .any(|a| a.to_string_lossy().contains("two words"))
+        );
+        let out = run(cmd, None).expect("git runs");
+        assert_eq!(
+            out.stdout, "bodywork.first one\nbodywork.second two words\nbodywork.third 3\n",
+            "{}",
+            out.stderr
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 mod error;
@@ -54,6 +55,36 @@ pub struct FetchOptions {
     /// `StrictHostKeyChecking=accept-new`), consulted before the user's own
     /// `~/.ssh/known_hosts`; `None`: the user's file only (ssh's default).
     pub known_hosts: Option<PathBuf>,
+    /// Asked while git runs: once it says so, git and its helpers are
+    /// killed (as one process group) and the fetch ends with
+    /// [`SourceError::Cancelled`]. `None`: git runs in the caller's process
+    /// group, where a terminal's Ctrl-C reaches it.
+    pub cancel: Option<CancelCheck>,
+}
+
+/// Whether a fetch should stop (a run's cancellation, seen from a thread
+/// that runs git): asked every few milliseconds while git runs.
+#[derive(Clone)]
+pub struct CancelCheck(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl CancelCheck {
+    /// A check that asks `cancelled`.
+    pub fn new(cancelled: impl Fn() -> bool + Send + Sync + 'static) -> CancelCheck {
+        CancelCheck(Arc::new(cancelled))
+    }
+
+    /// Whether the fetch should stop now.
+    pub fn is_cancelled(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl fmt::Debug for CancelCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CancelCheck")
+            .field(&self.is_cancelled())
+            .finish()
+    }
 }
 
 /// A project tree ready to load.

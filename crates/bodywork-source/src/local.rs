@@ -137,7 +137,8 @@ fn work_tree(root: &Path) -> Result<Option<WorkTree>, SourceError> {
             });
         }
         Err(RunError::NotInstalled) => return Ok(None),
-        Err(RunError::TimedOut) => return Ok(None),
+        // No time limit and no cancellation were given.
+        Err(RunError::TimedOut | RunError::Cancelled) => return Ok(None),
         Err(RunError::Io(source)) => {
             return Err(SourceError::Io {
                 action: "run git in",
@@ -176,8 +177,9 @@ fn work_tree(root: &Path) -> Result<Option<WorkTree>, SourceError> {
         RunError::NotInstalled => SourceError::GitNotInstalled {
             purpose: format!("read the git state of {}", root.display()),
         },
-        // No time limit was set, so only a failure to start or wait is left.
-        RunError::TimedOut | RunError::Io(_) => SourceError::GitFailed {
+        // No time limit or cancellation was set, so only a failure to start
+        // or wait is left.
+        RunError::TimedOut | RunError::Cancelled | RunError::Io(_) => SourceError::GitFailed {
             operation: "status",
             target: root.display().to_string(),
             cause: "could not run git".to_owned(),

@@ -540,5 +540,19 @@ mod tests {
             let err = parse(&format!("{url}\n")).err().map(|e| e.to_string()).unwrap_or_default();
             proptest::prop_assert!(!err.contains(&password));
         }
+
+        #[test]
+        fn query_and_fragment_tokens_never_survive_redaction(
+            key in "[a-z_]{1,12}",
+            token in "[A-Za-z0-9]{12,20}",
+            fragment in "[A-Za-z0-9]{12,20}",
+            scheme in "https|http|ssh|file",
+        ) {
+            let url = format!("{scheme}://example.com/org/repo.git?ref=x&{key}={token}#{fragment}");
+            let shown = redact_url(&url);
+            proptest::prop_assert!(!shown.contains(&token), "{}", shown);
+            proptest::prop_assert!(!shown.contains(&fragment), "{}", shown);
+            proptest::prop_assert!(shown.contains(&format!("{key}=***")), "{}", shown);
+        }
     }
 }

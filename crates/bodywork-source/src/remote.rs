@@ -2,19 +2,115 @@
 //! loopback http), then its commit.
 //!
 //! Owns: the `git clone` invocation (arguments, allowed protocols, the SSH
-//! command built from a key file) and reading the commit and branch of the
-//! result.
+//! command built from a key file, credentials taken out of the URL and sent
+//! as a header set through the environment), reading the commit and branch
+//! of the result, and leaving no secret of the URL in the checkout.
 //!
 //! Must not: interpret git's error text (that is `error.rs`) or accept a URL
-//! that `parse.rs` has not checked.
+//! that `parse.rs` has not checked, or put a credential in a process's
+//! arguments (every local user can read them with `ps`).
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
+
+use base64::Engine as _;
 
 use crate::error::{SourceError, cause_line, clone_failure, escape, redact_url};
 use crate::git::{self, RunError, git_in, shell_quote};
 use crate::parse::{Transport, check_git_url};
 use crate::{Checkout, FetchOptions, local, prepare_destination};
+
+/// How git reaches the remote: the URL it is given (no credentials in it),
+/// and what its environment carries.
+struct Remote {
+    /// The URL without its user-info (http and https).
+    url: String,
+    /// `GIT_ALLOW_PROTOCOL`.
+    protocols: &'static str,
+    /// `GIT_SSH_COMMAND`, for ssh.
+    ssh_command: Option<String>,
+    /// The `http.<url>.extraHeader` key and its `Authorization: Basic ...`
+    /// value, for credentials that were in the URL.
+    auth: Option<(String, String)>,
+}
+
+impl Remote {
+    fn new(url: &str, transport: Transport, opts: &FetchOptions) -> Result<Remote, SourceError> {
+        let ssh_command = ssh_command(
+            transport,
+            opts.ssh_key.as_deref(),
+            opts.known_hosts.as_deref(),
+        )?;
+        // Never `ext::`/`fd::` (they run commands), and plain http only when
+        // the URL itself asked for it (no https → http redirect). ssh and
+        // https stay allowed together: a common `url.<base>.insteadOf`
+        // rewrites one to the other.
+        let protocols = match transport {
+            Transport::Http => "http:https:ssh:file",
+            Transport::Https | Transport::Ssh | Transport::File => "https:ssh:file",
+        };
+        let (url, auth) = match transport {
+            Transport::Http | Transport::Https => split_credentials(url),
+            Transport::Ssh | Transport::File => (url.to_owned(), None),
+        };
+        Ok(Remote {
+            url,
+            protocols,
+            ssh_command,
+            auth,
+        })
+    }
+
+    /// The environment every git talking to this remote needs. Reflogs are
+    /// off: `clone: from URL` would keep the URL's query in the checkout.
+    fn configure(&self, cmd: &mut Command) {
+        cmd.env("GIT_ALLOW_PROTOCOL", self.protocols);
+        if let Some(ssh_command) = &self.ssh_command {
+            cmd.env("GIT_SSH_COMMAND", ssh_command);
+        }
+        git::add_config(cmd, "core.logAllRefUpdates", "false");
+        if let Some((key, header)) = &self.auth {
+            git::add_config(cmd, key, header);
+        }
+    }
+}
+
+/// Take the user-info out of an `http(s)://user:password@host/...` URL: the
+/// URL without it, and the `http.<scheme>://<host>/.extraHeader` setting
+/// that sends the same credentials as a Basic `Authorization` header, on
+/// every request to that host (git's own way for tokens; a user name alone
+/// is sent with an empty password, as GitHub and GitLab take a token).
+/// Given to git through its environment, they are in no process's argument
+/// list, in no `.git/config`, and never handed to a credential helper that
+/// would store them.
+fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
+    let Some(scheme_end) = url.find("://") else {
+        return (url.to_owned(), None);
+    };
+    let start = scheme_end + 3;
+    let rest = &url[start..];
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some((userinfo, host_port)) = rest[..end].rsplit_once('@') else {
+        return (url.to_owned(), None);
+    };
+    let stripped = format!("{}{host_port}{}", &url[..start], &rest[end..]);
+    if userinfo.is_empty() {
+        return (stripped, None);
+    }
+    // As git would send them: percent-decoded (`%40` is an '@').
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let decode = |part: &str| percent_encoding::percent_decode_str(part).collect::<Vec<u8>>();
+    let mut pair = decode(user);
+    pair.push(b':');
+    pair.extend(decode(password));
+    let header = format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    );
+    let key = format!("http.{}://{host_port}/.extraHeader", &url[..scheme_end]);
+    (stripped, Some((key, header)))
+}
 
 /// Clone `url` at `branch` into `dest`. `branch` is already validated.
 pub(crate) fn fetch(
@@ -24,27 +120,16 @@ pub(crate) fn fetch(
     opts: &FetchOptions,
 ) -> Result<Checkout, SourceError> {
     let transport = check_git_url(url)?;
-    let ssh_command = ssh_command(
-        transport,
-        opts.ssh_key.as_deref(),
-        opts.known_hosts.as_deref(),
-    )?;
+    let remote = Remote::new(url, transport, opts)?;
     let dir = prepare_destination(dest)?;
     let shown = redact_url(url);
+    let cancelled = || SourceError::Cancelled { url: shown.clone() };
+    if opts.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+        return Err(cancelled());
+    }
 
     let mut cmd = git::git();
-    // Never `ext::`/`fd::` (they run commands), and plain http only when the
-    // URL itself asked for it (no https → http redirect). ssh and https stay
-    // allowed together: a common `url.<base>.insteadOf` rewrites one to the
-    // other.
-    let protocols = match transport {
-        Transport::Http => "http:https:ssh:file",
-        Transport::Https | Transport::Ssh | Transport::File => "https:ssh:file",
-    };
-    cmd.env("GIT_ALLOW_PROTOCOL", protocols);
-    if let Some(ssh_command) = &ssh_command {
-        cmd.env("GIT_SSH_COMMAND", ssh_command);
-    }
+    remote.configure(&mut cmd);
     cmd.args(["clone", "--single-branch", "--no-tags", "--quiet"]);
     // Shallow, except over plain http: that is loopback only, often a bare
     // repository behind a static file server (git's "dumb" protocol), which
@@ -55,10 +140,10 @@ pub(crate) fn fetch(
     if let Some(branch) = branch {
         cmd.args(["--branch", branch]);
     }
-    cmd.arg("--").arg(url).arg(&dir);
+    cmd.arg("--").arg(&remote.url).arg(&dir);
     tracing::debug!("cloning {shown} into {}", dir.display());
 
-    let output = match git::run(cmd, opts.timeout) {
+    let output = match git::run_until(cmd, opts.timeout, opts.cancel.as_ref()) {
         Ok(output) => output,
         Err(RunError::NotInstalled) => {
             return Err(SourceError::GitNotInstalled {
@@ -71,6 +156,7 @@ pub(crate) fn fetch(
                 seconds: whole_seconds(opts.timeout.unwrap_or_default()),
             });
         }
+        Err(RunError::Cancelled) => return Err(cancelled()),
         Err(RunError::Io(source)) => {
             return Err(SourceError::Io {
                 action: "run git in",
@@ -89,7 +175,10 @@ pub(crate) fn fetch(
     if let Some(wanted) = &opts.commit
         && !commit.starts_with(wanted.as_str())
     {
-        commit = check_out_commit(&dir, wanted, transport, opts).map_err(|why| {
+        commit = check_out_commit(&dir, wanted, transport, &remote, opts).map_err(|why| {
+            if opts.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+                return cancelled();
+            }
             tracing::debug!("fetching commit {wanted} of {shown}: {why}");
             SourceError::CommitNotFound {
                 commit: wanted.clone(),
@@ -100,6 +189,7 @@ pub(crate) fn fetch(
             }
         })?;
     }
+    forget_url_secrets(&dir, &remote.url)?;
     let branch = match branch {
         Some(branch) => Some(branch.to_owned()),
         None => current_branch(&dir),
@@ -113,6 +203,35 @@ pub(crate) fn fetch(
         branch,
         dirty: false,
     })
+}
+
+/// A URL with a token in its query or fragment (or an ssh password) is kept
+/// in the checkout redacted: `remote.origin.url` in `.git/config`, and no
+/// `FETCH_HEAD` naming it. (User-info never gets there: git is given the
+/// URL without it.)
+fn forget_url_secrets(dir: &Path, url: &str) -> Result<(), SourceError> {
+    let shown = redact_url(url);
+    if shown == url {
+        return Ok(());
+    }
+    let mut cmd = git_in(dir);
+    cmd.args(["config", "remote.origin.url"]).arg(&shown);
+    let output = git::run(cmd, None).map_err(|e| SourceError::GitFailed {
+        operation: "config",
+        target: dir.display().to_string(),
+        cause: format!("{e:?}"),
+    })?;
+    if !output.success {
+        return Err(git_failed("config", dir, &output.stderr));
+    }
+    match std::fs::remove_file(dir.join(".git").join("FETCH_HEAD")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SourceError::Io {
+            action: "remove",
+            path: dir.join(".git").join("FETCH_HEAD"),
+            cause: e,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The `GIT_SSH_COMMAND` to use, if any.
@@ -191,6 +310,7 @@ fn check_out_commit(
     dir: &Path,
     wanted: &str,
     transport: Transport,
+    remote: &Remote,
     opts: &FetchOptions,
 ) -> Result<String, String> {
     let have = |dir: &Path| {
@@ -201,24 +321,14 @@ fn check_out_commit(
     };
     if !have(dir) {
         let mut cmd = git_in(dir);
-        let protocols = match transport {
-            Transport::Http => "http:https:ssh:file",
-            Transport::Https | Transport::Ssh | Transport::File => "https:ssh:file",
-        };
-        cmd.env("GIT_ALLOW_PROTOCOL", protocols);
-        if let Ok(Some(ssh_command)) = ssh_command(
-            transport,
-            opts.ssh_key.as_deref(),
-            opts.known_hosts.as_deref(),
-        ) {
-            cmd.env("GIT_SSH_COMMAND", ssh_command);
-        }
+        remote.configure(&mut cmd);
         cmd.args(["fetch", "--no-tags", "--quiet"]);
         if transport != Transport::Http {
             cmd.args(["--depth", "1"]);
         }
         cmd.args(["origin", wanted]);
-        let output = git::run(cmd, opts.timeout).map_err(|e| format!("{e:?}"))?;
+        let output = git::run_until(cmd, opts.timeout, opts.cancel.as_ref())
+            .map_err(|e| format!("{e:?}"))?;
         if !output.success {
             return Err(output.stderr);
         }
@@ -331,6 +441,32 @@ mod tests {
         assert!(auth_hint(Transport::Ssh, false).contains("--ssh KEY_FILE"));
         assert!(auth_hint(Transport::Ssh, true).contains("this key"));
         assert_eq!(auth_hint(Transport::Https, false), "");
+    }
+
+    #[test]
+    fn credentials_leave_the_url_for_a_header() {
+        let (url, auth) = split_credentials("https://deploy:s3cr%40t@Example.com:8443/o/r.git");
+        assert_eq!(url, "https://Example.com:8443/o/r.git");
+        let (key, header) = auth.expect("credentials");
+        assert_eq!(key, "http.https://Example.com:8443/.extraHeader");
+        // base64("deploy:s3cr@t")
+        assert_eq!(header, "Authorization: Basic ZGVwbG95OnMzY3JAdA==");
+        // A token as the user name: an empty password.
+        let (url, auth) = split_credentials("http://ghp_tok@127.0.0.1:9/r.git?x=1");
+        assert_eq!(url, "http://127.0.0.1:9/r.git?x=1");
+        assert_eq!(
+            auth.map(|(_, h)| h).as_deref(),
+            Some("Authorization: Basic Z2hwX3Rvazo=")
+        );
+        // No user-info: nothing to do; an '@' in the path is not one.
+        assert_eq!(
+            split_credentials("https://host/o/r@v1"),
+            ("https://host/o/r@v1".to_owned(), None)
+        );
+        assert_eq!(
+            split_credentials("https://@host/r"),
+            ("https://host/r".to_owned(), None)
+        );
     }
 
     #[test]

@@ -245,8 +245,7 @@ fn unreachable_ssh_host_is_reported_without_prompting() {
     let opts = FetchOptions {
         ssh_key: Some(key),
         timeout: Some(std::time::Duration::from_secs(60)),
-        commit: None,
-        known_hosts: None,
+        ..FetchOptions::default()
     };
     let err = fetch(&source, None, &dest(tmp.path(), "x"), &opts).expect_err("unreachable");
     let line = err.to_string();

@@ -56,7 +56,9 @@ pub struct NewRun {
     pub namespace: String,
     /// The project name, if already known (see [`Store::set_run_project`]).
     pub project: Option<String>,
-    /// The repository URL or local directory.
+    /// The repository URL or local directory, as shown: the caller gives
+    /// a URL with its credentials and tokens redacted, since a run's row is
+    /// history, listed and kept, and never fetched from.
     pub repo: String,
     /// The branch, if any.
     pub branch: Option<String>,

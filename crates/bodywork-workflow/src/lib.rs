@@ -167,7 +167,7 @@ pub async fn run_workflow(
             runtime.name()
         ),
     );
-    let (checkout, plan) = match fetch_and_plan(req, hooks, log).await {
+    let (checkout, plan) = match fetch_and_plan(req, hooks, log, cancel).await {
         Ok(ready) => ready,
         Err(err) => {
             // Nothing ran yet, but the log (and a CLI following it) must say why.
@@ -215,11 +215,14 @@ pub async fn run_workflow(
     }
 }
 
-/// Fetch, load and plan the run, and let the host accept or refuse it.
+/// Fetch, load and plan the run, and let the host accept or refuse it. A
+/// cancellation stops the fetch (git killed with its helpers) and ends the
+/// run as cancelled, whatever the fetch then says; nothing was changed yet.
 async fn fetch_and_plan(
     req: &WorkflowRequest,
     hooks: &dyn RunHooks,
     log: &Log,
+    cancel: &CancellationToken,
 ) -> Result<(Checkout, WorkflowPlan), WorkflowError> {
     let request = PrepareRequest {
         repo: req.repo.clone(),
@@ -232,6 +235,10 @@ async fn fetch_and_plan(
             timeout: Some(FETCH_TIMEOUT),
             commit: None,
             known_hosts: req.known_hosts.clone(),
+            cancel: Some({
+                let cancel = cancel.clone();
+                bodywork_source::CancelCheck::new(move || cancel.is_cancelled())
+            }),
         },
     };
     let prepared = prepare(&request, &mut |event| match event {
@@ -259,7 +266,11 @@ async fn fetch_and_plan(
         }
         Preparing::Warning(problem) => log.log(Level::Warning, LOGGER, &problem.to_string()),
     })
-    .await?;
+    .await;
+    if cancel.is_cancelled() {
+        return Err(WorkflowError::Cancelled);
+    }
+    let prepared = prepared?;
     let mut plan = prepared.plan;
     if req.secrets_group.is_some() {
         plan.secrets_group.clone_from(&req.secrets_group);

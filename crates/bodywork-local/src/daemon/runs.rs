@@ -270,7 +270,10 @@ pub(crate) fn prepare_run(
     let new_run = NewRun {
         namespace: submission.namespace.clone().unwrap_or_default(),
         project: None,
-        repo: submission.repo.clone(),
+        // Kept as shown, credentials and tokens redacted: a run's row is
+        // history, never fetched from (a retry or a cron job's next run
+        // fetches with its own submission).
+        repo: bodywork_source::redact_url(&submission.repo),
         branch: submission.branch.clone(),
         commit: None,
         trigger: trigger.to_string(),

@@ -122,7 +122,7 @@ impl Info {
             project: ctx.project.clone(),
             stage: stage.stage.clone(),
             resource_name: stage.resource_name.clone(),
-            repo: ctx.repo.clone(),
+            repo: bodywork_source::redact_url(&ctx.repo),
             commit: ctx.commit.clone(),
             generation,
             port: shape.port,

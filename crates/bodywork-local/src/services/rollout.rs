@@ -279,7 +279,8 @@ impl ServiceManager {
             name: service_name.to_string(),
             project: ctx.project.clone(),
             stage: stage.stage.clone(),
-            repo: ctx.repo.clone(),
+            // Kept as shown: a service never fetches again.
+            repo: bodywork_source::redact_url(&ctx.repo),
             branch: ctx.branch.clone(),
             commit: Some(ctx.commit.clone()),
             run_id: ctx.run_id.parse().ok(),
