@@ -278,6 +278,12 @@ pub fn end_trees(ids: &[ProcessId]) {
     for id in ids {
         kill_group(id.pid, Signal::SIGKILL);
     }
+    // Gone before this returns: a replica's reaper writes its log until it
+    // exits, and a deleted service's log folder is removed next.
+    let until = Instant::now() + Duration::from_secs(2);
+    while ids.iter().any(|id| is_running(*id)) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// [`end_tree`] off the async workers.
