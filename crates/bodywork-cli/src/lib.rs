@@ -53,7 +53,8 @@ pub fn main() -> ExitCode {
     commands::run(cli).into()
 }
 
-/// `bodywork __reap -- PROGRAM ARGS...`: the per-stage reaper the local
+/// `bodywork __reap [--log FILE --log-part BYTES] -- PROGRAM ARGS...`: the
+/// per-stage reaper (and a replica's log writer) the local
 /// runtime runs every stage under (`bodywork_stage::reaper`), never typed
 /// by a user. Recognised before clap so nothing in the stage's environment
 /// (`BODYWORK_RUNTIME`...) changes how it parses. `None`: another command.
@@ -63,19 +64,22 @@ fn reap() -> Option<ExitCode> {
     if args.next()? != reaper::SUBCOMMAND {
         return None;
     }
-    let mut rest: Vec<_> = args.collect();
-    if rest.first().is_some_and(|a| a == "--") {
-        rest.remove(0);
-    }
-    if rest.is_empty() {
-        eprintln!(
-            "usage: bodywork {} -- PROGRAM [ARGS...]",
-            reaper::SUBCOMMAND
-        );
-        return Some(Outcome::Usage.into());
-    }
-    let program = rest.remove(0);
-    let code = reaper::run(&program, &rest);
+    let invocation = match reaper::Invocation::parse(args) {
+        Ok(invocation) => invocation,
+        Err(e) => {
+            eprintln!(
+                "bodywork {}: {e}\nusage: bodywork {} [--log FILE --log-part BYTES] -- PROGRAM [ARGS...]",
+                reaper::SUBCOMMAND,
+                reaper::SUBCOMMAND
+            );
+            return Some(Outcome::Usage.into());
+        }
+    };
+    let code = reaper::run(
+        &invocation.program,
+        &invocation.args,
+        invocation.log.as_ref(),
+    );
     Some(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 

@@ -2,7 +2,9 @@
 //! the real `bodywork` binary and its daemon: a line of megabytes is cut
 //! at 64 KiB with a marker, in the CLI's output and in the stored log; a
 //! CLI that stops reading gets a marker where lines were skipped while the
-//! stored log keeps them all; a service's log is rotated past 20 MiB.
+//! stored log keeps them all; a service replica's log is kept in two parts
+//! of 10 MiB on disk however fast it is written, `bodywork logs` reads
+//! across both, and a deleted service's log folder stays gone.
 //!
 //! Memory itself is measured by `bench/daemon_memory.py`, not here.
 
@@ -201,15 +203,16 @@ fn wait_child(child: &mut std::process::Child, limit: Duration) -> std::process:
     status.unwrap()
 }
 
-/// A service that prints 22 MiB at start, then listens and prints a tick
-/// every 0.2 s.
+/// A service that prints 22 MiB of numbered lines at start, then listens,
+/// says so and prints a tick every 0.2 s.
 const NOISY_SERVICE: &str = r#"
 import http.server, os, threading, time
-filler = "z" * 1023
-for _ in range(22 * 1024):
-    print(filler)
+filler = "z" * 1013
+for n in range(22 * 1024):
+    print(f"{n:09d} {filler}")
 server = http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), http.server.BaseHTTPRequestHandler)
 threading.Thread(target=server.serve_forever, daemon=True).start()
+print("numbered lines done")
 n = 0
 while True:
     n += 1
@@ -217,18 +220,61 @@ while True:
     time.sleep(0.2)
 "#;
 
-/// The replica log files of a service (without their rotated parts).
+/// The most one part of a replica's log holds
+/// (`bodywork_local::logfiles::SERVICE_LOG_PART`).
+const LOG_PART: u64 = 10 << 20;
+/// The most a replica's log holds on disk: two parts.
+const REPLICA_LOG_CAP: u64 = 2 * LOG_PART;
+
+/// The replica log files of a service (`FILE`, not their rotated parts
+/// `FILE.1`; named even while `FILE` is being rotated).
 fn replica_logs(dir: &Path) -> Vec<PathBuf> {
-    fs::read_dir(dir)
+    let mut logs: Vec<PathBuf> = fs::read_dir(dir)
         .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .filter_map(|p| {
+            let name = p.to_str()?;
+            let log = name.strip_suffix(".1").unwrap_or(name);
+            log.ends_with(".log").then(|| PathBuf::from(log))
+        })
+        .collect();
+    logs.sort();
+    logs.dedup();
+    logs
+}
+
+/// `FILE.1`, the rotated part of `FILE`.
+fn rotated(log: &Path) -> PathBuf {
+    let mut previous = log.as_os_str().to_owned();
+    previous.push(".1");
+    PathBuf::from(previous)
+}
+
+/// What the files under `dir` hold in all, rotated parts and anything
+/// else included (`du --apparent-size`).
+fn bytes_under(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|d| d.flatten().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => bytes_under(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The numbered lines (`NNNNNNNNN ...`) of `text`, as numbers, in order.
+fn numbers(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| l.split_once(' ').and_then(|(n, _)| n.parse().ok()))
         .collect()
 }
 
 #[test]
-fn a_service_log_past_20_mib_is_rotated_and_the_replica_writes_on() {
+fn a_service_log_is_kept_in_two_parts_and_logs_reads_across_both() {
     let home = TestHome::new();
     let yaml = "version: \"1.1\"\npipeline:\n  name: noisy\n  namespace: noisy\n  DAG: noisy\nstages:\n  noisy:\n    executable_module_path: noisy.py\n    service: {max_startup_time_seconds: 60, replicas: 1, port: 5000, ingress: false}\n";
     let project = TestProject::new(&[("bodywork.yaml", yaml), ("noisy.py", NOISY_SERVICE)]);
@@ -237,20 +283,255 @@ fn a_service_log_past_20_mib_is_rotated_and_the_replica_writes_on() {
     let logs = replica_logs(&dir);
     assert_eq!(logs.len(), 1, "{logs:?}");
     let log = &logs[0];
-    let mut previous = log.clone().into_os_string();
-    previous.push(".1");
-    let previous = PathBuf::from(previous);
-    wait_for("the replica's log to be rotated", LONG, || {
-        previous.exists()
+    wait_for("a tick after the numbered lines", LONG, || {
+        fs::read_to_string(log).is_ok_and(|t| t.contains("\ntick "))
     });
-    let kept = fs::metadata(&previous).unwrap().len();
-    assert!(kept > 20 << 20, "the rotated part holds {kept} bytes");
-    // The replica writes on at the start of the emptied file.
-    wait_for("a tick in the emptied log", LONG, || {
-        fs::read_to_string(log).is_ok_and(|t| t.starts_with("tick ") || t.contains("\ntick "))
-    });
-    let now = fs::metadata(log).unwrap().len();
-    assert!(now < 20 << 20, "the log holds {now} bytes");
+    // 22 MiB were written: two rotations, each part within its size.
+    for part in [log.clone(), rotated(log)] {
+        let len = fs::metadata(&part).unwrap().len();
+        assert!(len <= LOG_PART, "{} holds {len} bytes", part.display());
+    }
+    let older = fs::read_to_string(rotated(log)).unwrap();
+    let first_kept = numbers(&older)[0];
+    // `bodywork logs` shows the rotated part and the file after it: every
+    // numbered line from the rotated part's first to the last, in order.
     let shown = home.ok(&["logs", "--namespace", "noisy", "noisy"]);
-    shown.expect_output("tick ");
+    let shown_numbers = numbers(&shown.stdout);
+    let last = 22 * 1024 - 1;
+    assert_eq!(
+        shown_numbers,
+        (first_kept..=last).collect::<Vec<_>>(),
+        "the numbered lines shown are not those of both parts"
+    );
+    assert!(shown.stdout.contains("numbered lines done\ntick 1\n"));
+    // The replica's reaper writes its log, not the daemon: ticks go on
+    // while no daemon runs, and the next one (adopting it) shows them.
+    let daemon = home.daemon_pid().expect("daemon pid");
+    kill(daemon, "KILL");
+    wait_for("the daemon to die", LONG, || {
+        !common::is_alive(daemon as u32)
+    });
+    let ticks = |text: &str| text.lines().filter(|l| l.starts_with("tick ")).count();
+    let before = ticks(&fs::read_to_string(log).unwrap());
+    wait_for("ticks written with no daemon", LONG, || {
+        ticks(&fs::read_to_string(log).unwrap()) > before + 2
+    });
+    let last = fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .rfind(|l| l.starts_with("tick "))
+        .unwrap()
+        .to_string();
+    let shown = home.ok(&["logs", "--namespace", "noisy", "noisy"]);
+    assert!(
+        shown.stdout.contains(&format!("{last}\n")),
+        "{last} not shown"
+    );
+}
+
+/// A service that listens, waits for a release file, then writes numbered
+/// lines of 1000 bytes to stderr as fast as it can for SECONDS (forever
+/// when 0), says how many, and serves on.
+const STDERR_FLOOD: &str = r#"
+import http.server, os, sys, threading, time
+release, seconds = sys.argv[1], float(sys.argv[2])
+server = http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), http.server.BaseHTTPRequestHandler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+while not os.path.exists(release):
+    time.sleep(0.02)
+filler = "e" * 990
+n = 0
+end = time.monotonic() + (seconds or 1e9)
+while time.monotonic() < end:
+    for _ in range(1000):
+        sys.stderr.write(f"{n:09d} {filler}\n")
+        n += 1
+sys.stderr.write(f"flood over after {n} lines\n")
+sys.stderr.flush()
+while True:
+    time.sleep(3600)
+"#;
+
+/// A project `flood` in namespace `ns` of two replicas running
+/// [`STDERR_FLOOD`], released by `release`.
+fn flood_project(ns: &str, release: &Path, seconds: u32) -> TestProject {
+    let yaml = format!(
+        "version: \"1.1\"\npipeline:\n  name: flood\n  namespace: {ns}\n  DAG: flood\nstages:\n  flood:\n    executable_module_path: flood.py\n{}    service: {{max_startup_time_seconds: 60, replicas: 2, port: 5000, ingress: false}}\n",
+        args_line(&[release.to_str().unwrap(), &seconds.to_string()])
+    );
+    TestProject::new(&[("bodywork.yaml", &yaml), ("flood.py", STDERR_FLOOD)])
+}
+
+/// The number of the last numbered line of `log` (read from its end).
+fn latest_number(log: &Path) -> Option<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = fs::File::open(log).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    numbers(&String::from_utf8_lossy(&tail)).last().copied()
+}
+
+/// A child process killed (and waited for) when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The pids of every process whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    fs::read_dir("/proc")
+        .map(|d| d.flatten().collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle))
+        })
+        .collect()
+}
+
+/// Sample the size of `dir` until `done`, failing as soon as it passes
+/// `cap`; returns the largest size seen.
+fn within_cap_until(dir: &Path, cap: u64, what: &str, mut done: impl FnMut() -> bool) -> u64 {
+    let mut peak = 0;
+    wait_for(what, LONG, || {
+        let now = bytes_under(dir);
+        peak = peak.max(now);
+        assert!(
+            now <= cap,
+            "{} holds {now} bytes, past the cap of {cap}",
+            dir.display()
+        );
+        done()
+    });
+    peak
+}
+
+#[test]
+fn two_replicas_flooding_stderr_stay_within_the_log_cap_and_logs_shows_their_last_lines() {
+    let home = TestHome::new();
+    let holder = TestProject::new(&[]);
+    let release = holder.scratch("release");
+    let project = flood_project("flood", &release, 5);
+    home.ok(&["workflow", project.arg()]);
+    let dir = home.root().join("logs/services/flood/flood");
+    let logs = replica_logs(&dir);
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    // A follow started before the flood reaches each replica's last line
+    // across the renames (its output goes to a file: it is read later).
+    let followed = holder.scratch("followed");
+    let follow = Killed(
+        home.cmd(&["logs", "--namespace", "flood", "flood", "-f"])
+            .stdout(fs::File::create(&followed).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    fs::write(&release, "go").unwrap();
+    let over = |log: &PathBuf| fs::read_to_string(log).is_ok_and(|t| t.contains("flood over"));
+    let peak = within_cap_until(&dir, 2 * REPLICA_LOG_CAP, "both floods to end", || {
+        logs.iter().all(over)
+    });
+    // Each wrote well past its cap (else nothing was tested).
+    for log in &logs {
+        let text = fs::read_to_string(log).unwrap();
+        let line = text.lines().find(|l| l.starts_with("flood over")).unwrap();
+        let written: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+        assert!(
+            written * 1000 > 2 * REPLICA_LOG_CAP,
+            "only {written} lines written: {line}"
+        );
+        assert!(rotated(log).exists());
+    }
+    assert!(
+        peak > REPLICA_LOG_CAP,
+        "the logs never filled: {peak} bytes"
+    );
+    // `bodywork logs` ends each replica's part with its last line.
+    let shown = home.ok(&["logs", "--namespace", "flood", "flood"]);
+    let mut sections = 0;
+    for section in shown.stdout.split("---- ").skip(1) {
+        sections += 1;
+        let last = section.lines().last().unwrap_or_default();
+        assert!(last.starts_with("flood over after "), "ends with {last:?}");
+        // Numbered lines in order, none missing, up to the last one.
+        let shown_numbers = numbers(section);
+        assert!(
+            shown_numbers.len() > 10_000,
+            "{} lines",
+            shown_numbers.len()
+        );
+        assert!(shown_numbers.windows(2).all(|w| w[1] == w[0] + 1));
+    }
+    assert_eq!(
+        sections,
+        2,
+        "{}",
+        &shown.stdout[..shown.stdout.len().min(2000)]
+    );
+    wait_for("the follow to reach both last lines", LONG, || {
+        let text = fs::read(&followed).unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        text.lines().filter(|l| l.starts_with("flood over")).count() == 2
+    });
+    drop(follow);
+    home.ok(&["delete-namespace", "flood"]);
+    assert!(!home.root().join("logs/services/flood").exists());
+}
+
+#[test]
+fn a_service_deleted_while_it_floods_its_log_leaves_no_log_folder_behind() {
+    let home = TestHome::new();
+    let holder = TestProject::new(&[]);
+    let release = holder.scratch("release");
+    fs::write(&release, "go").unwrap();
+    let project = flood_project("gone", &release, 0);
+    home.ok(&["workflow", project.arg()]);
+    let dir = home.root().join("logs/services/gone/flood");
+    let logs = replica_logs(&dir);
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    // Deleted once each has written 1 GB: under a rotation by copy, a copy
+    // of that size is under way then.
+    within_cap_until(
+        &dir,
+        2 * REPLICA_LOG_CAP,
+        "each replica to write 1 GB",
+        || {
+            logs.iter()
+                .all(|l| rotated(l).exists() && latest_number(l).is_some_and(|n| n > 1_000_000))
+        },
+    );
+    // Every process of the replicas: reapers (their command line names
+    // their log) and the scripts (theirs, the release file).
+    let writers = [
+        processes_mentioning(dir.to_str().unwrap()),
+        processes_mentioning(release.to_str().unwrap()),
+    ]
+    .concat();
+    assert!(writers.len() >= 2, "{writers:?}");
+    home.ok(&[
+        "service",
+        "delete",
+        "--namespace",
+        "gone",
+        "--name",
+        "flood",
+    ]);
+    assert!(
+        !dir.exists(),
+        "the log folder is still there after the delete"
+    );
+    // Nothing that wrote there is left to make it again.
+    wait_for("the replicas' processes to end", LONG, || {
+        assert!(!dir.exists(), "the log folder came back");
+        writers.iter().all(|pid| !common::is_alive(*pid))
+    });
+    assert!(!dir.exists(), "the log folder came back");
 }

@@ -8,8 +8,9 @@
 //! next daemon ends a batch stage's tree left behind).
 //! The reaper every local stage runs under (`bodywork __reap`) is also
 //! tested on its own: output, exit codes and signals pass through, SIGTERM
-//! reaches the descendants that left the group, and the daemon's request
-//! to end the tree (SIGUSR2) kills them all.
+//! reaches the descendants that left the group, the daemon's request to
+//! end the tree (SIGUSR2) kills them all, and with `--log` it writes the
+//! stage's output to a log bounded on disk.
 //!
 //! Every grandchild writes its pid to a scratch file; a [`Survivors`] guard
 //! kills whatever pid it read, so no test leaves a process behind even when
@@ -447,4 +448,64 @@ fn the_reaper_forwards_sigterm_to_escaped_descendants_and_ends_its_tree_when_ask
     let status = child.wait().expect("the reaper's status");
     assert_eq!(status.signal(), Some(9), "{status:?}");
     assert!(!is_alive(two), "grandchild {two} outlived its reaper");
+}
+
+#[test]
+fn the_reaper_writes_its_stage_output_to_a_log_bounded_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("g1-r0.log");
+    let previous = dir.path().join("g1-r0.log.1");
+    // 5 MB of numbered lines on stdout and stderr, as fast as they come,
+    // into parts of 64 KiB; then a last word on stderr and a crash.
+    let script = "import sys\n\
+        for n in range(50_000):\n    (sys.stdout if n % 2 else sys.stderr).write(f'{n:09d} ' + 'x' * 90 + '\\n')\n\
+        sys.stdout.flush()\n\
+        sys.stderr.write('the last word\\n')\n\
+        sys.exit(3)\n";
+    let out = std::process::Command::new(common::bin())
+        .args(["__reap", "--log"])
+        .arg(&log)
+        .args(["--log-part", "65536", "--", "python3", "-u", "-c", script])
+        .output()
+        .expect("run the reaper");
+    // The exit code passes through; nothing is printed but in the log.
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+    let (now, before) = (
+        std::fs::read_to_string(&log).unwrap(),
+        std::fs::read_to_string(&previous).unwrap(),
+    );
+    assert!(now.len() <= 65536 && before.len() <= 65536);
+    // All written by the time the reaper exited, whole lines, in order.
+    assert!(
+        now.ends_with("the last word\n"),
+        "{}",
+        &now[now.len().saturating_sub(300)..]
+    );
+    let numbered: Vec<u64> = before
+        .lines()
+        .chain(now.lines())
+        .filter_map(|l| l.split_once(' ').and_then(|(n, _)| n.parse().ok()))
+        .collect();
+    assert_eq!(numbered.last(), Some(&49_999));
+    assert!(numbered.windows(2).all(|w| w[1] == w[0] + 1), "lines lost");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+
+    // A line of megabytes is cut at 64 KiB, with the marker.
+    let long = dir.path().join("long.log");
+    let out = std::process::Command::new(common::bin())
+        .args(["__reap", "--log"])
+        .arg(&long)
+        .args(["--log-part", "1048576", "--"])
+        .args(["python3", "-c", "print('y' * 3_000_000); print('after')"])
+        .output()
+        .expect("run the reaper");
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&long).unwrap();
+    let expected = format!(
+        "{}… [bodywork: line cut at 65536 bytes, {} bytes dropped]\nafter\n",
+        "y".repeat(65536),
+        3_000_000 - 65536
+    );
+    assert!(text == expected, "{} bytes written", text.len());
 }

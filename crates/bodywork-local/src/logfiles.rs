@@ -1,51 +1,59 @@
-//! The limits of the local runtime's log files, and their rotation.
+//! The limits of the local runtime's log files, their rotation, and
+//! reading a replica's log across its rotated part.
 //!
 //! - A workflow run's log (`logs/runs/N.log`) holds at most
 //!   [`RUN_LOG_MAX`] bytes (see `daemon::runs`).
 //! - A service replica's log (`logs/services/NS/NAME/gG-rI.log`) is
-//!   rotated once it passes [`SERVICE_LOG_MAX`], and `logs/daemon.log`
-//!   once it passes [`DAEMON_LOG_MAX`]: checked at the daemon's start and
-//!   every [`ROTATE_EVERY`], keeping one previous part as `FILE.1`.
+//!   written by the replica's reaper, never by the replica itself nor by
+//!   the daemon (see `bodywork_stage::reaper` and
+//!   `bodywork_stage::bounded_log`): parts of at most [`SERVICE_LOG_PART`]
+//!   bytes, the previous one kept as `FILE.1` when `FILE` is renamed, so a
+//!   replica's log holds at most [`SERVICE_LOG_MAX`] bytes on disk whatever
+//!   its write rate. [`LogParts`] reads it across the rename.
+//! - `logs/daemon.log` is rotated once it passes [`DAEMON_LOG_MAX`]:
+//!   checked at the daemon's start and every [`ROTATE_EVERY`], keeping one
+//!   previous part as `FILE.1`. The daemon writes it through descriptors
+//!   opened with `O_APPEND` by whoever started it, so it is copied to
+//!   `FILE.1` (replacing the older part) and truncated rather than renamed;
+//!   what is written during the copy is copied too, until a look finds
+//!   nothing new; a line written between that last look and the truncation
+//!   (microseconds) is lost. So is a replica log past [`SERVICE_LOG_MAX`]:
+//!   only a replica started before its reaper wrote its log (by an older
+//!   bodywork, adopted after an upgrade) writes one that large.
 //!
 //! A service keeps the logs of its current generation of replicas and of
 //! the one before (what served until the last rollout, or a rollout that
 //! failed); older generations' logs are removed once their replicas have
-//! stopped, and a deleted service's or namespace's with it.
-//!
-//! Rotation is by copy and truncate: the replicas (and the daemon itself)
-//! write to these files through descriptors opened with `O_APPEND`, which
-//! survive a daemon restart, so the file cannot be renamed under them. Its
-//! content is copied to `FILE.1` (replacing the older part) and it is
-//! truncated; the writers carry on at its new end. What was written
-//! during the copy is copied too, until a look finds nothing new; a line
-//! written between that last look and the truncation (microseconds) is
-//! lost.
+//! stopped, and a deleted service's or namespace's with it, once the
+//! replicas' reapers have exited (nothing writes there any more).
 
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom, Take};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bodywork_runtime::CancellationToken;
+use bodywork_stage::lines::{CappedLines, MAX_CUT_LINE};
 
 use crate::home::Home;
+
+pub use bodywork_stage::bounded_log::rotated;
 
 /// The most a workflow run's log file holds, in bytes.
 pub const RUN_LOG_MAX: u64 = 100 << 20;
 /// The part of [`RUN_LOG_MAX`] kept for the run's own messages once its
 /// stages' output has filled the rest.
 pub const RUN_LOG_RESERVE: u64 = 1 << 20;
-/// The size past which a service replica's log is rotated, in bytes.
-pub const SERVICE_LOG_MAX: u64 = 20 << 20;
+/// The most one part of a service replica's log holds, in bytes.
+pub const SERVICE_LOG_PART: u64 = 10 << 20;
+/// The most a service replica's log holds on disk: its two parts.
+pub const SERVICE_LOG_MAX: u64 = 2 * SERVICE_LOG_PART;
 /// The size past which `daemon.log` is rotated, in bytes.
 pub const DAEMON_LOG_MAX: u64 = 10 << 20;
-/// How often the sizes are checked.
+/// How often the size of `daemon.log` is checked.
 pub const ROTATE_EVERY: Duration = Duration::from_secs(1);
-
-/// Where the previous part of a rotated log is kept: `FILE.1`.
-pub fn rotated(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".1");
-    PathBuf::from(name)
-}
 
 /// Copy `path` to `FILE.1` and truncate it, when it is larger than `max`
 /// bytes; `true` when it did. A missing file is not an error.
@@ -125,17 +133,29 @@ pub fn remove_older_generations(dir: &Path, keep_from: i64) -> usize {
 }
 
 /// Removes a directory of logs whole (a deleted service's or namespace's);
-/// one already gone is fine, any other failure is logged, not fatal.
+/// one already gone is fine, any other failure is logged, not fatal. Its
+/// replicas' reapers have exited by then; a file still appearing as it is
+/// removed (one that would not end in time) is removed on a second try.
 pub fn remove_log_dir(dir: &Path) {
-    if let Err(e) = std::fs::remove_dir_all(dir)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(target: "services", "cannot remove {}: {e}", dir.display());
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && tries < 5 => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                tracing::warn!(target: "services", "cannot remove {}: {e}", dir.display());
+                return;
+            }
+        }
     }
 }
 
 /// The replicas' log files: `logs/services/NS/NAME/*.log`.
-fn service_logs(home: &Home) -> Vec<PathBuf> {
+fn replica_log_files(home: &Home) -> Vec<PathBuf> {
     let dirs = |dir: &Path| -> Vec<PathBuf> {
         std::fs::read_dir(dir)
             .map(|entries| entries.flatten().map(|e| e.path()).collect())
@@ -149,10 +169,17 @@ fn service_logs(home: &Home) -> Vec<PathBuf> {
         .collect()
 }
 
-/// One look at every log the daemon rotates.
+/// One look at the logs the daemon rotates: `daemon.log`, and a replica
+/// log past [`SERVICE_LOG_MAX`], which no reaper writing it bounded (its
+/// parts stay within [`SERVICE_LOG_PART`]): one written by a replica
+/// started by a bodywork from before the reapers wrote the logs, adopted
+/// after an upgrade, until it restarts.
 pub fn rotate_logs(home: &Home) {
-    let logs = std::iter::once((home.daemon_log(), DAEMON_LOG_MAX))
-        .chain(service_logs(home).into_iter().map(|f| (f, SERVICE_LOG_MAX)));
+    let logs = std::iter::once((home.daemon_log(), DAEMON_LOG_MAX)).chain(
+        replica_log_files(home)
+            .into_iter()
+            .map(|f| (f, SERVICE_LOG_MAX)),
+    );
     for (path, max) in logs {
         match rotate_if_larger(&path, max) {
             Ok(true) => {
@@ -178,9 +205,134 @@ pub async fn keep_rotating(home: Home, stop: CancellationToken) {
     }
 }
 
+/// How a [`LogParts`] reads a replica's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// The rotated part and the file as they are now, then the end.
+    Snapshot,
+    /// The rotated part, the file, and what comes next, across renames.
+    Follow,
+    /// What comes after the present end of the file, across renames.
+    FollowFromEnd,
+}
+
+/// One part of a log being read.
+struct Part {
+    reader: BufReader<Take<File>>,
+    /// Device and inode: which file the part is, whatever its name now.
+    id: (u64, u64),
+}
+
+impl Part {
+    /// Open `path`: up to its present length only with `as_now`, from its
+    /// present end with `from_end`.
+    fn open(path: &Path, as_now: bool, from_end: bool) -> Option<Part> {
+        let mut file = File::open(path).ok()?;
+        let meta = file.metadata().ok()?;
+        if from_end {
+            file.seek(SeekFrom::End(0)).ok()?;
+        }
+        let limit = if as_now { meta.len() } else { u64::MAX };
+        Some(Part {
+            reader: BufReader::new(file.take(limit)),
+            id: (meta.dev(), meta.ino()),
+        })
+    }
+}
+
+/// The lines of a replica's log (`FILE`, see the module), read across its
+/// rotated part `FILE.1` and, when following, across the renames that
+/// rotate it: a part renamed while it is read is read to its end (nothing
+/// writes it any more) before the new `FILE`. A part rotated out twice
+/// between two looks (two parts written in that time) is not seen. Lines
+/// are capped at [`MAX_CUT_LINE`] (the writer cut them at 64 KiB already,
+/// its marker included); a line cut by a rotation is joined again.
+pub struct LogParts {
+    path: PathBuf,
+    reading: Reading,
+    /// Oldest first; every part but the last is no longer written.
+    parts: VecDeque<Part>,
+    lines: CappedLines,
+}
+
+impl LogParts {
+    pub fn open(path: &Path, reading: Reading) -> LogParts {
+        let mut parts = VecDeque::new();
+        match reading {
+            Reading::FollowFromEnd => parts.extend(Part::open(path, false, true)),
+            Reading::Snapshot | Reading::Follow => {
+                let as_now = reading == Reading::Snapshot;
+                // The same rotation on both sides: a rename between the two
+                // opens would skip a part, so they are opened again.
+                for _ in 0..3 {
+                    parts.clear();
+                    let older = Part::open(&rotated(path), false, false);
+                    let same = older.as_ref().map(|p| p.id);
+                    parts.extend(older);
+                    parts.extend(Part::open(path, as_now, false));
+                    if file_id(&rotated(path)) == same {
+                        break;
+                    }
+                }
+            }
+        }
+        LogParts {
+            path: path.to_path_buf(),
+            reading,
+            parts,
+            lines: CappedLines::new(MAX_CUT_LINE),
+        }
+    }
+
+    /// The next whole line; `None` at the end of what is there now (a
+    /// following reader may have more later).
+    pub fn next_line(&mut self) -> Option<String> {
+        loop {
+            if let Some(part) = self.parts.front_mut() {
+                if let Ok(Some(line)) = self.lines.next_sync(&mut part.reader) {
+                    return Some(line);
+                }
+                if self.parts.len() > 1 {
+                    self.parts.pop_front();
+                    continue;
+                }
+            }
+            if self.reading == Reading::Snapshot {
+                return None;
+            }
+            // At the end of the last part: has `FILE` been renamed (or
+            // made, if there was none), so this part is done?
+            let now = file_id(&self.path)?;
+            if let Some(part) = self.parts.back_mut()
+                && part.id == now
+            {
+                // Or truncated (a log the daemon rotated by copy): on from
+                // its start.
+                let file = part.reader.get_mut().get_mut();
+                let len = file.metadata().map(|m| m.len());
+                if let (Ok(len), Ok(at)) = (len, file.stream_position())
+                    && len < at
+                    && file.seek(SeekFrom::Start(0)).is_ok()
+                {
+                    self.lines = CappedLines::new(MAX_CUT_LINE);
+                    continue;
+                }
+                return None;
+            }
+            self.parts.push_back(Part::open(&self.path, false, false)?);
+        }
+    }
+}
+
+/// Device and inode of the file at `path`.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bodywork_stage::bounded_log::BoundedLog;
     use std::io::Write;
 
     #[test]
@@ -252,30 +404,133 @@ mod tests {
     }
 
     #[test]
-    fn every_replica_log_and_the_daemon_log_are_looked_at() {
+    fn the_daemon_rotates_its_own_log_and_only_replica_logs_no_reaper_bounds() {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::new(dir.path().to_path_buf());
         home.create().unwrap();
         let service = dir.path().join("logs/services/ns/svc");
         std::fs::create_dir_all(&service).unwrap();
-        let big = vec![b'x'; SERVICE_LOG_MAX as usize + 1];
-        std::fs::write(service.join("g1-r0.log"), &big).unwrap();
-        std::fs::write(service.join("g1-r1.log"), b"small\n").unwrap();
-        std::fs::write(home.daemon_log(), &big[..DAEMON_LOG_MAX as usize + 1]).unwrap();
-        assert_eq!(service_logs(&home).len(), 2);
+        // A part as large as a reaper makes it, and a log past the cap (a
+        // replica from before the reapers wrote the logs).
+        let part = vec![b'x'; SERVICE_LOG_PART as usize];
+        std::fs::write(service.join("g1-r0.log"), &part).unwrap();
+        std::fs::write(service.join("g1-r0.log.1"), &part).unwrap();
+        let legacy = vec![b'y'; SERVICE_LOG_MAX as usize + 1];
+        std::fs::write(service.join("g1-r1.log"), &legacy).unwrap();
+        std::fs::write(home.daemon_log(), &part[..DAEMON_LOG_MAX as usize]).unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(home.daemon_log())
+            .unwrap()
+            .write_all(b"!\n")
+            .unwrap();
+        assert_eq!(replica_log_files(&home).len(), 2);
         rotate_logs(&home);
+        assert!(rotated(&home.daemon_log()).exists());
+        assert_eq!(std::fs::metadata(home.daemon_log()).unwrap().len(), 0);
         assert_eq!(
-            std::fs::metadata(service.join("g1-r0.log")).unwrap().len(),
+            std::fs::read(service.join("g1-r0.log")).unwrap().len(),
+            part.len()
+        );
+        assert_eq!(
+            std::fs::read(service.join("g1-r0.log.1")).unwrap().len(),
+            part.len()
+        );
+        assert_eq!(
+            std::fs::metadata(service.join("g1-r1.log")).unwrap().len(),
             0
         );
-        assert!(service.join("g1-r0.log.1").exists());
+        assert_eq!(std::fs::read(service.join("g1-r1.log.1")).unwrap(), legacy);
+    }
+
+    fn all(parts: &mut LogParts) -> Vec<String> {
+        std::iter::from_fn(|| parts.next_line()).collect()
+    }
+
+    fn bounded(path: &Path, part: u64) -> BoundedLog {
+        BoundedLog::open(path, part, bodywork_stage::lines::MAX_LINE).unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_reads_the_rotated_part_then_the_file_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g1-r0.log");
+        assert!(all(&mut LogParts::open(&path, Reading::Snapshot)).is_empty());
+        let mut log = bounded(&path, 12);
+        log.write(b"one\ntwo\nthree\nfour\nfive\n");
+        assert!(rotated(&path).exists());
+        let mut parts = LogParts::open(&path, Reading::Snapshot);
+        // What is written after the snapshot opened is not waited for.
+        log.write(b"six\n");
+        assert_eq!(all(&mut parts), ["three", "four", "five"]);
+        assert!(parts.next_line().is_none());
+        // The first part alone before any rotation.
+        let single = dir.path().join("g2-r0.log");
+        bounded(&single, 100).write(b"a\nb\n");
         assert_eq!(
-            std::fs::read(service.join("g1-r1.log")).unwrap(),
-            b"small\n"
+            all(&mut LogParts::open(&single, Reading::Snapshot)),
+            ["a", "b"]
         );
-        assert!(!service.join("g1-r1.log.1").exists());
-        assert!(rotated(&home.daemon_log()).exists());
-        // The `.1` files are not rotated again.
-        assert_eq!(service_logs(&home).len(), 2);
+    }
+
+    #[test]
+    fn a_follow_goes_on_across_renames_and_loses_nothing_read_in_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g1-r0.log");
+        // Started before the log exists (a replica still starting).
+        let mut follow = LogParts::open(&path, Reading::Follow);
+        assert!(follow.next_line().is_none());
+        let mut log = bounded(&path, 20);
+        let mut expected = Vec::new();
+        let mut seen = Vec::new();
+        for i in 0..200 {
+            let line = format!("line {i}");
+            log.write(format!("{line}\n").as_bytes());
+            expected.push(line);
+            // Looked at after every second write: at most one rename
+            // between two looks.
+            if i % 2 == 1 {
+                seen.extend(std::iter::from_fn(|| follow.next_line()));
+            }
+        }
+        assert_eq!(seen, expected);
+        // A line the rotation cut (no newline fit in the part) is read whole.
+        let path = dir.path().join("g2-r0.log");
+        let mut log = bounded(&path, 20);
+        let mut follow = LogParts::open(&path, Reading::Follow);
+        log.write(b"0123456789abcd");
+        assert!(follow.next_line().is_none());
+        log.write(b"efghij\n");
+        assert_eq!(std::fs::read(rotated(&path)).unwrap(), b"0123456789abcd");
+        assert_eq!(follow.next_line().as_deref(), Some("0123456789abcdefghij"));
+    }
+
+    #[test]
+    fn a_follow_from_the_end_starts_with_what_comes_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g1-r0.log");
+        let mut log = bounded(&path, 24);
+        log.write(b"old\n");
+        let mut follow = LogParts::open(&path, Reading::FollowFromEnd);
+        assert!(follow.next_line().is_none());
+        log.write(b"new one\nnew two\nnew three\n");
+        assert_eq!(all(&mut follow), ["new one", "new two", "new three"]);
+    }
+
+    #[test]
+    fn a_follow_goes_on_from_the_start_of_a_log_truncated_by_a_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g1-r0.log");
+        let mut writer = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        writer.write_all(b"before the copy\n").unwrap();
+        let mut follow = LogParts::open(&path, Reading::Follow);
+        assert_eq!(all(&mut follow), ["before the copy"]);
+        assert!(rotate_if_larger(&path, 1).unwrap());
+        writer.write_all(b"after\n").unwrap();
+        assert_eq!(all(&mut follow), ["after"]);
     }
 }

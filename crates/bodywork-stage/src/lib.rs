@@ -17,6 +17,7 @@
 //! (`bodywork-workflow` does), or decide workflow order.
 
 mod attempts;
+pub mod bounded_log;
 mod command;
 pub mod env;
 pub mod files;

@@ -189,6 +189,31 @@ const REAPER_LIMIT: Duration = Duration::from_secs(10);
 /// A command starting `cmd` in a process group of its own, with only its
 /// own environment and no stdin; under the reaper when one is in use.
 pub fn process_command(cmd: &StageCommand) -> std::io::Result<Command> {
+    command_under_reaper(cmd, None)
+}
+
+/// [`process_command`] for a long-lived process whose output goes to the
+/// log file `log`, bounded on disk: its reaper writes it (see
+/// [`crate::reaper`]). The log is opened for appending here and given as
+/// the reaper's stdout and stderr (what it says if the program cannot
+/// start), so a log that cannot be opened is this call's error. Without a
+/// reaper (the host never called [`use_reaper`]), the process writes to
+/// the file itself, and nothing bounds it.
+pub fn logged_process_command(
+    cmd: &StageCommand,
+    log: &crate::reaper::LogTo,
+) -> std::io::Result<Command> {
+    let file = crate::bounded_log::open_append(&log.path)?;
+    let err = file.try_clone()?;
+    let mut command = command_under_reaper(cmd, Some(log))?;
+    command.stdout(Stdio::from(file)).stderr(Stdio::from(err));
+    Ok(command)
+}
+
+fn command_under_reaper(
+    cmd: &StageCommand,
+    log: Option<&crate::reaper::LogTo>,
+) -> std::io::Result<Command> {
     let mut command = match REAPER.get() {
         Some(reaper) => {
             // The reaper reports a program it cannot start only through
@@ -197,7 +222,11 @@ pub fn process_command(cmd: &StageCommand) -> std::io::Result<Command> {
                 std::fs::metadata(&cmd.program)?;
             }
             let mut c = Command::new(reaper);
-            c.arg(crate::reaper::SUBCOMMAND).arg("--").arg(&cmd.program);
+            c.arg(crate::reaper::SUBCOMMAND);
+            if let Some(log) = log {
+                c.args(log.args());
+            }
+            c.arg("--").arg(&cmd.program);
             c
         }
         None => Command::new(&cmd.program),
@@ -248,6 +277,12 @@ pub fn end_trees(ids: &[ProcessId]) {
     }
     for id in ids {
         kill_group(id.pid, Signal::SIGKILL);
+    }
+    // Gone before this returns: a replica's reaper writes its log until it
+    // exits, and a deleted service's log folder is removed next.
+    let until = Instant::now() + Duration::from_secs(2);
+    while ids.iter().any(|id| is_running(*id)) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

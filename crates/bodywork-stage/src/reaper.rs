@@ -11,7 +11,8 @@
 //! it instead of to init and stays findable through /proc parent links;
 //! starts the stage in the reaper's process group, with the environment,
 //! directory and stdout/stderr the reaper was given (passed through
-//! untouched: the reaper prints nothing unless it cannot start the stage);
+//! untouched: the reaper prints nothing unless it cannot start the stage;
+//! with `--log`, output goes through the reaper instead, see below);
 //! reaps every descendant (`waitpid(-1)` is safe: it has no other
 //! children); and then:
 //!
@@ -34,6 +35,20 @@
 //! uses the reaper too, so a timed-out attempt's escaped grandchild does not
 //! live on into the next attempt in the same pod.
 //!
+//! With `--log FILE --log-part BYTES` (what the local runtime gives a
+//! service replica), the reaper is also the stage's log writer: the
+//! stage's stdout and stderr go to a pipe the reaper reads, on a thread of
+//! its own, and writes to FILE through a [`crate::bounded_log::BoundedLog`]
+//! (parts of at most BYTES, rotated by rename, lines capped at 64 KiB).
+//! The writer is not the daemon, so a replica's output goes on being
+//! written while no daemon runs; and since the reaper outlives every
+//! process of its tree, it writes nothing once it has exited: what the tree
+//! wrote last is in FILE by then (the reaper drains the pipe, for at most
+//! [`DRAIN_LIMIT`], before it exits). The reaper's own stdout and stderr
+//! (the log file, given by the daemon, so a stage that cannot start says
+//! why there) are pointed at /dev/null once the stage runs: only the
+//! writer holds the file.
+//!
 //! Still possible: a stage that kills its reaper (`kill -9 0`, or its
 //! parent by pid) frees its escaped descendants; so does a process started
 //! through another service (`systemd-run`, `at`, a container engine), which
@@ -41,7 +56,10 @@
 //! delegated cgroup v2 subtree, which an ordinary user session lacks.
 
 use std::ffi::OsString;
+use std::io::Read;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::process::{descendants, process_table};
@@ -73,10 +91,77 @@ const END_LIMIT: Duration = Duration::from_secs(5);
 /// Exit code when the stage cannot be started (as a shell's "not found").
 const CANNOT_START: i32 = 127;
 
-/// Run `program` with `args` as the reaper described above; returns the
-/// exit code to end with when the stage exited (a signal is re-raised and
-/// never returns).
-pub fn run(program: &OsString, args: &[OsString]) -> i32 {
+/// How long the reaper, once its tree has ended, goes on writing what is
+/// left in the pipe (a process outside the tree may still hold it open).
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Where a replica's output goes when the reaper writes it (`--log FILE
+/// --log-part BYTES`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTo {
+    pub path: PathBuf,
+    /// The most one part of the log holds, in bytes.
+    pub part_max: u64,
+}
+
+impl LogTo {
+    /// The reaper's options that say so, for its command line.
+    pub fn args(&self) -> [OsString; 4] {
+        [
+            "--log".into(),
+            self.path.clone().into_os_string(),
+            "--log-part".into(),
+            self.part_max.to_string().into(),
+        ]
+    }
+}
+
+/// What `bodywork __reap [--log FILE --log-part BYTES] [--] PROGRAM
+/// ARGS...` asks for (the arguments after the subcommand).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Invocation {
+    pub log: Option<LogTo>,
+    pub program: OsString,
+    pub args: Vec<OsString>,
+}
+
+impl Invocation {
+    /// Read the arguments after the subcommand; an error in words.
+    pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String> {
+        let mut args = args.into_iter().peekable();
+        let (mut path, mut part_max) = (None, None);
+        while let Some(arg) = args.next_if(|a| a.to_str().is_some_and(|a| a.starts_with("--"))) {
+            match arg.to_str() {
+                Some("--") => break,
+                Some("--log") => {
+                    path = Some(PathBuf::from(args.next().ok_or("--log needs a file")?))
+                }
+                Some("--log-part") => {
+                    let bytes = args.next().ok_or("--log-part needs a size in bytes")?;
+                    let bytes = bytes.to_str().and_then(|b| b.parse::<u64>().ok());
+                    part_max = Some(bytes.ok_or("--log-part needs a size in bytes")?);
+                }
+                _ => return Err(format!("unknown option {}", arg.to_string_lossy())),
+            }
+        }
+        let log = match (path, part_max) {
+            (Some(path), Some(part_max)) => Some(LogTo { path, part_max }),
+            (None, None) => None,
+            _ => return Err("--log and --log-part go together".into()),
+        };
+        let program = args.next().ok_or("no program to run")?;
+        Ok(Invocation {
+            log,
+            program,
+            args: args.collect(),
+        })
+    }
+}
+
+/// Run `program` with `args` as the reaper described above, writing its
+/// output to `log` when given; returns the exit code to end with when the
+/// stage exited (a signal is re-raised and never returns).
+pub fn run(program: &OsString, args: &[OsString], log: Option<&LogTo>) -> i32 {
     // Without the flag the tree is still ended through the links /proc
     // shows, as long as no intermediate process has exited.
     let _ = nix::sys::prctl::set_child_subreaper(true);
@@ -108,6 +193,16 @@ pub fn run(program: &OsString, args: &[OsString]) -> i32 {
     unsafe {
         stage.pre_exec(move || watched.thread_unblock().map_err(std::io::Error::from));
     }
+    // The stage's output goes to a pipe this process reads (both ends
+    // close on exec: the stage gets the write end as its stdout and
+    // stderr only).
+    let pipe = match log.map(|_| output_pipe(&mut stage)).transpose() {
+        Ok(pipe) => pipe,
+        Err(e) => {
+            eprintln!("bodywork: cannot start the stage's log writer: {e}");
+            return CANNOT_START;
+        }
+    };
     let main = match stage.spawn() {
         Ok(child) => Pid::from_raw(child.id() as i32),
         Err(e) => {
@@ -117,6 +212,13 @@ pub fn run(program: &OsString, args: &[OsString]) -> i32 {
             );
             return CANNOT_START;
         }
+    };
+    // The write end's copies held for the spawn close here, so the pipe
+    // ends when the tree's last process has gone.
+    drop(stage);
+    let writer = match (log, pipe) {
+        (Some(log), Some(pipe)) => Some(start_writer(log, pipe)),
+        _ => None,
     };
     let own_group = getpgrp();
     let mut status = None;
@@ -146,7 +248,73 @@ pub fn run(program: &OsString, args: &[OsString]) -> i32 {
         }
     }
     let status = end_all(main).or(status);
+    if let Some(done) = writer {
+        // What the tree wrote last (a traceback) is in the log before the
+        // reaper's exit tells the daemon the replica has ended.
+        let _ = done.recv_timeout(DRAIN_LIMIT);
+    }
     exit_like(status)
+}
+
+/// Give `stage` a pipe as its stdout and stderr; returns the read end.
+fn output_pipe(stage: &mut std::process::Command) -> std::io::Result<std::io::PipeReader> {
+    let (read, write) = std::io::pipe()?;
+    stage.stdout(write.try_clone()?).stderr(write);
+    Ok(read)
+}
+
+/// Write what comes through `pipe` to the log, on a thread of its own
+/// (signals stay blocked there: it inherits the reaper's mask); the
+/// receiver hears once the pipe has ended and all is written. The reaper's
+/// own stdout and stderr leave the log file first.
+fn start_writer(log: &LogTo, mut pipe: std::io::PipeReader) -> mpsc::Receiver<()> {
+    let (done_tx, done) = mpsc::channel();
+    let opened =
+        crate::bounded_log::BoundedLog::open(&log.path, log.part_max, bodywork_lines::MAX_LINE);
+    let mut file = match opened {
+        Ok(file) => Some(file),
+        Err(e) => {
+            // Said in the log the daemon gave (if it is there at all); the
+            // output is read and dropped, so the stage is never blocked.
+            eprintln!(
+                "bodywork: cannot write the log {}: {e}; the output is dropped",
+                log.path.display()
+            );
+            None
+        }
+    };
+    away_from_the_log();
+    std::thread::spawn(move || {
+        let mut buf = vec![0; 1 << 16];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Some(file) = &mut file {
+                        file.write(&buf[..n]);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        if let Some(file) = &mut file {
+            file.finish();
+        }
+        let _ = done_tx.send(());
+    });
+    done
+}
+
+/// Point the reaper's stdout and stderr (the log file the daemon gave) at
+/// /dev/null, so a rotated part is not held open by them.
+fn away_from_the_log() {
+    use std::os::fd::AsFd;
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
+        return;
+    };
+    let _ = nix::unistd::dup2_stdout(null.as_fd());
+    let _ = nix::unistd::dup2_stderr(null.as_fd());
 }
 
 /// What one round of [`reap`] found.
@@ -218,5 +386,36 @@ fn exit_like(status: Option<WaitStatus>) -> i32 {
             128 + signal as i32
         }
         _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Invocation, String> {
+        Invocation::parse(args.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn the_log_options_come_before_the_program_and_go_together() {
+        let log = LogTo {
+            path: "/h/logs/g1-r0.log".into(),
+            part_max: 10,
+        };
+        let mut args: Vec<OsString> = log.args().into();
+        args.extend(["--", "python", "--log", "x"].map(OsString::from));
+        let parsed = Invocation::parse(args).unwrap();
+        assert_eq!(parsed.log, Some(log));
+        assert_eq!(parsed.program, "python");
+        assert_eq!(parsed.args, ["--log", "x"]);
+        let plain = parse(&["--", "sh", "-c", "true"]).unwrap();
+        assert_eq!((plain.log, plain.program), (None, "sh".into()));
+        assert_eq!(parse(&["sh"]).unwrap().program, "sh");
+        assert!(parse(&["--log", "f", "--", "sh"]).is_err());
+        assert!(parse(&["--log-part", "ten", "--log", "f", "--", "sh"]).is_err());
+        assert!(parse(&["--log"]).is_err());
+        assert!(parse(&["--verbose", "--", "sh"]).is_err());
+        assert!(parse(&["--"]).is_err());
     }
 }

@@ -1,23 +1,16 @@
 //! `bodywork logs --namespace NS SERVICE [-f]`: the output of a service's
-//! current replicas, each under its own header; with `-f`, new lines as
-//! they come until the client leaves.
+//! current replicas, each under its own header, from the start of each
+//! replica log's rotated part (`crate::logfiles`); with `-f`, new lines as
+//! they come, across rotations, until the client leaves.
 
-use std::io::{BufReader, Seek, SeekFrom};
 use std::time::Duration;
 
 use bodywork_runtime::{LogEvent, LogRenderer};
-use bodywork_stage::lines::CappedLines;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::Daemon;
+use crate::logfiles::{LogParts, Reading};
 use crate::protocol::{Response, read_request, write_error, write_frame};
-
-/// Whether the file under `reader` is now shorter than where it reads: a
-/// rotation truncated it (see `crate::logfiles`).
-fn was_rotated(reader: &mut BufReader<std::fs::File>) -> bool {
-    let len = reader.get_ref().metadata().map(|m| m.len());
-    matches!((len, reader.stream_position()), (Ok(len), Ok(at)) if len < at)
-}
 
 pub(super) async fn stream(
     daemon: &Daemon,
@@ -36,15 +29,14 @@ pub(super) async fn stream(
         write_error(write, missing).await;
         return;
     };
-    let mut readers: Vec<(String, Option<BufReader<std::fs::File>>, CappedLines)> = files
+    let reading = if follow {
+        Reading::Follow
+    } else {
+        Reading::Snapshot
+    };
+    let mut readers: Vec<(String, LogParts)> = files
         .into_iter()
-        .map(|(source, path)| {
-            (
-                source,
-                std::fs::File::open(path).ok().map(BufReader::new),
-                CappedLines::default(),
-            )
-        })
+        .map(|(source, path)| (source, LogParts::open(&path, reading)))
         .collect();
     let mut renderer = LogRenderer::default();
     // The client leaving ends a follow.
@@ -54,11 +46,16 @@ pub(super) async fn stream(
     });
     loop {
         let mut any = false;
-        for (source, reader, lines) in &mut readers {
-            let Some(reader) = reader else { continue };
-            // Lines are capped as they are read: a replica writes its log
-            // itself, with lines of any length.
-            while let Ok(Some(line)) = lines.next_sync(reader) {
+        for (source, parts) in &mut readers {
+            // Lines were capped by the replica's reaper as it wrote them;
+            // `LogParts` caps them again, for logs written before that. A
+            // follow takes turns between replicas, however fast one writes.
+            let mut turn = 0;
+            while let Some(line) = (!follow || turn < 10_000)
+                .then(|| parts.next_line())
+                .flatten()
+            {
+                turn += 1;
                 any = true;
                 let event = LogEvent::Stage {
                     source: source.clone(),
@@ -73,11 +70,6 @@ pub(super) async fn stream(
                         return;
                     }
                 }
-            }
-            if follow && was_rotated(reader) {
-                // Truncated by a rotation: its new content starts at 0.
-                let _ = reader.seek(SeekFrom::Start(0));
-                *lines = CappedLines::default();
             }
         }
         if !follow || gone.is_finished() {

@@ -1,8 +1,9 @@
 //! One replica of a service: a supervised, long-lived process.
 //!
-//! Its output goes straight to its own log file (not through the daemon),
-//! so a replica outlives a crash of the daemon and can be adopted by the
-//! next one. The supervision loop probes readiness (every socket listening
+//! Its output goes to its own log file through its reaper (not through the
+//! daemon), which bounds the file on disk (see `crate::logfiles`), so a
+//! replica outlives a crash of the daemon, its output still written, and
+//! can be adopted by the next one. The supervision loop probes readiness (every socket listening
 //! for the pod address and port is the replica's own process tree's, and
 //! accepts a TCP connection; a squatter's socket is reported, never taken
 //! for the replica), restarts a crashed process with exponential back-off,
@@ -12,7 +13,6 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::process::{self, ProcessId, StageCommand};
 use crate::sockets::{self, Ownership};
+use bodywork_stage::reaper::LogTo;
 
 /// Back-off after a crash: 1 s, doubling, at most this.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -255,14 +256,11 @@ impl Supervisor {
     }
 
     fn spawn(&self) -> std::io::Result<(Running, ProcessId)> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.spec.log_path)?;
-        let err = log.try_clone()?;
-        let child = process::process_command(&self.spec.command)?
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(err))
+        let log = LogTo {
+            path: self.spec.log_path.clone(),
+            part_max: crate::logfiles::SERVICE_LOG_PART,
+        };
+        let child = process::logged_process_command(&self.spec.command, &log)?
             .kill_on_drop(false)
             .spawn()?;
         let pid = child.id().unwrap_or(0);
@@ -440,6 +438,9 @@ impl Supervisor {
         }
         // Whatever else is left in the group goes too.
         process::kill_group(id.pid, Signal::SIGKILL);
+        // Gone before this returns: its reaper writes its log until it
+        // exits, and a deleted service's log folder is removed next.
+        let _ = tokio::time::timeout(Duration::from_secs(5), running.exited()).await;
         self.set_pid(None);
     }
 

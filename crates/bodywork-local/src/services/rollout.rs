@@ -444,47 +444,26 @@ pub(super) fn remove_checkout_if_unused(
 /// Follow a replica's log file from its current end, sending each new line
 /// to the run log under the stage's header, until `stop`.
 async fn tail_log(path: PathBuf, source: String, log: Log, stop: CancellationToken) {
-    use tokio::io::AsyncSeekExt;
-    let start = tokio::fs::metadata(&path)
-        .await
-        .map(|m| m.len())
-        .unwrap_or(0);
-    let file = loop {
-        match tokio::fs::File::open(&path).await {
-            Ok(f) => break f,
-            Err(_) => {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-            }
-        }
-    };
-    let mut reader = tokio::io::BufReader::new(file);
-    if reader.seek(std::io::SeekFrom::Start(start)).await.is_err() {
-        return;
-    }
-    // Capped as they are read: a replica writes lines of any length.
-    let mut lines = bodywork_stage::lines::CappedLines::default();
+    use crate::logfiles::{LogParts, Reading};
+    // What the replica writes from now on, across the renames that rotate
+    // its log (`crate::logfiles`); lines capped as they are read.
+    let mut parts = LogParts::open(&path, Reading::FollowFromEnd);
     loop {
-        match lines.next_async(&mut reader).await {
-            Ok(Some(line)) => log.stage_line(&source, &line),
-            // The end so far (perhaps a partial line): wait for more.
-            Ok(None) => {
-                let len = reader.get_ref().metadata().await.map(|m| m.len());
-                if let (Ok(len), Ok(at)) = (len, reader.stream_position().await)
-                    && len < at
-                {
-                    // Truncated by a rotation (`crate::logfiles`): on from its start.
-                    let _ = reader.seek(std::io::SeekFrom::Start(0)).await;
-                    lines = bodywork_stage::lines::CappedLines::default();
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-            }
-            Err(_) => return,
+        // A few at a time: a flood does not hold the async worker.
+        let mut read = 0;
+        while read < 1000
+            && let Some(line) = parts.next_line()
+        {
+            log.stage_line(&source, &line);
+            read += 1;
+        }
+        if read == 1000 && !stop.is_cancelled() {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
 }
