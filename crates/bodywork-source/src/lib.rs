@@ -99,6 +99,10 @@ pub struct Checkout {
     pub branch: Option<String>,
     /// True when a local directory had uncommitted changes.
     pub dirty: bool,
+    /// The committer date of `commit`, seconds since the Unix epoch; `None`
+    /// when `commit` is content-derived (a local directory that is not a git
+    /// work tree, or one without commits).
+    pub committed_at: Option<i64>,
 }
 
 impl Source {

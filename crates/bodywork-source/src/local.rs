@@ -92,7 +92,7 @@ pub(crate) fn fetch(
         dest: &dest,
         ignored,
     };
-    let (commit, branch, dirty) = match &tree {
+    let (commit, branch, dirty, committed_at) = match &tree {
         Some(WorkTree {
             commit: Some(commit),
             branch,
@@ -100,7 +100,12 @@ pub(crate) fn fetch(
             ..
         }) => {
             copy_tree(&root, &skip, None)?;
-            (commit.clone(), branch.clone(), *dirty)
+            (
+                commit.clone(),
+                branch.clone(),
+                *dirty,
+                crate::remote::commit_time(&root),
+            )
         }
         // Not a repository, or one without commits: identify the content.
         other => {
@@ -109,8 +114,8 @@ pub(crate) fn fetch(
             let digest = hasher.finalize();
             let hex: String = digest.iter().take(20).map(|b| format!("{b:02x}")).collect();
             match other {
-                Some(tree) => (hex, tree.branch.clone(), true),
-                None => (hex, None, false),
+                Some(tree) => (hex, tree.branch.clone(), true, None),
+                None => (hex, None, false, None),
             }
         }
     };
@@ -122,6 +127,7 @@ pub(crate) fn fetch(
         commit,
         branch,
         dirty,
+        committed_at,
     })
 }
 

@@ -197,11 +197,13 @@ pub(crate) fn fetch(
     // "Paths never escape the checkout": a repository may hold a link to
     // ~/.ssh or /etc; drop such links as for local directories.
     local::drop_escaping_links(&dir)?;
+    let committed_at = commit_time(&dir);
     Ok(Checkout {
         dir,
         commit,
         branch,
         dirty: false,
+        committed_at,
     })
 }
 
@@ -351,6 +353,17 @@ pub(crate) fn head_commit(dir: &Path) -> Option<String> {
     let output = git::run(cmd, None).ok()?;
     let hash = output.stdout.trim();
     (output.success && !hash.is_empty()).then(|| hash.to_owned())
+}
+
+/// The committer date of HEAD, seconds since the Unix epoch.
+pub(crate) fn commit_time(dir: &Path) -> Option<i64> {
+    let mut cmd = git_in(dir);
+    cmd.args(["show", "-s", "--format=%ct", "HEAD^{commit}", "--"]);
+    let output = git::run(cmd, None).ok()?;
+    output
+        .success
+        .then(|| output.stdout.trim().parse().ok())
+        .flatten()
 }
 
 /// The branch HEAD points to, or `None` when detached.

@@ -351,3 +351,45 @@ fn a_pinned_commit_is_checked_out_when_the_branch_has_moved_on() {
     assert!(matches!(err, SourceError::InvalidCommit(_)), "{err}");
     assert!(!dest(&origin.root, "bad").exists(), "nothing created");
 }
+
+/// Issue 22: a checkout knows its commit's committer date (what its
+/// requirements are resolved as of), on the tip and on a pinned commit.
+#[test]
+fn a_checkout_knows_its_committer_date() {
+    let origin = origin();
+    let dated = |date: &str| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&origin.dir)
+            .args(["commit", "-q", "--allow-empty", "-m", "dated"])
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            // The author date is another: the committer date is the one used.
+            .env("GIT_AUTHOR_DATE", "2019-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", date)
+            .status()
+            .unwrap();
+        assert!(out.success());
+        git(&origin.dir, &["rev-parse", "HEAD"])
+    };
+    let may = dated("2022-05-20T12:00:00Z");
+    dated("2023-01-02T03:04:05Z");
+    let tip = clone(&origin, Some("trunk"), "tip").unwrap();
+    assert_eq!(tip.committed_at, Some(1_672_628_645));
+    let source = Source::parse(&file_url(&origin.dir)).unwrap();
+    let pinned = fetch(
+        &source,
+        Some("trunk"),
+        &dest(&origin.root, "pinned"),
+        &FetchOptions {
+            commit: Some(may),
+            ..FetchOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(pinned.committed_at, Some(1_653_048_000));
+}

@@ -55,6 +55,18 @@ fn clean_work_tree_is_not_dirty() {
     assert!(!checkout.dirty);
     assert_eq!(checkout.commit, head);
     assert_eq!(read(&checkout.dir, "bodywork.yaml"), "version: \"1.1\"\n");
+    let date: i64 = git(&dir, &["show", "-s", "--format=%ct", "HEAD"])
+        .parse()
+        .unwrap();
+    assert_eq!(checkout.committed_at, Some(date));
+}
+
+#[test]
+fn a_directory_outside_git_has_no_commit_date() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = project(tmp.path());
+    let checkout = deploy(&dir, None, &dest(tmp.path(), "a")).expect("deploy");
+    assert_eq!(checkout.committed_at, None);
 }
 
 #[test]
