@@ -29,6 +29,7 @@ fn main() {
     let request = EnvRequest {
         python: None,
         requirements,
+        exclude_newer: None,
     };
     let timed = || {
         let t = Instant::now();

@@ -118,7 +118,8 @@ impl EnvCache {
             .map_err(EnvError::InvalidInstallerChoice)?;
         let interpreter = self.interpreter(req.python.as_deref())?;
         let requirements = normalise_requirements(&req.requirements);
-        let key = env_key(&interpreter.identity(), &requirements);
+        let exclude_newer = req.exclude_newer.as_deref();
+        let key = env_key(&interpreter.identity(), exclude_newer, &requirements);
         let dir = self.root.join(&key);
 
         if let Some(marker) = marker::read(&dir, &key) {
@@ -131,14 +132,14 @@ impl EnvCache {
             drop(lock);
             return Ok(self.reuse(dir, marker, started, progress));
         }
-        let marker = self.build(
-            &key,
-            &dir,
-            &interpreter,
-            &requirements,
-            preference,
-            progress,
-        )?;
+        let wanted = Wanted {
+            key: &key,
+            dir: &dir,
+            interpreter: &interpreter,
+            requirements: &requirements,
+            exclude_newer,
+        };
+        let marker = self.build(&wanted, preference, progress)?;
         drop(lock);
         tracing::info!(key, dir = %dir.display(), elapsed = ?started.elapsed(), "built Python environment");
         progress(EnvEvent::Done {
@@ -207,20 +208,18 @@ impl EnvCache {
     /// already there has no marker, so it is a leftover and is wiped first.
     fn build(
         &self,
-        key: &str,
-        dir: &Path,
-        interpreter: &Interpreter,
-        requirements: &[String],
+        wanted: &Wanted<'_>,
         preference: InstallerPreference,
         progress: &mut dyn FnMut(EnvEvent),
     ) -> Result<Marker, EnvError> {
+        let (dir, interpreter) = (wanted.dir, wanted.interpreter);
         if fs::symlink_metadata(dir).is_ok() {
             tracing::info!(dir = %dir.display(), "removing half-built environment");
             remove_env_dir(dir)?;
         }
         let installer = self.installer(preference, interpreter, progress)?;
         progress(EnvEvent::UsingTool(installer.describe()));
-        let built = self.fill(key, dir, interpreter, requirements, &installer, progress);
+        let built = self.fill(wanted, &installer, progress);
         if built.is_err() {
             // Never leave garbage behind; without a marker it would not be
             // reused anyway.
@@ -231,13 +230,17 @@ impl EnvCache {
 
     fn fill(
         &self,
-        key: &str,
-        dir: &Path,
-        interpreter: &Interpreter,
-        requirements: &[String],
+        wanted: &Wanted<'_>,
         installer: &Installer,
         progress: &mut dyn FnMut(EnvEvent),
     ) -> Result<Marker, EnvError> {
+        let Wanted {
+            key,
+            dir,
+            interpreter,
+            requirements,
+            exclude_newer,
+        } = *wanted;
         let mut on_line = |line: &str| {
             if !line.is_empty() {
                 progress(EnvEvent::Installing {
@@ -257,16 +260,24 @@ impl EnvCache {
         let mut contents = with_container_base(requirements).join("\n");
         contents.push('\n');
         fs::write(&file, contents).map_err(|e| EnvError::io("write", &file, e))?;
-        installer.install(dir, &file, requirements, &self.uv_cache_dir, &mut on_line)?;
-        let site_packages = installer::verify_env(dir)?;
+        let applied = installer.install(
+            dir,
+            &file,
+            requirements,
+            exclude_newer,
+            &self.uv_cache_dir,
+            &mut on_line,
+        )?;
+        let verified = installer::verify_env(dir)?;
         let marker = Marker::new(
             key,
             &interpreter.executable,
             &interpreter.version_triple,
             requirements,
             installer.name(),
-            &site_packages,
-        );
+            &verified.site_packages,
+        )
+        .with_lock(applied.exclude_newer, verified.packages, applied.note);
         // The last step: from here on the environment is reusable.
         marker::write(dir, &marker).map_err(|e| EnvError::io("write the marker in", dir, e))?;
         Ok(marker)
@@ -409,6 +420,18 @@ impl EnvCache {
     }
 }
 
+/// The environment one build makes: its key and directory, the base
+/// interpreter, the normalised requirements and the date they are resolved
+/// as of.
+#[derive(Clone, Copy)]
+struct Wanted<'a> {
+    key: &'a str,
+    dir: &'a Path,
+    interpreter: &'a Interpreter,
+    requirements: &'a [String],
+    exclude_newer: Option<&'a str>,
+}
+
 /// Remove an environment directory, marker first, so that a reader never
 /// sees a marker in a directory that is being emptied.
 fn remove_env_dir(dir: &Path) -> Result<(), EnvError> {
@@ -436,6 +459,8 @@ fn env_from(dir: PathBuf, marker: &Marker, reused: bool) -> Env {
         site_packages: dir.join(&marker.site_packages),
         dir,
         reused,
+        lock: marker.lock(),
+        created: marker.created(),
     }
 }
 
@@ -447,6 +472,7 @@ fn info(dir: PathBuf, marker: &Marker) -> EnvInfo {
         python_version: marker.python_version.clone(),
         requirements: marker.requirements.clone(),
         installer: marker.installer.clone(),
+        lock: marker.lock(),
         size_bytes: dir_size(&dir),
         created,
         last_used: marker::last_used(&dir).unwrap_or(created),

@@ -110,32 +110,69 @@ impl Installer {
     }
 
     /// Install `requirements` (already written to `requirements_file`) into
-    /// the environment at `dir`.
+    /// the environment at `dir`, with nothing uploaded after
+    /// `exclude_newer` when given. Returns the date actually applied and,
+    /// when it is not the one asked for, why.
     pub(crate) fn install(
         &self,
         dir: &Path,
         requirements_file: &Path,
         requirements: &[String],
+        exclude_newer: Option<&str>,
         uv_cache: &Path,
         on_line: &mut dyn FnMut(&str),
-    ) -> Result<(), EnvError> {
+    ) -> Result<Applied, EnvError> {
         let python = env_python(dir);
+        let mut applied = Applied {
+            exclude_newer: exclude_newer.map(str::to_owned),
+            note: None,
+        };
         let mut cmd = match self {
             Installer::Uv(uv) => {
                 let mut cmd = uv_command(uv, uv_cache, dir);
                 cmd.args(["pip", "install", "--python"]).arg(&python);
+                if let Some(date) = exclude_newer {
+                    cmd.arg("--exclude-newer").arg(date);
+                }
                 cmd
             }
             Installer::Pip => {
+                let date = match exclude_newer {
+                    Some(date) => match pip_with_uploaded_prior_to(dir, on_line) {
+                        Ok(()) => Some(date),
+                        Err(why) => {
+                            let note = format!(
+                                "resolved as of now, not as of {date}: {why} \
+                                 (uv resolves as of a date; pip needs --uploaded-prior-to, pip 26 or later)"
+                            );
+                            on_line(&note);
+                            applied = Applied {
+                                exclude_newer: None,
+                                note: Some(note),
+                            };
+                            None
+                        }
+                    },
+                    None => None,
+                };
                 let mut cmd = pip_command(&python, dir);
                 cmd.args(["-m", "pip", "install", "--no-color"]);
+                if let Some(date) = date {
+                    // The venv's own pip and setuptools (ensurepip's, or the
+                    // upgraded pip) would otherwise satisfy the base
+                    // requirements and stay: reinstall everything as of
+                    // the date, so the lock is the date's whatever seeded it.
+                    cmd.arg("--uploaded-prior-to")
+                        .arg(date)
+                        .arg("--force-reinstall");
+                }
                 cmd
             }
         };
         cmd.arg("-r").arg(requirements_file);
         let finished = run(&mut cmd, self.name(), on_line)?;
         if finished.status.success() {
-            return Ok(());
+            return Ok(applied);
         }
         let mut lines = finished.error_lines();
         // uv's "Using Python 3.x environment at: ..." preamble explains nothing.
@@ -148,25 +185,100 @@ impl Installer {
     }
 }
 
+/// The date an install applied (`None`: as of now) and, when that is not
+/// the date asked for, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Applied {
+    pub exclude_newer: Option<String>,
+    pub note: Option<String>,
+}
+
+/// The pip that has `--uploaded-prior-to` (resolution as of a date), which a
+/// pip-built environment is given before its requirements when a date is
+/// asked for.
+pub const UPLOADED_PRIOR_TO_PIP: &str = "pip>=26";
+
+/// Make sure the pip of the environment at `dir` has
+/// `--uploaded-prior-to`, upgrading it (as of now: it is the tool, and the
+/// requirements' own `pip` then puts the dated one back) when it has not.
+fn pip_with_uploaded_prior_to(dir: &Path, on_line: &mut dyn FnMut(&str)) -> Result<(), String> {
+    let python = env_python(dir);
+    let has_option = |python: &Path| {
+        let mut cmd = pip_command(python, dir);
+        cmd.args(["-m", "pip", "install", "--help"]);
+        cmd.stdin(std::process::Stdio::null())
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--uploaded-prior-to"))
+    };
+    if has_option(&python) {
+        return Ok(());
+    }
+    on_line(&format!(
+        "upgrading the environment's pip to {UPLOADED_PRIOR_TO_PIP} to resolve as of a date"
+    ));
+    let mut cmd = pip_command(&python, dir);
+    cmd.args(["-m", "pip", "install", "--no-color", "--quiet"])
+        .arg(UPLOADED_PRIOR_TO_PIP);
+    let finished = run_streaming(&mut cmd, on_line)
+        .map_err(|e| format!("cannot run {} -m pip: {e}", python.display()))?;
+    if !finished.status.success() {
+        let lines = finished.error_lines();
+        return Err(format!(
+            "`pip install {UPLOADED_PRIOR_TO_PIP}` failed: {}",
+            lines
+                .last()
+                .map(String::as_str)
+                .unwrap_or("no error output")
+        ));
+    }
+    if has_option(&python) {
+        Ok(())
+    } else {
+        Err("the environment's pip has no --uploaded-prior-to".to_owned())
+    }
+}
+
 /// `dir/bin/python`: the interpreter of the environment at `dir`.
 pub(crate) fn env_python(dir: &Path) -> PathBuf {
     dir.join("bin").join("python")
 }
 
+/// What [`verify_env`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Verified {
+    /// `site-packages`, relative to the environment directory.
+    pub site_packages: PathBuf,
+    /// Every distribution installed, `name==version` (PEP 503 names),
+    /// sorted and unique.
+    pub packages: Vec<String>,
+}
+
+/// What the environment's interpreter is asked: its prefix, its
+/// site-packages and the distributions installed (tab-separated, tagged).
+const VERIFY_SCRIPT: &str = r#"import site, sys
+print('prefix\t' + sys.prefix)
+for p in site.getsitepackages():
+    print('site\t' + p)
+try:
+    import importlib.metadata as md
+except ImportError:
+    md = None
+for d in (md.distributions() if md else []):
+    name = d.metadata['Name']
+    if name:
+        print('dist\t%s\t%s' % (name, d.version))
+"#;
+
 /// Check that the environment's interpreter runs and lives in `dir`, and
-/// return its `site-packages` relative to `dir`.
-pub(crate) fn verify_env(dir: &Path) -> Result<PathBuf, EnvError> {
+/// return its `site-packages` relative to `dir` and what it has installed.
+pub(crate) fn verify_env(dir: &Path) -> Result<Verified, EnvError> {
     let python = env_python(dir);
     let broken = |detail: String| EnvError::Broken {
         dir: dir.to_owned(),
         detail,
     };
     let output = Command::new(&python)
-        .args([
-            "-I",
-            "-c",
-            "import site, sys\nprint(sys.prefix)\nfor p in site.getsitepackages(): print(p)",
-        ])
+        .args(["-I", "-c", VERIFY_SCRIPT])
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|err| broken(format!("cannot run {}: {err}", python.display())))?;
@@ -181,19 +293,53 @@ pub(crate) fn verify_env(dir: &Path) -> Result<PathBuf, EnvError> {
         )));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut lines = stdout.lines().map(str::trim);
+    let answer = parse_verify(&stdout);
     let canonical_dir = fs::canonicalize(dir).map_err(|e| broken(e.to_string()))?;
-    let prefix = lines.next().map(PathBuf::from).unwrap_or_default();
+    let prefix = answer.prefix.unwrap_or_default();
     if fs::canonicalize(&prefix).ok().as_deref() != Some(canonical_dir.as_path()) {
         return Err(broken(format!(
             "its sys.prefix is {}, not the environment",
             prefix.display()
         )));
     }
-    lines
+    let site_packages = answer
+        .site
+        .iter()
         .filter_map(|p| fs::canonicalize(p).ok())
         .find_map(|p| p.strip_prefix(&canonical_dir).ok().map(Path::to_path_buf))
-        .ok_or_else(|| broken("it has no site-packages directory".to_owned()))
+        .ok_or_else(|| broken("it has no site-packages directory".to_owned()))?;
+    Ok(Verified {
+        site_packages,
+        packages: answer.packages,
+    })
+}
+
+/// The environment interpreter's answer to [`VERIFY_SCRIPT`].
+#[derive(Debug, Default, PartialEq, Eq)]
+struct VerifyAnswer {
+    prefix: Option<PathBuf>,
+    site: Vec<PathBuf>,
+    packages: Vec<String>,
+}
+
+fn parse_verify(stdout: &str) -> VerifyAnswer {
+    let mut answer = VerifyAnswer::default();
+    for line in stdout.lines() {
+        let mut fields = line.trim_end_matches(['\r', '\n']).split('\t');
+        match (fields.next(), fields.next(), fields.next()) {
+            (Some("prefix"), Some(p), None) => answer.prefix = Some(PathBuf::from(p.trim())),
+            (Some("site"), Some(p), None) => answer.site.push(PathBuf::from(p.trim())),
+            (Some("dist"), Some(name), Some(version)) => answer.packages.push(format!(
+                "{}=={}",
+                crate::requirements::canonical_name(name.trim()),
+                version.trim()
+            )),
+            _ => {}
+        }
+    }
+    answer.packages.sort();
+    answer.packages.dedup();
+    answer
 }
 
 /// uv in one of the directories of `search_path` (a `PATH`-style list),
@@ -453,6 +599,24 @@ mod tests {
         let finished = run(&mut cmd, "uv", &mut |l| seen.push(l.to_owned())).unwrap();
         assert!(finished.status.success());
         assert_eq!(seen, ["Creating virtual environment at: /x"]);
+    }
+
+    #[test]
+    fn the_verify_answer_gives_prefix_site_packages_and_a_sorted_lock() {
+        let answer = parse_verify(
+            "prefix\t/h/envs/k\nsite\t/h/envs/k/lib/python3.11/site-packages\n\
+             dist\tWerkzeug\t2.1.2\ndist\tFlask\t2.1.2\ndist\tzope.interface\t5.4\n\
+             dist\tflask\t2.1.2\nnoise line\n",
+        );
+        assert_eq!(answer.prefix, Some(PathBuf::from("/h/envs/k")));
+        assert_eq!(
+            answer.site,
+            vec![PathBuf::from("/h/envs/k/lib/python3.11/site-packages")]
+        );
+        assert_eq!(
+            answer.packages,
+            ["flask==2.1.2", "werkzeug==2.1.2", "zope-interface==5.4"]
+        );
     }
 
     #[test]

@@ -11,7 +11,17 @@
 //! identity (`sys.version` + real path of `sys.executable`, probed once per
 //! interpreter per [`EnvCache`]) and the normalised requirements
 //! ([`normalise_requirements`]), so the same requirements in another order,
-//! case or spacing share one environment.
+//! case or spacing share one environment, and the date the requirements are
+//! resolved as of ([`EnvRequest::exclude_newer`]) when there is one.
+//!
+//! # Resolution as of a date, and the lock
+//! With a date, nothing uploaded after it is considered: uv's
+//! `--exclude-newer`; with pip, `--uploaded-prior-to` (pip 26 and later:
+//! the environment's pip is upgraded for that first, and when that cannot be
+//! done the requirements are resolved as of now and the environment's
+//! [`Lock::note`] says so). Every build records its lock: each installed
+//! distribution as `name==version`, the interpreter and the date actually
+//! used, in the marker, so `list` shows what a stage ran with.
 //!
 //! # On-disk protocol (why environments are built in place)
 //! Virtual environments contain absolute paths: the `activate` scripts and
@@ -59,6 +69,7 @@ use std::time::{Duration, SystemTime};
 
 pub use cache::EnvCache;
 pub use error::EnvError;
+pub use installer::UPLOADED_PRIOR_TO_PIP;
 pub use installer::{INSTALLER_ENV, InstallerPreference, UV_REQUIREMENT, bootstrap_uv};
 pub use requirements::{env_key, normalise_requirements};
 
@@ -70,6 +81,27 @@ pub struct EnvRequest {
     /// Requirement lines (pip format, raw: comments, blanks and order do
     /// not matter). An element may also hold a whole `requirements.txt`.
     pub requirements: Vec<String>,
+    /// Resolve with nothing uploaded after this instant, an RFC 3339 time
+    /// in UTC such as `2022-05-20T12:00:00Z` (part of the key). `None`: as
+    /// of now, i.e. when the environment is first built; it is reused
+    /// after that, as it was before dates existed.
+    pub exclude_newer: Option<String>,
+}
+
+/// What an environment was resolved to: recorded when it is built.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Lock {
+    /// `X.Y.Z` of the base interpreter.
+    pub python_version: String,
+    /// The date the requirements were resolved as of (RFC 3339, UTC);
+    /// `None` when as of the build itself (see [`EnvInfo::created`]).
+    pub exclude_newer: Option<String>,
+    /// Every distribution installed, `name==version` (PEP 503 names),
+    /// sorted; `None` for an environment built before locks were recorded.
+    pub packages: Option<Vec<String>>,
+    /// Why the date asked for was not applied, when it was not (pip too old
+    /// for `--uploaded-prior-to` and not upgradable).
+    pub note: Option<String>,
 }
 
 /// A ready environment.
@@ -85,6 +117,10 @@ pub struct Env {
     pub site_packages: PathBuf,
     /// Whether an existing environment was reused (no build happened).
     pub reused: bool,
+    /// What it holds.
+    pub lock: Lock,
+    /// When it was built.
+    pub created: SystemTime,
 }
 
 /// Progress of [`EnvCache::ensure`], in order: `Resolving`, then either
@@ -128,6 +164,8 @@ pub struct EnvInfo {
     pub requirements: Vec<String>,
     /// `uv` or `pip`.
     pub installer: String,
+    /// What it was resolved to.
+    pub lock: Lock,
     /// Apparent size of its files in bytes (files hard-linked from uv's
     /// cache are counted in full).
     pub size_bytes: u64,

@@ -36,6 +36,17 @@ pub(crate) struct Marker {
     pub site_packages: PathBuf,
     /// Milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// The date the requirements were resolved as of (RFC 3339, UTC);
+    /// `None`: as of the build. Absent in markers written before dates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_newer: Option<String>,
+    /// Installed distributions, `name==version`, sorted. Absent in markers
+    /// written before locks were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Vec<String>>,
+    /// Why a date asked for was not applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Marker {
@@ -60,6 +71,33 @@ impl Marker {
             installer: installer.to_owned(),
             site_packages: site_packages.to_owned(),
             created_ms,
+            exclude_newer: None,
+            packages: None,
+            note: None,
+        }
+    }
+
+    /// The same marker with its lock: the date applied, the distributions
+    /// installed, and why a date asked for was not applied (if so).
+    pub(crate) fn with_lock(
+        mut self,
+        exclude_newer: Option<String>,
+        packages: Vec<String>,
+        note: Option<String>,
+    ) -> Self {
+        self.exclude_newer = exclude_newer;
+        self.packages = Some(packages);
+        self.note = note;
+        self
+    }
+
+    /// The lock as the crate shows it.
+    pub(crate) fn lock(&self) -> crate::Lock {
+        crate::Lock {
+            python_version: self.python_version.clone(),
+            exclude_newer: self.exclude_newer.clone(),
+            packages: self.packages.clone(),
+            note: self.note.clone(),
         }
     }
 
@@ -139,6 +177,30 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![MARKER_FILE]);
+    }
+
+    #[test]
+    fn the_lock_round_trips_and_an_older_marker_has_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = sample("0123456789abcdef").with_lock(
+            Some("2022-05-20T12:00:00Z".into()),
+            vec!["flask==2.1.2".into(), "werkzeug==2.1.2".into()],
+            None,
+        );
+        write(dir.path(), &marker).unwrap();
+        let read_back = read(dir.path(), "0123456789abcdef").unwrap();
+        assert_eq!(read_back, marker);
+        let lock = read_back.lock();
+        assert_eq!(lock.exclude_newer.as_deref(), Some("2022-05-20T12:00:00Z"));
+        assert_eq!(lock.packages.unwrap().len(), 2);
+        // A marker of a bodywork from before locks: still reused, no lock.
+        let old = r#"{"format":1,"key":"0123456789abcdef","python":"/usr/bin/python3",
+            "python_version":"3.11.7","requirements":[],"installer":"uv",
+            "site_packages":"lib/python3.11/site-packages","created_ms":1}"#;
+        fs::write(dir.path().join(MARKER_FILE), old).unwrap();
+        let old = read(dir.path(), "0123456789abcdef").unwrap();
+        assert_eq!(old.lock().packages, None);
+        assert_eq!(old.lock().exclude_newer, None);
     }
 
     #[test]

@@ -80,12 +80,20 @@ fn project_name(line: &str) -> Option<&str> {
 ///
 /// `python_identity` should identify the interpreter exactly (the crate uses
 /// `sys.version` plus the real path of `sys.executable`). `reqs` are
-/// normalised here, so callers may pass raw lines.
-pub fn env_key(python_identity: &str, reqs: &[String]) -> String {
+/// normalised here, so callers may pass raw lines. `exclude_newer` is the
+/// date the requirements are resolved as of (see
+/// [`crate::EnvRequest::exclude_newer`]): another date is another
+/// environment. `None` (as of now) adds nothing, so environments resolved
+/// as of now keep the key they had before dates were part of it.
+pub fn env_key(python_identity: &str, exclude_newer: Option<&str>, reqs: &[String]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(KEY_SCHEME);
     hasher.update(b"\0");
     hasher.update(python_identity.as_bytes());
+    if let Some(date) = exclude_newer {
+        hasher.update(b"\nexclude-newer=");
+        hasher.update(date.as_bytes());
+    }
     hasher.update(b"\0");
     for req in with_container_base(reqs) {
         hasher.update(req.as_bytes());
@@ -145,7 +153,7 @@ fn collapse_whitespace(s: &str) -> String {
 }
 
 /// PEP 503 name normalisation.
-fn canonical_name(name: &str) -> String {
+pub(crate) fn canonical_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut in_separator_run = false;
     for c in name.chars() {
@@ -250,10 +258,13 @@ mod tests {
     #[test]
     fn an_environment_with_the_base_named_is_the_same_environment() {
         assert_eq!(
-            env_key("py", &[]),
-            env_key("py", &strings(&["wheel", "pip", "setuptools<82"]))
+            env_key("py", None, &[]),
+            env_key("py", None, &strings(&["wheel", "pip", "setuptools<82"]))
         );
-        assert_ne!(env_key("py", &[]), env_key("py", &strings(&["setuptools"])));
+        assert_ne!(
+            env_key("py", None, &[]),
+            env_key("py", None, &strings(&["setuptools"]))
+        );
     }
 
     #[test]
@@ -330,10 +341,12 @@ mod tests {
     fn key_is_stable_and_order_independent() {
         let a = env_key(
             "3.11.7 (main)\n/usr/bin/python3.11",
+            None,
             &strings(&["six", "Flask==2.0"]),
         );
         let b = env_key(
             "3.11.7 (main)\n/usr/bin/python3.11",
+            None,
             &strings(&["flask == 2.0", "", "# x", "six", "six"]),
         );
         assert_eq!(a, b);
@@ -344,17 +357,47 @@ mod tests {
     #[test]
     fn key_depends_on_interpreter_and_requirements() {
         let reqs = strings(&["six"]);
-        let base = env_key("3.11.7\n/usr/bin/python3.11", &reqs);
-        assert_ne!(base, env_key("3.12.1\n/usr/bin/python3.12", &reqs));
+        let base = env_key("3.11.7\n/usr/bin/python3.11", None, &reqs);
+        assert_ne!(base, env_key("3.12.1\n/usr/bin/python3.12", None, &reqs));
         assert_ne!(
             base,
-            env_key("3.11.7\n/usr/bin/python3.11", &strings(&["six==1.16.0"]))
+            env_key(
+                "3.11.7\n/usr/bin/python3.11",
+                None,
+                &strings(&["six==1.16.0"])
+            )
         );
-        assert_ne!(base, env_key("3.11.7\n/usr/bin/python3.11", &[]));
+        assert_ne!(base, env_key("3.11.7\n/usr/bin/python3.11", None, &[]));
         // Requirement boundaries matter: ["ab"] is not ["a", "b"].
         assert_ne!(
-            env_key("p", &strings(&["ab"])),
-            env_key("p", &strings(&["a", "b"]))
+            env_key("p", None, &strings(&["ab"])),
+            env_key("p", None, &strings(&["a", "b"]))
+        );
+    }
+
+    #[test]
+    fn key_depends_on_the_date_resolved_as_of() {
+        let reqs = strings(&["flask==2.1.2"]);
+        let now = env_key("3.11.7\n/usr/bin/python3.11", None, &reqs);
+        let may = env_key(
+            "3.11.7\n/usr/bin/python3.11",
+            Some("2022-05-20T12:00:00Z"),
+            &reqs,
+        );
+        let june = env_key(
+            "3.11.7\n/usr/bin/python3.11",
+            Some("2022-06-20T12:00:00Z"),
+            &reqs,
+        );
+        assert_ne!(now, may);
+        assert_ne!(may, june);
+        assert_eq!(
+            may,
+            env_key(
+                "3.11.7\n/usr/bin/python3.11",
+                Some("2022-05-20T12:00:00Z"),
+                &strings(&["Flask == 2.1.2"])
+            )
         );
     }
 

@@ -84,6 +84,7 @@ fn empty_requirements_env_is_built_then_reused_quickly() {
     let reqs = EnvRequest {
         python: None,
         requirements: vec!["# nothing here".into(), "   ".into()],
+        exclude_newer: None,
     };
     let third = other.ensure(&reqs, &mut |_| {}).unwrap();
     assert!(third.reused);
@@ -281,6 +282,7 @@ fn prune_removes_unused_environments_and_leftovers() {
             &EnvRequest {
                 python: Some(alt_python),
                 requirements: vec![],
+                exclude_newer: None,
             },
             &mut |_| {},
         )
@@ -310,6 +312,7 @@ fn missing_interpreter_is_a_readable_error() {
             &EnvRequest {
                 python: Some("/nonexistent/bin/python3".into()),
                 requirements: vec!["six".into()],
+                exclude_newer: None,
             },
             &mut |_| {},
         )

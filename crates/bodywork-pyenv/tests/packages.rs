@@ -17,6 +17,7 @@ fn installs_a_real_package_with_uv_and_shares_it() {
             &EnvRequest {
                 python: None,
                 requirements: vec!["SIX == 1.16.0  # tiny".into()],
+                exclude_newer: None,
             },
             &mut events.callback(),
         )
@@ -36,6 +37,7 @@ fn installs_a_real_package_with_uv_and_shares_it() {
             &EnvRequest {
                 python: None,
                 requirements: vec!["six==1.16.0".into()],
+                exclude_newer: None,
             },
             &mut |_| {},
         )
@@ -53,6 +55,7 @@ fn nonexistent_package_error(preference: InstallerPreference) -> EnvError {
             &EnvRequest {
                 python: None,
                 requirements: vec!["no-such-package-bodywork-test==1.0".into()],
+                exclude_newer: None,
             },
             &mut |_| {},
         )
@@ -153,6 +156,7 @@ fn a_pinned_base_package_is_the_stage_s_own() {
             &EnvRequest {
                 python: None,
                 requirements: vec!["setuptools==80.9.0".into()],
+                exclude_newer: None,
             },
             &mut |_| {},
         )
@@ -162,4 +166,84 @@ fn a_pinned_base_package_is_the_stage_s_own() {
         "import setuptools, wheel, pip; print(setuptools.__version__)",
     );
     assert_eq!(said, "80.9.0");
+}
+
+/// Issue 22, point 1: resolution as of a date. `six` unpinned was 1.16.0 on
+/// 2022-05-20 (1.17.0 came out in December 2024); the base packages are
+/// those of that day too. The lock records every distribution and the date;
+/// the same request reuses the environment with the same lock, and the
+/// same requirements as of now are another environment with another lock.
+fn resolves_as_of_a_date(preference: InstallerPreference) {
+    let home = new_home();
+    let cache = cache(&home, preference);
+    let dated = EnvRequest {
+        python: None,
+        requirements: vec!["six".into()],
+        exclude_newer: Some("2022-05-20T12:00:00Z".into()),
+    };
+    let env = cache.ensure(&dated, &mut |_| {}).unwrap();
+    assert!(!env.reused);
+    assert_eq!(
+        python_says(&env.python, "import six; print(six.__version__)"),
+        "1.16.0",
+        "{preference:?}"
+    );
+    assert_eq!(
+        env.lock.exclude_newer.as_deref(),
+        Some("2022-05-20T12:00:00Z")
+    );
+    assert_eq!(env.lock.note, None);
+    let packages = env.lock.packages.clone().expect("a lock");
+    assert!(
+        packages.contains(&"six==1.16.0".to_string()),
+        "{packages:?}"
+    );
+    // pip 22.1.1 was the newest pip on that day.
+    let pip = packages.iter().find(|p| p.starts_with("pip==")).unwrap();
+    assert!(pip.starts_with("pip==22."), "{packages:?}");
+    let python_version = python_says(
+        &env.python,
+        "import sys; print('%d.%d.%d' % sys.version_info[:3])",
+    );
+    assert_eq!(env.lock.python_version, python_version);
+
+    let again = cache.ensure(&dated, &mut |_| {}).unwrap();
+    assert!(again.reused);
+    assert_eq!(again.key, env.key);
+    assert_eq!(again.lock, env.lock);
+    let listed = cache.list().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].lock, env.lock);
+
+    let now = cache
+        .ensure(
+            &EnvRequest {
+                exclude_newer: None,
+                ..dated.clone()
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    assert!(!now.reused);
+    assert_ne!(now.key, env.key);
+    assert_eq!(now.lock.exclude_newer, None);
+    let now_packages = now.lock.packages.clone().unwrap();
+    assert!(
+        now_packages
+            .iter()
+            .any(|p| p.starts_with("six==") && p != "six==1.16.0"),
+        "{now_packages:?}"
+    );
+}
+
+#[test]
+fn uv_resolves_as_of_a_date_and_records_the_lock() {
+    resolves_as_of_a_date(InstallerPreference::Uv);
+}
+
+/// pip has `--uploaded-prior-to` from pip 26 on: the environment's pip
+/// (3.11's ensurepip gives 23.2) is upgraded first.
+#[test]
+fn pip_resolves_as_of_a_date_and_records_the_lock() {
+    resolves_as_of_a_date(InstallerPreference::Pip);
 }

@@ -36,6 +36,7 @@ pub async fn ensure_python(
     let request = EnvRequest {
         python: std::env::var_os("BODYWORK_PYTHON").map(PathBuf::from),
         requirements: stage.requirements.clone(),
+        exclude_newer: None,
     };
     let log = log.clone();
     tokio::task::spawn_blocking(move || {
