@@ -186,6 +186,20 @@ pub struct DeleteNamespaceArgs {
     pub namespace: String,
 }
 
+/// `--resolve-as-of now|DATE` (or `BODYWORK_RESOLVE_AS_OF`).
+#[derive(Debug, Args, Clone, Copy, Default)]
+pub struct ResolveAsOfArg {
+    /// Resolve every stage's requirements as of `now` or DATE (2022-05-20,
+    /// or an RFC 3339 time) instead of the commit's committer date.
+    #[arg(
+        long,
+        env = bodywork_runtime::RESOLVE_AS_OF_ENV,
+        value_name = "now|DATE",
+        value_parser = bodywork_runtime::AsOf::parse
+    )]
+    pub resolve_as_of: Option<bodywork_runtime::AsOf>,
+}
+
 #[derive(Debug, Args)]
 pub struct WorkflowArgs {
     #[command(flatten)]
@@ -207,6 +221,8 @@ pub struct WorkflowArgs {
     /// Print the plan (Kubernetes: the manifests) without running anything.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub resolve: ResolveAsOfArg,
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +237,8 @@ pub struct StageArgs {
     /// has moved on: what the pods of a deployed version run.
     #[arg(long, value_name = "SHA")]
     pub commit: Option<String>,
+    #[command(flatten)]
+    pub resolve: ResolveAsOfArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -348,6 +366,8 @@ pub struct CronjobCreateArgs {
     /// Print the CronJob manifest (Kubernetes) without creating it.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub resolve: ResolveAsOfArg,
 }
 
 #[derive(Debug, Args)]
@@ -387,10 +407,18 @@ pub struct RunsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum EnvCommand {
-    /// List cached environments.
+    /// List cached environments: Python, the date resolved as of, the lock.
     List,
+    /// One environment: its requirements and its whole lock.
+    Show(EnvShowArgs),
     /// Remove environments no deployment uses.
     Prune,
+}
+
+#[derive(Debug, Args)]
+pub struct EnvShowArgs {
+    /// The environment's key (as `env list` shows it), or its start.
+    pub key: String,
 }
 
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@
 //! the cluster itself (`KubeRuntime` does).
 
 use bodywork_plan::WorkflowPlan;
-use bodywork_runtime::{CancellationToken, Level, Log, WorkflowSubmission};
+use bodywork_runtime::{AsOf, CancellationToken, Level, Log, WorkflowSubmission};
 use bodywork_source::{FetchOptions, Source};
 use bodywork_workflow::{
     Checkout, FETCH_TIMEOUT, PrepareRequest, Prepared, RunHooks, RunReport, WorkflowError,
@@ -26,10 +26,18 @@ pub struct DryRun {
     pub manifests: Vec<Manifest>,
 }
 
-/// The manifests of a plan and the note on the image used.
-pub fn plan_manifests(plan: &WorkflowPlan, image: Option<&str>) -> (Vec<Manifest>, Option<String>) {
+/// The manifests of a plan and the note on the image used;
+/// `resolve_as_of` is `--resolve-as-of`, which every stage's pod is given.
+pub fn plan_manifests(
+    plan: &WorkflowPlan,
+    image: Option<&str>,
+    resolve_as_of: Option<AsOf>,
+) -> (Vec<Manifest>, Option<String>) {
     let (image, note) = manifests::resolve_image(&plan.docker_image, image);
-    (manifests::workflow_manifests(plan, &image), note)
+    (
+        manifests::workflow_manifests(plan, &image, resolve_as_of),
+        note,
+    )
 }
 
 fn local_source(repo: &str) -> Option<String> {
@@ -91,7 +99,7 @@ pub async fn dry_run(
             plan.namespace
         ));
     }
-    let (manifests, note) = plan_manifests(&plan, image);
+    let (manifests, note) = plan_manifests(&plan, image, opts.resolve_as_of);
     notes.extend(note);
     Ok(DryRun { notes, manifests })
 }
@@ -156,6 +164,7 @@ pub async fn run(
         secrets_group: opts.secrets_group.clone(),
         known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
+        resolve_as_of: opts.resolve_as_of,
     };
     run_workflow(runtime, &request, &KubeNames, log, cancel).await
 }

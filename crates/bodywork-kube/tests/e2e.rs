@@ -149,6 +149,7 @@ fn ctx(plan: &WorkflowPlan, commit: &str) -> RunContext {
         commit: commit.into(),
         checkout: std::env::temp_dir(),
         docker_image: plan.docker_image.clone(),
+        resolution: Default::default(),
     }
 }
 
@@ -174,6 +175,7 @@ async fn seed_tutorial_serve_redeploy_rollback_delete() {
         namespace: Some(ns.clone()),
         ssh_key: None,
         secrets_group: None,
+        resolve_as_of: None,
     };
     host::run(&rt, &opts, &log, &CancellationToken::new())
         .await
@@ -276,6 +278,7 @@ async fn batch_dag_with_a_secret() {
         namespace: Some(ns.clone()),
         ssh_key: None,
         secrets_group: None,
+        resolve_as_of: None,
     };
     host::run(&rt, &opts, &log(), &CancellationToken::new())
         .await
@@ -304,6 +307,7 @@ fn seed_cronjob(ns: &str, name: &str, schedule: &str) -> bodywork_runtime::CronJ
         retries: 0,
         history_limit: 2,
         secrets_group: None,
+        resolve_as_of: None,
     }
 }
 

@@ -61,7 +61,7 @@ fn snapshot(name: &str, manifests: &[Manifest]) {
 fn project_snapshot(rel: &str) -> WorkflowPlan {
     let dir = repo_root().join(rel);
     let plan = plan(&dir);
-    let (manifests, _) = plan_manifests(&plan, None);
+    let (manifests, _) = plan_manifests(&plan, None, None);
     let name = rel.replace('/', "__");
     snapshot(&format!("workflow__{name}"), &manifests);
     plan
@@ -70,7 +70,7 @@ fn project_snapshot(rel: &str) -> WorkflowPlan {
 #[test]
 fn example_serve_model() {
     let plan = project_snapshot("examples/serve-model");
-    let (m, note) = plan_manifests(&plan, None);
+    let (m, note) = plan_manifests(&plan, None, None);
     // The seed's legacy image maps to ours, with a line saying so.
     assert!(note.unwrap().contains("bodyworkml/bodywork-core:latest"));
     let kinds: Vec<String> = m.iter().map(Manifest::describe).collect();
@@ -114,7 +114,7 @@ fn example_serve_model() {
 #[test]
 fn example_serve_model_with_image_override() {
     let plan = plan(&repo_root().join("examples/serve-model"));
-    let (m, note) = plan_manifests(&plan, Some("registry.example/bodywork:dev"));
+    let (m, note) = plan_manifests(&plan, Some("registry.example/bodywork:dev"), None);
     assert!(note.unwrap().contains("--image"));
     let Manifest::Deployment(d) = &m[0] else {
         unreachable!()
@@ -134,7 +134,7 @@ fn example_serve_model_with_image_override() {
 #[test]
 fn example_train_and_serve() {
     let plan = project_snapshot("examples/train-and-serve");
-    let (m, _) = plan_manifests(&plan, None);
+    let (m, _) = plan_manifests(&plan, None, None);
     let Manifest::Job(job) = &m[0] else {
         panic!("first manifest is the training job")
     };
@@ -158,7 +158,7 @@ fn example_train_and_serve() {
 #[test]
 fn example_pipeline() {
     let plan = project_snapshot("examples/pipeline");
-    let (m, _) = plan_manifests(&plan, None);
+    let (m, _) = plan_manifests(&plan, None, None);
     // run_on_failure is created only when the workflow fails.
     assert!(m.iter().all(|x| !x.describe().contains("on-failure")));
     let Some(Manifest::Job(report)) = m.iter().find(|x| x.describe().ends_with("--report")) else {
@@ -211,7 +211,7 @@ fn corpus_projects() {
 #[test]
 fn ingress_is_served_under_namespace_and_name() {
     let plan = plan(&repo_root().join("tests/corpus/good/classic-parallel-steps"));
-    let (m, _) = plan_manifests(&plan, None);
+    let (m, _) = plan_manifests(&plan, None, None);
     let ingress = m
         .iter()
         .find_map(|x| match x {
@@ -260,6 +260,7 @@ fn cronjob() {
         retries: 2,
         history_limit: 5,
         secrets_group: None,
+        resolve_as_of: None,
     };
     let m = manifests::cronjob_manifest(&req, None);
     let Manifest::CronJob(c) = &m else {
@@ -324,4 +325,59 @@ fn cronjob() {
     );
     assert_eq!(manifests::cronjob_group(c).as_deref(), Some("prod"));
     snapshot("cronjob_with_group", std::slice::from_ref(&m));
+}
+
+/// Issue 22: `--resolve-as-of` reaches every pod of a run (each stage's
+/// `bodywork stage` then resolves as the run did) and every run of a cron
+/// job; without it a pod resolves as of the commit it fetches, so nothing
+/// is added (the snapshots above are unchanged).
+#[test]
+fn resolve_as_of_reaches_pods_and_cron_jobs() {
+    let plan = plan(&repo_root().join("examples/train-and-serve"));
+    let date = bodywork_runtime::AsOf::parse("2022-05-20T12:00:00Z").unwrap();
+    let (m, _) = plan_manifests(&plan, None, Some(date));
+    let mut containers = 0;
+    for manifest in &m {
+        let spec = match manifest {
+            Manifest::Job(job) => job.spec.as_ref().unwrap().template.spec.as_ref(),
+            Manifest::Deployment(d) => d.spec.as_ref().unwrap().template.spec.as_ref(),
+            _ => None,
+        };
+        for container in spec.map(|s| s.containers.as_slice()).unwrap_or_default() {
+            let args = container.args.as_deref().unwrap();
+            assert_eq!(args[0], "stage");
+            assert_eq!(
+                &args[args.len() - 2..],
+                ["--resolve-as-of", "2022-05-20T12:00:00Z"]
+            );
+            containers += 1;
+        }
+    }
+    assert_eq!(containers, 2, "{m:?}");
+    snapshot("workflow__resolve_as_of", &m);
+
+    let now = bodywork_runtime::AsOf::Now;
+    let req = bodywork_runtime::CronJobSpec {
+        namespace: "scoring-service".into(),
+        name: "nightly".into(),
+        schedule: "0 3 * * *".into(),
+        timezone: None,
+        repo: "https://github.com/bodywork-ml/bodywork-serve-model-project".into(),
+        branch: Some("master".into()),
+        retries: 0,
+        history_limit: 5,
+        secrets_group: None,
+        resolve_as_of: Some(now),
+    };
+    let cron = manifests::cronjob_manifest(&req, None);
+    snapshot("cronjob_resolve_as_of", std::slice::from_ref(&cron));
+    let Manifest::CronJob(c) = &cron else {
+        unreachable!()
+    };
+    let pod = c.spec.as_ref().unwrap().job_template.spec.as_ref().unwrap();
+    let args = pod.template.spec.as_ref().unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(&args[args.len() - 2..], ["--resolve-as-of", "now"]);
 }

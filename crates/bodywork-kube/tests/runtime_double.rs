@@ -112,6 +112,7 @@ fn ctx(commit: &str) -> RunContext {
         commit: commit.into(),
         checkout: PathBuf::from("/nonexistent"),
         docker_image: "bodyworkml/bodywork-core:latest".into(),
+        resolution: Default::default(),
     }
 }
 
@@ -591,6 +592,7 @@ fn nightly() -> bodywork_runtime::CronJobSpec {
         retries: 1,
         history_limit: 3,
         secrets_group: None,
+        resolve_as_of: None,
     }
 }
 
@@ -1235,6 +1237,7 @@ async fn run_project(
         secrets_group: None,
         known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
+        resolve_as_of: None,
     };
     bodywork_workflow::run_workflow(
         rt,

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bodywork_plan::{StagePlan, WorkflowPlan};
 use bodywork_pyenv::EnvCache;
-use bodywork_runtime::{CancellationToken, Level, Log};
+use bodywork_runtime::{AsOf, CancellationToken, Level, Log};
 use bodywork_source::{CancelCheck, FetchOptions, KeyFile, Source};
 use bodywork_stage::{Attach, Batch, NoHook, PythonError, env};
 use bodywork_workflow::{PrepareError, PrepareRequest, Preparing};
@@ -53,6 +53,9 @@ pub struct DirectStage {
     /// The exact commit to run (what a pod of a deployed version runs,
     /// whatever the branch holds by then); `None`: the branch's tip.
     pub commit: Option<String>,
+    /// `--resolve-as-of`: what the requirements are resolved as of,
+    /// instead of the commit's committer date.
+    pub resolve_as_of: Option<AsOf>,
 }
 
 /// Why the stage could not be run.
@@ -136,7 +139,8 @@ pub async fn run_stage(
         ),
     );
     let cache = Arc::new(EnvCache::new(home.root()));
-    let python = bodywork_stage::ensure_python(cache, stage, log)
+    let resolution = bodywork_workflow::resolution(checkout, what.resolve_as_of);
+    let python = bodywork_stage::ensure_python(cache, stage, resolution, &checkout.commit, log)
         .await
         .map_err(|e| match e {
             PythonError::Install(source) => DirectError::Environment {

@@ -19,8 +19,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// when the daemon knows how, else by stopping it). 2: `DeleteNamespace`,
 /// `Handover`. 3: errors as `RuntimeError`, a run's end as `RunOutcome`,
 /// answers as data (the CLI words them). 4: `NamespaceList`, a workflow's
-/// secrets group, `RunDetached`. 5: `CronUpdate`.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// secrets group, `RunDetached`. 5: `CronUpdate`. 6: `--resolve-as-of` in a
+/// workflow and a cron job, environments with their lock.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
@@ -204,11 +205,32 @@ pub struct DaemonStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EnvSummary {
     pub key: String,
+    /// `X.Y.Z (real path of the base interpreter)`.
     pub python: String,
     pub requirements: Vec<String>,
     pub size_bytes: u64,
     pub created: String,
     pub last_used: Option<String>,
+    /// `X.Y.Z` of the base interpreter.
+    #[serde(default)]
+    pub python_version: String,
+    /// The date its requirements were resolved as of (RFC 3339, UTC), or
+    /// `now` when as of its build (`created`).
+    #[serde(default)]
+    pub resolved_as_of: String,
+    /// Every distribution installed, `name==version`, sorted; `None` for an
+    /// environment built before locks were recorded.
+    #[serde(default)]
+    pub lock: Option<Vec<String>>,
+    /// Why a date asked for was not applied, when it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// `uv` or `pip`.
+    #[serde(default)]
+    pub installer: String,
+    /// The environment's directory.
+    #[serde(default)]
+    pub dir: String,
 }
 
 /// The largest frame read, in bytes: far above any answer (log lines are

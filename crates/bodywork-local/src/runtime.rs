@@ -98,15 +98,21 @@ impl LocalRuntime {
             stage: stage.stage.clone(),
             reason: why,
         })?;
-        let env = bodywork_stage::ensure_python(self.inner.envs.clone(), stage, log)
-            .await
-            .map_err(|e| match e {
-                PythonError::Task(why) => RuntimeError::failed(why),
-                PythonError::Install(e) => RuntimeError::StageFailed {
-                    stage: stage.stage.clone(),
-                    reason: format!("could not install its requirements: {e}"),
-                },
-            })?;
+        let env = bodywork_stage::ensure_python(
+            self.inner.envs.clone(),
+            stage,
+            ctx.resolution,
+            &ctx.commit,
+            log,
+        )
+        .await
+        .map_err(|e| match e {
+            PythonError::Task(why) => RuntimeError::failed(why),
+            PythonError::Install(e) => RuntimeError::StageFailed {
+                stage: stage.stage.clone(),
+                reason: format!("could not install its requirements: {e}"),
+            },
+        })?;
         services::shim::install(&env.site_packages).map_err(|e| {
             RuntimeError::failed(format!(
                 "cannot install the bodywork shim into {}: {e}",

@@ -31,6 +31,10 @@ pub struct WorkflowSubmission {
     /// the project's `pipeline.secrets_group`).
     #[serde(default)]
     pub secrets_group: Option<String>,
+    /// `--resolve-as-of now|DATE`: the date every stage's requirements are
+    /// resolved as of, instead of the commit's (see [`crate::Resolution`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_as_of: Option<crate::AsOf>,
 }
 
 /// A workflow run to follow attached: what to run, where every log event
@@ -125,6 +129,10 @@ pub struct CronJobSpec {
     /// namespace (as [`WorkflowSubmission::secrets_group`]).
     #[serde(default)]
     pub secrets_group: Option<String>,
+    /// `--resolve-as-of`: what each run's requirements are resolved as of
+    /// (as [`WorkflowSubmission::resolve_as_of`]); `None`: each run's commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_as_of: Option<crate::AsOf>,
 }
 
 /// What `cronjob display` shows of one cron job.
@@ -142,6 +150,10 @@ pub struct CronJobSummary {
     /// The secrets group its runs copy into the namespace (`--group`).
     #[serde(default)]
     pub secrets_group: Option<String>,
+    /// `--resolve-as-of`: what its runs resolve their requirements as of;
+    /// `None`: each run's commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_as_of: Option<crate::AsOf>,
     pub created: String,
     /// When the newest run started (or was scheduled).
     pub last_run: Option<String>,

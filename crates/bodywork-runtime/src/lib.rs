@@ -14,6 +14,7 @@ mod control;
 pub mod groups;
 mod logs;
 pub mod namespace;
+mod resolve;
 
 pub use control::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, DETACHED, RunOutcome, RunState,
@@ -21,6 +22,7 @@ pub use control::{
     display_time, is_detached,
 };
 pub use logs::{LogEvent, LogRenderer, format_log_line, stage_header, timestamp_now};
+pub use resolve::{AsOf, AsOfSource, RESOLVE_AS_OF_ENV, Resolution};
 
 use async_trait::async_trait;
 use bodywork_plan::StagePlan;
@@ -88,6 +90,8 @@ pub struct RunContext {
     /// it; the Kubernetes runtime's containers fetch `repo` themselves).
     pub checkout: PathBuf,
     pub docker_image: String,
+    /// As of when the stages' requirements are resolved, and why.
+    pub resolution: Resolution,
 }
 
 /// What a secret holds: keys (environment variable names) to values.

@@ -7,10 +7,11 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bodywork_plan::StagePlan;
 use bodywork_pyenv::{Env, EnvCache, EnvError, EnvEvent, EnvRequest};
-use bodywork_runtime::{Level, Log};
+use bodywork_runtime::{Level, Log, Resolution};
 
 /// Logger name of the installer's progress.
 const LOGGER: &str = "environment";
@@ -27,28 +28,88 @@ pub enum PythonError {
 }
 
 /// The stage's environment from `cache` (built when missing), with the
-/// interpreter named by `BODYWORK_PYTHON` when set. Progress goes to `log`.
+/// interpreter named by `BODYWORK_PYTHON` when set, its requirements
+/// resolved as `resolution` says (`commit` is what it names). Progress goes
+/// to `log`, and so do the stage's first lines about its environment,
+/// whether built or reused: the date resolved as of, then the environment
+/// and its lock (every package installed, `name==version`).
 pub async fn ensure_python(
     cache: Arc<EnvCache>,
     stage: &StagePlan,
+    resolution: Resolution,
+    commit: &str,
     log: &Log,
 ) -> Result<Env, PythonError> {
     let request = EnvRequest {
         python: std::env::var_os("BODYWORK_PYTHON").map(PathBuf::from),
         requirements: stage.requirements.clone(),
-        exclude_newer: None,
+        exclude_newer: resolution.as_of.exclude_newer(),
     };
-    let log = log.clone();
-    tokio::task::spawn_blocking(move || {
+    log.log(
+        Level::Info,
+        LOGGER,
+        &format!(
+            "stage={} resolves its requirements {}",
+            stage.stage,
+            resolution.describe(commit)
+        ),
+    );
+    let task_log = log.clone();
+    let started = std::time::Instant::now();
+    let env = tokio::task::spawn_blocking(move || {
         cache.ensure(&request, &mut |event| {
             if let Some(line) = progress_line(event) {
-                log.log(Level::Info, LOGGER, &line);
+                task_log.log(Level::Info, LOGGER, &line);
             }
         })
     })
     .await
     .map_err(|e| PythonError::Task(e.to_string()))?
-    .map_err(PythonError::Install)
+    .map_err(PythonError::Install)?;
+    for (level, line) in lock_lines(&stage.stage, &env, started.elapsed()) {
+        log.log(level, LOGGER, &line);
+    }
+    Ok(env)
+}
+
+/// What the stage's log says of its environment once it is ready: where it
+/// is, the Python, the date, and its lock (and, at warning level, why a
+/// date asked for was not applied).
+fn lock_lines(stage: &str, env: &Env, elapsed: Duration) -> Vec<(Level, String)> {
+    let how = if env.reused {
+        format!(
+            "in {:.1} ms (reused {})",
+            elapsed.as_secs_f64() * 1000.0,
+            env.key
+        )
+    } else {
+        format!("in {:.1}s (built {})", elapsed.as_secs_f64(), env.key)
+    };
+    let as_of = env.lock.exclude_newer.as_deref().unwrap_or("now");
+    let mut lines = vec![(
+        Level::Info,
+        format!(
+            "environment ready for stage={stage} {how}: Python {}, resolved as of {as_of}",
+            env.lock.python_version
+        ),
+    )];
+    if let Some(note) = &env.lock.note {
+        lines.push((
+            Level::Warning,
+            format!("environment of stage={stage}: {note}"),
+        ));
+    }
+    lines.push((
+        Level::Info,
+        match &env.lock.packages {
+            Some(packages) => format!("environment lock for stage={stage}: {}", packages.join(" ")),
+            None => format!(
+                "environment lock for stage={stage}: not recorded (built by an older bodywork; \
+                 `bodywork env prune` removes it)"
+            ),
+        },
+    ));
+    lines
 }
 
 /// The line shown for an installer event, if any.
@@ -59,14 +120,8 @@ fn progress_line(event: EnvEvent) -> Option<String> {
             Some("waiting for another build of the same environment".into())
         }
         EnvEvent::UsingTool(tool) => Some(format!("installing requirements with {tool}")),
-        EnvEvent::Done {
-            reused: false,
-            elapsed,
-        } => Some(format!(
-            "environment ready in {:.1}s",
-            elapsed.as_secs_f64()
-        )),
-        _ => None,
+        // Said once the environment is ready, with its lock (`lock_lines`).
+        EnvEvent::Done { .. } | EnvEvent::Resolving => None,
     }
 }
 
@@ -76,7 +131,7 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn installer_progress_is_shown_and_a_reused_environment_is_quiet() {
+    fn installer_progress_is_shown_and_readiness_is_left_to_the_lock_lines() {
         assert_eq!(
             progress_line(EnvEvent::Installing {
                 line: "Resolved 3 packages".into()
@@ -84,20 +139,82 @@ mod tests {
             .as_deref(),
             Some("Resolved 3 packages")
         );
-        assert_eq!(
-            progress_line(EnvEvent::Done {
-                reused: false,
-                elapsed: Duration::from_millis(3100)
-            })
-            .as_deref(),
-            Some("environment ready in 3.1s")
+        for done in [true, false] {
+            assert_eq!(
+                progress_line(EnvEvent::Done {
+                    reused: done,
+                    elapsed: Duration::ZERO
+                }),
+                None
+            );
+        }
+    }
+
+    fn env(reused: bool, lock: bodywork_pyenv::Lock) -> Env {
+        Env {
+            key: "0123456789abcdef".into(),
+            dir: PathBuf::from("/h/envs/0123456789abcdef"),
+            python: PathBuf::from("/h/envs/0123456789abcdef/bin/python"),
+            site_packages: PathBuf::from("/h/envs/0123456789abcdef/lib/python3.11/site-packages"),
+            reused,
+            lock,
+            created: std::time::SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn the_lock_is_shown_whether_built_or_reused() {
+        let lock = bodywork_pyenv::Lock {
+            python_version: "3.11.7".into(),
+            exclude_newer: Some("2022-05-20T12:00:00Z".into()),
+            packages: Some(vec!["flask==2.1.2".into(), "werkzeug==2.1.2".into()]),
+            note: None,
+        };
+        let lines = lock_lines(
+            "serve",
+            &env(true, lock.clone()),
+            Duration::from_micros(2_500),
         );
         assert_eq!(
-            progress_line(EnvEvent::Done {
-                reused: true,
-                elapsed: Duration::ZERO
-            }),
-            None
+            lines,
+            [
+                (
+                    Level::Info,
+                    "environment ready for stage=serve in 2.5 ms (reused 0123456789abcdef): \
+                     Python 3.11.7, resolved as of 2022-05-20T12:00:00Z"
+                        .to_string()
+                ),
+                (
+                    Level::Info,
+                    "environment lock for stage=serve: flask==2.1.2 werkzeug==2.1.2".to_string()
+                ),
+            ]
         );
+        let built = lock_lines(
+            "serve",
+            &env(
+                false,
+                bodywork_pyenv::Lock {
+                    exclude_newer: None,
+                    packages: None,
+                    note: Some("resolved as of now".into()),
+                    ..lock
+                },
+            ),
+            Duration::from_millis(3100),
+        );
+        assert_eq!(
+            built[0].1,
+            "environment ready for stage=serve in 3.1s (built 0123456789abcdef): \
+             Python 3.11.7, resolved as of now"
+        );
+        assert_eq!(
+            built[1],
+            (
+                Level::Warning,
+                "environment of stage=serve: resolved as of now".to_string()
+            )
+        );
+        assert!(built[2].1.contains("not recorded"), "{built:?}");
     }
 }

@@ -79,7 +79,7 @@ pub struct CronRunRow {
 }
 
 const JOB_COLUMNS: &str = "namespace, name, schedule, timezone, repo, branch, retries,
-    history_limit, created, last_scheduled, secrets_group";
+    history_limit, created, last_scheduled, secrets_group, resolve_as_of";
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<CronJobRow> {
     Ok(CronJobRow {
@@ -93,6 +93,18 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<CronJobRow> {
             retries: row.get(6)?,
             history_limit: row.get(7)?,
             secrets_group: row.get(10)?,
+            resolve_as_of: row
+                .get::<_, Option<String>>(11)?
+                .map(|text| {
+                    bodywork_runtime::AsOf::parse(&text).map_err(|why| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            11,
+                            rusqlite::types::Type::Text,
+                            why.into(),
+                        )
+                    })
+                })
+                .transpose()?,
         },
         created: ts_col(row, 8)?,
         last_scheduled: opt_ts_col(row, 9)?,
@@ -142,12 +154,19 @@ impl Store {
             .query_row(
                 &format!(
                     "INSERT INTO cron_jobs (namespace, name, schedule, timezone, repo, branch,
-                                            retries, history_limit, created, secrets_group)
+                                            retries, history_limit, created, secrets_group,
+                                            resolve_as_of)
                      VALUES (:namespace, :name, :schedule, :timezone, :repo, :branch,
-                             :retries, :history_limit, :created, :secrets_group)
+                             :retries, :history_limit, :created, :secrets_group,
+                             :resolve_as_of)
                      RETURNING {JOB_COLUMNS}"
                 ),
-                spec_params(job, (":created", &ts_to_sql(&now()))).as_slice(),
+                spec_params(
+                    job,
+                    &job.resolve_as_of.map(|a| a.arg()),
+                    (":created", &ts_to_sql(&now())),
+                )
+                .as_slice(),
                 job_from_row,
             )
             .map_err(self.write_err(namespace_missing))?;
@@ -188,11 +207,12 @@ impl Store {
                     "UPDATE cron_jobs SET schedule = :schedule, timezone = :timezone,
                             repo = :repo, branch = :branch, retries = :retries,
                             history_limit = :history_limit, secrets_group = :secrets_group,
-                            last_scheduled = :last_scheduled
+                            resolve_as_of = :resolve_as_of, last_scheduled = :last_scheduled
                      WHERE namespace = :namespace AND name = :name RETURNING {JOB_COLUMNS}"
                 ),
                 spec_params(
                     job,
+                    &job.resolve_as_of.map(|a| a.arg()),
                     (":last_scheduled", &last_scheduled.as_ref().map(ts_to_sql)),
                 )
                 .as_slice(),
@@ -466,8 +486,9 @@ impl Store {
 /// statements that store it, with one more the statement needs.
 fn spec_params<'a>(
     job: &'a NewCronJob,
+    resolve_as_of: &'a Option<String>,
     more: (&'static str, &'a dyn ToSql),
-) -> [(&'static str, &'a dyn ToSql); 10] {
+) -> [(&'static str, &'a dyn ToSql); 11] {
     [
         (":namespace", &job.namespace),
         (":name", &job.name),
@@ -478,6 +499,7 @@ fn spec_params<'a>(
         (":retries", &job.retries),
         (":history_limit", &job.history_limit),
         (":secrets_group", &job.secrets_group),
+        (":resolve_as_of", resolve_as_of),
         more,
     ]
 }
@@ -516,6 +538,7 @@ mod tests {
             retries: 2,
             history_limit: 3,
             secrets_group: None,
+            resolve_as_of: None,
         }
     }
 
@@ -611,6 +634,7 @@ mod tests {
         changed.repo = "https://example.com/other.git".into();
         changed.retries = 0;
         changed.secrets_group = Some("dev".into());
+        changed.resolve_as_of = Some(bodywork_runtime::AsOf::Now);
         let row = store
             .update_cron_job(&changed, &at(30))
             .expect("update")

@@ -14,6 +14,7 @@ use rusqlite::Connection;
 const V1_FIXTURE: &str = include_str!("fixtures/state_v1.sql");
 const V1_MIGRATION: &str = include_str!("../src/migrations/001_initial.sql");
 const V2_MIGRATION: &str = include_str!("../src/migrations/002_cron.sql");
+const V3_MIGRATION: &str = include_str!("../src/migrations/003_cron_group.sql");
 
 /// Writes `sql` into a fresh database file the way an old bodywork left it.
 fn raw_database(dir: &Path, sql: &str) -> PathBuf {
@@ -175,6 +176,7 @@ fn v1_database_opens_with_every_row_intact() {
             retries: 1,
             history_limit: 2,
             secrets_group: Some("prod".into()),
+            resolve_as_of: None,
         })
         .expect("cron job in an upgraded database");
     // Schema version 3 added a cron job's secrets group.
@@ -233,6 +235,7 @@ fn v2_cron_job_opens_without_a_secrets_group() {
             retries: 2,
             history_limit: 4,
             secrets_group: None,
+            resolve_as_of: None,
         }
     );
     assert!(job.last_scheduled.is_some());
@@ -266,4 +269,43 @@ fn newer_database_is_refused_with_a_clear_error() {
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .expect("journal mode");
     assert_eq!(journal, "delete", "not even the journal mode is changed");
+}
+
+#[test]
+fn v3_cron_job_opens_resolving_as_of_each_commit_and_keeps_a_date() {
+    // A cron job as schema version 3 wrote it (no resolve_as_of column):
+    // its runs resolve as of their commit, as before.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = raw_database(
+        dir.path(),
+        &format!(
+            "{V1_FIXTURE}\n{V2_MIGRATION}\n{V3_MIGRATION}\n
+             INSERT INTO cron_jobs (namespace, name, schedule, timezone, repo, branch, retries,
+                                    history_limit, created, last_scheduled, secrets_group)
+             VALUES ('dev', 'hourly', '0 * * * *', NULL, '/src/project', 'main',
+                     0, 4, '2026-02-01T08:00:00Z', NULL, 'prod');
+             PRAGMA user_version = 3;"
+        ),
+    );
+    let store = Store::open(&path).expect("open v3");
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    let mut job = store
+        .get_cron_job("dev", "hourly")
+        .expect("cron job")
+        .expect("kept");
+    assert_eq!(job.spec.resolve_as_of, None);
+    assert_eq!(job.spec.secrets_group.as_deref(), Some("prod"));
+    // Schema version 4 keeps a date (or `now`) for each run.
+    let date = bodywork_runtime::AsOf::parse("2022-05-20").expect("a date");
+    job.spec.resolve_as_of = Some(date);
+    let now = chrono::Utc::now();
+    store
+        .update_cron_job(&job.spec, &now)
+        .expect("update")
+        .expect("found");
+    let stored = store
+        .get_cron_job("dev", "hourly")
+        .expect("cron job")
+        .expect("kept");
+    assert_eq!(stored.spec.resolve_as_of, Some(date));
 }

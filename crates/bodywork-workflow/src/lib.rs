@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use bodywork_plan::{StagePlan, WorkflowPlan};
 use bodywork_runtime::{
-    CancellationToken, Level, Log, RunContext, Runtime, RuntimeError, StageRun,
+    AsOf, CancellationToken, Level, Log, Resolution, RunContext, Runtime, RuntimeError, StageRun,
 };
 pub use bodywork_source::Checkout;
 use bodywork_source::{FetchOptions, Source};
@@ -41,6 +41,8 @@ pub struct WorkflowRequest {
     pub known_hosts: Option<PathBuf>,
     /// Empty directory the source is fetched into; stages run from it.
     pub checkout_dir: PathBuf,
+    /// `--resolve-as-of`: overrides the commit's date for every stage.
+    pub resolve_as_of: Option<AsOf>,
 }
 
 /// What a finished (successful) run did.
@@ -136,6 +138,13 @@ pub trait RunHooks: Send + Sync {
     }
 }
 
+/// As of when a checkout's requirements are resolved: `requested` if
+/// given, else its commit's committer date, else (a directory outside git,
+/// uncommitted changes) now.
+pub fn resolution(checkout: &Checkout, requested: Option<AsOf>) -> Resolution {
+    Resolution::decide(requested, checkout.committed_at, checkout.dirty)
+}
+
 /// Hooks that accept everything.
 pub struct NoHooks;
 impl RunHooks for NoHooks {}
@@ -184,7 +193,15 @@ pub async fn run_workflow(
         commit: plan.commit.clone(),
         checkout: checkout.dir.clone(),
         docker_image: plan.docker_image.clone(),
+        resolution: resolution(&checkout, req.resolve_as_of),
     };
+    info(
+        log,
+        format!(
+            "resolving requirements {}",
+            ctx.resolution.describe(&ctx.commit)
+        ),
+    );
     let result = prepare_and_run(runtime, &plan, &ctx, log, cancel).await;
     match result {
         Ok(removed_services) => {

@@ -207,6 +207,7 @@ fn setup(secrets: bool) -> Setup {
         secrets_group: None,
         known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
+        resolve_as_of: None,
     };
     Setup { _tmp: tmp, req }
 }

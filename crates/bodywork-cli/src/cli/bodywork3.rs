@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use super::ResolveAsOfArg;
+
 #[derive(Debug, Subcommand)]
 pub enum CreateCommand {
     /// Deploy a project: run its workflow (namespace: the project's
@@ -83,6 +85,8 @@ pub struct DeploymentArgs {
     /// Print the plan (Kubernetes: the manifests) without running anything.
     #[arg(long, conflicts_with = "asynchronous")]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub resolve: ResolveAsOfArg,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +178,8 @@ pub struct CronArgs {
     /// project's `pipeline.secrets_group`).
     #[arg(long, visible_alias = "secrets-group", value_name = "GROUP")]
     pub group: Option<String>,
+    #[command(flatten)]
+    pub resolve: ResolveAsOfArg,
 }
 
 #[derive(Debug, Args)]
@@ -223,6 +229,8 @@ pub struct LegacyDeploymentArgs {
         short = 'L'
     )]
     pub local: bool,
+    #[command(flatten)]
+    pub resolve: ResolveAsOfArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

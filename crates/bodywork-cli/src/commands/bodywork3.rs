@@ -70,6 +70,7 @@ fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> Outcome {
         image: None,
         group: None,
         dry_run: args.dry_run,
+        resolve: args.resolve,
     };
     if args.asynchronous {
         let name = match checked_optional("deployment job", args.async_job_name.as_deref()) {
@@ -132,6 +133,7 @@ pub fn legacy_deployment(global: &GlobalArgs, args: &LegacyDeploymentArgs) -> Ou
                 image: None,
                 group: None,
                 dry_run: false,
+                resolve: args.resolve,
             };
             if args.local {
                 println!("testing with local workflow-controller - retries are inactive");
@@ -194,6 +196,7 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
         ..WorkflowSubmission::default()
     };
     let mut group = args.group.clone();
+    let mut resolve = args.resolve;
     let planned = Mutex::new(None);
     let outcome = block_on(async {
         match bodywork_kube::host::plan(&submission).await {
@@ -231,8 +234,9 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
                         name: name.clone(),
                         namespace: namespace.clone(),
                     })?;
-            // Without --group, the group the cron job had.
+            // Without --group, the group the cron job had; so for the date.
             group = group.take().or(job.secrets_group);
+            resolve.resolve_as_of = resolve.resolve_as_of.or(job.resolve_as_of);
         } else if !cp.namespace_exists(&namespace).await? {
             for line in cp.setup_namespace(&namespace).await? {
                 println!("{line}");
@@ -265,6 +269,7 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
             timezone: None,
             group,
             dry_run: false,
+            resolve,
         },
         update,
     )

@@ -94,6 +94,7 @@ pub(super) fn create(global: &GlobalArgs, args: &CronjobCreateArgs, update: bool
         retries: args.retries,
         history_limit: args.history_limit,
         secrets_group,
+        resolve_as_of: args.resolve.resolve_as_of,
     };
     if args.dry_run {
         return dry_run::cronjob(global, &spec);

@@ -53,6 +53,7 @@ pub fn run(args: &StageArgs) -> Outcome {
         branch: Some(args.branch.clone()),
         stage: args.stage.clone(),
         commit: args.commit.clone(),
+        resolve_as_of: args.resolve.resolve_as_of,
     };
     crate::run_stages_under_reaper();
     let log: Log = Arc::new(StderrLog {

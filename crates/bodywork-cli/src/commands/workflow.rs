@@ -108,6 +108,7 @@ fn checked(
         namespace,
         ssh_key: ssh_key.or_else(|| env_key.as_ref().map(|k| k.path().to_path_buf())),
         secrets_group,
+        resolve_as_of: args.resolve.resolve_as_of,
     };
     Ok((submission, env_key))
 }

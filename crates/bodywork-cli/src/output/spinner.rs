@@ -24,7 +24,7 @@ impl EnvSpinner {
                 logger, message, ..
             } if self.enabled
                 && logger == "environment"
-                && !message.starts_with("environment ready") =>
+                && !message.starts_with("environment ") =>
             {
                 let bar = self.bar.get_or_insert_with(|| {
                     let bar = ProgressBar::new_spinner();

@@ -25,6 +25,18 @@ const GROUP_OPTION: &str = "--group";
 /// The secrets group a CronJob's runs copy into its namespace: what follows
 /// [`GROUP_OPTION`] in its container's args.
 pub fn cronjob_group(cronjob: &CronJob) -> Option<String> {
+    cronjob_option(cronjob, GROUP_OPTION)
+}
+
+/// What a CronJob's runs resolve their requirements as of: what follows
+/// `--resolve-as-of` in its container's args.
+pub fn cronjob_resolve_as_of(cronjob: &CronJob) -> Option<bodywork_runtime::AsOf> {
+    cronjob_option(cronjob, super::workloads::RESOLVE_OPTION)
+        .and_then(|text| bodywork_runtime::AsOf::parse(&text).ok())
+}
+
+/// The value after `option` in a CronJob's container's args.
+fn cronjob_option(cronjob: &CronJob, option: &str) -> Option<String> {
     let spec = cronjob.spec.as_ref()?.job_template.spec.as_ref()?;
     let args = spec
         .template
@@ -34,7 +46,7 @@ pub fn cronjob_group(cronjob: &CronJob) -> Option<String> {
         .first()?
         .args
         .as_ref()?;
-    let at = args.iter().position(|a| a == GROUP_OPTION)?;
+    let at = args.iter().position(|a| a == option)?;
     args.get(at + 1).cloned()
 }
 
@@ -56,6 +68,7 @@ pub fn cronjob_manifest(req: &bodywork_runtime::CronJobSpec, image: Option<&str>
     if let Some(group) = &req.secrets_group {
         args.extend([GROUP_OPTION.to_string(), group.clone()]);
     }
+    args.extend(super::workloads::resolve_args(req.resolve_as_of));
     let labels = labels(&[(CRONJOB_LABEL, req.name.as_str())]);
     let history = i32::try_from(req.history_limit).unwrap_or(i32::MAX);
     Manifest::CronJob(CronJob {
@@ -173,6 +186,7 @@ pub fn detached_job(
     if let (None, Some(group)) = (&submission.namespace, &submission.secrets_group) {
         args.extend([GROUP_OPTION.to_string(), group.clone()]);
     }
+    args.extend(super::workloads::resolve_args(submission.resolve_as_of));
     let labels = labels(&[(DETACHED_LABEL, name)]);
     let namespace = bodywork_runtime::groups::GROUPS_NAMESPACE;
     Job {
@@ -245,6 +259,7 @@ mod tests {
             retries: 0,
             history_limit: 1,
             secrets_group: None,
+            resolve_as_of: None,
         };
         let Manifest::CronJob(short) = cronjob_manifest(&req("nightly"), None) else {
             unreachable!()
@@ -278,6 +293,7 @@ mod tests {
             retries: 0,
             history_limit: 1,
             secrets_group: None,
+            resolve_as_of: None,
         };
         let args = |c: &CronJob| {
             c.spec

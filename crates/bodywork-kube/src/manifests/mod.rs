@@ -21,7 +21,8 @@ mod secrets;
 mod workloads;
 
 pub use cronjobs::{
-    CRONJOB_LABEL, DETACHED_LABEL, cronjob_group, cronjob_manifest, detached_job, manual_job,
+    CRONJOB_LABEL, DETACHED_LABEL, cronjob_group, cronjob_manifest, cronjob_resolve_as_of,
+    detached_job, manual_job,
 };
 pub use deadlines::{Waits, progress_deadline_seconds};
 pub use images::{DEFAULT_IMAGE, LEGACY_IMAGE, resolve_image};
@@ -36,6 +37,7 @@ pub use workloads::{PORT_NAME, ingress_path, job, service_manifests, workflow_ma
 use std::collections::BTreeMap;
 
 use bodywork_plan::WorkflowPlan;
+use bodywork_runtime::AsOf;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
@@ -173,6 +175,9 @@ pub struct Target<'a> {
     pub branch: Option<&'a str>,
     /// Commit deployed.
     pub commit: &'a str,
+    /// `--resolve-as-of`, passed on to every stage's `bodywork stage`
+    /// (without it, a pod resolves as of the commit's date, as the run did).
+    pub resolve_as_of: Option<AsOf>,
 }
 
 impl<'a> Target<'a> {
@@ -184,6 +189,7 @@ impl<'a> Target<'a> {
             repo: &plan.repo,
             branch: plan.branch.as_deref(),
             commit: &plan.commit,
+            resolve_as_of: None,
         }
     }
 }

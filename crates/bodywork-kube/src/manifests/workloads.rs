@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use bodywork_plan::{EnvValue, StagePlan, StagePlanKind, WorkflowPlan};
+use bodywork_runtime::AsOf;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
@@ -32,8 +33,15 @@ use super::{
 
 /// Everything a workflow run applies, stage by stage in DAG order (the
 /// `run_on_failure` stage is not included: it is created only on failure).
-pub fn workflow_manifests(plan: &WorkflowPlan, image: &str) -> Vec<Manifest> {
-    let run = &Target::of_plan(plan);
+pub fn workflow_manifests(
+    plan: &WorkflowPlan,
+    image: &str,
+    resolve_as_of: Option<AsOf>,
+) -> Vec<Manifest> {
+    let run = &Target {
+        resolve_as_of,
+        ..Target::of_plan(plan)
+    };
     let mut out = Vec::new();
     for stage in plan.stages() {
         match &stage.kind {
@@ -45,6 +53,18 @@ pub fn workflow_manifests(plan: &WorkflowPlan, image: &str) -> Vec<Manifest> {
     }
     out
 }
+
+/// `--resolve-as-of DATE` when one was asked for: a pod then resolves as the
+/// run did (without it, as of the commit it fetches).
+pub(crate) fn resolve_args(resolve_as_of: Option<AsOf>) -> Vec<String> {
+    resolve_as_of
+        .map(|a| vec![RESOLVE_OPTION.to_string(), a.arg()])
+        .unwrap_or_default()
+}
+
+/// The flag that carries a run's `--resolve-as-of` into a pod, a cron job
+/// or a detached run.
+pub(crate) const RESOLVE_OPTION: &str = "--resolve-as-of";
 
 /// The branch a container fetches: the one deployed, else the default branch.
 fn branch_of<'a>(run: &Target<'a>) -> &'a str {
@@ -141,14 +161,19 @@ fn container(
         // The commit the workflow resolved, not the branch's tip at pod
         // start: a pod restarted, scaled up or brought back by a rollback
         // runs the code its labels name.
-        args: Some(vec![
-            "stage".into(),
-            run.repo.to_string(),
-            branch_of(run).to_string(),
-            stage.stage.clone(),
-            "--commit".into(),
-            run.commit.to_string(),
-        ]),
+        args: Some(
+            [
+                "stage".into(),
+                run.repo.to_string(),
+                branch_of(run).to_string(),
+                stage.stage.clone(),
+                "--commit".into(),
+                run.commit.to_string(),
+            ]
+            .into_iter()
+            .chain(resolve_args(run.resolve_as_of))
+            .collect(),
+        ),
         env: Some(env(stage, extra_env)),
         resources: resources(stage),
         ..Container::default()

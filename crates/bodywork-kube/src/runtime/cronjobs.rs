@@ -167,6 +167,7 @@ fn summary(namespace: &str, c: &CronJob, newest: Option<&CronRunSummary>) -> Cro
             .and_then(|n| u32::try_from(n).ok())
             .unwrap_or(0),
         secrets_group: manifests::cronjob_group(c),
+        resolve_as_of: manifests::cronjob_resolve_as_of(c),
         created: c
             .metadata
             .creation_timestamp

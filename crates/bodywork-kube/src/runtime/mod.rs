@@ -326,6 +326,7 @@ fn target_of(ctx: &RunContext) -> Target<'_> {
         repo: &ctx.repo,
         branch: ctx.branch.as_deref(),
         commit: &ctx.commit,
+        resolve_as_of: ctx.resolution.requested(),
     }
 }
 

@@ -126,6 +126,7 @@ mod tests {
                 retries: 0,
                 history_limit: 3,
                 secrets_group: None,
+                resolve_as_of: None,
             },
             created,
             last_scheduled: last,

@@ -154,6 +154,7 @@ impl DueRun {
             namespace: Some(job.spec.namespace.clone()),
             ssh_key: None,
             secrets_group: job.spec.secrets_group.clone(),
+            resolve_as_of: job.spec.resolve_as_of,
         };
         DueRun {
             job,

@@ -45,5 +45,11 @@ fn env_summary(e: bodywork_pyenv::EnvInfo) -> EnvSummary {
         last_used: Some(crate::time::display(
             &chrono::DateTime::<chrono::Utc>::from(e.last_used),
         )),
+        python_version: e.python_version,
+        resolved_as_of: e.lock.exclude_newer.unwrap_or_else(|| "now".to_owned()),
+        lock: e.lock.packages,
+        note: e.lock.note,
+        installer: e.installer,
+        dir: e.dir.display().to_string(),
     }
 }

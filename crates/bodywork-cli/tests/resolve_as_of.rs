@@ -1,0 +1,314 @@
+//! Issue 22, point 1: each commit's requirements resolved as of the commit,
+//! through the real binary, its daemon, uv and PyPI.
+//!
+//! An old project deploys unmodified: a service pinning `flask==2.1.2` and
+//! nothing else, committed in May 2022, starts and answers (resolved as of
+//! today, Werkzeug 3 breaks Flask 2.1.2 at import). The same commit
+//! deployed twice reuses its environment with an identical lock;
+//! `--resolve-as-of now` gives another lock; the flag and
+//! `BODYWORK_RESOLVE_AS_OF` reach workflows, `bodywork stage` and cron
+//! jobs; uncommitted changes resolve as of now.
+//!
+//! Must not: sleep on a clock (every wait polls a condition with a
+//! deadline), or leave a process running (each home stops its daemon).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{TestHome, TestProject, batch_stage, git, http, wait_for, yaml};
+
+/// The committer date of the fixtures: when the seed's repository was
+/// written (flask 2.1.2 was current, with Werkzeug 2.1.2).
+const MAY_2022: &str = "2022-05-20T12:00:00Z";
+
+/// Pins Flask only, as Bodywork's example projects did.
+const FLASK_SERVICE: &str = r#"
+import flask, werkzeug
+from importlib.metadata import version
+app = flask.Flask(__name__)
+
+@app.route("/")
+def hello():
+    return f"flask {flask.__version__} werkzeug {version('werkzeug')}"
+
+if __name__ == "__main__":
+    app.run(host="0.0.0.0", port=5000)
+"#;
+
+/// `git commit -a` in `dir` with both dates set to `date`; returns HEAD.
+fn commit_dated(dir: &Path, date: &str) -> String {
+    git(dir, &["add", "-A"]);
+    let out = std::process::Command::new("git")
+        .args(["commit", "-q", "-m", "as of then"])
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .env("GIT_AUTHOR_DATE", date)
+        .env("GIT_COMMITTER_DATE", date)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// A git repository on branch `master` holding `files`, committed on `date`.
+fn repo(files: &[(&str, &str)], date: &str) -> (TestProject, String, String) {
+    let project = TestProject::new(files);
+    git(project.path(), &["init", "-q", "-b", "master"]);
+    let commit = commit_dated(project.path(), date);
+    let url = format!("file://{}", project.path().display());
+    (project, url, commit)
+}
+
+fn envs(home: &TestHome) -> Vec<serde_json::Value> {
+    let listed = home.ok(&["env", "list", "-o", "json"]);
+    serde_json::from_str(&listed.stdout).expect("env list -o json")
+}
+
+fn lock(env: &serde_json::Value) -> Vec<String> {
+    env["lock"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no lock: {env}"))
+        .iter()
+        .map(|p| p.as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn version_of<'a>(lock: &'a [String], package: &str) -> Option<&'a str> {
+    lock.iter()
+        .find_map(|p| p.strip_prefix(&format!("{package}==")))
+}
+
+#[test]
+fn an_old_flask_service_deploys_unmodified_and_redeploys_with_the_same_lock() {
+    let home = TestHome::new();
+    let ns = "old-flask";
+    let project_yaml = "version: \"1.1\"\npipeline:\n  name: old-flask\n  docker_image: bodyworkml/bodywork-core:latest\n  DAG: hello\n\
+         stages:\n  hello:\n    executable_module_path: hello/service.py\n    requirements: [flask==2.1.2]\n\
+         \x20   service: {max_startup_time_seconds: 120, replicas: 1, port: 5000, ingress: false}\n";
+    let (_project, url, commit) = repo(
+        &[
+            ("bodywork.yaml", project_yaml),
+            ("hello/service.py", FLASK_SERVICE),
+        ],
+        MAY_2022,
+    );
+    home.ok(&["setup-namespace", ns]);
+    let first = home.ok(&["workflow", "--namespace", ns, &url, "master"]);
+    first.expect_output(&format!(
+        "stage=hello resolves its requirements as of {MAY_2022} (the committer date of commit {})",
+        &commit[..7]
+    ));
+    first.expect_output("(built ");
+    first.expect_output("environment lock for stage=hello: ");
+    let path = format!("/api/v1/namespaces/{ns}/services/hello/proxy/");
+    let mut answer = None;
+    wait_for("the service to answer", Duration::from_secs(30), || {
+        answer = http(&home.gateway(), "GET", &path, None).ok();
+        answer.as_ref().is_some_and(|(code, _)| *code == 200)
+    });
+    let (_, body) = answer.expect("an answer");
+    assert_eq!(body.trim(), "flask 2.1.2 werkzeug 2.1.2", "{first}");
+
+    let listed = envs(&home);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let env = &listed[0];
+    assert_eq!(env["resolved_as_of"], MAY_2022);
+    assert_eq!(env["requirements"], serde_json::json!(["flask==2.1.2"]));
+    let first_lock = lock(env);
+    assert_eq!(version_of(&first_lock, "flask"), Some("2.1.2"));
+    assert_eq!(version_of(&first_lock, "werkzeug"), Some("2.1.2"));
+    let key = env["key"].as_str().unwrap().to_string();
+
+    // The same commit again: the environment is reused at once, same lock.
+    let second = home.ok(&["workflow", "--namespace", ns, &url, "master"]);
+    second.expect_output(&format!("(reused {key})"));
+    second.expect_output(&format!(
+        "environment lock for stage=hello: {}",
+        first_lock.join(" ")
+    ));
+    let shown = home.ok(&["env", "show", &key[..8], "-o", "json"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(shown["key"], key.as_str());
+    assert_eq!(lock(&shown), first_lock);
+    assert_eq!(envs(&home).len(), 1);
+    let table = home.ok(&["env", "show", &key]);
+    for needle in [
+        "resolved_as_of".to_string(),
+        MAY_2022.to_string(),
+        "werkzeug==2.1.2".to_string(),
+    ] {
+        table.expect_output(&needle);
+    }
+    let list_table = home.ok(&["env", "list"]);
+    list_table.expect_output("RESOLVED AS OF");
+    list_table.expect_output("werkzeug==2.1.2");
+
+    // As of now, the same commit gets today's Werkzeug, which Flask 2.1.2
+    // cannot import: another environment, another lock.
+    let now = home.run(&[
+        "stage",
+        &url,
+        "master",
+        "hello",
+        "--commit",
+        &commit,
+        "--resolve-as-of",
+        "now",
+    ]);
+    assert_ne!(now.code, Some(0), "{now}");
+    now.expect_output("stage=hello resolves its requirements as of now (--resolve-as-of)");
+    now.expect_output("url_quote");
+    let listed = envs(&home);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let today = listed
+        .iter()
+        .find(|e| e["key"] != key.as_str())
+        .expect("a second environment");
+    assert_eq!(today["resolved_as_of"], "now");
+    let today_lock = lock(today);
+    assert_ne!(today_lock, first_lock);
+    let werkzeug = version_of(&today_lock, "werkzeug").expect("werkzeug");
+    assert!(werkzeug.starts_with('3'), "{today_lock:?}");
+    // The service deployed as of its commit still answers.
+    let (code, body) = http(&home.gateway(), "GET", &path, None).unwrap();
+    assert_eq!((code, body.trim()), (200, "flask 2.1.2 werkzeug 2.1.2"));
+}
+
+/// What the stdlib-only fixture's lock says of pip: 22.x as of May 2022.
+fn pip_of(run: &common::Run) -> String {
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("environment lock for stage=check: "))
+        .unwrap_or_else(|| panic!("no lock line:\n{run}"));
+    line.split_whitespace()
+        .find_map(|p| p.strip_prefix("pip=="))
+        .unwrap_or_else(|| panic!("no pip in {line}"))
+        .to_string()
+}
+
+#[test]
+fn the_date_can_be_overridden_and_uncommitted_changes_resolve_as_of_now() {
+    let home = TestHome::new();
+    let ns = "as-of";
+    let project_yaml = yaml(
+        "as-of",
+        "check",
+        "",
+        &[batch_stage("check", "check/main.py", 60, 0, "")],
+    );
+    let (project, url, commit) = repo(
+        &[
+            ("bodywork.yaml", &project_yaml),
+            ("check/main.py", "print('checked')\n"),
+        ],
+        MAY_2022,
+    );
+    home.ok(&["setup-namespace", ns]);
+    let dated = home.ok(&["workflow", "--namespace", ns, &url, "master"]);
+    dated.expect_output(&format!(
+        "resolving requirements as of {MAY_2022} (the committer date of commit {})",
+        &commit[..7]
+    ));
+    assert!(pip_of(&dated).starts_with("22."), "{dated}");
+
+    let now = home.ok(&[
+        "workflow",
+        "--namespace",
+        ns,
+        &url,
+        "master",
+        "--resolve-as-of",
+        "now",
+    ]);
+    now.expect_output("stage=check resolves its requirements as of now (--resolve-as-of)");
+    assert!(!pip_of(&now).starts_with("22."), "{now}");
+
+    let by_env = TestHome::cmd(&home, &["workflow", "--namespace", ns, &url, "master"])
+        .env("BODYWORK_RESOLVE_AS_OF", "2023-01-01")
+        .output()
+        .expect("bodywork runs");
+    let out = String::from_utf8_lossy(&by_env.stdout);
+    assert!(by_env.status.success(), "{out}");
+    assert!(
+        out.contains("as of 2023-01-01T23:59:59Z (--resolve-as-of)"),
+        "{out}"
+    );
+    let bad = home.run(&[
+        "workflow",
+        "--namespace",
+        ns,
+        &url,
+        "--resolve-as-of",
+        "soon",
+    ]);
+    bad.expect_code(2).expect_output("RFC 3339");
+
+    // A cron job keeps its date for each of its runs.
+    home.ok(&[
+        "cronjob",
+        "create",
+        "--ns",
+        ns,
+        "--name",
+        "nightly",
+        "--schedule",
+        "0 0 1 1 *",
+        "--git-repo-url",
+        &url,
+        "--git-repo-branch",
+        "master",
+        "--resolve-as-of",
+        "2021-06-01",
+    ]);
+    home.ok(&["cronjob", "trigger", "--ns", ns, "--name", "nightly"]);
+    let mut log = String::new();
+    wait_for(
+        "the cron job's run to end",
+        Duration::from_secs(120),
+        || {
+            let history = home.ok(&[
+                "cronjob", "history", "--ns", ns, "--name", "nightly", "-o", "json",
+            ]);
+            let runs: Vec<serde_json::Value> =
+                serde_json::from_str(&history.stdout).unwrap_or_default();
+            let Some(job) = runs.iter().find_map(|r| {
+                let done = r["completion_time"].is_string();
+                done.then(|| r["job_name"].as_str().map(str::to_string))
+                    .flatten()
+            }) else {
+                return false;
+            };
+            log = home
+                .ok(&["cronjob", "logs", "--ns", ns, "--name", &job])
+                .stdout;
+            true
+        },
+    );
+    assert!(
+        log.contains("as of 2021-06-01T23:59:59Z (--resolve-as-of)"),
+        "{log}"
+    );
+
+    // A local work tree with uncommitted changes: as of now.
+    std::fs::write(project.path().join("check/main.py"), "print('edited')\n").unwrap();
+    let dirty = home.ok(&["workflow", "--namespace", ns, project.arg()]);
+    dirty.expect_output(
+        "stage=check resolves its requirements as of now (the project has uncommitted changes)",
+    );
+    // Committed, the same directory resolves as of its commit again.
+    commit_dated(project.path(), "2022-06-01T00:00:00Z");
+    let clean = home.ok(&["workflow", "--namespace", ns, project.arg()]);
+    clean.expect_output("stage=check resolves its requirements as of 2022-06-01T00:00:00Z");
+}
