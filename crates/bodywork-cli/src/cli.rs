@@ -200,6 +200,17 @@ pub struct ResolveAsOfArg {
     pub resolve_as_of: Option<bodywork_runtime::AsOf>,
 }
 
+/// `--python VERSION|PATH` (or `BODYWORK_PYTHON`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct PythonArg {
+    /// The Python to build every stage's environment with: a version
+    /// (3.10, 3.10.13) found on this machine (PATH, pyenv's, uv's), or an
+    /// interpreter's path. Default: python3, or the newest Python that
+    /// installs every requirement from wheels when python3 cannot.
+    #[arg(long, env = bodywork_stage::PYTHON_ENV, value_name = "VERSION|PATH")]
+    pub python: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct WorkflowArgs {
     #[command(flatten)]
@@ -223,6 +234,8 @@ pub struct WorkflowArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub resolve: ResolveAsOfArg,
+    #[command(flatten)]
+    pub python: PythonArg,
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +252,8 @@ pub struct StageArgs {
     pub commit: Option<String>,
     #[command(flatten)]
     pub resolve: ResolveAsOfArg,
+    #[command(flatten)]
+    pub python: PythonArg,
 }
 
 #[derive(Debug, Subcommand)]

@@ -312,3 +312,157 @@ fn the_date_can_be_overridden_and_uncommitted_changes_resolve_as_of_now() {
     let clean = home.ok(&["workflow", "--namespace", ns, project.arg()]);
     clean.expect_output("stage=check resolves its requirements as of 2022-06-01T00:00:00Z");
 }
+
+/// A Python 3.10 of this machine (pyenv's, or `python3.10` on PATH): what
+/// the model of the scikit-learn fixture is made with. No test downloads
+/// one.
+fn python310() -> std::path::PathBuf {
+    let pyenv = std::env::var_os("PYENV_ROOT")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".pyenv")));
+    let mut candidates: Vec<std::path::PathBuf> = Vec::new();
+    if let Some(root) = pyenv
+        && let Ok(entries) = std::fs::read_dir(root.join("versions"))
+    {
+        let mut versions: Vec<_> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("3.10."))
+            })
+            .collect();
+        versions.sort();
+        candidates.extend(versions.into_iter().rev().map(|v| v.join("bin/python3")));
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        candidates.push(dir.join("python3.10"));
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .expect("a Python 3.10 on this machine (pyenv install 3.10, or python3.10 on PATH)")
+}
+
+/// Trains the seed's kind of model (a decision tree on the iris data that
+/// scikit-learn ships) with scikit-learn 1.0.2 and pickles it with joblib.
+const TRAIN: &str = r#"
+import sys, joblib
+from sklearn.datasets import load_iris
+from sklearn.tree import DecisionTreeClassifier
+data = load_iris()
+model = DecisionTreeClassifier(class_weight="balanced", random_state=42)
+model.fit(data.data, data.target)
+joblib.dump(model, sys.argv[1])
+"#;
+
+/// Loads the pickled model and scores one flower.
+const SCORE: &str = r#"
+import joblib, numpy, sklearn
+import os
+model = joblib.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "model.joblib"))
+species = ["setosa", "versicolor", "virginica"]
+prediction = model.predict(numpy.array([[5.1, 3.5, 1.4, 0.2]]))[0]
+print(f"numpy {numpy.__version__} scikit-learn {sklearn.__version__} scored {species[prediction]}")
+"#;
+
+/// Issue 22, point 2: the seed's pins (numpy 1.22.3 has no wheels for
+/// Python 3.11 and later) get a Python that installs them from wheels,
+/// chosen among the machine's own, and the stage scores with a model
+/// pickled by scikit-learn 1.0.2. `--python` asks for a version instead.
+#[test]
+fn pins_without_wheels_for_the_default_python_get_one_that_has_them() {
+    let python = python310();
+    // The model, made as the seed's was: with scikit-learn 1.0.2.
+    let trainer = tempfile::tempdir().unwrap();
+    let venv = trainer.path().join("venv");
+    let uv = common::shared_uv_bin()
+        .map(|d| d.join("uv"))
+        .expect("the tests' uv");
+    let run = |cmd: &mut std::process::Command| {
+        let out = cmd
+            .env("UV_CACHE_DIR", common::shared_uv_cache())
+            .env("UV_PYTHON_DOWNLOADS", "never")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(std::process::Command::new(&uv)
+        .args(["venv", "-q", "--python"])
+        .arg(&python)
+        .arg(&venv));
+    run(std::process::Command::new(&uv)
+        .args(["pip", "install", "-q", "--python"])
+        .arg(venv.join("bin/python"))
+        .args([
+            "--exclude-newer",
+            MAY_2022,
+            "numpy==1.22.3",
+            "scikit-learn==1.0.2",
+            "joblib==1.1.0",
+        ]));
+    let model = trainer.path().join("model.joblib");
+    std::fs::write(trainer.path().join("train.py"), TRAIN).unwrap();
+    run(std::process::Command::new(venv.join("bin/python"))
+        .arg(trainer.path().join("train.py"))
+        .arg(&model));
+
+    let home = TestHome::new();
+    let ns = "seed-pins";
+    let project_yaml = yaml(
+        "seed-pins",
+        "score",
+        "",
+        &[batch_stage(
+            "score",
+            "score/score.py",
+            120,
+            0,
+            "    requirements: [numpy==1.22.3, scikit-learn==1.0.2, joblib==1.1.0]\n",
+        )],
+    );
+    let project = TestProject::new(&[("bodywork.yaml", &project_yaml), ("score/score.py", SCORE)]);
+    std::fs::copy(&model, project.path().join("score/model.joblib")).unwrap();
+    git(project.path(), &["init", "-q", "-b", "master"]);
+    let commit = commit_dated(project.path(), MAY_2022);
+    let url = format!("file://{}", project.path().display());
+    home.ok(&["setup-namespace", ns]);
+    let deployed = home.ok(&["workflow", "--namespace", ns, &url, "master"]);
+    deployed.expect_output("numpy 1.22.3 scikit-learn 1.0.2 scored setosa");
+    let chosen = deployed
+        .stdout
+        .lines()
+        .find(|l| l.contains("stage score: ") && l.contains(" has no wheel for Python "))
+        .unwrap_or_else(|| panic!("no line says which Python was chosen:\n{deployed}"));
+    assert!(chosen.contains("numpy==1.22.3"), "{chosen}");
+    assert!(chosen.contains("; using Python 3.10."), "{chosen}");
+    let listed = envs(&home);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(
+        listed[0]["python_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.10.")),
+        "{listed:?}"
+    );
+    // Again: the same environment, no choosing.
+    let again = home.ok(&["workflow", "--namespace", ns, &url, "master"]);
+    again.expect_output("(reused ");
+    assert!(!again.stdout.contains("has no wheel"), "{again}");
+
+    // Asked for explicitly: that version, found among the machine's.
+    let asked = home.ok(&[
+        "stage", &url, "master", "score", "--commit", &commit, "--python", "3.10",
+    ]);
+    asked.expect_output("scored setosa");
+    assert!(!asked.all().contains("has no wheel"), "{asked}");
+    let missing = home.run(&[
+        "stage", &url, "master", "score", "--commit", &commit, "--python", "3.99",
+    ]);
+    assert_ne!(missing.code, Some(0), "{missing}");
+    missing.expect_output("no Python 3.99 was found on this machine (interpreters found: ");
+    missing.expect_output("3.10.");
+}

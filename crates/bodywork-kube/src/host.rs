@@ -27,15 +27,17 @@ pub struct DryRun {
 }
 
 /// The manifests of a plan and the note on the image used;
-/// `resolve_as_of` is `--resolve-as-of`, which every stage's pod is given.
+/// `resolve_as_of` and `python` are `--resolve-as-of` and `--python`, which
+/// every stage's pod is given.
 pub fn plan_manifests(
     plan: &WorkflowPlan,
     image: Option<&str>,
     resolve_as_of: Option<AsOf>,
+    python: Option<&str>,
 ) -> (Vec<Manifest>, Option<String>) {
     let (image, note) = manifests::resolve_image(&plan.docker_image, image);
     (
-        manifests::workflow_manifests(plan, &image, resolve_as_of),
+        manifests::workflow_manifests(plan, &image, resolve_as_of, python),
         note,
     )
 }
@@ -99,7 +101,8 @@ pub async fn dry_run(
             plan.namespace
         ));
     }
-    let (manifests, note) = plan_manifests(&plan, image, opts.resolve_as_of);
+    let (manifests, note) =
+        plan_manifests(&plan, image, opts.resolve_as_of, opts.python.as_deref());
     notes.extend(note);
     Ok(DryRun { notes, manifests })
 }
@@ -165,6 +168,7 @@ pub async fn run(
         known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
         resolve_as_of: opts.resolve_as_of,
+        python: opts.python.clone(),
     };
     run_workflow(runtime, &request, &KubeNames, log, cancel).await
 }

@@ -150,6 +150,7 @@ fn ctx(plan: &WorkflowPlan, commit: &str) -> RunContext {
         checkout: std::env::temp_dir(),
         docker_image: plan.docker_image.clone(),
         resolution: Default::default(),
+        python: None,
     }
 }
 
@@ -176,6 +177,7 @@ async fn seed_tutorial_serve_redeploy_rollback_delete() {
         ssh_key: None,
         secrets_group: None,
         resolve_as_of: None,
+        python: None,
     };
     host::run(&rt, &opts, &log, &CancellationToken::new())
         .await
@@ -279,6 +281,7 @@ async fn batch_dag_with_a_secret() {
         ssh_key: None,
         secrets_group: None,
         resolve_as_of: None,
+        python: None,
     };
     host::run(&rt, &opts, &log(), &CancellationToken::new())
         .await

@@ -61,7 +61,7 @@ fn snapshot(name: &str, manifests: &[Manifest]) {
 fn project_snapshot(rel: &str) -> WorkflowPlan {
     let dir = repo_root().join(rel);
     let plan = plan(&dir);
-    let (manifests, _) = plan_manifests(&plan, None, None);
+    let (manifests, _) = plan_manifests(&plan, None, None, None);
     let name = rel.replace('/', "__");
     snapshot(&format!("workflow__{name}"), &manifests);
     plan
@@ -70,7 +70,7 @@ fn project_snapshot(rel: &str) -> WorkflowPlan {
 #[test]
 fn example_serve_model() {
     let plan = project_snapshot("examples/serve-model");
-    let (m, note) = plan_manifests(&plan, None, None);
+    let (m, note) = plan_manifests(&plan, None, None, None);
     // The seed's legacy image maps to ours, with a line saying so.
     assert!(note.unwrap().contains("bodyworkml/bodywork-core:latest"));
     let kinds: Vec<String> = m.iter().map(Manifest::describe).collect();
@@ -114,7 +114,7 @@ fn example_serve_model() {
 #[test]
 fn example_serve_model_with_image_override() {
     let plan = plan(&repo_root().join("examples/serve-model"));
-    let (m, note) = plan_manifests(&plan, Some("registry.example/bodywork:dev"), None);
+    let (m, note) = plan_manifests(&plan, Some("registry.example/bodywork:dev"), None, None);
     assert!(note.unwrap().contains("--image"));
     let Manifest::Deployment(d) = &m[0] else {
         unreachable!()
@@ -134,7 +134,7 @@ fn example_serve_model_with_image_override() {
 #[test]
 fn example_train_and_serve() {
     let plan = project_snapshot("examples/train-and-serve");
-    let (m, _) = plan_manifests(&plan, None, None);
+    let (m, _) = plan_manifests(&plan, None, None, None);
     let Manifest::Job(job) = &m[0] else {
         panic!("first manifest is the training job")
     };
@@ -158,7 +158,7 @@ fn example_train_and_serve() {
 #[test]
 fn example_pipeline() {
     let plan = project_snapshot("examples/pipeline");
-    let (m, _) = plan_manifests(&plan, None, None);
+    let (m, _) = plan_manifests(&plan, None, None, None);
     // run_on_failure is created only when the workflow fails.
     assert!(m.iter().all(|x| !x.describe().contains("on-failure")));
     let Some(Manifest::Job(report)) = m.iter().find(|x| x.describe().ends_with("--report")) else {
@@ -211,7 +211,7 @@ fn corpus_projects() {
 #[test]
 fn ingress_is_served_under_namespace_and_name() {
     let plan = plan(&repo_root().join("tests/corpus/good/classic-parallel-steps"));
-    let (m, _) = plan_manifests(&plan, None, None);
+    let (m, _) = plan_manifests(&plan, None, None, None);
     let ingress = m
         .iter()
         .find_map(|x| match x {
@@ -335,7 +335,7 @@ fn cronjob() {
 fn resolve_as_of_reaches_pods_and_cron_jobs() {
     let plan = plan(&repo_root().join("examples/train-and-serve"));
     let date = bodywork_runtime::AsOf::parse("2022-05-20T12:00:00Z").unwrap();
-    let (m, _) = plan_manifests(&plan, None, Some(date));
+    let (m, _) = plan_manifests(&plan, None, Some(date), Some("3.10"));
     let mut containers = 0;
     for manifest in &m {
         let spec = match manifest {
@@ -347,8 +347,13 @@ fn resolve_as_of_reaches_pods_and_cron_jobs() {
             let args = container.args.as_deref().unwrap();
             assert_eq!(args[0], "stage");
             assert_eq!(
-                &args[args.len() - 2..],
-                ["--resolve-as-of", "2022-05-20T12:00:00Z"]
+                &args[args.len() - 4..],
+                [
+                    "--resolve-as-of",
+                    "2022-05-20T12:00:00Z",
+                    "--python",
+                    "3.10"
+                ]
             );
             containers += 1;
         }

@@ -113,6 +113,7 @@ fn ctx(commit: &str) -> RunContext {
         checkout: PathBuf::from("/nonexistent"),
         docker_image: "bodyworkml/bodywork-core:latest".into(),
         resolution: Default::default(),
+        python: None,
     }
 }
 
@@ -1238,6 +1239,7 @@ async fn run_project(
         known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
         resolve_as_of: None,
+        python: None,
     };
     bodywork_workflow::run_workflow(
         rt,

@@ -56,6 +56,9 @@ pub struct DirectStage {
     /// `--resolve-as-of`: what the requirements are resolved as of,
     /// instead of the commit's committer date.
     pub resolve_as_of: Option<AsOf>,
+    /// `--python`: the Python to build the stage's environment with (a
+    /// version such as `3.10`, or an interpreter's path).
+    pub python: Option<String>,
 }
 
 /// Why the stage could not be run.
@@ -140,15 +143,22 @@ pub async fn run_stage(
     );
     let cache = Arc::new(EnvCache::new(home.root()));
     let resolution = bodywork_workflow::resolution(checkout, what.resolve_as_of);
-    let python = bodywork_stage::ensure_python(cache, stage, resolution, &checkout.commit, log)
-        .await
-        .map_err(|e| match e {
-            PythonError::Install(source) => DirectError::Environment {
-                stage: stage.stage.clone(),
-                source,
-            },
-            task => DirectError::Io(task.to_string()),
-        })?;
+    let python = bodywork_stage::ensure_python(
+        cache,
+        stage,
+        resolution,
+        what.python.as_deref(),
+        &checkout.commit,
+        log,
+    )
+    .await
+    .map_err(|e| match e {
+        PythonError::Install(source) => DirectError::Environment {
+            stage: stage.stage.clone(),
+            source,
+        },
+        task => DirectError::Io(task.to_string()),
+    })?;
     // The stage's environment: this process's own (secrets included),
     // the Python environment, then the planned literal variables.
     let inherited = env::inherited();

@@ -102,6 +102,7 @@ impl LocalRuntime {
             self.inner.envs.clone(),
             stage,
             ctx.resolution,
+            ctx.python.as_deref(),
             &ctx.commit,
             log,
         )

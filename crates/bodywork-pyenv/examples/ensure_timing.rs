@@ -30,6 +30,7 @@ fn main() {
         python: None,
         requirements,
         exclude_newer: None,
+        python_version: None,
     };
     let timed = || {
         let t = Instant::now();

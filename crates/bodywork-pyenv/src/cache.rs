@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::installer::{self, Installer, InstallerPreference};
 use crate::marker::{self, Marker};
 use crate::probe::{self, Interpreter};
+use crate::pythons;
 use crate::requirements::{env_key, is_env_key, normalise_requirements, with_container_base};
 use crate::{Env, EnvError, EnvEvent, EnvInfo, EnvRequest};
 
@@ -46,10 +47,16 @@ pub struct EnvCache {
     uv_cache_dir: PathBuf,
     preference: Result<InstallerPreference, String>,
     probes: Mutex<HashMap<PathBuf, Arc<Interpreter>>>,
+    /// The machine's interpreters, probed, newest first (found once, again
+    /// when a version asked for is not among them).
+    found: Mutex<Option<Vec<Arc<Interpreter>>>>,
     uv: Mutex<Option<UvLookup>>,
     /// Where to look for uv; `None` reads `PATH` at lookup time. Only
     /// tests change it.
     uv_search_path: Option<OsString>,
+    /// Where to look for interpreters besides pyenv's and uv's; `None`
+    /// reads `PATH`. Only tests change it.
+    python_search_path: Option<OsString>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,8 +77,10 @@ impl EnvCache {
             uv_cache_dir: home.join("cache").join("uv"),
             preference: InstallerPreference::from_env(),
             probes: Mutex::new(HashMap::new()),
+            found: Mutex::new(None),
             uv: Mutex::new(None),
             uv_search_path: None,
+            python_search_path: None,
         }
     }
 
@@ -116,7 +125,11 @@ impl EnvCache {
             .preference
             .clone()
             .map_err(EnvError::InvalidInstallerChoice)?;
-        let interpreter = self.interpreter(req.python.as_deref())?;
+        let (interpreter, choose) = match (&req.python, req.python_version.as_deref()) {
+            (Some(python), _) => (self.interpreter(Some(python))?, false),
+            (None, Some(version)) => (self.interpreter_of_version(version)?, false),
+            (None, None) => (self.interpreter(None)?, true),
+        };
         let requirements = normalise_requirements(&req.requirements);
         let exclude_newer = req.exclude_newer.as_deref();
         let key = env_key(&interpreter.identity(), exclude_newer, &requirements);
@@ -139,7 +152,7 @@ impl EnvCache {
             requirements: &requirements,
             exclude_newer,
         };
-        let marker = self.build(&wanted, preference, progress)?;
+        let marker = self.build(&wanted, preference, choose, progress)?;
         drop(lock);
         tracing::info!(key, dir = %dir.display(), elapsed = ?started.elapsed(), "built Python environment");
         progress(EnvEvent::Done {
@@ -206,10 +219,17 @@ impl EnvCache {
 
     /// Build the environment at `dir` while holding its key's lock. Anything
     /// already there has no marker, so it is a leftover and is wiped first.
+    ///
+    /// With `choose` (no interpreter asked for) and uv, the requirements are
+    /// first installed from wheels only; when a package has no wheel for
+    /// the default interpreter, the newest interpreter found that installs
+    /// everything from wheels builds it instead, and only when none can is
+    /// the default one used with source builds.
     fn build(
         &self,
         wanted: &Wanted<'_>,
         preference: InstallerPreference,
+        choose: bool,
         progress: &mut dyn FnMut(EnvEvent),
     ) -> Result<Marker, EnvError> {
         let (dir, interpreter) = (wanted.dir, wanted.interpreter);
@@ -219,7 +239,16 @@ impl EnvCache {
         }
         let installer = self.installer(preference, interpreter, progress)?;
         progress(EnvEvent::UsingTool(installer.describe()));
-        let built = self.fill(wanted, &installer, progress);
+        let choose = choose && matches!(installer, Installer::Uv(_));
+        let mut built = self.fill(wanted, &installer, choose, progress);
+        if choose
+            && let Err(EnvError::Install { lines, .. }) = &built
+            && pythons::is_no_wheel_failure(lines)
+        {
+            let lines = lines.clone();
+            let _ = fs::remove_dir_all(dir);
+            built = self.build_with_another_python(wanted, &installer, &lines, progress);
+        }
         if built.is_err() {
             // Never leave garbage behind; without a marker it would not be
             // reused anyway.
@@ -228,10 +257,178 @@ impl EnvCache {
         built
     }
 
+    /// The default interpreter cannot install a package from wheels
+    /// (`lines` is uv's error): the newest interpreter found that installs
+    /// everything from wheels builds the environment, else the default one
+    /// with source builds.
+    fn build_with_another_python(
+        &self,
+        wanted: &Wanted<'_>,
+        installer: &Installer,
+        lines: &[String],
+        progress: &mut dyn FnMut(EnvEvent),
+    ) -> Result<Marker, EnvError> {
+        let Installer::Uv(uv) = installer else {
+            return self.fill(wanted, installer, false, progress);
+        };
+        let default = wanted.interpreter;
+        let package =
+            pythons::package_without_wheel(lines).unwrap_or_else(|| "a requirement".to_owned());
+        // Another interpreter of the default's X.Y has the same wheel tags.
+        let minor = pythons::minor_of(&default.version_triple).to_owned();
+        let others: Vec<Arc<Interpreter>> = self
+            .found_interpreters(false)
+            .into_iter()
+            .filter(|i| pythons::minor_of(&i.version_triple) != minor)
+            .collect();
+        // Newest first, one at a time (uv processes sharing one cache wait
+        // on each other: nine checks at once took 12 s). A candidate is
+        // first asked for the one package known to lack a wheel (one quick
+        // resolution, `--no-deps`); one that has it is then built from
+        // wheels only, which is the check of everything else, and the
+        // environment itself when it passes. A failed try's output is not
+        // shown; another package without a wheel is the next filter.
+        let probe = self
+            .root
+            .join(LOCKS_DIR)
+            .join(format!("{}.probe.txt", wanted.key));
+        let mut missing = pythons::package_without_wheel(lines);
+        for other in &others {
+            if let Some(needed) = &missing {
+                fs::write(&probe, format!("{needed}\n"))
+                    .map_err(|e| EnvError::io("write", &probe, e))?;
+                let has_wheel = pythons::installs_from_wheels(
+                    uv,
+                    &self.uv_cache_dir,
+                    &other.executable,
+                    &probe,
+                    wanted.exclude_newer,
+                )
+                .is_ok();
+                if !has_wheel {
+                    continue;
+                }
+            }
+            let _ = fs::remove_dir_all(wanted.dir);
+            let with_other = Wanted {
+                interpreter: other,
+                ..*wanted
+            };
+            let mut held = Vec::new();
+            match self.fill(&with_other, installer, true, &mut |e| held.push(e)) {
+                Ok(marker) => {
+                    let _ = fs::remove_file(&probe);
+                    progress(EnvEvent::PythonChosen(format!(
+                        "{package} has no wheel for Python {minor}; using Python {}",
+                        other.version_triple
+                    )));
+                    held.into_iter().for_each(&mut *progress);
+                    return Ok(marker);
+                }
+                Err(EnvError::Install { lines, .. }) if pythons::is_no_wheel_failure(&lines) => {
+                    missing = pythons::package_without_wheel(&lines);
+                }
+                Err(other) => {
+                    let _ = fs::remove_file(&probe);
+                    return Err(other);
+                }
+            }
+        }
+        let _ = fs::remove_file(&probe);
+        let _ = fs::remove_dir_all(wanted.dir);
+        let tried: Vec<String> = std::iter::once(default.version_triple.clone())
+            .chain(others.iter().map(|o| o.version_triple.clone()))
+            .collect();
+        progress(EnvEvent::PythonChosen(format!(
+            "{package} has no wheel for Python {minor} nor for any other Python found ({}); \
+             building from source under Python {}",
+            if others.is_empty() {
+                "none found".to_owned()
+            } else {
+                tried[1..].join(", ")
+            },
+            default.version_triple
+        )));
+        match self.fill(wanted, installer, false, progress) {
+            Err(EnvError::Install {
+                requirements,
+                lines,
+                ..
+            }) => Err(EnvError::NoWheels(Box::new(crate::error::NoWheels {
+                package,
+                tried,
+                found: self
+                    .found_interpreters(false)
+                    .iter()
+                    .map(|i| i.describe())
+                    .collect(),
+                default: default.version_triple.clone(),
+                requirements,
+                lines,
+            }))),
+            other => other,
+        }
+    }
+
+    /// The machine's Python 3 interpreters (PATH, pyenv's, uv's), probed,
+    /// newest first, each once: what a build may choose among.
+    pub fn interpreters(&self) -> Vec<(String, PathBuf)> {
+        self.found_interpreters(false)
+            .iter()
+            .map(|i| (i.version_triple.clone(), i.executable.clone()))
+            .collect()
+    }
+
+    fn found_interpreters(&self, refresh: bool) -> Vec<Arc<Interpreter>> {
+        if !refresh && let Some(found) = lock_ignoring_poison(&self.found).as_ref() {
+            return found.clone();
+        }
+        let search_path = self
+            .python_search_path
+            .clone()
+            .or_else(|| std::env::var_os("PATH"));
+        let mut found: Vec<Arc<Interpreter>> = Vec::new();
+        for candidate in pythons::candidates(search_path.as_deref()) {
+            let Ok(probed) = self.interpreter(Some(&candidate)) else {
+                continue;
+            };
+            if !found.iter().any(|f| f.executable == probed.executable) {
+                found.push(probed);
+            }
+        }
+        found.sort_by(|a, b| {
+            pythons::version_key(&b.version_triple)
+                .cmp(&pythons::version_key(&a.version_triple))
+                .then_with(|| a.executable.cmp(&b.executable))
+        });
+        *lock_ignoring_poison(&self.found) = Some(found.clone());
+        found
+    }
+
+    /// The newest interpreter found whose version is `wanted` (`3.10`,
+    /// `3.10.13`).
+    fn interpreter_of_version(&self, wanted: &str) -> Result<Arc<Interpreter>, EnvError> {
+        let pick = |found: &[Arc<Interpreter>]| {
+            found
+                .iter()
+                .find(|i| pythons::matches_version(&i.version_triple, wanted))
+                .cloned()
+        };
+        if let Some(found) = pick(&self.found_interpreters(false)) {
+            return Ok(found);
+        }
+        let again = self.found_interpreters(true);
+        pick(&again).ok_or_else(|| EnvError::PythonVersionNotFound {
+            wanted: wanted.trim().to_owned(),
+            found: again.iter().map(|i| i.describe()).collect(),
+        })
+    }
+
     fn fill(
         &self,
         wanted: &Wanted<'_>,
         installer: &Installer,
+        only_binary: bool,
         progress: &mut dyn FnMut(EnvEvent),
     ) -> Result<Marker, EnvError> {
         let Wanted {
@@ -264,7 +461,10 @@ impl EnvCache {
             dir,
             &file,
             requirements,
-            exclude_newer,
+            installer::How {
+                exclude_newer,
+                only_binary,
+            },
             &self.uv_cache_dir,
             &mut on_line,
         )?;

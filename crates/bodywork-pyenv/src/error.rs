@@ -49,6 +49,21 @@ pub enum EnvError {
         /// The installer's last (up to 20) error lines, trimmed.
         lines: Vec<String>,
     },
+    /// A package has no wheel for any interpreter found, and building it
+    /// from source under the default one failed too.
+    #[error("{0}")]
+    NoWheels(Box<NoWheels>),
+    /// A Python version was asked for and no interpreter found has it.
+    #[error(
+        "no Python {wanted} was found on this machine (interpreters found: {}); install one (pyenv install {wanted}, uv python install {wanted}) or ask for another",
+        list_or_none(found)
+    )]
+    PythonVersionNotFound {
+        /// The version asked for.
+        wanted: String,
+        /// Every interpreter found, `X.Y.Z (path)`.
+        found: Vec<String>,
+    },
     /// `BODYWORK_PYENV_INSTALLER=uv` was set but uv could not be found or
     /// bootstrapped.
     #[error("uv was requested (BODYWORK_PYENV_INSTALLER=uv) but is not available: {reason}")]
@@ -89,6 +104,49 @@ impl EnvError {
     }
 }
 
+/// What [`EnvError::NoWheels`] says: the package, the versions tried, the
+/// interpreters found and the installer's lines.
+#[derive(Debug)]
+pub struct NoWheels {
+    /// The package uv named (`numpy==1.22.3`), or `a requirement`.
+    pub package: String,
+    /// The Python versions tried, default first.
+    pub tried: Vec<String>,
+    /// Every interpreter found, `X.Y.Z (path)`.
+    pub found: Vec<String>,
+    /// `X.Y.Z` of the default interpreter, built under at last.
+    pub default: String,
+    /// The normalised requirements.
+    pub requirements: Vec<String>,
+    /// The installer's last error lines.
+    pub lines: Vec<String>,
+}
+
+impl std::fmt::Display for NoWheels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&quoted(
+            &format!(
+                "{} has no wheel for any Python found (tried {}; interpreters found: {}), and installing the requirements ({}) under Python {} with source builds failed",
+                self.package,
+                self.tried.join(", "),
+                list_or_none(&self.found),
+                self.requirements.join(", "),
+                self.default
+            ),
+            &self.lines,
+        ))
+    }
+}
+
+/// The items, comma-separated, or `none`.
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
 /// `headline:` followed by the tool's lines, indented.
 fn quoted(headline: &str, lines: &[String]) -> String {
     if lines.is_empty() {
@@ -121,6 +179,38 @@ mod tests {
             "installing requirements (no-such-pkg==1.0, six) with uv failed:\n  \
              error: No solution found when resolving dependencies\n  \
              cause: Because no-such-pkg was not found"
+        );
+    }
+
+    #[test]
+    fn without_wheels_anywhere_the_package_the_versions_and_the_interpreters_are_named() {
+        let err = EnvError::NoWheels(Box::new(NoWheels {
+            package: "numpy==1.22.3".into(),
+            tried: vec!["3.11.7".into(), "3.13.0".into()],
+            found: vec![
+                "3.13.0 (/p/3.13.0/bin/python3.13)".into(),
+                "3.11.7 (/p/3.11.7/bin/python3.11)".into(),
+            ],
+            default: "3.11.7".into(),
+            requirements: vec!["numpy==1.22.3".into()],
+            lines: vec!["error: Failed to build `numpy==1.22.3`".into()],
+        }));
+        assert_eq!(
+            err.to_string(),
+            "numpy==1.22.3 has no wheel for any Python found (tried 3.11.7, 3.13.0; \
+             interpreters found: 3.13.0 (/p/3.13.0/bin/python3.13), 3.11.7 (/p/3.11.7/bin/python3.11)), \
+             and installing the requirements (numpy==1.22.3) under Python 3.11.7 with source builds failed:\n  \
+             error: Failed to build `numpy==1.22.3`"
+        );
+        let missing = EnvError::PythonVersionNotFound {
+            wanted: "3.99".into(),
+            found: vec![],
+        };
+        assert!(
+            missing
+                .to_string()
+                .starts_with("no Python 3.99 was found on this machine (interpreters found: none)"),
+            "{missing}"
         );
     }
 

@@ -118,10 +118,14 @@ impl Installer {
         dir: &Path,
         requirements_file: &Path,
         requirements: &[String],
-        exclude_newer: Option<&str>,
+        how: How<'_>,
         uv_cache: &Path,
         on_line: &mut dyn FnMut(&str),
     ) -> Result<Applied, EnvError> {
+        let How {
+            exclude_newer,
+            only_binary,
+        } = how;
         let python = env_python(dir);
         let mut applied = Applied {
             exclude_newer: exclude_newer.map(str::to_owned),
@@ -133,6 +137,9 @@ impl Installer {
                 cmd.args(["pip", "install", "--python"]).arg(&python);
                 if let Some(date) = exclude_newer {
                     cmd.arg("--exclude-newer").arg(date);
+                }
+                if only_binary {
+                    cmd.args(["--only-binary", ":all:"]);
                 }
                 cmd
             }
@@ -183,6 +190,14 @@ impl Installer {
             lines,
         })
     }
+}
+
+/// How an install resolves: as of a date (`None`: now), and from wheels
+/// only or not.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct How<'a> {
+    pub exclude_newer: Option<&'a str>,
+    pub only_binary: bool,
 }
 
 /// The date an install applied (`None`: as of now) and, when that is not

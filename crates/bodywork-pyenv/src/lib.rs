@@ -62,15 +62,17 @@ mod installer;
 mod marker;
 mod probe;
 mod process;
+mod pythons;
 mod requirements;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 pub use cache::EnvCache;
-pub use error::EnvError;
+pub use error::{EnvError, NoWheels};
 pub use installer::UPLOADED_PRIOR_TO_PIP;
 pub use installer::{INSTALLER_ENV, InstallerPreference, UV_REQUIREMENT, bootstrap_uv};
+pub use pythons::is_python_version;
 pub use requirements::{env_key, normalise_requirements};
 
 /// What a stage needs: an interpreter and its requirements.
@@ -86,6 +88,13 @@ pub struct EnvRequest {
     /// of now, i.e. when the environment is first built; it is reused
     /// after that, as it was before dates existed.
     pub exclude_newer: Option<String>,
+    /// A Python version (`3.10`, `3.10.13`) to build with, found among the
+    /// machine's interpreters (see [`EnvCache::interpreters`]); ignored
+    /// when `python` is given. With neither, the default interpreter is
+    /// used unless the requirements cannot be installed from wheels under
+    /// it (uv only): then the newest interpreter found that installs them
+    /// all from wheels ([`EnvEvent::PythonChosen`] says which and why).
+    pub python_version: Option<String>,
 }
 
 /// What an environment was resolved to: recorded when it is built.
@@ -147,6 +156,10 @@ pub enum EnvEvent {
     },
     /// Another thread or process is building this environment; waiting.
     WaitingForOtherBuild,
+    /// The default interpreter could not install every requirement from
+    /// wheels, and this says what was done instead, e.g. `numpy==1.22.3 has
+    /// no wheel for Python 3.11; using Python 3.10.13`.
+    PythonChosen(String),
 }
 
 /// A complete environment in the cache, as [`EnvCache::list`] shows it.

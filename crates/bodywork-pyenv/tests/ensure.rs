@@ -85,6 +85,7 @@ fn empty_requirements_env_is_built_then_reused_quickly() {
         python: None,
         requirements: vec!["# nothing here".into(), "   ".into()],
         exclude_newer: None,
+        python_version: None,
     };
     let third = other.ensure(&reqs, &mut |_| {}).unwrap();
     assert!(third.reused);
@@ -283,6 +284,7 @@ fn prune_removes_unused_environments_and_leftovers() {
                 python: Some(alt_python),
                 requirements: vec![],
                 exclude_newer: None,
+                python_version: None,
             },
             &mut |_| {},
         )
@@ -313,6 +315,7 @@ fn missing_interpreter_is_a_readable_error() {
                 python: Some("/nonexistent/bin/python3".into()),
                 requirements: vec!["six".into()],
                 exclude_newer: None,
+                python_version: None,
             },
             &mut |_| {},
         )

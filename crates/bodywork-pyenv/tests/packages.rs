@@ -18,6 +18,7 @@ fn installs_a_real_package_with_uv_and_shares_it() {
                 python: None,
                 requirements: vec!["SIX == 1.16.0  # tiny".into()],
                 exclude_newer: None,
+                python_version: None,
             },
             &mut events.callback(),
         )
@@ -38,6 +39,7 @@ fn installs_a_real_package_with_uv_and_shares_it() {
                 python: None,
                 requirements: vec!["six==1.16.0".into()],
                 exclude_newer: None,
+                python_version: None,
             },
             &mut |_| {},
         )
@@ -56,6 +58,7 @@ fn nonexistent_package_error(preference: InstallerPreference) -> EnvError {
                 python: None,
                 requirements: vec!["no-such-package-bodywork-test==1.0".into()],
                 exclude_newer: None,
+                python_version: None,
             },
             &mut |_| {},
         )
@@ -157,6 +160,7 @@ fn a_pinned_base_package_is_the_stage_s_own() {
                 python: None,
                 requirements: vec!["setuptools==80.9.0".into()],
                 exclude_newer: None,
+                python_version: None,
             },
             &mut |_| {},
         )
@@ -180,6 +184,7 @@ fn resolves_as_of_a_date(preference: InstallerPreference) {
         python: None,
         requirements: vec!["six".into()],
         exclude_newer: Some("2022-05-20T12:00:00Z".into()),
+        python_version: None,
     };
     let env = cache.ensure(&dated, &mut |_| {}).unwrap();
     assert!(!env.reused);

@@ -35,6 +35,9 @@ pub struct WorkflowSubmission {
     /// resolved as of, instead of the commit's (see [`crate::Resolution`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolve_as_of: Option<crate::AsOf>,
+    /// `--python VERSION`: the Python every stage is built with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
 }
 
 /// A workflow run to follow attached: what to run, where every log event

@@ -92,6 +92,9 @@ pub struct RunContext {
     pub docker_image: String,
     /// As of when the stages' requirements are resolved, and why.
     pub resolution: Resolution,
+    /// `--python VERSION`: the Python every stage's environment is built
+    /// with, instead of the default one (or the one chosen for wheels).
+    pub python: Option<String>,
 }
 
 /// What a secret holds: keys (environment variable names) to values.

@@ -28,7 +28,9 @@ pub enum PythonError {
 }
 
 /// The stage's environment from `cache` (built when missing), with the
-/// interpreter named by `BODYWORK_PYTHON` when set, its requirements
+/// Python `python` names (`--python`: a version such as `3.10`, or a path),
+/// else `BODYWORK_PYTHON` (the same), else the default one or the one
+/// chosen because a package has no wheel for it; its requirements
 /// resolved as `resolution` says (`commit` is what it names). Progress goes
 /// to `log`, and so do the stage's first lines about its environment,
 /// whether built or reused: the date resolved as of, then the environment
@@ -37,13 +39,24 @@ pub async fn ensure_python(
     cache: Arc<EnvCache>,
     stage: &StagePlan,
     resolution: Resolution,
+    python: Option<&str>,
     commit: &str,
     log: &Log,
 ) -> Result<Env, PythonError> {
+    let asked = python
+        .map(str::to_owned)
+        .or_else(|| std::env::var(PYTHON_ENV).ok())
+        .filter(|p| !p.trim().is_empty());
+    let (python, python_version) = match asked {
+        Some(version) if bodywork_pyenv::is_python_version(&version) => (None, Some(version)),
+        Some(path) => (Some(PathBuf::from(path)), None),
+        None => (None, None),
+    };
     let request = EnvRequest {
-        python: std::env::var_os("BODYWORK_PYTHON").map(PathBuf::from),
+        python,
         requirements: stage.requirements.clone(),
         exclude_newer: resolution.as_of.exclude_newer(),
+        python_version,
     };
     log.log(
         Level::Info,
@@ -55,10 +68,11 @@ pub async fn ensure_python(
         ),
     );
     let task_log = log.clone();
+    let name = stage.stage.clone();
     let started = std::time::Instant::now();
     let env = tokio::task::spawn_blocking(move || {
         cache.ensure(&request, &mut |event| {
-            if let Some(line) = progress_line(event) {
+            if let Some(line) = progress_line(&name, event) {
                 task_log.log(Level::Info, LOGGER, &line);
             }
         })
@@ -112,9 +126,14 @@ fn lock_lines(stage: &str, env: &Env, elapsed: Duration) -> Vec<(Level, String)>
     lines
 }
 
-/// The line shown for an installer event, if any.
-fn progress_line(event: EnvEvent) -> Option<String> {
+/// The variable that names the Python of every stage's environment (a
+/// version, `3.10`, or an interpreter's path) when `--python` is not given.
+pub const PYTHON_ENV: &str = "BODYWORK_PYTHON";
+
+/// The line shown for an installer event of stage `stage`, if any.
+fn progress_line(stage: &str, event: EnvEvent) -> Option<String> {
     match event {
+        EnvEvent::PythonChosen(line) => Some(format!("stage {stage}: {line}")),
         EnvEvent::Installing { line } => Some(line),
         EnvEvent::WaitingForOtherBuild => {
             Some("waiting for another build of the same environment".into())
@@ -133,18 +152,36 @@ mod tests {
     #[test]
     fn installer_progress_is_shown_and_readiness_is_left_to_the_lock_lines() {
         assert_eq!(
-            progress_line(EnvEvent::Installing {
-                line: "Resolved 3 packages".into()
-            })
+            progress_line(
+                "s",
+                EnvEvent::Installing {
+                    line: "Resolved 3 packages".into()
+                }
+            )
             .as_deref(),
             Some("Resolved 3 packages")
         );
+        assert_eq!(
+            progress_line(
+                "scoring_service",
+                EnvEvent::PythonChosen(
+                    "numpy==1.22.3 has no wheel for Python 3.11; using Python 3.10.13".into()
+                )
+            )
+            .as_deref(),
+            Some(
+                "stage scoring_service: numpy==1.22.3 has no wheel for Python 3.11; using Python 3.10.13"
+            )
+        );
         for done in [true, false] {
             assert_eq!(
-                progress_line(EnvEvent::Done {
-                    reused: done,
-                    elapsed: Duration::ZERO
-                }),
+                progress_line(
+                    "s",
+                    EnvEvent::Done {
+                        reused: done,
+                        elapsed: Duration::ZERO
+                    }
+                ),
                 None
             );
         }

@@ -43,6 +43,8 @@ pub struct WorkflowRequest {
     pub checkout_dir: PathBuf,
     /// `--resolve-as-of`: overrides the commit's date for every stage.
     pub resolve_as_of: Option<AsOf>,
+    /// `--python`: the Python every stage's environment is built with.
+    pub python: Option<String>,
 }
 
 /// What a finished (successful) run did.
@@ -194,6 +196,7 @@ pub async fn run_workflow(
         checkout: checkout.dir.clone(),
         docker_image: plan.docker_image.clone(),
         resolution: resolution(&checkout, req.resolve_as_of),
+        python: req.python.clone(),
     };
     info(
         log,

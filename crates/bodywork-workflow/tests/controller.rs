@@ -208,6 +208,7 @@ fn setup(secrets: bool) -> Setup {
         known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
         resolve_as_of: None,
+        python: None,
     };
     Setup { _tmp: tmp, req }
 }

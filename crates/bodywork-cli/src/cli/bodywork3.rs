@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::ResolveAsOfArg;
+use super::{PythonArg, ResolveAsOfArg};
 
 #[derive(Debug, Subcommand)]
 pub enum CreateCommand {
@@ -87,6 +87,8 @@ pub struct DeploymentArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub resolve: ResolveAsOfArg,
+    #[command(flatten)]
+    pub python: PythonArg,
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +233,8 @@ pub struct LegacyDeploymentArgs {
     pub local: bool,
     #[command(flatten)]
     pub resolve: ResolveAsOfArg,
+    #[command(flatten)]
+    pub python: PythonArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

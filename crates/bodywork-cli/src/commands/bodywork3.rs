@@ -71,6 +71,7 @@ fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> Outcome {
         group: None,
         dry_run: args.dry_run,
         resolve: args.resolve,
+        python: args.python.clone(),
     };
     if args.asynchronous {
         let name = match checked_optional("deployment job", args.async_job_name.as_deref()) {
@@ -134,6 +135,7 @@ pub fn legacy_deployment(global: &GlobalArgs, args: &LegacyDeploymentArgs) -> Ou
                 group: None,
                 dry_run: false,
                 resolve: args.resolve,
+                python: args.python.clone(),
             };
             if args.local {
                 println!("testing with local workflow-controller - retries are inactive");

@@ -54,6 +54,7 @@ pub fn run(args: &StageArgs) -> Outcome {
         stage: args.stage.clone(),
         commit: args.commit.clone(),
         resolve_as_of: args.resolve.resolve_as_of,
+        python: args.python.python.clone(),
     };
     crate::run_stages_under_reaper();
     let log: Log = Arc::new(StderrLog {

@@ -109,6 +109,7 @@ fn checked(
         ssh_key: ssh_key.or_else(|| env_key.as_ref().map(|k| k.path().to_path_buf())),
         secrets_group,
         resolve_as_of: args.resolve.resolve_as_of,
+        python: args.python.python.clone(),
     };
     Ok((submission, env_key))
 }

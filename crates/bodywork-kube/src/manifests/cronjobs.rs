@@ -187,6 +187,9 @@ pub fn detached_job(
         args.extend([GROUP_OPTION.to_string(), group.clone()]);
     }
     args.extend(super::workloads::resolve_args(submission.resolve_as_of));
+    if let Some(python) = &submission.python {
+        args.extend(["--python".to_string(), python.clone()]);
+    }
     let labels = labels(&[(DETACHED_LABEL, name)]);
     let namespace = bodywork_runtime::groups::GROUPS_NAMESPACE;
     Job {

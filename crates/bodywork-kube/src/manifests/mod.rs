@@ -178,6 +178,8 @@ pub struct Target<'a> {
     /// `--resolve-as-of`, passed on to every stage's `bodywork stage`
     /// (without it, a pod resolves as of the commit's date, as the run did).
     pub resolve_as_of: Option<AsOf>,
+    /// `--python`, passed on to every stage's `bodywork stage`.
+    pub python: Option<&'a str>,
 }
 
 impl<'a> Target<'a> {
@@ -190,6 +192,7 @@ impl<'a> Target<'a> {
             branch: plan.branch.as_deref(),
             commit: &plan.commit,
             resolve_as_of: None,
+            python: None,
         }
     }
 }

@@ -37,9 +37,11 @@ pub fn workflow_manifests(
     plan: &WorkflowPlan,
     image: &str,
     resolve_as_of: Option<AsOf>,
+    python: Option<&str>,
 ) -> Vec<Manifest> {
     let run = &Target {
         resolve_as_of,
+        python,
         ..Target::of_plan(plan)
     };
     let mut out = Vec::new();
@@ -172,6 +174,11 @@ fn container(
             ]
             .into_iter()
             .chain(resolve_args(run.resolve_as_of))
+            .chain(
+                run.python
+                    .into_iter()
+                    .flat_map(|p| ["--python".to_string(), p.to_string()]),
+            )
             .collect(),
         ),
         env: Some(env(stage, extra_env)),

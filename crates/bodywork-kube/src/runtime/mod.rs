@@ -327,6 +327,7 @@ fn target_of(ctx: &RunContext) -> Target<'_> {
         branch: ctx.branch.as_deref(),
         commit: &ctx.commit,
         resolve_as_of: ctx.resolution.requested(),
+        python: ctx.python.as_deref(),
     }
 }
 

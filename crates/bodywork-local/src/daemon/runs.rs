@@ -347,6 +347,7 @@ pub(crate) async fn execute_run(
         known_hosts: Some(daemon.home().known_hosts()),
         checkout_dir: daemon.home().checkout(id),
         resolve_as_of: submission.resolve_as_of,
+        python: submission.python,
     };
     let hooks = Hooks { daemon, run: id };
     let result = controller(&daemon.runtime, &request, &hooks, &log, &cancel).await;
