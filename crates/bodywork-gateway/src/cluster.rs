@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::Directory;
-use crate::listener::accept_or_shutdown;
+use crate::listener::{AcceptBackoff, ConnectionLimit, accept_or_shutdown};
 use crate::traffic::{ErrorKind, Traffic};
 
 /// How long connecting to one replica may take before the next is tried.
@@ -24,24 +24,34 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// 127.1.0.7:5000) spreading connections over the ready replicas of
 /// (namespace, service), round-robin; a connection refused before any byte was
 /// sent is retried on another replica. A client is disconnected at once when
-/// no replica is ready or reachable. Runs until `shutdown` fires; connections
-/// already piped then run to their natural end.
+/// no replica is ready or reachable. At most `limit` connections (shared
+/// with the other cluster addresses it is given to) are served at once.
+/// Runs until `shutdown` fires; connections already piped then run to their
+/// natural end.
 pub async fn serve_cluster_address(
     listener: TcpListener,
     namespace: String,
     service: String,
     directory: Arc<dyn Directory>,
     traffic: Arc<Traffic>,
+    limit: ConnectionLimit,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let mut backoff = AcceptBackoff::new(match listener.local_addr() {
+        Ok(addr) => format!("the cluster address {addr} of {namespace}/{service}"),
+        Err(_) => format!("the cluster address of {namespace}/{service}"),
+    });
     let target = Arc::new((namespace, service));
-    while let Some((client, peer)) = accept_or_shutdown(&listener, &shutdown).await {
+    while let Some((client, peer, slot)) =
+        accept_or_shutdown(&listener, &limit, &mut backoff, &shutdown).await
+    {
         let target = target.clone();
         let directory = directory.clone();
         let traffic = traffic.clone();
         tokio::spawn(async move {
             let (namespace, service) = (&target.0, &target.1);
             pipe(client, namespace, service, directory.as_ref(), &traffic).await;
+            drop(slot);
             tracing::trace!("cluster connection from {peer} to {namespace}/{service} closed");
         });
     }

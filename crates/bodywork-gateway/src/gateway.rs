@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Directory;
 use crate::body::{GatewayBody, SMALL_BODY, UpstreamBody, read_whole};
 use crate::forward;
-use crate::listener::accept_or_shutdown;
+use crate::listener::{AcceptBackoff, ConnectionLimit, Slot, accept_or_shutdown};
 use crate::pool::{Lease, Pool};
 use crate::route::{Route, Via, check_target, route};
 use crate::traffic::{ErrorKind, Traffic};
@@ -54,6 +54,14 @@ pub struct GatewayOptions {
     /// reach the services through the browser with a DNS name of its own
     /// (DNS rebinding). Others are answered 403.
     pub accept_hosts: Vec<String>,
+    /// At most this many client connections served at once; more wait in
+    /// the listening socket's backlog (the kernel's) until one ends, so a
+    /// flood of connections cannot take every file descriptor of the
+    /// process. The daemon derives it from its `RLIMIT_NOFILE`.
+    pub max_connections: usize,
+    /// A connection with no request under way for this long (idle between
+    /// keep-alive requests, or slow to send a request head) is closed.
+    pub idle_timeout: Duration,
 }
 
 /// What `kubectl proxy` accepts by default.
@@ -66,9 +74,17 @@ impl Default for GatewayOptions {
             connect_timeout: Duration::from_secs(5),
             workers: None,
             accept_hosts: DEFAULT_ACCEPT_HOSTS.map(String::from).to_vec(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
+
+/// [`GatewayOptions::max_connections`] unless told otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// [`GatewayOptions::idle_timeout`] unless told otherwise.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// At most this many gateway worker threads, however many cores there are.
 const MAX_WORKERS: usize = 4;
@@ -109,8 +125,15 @@ pub async fn serve_gateway(
         );
         workers.push(tx);
     }
+    let limit = ConnectionLimit::new(opts.max_connections);
+    let mut backoff = AcceptBackoff::new(match listener.local_addr() {
+        Ok(addr) => format!("the gateway ({addr})"),
+        Err(_) => "the gateway".to_string(),
+    });
     let mut next = 0;
-    while let Some((stream, peer)) = accept_or_shutdown(&listener, &shutdown).await {
+    while let Some((stream, peer, slot)) =
+        accept_or_shutdown(&listener, &limit, &mut backoff, &shutdown).await
+    {
         let stream = match stream.into_std() {
             Ok(stream) => stream,
             Err(err) => {
@@ -119,7 +142,7 @@ pub async fn serve_gateway(
             }
         };
         // Round-robin; a worker whose thread died is skipped.
-        let mut handoff = (stream, peer);
+        let mut handoff = (stream, peer, slot);
         let mut delivered = false;
         for _ in 0..workers.len() {
             next = (next + 1) % workers.len();
@@ -150,7 +173,7 @@ pub async fn serve_gateway(
 
 /// One worker thread: a single-threaded runtime serving the connections it is handed.
 fn worker(
-    mut connections: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    mut connections: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr, Slot)>,
     gateway: Gateway,
     shutdown: CancellationToken,
 ) {
@@ -169,7 +192,12 @@ fn worker(
     runtime.block_on(async move {
         let gateway = Arc::new(gateway);
         let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new()).keep_alive(true);
+        // hyper's header read timeout runs from the moment a connection
+        // waits for a request head, so it closes idle keep-alive
+        // connections as well as slow heads.
+        http.timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(gateway.opts.idle_timeout);
         let mut served = JoinSet::new();
         // Housekeeping: idle upstream connections past their time are closed.
         // The tick also keeps a timer due within a second, so the per-request
@@ -181,9 +209,9 @@ fn worker(
             tokio::select! {
                 _ = housekeeping.tick() => gateway.pool.sweep(),
                 handed = connections.recv() => match handed {
-                    Some((stream, peer)) => match TcpStream::from_std(stream) {
+                    Some((stream, peer, slot)) => match TcpStream::from_std(stream) {
                         Ok(stream) => {
-                            served.spawn(serve_connection(stream, peer, gateway.clone(), http.clone(), stop.clone()));
+                            served.spawn(serve_connection(stream, peer, slot, gateway.clone(), http.clone(), stop.clone()));
                         }
                         Err(err) => tracing::warn!("cannot take over the connection from {peer}: {err}"),
                     },
@@ -202,9 +230,12 @@ fn worker(
 /// has not been read yet, is given for it to arrive.
 const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
+/// Serve one client connection; its `slot` under the connection limit is
+/// given back when it ends.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    slot: Slot,
     gateway: Arc<Gateway>,
     http: http1::Builder,
     stop: CancellationToken,
@@ -244,6 +275,7 @@ async fn serve_connection(
     if let Err(err) = served {
         tracing::debug!("gateway connection from {peer} ended: {err}");
     }
+    drop(slot);
 }
 
 struct Gateway {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bodywork_gateway::{Traffic, serve_cluster_address};
+use bodywork_gateway::{ConnectionLimit, Traffic, serve_cluster_address};
 use common::{StaticDirectory, refused_addr, wait_until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -59,6 +59,7 @@ async fn cluster(replicas: &[SocketAddr]) -> Cluster {
         "web".into(),
         directory.clone(),
         traffic.clone(),
+        ConnectionLimit::new(64),
         shutdown.clone(),
     ));
     Cluster {

@@ -785,3 +785,75 @@ async fn a_request_for_another_host_is_refused_as_kubectl_proxy_does() {
     let local = ask("localhost:8001").await;
     assert!(local.starts_with("HTTP/1.1 200"), "{local}");
 }
+
+#[tokio::test]
+async fn connections_over_the_limit_wait_in_the_backlog_until_one_ends() {
+    let gw = gateway(GatewayOptions {
+        max_connections: 2,
+        ..GatewayOptions::default()
+    })
+    .await;
+    // Two kept-alive connections take both slots.
+    let mut first = connect(gw.addr).await;
+    assert_eq!(
+        send(&mut first, "GET", "/healthz", empty()).await.status,
+        200
+    );
+    let mut second = connect(gw.addr).await;
+    assert_eq!(
+        send(&mut second, "GET", "/healthz", empty()).await.status,
+        200
+    );
+    // A third is connected (the kernel's backlog) but not served...
+    let mut third = tokio::spawn(get(gw.addr, "/healthz"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut third)
+            .await
+            .is_err(),
+        "served over the limit"
+    );
+    // ... until one of the two ends.
+    drop(first);
+    let answer = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("served once a slot is free")
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        send(&mut second, "GET", "/healthz", empty()).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    use tokio::io::AsyncReadExt;
+    let gw = gateway(GatewayOptions {
+        idle_timeout: Duration::from_millis(200),
+        ..GatewayOptions::default()
+    })
+    .await;
+    let closed = |mut conn: tokio::net::TcpStream| async move {
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+                .await
+                .expect("closed in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+        }
+    };
+    // Silent from the start.
+    closed(tokio::net::TcpStream::connect(gw.addr).await.unwrap()).await;
+    // Silent after a request, kept alive.
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    closed(conn).await;
+}
