@@ -16,6 +16,7 @@ mod body;
 mod cluster;
 mod forward;
 mod gateway;
+mod host;
 mod listener;
 mod pool;
 mod route;
