@@ -7,6 +7,8 @@
 //! Pure functions on header values; which hosts a listener answers is the
 //! caller's decision (a predicate), and so is the answer it sends.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 /// A `Host` value, or the authority of an absolute-form target, split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HostPort<'a> {
@@ -14,6 +16,24 @@ pub(crate) struct HostPort<'a> {
     pub name: &'a str,
     /// The port, when one is given.
     pub port: Option<u16>,
+}
+
+impl HostPort<'_> {
+    /// Whether the name is a loopback address (`127.0.0.0/8`, `[::1]`).
+    pub fn is_loopback_address(&self) -> bool {
+        if let Some(inner) = self
+            .name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+        {
+            return inner.parse::<Ipv6Addr>().is_ok_and(|ip| {
+                ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            });
+        }
+        self.name
+            .parse::<Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+    }
 }
 
 /// Why a request's host is refused.
@@ -246,5 +266,15 @@ mod tests {
             check(false, [], Some((Some("http"), "evil.example")), local),
             Err(HostError::Foreign("evil.example".into()))
         );
+    }
+
+    #[test]
+    fn loopback_addresses_are_known() {
+        for yes in ["127.0.0.1", "127.10.0.1", "[::1]", "[::ffff:127.0.0.1]"] {
+            assert!(parse(yes).unwrap().is_loopback_address(), "{yes}");
+        }
+        for no in ["10.0.0.1", "localhost", "[::2]", "127.0.0.1.nip.io"] {
+            assert!(!parse(no).unwrap().is_loopback_address(), "{no}");
+        }
     }
 }
