@@ -16,6 +16,7 @@ mod body;
 mod cluster;
 mod forward;
 mod gateway;
+mod host;
 mod listener;
 mod pool;
 mod route;
@@ -24,7 +25,11 @@ mod traffic;
 use std::net::SocketAddr;
 
 pub use cluster::serve_cluster_address;
-pub use gateway::{DEFAULT_ACCEPT_HOSTS, GatewayOptions, serve_gateway};
+pub use gateway::{
+    DEFAULT_ACCEPT_HOSTS, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, GatewayOptions,
+    serve_gateway,
+};
+pub use listener::{AcceptBackoff, ConnectionLimit};
 pub use traffic::Traffic;
 
 /// What the supervisor knows: which replicas of a service are ready now.

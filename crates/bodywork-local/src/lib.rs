@@ -13,6 +13,7 @@ pub mod cron;
 pub mod daemon;
 pub mod direct;
 pub mod home;
+pub mod limits;
 pub mod listeners;
 pub mod logfiles;
 pub mod protocol;

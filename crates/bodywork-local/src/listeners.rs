@@ -28,6 +28,10 @@ use crate::supervisor;
 /// The environment variable naming inherited listeners: `ADDR=FD,...`.
 pub const INHERITED_ENV: &str = "BODYWORK_INHERITED_LISTENERS";
 
+/// The backlog of every listening socket: connections the kernel has
+/// accepted that the daemon has not taken yet.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
 /// Listeners this daemon was started with, not yet claimed, and those it
 /// listens on (duplicates, kept to hand on).
 #[derive(Default)]
@@ -87,6 +91,12 @@ impl Listeners {
             None => TcpListener::bind(addr)?,
         };
         listener.set_nonblocking(true)?;
+        // Connections over the gateway's or cluster addresses' limit wait
+        // in the backlog: a deeper one than std's 128 (the kernel caps it
+        // at net.core.somaxconn). Listening again only changes its depth.
+        if let Err(e) = socket2::SockRef::from(&listener).listen(LISTEN_BACKLOG) {
+            tracing::warn!(target: "daemon", "cannot deepen the backlog of {addr}: {e}");
+        }
         let keep = listener.try_clone()?;
         self.tell_supervisor(&addr.to_string(), Some(keep.as_raw_fd()));
         if let Ok(mut open) = self.open.lock() {
