@@ -18,6 +18,7 @@ pub mod logfiles;
 pub mod protocol;
 pub mod runtime;
 pub mod services;
+mod sock_diag;
 pub mod sockets;
 mod store;
 mod time;

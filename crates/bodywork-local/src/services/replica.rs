@@ -517,7 +517,7 @@ async fn probe(
         Duration::ZERO
     };
     let found = match ownership(target, root, max_age).await {
-        Some(Ownership::Ours) => {
+        Some(Ownership::Ours { .. }) => {
             *suspect = None;
             Probe::Ready
         }
