@@ -13,9 +13,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::Directory;
 use crate::listener::accept_or_shutdown;
 use crate::traffic::{ErrorKind, Traffic};
+use crate::{Directory, Vetting};
 
 /// How long connecting to one replica may take before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,7 +67,7 @@ async fn pipe(
     let start = stats.next_start();
     for attempt in 0..replicas.len() {
         let replica = replicas[(start + attempt) % replicas.len()];
-        match connect(replica).await {
+        match connect(replica, || directory.vet(namespace, service, replica)).await {
             Ok(mut upstream) => {
                 let _in_flight = traffic.track(replica);
                 if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
@@ -83,10 +83,17 @@ async fn pipe(
     }
 }
 
-async fn connect(replica: SocketAddr) -> std::io::Result<TcpStream> {
+/// A new connection to `replica`, which `vet` accepts before it is opened
+/// and once it is (see [`Directory::vet`]); dropped unused otherwise.
+async fn connect<'a>(
+    replica: SocketAddr,
+    vet: impl Fn() -> Vetting<'a>,
+) -> std::io::Result<TcpStream> {
+    vet().await.map_err(std::io::Error::other)?;
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(replica))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    vet().await.map_err(std::io::Error::other)?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }
