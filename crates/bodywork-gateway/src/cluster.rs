@@ -19,10 +19,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::Directory;
 use crate::host::{self, HostError, HostPort};
 use crate::listener::{AcceptBackoff, ConnectionLimit, accept_or_shutdown};
 use crate::traffic::{ErrorKind, Traffic};
+use crate::{Directory, Vetting};
 
 /// How long connecting to one replica may take before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -129,7 +129,7 @@ async fn pipe(
     let start = stats.next_start();
     for attempt in 0..replicas.len() {
         let replica = replicas[(start + attempt) % replicas.len()];
-        match connect(replica).await {
+        match connect(replica, || directory.vet(namespace, service, replica)).await {
             Ok(mut upstream) => {
                 let _in_flight = traffic.track(replica);
                 let mut first = Vec::new();
@@ -162,10 +162,17 @@ async fn pipe(
     }
 }
 
-async fn connect(replica: SocketAddr) -> std::io::Result<TcpStream> {
+/// A new connection to `replica`, which `vet` accepts before it is opened
+/// and once it is (see [`Directory::vet`]); dropped unused otherwise.
+async fn connect<'a>(
+    replica: SocketAddr,
+    vet: impl Fn() -> Vetting<'a>,
+) -> std::io::Result<TcpStream> {
+    vet().await.map_err(std::io::Error::other)?;
     let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(replica))
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out"))??;
+    vet().await.map_err(std::io::Error::other)?;
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }

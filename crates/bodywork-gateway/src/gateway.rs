@@ -35,7 +35,7 @@ use crate::body::{GatewayBody, SMALL_BODY, UpstreamBody, read_whole};
 use crate::forward;
 use crate::host::{self, HostError};
 use crate::listener::{AcceptBackoff, ConnectionLimit, Slot, accept_or_shutdown};
-use crate::pool::{Lease, Pool};
+use crate::pool::{CheckoutError, Lease, Pool};
 use crate::route::{Route, Via, check_target, route};
 use crate::traffic::{ErrorKind, Traffic};
 
@@ -462,12 +462,24 @@ impl Gateway {
         let mut next = 0;
         let mut stale_retries = 0;
         let mut last_refusal = String::new();
+        // Replicas whose new connection the directory refused.
+        let mut vetted_out = 0;
         while next < replicas.len() {
             let replica = replicas[(start + next) % replicas.len()];
+            let vet = || self.directory.vet(namespace, service, replica);
             // Connecting sends nothing: on failure the request is intact for the next replica.
-            let mut conn = match within(upstream_timer.as_mut(), self.pool.checkout(replica)).await
+            let mut conn = match within(upstream_timer.as_mut(), self.pool.checkout(replica, vet))
+                .await
             {
                 Ok(Ok(conn)) => conn,
+                Ok(Err(CheckoutError::Refused(why))) => {
+                    tracing::debug!("replica {replica} of {namespace}/{service} not used: {why}");
+                    stats.record_error(ErrorKind::Connect);
+                    last_refusal = format!("replica {replica} was not used: {why}");
+                    vetted_out += 1;
+                    next += 1;
+                    continue;
+                }
                 Ok(Err(err)) => {
                     tracing::debug!(
                         "replica {replica} of {namespace}/{service}: {err}; trying the next one"
@@ -568,6 +580,16 @@ impl Gateway {
                 },
                 Err(_elapsed) => return timed_out(replica),
             }
+        }
+        if vetted_out == replicas.len() {
+            let message = format!(
+                "service {service} in namespace {namespace} has no ready replica: {last_refusal}"
+            );
+            return fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorKind::NoReadyReplica,
+                &message,
+            );
         }
         fail(StatusCode::BAD_GATEWAY, ErrorKind::Connect, &last_refusal)
     }

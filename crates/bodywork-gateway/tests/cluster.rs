@@ -323,3 +323,17 @@ async fn a_bare_word_that_could_start_a_request_passes_after_a_short_wait() {
         .unwrap();
     assert_eq!(&buf[..n], b"a: hello");
 }
+
+#[tokio::test]
+async fn a_replica_whose_new_connection_is_refused_gets_no_connection() {
+    let a = replica("a").await;
+    let b = replica("b").await;
+    let c = cluster(&[a, b]).await;
+    c.directory
+        .refuse(a, "pod address held by pid 1234 (python3 squat.py)");
+    for _ in 0..4 {
+        assert_eq!(ask(c.addr).await, "b: hello");
+    }
+    // Each connection to b was vetted before it was opened and once open.
+    assert!(c.directory.vettings() >= 8);
+}

@@ -957,3 +957,41 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     assert_eq!(&head, b"HTTP/1.1 200");
     closed(conn).await;
 }
+
+#[tokio::test]
+async fn a_replica_whose_new_connection_is_refused_is_skipped_and_none_left_is_503() {
+    // As the local runtime refuses a replica whose pod address someone
+    // else listens on: another replica answers, with no failed request.
+    let a = upstream("a").await;
+    let b = upstream("b").await;
+    let gw = gateway_with("ns", "web", &[a, b]).await;
+    gw.directory
+        .refuse(a, "pod address held by pid 1234 (python3 squat.py)");
+    for _ in 0..4 {
+        let answer = get(gw.addr, "/ns/web/x").await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.json()["replica"], "b");
+    }
+    // Connections to b were vetted twice each (before and once open), then
+    // reused from the pool without asking again.
+    let vetted = gw.directory.vettings();
+    let mut client = connect(gw.addr).await;
+    for _ in 0..4 {
+        let answer = send(&mut client, "GET", "/ns/web/x", text_body("")).await;
+        assert_eq!(answer.json()["replica"], "b");
+    }
+    assert!(
+        gw.directory.vettings() - vetted <= 4,
+        "pooled connections vetted again"
+    );
+    // Every replica refused: 503, saying why.
+    gw.directory
+        .refuse(b, "pod address held by pid 1235 (python3 squat.py)");
+    gw.directory.set("ns", "other", &[a]);
+    let answer = get(gw.addr, "/ns/other/x").await;
+    assert_eq!(answer.status, 503);
+    let error = answer.json();
+    let message = error["error"].as_str().unwrap();
+    assert!(message.contains("no ready replica"), "{message}");
+    assert!(message.contains("held by pid 1234"), "{message}");
+}

@@ -19,6 +19,7 @@ pub mod logfiles;
 pub mod protocol;
 pub mod runtime;
 pub mod services;
+mod sock_diag;
 pub mod sockets;
 mod store;
 pub mod supervisor;
