@@ -1,0 +1,3 @@
+module bodywork.dev/cluster/agent
+
+go 1.26.0
