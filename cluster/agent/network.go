@@ -1,0 +1,250 @@
+package agent
+
+import (
+	"crypto/sha1"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// podNetwork gives each pod a network namespace with one address on a
+// Linux bridge whose own address (the first of the pod CIDR) is the host's
+// end and the pods' default route: the CNI bridge plugin's model.
+// Everything it creates is named after the prefix, so --cleanup finds it.
+type podNetwork struct {
+	bridge    string
+	prefix    string
+	cidr      *net.IPNet
+	gateway   net.IP
+	prefixLen int
+	stateDir  string
+
+	mu   sync.Mutex
+	used map[string]bool
+}
+
+// sandboxNet is one pod's network: its namespace and address.
+type sandboxNet struct {
+	NetNS   string // name under /run/netns
+	HostEnd string // the veth on the bridge
+	IP      string
+}
+
+// NetNSPath is where `ip netns` keeps the namespace.
+func (s *sandboxNet) NetNSPath() string { return "/run/netns/" + s.NetNS }
+
+func newPodNetwork(cfg *Config) (*podNetwork, error) {
+	_, cidr, err := net.ParseCIDR(cfg.PodCIDR)
+	if err != nil {
+		return nil, err
+	}
+	ones, _ := cidr.Mask.Size()
+	return &podNetwork{
+		bridge:    cfg.Bridge,
+		prefix:    cfg.NamePrefix,
+		cidr:      cidr,
+		gateway:   nthIP(cidr, 1),
+		prefixLen: ones,
+		stateDir:  cfg.StateDir,
+		used:      map[string]bool{},
+	}, nil
+}
+
+func nthIP(cidr *net.IPNet, n uint32) net.IP {
+	base := binary.BigEndian.Uint32(cidr.IP.To4())
+	out := make(net.IP, 4)
+	binary.BigEndian.PutUint32(out, base+n)
+	return out
+}
+
+// ipCmd runs `ip ARGS...`, its error carrying ip's own message.
+func ipCmd(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func linkExists(name string) bool {
+	_, err := net.InterfaceByName(name)
+	return err == nil
+}
+
+// setUp creates the bridge with the host's address and turns on IPv4
+// forwarding (as the bridge plugin's isGateway does), remembering the
+// value it found so tearDown and --cleanup put it back.
+func (n *podNetwork) setUp() error {
+	if !linkExists(n.bridge) {
+		if err := ipCmd("link", "add", "name", n.bridge, "type", "bridge"); err != nil {
+			return err
+		}
+	}
+	if err := ipCmd("addr", "replace", fmt.Sprintf("%s/%d", n.gateway, n.prefixLen), "dev", n.bridge); err != nil {
+		return err
+	}
+	if err := ipCmd("link", "set", n.bridge, "up"); err != nil {
+		return err
+	}
+	return enableForwarding(n.stateDir)
+}
+
+const forwardingPath = "/proc/sys/net/ipv4/ip_forward"
+
+func enableForwarding(stateDir string) error {
+	was, err := os.ReadFile(forwardingPath)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(was)) == "1" {
+		return nil
+	}
+	saved := filepath.Join(stateDir, "ip_forward.was")
+	if err := os.WriteFile(saved, was, 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(forwardingPath, []byte("1\n"), 0o644)
+}
+
+func restoreForwarding(stateDir string) {
+	saved := filepath.Join(stateDir, "ip_forward.was")
+	was, err := os.ReadFile(saved)
+	if err != nil {
+		return
+	}
+	_ = os.WriteFile(forwardingPath, was, 0o644)
+	_ = os.Remove(saved)
+}
+
+// shortID: 8 hex digits naming a pod's interfaces (names stop at 15).
+func shortID(uid string) string {
+	sum := sha1.Sum([]byte(uid))
+	return hex.EncodeToString(sum[:4])
+}
+
+func (n *podNetwork) allocate() (string, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ones, bits := n.cidr.Mask.Size()
+	size := uint32(1) << uint(bits-ones)
+	for i := uint32(2); i < size-1; i++ {
+		ip := nthIP(n.cidr, i).String()
+		if !n.used[ip] {
+			n.used[ip] = true
+			return ip, nil
+		}
+	}
+	return "", fmt.Errorf("no address left in %s", n.cidr)
+}
+
+func (n *podNetwork) release(ip string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.used, ip)
+}
+
+// addPod creates the pod's namespace: lo up, eth0 (a veth whose other end
+// is on the bridge) with the pod's address, default route via the bridge.
+func (n *podNetwork) addPod(uid string) (*sandboxNet, error) {
+	ip, err := n.allocate()
+	if err != nil {
+		return nil, err
+	}
+	id := shortID(uid)
+	s := &sandboxNet{NetNS: n.prefix + "-" + uid, HostEnd: n.prefix + "v" + id, IP: ip}
+	peer := n.prefix + "p" + id
+	steps := [][]string{
+		{"netns", "add", s.NetNS},
+		{"link", "add", s.HostEnd, "type", "veth", "peer", "name", peer, "netns", s.NetNS},
+		{"link", "set", s.HostEnd, "master", n.bridge},
+		{"link", "set", s.HostEnd, "up"},
+		{"-n", s.NetNS, "link", "set", "lo", "up"},
+		{"-n", s.NetNS, "link", "set", peer, "name", "eth0"},
+		{"-n", s.NetNS, "addr", "add", fmt.Sprintf("%s/%d", ip, n.prefixLen), "dev", "eth0"},
+		{"-n", s.NetNS, "link", "set", "eth0", "up"},
+		{"-n", s.NetNS, "route", "add", "default", "via", n.gateway.String()},
+	}
+	for _, step := range steps {
+		if err := ipCmd(step...); err != nil {
+			n.removePod(s)
+			return nil, err
+		}
+	}
+	// A pod reaching itself through a Service comes back on its own port.
+	_ = exec.Command("bridge", "link", "set", "dev", s.HostEnd, "hairpin", "on").Run()
+	return s, nil
+}
+
+// removePod kills whatever still runs in the namespace, then removes it
+// (which removes the veth pair) and frees the address.
+func (n *podNetwork) removePod(s *sandboxNet) {
+	killNetNS(s.NetNS)
+	if _, err := os.Stat(s.NetNSPath()); err == nil {
+		_ = ipCmd("netns", "delete", s.NetNS)
+	}
+	if linkExists(s.HostEnd) {
+		_ = ipCmd("link", "delete", s.HostEnd)
+	}
+	n.release(s.IP)
+}
+
+// killNetNS sends SIGKILL to every process in the named namespace.
+func killNetNS(name string) {
+	out, err := exec.Command("ip", "netns", "pids", name).Output()
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 1 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// tearDown removes the bridge and restores IPv4 forwarding.
+func (n *podNetwork) tearDown() {
+	if linkExists(n.bridge) {
+		_ = ipCmd("link", "delete", n.bridge)
+	}
+	restoreForwarding(n.stateDir)
+}
+
+// cleanupNetwork removes everything an agent with this prefix and bridge
+// may have left: namespaces (and what runs in them), veths, the bridge.
+func cleanupNetwork(prefix, bridge, stateDir string) []string {
+	var removed []string
+	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) == 0 || !strings.HasPrefix(f[0], prefix+"-") {
+				continue
+			}
+			killNetNS(f[0])
+			if ipCmd("netns", "delete", f[0]) == nil {
+				removed = append(removed, "netns "+f[0])
+			}
+		}
+	}
+	if ifaces, err := net.Interfaces(); err == nil {
+		for _, i := range ifaces {
+			if strings.HasPrefix(i.Name, prefix+"v") || strings.HasPrefix(i.Name, prefix+"p") {
+				if ipCmd("link", "delete", i.Name) == nil {
+					removed = append(removed, "link "+i.Name)
+				}
+			}
+		}
+	}
+	if linkExists(bridge) && ipCmd("link", "delete", bridge) == nil {
+		removed = append(removed, "bridge "+bridge)
+	}
+	restoreForwarding(stateDir)
+	return removed
+}
