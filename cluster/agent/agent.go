@@ -326,7 +326,7 @@ func processStart(pid int) string {
 // Cleanup removes everything an agent with this configuration created:
 // the process groups it started, its network namespaces (and what runs
 // in them), veths and bridge, the mount points it made, its state
-// directory; it restores IPv4 forwarding. It returns what it removed.
+// directory. It returns what it removed.
 func Cleanup(cfg Config) []string {
 	cfg.Defaults()
 	var removed []string

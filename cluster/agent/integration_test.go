@@ -46,10 +46,16 @@ type itCluster struct {
 	deleted map[string]metav1.DeleteOptions
 }
 
-func startCluster(t *testing.T) (*itCluster, func()) {
+// requireRoot fails (never skips) a test that needs root.
+func requireRoot(t *testing.T) {
+	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Fatal("the node agent's integration test needs root (network namespaces, a bridge, mounts): run it as root")
+		t.Fatal("the node agent's integration tests need root (network namespaces, a bridge, mounts): run them as root")
 	}
+}
+
+func startCluster(t *testing.T) (*itCluster, func()) {
+	requireRoot(t)
 	for _, tool := range []string{"ip", "nsenter", "sh", "python3"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("the node agent's integration test needs %s: %v", tool, err)
@@ -267,6 +273,17 @@ sleep 2; echo last-line; exit 3`),
 	c.create(&v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "stubborn"}, Spec: v1.PodSpec{
 		TerminationGracePeriodSeconds: &grace,
 		Containers:                    []v1.Container{{Name: "c", Image: itImage, Command: sh(`trap "echo ignored" TERM; while true; do sleep 0.1; done`)}}}})
+	c.create(&v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "init"}, Spec: v1.PodSpec{
+		RestartPolicy: v1.RestartPolicyOnFailure,
+		Volumes:       []v1.Volume{{Name: "shared", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{}}}},
+		InitContainers: []v1.Container{{Name: "prepare", Image: itImage, Command: sh(`echo prepared > /shared/note`),
+			VolumeMounts: []v1.VolumeMount{{Name: "shared", MountPath: "/shared"}}}},
+		Containers: []v1.Container{{Name: "c", Image: itImage, Command: sh(`cat /shared/note`),
+			VolumeMounts: []v1.VolumeMount{{Name: "shared", MountPath: "/shared"}}}}}})
+	finishedBefore := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "finished-before"}, Spec: v1.PodSpec{
+		Containers: []v1.Container{{Name: "c", Image: itImage, Command: sh(`echo ran again`)}}},
+		Status: v1.PodStatus{Phase: v1.PodSucceeded}}
+	c.create(finishedBefore)
 	c.create(&v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "badimage"}, Spec: v1.PodSpec{
 		RestartPolicy: v1.RestartPolicyNever,
 		Containers:    []v1.Container{{Name: "c", Image: "example.com/not/here", Command: []string{"true"}}}}})
@@ -321,6 +338,22 @@ sleep 2; echo last-line; exit 3`),
 	}
 	if strings.Contains(netnsList(t), "bwt-uid-batch") {
 		t.Errorf("the finished pod's network namespace is still there")
+	}
+
+	// An init container, then the container, sharing an emptyDir.
+	init := c.wait("init", 20*time.Second, "Succeeded", func(p *v1.Pod) bool { return p.Status.Phase == v1.PodSucceeded })
+	if s := init.Status.InitContainerStatuses; len(s) != 1 || s[0].State.Terminated == nil || s[0].State.Terminated.Reason != "Completed" || !s[0].Ready {
+		t.Errorf("init container status: %+v", s)
+	}
+	if _, out := c.logs("init", "c", ""); out != "prepared\n" {
+		t.Errorf("the container did not see what the init container wrote: %q", out)
+	}
+	if _, out := c.logs("init", "prepare", ""); out != "" {
+		t.Errorf("init container log: %q", out)
+	}
+	// A pod already terminal is not run again.
+	if p, _ := c.client.CoreV1().Pods("it").Get(context.Background(), "finished-before", metav1.GetOptions{}); len(p.Status.ContainerStatuses) != 0 {
+		t.Errorf("a terminal pod was run: %+v", p.Status)
 	}
 
 	// The web pod: ready through its probes, reachable at its address.

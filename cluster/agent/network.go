@@ -79,49 +79,81 @@ func linkExists(name string) bool {
 	return err == nil
 }
 
-// setUp creates the bridge with the host's address and turns on IPv4
-// forwarding (as the bridge plugin's isGateway does), remembering the
-// value it found so tearDown and --cleanup put it back.
+// The state files recording what setUp changed, for tearDown and --cleanup.
+const (
+	bridgeCreated = "bridge.created" // the agent created the bridge
+	bridgeAddress = "bridge.address" // the agent gave a bridge it found its address
+)
+
+// setUp creates the bridge (or uses the one there, as scripts/cluster makes
+// it before the API server listens on its address) with the host's
+// address. What it changed is recorded so that tearDown and --cleanup
+// undo exactly that: a bridge found is left, only an address given is
+// taken. IPv4 forwarding (for pod -> ClusterIP -> pod) is left to whoever
+// runs the Services (scripts/cluster): pods reach the host without it.
 func (n *podNetwork) setUp() error {
+	addr := fmt.Sprintf("%s/%d", n.gateway, n.prefixLen)
 	if !linkExists(n.bridge) {
 		if err := ipCmd("link", "add", "name", n.bridge, "type", "bridge"); err != nil {
 			return err
 		}
+		if err := os.WriteFile(filepath.Join(n.stateDir, bridgeCreated), []byte(n.bridge+"\n"), 0o644); err != nil {
+			return err
+		}
 	}
-	if err := ipCmd("addr", "replace", fmt.Sprintf("%s/%d", n.gateway, n.prefixLen), "dev", n.bridge); err != nil {
-		return err
+	if !hasAddress(n.bridge, n.gateway) {
+		if err := ipCmd("addr", "add", addr, "dev", n.bridge); err != nil {
+			return err
+		}
+		if _, err := os.Stat(filepath.Join(n.stateDir, bridgeCreated)); err != nil {
+			if err := os.WriteFile(filepath.Join(n.stateDir, bridgeAddress), []byte(addr+"\n"), 0o644); err != nil {
+				return err
+			}
+		}
 	}
 	if err := ipCmd("link", "set", n.bridge, "up"); err != nil {
 		return err
 	}
-	return enableForwarding(n.stateDir)
+	return nil
 }
 
-const forwardingPath = "/proc/sys/net/ipv4/ip_forward"
-
-func enableForwarding(stateDir string) error {
-	was, err := os.ReadFile(forwardingPath)
+func hasAddress(link string, ip net.IP) bool {
+	i, err := net.InterfaceByName(link)
 	if err != nil {
-		return err
+		return false
 	}
-	if strings.TrimSpace(string(was)) == "1" {
-		return nil
+	addrs, err := i.Addrs()
+	if err != nil {
+		return false
 	}
-	saved := filepath.Join(stateDir, "ip_forward.was")
-	if err := os.WriteFile(saved, was, 0o644); err != nil {
-		return err
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
+		}
 	}
-	return os.WriteFile(forwardingPath, []byte("1\n"), 0o644)
+	return false
 }
 
-func restoreForwarding(stateDir string) {
-	saved := filepath.Join(stateDir, "ip_forward.was")
-	was, err := os.ReadFile(saved)
-	if err != nil {
-		return
+// undoBridge removes the bridge if the agent created it, else the address
+// it gave the bridge, if it did.
+func undoBridge(bridge, stateDir string) []string {
+	var removed []string
+	created := filepath.Join(stateDir, bridgeCreated)
+	if _, err := os.Stat(created); err == nil {
+		if linkExists(bridge) && ipCmd("link", "delete", bridge) == nil {
+			removed = append(removed, "bridge "+bridge)
+		}
+		_ = os.Remove(created)
 	}
-	_ = os.WriteFile(forwardingPath, was, 0o644)
-	_ = os.Remove(saved)
+	given := filepath.Join(stateDir, bridgeAddress)
+	if b, err := os.ReadFile(given); err == nil {
+		addr := strings.TrimSpace(string(b))
+		if linkExists(bridge) && ipCmd("addr", "del", addr, "dev", bridge) == nil {
+			removed = append(removed, "address "+addr+" of "+bridge)
+		}
+		_ = os.Remove(given)
+	}
+	return removed
 }
 
 // shortID: 8 hex digits naming a pod's interfaces (names stop at 15).
@@ -130,12 +162,18 @@ func shortID(uid string) string {
 	return hex.EncodeToString(sum[:4])
 }
 
-func (n *podNetwork) allocate() (string, error) {
+// allocate takes the first free address, or want when it is free and in
+// the range: a pod keeps the address its status already shows when an
+// agent restarted.
+func (n *podNetwork) allocate(want string) (string, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ones, bits := n.cidr.Mask.Size()
-	size := uint32(1) << uint(bits-ones)
-	for i := uint32(2); i < size-1; i++ {
+	if ip := net.ParseIP(want); ip != nil && n.cidr.Contains(ip) && !n.used[want] &&
+		!ip.Equal(n.gateway) && !ip.Equal(n.cidr.IP) && !ip.Equal(nthIP(n.cidr, uint32(n.size()-1))) {
+		n.used[want] = true
+		return want, nil
+	}
+	for i := uint32(2); i < n.size()-1; i++ {
 		ip := nthIP(n.cidr, i).String()
 		if !n.used[ip] {
 			n.used[ip] = true
@@ -145,16 +183,21 @@ func (n *podNetwork) allocate() (string, error) {
 	return "", fmt.Errorf("no address left in %s", n.cidr)
 }
 
+func (n *podNetwork) size() uint32 {
+	ones, bits := n.cidr.Mask.Size()
+	return uint32(1) << uint(bits-ones)
+}
+
 func (n *podNetwork) release(ip string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.used, ip)
 }
 
-// addPod creates the pod's namespace: lo up, eth0 (a veth whose other end
+// addPod creates the pod's namespace (with wantIP if it can): lo up, eth0 (a veth whose other end
 // is on the bridge) with the pod's address, default route via the bridge.
-func (n *podNetwork) addPod(uid string) (*sandboxNet, error) {
-	ip, err := n.allocate()
+func (n *podNetwork) addPod(uid, wantIP string) (*sandboxNet, error) {
+	ip, err := n.allocate(wantIP)
 	if err != nil {
 		return nil, err
 	}
@@ -209,16 +252,14 @@ func killNetNS(name string) {
 	}
 }
 
-// tearDown removes the bridge and restores IPv4 forwarding.
+// tearDown undoes setUp.
 func (n *podNetwork) tearDown() {
-	if linkExists(n.bridge) {
-		_ = ipCmd("link", "delete", n.bridge)
-	}
-	restoreForwarding(n.stateDir)
+	undoBridge(n.bridge, n.stateDir)
 }
 
-// cleanupNetwork removes everything an agent with this prefix and bridge
-// may have left: namespaces (and what runs in them), veths, the bridge.
+// cleanupNetwork removes everything an agent with this prefix and state
+// may have left: namespaces (and what runs in them), veths, the bridge
+// (or its address) if it made it.
 func cleanupNetwork(prefix, bridge, stateDir string) []string {
 	var removed []string
 	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil {
@@ -242,9 +283,6 @@ func cleanupNetwork(prefix, bridge, stateDir string) []string {
 			}
 		}
 	}
-	if linkExists(bridge) && ipCmd("link", "delete", bridge) == nil {
-		removed = append(removed, "bridge "+bridge)
-	}
-	restoreForwarding(stateDir)
+	removed = append(removed, undoBridge(bridge, stateDir)...)
 	return removed
 }

@@ -140,6 +140,13 @@ func (w *podWorker) sync(ctx context.Context) (bool, time.Duration) {
 	if w.finished {
 		return false, 0
 	}
+	if pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed {
+		// Terminal already (an agent before this one ran it): the kubelet
+		// never starts the containers of a terminal pod again.
+		w.kill(pod)
+		w.finished = true
+		return false, 0
+	}
 	if w.startTime == nil {
 		now := metav1.Now()
 		w.startTime = &now

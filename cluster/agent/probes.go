@@ -88,7 +88,7 @@ func (p *prober) once(ctx context.Context, spec *v1.Probe, last *bool, run *int)
 	if (p.kind == probeStartup) == started {
 		return true
 	}
-	ok, output := p.check(ctx, spec)
+	ok, _ := p.check(ctx, spec)
 	if ctx.Err() != nil || p.inst.exited() {
 		return false
 	}
@@ -119,7 +119,6 @@ func (p *prober) once(ctx context.Context, spec *v1.Probe, last *bool, run *int)
 			p.onFail(fmt.Sprintf("Container %s failed liveness probe, will be restarted", p.c.Name))
 			return false
 		}
-		_ = output
 		return true
 	}
 }

@@ -22,7 +22,7 @@ func (w *podWorker) createSandbox(ctx context.Context, pod *v1.Pod) error {
 	if pod.Spec.HostNetwork {
 		w.podIP = w.a.hostIP
 	} else if w.net == nil {
-		n, err := w.a.net.addPod(string(pod.UID))
+		n, err := w.a.net.addPod(string(pod.UID), pod.Status.PodIP)
 		if err != nil {
 			w.a.event(pod, v1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", err)
 			return err
