@@ -178,3 +178,21 @@ func TestResolvConfAndHostsFile(t *testing.T) {
 		t.Errorf("hosts:\n%s", hosts)
 	}
 }
+
+func TestArgvIsTheImagesWithCommandAndArgs(t *testing.T) {
+	env := map[string]string{"NS": "ns1"}
+	for _, tc := range []struct {
+		command, args []string
+		want          string
+	}{
+		{[]string{"bodywork"}, []string{"stage", "--namespace", "$(NS)"}, "bodywork stage --namespace ns1"},
+		{nil, []string{"python", "-c", "print(1)"}, "python -c print(1)"},
+		{[]string{"sh", "-c", "true"}, nil, "sh -c true"},
+		{nil, nil, "bodywork --help"},
+	} {
+		got := strings.Join(containerArgv(&v1.Container{Command: tc.command, Args: tc.args}, env), " ")
+		if got != tc.want {
+			t.Errorf("command %v args %v: %q, want %q", tc.command, tc.args, got, tc.want)
+		}
+	}
+}

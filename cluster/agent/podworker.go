@@ -339,15 +339,7 @@ func (w *podWorker) start(ctx context.Context, pod *v1.Pod, r *containerRun) err
 	if err != nil {
 		return configError{err}
 	}
-	command, args := expandCommand(c, env)
-	argv := append(command, args...)
-	if len(command) == 0 {
-		// The image's CMD, since bodywork's image has no ENTRYPOINT.
-		argv = append([]string{"bodywork"}, args...)
-		if len(args) == 0 {
-			argv = []string{"bodywork", "--help"}
-		}
-	}
+	argv := containerArgv(c, env)
 	attempt := r.restartCount
 	if r.cur != nil {
 		attempt++
@@ -410,6 +402,18 @@ func (w *podWorker) start(ctx context.Context, pod *v1.Pod, r *containerRun) err
 	}
 	w.startProbes(pod, r, inst)
 	return nil
+}
+
+// containerArgv is what the container runs: bodywork's image has no
+// ENTRYPOINT and CMD ["bodywork", "--help"], so command and args run as
+// given, args alone replace the CMD, and neither runs the CMD.
+func containerArgv(c *v1.Container, env map[string]string) []string {
+	command, args := expandCommand(c, env)
+	argv := append(command, args...)
+	if len(argv) == 0 {
+		argv = []string{"bodywork", "--help"}
+	}
+	return argv
 }
 
 func (w *podWorker) terminatedOf(i *instance) *v1.ContainerStateTerminated {
