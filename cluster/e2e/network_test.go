@@ -48,6 +48,7 @@ const (
 	dnsIP     = "10.96.0.10"
 	domain    = "cluster.local"
 	testPodIP = "10.244.0.250" // the pod-like namespace's address, far from the agent's first ones
+	nodeName  = "bodywork-node"
 )
 
 type cluster struct {
@@ -116,7 +117,10 @@ func (c *cluster) hostService(t *testing.T, ns, name string) (clusterIP, body st
 }
 
 // service serves HTTP on l and publishes it as a selector-less ClusterIP
-// Service NAME whose manual EndpointSlice has the address endpoint.
+// Service NAME whose manual EndpointSlice has the address endpoint, on the
+// node (as the EndpointSlice controller writes a pod's: kube-proxy treats
+// such an endpoint as local, which a pod reaching itself through its Service
+// needs).
 func (c *cluster) service(t *testing.T, ns, name string, l net.Listener, endpoint string) (clusterIP, body string) {
 	t.Helper()
 	body = fmt.Sprintf("hello from %s/%s\n", ns, name)
@@ -150,6 +154,7 @@ func (c *cluster) service(t *testing.T, ns, name string, l net.Listener, endpoin
 		Endpoints: []discoveryv1.Endpoint{{
 			Addresses:  []string{endpoint},
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+			NodeName:   ptr.To(nodeName),
 		}},
 		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(port), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	}, metav1.CreateOptions{})
@@ -323,13 +328,36 @@ func TestPodNetnsReachesServices(t *testing.T) {
 		}
 		return err
 	})
+
+	// And from the pod itself through its own Service (hairpin). DNATed
+	// back to the pod's own address, the frame is bridged (br_netfilter)
+	// out of the port it came in by, which the bridge does only in hairpin
+	// mode, as a kubelet sets it (--hairpin-mode=hairpin-veth); kube-proxy
+	// masquerades it (its hairpin-connections set, for local endpoints) so
+	// that the reply comes back through the host too.
+	if err := os.WriteFile("/sys/class/net/"+podVeth+"/brport/hairpin_mode", []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "GET http://in-pod/ from the pod behind it", func() error {
+		out, err := run("curl", "-sS", "--max-time", "3", "http://in-pod/")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if out != podBody {
+			return fmt.Errorf("answered %q, want %q", out, podBody)
+		}
+		return nil
+	})
 }
+
+// podVeth is the host's end of podNetns' veth.
+const podVeth = "bwae2e0"
 
 // podNetns makes a network namespace wired as a pod's, removed at the end.
 func podNetns(t *testing.T, ns string) string {
 	t.Helper()
 	// The node agent's prefix, so `scripts/cluster down` sweeps it if a run dies.
-	name, hostEnd, podEnd := "bwa-e2e", "bwae2e0", "bwae2e1"
+	name, hostEnd, podEnd := "bwa-e2e", podVeth, "bwae2e1"
 	ip := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
