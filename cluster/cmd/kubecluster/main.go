@@ -1,7 +1,8 @@
 // Command kubecluster is one binary holding a single-node Kubernetes control
 // plane built from Kubernetes' own Go modules: embedded etcd, kube-apiserver,
-// kube-controller-manager, kube-scheduler and kubectl, plus the small helpers
-// scripts/cluster needs (certificates, free ports, readiness probes).
+// kube-controller-manager, kube-scheduler, kube-proxy, CoreDNS and kubectl,
+// plus the small helpers scripts/cluster needs (certificates, free ports,
+// readiness probes, DNS queries, a restarting supervisor).
 //
 // Each component runs as its own process from this one binary: either
 // `kubecluster COMPONENT ARGS...`, or through a symlink named after the
@@ -26,6 +27,7 @@ import (
 	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
 
 	_ "k8s.io/client-go/plugin/pkg/client/auth" // kubectl's client auth plugins
@@ -45,10 +47,16 @@ var commands = map[string]func(args []string) int{
 	"kube-scheduler": func(args []string) int {
 		return runCobra("kube-scheduler", args, func() int { return cli.Run(scheduler.NewSchedulerCommand()) })
 	},
+	"kube-proxy": func(args []string) int {
+		return runCobra("kube-proxy", args, func() int { return cli.Run(proxy.NewProxyCommand()) })
+	},
+	"coredns":   runCoreDNS,
 	"kubectl":   runKubectl,
 	"pki":       runPKI,
 	"freeports": runFreePorts,
 	"probe":     runProbe,
+	"dnsquery":  runDNSQuery,
+	"supervise": runSupervise,
 }
 
 func main() {

@@ -34,6 +34,9 @@ func runPKI(args []string) int {
 	serviceCIDR := fs.String("service-cidr", "10.96.0.0/16", "service cluster IP range; its first address goes into the serving certificate")
 	var extraIPs stringList
 	fs.Var(&extraIPs, "ip", "extra IP address for the API server's serving certificate (repeatable)")
+	var node nodeIdentity
+	fs.StringVar(&node.name, "node-name", "", "if set, also write the node agent's files: its kubelet serving certificate (kubelet.crt) and its client certificate and kubeconfig as system:node:NAME in group system:nodes (node.kubeconfig)")
+	fs.StringVar(&node.ip, "node-ip", "", "the node's address, in the kubelet serving certificate (with --node-name)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -41,7 +44,7 @@ func runPKI(args []string) int {
 		fmt.Fprintln(os.Stderr, "pki: --dir and --server are required")
 		return 2
 	}
-	if err := writePKI(*dir, *server, *serviceCIDR, extraIPs); err != nil {
+	if err := writePKI(*dir, *server, *serviceCIDR, extraIPs, node); err != nil {
 		fmt.Fprintf(os.Stderr, "pki: %v\n", err)
 		return 1
 	}
@@ -53,7 +56,10 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-func writePKI(dir, server, serviceCIDR string, extraIPs []string) error {
+// nodeIdentity names the one Node of the cluster, for its certificates.
+type nodeIdentity struct{ name, ip string }
+
+func writePKI(dir, server, serviceCIDR string, extraIPs []string, node nodeIdentity) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -95,10 +101,40 @@ func writePKI(dir, server, serviceCIDR string, extraIPs []string) error {
 		{"admin", "kubernetes-admin", "system:masters"},
 		{"controller-manager", "system:kube-controller-manager", ""},
 		{"scheduler", "system:kube-scheduler", ""},
+		// kube-proxy's identity: bootstrap RBAC binds system:node-proxier to it.
+		{"kube-proxy", "system:kube-proxy", ""},
+		// CoreDNS' identity: scripts/cluster binds the ClusterRole system:coredns to it.
+		{"coredns", "system:coredns", ""},
+		// The API server's client certificate towards the kubelet (node agent).
 		{"apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"},
+	}
+	if node.name != "" {
+		// The node agent's client identity: the Node authorizer and the
+		// NodeRestriction admission plugin recognise system:node:NAME in
+		// group system:nodes and limit it to its own Node and pods.
+		clients = append(clients, struct{ file, cn, org string }{"node", "system:node:" + node.name, "system:nodes"})
 	}
 	for _, c := range clients {
 		if err := ensureLeaf(dir, c.file, clientTemplate(c.cn, c.org), ca); err != nil {
+			return err
+		}
+	}
+	if node.name != "" {
+		// The kubelet serving certificate the node agent presents on :10250;
+		// the API server checks it against ca.crt (--kubelet-certificate-authority).
+		kubelet := &x509.Certificate{
+			Subject:     pkix.Name{CommonName: "system:node:" + node.name, Organization: []string{"system:nodes"}},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+			DNSNames:    []string{node.name},
+		}
+		if node.ip != "" {
+			ip := net.ParseIP(node.ip)
+			if ip == nil {
+				return fmt.Errorf("--node-ip %q: not an IP address", node.ip)
+			}
+			kubelet.IPAddresses = []net.IP{ip}
+		}
+		if err := ensureLeaf(dir, "kubelet", kubelet, ca); err != nil {
 			return err
 		}
 	}
@@ -109,7 +145,10 @@ func writePKI(dir, server, serviceCIDR string, extraIPs []string) error {
 		return err
 	}
 
-	for _, c := range clients[:3] {
+	for _, c := range clients {
+		if c.file == "apiserver-kubelet-client" {
+			continue
+		}
 		if err := writeKubeconfig(dir, c.file, c.cn, server); err != nil {
 			return err
 		}

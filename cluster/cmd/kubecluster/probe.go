@@ -19,8 +19,9 @@ import (
 
 // runFreePorts prints one free TCP port on 127.0.0.1 per argument, on one
 // line: an argument of 0 asks for any free port, any other number is checked
-// and printed as it is. All the ports are held at once while choosing, so the
-// ones printed are distinct.
+// and printed as it is. An argument HOST:PORT checks or picks the port on
+// HOST instead. All the ports are held at once while choosing, so the ones
+// printed are distinct.
 func runFreePorts(args []string) int {
 	var listeners []net.Listener
 	defer func() {
@@ -30,14 +31,18 @@ func runFreePorts(args []string) int {
 	}()
 	var out []string
 	for _, a := range args {
-		p, err := strconv.Atoi(a)
+		host, port := "127.0.0.1", a
+		if h, p, err := net.SplitHostPort(a); err == nil {
+			host, port = h, p
+		}
+		p, err := strconv.Atoi(port)
 		if err != nil || p < 0 || p > 65535 {
 			fmt.Fprintf(os.Stderr, "freeports: %q is not a port number\n", a)
 			return 2
 		}
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "port %d on 127.0.0.1 is taken\n", p)
+			fmt.Fprintf(os.Stderr, "port %d on %s is taken\n", p, host)
 			return 1
 		}
 		listeners = append(listeners, l)
