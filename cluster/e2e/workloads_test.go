@@ -329,7 +329,7 @@ func TestPodReachesItselfThroughItsService(t *testing.T) {
 		t.Fatal(err)
 	}
 	script := `python3 -c "$SERVER" &
-for i in $(seq 60); do
+for i in $(seq 20); do
 	if out=$(curl -sSf --max-time 2 http://self/hairpin 2>&1); then echo "$out"; kill %1; exit 0; fi
 	sleep 0.5
 done
