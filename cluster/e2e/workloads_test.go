@@ -421,7 +421,7 @@ exec sleep 3600
 		ObjectMeta: metav1.ObjectMeta{Name: "crashy"},
 		Spec: corev1.PodSpec{
 			TerminationGracePeriodSeconds: ptr.To[int64](2),
-			Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+			Volumes:                       []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
 			Containers: []corev1.Container{{
 				Name: "crashy", Image: ourImage(t), Command: []string{"sh", "-c", script},
 				VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
@@ -587,4 +587,3 @@ func TestEvictionDisruptionTarget(t *testing.T) {
 	}
 	t.Logf("last status before deletion: %s; log %q", describe(disrupted), lastLog)
 }
-
