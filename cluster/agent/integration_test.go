@@ -364,6 +364,17 @@ sleep 2; echo last-line; exit 3`),
 	} else {
 		resp.Body.Close()
 	}
+	// Its bridge port in hairpin mode (a pod reaching itself through its
+	// own Service comes back by the port it left by).
+	if ports, _ := filepath.Glob("/sys/class/net/bwt-br0/brif/*/hairpin_mode"); len(ports) == 0 {
+		t.Errorf("no port on the bridge bwt-br0")
+	} else {
+		for _, p := range ports {
+			if b, err := os.ReadFile(p); err != nil || strings.TrimSpace(string(b)) != "1" {
+				t.Errorf("%s: %q, %v; want 1", p, b, err)
+			}
+		}
+	}
 	time.Sleep(2 * time.Second)
 	if web, _ = c.client.CoreV1().Pods("it").Get(context.Background(), "web", metav1.GetOptions{}); cs(web).RestartCount != 0 {
 		t.Errorf("the exec liveness probe (hostname in the container's UTS namespace) failed: %+v", cs(web))

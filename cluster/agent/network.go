@@ -221,9 +221,25 @@ func (n *podNetwork) addPod(uid, wantIP string) (*sandboxNet, error) {
 			return nil, err
 		}
 	}
-	// A pod reaching itself through a Service comes back on its own port.
-	_ = exec.Command("bridge", "link", "set", "dev", s.HostEnd, "hairpin", "on").Run()
+	// A pod reaching itself through its own Service: kube-proxy DNATs the
+	// frame back to the pod, and the bridge must send it out of the port it
+	// came in by (the kubelet's --hairpin-mode=hairpin-veth). Without it the
+	// connection times out.
+	if err := setHairpin(s.HostEnd); err != nil {
+		n.removePod(s)
+		return nil, err
+	}
 	return s, nil
+}
+
+// setHairpin turns hairpin mode on for a bridge port, as the kubelet's
+// hairpin-veth mode writes it (pkg/kubelet/network/hairpin).
+func setHairpin(port string) error {
+	path := "/sys/class/net/" + port + "/brport/hairpin_mode"
+	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
+		return fmt.Errorf("hairpin mode on %s: %w", port, err)
+	}
+	return nil
 }
 
 // removePod kills whatever still runs in the namespace, then removes it

@@ -9,6 +9,9 @@
 //
 //	cd cluster && go test -tags e2e ./e2e/
 //
+// or on a cluster of their own, up and down around them:
+// scripts/cluster-test. workloads_test.go runs pods on the node agent.
+//
 // CLUSTER_KUBECONFIG names the cluster-admin kubeconfig (default:
 // target/cluster/kubeconfig in the repository); the cluster's binary is
 // bin/kubecluster beside it. Without a reachable cluster every test fails:
