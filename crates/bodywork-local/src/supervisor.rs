@@ -386,34 +386,26 @@ fn receive(channel: &OwnedFd) -> Option<Message> {
 /// The worker's side: tell the supervisor of a listening socket opened
 /// under `key` (a duplicate of `fd` goes with it).
 pub fn tell_opened(channel: RawFd, key: &str, fd: RawFd) -> std::io::Result<()> {
-    let text = format!("open {key}");
-    let fds = [fd];
-    socket::sendmsg::<()>(
-        channel,
-        &[IoSlice::new(text.as_bytes())],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
-        None,
-    )
-    .map(|_| ())
-    .map_err(std::io::Error::from)
+    send(channel, &format!("open {key}"), &[fd])
 }
 
 /// The worker's side: tell the supervisor the socket under `key` is closed.
 pub fn tell_closed(channel: RawFd, key: &str) -> std::io::Result<()> {
-    send_text(channel, &format!("close {key}"))
+    send(channel, &format!("close {key}"), &[])
 }
 
 /// The worker's side: tell the supervisor it hands over to a new daemon.
 pub fn tell_retire(channel: RawFd) -> std::io::Result<()> {
-    send_text(channel, "retire")
+    send(channel, "retire", &[])
 }
 
-fn send_text(channel: RawFd, text: &str) -> std::io::Result<()> {
+/// One message: `text`, with `fds` (if any) passed along.
+fn send(channel: RawFd, text: &str, fds: &[RawFd]) -> std::io::Result<()> {
+    let rights = [ControlMessage::ScmRights(fds)];
     socket::sendmsg::<()>(
         channel,
         &[IoSlice::new(text.as_bytes())],
-        &[],
+        if fds.is_empty() { &[] } else { &rights },
         MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
         None,
     )
@@ -426,13 +418,8 @@ fn send_text(channel: RawFd, text: &str) -> std::io::Result<()> {
 fn inherited() -> HashMap<String, OwnedFd> {
     let mut held = HashMap::new();
     if let Some(value) = std::env::var_os(crate::listeners::INHERITED_ENV) {
-        for entry in value.to_string_lossy().split(',') {
-            let Some((key, fd)) = entry.split_once('=') else {
-                continue;
-            };
-            let (Ok(addr), Ok(fd)) = (key.parse(), fd.parse::<RawFd>()) else {
-                continue;
-            };
+        let value = value.to_string_lossy();
+        for (key, addr, fd) in crate::listeners::inherited_entries(&value) {
             if let Some(listener) = crate::listeners::adopt_fd(fd, addr) {
                 held.insert(key.to_string(), OwnedFd::from(listener));
             }
