@@ -276,7 +276,7 @@ func (a *Agent) containerEnv(ctx context.Context, pod *v1.Pod, c *v1.Container, 
 // does not: bodywork's image (the Dockerfile) sets PATH, HOME (its user's),
 // PYTHONUNBUFFERED and BODYWORK_HOME; the runtime sets HOSTNAME. Here
 // HOME is the container's fresh scratch directory and PATH the host's
-// with --bin-dir first.
+// with --bin-dir first; --image-env adds to them (PATH included).
 func (a *Agent) imageEnv(env map[string]string, scratch, hostname string) map[string]string {
 	out := map[string]string{
 		"PATH":             a.path,
@@ -284,6 +284,9 @@ func (a *Agent) imageEnv(env map[string]string, scratch, hostname string) map[st
 		"HOSTNAME":         hostname,
 		"PYTHONUNBUFFERED": "1",
 		"BODYWORK_HOME":    filepath.Join(scratch, ".bodywork"),
+	}
+	for k, v := range a.cfg.ImageEnv {
+		out[k] = v
 	}
 	for k, v := range env {
 		out[k] = v

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"k8s.io/client-go/kubernetes"
@@ -28,6 +29,17 @@ func Main(args []string, newClient func(kubeconfig string) (kubernetes.Interface
 	fs.StringVar(&cfg.NamePrefix, "name-prefix", "bwa", "prefix of the network namespaces and veths the agent creates")
 	fs.StringVar(&cfg.Image, "image", DefaultImage, "the one image that runs (on the host, as is); any other fails to pull")
 	fs.StringVar(&cfg.BinDir, "bin-dir", "", "directory put first on the containers' PATH (the checkout's bodywork binary)")
+	fs.Func("image-env", "KEY=VALUE of the image's own environment (a Dockerfile's ENV), under the pod's env; repeatable", func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("want KEY=VALUE, got %q", s)
+		}
+		if cfg.ImageEnv == nil {
+			cfg.ImageEnv = map[string]string{}
+		}
+		cfg.ImageEnv[k] = v
+		return nil
+	})
 	fs.IntVar(&cfg.Port, "port", 10250, "the kubelet's HTTPS port on the node's InternalIP (container logs); 0 picks one, -1 none")
 	fs.StringVar(&cfg.TLSCert, "tls-cert-file", "", "serving certificate of that port (self-signed when empty)")
 	fs.StringVar(&cfg.TLSKey, "tls-private-key-file", "", "its key")

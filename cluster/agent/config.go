@@ -28,6 +28,9 @@ type Config struct {
 
 	Image  string // the image that maps to the host
 	BinDir string // put first on PATH in containers (the checkout's bodywork)
+	// ImageEnv is the image's own environment (a Dockerfile's ENV): every
+	// container of the image gets it, under what its pod spec sets.
+	ImageEnv map[string]string
 
 	Port       int    // the kubelet's HTTPS port (logs)
 	TLSCert    string // serving certificate; self-signed when empty

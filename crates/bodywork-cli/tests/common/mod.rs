@@ -32,11 +32,17 @@ pub fn bin() -> &'static str {
 pub fn shared_uv_bin() -> Option<&'static Path> {
     static UV: OnceLock<Option<PathBuf>> = OnceLock::new();
     UV.get_or_init(|| {
-        let tools = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-cache");
-        let uv = bodywork_pyenv::bootstrap_uv(Path::new("python3"), &tools, &mut |_| {}).ok()?;
+        let uv =
+            bodywork_pyenv::bootstrap_uv(Path::new("python3"), &shared_tools_dir(), &mut |_| {})
+                .ok()?;
         uv.parent().map(Path::to_path_buf)
     })
     .as_deref()
+}
+
+/// Where the shared uv is bootstrapped (bodywork's `tools` directory).
+pub fn shared_tools_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-cache")
 }
 
 /// One uv package cache for every test home: packages are downloaded once

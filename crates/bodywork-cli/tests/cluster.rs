@@ -1,0 +1,381 @@
+//! End-to-end on a real Kubernetes: the control plane built from
+//! Kubernetes' own Go modules and our node agent (`scripts/cluster`,
+//! `cluster/README.md`). The real `bodywork` binary drives it with
+//! `--runtime kubernetes`; the pods it creates run this build's `bodywork`
+//! (the image, as the node agent maps it), under the ServiceAccounts
+//! bodywork makes, checked by the real RBAC authorizer.
+//!
+//! The cluster: `BODYWORK_TEST_CLUSTER=DIR` names one that `scripts/cluster
+//! up DIR` started (as `scripts/test` does); without it, the first test
+//! starts one in `target/cluster-test` (root and Go needed) and leaves it
+//! running for the next run (`scripts/cluster down target/cluster-test`
+//! stops it). A cluster that cannot start fails every test: never skipped.
+//!
+//! Git: pods cannot leave the sandbox, so projects are served from this
+//! machine through a mirror, as an image may carry one: the image's git
+//! configuration (`DIR/image/gitconfig`, `GIT_CONFIG_GLOBAL` in every pod of
+//! our image, and here for the CLI) rewrites `https://github.com/bodywork-ml/
+//! bodywork-serve-model-project` (the seed's URL, unchanged) and
+//! `https://git.bodywork.test/NAME` to repositories of the tests.
+//! Packages: the pods install offline from the image's uv cache
+//! (`DIR/cache/uv`), which [`Cluster::warm`] fills first from this machine
+//! with bodywork's own environment builder.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::{TestHome, TestProject, git, wait_for};
+
+/// A running cluster of `scripts/cluster`.
+struct Cluster {
+    dir: PathBuf,
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
+    match CLUSTER.get_or_init(start_cluster) {
+        Ok(c) => c,
+        Err(e) => panic!("no cluster: {e}"),
+    }
+}
+
+fn start_cluster() -> Result<Cluster, String> {
+    let dir = match std::env::var_os("BODYWORK_TEST_CLUSTER").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let dir = repo_root().join("target/cluster-test");
+            let out = Command::new(repo_root().join("scripts/cluster"))
+                .arg("up")
+                .arg(&dir)
+                .env("CLUSTER_BODYWORK", common::bin())
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run scripts/cluster: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "scripts/cluster up {} failed: {}",
+                    dir.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            dir
+        }
+    };
+    let c = Cluster { dir };
+    if !c.kubeconfig().exists() {
+        return Err(format!(
+            "{} holds no running cluster (no kubeconfig): scripts/cluster up {0}",
+            c.dir.display()
+        ));
+    }
+    // The pods' bodywork must be the binary under test.
+    let theirs = std::fs::canonicalize(c.dir.join("pod-bin/bodywork"));
+    let ours = std::fs::canonicalize(common::bin());
+    match (theirs, ours) {
+        (Ok(a), Ok(b)) if a == b => {}
+        (a, b) => {
+            return Err(format!(
+                "the cluster's image runs {a:?}, the tests build {b:?}: start it with CLUSTER_BODYWORK={}",
+                common::bin()
+            ));
+        }
+    }
+    let version = Command::new(c.kubectl_path())
+        .args(["version", "-o", "json"])
+        .env("KUBECONFIG", c.kubeconfig())
+        .output()
+        .map_err(|e| format!("kubectl: {e}"))?;
+    if !version.status.success() {
+        return Err(format!(
+            "the API server does not answer: {}",
+            String::from_utf8_lossy(&version.stderr).trim()
+        ));
+    }
+    Ok(c)
+}
+
+impl Cluster {
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    fn kubectl_path(&self) -> PathBuf {
+        self.dir.join("bin/kubectl")
+    }
+
+    fn gitconfig(&self) -> PathBuf {
+        self.dir.join("image/gitconfig")
+    }
+
+    /// A home whose commands run on this cluster as cluster-admin, with the
+    /// image's git mirror.
+    fn home(&self) -> TestHome {
+        self.home_as(&self.kubeconfig())
+    }
+
+    fn home_as(&self, kubeconfig: &Path) -> TestHome {
+        TestHome::new()
+            .with_env("BODYWORK_RUNTIME", "kubernetes")
+            .with_env("KUBECONFIG", &kubeconfig.display().to_string())
+            .with_env("GIT_CONFIG_GLOBAL", &self.gitconfig().display().to_string())
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(self.kubectl_path());
+        cmd.args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `kubectl ARGS`: its stdout; panics with its stderr when it fails.
+    fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args).output().expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Serve `repo` at `url` to the CLI and to every pod of our image.
+    fn mirror(&self, url: &str, repo: &Path) {
+        static LOCK: Mutex<()> = Mutex::new(());
+        let _held = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        let key = format!("url.file://{}.insteadOf", repo.display());
+        let ok = Command::new("git")
+            .arg("config")
+            .arg("--file")
+            .arg(self.gitconfig())
+            .args([&key, url])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "git config {key} {url}");
+    }
+
+    /// Fill the image's uv cache with what an environment for
+    /// `requirements` installs, with bodywork's own builder on this machine
+    /// (which reaches PyPI), so that the pods find it offline.
+    fn warm(&self, requirements: &str) {
+        let scratch = tempfile::tempdir().expect("scratch home");
+        let cache = bodywork_pyenv::EnvCache::new(scratch.path())
+            .with_uv_cache_dir(&self.dir.join("cache/uv"))
+            .with_tools_dir(&common::shared_tools_dir());
+        let request = bodywork_pyenv::EnvRequest {
+            python: Some(self.dir.join("pod-bin/python3")),
+            requirements: vec![requirements.to_string()],
+        };
+        if let Err(e) = cache.ensure(&request, &mut |_| {}) {
+            panic!("warming the image's uv cache for {requirements:?}: {e}");
+        }
+    }
+}
+
+/// A git repository of `files` (plus any directory copied in by the
+/// caller), committed on `branch`, mirrored at `url`.
+fn served_project(c: &Cluster, url: &str, branch: &str, files: &[(&str, &str)]) -> TestProject {
+    let project = TestProject::new(files);
+    git(project.path(), &["init", "--quiet", "-b", branch]);
+    commit(&project, "first");
+    c.mirror(url, project.path());
+    project
+}
+
+fn commit(project: &TestProject, message: &str) -> String {
+    git(project.path(), &["add", "-A"]);
+    git(
+        project.path(),
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "--quiet",
+            "--allow-empty",
+            "-m",
+            message,
+        ],
+    );
+    git(project.path(), &["rev-parse", "HEAD"])
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).expect("read example") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            std::fs::create_dir_all(&target).expect("mkdir");
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// `kubectl proxy` on a free port, stopped when dropped.
+struct Proxy {
+    child: Child,
+    port: u16,
+}
+
+impl Proxy {
+    fn start(c: &Cluster, kubeconfig: &Path) -> Proxy {
+        let mut child = Command::new(c.kubectl_path())
+            .args(["proxy", "--port=0"])
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl proxy");
+        // "Starting to serve on 127.0.0.1:PORT"
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("kubectl proxy says where it serves");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("kubectl proxy said {line:?}"));
+        Proxy { child, port }
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request (Connection: close): the status and the body.
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    common::http(addr, method, path, body)
+}
+
+/// A namespace name for one test, unique on this cluster.
+fn namespace(test: &str) -> String {
+    format!("bw-e2e-{test}-{}", std::process::id() % 100_000)
+}
+
+/// Deletes the namespace when dropped (the cluster outlives the test).
+struct NamespaceGuard<'a> {
+    c: &'a Cluster,
+    ns: String,
+}
+
+impl Drop for NamespaceGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .c
+            .kubectl(&[
+                "delete",
+                "namespace",
+                &self.ns,
+                "--ignore-not-found",
+                "--wait=false",
+            ])
+            .output();
+    }
+}
+
+fn guard<'a>(c: &'a Cluster, ns: &str) -> NamespaceGuard<'a> {
+    NamespaceGuard {
+        c,
+        ns: ns.to_string(),
+    }
+}
+
+const SEED_URL: &str = "https://github.com/bodywork-ml/bodywork-serve-model-project";
+const SEED_SCORE: &str = "/api/v1/namespaces/scoring-service/services/bodywork-serve-model-project--scoring-service/proxy/iris/v1/score";
+const SEED_REQUEST: &str =
+    r#"{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#;
+const SEED_ANSWER: &str = r#"{"species_prediction":"setosa","probabilities":"setosa=1.0|versicolor=0.0|virginica=0.0","model_info":"DecisionTreeClassifier(class_weight='balanced', random_state=42)"}"#;
+
+/// The seed tutorial as written for a cluster: its commands, its URL, its
+/// `kubectl proxy` and curl, its JSON answer.
+#[test]
+fn seed_tutorial_on_a_cluster() {
+    let c = cluster();
+    let project = TestProject::new(&[]);
+    copy_dir(&repo_root().join("examples/serve-model"), project.path());
+    git(project.path(), &["init", "--quiet", "-b", "master"]);
+    commit(&project, "serve model");
+    c.mirror(SEED_URL, project.path());
+    c.warm(
+        &std::fs::read_to_string(project.path().join("scoring-service/requirements.txt"))
+            .expect("requirements"),
+    );
+    let _ns = guard(c, "scoring-service");
+    let home = c.home();
+
+    let setup = home.ok(&["setup-namespace", "scoring-service"]);
+    assert_eq!(
+        setup.stdout,
+        "creating namespace=scoring-service\n\
+         creating service-account=bodywork-workflow-controller in namespace=scoring-service\n\
+         creating cluster-role-binding=bodywork-workflow-controller--scoring-service\n\
+         creating service-account=bodywork-jobs-and-deployments in namespace=scoring-service\n"
+    );
+    let run = home.ok(&[
+        "workflow",
+        "--namespace=scoring-service",
+        SEED_URL,
+        "master",
+    ]);
+    assert!(
+        run.all()
+            .contains("---- pod logs for bodywork-serve-model-project--scoring-service"),
+        "{run}"
+    );
+
+    let all = c.kubectl_ok(&["-n", "scoring-service", "get", "all"]);
+    for needle in [
+        "deployment.apps/bodywork-serve-model-project--scoring-service",
+        "service/bodywork-serve-model-project--scoring-service",
+        "1/1",
+    ] {
+        assert!(all.contains(needle), "kubectl get all:\n{all}");
+    }
+
+    let proxy = Proxy::start(c, &c.kubeconfig());
+    let (code, body) =
+        request(&proxy.addr(), "POST", SEED_SCORE, Some(SEED_REQUEST)).expect("curl");
+    assert_eq!((code, body.trim()), (200, SEED_ANSWER));
+
+    let deleted = home.ok(&["delete-namespace", "scoring-service"]);
+    assert!(deleted.all().contains("scoring-service"), "{deleted}");
+    wait_for(
+        "namespace scoring-service to go",
+        Duration::from_secs(120),
+        || {
+            !c.kubectl(&["get", "namespace", "scoring-service"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        },
+    );
+}
