@@ -196,3 +196,18 @@ func TestArgvIsTheImagesWithCommandAndArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestImageEnvIsUnderThePods(t *testing.T) {
+	a := &Agent{cfg: &Config{ImageEnv: map[string]string{"UV_OFFLINE": "1", "HOME": "/image-home", "A": "image"}}, path: "/bin"}
+	got := a.imageEnv(map[string]string{"A": "pod"}, "/scratch", "h")
+	want := map[string]string{"PATH": "/bin", "HOME": "/image-home", "HOSTNAME": "h", "PYTHONUNBUFFERED": "1",
+		"BODYWORK_HOME": "/scratch/.bodywork", "UV_OFFLINE": "1", "A": "pod"}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+}

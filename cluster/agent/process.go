@@ -54,13 +54,17 @@ func (i *instance) signal(sig syscall.Signal) {
 	_ = syscall.Kill(-i.pid, sig)
 }
 
-// stop sends SIGTERM to the process group, SIGKILL once grace has passed,
-// and returns when the process has exited (or 10 s after SIGKILL).
+// stop sends SIGTERM to the container's main process only, as a container
+// runtime does (runc signals the container's init, PID 1; what that process
+// started is its to stop), then SIGKILL to the whole group once grace has
+// passed or once the main process has gone (runc kills every process of the
+// container when its init exits), and returns when the main process has
+// exited (or 10 s after SIGKILL).
 func (i *instance) stop(grace time.Duration) {
 	if i.exited() {
 		return
 	}
-	i.signal(syscall.SIGTERM)
+	_ = syscall.Kill(i.pid, syscall.SIGTERM)
 	select {
 	case <-i.done:
 		// The leader is gone; what it left in its group goes now.

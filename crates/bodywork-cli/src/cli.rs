@@ -221,6 +221,11 @@ pub struct StageArgs {
     /// has moved on: what the pods of a deployed version run.
     #[arg(long, value_name = "SHA")]
     pub commit: Option<String>,
+    /// On SIGTERM, keep a service running this long before stopping it, so
+    /// that no request still routed here is refused (a second signal stops
+    /// it at once). What a Deployment's pods run with.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub drain_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]

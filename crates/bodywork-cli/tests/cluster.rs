@@ -23,14 +23,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{TestHome, TestProject, git, wait_for};
+use common::{
+    Load, SERVER, TestHome, TestProject, args_line, batch_stage, copy_dir, git, wait_for, yaml,
+};
 
 /// A running cluster of `scripts/cluster`.
 struct Cluster {
@@ -211,19 +212,6 @@ fn commit(project: &TestProject, message: &str) -> String {
     git(project.path(), &["rev-parse", "HEAD"])
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).expect("read example") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            std::fs::create_dir_all(&target).expect("mkdir");
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
 /// `kubectl proxy` on a free port, stopped when dropped.
 struct Proxy {
     child: Child,
@@ -275,6 +263,40 @@ fn request(
     body: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
     common::http(addr, method, path, body)
+}
+
+/// Run `cmd` (a command that follows, never ending by itself) until a line
+/// of its standard output contains `needle`, then stop it. `Err`: what it
+/// showed when it ended or `limit` passed.
+fn follow_until(mut cmd: Command, needle: &str, limit: Duration) -> Result<(), String> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + limit;
+    let mut seen = Vec::new();
+    let found = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    if found { Ok(()) } else { Err(seen.join("\n")) }
 }
 
 /// A namespace name for one test, unique on this cluster.
@@ -378,4 +400,256 @@ fn seed_tutorial_on_a_cluster() {
                 .is_ok_and(|o| o.status.success())
         },
     );
+}
+
+/// `bodywork.yaml` of a service `svc` (2 replicas, port 5000) answering
+/// its version, in namespace `ns`.
+fn service_project(ns: &str, version: &str) -> String {
+    format!(
+        "version: \"1.1\"\npipeline:\n  name: web\n  namespace: {ns}\n  DAG: svc\nstages:\n  svc:\n    executable_module_path: app/server.py\n    args: [\"{version}\", \"svc\"]\n    service: {{max_startup_time_seconds: 60, replicas: 2, port: 5000, ingress: false}}\n"
+    )
+}
+
+/// A rolling redeploy under load loses no request; a version that crashes
+/// at start is rolled back at once (not at its deadline) while the old one
+/// keeps answering; its crashes are in `kubectl logs --previous`; `bodywork
+/// logs` (and `-f`) read the replicas' logs; `service delete` removes it.
+#[test]
+fn rolling_redeploy_under_load_and_a_crashing_version_rolled_back() {
+    let c = cluster();
+    let ns = namespace("rolling");
+    let _ns = guard(c, &ns);
+    let url = format!("https://git.bodywork.test/{ns}");
+    let project = served_project(c, &url, "main", &[("app/server.py", SERVER)]);
+    let write = |version: &str| {
+        std::fs::write(
+            project.path().join("bodywork.yaml"),
+            service_project(&ns, version),
+        )
+        .expect("bodywork.yaml");
+        commit(&project, version);
+    };
+    let home = c.home();
+    home.ok(&["setup-namespace", &ns]);
+    write("v1");
+    home.ok(&["workflow", &url, "main"]);
+
+    let proxy = Proxy::start(c, &c.kubeconfig());
+    let path = format!("/api/v1/namespaces/{ns}/services/svc/proxy/");
+    let (code, body) = request(&proxy.addr(), "GET", &path, None).expect("v1 answers");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"version\": \"v1\""), "{body}");
+
+    write("v2");
+    let load = Load::start(proxy.addr(), path.clone(), 4, Duration::from_secs(240));
+    let run = home.ok(&["workflow", &url, "main"]);
+    let (ok, failed, versions, failures) = load.finish();
+    assert_eq!(
+        failed, 0,
+        "failed requests during the rolling update: {failures:?}\n{run}"
+    );
+    assert!(ok > 20, "only {ok} requests");
+    assert_eq!(versions, ["v1", "v2"], "{run}");
+
+    write("crash");
+    let load = Load::start(proxy.addr(), path.clone(), 4, Duration::from_secs(240));
+    let started = Instant::now();
+    let run = home.run(&["workflow", &url, "main"]);
+    let took = started.elapsed();
+    let (ok, failed, versions, failures) = load.finish();
+    run.expect_code(1);
+    assert!(run.all().contains("crashed"), "{run}");
+    eprintln!("{run}");
+    assert!(run.all().contains("rolled back"), "{run}");
+    assert!(
+        took < Duration::from_secs(100),
+        "a crashing version waited out its deadline: {took:?}"
+    );
+    assert_eq!(
+        failed, 0,
+        "failed requests during the rollback: {failures:?}"
+    );
+    assert!(ok > 10, "only {ok} requests");
+    assert_eq!(versions, ["v2"]);
+    let services = home.ok(&["service", "display", "--namespace", &ns, "-o", "json"]);
+    let services: serde_json::Value = serde_json::from_str(&services.stdout).expect("json");
+    assert_eq!(services[0]["available_replicas"], 2, "{services}");
+
+    // The replicas' logs, through the API server and the node agent.
+    let logs = home.ok(&["logs", "--namespace", &ns, "svc"]);
+    assert!(
+        logs.stdout.contains("svc v2 listening on port 5000"),
+        "{logs}"
+    );
+    let shown = follow_until(
+        home.cmd(&["logs", "--namespace", &ns, "svc", "-f"]),
+        "svc v2 listening on port 5000",
+        Duration::from_secs(30),
+    );
+    assert!(shown.is_ok(), "logs -f showed: {shown:?}");
+
+    // The crashed pods are gone with the rollback; a pod that crashes
+    // keeps its previous container's log (`kubectl logs --previous`).
+    let pod = format!("crasher-{}", std::process::id());
+    c.kubectl_ok(&[
+        "-n",
+        &ns,
+        "run",
+        &pod,
+        "--restart=Always",
+        "--image=ghcr.io/bodywork-ml/bodywork-rs:0.1.0",
+        "--command",
+        "--",
+        "sh",
+        "-c",
+        "echo crashed once; exit 3",
+    ]);
+    wait_for("the pod to restart", Duration::from_secs(60), || {
+        c.kubectl_ok(&[
+            "-n",
+            &ns,
+            "get",
+            "pod",
+            &pod,
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ])
+        .trim()
+        .parse::<u32>()
+        .is_ok_and(|n| n >= 1)
+    });
+    let previous = c.kubectl_ok(&["-n", &ns, "logs", &pod, "--previous"]);
+    assert_eq!(previous.trim(), "crashed once");
+
+    home.ok(&["service", "delete", "--namespace", &ns, "--name", "svc"]);
+    let left = c.kubectl_ok(&["-n", &ns, "get", "deployments,services", "-o", "name"]);
+    assert_eq!(left.trim(), "", "left after service delete");
+}
+
+const MARK_SCRIPT: &str = r#"
+import os, sys, time
+out, what = sys.argv[1], sys.argv[2]
+if what == "secret":
+    with open(out, "a") as f:
+        f.write(f"TOKEN={os.environ.get('TOKEN', '<unset>')}\n")
+elif what == "flaky":
+    # Fails on its first attempt: the attempts share the pod's directory.
+    if not os.path.exists("attempted"):
+        open("attempted", "w").close()
+        print("first attempt fails", flush=True)
+        sys.exit(1)
+    with open(out, "a") as f:
+        f.write("flaky ran\n")
+elif what == "evicted":
+    # Its first pod waits to be evicted; the pod the Job starts instead runs.
+    marker = sys.argv[3]
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        print("waiting to be evicted", flush=True)
+        time.sleep(600)
+    with open(out, "a") as f:
+        f.write("evicted ran\n")
+elif what == "slow":
+    print("sleeping past the deadline", flush=True)
+    time.sleep(600)
+"#;
+
+/// A batch DAG on the cluster: a stage reading a secret, a stage that
+/// fails once and is retried, a stage whose pod is evicted (the Eviction
+/// API: not a failure of the stage, the Job starts another pod), then a
+/// stage killed at its deadline, which fails the workflow naming it; every
+/// Job is gone afterwards.
+#[test]
+fn batch_dag_with_a_secret_retries_and_a_timeout() {
+    let c = cluster();
+    let ns = namespace("batch");
+    let _ns = guard(c, &ns);
+    let url = format!("https://git.bodywork.test/{ns}");
+    let project = TestProject::new(&[("mark.py", MARK_SCRIPT)]);
+    let out = project.scratch("marks.txt");
+    let out_arg = out.to_str().expect("UTF-8 path");
+    let marker = project.scratch("evict-me");
+    let marker_arg = marker.to_str().expect("UTF-8 path");
+    let config = yaml(
+        "batchy",
+        "secret >> flaky >> evicted >> slow",
+        &format!("  namespace: {ns}\n"),
+        &[
+            batch_stage(
+                "secret",
+                "mark.py",
+                60,
+                0,
+                &format!(
+                    "{}    secrets:\n      TOKEN: creds\n",
+                    args_line(&[out_arg, "secret"])
+                ),
+            ),
+            batch_stage("flaky", "mark.py", 60, 1, &args_line(&[out_arg, "flaky"])),
+            batch_stage(
+                "evicted",
+                "mark.py",
+                600,
+                0,
+                &args_line(&[out_arg, "evicted", marker_arg]),
+            ),
+            batch_stage("slow", "mark.py", 3, 0, &args_line(&[out_arg, "slow"])),
+        ],
+    );
+    std::fs::write(project.path().join("bodywork.yaml"), config).expect("bodywork.yaml");
+    git(project.path(), &["init", "--quiet", "-b", "main"]);
+    commit(&project, "batch");
+    c.mirror(&url, project.path());
+
+    let home = c.home();
+    home.ok(&["setup-namespace", &ns]);
+    home.ok(&[
+        "secret",
+        "create",
+        "--namespace",
+        &ns,
+        "--name",
+        "creds",
+        "--data",
+        "TOKEN=s3cret",
+    ]);
+    let workflow = home.spawn(&["workflow", &url, "main"]);
+    wait_for(
+        "the stage to wait for its eviction",
+        Duration::from_secs(120),
+        || marker.exists(),
+    );
+    let pod = c.kubectl_ok(&[
+        "-n",
+        &ns,
+        "get",
+        "pods",
+        "-l",
+        "job-name=batchy--evicted",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let eviction = project.scratch("eviction.json");
+    std::fs::write(
+        &eviction,
+        format!(r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"{ns}"}}}}"#),
+    )
+    .expect("eviction body");
+    c.kubectl_ok(&[
+        "create",
+        "--raw",
+        &format!("/api/v1/namespaces/{ns}/pods/{pod}/eviction"),
+        "-f",
+        eviction.to_str().expect("UTF-8 path"),
+    ]);
+    let run = workflow.finish(Duration::from_secs(300));
+    run.expect_code(1);
+    let marks = std::fs::read_to_string(&out).unwrap_or_default();
+    assert_eq!(marks, "TOKEN=s3cret\nflaky ran\nevicted ran\n", "{run}");
+    assert!(run.all().contains("waiting to be evicted"), "{run}");
+    assert!(run.all().contains("first attempt fails"), "{run}");
+    assert!(run.all().contains("sleeping past the deadline"), "{run}");
+    assert!(run.all().contains("slow"), "{run}");
+    let jobs = c.kubectl_ok(&["-n", &ns, "get", "jobs", "-o", "name"]);
+    assert_eq!(jobs.trim(), "", "Jobs left behind");
 }

@@ -96,7 +96,9 @@ fn example_serve_model() {
             "master",
             "scoring-service",
             "--commit",
-            COMMIT
+            COMMIT,
+            "--drain-seconds",
+            "5"
         ],
         "pods run the commit the workflow resolved, never the branch's later tip"
     );

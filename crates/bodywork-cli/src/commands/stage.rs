@@ -8,6 +8,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bodywork_local::direct::{self, DirectStage};
 use bodywork_runtime::{CancellationToken, Level, Log, LogSink, format_log_line, timestamp_now};
@@ -62,8 +63,19 @@ pub fn run(args: &StageArgs) -> Outcome {
     let outcome = block_on(async {
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
+        let drain = Duration::from_secs(args.drain_seconds);
         let signals = tokio::spawn(async move {
             stopped().await;
+            if !drain.is_zero() {
+                eprintln!(
+                    "stopping the stage in {}s: it serves meanwhile, while the cluster stops sending it requests",
+                    drain.as_secs()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(drain) => {}
+                    _ = stopped() => {}
+                }
+            }
             eprintln!("stopping the stage");
             stop.cancel();
         });

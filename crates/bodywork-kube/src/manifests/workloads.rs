@@ -11,7 +11,9 @@ use bodywork_plan::{EnvValue, StagePlan, StagePlanKind, WorkflowPlan};
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar as K8sEnvVar, EnvVarSource, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, SecretKeySelector, Service, ServicePort, ServiceSpec, TCPSocketAction,
@@ -127,6 +129,12 @@ fn resources(stage: &StagePlan) -> Option<ResourceRequirements> {
     })
 }
 
+/// How long a service replica keeps serving after SIGTERM (`bodywork
+/// stage --drain-seconds`): long enough for the endpoint controller, the
+/// API server's service proxy and kube-proxy to stop sending it requests,
+/// well within the pod's 30 s grace period.
+pub const DRAIN_SECONDS: u32 = 5;
+
 fn container(
     run: &Target<'_>,
     stage: &StagePlan,
@@ -176,6 +184,19 @@ pub fn job(
         spec: Some(JobSpec {
             // Retries happen once: in the pod, by `bodywork stage`.
             backoff_limit: Some(0),
+            // A pod the cluster takes away (eviction, preemption, a node
+            // drained: the `DisruptionTarget` condition) is not the stage
+            // failing: the Job starts another, outside the backoff limit.
+            pod_failure_policy: Some(PodFailurePolicy {
+                rules: vec![PodFailurePolicyRule {
+                    action: "Ignore".into(),
+                    on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                        type_: "DisruptionTarget".into(),
+                        status: "True".into(),
+                    }]),
+                    on_exit_codes: None,
+                }],
+            }),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
@@ -218,6 +239,12 @@ pub fn service_manifests(run: &Target<'_>, stage: &StagePlan, image: &str) -> Ve
         annotations.insert(INGRESS_ANNOTATION.into(), ingress_path(run, service_name));
     }
     let mut container = container(run, stage, image, &[]);
+    // A replica told to stop (a rolling update, a scale-down) keeps serving
+    // while the cluster takes it out of its Service's endpoints; stopping at
+    // once refuses the requests still routed to it.
+    if let Some(args) = container.args.as_mut() {
+        args.extend(["--drain-seconds".into(), DRAIN_SECONDS.to_string()]);
+    }
     container.ports = Some(vec![ContainerPort {
         container_port: port,
         name: Some(PORT_NAME.into()),

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use super::watch::await_condition;
+use super::watch::{await_condition, first_failing_pod};
 use bodywork_plan::StagePlanKind;
 use bodywork_runtime::{Level, Log, Result, RuntimeError, ServiceStatus, StageRun};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -134,6 +134,7 @@ impl KubeRuntime {
                 )
             ),
         );
+        let failing = first_failing_pod(pods.clone(), selector.clone(), old_pods.clone());
         let logs = PodLogs::start(
             pods,
             selector,
@@ -167,6 +168,7 @@ impl KubeRuntime {
                     self.waits.grace.as_secs()
                 )),
             },
+            why = failing => Err(format!("is not ready: {why}")),
             _ = cancel.cancelled() => Err("cancelled".to_string()),
         };
         logs.finish(Duration::ZERO).await;

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::watch::await_condition;
+use super::watch::{await_condition, first_failing_pod};
 use bodywork_runtime::{Level, Result, RuntimeError, StageRun};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
@@ -73,8 +73,15 @@ impl KubeRuntime {
                 None => Ok(finished.await),
             }
         };
+        let failing = first_failing_pod(self.ns(ns), format!("job-name={name}"), HashSet::new());
         let finished = tokio::select! {
             r = finished => r,
+            why = failing => {
+                logs.finish(LOG_DRAIN).await;
+                self.delete_opt(&jobs, name, Action::new("delete", "Job", name, ns)).await?;
+                log.log(Level::Info, LOGGER, &format!("deleted job={name}"));
+                return Err(RuntimeError::StageFailed { stage: stage.stage.clone(), reason: why });
+            }
             _ = cancel.cancelled() => {
                 logs.finish(Duration::ZERO).await;
                 self.delete_opt(&jobs, name, Action::new("delete", "Job", name, ns)).await?;

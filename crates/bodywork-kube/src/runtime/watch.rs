@@ -47,3 +47,35 @@ where
     // A watcher never ends by itself.
     Ok(None)
 }
+
+/// Why the first pod matching `selector` (and not in `skip`) cannot get
+/// anywhere ([`crate::wait::pod_failing`]): a bad image, a missing Secret
+/// key, a container crashing again and again. Never resolves while every
+/// pod is fine; a broken watch only delays the answer (the caller's own
+/// wait reports cluster errors).
+pub(crate) async fn first_failing_pod(
+    pods: Api<k8s_openapi::api::core::v1::Pod>,
+    selector: String,
+    skip: std::collections::HashSet<String>,
+) -> String {
+    use kube::ResourceExt;
+    use kube::runtime::WatchStreamExt;
+    let mut events = std::pin::pin!(
+        watcher::watcher(pods, watcher::Config::default().labels(&selector)).applied_objects()
+    );
+    loop {
+        match events.next().await {
+            Some(Ok(pod)) => {
+                let name = pod.name_any();
+                if skip.contains(&name) {
+                    continue;
+                }
+                if let Some(why) = crate::wait::pod_failing(&pod) {
+                    return format!("pod {name} {why}");
+                }
+            }
+            Some(Err(_)) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+            None => std::future::pending::<()>().await,
+        }
+    }
+}
