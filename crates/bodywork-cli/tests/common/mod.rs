@@ -559,7 +559,7 @@ http.server.HTTPServer(("0.0.0.0", port), Handler).serve_forever()
 /// own connection) and the `version` fields the answers carried.
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    ok: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub ok: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     failed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     versions: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     failures: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
