@@ -653,3 +653,201 @@ fn batch_dag_with_a_secret_retries_and_a_timeout() {
     let jobs = c.kubectl_ok(&["-n", &ns, "get", "jobs", "-o", "name"]);
     assert_eq!(jobs.trim(), "", "Jobs left behind");
 }
+
+/// A stage that appends its secret (or `-`) to the file its argument names.
+const APPEND_SCRIPT: &str = r#"
+import os, sys
+with open(sys.argv[1], "a") as f:
+    f.write(os.environ.get("USERNAME", "-") + "\n")
+print("appended to", sys.argv[1], flush=True)
+"#;
+
+/// A one-stage batch project in namespace `ns` (none: the Bodywork 3
+/// default, the project's name) appending to `out`, reading `USERNAME`
+/// from the secret `creds` (of its secrets group `group`, if any).
+fn append_project(
+    c: &Cluster,
+    url: &str,
+    name: &str,
+    ns: Option<&str>,
+    group: Option<&str>,
+) -> (TestProject, PathBuf) {
+    let project = TestProject::new(&[("append.py", APPEND_SCRIPT)]);
+    let out = project.scratch("appended.txt");
+    let mut pipeline = String::new();
+    if let Some(ns) = ns {
+        pipeline.push_str(&format!("  namespace: {ns}\n"));
+    }
+    if let Some(group) = group {
+        pipeline.push_str(&format!("  secrets_group: {group}\n"));
+    }
+    let secrets = if group.is_some() {
+        "    secrets:\n      USERNAME: creds\n"
+    } else {
+        ""
+    };
+    let config = yaml(
+        name,
+        "append",
+        &pipeline,
+        &[batch_stage(
+            "append",
+            "append.py",
+            60,
+            0,
+            &format!(
+                "{}{secrets}",
+                args_line(&[out.to_str().expect("UTF-8 path")])
+            ),
+        )],
+    );
+    std::fs::write(project.path().join("bodywork.yaml"), config).expect("bodywork.yaml");
+    git(project.path(), &["init", "--quiet", "-b", "main"]);
+    commit(&project, "append");
+    c.mirror(url, project.path());
+    (project, out)
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |s| s.lines().count())
+}
+
+/// A cron job fired by the real CronJob controller, and one triggered by
+/// hand; each run is `bodywork workflow` in a pod under the
+/// `bodywork-workflow-controller` account, creating its stage's Job under
+/// the real RBAC authorizer.
+#[test]
+fn cron_job_fired_by_the_cronjob_controller_and_triggered_by_hand() {
+    let c = cluster();
+    let ns = namespace("cron");
+    let _ns = guard(c, &ns);
+    let url = format!("https://git.bodywork.test/{ns}");
+    let (_project, out) = append_project(c, &url, "cronny", Some(&ns), None);
+    let home = c.home();
+    home.ok(&["setup-namespace", &ns]);
+    home.ok(&[
+        "cronjob",
+        "create",
+        "--namespace",
+        &ns,
+        "--name",
+        "every-minute",
+        "--schedule",
+        "* * * * *",
+        "--git-repo-url",
+        &url,
+        "--git-repo-branch",
+        "main",
+    ]);
+    home.ok(&[
+        "cronjob",
+        "trigger",
+        "--namespace",
+        &ns,
+        "--name",
+        "every-minute",
+    ]);
+    wait_for("the triggered run", Duration::from_secs(120), || {
+        lines(&out) >= 1
+    });
+    // The controller's own run, at the next minute.
+    wait_for("a run of the schedule", Duration::from_secs(150), || {
+        lines(&out) >= 2
+    });
+    let jobs = c.kubectl_ok(&[
+        "-n", &ns, "get", "jobs", "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.metadata.ownerReferences[0].kind}{\"\\n\"}{end}",
+    ]);
+    assert!(
+        jobs.lines()
+            .any(|l| l.starts_with("every-minute-manual-") && l.ends_with(" CronJob")),
+        "{jobs}"
+    );
+    assert!(
+        jobs.lines().any(|l| !l.contains("manual")
+            && l.starts_with("every-minute-")
+            && l.ends_with(" CronJob")),
+        "no Job of the schedule: {jobs}"
+    );
+    wait_for(
+        "both runs to be in the history",
+        Duration::from_secs(120),
+        || {
+            let history = home.ok(&[
+                "cronjob",
+                "history",
+                "--namespace",
+                &ns,
+                "--name",
+                "every-minute",
+                "-o",
+                "json",
+            ]);
+            serde_json::from_str::<Vec<serde_json::Value>>(&history.stdout)
+                .is_ok_and(|runs| runs.iter().filter(|r| r["succeeded"] == 1).count() >= 2)
+        },
+    );
+    home.ok(&[
+        "cronjob",
+        "delete",
+        "--namespace",
+        &ns,
+        "--name",
+        "every-minute",
+    ]);
+}
+
+/// The Bodywork 3 verbs on a cluster: a secret of a secrets group reaches
+/// the stage, `create deployment` and `--async` (a Job in the cluster under
+/// bodywork's controller account), `get deployment`, the detached run's
+/// log, `delete deployment`.
+#[test]
+fn bodywork3_verbs_with_a_secrets_group_and_an_async_deployment() {
+    let c = cluster();
+    let name = namespace("bw3");
+    let _ns = guard(c, &name);
+    let url = format!("https://git.bodywork.test/{name}");
+    let group = format!("{name}-group");
+    let (_project, out) = append_project(c, &url, &name, None, Some(&group));
+    let home = c.home();
+    home.ok(&[
+        "create",
+        "secret",
+        "creds",
+        "--group",
+        &group,
+        "--data",
+        "USERNAME=alice",
+    ]);
+    home.ok(&["create", "deployment", &url, "--branch", "main"]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap_or_default(), "alice\n");
+
+    let started = home.ok(&["create", "deployment", &url, "--branch", "main", "--async"]);
+    let run_name = started
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "as")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the run's name in {started}"))
+        .to_string();
+    wait_for("the detached run", Duration::from_secs(180), || {
+        lines(&out) >= 2
+    });
+    wait_for(
+        "the detached run to succeed",
+        Duration::from_secs(120),
+        || {
+            let runs = home.ok(&["get", "deployment", "--async", "-o", "json"]);
+            serde_json::from_str::<Vec<serde_json::Value>>(&runs.stdout).is_ok_and(|runs| {
+                runs.iter().any(|r| {
+                    r["trigger"].as_str() == Some(&format!("async:{run_name}"))
+                        && r["status"] == "succeeded"
+                })
+            })
+        },
+    );
+    home.ok(&["get", "deployment", "--async", "--logs", &run_name])
+        .expect_output(&format!("successfully ran workflow for project={name}"));
+    home.ok(&["delete", "deployment", &run_name, "--async"]);
+    home.ok(&["delete", "secret", "creds", "--group", &group]);
+}

@@ -102,6 +102,67 @@ fn controller_cluster_role() -> ClusterRole {
     }
 }
 
+/// The ClusterRole (and ClusterRoleBinding) of the controller of detached
+/// runs (Bodywork 3's `create deployment --async`): the account
+/// [`CONTROLLER_ACCOUNT`] of Bodywork's own namespace.
+pub const DETACHED_ROLE: &str = "bodywork-detached-controller";
+
+/// What detached runs need besides their namespace's own objects: their
+/// controller deploys a project into the project's namespace, which it may
+/// have to create and set up (`setup-namespace`'s objects) and copy a
+/// secrets group into. So it holds, cluster-wide, what a namespace's
+/// controller holds in its namespace, plus creating Namespaces, writing
+/// Secrets, and creating the RBAC objects of `setup-namespace` (whose rules
+/// are a subset of its own: the API server refuses a Role granting more than
+/// its creator holds, so this cannot escalate). Applied with Bodywork's own
+/// namespace and before each detached run.
+pub fn detached_controller_manifests() -> Vec<Manifest> {
+    let namespace = bodywork_runtime::groups::GROUPS_NAMESPACE;
+    let mut rules: Vec<PolicyRule> = controller_rules()
+        .into_iter()
+        .filter(|r| r.resources.as_deref() != Some(&["secrets".to_string()][..]))
+        .collect();
+    rules.extend([
+        rule(
+            "",
+            &["secrets"],
+            &["get", "list", "create", "update", "patch", "delete"],
+        ),
+        rule("", &["namespaces"], &["get", "list", "create", "patch"]),
+        rule(
+            "rbac.authorization.k8s.io",
+            &[
+                "roles",
+                "rolebindings",
+                "clusterroles",
+                "clusterrolebindings",
+            ],
+            &["get", "create", "update", "patch"],
+        ),
+    ]);
+    vec![
+        Manifest::ClusterRole(ClusterRole {
+            metadata: meta(DETACHED_ROLE, None, labels(&[])),
+            rules: Some(rules),
+            ..ClusterRole::default()
+        }),
+        Manifest::ClusterRoleBinding(ClusterRoleBinding {
+            metadata: meta(DETACHED_ROLE, None, labels(&[])),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "ClusterRole".into(),
+                name: DETACHED_ROLE.into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: CONTROLLER_ACCOUNT.into(),
+                namespace: Some(namespace.to_string()),
+                ..Subject::default()
+            }]),
+        }),
+    ]
+}
+
 /// What the in-cluster workflow controller may do in its namespace:
 /// exactly what [`crate::KubeRuntime`] calls while it runs a workflow.
 fn controller_rules() -> Vec<PolicyRule> {

@@ -232,6 +232,9 @@ impl KubeRuntime {
         if !self.namespace_exists(namespace).await? {
             self.setup_namespace(namespace).await?;
         }
+        // A cluster set up by an earlier version has no such permissions.
+        self.apply_manifests(&manifests::detached_controller_manifests())
+            .await?;
         let name = name.map_or_else(
             || format!("async-workflow-{}", unix_seconds()),
             String::from,

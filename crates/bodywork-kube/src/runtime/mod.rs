@@ -339,6 +339,10 @@ impl Resources for KubeRuntime {
         let existed = self.namespace_exists(namespace).await?;
         self.apply_manifests(&manifests::namespace_manifests(namespace))
             .await?;
+        if namespace == bodywork_runtime::groups::GROUPS_NAMESPACE {
+            self.apply_manifests(&manifests::detached_controller_manifests())
+                .await?;
+        }
         Ok(words::setup_lines(namespace, existed))
     }
 
