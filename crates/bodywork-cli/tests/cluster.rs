@@ -33,6 +33,40 @@ use common::{
     Load, SERVER, TestHome, TestProject, args_line, batch_stage, copy_dir, git, wait_for, yaml,
 };
 
+/// Who runs the CLI: cluster-admin, or a user holding only the
+/// `bodywork-user` ClusterRole the README documents.
+#[derive(Clone, Copy, Debug)]
+enum Who {
+    Admin,
+    User,
+}
+
+/// Each scenario, once as each [`Who`].
+macro_rules! as_admin_and_as_user {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[test]
+                fn as_cluster_admin() {
+                    super::$scenario(super::Who::Admin)
+                }
+                #[test]
+                fn as_bodywork_user() {
+                    super::$scenario(super::Who::User)
+                }
+            }
+        )*
+    };
+}
+
+as_admin_and_as_user!(
+    seed_tutorial_on_a_cluster,
+    rolling_redeploy_under_load_and_a_crashing_version_rolled_back,
+    batch_dag_with_a_secret_retries_and_a_timeout,
+    cron_job_fired_by_the_cronjob_controller_and_triggered_by_hand,
+    bodywork3_verbs_with_a_secrets_group_and_an_async_deployment,
+);
+
 /// A running cluster of `scripts/cluster`.
 struct Cluster {
     dir: PathBuf,
@@ -110,6 +144,13 @@ impl Cluster {
         self.dir.join("kubeconfig")
     }
 
+    fn kubeconfig_of(&self, who: Who) -> PathBuf {
+        match who {
+            Who::Admin => self.kubeconfig(),
+            Who::User => self.user_kubeconfig(),
+        }
+    }
+
     fn kubectl_path(&self) -> PathBuf {
         self.dir.join("bin/kubectl")
     }
@@ -118,10 +159,78 @@ impl Cluster {
         self.dir.join("image/gitconfig")
     }
 
-    /// A home whose commands run on this cluster as cluster-admin, with the
+    /// A home whose commands run on this cluster as `who`, with the
     /// image's git mirror.
-    fn home(&self) -> TestHome {
-        self.home_as(&self.kubeconfig())
+    fn home(&self, who: Who) -> TestHome {
+        self.home_as(&self.kubeconfig_of(who))
+    }
+
+    /// Credentials of a user holding only the README's `bodywork-user`
+    /// ClusterRole: a ServiceAccount's token (made once per test run).
+    fn user_kubeconfig(&self) -> PathBuf {
+        static USER: OnceLock<PathBuf> = OnceLock::new();
+        USER.get_or_init(|| self.make_user()).clone()
+    }
+
+    fn make_user(&self) -> PathBuf {
+        let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+        let role = readme
+            .split_once("<!-- bodywork-user-role -->")
+            .and_then(|(_, rest)| rest.split_once("<!-- /bodywork-user-role -->"))
+            .map(|(block, _)| {
+                block
+                    .trim()
+                    .trim_start_matches("```yaml")
+                    .trim_end_matches("```")
+            })
+            .expect("the README documents the bodywork-user ClusterRole");
+        let (ns, account) = ("bodywork-e2e-users", "bodywork-user");
+        let manifests = format!(
+            "{role}\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\n\
+             apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {account}\n  namespace: {ns}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: bodywork-e2e-user\n\
+             roleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: bodywork-user\n\
+             subjects:\n- kind: ServiceAccount\n  name: {account}\n  namespace: {ns}\n"
+        );
+        let file = self.dir.join("e2e-user.yaml");
+        std::fs::write(&file, manifests).expect("user manifests");
+        self.kubectl_ok(&["apply", "-f", file.to_str().expect("UTF-8 path")]);
+        let token = self.kubectl_ok(&["-n", ns, "create", "token", account, "--duration=6h"]);
+        let server = self.kubectl_ok(&[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ]);
+        let ca = self.kubectl_ok(&[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+        ]);
+        let kubeconfig = self.dir.join("e2e-user.kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
+                 users:\n- name: bodywork-user\n  user:\n    token: {}\n\
+                 contexts:\n- name: bodywork-user\n  context:\n    cluster: e2e\n    user: bodywork-user\ncurrent-context: bodywork-user\n",
+                token.trim()
+            ),
+        )
+        .expect("user kubeconfig");
+        // The role is all it holds: not even reading another kind.
+        let denied = Command::new(self.kubectl_path())
+            .args(["auth", "can-i", "list", "statefulsets.apps", "-A"])
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .expect("kubectl auth can-i");
+        assert_eq!(String::from_utf8_lossy(&denied.stdout).trim(), "no");
+        kubeconfig
     }
 
     fn home_as(&self, kubeconfig: &Path) -> TestHome {
@@ -154,6 +263,26 @@ impl Cluster {
     fn mirror(&self, url: &str, repo: &Path) {
         static LOCK: Mutex<()> = Mutex::new(());
         let _held = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+        // Earlier mirrors of the same URL (an earlier test's repository).
+        let earlier = Command::new("git")
+            .arg("config")
+            .arg("--file")
+            .arg(self.gitconfig())
+            .args(["--get-regexp", r"^url\..*\.insteadof$"])
+            .output()
+            .expect("git config --get-regexp");
+        for line in String::from_utf8_lossy(&earlier.stdout).lines() {
+            if let Some((key, value)) = line.split_once(' ')
+                && value == url
+            {
+                let _ = Command::new("git")
+                    .arg("config")
+                    .arg("--file")
+                    .arg(self.gitconfig())
+                    .args(["--unset-all", key])
+                    .status();
+            }
+        }
         let key = format!("url.file://{}.insteadOf", repo.display());
         let ok = Command::new("git")
             .arg("config")
@@ -300,8 +429,12 @@ fn follow_until(mut cmd: Command, needle: &str, limit: Duration) -> Result<(), S
 }
 
 /// A namespace name for one test, unique on this cluster.
-fn namespace(test: &str) -> String {
-    format!("bw-e2e-{test}-{}", std::process::id() % 100_000)
+fn namespace(test: &str, who: Who) -> String {
+    let who = match who {
+        Who::Admin => "a",
+        Who::User => "u",
+    };
+    format!("bw-e2e-{test}-{who}{}", std::process::id() % 100_000)
 }
 
 /// Deletes the namespace when dropped (the cluster outlives the test).
@@ -340,8 +473,10 @@ const SEED_ANSWER: &str = r#"{"species_prediction":"setosa","probabilities":"set
 
 /// The seed tutorial as written for a cluster: its commands, its URL, its
 /// `kubectl proxy` and curl, its JSON answer.
-#[test]
-fn seed_tutorial_on_a_cluster() {
+fn seed_tutorial_on_a_cluster(who: Who) {
+    // The seed's namespace is fixed: one run at a time.
+    static SEED: Mutex<()> = Mutex::new(());
+    let _one = SEED.lock().unwrap_or_else(|p| p.into_inner());
     let c = cluster();
     let project = TestProject::new(&[]);
     copy_dir(&repo_root().join("examples/serve-model"), project.path());
@@ -353,7 +488,7 @@ fn seed_tutorial_on_a_cluster() {
             .expect("requirements"),
     );
     let _ns = guard(c, "scoring-service");
-    let home = c.home();
+    let home = c.home(who);
 
     let setup = home.ok(&["setup-namespace", "scoring-service"]);
     assert_eq!(
@@ -414,10 +549,9 @@ fn service_project(ns: &str, version: &str) -> String {
 /// at start is rolled back at once (not at its deadline) while the old one
 /// keeps answering; its crashes are in `kubectl logs --previous`; `bodywork
 /// logs` (and `-f`) read the replicas' logs; `service delete` removes it.
-#[test]
-fn rolling_redeploy_under_load_and_a_crashing_version_rolled_back() {
+fn rolling_redeploy_under_load_and_a_crashing_version_rolled_back(who: Who) {
     let c = cluster();
-    let ns = namespace("rolling");
+    let ns = namespace("rolling", who);
     let _ns = guard(c, &ns);
     let url = format!("https://git.bodywork.test/{ns}");
     let project = served_project(c, &url, "main", &[("app/server.py", SERVER)]);
@@ -429,12 +563,12 @@ fn rolling_redeploy_under_load_and_a_crashing_version_rolled_back() {
         .expect("bodywork.yaml");
         commit(&project, version);
     };
-    let home = c.home();
+    let home = c.home(who);
     home.ok(&["setup-namespace", &ns]);
     write("v1");
     home.ok(&["workflow", &url, "main"]);
 
-    let proxy = Proxy::start(c, &c.kubeconfig());
+    let proxy = Proxy::start(c, &c.kubeconfig_of(who));
     let path = format!("/api/v1/namespaces/{ns}/services/svc/proxy/");
     let (code, body) = request(&proxy.addr(), "GET", &path, None).expect("v1 answers");
     assert_eq!(code, 200, "{body}");
@@ -559,10 +693,9 @@ elif what == "slow":
 /// API: not a failure of the stage, the Job starts another pod), then a
 /// stage killed at its deadline, which fails the workflow naming it; every
 /// Job is gone afterwards.
-#[test]
-fn batch_dag_with_a_secret_retries_and_a_timeout() {
+fn batch_dag_with_a_secret_retries_and_a_timeout(who: Who) {
     let c = cluster();
-    let ns = namespace("batch");
+    let ns = namespace("batch", who);
     let _ns = guard(c, &ns);
     let url = format!("https://git.bodywork.test/{ns}");
     let project = TestProject::new(&[("mark.py", MARK_SCRIPT)]);
@@ -601,7 +734,7 @@ fn batch_dag_with_a_secret_retries_and_a_timeout() {
     commit(&project, "batch");
     c.mirror(&url, project.path());
 
-    let home = c.home();
+    let home = c.home(who);
     home.ok(&["setup-namespace", &ns]);
     home.ok(&[
         "secret",
@@ -716,14 +849,13 @@ fn lines(path: &Path) -> usize {
 /// hand; each run is `bodywork workflow` in a pod under the
 /// `bodywork-workflow-controller` account, creating its stage's Job under
 /// the real RBAC authorizer.
-#[test]
-fn cron_job_fired_by_the_cronjob_controller_and_triggered_by_hand() {
+fn cron_job_fired_by_the_cronjob_controller_and_triggered_by_hand(who: Who) {
     let c = cluster();
-    let ns = namespace("cron");
+    let ns = namespace("cron", who);
     let _ns = guard(c, &ns);
     let url = format!("https://git.bodywork.test/{ns}");
     let (_project, out) = append_project(c, &url, "cronny", Some(&ns), None);
-    let home = c.home();
+    let home = c.home(who);
     home.ok(&["setup-namespace", &ns]);
     home.ok(&[
         "cronjob",
@@ -801,15 +933,14 @@ fn cron_job_fired_by_the_cronjob_controller_and_triggered_by_hand() {
 /// the stage, `create deployment` and `--async` (a Job in the cluster under
 /// bodywork's controller account), `get deployment`, the detached run's
 /// log, `delete deployment`.
-#[test]
-fn bodywork3_verbs_with_a_secrets_group_and_an_async_deployment() {
+fn bodywork3_verbs_with_a_secrets_group_and_an_async_deployment(who: Who) {
     let c = cluster();
-    let name = namespace("bw3");
+    let name = namespace("bw3", who);
     let _ns = guard(c, &name);
     let url = format!("https://git.bodywork.test/{name}");
     let group = format!("{name}-group");
     let (_project, out) = append_project(c, &url, &name, None, Some(&group));
-    let home = c.home();
+    let home = c.home(who);
     home.ok(&[
         "create",
         "secret",
