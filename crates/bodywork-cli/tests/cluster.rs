@@ -526,6 +526,18 @@ fn seed_tutorial_on_a_cluster(who: Who) {
 
     let deleted = home.ok(&["delete-namespace", "scoring-service"]);
     assert!(deleted.all().contains("scoring-service"), "{deleted}");
+    let binding = c
+        .kubectl(&[
+            "get",
+            "clusterrolebinding",
+            "bodywork-workflow-controller--scoring-service",
+        ])
+        .output()
+        .expect("kubectl");
+    assert!(
+        !binding.status.success(),
+        "the namespace's cluster binding is left"
+    );
     wait_for(
         "namespace scoring-service to go",
         Duration::from_secs(120),
