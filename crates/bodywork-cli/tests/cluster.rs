@@ -65,6 +65,7 @@ as_admin_and_as_user!(
     batch_dag_with_a_secret_retries_and_a_timeout,
     cron_job_fired_by_the_cronjob_controller_and_triggered_by_hand,
     bodywork3_verbs_with_a_secrets_group_and_an_async_deployment,
+    a_missing_image_fails_its_stage_at_once,
 );
 
 /// A running cluster of `scripts/cluster`.
@@ -125,6 +126,9 @@ fn start_cluster() -> Result<Cluster, String> {
             ));
         }
     }
+    // Every environment holds the container's base packages (pip...),
+    // whatever its requirements: those first, for projects with none.
+    c.warm("");
     let version = Command::new(c.kubectl_path())
         .args(["version", "-o", "json"])
         .env("KUBECONFIG", c.kubeconfig())
@@ -993,4 +997,40 @@ fn bodywork3_verbs_with_a_secrets_group_and_an_async_deployment(who: Who) {
         .expect_output(&format!("successfully ran workflow for project={name}"));
     home.ok(&["delete", "deployment", &run_name, "--async"]);
     home.ok(&["delete", "secret", "creds", "--group", &group]);
+}
+
+/// An image the cluster cannot pull fails its stage as soon as the pod
+/// says so (`ErrImagePull`, `ImagePullBackOff`), not at the stage's
+/// deadline (20 minutes for a batch stage's pod to start).
+fn a_missing_image_fails_its_stage_at_once(who: Who) {
+    let c = cluster();
+    let ns = namespace("image", who);
+    let _ns = guard(c, &ns);
+    let url = format!("https://git.bodywork.test/{ns}");
+    let (_project, out) = append_project(c, &url, "imageless", Some(&ns), None);
+    let home = c.home(who);
+    home.ok(&["setup-namespace", &ns]);
+    let started = Instant::now();
+    let run = home.run(&[
+        "workflow",
+        &url,
+        "main",
+        "--image",
+        "example.com/nowhere/none:1",
+    ]);
+    run.expect_code(1);
+    assert!(
+        run.all()
+            .contains("cannot start: image example.com/nowhere/none:1 cannot be pulled"),
+        "{run}"
+    );
+    assert!(run.all().contains("--image IMAGE"), "{run}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(lines(&out), 0);
+    let jobs = c.kubectl_ok(&["-n", &ns, "get", "jobs", "-o", "name"]);
+    assert_eq!(jobs.trim(), "", "Jobs left behind");
 }

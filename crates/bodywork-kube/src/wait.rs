@@ -126,17 +126,24 @@ pub const CRASH_LIMIT: i32 = 2;
 /// pulled or is invalid, its configuration refers to something missing
 /// (`CreateContainerConfigError`: a Secret or key), or its container is in
 /// `CrashLoopBackOff` having restarted [`CRASH_LIMIT`] times. Worded to
-/// follow `pod NAME`: `cannot start: ImagePullBackOff: ...`, `crashed 2
-/// times (exit code 1)`.
+/// follow `pod NAME`: `cannot start: image X cannot be pulled
+/// (ImagePullBackOff: ...); run another with --image ...`, `crashed 2 times
+/// (exit code 1)`.
 pub fn pod_failing(pod: &Pod) -> Option<String> {
     let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
     statuses.iter().find_map(|cs| {
         let waiting = cs.state.as_ref()?.waiting.as_ref()?;
         match waiting.reason.as_deref()? {
-            "ErrImagePull"
-            | "ImagePullBackOff"
-            | "InvalidImageName"
-            | "CreateContainerConfigError" => {
+            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" => {
+                pod_blocked(pod).map(|why| {
+                    format!(
+                        "cannot start: image {} cannot be pulled ({why}); run another with \
+                         --image IMAGE (cron jobs: BODYWORK_IMAGE)",
+                        cs.image
+                    )
+                })
+            }
+            "CreateContainerConfigError" => {
                 pod_blocked(pod).map(|why| format!("cannot start: {why}"))
             }
             "CrashLoopBackOff" if cs.restart_count >= CRASH_LIMIT => {
@@ -242,7 +249,10 @@ mod tests {
         assert!(!has_logs(&pod));
         assert_eq!(
             pod_failing(&pod).as_deref(),
-            Some("cannot start: ImagePullBackOff: Back-off pulling image \"x\"")
+            Some(
+                "cannot start: image x cannot be pulled (ImagePullBackOff: Back-off pulling \
+                 image \"x\"); run another with --image IMAGE (cron jobs: BODYWORK_IMAGE)"
+            )
         );
     }
 
