@@ -863,16 +863,28 @@ fn lines(path: &Path) -> usize {
 
 /// A cron job fired by the real CronJob controller, and one triggered by
 /// hand; each run is `bodywork workflow` in a pod under the
-/// `bodywork-workflow-controller` account, creating its stage's Job under
-/// the real RBAC authorizer.
+/// `bodywork-workflow-controller` account, which copies the cron job's
+/// secrets group into its namespace and creates its stage's Job, under the
+/// real RBAC authorizer.
 fn cron_job_fired_by_the_cronjob_controller_and_triggered_by_hand(who: Who) {
     let c = cluster();
     let ns = namespace("cron", who);
     let _ns = guard(c, &ns);
     let url = format!("https://git.bodywork.test/{ns}");
-    let (_project, out) = append_project(c, &url, "cronny", Some(&ns), None);
+    let group = format!("{ns}-group");
+    let (_project, out) = append_project(c, &url, "cronny", Some(&ns), Some(&group));
     let home = c.home(who);
     home.ok(&["setup-namespace", &ns]);
+    // The runs copy this group into the namespace: read where groups are kept.
+    home.ok(&[
+        "create",
+        "secret",
+        "creds",
+        "--group",
+        &group,
+        "--data",
+        "USERNAME=bob",
+    ]);
     home.ok(&[
         "cronjob",
         "create",
@@ -886,6 +898,8 @@ fn cron_job_fired_by_the_cronjob_controller_and_triggered_by_hand(who: Who) {
         &url,
         "--git-repo-branch",
         "main",
+        "--group",
+        &group,
     ]);
     home.ok(&[
         "cronjob",
@@ -943,6 +957,9 @@ fn cron_job_fired_by_the_cronjob_controller_and_triggered_by_hand(who: Who) {
         "--name",
         "every-minute",
     ]);
+    let seen = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(seen.lines().all(|l| l == "bob"), "{seen}");
+    home.ok(&["delete", "secret", "creds", "--group", &group]);
 }
 
 /// The Bodywork 3 verbs on a cluster: a secret of a secrets group reaches

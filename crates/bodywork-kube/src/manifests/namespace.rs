@@ -6,7 +6,9 @@
 //! workflows of cron jobs): everything it does to objects, it may do in its
 //! own namespace only (a Role and RoleBinding there); the one cluster-scoped
 //! thing it needs, reading its Namespace, is its ClusterRole (bound per
-//! namespace, the seed's `cluster-role-binding`). Secrets it may only read.
+//! namespace, the seed's `cluster-role-binding`). Secrets it may read and
+//! write (a secrets group is copied into the namespace), and, when it runs
+//! cron jobs, read in Bodywork's own namespace, where the groups are kept.
 //!
 //! Owns: the controller's permissions (the accounts' names come from
 //! `bodywork_runtime::namespace`, which words `setup-namespace` for both
@@ -163,6 +165,43 @@ pub fn detached_controller_manifests() -> Vec<Manifest> {
     ]
 }
 
+/// The Role in Bodywork's own namespace that lets a namespace's controller
+/// read the secrets groups kept there (a cron run copies its group into its
+/// namespace): reading Secrets, nothing else.
+pub const GROUPS_READER_ROLE: &str = "bodywork-secrets-groups-reader";
+
+/// What lets the controller of `namespace` read the secrets groups: the
+/// Role [`GROUPS_READER_ROLE`] in Bodywork's namespace and a RoleBinding
+/// there named as its ClusterRoleBinding (`bodywork-workflow-controller--NS`).
+/// Applied with each cron job of `namespace`; removed with the namespace.
+pub fn groups_reader_manifests(namespace: &str) -> Vec<Manifest> {
+    let groups = bodywork_runtime::groups::GROUPS_NAMESPACE;
+    vec![
+        Manifest::Role(Role {
+            metadata: meta(GROUPS_READER_ROLE, Some(groups), labels(&[])),
+            rules: Some(vec![rule("", &["secrets"], &["get", "list"])]),
+        }),
+        Manifest::RoleBinding(RoleBinding {
+            metadata: meta(
+                &controller_binding_name(namespace),
+                Some(groups),
+                labels(&[]),
+            ),
+            role_ref: RoleRef {
+                api_group: "rbac.authorization.k8s.io".into(),
+                kind: "Role".into(),
+                name: GROUPS_READER_ROLE.into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: CONTROLLER_ACCOUNT.into(),
+                namespace: Some(namespace.to_string()),
+                ..Subject::default()
+            }]),
+        }),
+    ]
+}
+
 /// What the in-cluster workflow controller may do in its namespace:
 /// exactly what [`crate::KubeRuntime`] calls while it runs a workflow.
 fn controller_rules() -> Vec<PolicyRule> {
@@ -171,8 +210,13 @@ fn controller_rules() -> Vec<PolicyRule> {
     ];
     const READ: &[&str] = &["get", "list", "watch"];
     vec![
-        // Read only: a run checks the secrets its stages need exist.
-        rule("", &["secrets"], &["get", "list"]),
+        // A run checks the secrets its stages need exist, and copies its
+        // secrets group into the namespace (a cron run of a project with one).
+        rule(
+            "",
+            &["secrets"],
+            &["get", "list", "create", "update", "patch"],
+        ),
         // The account stage pods run under is made sure of by every run.
         rule("", &["serviceaccounts"], &["get", "create", "patch"]),
         rule("", &["services"], MANAGE),
@@ -228,11 +272,39 @@ mod tests {
                     .is_some_and(|x| x.contains(&"secrets".to_string()))
             })
             .unwrap();
-        assert_eq!(secrets.verbs, ["get", "list"]);
+        // Written only to copy a secrets group in; never deleted.
+        assert_eq!(secrets.verbs, ["get", "list", "create", "update", "patch"]);
         let Manifest::ClusterRoleBinding(b) = &m[3] else {
             panic!("binding expected");
         };
         let subject = &b.subjects.as_ref().unwrap()[0];
         assert_eq!(subject.namespace.as_deref(), Some("scoring-service"));
+    }
+
+    #[test]
+    fn a_namespaces_controller_reads_the_groups_and_nothing_else_there() {
+        let m = groups_reader_manifests("ml");
+        let (Manifest::Role(role), Manifest::RoleBinding(binding)) = (&m[0], &m[1]) else {
+            panic!("a Role and a RoleBinding expected");
+        };
+        let groups = Some(bodywork_runtime::groups::GROUPS_NAMESPACE);
+        assert_eq!(role.metadata.namespace.as_deref(), groups);
+        assert_eq!(binding.metadata.namespace.as_deref(), groups);
+        let rules = role.rules.as_ref().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(
+            rules[0].resources.as_deref(),
+            Some(&["secrets".to_string()][..])
+        );
+        assert_eq!(rules[0].verbs, ["get", "list"]);
+        assert_eq!(
+            binding.metadata.name.as_deref(),
+            Some("bodywork-workflow-controller--ml")
+        );
+        let subject = &binding.subjects.as_ref().unwrap()[0];
+        assert_eq!(
+            (subject.name.as_str(), subject.namespace.as_deref()),
+            (CONTROLLER_ACCOUNT, Some("ml"))
+        );
     }
 }

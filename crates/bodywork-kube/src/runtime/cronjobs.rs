@@ -25,6 +25,13 @@ impl KubeRuntime {
     /// Create or update a cron job whose workflows run in `image`
     /// (bodywork's own by default).
     pub async fn apply_cronjob(&self, spec: &CronJobSpec, image: Option<&str>) -> Result<()> {
+        // Its runs may copy a secrets group (`--group`, or the project's):
+        // their controller reads the groups where they are kept.
+        if !self.namespace_exists(GROUPS_NAMESPACE).await? {
+            self.setup_namespace(GROUPS_NAMESPACE).await?;
+        }
+        self.apply_manifests(&manifests::groups_reader_manifests(&spec.namespace))
+            .await?;
         self.apply_manifest(&manifests::cronjob_manifest(spec, image))
             .await
     }

@@ -27,7 +27,7 @@ use bodywork_runtime::{
     ServiceStatus, StageRun,
 };
 use k8s_openapi::api::core::v1::{Namespace, Secret as K8sSecret};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::config::KubeConfigOptions;
@@ -411,6 +411,13 @@ impl Resources for KubeRuntime {
         let bindings = Api::<ClusterRoleBinding>::all(self.client.clone());
         if self.delete_opt(&bindings, &binding, del).await? {
             lines.push(deleted_binding);
+        }
+        // And the one that let its cron runs read the secrets groups.
+        let groups = bodywork_runtime::groups::GROUPS_NAMESPACE;
+        if namespace != groups {
+            let del = Action::new("delete", "RoleBinding", &binding, groups);
+            self.delete_opt(&self.ns::<RoleBinding>(groups), &binding, del)
+                .await?;
         }
         if lines.is_empty() {
             return Err(RuntimeError::NotFound {
