@@ -901,6 +901,27 @@ fn cron_job_fired_by_the_cronjob_controller_and_triggered_by_hand(who: Who) {
         "--group",
         &group,
     ]);
+    // A name the API server would refuse (its Jobs add 11 characters).
+    let long = "n".repeat(53);
+    let refused = home.run(&[
+        "cronjob",
+        "create",
+        "--namespace",
+        &ns,
+        "--name",
+        &long,
+        "--schedule",
+        "* * * * *",
+        "--git-repo-url",
+        &url,
+    ]);
+    refused.expect_code(1);
+    assert!(refused.all().contains("at most 52"), "{refused}");
+    assert_eq!(
+        c.kubectl_ok(&["-n", &ns, "get", "cronjobs", "-o", "name"])
+            .trim(),
+        "cronjob.batch/every-minute"
+    );
     home.ok(&[
         "cronjob",
         "trigger",
@@ -1010,6 +1031,40 @@ fn bodywork3_verbs_with_a_secrets_group_and_an_async_deployment(who: Who) {
             })
         },
     );
+    // Kept 15 minutes after it finished, as Bodywork's are.
+    let ttl = c.kubectl_ok(&[
+        "-n",
+        "bodywork-deployment-jobs",
+        "get",
+        "job",
+        &run_name,
+        "-o",
+        "jsonpath={.spec.ttlSecondsAfterFinished}",
+    ]);
+    assert_eq!(ttl, "900");
+    // Two started at once get two names (not a conflict in the same second).
+    let (a, b) = std::thread::scope(|s| {
+        let start =
+            || s.spawn(|| home.ok(&["create", "deployment", &url, "--branch", "main", "--async"]));
+        let (a, b) = (start(), start());
+        (a.join().expect("first"), b.join().expect("second"))
+    });
+    let named = |run: &common::Run| {
+        run.stdout
+            .split_whitespace()
+            .skip_while(|w| *w != "as")
+            .nth(1)
+            .unwrap_or_else(|| panic!("the run's name in {run}"))
+            .to_string()
+    };
+    let (a, b) = (named(&a), named(&b));
+    assert_ne!(a, b);
+    wait_for("both runs", Duration::from_secs(180), || lines(&out) >= 4);
+    for extra in [&a, &b] {
+        wait_for("the run to finish", Duration::from_secs(120), || {
+            home.run(&["delete", "deployment", extra, "--async"]).code == Some(0)
+        });
+    }
     home.ok(&["get", "deployment", "--async", "--logs", &run_name])
         .expect_output(&format!("successfully ran workflow for project={name}"));
     home.ok(&["delete", "deployment", &run_name, "--async"]);

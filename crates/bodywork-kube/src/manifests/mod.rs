@@ -21,7 +21,8 @@ mod secrets;
 mod workloads;
 
 pub use cronjobs::{
-    CRONJOB_LABEL, DETACHED_LABEL, cronjob_group, cronjob_manifest, detached_job, manual_job,
+    CRONJOB_LABEL, DETACHED_LABEL, DETACHED_TTL_SECONDS, MAX_CRONJOB_NAME, cronjob_group,
+    cronjob_manifest, detached_job, manual_job, run_name_problem,
 };
 pub use deadlines::{Waits, progress_deadline_seconds};
 pub use images::{DEFAULT_IMAGE, LEGACY_IMAGE, resolve_image};

@@ -129,6 +129,22 @@ fn resources(stage: &StagePlan) -> Option<ResourceRequirements> {
     })
 }
 
+/// A Job's pod the cluster takes away (eviction, preemption, a node drained:
+/// the `DisruptionTarget` condition) is not a failure of what it runs: the
+/// Job starts another, outside its backoff limit.
+pub fn ignore_disruptions() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![PodFailurePolicyRule {
+            action: "Ignore".into(),
+            on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+            }]),
+            on_exit_codes: None,
+        }],
+    }
+}
+
 /// How long a service replica keeps serving after SIGTERM (`bodywork
 /// stage --drain-seconds`): long enough for the endpoint controller, the
 /// API server's service proxy and kube-proxy to stop sending it requests,
@@ -187,16 +203,7 @@ pub fn job(
             // A pod the cluster takes away (eviction, preemption, a node
             // drained: the `DisruptionTarget` condition) is not the stage
             // failing: the Job starts another, outside the backoff limit.
-            pod_failure_policy: Some(PodFailurePolicy {
-                rules: vec![PodFailurePolicyRule {
-                    action: "Ignore".into(),
-                    on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
-                        type_: "DisruptionTarget".into(),
-                        status: "True".into(),
-                    }]),
-                    on_exit_codes: None,
-                }],
-            }),
+            pod_failure_policy: Some(ignore_disruptions()),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),

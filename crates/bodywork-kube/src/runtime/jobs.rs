@@ -47,8 +47,15 @@ impl KubeRuntime {
         let jobs: Api<Job> = self.ns(ns);
         self.ensure_stages_account(ns).await?;
         self.remove_old_job(&jobs, name, ns).await?;
-        self.apply(&jobs, &job, Action::new("create", "Job", name, ns))
+        let created = self
+            .apply(&jobs, &job, Action::new("create", "Job", name, ns))
             .await?;
+        // This Job's pods, by its uid: never those of an earlier Job of the
+        // same name still going away.
+        let pods_of_job = match created.metadata.uid.as_deref() {
+            Some(uid) => format!("batch.kubernetes.io/controller-uid={uid}"),
+            None => format!("job-name={name}"),
+        };
         log.log(
             Level::Info,
             LOGGER,
@@ -56,7 +63,7 @@ impl KubeRuntime {
         );
         let logs = PodLogs::start(
             self.ns(ns),
-            format!("job-name={name}"),
+            pods_of_job.clone(),
             Source::Single(name.to_string()),
             HashSet::new(),
             log.clone(),
@@ -73,7 +80,7 @@ impl KubeRuntime {
                 None => Ok(finished.await),
             }
         };
-        let failing = first_failing_pod(self.ns(ns), format!("job-name={name}"), HashSet::new());
+        let failing = first_failing_pod(self.ns(ns), pods_of_job, HashSet::new());
         let finished = tokio::select! {
             r = finished => r,
             why = failing => {
