@@ -1106,3 +1106,64 @@ fn a_missing_image_fails_its_stage_at_once(who: Who) {
     let jobs = c.kubectl_ok(&["-n", &ns, "get", "jobs", "-o", "name"]);
     assert_eq!(jobs.trim(), "", "Jobs left behind");
 }
+
+/// Python Bodywork's ClusterRole `bodywork-workflow-controller`, broader
+/// than ours (its deployments need it), made by another field manager.
+const PYTHON_BODYWORK_ROLE: &str = "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: bodywork-workflow-controller
+rules:
+- apiGroups: [\"\"]
+  resources: [namespaces]
+  verbs: [get, list]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list]
+";
+
+/// A ClusterRole another installation owns (Python Bodywork's, of the
+/// same name) is neither narrowed nor taken over by `setup-namespace`; its
+/// namespaces' controllers are bound to it, and it grants what they need.
+#[test]
+fn python_bodyworks_cluster_role_is_left_as_it_is() {
+    let c = cluster();
+    let ns = namespace("coexist", Who::Admin);
+    let _ns = guard(c, &ns);
+    let file = c.dir.join("python-bodywork-role.yaml");
+    std::fs::write(&file, PYTHON_BODYWORK_ROLE).expect("role file");
+    let file = file.to_str().expect("UTF-8 path");
+    // In place, atomically: other tests' controllers use this role meanwhile.
+    let exists = c
+        .kubectl(&["get", "clusterrole", "bodywork-workflow-controller"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    c.kubectl_ok(&[if exists { "replace" } else { "create" }, "-f", file]);
+    let rules = || {
+        c.kubectl_ok(&[
+            "get",
+            "clusterrole",
+            "bodywork-workflow-controller",
+            "-o",
+            "jsonpath={.rules}{\"|\"}{.metadata.labels}",
+        ])
+    };
+    let before = rules();
+    assert!(before.contains("deployments"), "{before}");
+
+    let home = c.home(Who::Admin);
+    home.ok(&["setup-namespace", &ns]);
+    assert_eq!(
+        rules(),
+        before,
+        "setup-namespace changed another installation's role"
+    );
+    let binding = c.kubectl_ok(&[
+        "get",
+        "clusterrolebinding",
+        &format!("bodywork-workflow-controller--{ns}"),
+        "-o",
+        "jsonpath={.roleRef.name}",
+    ]);
+    assert_eq!(binding, "bodywork-workflow-controller");
+}

@@ -29,7 +29,8 @@ pub use images::{DEFAULT_IMAGE, LEGACY_IMAGE, resolve_image};
 pub use names::{MAX_LABEL, name_problems, service_name_problem};
 pub use namespace::{
     CONTROLLER_ACCOUNT, DETACHED_ROLE, GROUPS_READER_ROLE, STAGES_ACCOUNT, controller_binding_name,
-    detached_controller_manifests, groups_reader_manifests, namespace_manifests, stages_account,
+    detached_controller_manifests, groups_reader_manifests, missing_rules, namespace_manifests,
+    stages_account,
 };
 pub use secrets::{SSH_SECRET, SSH_SECRET_KEY, secret_manifest};
 pub use workloads::{PORT_NAME, ingress_path, job, service_manifests, workflow_manifests};

@@ -94,6 +94,39 @@ fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
     }
 }
 
+/// What `wanted` grants that `existing` does not (a ClusterRole of another
+/// installation, left as it is), as `verb resource` words; `None` when
+/// `existing` grants all of it (`*` included).
+pub fn missing_rules(wanted: &ClusterRole, existing: &ClusterRole) -> Option<String> {
+    let has = |list: &Option<Vec<String>>, want: &str| {
+        list.as_ref()
+            .is_some_and(|l| l.iter().any(|x| x == want || x == "*"))
+    };
+    let mut missing = Vec::new();
+    for rule in wanted.rules.iter().flatten() {
+        for group in rule.api_groups.iter().flatten() {
+            for resource in rule.resources.iter().flatten() {
+                for verb in &rule.verbs {
+                    let granted = existing.rules.iter().flatten().any(|r| {
+                        has(&r.api_groups, group)
+                            && has(&r.resources, resource)
+                            && has(&Some(r.verbs.clone()), verb)
+                    });
+                    if !granted {
+                        let qualified = if group.is_empty() {
+                            resource.clone()
+                        } else {
+                            format!("{resource}.{group}")
+                        };
+                        missing.push(format!("{verb} {qualified}"));
+                    }
+                }
+            }
+        }
+    }
+    (!missing.is_empty()).then(|| missing.join(", "))
+}
+
 /// What the in-cluster workflow controller may do cluster-wide: read
 /// Namespaces (a run checks that its own exists). Nothing else.
 fn controller_cluster_role() -> ClusterRole {
@@ -279,6 +312,33 @@ mod tests {
         };
         let subject = &b.subjects.as_ref().unwrap()[0];
         assert_eq!(subject.namespace.as_deref(), Some("scoring-service"));
+    }
+
+    #[test]
+    fn a_foreign_cluster_role_is_enough_when_it_grants_what_ours_would() {
+        let ours = controller_cluster_role();
+        let theirs = |rules: Vec<PolicyRule>| ClusterRole {
+            rules: Some(rules),
+            ..ClusterRole::default()
+        };
+        // Python Bodywork's broader rules.
+        let broad = theirs(vec![
+            rule("", &["namespaces"], &["get", "list"]),
+            rule("apps", &["deployments"], &["get", "list"]),
+        ]);
+        assert_eq!(missing_rules(&ours, &broad), None);
+        assert_eq!(
+            missing_rules(&ours, &theirs(vec![rule("*", &["*"], &["*"])])),
+            None
+        );
+        assert_eq!(
+            missing_rules(
+                &ours,
+                &theirs(vec![rule("apps", &["deployments"], &["get"])])
+            )
+            .as_deref(),
+            Some("get namespaces")
+        );
     }
 
     #[test]

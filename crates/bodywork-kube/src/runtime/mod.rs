@@ -204,8 +204,29 @@ impl KubeRuntime {
                 self.apply(&Api::<Namespace>::all(c), o, a).await?;
             }
             Manifest::ClusterRole(o) => {
-                let a = Action::cluster("create", "ClusterRole", name_of(&o.metadata));
-                self.apply(&Api::<ClusterRole>::all(c), o, a).await?;
+                let name = name_of(&o.metadata);
+                let api = Api::<ClusterRole>::all(c);
+                let get = Action::cluster("get", "ClusterRole", name);
+                let existing = api.get_opt(name).await.map_err(|e| self.err(&e, get))?;
+                match existing {
+                    // Another installation's (Python Bodywork gives
+                    // `bodywork-workflow-controller` broader rules, which its
+                    // deployments need): never narrowed or taken over.
+                    Some(theirs) if !is_ours(&theirs.metadata) => {
+                        if let Some(missing) = crate::manifests::missing_rules(o, &theirs) {
+                            return Err(RuntimeError::Conflict(format!(
+                                "ClusterRole {name} belongs to another installation (Python \
+                                 Bodywork?) and bodywork leaves it as it is, but it lacks what \
+                                 bodywork's accounts need: {missing}; add that to it, or delete it \
+                                 and run this again"
+                            )));
+                        }
+                    }
+                    _ => {
+                        let a = Action::cluster("create", "ClusterRole", name);
+                        self.apply(&api, o, a).await?;
+                    }
+                }
             }
             Manifest::ClusterRoleBinding(o) => {
                 let a = Action::cluster("create", "ClusterRoleBinding", name_of(&o.metadata));
@@ -298,6 +319,14 @@ fn deleted(found: bool, kind: &'static str, name: &str, namespace: &str) -> Resu
             namespace: namespace.into(),
         })
     }
+}
+
+/// Whether bodywork made this object (its `managed-by` label).
+fn is_ours(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY.0))
+        .is_some_and(|v| v == MANAGED_BY.1)
 }
 
 fn managed() -> ListParams {
