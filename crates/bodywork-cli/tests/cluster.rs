@@ -1008,13 +1008,7 @@ fn bodywork3_verbs_with_a_secrets_group_and_an_async_deployment(who: Who) {
     assert_eq!(std::fs::read_to_string(&out).unwrap_or_default(), "alice\n");
 
     let started = home.ok(&["create", "deployment", &url, "--branch", "main", "--async"]);
-    let run_name = started
-        .stdout
-        .split_whitespace()
-        .skip_while(|w| *w != "as")
-        .nth(1)
-        .unwrap_or_else(|| panic!("the run's name in {started}"))
-        .to_string();
+    let run_name = common::detached_run_name(&started);
     wait_for("the detached run", Duration::from_secs(180), || {
         lines(&out) >= 2
     });
@@ -1049,15 +1043,7 @@ fn bodywork3_verbs_with_a_secrets_group_and_an_async_deployment(who: Who) {
         let (a, b) = (start(), start());
         (a.join().expect("first"), b.join().expect("second"))
     });
-    let named = |run: &common::Run| {
-        run.stdout
-            .split_whitespace()
-            .skip_while(|w| *w != "as")
-            .nth(1)
-            .unwrap_or_else(|| panic!("the run's name in {run}"))
-            .to_string()
-    };
-    let (a, b) = (named(&a), named(&b));
+    let (a, b) = (common::detached_run_name(&a), common::detached_run_name(&b));
     assert_ne!(a, b);
     wait_for("both runs", Duration::from_secs(180), || lines(&out) >= 4);
     for extra in [&a, &b] {

@@ -671,3 +671,15 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The name of a detached run, from what `create deployment --async` says:
+/// `deployment started detached as NAME (...)`.
+pub fn detached_run_name(started: &Run) -> String {
+    started
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "as")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the run's name in {started}"))
+        .to_string()
+}

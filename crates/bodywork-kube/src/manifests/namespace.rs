@@ -31,12 +31,7 @@ pub use bodywork_runtime::namespace::{
 /// run under.
 pub fn namespace_manifests(namespace: &str) -> Vec<Manifest> {
     let binding = controller_binding_name(namespace);
-    let controller = || Subject {
-        kind: "ServiceAccount".into(),
-        name: CONTROLLER_ACCOUNT.into(),
-        namespace: Some(namespace.to_string()),
-        ..Subject::default()
-    };
+    let controller = || controller_subject(namespace);
     vec![
         Manifest::Namespace(Namespace {
             metadata: meta(namespace, None, labels(&[])),
@@ -71,6 +66,16 @@ pub fn namespace_manifests(namespace: &str) -> Vec<Manifest> {
         }),
         Manifest::ServiceAccount(stages_account(namespace)),
     ]
+}
+
+/// The controller account of `namespace`, as the subject of a binding.
+fn controller_subject(namespace: &str) -> Subject {
+    Subject {
+        kind: "ServiceAccount".into(),
+        name: CONTROLLER_ACCOUNT.into(),
+        namespace: Some(namespace.to_string()),
+        ..Subject::default()
+    }
 }
 
 /// The ServiceAccount stage containers run under. Pods naming an account
@@ -188,12 +193,7 @@ pub fn detached_controller_manifests() -> Vec<Manifest> {
                 kind: "ClusterRole".into(),
                 name: DETACHED_ROLE.into(),
             },
-            subjects: Some(vec![Subject {
-                kind: "ServiceAccount".into(),
-                name: CONTROLLER_ACCOUNT.into(),
-                namespace: Some(namespace.to_string()),
-                ..Subject::default()
-            }]),
+            subjects: Some(vec![controller_subject(namespace)]),
         }),
     ]
 }
@@ -225,12 +225,7 @@ pub fn groups_reader_manifests(namespace: &str) -> Vec<Manifest> {
                 kind: "Role".into(),
                 name: GROUPS_READER_ROLE.into(),
             },
-            subjects: Some(vec![Subject {
-                kind: "ServiceAccount".into(),
-                name: CONTROLLER_ACCOUNT.into(),
-                namespace: Some(namespace.to_string()),
-                ..Subject::default()
-            }]),
+            subjects: Some(vec![controller_subject(namespace)]),
         }),
     ]
 }
