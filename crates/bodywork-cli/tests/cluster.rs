@@ -66,6 +66,7 @@ as_admin_and_as_user!(
     cron_job_fired_by_the_cronjob_controller_and_triggered_by_hand,
     bodywork3_verbs_with_a_secrets_group_and_an_async_deployment,
     a_missing_image_fails_its_stage_at_once,
+    python_bodywork_3_and_bodywork_share_a_cluster,
 );
 
 /// A running cluster of `scripts/cluster`.
@@ -1152,4 +1153,291 @@ fn python_bodyworks_cluster_role_is_left_as_it_is() {
         "jsonpath={.roleRef.name}",
     ]);
     assert_eq!(binding, "bodywork-workflow-controller");
+}
+
+/// Python Bodywork 3.0.12 from PyPI, in a virtual environment of its own in
+/// the test cache (made once, reused). `setuptools<66`: later ones refuse
+/// its `python_requires='>=3.7.*'`; `click<8.2`: its typer 0.4 breaks on
+/// later ones.
+fn python_bodywork() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = common::shared_tools_dir().join("python-bodywork-3.0.12");
+        let ready = dir.join("ready");
+        if ready.exists() {
+            return dir;
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let pip = dir.join("bin/pip");
+        let steps: [(&Path, Vec<&str>); 3] = [
+            (
+                Path::new("python3"),
+                vec!["-m", "venv", dir.to_str().expect("UTF-8 path")],
+            ),
+            (
+                &pip,
+                vec!["install", "-q", "setuptools<66", "wheel", "click<8.2"],
+            ),
+            (
+                &pip,
+                vec![
+                    "install",
+                    "-q",
+                    "--no-build-isolation",
+                    "bodywork==3.0.12",
+                    "click<8.2",
+                ],
+            ),
+        ];
+        for (program, args) in steps {
+            let out = Command::new(program)
+                .args(&args)
+                .output()
+                .unwrap_or_else(|e| panic!("{program:?} {args:?}: {e}"));
+            assert!(
+                out.status.success(),
+                "installing Python Bodywork 3: {program:?} {args:?} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::write(&ready, "").expect("ready marker");
+        dir
+    })
+}
+
+/// Python Bodywork 3's own CLI on this cluster, as `who`; its output.
+fn python_bodywork_cli(c: &Cluster, who: Who, args: &[&str]) -> String {
+    let out = Command::new(python_bodywork().join("bin/bodywork"))
+        .args(args)
+        .env("KUBECONFIG", c.kubeconfig_of(who))
+        // Its tables (rich) as wide as they need, without colour.
+        .env("COLUMNS", "400")
+        .env("NO_COLOR", "1")
+        .env("TERM", "dumb")
+        .stdin(Stdio::null())
+        .output()
+        .expect("Python Bodywork runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "Python bodywork {args:?}:\n{text}");
+    text
+}
+
+/// What Python Bodywork 3's `bodywork create deployment` makes for a
+/// namespace and a service stage, made by its own code (its package's
+/// functions, as an administrator; its CLI's deployment also checks the
+/// image on Docker Hub, which the sandbox cannot reach): the namespace, its
+/// `bodywork-stage` account, and with `stage` a Deployment and Service of
+/// that stage, running `image`.
+const PYTHON_BODYWORK_OBJECTS: &str = r#"
+import sys
+from kubernetes import config
+config.load_kube_config()
+from bodywork import k8s
+ns, project, url, branch, stage, image = sys.argv[1:7]
+if not k8s.namespace_exists(ns):
+    k8s.create_namespace(ns)
+    k8s.setup_stages_service_account(ns)
+if stage:
+    d = k8s.configure_service_stage_deployment(
+        ns, stage, project, url, "0" * 40, branch, image=image, replicas=1, port=5000,
+        startup_time_seconds=60,
+    )
+    k8s.create_deployment(d)
+    k8s.expose_deployment_as_cluster_service(d)
+"#;
+
+fn python_bodywork_objects(c: &Cluster, args: [&str; 6]) {
+    let out = Command::new(python_bodywork().join("bin/python"))
+        .args(["-c", PYTHON_BODYWORK_OBJECTS])
+        .args(args)
+        .env("KUBECONFIG", c.kubeconfig())
+        .stdin(Stdio::null())
+        .output()
+        .expect("Python runs");
+    assert!(
+        out.status.success(),
+        "Python Bodywork's objects {args:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The deploy key a test gives `create deployment --ssh` (never used to
+/// fetch: the project is served over https).
+const TEST_DEPLOY_KEY: &str =
+    "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-deploy-key\n-----END OPENSSH PRIVATE KEY-----\n";
+
+const SHARED_CHECK: &str = r#"
+import os, sys
+key = os.environ.get("BODYWORK_GIT_SSH_PRIVATE_KEY", "")
+with open(sys.argv[1], "a") as f:
+    f.write(" ".join([
+        os.environ.get("USERNAME", "-"),
+        os.environ.get("TOKEN", "-"),
+        "key" if "test-deploy-key" in key else "no-key",
+    ]) + "\n")
+"#;
+
+/// Python Bodywork 3 and bodywork on one cluster, each reading what the
+/// other wrote: a secrets group with a secret of each (`GROUP-NAME`,
+/// labelled `group=GROUP`, in `bodywork-deployment-jobs`), both reaching
+/// bodywork's stage; `create deployment --ssh` keeps the key as Bodywork 3
+/// does (`GROUP-ssh-git-private-key`) and the stage's pod gets it; a
+/// namespace Python Bodywork made is adopted with one line, and its stages
+/// run as its `bodywork-stage` account; each `get deployment` lists the
+/// other's services; Bodywork 3's Deployment of our image runs.
+fn python_bodywork_3_and_bodywork_share_a_cluster(who: Who) {
+    let c = cluster();
+    let ns = namespace("py3", who);
+    let _ns = guard(c, &ns);
+    let group = format!("{ns}-g");
+    let url = format!("https://git.bodywork.test/{ns}");
+    let project = TestProject::new(&[("check.py", SHARED_CHECK), ("server.py", SERVER)]);
+    let out = project.scratch("checked.txt");
+    let config = format!(
+        "version: \"1.1\"\npipeline:\n  name: shared\n  namespace: {ns}\n  secrets_group: {group}\n  DAG: check >> svc\nstages:\n  check:\n    executable_module_path: check.py\n{}    secrets:\n      USERNAME: creds\n      TOKEN: token\n    batch: {{max_completion_time_seconds: 60, retries: 0}}\n  svc:\n    executable_module_path: server.py\n    args: [\"v1\", \"svc\"]\n    service: {{max_startup_time_seconds: 60, replicas: 1, port: 5000, ingress: false}}\n",
+        args_line(&[out.to_str().expect("UTF-8 path")])
+    );
+    std::fs::write(project.path().join("bodywork.yaml"), config).expect("bodywork.yaml");
+    git(project.path(), &["init", "--quiet", "-b", "main"]);
+    commit(&project, "shared");
+    c.mirror(&url, project.path());
+    let key = project.scratch("deploy-key");
+    std::fs::write(&key, TEST_DEPLOY_KEY).expect("key file");
+    let home = c.home(who);
+
+    // A secret of each in one group (ours first: Python Bodywork's needs
+    // `bodywork-deployment-jobs` to exist); each side lists both.
+    home.ok(&[
+        "create",
+        "secret",
+        "token",
+        "--group",
+        &group,
+        "--data",
+        "TOKEN=t0k",
+    ]);
+    python_bodywork_cli(
+        c,
+        who,
+        &[
+            "create",
+            "secret",
+            "creds",
+            "--group",
+            &group,
+            "--data",
+            "USERNAME=alice",
+        ],
+    );
+    let ours = home.ok(&["get", "secret", "--group", &group]);
+    ours.expect_output("creds").expect_output("token");
+    let theirs = python_bodywork_cli(c, who, &["get", "secret", "--group", &group]);
+    // Shown by its name in the group, with its values.
+    assert!(theirs.contains("TOKEN"), "{theirs}");
+    assert!(theirs.contains("t0k"), "{theirs}");
+
+    // A namespace Python Bodywork made: adopted, its stage account used.
+    python_bodywork_objects(c, [&ns, "", "", "", "", ""]);
+    let deployed = home.ok(&[
+        "create",
+        "deployment",
+        &url,
+        "--branch",
+        "main",
+        "--ssh",
+        key.to_str().expect("UTF-8 path"),
+    ]);
+    deployed
+        .expect_output(&format!(
+            "namespace={ns} was not made by bodywork: adopting it"
+        ))
+        .expect_output(&format!(
+            "secret=ssh-git-private-key stored in group={group}"
+        ));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap_or_default(),
+        "alice t0k key\n"
+    );
+    let account = c.kubectl_ok(&[
+        "-n",
+        &ns,
+        "get",
+        "deployment",
+        "svc",
+        "-o",
+        "jsonpath={.spec.template.spec.serviceAccountName}",
+    ]);
+    assert_eq!(account, "bodywork-stage");
+    let stored = c.kubectl_ok(&[
+        "-n",
+        "bodywork-deployment-jobs",
+        "get",
+        "secret",
+        &format!("{group}-ssh-git-private-key"),
+        "-o",
+        "jsonpath={.metadata.labels.group}",
+    ]);
+    assert_eq!(stored, group);
+    let theirs = python_bodywork_cli(c, who, &["get", "secret", "--group", &group]);
+    assert!(theirs.contains("BODYWORK_GIT_SSH_PRIVATE_KEY"), "{theirs}");
+    assert!(theirs.contains("test-deploy-key"), "{theirs}");
+
+    // Bodywork 3 deploys the same stage its way, with our image, in a
+    // namespace of its own (a schema 1.1 service is named as the stage,
+    // by both).
+    let ns3 = format!("{ns}-3");
+    let _ns3 = guard(c, &ns3);
+    python_bodywork_objects(
+        c,
+        [
+            &ns3,
+            "shared",
+            &url,
+            "main",
+            "svc",
+            bodywork_kube::DEFAULT_IMAGE,
+        ],
+    );
+    c.kubectl_ok(&[
+        "-n",
+        &ns3,
+        "rollout",
+        "status",
+        "deployment/svc",
+        "--timeout=150s",
+    ]);
+
+    // Each lists the other's.
+    let listed = home.ok(&["get", "deployment", "-o", "json"]);
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&listed.stdout).expect("get deployment -o json");
+    for namespace in [&ns, &ns3] {
+        let found: Vec<(&str, &str, &str)> = listed
+            .iter()
+            .filter(|s| s["namespace"] == namespace.as_str())
+            .map(|s| {
+                let field = |k: &str| s[k].as_str().unwrap_or("");
+                (field("name"), field("project"), field("repo"))
+            })
+            .collect();
+        assert_eq!(found, [("svc", "shared", url.as_str())], "in {namespace}");
+    }
+    for namespace in [&ns, &ns3] {
+        let theirs = python_bodywork_cli(c, who, &["get", "deployment", "--namespace", namespace]);
+        assert!(theirs.contains("shared/svc"), "{theirs}");
+        assert!(theirs.contains(&url), "{theirs}");
+    }
+
+    python_bodywork_cli(c, who, &["delete", "secret", "--group", &group]);
+    assert!(
+        home.ok(&["get", "secret", "--group", &group])
+            .stdout
+            .lines()
+            .all(|l| !l.contains("token")),
+        "the group deleted by Python Bodywork is gone for bodywork too"
+    );
 }

@@ -88,10 +88,10 @@ fn example_serve_model() {
     assert_eq!(spec.replicas, Some(2));
     let c = &spec.template.spec.as_ref().unwrap().containers[0];
     assert_eq!(c.image.as_deref(), Some(bodywork_kube::DEFAULT_IMAGE));
+    assert_eq!(c.command.as_deref().unwrap(), ["bodywork", "stage"]);
     assert_eq!(
         c.args.as_deref().unwrap(),
         [
-            "stage",
             "https://github.com/bodywork-ml/serve-model",
             "master",
             "scoring-service",

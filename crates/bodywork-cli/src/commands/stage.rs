@@ -1,4 +1,5 @@
-//! `bodywork stage REPO BRANCH STAGE`: run one stage here, in the
+//! `bodywork stage REPO BRANCH STAGE` (or Bodywork 3's `REPO STAGE
+//! --branch B`): run one stage here, in the
 //! foreground, without the daemon (what containers run). Bodywork's own
 //! messages go to stderr as SPEC §6 log lines; the stage's output goes
 //! straight to the terminal. Ctrl-C or SIGTERM stops the stage's whole
@@ -49,10 +50,11 @@ pub fn run(args: &StageArgs) -> Outcome {
         Ok(h) => h,
         Err(o) => return o,
     };
+    let (branch, stage) = args.branch_and_stage();
     let what = DirectStage {
         repo: args.repo.clone(),
-        branch: Some(args.branch.clone()),
-        stage: args.stage.clone(),
+        branch: branch.map(str::to_string),
+        stage: stage.to_string(),
         commit: args.commit.clone(),
     };
     crate::run_stages_under_reaper();

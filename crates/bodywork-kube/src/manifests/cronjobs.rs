@@ -126,14 +126,15 @@ fn workflow_job_spec(
                     args: Some(args),
                     // The in-cluster `bodywork workflow` fetches
                     // a private repository with the namespace's key.
-                    env: Some(vec![
-                        K8sEnvVar {
+                    env: Some(
+                        std::iter::once(K8sEnvVar {
                             name: "BODYWORK_RUNTIME".into(),
                             value: Some("kubernetes".into()),
                             ..K8sEnvVar::default()
-                        },
-                        super::secrets::ssh_key_env(),
-                    ]),
+                        })
+                        .chain(super::secrets::ssh_key_env())
+                        .collect(),
+                    ),
                     ..Container::default()
                 }],
                 ..PodSpec::default()

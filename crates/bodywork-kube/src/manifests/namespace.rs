@@ -90,6 +90,17 @@ pub fn stages_account(namespace: &str) -> ServiceAccount {
     }
 }
 
+/// The account Bodywork 3 runs stage pods under (0.x's was
+/// [`STAGES_ACCOUNT`]); a namespace that has it runs ours under it too.
+pub const BODYWORK3_STAGES_ACCOUNT: &str = "bodywork-stage";
+
+/// Run the pods of a Job's or Deployment's pod spec as `account`.
+pub fn run_stages_as(pod: Option<&mut k8s_openapi::api::core::v1::PodSpec>, account: &str) {
+    if let Some(pod) = pod {
+        pod.service_account_name = Some(account.to_string());
+    }
+}
+
 fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
     PolicyRule {
         api_groups: Some(vec![group.to_string()]),

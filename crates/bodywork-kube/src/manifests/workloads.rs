@@ -27,9 +27,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    BRANCH_ANNOTATION, COMMIT_LABEL, INGRESS_ANNOTATION, Manifest, NAME_LABEL, PROJECT_LABEL,
-    REPO_ANNOTATION, RESOURCE_ANNOTATION, STAGE_LABEL, STAGES_ACCOUNT, Target, label_value, labels,
-    meta,
+    BODYWORK3_APP, BODYWORK3_BRANCH_LABEL, BODYWORK3_COMMIT_LABEL, BODYWORK3_PORT_ANNOTATION,
+    BODYWORK3_PROJECT_LABEL, BODYWORK3_STAGE_LABEL, BRANCH_ANNOTATION, COMMIT_LABEL,
+    INGRESS_ANNOTATION, Manifest, NAME_LABEL, PROJECT_LABEL, REPO_ANNOTATION, RESOURCE_ANNOTATION,
+    STAGE_LABEL, STAGES_ACCOUNT, Target, label_value, labels, meta,
 };
 
 /// Everything a workflow run applies, stage by stage in DAG order (the
@@ -53,11 +54,25 @@ fn branch_of<'a>(run: &Target<'a>) -> &'a str {
     run.branch.unwrap_or("HEAD")
 }
 
-fn stage_labels<'a>(run: &'a Target<'a>, stage: &'a StagePlan) -> Vec<(&'a str, String)> {
+/// A stage's labels: ours, and Bodywork 3's (`app=bodywork`, `stage`,
+/// `deployment-name`, `git-commit-hash`, `git-branch`), which its `get deployment`
+/// selects and shows; `name` is the object's (Bodywork 3's `stage` label is
+/// the name of the Deployment or Job).
+fn stage_labels<'a>(
+    run: &'a Target<'a>,
+    stage: &'a StagePlan,
+    name: &str,
+) -> Vec<(&'a str, String)> {
     vec![
         (PROJECT_LABEL, label_value(run.project)),
         (STAGE_LABEL, label_value(&stage.stage)),
         (COMMIT_LABEL, label_value(run.commit)),
+        (NAME_LABEL, name.to_string()),
+        (BODYWORK3_APP.0, BODYWORK3_APP.1.to_string()),
+        (BODYWORK3_STAGE_LABEL, label_value(name)),
+        (BODYWORK3_PROJECT_LABEL, label_value(run.project)),
+        (BODYWORK3_COMMIT_LABEL, label_value(run.commit)),
+        (BODYWORK3_BRANCH_LABEL, label_value(branch_of(run))),
     ]
 }
 
@@ -109,7 +124,7 @@ fn env(stage: &StagePlan, extra: &[(String, String)]) -> Vec<K8sEnvVar> {
     }));
     // Private repositories: the container's `bodywork stage` fetches with
     // this key when the namespace has it (SPEC §2); optional otherwise.
-    out.push(super::secrets::ssh_key_env());
+    out.extend(super::secrets::ssh_key_env());
     out
 }
 
@@ -161,12 +176,13 @@ fn container(
         name: "bodywork".into(),
         image: Some(image.to_string()),
         image_pull_policy: Some("IfNotPresent".into()),
-        command: Some(vec!["bodywork".into()]),
+        // `bodywork stage` with the repository and branch first, as Bodywork
+        // 3 lays them out: its `get deployment` shows `args[0]` and `[1]`.
+        command: Some(vec!["bodywork".into(), "stage".into()]),
         // The commit the workflow resolved, not the branch's tip at pod
         // start: a pod restarted, scaled up or brought back by a rollback
         // runs the code its labels name.
         args: Some(vec![
-            "stage".into(),
             run.repo.to_string(),
             branch_of(run).to_string(),
             stage.stage.clone(),
@@ -189,9 +205,7 @@ pub fn job(
     image: &str,
     extra_env: &[(String, String)],
 ) -> Job {
-    let mut lbls = stage_labels(run, stage);
-    lbls.push((NAME_LABEL, stage.resource_name.clone()));
-    let labels = owned_labels(&lbls);
+    let labels = owned_labels(&stage_labels(run, stage, &stage.resource_name));
     Job {
         metadata: ObjectMeta {
             annotations: Some(stage_annotations(run, stage)),
@@ -238,10 +252,10 @@ pub fn service_manifests(run: &Target<'_>, stage: &StagePlan, image: &str) -> Ve
     };
     let port = i32::from(*port);
     let selector = BTreeMap::from([(NAME_LABEL.to_string(), service_name.clone())]);
-    let mut lbls = stage_labels(run, stage);
-    lbls.push((NAME_LABEL, service_name.clone()));
-    let labels = owned_labels(&lbls);
+    let labels = owned_labels(&stage_labels(run, stage, service_name));
     let mut annotations = stage_annotations(run, stage);
+    // Bodywork 3's `get deployment` reads the service's port here.
+    annotations.insert(BODYWORK3_PORT_ANNOTATION.into(), port.to_string());
     if *ingress {
         annotations.insert(INGRESS_ANNOTATION.into(), ingress_path(run, service_name));
     }

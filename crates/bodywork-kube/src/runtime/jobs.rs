@@ -42,10 +42,14 @@ impl KubeRuntime {
         let (ctx, stage, log, cancel) = run.parts();
         let image = self.image(ctx, log);
         let target = target_of(ctx);
-        let job = manifests::job(&target, stage, &image, extra_env);
+        let mut job = manifests::job(&target, stage, &image, extra_env);
         let (ns, name) = (ctx.namespace.as_str(), stage.resource_name.as_str());
         let jobs: Api<Job> = self.ns(ns);
-        self.ensure_stages_account(ns).await?;
+        let account = self.stages_account(ns).await?;
+        manifests::run_stages_as(
+            job.spec.as_mut().and_then(|s| s.template.spec.as_mut()),
+            account,
+        );
         self.remove_old_job(&jobs, name, ns).await?;
         let created = self
             .apply(&jobs, &job, Action::new("create", "Job", name, ns))

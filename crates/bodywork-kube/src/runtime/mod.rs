@@ -15,18 +15,20 @@ mod jobs;
 mod logs;
 mod watch;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt::Debug;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bodywork_runtime::groups::{GROUPS_NAMESPACE, GroupSecret};
 use bodywork_runtime::namespace as words;
 use bodywork_runtime::{
     Level, Log, Resources, Result, RunContext, Runtime, RuntimeError, Secret, SecretData,
     ServiceStatus, StageRun,
 };
-use k8s_openapi::api::core::v1::{Namespace, Secret as K8sSecret};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret as K8sSecret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -127,6 +129,34 @@ impl KubeRuntime {
         Api::namespaced(self.client.clone(), namespace)
     }
 
+    /// The objects of a kind in `namespace` that bodywork made (labelled
+    /// `managed-by`) or Python Bodywork 3 made (`app=bodywork`), once each.
+    async fn list_bodyworks<K>(&self, namespace: &str, kind: &'static str) -> Result<Vec<K>>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+        <K as Resource>::DynamicType: Default,
+    {
+        let api = self.ns::<K>(namespace);
+        let (app, bodywork) = manifests::BODYWORK3_APP;
+        let mut out: Vec<K> = Vec::new();
+        let mut seen = HashSet::new();
+        for params in [
+            managed(),
+            ListParams::default().labels(&format!("{app}={bodywork}")),
+        ] {
+            let list = api
+                .list(&params)
+                .await
+                .map_err(|e| self.err(&e, Action::new("list", kind, "", namespace)))?;
+            for item in list.items {
+                if seen.insert(item.name_any()) {
+                    out.push(item);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn err(&self, e: &kube::Error, action: Action<'_>) -> RuntimeError {
         map_error(e, action, &self.cluster)
     }
@@ -144,12 +174,27 @@ impl KubeRuntime {
         image
     }
 
-    /// Make sure the namespace has the account stage pods run under: pods
+    /// The account stage pods of `namespace` run under, made sure of: pods
     /// naming a missing account are refused, and the wait would only end at
-    /// its deadline. A namespace created with kubectl has none.
-    async fn ensure_stages_account(&self, namespace: &str) -> Result<()> {
-        self.apply_namespaced("ServiceAccount", &manifests::stages_account(namespace))
+    /// its deadline (a namespace created with kubectl has none). Bodywork
+    /// 3's `bodywork-stage` when the namespace has it, so that what its
+    /// users granted that account (a Role, a cloud identity through its
+    /// annotations) still applies to their stages; else ours.
+    async fn stages_account(&self, namespace: &str) -> Result<&'static str> {
+        let theirs = manifests::BODYWORK3_STAGES_ACCOUNT;
+        let get = Action::new("get", "ServiceAccount", theirs, namespace);
+        if self
+            .ns::<ServiceAccount>(namespace)
+            .get_metadata_opt(theirs)
             .await
+            .map_err(|e| self.err(&e, get))?
+            .is_some()
+        {
+            return Ok(theirs);
+        }
+        self.apply_namespaced("ServiceAccount", &manifests::stages_account(namespace))
+            .await?;
+        Ok(manifests::STAGES_ACCOUNT)
     }
 
     /// Apply a namespaced object (in its own namespace), naming it in errors.
@@ -321,6 +366,24 @@ fn deleted(found: bool, kind: &'static str, name: &str, namespace: &str) -> Resu
     }
 }
 
+/// A secret's values, as text.
+fn secret_data(s: &K8sSecret) -> SecretData {
+    s.data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+/// When a secret was created, as tables show it.
+fn secret_created(s: &K8sSecret) -> String {
+    s.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(shown_time)
+        .unwrap_or_default()
+}
+
 /// Whether bodywork made this object (its `managed-by` label).
 fn is_ours(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
     meta.labels
@@ -365,14 +428,28 @@ impl Resources for KubeRuntime {
     }
 
     async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>> {
-        let existed = self.namespace_exists(namespace).await?;
-        self.apply_manifests(&manifests::namespace_manifests(namespace))
-            .await?;
-        if namespace == bodywork_runtime::groups::GROUPS_NAMESPACE {
+        let get = Action::cluster("get", "Namespace", namespace);
+        let existing = Api::<Namespace>::all(self.client.clone())
+            .get_metadata_opt(namespace)
+            .await
+            .map_err(|e| self.err(&e, get))?;
+        // A namespace someone else made stays as they made it (no label of
+        // ours): what it needs for runs is added to it.
+        let foreign = existing.as_ref().is_some_and(|ns| !is_ours(&ns.metadata));
+        let objects: Vec<Manifest> = manifests::namespace_manifests(namespace)
+            .into_iter()
+            .filter(|m| !(foreign && matches!(m, Manifest::Namespace(_))))
+            .collect();
+        self.apply_manifests(&objects).await?;
+        if namespace == GROUPS_NAMESPACE {
             self.apply_manifests(&manifests::detached_controller_manifests())
                 .await?;
         }
-        Ok(words::setup_lines(namespace, existed))
+        let mut lines = words::setup_lines(namespace, existing.is_some());
+        if foreign {
+            lines.push(words::adopted_line(namespace));
+        }
+        Ok(lines)
     }
 
     async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
@@ -389,9 +466,15 @@ impl Resources for KubeRuntime {
             .list(&ListParams::default().labels(&format!("{key}={value}")))
             .await
             .map_err(|e| self.err(&e, Action::cluster("list", "Namespace", "")))?;
-        let mut names: Vec<String> = list.items.iter().map(|n| n.name_any()).collect();
-        names.sort();
-        Ok(names)
+        let mut names: BTreeSet<String> = list.items.iter().map(|n| n.name_any()).collect();
+        // And those Python Bodywork 3 deployed into (`app=bodywork`).
+        let (app, bodywork) = manifests::BODYWORK3_APP;
+        let theirs = Api::<Deployment>::all(self.client.clone())
+            .list_metadata(&ListParams::default().labels(&format!("{app}={bodywork}")))
+            .await
+            .map_err(|e| self.err(&e, Action::cluster("list", "Deployment", "")))?;
+        names.extend(theirs.items.iter().filter_map(|d| d.namespace()));
+        Ok(names.into_iter().collect())
     }
 
     async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
@@ -484,20 +567,72 @@ impl Resources for KubeRuntime {
             .map(|s| Secret {
                 namespace: namespace.to_string(),
                 name: s.name_any(),
-                data: s
-                    .data
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
-                    .collect(),
-                created: s
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map(shown_time)
-                    .unwrap_or_default(),
+                data: secret_data(s),
+                created: secret_created(s),
             })
             .collect())
+    }
+
+    async fn adopt_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+        let get = Action::cluster("get", "Namespace", namespace);
+        let Some(ns) = Api::<Namespace>::all(self.client.clone())
+            .get_metadata_opt(namespace)
+            .await
+            .map_err(|e| self.err(&e, get))?
+        else {
+            return Ok(Vec::new());
+        };
+        let controller = manifests::CONTROLLER_ACCOUNT;
+        let get = Action::new("get", "ServiceAccount", controller, namespace);
+        let set_up = self
+            .ns::<ServiceAccount>(namespace)
+            .get_metadata_opt(controller)
+            .await
+            .map_err(|e| self.err(&e, get))?
+            .is_some();
+        if is_ours(&ns.metadata) || set_up {
+            return Ok(Vec::new());
+        }
+        // What `setup-namespace` adds to it, without its four lines.
+        self.setup_namespace(namespace).await?;
+        Ok(vec![words::adopted_line(namespace)])
+    }
+
+    async fn put_group_secret(&self, group: &str, name: &str, data: SecretData) -> Result<()> {
+        self.apply_manifest(&manifests::group_secret_manifest(group, name, &data))
+            .await
+    }
+
+    async fn list_group_secrets(&self) -> Result<Vec<GroupSecret>> {
+        let namespace = GROUPS_NAMESPACE;
+        if !self.namespace_exists(namespace).await? {
+            return Ok(Vec::new());
+        }
+        // Bodywork 3's and ours alike: every secret labelled `group`.
+        let list = self
+            .ns::<K8sSecret>(namespace)
+            .list(&ListParams::default().labels(manifests::GROUP_LABEL))
+            .await
+            .map_err(|e| self.err(&e, Action::new("list", "Secret", "", namespace)))?;
+        Ok(list
+            .items
+            .iter()
+            .filter_map(|s| {
+                let group = s.labels().get(manifests::GROUP_LABEL)?.clone();
+                let stored = s.name_any();
+                Some(GroupSecret {
+                    name: manifests::name_in_group(&stored, &group).to_string(),
+                    group,
+                    data: secret_data(s),
+                    created: secret_created(s),
+                })
+            })
+            .collect())
+    }
+
+    async fn delete_group_secret(&self, group: &str, name: &str) -> Result<()> {
+        self.delete_secret(GROUPS_NAMESPACE, &manifests::group_secret_name(group, name))
+            .await
     }
 
     async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {
