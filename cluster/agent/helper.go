@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,6 +28,7 @@ type execSpec struct {
 	Hostname string      `json:"hostname,omitempty"`
 	NetNS    string      `json:"netns,omitempty"` // a path; empty: the host's
 	Mounts   []bindMount `json:"mounts,omitempty"`
+	User     identity    `json:"user"`
 }
 
 type bindMount struct {
@@ -89,6 +91,11 @@ func runHelper(status *os.File) error {
 		}
 		_ = unix.Close(fd)
 	}
+	if err := becomeUser(spec.User); err != nil {
+		return err
+	}
+	// As runc does: after the user is set, so that the directory is
+	// checked as that user.
 	if err := os.Chdir(spec.Dir); err != nil {
 		return fmt.Errorf("chdir to %s: %v", spec.Dir, err)
 	}
@@ -97,6 +104,43 @@ func runHelper(status *os.File) error {
 		return err
 	}
 	return unix.Exec(path, spec.Argv, spec.Env)
+}
+
+// becomeUser drops what the helper holds as root, as runc's init does
+// before it executes the container's command: the capability bounding
+// set emptied for `drop: [ALL]` (no process of the container can gain a
+// capability again, even as root), the supplementary groups, group and
+// user set (a non-root user keeps no capability across setuid and gets
+// none at exec), and no_new_privs for `allowPrivilegeEscalation: false`
+// (setuid binaries and file capabilities grant nothing). The bounding set
+// and no_new_privs are per thread: this one, locked, executes the command.
+func becomeUser(u identity) error {
+	if u.DropAll {
+		for c := 0; c <= lastCap(); c++ {
+			if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && err != unix.EINVAL {
+				return fmt.Errorf("dropping capability %d: %v", c, err)
+			}
+		}
+	}
+	groups := make([]int, len(u.Groups))
+	for i, g := range u.Groups {
+		groups[i] = int(g)
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups %v: %v", u.Groups, err)
+	}
+	if err := syscall.Setgid(int(u.GID)); err != nil {
+		return fmt.Errorf("setgid %d: %v", u.GID, err)
+	}
+	if err := syscall.Setuid(int(u.UID)); err != nil {
+		return fmt.Errorf("setuid %d: %v", u.UID, err)
+	}
+	if u.NoNewPrivs {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("setting no_new_privs: %v", err)
+		}
+	}
+	return nil
 }
 
 // lookPath finds a command as execvp does, in the container's PATH, with

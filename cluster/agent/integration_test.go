@@ -56,7 +56,7 @@ func requireRoot(t *testing.T) {
 
 func startCluster(t *testing.T) (*itCluster, func()) {
 	requireRoot(t)
-	for _, tool := range []string{"ip", "nsenter", "sh", "python3"} {
+	for _, tool := range []string{"ip", "nsenter", "setpriv", "sh", "python3"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Fatalf("the node agent's integration test needs %s: %v", tool, err)
 		}
@@ -92,7 +92,15 @@ func startCluster(t *testing.T) (*itCluster, func()) {
 		return false, nil, nil
 	})
 
-	state := filepath.Join(t.TempDir(), "state")
+	// Containers running as a user other than root reach their working
+	// directories by path: the state directory's ancestors must let them.
+	tmp := t.TempDir()
+	for _, d := range []string{filepath.Dir(tmp), tmp} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	state := filepath.Join(tmp, "state")
 	c.cfg = Config{
 		NodeName: "it-node", StateDir: state, Bridge: "bwt-br0", PodCIDR: "10.244.251.0/24",
 		NamePrefix: "bwt", Image: itImage, Port: 0, ClusterDNS: "10.96.0.10",
@@ -287,6 +295,29 @@ sleep 2; echo last-line; exit 3`),
 	c.create(&v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "badimage"}, Spec: v1.PodSpec{
 		RestartPolicy: v1.RestartPolicyNever,
 		Containers:    []v1.Container{{Name: "c", Image: "example.com/not/here", Command: []string{"true"}}}}})
+	// As bodywork's pods are (the restricted Pod Security Standard), with
+	// an fsGroup and a supplementary group of their own.
+	restricted := restrictedPod().Spec
+	restricted.SecurityContext.FSGroup = ptr(int64(2000))
+	restricted.SecurityContext.SupplementalGroups = []int64{3000}
+	restricted.Volumes = []v1.Volume{saVolume, {Name: "data", VolumeSource: v1.VolumeSource{EmptyDir: &v1.EmptyDirVolumeSource{}}}}
+	restricted.Containers[0].Image = itImage
+	restricted.Containers[0].VolumeMounts = []v1.VolumeMount{saMount, {Name: "data", MountPath: "/bwt-data"}}
+	restricted.Containers[0].Command = sh(`echo "ids $(id -u) $(id -g) $(id -G)"
+grep -E '^(NoNewPrivs|CapEff|CapBnd):' /proc/self/status
+touch "$HOME/x" && echo "home $(stat -c %u:%g "$HOME")"
+echo "emptydir $(stat -c %a:%g /bwt-data)"; echo x > /bwt-data/f && echo "file $(stat -c %u:%g /bwt-data/f)"
+echo "token $(stat -c %g /var/run/secrets/kubernetes.io/serviceaccount/token)"
+exec sleep 1000`)
+	restricted.Containers[0].ReadinessProbe = &v1.Probe{ProbeHandler: v1.ProbeHandler{Exec: &v1.ExecAction{
+		Command: sh(`test "$(id -u):$(id -G)" = "1000:1000 2000 3000" && grep -q '^NoNewPrivs:.1' /proc/self/status`)}},
+		PeriodSeconds: 1}
+	c.create(&v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "restricted"}, Spec: restricted})
+	rootImage := restrictedPod().Spec
+	rootImage.SecurityContext.RunAsUser = nil
+	rootImage.Containers[0].Image = itImage
+	rootImage.Containers[0].Command = []string{"true"}
+	c.create(&v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "rootimage"}, Spec: rootImage})
 	c.create(&v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "nosecret"}, Spec: v1.PodSpec{
 		Containers: []v1.Container{{Name: "c", Image: itImage, Command: []string{"true"},
 			Env: []v1.EnvVar{{Name: "X", ValueFrom: &v1.EnvVarSource{SecretKeyRef: &v1.SecretKeySelector{
@@ -418,6 +449,26 @@ sleep 2; echo last-line; exit 3`),
 	})
 	if m := cs(nosecret).State.Waiting.Message; m != `secrets "gone" not found` {
 		t.Errorf("config error message %q", m)
+	}
+
+	// The restricted pod runs as its user, with its groups and without
+	// privileges, in a home and an emptyDir it may write; its exec probe
+	// runs as it does.
+	c.wait("restricted", 20*time.Second, "Ready", func(p *v1.Pod) bool { return podCondition(p, v1.PodReady) == v1.ConditionTrue })
+	_, out = c.logs("restricted", "c", "")
+	for _, want := range []string{"ids 1000 1000 1000 2000 3000\n", "NoNewPrivs:\t1\n", "CapEff:\t0000000000000000\n",
+		"CapBnd:\t0000000000000000\n", "home 1000:1000\n", "emptydir 2777:2000\n", "file 1000:2000\n", "token 2000\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("restricted pod's log lacks %q:\n%s", want, out)
+		}
+	}
+	// runAsNonRoot and no user: the image's, root; refused as the kubelet does.
+	rootimage := c.wait("rootimage", 10*time.Second, "CreateContainerConfigError", func(p *v1.Pod) bool {
+		w := cs(p).State.Waiting
+		return w != nil && w.Reason == reasonConfigError
+	})
+	if m, want := cs(rootimage).State.Waiting.Message, `container has runAsNonRoot and image will run as root (pod: "rootimage_it(uid-rootimage)", container: c)`; m != want {
+		t.Errorf("runAsNonRoot message %q, want %q", m, want)
 	}
 
 	// Deletion, as the API server does it after an eviction: the

@@ -339,6 +339,10 @@ func (w *podWorker) start(ctx context.Context, pod *v1.Pod, r *containerRun) err
 	if err != nil {
 		return configError{err}
 	}
+	user, err := containerIdentity(pod, c)
+	if err != nil {
+		return configError{err}
+	}
 	argv := containerArgv(c, env)
 	attempt := r.restartCount
 	if r.cur != nil {
@@ -348,7 +352,11 @@ func (w *podWorker) start(ctx context.Context, pod *v1.Pod, r *containerRun) err
 	scratch := filepath.Join(cdir, "scratch")
 	// A fresh writable directory per instance, like a container's layer.
 	_ = os.RemoveAll(scratch)
-	if err := os.MkdirAll(scratch, 0o777); err != nil {
+	if err := os.MkdirAll(scratch, 0o755); err != nil {
+		return err
+	}
+	// The container's own: it is its HOME (and working directory).
+	if err := os.Chown(scratch, int(user.UID), int(user.GID)); err != nil {
 		return err
 	}
 	dir := scratch
@@ -372,6 +380,7 @@ func (w *podWorker) start(ctx context.Context, pod *v1.Pod, r *containerRun) err
 		Dir:      dir,
 		Hostname: podHostname(pod),
 		Mounts:   mounts,
+		User:     user,
 	}
 	if w.net != nil {
 		spec.NetNS = w.net.NetNSPath()

@@ -148,8 +148,11 @@ func (p *prober) check(ctx context.Context, spec *v1.Probe) (bool, string) {
 		_ = conn.Close()
 		return true, ""
 	case spec.Exec != nil:
+		// As the container's user, with its privileges: an exec in a
+		// container runs as its process does.
 		args := []string{"--target", strconv.Itoa(p.inst.pid), "--mount", "--uts", "--net", "--wd=" + p.inst.dir, "--"}
-		cmd := exec.CommandContext(ctx, "nsenter", append(args, spec.Exec.Command...)...)
+		args = append(append(args, p.inst.user.setprivArgs()...), spec.Exec.Command...)
+		cmd := exec.CommandContext(ctx, "nsenter", args...)
 		cmd.Env = p.inst.env
 		out, err := cmd.CombinedOutput()
 		return err == nil, string(out)

@@ -38,6 +38,7 @@ type instance struct {
 	probes  func()      // stops the probes
 	env     []string    // for exec probes
 	dir     string
+	user    identity
 }
 
 func (i *instance) exited() bool {
@@ -133,7 +134,7 @@ func startInstance(spec execSpec, logPath string, attempt int32, onExit func()) 
 	inst := &instance{
 		id: newContainerID(), attempt: attempt, logPath: logPath, pid: cmd.Process.Pid,
 		done: make(chan struct{}), drained: make(chan struct{}),
-		env: spec.Env, dir: spec.Dir,
+		env: spec.Env, dir: spec.Dir, user: spec.User,
 	}
 	go func() {
 		_ = json.NewEncoder(pipes[2][1]).Encode(spec)

@@ -60,9 +60,14 @@ func (pv *podVolumes) setUp(ctx context.Context) error {
 			}
 			return os.FileMode(*m)
 		}
+		readOnly := true
 		switch {
 		case vol.EmptyDir != nil:
-			err = os.MkdirAll(dir, 0o777)
+			// The emptydir plugin's: 0777 whatever the umask.
+			if err = os.MkdirAll(dir, 0o777); err == nil {
+				err = os.Chmod(dir, 0o777)
+			}
+			readOnly = false
 		case vol.HostPath != nil:
 			dir = vol.HostPath.Path
 			if vol.HostPath.Type != nil && *vol.HostPath.Type == v1.HostPathDirectoryOrCreate {
@@ -83,6 +88,9 @@ func (pv *podVolumes) setUp(ctx context.Context) error {
 		}
 		if err == nil && files != nil {
 			err = writeVolume(dir, files)
+		}
+		if err == nil && vol.HostPath == nil {
+			err = setVolumeOwnership(dir, fsGroupOf(pv.pod), readOnly)
 		}
 		if err != nil {
 			return fmt.Errorf("MountVolume.SetUp failed for volume %q : %v", vol.Name, err)
@@ -275,6 +283,9 @@ func (pv *podVolumes) refreshTokens(ctx context.Context) (time.Time, error) {
 				return time.Now().Add(10 * time.Second), err
 			}
 			if err := writeFileAtomic(filepath.Join(t.dir, t.path), token, t.mode); err != nil {
+				return time.Now().Add(10 * time.Second), err
+			}
+			if err := setVolumeOwnership(filepath.Join(t.dir, t.path), fsGroupOf(pv.pod), true); err != nil {
 				return time.Now().Add(10 * time.Second), err
 			}
 		}

@@ -20,6 +20,12 @@
 //! Packages: the pods install offline from the image's uv cache
 //! (`DIR/cache/uv`), which [`Cluster::warm`] fills first from this machine
 //! with bodywork's own environment builder.
+//!
+//! Users: bodywork's pods run as the image's user ([`IMAGE_UID`], the
+//! `restricted` Pod Security Standard), so what they read or write on this
+//! machine is theirs or open to them: the uv cache (handed back to that
+//! user after each fill), the repositories served to them (readable) and
+//! the files stages write for a test to read ([`pod_scratch`]).
 
 mod common;
 
@@ -29,6 +35,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use bodywork_kube::manifests::IMAGE_UID;
 use common::{
     Load, SERVER, TestHome, TestProject, args_line, batch_stage, copy_dir, git, wait_for, yaml,
 };
@@ -67,6 +74,7 @@ as_admin_and_as_user!(
     bodywork3_verbs_with_a_secrets_group_and_an_async_deployment,
     a_missing_image_fails_its_stage_at_once,
     python_bodywork_3_and_bodywork_share_a_cluster,
+    a_restricted_namespace_runs_a_batch_and_a_service_stage_as_the_images_user,
 );
 
 /// A running cluster of `scripts/cluster`.
@@ -288,6 +296,10 @@ impl Cluster {
                     .status();
             }
         }
+        // Readable by the pods' user (a temporary directory is its owner's only).
+        let open =
+            std::fs::set_permissions(repo, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+        assert!(open.is_ok(), "chmod 755 {}: {open:?}", repo.display());
         let key = format!("url.file://{}.insteadOf", repo.display());
         let ok = Command::new("git")
             .arg("config")
@@ -302,10 +314,15 @@ impl Cluster {
     /// Fill the image's uv cache with what an environment for
     /// `requirements` installs, with bodywork's own builder on this machine
     /// (which reaches PyPI), so that the pods find it offline.
+    /// The cache stays the image user's, as `scripts/cluster up` left it:
+    /// what this (root) adds is handed back, one fill at a time.
     fn warm(&self, requirements: &str) {
+        static ONE: Mutex<()> = Mutex::new(());
+        let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
         let scratch = tempfile::tempdir().expect("scratch home");
+        let uv_cache = self.dir.join("cache/uv");
         let cache = bodywork_pyenv::EnvCache::new(scratch.path())
-            .with_uv_cache_dir(&self.dir.join("cache/uv"))
+            .with_uv_cache_dir(&uv_cache)
             .with_tools_dir(&common::shared_tools_dir());
         let request = bodywork_pyenv::EnvRequest {
             python: Some(self.dir.join("pod-bin/python3")),
@@ -314,7 +331,28 @@ impl Cluster {
         if let Err(e) = cache.ensure(&request, &mut |_| {}) {
             panic!("warming the image's uv cache for {requirements:?}: {e}");
         }
+        let owner = format!("{IMAGE_UID}:{IMAGE_UID}");
+        let chown = Command::new("chown")
+            .args(["-R", &owner])
+            .arg(&uv_cache)
+            .status();
+        assert!(
+            chown.is_ok_and(|s| s.success()),
+            "chown -R {owner} {}",
+            uv_cache.display()
+        );
     }
+}
+
+/// A file next to `project` that its stages (running as [`IMAGE_UID`])
+/// may create and write, for the test to read.
+fn pod_scratch(project: &TestProject, name: &str) -> PathBuf {
+    let path = project.scratch(name);
+    let dir = path.parent().expect("a scratch directory");
+    let uid = u32::try_from(IMAGE_UID).expect("a uid");
+    let given = std::os::unix::fs::chown(dir, Some(uid), Some(uid));
+    assert!(given.is_ok(), "chown {}: {given:?}", dir.display());
+    path
 }
 
 /// A git repository of `files` (plus any directory copied in by the
@@ -716,9 +754,9 @@ fn batch_dag_with_a_secret_retries_and_a_timeout(who: Who) {
     let _ns = guard(c, &ns);
     let url = format!("https://git.bodywork.test/{ns}");
     let project = TestProject::new(&[("mark.py", MARK_SCRIPT)]);
-    let out = project.scratch("marks.txt");
+    let out = pod_scratch(&project, "marks.txt");
     let out_arg = out.to_str().expect("UTF-8 path");
-    let marker = project.scratch("evict-me");
+    let marker = pod_scratch(&project, "evict-me");
     let marker_arg = marker.to_str().expect("UTF-8 path");
     let config = yaml(
         "batchy",
@@ -823,7 +861,7 @@ fn append_project(
     group: Option<&str>,
 ) -> (TestProject, PathBuf) {
     let project = TestProject::new(&[("append.py", APPEND_SCRIPT)]);
-    let out = project.scratch("appended.txt");
+    let out = pod_scratch(&project, "appended.txt");
     let mut pipeline = String::new();
     if let Some(ns) = ns {
         pipeline.push_str(&format!("  namespace: {ns}\n"));
@@ -1094,6 +1132,183 @@ fn a_missing_image_fails_its_stage_at_once(who: Who) {
     assert_eq!(jobs.trim(), "", "Jobs left behind");
 }
 
+/// A batch stage saying who it runs as and what it may do (the kernel's
+/// view: no_new_privs, effective capabilities), writing to its home.
+const WHOAMI_SCRIPT: &str = r#"
+import os
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+open(os.path.join(os.environ["HOME"], "written"), "w").close()
+print(f"batch uid={os.getuid()} gid={os.getgid()} groups={sorted(os.getgroups())} "
+      f"no_new_privs={status['NoNewPrivs'].strip()} cap_eff={status['CapEff'].strip()}", flush=True)
+"#;
+
+/// The labels of a namespace whose pods must meet the `restricted` Pod
+/// Security Standard (enforced, audited, warned about).
+const RESTRICTED: [&str; 4] = [
+    "pod-security.kubernetes.io/enforce=restricted",
+    "pod-security.kubernetes.io/enforce-version=latest",
+    "pod-security.kubernetes.io/audit=restricted",
+    "pod-security.kubernetes.io/warn=restricted",
+];
+
+/// A namespace someone made with the `restricted` Pod Security Standard
+/// enforced (the API server's PodSecurity admission refuses any other
+/// pod there): bodywork adopts it, the API server has no warning for its
+/// manifests, and a batch and a service stage ([`SERVER`], which answers
+/// its uid) run there, as the image's user, with no_new_privs and no
+/// capabilities.
+fn a_restricted_namespace_runs_a_batch_and_a_service_stage_as_the_images_user(who: Who) {
+    let c = cluster();
+    let ns = namespace("psa", who);
+    let _ns = guard(c, &ns);
+    c.kubectl_ok(&["create", "namespace", &ns]);
+    let mut label = vec!["label", "namespace", ns.as_str()];
+    label.extend(RESTRICTED);
+    c.kubectl_ok(&label);
+    let image = bodywork_kube::DEFAULT_IMAGE;
+    // It is enforced: a pod of no securityContext is refused, and a
+    // workload of one is warned about.
+    let refused = c
+        .kubectl(&[
+            "-n",
+            &ns,
+            "run",
+            "plain",
+            "--image",
+            image,
+            "--restart=Never",
+            "--",
+            "true",
+        ])
+        .output()
+        .expect("kubectl run");
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && why.contains(r#"violates PodSecurity "restricted:latest""#),
+        "a plain pod was not refused: {why}"
+    );
+    let warned = c
+        .kubectl(&[
+            "-n",
+            &ns,
+            "create",
+            "deployment",
+            "plain",
+            "--image",
+            image,
+            "--dry-run=server",
+        ])
+        .output()
+        .expect("kubectl create deployment");
+    let warning = String::from_utf8_lossy(&warned.stderr);
+    assert!(
+        warning.contains(r#"Warning: would violate PodSecurity "restricted:latest""#),
+        "no warning for a plain Deployment: {warning}"
+    );
+
+    let url = format!("https://git.bodywork.test/{ns}");
+    let service = "  svc:\n    executable_module_path: server.py\n    args: [v1, svc]\n    service: {max_startup_time_seconds: 60, replicas: 1, port: 5000, ingress: false}\n";
+    let config = yaml(
+        "restricted",
+        "whoami >> svc",
+        &format!("  namespace: {ns}\n"),
+        &[
+            batch_stage("whoami", "whoami.py", 60, 0, ""),
+            service.to_string(),
+        ],
+    );
+    let _project = served_project(
+        c,
+        &url,
+        "main",
+        &[
+            ("bodywork.yaml", &config),
+            ("whoami.py", WHOAMI_SCRIPT),
+            ("server.py", SERVER),
+        ],
+    );
+    let home = c.home(who);
+    let setup = home.ok(&["setup-namespace", &ns]);
+    assert!(setup.stdout.contains(&format!("namespace={ns}")), "{setup}");
+    let labels = c.kubectl_ok(&["get", "namespace", &ns, "-o", "jsonpath={.metadata.labels}"]);
+    assert!(
+        labels.contains(r#""pod-security.kubernetes.io/enforce":"restricted""#),
+        "setup-namespace changed the namespace's labels: {labels}"
+    );
+
+    // What the workflow applies, as the API server admits it: not one warning.
+    let dry = home.ok(&["workflow", "--dry-run", &url, "main"]);
+    for kind in ["kind: Job", "kind: Deployment"] {
+        assert!(dry.stdout.contains(kind), "{dry}");
+    }
+    let file = c.dir.join(format!("{ns}-manifests.yaml"));
+    std::fs::write(&file, &dry.stdout).expect("manifests file");
+    let applied = c
+        .kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--dry-run=server",
+            "-f",
+            file.to_str().expect("UTF-8 path"),
+        ])
+        .output()
+        .expect("kubectl apply");
+    let _ = std::fs::remove_file(&file);
+    let said = String::from_utf8_lossy(&applied.stderr);
+    assert!(
+        applied.status.success(),
+        "kubectl apply --dry-run=server: {said}"
+    );
+    assert!(
+        !said.contains("PodSecurity") && !said.contains("Warning"),
+        "{said}"
+    );
+
+    let run = home.ok(&["workflow", &url, "main"]);
+    assert!(
+        run.all().contains(
+            "batch uid=1000 gid=1000 groups=[1000] no_new_privs=1 cap_eff=0000000000000000"
+        ),
+        "{run}"
+    );
+    assert!(!run.all().contains("PodSecurity"), "{run}");
+    let users = c.kubectl_ok(&[
+        "-n",
+        &ns,
+        "get",
+        "pods",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.securityContext.runAsUser}{\"\\n\"}{end}",
+    ]);
+    // The service's pod (and the batch stage's, while it goes).
+    assert!(
+        !users.trim().is_empty() && users.lines().all(|u| u == IMAGE_UID.to_string()),
+        "{users}"
+    );
+    let proxy = Proxy::start(c, &c.kubeconfig_of(who));
+    let (code, body) = request(
+        &proxy.addr(),
+        "GET",
+        &format!("/api/v1/namespaces/{ns}/services/svc/proxy/"),
+        None,
+    )
+    .expect("the service answers");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        (&answer["stage"], &answer["uid"]),
+        (&"svc".into(), &IMAGE_UID.into()),
+        "{body}"
+    );
+    let logs = home.ok(&["logs", "--namespace", &ns, "svc"]);
+    assert!(
+        logs.stdout.contains("svc v1 listening on port 5000"),
+        "{logs}"
+    );
+    home.ok(&["service", "delete", "--namespace", &ns, "--name", "svc"]);
+}
+
 /// Python Bodywork's ClusterRole `bodywork-workflow-controller`, broader
 /// than ours (its deployments need it), made by another field manager.
 const PYTHON_BODYWORK_ROLE: &str = "apiVersion: rbac.authorization.k8s.io/v1
@@ -1296,7 +1511,7 @@ fn python_bodywork_3_and_bodywork_share_a_cluster(who: Who) {
     let group = format!("{ns}-g");
     let url = format!("https://git.bodywork.test/{ns}");
     let project = TestProject::new(&[("check.py", SHARED_CHECK), ("server.py", SERVER)]);
-    let out = project.scratch("checked.txt");
+    let out = pod_scratch(&project, "checked.txt");
     let config = format!(
         "version: \"1.1\"\npipeline:\n  name: shared\n  namespace: {ns}\n  secrets_group: {group}\n  DAG: check >> svc\nstages:\n  check:\n    executable_module_path: check.py\n{}    secrets:\n      USERNAME: creds\n      TOKEN: token\n    batch: {{max_completion_time_seconds: 60, retries: 0}}\n  svc:\n    executable_module_path: server.py\n    args: [\"v1\", \"svc\"]\n    service: {{max_startup_time_seconds: 60, replicas: 1, port: 5000, ingress: false}}\n",
         args_line(&[out.to_str().expect("UTF-8 path")])

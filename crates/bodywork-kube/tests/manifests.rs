@@ -54,8 +54,65 @@ fn snapshot(name: &str, manifests: &[Manifest]) {
             v["apiVersion"].is_string() && v["kind"].is_string(),
             "{doc}"
         );
+        if let Some(pod) = pod_spec(&v) {
+            assert_restricted(pod, doc);
+        }
     }
     insta::assert_snapshot!(name, yaml);
+}
+
+/// The pod template of a Job, Deployment or CronJob.
+fn pod_spec(v: &serde_json::Value) -> Option<&serde_json::Value> {
+    let spec = &v["spec"];
+    [
+        &spec["template"]["spec"],
+        &spec["jobTemplate"]["spec"]["template"]["spec"],
+    ]
+    .into_iter()
+    .find(|p| p.is_object())
+}
+
+/// What the `restricted` Pod Security Standard checks of a pod (the API
+/// server's PodSecurity admission refuses it otherwise in a namespace
+/// labelled `pod-security.kubernetes.io/enforce=restricted`): no host
+/// namespaces or ports, non-root with a non-zero user, seccomp
+/// RuntimeDefault, no privilege escalation, every capability dropped and
+/// none added but NET_BIND_SERVICE, only ephemeral volume types.
+fn assert_restricted(pod: &serde_json::Value, doc: &str) {
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        assert!(pod[host].as_bool() != Some(true), "{host}: {doc}");
+    }
+    let sc = &pod["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true, "{doc}");
+    assert!(sc["runAsUser"].as_i64().is_some_and(|u| u > 0), "{doc}");
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{doc}");
+    for volume in pod["volumes"].as_array().into_iter().flatten() {
+        assert!(volume["hostPath"].is_null(), "{doc}");
+    }
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| pod[k].as_array())
+        .flatten();
+    for c in containers {
+        let csc = &c["securityContext"];
+        assert_eq!(csc["allowPrivilegeEscalation"], false, "{doc}");
+        assert!(csc["privileged"].as_bool() != Some(true), "{doc}");
+        assert!(
+            csc["capabilities"]["drop"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|c| c == "ALL")),
+            "{doc}"
+        );
+        for add in csc["capabilities"]["add"].as_array().into_iter().flatten() {
+            assert_eq!(add, "NET_BIND_SERVICE", "{doc}");
+        }
+        for port in c["ports"].as_array().into_iter().flatten() {
+            assert!(port["hostPort"].is_null(), "{doc}");
+        }
+        // A container's own settings may not undo the pod's.
+        assert!(csc["runAsNonRoot"].as_bool() != Some(false), "{doc}");
+        assert!(csc["runAsUser"].as_i64() != Some(0), "{doc}");
+    }
 }
 
 fn project_snapshot(rel: &str) -> WorkflowPlan {
@@ -326,4 +383,19 @@ fn cronjob() {
     );
     assert_eq!(manifests::cronjob_group(c).as_deref(), Some("prod"));
     snapshot("cronjob_with_group", std::slice::from_ref(&m));
+}
+
+#[test]
+fn detached_run() {
+    // Bodywork 3's `create deployment --async`: a Job in Bodywork's own
+    // namespace running the workflow under the controller's account.
+    let submission = bodywork_runtime::WorkflowSubmission {
+        repo: "https://github.com/bodywork-ml/bodywork-serve-model-project".into(),
+        branch: Some("master".into()),
+        namespace: None,
+        ssh_key: None,
+        secrets_group: Some("prod".into()),
+    };
+    let job = manifests::detached_job("async-workflow-1764108000", &submission, 1, None);
+    snapshot("detached_run", &[Manifest::Job(job)]);
 }

@@ -624,7 +624,7 @@ impl Load {
     }
 }
 
-/// A stdlib HTTP service: answers `{"stage", "version", "pid"}`; `/slow`
+/// A stdlib HTTP service: answers `{"stage", "version", "pid", "uid"}`; `/slow`
 /// sleeps 5 s; with the argument `never` it never listens, with `crash` it
 /// exits (code 3) at once.
 pub const SERVER: &str = r#"
@@ -642,7 +642,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path.startswith("/slow"):
             time.sleep(5)
-        body = json.dumps({"stage": stage, "version": version, "pid": os.getpid()}).encode()
+        body = json.dumps({"stage": stage, "version": version, "pid": os.getpid(), "uid": os.getuid()}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

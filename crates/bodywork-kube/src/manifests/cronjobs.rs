@@ -115,7 +115,7 @@ fn workflow_job_spec(
                 labels: Some(labels),
                 ..ObjectMeta::default()
             }),
-            spec: Some(PodSpec {
+            spec: Some(super::security::restricted(PodSpec {
                 service_account_name: Some(CONTROLLER_ACCOUNT.into()),
                 restart_policy: Some("Never".into()),
                 containers: vec![Container {
@@ -138,7 +138,7 @@ fn workflow_job_spec(
                     ..Container::default()
                 }],
                 ..PodSpec::default()
-            }),
+            })),
         },
         ..JobSpec::default()
     }

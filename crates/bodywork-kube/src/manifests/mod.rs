@@ -5,8 +5,8 @@
 //! holds what every family shares ([`Manifest`], [`Target`], the labels and
 //! annotations bodywork sets); each family has its own file: `namespace`
 //! (Namespace, ServiceAccounts, ClusterRole and its binding), `workloads`
-//! (Jobs, Deployments, Services, Ingresses), `secrets`, `cronjobs` and
-//! `images`.
+//! (Jobs, Deployments, Services, Ingresses), `secrets`, `cronjobs`,
+//! `images` and `security` (every pod's security context).
 //!
 //! Must not: perform any I/O or talk to a cluster. What is generated here is
 //! exactly what the runtime applies, so snapshot tests of these functions
@@ -18,6 +18,7 @@ mod images;
 mod names;
 mod namespace;
 mod secrets;
+mod security;
 mod workloads;
 
 pub use cronjobs::{
@@ -36,6 +37,7 @@ pub use secrets::{
     GROUP_LABEL, SSH_SECRET, SSH_SECRET_KEY, group_secret_manifest, group_secret_name,
     name_in_group, secret_manifest,
 };
+pub use security::IMAGE_UID;
 pub use workloads::{PORT_NAME, ingress_path, job, service_manifests, workflow_manifests};
 
 use std::collections::BTreeMap;

@@ -224,12 +224,12 @@ pub fn job(
                     annotations: Some(stage_annotations(run, stage)),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(PodSpec {
+                spec: Some(super::security::restricted(PodSpec {
                     service_account_name: Some(STAGES_ACCOUNT.into()),
                     restart_policy: Some("Never".into()),
                     containers: vec![container(run, stage, image, extra_env)],
                     ..PodSpec::default()
-                }),
+                })),
             },
             ..JobSpec::default()
         }),
@@ -312,11 +312,11 @@ pub fn service_manifests(run: &Target<'_>, stage: &StagePlan, image: &str) -> Ve
                     annotations: Some(stage_annotations(run, stage)),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(PodSpec {
+                spec: Some(super::security::restricted(PodSpec {
                     service_account_name: Some(STAGES_ACCOUNT.into()),
                     containers: vec![container],
                     ..PodSpec::default()
-                }),
+                })),
             },
             ..DeploymentSpec::default()
         }),
