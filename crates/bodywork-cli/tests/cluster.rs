@@ -21,6 +21,9 @@
 //! (`DIR/cache/uv`), which [`Cluster::warm`] fills first from this machine
 //! with bodywork's own environment builder.
 
+// Issue 21, point 5: the client through proxies, faults and kubeconfig features.
+#[path = "cluster/client.rs"]
+mod client;
 mod common;
 
 use std::io::{BufRead, BufReader};
