@@ -27,6 +27,9 @@
 //! user after each fill), the repositories served to them (readable) and
 //! the files stages write for a test to read ([`pod_scratch`]).
 
+// Issue 21, point 5: the client through proxies, faults and kubeconfig features.
+#[path = "cluster/client.rs"]
+mod client;
 mod common;
 
 use std::io::{BufRead, BufReader};

@@ -19,6 +19,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod middlemen;
+
 /// The `bodywork` binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_bodywork")

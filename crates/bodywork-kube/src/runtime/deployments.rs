@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use super::watch::{await_condition, first_failing_pod};
+use super::watch::{Waited, await_condition, first_failing_pod};
 use bodywork_plan::StagePlanKind;
 use bodywork_runtime::{Level, Log, Result, RuntimeError, ServiceStatus, StageRun};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -19,7 +19,7 @@ use kube::api::ListParams;
 use kube::{Api, Resource, ResourceExt};
 
 use super::{KubeRuntime, LOGGER, annotation, deleted, target_of, time};
-use crate::errors::{Action, map_wait_error};
+use crate::errors::{Action, failing_watch, map_watch_error};
 use crate::manifests::{
     self, BODYWORK3_COMMIT_LABEL, BODYWORK3_PORT_ANNOTATION, BODYWORK3_PROJECT_LABEL,
     BODYWORK3_STAGE_LABEL, COMMIT_LABEL, INGRESS_ANNOTATION, Manifest, NAME_LABEL, PROJECT_LABEL,
@@ -155,26 +155,29 @@ impl KubeRuntime {
         // cold node; 0: no limit (`manifests::Waits`).
         let limit = self.waits.startup(*max_startup_time_seconds);
         let shown = limit.map_or(0, |l| l.as_secs());
-        let settled = await_condition(deployments.clone(), name, is_rollout_settled(generation));
-        let settled = async {
-            match limit {
-                Some(limit) => tokio::time::timeout(limit, settled).await,
-                None => Ok(settled.await),
-            }
-        };
+        let settled = await_condition(
+            deployments.clone(),
+            name,
+            is_rollout_settled(generation),
+            limit,
+        );
+        let watch = Action::new("watch", "Deployment", name, ns);
+        // Whatever ends the wait short of a complete rollout rolls it back,
+        // a watch that failed until the deadline included.
         let outcome = tokio::select! {
             r = settled => match r {
-                Ok(Ok(Some(d))) if is_deployment_rolled_out(&d, generation) => Ok(()),
-                Ok(Ok(Some(_))) => Err(format!("Kubernetes reports no progress within {shown}s")),
-                Ok(Ok(None)) => Err("the Deployment was deleted while rolling out".to_string()),
-                Ok(Err(e)) => {
-                    logs.finish(Duration::ZERO).await;
-                    return Err(map_wait_error(&e, Action::new("watch", "Deployment", name, ns), &self.cluster));
-                }
-                Err(_) => Err(format!(
-                    "not ready within {shown}s (MAX_STARTUP_TIME_SECONDS={max_startup_time_seconds}, at least {}s, plus {}s grace)",
+                Ok(Waited::Met(Some(d))) if is_deployment_rolled_out(&d, generation) => Ok(()),
+                Ok(Waited::Met(Some(_))) => Err(format!("Kubernetes reports no progress within {shown}s")),
+                Ok(Waited::Met(None)) => Err("the Deployment was deleted while rolling out".to_string()),
+                Ok(Waited::TimedOut(broken)) => Err(format!(
+                    "not ready within {shown}s (MAX_STARTUP_TIME_SECONDS={max_startup_time_seconds}, at least {}s, plus {}s grace){}",
                     self.waits.startup_floor.as_secs(),
-                    self.waits.grace.as_secs()
+                    self.waits.grace.as_secs(),
+                    failing_watch(broken.as_ref(), watch, &self.cluster)
+                )),
+                Err(e) => Err(format!(
+                    "could not be watched: {}",
+                    map_watch_error(&e, watch, &self.cluster)
                 )),
             },
             why = failing => Err(format!("is not ready: {why}")),

@@ -27,6 +27,7 @@ use bodywork_runtime::{
     Level, Log, Resources, Result, RunContext, Runtime, RuntimeError, Secret, SecretData,
     ServiceStatus, StageRun,
 };
+use hyper_util::client::legacy::connect::proxy::Tunnel;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret as K8sSecret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
@@ -37,11 +38,12 @@ use kube::runtime::wait::conditions;
 use kube::{Api, Client, Config, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use watch::await_condition;
+use watch::{Waited, await_condition};
 
-use crate::errors::{Action, map_error, map_wait_error};
+use crate::errors::{Action, failing_watch, map_error, map_watch_error};
 use crate::manifests::Waits;
 use crate::manifests::{self, MANAGED_BY, Manifest, Target};
+use crate::retry::RetryPolicy;
 
 /// The field manager of bodywork's server-side applies.
 pub const FIELD_MANAGER: &str = "bodywork";
@@ -299,19 +301,18 @@ impl KubeRuntime {
         let name = old.meta().name.clone().unwrap_or_default();
         self.delete_opt(api, &name, action).await?;
         let uid = old.meta().uid.clone().unwrap_or_default();
-        let gone = await_condition(
-            api.clone(),
-            &name,
-            kube::runtime::wait::conditions::is_deleted(&uid),
-        );
-        match tokio::time::timeout(Duration::from_secs(60), gone).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(crate::errors::map_wait_error(&e, action, &self.cluster)),
-            Err(_) => Err(RuntimeError::Failed(format!(
-                "the previous {} {name} in namespace {} is still being deleted after 60s",
+        let limit = Duration::from_secs(60);
+        let gone = kube::runtime::wait::conditions::is_deleted(&uid);
+        match await_condition(api.clone(), &name, gone, Some(limit)).await {
+            Ok(Waited::Met(_)) => Ok(()),
+            Ok(Waited::TimedOut(broken)) => Err(RuntimeError::Failed(format!(
+                "the previous {} {name} in namespace {} is still being deleted after {}s{}",
                 action.kind,
-                action.namespace.unwrap_or_default()
+                action.namespace.unwrap_or_default(),
+                limit.as_secs(),
+                failing_watch(broken.as_ref(), action, &self.cluster)
             ))),
+            Err(e) => Err(map_watch_error(&e, action, &self.cluster)),
         }
     }
 
@@ -329,19 +330,63 @@ impl KubeRuntime {
 }
 
 /// kube's default client stack minus its tracing layer, which logs every
-/// connection failure at ERROR level on its own: our error is the one line
-/// the user sees (the stack is the one kube documents for `Client::new`).
+/// connection failure at ERROR level on its own (our error is the one line
+/// the user sees), plus [`RetryPolicy`] (the stack is the one kube documents
+/// for `Client::new`). What the kubeconfig says is honoured as kube's own
+/// client honours it: `proxy-url` (or `HTTPS_PROXY`, minus `NO_PROXY`:
+/// `http://`, `https://` and `socks5://`), `tls-server-name`, exec
+/// credential plugins (tokens and client certificates) and the rest of the
+/// auth kube knows.
 fn client_for(config: Config) -> Result<Client, kube::Error> {
     use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::client::legacy::connect::proxy::SocksV5;
     use kube::client::ConfigExt;
-    use tower::{BoxError, ServiceBuilder};
 
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(config.connect_timeout);
-    let https = config.rustls_https_connector_with_connector(http)?;
+    let Some(proxy) = config.proxy_url.clone() else {
+        return client_over(config, http);
+    };
+    match proxy.scheme_str() {
+        Some("http") => {
+            let tunnel = with_proxy_auth(&proxy, Tunnel::new(proxy.clone(), http));
+            client_over(config, tunnel)
+        }
+        Some("https") => {
+            let to_proxy = config.rustls_https_connector_with_connector(http)?;
+            let tunnel = with_proxy_auth(&proxy, Tunnel::new(proxy.clone(), to_proxy));
+            client_over(config, tunnel)
+        }
+        Some("socks5") => client_over(config, SocksV5::new(proxy, http)),
+        _ => Err(kube::Error::ProxyProtocolUnsupported {
+            proxy_url: Box::new(proxy),
+        }),
+    }
+}
+
+/// The client over `connector` (to the API server, or to a proxy's tunnel).
+fn client_over<C>(config: Config, connector: C) -> Result<Client, kube::Error>
+where
+    C: tower::Service<http::Uri> + Clone + Send + Sync + 'static,
+    C::Response: hyper::rt::Read
+        + hyper::rt::Write
+        + hyper_util::client::legacy::connect::Connection
+        + Send
+        + Unpin
+        + 'static,
+    C::Future: Send + 'static,
+    C::Error: Into<tower::BoxError>,
+{
+    use kube::client::ConfigExt;
+    use tower::retry::RetryLayer;
+    use tower::{BoxError, ServiceBuilder};
+
+    let https = config.rustls_https_connector_with_connector(connector)?;
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
+        // Outside the auth layer: each attempt gets fresh credentials.
+        .layer(RetryLayer::new(RetryPolicy::default()))
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .map_err(BoxError::from)
@@ -350,6 +395,24 @@ fn client_for(config: Config) -> Result<Client, kube::Error> {
                 .build(https),
         );
     Ok(Client::new(service, config.default_namespace))
+}
+
+/// `Proxy-Authorization: Basic` from a proxy URL's `user:password@`
+/// (percent-decoded), as kube's own client sends it.
+fn with_proxy_auth<C>(proxy: &http::Uri, tunnel: Tunnel<C>) -> Tunnel<C> {
+    use base64::Engine;
+    let Some((userinfo, _)) = proxy.authority().and_then(|a| a.as_str().split_once('@')) else {
+        return tunnel;
+    };
+    let plain: Vec<u8> = percent_encoding::percent_decode_str(userinfo).collect();
+    let value = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(plain)
+    );
+    match http::HeaderValue::from_str(&value) {
+        Ok(header) => tunnel.with_auth(header),
+        Err(_) => tunnel,
+    }
 }
 
 /// `Ok` when a delete found something, else the "not found" error naming
@@ -501,20 +564,22 @@ impl Resources for KubeRuntime {
             // Kubernetes deletes what the namespace holds, then the namespace;
             // wait for it as `kubectl delete namespace` does, for a while.
             let uid = ns.uid().unwrap_or_default();
-            let gone = await_condition(namespaces.clone(), namespace, conditions::is_deleted(&uid));
-            match tokio::time::timeout(NAMESPACE_DELETE_WAIT, gone).await {
-                Ok(Ok(_)) => {
+            let gone = conditions::is_deleted(&uid);
+            let limit = Some(NAMESPACE_DELETE_WAIT);
+            match await_condition(namespaces.clone(), namespace, gone, limit).await {
+                Ok(Waited::Met(_)) => {
                     lines.extend(words::deleted_contents(
                         namespace, &services, secrets, cron_jobs,
                     ));
                     lines.push(deleted_ns);
                 }
-                Ok(Err(e)) => return Err(map_wait_error(&e, del, &self.cluster)),
-                Err(_) => lines.push(format!(
+                Ok(Waited::TimedOut(broken)) => lines.push(format!(
                     "deleting namespace={namespace}: still terminating after {} s; Kubernetes \
-                     finishes it in the background",
-                    NAMESPACE_DELETE_WAIT.as_secs()
+                     finishes it in the background{}",
+                    NAMESPACE_DELETE_WAIT.as_secs(),
+                    failing_watch(broken.as_ref(), del, &self.cluster)
                 )),
+                Err(e) => return Err(map_watch_error(&e, del, &self.cluster)),
             }
         }
         // The binding is cluster-scoped: deleting the namespace leaves it.
