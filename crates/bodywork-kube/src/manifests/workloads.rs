@@ -160,7 +160,7 @@ fn container(
     Container {
         name: "bodywork".into(),
         image: Some(image.to_string()),
-        image_pull_policy: Some("IfNotPresent".into()),
+        image_pull_policy: Some(super::images::pull_policy(image).into()),
         command: Some(vec!["bodywork".into()]),
         // The commit the workflow resolved, not the branch's tip at pod
         // start: a pod restarted, scaled up or brought back by a rollback
