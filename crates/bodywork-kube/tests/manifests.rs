@@ -399,3 +399,43 @@ fn detached_run() {
     let job = manifests::detached_job("async-workflow-1764108000", &submission, 1, None);
     snapshot("detached_run", &[Manifest::Job(job)]);
 }
+
+/// The image CI publishes from main: every container that runs it (stage
+/// Jobs and Deployments, cron jobs' workflow runs) pulls it again, so a
+/// node never keeps an old `:edge`; a release's tag is pulled once.
+#[test]
+fn edge_image_is_pulled_always() {
+    const EDGE: &str = "ghcr.io/bodywork-ml/bodywork-rs:edge";
+    let policies = |m: &[Manifest]| -> Vec<String> {
+        let yaml = to_yaml(m).unwrap();
+        yaml.lines()
+            .filter_map(|l| l.trim().strip_prefix("imagePullPolicy: "))
+            .map(str::to_string)
+            .collect()
+    };
+    let plan = plan(&repo_root().join("examples/train-and-serve"));
+    let (m, _) = plan_manifests(&plan, Some(EDGE));
+    assert_eq!(
+        policies(&m),
+        ["Always", "Always"],
+        "the Job and the Deployment"
+    );
+    snapshot("workflow__edge_image", &m);
+    let (m, _) = plan_manifests(&plan, None);
+    assert_eq!(policies(&m), ["IfNotPresent", "IfNotPresent"]);
+
+    let req = bodywork_runtime::CronJobSpec {
+        namespace: "scoring-service".into(),
+        name: "nightly".into(),
+        schedule: "0 3 * * *".into(),
+        timezone: None,
+        repo: "https://github.com/bodywork-ml/bodywork-serve-model-project".into(),
+        branch: Some("master".into()),
+        retries: 0,
+        history_limit: 5,
+        secrets_group: None,
+    };
+    let m = [manifests::cronjob_manifest(&req, Some(EDGE))];
+    assert_eq!(policies(&m), ["Always"]);
+    snapshot("cronjob_edge_image", &m);
+}

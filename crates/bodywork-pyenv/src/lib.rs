@@ -60,7 +60,7 @@ use std::time::{Duration, SystemTime};
 pub use cache::EnvCache;
 pub use error::EnvError;
 pub use installer::{INSTALLER_ENV, InstallerPreference, UV_REQUIREMENT, bootstrap_uv};
-pub use requirements::{env_key, normalise_requirements};
+pub use requirements::{env_key, normalise_requirements, with_container_base};
 
 /// What a stage needs: an interpreter and its requirements.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -685,3 +685,36 @@ pub fn detached_run_name(started: &Run) -> String {
         .unwrap_or_else(|| panic!("the run's name in {started}"))
         .to_string()
 }
+
+/// Every document of a YAML stream, as JSON values.
+pub fn documents(yaml: &str) -> Vec<serde_json::Value> {
+    yaml.split("\n---\n")
+        .flat_map(|d| d.strip_prefix("---\n").or(Some(d)))
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_norway::from_str(d).expect("a YAML document"))
+        .collect()
+}
+
+/// The manifests `--runtime kubernetes workflow --dry-run` prints for the
+/// repository at `url`, branch `trunk` (the dry run needs no cluster).
+pub fn dry_run_manifests(home: &TestHome, namespace: &str, url: &str) -> Vec<serde_json::Value> {
+    let out = home
+        .cmd(&[
+            "--runtime",
+            "kubernetes",
+            "workflow",
+            "--namespace",
+            namespace,
+            url,
+            "trunk",
+            "--dry-run",
+        ])
+        .output()
+        .expect("dry run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    documents(&String::from_utf8_lossy(&out.stdout))
+}

@@ -121,7 +121,9 @@ fn workflow_job_spec(
                 containers: vec![Container {
                     name: "bodywork".into(),
                     image: Some(image.unwrap_or(DEFAULT_IMAGE).to_string()),
-                    image_pull_policy: Some("IfNotPresent".into()),
+                    image_pull_policy: Some(
+                        super::images::pull_policy(image.unwrap_or(DEFAULT_IMAGE)).into(),
+                    ),
                     command: Some(vec!["bodywork".into()]),
                     args: Some(args),
                     // The in-cluster `bodywork workflow` fetches

@@ -26,7 +26,7 @@ pub use cronjobs::{
     cronjob_manifest, detached_job, manual_job, run_name_problem,
 };
 pub use deadlines::{Waits, progress_deadline_seconds};
-pub use images::{DEFAULT_IMAGE, LEGACY_IMAGE, resolve_image};
+pub use images::{DEFAULT_IMAGE, LEGACY_IMAGE, pull_policy, resolve_image};
 pub use names::{MAX_LABEL, name_problems, service_name_problem};
 pub use namespace::{
     BODYWORK3_STAGES_ACCOUNT, CONTROLLER_ACCOUNT, DETACHED_ROLE, GROUPS_READER_ROLE,

@@ -175,7 +175,7 @@ fn container(
     Container {
         name: "bodywork".into(),
         image: Some(image.to_string()),
-        image_pull_policy: Some("IfNotPresent".into()),
+        image_pull_policy: Some(super::images::pull_policy(image).into()),
         // `bodywork stage` with the repository and branch first, as Bodywork
         // 3 lays them out: its `get deployment` shows `args[0]` and `[1]`.
         command: Some(vec!["bodywork".into(), "stage".into()]),
