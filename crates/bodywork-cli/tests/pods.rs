@@ -113,12 +113,23 @@ fn kubelet(
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(command, ["bodywork"], "the image's own bodywork");
-    let args: Vec<&str> = container["args"]
-        .as_array()
-        .expect("args")
+    assert_eq!(
+        command.first(),
+        Some(&"bodywork"),
+        "the image's own bodywork"
+    );
+    // Bodywork 3's layout: `bodywork stage` is the command, the stage's
+    // coordinates are its args.
+    let args: Vec<&str> = command[1..]
         .iter()
-        .filter_map(Value::as_str)
+        .copied()
+        .chain(
+            container["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .filter_map(Value::as_str),
+        )
         .collect();
     let mut cmd = home.cmd(&args);
     cmd.current_dir(cwd)
