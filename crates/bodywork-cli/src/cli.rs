@@ -238,14 +238,23 @@ pub struct WorkflowArgs {
     pub python: PythonArg,
 }
 
+/// `bodywork stage REPO BRANCH STAGE` (0.x, and what bodywork's pods run),
+/// or Bodywork 3's `bodywork stage REPO STAGE [TIMEOUT] [--branch B]` (what
+/// its Deployments and Jobs run).
 #[derive(Debug, Args)]
 pub struct StageArgs {
     /// Git URL or local directory of the project.
     pub repo: String,
-    /// Branch to use.
-    pub branch: String,
-    /// Name of the stage to run.
-    pub stage: String,
+    /// BRANCH then STAGE; or (Bodywork 3) STAGE, then its timeout.
+    #[arg(value_name = "BRANCH|STAGE")]
+    pub second: String,
+    /// Name of the stage to run (after BRANCH).
+    #[arg(value_name = "STAGE|TIMEOUT")]
+    pub third: Option<String>,
+    /// Branch to use (Bodywork 3's form; default: the repository's default
+    /// branch).
+    #[arg(long = "branch", value_name = "BRANCH")]
+    pub branch_option: Option<String>,
     /// Run exactly this commit of the branch (a hash), even when the branch
     /// has moved on: what the pods of a deployed version run.
     #[arg(long, value_name = "SHA")]
@@ -254,6 +263,26 @@ pub struct StageArgs {
     pub resolve: ResolveAsOfArg,
     #[command(flatten)]
     pub python: PythonArg,
+    /// On SIGTERM, keep a service running this long before stopping it, so
+    /// that no request still routed here is refused (a second signal stops
+    /// it at once). What a Deployment's pods run with.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub drain_seconds: u64,
+}
+
+impl StageArgs {
+    /// The branch (`None`: the default branch) and the stage. Bodywork 3's
+    /// form when `--branch` is given, or when no third word follows, or
+    /// when it is a number (its batch stages' timeout, which the project's
+    /// own config also holds); else `REPO BRANCH STAGE`.
+    pub fn branch_and_stage(&self) -> (Option<&str>, &str) {
+        match (&self.branch_option, &self.third) {
+            (None, Some(stage)) if !stage.bytes().all(|b| b.is_ascii_digit()) => {
+                (Some(self.second.as_str()), stage.as_str())
+            }
+            (branch, _) => (branch.as_deref(), self.second.as_str()),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -487,6 +516,38 @@ mod tests {
     #[test]
     fn grammar_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn stage_reads_both_bodywork_0_and_bodywork_3_layouts() {
+        let parsed = |words: &[&str]| {
+            let cli = Cli::try_parse_from(["bodywork", "stage"].iter().chain(words))
+                .unwrap_or_else(|e| panic!("{words:?}: {e}"));
+            match cli.command {
+                Command::Stage(args) => {
+                    let (branch, stage) = args.branch_and_stage();
+                    (branch.map(str::to_string), stage.to_string())
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        let on = |b: Option<&str>, s: &str| (b.map(str::to_string), s.to_string());
+        // 0.x, and bodywork's own pods.
+        assert_eq!(
+            parsed(&["URL", "main", "svc", "--commit", "abc"]),
+            on(Some("main"), "svc")
+        );
+        // Bodywork 3.0's Deployments and Jobs.
+        assert_eq!(
+            parsed(&["URL", "svc", "--branch=main"]),
+            on(Some("main"), "svc")
+        );
+        assert_eq!(
+            parsed(&["URL", "train", "--branch=dev", "600"]),
+            on(Some("dev"), "train")
+        );
+        assert_eq!(parsed(&["URL", "train", "600"]), on(None, "train"));
+        assert_eq!(parsed(&["URL", "svc"]), on(None, "svc"));
     }
 
     #[test]

@@ -443,13 +443,7 @@ fn a_detached_deployment_returns_while_its_run_goes_on_and_its_log_is_kept() {
 
     // Returns while the stage still waits for the gate: the run is the daemon's.
     let started = home.ok(&["create", "deployment", &url, "--async"]);
-    let name = started
-        .stdout
-        .split_whitespace()
-        .skip_while(|w| *w != "as")
-        .nth(1)
-        .expect("the run's name")
-        .to_string();
+    let name = common::detached_run_name(&started);
     assert!(!gate.exists());
     let runs = detached_runs(&home);
     assert_eq!(runs.len(), 1, "{runs:?}");

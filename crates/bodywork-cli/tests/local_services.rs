@@ -14,44 +14,16 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{CALLER, TestHome, TestProject, http, wait_for};
+use common::{CALLER, Load, SERVER, TestHome, TestProject, copy_dir, http, wait_for};
 
 /// The gateway path of a service (what `kubectl proxy` serves).
 fn proxy_path(ns: &str, service: &str, rest: &str) -> String {
     format!("/api/v1/namespaces/{ns}/services/{service}/proxy/{rest}")
 }
-
-/// A stdlib HTTP service: answers `{"stage", "version", "pid"}`; `/slow`
-/// sleeps 5 s; with the argument `never` it never listens.
-const SERVER: &str = r#"
-import http.server, json, os, sys, time
-version = sys.argv[1] if len(sys.argv) > 1 else "v0"
-if version == "never":
-    print("this version never becomes ready", flush=True)
-    time.sleep(3600)
-stage = sys.argv[2] if len(sys.argv) > 2 else "?"
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        if self.path.startswith("/slow"):
-            time.sleep(5)
-        body = json.dumps({"stage": stage, "version": version, "pid": os.getpid()}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-server = http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
-print(f"{stage} {version} listening on port {os.environ['PORT']}", flush=True)
-server.serve_forever()
-"#;
 
 fn service_stage(name: &str, version: &str, replicas: u32, startup: u64, ingress: bool) -> String {
     format!(
@@ -83,74 +55,6 @@ fn services_project(ns: &str, version: &str, startup: u64, caller_urls: Option<&
 
 fn write_project(project: &TestProject, yaml: &str) {
     std::fs::write(project.path().join("bodywork.yaml"), yaml).expect("write bodywork.yaml");
-}
-
-/// Counts requests of a bounded load loop through the gateway.
-struct Load {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    failed: Arc<AtomicUsize>,
-    versions: Arc<std::sync::Mutex<Vec<String>>>,
-    failures: Arc<std::sync::Mutex<Vec<String>>>,
-    threads: Vec<thread::JoinHandle<()>>,
-}
-
-impl Load {
-    /// `workers` sequential clients, each stopping after `limit` at most.
-    fn start(addr: String, path: String, workers: usize, limit: Duration) -> Load {
-        let load = Load {
-            stop: Arc::new(AtomicBool::new(false)),
-            ok: Arc::new(AtomicUsize::new(0)),
-            failed: Arc::new(AtomicUsize::new(0)),
-            versions: Arc::default(),
-            failures: Arc::default(),
-            threads: Vec::new(),
-        };
-        let mut threads = Vec::new();
-        for _ in 0..workers {
-            let (addr, path) = (addr.clone(), path.clone());
-            let (stop, ok, failed) = (load.stop.clone(), load.ok.clone(), load.failed.clone());
-            let (versions, failures) = (load.versions.clone(), load.failures.clone());
-            threads.push(thread::spawn(move || {
-                let until = Instant::now() + limit;
-                while !stop.load(Ordering::Relaxed) && Instant::now() < until {
-                    match http(&addr, "GET", &path, None) {
-                        Ok((200, body)) => {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
-                                && let Some(version) = v["version"].as_str()
-                            {
-                                let mut seen = versions.lock().unwrap();
-                                if !seen.iter().any(|s| s == version) {
-                                    seen.push(version.to_string());
-                                }
-                            }
-                        }
-                        other => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                            failures.lock().unwrap().push(format!("{other:?}"));
-                        }
-                    }
-                    thread::sleep(Duration::from_millis(5));
-                }
-            }));
-        }
-        Load { threads, ..load }
-    }
-
-    /// Stop and return (ok, failed, versions seen in order, failure details).
-    fn finish(self) -> (usize, usize, Vec<String>, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            let _ = t.join();
-        }
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-            self.versions.lock().unwrap().clone(),
-            self.failures.lock().unwrap().clone(),
-        )
-    }
 }
 
 fn services_json(home: &TestHome, ns: &str) -> Vec<serde_json::Value> {
@@ -807,22 +711,6 @@ fn seed_tutorial_serves_the_model() {
     }
     let services = services_json(&home, "scoring-service");
     assert_eq!(services[0]["available_replicas"], 2);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_name() == "__pycache__" {
-            continue;
-        }
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Issue 25, point 3: a daemon that dies comes back by itself. Nobody types

@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
-use common::{TestHome, TestProject, git, wait_for};
+use common::{TestHome, TestProject, dry_run_manifests, git, wait_for};
 use serde_json::Value;
 
 /// A stdlib-only project: a batch stage reading a secret, one that never
@@ -61,15 +61,6 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// Every document of a YAML stream, as JSON values.
-fn documents(yaml: &str) -> Vec<Value> {
-    yaml.split("\n---\n")
-        .flat_map(|d| d.strip_prefix("---\n").or(Some(d)))
-        .filter(|d| !d.trim().is_empty())
-        .map(|d| serde_norway::from_str(d).expect("a YAML document"))
-        .collect()
-}
-
 /// `name -> key -> value` of the Secret `secret create` would apply with
 /// one key, read back from its generated YAML (base64 data), as the
 /// kubelet's secretKeyRef would see it.
@@ -105,30 +96,6 @@ fn generated_secret(
     BTreeMap::from([(name, data)])
 }
 
-/// The manifests `--runtime kubernetes workflow --dry-run` prints for the
-/// repository at `url` (the dry run needs no cluster).
-fn dry_run_manifests(home: &TestHome, namespace: &str, url: &str) -> Vec<Value> {
-    let out = home
-        .cmd(&[
-            "--runtime",
-            "kubernetes",
-            "workflow",
-            "--namespace",
-            namespace,
-            url,
-            "trunk",
-            "--dry-run",
-        ])
-        .output()
-        .expect("dry run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    documents(&String::from_utf8_lossy(&out.stdout))
-}
-
 /// The container of a Job's or Deployment's pod template, run as a kubelet
 /// runs it: its command (the image's `bodywork` is this build's), args and
 /// env, in an empty working directory. Env of the image itself: the
@@ -146,12 +113,23 @@ fn kubelet(
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    assert_eq!(command, ["bodywork"], "the image's own bodywork");
-    let args: Vec<&str> = container["args"]
-        .as_array()
-        .expect("args")
+    assert_eq!(
+        command.first(),
+        Some(&"bodywork"),
+        "the image's own bodywork"
+    );
+    // Bodywork 3's layout: `bodywork stage` is the command, the stage's
+    // coordinates are its args.
+    let args: Vec<&str> = command[1..]
         .iter()
-        .filter_map(Value::as_str)
+        .copied()
+        .chain(
+            container["args"]
+                .as_array()
+                .expect("args")
+                .iter()
+                .filter_map(Value::as_str),
+        )
         .collect();
     let mut cmd = home.cmd(&args);
     cmd.current_dir(cwd)

@@ -22,8 +22,10 @@ use common::{TestHome, TestProject, wait_for};
 /// starts, and takes a second to start listening (as a real service loading
 /// a model would: before the fix, a squatter was taken as its replica in
 /// the meantime and received its requests). On SIGUSR1 it closes its
-/// listening socket and stays alive. Version `reuse` listens with
-/// `SO_REUSEPORT` (as some servers do, so workers can share a port).
+/// listening socket and stays alive. Versions `reuse...` listen with
+/// `SO_REUSEPORT` (as some servers do, so workers can share a port);
+/// versions `...close` close each connection after one answer (as Flask's
+/// development server does), so every request is a new connection.
 const SERVER: &str = r#"
 import http.server, json, os, signal, socket, sys, time
 version = sys.argv[1] if len(sys.argv) > 1 else "v0"
@@ -37,13 +39,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if version.endswith("close"):
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
     def log_message(self, *args):
         pass
 class Server(http.server.ThreadingHTTPServer):
     def server_bind(self):
-        if version == "reuse":
+        if version.startswith("reuse"):
             self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         super().server_bind()
 server = Server(("0.0.0.0", int(os.environ["PORT"])), Handler)
@@ -90,6 +94,58 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 "#;
 
+/// A squatter as [`SQUATTER`] with `reuseport`, that closes its listening
+/// socket and makes a new one every 100-200 ms (the new one first, so one
+/// always listens): each socket is gone long before a check made every
+/// few seconds could see it twice.
+const RECREATING_SQUATTER: &str = r#"
+import random, socket, sys, threading, time
+host, port, log = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+lock = threading.Lock()
+def serve(c):
+    try:
+        c.settimeout(5)
+        data = c.recv(65536)
+        if data:
+            with lock, open(log, "ab") as f:
+                f.write(data + b"\n--\n")
+            body = b'{"who": "squatter"}'
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                      + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+    except OSError:
+        pass
+    finally:
+        c.close()
+def listener():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    s.bind((host, port))
+    s.listen(64)
+    s.settimeout(0.01)
+    return s
+def take(s):
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+s = listener()
+print(s.getsockname()[1], flush=True)
+while True:
+    until = time.monotonic() + random.uniform(0.1, 0.2)
+    while time.monotonic() < until:
+        try:
+            take(s)
+        except socket.timeout:
+            pass
+    s, old = listener(), s
+    old.setblocking(False)
+    try:
+        while True:
+            take(old)
+    except OSError:
+        pass
+    old.close()
+"#;
+
 /// A running squatter; killed (and waited for) when dropped.
 struct Squatter {
     child: Child,
@@ -106,8 +162,18 @@ impl Squatter {
     /// The same, with more arguments (`reuseport`: with `SO_REUSEPORT`;
     /// `v6only`, on `::`: with `IPV6_V6ONLY`).
     fn start_with(host: &str, port: u16, log: &Path, more: &[&str]) -> Squatter {
+        Squatter::run(SQUATTER, host, port, log, more)
+    }
+
+    /// One that joins `host:port` with `SO_REUSEPORT` and re-creates its
+    /// socket every 100-200 ms ([`RECREATING_SQUATTER`]).
+    fn recreating(host: &str, port: u16, log: &Path) -> Squatter {
+        Squatter::run(RECREATING_SQUATTER, host, port, log, &[])
+    }
+
+    fn run(source: &str, host: &str, port: u16, log: &Path, more: &[&str]) -> Squatter {
         let script = log.with_extension("py");
-        std::fs::write(&script, SQUATTER).expect("write the squatter");
+        std::fs::write(&script, source).expect("write the squatter");
         let mut child = Command::new("python3")
             .arg(&script)
             .arg(host)
@@ -560,6 +626,11 @@ fn addresses_with_a_socket_bound_are_never_handed_out() {
     );
     let (_, replicas) = f.deploy_on_a_free_port("v1", 1);
     assert_eq!(replicas[0].1, format!("127.{b}.128.3"), "{replicas:?}");
+    assert_eq!(cluster_address(home, ns), format!("127.{b}.0.2"));
+}
+
+/// The cluster address of the service of namespace `ns`, from the state.
+fn cluster_address(home: &TestHome, ns: &str) -> String {
     let cluster = Command::new("python3")
         .arg("-c")
         .arg(
@@ -572,8 +643,65 @@ fn addresses_with_a_socket_bound_are_never_handed_out() {
         .arg(ns)
         .output()
         .expect("python3 reads the state");
+    String::from_utf8_lossy(&cluster.stdout).trim().to_string()
+}
+
+#[test]
+fn a_squatter_re_creating_its_so_reuseport_socket_gets_no_request_and_is_named() {
+    let f = Fixture::new("recreate");
+    let (ns, project, home) = (f.ns, &f.project, &f.home);
+    // Replicas that close every connection: each request through the
+    // gateway is a new connection to a replica, as through the cluster
+    // address.
+    let (port, serving) = f.deploy_on_a_free_port("reuse-close", 2);
+    assert_eq!(available(home, ns), 2);
+    let gateway = home.gateway();
+    let proxied = format!("/api/v1/namespaces/{ns}/services/web/proxy/");
+    let cluster = format!("{}:{port}", cluster_address(home, ns));
+
+    // Another process of the same user joins replica 1's socket with
+    // SO_REUSEPORT and makes a new socket every 100-200 ms, so that no
+    // periodic recheck sees one twice. Requests for 5 s (at most 1000),
+    // through the gateway and the cluster address in turn: the squatter
+    // gets none, and every one is answered by the service.
+    let squatter = Squatter::recreating(&serving[0].1, port, &project.scratch("squatter.log"));
+    let started = std::time::Instant::now();
+    let (mut sent, mut squatted, mut failed) = (0, 0, Vec::new());
+    while started.elapsed() < Duration::from_secs(5) && sent < 1000 {
+        for (addr, path) in [(&gateway, proxied.as_str()), (&cluster, "/")] {
+            sent += 1;
+            match common::http(addr, "GET", path, None) {
+                Ok((200, body)) if body.contains("\"real\"") => {}
+                Ok((_, body)) if body.contains("squatter") => squatted += 1,
+                other => failed.push(format!("{addr}: {other:?}")),
+            }
+        }
+    }
+    let received = squatter.received().matches("\n--\n").count();
+    assert!(sent >= 50, "only {sent} requests in 5 s");
     assert_eq!(
-        String::from_utf8_lossy(&cluster.stdout).trim(),
-        format!("127.{b}.0.2")
+        (squatted, received),
+        (0, 0),
+        "of {sent} requests, {squatted} were answered by the squatter, which received {received}"
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} requests failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    // Replica 1 is out of service, and the daemon's log says who holds it.
+    wait_for(
+        "replica 1 to be taken out of service",
+        Duration::from_secs(10),
+        || available(home, ns) == 1,
+    );
+    let named = format!("is held by pid {} (python3", squatter.pid());
+    let log =
+        std::fs::read_to_string(home.root().join("logs").join("daemon.log")).unwrap_or_default();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("no longer takes traffic") && l.contains(&named)),
+        "{log}"
     );
 }

@@ -1,7 +1,10 @@
 //! Sequential keep-alive requests over one connection, for the gateway
 //! benchmark (`bench/gateway.sh`): prints `p50_us p90_us p99_us` of the
 //! request round trips. A server answering `Connection: close` gets a new
-//! connection for the next request, its connect timed as part of it.
+//! connection for the next request, its connect timed as part of it, and
+//! so does every request with `BENCH_NEW_CONNECTION=1` (the cost of a new
+//! connection, e.g. through a cluster address, which looks at each
+//! connection's first bytes).
 //!
 //! Usage: `bench_latency URL [REQUESTS] [POST_BODY]` with URL like
 //! `http://127.0.0.1:18001/bench/up/`; a POST_BODY sends JSON POSTs.
@@ -26,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(20_000);
     let body = args.next();
+    let new_connections = std::env::var("BENCH_NEW_CONNECTION").is_ok_and(|v| v == "1");
     if requests == 0 {
         return Err("REQUESTS must be at least 1".into());
     }
@@ -76,7 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .get("connection")
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
             response.into_body().collect().await?;
-            if !closes {
+            if !closes && !new_connections {
                 connection = Some(sender);
             }
             if !status.is_success() {

@@ -33,8 +33,9 @@ use tokio_util::sync::CancellationToken;
 use crate::Directory;
 use crate::body::{GatewayBody, SMALL_BODY, UpstreamBody, read_whole};
 use crate::forward;
-use crate::listener::accept_or_shutdown;
-use crate::pool::{Lease, Pool};
+use crate::host::{self, HostError};
+use crate::listener::{AcceptBackoff, ConnectionLimit, Slot, accept_or_shutdown};
+use crate::pool::{CheckoutError, Lease, Pool};
 use crate::route::{Route, Via, check_target, route};
 use crate::traffic::{ErrorKind, Traffic};
 
@@ -52,8 +53,18 @@ pub struct GatewayOptions {
     /// without the port), as `kubectl proxy --accept-hosts` has them:
     /// `localhost`, `127.0.0.1` and `[::1]` by default, so a web page cannot
     /// reach the services through the browser with a DNS name of its own
-    /// (DNS rebinding). Others are answered 403.
+    /// (DNS rebinding). Others are answered 403; a request with no `Host`
+    /// (HTTP/1.1), two, a malformed one or one whose port is out of range,
+    /// or an absolute-form target naming another host than `Host`, 400.
     pub accept_hosts: Vec<String>,
+    /// At most this many client connections served at once; more wait in
+    /// the listening socket's backlog (the kernel's) until one ends, so a
+    /// flood of connections cannot take every file descriptor of the
+    /// process. The daemon derives it from its `RLIMIT_NOFILE`.
+    pub max_connections: usize,
+    /// A connection with no request under way for this long (idle between
+    /// keep-alive requests, or slow to send a request head) is closed.
+    pub idle_timeout: Duration,
 }
 
 /// What `kubectl proxy` accepts by default.
@@ -66,9 +77,17 @@ impl Default for GatewayOptions {
             connect_timeout: Duration::from_secs(5),
             workers: None,
             accept_hosts: DEFAULT_ACCEPT_HOSTS.map(String::from).to_vec(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
+
+/// [`GatewayOptions::max_connections`] unless told otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
+/// [`GatewayOptions::idle_timeout`] unless told otherwise.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// At most this many gateway worker threads, however many cores there are.
 const MAX_WORKERS: usize = 4;
@@ -109,8 +128,15 @@ pub async fn serve_gateway(
         );
         workers.push(tx);
     }
+    let limit = ConnectionLimit::new(opts.max_connections);
+    let mut backoff = AcceptBackoff::new(match listener.local_addr() {
+        Ok(addr) => format!("the gateway ({addr})"),
+        Err(_) => "the gateway".to_string(),
+    });
     let mut next = 0;
-    while let Some((stream, peer)) = accept_or_shutdown(&listener, &shutdown).await {
+    while let Some((stream, peer, slot)) =
+        accept_or_shutdown(&listener, &limit, &mut backoff, &shutdown).await
+    {
         let stream = match stream.into_std() {
             Ok(stream) => stream,
             Err(err) => {
@@ -119,7 +145,7 @@ pub async fn serve_gateway(
             }
         };
         // Round-robin; a worker whose thread died is skipped.
-        let mut handoff = (stream, peer);
+        let mut handoff = (stream, peer, slot);
         let mut delivered = false;
         for _ in 0..workers.len() {
             next = (next + 1) % workers.len();
@@ -150,7 +176,7 @@ pub async fn serve_gateway(
 
 /// One worker thread: a single-threaded runtime serving the connections it is handed.
 fn worker(
-    mut connections: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    mut connections: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr, Slot)>,
     gateway: Gateway,
     shutdown: CancellationToken,
 ) {
@@ -169,7 +195,12 @@ fn worker(
     runtime.block_on(async move {
         let gateway = Arc::new(gateway);
         let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new()).keep_alive(true);
+        // hyper's header read timeout runs from the moment a connection
+        // waits for a request head, so it closes idle keep-alive
+        // connections as well as slow heads.
+        http.timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(gateway.opts.idle_timeout);
         let mut served = JoinSet::new();
         // Housekeeping: idle upstream connections past their time are closed.
         // The tick also keeps a timer due within a second, so the per-request
@@ -181,9 +212,9 @@ fn worker(
             tokio::select! {
                 _ = housekeeping.tick() => gateway.pool.sweep(),
                 handed = connections.recv() => match handed {
-                    Some((stream, peer)) => match TcpStream::from_std(stream) {
+                    Some((stream, peer, slot)) => match TcpStream::from_std(stream) {
                         Ok(stream) => {
-                            served.spawn(serve_connection(stream, peer, gateway.clone(), http.clone(), stop.clone()));
+                            served.spawn(serve_connection(stream, peer, slot, gateway.clone(), http.clone(), stop.clone()));
                         }
                         Err(err) => tracing::warn!("cannot take over the connection from {peer}: {err}"),
                     },
@@ -202,9 +233,12 @@ fn worker(
 /// has not been read yet, is given for it to arrive.
 const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 
+/// Serve one client connection; its `slot` under the connection limit is
+/// given back when it ends.
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    slot: Slot,
     gateway: Arc<Gateway>,
     http: http1::Builder,
     stop: CancellationToken,
@@ -244,6 +278,7 @@ async fn serve_connection(
     if let Err(err) = served {
         tracing::debug!("gateway connection from {peer} ended: {err}");
     }
+    drop(slot);
 }
 
 struct Gateway {
@@ -267,16 +302,40 @@ impl Gateway {
         }
     }
 
+    /// The `Host` rules ([`host::check`]) with the hosts this gateway answers.
+    fn check_host(&self, req: &Request<Incoming>) -> Result<(), HostError> {
+        let uri = req.uri();
+        host::check(
+            req.version() >= Version::HTTP_11,
+            req.headers()
+                .get_all(header::HOST)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            uri.authority().map(|a| (uri.scheme_str(), a.as_str())),
+            |host| {
+                self.opts
+                    .accept_hosts
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(host.name))
+            },
+        )
+    }
+
     async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<GatewayBody> {
         let started = Instant::now();
-        if let Some(host) = refused_host(req.headers(), &self.opts.accept_hosts) {
+        if let Err(refused) = self.check_host(&req) {
             self.traffic.record_unrouted();
-            let message = format!(
-                "requests addressed to host {host} are refused: like kubectl proxy, the gateway \
-                 answers only localhost, 127.0.0.1 and [::1] (add hosts with \
-                 BODYWORK_GATEWAY_ACCEPT_HOSTS=NAME,NAME)"
-            );
-            return error(StatusCode::FORBIDDEN, &message, None, None);
+            return match refused {
+                HostError::Bad(message) => error(StatusCode::BAD_REQUEST, &message, None, None),
+                HostError::Foreign(host) => {
+                    let message = format!(
+                        "requests addressed to host {host} are refused: like kubectl proxy, the \
+                         gateway answers only localhost, 127.0.0.1 and [::1] (add hosts with \
+                         BODYWORK_GATEWAY_ACCEPT_HOSTS=NAME,NAME)"
+                    );
+                    error(StatusCode::FORBIDDEN, &message, None, None)
+                }
+            };
         }
         let (mut parts, body) = req.into_parts();
         let uri = std::mem::take(&mut parts.uri);
@@ -403,12 +462,24 @@ impl Gateway {
         let mut next = 0;
         let mut stale_retries = 0;
         let mut last_refusal = String::new();
+        // Replicas whose new connection the directory refused.
+        let mut vetted_out = 0;
         while next < replicas.len() {
             let replica = replicas[(start + next) % replicas.len()];
+            let vet = || self.directory.vet(namespace, service, replica);
             // Connecting sends nothing: on failure the request is intact for the next replica.
-            let mut conn = match within(upstream_timer.as_mut(), self.pool.checkout(replica)).await
+            let mut conn = match within(upstream_timer.as_mut(), self.pool.checkout(replica, vet))
+                .await
             {
                 Ok(Ok(conn)) => conn,
+                Ok(Err(CheckoutError::Refused(why))) => {
+                    tracing::debug!("replica {replica} of {namespace}/{service} not used: {why}");
+                    stats.record_error(ErrorKind::Connect);
+                    last_refusal = format!("replica {replica} was not used: {why}");
+                    vetted_out += 1;
+                    next += 1;
+                    continue;
+                }
                 Ok(Err(err)) => {
                     tracing::debug!(
                         "replica {replica} of {namespace}/{service}: {err}; trying the next one"
@@ -489,15 +560,36 @@ impl Gateway {
                         }
                     }
                     None => {
-                        let message = format!(
-                            "replica {replica} failed: {}",
-                            cause_chain(&err.into_error())
-                        );
+                        let err = err.into_error();
+                        // The client's own body broke off or was malformed
+                        // (a bad chunk): its fault, not the replica's.
+                        if client_body_failed(&err) {
+                            let message =
+                                format!("reading the request body failed: {}", cause_chain(&err));
+                            stats.record_request(400, started.elapsed());
+                            return error(
+                                StatusCode::BAD_REQUEST,
+                                &message,
+                                Some(namespace),
+                                Some(service),
+                            );
+                        }
+                        let message = format!("replica {replica} failed: {}", cause_chain(&err));
                         return fail(StatusCode::BAD_GATEWAY, ErrorKind::Upstream, &message);
                     }
                 },
                 Err(_elapsed) => return timed_out(replica),
             }
+        }
+        if vetted_out == replicas.len() {
+            let message = format!(
+                "service {service} in namespace {namespace} has no ready replica: {last_refusal}"
+            );
+            return fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorKind::NoReadyReplica,
+                &message,
+            );
         }
         fail(StatusCode::BAD_GATEWAY, ErrorKind::Connect, &last_refusal)
     }
@@ -539,6 +631,17 @@ fn upstream_path(path: &str, query: Option<&str>) -> Option<PathAndQuery> {
     }
 }
 
+/// Whether sending a request to a replica failed because the request body
+/// failed: hyper calls that a user error whose cause is the body's error,
+/// and the only body that can fail is the client's, streamed through.
+fn client_body_failed(err: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    err.is_user()
+        && err
+            .source()
+            .is_some_and(|cause| cause.downcast_ref::<hyper::Error>().is_some())
+}
+
 /// `outer: inner: innermost`, for error messages a user can act on.
 fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
@@ -567,21 +670,6 @@ fn text(
     response
 }
 
-/// The `Host` of a request, when it is not one the gateway accepts. A
-/// request without one (HTTP/1.0) is not a browser's and is let through.
-fn refused_host(headers: &http::HeaderMap, accept: &[String]) -> Option<String> {
-    let host = headers.get(header::HOST)?.to_str().unwrap_or("(not text)");
-    // `name:port`, `[v6]:port`, or either without a port.
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) && !name.ends_with(':') => {
-            name
-        }
-        _ => host,
-    };
-    let accepted = accept.iter().any(|a| a.eq_ignore_ascii_case(name));
-    (!accepted).then(|| host.to_string())
-}
-
 /// A JSON error: `{"error": ..., "namespace": ..., "service": ...}`.
 fn error(
     status: StatusCode,
@@ -600,45 +688,6 @@ fn error(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_local_hosts_are_accepted_as_kubectl_proxy_does() {
-        let accept: Vec<String> = DEFAULT_ACCEPT_HOSTS.map(String::from).to_vec();
-        let with_host = |h: &str| {
-            let mut headers = http::HeaderMap::new();
-            headers.insert(header::HOST, HeaderValue::from_str(h).unwrap());
-            refused_host(&headers, &accept)
-        };
-        for ok in [
-            "localhost:8001",
-            "127.0.0.1:8001",
-            "[::1]:8001",
-            "LOCALHOST",
-            "127.0.0.1",
-        ] {
-            assert_eq!(with_host(ok), None, "{ok}");
-        }
-        for bad in [
-            "evil.example:8001",
-            "127.0.0.1.nip.io:8001",
-            "localhost.evil",
-            "10.0.0.1:8001",
-        ] {
-            assert_eq!(with_host(bad).as_deref(), Some(bad), "{bad}");
-        }
-        assert_eq!(
-            refused_host(&http::HeaderMap::new(), &accept),
-            None,
-            "no Host"
-        );
-        let widened = vec!["gateway.internal".to_string()];
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
-            header::HOST,
-            HeaderValue::from_static("gateway.internal:80"),
-        );
-        assert_eq!(refused_host(&headers, &widened), None);
-    }
 
     #[test]
     fn query_string_is_kept() {

@@ -16,15 +16,22 @@ mod body;
 mod cluster;
 mod forward;
 mod gateway;
+mod host;
 mod listener;
 mod pool;
 mod route;
 mod traffic;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 
 pub use cluster::serve_cluster_address;
-pub use gateway::{DEFAULT_ACCEPT_HOSTS, GatewayOptions, serve_gateway};
+pub use gateway::{
+    DEFAULT_ACCEPT_HOSTS, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, GatewayOptions,
+    serve_gateway,
+};
+pub use listener::{AcceptBackoff, ConnectionLimit};
 pub use traffic::Traffic;
 
 /// What the supervisor knows: which replicas of a service are ready now.
@@ -42,4 +49,19 @@ pub trait Directory: Send + Sync + 'static {
     /// `kubectl proxy` path; asked only for services that exist. `None`:
     /// not known, and any port is taken.
     fn port(&self, namespace: &str, service: &str) -> Option<u16>;
+
+    /// Whether a new connection to `replica`, a ready replica of NAME in
+    /// NAMESPACE, may be used: asked just before it is opened and again
+    /// once it is, before anything is sent on it (a pooled connection,
+    /// vetted when it was opened, is not asked about again). `Err(why)`:
+    /// it is dropped unused and the next replica is tried, as after a
+    /// refused connect (503 when every one was refused so). The default
+    /// takes every connection.
+    fn vet<'a>(&'a self, namespace: &'a str, service: &'a str, replica: SocketAddr) -> Vetting<'a> {
+        let _ = (namespace, service, replica);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
+
+/// The answer of [`Directory::vet`]: `Err` says why the connection must not be used.
+pub type Vetting<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;

@@ -3,10 +3,13 @@
 //! A connection is checked out for one request and checked back in by the
 //! response body once its last byte has passed (no task per request, unlike
 //! hyper-util's legacy client). Connecting is a separate step from sending, so
-//! a refused connect leaves the request untouched for another replica.
+//! a refused connect leaves the request untouched for another replica; so
+//! does a new connection the caller's vetting refuses (asked before the
+//! connect and once connected, never for an idle connection reused).
 //! This module must not pick replicas or rewrite requests.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -24,6 +27,30 @@ use crate::body::UpstreamBody;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// At most this many idle connections are kept per replica.
 const MAX_IDLE_PER_REPLICA: usize = 256;
+
+/// Why [`Pool::checkout`] gave no connection.
+#[derive(Debug)]
+pub(crate) enum CheckoutError {
+    /// Connecting failed.
+    Io(std::io::Error),
+    /// The vetting refused the new connection: why.
+    Refused(String),
+}
+
+impl From<std::io::Error> for CheckoutError {
+    fn from(err: std::io::Error) -> Self {
+        CheckoutError::Io(err)
+    }
+}
+
+impl fmt::Display for CheckoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckoutError::Io(err) => err.fmt(f),
+            CheckoutError::Refused(why) => f.write_str(why),
+        }
+    }
+}
 
 /// Pooled connections to every replica the gateway has talked to.
 pub(crate) struct Pool {
@@ -57,15 +84,25 @@ impl Pool {
         }
     }
 
-    /// A ready connection to `replica`: an idle one, else a new one.
-    pub(crate) async fn checkout(&self, replica: SocketAddr) -> std::io::Result<Conn> {
+    /// A ready connection to `replica`: an idle one, else a new one that
+    /// `vet` accepts (asked before connecting and once connected, before
+    /// the handshake: see [`crate::Directory::vet`]).
+    pub(crate) async fn checkout<V>(
+        &self,
+        replica: SocketAddr,
+        vet: impl Fn() -> V,
+    ) -> Result<Conn, CheckoutError>
+    where
+        V: Future<Output = Result<(), String>>,
+    {
         while let Some(mut conn) = self.pop_idle(replica) {
             if conn.sender.ready().await.is_ok() {
                 conn.reused = true;
                 return Ok(conn);
             }
         }
-        self.connect(replica).await
+        vet().await.map_err(CheckoutError::Refused)?;
+        self.connect(replica, vet).await
     }
 
     /// Give a connection back after its response ended cleanly.
@@ -114,7 +151,14 @@ impl Pool {
         None
     }
 
-    async fn connect(&self, replica: SocketAddr) -> std::io::Result<Conn> {
+    async fn connect<V>(
+        &self,
+        replica: SocketAddr,
+        vet: impl Fn() -> V,
+    ) -> Result<Conn, CheckoutError>
+    where
+        V: Future<Output = Result<(), String>>,
+    {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(replica))
             .await
             .map_err(|_| {
@@ -126,6 +170,9 @@ impl Pool {
                     ),
                 )
             })??;
+        // Nothing sent yet: a socket that began listening for the replica's
+        // address since the first look cannot have it.
+        vet().await.map_err(CheckoutError::Refused)?;
         stream.set_nodelay(true)?;
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
@@ -137,7 +184,7 @@ impl Pool {
             }
         });
         let host = HeaderValue::from_maybe_shared(Bytes::from(replica.to_string()))
-            .map_err(std::io::Error::other)?;
+            .map_err(|err| CheckoutError::Io(std::io::Error::other(err)))?;
         Ok(Conn {
             sender,
             host,
@@ -179,7 +226,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let pool = Pool::new(Duration::from_secs(1));
-        let conn = pool.checkout(addr).await.unwrap();
+        let conn = pool.checkout(addr, allow).await.unwrap();
         pool.checkin(conn);
         assert_eq!(pool.idle_count(), 1);
         pool.sweep();
@@ -201,7 +248,72 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         drop(listener);
         let pool = Pool::new(Duration::from_secs(1));
-        let err = pool.checkout(addr).await.err().unwrap();
-        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+        let err = pool.checkout(addr, allow).await.err().unwrap();
+        assert!(
+            matches!(&err, CheckoutError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+            "{err:?}"
+        );
+    }
+
+    async fn allow() -> Result<(), String> {
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_new_connection_is_vetted_before_and_after_connecting_and_a_pooled_one_not() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::new(Duration::from_secs(1));
+        let asked = AtomicUsize::new(0);
+        let count = || {
+            asked.fetch_add(1, Ordering::Relaxed);
+            allow()
+        };
+        let conn = pool.checkout(addr, count).await.unwrap();
+        assert_eq!(asked.load(Ordering::Relaxed), 2);
+        pool.checkin(conn);
+        let conn = pool.checkout(addr, count).await.unwrap();
+        assert!(conn.reused);
+        assert_eq!(
+            asked.load(Ordering::Relaxed),
+            2,
+            "a pooled connection is not vetted"
+        );
+        drop(conn);
+
+        // Refused before connecting: nothing reaches the replica.
+        let refuse = || async { Err::<(), _>("held by pid 1".to_string()) };
+        let err = pool.checkout(addr, refuse).await.err().unwrap();
+        assert!(
+            matches!(&err, CheckoutError::Refused(why) if why == "held by pid 1"),
+            "{err:?}"
+        );
+        // Refused once connected: the connection is closed, nothing sent.
+        let second = AtomicUsize::new(0);
+        let refuse_second = || {
+            let n = second.fetch_add(1, Ordering::Relaxed);
+            async move {
+                if n == 0 {
+                    Ok(())
+                } else {
+                    Err("appeared".to_string())
+                }
+            }
+        };
+        let err = pool.checkout(addr, refuse_second).await.err().unwrap();
+        assert!(matches!(err, CheckoutError::Refused(_)), "{err:?}");
+        // The first accepted connection is the pooled one; then the one
+        // refused once open: closed, with nothing written to it.
+        let (_pooled, _) = listener.accept().await.unwrap();
+        let (mut refused, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut refused, &mut buf),
+        )
+        .await
+        .expect("closed, not left open");
+        assert_eq!(read.unwrap_or(0), 0);
     }
 }

@@ -138,6 +138,7 @@ async fn ten_megabytes_stream_both_ways() {
     client.ready().await.unwrap();
     let (mut tx, body) = Channel::<Bytes>::new(4);
     let request = Request::post("/ns/web/echo")
+        .header("host", "localhost")
         .header("content-length", LEN.to_string())
         .body(body.boxed())
         .unwrap();
@@ -554,6 +555,7 @@ async fn connection_header_named_headers_are_not_forwarded() {
     let mut client = connect(gw.addr).await;
     client.ready().await.unwrap();
     let request = Request::get("/ns/web/x")
+        .header("host", "localhost")
         .header("connection", "keep-alive, x-hop")
         .header("x-hop", "private")
         .header("x-end", "kept")
@@ -784,4 +786,212 @@ async fn a_request_for_another_host_is_refused_as_kubectl_proxy_does() {
     );
     let local = ask("localhost:8001").await;
     assert!(local.starts_with("HTTP/1.1 200"), "{local}");
+}
+
+/// Write `request` on a new connection and read the answer to its end.
+async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), conn.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn an_http_1_1_request_without_a_host_is_400() {
+    let gw = gateway_with("ns", "web", &[upstream("a").await]).await;
+    let answer = raw(
+        gw.addr,
+        "GET /ns/web/x HTTP/1.1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("must have a Host header"), "{answer}");
+    // HTTP/1.0 may go without (no browser does).
+    let old = raw(gw.addr, "GET /ns/web/x HTTP/1.0\r\n\r\n").await;
+    assert!(old.starts_with("HTTP/1.0 200"), "{old}");
+}
+
+#[tokio::test]
+async fn a_request_with_two_hosts_is_400() {
+    let gw = gateway_with("ns", "web", &[upstream("a").await]).await;
+    for hosts in [
+        "Host: localhost\r\nHost: localhost\r\n",
+        "Host: localhost\r\nHost: evil.example\r\n",
+    ] {
+        let answer = raw(
+            gw.addr,
+            &format!("GET /ns/web/x HTTP/1.1\r\n{hosts}Connection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("more than one Host"), "{answer}");
+    }
+}
+
+#[tokio::test]
+async fn an_absolute_target_naming_another_host_than_host_is_400() {
+    let gw = gateway_with("ns", "web", &[upstream("a").await]).await;
+    let answer = raw(
+        gw.addr,
+        "GET http://evil.example/ns/web/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("evil.example"), "{answer}");
+    // The same host both ways is served.
+    let same = raw(
+        gw.addr,
+        "GET http://localhost:8001/ns/web/x HTTP/1.1\r\nHost: localhost:8001\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(same.starts_with("HTTP/1.1 200"), "{same}");
+}
+
+#[tokio::test]
+async fn a_host_port_out_of_range_is_400() {
+    let gw = gateway_with("ns", "web", &[upstream("a").await]).await;
+    for host in ["localhost:65536", "127.0.0.1:99999", "localhost:8001x"] {
+        let answer = raw(
+            gw.addr,
+            &format!("GET /ns/web/x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{host}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_request_body_is_400_not_502() {
+    let gw = gateway_with("ns", "web", &[upstream("a").await]).await;
+    // A good first chunk, then a chunk size that is not hexadecimal.
+    let answer = raw(
+        gw.addr,
+        "POST /ns/web/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\nnot a chunk\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("request body"), "{answer}");
+    // A well-formed one goes through.
+    let good = raw(
+        gw.addr,
+        "POST /ns/web/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(good.starts_with("HTTP/1.1 200"), "{good}");
+    assert!(good.contains(r#""body":"hello""#), "{good}");
+}
+
+#[tokio::test]
+async fn connections_over_the_limit_wait_in_the_backlog_until_one_ends() {
+    let gw = gateway(GatewayOptions {
+        max_connections: 2,
+        ..GatewayOptions::default()
+    })
+    .await;
+    // Two kept-alive connections take both slots.
+    let mut first = connect(gw.addr).await;
+    assert_eq!(
+        send(&mut first, "GET", "/healthz", empty()).await.status,
+        200
+    );
+    let mut second = connect(gw.addr).await;
+    assert_eq!(
+        send(&mut second, "GET", "/healthz", empty()).await.status,
+        200
+    );
+    // A third is connected (the kernel's backlog) but not served...
+    let mut third = tokio::spawn(get(gw.addr, "/healthz"));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut third)
+            .await
+            .is_err(),
+        "served over the limit"
+    );
+    // ... until one of the two ends.
+    drop(first);
+    let answer = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("served once a slot is free")
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        send(&mut second, "GET", "/healthz", empty()).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    use tokio::io::AsyncReadExt;
+    let gw = gateway(GatewayOptions {
+        idle_timeout: Duration::from_millis(200),
+        ..GatewayOptions::default()
+    })
+    .await;
+    let closed = |mut conn: tokio::net::TcpStream| async move {
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut buf))
+                .await
+                .expect("closed in time")
+                .unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+        }
+    };
+    // Silent from the start.
+    closed(tokio::net::TcpStream::connect(gw.addr).await.unwrap()).await;
+    // Silent after a request, kept alive.
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    closed(conn).await;
+}
+
+#[tokio::test]
+async fn a_replica_whose_new_connection_is_refused_is_skipped_and_none_left_is_503() {
+    // As the local runtime refuses a replica whose pod address someone
+    // else listens on: another replica answers, with no failed request.
+    let a = upstream("a").await;
+    let b = upstream("b").await;
+    let gw = gateway_with("ns", "web", &[a, b]).await;
+    gw.directory
+        .refuse(a, "pod address held by pid 1234 (python3 squat.py)");
+    for _ in 0..4 {
+        let answer = get(gw.addr, "/ns/web/x").await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.json()["replica"], "b");
+    }
+    // Connections to b were vetted twice each (before and once open), then
+    // reused from the pool without asking again.
+    let vetted = gw.directory.vettings();
+    let mut client = connect(gw.addr).await;
+    for _ in 0..4 {
+        let answer = send(&mut client, "GET", "/ns/web/x", text_body("")).await;
+        assert_eq!(answer.json()["replica"], "b");
+    }
+    assert!(
+        gw.directory.vettings() - vetted <= 4,
+        "pooled connections vetted again"
+    );
+    // Every replica refused: 503, saying why.
+    gw.directory
+        .refuse(b, "pod address held by pid 1235 (python3 squat.py)");
+    gw.directory.set("ns", "other", &[a]);
+    let answer = get(gw.addr, "/ns/other/x").await;
+    assert_eq!(answer.status, 503);
+    let error = answer.json();
+    let message = error["error"].as_str().unwrap();
+    assert!(message.contains("no ready replica"), "{message}");
+    assert!(message.contains("held by pid 1234"), "{message}");
 }

@@ -8,7 +8,6 @@
 use std::fmt;
 
 use bodywork_runtime::RuntimeError;
-use kube::runtime::wait;
 use kube::runtime::watcher;
 
 /// What was being attempted, for the message: `create Deployment x in namespace y`.
@@ -81,11 +80,25 @@ pub fn map_error(err: &kube::Error, action: Action<'_>, cluster: &str) -> Runtim
                 "cannot {action}: it conflicts with what exists ({})",
                 status.message
             )),
+            // Retried already where that was safe (`crate::retry`).
+            code @ (429 | 500 | 502..=504) => RuntimeError::Unavailable(format!(
+                "the Kubernetes API server at {cluster} is overloaded or unavailable: it answered \
+                 {code} {} ({}) when trying to {action}; try again later",
+                status.reason, status.message
+            )),
             code => RuntimeError::Failed(format!(
                 "cannot {action}: {} ({code} {})",
                 status.message, status.reason
             )),
         },
+        kube::Error::HyperError(_) | kube::Error::Service(_) if refused_certificate(err) => {
+            RuntimeError::Unavailable(format!(
+                "the Kubernetes API server at {cluster} presented a certificate that is not \
+                 accepted (trying to {action}): {}; if it is reached by another name than its \
+                 certificate's, set tls-server-name in the kubeconfig to one it has",
+                root_cause(err)
+            ))
+        }
         kube::Error::HyperError(_) | kube::Error::Service(_) => RuntimeError::Unavailable(format!(
             "no Kubernetes cluster reachable at {cluster} (trying to {action}): {}",
             root_cause(err)
@@ -112,21 +125,49 @@ pub fn map_watch_error(err: &watcher::Error, action: Action<'_>, cluster: &str) 
     }
 }
 
-/// Map an error of `await_condition`.
-pub fn map_wait_error(err: &wait::Error, action: Action<'_>, cluster: &str) -> RuntimeError {
+/// What to add to "not ready within 150s" and the like when the watch was
+/// failing at the time (`None`: it was not): `; watching it failed: ...`.
+pub fn failing_watch(err: Option<&watcher::Error>, action: Action<'_>, cluster: &str) -> String {
     match err {
-        wait::Error::ProbeFailed(e) => map_watch_error(e, action, cluster),
+        Some(e) => format!(
+            "; watching it failed: {}",
+            map_watch_error(e, action, cluster)
+        ),
+        None => String::new(),
     }
+}
+
+/// Whether the TLS handshake failed on the server's certificate.
+fn refused_certificate(err: &(dyn std::error::Error + 'static)) -> bool {
+    causes(err).any(|e| {
+        matches!(
+            e.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(_))
+        )
+    })
+}
+
+/// An error and its causes, outermost first. An `io::Error` wrapping
+/// another error leads to that error itself (its `source` skips it, to the
+/// wrapped error's own source: rustls' errors reach us wrapped twice).
+pub(crate) fn causes<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| {
+        match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        }
+    })
 }
 
 /// The innermost message of an error chain: "Connection refused (os error
 /// 111)" says more than "client error (Connect)".
-fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut current = err;
-    while let Some(next) = current.source() {
-        current = next;
-    }
-    current.to_string()
+pub(crate) fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    causes(err).last().unwrap_or(err).to_string()
 }
 
 #[cfg(test)]
@@ -182,5 +223,71 @@ mod tests {
             "c",
         );
         assert!(matches!(c, RuntimeError::Conflict(_)));
+    }
+
+    #[test]
+    fn an_overloaded_api_server_is_one_line_saying_so() {
+        let e = status(
+            429,
+            "TooManyRequests",
+            "Too many requests, please try again later.",
+        );
+        let msg = map_error(
+            &e,
+            Action::new("get", "Deployment", "svc", "ml"),
+            "https://k:6443",
+        );
+        assert_eq!(
+            msg.to_string(),
+            "the Kubernetes API server at https://k:6443 is overloaded or unavailable: it \
+             answered 429 TooManyRequests (Too many requests, please try again later.) when \
+             trying to get Deployment svc in namespace ml; try again later"
+        );
+        assert!(matches!(msg, RuntimeError::Unavailable(_)));
+        let e = status(503, "ServiceUnavailable", "etcd is unavailable");
+        let msg = map_error(&e, Action::cluster("list", "Namespace", ""), "c").to_string();
+        assert!(msg.contains("answered 503 ServiceUnavailable"), "{msg}");
+        assert!(!msg.contains('\n'));
+    }
+
+    #[test]
+    fn a_certificate_for_other_names_says_tls_server_name() {
+        // As hyper-rustls gives it: tokio-rustls' io::Error in another.
+        let tls = rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName);
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, tls);
+        let e = kube::Error::Service(Box::new(std::io::Error::other(io)));
+        let msg = map_error(
+            &e,
+            Action::cluster("get", "Namespace", "ml"),
+            "https://127.0.0.2:6443",
+        )
+        .to_string();
+        assert!(
+            msg.starts_with(
+                "the Kubernetes API server at https://127.0.0.2:6443 presented a certificate that \
+                 is not accepted (trying to get Namespace ml): invalid peer certificate"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("tls-server-name"), "{msg}");
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let e = kube::Error::Service(Box::new(refused));
+        let msg = map_error(&e, Action::cluster("get", "Namespace", "ml"), "c").to_string();
+        assert!(
+            msg.starts_with("no Kubernetes cluster reachable at c"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_failing_watch_is_named_after_a_timeout() {
+        let a = Action::new("watch", "Deployment", "svc", "ml");
+        assert_eq!(failing_watch(None, a, "c"), "");
+        let e = watcher::Error::WatchFailed(status(503, "ServiceUnavailable", "down"));
+        let note = failing_watch(Some(&e), a, "c");
+        assert!(
+            note.starts_with("; watching it failed: the Kubernetes API server at c is overloaded"),
+            "{note}"
+        );
     }
 }

@@ -18,6 +18,7 @@ pub mod errors;
 pub mod host;
 pub mod manifests;
 mod podlogs;
+mod retry;
 mod runtime;
 pub mod wait;
 

@@ -118,6 +118,48 @@ pub fn pod_blocked(pod: &Pod) -> Option<String> {
     })
 }
 
+/// How many times a container may crash in a row, each back-off
+/// included, before its stage fails rather than waiting out its deadline.
+pub const CRASH_LIMIT: i32 = 2;
+
+/// Why a pod will not get anywhere without the user: its image cannot be
+/// pulled or is invalid, its configuration refers to something missing
+/// (`CreateContainerConfigError`: a Secret or key), or its container is in
+/// `CrashLoopBackOff` having restarted [`CRASH_LIMIT`] times. Worded to
+/// follow `pod NAME`: `cannot start: image X cannot be pulled
+/// (ImagePullBackOff: ...); run another with --image ...`, `crashed 2 times
+/// (exit code 1)`.
+pub fn pod_failing(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.iter().find_map(|cs| {
+        let waiting = cs.state.as_ref()?.waiting.as_ref()?;
+        match waiting.reason.as_deref()? {
+            "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" => {
+                pod_blocked(pod).map(|why| {
+                    format!(
+                        "cannot start: image {} cannot be pulled ({why}); run another with \
+                         --image IMAGE (cron jobs: BODYWORK_IMAGE)",
+                        cs.image
+                    )
+                })
+            }
+            "CreateContainerConfigError" => {
+                pod_blocked(pod).map(|why| format!("cannot start: {why}"))
+            }
+            "CrashLoopBackOff" if cs.restart_count >= CRASH_LIMIT => {
+                let code = cs
+                    .last_state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .map(|t| format!(" (exit code {})", t.exit_code))
+                    .unwrap_or_default();
+                Some(format!("crashed {} times{code}", cs.restart_count))
+            }
+            _ => None,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +247,33 @@ mod tests {
             Some("ImagePullBackOff: Back-off pulling image \"x\"")
         );
         assert!(!has_logs(&pod));
+        assert_eq!(
+            pod_failing(&pod).as_deref(),
+            Some(
+                "cannot start: image x cannot be pulled (ImagePullBackOff: Back-off pulling \
+                 image \"x\"); run another with --image IMAGE (cron jobs: BODYWORK_IMAGE)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_crash_loop_fails_once_it_has_crashed_enough() {
+        let crashing = |restarts: i32| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "p"},
+                "status": {"phase": "Running", "containerStatuses": [{
+                    "name": "bodywork", "image": "x", "imageID": "", "ready": false,
+                    "restartCount": restarts,
+                    "lastState": {"terminated": {"exitCode": 3}},
+                    "state": {"waiting": {"reason": "CrashLoopBackOff",
+                                          "message": "back-off 10s restarting failed container"}}}]}
+            }))
+            .unwrap()
+        };
+        assert_eq!(pod_failing(&crashing(CRASH_LIMIT - 1)), None);
+        assert_eq!(
+            pod_failing(&crashing(CRASH_LIMIT)).as_deref(),
+            Some("crashed 2 times (exit code 3)")
+        );
     }
 }

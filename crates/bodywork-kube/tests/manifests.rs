@@ -54,8 +54,65 @@ fn snapshot(name: &str, manifests: &[Manifest]) {
             v["apiVersion"].is_string() && v["kind"].is_string(),
             "{doc}"
         );
+        if let Some(pod) = pod_spec(&v) {
+            assert_restricted(pod, doc);
+        }
     }
     insta::assert_snapshot!(name, yaml);
+}
+
+/// The pod template of a Job, Deployment or CronJob.
+fn pod_spec(v: &serde_json::Value) -> Option<&serde_json::Value> {
+    let spec = &v["spec"];
+    [
+        &spec["template"]["spec"],
+        &spec["jobTemplate"]["spec"]["template"]["spec"],
+    ]
+    .into_iter()
+    .find(|p| p.is_object())
+}
+
+/// What the `restricted` Pod Security Standard checks of a pod (the API
+/// server's PodSecurity admission refuses it otherwise in a namespace
+/// labelled `pod-security.kubernetes.io/enforce=restricted`): no host
+/// namespaces or ports, non-root with a non-zero user, seccomp
+/// RuntimeDefault, no privilege escalation, every capability dropped and
+/// none added but NET_BIND_SERVICE, only ephemeral volume types.
+fn assert_restricted(pod: &serde_json::Value, doc: &str) {
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        assert!(pod[host].as_bool() != Some(true), "{host}: {doc}");
+    }
+    let sc = &pod["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true, "{doc}");
+    assert!(sc["runAsUser"].as_i64().is_some_and(|u| u > 0), "{doc}");
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault", "{doc}");
+    for volume in pod["volumes"].as_array().into_iter().flatten() {
+        assert!(volume["hostPath"].is_null(), "{doc}");
+    }
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|k| pod[k].as_array())
+        .flatten();
+    for c in containers {
+        let csc = &c["securityContext"];
+        assert_eq!(csc["allowPrivilegeEscalation"], false, "{doc}");
+        assert!(csc["privileged"].as_bool() != Some(true), "{doc}");
+        assert!(
+            csc["capabilities"]["drop"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|c| c == "ALL")),
+            "{doc}"
+        );
+        for add in csc["capabilities"]["add"].as_array().into_iter().flatten() {
+            assert_eq!(add, "NET_BIND_SERVICE", "{doc}");
+        }
+        for port in c["ports"].as_array().into_iter().flatten() {
+            assert!(port["hostPort"].is_null(), "{doc}");
+        }
+        // A container's own settings may not undo the pod's.
+        assert!(csc["runAsNonRoot"].as_bool() != Some(false), "{doc}");
+        assert!(csc["runAsUser"].as_i64() != Some(0), "{doc}");
+    }
 }
 
 fn project_snapshot(rel: &str) -> WorkflowPlan {
@@ -88,15 +145,17 @@ fn example_serve_model() {
     assert_eq!(spec.replicas, Some(2));
     let c = &spec.template.spec.as_ref().unwrap().containers[0];
     assert_eq!(c.image.as_deref(), Some(bodywork_kube::DEFAULT_IMAGE));
+    assert_eq!(c.command.as_deref().unwrap(), ["bodywork", "stage"]);
     assert_eq!(
         c.args.as_deref().unwrap(),
         [
-            "stage",
             "https://github.com/bodywork-ml/serve-model",
             "master",
             "scoring-service",
             "--commit",
-            COMMIT
+            COMMIT,
+            "--drain-seconds",
+            "5"
         ],
         "pods run the commit the workflow resolved, never the branch's later tip"
     );
@@ -344,8 +403,8 @@ fn resolve_as_of_reaches_pods_and_cron_jobs() {
             _ => None,
         };
         for container in spec.map(|s| s.containers.as_slice()).unwrap_or_default() {
+            assert_eq!(container.command.as_deref().unwrap(), ["bodywork", "stage"]);
             let args = container.args.as_deref().unwrap();
-            assert_eq!(args[0], "stage");
             assert_eq!(
                 &args[args.len() - 4..],
                 [
@@ -361,7 +420,6 @@ fn resolve_as_of_reaches_pods_and_cron_jobs() {
     assert_eq!(containers, 2, "{m:?}");
     snapshot("workflow__resolve_as_of", &m);
 
-    let now = bodywork_runtime::AsOf::Now;
     let req = bodywork_runtime::CronJobSpec {
         namespace: "scoring-service".into(),
         name: "nightly".into(),
@@ -372,7 +430,7 @@ fn resolve_as_of_reaches_pods_and_cron_jobs() {
         retries: 0,
         history_limit: 5,
         secrets_group: None,
-        resolve_as_of: Some(now),
+        resolve_as_of: Some(bodywork_runtime::AsOf::Now),
     };
     let cron = manifests::cronjob_manifest(&req, None);
     snapshot("cronjob_resolve_as_of", std::slice::from_ref(&cron));
@@ -385,4 +443,59 @@ fn resolve_as_of_reaches_pods_and_cron_jobs() {
         .clone()
         .unwrap();
     assert_eq!(&args[args.len() - 2..], ["--resolve-as-of", "now"]);
+}
+
+#[test]
+fn detached_run() {
+    // Bodywork 3's `create deployment --async`: a Job in Bodywork's own
+    // namespace running the workflow under the controller's account.
+    let submission = bodywork_runtime::WorkflowSubmission {
+        repo: "https://github.com/bodywork-ml/bodywork-serve-model-project".into(),
+        branch: Some("master".into()),
+        secrets_group: Some("prod".into()),
+        ..Default::default()
+    };
+    let job = manifests::detached_job("async-workflow-1764108000", &submission, 1, None);
+    snapshot("detached_run", &[Manifest::Job(job)]);
+}
+
+/// The image CI publishes from main: every container that runs it (stage
+/// Jobs and Deployments, cron jobs' workflow runs) pulls it again, so a
+/// node never keeps an old `:edge`; a release's tag is pulled once.
+#[test]
+fn edge_image_is_pulled_always() {
+    const EDGE: &str = "ghcr.io/bodywork-ml/bodywork-rs:edge";
+    let policies = |m: &[Manifest]| -> Vec<String> {
+        let yaml = to_yaml(m).unwrap();
+        yaml.lines()
+            .filter_map(|l| l.trim().strip_prefix("imagePullPolicy: "))
+            .map(str::to_string)
+            .collect()
+    };
+    let plan = plan(&repo_root().join("examples/train-and-serve"));
+    let (m, _) = plan_manifests(&plan, Some(EDGE), None, None);
+    assert_eq!(
+        policies(&m),
+        ["Always", "Always"],
+        "the Job and the Deployment"
+    );
+    snapshot("workflow__edge_image", &m);
+    let (m, _) = plan_manifests(&plan, None, None, None);
+    assert_eq!(policies(&m), ["IfNotPresent", "IfNotPresent"]);
+
+    let req = bodywork_runtime::CronJobSpec {
+        namespace: "scoring-service".into(),
+        name: "nightly".into(),
+        schedule: "0 3 * * *".into(),
+        timezone: None,
+        repo: "https://github.com/bodywork-ml/bodywork-serve-model-project".into(),
+        branch: Some("master".into()),
+        retries: 0,
+        history_limit: 5,
+        secrets_group: None,
+        resolve_as_of: None,
+    };
+    let m = [manifests::cronjob_manifest(&req, Some(EDGE))];
+    assert_eq!(policies(&m), ["Always"]);
+    snapshot("cronjob_edge_image", &m);
 }

@@ -28,6 +28,10 @@ use crate::supervisor;
 /// The environment variable naming inherited listeners: `ADDR=FD,...`.
 pub const INHERITED_ENV: &str = "BODYWORK_INHERITED_LISTENERS";
 
+/// The backlog of every listening socket: connections the kernel has
+/// accepted that the daemon has not taken yet.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
 /// Listeners this daemon was started with, not yet claimed, and those it
 /// listens on (duplicates, kept to hand on).
 #[derive(Default)]
@@ -55,17 +59,12 @@ impl Listeners {
             return listeners;
         };
         let mut inherited = HashMap::new();
-        for entry in value.to_string_lossy().split(',') {
-            let Some((addr, fd)) = entry.split_once('=') else {
-                continue;
-            };
-            let (Ok(addr), Ok(fd)) = (addr.parse::<SocketAddr>(), fd.parse::<RawFd>()) else {
-                continue;
-            };
+        let value = value.to_string_lossy();
+        for (_, addr, fd) in inherited_entries(&value) {
             if let Some(listener) = adopt_fd(fd, addr) {
                 inherited.insert(addr, listener);
             } else {
-                tracing::warn!(target: "daemon", "ignoring inherited listener {entry}: not a listener on {addr}");
+                tracing::warn!(target: "daemon", "ignoring inherited listener {addr}={fd}: not a listener on {addr}");
             }
         }
         if let Ok(mut slot) = listeners.inherited.lock() {
@@ -87,6 +86,12 @@ impl Listeners {
             None => TcpListener::bind(addr)?,
         };
         listener.set_nonblocking(true)?;
+        // Connections over the gateway's or cluster addresses' limit wait
+        // in the backlog: a deeper one than std's 128 (the kernel caps it
+        // at net.core.somaxconn). Listening again only changes its depth.
+        if let Err(e) = socket2::SockRef::from(&listener).listen(LISTEN_BACKLOG) {
+            tracing::warn!(target: "daemon", "cannot deepen the backlog of {addr}: {e}");
+        }
         let keep = listener.try_clone()?;
         self.tell_supervisor(&addr.to_string(), Some(keep.as_raw_fd()));
         if let Ok(mut open) = self.open.lock() {
@@ -184,11 +189,31 @@ impl Listeners {
     }
 }
 
+/// The well-formed `ADDR=FD` entries of an [`INHERITED_ENV`] value: `ADDR`
+/// as written (the key a listener is held under), parsed, and the descriptor.
+pub(crate) fn inherited_entries(value: &str) -> impl Iterator<Item = (&str, SocketAddr, RawFd)> {
+    value.split(',').filter_map(|entry| {
+        let (key, fd) = entry.split_once('=')?;
+        Some((key, key.parse().ok()?, fd.parse().ok()?))
+    })
+}
+
+/// Whether `fd` can be a descriptor handed to this process: open, and not
+/// a standard stream (those are never handed on).
+fn handed(fd: RawFd) -> bool {
+    fd >= 3 && nix::fcntl::fcntl(borrowed(fd), nix::fcntl::FcntlArg::F_GETFD).is_ok()
+}
+
+/// Make `fd` close-on-exec again (it was kept open across `exec` for us).
+fn close_on_exec(fd: RawFd) -> bool {
+    let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
+    nix::fcntl::fcntl(borrowed(fd), cloexec).is_ok()
+}
+
 /// Take `fd` as a TCP listener if it is one, bound to `addr` (any port of
 /// its IP when `addr` asked for port 0), close-on-exec again.
 pub(crate) fn adopt_fd(fd: RawFd, addr: SocketAddr) -> Option<TcpListener> {
-    // Standard streams are never handed on.
-    if fd < 3 || nix::fcntl::fcntl(borrowed(fd), nix::fcntl::FcntlArg::F_GETFD).is_err() {
+    if !handed(fd) {
         return None;
     }
     // SAFETY: `fd` is open (checked above) and was handed to this process
@@ -199,8 +224,7 @@ pub(crate) fn adopt_fd(fd: RawFd, addr: SocketAddr) -> Option<TcpListener> {
     let ours = listener
         .local_addr()
         .is_ok_and(|b| b == addr || (addr.port() == 0 && b.ip() == addr.ip()));
-    let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
-    if ours && nix::fcntl::fcntl(borrowed(fd), cloexec).is_ok() {
+    if ours && close_on_exec(fd) {
         Some(listener)
     } else {
         let _ = listener.into_raw_fd();
@@ -211,7 +235,7 @@ pub(crate) fn adopt_fd(fd: RawFd, addr: SocketAddr) -> Option<TcpListener> {
 /// Take `fd` as a listening Unix socket if it is one, close-on-exec again.
 pub(crate) fn adopt_unix_fd(fd: RawFd) -> Option<UnixListener> {
     use nix::sys::socket::{getsockopt, sockopt};
-    if fd < 3 || nix::fcntl::fcntl(borrowed(fd), nix::fcntl::FcntlArg::F_GETFD).is_err() {
+    if !handed(fd) {
         return None;
     }
     let fd_ref = borrowed(fd);
@@ -219,8 +243,7 @@ pub(crate) fn adopt_unix_fd(fd: RawFd) -> Option<UnixListener> {
     let unix = getsockopt(&fd_ref, sockopt::SockType)
         .is_ok_and(|t| t == nix::sys::socket::SockType::Stream)
         && nix::sys::socket::getsockname::<nix::sys::socket::UnixAddr>(fd).is_ok();
-    let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
-    if listening && unix && nix::fcntl::fcntl(fd_ref, cloexec).is_ok() {
+    if listening && unix && close_on_exec(fd) {
         // SAFETY: open (checked above), a listening Unix socket handed to
         // this process for this purpose; nothing else here uses it.
         Some(unsafe { UnixListener::from_raw_fd(fd) })
@@ -233,13 +256,12 @@ pub(crate) fn adopt_unix_fd(fd: RawFd) -> Option<UnixListener> {
 /// socket, close-on-exec (so no stage or replica inherits it).
 fn adopt_channel(fd: RawFd) -> Option<OwnedFd> {
     use nix::sys::socket::{SockType, getsockopt, sockopt};
-    if fd < 3 || nix::fcntl::fcntl(borrowed(fd), nix::fcntl::FcntlArg::F_GETFD).is_err() {
+    if !handed(fd) {
         return None;
     }
     let seqpacket =
         getsockopt(&borrowed(fd), sockopt::SockType).is_ok_and(|t| t == SockType::SeqPacket);
-    let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
-    if seqpacket && nix::fcntl::fcntl(borrowed(fd), cloexec).is_ok() {
+    if seqpacket && close_on_exec(fd) {
         // SAFETY: open (checked above) and handed to this process by its
         // supervisor for this purpose alone.
         Some(unsafe { OwnedFd::from_raw_fd(fd) })

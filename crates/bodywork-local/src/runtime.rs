@@ -43,14 +43,7 @@ struct Inner {
 
 impl LocalRuntime {
     pub fn new(home: Home, store: Store) -> LocalRuntime {
-        let mut envs = EnvCache::new(home.root());
-        // Share uv's package cache with other tools (or other homes) when asked.
-        if let Some(dir) = ["BODYWORK_UV_CACHE_DIR", "UV_CACHE_DIR"]
-            .iter()
-            .find_map(|k| std::env::var_os(k).filter(|v| !v.is_empty()))
-        {
-            envs = envs.with_uv_cache_dir(Path::new(&dir));
-        }
+        let envs = EnvCache::new(home.root());
         let store = SharedStore::new(store);
         let services = ServiceManager::new(home.clone(), store.clone());
         LocalRuntime {

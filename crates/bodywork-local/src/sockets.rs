@@ -199,7 +199,13 @@ impl Held {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ownership {
     NotListening,
-    Ours,
+    /// Every socket listening for it is the tree's: the inodes of the
+    /// listening sockets on its port found harmless (the tree's, and
+    /// IPv6-only wildcard ones, which take none of its connections), for
+    /// [`only_known_listen`].
+    Ours {
+        cleared: Vec<u64>,
+    },
     Foreign(Held),
 }
 
@@ -373,22 +379,90 @@ fn decide_here(entries: &[Entry], target: SocketAddrV4, tree_inodes: &HashSet<u6
     }
 }
 
+/// The TCP sockets listening on one port, as [`Listening::read`] found them.
+struct Listening {
+    entries: Arc<Vec<Entry>>,
+    /// From `sock_diag`, which says which IPv6 sockets are IPv6-only:
+    /// those are left out. Else every socket of the `/proc` tables.
+    exact: bool,
+}
+
+impl Listening {
+    /// The sockets listening for `target` from the kernel's `sock_diag`
+    /// interface, now (tens of microseconds); where the kernel has none,
+    /// every socket of the `/proc` tables as read at most `max_age` ago (a
+    /// few ms, or tens on a machine with many sockets).
+    fn read(target: SocketAddrV4, max_age: Duration) -> std::io::Result<Listening> {
+        match crate::sock_diag::listening_on(target.port()) {
+            Ok(listeners) => Ok(Listening {
+                entries: Arc::new(
+                    listeners
+                        .iter()
+                        .filter(|l| takes_connections_to(l.local, target, !l.v6only))
+                        .map(|l| Entry {
+                            local: l.local,
+                            state: LISTEN,
+                            uid: l.uid,
+                            inode: l.inode,
+                        })
+                        .collect(),
+                ),
+                exact: true,
+            }),
+            Err(e) => {
+                static SAID: std::sync::Once = std::sync::Once::new();
+                SAID.call_once(|| {
+                    tracing::warn!(target: "services", "the kernel's sock_diag cannot be used ({e}): the sockets of pod addresses are read from /proc, slower");
+                });
+                Ok(Listening {
+                    entries: tcp_sockets(max_age)?,
+                    exact: false,
+                })
+            }
+        }
+    }
+
+    /// [`decide`] (an IPv6-only wildcard socket from `/proc` tried by
+    /// [`decide_here`]).
+    fn decide(&self, target: SocketAddrV4, tree_inodes: &HashSet<u64>) -> Decision {
+        if self.exact {
+            decide(&self.entries, target, tree_inodes, true)
+        } else {
+            decide_here(&self.entries, target, tree_inodes)
+        }
+    }
+
+    /// The inodes of the sockets listening for `target`, IPv6 wildcard
+    /// ones included (from `/proc`, whether IPv6-only or not).
+    fn inodes(&self, target: SocketAddrV4) -> impl Iterator<Item = u64> + '_ {
+        self.entries
+            .iter()
+            .filter(move |e| e.state == LISTEN && takes_connections_to(e.local, target, true))
+            .map(|e| e.inode)
+    }
+}
+
 /// Whose are the sockets listening for `target`: the tree of `root` (see
-/// [`tree`]) only, or someone else too (named), from the socket tables and
-/// the process table as read at most `max_age` ago. Blocking (reads `/proc`).
+/// [`tree`]) only, or someone else too (named), from the sockets listening
+/// on its port (see [`Listening::read`]) and the process table as read at
+/// most `max_age` ago. Blocking (reads `/proc`).
 pub fn ownership(target: SocketAddrV4, root: u32, max_age: Duration) -> std::io::Result<Ownership> {
-    let entries = tcp_sockets(max_age)?;
+    let listening = Listening::read(target, max_age)?;
     // Nothing to look up when nothing listens there.
-    if decide_here(&entries, target, &HashSet::new()) == Decision::NotListening {
+    if listening.decide(target, &HashSet::new()) == Decision::NotListening {
         return Ok(Ownership::NotListening);
     }
     let tree_inodes: HashSet<u64> = tree(&processes(max_age), root)
         .into_iter()
         .flat_map(socket_inodes)
         .collect();
-    Ok(match decide_here(&entries, target, &tree_inodes) {
+    Ok(match listening.decide(target, &tree_inodes) {
         Decision::NotListening => Ownership::NotListening,
-        Decision::Ours => Ownership::Ours,
+        Decision::Ours => Ownership::Ours {
+            // Those that would take its connections are the tree's; any
+            // other on the IPv6 wildcard is IPv6-only.
+            cleared: listening.inodes(target).collect(),
+        },
         Decision::Foreign(entry) => Ownership::Foreign(Held {
             listening_on: entry.local,
             inode: entry.inode,
@@ -397,10 +471,22 @@ pub fn ownership(target: SocketAddrV4, root: u32, max_age: Duration) -> std::io:
     })
 }
 
+/// Whether every socket listening for `target` now is one of `known` (for
+/// a socket found harmless by [`ownership`] and still open, that check
+/// need not be made again): tens of microseconds where the kernel has
+/// `sock_diag` (see [`Listening::read`]). `false` when the sockets cannot
+/// be read.
+pub fn only_known_listen(target: SocketAddrV4, known: &HashSet<u64>) -> bool {
+    Listening::read(target, Duration::ZERO)
+        .is_ok_and(|listening| listening.inodes(target).all(|i| known.contains(&i)))
+}
+
 /// Who listens for `target`, if anyone does (for a bind that failed).
 pub fn listener_of(target: SocketAddrV4) -> Option<Held> {
-    let entries = tcp_sockets(Duration::ZERO).ok()?;
-    match decide_here(&entries, target, &HashSet::new()) {
+    match Listening::read(target, Duration::ZERO)
+        .ok()?
+        .decide(target, &HashSet::new())
+    {
         Decision::Foreign(entry) => Some(Held {
             listening_on: entry.local,
             inode: entry.inode,
@@ -616,6 +702,56 @@ mod tests {
     }
 
     #[test]
+    fn only_known_listen_sees_a_reuseport_socket_joining_and_ignores_ipv6_only_ones() {
+        use socket2::{Domain, Socket, Type};
+        let listen = |domain, address: SocketAddr, v6only: bool| {
+            let s = Socket::new(domain, Type::STREAM, None).unwrap();
+            s.set_reuse_port(true).unwrap();
+            if domain == Domain::IPV6 {
+                s.set_only_v6(v6only).unwrap();
+            }
+            s.bind(&address.into()).unwrap();
+            s.listen(1).unwrap();
+            s
+        };
+        let pod = Ipv4Addr::new(127, 0, 0, 1);
+        let replica = listen(Domain::IPV4, SocketAddr::from((pod, 0)), false);
+        let target = match replica.local_addr().unwrap().as_socket() {
+            Some(SocketAddr::V4(addr)) => addr,
+            other => panic!("{other:?}"),
+        };
+        let me = std::process::id();
+        let Ownership::Ours { cleared } = ownership(target, me, Duration::ZERO).unwrap() else {
+            panic!("not ours");
+        };
+        let known: HashSet<u64> = cleared.into_iter().collect();
+        assert!(only_known_listen(target, &known));
+        // A socket on another address of the port takes none of its connections.
+        let _beside = listen(
+            Domain::IPV4,
+            SocketAddr::from((Ipv4Addr::new(127, 0, 0, 2), target.port())),
+            false,
+        );
+        assert!(only_known_listen(target, &known));
+        if std::fs::read_to_string("/proc/net/tcp6").is_ok() {
+            let _v6only = listen(
+                Domain::IPV6,
+                SocketAddr::from((Ipv6Addr::UNSPECIFIED, target.port())),
+                true,
+            );
+            assert!(only_known_listen(target, &known));
+        }
+        // One more on its address and port (SO_REUSEPORT): unknown.
+        let joined = listen(Domain::IPV4, SocketAddr::V4(target), false);
+        assert!(!only_known_listen(target, &known));
+        drop(joined);
+        assert!(only_known_listen(target, &known));
+        // Nothing listening: nothing unknown (the connect will fail).
+        drop(replica);
+        assert!(only_known_listen(target, &HashSet::new()));
+    }
+
+    #[test]
     fn a_second_reuseport_listener_on_the_same_address_must_be_ours_too() {
         let target = v4("127.10.128.1:5000");
         let other = listen("127.10.128.1:5000", 11);
@@ -778,10 +914,10 @@ mod tests {
             .expect("the port");
         let port: u16 = line.trim().parse().expect("a port");
         let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
-        assert_eq!(
+        assert!(matches!(
             ownership(target, supervisor.0.id(), Duration::ZERO).expect("proc"),
-            Ownership::Ours
-        );
+            Ownership::Ours { cleared } if cleared.len() == 1
+        ));
         // Seen from an unrelated process's tree: foreign, its holder named.
         let other = Group::start("sleep", &["60"]);
         match ownership(target, other.0.id(), Duration::ZERO).expect("proc") {
@@ -806,9 +942,17 @@ mod tests {
             panic!("IPv4");
         };
         let me = std::process::id();
+        let inode = tcp_sockets(Duration::ZERO)
+            .expect("proc")
+            .iter()
+            .find(|e| e.local == SocketAddr::V4(addr))
+            .expect("listed")
+            .inode;
         assert_eq!(
             ownership(addr, me, Duration::ZERO).expect("proc"),
-            Ownership::Ours
+            Ownership::Ours {
+                cleared: vec![inode]
+            }
         );
         match ownership(addr, u32::MAX, Duration::ZERO).expect("proc") {
             Ownership::Foreign(held) => {

@@ -54,8 +54,11 @@ pub const CONTROL_KEY: &str = "control";
 /// The worker's exit code when it could not start: not retried.
 pub const EXIT_START_FAILED: u8 = 3;
 
-/// A worker that lived this long before it died was not crash-looping.
-const STABLE: Duration = Duration::from_secs(10);
+/// A worker that dies after it has started (its CLI socket is open) is
+/// started again at once, unless more than this many did so within
+/// [`DEATH_WINDOW`]; one that dies while starting counts towards the delay.
+const DEATHS_BEFORE_DELAY: usize = 5;
+const DEATH_WINDOW: Duration = Duration::from_secs(60);
 /// The longest wait before a crash-looping worker is started again.
 const MAX_DELAY: Duration = Duration::from_secs(30);
 /// How often the worker's life is looked at between messages.
@@ -134,9 +137,9 @@ pub fn supervise(exe: &Path, home: &Home) -> Ended {
             tracing::warn!(target: "supervisor", "cannot handle {sig}: {e}");
         }
     }
-    let mut quick_deaths = 0u32;
+    let mut failed_starts = 0u32;
+    let mut deaths: std::collections::VecDeque<Instant> = std::collections::VecDeque::new();
     loop {
-        let started = Instant::now();
         let mut child = match spawn_worker(exe, theirs.as_raw_fd(), &held) {
             Ok(child) => child,
             Err(e) => {
@@ -151,10 +154,10 @@ pub fn supervise(exe: &Path, home: &Home) -> Ended {
                 nix::sys::signal::Signal::SIGTERM,
             );
         }
-        let status = watch(&mut child, &ours, &mut held, &mut lock);
+        let (status, mut started) = watch(&mut child, &ours, &mut held, &mut lock);
         WORKER_PID.store(0, Ordering::SeqCst);
         // What it said before it died counts: an opened listener is kept.
-        receive_all(&ours, &mut held, false, &mut lock);
+        started |= receive_all(&ours, &mut held, false, &mut lock);
         if STOPPING.load(Ordering::SeqCst) || status.success() {
             return Ended::Stopped;
         }
@@ -165,11 +168,22 @@ pub fn supervise(exe: &Path, home: &Home) -> Ended {
         if status.code() == Some(i32::from(EXIT_START_FAILED)) {
             return Ended::Failed;
         }
-        if started.elapsed() >= STABLE {
-            quick_deaths = 0;
+        let now = Instant::now();
+        deaths.push_back(now);
+        while deaths
+            .front()
+            .is_some_and(|d| now.duration_since(*d) > DEATH_WINDOW)
+        {
+            deaths.pop_front();
         }
-        let delay = restart_delay(quick_deaths);
-        quick_deaths = quick_deaths.saturating_add(1);
+        let delay = if started {
+            failed_starts = 0;
+            let over = deaths.len().saturating_sub(DEATHS_BEFORE_DELAY);
+            restart_delay(u32::try_from(over).unwrap_or(u32::MAX))
+        } else {
+            failed_starts = failed_starts.saturating_add(1);
+            restart_delay(failed_starts - 1)
+        };
         tracing::error!(target: "supervisor",
             "the daemon (pid {}) {}; starting it again{}, with {} listening socket(s) kept open",
             child.id(), died(status),
@@ -195,11 +209,11 @@ fn run_unsupervised(exe: &Path) -> Ended {
     }
 }
 
-/// The delay before starting a worker again after `quick_deaths` deaths in
-/// a row that each came soon after a start: none for the first, then 1 s,
-/// 2 s, 4 s... up to [`MAX_DELAY`].
-fn restart_delay(quick_deaths: u32) -> Duration {
-    match quick_deaths {
+/// The delay before starting a worker again after `n` deaths that count
+/// (see [`DEATHS_BEFORE_DELAY`]): none for the first, then 1 s, 2 s, 4 s...
+/// up to [`MAX_DELAY`].
+fn restart_delay(n: u32) -> Duration {
+    match n {
         0 => Duration::ZERO,
         n => Duration::from_secs(1u64 << (n - 1).min(5)).min(MAX_DELAY),
     }
@@ -249,38 +263,42 @@ fn spawn_worker(
     cmd.spawn()
 }
 
-/// Wait for the worker to end, taking its messages meanwhile.
+/// Wait for the worker to end, taking its messages meanwhile; whether it
+/// finished starting (it opened its CLI socket) comes with its status.
 fn watch(
     child: &mut Child,
     channel: &OwnedFd,
     held: &mut HashMap<String, OwnedFd>,
     lock: &mut Option<std::fs::File>,
-) -> ExitStatus {
+) -> (ExitStatus, bool) {
+    let mut started = false;
     loop {
         match child.try_wait() {
-            Ok(Some(status)) => return status,
+            Ok(Some(status)) => return (status, started),
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(target: "supervisor", "cannot wait for the daemon: {e}");
                 // Should not happen; blocking is the only way left.
                 if let Ok(status) = child.wait() {
-                    return status;
+                    return (status, started);
                 }
-                return ExitStatus::from_raw(1 << 8);
+                return (ExitStatus::from_raw(1 << 8), started);
             }
         }
-        receive_all(channel, held, true, lock);
+        started |= receive_all(channel, held, true, lock);
     }
 }
 
 /// Take every message waiting on `channel` (waiting up to [`LOOK_EVERY`]
 /// for the first one when `wait`). A worker's retirement lets go of `lock`.
+/// `true` when the worker opened its CLI socket: it has finished starting.
 fn receive_all(
     channel: &OwnedFd,
     held: &mut HashMap<String, OwnedFd>,
     wait: bool,
     lock: &mut Option<std::fs::File>,
-) {
+) -> bool {
+    let mut started = false;
     let mut first = wait;
     loop {
         if first {
@@ -293,11 +311,12 @@ fn receive_all(
                 .unwrap_or(nix::poll::PollTimeout::NONE);
             match nix::poll::poll(&mut fds, timeout) {
                 Ok(n) if n > 0 => {}
-                _ => return,
+                _ => return started,
             }
         }
         match receive(channel) {
             Some(Message::Open(key, fd)) => {
+                started |= key == CONTROL_KEY;
                 held.insert(key, fd);
             }
             Some(Message::Close(key)) => {
@@ -307,7 +326,7 @@ fn receive_all(
                 tracing::info!(target: "supervisor", "the daemon hands over to a new one; this supervisor ends with it");
                 *lock = None;
             }
-            None => return,
+            None => return started,
         }
     }
 }
@@ -367,34 +386,26 @@ fn receive(channel: &OwnedFd) -> Option<Message> {
 /// The worker's side: tell the supervisor of a listening socket opened
 /// under `key` (a duplicate of `fd` goes with it).
 pub fn tell_opened(channel: RawFd, key: &str, fd: RawFd) -> std::io::Result<()> {
-    let text = format!("open {key}");
-    let fds = [fd];
-    socket::sendmsg::<()>(
-        channel,
-        &[IoSlice::new(text.as_bytes())],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
-        None,
-    )
-    .map(|_| ())
-    .map_err(std::io::Error::from)
+    send(channel, &format!("open {key}"), &[fd])
 }
 
 /// The worker's side: tell the supervisor the socket under `key` is closed.
 pub fn tell_closed(channel: RawFd, key: &str) -> std::io::Result<()> {
-    send_text(channel, &format!("close {key}"))
+    send(channel, &format!("close {key}"), &[])
 }
 
 /// The worker's side: tell the supervisor it hands over to a new daemon.
 pub fn tell_retire(channel: RawFd) -> std::io::Result<()> {
-    send_text(channel, "retire")
+    send(channel, "retire", &[])
 }
 
-fn send_text(channel: RawFd, text: &str) -> std::io::Result<()> {
+/// One message: `text`, with `fds` (if any) passed along.
+fn send(channel: RawFd, text: &str, fds: &[RawFd]) -> std::io::Result<()> {
+    let rights = [ControlMessage::ScmRights(fds)];
     socket::sendmsg::<()>(
         channel,
         &[IoSlice::new(text.as_bytes())],
-        &[],
+        if fds.is_empty() { &[] } else { &rights },
         MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
         None,
     )
@@ -407,13 +418,8 @@ fn send_text(channel: RawFd, text: &str) -> std::io::Result<()> {
 fn inherited() -> HashMap<String, OwnedFd> {
     let mut held = HashMap::new();
     if let Some(value) = std::env::var_os(crate::listeners::INHERITED_ENV) {
-        for entry in value.to_string_lossy().split(',') {
-            let Some((key, fd)) = entry.split_once('=') else {
-                continue;
-            };
-            let (Ok(addr), Ok(fd)) = (key.parse(), fd.parse::<RawFd>()) else {
-                continue;
-            };
+        let value = value.to_string_lossy();
+        for (key, addr, fd) in crate::listeners::inherited_entries(&value) {
             if let Some(listener) = crate::listeners::adopt_fd(fd, addr) {
                 held.insert(key.to_string(), OwnedFd::from(listener));
             }
@@ -460,7 +466,7 @@ mod tests {
         tell_retire(theirs.as_raw_fd()).expect("sent");
         let mut held = HashMap::new();
         let mut lock = Some(tempfile::tempfile().expect("a file"));
-        receive_all(&ours, &mut held, true, &mut lock);
+        assert!(!receive_all(&ours, &mut held, true, &mut lock));
         assert!(lock.is_none(), "retired");
         assert_eq!(held.keys().collect::<Vec<_>>(), [&ka]);
         // The held duplicate is the same listening socket, still open once

@@ -67,14 +67,21 @@ enum UvLookup {
 
 impl EnvCache {
     /// A cache in `home` (`$BODYWORK_HOME`): environments in `home/envs`,
-    /// bootstrapped tools in `home/tools`, uv's cache in `home/cache/uv`.
-    /// The installer preference comes from `BODYWORK_PYENV_INSTALLER`.
+    /// bootstrapped tools in `home/tools`, uv's cache in `home/cache/uv`
+    /// unless `BODYWORK_UV_CACHE_DIR` (or uv's own `UV_CACHE_DIR`) names
+    /// one to share with other tools, homes or pods (an image may carry
+    /// one). The installer preference comes from `BODYWORK_PYENV_INSTALLER`.
     /// Nothing is created until it is needed.
     pub fn new(home: &Path) -> Self {
+        let uv_cache_dir = ["BODYWORK_UV_CACHE_DIR", "UV_CACHE_DIR"]
+            .iter()
+            .find_map(|k| std::env::var_os(k).filter(|v| !v.is_empty()))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join("cache").join("uv"));
         EnvCache {
             root: home.join("envs"),
             tools_dir: home.join("tools"),
-            uv_cache_dir: home.join("cache").join("uv"),
+            uv_cache_dir,
             preference: InstallerPreference::from_env(),
             probes: Mutex::new(HashMap::new()),
             found: Mutex::new(None),

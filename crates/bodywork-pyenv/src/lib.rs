@@ -73,7 +73,7 @@ pub use error::{EnvError, NoWheels};
 pub use installer::UPLOADED_PRIOR_TO_PIP;
 pub use installer::{INSTALLER_ENV, InstallerPreference, UV_REQUIREMENT, bootstrap_uv};
 pub use pythons::is_python_version;
-pub use requirements::{env_key, normalise_requirements};
+pub use requirements::{env_key, normalise_requirements, with_container_base};
 
 /// What a stage needs: an interpreter and its requirements.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

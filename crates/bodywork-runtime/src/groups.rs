@@ -3,13 +3,17 @@
 //! when its project (`pipeline.secrets_group`) or its command (`--group`)
 //! names the group, as Bodywork 3 does.
 //!
-//! Owns: where a group's secrets are kept and how they are named there
-//! (`GROUP.NAME` in [`GROUPS_NAMESPACE`]; a group is a DNS-1123 label, so
-//! the first `.` separates it), and the copy. Written once against
-//! [`Resources`], so both runtimes keep groups alike. Must not: word
-//! anything for the user, or validate names (the CLI does).
+//! Owns: the rules of groups (create vs. update, a group with no secrets
+//! does not exist) and the copy, written once against [`Resources`], so
+//! both runtimes keep groups alike. Where a group's secret is kept is the
+//! runtime's ([`Resources::put_group_secret`]): the local runtime keeps
+//! `GROUP.NAME` in [`GROUPS_NAMESPACE`] (a group is a DNS-1123 label, so
+//! the first `.` separates it); the Kubernetes runtime keeps what Bodywork
+//! 3 keeps there, `GROUP-NAME` labelled `group=GROUP`, so that each reads
+//! the other's. Must not: word anything for the user, or validate names
+//! (the CLI does).
 
-use crate::{Resources, Result, RuntimeError, Secret, SecretData};
+use crate::{Resources, Result, RuntimeError, SecretData};
 
 /// The namespace that holds every group's secrets (Bodywork 3's own).
 pub const GROUPS_NAMESPACE: &str = "bodywork-deployment-jobs";
@@ -68,28 +72,16 @@ pub async fn put(
     if !res.namespace_exists(GROUPS_NAMESPACE).await? {
         res.setup_namespace(GROUPS_NAMESPACE).await?;
     }
-    res.create_secret(GROUPS_NAMESPACE, &stored_name(group, name), data)
-        .await
+    res.put_group_secret(group, name, data).await
 }
 
 /// Every group's secrets, or one group's, by group then name.
 pub async fn list(res: &dyn Resources, group: Option<&str>) -> Result<Vec<GroupSecret>> {
-    if !res.namespace_exists(GROUPS_NAMESPACE).await? {
-        return Ok(Vec::new());
-    }
     let mut out: Vec<GroupSecret> = res
-        .list_secrets(GROUPS_NAMESPACE)
+        .list_group_secrets()
         .await?
         .into_iter()
-        .filter_map(|s: Secret| {
-            let (g, n) = parse_stored(&s.name)?;
-            (group.is_none_or(|want| want == g)).then(|| GroupSecret {
-                group: g.to_string(),
-                name: n.to_string(),
-                data: s.data.clone(),
-                created: s.created.clone(),
-            })
-        })
+        .filter(|s| group.is_none_or(|want| want == s.group))
         .collect();
     out.sort_by(|a, b| (&a.group, &a.name).cmp(&(&b.group, &b.name)));
     Ok(out)
@@ -97,10 +89,7 @@ pub async fn list(res: &dyn Resources, group: Option<&str>) -> Result<Vec<GroupS
 
 /// Delete one secret of a group.
 pub async fn delete(res: &dyn Resources, group: &str, name: &str) -> Result<()> {
-    match res
-        .delete_secret(GROUPS_NAMESPACE, &stored_name(group, name))
-        .await
-    {
+    match res.delete_group_secret(group, name).await {
         Err(RuntimeError::NotFound { .. }) => Err(missing(group, name)),
         other => other,
     }
@@ -142,7 +131,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::ServiceStatus;
+    use crate::{Secret, ServiceStatus};
 
     /// Namespaces and their secrets, in memory.
     #[derive(Default)]

@@ -318,6 +318,51 @@ pub trait Resources: Send + Sync {
 
     async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>>;
     async fn delete_service(&self, namespace: &str, name: &str) -> Result<()>;
+
+    /// Keep one secret of a secrets group in [`groups::GROUPS_NAMESPACE`]
+    /// (created or replaced; the namespace exists). By default as the
+    /// secret `GROUP.NAME`; the Kubernetes runtime keeps it as Bodywork 3
+    /// does ([`groups`] says how).
+    async fn put_group_secret(&self, group: &str, name: &str, data: SecretData) -> Result<()> {
+        self.create_secret(
+            groups::GROUPS_NAMESPACE,
+            &groups::stored_name(group, name),
+            data,
+        )
+        .await
+    }
+    /// Every secret of every group, in no order (none when
+    /// [`groups::GROUPS_NAMESPACE`] does not exist).
+    async fn list_group_secrets(&self) -> Result<Vec<groups::GroupSecret>> {
+        if !self.namespace_exists(groups::GROUPS_NAMESPACE).await? {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .list_secrets(groups::GROUPS_NAMESPACE)
+            .await?
+            .into_iter()
+            .filter_map(|s| {
+                let (g, n) = groups::parse_stored(&s.name)?;
+                Some(groups::GroupSecret {
+                    group: g.to_string(),
+                    name: n.to_string(),
+                    data: s.data.clone(),
+                    created: s.created.clone(),
+                })
+            })
+            .collect())
+    }
+    /// Delete one secret of a group; `NotFound` when it is not there.
+    async fn delete_group_secret(&self, group: &str, name: &str) -> Result<()> {
+        self.delete_secret(groups::GROUPS_NAMESPACE, &groups::stored_name(group, name))
+            .await
+    }
+    /// A namespace that exists but that bodywork did not set up, made ready
+    /// for runs (what its stages need added, nothing of its own changed);
+    /// returns one line per thing added, none when there was nothing to do.
+    async fn adopt_namespace(&self, _namespace: &str) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }
 
 /// One stage of a run, as the controller hands it to a runtime: the run it

@@ -65,6 +65,15 @@ pub fn deleted_lines(namespace: &str) -> [String; 2] {
     ]
 }
 
+/// The one line a run says when it adopts a namespace bodywork did not make.
+pub fn adopted_line(namespace: &str) -> String {
+    format!(
+        "namespace={namespace} was not made by bodywork: adopting it as it is, \
+         with service-account={CONTROLLER_ACCOUNT} and its role bindings, and \
+         service-account={STAGES_ACCOUNT} added"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,11 @@ use std::path::{Path, PathBuf};
 pub const SSH_KEY_SECRET: &str = "ssh-github-private-key";
 /// Its key, and the environment variable a pod gets it as.
 pub const SSH_KEY_VAR: &str = "BODYWORK_GITHUB_SSH_PRIVATE_KEY";
+/// Bodywork 3's name for the deploy key's secret in a namespace (copied
+/// there from the secrets group's `GROUP-ssh-git-private-key`).
+pub const GIT_SSH_KEY_SECRET: &str = "ssh-git-private-key";
+/// Its key, and the environment variable a pod gets it as (Bodywork 3).
+pub const GIT_SSH_KEY_VAR: &str = "BODYWORK_GIT_SSH_PRIVATE_KEY";
 
 /// A private key written to a file for one fetch (or one run); the file is
 /// removed when this is dropped.
@@ -56,11 +61,13 @@ impl Drop for KeyFile {
     }
 }
 
-/// The key in `SSH_KEY_VAR` of this process (a pod's), when set.
+/// The key in `SSH_KEY_VAR` of this process (a pod's), else in Bodywork
+/// 3's `GIT_SSH_KEY_VAR`, when set.
 pub fn key_from_env() -> Option<String> {
-    std::env::var(SSH_KEY_VAR)
-        .ok()
-        .filter(|k| !k.trim().is_empty())
+    [SSH_KEY_VAR, GIT_SSH_KEY_VAR]
+        .iter()
+        .filter_map(|var| std::env::var(var).ok())
+        .find(|k| !k.trim().is_empty())
 }
 
 #[cfg(test)]

@@ -27,7 +27,9 @@ mod parse;
 mod remote;
 
 pub use error::{SourceError, redact_url};
-pub use keys::{KeyFile, SSH_KEY_SECRET, SSH_KEY_VAR, key_from_env};
+pub use keys::{
+    GIT_SSH_KEY_SECRET, GIT_SSH_KEY_VAR, KeyFile, SSH_KEY_SECRET, SSH_KEY_VAR, key_from_env,
+};
 pub use parse::{validate_branch, validate_commit};
 
 /// Where a project comes from.

@@ -325,6 +325,14 @@ async fn prepare_and_run(
         {
             info(log, line);
         }
+    } else {
+        for line in runtime
+            .adopt_namespace(&plan.namespace)
+            .await
+            .map_err(WorkflowError::Runtime)?
+        {
+            info(log, line);
+        }
     }
     // Refused before the group's secrets replace any of the namespace's.
     check_namespace_owner(runtime, plan).await?;

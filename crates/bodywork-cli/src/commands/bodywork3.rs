@@ -58,10 +58,16 @@ pub fn delete(global: &GlobalArgs, command: &DeleteCommand) -> Outcome {
 /// `create/update deployment REPO [--branch B] [--ssh KEY] [--group G]`:
 /// the seed's `workflow REPO [BRANCH]`, into the project's own namespace.
 fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> Outcome {
-    let group = match checked_optional("secrets group", args.group.as_deref()) {
+    let mut group = match checked_optional("secrets group", args.group.as_deref()) {
         Ok(g) => g,
         Err(o) => return o,
     };
+    if let (Some(path), false) = (&args.ssh, args.dry_run) {
+        match store_deploy_key(global, args, path, group) {
+            Ok(g) => group = Some(g),
+            Err(o) => return o,
+        }
+    }
     let workflow = WorkflowArgs {
         namespace: OptionalNamespaceArg { namespace: None },
         repo: args.git_url.clone(),
@@ -81,6 +87,80 @@ fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> Outcome {
         return workflow::detached(global, &workflow, group, name, args.retries);
     }
     workflow::run_with_group(global, &workflow, group)
+}
+
+/// `--ssh KEY`: the key kept where Bodywork 3 keeps it, the secret
+/// `ssh-git-private-key` of the deployment's secrets group (`--group`, else
+/// the project's `pipeline.secrets_group`, else the project's name), which
+/// each run copies into the project's namespace, where its stages' pods
+/// and its cron runs read it. Returns the group.
+fn store_deploy_key(
+    global: &GlobalArgs,
+    args: &DeploymentArgs,
+    path: &std::path::Path,
+    group: Option<String>,
+) -> Result<String, Outcome> {
+    let (path, key) = read_key(path)?;
+    let repo = project_location(&args.git_url, Outcome::Usage)?;
+    let submission = WorkflowSubmission {
+        repo,
+        branch: args.branch.clone(),
+        ssh_key: Some(path),
+        ..WorkflowSubmission::default()
+    };
+    let plan = plan_project(&submission)?;
+    let group = group.or(plan.secrets_group).unwrap_or(plan.project);
+    let name = bodywork_source::GIT_SSH_KEY_SECRET;
+    let data = [(bodywork_source::GIT_SSH_KEY_VAR.to_string(), key)].into();
+    let in_group = group.clone();
+    let stored = with_control(global, None, async move |cp| {
+        let exists = bodywork_runtime::groups::list(cp, Some(&in_group))
+            .await?
+            .iter()
+            .any(|s| s.name == name);
+        bodywork_runtime::groups::put(cp, &in_group, name, data, exists).await?;
+        println!("secret={name} stored in group={in_group}: the deployment's stages clone with it");
+        Ok(Outcome::Success)
+    });
+    match stored {
+        Outcome::Success => Ok(group),
+        other => Err(other),
+    }
+}
+
+/// The project fetched, loaded and planned here (nothing done), or the
+/// outcome of failing to, reported.
+fn plan_project(submission: &WorkflowSubmission) -> Result<bodywork_plan::WorkflowPlan, Outcome> {
+    let planned = Mutex::new(None);
+    let outcome = block_on(async {
+        match bodywork_kube::host::plan(submission).await {
+            Ok(prepared) => {
+                if let Ok(mut slot) = planned.lock() {
+                    *slot = Some(prepared.plan);
+                }
+                Outcome::Success
+            }
+            Err(e) => {
+                output::report_error(&e, None);
+                Outcome::Failure
+            }
+        }
+    });
+    planned.into_inner().ok().flatten().ok_or(outcome)
+}
+
+/// A private key file given with `--ssh`: its absolute path and its text.
+fn read_key(path: &std::path::Path) -> Result<(std::path::PathBuf, String), Outcome> {
+    match std::fs::read_to_string(path) {
+        Ok(key) => Ok((
+            std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+            key,
+        )),
+        Err(e) => {
+            output::report_message(format!("--ssh {}: cannot read it: {e}", path.display()));
+            Err(Outcome::Usage)
+        }
+    }
 }
 
 /// Detached runs (those named `named` only, when given) in the runs
@@ -178,18 +258,9 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
         Ok(repo) => repo,
         Err(o) => return o,
     };
-    let key = match &args.ssh {
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(key) => Some((
-                std::path::absolute(path).unwrap_or_else(|_| path.clone()),
-                key,
-            )),
-            Err(e) => {
-                output::report_message(format!("--ssh {}: cannot read it: {e}", path.display()));
-                return Outcome::Usage;
-            }
-        },
-        None => None,
+    let key = match args.ssh.as_deref().map(read_key).transpose() {
+        Ok(key) => key,
+        Err(o) => return o,
     };
     let submission = WorkflowSubmission {
         repo: repo.clone(),
@@ -199,27 +270,15 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
     };
     let mut group = args.group.clone();
     let mut resolve = args.resolve;
-    let planned = Mutex::new(None);
-    let outcome = block_on(async {
-        match bodywork_kube::host::plan(&submission).await {
-            Ok(prepared) => {
-                println!(
-                    "project={} deploys into namespace={}",
-                    prepared.plan.project, prepared.plan.namespace
-                );
-                if let Ok(mut p) = planned.lock() {
-                    *p = Some(prepared.plan.namespace);
-                }
-                Outcome::Success
-            }
-            Err(e) => {
-                output::report_error(&e, None);
-                Outcome::Failure
-            }
+    let namespace = match plan_project(&submission) {
+        Ok(plan) => {
+            println!(
+                "project={} deploys into namespace={}",
+                plan.project, plan.namespace
+            );
+            plan.namespace
         }
-    });
-    let Some(namespace) = planned.into_inner().ok().flatten() else {
-        return outcome;
+        Err(o) => return o,
     };
     let ready = with_control(global, None, async |cp| {
         if update {

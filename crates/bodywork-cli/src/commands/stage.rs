@@ -1,4 +1,5 @@
-//! `bodywork stage REPO BRANCH STAGE`: run one stage here, in the
+//! `bodywork stage REPO BRANCH STAGE` (or Bodywork 3's `REPO STAGE
+//! --branch B`): run one stage here, in the
 //! foreground, without the daemon (what containers run). Bodywork's own
 //! messages go to stderr as SPEC §6 log lines; the stage's output goes
 //! straight to the terminal. Ctrl-C or SIGTERM stops the stage's whole
@@ -8,6 +9,7 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bodywork_local::direct::{self, DirectStage};
 use bodywork_runtime::{CancellationToken, Level, Log, LogSink, format_log_line, timestamp_now};
@@ -48,10 +50,11 @@ pub fn run(args: &StageArgs) -> Outcome {
         Ok(h) => h,
         Err(o) => return o,
     };
+    let (branch, stage) = args.branch_and_stage();
     let what = DirectStage {
         repo: args.repo.clone(),
-        branch: Some(args.branch.clone()),
-        stage: args.stage.clone(),
+        branch: branch.map(str::to_string),
+        stage: stage.to_string(),
         commit: args.commit.clone(),
         resolve_as_of: args.resolve.resolve_as_of,
         python: args.python.python.clone(),
@@ -64,8 +67,19 @@ pub fn run(args: &StageArgs) -> Outcome {
     let outcome = block_on(async {
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
+        let drain = Duration::from_secs(args.drain_seconds);
         let signals = tokio::spawn(async move {
             stopped().await;
+            if !drain.is_zero() {
+                eprintln!(
+                    "stopping the stage in {}s: it serves meanwhile, while the cluster stops sending it requests",
+                    drain.as_secs()
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(drain) => {}
+                    _ = stopped() => {}
+                }
+            }
             eprintln!("stopping the stage");
             stop.cancel();
         });

@@ -19,6 +19,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod middlemen;
+
 /// The `bodywork` binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_bodywork")
@@ -32,11 +34,17 @@ pub fn bin() -> &'static str {
 pub fn shared_uv_bin() -> Option<&'static Path> {
     static UV: OnceLock<Option<PathBuf>> = OnceLock::new();
     UV.get_or_init(|| {
-        let tools = Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-cache");
-        let uv = bodywork_pyenv::bootstrap_uv(Path::new("python3"), &tools, &mut |_| {}).ok()?;
+        let uv =
+            bodywork_pyenv::bootstrap_uv(Path::new("python3"), &shared_tools_dir(), &mut |_| {})
+                .ok()?;
         uv.parent().map(Path::to_path_buf)
     })
     .as_deref()
+}
+
+/// Where the shared uv is bootstrapped (bodywork's `tools` directory).
+pub fn shared_tools_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-cache")
 }
 
 /// One uv package cache for every test home: packages are downloaded once
@@ -548,3 +556,165 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 http.server.HTTPServer(("0.0.0.0", port), Handler).serve_forever()
 "#;
+
+/// Counts requests of a bounded load loop (GETs of one path, each on its
+/// own connection) and the `version` fields the answers carried.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub ok: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    failed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    versions: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    failures: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `workers` sequential clients, each stopping after `limit` at most.
+    pub fn start(addr: String, path: String, workers: usize, limit: Duration) -> Load {
+        let load = Load {
+            stop: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            ok: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            failed: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            versions: std::sync::Arc::default(),
+            failures: std::sync::Arc::default(),
+            threads: Vec::new(),
+        };
+        let mut threads = Vec::new();
+        for _ in 0..workers {
+            let (addr, path) = (addr.clone(), path.clone());
+            let (stop, ok, failed) = (load.stop.clone(), load.ok.clone(), load.failed.clone());
+            let (versions, failures) = (load.versions.clone(), load.failures.clone());
+            threads.push(std::thread::spawn(move || {
+                let until = Instant::now() + limit;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
+                    match http(&addr, "GET", &path, None) {
+                        Ok((200, body)) => {
+                            ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
+                                && let Some(version) = v["version"].as_str()
+                            {
+                                let mut seen = versions.lock().unwrap();
+                                if !seen.iter().any(|s| s == version) {
+                                    seen.push(version.to_string());
+                                }
+                            }
+                        }
+                        other => {
+                            failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            failures.lock().unwrap().push(format!("{other:?}"));
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }));
+        }
+        Load { threads, ..load }
+    }
+
+    /// Stop and return (ok, failed, versions seen in order, failure details).
+    pub fn finish(self) -> (usize, usize, Vec<String>, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        (
+            self.ok.load(std::sync::atomic::Ordering::Relaxed),
+            self.failed.load(std::sync::atomic::Ordering::Relaxed),
+            self.versions.lock().unwrap().clone(),
+            self.failures.lock().unwrap().clone(),
+        )
+    }
+}
+
+/// A stdlib HTTP service: answers `{"stage", "version", "pid", "uid"}`; `/slow`
+/// sleeps 5 s; with the argument `never` it never listens, with `crash` it
+/// exits (code 3) at once.
+pub const SERVER: &str = r#"
+import http.server, json, os, sys, time
+version = sys.argv[1] if len(sys.argv) > 1 else "v0"
+if version == "never":
+    print("this version never becomes ready", flush=True)
+    time.sleep(3600)
+if version == "crash":
+    print("this version crashes at start", flush=True)
+    sys.exit(3)
+stage = sys.argv[2] if len(sys.argv) > 2 else "?"
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path.startswith("/slow"):
+            time.sleep(5)
+        body = json.dumps({"stage": stage, "version": version, "pid": os.getpid(), "uid": os.getuid()}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
+print(f"{stage} {version} listening on port {os.environ['PORT']}", flush=True)
+server.serve_forever()
+"#;
+
+/// Copy the directory tree `from` into `to` (which exists).
+pub fn copy_dir(from: &Path, to: &Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_name() == "__pycache__" {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The name of a detached run, from what `create deployment --async` says:
+/// `deployment started detached as NAME (...)`.
+pub fn detached_run_name(started: &Run) -> String {
+    started
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "as")
+        .nth(1)
+        .unwrap_or_else(|| panic!("the run's name in {started}"))
+        .to_string()
+}
+
+/// Every document of a YAML stream, as JSON values.
+pub fn documents(yaml: &str) -> Vec<serde_json::Value> {
+    yaml.split("\n---\n")
+        .flat_map(|d| d.strip_prefix("---\n").or(Some(d)))
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| serde_norway::from_str(d).expect("a YAML document"))
+        .collect()
+}
+
+/// The manifests `--runtime kubernetes workflow --dry-run` prints for the
+/// repository at `url`, branch `trunk` (the dry run needs no cluster).
+pub fn dry_run_manifests(home: &TestHome, namespace: &str, url: &str) -> Vec<serde_json::Value> {
+    let out = home
+        .cmd(&[
+            "--runtime",
+            "kubernetes",
+            "workflow",
+            "--namespace",
+            namespace,
+            url,
+            "trunk",
+            "--dry-run",
+        ])
+        .output()
+        .expect("dry run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    documents(&String::from_utf8_lossy(&out.stdout))
+}

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bodywork_gateway::{Directory, GatewayOptions, Traffic, serve_gateway};
+use bodywork_gateway::{Directory, GatewayOptions, Traffic, Vetting, serve_gateway};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame};
@@ -28,9 +28,15 @@ use tokio_util::sync::CancellationToken;
 pub type ClientBody = BoxBody<Bytes, Infallible>;
 
 /// A directory whose answers the test sets: ready replicas and whether the
-/// service is exposed at the ingress path (`set` exposes it).
+/// service is exposed at the ingress path (`set` exposes it); new
+/// connections to the replicas given to `refuse` are refused, and every
+/// vetting is counted.
 #[derive(Default)]
-pub struct StaticDirectory(RwLock<HashMap<(String, String), Entry>>);
+pub struct StaticDirectory(
+    RwLock<HashMap<(String, String), Entry>>,
+    RwLock<HashMap<SocketAddr, String>>,
+    AtomicUsize,
+);
 
 /// Ready replicas, and whether the service is exposed at the ingress path.
 type Entry = (Vec<SocketAddr>, bool);
@@ -51,6 +57,16 @@ impl StaticDirectory {
             (namespace.into(), service.into()),
             (replicas.to_vec(), exposed),
         );
+    }
+
+    /// Refuse new connections to `replica`, saying `why`.
+    pub fn refuse(&self, replica: SocketAddr, why: &str) {
+        self.1.write().unwrap().insert(replica, why.into());
+    }
+
+    /// How many times a new connection was vetted.
+    pub fn vettings(&self) -> usize {
+        self.2.load(Ordering::Relaxed)
     }
 
     fn entry(&self, namespace: &str, service: &str) -> Option<Entry> {
@@ -75,6 +91,12 @@ impl Directory for StaticDirectory {
     /// Every service here serves port 5000, as the seed tutorial's does.
     fn port(&self, namespace: &str, service: &str) -> Option<u16> {
         self.entry(namespace, service).map(|_| SERVICE_PORT)
+    }
+
+    fn vet<'a>(&'a self, _: &'a str, _: &'a str, replica: SocketAddr) -> Vetting<'a> {
+        self.2.fetch_add(1, Ordering::Relaxed);
+        let refused = self.1.read().unwrap().get(&replica).cloned();
+        Box::pin(std::future::ready(refused.map_or(Ok(()), Err)))
     }
 }
 

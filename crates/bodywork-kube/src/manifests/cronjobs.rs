@@ -121,34 +121,39 @@ fn workflow_job_spec(
 ) -> JobSpec {
     JobSpec {
         backoff_limit: Some(i32::try_from(retries).unwrap_or(i32::MAX)),
+        // An evicted controller pod is not a failed run: another starts.
+        pod_failure_policy: Some(super::workloads::ignore_disruptions()),
         template: PodTemplateSpec {
             metadata: Some(ObjectMeta {
                 labels: Some(labels),
                 ..ObjectMeta::default()
             }),
-            spec: Some(PodSpec {
+            spec: Some(super::security::restricted(PodSpec {
                 service_account_name: Some(CONTROLLER_ACCOUNT.into()),
                 restart_policy: Some("Never".into()),
                 containers: vec![Container {
                     name: "bodywork".into(),
                     image: Some(image.unwrap_or(DEFAULT_IMAGE).to_string()),
-                    image_pull_policy: Some("IfNotPresent".into()),
+                    image_pull_policy: Some(
+                        super::images::pull_policy(image.unwrap_or(DEFAULT_IMAGE)).into(),
+                    ),
                     command: Some(vec!["bodywork".into()]),
                     args: Some(args),
                     // The in-cluster `bodywork workflow` fetches
                     // a private repository with the namespace's key.
-                    env: Some(vec![
-                        K8sEnvVar {
+                    env: Some(
+                        std::iter::once(K8sEnvVar {
                             name: "BODYWORK_RUNTIME".into(),
                             value: Some("kubernetes".into()),
                             ..K8sEnvVar::default()
-                        },
-                        super::secrets::ssh_key_env(),
-                    ]),
+                        })
+                        .chain(super::secrets::ssh_key_env())
+                        .collect(),
+                    ),
                     ..Container::default()
                 }],
                 ..PodSpec::default()
-            }),
+            })),
         },
         ..JobSpec::default()
     }
@@ -200,9 +205,34 @@ pub fn detached_job(
             )),
             ..meta(name, Some(namespace), labels.clone())
         },
-        spec: Some(workflow_job_spec(args, labels, retries, image)),
+        spec: Some(JobSpec {
+            // Gone 15 minutes after it finished, as Bodywork's own.
+            ttl_seconds_after_finished: Some(DETACHED_TTL_SECONDS),
+            ..workflow_job_spec(args, labels, retries, image)
+        }),
         status: None,
     }
+}
+
+/// How long a finished detached run's Job is kept (Bodywork 3: 15 min).
+pub const DETACHED_TTL_SECONDS: i32 = 900;
+
+/// The longest CronJob name: the CronJob controller names each run's Job
+/// `NAME-<11 digits>`, and the API server refuses a longer CronJob.
+pub const MAX_CRONJOB_NAME: usize = 52;
+
+/// Why the API server would refuse a cron job or a detached run named
+/// `name` (`kind`: `cron job`, `deployment job`), if it would.
+pub fn run_name_problem(kind: &str, name: &str) -> Option<String> {
+    let max = if kind == "cron job" {
+        MAX_CRONJOB_NAME
+    } else {
+        MAX_JOB_NAME
+    };
+    let len = name.chars().count();
+    (len > max).then(|| {
+        format!("{kind} name {name} is {len} characters long; Kubernetes allows at most {max}")
+    })
 }
 
 /// Longest Job name: its pods carry it in a label, whose values stop at 63.

@@ -5,8 +5,8 @@
 //! holds what every family shares ([`Manifest`], [`Target`], the labels and
 //! annotations bodywork sets); each family has its own file: `namespace`
 //! (Namespace, ServiceAccounts, ClusterRole and its binding), `workloads`
-//! (Jobs, Deployments, Services, Ingresses), `secrets`, `cronjobs` and
-//! `images`.
+//! (Jobs, Deployments, Services, Ingresses), `secrets`, `cronjobs`,
+//! `images` and `security` (every pod's security context).
 //!
 //! Must not: perform any I/O or talk to a cluster. What is generated here is
 //! exactly what the runtime applies, so snapshot tests of these functions
@@ -18,20 +18,26 @@ mod images;
 mod names;
 mod namespace;
 mod secrets;
+mod security;
 mod workloads;
 
 pub use cronjobs::{
-    CRONJOB_LABEL, DETACHED_LABEL, cronjob_group, cronjob_manifest, cronjob_resolve_as_of,
-    detached_job, manual_job,
+    CRONJOB_LABEL, DETACHED_LABEL, DETACHED_TTL_SECONDS, MAX_CRONJOB_NAME, cronjob_group,
+    cronjob_manifest, cronjob_resolve_as_of, detached_job, manual_job, run_name_problem,
 };
 pub use deadlines::{Waits, progress_deadline_seconds};
-pub use images::{DEFAULT_IMAGE, LEGACY_IMAGE, resolve_image};
+pub use images::{DEFAULT_IMAGE, LEGACY_IMAGE, pull_policy, resolve_image};
 pub use names::{MAX_LABEL, name_problems, service_name_problem};
 pub use namespace::{
-    CONTROLLER_ACCOUNT, STAGES_ACCOUNT, controller_binding_name, namespace_manifests,
-    stages_account,
+    BODYWORK3_STAGES_ACCOUNT, CONTROLLER_ACCOUNT, DETACHED_ROLE, GROUPS_READER_ROLE,
+    STAGES_ACCOUNT, controller_binding_name, detached_controller_manifests,
+    groups_reader_manifests, missing_rules, namespace_manifests, run_stages_as, stages_account,
 };
-pub use secrets::{SSH_SECRET, SSH_SECRET_KEY, secret_manifest};
+pub use secrets::{
+    GROUP_LABEL, SSH_SECRET, SSH_SECRET_KEY, group_secret_manifest, group_secret_name,
+    name_in_group, secret_manifest,
+};
+pub use security::IMAGE_UID;
 pub use workloads::{PORT_NAME, ingress_path, job, service_manifests, workflow_manifests};
 
 use std::collections::BTreeMap;
@@ -56,6 +62,19 @@ pub const PROJECT_LABEL: &str = "bodywork.ml/project";
 pub const STAGE_LABEL: &str = "bodywork.ml/stage";
 /// Label with the commit deployed.
 pub const COMMIT_LABEL: &str = "bodywork.ml/commit";
+/// Bodywork 3's label on its Deployments, Services, Ingresses and Jobs,
+/// which its `get deployment` selects on; ours carry it too.
+pub const BODYWORK3_APP: (&str, &str) = ("app", "bodywork");
+/// Bodywork 3's label with the name of the Deployment (or Job).
+pub const BODYWORK3_STAGE_LABEL: &str = "stage";
+/// Bodywork 3's label with the project (its "deployment name").
+pub const BODYWORK3_PROJECT_LABEL: &str = "deployment-name";
+/// Bodywork 3's label with the commit deployed.
+pub const BODYWORK3_COMMIT_LABEL: &str = "git-commit-hash";
+/// Bodywork 3's label with the branch deployed.
+pub const BODYWORK3_BRANCH_LABEL: &str = "git-branch";
+/// Bodywork 3's annotation on a Deployment with its service's port.
+pub const BODYWORK3_PORT_ANNOTATION: &str = "port";
 /// Annotation with the repository deployed (labels cannot hold URLs).
 pub const REPO_ANNOTATION: &str = "bodywork.ml/repo";
 /// Annotation with the branch deployed.

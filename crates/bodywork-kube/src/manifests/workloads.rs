@@ -12,7 +12,9 @@ use bodywork_runtime::AsOf;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar as K8sEnvVar, EnvVarSource, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, SecretKeySelector, Service, ServicePort, ServiceSpec, TCPSocketAction,
@@ -26,9 +28,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{
-    BRANCH_ANNOTATION, COMMIT_LABEL, INGRESS_ANNOTATION, Manifest, NAME_LABEL, PROJECT_LABEL,
-    REPO_ANNOTATION, RESOURCE_ANNOTATION, STAGE_LABEL, STAGES_ACCOUNT, Target, label_value, labels,
-    meta,
+    BODYWORK3_APP, BODYWORK3_BRANCH_LABEL, BODYWORK3_COMMIT_LABEL, BODYWORK3_PORT_ANNOTATION,
+    BODYWORK3_PROJECT_LABEL, BODYWORK3_STAGE_LABEL, BRANCH_ANNOTATION, COMMIT_LABEL,
+    INGRESS_ANNOTATION, Manifest, NAME_LABEL, PROJECT_LABEL, REPO_ANNOTATION, RESOURCE_ANNOTATION,
+    STAGE_LABEL, STAGES_ACCOUNT, Target, label_value, labels, meta,
 };
 
 /// Everything a workflow run applies, stage by stage in DAG order (the
@@ -73,11 +76,25 @@ fn branch_of<'a>(run: &Target<'a>) -> &'a str {
     run.branch.unwrap_or("HEAD")
 }
 
-fn stage_labels<'a>(run: &'a Target<'a>, stage: &'a StagePlan) -> Vec<(&'a str, String)> {
+/// A stage's labels: ours, and Bodywork 3's (`app=bodywork`, `stage`,
+/// `deployment-name`, `git-commit-hash`, `git-branch`), which its `get deployment`
+/// selects and shows; `name` is the object's (Bodywork 3's `stage` label is
+/// the name of the Deployment or Job).
+fn stage_labels<'a>(
+    run: &'a Target<'a>,
+    stage: &'a StagePlan,
+    name: &str,
+) -> Vec<(&'a str, String)> {
     vec![
         (PROJECT_LABEL, label_value(run.project)),
         (STAGE_LABEL, label_value(&stage.stage)),
         (COMMIT_LABEL, label_value(run.commit)),
+        (NAME_LABEL, name.to_string()),
+        (BODYWORK3_APP.0, BODYWORK3_APP.1.to_string()),
+        (BODYWORK3_STAGE_LABEL, label_value(name)),
+        (BODYWORK3_PROJECT_LABEL, label_value(run.project)),
+        (BODYWORK3_COMMIT_LABEL, label_value(run.commit)),
+        (BODYWORK3_BRANCH_LABEL, label_value(branch_of(run))),
     ]
 }
 
@@ -129,7 +146,7 @@ fn env(stage: &StagePlan, extra: &[(String, String)]) -> Vec<K8sEnvVar> {
     }));
     // Private repositories: the container's `bodywork stage` fetches with
     // this key when the namespace has it (SPEC §2); optional otherwise.
-    out.push(super::secrets::ssh_key_env());
+    out.extend(super::secrets::ssh_key_env());
     out
 }
 
@@ -149,6 +166,28 @@ fn resources(stage: &StagePlan) -> Option<ResourceRequirements> {
     })
 }
 
+/// A Job's pod the cluster takes away (eviction, preemption, a node drained:
+/// the `DisruptionTarget` condition) is not a failure of what it runs: the
+/// Job starts another, outside its backoff limit.
+pub fn ignore_disruptions() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![PodFailurePolicyRule {
+            action: "Ignore".into(),
+            on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                type_: "DisruptionTarget".into(),
+                status: "True".into(),
+            }]),
+            on_exit_codes: None,
+        }],
+    }
+}
+
+/// How long a service replica keeps serving after SIGTERM (`bodywork
+/// stage --drain-seconds`): long enough for the endpoint controller, the
+/// API server's service proxy and kube-proxy to stop sending it requests,
+/// well within the pod's 30 s grace period.
+pub const DRAIN_SECONDS: u32 = 5;
+
 fn container(
     run: &Target<'_>,
     stage: &StagePlan,
@@ -158,14 +197,15 @@ fn container(
     Container {
         name: "bodywork".into(),
         image: Some(image.to_string()),
-        image_pull_policy: Some("IfNotPresent".into()),
-        command: Some(vec!["bodywork".into()]),
+        image_pull_policy: Some(super::images::pull_policy(image).into()),
+        // `bodywork stage` with the repository and branch first, as Bodywork
+        // 3 lays them out: its `get deployment` shows `args[0]` and `[1]`.
+        command: Some(vec!["bodywork".into(), "stage".into()]),
         // The commit the workflow resolved, not the branch's tip at pod
         // start: a pod restarted, scaled up or brought back by a rollback
         // runs the code its labels name.
         args: Some(
             [
-                "stage".into(),
                 run.repo.to_string(),
                 branch_of(run).to_string(),
                 stage.stage.clone(),
@@ -197,9 +237,7 @@ pub fn job(
     image: &str,
     extra_env: &[(String, String)],
 ) -> Job {
-    let mut lbls = stage_labels(run, stage);
-    lbls.push((NAME_LABEL, stage.resource_name.clone()));
-    let labels = owned_labels(&lbls);
+    let labels = owned_labels(&stage_labels(run, stage, &stage.resource_name));
     Job {
         metadata: ObjectMeta {
             annotations: Some(stage_annotations(run, stage)),
@@ -208,18 +246,22 @@ pub fn job(
         spec: Some(JobSpec {
             // Retries happen once: in the pod, by `bodywork stage`.
             backoff_limit: Some(0),
+            // A pod the cluster takes away (eviction, preemption, a node
+            // drained: the `DisruptionTarget` condition) is not the stage
+            // failing: the Job starts another, outside the backoff limit.
+            pod_failure_policy: Some(ignore_disruptions()),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
                     annotations: Some(stage_annotations(run, stage)),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(PodSpec {
+                spec: Some(super::security::restricted(PodSpec {
                     service_account_name: Some(STAGES_ACCOUNT.into()),
                     restart_policy: Some("Never".into()),
                     containers: vec![container(run, stage, image, extra_env)],
                     ..PodSpec::default()
-                }),
+                })),
             },
             ..JobSpec::default()
         }),
@@ -242,14 +284,20 @@ pub fn service_manifests(run: &Target<'_>, stage: &StagePlan, image: &str) -> Ve
     };
     let port = i32::from(*port);
     let selector = BTreeMap::from([(NAME_LABEL.to_string(), service_name.clone())]);
-    let mut lbls = stage_labels(run, stage);
-    lbls.push((NAME_LABEL, service_name.clone()));
-    let labels = owned_labels(&lbls);
+    let labels = owned_labels(&stage_labels(run, stage, service_name));
     let mut annotations = stage_annotations(run, stage);
+    // Bodywork 3's `get deployment` reads the service's port here.
+    annotations.insert(BODYWORK3_PORT_ANNOTATION.into(), port.to_string());
     if *ingress {
         annotations.insert(INGRESS_ANNOTATION.into(), ingress_path(run, service_name));
     }
     let mut container = container(run, stage, image, &[]);
+    // A replica told to stop (a rolling update, a scale-down) keeps serving
+    // while the cluster takes it out of its Service's endpoints; stopping at
+    // once refuses the requests still routed to it.
+    if let Some(args) = container.args.as_mut() {
+        args.extend(["--drain-seconds".into(), DRAIN_SECONDS.to_string()]);
+    }
     container.ports = Some(vec![ContainerPort {
         container_port: port,
         name: Some(PORT_NAME.into()),
@@ -296,11 +344,11 @@ pub fn service_manifests(run: &Target<'_>, stage: &StagePlan, image: &str) -> Ve
                     annotations: Some(stage_annotations(run, stage)),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(PodSpec {
+                spec: Some(super::security::restricted(PodSpec {
                     service_account_name: Some(STAGES_ACCOUNT.into()),
                     containers: vec![container],
                     ..PodSpec::default()
-                }),
+                })),
             },
             ..DeploymentSpec::default()
         }),

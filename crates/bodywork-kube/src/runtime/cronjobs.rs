@@ -25,6 +25,16 @@ impl KubeRuntime {
     /// Create or update a cron job whose workflows run in `image`
     /// (bodywork's own by default).
     pub async fn apply_cronjob(&self, spec: &CronJobSpec, image: Option<&str>) -> Result<()> {
+        if let Some(why) = manifests::run_name_problem("cron job", &spec.name) {
+            return Err(RuntimeError::Failed(why));
+        }
+        // Its runs may copy a secrets group (`--group`, or the project's):
+        // their controller reads the groups where they are kept.
+        if !self.namespace_exists(GROUPS_NAMESPACE).await? {
+            self.setup_namespace(GROUPS_NAMESPACE).await?;
+        }
+        self.apply_manifests(&manifests::groups_reader_manifests(&spec.namespace))
+            .await?;
         self.apply_manifest(&manifests::cronjob_manifest(spec, image))
             .await
     }
@@ -233,17 +243,34 @@ impl KubeRuntime {
         if !self.namespace_exists(namespace).await? {
             self.setup_namespace(namespace).await?;
         }
-        let name = name.map_or_else(
-            || format!("async-workflow-{}", unix_seconds()),
-            String::from,
-        );
-        let job = manifests::detached_job(&name, submission, retries, image);
-        let create = Action::new("create", "Job", &name, namespace);
-        self.ns::<Job>(namespace)
-            .create(&PostParams::default(), &job)
-            .await
-            .map_err(|e| self.err(&e, create))?;
-        Ok(name)
+        // A cluster set up by an earlier version has no such permissions.
+        self.apply_manifests(&manifests::detached_controller_manifests())
+            .await?;
+        if let Some(why) = name.and_then(|n| manifests::run_name_problem("deployment job", n)) {
+            return Err(RuntimeError::Failed(why));
+        }
+        // Bodywork's own form, `async-workflow-SECONDS`; a second run started
+        // in the same second gets `-2`, `-3`, ... rather than a conflict.
+        let given = name.map(String::from);
+        let base = format!("async-workflow-{}", unix_seconds());
+        let jobs = self.ns::<Job>(namespace);
+        for n in 1..=20u32 {
+            let name = match (&given, n) {
+                (Some(given), _) => given.clone(),
+                (None, 1) => base.clone(),
+                (None, n) => format!("{base}-{n}"),
+            };
+            let job = manifests::detached_job(&name, submission, retries, image);
+            let create = Action::new("create", "Job", &name, namespace);
+            match jobs.create(&PostParams::default(), &job).await {
+                Ok(_) => return Ok(name),
+                Err(kube::Error::Api(status)) if status.code == 409 && given.is_none() => {}
+                Err(e) => return Err(self.err(&e, create)),
+            }
+        }
+        Err(RuntimeError::Conflict(format!(
+            "20 detached runs named {base}[-N] exist already; try again"
+        )))
     }
 
     /// Delete a detached run's Job (and its pods); refused while it runs.

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use super::watch::await_condition;
+use super::watch::{Waited, await_condition, first_failing_pod};
 use bodywork_plan::StagePlanKind;
 use bodywork_runtime::{Level, Log, Result, RuntimeError, ServiceStatus, StageRun};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -18,11 +18,12 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::ListParams;
 use kube::{Api, Resource, ResourceExt};
 
-use super::{KubeRuntime, LOGGER, annotation, deleted, managed, target_of, time};
-use crate::errors::{Action, map_wait_error};
+use super::{KubeRuntime, LOGGER, annotation, deleted, target_of, time};
+use crate::errors::{Action, failing_watch, map_watch_error};
 use crate::manifests::{
-    self, COMMIT_LABEL, INGRESS_ANNOTATION, Manifest, NAME_LABEL, PROJECT_LABEL, REPO_ANNOTATION,
-    STAGE_LABEL,
+    self, BODYWORK3_COMMIT_LABEL, BODYWORK3_PORT_ANNOTATION, BODYWORK3_PROJECT_LABEL,
+    BODYWORK3_STAGE_LABEL, COMMIT_LABEL, INGRESS_ANNOTATION, Manifest, NAME_LABEL, PROJECT_LABEL,
+    REPO_ANNOTATION, STAGE_LABEL,
 };
 use crate::podlogs::{PodLogs, Source};
 use crate::wait::{is_deployment_rolled_out, is_rollout_settled};
@@ -68,7 +69,7 @@ impl KubeRuntime {
             .iter()
             .map(|p| p.name_any())
             .collect();
-        let objects = manifests::service_manifests(&target, stage, &image);
+        let mut objects = manifests::service_manifests(&target, stage, &image);
         let (Some(manifest), Some(service)) = (
             objects.iter().find_map(|m| match m {
                 Manifest::Deployment(d) => Some(d.clone()),
@@ -119,7 +120,15 @@ impl KubeRuntime {
         };
         // A new Ingress may come now (it reaches the old pods until the new
         // ones are ready); one the new version drops goes once it serves.
-        self.ensure_stages_account(ns).await?;
+        let account = self.stages_account(ns).await?;
+        for object in &mut objects {
+            if let Manifest::Deployment(d) = object {
+                manifests::run_stages_as(
+                    d.spec.as_mut().and_then(|s| s.template.spec.as_mut()),
+                    account,
+                );
+            }
+        }
         self.apply_manifests(&objects).await?;
         let applied = deployments.get(name).await.map_err(|e| self.err(&e, get))?;
         let generation = applied.metadata.generation.unwrap_or(1);
@@ -134,6 +143,7 @@ impl KubeRuntime {
                 )
             ),
         );
+        let failing = first_failing_pod(pods.clone(), selector.clone(), old_pods.clone());
         let logs = PodLogs::start(
             pods,
             selector,
@@ -145,28 +155,32 @@ impl KubeRuntime {
         // cold node; 0: no limit (`manifests::Waits`).
         let limit = self.waits.startup(*max_startup_time_seconds);
         let shown = limit.map_or(0, |l| l.as_secs());
-        let settled = await_condition(deployments.clone(), name, is_rollout_settled(generation));
-        let settled = async {
-            match limit {
-                Some(limit) => tokio::time::timeout(limit, settled).await,
-                None => Ok(settled.await),
-            }
-        };
+        let settled = await_condition(
+            deployments.clone(),
+            name,
+            is_rollout_settled(generation),
+            limit,
+        );
+        let watch = Action::new("watch", "Deployment", name, ns);
+        // Whatever ends the wait short of a complete rollout rolls it back,
+        // a watch that failed until the deadline included.
         let outcome = tokio::select! {
             r = settled => match r {
-                Ok(Ok(Some(d))) if is_deployment_rolled_out(&d, generation) => Ok(()),
-                Ok(Ok(Some(_))) => Err(format!("Kubernetes reports no progress within {shown}s")),
-                Ok(Ok(None)) => Err("the Deployment was deleted while rolling out".to_string()),
-                Ok(Err(e)) => {
-                    logs.finish(Duration::ZERO).await;
-                    return Err(map_wait_error(&e, Action::new("watch", "Deployment", name, ns), &self.cluster));
-                }
-                Err(_) => Err(format!(
-                    "not ready within {shown}s (MAX_STARTUP_TIME_SECONDS={max_startup_time_seconds}, at least {}s, plus {}s grace)",
+                Ok(Waited::Met(Some(d))) if is_deployment_rolled_out(&d, generation) => Ok(()),
+                Ok(Waited::Met(Some(_))) => Err(format!("Kubernetes reports no progress within {shown}s")),
+                Ok(Waited::Met(None)) => Err("the Deployment was deleted while rolling out".to_string()),
+                Ok(Waited::TimedOut(broken)) => Err(format!(
+                    "not ready within {shown}s (MAX_STARTUP_TIME_SECONDS={max_startup_time_seconds}, at least {}s, plus {}s grace){}",
                     self.waits.startup_floor.as_secs(),
-                    self.waits.grace.as_secs()
+                    self.waits.grace.as_secs(),
+                    failing_watch(broken.as_ref(), watch, &self.cluster)
+                )),
+                Err(e) => Err(format!(
+                    "could not be watched: {}",
+                    map_watch_error(&e, watch, &self.cluster)
                 )),
             },
+            why = failing => Err(format!("is not ready: {why}")),
             _ = cancel.cancelled() => Err("cancelled".to_string()),
         };
         logs.finish(Duration::ZERO).await;
@@ -270,19 +284,12 @@ impl KubeRuntime {
     /// The services (Deployments) bodywork made in a namespace, with their
     /// pods' restarts.
     pub(super) async fn list_deployments(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {
-        let deployments = self
-            .ns::<Deployment>(namespace)
-            .list(&managed())
-            .await
-            .map_err(|e| self.err(&e, Action::new("list", "Deployment", "", namespace)))?;
-        let pods = self
-            .ns::<Pod>(namespace)
-            .list(&managed())
-            .await
-            .map_err(|e| self.err(&e, Action::new("list", "Pod", "", namespace)))?;
+        // Ours, and Bodywork 3's.
+        let deployments: Vec<Deployment> = self.list_bodyworks(namespace, "Deployment").await?;
+        let pods: Vec<Pod> = self.list_bodyworks(namespace, "Pod").await?;
         let mut restarts: BTreeMap<String, u32> = BTreeMap::new();
-        for p in &pods.items {
-            let Some(app) = label(p, NAME_LABEL) else {
+        for p in &pods {
+            let Some(app) = label(p, NAME_LABEL).or_else(|| label(p, BODYWORK3_STAGE_LABEL)) else {
                 continue;
             };
             let n: i32 = p
@@ -293,7 +300,6 @@ impl KubeRuntime {
             *restarts.entry(app).or_default() += u32::try_from(n).unwrap_or(0);
         }
         let mut out: Vec<ServiceStatus> = deployments
-            .items
             .iter()
             .map(|d| {
                 let r = restarts.get(&d.name_any()).copied().unwrap_or(0);
@@ -361,12 +367,15 @@ fn service_status(d: &Deployment, namespace: &str, restarts: u32) -> ServiceStat
     let name = d.name_any();
     let spec = d.spec.as_ref();
     let status = d.status.as_ref();
-    let port = spec
+    let container = spec
         .and_then(|s| s.template.spec.as_ref())
-        .and_then(|p| p.containers.first())
+        .and_then(|p| p.containers.first());
+    // Bodywork 3's Deployments name no container port: their annotation does.
+    let port = container
         .and_then(|c| c.ports.as_ref())
         .and_then(|ps| ps.first())
         .and_then(|p| u16::try_from(p.container_port).ok())
+        .or_else(|| annotation(d, BODYWORK3_PORT_ANNOTATION)?.parse().ok())
         .unwrap_or_default();
     let count = |v: Option<i32>| u32::try_from(v.unwrap_or(0)).unwrap_or(0);
     let deployed = status
@@ -376,13 +385,24 @@ fn service_status(d: &Deployment, namespace: &str, restarts: u32) -> ServiceStat
         .or(d.metadata.creation_timestamp.as_ref())
         .map(time)
         .unwrap_or_default();
+    // Bodywork 3's: `bodywork stage REPO BRANCH STAGE`, as ours are too.
+    let repo = annotation(d, REPO_ANNOTATION).or_else(|| {
+        let args = container?.args.as_ref()?;
+        Some(bodywork_source::redact_url(args.first()?))
+    });
     ServiceStatus {
         namespace: namespace.to_string(),
         url: format!("http://{name}.{namespace}.svc.cluster.local:{port}"),
-        project: label(d, PROJECT_LABEL).unwrap_or_default(),
-        stage: label(d, STAGE_LABEL).unwrap_or_default(),
-        repo: annotation(d, REPO_ANNOTATION).unwrap_or_default(),
-        commit: label(d, COMMIT_LABEL).unwrap_or_default(),
+        project: label(d, PROJECT_LABEL)
+            .or_else(|| label(d, BODYWORK3_PROJECT_LABEL))
+            .unwrap_or_default(),
+        stage: label(d, STAGE_LABEL)
+            .or_else(|| label(d, BODYWORK3_STAGE_LABEL))
+            .unwrap_or_default(),
+        repo: repo.unwrap_or_default(),
+        commit: label(d, COMMIT_LABEL)
+            .or_else(|| label(d, BODYWORK3_COMMIT_LABEL))
+            .unwrap_or_default(),
         port,
         exposed: annotation(d, INGRESS_ANNOTATION).is_some(),
         replicas: count(spec.and_then(|s| s.replicas)),

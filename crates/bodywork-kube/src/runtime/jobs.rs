@@ -8,13 +8,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::watch::await_condition;
+use super::watch::{Waited, await_condition, first_failing_pod};
 use bodywork_runtime::{Level, Result, RuntimeError, StageRun};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 
 use super::{KubeRuntime, LOGGER, target_of};
-use crate::errors::{Action, map_wait_error};
+use crate::errors::{Action, failing_watch, map_watch_error};
 use crate::manifests;
 use crate::podlogs::{PodLogs, Source};
 use crate::wait::{is_job_completed, is_job_finished, job_failure};
@@ -42,13 +42,24 @@ impl KubeRuntime {
         let (ctx, stage, log, cancel) = run.parts();
         let image = self.image(ctx, log);
         let target = target_of(ctx);
-        let job = manifests::job(&target, stage, &image, extra_env);
+        let mut job = manifests::job(&target, stage, &image, extra_env);
         let (ns, name) = (ctx.namespace.as_str(), stage.resource_name.as_str());
         let jobs: Api<Job> = self.ns(ns);
-        self.ensure_stages_account(ns).await?;
+        let account = self.stages_account(ns).await?;
+        manifests::run_stages_as(
+            job.spec.as_mut().and_then(|s| s.template.spec.as_mut()),
+            account,
+        );
         self.remove_old_job(&jobs, name, ns).await?;
-        self.apply(&jobs, &job, Action::new("create", "Job", name, ns))
+        let created = self
+            .apply(&jobs, &job, Action::new("create", "Job", name, ns))
             .await?;
+        // This Job's pods, by its uid: never those of an earlier Job of the
+        // same name still going away.
+        let pods_of_job = match created.metadata.uid.as_deref() {
+            Some(uid) => format!("batch.kubernetes.io/controller-uid={uid}"),
+            None => format!("job-name={name}"),
+        };
         log.log(
             Level::Info,
             LOGGER,
@@ -56,7 +67,7 @@ impl KubeRuntime {
         );
         let logs = PodLogs::start(
             self.ns(ns),
-            format!("job-name={name}"),
+            pods_of_job.clone(),
             Source::Single(name.to_string()),
             HashSet::new(),
             log.clone(),
@@ -66,15 +77,16 @@ impl KubeRuntime {
         // the run for ever. MAX_COMPLETION_TIME_SECONDS = 0: no limit.
         let wait = self.waits.job(stage);
         let watch = Action::new("watch", "Job", name, ns);
-        let finished = await_condition(jobs.clone(), name, is_job_finished());
-        let finished = async {
-            match wait {
-                Some(limit) => tokio::time::timeout(limit, finished).await,
-                None => Ok(finished.await),
-            }
-        };
+        let finished = await_condition(jobs.clone(), name, is_job_finished(), wait);
+        let failing = first_failing_pod(self.ns(ns), pods_of_job, HashSet::new());
         let finished = tokio::select! {
             r = finished => r,
+            why = failing => {
+                logs.finish(LOG_DRAIN).await;
+                self.delete_opt(&jobs, name, Action::new("delete", "Job", name, ns)).await?;
+                log.log(Level::Info, LOGGER, &format!("deleted job={name}"));
+                return Err(RuntimeError::StageFailed { stage: stage.stage.clone(), reason: why });
+            }
             _ = cancel.cancelled() => {
                 logs.finish(Duration::ZERO).await;
                 self.delete_opt(&jobs, name, Action::new("delete", "Job", name, ns)).await?;
@@ -83,16 +95,17 @@ impl KubeRuntime {
         };
         logs.finish(LOG_DRAIN).await;
         let outcome = match finished {
-            Ok(Ok(Some(job))) if is_job_completed(&job) => Ok(()),
-            Ok(Ok(Some(job))) => Err(job_failure(&job).unwrap_or_else(|| "failed".into())),
-            Ok(Ok(None)) => Err("the Job was deleted before it finished".to_string()),
-            Ok(Err(e)) => return Err(map_wait_error(&e, watch, &self.cluster)),
-            Err(_) => Err(format!(
+            Ok(Waited::Met(Some(job))) if is_job_completed(&job) => Ok(()),
+            Ok(Waited::Met(Some(job))) => Err(job_failure(&job).unwrap_or_else(|| "failed".into())),
+            Ok(Waited::Met(None)) => Err("the Job was deleted before it finished".to_string()),
+            Err(e) => return Err(map_watch_error(&e, watch, &self.cluster)),
+            Ok(Waited::TimedOut(broken)) => Err(format!(
                 "no result within {}s (every attempt at MAX_COMPLETION_TIME_SECONDS, plus {}s for \
-                 the pod to pull, clone and install, plus {}s grace)",
+                 the pod to pull, clone and install, plus {}s grace){}",
                 wait.map_or(0, |w| w.as_secs()),
                 self.waits.prepare.as_secs(),
-                self.waits.grace.as_secs()
+                self.waits.grace.as_secs(),
+                failing_watch(broken.as_ref(), watch, &self.cluster)
             )),
         };
         self.delete_opt(&jobs, name, Action::new("delete", "Job", name, ns))

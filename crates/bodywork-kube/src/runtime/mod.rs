@@ -15,19 +15,22 @@ mod jobs;
 mod logs;
 mod watch;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fmt::Debug;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bodywork_runtime::groups::{GROUPS_NAMESPACE, GroupSecret};
 use bodywork_runtime::namespace as words;
 use bodywork_runtime::{
     Level, Log, Resources, Result, RunContext, Runtime, RuntimeError, Secret, SecretData,
     ServiceStatus, StageRun,
 };
-use k8s_openapi::api::core::v1::{Namespace, Secret as K8sSecret};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret as K8sSecret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::config::KubeConfigOptions;
@@ -35,11 +38,12 @@ use kube::runtime::wait::conditions;
 use kube::{Api, Client, Config, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use watch::await_condition;
+use watch::{Waited, await_condition};
 
-use crate::errors::{Action, map_error, map_wait_error};
+use crate::errors::{Action, failing_watch, map_error, map_watch_error};
 use crate::manifests::Waits;
 use crate::manifests::{self, MANAGED_BY, Manifest, Target};
+use crate::retry::RetryPolicy;
 
 /// The field manager of bodywork's server-side applies.
 pub const FIELD_MANAGER: &str = "bodywork";
@@ -127,6 +131,34 @@ impl KubeRuntime {
         Api::namespaced(self.client.clone(), namespace)
     }
 
+    /// The objects of a kind in `namespace` that bodywork made (labelled
+    /// `managed-by`) or Python Bodywork 3 made (`app=bodywork`), once each.
+    async fn list_bodyworks<K>(&self, namespace: &str, kind: &'static str) -> Result<Vec<K>>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
+        <K as Resource>::DynamicType: Default,
+    {
+        let api = self.ns::<K>(namespace);
+        let (app, bodywork) = manifests::BODYWORK3_APP;
+        let mut out: Vec<K> = Vec::new();
+        let mut seen = HashSet::new();
+        for params in [
+            managed(),
+            ListParams::default().labels(&format!("{app}={bodywork}")),
+        ] {
+            let list = api
+                .list(&params)
+                .await
+                .map_err(|e| self.err(&e, Action::new("list", kind, "", namespace)))?;
+            for item in list.items {
+                if seen.insert(item.name_any()) {
+                    out.push(item);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn err(&self, e: &kube::Error, action: Action<'_>) -> RuntimeError {
         map_error(e, action, &self.cluster)
     }
@@ -144,12 +176,27 @@ impl KubeRuntime {
         image
     }
 
-    /// Make sure the namespace has the account stage pods run under: pods
+    /// The account stage pods of `namespace` run under, made sure of: pods
     /// naming a missing account are refused, and the wait would only end at
-    /// its deadline. A namespace created with kubectl has none.
-    async fn ensure_stages_account(&self, namespace: &str) -> Result<()> {
-        self.apply_namespaced("ServiceAccount", &manifests::stages_account(namespace))
+    /// its deadline (a namespace created with kubectl has none). Bodywork
+    /// 3's `bodywork-stage` when the namespace has it, so that what its
+    /// users granted that account (a Role, a cloud identity through its
+    /// annotations) still applies to their stages; else ours.
+    async fn stages_account(&self, namespace: &str) -> Result<&'static str> {
+        let theirs = manifests::BODYWORK3_STAGES_ACCOUNT;
+        let get = Action::new("get", "ServiceAccount", theirs, namespace);
+        if self
+            .ns::<ServiceAccount>(namespace)
+            .get_metadata_opt(theirs)
             .await
+            .map_err(|e| self.err(&e, get))?
+            .is_some()
+        {
+            return Ok(theirs);
+        }
+        self.apply_namespaced("ServiceAccount", &manifests::stages_account(namespace))
+            .await?;
+        Ok(manifests::STAGES_ACCOUNT)
     }
 
     /// Apply a namespaced object (in its own namespace), naming it in errors.
@@ -204,8 +251,29 @@ impl KubeRuntime {
                 self.apply(&Api::<Namespace>::all(c), o, a).await?;
             }
             Manifest::ClusterRole(o) => {
-                let a = Action::cluster("create", "ClusterRole", name_of(&o.metadata));
-                self.apply(&Api::<ClusterRole>::all(c), o, a).await?;
+                let name = name_of(&o.metadata);
+                let api = Api::<ClusterRole>::all(c);
+                let get = Action::cluster("get", "ClusterRole", name);
+                let existing = api.get_opt(name).await.map_err(|e| self.err(&e, get))?;
+                match existing {
+                    // Another installation's (Python Bodywork gives
+                    // `bodywork-workflow-controller` broader rules, which its
+                    // deployments need): never narrowed or taken over.
+                    Some(theirs) if !is_ours(&theirs.metadata) => {
+                        if let Some(missing) = crate::manifests::missing_rules(o, &theirs) {
+                            return Err(RuntimeError::Conflict(format!(
+                                "ClusterRole {name} belongs to another installation (Python \
+                                 Bodywork?) and bodywork leaves it as it is, but it lacks what \
+                                 bodywork's accounts need: {missing}; add that to it, or delete it \
+                                 and run this again"
+                            )));
+                        }
+                    }
+                    _ => {
+                        let a = Action::cluster("create", "ClusterRole", name);
+                        self.apply(&api, o, a).await?;
+                    }
+                }
             }
             Manifest::ClusterRoleBinding(o) => {
                 let a = Action::cluster("create", "ClusterRoleBinding", name_of(&o.metadata));
@@ -233,19 +301,18 @@ impl KubeRuntime {
         let name = old.meta().name.clone().unwrap_or_default();
         self.delete_opt(api, &name, action).await?;
         let uid = old.meta().uid.clone().unwrap_or_default();
-        let gone = await_condition(
-            api.clone(),
-            &name,
-            kube::runtime::wait::conditions::is_deleted(&uid),
-        );
-        match tokio::time::timeout(Duration::from_secs(60), gone).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(crate::errors::map_wait_error(&e, action, &self.cluster)),
-            Err(_) => Err(RuntimeError::Failed(format!(
-                "the previous {} {name} in namespace {} is still being deleted after 60s",
+        let limit = Duration::from_secs(60);
+        let gone = kube::runtime::wait::conditions::is_deleted(&uid);
+        match await_condition(api.clone(), &name, gone, Some(limit)).await {
+            Ok(Waited::Met(_)) => Ok(()),
+            Ok(Waited::TimedOut(broken)) => Err(RuntimeError::Failed(format!(
+                "the previous {} {name} in namespace {} is still being deleted after {}s{}",
                 action.kind,
-                action.namespace.unwrap_or_default()
+                action.namespace.unwrap_or_default(),
+                limit.as_secs(),
+                failing_watch(broken.as_ref(), action, &self.cluster)
             ))),
+            Err(e) => Err(map_watch_error(&e, action, &self.cluster)),
         }
     }
 
@@ -263,19 +330,63 @@ impl KubeRuntime {
 }
 
 /// kube's default client stack minus its tracing layer, which logs every
-/// connection failure at ERROR level on its own: our error is the one line
-/// the user sees (the stack is the one kube documents for `Client::new`).
+/// connection failure at ERROR level on its own (our error is the one line
+/// the user sees), plus [`RetryPolicy`] (the stack is the one kube documents
+/// for `Client::new`). What the kubeconfig says is honoured as kube's own
+/// client honours it: `proxy-url` (or `HTTPS_PROXY`, minus `NO_PROXY`:
+/// `http://`, `https://` and `socks5://`), `tls-server-name`, exec
+/// credential plugins (tokens and client certificates) and the rest of the
+/// auth kube knows.
 fn client_for(config: Config) -> Result<Client, kube::Error> {
     use hyper_util::client::legacy::connect::HttpConnector;
+    use hyper_util::client::legacy::connect::proxy::SocksV5;
     use kube::client::ConfigExt;
-    use tower::{BoxError, ServiceBuilder};
 
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(config.connect_timeout);
-    let https = config.rustls_https_connector_with_connector(http)?;
+    let Some(proxy) = config.proxy_url.clone() else {
+        return client_over(config, http);
+    };
+    match proxy.scheme_str() {
+        Some("http") => {
+            let tunnel = with_proxy_auth(&proxy, Tunnel::new(proxy.clone(), http));
+            client_over(config, tunnel)
+        }
+        Some("https") => {
+            let to_proxy = config.rustls_https_connector_with_connector(http)?;
+            let tunnel = with_proxy_auth(&proxy, Tunnel::new(proxy.clone(), to_proxy));
+            client_over(config, tunnel)
+        }
+        Some("socks5") => client_over(config, SocksV5::new(proxy, http)),
+        _ => Err(kube::Error::ProxyProtocolUnsupported {
+            proxy_url: Box::new(proxy),
+        }),
+    }
+}
+
+/// The client over `connector` (to the API server, or to a proxy's tunnel).
+fn client_over<C>(config: Config, connector: C) -> Result<Client, kube::Error>
+where
+    C: tower::Service<http::Uri> + Clone + Send + Sync + 'static,
+    C::Response: hyper::rt::Read
+        + hyper::rt::Write
+        + hyper_util::client::legacy::connect::Connection
+        + Send
+        + Unpin
+        + 'static,
+    C::Future: Send + 'static,
+    C::Error: Into<tower::BoxError>,
+{
+    use kube::client::ConfigExt;
+    use tower::retry::RetryLayer;
+    use tower::{BoxError, ServiceBuilder};
+
+    let https = config.rustls_https_connector_with_connector(connector)?;
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
+        // Outside the auth layer: each attempt gets fresh credentials.
+        .layer(RetryLayer::new(RetryPolicy::default()))
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .map_err(BoxError::from)
@@ -284,6 +395,24 @@ fn client_for(config: Config) -> Result<Client, kube::Error> {
                 .build(https),
         );
     Ok(Client::new(service, config.default_namespace))
+}
+
+/// `Proxy-Authorization: Basic` from a proxy URL's `user:password@`
+/// (percent-decoded), as kube's own client sends it.
+fn with_proxy_auth<C>(proxy: &http::Uri, tunnel: Tunnel<C>) -> Tunnel<C> {
+    use base64::Engine;
+    let Some((userinfo, _)) = proxy.authority().and_then(|a| a.as_str().split_once('@')) else {
+        return tunnel;
+    };
+    let plain: Vec<u8> = percent_encoding::percent_decode_str(userinfo).collect();
+    let value = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(plain)
+    );
+    match http::HeaderValue::from_str(&value) {
+        Ok(header) => tunnel.with_auth(header),
+        Err(_) => tunnel,
+    }
 }
 
 /// `Ok` when a delete found something, else the "not found" error naming
@@ -298,6 +427,32 @@ fn deleted(found: bool, kind: &'static str, name: &str, namespace: &str) -> Resu
             namespace: namespace.into(),
         })
     }
+}
+
+/// A secret's values, as text.
+fn secret_data(s: &K8sSecret) -> SecretData {
+    s.data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+        .collect()
+}
+
+/// When a secret was created, as tables show it.
+fn secret_created(s: &K8sSecret) -> String {
+    s.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(shown_time)
+        .unwrap_or_default()
+}
+
+/// Whether bodywork made this object (its `managed-by` label).
+fn is_ours(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY.0))
+        .is_some_and(|v| v == MANAGED_BY.1)
 }
 
 fn managed() -> ListParams {
@@ -338,10 +493,28 @@ impl Resources for KubeRuntime {
     }
 
     async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>> {
-        let existed = self.namespace_exists(namespace).await?;
-        self.apply_manifests(&manifests::namespace_manifests(namespace))
-            .await?;
-        Ok(words::setup_lines(namespace, existed))
+        let get = Action::cluster("get", "Namespace", namespace);
+        let existing = Api::<Namespace>::all(self.client.clone())
+            .get_metadata_opt(namespace)
+            .await
+            .map_err(|e| self.err(&e, get))?;
+        // A namespace someone else made stays as they made it (no label of
+        // ours): what it needs for runs is added to it.
+        let foreign = existing.as_ref().is_some_and(|ns| !is_ours(&ns.metadata));
+        let objects: Vec<Manifest> = manifests::namespace_manifests(namespace)
+            .into_iter()
+            .filter(|m| !(foreign && matches!(m, Manifest::Namespace(_))))
+            .collect();
+        self.apply_manifests(&objects).await?;
+        if namespace == GROUPS_NAMESPACE {
+            self.apply_manifests(&manifests::detached_controller_manifests())
+                .await?;
+        }
+        let mut lines = words::setup_lines(namespace, existing.is_some());
+        if foreign {
+            lines.push(words::adopted_line(namespace));
+        }
+        Ok(lines)
     }
 
     async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
@@ -358,9 +531,15 @@ impl Resources for KubeRuntime {
             .list(&ListParams::default().labels(&format!("{key}={value}")))
             .await
             .map_err(|e| self.err(&e, Action::cluster("list", "Namespace", "")))?;
-        let mut names: Vec<String> = list.items.iter().map(|n| n.name_any()).collect();
-        names.sort();
-        Ok(names)
+        let mut names: BTreeSet<String> = list.items.iter().map(|n| n.name_any()).collect();
+        // And those Python Bodywork 3 deployed into (`app=bodywork`).
+        let (app, bodywork) = manifests::BODYWORK3_APP;
+        let theirs = Api::<Deployment>::all(self.client.clone())
+            .list_metadata(&ListParams::default().labels(&format!("{app}={bodywork}")))
+            .await
+            .map_err(|e| self.err(&e, Action::cluster("list", "Deployment", "")))?;
+        names.extend(theirs.items.iter().filter_map(|d| d.namespace()));
+        Ok(names.into_iter().collect())
     }
 
     async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
@@ -387,20 +566,22 @@ impl Resources for KubeRuntime {
             // Kubernetes deletes what the namespace holds, then the namespace;
             // wait for it as `kubectl delete namespace` does, for a while.
             let uid = ns.uid().unwrap_or_default();
-            let gone = await_condition(namespaces.clone(), namespace, conditions::is_deleted(&uid));
-            match tokio::time::timeout(NAMESPACE_DELETE_WAIT, gone).await {
-                Ok(Ok(_)) => {
+            let gone = conditions::is_deleted(&uid);
+            let limit = Some(NAMESPACE_DELETE_WAIT);
+            match await_condition(namespaces.clone(), namespace, gone, limit).await {
+                Ok(Waited::Met(_)) => {
                     lines.extend(words::deleted_contents(
                         namespace, &services, secrets, cron_jobs,
                     ));
                     lines.push(deleted_ns);
                 }
-                Ok(Err(e)) => return Err(map_wait_error(&e, del, &self.cluster)),
-                Err(_) => lines.push(format!(
+                Ok(Waited::TimedOut(broken)) => lines.push(format!(
                     "deleting namespace={namespace}: still terminating after {} s; Kubernetes \
-                     finishes it in the background",
-                    NAMESPACE_DELETE_WAIT.as_secs()
+                     finishes it in the background{}",
+                    NAMESPACE_DELETE_WAIT.as_secs(),
+                    failing_watch(broken.as_ref(), del, &self.cluster)
                 )),
+                Err(e) => return Err(map_watch_error(&e, del, &self.cluster)),
             }
         }
         // The binding is cluster-scoped: deleting the namespace leaves it.
@@ -409,6 +590,13 @@ impl Resources for KubeRuntime {
         let bindings = Api::<ClusterRoleBinding>::all(self.client.clone());
         if self.delete_opt(&bindings, &binding, del).await? {
             lines.push(deleted_binding);
+        }
+        // And the one that let its cron runs read the secrets groups.
+        let groups = bodywork_runtime::groups::GROUPS_NAMESPACE;
+        if namespace != groups {
+            let del = Action::new("delete", "RoleBinding", &binding, groups);
+            self.delete_opt(&self.ns::<RoleBinding>(groups), &binding, del)
+                .await?;
         }
         if lines.is_empty() {
             return Err(RuntimeError::NotFound {
@@ -446,20 +634,72 @@ impl Resources for KubeRuntime {
             .map(|s| Secret {
                 namespace: namespace.to_string(),
                 name: s.name_any(),
-                data: s
-                    .data
-                    .iter()
-                    .flatten()
-                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
-                    .collect(),
-                created: s
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map(shown_time)
-                    .unwrap_or_default(),
+                data: secret_data(s),
+                created: secret_created(s),
             })
             .collect())
+    }
+
+    async fn adopt_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+        let get = Action::cluster("get", "Namespace", namespace);
+        let Some(ns) = Api::<Namespace>::all(self.client.clone())
+            .get_metadata_opt(namespace)
+            .await
+            .map_err(|e| self.err(&e, get))?
+        else {
+            return Ok(Vec::new());
+        };
+        let controller = manifests::CONTROLLER_ACCOUNT;
+        let get = Action::new("get", "ServiceAccount", controller, namespace);
+        let set_up = self
+            .ns::<ServiceAccount>(namespace)
+            .get_metadata_opt(controller)
+            .await
+            .map_err(|e| self.err(&e, get))?
+            .is_some();
+        if is_ours(&ns.metadata) || set_up {
+            return Ok(Vec::new());
+        }
+        // What `setup-namespace` adds to it, without its four lines.
+        self.setup_namespace(namespace).await?;
+        Ok(vec![words::adopted_line(namespace)])
+    }
+
+    async fn put_group_secret(&self, group: &str, name: &str, data: SecretData) -> Result<()> {
+        self.apply_manifest(&manifests::group_secret_manifest(group, name, &data))
+            .await
+    }
+
+    async fn list_group_secrets(&self) -> Result<Vec<GroupSecret>> {
+        let namespace = GROUPS_NAMESPACE;
+        if !self.namespace_exists(namespace).await? {
+            return Ok(Vec::new());
+        }
+        // Bodywork 3's and ours alike: every secret labelled `group`.
+        let list = self
+            .ns::<K8sSecret>(namespace)
+            .list(&ListParams::default().labels(manifests::GROUP_LABEL))
+            .await
+            .map_err(|e| self.err(&e, Action::new("list", "Secret", "", namespace)))?;
+        Ok(list
+            .items
+            .iter()
+            .filter_map(|s| {
+                let group = s.labels().get(manifests::GROUP_LABEL)?.clone();
+                let stored = s.name_any();
+                Some(GroupSecret {
+                    name: manifests::name_in_group(&stored, &group).to_string(),
+                    group,
+                    data: secret_data(s),
+                    created: secret_created(s),
+                })
+            })
+            .collect())
+    }
+
+    async fn delete_group_secret(&self, group: &str, name: &str) -> Result<()> {
+        self.delete_secret(GROUPS_NAMESPACE, &manifests::group_secret_name(group, name))
+            .await
     }
 
     async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {

@@ -689,7 +689,13 @@ impl ApiServer {
         for attempt in 0..attempts {
             tokio::time::sleep(Duration::from_millis(30)).await;
             let pod_name = format!("{name}-x{attempt}");
-            let labels = json!({"job-name": name, "batch.kubernetes.io/job-name": name});
+            // What the Job controller labels its pods with
+            // (pkg/controller/job, Kubernetes 1.27+).
+            let uid = job["metadata"]["uid"].clone();
+            let labels = json!({
+                "job-name": name, "batch.kubernetes.io/job-name": name,
+                "controller-uid": uid, "batch.kubernetes.io/controller-uid": uid,
+            });
             let log: Vec<String> = lines
                 .iter()
                 .map(|l| {

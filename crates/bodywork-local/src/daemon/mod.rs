@@ -19,10 +19,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bodywork_gateway::AcceptBackoff;
 use bodywork_runtime::CancellationToken;
 use bodywork_state::{AttemptStatus, Store};
 use tokio::io::BufReader;
-use tokio::net::UnixStream;
+use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::home::Home;
@@ -158,14 +159,12 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
 
     let mut sigterm = signal(SignalKind::terminate()).map_err(io_err(&socket))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(io_err(&socket))?;
+    let mut backoff = AcceptBackoff::new(format!("the CLI socket {}", socket.display()));
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let daemon = daemon.clone();
-                    tokio::spawn(async move { serve(daemon, stream).await });
-                }
-                Err(e) => tracing::warn!(target: "daemon", "accept failed: {e}"),
+            stream = accept_cli(&listener, &mut backoff) => {
+                let daemon = daemon.clone();
+                tokio::spawn(async move { serve(daemon, stream).await });
             },
             _ = sigterm.recv() => { tracing::info!(target: "daemon", "SIGTERM received, stopping"); break; }
             _ = sigint.recv() => { tracing::info!(target: "daemon", "SIGINT received, stopping"); break; }
@@ -188,6 +187,27 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
     let _ = std::fs::remove_file(home.pid_file());
     drop(lock);
     Ok(())
+}
+
+/// The next CLI connection. An accept that fails (out of file descriptors)
+/// is retried after a pause that grows while it keeps failing, and logged
+/// once, rather than at once and per failure: the socket stays readable,
+/// so the loop would spin and fill the log. Cancel-safe.
+async fn accept_cli(listener: &UnixListener, backoff: &mut AcceptBackoff) -> UnixStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff.succeeded();
+                return stream;
+            }
+            Err(e) => {
+                let pause = backoff.failed(&e);
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+            }
+        }
+    }
 }
 
 /// How long a daemon that handed over waits for the requests (gateway) and
@@ -275,8 +295,11 @@ fn gateway_addr(wanted: &str, public: bool) -> Result<SocketAddr, String> {
 /// The gateway's options: the hosts it answers are kubectl proxy's
 /// (localhost, 127.0.0.1, [::1]) and those of
 /// `BODYWORK_GATEWAY_ACCEPT_HOSTS` (comma-separated names).
-fn gateway_options() -> bodywork_gateway::GatewayOptions {
-    let mut options = bodywork_gateway::GatewayOptions::default();
+fn gateway_options(max_connections: usize) -> bodywork_gateway::GatewayOptions {
+    let mut options = bodywork_gateway::GatewayOptions {
+        max_connections,
+        ..bodywork_gateway::GatewayOptions::default()
+    };
     if let Ok(more) = std::env::var("BODYWORK_GATEWAY_ACCEPT_HOSTS") {
         options.accept_hosts.extend(
             more.split(',')
@@ -302,12 +325,15 @@ async fn start_gateway(daemon: &Arc<Daemon>) {
             Ok(listener) => {
                 let bound = listener.local_addr().unwrap_or(addr);
                 let services = daemon.runtime.services();
+                let budget = services.connection_budget();
+                tracing::info!(target: "daemon", "connections served at once: {} by the gateway, {} by the cluster addresses (from the file descriptor limit, {})",
+                    budget.gateway, budget.cluster, budget.nofile);
                 let directory: Arc<dyn bodywork_gateway::Directory> = services.table();
                 let task = tokio::spawn(bodywork_gateway::serve_gateway(
                     listener,
                     directory,
                     services.traffic(),
-                    gateway_options(),
+                    gateway_options(budget.gateway),
                     daemon.gateway_stop.clone(),
                 ));
                 if let Ok(mut slot) = daemon.gateway_task.lock() {

@@ -11,7 +11,7 @@ use bodywork_plan::WorkflowPlan;
 use bodywork_runtime::{
     Level, Log, LogEvent, LogRenderer, LogSink, RunOutcome, RunState, RunSummary, RuntimeError,
 };
-use bodywork_source::{KeyFile, SSH_KEY_SECRET, SSH_KEY_VAR};
+use bodywork_source::{GIT_SSH_KEY_SECRET, GIT_SSH_KEY_VAR, KeyFile, SSH_KEY_SECRET, SSH_KEY_VAR};
 use bodywork_stage::lines::{CappedLines, MAX_CUT_LINE};
 use bodywork_state::{NewRun, RunRow, RunStatus};
 use bodywork_workflow::{RunHooks, WorkflowError, WorkflowRequest, run_workflow as controller};
@@ -128,22 +128,28 @@ fn outcome(status: RunStatus) -> RunOutcome {
     }
 }
 
-/// The deploy key kept in `namespace`'s `ssh-github-private-key` secret,
-/// written to a private file for this run (removed with it).
+/// The deploy key kept in `namespace`'s `ssh-github-private-key` secret
+/// (else in Bodywork 3's `ssh-git-private-key`), written to a private file
+/// for this run (removed with it).
 fn namespace_ssh_key(daemon: &Daemon, namespace: &str, log: &Log) -> Option<KeyFile> {
-    let secret = daemon
-        .runtime
-        .with_store(|s| s.get_secret(namespace, SSH_KEY_SECRET))
-        .ok()??;
-    let key = secret.data.get(SSH_KEY_VAR)?;
-    match KeyFile::write(&daemon.home().root().join("tmp"), key) {
+    let (secret, key) = [
+        (SSH_KEY_SECRET, SSH_KEY_VAR),
+        (GIT_SSH_KEY_SECRET, GIT_SSH_KEY_VAR),
+    ]
+    .into_iter()
+    .find_map(|(secret, var)| {
+        let found = daemon
+            .runtime
+            .with_store(|s| s.get_secret(namespace, secret))
+            .ok()??;
+        Some((secret, found.data.get(var)?.clone()))
+    })?;
+    match KeyFile::write(&daemon.home().root().join("tmp"), &key) {
         Ok(file) => {
             log.log(
                 Level::Info,
                 "workflow",
-                &format!(
-                    "fetching with the SSH key of secret={SSH_KEY_SECRET} in namespace={namespace}"
-                ),
+                &format!("fetching with the SSH key of secret={secret} in namespace={namespace}"),
             );
             Some(file)
         }
@@ -151,7 +157,7 @@ fn namespace_ssh_key(daemon: &Daemon, namespace: &str, log: &Log) -> Option<KeyF
             log.log(
                 Level::Warning,
                 "workflow",
-                &format!("cannot use the SSH key of secret={SSH_KEY_SECRET}: {e}"),
+                &format!("cannot use the SSH key of secret={secret}: {e}"),
             );
             None
         }

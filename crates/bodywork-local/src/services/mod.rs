@@ -20,6 +20,7 @@ mod table;
 pub use rollout::Rollout;
 pub use table::ServiceTable;
 
+use crate::limits::ConnectionBudget;
 use crate::listeners::Listeners;
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -27,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use bodywork_gateway::{Directory, Traffic};
+use bodywork_gateway::{ConnectionLimit, Directory, Traffic};
 use bodywork_plan::{StagePlan, StagePlanKind};
 use bodywork_runtime::{CancellationToken, Level, Log, Result, RunContext, RuntimeError};
 use bodywork_state::{ReplicaRow, ReplicaStatus};
@@ -236,6 +237,10 @@ pub struct ServiceManager {
     /// The gateway's and cluster addresses' listening sockets, handed on to
     /// the next daemon on a restart.
     listeners: Listeners,
+    /// How many connections the gateway and the cluster addresses serve at once.
+    budget: ConnectionBudget,
+    /// The cluster addresses' share of it, shared by all of them.
+    cluster_limit: ConnectionLimit,
 }
 
 /// The service settings of a stage plan, checked once.
@@ -273,6 +278,7 @@ impl<'a> Shape<'a> {
 
 impl ServiceManager {
     pub fn new(home: Home, store: SharedStore) -> ServiceManager {
+        let budget = ConnectionBudget::of_this_process();
         ServiceManager {
             home,
             store,
@@ -283,7 +289,14 @@ impl ServiceManager {
             events: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashSet::new()),
             listeners: Listeners::inherit(),
+            budget,
+            cluster_limit: ConnectionLimit::new(budget.cluster),
         }
+    }
+
+    /// How many connections the gateway and the cluster addresses serve at once.
+    pub fn connection_budget(&self) -> ConnectionBudget {
+        self.budget
     }
 
     /// The listening sockets (the daemon's gateway listens through them too).
@@ -420,6 +433,7 @@ impl ServiceManager {
             svc.name.clone(),
             dir,
             self.traffic.clone(),
+            self.cluster_limit.clone(),
             cancel.clone(),
         ));
         *guard = Some((addr, cancel));

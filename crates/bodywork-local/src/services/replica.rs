@@ -6,22 +6,26 @@
 //! can be adopted by the next one. The supervision loop probes readiness (every socket listening
 //! for the pod address and port is the replica's own process tree's, and
 //! accepts a TCP connection; a squatter's socket is reported, never taken
-//! for the replica), restarts a crashed process with exponential back-off,
+//! for the replica), and every new connection to a ready replica is vetted
+//! the same way ([`Replica::vet`]: a squatter that re-creates its
+//! `SO_REUSEPORT` socket between two probes is caught there), restarts a
+//! crashed process with exponential back-off,
 //! and on stop sends SIGTERM to the whole process group, then after a grace
 //! period ends the whole tree (its reaper kills what left the group, then
 //! SIGKILL to the group).
 
+use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use bodywork_runtime::CancellationToken;
 use nix::sys::signal::Signal;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::process::{self, ProcessId, StageCommand};
-use crate::sockets::{self, Ownership};
+use crate::sockets::{self, Holder, Ownership};
 use bodywork_stage::reaper::LogTo;
 
 /// Back-off after a crash: 1 s, doubling, at most this.
@@ -47,6 +51,39 @@ pub struct ReplicaSpec {
 impl ReplicaSpec {
     pub fn socket_addr(&self) -> SocketAddr {
         SocketAddr::from((self.address, self.port))
+    }
+
+    fn target(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.address, self.port)
+    }
+}
+
+/// What the vetting of new connections ([`Replica::vet`]) and the
+/// supervisor share.
+struct OwnSockets {
+    /// Inodes of the sockets listening on the replica's port that the last
+    /// full ownership check found harmless (its tree's, or IPv6-only): a
+    /// new connection needs no full check while only these listen.
+    cleared: RwLock<HashSet<u64>>,
+    /// One full check at a time: connections opened together wait for the
+    /// first one's answer instead of each reading `/proc`.
+    full_check: tokio::sync::Mutex<()>,
+    /// A foreign socket found by a vetting, for the supervisor to take the
+    /// replica out of service (it alone changes its readiness).
+    found: mpsc::Sender<String>,
+}
+
+impl OwnSockets {
+    fn clear(&self, cleared: Vec<u64>) {
+        if let Ok(mut set) = self.cleared.write() {
+            *set = cleared.into_iter().collect();
+        }
+    }
+
+    fn only_cleared_listen(&self, target: SocketAddrV4) -> bool {
+        self.cleared
+            .read()
+            .is_ok_and(|set| sockets::only_known_listen(target, &set))
     }
 }
 
@@ -85,6 +122,7 @@ pub trait ReplicaEvents: Send + Sync + 'static {
 pub struct Replica {
     pub spec: ReplicaSpec,
     ready: watch::Receiver<Readiness>,
+    own: Arc<OwnSockets>,
     restarts: Arc<Mutex<u32>>,
     pid: Arc<Mutex<Option<ProcessId>>>,
     stop: CancellationToken,
@@ -106,9 +144,17 @@ impl Replica {
     ) -> Arc<Replica> {
         let (ready_tx, ready) = watch::channel(Readiness::Starting);
         let (finished_tx, finished) = watch::channel(false);
+        // One finding is enough: the replica is out of service after it.
+        let (found, found_rx) = mpsc::channel(1);
+        let own = Arc::new(OwnSockets {
+            cleared: RwLock::new(HashSet::new()),
+            full_check: tokio::sync::Mutex::new(()),
+            found,
+        });
         let replica = Arc::new(Replica {
             spec,
             ready,
+            own: own.clone(),
             restarts: Arc::new(Mutex::new(restarts)),
             pid: Arc::new(Mutex::new(None)),
             stop: CancellationToken::new(),
@@ -126,10 +172,11 @@ impl Replica {
             detach: replica.detach.clone(),
             gate: replica.gate.clone(),
             grace: replica.grace.clone(),
+            own,
             events,
         };
         tokio::spawn(async move {
-            supervisor.run(adopt).await;
+            supervisor.run(adopt, found_rx).await;
             let _ = finished_tx.send(true);
         });
         replica
@@ -145,6 +192,54 @@ impl Replica {
 
     pub fn pid(&self) -> Option<ProcessId> {
         self.pid.lock().ok().and_then(|p| *p)
+    }
+
+    /// Whether a new connection to the replica may be used, asked just
+    /// before it is opened and again once it is (before anything is sent
+    /// on it): every socket listening for the pod address and port must be
+    /// one the last full check found harmless ([`sockets::only_known_listen`],
+    /// tens of microseconds). Another socket gets the full check of its
+    /// process tree (a few ms). One found foreign refuses the connection
+    /// with the holder named, and the supervisor takes the replica out of
+    /// service, as its own recheck would; otherwise its inodes are
+    /// remembered. A socket that was gone before the look found its holder
+    /// is looked at again, so one closing as it is looked at is not taken
+    /// for a squatter.
+    pub async fn vet(&self) -> Result<(), String> {
+        /// Looks at a foreign socket whose holder could not be seen.
+        const LOOKS: usize = 3;
+        let target = self.spec.target();
+        if self.own.only_cleared_listen(target) {
+            return Ok(());
+        }
+        let _one = self.own.full_check.lock().await;
+        if self.own.only_cleared_listen(target) {
+            return Ok(());
+        }
+        let Some(id) = self.pid() else {
+            return Ok(()); // Not running: connecting tells.
+        };
+        for look in 1..=LOOKS {
+            match ownership(target, id.pid, Duration::ZERO).await {
+                Some(Ownership::Ours { cleared }) => {
+                    self.own.clear(cleared);
+                    return Ok(());
+                }
+                Some(Ownership::Foreign(held))
+                    if matches!(held.holder, Holder::Process { .. }) || look == LOOKS =>
+                {
+                    let why = held.describe("pod address", target);
+                    // Full: the supervisor has a finding to act on already.
+                    let _ = self.own.found.try_send(why.clone());
+                    return Err(why);
+                }
+                Some(Ownership::Foreign(_)) => {}
+                // Nothing listens (connecting tells), or /proc unreadable
+                // (the replica could not have been found ready either).
+                _ => return Ok(()),
+            }
+        }
+        Ok(())
     }
 
     /// Wait until the replica is ready, someone else is found holding its
@@ -201,6 +296,7 @@ struct Supervisor {
     detach: CancellationToken,
     gate: Arc<Mutex<()>>,
     grace: Arc<Mutex<Duration>>,
+    own: Arc<OwnSockets>,
     events: Arc<dyn ReplicaEvents>,
 }
 
@@ -273,7 +369,7 @@ impl Supervisor {
         ))
     }
 
-    async fn run(self, mut adopt: Option<ProcessId>) {
+    async fn run(self, mut adopt: Option<ProcessId>, mut found: mpsc::Receiver<String>) {
         let mut backoff = Duration::from_secs(1);
         loop {
             let started = Instant::now();
@@ -308,7 +404,10 @@ impl Supervisor {
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
             };
-            let target = SocketAddrV4::new(self.spec.address, self.spec.port);
+            let target = self.spec.target();
+            // A new process: its sockets are yet to be found its own.
+            self.own.clear(Vec::new());
+            while found.try_recv().is_ok() {}
             let mut ready = false;
             // Found held: probed at the pace of a ready replica, since each
             // probe then looks for the holder among every process.
@@ -323,8 +422,18 @@ impl Supervisor {
                     }
                     _ = self.detach.cancelled() => return,
                     how = running.exited() => break how,
+                    Some(why) = found.recv() => {
+                        // A new connection found a foreign socket.
+                        if ready {
+                            if self.unless_detached(|| self.held(why, true)).is_none() {
+                                return;
+                            }
+                            (ready, held) = (false, true);
+                        }
+                    }
                     probed = probe(target, id.pid, ready, ready || held, &mut suspect) => match probed {
-                        Probe::Ready if !ready => {
+                        Probe::Ready(cleared) if !ready => {
+                            self.own.clear(cleared);
                             let recorded = self.unless_detached(|| {
                                 let _ = self.ready.send(Readiness::Ready);
                                 self.events.changed(&self.spec, Phase::Ready, Some(id), self.restarts());
@@ -334,6 +443,7 @@ impl Supervisor {
                             }
                             (ready, held) = (true, false);
                         }
+                        Probe::Ready(cleared) => self.own.clear(cleared),
                         Probe::Held(why) => {
                             if self.unless_detached(|| self.held(why, ready)).is_none() {
                                 return;
@@ -473,7 +583,8 @@ async fn foreign_listener(target: SocketAddrV4, root: u32) -> Option<String> {
 
 /// What one probe found.
 enum Probe {
-    Ready,
+    /// The inodes found harmless ([`Ownership::Ours`]).
+    Ready(Vec<u64>),
     NotYet,
     /// Someone else listens for the address (seen on two probes in a row,
     /// so a socket closing as it is looked at is not taken for a squatter).
@@ -518,9 +629,9 @@ async fn probe(
         Duration::ZERO
     };
     let found = match ownership(target, root, max_age).await {
-        Some(Ownership::Ours) => {
+        Some(Ownership::Ours { cleared }) => {
             *suspect = None;
-            Probe::Ready
+            Probe::Ready(cleared)
         }
         Some(Ownership::Foreign(held)) => {
             if suspect.replace(held.inode) == Some(held.inode) {

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use bodywork_gateway::Directory;
+use bodywork_gateway::{Directory, Vetting};
 use bodywork_runtime::ServiceStatus;
 
 use super::{Service, ServiceManager};
@@ -76,6 +76,24 @@ impl Directory for ServiceTable {
     fn port(&self, namespace: &str, service: &str) -> Option<u16> {
         let svc = self.get(namespace, service)?;
         svc.info.lock().ok().map(|info| info.port)
+    }
+
+    /// [`Replica::vet`](super::replica::Replica::vet); a replica no longer
+    /// in the table is left to the connect.
+    fn vet<'a>(&'a self, namespace: &'a str, service: &'a str, replica: SocketAddr) -> Vetting<'a> {
+        let found = self.get(namespace, service).and_then(|svc| {
+            let current = svc.current.read().ok()?;
+            current
+                .iter()
+                .find(|r| r.spec.socket_addr() == replica)
+                .cloned()
+        });
+        Box::pin(async move {
+            match found {
+                Some(replica) => replica.vet().await,
+                None => Ok(()),
+            }
+        })
     }
 }
 
