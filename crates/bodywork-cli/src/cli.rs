@@ -412,6 +412,8 @@ pub struct CronjobCreateArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub resolve: ResolveAsOfArg,
+    #[command(flatten)]
+    pub python: PythonArg,
 }
 
 #[derive(Debug, Args)]

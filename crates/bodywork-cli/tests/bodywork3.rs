@@ -682,26 +682,6 @@ fn a_refused_deployment_leaves_the_namespaces_secrets_as_they_were() {
         .expect_output("from-a");
 }
 
-/// Triggers cron job `name` of `namespace` and waits for that run (a new
-/// newest entry of its history) to succeed.
-fn trigger_and_wait(home: &TestHome, namespace: &str, name: &str) {
-    let newest = || {
-        let run = home.ok(&["get", "cronjob", name, "--history", "-o", "json"]);
-        let history: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
-        history[0].clone()
-    };
-    let before = newest()["job_name"].clone();
-    home.ok(&["cronjob", "trigger", "--ns", namespace, "--name", name]);
-    common::wait_for(
-        "the triggered run to succeed",
-        std::time::Duration::from_secs(120),
-        || {
-            let entry = newest();
-            entry["job_name"] != before && entry["succeeded"] == 1
-        },
-    );
-}
-
 #[test]
 fn a_cronjob_created_with_a_group_runs_with_that_groups_secrets() {
     let home = TestHome::new();
@@ -733,7 +713,7 @@ fn a_cronjob_created_with_a_group_runs_with_that_groups_secrets() {
         "--schedule=0 0 1 1 *",
     ])
     .expect_output(&format!("cronjob=plain created in namespace={namespace}"));
-    trigger_and_wait(&home, namespace, "plain");
+    common::trigger_and_wait(&home, namespace, "plain");
     assert_eq!(seen(), "USERNAME=alice\nPASSWORD=alice123\n");
 
     // With --group: that group's values, in a run the daemon starts.
@@ -754,12 +734,12 @@ fn a_cronjob_created_with_a_group_runs_with_that_groups_secrets() {
     };
     assert_eq!(group_of("grouped"), Some("prod".into()), "{listed}");
     assert_eq!(group_of("plain"), Some(serde_json::Value::Null), "{listed}");
-    trigger_and_wait(&home, namespace, "grouped");
+    common::trigger_and_wait(&home, namespace, "grouped");
     assert_eq!(seen(), "USERNAME=bob\nPASSWORD=bob456\n");
 
     // The plain one still gets the project's group (the namespace's copy
     // of prod's secret is replaced before its stage starts).
-    trigger_and_wait(&home, namespace, "plain");
+    common::trigger_and_wait(&home, namespace, "plain");
     assert_eq!(seen(), "USERNAME=alice\nPASSWORD=alice123\n");
 
     // `update cronjob` without --group keeps the group it had.
@@ -770,7 +750,7 @@ fn a_cronjob_created_with_a_group_runs_with_that_groups_secrets() {
         "--name=grouped",
         "--schedule=30 1 1 1 *",
     ]);
-    trigger_and_wait(&home, namespace, "grouped");
+    common::trigger_and_wait(&home, namespace, "grouped");
     assert_eq!(seen(), "USERNAME=bob\nPASSWORD=bob456\n");
 
     // What an in-cluster cron job runs (its container's command line).

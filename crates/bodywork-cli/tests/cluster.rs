@@ -39,6 +39,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bodywork_kube::manifests::IMAGE_UID;
+use common::old_pins::{
+    FLASK_SERVICE, MAY_2022, SCORED, SEED_PINS, commit_dated, seed_pins_project,
+};
 use common::{
     Load, SERVER, TestHome, TestProject, args_line, batch_stage, copy_dir, git, wait_for, yaml,
 };
@@ -78,6 +81,8 @@ as_admin_and_as_user!(
     a_missing_image_fails_its_stage_at_once,
     python_bodywork_3_and_bodywork_share_a_cluster,
     a_restricted_namespace_runs_a_batch_and_a_service_stage_as_the_images_user,
+    an_old_flask_service_resolves_as_of_its_commit_in_its_pod,
+    the_seed_pins_get_a_python_the_image_carries_in_the_pod,
 );
 
 /// A running cluster of `scripts/cluster`.
@@ -320,6 +325,15 @@ impl Cluster {
     /// The cache stays the image user's, as `scripts/cluster up` left it:
     /// what this (root) adds is handed back, one fill at a time.
     fn warm(&self, requirements: &str) {
+        self.warm_as_of(requirements, None, "python3");
+    }
+
+    /// [`Cluster::warm`] as a pod resolves a commit's requirements: as of
+    /// `date` (the commit's, RFC 3339; `None`: now) under the image's
+    /// `python` (`python3`, or the `python3.X` the pod will choose: the
+    /// same interpreter, from `DIR/pod-bin`), so that the versions the
+    /// pod resolves offline are those in the cache.
+    fn warm_as_of(&self, requirements: &str, date: Option<&str>, python: &str) {
         static ONE: Mutex<()> = Mutex::new(());
         let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
         let scratch = tempfile::tempdir().expect("scratch home");
@@ -328,13 +342,15 @@ impl Cluster {
             .with_uv_cache_dir(&uv_cache)
             .with_tools_dir(&common::shared_tools_dir());
         let request = bodywork_pyenv::EnvRequest {
-            python: Some(self.dir.join("pod-bin/python3")),
+            python: Some(self.dir.join("pod-bin").join(python)),
             requirements: vec![requirements.to_string()],
-            exclude_newer: None,
+            exclude_newer: date.map(str::to_owned),
             python_version: None,
         };
         if let Err(e) = cache.ensure(&request, &mut |_| {}) {
-            panic!("warming the image's uv cache for {requirements:?}: {e}");
+            panic!(
+                "warming the image's uv cache for {requirements:?} ({python}, as of {date:?}): {e}"
+            );
         }
         let owner = format!("{IMAGE_UID}:{IMAGE_UID}");
         let chown = Command::new("chown")
@@ -368,6 +384,16 @@ fn served_project(c: &Cluster, url: &str, branch: &str, files: &[(&str, &str)]) 
     commit(&project, "first");
     c.mirror(url, project.path());
     project
+}
+
+/// `project`, already written, as a git repository on `master` whose one
+/// commit is dated `date` (committer and author), mirrored at `url`;
+/// returns the commit.
+fn served_dated_project(c: &Cluster, url: &str, project: &TestProject, date: &str) -> String {
+    git(project.path(), &["init", "--quiet", "-b", "master"]);
+    let commit = commit_dated(project.path(), date);
+    c.mirror(url, project.path());
+    commit
 }
 
 fn commit(project: &TestProject, message: &str) -> String {
@@ -1660,4 +1686,110 @@ fn python_bodywork_3_and_bodywork_share_a_cluster(who: Who) {
             .all(|l| !l.contains("token")),
         "the group deleted by Python Bodywork is gone for bodywork too"
     );
+}
+
+/// Issue 22, point 3: a service pinning only `flask==2.1.2`, committed in
+/// May 2022, resolves in its pod as of its commit (Werkzeug 2.1.2; as of
+/// today Werkzeug 3, which breaks Flask 2.1.2 at import), and answers
+/// through the API server's service proxy.
+fn an_old_flask_service_resolves_as_of_its_commit_in_its_pod(who: Who) {
+    let c = cluster();
+    let ns = namespace("oldflask", who);
+    let _ns = guard(c, &ns);
+    let url = format!("https://git.bodywork.test/{ns}");
+    let service = "  hello:\n    executable_module_path: hello/service.py\n    \
+        requirements: [flask==2.1.2]\n    \
+        service: {max_startup_time_seconds: 120, replicas: 1, port: 5000, ingress: false}\n";
+    let config = yaml(
+        "old-flask",
+        "hello",
+        &format!("  namespace: {ns}\n"),
+        &[service.to_string()],
+    );
+    let project = TestProject::new(&[
+        ("bodywork.yaml", &config),
+        ("hello/service.py", FLASK_SERVICE),
+    ]);
+    let commit = served_dated_project(c, &url, &project, MAY_2022);
+    c.warm_as_of("flask==2.1.2", Some(MAY_2022), "python3");
+    let home = c.home(who);
+    home.ok(&["setup-namespace", &ns]);
+
+    let run = home.ok(&["workflow", &url, "master"]);
+    let pod = pod_log(&run, "old-flask--hello");
+    for needle in [
+        format!(
+            "stage=hello resolves its requirements as of {MAY_2022} (the committer date of commit {})",
+            &commit[..7]
+        ),
+        "environment lock for stage=hello: ".to_string(),
+        " flask==2.1.2 ".to_string(),
+        " werkzeug==2.1.2".to_string(),
+    ] {
+        assert!(
+            pod.contains(&needle),
+            "{needle:?} not in the pod's log:\n{run}"
+        );
+    }
+    let proxy = Proxy::start(c, &c.kubeconfig_of(who));
+    let path = format!("/api/v1/namespaces/{ns}/services/hello/proxy/");
+    let mut answer = None;
+    wait_for(
+        "the service to answer through the proxy",
+        Duration::from_secs(60),
+        || {
+            answer = request(&proxy.addr(), "GET", &path, None).ok();
+            answer.as_ref().is_some_and(|(code, _)| *code == 200)
+        },
+    );
+    let (_, body) = answer.expect("an answer");
+    assert_eq!(body.trim(), "flask 2.1.2 werkzeug 2.1.2", "{run}");
+    home.ok(&["service", "delete", "--namespace", &ns, "--name", "hello"]);
+}
+
+/// Issue 22, point 3: the seed's pins (numpy 1.22.3 has no wheels for
+/// Python 3.11, the image's python3) get, in the pod, the newest of the
+/// image's Pythons that installs them from wheels, 3.10 (the machine's,
+/// laid out by `scripts/cluster` for the image's user), said in one line
+/// of the pod's log; the stage loads a model pickled by scikit-learn 1.0.2
+/// in this test's setup and scores.
+fn the_seed_pins_get_a_python_the_image_carries_in_the_pod(who: Who) {
+    let c = cluster();
+    let ns = namespace("seedpins", who);
+    let _ns = guard(c, &ns);
+    let url = format!("https://git.bodywork.test/{ns}");
+    let project = seed_pins_project(&format!("  namespace: {ns}\n"));
+    served_dated_project(c, &url, &project, MAY_2022);
+    c.warm_as_of(&SEED_PINS.join("\n"), Some(MAY_2022), "python3.10");
+    let home = c.home(who);
+    home.ok(&["setup-namespace", &ns]);
+
+    let run = home.ok(&["workflow", &url, "master"]);
+    let pod = pod_log(&run, "seed-pins--score");
+    let chosen = pod
+        .lines()
+        .find(|l| l.contains(" has no wheel for Python "))
+        .unwrap_or_else(|| panic!("no line of the pod's log says which Python was chosen:\n{run}"));
+    assert!(
+        chosen.contains(
+            "stage score: numpy==1.22.3 has no wheel for Python 3.11; using Python 3.10."
+        ),
+        "{chosen}"
+    );
+    assert!(pod.contains(SCORED), "{run}");
+}
+
+/// What `run` shows of the pods of `resource` (`PROJECT--STAGE`): its
+/// lines after `---- pod logs for RESOURCE`, up to the next pod's.
+fn pod_log(run: &common::Run, resource: &str) -> String {
+    let all = run.all();
+    let header = format!("---- pod logs for {resource}");
+    let Some((_, after)) = all.split_once(&header) else {
+        panic!("no {header:?} in:\n{run}");
+    };
+    after
+        .split("---- pod logs for ")
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }

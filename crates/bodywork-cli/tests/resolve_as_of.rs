@@ -14,52 +14,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
+use common::old_pins::{FLASK_SERVICE, MAY_2022, SCORED, commit_dated, seed_pins_project};
 use common::{TestHome, TestProject, batch_stage, git, http, wait_for, yaml};
-
-/// The committer date of the fixtures: when the seed's repository was
-/// written (flask 2.1.2 was current, with Werkzeug 2.1.2).
-const MAY_2022: &str = "2022-05-20T12:00:00Z";
-
-/// Pins Flask only, as Bodywork's example projects did.
-const FLASK_SERVICE: &str = r#"
-import flask, werkzeug
-from importlib.metadata import version
-app = flask.Flask(__name__)
-
-@app.route("/")
-def hello():
-    return f"flask {flask.__version__} werkzeug {version('werkzeug')}"
-
-if __name__ == "__main__":
-    app.run(host="0.0.0.0", port=5000)
-"#;
-
-/// `git commit -a` in `dir` with both dates set to `date`; returns HEAD.
-fn commit_dated(dir: &Path, date: &str) -> String {
-    git(dir, &["add", "-A"]);
-    let out = std::process::Command::new("git")
-        .args(["commit", "-q", "-m", "as of then"])
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .env("GIT_AUTHOR_DATE", date)
-        .env("GIT_COMMITTER_DATE", date)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    git(dir, &["rev-parse", "HEAD"])
-}
 
 /// A git repository on branch `master` holding `files`, committed on `date`.
 fn repo(files: &[(&str, &str)], date: &str) -> (TestProject, String, String) {
@@ -272,30 +230,10 @@ fn the_date_can_be_overridden_and_uncommitted_changes_resolve_as_of_now() {
         "--resolve-as-of",
         "2021-06-01",
     ]);
-    home.ok(&["cronjob", "trigger", "--ns", ns, "--name", "nightly"]);
-    let mut log = String::new();
-    wait_for(
-        "the cron job's run to end",
-        Duration::from_secs(120),
-        || {
-            let history = home.ok(&[
-                "cronjob", "history", "--ns", ns, "--name", "nightly", "-o", "json",
-            ]);
-            let runs: Vec<serde_json::Value> =
-                serde_json::from_str(&history.stdout).unwrap_or_default();
-            let Some(job) = runs.iter().find_map(|r| {
-                let done = r["completion_time"].is_string();
-                done.then(|| r["job_name"].as_str().map(str::to_string))
-                    .flatten()
-            }) else {
-                return false;
-            };
-            log = home
-                .ok(&["cronjob", "logs", "--ns", ns, "--name", &job])
-                .stdout;
-            true
-        },
-    );
+    let job = common::trigger_and_wait(&home, ns, "nightly");
+    let log = home
+        .ok(&["cronjob", "logs", "--ns", ns, "--name", &job])
+        .stdout;
     assert!(
         log.contains("as of 2021-06-01T23:59:59Z (--resolve-as-of)"),
         "{log}"
@@ -313,126 +251,22 @@ fn the_date_can_be_overridden_and_uncommitted_changes_resolve_as_of_now() {
     clean.expect_output("stage=check resolves its requirements as of 2022-06-01T00:00:00Z");
 }
 
-/// A Python 3.10 of this machine (pyenv's, or `python3.10` on PATH): what
-/// the model of the scikit-learn fixture is made with. No test downloads
-/// one.
-fn python310() -> std::path::PathBuf {
-    let pyenv = std::env::var_os("PYENV_ROOT")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".pyenv")));
-    let mut candidates: Vec<std::path::PathBuf> = Vec::new();
-    if let Some(root) = pyenv
-        && let Ok(entries) = std::fs::read_dir(root.join("versions"))
-    {
-        let mut versions: Vec<_> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("3.10."))
-            })
-            .collect();
-        versions.sort();
-        candidates.extend(versions.into_iter().rev().map(|v| v.join("bin/python3")));
-    }
-    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
-        candidates.push(dir.join("python3.10"));
-    }
-    candidates
-        .into_iter()
-        .find(|p| p.is_file())
-        .expect("a Python 3.10 on this machine (pyenv install 3.10, or python3.10 on PATH)")
-}
-
-/// Trains the seed's kind of model (a decision tree on the iris data that
-/// scikit-learn ships) with scikit-learn 1.0.2 and pickles it with joblib.
-const TRAIN: &str = r#"
-import sys, joblib
-from sklearn.datasets import load_iris
-from sklearn.tree import DecisionTreeClassifier
-data = load_iris()
-model = DecisionTreeClassifier(class_weight="balanced", random_state=42)
-model.fit(data.data, data.target)
-joblib.dump(model, sys.argv[1])
-"#;
-
-/// Loads the pickled model and scores one flower.
-const SCORE: &str = r#"
-import joblib, numpy, sklearn
-import os
-model = joblib.load(os.path.join(os.path.dirname(os.path.abspath(__file__)), "model.joblib"))
-species = ["setosa", "versicolor", "virginica"]
-prediction = model.predict(numpy.array([[5.1, 3.5, 1.4, 0.2]]))[0]
-print(f"numpy {numpy.__version__} scikit-learn {sklearn.__version__} scored {species[prediction]}")
-"#;
-
 /// Issue 22, point 2: the seed's pins (numpy 1.22.3 has no wheels for
 /// Python 3.11 and later) get a Python that installs them from wheels,
 /// chosen among the machine's own, and the stage scores with a model
 /// pickled by scikit-learn 1.0.2. `--python` asks for a version instead.
 #[test]
 fn pins_without_wheels_for_the_default_python_get_one_that_has_them() {
-    let python = python310();
     // The model, made as the seed's was: with scikit-learn 1.0.2.
-    let trainer = tempfile::tempdir().unwrap();
-    let venv = trainer.path().join("venv");
-    let uv = common::shared_uv_bin()
-        .map(|d| d.join("uv"))
-        .expect("the tests' uv");
-    let run = |cmd: &mut std::process::Command| {
-        let out = cmd
-            .env("UV_CACHE_DIR", common::shared_uv_cache())
-            .env("UV_PYTHON_DOWNLOADS", "never")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{cmd:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(std::process::Command::new(&uv)
-        .args(["venv", "-q", "--python"])
-        .arg(&python)
-        .arg(&venv));
-    run(std::process::Command::new(&uv)
-        .args(["pip", "install", "-q", "--python"])
-        .arg(venv.join("bin/python"))
-        .args([
-            "--exclude-newer",
-            MAY_2022,
-            "numpy==1.22.3",
-            "scikit-learn==1.0.2",
-            "joblib==1.1.0",
-        ]));
-    let model = trainer.path().join("model.joblib");
-    std::fs::write(trainer.path().join("train.py"), TRAIN).unwrap();
-    run(std::process::Command::new(venv.join("bin/python"))
-        .arg(trainer.path().join("train.py"))
-        .arg(&model));
-
+    let project = seed_pins_project("");
     let home = TestHome::new();
     let ns = "seed-pins";
-    let project_yaml = yaml(
-        "seed-pins",
-        "score",
-        "",
-        &[batch_stage(
-            "score",
-            "score/score.py",
-            120,
-            0,
-            "    requirements: [numpy==1.22.3, scikit-learn==1.0.2, joblib==1.1.0]\n",
-        )],
-    );
-    let project = TestProject::new(&[("bodywork.yaml", &project_yaml), ("score/score.py", SCORE)]);
-    std::fs::copy(&model, project.path().join("score/model.joblib")).unwrap();
     git(project.path(), &["init", "-q", "-b", "master"]);
     let commit = commit_dated(project.path(), MAY_2022);
     let url = format!("file://{}", project.path().display());
     home.ok(&["setup-namespace", ns]);
     let deployed = home.ok(&["workflow", "--namespace", ns, &url, "master"]);
-    deployed.expect_output("numpy 1.22.3 scikit-learn 1.0.2 scored setosa");
+    deployed.expect_output(SCORED);
     let chosen = deployed
         .stdout
         .lines()
@@ -465,4 +299,73 @@ fn pins_without_wheels_for_the_default_python_get_one_that_has_them() {
     assert_ne!(missing.code, Some(0), "{missing}");
     missing.expect_output("no Python 3.99 was found on this machine (interpreters found: ");
     missing.expect_output("3.10.");
+}
+
+/// Prints the Python a stage runs under.
+const WHICH_PYTHON: &str = "import platform\nprint('python', platform.python_version())\n";
+
+/// A cron job keeps its `--python` for every run, as it keeps its
+/// `--resolve-as-of`; Bodywork 3's `update cronjob` keeps it when not
+/// given again, and changes it when given.
+#[test]
+fn a_cron_job_keeps_its_python_for_every_run() {
+    let home = TestHome::new();
+    let ns = "cron-python";
+    let project_yaml = yaml(
+        ns,
+        "which",
+        "",
+        &[batch_stage("which", "which/main.py", 120, 0, "")],
+    );
+    let (_project, url, _) = repo(
+        &[
+            ("bodywork.yaml", &project_yaml),
+            ("which/main.py", WHICH_PYTHON),
+        ],
+        MAY_2022,
+    );
+    let python_of = |job: &str| -> String {
+        let log = home
+            .ok(&["cronjob", "logs", "--ns", ns, "--name", job])
+            .stdout;
+        log.lines()
+            .find_map(|l| l.trim().strip_prefix("python "))
+            .unwrap_or_else(|| panic!("no Python in the run's log:\n{log}"))
+            .to_string()
+    };
+    let kept = || -> serde_json::Value {
+        let listed = home.ok(&["get", "cronjobs", "-o", "json"]);
+        let jobs: serde_json::Value = serde_json::from_str(&listed.stdout).expect("JSON");
+        jobs[0]["python"].clone()
+    };
+    let schedule = |verb: &str, more: &[&str]| {
+        let mut args = vec![
+            verb,
+            "cronjob",
+            url.as_str(),
+            "--name=nightly",
+            "--schedule=0 0 1 1 *",
+            "--branch=master",
+        ];
+        args.extend(more);
+        home.ok(&args);
+    };
+
+    // Each run, by `cronjob trigger`: the Python its stage ran under.
+    let run = || python_of(&common::trigger_and_wait(&home, ns, "nightly"));
+    schedule("create", &["--python", "3.10"]);
+    assert_eq!(kept(), "3.10");
+    let first = run();
+    assert!(first.starts_with("3.10."), "{first}");
+
+    // Not given again: kept.
+    schedule("update", &[]);
+    assert_eq!(kept(), "3.10");
+    assert_eq!(run(), first);
+
+    // Given: changed, for the runs after.
+    schedule("update", &["--python", "3.9"]);
+    assert_eq!(kept(), "3.9");
+    let third = run();
+    assert!(third.starts_with("3.9."), "{third}");
 }

@@ -320,6 +320,7 @@ fn cronjob() {
         history_limit: 5,
         secrets_group: None,
         resolve_as_of: None,
+        python: None,
     };
     let m = manifests::cronjob_manifest(&req, None);
     let Manifest::CronJob(c) = &m else {
@@ -386,12 +387,14 @@ fn cronjob() {
     snapshot("cronjob_with_group", std::slice::from_ref(&m));
 }
 
-/// Issue 22: `--resolve-as-of` reaches every pod of a run (each stage's
-/// `bodywork stage` then resolves as the run did) and every run of a cron
-/// job; without it a pod resolves as of the commit it fetches, so nothing
-/// is added (the snapshots above are unchanged).
+/// Issue 22: `--resolve-as-of` and `--python` reach every pod of a run
+/// (each stage's `bodywork stage` then resolves and builds as the run did)
+/// and every run of a cron job, which keeps them (read back from its
+/// CronJob); without them a pod resolves as of the commit it fetches with
+/// the image's Python, so nothing is added (the snapshots above are
+/// unchanged).
 #[test]
-fn resolve_as_of_reaches_pods_and_cron_jobs() {
+fn resolve_as_of_and_python_reach_pods_and_cron_jobs() {
     let plan = plan(&repo_root().join("examples/train-and-serve"));
     let date = bodywork_runtime::AsOf::parse("2022-05-20T12:00:00Z").unwrap();
     let (m, _) = plan_manifests(&plan, None, Some(date), Some("3.10"));
@@ -404,16 +407,15 @@ fn resolve_as_of_reaches_pods_and_cron_jobs() {
         };
         for container in spec.map(|s| s.containers.as_slice()).unwrap_or_default() {
             assert_eq!(container.command.as_deref().unwrap(), ["bodywork", "stage"]);
+            // After the stage's own (a service's --drain-seconds follow).
             let args = container.args.as_deref().unwrap();
-            assert_eq!(
-                &args[args.len() - 4..],
-                [
-                    "--resolve-as-of",
-                    "2022-05-20T12:00:00Z",
-                    "--python",
-                    "3.10"
-                ]
-            );
+            let given = [
+                "--resolve-as-of",
+                "2022-05-20T12:00:00Z",
+                "--python",
+                "3.10",
+            ];
+            assert!(args.windows(4).any(|w| w == given), "{args:?}");
             containers += 1;
         }
     }
@@ -431,6 +433,7 @@ fn resolve_as_of_reaches_pods_and_cron_jobs() {
         history_limit: 5,
         secrets_group: None,
         resolve_as_of: Some(bodywork_runtime::AsOf::Now),
+        python: Some("3.10".into()),
     };
     let cron = manifests::cronjob_manifest(&req, None);
     snapshot("cronjob_resolve_as_of", std::slice::from_ref(&cron));
@@ -442,7 +445,15 @@ fn resolve_as_of_reaches_pods_and_cron_jobs() {
         .args
         .clone()
         .unwrap();
-    assert_eq!(&args[args.len() - 2..], ["--resolve-as-of", "now"]);
+    assert_eq!(
+        &args[args.len() - 4..],
+        ["--resolve-as-of", "now", "--python", "3.10"]
+    );
+    assert_eq!(
+        manifests::cronjob_resolve_as_of(c),
+        Some(bodywork_runtime::AsOf::Now)
+    );
+    assert_eq!(manifests::cronjob_python(c).as_deref(), Some("3.10"));
 }
 
 #[test]
@@ -494,6 +505,7 @@ fn edge_image_is_pulled_always() {
         history_limit: 5,
         secrets_group: None,
         resolve_as_of: None,
+        python: None,
     };
     let m = [manifests::cronjob_manifest(&req, Some(EDGE))];
     assert_eq!(policies(&m), ["Always"]);

@@ -313,6 +313,7 @@ fn nightly() -> bodywork_runtime::CronJobSpec {
         history_limit: 3,
         secrets_group: None,
         resolve_as_of: None,
+        python: None,
     }
 }
 

@@ -20,8 +20,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// `Handover`. 3: errors as `RuntimeError`, a run's end as `RunOutcome`,
 /// answers as data (the CLI words them). 4: `NamespaceList`, a workflow's
 /// secrets group, `RunDetached`. 5: `CronUpdate`. 6: `--resolve-as-of` in a
-/// workflow and a cron job, environments with their lock.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// workflow and a cron job, environments with their lock. 7: `--python` in
+/// a workflow and a cron job.
+pub const PROTOCOL_VERSION: u32 = 7;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]

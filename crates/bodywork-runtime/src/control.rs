@@ -35,7 +35,7 @@ pub struct WorkflowSubmission {
     /// resolved as of, instead of the commit's (see [`crate::Resolution`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolve_as_of: Option<crate::AsOf>,
-    /// `--python VERSION`: the Python every stage is built with.
+    /// `--python VERSION|PATH`: the Python every stage is built with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python: Option<String>,
 }
@@ -136,6 +136,11 @@ pub struct CronJobSpec {
     /// (as [`WorkflowSubmission::resolve_as_of`]); `None`: each run's commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolve_as_of: Option<crate::AsOf>,
+    /// `--python VERSION|PATH`: the Python each run's stages are built with
+    /// (as [`WorkflowSubmission::python`]); `None`: the default, or the one
+    /// chosen for wheels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
 }
 
 /// What `cronjob display` shows of one cron job.
@@ -157,6 +162,9 @@ pub struct CronJobSummary {
     /// `None`: each run's commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolve_as_of: Option<crate::AsOf>,
+    /// `--python`: the Python its runs' stages are built with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
     pub created: String,
     /// When the newest run started (or was scheduled).
     pub last_run: Option<String>,

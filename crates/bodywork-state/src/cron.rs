@@ -79,7 +79,7 @@ pub struct CronRunRow {
 }
 
 const JOB_COLUMNS: &str = "namespace, name, schedule, timezone, repo, branch, retries,
-    history_limit, created, last_scheduled, secrets_group, resolve_as_of";
+    history_limit, created, last_scheduled, secrets_group, resolve_as_of, python";
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<CronJobRow> {
     Ok(CronJobRow {
@@ -105,6 +105,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<CronJobRow> {
                     })
                 })
                 .transpose()?,
+            python: row.get(12)?,
         },
         created: ts_col(row, 8)?,
         last_scheduled: opt_ts_col(row, 9)?,
@@ -155,10 +156,10 @@ impl Store {
                 &format!(
                     "INSERT INTO cron_jobs (namespace, name, schedule, timezone, repo, branch,
                                             retries, history_limit, created, secrets_group,
-                                            resolve_as_of)
+                                            resolve_as_of, python)
                      VALUES (:namespace, :name, :schedule, :timezone, :repo, :branch,
                              :retries, :history_limit, :created, :secrets_group,
-                             :resolve_as_of)
+                             :resolve_as_of, :python)
                      RETURNING {JOB_COLUMNS}"
                 ),
                 spec_params(
@@ -207,7 +208,8 @@ impl Store {
                     "UPDATE cron_jobs SET schedule = :schedule, timezone = :timezone,
                             repo = :repo, branch = :branch, retries = :retries,
                             history_limit = :history_limit, secrets_group = :secrets_group,
-                            resolve_as_of = :resolve_as_of, last_scheduled = :last_scheduled
+                            resolve_as_of = :resolve_as_of, python = :python,
+                            last_scheduled = :last_scheduled
                      WHERE namespace = :namespace AND name = :name RETURNING {JOB_COLUMNS}"
                 ),
                 spec_params(
@@ -488,7 +490,7 @@ fn spec_params<'a>(
     job: &'a NewCronJob,
     resolve_as_of: &'a Option<String>,
     more: (&'static str, &'a dyn ToSql),
-) -> [(&'static str, &'a dyn ToSql); 11] {
+) -> [(&'static str, &'a dyn ToSql); 12] {
     [
         (":namespace", &job.namespace),
         (":name", &job.name),
@@ -500,6 +502,7 @@ fn spec_params<'a>(
         (":history_limit", &job.history_limit),
         (":secrets_group", &job.secrets_group),
         (":resolve_as_of", resolve_as_of),
+        (":python", &job.python),
         more,
     ]
 }
@@ -539,6 +542,7 @@ mod tests {
             history_limit: 3,
             secrets_group: None,
             resolve_as_of: None,
+            python: None,
         }
     }
 
@@ -635,6 +639,7 @@ mod tests {
         changed.retries = 0;
         changed.secrets_group = Some("dev".into());
         changed.resolve_as_of = Some(bodywork_runtime::AsOf::Now);
+        changed.python = Some("3.10".into());
         let row = store
             .update_cron_job(&changed, &at(30))
             .expect("update")

@@ -187,6 +187,7 @@ mod tests {
                     history_limit: 3,
                     secrets_group: None,
                     resolve_as_of: None,
+                    python: None,
                 })
                 .expect("cron job");
         }

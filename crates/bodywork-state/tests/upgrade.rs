@@ -15,6 +15,7 @@ const V1_FIXTURE: &str = include_str!("fixtures/state_v1.sql");
 const V1_MIGRATION: &str = include_str!("../src/migrations/001_initial.sql");
 const V2_MIGRATION: &str = include_str!("../src/migrations/002_cron.sql");
 const V3_MIGRATION: &str = include_str!("../src/migrations/003_cron_group.sql");
+const V4_MIGRATION: &str = include_str!("../src/migrations/004_cron_resolve_as_of.sql");
 
 /// Writes `sql` into a fresh database file the way an old bodywork left it.
 fn raw_database(dir: &Path, sql: &str) -> PathBuf {
@@ -177,6 +178,7 @@ fn v1_database_opens_with_every_row_intact() {
             history_limit: 2,
             secrets_group: Some("prod".into()),
             resolve_as_of: None,
+            python: None,
         })
         .expect("cron job in an upgraded database");
     // Schema version 3 added a cron job's secrets group.
@@ -236,6 +238,7 @@ fn v2_cron_job_opens_without_a_secrets_group() {
             history_limit: 4,
             secrets_group: None,
             resolve_as_of: None,
+            python: None,
         }
     );
     assert!(job.last_scheduled.is_some());
@@ -271,41 +274,82 @@ fn newer_database_is_refused_with_a_clear_error() {
     assert_eq!(journal, "delete", "not even the journal mode is changed");
 }
 
-#[test]
-fn v3_cron_job_opens_resolving_as_of_each_commit_and_keeps_a_date() {
-    // A cron job as schema version 3 wrote it (no resolve_as_of column):
-    // its runs resolve as of their commit, as before.
-    let dir = tempfile::tempdir().expect("temp dir");
+/// The cron job `dev/hourly` of a database that `migrations` (the steps
+/// of an older schema) made and `row` (that schema's INSERT) filled, opened
+/// with the current code.
+fn upgraded_cron_job(dir: &Path, migrations: &[&str], row: &str) -> (Store, NewCronJob) {
     let path = raw_database(
-        dir.path(),
+        dir,
         &format!(
-            "{V1_FIXTURE}\n{V2_MIGRATION}\n{V3_MIGRATION}\n
-             INSERT INTO cron_jobs (namespace, name, schedule, timezone, repo, branch, retries,
-                                    history_limit, created, last_scheduled, secrets_group)
-             VALUES ('dev', 'hourly', '0 * * * *', NULL, '/src/project', 'main',
-                     0, 4, '2026-02-01T08:00:00Z', NULL, 'prod');
-             PRAGMA user_version = 3;"
+            "{V1_FIXTURE}\n{}\n{row}\nPRAGMA user_version = {};",
+            migrations.join("\n"),
+            migrations.len() + 1
         ),
     );
-    let store = Store::open(&path).expect("open v3");
+    let store = Store::open(&path).expect("open an older database");
     assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
-    let mut job = store
+    let job = store
         .get_cron_job("dev", "hourly")
         .expect("cron job")
         .expect("kept");
-    assert_eq!(job.spec.resolve_as_of, None);
-    assert_eq!(job.spec.secrets_group.as_deref(), Some("prod"));
-    // Schema version 4 keeps a date (or `now`) for each run.
-    let date = bodywork_runtime::AsOf::parse("2022-05-20").expect("a date");
-    job.spec.resolve_as_of = Some(date);
-    let now = chrono::Utc::now();
+    (store, job.spec)
+}
+
+/// `job` changed by `change`, stored and read back as it was stored.
+fn updated(store: &Store, mut job: NewCronJob, change: impl FnOnce(&mut NewCronJob)) -> NewCronJob {
+    change(&mut job);
     store
-        .update_cron_job(&job.spec, &now)
+        .update_cron_job(&job, &chrono::Utc::now())
         .expect("update")
         .expect("found");
     let stored = store
         .get_cron_job("dev", "hourly")
         .expect("cron job")
         .expect("kept");
-    assert_eq!(stored.spec.resolve_as_of, Some(date));
+    assert_eq!(stored.spec, job);
+    stored.spec
+}
+
+#[test]
+fn v3_cron_job_opens_resolving_as_of_each_commit_and_keeps_a_date() {
+    // A cron job as schema version 3 wrote it (no resolve_as_of column):
+    // its runs resolve as of their commit, as before.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, job) = upgraded_cron_job(
+        dir.path(),
+        &[V2_MIGRATION, V3_MIGRATION],
+        "INSERT INTO cron_jobs (namespace, name, schedule, timezone, repo, branch, retries,
+                                history_limit, created, last_scheduled, secrets_group)
+         VALUES ('dev', 'hourly', '0 * * * *', NULL, '/src/project', 'main',
+                 0, 4, '2026-02-01T08:00:00Z', NULL, 'prod');",
+    );
+    assert_eq!(job.resolve_as_of, None);
+    assert_eq!(job.secrets_group.as_deref(), Some("prod"));
+    // Schema version 4 keeps a date (or `now`) for each run.
+    let date = bodywork_runtime::AsOf::parse("2022-05-20").expect("a date");
+    let stored = updated(&store, job, |j| j.resolve_as_of = Some(date));
+    assert_eq!(stored.resolve_as_of, Some(date));
+}
+
+#[test]
+fn v4_cron_job_opens_with_the_default_python_and_keeps_one() {
+    // A cron job as schema version 4 wrote it (no python column): its runs
+    // build with the default Python (or the one chosen for wheels).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (store, job) = upgraded_cron_job(
+        dir.path(),
+        &[V2_MIGRATION, V3_MIGRATION, V4_MIGRATION],
+        "INSERT INTO cron_jobs (namespace, name, schedule, timezone, repo, branch, retries,
+                                history_limit, created, last_scheduled, secrets_group,
+                                resolve_as_of)
+         VALUES ('dev', 'hourly', '0 * * * *', NULL, '/src/project', 'main',
+                 0, 4, '2026-02-01T08:00:00Z', NULL, NULL, '2022-05-20T23:59:59Z');",
+    );
+    assert_eq!(job.python, None);
+    let date = bodywork_runtime::AsOf::parse("2022-05-20").expect("a date");
+    assert_eq!(job.resolve_as_of, Some(date));
+    // Schema version 5 keeps a Python (a version or a path) for each run.
+    let stored = updated(&store, job, |j| j.python = Some("3.10".into()));
+    assert_eq!(stored.python.as_deref(), Some("3.10"));
+    assert_eq!(stored.resolve_as_of, Some(date));
 }

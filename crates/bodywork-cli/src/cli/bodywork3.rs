@@ -182,6 +182,8 @@ pub struct CronArgs {
     pub group: Option<String>,
     #[command(flatten)]
     pub resolve: ResolveAsOfArg,
+    #[command(flatten)]
+    pub python: PythonArg,
 }
 
 #[derive(Debug, Args)]

@@ -270,6 +270,7 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
     };
     let mut group = args.group.clone();
     let mut resolve = args.resolve;
+    let mut python = args.python.clone();
     let namespace = match plan_project(&submission) {
         Ok(plan) => {
             println!(
@@ -295,9 +296,11 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
                         name: name.clone(),
                         namespace: namespace.clone(),
                     })?;
-            // Without --group, the group the cron job had; so for the date.
+            // Without --group, the group the cron job had; so for the date
+            // and the Python.
             group = group.take().or(job.secrets_group);
             resolve.resolve_as_of = resolve.resolve_as_of.or(job.resolve_as_of);
+            python.python = python.python.take().or(job.python);
         } else if !cp.namespace_exists(&namespace).await? {
             for line in cp.setup_namespace(&namespace).await? {
                 println!("{line}");
@@ -331,6 +334,7 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
             group,
             dry_run: false,
             resolve,
+            python,
         },
         update,
     )

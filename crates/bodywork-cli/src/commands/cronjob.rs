@@ -95,6 +95,7 @@ pub(super) fn create(global: &GlobalArgs, args: &CronjobCreateArgs, update: bool
         history_limit: args.history_limit,
         secrets_group,
         resolve_as_of: args.resolve.resolve_as_of,
+        python: args.python.python.clone(),
     };
     if args.dry_run {
         return dry_run::cronjob(global, &spec);

@@ -20,6 +20,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub mod middlemen;
+pub mod old_pins;
 
 /// The `bodywork` binary under test.
 pub fn bin() -> &'static str {
@@ -457,22 +458,59 @@ pub fn args_line(args: &[&str]) -> String {
     format!("    args: [{}]\n", quoted.join(", "))
 }
 
+/// `cronjob trigger` of the cron job `name` (Bodywork 3's `get cronjob`
+/// finds it), waiting until that run has succeeded; returns its job name,
+/// what `cronjob logs --name` takes.
+pub fn trigger_and_wait(home: &TestHome, namespace: &str, name: &str) -> String {
+    let newest = || {
+        let run = home.ok(&["get", "cronjob", name, "--history", "-o", "json"]);
+        let history: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+        history[0].clone()
+    };
+    let before = newest()["job_name"].clone();
+    home.ok(&["cronjob", "trigger", "--ns", namespace, "--name", name]);
+    let mut job = String::new();
+    wait_for(
+        "the triggered run to succeed",
+        Duration::from_secs(120),
+        || {
+            let entry = newest();
+            let done = entry["job_name"] != before && entry["succeeded"] == 1;
+            if done {
+                job = entry["job_name"].as_str().unwrap_or_default().to_string();
+            }
+            done
+        },
+    );
+    job
+}
+
 /// Run `git` in `dir`, requiring success; returns stdout trimmed.
 pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
+    run_ok(git_cmd(dir).args(args))
+}
+
+/// `git` in `dir` as the tests' user `t`, with neither the system's nor
+/// the user's configuration.
+pub fn git_cmd(dir: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(dir)
         .env("GIT_AUTHOR_NAME", "t")
         .env("GIT_AUTHOR_EMAIL", "t@example.com")
         .env("GIT_COMMITTER_NAME", "t")
         .env("GIT_COMMITTER_EMAIL", "t@example.com")
         .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("git runs");
+        .env("HOME", dir);
+    cmd
+}
+
+/// Runs `cmd` (a [`git_cmd`], a tool), requiring success; returns stdout
+/// trimmed.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("the command runs");
     assert!(
         out.status.success(),
-        "git {args:?} failed: {}",
+        "{cmd:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()

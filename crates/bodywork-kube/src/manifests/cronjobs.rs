@@ -35,6 +35,12 @@ pub fn cronjob_resolve_as_of(cronjob: &CronJob) -> Option<bodywork_runtime::AsOf
         .and_then(|text| bodywork_runtime::AsOf::parse(&text).ok())
 }
 
+/// The Python a CronJob's runs build with: what follows `--python` in its
+/// container's args.
+pub fn cronjob_python(cronjob: &CronJob) -> Option<String> {
+    cronjob_option(cronjob, super::workloads::PYTHON_OPTION)
+}
+
 /// The value after `option` in a CronJob's container's args.
 fn cronjob_option(cronjob: &CronJob, option: &str) -> Option<String> {
     let spec = cronjob.spec.as_ref()?.job_template.spec.as_ref()?;
@@ -51,7 +57,7 @@ fn cronjob_option(cronjob: &CronJob, option: &str) -> Option<String> {
 }
 
 /// A CronJob running `bodywork workflow --namespace NS REPO [BRANCH]
-/// [--group G]` in
+/// [--group G] [--resolve-as-of DATE] [--python P]` in
 /// the cluster under the controller's service account; `image` is the
 /// image its workflows run in (bodywork's own by default).
 pub fn cronjob_manifest(req: &bodywork_runtime::CronJobSpec, image: Option<&str>) -> Manifest {
@@ -68,7 +74,10 @@ pub fn cronjob_manifest(req: &bodywork_runtime::CronJobSpec, image: Option<&str>
     if let Some(group) = &req.secrets_group {
         args.extend([GROUP_OPTION.to_string(), group.clone()]);
     }
-    args.extend(super::workloads::resolve_args(req.resolve_as_of));
+    args.extend(super::workloads::environment_args(
+        req.resolve_as_of,
+        req.python.as_deref(),
+    ));
     let labels = labels(&[(CRONJOB_LABEL, req.name.as_str())]);
     let history = i32::try_from(req.history_limit).unwrap_or(i32::MAX);
     Manifest::CronJob(CronJob {
@@ -191,10 +200,10 @@ pub fn detached_job(
     if let (None, Some(group)) = (&submission.namespace, &submission.secrets_group) {
         args.extend([GROUP_OPTION.to_string(), group.clone()]);
     }
-    args.extend(super::workloads::resolve_args(submission.resolve_as_of));
-    if let Some(python) = &submission.python {
-        args.extend(["--python".to_string(), python.clone()]);
-    }
+    args.extend(super::workloads::environment_args(
+        submission.resolve_as_of,
+        submission.python.as_deref(),
+    ));
     let labels = labels(&[(DETACHED_LABEL, name)]);
     let namespace = bodywork_runtime::groups::GROUPS_NAMESPACE;
     Job {
@@ -293,6 +302,7 @@ mod tests {
             history_limit: 1,
             secrets_group: None,
             resolve_as_of: None,
+            python: None,
         };
         let Manifest::CronJob(short) = cronjob_manifest(&req("nightly"), None) else {
             unreachable!()
@@ -327,6 +337,7 @@ mod tests {
             history_limit: 1,
             secrets_group: None,
             resolve_as_of: None,
+            python: None,
         };
         let args = |c: &CronJob| {
             c.spec

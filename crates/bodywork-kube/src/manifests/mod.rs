@@ -23,7 +23,8 @@ mod workloads;
 
 pub use cronjobs::{
     CRONJOB_LABEL, DETACHED_LABEL, DETACHED_TTL_SECONDS, MAX_CRONJOB_NAME, cronjob_group,
-    cronjob_manifest, cronjob_resolve_as_of, detached_job, manual_job, run_name_problem,
+    cronjob_manifest, cronjob_python, cronjob_resolve_as_of, detached_job, manual_job,
+    run_name_problem,
 };
 pub use deadlines::{Waits, progress_deadline_seconds};
 pub use images::{DEFAULT_IMAGE, LEGACY_IMAGE, pull_policy, resolve_image};

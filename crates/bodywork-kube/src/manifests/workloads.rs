@@ -60,16 +60,22 @@ pub fn workflow_manifests(
 }
 
 /// `--resolve-as-of DATE` when one was asked for: a pod then resolves as the
-/// run did (without it, as of the commit it fetches).
-pub(crate) fn resolve_args(resolve_as_of: Option<AsOf>) -> Vec<String> {
-    resolve_as_of
-        .map(|a| vec![RESOLVE_OPTION.to_string(), a.arg()])
-        .unwrap_or_default()
+/// run did (without it, as of the commit it fetches); `--python P` when one
+/// was asked for, the Python it builds with (without it, the image's
+/// python3, or the one it chooses for wheels). What a pod, a cron job and a
+/// detached run are given.
+pub(crate) fn environment_args(resolve_as_of: Option<AsOf>, python: Option<&str>) -> Vec<String> {
+    let resolve = resolve_as_of.map(|a| [RESOLVE_OPTION.to_string(), a.arg()]);
+    let python = python.map(|p| [PYTHON_OPTION.to_string(), p.to_string()]);
+    resolve.into_iter().chain(python).flatten().collect()
 }
 
 /// The flag that carries a run's `--resolve-as-of` into a pod, a cron job
 /// or a detached run.
 pub(crate) const RESOLVE_OPTION: &str = "--resolve-as-of";
+
+/// The flag that carries a run's `--python` the same ways.
+pub(crate) const PYTHON_OPTION: &str = "--python";
 
 /// The branch a container fetches: the one deployed, else the default branch.
 fn branch_of<'a>(run: &Target<'a>) -> &'a str {
@@ -213,12 +219,7 @@ fn container(
                 run.commit.to_string(),
             ]
             .into_iter()
-            .chain(resolve_args(run.resolve_as_of))
-            .chain(
-                run.python
-                    .into_iter()
-                    .flat_map(|p| ["--python".to_string(), p.to_string()]),
-            )
+            .chain(environment_args(run.resolve_as_of, run.python))
             .collect(),
         ),
         env: Some(env(stage, extra_env)),

@@ -178,6 +178,7 @@ fn summary(namespace: &str, c: &CronJob, newest: Option<&CronRunSummary>) -> Cro
             .unwrap_or(0),
         secrets_group: manifests::cronjob_group(c),
         resolve_as_of: manifests::cronjob_resolve_as_of(c),
+        python: manifests::cronjob_python(c),
         created: c
             .metadata
             .creation_timestamp

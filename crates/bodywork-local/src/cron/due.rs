@@ -127,6 +127,7 @@ mod tests {
                 history_limit: 3,
                 secrets_group: None,
                 resolve_as_of: None,
+                python: None,
             },
             created,
             last_scheduled: last,

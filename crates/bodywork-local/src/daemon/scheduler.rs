@@ -155,7 +155,7 @@ impl DueRun {
             ssh_key: None,
             secrets_group: job.spec.secrets_group.clone(),
             resolve_as_of: job.spec.resolve_as_of,
-            python: None,
+            python: job.spec.python.clone(),
         };
         DueRun {
             job,
