@@ -23,6 +23,18 @@
 //! distribution as `name==version`, the interpreter and the date actually
 //! used, in the marker, so `list` shows what a stage ran with.
 //!
+//! # The Python, when none is asked for (uv)
+//! The default interpreter's resolution of the requirements from wheels
+//! only is made from uv's cache (`uv pip compile --offline`) before
+//! anything is built; when a package has no wheel for it, the machine's
+//! other interpreters are checked the same way, several at once, and the
+//! newest that passes builds the environment (see `cache/choice.rs`). An
+//! environment whose resolution came from uv's cache is installed from it
+//! (`--no-deps`, fetching each locked package's index page once) and kept
+//! only if resolving again, now that those pages are fresh, gives the same
+//! lock; otherwise, and when uv's cache cannot tell, uv resolves online as
+//! the install goes. Verdicts are remembered in `envs/.verdicts`.
+//!
 //! # On-disk protocol (why environments are built in place)
 //! Virtual environments contain absolute paths: the `activate` scripts and
 //! the shebangs of every console script that pip/uv install (`gunicorn`,

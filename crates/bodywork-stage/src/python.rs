@@ -97,7 +97,7 @@ fn lock_lines(stage: &str, env: &Env, elapsed: Duration) -> Vec<(Level, String)>
             env.key
         )
     } else {
-        format!("in {:.1}s (built {})", elapsed.as_secs_f64(), env.key)
+        format!("in {:.2}s (built {})", elapsed.as_secs_f64(), env.key)
     };
     let as_of = env.lock.exclude_newer.as_deref().unwrap_or("now");
     let mut lines = vec![(
@@ -242,7 +242,7 @@ mod tests {
         );
         assert_eq!(
             built[0].1,
-            "environment ready for stage=serve in 3.1s (built 0123456789abcdef): \
+            "environment ready for stage=serve in 3.10s (built 0123456789abcdef): \
              Python 3.11.7, resolved as of now"
         );
         assert_eq!(
