@@ -332,6 +332,7 @@ impl Cluster {
             requirements: vec![requirements.to_string()],
             exclude_newer: None,
             python_version: None,
+            python_downloads: false,
         };
         if let Err(e) = cache.ensure(&request, &mut |_| {}) {
             panic!("warming the image's uv cache for {requirements:?}: {e}");

@@ -28,7 +28,9 @@
 //! only is made from uv's cache (`uv pip compile --offline`) before
 //! anything is built; when a package has no wheel for it, the machine's
 //! other interpreters are checked the same way, several at once, and the
-//! newest that passes builds the environment (see `cache/choice.rs`). An
+//! newest that passes builds the environment (see `cache/choice.rs`); when
+//! none does and downloads are allowed, uv downloads a managed CPython of
+//! the newest `X.Y` that resolves into the tools directory. An
 //! environment whose resolution came from uv's cache is installed from it
 //! (`--no-deps`, fetching each locked package's index page once) and kept
 //! only if resolving again, now that those pages are fresh, gives the same
@@ -69,6 +71,7 @@
 //! build and recorded in the marker.
 
 mod cache;
+mod downloads;
 mod error;
 mod installer;
 mod marker;
@@ -81,6 +84,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 pub use cache::EnvCache;
+pub use downloads::{PYTHON_DOWNLOADS_ENV, python_downloads_allowed};
 pub use error::{EnvError, NoWheels};
 pub use installer::UPLOADED_PRIOR_TO_PIP;
 pub use installer::{INSTALLER_ENV, InstallerPreference, UV_REQUIREMENT, bootstrap_uv};
@@ -107,6 +111,13 @@ pub struct EnvRequest {
     /// it (uv only): then the newest interpreter found that installs them
     /// all from wheels ([`EnvEvent::PythonChosen`] says which and why).
     pub python_version: Option<String>,
+    /// When no interpreter found installs every requirement from wheels
+    /// (uv, no Python asked for): whether uv may download a managed
+    /// CPython of the newest `X.Y` that does, into the tools directory
+    /// (`false`, the default: none is downloaded; the stage runner allows
+    /// it unless `--no-python-downloads` or `BODYWORK_PYTHON_DOWNLOADS=never`
+    /// says otherwise). No other uv command ever downloads a Python.
+    pub python_downloads: bool,
 }
 
 /// What an environment was resolved to: recorded when it is built.

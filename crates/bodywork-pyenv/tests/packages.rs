@@ -19,6 +19,7 @@ fn installs_a_real_package_with_uv_and_shares_it() {
                 requirements: vec!["SIX == 1.16.0  # tiny".into()],
                 exclude_newer: None,
                 python_version: None,
+                python_downloads: false,
             },
             &mut events.callback(),
         )
@@ -40,6 +41,7 @@ fn installs_a_real_package_with_uv_and_shares_it() {
                 requirements: vec!["six==1.16.0".into()],
                 exclude_newer: None,
                 python_version: None,
+                python_downloads: false,
             },
             &mut |_| {},
         )
@@ -59,6 +61,7 @@ fn nonexistent_package_error(preference: InstallerPreference) -> EnvError {
                 requirements: vec!["no-such-package-bodywork-test==1.0".into()],
                 exclude_newer: None,
                 python_version: None,
+                python_downloads: false,
             },
             &mut |_| {},
         )
@@ -161,6 +164,7 @@ fn a_pinned_base_package_is_the_stage_s_own() {
                 requirements: vec!["setuptools==80.9.0".into()],
                 exclude_newer: None,
                 python_version: None,
+                python_downloads: false,
             },
             &mut |_| {},
         )
@@ -185,6 +189,7 @@ fn resolves_as_of_a_date(preference: InstallerPreference) {
         requirements: vec!["six".into()],
         exclude_newer: Some("2022-05-20T12:00:00Z".into()),
         python_version: None,
+        python_downloads: false,
     };
     let env = cache.ensure(&dated, &mut |_| {}).unwrap();
     assert!(!env.reused);

@@ -192,9 +192,13 @@ pub fn detached_job(
         args.extend([GROUP_OPTION.to_string(), group.clone()]);
     }
     args.extend(super::workloads::resolve_args(submission.resolve_as_of));
-    if let Some(python) = &submission.python {
-        args.extend(["--python".to_string(), python.clone()]);
-    }
+    args.extend(
+        super::PythonFlags {
+            python: submission.python.as_deref(),
+            no_downloads: submission.no_python_downloads,
+        }
+        .args(),
+    );
     let labels = labels(&[(DETACHED_LABEL, name)]);
     let namespace = bodywork_runtime::groups::GROUPS_NAMESPACE;
     Job {

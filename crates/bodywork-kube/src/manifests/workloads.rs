@@ -30,8 +30,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::{
     BODYWORK3_APP, BODYWORK3_BRANCH_LABEL, BODYWORK3_COMMIT_LABEL, BODYWORK3_PORT_ANNOTATION,
     BODYWORK3_PROJECT_LABEL, BODYWORK3_STAGE_LABEL, BRANCH_ANNOTATION, COMMIT_LABEL,
-    INGRESS_ANNOTATION, Manifest, NAME_LABEL, PROJECT_LABEL, REPO_ANNOTATION, RESOURCE_ANNOTATION,
-    STAGE_LABEL, STAGES_ACCOUNT, Target, label_value, labels, meta,
+    INGRESS_ANNOTATION, Manifest, NAME_LABEL, PROJECT_LABEL, PythonFlags, REPO_ANNOTATION,
+    RESOURCE_ANNOTATION, STAGE_LABEL, STAGES_ACCOUNT, Target, label_value, labels, meta,
 };
 
 /// Everything a workflow run applies, stage by stage in DAG order (the
@@ -40,7 +40,7 @@ pub fn workflow_manifests(
     plan: &WorkflowPlan,
     image: &str,
     resolve_as_of: Option<AsOf>,
-    python: Option<&str>,
+    python: PythonFlags<'_>,
 ) -> Vec<Manifest> {
     let run = &Target {
         resolve_as_of,
@@ -214,11 +214,7 @@ fn container(
             ]
             .into_iter()
             .chain(resolve_args(run.resolve_as_of))
-            .chain(
-                run.python
-                    .into_iter()
-                    .flat_map(|p| ["--python".to_string(), p.to_string()]),
-            )
+            .chain(run.python.args())
             .collect(),
         ),
         env: Some(env(stage, extra_env)),

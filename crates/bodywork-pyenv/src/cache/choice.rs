@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::{EnvCache, LOCKS_DIR, Wanted, installing};
+use crate::downloads;
 use crate::installer::{How, Installer};
 use crate::marker::Marker;
 use crate::pythons::{self, Found, Scope, Under, Verdict, WheelCheck};
@@ -51,6 +52,14 @@ const ONLINE_DIRECT: Scope = Scope {
     offline: false,
     direct_only: true,
 };
+const ONLINE: Scope = Scope {
+    offline: false,
+    direct_only: false,
+};
+
+/// Why no Python was downloaded when downloads are off.
+const DOWNLOADS_OFF: &str =
+    "uv's download of a Python is off (--no-python-downloads, BODYWORK_PYTHON_DOWNLOADS=never)";
 
 impl EnvCache {
     /// Build `wanted` with the Python chosen for its requirements, uv being
@@ -189,20 +198,12 @@ impl EnvCache {
                     }
                 };
                 let _ = fs::remove_dir_all(wanted.dir);
-                let with_other = Wanted {
-                    python: &other.executable,
-                    version: &other.version,
-                    ..*wanted
+                let said = |v: &str| {
+                    format!("{package} has no wheel for Python {minor}; using Python {v}")
                 };
-                let mut held = Vec::new();
-                match self.fill_wheels(&with_other, check, lock, &mut |e| held.push(e)) {
+                match self.build_under(wanted, check, other, lock, &said, progress) {
                     Ok(marker) => {
                         verdicts.put(&other.executable, other_minor, &Verdict::Wheels);
-                        progress(EnvEvent::PythonChosen(format!(
-                            "{package} has no wheel for Python {minor}; using Python {}",
-                            marker.python_version
-                        )));
-                        held.into_iter().for_each(&mut *progress);
                         return Ok(marker);
                     }
                     Err(EnvError::Install { lines, .. })
@@ -221,15 +222,24 @@ impl EnvCache {
             }
         }
         let _ = fs::remove_dir_all(wanted.dir);
-        let others_tried = &tried[1..];
+        let others_tried = match &tried[1..] {
+            [] => "none found".to_owned(),
+            others => others.join(", "),
+        };
+        let no_wheel = format!(
+            "{package} has no wheel for Python {minor} nor for any other Python found ({others_tried})"
+        );
+        // None found fits: uv's download of the newest X.Y that does.
+        let downloads = if wanted.python_downloads {
+            match self.build_with_a_download(wanted, check, &no_wheel, &found, progress)? {
+                Ok(marker) => return Ok(marker),
+                Err(why) => why,
+            }
+        } else {
+            DOWNLOADS_OFF.to_owned()
+        };
         progress(EnvEvent::PythonChosen(format!(
-            "{package} has no wheel for Python {minor} nor for any other Python found ({}); \
-             building from source under Python {}",
-            if others_tried.is_empty() {
-                "none found".to_owned()
-            } else {
-                others_tried.join(", ")
-            },
+            "{no_wheel}, and {downloads}; building from source under Python {}",
             wanted.version
         )));
         let installer = Installer::Uv(check.uv.to_owned());
@@ -242,12 +252,115 @@ impl EnvCache {
                 package,
                 tried,
                 found: found.iter().map(Found::describe).collect(),
+                downloads,
                 default: wanted.version.to_owned(),
                 requirements,
                 lines,
             }))),
             other => other,
         }
+    }
+
+    /// No interpreter found installs everything from wheels (`no_wheel`
+    /// says so): the newest `X.Y` uv can download that resolves from
+    /// wheels only (from uv's cache, else online, one at a time) is
+    /// downloaded into the tools directory and builds it. `Ok(Err(why))`
+    /// when none is or it does not work out.
+    fn build_with_a_download(
+        &self,
+        wanted: &Wanted<'_>,
+        check: &WheelCheck<'_>,
+        no_wheel: &str,
+        found: &[Found],
+        progress: &mut dyn FnMut(EnvEvent),
+    ) -> Result<Result<Marker, String>, EnvError> {
+        let mut skip: Vec<&str> = found
+            .iter()
+            .map(|f| pythons::minor_of(&f.version))
+            .collect();
+        skip.push(pythons::minor_of(wanted.version));
+        let minors = downloads::downloadable(check.uv, &self.uv_cache_dir, &skip);
+        let Some(minor) = minors.iter().find(|m| {
+            let verdict = match check.verdict(Under::Version(m), OFFLINE) {
+                Verdict::Unknown => check.verdict(Under::Version(m), ONLINE),
+                known => known,
+            };
+            verdict == Verdict::Wheels
+        }) else {
+            return Ok(Err(if minors.is_empty() {
+                "uv offers no other Python to download".to_owned()
+            } else {
+                format!("nor has any Python uv can download ({})", minors.join(", "))
+            }));
+        };
+        let into = downloads::install_dir(&self.tools_dir);
+        {
+            let mut on_line = installing(progress);
+            on_line(&format!(
+                "downloading Python {minor} with uv into {}",
+                into.display()
+            ));
+            let got = downloads::install(
+                check.uv,
+                &self.uv_cache_dir,
+                &self.tools_dir,
+                minor,
+                &mut on_line,
+            );
+            if let Err(why) = got {
+                return Ok(Err(format!("uv could not download Python {minor}: {why}")));
+            }
+        }
+        let into = fs::canonicalize(&into).unwrap_or(into);
+        let Some(python) = self
+            .found_interpreters(true)
+            .into_iter()
+            .find(|f| f.executable.starts_with(&into) && pythons::minor_of(&f.version) == minor)
+        else {
+            return Ok(Err(format!(
+                "uv downloaded Python {minor}, but not into {}",
+                into.display()
+            )));
+        };
+        let lock = check
+            .resolve(Under::Python(&python.executable), OFFLINE)
+            .ok();
+        let said = |v: &str| format!("{no_wheel}; using Python {v}, downloaded by uv");
+        match self.build_under(wanted, check, &python, lock, &said, progress) {
+            Ok(marker) => Ok(Ok(marker)),
+            Err(EnvError::Install { lines, .. }) if pythons::is_no_wheel_failure(&lines) => {
+                let _ = fs::remove_dir_all(wanted.dir);
+                Ok(Err(format!(
+                    "Python {} downloaded by uv does not install them from wheels either",
+                    python.version
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Build `wanted` under `python` instead of the default, from wheels
+    /// only; when it is built, [`EnvEvent::PythonChosen`] says `said` of
+    /// the version built with, before the build's own lines.
+    fn build_under(
+        &self,
+        wanted: &Wanted<'_>,
+        check: &WheelCheck<'_>,
+        python: &Found,
+        lock: Option<String>,
+        said: &dyn Fn(&str) -> String,
+        progress: &mut dyn FnMut(EnvEvent),
+    ) -> Result<Marker, EnvError> {
+        let with_it = Wanted {
+            python: &python.executable,
+            version: &python.version,
+            ..*wanted
+        };
+        let mut held = Vec::new();
+        let marker = self.fill_wheels(&with_it, check, lock, &mut |e| held.push(e))?;
+        progress(EnvEvent::PythonChosen(said(&marker.python_version)));
+        held.into_iter().for_each(&mut *progress);
+        Ok(marker)
     }
 
     /// Build `wanted` from wheels only: from `lock` when there is one (see
@@ -482,8 +595,12 @@ mod tests {
     /// prints the resolution `numpy==1.22.3` (`numpy==1.22.2` once, for an
     /// interpreter, while `stale` exists); `venv` makes an environment whose
     /// `bin/python` answers bodywork's check as the interpreter its path
-    /// names; `pip install` fails like uv from wheels only under the
-    /// versions in `no-wheel`, else installs the numpy its file names.
+    /// names (pyenv's `versions/X.Y.Z`, uv's `cpython-X.Y.Z-…`); `pip
+    /// install` fails like uv from wheels only under the versions in
+    /// `no-wheel` (with source builds while `no-source` exists), else
+    /// installs the numpy its file names; `python list` answers
+    /// `downloads.json`, and `python install X.Y` makes a `cpython-X.Y.22`
+    /// in `UV_PYTHON_INSTALL_DIR`, which it records.
     const FAKE_UV: &str = r#"#!/bin/sh
 tools=$(dirname "$0")
 echo "UV_PYTHON_DOWNLOADS=$UV_PYTHON_DOWNLOADS $*" >> "$tools/calls"
@@ -493,7 +610,7 @@ no_wheel() {
   exit 1
 }
 arg() { prev=""; for a in "$@"; do [ "$prev" = "$want" ] && echo "$a"; prev="$a"; done; }
-named() { echo "$1" | sed -n 's|.*/versions/\([0-9.]*\)/bin/.*|\1|p'; }
+named() { echo "$1" | sed -n -e 's|.*/versions/\([0-9.]*\)/bin/.*|\1|p' -e 's|.*/cpython-\([0-9.]*\)-[^/]*/bin/.*|\1|p'; }
 case "$1 $2" in
 "pip compile")
   version=$(want=--python-version arg "$@")
@@ -513,9 +630,21 @@ case "$1 $2" in
 "pip install")
   env=$(dirname "$(dirname "$(want=--python arg "$@")")")
   version=$(cat "$env/version")
-  case " $* " in *" --only-binary "*) grep -qx "${version%.*}" "$tools/no-wheel" && no_wheel ;; esac
+  case " $* " in
+  *" --only-binary "*) grep -qx "${version%.*}" "$tools/no-wheel" && no_wheel ;;
+  *) [ -e "$tools/no-source" ] && { echo "error: Failed to build \`numpy==1.22.3\`" >&2; exit 1; } ;;
+  esac
   numpy=$(sed -n 's/^numpy==//p' "$(want=-r arg "$@")")
   mkdir -p "$env/lib/python${version%.*}/site-packages/numpy-$numpy.dist-info"
+  exit 0;;
+"python list")
+  cat "$tools/downloads.json"
+  exit 0;;
+"python install")
+  echo "UV_PYTHON_INSTALL_DIR=$UV_PYTHON_INSTALL_DIR" >> "$tools/calls"
+  mkdir -p "$UV_PYTHON_INSTALL_DIR/cpython-$4.22-linux-x86_64-gnu/bin"
+  : > "$UV_PYTHON_INSTALL_DIR/cpython-$4.22-linux-x86_64-gnu/bin/python3"
+  echo "Installed Python $4.22"
   exit 0;;
 esac
 echo "fake uv: unexpected $*" >&2
@@ -542,6 +671,7 @@ done
         cache: EnvCache,
         uv: PathBuf,
         default: PathBuf,
+        python_downloads: bool,
     }
 
     impl Machine {
@@ -567,11 +697,13 @@ done
             cache.python_roots = Some(vec![dir.path().join("pythons/versions")]);
             let default =
                 fs::canonicalize(dir.path().join("pythons/versions/3.11.7/bin/python3")).unwrap();
+            fs::write(tools.join("downloads.json"), "[]").unwrap();
             Machine {
                 uv: tools.join("uv"),
                 default,
                 cache,
                 dir,
+                python_downloads: false,
             }
         }
 
@@ -593,6 +725,7 @@ done
                 version: "3.11.7",
                 requirements: &requirements,
                 exclude_newer: Some("2022-05-20T12:00:00Z"),
+                python_downloads: self.python_downloads,
             };
             let mut events = Vec::new();
             let built = self
@@ -817,7 +950,8 @@ done
             chosen(&events),
             [
                 "numpy==1.22.3 has no wheel for Python 3.11 nor for any other Python found \
-              (3.12.1, 3.10.13); building from source under Python 3.11.7"
+                 (3.12.1, 3.10.13), and uv's download of a Python is off (--no-python-downloads, \
+                 BODYWORK_PYTHON_DOWNLOADS=never); building from source under Python 3.11.7"
             ]
         );
         let venvs = calls_of(&calls, "venv");
@@ -829,6 +963,107 @@ done
         assert!(
             !calls.last().unwrap().contains("--only-binary"),
             "{calls:#?}"
+        );
+        // Source builds fail too: the error names the package, the
+        // versions tried, the interpreters found and the flag.
+        fs::write(machine.tools().join("no-source"), "").unwrap();
+        let (built, _, calls) = machine.build();
+        let err = built.unwrap_err().to_string();
+        for part in [
+            "numpy==1.22.3 has no wheel for any Python found (tried 3.11.7, 3.12.1, 3.10.13; ",
+            "interpreters found: 3.12.1 (",
+            "--no-python-downloads",
+            "error: Failed to build `numpy==1.22.3`",
+        ] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
+        assert!(calls.iter().all(|c| !c.contains(" python ")), "{calls:#?}");
+    }
+
+    /// What `uv python list --only-downloads --output-format json` says.
+    const DOWNLOADS: &str = r#"[
+      {"version":"3.14.10","implementation":"cpython","variant":"default"},
+      {"version":"3.13.18","implementation":"cpython","variant":"default"},
+      {"version":"3.12.16","implementation":"cpython","variant":"default"},
+      {"version":"3.11.18","implementation":"cpython","variant":"default"},
+      {"version":"3.10.22","implementation":"cpython","variant":"default"},
+      {"version":"3.9.25","implementation":"cpython","variant":"default"}
+    ]"#;
+
+    #[test]
+    fn uv_downloads_the_newest_python_that_fits_when_none_found_does() {
+        let mut machine = Machine::new(&["3.12.1"], &["3.11", "3.12", "3.13", "3.14"]);
+        machine.python_downloads = true;
+        fs::write(machine.tools().join("downloads.json"), DOWNLOADS).unwrap();
+        let (built, events, calls) = machine.build();
+        let marker = built.unwrap();
+        assert_eq!(marker.python_version, "3.10.22");
+        let into = machine.cache.tools_dir.join("python");
+        assert!(
+            marker.python.starts_with(fs::canonicalize(&into).unwrap()),
+            "{marker:?}"
+        );
+        assert_eq!(
+            chosen(&events),
+            [
+                "numpy==1.22.3 has no wheel for Python 3.11 nor for any other Python found \
+                 (3.12.1); using Python 3.10.22, downloaded by uv"
+            ]
+        );
+        // The machine's 3.12 first; then which X.Y: the newest uv offers
+        // that the machine lacks and that resolves from wheels (3.14 and
+        // 3.13 do not); only the download may download.
+        let checked: Vec<_> = containing(&calls_of(&calls, "compile"), "--python-version")
+            .iter()
+            .filter_map(|c| c.split("--python-version ").nth(1)?.split(' ').next())
+            .collect();
+        assert_eq!(checked, ["3.12", "3.14", "3.13", "3.10"], "{calls:#?}");
+        let install = the_one(
+            &containing(&calls_of(&calls, "install"), " python "),
+            "python install --no-bin 3.10",
+        );
+        assert!(install.starts_with("UV_PYTHON_DOWNLOADS= "), "{install}");
+        assert!(
+            calls.contains(&format!("UV_PYTHON_INSTALL_DIR={}", into.display())),
+            "{calls:#?}"
+        );
+        let others: Vec<_> = calls
+            .iter()
+            .filter(|c| !c.contains("python install") && !c.starts_with("UV_PYTHON_INSTALL_DIR="))
+            .collect();
+        assert!(
+            others
+                .iter()
+                .all(|c| c.starts_with("UV_PYTHON_DOWNLOADS=never ")),
+            "{calls:#?}"
+        );
+
+        // It is the machine's from then on: not downloaded again.
+        let (again, events, calls) = machine.build();
+        assert_eq!(again.unwrap().python_version, "3.10.22");
+        assert!(
+            calls.iter().all(|c| !c.contains("python install")),
+            "{calls:#?}"
+        );
+        assert_eq!(
+            chosen(&events),
+            ["numpy==1.22.3 has no wheel for Python 3.11; using Python 3.10.22"]
+        );
+    }
+
+    #[test]
+    fn the_flag_keeps_uv_from_downloading() {
+        let machine = Machine::new(&["3.12.1"], &["3.11", "3.12", "3.13", "3.14"]);
+        fs::write(machine.tools().join("downloads.json"), DOWNLOADS).unwrap();
+        let (built, events, calls) = machine.build();
+        assert_eq!(built.unwrap().python_version, "3.11.7");
+        assert!(
+            chosen(&events)[0].contains("(--no-python-downloads, BODYWORK_PYTHON_DOWNLOADS=never)"),
+            "{events:?}"
+        );
+        assert!(
+            calls.iter().all(|c| !c.contains(" python ")),
+            "not even listed: {calls:#?}"
         );
     }
 
@@ -851,6 +1086,7 @@ done
             version: "3.11.7",
             requirements: &requirements,
             exclude_newer: Some("2022-05-20T12:00:00Z"),
+            python_downloads: false,
         };
         let verdicts = Verdicts {
             dir: dir.path().join(VERDICTS_DIR),
