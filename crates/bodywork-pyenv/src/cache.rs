@@ -237,8 +237,8 @@ impl EnvCache {
     /// Build the environment at `dir` while holding its key's lock. Anything
     /// already there has no marker, so it is a leftover and is wiped first.
     ///
-    /// With `choose` (no interpreter asked for) and uv, the Python is
-    /// chosen first (see [`choice`]): the default when every requirement
+    /// With `choose` (no interpreter asked for), the Python is chosen
+    /// first (see [`choice`]; uv's checks, or pip's): the default when every requirement
     /// installs from wheels under it, else the newest interpreter found that
     /// installs them all from wheels, else the default with source builds.
     fn build(
@@ -255,9 +255,10 @@ impl EnvCache {
         }
         let installer = self.installer(preference, wanted.python, progress)?;
         progress(EnvEvent::UsingTool(installer.describe()));
-        let built = match &installer {
-            Installer::Uv(uv) if choose => self.build_choosing(wanted, uv, progress),
-            _ => self.fill(wanted, &installer, false, progress),
+        let built = if choose {
+            self.build_choosing(wanted, &installer, progress)
+        } else {
+            self.fill(wanted, &installer, false, progress)
         };
         if built.is_err() {
             // Never leave garbage behind; without a marker it would not be

@@ -171,6 +171,9 @@ impl Installer {
                 if no_deps {
                     cmd.arg("--no-deps");
                 }
+                if only_binary {
+                    cmd.args(["--only-binary", ":all:"]);
+                }
                 if let Some(date) = date {
                     // The venv's own pip and setuptools (ensurepip's, or the
                     // upgraded pip) would otherwise satisfy the base
@@ -519,7 +522,7 @@ fn run(cmd: &mut Command, tool: &str, on_line: &mut dyn FnMut(&str)) -> Result<F
 /// A uv command: its cache in the bodywork home, plain output, no Python
 /// downloads, run from the environments directory so no project or
 /// `uv.toml` in the daemon's working directory applies.
-fn uv_command(uv: &Path, uv_cache: &Path, env_dir: &Path) -> Command {
+pub(crate) fn uv_command(uv: &Path, uv_cache: &Path, env_dir: &Path) -> Command {
     let mut cmd = Command::new(uv);
     cmd.env("UV_CACHE_DIR", uv_cache)
         .env("NO_COLOR", "1")
@@ -536,7 +539,7 @@ fn uv_command(uv: &Path, uv_cache: &Path, env_dir: &Path) -> Command {
 
 /// A Python/pip command with pip's chatter about versions and root off,
 /// run from the parent of `work_dir` (the directory being built).
-fn pip_command(python: &Path, work_dir: &Path) -> Command {
+pub(crate) fn pip_command(python: &Path, work_dir: &Path) -> Command {
     let mut cmd = Command::new(python);
     cmd.env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
         .env("PIP_NO_INPUT", "1")

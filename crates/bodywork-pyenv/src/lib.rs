@@ -23,7 +23,7 @@
 //! distribution as `name==version`, the interpreter and the date actually
 //! used, in the marker, so `list` shows what a stage ran with.
 //!
-//! # The Python, when none is asked for (uv)
+//! # The Python, when none is asked for
 //! The default interpreter's resolution of the requirements from wheels
 //! only is made from uv's cache (`uv pip compile --offline`) before
 //! anything is built; when a package has no wheel for it, the machine's
@@ -35,7 +35,10 @@
 //! (`--no-deps`, fetching each locked package's index page once) and kept
 //! only if resolving again, now that those pages are fresh, gives the same
 //! lock; otherwise, and when uv's cache cannot tell, uv resolves online as
-//! the install goes. Verdicts are remembered in `envs/.verdicts`.
+//! the install goes. Verdicts are remembered in `envs/.verdicts`. With pip,
+//! the same choice is made with `pip install --dry-run --only-binary :all:`
+//! (the default's pip; `--python-version X.Y` for the others), online, one
+//! at a time, and no Python is downloaded.
 //!
 //! # On-disk protocol (why environments are built in place)
 //! Virtual environments contain absolute paths: the `activate` scripts and
@@ -108,7 +111,7 @@ pub struct EnvRequest {
     /// machine's interpreters (see [`EnvCache::interpreters`]); ignored
     /// when `python` is given. With neither, the default interpreter is
     /// used unless the requirements cannot be installed from wheels under
-    /// it (uv only): then the newest interpreter found that installs them
+    /// it: then the newest interpreter found that installs them
     /// all from wheels ([`EnvEvent::PythonChosen`] says which and why).
     pub python_version: Option<String>,
     /// When no interpreter found installs every requirement from wheels

@@ -270,24 +270,19 @@ pub(crate) enum Under<'a> {
 
 impl WheelCheck<'_> {
     fn command(&self, under: Under<'_>, scope: Scope) -> Command {
-        let mut cmd = Command::new(self.uv);
-        cmd.env("UV_CACHE_DIR", self.uv_cache)
-            .env("NO_COLOR", "1")
-            .env("UV_NO_PROGRESS", "1")
-            .env("UV_PYTHON_DOWNLOADS", "never")
-            .env_remove("VIRTUAL_ENV")
-            .env_remove("PYTHONPATH")
-            .env_remove("PYTHONHOME")
-            .args([
-                "pip",
-                "compile",
-                "--quiet",
-                "--no-header",
-                "--no-annotate",
-                "--only-binary",
-                ":all:",
-            ])
-            .stdin(Stdio::null());
+        // Run from the requirements' directory: no project or uv.toml of
+        // the daemon's working directory applies.
+        let mut cmd = crate::installer::uv_command(self.uv, self.uv_cache, self.requirements_file);
+        cmd.args([
+            "pip",
+            "compile",
+            "--quiet",
+            "--no-header",
+            "--no-annotate",
+            "--only-binary",
+            ":all:",
+        ])
+        .stdin(Stdio::null());
         match under {
             Under::Version(version) => {
                 cmd.arg("--python")
@@ -309,10 +304,6 @@ impl WheelCheck<'_> {
             cmd.arg("--exclude-newer").arg(date);
         }
         cmd.arg(self.requirements_file);
-        // No project or uv.toml of the daemon's working directory applies.
-        if let Some(parent) = self.requirements_file.parent() {
-            cmd.current_dir(parent);
-        }
         cmd
     }
 
@@ -357,19 +348,27 @@ fn verdict(output: std::io::Result<Output>) -> Verdict {
     }
 }
 
-fn resolution(output: std::io::Result<Output>) -> Result<String, Verdict> {
-    let Ok(out) = output else {
-        return Err(Verdict::Unknown);
-    };
+/// A check's outcome: `Ok(stdout)` when it passed, else its error lines;
+/// `None` when it could not run.
+fn finished(output: std::io::Result<Output>) -> Option<Result<String, Vec<String>>> {
+    let out = output.ok()?;
     if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        return Some(Ok(String::from_utf8_lossy(&out.stdout).into_owned()));
     }
-    let lines: Vec<String> = String::from_utf8_lossy(&out.stderr)
+    Some(Err(String::from_utf8_lossy(&out.stderr)
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
-        .collect();
+        .collect()))
+}
+
+fn resolution(output: std::io::Result<Output>) -> Result<String, Verdict> {
+    let lines = match finished(output) {
+        None => return Err(Verdict::Unknown),
+        Some(Ok(stdout)) => return Ok(stdout),
+        Some(Err(lines)) => lines,
+    };
     let offline_miss = lines.iter().any(|l| {
         l.contains("not found in the cache")
             || l.contains("needs to be downloaded")
@@ -383,22 +382,98 @@ fn resolution(output: std::io::Result<Output>) -> Result<String, Verdict> {
 }
 
 /// Whether an installer's error says a package has no wheel it can use
-/// (and building from source was off).
+/// (and building from source was off): uv's words, or pip's under
+/// `--only-binary :all:` (which cannot tell a release without wheels from
+/// one that does not exist: the source build that follows can).
 pub(crate) fn is_no_wheel_failure(lines: &[String]) -> bool {
     lines.iter().any(|l| {
         l.contains("has no usable wheels")
             || l.contains("has no wheels with a matching")
             || l.contains("building from source is disabled")
+            || l.contains(PIP_NOT_FOUND)
     })
 }
 
-/// The package uv names in such an error (`numpy==1.22.3`), if any.
+/// How pip says it found nothing to install for a requirement.
+const PIP_NOT_FOUND: &str = "No matching distribution found for ";
+
+/// The package the installer names in such an error (`numpy==1.22.3`),
+/// if any.
 pub(crate) fn package_without_wheel(lines: &[String]) -> Option<String> {
     lines.iter().find_map(|line| {
+        if let Some(at) = line.find(PIP_NOT_FOUND) {
+            let package = line[at + PIP_NOT_FOUND.len()..].trim();
+            return (!package.is_empty() && !package.contains(' ')).then(|| package.to_owned());
+        }
         let after = &line[line.find("Because ")? + "Because ".len()..];
         let package = &after[..after.find(" has no ")?];
         (!package.is_empty() && !package.contains(' ')).then(|| package.to_owned())
     })
+}
+
+/// `python -m pip install --dry-run --ignore-installed --only-binary :all:`
+/// of a requirements file, with the pip of `base` (22.2 or later): for a
+/// Python version (`--python-version X.Y`, which pip allows with
+/// `--target`, here `scratch`, which a dry run does not make), or for
+/// `base` itself. Resolves as of now (pip resolves as of a date from 26 on;
+/// the build has the last word). Online: one at a time.
+pub(crate) struct PipCheck<'a> {
+    pub base: &'a Path,
+    pub requirements_file: &'a Path,
+    pub scratch: &'a Path,
+}
+
+impl PipCheck<'_> {
+    fn command(&self, under: Under<'_>) -> Command {
+        let python = match under {
+            Under::Python(python) => python,
+            Under::Version(_) => self.base,
+        };
+        let mut cmd = crate::installer::pip_command(python, self.requirements_file);
+        cmd.args([
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--no-color",
+            "--only-binary",
+            ":all:",
+        ])
+        .stdin(Stdio::null());
+        if let Under::Version(version) = under {
+            cmd.arg("--target")
+                .arg(self.scratch)
+                .arg("--python-version")
+                .arg(version);
+        }
+        cmd.arg("-r").arg(self.requirements_file);
+        cmd
+    }
+
+    /// What pip says: everything from wheels, a release without one for
+    /// this Python (one that has them for others), or nothing to go by (no
+    /// pip, a pip without `--dry-run`, no wheels of it at all, ...).
+    pub(crate) fn verdict(&self, under: Under<'_>) -> Verdict {
+        pip_verdict(self.command(under).output())
+    }
+}
+
+fn pip_verdict(output: std::io::Result<Output>) -> Verdict {
+    let lines = match finished(output) {
+        None => return Verdict::Unknown,
+        Some(Ok(_)) => return Verdict::Wheels,
+        Some(Err(lines)) => lines,
+    };
+    // "(from versions: none)": no wheel of it for any Python, or no such
+    // package; either way no other Python helps.
+    let listed = !lines.iter().any(|l| l.contains("(from versions: none)"));
+    if listed && lines.iter().any(|l| l.contains(PIP_NOT_FOUND)) {
+        Verdict::NoWheel(package_without_wheel(&lines))
+    } else {
+        Verdict::Unknown
+    }
 }
 
 #[cfg(test)]
@@ -425,16 +500,23 @@ mod tests {
 
     #[test]
     fn the_package_without_a_wheel_is_named() {
-        let lines = vec![
-            "error: No solution found when resolving dependencies".to_string(),
-            "cause: Because numpy==1.22.3 has no usable wheels and you require numpy==1.22.3, we can conclude that your requirements are unsatisfiable.".to_string(),
-            "hint: Wheels are required for `numpy` because building from source is disabled for all packages (i.e., with `--no-build`)".to_string(),
+        let uv = [
+            "error: No solution found when resolving dependencies",
+            "cause: Because numpy==1.22.3 has no usable wheels and you require numpy==1.22.3, we can conclude that your requirements are unsatisfiable.",
+            "hint: Wheels are required for `numpy` because building from source is disabled for all packages (i.e., with `--no-build`)",
         ];
-        assert!(is_no_wheel_failure(&lines));
-        assert_eq!(
-            package_without_wheel(&lines).as_deref(),
-            Some("numpy==1.22.3")
-        );
+        let pip = [
+            "ERROR: Could not find a version that satisfies the requirement numpy==1.22.3 (from versions: 1.23.2, 1.23.3)",
+            "ERROR: No matching distribution found for numpy==1.22.3",
+        ];
+        for said in [&uv[..], &pip[..]] {
+            let lines: Vec<String> = said.iter().map(|l| l.to_string()).collect();
+            assert!(is_no_wheel_failure(&lines));
+            assert_eq!(
+                package_without_wheel(&lines).as_deref(),
+                Some("numpy==1.22.3")
+            );
+        }
         let other =
             vec!["error: Because no-such-pkg was not found in the package registry".to_string()];
         assert!(!is_no_wheel_failure(&other));
@@ -542,32 +624,67 @@ mod tests {
     }
 
     #[test]
-    fn uv_s_answers_become_verdicts() {
-        assert_eq!(verdict(output(0, "")), Verdict::Wheels);
-        assert_eq!(
-            verdict(output(
+    fn uv_s_and_pip_s_answers_become_verdicts() {
+        type Judge = fn(std::io::Result<Output>) -> Verdict;
+        let no_numpy = Verdict::NoWheel(Some("numpy==1.22.3".to_owned()));
+        let cases: [(Judge, i32, &str, Verdict); 9] = [
+            (verdict, 0, "", Verdict::Wheels),
+            (
+                verdict,
                 1,
-                "error: No solution found when resolving dependencies\n  cause: Because numpy==1.22.3 has no usable wheels and you require numpy==1.22.3, we can conclude that your requirements are unsatisfiable.\n\nhint: Wheels are required for `numpy` because building from source is disabled for all packages (i.e., with `--no-build`)\n"
-            )),
-            Verdict::NoWheel(Some("numpy==1.22.3".to_owned()))
-        );
-        // Offline and not in uv's cache: no answer.
-        assert_eq!(
-            verdict(output(
+                "error: No solution found when resolving dependencies\n  cause: Because numpy==1.22.3 has no usable wheels and you require numpy==1.22.3, we can conclude that your requirements are unsatisfiable.\n\nhint: Wheels are required for `numpy` because building from source is disabled for all packages (i.e., with `--no-build`)\n",
+                no_numpy.clone(),
+            ),
+            // Offline and not in uv's cache: no answer.
+            (
+                verdict,
                 1,
-                "error: No solution found when resolving dependencies\n  cause: Because flask==2.1.2 needs to be downloaded from a registry and you require flask==2.1.2, we can conclude that your requirements are unsatisfiable.\n\nhint: Packages were unavailable because the network was disabled. When the network is disabled, registry packages may only be read from the cache.\n"
-            )),
-            Verdict::Unknown
-        );
-        assert_eq!(
-            verdict(output(
+                "error: No solution found when resolving dependencies\n  cause: Because flask==2.1.2 needs to be downloaded from a registry and you require flask==2.1.2, we can conclude that your requirements are unsatisfiable.\n\nhint: Packages were unavailable because the network was disabled. When the network is disabled, registry packages may only be read from the cache.\n",
+                Verdict::Unknown,
+            ),
+            (
+                verdict,
                 1,
-                "error: Because no-such-pkg was not found in the package registry\n"
-            )),
-            Verdict::Unknown
-        );
+                "error: Because no-such-pkg was not found in the package registry\n",
+                Verdict::Unknown,
+            ),
+            (pip_verdict, 0, "", Verdict::Wheels),
+            (
+                pip_verdict,
+                1,
+                "ERROR: Could not find a version that satisfies the requirement numpy==1.22.3 (from versions: 1.23.2, 1.23.3)\nERROR: No matching distribution found for numpy==1.22.3\n",
+                no_numpy,
+            ),
+            // No wheel of it anywhere, or no such package: no other
+            // Python helps.
+            (
+                pip_verdict,
+                1,
+                "ERROR: Could not find a version that satisfies the requirement no-such-pkg (from versions: none)\nERROR: No matching distribution found for no-such-pkg\n",
+                Verdict::Unknown,
+            ),
+            (
+                pip_verdict,
+                2,
+                "ERROR: no such option: --dry-run\n",
+                Verdict::Unknown,
+            ),
+            (
+                pip_verdict,
+                1,
+                "/usr/bin/python3: No module named pip\n",
+                Verdict::Unknown,
+            ),
+        ];
+        for (judge, code, stderr, expected) in cases {
+            assert_eq!(judge(output(code, stderr)), expected, "{stderr}");
+        }
         assert_eq!(
             verdict(Err(std::io::Error::other("no uv"))),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            pip_verdict(Err(std::io::Error::other("no python"))),
             Verdict::Unknown
         );
     }
@@ -612,6 +729,33 @@ mod tests {
             direct.contains(" --no-deps ") && !direct.contains("--offline"),
             "{direct}"
         );
+    }
+
+    #[test]
+    fn pip_s_check_asks_for_a_version_with_a_target() {
+        let check = PipCheck {
+            base: Path::new("/p/python3.11"),
+            requirements_file: Path::new("/h/envs/.locks/k.requirements.txt"),
+            scratch: Path::new("/h/envs/.locks/k.target"),
+        };
+        let line = |under| {
+            let cmd = check.command(under);
+            std::iter::once(cmd.get_program())
+                .chain(cmd.get_args())
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            line(Under::Version("3.10")),
+            "/p/python3.11 -m pip install --dry-run --ignore-installed --quiet --no-color \
+             --only-binary :all: --target /h/envs/.locks/k.target --python-version 3.10 \
+             -r /h/envs/.locks/k.requirements.txt"
+        );
+        assert!(line(Under::Python(Path::new("/p/python3.10"))).starts_with(
+            "/p/python3.10 -m pip install --dry-run --ignore-installed --quiet --no-color \
+                 --only-binary :all: -r "
+        ));
     }
 
     #[test]

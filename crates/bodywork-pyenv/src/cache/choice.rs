@@ -21,6 +21,13 @@
 //! Why it is long: about 460 lines of code; the rest are its unit tests,
 //! with a fake uv.
 //!
+//! Without uv, pip makes the same choice: `pip install --dry-run
+//! --ignore-installed --only-binary :all:` with the default's pip (for the
+//! others `--python-version X.Y --target`), online and one at a time; pip
+//! cannot tell a release without wheels from one that does not exist, so
+//! only a pinned release's "no wheel" leads to a choice, and it downloads
+//! no Python.
+//!
 //! Must not: run several uv processes online at once (they wait on each
 //! other's locks and DNS: seconds), download an interpreter, or build with
 //! source builds while a Python that needs none was found.
@@ -34,7 +41,7 @@ use super::{EnvCache, LOCKS_DIR, Wanted, installing};
 use crate::downloads;
 use crate::installer::{How, Installer};
 use crate::marker::Marker;
-use crate::pythons::{self, Found, Scope, Under, Verdict, WheelCheck};
+use crate::pythons::{self, Found, PipCheck, Scope, Under, Verdict, WheelCheck};
 use crate::requirements::with_container_base;
 use crate::{EnvError, EnvEvent};
 
@@ -57,17 +64,46 @@ const ONLINE: Scope = Scope {
     direct_only: false,
 };
 
+/// Why no Python was downloaded when pip builds environments.
+const NO_UV: &str = "only uv downloads a Python, and environments are built with pip here";
+
+/// How the requirements are checked against a Python: uv's resolutions
+/// (from its cache, several at once), or pip's dry runs (online, one at a
+/// time).
+enum Checks<'a> {
+    Uv(WheelCheck<'a>),
+    Pip(PipCheck<'a>),
+}
+
+impl Checks<'_> {
+    /// What builds the environments.
+    fn installer(&self) -> Installer {
+        match self {
+            Checks::Uv(check) => Installer::Uv(check.uv.to_owned()),
+            Checks::Pip(_) => Installer::Pip,
+        }
+    }
+
+    /// How many candidates are checked at once.
+    fn at_once(&self) -> usize {
+        match self {
+            Checks::Uv(_) => CHECKS_AT_ONCE,
+            Checks::Pip(_) => 1,
+        }
+    }
+}
+
 /// Why no Python was downloaded when downloads are off.
 const DOWNLOADS_OFF: &str =
     "uv's download of a Python is off (--no-python-downloads, BODYWORK_PYTHON_DOWNLOADS=never)";
 
 impl EnvCache {
-    /// Build `wanted` with the Python chosen for its requirements, uv being
-    /// the installer and `wanted.python` the default interpreter.
+    /// Build `wanted` with the Python chosen for its requirements,
+    /// `installer` building it and `wanted.python` being the default.
     pub(super) fn build_choosing(
         &self,
         wanted: &Wanted<'_>,
-        uv: &Path,
+        installer: &Installer,
         progress: &mut dyn FnMut(EnvEvent),
     ) -> Result<Marker, EnvError> {
         let locks = self.root.join(LOCKS_DIR);
@@ -76,22 +112,31 @@ impl EnvCache {
         let mut contents = with_container_base(wanted.requirements).join("\n");
         contents.push('\n');
         fs::write(&file, contents).map_err(|e| EnvError::io("write", &file, e))?;
-        let check = WheelCheck {
-            uv,
-            uv_cache: &self.uv_cache_dir,
-            base: wanted.python,
-            requirements_file: &file,
-            exclude_newer: wanted.exclude_newer,
+        let scratch = locks.join(format!("{}.target", wanted.key));
+        let checks = match installer {
+            Installer::Uv(uv) => Checks::Uv(WheelCheck {
+                uv,
+                uv_cache: &self.uv_cache_dir,
+                base: wanted.python,
+                requirements_file: &file,
+                exclude_newer: wanted.exclude_newer,
+            }),
+            Installer::Pip => Checks::Pip(PipCheck {
+                base: wanted.python,
+                requirements_file: &file,
+                scratch: &scratch,
+            }),
         };
-        let built = self.choose_and_build(wanted, &check, progress);
+        let built = self.choose_and_build(wanted, &checks, progress);
         let _ = fs::remove_file(&file);
+        let _ = fs::remove_dir_all(&scratch);
         built
     }
 
     fn choose_and_build(
         &self,
         wanted: &Wanted<'_>,
-        check: &WheelCheck<'_>,
+        checks: &Checks<'_>,
         progress: &mut dyn FnMut(EnvEvent),
     ) -> Result<Marker, EnvError> {
         let minor = pythons::minor_of(wanted.version);
@@ -99,39 +144,29 @@ impl EnvCache {
             dir: self.root.join(VERDICTS_DIR),
             wanted,
         };
-        // The default: a "no wheel" remembered, else resolved from uv's
-        // cache (its resolution is then what is installed), else asked
-        // online with the requirements as written (and the others then so
-        // too).
-        let mut direct_only = false;
-        // A uv cache not made yet has nothing to resolve from.
-        let from_cache = || {
-            if self.uv_cache_dir.is_dir() {
-                check.resolve(Under::Python(wanted.python), OFFLINE)
-            } else {
-                Err(Verdict::Unknown)
-            }
+        let remembered = match verdicts.get(wanted.python, minor) {
+            Some(Verdict::NoWheel(package)) => Some(Verdict::NoWheel(package)),
+            _ => None,
         };
-        let (verdict, lock) = match verdicts.get(wanted.python, minor) {
-            Some(Verdict::NoWheel(package)) => (Verdict::NoWheel(package), None),
-            _ => match from_cache() {
-                Ok(lock) => (Verdict::Wheels, Some(lock)),
-                Err(Verdict::NoWheel(Some(package))) if pinned(wanted.requirements, &package) => {
-                    let no = Verdict::NoWheel(Some(package));
-                    verdicts.put(wanted.python, minor, &no);
-                    (no, None)
+        let (verdict, lock, mut direct_only) = match (remembered, checks) {
+            (Some(known), _) => (known, None, false),
+            (None, Checks::Uv(check)) => self.default_from_uv(wanted, check, &verdicts),
+            // pip cannot tell a release without wheels for a Python from
+            // one that does not exist, nor resolve as of a date before
+            // pip 26: a "no wheel" is believed for a pinned release only,
+            // and otherwise the default builds as it always did.
+            (None, Checks::Pip(check)) => match check.verdict(Under::Python(wanted.python)) {
+                Verdict::NoWheel(Some(package)) if pinned(wanted.requirements, &package) => {
+                    (Verdict::NoWheel(Some(package)), None, false)
                 }
-                Err(_) => {
-                    direct_only = true;
-                    let online = check.verdict(Under::Python(wanted.python), ONLINE_DIRECT);
-                    (online, None)
-                }
+                Verdict::Wheels => (Verdict::Wheels, None, false),
+                _ => return self.fill(wanted, &checks.installer(), false, progress),
             },
         };
         let missing = match verdict {
             Verdict::NoWheel(package) => package,
             Verdict::Wheels | Verdict::Unknown => {
-                match self.fill_wheels(wanted, check, lock, progress) {
+                match self.fill_wheels(wanted, checks, lock, progress) {
                     Err(EnvError::Install { lines, .. })
                         if pythons::is_no_wheel_failure(&lines) =>
                     {
@@ -145,7 +180,38 @@ impl EnvCache {
                 }
             }
         };
-        self.build_with_another_python(wanted, check, missing, direct_only, progress)
+        self.build_with_another_python(wanted, checks, missing, direct_only, progress)
+    }
+
+    /// The default's verdict with uv: resolved from uv's cache (its
+    /// resolution is then what is installed), else asked online with the
+    /// requirements as written (and the others are then checked so too:
+    /// the third part).
+    fn default_from_uv(
+        &self,
+        wanted: &Wanted<'_>,
+        check: &WheelCheck<'_>,
+        verdicts: &Verdicts<'_>,
+    ) -> (Verdict, Option<String>, bool) {
+        let minor = pythons::minor_of(wanted.version);
+        // A uv cache not made yet has nothing to resolve from.
+        let from_cache = if self.uv_cache_dir.is_dir() {
+            check.resolve(Under::Python(wanted.python), OFFLINE)
+        } else {
+            Err(Verdict::Unknown)
+        };
+        match from_cache {
+            Ok(lock) => (Verdict::Wheels, Some(lock), false),
+            Err(Verdict::NoWheel(Some(package))) if pinned(wanted.requirements, &package) => {
+                let no = Verdict::NoWheel(Some(package));
+                verdicts.put(wanted.python, minor, &no);
+                (no, None, false)
+            }
+            Err(_) => {
+                let online = check.verdict(Under::Python(wanted.python), ONLINE_DIRECT);
+                (online, None, true)
+            }
+        }
     }
 
     /// A package (`missing`, when uv named it) has no wheel for the default
@@ -154,7 +220,7 @@ impl EnvCache {
     fn build_with_another_python(
         &self,
         wanted: &Wanted<'_>,
-        check: &WheelCheck<'_>,
+        checks: &Checks<'_>,
         missing: Option<String>,
         direct_only: bool,
         progress: &mut dyn FnMut(EnvEvent),
@@ -175,8 +241,19 @@ impl EnvCache {
             }
         }
         let mut tried = vec![wanted.version.to_owned()];
-        for batch in others.chunks(CHECKS_AT_ONCE) {
-            let verdicts_now = self.check_batch(check, &verdicts, batch, direct_only);
+        for batch in others.chunks(checks.at_once()) {
+            let verdicts_now = match checks {
+                Checks::Uv(check) => self.check_batch(check, &verdicts, batch, direct_only),
+                Checks::Pip(check) => batch
+                    .iter()
+                    .map(|f| {
+                        let minor = pythons::minor_of(&f.version);
+                        verdicts
+                            .get(&f.executable, minor)
+                            .unwrap_or_else(|| check.verdict(Under::Version(minor)))
+                    })
+                    .collect(),
+            };
             for (other, verdict) in batch.iter().zip(verdicts_now) {
                 tried.push(other.version.clone());
                 if matches!(verdict, Verdict::NoWheel(_)) {
@@ -185,23 +262,24 @@ impl EnvCache {
                 let other_minor = pythons::minor_of(&other.version);
                 // Its own resolution (its exact version and markers), from
                 // uv's cache, is what it is built from.
-                let lock = if direct_only {
-                    None
-                } else {
-                    match check.resolve(Under::Python(&other.executable), OFFLINE) {
-                        Ok(lock) => Some(lock),
-                        Err(no @ Verdict::NoWheel(_)) => {
-                            verdicts.put(&other.executable, other_minor, &no);
-                            continue;
+                let lock = match checks {
+                    Checks::Uv(check) if !direct_only => {
+                        match check.resolve(Under::Python(&other.executable), OFFLINE) {
+                            Ok(lock) => Some(lock),
+                            Err(no @ Verdict::NoWheel(_)) => {
+                                verdicts.put(&other.executable, other_minor, &no);
+                                continue;
+                            }
+                            Err(_) => None,
                         }
-                        Err(_) => None,
                     }
+                    _ => None,
                 };
                 let _ = fs::remove_dir_all(wanted.dir);
                 let said = |v: &str| {
                     format!("{package} has no wheel for Python {minor}; using Python {v}")
                 };
-                match self.build_under(wanted, check, other, lock, &said, progress) {
+                match self.build_under(wanted, checks, other, lock, &said, progress) {
                     Ok(marker) => {
                         verdicts.put(&other.executable, other_minor, &Verdict::Wheels);
                         return Ok(marker);
@@ -230,20 +308,23 @@ impl EnvCache {
             "{package} has no wheel for Python {minor} nor for any other Python found ({others_tried})"
         );
         // None found fits: uv's download of the newest X.Y that does.
-        let downloads = if wanted.python_downloads {
-            match self.build_with_a_download(wanted, check, &no_wheel, &found, progress)? {
-                Ok(marker) => return Ok(marker),
-                Err(why) => why,
+        let downloads = match checks {
+            Checks::Uv(check) if wanted.python_downloads => {
+                match self
+                    .build_with_a_download(wanted, checks, check, &no_wheel, &found, progress)?
+                {
+                    Ok(marker) => return Ok(marker),
+                    Err(why) => why,
+                }
             }
-        } else {
-            DOWNLOADS_OFF.to_owned()
+            Checks::Uv(_) => DOWNLOADS_OFF.to_owned(),
+            Checks::Pip(_) => NO_UV.to_owned(),
         };
         progress(EnvEvent::PythonChosen(format!(
             "{no_wheel}, and {downloads}; building from source under Python {}",
             wanted.version
         )));
-        let installer = Installer::Uv(check.uv.to_owned());
-        match self.fill(wanted, &installer, false, progress) {
+        match self.fill(wanted, &checks.installer(), false, progress) {
             Err(EnvError::Install {
                 requirements,
                 lines,
@@ -269,6 +350,7 @@ impl EnvCache {
     fn build_with_a_download(
         &self,
         wanted: &Wanted<'_>,
+        checks: &Checks<'_>,
         check: &WheelCheck<'_>,
         no_wheel: &str,
         found: &[Found],
@@ -326,7 +408,7 @@ impl EnvCache {
             .resolve(Under::Python(&python.executable), OFFLINE)
             .ok();
         let said = |v: &str| format!("{no_wheel}; using Python {v}, downloaded by uv");
-        match self.build_under(wanted, check, &python, lock, &said, progress) {
+        match self.build_under(wanted, checks, &python, lock, &said, progress) {
             Ok(marker) => Ok(Ok(marker)),
             Err(EnvError::Install { lines, .. }) if pythons::is_no_wheel_failure(&lines) => {
                 let _ = fs::remove_dir_all(wanted.dir);
@@ -345,7 +427,7 @@ impl EnvCache {
     fn build_under(
         &self,
         wanted: &Wanted<'_>,
-        check: &WheelCheck<'_>,
+        checks: &Checks<'_>,
         python: &Found,
         lock: Option<String>,
         said: &dyn Fn(&str) -> String,
@@ -357,7 +439,7 @@ impl EnvCache {
             ..*wanted
         };
         let mut held = Vec::new();
-        let marker = self.fill_wheels(&with_it, check, lock, &mut |e| held.push(e))?;
+        let marker = self.fill_wheels(&with_it, checks, lock, &mut |e| held.push(e))?;
         progress(EnvEvent::PythonChosen(said(&marker.python_version)));
         held.into_iter().for_each(&mut *progress);
         Ok(marker)
@@ -368,17 +450,17 @@ impl EnvCache {
     fn fill_wheels(
         &self,
         wanted: &Wanted<'_>,
-        check: &WheelCheck<'_>,
+        checks: &Checks<'_>,
         lock: Option<String>,
         progress: &mut dyn FnMut(EnvEvent),
     ) -> Result<Marker, EnvError> {
-        if let Some(lock) = lock.filter(|_| lockable(wanted.requirements))
+        if let (Checks::Uv(check), Some(lock)) = (checks, lock)
+            && lockable(wanted.requirements)
             && let Some(marker) = self.fill_from_lock(wanted, check, &lock, progress)?
         {
             return Ok(marker);
         }
-        let installer = Installer::Uv(check.uv.to_owned());
-        self.fill(wanted, &installer, true, progress)
+        self.fill(wanted, &checks.installer(), true, progress)
     }
 
     /// Build `wanted` from `lock`, the resolution a check made from uv's
@@ -728,9 +810,10 @@ done
                 python_downloads: self.python_downloads,
             };
             let mut events = Vec::new();
+            let installer = Installer::Uv(self.uv.clone());
             let built = self
                 .cache
-                .build_choosing(&wanted, &self.uv, &mut |e| events.push(e));
+                .build_choosing(&wanted, &installer, &mut |e| events.push(e));
             let calls = fs::read_to_string(self.tools().join("calls")).unwrap_or_default();
             (built, events, calls.lines().map(str::to_owned).collect())
         }
