@@ -8,8 +8,10 @@ committed on 2022-05-20, in one batch stage. Each run, alternately:
   bodywork  a fresh BODYWORK_HOME, `bodywork workflow` of that commit: the
             environment is built cold, the Python chosen on the way (the
             stage log's `environment ready ... in N s (built KEY)`, which
-            covers the wheels-only try under the default Python, the checks
-            of the newer ones and the build under the one chosen)
+            covers asking the default Python who it is, the wheels-only
+            resolutions that choose (from uv's cache, or online with the
+            requirements as written when it has nothing), the build under
+            the one chosen and its check)
   by hand   `uv venv --python PY` + `uv pip install --exclude-newer DATE` of
             the same pins (and pip, setuptools<82, wheel, as every
             environment has), PY being the Python bodywork chose, given by

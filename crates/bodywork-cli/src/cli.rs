@@ -200,7 +200,8 @@ pub struct ResolveAsOfArg {
     pub resolve_as_of: Option<bodywork_runtime::AsOf>,
 }
 
-/// `--python VERSION|PATH` (or `BODYWORK_PYTHON`).
+/// `--python VERSION|PATH` (or `BODYWORK_PYTHON`) and
+/// `--no-python-downloads` (or `BODYWORK_PYTHON_DOWNLOADS=never`).
 #[derive(Debug, Args, Clone, Default)]
 pub struct PythonArg {
     /// The Python to build every stage's environment with: a version
@@ -209,6 +210,20 @@ pub struct PythonArg {
     /// installs every requirement from wheels when python3 cannot.
     #[arg(long, env = bodywork_stage::PYTHON_ENV, value_name = "VERSION|PATH")]
     pub python: Option<String>,
+    /// When no Python on this machine installs a stage's requirements from
+    /// wheels, do not let uv download one (a managed CPython of the newest
+    /// version that does, into bodywork's tools directory). Also
+    /// BODYWORK_PYTHON_DOWNLOADS=never.
+    #[arg(long)]
+    pub no_python_downloads: bool,
+}
+
+impl PythonArg {
+    /// `--no-python-downloads`, or `BODYWORK_PYTHON_DOWNLOADS` other than
+    /// `automatic` (`never`; a value that is neither counts as `never`).
+    pub fn no_python_downloads(&self) -> bool {
+        self.no_python_downloads || bodywork_stage::python_downloads_off_by_env()
+    }
 }
 
 #[derive(Debug, Args)]

@@ -346,6 +346,7 @@ impl Cluster {
             requirements: vec![requirements.to_string()],
             exclude_newer: date.map(str::to_owned),
             python_version: None,
+            python_downloads: false,
         };
         if let Err(e) = cache.ensure(&request, &mut |_| {}) {
             panic!(

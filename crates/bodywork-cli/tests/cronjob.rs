@@ -65,6 +65,7 @@ stages:
             .env("BODYWORK_HOME", self.home.path())
             .env("BODYWORK_CRON_SECONDS", "1")
             .env("BODYWORK_PYENV_INSTALLER", "pip")
+            .env("BODYWORK_PYTHON_DOWNLOADS", "never")
             .env("BODYWORK_GATEWAY_ADDR", "127.0.0.1:0")
             .env("NO_COLOR", "1")
             .env_remove("BODYWORK_RUNTIME")

@@ -369,3 +369,129 @@ fn a_cron_job_keeps_its_python_for_every_run() {
     let third = run();
     assert!(third.starts_with("3.9."), "{third}");
 }
+
+/// A uv that downloads nothing: it records each call, with
+/// `UV_PYTHON_DOWNLOADS` and `UV_PYTHON_INSTALL_DIR`, in `calls` beside
+/// it; numpy==1.22.3 resolves from wheels only for Python 3.99 (which no
+/// machine has), which is what it lists as a download; `python install`
+/// fails (nothing is downloaded), and so does everything else.
+const RECORDING_UV: &str = r#"#!/bin/sh
+echo "UV_PYTHON_DOWNLOADS=$UV_PYTHON_DOWNLOADS UV_PYTHON_INSTALL_DIR=$UV_PYTHON_INSTALL_DIR $*" >> "$(dirname "$0")/calls"
+case "$1 $2" in
+"pip compile")
+  case " $* " in *" --python-version 3.99 "*) echo "numpy==1.22.3"; exit 0 ;; esac
+  echo "  cause: Because numpy==1.22.3 has no usable wheels and you require numpy==1.22.3, we can conclude that your requirements are unsatisfiable." >&2
+  exit 1 ;;
+"python list")
+  echo '[{"version":"3.99.1","implementation":"cpython","variant":"default"}]'
+  exit 0 ;;
+esac
+echo "error: not in this test: $*" >&2
+exit 2
+"#;
+
+/// Issue 22, point 2: when no Python on the machine installs the pins from
+/// wheels, uv is asked to download the newest that does, into the home's
+/// tools directory, and only then; `--no-python-downloads` (on `workflow`,
+/// `stage`, ...) and `BODYWORK_PYTHON_DOWNLOADS=never` keep it from it,
+/// through the daemon and a direct stage alike. Every other uv command runs
+/// with `UV_PYTHON_DOWNLOADS=never`. A recording `uv` stands in: nothing is
+/// downloaded.
+#[test]
+fn uv_downloads_a_python_only_when_none_fits_and_the_flag_allows() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = tempfile::tempdir().unwrap();
+    let uv = fake.path().join("uv");
+    std::fs::write(&uv, RECORDING_UV).unwrap();
+    std::fs::set_permissions(&uv, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = std::env::join_paths(std::iter::once(fake.path().to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .unwrap();
+    let project_yaml = yaml(
+        "downloads",
+        "score",
+        "",
+        &[batch_stage(
+            "score",
+            "score/score.py",
+            60,
+            0,
+            "    requirements: [numpy==1.22.3]\n",
+        )],
+    );
+    // (Never run: the fake uv builds nothing.)
+    let score = "import numpy\n";
+    let (_project, url, _) = repo(
+        &[("bodywork.yaml", &project_yaml), ("score/score.py", score)],
+        MAY_2022,
+    );
+    let calls = || -> Vec<String> {
+        let text = std::fs::read_to_string(fake.path().join("calls")).unwrap_or_default();
+        std::fs::remove_file(fake.path().join("calls")).ok();
+        text.lines().map(str::to_owned).collect()
+    };
+    let downloads = |calls: &[String]| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| c.contains(" python install "))
+            .cloned()
+            .collect()
+    };
+
+    // A home with the fake uv first on PATH, downloads as `downloads`
+    // says, that ran the workflow once (which the fake uv fails).
+    let deployed = |downloads: &str| {
+        let home = TestHome::new()
+            .with_env("PATH", path.to_str().unwrap())
+            .with_env("BODYWORK_PYTHON_DOWNLOADS", downloads);
+        home.ok(&["setup-namespace", "downloads"]);
+        let run = home.run(&["workflow", "--namespace", "downloads", &url, "master"]);
+        (home, run)
+    };
+
+    // Allowed: the workflow's daemon asks uv for 3.99, into the tools dir.
+    let (home, run) = deployed("automatic");
+    assert_ne!(run.code, Some(0), "the fake uv builds nothing: {run}");
+    let made = calls();
+    let tools = home.root().join("tools/python");
+    assert_eq!(
+        downloads(&made),
+        [format!(
+            "UV_PYTHON_DOWNLOADS= UV_PYTHON_INSTALL_DIR={} python install --no-bin 3.99",
+            tools.display()
+        )],
+        "{made:#?}"
+    );
+    let others: Vec<_> = made
+        .iter()
+        .filter(|c| !c.contains(" python install "))
+        .collect();
+    assert!(others.len() > 2, "{made:#?}");
+    for call in others {
+        assert!(call.starts_with("UV_PYTHON_DOWNLOADS=never "), "{call}");
+    }
+    run.expect_output("uv could not download Python 3.99");
+
+    // Off: neither listed nor downloaded, and the log says why.
+    let off = home.run(&["stage", &url, "master", "score", "--no-python-downloads"]);
+    assert_ne!(off.code, Some(0), "{off}");
+    let made = calls();
+    assert!(downloads(&made).is_empty(), "{made:#?}");
+    assert!(
+        !made.iter().any(|c| c.contains(" python list")),
+        "{made:#?}"
+    );
+    assert!(
+        off.all().contains(
+            "and uv's download of a Python is off (--no-python-downloads, \
+             BODYWORK_PYTHON_DOWNLOADS=never); building from source"
+        ),
+        "{off}"
+    );
+    // The variable alone, through the daemon.
+    let (_never, run) = deployed("never");
+    assert_ne!(run.code, Some(0), "{run}");
+    assert!(downloads(&calls()).is_empty());
+    run.expect_output("uv's download of a Python is off");
+}

@@ -33,7 +33,7 @@ pub fn plan_manifests(
     plan: &WorkflowPlan,
     image: Option<&str>,
     resolve_as_of: Option<AsOf>,
-    python: Option<&str>,
+    python: manifests::PythonFlags<'_>,
 ) -> (Vec<Manifest>, Option<String>) {
     let (image, note) = manifests::resolve_image(&plan.docker_image, image);
     (
@@ -101,8 +101,11 @@ pub async fn dry_run(
             plan.namespace
         ));
     }
-    let (manifests, note) =
-        plan_manifests(&plan, image, opts.resolve_as_of, opts.python.as_deref());
+    let python = manifests::PythonFlags {
+        python: opts.python.as_deref(),
+        no_downloads: opts.no_python_downloads,
+    };
+    let (manifests, note) = plan_manifests(&plan, image, opts.resolve_as_of, python);
     notes.extend(note);
     Ok(DryRun { notes, manifests })
 }
@@ -169,6 +172,7 @@ pub async fn run(
         checkout_dir: tmp.path().join("checkout"),
         resolve_as_of: opts.resolve_as_of,
         python: opts.python.clone(),
+        no_python_downloads: opts.no_python_downloads,
     };
     run_workflow(runtime, &request, &KubeNames, log, cancel).await
 }

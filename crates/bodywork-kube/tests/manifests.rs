@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bodywork_config::{LoadOptions, load_project};
 use bodywork_kube::host::plan_manifests;
-use bodywork_kube::manifests::{self, Manifest, namespace_manifests, secret_manifest};
+use bodywork_kube::manifests::{self, Manifest, PythonFlags, namespace_manifests, secret_manifest};
 use bodywork_kube::to_yaml;
 use bodywork_plan::{PlanError, RunFacts, WorkflowPlan, plan_workflow};
 
@@ -118,7 +118,7 @@ fn assert_restricted(pod: &serde_json::Value, doc: &str) {
 fn project_snapshot(rel: &str) -> WorkflowPlan {
     let dir = repo_root().join(rel);
     let plan = plan(&dir);
-    let (manifests, _) = plan_manifests(&plan, None, None, None);
+    let (manifests, _) = plan_manifests(&plan, None, None, PythonFlags::default());
     let name = rel.replace('/', "__");
     snapshot(&format!("workflow__{name}"), &manifests);
     plan
@@ -127,7 +127,7 @@ fn project_snapshot(rel: &str) -> WorkflowPlan {
 #[test]
 fn example_serve_model() {
     let plan = project_snapshot("examples/serve-model");
-    let (m, note) = plan_manifests(&plan, None, None, None);
+    let (m, note) = plan_manifests(&plan, None, None, PythonFlags::default());
     // The seed's legacy image maps to ours, with a line saying so.
     assert!(note.unwrap().contains("bodyworkml/bodywork-core:latest"));
     let kinds: Vec<String> = m.iter().map(Manifest::describe).collect();
@@ -173,7 +173,12 @@ fn example_serve_model() {
 #[test]
 fn example_serve_model_with_image_override() {
     let plan = plan(&repo_root().join("examples/serve-model"));
-    let (m, note) = plan_manifests(&plan, Some("registry.example/bodywork:dev"), None, None);
+    let (m, note) = plan_manifests(
+        &plan,
+        Some("registry.example/bodywork:dev"),
+        None,
+        PythonFlags::default(),
+    );
     assert!(note.unwrap().contains("--image"));
     let Manifest::Deployment(d) = &m[0] else {
         unreachable!()
@@ -193,7 +198,7 @@ fn example_serve_model_with_image_override() {
 #[test]
 fn example_train_and_serve() {
     let plan = project_snapshot("examples/train-and-serve");
-    let (m, _) = plan_manifests(&plan, None, None, None);
+    let (m, _) = plan_manifests(&plan, None, None, PythonFlags::default());
     let Manifest::Job(job) = &m[0] else {
         panic!("first manifest is the training job")
     };
@@ -217,7 +222,7 @@ fn example_train_and_serve() {
 #[test]
 fn example_pipeline() {
     let plan = project_snapshot("examples/pipeline");
-    let (m, _) = plan_manifests(&plan, None, None, None);
+    let (m, _) = plan_manifests(&plan, None, None, PythonFlags::default());
     // run_on_failure is created only when the workflow fails.
     assert!(m.iter().all(|x| !x.describe().contains("on-failure")));
     let Some(Manifest::Job(report)) = m.iter().find(|x| x.describe().ends_with("--report")) else {
@@ -270,7 +275,7 @@ fn corpus_projects() {
 #[test]
 fn ingress_is_served_under_namespace_and_name() {
     let plan = plan(&repo_root().join("tests/corpus/good/classic-parallel-steps"));
-    let (m, _) = plan_manifests(&plan, None, None, None);
+    let (m, _) = plan_manifests(&plan, None, None, PythonFlags::default());
     let ingress = m
         .iter()
         .find_map(|x| match x {
@@ -397,29 +402,29 @@ fn cronjob() {
 fn resolve_as_of_and_python_reach_pods_and_cron_jobs() {
     let plan = plan(&repo_root().join("examples/train-and-serve"));
     let date = bodywork_runtime::AsOf::parse("2022-05-20T12:00:00Z").unwrap();
-    let (m, _) = plan_manifests(&plan, None, Some(date), Some("3.10"));
-    let mut containers = 0;
-    for manifest in &m {
-        let spec = match manifest {
-            Manifest::Job(job) => job.spec.as_ref().unwrap().template.spec.as_ref(),
-            Manifest::Deployment(d) => d.spec.as_ref().unwrap().template.spec.as_ref(),
-            _ => None,
-        };
-        for container in spec.map(|s| s.containers.as_slice()).unwrap_or_default() {
-            assert_eq!(container.command.as_deref().unwrap(), ["bodywork", "stage"]);
-            // After the stage's own (a service's --drain-seconds follow).
-            let args = container.args.as_deref().unwrap();
-            let given = [
-                "--resolve-as-of",
-                "2022-05-20T12:00:00Z",
-                "--python",
-                "3.10",
-            ];
-            assert!(args.windows(4).any(|w| w == given), "{args:?}");
-            containers += 1;
-        }
+    let (m, _) = plan_manifests(
+        &plan,
+        None,
+        Some(date),
+        PythonFlags {
+            python: Some("3.10"),
+            no_downloads: false,
+        },
+    );
+    let containers = stage_containers(&m);
+    assert_eq!(containers.len(), 2, "{m:?}");
+    for container in containers {
+        assert_eq!(container.command.as_deref().unwrap(), ["bodywork", "stage"]);
+        let args = container.args.as_deref().unwrap();
+        let flags = [
+            "--resolve-as-of",
+            "2022-05-20T12:00:00Z",
+            "--python",
+            "3.10",
+        ];
+        // (A service's pod ends with its --drain-seconds.)
+        assert!(args.windows(4).any(|w| w == flags), "{args:?}");
     }
-    assert_eq!(containers, 2, "{m:?}");
     snapshot("workflow__resolve_as_of", &m);
 
     let req = bodywork_runtime::CronJobSpec {
@@ -456,6 +461,53 @@ fn resolve_as_of_and_python_reach_pods_and_cron_jobs() {
     assert_eq!(manifests::cronjob_python(c).as_deref(), Some("3.10"));
 }
 
+/// The containers of the stages' Jobs and Deployments.
+fn stage_containers(m: &[Manifest]) -> Vec<&k8s_openapi::api::core::v1::Container> {
+    m.iter()
+        .filter_map(|manifest| match manifest {
+            Manifest::Job(job) => job.spec.as_ref()?.template.spec.as_ref(),
+            Manifest::Deployment(d) => d.spec.as_ref()?.template.spec.as_ref(),
+            _ => None,
+        })
+        .flat_map(|spec| spec.containers.iter())
+        .collect()
+}
+
+/// `--no-python-downloads` reaches every stage's pod and a detached run.
+#[test]
+fn no_python_downloads_reaches_pods_and_detached_runs() {
+    let plan = plan(&repo_root().join("examples/train-and-serve"));
+    let flags = PythonFlags {
+        python: None,
+        no_downloads: true,
+    };
+    let (m, _) = plan_manifests(&plan, None, None, flags);
+    let containers = stage_containers(&m);
+    assert_eq!(containers.len(), 2, "{m:?}");
+    for container in containers {
+        let args = container.args.as_deref().unwrap();
+        assert!(
+            args.iter().any(|a| a == "--no-python-downloads"),
+            "{args:?}"
+        );
+    }
+    let submission = bodywork_runtime::WorkflowSubmission {
+        repo: "https://github.com/bodywork-ml/bodywork-serve-model-project".into(),
+        python: Some("3.10".into()),
+        no_python_downloads: true,
+        ..Default::default()
+    };
+    let job = manifests::detached_job("async-workflow-1764108000", &submission, 1, None);
+    let args = job.spec.unwrap().template.spec.unwrap().containers[0]
+        .args
+        .clone()
+        .unwrap();
+    assert_eq!(
+        &args[args.len() - 3..],
+        ["--python", "3.10", "--no-python-downloads"]
+    );
+}
+
 #[test]
 fn detached_run() {
     // Bodywork 3's `create deployment --async`: a Job in Bodywork's own
@@ -484,14 +536,14 @@ fn edge_image_is_pulled_always() {
             .collect()
     };
     let plan = plan(&repo_root().join("examples/train-and-serve"));
-    let (m, _) = plan_manifests(&plan, Some(EDGE), None, None);
+    let (m, _) = plan_manifests(&plan, Some(EDGE), None, PythonFlags::default());
     assert_eq!(
         policies(&m),
         ["Always", "Always"],
         "the Job and the Deployment"
     );
     snapshot("workflow__edge_image", &m);
-    let (m, _) = plan_manifests(&plan, None, None, None);
+    let (m, _) = plan_manifests(&plan, None, None, PythonFlags::default());
     assert_eq!(policies(&m), ["IfNotPresent", "IfNotPresent"]);
 
     let req = bodywork_runtime::CronJobSpec {

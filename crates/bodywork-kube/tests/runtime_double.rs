@@ -115,6 +115,7 @@ fn ctx(commit: &str) -> RunContext {
         docker_image: "bodyworkml/bodywork-core:latest".into(),
         resolution: Default::default(),
         python: None,
+        no_python_downloads: false,
     }
 }
 

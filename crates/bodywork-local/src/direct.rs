@@ -59,6 +59,9 @@ pub struct DirectStage {
     /// `--python`: the Python to build the stage's environment with (a
     /// version such as `3.10`, or an interpreter's path).
     pub python: Option<String>,
+    /// `--no-python-downloads`: uv downloads no Python when none on the
+    /// machine fits.
+    pub no_python_downloads: bool,
 }
 
 /// Why the stage could not be run.
@@ -148,6 +151,7 @@ pub async fn run_stage(
         stage,
         resolution,
         what.python.as_deref(),
+        what.no_python_downloads,
         &checkout.commit,
         log,
     )

@@ -96,6 +96,7 @@ impl LocalRuntime {
             stage,
             ctx.resolution,
             ctx.python.as_deref(),
+            ctx.no_python_downloads,
             &ctx.commit,
             log,
         )

@@ -31,6 +31,7 @@ fn main() {
         requirements,
         exclude_newer: None,
         python_version: None,
+        python_downloads: false,
     };
     let timed = || {
         let t = Instant::now();

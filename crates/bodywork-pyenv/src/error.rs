@@ -114,6 +114,9 @@ pub struct NoWheels {
     pub tried: Vec<String>,
     /// Every interpreter found, `X.Y.Z (path)`.
     pub found: Vec<String>,
+    /// Why no Python was downloaded: downloads off, none fits, or the
+    /// download failed.
+    pub downloads: String,
     /// `X.Y.Z` of the default interpreter, built under at last.
     pub default: String,
     /// The normalised requirements.
@@ -126,10 +129,11 @@ impl std::fmt::Display for NoWheels {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&quoted(
             &format!(
-                "{} has no wheel for any Python found (tried {}; interpreters found: {}), and installing the requirements ({}) under Python {} with source builds failed",
+                "{} has no wheel for any Python found (tried {}; interpreters found: {}), {}, and installing the requirements ({}) under Python {} with source builds failed",
                 self.package,
                 self.tried.join(", "),
                 list_or_none(&self.found),
+                self.downloads,
                 self.requirements.join(", "),
                 self.default
             ),
@@ -191,6 +195,7 @@ mod tests {
                 "3.13.0 (/p/3.13.0/bin/python3.13)".into(),
                 "3.11.7 (/p/3.11.7/bin/python3.11)".into(),
             ],
+            downloads: "uv's download of a Python is off (--no-python-downloads)".into(),
             default: "3.11.7".into(),
             requirements: vec!["numpy==1.22.3".into()],
             lines: vec!["error: Failed to build `numpy==1.22.3`".into()],
@@ -199,6 +204,7 @@ mod tests {
             err.to_string(),
             "numpy==1.22.3 has no wheel for any Python found (tried 3.11.7, 3.13.0; \
              interpreters found: 3.13.0 (/p/3.13.0/bin/python3.13), 3.11.7 (/p/3.11.7/bin/python3.11)), \
+             uv's download of a Python is off (--no-python-downloads), \
              and installing the requirements (numpy==1.22.3) under Python 3.11.7 with source builds failed:\n  \
              error: Failed to build `numpy==1.22.3`"
         );

@@ -125,6 +125,7 @@ impl Installer {
         let How {
             exclude_newer,
             only_binary,
+            no_deps,
         } = how;
         let python = env_python(dir);
         let mut applied = Applied {
@@ -140,6 +141,9 @@ impl Installer {
                 }
                 if only_binary {
                     cmd.args(["--only-binary", ":all:"]);
+                }
+                if no_deps {
+                    cmd.arg("--no-deps");
                 }
                 cmd
             }
@@ -164,6 +168,12 @@ impl Installer {
                 };
                 let mut cmd = pip_command(&python, dir);
                 cmd.args(["-m", "pip", "install", "--no-color"]);
+                if no_deps {
+                    cmd.arg("--no-deps");
+                }
+                if only_binary {
+                    cmd.args(["--only-binary", ":all:"]);
+                }
                 if let Some(date) = date {
                     // The venv's own pip and setuptools (ensurepip's, or the
                     // upgraded pip) would otherwise satisfy the base
@@ -192,12 +202,14 @@ impl Installer {
     }
 }
 
-/// How an install resolves: as of a date (`None`: now), and from wheels
-/// only or not.
+/// How an install resolves: as of a date (`None`: now), from wheels only
+/// or not, and whether the file is a resolution already made (every
+/// package pinned: `--no-deps`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct How<'a> {
     pub exclude_newer: Option<&'a str>,
     pub only_binary: bool,
+    pub no_deps: bool,
 }
 
 /// The date an install applied (`None`: as of now) and, when that is not
@@ -263,25 +275,32 @@ pub(crate) fn env_python(dir: &Path) -> PathBuf {
 pub(crate) struct Verified {
     /// `site-packages`, relative to the environment directory.
     pub site_packages: PathBuf,
+    /// `X.Y.Z` of the environment's interpreter.
+    pub version: Option<String>,
     /// Every distribution installed, `name==version` (PEP 503 names),
     /// sorted and unique.
     pub packages: Vec<String>,
 }
 
-/// What the environment's interpreter is asked: its prefix, its
-/// site-packages and the distributions installed (tab-separated, tagged).
-const VERIFY_SCRIPT: &str = r#"import site, sys
+/// What the environment's interpreter is asked, in the one process that
+/// checks it: its prefix, its version, its site-packages and the
+/// distributions in them, read from the names of their `.dist-info` (and
+/// `.egg-info`) directories, `NAME-VERSION[-…]`, which is quicker than
+/// importing `importlib.metadata` (tab-separated, tagged lines).
+const VERIFY_SCRIPT: &str = r#"import os, site, sys
 print('prefix\t' + sys.prefix)
+print('version\t%d.%d.%d' % sys.version_info[:3])
 for p in site.getsitepackages():
     print('site\t' + p)
-try:
-    import importlib.metadata as md
-except ImportError:
-    md = None
-for d in (md.distributions() if md else []):
-    name = d.metadata['Name']
-    if name:
-        print('dist\t%s\t%s' % (name, d.version))
+    try:
+        names = os.listdir(p)
+    except OSError:
+        names = []
+    for n in names:
+        stem = n[:-10] if n.endswith('.dist-info') else n[:-9] if n.endswith('.egg-info') else None
+        parts = stem.split('-') if stem else []
+        if len(parts) >= 2 and parts[0] and parts[1]:
+            print('dist\t%s\t%s' % (parts[0], parts[1]))
 "#;
 
 /// Check that the environment's interpreter runs and lives in `dir`, and
@@ -325,6 +344,7 @@ pub(crate) fn verify_env(dir: &Path) -> Result<Verified, EnvError> {
         .ok_or_else(|| broken("it has no site-packages directory".to_owned()))?;
     Ok(Verified {
         site_packages,
+        version: answer.version,
         packages: answer.packages,
     })
 }
@@ -333,6 +353,7 @@ pub(crate) fn verify_env(dir: &Path) -> Result<Verified, EnvError> {
 #[derive(Debug, Default, PartialEq, Eq)]
 struct VerifyAnswer {
     prefix: Option<PathBuf>,
+    version: Option<String>,
     site: Vec<PathBuf>,
     packages: Vec<String>,
 }
@@ -343,6 +364,7 @@ fn parse_verify(stdout: &str) -> VerifyAnswer {
         let mut fields = line.trim_end_matches(['\r', '\n']).split('\t');
         match (fields.next(), fields.next(), fields.next()) {
             (Some("prefix"), Some(p), None) => answer.prefix = Some(PathBuf::from(p.trim())),
+            (Some("version"), Some(v), None) => answer.version = Some(v.trim().to_owned()),
             (Some("site"), Some(p), None) => answer.site.push(PathBuf::from(p.trim())),
             (Some("dist"), Some(name), Some(version)) => answer.packages.push(format!(
                 "{}=={}",
@@ -500,7 +522,7 @@ fn run(cmd: &mut Command, tool: &str, on_line: &mut dyn FnMut(&str)) -> Result<F
 /// A uv command: its cache in the bodywork home, plain output, no Python
 /// downloads, run from the environments directory so no project or
 /// `uv.toml` in the daemon's working directory applies.
-fn uv_command(uv: &Path, uv_cache: &Path, env_dir: &Path) -> Command {
+pub(crate) fn uv_command(uv: &Path, uv_cache: &Path, env_dir: &Path) -> Command {
     let mut cmd = Command::new(uv);
     cmd.env("UV_CACHE_DIR", uv_cache)
         .env("NO_COLOR", "1")
@@ -517,7 +539,7 @@ fn uv_command(uv: &Path, uv_cache: &Path, env_dir: &Path) -> Command {
 
 /// A Python/pip command with pip's chatter about versions and root off,
 /// run from the parent of `work_dir` (the directory being built).
-fn pip_command(python: &Path, work_dir: &Path) -> Command {
+pub(crate) fn pip_command(python: &Path, work_dir: &Path) -> Command {
     let mut cmd = Command::new(python);
     cmd.env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
         .env("PIP_NO_INPUT", "1")
@@ -619,11 +641,12 @@ mod tests {
     #[test]
     fn the_verify_answer_gives_prefix_site_packages_and_a_sorted_lock() {
         let answer = parse_verify(
-            "prefix\t/h/envs/k\nsite\t/h/envs/k/lib/python3.11/site-packages\n\
+            "prefix\t/h/envs/k\nversion\t3.11.7\nsite\t/h/envs/k/lib/python3.11/site-packages\n\
              dist\tWerkzeug\t2.1.2\ndist\tFlask\t2.1.2\ndist\tzope.interface\t5.4\n\
              dist\tflask\t2.1.2\nnoise line\n",
         );
         assert_eq!(answer.prefix, Some(PathBuf::from("/h/envs/k")));
+        assert_eq!(answer.version.as_deref(), Some("3.11.7"));
         assert_eq!(
             answer.site,
             vec![PathBuf::from("/h/envs/k/lib/python3.11/site-packages")]

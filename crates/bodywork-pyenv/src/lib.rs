@@ -23,6 +23,23 @@
 //! distribution as `name==version`, the interpreter and the date actually
 //! used, in the marker, so `list` shows what a stage ran with.
 //!
+//! # The Python, when none is asked for
+//! The default interpreter's resolution of the requirements from wheels
+//! only is made from uv's cache (`uv pip compile --offline`) before
+//! anything is built; when a package has no wheel for it, the machine's
+//! other interpreters are checked the same way, several at once, and the
+//! newest that passes builds the environment (see `cache/choice.rs`); when
+//! none does and downloads are allowed, uv downloads a managed CPython of
+//! the newest `X.Y` that resolves into the tools directory. An
+//! environment whose resolution came from uv's cache is installed from it
+//! (`--no-deps`, fetching each locked package's index page once) and kept
+//! only if resolving again, now that those pages are fresh, gives the same
+//! lock; otherwise, and when uv's cache cannot tell, uv resolves online as
+//! the install goes. Verdicts are remembered in `envs/.verdicts`. With pip,
+//! the same choice is made with `pip install --dry-run --only-binary :all:`
+//! (the default's pip; `--python-version X.Y` for the others), online, one
+//! at a time, and no Python is downloaded.
+//!
 //! # On-disk protocol (why environments are built in place)
 //! Virtual environments contain absolute paths: the `activate` scripts and
 //! the shebangs of every console script that pip/uv install (`gunicorn`,
@@ -57,6 +74,7 @@
 //! build and recorded in the marker.
 
 mod cache;
+mod downloads;
 mod error;
 mod installer;
 mod marker;
@@ -69,6 +87,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 pub use cache::EnvCache;
+pub use downloads::{PYTHON_DOWNLOADS_ENV, python_downloads_allowed};
 pub use error::{EnvError, NoWheels};
 pub use installer::UPLOADED_PRIOR_TO_PIP;
 pub use installer::{INSTALLER_ENV, InstallerPreference, UV_REQUIREMENT, bootstrap_uv};
@@ -92,9 +111,16 @@ pub struct EnvRequest {
     /// machine's interpreters (see [`EnvCache::interpreters`]); ignored
     /// when `python` is given. With neither, the default interpreter is
     /// used unless the requirements cannot be installed from wheels under
-    /// it (uv only): then the newest interpreter found that installs them
+    /// it: then the newest interpreter found that installs them
     /// all from wheels ([`EnvEvent::PythonChosen`] says which and why).
     pub python_version: Option<String>,
+    /// When no interpreter found installs every requirement from wheels
+    /// (uv, no Python asked for): whether uv may download a managed
+    /// CPython of the newest `X.Y` that does, into the tools directory
+    /// (`false`, the default: none is downloaded; the stage runner allows
+    /// it unless `--no-python-downloads` or `BODYWORK_PYTHON_DOWNLOADS=never`
+    /// says otherwise). No other uv command ever downloads a Python.
+    pub python_downloads: bool,
 }
 
 /// What an environment was resolved to: recorded when it is built.

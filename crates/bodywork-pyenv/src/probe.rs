@@ -31,11 +31,6 @@ pub(crate) struct Interpreter {
 }
 
 impl Interpreter {
-    /// `X.Y.Z (path)`, as errors list interpreters.
-    pub(crate) fn describe(&self) -> String {
-        format!("{} ({})", self.version_triple, self.executable.display())
-    }
-
     /// The interpreter's part of the environment key.
     pub(crate) fn identity(&self) -> String {
         format!("{}\n{}", self.version, self.executable.display())

@@ -86,6 +86,7 @@ fn empty_requirements_env_is_built_then_reused_quickly() {
         requirements: vec!["# nothing here".into(), "   ".into()],
         exclude_newer: None,
         python_version: None,
+        python_downloads: false,
     };
     let third = other.ensure(&reqs, &mut |_| {}).unwrap();
     assert!(third.reused);
@@ -285,6 +286,7 @@ fn prune_removes_unused_environments_and_leftovers() {
                 requirements: vec![],
                 exclude_newer: None,
                 python_version: None,
+                python_downloads: false,
             },
             &mut |_| {},
         )
@@ -316,6 +318,7 @@ fn missing_interpreter_is_a_readable_error() {
                 requirements: vec!["six".into()],
                 exclude_newer: None,
                 python_version: None,
+                python_downloads: false,
             },
             &mut |_| {},
         )

@@ -19,6 +19,7 @@ fn installs_a_real_package_with_uv_and_shares_it() {
                 requirements: vec!["SIX == 1.16.0  # tiny".into()],
                 exclude_newer: None,
                 python_version: None,
+                python_downloads: false,
             },
             &mut events.callback(),
         )
@@ -40,6 +41,7 @@ fn installs_a_real_package_with_uv_and_shares_it() {
                 requirements: vec!["six==1.16.0".into()],
                 exclude_newer: None,
                 python_version: None,
+                python_downloads: false,
             },
             &mut |_| {},
         )
@@ -59,6 +61,7 @@ fn nonexistent_package_error(preference: InstallerPreference) -> EnvError {
                 requirements: vec!["no-such-package-bodywork-test==1.0".into()],
                 exclude_newer: None,
                 python_version: None,
+                python_downloads: false,
             },
             &mut |_| {},
         )
@@ -161,6 +164,7 @@ fn a_pinned_base_package_is_the_stage_s_own() {
                 requirements: vec!["setuptools==80.9.0".into()],
                 exclude_newer: None,
                 python_version: None,
+                python_downloads: false,
             },
             &mut |_| {},
         )
@@ -185,6 +189,7 @@ fn resolves_as_of_a_date(preference: InstallerPreference) {
         requirements: vec!["six".into()],
         exclude_newer: Some("2022-05-20T12:00:00Z".into()),
         python_version: None,
+        python_downloads: false,
     };
     let env = cache.ensure(&dated, &mut |_| {}).unwrap();
     assert!(!env.reused);
@@ -251,4 +256,68 @@ fn uv_resolves_as_of_a_date_and_records_the_lock() {
 #[test]
 fn pip_resolves_as_of_a_date_and_records_the_lock() {
     resolves_as_of_a_date(InstallerPreference::Pip);
+}
+
+/// Issue 22, point 2, without uv: numpy 1.22.3 has no wheels for Python
+/// 3.11 and later (the default `python3` here), so pip's dry runs choose
+/// the machine's 3.10 (pyenv's), which builds the environment from wheels,
+/// as of the seed's date; the log line is uv's.
+#[test]
+fn pip_chooses_a_python_the_pins_have_wheels_for() {
+    let home = new_home();
+    let cache = cache(&home, InstallerPreference::Pip);
+    let default = python_says(
+        std::path::Path::new("python3"),
+        "import sys; print('%d.%d' % sys.version_info[:2])",
+    );
+    let found: Vec<String> = cache.interpreters().into_iter().map(|(v, _)| v).collect();
+    let minor: u32 = default
+        .strip_prefix("3.")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        minor >= 11,
+        "this test needs python3 of 3.11 or later, not {default}"
+    );
+    assert!(
+        found.iter().any(|v| v.starts_with("3.10.")),
+        "this test needs a Python 3.10 (pyenv install 3.10): found {found:?}"
+    );
+    let events = Recorder::default();
+    let env = cache
+        .ensure(
+            &EnvRequest {
+                requirements: vec!["numpy==1.22.3".into()],
+                exclude_newer: Some("2022-05-20T12:00:00Z".into()),
+                ..EnvRequest::default()
+            },
+            &mut events.callback(),
+        )
+        .unwrap();
+    assert!(env.lock.python_version.starts_with("3.10."), "{env:?}");
+    let chosen: Vec<_> = events
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            bodywork_pyenv::EnvEvent::PythonChosen(line) => Some(line),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        chosen,
+        [format!(
+            "numpy==1.22.3 has no wheel for Python {default}; using Python {}",
+            env.lock.python_version
+        )]
+    );
+    assert_eq!(
+        python_says(&env.python, "import numpy; print(numpy.__version__)"),
+        "1.22.3"
+    );
+    let packages = env.lock.packages.clone().unwrap();
+    assert!(
+        packages.contains(&"numpy==1.22.3".to_owned()),
+        "{packages:?}"
+    );
+    assert_eq!(cache.list().unwrap()[0].installer, "pip");
 }

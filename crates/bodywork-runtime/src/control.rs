@@ -38,6 +38,10 @@ pub struct WorkflowSubmission {
     /// `--python VERSION|PATH`: the Python every stage is built with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python: Option<String>,
+    /// `--no-python-downloads` (or `BODYWORK_PYTHON_DOWNLOADS=never`): uv
+    /// downloads no Python when none on the machine fits.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_python_downloads: bool,
 }
 
 /// A workflow run to follow attached: what to run, where every log event

@@ -95,6 +95,9 @@ pub struct RunContext {
     /// `--python VERSION`: the Python every stage's environment is built
     /// with, instead of the default one (or the one chosen for wheels).
     pub python: Option<String>,
+    /// `--no-python-downloads`: uv downloads no Python for a stage when
+    /// none on the machine fits.
+    pub no_python_downloads: bool,
 }
 
 /// What a secret holds: keys (environment variable names) to values.

@@ -34,4 +34,4 @@ pub use attempts::{AttemptHook, Batch, BatchError, NoHook, run_batch};
 pub use command::{CommandError, command};
 pub use outcome::Outcome;
 pub use process::{Attach, LineSink, Output, ProcessId, StageCommand, run_to_end};
-pub use python::{PYTHON_ENV, PythonError, ensure_python};
+pub use python::{PYTHON_ENV, PythonError, ensure_python, python_downloads_off_by_env};

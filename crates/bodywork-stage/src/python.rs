@@ -30,7 +30,9 @@ pub enum PythonError {
 /// The stage's environment from `cache` (built when missing), with the
 /// Python `python` names (`--python`: a version such as `3.10`, or a path),
 /// else `BODYWORK_PYTHON` (the same), else the default one or the one
-/// chosen because a package has no wheel for it; its requirements
+/// chosen because a package has no wheel for it (one uv downloads when
+/// none on the machine fits, unless `no_python_downloads` or
+/// `BODYWORK_PYTHON_DOWNLOADS=never` says not to); its requirements
 /// resolved as `resolution` says (`commit` is what it names). Progress goes
 /// to `log`, and so do the stage's first lines about its environment,
 /// whether built or reused: the date resolved as of, then the environment
@@ -40,6 +42,7 @@ pub async fn ensure_python(
     stage: &StagePlan,
     resolution: Resolution,
     python: Option<&str>,
+    no_python_downloads: bool,
     commit: &str,
     log: &Log,
 ) -> Result<Env, PythonError> {
@@ -57,6 +60,7 @@ pub async fn ensure_python(
         requirements: stage.requirements.clone(),
         exclude_newer: resolution.as_of.exclude_newer(),
         python_version,
+        python_downloads: !no_python_downloads && downloads_allowed_by_env(log),
     };
     log.log(
         Level::Info,
@@ -97,7 +101,7 @@ fn lock_lines(stage: &str, env: &Env, elapsed: Duration) -> Vec<(Level, String)>
             env.key
         )
     } else {
-        format!("in {:.1}s (built {})", elapsed.as_secs_f64(), env.key)
+        format!("in {:.2}s (built {})", elapsed.as_secs_f64(), env.key)
     };
     let as_of = env.lock.exclude_newer.as_deref().unwrap_or("now");
     let mut lines = vec![(
@@ -129,6 +133,33 @@ fn lock_lines(stage: &str, env: &Env, elapsed: Duration) -> Vec<(Level, String)>
 /// The variable that names the Python of every stage's environment (a
 /// version, `3.10`, or an interpreter's path) when `--python` is not given.
 pub const PYTHON_ENV: &str = "BODYWORK_PYTHON";
+
+/// Whether `BODYWORK_PYTHON_DOWNLOADS` turns uv's download of a Python off:
+/// `never`, or a value that is not `automatic`.
+pub fn python_downloads_off_by_env() -> bool {
+    std::env::var(bodywork_pyenv::PYTHON_DOWNLOADS_ENV)
+        .is_ok_and(|v| bodywork_pyenv::python_downloads_allowed(&v) != Some(true))
+}
+
+/// Whether `BODYWORK_PYTHON_DOWNLOADS` allows uv's download of a Python
+/// (unset: yes); a value that is neither `never` nor `automatic` is said
+/// and allows none.
+fn downloads_allowed_by_env(log: &Log) -> bool {
+    let Ok(value) = std::env::var(bodywork_pyenv::PYTHON_DOWNLOADS_ENV) else {
+        return true;
+    };
+    bodywork_pyenv::python_downloads_allowed(&value).unwrap_or_else(|| {
+        log.log(
+            Level::Warning,
+            LOGGER,
+            &format!(
+                "{} is `{value}`, not `never` or `automatic`: uv downloads no Python",
+                bodywork_pyenv::PYTHON_DOWNLOADS_ENV
+            ),
+        );
+        false
+    })
+}
 
 /// The line shown for an installer event of stage `stage`, if any.
 fn progress_line(stage: &str, event: EnvEvent) -> Option<String> {
@@ -242,7 +273,7 @@ mod tests {
         );
         assert_eq!(
             built[0].1,
-            "environment ready for stage=serve in 3.1s (built 0123456789abcdef): \
+            "environment ready for stage=serve in 3.10s (built 0123456789abcdef): \
              Python 3.11.7, resolved as of now"
         );
         assert_eq!(

@@ -45,6 +45,8 @@ pub struct WorkflowRequest {
     pub resolve_as_of: Option<AsOf>,
     /// `--python`: the Python every stage's environment is built with.
     pub python: Option<String>,
+    /// `--no-python-downloads`: uv downloads no Python for a stage.
+    pub no_python_downloads: bool,
 }
 
 /// What a finished (successful) run did.
@@ -197,6 +199,7 @@ pub async fn run_workflow(
         docker_image: plan.docker_image.clone(),
         resolution: resolution(&checkout, req.resolve_as_of),
         python: req.python.clone(),
+        no_python_downloads: req.no_python_downloads,
     };
     info(
         log,

@@ -209,6 +209,7 @@ fn setup(secrets: bool) -> Setup {
         checkout_dir: tmp.path().join("checkout"),
         resolve_as_of: None,
         python: None,
+        no_python_downloads: false,
     };
     Setup { _tmp: tmp, req }
 }

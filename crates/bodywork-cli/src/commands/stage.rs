@@ -58,6 +58,7 @@ pub fn run(args: &StageArgs) -> Outcome {
         commit: args.commit.clone(),
         resolve_as_of: args.resolve.resolve_as_of,
         python: args.python.python.clone(),
+        no_python_downloads: args.python.no_python_downloads(),
     };
     crate::run_stages_under_reaper();
     let log: Log = Arc::new(StderrLog {

@@ -110,6 +110,7 @@ fn checked(
         secrets_group,
         resolve_as_of: args.resolve.resolve_as_of,
         python: args.python.python.clone(),
+        no_python_downloads: args.python.no_python_downloads(),
     };
     Ok((submission, env_key))
 }

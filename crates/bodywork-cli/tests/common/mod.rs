@@ -121,13 +121,15 @@ impl TestHome {
         self.dir.path()
     }
 
-    /// `bodywork ARGS...` with this home, no colour, the shared uv on PATH.
+    /// `bodywork ARGS...` with this home, no colour, the shared uv on PATH,
+    /// and no Python downloaded by uv (no test downloads one).
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin());
         cmd.args(args)
             .env("BODYWORK_HOME", self.root())
             .env("PATH", &self.path)
             .env("NO_COLOR", "1")
+            .env("BODYWORK_PYTHON_DOWNLOADS", "never")
             .env("BODYWORK_GATEWAY_ADDR", "127.0.0.1:0")
             .env("BODYWORK_UV_CACHE_DIR", shared_uv_cache())
             .env("BODYWORK_LOOPBACK_BLOCK", self.block.to_string())

@@ -76,7 +76,10 @@ pub fn cronjob_manifest(req: &bodywork_runtime::CronJobSpec, image: Option<&str>
     }
     args.extend(super::workloads::environment_args(
         req.resolve_as_of,
-        req.python.as_deref(),
+        super::PythonFlags {
+            python: req.python.as_deref(),
+            no_downloads: false,
+        },
     ));
     let labels = labels(&[(CRONJOB_LABEL, req.name.as_str())]);
     let history = i32::try_from(req.history_limit).unwrap_or(i32::MAX);
@@ -202,7 +205,10 @@ pub fn detached_job(
     }
     args.extend(super::workloads::environment_args(
         submission.resolve_as_of,
-        submission.python.as_deref(),
+        super::PythonFlags {
+            python: submission.python.as_deref(),
+            no_downloads: submission.no_python_downloads,
+        },
     ));
     let labels = labels(&[(DETACHED_LABEL, name)]);
     let namespace = bodywork_runtime::groups::GROUPS_NAMESPACE;

@@ -198,8 +198,32 @@ pub struct Target<'a> {
     /// `--resolve-as-of`, passed on to every stage's `bodywork stage`
     /// (without it, a pod resolves as of the commit's date, as the run did).
     pub resolve_as_of: Option<AsOf>,
-    /// `--python`, passed on to every stage's `bodywork stage`.
+    /// `--python` and `--no-python-downloads`, passed on to every stage's
+    /// `bodywork stage`.
+    pub python: PythonFlags<'a>,
+}
+
+/// A run's `--python VERSION|PATH` and `--no-python-downloads`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PythonFlags<'a> {
+    /// `--python VERSION|PATH`.
     pub python: Option<&'a str>,
+    /// `--no-python-downloads`.
+    pub no_downloads: bool,
+}
+
+impl PythonFlags<'_> {
+    /// The flags as a pod, cron job or detached run is given them.
+    pub(crate) fn args(self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(python) = self.python {
+            args.extend([workloads::PYTHON_OPTION.to_string(), python.to_string()]);
+        }
+        if self.no_downloads {
+            args.push("--no-python-downloads".to_string());
+        }
+        args
+    }
 }
 
 impl<'a> Target<'a> {
@@ -212,7 +236,7 @@ impl<'a> Target<'a> {
             branch: plan.branch.as_deref(),
             commit: &plan.commit,
             resolve_as_of: None,
-            python: None,
+            python: PythonFlags::default(),
         }
     }
 }

@@ -30,8 +30,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::{
     BODYWORK3_APP, BODYWORK3_BRANCH_LABEL, BODYWORK3_COMMIT_LABEL, BODYWORK3_PORT_ANNOTATION,
     BODYWORK3_PROJECT_LABEL, BODYWORK3_STAGE_LABEL, BRANCH_ANNOTATION, COMMIT_LABEL,
-    INGRESS_ANNOTATION, Manifest, NAME_LABEL, PROJECT_LABEL, REPO_ANNOTATION, RESOURCE_ANNOTATION,
-    STAGE_LABEL, STAGES_ACCOUNT, Target, label_value, labels, meta,
+    INGRESS_ANNOTATION, Manifest, NAME_LABEL, PROJECT_LABEL, PythonFlags, REPO_ANNOTATION,
+    RESOURCE_ANNOTATION, STAGE_LABEL, STAGES_ACCOUNT, Target, label_value, labels, meta,
 };
 
 /// Everything a workflow run applies, stage by stage in DAG order (the
@@ -40,7 +40,7 @@ pub fn workflow_manifests(
     plan: &WorkflowPlan,
     image: &str,
     resolve_as_of: Option<AsOf>,
-    python: Option<&str>,
+    python: PythonFlags<'_>,
 ) -> Vec<Manifest> {
     let run = &Target {
         resolve_as_of,
@@ -60,14 +60,16 @@ pub fn workflow_manifests(
 }
 
 /// `--resolve-as-of DATE` when one was asked for: a pod then resolves as the
-/// run did (without it, as of the commit it fetches); `--python P` when one
-/// was asked for, the Python it builds with (without it, the image's
+/// run did (without it, as of the commit it fetches); then `--python P` and
+/// `--no-python-downloads` when asked for (without them, the image's
 /// python3, or the one it chooses for wheels). What a pod, a cron job and a
 /// detached run are given.
-pub(crate) fn environment_args(resolve_as_of: Option<AsOf>, python: Option<&str>) -> Vec<String> {
+pub(crate) fn environment_args(
+    resolve_as_of: Option<AsOf>,
+    python: PythonFlags<'_>,
+) -> Vec<String> {
     let resolve = resolve_as_of.map(|a| [RESOLVE_OPTION.to_string(), a.arg()]);
-    let python = python.map(|p| [PYTHON_OPTION.to_string(), p.to_string()]);
-    resolve.into_iter().chain(python).flatten().collect()
+    resolve.into_iter().flatten().chain(python.args()).collect()
 }
 
 /// The flag that carries a run's `--resolve-as-of` into a pod, a cron job

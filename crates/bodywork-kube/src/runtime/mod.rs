@@ -42,7 +42,7 @@ use watch::{Waited, await_condition};
 
 use crate::errors::{Action, failing_watch, map_error, map_watch_error};
 use crate::manifests::Waits;
-use crate::manifests::{self, MANAGED_BY, Manifest, Target};
+use crate::manifests::{self, MANAGED_BY, Manifest, PythonFlags, Target};
 use crate::retry::RetryPolicy;
 
 /// The field manager of bodywork's server-side applies.
@@ -482,7 +482,10 @@ fn target_of(ctx: &RunContext) -> Target<'_> {
         branch: ctx.branch.as_deref(),
         commit: &ctx.commit,
         resolve_as_of: ctx.resolution.requested(),
-        python: ctx.python.as_deref(),
+        python: PythonFlags {
+            python: ctx.python.as_deref(),
+            no_downloads: ctx.no_python_downloads,
+        },
     }
 }
 

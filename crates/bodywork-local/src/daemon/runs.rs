@@ -354,6 +354,7 @@ pub(crate) async fn execute_run(
         checkout_dir: daemon.home().checkout(id),
         resolve_as_of: submission.resolve_as_of,
         python: submission.python,
+        no_python_downloads: submission.no_python_downloads,
     };
     let hooks = Hooks { daemon, run: id };
     let result = controller(&daemon.runtime, &request, &hooks, &log, &cancel).await;

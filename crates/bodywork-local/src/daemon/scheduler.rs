@@ -156,6 +156,7 @@ impl DueRun {
             secrets_group: job.spec.secrets_group.clone(),
             resolve_as_of: job.spec.resolve_as_of,
             python: job.spec.python.clone(),
+            no_python_downloads: false,
         };
         DueRun {
             job,
