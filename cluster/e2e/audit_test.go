@@ -43,24 +43,26 @@ var refusedPodsOnPurpose = map[string]string{
 	"plain": "the PodSecurity test's control pod",
 }
 
-// kind says why a refused request is no fault of any actor, or "" when it
-// is one.
-func kind(ev *auditEvent) string {
+// excuse says why a refused request is no fault of any actor, or "" when
+// it is one.
+func excuse(ev *auditEvent) string {
 	user := ev.User.Username
-	switch {
-	case strings.HasPrefix(user, "system:serviceaccount:") && refusedOnPurpose[user[strings.LastIndex(user, ":")+1:]] != "":
-		// Service accounts are system:serviceaccount:NAMESPACE:NAME; the
-		// namespaces are the tests' own, made fresh each run.
-		return "on purpose"
-	case ev.ObjectRef != nil && ev.ObjectRef.Resource == "pods" && refusedPodsOnPurpose[ev.ObjectRef.Name] != "" &&
-		strings.Contains(ev.RequestURI, "fieldManager=kubectl-run"):
-		return "on purpose"
-	case strings.HasPrefix(user, "system:serviceaccount:kube-system:") && ev.decision() == "allow" &&
-		strings.HasSuffix(ev.ResponseStatus.Message, "because it is being terminated"):
-		// The NamespaceLifecycle admission plugin refusing a controller of
-		// the control plane (the ReplicaSet controller, the root CA
-		// publisher) that creates in a namespace a test is deleting: a
-		// race Kubernetes settles itself, not a missing permission.
+	// Service accounts are system:serviceaccount:NAMESPACE:NAME; the
+	// namespaces are the tests' own, made fresh each run.
+	if why := refusedOnPurpose[user[strings.LastIndex(user, ":")+1:]]; why != "" && strings.HasPrefix(user, "system:serviceaccount:") {
+		return why
+	}
+	if r := ev.ObjectRef; r != nil && r.Resource == "pods" && strings.Contains(ev.RequestURI, "fieldManager=kubectl-run") {
+		if why := refusedPodsOnPurpose[r.Name]; why != "" {
+			return why
+		}
+	}
+	// The NamespaceLifecycle admission plugin refusing a controller of the
+	// control plane (the ReplicaSet controller, the root CA publisher) that
+	// creates in a namespace a test is deleting: a race Kubernetes settles
+	// itself, not a missing permission.
+	if strings.HasPrefix(user, "system:serviceaccount:kube-system:") && ev.decision() == "allow" &&
+		strings.HasSuffix(ev.ResponseStatus.Message, "because it is being terminated") {
 		return "a namespace being deleted"
 	}
 	return ""
@@ -81,7 +83,6 @@ type auditEvent struct {
 	} `json:"objectRef"`
 	ResponseStatus *struct {
 		Code    int    `json:"code"`
-		Reason  string `json:"reason"`
 		Message string `json:"message"`
 	} `json:"responseStatus"`
 	Annotations map[string]string `json:"annotations"`
@@ -104,19 +105,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// auditLog is DIR/logs/audit.log of the cluster CLUSTER_KUBECONFIG names.
-func auditLog() string {
-	kubeconfig := os.Getenv("CLUSTER_KUBECONFIG")
-	if kubeconfig == "" {
-		kubeconfig = filepath.Join("..", "..", "target", "cluster", "kubeconfig")
-	}
-	return filepath.Join(filepath.Dir(kubeconfig), "logs", "audit.log")
-}
-
 // checkAuditLog returns "" when the audit log shows no refused request, and
 // otherwise a report of every refusal, grouped by who was refused what.
 func checkAuditLog() string {
-	path := auditLog()
+	kubeconfig, err := kubeconfigPath()
+	if err != nil {
+		return fmt.Sprintf("FAIL: the audit log: %v", err)
+	}
+	path := filepath.Join(filepath.Dir(kubeconfig), "logs", "audit.log")
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Sprintf("FAIL: the audit log: %v (scripts/cluster up writes it; is this an older cluster?)", err)
@@ -136,7 +132,7 @@ func checkAuditLog() string {
 		if ev.ResponseStatus == nil || ev.ResponseStatus.Code != 403 {
 			continue
 		}
-		if why := kind(&ev); why != "" {
+		if why := excuse(&ev); why != "" {
 			excused[why]++
 			continue
 		}
