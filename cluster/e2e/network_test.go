@@ -60,15 +60,24 @@ type cluster struct {
 	bin        string // DIR/bin/kubecluster
 }
 
+// kubeconfigPath is CLUSTER_KUBECONFIG, else target/cluster/kubeconfig in
+// the repository.
+func kubeconfigPath() (string, error) {
+	if kubeconfig := os.Getenv("CLUSTER_KUBECONFIG"); kubeconfig != "" {
+		return kubeconfig, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(wd, "..", "..", "target", "cluster", "kubeconfig"), nil
+}
+
 func connect(t *testing.T) *cluster {
 	t.Helper()
-	kubeconfig := os.Getenv("CLUSTER_KUBECONFIG")
-	if kubeconfig == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		kubeconfig = filepath.Join(wd, "..", "..", "target", "cluster", "kubeconfig")
+	kubeconfig, err := kubeconfigPath()
+	if err != nil {
+		t.Fatal(err)
 	}
 	if _, err := os.Stat(kubeconfig); err != nil {
 		t.Fatalf("no cluster: %v (start one with `scripts/cluster up`, or set CLUSTER_KUBECONFIG)", err)

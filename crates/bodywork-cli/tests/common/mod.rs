@@ -81,12 +81,34 @@ pub struct TestHome {
     block: u8,
 }
 
-/// A loopback block for a new home: spread by process id, then counted.
+/// A loopback block for a new home: spread by process id, then counted,
+/// skipping blocks where a socket of this machine has a local address now.
+/// An earlier test process's sockets linger in TIME_WAIT for a minute, and
+/// the daemon never hands out an address any socket holds, so a block in
+/// use would shift the addresses a test expects.
 fn next_block() -> u8 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    (20 + (std::process::id().wrapping_mul(7) + n * 13) % 230) as u8
+    let busy = busy_loopback_blocks();
+    let mut block = 0;
+    for _ in 0..230 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        block = (20 + (std::process::id().wrapping_mul(7) + n * 13) % 230) as u8;
+        if !busy.contains(&block) {
+            break;
+        }
+    }
+    block
+}
+
+/// The second octets of the 127.0.0.0/8 addresses sockets of this machine
+/// have as local address (the daemon's own reading of `/proc/net`).
+fn busy_loopback_blocks() -> std::collections::HashSet<u8> {
+    bodywork_local::sockets::bound_ipv4_addresses()
+        .into_iter()
+        .filter(|ip| ip.is_loopback())
+        .map(|ip| ip.octets()[1])
+        .collect()
 }
 
 impl TestHome {
