@@ -218,6 +218,19 @@ pub struct PythonArg {
     pub no_python_downloads: bool,
 }
 
+/// A cron job's `--python VERSION|PATH` (or `BODYWORK_PYTHON`), kept for
+/// every run. (Whether uv may download a Python is the daemon's, or on
+/// Kubernetes the image's, `BODYWORK_PYTHON_DOWNLOADS`.)
+#[derive(Debug, Args, Clone, Default)]
+pub struct CronPythonArg {
+    /// The Python to build every run's environments with: a version (3.10,
+    /// 3.10.13) found where the runs happen (PATH, pyenv's, uv's), or an
+    /// interpreter's path. Default: python3, or the newest Python that
+    /// installs every requirement from wheels when python3 cannot.
+    #[arg(long, env = bodywork_stage::PYTHON_ENV, value_name = "VERSION|PATH")]
+    pub python: Option<String>,
+}
+
 impl PythonArg {
     /// `--no-python-downloads`, or `BODYWORK_PYTHON_DOWNLOADS` other than
     /// `automatic` (`never`; a value that is neither counts as `never`).
@@ -428,7 +441,7 @@ pub struct CronjobCreateArgs {
     #[command(flatten)]
     pub resolve: ResolveAsOfArg,
     #[command(flatten)]
-    pub python: PythonArg,
+    pub python: CronPythonArg,
 }
 
 #[derive(Debug, Args)]

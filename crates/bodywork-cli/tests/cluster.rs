@@ -1712,7 +1712,9 @@ fn an_old_flask_service_resolves_as_of_its_commit_in_its_pod(who: Who) {
         ("hello/service.py", FLASK_SERVICE),
     ]);
     let commit = served_dated_project(c, &url, &project, MAY_2022);
-    c.warm_as_of("flask==2.1.2", Some(MAY_2022), "python3");
+    // MarkupSafe 2.1.1, current in May 2022, has no wheel for the image's
+    // python3 (3.11): the pod chooses 3.10, as it would online.
+    c.warm_as_of("flask==2.1.2", Some(MAY_2022), "python3.10");
     let home = c.home(who);
     home.ok(&["setup-namespace", &ns]);
 
@@ -1723,6 +1725,7 @@ fn an_old_flask_service_resolves_as_of_its_commit_in_its_pod(who: Who) {
             "stage=hello resolves its requirements as of {MAY_2022} (the committer date of commit {})",
             &commit[..7]
         ),
+        "has no wheel for Python 3.11; using Python 3.10.".to_string(),
         "environment lock for stage=hello: ".to_string(),
         " flask==2.1.2 ".to_string(),
         " werkzeug==2.1.2".to_string(),

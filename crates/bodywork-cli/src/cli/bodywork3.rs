@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::{PythonArg, ResolveAsOfArg};
+use super::{CronPythonArg, PythonArg, ResolveAsOfArg};
 
 #[derive(Debug, Subcommand)]
 pub enum CreateCommand {
@@ -183,7 +183,7 @@ pub struct CronArgs {
     #[command(flatten)]
     pub resolve: ResolveAsOfArg,
     #[command(flatten)]
-    pub python: PythonArg,
+    pub python: CronPythonArg,
 }
 
 #[derive(Debug, Args)]
