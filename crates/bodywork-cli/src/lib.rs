@@ -39,7 +39,7 @@ impl From<Outcome> for ExitCode {
     }
 }
 
-/// Entry point shared by the `bodywork` and `bw` binaries.
+/// The entry point of `bodywork` (and of `bw`, which runs it).
 pub fn main() -> ExitCode {
     if let Some(code) = reap() {
         return code;

@@ -14,8 +14,13 @@ fn workspace() -> PathBuf {
 
 /// Run `bodywork ARGS` from the workspace root; returns (exit code, stdout, stderr).
 fn bodywork(args: &[&str]) -> (i32, String, String) {
+    run(env!("CARGO_BIN_EXE_bodywork"), args)
+}
+
+/// Runs `exe` as [`bodywork`] runs bodywork.
+fn run(exe: &str, args: &[&str]) -> (i32, String, String) {
     let home = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bodywork"))
+    let out = Command::new(exe)
         .args(args)
         .current_dir(workspace())
         .env("BODYWORK_HOME", home.path())
@@ -45,15 +50,39 @@ fn version_names_the_binary_and_version() {
     assert_eq!(stdout, format!("bodywork {}\n", env!("CARGO_PKG_VERSION")));
 }
 
+/// `bw` runs the `bodywork` beside it: same output, same exit status, for
+/// a good command and a bad one; alone, it says what it could not run.
 #[test]
 fn bw_is_the_same_program() {
-    let out = Command::new(env!("CARGO_BIN_EXE_bw"))
-        .arg("--version")
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("bodywork {}\n", env!("CARGO_PKG_VERSION"))
+    let bw = env!("CARGO_BIN_EXE_bw");
+    // (Usage lines name the program as it was called, as before.)
+    for args in [
+        &["--version"][..],
+        &["no-such-command"],
+        &["get", "secrets"],
+    ] {
+        let (code, stdout, stderr) = bodywork(args);
+        let stderr = stderr.replace("Usage: bodywork ", "Usage: bw ");
+        assert_eq!(run(bw, args), (code, stdout, stderr), "bw {args:?}");
+    }
+    let (code, _, stderr) = run(bw, &["no-such-command"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("Usage: bw [OPTIONS]"), "{stderr}");
+
+    let alone = tempfile::tempdir().unwrap();
+    let copy = alone.path().join("bw");
+    std::fs::copy(bw, &copy).unwrap();
+    let (code, stdout, stderr) = run(copy.to_str().unwrap(), &["--version"]);
+    assert_eq!(code, 127);
+    assert_eq!(stdout, "");
+    let expected = format!(
+        "bw: cannot run {}: ",
+        alone.path().join("bodywork").display()
+    );
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    assert!(
+        stderr.contains("(bw runs the bodywork installed beside it)"),
+        "{stderr}"
     );
 }
 
