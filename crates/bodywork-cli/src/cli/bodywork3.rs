@@ -72,8 +72,9 @@ pub struct DeploymentArgs {
     /// the cluster) and return at once with the run's name.
     #[arg(long = "async")]
     pub asynchronous: bool,
-    /// The detached run's name (default: the local run's number, or
-    /// `async-workflow-TIME` on Kubernetes).
+    /// Name the detached run `async-workflow-NAME` (default:
+    /// `async-workflow-N`, N the local run's number, or the time on
+    /// Kubernetes).
     #[arg(
         long = "async-job-name",
         value_name = "NAME",
@@ -83,6 +84,11 @@ pub struct DeploymentArgs {
     /// Print the plan (Kubernetes: the manifests) without running anything.
     #[arg(long, conflicts_with = "asynchronous")]
     pub dry_run: bool,
+    /// Kubernetes: the image the stages (and with --async the workflow's
+    /// Job) run in, instead of the project's. The local runtime runs stages
+    /// on this machine: it only checks the image's form.
+    #[arg(long = "bodywork-image", value_name = "IMAGE")]
+    pub bodywork_image: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +180,11 @@ pub struct CronArgs {
     /// project's `pipeline.secrets_group`).
     #[arg(long, visible_alias = "secrets-group", value_name = "GROUP")]
     pub group: Option<String>,
+    /// Kubernetes: the image the cron job's workflow and its stages run in.
+    /// The local runtime runs stages on this machine: it only checks the
+    /// image's form.
+    #[arg(long = "bodywork-image", value_name = "IMAGE")]
+    pub bodywork_image: Option<String>,
 }
 
 #[derive(Debug, Args)]
