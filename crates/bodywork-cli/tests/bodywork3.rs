@@ -57,7 +57,7 @@ fn a_project_with_a_secrets_group_sees_its_groups_values_and_not_anothers() {
         "USERNAME=alice",
         "PASSWORD=alice123",
     ])
-    .expect_output("secret=test-credentials created in group=testsecrets");
+    .expect_output("Created secret=test-credentials in group=testsecrets.");
     home.ok(&[
         "create",
         "secret",
@@ -69,9 +69,21 @@ fn a_project_with_a_secrets_group_sees_its_groups_values_and_not_anothers() {
         "PASSWORD=bob456",
     ]);
 
-    home.ok(&["create", "deployment", project.arg()]);
+    let run = home.ok(&["create", "deployment", project.arg()]);
     let seen = std::fs::read_to_string(project.scratch("env.txt")).expect("the stage ran");
     assert_eq!(seen, "USERNAME=alice\nPASSWORD=alice123\n");
+    // Bodywork 3's words: before the run, for the secrets copied, and last.
+    run.expect_output("Using local workflow controller - retries inactive.")
+        .expect_output(
+            "INFO - workflow - Replicating k8s secrets from group = testsecrets into \
+             namespace = bodywork-test-project",
+        );
+    assert!(
+        run.stdout
+            .trim_end()
+            .ends_with("INFO - workflow - Deployment successful"),
+        "{run}"
+    );
 
     // `--group` names another group: its values instead.
     home.ok(&["create", "deployment", project.arg(), "--group", "prod"]);
@@ -88,7 +100,8 @@ fn a_project_with_a_secrets_group_sees_its_groups_values_and_not_anothers() {
         "--data",
         "USERNAME=carol",
         "PASSWORD=carol789",
-    ]);
+    ])
+    .expect_output("Updated secret=test-credentials in group=testsecrets.");
     home.ok(&["update", "deployment", project.arg()]);
     let seen = std::fs::read_to_string(project.scratch("env.txt")).expect("the stage ran");
     assert_eq!(seen, "USERNAME=carol\nPASSWORD=carol789\n");
@@ -140,16 +153,28 @@ fn secret_groups_are_listed_masked_and_deleted_by_name_or_whole() {
     home.run(&["get", "secret", "db"])
         .expect_code(2)
         .expect_output("secrets group");
+    // One that is not there: said as Bodywork 3 says it, exit 0.
+    let missing = home.ok(&["get", "secret", "nope", "--group", "prod"]);
+    assert_eq!(missing.stdout, "Cannot find secret=nope.\n", "{missing}");
+    let missing = home.ok(&["get", "secret", "nope", "--group", "prod", "-o", "json"]);
+    assert_eq!(missing.stdout, "[]\n", "{missing}");
+    missing.expect_output("Cannot find secret=nope.");
+    home.ok(&[
+        "update", "secret", "nope", "--group", "dev", "--data", "A=1",
+    ])
+    .expect_output("Could not find secret=nope in group=dev.");
 
     home.ok(&["delete", "secret", "db", "--group", "dev"])
-        .expect_output("secret=db deleted from group=dev");
+        .expect_output("Deleted secret=db from group=dev.");
+    home.ok(&["delete", "secret", "db", "--group", "dev"])
+        .expect_output("Could not find secret=db in group=dev.");
     home.ok(&["delete", "secret", "--group", "prod"])
-        .expect_output("secrets group=prod deleted: db");
+        .expect_output("Deleted secret group=prod.");
     let left = home.ok(&["get", "secrets", "-o", "json"]);
     let doc: serde_json::Value = serde_json::from_str(&left.stdout).expect("JSON");
     assert_eq!(doc.as_array().map(Vec::len), Some(1), "{left}");
-    home.run(&["delete", "secret", "--group", "prod"])
-        .expect_code(1);
+    home.ok(&["delete", "secret", "--group", "prod"])
+        .expect_output("Could not find secret group=prod.");
 }
 
 /// A Git repository shaped like bodywork-ml/bodywork-serve-model-project
@@ -253,12 +278,19 @@ fn the_serve_model_readme_commands_deploy_list_and_delete() {
     home.ok(&["update", "deployment", &url, "--branch", "master"]);
 
     // bodywork delete deployment bodywork-serve-model-project
-    home.ok(&["delete", "deployment", "bodywork-serve-model-project"])
-        .expect_output("deployment=bodywork-serve-model-project deleted");
+    let deleted = home.ok(&["delete", "deployment", "bodywork-serve-model-project"]);
+    assert_eq!(
+        deleted.stdout,
+        "Deleted service=scoring-service.\ndeployment=bodywork-serve-model-project deleted.\n",
+        "{deleted}"
+    );
     home.ok(&["get", "deployments"])
         .expect_output("No deployments found");
-    home.run(&["delete", "deployment", "bodywork-serve-model-project"])
-        .expect_code(1);
+    let again = home.run(&["delete", "deployment", "bodywork-serve-model-project"]);
+    again
+        .expect_code(1)
+        .expect_output("deployment bodywork-serve-model-project does not exist");
+    assert!(!again.stderr.contains("namespace"), "{again}");
 }
 
 /// A Git repository shaped like bodywork-ml/ml-dashboard's pipeline: one
@@ -301,7 +333,7 @@ fn the_dashboard_readme_cronjob_commands_schedule_list_and_delete() {
     ])
     .expect_output("project=ml-dashboard deploys into namespace=dashboards")
     .expect_output("secret=ssh-github-private-key created in namespace=dashboards")
-    .expect_output("cronjob=daily-metrics created in namespace=dashboards");
+    .expect_output("Created cronjob=daily-metrics.");
     home.ok(&[
         "secret",
         "display",
@@ -368,7 +400,7 @@ fn the_dashboard_readme_cronjob_commands_schedule_list_and_delete() {
         "--name=daily-metrics",
         "--schedule=30 1 * * *",
     ])
-    .expect_output("cronjob=daily-metrics updated in namespace=dashboards");
+    .expect_output("Updated cronjob=daily-metrics.");
     home.ok(&["get", "cronjob", "daily-metrics"])
         .expect_output("30 1 * * *");
     let kept = home.ok(&["get", "cronjob", "daily-metrics", "--history", "-o", "json"]);
@@ -376,21 +408,105 @@ fn the_dashboard_readme_cronjob_commands_schedule_list_and_delete() {
     assert_eq!(kept[0]["job_name"], job.as_str(), "history kept: {kept}");
     home.ok(&["get", "cronjob", "daily-metrics", "--logs", &job])
         .expect_output("metrics computed");
-    // Nothing to update: an error, and nothing written.
-    let missing = home.run(&[
+    // A branch that cannot be fetched now: Bodywork 3 takes it as it is
+    // (its runs fail until it is pushed), so a warning, and the cron job
+    // updated where it is.
+    let later = home.ok(&[
+        "update",
+        "cronjob",
+        &url,
+        "--name=daily-metrics",
+        "--schedule=30 1 * * *",
+        "--branch=not-pushed-yet",
+    ]);
+    later
+        .expect_output("warning: cannot read the project now")
+        .expect_output("Updated cronjob=daily-metrics.");
+    let listed = home.ok(&["get", "cronjobs", "-o", "json"]);
+    let jobs: serde_json::Value = serde_json::from_str(&listed.stdout).expect("JSON");
+    assert_eq!(jobs[0]["branch"], "not-pushed-yet", "{listed}");
+    assert_eq!(jobs[0]["namespace"], "dashboards", "{listed}");
+    // Nothing to update: said as Bodywork 3 says it, exit 0, nothing written.
+    let missing = home.ok(&[
         "update",
         "cronjob",
         &url,
         "--name=weekly-metrics",
         "--schedule=30 1 * * *",
     ]);
-    missing.expect_code(1).expect_output("weekly-metrics");
-    assert!(!missing.all().contains("updated"), "{missing}");
+    missing.expect_output("Could not find cronjob=weekly-metrics.");
+    assert!(!missing.all().contains("Updated"), "{missing}");
 
     home.ok(&["delete", "cronjob", "daily-metrics"])
-        .expect_output("cronjob=daily-metrics deleted from namespace=dashboards");
-    home.run(&["get", "cronjob", "daily-metrics"])
+        .expect_output("Deleted cronjob=daily-metrics.");
+    home.ok(&["delete", "cronjob", "daily-metrics"])
+        .expect_output("Could not find cronjob=daily-metrics.");
+    let gone = home.run(&["get", "cronjob", "daily-metrics"]);
+    gone.expect_code(1)
+        .expect_output("cron job daily-metrics does not exist (see `bodywork get cronjobs`)");
+}
+
+#[test]
+fn bodywork_stage_takes_bodywork_3s_order_beside_the_seeds() {
+    let home = TestHome::new();
+    let repo = dashboard_repo();
+    let url = format!("file://{}", repo.path().display());
+    // What Bodywork 3's Jobs and Deployments run: `stage REPO STAGE --branch B`.
+    home.ok(&["stage", &url, "compute-metrics", "--branch", "master"])
+        .expect_output("metrics computed");
+    // The 0.x order, `stage REPO BRANCH STAGE`.
+    home.ok(&["stage", &url, "master", "compute-metrics"])
+        .expect_output("metrics computed");
+    home.run(&["stage", &url, "compute-metrics", "--branch", "nope"])
         .expect_code(1);
+}
+
+#[test]
+fn bodywork_image_is_checked_as_bodywork_3_checks_it_and_not_used_locally() {
+    let home = TestHome::new();
+    let repo = dashboard_repo();
+    let url = format!("file://{}", repo.path().display());
+    let words = "Invalid Docker image specified: not-an-image - cannot be parsed as \
+                 DOCKERHUB_USERNAME/IMAGE_NAME:TAG";
+    for verb in ["create", "update"] {
+        let refused = home.run(&[verb, "deployment", &url, "--bodywork-image", "not-an-image"]);
+        refused.expect_code(1).expect_output(words);
+        assert!(!refused.all().contains("metrics computed"), "{refused}");
+    }
+    home.run(&[
+        "create",
+        "cronjob",
+        &url,
+        "--name=nightly",
+        "--schedule=0 0 1 1 *",
+        "--bodywork-image=not-an-image",
+    ])
+    .expect_code(1)
+    .expect_output(words);
+    assert_eq!(
+        home.ok(&["get", "cronjobs", "-o", "json"]).stdout.trim(),
+        "[]"
+    );
+
+    // A well-formed one: the local runtime runs stages on this machine.
+    home.ok(&[
+        "create",
+        "deployment",
+        &url,
+        "--bodywork-image",
+        "bodyworkml/bodywork-core:3.0",
+    ])
+    .expect_output("metrics computed")
+    .expect_output("the local runtime runs them on this machine");
+    home.ok(&[
+        "create",
+        "cronjob",
+        &url,
+        "--name=nightly",
+        "--schedule=0 0 1 1 *",
+        "--bodywork-image=ghcr.io/bodywork-ml/bodywork-rs:0.1.0",
+    ])
+    .expect_output("Created cronjob=nightly.");
 }
 
 /// A stage that writes its pid, waits for a gate file, prints and exits
@@ -443,11 +559,13 @@ fn a_detached_deployment_returns_while_its_run_goes_on_and_its_log_is_kept() {
 
     // Returns while the stage still waits for the gate: the run is the daemon's.
     let started = home.ok(&["create", "deployment", &url, "--async"]);
+    started.expect_output("Using asynchronous workflow controller.");
     let name = common::detached_run_name(&started);
     assert!(!gate.exists());
     let runs = detached_runs(&home);
     assert_eq!(runs.len(), 1, "{runs:?}");
-    assert_eq!(runs[0]["id"].to_string(), name);
+    // Named as Bodywork 3 names its Jobs, after the run's number.
+    assert_eq!(format!("async-workflow-{}", runs[0]["id"]), name);
     assert_eq!(runs[0]["status"], "running", "{runs:?}");
 
     std::fs::write(&gate, "").expect("open the gate");
@@ -456,16 +574,60 @@ fn a_detached_deployment_returns_while_its_run_goes_on_and_its_log_is_kept() {
         std::time::Duration::from_secs(120),
         || detached_runs(&home)[0]["status"] == "succeeded",
     );
-    home.ok(&["get", "deployment", "--async", "--logs", &name])
-        .expect_output("gated stage done, exiting 0")
+    let log = home.ok(&["get", "deployment", "--async", "--logs", &name]);
+    log.expect_output("gated stage done, exiting 0")
         .expect_output("successfully ran workflow for project=detached-project");
+    assert!(
+        log.stdout.trim_end().ends_with("Deployment successful"),
+        "{log}"
+    );
     assert!(pid.exists());
 
+    // Named by the user: `async-workflow-NAME`, as in Bodywork 3.
+    let named = home.ok(&[
+        "create",
+        "deployment",
+        &url,
+        "--async",
+        "--async-job-name",
+        "nightly",
+    ]);
+    named.expect_output("Created workflow-job=async-workflow-nightly.");
+    common::wait_for(
+        "the named run to succeed",
+        std::time::Duration::from_secs(120),
+        || {
+            detached_runs(&home).iter().any(|r| {
+                r["trigger"] == "async:async-workflow-nightly" && r["status"] == "succeeded"
+            })
+        },
+    );
+    home.ok(&[
+        "get",
+        "deployments",
+        "--async",
+        "--logs=async-workflow-nightly",
+    ])
+    .expect_output("gated stage done, exiting 0");
+    home.ok(&["delete", "deployment", "async-workflow-nightly", "--async"])
+        .expect_output("Deleted workflow-job=async-workflow-nightly.");
+    let unknown = home.run(&[
+        "get",
+        "deployments",
+        "--async",
+        "--logs=async-workflow-nope",
+    ]);
+    unknown
+        .expect_code(1)
+        .expect_output("run async-workflow-nope does not exist");
+    assert!(!unknown.stderr.contains("namespace"), "{unknown}");
+
     // Deleted with its log; a second time, there is nothing to delete.
-    home.ok(&["delete", "deployment", &name, "--async"]);
+    home.ok(&["delete", "deployment", &name, "--async"])
+        .expect_output(&format!("Deleted workflow-job={name}."));
     assert!(detached_runs(&home).is_empty());
-    home.run(&["delete", "deployment", &name, "--async"])
-        .expect_code(1);
+    home.ok(&["delete", "deployment", &name, "--async"])
+        .expect_output(&format!("Could not find workflow-job={name}."));
 }
 
 #[test]
@@ -594,6 +756,9 @@ fn create_deployment_dry_run_on_kubernetes_plans_the_projects_own_namespace() {
         "{run}"
     );
     assert!(!run.stderr.contains("secrets of group"), "{run}");
+    // --bodywork-image: the image the stages run in.
+    let run = dry_run(&["--bodywork-image", "example/bodywork:1.0"]);
+    assert!(run.stdout.contains("image: example/bodywork:1.0"), "{run}");
     // With a group, the plan says it would be copied first.
     dry_run(&["--group", "prod"]).expect_output(
         "the secrets of group=prod (in namespace=bodywork-deployment-jobs) would be copied \
@@ -712,7 +877,8 @@ fn a_cronjob_created_with_a_group_runs_with_that_groups_secrets() {
         "--name=plain",
         "--schedule=0 0 1 1 *",
     ])
-    .expect_output(&format!("cronjob=plain created in namespace={namespace}"));
+    .expect_output("project=bodywork-test-project deploys into namespace=bodywork-test-project")
+    .expect_output("Created cronjob=plain.");
     common::trigger_and_wait(&home, namespace, "plain");
     assert_eq!(seen(), "USERNAME=alice\nPASSWORD=alice123\n");
 

@@ -1107,6 +1107,52 @@ fn bodywork3_verbs_with_a_secrets_group_and_an_async_deployment(who: Who) {
         "jsonpath={.spec.ttlSecondsAfterFinished}",
     ]);
     assert_eq!(ttl, "900");
+    // Named as Bodywork 3 names it (`async-workflow-NAME`), in the image
+    // given, which the Job runs and hands on to its stages.
+    let named = format!("async-workflow-{name}");
+    let image = bodywork_kube::DEFAULT_IMAGE;
+    home.ok(&[
+        "create",
+        "deployment",
+        &url,
+        "--branch",
+        "main",
+        "--async",
+        "--async-job-name",
+        &name,
+        "--bodywork-image",
+        image,
+    ])
+    .expect_output(&format!("Created workflow-job={named}."));
+    let args = c.kubectl_ok(&[
+        "-n",
+        "bodywork-deployment-jobs",
+        "get",
+        "job",
+        &named,
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].args}",
+    ]);
+    assert!(
+        args.contains(&format!("\"--bodywork-image\",\"{image}\"")),
+        "{args}"
+    );
+    wait_for("the named run to succeed", Duration::from_secs(180), || {
+        let runs = home.ok(&["get", "deployment", "--async", "-o", "json"]);
+        serde_json::from_str::<Vec<serde_json::Value>>(&runs.stdout).is_ok_and(|runs| {
+            runs.iter().any(|r| {
+                r["trigger"].as_str() == Some(&format!("async:{named}"))
+                    && r["status"] == "succeeded"
+            })
+        })
+    });
+    let log = home.ok(&["get", "deployments", "--async", &format!("--logs={named}")]);
+    assert!(
+        log.stdout.trim_end().ends_with("Deployment successful"),
+        "{log}"
+    );
+    home.ok(&["delete", "deployment", &named, "--async"])
+        .expect_output(&format!("Deleted workflow-job={named}."));
     // Two started at once get two names (not a conflict in the same second).
     let (a, b) = std::thread::scope(|s| {
         let start =
@@ -1116,7 +1162,7 @@ fn bodywork3_verbs_with_a_secrets_group_and_an_async_deployment(who: Who) {
     });
     let (a, b) = (common::detached_run_name(&a), common::detached_run_name(&b));
     assert_ne!(a, b);
-    wait_for("both runs", Duration::from_secs(180), || lines(&out) >= 4);
+    wait_for("both runs", Duration::from_secs(180), || lines(&out) >= 5);
     for extra in [&a, &b] {
         wait_for("the run to finish", Duration::from_secs(120), || {
             home.run(&["delete", "deployment", extra, "--async"]).code == Some(0)

@@ -36,7 +36,7 @@ use crate::forward;
 use crate::host::{self, HostError};
 use crate::listener::{AcceptBackoff, ConnectionLimit, Slot, accept_or_shutdown};
 use crate::pool::{CheckoutError, Lease, Pool};
-use crate::route::{Route, Via, check_target, route};
+use crate::route::{Route, Via, check_target, merged_slashes, route};
 use crate::traffic::{ErrorKind, Traffic};
 
 /// Tunables of the gateway.
@@ -339,7 +339,8 @@ impl Gateway {
         }
         let (mut parts, body) = req.into_parts();
         let uri = std::mem::take(&mut parts.uri);
-        let (namespace, service, target, path, via) = match route(uri.path()) {
+        let merged = merged_slashes(uri.path());
+        let (namespace, service, target, path, via) = match route(&merged) {
             Route::Service {
                 namespace,
                 service,

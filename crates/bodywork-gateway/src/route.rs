@@ -3,7 +3,11 @@
 //! (`/NS/NAME/PATH`), `/healthz` or `/metrics`.
 //!
 //! Pure string work on the request path; it must not look services up, touch
-//! headers or do any I/O. Borrowed slices only, so routing allocates nothing.
+//! headers or do any I/O. Borrowed slices only, so routing allocates nothing
+//! (merging repeated slashes, [`merged_slashes`], allocates only for a path
+//! that has them).
+
+use std::borrow::Cow;
 
 /// What a request path asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +70,23 @@ pub fn route(path: &str) -> Route<'_> {
         return kube_proxy(rest);
     }
     ingress(path)
+}
+
+/// The path as ingress-nginx reads it (nginx's `merge_slashes on`): every
+/// run of `/` made one, so `/NS//NAME//PATH` is `/NS/NAME/PATH`, and the
+/// path forwarded upstream is merged too. A `kubectl proxy` path is left as
+/// it is (the API server forwards its path untouched).
+pub fn merged_slashes(path: &str) -> Cow<'_, str> {
+    if path.starts_with(KUBE_PREFIX) || !path.contains("//") {
+        return Cow::Borrowed(path);
+    }
+    let mut merged = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && merged.ends_with('/')) {
+            merged.push(c);
+        }
+    }
+    Cow::Owned(merged)
 }
 
 /// `NS/services/NAME/proxy[/PATH]`
@@ -324,6 +345,19 @@ mod tests {
         assert_eq!(route("/"), Route::Unknown);
         assert_eq!(route("//web/x"), Route::Unknown);
         assert_eq!(route("/../web/x"), Route::Unknown);
+    }
+
+    #[test]
+    fn repeated_slashes_merge_as_ingress_nginx_merges_them() {
+        let merged = |p: &str| merged_slashes(p).into_owned();
+        assert_eq!(merged("/ns//web/iris/v1/score"), "/ns/web/iris/v1/score");
+        assert_eq!(merged("//ns///web//iris//"), "/ns/web/iris/");
+        assert_eq!(route(&merged("/ns//web//a")), ing("ns", "web", "/a"));
+        assert!(matches!(merged_slashes("/ns/web/a"), Cow::Borrowed(_)));
+        // The kubectl proxy form is the API server's: forwarded as it is.
+        let kube = "/api/v1/namespaces/ns/services/web/proxy//a";
+        assert_eq!(merged(kube), kube);
+        assert_eq!(route(&merged(kube)), svc("ns", "web", "//a"));
     }
 
     #[test]

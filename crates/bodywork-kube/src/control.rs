@@ -27,6 +27,15 @@ pub fn cron_image() -> Option<String> {
         .filter(|i| !i.is_empty())
 }
 
+impl KubeRuntime {
+    /// The image of the workflows started in the cluster (cron jobs,
+    /// detached runs): the one given for this command's stages, else
+    /// [`cron_image`].
+    fn workflow_image(&self) -> Option<String> {
+        self.image_override().map(String::from).or_else(cron_image)
+    }
+}
+
 #[async_trait]
 impl ControlPlane for KubeRuntime {
     async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunOutcome> {
@@ -50,7 +59,9 @@ impl ControlPlane for KubeRuntime {
         name: Option<&str>,
         retries: u32,
     ) -> Result<String> {
-        self.start_detached(submission, name, retries, cron_image().as_deref())
+        let image = self.workflow_image();
+        let stages = self.image_override();
+        self.start_detached(submission, name, retries, image.as_deref(), stages)
             .await
     }
 
@@ -80,11 +91,12 @@ impl ControlPlane for KubeRuntime {
         // "also when the namespace was created by someone else").
         self.apply_manifests(&crate::manifests::namespace_manifests(&spec.namespace))
             .await?;
-        self.apply_cronjob(spec, cron_image().as_deref()).await
+        self.apply_cronjob(spec, self.workflow_image().as_deref())
+            .await
     }
 
     async fn update_cronjob(&self, spec: &CronJobSpec) -> Result<()> {
-        KubeRuntime::update_cronjob(self, spec, cron_image().as_deref()).await
+        KubeRuntime::update_cronjob(self, spec, self.workflow_image().as_deref()).await
     }
 
     async fn delete_cronjob(&self, namespace: &str, name: &str) -> Result<()> {

@@ -149,6 +149,7 @@ pub async fn run(
         ));
         // Logged like every other failure of a run, which the controller logs itself.
         log.log(Level::Error, "workflow", &format!("workflow failed: {err}"));
+        bodywork_workflow::log_bodywork3_failure(log, &err);
         return Err(err);
     }
     let tmp = tempfile::tempdir().map_err(|e| {

@@ -497,7 +497,7 @@ fn no_python_downloads_reaches_pods_and_detached_runs() {
         no_python_downloads: true,
         ..Default::default()
     };
-    let job = manifests::detached_job("async-workflow-1764108000", &submission, 1, None);
+    let job = manifests::detached_job("async-workflow-1764108000", &submission, 1, None, None);
     let args = job.spec.unwrap().template.spec.unwrap().containers[0]
         .args
         .clone()
@@ -518,8 +518,20 @@ fn detached_run() {
         secrets_group: Some("prod".into()),
         ..Default::default()
     };
-    let job = manifests::detached_job("async-workflow-1764108000", &submission, 1, None);
+    let job = manifests::detached_job("async-workflow-1764108000", &submission, 1, None, None);
     snapshot("detached_run", &[Manifest::Job(job)]);
+    // With `--bodywork-image`: the Job runs it, and hands it on to its stages.
+    let image = "example/bodywork:1.0";
+    let job = manifests::detached_job("async-workflow-x", &submission, 1, Some(image), Some(image));
+    let spec = job.spec.and_then(|s| s.template.spec).expect("a pod spec");
+    let container = &spec.containers[0];
+    assert_eq!(container.image.as_deref(), Some(image));
+    let args = container.args.clone().unwrap_or_default();
+    assert_eq!(
+        args[args.len() - 2..],
+        ["--bodywork-image", image],
+        "{args:?}"
+    );
 }
 
 /// The image CI publishes from main: every container that runs it (stage

@@ -212,12 +212,22 @@ pub fn detached_trigger(name: Option<&str>) -> String {
     }
 }
 
-/// A detached run's name: the user's (from its trigger), else its number.
+/// A detached run's name: the user's (from its trigger), else
+/// [`unnamed_detached_name`] of its number.
 pub fn detached_name(run: &RunSummary) -> String {
     match run.trigger.split_once(':') {
         Some((DETACHED, name)) => name.to_string(),
-        _ => run.id.to_string(),
+        _ => unnamed_detached_name(run.id),
     }
+}
+
+/// How Bodywork 3 names its detached runs' Jobs: `async-workflow-...`.
+pub const DETACHED_PREFIX: &str = "async-workflow-";
+
+/// The name of a detached run nobody named: [`DETACHED_PREFIX`] and `n`
+/// (the local runtime's run number; Kubernetes uses the time in seconds).
+pub fn unnamed_detached_name(n: impl std::fmt::Display) -> String {
+    format!("{DETACHED_PREFIX}{n}")
 }
 
 /// True for the runs [`ControlPlane::start_workflow`] started.

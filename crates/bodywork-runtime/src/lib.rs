@@ -17,9 +17,9 @@ pub mod namespace;
 mod resolve;
 
 pub use control::{
-    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, DETACHED, RunOutcome, RunState,
-    RunSummary, WorkflowRun, WorkflowSubmission, detached_name, detached_trigger, display_rfc3339,
-    display_time, is_detached,
+    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, DETACHED, DETACHED_PREFIX,
+    RunOutcome, RunState, RunSummary, WorkflowRun, WorkflowSubmission, detached_name,
+    detached_trigger, display_rfc3339, display_time, is_detached, unnamed_detached_name,
 };
 pub use logs::{LogEvent, LogRenderer, format_log_line, stage_header, timestamp_now};
 pub use resolve::{AsOf, AsOfSource, RESOLVE_AS_OF_ENV, Resolution};
@@ -148,6 +148,7 @@ pub enum RuntimeError {
     NotFound {
         kind: &'static str,
         name: String,
+        /// Empty for an object looked for in every namespace.
         namespace: String,
     },
     /// A request that conflicts with what exists (e.g. a namespace holding
@@ -271,9 +272,12 @@ impl From<WireError> for RuntimeError {
     }
 }
 
+/// An empty `namespace` is an object looked for in every namespace.
 fn not_found(kind: &str, name: &str, namespace: &str) -> String {
     if kind == "namespace" {
         format!("namespace {name} does not exist")
+    } else if namespace.is_empty() {
+        format!("{kind} {name} does not exist")
     } else {
         format!("{kind} {name} does not exist in namespace {namespace}")
     }
@@ -434,5 +438,15 @@ mod tests {
         let text = r#"{"error":"not_found","kind":"gizmo","name":"x","namespace":"ns"}"#;
         let back: RuntimeError = serde_json::from_str(text).expect("deserializes");
         assert_eq!(back.to_string(), "object x does not exist in namespace ns");
+    }
+
+    #[test]
+    fn an_object_looked_for_everywhere_is_not_said_to_be_in_a_namespace() {
+        let e = RuntimeError::NotFound {
+            kind: "run",
+            name: "async-workflow-x".into(),
+            namespace: String::new(),
+        };
+        assert_eq!(e.to_string(), "run async-workflow-x does not exist");
     }
 }

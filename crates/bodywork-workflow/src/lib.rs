@@ -163,6 +163,20 @@ fn info(log: &Log, msg: impl fmt::Display) {
     log.log(Level::Info, LOGGER, &msg.to_string());
 }
 
+/// The last line of a run that succeeded, as Bodywork 3 ends its log (its
+/// users' scripts look for it), after ours.
+const BODYWORK3_SUCCEEDED: &str = "Deployment successful";
+
+/// The last line of a run that failed, as Bodywork 3 ends its log, after
+/// ours (`workflow failed: ...`) and any `run_on_failure` stage.
+pub fn log_bodywork3_failure(log: &Log, err: &WorkflowError) {
+    log.log(
+        Level::Error,
+        LOGGER,
+        &format!("Deployment failed --> {err}"),
+    );
+}
+
 /// Run one workflow to the end. Every failure is logged and returned.
 pub async fn run_workflow(
     runtime: &dyn Runtime,
@@ -185,6 +199,7 @@ pub async fn run_workflow(
         Err(err) => {
             // Nothing ran yet, but the log (and a CLI following it) must say why.
             log.log(Level::Error, LOGGER, &format!("workflow failed: {err}"));
+            log_bodywork3_failure(log, &err);
             return Err(err);
         }
     };
@@ -218,6 +233,7 @@ pub async fn run_workflow(
                     plan.project, plan.namespace
                 ),
             );
+            info(log, BODYWORK3_SUCCEEDED);
             Ok(RunReport {
                 plan,
                 checkout,
@@ -233,6 +249,7 @@ pub async fn run_workflow(
             {
                 run_on_failure(runtime, &ctx, stage, &err, log, cancel).await;
             }
+            log_bodywork3_failure(log, &err);
             Err(err)
         }
     }
@@ -429,6 +446,11 @@ async fn copy_secrets_group(
     namespace: &str,
     log: &Log,
 ) -> Result<(), WorkflowError> {
+    // Bodywork 3's line, then ours saying what was copied.
+    info(
+        log,
+        format!("Replicating k8s secrets from group = {group} into namespace = {namespace}"),
+    );
     let copied = bodywork_runtime::groups::copy_into(runtime, group, namespace)
         .await
         .map_err(WorkflowError::Runtime)?;
@@ -531,6 +553,14 @@ async fn remove_stale_services(
             format!(
                 "removing service={} (no longer in the DAG of project={})",
                 svc.name, plan.project
+            ),
+        );
+        // Bodywork 3's words for it.
+        info(
+            log,
+            format!(
+                "Removing service: {} from previous deployment with git-commit-hash: {}.",
+                svc.name, svc.commit
             ),
         );
         runtime

@@ -254,6 +254,11 @@ async fn steps_run_in_order_and_a_step_in_parallel() {
         log.iter().any(|l| l.contains("successfully ran workflow")),
         "{log:#?}"
     );
+    // Bodywork 3's last line, which its users' scripts look for.
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("INFO workflow Deployment successful")
+    );
 }
 
 #[tokio::test]
@@ -280,9 +285,14 @@ async fn failure_runs_on_failure_with_the_message() {
         fail: vec!["b".into()],
         ..Fake::default()
     };
-    let (r, _) = run(&fake, &s, &NoHooks).await;
+    let (r, log) = run(&fake, &s, &NoHooks).await;
     let err = r.unwrap_err();
     assert_eq!(err.to_string(), "stage b failed: exit code 1");
+    // Bodywork 3's last line, after the run_on_failure stage's.
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("ERROR workflow Deployment failed --> stage b failed: exit code 1")
+    );
     let calls = fake.calls();
     assert_eq!(calls.last().unwrap(), "batch on_fail");
     assert!(
@@ -308,8 +318,11 @@ async fn services_no_longer_in_the_dag_are_removed_and_other_repos_refused() {
         .lock()
         .unwrap()
         .push(service("old-stage", "demo", &s.req.repo));
-    let (r, _) = run(&fake, &s, &NoHooks).await;
+    let (r, log) = run(&fake, &s, &NoHooks).await;
     assert_eq!(r.unwrap().removed_services, ["old-stage"]);
+    let bodywork3 = "INFO workflow Removing service: old-stage from previous deployment with \
+                     git-commit-hash: c.";
+    assert!(log.iter().any(|l| l == bodywork3), "{log:#?}");
     assert!(fake.calls().contains(&"delete old-stage".to_string()));
 
     let s2 = setup(false);

@@ -74,8 +74,9 @@ pub struct DeploymentArgs {
     /// the cluster) and return at once with the run's name.
     #[arg(long = "async")]
     pub asynchronous: bool,
-    /// The detached run's name (default: the local run's number, or
-    /// `async-workflow-TIME` on Kubernetes).
+    /// Name the detached run `async-workflow-NAME` (default:
+    /// `async-workflow-N`, N the local run's number, or the time on
+    /// Kubernetes).
     #[arg(
         long = "async-job-name",
         value_name = "NAME",
@@ -89,6 +90,11 @@ pub struct DeploymentArgs {
     pub resolve: ResolveAsOfArg,
     #[command(flatten)]
     pub python: PythonArg,
+    /// Kubernetes: the image the stages (and with --async the workflow's
+    /// Job) run in, instead of the project's. The local runtime runs stages
+    /// on this machine: it only checks the image's form.
+    #[arg(long = "bodywork-image", value_name = "IMAGE")]
+    pub bodywork_image: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +190,11 @@ pub struct CronArgs {
     pub resolve: ResolveAsOfArg,
     #[command(flatten)]
     pub python: CronPythonArg,
+    /// Kubernetes: the image the cron job's workflow and its stages run in.
+    /// The local runtime runs stages on this machine: it only checks the
+    /// image's form.
+    #[arg(long = "bodywork-image", value_name = "IMAGE")]
+    pub bodywork_image: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -6,16 +6,22 @@
 
 use std::sync::Mutex;
 
-use bodywork_runtime::{ControlPlane, RuntimeError, WorkflowSubmission, detached_name};
+use bodywork_config::schedule::Schedule;
+use bodywork_runtime::{
+    ControlPlane, CronJobSpec, CronJobSummary, DETACHED_PREFIX, RuntimeError, WorkflowSubmission,
+    detached_name,
+};
 
 use super::connect::{block_on, with_control};
-use super::{checked_name, checked_optional, cronjob, project_location, secret, workflow};
+use super::{
+    bodywork3_missing, checked_name, checked_optional, cronjob, project_location, secret, workflow,
+};
 use crate::Outcome;
 use crate::cli::{
-    CreateCommand, CronArgs, CronjobCommand, CronjobCreateArgs, CronjobDisplayArgs,
+    CreateCommand, CronArgs, CronPythonArg, CronjobCommand, CronjobCreateArgs, CronjobDisplayArgs,
     CronjobNameArgs, DeleteCommand, DeploymentArgs, GetCommand, GetCronArgs, GlobalArgs,
-    LegacyAction, LegacyDeploymentArgs, NamespaceArg, OptionalNamespaceArg, UpdateCommand,
-    WorkflowArgs,
+    LegacyAction, LegacyDeploymentArgs, NamespaceArg, OptionalNamespaceArg, ResolveAsOfArg,
+    RuntimeKind, UpdateCommand, WorkflowArgs,
 };
 use crate::output;
 
@@ -48,10 +54,12 @@ pub fn get(global: &GlobalArgs, command: &GetCommand) -> Outcome {
 
 pub fn delete(global: &GlobalArgs, command: &DeleteCommand) -> Outcome {
     match command {
-        DeleteCommand::Deployment(args) if args.asynchronous => delete_detached(global, &args.name),
+        DeleteCommand::Deployment(args) if args.asynchronous => {
+            delete_detached(global, &args.name, true)
+        }
         DeleteCommand::Deployment(args) => super::service::delete_deployment(global, args),
         DeleteCommand::Secret(args) => secret::delete_in_group(global, args),
-        DeleteCommand::Cronjob(args) => cron_command(global, &args.name, CronjobCommand::Delete),
+        DeleteCommand::Cronjob(args) => delete_cronjob(global, &args.name),
     }
 }
 
@@ -60,6 +68,10 @@ pub fn delete(global: &GlobalArgs, command: &DeleteCommand) -> Outcome {
 fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> Outcome {
     let mut group = match checked_optional("secrets group", args.group.as_deref()) {
         Ok(g) => g,
+        Err(o) => return o,
+    };
+    let image = match stage_image(global, args.bodywork_image.as_deref()) {
+        Ok(i) => i,
         Err(o) => return o,
     };
     if let (Some(path), false) = (&args.ssh, args.dry_run) {
@@ -73,7 +85,7 @@ fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> Outcome {
         repo: args.git_url.clone(),
         branch: args.branch.clone(),
         ssh: args.ssh.clone(),
-        image: None,
+        image,
         group: None,
         dry_run: args.dry_run,
         resolve: args.resolve,
@@ -84,9 +96,118 @@ fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> Outcome {
             Ok(n) => n,
             Err(o) => return o,
         };
-        return workflow::detached(global, &workflow, group, name, args.retries);
+        // Named as Bodywork 3 names it; Bodywork 3's words.
+        let name = name.map(|n| format!("{DETACHED_PREFIX}{n}"));
+        println!("Using asynchronous workflow controller.");
+        return workflow::detached(global, &workflow, group, name, args.retries, |name| {
+            println!("Created workflow-job={name}.");
+        });
+    }
+    if !args.dry_run {
+        println!("Using local workflow controller - retries inactive.");
     }
     workflow::run_with_group(global, &workflow, group)
+}
+
+/// Bodywork 3's `--bodywork-image`, a malformed one refused in its words
+/// (exit 1): on Kubernetes the image stages run in; the local runtime runs
+/// stages on this machine, so there it is checked and not used.
+fn stage_image(global: &GlobalArgs, image: Option<&str>) -> Result<Option<String>, Outcome> {
+    let Some(image) = image else {
+        return Ok(None);
+    };
+    if !is_image_reference(image) {
+        output::report_message(format!(
+            "Invalid Docker image specified: {image} - cannot be parsed as \
+             DOCKERHUB_USERNAME/IMAGE_NAME:TAG"
+        ));
+        return Err(Outcome::Failure);
+    }
+    match global.runtime {
+        RuntimeKind::Kubernetes => Ok(Some(image.to_string())),
+        RuntimeKind::Local => {
+            eprintln!(
+                "note: --bodywork-image is the image stages run in on Kubernetes; the local \
+                 runtime runs them on this machine"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Whether `image` names an image as Bodywork 3 asks, `USER/IMAGE[:TAG]`
+/// (Docker Hub's), or as Docker reads the same under a registry,
+/// `HOST[:PORT]/PATH/IMAGE[:TAG]`, either with an optional `@DIGEST`.
+fn is_image_reference(image: &str) -> bool {
+    let (rest, digest) = match image.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (image, None),
+    };
+    let digest_ok = digest.is_none_or(|d| {
+        d.split_once(':').is_some_and(|(algorithm, hex)| {
+            !algorithm.is_empty()
+                && algorithm
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c))
+                && hex.len() >= 32
+                && hex.chars().all(|c| c.is_ascii_hexdigit())
+        })
+    });
+    // A tag follows the last `:` after the last `/` (a registry's port
+    // comes before it).
+    let last = rest.rfind('/').unwrap_or(0);
+    let (name, tag) = match rest[last..].find(':') {
+        Some(i) => (&rest[..last + i], Some(&rest[last + i + 1..])),
+        None => (rest, None),
+    };
+    let tag_ok = tag.is_none_or(|t| {
+        (1..=128).contains(&t.len())
+            && !t.starts_with(['.', '-'])
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    });
+    let parts: Vec<&str> = name.split('/').collect();
+    let path = match parts.as_slice() {
+        [host, path @ ..] if host.contains(['.', ':']) || *host == "localhost" => {
+            if !is_registry_host(host) {
+                return false;
+            }
+            path
+        }
+        path => path,
+    };
+    digest_ok
+        && tag_ok
+        && parts.len() >= 2
+        && !path.is_empty()
+        && path.iter().all(|p| is_path_component(p))
+}
+
+/// `HOST[:PORT]`: DNS labels separated by dots, then a port number.
+fn is_registry_host(host: &str) -> bool {
+    let (name, port) = match host.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    port.is_none_or(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// A repository path component: lowercase letters and digits, separated
+/// by one `.`, one or two `_`, or dashes.
+fn is_path_component(part: &str) -> bool {
+    let starts_and_ends =
+        |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !starts_and_ends(part.chars().next()) || !starts_and_ends(part.chars().last()) {
+        return false;
+    }
+    part.split(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        .all(|sep| matches!(sep, "" | "." | "_" | "__") || sep.chars().all(|c| c == '-'))
 }
 
 /// `--ssh KEY`: the key kept where Bodywork 3 keeps it, the secret
@@ -131,22 +252,36 @@ fn store_deploy_key(
 /// The project fetched, loaded and planned here (nothing done), or the
 /// outcome of failing to, reported.
 fn plan_project(submission: &WorkflowSubmission) -> Result<bodywork_plan::WorkflowPlan, Outcome> {
+    try_plan(submission).map_err(plan_failed)
+}
+
+/// Why a project could not be planned; `None` when the async runtime did
+/// not even start (said already).
+type PlanError = Option<Box<dyn std::error::Error + Send + Sync>>;
+
+/// The project fetched, loaded and planned here (nothing done), or why not.
+fn try_plan(submission: &WorkflowSubmission) -> Result<bodywork_plan::WorkflowPlan, PlanError> {
     let planned = Mutex::new(None);
-    let outcome = block_on(async {
-        match bodywork_kube::host::plan(submission).await {
-            Ok(prepared) => {
-                if let Ok(mut slot) = planned.lock() {
-                    *slot = Some(prepared.plan);
-                }
-                Outcome::Success
-            }
-            Err(e) => {
-                output::report_error(&e, None);
-                Outcome::Failure
-            }
+    block_on(async {
+        let plan = bodywork_kube::host::plan(submission).await;
+        if let Ok(mut slot) = planned.lock() {
+            *slot = Some(plan);
         }
+        Outcome::Success
     });
-    planned.into_inner().ok().flatten().ok_or(outcome)
+    match planned.into_inner().ok().flatten() {
+        Some(Ok(prepared)) => Ok(prepared.plan),
+        Some(Err(e)) => Err(Some(Box::new(e))),
+        None => Err(None),
+    }
+}
+
+/// A project that could not be planned, reported.
+fn plan_failed(e: PlanError) -> Outcome {
+    if let Some(e) = e {
+        output::report_error(e.as_ref(), None);
+    }
+    Outcome::Failure
 }
 
 /// A private key file given with `--ssh`: its absolute path and its text.
@@ -221,7 +356,11 @@ pub fn legacy_deployment(global: &GlobalArgs, args: &LegacyDeploymentArgs) -> Ou
                 println!("testing with local workflow-controller - retries are inactive");
                 return workflow::run(global, &workflow);
             }
-            workflow::detached(global, &workflow, None, name, args.retries)
+            workflow::detached(global, &workflow, None, name, args.retries, |name| {
+                println!(
+                    "deployment started detached as {name} (see `bodywork get deployment --async --logs {name}`)"
+                );
+            })
         }
         _ if name.is_none() => {
             output::report_message("please specify --name for the deployment job");
@@ -229,23 +368,52 @@ pub fn legacy_deployment(global: &GlobalArgs, args: &LegacyDeploymentArgs) -> Ou
         }
         LegacyAction::Display => detached_runs(global, None, name.as_deref()),
         LegacyAction::Logs => detached_runs(global, name.as_deref(), None),
-        LegacyAction::DeleteJob => delete_detached(global, &args.name),
+        LegacyAction::DeleteJob => delete_detached(global, &args.name, false),
     }
 }
 
-/// Forget a detached run (every attempt) and its log; refused while it runs.
-fn delete_detached(global: &GlobalArgs, name: &str) -> Outcome {
+/// Forget a detached run (every attempt) and its log; refused while it
+/// runs. In Bodywork 3's words with `bodywork3` (one not there said so,
+/// exit 0), else in Bodywork 2's.
+fn delete_detached(global: &GlobalArgs, name: &str, bodywork3: bool) -> Outcome {
     let name = name.to_string();
     with_control(global, None, async move |cp| {
-        cp.delete_detached(&name).await?;
-        println!("deployment job={name} deleted");
+        let deleted = cp.delete_detached(&name).await;
+        if !bodywork3 {
+            deleted?;
+            println!("deployment job={name} deleted");
+        } else if bodywork3_missing(deleted, || format!("Could not find workflow-job={name}."))?
+            .is_some()
+        {
+            println!("Deleted workflow-job={name}.");
+        }
+        Ok(Outcome::Success)
+    })
+}
+
+/// Bodywork 3's `delete cronjob NAME`, in whichever namespace it is.
+fn delete_cronjob(global: &GlobalArgs, name: &str) -> Outcome {
+    let name = match checked_name("cron job", name) {
+        Ok(n) => n,
+        Err(o) => return o,
+    };
+    with_control(global, None, async move |cp| {
+        let found = cron_namespace(cp, &name).await;
+        if let Some(namespace) =
+            bodywork3_missing(found, || format!("Could not find cronjob={name}."))?
+        {
+            cp.delete_cronjob(&namespace, &name).await?;
+            println!("Deleted cronjob={name}.");
+        }
         Ok(Outcome::Success)
     })
 }
 
 /// `create/update cronjob REPO --name N --schedule S ...`: the seed's
 /// `cronjob create`, in the project's own namespace (read from the project
-/// now); `update` changes the cron job in place, its history kept.
+/// now); `update` changes the cron job in place, its history kept. A
+/// project that cannot be read now (a branch not pushed yet) is a warning
+/// for `update`, as Bodywork 3 takes it as it is and fails at run time.
 fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
     let name = match checked_name("cron job", &args.name) {
         Ok(n) => n,
@@ -254,6 +422,10 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
     if let Err(o) = cronjob::checked_schedule(&args.schedule, None) {
         return o;
     }
+    let image = match stage_image(global, args.bodywork_image.as_deref()) {
+        Ok(i) => i,
+        Err(o) => return o,
+    };
     let repo = match project_location(&args.git_url, Outcome::Usage) {
         Ok(repo) => repo,
         Err(o) => return o,
@@ -268,46 +440,58 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
         ssh_key: key.as_ref().map(|(path, _)| path.clone()),
         ..WorkflowSubmission::default()
     };
-    let mut group = args.group.clone();
-    let mut resolve = args.resolve;
-    let mut python = args.python.clone();
-    let namespace = match plan_project(&submission) {
+    let planned = match try_plan(&submission) {
         Ok(plan) => {
             println!(
                 "project={} deploys into namespace={}",
                 plan.project, plan.namespace
             );
-            plan.namespace
+            Some(plan.namespace)
         }
-        Err(o) => return o,
+        Err(Some(e)) if update => {
+            output::report_warning(format!(
+                "cannot read the project now ({e}); cronjob={name} is updated all the same, \
+                 and its runs fail until it can be read"
+            ));
+            None
+        }
+        Err(e) => return plan_failed(e),
     };
-    let ready = with_control(global, None, async |cp| {
-        if update {
-            // Nothing is written for a cron job that is not there.
-            let old = match cp.namespace_exists(&namespace).await? {
-                true => cp.list_cronjobs(&namespace).await?,
-                false => Vec::new(),
+    let ready = Mutex::new(None);
+    let outcome = with_control(global, None, async |cp| {
+        let (namespace, group, resolve, python) = if update {
+            let Some(job) = existing_cronjob(cp, planned.as_deref(), &name).await? else {
+                println!("Could not find cronjob={name}.");
+                return Ok(Outcome::Success);
             };
-            let job =
-                old.into_iter()
-                    .find(|j| j.name == name)
-                    .ok_or_else(|| RuntimeError::NotFound {
-                        kind: "cron job",
-                        name: name.clone(),
-                        namespace: namespace.clone(),
-                    })?;
             // Without --group, the group the cron job had; so for the date
             // and the Python.
-            group = group.take().or(job.secrets_group);
-            resolve.resolve_as_of = resolve.resolve_as_of.or(job.resolve_as_of);
-            python.python = python.python.take().or(job.python);
-        } else if !cp.namespace_exists(&namespace).await? {
-            for line in cp.setup_namespace(&namespace).await? {
-                println!("{line}");
+            let resolve = ResolveAsOfArg {
+                resolve_as_of: args.resolve.resolve_as_of.or(job.resolve_as_of),
+            };
+            let python = CronPythonArg {
+                python: args.python.python.clone().or(job.python),
+            };
+            let group = args.group.clone().or(job.secrets_group);
+            (job.namespace, group, resolve, python)
+        } else {
+            let Some(namespace) = planned.clone() else {
+                return Ok(Outcome::Failure);
+            };
+            if !cp.namespace_exists(&namespace).await? {
+                for line in cp.setup_namespace(&namespace).await? {
+                    println!("{line}");
+                }
             }
-        }
-        if let Some((_, key)) = key {
-            let data = [(bodywork_source::SSH_KEY_VAR.to_string(), key)].into();
+            (
+                namespace,
+                args.group.clone(),
+                args.resolve,
+                args.python.clone(),
+            )
+        };
+        if let Some((_, key)) = &key {
+            let data = [(bodywork_source::SSH_KEY_VAR.to_string(), key.clone())].into();
             cp.create_secret(&namespace, bodywork_source::SSH_KEY_SECRET, data)
                 .await?;
             println!(
@@ -315,11 +499,14 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
                 bodywork_source::SSH_KEY_SECRET
             );
         }
+        if let Ok(mut slot) = ready.lock() {
+            *slot = Some((namespace, group, resolve, python));
+        }
         Ok(Outcome::Success)
     });
-    if ready != Outcome::Success {
-        return ready;
-    }
+    let Some((namespace, group, resolve, python)) = ready.into_inner().ok().flatten() else {
+        return outcome;
+    };
     cronjob::create(
         global,
         &CronjobCreateArgs {
@@ -337,7 +524,36 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
             python,
         },
         update,
+        image,
+        |spec: &CronJobSpec, _: &Schedule, update: bool| {
+            let done = if update { "Updated" } else { "Created" };
+            format!("{done} cronjob={}.", spec.name)
+        },
     )
+}
+
+/// Cron job `name`, in `namespace` or else wherever it is; `None` when
+/// there is none.
+async fn existing_cronjob(
+    cp: &dyn ControlPlane,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Option<CronJobSummary>, RuntimeError> {
+    let namespace = match namespace {
+        Some(ns) => ns.to_string(),
+        None => match cron_namespace(cp, name).await {
+            Err(RuntimeError::NotFound { .. }) => return Ok(None),
+            found => found?,
+        },
+    };
+    if !cp.namespace_exists(&namespace).await? {
+        return Ok(None);
+    }
+    Ok(cp
+        .list_cronjobs(&namespace)
+        .await?
+        .into_iter()
+        .find(|j| j.name == name))
 }
 
 /// `get cronjob(s) [NAME] [--history] [--logs RUN]`: the seed's `cronjob
@@ -420,12 +636,48 @@ async fn cron_namespace(cp: &dyn ControlPlane, name: &str) -> Result<String, Run
         0 => Err(RuntimeError::NotFound {
             kind: "cron job",
             name: name.to_string(),
-            namespace: "any namespace".into(),
+            namespace: String::new(),
         }),
         1 => Ok(holding.remove(0)),
         _ => Err(RuntimeError::Conflict(format!(
             "cron job {name} exists in namespaces {}; use `bodywork cronjob ... --namespace NS`",
             holding.join(", ")
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_image_reference;
+
+    #[test]
+    fn images_read_as_bodywork_3_and_docker_read_them() {
+        for good in [
+            "bodyworkml/bodywork-core",
+            "bodyworkml/bodywork-core:3.0",
+            "bodyworkml/bodywork-core:latest",
+            "ghcr.io/bodywork-ml/bodywork-rs:0.1.0",
+            "localhost:5000/team/stage-image:v1.2_rc-3",
+            "registry.example.com/a/b/c",
+            "my__org/my.image-x@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(is_image_reference(good), "{good}");
+        }
+        for bad in [
+            "",
+            "not-an-image",
+            "bodywork-core:3.0",
+            "bodyworkml/bodywork-core:3.0:1",
+            "BodyworkML/core",
+            "bodyworkml//core",
+            "bodyworkml/core:",
+            "bodyworkml/core:-x",
+            "bodyworkml/core name",
+            "bodyworkml/-core",
+            "bodyworkml/core@sha256:12",
+            "localhost:port/x/y",
+        ] {
+            assert!(!is_image_reference(bad), "{bad}");
+        }
     }
 }

@@ -109,6 +109,7 @@ fn hint(e: &RuntimeError) -> Option<String> {
         "secret" | "service" => {
             format!(" (see `bodywork {kind} display --namespace {namespace}`)")
         }
+        "cron job" if namespace.is_empty() => " (see `bodywork get cronjobs`)".to_string(),
         "cron job" => format!(" (see `bodywork cronjob display --namespace {namespace}`)"),
         _ => return None,
     })

@@ -21,7 +21,7 @@ use crate::output::{self, TerminalLog, table};
 /// Carry out one `cronjob` subcommand.
 pub fn run(global: &GlobalArgs, command: &CronjobCommand) -> Outcome {
     match command {
-        CronjobCommand::Create(args) => create(global, args, false),
+        CronjobCommand::Create(args) => create(global, args, false, None, created),
         CronjobCommand::Delete(args) => with_names(args, |namespace, name| {
             with_control(global, None, async move |cp| {
                 cp.delete_cronjob(&namespace, &name).await?;
@@ -65,9 +65,29 @@ pub(super) fn checked_schedule(
     })
 }
 
+/// The seed's line for a cron job created: where, and when it runs next.
+fn created(spec: &CronJobSpec, schedule: &Schedule, _update: bool) -> String {
+    let next = schedule
+        .next_after(chrono::Utc::now())
+        .map(|t| format!(", next run at {}", display_time(&t)))
+        .unwrap_or_default();
+    format!(
+        "cronjob={} created in namespace={} (schedule \"{}\"{next})",
+        spec.name, spec.namespace, spec.schedule
+    )
+}
+
 /// `cronjob create`; with `update`, Bodywork 3's `update cronjob`: the
-/// cron job of that name changed in place, its history kept.
-pub(super) fn create(global: &GlobalArgs, args: &CronjobCreateArgs, update: bool) -> Outcome {
+/// cron job of that name changed in place, its history kept. `image`: the
+/// image its runs run in on Kubernetes (default: `BODYWORK_IMAGE`, else
+/// bodywork's own); `done` words what was done.
+pub(super) fn create(
+    global: &GlobalArgs,
+    args: &CronjobCreateArgs,
+    update: bool,
+    image: Option<String>,
+    done: fn(&CronJobSpec, &Schedule, bool) -> String,
+) -> Outcome {
     let (namespace, name) = match checked_names(&args.namespace.namespace, "cron job", &args.name) {
         Ok(v) => v,
         Err(o) => return o,
@@ -100,22 +120,13 @@ pub(super) fn create(global: &GlobalArgs, args: &CronjobCreateArgs, update: bool
     if args.dry_run {
         return dry_run::cronjob(global, &spec);
     }
-    with_control(global, None, async move |cp| {
-        let done = if update {
+    with_control(global, image, async move |cp| {
+        if update {
             cp.update_cronjob(&spec).await?;
-            "updated"
         } else {
             cp.create_cronjob(&spec).await?;
-            "created"
-        };
-        let next = schedule
-            .next_after(chrono::Utc::now())
-            .map(|t| format!(", next run at {}", display_time(&t)))
-            .unwrap_or_default();
-        println!(
-            "cronjob={} {done} in namespace={} (schedule \"{}\"{next})",
-            spec.name, spec.namespace, spec.schedule
-        );
+        }
+        println!("{}", done(&spec, &schedule, update));
         Ok(Outcome::Success)
     })
 }

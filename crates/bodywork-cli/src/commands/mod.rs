@@ -116,6 +116,23 @@ fn project_location(raw: &str, fail: Outcome) -> Result<String, Outcome> {
     }
 }
 
+/// Bodywork 3's answer to an object that is not there: `missing()` said on
+/// stdout, and exit 0 (its CLI warns and carries on), so `None`; other
+/// errors pass as they are.
+fn bodywork3_missing<T>(
+    result: Result<T, bodywork_runtime::RuntimeError>,
+    missing: impl FnOnce() -> String,
+) -> Result<Option<T>, bodywork_runtime::RuntimeError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(bodywork_runtime::RuntimeError::NotFound { .. }) => {
+            println!("{}", missing());
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// `items`, or only the one named `name` when a name is given: then one
 /// that does not exist is `NotFound` (the same error on both runtimes).
 fn only_named<T>(

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use bodywork_runtime::groups;
+use bodywork_runtime::{RuntimeError, groups};
 use serde_json::json;
 
 use super::connect::{printed, with_control};
-use super::{checked_names, only_named};
+use super::{bodywork3_missing, checked_names, only_named};
 use crate::Outcome;
 use crate::cli::{
     DeleteSecretArgs, GetSecretArgs, GlobalArgs, GroupSecretArgs, OutputFormat, SecretCommand,
@@ -230,9 +230,12 @@ pub fn put_in_group(global: &GlobalArgs, args: &GroupSecretArgs, replace: bool) 
         }
     };
     with_control(global, None, async move |cp| {
-        groups::put(cp, &group, &name, data, replace).await?;
-        let done = if replace { "updated" } else { "created" };
-        println!("secret={name} {done} in group={group}");
+        let put = groups::put(cp, &group, &name, data, replace).await;
+        let missing = || format!("Could not find secret={name} in group={group}.");
+        if bodywork3_missing(put, missing)?.is_some() {
+            let done = if replace { "Updated" } else { "Created" };
+            println!("{done} secret={name} in group={group}.");
+        }
         Ok(Outcome::Success)
     })
 }
@@ -249,13 +252,28 @@ pub fn display_groups(global: &GlobalArgs, args: &GetSecretArgs) -> Outcome {
     let (name, show, format) = (args.name.clone(), args.show_values, global.output);
     with_control(global, None, async move |cp| {
         let secrets = groups::list(cp, group.as_deref()).await?;
-        let secrets = only_named(
+        let named = only_named(
             secrets,
             name.as_deref(),
             |s| &s.name,
             "secret",
             groups::GROUPS_NAMESPACE,
-        )?;
+        );
+        // As Bodywork 3 answers it: said, exit 0; with -o json, said on
+        // stderr, and an empty list as the document.
+        let secrets = match named {
+            Err(RuntimeError::NotFound { .. }) => {
+                let words = format!("Cannot find secret={}.", name.unwrap_or_default());
+                if format == OutputFormat::Json {
+                    eprintln!("{words}");
+                    println!("[]");
+                } else {
+                    println!("{words}");
+                }
+                return Ok(Outcome::Success);
+            }
+            other => other?,
+        };
         let shown: Vec<Shown> = secrets
             .iter()
             .map(|s| Shown {
@@ -286,12 +304,18 @@ pub fn delete_in_group(global: &GlobalArgs, args: &DeleteSecretArgs) -> Outcome 
     with_control(global, None, async move |cp| {
         match name {
             Some(name) => {
-                groups::delete(cp, &group, &name).await?;
-                println!("secret={name} deleted from group={group}");
+                let deleted = groups::delete(cp, &group, &name).await;
+                let missing = || format!("Could not find secret={name} in group={group}.");
+                if bodywork3_missing(deleted, missing)?.is_some() {
+                    println!("Deleted secret={name} from group={group}.");
+                }
             }
             None => {
-                let names = groups::delete_group(cp, &group).await?;
-                println!("secrets group={group} deleted: {}", names.join(", "));
+                let deleted = groups::delete_group(cp, &group).await;
+                let missing = || format!("Could not find secret group={group}.");
+                if bodywork3_missing(deleted, missing)?.is_some() {
+                    println!("Deleted secret group={group}.");
+                }
             }
         }
         Ok(Outcome::Success)

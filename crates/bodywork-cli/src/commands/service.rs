@@ -124,14 +124,15 @@ pub fn delete_deployment(global: &GlobalArgs, args: &DeleteDeploymentArgs) -> Ou
             return Err(bodywork_runtime::RuntimeError::NotFound {
                 kind: "deployment",
                 name,
-                namespace: namespace.unwrap_or_else(|| "any namespace".into()),
+                namespace: namespace.unwrap_or_default(),
             });
         }
+        // Bodywork 3's words.
         for s in &services {
             cp.delete_service(&s.namespace, &s.name).await?;
-            println!("service={} deleted from namespace={}", s.name, s.namespace);
+            println!("Deleted service={}.", s.name);
         }
-        println!("deployment={name} deleted");
+        println!("deployment={name} deleted.");
         Ok(Outcome::Success)
     })
 }

@@ -40,13 +40,15 @@ pub fn run_with_group(
 
 /// The workflow handed to the control plane (the local daemon, a Job in
 /// the cluster), which runs it and retries it `retries` times while it
-/// fails; returns at once with the run's name, `name` if given.
+/// fails; returns at once, `started` saying the run's name (`name` if
+/// given) in the words of the dialect that asked.
 pub fn detached(
     global: &GlobalArgs,
     args: &WorkflowArgs,
     secrets_group: Option<String>,
     name: Option<String>,
     retries: u32,
+    started: fn(&str),
 ) -> Outcome {
     let (submission, _env_key) = match checked(global, args, secrets_group) {
         Ok(v) => v,
@@ -56,9 +58,7 @@ pub fn detached(
         let name = cp
             .start_workflow(&submission, name.as_deref(), retries)
             .await?;
-        println!(
-            "deployment started detached as {name} (see `bodywork get deployment --async --logs {name}`)"
-        );
+        started(&name);
         Ok(Outcome::Success)
     })
 }

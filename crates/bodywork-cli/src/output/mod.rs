@@ -28,6 +28,12 @@ pub fn report_error(err: &(dyn std::error::Error + 'static), hint: Option<&str>)
     }
 }
 
+/// Print a warning: what was done all the same, and what may fail later.
+pub fn report_warning(message: impl Display) {
+    let style = color::Style::stderr();
+    eprintln!("{} {message}", style.warning("warning:"));
+}
+
 /// Print a one-line error message that is not an `Error` value.
 pub fn report_message(message: impl Display) {
     let style = color::Style::stderr();

@@ -737,13 +737,21 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// The name of a detached run, from what `create deployment --async` says:
-/// `deployment started detached as NAME (...)`.
+/// `Created workflow-job=NAME.` (Bodywork 3), or `deployment started
+/// detached as NAME (...)` (Bodywork 2).
 pub fn detached_run_name(started: &Run) -> String {
-    started
-        .stdout
-        .split_whitespace()
-        .skip_while(|w| *w != "as")
-        .nth(1)
+    let bodywork3 = started.stdout.lines().find_map(|l| {
+        l.strip_prefix("Created workflow-job=")
+            .and_then(|n| n.strip_suffix('.'))
+    });
+    bodywork3
+        .or_else(|| {
+            started
+                .stdout
+                .split_whitespace()
+                .skip_while(|w| *w != "as")
+                .nth(1)
+        })
         .unwrap_or_else(|| panic!("the run's name in {started}"))
         .to_string()
 }

@@ -178,12 +178,15 @@ pub const DETACHED_LABEL: &str = "bodywork.ml/detached";
 /// --async`, Bodywork 2's `deployment create`), in Bodywork's own
 /// namespace: `bodywork workflow --namespace NS REPO [BRANCH]` when a
 /// namespace is given, else `bodywork create deployment REPO [--branch B]
-/// [--group G]` (the project's own namespace).
+/// [--group G] [--bodywork-image STAGE_IMAGE]` (the project's own
+/// namespace). `image` is the Job's; `stage_image` the one its stages run
+/// in instead of the project's, when the user gave one.
 pub fn detached_job(
     name: &str,
     submission: &bodywork_runtime::WorkflowSubmission,
     retries: u32,
     image: Option<&str>,
+    stage_image: Option<&str>,
 ) -> Job {
     let mut args: Vec<String> = match &submission.namespace {
         Some(ns) => vec!["workflow".into(), "--namespace".into(), ns.clone()],
@@ -210,6 +213,9 @@ pub fn detached_job(
             no_downloads: submission.no_python_downloads,
         },
     ));
+    if let (None, Some(stage_image)) = (&submission.namespace, stage_image) {
+        args.extend(["--bodywork-image".to_string(), stage_image.to_string()]);
+    }
     let labels = labels(&[(DETACHED_LABEL, name)]);
     let namespace = bodywork_runtime::groups::GROUPS_NAMESPACE;
     Job {

@@ -239,6 +239,7 @@ impl KubeRuntime {
         name: Option<&str>,
         retries: u32,
         image: Option<&str>,
+        stage_image: Option<&str>,
     ) -> Result<String> {
         let namespace = GROUPS_NAMESPACE;
         if !self.namespace_exists(namespace).await? {
@@ -253,7 +254,7 @@ impl KubeRuntime {
         // Bodywork's own form, `async-workflow-SECONDS`; a second run started
         // in the same second gets `-2`, `-3`, ... rather than a conflict.
         let given = name.map(String::from);
-        let base = format!("async-workflow-{}", unix_seconds());
+        let base = bodywork_runtime::unnamed_detached_name(unix_seconds());
         let jobs = self.ns::<Job>(namespace);
         for n in 1..=20u32 {
             let name = match (&given, n) {
@@ -261,7 +262,7 @@ impl KubeRuntime {
                 (None, 1) => base.clone(),
                 (None, n) => format!("{base}-{n}"),
             };
-            let job = manifests::detached_job(&name, submission, retries, image);
+            let job = manifests::detached_job(&name, submission, retries, image, stage_image);
             let create = Action::new("create", "Job", &name, namespace);
             match jobs.create(&PostParams::default(), &job).await {
                 Ok(_) => return Ok(name),

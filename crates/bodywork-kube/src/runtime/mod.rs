@@ -118,6 +118,12 @@ impl KubeRuntime {
         self
     }
 
+    /// The image given for this command's stages (`--image`,
+    /// `--bodywork-image`), if any.
+    pub fn image_override(&self) -> Option<&str> {
+        self.image_override.as_deref()
+    }
+
     /// The API server's URL, for messages.
     pub fn cluster(&self) -> &str {
         &self.cluster

@@ -274,7 +274,7 @@ impl ControlPlane for LocalControl {
             .ok_or_else(|| RuntimeError::NotFound {
                 kind: "run",
                 name: name.to_string(),
-                namespace: "any namespace".to_string(),
+                namespace: String::new(),
             })?;
         self.logs(&run.namespace, &run.id.to_string(), false, log)
             .await

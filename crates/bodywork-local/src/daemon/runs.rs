@@ -460,7 +460,7 @@ pub(super) fn start_detached(
         Ok(p) => p,
         Err(message) => return Response::Error(RuntimeError::Failed(message)),
     };
-    let started = name.unwrap_or_else(|| first.id.to_string());
+    let started = name.unwrap_or_else(|| bodywork_runtime::unnamed_detached_name(first.id));
     tokio::spawn(async move {
         let mut run = first;
         for retry in 1..=retries + 1 {
@@ -502,7 +502,7 @@ pub(crate) fn delete_detached(daemon: &Daemon, name: &str) -> Result<(), Runtime
         return Err(RuntimeError::NotFound {
             kind: "run",
             name: name.to_string(),
-            namespace: "any namespace".to_string(),
+            namespace: String::new(),
         });
     }
     if let Some(r) = runs.iter().find(|r| r.status == RunStatus::Running) {
