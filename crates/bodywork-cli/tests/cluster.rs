@@ -40,7 +40,8 @@ use std::time::{Duration, Instant};
 
 use bodywork_kube::manifests::IMAGE_UID;
 use common::old_pins::{
-    FLASK_SERVICE, MAY_2022, SCORED, SEED_PINS, commit_dated, seed_pins_project,
+    FLASK_SERVICE, MAY_2022, SCORED, SEED_PINS, assert_tutorials_answer, commit_dated,
+    seed_pins_project, seed_repository, tutorial_curl,
 };
 use common::{
     Load, SERVER, TestHome, TestProject, args_line, batch_stage, copy_dir, git, wait_for, yaml,
@@ -83,6 +84,7 @@ as_admin_and_as_user!(
     a_restricted_namespace_runs_a_batch_and_a_service_stage_as_the_images_user,
     an_old_flask_service_resolves_as_of_its_commit_in_its_pod,
     the_seed_pins_get_a_python_the_image_carries_in_the_pod,
+    the_seed_repository_of_may_2022_answers_the_tutorials_curl,
 );
 
 /// A running cluster of `scripts/cluster`.
@@ -1827,6 +1829,70 @@ fn the_seed_pins_get_a_python_the_image_carries_in_the_pod(who: Who) {
         "{chosen}"
     );
     assert!(pod.contains(SCORED), "{run}");
+}
+
+/// The seed tutorial's repository as its `master` stood in May 2022
+/// (Bodywork 3's schema, the seed's pins, a model pickled by scikit-learn
+/// 1.0.2), deployed with the tutorial's command as written: its service,
+/// which Bodywork 3 names after the stage, answers the tutorial's curl
+/// through `kubectl proxy` at the tutorial's `PROJECT--STAGE` name, and by
+/// the stage's name; deleting it deletes both Services.
+fn the_seed_repository_of_may_2022_answers_the_tutorials_curl(who: Who) {
+    let c = cluster();
+    let ns = namespace("seedrepo", who);
+    let _ns = guard(c, &ns);
+    let url = format!("https://git.bodywork.test/{ns}");
+    let project = seed_repository();
+    served_dated_project(c, &url, &project, MAY_2022);
+    let pins = SEED_PINS.iter().copied().chain(["flask==2.1.2"]);
+    c.warm_as_of(
+        &pins.collect::<Vec<_>>().join("\n"),
+        Some(MAY_2022),
+        "python3.10",
+    );
+    let home = c.home(who);
+    home.ok(&["setup-namespace", &ns]);
+
+    let run = home.ok(&["workflow", &format!("--namespace={ns}"), &url, "master"]);
+    let proxy = Proxy::start(c, &c.kubeconfig_of(who));
+    let (path, payload) = tutorial_curl(&ns);
+    let stage_path = path.replace(
+        "bodywork-serve-model-project--scoring-service",
+        "scoring-service",
+    );
+    for path in [&path, &stage_path] {
+        let mut answer = None;
+        wait_for(
+            "the service to answer through the proxy",
+            Duration::from_secs(60),
+            || {
+                answer = request(&proxy.addr(), "POST", path, Some(payload)).ok();
+                answer.as_ref().is_some_and(|(code, _)| *code == 200)
+            },
+        );
+        let (code, body) = answer.expect("an answer");
+        assert_tutorials_answer(code, &body, &run);
+    }
+
+    home.ok(&[
+        "service",
+        "delete",
+        "--namespace",
+        &ns,
+        "--name",
+        "scoring-service",
+    ]);
+    let mut services = String::new();
+    wait_for("both Services to go", Duration::from_secs(30), || {
+        let listed = c
+            .kubectl(&["get", "services", "-n", &ns, "-o", "name"])
+            .output();
+        services = listed.map_or_else(
+            |e| e.to_string(),
+            |o| String::from_utf8_lossy(&o.stdout).into_owned(),
+        );
+        services.trim().is_empty()
+    });
 }
 
 /// What `run` shows of the pods of `resource` (`PROJECT--STAGE`): its

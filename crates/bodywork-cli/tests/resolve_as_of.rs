@@ -16,7 +16,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::old_pins::{FLASK_SERVICE, MAY_2022, SCORED, commit_dated, seed_pins_project};
+use common::old_pins::{
+    FLASK_SERVICE, MAY_2022, SCORED, assert_tutorials_answer, commit_dated, seed_pins_project,
+    seed_repository, tutorial_curl,
+};
 use common::{TestHome, TestProject, batch_stage, git, http, wait_for, yaml};
 
 /// A git repository on branch `master` holding `files`, committed on `date`.
@@ -141,6 +144,58 @@ fn an_old_flask_service_deploys_unmodified_and_redeploys_with_the_same_lock() {
     // The service deployed as of its commit still answers.
     let (code, body) = http(&home.gateway(), "GET", &path, None).unwrap();
     assert_eq!((code, body.trim()), (200, "flask 2.1.2 werkzeug 2.1.2"));
+}
+
+/// The seed tutorial's repository as its `master` stood in May 2022: its
+/// `bodywork.yaml` (tests/projects/bodywork-serve-model-project: Bodywork
+/// 3's schema, the `scoring_service` stage, its requirements pinned as the
+/// seed's were: Flask 2.1.2 with no Werkzeug pin, numpy 1.22.3, which has
+/// no wheel for Python 3.11 or later), the tutorial's `service.py` written
+/// for Flask 2.1 and a model pickled by scikit-learn 1.0.2, committed on
+/// 2022-05-20. A clone of it deploys with the tutorial's commands as
+/// written, unmodified, and answers the tutorial's curl with its JSON.
+#[test]
+fn a_clone_of_the_seed_repository_of_may_2022_deploys_unmodified_and_answers_the_tutorials_curl() {
+    let project = seed_repository();
+    git(project.path(), &["init", "-q", "-b", "master"]);
+    commit_dated(project.path(), MAY_2022);
+    let url = format!("file://{}", project.path().display());
+
+    // $ bodywork setup-namespace scoring-service
+    // $ bodywork workflow --namespace=scoring-service URL master
+    let home = TestHome::new();
+    home.ok(&["setup-namespace", "scoring-service"]);
+    let run = home.ok(&["workflow", "--namespace=scoring-service", &url, "master"]);
+    run.expect_output(&format!("resolves its requirements as of {MAY_2022}"));
+    let listed = envs(&home);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let locked = lock(&listed[0]);
+    for (package, version) in [
+        ("flask", "2.1.2"),
+        ("werkzeug", "2.1.2"),
+        ("numpy", "1.22.3"),
+        ("scikit-learn", "1.0.2"),
+    ] {
+        assert_eq!(
+            version_of(&locked, package),
+            Some(version),
+            "{locked:?}\n{run}"
+        );
+    }
+
+    // $ curl http://localhost:8001/api/v1/namespaces/scoring-service/services/
+    //   bodywork-serve-model-project--scoring-service/proxy/iris/v1/score ...
+    let (path, payload) = tutorial_curl("scoring-service");
+    let (code, body) = http(&home.gateway(), "POST", &path, Some(payload)).expect("an answer");
+    assert_tutorials_answer(code, &body, &run);
+    // Bodywork 3's name for it, the stage's, serves as well.
+    let path = path.replace(
+        "bodywork-serve-model-project--scoring-service",
+        "scoring-service",
+    );
+    let (code, body) = http(&home.gateway(), "POST", &path, Some(payload)).expect("an answer");
+    assert_tutorials_answer(code, &body, &run);
+    home.ok(&["delete-namespace", "scoring-service"]);
 }
 
 /// What the stdlib-only fixture's lock says of pip: 22.x as of May 2022.

@@ -57,6 +57,62 @@ model.fit(data.data, data.target)
 joblib.dump(model, sys.argv[1])
 "#;
 
+/// The seed's `scoring-service/service.py` as the tutorial summarises it,
+/// written for the Flask of its day (2.1: no `app.json`, whose `jsonify`
+/// sorts keys): the model beside it, the tutorial's route and answer.
+pub const SEED_SERVICE: &str = r#"
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+from flask import Flask, Response, jsonify, make_response, request
+from joblib import load
+
+MODEL_PATH = Path(__file__).parent / 'classification_model.joblib'
+SPECIES = {0: 'setosa', 1: 'versicolor', 2: 'virginica'}
+
+app = Flask(__name__)
+
+
+@app.route('/iris/v1/score', methods=['POST'])
+def score() -> Response:
+    """Iris species classification API endpoint"""
+    request_data = request.json
+    X = make_features_from_request_data(request_data)
+    model_output = model_predictions(X)
+    response_data = jsonify({**model_output, 'model_info': str(model)})
+    return make_response(response_data)
+
+
+def make_features_from_request_data(request_data: Dict[str, float]) -> np.ndarray:
+    """Create feature array from JSON data parsed as dictionary."""
+    X = np.array([
+        request_data['sepal_length'],
+        request_data['sepal_width'],
+        request_data['petal_length'],
+        request_data['petal_width']
+    ]).reshape(1, -1)
+    return X
+
+
+def model_predictions(features: np.ndarray) -> Dict[str, str]:
+    """Return model's predictions."""
+    predicted_class = model.predict(features)[0]
+    predicted_species = SPECIES[predicted_class]
+    class_probabilities = model.predict_proba(features)
+    species_probabilities = '|'.join(
+        f'{SPECIES[n]}={p}' for n, p in enumerate(class_probabilities[0])
+    )
+    return {'species_prediction': predicted_species, 'probabilities': species_probabilities}
+
+
+if __name__ == '__main__':
+    model = load(MODEL_PATH)
+    print(f'loaded model={model}')
+    print(f'starting API server')
+    app.run(host='0.0.0.0', port=5000)
+"#;
+
 /// `git commit` of everything in `dir` with both dates set to `date`;
 /// returns HEAD.
 pub fn commit_dated(dir: &Path, date: &str) -> String {
@@ -122,6 +178,56 @@ pub fn seed_pins_project(extra_pipeline: &str) -> TestProject {
     let copied = std::fs::copy(&model, project.path().join("score/model.joblib"));
     assert!(copied.is_ok(), "the model: {copied:?}");
     project
+}
+
+/// The seed tutorial's repository as its `master` stood in May 2022, not
+/// yet a repository: its `bodywork.yaml` (tests/projects/
+/// bodywork-serve-model-project: Bodywork 3's schema, the `scoring_service`
+/// stage, Flask 2.1.2 with no Werkzeug pin, numpy 1.22.3, scikit-learn
+/// 1.0.2), [`SEED_SERVICE`] and a model pickled by scikit-learn 1.0.2.
+pub fn seed_repository() -> TestProject {
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/projects/bodywork-serve-model-project/bodywork.yaml");
+    let config = std::fs::read_to_string(&seed).unwrap_or_else(|e| panic!("{seed:?}: {e}"));
+    let project = TestProject::new(&[
+        ("bodywork.yaml", &config),
+        ("scoring_service/service.py", SEED_SERVICE),
+    ]);
+    let trainer = tempfile::tempdir().expect("a temp dir");
+    let model = seed_model(trainer.path());
+    let copied = std::fs::copy(
+        &model,
+        project
+            .path()
+            .join("scoring_service/classification_model.joblib"),
+    );
+    assert!(copied.is_ok(), "the model: {copied:?}");
+    project
+}
+
+/// The seed tutorial's curl: its path in namespace `ns`, its payload.
+pub fn tutorial_curl(ns: &str) -> (String, &'static str) {
+    (
+        format!(
+            "/api/v1/namespaces/{ns}/services/bodywork-serve-model-project--scoring-service/proxy/iris/v1/score"
+        ),
+        r#"{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#,
+    )
+}
+
+/// Checks an answer to [`tutorial_curl`] is the tutorial's JSON.
+pub fn assert_tutorials_answer(code: u16, body: &str, context: &dyn std::fmt::Display) {
+    assert_eq!(code, 200, "{body}\n{context}");
+    let answer: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(
+        answer,
+        serde_json::json!({
+            "species_prediction": "setosa",
+            "probabilities": "setosa=1.0|versicolor=0.0|virginica=0.0",
+            "model_info": "DecisionTreeClassifier(class_weight='balanced', random_state=42)"
+        }),
+        "{context}"
+    );
 }
 
 /// The model, made as the seed's was: with scikit-learn 1.0.2 (installed

@@ -378,7 +378,27 @@ pub fn service_manifests(run: &Target<'_>, stage: &StagePlan, image: &str) -> Ve
         }),
         ..Service::default()
     };
+    // A Bodywork 3 project's service is named after its stage alone; the
+    // seed tutorial's curl (and callers written for Bodywork 0.x to 2.x)
+    // names it `PROJECT--STAGE`: a second Service of that name reaches the
+    // same pods, where that is a name a Service may have (a DNS-1035 label:
+    // at most 63 characters, from a letter); else there is none.
+    let alias_name = &stage.resource_name;
+    let aliased = alias_name != service_name
+        && alias_name.len() <= 63
+        && alias_name.starts_with(|c: char| c.is_ascii_lowercase());
+    let alias = aliased.then(|| {
+        let alias_labels = super::labels(&[
+            (PROJECT_LABEL, &label_value(run.project)),
+            (NAME_LABEL, service_name),
+        ]);
+        Service {
+            metadata: meta(alias_name, Some(run.namespace), alias_labels),
+            ..service.clone()
+        }
+    });
     let mut out = vec![Manifest::Deployment(deployment), Manifest::Service(service)];
+    out.extend(alias.map(Manifest::Service));
     if *ingress {
         out.push(Manifest::Ingress(ingress_manifest(
             run,
@@ -464,5 +484,47 @@ mod tests {
         stage.cpu_request = None;
         stage.memory_request_mb = None;
         assert!(resources(&stage).is_none());
+    }
+
+    /// The names of the Services a service stage gets, given its
+    /// `PROJECT--STAGE` name and the name its era gives its service.
+    fn services_of(resource_name: &str, service_name: &str) -> Vec<String> {
+        let mut stage = super::super::test_batch_stage(1, 0);
+        stage.resource_name = resource_name.into();
+        stage.kind = bodywork_plan::StagePlanKind::Service {
+            max_startup_time_seconds: 30,
+            replicas: 1,
+            port: 5000,
+            ingress: false,
+            service_name: service_name.into(),
+        };
+        let run = Target {
+            namespace: "ns",
+            project: "p",
+            repo: "https://example.com/p",
+            branch: None,
+            commit: "c",
+            resolve_as_of: None,
+            python: PythonFlags::default(),
+        };
+        service_manifests(&run, &stage, "image")
+            .into_iter()
+            .filter_map(|m| match m {
+                Manifest::Service(s) => s.metadata.name,
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A Bodywork 3 project's service (named after its stage) is also
+    /// reached as `PROJECT--STAGE`, as the seed tutorial's curl names it,
+    /// unless that cannot be a Service's name; an older era's has one name.
+    #[test]
+    fn a_bodywork3_service_is_also_reached_by_its_older_name() {
+        assert_eq!(services_of("p--s", "s"), ["s", "p--s"]);
+        assert_eq!(services_of("p--s", "p--s"), ["p--s"]);
+        let long = format!("{}--s", "p".repeat(61));
+        assert_eq!(services_of(&long, "s"), ["s"]);
+        assert_eq!(services_of("1p--s", "s"), ["s"]);
     }
 }

@@ -317,9 +317,27 @@ impl KubeRuntime {
             .delete_opt(&self.ns::<Deployment>(namespace), name, del)
             .await?;
         let svc = Action::new("delete", "Service", name, namespace);
-        let found_svc = self
-            .delete_opt(&self.ns::<Service>(namespace), name, svc)
-            .await?;
+        let services = self.ns::<Service>(namespace);
+        let found_svc = self.delete_opt(&services, name, svc).await?;
+        // Its `PROJECT--STAGE` Service, when it has one (a Bodywork 3
+        // project's; see `manifests::service_manifests`).
+        let selector = format!(
+            "{}={},{}={name}",
+            manifests::MANAGED_BY.0,
+            manifests::MANAGED_BY.1,
+            manifests::NAME_LABEL
+        );
+        let list = Action::new("list", "Service", "", namespace);
+        let aliases = services
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| self.err(&e, list))?;
+        for alias in aliases.items.iter().map(ResourceExt::name_any) {
+            if alias != name {
+                let del = Action::new("delete", "Service", &alias, namespace);
+                self.delete_opt(&services, &alias, del).await?;
+            }
+        }
         self.delete_ingress(namespace, name).await?;
         deleted(found || found_svc, "service", name, namespace)
     }

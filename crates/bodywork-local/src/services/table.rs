@@ -61,27 +61,44 @@ impl ServiceTable {
         }
         used
     }
+
+    /// The service the gateway reaches at `name`: the one of that name, else
+    /// the one whose `PROJECT--STAGE` it is. A Bodywork 3 project's service
+    /// is named after its stage alone; the seed tutorial's curl (and any
+    /// caller written for Bodywork 0.x to 2.x) names it `PROJECT--STAGE`.
+    fn routed(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
+        if let Some(svc) = self.get(namespace, name) {
+            return Some(svc);
+        }
+        if !name.contains("--") {
+            return None;
+        }
+        self.all().into_iter().find(|svc| {
+            svc.namespace == namespace
+                && svc.info.lock().is_ok_and(|info| info.resource_name == name)
+        })
+    }
 }
 
 impl Directory for ServiceTable {
     fn ready_replicas(&self, namespace: &str, service: &str) -> Option<Vec<SocketAddr>> {
-        self.get(namespace, service).map(|s| s.ready_addresses())
+        self.routed(namespace, service).map(|s| s.ready_addresses())
     }
 
     fn exposed(&self, namespace: &str, service: &str) -> bool {
-        self.get(namespace, service)
+        self.routed(namespace, service)
             .is_some_and(|s| s.info.lock().is_ok_and(|info| info.ingress))
     }
 
     fn port(&self, namespace: &str, service: &str) -> Option<u16> {
-        let svc = self.get(namespace, service)?;
+        let svc = self.routed(namespace, service)?;
         svc.info.lock().ok().map(|info| info.port)
     }
 
     /// [`Replica::vet`](super::replica::Replica::vet); a replica no longer
     /// in the table is left to the connect.
     fn vet<'a>(&'a self, namespace: &'a str, service: &'a str, replica: SocketAddr) -> Vetting<'a> {
-        let found = self.get(namespace, service).and_then(|svc| {
+        let found = self.routed(namespace, service).and_then(|svc| {
             let current = svc.current.read().ok()?;
             current
                 .iter()
