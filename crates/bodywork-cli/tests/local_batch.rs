@@ -1,4 +1,4 @@
-//! The local runtime's batch workflows end to end (issue 4), through the
+//! The local runtime's batch workflows end to end, through the
 //! real `bodywork` binary and its real daemon: DAG order and parallel
 //! steps, retries, timeouts, secrets, installer errors, `run_on_failure`,
 //! crash recovery, concurrency rules, sources, the display commands,

@@ -713,7 +713,7 @@ fn seed_tutorial_serves_the_model() {
     assert_eq!(services[0]["available_replicas"], 2);
 }
 
-/// Issue 25, point 3: a daemon that dies comes back by itself. Nobody types
+/// A daemon that dies comes back by itself. Nobody types
 /// a command: its supervisor starts a new one, which adopts the replicas,
 /// and the gateway's and the cluster addresses' listening sockets stay open
 /// meanwhile, so requests queue instead of failing. Only a request the dead

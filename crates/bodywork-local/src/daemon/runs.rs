@@ -25,8 +25,8 @@ use crate::protocol::{
     Request, Response, WorkflowSubmission, read_request, write_error, write_frame,
 };
 
-/// A run's log: every event goes to the run's log file (plain text, SPEC §6
-/// lines, at most [`RUN_LOG_MAX`] bytes) and, while a CLI is attached, to
+/// A run's log: every event goes to the run's log file (plain text, Bodywork's
+/// log lines, at most [`RUN_LOG_MAX`] bytes) and, while a CLI is attached, to
 /// that CLI (bounded: see [`LiveStream`]).
 pub(crate) struct RunLog {
     file: Mutex<RunLogFile>,

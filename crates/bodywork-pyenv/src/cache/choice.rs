@@ -1,5 +1,5 @@
-//! Choosing the Python of an environment nobody chose one for (issue 22,
-//! point 2): the default interpreter when every requirement installs from
+//! Choosing the Python of an environment nobody chose one for: the default
+//! interpreter when every requirement installs from
 //! wheels under it, else the newest interpreter found that installs them
 //! all from wheels, else the default with source builds.
 //!
