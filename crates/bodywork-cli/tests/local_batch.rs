@@ -10,9 +10,8 @@
 //! exit codes. Must not: depend on another test's state, or sleep where it
 //! can wait on a condition.
 //!
-//! Why it is long: one test module for one feature (the local runtime's batch
-//! workflows), 21 independent tests, each a full scenario with its own
-//! scripts; only the helpers in `common` are shared.
+//! Each test is a full, independent scenario with its own scripts; only the
+//! helpers in `common` are shared.
 
 mod common;
 

@@ -7,9 +7,8 @@
 //! seed-tutorial test, which deploys `examples/serve-model` with Flask and
 //! scikit-learn (packages come from one uv cache shared by the suite).
 //!
-//! Why it is long: each of its 9 tests is a whole, independent scenario
-//! (its own service scripts, load, rollouts, a daemon killed), sharing only
-//! the helpers in `common`.
+//! Each test is a whole, independent scenario (its own service scripts,
+//! load, rollouts, a daemon killed), sharing only the helpers in `common`.
 
 mod common;
 
