@@ -428,7 +428,7 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         }
     };
     if let Request::RunWorkflow(submission) = request {
-        runs::run_for_client(daemon, submission, read, write).await;
+        runs::attached::run_for_client(daemon, submission, read, write).await;
         return;
     }
     if let Request::RunDetached {
@@ -437,7 +437,7 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         retries,
     } = request
     {
-        let response = runs::start_detached(daemon, submission, name, retries);
+        let response = runs::detached::start_detached(daemon, submission, name, retries);
         let _ = write_frame(&mut write, &response).await;
         return;
     }
@@ -447,7 +447,7 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         follow,
     } = request
     {
-        runs::stream_logs(&daemon, &namespace, run, follow, &mut write).await;
+        runs::streaming::stream_logs(&daemon, &namespace, run, follow, &mut write).await;
         return;
     }
     if let Request::ServiceLogs {
