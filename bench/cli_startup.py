@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Wall time of short bodywork commands (issue targets: --version <= 5 ms,
+"""Wall time of short bodywork commands (targets: --version <= 5 ms,
 validate examples/serve-model <= 10 ms). Prints a table of medians.
 
 Usage: python3 bench/cli_startup.py [--runs N] [--bin PATH]

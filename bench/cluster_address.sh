@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cluster-address benchmark (issue 25, point 5): what a service's cluster
+# Cluster-address benchmark: what a service's cluster
 # address (the TCP balancer, which now looks at the first bytes of every
 # connection for an HTTP/1.x head to check its Host) adds to a request,
 # against talking to the replica directly, all on loopback.

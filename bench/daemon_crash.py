@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Local runtime: a daemon killed, and the alias bomb (issue 25, points 2 and 3). Prints a table.
+"""Local runtime: a daemon killed, and the alias bomb. Prints a table.
 
 1. kill -9 of the daemon (the control plane, `bodywork daemon --worker`)
    while 4 clients send requests through the gateway and 4 straight to the

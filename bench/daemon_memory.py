@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Local runtime, memory while stages print a lot (issue 15, point 3). Prints a table.
+"""Local runtime, memory while stages print a lot. Prints a table.
 
   1. a batch stage writes 200 MB in lines of 1 MB         daemon target <= 50 MB
   2. a batch stage writes one line of 200 MB (no newline

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Wall time of `bodywork create deployment URL --async` (issue 14: returns
-in well under a second) against the attached `create deployment URL`, on the
+"""Wall time of `bodywork create deployment URL --async` (the target:
+well under a second) against the attached `create deployment URL`, on the
 local runtime, with a one-stage project in a local Git repository. The
 daemon is started once before measuring; each detached run is waited for
 (outside the timing) before the next. Prints a table of medians.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue 25, points 6 and 8: a `bodywork workflow` whose git clone is
+"""A `bodywork workflow` whose git clone is
 stalled on a loopback server that accepts and never answers.
 
 For each run: while git waits on the server, how many processes' command

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Daemon responsiveness while hostile project configs are submitted
-(issue 15, point 4). Prints a table of `bodywork runs` latencies.
+"""Daemon responsiveness while hostile project configs are submitted.
+Prints a table of `bodywork runs` latencies.
 
 Cases, each in the same temporary BODYWORK_HOME with its daemon running:
   1. baseline: `bodywork runs` with nothing else going on

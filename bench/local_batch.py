@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Local runtime, batch workflows (issue 4 targets). Prints a table.
+"""Local runtime, batch workflows, against targets. Prints a table.
 
   1. overhead of a warm one-stage stdlib batch workflow
      (`bodywork workflow DIR`, daemon running, environment cached)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Service logs on disk under a flood (issue 25, point 1). Prints a table.
+"""Service logs on disk under a flood. Prints a table.
 
 A service of two replicas, once both are ready, writes numbered lines of
 100 bytes to stderr as fast as Python can (`sys.stderr.write` in a loop) for

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Replica log rotation under a fast writer (issue 15, point 3). Prints a table.
+"""Replica log rotation under a fast writer. Prints a table.
 
 A service replica, once it listens, writes numbered lines to stdout as fast
 as it can, one write(2) per line, about 16 MB in all. Its reaper writes its
-log in parts of 10 MiB, renaming FILE to FILE.1 when a part is full (issue
-25, point 1: until then the daemon copied and truncated it past 20 MiB, and
+log in parts of 10 MiB, renaming FILE to FILE.1 when a part is full
+(before, the daemon copied and truncated it past 20 MiB, and
 the default was 4,000,000 lines), so it rotates once during the write and
 never twice. Afterwards FILE.1 and FILE together should hold every line:
 the table says how many are missing (lost in the rotation) or appear

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A Python the pins support (issue 22, point 2). Prints a table.
+"""A Python the pins support. Prints a table.
 
 The seed's pins (flask==2.1.2, joblib==1.1.0, numpy==1.22.3,
 scikit-learn==1.0.2; numpy 1.22.3 has no wheels for Python 3.11 or later),

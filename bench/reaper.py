@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What the per-stage reaper (`bodywork __reap`, issue 15 point 5) costs:
+"""What the per-stage reaper (`bodywork __reap`) costs:
 wall time to start and end a process directly and under the reaper (the
 difference is what every stage attempt and replica start pays), and the
 reaper's own memory while its stage runs. Prints a table of medians.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Requirements resolved as of the commit (issue 22, point 1). Prints a table.
+"""Requirements resolved as of the commit. Prints a table.
 
 A git repository whose one batch stage pins `flask==2.1.2` (nothing else),
 committed on 2022-05-20, is deployed with `bodywork workflow` (file://

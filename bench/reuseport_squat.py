@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""SO_REUSEPORT squatting through re-created sockets (issue 25, point 7).
+"""SO_REUSEPORT squatting through re-created sockets.
 Prints a table.
 
 For each binary given (`--before PATH` and the one under test), in a

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Local-runtime services benchmarks (issue 5). Prints a table.
+"""Local-runtime services benchmarks. Prints a table.
 
 - warm redeploy of examples/serve-model (environment cached) until ready:
   wall time of `bodywork workflow` for a rolling update, target <= 2 s

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Squatted service ports (issue 15, point 1). Prints a table.
+"""Squatted service ports. Prints a table.
 
 - a redeploy of a 2-replica service onto a port that another process holds
   on 0.0.0.0, with MAX_STARTUP_TIME_SECONDS=900: wall time of

@@ -1,4 +1,4 @@
-//! The command-line grammar: every command of SPEC §3 in the seed's dialect.
+//! The command-line grammar: every command of the seed's dialect.
 //!
 //! Owns: flag names, help texts and examples. Must not: do any work; each
 //! command is carried out by its own module under `commands/`.

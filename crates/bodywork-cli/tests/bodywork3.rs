@@ -1,4 +1,4 @@
-//! The Bodywork 3 dialect (SPEC §8) on the local runtime: the commands of
+//! The Bodywork 3 dialect on the local runtime: the commands of
 //! public bodywork-ml project READMEs, typed as they are, against local
 //! projects shaped like those projects.
 

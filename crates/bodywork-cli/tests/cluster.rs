@@ -27,7 +27,7 @@
 //! user after each fill), the repositories served to them (readable) and
 //! the files stages write for a test to read ([`pod_scratch`]).
 
-// Issue 21, point 5: the client through proxies, faults and kubeconfig features.
+// The client through proxies, faults and kubeconfig features.
 #[path = "cluster/client.rs"]
 mod client;
 mod common;
@@ -1737,7 +1737,7 @@ fn python_bodywork_3_and_bodywork_share_a_cluster(who: Who) {
     );
 }
 
-/// Issue 22, point 3: a service pinning only `flask==2.1.2`, committed in
+/// A service pinning only `flask==2.1.2`, committed in
 /// May 2022, resolves in its pod as of its commit (Werkzeug 2.1.2; as of
 /// today Werkzeug 3, which breaks Flask 2.1.2 at import), and answers
 /// through the API server's service proxy.
@@ -1799,7 +1799,7 @@ fn an_old_flask_service_resolves_as_of_its_commit_in_its_pod(who: Who) {
     home.ok(&["service", "delete", "--namespace", &ns, "--name", "hello"]);
 }
 
-/// Issue 22, point 3: the seed's pins (numpy 1.22.3 has no wheels for
+/// The seed's pins (numpy 1.22.3 has no wheels for
 /// Python 3.11, the image's python3) get, in the pod, the newest of the
 /// image's Pythons that installs them from wheels, 3.10 (the machine's,
 /// laid out by `scripts/cluster` for the image's user), said in one line

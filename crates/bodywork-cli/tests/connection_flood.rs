@@ -1,5 +1,5 @@
 //! A flood of idle connections against the gateway of a daemon whose file
-//! descriptor limit is low (issue 25, point 4): the daemon keeps answering
+//! descriptor limit is low: the daemon keeps answering
 //! the CLI at once and its log stays small, and the gateway serves again
 //! once the flood is gone.
 //!

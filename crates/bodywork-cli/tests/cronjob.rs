@@ -9,8 +9,8 @@
 //! long fixed sleeps. Must not: talk to anything but loopback, or touch the
 //! user's own `~/.bodywork`.
 //!
-//! Why it is long: the helpers its 8 independent cases share (the daemon
-//! guard, the project writer, bounded polling) live in this file with them.
+//! The helpers its cases share (the daemon guard, the project writer,
+//! bounded polling) live in this file with them.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -1,6 +1,6 @@
 //! Projects of each Bodywork generation, deployed unmodified on the local
 //! runtime: their stages reach each other by the names their era gave
-//! services (SPEC §1.4).
+//! services.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Git URLs as the local runtime handles them (issue 25, points 6 and 8),
+//! Git URLs as the local runtime handles them,
 //! through the real `bodywork` binary and its daemon: tokens in a URL's
 //! user-info, query or fragment are never shown nor kept at rest by a run,
 //! and Ctrl-C cancels a run whose `git clone` is stalled on a server that

@@ -1,4 +1,4 @@
-//! Hostile project configs against the real daemon (issue 15, point 4): a
+//! Hostile project configs against the real daemon: a
 //! `bodywork.yaml` nested 100,000 deep or a `config.ini` with 100,000
 //! sections is refused with one line naming the limit, found before the
 //! file is parsed, while the daemon keeps answering other requests.

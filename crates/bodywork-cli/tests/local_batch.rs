@@ -1,4 +1,4 @@
-//! The local runtime's batch workflows end to end (issue 4), through the
+//! The local runtime's batch workflows end to end, through the
 //! real `bodywork` binary and its real daemon: DAG order and parallel
 //! steps, retries, timeouts, secrets, installer errors, `run_on_failure`,
 //! crash recovery, concurrency rules, sources, the display commands,
@@ -10,9 +10,8 @@
 //! exit codes. Must not: depend on another test's state, or sleep where it
 //! can wait on a condition.
 //!
-//! Why it is long: one test module for one feature (the local runtime's batch
-//! workflows), 21 independent tests, each a full scenario with its own
-//! scripts; only the helpers in `common` are shared.
+//! Each test is a full, independent scenario with its own scripts; only the
+//! helpers in `common` are shared.
 
 mod common;
 

@@ -7,9 +7,8 @@
 //! seed-tutorial test, which deploys `examples/serve-model` with Flask and
 //! scikit-learn (packages come from one uv cache shared by the suite).
 //!
-//! Why it is long: each of its 9 tests is a whole, independent scenario
-//! (its own service scripts, load, rollouts, a daemon killed), sharing only
-//! the helpers in `common`.
+//! Each test is a whole, independent scenario (its own service scripts,
+//! load, rollouts, a daemon killed), sharing only the helpers in `common`.
 
 mod common;
 
@@ -713,7 +712,7 @@ fn seed_tutorial_serves_the_model() {
     assert_eq!(services[0]["available_replicas"], 2);
 }
 
-/// Issue 25, point 3: a daemon that dies comes back by itself. Nobody types
+/// A daemon that dies comes back by itself. Nobody types
 /// a command: its supervisor starts a new one, which adopts the replicas,
 /// and the gateway's and the cluster addresses' listening sockets stay open
 /// meanwhile, so requests queue instead of failing. Only a request the dead

@@ -1,4 +1,4 @@
-//! The limits on what stages print (issue 15, point 3), end to end through
+//! The limits on what stages print, end to end through
 //! the real `bodywork` binary and its daemon: a line of megabytes is cut
 //! at 64 KiB with a marker, in the CLI's output and in the stored log; a
 //! CLI that stops reading gets a marker where lines were skipped while the

@@ -1,4 +1,4 @@
-//! A stage's whole process tree ends with it (issue 15, point 5), through
+//! A stage's whole process tree ends with it, through
 //! the real `bodywork` binary and its daemon: a grandchild that leaves the
 //! stage's process group (`fork`, `setsid`, `fork`: a double fork) is gone
 //! after a batch timeout, a cancel, a batch stage that exits at once, a

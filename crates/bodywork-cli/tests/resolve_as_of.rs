@@ -1,4 +1,4 @@
-//! Issue 22, point 1: each commit's requirements resolved as of the commit,
+//! Each commit's requirements resolved as of the commit,
 //! through the real binary, its daemon, uv and PyPI.
 //!
 //! An old project deploys unmodified: a service pinning `flask==2.1.2` and
@@ -306,7 +306,7 @@ fn the_date_can_be_overridden_and_uncommitted_changes_resolve_as_of_now() {
     clean.expect_output("stage=check resolves its requirements as of 2022-06-01T00:00:00Z");
 }
 
-/// Issue 22, point 2: the seed's pins (numpy 1.22.3 has no wheels for
+/// The seed's pins (numpy 1.22.3 has no wheels for
 /// Python 3.11 and later) get a Python that installs them from wheels,
 /// chosen among the machine's own, and the stage scores with a model
 /// pickled by scikit-learn 1.0.2. `--python` asks for a version instead.
@@ -445,7 +445,7 @@ echo "error: not in this test: $*" >&2
 exit 2
 "#;
 
-/// Issue 22, point 2: when no Python on the machine installs the pins from
+/// When no Python on the machine installs the pins from
 /// wheels, uv is asked to download the newest that does, into the home's
 /// tools directory, and only then; `--no-python-downloads` (on `workflow`,
 /// `stage`, ...) and `BODYWORK_PYTHON_DOWNLOADS=never` keep it from it,

@@ -1,4 +1,4 @@
-//! Squatters on service addresses (issue 15, point 1), end to end with the
+//! Squatters on service addresses, end to end with the
 //! real binary: a process that listens on the pod address a deploy would
 //! hand out next, or on a service's port on the wildcard address, never
 //! receives the service's traffic and never makes a deploy look successful.

@@ -157,7 +157,7 @@ fn private_repositories_over_ssh_with_the_namespace_key_a_pod_key_and_a_cron_job
         .expect_code(1)
         .expect_output("ssh-github-private-key");
 
-    // The namespace's deploy key (SPEC §2), as the tutorial's users keep it.
+    // The namespace's deploy key, as the tutorial's users keep it.
     let data = format!("BODYWORK_GITHUB_SSH_PRIVATE_KEY={key}");
     home.ok(&[
         "secret",

@@ -1,4 +1,4 @@
-//! The classic format (SPEC §1.1): `bodywork.ini` at the root and, for every
+//! The classic format (Bodywork 0.x): `bodywork.ini` at the root and, for every
 //! stage in the DAG, `<stage>/config.ini` plus `<stage>/requirements.txt`.
 //!
 //! Owns: what the keys of these files mean and every check on them. Stage

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::dag::Dag;
 
-/// Which on-disk format a project was loaded from. Naming rules follow it
-/// (SPEC §1.4): classic projects and schema "1.0" name services
+/// Which on-disk format a project was loaded from. Naming rules follow it:
+/// classic projects and schema "1.0" name services
 /// `PROJECT--STAGE`, schema "1.1" (Bodywork 3) after the stage alone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

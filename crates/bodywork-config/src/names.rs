@@ -2,7 +2,7 @@
 //!
 //! Owns: normalising user-written names (lower case, `_` -> `-`, trimmed),
 //! checking them against the DNS-1123 label rules, checking environment
-//! variable names, and the naming rules of each format's era (SPEC §1.4).
+//! variable names, and the naming rules of each format's era.
 //! Must not: read files or decide anything about a project beyond its names.
 
 use crate::model::{Format, Project};
@@ -109,7 +109,7 @@ impl Project {
     }
 
     /// The name a service stage is reached by, as the format's era named
-    /// it (SPEC §1.4): `PROJECT--STAGE` for classic projects (Bodywork 0.x)
+    /// it: `PROJECT--STAGE` for classic projects (Bodywork 0.x)
     /// and schema "1.0" (`project:`, Bodywork 1.x–2.x), whose stages call
     /// each other by that name; the stage name alone for schema "1.1"
     /// (`pipeline:`, Bodywork 3).

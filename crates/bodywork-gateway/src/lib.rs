@@ -29,7 +29,7 @@ use std::pin::Pin;
 pub use cluster::serve_cluster_address;
 pub use gateway::{
     DEFAULT_ACCEPT_HOSTS, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, GatewayOptions,
-    serve_gateway,
+    accept::serve_gateway,
 };
 pub use listener::{AcceptBackoff, ConnectionLimit};
 pub use traffic::Traffic;

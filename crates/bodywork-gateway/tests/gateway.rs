@@ -1,8 +1,7 @@
 //! The HTTP gateway against real loopback sockets and tiny hyper upstreams.
 //!
-//! Why it is long: one test module for one feature (the gateway), 22
-//! independent tests, each starting its own gateway and upstreams; shared
-//! helpers live in `common`.
+//! Each test starts its own gateway and upstreams; shared helpers live in
+//! `common`.
 
 mod common;
 

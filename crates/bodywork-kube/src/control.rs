@@ -87,8 +87,8 @@ impl ControlPlane for KubeRuntime {
             });
         }
         // Its runs are pods of the controller's account, with its
-        // permissions: a namespace made with kubectl has neither (SPEC §5:
-        // "also when the namespace was created by someone else").
+        // permissions: a namespace made with kubectl (or by anyone but
+        // bodywork) has neither, so they are made here.
         self.apply_manifests(&crate::manifests::namespace_manifests(&spec.namespace))
             .await?;
         self.apply_cronjob(spec, self.workflow_image().as_deref())

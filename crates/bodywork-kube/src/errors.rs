@@ -1,4 +1,4 @@
-//! Turning kube-rs errors into one readable line each (SPEC §6, issue 7 §6).
+//! Turning kube-rs errors into one readable line each.
 //!
 //! Owns: the wording of "no cluster reachable", "credentials refused"
 //! (401), "forbidden by RBAC" (403, naming the resource and the verb),

@@ -110,8 +110,8 @@ pub async fn dry_run(
     Ok(DryRun { notes, manifests })
 }
 
-/// Names the API server would refuse, as one message (SPEC §5: a validation
-/// error before anything is applied).
+/// Names the API server would refuse, as one message: a validation error
+/// before anything is applied.
 fn refuse_bad_names(plan: &WorkflowPlan) -> Result<(), String> {
     let problems = manifests::name_problems(plan);
     if problems.is_empty() {

@@ -1,5 +1,5 @@
 //! The Kubernetes runtime: the same projects and commands on a real
-//! cluster (SPEC §5).
+//! cluster.
 //!
 //! Owns: the manifests bodywork generates (`manifests`, pure, no I/O), the
 //! conditions it waits for (`wait`, pure), the readable errors (`errors`),

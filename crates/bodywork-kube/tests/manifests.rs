@@ -392,7 +392,7 @@ fn cronjob() {
     snapshot("cronjob_with_group", std::slice::from_ref(&m));
 }
 
-/// Issue 22: `--resolve-as-of` and `--python` reach every pod of a run
+/// `--resolve-as-of` and `--python` reach every pod of a run
 /// (each stage's `bodywork stage` then resolves and builds as the run did)
 /// and every run of a cron job, which keeps them (read back from its
 /// CronJob); without them a pod resolves as of the commit it fetches with

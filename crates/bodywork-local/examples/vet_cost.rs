@@ -1,5 +1,5 @@
 //! What the checks made on each new connection to a replica cost on this
-//! machine (issue 25, point 7): the fast check (the sockets listening on
+//! machine: the fast check (the sockets listening on
 //! the pod address's port from the kernel's `sock_diag`, all already known
 //! to be the replica's), the full ownership check it falls back to for an
 //! unknown socket, a read of `/proc/net/tcp` + `tcp6` (what the full check

@@ -116,7 +116,7 @@ impl Home {
         self.root.join("tools")
     }
 
-    /// Create the home with permissions for the user only (SPEC §7).
+    /// Create the home with permissions for the user only.
     pub fn create(&self) -> std::io::Result<()> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
         for dir in [

@@ -56,7 +56,7 @@ pub enum StagePlanKind {
         replicas: u32,
         port: u16,
         ingress: bool,
-        /// The name the service is reached by (SPEC §1.4).
+        /// The name the service is reached by, as its format's era names it.
         service_name: String,
     },
 }

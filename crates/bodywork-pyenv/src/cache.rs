@@ -7,8 +7,6 @@
 //! `installer`), and it never deletes a directory whose name is not an
 //! environment key. Choosing the Python when none is asked for is in
 //! [`choice`].
-//!
-//! Why it is long: about 650 lines of code; the rest are its unit tests.
 
 use std::collections::HashMap;
 use std::ffi::OsString;

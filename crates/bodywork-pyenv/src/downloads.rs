@@ -1,4 +1,4 @@
-//! uv's managed CPython (issue 22, point 2): which `X.Y` uv can download
+//! uv's managed CPython: which `X.Y` uv can download
 //! for this machine, and downloading one into bodywork's tools directory
 //! (`uv python install X.Y --no-bin` with `UV_PYTHON_INSTALL_DIR` there,
 //! where the machine's interpreters are then looked for too).

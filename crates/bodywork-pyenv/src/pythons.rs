@@ -1,5 +1,5 @@
 //! The Python interpreters on this machine, and whether a set of
-//! requirements installs from wheels under one of them (issue 22, point 2).
+//! requirements installs from wheels under one of them.
 //!
 //! Owns where interpreters are looked for: `PATH` (`python3`, `python3.N`),
 //! pyenv's versions (`$PYENV_ROOT`, else `~/.pyenv`) and uv's managed ones

@@ -36,7 +36,7 @@ pub fn normalise_requirements(reqs: &[String]) -> Vec<String> {
 }
 
 /// What Bodywork's container image gave every stage besides its
-/// requirements (SPEC §4): `(project, requirement)`. setuptools 82 dropped
+/// requirements: `(project, requirement)`. setuptools 82 dropped
 /// `pkg_resources`, which stages of that era still import.
 pub const CONTAINER_BASE: &[(&str, &str)] = &[
     ("pip", "pip"),

@@ -176,7 +176,7 @@ fn a_pinned_base_package_is_the_stage_s_own() {
     assert_eq!(said, "80.9.0");
 }
 
-/// Issue 22, point 1: resolution as of a date. `six` unpinned was 1.16.0 on
+/// Resolution as of a date. `six` unpinned was 1.16.0 on
 /// 2022-05-20 (1.17.0 came out in December 2024); the base packages are
 /// those of that day too. The lock records every distribution and the date;
 /// the same request reuses the environment with the same lock, and the
@@ -258,7 +258,7 @@ fn pip_resolves_as_of_a_date_and_records_the_lock() {
     resolves_as_of_a_date(InstallerPreference::Pip);
 }
 
-/// Issue 22, point 2, without uv: numpy 1.22.3 has no wheels for Python
+/// A Python the pins support, without uv: numpy 1.22.3 has no wheels for Python
 /// 3.11 and later (the default `python3` here), so pip's dry runs choose
 /// the machine's 3.10 (pyenv's), which builds the environment from wheels,
 /// as of the seed's date; the log line is uv's.

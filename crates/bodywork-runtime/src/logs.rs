@@ -1,5 +1,6 @@
-//! Log events of a run and their one rendering (SPEC §6), shared by the
-//! daemon's log files and the CLI's live stream so both look the same.
+//! Log events of a run and their one rendering (Python Bodywork's log
+//! lines), shared by the daemon's log files and the CLI's live stream so
+//! both look the same.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,4 @@
-//! As of when a stage's requirements are resolved (issue 22): the date a
+//! As of when a stage's requirements are resolved: the date a
 //! run's environments exclude newer uploads after, and why it is that date.
 //!
 //! Owns the rule: a commit resolves as of its committer date, so the same

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// The secret a namespace keeps its deploy key in (SPEC §2).
+/// The secret a namespace keeps its deploy key in.
 pub const SSH_KEY_SECRET: &str = "ssh-github-private-key";
 /// Its key, and the environment variable a pod gets it as.
 pub const SSH_KEY_VAR: &str = "BODYWORK_GITHUB_SSH_PRIVATE_KEY";

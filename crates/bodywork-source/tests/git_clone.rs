@@ -302,7 +302,7 @@ fn parse_accepts_relative_and_absolute_directories() {
 #[test]
 fn a_pinned_commit_is_checked_out_when_the_branch_has_moved_on() {
     // A pod of a deployed version runs that version's commit, whatever the
-    // branch holds when the pod starts (SPEC §5).
+    // branch holds when the pod starts.
     let origin = origin();
     let first = git(&origin.dir, &["rev-parse", "trunk~1"]);
     let source = Source::parse(&file_url(&origin.dir)).expect("file URL parses");
@@ -352,7 +352,7 @@ fn a_pinned_commit_is_checked_out_when_the_branch_has_moved_on() {
     assert!(!dest(&origin.root, "bad").exists(), "nothing created");
 }
 
-/// Issue 22: a checkout knows its commit's committer date (what its
+/// A checkout knows its commit's committer date (what its
 /// requirements are resolved as of), on the tip and on a pinned commit.
 #[test]
 fn a_checkout_knows_its_committer_date() {

@@ -1,5 +1,5 @@
 //! The per-stage reaper: what makes a stage's whole process tree end with
-//! it, double forks included (issue 15, point 5).
+//! it, double forks included.
 //!
 //! A process group is not a tree: a grandchild that calls `setsid()` (or
 //! `setpgid`) and forks again leaves the group, so `killpg` misses it and it

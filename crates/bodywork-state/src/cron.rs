@@ -8,9 +8,6 @@
 //! the runs a cron job no longer keeps. It must not parse cron expressions or
 //! decide when anything is due (the local runtime's scheduler does), and must
 //! not touch log files (the caller removes those of the runs returned).
-//!
-//! Why it is long: about 440 lines of code; the rest are its unit tests,
-//! each on a fresh store.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, ToSql};

@@ -4,9 +4,6 @@
 //! `running`) before the daemon starts it and finished when it ends; each
 //! attempt of a stage records its process id so a restarted daemon can find
 //! leftover processes. It must not start, stop or judge processes itself.
-//!
-//! Why it is long: about 430 lines of code; the rest are its unit tests,
-//! each on a fresh store.
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,4 @@
-//! The Bodywork 3 dialect (SPEC §8): `create / get / update / delete`
+//! The Bodywork 3 dialect: `create / get / update / delete`
 //! verbs over deployments, cron jobs and secret groups, with Bodywork 3's
 //! argument order, option names and defaults. Grammar only; each verb is
 //! carried out by `commands/bodywork3.rs` on the seed commands' code paths.

@@ -1,7 +1,7 @@
 //! `bodywork stage REPO BRANCH STAGE` (or Bodywork 3's `REPO STAGE
 //! --branch B`): run one stage here, in the
 //! foreground, without the daemon (what containers run). Bodywork's own
-//! messages go to stderr as SPEC §6 log lines; the stage's output goes
+//! messages go to stderr as Bodywork's log lines; the stage's output goes
 //! straight to the terminal. Ctrl-C or SIGTERM stops the stage's whole
 //! process tree. The exit code is the stage's own.
 //!

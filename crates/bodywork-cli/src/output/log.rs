@@ -1,4 +1,4 @@
-//! Log lines in the format of SPEC §6:
+//! Log lines in Python Bodywork's format:
 //! `2026-11-24 20:04:12,648 - INFO - workflow - message`.
 //!
 //! The logger name is the last segment of the event's target (the module

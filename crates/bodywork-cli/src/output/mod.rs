@@ -1,7 +1,8 @@
 //! Everything the CLI prints: log lines, tables, JSON and error reports.
 //!
-//! Owns: the SPEC §6 log format, colour decisions and the rendering of
-//! display commands. Must not: decide anything about projects or runtimes.
+//! Owns: Python Bodywork's log line format, colour decisions and the
+//! rendering of display commands. Must not: decide anything about projects
+//! or runtimes.
 
 pub mod color;
 pub mod log;

@@ -1,4 +1,4 @@
-//! A run's log on the terminal: events rendered as SPEC §6 lines on stdout
+//! A run's log on the terminal: events as Bodywork's log lines on stdout
 //! (levels coloured on a terminal), stage output under its headers, stored
 //! log lines exactly as they were written (safe for `> log.txt`), and a
 //! spinner on stderr while an environment builds. The one sink every

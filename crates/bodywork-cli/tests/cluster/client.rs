@@ -1,4 +1,4 @@
-//! A client that works on real clusters (issue 21, point 5): the real
+//! A client that works on real clusters: the real
 //! `bodywork` against the real API server, through middlemen
 //! (`common::middlemen`) that do what real networks and busy API servers
 //! do. Faults: a proxy in front of `kubectl proxy` answers chosen requests

@@ -1,4 +1,4 @@
-//! Issue 22's fixtures, shared by the local runtime's tests
+//! Old projects' fixtures, shared by the local runtime's tests
 //! (`resolve_as_of.rs`) and the cluster's (`cluster.rs`): projects
 //! committed in May 2022 with that time's pins, and the model of the
 //! seed's kind pickled by scikit-learn 1.0.2 under this machine's Python

@@ -1,4 +1,4 @@
-//! The YAML format (SPEC §1.2): `bodywork.yaml`, schema "1.0" (`project:`)
+//! The YAML format: `bodywork.yaml`, schema "1.0" (`project:`)
 //! and "1.1" (`pipeline:`).
 //!
 //! Owns: what the keys mean and every check on them. The file is parsed to a

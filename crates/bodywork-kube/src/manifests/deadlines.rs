@@ -1,5 +1,5 @@
 //! What the deadlines of a project mean on a cluster — what they mean in
-//! Bodywork and on the local runtime (SPEC §5):
+//! Bodywork and on the local runtime:
 //!
 //! - `MAX_COMPLETION_TIME_SECONDS` bounds **one attempt** of a batch stage's
 //!   script. `bodywork stage`, in the pod, runs the attempts (at most

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Secret, SecretKeySelector
 
 use super::{Manifest, labels, meta};
 
-/// The secret holding the SSH key for private repositories (SPEC §2).
+/// The secret holding the SSH key for private repositories.
 pub use bodywork_source::SSH_KEY_SECRET as SSH_SECRET;
 /// The key of [`SSH_SECRET`] holding the private key, and the variable a
 /// pod gets it as (`bodywork stage` and `bodywork workflow` read it).

@@ -153,7 +153,7 @@ fn env(stage: &StagePlan, extra: &[(String, String)]) -> Vec<K8sEnvVar> {
         ..K8sEnvVar::default()
     }));
     // Private repositories: the container's `bodywork stage` fetches with
-    // this key when the namespace has it (SPEC §2); optional otherwise.
+    // this key when the namespace has it; optional otherwise.
     out.extend(super::secrets::ssh_key_env());
     out
 }

@@ -12,9 +12,8 @@
 //! everything above the HTTP layer (kube-rs, `await_condition`, watchers,
 //! log streams, error mapping) is the real code.
 //!
-//! Why it is long: it is one small API server; routing, apply, watch, logs
-//! and the scripted controllers share its in-memory state and read best
-//! together.
+//! One small API server: routing, apply, watch, logs and the scripted
+//! controllers share its in-memory state.
 
 #![allow(dead_code)]
 

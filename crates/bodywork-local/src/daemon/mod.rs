@@ -264,12 +264,12 @@ async fn hand_over(daemon: &Daemon, home: &Home, lock: File, next: &Successor) {
 }
 
 /// The address the gateway listens on: `BODYWORK_GATEWAY_ADDR`, else
-/// loopback port 8001 (SPEC §7: loopback unless told otherwise).
+/// loopback port 8001: only this machine reaches it unless told otherwise.
 pub const DEFAULT_GATEWAY: &str = "127.0.0.1:8001";
 
 /// Where the gateway listens, from `BODYWORK_GATEWAY_ADDR`: an address, or
 /// `localhost:PORT` (loopback). Beyond loopback every service would be open
-/// to the network, so that takes `BODYWORK_GATEWAY_PUBLIC=1` (SPEC §7), and
+/// to the network, so that takes `BODYWORK_GATEWAY_PUBLIC=1`, and
 /// a warning says so.
 fn gateway_addr(wanted: &str, public: bool) -> Result<SocketAddr, String> {
     let addr = match wanted.strip_prefix("localhost:") {
@@ -428,7 +428,7 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         }
     };
     if let Request::RunWorkflow(submission) = request {
-        runs::run_for_client(daemon, submission, read, write).await;
+        runs::attached::run_for_client(daemon, submission, read, write).await;
         return;
     }
     if let Request::RunDetached {
@@ -437,7 +437,7 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         retries,
     } = request
     {
-        let response = runs::start_detached(daemon, submission, name, retries);
+        let response = runs::detached::start_detached(daemon, submission, name, retries);
         let _ = write_frame(&mut write, &response).await;
         return;
     }
@@ -447,7 +447,7 @@ async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
         follow,
     } = request
     {
-        runs::stream_logs(&daemon, &namespace, run, follow, &mut write).await;
+        runs::streaming::stream_logs(&daemon, &namespace, run, follow, &mut write).await;
         return;
     }
     if let Request::ServiceLogs {

@@ -1,7 +1,7 @@
-//! Choosing the Python of an environment nobody chose one for (issue 22,
-//! point 2): the default interpreter when every requirement installs from
-//! wheels under it, else the newest interpreter found that installs them
-//! all from wheels, else the default with source builds.
+//! Choosing the Python of an environment nobody chose one for: the default
+//! interpreter when every requirement installs from wheels under it, else
+//! the newest interpreter found that installs them all from wheels, else the
+//! default with source builds.
 //!
 //! Decided by resolution before anything is built, so no environment is
 //! made to be thrown away: `uv pip compile --only-binary :all:
@@ -17,9 +17,6 @@
 //! before a wheel was added to it. So the cache's "no wheel" for the
 //! default is only believed for a requirement pinned with `==` (a release's
 //! files rarely change); otherwise it is asked online.
-//!
-//! Why it is long: about 460 lines of code; the rest are its unit tests,
-//! with a fake uv.
 //!
 //! Without uv, pip makes the same choice: `pip install --dry-run
 //! --ignore-installed --only-binary :all:` with the default's pip (for the

@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use super::answer;
 use crate::cron::{Active, Command, job_key, job_run_name, parse_job_run_name, stored_schedule};
 use crate::daemon::Daemon;
-use crate::daemon::runs::stream_logs;
+use crate::daemon::runs::streaming::stream_logs;
 use crate::protocol::{Request, Response};
 
 pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {

@@ -18,6 +18,7 @@ pub(super) use cron::stream_run_logs;
 use bodywork_runtime::RuntimeError;
 
 use super::Daemon;
+use super::runs::detached::delete_detached;
 use crate::protocol::{Request, Response};
 
 fn error(e: impl std::fmt::Display) -> Response {
@@ -72,9 +73,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
             },
         ),
         Request::DeleteDetached { name } => {
-            answer(super::runs::delete_detached(daemon, &name), |()| {
-                Response::Ok
-            })
+            answer(delete_detached(daemon, &name), |()| Response::Ok)
         }
         r @ (Request::EnvList | Request::EnvPrune) => envs::handle(daemon, r),
         r @ (Request::CronCreate(_)

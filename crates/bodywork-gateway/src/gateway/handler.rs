@@ -1,18 +1,10 @@
-//! The HTTP gateway: accepts HTTP/1.1 clients (keep-alive), routes each
-//! request to a ready replica of the named service (round-robin per request,
-//! not per connection), streams bodies both ways through a per-replica
-//! keep-alive connection pool, and answers errors as JSON.
-//!
-//! Small bodies with a `Content-Length` are read whole so head and body
-//! leave in one write; larger or open-ended ones stream.
-//!
-//! It must not know how replicas are started or judged ready (the
-//! [`Directory`] says) and must not buffer bodies beyond that small limit.
+//! The gateway's request handler: checks the `Host`, routes the request,
+//! and forwards it to a ready replica of the service (the next one when a
+//! connection fails before anything was sent), within the upstream
+//! timeout; errors are answered as JSON.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -21,287 +13,21 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, mpsc};
-use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::CancellationToken;
 
-use crate::Directory;
+use super::Gateway;
 use crate::body::{GatewayBody, SMALL_BODY, UpstreamBody, read_whole};
 use crate::forward;
 use crate::host::{self, HostError};
-use crate::listener::{AcceptBackoff, ConnectionLimit, Slot, accept_or_shutdown};
-use crate::pool::{CheckoutError, Lease, Pool};
+use crate::pool::{CheckoutError, Lease};
 use crate::route::{Route, Via, check_target, merged_slashes, route};
-use crate::traffic::{ErrorKind, Traffic};
-
-/// Tunables of the gateway.
-#[derive(Debug, Clone)]
-pub struct GatewayOptions {
-    /// How long a replica may take to send its response head, and the whole
-    /// of a small response (504 after that).
-    pub upstream_timeout: Duration,
-    /// How long connecting to one replica may take before the next is tried.
-    pub connect_timeout: Duration,
-    /// Worker threads serving connections; `None`: one per core, at most 4.
-    pub workers: Option<usize>,
-    /// The host names a request may be addressed to (its `Host` header,
-    /// without the port), as `kubectl proxy --accept-hosts` has them:
-    /// `localhost`, `127.0.0.1` and `[::1]` by default, so a web page cannot
-    /// reach the services through the browser with a DNS name of its own
-    /// (DNS rebinding). Others are answered 403; a request with no `Host`
-    /// (HTTP/1.1), two, a malformed one or one whose port is out of range,
-    /// or an absolute-form target naming another host than `Host`, 400.
-    pub accept_hosts: Vec<String>,
-    /// At most this many client connections served at once; more wait in
-    /// the listening socket's backlog (the kernel's) until one ends, so a
-    /// flood of connections cannot take every file descriptor of the
-    /// process. The daemon derives it from its `RLIMIT_NOFILE`.
-    pub max_connections: usize,
-    /// A connection with no request under way for this long (idle between
-    /// keep-alive requests, or slow to send a request head) is closed.
-    pub idle_timeout: Duration,
-}
-
-/// What `kubectl proxy` accepts by default.
-pub const DEFAULT_ACCEPT_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
-
-impl Default for GatewayOptions {
-    fn default() -> Self {
-        GatewayOptions {
-            upstream_timeout: Duration::from_secs(60),
-            connect_timeout: Duration::from_secs(5),
-            workers: None,
-            accept_hosts: DEFAULT_ACCEPT_HOSTS.map(String::from).to_vec(),
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-        }
-    }
-}
-
-/// [`GatewayOptions::max_connections`] unless told otherwise.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
-
-/// [`GatewayOptions::idle_timeout`] unless told otherwise.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// At most this many gateway worker threads, however many cores there are.
-const MAX_WORKERS: usize = 4;
-
-/// How often a worker closes expired idle upstream connections.
-const HOUSEKEEPING: Duration = Duration::from_secs(1);
-
-/// Serve the gateway on `listener` until `shutdown` fires; the future then
-/// ends once open client connections have finished their current request
-/// and closed.
-///
-/// Connections are served on a few worker threads of the gateway's own (one
-/// per core, at most 4), each a single-threaded runtime with its own upstream
-/// pool: a request then never hops between threads, which on a busy machine
-/// is worth a third of the throughput compared with a work-stealing runtime.
-/// This future only accepts and hands connections out.
-pub async fn serve_gateway(
-    listener: TcpListener,
-    directory: Arc<dyn Directory>,
-    traffic: Arc<Traffic>,
-    opts: GatewayOptions,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let count = opts
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
-        .clamp(1, MAX_WORKERS);
-    let mut workers = Vec::with_capacity(count);
-    let mut threads = Vec::with_capacity(count);
-    for i in 0..count {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let gateway = Gateway::new(directory.clone(), traffic.clone(), opts.clone());
-        let shutdown = shutdown.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("bodywork-gateway-{i}"))
-                .spawn(move || worker(rx, gateway, shutdown))?,
-        );
-        workers.push(tx);
-    }
-    let limit = ConnectionLimit::new(opts.max_connections);
-    let mut backoff = AcceptBackoff::new(match listener.local_addr() {
-        Ok(addr) => format!("the gateway ({addr})"),
-        Err(_) => "the gateway".to_string(),
-    });
-    let mut next = 0;
-    while let Some((stream, peer, slot)) =
-        accept_or_shutdown(&listener, &limit, &mut backoff, &shutdown).await
-    {
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(err) => {
-                tracing::warn!("cannot hand over the connection from {peer}: {err}");
-                continue;
-            }
-        };
-        // Round-robin; a worker whose thread died is skipped.
-        let mut handoff = (stream, peer, slot);
-        let mut delivered = false;
-        for _ in 0..workers.len() {
-            next = (next + 1) % workers.len();
-            match workers[next].send(handoff) {
-                Ok(()) => {
-                    delivered = true;
-                    break;
-                }
-                Err(mpsc::error::SendError(back)) => handoff = back,
-            }
-        }
-        if !delivered {
-            return Err(std::io::Error::other(
-                "every gateway worker thread has stopped",
-            ));
-        }
-    }
-    // Shut down: the workers finish the requests in flight, then end.
-    drop(workers);
-    let _ = tokio::task::spawn_blocking(move || {
-        for t in threads {
-            let _ = t.join();
-        }
-    })
-    .await;
-    Ok(())
-}
-
-/// One worker thread: a single-threaded runtime serving the connections it is handed.
-fn worker(
-    mut connections: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr, Slot)>,
-    gateway: Gateway,
-    shutdown: CancellationToken,
-) {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            tracing::error!("cannot start a gateway worker: {err}");
-            return;
-        }
-    };
-    // Cancelled by a shutdown, or when the accept loop goes away.
-    let stop = shutdown.child_token();
-    runtime.block_on(async move {
-        let gateway = Arc::new(gateway);
-        let mut http = http1::Builder::new();
-        // hyper's header read timeout runs from the moment a connection
-        // waits for a request head, so it closes idle keep-alive
-        // connections as well as slow heads.
-        http.timer(TokioTimer::new())
-            .keep_alive(true)
-            .header_read_timeout(gateway.opts.idle_timeout);
-        let mut served = JoinSet::new();
-        // Housekeeping: idle upstream connections past their time are closed.
-        // The tick also keeps a timer due within a second, so the per-request
-        // timers (connect, upstream, header read) are never the earliest and
-        // never have to wake the reactor through its eventfd when registered.
-        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
-        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = housekeeping.tick() => gateway.pool.sweep(),
-                handed = connections.recv() => match handed {
-                    Some((stream, peer, slot)) => match TcpStream::from_std(stream) {
-                        Ok(stream) => {
-                            served.spawn(serve_connection(stream, peer, slot, gateway.clone(), http.clone(), stop.clone()));
-                        }
-                        Err(err) => tracing::warn!("cannot take over the connection from {peer}: {err}"),
-                    },
-                    None => break,
-                },
-                Some(_) = served.join_next() => {}
-            }
-        }
-        // Let open connections finish their current request before the runtime goes.
-        stop.cancel();
-        while served.join_next().await.is_some() {}
-    });
-}
-
-/// How long a connection accepted before a shutdown, whose first request
-/// has not been read yet, is given for it to arrive.
-const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
-
-/// Serve one client connection; its `slot` under the connection limit is
-/// given back when it ends.
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    slot: Slot,
-    gateway: Arc<Gateway>,
-    http: http1::Builder,
-    stop: CancellationToken,
-) {
-    // Holds a permit once a request has started on this connection.
-    let started = Arc::new(Notify::new());
-    let seen = started.clone();
-    let service = service_fn(move |req| {
-        seen.notify_one();
-        let gateway = gateway.clone();
-        async move { Ok::<_, Infallible>(gateway.handle(req, peer).await) }
-    });
-    let conn = http.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let served = tokio::select! {
-        served = conn.as_mut() => served,
-        () = stop.cancelled() => {
-            // A graceful shutdown closes a connection at once when no
-            // request is under way: one accepted just before the stop,
-            // whose request is still on its way or unread, would be closed
-            // unanswered (as a daemon handing over saw). It gets a moment
-            // for that first request, which is then answered.
-            let ended = tokio::select! {
-                served = conn.as_mut() => Some(served),
-                () = started.notified() => None,
-                () = tokio::time::sleep(FIRST_REQUEST_GRACE) => None,
-            };
-            match ended {
-                Some(served) => served,
-                None => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            }
-        }
-    };
-    if let Err(err) = served {
-        tracing::debug!("gateway connection from {peer} ended: {err}");
-    }
-    drop(slot);
-}
-
-struct Gateway {
-    directory: Arc<dyn Directory>,
-    traffic: Arc<Traffic>,
-    pool: Arc<Pool>,
-    opts: GatewayOptions,
-}
+use crate::traffic::ErrorKind;
 
 /// How often a request whose pooled connection turned out closed before it
 /// was sent is tried again on a fresh connection.
 const STALE_RETRIES: usize = 3;
 
 impl Gateway {
-    fn new(directory: Arc<dyn Directory>, traffic: Arc<Traffic>, opts: GatewayOptions) -> Self {
-        Gateway {
-            directory,
-            traffic,
-            pool: Arc::new(Pool::new(opts.connect_timeout)),
-            opts,
-        }
-    }
-
     /// The `Host` rules ([`host::check`]) with the hosts this gateway answers.
     fn check_host(&self, req: &Request<Incoming>) -> Result<(), HostError> {
         let uri = req.uri();
@@ -321,7 +47,11 @@ impl Gateway {
         )
     }
 
-    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<GatewayBody> {
+    pub(super) async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<GatewayBody> {
         let started = Instant::now();
         if let Err(refused) = self.check_host(&req) {
             self.traffic.record_unrouted();
