@@ -463,11 +463,15 @@ impl EnvCache {
     /// Build `wanted` from `lock`, the resolution a check made from uv's
     /// cache: installed as it is (`--no-deps`: one round of fetching the
     /// locked packages' index pages, where resolving online fetches them
-    /// level by level of the dependency tree), then resolved again from
-    /// uv's cache, which the install has just brought up to date for every
-    /// locked package. Kept only when that gives the same lock; `None`
-    /// (nothing left behind) when it does not or the install fails: uv's
-    /// cache was out of date, and the ordinary build decides.
+    /// level by level of the dependency tree), then resolved again online.
+    /// That is quick when the lock is right (the install has just brought
+    /// every locked package's page and wheel up to date in uv's cache), and
+    /// it is needed: offline, uv passes over a release whose metadata it has
+    /// not cached, so a lock from the cache can hold an older release than
+    /// the date allows (six 1.16.0 where 1.17.0 is current). Kept only when
+    /// that gives the same lock; `None` (nothing left behind) when it does
+    /// not or the install fails: uv's cache was out of date, and the
+    /// ordinary build decides.
     fn fill_from_lock(
         &self,
         wanted: &Wanted<'_>,
@@ -504,7 +508,7 @@ impl EnvCache {
                         Ok(applied) => applied,
                         Err(e) => return Ok(Err(format!("installing it failed ({e})"))),
                     };
-                    match check.resolve(Under::Python(wanted.python), OFFLINE) {
+                    match check.resolve(Under::Python(wanted.python), ONLINE) {
                         Ok(again) if again == lock => {}
                         _ => return Ok(Err("uv's cache was out of date".to_owned())),
                     }
@@ -870,14 +874,17 @@ done
             "{calls:#?}"
         );
         // Resolutions only, from the cache: the default, then the newest
-        // others at once (3.9 is not needed), then the one chosen, exactly.
+        // others at once (3.9 is not needed), then the one chosen, exactly;
+        // after the install, its confirmation online.
         let compiles = calls_of(&calls, "compile");
+        let (confirm, choice) = compiles.split_last().expect("compiles");
         assert!(
-            compiles
+            choice
                 .iter()
                 .all(|c| c.contains(" --offline ") && !c.contains("--no-deps")),
             "{calls:#?}"
         );
+        assert!(!confirm.contains("--offline"), "{calls:#?}");
         assert!(
             compiles[0].contains("/versions/3.11.7/bin/python3 --offline"),
             "{calls:#?}"
@@ -903,11 +910,16 @@ done
         let exact = "/versions/3.10.13/bin/python3 --offline";
         assert_eq!(
             compiles.iter().filter(|c| c.contains(exact)).count(),
-            2,
+            1,
             "{calls:#?}"
         );
+        // Confirmed online: offline, uv passes over releases whose
+        // metadata it has not cached.
+        let online = "/versions/3.10.13/bin/python3 ";
         assert!(
-            calls.last().is_some_and(|c| c.contains(exact)),
+            calls
+                .last()
+                .is_some_and(|c| c.contains(online) && !c.contains("--offline")),
             "{calls:#?}"
         );
         assert_eq!(
@@ -922,7 +934,11 @@ done
         assert_eq!(chosen(&events).len(), 1);
         let compiles = calls_of(&calls, "compile");
         assert_eq!(compiles.len(), 2, "{calls:#?}");
-        assert!(compiles.iter().all(|c| c.contains(exact)), "{calls:#?}");
+        assert!(compiles[0].contains(exact), "{calls:#?}");
+        assert!(
+            compiles[1].contains(online) && !compiles[1].contains("--offline"),
+            "{calls:#?}"
+        );
     }
 
     #[test]
