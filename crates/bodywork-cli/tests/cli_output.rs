@@ -51,15 +51,16 @@ fn version_names_the_binary_and_version() {
 }
 
 /// `bw` runs the `bodywork` beside it: same output, same exit status, for
-/// a good command and a bad one; alone, it says what it could not run.
+/// good commands and a bad one; alone, it says what it could not run.
 #[test]
 fn bw_is_the_same_program() {
     let bw = env!("CARGO_BIN_EXE_bw");
-    // (Usage lines name the program as it was called, as before.)
+    // (Usage lines name the program as it was called, as before. Nothing
+    // here starts a daemon: the home is a throwaway directory.)
     for args in [
         &["--version"][..],
         &["no-such-command"],
-        &["get", "secrets"],
+        &["validate", "examples/serve-model"],
     ] {
         let (code, stdout, stderr) = bodywork(args);
         let stderr = stderr.replace("Usage: bodywork ", "Usage: bw ");
