@@ -416,14 +416,10 @@ fn resolve_as_of_and_python_reach_pods_and_cron_jobs() {
     for container in containers {
         assert_eq!(container.command.as_deref().unwrap(), ["bodywork", "stage"]);
         let args = container.args.as_deref().unwrap();
-        let flags = [
-            "--resolve-as-of",
-            "2022-05-20T12:00:00Z",
-            "--python",
-            "3.10",
-        ];
+        // The date in one argument: alone, YAML 1.1 reads it as a timestamp.
+        let flags = ["--resolve-as-of=2022-05-20T12:00:00Z", "--python", "3.10"];
         // (A service's pod ends with its --drain-seconds.)
-        assert!(args.windows(4).any(|w| w == flags), "{args:?}");
+        assert!(args.windows(3).any(|w| w == flags), "{args:?}");
     }
     snapshot("workflow__resolve_as_of", &m);
 
@@ -451,11 +447,27 @@ fn resolve_as_of_and_python_reach_pods_and_cron_jobs() {
         .clone()
         .unwrap();
     assert_eq!(
-        &args[args.len() - 4..],
-        ["--resolve-as-of", "now", "--python", "3.10"]
+        &args[args.len() - 3..],
+        ["--resolve-as-of=now", "--python", "3.10"]
     );
     assert_eq!(
         manifests::cronjob_resolve_as_of(c),
+        Some(bodywork_runtime::AsOf::Now)
+    );
+    // A CronJob written with the date as an argument of its own reads the same.
+    let mut split = c.clone();
+    if let Some(args) = split
+        .spec
+        .as_mut()
+        .and_then(|s| s.job_template.spec.as_mut())
+        .and_then(|j| j.template.spec.as_mut())
+        .and_then(|p| p.containers[0].args.as_mut())
+    {
+        let at = args.len() - 3;
+        args.splice(at..at + 1, ["--resolve-as-of".into(), "now".into()]);
+    }
+    assert_eq!(
+        manifests::cronjob_resolve_as_of(&split),
         Some(bodywork_runtime::AsOf::Now)
     );
     assert_eq!(manifests::cronjob_python(c).as_deref(), Some("3.10"));

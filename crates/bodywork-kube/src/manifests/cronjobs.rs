@@ -41,7 +41,8 @@ pub fn cronjob_python(cronjob: &CronJob) -> Option<String> {
     cronjob_option(cronjob, super::workloads::PYTHON_OPTION)
 }
 
-/// The value after `option` in a CronJob's container's args.
+/// The value of `option` in a CronJob's container's args: `OPTION=VALUE`,
+/// or `OPTION VALUE`.
 fn cronjob_option(cronjob: &CronJob, option: &str) -> Option<String> {
     let spec = cronjob.spec.as_ref()?.job_template.spec.as_ref()?;
     let args = spec
@@ -52,8 +53,14 @@ fn cronjob_option(cronjob: &CronJob, option: &str) -> Option<String> {
         .first()?
         .args
         .as_ref()?;
-    let at = args.iter().position(|a| a == option)?;
-    args.get(at + 1).cloned()
+    let joined = format!("{option}=");
+    args.iter()
+        .enumerate()
+        .find_map(|(at, arg)| match arg.strip_prefix(&joined) {
+            Some(value) => Some(value.to_string()),
+            None if arg == option => args.get(at + 1).cloned(),
+            None => None,
+        })
 }
 
 /// A CronJob running `bodywork workflow --namespace NS REPO [BRANCH]

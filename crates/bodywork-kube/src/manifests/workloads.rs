@@ -68,8 +68,11 @@ pub(crate) fn environment_args(
     resolve_as_of: Option<AsOf>,
     python: PythonFlags<'_>,
 ) -> Vec<String> {
-    let resolve = resolve_as_of.map(|a| [RESOLVE_OPTION.to_string(), a.arg()]);
-    resolve.into_iter().flatten().chain(python.args()).collect()
+    // One argument, `--resolve-as-of=DATE`: a date alone is a timestamp to
+    // YAML 1.1 readers (PyYAML, the schema validators), not a string, in the
+    // manifests `--dry-run` prints.
+    let resolve = resolve_as_of.map(|a| format!("{RESOLVE_OPTION}={}", a.arg()));
+    resolve.into_iter().chain(python.args()).collect()
 }
 
 /// The flag that carries a run's `--resolve-as-of` into a pod, a cron job
