@@ -16,7 +16,6 @@
 //! Must not: talk to the daemon, read or record state in SQLite, or look up
 //! secrets (there are none to look up here: they are in the environment).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -101,7 +100,21 @@ pub async fn run_stage(
 ) -> Result<Outcome, DirectError> {
     home.create()
         .map_err(|e| DirectError::Io(format!("cannot prepare {}: {e}", home.root().display())))?;
-    let scratch = Scratch::new(home);
+    // The scratch checkout of this stage, removed when dropped.
+    let scratch = {
+        use std::os::unix::fs::PermissionsExt;
+        let checkouts = home.root().join("checkouts");
+        tempfile::Builder::new()
+            .prefix("stage-")
+            .permissions(std::fs::Permissions::from_mode(0o777))
+            .tempdir_in(&checkouts)
+            .map_err(|e| {
+                DirectError::Io(format!(
+                    "cannot create a directory in {}: {e}",
+                    checkouts.display()
+                ))
+            })?
+    };
     // In a pod: the namespace's deploy key, for a private repository.
     let key = match bodywork_source::key_from_env() {
         Some(key) if Source::parse(&what.repo).is_ok_and(|s| s.uses_ssh()) => Some(
@@ -115,7 +128,7 @@ pub async fn run_stage(
         branch: what.branch.clone(),
         namespace: None,
         fallback_namespace: Some(FALLBACK_NAMESPACE.to_string()),
-        checkout_dir: scratch.dir.clone(),
+        checkout_dir: scratch.path().to_path_buf(),
         fetch: FetchOptions {
             commit: what.commit.clone(),
             ssh_key: key.as_ref().map(|k| k.path().to_path_buf()),
@@ -235,29 +248,4 @@ fn find_stage<'p>(plan: &'p WorkflowPlan, name: &str) -> Result<&'p StagePlan, D
                 .collect::<Vec<_>>()
                 .join(", "),
         })
-}
-
-/// The scratch checkout of one `bodywork stage`, removed when dropped.
-struct Scratch {
-    dir: PathBuf,
-}
-
-impl Scratch {
-    fn new(home: &Home) -> Scratch {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = home
-            .root()
-            .join("checkouts")
-            .join(format!("stage-{}-{nanos}", std::process::id()));
-        Scratch { dir }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }

@@ -159,9 +159,13 @@ mod tests {
 
     /// The inode of a socket of this process, from its `/proc/self/fd` link.
     fn inode_of(fd: &impl std::os::fd::AsRawFd) -> u64 {
-        let link =
-            std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).expect("fd link");
-        crate::sockets::socket_inode(link.to_str().expect("text")).expect("a socket")
+        let info = procfs::process::Process::myself()
+            .and_then(|me| me.fd_from_fd(fd.as_raw_fd()))
+            .expect("fd");
+        match info.target {
+            procfs::process::FDTarget::Socket(inode) => inode,
+            other => panic!("not a socket: {other:?}"),
+        }
     }
 
     #[test]

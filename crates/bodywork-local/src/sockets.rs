@@ -7,7 +7,8 @@
 //! (never a squatter's), so that an occupied address is never handed out,
 //! and so that a port taken by someone else is an error naming the holder.
 //!
-//! Owns: parsing those tables and `/proc/PID/stat`, the ownership decision
+//! Owns: reading those tables (the `procfs` crate parses them and
+//! `/proc/PID/stat`), the ownership decision
 //! (pure, tested here), and the `/proc` walks that feed it. Must not:
 //! decide what to do about a squatter (the supervisor and the rollout do).
 
@@ -29,45 +30,32 @@ pub struct Entry {
     pub inode: u64,
 }
 
-/// The entries of one table; lines that do not parse (the header) are skipped.
-pub fn parse_table(text: &str) -> Vec<Entry> {
-    text.lines().filter_map(parse_line).collect()
-}
-
-fn parse_line(line: &str) -> Option<Entry> {
-    let fields: Vec<&str> = line.split_whitespace().collect();
-    if fields.len() < 10 {
-        return None;
+/// The entries of one table (`/proc/net/tcp`, tcp6, udp or udp6 as
+/// `text`), as procfs parses it. `udp` for a UDP table.
+fn parse_table(text: impl std::io::BufRead, udp: bool) -> procfs::ProcResult<Vec<Entry>> {
+    use procfs::FromBufReadSI;
+    use procfs::net::{TcpNetEntries, UdpNetEntries};
+    let info = procfs::current_system_info();
+    // The TCP and UDP entries are two types with the same fields.
+    macro_rules! entries {
+        ($table:ty) => {
+            <$table>::from_buf_read(text, info)?
+                .0
+                .into_iter()
+                .map(|e| Entry {
+                    local: e.local_address,
+                    state: e.state.to_u8(),
+                    uid: e.uid,
+                    inode: e.inode,
+                })
+                .collect()
+        };
     }
-    Some(Entry {
-        local: parse_address(fields[1])?,
-        state: u8::from_str_radix(fields[3], 16).ok()?,
-        uid: fields[7].parse().ok()?,
-        inode: fields[9].parse().ok()?,
+    Ok(if udp {
+        entries!(UdpNetEntries)
+    } else {
+        entries!(TcpNetEntries)
     })
-}
-
-/// `0100007F:1F90` (IPv4) or 32 hex digits and a port (IPv6). The kernel
-/// prints each 32-bit word of the address as a number in host byte order.
-fn parse_address(text: &str) -> Option<SocketAddr> {
-    let (ip, port) = text.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    let word = |i: usize| -> Option<[u8; 4]> {
-        let hex = ip.get(i * 8..i * 8 + 8)?;
-        Some(u32::from_str_radix(hex, 16).ok()?.to_ne_bytes())
-    };
-    let ip = match ip.len() {
-        8 => IpAddr::V4(Ipv4Addr::from(word(0)?)),
-        32 => {
-            let mut bytes = [0u8; 16];
-            for i in 0..4 {
-                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
-            }
-            IpAddr::V6(Ipv6Addr::from(bytes))
-        }
-        _ => return None,
-    };
-    Some(SocketAddr::new(ip, port))
 }
 
 /// Would a socket listening on `local` take connections to `target`? Its
@@ -136,14 +124,6 @@ pub fn tree(processes: &[(u32, u32, u32)], root: u32) -> HashSet<u32> {
     members.push(root);
     let descendants = crate::process::descendants(&members, processes);
     members.into_iter().chain(descendants).collect()
-}
-
-/// The inode of a `/proc/PID/fd/N` link target `socket:[INODE]`.
-pub fn socket_inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
 }
 
 /// Who holds a socket.
@@ -245,8 +225,11 @@ pub fn tcp_sockets(max_age: Duration) -> std::io::Result<Arc<Vec<Entry>>> {
 fn read_tables(names: &[&str]) -> std::io::Result<Vec<Entry>> {
     let mut out = Vec::new();
     for name in names {
-        match std::fs::read_to_string(format!("/proc/net/{name}")) {
-            Ok(text) => out.extend(parse_table(&text)),
+        match std::fs::File::open(format!("/proc/net/{name}")) {
+            Ok(file) => out.extend(
+                parse_table(std::io::BufReader::new(file), name.starts_with("udp"))
+                    .map_err(std::io::Error::other)?,
+            ),
             Err(_) if name.ends_with('6') => {}
             Err(e) => return Err(e),
         }
@@ -276,32 +259,45 @@ fn processes(max_age: Duration) -> Arc<Vec<(u32, u32, u32)>> {
     cached(&LAST, max_age, || Ok(crate::process::process_table())).unwrap_or_default()
 }
 
-fn pids() -> impl Iterator<Item = u32> {
-    std::fs::read_dir("/proc")
+/// Every process this one can see, now.
+fn processes_now() -> impl Iterator<Item = procfs::process::Process> {
+    procfs::process::all_processes()
         .into_iter()
         .flatten()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter_map(Result::ok)
 }
 
-/// The inodes of the sockets `pid` holds (none when its descriptors cannot
-/// be read).
-fn socket_inodes(pid: u32) -> impl Iterator<Item = u64> {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
+/// The inodes of the sockets `process` holds (none when its descriptors
+/// cannot be read).
+fn sockets_held(process: &procfs::process::Process) -> impl Iterator<Item = u64> + use<> {
+    process
+        .fd()
         .into_iter()
         .flatten()
-        .filter_map(|e| socket_inode(std::fs::read_link(e.ok()?.path()).ok()?.to_str()?))
+        .filter_map(|fd| match fd.ok()?.target {
+            procfs::process::FDTarget::Socket(inode) => Some(inode),
+            _ => None,
+        })
+}
+
+/// The inodes of the sockets `pid` holds.
+fn socket_inodes(pid: u32) -> impl Iterator<Item = u64> {
+    i32::try_from(pid)
+        .ok()
+        .and_then(|pid| procfs::process::Process::new(pid).ok())
+        .into_iter()
+        .flat_map(|process| sockets_held(&process))
 }
 
 /// A process's command line (its `comm` when that is empty), the program
-/// by its file name only, shortened.
-fn command_of(pid: u32) -> String {
+/// by its file name only, shortened. The command line is read as bytes:
+/// procfs's reading wants UTF-8 and drops empty arguments.
+fn command_of(process: &procfs::process::Process) -> String {
+    let pid = process.pid();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let mut command = command_line(&cmdline);
     if command.is_empty() {
-        command = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        command = process.stat().map(|s| s.comm).unwrap_or_default();
     }
     const MAX: usize = 120;
     if command.chars().count() > MAX {
@@ -329,15 +325,16 @@ pub fn command_line(raw: &[u8]) -> String {
 
 /// Who holds socket `entry`: the first visible process with it open.
 fn holder(entry: &Entry) -> Holder {
-    let found = pids().find(|pid| socket_inodes(*pid).any(|i| i == entry.inode));
-    match found {
-        Some(pid) => Holder::Process {
+    let found = processes_now().find(|p| sockets_held(p).any(|i| i == entry.inode));
+    match found.and_then(|p| Some((u32::try_from(p.pid()).ok()?, p))) {
+        Some((pid, process)) => Holder::Process {
             pid,
-            command: command_of(pid),
+            command: command_of(&process),
         },
         None => {
-            use std::os::unix::fs::MetadataExt;
-            let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+            let me = procfs::process::Process::myself()
+                .and_then(|p| p.uid())
+                .ok();
             Holder::Unseen {
                 uid: entry.uid,
                 other_user: me != Some(entry.uid),
@@ -527,7 +524,7 @@ mod tests {
 
     #[test]
     fn ipv4_lines_are_parsed_in_host_byte_order_and_the_header_skipped() {
-        let entries = parse_table(TCP);
+        let entries = parse_table(TCP.as_bytes(), false).expect("parses");
         assert_eq!(
             entries,
             vec![
@@ -552,7 +549,7 @@ mod tests {
 
     #[test]
     fn ipv6_lines_give_the_wildcard_mapped_and_loopback_addresses() {
-        let entries = parse_table(TCP6);
+        let entries = parse_table(TCP6.as_bytes(), false).expect("parses");
         let locals: Vec<String> = entries.iter().map(|e| e.local.to_string()).collect();
         assert_eq!(
             locals,
@@ -563,9 +560,9 @@ mod tests {
     }
 
     #[test]
-    fn garbage_lines_are_skipped() {
-        assert!(parse_table("nonsense\n 0: ZZ:1 00:0 0A 0 0 0 0 0 1\n").is_empty());
-        assert!(parse_table("").is_empty());
+    fn a_table_that_does_not_parse_is_an_error() {
+        assert!(parse_table("header\n 0: ZZ:1 00:0 0A 0 0 0 0 0 1\n".as_bytes(), false).is_err());
+        assert_eq!(parse_table("header\n".as_bytes(), true).ok(), Some(vec![]));
     }
 
     #[test]
@@ -827,14 +824,6 @@ mod tests {
         assert_eq!(read(Duration::from_secs(60)), 1);
         assert_eq!(read(Duration::ZERO), 2);
         assert_eq!(read(Duration::from_secs(60)), 2);
-    }
-
-    #[test]
-    fn fd_links_name_socket_inodes_only() {
-        assert_eq!(socket_inode("socket:[4242]"), Some(4242));
-        assert_eq!(socket_inode("pipe:[4242]"), None);
-        assert_eq!(socket_inode("/dev/null"), None);
-        assert_eq!(socket_inode("socket:[x]"), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -393,6 +394,10 @@ pub(crate) fn find_uv(search_path: Option<&OsStr>, tools_dir: &Path) -> Option<P
     })
 }
 
+/// The start of the name of the directory [`bootstrap_uv`] installs into
+/// before it becomes `uv-pkg`.
+const UV_PKG_TMP: &str = ".uv-pkg-tmp-";
+
 /// Where [`bootstrap_uv`] puts uv.
 fn bootstrapped_uv(tools_dir: &Path) -> PathBuf {
     tools_dir.join("uv-pkg").join("bin").join("uv")
@@ -432,29 +437,27 @@ pub fn bootstrap_uv(
     // Leftovers of bootstraps that died half-way (we hold the lock).
     if let Ok(entries) = fs::read_dir(tools_dir) {
         for entry in entries.flatten() {
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(".uv-pkg-tmp-")
-            {
+            if entry.file_name().to_string_lossy().starts_with(UV_PKG_TMP) {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
     }
-    let tmp = tools_dir.join(format!(".uv-pkg-tmp-{}", std::process::id()));
-    let result = install_uv_into(python, &tmp, on_line).and_then(|()| {
-        let final_dir = tools_dir.join("uv-pkg");
-        if final_dir.exists() {
-            fs::remove_dir_all(&final_dir)
-                .map_err(|e| format!("cannot remove {}: {e}", final_dir.display()))?;
-        }
-        fs::rename(&tmp, &final_dir)
-            .map_err(|e| format!("cannot move uv into {}: {e}", final_dir.display()))
-    });
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&tmp);
+    // Removed when dropped, unless it has become `uv-pkg`.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(UV_PKG_TMP)
+        .permissions(fs::Permissions::from_mode(0o777))
+        .tempdir_in(tools_dir)
+        .map_err(|e| format!("cannot create a directory in {}: {e}", tools_dir.display()))?;
+    install_uv_into(python, tmp.path(), on_line)?;
+    let final_dir = tools_dir.join("uv-pkg");
+    if final_dir.exists() {
+        fs::remove_dir_all(&final_dir)
+            .map_err(|e| format!("cannot remove {}: {e}", final_dir.display()))?;
     }
-    result.map(|()| installed)
+    fs::rename(tmp.path(), &final_dir)
+        .map_err(|e| format!("cannot move uv into {}: {e}", final_dir.display()))?;
+    tmp.disable_cleanup(true);
+    Ok(installed)
 }
 
 fn install_uv_into(
@@ -608,6 +611,49 @@ mod tests {
         let search = std::env::join_paths(["/nonexistent", bin.path().to_str().unwrap()]).unwrap();
         assert_eq!(find_uv(Some(&search), tools.path()), Some(on_path));
         assert_eq!(find_uv(None, bin.path()), None);
+    }
+
+    /// A fake `python -m pip install ... --target DIR uv...`: it puts a uv
+    /// that answers `--version` into DIR, or fails.
+    fn fake_pip_python(dir: &Path, works: bool) -> PathBuf {
+        let python = dir.join("python");
+        let install = if works {
+            r#"mkdir -p "$target/bin" && printf '#!/bin/sh\necho uv 0.13.9\n' > "$target/bin/uv" && chmod +x "$target/bin/uv""#
+        } else {
+            "echo 'ERROR: No matching distribution found for uv' >&2; exit 1"
+        };
+        let script = format!(
+            "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --target ] && target=$2; shift; done\n{install}\n"
+        );
+        fs::write(&python, script).unwrap();
+        fs::set_permissions(&python, fs::Permissions::from_mode(0o755)).unwrap();
+        python
+    }
+
+    /// uv is installed into a temporary directory that becomes `uv-pkg`;
+    /// a failed install leaves no temporary directory behind, nor an old
+    /// one of a bootstrap that died.
+    #[test]
+    fn bootstrap_installs_into_a_temporary_directory_renamed_into_place() {
+        let bin = tempfile::tempdir().unwrap();
+        let tools = tempfile::tempdir().unwrap();
+        fs::create_dir(tools.path().join(".uv-pkg-tmp-12345")).unwrap();
+        let failing = fake_pip_python(bin.path(), false);
+        let err = bootstrap_uv(&failing, tools.path(), &mut |_| {}).unwrap_err();
+        assert!(err.contains("No matching distribution"), "{err}");
+        assert_eq!(
+            crate::files::tests::names(tools.path()),
+            [".uv-bootstrap.lock"]
+        );
+
+        let python = fake_pip_python(bin.path(), true);
+        let uv = bootstrap_uv(&python, tools.path(), &mut |_| {}).unwrap();
+        assert_eq!(uv, bootstrapped_uv(tools.path()));
+        assert!(is_executable(&uv));
+        assert_eq!(
+            crate::files::tests::names(tools.path()),
+            [".uv-bootstrap.lock", "uv-pkg"]
+        );
     }
 
     #[test]

@@ -67,7 +67,8 @@
 //!   someone waits on would admit two builders).
 //!
 //! A crash of the whole machine between writing the files and the marker is
-//! not guarded by `fsync` of every file; the marker itself is synced.
+//! not guarded by `fsync` of every file; the marker itself is synced, with
+//! its directory.
 //!
 //! Layout assumed: Unix (`bin/python`, `lib/pythonX.Y/site-packages`); the
 //! actual `site-packages` is asked of the environment's interpreter after the
@@ -76,6 +77,7 @@
 mod cache;
 mod downloads;
 mod error;
+pub mod files;
 mod installer;
 mod marker;
 mod probe;

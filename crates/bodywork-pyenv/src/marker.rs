@@ -7,11 +7,13 @@
 //! that cannot prove it is complete is never reused.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use crate::files::{Durability, write_atomic};
 
 /// File name of the marker inside an environment directory.
 pub(crate) const MARKER_FILE: &str = "bodywork-env.json";
@@ -120,17 +122,16 @@ pub(crate) fn read(dir: &Path, expected_key: &str) -> Option<Marker> {
         .then_some(marker)
 }
 
-/// Write the marker atomically: a temporary file in `dir`, flushed, then
-/// renamed over `bodywork-env.json`, so readers see all of it or nothing.
+/// Write the marker atomically, synced with its directory, so readers see
+/// all of it or nothing and a marker once written survives a crash.
 pub(crate) fn write(dir: &Path, marker: &Marker) -> io::Result<()> {
-    let tmp = dir.join(format!(".{MARKER_FILE}.tmp-{}", std::process::id()));
     let json = serde_json::to_vec_pretty(marker).map_err(io::Error::other)?;
-    {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(&json)?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, dir.join(MARKER_FILE))
+    write_atomic(
+        &dir.join(MARKER_FILE),
+        &json,
+        0o666,
+        Durability::ContentsAndName,
+    )
 }
 
 /// Record a use of the environment: the marker's mtime is its "last used".

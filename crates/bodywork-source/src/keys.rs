@@ -10,8 +10,8 @@
 //! Must not: log or display the key.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 /// The secret a namespace keeps its deploy key in.
 pub const SSH_KEY_SECRET: &str = "ssh-github-private-key";
@@ -27,37 +27,27 @@ pub const GIT_SSH_KEY_VAR: &str = "BODYWORK_GIT_SSH_PRIVATE_KEY";
 /// removed when this is dropped.
 #[derive(Debug)]
 pub struct KeyFile {
-    path: PathBuf,
+    path: tempfile::TempPath,
 }
 
 impl KeyFile {
     /// Write `key` to a new file in `dir` (created if need be), mode 0600.
     pub fn write(dir: &Path, key: &str) -> std::io::Result<KeyFile> {
         std::fs::create_dir_all(dir)?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let path = dir.join(format!("ssh-key-{}-{nanos}", std::process::id()));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)?;
+        let mut file = tempfile::Builder::new()
+            .prefix("ssh-key-")
+            .permissions(std::fs::Permissions::from_mode(0o600))
+            .tempfile_in(dir)?;
         file.write_all(key.trim_end().as_bytes())?;
         file.write_all(b"\n")?;
-        Ok(KeyFile { path })
+        Ok(KeyFile {
+            path: file.into_temp_path(),
+        })
     }
 
     /// Where the key is.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-}
-
-impl Drop for KeyFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 

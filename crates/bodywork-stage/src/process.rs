@@ -78,34 +78,26 @@ pub struct ProcessId {
     pub start_time: Option<u64>,
 }
 
-/// The fields of a `/proc/PID/stat` text after the command name, from
-/// field 3 (the state) on.
-pub(crate) fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
-    // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
-    Some(stat.get(stat.rfind(')')? + 1..)?.split_whitespace())
-}
-
-/// `(parent pid, process group)` from the text of `/proc/PID/stat`
-/// (fields 4 and 5).
-pub fn parent_and_group(stat: &str) -> Option<(u32, u32)> {
-    let mut fields = stat_fields(stat)?;
-    let _state = fields.next()?;
-    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+/// What `/proc/PID/stat` says of `pid`, when it can be read.
+fn stat(pid: u32) -> Option<procfs::process::Stat> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?)
+        .ok()?
+        .stat()
+        .ok()
 }
 
 /// `(pid, parent pid, process group)` of every process this one can see,
-/// from /proc.
+/// from `/proc/PID/stat`.
 pub fn process_table() -> Vec<(u32, u32, u32)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
+    let Ok(all) = procfs::process::all_processes() else {
         return Vec::new();
     };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let (ppid, pgrp) = parent_and_group(&stat)?;
-            Some((pid, ppid, pgrp))
-        })
-        .collect()
+    all.filter_map(|process| {
+        let stat = process.ok()?.stat().ok()?;
+        let id = |n: i32| u32::try_from(n).ok();
+        Some((id(stat.pid)?, id(stat.ppid)?, id(stat.pgrp)?))
+    })
+    .collect()
 }
 
 /// Every descendant of any of `roots` in `table` (as [`process_table`]
@@ -133,8 +125,7 @@ pub fn descendants(roots: &[u32], table: &[(u32, u32, u32)]) -> Vec<u32> {
 /// Start time of a process in clock ticks since boot (`/proc/PID/stat`
 /// field 22), which tells a live process from a recycled pid.
 pub fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat_fields(&stat)?.nth(19)?.parse().ok()
+    Some(stat(pid)?.starttime)
 }
 
 /// True when `id` still names the same live process.
@@ -151,15 +142,9 @@ pub fn is_alive(id: ProcessId) -> bool {
 /// where init does not reap, as in some containers). What may be adopted;
 /// [`is_alive`] (a zombie's pid is still taken) is what may be killed.
 pub fn is_running(id: ProcessId) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", id.pid)) else {
-        return false;
-    };
-    let Some(mut fields) = stat_fields(&stat) else {
-        return false;
-    };
-    let state = fields.next();
-    let started = fields.nth(18).and_then(|t| t.parse::<u64>().ok());
-    !matches!(state, Some("Z" | "X")) && (id.start_time.is_none() || started == id.start_time)
+    stat(id.pid).is_some_and(|stat| {
+        !matches!(stat.state, 'Z' | 'X') && id.start_time.is_none_or(|then| stat.starttime == then)
+    })
 }
 
 /// Kill every process in the group led by `pgid`. A group that is already
@@ -423,18 +408,26 @@ mod tests {
         assert_eq!(found, [2, 3]);
     }
 
+    /// The table reads a command name with spaces and parentheses, as a
+    /// program may name itself, and gives its group.
     #[test]
-    fn parent_of_skips_a_command_name_with_spaces_and_parentheses() {
-        let stat = "4242 (a) b (c) S 17 4242 4242 0 -1 4194560 0 0";
-        assert_eq!(parent_and_group(stat).map(|(ppid, _)| ppid), Some(17));
-        assert_eq!(parent_and_group("garbage"), None);
-    }
-
-    #[test]
-    fn stat_gives_ppid_and_group_whatever_the_command() {
-        let stat = "4242 (py (x) y) S 4000 4100 4100 0 -1 4194560 120 0 0 0 1 0 0 0 20 0 1 0 777 0";
-        assert_eq!(parent_and_group(stat), Some((4000, 4100)));
-        assert_eq!(parent_and_group("4242 no parens"), None);
+    fn the_table_reads_odd_command_names_and_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("a) b (c");
+        std::os::unix::fs::symlink("/bin/sleep", &odd).unwrap();
+        let mut child = std::process::Command::new(&odd).arg("30").spawn().unwrap();
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while stat(pid).is_none_or(|s| s.comm != "a) b (c") {
+            assert!(std::time::Instant::now() < deadline, "never exec'd");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let row = process_table().into_iter().find(|(p, _, _)| *p == pid);
+        let me = std::process::id();
+        let group = nix::unistd::getpgrp().as_raw() as u32;
+        assert_eq!(row, Some((pid, me, group)));
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]

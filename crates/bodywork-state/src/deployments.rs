@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use rusqlite::types::Type;
 use rusqlite::{OptionalExtension, Row};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use strum::{Display, EnumString, IntoStaticStr, VariantArray};
 
 use crate::error::{Result, StoreError};
 use crate::{
@@ -22,21 +23,25 @@ use crate::{
     u64_to_sql,
 };
 
-string_enum! {
-    /// Where a replica process is in its life.
-    pub enum ReplicaStatus {
-        /// Started, not accepting connections yet.
-        Starting => "starting",
-        /// Accepting connections; receives traffic.
-        Ready => "ready",
-        /// Exited unexpectedly; waiting for its back-off before a restart.
-        Crashed => "crashed",
-        /// Replaced by a newer generation; finishing its requests.
-        Draining => "draining",
-        /// Stopped on purpose.
-        Stopped => "stopped",
-    }
+/// Where a replica process is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[derive(Display, EnumString, IntoStaticStr, VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum ReplicaStatus {
+    /// Started, not accepting connections yet.
+    Starting,
+    /// Accepting connections; receives traffic.
+    Ready,
+    /// Exited unexpectedly; waiting for its back-off before a restart.
+    Crashed,
+    /// Replaced by a newer generation; finishing its requests.
+    Draining,
+    /// Stopped on purpose.
+    Stopped,
 }
+
+stored_as_word!(ReplicaStatus);
 
 /// A deployed service as stored.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -24,51 +24,15 @@ use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use rusqlite::types::Type;
 use rusqlite::{Connection, OpenFlags, Row};
 
-/// Declares a status enum stored as a lower-case word: serde, `Display`,
-/// `FromStr` and the SQLite conversions all use the same spelling.
-macro_rules! string_enum {
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $text:literal, )+ }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-        pub enum $name {
-            $( $(#[$vmeta])* #[serde(rename = $text)] $variant, )+
-        }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The word stored in the database and printed to users.
-            pub fn as_str(self) -> &'static str {
-                match self { $( $name::$variant => $text, )+ }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl std::str::FromStr for $name {
-            type Err = String;
-
-            fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-                match s {
-                    $( $text => Ok($name::$variant), )+
-                    other => Err(format!(
-                        "unknown {} '{}'", stringify!($name), other
-                    )),
-                }
-            }
-        }
-
+/// Stores status enums in SQLite as their words: the snake_case words that
+/// their strum derives (`IntoStaticStr`, `EnumString`) and serde give them,
+/// also what `Display` prints to users. A word the enum does not know is a
+/// conversion error naming the enum.
+macro_rules! stored_as_word {
+    ($($name:ident),+ $(,)?) => {$(
         impl rusqlite::types::ToSql for $name {
             fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-                Ok(self.as_str().into())
+                Ok(<&'static str>::from(*self).into())
             }
         }
 
@@ -76,13 +40,15 @@ macro_rules! string_enum {
             fn column_result(
                 value: rusqlite::types::ValueRef<'_>,
             ) -> rusqlite::types::FromSqlResult<Self> {
-                value
-                    .as_str()?
-                    .parse()
-                    .map_err(|e: String| rusqlite::types::FromSqlError::Other(e.into()))
+                let text = value.as_str()?;
+                text.parse().map_err(|_| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("unknown {} '{}'", stringify!($name), text).into(),
+                    )
+                })
             }
         }
-    };
+    )+};
 }
 
 mod cron;
@@ -486,6 +452,7 @@ pub(crate) fn conversion_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::VariantArray;
 
     #[test]
     fn timestamps_round_trip_at_millisecond_precision() {
@@ -511,16 +478,50 @@ mod tests {
         assert!(matches!(err, Some(StoreError::OutOfRange { .. })));
     }
 
+    /// The words stored in SQLite (and printed) are the ones every release
+    /// has stored: an older database must read back the same.
     #[test]
-    fn string_enums_round_trip() {
-        for status in RunStatus::ALL {
-            assert_eq!(status.as_str().parse::<RunStatus>().ok(), Some(*status));
+    fn status_words_are_the_stored_ones() {
+        fn words<T>() -> Vec<&'static str>
+        where
+            T: VariantArray + Copy + Into<&'static str> + std::fmt::Display,
+            T: std::str::FromStr + PartialEq + std::fmt::Debug + serde::Serialize,
+        {
+            T::VARIANTS
+                .iter()
+                .map(|v| {
+                    let word: &'static str = (*v).into();
+                    assert_eq!(v.to_string(), word);
+                    assert_eq!(word.parse::<T>().ok(), Some(*v));
+                    assert_eq!(serde_json::to_string(v).ok(), Some(format!("\"{word}\"")));
+                    word
+                })
+                .collect()
         }
-        for status in AttemptStatus::ALL {
-            assert_eq!(status.as_str().parse::<AttemptStatus>().ok(), Some(*status));
-        }
-        assert_eq!(AttemptStatus::TimedOut.to_string(), "timed_out");
+        let cancelled = "cancelled";
+        assert_eq!(
+            words::<RunStatus>(),
+            ["running", "succeeded", "failed", cancelled]
+        );
+        assert_eq!(
+            words::<AttemptStatus>(),
+            ["running", "succeeded", "failed", "timed_out", cancelled]
+        );
+        assert_eq!(
+            words::<ReplicaStatus>(),
+            ["starting", "ready", "crashed", "draining", "stopped"]
+        );
+        assert_eq!(words::<CronRunKind>(), ["scheduled", "catch_up", "manual"]);
         assert!("RUNNING".parse::<RunStatus>().is_err());
+    }
+
+    /// A word no release stored reads as an error naming the enum.
+    #[test]
+    fn an_unknown_stored_word_is_an_error() {
+        let db = Connection::open_in_memory().expect("db");
+        let read = db.query_row("SELECT 'paused'", [], |r| r.get::<_, RunStatus>(0));
+        let err = read.expect_err("unknown").to_string();
+        assert!(err.contains("unknown RunStatus 'paused'"), "{err}");
     }
 
     #[test]

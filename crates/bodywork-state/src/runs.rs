@@ -9,42 +9,49 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use strum::{Display, EnumString, IntoStaticStr, VariantArray};
 
 use crate::error::{Result, StoreError};
 use crate::{
     At, Store, now, opt_ts_col, opt_u64_col, path_col, path_to_sql, ts_col, ts_to_sql, u64_to_sql,
 };
 
-string_enum! {
-    /// Where a workflow run is in its life.
-    pub enum RunStatus {
-        /// Started and not finished yet.
-        Running => "running",
-        /// Every stage succeeded.
-        Succeeded => "succeeded",
-        /// A stage failed, or the daemon was interrupted.
-        Failed => "failed",
-        /// Stopped on request.
-        Cancelled => "cancelled",
-    }
+/// Where a workflow run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[derive(Display, EnumString, IntoStaticStr, VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum RunStatus {
+    /// Started and not finished yet.
+    Running,
+    /// Every stage succeeded.
+    Succeeded,
+    /// A stage failed, or the daemon was interrupted.
+    Failed,
+    /// Stopped on request.
+    Cancelled,
 }
 
-string_enum! {
-    /// The outcome of one attempt of one stage.
-    pub enum AttemptStatus {
-        /// The process is (or was, before a daemon restart) running.
-        Running => "running",
-        /// Exited with status 0 (batch) or became ready (service).
-        Succeeded => "succeeded",
-        /// Exited with an error, or could not start.
-        Failed => "failed",
-        /// Killed after its time limit.
-        TimedOut => "timed_out",
-        /// Stopped because its run was cancelled.
-        Cancelled => "cancelled",
-    }
+/// The outcome of one attempt of one stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[derive(Display, EnumString, IntoStaticStr, VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum AttemptStatus {
+    /// The process is (or was, before a daemon restart) running.
+    Running,
+    /// Exited with status 0 (batch) or became ready (service).
+    Succeeded,
+    /// Exited with an error, or could not start.
+    Failed,
+    /// Killed after its time limit.
+    TimedOut,
+    /// Stopped because its run was cancelled.
+    Cancelled,
 }
+
+stored_as_word!(RunStatus, AttemptStatus);
 
 /// What the daemon knows about a run when it starts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,7 +230,7 @@ impl Store {
     /// failure, the reason.
     pub fn finish_run(&self, id: i64, status: RunStatus, error: Option<&str>) -> Result<()> {
         if status == RunStatus::Running {
-            return Err(StoreError::NotFinal(status.as_str()));
+            return Err(StoreError::NotFinal(status.into()));
         }
         let changed = self
             .conn()?
@@ -359,7 +366,7 @@ impl Store {
         message: Option<&str>,
     ) -> Result<()> {
         if status == AttemptStatus::Running {
-            return Err(StoreError::NotFinal(status.as_str()));
+            return Err(StoreError::NotFinal(status.into()));
         }
         let changed = self
             .conn()?

@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 
 use super::{EnvCache, LOCKS_DIR, Wanted, installing};
 use crate::downloads;
+use crate::files::{Durability, write_atomic};
 use crate::installer::{How, Installer};
 use crate::marker::Marker;
 use crate::pythons::{self, Found, PipCheck, Scope, Under, Verdict, WheelCheck};
@@ -641,12 +642,9 @@ impl Verdicts<'_> {
             Verdict::Unknown => return,
         };
         let path = self.path(python, minor);
-        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
         let written = fs::create_dir_all(&self.dir)
-            .and_then(|()| fs::write(&tmp, text))
-            .and_then(|()| fs::rename(&tmp, &path));
+            .and_then(|()| write_atomic(&path, text.as_bytes(), 0o666, Durability::Contents));
         if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
             tracing::debug!(path = %path.display(), error = %e, "cannot remember a verdict");
         }
     }
