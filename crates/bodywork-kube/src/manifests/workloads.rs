@@ -384,12 +384,10 @@ pub fn service_manifests(run: &Target<'_>, stage: &StagePlan, image: &str) -> Ve
     // A Bodywork 3 project's service is named after its stage alone; the
     // seed tutorial's curl (and callers written for Bodywork 0.x to 2.x)
     // names it `PROJECT--STAGE`: a second Service of that name reaches the
-    // same pods, where that is a name a Service may have (a DNS-1035 label:
-    // at most 63 characters, from a letter); else there is none.
+    // same pods, where that is a name a Service may have; else there is none.
     let alias_name = &stage.resource_name;
-    let aliased = alias_name != service_name
-        && alias_name.len() <= 63
-        && alias_name.starts_with(|c: char| c.is_ascii_lowercase());
+    let aliased =
+        alias_name != service_name && super::names::service_name_problem(alias_name).is_none();
     let alias = aliased.then(|| {
         let alias_labels = super::labels(&[
             (PROJECT_LABEL, &label_value(run.project)),

@@ -73,10 +73,13 @@ impl ServiceTable {
         if !name.contains("--") {
             return None;
         }
-        self.all().into_iter().find(|svc| {
-            svc.namespace == namespace
-                && svc.info.lock().is_ok_and(|info| info.resource_name == name)
-        })
+        let services = self.services.read().ok()?;
+        services
+            .iter()
+            .find(|((ns, _), svc)| {
+                ns == namespace && svc.info.lock().is_ok_and(|info| info.resource_name == name)
+            })
+            .map(|(_, svc)| Arc::clone(svc))
     }
 }
 
