@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{SERVE_PY, TestHome, TestProject, args_line, batch_stage, git, yaml};
+use common::{SERVE_PY, TestHome, TestProject, args_line, batch_stage, git, shown_time, yaml};
 
 /// Writes the values of the environment variables it is given to a file.
 const ENV_SCRIPT: &str = r#"
@@ -132,8 +132,7 @@ fn secret_groups_are_listed_masked_and_deleted_by_name_or_whole() {
     let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
     let mut table = all.stdout.clone();
     for s in doc.as_array().expect("a list") {
-        let created = s["created"].as_str().expect("a time");
-        table = table.replace(created, "<created>");
+        table = table.replace(&shown_time(&s["created"]), "<created>");
     }
     insta::assert_snapshot!("get_secrets_table", table);
     let dev = home.ok(&["get", "secret", "--group", "dev", "-o", "json"]);
@@ -266,7 +265,7 @@ fn the_serve_model_readme_commands_deploy_list_and_delete() {
         .replace(doc[0]["url"].as_str().expect("a URL"), "<service-url>")
         .replace(&url, "<repo>")
         .replace(doc[0]["commit"].as_str().expect("a commit"), "<commit>")
-        .replace(doc[0]["deployed"].as_str().expect("a time"), "<deployed>")
+        .replace(&shown_time(&doc[0]["deployed"]), "<deployed>")
         .lines()
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect();

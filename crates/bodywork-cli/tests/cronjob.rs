@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::assert_rfc3339;
+
 /// How long a case waits for the daemon to get somewhere.
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -237,8 +240,14 @@ fn a_cron_job_fires_and_shows_in_history_with_its_logs() {
     assert_eq!(jobs[0]["schedule"], "*/2 * * * * *");
     assert_eq!(jobs[0]["timezone"], "UTC");
     assert_eq!(jobs[0]["repo"], case.project.display().to_string());
-    assert!(jobs[0]["last_run"].is_string(), "{jobs:?}");
-    assert!(jobs[0]["next_run"].is_string(), "{jobs:?}");
+    // `-o json` times are RFC 3339, in UTC to the second.
+    for field in ["created", "last_run", "next_run"] {
+        assert_rfc3339(&jobs[0][field]);
+    }
+    assert!(jobs[0]["status"].is_string(), "{jobs:?}");
+    for field in ["scheduled", "start_time", "completion_time"] {
+        assert_rfc3339(&run[field]);
+    }
     let table = case.ok(&["cronjob", "display", "--ns", "ns"]);
     for column in [
         "NAME", "SCHEDULE", "REPO", "BRANCH", "LAST RUN", "NEXT RUN", "STATUS",
@@ -333,17 +342,22 @@ fn retries_stop_at_the_limit_and_back_off_in_between() {
     // a manual trigger is refused.
     let deadline = Instant::now() + PATIENCE;
     let status = loop {
-        let status = case.display()[0]["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if status.starts_with("retrying at ") {
-            break status;
+        let job = case.display().remove(0);
+        if job["retry_at"].is_string() {
+            break job;
         }
-        assert!(Instant::now() < deadline, "never backing off: {status}");
+        assert!(Instant::now() < deadline, "never backing off: {job}");
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert!(status.len() > "retrying at ".len(), "{status}");
+    assert_rfc3339(&status["retry_at"]);
+    assert_eq!(status["status"], "failed", "{status}");
+    // The table says it in words, in local time (unless the retry has
+    // started meanwhile).
+    let table = case.ok(&["cronjob", "display", "--ns", "ns"]);
+    assert!(
+        table.contains("retrying at ") || table.contains("running"),
+        "{table}"
+    );
     let refused = case.bw(&trigger);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -374,10 +388,7 @@ fn a_pending_retry_survives_a_daemon_restart() {
     case.create("broken", "0 0 1 1 *", &["--retries", "1"]);
     case.ok(&["cronjob", "trigger", "--ns", "ns", "--name", "broken"]);
     let deadline = Instant::now() + PATIENCE;
-    while !case.display()[0]["status"]
-        .as_str()
-        .is_some_and(|s| s.starts_with("retrying at "))
-    {
+    while !case.display()[0]["retry_at"].is_string() {
         assert!(Instant::now() < deadline, "never backing off");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -398,12 +409,14 @@ fn attempts(history: &[Value]) -> Vec<(Option<u64>, u64)> {
         .collect()
 }
 
+/// Now as `-o json` writes times, so that they compare as text.
+fn utc_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// Whole seconds from `earlier`'s completion to `later`'s start.
 fn gap_seconds(earlier: &Value, later: &Value) -> i64 {
-    let time = |entry: &Value, column: &str| {
-        let text = entry[column].as_str().expect("a time");
-        chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").expect("a local time")
-    };
+    let time = |entry: &Value, column: &str| assert_rfc3339(&entry[column]);
     (time(later, "start_time") - time(earlier, "completion_time")).num_seconds()
 }
 
@@ -601,10 +614,10 @@ fn a_daemon_restart_keeps_the_job_its_history_and_catches_up_once() {
     );
 
     case.stop_daemon();
-    let stopped_at = chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    let stopped_at = utc_now();
     // Down for longer than two periods: at least two times are missed.
     std::thread::sleep(Duration::from_secs(5));
-    let restarted_at = chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    let restarted_at = utc_now();
 
     // Any command starts the daemon again; the job is still there.
     let jobs = case.display();

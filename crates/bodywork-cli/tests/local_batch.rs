@@ -22,7 +22,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    TestHome, TestProject, args_line, batch_stage, git, is_alive, kill, read_pid, wait_for, yaml,
+    TestHome, TestProject, args_line, assert_rfc3339, batch_stage, git, is_alive, kill, read_pid,
+    shown_time, wait_for, yaml,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -748,6 +749,10 @@ fn secret_values_are_masked_and_never_logged() {
     );
     let json = home.ok(&["secret", "display", "--namespace", "vault", "-o", "json"]);
     assert!(!json.all().contains(VALUE), "{json}");
+    // Its creation time: RFC 3339 in the document, local time in the table.
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let created = shown_time(&doc[0]["created"]);
+    assert!(masked.stdout.contains(&created), "{created} in\n{masked}");
     let shown = home.ok(&["secret", "display", "--namespace", "vault", "--show-values"]);
     assert!(
         shown.stdout.contains(&format!("creds   TOKEN  {VALUE}")),
@@ -838,6 +843,14 @@ fn runs_and_logs_show_history_and_whole_logs() {
     let second = runs.iter().find(|r| r["id"] == 2).expect("run 2");
     assert_eq!(second["status"], "failed");
     assert_eq!(second["error"], "stage x failed: exit code 4");
+    // `-o json` times are RFC 3339 in UTC; the table shows them in local time.
+    let (started, finished) = (
+        assert_rfc3339(&first["started"]),
+        assert_rfc3339(&first["finished"]),
+    );
+    assert!(started <= finished, "{first}");
+    assert!(assert_rfc3339(&second["started"]) >= started, "{runs:?}");
+    let started_shown = shown_time(&first["started"]);
 
     // The saved log is exactly what was streamed live.
     let logs = home.ok(&["logs", "--namespace", "hist", "1"]);
@@ -856,6 +869,7 @@ fn runs_and_logs_show_history_and_whole_logs() {
         .collect();
     assert_eq!(header[..3], ["RUN", "PROJECT", "STATUS"]);
     assert_eq!(table.stdout.lines().count(), 3, "{table}");
+    assert!(table.stdout.contains(&started_shown), "{table}");
     // Runs of another namespace are not shown there.
     home.run(&["logs", "--namespace", "other", "1"])
         .expect_code(1)

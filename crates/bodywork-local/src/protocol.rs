@@ -21,8 +21,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// answers as data (the CLI words them). 4: `NamespaceList`, a workflow's
 /// secrets group, `RunDetached`. 5: `CronUpdate`. 6: `--resolve-as-of` in a
 /// workflow and a cron job, environments with their lock. 7: `--python` in
-/// a workflow and a cron job.
-pub const PROTOCOL_VERSION: u32 = 7;
+/// a workflow and a cron job. 8: records carry times as RFC 3339 in UTC, not
+/// words, and a cron job's status as a run state.
+pub const PROTOCOL_VERSION: u32 = 8;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
@@ -210,8 +211,10 @@ pub struct EnvSummary {
     pub python: String,
     pub requirements: Vec<String>,
     pub size_bytes: u64,
-    pub created: String,
-    pub last_used: Option<String>,
+    #[serde(with = "bodywork_runtime::time::rfc3339")]
+    pub created: chrono::DateTime<chrono::Utc>,
+    #[serde(default, with = "bodywork_runtime::time::rfc3339_opt")]
+    pub last_used: Option<chrono::DateTime<chrono::Utc>>,
     /// `X.Y.Z` of the base interpreter.
     #[serde(default)]
     pub python_version: String,

@@ -162,7 +162,7 @@ impl LocalRuntime {
                         namespace: r.namespace,
                         name: r.name,
                         data: r.data,
-                        created: String::new(),
+                        created: Some(r.created),
                     })
                     .collect();
                 let planned = env::resolve(&spec.plan, &secrets).map_err(RuntimeError::failed)?;
@@ -295,7 +295,7 @@ impl Resources for LocalRuntime {
                 namespace: r.namespace,
                 name: r.name,
                 data: r.data,
-                created: crate::time::display(&r.created),
+                created: Some(r.created),
             })
             .collect())
     }

@@ -1,4 +1,11 @@
-//! How the local runtime shows times: local time to the second, the shape
-//! of the log lines' timestamps.
+//! How the daemon's own messages (its errors and log lines) show a time:
+//! local time to the second, the shape of the log lines' timestamps.
+//! Records carry `DateTime<Utc>`; the CLI shows those.
 
-pub use bodywork_runtime::display_time as display;
+use chrono::{DateTime, Local, Utc};
+
+pub fn display(t: &DateTime<Utc>) -> String {
+    t.with_timezone(&Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}

@@ -13,6 +13,7 @@
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::{CancellationToken, Log, Resources, Result};
@@ -111,8 +112,11 @@ pub struct RunSummary {
     pub trigger: String,
     pub status: RunState,
     pub error: Option<String>,
-    pub started: String,
-    pub finished: Option<String>,
+    /// When it started, if the runtime knows.
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub started: Option<DateTime<Utc>>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub finished: Option<DateTime<Utc>>,
 }
 
 /// A cron job to create: a workflow run on a schedule. The schedule has
@@ -169,12 +173,19 @@ pub struct CronJobSummary {
     /// `--python`: the Python its runs' stages are built with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub python: Option<String>,
-    pub created: String,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub created: Option<DateTime<Utc>>,
     /// When the newest run started (or was scheduled).
-    pub last_run: Option<String>,
-    pub next_run: Option<String>,
-    /// `running`, `retrying at TIME`, else the newest run's status, else `waiting`.
-    pub status: String,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub last_run: Option<DateTime<Utc>>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub next_run: Option<DateTime<Utc>>,
+    /// The newest run's state (`running` while a run is going); `None`
+    /// before the first run.
+    pub status: Option<RunState>,
+    /// While a failed run waits to be retried: when it will be.
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 /// One row of `cronjob history`: a run of the cron job (a Kubernetes Job of
@@ -188,14 +199,17 @@ pub struct CronRunSummary {
     /// The local runtime's run number.
     pub run: Option<i64>,
     /// When the run was due.
-    pub scheduled: String,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub scheduled: Option<DateTime<Utc>>,
     /// `scheduled`, `catch_up` or `manual`.
     pub kind: String,
     /// 1 for the first try, 2 for the first retry, ...
     pub attempt: u32,
     pub skipped: bool,
-    pub start_time: Option<String>,
-    pub completion_time: Option<String>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub start_time: Option<DateTime<Utc>>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub completion_time: Option<DateTime<Utc>>,
     pub active: u32,
     pub succeeded: u32,
     pub failed: u32,
@@ -237,22 +251,6 @@ pub fn is_detached(run: &RunSummary) -> bool {
 
 /// The trigger every detached run's starts with.
 pub const DETACHED: &str = "async";
-
-/// How times are shown in tables: local time to the second, the shape of
-/// the log lines' timestamps.
-pub fn display_time(t: &chrono::DateTime<chrono::Utc>) -> String {
-    t.with_timezone(&chrono::Local)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
-}
-
-/// An RFC 3339 time (as the Kubernetes API gives it) as [`display_time`]
-/// shows it; text that is not one is shown as it is.
-pub fn display_rfc3339(text: &str) -> String {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| display_time(&t.with_timezone(&chrono::Utc)))
-        .unwrap_or_else(|_| text.to_string())
-}
 
 /// Everything a command asks of a runtime: [`Resources`] (namespaces,
 /// secrets, services) and the rest below. Implemented by the Kubernetes

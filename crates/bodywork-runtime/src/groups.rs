@@ -25,7 +25,7 @@ pub struct GroupSecret {
     /// Its name inside the group (and in a namespace it is copied into).
     pub name: String,
     pub data: SecretData,
-    pub created: String,
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The name a group's secret is kept under in [`GROUPS_NAMESPACE`].
@@ -189,7 +189,7 @@ mod tests {
                     namespace: ns.into(),
                     name: name.clone(),
                     data: data.clone(),
-                    created: "now".into(),
+                    created: None,
                 })
                 .collect())
         }

@@ -15,17 +15,19 @@ pub mod groups;
 mod logs;
 pub mod namespace;
 mod resolve;
+pub mod time;
 
 pub use control::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, DETACHED, DETACHED_PREFIX,
     RunOutcome, RunState, RunSummary, WorkflowRun, WorkflowSubmission, detached_name,
-    detached_trigger, display_rfc3339, display_time, is_detached, unnamed_detached_name,
+    detached_trigger, is_detached, unnamed_detached_name,
 };
 pub use logs::{LogEvent, LogRenderer, format_log_line, stage_header, timestamp_now};
 pub use resolve::{AsOf, AsOfSource, RESOLVE_AS_OF_ENV, Resolution};
 
 use async_trait::async_trait;
 use bodywork_plan::StagePlan;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use tokio_util::sync::CancellationToken;
@@ -109,8 +111,9 @@ pub struct Secret {
     pub namespace: String,
     pub name: String,
     pub data: SecretData,
-    /// When it was created, as tables show times ([`display_time`]).
-    pub created: String,
+    /// When it was created, if the runtime knows.
+    #[serde(default, with = "time::rfc3339_opt")]
+    pub created: Option<DateTime<Utc>>,
 }
 
 /// The state of one deployed service.
@@ -130,8 +133,9 @@ pub struct ServiceStatus {
     pub available_replicas: u32,
     pub unavailable_replicas: u32,
     pub restarts: u32,
-    /// RFC 3339 time of the last deploy.
-    pub deployed: String,
+    /// When it was last deployed, if the runtime knows.
+    #[serde(default, with = "time::rfc3339_opt")]
+    pub deployed: Option<DateTime<Utc>>,
 }
 
 /// Why a runtime could not do what was asked. It crosses the daemon's socket
@@ -354,7 +358,7 @@ pub trait Resources: Send + Sync {
                     group: g.to_string(),
                     name: n.to_string(),
                     data: s.data.clone(),
-                    created: s.created.clone(),
+                    created: s.created,
                 })
             })
             .collect())

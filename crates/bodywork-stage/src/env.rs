@@ -164,7 +164,7 @@ mod tests {
             namespace: "ns".into(),
             name: name.into(),
             data: BTreeMap::from([(key.to_string(), value.to_string())]),
-            created: String::new(),
+            created: None,
         }
     }
 

@@ -50,7 +50,7 @@ fn service(name: &str, project: &str, repo: &str) -> ServiceStatus {
         available_replicas: 1,
         unavailable_replicas: 0,
         restarts: 0,
-        deployed: String::new(),
+        deployed: None,
     }
 }
 

@@ -7,7 +7,7 @@
 //! scheduler or the cluster's CronJob controller does.
 
 use bodywork_config::schedule::{Schedule, seconds_allowed};
-use bodywork_runtime::{CronJobSpec, CronJobSummary, CronRunSummary, display_time};
+use bodywork_runtime::{CronJobSpec, CronJobSummary, CronRunSummary};
 
 use super::connect::{printed, with_control};
 use super::{checked_name, checked_names, checked_optional, dry_run, only_named, project_location};
@@ -16,7 +16,7 @@ use crate::cli::{
     CronjobCommand, CronjobCreateArgs, CronjobDisplayArgs, CronjobNameArgs, GlobalArgs,
     OutputFormat,
 };
-use crate::output::{self, TerminalLog, table};
+use crate::output::{self, TerminalLog, table, time};
 
 /// Carry out one `cronjob` subcommand.
 pub fn run(global: &GlobalArgs, command: &CronjobCommand) -> Outcome {
@@ -69,7 +69,7 @@ pub(super) fn checked_schedule(
 fn created(spec: &CronJobSpec, schedule: &Schedule, _update: bool) -> String {
     let next = schedule
         .next_after(chrono::Utc::now())
-        .map(|t| format!(", next run at {}", display_time(&t)))
+        .map(|t| format!(", next run at {}", time::local(&t)))
         .unwrap_or_default();
     format!(
         "cronjob={} created in namespace={} (schedule \"{}\"{next})",
@@ -161,9 +161,9 @@ pub(super) fn print_cronjobs(
                     j.timezone.clone(),
                     j.repo.clone(),
                     j.branch.clone().unwrap_or_default(),
-                    j.last_run.clone().unwrap_or_else(|| "-".into()),
-                    j.next_run.clone().unwrap_or_else(|| "-".into()),
-                    j.status.clone(),
+                    time::local_or(j.last_run.as_ref(), "-"),
+                    time::local_or(j.next_run.as_ref(), "-"),
+                    status_cell(j),
                 ]
             }),
         )
@@ -208,20 +208,29 @@ fn logs(global: &GlobalArgs, args: &CronjobNameArgs) -> Outcome {
     })
 }
 
+/// A cron job's status as its table shows it: `retrying at TIME` while a
+/// failed run waits for its retry, else the newest run's state, else
+/// `waiting`.
+fn status_cell(j: &CronJobSummary) -> String {
+    match (j.retry_at, j.status) {
+        (Some(at), _) => format!("retrying at {}", time::local(&at)),
+        (None, Some(state)) => state.to_string(),
+        (None, None) => "waiting".into(),
+    }
+}
+
 /// One history row in the seed's columns (a skipped time shows when it was
 /// due, and why nothing started, in the note).
 fn history_row(r: &CronRunSummary) -> Vec<String> {
     let dash = || "-".to_string();
     vec![
         r.job_name.clone().unwrap_or_else(dash),
-        r.start_time.clone().unwrap_or_else(|| {
-            if r.skipped {
-                format!("({})", r.scheduled)
-            } else {
-                dash()
-            }
-        }),
-        r.completion_time.clone().unwrap_or_else(dash),
+        match (&r.start_time, &r.scheduled) {
+            (Some(t), _) => time::local(t),
+            (None, Some(due)) if r.skipped => format!("({})", time::local(due)),
+            (None, _) => dash(),
+        },
+        time::local_or(r.completion_time.as_ref(), "-"),
         r.active.to_string(),
         r.succeeded.to_string(),
         r.failed.to_string(),
@@ -231,18 +240,27 @@ fn history_row(r: &CronRunSummary) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use bodywork_runtime::RunState;
+
     use super::*;
+
+    fn at(second: u32) -> chrono::DateTime<chrono::Utc> {
+        use chrono::TimeZone;
+        chrono::Utc
+            .with_ymd_and_hms(2026, 3, 2, 10, 0, second)
+            .unwrap()
+    }
 
     fn summary() -> CronRunSummary {
         CronRunSummary {
             job_name: Some("nightly-7".into()),
             cron_job: "nightly".into(),
             run: Some(7),
-            scheduled: "2026-03-02 10:00:00".into(),
+            scheduled: Some(at(0)),
             kind: "scheduled".into(),
             attempt: 1,
             skipped: false,
-            start_time: Some("2026-03-02 10:00:01".into()),
+            start_time: Some(at(1)),
             completion_time: None,
             active: 1,
             succeeded: 0,
@@ -252,12 +270,38 @@ mod tests {
     }
 
     #[test]
+    fn a_cron_jobs_status_reads_as_it_did() {
+        let job = |status, retry_at| CronJobSummary {
+            namespace: "ns".into(),
+            name: "nightly".into(),
+            schedule: "0 0 * * *".into(),
+            timezone: "UTC".into(),
+            repo: "/src".into(),
+            branch: None,
+            retries: 1,
+            history_limit: 1,
+            secrets_group: None,
+            resolve_as_of: None,
+            python: None,
+            created: None,
+            last_run: None,
+            next_run: None,
+            status,
+            retry_at,
+        };
+        assert_eq!(status_cell(&job(None, None)), "waiting");
+        assert_eq!(status_cell(&job(Some(RunState::Running), None)), "running");
+        assert_eq!(
+            status_cell(&job(Some(RunState::Failed), Some(at(5)))),
+            format!("retrying at {}", time::local(&at(5)))
+        );
+    }
+
+    #[test]
     fn history_rows_follow_the_seed_columns() {
         let row = history_row(&summary());
-        assert_eq!(
-            row,
-            ["nightly-7", "2026-03-02 10:00:01", "-", "1", "0", "0", ""]
-        );
+        let started = time::local(&at(1));
+        assert_eq!(row, ["nightly-7", &started, "-", "1", "0", "0", ""]);
         let skipped = CronRunSummary {
             job_name: None,
             run: None,
@@ -269,7 +313,7 @@ mod tests {
         };
         let row = history_row(&skipped);
         assert_eq!(row[0], "-");
-        assert_eq!(row[1], "(2026-03-02 10:00:00)");
+        assert_eq!(row[1], format!("({})", time::local(&at(0))));
         assert_eq!(row[6], "skipped: nightly-6 was still running");
     }
 }

@@ -9,7 +9,7 @@ use bodywork_runtime::RuntimeError;
 use super::connect::{printed, with_local};
 use crate::Outcome;
 use crate::cli::{EnvCommand, GlobalArgs, OutputFormat};
-use crate::output::{self, table};
+use crate::output::{self, table, time};
 
 pub fn run(global: &GlobalArgs, command: &EnvCommand) -> Outcome {
     let format = global.output;
@@ -60,8 +60,8 @@ pub fn run(global: &GlobalArgs, command: &EnvCommand) -> Outcome {
                         },
                         lock_text(e),
                         human_size(e.size_bytes),
-                        e.created.clone(),
-                        e.last_used.clone().unwrap_or_default(),
+                        time::local(&e.created),
+                        time::local_or(e.last_used.as_ref(), ""),
                     ]
                 }),
             )
@@ -132,10 +132,10 @@ fn fields(env: &EnvSummary) -> comfy_table::Table {
         ],
         vec!["directory".into(), env.dir.clone()],
         vec!["size".into(), human_size(env.size_bytes)],
-        vec!["created".into(), env.created.clone()],
+        vec!["created".into(), time::local(&env.created)],
         vec![
             "last_used".into(),
-            env.last_used.clone().unwrap_or_default(),
+            time::local_or(env.last_used.as_ref(), ""),
         ],
     ]);
     table::table(&["field", "value"], rows)
@@ -166,8 +166,8 @@ mod tests {
             python: "3.11.7 (/usr/bin/python3.11)".into(),
             requirements: vec!["flask==2.1.2".into()],
             size_bytes: 3 << 20,
-            created: "2026-01-01 10:00:00".into(),
-            last_used: Some("2026-01-02 10:00:00".into()),
+            created: bodywork_runtime::time::parse_rfc3339("2026-01-01T10:00:00Z").unwrap(),
+            last_used: None,
             python_version: "3.11.7".into(),
             resolved_as_of: "2022-05-20T12:00:00Z".into(),
             lock: Some(vec!["flask==2.1.2".into(), "werkzeug==2.1.2".into()]),

@@ -6,7 +6,7 @@ use super::checked_name;
 use super::connect::{printed, with_control};
 use crate::Outcome;
 use crate::cli::{GlobalArgs, OutputFormat, RunsArgs};
-use crate::output::table;
+use crate::output::{table, time};
 
 pub fn run(global: &GlobalArgs, args: &RunsArgs) -> Outcome {
     let namespace = match checked_name("namespace", &args.namespace.namespace) {
@@ -33,8 +33,8 @@ pub(super) fn print_runs(format: OutputFormat, runs: &Vec<RunSummary>) -> std::i
                     r.id.to_string(),
                     r.project.clone().unwrap_or_default(),
                     r.status.to_string(),
-                    r.started.clone(),
-                    r.finished.clone().unwrap_or_default(),
+                    time::local_or(r.started.as_ref(), ""),
+                    time::local_or(r.finished.as_ref(), ""),
                     r.commit.as_deref().map(short_commit).unwrap_or_default(),
                     r.repo.clone(),
                     r.branch.clone().unwrap_or_default(),

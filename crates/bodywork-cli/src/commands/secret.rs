@@ -13,7 +13,7 @@ use crate::cli::{
     DeleteSecretArgs, GetSecretArgs, GlobalArgs, GroupSecretArgs, OutputFormat, SecretCommand,
     SecretCreateArgs, SecretDisplayArgs,
 };
-use crate::output::{self, table};
+use crate::output::{self, table, time};
 
 const MASK: &str = "********";
 
@@ -130,7 +130,7 @@ fn display(global: &GlobalArgs, args: &SecretDisplayArgs) -> Outcome {
                 json_id: vec![("namespace", &s.namespace), ("name", &s.name)],
                 cells: vec![s.name.clone()],
                 data: &s.data,
-                created: &s.created,
+                created: s.created.as_ref(),
             })
             .collect();
         printed(print_secrets(format, &["secret"], &shown, show))
@@ -143,7 +143,7 @@ struct Shown<'a> {
     json_id: Vec<(&'static str, &'a str)>,
     cells: Vec<String>,
     data: &'a BTreeMap<String, String>,
-    created: &'a str,
+    created: Option<&'a chrono::DateTime<chrono::Utc>>,
 }
 
 /// The secrets table, one row a value, `id_headers` naming the first
@@ -163,7 +163,7 @@ fn print_secrets(
                 .map(|(k, v)| (k.to_string(), json!(v)))
                 .collect();
             obj.insert("data".into(), json!(masked(s.data, show)));
-            obj.insert("created".into(), json!(s.created));
+            obj.insert("created".into(), json!(s.created.map(time::json)));
             serde_json::Value::Object(obj)
         })
         .collect();
@@ -172,7 +172,11 @@ fn print_secrets(
         .flat_map(|s| {
             s.data.iter().map(|(k, v)| {
                 let mut row = s.cells.clone();
-                row.extend([k.clone(), value_cell(v, show), s.created.to_string()]);
+                row.extend([
+                    k.clone(),
+                    value_cell(v, show),
+                    time::local_or(s.created, ""),
+                ]);
                 row
             })
         })
@@ -280,7 +284,7 @@ pub fn display_groups(global: &GlobalArgs, args: &GetSecretArgs) -> Outcome {
                 json_id: vec![("group", &s.group), ("name", &s.name)],
                 cells: vec![s.group.clone(), s.name.clone()],
                 data: &s.data,
-                created: &s.created,
+                created: s.created.as_ref(),
             })
             .collect();
         printed(print_secrets(format, &["group", "secret"], &shown, show))

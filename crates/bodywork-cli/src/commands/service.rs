@@ -9,7 +9,7 @@ use crate::Outcome;
 use crate::cli::{
     DeleteDeploymentArgs, GetDeploymentArgs, GlobalArgs, OutputFormat, ServiceCommand,
 };
-use crate::output::table;
+use crate::output::{table, time};
 
 pub fn run(global: &GlobalArgs, command: &ServiceCommand) -> Outcome {
     match command {
@@ -153,7 +153,7 @@ fn print_deployment_fields(s: &ServiceStatus) -> std::io::Result<()> {
         ("restarts", s.restarts.to_string()),
         ("git_url", s.repo.clone()),
         ("git_commit_hash", s.commit.clone()),
-        ("deployed", s.deployed.clone()),
+        ("deployed", time::local_or(s.deployed.as_ref(), "")),
     ];
     table::print(OutputFormat::Table, &rows, |rows: &[(&str, String); 11]| {
         table::table(
@@ -215,7 +215,7 @@ fn print_services(format: OutputFormat, services: &Vec<ServiceStatus>) -> std::i
                     s.unavailable_replicas.to_string(),
                     s.restarts.to_string(),
                     s.commit.chars().take(12).collect(),
-                    age(&s.deployed, now),
+                    s.deployed.map(|t| age(t, now)).unwrap_or_default(),
                 ]
             }),
         )
@@ -223,13 +223,8 @@ fn print_services(format: OutputFormat, services: &Vec<ServiceStatus>) -> std::i
 }
 
 /// `42s`, `5m`, `3h`, `2d`, as kubectl shows ages.
-fn age(rfc3339: &str, now: chrono::DateTime<chrono::Utc>) -> String {
-    let Ok(then) = chrono::DateTime::parse_from_rfc3339(rfc3339) else {
-        return String::new();
-    };
-    let secs = (now - then.with_timezone(&chrono::Utc))
-        .num_seconds()
-        .max(0);
+fn age(then: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> String {
+    let secs = (now - then).num_seconds().max(0);
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 7200 => format!("{}m", s / 60),
@@ -244,13 +239,12 @@ mod tests {
 
     #[test]
     fn ages_read_like_kubectl() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:00Z")
-            .unwrap()
-            .with_timezone(&chrono::Utc);
-        assert_eq!(age("2026-11-25T11:59:18Z", now), "42s");
-        assert_eq!(age("2026-11-25T11:00:00Z", now), "60m");
-        assert_eq!(age("2026-11-24T12:00:00Z", now), "24h");
-        assert_eq!(age("2026-11-20T12:00:00Z", now), "5d");
-        assert_eq!(age("garbage", now), "");
+        let t = |text: &str| bodywork_runtime::time::parse_rfc3339(text).unwrap();
+        let now = t("2026-11-25T12:00:00Z");
+        assert_eq!(age(t("2026-11-25T11:59:18Z"), now), "42s");
+        assert_eq!(age(t("2026-11-25T11:00:00Z"), now), "60m");
+        assert_eq!(age(t("2026-11-24T12:00:00Z"), now), "24h");
+        assert_eq!(age(t("2026-11-20T12:00:00Z"), now), "5d");
+        assert_eq!(age(t("2026-11-25T12:00:05Z"), now), "0s");
     }
 }

@@ -9,6 +9,7 @@ pub mod log;
 mod spinner;
 pub mod table;
 mod terminal;
+pub mod time;
 
 pub use terminal::TerminalLog;
 

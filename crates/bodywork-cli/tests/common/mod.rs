@@ -788,3 +788,25 @@ pub fn dry_run_manifests(home: &TestHome, namespace: &str, url: &str) -> Vec<ser
     );
     documents(&String::from_utf8_lossy(&out.stdout))
 }
+
+/// A time of a `-o json` document: RFC 3339, in UTC to the second
+/// (`2026-03-02T10:00:01Z`). Returns it.
+pub fn assert_rfc3339(value: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a time: {value}"));
+    let parsed = chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("not RFC 3339: {text}: {e}"))
+        .with_timezone(&chrono::Utc);
+    assert_eq!(
+        parsed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        text,
+        "not in UTC to the second"
+    );
+    parsed
+}
+
+/// A time of a `-o json` document as tables show it (local time).
+pub fn shown_time(value: &serde_json::Value) -> String {
+    bodywork_cli::output::time::local(&assert_rfc3339(value))
+}

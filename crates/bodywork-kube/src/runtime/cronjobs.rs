@@ -10,13 +10,13 @@ use bodywork_config::schedule::{Schedule, seconds_allowed};
 use bodywork_runtime::groups::GROUPS_NAMESPACE;
 use bodywork_runtime::{
     CronJobSpec, CronJobSummary, CronRunSummary, Resources, Result, RunState, RunSummary,
-    RuntimeError, WorkflowSubmission, detached_trigger, display_time,
+    RuntimeError, WorkflowSubmission, detached_trigger,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::ResourceExt;
 use kube::api::{ListParams, PostParams};
 
-use super::{KubeRuntime, annotation, deleted, managed, shown_time};
+use super::{KubeRuntime, annotation, deleted, managed, time};
 use crate::errors::Action;
 use crate::manifests::{self, CRONJOB_LABEL, REPO_ANNOTATION};
 use crate::wait::{is_job_completed, job_failure};
@@ -148,17 +148,16 @@ fn summary(namespace: &str, c: &CronJob, newest: Option<&CronRunSummary>) -> Cro
     let timezone = spec.and_then(|s| s.time_zone.clone());
     let next_run = Schedule::parse(&schedule, timezone.as_deref(), seconds_allowed())
         .ok()
-        .and_then(|s| s.next_after(chrono::Utc::now()))
-        .map(|t| display_time(&t));
+        .and_then(|s| s.next_after(chrono::Utc::now()));
     let active = status.and_then(|s| s.active.as_ref()).map_or(0, Vec::len);
     let job_spec = spec.and_then(|s| s.job_template.spec.as_ref());
     let outcome = newest.map(|r| {
         if r.succeeded > 0 {
-            "succeeded"
+            RunState::Succeeded
         } else if r.failed > 0 {
-            "failed"
+            RunState::Failed
         } else {
-            "running"
+            RunState::Running
         }
     });
     CronJobSummary {
@@ -179,21 +178,17 @@ fn summary(namespace: &str, c: &CronJob, newest: Option<&CronRunSummary>) -> Cro
         secrets_group: manifests::cronjob_group(c),
         resolve_as_of: manifests::cronjob_resolve_as_of(c),
         python: manifests::cronjob_python(c),
-        created: c
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(shown_time)
-            .unwrap_or_default(),
+        created: c.metadata.creation_timestamp.as_ref().and_then(time),
         last_run: status
             .and_then(|s| s.last_schedule_time.as_ref())
-            .map(shown_time),
+            .and_then(time),
         next_run,
-        status: match (active, outcome) {
-            (n, _) if n > 0 => "running".into(),
-            (_, Some(outcome)) => outcome.into(),
-            (_, None) => "waiting".into(),
+        status: if active > 0 {
+            Some(RunState::Running)
+        } else {
+            outcome
         },
+        retry_at: None,
     }
 }
 
@@ -205,20 +200,20 @@ fn history_row(cron_job: &str, j: &Job) -> CronRunSummary {
         .get("cronjob.kubernetes.io/instantiate")
         .is_some_and(|v| v == "manual");
     let (succeeded, failed) = (is_job_completed(j), job_failure(j).is_some());
-    let created = j.creation_timestamp().as_ref().map(shown_time);
-    let start_time = status.and_then(|s| s.start_time.as_ref()).map(shown_time);
+    let created = j.creation_timestamp().as_ref().and_then(time);
+    let start_time = status.and_then(|s| s.start_time.as_ref()).and_then(time);
     CronRunSummary {
         job_name: Some(j.name_any()),
         cron_job: cron_job.to_string(),
         run: None,
-        scheduled: created.or_else(|| start_time.clone()).unwrap_or_default(),
+        scheduled: created.or(start_time),
         kind: if manual { "manual" } else { "scheduled" }.into(),
         attempt: 1,
         skipped: false,
         start_time,
         completion_time: status
             .and_then(|s| s.completion_time.as_ref())
-            .map(shown_time),
+            .and_then(time),
         active: u32::from(!succeeded && !failed),
         succeeded: u32::from(succeeded),
         failed: u32::from(failed),
@@ -344,11 +339,10 @@ fn detached_row(namespace: &str, j: &Job) -> RunSummary {
         started: status
             .and_then(|s| s.start_time.as_ref())
             .or(j.creation_timestamp().as_ref())
-            .map(shown_time)
-            .unwrap_or_default(),
+            .and_then(time),
         finished: status
             .and_then(|s| s.completion_time.as_ref())
-            .map(shown_time),
+            .and_then(time),
     }
 }
 

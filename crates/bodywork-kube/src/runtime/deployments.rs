@@ -401,8 +401,7 @@ fn service_status(d: &Deployment, namespace: &str, restarts: u32) -> ServiceStat
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Progressing"))
         .and_then(|c| c.last_update_time.as_ref())
         .or(d.metadata.creation_timestamp.as_ref())
-        .map(time)
-        .unwrap_or_default();
+        .and_then(time);
     // Bodywork 3's: `bodywork stage REPO BRANCH STAGE`, as ours are too.
     let repo = annotation(d, REPO_ANNOTATION).or_else(|| {
         let args = container?.args.as_ref()?;

@@ -444,13 +444,9 @@ fn secret_data(s: &K8sSecret) -> SecretData {
         .collect()
 }
 
-/// When a secret was created, as tables show it.
-fn secret_created(s: &K8sSecret) -> String {
-    s.metadata
-        .creation_timestamp
-        .as_ref()
-        .map(shown_time)
-        .unwrap_or_default()
+/// When a secret was created.
+fn secret_created(s: &K8sSecret) -> Option<chrono::DateTime<chrono::Utc>> {
+    s.metadata.creation_timestamp.as_ref().and_then(time)
 }
 
 /// Whether bodywork made this object (its `managed-by` label).
@@ -469,15 +465,11 @@ fn annotation<K: Resource>(obj: &K, key: &str) -> Option<String> {
     obj.meta().annotations.as_ref()?.get(key).cloned()
 }
 
-/// An API server time, RFC 3339.
-fn time(t: &Time) -> String {
-    t.0.to_string()
-}
-
-/// An API server time as tables show it (local time to the second, as the
-/// local runtime shows its times).
-fn shown_time(t: &Time) -> String {
-    bodywork_runtime::display_rfc3339(&time(t))
+/// An API server time (RFC 3339 on the wire, read by k8s-openapi) as the
+/// records carry times; `None` for one chrono cannot hold.
+fn time(t: &Time) -> Option<chrono::DateTime<chrono::Utc>> {
+    let nanos = u32::try_from(t.0.subsec_nanosecond()).ok()?;
+    chrono::DateTime::from_timestamp(t.0.as_second(), nanos)
 }
 
 fn target_of(ctx: &RunContext) -> Target<'_> {
@@ -728,5 +720,27 @@ impl Runtime for KubeRuntime {
 
     async fn deploy_service(&self, run: StageRun<'_>) -> Result<()> {
         self.deploy(run).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_times_become_utc_times() {
+        let read =
+            |text: &str| -> Time { serde_json::from_value(serde_json::json!(text)).unwrap() };
+        let t = time(&read("2026-03-02T10:00:01Z")).expect("a time");
+        assert_eq!(
+            bodywork_runtime::time::to_rfc3339(&t),
+            "2026-03-02T10:00:01Z"
+        );
+        let t = time(&read("2026-03-02T11:00:01.250+01:00")).expect("a time");
+        assert_eq!(t.timestamp_subsec_millis(), 250);
+        assert_eq!(
+            bodywork_runtime::time::to_rfc3339(&t),
+            "2026-03-02T10:00:01Z"
+        );
     }
 }

@@ -162,7 +162,7 @@ impl ServiceManager {
                     available_replicas: ready,
                     unavailable_replicas: info.replicas.saturating_sub(ready),
                     restarts: current.iter().map(|r| r.restarts()).sum(),
-                    deployed: info.deployed.to_rfc3339(),
+                    deployed: Some(info.deployed),
                 })
             })
             .collect();

@@ -2,7 +2,9 @@
 //! create, delete, list, history, trigger and a run's log.
 
 use bodywork_config::schedule::{Schedule, seconds_allowed};
-use bodywork_runtime::{CronJobSpec, CronJobSummary, CronRunSummary, Result, RuntimeError};
+use bodywork_runtime::{
+    CronJobSpec, CronJobSummary, CronRunSummary, Result, RunState, RuntimeError,
+};
 use bodywork_state::{CronJobRow, CronRunKind, CronRunRow, NewCronJob, RunStatus};
 use chrono::{DateTime, Utc};
 use tokio::net::unix::OwnedWriteHalf;
@@ -11,6 +13,7 @@ use tokio::sync::oneshot;
 use super::answer;
 use crate::cron::{Active, Command, job_key, job_run_name, parse_job_run_name, stored_schedule};
 use crate::daemon::Daemon;
+use crate::daemon::runs::run_state;
 use crate::daemon::runs::streaming::stream_logs;
 use crate::protocol::{Request, Response};
 
@@ -156,14 +159,16 @@ fn summarize_job(
     // moment the stored outcome, not "running", is the truth.
     let finished =
         |run: Option<i64>| newest.filter(|r| Some(r.id) == run && r.status != RunStatus::Running);
-    let status = match going {
+    let newest_state = newest.map(|r| run_state(r.status));
+    let (status, retry_at) = match going {
         Some(Active {
             retry_at: Some(at), ..
-        }) => format!("retrying at {}", crate::time::display(&at)),
-        Some(Active { run, .. }) => {
-            finished(run).map_or_else(|| "running".to_string(), |r| r.status.to_string())
-        }
-        None => newest.map_or_else(|| "waiting".to_string(), |r| r.status.to_string()),
+        }) => (newest_state, Some(at)),
+        Some(Active { run, .. }) => (
+            Some(finished(run).map_or(RunState::Running, |r| run_state(r.status))),
+            None,
+        ),
+        None => (newest_state, None),
     };
     CronJobSummary {
         namespace: job.spec.namespace,
@@ -178,10 +183,11 @@ fn summarize_job(
         secrets_group: job.spec.secrets_group,
         resolve_as_of: job.spec.resolve_as_of,
         python: job.spec.python,
-        created: crate::time::display(&job.created),
-        last_run: newest.map(|r| crate::time::display(&r.started)),
-        next_run: next.as_ref().map(crate::time::display),
+        created: Some(job.created),
+        last_run: newest.map(|r| r.started),
+        next_run: next,
         status,
+        retry_at,
     }
 }
 
@@ -224,14 +230,12 @@ fn summarize_entry(entry: &CronRunRow) -> CronRunSummary {
         job_name: entry.run_id.map(|id| job_run_name(&entry.job, id)),
         cron_job: entry.job.clone(),
         run: entry.run_id,
-        scheduled: crate::time::display(&entry.scheduled),
+        scheduled: Some(entry.scheduled),
         kind: entry.kind.to_string(),
         attempt: entry.attempt,
         skipped: entry.skipped,
-        start_time: run.map(|r| crate::time::display(&r.started)),
-        completion_time: run
-            .and_then(|r| r.finished.as_ref())
-            .map(crate::time::display),
+        start_time: run.map(|r| r.started),
+        completion_time: run.and_then(|r| r.finished),
         active: count(&[RunStatus::Running]),
         succeeded: count(&[RunStatus::Succeeded]),
         failed: count(&[RunStatus::Failed, RunStatus::Cancelled]),
@@ -385,27 +389,30 @@ mod tests {
             })
         };
         let status = |newest: Option<&bodywork_state::RunRow>, going| {
-            summarize_job(cron_job(), newest, going, None).status
+            let job = summarize_job(cron_job(), newest, going, None);
+            (job.status, job.retry_at)
         };
         let done = run_row(7, RunStatus::Succeeded);
+        let (succeeded, running) = (Some(RunState::Succeeded), Some(RunState::Running));
         // The run has finished and is stored; the scheduler has not yet
         // forgotten it.
-        assert_eq!(status(Some(&done), going(Some(7))), "succeeded");
+        assert_eq!(status(Some(&done), going(Some(7))), (succeeded, None));
         // A newer attempt, started and not stored yet, or not numbered yet.
-        assert_eq!(status(Some(&done), going(Some(8))), "running");
-        assert_eq!(status(Some(&done), going(None)), "running");
+        assert_eq!(status(Some(&done), going(Some(8))), (running, None));
+        assert_eq!(status(Some(&done), going(None)), (running, None));
         assert_eq!(
             status(Some(&run_row(7, RunStatus::Running)), going(Some(7))),
-            "running"
+            (running, None)
         );
-        assert_eq!(status(Some(&done), None), "succeeded");
-        assert_eq!(status(None, None), "waiting");
+        assert_eq!(status(Some(&done), None), (succeeded, None));
+        assert_eq!(status(None, None), (None, None));
         let retrying = Some(Active {
             run: Some(7),
             retry_at: Some(t(10, 5, 0)),
         });
-        assert!(
-            status(Some(&run_row(7, RunStatus::Failed)), retrying).starts_with("retrying at "),
+        assert_eq!(
+            status(Some(&run_row(7, RunStatus::Failed)), retrying),
+            (Some(RunState::Failed), Some(t(10, 5, 0))),
             "a pending retry is shown as such"
         );
     }

@@ -41,10 +41,8 @@ fn env_summary(e: bodywork_pyenv::EnvInfo) -> EnvSummary {
         python: format!("{} ({})", e.python_version, e.python.display()),
         requirements: e.requirements,
         size_bytes: e.size_bytes,
-        created: crate::time::display(&chrono::DateTime::<chrono::Utc>::from(e.created)),
-        last_used: Some(crate::time::display(
-            &chrono::DateTime::<chrono::Utc>::from(e.last_used),
-        )),
+        created: e.created.into(),
+        last_used: Some(e.last_used.into()),
         python_version: e.python_version,
         resolved_as_of: e.lock.exclude_newer.unwrap_or_else(|| "now".to_owned()),
         lock: e.lock.packages,

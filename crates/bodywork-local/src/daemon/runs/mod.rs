@@ -73,15 +73,20 @@ pub(crate) fn summary(r: RunRow) -> RunSummary {
         branch: r.branch,
         commit: r.commit,
         trigger: r.trigger,
-        status: match r.status {
-            RunStatus::Running => RunState::Running,
-            RunStatus::Succeeded => RunState::Succeeded,
-            RunStatus::Failed => RunState::Failed,
-            RunStatus::Cancelled => RunState::Cancelled,
-        },
+        status: run_state(r.status),
         error: r.error,
-        started: crate::time::display(&r.started),
-        finished: r.finished.as_ref().map(crate::time::display),
+        started: Some(r.started),
+        finished: r.finished,
+    }
+}
+
+/// A stored run's status as the interface says it.
+pub(crate) fn run_state(status: RunStatus) -> RunState {
+    match status {
+        RunStatus::Running => RunState::Running,
+        RunStatus::Succeeded => RunState::Succeeded,
+        RunStatus::Failed => RunState::Failed,
+        RunStatus::Cancelled => RunState::Cancelled,
     }
 }
 
