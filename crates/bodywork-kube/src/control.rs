@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use bodywork_runtime::{
-    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, Resources, Result, RunOutcome,
+    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, Resources, Result, RunState,
     RunSummary, RuntimeError, WorkflowRun, WorkflowSubmission,
 };
 use bodywork_workflow::WorkflowError;
@@ -38,13 +38,13 @@ impl KubeRuntime {
 
 #[async_trait]
 impl ControlPlane for KubeRuntime {
-    async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunOutcome> {
+    async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunState> {
         // The controller has logged why a run failed, as an ERROR line.
         Ok(
             match host::run(self, run.submission, run.log, run.cancel).await {
-                Ok(_) => RunOutcome::Succeeded,
-                Err(WorkflowError::Cancelled) => RunOutcome::Cancelled,
-                Err(_) => RunOutcome::Failed,
+                Ok(_) => RunState::Succeeded,
+                Err(WorkflowError::Cancelled) => RunState::Cancelled,
+                Err(_) => RunState::Failed,
             },
         )
     }

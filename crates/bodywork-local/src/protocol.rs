@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 pub use bodywork_runtime::{
-    CronJobSpec, CronJobSummary, CronRunSummary, RunOutcome, RunSummary, WorkflowSubmission,
+    CronJobSpec, CronJobSummary, CronRunSummary, RunState, RunSummary, WorkflowSubmission,
 };
 use bodywork_runtime::{LogEvent, RuntimeError, Secret, ServiceStatus};
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// Bumped when a message changes incompatibly; the client and daemon refuse
 /// to talk across versions (the CLI then restarts the daemon: by a handover
 /// when the daemon knows how, else by stopping it). 2: `DeleteNamespace`,
-/// `Handover`. 3: errors as `RuntimeError`, a run's end as `RunOutcome`,
+/// `Handover`. 3: errors as `RuntimeError`, a run's end as `RunState`,
 /// answers as data (the CLI words them). 4: `NamespaceList`, a workflow's
 /// secrets group, `RunDetached`. 5: `CronUpdate`. 6: `--resolve-as-of` in a
 /// workflow and a cron job, environments with their lock. 7: `--python` in
@@ -172,7 +172,7 @@ pub enum Response {
     },
     RunFinished {
         run: i64,
-        outcome: RunOutcome,
+        outcome: RunState,
     },
     Runs {
         runs: Vec<RunSummary>,

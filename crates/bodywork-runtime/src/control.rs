@@ -54,50 +54,23 @@ pub struct WorkflowRun<'a> {
     pub cancel: &'a CancellationToken,
 }
 
-/// How a workflow run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a workflow run stands, or how it ended: what `bodywork runs`
+/// shows, what the local runtime stores (as these words, which every
+/// release has stored), and what an attached run ends with (never
+/// `Running`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RunOutcome {
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-/// Where a workflow run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum RunState {
+    /// Started and not finished yet.
     Running,
+    /// Every stage succeeded.
     Succeeded,
+    /// A stage failed, or the run was interrupted.
     Failed,
+    /// Stopped on request.
     Cancelled,
-}
-
-impl RunState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunState::Running => "running",
-            RunState::Succeeded => "succeeded",
-            RunState::Failed => "failed",
-            RunState::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl std::fmt::Display for RunState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl From<RunOutcome> for RunState {
-    fn from(o: RunOutcome) -> RunState {
-        match o {
-            RunOutcome::Succeeded => RunState::Succeeded,
-            RunOutcome::Failed => RunState::Failed,
-            RunOutcome::Cancelled => RunState::Cancelled,
-        }
-    }
 }
 
 /// One workflow run, as `bodywork runs` lists it.
@@ -260,9 +233,9 @@ pub const DETACHED: &str = "async";
 pub trait ControlPlane: Resources {
     /// Run a workflow attached: every log event goes to `run.log` as it
     /// happens; `run.cancel` stops the run. `Err` only when the run could not be asked
-    /// for at all; a run that failed is `Ok(RunOutcome::Failed)` (the log
-    /// says why).
-    async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunOutcome>;
+    /// for at all; a run that failed is `Ok(RunState::Failed)` (the log
+    /// says why). The state is never `Running`.
+    async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunState>;
     /// Workflow runs of a namespace, newest first.
     async fn list_runs(&self, namespace: &str) -> Result<Vec<RunSummary>>;
     /// Start a workflow run detached (Bodywork 3's `create deployment

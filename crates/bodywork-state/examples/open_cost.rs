@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bodywork_state::{NewRun, RunStatus, Store};
+use bodywork_runtime::RunState;
+use bodywork_state::{NewRun, Store};
 
 fn build(db: &Path, runs: usize) -> usize {
     let store = Store::open(db).expect("open");
@@ -31,7 +32,7 @@ fn build(db: &Path, runs: usize) -> usize {
             .expect("run");
         store.insert_attempt(id, "train", 1).expect("attempt");
         store
-            .finish_run(id, RunStatus::Succeeded, None)
+            .finish_run(id, RunState::Succeeded, None)
             .expect("finish");
         rows += 2;
         if i % 10 == 0 {

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use strum::{Display, EnumString, IntoStaticStr, VariantArray};
 
 use crate::error::{Result, StoreError};
-use crate::runs::RunStatus;
+use bodywork_runtime::RunState;
+
+use crate::Word;
 use crate::{At, RunRow, Store, now, opt_ts_col, ts_col, ts_to_sql};
 
 /// Why a cron job's run was started.
@@ -290,7 +292,7 @@ impl Store {
                 )
                 .at(self)?;
             let rows = stmt
-                .query_map((namespace, name, RunStatus::Running), |row| row.get(0))
+                .query_map((namespace, name, Word(RunState::Running)), |row| row.get(0))
                 .at(self)?;
             rows.collect::<rusqlite::Result<_>>().at(self)?
         };
@@ -444,13 +446,13 @@ impl Store {
                 .at(self)?;
             let rows = stmt
                 .query_map((namespace, job, keep), |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, RunStatus>(1)?))
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, Word<RunState>>(1)?.0))
                 })
                 .at(self)?;
-            let rows: Vec<(i64, RunStatus)> = rows.collect::<rusqlite::Result<_>>().at(self)?;
+            let rows: Vec<(i64, RunState)> = rows.collect::<rusqlite::Result<_>>().at(self)?;
             let mut ids: Vec<i64> = rows
                 .into_iter()
-                .filter(|(_, status)| *status != RunStatus::Running)
+                .filter(|(_, status)| *status != RunState::Running)
                 .map(|(id, _)| id)
                 .collect();
             ids.reverse();
@@ -732,7 +734,7 @@ mod tests {
         let (_dir, store) = store();
         let first = nightly_with_a_run(&store, CronRunKind::CatchUp);
         store
-            .finish_run(first, RunStatus::Failed, Some("boom"))
+            .finish_run(first, RunState::Failed, Some("boom"))
             .expect("finish");
         let retry = run(&store, "nightly");
         store
@@ -753,11 +755,11 @@ mod tests {
         assert_eq!(history[1].kind, CronRunKind::CatchUp);
         assert_eq!(
             history[1].run.as_ref().map(|r| r.status),
-            Some(RunStatus::Running)
+            Some(RunState::Running)
         );
         assert_eq!(
             history[2].run.as_ref().map(|r| r.status),
-            Some(RunStatus::Failed)
+            Some(RunState::Failed)
         );
         assert_eq!(
             store.list_cron_runs("ns", "nightly", 1).expect("one").len(),
@@ -781,7 +783,7 @@ mod tests {
                 .expect("entry");
             if minute != 4 {
                 store
-                    .finish_run(id, RunStatus::Succeeded, None)
+                    .finish_run(id, RunState::Succeeded, None)
                     .expect("finish");
             }
             store
@@ -822,7 +824,7 @@ mod tests {
         store.create_cron_job(&nightly()).expect("create");
         let done = run(&store, "nightly");
         store
-            .finish_run(done, RunStatus::Succeeded, None)
+            .finish_run(done, RunState::Succeeded, None)
             .expect("finish");
         let going = run(&store, "nightly");
         let unrelated = run(&store, "other");

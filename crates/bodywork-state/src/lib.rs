@@ -27,7 +27,8 @@ use rusqlite::{Connection, OpenFlags, Row};
 /// Stores status enums in SQLite as their words: the snake_case words that
 /// their strum derives (`IntoStaticStr`, `EnumString`) and serde give them,
 /// also what `Display` prints to users. A word the enum does not know is a
-/// conversion error naming the enum.
+/// conversion error naming the enum. For this crate's own enums; another
+/// crate's (`RunState`) is stored through [`Word`].
 macro_rules! stored_as_word {
     ($($name:ident),+ $(,)?) => {$(
         impl rusqlite::types::ToSql for $name {
@@ -40,15 +41,31 @@ macro_rules! stored_as_word {
             fn column_result(
                 value: rusqlite::types::ValueRef<'_>,
             ) -> rusqlite::types::FromSqlResult<Self> {
-                let text = value.as_str()?;
-                text.parse().map_err(|_| {
-                    rusqlite::types::FromSqlError::Other(
-                        format!("unknown {} '{}'", stringify!($name), text).into(),
-                    )
-                })
+                $crate::Word::column_result(value).map(|$crate::Word(v)| v)
             }
         }
     )+};
+}
+
+/// An enum of another crate stored as its word, as [`stored_as_word!`]
+/// stores this crate's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Word<T>(pub T);
+
+impl<T: Copy + Into<&'static str>> rusqlite::types::ToSql for Word<T> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.0.into().into())
+    }
+}
+
+impl<T: std::str::FromStr> rusqlite::types::FromSql for Word<T> {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        text.parse().map(Word).map_err(|_| {
+            let name = std::any::type_name::<T>().rsplit("::").next().unwrap_or("");
+            rusqlite::types::FromSqlError::Other(format!("unknown {name} '{text}'").into())
+        })
+    }
 }
 
 mod cron;
@@ -64,7 +81,7 @@ pub use deployments::{DeploymentRow, ReplicaRow, ReplicaStatus};
 pub use error::{Result, StoreError};
 pub use migrations::SCHEMA_VERSION;
 pub use namespaces::{DeletedNamespace, NamespaceRow};
-pub use runs::{AttemptRow, AttemptStatus, NewRun, RunRow, RunStatus};
+pub use runs::{AttemptRow, AttemptStatus, NewRun, RunRow};
 pub use secrets::SecretRow;
 
 /// File name of the database inside `$BODYWORK_HOME`.
@@ -452,6 +469,7 @@ pub(crate) fn conversion_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bodywork_runtime::RunState;
     use strum::VariantArray;
 
     #[test]
@@ -500,7 +518,7 @@ mod tests {
         }
         let cancelled = "cancelled";
         assert_eq!(
-            words::<RunStatus>(),
+            words::<RunState>(),
             ["running", "succeeded", "failed", cancelled]
         );
         assert_eq!(
@@ -512,16 +530,19 @@ mod tests {
             ["starting", "ready", "crashed", "draining", "stopped"]
         );
         assert_eq!(words::<CronRunKind>(), ["scheduled", "catch_up", "manual"]);
-        assert!("RUNNING".parse::<RunStatus>().is_err());
+        assert!("RUNNING".parse::<RunState>().is_err());
     }
 
     /// A word no release stored reads as an error naming the enum.
     #[test]
     fn an_unknown_stored_word_is_an_error() {
         let db = Connection::open_in_memory().expect("db");
-        let read = db.query_row("SELECT 'paused'", [], |r| r.get::<_, RunStatus>(0));
+        let read = db.query_row("SELECT 'paused'", [], |r| r.get::<_, Word<RunState>>(0));
         let err = read.expect_err("unknown").to_string();
-        assert!(err.contains("unknown RunStatus 'paused'"), "{err}");
+        assert!(err.contains("unknown RunState 'paused'"), "{err}");
+        let read = db.query_row("SELECT 'paused'", [], |r| r.get::<_, AttemptStatus>(0));
+        let err = read.expect_err("unknown").to_string();
+        assert!(err.contains("unknown AttemptStatus 'paused'"), "{err}");
     }
 
     #[test]

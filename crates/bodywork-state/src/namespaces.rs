@@ -11,7 +11,9 @@ use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use crate::error::{Result, StoreError};
-use crate::runs::RunStatus;
+use bodywork_runtime::RunState;
+
+use crate::Word;
 use crate::{At, RunRow, Store, now, ts_col, ts_to_sql};
 
 /// A namespace as stored.
@@ -71,7 +73,7 @@ impl Store {
         let going: Option<i64> = tx
             .query_row(
                 "SELECT id FROM runs WHERE namespace = ?1 AND status = ?2 ORDER BY id LIMIT 1",
-                (name, RunStatus::Running),
+                (name, Word(RunState::Running)),
                 |row| row.get(0),
             )
             .optional()
@@ -151,7 +153,8 @@ mod tests {
     use std::collections::BTreeMap;
     use std::path::PathBuf;
 
-    use crate::{NewCronJob, NewRun, RunStatus, Store, StoreError};
+    use crate::{NewCronJob, NewRun, Store, StoreError};
+    use bodywork_runtime::RunState;
 
     fn run(store: &Store, namespace: &str, trigger: &str) -> i64 {
         store
@@ -193,7 +196,7 @@ mod tests {
         }
         let cli = run(&store, "prod", "cli");
         store
-            .finish_run(cli, RunStatus::Succeeded, None)
+            .finish_run(cli, RunState::Succeeded, None)
             .expect("finish");
         let cron = run(&store, "prod", "cron:nightly");
         store
@@ -215,7 +218,7 @@ mod tests {
             "{err}"
         );
         store
-            .finish_run(cron, RunStatus::Failed, Some("boom"))
+            .finish_run(cron, RunState::Failed, Some("boom"))
             .expect("finish");
         let kept = run(&store, "dev", "cli");
 

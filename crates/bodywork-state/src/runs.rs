@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use bodywork_runtime::RunState;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
@@ -14,24 +15,9 @@ use strum::{Display, EnumString, IntoStaticStr, VariantArray};
 
 use crate::error::{Result, StoreError};
 use crate::{
-    At, Store, now, opt_ts_col, opt_u64_col, path_col, path_to_sql, ts_col, ts_to_sql, u64_to_sql,
+    At, Store, Word, now, opt_ts_col, opt_u64_col, path_col, path_to_sql, ts_col, ts_to_sql,
+    u64_to_sql,
 };
-
-/// Where a workflow run is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[derive(Display, EnumString, IntoStaticStr, VariantArray)]
-#[strum(serialize_all = "snake_case")]
-pub enum RunStatus {
-    /// Started and not finished yet.
-    Running,
-    /// Every stage succeeded.
-    Succeeded,
-    /// A stage failed, or the daemon was interrupted.
-    Failed,
-    /// Stopped on request.
-    Cancelled,
-}
 
 /// The outcome of one attempt of one stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -51,7 +37,7 @@ pub enum AttemptStatus {
     Cancelled,
 }
 
-stored_as_word!(RunStatus, AttemptStatus);
+stored_as_word!(AttemptStatus);
 
 /// What the daemon knows about a run when it starts it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +78,7 @@ pub struct RunRow {
     /// What started it: `"cli"`, `"cron:<job>"`, ...
     pub trigger: String,
     /// Where it is in its life.
-    pub status: RunStatus,
+    pub status: RunState,
     /// Why it failed, if it did.
     pub error: Option<String>,
     /// The workflow log file.
@@ -143,7 +129,7 @@ pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         branch: row.get(4)?,
         commit: row.get(5)?,
         trigger: row.get(6)?,
-        status: row.get(7)?,
+        status: row.get::<_, Word<RunState>>(7)?.0,
         error: row.get(8)?,
         log_path: path_col(row, 9)?,
         started: ts_col(row, 10)?,
@@ -185,7 +171,7 @@ impl Store {
                     &run.branch,
                     &run.commit,
                     &run.trigger,
-                    RunStatus::Running,
+                    Word(RunState::Running),
                     path_to_sql(&run.log_path)?,
                     ts_to_sql(&now()),
                 ),
@@ -228,15 +214,15 @@ impl Store {
 
     /// Finishes a run now with a final status (not `running`) and, for a
     /// failure, the reason.
-    pub fn finish_run(&self, id: i64, status: RunStatus, error: Option<&str>) -> Result<()> {
-        if status == RunStatus::Running {
+    pub fn finish_run(&self, id: i64, status: RunState, error: Option<&str>) -> Result<()> {
+        if status == RunState::Running {
             return Err(StoreError::NotFinal(status.into()));
         }
         let changed = self
             .conn()?
             .execute(
                 "UPDATE runs SET status = ?2, error = ?3, finished = ?4 WHERE id = ?1",
-                (id, status, error, ts_to_sql(&now())),
+                (id, Word(status), error, ts_to_sql(&now())),
             )
             .at(self)?;
         expect_one(changed, StoreError::NoSuchRun(id))
@@ -277,7 +263,7 @@ impl Store {
             ))
             .at(self)?;
         let rows = stmt
-            .query_map([RunStatus::Running], run_from_row)
+            .query_map([Word(RunState::Running)], run_from_row)
             .at(self)?;
         rows.collect::<rusqlite::Result<_>>().at(self)
     }
@@ -300,7 +286,12 @@ impl Store {
                 .at(self)?;
             let rows = stmt
                 .query_map(
-                    (RunStatus::Failed, reason, &finished, RunStatus::Running),
+                    (
+                        Word(RunState::Failed),
+                        reason,
+                        &finished,
+                        Word(RunState::Running),
+                    ),
                     run_from_row,
                 )
                 .at(self)?;
@@ -460,7 +451,7 @@ mod tests {
         let (_dir, store) = store();
         let id = store.insert_run(&new_run("ns")).expect("insert");
         let run = store.get_run(id).expect("get").expect("some");
-        assert_eq!(run.status, RunStatus::Running);
+        assert_eq!(run.status, RunState::Running);
         assert_eq!(run.project, None);
         assert_eq!(run.finished, None);
         assert_eq!(run.trigger, "cli");
@@ -472,13 +463,13 @@ mod tests {
             .set_run_log_path(id, Path::new("/tmp/logs/7.log"))
             .expect("log path");
         store
-            .finish_run(id, RunStatus::Failed, Some("stage-1 failed"))
+            .finish_run(id, RunState::Failed, Some("stage-1 failed"))
             .expect("finish");
         let run = store.get_run(id).expect("get").expect("some");
         assert_eq!(run.project.as_deref(), Some("my-project"));
         assert_eq!(run.commit.as_deref(), Some("abc123"));
         assert_eq!(run.log_path, PathBuf::from("/tmp/logs/7.log"));
-        assert_eq!(run.status, RunStatus::Failed);
+        assert_eq!(run.status, RunState::Failed);
         assert_eq!(run.error.as_deref(), Some("stage-1 failed"));
         assert!(run.finished.is_some_and(|f| f >= run.started));
     }
@@ -492,7 +483,7 @@ mod tests {
             .expect("run without a namespace yet");
         assert_eq!(store.get_run(id).expect("get").expect("some").namespace, "");
         assert!(matches!(
-            store.finish_run(99, RunStatus::Succeeded, None),
+            store.finish_run(99, RunState::Succeeded, None),
             Err(StoreError::NoSuchRun(99))
         ));
         assert!(matches!(
@@ -515,7 +506,7 @@ mod tests {
         let (_dir, store) = store();
         let id = store.insert_run(&new_run("ns")).expect("insert");
         let err = store
-            .finish_run(id, RunStatus::Running, None)
+            .finish_run(id, RunState::Running, None)
             .expect_err("not final");
         assert!(matches!(err, StoreError::NotFinal("running")));
         let attempt = store.insert_attempt(id, "s", 1).expect("attempt");
@@ -546,7 +537,7 @@ mod tests {
         );
 
         store
-            .finish_run(b, RunStatus::Succeeded, None)
+            .finish_run(b, RunState::Succeeded, None)
             .expect("finish");
         assert_eq!(ids(store.active_runs().expect("active")), [a, c]);
     }
@@ -601,7 +592,7 @@ mod tests {
         let (_dir, store) = store();
         let done = store.insert_run(&new_run("ns")).expect("done");
         store
-            .finish_run(done, RunStatus::Succeeded, None)
+            .finish_run(done, RunState::Succeeded, None)
             .expect("finish");
         let live1 = store.insert_run(&new_run("ns")).expect("live1");
         let live2 = store.insert_run(&new_run("ns")).expect("live2");
@@ -615,13 +606,13 @@ mod tests {
             [live1, live2]
         );
         for run in &changed {
-            assert_eq!(run.status, RunStatus::Failed);
+            assert_eq!(run.status, RunState::Failed);
             assert_eq!(run.error.as_deref(), Some("the daemon restarted"));
             assert!(run.finished.is_some());
             assert_eq!(store.get_run(run.id).expect("get").as_ref(), Some(run));
         }
         let untouched = store.get_run(done).expect("get").expect("some");
-        assert_eq!(untouched.status, RunStatus::Succeeded);
+        assert_eq!(untouched.status, RunState::Succeeded);
         assert_eq!(untouched.error, None);
 
         let attempts = store.list_attempts(live2).expect("attempts");

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 
-use bodywork_state::{DB_FILE_NAME, NewRun, RunStatus, Store};
+use bodywork_runtime::RunState;
+use bodywork_state::{DB_FILE_NAME, NewRun, Store};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
@@ -70,7 +71,7 @@ fn data_survives_a_clean_reopen() {
     let stored = store.get_secret("ns", "s").expect("get").expect("present");
     assert_eq!(stored.data, secret("v1"));
     let run = store.get_run(run_id).expect("get").expect("present");
-    assert_eq!(run.status, RunStatus::Running);
+    assert_eq!(run.status, RunState::Running);
 }
 
 #[test]
@@ -81,14 +82,14 @@ fn data_survives_a_connection_that_is_never_closed() {
     first.create_namespace("ns").expect("ns");
     let run_id = first.insert_run(&new_run("ns", "cli")).expect("run");
     first
-        .finish_run(run_id, RunStatus::Succeeded, None)
+        .finish_run(run_id, RunState::Succeeded, None)
         .expect("finish");
     // No Drop, no checkpoint, no close: as if the daemon vanished.
     std::mem::forget(first);
 
     let second = Store::open(&db).expect("open while the first is leaked");
     let run = second.get_run(run_id).expect("get").expect("present");
-    assert_eq!(run.status, RunStatus::Succeeded);
+    assert_eq!(run.status, RunState::Succeeded);
     assert!(run.finished.is_some());
 }
 
@@ -154,7 +155,7 @@ fn acknowledged_writes_survive_kill_9() {
     let stored = store.get_secret("ns", "s").expect("get").expect("present");
     assert_eq!(stored.data, secret("acked"));
     let run = store.get_run(run_id).expect("get").expect("present");
-    assert_eq!(run.status, RunStatus::Running);
+    assert_eq!(run.status, RunState::Running);
     let running = store.running_attempts().expect("attempts");
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].pid_start_time, Some(123));
@@ -185,7 +186,7 @@ fn two_connections_write_concurrently_without_busy_errors() {
                     let run = store.insert_run(&new_run("shared", name))?;
                     store.insert_attempt(run, "stage", 1)?;
                     store.put_secret("shared", &format!("{name}-{i}"), &secret(name))?;
-                    store.finish_run(run, RunStatus::Succeeded, None)?;
+                    store.finish_run(run, RunState::Succeeded, None)?;
                 }
                 Ok(())
             })
@@ -201,7 +202,7 @@ fn two_connections_write_concurrently_without_busy_errors() {
     for name in ["a", "b"] {
         assert_eq!(runs.iter().filter(|r| r.trigger == name).count(), WRITES);
     }
-    assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded));
+    assert!(runs.iter().all(|r| r.status == RunState::Succeeded));
     assert_eq!(
         store.list_secrets("shared").expect("secrets").len(),
         2 * WRITES

@@ -5,9 +5,9 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use bodywork_runtime::RunState;
 use bodywork_state::{
-    AttemptStatus, CronRunKind, NewCronJob, ReplicaStatus, RunStatus, SCHEMA_VERSION, Store,
-    StoreError,
+    AttemptStatus, CronRunKind, NewCronJob, ReplicaStatus, SCHEMA_VERSION, Store, StoreError,
 };
 use rusqlite::Connection;
 
@@ -83,7 +83,7 @@ fn v1_database_opens_with_every_row_intact() {
 
     let runs = store.list_runs(None, 10).expect("runs");
     assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), [2, 1]);
-    assert_eq!(runs[1].status, RunStatus::Succeeded);
+    assert_eq!(runs[1].status, RunState::Succeeded);
     assert_eq!(runs[1].commit.as_deref(), Some("5f3c2a1"));
     assert_eq!(runs[0].trigger, "cron:nightly");
     assert_eq!(runs[0].project, None);

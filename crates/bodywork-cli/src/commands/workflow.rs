@@ -4,7 +4,7 @@
 //! Job is deleted or its Deployment rolled back); a second Ctrl-C leaves at
 //! once.
 
-use bodywork_runtime::{CancellationToken, RunOutcome, WorkflowRun, WorkflowSubmission};
+use bodywork_runtime::{CancellationToken, RunState, WorkflowRun, WorkflowSubmission};
 use bodywork_source::{KeyFile, Source};
 
 use super::connect::with_control;
@@ -131,8 +131,10 @@ fn attached(global: &GlobalArgs, image: Option<String>, submission: WorkflowSubm
                 outcome = &mut run => {
                     // A failed run has said why in its log, as an ERROR line.
                     return Ok(match outcome? {
-                        RunOutcome::Succeeded => Outcome::Success,
-                        RunOutcome::Failed | RunOutcome::Cancelled => Outcome::Failure,
+                        RunState::Succeeded => Outcome::Success,
+                        RunState::Failed | RunState::Cancelled | RunState::Running => {
+                            Outcome::Failure
+                        }
                     });
                 }
                 _ = tokio::signal::ctrl_c() => {

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use bodywork_runtime::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, LogEvent, Resources, Result,
-    RunOutcome, RunSummary, RuntimeError, Secret, SecretData, ServiceStatus, WorkflowRun,
+    RunState, RunSummary, RuntimeError, Secret, SecretData, ServiceStatus, WorkflowRun,
     WorkflowSubmission,
 };
 
@@ -187,12 +187,12 @@ impl Resources for LocalControl {
 
 #[async_trait]
 impl ControlPlane for LocalControl {
-    async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunOutcome> {
+    async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunState> {
         let mut conn = self.connect().await?;
         conn.send(&Request::RunWorkflow(run.submission.clone()))
             .await
             .map_err(unavailable)?;
-        let mut outcome = RunOutcome::Failed;
+        let mut outcome = RunState::Failed;
         let mut cancel_sent = false;
         loop {
             let frame = tokio::select! {

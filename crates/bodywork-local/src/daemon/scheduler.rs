@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bodywork_state::{CronJobRow, CronRunKind, RunStatus};
+use bodywork_state::{CronJobRow, CronRunKind};
 use chrono::{DateTime, Utc};
 
 use super::Daemon;
@@ -14,7 +14,7 @@ use super::runs::{execute_run, prepare_run};
 use crate::cron::{
     Command, CronCommands, Due, due, job_key, retry_delay, stored_schedule, tick_and_back_off,
 };
-use bodywork_runtime::{RuntimeError, WorkflowSubmission};
+use bodywork_runtime::{RunState, RuntimeError, WorkflowSubmission};
 
 /// The scheduler task: looks for due cron jobs every tick and starts their
 /// runs, until the daemon stops it ([`CronHandle::stop`]).
@@ -224,7 +224,7 @@ fn resume_retries(daemon: &Arc<Daemon>) {
         let Some(finished) = run.finished else {
             continue;
         };
-        if run.status != RunStatus::Failed || entry.attempt > job.spec.retries {
+        if run.status != RunState::Failed || entry.attempt > job.spec.retries {
             continue;
         }
         let delay =
@@ -304,7 +304,7 @@ async fn drive(
             return;
         }
         prune_history(daemon, job);
-        if status != RunStatus::Failed
+        if status != RunState::Failed
             || attempt > job.spec.retries
             || daemon.cron.stop.is_cancelled()
         {

@@ -5,7 +5,7 @@ use bodywork_config::schedule::{Schedule, seconds_allowed};
 use bodywork_runtime::{
     CronJobSpec, CronJobSummary, CronRunSummary, Result, RunState, RuntimeError,
 };
-use bodywork_state::{CronJobRow, CronRunKind, CronRunRow, NewCronJob, RunStatus};
+use bodywork_state::{CronJobRow, CronRunKind, CronRunRow, NewCronJob};
 use chrono::{DateTime, Utc};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::oneshot;
@@ -13,7 +13,6 @@ use tokio::sync::oneshot;
 use super::answer;
 use crate::cron::{Active, Command, job_key, job_run_name, parse_job_run_name, stored_schedule};
 use crate::daemon::Daemon;
-use crate::daemon::runs::run_state;
 use crate::daemon::runs::streaming::stream_logs;
 use crate::protocol::{Request, Response};
 
@@ -158,14 +157,14 @@ fn summarize_job(
     // The scheduler forgets a run only after its outcome is stored: in that
     // moment the stored outcome, not "running", is the truth.
     let finished =
-        |run: Option<i64>| newest.filter(|r| Some(r.id) == run && r.status != RunStatus::Running);
-    let newest_state = newest.map(|r| run_state(r.status));
+        |run: Option<i64>| newest.filter(|r| Some(r.id) == run && r.status != RunState::Running);
+    let newest_state = newest.map(|r| r.status);
     let (status, retry_at) = match going {
         Some(Active {
             retry_at: Some(at), ..
         }) => (newest_state, Some(at)),
         Some(Active { run, .. }) => (
-            Some(finished(run).map_or(RunState::Running, |r| run_state(r.status))),
+            Some(finished(run).map_or(RunState::Running, |r| r.status)),
             None,
         ),
         None => (newest_state, None),
@@ -210,7 +209,7 @@ fn history(daemon: &Daemon, namespace: &str, name: &str) -> Result<Vec<CronRunSu
 fn summarize_entry(entry: &CronRunRow) -> CronRunSummary {
     let run = entry.run.as_ref();
     let status = run.map(|r| r.status);
-    let count = |wanted: &[RunStatus]| u32::from(status.is_some_and(|s| wanted.contains(&s)));
+    let count = |wanted: &[RunState]| u32::from(status.is_some_and(|s| wanted.contains(&s)));
     let mut notes = Vec::new();
     match entry.kind {
         CronRunKind::Scheduled => {}
@@ -236,9 +235,9 @@ fn summarize_entry(entry: &CronRunRow) -> CronRunSummary {
         skipped: entry.skipped,
         start_time: run.map(|r| r.started),
         completion_time: run.and_then(|r| r.finished),
-        active: count(&[RunStatus::Running]),
-        succeeded: count(&[RunStatus::Succeeded]),
-        failed: count(&[RunStatus::Failed, RunStatus::Cancelled]),
+        active: count(&[RunState::Running]),
+        succeeded: count(&[RunState::Succeeded]),
+        failed: count(&[RunState::Failed, RunState::Cancelled]),
         note: notes.join(", "),
     }
 }
@@ -306,7 +305,7 @@ mod tests {
             error: Some("boom".into()),
             started,
             finished: Some(t(10, 0, 9)),
-            ..run_row(7, RunStatus::Failed)
+            ..run_row(7, RunState::Failed)
         };
         let entry = CronRunRow {
             id: 1,
@@ -363,7 +362,7 @@ mod tests {
         }
     }
 
-    fn run_row(id: i64, status: RunStatus) -> bodywork_state::RunRow {
+    fn run_row(id: i64, status: RunState) -> bodywork_state::RunRow {
         bodywork_state::RunRow {
             id,
             namespace: "ns".into(),
@@ -392,7 +391,7 @@ mod tests {
             let job = summarize_job(cron_job(), newest, going, None);
             (job.status, job.retry_at)
         };
-        let done = run_row(7, RunStatus::Succeeded);
+        let done = run_row(7, RunState::Succeeded);
         let (succeeded, running) = (Some(RunState::Succeeded), Some(RunState::Running));
         // The run has finished and is stored; the scheduler has not yet
         // forgotten it.
@@ -401,7 +400,7 @@ mod tests {
         assert_eq!(status(Some(&done), going(Some(8))), (running, None));
         assert_eq!(status(Some(&done), going(None)), (running, None));
         assert_eq!(
-            status(Some(&run_row(7, RunStatus::Running)), going(Some(7))),
+            status(Some(&run_row(7, RunState::Running)), going(Some(7))),
             (running, None)
         );
         assert_eq!(status(Some(&done), None), (succeeded, None));
@@ -411,7 +410,7 @@ mod tests {
             retry_at: Some(t(10, 5, 0)),
         });
         assert_eq!(
-            status(Some(&run_row(7, RunStatus::Failed)), retrying),
+            status(Some(&run_row(7, RunState::Failed)), retrying),
             (Some(RunState::Failed), Some(t(10, 5, 0))),
             "a pending retry is shown as such"
         );

@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use bodywork_runtime::{RunOutcome, RuntimeError};
-use bodywork_state::RunStatus;
+use bodywork_runtime::RuntimeError;
 use tokio::io::BufReader;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -12,16 +11,6 @@ use super::{execute_run, prepare_run};
 use crate::daemon::Daemon;
 use crate::daemon::live::{CLIENT_QUEUE_MAX, LiveStream};
 use crate::protocol::{Request, Response, WorkflowSubmission, read_request, write_error};
-
-/// How a finished run ended, as the interface says it. A run still marked
-/// running when it returns cannot happen; it reads as failed.
-fn outcome(status: RunStatus) -> RunOutcome {
-    match status {
-        RunStatus::Succeeded => RunOutcome::Succeeded,
-        RunStatus::Cancelled => RunOutcome::Cancelled,
-        RunStatus::Failed | RunStatus::Running => RunOutcome::Failed,
-    }
-}
 
 /// A workflow run asked for by a CLI: stream its log to that CLI, and
 /// cancel it when the CLI says so or goes away (Ctrl-C).
@@ -71,7 +60,7 @@ pub(in crate::daemon) async fn run_for_client(
     let (status, _) = execute_run(&daemon, prepared, submission, Some(live.clone())).await;
     live.send(&Response::RunFinished {
         run: id,
-        outcome: outcome(status),
+        outcome: status,
     });
     live.send(&Response::End);
     watcher.abort();

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use bodywork_runtime::RuntimeError;
-use bodywork_state::{RunRow, RunStatus};
+use bodywork_runtime::{RunState, RuntimeError};
+use bodywork_state::RunRow;
 
 use super::{execute_run, prepare_run, summary};
 use crate::daemon::Daemon;
@@ -31,7 +31,7 @@ pub(in crate::daemon) fn start_detached(
         let mut run = first;
         for retry in 1..=retries + 1 {
             let (status, _) = execute_run(&daemon, run, submission.clone(), None).await;
-            if status != RunStatus::Failed || retry > retries || daemon.shutdown.is_cancelled() {
+            if status != RunState::Failed || retry > retries || daemon.shutdown.is_cancelled() {
                 return;
             }
             let (_, base) = crate::cron::tick_and_back_off();
@@ -71,7 +71,7 @@ pub(crate) fn delete_detached(daemon: &Daemon, name: &str) -> Result<(), Runtime
             namespace: String::new(),
         });
     }
-    if let Some(r) = runs.iter().find(|r| r.status == RunStatus::Running) {
+    if let Some(r) = runs.iter().find(|r| r.status == RunState::Running) {
         return Err(RuntimeError::Conflict(format!(
             "deployment job {name} is running (run {}); wait for it to finish, then try again",
             r.id

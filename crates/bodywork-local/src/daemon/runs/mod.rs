@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bodywork_plan::WorkflowPlan;
 use bodywork_runtime::{Level, Log, RunState, RunSummary};
 use bodywork_source::{GIT_SSH_KEY_SECRET, GIT_SSH_KEY_VAR, KeyFile, SSH_KEY_SECRET, SSH_KEY_VAR};
-use bodywork_state::{NewRun, RunRow, RunStatus};
+use bodywork_state::{NewRun, RunRow};
 use bodywork_workflow::{RunHooks, WorkflowError, WorkflowRequest, run_workflow as controller};
 
 use super::live::LiveStream;
@@ -73,20 +73,10 @@ pub(crate) fn summary(r: RunRow) -> RunSummary {
         branch: r.branch,
         commit: r.commit,
         trigger: r.trigger,
-        status: run_state(r.status),
+        status: r.status,
         error: r.error,
         started: Some(r.started),
         finished: r.finished,
-    }
-}
-
-/// A stored run's status as the interface says it.
-pub(crate) fn run_state(status: RunStatus) -> RunState {
-    match status {
-        RunStatus::Running => RunState::Running,
-        RunStatus::Succeeded => RunState::Succeeded,
-        RunStatus::Failed => RunState::Failed,
-        RunStatus::Cancelled => RunState::Cancelled,
     }
 }
 
@@ -203,7 +193,7 @@ pub(crate) fn prepare_run(
             let message = format!("cannot create the run log {}: {e}", log_path.display());
             let _ = daemon
                 .runtime
-                .with_store(|s| s.finish_run(id, RunStatus::Failed, Some(&message)));
+                .with_store(|s| s.finish_run(id, RunState::Failed, Some(&message)));
             return Err(message);
         }
     };
@@ -228,7 +218,7 @@ pub(crate) async fn execute_run(
     run: PreparedRun,
     submission: WorkflowSubmission,
     client: Option<Arc<LiveStream>>,
-) -> (RunStatus, Option<String>) {
+) -> (RunState, Option<String>) {
     let PreparedRun { id, cancel, file } = run;
     let log: Log = Arc::new(RunLog::new(file, client));
     // No `--ssh` key for an ssh URL: the namespace's deploy key, as on
@@ -259,16 +249,16 @@ pub(crate) async fn execute_run(
     let hooks = Hooks { daemon, run: id };
     let result = controller(&daemon.runtime, &request, &hooks, &log, &cancel).await;
     let (status, error) = match &result {
-        Ok(_) => (RunStatus::Succeeded, None),
+        Ok(_) => (RunState::Succeeded, None),
         Err(WorkflowError::Cancelled) => {
             log.log(
                 Level::Warning,
                 "workflow",
                 "run cancelled; every stage process was stopped",
             );
-            (RunStatus::Cancelled, Some("cancelled".to_string()))
+            (RunState::Cancelled, Some("cancelled".to_string()))
         }
-        Err(e) => (RunStatus::Failed, Some(e.to_string())),
+        Err(e) => (RunState::Failed, Some(e.to_string())),
     };
     if let Err(e) = daemon
         .runtime
