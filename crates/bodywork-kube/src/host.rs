@@ -164,16 +164,9 @@ pub async fn run(
     );
     let request = WorkflowRequest {
         run_id,
-        repo: opts.repo.clone(),
-        branch: opts.branch.clone(),
-        namespace: opts.namespace.clone(),
-        ssh_key: opts.ssh_key.clone(),
-        secrets_group: opts.secrets_group.clone(),
+        submission: opts.clone(),
         known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
-        resolve_as_of: opts.resolve_as_of,
-        python: opts.python.clone(),
-        no_python_downloads: opts.no_python_downloads,
     };
     run_workflow(runtime, &request, &KubeNames, log, cancel).await
 }

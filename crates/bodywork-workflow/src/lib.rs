@@ -17,36 +17,25 @@ use std::path::PathBuf;
 use bodywork_plan::{StagePlan, WorkflowPlan};
 use bodywork_runtime::{
     AsOf, CancellationToken, Level, Log, Resolution, RunContext, Runtime, RuntimeError, StageRun,
+    WorkflowSubmission,
 };
 pub use bodywork_source::Checkout;
 use bodywork_source::{FetchOptions, Source};
 use futures_util::future::join_all;
 pub use prepare::{PrepareError, PrepareRequest, Prepared, Preparing, invalid_message, prepare};
 
-/// What the user asked for.
+/// One run to carry out: what the user asked for, and where this host
+/// runs it.
 #[derive(Debug, Clone)]
 pub struct WorkflowRequest {
     pub run_id: String,
-    /// Git URL or local directory, as given.
-    pub repo: String,
-    pub branch: Option<String>,
-    /// `--namespace`, if given.
-    pub namespace: Option<String>,
-    pub ssh_key: Option<PathBuf>,
-    /// `--group`: the secrets group to copy into the namespace, instead of
-    /// the project's `pipeline.secrets_group`.
-    pub secrets_group: Option<String>,
+    /// What the user asked for; its `ssh_key` is the key the fetch uses.
+    pub submission: WorkflowSubmission,
     /// Where ssh remembers hosts met for the first time (see
     /// `bodywork_source::FetchOptions::known_hosts`).
     pub known_hosts: Option<PathBuf>,
     /// Empty directory the source is fetched into; stages run from it.
     pub checkout_dir: PathBuf,
-    /// `--resolve-as-of`: overrides the commit's date for every stage.
-    pub resolve_as_of: Option<AsOf>,
-    /// `--python`: the Python every stage's environment is built with.
-    pub python: Option<String>,
-    /// `--no-python-downloads`: uv downloads no Python for a stage.
-    pub no_python_downloads: bool,
 }
 
 /// What a finished (successful) run did.
@@ -185,12 +174,16 @@ pub async fn run_workflow(
     log: &Log,
     cancel: &CancellationToken,
 ) -> Result<RunReport, WorkflowError> {
-    let branch = req.branch.as_deref().unwrap_or("(default branch)");
+    let branch = req
+        .submission
+        .branch
+        .as_deref()
+        .unwrap_or("(default branch)");
     info(
         log,
         format!(
             "attempting to run workflow for project={} on branch={branch} with runtime={}",
-            bodywork_source::redact_url(&req.repo),
+            bodywork_source::redact_url(&req.submission.repo),
             runtime.name()
         ),
     );
@@ -212,9 +205,9 @@ pub async fn run_workflow(
         commit: plan.commit.clone(),
         checkout: checkout.dir.clone(),
         docker_image: plan.docker_image.clone(),
-        resolution: resolution(&checkout, req.resolve_as_of),
-        python: req.python.clone(),
-        no_python_downloads: req.no_python_downloads,
+        resolution: resolution(&checkout, req.submission.resolve_as_of),
+        python: req.submission.python.clone(),
+        no_python_downloads: req.submission.no_python_downloads,
     };
     info(
         log,
@@ -265,13 +258,13 @@ async fn fetch_and_plan(
     cancel: &CancellationToken,
 ) -> Result<(Checkout, WorkflowPlan), WorkflowError> {
     let request = PrepareRequest {
-        repo: req.repo.clone(),
-        branch: req.branch.clone(),
-        namespace: req.namespace.clone(),
+        repo: req.submission.repo.clone(),
+        branch: req.submission.branch.clone(),
+        namespace: req.submission.namespace.clone(),
         fallback_namespace: None,
         checkout_dir: req.checkout_dir.clone(),
         fetch: FetchOptions {
-            ssh_key: req.ssh_key.clone(),
+            ssh_key: req.submission.ssh_key.clone(),
             timeout: Some(FETCH_TIMEOUT),
             commit: None,
             known_hosts: req.known_hosts.clone(),
@@ -289,7 +282,7 @@ async fn fetch_and_plan(
             log,
             format!(
                 "attempting to download branch={} from {}",
-                req.branch.as_deref().unwrap_or("(default)"),
+                req.submission.branch.as_deref().unwrap_or("(default)"),
                 bodywork_source::redact_url(url)
             ),
         ),
@@ -312,8 +305,8 @@ async fn fetch_and_plan(
     }
     let prepared = prepared?;
     let mut plan = prepared.plan;
-    if req.secrets_group.is_some() {
-        plan.secrets_group.clone_from(&req.secrets_group);
+    if req.submission.secrets_group.is_some() {
+        plan.secrets_group.clone_from(&req.submission.secrets_group);
     }
     hooks
         .planned(&plan, &prepared.checkout)

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bodywork_runtime::{
     CancellationToken, Level, Log, LogSink, Resources, Result, Runtime, RuntimeError, Secret,
-    ServiceStatus, StageRun,
+    ServiceStatus, StageRun, WorkflowSubmission,
 };
 use bodywork_workflow::{NoHooks, RunHooks, WorkflowError, WorkflowRequest, run_workflow};
 
@@ -200,16 +200,13 @@ fn setup(secrets: bool) -> Setup {
     project(&src, secrets);
     let req = WorkflowRequest {
         run_id: "1".into(),
-        repo: src.display().to_string(),
-        branch: None,
-        namespace: Some("ns".into()),
-        ssh_key: None,
-        secrets_group: None,
+        submission: WorkflowSubmission {
+            repo: src.display().to_string(),
+            namespace: Some("ns".into()),
+            ..WorkflowSubmission::default()
+        },
         known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
-        resolve_as_of: None,
-        python: None,
-        no_python_downloads: false,
     };
     Setup { _tmp: tmp, req }
 }
@@ -317,7 +314,7 @@ async fn services_no_longer_in_the_dag_are_removed_and_other_repos_refused() {
     fake.services
         .lock()
         .unwrap()
-        .push(service("old-stage", "demo", &s.req.repo));
+        .push(service("old-stage", "demo", &s.req.submission.repo));
     let (r, log) = run(&fake, &s, &NoHooks).await;
     assert_eq!(r.unwrap().removed_services, ["old-stage"]);
     let bodywork3 = "INFO workflow Removing service: old-stage from previous deployment with \
@@ -342,7 +339,7 @@ async fn services_no_longer_in_the_dag_are_removed_and_other_repos_refused() {
 #[tokio::test]
 async fn invalid_project_reports_every_problem() {
     let s = setup(false);
-    let src = Path::new(&s.req.repo);
+    let src = Path::new(&s.req.submission.repo);
     std::fs::write(
         src.join("bodywork.yaml"),
         "version: \"1.1\"\npipeline: {name: demo, DAG: a >> b}\nstages: {}\n",

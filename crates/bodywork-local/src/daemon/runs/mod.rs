@@ -231,20 +231,17 @@ pub(crate) async fn execute_run(
         }
         _ => None,
     };
+    let ssh_key = submission
+        .ssh_key
+        .or_else(|| namespace_key.as_ref().map(|k| k.path().to_path_buf()));
     let request = WorkflowRequest {
         run_id: id.to_string(),
-        repo: submission.repo,
-        branch: submission.branch,
-        namespace: submission.namespace,
-        ssh_key: submission
-            .ssh_key
-            .or_else(|| namespace_key.as_ref().map(|k| k.path().to_path_buf())),
-        secrets_group: submission.secrets_group,
+        submission: WorkflowSubmission {
+            ssh_key,
+            ..submission
+        },
         known_hosts: Some(daemon.home().known_hosts()),
         checkout_dir: daemon.home().checkout(id),
-        resolve_as_of: submission.resolve_as_of,
-        python: submission.python,
-        no_python_downloads: submission.no_python_downloads,
     };
     let hooks = Hooks { daemon, run: id };
     let result = controller(&daemon.runtime, &request, &hooks, &log, &cancel).await;
