@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceSetup};
 pub use bodywork_runtime::{
     CronJobSpec, CronJobSummary, CronRunSummary, RunState, RunSummary, WorkflowSubmission,
 };
@@ -22,7 +23,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// secrets group, `RunDetached`. 5: `CronUpdate`. 6: `--resolve-as-of` in a
 /// workflow and a cron job, environments with their lock. 7: `--python` in
 /// a workflow and a cron job. 8: records carry times as RFC 3339 in UTC, not
-/// words, and a cron job's status as a run state.
+/// words, a cron job's status as a run state, and namespaces set up or
+/// deleted as what was done (`NamespaceSetUp`, `NamespaceDeleted`), not lines.
 pub const PROTOCOL_VERSION: u32 = 8;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,10 +145,10 @@ pub enum Response {
         pid: u32,
     },
     Ok,
-    /// Lines to print as they are (e.g. setup-namespace's `creating ...`).
-    Lines {
-        lines: Vec<String>,
-    },
+    /// What `SetupNamespace` did.
+    NamespaceSetUp(NamespaceSetup),
+    /// What `DeleteNamespace` did.
+    NamespaceDeleted(NamespaceDeletion),
     Exists {
         exists: bool,
     },

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bodywork_plan::StagePlan;
 use bodywork_pyenv::EnvCache;
-use bodywork_runtime::namespace as words;
+use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceGone, NamespaceSetup};
 use bodywork_runtime::{
     Log, Resources, Result, RunContext, Runtime, RuntimeError, Secret, SecretData, ServiceStatus,
     StageRun,
@@ -196,9 +196,13 @@ impl Resources for LocalRuntime {
         "local"
     }
 
-    async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+    async fn setup_namespace(&self, namespace: &str) -> Result<NamespaceSetup> {
         let created = self.with_store(|s| s.create_namespace(namespace))?;
-        Ok(words::setup_lines(namespace, !created))
+        Ok(NamespaceSetup {
+            namespace: namespace.to_string(),
+            existed: !created,
+            adopted: false,
+        })
     }
 
     async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
@@ -210,7 +214,7 @@ impl Resources for LocalRuntime {
         Ok(rows.into_iter().map(|r| r.name).collect())
     }
 
-    async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+    async fn delete_namespace(&self, namespace: &str) -> Result<NamespaceDeletion> {
         let not_found = || RuntimeError::NotFound {
             kind: "namespace",
             name: namespace.to_string(),
@@ -252,15 +256,18 @@ impl Resources for LocalRuntime {
             .ok_or_else(not_found)?;
         self.inner.home.remove_run_logs(&deleted.runs);
         crate::logfiles::remove_log_dir(&self.inner.home.namespace_logs(namespace));
-        let mut lines =
-            words::deleted_contents(namespace, &services, deleted.secrets, deleted.cron_jobs);
-        // Workflow runs are recorded on this runtime only.
-        lines.push(format!(
-            "deleted {} workflow run(s) with their logs in namespace={namespace}",
-            deleted.runs.len()
-        ));
-        lines.extend(words::deleted_lines(namespace));
-        Ok(lines)
+        Ok(NamespaceDeletion {
+            namespace: namespace.to_string(),
+            outcome: NamespaceGone::Deleted {
+                services,
+                secrets: deleted.secrets,
+                cron_jobs: deleted.cron_jobs,
+                // Workflow runs are recorded on this runtime only.
+                runs: Some(deleted.runs.len()),
+            },
+            // It stands in for the seed's binding, which goes with it.
+            binding_deleted: true,
+        })
     }
 
     async fn create_secret(&self, namespace: &str, name: &str, data: SecretData) -> Result<()> {

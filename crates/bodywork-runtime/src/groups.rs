@@ -131,6 +131,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
+    use crate::namespace::{NamespaceDeletion, NamespaceGone, NamespaceSetup};
     use crate::{Secret, ServiceStatus};
 
     /// Namespaces and their secrets, in memory.
@@ -142,9 +143,15 @@ mod tests {
         fn name(&self) -> &'static str {
             "memory"
         }
-        async fn setup_namespace(&self, ns: &str) -> Result<Vec<String>> {
-            self.0.lock().unwrap().entry(ns.into()).or_default();
-            Ok(vec![])
+        async fn setup_namespace(&self, ns: &str) -> Result<NamespaceSetup> {
+            let mut all = self.0.lock().unwrap();
+            let existed = all.contains_key(ns);
+            all.entry(ns.into()).or_default();
+            Ok(NamespaceSetup {
+                namespace: ns.into(),
+                existed,
+                adopted: false,
+            })
         }
         async fn namespace_exists(&self, ns: &str) -> Result<bool> {
             Ok(self.0.lock().unwrap().contains_key(ns))
@@ -152,9 +159,13 @@ mod tests {
         async fn list_namespaces(&self) -> Result<Vec<String>> {
             Ok(self.0.lock().unwrap().keys().cloned().collect())
         }
-        async fn delete_namespace(&self, ns: &str) -> Result<Vec<String>> {
+        async fn delete_namespace(&self, ns: &str) -> Result<NamespaceDeletion> {
             self.0.lock().unwrap().remove(ns);
-            Ok(vec![])
+            Ok(NamespaceDeletion {
+                namespace: ns.into(),
+                outcome: NamespaceGone::Absent,
+                binding_deleted: false,
+            })
         }
         async fn create_secret(&self, ns: &str, name: &str, data: SecretData) -> Result<()> {
             let mut all = self.0.lock().unwrap();

@@ -308,19 +308,19 @@ pub trait Resources: Send + Sync {
     /// `local` or `kubernetes`.
     fn name(&self) -> &'static str;
 
-    /// Create or prepare a namespace; returns one line per object, in the
-    /// seed's words (`creating namespace=NS`, ...).
-    async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>>;
+    /// Create or prepare a namespace with the seed's objects (see
+    /// [`namespace`]).
+    async fn setup_namespace(&self, namespace: &str) -> Result<namespace::NamespaceSetup>;
     async fn namespace_exists(&self, namespace: &str) -> Result<bool>;
     /// The namespaces bodywork set up, by name (what Bodywork 3's `get
     /// deployments` looks through).
     async fn list_namespaces(&self) -> Result<Vec<String>>;
     /// Delete a namespace with everything in it (services, secrets, cron
     /// jobs, and on the local runtime the workflow runs and their logs);
-    /// returns one line per thing deleted. `NotFound` when it does not
-    /// exist; `Conflict`, with nothing deleted, while a workflow run is going
-    /// in it (local runtime).
-    async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>>;
+    /// returns what was deleted. `NotFound` when it does not exist;
+    /// `Conflict`, with nothing deleted, while a workflow run is going in
+    /// it (local runtime).
+    async fn delete_namespace(&self, namespace: &str) -> Result<namespace::NamespaceDeletion>;
 
     async fn create_secret(&self, namespace: &str, name: &str, data: SecretData) -> Result<()>;
     async fn delete_secret(&self, namespace: &str, name: &str) -> Result<()>;
@@ -370,9 +370,9 @@ pub trait Resources: Send + Sync {
     }
     /// A namespace that exists but that bodywork did not set up, made ready
     /// for runs (what its stages need added, nothing of its own changed);
-    /// returns one line per thing added, none when there was nothing to do.
-    async fn adopt_namespace(&self, _namespace: &str) -> Result<Vec<String>> {
-        Ok(Vec::new())
+    /// returns whether it was adopted (false when there was nothing to do).
+    async fn adopt_namespace(&self, _namespace: &str) -> Result<bool> {
+        Ok(false)
     }
 }
 

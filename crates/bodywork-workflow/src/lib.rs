@@ -9,6 +9,7 @@
 //! Must not: know which runtime it drives. Everything that touches stages,
 //! secrets or services goes through [`bodywork_runtime::Runtime`].
 
+pub mod namespace_lines;
 mod prepare;
 
 use std::fmt;
@@ -331,21 +332,19 @@ async fn prepare_and_run(
             log,
             format!("namespace={} does not exist, creating it", plan.namespace),
         );
-        for line in runtime
+        let setup = runtime
             .setup_namespace(&plan.namespace)
             .await
-            .map_err(WorkflowError::Runtime)?
-        {
+            .map_err(WorkflowError::Runtime)?;
+        for line in namespace_lines::setup_lines(&setup) {
             info(log, line);
         }
-    } else {
-        for line in runtime
-            .adopt_namespace(&plan.namespace)
-            .await
-            .map_err(WorkflowError::Runtime)?
-        {
-            info(log, line);
-        }
+    } else if runtime
+        .adopt_namespace(&plan.namespace)
+        .await
+        .map_err(WorkflowError::Runtime)?
+    {
+        info(log, namespace_lines::adopted_line(&plan.namespace));
     }
     // Refused before the group's secrets replace any of the namespace's.
     check_namespace_owner(runtime, plan).await?;

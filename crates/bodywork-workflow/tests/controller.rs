@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceSetup};
 use bodywork_runtime::{
     CancellationToken, Level, Log, LogSink, Resources, Result, Runtime, RuntimeError, Secret,
     ServiceStatus, StageRun, WorkflowSubmission,
@@ -59,10 +60,14 @@ impl Resources for Fake {
     fn name(&self) -> &'static str {
         "fake"
     }
-    async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+    async fn setup_namespace(&self, namespace: &str) -> Result<NamespaceSetup> {
         self.record(format!("setup {namespace}"));
         self.namespaces.lock().unwrap().push(namespace.into());
-        Ok(vec![format!("creating namespace={namespace}")])
+        Ok(NamespaceSetup {
+            namespace: namespace.into(),
+            existed: false,
+            adopted: false,
+        })
     }
     async fn list_namespaces(&self) -> Result<Vec<String>> {
         Ok(self.namespaces.lock().unwrap().clone())
@@ -75,7 +80,7 @@ impl Resources for Fake {
             .iter()
             .any(|n| n == namespace))
     }
-    async fn delete_namespace(&self, _: &str) -> Result<Vec<String>> {
+    async fn delete_namespace(&self, _: &str) -> Result<NamespaceDeletion> {
         unreachable!("the controller never deletes a namespace")
     }
     async fn create_secret(&self, _: &str, _: &str, _: BTreeMap<String, String>) -> Result<()> {

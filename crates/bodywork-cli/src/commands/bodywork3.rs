@@ -479,9 +479,8 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
                 return Ok(Outcome::Failure);
             };
             if !cp.namespace_exists(&namespace).await? {
-                for line in cp.setup_namespace(&namespace).await? {
-                    println!("{line}");
-                }
+                let setup = cp.setup_namespace(&namespace).await?;
+                super::connect::print_lines(&crate::output::namespace::setup_lines(&setup));
             }
             (
                 namespace,

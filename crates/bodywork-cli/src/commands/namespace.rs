@@ -5,6 +5,7 @@ use super::connect::{print_lines, with_control};
 use super::{checked_name, dry_run};
 use crate::Outcome;
 use crate::cli::{DeleteNamespaceArgs, GlobalArgs, SetupNamespaceArgs};
+use crate::output::namespace::{deletion_lines, setup_lines};
 
 pub fn setup(global: &GlobalArgs, args: &SetupNamespaceArgs) -> Outcome {
     let namespace = match checked_name("namespace", &args.namespace) {
@@ -15,7 +16,9 @@ pub fn setup(global: &GlobalArgs, args: &SetupNamespaceArgs) -> Outcome {
         return dry_run::setup_namespace(global, &namespace);
     }
     with_control(global, None, async move |cp| {
-        Ok(print_lines(&cp.setup_namespace(&namespace).await?))
+        Ok(print_lines(&setup_lines(
+            &cp.setup_namespace(&namespace).await?,
+        )))
     })
 }
 
@@ -25,6 +28,8 @@ pub fn delete(global: &GlobalArgs, args: &DeleteNamespaceArgs) -> Outcome {
         Err(o) => return o,
     };
     with_control(global, None, async move |cp| {
-        Ok(print_lines(&cp.delete_namespace(&namespace).await?))
+        Ok(print_lines(&deletion_lines(
+            &cp.delete_namespace(&namespace).await?,
+        )))
     })
 }

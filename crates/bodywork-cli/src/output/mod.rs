@@ -6,6 +6,7 @@
 
 pub mod color;
 pub mod log;
+pub mod namespace;
 mod spinner;
 pub mod table;
 mod terminal;

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bodywork_runtime::groups::{GROUPS_NAMESPACE, GroupSecret};
-use bodywork_runtime::namespace as words;
+use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceGone, NamespaceSetup};
 use bodywork_runtime::{
     Level, Log, Resources, Result, RunContext, Runtime, RuntimeError, Secret, SecretData,
     ServiceStatus, StageRun,
@@ -493,7 +493,7 @@ impl Resources for KubeRuntime {
         "kubernetes"
     }
 
-    async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+    async fn setup_namespace(&self, namespace: &str) -> Result<NamespaceSetup> {
         let get = Action::cluster("get", "Namespace", namespace);
         let existing = Api::<Namespace>::all(self.client.clone())
             .get_metadata_opt(namespace)
@@ -511,11 +511,11 @@ impl Resources for KubeRuntime {
             self.apply_manifests(&manifests::detached_controller_manifests())
                 .await?;
         }
-        let mut lines = words::setup_lines(namespace, existing.is_some());
-        if foreign {
-            lines.push(words::adopted_line(namespace));
-        }
-        Ok(lines)
+        Ok(NamespaceSetup {
+            namespace: namespace.to_string(),
+            existed: existing.is_some(),
+            adopted: foreign,
+        })
     }
 
     async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
@@ -543,15 +543,14 @@ impl Resources for KubeRuntime {
         Ok(names.into_iter().collect())
     }
 
-    async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+    async fn delete_namespace(&self, namespace: &str) -> Result<NamespaceDeletion> {
         let namespaces = Api::<Namespace>::all(self.client.clone());
         let get = Action::cluster("get", "Namespace", namespace);
         let existing = namespaces
             .get_opt(namespace)
             .await
             .map_err(|e| self.err(&e, get))?;
-        let [deleted_ns, deleted_binding] = words::deleted_lines(namespace);
-        let mut lines = Vec::new();
+        let mut outcome = NamespaceGone::Absent;
         if let Some(ns) = &existing {
             // What it holds, said as the local runtime says it.
             let services: Vec<String> = self
@@ -571,17 +570,19 @@ impl Resources for KubeRuntime {
             let limit = Some(NAMESPACE_DELETE_WAIT);
             match await_condition(namespaces.clone(), namespace, gone, limit).await {
                 Ok(Waited::Met(_)) => {
-                    lines.extend(words::deleted_contents(
-                        namespace, &services, secrets, cron_jobs,
-                    ));
-                    lines.push(deleted_ns);
+                    outcome = NamespaceGone::Deleted {
+                        services,
+                        secrets,
+                        cron_jobs,
+                        runs: None,
+                    };
                 }
-                Ok(Waited::TimedOut(broken)) => lines.push(format!(
-                    "deleting namespace={namespace}: still terminating after {} s; Kubernetes \
-                     finishes it in the background{}",
-                    NAMESPACE_DELETE_WAIT.as_secs(),
-                    failing_watch(broken.as_ref(), del, &self.cluster)
-                )),
+                Ok(Waited::TimedOut(broken)) => {
+                    outcome = NamespaceGone::Terminating {
+                        waited_secs: NAMESPACE_DELETE_WAIT.as_secs(),
+                        watch_error: broken.map(|e| map_watch_error(&e, del, &self.cluster)),
+                    };
+                }
                 Err(e) => return Err(map_watch_error(&e, del, &self.cluster)),
             }
         }
@@ -589,9 +590,7 @@ impl Resources for KubeRuntime {
         let binding = manifests::controller_binding_name(namespace);
         let del = Action::cluster("delete", "ClusterRoleBinding", &binding);
         let bindings = Api::<ClusterRoleBinding>::all(self.client.clone());
-        if self.delete_opt(&bindings, &binding, del).await? {
-            lines.push(deleted_binding);
-        }
+        let binding_deleted = self.delete_opt(&bindings, &binding, del).await?;
         // And the one that let its cron runs read the secrets groups.
         let groups = bodywork_runtime::groups::GROUPS_NAMESPACE;
         if namespace != groups {
@@ -599,14 +598,18 @@ impl Resources for KubeRuntime {
             self.delete_opt(&self.ns::<RoleBinding>(groups), &binding, del)
                 .await?;
         }
-        if lines.is_empty() {
+        if outcome == NamespaceGone::Absent && !binding_deleted {
             return Err(RuntimeError::NotFound {
                 kind: "namespace",
                 name: namespace.into(),
                 namespace: namespace.into(),
             });
         }
-        Ok(lines)
+        Ok(NamespaceDeletion {
+            namespace: namespace.to_string(),
+            outcome,
+            binding_deleted,
+        })
     }
 
     async fn create_secret(&self, namespace: &str, name: &str, data: SecretData) -> Result<()> {
@@ -641,14 +644,14 @@ impl Resources for KubeRuntime {
             .collect())
     }
 
-    async fn adopt_namespace(&self, namespace: &str) -> Result<Vec<String>> {
+    async fn adopt_namespace(&self, namespace: &str) -> Result<bool> {
         let get = Action::cluster("get", "Namespace", namespace);
         let Some(ns) = Api::<Namespace>::all(self.client.clone())
             .get_metadata_opt(namespace)
             .await
             .map_err(|e| self.err(&e, get))?
         else {
-            return Ok(Vec::new());
+            return Ok(false);
         };
         let controller = manifests::CONTROLLER_ACCOUNT;
         let get = Action::new("get", "ServiceAccount", controller, namespace);
@@ -659,11 +662,11 @@ impl Resources for KubeRuntime {
             .map_err(|e| self.err(&e, get))?
             .is_some();
         if is_ours(&ns.metadata) || set_up {
-            return Ok(Vec::new());
+            return Ok(false);
         }
-        // What `setup-namespace` adds to it, without its four lines.
+        // What `setup-namespace` adds to it (the run says only that it was adopted).
         self.setup_namespace(namespace).await?;
-        Ok(vec![words::adopted_line(namespace)])
+        Ok(true)
     }
 
     async fn put_group_secret(&self, group: &str, name: &str, data: SecretData) -> Result<()> {

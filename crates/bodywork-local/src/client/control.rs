@@ -6,6 +6,7 @@
 //! does the wording.
 
 use async_trait::async_trait;
+use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceSetup};
 use bodywork_runtime::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, LogEvent, Resources, Result,
     RunState, RunSummary, RuntimeError, Secret, SecretData, ServiceStatus, WorkflowRun,
@@ -65,13 +66,6 @@ impl LocalControl {
         }
     }
 
-    async fn lines(&self, request: Request) -> Result<Vec<String>> {
-        match self.call(request).await? {
-            Response::Lines { lines } => Ok(lines),
-            _ => Err(unexpected()),
-        }
-    }
-
     /// A stored log, line by line into `log`, until the daemon ends it.
     async fn stream(&self, request: Request, log: &Log) -> Result<()> {
         let mut conn = self.connect().await?;
@@ -102,11 +96,14 @@ impl Resources for LocalControl {
         "local"
     }
 
-    async fn setup_namespace(&self, namespace: &str) -> Result<Vec<String>> {
-        self.lines(Request::SetupNamespace {
+    async fn setup_namespace(&self, namespace: &str) -> Result<NamespaceSetup> {
+        let request = Request::SetupNamespace {
             namespace: namespace.into(),
-        })
-        .await
+        };
+        match self.call(request).await? {
+            Response::NamespaceSetUp(setup) => Ok(setup),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
@@ -128,11 +125,14 @@ impl Resources for LocalControl {
         }
     }
 
-    async fn delete_namespace(&self, namespace: &str) -> Result<Vec<String>> {
-        self.lines(Request::DeleteNamespace {
+    async fn delete_namespace(&self, namespace: &str) -> Result<NamespaceDeletion> {
+        let request = Request::DeleteNamespace {
             namespace: namespace.into(),
-        })
-        .await
+        };
+        match self.call(request).await? {
+            Response::NamespaceDeleted(deletion) => Ok(deletion),
+            _ => Err(unexpected()),
+        }
     }
 
     async fn create_secret(&self, namespace: &str, name: &str, data: SecretData) -> Result<()> {

@@ -10,11 +10,10 @@ use crate::protocol::{Request, Response};
 pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
     let rt = &daemon.runtime;
     match request {
-        Request::SetupNamespace { namespace } => {
-            answer(rt.setup_namespace(&namespace).await, |lines| {
-                Response::Lines { lines }
-            })
-        }
+        Request::SetupNamespace { namespace } => answer(
+            rt.setup_namespace(&namespace).await,
+            Response::NamespaceSetUp,
+        ),
         Request::NamespaceExists { namespace } => {
             answer(rt.namespace_exists(&namespace).await, |exists| {
                 Response::Exists { exists }
@@ -23,11 +22,10 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
         Request::NamespaceList => answer(rt.list_namespaces().await, |namespaces| {
             Response::Namespaces { namespaces }
         }),
-        Request::DeleteNamespace { namespace } => {
-            answer(rt.delete_namespace(&namespace).await, |lines| {
-                Response::Lines { lines }
-            })
-        }
+        Request::DeleteNamespace { namespace } => answer(
+            rt.delete_namespace(&namespace).await,
+            Response::NamespaceDeleted,
+        ),
         Request::SecretCreate {
             namespace,
             name,
