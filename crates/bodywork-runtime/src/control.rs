@@ -161,6 +161,21 @@ pub struct CronJobSummary {
     pub retry_at: Option<DateTime<Utc>>,
 }
 
+/// Why a cron job's run was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum CronRunKind {
+    /// Its scheduled time came (while the local daemon was up).
+    Scheduled,
+    /// The one run that makes up for scheduled times missed while the
+    /// local daemon was down.
+    CatchUp,
+    /// Asked for with `bodywork cronjob trigger`.
+    Manual,
+}
+
 /// One row of `cronjob history`: a run of the cron job (a Kubernetes Job of
 /// a CronJob), or a scheduled time skipped because a run was still going.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,11 +189,13 @@ pub struct CronRunSummary {
     /// When the run was due.
     #[serde(default, with = "crate::time::rfc3339_opt")]
     pub scheduled: Option<DateTime<Utc>>,
-    /// `scheduled`, `catch_up` or `manual`.
-    pub kind: String,
+    pub kind: CronRunKind,
     /// 1 for the first try, 2 for the first retry, ...
     pub attempt: u32,
     pub skipped: bool,
+    /// For a skipped time: the run still going then (`NAME-RUN`), if known.
+    #[serde(default)]
+    pub skipped_for: Option<String>,
     #[serde(default, with = "crate::time::rfc3339_opt")]
     pub start_time: Option<DateTime<Utc>>,
     #[serde(default, with = "crate::time::rfc3339_opt")]
@@ -186,8 +203,6 @@ pub struct CronRunSummary {
     pub active: u32,
     pub succeeded: u32,
     pub failed: u32,
-    /// Catch-up, manual, retry, skipped: in words.
-    pub note: String,
 }
 
 /// The `trigger` of a detached run's attempts: `async` (named by its first

@@ -11,8 +11,7 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, ToSql};
-use serde::{Deserialize, Serialize};
-use strum::{Display, EnumString, IntoStaticStr, VariantArray};
+use serde::Serialize;
 
 use crate::error::{Result, StoreError};
 use bodywork_runtime::RunState;
@@ -20,22 +19,9 @@ use bodywork_runtime::RunState;
 use crate::Word;
 use crate::{At, RunRow, Store, now, opt_ts_col, ts_col, ts_to_sql};
 
-/// Why a cron job's run was started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[derive(Display, EnumString, IntoStaticStr, VariantArray)]
-#[strum(serialize_all = "snake_case")]
-pub enum CronRunKind {
-    /// Its scheduled time came while the daemon was up.
-    Scheduled,
-    /// The one run that makes up for scheduled times missed while the
-    /// daemon was down.
-    CatchUp,
-    /// Asked for with `bodywork cronjob trigger`.
-    Manual,
-}
-
-stored_as_word!(CronRunKind);
+/// Why a cron job's run was started (the interface's type, stored as its
+/// words).
+pub use bodywork_runtime::CronRunKind;
 
 /// A cron job to create: what the user asked for (the interface's record,
 /// stored as it is).
@@ -125,7 +111,7 @@ fn cron_run_from_row(row: &Row<'_>) -> rusqlite::Result<CronRunRow> {
         namespace: row.get(1)?,
         job: row.get(2)?,
         scheduled: ts_col(row, 3)?,
-        kind: row.get(4)?,
+        kind: row.get::<_, Word<CronRunKind>>(4)?.0,
         attempt: row.get(5)?,
         run_id: row.get(6)?,
         skipped: row.get(7)?,
@@ -357,7 +343,7 @@ impl Store {
                     namespace,
                     job,
                     ts_to_sql(scheduled),
-                    kind,
+                    Word(kind),
                     attempt,
                     run_id,
                     skipped.is_some(),

@@ -7,7 +7,7 @@
 //! scheduler or the cluster's CronJob controller does.
 
 use bodywork_config::schedule::{Schedule, seconds_allowed};
-use bodywork_runtime::{CronJobSpec, CronJobSummary, CronRunSummary};
+use bodywork_runtime::{CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary};
 
 use super::connect::{printed, with_control};
 use super::{checked_name, checked_names, checked_optional, dry_run, only_named, project_location};
@@ -234,8 +234,28 @@ fn history_row(r: &CronRunSummary) -> Vec<String> {
         r.active.to_string(),
         r.succeeded.to_string(),
         r.failed.to_string(),
-        r.note.clone(),
+        note(r),
     ]
+}
+
+/// Catch-up, manual, retry, skipped: the history's NOTE, in words.
+fn note(r: &CronRunSummary) -> String {
+    let mut notes = Vec::new();
+    match r.kind {
+        CronRunKind::Scheduled => {}
+        CronRunKind::CatchUp => notes.push("catch-up".to_string()),
+        CronRunKind::Manual => notes.push("manual".to_string()),
+    }
+    if r.attempt > 1 {
+        notes.push(format!("retry {}", r.attempt - 1));
+    }
+    if r.skipped {
+        notes.push(match &r.skipped_for {
+            Some(run) => format!("skipped: {run} was still running"),
+            None => "skipped: a run was still going".to_string(),
+        });
+    }
+    notes.join(", ")
 }
 
 #[cfg(test)]
@@ -257,15 +277,15 @@ mod tests {
             cron_job: "nightly".into(),
             run: Some(7),
             scheduled: Some(at(0)),
-            kind: "scheduled".into(),
+            kind: CronRunKind::Scheduled,
             attempt: 1,
             skipped: false,
+            skipped_for: None,
             start_time: Some(at(1)),
             completion_time: None,
             active: 1,
             succeeded: 0,
             failed: 0,
-            note: String::new(),
         }
     }
 
@@ -308,12 +328,28 @@ mod tests {
             skipped: true,
             start_time: None,
             active: 0,
-            note: "skipped: nightly-6 was still running".into(),
+            skipped_for: Some("nightly-6".into()),
             ..summary()
         };
         let row = history_row(&skipped);
         assert_eq!(row[0], "-");
         assert_eq!(row[1], format!("({})", time::local(&at(0))));
         assert_eq!(row[6], "skipped: nightly-6 was still running");
+        let unknown = CronRunSummary {
+            skipped_for: None,
+            ..skipped
+        };
+        assert_eq!(note(&unknown), "skipped: a run was still going");
+        let retried_catch_up = CronRunSummary {
+            kind: CronRunKind::CatchUp,
+            attempt: 2,
+            ..summary()
+        };
+        assert_eq!(note(&retried_catch_up), "catch-up, retry 1");
+        let manual = CronRunSummary {
+            kind: CronRunKind::Manual,
+            ..summary()
+        };
+        assert_eq!(note(&manual), "manual");
     }
 }

@@ -9,8 +9,8 @@
 use bodywork_config::schedule::{Schedule, seconds_allowed};
 use bodywork_runtime::groups::GROUPS_NAMESPACE;
 use bodywork_runtime::{
-    CronJobSpec, CronJobSummary, CronRunSummary, Resources, Result, RunState, RunSummary,
-    RuntimeError, WorkflowSubmission, detached_trigger,
+    CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, Resources, Result, RunState,
+    RunSummary, RuntimeError, WorkflowSubmission, detached_trigger,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::ResourceExt;
@@ -207,9 +207,14 @@ fn history_row(cron_job: &str, j: &Job) -> CronRunSummary {
         cron_job: cron_job.to_string(),
         run: None,
         scheduled: created.or(start_time),
-        kind: if manual { "manual" } else { "scheduled" }.into(),
+        kind: if manual {
+            CronRunKind::Manual
+        } else {
+            CronRunKind::Scheduled
+        },
         attempt: 1,
         skipped: false,
+        skipped_for: None,
         start_time,
         completion_time: status
             .and_then(|s| s.completion_time.as_ref())
@@ -217,11 +222,6 @@ fn history_row(cron_job: &str, j: &Job) -> CronRunSummary {
         active: u32::from(!succeeded && !failed),
         succeeded: u32::from(succeeded),
         failed: u32::from(failed),
-        note: if manual {
-            "manual".into()
-        } else {
-            String::new()
-        },
     }
 }
 

@@ -5,7 +5,7 @@ use bodywork_config::schedule::{Schedule, seconds_allowed};
 use bodywork_runtime::{
     CronJobSpec, CronJobSummary, CronRunSummary, Result, RunState, RuntimeError,
 };
-use bodywork_state::{CronJobRow, CronRunKind, CronRunRow, NewCronJob};
+use bodywork_state::{CronJobRow, CronRunRow, NewCronJob};
 use chrono::{DateTime, Utc};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::oneshot;
@@ -210,35 +210,23 @@ fn summarize_entry(entry: &CronRunRow) -> CronRunSummary {
     let run = entry.run.as_ref();
     let status = run.map(|r| r.status);
     let count = |wanted: &[RunState]| u32::from(status.is_some_and(|s| wanted.contains(&s)));
-    let mut notes = Vec::new();
-    match entry.kind {
-        CronRunKind::Scheduled => {}
-        CronRunKind::CatchUp => notes.push("catch-up".to_string()),
-        CronRunKind::Manual => notes.push("manual".to_string()),
-    }
-    if entry.attempt > 1 {
-        notes.push(format!("retry {}", entry.attempt - 1));
-    }
-    if entry.skipped {
-        notes.push(match entry.skipped_for {
-            Some(id) => format!("skipped: {}-{id} was still running", entry.job),
-            None => "skipped: a run was still going".to_string(),
-        });
-    }
     CronRunSummary {
         job_name: entry.run_id.map(|id| job_run_name(&entry.job, id)),
         cron_job: entry.job.clone(),
         run: entry.run_id,
         scheduled: Some(entry.scheduled),
-        kind: entry.kind.to_string(),
+        kind: entry.kind,
         attempt: entry.attempt,
         skipped: entry.skipped,
+        skipped_for: entry
+            .skipped_for
+            .filter(|_| entry.skipped)
+            .map(|id| job_run_name(&entry.job, id)),
         start_time: run.map(|r| r.started),
         completion_time: run.and_then(|r| r.finished),
         active: count(&[RunState::Running]),
         succeeded: count(&[RunState::Succeeded]),
         failed: count(&[RunState::Failed, RunState::Cancelled]),
-        note: notes.join(", "),
     }
 }
 
@@ -294,6 +282,8 @@ pub(in crate::daemon) async fn stream_run_logs(
 
 #[cfg(test)]
 mod tests {
+    use bodywork_runtime::CronRunKind;
+
     use crate::cron::test_time as t;
 
     use super::*;
@@ -323,7 +313,7 @@ mod tests {
         let row = summarize_entry(&entry);
         assert_eq!(row.job_name.as_deref(), Some("nightly-7"));
         assert_eq!((row.active, row.succeeded, row.failed), (0, 0, 1));
-        assert_eq!(row.note, "catch-up, retry 1");
+        assert_eq!((row.kind, row.attempt), (CronRunKind::CatchUp, 2));
         assert!(row.completion_time.is_some());
 
         let skip = CronRunRow {
@@ -338,7 +328,8 @@ mod tests {
         let row = summarize_entry(&skip);
         assert_eq!(row.job_name, None);
         assert_eq!((row.active, row.succeeded, row.failed), (0, 0, 0));
-        assert_eq!(row.note, "skipped: nightly-7 was still running");
+        assert!(row.skipped);
+        assert_eq!(row.skipped_for.as_deref(), Some("nightly-7"));
         assert_eq!(row.start_time, None);
     }
 
