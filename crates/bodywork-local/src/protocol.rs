@@ -200,7 +200,8 @@ pub struct DaemonStatus {
     pub pid: u32,
     pub version: String,
     pub home: String,
-    pub started: String,
+    #[serde(with = "bodywork_runtime::time::rfc3339")]
+    pub started: chrono::DateTime<chrono::Utc>,
     pub active_runs: Vec<i64>,
     /// Where the gateway listens, or why it does not.
     pub gateway: String,

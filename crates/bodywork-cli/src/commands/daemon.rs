@@ -10,7 +10,7 @@ use bodywork_runtime::RuntimeError;
 use super::connect::{block_on, home, printed, with_local};
 use crate::Outcome;
 use crate::cli::{DaemonArgs, GlobalArgs};
-use crate::output::{self, table};
+use crate::output::{self, table, time};
 
 pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> Outcome {
     let home = match home() {
@@ -71,7 +71,7 @@ pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> Outcome {
                     [vec![
                         s.pid.to_string(),
                         s.version.clone(),
-                        s.started.clone(),
+                        time::local(&s.started),
                         s.active_runs.len().to_string(),
                         s.gateway.clone(),
                         s.home.clone(),

@@ -73,7 +73,7 @@ pub(crate) struct Daemon {
     pub runtime: LocalRuntime,
     pub runs: Mutex<HashMap<i64, ActiveRun>>,
     pub shutdown: CancellationToken,
-    pub started: String,
+    pub started: chrono::DateTime<chrono::Utc>,
     /// Where the gateway listens (`127.0.0.1:8001`), or why it does not.
     pub gateway: Mutex<Result<SocketAddr, String>>,
     pub gateway_stop: CancellationToken,
@@ -128,7 +128,7 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
         runtime: LocalRuntime::new(home.clone(), store),
         runs: Mutex::new(HashMap::new()),
         shutdown: CancellationToken::new(),
-        started: chrono::Utc::now().to_rfc3339(),
+        started: chrono::Utc::now(),
         gateway: Mutex::new(Err("not started".into())),
         gateway_stop: CancellationToken::new(),
         cron,

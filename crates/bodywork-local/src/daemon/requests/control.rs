@@ -27,7 +27,7 @@ pub(super) fn handle(daemon: &Daemon, request: Request) -> Response {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             home: daemon.home().root().display().to_string(),
-            started: daemon.started.clone(),
+            started: daemon.started,
             active_runs: daemon.active_run_ids(),
             gateway: match daemon.gateway.lock().as_deref() {
                 Ok(Ok(addr)) => format!("http://{addr}"),
