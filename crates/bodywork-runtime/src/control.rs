@@ -82,7 +82,7 @@ pub struct RunSummary {
     pub repo: String,
     pub branch: Option<String>,
     pub commit: Option<String>,
-    pub trigger: String,
+    pub trigger: RunTrigger,
     pub status: RunState,
     pub error: Option<String>,
     /// When it started, if the runtime knows.
@@ -205,20 +205,58 @@ pub struct CronRunSummary {
     pub failed: u32,
 }
 
-/// The `trigger` of a detached run's attempts: `async` (named by its first
-/// run's number), or `async:NAME` for one the user named.
-pub fn detached_trigger(name: Option<&str>) -> String {
-    match name {
-        Some(name) => format!("{DETACHED}:{name}"),
-        None => DETACHED.to_string(),
+/// What started a workflow run. Written (stored by the local runtime, and
+/// in `-o json`) as `cli`, `cron:JOB`, `async` or `async:NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", from = "String")]
+pub enum RunTrigger {
+    /// `bodywork workflow`, attached.
+    Cli,
+    /// A run of cron job `JOB`.
+    Cron(String),
+    /// A detached run ([`ControlPlane::start_workflow`]): every attempt of
+    /// it, with the name the user gave it, if any (else it is named by its
+    /// first run's number).
+    Detached(Option<String>),
+    /// A trigger this build does not know, as written.
+    Other(String),
+}
+
+impl std::fmt::Display for RunTrigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunTrigger::Cli => f.write_str("cli"),
+            RunTrigger::Cron(job) => write!(f, "cron:{job}"),
+            RunTrigger::Detached(None) => f.write_str("async"),
+            RunTrigger::Detached(Some(name)) => write!(f, "async:{name}"),
+            RunTrigger::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+impl From<String> for RunTrigger {
+    fn from(text: String) -> RunTrigger {
+        match text.split_once(':') {
+            _ if text == "cli" => RunTrigger::Cli,
+            _ if text == "async" => RunTrigger::Detached(None),
+            Some(("cron", job)) => RunTrigger::Cron(job.to_string()),
+            Some(("async", name)) => RunTrigger::Detached(Some(name.to_string())),
+            _ => RunTrigger::Other(text),
+        }
+    }
+}
+
+impl From<RunTrigger> for String {
+    fn from(trigger: RunTrigger) -> String {
+        trigger.to_string()
     }
 }
 
 /// A detached run's name: the user's (from its trigger), else
 /// [`unnamed_detached_name`] of its number.
 pub fn detached_name(run: &RunSummary) -> String {
-    match run.trigger.split_once(':') {
-        Some((DETACHED, name)) => name.to_string(),
+    match &run.trigger {
+        RunTrigger::Detached(Some(name)) => name.clone(),
         _ => unnamed_detached_name(run.id),
     }
 }
@@ -234,11 +272,8 @@ pub fn unnamed_detached_name(n: impl std::fmt::Display) -> String {
 
 /// True for the runs [`ControlPlane::start_workflow`] started.
 pub fn is_detached(run: &RunSummary) -> bool {
-    run.trigger.split(':').next() == Some(DETACHED)
+    matches!(run.trigger, RunTrigger::Detached(_))
 }
-
-/// The trigger every detached run's starts with.
-pub const DETACHED: &str = "async";
 
 /// Everything a command asks of a runtime: [`Resources`] (namespaces,
 /// secrets, services) and the rest below. Implemented by the Kubernetes
@@ -293,4 +328,26 @@ pub trait ControlPlane: Resources {
     /// as `runs` lists it, or a service); with `follow`, until the run ends
     /// or the caller stops.
     async fn logs(&self, namespace: &str, name: &str, follow: bool, log: &Log) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunTrigger;
+
+    #[test]
+    fn triggers_are_written_as_every_release_stored_them() {
+        for (text, trigger) in [
+            ("cli", RunTrigger::Cli),
+            ("cron:nightly", RunTrigger::Cron("nightly".into())),
+            ("async", RunTrigger::Detached(None)),
+            ("async:my-run", RunTrigger::Detached(Some("my-run".into()))),
+            ("gizmo:x", RunTrigger::Other("gizmo:x".into())),
+        ] {
+            assert_eq!(RunTrigger::from(text.to_string()), trigger);
+            assert_eq!(trigger.to_string(), text);
+            let json = serde_json::to_string(&trigger).unwrap();
+            assert_eq!(json, format!("\"{text}\""));
+            assert_eq!(serde_json::from_str::<RunTrigger>(&json).unwrap(), trigger);
+        }
+    }
 }

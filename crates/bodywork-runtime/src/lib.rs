@@ -18,9 +18,9 @@ mod resolve;
 pub mod time;
 
 pub use control::{
-    ControlPlane, CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, DETACHED,
-    DETACHED_PREFIX, RunState, RunSummary, WorkflowRun, WorkflowSubmission, detached_name,
-    detached_trigger, is_detached, unnamed_detached_name,
+    ControlPlane, CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, DETACHED_PREFIX,
+    RunState, RunSummary, RunTrigger, WorkflowRun, WorkflowSubmission, detached_name, is_detached,
+    unnamed_detached_name,
 };
 pub use logs::{LogEvent, LogRenderer, format_log_line, stage_header, timestamp_now};
 pub use resolve::{AsOf, AsOfSource, RESOLVE_AS_OF_ENV, Resolution};

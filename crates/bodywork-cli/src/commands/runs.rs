@@ -38,7 +38,7 @@ pub(super) fn print_runs(format: OutputFormat, runs: &Vec<RunSummary>) -> std::i
                     r.commit.as_deref().map(short_commit).unwrap_or_default(),
                     r.repo.clone(),
                     r.branch.clone().unwrap_or_default(),
-                    r.trigger.clone(),
+                    r.trigger.to_string(),
                 ]
             }),
         )

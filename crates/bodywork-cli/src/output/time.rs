@@ -54,7 +54,7 @@ mod tests {
             repo: "/repo".into(),
             branch: None,
             commit: None,
-            trigger: "cli".into(),
+            trigger: bodywork_runtime::RunTrigger::Cli,
             status: bodywork_runtime::RunState::Succeeded,
             error: None,
             started: Some(at()),

@@ -10,7 +10,7 @@ use bodywork_config::schedule::{Schedule, seconds_allowed};
 use bodywork_runtime::groups::GROUPS_NAMESPACE;
 use bodywork_runtime::{
     CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, Resources, Result, RunState,
-    RunSummary, RuntimeError, WorkflowSubmission, detached_trigger,
+    RunSummary, RunTrigger, RuntimeError, WorkflowSubmission,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::ResourceExt;
@@ -333,7 +333,7 @@ fn detached_row(namespace: &str, j: &Job) -> RunSummary {
         repo: annotation(manifests::REPO_ANNOTATION).unwrap_or_default(),
         branch: annotation(manifests::BRANCH_ANNOTATION),
         commit: None,
-        trigger: detached_trigger(Some(&j.name_any())),
+        trigger: RunTrigger::Detached(Some(j.name_any())),
         status: state,
         error: job_failure(j),
         started: status

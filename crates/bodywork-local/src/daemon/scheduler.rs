@@ -14,7 +14,7 @@ use super::runs::{execute_run, prepare_run};
 use crate::cron::{
     Command, CronCommands, Due, due, job_key, retry_delay, stored_schedule, tick_and_back_off,
 };
-use bodywork_runtime::{RunState, RuntimeError, WorkflowSubmission};
+use bodywork_runtime::{RunState, RunTrigger, RuntimeError, WorkflowSubmission};
 
 /// The scheduler task: looks for due cron jobs every tick and starts their
 /// runs, until the daemon stops it ([`CronHandle::stop`]).
@@ -258,7 +258,7 @@ fn begin_attempt(
     attempt: u32,
 ) -> Result<crate::daemon::runs::PreparedRun, String> {
     let job = &due.job;
-    let trigger = format!("cron:{}", job.spec.name);
+    let trigger = RunTrigger::Cron(job.spec.name.clone());
     let prepared = prepare_run(daemon, &due.submission, &trigger)
         .map_err(|e| format!("cannot start a run of cron job {}: {e}", job.spec.name))?;
     let key = job_key(&job.spec);

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use bodywork_runtime::RuntimeError;
+use bodywork_runtime::{RunTrigger, RuntimeError};
 use tokio::io::BufReader;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -20,7 +20,7 @@ pub(in crate::daemon) async fn run_for_client(
     mut read: BufReader<OwnedReadHalf>,
     mut write: OwnedWriteHalf,
 ) {
-    let prepared = match prepare_run(&daemon, &submission, "cli") {
+    let prepared = match prepare_run(&daemon, &submission, &RunTrigger::Cli) {
         Ok(p) => p,
         Err(message) => {
             write_error(&mut write, RuntimeError::Failed(message)).await;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use bodywork_runtime::{RunState, RuntimeError};
+use bodywork_runtime::{RunState, RunTrigger, RuntimeError};
 use bodywork_state::RunRow;
 
 use super::{execute_run, prepare_run, summary};
@@ -21,7 +21,7 @@ pub(in crate::daemon) fn start_detached(
     name: Option<String>,
     retries: u32,
 ) -> Response {
-    let trigger = bodywork_runtime::detached_trigger(name.as_deref());
+    let trigger = RunTrigger::Detached(name.clone());
     let first = match prepare_run(&daemon, &submission, &trigger) {
         Ok(p) => p,
         Err(message) => return Response::Error(RuntimeError::Failed(message)),

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use bodywork_plan::WorkflowPlan;
-use bodywork_runtime::{Level, Log, RunState, RunSummary};
+use bodywork_runtime::{Level, Log, RunState, RunSummary, RunTrigger};
 use bodywork_source::{GIT_SSH_KEY_SECRET, GIT_SSH_KEY_VAR, KeyFile, SSH_KEY_SECRET, SSH_KEY_VAR};
 use bodywork_state::{NewRun, RunRow};
 use bodywork_workflow::{RunHooks, WorkflowError, WorkflowRequest, run_workflow as controller};
@@ -72,7 +72,7 @@ pub(crate) fn summary(r: RunRow) -> RunSummary {
         repo: bodywork_source::redact_url(&r.repo),
         branch: r.branch,
         commit: r.commit,
-        trigger: r.trigger,
+        trigger: RunTrigger::from(r.trigger),
         status: r.status,
         error: r.error,
         started: Some(r.started),
@@ -159,11 +159,11 @@ pub(crate) struct PreparedRun {
 }
 
 /// Record a run before anything is done for it ("write before acting") and
-/// register it as active. `trigger` says who started it (`cli`, `cron:NAME`).
+/// register it as active; `trigger` says what started it.
 pub(crate) fn prepare_run(
     daemon: &Daemon,
     submission: &WorkflowSubmission,
-    trigger: &str,
+    trigger: &RunTrigger,
 ) -> Result<PreparedRun, String> {
     let home = daemon.home();
     let new_run = NewRun {
