@@ -299,7 +299,7 @@ pub trait ControlPlane: Resources {
         retries: u32,
     ) -> Result<String>;
     /// Detached runs (every attempt of each), newest first; their
-    /// `trigger` is [`detached_trigger`] of their name.
+    /// `trigger` is [`RunTrigger::Detached`] with their name, if any.
     async fn detached_runs(&self) -> Result<Vec<RunSummary>>;
     /// The whole log of detached run `name` (as [`detached_name`] gives
     /// it; of its newest attempt).
