@@ -23,8 +23,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// secrets group, `RunDetached`. 5: `CronUpdate`. 6: `--resolve-as-of` in a
 /// workflow and a cron job, environments with their lock. 7: `--python` in
 /// a workflow and a cron job. 8: records carry times as RFC 3339 in UTC, not
-/// words, a cron job's status as a run state, and namespaces set up or
-/// deleted as what was done (`NamespaceSetUp`, `NamespaceDeleted`), not lines.
+/// words (a log event's to the millisecond), a cron job's status as a run
+/// state, and namespaces set up or deleted as what was done
+/// (`NamespaceSetUp`, `NamespaceDeleted`), not lines.
 pub const PROTOCOL_VERSION: u32 = 8;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

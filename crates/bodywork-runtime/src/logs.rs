@@ -2,6 +2,7 @@
 //! lines), shared by the daemon's log files and the CLI's live stream so
 //! both look the same.
 
+use chrono::{DateTime, Local, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Level;
@@ -12,8 +13,9 @@ use crate::Level;
 pub enum LogEvent {
     /// A controller or runtime message.
     Log {
-        /// `2026-11-24 20:04:12,648`, local time.
-        time: String,
+        /// When it happened (to the millisecond on the daemon's socket).
+        #[serde(with = "crate::time::rfc3339_millis")]
+        time: DateTime<Utc>,
         level: Level,
         logger: String,
         message: String,
@@ -27,7 +29,7 @@ pub enum LogEvent {
 impl LogEvent {
     pub fn log(level: Level, logger: &str, message: &str) -> LogEvent {
         LogEvent::Log {
-            time: timestamp_now(),
+            time: Utc::now(),
             level,
             logger: logger.to_string(),
             message: message.to_string(),
@@ -35,11 +37,17 @@ impl LogEvent {
     }
 }
 
-/// The timestamp format of log lines, local time with milliseconds.
-pub fn timestamp_now() -> String {
-    chrono::Local::now()
+/// A time as log lines show it: `2026-11-24 20:04:12,648`, local time
+/// with milliseconds.
+pub fn log_time(t: &DateTime<Utc>) -> String {
+    t.with_timezone(&Local)
         .format("%Y-%m-%d %H:%M:%S,%3f")
         .to_string()
+}
+
+/// Now, as log lines show it ([`log_time`]).
+pub fn timestamp_now() -> String {
+    log_time(&Utc::now())
 }
 
 /// `2026-11-24 20:04:12,648 - INFO - workflow - message`.
@@ -75,7 +83,12 @@ impl LogRenderer {
                 message,
             } => {
                 self.last_source = None;
-                vec![format_log_line(time, &paint_level(*level), logger, message)]
+                vec![format_log_line(
+                    &log_time(time),
+                    &paint_level(*level),
+                    logger,
+                    message,
+                )]
             }
             LogEvent::Text { line } => {
                 self.last_source = None;
@@ -111,6 +124,29 @@ mod tests {
     }
 
     #[test]
+    fn a_log_events_time_crosses_the_socket_to_the_millisecond() {
+        use chrono::TimeZone;
+        let at = Utc.with_ymd_and_hms(2026, 11, 24, 20, 4, 12).unwrap()
+            + chrono::Duration::milliseconds(648);
+        let event = LogEvent::Log {
+            time: at,
+            level: Level::Info,
+            logger: "workflow".into(),
+            message: "m".into(),
+        };
+        let text = serde_json::to_string(&event).unwrap();
+        assert!(
+            text.contains(r#""time":"2026-11-24T20:04:12.648Z""#),
+            "{text}"
+        );
+        let back: LogEvent = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, event);
+        let line = LogRenderer::default().render_plain(&back).remove(0);
+        assert_eq!(line, format!("{} - INFO - workflow - m", log_time(&at)));
+        assert!(log_time(&at).ends_with(",648"), "{line}");
+    }
+
+    #[test]
     fn headers_mark_each_change_of_source() {
         let mut r = LogRenderer::default();
         let mut out = Vec::new();
@@ -118,16 +154,17 @@ mod tests {
             stage("p--a", "a1"),
             stage("p--a", "a2"),
             stage("p--b", "b1"),
-            LogEvent::Log {
-                time: "T".into(),
-                level: Level::Info,
-                logger: "workflow".into(),
-                message: "m".into(),
-            },
+            LogEvent::log(Level::Info, "workflow", "m"),
             stage("p--b", "b2"),
         ] {
             out.extend(r.render_plain(&ev));
         }
+        let logged = out.remove(5);
+        assert!(logged.ends_with(" - INFO - workflow - m"), "{logged}");
+        assert_eq!(
+            logged.len(),
+            "2026-11-24 20:04:12,648 - INFO - workflow - m".len()
+        );
         assert_eq!(
             out,
             [
@@ -136,7 +173,6 @@ mod tests {
                 "a2",
                 "---- pod logs for p--b",
                 "b1",
-                "T - INFO - workflow - m",
                 "---- pod logs for p--b",
                 "b2"
             ]

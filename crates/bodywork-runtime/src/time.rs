@@ -33,6 +33,21 @@ pub mod rfc3339 {
     }
 }
 
+/// Serde of a `DateTime<Utc>` as RFC 3339 in UTC to the millisecond (a
+/// log event's time, which log lines show to the millisecond).
+pub mod rfc3339_millis {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        super::rfc3339::deserialize(d)
+    }
+}
+
 /// Serde of an `Option<DateTime<Utc>>`: `null`, or as [`rfc3339`].
 pub mod rfc3339_opt {
     use chrono::{DateTime, Utc};
