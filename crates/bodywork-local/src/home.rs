@@ -116,6 +116,17 @@ impl Home {
         self.root.join("tools")
     }
 
+    /// Where `bodywork stage` (a direct run) keeps its files in this home.
+    pub fn stage_places(&self) -> bodywork_stage::direct::Places {
+        bodywork_stage::direct::Places {
+            root: self.root.clone(),
+            checkouts: self.root.join("checkouts"),
+            tmp: self.root.join("tmp"),
+            known_hosts: self.known_hosts(),
+            tools: self.tools(),
+        }
+    }
+
     /// Create the home with permissions for the user only.
     pub fn create(&self) -> std::io::Result<()> {
         use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

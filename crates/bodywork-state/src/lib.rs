@@ -59,7 +59,7 @@ mod namespaces;
 mod runs;
 mod secrets;
 
-pub use cron::{CronJobRow, CronRunKind, CronRunRow, NewCronJob};
+pub use cron::{CronJobRow, CronRunKind, CronRunRow};
 pub use deployments::{DeploymentRow, ReplicaRow, ReplicaStatus};
 pub use error::{Result, StoreError};
 pub use migrations::SCHEMA_VERSION;

@@ -151,7 +151,9 @@ mod tests {
     use std::collections::BTreeMap;
     use std::path::PathBuf;
 
-    use crate::{NewCronJob, NewRun, RunStatus, Store, StoreError};
+    use bodywork_runtime::CronJobSpec;
+
+    use crate::{NewRun, RunStatus, Store, StoreError};
 
     fn run(store: &Store, namespace: &str, trigger: &str) -> i64 {
         store
@@ -176,7 +178,7 @@ mod tests {
             let data = BTreeMap::from([("KEY".to_string(), "value".to_string())]);
             store.put_secret(ns, "creds", &data).expect("secret");
             store
-                .create_cron_job(&NewCronJob {
+                .create_cron_job(&CronJobSpec {
                     namespace: ns.into(),
                     name: "nightly".into(),
                     schedule: "0 3 * * *".into(),

@@ -5,14 +5,15 @@
 //! straight to the terminal. Ctrl-C or SIGTERM stops the stage's whole
 //! process tree. The exit code is the stage's own.
 //!
-//! Must not: fetch, plan or supervise anything itself (`bodywork_local::direct` does).
+//! Must not: fetch, plan or supervise anything itself (`bodywork_stage::direct` does).
 
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bodywork_local::direct::{self, DirectStage};
 use bodywork_runtime::{CancellationToken, Level, Log, LogSink, format_log_line, timestamp_now};
+use bodywork_stage::Outcome as StageOutcome;
+use bodywork_stage::direct::{self, DirectError, DirectStage};
 
 use super::connect::{block_on, home};
 use crate::Outcome;
@@ -84,10 +85,16 @@ pub fn run(args: &StageArgs) -> Outcome {
             eprintln!("stopping the stage");
             stop.cancel();
         });
-        let result = direct::run_stage(&home, &what, &log, &cancel).await;
+        let result = match home.create() {
+            Ok(()) => direct::run_stage(&home.stage_places(), &what, &log, &cancel).await,
+            Err(e) => Err(DirectError::Io(format!(
+                "cannot prepare {}: {e}",
+                home.root().display()
+            ))),
+        };
         signals.abort();
         match result {
-            Ok(direct::Outcome::Exited(0)) => Outcome::Success,
+            Ok(StageOutcome::Exited(0)) => Outcome::Success,
             Ok(other) => {
                 code = other.exit_code();
                 Outcome::Failure

@@ -202,7 +202,7 @@ impl KubeRuntime {
         }
         self.apply_namespaced("ServiceAccount", &manifests::stages_account(namespace))
             .await?;
-        Ok(manifests::STAGES_ACCOUNT)
+        Ok(bodywork_runtime::namespace::STAGES_ACCOUNT)
     }
 
     /// Apply a namespaced object (in its own namespace), naming it in errors.
@@ -594,7 +594,7 @@ impl Resources for KubeRuntime {
             }
         }
         // The binding is cluster-scoped: deleting the namespace leaves it.
-        let binding = manifests::controller_binding_name(namespace);
+        let binding = bodywork_runtime::namespace::controller_binding_name(namespace);
         let del = Action::cluster("delete", "ClusterRoleBinding", &binding);
         let bindings = Api::<ClusterRoleBinding>::all(self.client.clone());
         if self.delete_opt(&bindings, &binding, del).await? {
@@ -658,7 +658,7 @@ impl Resources for KubeRuntime {
         else {
             return Ok(Vec::new());
         };
-        let controller = manifests::CONTROLLER_ACCOUNT;
+        let controller = bodywork_runtime::namespace::CONTROLLER_ACCOUNT;
         let get = Action::new("get", "ServiceAccount", controller, namespace);
         let set_up = self
             .ns::<ServiceAccount>(namespace)

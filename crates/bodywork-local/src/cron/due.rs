@@ -95,7 +95,7 @@ pub fn due(
 
 #[cfg(test)]
 mod tests {
-    use bodywork_state::NewCronJob;
+    use bodywork_runtime::CronJobSpec;
 
     use crate::cron::test_time as t;
 
@@ -116,7 +116,7 @@ mod tests {
 
     fn job(schedule: &str, created: DateTime<Utc>, last: Option<DateTime<Utc>>) -> CronJobRow {
         CronJobRow {
-            spec: NewCronJob {
+            spec: CronJobSpec {
                 namespace: "ns".into(),
                 name: "nightly".into(),
                 schedule: schedule.into(),

@@ -36,8 +36,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::home::Home;
-use crate::process::{ProcessId, StageCommand};
 use crate::store::SharedStore;
+use bodywork_stage::process::{ProcessId, StageCommand};
 use replica::{Phase, Replica, ReplicaEvents, ReplicaSpec};
 
 /// How long old replicas may take to finish requests in flight.

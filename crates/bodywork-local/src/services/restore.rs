@@ -15,9 +15,9 @@ use bodywork_state::{DeploymentRow, ReplicaRow};
 use super::replica::{Replica, ReplicaEvents};
 use super::rollout::remove_checkout_if_unused;
 use super::{Info, STOP_GRACE, Service, ServiceManager, ServiceSpec, Shape, addresses};
-use crate::process::{self, ProcessId, StageCommand};
 use crate::sockets::listener_of;
 use crate::store::SharedStore;
+use bodywork_stage::process::{self, ProcessId, StageCommand};
 
 impl ServiceManager {
     /// The daemon is handing over to the next one: stop supervising every

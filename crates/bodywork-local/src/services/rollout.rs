@@ -22,8 +22,8 @@ use super::{
     DRAIN_TIMEOUT, Info, STOP_GRACE, Service, ServiceManager, ServiceSpec, ServiceTable, Shape,
     addresses,
 };
-use crate::process::StageCommand;
 use crate::store::SharedStore;
+use bodywork_stage::process::StageCommand;
 
 /// Why the new version of a rollout does not serve.
 enum Failed {

@@ -3,7 +3,7 @@
 
 use bodywork_config::schedule::{Schedule, seconds_allowed};
 use bodywork_runtime::{CronJobSpec, CronJobSummary, CronRunSummary, Result, RuntimeError};
-use bodywork_state::{CronJobRow, CronRunKind, CronRunRow, NewCronJob, RunStatus};
+use bodywork_state::{CronJobRow, CronRunKind, CronRunRow, RunStatus};
 use chrono::{DateTime, Utc};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::oneshot;
@@ -52,7 +52,7 @@ fn no_such_job(namespace: &str, name: &str) -> RuntimeError {
 /// expression never matches searches years ahead.
 async fn create(daemon: &Daemon, spec: CronJobSpec) -> Result<()> {
     checked(&spec).await?;
-    let new: NewCronJob = spec;
+    let new = spec;
     let created = daemon.runtime.with_store(|s| {
         if !s.namespace_exists(&new.namespace)? {
             return Ok(false);
@@ -341,7 +341,7 @@ mod tests {
 
     fn cron_job() -> CronJobRow {
         CronJobRow {
-            spec: NewCronJob {
+            spec: CronJobSpec {
                 namespace: "ns".into(),
                 name: "nightly".into(),
                 schedule: "0 0 1 1 *".into(),

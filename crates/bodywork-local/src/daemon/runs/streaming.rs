@@ -4,8 +4,8 @@
 use std::fs::File;
 use std::time::Duration;
 
+use bodywork_lines::{CappedLines, MAX_CUT_LINE};
 use bodywork_runtime::RuntimeError;
-use bodywork_stage::lines::{CappedLines, MAX_CUT_LINE};
 use tokio::net::unix::OwnedWriteHalf;
 
 use crate::daemon::Daemon;
