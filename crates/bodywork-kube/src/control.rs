@@ -7,8 +7,8 @@
 
 use async_trait::async_trait;
 use bodywork_runtime::{
-    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, Resources, Result, RunOutcome,
-    RunSummary, RuntimeError, WorkflowRun, WorkflowSubmission,
+    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, ObjectKind, Resources, Result,
+    RunOutcome, RunSummary, RuntimeError, WorkflowRun, WorkflowSubmission,
 };
 use bodywork_workflow::WorkflowError;
 
@@ -50,7 +50,7 @@ impl ControlPlane for KubeRuntime {
     }
 
     async fn list_runs(&self, _namespace: &str) -> Result<Vec<RunSummary>> {
-        Err(RuntimeError::Unsupported(RUNS_ARE_LOCAL.into()))
+        Err(RuntimeError::unsupported(RUNS_ARE_LOCAL))
     }
 
     async fn start_workflow(
@@ -81,7 +81,7 @@ impl ControlPlane for KubeRuntime {
     async fn create_cronjob(&self, spec: &CronJobSpec) -> Result<()> {
         if !self.namespace_exists(&spec.namespace).await? {
             return Err(RuntimeError::NotFound {
-                kind: "namespace",
+                kind: ObjectKind::Namespace,
                 name: spec.namespace.clone(),
                 namespace: spec.namespace.clone(),
             });

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use bodywork_kube::KubeRuntime;
 use bodywork_plan::{EnvValue, EnvVar, StagePlan, StagePlanKind};
 use bodywork_runtime::{
-    CancellationToken, Level, Log, LogEvent, LogRenderer, LogSink, Resources, RunContext, Runtime,
-    RuntimeError, StageRun,
+    CancellationToken, Level, Log, LogEvent, LogRenderer, LogSink, ObjectKind, Resources,
+    RunContext, Runtime, RuntimeError, StageRun,
 };
 use double::{ApiServer, Script};
 
@@ -360,7 +360,7 @@ async fn a_cron_job_is_updated_in_place_and_keeps_its_runs() {
     assert!(matches!(
         rt.update_cronjob(&weekly, None).await,
         Err(RuntimeError::NotFound {
-            kind: "cron job",
+            kind: ObjectKind::CronJob,
             ..
         })
     ));

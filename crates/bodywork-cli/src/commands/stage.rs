@@ -15,9 +15,9 @@ use bodywork_local::direct::{self, DirectStage};
 use bodywork_runtime::{CancellationToken, Level, Log, LogSink, format_log_line, timestamp_now};
 
 use super::connect::{block_on, home};
-use crate::Outcome;
 use crate::cli::StageArgs;
-use crate::output::{self, color::Style};
+use crate::output::color::Style;
+use crate::{CliError, CliResult, Outcome};
 
 /// Bodywork's own messages, on stderr.
 struct StderrLog {
@@ -45,11 +45,8 @@ impl LogSink for StderrLog {
 }
 
 /// Run the stage; the exit code is the stage's own (1 when it could not run).
-pub fn run(args: &StageArgs) -> Outcome {
-    let home = match home() {
-        Ok(h) => h,
-        Err(o) => return o,
-    };
+pub fn run(args: &StageArgs) -> CliResult {
+    let home = home()?;
     let (branch, stage) = args.branch_and_stage();
     let what = DirectStage {
         repo: args.repo.clone(),
@@ -87,22 +84,19 @@ pub fn run(args: &StageArgs) -> Outcome {
         let result = direct::run_stage(&home, &what, &log, &cancel).await;
         signals.abort();
         match result {
-            Ok(direct::Outcome::Exited(0)) => Outcome::Success,
+            Ok(direct::Outcome::Exited(0)) => Ok(Outcome::Success),
             Ok(other) => {
                 code = other.exit_code();
-                Outcome::Failure
+                Ok(Outcome::Failure)
             }
-            Err(e) => {
-                output::report_error(&e, None);
-                Outcome::Failure
-            }
+            Err(e) => Err(CliError::error(&e, Outcome::Failure)),
         }
-    });
+    })?;
     if outcome == Outcome::Failure && code != 1 {
         let _ = std::io::stdout().flush();
         std::process::exit(code);
     }
-    outcome
+    Ok(outcome)
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM (`docker stop`, a pod deletion).

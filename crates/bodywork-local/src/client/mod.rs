@@ -41,10 +41,44 @@ impl From<std::io::Error> for ClientError {
     }
 }
 
+/// The daemon's failure as a runtime error: what failed, its cause, and
+/// where to look.
+impl From<ClientError> for bodywork_runtime::RuntimeError {
+    fn from(e: ClientError) -> Self {
+        use bodywork_runtime::RuntimeError;
+        match e {
+            ClientError::Runtime(e) => e,
+            ClientError::Start(why) => {
+                RuntimeError::unavailable("cannot start the bodywork daemon").with_cause(why)
+            }
+            ClientError::StartTimeout(secs, log) => RuntimeError::unavailable(format!(
+                "the bodywork daemon did not come up within {secs} seconds"
+            ))
+            .with_hint(format!("see {log}")),
+            ClientError::Io(e) => {
+                RuntimeError::unavailable("lost the connection to the bodywork daemon")
+                    .with_cause(e)
+            }
+            ClientError::Closed(log) => {
+                RuntimeError::unavailable("the bodywork daemon closed the connection unexpectedly")
+                    .with_hint(format!("see {log}"))
+            }
+            ClientError::Daemon(message) if message == UNEXPECTED => unexpected(),
+            ClientError::Daemon(message) => RuntimeError::unavailable(message),
+        }
+    }
+}
+
 /// What to say when the daemon answers something this CLI did not ask for
 /// (a daemon of another build that kept the protocol number).
 pub const UNEXPECTED: &str = "unexpected answer from the bodywork daemon; restart it with \
      `bodywork daemon --restart`";
+
+/// [`UNEXPECTED`] as a runtime error, its advice as a hint.
+pub fn unexpected() -> bodywork_runtime::RuntimeError {
+    bodywork_runtime::RuntimeError::failed("unexpected answer from the bodywork daemon")
+        .with_hint("restart it with `bodywork daemon --restart`")
+}
 
 /// One connection carrying one request.
 pub struct Connection {

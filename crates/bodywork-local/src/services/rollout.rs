@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bodywork_plan::StagePlan;
-use bodywork_runtime::{CancellationToken, Level, Log, Result, RunContext, RuntimeError};
+use bodywork_runtime::{
+    CancellationToken, Level, Log, ObjectKind, Result, RunContext, RuntimeError,
+};
 use bodywork_state::DeploymentRow;
 use chrono::Utc;
 
@@ -167,7 +169,7 @@ impl ServiceManager {
             .collect();
         if let Some(parent) = specs.first().and_then(|s| s.log_path.parent()) {
             std::fs::create_dir_all(parent).map_err(|e| {
-                RuntimeError::failed(format!("cannot create {}: {e}", parent.display()))
+                RuntimeError::failed(format!("cannot create {}", parent.display())).with_cause(e)
             })?;
         }
 
@@ -380,7 +382,7 @@ impl ServiceManager {
     pub async fn delete(&self, namespace: &str, name: &str) -> Result<()> {
         let Some(svc) = self.table.get(namespace, name) else {
             return Err(RuntimeError::NotFound {
-                kind: "service",
+                kind: ObjectKind::Service,
                 name: name.to_string(),
                 namespace: namespace.to_string(),
             });
