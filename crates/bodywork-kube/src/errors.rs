@@ -109,7 +109,11 @@ pub fn map_error(err: &kube::Error, action: Action<'_>, cluster: &str) -> Runtim
         kube::Error::HyperError(_) | kube::Error::Service(_) => RuntimeError::unavailable(format!(
             "no Kubernetes cluster reachable at {cluster} (trying to {action})"
         ))
-        .with_cause(root_cause(err)),
+        .with_cause(root_cause(err))
+        .with_hint(
+            "check that the cluster runs, and that the kubeconfig's context (or --context) \
+             names it",
+        ),
         kube::Error::Auth(e) => RuntimeError::unavailable(format!(
             "cannot authenticate to the Kubernetes API server at {cluster}"
         ))

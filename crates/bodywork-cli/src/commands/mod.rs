@@ -35,10 +35,9 @@ pub fn run(cli: Cli) -> CliResult {
                 .with_hint("drop --runtime kubernetes"))
         }
         // Refused before connecting: no cluster could answer it.
-        Command::Runs(_) if global.runtime == RuntimeKind::Kubernetes => Err(
-            bodywork_runtime::RuntimeError::unsupported(bodywork_kube::control::RUNS_ARE_LOCAL)
-                .into(),
-        ),
+        Command::Runs(_) if global.runtime == RuntimeKind::Kubernetes => {
+            Err(bodywork_kube::control::runs_are_local().into())
+        }
         Command::Env(cmd) => env::run(&global, &cmd),
         Command::Daemon(args) => daemon::run(&global, &args),
         Command::SetupNamespace(args) => namespace::setup(&global, &args),
@@ -73,9 +72,10 @@ pub fn run(cli: Cli) -> CliResult {
 fn checked_name(kind: &str, raw: &str) -> Result<String, CliError> {
     match bodywork_config::names::dns1123(raw) {
         Ok(name) if name == raw => Ok(name),
-        Ok(name) => Err(CliError::usage(format!(
-            "{raw:?} is not a valid {kind} name; did you mean {name:?}?"
-        ))),
+        Ok(name) => Err(
+            CliError::usage(format!("{raw:?} is not a valid {kind} name"))
+                .with_hint(format!("did you mean {name:?}?")),
+        ),
         Err(why) => Err(CliError::usage(format!(
             "{raw:?} is not a valid {kind} name: {why}"
         ))),

@@ -51,6 +51,7 @@ fn not_found_hint(e: &RuntimeError) -> Option<String> {
         }
         ObjectKind::CronJob if namespace.is_empty() => "see `bodywork get cronjobs`".to_string(),
         ObjectKind::CronJob => format!("see `bodywork cronjob display --namespace {namespace}`"),
+        ObjectKind::Deployment => "see `bodywork get deployments`".to_string(),
         _ => return None,
     })
 }
