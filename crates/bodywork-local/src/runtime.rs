@@ -73,7 +73,7 @@ impl LocalRuntime {
         &self,
         f: impl FnOnce(&Store) -> Result<T, bodywork_state::StoreError>,
     ) -> Result<T> {
-        self.inner.store.with(f).map_err(RuntimeError::failed)
+        self.inner.store.with(f).map_err(RuntimeError::from)
     }
 
     /// Everything a stage process needs, decided: secrets resolved, its
@@ -250,7 +250,7 @@ impl Resources for LocalRuntime {
                         .with_cause(e)
                         .with_hint("try again when it has finished")
                 }
-                e => RuntimeError::failed(e),
+                e => e.into(),
             })?
             .ok_or_else(not_found)?;
         self.inner.home.remove_run_logs(&deleted.runs);

@@ -102,6 +102,29 @@ impl Problem {
         }
     }
 
+    /// `self` with one more cause (after those it has).
+    pub fn with_cause(mut self, cause: impl fmt::Display) -> Self {
+        self.causes.push(cause.to_string());
+        self
+    }
+
+    /// `self` with one more hint (after those it has).
+    pub fn with_hint(mut self, hint: impl fmt::Display) -> Self {
+        self.hints.push(hint.to_string());
+        self
+    }
+
+    /// All of it on one line, for a log: the message, its causes, then its
+    /// hints after `; `.
+    pub fn one_line(&self) -> String {
+        let mut line = self.to_string();
+        for hint in &self.hints {
+            line.push_str("; ");
+            line.push_str(hint);
+        }
+        line
+    }
+
     /// `message`, caused by `err` and each of its sources in turn.
     pub fn from_error(message: impl fmt::Display, err: &(dyn std::error::Error + 'static)) -> Self {
         let mut problem = Problem::new(message);

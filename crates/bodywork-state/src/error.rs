@@ -8,32 +8,21 @@
 
 use std::path::PathBuf;
 
+use bodywork_runtime::{Problem, RuntimeError};
+
 /// Why a state-store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database file exists but is empty: it was truncated (a full disk,
     /// a bad copy), and taking it as a fresh state would lose everything.
-    #[error(
-        "the state database {} is empty (0 bytes) although it exists: it may have been \
-         truncated; restore it from a backup, or move it aside to start with an empty state",
-        path.display()
-    )]
+    #[error("{}", self.problem().one_line())]
     Empty {
         /// The database file.
         path: PathBuf,
     },
     /// The database file is damaged (SQLite found a malformed page, or it is
     /// not a database at all). Nothing more is written to it.
-    #[error(
-        "the state database {p} is damaged ({cause}); bodywork neither reads nor writes it any \
-         more. To go on: stop the daemon (`bodywork daemon --stop`) and move the file aside \
-         (`mv {p} {p}.damaged`, and {p}-wal to {p}.damaged-wal if there is one): the next \
-         command starts with an empty state. To get back what it held: \
-         `sqlite3 {p}.damaged .recover | sqlite3 {p}` (where .recover fails, `.dump` instead, \
-         then `sqlite3 {p} 'PRAGMA user_version={v}'`)",
-        p = path.display(),
-        v = crate::SCHEMA_VERSION
-    )]
+    #[error("{}", self.problem().one_line())]
     Corrupt {
         /// The database file.
         path: PathBuf,
@@ -67,11 +56,7 @@ pub enum StoreError {
     },
     /// The database was written by a newer bodywork with a schema this one
     /// does not know; opening it could corrupt it.
-    #[error(
-        "the state database {path} has schema version {found}, but this bodywork only \
-         understands versions up to {supported}; upgrade bodywork, or point \
-         BODYWORK_HOME somewhere else"
-    )]
+    #[error("{}", self.problem().one_line())]
     TooNew {
         /// The database file.
         path: PathBuf,
@@ -146,6 +131,57 @@ pub enum StoreError {
         /// The underlying SQLite error.
         cause: rusqlite::Error,
     },
+}
+
+impl StoreError {
+    /// What went wrong, its cause and what to do about it, as parts: the
+    /// CLI shows each on its own line, a log as one line.
+    pub fn problem(&self) -> Problem {
+        match self {
+            StoreError::Empty { path } => Problem::new(format!(
+                "the state database {} is empty (0 bytes) although it exists: it may have \
+                 been truncated",
+                path.display()
+            ))
+            .with_hint("restore it from a backup, or move it aside to start with an empty state"),
+            StoreError::Corrupt { path, cause } => {
+                let (p, v) = (path.display(), crate::SCHEMA_VERSION);
+                Problem::new(format!(
+                    "the state database {p} is damaged, and bodywork neither reads nor writes \
+                     it any more"
+                ))
+                .with_cause(cause)
+                .with_hint(format!(
+                    "to go on: stop the daemon (`bodywork daemon --stop`) and move the file \
+                     aside (`mv {p} {p}.damaged`, and {p}-wal to {p}.damaged-wal if there is \
+                     one): the next command starts with an empty state"
+                ))
+                .with_hint(format!(
+                    "to get back what it held: `sqlite3 {p}.damaged .recover | sqlite3 {p}` \
+                     (where .recover fails, `.dump` instead, then \
+                     `sqlite3 {p} 'PRAGMA user_version={v}'`)"
+                ))
+            }
+            StoreError::TooNew {
+                path,
+                found,
+                supported,
+            } => Problem::new(format!(
+                "the state database {} has schema version {found}, but this bodywork only \
+                 understands versions up to {supported}",
+                path.display()
+            ))
+            .with_hint("upgrade bodywork, or point BODYWORK_HOME somewhere else"),
+            other => Problem::new(other),
+        }
+    }
+}
+
+/// A store's error as the runtime reports it, with its causes and hints.
+impl From<StoreError> for RuntimeError {
+    fn from(e: StoreError) -> Self {
+        RuntimeError::Failed(e.problem())
+    }
 }
 
 /// Result alias for state-store operations.

@@ -17,9 +17,8 @@ fn kubernetes_only(global: &GlobalArgs) -> Result<(), CliError> {
     if global.runtime == RuntimeKind::Kubernetes {
         return Ok(());
     }
-    Err(CliError::usage(
-        "--dry-run prints Kubernetes manifests; use it with --runtime kubernetes",
-    ))
+    Err(CliError::usage("--dry-run prints Kubernetes manifests")
+        .with_hint("use it with --runtime kubernetes"))
 }
 
 fn print_manifests(manifests: &[Manifest]) -> CliResult {

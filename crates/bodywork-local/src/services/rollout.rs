@@ -294,7 +294,7 @@ impl ServiceManager {
         };
         self.store
             .with(|s| s.upsert_deployment(&row))
-            .map_err(RuntimeError::failed)?;
+            .map_err(RuntimeError::from)?;
         let cluster = format!("{}:{port}", svc.cluster_address);
         if self.gateway_running() {
             log.log(
@@ -404,7 +404,7 @@ impl ServiceManager {
                 s.delete_replicas(namespace, name, None)?;
                 s.delete_deployment(namespace, name)
             })
-            .map_err(RuntimeError::failed)?;
+            .map_err(RuntimeError::from)?;
         if let Some(dir) = checkout {
             let checkouts = self.home.root().join("checkouts");
             remove_checkout_if_unused(&self.store, &self.table, &checkouts, &dir);
