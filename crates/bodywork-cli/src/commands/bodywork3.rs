@@ -248,10 +248,11 @@ fn read_key(path: &std::path::Path) -> Result<(std::path::PathBuf, String), CliE
             std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
             key,
         )),
-        Err(e) => Err(CliError::usage(format!(
-            "--ssh {}: cannot read it: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(CliError::caused(
+            format!("--ssh {}: cannot read it", path.display()),
+            &e,
+            Outcome::Usage,
+        )),
     }
 }
 

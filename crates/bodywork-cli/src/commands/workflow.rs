@@ -87,7 +87,11 @@ fn checked(
             match KeyFile::write(&std::env::temp_dir().join("bodywork-keys"), &key) {
                 Ok(file) => Some(file),
                 Err(e) => {
-                    return Err(CliError::failure(format!("cannot write the SSH key: {e}")));
+                    return Err(CliError::caused(
+                        "cannot write the SSH key",
+                        &e,
+                        Outcome::Failure,
+                    ));
                 }
             }
         }
