@@ -5,6 +5,7 @@
 use std::fmt::Display;
 
 use bodywork_runtime::{Problem, RuntimeError, error_chain};
+use bodywork_workflow::{PrepareError, WorkflowError};
 
 use crate::Outcome;
 
@@ -60,6 +61,31 @@ impl CliError {
         CliError::Problem {
             problem: Problem::from_error(message, err),
             outcome,
+        }
+    }
+
+    /// A project that could not be fetched, loaded or planned here: what
+    /// failed, then why (each problem of an invalid project a cause of its
+    /// own); ends the command with exit 1.
+    pub fn workflow(e: &WorkflowError) -> Self {
+        let problem = match e {
+            WorkflowError::Prepare(PrepareError::Source(source)) => {
+                Problem::from_error("could not fetch the project", source)
+            }
+            WorkflowError::Prepare(PrepareError::Invalid(problems)) => Problem {
+                message: "the project is not valid".to_string(),
+                causes: problems
+                    .iter()
+                    .filter(|p| p.is_error())
+                    .map(ToString::to_string)
+                    .collect(),
+                hints: Vec::new(),
+            },
+            other => return CliError::error(other, Outcome::Failure),
+        };
+        CliError::Problem {
+            problem,
+            outcome: Outcome::Failure,
         }
     }
 

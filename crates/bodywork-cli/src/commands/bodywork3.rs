@@ -236,7 +236,7 @@ fn plan_project(submission: &WorkflowSubmission) -> Result<bodywork_plan::Workfl
     block_on(async {
         match bodywork_kube::host::plan(submission).await {
             Ok(prepared) => Ok(prepared.plan),
-            Err(e) => Err(CliError::error(&e, Outcome::Failure)),
+            Err(e) => Err(CliError::workflow(&e)),
         }
     })
 }

@@ -59,7 +59,7 @@ pub fn workflow(
                 }
                 print_manifests(&dry.manifests)
             }
-            Err(e) => Err(CliError::error(&e, Outcome::Failure)),
+            Err(e) => Err(CliError::workflow(&e)),
         }
     })
 }
