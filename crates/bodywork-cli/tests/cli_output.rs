@@ -350,3 +350,38 @@ fn runtime_errors_are_rendered_once_with_their_hints() {
         );
     }
 }
+
+/// A stage that fails: the run's log says why at its end (the log is what
+/// `bodywork workflow` prints), and the command exits 1 with nothing more
+/// to say on stderr.
+#[test]
+fn a_failed_stage_is_said_at_the_end_of_the_run_log() {
+    let home = common::TestHome::new();
+    let project = common::TestProject::new(&[
+        (
+            "bodywork.yaml",
+            &common::yaml(
+                "fails",
+                "boom",
+                "",
+                &[common::batch_stage("boom", "boom.py", 30, 0, "")],
+            ),
+        ),
+        ("boom.py", "import sys\nprint('exploding')\nsys.exit(3)\n"),
+    ]);
+    let run = home.run(&["workflow", "--namespace", "fails", project.arg()]);
+    let errors: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("failed"))
+        .collect();
+    let shown = format!(
+        "exit: {}\n--- stdout (its errors)\n{}\n--- stderr\n{}",
+        run.code.unwrap_or(-1),
+        errors.join("\n"),
+        run.stderr
+    );
+    insta::with_settings!({filters => vec![(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3}", "TIME")]}, {
+        insta::assert_snapshot!("error_stage_failed", shown);
+    });
+}
