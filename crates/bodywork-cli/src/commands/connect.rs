@@ -26,7 +26,10 @@ pub fn block_on<T, F: Future<Output = CliResult<T>>>(f: F) -> CliResult<T> {
 
 /// The local runtime's home (`BODYWORK_HOME`, else `~/.bodywork`).
 pub fn home() -> Result<Home, CliError> {
-    Home::from_env().map_err(CliError::usage)
+    Home::from_env().map_err(|problem| CliError::Problem {
+        problem,
+        outcome: Outcome::Usage,
+    })
 }
 
 /// Connect to the runtime of `global` and run `f` against it. `image` is

@@ -325,13 +325,21 @@ impl KubeRuntime {
         let gone = kube::runtime::wait::conditions::is_deleted(&uid);
         match await_condition(api.clone(), &name, gone, Some(limit)).await {
             Ok(Waited::Met(_)) => Ok(()),
-            Ok(Waited::TimedOut(broken)) => Err(RuntimeError::failed(format!(
-                "the previous {} {name} in namespace {} is still being deleted after {}s{}",
-                action.kind,
-                action.namespace.unwrap_or_default(),
-                limit.as_secs(),
-                failing_watch(broken.as_ref(), action, &self.cluster)
-            ))),
+            Ok(Waited::TimedOut(broken)) => {
+                let still = RuntimeError::failed(format!(
+                    "the previous {} {name} in namespace {} is still being deleted after {}s",
+                    action.kind.of_kubernetes(),
+                    action.namespace.unwrap_or_default(),
+                    limit.as_secs(),
+                ));
+                Err(match broken {
+                    Some(e) => still.with_cause(format!(
+                        "watching it failed: {}",
+                        map_watch_error(&e, action, &self.cluster)
+                    )),
+                    None => still,
+                })
+            }
             Err(e) => Err(map_watch_error(&e, action, &self.cluster)),
         }
     }

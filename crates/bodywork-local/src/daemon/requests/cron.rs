@@ -281,11 +281,14 @@ pub(in crate::daemon) async fn stream_run_logs(
         None => None,
     };
     let Some(run) = entry.and_then(|e| e.run_id) else {
-        let message = format!(
-            "no run {name:?} of a cron job in namespace {namespace}; run names are the \
-             JOB_NAME column of `bodywork cronjob history --namespace {namespace} --name CRONJOB`"
-        );
-        crate::protocol::write_error(write, RuntimeError::failed(message)).await;
+        let error = RuntimeError::failed(format!(
+            "no run {name:?} of a cron job in namespace {namespace}"
+        ))
+        .with_hint(format!(
+            "run names are the JOB_NAME column of `bodywork cronjob history --namespace \
+             {namespace} --name CRONJOB`"
+        ));
+        crate::protocol::write_error(write, error).await;
         return;
     };
     stream_logs(daemon, namespace, run, false, write).await;
