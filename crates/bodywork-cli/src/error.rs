@@ -93,13 +93,10 @@ impl CliError {
     pub fn with_hint(self, hint: impl Display) -> Self {
         match self {
             CliError::Runtime(e) => CliError::Runtime(e.with_hint(hint)),
-            CliError::Problem {
-                mut problem,
+            CliError::Problem { problem, outcome } => CliError::Problem {
+                problem: problem.with_hint(hint),
                 outcome,
-            } => {
-                problem.hints.push(hint.to_string());
-                CliError::Problem { problem, outcome }
-            }
+            },
         }
     }
 
