@@ -14,7 +14,7 @@
 # What is checked there instead (README, "The image"):
 # - hadolint: no findings (`scripts/lint-image`, run by `.ci/run`);
 # - the run stage's own steps are `scripts/image-root`, which the RUN below
-#   calls; crates/bodywork-cli/tests/image.rs runs the same script into a
+#   calls; crates/bodywork-cli/tests/it/image.rs runs the same script into a
 #   throwaway root under target/ with this file's ENV, then runs stage pods'
 #   command (as the generated manifests give it) from that root;
 # - `scripts/check-image-requirements`: every example project's requirements,
@@ -27,7 +27,7 @@
 
 ARG RUST_VERSION=1.95
 # uv's own image, for its static binary: the release bodywork is tested with
-# (crates/bodywork-pyenv's UV_REQUIREMENT admits it; tests/image.rs checks).
+# (crates/bodywork-pyenv's UV_REQUIREMENT admits it; tests/it/image.rs checks).
 ARG UV_VERSION=0.13.9
 
 FROM ghcr.io/astral-sh/uv:${UV_VERSION} AS uv

@@ -26,7 +26,7 @@ import (
 // refusedOnPurpose names the users a test is refused as, deliberately, and
 // why. A refusal of anyone else fails the run.
 var refusedOnPurpose = map[string]string{
-	// crates/bodywork-cli/tests/cluster/client.rs,
+	// crates/bodywork-cli/tests/it/cluster/client.rs,
 	// an_exec_credential_plugin_supplies_who_the_cli_is: the plugin's
 	// account has no rights at first, so that the refusal shows it is the
 	// one the CLI speaks as.
@@ -36,7 +36,7 @@ var refusedOnPurpose = map[string]string{
 // refusedPodsOnPurpose names the pods a test makes with `kubectl run` to be
 // refused by an admission plugin, and why.
 var refusedPodsOnPurpose = map[string]string{
-	// crates/bodywork-cli/tests/cluster.rs,
+	// crates/bodywork-cli/tests/it/cluster.rs,
 	// a_restricted_namespace_runs_a_batch_and_a_service_stage_as_the_images_user:
 	// a pod with no securityContext, refused to show that the namespace
 	// enforces the restricted Pod Security Standard.
