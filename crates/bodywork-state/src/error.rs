@@ -1,8 +1,9 @@
 //! The one error type of the state store.
 //!
 //! Owns the wording a user sees when the state database cannot be used: every
-//! message names the database file or the missing object, so the CLI can print
-//! it as is. It must not expose raw SQLite messages where a clearer one exists
+//! message names the database file or the missing object. [`StoreError::problem`]
+//! gives it in parts (message, cause, advice) for the CLI to print each on a
+//! line of its own; `Display` gives the same on one line, for logs. It must not expose raw SQLite messages where a clearer one exists
 //! (an unknown namespace is `NoSuchNamespace`, not "FOREIGN KEY constraint
 //! failed").
 
@@ -30,7 +31,7 @@ pub enum StoreError {
         cause: String,
     },
     /// The directory that should hold the database could not be created.
-    #[error("cannot create the state directory {path}: {cause}")]
+    #[error("{}", self.problem().one_line())]
     CreateDir {
         /// The directory.
         path: PathBuf,
@@ -39,7 +40,7 @@ pub enum StoreError {
     },
     /// The database file (or its `-wal`/`-shm` companion) could not be created
     /// or restricted to the current user.
-    #[error("cannot prepare the state database file {path}: {cause}")]
+    #[error("{}", self.problem().one_line())]
     File {
         /// The file.
         path: PathBuf,
@@ -47,7 +48,7 @@ pub enum StoreError {
         cause: std::io::Error,
     },
     /// SQLite refused to open or configure the database.
-    #[error("cannot open the state database {path}: {cause}")]
+    #[error("{}", self.problem().one_line())]
     Open {
         /// The database file.
         path: PathBuf,
@@ -66,7 +67,7 @@ pub enum StoreError {
         supported: i64,
     },
     /// A schema migration failed; the database is left at the previous version.
-    #[error("cannot upgrade the state database {path} to schema version {version}: {cause}")]
+    #[error("{}", self.problem().one_line())]
     Migration {
         /// The database file.
         path: PathBuf,
@@ -124,7 +125,7 @@ pub enum StoreError {
         value: u64,
     },
     /// Any other database error while reading or writing.
-    #[error("state database {path}: {cause}")]
+    #[error("{}", self.problem().one_line())]
     Sqlite {
         /// The database file.
         path: PathBuf,
@@ -172,6 +173,32 @@ impl StoreError {
                 path.display()
             ))
             .with_hint("upgrade bodywork, or point BODYWORK_HOME somewhere else"),
+            StoreError::CreateDir { path, cause } => Problem::new(format!(
+                "cannot create the state directory {}",
+                path.display()
+            ))
+            .with_cause(cause),
+            StoreError::File { path, cause } => Problem::new(format!(
+                "cannot prepare the state database file {}",
+                path.display()
+            ))
+            .with_cause(cause),
+            StoreError::Open { path, cause } => {
+                Problem::new(format!("cannot open the state database {}", path.display()))
+                    .with_cause(cause)
+            }
+            StoreError::Migration {
+                path,
+                version,
+                cause,
+            } => Problem::new(format!(
+                "cannot upgrade the state database {} to schema version {version}",
+                path.display()
+            ))
+            .with_cause(cause),
+            StoreError::Sqlite { path, cause } => {
+                Problem::new(format!("state database {}", path.display())).with_cause(cause)
+            }
             other => Problem::new(other),
         }
     }
