@@ -21,8 +21,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// answers as data (the CLI words them). 4: `NamespaceList`, a workflow's
 /// secrets group, `RunDetached`. 5: `CronUpdate`. 6: `--resolve-as-of` in a
 /// workflow and a cron job, environments with their lock. 7: `--python` in
-/// a workflow and a cron job.
-pub const PROTOCOL_VERSION: u32 = 7;
+/// a workflow and a cron job. 9: errors with their causes and hints, kinds
+/// as `ObjectKind`.
+pub const PROTOCOL_VERSION: u32 = 9;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]

@@ -16,9 +16,9 @@ use bodywork_stage::Outcome as StageOutcome;
 use bodywork_stage::direct::{self, DirectError, DirectStage};
 
 use super::connect::{block_on, home};
-use crate::Outcome;
 use crate::cli::StageArgs;
-use crate::output::{self, color::Style};
+use crate::output::color::Style;
+use crate::{CliError, CliResult, Outcome};
 
 /// Bodywork's own messages, on stderr.
 struct StderrLog {
@@ -46,11 +46,8 @@ impl LogSink for StderrLog {
 }
 
 /// Run the stage; the exit code is the stage's own (1 when it could not run).
-pub fn run(args: &StageArgs) -> Outcome {
-    let home = match home() {
-        Ok(h) => h,
-        Err(o) => return o,
-    };
+pub fn run(args: &StageArgs) -> CliResult {
+    let home = home()?;
     let (branch, stage) = args.branch_and_stage();
     let what = DirectStage {
         repo: args.repo.clone(),
@@ -94,22 +91,19 @@ pub fn run(args: &StageArgs) -> Outcome {
         };
         signals.abort();
         match result {
-            Ok(StageOutcome::Exited(0)) => Outcome::Success,
+            Ok(StageOutcome::Exited(0)) => Ok(Outcome::Success),
             Ok(other) => {
                 code = other.exit_code();
-                Outcome::Failure
+                Ok(Outcome::Failure)
             }
-            Err(e) => {
-                output::report_error(&e, None);
-                Outcome::Failure
-            }
+            Err(e) => Err(CliError::error(&e, Outcome::Failure)),
         }
-    });
+    })?;
     if outcome == Outcome::Failure && code != 1 {
         let _ = std::io::stdout().flush();
         std::process::exit(code);
     }
-    outcome
+    Ok(outcome)
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM (`docker stop`, a pod deletion).

@@ -2,7 +2,9 @@
 //! create, delete, list, history, trigger and a run's log.
 
 use bodywork_config::schedule::{Schedule, seconds_allowed};
-use bodywork_runtime::{CronJobSpec, CronJobSummary, CronRunSummary, Result, RuntimeError};
+use bodywork_runtime::{
+    CronJobSpec, CronJobSummary, CronRunSummary, ObjectKind, Result, RuntimeError,
+};
 use bodywork_state::{CronJobRow, CronRunKind, CronRunRow, RunStatus};
 use chrono::{DateTime, Utc};
 use tokio::net::unix::OwnedWriteHalf;
@@ -40,7 +42,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
 
 fn no_such_job(namespace: &str, name: &str) -> RuntimeError {
     RuntimeError::NotFound {
-        kind: "cron job",
+        kind: ObjectKind::CronJob,
         name: name.to_string(),
         namespace: namespace.to_string(),
     }
@@ -63,7 +65,7 @@ async fn create(daemon: &Daemon, spec: CronJobSpec) -> Result<()> {
         Ok(())
     } else {
         Err(RuntimeError::NotFound {
-            kind: "namespace",
+            kind: ObjectKind::Namespace,
             name: new.namespace.clone(),
             namespace: new.namespace,
         })
@@ -249,15 +251,15 @@ async fn trigger(daemon: &Daemon, namespace: &str, name: &str) -> Result<String>
         reply,
     });
     if sent.is_err() {
-        return Err(RuntimeError::Unavailable(
-            "the cron scheduler is not running (is the daemon stopping?)".into(),
+        return Err(RuntimeError::unavailable(
+            "the cron scheduler is not running (is the daemon stopping?)",
         ));
     }
     match answer.await {
         Ok(Ok(run)) => Ok(job_run_name(name, run)),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(RuntimeError::Unavailable(
-            "the cron scheduler stopped before starting the run".into(),
+        Err(_) => Err(RuntimeError::unavailable(
+            "the cron scheduler stopped before starting the run",
         )),
     }
 }
@@ -279,11 +281,14 @@ pub(in crate::daemon) async fn stream_run_logs(
         None => None,
     };
     let Some(run) = entry.and_then(|e| e.run_id) else {
-        let message = format!(
-            "no run {name:?} of a cron job in namespace {namespace}; run names are the \
-             JOB_NAME column of `bodywork cronjob history --namespace {namespace} --name CRONJOB`"
-        );
-        crate::protocol::write_error(write, RuntimeError::Failed(message)).await;
+        let error = RuntimeError::failed(format!(
+            "no run {name:?} of a cron job in namespace {namespace}"
+        ))
+        .with_hint(format!(
+            "run names are the JOB_NAME column of `bodywork cronjob history --namespace \
+             {namespace} --name CRONJOB`"
+        ));
+        crate::protocol::write_error(write, error).await;
         return;
     };
     stream_logs(daemon, namespace, run, false, write).await;
