@@ -6,7 +6,10 @@
 
 pub mod cli;
 pub mod commands;
+pub mod error;
 pub mod output;
+
+pub use error::{CliError, CliResult};
 
 use std::process::ExitCode;
 
@@ -50,7 +53,13 @@ pub fn main() -> ExitCode {
     }
     output::color::init(cli.global.color);
     output::log::init(cli.global.verbose);
-    commands::run(cli).into()
+    match commands::run(cli) {
+        Ok(outcome) => outcome.into(),
+        Err(e) => {
+            output::report(&e);
+            e.outcome().into()
+        }
+    }
 }
 
 /// `bodywork __reap [--log FILE --log-part BYTES] -- PROGRAM ARGS...`: the

@@ -7,17 +7,19 @@
 
 use async_trait::async_trait;
 use bodywork_runtime::{
-    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, Resources, Result, RunState,
-    RunSummary, RuntimeError, WorkflowRun, WorkflowSubmission,
+    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, ObjectKind, Resources, Result,
+    RunState, RunSummary, RuntimeError, WorkflowRun, WorkflowSubmission,
 };
 use bodywork_workflow::WorkflowError;
 
 use crate::KubeRuntime;
 use crate::host;
 
-/// Why `bodywork runs` has nothing to show on a cluster.
-pub const RUNS_ARE_LOCAL: &str = "workflow runs are recorded by the local runtime only; on a \
-     cluster, use `bodywork cronjob history` and `bodywork logs`";
+/// Why `bodywork runs` has nothing to show on a cluster, and what does.
+pub fn runs_are_local() -> RuntimeError {
+    RuntimeError::unsupported("workflow runs are recorded by the local runtime only")
+        .with_hint("on a cluster, use `bodywork cronjob history` and `bodywork logs`")
+}
 
 /// The image cron jobs' workflows run in: `BODYWORK_IMAGE` when set, else
 /// bodywork's own image of this version.
@@ -50,7 +52,7 @@ impl ControlPlane for KubeRuntime {
     }
 
     async fn list_runs(&self, _namespace: &str) -> Result<Vec<RunSummary>> {
-        Err(RuntimeError::Unsupported(RUNS_ARE_LOCAL.into()))
+        Err(runs_are_local())
     }
 
     async fn start_workflow(
@@ -81,7 +83,7 @@ impl ControlPlane for KubeRuntime {
     async fn create_cronjob(&self, spec: &CronJobSpec) -> Result<()> {
         if !self.namespace_exists(&spec.namespace).await? {
             return Err(RuntimeError::NotFound {
-                kind: "namespace",
+                kind: ObjectKind::Namespace,
                 name: spec.namespace.clone(),
                 namespace: spec.namespace.clone(),
             });

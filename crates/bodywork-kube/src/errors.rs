@@ -1,4 +1,5 @@
-//! Turning kube-rs errors into one readable line each.
+//! Turning kube-rs errors into runtime errors: one readable line each, with
+//! what the API server said as a cause and what to do as a hint.
 //!
 //! Owns: the wording of "no cluster reachable", "credentials refused"
 //! (401), "forbidden by RBAC" (403, naming the resource and the verb),
@@ -7,7 +8,7 @@
 
 use std::fmt;
 
-use bodywork_runtime::RuntimeError;
+use bodywork_runtime::{ObjectKind, RuntimeError};
 use kube::runtime::watcher;
 
 /// What was being attempted, for the message: `create Deployment x in namespace y`.
@@ -16,7 +17,7 @@ pub struct Action<'a> {
     /// `create`, `watch`, `delete`, ...
     pub verb: &'a str,
     /// `Deployment`, `Job`, ...
-    pub kind: &'static str,
+    pub kind: ObjectKind,
     /// Object name, or empty for a list.
     pub name: &'a str,
     /// Namespace, or `None` for cluster-scoped objects.
@@ -25,7 +26,7 @@ pub struct Action<'a> {
 
 impl<'a> Action<'a> {
     /// An action on a namespaced object.
-    pub fn new(verb: &'a str, kind: &'static str, name: &'a str, namespace: &'a str) -> Self {
+    pub fn new(verb: &'a str, kind: ObjectKind, name: &'a str, namespace: &'a str) -> Self {
         Action {
             verb,
             kind,
@@ -35,7 +36,7 @@ impl<'a> Action<'a> {
     }
 
     /// An action on a cluster-scoped object.
-    pub fn cluster(verb: &'a str, kind: &'static str, name: &'a str) -> Self {
+    pub fn cluster(verb: &'a str, kind: ObjectKind, name: &'a str) -> Self {
         Action {
             verb,
             kind,
@@ -48,9 +49,9 @@ impl<'a> Action<'a> {
 impl fmt::Display for Action<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = if self.name.is_empty() {
-            format!("{} {}s", self.verb, self.kind)
+            format!("{} {}s", self.verb, self.kind.of_kubernetes())
         } else {
-            format!("{} {} {}", self.verb, self.kind, self.name)
+            format!("{} {} {}", self.verb, self.kind.of_kubernetes(), self.name)
         };
         match self.namespace {
             Some(ns) => write!(f, "{what} in namespace {ns}"),
@@ -59,54 +60,65 @@ impl fmt::Display for Action<'_> {
     }
 }
 
-/// Map a kube error met while doing `action` against the cluster at `cluster`.
+/// Map a kube error met while doing `action` against the cluster at `cluster`:
+/// what failed, what the API server or the connection said (as causes), and
+/// what to do about it (as hints) where that is clear.
 pub fn map_error(err: &kube::Error, action: Action<'_>, cluster: &str) -> RuntimeError {
     match err {
         kube::Error::Api(status) => match status.code {
-            401 => RuntimeError::Unavailable(format!(
+            401 => RuntimeError::unavailable(format!(
                 "the Kubernetes API server at {cluster} refused our credentials (401 Unauthorized) \
-                 when trying to {action}; check the kubeconfig context or log in again"
-            )),
-            403 => RuntimeError::Failed(format!(
-                "forbidden by RBAC (403): not allowed to {action}: {}",
-                status.message
-            )),
+                 when trying to {action}"
+            ))
+            .with_hint("check the kubeconfig context or log in again"),
+            403 => {
+                RuntimeError::failed(format!("forbidden by RBAC (403): not allowed to {action}"))
+                    .with_cause(&status.message)
+            }
             404 => RuntimeError::NotFound {
                 kind: action.kind,
                 name: action.name.to_string(),
                 namespace: action.namespace.unwrap_or_default().to_string(),
             },
-            409 => RuntimeError::Conflict(format!(
-                "cannot {action}: it conflicts with what exists ({})",
-                status.message
-            )),
+            409 => {
+                RuntimeError::conflict(format!("cannot {action}: it conflicts with what exists"))
+                    .with_cause(&status.message)
+            }
             // Retried already where that was safe (`crate::retry`).
-            code @ (429 | 500 | 502..=504) => RuntimeError::Unavailable(format!(
+            code @ (429 | 500 | 502..=504) => RuntimeError::unavailable(format!(
                 "the Kubernetes API server at {cluster} is overloaded or unavailable: it answered \
-                 {code} {} ({}) when trying to {action}; try again later",
-                status.reason, status.message
-            )),
-            code => RuntimeError::Failed(format!(
-                "cannot {action}: {} ({code} {})",
-                status.message, status.reason
-            )),
+                 {code} {} when trying to {action}",
+                status.reason
+            ))
+            .with_cause(&status.message)
+            .with_hint("try again later"),
+            code => RuntimeError::failed(format!("cannot {action} ({code} {})", status.reason))
+                .with_cause(&status.message),
         },
         kube::Error::HyperError(_) | kube::Error::Service(_) if refused_certificate(err) => {
-            RuntimeError::Unavailable(format!(
+            RuntimeError::unavailable(format!(
                 "the Kubernetes API server at {cluster} presented a certificate that is not \
-                 accepted (trying to {action}): {}; if it is reached by another name than its \
-                 certificate's, set tls-server-name in the kubeconfig to one it has",
-                root_cause(err)
+                 accepted (trying to {action})"
             ))
+            .with_cause(root_cause(err))
+            .with_hint(
+                "if it is reached by another name than its certificate's, set tls-server-name in \
+                 the kubeconfig to one it has",
+            )
         }
-        kube::Error::HyperError(_) | kube::Error::Service(_) => RuntimeError::Unavailable(format!(
-            "no Kubernetes cluster reachable at {cluster} (trying to {action}): {}",
-            root_cause(err)
-        )),
-        kube::Error::Auth(e) => RuntimeError::Unavailable(format!(
-            "cannot authenticate to the Kubernetes API server at {cluster}: {e}"
-        )),
-        other => RuntimeError::Failed(format!("cannot {action}: {}", root_cause(other))),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => RuntimeError::unavailable(format!(
+            "no Kubernetes cluster reachable at {cluster} (trying to {action})"
+        ))
+        .with_cause(root_cause(err))
+        .with_hint(
+            "check that the cluster runs, and that the kubeconfig's context (or --context) \
+             names it",
+        ),
+        kube::Error::Auth(e) => RuntimeError::unavailable(format!(
+            "cannot authenticate to the Kubernetes API server at {cluster}"
+        ))
+        .with_cause(e),
+        other => RuntimeError::failed(format!("cannot {action}")).with_cause(root_cause(other)),
     }
 }
 
@@ -119,9 +131,8 @@ pub fn map_watch_error(err: &watcher::Error, action: Action<'_>, cluster: &str) 
         watcher::Error::WatchError(status) => {
             map_error(&kube::Error::Api(status.clone()), action, cluster)
         }
-        watcher::Error::NoResourceVersion => RuntimeError::Failed(format!(
-            "cannot {action}: the API server sent no resourceVersion"
-        )),
+        watcher::Error::NoResourceVersion => RuntimeError::failed(format!("cannot {action}"))
+            .with_cause("the API server sent no resourceVersion"),
     }
 }
 
@@ -188,7 +199,7 @@ mod tests {
         );
         let msg = map_error(
             &e,
-            Action::new("create", "Job", "p--train", "ml"),
+            Action::new("create", ObjectKind::Job, "p--train", "ml"),
             "https://k:6443",
         )
         .to_string();
@@ -205,28 +216,34 @@ mod tests {
     fn unauthorized_and_not_found_and_conflict() {
         let msg = map_error(
             &status(401, "Unauthorized", "Unauthorized"),
-            Action::cluster("get", "Namespace", "ml"),
+            Action::cluster("get", ObjectKind::Namespace, "ml"),
             "https://k:6443",
         );
         assert!(
-            matches!(&msg, RuntimeError::Unavailable(m) if m.contains("401") && m.contains("https://k:6443"))
+            matches!(&msg, RuntimeError::Unavailable(m) if m.message.contains("401") && m.message.contains("https://k:6443"))
         );
         let nf = map_error(
             &status(404, "NotFound", "x"),
-            Action::new("get", "Secret", "creds", "ml"),
+            Action::new("get", ObjectKind::Secret, "creds", "ml"),
             "c",
         );
-        assert!(matches!(nf, RuntimeError::NotFound { kind: "Secret", .. }));
+        assert!(matches!(
+            nf,
+            RuntimeError::NotFound {
+                kind: ObjectKind::Secret,
+                ..
+            }
+        ));
         let c = map_error(
             &status(409, "AlreadyExists", "exists"),
-            Action::new("create", "Job", "j", "ml"),
+            Action::new("create", ObjectKind::Job, "j", "ml"),
             "c",
         );
         assert!(matches!(c, RuntimeError::Conflict(_)));
     }
 
     #[test]
-    fn an_overloaded_api_server_is_one_line_saying_so() {
+    fn an_overloaded_api_server_says_so_and_to_try_again_later() {
         let e = status(
             429,
             "TooManyRequests",
@@ -234,18 +251,20 @@ mod tests {
         );
         let msg = map_error(
             &e,
-            Action::new("get", "Deployment", "svc", "ml"),
+            Action::new("get", ObjectKind::Deployment, "svc", "ml"),
             "https://k:6443",
         );
         assert_eq!(
-            msg.to_string(),
+            msg.message(),
             "the Kubernetes API server at https://k:6443 is overloaded or unavailable: it \
-             answered 429 TooManyRequests (Too many requests, please try again later.) when \
-             trying to get Deployment svc in namespace ml; try again later"
+             answered 429 TooManyRequests when trying to get Deployment svc in namespace ml"
         );
+        assert_eq!(msg.causes(), ["Too many requests, please try again later."]);
+        assert_eq!(msg.hints(), ["try again later"]);
         assert!(matches!(msg, RuntimeError::Unavailable(_)));
         let e = status(503, "ServiceUnavailable", "etcd is unavailable");
-        let msg = map_error(&e, Action::cluster("list", "Namespace", ""), "c").to_string();
+        let msg =
+            map_error(&e, Action::cluster("list", ObjectKind::Namespace, ""), "c").to_string();
         assert!(msg.contains("answered 503 ServiceUnavailable"), "{msg}");
         assert!(!msg.contains('\n'));
     }
@@ -258,10 +277,11 @@ mod tests {
         let e = kube::Error::Service(Box::new(std::io::Error::other(io)));
         let msg = map_error(
             &e,
-            Action::cluster("get", "Namespace", "ml"),
+            Action::cluster("get", ObjectKind::Namespace, "ml"),
             "https://127.0.0.2:6443",
-        )
-        .to_string();
+        );
+        let hints = msg.hints().join("\n");
+        let msg = msg.to_string();
         assert!(
             msg.starts_with(
                 "the Kubernetes API server at https://127.0.0.2:6443 presented a certificate that \
@@ -269,10 +289,11 @@ mod tests {
             ),
             "{msg}"
         );
-        assert!(msg.contains("tls-server-name"), "{msg}");
+        assert!(hints.contains("tls-server-name"), "{hints}");
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
         let e = kube::Error::Service(Box::new(refused));
-        let msg = map_error(&e, Action::cluster("get", "Namespace", "ml"), "c").to_string();
+        let msg =
+            map_error(&e, Action::cluster("get", ObjectKind::Namespace, "ml"), "c").to_string();
         assert!(
             msg.starts_with("no Kubernetes cluster reachable at c"),
             "{msg}"
@@ -281,7 +302,7 @@ mod tests {
 
     #[test]
     fn a_failing_watch_is_named_after_a_timeout() {
-        let a = Action::new("watch", "Deployment", "svc", "ml");
+        let a = Action::new("watch", ObjectKind::Deployment, "svc", "ml");
         assert_eq!(failing_watch(None, a, "c"), "");
         let e = watcher::Error::WatchFailed(status(503, "ServiceUnavailable", "down"));
         let note = failing_watch(Some(&e), a, "c");

@@ -8,10 +8,10 @@
 
 use bodywork_plan::WorkflowPlan;
 use bodywork_runtime::{AsOf, CancellationToken, Level, Log, WorkflowSubmission};
-use bodywork_source::{FetchOptions, Source};
+use bodywork_source::{Checkout, FetchOptions, Source};
 use bodywork_workflow::{
-    Checkout, FETCH_TIMEOUT, PrepareRequest, Prepared, RunHooks, RunReport, WorkflowError,
-    WorkflowRequest, prepare, run_workflow,
+    FETCH_TIMEOUT, PrepareRequest, Prepared, RunHooks, RunReport, WorkflowError, WorkflowRequest,
+    prepare, run_workflow,
 };
 
 use crate::KubeRuntime;

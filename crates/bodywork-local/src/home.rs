@@ -10,15 +10,16 @@ pub struct Home {
 }
 
 impl Home {
-    /// `$BODYWORK_HOME`, else `~/.bodywork`.
-    pub fn from_env() -> Result<Home, String> {
+    /// `$BODYWORK_HOME`, else `~/.bodywork`; the error says what to set.
+    pub fn from_env() -> Result<Home, bodywork_runtime::Problem> {
         if let Some(dir) = std::env::var_os("BODYWORK_HOME").filter(|v| !v.is_empty()) {
             return Ok(Home::new(PathBuf::from(dir)));
         }
         match std::env::var_os("HOME").filter(|v| !v.is_empty()) {
             Some(home) => Ok(Home::new(PathBuf::from(home).join(".bodywork"))),
             None => Err(
-                "neither BODYWORK_HOME nor HOME is set; set BODYWORK_HOME to a directory".into(),
+                bodywork_runtime::Problem::new("neither BODYWORK_HOME nor HOME is set")
+                    .with_hint("set BODYWORK_HOME to a directory"),
             ),
         }
     }
@@ -114,6 +115,17 @@ impl Home {
 
     pub fn tools(&self) -> PathBuf {
         self.root.join("tools")
+    }
+
+    /// Where `bodywork stage` (a direct run) keeps its files in this home.
+    pub fn stage_places(&self) -> bodywork_stage::direct::Places {
+        bodywork_stage::direct::Places {
+            root: self.root.clone(),
+            checkouts: self.root.join("checkouts"),
+            tmp: self.root.join("tmp"),
+            known_hosts: self.known_hosts(),
+            tools: self.tools(),
+        }
     }
 
     /// Create the home with permissions for the user only.

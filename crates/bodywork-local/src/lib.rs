@@ -11,7 +11,6 @@
 pub mod client;
 pub mod cron;
 pub mod daemon;
-pub mod direct;
 pub mod home;
 pub mod limits;
 pub mod listeners;
@@ -27,6 +26,5 @@ mod time;
 
 use bodywork_stage::files;
 /// Process handling lives in the one stage runner; services and the daemon use it from here.
-pub use bodywork_stage::process;
 pub use home::Home;
 pub use runtime::LocalRuntime;

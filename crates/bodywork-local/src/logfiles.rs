@@ -34,12 +34,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bodywork_lines::{CappedLines, MAX_CUT_LINE};
 use bodywork_runtime::CancellationToken;
-use bodywork_stage::lines::{CappedLines, MAX_CUT_LINE};
 
 use crate::home::Home;
 
-pub use bodywork_stage::bounded_log::rotated;
+use bodywork_stage::bounded_log::rotated;
 
 /// The most a workflow run's log file holds, in bytes.
 pub const RUN_LOG_MAX: u64 = 100 << 20;
@@ -448,7 +448,7 @@ mod tests {
     }
 
     fn bounded(path: &Path, part: u64) -> BoundedLog {
-        BoundedLog::open(path, part, bodywork_stage::lines::MAX_LINE).unwrap()
+        BoundedLog::open(path, part, bodywork_lines::MAX_LINE).unwrap()
     }
 
     #[test]

@@ -22,11 +22,12 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// answers as data (the CLI words them). 4: `NamespaceList`, a workflow's
 /// secrets group, `RunDetached`. 5: `CronUpdate`. 6: `--resolve-as-of` in a
 /// workflow and a cron job, environments with their lock. 7: `--python` in
-/// a workflow and a cron job. 8: records carry times as RFC 3339 in UTC, not
-/// words (a log event's to the millisecond), a cron job's status as a run
-/// state, and namespaces set up or deleted as what was done
-/// (`NamespaceSetUp`, `NamespaceDeleted`), not lines.
-pub const PROTOCOL_VERSION: u32 = 8;
+/// a workflow and a cron job. 9: errors with their causes and hints, kinds
+/// as `ObjectKind`. 10: records carry times as RFC 3339 in UTC, not words
+/// (a log event's to the millisecond), a cron job's status as a run state,
+/// and namespaces set up or deleted as what was done (`NamespaceSetUp`,
+/// `NamespaceDeleted`), not lines.
+pub const PROTOCOL_VERSION: u32 = 10;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]

@@ -16,8 +16,8 @@ use bodywork_plan::StagePlan;
 use bodywork_pyenv::EnvCache;
 use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceGone, NamespaceSetup};
 use bodywork_runtime::{
-    Log, Resources, Result, RunContext, Runtime, RuntimeError, Secret, SecretData, ServiceStatus,
-    StageRun,
+    Log, ObjectKind, Resources, Result, RunContext, Runtime, RuntimeError, Secret, SecretData,
+    ServiceStatus, StageRun,
 };
 use bodywork_stage::{
     Attach, AttemptHook, Batch, BatchError, Outcome, ProcessId, PythonError, StageCommand, env,
@@ -73,7 +73,7 @@ impl LocalRuntime {
         &self,
         f: impl FnOnce(&Store) -> Result<T, bodywork_state::StoreError>,
     ) -> Result<T> {
-        self.inner.store.with(f).map_err(RuntimeError::failed)
+        self.inner.store.with(f).map_err(RuntimeError::from)
     }
 
     /// Everything a stage process needs, decided: secrets resolved, its
@@ -110,9 +110,10 @@ impl LocalRuntime {
         })?;
         services::shim::install(&env.site_packages).map_err(|e| {
             RuntimeError::failed(format!(
-                "cannot install the bodywork shim into {}: {e}",
+                "cannot install the bodywork shim into {}",
                 env.site_packages.display()
             ))
+            .with_cause(e)
         })?;
         let vars = self.stage_vars(&ctx.namespace, &env.dir, planned, extra_env);
         bodywork_stage::command(
@@ -216,7 +217,7 @@ impl Resources for LocalRuntime {
 
     async fn delete_namespace(&self, namespace: &str) -> Result<NamespaceDeletion> {
         let not_found = || RuntimeError::NotFound {
-            kind: "namespace",
+            kind: ObjectKind::Namespace,
             name: namespace.to_string(),
             namespace: namespace.to_string(),
         };
@@ -248,10 +249,12 @@ impl Resources for LocalRuntime {
             .store
             .with(|s| s.delete_namespace(namespace))
             .map_err(|e| match e {
-                StoreError::NamespaceInUse { .. } => RuntimeError::Conflict(format!(
-                    "cannot delete namespace {namespace}: {e}; try again when it has finished"
-                )),
-                e => RuntimeError::failed(e),
+                StoreError::NamespaceInUse { .. } => {
+                    RuntimeError::conflict(format!("cannot delete namespace {namespace}"))
+                        .with_cause(e)
+                        .with_hint("try again when it has finished")
+                }
+                e => e.into(),
             })?
             .ok_or_else(not_found)?;
         self.inner.home.remove_run_logs(&deleted.runs);
@@ -273,7 +276,7 @@ impl Resources for LocalRuntime {
     async fn create_secret(&self, namespace: &str, name: &str, data: SecretData) -> Result<()> {
         if !self.namespace_exists(namespace).await? {
             return Err(RuntimeError::NotFound {
-                kind: "namespace",
+                kind: ObjectKind::Namespace,
                 name: namespace.to_string(),
                 namespace: namespace.to_string(),
             });
@@ -287,7 +290,7 @@ impl Resources for LocalRuntime {
             Ok(())
         } else {
             Err(RuntimeError::NotFound {
-                kind: "secret",
+                kind: ObjectKind::Secret,
                 name: name.to_string(),
                 namespace: namespace.to_string(),
             })
@@ -383,10 +386,9 @@ impl Runtime for LocalRuntime {
 
 /// Why a namespace with a workflow run going cannot be deleted.
 fn run_going(namespace: &str, run: i64) -> RuntimeError {
-    RuntimeError::Conflict(format!(
-        "cannot delete namespace {namespace}: workflow run {run} is going in it; \
-         wait for it to finish (or cancel it), then try again"
-    ))
+    RuntimeError::conflict(format!("cannot delete namespace {namespace}"))
+        .with_cause(format!("workflow run {run} is going in it"))
+        .with_hint("wait for it to finish (or cancel it), then try again")
 }
 
 /// Each attempt of a batch stage as a row of the run in SQLite (with its

@@ -122,7 +122,7 @@ pub fn tree(processes: &[(u32, u32, u32)], root: u32) -> HashSet<u32> {
         .map(|(pid, _, _)| *pid)
         .collect();
     members.push(root);
-    let descendants = crate::process::descendants(&members, processes);
+    let descendants = bodywork_stage::process::descendants(&members, processes);
     members.into_iter().chain(descendants).collect()
 }
 
@@ -256,7 +256,10 @@ pub fn bound_ipv4_addresses() -> HashSet<Ipv4Addr> {
 /// `max_age` ago (a few ms for a few hundred processes).
 fn processes(max_age: Duration) -> Arc<Vec<(u32, u32, u32)>> {
     static LAST: Cache<Vec<(u32, u32, u32)>> = Mutex::new(None);
-    cached(&LAST, max_age, || Ok(crate::process::process_table())).unwrap_or_default()
+    cached(&LAST, max_age, || {
+        Ok(bodywork_stage::process::process_table())
+    })
+    .unwrap_or_default()
 }
 
 /// Every process this one can see, now.
@@ -877,7 +880,7 @@ mod tests {
     impl Drop for Group {
         fn drop(&mut self) {
             drop(self.0.stdin.take());
-            crate::process::kill_group(self.0.id(), nix::sys::signal::Signal::SIGKILL);
+            bodywork_stage::process::kill_group(self.0.id(), nix::sys::signal::Signal::SIGKILL);
             let _ = self.0.wait();
         }
     }

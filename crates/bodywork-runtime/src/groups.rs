@@ -13,7 +13,7 @@
 //! the other's. Must not: word anything for the user, or validate names
 //! (the CLI does).
 
-use crate::{Resources, Result, RuntimeError, SecretData};
+use crate::{ObjectKind, Resources, Result, RuntimeError, SecretData};
 
 /// The namespace that holds every group's secrets (Bodywork 3's own).
 pub const GROUPS_NAMESPACE: &str = "bodywork-deployment-jobs";
@@ -43,7 +43,7 @@ pub fn parse_stored(stored: &str) -> Option<(&str, &str)> {
 
 fn missing(group: &str, name: &str) -> RuntimeError {
     RuntimeError::NotFound {
-        kind: "secret",
+        kind: ObjectKind::Secret,
         name: format!("{name} (group {group})"),
         namespace: GROUPS_NAMESPACE.to_string(),
     }
@@ -62,9 +62,10 @@ pub async fn put(
     let exists = list(res, Some(group)).await?.iter().any(|s| s.name == name);
     match (exists, replace) {
         (true, false) => {
-            return Err(RuntimeError::Conflict(format!(
-                "secret {name} already exists in group {group}; use `bodywork update secret` to change it"
-            )));
+            return Err(RuntimeError::conflict(format!(
+                "secret {name} already exists in group {group}"
+            ))
+            .with_hint("use `bodywork update secret` to change it"));
         }
         (false, true) => return Err(missing(group, name)),
         _ => {}
@@ -101,7 +102,7 @@ pub async fn delete_group(res: &dyn Resources, group: &str) -> Result<Vec<String
     let secrets = list(res, Some(group)).await?;
     if secrets.is_empty() {
         return Err(RuntimeError::NotFound {
-            kind: "secret",
+            kind: ObjectKind::Secret,
             name: format!("group {group}"),
             namespace: GROUPS_NAMESPACE.to_string(),
         });
@@ -171,7 +172,7 @@ mod tests {
             let mut all = self.0.lock().unwrap();
             let Some(secrets) = all.get_mut(ns) else {
                 return Err(RuntimeError::NotFound {
-                    kind: "namespace",
+                    kind: ObjectKind::Namespace,
                     name: ns.into(),
                     namespace: ns.into(),
                 });
@@ -184,7 +185,7 @@ mod tests {
             match all.get_mut(ns).and_then(|s| s.remove(name)) {
                 Some(_) => Ok(()),
                 None => Err(RuntimeError::NotFound {
-                    kind: "secret",
+                    kind: ObjectKind::Secret,
                     name: name.into(),
                     namespace: ns.into(),
                 }),

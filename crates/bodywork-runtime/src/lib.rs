@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod control;
+mod error;
 pub mod groups;
 mod logs;
 pub mod namespace;
@@ -22,6 +23,7 @@ pub use control::{
     RunState, RunSummary, RunTrigger, WorkflowRun, WorkflowSubmission, detached_name, is_detached,
     unnamed_detached_name,
 };
+pub use error::{ObjectKind, Problem, RuntimeError, TRY_AGAIN, error_chain};
 pub use logs::{LogEvent, LogRenderer, format_log_line, stage_header, timestamp_now};
 pub use resolve::{AsOf, AsOfSource, RESOLVE_AS_OF_ENV, Resolution};
 
@@ -136,161 +138,6 @@ pub struct ServiceStatus {
     /// When it was last deployed, if the runtime knows.
     #[serde(default, with = "time::rfc3339_opt")]
     pub deployed: Option<DateTime<Utc>>,
-}
-
-/// Why a runtime could not do what was asked. It crosses the daemon's socket
-/// as it is (see [`WireError`]), so the CLI reports a local runtime's error
-/// exactly as a Kubernetes one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RuntimeError {
-    /// A stage ran and failed (non-zero exit, deadline, not ready in time).
-    #[error("stage {stage} failed: {reason}")]
-    StageFailed { stage: String, reason: String },
-    #[error("cancelled")]
-    Cancelled,
-    #[error("{}", not_found(kind, name, namespace))]
-    NotFound {
-        kind: &'static str,
-        name: String,
-        /// Empty for an object looked for in every namespace.
-        namespace: String,
-    },
-    /// A request that conflicts with what exists (e.g. a namespace holding
-    /// another repository's project).
-    #[error("{0}")]
-    Conflict(String),
-    /// The runtime itself cannot be reached (daemon down, no cluster).
-    #[error("{0}")]
-    Unavailable(String),
-    /// What this runtime does not do (e.g. `runs` on Kubernetes).
-    #[error("{0}")]
-    Unsupported(String),
-    /// Anything else the runtime failed to do, already phrased for the user.
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// [`RuntimeError`] as it is written on the wire (serde cannot derive it
-/// for `&'static str` kinds): the kind of a missing
-/// object travels as text and comes back as one of the kinds runtimes name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "error", rename_all = "snake_case")]
-pub enum WireError {
-    StageFailed {
-        stage: String,
-        reason: String,
-    },
-    Cancelled,
-    NotFound {
-        kind: String,
-        name: String,
-        namespace: String,
-    },
-    Conflict {
-        message: String,
-    },
-    Unavailable {
-        message: String,
-    },
-    Unsupported {
-        message: String,
-    },
-    Failed {
-        message: String,
-    },
-}
-
-/// The kinds of object a runtime reports missing.
-const KINDS: &[&str] = &[
-    "namespace",
-    "secret",
-    "service",
-    "cron job",
-    "run",
-    "service or run",
-    "deployment",
-    "object",
-];
-
-fn static_kind(kind: &str) -> &'static str {
-    KINDS
-        .iter()
-        .find(|k| **k == kind)
-        .copied()
-        .unwrap_or("object")
-}
-
-impl Serialize for RuntimeError {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        WireError::from(self.clone()).serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for RuntimeError {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        WireError::deserialize(d).map(RuntimeError::from)
-    }
-}
-
-impl From<RuntimeError> for WireError {
-    fn from(e: RuntimeError) -> WireError {
-        match e {
-            RuntimeError::StageFailed { stage, reason } => WireError::StageFailed { stage, reason },
-            RuntimeError::Cancelled => WireError::Cancelled,
-            RuntimeError::NotFound {
-                kind,
-                name,
-                namespace,
-            } => WireError::NotFound {
-                kind: kind.to_string(),
-                name,
-                namespace,
-            },
-            RuntimeError::Conflict(message) => WireError::Conflict { message },
-            RuntimeError::Unavailable(message) => WireError::Unavailable { message },
-            RuntimeError::Unsupported(message) => WireError::Unsupported { message },
-            RuntimeError::Failed(message) => WireError::Failed { message },
-        }
-    }
-}
-
-impl From<WireError> for RuntimeError {
-    fn from(e: WireError) -> RuntimeError {
-        match e {
-            WireError::StageFailed { stage, reason } => RuntimeError::StageFailed { stage, reason },
-            WireError::Cancelled => RuntimeError::Cancelled,
-            WireError::NotFound {
-                kind,
-                name,
-                namespace,
-            } => RuntimeError::NotFound {
-                kind: static_kind(&kind),
-                name,
-                namespace,
-            },
-            WireError::Conflict { message } => RuntimeError::Conflict(message),
-            WireError::Unavailable { message } => RuntimeError::Unavailable(message),
-            WireError::Unsupported { message } => RuntimeError::Unsupported(message),
-            WireError::Failed { message } => RuntimeError::Failed(message),
-        }
-    }
-}
-
-/// An empty `namespace` is an object looked for in every namespace.
-fn not_found(kind: &str, name: &str, namespace: &str) -> String {
-    if kind == "namespace" {
-        format!("namespace {name} does not exist")
-    } else if namespace.is_empty() {
-        format!("{kind} {name} does not exist")
-    } else {
-        format!("{kind} {name} does not exist in namespace {namespace}")
-    }
-}
-
-impl RuntimeError {
-    pub fn failed(what: impl std::fmt::Display) -> Self {
-        RuntimeError::Failed(what.to_string())
-    }
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
@@ -412,45 +259,4 @@ pub trait Runtime: Resources {
     /// Deploy (or roll out a new version of) a service stage and wait until
     /// it is ready; roll back and fail when it is not ready in time.
     async fn deploy_service(&self, run: StageRun<'_>) -> Result<()>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn errors_cross_the_socket_as_they_are() {
-        for e in [
-            RuntimeError::NotFound {
-                kind: "cron job",
-                name: "nightly".into(),
-                namespace: "ns".into(),
-            },
-            RuntimeError::Conflict("a run is going".into()),
-            RuntimeError::Cancelled,
-            RuntimeError::StageFailed {
-                stage: "train".into(),
-                reason: "exit code 1".into(),
-            },
-        ] {
-            let text = serde_json::to_string(&e).expect("serializes");
-            let back: RuntimeError = serde_json::from_str(&text).expect("deserializes");
-            assert_eq!(back, e, "{text}");
-            assert_eq!(back.to_string(), e.to_string());
-        }
-        // A kind this build does not know still reads, as an object.
-        let text = r#"{"error":"not_found","kind":"gizmo","name":"x","namespace":"ns"}"#;
-        let back: RuntimeError = serde_json::from_str(text).expect("deserializes");
-        assert_eq!(back.to_string(), "object x does not exist in namespace ns");
-    }
-
-    #[test]
-    fn an_object_looked_for_everywhere_is_not_said_to_be_in_a_namespace() {
-        let e = RuntimeError::NotFound {
-            kind: "run",
-            name: "async-workflow-x".into(),
-            namespace: String::new(),
-        };
-        assert_eq!(e.to_string(), "run async-workflow-x does not exist");
-    }
 }

@@ -9,21 +9,23 @@
 //! description of how a process ended ([`Outcome`]), and process handling
 //! itself: spawning in a process group of its own, streaming output, and
 //! killing the whole tree (double forks included, through the per-stage
-//! [`reaper`]). The only crate that sends signals.
+//! [`reaper`]). The only crate that sends signals. [`direct`] is `bodywork
+//! stage` itself: prepare one stage (through `bodywork-workflow`) and run it
+//! in the foreground.
 //!
 //! Must not: record anything (a host records attempts through an
 //! [`AttemptHook`]), look up secrets (the caller hands over their values or
-//! they are already in the environment), fetch or plan projects
+//! they are already in the environment), fetch or plan projects itself
 //! (`bodywork-workflow` does), or decide workflow order.
 
 mod attempts;
 pub mod bounded_log;
 mod command;
+pub mod direct;
 pub mod env;
 pub mod files;
 #[cfg(test)]
 mod fixtures;
-pub use bodywork_lines as lines;
 mod notebook;
 mod outcome;
 pub mod process;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bodywork_runtime::CancellationToken;
 
 use crate::Outcome;
-use crate::lines::CappedLines;
+use bodywork_lines::CappedLines;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncRead, BufReader};
@@ -356,7 +356,7 @@ pub async fn run_to_end(
 }
 
 /// Hand each line of `stream` to `on_line`, at most
-/// [`crate::lines::MAX_LINE`] bytes of it (a longer line is cut, with a
+/// [`bodywork_lines::MAX_LINE`] bytes of it (a longer line is cut, with a
 /// marker saying how much was dropped; see [`crate::lines`]).
 async fn pump(stream: impl AsyncRead + Unpin, on_line: LineSink) {
     let mut reader = BufReader::new(stream);
@@ -528,7 +528,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_line_longer_than_the_cap_arrives_cut_with_a_marker() {
-        use crate::lines::{MAX_LINE, cut_marker};
+        use bodywork_lines::{MAX_LINE, cut_marker};
         let (lines, sink) = collector();
         // 1 MB with no newline, a short line, then 300 kB at the end with none.
         let script = "head -c 1000000 /dev/zero | tr '\\0' x; echo; echo after; \

@@ -13,26 +13,22 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, ToSql};
 use serde::Serialize;
 
+use bodywork_runtime::CronJobSpec;
+
 use crate::error::{Result, StoreError};
 use bodywork_runtime::RunState;
 
+use bodywork_runtime::CronRunKind;
+
 use crate::Word;
 use crate::{At, RunRow, Store, now, opt_ts_col, ts_col, ts_to_sql};
-
-/// Why a cron job's run was started (the interface's type, stored as its
-/// words).
-pub use bodywork_runtime::CronRunKind;
-
-/// A cron job to create: what the user asked for (the interface's record,
-/// stored as it is).
-pub use bodywork_runtime::CronJobSpec as NewCronJob;
 
 /// A cron job as stored: what was asked for, and what the store adds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CronJobRow {
     /// What it was created with.
     #[serde(flatten)]
-    pub spec: NewCronJob,
+    pub spec: CronJobSpec,
     /// When it was created.
     pub created: DateTime<Utc>,
     /// The newest scheduled time already dealt with (run, caught up or
@@ -73,7 +69,7 @@ const JOB_COLUMNS: &str = "namespace, name, schedule, timezone, repo, branch, re
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<CronJobRow> {
     Ok(CronJobRow {
-        spec: NewCronJob {
+        spec: CronJobSpec {
             namespace: row.get(0)?,
             name: row.get(1)?,
             schedule: row.get(2)?,
@@ -125,7 +121,7 @@ impl Store {
     /// Creates a cron job. Fails with [`StoreError::NoSuchNamespace`] when the
     /// namespace does not exist and [`StoreError::CronJobExists`] when the
     /// name is taken.
-    pub fn create_cron_job(&self, job: &NewCronJob) -> Result<CronJobRow> {
+    pub fn create_cron_job(&self, job: &CronJobSpec) -> Result<CronJobRow> {
         let namespace_missing = || StoreError::NoSuchNamespace(job.namespace.clone());
         let tx = self.write_tx()?;
         let exists: bool = tx
@@ -171,7 +167,7 @@ impl Store {
     /// have had before are taken as dealt with, so none is run late.
     pub fn update_cron_job(
         &self,
-        job: &NewCronJob,
+        job: &CronJobSpec,
         now: &DateTime<Utc>,
     ) -> Result<Option<CronJobRow>> {
         let tx = self.write_tx()?;
@@ -477,7 +473,7 @@ impl Store {
 /// What a user sets of a cron job, as the named parameters of the
 /// statements that store it, with one more the statement needs.
 fn spec_params<'a>(
-    job: &'a NewCronJob,
+    job: &'a CronJobSpec,
     resolve_as_of: &'a Option<String>,
     more: (&'static str, &'a dyn ToSql),
 ) -> [(&'static str, &'a dyn ToSql); 12] {
@@ -520,8 +516,8 @@ mod tests {
         (dir, store)
     }
 
-    fn nightly() -> NewCronJob {
-        NewCronJob {
+    fn nightly() -> CronJobSpec {
+        CronJobSpec {
             namespace: "ns".into(),
             name: "nightly".into(),
             schedule: "0 3 * * *".into(),

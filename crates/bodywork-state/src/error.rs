@@ -1,39 +1,29 @@
 //! The one error type of the state store.
 //!
 //! Owns the wording a user sees when the state database cannot be used: every
-//! message names the database file or the missing object, so the CLI can print
-//! it as is. It must not expose raw SQLite messages where a clearer one exists
+//! message names the database file or the missing object. [`StoreError::problem`]
+//! gives it in parts (message, cause, advice) for the CLI to print each on a
+//! line of its own; `Display` gives the same on one line, for logs. It must not expose raw SQLite messages where a clearer one exists
 //! (an unknown namespace is `NoSuchNamespace`, not "FOREIGN KEY constraint
 //! failed").
 
 use std::path::PathBuf;
+
+use bodywork_runtime::{Problem, RuntimeError};
 
 /// Why a state-store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database file exists but is empty: it was truncated (a full disk,
     /// a bad copy), and taking it as a fresh state would lose everything.
-    #[error(
-        "the state database {} is empty (0 bytes) although it exists: it may have been \
-         truncated; restore it from a backup, or move it aside to start with an empty state",
-        path.display()
-    )]
+    #[error("{}", self.problem().one_line())]
     Empty {
         /// The database file.
         path: PathBuf,
     },
     /// The database file is damaged (SQLite found a malformed page, or it is
     /// not a database at all). Nothing more is written to it.
-    #[error(
-        "the state database {p} is damaged ({cause}); bodywork neither reads nor writes it any \
-         more. To go on: stop the daemon (`bodywork daemon --stop`) and move the file aside \
-         (`mv {p} {p}.damaged`, and {p}-wal to {p}.damaged-wal if there is one): the next \
-         command starts with an empty state. To get back what it held: \
-         `sqlite3 {p}.damaged .recover | sqlite3 {p}` (where .recover fails, `.dump` instead, \
-         then `sqlite3 {p} 'PRAGMA user_version={v}'`)",
-        p = path.display(),
-        v = crate::SCHEMA_VERSION
-    )]
+    #[error("{}", self.problem().one_line())]
     Corrupt {
         /// The database file.
         path: PathBuf,
@@ -41,7 +31,7 @@ pub enum StoreError {
         cause: String,
     },
     /// The directory that should hold the database could not be created.
-    #[error("cannot create the state directory {path}: {cause}")]
+    #[error("{}", self.problem().one_line())]
     CreateDir {
         /// The directory.
         path: PathBuf,
@@ -50,7 +40,7 @@ pub enum StoreError {
     },
     /// The database file (or its `-wal`/`-shm` companion) could not be created
     /// or restricted to the current user.
-    #[error("cannot prepare the state database file {path}: {cause}")]
+    #[error("{}", self.problem().one_line())]
     File {
         /// The file.
         path: PathBuf,
@@ -58,7 +48,7 @@ pub enum StoreError {
         cause: std::io::Error,
     },
     /// SQLite refused to open or configure the database.
-    #[error("cannot open the state database {path}: {cause}")]
+    #[error("{}", self.problem().one_line())]
     Open {
         /// The database file.
         path: PathBuf,
@@ -67,11 +57,7 @@ pub enum StoreError {
     },
     /// The database was written by a newer bodywork with a schema this one
     /// does not know; opening it could corrupt it.
-    #[error(
-        "the state database {path} has schema version {found}, but this bodywork only \
-         understands versions up to {supported}; upgrade bodywork, or point \
-         BODYWORK_HOME somewhere else"
-    )]
+    #[error("{}", self.problem().one_line())]
     TooNew {
         /// The database file.
         path: PathBuf,
@@ -81,7 +67,7 @@ pub enum StoreError {
         supported: i64,
     },
     /// A schema migration failed; the database is left at the previous version.
-    #[error("cannot upgrade the state database {path} to schema version {version}: {cause}")]
+    #[error("{}", self.problem().one_line())]
     Migration {
         /// The database file.
         path: PathBuf,
@@ -139,13 +125,90 @@ pub enum StoreError {
         value: u64,
     },
     /// Any other database error while reading or writing.
-    #[error("state database {path}: {cause}")]
+    #[error("{}", self.problem().one_line())]
     Sqlite {
         /// The database file.
         path: PathBuf,
         /// The underlying SQLite error.
         cause: rusqlite::Error,
     },
+}
+
+impl StoreError {
+    /// What went wrong, its cause and what to do about it, as parts: the
+    /// CLI shows each on its own line, a log as one line.
+    pub fn problem(&self) -> Problem {
+        match self {
+            StoreError::Empty { path } => Problem::new(format!(
+                "the state database {} is empty (0 bytes) although it exists: it may have \
+                 been truncated",
+                path.display()
+            ))
+            .with_hint("restore it from a backup, or move it aside to start with an empty state"),
+            StoreError::Corrupt { path, cause } => {
+                let (p, v) = (path.display(), crate::SCHEMA_VERSION);
+                Problem::new(format!(
+                    "the state database {p} is damaged, and bodywork neither reads nor writes \
+                     it any more"
+                ))
+                .with_cause(cause)
+                .with_hint(format!(
+                    "to go on: stop the daemon (`bodywork daemon --stop`) and move the file \
+                     aside (`mv {p} {p}.damaged`, and {p}-wal to {p}.damaged-wal if there is \
+                     one): the next command starts with an empty state"
+                ))
+                .with_hint(format!(
+                    "to get back what it held: `sqlite3 {p}.damaged .recover | sqlite3 {p}` \
+                     (where .recover fails, `.dump` instead, then \
+                     `sqlite3 {p} 'PRAGMA user_version={v}'`)"
+                ))
+            }
+            StoreError::TooNew {
+                path,
+                found,
+                supported,
+            } => Problem::new(format!(
+                "the state database {} has schema version {found}, but this bodywork only \
+                 understands versions up to {supported}",
+                path.display()
+            ))
+            .with_hint("upgrade bodywork, or point BODYWORK_HOME somewhere else"),
+            StoreError::CreateDir { path, cause } => Problem::new(format!(
+                "cannot create the state directory {}",
+                path.display()
+            ))
+            .with_cause(cause),
+            StoreError::File { path, cause } => Problem::new(format!(
+                "cannot prepare the state database file {}",
+                path.display()
+            ))
+            .with_cause(cause),
+            StoreError::Open { path, cause } => {
+                Problem::new(format!("cannot open the state database {}", path.display()))
+                    .with_cause(cause)
+            }
+            StoreError::Migration {
+                path,
+                version,
+                cause,
+            } => Problem::new(format!(
+                "cannot upgrade the state database {} to schema version {version}",
+                path.display()
+            ))
+            .with_cause(cause),
+            StoreError::Sqlite { path, cause } => {
+                Problem::new(format!("state database {}", path.display())).with_cause(cause)
+            }
+            other => Problem::new(other),
+        }
+    }
+}
+
+/// A store's error as the runtime reports it, with its causes and hints.
+impl From<StoreError> for RuntimeError {
+    fn from(e: StoreError) -> Self {
+        RuntimeError::Failed(e.problem())
+    }
 }
 
 /// Result alias for state-store operations.

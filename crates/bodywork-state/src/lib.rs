@@ -76,7 +76,7 @@ mod namespaces;
 mod runs;
 mod secrets;
 
-pub use cron::{CronJobRow, CronRunKind, CronRunRow, NewCronJob};
+pub use cron::{CronJobRow, CronRunRow};
 pub use deployments::{DeploymentRow, ReplicaRow, ReplicaStatus};
 pub use error::{Result, StoreError};
 pub use migrations::SCHEMA_VERSION;
@@ -469,7 +469,7 @@ pub(crate) fn conversion_error(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bodywork_runtime::RunState;
+    use bodywork_runtime::{CronRunKind, RunState};
     use strum::VariantArray;
 
     #[test]

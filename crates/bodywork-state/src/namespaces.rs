@@ -153,8 +153,9 @@ mod tests {
     use std::collections::BTreeMap;
     use std::path::PathBuf;
 
-    use crate::{NewCronJob, NewRun, Store, StoreError};
-    use bodywork_runtime::RunState;
+    use bodywork_runtime::{CronJobSpec, RunState};
+
+    use crate::{NewRun, Store, StoreError};
 
     fn run(store: &Store, namespace: &str, trigger: &str) -> i64 {
         store
@@ -179,7 +180,7 @@ mod tests {
             let data = BTreeMap::from([("KEY".to_string(), "value".to_string())]);
             store.put_secret(ns, "creds", &data).expect("secret");
             store
-                .create_cron_job(&NewCronJob {
+                .create_cron_job(&CronJobSpec {
                     namespace: ns.into(),
                     name: "nightly".into(),
                     schedule: "0 3 * * *".into(),
@@ -204,7 +205,7 @@ mod tests {
                 "prod",
                 "nightly",
                 &chrono::Utc::now(),
-                crate::CronRunKind::Manual,
+                bodywork_runtime::CronRunKind::Manual,
                 1,
                 cron,
             )

@@ -20,8 +20,7 @@ use bodywork_runtime::{
     AsOf, CancellationToken, Level, Log, Resolution, RunContext, Runtime, RuntimeError, StageRun,
     WorkflowSubmission,
 };
-pub use bodywork_source::Checkout;
-use bodywork_source::{FetchOptions, Source};
+use bodywork_source::{Checkout, FetchOptions, Source};
 use futures_util::future::join_all;
 pub use prepare::{PrepareError, PrepareRequest, Prepared, Preparing, invalid_message, prepare};
 

@@ -4,19 +4,16 @@
 //! through `secret`'s group functions, a deployment's services through
 //! `service`'s.
 
-use std::sync::Mutex;
-
 use bodywork_config::schedule::Schedule;
 use bodywork_runtime::{
-    ControlPlane, CronJobSpec, CronJobSummary, DETACHED_PREFIX, RuntimeError, WorkflowSubmission,
-    detached_name,
+    ControlPlane, CronJobSpec, CronJobSummary, DETACHED_PREFIX, ObjectKind, RuntimeError,
+    WorkflowSubmission, detached_name,
 };
 
 use super::connect::{block_on, with_control};
 use super::{
     bodywork3_missing, checked_name, checked_optional, cronjob, project_location, secret, workflow,
 };
-use crate::Outcome;
 use crate::cli::{
     CreateCommand, CronArgs, CronPythonArg, CronjobCommand, CronjobCreateArgs, CronjobDisplayArgs,
     CronjobNameArgs, DeleteCommand, DeploymentArgs, GetCommand, GetCronArgs, GlobalArgs,
@@ -24,8 +21,9 @@ use crate::cli::{
     RuntimeKind, UpdateCommand, WorkflowArgs,
 };
 use crate::output;
+use crate::{CliError, CliResult, Outcome};
 
-pub fn create(global: &GlobalArgs, command: &CreateCommand) -> Outcome {
+pub fn create(global: &GlobalArgs, command: &CreateCommand) -> CliResult {
     match command {
         CreateCommand::Deployment(args) => deploy(global, args),
         CreateCommand::Secret(args) => secret::put_in_group(global, args, false),
@@ -33,7 +31,7 @@ pub fn create(global: &GlobalArgs, command: &CreateCommand) -> Outcome {
     }
 }
 
-pub fn update(global: &GlobalArgs, command: &UpdateCommand) -> Outcome {
+pub fn update(global: &GlobalArgs, command: &UpdateCommand) -> CliResult {
     match command {
         UpdateCommand::Deployment(args) => deploy(global, args),
         UpdateCommand::Secret(args) => secret::put_in_group(global, args, true),
@@ -41,7 +39,7 @@ pub fn update(global: &GlobalArgs, command: &UpdateCommand) -> Outcome {
     }
 }
 
-pub fn get(global: &GlobalArgs, command: &GetCommand) -> Outcome {
+pub fn get(global: &GlobalArgs, command: &GetCommand) -> CliResult {
     match command {
         GetCommand::Deployment(args) if args.asynchronous => {
             detached_runs(global, args.logs.as_deref(), None)
@@ -52,7 +50,7 @@ pub fn get(global: &GlobalArgs, command: &GetCommand) -> Outcome {
     }
 }
 
-pub fn delete(global: &GlobalArgs, command: &DeleteCommand) -> Outcome {
+pub fn delete(global: &GlobalArgs, command: &DeleteCommand) -> CliResult {
     match command {
         DeleteCommand::Deployment(args) if args.asynchronous => {
             delete_detached(global, &args.name, true)
@@ -65,20 +63,11 @@ pub fn delete(global: &GlobalArgs, command: &DeleteCommand) -> Outcome {
 
 /// `create/update deployment REPO [--branch B] [--ssh KEY] [--group G]`:
 /// the seed's `workflow REPO [BRANCH]`, into the project's own namespace.
-fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> Outcome {
-    let mut group = match checked_optional("secrets group", args.group.as_deref()) {
-        Ok(g) => g,
-        Err(o) => return o,
-    };
-    let image = match stage_image(global, args.bodywork_image.as_deref()) {
-        Ok(i) => i,
-        Err(o) => return o,
-    };
+fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> CliResult {
+    let mut group = checked_optional("secrets group", args.group.as_deref())?;
+    let image = stage_image(global, args.bodywork_image.as_deref())?;
     if let (Some(path), false) = (&args.ssh, args.dry_run) {
-        match store_deploy_key(global, args, path, group) {
-            Ok(g) => group = Some(g),
-            Err(o) => return o,
-        }
+        group = Some(store_deploy_key(global, args, path, group)?);
     }
     let workflow = WorkflowArgs {
         namespace: OptionalNamespaceArg { namespace: None },
@@ -92,10 +81,7 @@ fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> Outcome {
         python: args.python.clone(),
     };
     if args.asynchronous {
-        let name = match checked_optional("deployment job", args.async_job_name.as_deref()) {
-            Ok(n) => n,
-            Err(o) => return o,
-        };
+        let name = checked_optional("deployment job", args.async_job_name.as_deref())?;
         // Named as Bodywork 3 names it; Bodywork 3's words.
         let name = name.map(|n| format!("{DETACHED_PREFIX}{n}"));
         println!("Using asynchronous workflow controller.");
@@ -112,16 +98,15 @@ fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> Outcome {
 /// Bodywork 3's `--bodywork-image`, a malformed one refused in its words
 /// (exit 1): on Kubernetes the image stages run in; the local runtime runs
 /// stages on this machine, so there it is checked and not used.
-fn stage_image(global: &GlobalArgs, image: Option<&str>) -> Result<Option<String>, Outcome> {
+fn stage_image(global: &GlobalArgs, image: Option<&str>) -> Result<Option<String>, CliError> {
     let Some(image) = image else {
         return Ok(None);
     };
     if !is_image_reference(image) {
-        output::report_message(format!(
+        return Err(CliError::failure(format!(
             "Invalid Docker image specified: {image} - cannot be parsed as \
              DOCKERHUB_USERNAME/IMAGE_NAME:TAG"
-        ));
-        return Err(Outcome::Failure);
+        )));
     }
     match global.runtime {
         RuntimeKind::Kubernetes => Ok(Some(image.to_string())),
@@ -220,7 +205,7 @@ fn store_deploy_key(
     args: &DeploymentArgs,
     path: &std::path::Path,
     group: Option<String>,
-) -> Result<String, Outcome> {
+) -> Result<String, CliError> {
     let (path, key) = read_key(path)?;
     let repo = project_location(&args.git_url, Outcome::Usage)?;
     let submission = WorkflowSubmission {
@@ -234,73 +219,46 @@ fn store_deploy_key(
     let name = bodywork_source::GIT_SSH_KEY_SECRET;
     let data = [(bodywork_source::GIT_SSH_KEY_VAR.to_string(), key)].into();
     let in_group = group.clone();
-    let stored = with_control(global, None, async move |cp| {
+    with_control(global, None, async move |cp| {
         let exists = bodywork_runtime::groups::list(cp, Some(&in_group))
             .await?
             .iter()
             .any(|s| s.name == name);
         bodywork_runtime::groups::put(cp, &in_group, name, data, exists).await?;
         println!("secret={name} stored in group={in_group}: the deployment's stages clone with it");
-        Ok(Outcome::Success)
-    });
-    match stored {
-        Outcome::Success => Ok(group),
-        other => Err(other),
-    }
+        Ok(())
+    })?;
+    Ok(group)
 }
-
-/// The project fetched, loaded and planned here (nothing done), or the
-/// outcome of failing to, reported.
-fn plan_project(submission: &WorkflowSubmission) -> Result<bodywork_plan::WorkflowPlan, Outcome> {
-    try_plan(submission).map_err(plan_failed)
-}
-
-/// Why a project could not be planned; `None` when the async runtime did
-/// not even start (said already).
-type PlanError = Option<Box<dyn std::error::Error + Send + Sync>>;
 
 /// The project fetched, loaded and planned here (nothing done), or why not.
-fn try_plan(submission: &WorkflowSubmission) -> Result<bodywork_plan::WorkflowPlan, PlanError> {
-    let planned = Mutex::new(None);
+fn plan_project(submission: &WorkflowSubmission) -> Result<bodywork_plan::WorkflowPlan, CliError> {
     block_on(async {
-        let plan = bodywork_kube::host::plan(submission).await;
-        if let Ok(mut slot) = planned.lock() {
-            *slot = Some(plan);
+        match bodywork_kube::host::plan(submission).await {
+            Ok(prepared) => Ok(prepared.plan),
+            Err(e) => Err(CliError::workflow(&e)),
         }
-        Outcome::Success
-    });
-    match planned.into_inner().ok().flatten() {
-        Some(Ok(prepared)) => Ok(prepared.plan),
-        Some(Err(e)) => Err(Some(Box::new(e))),
-        None => Err(None),
-    }
-}
-
-/// A project that could not be planned, reported.
-fn plan_failed(e: PlanError) -> Outcome {
-    if let Some(e) = e {
-        output::report_error(e.as_ref(), None);
-    }
-    Outcome::Failure
+    })
 }
 
 /// A private key file given with `--ssh`: its absolute path and its text.
-fn read_key(path: &std::path::Path) -> Result<(std::path::PathBuf, String), Outcome> {
+fn read_key(path: &std::path::Path) -> Result<(std::path::PathBuf, String), CliError> {
     match std::fs::read_to_string(path) {
         Ok(key) => Ok((
             std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
             key,
         )),
-        Err(e) => {
-            output::report_message(format!("--ssh {}: cannot read it: {e}", path.display()));
-            Err(Outcome::Usage)
-        }
+        Err(e) => Err(CliError::caused(
+            format!("--ssh {}: cannot read it", path.display()),
+            &e,
+            Outcome::Usage,
+        )),
     }
 }
 
 /// Detached runs (those named `named` only, when given) in the runs
 /// table, or with `logs` the whole log of that run.
-fn detached_runs(global: &GlobalArgs, logs: Option<&str>, named: Option<&str>) -> Outcome {
+fn detached_runs(global: &GlobalArgs, logs: Option<&str>, named: Option<&str>) -> CliResult {
     let (logs, named, format) = (
         logs.map(String::from),
         named.map(String::from),
@@ -325,20 +283,14 @@ fn detached_runs(global: &GlobalArgs, logs: Option<&str>, named: Option<&str>) -
 /// Bodywork 1.x–2.x's `deployment create / display / logs / delete_job`:
 /// `create` hands the workflow to the control plane (with `--local`, runs
 /// it here, attached); the others act on the detached runs.
-pub fn legacy_deployment(global: &GlobalArgs, args: &LegacyDeploymentArgs) -> Outcome {
+pub fn legacy_deployment(global: &GlobalArgs, args: &LegacyDeploymentArgs) -> CliResult {
     let name = (!args.name.is_empty()).then(|| args.name.clone());
     match args.action {
-        LegacyAction::Create if args.git_repo_url.is_empty() => {
-            output::report_message(
-                "please specify Git repo URL for the deployment you want to create",
-            );
-            Outcome::Usage
-        }
+        LegacyAction::Create if args.git_repo_url.is_empty() => Err(CliError::usage(
+            "please specify Git repo URL for the deployment you want to create",
+        )),
         LegacyAction::Create => {
-            let name = match checked_optional("deployment job", name.as_deref()) {
-                Ok(n) => n,
-                Err(o) => return o,
-            };
+            let name = checked_optional("deployment job", name.as_deref())?;
             let workflow = WorkflowArgs {
                 namespace: OptionalNamespaceArg {
                     namespace: args.namespace.clone(),
@@ -362,10 +314,9 @@ pub fn legacy_deployment(global: &GlobalArgs, args: &LegacyDeploymentArgs) -> Ou
                 );
             })
         }
-        _ if name.is_none() => {
-            output::report_message("please specify --name for the deployment job");
-            Outcome::Usage
-        }
+        _ if name.is_none() => Err(CliError::usage(
+            "please specify --name for the deployment job",
+        )),
         LegacyAction::Display => detached_runs(global, None, name.as_deref()),
         LegacyAction::Logs => detached_runs(global, name.as_deref(), None),
         LegacyAction::DeleteJob => delete_detached(global, &args.name, false),
@@ -375,7 +326,7 @@ pub fn legacy_deployment(global: &GlobalArgs, args: &LegacyDeploymentArgs) -> Ou
 /// Forget a detached run (every attempt) and its log; refused while it
 /// runs. In Bodywork 3's words with `bodywork3` (one not there said so,
 /// exit 0), else in Bodywork 2's.
-fn delete_detached(global: &GlobalArgs, name: &str, bodywork3: bool) -> Outcome {
+fn delete_detached(global: &GlobalArgs, name: &str, bodywork3: bool) -> CliResult {
     let name = name.to_string();
     with_control(global, None, async move |cp| {
         let deleted = cp.delete_detached(&name).await;
@@ -392,11 +343,8 @@ fn delete_detached(global: &GlobalArgs, name: &str, bodywork3: bool) -> Outcome 
 }
 
 /// Bodywork 3's `delete cronjob NAME`, in whichever namespace it is.
-fn delete_cronjob(global: &GlobalArgs, name: &str) -> Outcome {
-    let name = match checked_name("cron job", name) {
-        Ok(n) => n,
-        Err(o) => return o,
-    };
+fn delete_cronjob(global: &GlobalArgs, name: &str) -> CliResult {
+    let name = checked_name("cron job", name)?;
     with_control(global, None, async move |cp| {
         let found = cron_namespace(cp, &name).await;
         if let Some(namespace) =
@@ -414,33 +362,19 @@ fn delete_cronjob(global: &GlobalArgs, name: &str) -> Outcome {
 /// now); `update` changes the cron job in place, its history kept. A
 /// project that cannot be read now (a branch not pushed yet) is a warning
 /// for `update`, as Bodywork 3 takes it as it is and fails at run time.
-fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
-    let name = match checked_name("cron job", &args.name) {
-        Ok(n) => n,
-        Err(o) => return o,
-    };
-    if let Err(o) = cronjob::checked_schedule(&args.schedule, None) {
-        return o;
-    }
-    let image = match stage_image(global, args.bodywork_image.as_deref()) {
-        Ok(i) => i,
-        Err(o) => return o,
-    };
-    let repo = match project_location(&args.git_url, Outcome::Usage) {
-        Ok(repo) => repo,
-        Err(o) => return o,
-    };
-    let key = match args.ssh.as_deref().map(read_key).transpose() {
-        Ok(key) => key,
-        Err(o) => return o,
-    };
+fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> CliResult {
+    let name = checked_name("cron job", &args.name)?;
+    cronjob::checked_schedule(&args.schedule, None)?;
+    let image = stage_image(global, args.bodywork_image.as_deref())?;
+    let repo = project_location(&args.git_url, Outcome::Usage)?;
+    let key = args.ssh.as_deref().map(read_key).transpose()?;
     let submission = WorkflowSubmission {
         repo: repo.clone(),
         branch: args.branch.clone(),
         ssh_key: key.as_ref().map(|(path, _)| path.clone()),
         ..WorkflowSubmission::default()
     };
-    let planned = match try_plan(&submission) {
+    let planned = match plan_project(&submission) {
         Ok(plan) => {
             println!(
                 "project={} deploys into namespace={}",
@@ -448,21 +382,21 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
             );
             Some(plan.namespace)
         }
-        Err(Some(e)) if update => {
+        Err(e) if update => {
             output::report_warning(format!(
-                "cannot read the project now ({e}); cronjob={name} is updated all the same, \
-                 and its runs fail until it can be read"
+                "cannot read the project now ({}); cronjob={name} is updated all the same, \
+                 and its runs fail until it can be read",
+                e.message()
             ));
             None
         }
-        Err(e) => return plan_failed(e),
+        Err(e) => return Err(e),
     };
-    let ready = Mutex::new(None);
-    let outcome = with_control(global, None, async |cp| {
+    let ready = with_control(global, None, async |cp| {
         let (namespace, group, resolve, python) = if update {
             let Some(job) = existing_cronjob(cp, planned.as_deref(), &name).await? else {
                 println!("Could not find cronjob={name}.");
-                return Ok(Outcome::Success);
+                return Ok(None);
             };
             // Without --group, the group the cron job had; so for the date
             // and the Python.
@@ -476,7 +410,7 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
             (job.namespace, group, resolve, python)
         } else {
             let Some(namespace) = planned.clone() else {
-                return Ok(Outcome::Failure);
+                return Err(CliError::failure("the project's namespace is not known"));
             };
             if !cp.namespace_exists(&namespace).await? {
                 let setup = cp.setup_namespace(&namespace).await?;
@@ -498,13 +432,10 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> Outcome {
                 bodywork_source::SSH_KEY_SECRET
             );
         }
-        if let Ok(mut slot) = ready.lock() {
-            *slot = Some((namespace, group, resolve, python));
-        }
-        Ok(Outcome::Success)
-    });
-    let Some((namespace, group, resolve, python)) = ready.into_inner().ok().flatten() else {
-        return outcome;
+        Ok(Some((namespace, group, resolve, python)))
+    })?;
+    let Some((namespace, group, resolve, python)) = ready else {
+        return Ok(Outcome::Success);
     };
     cronjob::create(
         global,
@@ -557,7 +488,7 @@ async fn existing_cronjob(
 
 /// `get cronjob(s) [NAME] [--history] [--logs RUN]`: the seed's `cronjob
 /// display / history / logs`, in the namespace the cron job is in.
-fn get_cronjob(global: &GlobalArgs, args: &GetCronArgs) -> Outcome {
+fn get_cronjob(global: &GlobalArgs, args: &GetCronArgs) -> CliResult {
     let Some(name) = &args.name else {
         return all_cronjobs(global);
     };
@@ -581,7 +512,7 @@ fn get_cronjob(global: &GlobalArgs, args: &GetCronArgs) -> Outcome {
 }
 
 /// The cron jobs of every namespace, in the seed's table.
-fn all_cronjobs(global: &GlobalArgs) -> Outcome {
+fn all_cronjobs(global: &GlobalArgs) -> CliResult {
     let format = global.output;
     with_control(global, None, async move |cp| {
         let mut jobs = Vec::new();
@@ -598,29 +529,20 @@ fn cron_command(
     global: &GlobalArgs,
     name: &str,
     command: impl FnOnce(CronjobNameArgs) -> CronjobCommand,
-) -> Outcome {
-    let name = match checked_name("cron job", name) {
-        Ok(n) => n,
-        Err(o) => return o,
-    };
-    let found = Mutex::new(None);
-    let outcome = with_control(global, None, async |cp| {
-        let ns = cron_namespace(cp, &name).await?;
-        if let Ok(mut f) = found.lock() {
-            *f = Some(ns);
-        }
-        Ok(Outcome::Success)
-    });
-    match found.into_inner().ok().flatten() {
-        Some(namespace) if outcome == Outcome::Success => cronjob::run(
-            global,
-            &command(CronjobNameArgs {
-                namespace: NamespaceArg { namespace },
-                name,
-            }),
-        ),
-        _ => outcome,
-    }
+) -> CliResult {
+    let name = checked_name("cron job", name)?;
+    let namespace = with_control(
+        global,
+        None,
+        async |cp| Ok(cron_namespace(cp, &name).await?),
+    )?;
+    cronjob::run(
+        global,
+        &command(CronjobNameArgs {
+            namespace: NamespaceArg { namespace },
+            name,
+        }),
+    )
 }
 
 /// The one namespace holding a cron job of this name.
@@ -633,15 +555,16 @@ async fn cron_namespace(cp: &dyn ControlPlane, name: &str) -> Result<String, Run
     }
     match holding.len() {
         0 => Err(RuntimeError::NotFound {
-            kind: "cron job",
+            kind: ObjectKind::CronJob,
             name: name.to_string(),
             namespace: String::new(),
         }),
         1 => Ok(holding.remove(0)),
-        _ => Err(RuntimeError::Conflict(format!(
-            "cron job {name} exists in namespaces {}; use `bodywork cronjob ... --namespace NS`",
+        _ => Err(RuntimeError::conflict(format!(
+            "cron job {name} exists in namespaces {}",
             holding.join(", ")
-        ))),
+        ))
+        .with_hint("use `bodywork cronjob ... --namespace NS`")),
     }
 }
 

@@ -7,19 +7,19 @@
 //! scheduler or the cluster's CronJob controller does.
 
 use bodywork_config::schedule::{Schedule, seconds_allowed};
-use bodywork_runtime::{CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary};
+use bodywork_runtime::{CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, ObjectKind};
 
 use super::connect::{printed, with_control};
 use super::{checked_name, checked_names, checked_optional, dry_run, only_named, project_location};
-use crate::Outcome;
 use crate::cli::{
     CronjobCommand, CronjobCreateArgs, CronjobDisplayArgs, CronjobNameArgs, GlobalArgs,
     OutputFormat,
 };
-use crate::output::{self, TerminalLog, table, time};
+use crate::output::{TerminalLog, table, time};
+use crate::{CliError, CliResult, Outcome};
 
 /// Carry out one `cronjob` subcommand.
-pub fn run(global: &GlobalArgs, command: &CronjobCommand) -> Outcome {
+pub fn run(global: &GlobalArgs, command: &CronjobCommand) -> CliResult {
     match command {
         CronjobCommand::Create(args) => create(global, args, false, None, created),
         CronjobCommand::Delete(args) => with_names(args, |namespace, name| {
@@ -46,11 +46,9 @@ pub fn run(global: &GlobalArgs, command: &CronjobCommand) -> Outcome {
 }
 
 /// Checks the namespace and cron job name, then hands them to `f`.
-fn with_names(args: &CronjobNameArgs, f: impl FnOnce(String, String) -> Outcome) -> Outcome {
-    match checked_names(&args.namespace.namespace, "cron job", &args.name) {
-        Ok((namespace, name)) => f(namespace, name),
-        Err(o) => o,
-    }
+fn with_names(args: &CronjobNameArgs, f: impl FnOnce(String, String) -> CliResult) -> CliResult {
+    let (namespace, name) = checked_names(&args.namespace.namespace, "cron job", &args.name)?;
+    f(namespace, name)
 }
 
 /// A schedule is checked in the CLI, once for both runtimes, so a typo is
@@ -58,11 +56,9 @@ fn with_names(args: &CronjobNameArgs, f: impl FnOnce(String, String) -> Outcome)
 pub(super) fn checked_schedule(
     schedule: &str,
     timezone: Option<&str>,
-) -> Result<Schedule, Outcome> {
-    Schedule::parse(schedule, timezone, seconds_allowed()).map_err(|e| {
-        output::report_error(&e, None);
-        Outcome::Usage
-    })
+) -> Result<Schedule, CliError> {
+    Schedule::parse(schedule, timezone, seconds_allowed())
+        .map_err(|e| CliError::error(&e, Outcome::Usage))
 }
 
 /// The seed's line for a cron job created: where, and when it runs next.
@@ -87,23 +83,11 @@ pub(super) fn create(
     update: bool,
     image: Option<String>,
     done: fn(&CronJobSpec, &Schedule, bool) -> String,
-) -> Outcome {
-    let (namespace, name) = match checked_names(&args.namespace.namespace, "cron job", &args.name) {
-        Ok(v) => v,
-        Err(o) => return o,
-    };
-    let schedule = match checked_schedule(&args.schedule, args.timezone.as_deref()) {
-        Ok(s) => s,
-        Err(o) => return o,
-    };
-    let repo = match project_location(&args.git_repo_url, Outcome::Usage) {
-        Ok(repo) => repo,
-        Err(o) => return o,
-    };
-    let secrets_group = match checked_optional("secrets group", args.group.as_deref()) {
-        Ok(g) => g,
-        Err(o) => return o,
-    };
+) -> CliResult {
+    let (namespace, name) = checked_names(&args.namespace.namespace, "cron job", &args.name)?;
+    let schedule = checked_schedule(&args.schedule, args.timezone.as_deref())?;
+    let repo = project_location(&args.git_repo_url, Outcome::Usage)?;
+    let secrets_group = checked_optional("secrets group", args.group.as_deref())?;
     let spec = CronJobSpec {
         namespace,
         name,
@@ -131,15 +115,18 @@ pub(super) fn create(
     })
 }
 
-fn display(global: &GlobalArgs, args: &CronjobDisplayArgs) -> Outcome {
-    let namespace = match checked_name("namespace", &args.namespace.namespace) {
-        Ok(ns) => ns,
-        Err(o) => return o,
-    };
+fn display(global: &GlobalArgs, args: &CronjobDisplayArgs) -> CliResult {
+    let namespace = checked_name("namespace", &args.namespace.namespace)?;
     let (name, format) = (args.name.clone(), global.output);
     with_control(global, None, async move |cp| {
         let jobs = cp.list_cronjobs(&namespace).await?;
-        let jobs = only_named(jobs, name.as_deref(), |j| &j.name, "cron job", &namespace)?;
+        let jobs = only_named(
+            jobs,
+            name.as_deref(),
+            |j| &j.name,
+            ObjectKind::CronJob,
+            &namespace,
+        )?;
         printed(print_cronjobs(format, &jobs))
     })
 }
@@ -170,7 +157,7 @@ pub(super) fn print_cronjobs(
     })
 }
 
-fn history(global: &GlobalArgs, args: &CronjobNameArgs) -> Outcome {
+fn history(global: &GlobalArgs, args: &CronjobNameArgs) -> CliResult {
     let format = global.output;
     with_names(args, |namespace, name| {
         with_control(global, None, async move |cp| {
@@ -195,11 +182,8 @@ fn history(global: &GlobalArgs, args: &CronjobNameArgs) -> Outcome {
 
 /// The whole log of one run, line by line on stdout (errors on stderr), so
 /// `> log.txt` captures exactly the log.
-fn logs(global: &GlobalArgs, args: &CronjobNameArgs) -> Outcome {
-    let namespace = match checked_name("namespace", &args.namespace.namespace) {
-        Ok(ns) => ns,
-        Err(o) => return o,
-    };
+fn logs(global: &GlobalArgs, args: &CronjobNameArgs) -> CliResult {
+    let namespace = checked_name("namespace", &args.namespace.namespace)?;
     let run = args.name.clone();
     with_control(global, None, async move |cp| {
         cp.cronjob_logs(&namespace, &run, &TerminalLog::stdout())

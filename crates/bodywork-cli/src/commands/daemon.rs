@@ -3,20 +3,16 @@
 //! it dies), stop it, restart it without stopping services, or say whether
 //! it runs.
 
-use bodywork_local::client::{ClientError, UNEXPECTED};
 use bodywork_local::protocol::{Request, Response};
 use bodywork_runtime::RuntimeError;
 
 use super::connect::{block_on, home, printed, with_local};
-use crate::Outcome;
 use crate::cli::{DaemonArgs, GlobalArgs};
-use crate::output::{self, table, time};
+use crate::output::{table, time};
+use crate::{CliError, CliResult, Outcome};
 
-pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> Outcome {
-    let home = match home() {
-        Ok(h) => h,
-        Err(o) => return o,
-    };
+pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> CliResult {
+    let home = home()?;
     if args.stop || args.restart {
         return block_on(async move {
             let (done, result) = if args.stop {
@@ -27,36 +23,29 @@ pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> Outcome {
                     bodywork_local::client::restart(&home).await,
                 )
             };
-            match result {
-                Ok(true) => println!("{done}"),
-                Ok(false) if args.stop => {
+            match result.map_err(RuntimeError::from)? {
+                true => println!("{done}"),
+                false if args.stop => {
                     println!("no daemon is running for {}", home.root().display());
                 }
-                Ok(false) => println!(
+                false => println!(
                     "no daemon was running for {}; started one",
                     home.root().display()
                 ),
-                Err(e) => return fail(&e),
             }
-            Outcome::Success
+            Ok(Outcome::Success)
         });
     }
     if args.status {
         let format = global.output;
-        let running = block_on(async {
-            if bodywork_local::client::is_running(&home).await {
-                Outcome::Success
-            } else {
-                Outcome::Failure
-            }
-        });
-        if running != Outcome::Success {
+        let running = block_on(async { Ok(bodywork_local::client::is_running(&home).await) })?;
+        if !running {
             println!("no daemon is running for {}", home.root().display());
-            return Outcome::Failure;
+            return Ok(Outcome::Failure);
         }
         return with_local(async move |local| {
             let Response::Status(status) = local.call(Request::Status).await? else {
-                return Err(RuntimeError::Failed(UNEXPECTED.into()));
+                return Err(bodywork_local::client::unexpected().into());
             };
             printed(table::print(format, &status, |s| {
                 table::table(
@@ -90,37 +79,35 @@ pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> Outcome {
     {
         Ok(rt) => rt,
         Err(e) => {
-            output::report_message(format!("cannot start the async runtime: {e}"));
-            return Outcome::Failure;
+            return Err(CliError::caused(
+                "cannot start the async runtime",
+                &e,
+                Outcome::Failure,
+            ));
         }
     };
     crate::run_stages_under_reaper();
     match runtime.block_on(bodywork_local::daemon::run(home)) {
-        Ok(()) => Outcome::Success,
-        Err(e) => {
-            output::report_error(&e, None);
-            Outcome::DaemonStartFailed
-        }
+        Ok(()) => Ok(Outcome::Success),
+        Err(e) => Err(CliError::error(&e, Outcome::DaemonStartFailed)),
     }
 }
 
 /// `bodywork daemon`: the supervisor, which runs `bodywork daemon --worker`
 /// and starts it again if it dies (`bodywork_local::supervisor`).
-fn supervise(home: &bodywork_local::Home) -> Outcome {
+fn supervise(home: &bodywork_local::Home) -> CliResult {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(e) => {
-            output::report_message(format!("cannot find this program to run the daemon: {e}"));
-            return Outcome::Failure;
+            return Err(CliError::caused(
+                "cannot find this program to run the daemon",
+                &e,
+                Outcome::Failure,
+            ));
         }
     };
     match bodywork_local::supervisor::supervise(&exe, home) {
-        bodywork_local::supervisor::Ended::Stopped => Outcome::Success,
-        bodywork_local::supervisor::Ended::Failed => Outcome::Failure,
+        bodywork_local::supervisor::Ended::Stopped => Ok(Outcome::Success),
+        bodywork_local::supervisor::Ended::Failed => Ok(Outcome::Failure),
     }
-}
-
-fn fail(e: &ClientError) -> Outcome {
-    output::report_error(e, None);
-    Outcome::Failure
 }

@@ -9,45 +9,39 @@ use bodywork_kube::{Manifest, control::cron_image, manifests, to_yaml};
 use bodywork_runtime::{CronJobSpec, WorkflowSubmission};
 
 use super::connect::block_on;
-use crate::Outcome;
 use crate::cli::{GlobalArgs, RuntimeKind};
-use crate::output;
+use crate::{CliError, CliResult, Outcome};
 
 /// Refuse `--dry-run` on the local runtime.
-fn kubernetes_only(global: &GlobalArgs) -> Result<(), Outcome> {
+fn kubernetes_only(global: &GlobalArgs) -> Result<(), CliError> {
     if global.runtime == RuntimeKind::Kubernetes {
         return Ok(());
     }
-    output::report_message(
-        "--dry-run prints Kubernetes manifests; use it with --runtime kubernetes",
-    );
-    Err(Outcome::Usage)
+    Err(CliError::usage("--dry-run prints Kubernetes manifests")
+        .with_hint("use it with --runtime kubernetes"))
 }
 
-fn print_manifests(manifests: &[Manifest]) -> Outcome {
+fn print_manifests(manifests: &[Manifest]) -> CliResult {
     match to_yaml(manifests) {
         Ok(yaml) => {
             print!("{yaml}");
-            Outcome::Success
+            Ok(Outcome::Success)
         }
-        Err(e) => {
-            output::report_message(format!("cannot render the manifests as YAML: {e}"));
-            Outcome::Failure
-        }
+        Err(e) => Err(CliError::caused(
+            "cannot render the manifests as YAML",
+            &e,
+            Outcome::Failure,
+        )),
     }
 }
 
-pub fn setup_namespace(global: &GlobalArgs, namespace: &str) -> Outcome {
-    if let Err(o) = kubernetes_only(global) {
-        return o;
-    }
+pub fn setup_namespace(global: &GlobalArgs, namespace: &str) -> CliResult {
+    kubernetes_only(global)?;
     print_manifests(&manifests::namespace_manifests(namespace))
 }
 
-pub fn cronjob(global: &GlobalArgs, spec: &CronJobSpec) -> Outcome {
-    if let Err(o) = kubernetes_only(global) {
-        return o;
-    }
+pub fn cronjob(global: &GlobalArgs, spec: &CronJobSpec) -> CliResult {
+    kubernetes_only(global)?;
     print_manifests(&[manifests::cronjob_manifest(spec, cron_image().as_deref())])
 }
 
@@ -55,10 +49,8 @@ pub fn workflow(
     global: &GlobalArgs,
     submission: &WorkflowSubmission,
     image: Option<&str>,
-) -> Outcome {
-    if let Err(o) = kubernetes_only(global) {
-        return o;
-    }
+) -> CliResult {
+    kubernetes_only(global)?;
     block_on(async move {
         match host::dry_run(submission, image).await {
             Ok(dry) => {
@@ -67,10 +59,7 @@ pub fn workflow(
                 }
                 print_manifests(&dry.manifests)
             }
-            Err(e) => {
-                output::report_error(&e, None);
-                Outcome::Failure
-            }
+            Err(e) => Err(CliError::workflow(&e)),
         }
     })
 }

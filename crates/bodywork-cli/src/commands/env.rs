@@ -2,16 +2,14 @@
 //! environments, each with the date its requirements were resolved as of
 //! and its lock (every package installed, `name==version`).
 
-use bodywork_local::client::UNEXPECTED;
 use bodywork_local::protocol::{EnvSummary, Request, Response};
-use bodywork_runtime::RuntimeError;
 
 use super::connect::{printed, with_local};
-use crate::Outcome;
 use crate::cli::{EnvCommand, GlobalArgs, OutputFormat};
-use crate::output::{self, table, time};
+use crate::output::{table, time};
+use crate::{CliError, CliResult};
 
-pub fn run(global: &GlobalArgs, command: &EnvCommand) -> Outcome {
+pub fn run(global: &GlobalArgs, command: &EnvCommand) -> CliResult {
     let format = global.output;
     let (request, verb, wanted) = match command {
         EnvCommand::List => (Request::EnvList, None, None),
@@ -20,15 +18,12 @@ pub fn run(global: &GlobalArgs, command: &EnvCommand) -> Outcome {
     };
     with_local(async move |local| {
         let Response::Envs { envs } = local.call(request).await? else {
-            return Err(RuntimeError::Failed(UNEXPECTED.into()));
+            return Err(bodywork_local::client::unexpected().into());
         };
         if let Some(wanted) = wanted {
             return match one(envs, &wanted) {
                 Ok(env) => printed(table::print(format, &env, fields)),
-                Err(why) => {
-                    output::report_message(why);
-                    Ok(Outcome::Failure)
-                }
+                Err(why) => Err(CliError::failure(why)),
             };
         }
         if let Some(verb) = verb

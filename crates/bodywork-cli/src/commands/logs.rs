@@ -4,15 +4,12 @@
 
 use super::checked_name;
 use super::connect::with_control;
-use crate::Outcome;
 use crate::cli::{GlobalArgs, LogsArgs};
 use crate::output::TerminalLog;
+use crate::{CliResult, Outcome};
 
-pub fn run(global: &GlobalArgs, args: &LogsArgs) -> Outcome {
-    let namespace = match checked_name("namespace", &args.namespace.namespace) {
-        Ok(ns) => ns,
-        Err(o) => return o,
-    };
+pub fn run(global: &GlobalArgs, args: &LogsArgs) -> CliResult {
+    let namespace = checked_name("namespace", &args.namespace.namespace)?;
     let (name, follow) = (args.name.clone(), args.follow);
     with_control(global, None, async move |cp| {
         cp.logs(&namespace, &name, follow, &TerminalLog::stdout())

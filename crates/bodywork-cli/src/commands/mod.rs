@@ -19,28 +19,24 @@ mod stage;
 mod validate;
 mod workflow;
 
-use crate::Outcome;
 use crate::cli::{Cli, Command, RuntimeKind};
-use crate::output;
+use crate::{CliError, CliResult, Outcome};
 
 /// Carry out the parsed command line.
-pub fn run(cli: Cli) -> Outcome {
+pub fn run(cli: Cli) -> CliResult {
     let global = cli.global;
     match cli.command {
         Command::Validate(args) => validate::run(&global, &args),
-        Command::Debug(args) => debug::run(&args),
-        Command::Completions(args) => completions::run(&args),
+        Command::Debug(args) => Ok(debug::run(&args)),
+        Command::Completions(args) => Ok(completions::run(&args)),
         Command::Stage(args) => stage::run(&args),
         Command::Env(_) | Command::Daemon(_) if global.runtime == RuntimeKind::Kubernetes => {
-            output::report_message(
-                "this command belongs to the local runtime; drop --runtime kubernetes",
-            );
-            Outcome::Usage
+            Err(CliError::usage("this command belongs to the local runtime")
+                .with_hint("drop --runtime kubernetes"))
         }
         // Refused before connecting: no cluster could answer it.
         Command::Runs(_) if global.runtime == RuntimeKind::Kubernetes => {
-            output::report_message(bodywork_kube::control::RUNS_ARE_LOCAL);
-            Outcome::Usage
+            Err(bodywork_kube::control::runs_are_local().into())
         }
         Command::Env(cmd) => env::run(&global, &cmd),
         Command::Daemon(args) => daemon::run(&global, &args),
@@ -66,36 +62,33 @@ pub fn run(cli: Cli) -> Outcome {
         ),
         Command::Version => {
             println!("{}", env!("CARGO_PKG_VERSION"));
-            Outcome::Success
+            Ok(Outcome::Success)
         }
     }
 }
 
 /// A namespace or secret name as the user typed it must already be a valid
 /// DNS-1123 name; when it only differs by case or `_`, say which name to use.
-fn checked_name(kind: &str, raw: &str) -> Result<String, Outcome> {
+fn checked_name(kind: &str, raw: &str) -> Result<String, CliError> {
     match bodywork_config::names::dns1123(raw) {
         Ok(name) if name == raw => Ok(name),
-        Ok(name) => {
-            output::report_message(format!(
-                "{raw:?} is not a valid {kind} name; did you mean {name:?}?"
-            ));
-            Err(Outcome::Usage)
-        }
-        Err(why) => {
-            output::report_message(format!("{raw:?} is not a valid {kind} name: {why}"));
-            Err(Outcome::Usage)
-        }
+        Ok(name) => Err(
+            CliError::usage(format!("{raw:?} is not a valid {kind} name"))
+                .with_hint(format!("did you mean {name:?}?")),
+        ),
+        Err(why) => Err(CliError::usage(format!(
+            "{raw:?} is not a valid {kind} name: {why}"
+        ))),
     }
 }
 
 /// A name the user may leave out, checked when given.
-fn checked_optional(kind: &str, raw: Option<&str>) -> Result<Option<String>, Outcome> {
+fn checked_optional(kind: &str, raw: Option<&str>) -> Result<Option<String>, CliError> {
     raw.map(|r| checked_name(kind, r)).transpose()
 }
 
 /// A namespace and an object name, both checked.
-fn checked_names(namespace: &str, kind: &str, name: &str) -> Result<(String, String), Outcome> {
+fn checked_names(namespace: &str, kind: &str, name: &str) -> Result<(String, String), CliError> {
     Ok((
         checked_name("namespace", namespace)?,
         checked_name(kind, name)?,
@@ -104,15 +97,12 @@ fn checked_names(namespace: &str, kind: &str, name: &str) -> Result<(String, Str
 
 /// A project's location as the runtime gets it: a Git URL as given, a
 /// local directory made absolute (the daemon has another working
-/// directory). An invalid one is reported and ends the command with `fail`.
-fn project_location(raw: &str, fail: Outcome) -> Result<String, Outcome> {
+/// directory). An invalid one ends the command with `fail`.
+fn project_location(raw: &str, fail: Outcome) -> Result<String, CliError> {
     match bodywork_source::Source::parse(raw) {
         Ok(bodywork_source::Source::LocalDir(dir)) => Ok(dir.display().to_string()),
         Ok(bodywork_source::Source::Git(url)) => Ok(url),
-        Err(e) => {
-            output::report_error(&e, None);
-            Err(fail)
-        }
+        Err(e) => Err(CliError::error(&e, fail)),
     }
 }
 
@@ -139,7 +129,7 @@ fn only_named<T>(
     items: Vec<T>,
     name: Option<&str>,
     name_of: impl Fn(&T) -> &str,
-    kind: &'static str,
+    kind: bodywork_runtime::ObjectKind,
     namespace: &str,
 ) -> Result<Vec<T>, bodywork_runtime::RuntimeError> {
     let Some(name) = name else {

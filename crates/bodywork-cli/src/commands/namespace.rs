@@ -3,15 +3,12 @@
 
 use super::connect::{print_lines, with_control};
 use super::{checked_name, dry_run};
-use crate::Outcome;
+use crate::CliResult;
 use crate::cli::{DeleteNamespaceArgs, GlobalArgs, SetupNamespaceArgs};
 use crate::output::namespace::{deletion_lines, setup_lines};
 
-pub fn setup(global: &GlobalArgs, args: &SetupNamespaceArgs) -> Outcome {
-    let namespace = match checked_name("namespace", &args.namespace) {
-        Ok(ns) => ns,
-        Err(o) => return o,
-    };
+pub fn setup(global: &GlobalArgs, args: &SetupNamespaceArgs) -> CliResult {
+    let namespace = checked_name("namespace", &args.namespace)?;
     if args.dry_run {
         return dry_run::setup_namespace(global, &namespace);
     }
@@ -22,11 +19,8 @@ pub fn setup(global: &GlobalArgs, args: &SetupNamespaceArgs) -> Outcome {
     })
 }
 
-pub fn delete(global: &GlobalArgs, args: &DeleteNamespaceArgs) -> Outcome {
-    let namespace = match checked_name("namespace", &args.namespace) {
-        Ok(ns) => ns,
-        Err(o) => return o,
-    };
+pub fn delete(global: &GlobalArgs, args: &DeleteNamespaceArgs) -> CliResult {
+    let namespace = checked_name("namespace", &args.namespace)?;
     with_control(global, None, async move |cp| {
         Ok(print_lines(&deletion_lines(
             &cp.delete_namespace(&namespace).await?,

@@ -4,15 +4,12 @@ use bodywork_runtime::RunSummary;
 
 use super::checked_name;
 use super::connect::{printed, with_control};
-use crate::Outcome;
+use crate::CliResult;
 use crate::cli::{GlobalArgs, OutputFormat, RunsArgs};
 use crate::output::{table, time};
 
-pub fn run(global: &GlobalArgs, args: &RunsArgs) -> Outcome {
-    let namespace = match checked_name("namespace", &args.namespace.namespace) {
-        Ok(ns) => ns,
-        Err(o) => return o,
-    };
+pub fn run(global: &GlobalArgs, args: &RunsArgs) -> CliResult {
+    let namespace = checked_name("namespace", &args.namespace.namespace)?;
     let format = global.output;
     with_control(global, None, async move |cp| {
         let runs = cp.list_runs(&namespace).await?;

@@ -3,29 +3,25 @@
 
 use std::collections::BTreeMap;
 
-use bodywork_runtime::{RuntimeError, groups};
+use bodywork_runtime::{ObjectKind, RuntimeError, groups};
 use serde_json::json;
 
 use super::connect::{printed, with_control};
 use super::{bodywork3_missing, checked_names, only_named};
-use crate::Outcome;
 use crate::cli::{
     DeleteSecretArgs, GetSecretArgs, GlobalArgs, GroupSecretArgs, OutputFormat, SecretCommand,
     SecretCreateArgs, SecretDisplayArgs,
 };
-use crate::output::{self, table, time};
+use crate::output::{table, time};
+use crate::{CliError, CliResult, Outcome};
 
 const MASK: &str = "********";
 
-pub fn run(global: &GlobalArgs, command: &SecretCommand) -> Outcome {
+pub fn run(global: &GlobalArgs, command: &SecretCommand) -> CliResult {
     match command {
         SecretCommand::Create(args) => create(global, args),
         SecretCommand::Delete(args) => {
-            let (namespace, name) =
-                match checked_names(&args.namespace.namespace, "secret", &args.name) {
-                    Ok(v) => v,
-                    Err(o) => return o,
-                };
+            let (namespace, name) = checked_names(&args.namespace.namespace, "secret", &args.name)?;
             with_control(global, None, async move |cp| {
                 cp.delete_secret(&namespace, &name).await?;
                 println!("secret={name} deleted from namespace={namespace}");
@@ -96,16 +92,12 @@ fn all_data(args: &SecretCreateArgs) -> Result<BTreeMap<String, String>, String>
     Ok(data)
 }
 
-fn create(global: &GlobalArgs, args: &SecretCreateArgs) -> Outcome {
-    let (namespace, name) = match checked_names(&args.namespace.namespace, "secret", &args.name) {
-        Ok(v) => v,
-        Err(o) => return o,
-    };
+fn create(global: &GlobalArgs, args: &SecretCreateArgs) -> CliResult {
+    let (namespace, name) = checked_names(&args.namespace.namespace, "secret", &args.name)?;
     let data = match all_data(args) {
         Ok(d) => d,
         Err(e) => {
-            output::report_message(e);
-            return Outcome::Usage;
+            return Err(CliError::usage(e));
         }
     };
     with_control(global, None, async move |cp| {
@@ -115,15 +107,18 @@ fn create(global: &GlobalArgs, args: &SecretCreateArgs) -> Outcome {
     })
 }
 
-fn display(global: &GlobalArgs, args: &SecretDisplayArgs) -> Outcome {
-    let namespace = match super::checked_name("namespace", &args.namespace.namespace) {
-        Ok(ns) => ns,
-        Err(o) => return o,
-    };
+fn display(global: &GlobalArgs, args: &SecretDisplayArgs) -> CliResult {
+    let namespace = super::checked_name("namespace", &args.namespace.namespace)?;
     let (name, show, format) = (args.name.clone(), args.show_values, global.output);
     with_control(global, None, async move |cp| {
         let secrets = cp.list_secrets(&namespace).await?;
-        let secrets = only_named(secrets, name.as_deref(), |s| &s.name, "secret", &namespace)?;
+        let secrets = only_named(
+            secrets,
+            name.as_deref(),
+            |s| &s.name,
+            ObjectKind::Secret,
+            &namespace,
+        )?;
         let shown: Vec<Shown> = secrets
             .iter()
             .map(|s| Shown {
@@ -207,30 +202,26 @@ fn value_cell(value: &str, show: bool) -> String {
 }
 
 /// A secrets group's name, checked like a namespace's (a DNS-1123 label).
-fn checked_group(group: &str) -> Result<String, Outcome> {
+fn checked_group(group: &str) -> Result<String, CliError> {
     super::checked_name("secrets group", group)
 }
 
 /// A secret named without its group: Bodywork 3 refuses it so.
-fn group_needed() -> Outcome {
-    output::report_message("please specify which secrets group the secret belongs to (--group)");
-    Outcome::Usage
+fn group_needed() -> CliResult {
+    Err(CliError::usage(
+        "please specify which secrets group the secret belongs to (--group)",
+    ))
 }
 
 /// Bodywork 3's `create secret NAME --group G --data K=V ...` and, with
 /// `replace`, `update secret`.
-pub fn put_in_group(global: &GlobalArgs, args: &GroupSecretArgs, replace: bool) -> Outcome {
-    let (group, name) = match checked_group(&args.group)
-        .and_then(|g| Ok((g, super::checked_name("secret", &args.name)?)))
-    {
-        Ok(v) => v,
-        Err(o) => return o,
-    };
+pub fn put_in_group(global: &GlobalArgs, args: &GroupSecretArgs, replace: bool) -> CliResult {
+    let (group, name) = checked_group(&args.group)
+        .and_then(|g| Ok((g, super::checked_name("secret", &args.name)?)))?;
     let data = match parse_data(&args.data) {
         Ok(d) => d,
         Err(e) => {
-            output::report_message(e);
-            return Outcome::Usage;
+            return Err(CliError::usage(e));
         }
     };
     with_control(global, None, async move |cp| {
@@ -245,14 +236,11 @@ pub fn put_in_group(global: &GlobalArgs, args: &GroupSecretArgs, replace: bool) 
 }
 
 /// Bodywork 3's `get secret(s) [NAME] [--group G]`.
-pub fn display_groups(global: &GlobalArgs, args: &GetSecretArgs) -> Outcome {
+pub fn display_groups(global: &GlobalArgs, args: &GetSecretArgs) -> CliResult {
     if args.name.is_some() && args.group.is_none() {
         return group_needed();
     }
-    let group = match args.group.as_deref().map(checked_group).transpose() {
-        Ok(g) => g,
-        Err(o) => return o,
-    };
+    let group = args.group.as_deref().map(checked_group).transpose()?;
     let (name, show, format) = (args.name.clone(), args.show_values, global.output);
     with_control(global, None, async move |cp| {
         let secrets = groups::list(cp, group.as_deref()).await?;
@@ -260,7 +248,7 @@ pub fn display_groups(global: &GlobalArgs, args: &GetSecretArgs) -> Outcome {
             secrets,
             name.as_deref(),
             |s| &s.name,
-            "secret",
+            ObjectKind::Secret,
             groups::GROUPS_NAMESPACE,
         );
         // As Bodywork 3 answers it: said, exit 0; with -o json, said on
@@ -292,18 +280,16 @@ pub fn display_groups(global: &GlobalArgs, args: &GetSecretArgs) -> Outcome {
 }
 
 /// Bodywork 3's `delete secret NAME --group G` and `delete secret --group G`.
-pub fn delete_in_group(global: &GlobalArgs, args: &DeleteSecretArgs) -> Outcome {
+pub fn delete_in_group(global: &GlobalArgs, args: &DeleteSecretArgs) -> CliResult {
     let Some(group) = &args.group else {
         if args.name.is_some() {
             return group_needed();
         }
-        output::report_message("please specify a secret or a secrets group to delete");
-        return Outcome::Usage;
+        return Err(CliError::usage(
+            "please specify a secret or a secrets group to delete",
+        ));
     };
-    let group = match checked_group(group) {
-        Ok(g) => g,
-        Err(o) => return o,
-    };
+    let group = checked_group(group)?;
     let name = args.name.clone();
     with_control(global, None, async move |cp| {
         match name {

@@ -1,23 +1,20 @@
 //! `bodywork service display / delete`: the seed's columns SERVICE_URL,
 //! EXPOSED, AVAILABLE_REPLICAS, UNAVAILABLE_REPLICAS, plus commit and age.
 
-use bodywork_runtime::ServiceStatus;
+use bodywork_runtime::{ObjectKind, ServiceStatus};
 
 use super::connect::{printed, with_control};
 use super::{checked_name, only_named};
-use crate::Outcome;
 use crate::cli::{
     DeleteDeploymentArgs, GetDeploymentArgs, GlobalArgs, OutputFormat, ServiceCommand,
 };
 use crate::output::{table, time};
+use crate::{CliError, CliResult, Outcome};
 
-pub fn run(global: &GlobalArgs, command: &ServiceCommand) -> Outcome {
+pub fn run(global: &GlobalArgs, command: &ServiceCommand) -> CliResult {
     match command {
         ServiceCommand::Display(args) => {
-            let namespace = match checked_name("namespace", &args.namespace.namespace) {
-                Ok(ns) => ns,
-                Err(o) => return o,
-            };
+            let namespace = checked_name("namespace", &args.namespace.namespace)?;
             let (name, format) = (args.name.clone(), global.output);
             with_control(global, None, async move |cp| {
                 let services = cp.list_services(&namespace).await?;
@@ -25,7 +22,7 @@ pub fn run(global: &GlobalArgs, command: &ServiceCommand) -> Outcome {
                     services,
                     name.as_deref(),
                     |s| &s.name,
-                    "service",
+                    ObjectKind::Service,
                     &namespace,
                 )?;
                 printed(print_services(format, &services))
@@ -34,10 +31,7 @@ pub fn run(global: &GlobalArgs, command: &ServiceCommand) -> Outcome {
         ServiceCommand::Delete(args) => {
             // The name as deployed: the runtime says when there is none.
             let name = args.name.clone();
-            let namespace = match checked_name("namespace", &args.namespace.namespace) {
-                Ok(ns) => ns,
-                Err(o) => return o,
-            };
+            let namespace = checked_name("namespace", &args.namespace.namespace)?;
             with_control(global, None, async move |cp| {
                 cp.delete_service(&namespace, &name).await?;
                 println!("service={name} deleted from namespace={namespace}");
@@ -74,11 +68,8 @@ async fn deployed(
 /// row a service, named `DEPLOYMENT/SERVICE` as Bodywork 3 names them; one
 /// service named, its fields one a line under that name, as Bodywork 3
 /// shows it.
-pub fn display_deployments(global: &GlobalArgs, args: &GetDeploymentArgs) -> Outcome {
-    let namespace = match super::checked_optional("namespace", args.namespace.as_deref()) {
-        Ok(ns) => ns,
-        Err(o) => return o,
-    };
+pub fn display_deployments(global: &GlobalArgs, args: &GetDeploymentArgs) -> CliResult {
+    let namespace = super::checked_optional("namespace", args.namespace.as_deref())?;
     let (name, service, format) = (args.name.clone(), args.service.clone(), global.output);
     with_control(global, None, async move |cp| {
         let services = deployed(cp, namespace.as_deref(), name.as_deref()).await?;
@@ -94,7 +85,7 @@ pub fn display_deployments(global: &GlobalArgs, args: &GetDeploymentArgs) -> Out
                         &s.name
                     }
                 },
-                "service",
+                ObjectKind::Service,
                 deployment,
             )?,
             _ => services,
@@ -112,20 +103,17 @@ pub fn display_deployments(global: &GlobalArgs, args: &GetDeploymentArgs) -> Out
 
 /// Bodywork 3's `delete deployment NAME`: every service of the deployment
 /// stopped and deleted.
-pub fn delete_deployment(global: &GlobalArgs, args: &DeleteDeploymentArgs) -> Outcome {
-    let namespace = match super::checked_optional("namespace", args.namespace.as_deref()) {
-        Ok(ns) => ns,
-        Err(o) => return o,
-    };
+pub fn delete_deployment(global: &GlobalArgs, args: &DeleteDeploymentArgs) -> CliResult {
+    let namespace = super::checked_optional("namespace", args.namespace.as_deref())?;
     let name = args.name.clone();
     with_control(global, None, async move |cp| {
         let services = deployed(cp, namespace.as_deref(), Some(&name)).await?;
         if services.is_empty() {
-            return Err(bodywork_runtime::RuntimeError::NotFound {
-                kind: "deployment",
+            return Err(CliError::from(bodywork_runtime::RuntimeError::NotFound {
+                kind: bodywork_runtime::ObjectKind::Deployment,
                 name,
                 namespace: namespace.unwrap_or_default(),
-            });
+            }));
         }
         // Bodywork 3's words.
         for s in &services {

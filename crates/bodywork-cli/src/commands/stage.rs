@@ -5,19 +5,20 @@
 //! straight to the terminal. Ctrl-C or SIGTERM stops the stage's whole
 //! process tree. The exit code is the stage's own.
 //!
-//! Must not: fetch, plan or supervise anything itself (`bodywork_local::direct` does).
+//! Must not: fetch, plan or supervise anything itself (`bodywork_stage::direct` does).
 
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bodywork_local::direct::{self, DirectStage};
 use bodywork_runtime::{CancellationToken, Level, Log, LogSink, format_log_line, timestamp_now};
+use bodywork_stage::Outcome as StageOutcome;
+use bodywork_stage::direct::{self, DirectError, DirectStage};
 
 use super::connect::{block_on, home};
-use crate::Outcome;
 use crate::cli::StageArgs;
-use crate::output::{self, color::Style};
+use crate::output::color::Style;
+use crate::{CliError, CliResult, Outcome};
 
 /// Bodywork's own messages, on stderr.
 struct StderrLog {
@@ -45,11 +46,8 @@ impl LogSink for StderrLog {
 }
 
 /// Run the stage; the exit code is the stage's own (1 when it could not run).
-pub fn run(args: &StageArgs) -> Outcome {
-    let home = match home() {
-        Ok(h) => h,
-        Err(o) => return o,
-    };
+pub fn run(args: &StageArgs) -> CliResult {
+    let home = home()?;
     let (branch, stage) = args.branch_and_stage();
     let what = DirectStage {
         repo: args.repo.clone(),
@@ -84,25 +82,28 @@ pub fn run(args: &StageArgs) -> Outcome {
             eprintln!("stopping the stage");
             stop.cancel();
         });
-        let result = direct::run_stage(&home, &what, &log, &cancel).await;
+        let result = match home.create() {
+            Ok(()) => direct::run_stage(&home.stage_places(), &what, &log, &cancel).await,
+            Err(e) => Err(DirectError::Io(format!(
+                "cannot prepare {}: {e}",
+                home.root().display()
+            ))),
+        };
         signals.abort();
         match result {
-            Ok(direct::Outcome::Exited(0)) => Outcome::Success,
+            Ok(StageOutcome::Exited(0)) => Ok(Outcome::Success),
             Ok(other) => {
                 code = other.exit_code();
-                Outcome::Failure
+                Ok(Outcome::Failure)
             }
-            Err(e) => {
-                output::report_error(&e, None);
-                Outcome::Failure
-            }
+            Err(e) => Err(CliError::error(&e, Outcome::Failure)),
         }
-    });
+    })?;
     if outcome == Outcome::Failure && code != 1 {
         let _ = std::io::stdout().flush();
         std::process::exit(code);
     }
-    outcome
+    Ok(outcome)
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM (`docker stop`, a pod deletion).

@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use bodywork_config::{LoadOptions, Loaded, Problem, Project, Severity, StageKind, load_project};
 use serde_json::json;
 
-use crate::Outcome;
 use crate::cli::{GlobalArgs, OutputFormat, RuntimeKind, ValidateArgs};
 use crate::output::color::Style;
+use crate::{CliError, CliResult, Outcome};
 
-pub fn run(global: &GlobalArgs, args: &ValidateArgs) -> Outcome {
+pub fn run(global: &GlobalArgs, args: &ValidateArgs) -> CliResult {
     let root = args.dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let opts = LoadOptions {
         file: args.file.clone(),
@@ -37,14 +37,13 @@ pub fn run(global: &GlobalArgs, args: &ValidateArgs) -> Outcome {
         }
     };
     if let Err(e) = printed {
-        crate::output::report_error(&e, None);
-        return Outcome::Failure;
+        return Err(CliError::error(&e, Outcome::Failure));
     }
-    if loaded.project.is_some() {
+    Ok(if loaded.project.is_some() {
         Outcome::Success
     } else {
         Outcome::Failure
-    }
+    })
 }
 
 /// What the project asks for beyond the local runtime's limits: warnings

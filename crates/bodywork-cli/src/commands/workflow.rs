@@ -9,15 +9,12 @@ use bodywork_source::{KeyFile, Source};
 
 use super::connect::with_control;
 use super::{checked_optional, dry_run, project_location};
-use crate::Outcome;
 use crate::cli::{GlobalArgs, RuntimeKind, WorkflowArgs};
-use crate::output::{self, TerminalLog};
+use crate::output::TerminalLog;
+use crate::{CliError, CliResult, Outcome};
 
-pub fn run(global: &GlobalArgs, args: &WorkflowArgs) -> Outcome {
-    let group = match checked_optional("secrets group", args.group.as_deref()) {
-        Ok(g) => g,
-        Err(o) => return o,
-    };
+pub fn run(global: &GlobalArgs, args: &WorkflowArgs) -> CliResult {
+    let group = checked_optional("secrets group", args.group.as_deref())?;
     run_with_group(global, args, group)
 }
 
@@ -27,11 +24,8 @@ pub fn run_with_group(
     global: &GlobalArgs,
     args: &WorkflowArgs,
     secrets_group: Option<String>,
-) -> Outcome {
-    let (submission, _env_key) = match checked(global, args, secrets_group) {
-        Ok(v) => v,
-        Err(o) => return o,
-    };
+) -> CliResult {
+    let (submission, _env_key) = checked(global, args, secrets_group)?;
     if args.dry_run {
         return dry_run::workflow(global, &submission, args.image.as_deref());
     }
@@ -49,11 +43,8 @@ pub fn detached(
     name: Option<String>,
     retries: u32,
     started: fn(&str),
-) -> Outcome {
-    let (submission, _env_key) = match checked(global, args, secrets_group) {
-        Ok(v) => v,
-        Err(o) => return o,
-    };
+) -> CliResult {
+    let (submission, _env_key) = checked(global, args, secrets_group)?;
     with_control(global, args.image.clone(), async move |cp| {
         let name = cp
             .start_workflow(&submission, name.as_deref(), retries)
@@ -69,21 +60,22 @@ fn checked(
     global: &GlobalArgs,
     args: &WorkflowArgs,
     secrets_group: Option<String>,
-) -> Result<(WorkflowSubmission, Option<KeyFile>), Outcome> {
+) -> Result<(WorkflowSubmission, Option<KeyFile>), CliError> {
     let namespace = checked_optional("namespace", args.namespace.namespace.as_deref())?;
     if args.image.is_some() && !args.dry_run && global.runtime == RuntimeKind::Local {
-        output::report_message(
+        return Err(CliError::usage(
             "--image applies to the Kubernetes runtime; the local runtime runs stages on this machine",
-        );
-        return Err(Outcome::Usage);
+        ));
     }
     let repo = project_location(&args.repo, Outcome::Failure)?;
     let ssh_key = match &args.ssh {
         Some(key) => match std::path::absolute(key) {
             Ok(p) if p.is_file() => Some(p),
             _ => {
-                output::report_message(format!("--ssh {}: no such key file", key.display()));
-                return Err(Outcome::Usage);
+                return Err(CliError::usage(format!(
+                    "--ssh {}: no such key file",
+                    key.display()
+                )));
             }
         },
         None => None,
@@ -95,8 +87,11 @@ fn checked(
             match KeyFile::write(&std::env::temp_dir().join("bodywork-keys"), &key) {
                 Ok(file) => Some(file),
                 Err(e) => {
-                    output::report_message(format!("cannot write the SSH key: {e}"));
-                    return Err(Outcome::Failure);
+                    return Err(CliError::caused(
+                        "cannot write the SSH key",
+                        &e,
+                        Outcome::Failure,
+                    ));
                 }
             }
         }
@@ -116,7 +111,11 @@ fn checked(
 }
 
 /// Run it attached: stream its log live; Ctrl-C cancels it.
-fn attached(global: &GlobalArgs, image: Option<String>, submission: WorkflowSubmission) -> Outcome {
+fn attached(
+    global: &GlobalArgs,
+    image: Option<String>,
+    submission: WorkflowSubmission,
+) -> CliResult {
     with_control(global, image, async move |cp| {
         let log = TerminalLog::with_spinner();
         let cancel = CancellationToken::new();

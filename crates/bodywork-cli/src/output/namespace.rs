@@ -126,7 +126,7 @@ mod tests {
         );
         let broken = NamespaceGone::Terminating {
             waited_secs: 60,
-            watch_error: Some(RuntimeError::Unavailable("gone".into())),
+            watch_error: Some(RuntimeError::unavailable("gone")),
         };
         assert!(
             deletion_lines(&deletion(broken, false))[0]

@@ -441,8 +441,9 @@ fn the_dashboard_readme_cronjob_commands_schedule_list_and_delete() {
     home.ok(&["delete", "cronjob", "daily-metrics"])
         .expect_output("Could not find cronjob=daily-metrics.");
     let gone = home.run(&["get", "cronjob", "daily-metrics"]);
-    gone.expect_code(1)
-        .expect_output("cron job daily-metrics does not exist (see `bodywork get cronjobs`)");
+    gone.expect_code(1).expect_output(
+        "error: cron job daily-metrics does not exist\n  hint: see `bodywork get cronjobs`",
+    );
 }
 
 #[test]

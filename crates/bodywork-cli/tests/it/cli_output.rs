@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::helper;
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
@@ -19,6 +21,11 @@ fn bodywork(args: &[&str]) -> (i32, String, String) {
 
 /// Runs `exe` as [`bodywork`] runs bodywork.
 fn run(exe: &str, args: &[&str]) -> (i32, String, String) {
+    run_with(exe, args, &[])
+}
+
+/// Runs `exe` as [`bodywork`] runs bodywork, with `env` set too.
+fn run_with(exe: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let home = tempfile::tempdir().unwrap();
     let out = Command::new(exe)
         .args(args)
@@ -26,6 +33,7 @@ fn run(exe: &str, args: &[&str]) -> (i32, String, String) {
         .env("BODYWORK_HOME", home.path())
         .env("NO_COLOR", "1")
         .env_remove("BODYWORK_RUNTIME")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
@@ -36,7 +44,16 @@ fn run(exe: &str, args: &[&str]) -> (i32, String, String) {
 }
 
 fn transcript(args: &[&str]) -> String {
-    let (code, stdout, stderr) = bodywork(args);
+    transcript_with(args, &[])
+}
+
+/// [`transcript`] with `env` set too.
+fn transcript_with(args: &[&str], env: &[(&str, &str)]) -> String {
+    let (code, stdout, stderr) = run_with(env!("CARGO_BIN_EXE_bodywork"), args, env);
+    shown(args, code, &stdout, &stderr)
+}
+
+fn shown(args: &[&str], code: i32, stdout: &str, stderr: &str) -> String {
     format!(
         "$ bodywork {}\nexit: {code}\n--- stdout\n{stdout}--- stderr\n{stderr}",
         args.join(" ")
@@ -209,4 +226,162 @@ fn validate_missing_directory_is_one_clear_line() {
         "validate_missing_dir",
         transcript(&["validate", "no/such/dir"])
     );
+}
+
+/// A snapshot's name, the arguments, and the environment to add.
+type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+
+/// The failures a user meets most that need neither a daemon nor a
+/// cluster, as they read them: `error: MESSAGE`, then a `Caused by:` line
+/// per cause, then a `hint:` line per hint, once.
+#[test]
+fn common_errors_are_rendered_once_with_causes_and_hints() {
+    let scratch = tempfile::tempdir().unwrap();
+    // A cluster no one answers for: a closed port of this machine.
+    let kubeconfig = scratch.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: nowhere\n  cluster:\n    \
+         server: https://127.0.0.1:9\ncontexts:\n- name: nowhere\n  context:\n    \
+         cluster: nowhere\n    user: nobody\ncurrent-context: nowhere\nusers:\n- name: nobody\n  \
+         user:\n    token: x\n",
+    )
+    .unwrap();
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let cases: [Case; 7] = [
+        (
+            "daemon_cannot_start",
+            &["secret", "display", "--namespace", "ns"],
+            &[("BODYWORK_HOME", "/dev/null/home")],
+        ),
+        (
+            "cluster_unreachable",
+            &[
+                "--runtime",
+                "kubernetes",
+                "secret",
+                "display",
+                "--namespace",
+                "ns",
+            ],
+            &[("KUBECONFIG", kubeconfig)],
+        ),
+        (
+            "unsupported_on_runtime",
+            &["--runtime", "kubernetes", "runs", "--namespace", "ns"],
+            &[],
+        ),
+        (
+            "local_command_on_kubernetes",
+            &["--runtime", "kubernetes", "env", "list"],
+            &[],
+        ),
+        (
+            "invalid_project",
+            &[
+                "--runtime",
+                "kubernetes",
+                "workflow",
+                "--dry-run",
+                "tests/corpus/bad/classic-bad-port",
+            ],
+            &[],
+        ),
+        (
+            "git_clone_failed",
+            &[
+                "--runtime",
+                "kubernetes",
+                "workflow",
+                "--dry-run",
+                "file:///nonexistent/repo.git",
+            ],
+            &[],
+        ),
+        (
+            "invalid_name",
+            &[
+                "secret",
+                "create",
+                "--namespace",
+                "Bad_NS",
+                "--name",
+                "x",
+                "--data",
+                "A=b",
+            ],
+            &[],
+        ),
+    ];
+    for (name, args, env) in cases {
+        insta::assert_snapshot!(format!("error_{name}"), transcript_with(args, env));
+    }
+}
+
+/// The failures a user meets most from the local daemon, as they read
+/// them (the same words come from a cluster).
+#[test]
+fn runtime_errors_are_rendered_once_with_their_hints() {
+    let home = helper::TestHome::new();
+    home.ok(&["setup-namespace", "ns"]);
+    home.ok(&["create", "secret", "creds", "--group", "g", "--data", "K=V"]);
+    let cases: [(&str, &[&str]); 5] = [
+        ("namespace_not_found", &["delete-namespace", "nope"]),
+        (
+            "secret_not_found",
+            &["secret", "delete", "--namespace", "ns", "--name", "nope"],
+        ),
+        ("deployment_not_found", &["delete", "deployment", "nope"]),
+        (
+            "cronjob_not_found",
+            &["cronjob", "trigger", "--namespace", "ns", "--name", "nope"],
+        ),
+        (
+            "conflict",
+            &["create", "secret", "creds", "--group", "g", "--data", "K=V"],
+        ),
+    ];
+    for (name, args) in cases {
+        let run = home.run(args);
+        let code = run.code.unwrap_or(-1);
+        insta::assert_snapshot!(
+            format!("error_{name}"),
+            shown(args, code, &run.stdout, &run.stderr)
+        );
+    }
+}
+
+/// A stage that fails: the run's log says why at its end (the log is what
+/// `bodywork workflow` prints), and the command exits 1 with nothing more
+/// to say on stderr.
+#[test]
+fn a_failed_stage_is_said_at_the_end_of_the_run_log() {
+    let home = helper::TestHome::new();
+    let project = helper::TestProject::new(&[
+        (
+            "bodywork.yaml",
+            &helper::yaml(
+                "fails",
+                "boom",
+                "",
+                &[helper::batch_stage("boom", "boom.py", 30, 0, "")],
+            ),
+        ),
+        ("boom.py", "import sys\nprint('exploding')\nsys.exit(3)\n"),
+    ]);
+    let run = home.run(&["workflow", "--namespace", "fails", project.arg()]);
+    let errors: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("failed"))
+        .collect();
+    let shown = format!(
+        "exit: {}\n--- stdout (its errors)\n{}\n--- stderr\n{}",
+        run.code.unwrap_or(-1),
+        errors.join("\n"),
+        run.stderr
+    );
+    insta::with_settings!({filters => vec![(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3}", "TIME")]}, {
+        insta::assert_snapshot!("error_stage_failed", shown);
+    });
 }

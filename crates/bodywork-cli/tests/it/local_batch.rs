@@ -612,8 +612,9 @@ fn delete_namespace_is_refused_while_a_run_is_going_and_then_removes_the_runs() 
     home.run(&["delete-namespace", "busy"])
         .expect_code(1)
         .expect_output(
-            "cannot delete namespace busy: workflow run 1 is going in it; \
-             wait for it to finish (or cancel it), then try again",
+            "error: cannot delete namespace busy\n  \
+             Caused by: workflow run 1 is going in it\n  \
+             hint: wait for it to finish (or cancel it), then try again",
         );
     // Nothing was deleted.
     home.ok(&["secret", "display", "--namespace", "busy"])

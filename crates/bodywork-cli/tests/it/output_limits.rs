@@ -17,7 +17,7 @@ use crate::helper::{self, TestHome, TestProject, args_line, batch_stage, kill, w
 
 const LONG: Duration = Duration::from_secs(180);
 
-/// The longest line kept (`bodywork_stage::lines::MAX_LINE`).
+/// The longest line kept (`bodywork_lines::MAX_LINE`).
 const MAX_LINE: usize = 64 * 1024;
 
 /// 5 MB on one line with no newline inside, then a normal line on stdout;

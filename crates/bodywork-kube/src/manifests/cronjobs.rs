@@ -11,9 +11,9 @@ use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplat
 use k8s_openapi::api::core::v1::{Container, EnvVar as K8sEnvVar, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use super::{
-    BRANCH_ANNOTATION, CONTROLLER_ACCOUNT, DEFAULT_IMAGE, Manifest, REPO_ANNOTATION, labels, meta,
-};
+use bodywork_runtime::namespace::CONTROLLER_ACCOUNT;
+
+use super::{BRANCH_ANNOTATION, DEFAULT_IMAGE, Manifest, REPO_ANNOTATION, labels, meta};
 
 /// Label naming the cron job a run belongs to.
 pub const CRONJOB_LABEL: &str = "bodywork.ml/cronjob";

@@ -30,13 +30,11 @@ pub use deadlines::{Waits, progress_deadline_seconds};
 pub use images::{DEFAULT_IMAGE, LEGACY_IMAGE, pull_policy, resolve_image};
 pub use names::{MAX_LABEL, name_problems, service_name_problem};
 pub use namespace::{
-    BODYWORK3_STAGES_ACCOUNT, CONTROLLER_ACCOUNT, DETACHED_ROLE, GROUPS_READER_ROLE,
-    STAGES_ACCOUNT, controller_binding_name, detached_controller_manifests,
+    BODYWORK3_STAGES_ACCOUNT, DETACHED_ROLE, GROUPS_READER_ROLE, detached_controller_manifests,
     groups_reader_manifests, missing_rules, namespace_manifests, run_stages_as, stages_account,
 };
 pub use secrets::{
-    GROUP_LABEL, SSH_SECRET, SSH_SECRET_KEY, group_secret_manifest, group_secret_name,
-    name_in_group, secret_manifest,
+    GROUP_LABEL, group_secret_manifest, group_secret_name, name_in_group, secret_manifest,
 };
 pub use security::IMAGE_UID;
 pub use workloads::{PORT_NAME, ingress_path, job, service_manifests, workflow_manifests};

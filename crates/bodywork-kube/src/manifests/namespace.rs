@@ -21,9 +21,7 @@ use k8s_openapi::api::rbac::v1::{
 
 use super::{Manifest, labels, meta};
 
-pub use bodywork_runtime::namespace::{
-    CONTROLLER_ACCOUNT, STAGES_ACCOUNT, controller_binding_name,
-};
+use bodywork_runtime::namespace::{CONTROLLER_ACCOUNT, STAGES_ACCOUNT, controller_binding_name};
 
 /// What `setup-namespace` applies, in order: Namespace, the controller's
 /// ServiceAccount, its ClusterRole and ClusterRoleBinding, its Role and

@@ -11,11 +11,10 @@ use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, Secret, SecretKeySelector
 
 use super::{Manifest, labels, meta};
 
-/// The secret holding the SSH key for private repositories.
-pub use bodywork_source::SSH_KEY_SECRET as SSH_SECRET;
-/// The key of [`SSH_SECRET`] holding the private key, and the variable a
-/// pod gets it as (`bodywork stage` and `bodywork workflow` read it).
-pub use bodywork_source::SSH_KEY_VAR as SSH_SECRET_KEY;
+// The secret holding the SSH key for private repositories, and its key
+// holding the private key, which is also the variable a pod gets it as
+// (`bodywork stage` and `bodywork workflow` read it).
+use bodywork_source::{SSH_KEY_SECRET, SSH_KEY_VAR};
 
 /// The pod's deploy key variables, each from its secret when the namespace
 /// has it (optional: public repositories need none): ours (0.x's)
@@ -23,7 +22,7 @@ pub use bodywork_source::SSH_KEY_VAR as SSH_SECRET_KEY;
 /// Bodywork 3's `BODYWORK_GIT_SSH_PRIVATE_KEY` from `ssh-git-private-key`.
 pub fn ssh_key_env() -> [EnvVar; 2] {
     [
-        (SSH_SECRET, SSH_SECRET_KEY),
+        (SSH_KEY_SECRET, SSH_KEY_VAR),
         (
             bodywork_source::GIT_SSH_KEY_SECRET,
             bodywork_source::GIT_SSH_KEY_VAR,

@@ -27,11 +27,13 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use bodywork_runtime::namespace::STAGES_ACCOUNT;
+
 use super::{
     BODYWORK3_APP, BODYWORK3_BRANCH_LABEL, BODYWORK3_COMMIT_LABEL, BODYWORK3_PORT_ANNOTATION,
     BODYWORK3_PROJECT_LABEL, BODYWORK3_STAGE_LABEL, BRANCH_ANNOTATION, COMMIT_LABEL,
     INGRESS_ANNOTATION, Manifest, NAME_LABEL, PROJECT_LABEL, PythonFlags, REPO_ANNOTATION,
-    RESOURCE_ANNOTATION, STAGE_LABEL, STAGES_ACCOUNT, Target, label_value, labels, meta,
+    RESOURCE_ANNOTATION, STAGE_LABEL, Target, label_value, labels, meta,
 };
 
 /// Everything a workflow run applies, stage by stage in DAG order (the

@@ -9,8 +9,8 @@
 use bodywork_config::schedule::{Schedule, seconds_allowed};
 use bodywork_runtime::groups::GROUPS_NAMESPACE;
 use bodywork_runtime::{
-    CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, Resources, Result, RunState,
-    RunSummary, RunTrigger, RuntimeError, WorkflowSubmission,
+    CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, ObjectKind, Resources, Result,
+    RunState, RunSummary, RunTrigger, RuntimeError, TRY_AGAIN, WorkflowSubmission,
 };
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::ResourceExt;
@@ -26,7 +26,7 @@ impl KubeRuntime {
     /// (bodywork's own by default).
     pub async fn apply_cronjob(&self, spec: &CronJobSpec, image: Option<&str>) -> Result<()> {
         if let Some(why) = manifests::run_name_problem("cron job", &spec.name) {
-            return Err(RuntimeError::Failed(why));
+            return Err(RuntimeError::failed(why));
         }
         // Its runs may copy a secrets group (`--group`, or the project's):
         // their controller reads the groups where they are kept.
@@ -49,13 +49,13 @@ impl KubeRuntime {
 
     /// A cron job, or `NotFound`.
     async fn get_cronjob(&self, namespace: &str, name: &str) -> Result<CronJob> {
-        let get = Action::new("get", "CronJob", name, namespace);
+        let get = Action::new("get", ObjectKind::CronJob, name, namespace);
         self.ns::<CronJob>(namespace)
             .get_opt(name)
             .await
             .map_err(|e| self.err(&e, get))?
             .ok_or_else(|| RuntimeError::NotFound {
-                kind: "cron job",
+                kind: ObjectKind::CronJob,
                 name: name.into(),
                 namespace: namespace.into(),
             })
@@ -63,11 +63,11 @@ impl KubeRuntime {
 
     /// Delete a cron job (its runs go with it).
     pub async fn delete_cronjob(&self, namespace: &str, name: &str) -> Result<()> {
-        let action = Action::new("delete", "CronJob", name, namespace);
+        let action = Action::new("delete", ObjectKind::CronJob, name, namespace);
         let found = self
             .delete_opt(&self.ns::<CronJob>(namespace), name, action)
             .await?;
-        deleted(found, "cron job", name, namespace)
+        deleted(found, ObjectKind::CronJob, name, namespace)
     }
 
     /// Start one run of a cron job now (`cronjob trigger`): a Job from its
@@ -83,11 +83,11 @@ impl KubeRuntime {
             .map(|a| a.iter().filter_map(|r| r.name.clone()).collect())
             .unwrap_or_default();
         if !active.is_empty() {
-            return Err(RuntimeError::Conflict(format!(
-                "cron job {name} in namespace {namespace} has a run going ({}); wait for it \
-                 to finish, then try again",
+            return Err(RuntimeError::conflict(format!(
+                "cron job {name} in namespace {namespace} has a run going ({})",
                 active.join(", ")
-            )));
+            ))
+            .with_hint(TRY_AGAIN));
         }
         let suffix = unix_seconds().to_string();
         let job = manifests::manual_job(&cronjob, &suffix).ok_or_else(|| {
@@ -96,7 +96,7 @@ impl KubeRuntime {
             ))
         })?;
         let job_name = job.name_any();
-        let create = Action::new("create", "Job", &job_name, namespace);
+        let create = Action::new("create", ObjectKind::Job, &job_name, namespace);
         self.ns::<Job>(namespace)
             .create(&PostParams::default(), &job)
             .await
@@ -111,7 +111,7 @@ impl KubeRuntime {
             .ns::<CronJob>(namespace)
             .list(&managed())
             .await
-            .map_err(|e| self.err(&e, Action::new("list", "CronJob", "", namespace)))?;
+            .map_err(|e| self.err(&e, Action::new("list", ObjectKind::CronJob, "", namespace)))?;
         let mut jobs = Vec::with_capacity(list.items.len());
         for c in &list.items {
             let name = c.name_any();
@@ -133,7 +133,7 @@ impl KubeRuntime {
             .ns::<Job>(namespace)
             .list(&ListParams::default().labels(&format!("{CRONJOB_LABEL}={name}")))
             .await
-            .map_err(|e| self.err(&e, Action::new("list", "Job", "", namespace)))?;
+            .map_err(|e| self.err(&e, Action::new("list", ObjectKind::Job, "", namespace)))?;
         let mut jobs: Vec<&Job> = list.items.iter().collect();
         jobs.sort_by_key(|j| std::cmp::Reverse(j.creation_timestamp()));
         Ok(jobs.into_iter().map(|j| history_row(name, j)).collect())
@@ -244,7 +244,7 @@ impl KubeRuntime {
         self.apply_manifests(&manifests::detached_controller_manifests())
             .await?;
         if let Some(why) = name.and_then(|n| manifests::run_name_problem("deployment job", n)) {
-            return Err(RuntimeError::Failed(why));
+            return Err(RuntimeError::failed(why));
         }
         // Bodywork's own form, `async-workflow-SECONDS`; a second run started
         // in the same second gets `-2`, `-3`, ... rather than a conflict.
@@ -258,16 +258,17 @@ impl KubeRuntime {
                 (None, n) => format!("{base}-{n}"),
             };
             let job = manifests::detached_job(&name, submission, retries, image, stage_image);
-            let create = Action::new("create", "Job", &name, namespace);
+            let create = Action::new("create", ObjectKind::Job, &name, namespace);
             match jobs.create(&PostParams::default(), &job).await {
                 Ok(_) => return Ok(name),
                 Err(kube::Error::Api(status)) if status.code == 409 && given.is_none() => {}
                 Err(e) => return Err(self.err(&e, create)),
             }
         }
-        Err(RuntimeError::Conflict(format!(
-            "20 detached runs named {base}[-N] exist already; try again"
-        )))
+        Err(
+            RuntimeError::conflict(format!("20 detached runs named {base}[-N] exist already"))
+                .with_hint("try again"),
+        )
     }
 
     /// Delete a detached run's Job (and its pods); refused while it runs.
@@ -279,20 +280,21 @@ impl KubeRuntime {
             .into_iter()
             .find(|r| bodywork_runtime::detached_name(r) == name)
             .ok_or_else(|| RuntimeError::NotFound {
-                kind: "run",
+                kind: ObjectKind::Run,
                 name: name.to_string(),
                 namespace: namespace.to_string(),
             })?;
         if run.status == RunState::Running {
-            return Err(RuntimeError::Conflict(format!(
-                "deployment job {name} is running; wait for it to finish, then try again"
-            )));
+            return Err(
+                RuntimeError::conflict(format!("deployment job {name} is running"))
+                    .with_hint(TRY_AGAIN),
+            );
         }
-        let action = Action::new("delete", "Job", name, namespace);
+        let action = Action::new("delete", ObjectKind::Job, name, namespace);
         let found = self
             .delete_opt(&self.ns::<Job>(namespace), name, action)
             .await?;
-        deleted(found, "run", name, namespace)
+        deleted(found, ObjectKind::Run, name, namespace)
     }
 
     /// The detached runs' Jobs, newest first, as runs.
@@ -305,7 +307,7 @@ impl KubeRuntime {
             .ns::<Job>(namespace)
             .list(&ListParams::default().labels(manifests::DETACHED_LABEL))
             .await
-            .map_err(|e| self.err(&e, Action::new("list", "Job", "", namespace)))?;
+            .map_err(|e| self.err(&e, Action::new("list", ObjectKind::Job, "", namespace)))?;
         let mut jobs: Vec<&Job> = list.items.iter().collect();
         jobs.sort_by_key(|j| std::cmp::Reverse(j.creation_timestamp()));
         Ok(jobs

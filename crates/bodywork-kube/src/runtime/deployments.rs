@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::watch::{Waited, await_condition, first_failing_pod};
 use bodywork_plan::StagePlanKind;
-use bodywork_runtime::{Level, Log, Result, RuntimeError, ServiceStatus, StageRun};
+use bodywork_runtime::{Level, Log, ObjectKind, Result, RuntimeError, ServiceStatus, StageRun};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -31,7 +31,7 @@ use crate::wait::{is_deployment_rolled_out, is_rollout_settled};
 impl KubeRuntime {
     /// Delete a service stage's Ingress, if it has one; true when it had.
     async fn delete_ingress(&self, namespace: &str, name: &str) -> Result<bool> {
-        let action = Action::new("delete", "Ingress", name, namespace);
+        let action = Action::new("delete", ObjectKind::Ingress, name, namespace);
         self.delete_opt(&self.ns::<Ingress>(namespace), name, action)
             .await
     }
@@ -56,7 +56,7 @@ impl KubeRuntime {
         let deployments: Api<Deployment> = self.ns(ns);
         let pods: Api<Pod> = self.ns(ns);
         let selector = format!("{NAME_LABEL}={name}");
-        let get = Action::new("get", "Deployment", name, ns);
+        let get = Action::new("get", ObjectKind::Deployment, name, ns);
         let mut previous = deployments
             .get_opt(name)
             .await
@@ -64,7 +64,7 @@ impl KubeRuntime {
         let old_pods: HashSet<String> = pods
             .list(&ListParams::default().labels(&selector))
             .await
-            .map_err(|e| self.err(&e, Action::new("list", "Pod", "", ns)))?
+            .map_err(|e| self.err(&e, Action::new("list", ObjectKind::Pod, "", ns)))?
             .items
             .iter()
             .map(|p| p.name_any())
@@ -100,7 +100,7 @@ impl KubeRuntime {
                      stop now"
                 ),
             );
-            let del = Action::new("delete", "Deployment", name, ns);
+            let del = Action::new("delete", ObjectKind::Deployment, name, ns);
             self.delete_and_wait(&deployments, old, del).await?;
             previous = None;
         }
@@ -110,12 +110,12 @@ impl KubeRuntime {
                 .ns::<Service>(ns)
                 .get_opt(name)
                 .await
-                .map_err(|e| self.err(&e, Action::new("get", "Service", name, ns)))?,
+                .map_err(|e| self.err(&e, Action::new("get", ObjectKind::Service, name, ns)))?,
             had_ingress: self
                 .ns::<Ingress>(ns)
                 .get_opt(name)
                 .await
-                .map_err(|e| self.err(&e, Action::new("get", "Ingress", name, ns)))?
+                .map_err(|e| self.err(&e, Action::new("get", ObjectKind::Ingress, name, ns)))?
                 .is_some(),
         };
         // A new Ingress may come now (it reaches the old pods until the new
@@ -161,7 +161,7 @@ impl KubeRuntime {
             is_rollout_settled(generation),
             limit,
         );
-        let watch = Action::new("watch", "Deployment", name, ns);
+        let watch = Action::new("watch", ObjectKind::Deployment, name, ns);
         // Whatever ends the wait short of a complete rollout rolls it back,
         // a watch that failed until the deadline included.
         let outcome = tokio::select! {
@@ -234,7 +234,7 @@ impl KubeRuntime {
                     spec.template = old.template;
                     spec.replicas = old.replicas;
                 }
-                let action = Action::new("roll back", "Deployment", name, ns);
+                let action = Action::new("roll back", ObjectKind::Deployment, name, ns);
                 self.apply(deployments, &restore, action).await?;
                 if let Some(old) = &before.service {
                     let mut restore = service.clone();
@@ -252,7 +252,7 @@ impl KubeRuntime {
                     {
                         first.port = port;
                     }
-                    let action = Action::new("roll back", "Service", name, ns);
+                    let action = Action::new("roll back", ObjectKind::Service, name, ns);
                     self.apply(&self.ns::<Service>(ns), &restore, action)
                         .await?;
                 }
@@ -285,8 +285,10 @@ impl KubeRuntime {
     /// pods' restarts.
     pub(super) async fn list_deployments(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {
         // Ours, and Bodywork 3's.
-        let deployments: Vec<Deployment> = self.list_bodyworks(namespace, "Deployment").await?;
-        let pods: Vec<Pod> = self.list_bodyworks(namespace, "Pod").await?;
+        let deployments: Vec<Deployment> = self
+            .list_bodyworks(namespace, ObjectKind::Deployment)
+            .await?;
+        let pods: Vec<Pod> = self.list_bodyworks(namespace, ObjectKind::Pod).await?;
         let mut restarts: BTreeMap<String, u32> = BTreeMap::new();
         for p in &pods {
             let Some(app) = label(p, NAME_LABEL).or_else(|| label(p, BODYWORK3_STAGE_LABEL)) else {
@@ -312,11 +314,11 @@ impl KubeRuntime {
 
     /// Delete a service's Deployment, Service and Ingress.
     pub(super) async fn delete_deployment(&self, namespace: &str, name: &str) -> Result<()> {
-        let del = Action::new("delete", "Deployment", name, namespace);
+        let del = Action::new("delete", ObjectKind::Deployment, name, namespace);
         let found = self
             .delete_opt(&self.ns::<Deployment>(namespace), name, del)
             .await?;
-        let svc = Action::new("delete", "Service", name, namespace);
+        let svc = Action::new("delete", ObjectKind::Service, name, namespace);
         let services = self.ns::<Service>(namespace);
         let found_svc = self.delete_opt(&services, name, svc).await?;
         // Its `PROJECT--STAGE` Service, when it has one (a Bodywork 3
@@ -327,19 +329,19 @@ impl KubeRuntime {
             manifests::MANAGED_BY.1,
             manifests::NAME_LABEL
         );
-        let list = Action::new("list", "Service", "", namespace);
+        let list = Action::new("list", ObjectKind::Service, "", namespace);
         let aliases = services
             .list(&ListParams::default().labels(&selector))
             .await
             .map_err(|e| self.err(&e, list))?;
         for alias in aliases.items.iter().map(ResourceExt::name_any) {
             if alias != name {
-                let del = Action::new("delete", "Service", &alias, namespace);
+                let del = Action::new("delete", ObjectKind::Service, &alias, namespace);
                 self.delete_opt(&services, &alias, del).await?;
             }
         }
         self.delete_ingress(namespace, name).await?;
-        deleted(found || found_svc, "service", name, namespace)
+        deleted(found || found_svc, ObjectKind::Service, name, namespace)
     }
 }
 

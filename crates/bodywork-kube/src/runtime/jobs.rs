@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::watch::{Waited, await_condition, first_failing_pod};
-use bodywork_runtime::{Level, Result, RuntimeError, StageRun};
+use bodywork_runtime::{Level, ObjectKind, Result, RuntimeError, StageRun};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
 
@@ -26,11 +26,11 @@ impl KubeRuntime {
     /// Delete a Job left over from an interrupted run and wait until it is
     /// gone: a Job's pod template cannot be changed in place.
     async fn remove_old_job(&self, jobs: &Api<Job>, name: &str, namespace: &str) -> Result<()> {
-        let get = Action::new("get", "Job", name, namespace);
+        let get = Action::new("get", ObjectKind::Job, name, namespace);
         let Some(old) = jobs.get_opt(name).await.map_err(|e| self.err(&e, get))? else {
             return Ok(());
         };
-        let del = Action::new("delete", "Job", name, namespace);
+        let del = Action::new("delete", ObjectKind::Job, name, namespace);
         self.delete_and_wait(jobs, &old, del).await
     }
 
@@ -52,7 +52,11 @@ impl KubeRuntime {
         );
         self.remove_old_job(&jobs, name, ns).await?;
         let created = self
-            .apply(&jobs, &job, Action::new("create", "Job", name, ns))
+            .apply(
+                &jobs,
+                &job,
+                Action::new("create", ObjectKind::Job, name, ns),
+            )
             .await?;
         // This Job's pods, by its uid: never those of an earlier Job of the
         // same name still going away.
@@ -76,20 +80,20 @@ impl KubeRuntime {
         // that never gets anywhere (see `manifests::Waits`) from holding
         // the run for ever. MAX_COMPLETION_TIME_SECONDS = 0: no limit.
         let wait = self.waits.job(stage);
-        let watch = Action::new("watch", "Job", name, ns);
+        let watch = Action::new("watch", ObjectKind::Job, name, ns);
         let finished = await_condition(jobs.clone(), name, is_job_finished(), wait);
         let failing = first_failing_pod(self.ns(ns), pods_of_job, HashSet::new());
         let finished = tokio::select! {
             r = finished => r,
             why = failing => {
                 logs.finish(LOG_DRAIN).await;
-                self.delete_opt(&jobs, name, Action::new("delete", "Job", name, ns)).await?;
+                self.delete_opt(&jobs, name, Action::new("delete", ObjectKind::Job, name, ns)).await?;
                 log.log(Level::Info, LOGGER, &format!("deleted job={name}"));
                 return Err(RuntimeError::StageFailed { stage: stage.stage.clone(), reason: why });
             }
             _ = cancel.cancelled() => {
                 logs.finish(Duration::ZERO).await;
-                self.delete_opt(&jobs, name, Action::new("delete", "Job", name, ns)).await?;
+                self.delete_opt(&jobs, name, Action::new("delete", ObjectKind::Job, name, ns)).await?;
                 return Err(RuntimeError::Cancelled);
             }
         };
@@ -108,8 +112,12 @@ impl KubeRuntime {
                 failing_watch(broken.as_ref(), watch, &self.cluster)
             )),
         };
-        self.delete_opt(&jobs, name, Action::new("delete", "Job", name, ns))
-            .await?;
+        self.delete_opt(
+            &jobs,
+            name,
+            Action::new("delete", ObjectKind::Job, name, ns),
+        )
+        .await?;
         log.log(Level::Info, LOGGER, &format!("deleted job={name}"));
         outcome.map_err(|reason| RuntimeError::StageFailed {
             stage: stage.stage.clone(),

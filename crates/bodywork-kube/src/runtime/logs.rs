@@ -4,7 +4,7 @@
 //! Owns: choosing the pods and naming their lines. Must not: read a pod's
 //! log stream itself (`podlogs` does).
 
-use bodywork_runtime::{Log, Result, RuntimeError};
+use bodywork_runtime::{Log, ObjectKind, Result, RuntimeError};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -24,19 +24,23 @@ impl KubeRuntime {
             .ns::<Deployment>(namespace)
             .get_opt(name)
             .await
-            .map_err(|e| self.err(&e, Action::new("get", "Deployment", name, namespace)))?;
+            .map_err(|e| {
+                self.err(
+                    &e,
+                    Action::new("get", ObjectKind::Deployment, name, namespace),
+                )
+            })?;
         let (selector, source) = if let Some(d) = &deployment {
             let base = annotation(d, RESOURCE_ANNOTATION).unwrap_or_else(|| name.to_string());
             (format!("{NAME_LABEL}={name}"), Source::Numbered(base))
         } else {
-            let job = self
-                .ns::<Job>(namespace)
-                .get_opt(name)
-                .await
-                .map_err(|e| self.err(&e, Action::new("get", "Job", name, namespace)))?;
+            let job =
+                self.ns::<Job>(namespace).get_opt(name).await.map_err(|e| {
+                    self.err(&e, Action::new("get", ObjectKind::Job, name, namespace))
+                })?;
             if job.is_none() {
                 return Err(RuntimeError::NotFound {
-                    kind: "service or run",
+                    kind: ObjectKind::ServiceOrRun,
                     name: name.into(),
                     namespace: namespace.into(),
                 });
@@ -47,7 +51,7 @@ impl KubeRuntime {
         let mut list = pods
             .list(&ListParams::default().labels(&selector))
             .await
-            .map_err(|e| self.err(&e, Action::new("list", "Pod", "", namespace)))?
+            .map_err(|e| self.err(&e, Action::new("list", ObjectKind::Pod, "", namespace)))?
             .items;
         list.sort_by_key(|a| a.creation_timestamp());
         let followers = list.iter().enumerate().map(|(i, p)| {
@@ -66,7 +70,10 @@ impl KubeRuntime {
         });
         for result in futures_util::future::join_all(followers).await {
             if let Err((pod, e)) = result {
-                return Err(self.err(&e, Action::new("read logs of", "Pod", &pod, namespace)));
+                return Err(self.err(
+                    &e,
+                    Action::new("read logs of", ObjectKind::Pod, &pod, namespace),
+                ));
             }
         }
         Ok(())

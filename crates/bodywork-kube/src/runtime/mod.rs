@@ -24,8 +24,8 @@ use async_trait::async_trait;
 use bodywork_runtime::groups::{GROUPS_NAMESPACE, GroupSecret};
 use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceGone, NamespaceSetup};
 use bodywork_runtime::{
-    Level, Log, Resources, Result, RunContext, Runtime, RuntimeError, Secret, SecretData,
-    ServiceStatus, StageRun,
+    Level, Log, ObjectKind, Resources, Result, RunContext, Runtime, RuntimeError, Secret,
+    SecretData, ServiceStatus, StageRun,
 };
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -40,7 +40,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use watch::{Waited, await_condition};
 
-use crate::errors::{Action, failing_watch, map_error, map_watch_error};
+use crate::errors::{Action, map_error, map_watch_error};
 use crate::manifests::Waits;
 use crate::manifests::{self, MANAGED_BY, Manifest, PythonFlags, Target};
 use crate::retry::RetryPolicy;
@@ -74,12 +74,14 @@ impl KubeRuntime {
             })
             .await
             .map_err(|e| {
-                RuntimeError::Unavailable(format!("cannot use kubeconfig context {ctx:?}: {e}"))
+                RuntimeError::unavailable(format!("cannot use kubeconfig context {ctx:?}"))
+                    .with_cause(e)
             })?,
             None => Config::infer().await.map_err(|e| {
-                RuntimeError::Unavailable(format!(
-                    "no Kubernetes cluster configured (no kubeconfig, not in a pod): {e}"
-                ))
+                RuntimeError::unavailable(
+                    "no Kubernetes cluster configured (no kubeconfig, not in a pod)",
+                )
+                .with_cause(e)
             })?,
         };
         KubeRuntime::from_config(config)
@@ -89,7 +91,7 @@ impl KubeRuntime {
     pub fn from_config(config: Config) -> Result<KubeRuntime> {
         let cluster = config.cluster_url.to_string();
         let client = client_for(config).map_err(|e| {
-            RuntimeError::Unavailable(format!("cannot set up a client for {cluster}: {e}"))
+            RuntimeError::unavailable(format!("cannot set up a client for {cluster}")).with_cause(e)
         })?;
         Ok(KubeRuntime::from_client(client, cluster))
     }
@@ -139,7 +141,7 @@ impl KubeRuntime {
 
     /// The objects of a kind in `namespace` that bodywork made (labelled
     /// `managed-by`) or Python Bodywork 3 made (`app=bodywork`), once each.
-    async fn list_bodyworks<K>(&self, namespace: &str, kind: &'static str) -> Result<Vec<K>>
+    async fn list_bodyworks<K>(&self, namespace: &str, kind: ObjectKind) -> Result<Vec<K>>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + Debug,
         <K as Resource>::DynamicType: Default,
@@ -190,7 +192,7 @@ impl KubeRuntime {
     /// annotations) still applies to their stages; else ours.
     async fn stages_account(&self, namespace: &str) -> Result<&'static str> {
         let theirs = manifests::BODYWORK3_STAGES_ACCOUNT;
-        let get = Action::new("get", "ServiceAccount", theirs, namespace);
+        let get = Action::new("get", ObjectKind::ServiceAccount, theirs, namespace);
         if self
             .ns::<ServiceAccount>(namespace)
             .get_metadata_opt(theirs)
@@ -200,13 +202,16 @@ impl KubeRuntime {
         {
             return Ok(theirs);
         }
-        self.apply_namespaced("ServiceAccount", &manifests::stages_account(namespace))
-            .await?;
-        Ok(manifests::STAGES_ACCOUNT)
+        self.apply_namespaced(
+            ObjectKind::ServiceAccount,
+            &manifests::stages_account(namespace),
+        )
+        .await?;
+        Ok(bodywork_runtime::namespace::STAGES_ACCOUNT)
     }
 
     /// Apply a namespaced object (in its own namespace), naming it in errors.
-    async fn apply_namespaced<K>(&self, kind: &'static str, obj: &K) -> Result<()>
+    async fn apply_namespaced<K>(&self, kind: ObjectKind, obj: &K) -> Result<()>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
             + Serialize
@@ -253,13 +258,13 @@ impl KubeRuntime {
         let c = self.client.clone();
         match m {
             Manifest::Namespace(o) => {
-                let a = Action::cluster("create", "Namespace", name_of(&o.metadata));
+                let a = Action::cluster("create", ObjectKind::Namespace, name_of(&o.metadata));
                 self.apply(&Api::<Namespace>::all(c), o, a).await?;
             }
             Manifest::ClusterRole(o) => {
                 let name = name_of(&o.metadata);
                 let api = Api::<ClusterRole>::all(c);
-                let get = Action::cluster("get", "ClusterRole", name);
+                let get = Action::cluster("get", ObjectKind::ClusterRole, name);
                 let existing = api.get_opt(name).await.map_err(|e| self.err(&e, get))?;
                 match existing {
                     // Another installation's (Python Bodywork gives
@@ -267,33 +272,42 @@ impl KubeRuntime {
                     // deployments need): never narrowed or taken over.
                     Some(theirs) if !is_ours(&theirs.metadata) => {
                         if let Some(missing) = crate::manifests::missing_rules(o, &theirs) {
-                            return Err(RuntimeError::Conflict(format!(
-                                "ClusterRole {name} belongs to another installation (Python \
-                                 Bodywork?) and bodywork leaves it as it is, but it lacks what \
-                                 bodywork's accounts need: {missing}; add that to it, or delete it \
-                                 and run this again"
-                            )));
+                            return Err(RuntimeError::conflict(format!(
+                                "ClusterRole {name} lacks what bodywork's accounts need: {missing}"
+                            ))
+                            .with_cause(
+                                "it belongs to another installation (Python Bodywork?), and \
+                                 bodywork leaves it as it is",
+                            )
+                            .with_hint(format!("add {missing} to ClusterRole {name}"))
+                            .with_hint("or delete it and run this again"));
                         }
                     }
                     _ => {
-                        let a = Action::cluster("create", "ClusterRole", name);
+                        let a = Action::cluster("create", ObjectKind::ClusterRole, name);
                         self.apply(&api, o, a).await?;
                     }
                 }
             }
             Manifest::ClusterRoleBinding(o) => {
-                let a = Action::cluster("create", "ClusterRoleBinding", name_of(&o.metadata));
+                let a = Action::cluster(
+                    "create",
+                    ObjectKind::ClusterRoleBinding,
+                    name_of(&o.metadata),
+                );
                 self.apply(&Api::<ClusterRoleBinding>::all(c), o, a).await?;
             }
-            Manifest::Role(o) => self.apply_namespaced("Role", o).await?,
-            Manifest::RoleBinding(o) => self.apply_namespaced("RoleBinding", o).await?,
-            Manifest::ServiceAccount(o) => self.apply_namespaced("ServiceAccount", o).await?,
-            Manifest::Secret(o) => self.apply_namespaced("Secret", o).await?,
-            Manifest::Job(o) => self.apply_namespaced("Job", o).await?,
-            Manifest::Deployment(o) => self.apply_namespaced("Deployment", o).await?,
-            Manifest::Service(o) => self.apply_namespaced("Service", o).await?,
-            Manifest::Ingress(o) => self.apply_namespaced("Ingress", o).await?,
-            Manifest::CronJob(o) => self.apply_namespaced("CronJob", o).await?,
+            Manifest::Role(o) => self.apply_namespaced(ObjectKind::Role, o).await?,
+            Manifest::RoleBinding(o) => self.apply_namespaced(ObjectKind::RoleBinding, o).await?,
+            Manifest::ServiceAccount(o) => {
+                self.apply_namespaced(ObjectKind::ServiceAccount, o).await?
+            }
+            Manifest::Secret(o) => self.apply_namespaced(ObjectKind::Secret, o).await?,
+            Manifest::Job(o) => self.apply_namespaced(ObjectKind::Job, o).await?,
+            Manifest::Deployment(o) => self.apply_namespaced(ObjectKind::Deployment, o).await?,
+            Manifest::Service(o) => self.apply_namespaced(ObjectKind::Service, o).await?,
+            Manifest::Ingress(o) => self.apply_namespaced(ObjectKind::Ingress, o).await?,
+            Manifest::CronJob(o) => self.apply_namespaced(ObjectKind::CronJob, o).await?,
         }
         Ok(())
     }
@@ -311,13 +325,21 @@ impl KubeRuntime {
         let gone = kube::runtime::wait::conditions::is_deleted(&uid);
         match await_condition(api.clone(), &name, gone, Some(limit)).await {
             Ok(Waited::Met(_)) => Ok(()),
-            Ok(Waited::TimedOut(broken)) => Err(RuntimeError::Failed(format!(
-                "the previous {} {name} in namespace {} is still being deleted after {}s{}",
-                action.kind,
-                action.namespace.unwrap_or_default(),
-                limit.as_secs(),
-                failing_watch(broken.as_ref(), action, &self.cluster)
-            ))),
+            Ok(Waited::TimedOut(broken)) => {
+                let still = RuntimeError::failed(format!(
+                    "the previous {} {name} in namespace {} is still being deleted after {}s",
+                    action.kind.of_kubernetes(),
+                    action.namespace.unwrap_or_default(),
+                    limit.as_secs(),
+                ));
+                Err(match broken {
+                    Some(e) => still.with_cause(format!(
+                        "watching it failed: {}",
+                        map_watch_error(&e, action, &self.cluster)
+                    )),
+                    None => still,
+                })
+            }
             Err(e) => Err(map_watch_error(&e, action, &self.cluster)),
         }
     }
@@ -423,7 +445,7 @@ fn with_proxy_auth<C>(proxy: &http::Uri, tunnel: Tunnel<C>) -> Tunnel<C> {
 
 /// `Ok` when a delete found something, else the "not found" error naming
 /// the `kind` (as users call it) that was asked for.
-fn deleted(found: bool, kind: &'static str, name: &str, namespace: &str) -> Result<()> {
+fn deleted(found: bool, kind: ObjectKind, name: &str, namespace: &str) -> Result<()> {
     if found {
         Ok(())
     } else {
@@ -494,7 +516,7 @@ impl Resources for KubeRuntime {
     }
 
     async fn setup_namespace(&self, namespace: &str) -> Result<NamespaceSetup> {
-        let get = Action::cluster("get", "Namespace", namespace);
+        let get = Action::cluster("get", ObjectKind::Namespace, namespace);
         let existing = Api::<Namespace>::all(self.client.clone())
             .get_metadata_opt(namespace)
             .await
@@ -523,7 +545,7 @@ impl Resources for KubeRuntime {
             .get_opt(namespace)
             .await
             .map(|n| n.is_some())
-            .map_err(|e| self.err(&e, Action::cluster("get", "Namespace", namespace)))
+            .map_err(|e| self.err(&e, Action::cluster("get", ObjectKind::Namespace, namespace)))
     }
 
     async fn list_namespaces(&self) -> Result<Vec<String>> {
@@ -531,21 +553,21 @@ impl Resources for KubeRuntime {
         let list = Api::<Namespace>::all(self.client.clone())
             .list(&ListParams::default().labels(&format!("{key}={value}")))
             .await
-            .map_err(|e| self.err(&e, Action::cluster("list", "Namespace", "")))?;
+            .map_err(|e| self.err(&e, Action::cluster("list", ObjectKind::Namespace, "")))?;
         let mut names: BTreeSet<String> = list.items.iter().map(|n| n.name_any()).collect();
         // And those Python Bodywork 3 deployed into (`app=bodywork`).
         let (app, bodywork) = manifests::BODYWORK3_APP;
         let theirs = Api::<Deployment>::all(self.client.clone())
             .list_metadata(&ListParams::default().labels(&format!("{app}={bodywork}")))
             .await
-            .map_err(|e| self.err(&e, Action::cluster("list", "Deployment", "")))?;
+            .map_err(|e| self.err(&e, Action::cluster("list", ObjectKind::Deployment, "")))?;
         names.extend(theirs.items.iter().filter_map(|d| d.namespace()));
         Ok(names.into_iter().collect())
     }
 
     async fn delete_namespace(&self, namespace: &str) -> Result<NamespaceDeletion> {
         let namespaces = Api::<Namespace>::all(self.client.clone());
-        let get = Action::cluster("get", "Namespace", namespace);
+        let get = Action::cluster("get", ObjectKind::Namespace, namespace);
         let existing = namespaces
             .get_opt(namespace)
             .await
@@ -561,7 +583,7 @@ impl Resources for KubeRuntime {
                 .collect();
             let secrets = self.list_secrets(namespace).await?.len();
             let cron_jobs = self.list_cronjobs(namespace).await?.len();
-            let del = Action::cluster("delete", "Namespace", namespace);
+            let del = Action::cluster("delete", ObjectKind::Namespace, namespace);
             self.delete_opt(&namespaces, namespace, del).await?;
             // Kubernetes deletes what the namespace holds, then the namespace;
             // wait for it as `kubectl delete namespace` does, for a while.
@@ -587,20 +609,20 @@ impl Resources for KubeRuntime {
             }
         }
         // The binding is cluster-scoped: deleting the namespace leaves it.
-        let binding = manifests::controller_binding_name(namespace);
-        let del = Action::cluster("delete", "ClusterRoleBinding", &binding);
+        let binding = bodywork_runtime::namespace::controller_binding_name(namespace);
+        let del = Action::cluster("delete", ObjectKind::ClusterRoleBinding, &binding);
         let bindings = Api::<ClusterRoleBinding>::all(self.client.clone());
         let binding_deleted = self.delete_opt(&bindings, &binding, del).await?;
         // And the one that let its cron runs read the secrets groups.
         let groups = bodywork_runtime::groups::GROUPS_NAMESPACE;
         if namespace != groups {
-            let del = Action::new("delete", "RoleBinding", &binding, groups);
+            let del = Action::new("delete", ObjectKind::RoleBinding, &binding, groups);
             self.delete_opt(&self.ns::<RoleBinding>(groups), &binding, del)
                 .await?;
         }
         if outcome == NamespaceGone::Absent && !binding_deleted {
             return Err(RuntimeError::NotFound {
-                kind: "namespace",
+                kind: ObjectKind::Namespace,
                 name: namespace.into(),
                 namespace: namespace.into(),
             });
@@ -618,11 +640,11 @@ impl Resources for KubeRuntime {
     }
 
     async fn delete_secret(&self, namespace: &str, name: &str) -> Result<()> {
-        let action = Action::new("delete", "Secret", name, namespace);
+        let action = Action::new("delete", ObjectKind::Secret, name, namespace);
         let found = self
             .delete_opt(&self.ns::<K8sSecret>(namespace), name, action)
             .await?;
-        deleted(found, "secret", name, namespace)
+        deleted(found, ObjectKind::Secret, name, namespace)
     }
 
     async fn list_secrets(&self, namespace: &str) -> Result<Vec<Secret>> {
@@ -631,7 +653,7 @@ impl Resources for KubeRuntime {
             .ns::<K8sSecret>(namespace)
             .list(&ListParams::default().fields("type=Opaque"))
             .await
-            .map_err(|e| self.err(&e, Action::new("list", "Secret", "", namespace)))?;
+            .map_err(|e| self.err(&e, Action::new("list", ObjectKind::Secret, "", namespace)))?;
         Ok(list
             .items
             .iter()
@@ -645,7 +667,7 @@ impl Resources for KubeRuntime {
     }
 
     async fn adopt_namespace(&self, namespace: &str) -> Result<bool> {
-        let get = Action::cluster("get", "Namespace", namespace);
+        let get = Action::cluster("get", ObjectKind::Namespace, namespace);
         let Some(ns) = Api::<Namespace>::all(self.client.clone())
             .get_metadata_opt(namespace)
             .await
@@ -653,8 +675,8 @@ impl Resources for KubeRuntime {
         else {
             return Ok(false);
         };
-        let controller = manifests::CONTROLLER_ACCOUNT;
-        let get = Action::new("get", "ServiceAccount", controller, namespace);
+        let controller = bodywork_runtime::namespace::CONTROLLER_ACCOUNT;
+        let get = Action::new("get", ObjectKind::ServiceAccount, controller, namespace);
         let set_up = self
             .ns::<ServiceAccount>(namespace)
             .get_metadata_opt(controller)
@@ -684,7 +706,7 @@ impl Resources for KubeRuntime {
             .ns::<K8sSecret>(namespace)
             .list(&ListParams::default().labels(manifests::GROUP_LABEL))
             .await
-            .map_err(|e| self.err(&e, Action::new("list", "Secret", "", namespace)))?;
+            .map_err(|e| self.err(&e, Action::new("list", ObjectKind::Secret, "", namespace)))?;
         Ok(list
             .items
             .iter()

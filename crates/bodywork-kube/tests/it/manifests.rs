@@ -335,7 +335,7 @@ fn cronjob() {
     let pod = pod.template.spec.as_ref().unwrap();
     assert_eq!(
         pod.service_account_name.as_deref(),
-        Some(manifests::CONTROLLER_ACCOUNT)
+        Some(bodywork_runtime::namespace::CONTROLLER_ACCOUNT)
     );
     assert_eq!(
         pod.containers[0].args.as_deref().unwrap(),

@@ -17,8 +17,8 @@ use bodywork_kube::KubeRuntime;
 use bodywork_kube_double::{ApiServer, Script};
 use bodywork_plan::{EnvValue, EnvVar, StagePlan, StagePlanKind};
 use bodywork_runtime::{
-    CancellationToken, Level, Log, LogEvent, LogRenderer, LogSink, Resources, RunContext, Runtime,
-    RuntimeError, StageRun,
+    CancellationToken, Level, Log, LogEvent, LogRenderer, LogSink, ObjectKind, Resources,
+    RunContext, Runtime, RuntimeError, StageRun,
 };
 
 const NS: &str = "ml";
@@ -358,7 +358,7 @@ async fn a_cron_job_is_updated_in_place_and_keeps_its_runs() {
     assert!(matches!(
         rt.update_cronjob(&weekly, None).await,
         Err(RuntimeError::NotFound {
-            kind: "cron job",
+            kind: ObjectKind::CronJob,
             ..
         })
     ));

@@ -8,12 +8,12 @@
 use async_trait::async_trait;
 use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceSetup};
 use bodywork_runtime::{
-    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, LogEvent, Resources, Result,
-    RunState, RunSummary, RuntimeError, Secret, SecretData, ServiceStatus, WorkflowRun,
-    WorkflowSubmission,
+    ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, LogEvent, ObjectKind,
+    Resources, Result, RunState, RunSummary, RuntimeError, Secret, SecretData, ServiceStatus,
+    WorkflowRun, WorkflowSubmission,
 };
 
-use super::{ClientError, Connection, UNEXPECTED, connect};
+use super::{Connection, connect, unexpected};
 use crate::home::Home;
 use crate::protocol::{Request, Response};
 
@@ -26,17 +26,6 @@ pub struct LocalControl {
     home: Home,
 }
 
-fn unavailable(e: ClientError) -> RuntimeError {
-    match e {
-        ClientError::Runtime(e) => e,
-        other => RuntimeError::Unavailable(other.to_string()),
-    }
-}
-
-fn unexpected() -> RuntimeError {
-    RuntimeError::Failed(UNEXPECTED.into())
-}
-
 impl LocalControl {
     pub fn new(home: Home) -> LocalControl {
         LocalControl { home }
@@ -47,7 +36,7 @@ impl LocalControl {
     }
 
     async fn connect(&self) -> Result<Connection> {
-        connect(&self.home).await.map_err(unavailable)
+        connect(&self.home).await.map_err(RuntimeError::from)
     }
 
     /// One request, one answer; the daemon's error as it is.
@@ -56,7 +45,7 @@ impl LocalControl {
             .await?
             .call(&request)
             .await
-            .map_err(unavailable)
+            .map_err(RuntimeError::from)
     }
 
     async fn done(&self, request: Request) -> Result<()> {
@@ -69,9 +58,9 @@ impl LocalControl {
     /// A stored log, line by line into `log`, until the daemon ends it.
     async fn stream(&self, request: Request, log: &Log) -> Result<()> {
         let mut conn = self.connect().await?;
-        conn.send(&request).await.map_err(unavailable)?;
+        conn.send(&request).await.map_err(RuntimeError::from)?;
         loop {
-            match conn.next().await.map_err(unavailable)? {
+            match conn.next().await.map_err(RuntimeError::from)? {
                 Response::LogLine { line } => log.event(LogEvent::Text { line }),
                 Response::End => return Ok(()),
                 Response::Error(e) => return Err(e),
@@ -191,17 +180,17 @@ impl ControlPlane for LocalControl {
         let mut conn = self.connect().await?;
         conn.send(&Request::RunWorkflow(run.submission.clone()))
             .await
-            .map_err(unavailable)?;
+            .map_err(RuntimeError::from)?;
         let mut outcome = RunState::Failed;
         let mut cancel_sent = false;
         loop {
             let frame = tokio::select! {
-                frame = conn.next() => frame.map_err(unavailable)?,
+                frame = conn.next() => frame.map_err(RuntimeError::from)?,
                 _ = run.cancel.cancelled(), if !cancel_sent => {
                     cancel_sent = true;
                     // The daemon stops every stage process and records the
                     // run as cancelled; its last frames still come.
-                    conn.send(&Request::Cancel).await.map_err(unavailable)?;
+                    conn.send(&Request::Cancel).await.map_err(RuntimeError::from)?;
                     continue;
                 }
             };
@@ -272,7 +261,7 @@ impl ControlPlane for LocalControl {
             .iter()
             .find(|r| bodywork_runtime::detached_name(r) == name)
             .ok_or_else(|| RuntimeError::NotFound {
-                kind: "run",
+                kind: ObjectKind::Run,
                 name: name.to_string(),
                 namespace: String::new(),
             })?;

@@ -28,6 +28,8 @@ pub enum ClientError {
     Closed(String),
     #[error("{0}")]
     Daemon(String),
+    #[error("{UNEXPECTED}; {RESTART}")]
+    Unexpected,
     /// The daemon answered with the runtime's own error.
     #[error(transparent)]
     Runtime(#[from] bodywork_runtime::RuntimeError),
@@ -41,10 +43,43 @@ impl From<std::io::Error> for ClientError {
     }
 }
 
+/// The daemon's failure as a runtime error: what failed, its cause, and
+/// where to look.
+impl From<ClientError> for bodywork_runtime::RuntimeError {
+    fn from(e: ClientError) -> Self {
+        use bodywork_runtime::RuntimeError;
+        match e {
+            ClientError::Runtime(e) => e,
+            ClientError::Start(why) => {
+                RuntimeError::unavailable("cannot start the bodywork daemon").with_cause(why)
+            }
+            ClientError::StartTimeout(secs, log) => RuntimeError::unavailable(format!(
+                "the bodywork daemon did not come up within {secs} seconds"
+            ))
+            .with_hint(format!("see {log}")),
+            ClientError::Io(e) => {
+                RuntimeError::unavailable("lost the connection to the bodywork daemon")
+                    .with_cause(e)
+            }
+            ClientError::Closed(log) => {
+                RuntimeError::unavailable("the bodywork daemon closed the connection unexpectedly")
+                    .with_hint(format!("see {log}"))
+            }
+            ClientError::Unexpected => unexpected(),
+            ClientError::Daemon(message) => RuntimeError::unavailable(message),
+        }
+    }
+}
+
 /// What to say when the daemon answers something this CLI did not ask for
-/// (a daemon of another build that kept the protocol number).
-pub const UNEXPECTED: &str = "unexpected answer from the bodywork daemon; restart it with \
-     `bodywork daemon --restart`";
+/// (a daemon of another build that kept the protocol number), and what to do.
+const UNEXPECTED: &str = "unexpected answer from the bodywork daemon";
+const RESTART: &str = "restart it with `bodywork daemon --restart`";
+
+/// [`UNEXPECTED`] as a runtime error, its advice as a hint.
+pub fn unexpected() -> bodywork_runtime::RuntimeError {
+    bodywork_runtime::RuntimeError::failed(UNEXPECTED).with_hint(RESTART)
+}
 
 /// One connection carrying one request.
 pub struct Connection {
@@ -170,7 +205,7 @@ async fn handover(home: &Home) -> Result<(), ClientError> {
     };
     match conn.call(&request).await? {
         Response::Ok => {}
-        _ => return Err(ClientError::Daemon(UNEXPECTED.into())),
+        _ => return Err(ClientError::Unexpected),
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -199,7 +234,7 @@ async fn daemon_pid(home: &Home) -> Result<u32, ClientError> {
         .await?
     {
         Response::Hello { pid, .. } => Ok(pid),
-        _ => Err(ClientError::Daemon(UNEXPECTED.into())),
+        _ => Err(ClientError::Unexpected),
     }
 }
 

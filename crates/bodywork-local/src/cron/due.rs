@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use bodywork_config::schedule::{Schedule, seconds_allowed};
-use bodywork_state::{CronJobRow, CronRunKind};
+use bodywork_runtime::CronRunKind;
+use bodywork_state::CronJobRow;
 use chrono::{DateTime, Utc};
 
 /// How often the scheduler looks for due cron jobs.
@@ -95,7 +96,7 @@ pub fn due(
 
 #[cfg(test)]
 mod tests {
-    use bodywork_state::NewCronJob;
+    use bodywork_runtime::CronJobSpec;
 
     use crate::cron::test_time as t;
 
@@ -116,7 +117,7 @@ mod tests {
 
     fn job(schedule: &str, created: DateTime<Utc>, last: Option<DateTime<Utc>>) -> CronJobRow {
         CronJobRow {
-            spec: NewCronJob {
+            spec: CronJobSpec {
                 namespace: "ns".into(),
                 name: "nightly".into(),
                 schedule: schedule.into(),

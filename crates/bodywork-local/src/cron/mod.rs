@@ -30,8 +30,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bodywork_config::schedule::{Schedule, ScheduleError};
-use bodywork_runtime::CancellationToken;
-use bodywork_state::{CronJobRow, NewCronJob};
+use bodywork_runtime::{CancellationToken, CronJobSpec};
+use bodywork_state::CronJobRow;
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
@@ -48,7 +48,7 @@ pub(crate) fn stored_schedule(job: &CronJobRow) -> Result<Schedule, ScheduleErro
 /// `(namespace, cron job)`.
 pub(crate) type JobKey = (String, String);
 
-pub(crate) fn job_key(job: &NewCronJob) -> JobKey {
+pub(crate) fn job_key(job: &CronJobSpec) -> JobKey {
     (job.namespace.clone(), job.name.clone())
 }
 

@@ -27,9 +27,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::home::Home;
-use crate::process::{self, ProcessId};
 use crate::protocol::{Request, read_request, write_error, write_frame};
 use crate::runtime::LocalRuntime;
+use bodywork_stage::process::{self, ProcessId};
 
 /// Why the daemon could not start or run.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bodywork_state::{CronJobRow, CronRunKind};
+use bodywork_state::CronJobRow;
 use chrono::{DateTime, Utc};
 
 use super::Daemon;
@@ -14,7 +14,9 @@ use super::runs::{execute_run, prepare_run};
 use crate::cron::{
     Command, CronCommands, Due, due, job_key, retry_delay, stored_schedule, tick_and_back_off,
 };
-use bodywork_runtime::{RunState, RunTrigger, RuntimeError, WorkflowSubmission};
+use bodywork_runtime::{
+    CronRunKind, ObjectKind, RunState, RunTrigger, RuntimeError, WorkflowSubmission,
+};
 
 /// The scheduler task: looks for due cron jobs every tick and starts their
 /// runs, until the daemon stops it ([`CronHandle::stop`]).
@@ -106,13 +108,13 @@ fn skip(daemon: &Daemon, job: &CronJobRow, due: Due, still_going: Option<i64>) {
 /// `bodywork cronjob trigger`: start a run now unless one is going.
 fn trigger_now(daemon: &Arc<Daemon>, namespace: &str, name: &str) -> Result<i64, RuntimeError> {
     if daemon.cron.stop.is_cancelled() {
-        return Err(RuntimeError::Unavailable("the daemon is stopping".into()));
+        return Err(RuntimeError::unavailable("the daemon is stopping"));
     }
     let job = daemon
         .runtime
         .with_store(|s| s.get_cron_job(namespace, name))?
         .ok_or_else(|| RuntimeError::NotFound {
-            kind: "cron job",
+            kind: ObjectKind::CronJob,
             name: name.to_string(),
             namespace: namespace.to_string(),
         })?;
@@ -121,20 +123,17 @@ fn trigger_now(daemon: &Arc<Daemon>, namespace: &str, name: &str) -> Result<i64,
         let run = going
             .run
             .map_or_else(String::new, |id| format!(" ({name}-{id})"));
-        return Err(RuntimeError::Conflict(match going.retry_at {
+        return Err(RuntimeError::conflict(match going.retry_at {
             Some(at) => format!(
-                "cron job {name} in namespace {namespace} has a failed run{run} to retry at {}; \
-                 wait for it to finish, then try again",
+                "cron job {name} in namespace {namespace} has a failed run{run} to retry at {}",
                 crate::time::display(&at)
             ),
-            None => format!(
-                "cron job {name} in namespace {namespace} has a run going{run}; \
-                 wait for it to finish, then try again"
-            ),
-        }));
+            None => format!("cron job {name} in namespace {namespace} has a run going{run}"),
+        })
+        .with_hint(bodywork_runtime::TRY_AGAIN));
     }
     let now = daemon.cron.clock.now();
-    start(daemon, job, now, CronRunKind::Manual).map_err(RuntimeError::Failed)
+    start(daemon, job, now, CronRunKind::Manual).map_err(RuntimeError::failed)
 }
 
 /// What every attempt of one due time shares: the cron job, what its runs

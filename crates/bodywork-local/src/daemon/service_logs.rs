@@ -22,7 +22,7 @@ pub(super) async fn stream(
 ) {
     let Some(files) = daemon.runtime.services().replica_logs(namespace, name) else {
         let missing = bodywork_runtime::RuntimeError::NotFound {
-            kind: "service",
+            kind: bodywork_runtime::ObjectKind::Service,
             name: name.to_string(),
             namespace: namespace.to_string(),
         };

@@ -36,8 +36,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::home::Home;
-use crate::process::{ProcessId, StageCommand};
 use crate::store::SharedStore;
+use bodywork_stage::process::{ProcessId, StageCommand};
 use replica::{Phase, Replica, ReplicaEvents, ReplicaSpec};
 
 /// How long old replicas may take to finish requests in flight.
@@ -57,9 +57,10 @@ pub fn check_replicas(stage: &StagePlan) -> Result<()> {
         StagePlanKind::Service { replicas, .. } if *replicas > MAX_REPLICAS => {
             Err(RuntimeError::failed(format!(
                 "stage {} asks for {replicas} replicas, but the local runtime runs at most \
-                 {MAX_REPLICAS} per service; lower its replicas",
+                 {MAX_REPLICAS} per service",
                 stage.stage
-            )))
+            ))
+            .with_hint("lower its replicas"))
         }
         _ => Ok(()),
     }
@@ -416,9 +417,10 @@ impl ServiceManager {
                 .flatten();
             match held {
                 Some(held) => RuntimeError::failed(held.describe("cluster address", target)),
-                None => RuntimeError::failed(format!(
-                    "cannot listen on the cluster address {addr}: {e}"
-                )),
+                None => {
+                    RuntimeError::failed(format!("cannot listen on the cluster address {addr}"))
+                        .with_cause(e)
+                }
             }
         })?;
         if let Some((old, cancel)) = guard.take() {

@@ -24,8 +24,8 @@ use bodywork_runtime::CancellationToken;
 use nix::sys::signal::Signal;
 use tokio::sync::{mpsc, watch};
 
-use crate::process::{self, ProcessId, StageCommand};
 use crate::sockets::{self, Holder, Ownership};
+use bodywork_stage::process::{self, ProcessId, StageCommand};
 use bodywork_stage::reaper::LogTo;
 
 /// Back-off after a crash: 1 s, doubling, at most this.

@@ -15,9 +15,9 @@ use bodywork_state::{DeploymentRow, ReplicaRow};
 use super::replica::{Replica, ReplicaEvents};
 use super::rollout::remove_checkout_if_unused;
 use super::{Info, STOP_GRACE, Service, ServiceManager, ServiceSpec, Shape, addresses};
-use crate::process::{self, ProcessId, StageCommand};
 use crate::sockets::listener_of;
 use crate::store::SharedStore;
+use bodywork_stage::process::{self, ProcessId, StageCommand};
 
 impl ServiceManager {
     /// The daemon is handing over to the next one: stop supervising every
@@ -100,7 +100,7 @@ impl ServiceManager {
         let stored = self
             .store
             .with(|s| s.list_replicas(&row.namespace, &row.name))
-            .map_err(RuntimeError::failed)?;
+            .map_err(RuntimeError::from)?;
         // Replicas of other generations belong to a rollout that never
         // finished (or a drain the crash interrupted): they go.
         let others: Vec<ReplicaRow> = stored
@@ -192,7 +192,7 @@ impl ServiceManager {
         let rows = self
             .store
             .with(|s| s.list_deployments(Some(namespace)))
-            .map_err(RuntimeError::failed)?;
+            .map_err(RuntimeError::from)?;
         let mut removed = Vec::new();
         for row in rows {
             if self.table.get(namespace, &row.name).is_some() {
@@ -200,7 +200,7 @@ impl ServiceManager {
             }
             self.store
                 .with(|s| s.delete_deployment(namespace, &row.name))
-                .map_err(RuntimeError::failed)?;
+                .map_err(RuntimeError::from)?;
             tracing::warn!(target: "services", "forgot service={} in namespace={}: its deployment was recorded but not running", row.name, namespace);
             let checkouts = self.home.root().join("checkouts");
             remove_checkout_if_unused(&self.store, &self.table, &checkouts, &row.checkout);

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bodywork_plan::StagePlan;
-use bodywork_runtime::{CancellationToken, Level, Log, Result, RunContext, RuntimeError};
+use bodywork_runtime::{
+    CancellationToken, Level, Log, ObjectKind, Result, RunContext, RuntimeError,
+};
 use bodywork_state::DeploymentRow;
 use chrono::Utc;
 
@@ -22,8 +24,8 @@ use super::{
     DRAIN_TIMEOUT, Info, STOP_GRACE, Service, ServiceManager, ServiceSpec, ServiceTable, Shape,
     addresses,
 };
-use crate::process::StageCommand;
 use crate::store::SharedStore;
+use bodywork_stage::process::StageCommand;
 
 /// Why the new version of a rollout does not serve.
 enum Failed {
@@ -167,7 +169,7 @@ impl ServiceManager {
             .collect();
         if let Some(parent) = specs.first().and_then(|s| s.log_path.parent()) {
             std::fs::create_dir_all(parent).map_err(|e| {
-                RuntimeError::failed(format!("cannot create {}: {e}", parent.display()))
+                RuntimeError::failed(format!("cannot create {}", parent.display())).with_cause(e)
             })?;
         }
 
@@ -292,7 +294,7 @@ impl ServiceManager {
         };
         self.store
             .with(|s| s.upsert_deployment(&row))
-            .map_err(RuntimeError::failed)?;
+            .map_err(RuntimeError::from)?;
         let cluster = format!("{}:{port}", svc.cluster_address);
         if self.gateway_running() {
             log.log(
@@ -380,7 +382,7 @@ impl ServiceManager {
     pub async fn delete(&self, namespace: &str, name: &str) -> Result<()> {
         let Some(svc) = self.table.get(namespace, name) else {
             return Err(RuntimeError::NotFound {
-                kind: "service",
+                kind: ObjectKind::Service,
                 name: name.to_string(),
                 namespace: namespace.to_string(),
             });
@@ -402,7 +404,7 @@ impl ServiceManager {
                 s.delete_replicas(namespace, name, None)?;
                 s.delete_deployment(namespace, name)
             })
-            .map_err(RuntimeError::failed)?;
+            .map_err(RuntimeError::from)?;
         if let Some(dir) = checkout {
             let checkouts = self.home.root().join("checkouts");
             remove_checkout_if_unused(&self.store, &self.table, &checkouts, &dir);

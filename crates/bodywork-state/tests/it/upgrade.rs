@@ -5,10 +5,8 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use bodywork_runtime::RunState;
-use bodywork_state::{
-    AttemptStatus, CronRunKind, NewCronJob, ReplicaStatus, SCHEMA_VERSION, Store, StoreError,
-};
+use bodywork_runtime::{CronJobSpec, CronRunKind, RunState};
+use bodywork_state::{AttemptStatus, ReplicaStatus, SCHEMA_VERSION, Store, StoreError};
 use rusqlite::Connection;
 
 const V1_FIXTURE: &str = include_str!("fixtures/state_v1.sql");
@@ -167,7 +165,7 @@ fn v1_database_opens_with_every_row_intact() {
     // beside the v1 rows, and links them to v1 runs.
     assert!(store.list_cron_jobs(None).expect("cron jobs").is_empty());
     let job = store
-        .create_cron_job(&NewCronJob {
+        .create_cron_job(&CronJobSpec {
             namespace: "dev".into(),
             name: "nightly".into(),
             schedule: "0 3 * * *".into(),
@@ -227,7 +225,7 @@ fn v2_cron_job_opens_without_a_secrets_group() {
         .expect("kept");
     assert_eq!(
         job.spec,
-        NewCronJob {
+        CronJobSpec {
             namespace: "dev".into(),
             name: "hourly".into(),
             schedule: "0 * * * *".into(),
@@ -277,7 +275,7 @@ fn newer_database_is_refused_with_a_clear_error() {
 /// The cron job `dev/hourly` of a database that `migrations` (the steps
 /// of an older schema) made and `row` (that schema's INSERT) filled, opened
 /// with the current code.
-fn upgraded_cron_job(dir: &Path, migrations: &[&str], row: &str) -> (Store, NewCronJob) {
+fn upgraded_cron_job(dir: &Path, migrations: &[&str], row: &str) -> (Store, CronJobSpec) {
     let path = raw_database(
         dir,
         &format!(
@@ -296,7 +294,11 @@ fn upgraded_cron_job(dir: &Path, migrations: &[&str], row: &str) -> (Store, NewC
 }
 
 /// `job` changed by `change`, stored and read back as it was stored.
-fn updated(store: &Store, mut job: NewCronJob, change: impl FnOnce(&mut NewCronJob)) -> NewCronJob {
+fn updated(
+    store: &Store,
+    mut job: CronJobSpec,
+    change: impl FnOnce(&mut CronJobSpec),
+) -> CronJobSpec {
     change(&mut job);
     store
         .update_cron_job(&job, &chrono::Utc::now())

@@ -1,6 +1,8 @@
 //! The daemon itself: hello (protocol check), status, stop, hand over to a
 //! new daemon.
 
+use bodywork_runtime::RuntimeError;
+
 use super::error;
 use crate::daemon::{Daemon, Successor};
 use crate::protocol::{DaemonStatus, PROTOCOL_VERSION, Request, Response};
@@ -43,10 +45,10 @@ pub(super) fn handle(daemon: &Daemon, request: Request) -> Response {
             let going = daemon.active_run_ids();
             if !going.is_empty() {
                 let ids: Vec<String> = going.iter().map(i64::to_string).collect();
-                return error(format!(
-                    "workflow runs are going ({}); restart the daemon when they have finished",
-                    ids.join(", ")
-                ));
+                return Response::Error(
+                    RuntimeError::conflict(format!("workflow runs are going ({})", ids.join(", ")))
+                        .with_hint("restart the daemon when they have finished"),
+                );
             }
             let exe = std::path::PathBuf::from(exe);
             if !exe.is_file() {

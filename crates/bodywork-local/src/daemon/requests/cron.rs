@@ -3,9 +3,9 @@
 
 use bodywork_config::schedule::{Schedule, seconds_allowed};
 use bodywork_runtime::{
-    CronJobSpec, CronJobSummary, CronRunSummary, Result, RunState, RuntimeError,
+    CronJobSpec, CronJobSummary, CronRunSummary, ObjectKind, Result, RunState, RuntimeError,
 };
-use bodywork_state::{CronJobRow, CronRunRow, NewCronJob};
+use bodywork_state::{CronJobRow, CronRunRow};
 use chrono::{DateTime, Utc};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::oneshot;
@@ -42,7 +42,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
 
 fn no_such_job(namespace: &str, name: &str) -> RuntimeError {
     RuntimeError::NotFound {
-        kind: "cron job",
+        kind: ObjectKind::CronJob,
         name: name.to_string(),
         namespace: namespace.to_string(),
     }
@@ -54,7 +54,7 @@ fn no_such_job(namespace: &str, name: &str) -> RuntimeError {
 /// expression never matches searches years ahead.
 async fn create(daemon: &Daemon, spec: CronJobSpec) -> Result<()> {
     checked(&spec).await?;
-    let new: NewCronJob = spec;
+    let new = spec;
     let created = daemon.runtime.with_store(|s| {
         if !s.namespace_exists(&new.namespace)? {
             return Ok(false);
@@ -65,7 +65,7 @@ async fn create(daemon: &Daemon, spec: CronJobSpec) -> Result<()> {
         Ok(())
     } else {
         Err(RuntimeError::NotFound {
-            kind: "namespace",
+            kind: ObjectKind::Namespace,
             name: new.namespace.clone(),
             namespace: new.namespace,
         })
@@ -240,15 +240,15 @@ async fn trigger(daemon: &Daemon, namespace: &str, name: &str) -> Result<String>
         reply,
     });
     if sent.is_err() {
-        return Err(RuntimeError::Unavailable(
-            "the cron scheduler is not running (is the daemon stopping?)".into(),
+        return Err(RuntimeError::unavailable(
+            "the cron scheduler is not running (is the daemon stopping?)",
         ));
     }
     match answer.await {
         Ok(Ok(run)) => Ok(job_run_name(name, run)),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(RuntimeError::Unavailable(
-            "the cron scheduler stopped before starting the run".into(),
+        Err(_) => Err(RuntimeError::unavailable(
+            "the cron scheduler stopped before starting the run",
         )),
     }
 }
@@ -270,11 +270,14 @@ pub(in crate::daemon) async fn stream_run_logs(
         None => None,
     };
     let Some(run) = entry.and_then(|e| e.run_id) else {
-        let message = format!(
-            "no run {name:?} of a cron job in namespace {namespace}; run names are the \
-             JOB_NAME column of `bodywork cronjob history --namespace {namespace} --name CRONJOB`"
-        );
-        crate::protocol::write_error(write, RuntimeError::Failed(message)).await;
+        let error = RuntimeError::failed(format!(
+            "no run {name:?} of a cron job in namespace {namespace}"
+        ))
+        .with_hint(format!(
+            "run names are the JOB_NAME column of `bodywork cronjob history --namespace \
+             {namespace} --name CRONJOB`"
+        ));
+        crate::protocol::write_error(write, error).await;
         return;
     };
     stream_logs(daemon, namespace, run, false, write).await;
@@ -335,7 +338,7 @@ mod tests {
 
     fn cron_job() -> CronJobRow {
         CronJobRow {
-            spec: NewCronJob {
+            spec: CronJobSpec {
                 namespace: "ns".into(),
                 name: "nightly".into(),
                 schedule: "0 0 1 1 *".into(),

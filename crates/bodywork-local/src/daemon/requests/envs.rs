@@ -1,5 +1,7 @@
 //! The cached Python environments: list and prune.
 
+use bodywork_runtime::RuntimeError;
+
 use super::error;
 use crate::daemon::Daemon;
 use crate::protocol::{EnvSummary, Request, Response};
@@ -19,8 +21,9 @@ pub(super) fn handle(daemon: &Daemon, request: Request) -> Response {
             // a run goes on; deployed services keep theirs.
             let busy = !daemon.runs.lock().map(|r| r.is_empty()).unwrap_or(false);
             if busy {
-                return error(
-                    "workflow runs are in progress; prune environments when they have finished",
+                return Response::Error(
+                    RuntimeError::conflict("workflow runs are in progress")
+                        .with_hint("prune environments when they have finished"),
                 );
             }
             let in_use = rt.services().environments_in_use();

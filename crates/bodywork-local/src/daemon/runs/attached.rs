@@ -23,7 +23,7 @@ pub(in crate::daemon) async fn run_for_client(
     let prepared = match prepare_run(&daemon, &submission, &RunTrigger::Cli) {
         Ok(p) => p,
         Err(message) => {
-            write_error(&mut write, RuntimeError::Failed(message)).await;
+            write_error(&mut write, RuntimeError::failed(message)).await;
             return;
         }
     };

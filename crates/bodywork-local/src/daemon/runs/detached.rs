@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use bodywork_runtime::{RunState, RunTrigger, RuntimeError};
+use bodywork_runtime::{ObjectKind, RunState, RunTrigger, RuntimeError};
 use bodywork_state::RunRow;
 
 use super::{execute_run, prepare_run, summary};
@@ -24,7 +24,7 @@ pub(in crate::daemon) fn start_detached(
     let trigger = RunTrigger::Detached(name.clone());
     let first = match prepare_run(&daemon, &submission, &trigger) {
         Ok(p) => p,
-        Err(message) => return Response::Error(RuntimeError::Failed(message)),
+        Err(message) => return Response::Error(RuntimeError::failed(message)),
     };
     let started = name.unwrap_or_else(|| bodywork_runtime::unnamed_detached_name(first.id));
     tokio::spawn(async move {
@@ -66,16 +66,17 @@ pub(crate) fn delete_detached(daemon: &Daemon, name: &str) -> Result<(), Runtime
         .collect();
     if runs.is_empty() {
         return Err(RuntimeError::NotFound {
-            kind: "run",
+            kind: ObjectKind::Run,
             name: name.to_string(),
             namespace: String::new(),
         });
     }
     if let Some(r) = runs.iter().find(|r| r.status == RunState::Running) {
-        return Err(RuntimeError::Conflict(format!(
-            "deployment job {name} is running (run {}); wait for it to finish, then try again",
+        return Err(RuntimeError::conflict(format!(
+            "deployment job {name} is running (run {})",
             r.id
-        )));
+        ))
+        .with_hint(bodywork_runtime::TRY_AGAIN));
     }
     let mut removed = Vec::new();
     for r in &runs {

@@ -91,7 +91,7 @@ impl RunHooks for Hooks<'_> {
     fn planned(
         &self,
         plan: &WorkflowPlan,
-        _checkout: &bodywork_workflow::Checkout,
+        _checkout: &bodywork_source::Checkout,
     ) -> Result<(), String> {
         // Limits of this runtime, before anything is changed.
         for stage in plan.stages() {

@@ -4,8 +4,8 @@
 use std::fs::File;
 use std::time::Duration;
 
+use bodywork_lines::{CappedLines, MAX_CUT_LINE};
 use bodywork_runtime::RuntimeError;
-use bodywork_stage::lines::{CappedLines, MAX_CUT_LINE};
 use tokio::net::unix::OwnedWriteHalf;
 
 use crate::daemon::Daemon;
@@ -25,7 +25,7 @@ pub(crate) async fn stream_logs(
             let message = format!(
                 "no workflow run {run} in namespace {namespace} (see `bodywork runs --namespace {namespace}`)"
             );
-            write_error(write, RuntimeError::Failed(message)).await;
+            write_error(write, RuntimeError::failed(message)).await;
             return;
         }
         Err(e) => {
@@ -41,7 +41,7 @@ pub(crate) async fn stream_logs(
                 "the log of run {run} is not available ({}: {e})",
                 path.display()
             );
-            write_error(write, RuntimeError::Failed(message)).await;
+            write_error(write, RuntimeError::failed(message)).await;
             return;
         }
     };

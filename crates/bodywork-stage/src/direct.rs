@@ -2,9 +2,9 @@
 //! the foreground and without the daemon — what a container of the
 //! Kubernetes runtime runs. Fetch, load and plan the project into a scratch
 //! checkout (`bodywork_workflow::prepare`, as every run does), ensure the
-//! stage's Python environment in `$BODYWORK_HOME`, then run the stage with
-//! the terminal's stdout/stderr through the one stage runner
-//! (`bodywork-stage`): a batch stage honours its per-attempt timeout
+//! stage's Python environment in the [`Places`] it is given (a bodywork
+//! home's), then run the stage with the terminal's stdout/stderr through the
+//! stage runner of this crate: a batch stage honours its per-attempt timeout
 //! (killing the whole process tree) and retries; a service stage runs until
 //! it exits or is stopped.
 //!
@@ -16,6 +16,7 @@
 //! Must not: talk to the daemon, read or record state in SQLite, or look up
 //! secrets (there are none to look up here: they are in the environment).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,12 +24,9 @@ use bodywork_plan::{StagePlan, WorkflowPlan};
 use bodywork_pyenv::EnvCache;
 use bodywork_runtime::{AsOf, CancellationToken, Level, Log};
 use bodywork_source::{CancelCheck, FetchOptions, KeyFile, Source};
-use bodywork_stage::{Attach, Batch, NoHook, PythonError, env};
 use bodywork_workflow::{PrepareError, PrepareRequest, Preparing};
 
-use crate::home::Home;
-
-pub use bodywork_stage::Outcome;
+use crate::{Attach, Batch, NoHook, Outcome, PythonError, env};
 
 /// Logger name of the messages this module writes.
 const LOGGER: &str = "stage";
@@ -39,6 +37,22 @@ const FALLBACK_NAMESPACE: &str = "default";
 
 /// How long a stage may take to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Where a direct run keeps its files: directories that exist (a bodywork
+/// home's, created by its owner).
+#[derive(Debug, Clone)]
+pub struct Places {
+    /// Python environments are built and cached under this root.
+    pub root: PathBuf,
+    /// The scratch checkout is made here and removed at the end.
+    pub checkouts: PathBuf,
+    /// The SSH key of a private repository is written here for the fetch.
+    pub tmp: PathBuf,
+    /// SSH's known hosts file for fetches.
+    pub known_hosts: PathBuf,
+    /// uv and the other tools stages run with.
+    pub tools: PathBuf,
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -93,21 +107,19 @@ pub enum DirectError {
 /// itself go to `log`; the stage's own output goes straight to this
 /// process's stdout/stderr.
 pub async fn run_stage(
-    home: &Home,
+    places: &Places,
     what: &DirectStage,
     log: &Log,
     cancel: &CancellationToken,
 ) -> Result<Outcome, DirectError> {
-    home.create()
-        .map_err(|e| DirectError::Io(format!("cannot prepare {}: {e}", home.root().display())))?;
     // The scratch checkout of this stage, removed when dropped.
     let scratch = {
         use std::os::unix::fs::PermissionsExt;
-        let checkouts = home.root().join("checkouts");
+        let checkouts = &places.checkouts;
         tempfile::Builder::new()
             .prefix("stage-")
             .permissions(std::fs::Permissions::from_mode(0o777))
-            .tempdir_in(&checkouts)
+            .tempdir_in(checkouts)
             .map_err(|e| {
                 DirectError::Io(format!(
                     "cannot create a directory in {}: {e}",
@@ -118,7 +130,7 @@ pub async fn run_stage(
     // In a pod: the namespace's deploy key, for a private repository.
     let key = match bodywork_source::key_from_env() {
         Some(key) if Source::parse(&what.repo).is_ok_and(|s| s.uses_ssh()) => Some(
-            KeyFile::write(&home.root().join("tmp"), &key)
+            KeyFile::write(&places.tmp, &key)
                 .map_err(|e| DirectError::Io(format!("cannot write the SSH key: {e}")))?,
         ),
         _ => None,
@@ -132,7 +144,7 @@ pub async fn run_stage(
         fetch: FetchOptions {
             commit: what.commit.clone(),
             ssh_key: key.as_ref().map(|k| k.path().to_path_buf()),
-            known_hosts: Some(home.known_hosts()),
+            known_hosts: Some(places.known_hosts.clone()),
             // Ctrl-C or SIGTERM stops a fetch too, git's helpers with it.
             cancel: Some({
                 let cancel = cancel.clone();
@@ -157,9 +169,9 @@ pub async fn run_stage(
             stage.resource_name, checkout.commit
         ),
     );
-    let cache = Arc::new(EnvCache::new(home.root()));
+    let cache = Arc::new(EnvCache::new(&places.root));
     let resolution = bodywork_workflow::resolution(checkout, what.resolve_as_of);
-    let python = bodywork_stage::ensure_python(
+    let python = crate::ensure_python(
         cache,
         stage,
         resolution,
@@ -184,13 +196,12 @@ pub async fn run_stage(
         log.log(Level::Warning, LOGGER, &line);
     }
     let vars = env::build(inherited, &python.dir, literals, &[]);
-    let command =
-        bodywork_stage::command(stage, &checkout.dir, &python.python, &home.tools(), vars)
-            .map_err(|e| DirectError::Io(e.to_string()))?;
+    let command = crate::command(stage, &checkout.dir, &python.python, &places.tools, vars)
+        .map_err(|e| DirectError::Io(e.to_string()))?;
     let attach = Attach::terminal(STOP_GRACE);
     let batch = Batch::of(stage);
     let outcome = match batch {
-        None => bodywork_stage::run_to_end(&command, &attach, None, cancel, |_| {})
+        None => crate::run_to_end(&command, &attach, None, cancel, |_| {})
             .await
             .map_err(|e| {
                 DirectError::Io(format!(
@@ -198,7 +209,7 @@ pub async fn run_stage(
                     command.program.display()
                 ))
             })?,
-        Some(batch) => bodywork_stage::run_batch(
+        Some(batch) => crate::run_batch(
             &stage.stage,
             &command,
             batch,
