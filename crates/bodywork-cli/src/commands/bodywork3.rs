@@ -11,14 +11,13 @@ use bodywork_runtime::{
 };
 
 use super::connect::{block_on, with_control};
+use super::workflow::Deploy;
 use super::{
     bodywork3_missing, checked_name, checked_optional, cronjob, project_location, secret, workflow,
 };
 use crate::cli::{
-    CreateCommand, CronArgs, CronPythonArg, CronjobCommand, CronjobCreateArgs, CronjobDisplayArgs,
-    CronjobNameArgs, DeleteCommand, DeploymentArgs, GetCommand, GetCronArgs, GlobalArgs,
-    LegacyAction, LegacyDeploymentArgs, NamespaceArg, OptionalNamespaceArg, ResolveAsOfArg,
-    RuntimeKind, UpdateCommand, WorkflowArgs,
+    CreateCommand, CronArgs, DeleteCommand, DeploymentArgs, GetCommand, GetCronArgs, GlobalArgs,
+    LegacyAction, LegacyDeploymentArgs, RuntimeKind, UpdateCommand,
 };
 use crate::output;
 use crate::{CliError, CliResult, Outcome};
@@ -69,30 +68,31 @@ fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> CliResult {
     if let (Some(path), false) = (&args.ssh, args.dry_run) {
         group = Some(store_deploy_key(global, args, path, group)?);
     }
-    let workflow = WorkflowArgs {
-        namespace: OptionalNamespaceArg { namespace: None },
+    let workflow = Deploy {
         repo: args.git_url.clone(),
         branch: args.branch.clone(),
         ssh: args.ssh.clone(),
         image,
-        group: None,
+        secrets_group: group,
         dry_run: args.dry_run,
-        resolve: args.resolve,
-        python: args.python.clone(),
+        resolve_as_of: args.resolve.resolve_as_of,
+        python: args.python.python.clone(),
+        no_python_downloads: args.python.no_python_downloads(),
+        ..Deploy::default()
     };
     if args.asynchronous {
         let name = checked_optional("deployment job", args.async_job_name.as_deref())?;
         // Named as Bodywork 3 names it; Bodywork 3's words.
         let name = name.map(|n| format!("{DETACHED_PREFIX}{n}"));
         println!("Using asynchronous workflow controller.");
-        return workflow::detached(global, &workflow, group, name, args.retries, |name| {
+        return workflow::detached(global, &workflow, name, args.retries, |name| {
             println!("Created workflow-job={name}.");
         });
     }
     if !args.dry_run {
         println!("Using local workflow controller - retries inactive.");
     }
-    workflow::run_with_group(global, &workflow, group)
+    workflow::run(global, &workflow)
 }
 
 /// Bodywork 3's `--bodywork-image`, a malformed one refused in its words
@@ -291,24 +291,20 @@ pub fn legacy_deployment(global: &GlobalArgs, args: &LegacyDeploymentArgs) -> Cl
         )),
         LegacyAction::Create => {
             let name = checked_optional("deployment job", name.as_deref())?;
-            let workflow = WorkflowArgs {
-                namespace: OptionalNamespaceArg {
-                    namespace: args.namespace.clone(),
-                },
+            let workflow = Deploy {
+                namespace: args.namespace.clone(),
                 repo: args.git_repo_url.clone(),
                 branch: Some(args.git_repo_branch.clone()),
-                ssh: None,
-                image: None,
-                group: None,
-                dry_run: false,
-                resolve: args.resolve,
-                python: args.python.clone(),
+                resolve_as_of: args.resolve.resolve_as_of,
+                python: args.python.python.clone(),
+                no_python_downloads: args.python.no_python_downloads(),
+                ..Deploy::default()
             };
             if args.local {
                 println!("testing with local workflow-controller - retries are inactive");
                 return workflow::run(global, &workflow);
             }
-            workflow::detached(global, &workflow, None, name, args.retries, |name| {
+            workflow::detached(global, &workflow, name, args.retries, |name| {
                 println!(
                     "deployment started detached as {name} (see `bodywork get deployment --async --logs {name}`)"
                 );
@@ -400,12 +396,8 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> CliResult {
             };
             // Without --group, the group the cron job had; so for the date
             // and the Python.
-            let resolve = ResolveAsOfArg {
-                resolve_as_of: args.resolve.resolve_as_of.or(job.resolve_as_of),
-            };
-            let python = CronPythonArg {
-                python: args.python.python.clone().or(job.python),
-            };
+            let resolve = args.resolve.resolve_as_of.or(job.resolve_as_of);
+            let python = args.python.python.clone().or(job.python);
             let group = args.group.clone().or(job.secrets_group);
             (job.namespace, group, resolve, python)
         } else {
@@ -419,8 +411,8 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> CliResult {
             (
                 namespace,
                 args.group.clone(),
-                args.resolve,
-                args.python.clone(),
+                args.resolve.resolve_as_of,
+                args.python.python.clone(),
             )
         };
         if let Some((_, key)) = &key {
@@ -439,20 +431,20 @@ fn schedule(global: &GlobalArgs, args: &CronArgs, update: bool) -> CliResult {
     };
     cronjob::create(
         global,
-        &CronjobCreateArgs {
-            namespace: NamespaceArg { namespace },
+        CronJobSpec {
+            namespace,
             name,
             schedule: args.schedule.clone(),
-            git_repo_url: repo,
-            git_repo_branch: args.branch.clone(),
+            timezone: None,
+            repo,
+            branch: args.branch.clone(),
             retries: args.retries,
             history_limit: args.history_limit,
-            timezone: None,
-            group,
-            dry_run: false,
-            resolve,
+            secrets_group: group,
+            resolve_as_of: resolve,
             python,
         },
+        false,
         update,
         image,
         |spec: &CronJobSpec, _: &Schedule, update: bool| {
@@ -492,23 +484,19 @@ fn get_cronjob(global: &GlobalArgs, args: &GetCronArgs) -> CliResult {
     let Some(name) = &args.name else {
         return all_cronjobs(global);
     };
+    let name = checked_name("cron job", name)?;
+    let namespace = with_control(
+        global,
+        None,
+        async |cp| Ok(cron_namespace(cp, &name).await?),
+    )?;
     if let Some(run) = &args.logs {
-        return cron_command(global, name, |named| {
-            CronjobCommand::Logs(CronjobNameArgs {
-                name: run.clone(),
-                ..named
-            })
-        });
+        return cronjob::logs(global, &namespace, run);
     }
     if args.history {
-        return cron_command(global, name, CronjobCommand::History);
+        return cronjob::history(global, &namespace, &name);
     }
-    cron_command(global, name, |named| {
-        CronjobCommand::Display(CronjobDisplayArgs {
-            namespace: named.namespace,
-            name: Some(named.name),
-        })
-    })
+    cronjob::display(global, &namespace, Some(name))
 }
 
 /// The cron jobs of every namespace, in the seed's table.
@@ -521,28 +509,6 @@ fn all_cronjobs(global: &GlobalArgs) -> CliResult {
         }
         super::connect::printed(cronjob::print_cronjobs(format, &jobs))
     })
-}
-
-/// Find the namespace of cron job `name`, then run the seed's command
-/// `command` builds for it.
-fn cron_command(
-    global: &GlobalArgs,
-    name: &str,
-    command: impl FnOnce(CronjobNameArgs) -> CronjobCommand,
-) -> CliResult {
-    let name = checked_name("cron job", name)?;
-    let namespace = with_control(
-        global,
-        None,
-        async |cp| Ok(cron_namespace(cp, &name).await?),
-    )?;
-    cronjob::run(
-        global,
-        &command(CronjobNameArgs {
-            namespace: NamespaceArg { namespace },
-            name,
-        }),
-    )
 }
 
 /// The one namespace holding a cron job of this name.

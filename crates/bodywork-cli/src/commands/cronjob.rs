@@ -11,17 +11,16 @@ use bodywork_runtime::{CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary,
 
 use super::connect::{printed, with_control};
 use super::{checked_name, checked_names, checked_optional, dry_run, only_named, project_location};
-use crate::cli::{
-    CronjobCommand, CronjobCreateArgs, CronjobDisplayArgs, CronjobNameArgs, GlobalArgs,
-    OutputFormat,
-};
+use crate::cli::{CronjobCommand, CronjobCreateArgs, CronjobNameArgs, GlobalArgs, OutputFormat};
 use crate::output::{TerminalLog, table, time};
 use crate::{CliError, CliResult, Outcome};
 
 /// Carry out one `cronjob` subcommand.
 pub fn run(global: &GlobalArgs, command: &CronjobCommand) -> CliResult {
     match command {
-        CronjobCommand::Create(args) => create(global, args, false, None, created),
+        CronjobCommand::Create(args) => {
+            create(global, asked(args), args.dry_run, false, None, created)
+        }
         CronjobCommand::Delete(args) => with_names(args, |namespace, name| {
             with_control(global, None, async move |cp| {
                 cp.delete_cronjob(&namespace, &name).await?;
@@ -39,9 +38,11 @@ pub fn run(global: &GlobalArgs, command: &CronjobCommand) -> CliResult {
                 Ok(Outcome::Success)
             })
         }),
-        CronjobCommand::Display(args) => display(global, args),
-        CronjobCommand::History(args) => history(global, args),
-        CronjobCommand::Logs(args) => logs(global, args),
+        CronjobCommand::Display(args) => {
+            display(global, &args.namespace.namespace, args.name.clone())
+        }
+        CronjobCommand::History(args) => history(global, &args.namespace.namespace, &args.name),
+        CronjobCommand::Logs(args) => logs(global, &args.namespace.namespace, &args.name),
     }
 }
 
@@ -49,6 +50,23 @@ pub fn run(global: &GlobalArgs, command: &CronjobCommand) -> CliResult {
 fn with_names(args: &CronjobNameArgs, f: impl FnOnce(String, String) -> CliResult) -> CliResult {
     let (namespace, name) = checked_names(&args.namespace.namespace, "cron job", &args.name)?;
     f(namespace, name)
+}
+
+/// The cron job `cronjob create` asks for, before any check.
+fn asked(args: &CronjobCreateArgs) -> CronJobSpec {
+    CronJobSpec {
+        namespace: args.namespace.namespace.clone(),
+        name: args.name.clone(),
+        schedule: args.schedule.clone(),
+        timezone: args.timezone.clone(),
+        repo: args.git_repo_url.clone(),
+        branch: args.git_repo_branch.clone(),
+        retries: args.retries,
+        history_limit: args.history_limit,
+        secrets_group: args.group.clone(),
+        resolve_as_of: args.resolve.resolve_as_of,
+        python: args.python.python.clone(),
+    }
 }
 
 /// A schedule is checked in the CLI, once for both runtimes, so a typo is
@@ -73,35 +91,31 @@ fn created(spec: &CronJobSpec, schedule: &Schedule, _update: bool) -> String {
     )
 }
 
-/// `cronjob create`; with `update`, Bodywork 3's `update cronjob`: the
-/// cron job of that name changed in place, its history kept. `image`: the
-/// image its runs run in on Kubernetes (default: `BODYWORK_IMAGE`, else
-/// bodywork's own); `done` words what was done.
+/// Create the cron job `asked` (as either dialect's verb built it, not yet
+/// checked); with `update`, Bodywork 3's `update cronjob`: the cron job of
+/// that name changed in place, its history kept. `image`: the image its
+/// runs run in on Kubernetes (default: `BODYWORK_IMAGE`, else bodywork's
+/// own); `done` words what was done.
 pub(super) fn create(
     global: &GlobalArgs,
-    args: &CronjobCreateArgs,
+    asked: CronJobSpec,
+    dry_run: bool,
     update: bool,
     image: Option<String>,
     done: fn(&CronJobSpec, &Schedule, bool) -> String,
 ) -> CliResult {
-    let (namespace, name) = checked_names(&args.namespace.namespace, "cron job", &args.name)?;
-    let schedule = checked_schedule(&args.schedule, args.timezone.as_deref())?;
-    let repo = project_location(&args.git_repo_url, Outcome::Usage)?;
-    let secrets_group = checked_optional("secrets group", args.group.as_deref())?;
+    let (namespace, name) = checked_names(&asked.namespace, "cron job", &asked.name)?;
+    let schedule = checked_schedule(&asked.schedule, asked.timezone.as_deref())?;
+    let repo = project_location(&asked.repo, Outcome::Usage)?;
+    let secrets_group = checked_optional("secrets group", asked.secrets_group.as_deref())?;
     let spec = CronJobSpec {
         namespace,
         name,
-        schedule: args.schedule.clone(),
-        timezone: args.timezone.clone(),
         repo,
-        branch: args.git_repo_branch.clone(),
-        retries: args.retries,
-        history_limit: args.history_limit,
         secrets_group,
-        resolve_as_of: args.resolve.resolve_as_of,
-        python: args.python.python.clone(),
+        ..asked
     };
-    if args.dry_run {
+    if dry_run {
         return dry_run::cronjob(global, &spec);
     }
     with_control(global, image, async move |cp| {
@@ -115,9 +129,10 @@ pub(super) fn create(
     })
 }
 
-fn display(global: &GlobalArgs, args: &CronjobDisplayArgs) -> CliResult {
-    let namespace = checked_name("namespace", &args.namespace.namespace)?;
-    let (name, format) = (args.name.clone(), global.output);
+/// The cron jobs of `namespace` (or only `name`), as a table or JSON.
+pub(super) fn display(global: &GlobalArgs, namespace: &str, name: Option<String>) -> CliResult {
+    let namespace = checked_name("namespace", namespace)?;
+    let format = global.output;
     with_control(global, None, async move |cp| {
         let jobs = cp.list_cronjobs(&namespace).await?;
         let jobs = only_named(
@@ -157,34 +172,34 @@ pub(super) fn print_cronjobs(
     })
 }
 
-fn history(global: &GlobalArgs, args: &CronjobNameArgs) -> CliResult {
+/// The runs of cron job `name`, newest first.
+pub(super) fn history(global: &GlobalArgs, namespace: &str, name: &str) -> CliResult {
     let format = global.output;
-    with_names(args, |namespace, name| {
-        with_control(global, None, async move |cp| {
-            let runs = cp.cronjob_history(&namespace, &name).await?;
-            printed(table::print(format, &runs, |runs: &Vec<CronRunSummary>| {
-                table::table(
-                    &[
-                        "job_name",
-                        "start_time",
-                        "completion_time",
-                        "active",
-                        "succeeded",
-                        "failed",
-                        "note",
-                    ],
-                    runs.iter().map(history_row),
-                )
-            }))
-        })
+    let (namespace, name) = checked_names(namespace, "cron job", name)?;
+    with_control(global, None, async move |cp| {
+        let runs = cp.cronjob_history(&namespace, &name).await?;
+        printed(table::print(format, &runs, |runs: &Vec<CronRunSummary>| {
+            table::table(
+                &[
+                    "job_name",
+                    "start_time",
+                    "completion_time",
+                    "active",
+                    "succeeded",
+                    "failed",
+                    "note",
+                ],
+                runs.iter().map(history_row),
+            )
+        }))
     })
 }
 
 /// The whole log of one run, line by line on stdout (errors on stderr), so
 /// `> log.txt` captures exactly the log.
-fn logs(global: &GlobalArgs, args: &CronjobNameArgs) -> CliResult {
-    let namespace = checked_name("namespace", &args.namespace.namespace)?;
-    let run = args.name.clone();
+pub(super) fn logs(global: &GlobalArgs, namespace: &str, run: &str) -> CliResult {
+    let namespace = checked_name("namespace", namespace)?;
+    let run = run.to_string();
     with_control(global, None, async move |cp| {
         cp.cronjob_logs(&namespace, &run, &TerminalLog::stdout())
             .await?;

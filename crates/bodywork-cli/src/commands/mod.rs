@@ -42,7 +42,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Daemon(args) => daemon::run(&global, &args),
         Command::SetupNamespace(args) => namespace::setup(&global, &args),
         Command::DeleteNamespace(args) => namespace::delete(&global, &args),
-        Command::Workflow(args) => workflow::run(&global, &args),
+        Command::Workflow(args) => workflow::run(&global, &workflow::Deploy::from(&args)),
         Command::Secret(cmd) => secret::run(&global, &cmd),
         Command::Service(cmd) => service::run(&global, &cmd),
         Command::Cronjob(cmd) => cronjob::run(&global, &cmd),

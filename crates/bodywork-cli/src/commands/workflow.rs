@@ -4,7 +4,9 @@
 //! Job is deleted or its Deployment rolled back); a second Ctrl-C leaves at
 //! once.
 
-use bodywork_runtime::{CancellationToken, RunState, WorkflowRun, WorkflowSubmission};
+use std::path::PathBuf;
+
+use bodywork_runtime::{AsOf, CancellationToken, RunState, WorkflowRun, WorkflowSubmission};
 use bodywork_source::{KeyFile, Source};
 
 use super::connect::with_control;
@@ -13,19 +15,48 @@ use crate::cli::{GlobalArgs, RuntimeKind, WorkflowArgs};
 use crate::output::TerminalLog;
 use crate::{CliError, CliResult, Outcome};
 
-pub fn run(global: &GlobalArgs, args: &WorkflowArgs) -> CliResult {
-    let group = checked_optional("secrets group", args.group.as_deref())?;
-    run_with_group(global, args, group)
+/// A workflow as a command asks for it, before any check: what the seed's
+/// `workflow` and Bodywork 3's and 1.x's deployment verbs each build.
+#[derive(Debug, Clone, Default)]
+pub struct Deploy {
+    /// The namespace to run in (default: the project's own).
+    pub namespace: Option<String>,
+    /// Git URL or local directory of the project.
+    pub repo: String,
+    pub branch: Option<String>,
+    /// Private SSH key for a private repository.
+    pub ssh: Option<PathBuf>,
+    /// Container image stages run in (Kubernetes runtime).
+    pub image: Option<String>,
+    /// Secrets group copied into the namespace instead of the project's own.
+    pub secrets_group: Option<String>,
+    /// Print the plan without running anything.
+    pub dry_run: bool,
+    pub resolve_as_of: Option<AsOf>,
+    pub python: Option<String>,
+    pub no_python_downloads: bool,
 }
 
-/// The workflow run, with `secrets_group` (Bodywork 3's `--group`, checked)
-/// copied into the namespace instead of the project's own group.
-pub fn run_with_group(
-    global: &GlobalArgs,
-    args: &WorkflowArgs,
-    secrets_group: Option<String>,
-) -> CliResult {
-    let (submission, _env_key) = checked(global, args, secrets_group)?;
+impl From<&WorkflowArgs> for Deploy {
+    fn from(args: &WorkflowArgs) -> Deploy {
+        Deploy {
+            namespace: args.namespace.namespace.clone(),
+            repo: args.repo.clone(),
+            branch: args.branch.clone(),
+            ssh: args.ssh.clone(),
+            image: args.image.clone(),
+            secrets_group: args.group.clone(),
+            dry_run: args.dry_run,
+            resolve_as_of: args.resolve.resolve_as_of,
+            python: args.python.python.clone(),
+            no_python_downloads: args.python.no_python_downloads(),
+        }
+    }
+}
+
+/// Run the workflow attached (or print its plan, for a dry run).
+pub fn run(global: &GlobalArgs, args: &Deploy) -> CliResult {
+    let (submission, _env_key) = checked(global, args)?;
     if args.dry_run {
         return dry_run::workflow(global, &submission, args.image.as_deref());
     }
@@ -38,13 +69,12 @@ pub fn run_with_group(
 /// given) in the words of the dialect that asked.
 pub fn detached(
     global: &GlobalArgs,
-    args: &WorkflowArgs,
-    secrets_group: Option<String>,
+    args: &Deploy,
     name: Option<String>,
     retries: u32,
     started: fn(&str),
 ) -> CliResult {
-    let (submission, _env_key) = checked(global, args, secrets_group)?;
+    let (submission, _env_key) = checked(global, args)?;
     with_control(global, args.image.clone(), async move |cp| {
         let name = cp
             .start_workflow(&submission, name.as_deref(), retries)
@@ -58,10 +88,10 @@ pub fn detached(
 /// the deploy key it holds for the run, if any.
 fn checked(
     global: &GlobalArgs,
-    args: &WorkflowArgs,
-    secrets_group: Option<String>,
+    args: &Deploy,
 ) -> Result<(WorkflowSubmission, Option<KeyFile>), CliError> {
-    let namespace = checked_optional("namespace", args.namespace.namespace.as_deref())?;
+    let secrets_group = checked_optional("secrets group", args.secrets_group.as_deref())?;
+    let namespace = checked_optional("namespace", args.namespace.as_deref())?;
     if args.image.is_some() && !args.dry_run && global.runtime == RuntimeKind::Local {
         return Err(CliError::usage(
             "--image applies to the Kubernetes runtime; the local runtime runs stages on this machine",
@@ -103,9 +133,9 @@ fn checked(
         namespace,
         ssh_key: ssh_key.or_else(|| env_key.as_ref().map(|k| k.path().to_path_buf())),
         secrets_group,
-        resolve_as_of: args.resolve.resolve_as_of,
-        python: args.python.python.clone(),
-        no_python_downloads: args.python.no_python_downloads(),
+        resolve_as_of: args.resolve_as_of,
+        python: args.python.clone(),
+        no_python_downloads: args.no_python_downloads,
     };
     Ok((submission, env_key))
 }

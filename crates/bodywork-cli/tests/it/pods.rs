@@ -267,13 +267,9 @@ fn pods_run_their_manifests_as_a_kubelet_would() {
         pod.try_wait().unwrap().is_none(),
         "the service pod is still running"
     );
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    conn.write_all(b"GET / HTTP/1.0\r\nHost: pod\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    conn.read_to_string(&mut answer).unwrap();
-    assert!(answer.ends_with("pod ok"), "{answer}");
+    let (code, answer) =
+        helper::http(&format!("127.0.0.1:{port}"), "GET", "/", None).expect("the pod answers");
+    assert_eq!((code, answer.as_str()), (200, "pod ok"));
     // Deleting the pod: SIGTERM, as a kubelet sends it; the stage stops.
     helper::kill(pod.id() as i32, "TERM");
     let status = pod.wait().unwrap();
