@@ -7,11 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceSetup};
-pub use bodywork_runtime::{
-    CronJobSpec, CronJobSummary, CronRunSummary, RunState, RunSummary, WorkflowSubmission,
-};
-use bodywork_runtime::{LogEvent, RuntimeError, Secret, ServiceStatus};
+use bodywork_runtime::{CronJobSpec, LogEvent, RunState, RuntimeError, WorkflowSubmission};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
@@ -26,8 +22,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// as `ObjectKind`. 10: records carry times as RFC 3339 in UTC, not words
 /// (a log event's to the millisecond), a cron job's status as a run state,
 /// and namespaces set up or deleted as what was done (`NamespaceSetUp`,
-/// `NamespaceDeleted`), not lines.
-pub const PROTOCOL_VERSION: u32 = 10;
+/// `NamespaceDeleted`), not lines. 11: every control-plane answer is one
+/// `Answer` holding the call's own type.
+pub const PROTOCOL_VERSION: u32 = 11;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
@@ -146,26 +143,16 @@ pub enum Response {
         version: String,
         pid: u32,
     },
+    /// Done: what `Shutdown` and `Handover` answer. Kept as it is across
+    /// protocol versions, since a new CLI hands over from an old daemon.
     Ok,
-    /// What `SetupNamespace` did.
-    NamespaceSetUp(NamespaceSetup),
-    /// What `DeleteNamespace` did.
-    NamespaceDeleted(NamespaceDeletion),
-    Exists {
-        exists: bool,
-    },
-    Namespaces {
-        namespaces: Vec<String>,
-    },
-    /// The name of what was started (`cronjob trigger`).
-    Started {
-        name: String,
+    /// The answer to a request of the control plane: what its
+    /// `ControlPlane` call returns (`()`, a record, a list), as JSON. The
+    /// request says which type it is; the client reads it back as that type.
+    Answer {
+        value: serde_json::Value,
     },
     Error(RuntimeError),
-    Status(DaemonStatus),
-    Secrets {
-        secrets: Vec<Secret>,
-    },
     RunStarted {
         run: i64,
     },
@@ -178,23 +165,18 @@ pub enum Response {
         run: i64,
         outcome: RunState,
     },
-    Runs {
-        runs: Vec<RunSummary>,
-    },
-    Services {
-        services: Vec<ServiceStatus>,
-    },
-    Envs {
-        envs: Vec<EnvSummary>,
-    },
-    CronJobs {
-        jobs: Vec<CronJobSummary>,
-    },
-    CronHistory {
-        runs: Vec<CronRunSummary>,
-    },
     /// The last frame of a stream.
     End,
+}
+
+impl Response {
+    /// `value`, what a control-plane request returns, as its answer.
+    pub fn answer<T: Serialize>(value: &T) -> Response {
+        match serde_json::to_value(value) {
+            Ok(value) => Response::Answer { value },
+            Err(e) => Response::Error(RuntimeError::from_error("cannot encode the answer", &e)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -332,6 +314,31 @@ mod tests {
         let mut reader = tokio::io::BufReader::new(&ok[..]);
         let frame = read_frame::<_, Response>(&mut reader).await.unwrap();
         assert!(matches!(frame, Some(Response::Ok)));
+    }
+
+    #[tokio::test]
+    async fn an_answer_reads_back_as_the_type_it_was_written_from() {
+        let namespaces = vec!["a".to_string(), "b".to_string()];
+        let frame = encode_frame(&Response::answer(&namespaces)).unwrap();
+        let mut reader = tokio::io::BufReader::new(&frame[..]);
+        let Some(Response::Answer { value }) =
+            read_frame::<_, Response>(&mut reader).await.unwrap()
+        else {
+            panic!("not an answer");
+        };
+        assert_eq!(
+            serde_json::from_value::<Vec<String>>(value).unwrap(),
+            namespaces
+        );
+        // `()`, what a call that only acts returns, is an answer too.
+        let frame = encode_frame(&Response::answer(&())).unwrap();
+        let mut reader = tokio::io::BufReader::new(&frame[..]);
+        let Some(Response::Answer { value }) =
+            read_frame::<_, Response>(&mut reader).await.unwrap()
+        else {
+            panic!("not an answer");
+        };
+        serde_json::from_value::<()>(value).unwrap();
     }
 
     async fn request(bytes: Vec<u8>) -> std::io::Result<Option<Request>> {

@@ -3,7 +3,7 @@
 //! it dies), stop it, restart it without stopping services, or say whether
 //! it runs.
 
-use bodywork_local::protocol::{Request, Response};
+use bodywork_local::protocol::{DaemonStatus, Request};
 use bodywork_runtime::RuntimeError;
 
 use super::connect::{block_on, home, printed, with_local};
@@ -44,9 +44,7 @@ pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> CliResult {
             return Ok(Outcome::Failure);
         }
         return with_local(async move |local| {
-            let Response::Status(status) = local.call(Request::Status).await? else {
-                return Err(bodywork_local::client::unexpected().into());
-            };
+            let status: DaemonStatus = local.ask(Request::Status).await?;
             printed(table::print(format, &status, |s| {
                 table::table(
                     &[

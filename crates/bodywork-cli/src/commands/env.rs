@@ -2,7 +2,7 @@
 //! environments, each with the date its requirements were resolved as of
 //! and its lock (every package installed, `name==version`).
 
-use bodywork_local::protocol::{EnvSummary, Request, Response};
+use bodywork_local::protocol::{EnvSummary, Request};
 
 use super::connect::{printed, with_local};
 use crate::cli::{EnvCommand, GlobalArgs, OutputFormat};
@@ -17,9 +17,7 @@ pub fn run(global: &GlobalArgs, command: &EnvCommand) -> CliResult {
         EnvCommand::Prune => (Request::EnvPrune, Some("removed"), None),
     };
     with_local(async move |local| {
-        let Response::Envs { envs } = local.call(request).await? else {
-            return Err(bodywork_local::client::unexpected().into());
-        };
+        let envs: Vec<EnvSummary> = local.ask(request).await?;
         if let Some(wanted) = wanted {
             return match one(envs, &wanted) {
                 Ok(env) => printed(table::print(format, &env, fields)),

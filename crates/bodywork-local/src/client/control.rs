@@ -48,9 +48,11 @@ impl LocalControl {
             .map_err(RuntimeError::from)
     }
 
-    async fn done(&self, request: Request) -> Result<()> {
+    /// One request, and its answer read back as the type its
+    /// `ControlPlane` call returns.
+    pub async fn ask<T: serde::de::DeserializeOwned>(&self, request: Request) -> Result<T> {
         match self.call(request).await? {
-            Response::Ok => Ok(()),
+            Response::Answer { value } => serde_json::from_value(value).map_err(|_| unexpected()),
             _ => Err(unexpected()),
         }
     }
@@ -89,43 +91,29 @@ impl Resources for LocalControl {
         let request = Request::SetupNamespace {
             namespace: namespace.into(),
         };
-        match self.call(request).await? {
-            Response::NamespaceSetUp(setup) => Ok(setup),
-            _ => Err(unexpected()),
-        }
+        self.ask(request).await
     }
 
     async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
-        match self
-            .call(Request::NamespaceExists {
-                namespace: namespace.into(),
-            })
-            .await?
-        {
-            Response::Exists { exists } => Ok(exists),
-            _ => Err(unexpected()),
-        }
+        self.ask(Request::NamespaceExists {
+            namespace: namespace.into(),
+        })
+        .await
     }
 
     async fn list_namespaces(&self) -> Result<Vec<String>> {
-        match self.call(Request::NamespaceList).await? {
-            Response::Namespaces { namespaces } => Ok(namespaces),
-            _ => Err(unexpected()),
-        }
+        self.ask(Request::NamespaceList).await
     }
 
     async fn delete_namespace(&self, namespace: &str) -> Result<NamespaceDeletion> {
         let request = Request::DeleteNamespace {
             namespace: namespace.into(),
         };
-        match self.call(request).await? {
-            Response::NamespaceDeleted(deletion) => Ok(deletion),
-            _ => Err(unexpected()),
-        }
+        self.ask(request).await
     }
 
     async fn create_secret(&self, namespace: &str, name: &str, data: SecretData) -> Result<()> {
-        self.done(Request::SecretCreate {
+        self.ask(Request::SecretCreate {
             namespace: namespace.into(),
             name: name.into(),
             data,
@@ -134,7 +122,7 @@ impl Resources for LocalControl {
     }
 
     async fn delete_secret(&self, namespace: &str, name: &str) -> Result<()> {
-        self.done(Request::SecretDelete {
+        self.ask(Request::SecretDelete {
             namespace: namespace.into(),
             name: name.into(),
         })
@@ -142,31 +130,21 @@ impl Resources for LocalControl {
     }
 
     async fn list_secrets(&self, namespace: &str) -> Result<Vec<Secret>> {
-        match self
-            .call(Request::SecretList {
-                namespace: namespace.into(),
-            })
-            .await?
-        {
-            Response::Secrets { secrets } => Ok(secrets),
-            _ => Err(unexpected()),
-        }
+        self.ask(Request::SecretList {
+            namespace: namespace.into(),
+        })
+        .await
     }
 
     async fn list_services(&self, namespace: &str) -> Result<Vec<ServiceStatus>> {
-        match self
-            .call(Request::ServiceList {
-                namespace: namespace.into(),
-            })
-            .await?
-        {
-            Response::Services { services } => Ok(services),
-            _ => Err(unexpected()),
-        }
+        self.ask(Request::ServiceList {
+            namespace: namespace.into(),
+        })
+        .await
     }
 
     async fn delete_service(&self, namespace: &str, name: &str) -> Result<()> {
-        self.done(Request::ServiceDelete {
+        self.ask(Request::ServiceDelete {
             namespace: namespace.into(),
             name: name.into(),
         })
@@ -208,16 +186,11 @@ impl ControlPlane for LocalControl {
     }
 
     async fn list_runs(&self, namespace: &str) -> Result<Vec<RunSummary>> {
-        match self
-            .call(Request::ListRuns {
-                namespace: Some(namespace.into()),
-                limit: RUNS_SHOWN,
-            })
-            .await?
-        {
-            Response::Runs { runs } => Ok(runs),
-            _ => Err(unexpected()),
-        }
+        self.ask(Request::ListRuns {
+            namespace: Some(namespace.into()),
+            limit: RUNS_SHOWN,
+        })
+        .await
     }
 
     async fn start_workflow(
@@ -226,33 +199,25 @@ impl ControlPlane for LocalControl {
         name: Option<&str>,
         retries: u32,
     ) -> Result<String> {
-        match self
-            .call(Request::RunDetached {
-                submission: submission.clone(),
-                name: name.map(String::from),
-                retries,
-            })
-            .await?
-        {
-            Response::Started { name } => Ok(name),
-            _ => Err(unexpected()),
-        }
+        self.ask(Request::RunDetached {
+            submission: submission.clone(),
+            name: name.map(String::from),
+            retries,
+        })
+        .await
     }
 
     async fn detached_runs(&self) -> Result<Vec<RunSummary>> {
-        match self
-            .call(Request::ListRuns {
+        let runs: Vec<RunSummary> = self
+            .ask(Request::ListRuns {
                 namespace: None,
                 limit: RUNS_SHOWN,
             })
-            .await?
-        {
-            Response::Runs { runs } => Ok(runs
-                .into_iter()
-                .filter(bodywork_runtime::is_detached)
-                .collect()),
-            _ => Err(unexpected()),
-        }
+            .await?;
+        Ok(runs
+            .into_iter()
+            .filter(bodywork_runtime::is_detached)
+            .collect())
     }
 
     async fn detached_logs(&self, name: &str, log: &Log) -> Result<()> {
@@ -270,20 +235,20 @@ impl ControlPlane for LocalControl {
     }
 
     async fn delete_detached(&self, name: &str) -> Result<()> {
-        self.done(Request::DeleteDetached { name: name.into() })
+        self.ask(Request::DeleteDetached { name: name.into() })
             .await
     }
 
     async fn create_cronjob(&self, spec: &CronJobSpec) -> Result<()> {
-        self.done(Request::CronCreate(spec.clone())).await
+        self.ask(Request::CronCreate(spec.clone())).await
     }
 
     async fn update_cronjob(&self, spec: &CronJobSpec) -> Result<()> {
-        self.done(Request::CronUpdate(spec.clone())).await
+        self.ask(Request::CronUpdate(spec.clone())).await
     }
 
     async fn delete_cronjob(&self, namespace: &str, name: &str) -> Result<()> {
-        self.done(Request::CronDelete {
+        self.ask(Request::CronDelete {
             namespace: namespace.into(),
             name: name.into(),
         })
@@ -291,41 +256,26 @@ impl ControlPlane for LocalControl {
     }
 
     async fn list_cronjobs(&self, namespace: &str) -> Result<Vec<CronJobSummary>> {
-        match self
-            .call(Request::CronList {
-                namespace: namespace.into(),
-            })
-            .await?
-        {
-            Response::CronJobs { jobs } => Ok(jobs),
-            _ => Err(unexpected()),
-        }
+        self.ask(Request::CronList {
+            namespace: namespace.into(),
+        })
+        .await
     }
 
     async fn cronjob_history(&self, namespace: &str, name: &str) -> Result<Vec<CronRunSummary>> {
-        match self
-            .call(Request::CronHistory {
-                namespace: namespace.into(),
-                name: name.into(),
-            })
-            .await?
-        {
-            Response::CronHistory { runs } => Ok(runs),
-            _ => Err(unexpected()),
-        }
+        self.ask(Request::CronHistory {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+        .await
     }
 
     async fn trigger_cronjob(&self, namespace: &str, name: &str) -> Result<String> {
-        match self
-            .call(Request::CronTrigger {
-                namespace: namespace.into(),
-                name: name.into(),
-            })
-            .await?
-        {
-            Response::Started { name } => Ok(name),
-            _ => Err(unexpected()),
-        }
+        self.ask(Request::CronTrigger {
+            namespace: namespace.into(),
+            name: name.into(),
+        })
+        .await
     }
 
     async fn cronjob_logs(&self, namespace: &str, run: &str, log: &Log) -> Result<()> {

@@ -25,7 +25,7 @@ pub(super) fn handle(daemon: &Daemon, request: Request) -> Response {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
         },
-        Request::Status => Response::Status(DaemonStatus {
+        Request::Status => Response::answer(&DaemonStatus {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             home: daemon.home().root().display().to_string(),

@@ -18,23 +18,13 @@ use crate::protocol::{Request, Response};
 
 pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
     match request {
-        Request::CronCreate(spec) => answer(create(daemon, spec).await, |()| Response::Ok),
-        Request::CronUpdate(spec) => answer(update(daemon, spec).await, |()| Response::Ok),
-        Request::CronDelete { namespace, name } => {
-            answer(delete(daemon, &namespace, &name), |()| Response::Ok)
-        }
-        Request::CronList { namespace } => {
-            answer(list(daemon, &namespace), |jobs| Response::CronJobs { jobs })
-        }
-        Request::CronHistory { namespace, name } => {
-            answer(history(daemon, &namespace, &name), |runs| {
-                Response::CronHistory { runs }
-            })
-        }
+        Request::CronCreate(spec) => answer(create(daemon, spec).await),
+        Request::CronUpdate(spec) => answer(update(daemon, spec).await),
+        Request::CronDelete { namespace, name } => answer(delete(daemon, &namespace, &name)),
+        Request::CronList { namespace } => answer(list(daemon, &namespace)),
+        Request::CronHistory { namespace, name } => answer(history(daemon, &namespace, &name)),
         Request::CronTrigger { namespace, name } => {
-            answer(trigger(daemon, &namespace, &name).await, |name| {
-                Response::Started { name }
-            })
+            answer(trigger(daemon, &namespace, &name).await)
         }
         other => super::misrouted(&other),
     }

@@ -10,9 +10,7 @@ pub(super) fn handle(daemon: &Daemon, request: Request) -> Response {
     let rt = &daemon.runtime;
     match request {
         Request::EnvList => match rt.envs().list() {
-            Ok(envs) => Response::Envs {
-                envs: envs.into_iter().map(env_summary).collect(),
-            },
+            Ok(envs) => Response::answer(&envs.into_iter().map(env_summary).collect::<Vec<_>>()),
             Err(e) => error(e),
         },
         Request::EnvPrune => {
@@ -28,9 +26,9 @@ pub(super) fn handle(daemon: &Daemon, request: Request) -> Response {
             }
             let in_use = rt.services().environments_in_use();
             match rt.envs().prune(&|env| in_use.contains(&env.dir)) {
-                Ok(removed) => Response::Envs {
-                    envs: removed.into_iter().map(env_summary).collect(),
-                },
+                Ok(removed) => {
+                    Response::answer(&removed.into_iter().map(env_summary).collect::<Vec<_>>())
+                }
                 Err(e) => error(e),
             }
         }

@@ -26,9 +26,9 @@ fn error(e: impl std::fmt::Display) -> Response {
 }
 
 /// An answer of the runtime: its data, or its error as it is.
-fn answer<T>(result: Result<T, RuntimeError>, ok: impl FnOnce(T) -> Response) -> Response {
+fn answer<T: serde::Serialize>(result: Result<T, RuntimeError>) -> Response {
     match result {
-        Ok(value) => ok(value),
+        Ok(value) => Response::answer(&value),
         Err(e) => Response::Error(e),
     }
 }
@@ -67,14 +67,14 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
         Request::ListRuns { namespace, limit } => answer(
             daemon
                 .runtime
-                .with_store(|s| s.list_runs(namespace.as_deref(), limit as usize)),
-            |rows| Response::Runs {
-                runs: rows.into_iter().map(super::runs::summary).collect(),
-            },
+                .with_store(|s| s.list_runs(namespace.as_deref(), limit as usize))
+                .map(|rows| {
+                    rows.into_iter()
+                        .map(super::runs::summary)
+                        .collect::<Vec<_>>()
+                }),
         ),
-        Request::DeleteDetached { name } => {
-            answer(delete_detached(daemon, &name), |()| Response::Ok)
-        }
+        Request::DeleteDetached { name } => answer(delete_detached(daemon, &name)),
         r @ (Request::EnvList | Request::EnvPrune) => envs::handle(daemon, r),
         r @ (Request::CronCreate(_)
         | Request::CronUpdate(_)

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
-use bodywork_runtime::{RunTrigger, RuntimeError};
+use bodywork_runtime::{RunTrigger, RuntimeError, WorkflowSubmission};
 use tokio::io::BufReader;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::{execute_run, prepare_run};
 use crate::daemon::Daemon;
 use crate::daemon::live::{CLIENT_QUEUE_MAX, LiveStream};
-use crate::protocol::{Request, Response, WorkflowSubmission, read_request, write_error};
+use crate::protocol::{Request, Response, read_request, write_error};
 
 /// A workflow run asked for by a CLI: stream its log to that CLI, and
 /// cancel it when the CLI says so or goes away (Ctrl-C).

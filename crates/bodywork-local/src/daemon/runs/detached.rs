@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use bodywork_runtime::{ObjectKind, RunState, RunTrigger, RuntimeError};
+use bodywork_runtime::{ObjectKind, RunState, RunTrigger, RuntimeError, WorkflowSubmission};
 use bodywork_state::RunRow;
 
 use super::{execute_run, prepare_run, summary};
 use crate::daemon::Daemon;
-use crate::protocol::{Response, WorkflowSubmission};
+use crate::protocol::Response;
 
 /// A detached run: recorded and started now, driven (and retried after a
 /// back-off while it fails, up to `retries` times) in the background, with
@@ -48,7 +48,7 @@ pub(in crate::daemon) fn start_detached(
             };
         }
     });
-    Response::Started { name: started }
+    Response::answer(&started)
 }
 
 /// Forget detached run `name`: every attempt, and their logs; refused

@@ -18,7 +18,7 @@ use bodywork_workflow::{RunHooks, WorkflowError, WorkflowRequest, run_workflow a
 
 use super::live::LiveStream;
 use super::{ActiveRun, Daemon};
-use crate::protocol::WorkflowSubmission;
+use bodywork_runtime::WorkflowSubmission;
 use sink::RunLog;
 
 pub(super) mod attached;
