@@ -5,8 +5,11 @@
 //! Owns: each case's home and project, and stopping its daemon afterwards
 //! (a guard does it on drop, so a failed assertion still cleans up). Uses the
 //! scheduler's test seam `BODYWORK_CRON_SECONDS=1` (6-field schedules with
-//! seconds) so no case waits a minute, and waits with bounded polling, never
-//! long fixed sleeps. Must not: talk to anything but loopback, or touch the
+//! seconds) so no case waits a minute, moves the daemon's cron clock on
+//! (`BODYWORK_CRON_CLOCK_OFFSET_FILE`) instead of waiting for time to pass,
+//! and waits with bounded polling, never fixed sleeps. The scheduler's
+//! timing (back-off lengths, never a run too many, never two at once) is
+//! tested in-process on a paused clock, in bodywork-local. Must not: talk to anything but loopback, or touch the
 //! user's own `~/.bodywork`.
 //!
 //! The helpers its cases share (the daemon guard, the project writer,
@@ -64,6 +67,7 @@ stages:
             .args(args)
             .env("BODYWORK_HOME", self.home.path())
             .env("BODYWORK_CRON_SECONDS", "1")
+            .env("BODYWORK_CRON_CLOCK_OFFSET_FILE", self.clock_offset_file())
             .env("BODYWORK_PYENV_INSTALLER", "pip")
             .env("BODYWORK_PYTHON_DOWNLOADS", "never")
             .env("BODYWORK_GATEWAY_ADDR", "127.0.0.1:0")
@@ -141,6 +145,16 @@ stages:
             );
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// The file whose seconds move the daemon's cron clock on.
+    fn clock_offset_file(&self) -> PathBuf {
+        self.home.path().join("clock-offset")
+    }
+
+    /// Moves the daemon's cron clock `seconds` on from the system clock.
+    fn move_clock_on(&self, seconds: i64) {
+        std::fs::write(self.clock_offset_file(), seconds.to_string()).expect("clock offset");
     }
 
     fn stop_daemon(&self) {
@@ -362,10 +376,9 @@ fn retries_stop_at_the_limit_and_back_off_in_between() {
     let runs = runs(&history);
     assert!(gap_seconds(runs[2], runs[1]) >= 1, "{history:#?}");
     assert!(gap_seconds(runs[1], runs[0]) >= 2, "{history:#?}");
-    // No fourth run comes.
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(self::runs(&case.history("broken")).len(), 3);
+    // No retry is pending: no fourth run comes.
     assert_eq!(case.display()[0]["status"], "failed");
+    assert_eq!(self::runs(&case.history("broken")).len(), 3);
 }
 
 #[test]
@@ -423,15 +436,8 @@ fn a_due_run_is_skipped_while_one_is_going() {
         "{skipped}"
     );
     // Never two at once.
-    for _ in 0..8 {
-        let active: u64 = case
-            .history("slow")
-            .iter()
-            .map(|e| count(e, "active"))
-            .sum();
-        assert!(active <= 1, "two runs of one cron job at once");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let active: u64 = history.iter().map(|e| count(e, "active")).sum();
+    assert!(active <= 1, "two runs of one cron job at once");
     let out = case.bw(&["cronjob", "trigger", "--ns", "ns", "--name", "slow"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has a run going"));
@@ -601,10 +607,12 @@ fn a_daemon_restart_keeps_the_job_its_history_and_catches_up_once() {
     );
 
     case.stop_daemon();
-    let stopped_at = chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string();
-    // Down for longer than two periods: at least two times are missed.
-    std::thread::sleep(Duration::from_secs(5));
-    let restarted_at = chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    let shown = |t: chrono::DateTime<chrono::Local>| t.format("%Y-%m-%d %H:%M:%S").to_string();
+    let stopped_at = shown(chrono::Local::now());
+    // Down for five periods, as the restarted daemon's clock says: five
+    // times are missed.
+    case.move_clock_on(10);
+    let restarted_at = shown(chrono::Local::now() + chrono::Duration::seconds(10));
 
     // Any command starts the daemon again; the job is still there.
     let jobs = case.display();
