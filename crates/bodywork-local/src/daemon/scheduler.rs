@@ -410,8 +410,9 @@ async fn retry_after<H: Host>(
         .ok()
 }
 
-/// Waits `delay` before a retry of the cron job whose run `failed` failed.
-/// False when the scheduler stops or the cron job is deleted meanwhile (the
+/// Waits `delay` before a retry of the cron job whose run `failed` failed,
+/// or less if the scheduler's clock reaches the retry's time first (a test
+/// moving the clock on). False when the scheduler stops or the cron job is deleted meanwhile (the
 /// retry is then dropped; a restarted daemon resumes it, see
 /// [`resume_retries`]).
 async fn back_off<H: Host>(daemon: &H, job: &CronJobRow, failed: i64, delay: Duration) -> bool {
@@ -423,7 +424,7 @@ async fn back_off<H: Host>(daemon: &H, job: &CronJobRow, failed: i64, delay: Dur
     let deadline = tokio::time::Instant::now() + delay;
     loop {
         let now = tokio::time::Instant::now();
-        if now >= deadline {
+        if now >= deadline || daemon.cron().clock.now() >= retry_at {
             return true;
         }
         tokio::select! {
