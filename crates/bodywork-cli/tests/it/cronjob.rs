@@ -5,8 +5,11 @@
 //! Owns: each case's home and project, and stopping its daemon afterwards
 //! (a guard does it on drop, so a failed assertion still cleans up). Uses the
 //! scheduler's test seam `BODYWORK_CRON_SECONDS=1` (6-field schedules with
-//! seconds) so no case waits a minute, and waits with bounded polling, never
-//! long fixed sleeps. Must not: talk to anything but loopback, or touch the
+//! seconds) so no case waits a minute, moves the daemon's cron clock on
+//! (`BODYWORK_CRON_CLOCK_OFFSET_FILE`) instead of waiting for time to pass,
+//! and waits with bounded polling, never fixed sleeps. The scheduler's
+//! timing (back-off lengths, never a run too many, never two at once) is
+//! tested in-process on a paused clock, in bodywork-local. Must not: talk to anything but loopback, or touch the
 //! user's own `~/.bodywork`.
 //!
 //! The helpers its cases share (the daemon guard, the project writer,
@@ -66,6 +69,7 @@ stages:
             .args(args)
             .env("BODYWORK_HOME", self.home.path())
             .env("BODYWORK_CRON_SECONDS", "1")
+            .env("BODYWORK_CRON_CLOCK_OFFSET_FILE", self.clock_offset_file())
             .env("BODYWORK_PYENV_INSTALLER", "pip")
             .env("BODYWORK_PYTHON_DOWNLOADS", "never")
             .env("BODYWORK_GATEWAY_ADDR", "127.0.0.1:0")
@@ -131,6 +135,31 @@ stages:
         what: &str,
         done: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
+        self.poll_history(name, what, done, || {})
+    }
+
+    /// Like [`Case::wait_for_history`], moving the daemon's cron clock a
+    /// minute on between looks, so retries need not wait out their back-off.
+    fn wait_for_history_skipping_back_offs(
+        &self,
+        name: &str,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let mut offset = 0;
+        self.poll_history(name, what, done, || {
+            offset += 60;
+            self.move_clock_on(offset);
+        })
+    }
+
+    fn poll_history(
+        &self,
+        name: &str,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+        mut between: impl FnMut(),
+    ) -> Vec<Value> {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let history = self.history(name);
@@ -141,8 +170,19 @@ stages:
                 Instant::now() < deadline,
                 "timed out waiting for {what}; history:\n{history:#?}"
             );
+            between();
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// The file whose seconds move the daemon's cron clock on.
+    fn clock_offset_file(&self) -> PathBuf {
+        self.home.path().join("clock-offset")
+    }
+
+    /// Moves the daemon's cron clock `seconds` on from the system clock.
+    fn move_clock_on(&self, seconds: i64) {
+        std::fs::write(self.clock_offset_file(), seconds.to_string()).expect("clock offset");
     }
 
     fn stop_daemon(&self) {
@@ -303,7 +343,7 @@ fn a_failed_run_is_retried_until_it_succeeds() {
     let out = case.ok(&["cronjob", "trigger", "--ns", "ns", "--name", "flaky"]);
     assert!(out.contains("run flaky-"), "{out}");
 
-    let history = case.wait_for_history("flaky", "a successful retry", |h| {
+    let history = case.wait_for_history_skipping_back_offs("flaky", "a successful retry", |h| {
         h.iter().any(|e| count(e, "succeeded") == 1 && finished(e))
     });
     let runs = runs(&history);
@@ -366,23 +406,17 @@ fn retries_stop_at_the_limit_and_back_off_in_between() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("wait for it to finish"), "{stderr}");
 
-    let history = case.wait_for_history("broken", "three failed runs", |h| {
+    // The back-offs' lengths are tested on a paused clock in bodywork-local.
+    let history = case.wait_for_history_skipping_back_offs("broken", "three failed runs", |h| {
         runs(h).len() == 3 && runs(h).iter().all(|e| finished(e))
     });
     assert_eq!(
         attempts(&history),
         [(Some(3), 1), (Some(2), 1), (Some(1), 1)]
     );
-    // Newest first: retry 1 started at least 1 s after the first try ended,
-    // retry 2 at least 2 s after retry 1 (the test seam's back-off base is
-    // 1 s; times are shown to the second, so whole seconds are a lower bound).
-    let runs = runs(&history);
-    assert!(gap_seconds(runs[2], runs[1]) >= 1, "{history:#?}");
-    assert!(gap_seconds(runs[1], runs[0]) >= 2, "{history:#?}");
-    // No fourth run comes.
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(self::runs(&case.history("broken")).len(), 3);
+    // No retry is pending: no fourth run comes.
     assert_eq!(case.display()[0]["status"], "failed");
+    assert_eq!(self::runs(&case.history("broken")).len(), 3);
 }
 
 #[test]
@@ -397,9 +431,10 @@ fn a_pending_retry_survives_a_daemon_restart() {
     }
     // Restarted during the back-off: the new daemon takes the retry up.
     case.ok(&["daemon", "--restart"]);
-    let history = case.wait_for_history("broken", "the retry after the restart", |h| {
-        runs(h).len() == 2 && runs(h).iter().all(|e| finished(e))
-    });
+    let history =
+        case.wait_for_history_skipping_back_offs("broken", "the retry after the restart", |h| {
+            runs(h).len() == 2 && runs(h).iter().all(|e| finished(e))
+        });
     assert_eq!(attempts(&history), [(Some(2), 1), (Some(1), 1)]);
     assert_eq!(case.display()[0]["status"], "failed");
 }
@@ -412,15 +447,10 @@ fn attempts(history: &[Value]) -> Vec<(Option<u64>, u64)> {
         .collect()
 }
 
-/// Now as `-o json` writes times, so that they compare as text.
-fn utc_now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// Whole seconds from `earlier`'s completion to `later`'s start.
-fn gap_seconds(earlier: &Value, later: &Value) -> i64 {
-    let time = |entry: &Value, column: &str| assert_rfc3339(&entry[column]);
-    (time(later, "start_time") - time(earlier, "completion_time")).num_seconds()
+/// `seconds` from now, as `-o json` writes times, so that they compare as text.
+fn utc_in(seconds: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(seconds))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[test]
@@ -439,15 +469,8 @@ fn a_due_run_is_skipped_while_one_is_going() {
         "{skipped}"
     );
     // Never two at once.
-    for _ in 0..8 {
-        let active: u64 = case
-            .history("slow")
-            .iter()
-            .map(|e| count(e, "active"))
-            .sum();
-        assert!(active <= 1, "two runs of one cron job at once");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let active: u64 = history.iter().map(|e| count(e, "active")).sum();
+    assert!(active <= 1, "two runs of one cron job at once");
     let out = case.bw(&["cronjob", "trigger", "--ns", "ns", "--name", "slow"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has a run going"));
@@ -617,10 +640,11 @@ fn a_daemon_restart_keeps_the_job_its_history_and_catches_up_once() {
     );
 
     case.stop_daemon();
-    let stopped_at = utc_now();
-    // Down for longer than two periods: at least two times are missed.
-    std::thread::sleep(Duration::from_secs(5));
-    let restarted_at = utc_now();
+    let stopped_at = utc_in(0);
+    // Down for five periods, as the restarted daemon's clock says: five
+    // times are missed.
+    case.move_clock_on(10);
+    let restarted_at = utc_in(10);
 
     // Any command starts the daemon again; the job is still there.
     let jobs = case.display();

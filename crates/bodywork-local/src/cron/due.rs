@@ -2,6 +2,8 @@
 //! is a catch-up run), and how long a retry waits. No I/O, no clock of its
 //! own: the time comes in through a [`Clock`].
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bodywork_config::schedule::{Schedule, seconds_allowed};
@@ -57,6 +59,37 @@ impl Clock for SystemClock {
     }
 }
 
+/// The environment variable naming a file whose content, a number of
+/// seconds, moves the daemon's cron clock on. Read only in the seconds test
+/// mode, so tests move time on instead of waiting for it.
+pub const CLOCK_OFFSET_ENV: &str = "BODYWORK_CRON_CLOCK_OFFSET_FILE";
+
+/// The system clock moved on by the seconds written in a file (none while
+/// the file is missing or unreadable): the seconds test mode's clock.
+#[derive(Debug, Clone)]
+pub struct OffsetClock {
+    file: PathBuf,
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        let offset = std::fs::read_to_string(&self.file)
+            .ok()
+            .and_then(|text| text.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        Utc::now() + chrono::Duration::seconds(offset)
+    }
+}
+
+/// The daemon's clock: the system clock, or in the seconds test mode with
+/// [`CLOCK_OFFSET_ENV`] set, an [`OffsetClock`].
+pub fn daemon_clock() -> Arc<dyn Clock> {
+    match std::env::var_os(CLOCK_OFFSET_ENV) {
+        Some(file) if seconds_allowed() => Arc::new(OffsetClock { file: file.into() }),
+        _ => Arc::new(SystemClock),
+    }
+}
+
 /// A scheduled time that is due now, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Due {
@@ -101,6 +134,21 @@ mod tests {
     use crate::cron::test_time as t;
 
     use super::*;
+
+    #[test]
+    fn the_offset_clock_moves_on_by_the_seconds_in_its_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let clock = OffsetClock {
+            file: dir.path().join("offset"),
+        };
+        let close = |a: DateTime<Utc>, b: DateTime<Utc>| (a - b).num_seconds().abs() <= 1;
+        // No file yet: the system clock.
+        assert!(close(clock.now(), Utc::now()));
+        std::fs::write(&clock.file, "3600\n").expect("write");
+        assert!(close(clock.now(), Utc::now() + chrono::Duration::hours(1)));
+        std::fs::write(&clock.file, "soon").expect("write");
+        assert!(close(clock.now(), Utc::now()));
+    }
 
     #[test]
     fn retries_back_off_like_a_jobs_pods() {

@@ -22,7 +22,10 @@
 //! `BODYWORK_CRON_SECONDS=1` in the daemon's and the CLI's environment, a
 //! 6-field expression whose first field is seconds is accepted too, so tests
 //! need not wait a minute per case, and retry back-offs are a tenth as long.
-//! The scheduler reads the time through a [`Clock`].
+//! The scheduler reads the time through a [`Clock`]; in that mode, with
+//! `BODYWORK_CRON_CLOCK_OFFSET_FILE=FILE` in the daemon's environment too,
+//! its clock runs as many seconds ahead as FILE says, so a test moves time
+//! on instead of waiting for it.
 
 mod due;
 
@@ -36,7 +39,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
 
 pub(crate) use due::tick_and_back_off;
-pub use due::{Clock, Due, SystemClock, due, retry_delay};
+pub use due::{
+    CLOCK_OFFSET_ENV, Clock, Due, OffsetClock, SystemClock, daemon_clock, due, retry_delay,
+};
 
 /// Parses a schedule kept in the state. It was validated when the cron job
 /// was created, possibly under the seconds test seam, so seconds are
@@ -87,7 +92,7 @@ pub(crate) struct CronCommands(pub(crate) mpsc::UnboundedReceiver<Command>);
 impl CronHandle {
     /// A handle and the command queue its scheduler task reads.
     pub fn new() -> (CronHandle, CronCommands) {
-        Self::with_clock(Arc::new(SystemClock))
+        Self::with_clock(daemon_clock())
     }
 
     /// Like [`CronHandle::new`] with another clock.

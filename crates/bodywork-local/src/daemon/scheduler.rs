@@ -2,25 +2,110 @@
 //! due as ordinary workflow runs, retry failed runs after their back-off,
 //! keep each history within its limit, and pick up pending retries after a
 //! restart. Every decision is recorded in the state before it is acted on.
+//!
+//! The scheduler reaches the daemon only through [`Host`] (the state, its
+//! [`CronHandle`], starting and driving a run), and reads the time only
+//! through the handle's clock and tokio's timers, so its tests drive it with
+//! a fake host on tokio's paused clock.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bodywork_state::CronJobRow;
+use bodywork_state::{CronJobRow, RunRow, Store, StoreError};
 use chrono::{DateTime, Utc};
 
 use super::Daemon;
-use super::runs::{execute_run, prepare_run};
+use super::runs::{PreparedRun, execute_run, prepare_run};
 use crate::cron::{
-    Command, CronCommands, Due, due, job_key, retry_delay, stored_schedule, tick_and_back_off,
+    Command, CronCommands, CronHandle, Due, due, job_key, retry_delay, stored_schedule,
+    tick_and_back_off,
 };
 use bodywork_runtime::{
     CronRunKind, ObjectKind, RunState, RunTrigger, RuntimeError, WorkflowSubmission,
 };
 
+/// What the scheduler needs from the daemon: the state, the scheduler's
+/// shared handle, and starting and driving one workflow run.
+pub(crate) trait Host: Send + Sync + 'static {
+    /// A run recorded in the state and ready to go.
+    type Run: Send + 'static;
+
+    /// Calls `f` with the state.
+    fn with_store<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, RuntimeError>;
+
+    /// The scheduler's shared handle (its clock, its jobs with a run going).
+    fn cron(&self) -> &CronHandle;
+
+    /// Records a run of `submission` started by `trigger`.
+    fn prepare(
+        &self,
+        submission: &WorkflowSubmission,
+        trigger: &RunTrigger,
+    ) -> Result<Self::Run, String>;
+
+    /// A prepared run's id.
+    fn run_id(run: &Self::Run) -> i64;
+
+    /// Cancels a prepared run before it goes.
+    fn cancel(run: &Self::Run);
+
+    /// Drives a prepared run to its end and records how it ended.
+    fn execute(
+        &self,
+        run: Self::Run,
+        submission: WorkflowSubmission,
+    ) -> impl Future<Output = RunState> + Send;
+
+    /// Removes the logs of runs deleted from the state.
+    fn remove_run_logs(&self, runs: &[RunRow]);
+}
+
+impl Host for Daemon {
+    type Run = PreparedRun;
+
+    fn with_store<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, RuntimeError> {
+        self.runtime.with_store(f)
+    }
+
+    fn cron(&self) -> &CronHandle {
+        &self.cron
+    }
+
+    fn prepare(
+        &self,
+        submission: &WorkflowSubmission,
+        trigger: &RunTrigger,
+    ) -> Result<PreparedRun, String> {
+        prepare_run(self, submission, trigger)
+    }
+
+    fn run_id(run: &PreparedRun) -> i64 {
+        run.id
+    }
+
+    fn cancel(run: &PreparedRun) {
+        run.cancel.cancel();
+    }
+
+    async fn execute(&self, run: PreparedRun, submission: WorkflowSubmission) -> RunState {
+        execute_run(self, run, submission, None).await.0
+    }
+
+    fn remove_run_logs(&self, runs: &[RunRow]) {
+        self.home().remove_run_logs(runs);
+    }
+}
+
 /// The scheduler task: looks for due cron jobs every tick and starts their
 /// runs, until the daemon stops it ([`CronHandle::stop`]).
-pub(crate) async fn run_scheduler(daemon: Arc<Daemon>, commands: CronCommands) {
+pub(crate) async fn run_scheduler<H: Host>(daemon: Arc<H>, commands: CronCommands) {
     let CronCommands(mut commands) = commands;
     let (tick, _) = tick_and_back_off();
     // Pending retries first: a due time that finds one waiting is skipped.
@@ -30,7 +115,7 @@ pub(crate) async fn run_scheduler(daemon: Arc<Daemon>, commands: CronCommands) {
         look_for_due_jobs(&daemon, after_start);
         after_start = false;
         tokio::select! {
-            _ = daemon.cron.stop.cancelled() => break,
+            _ = daemon.cron().stop.cancelled() => break,
             command = commands.recv() => match command {
                 Some(Command::Trigger { namespace, name, reply }) => {
                     let _ = reply.send(trigger_now(&daemon, &namespace, &name));
@@ -43,15 +128,15 @@ pub(crate) async fn run_scheduler(daemon: Arc<Daemon>, commands: CronCommands) {
 }
 
 /// One look at every cron job: start (or skip) what is due.
-fn look_for_due_jobs(daemon: &Arc<Daemon>, after_start: bool) {
-    let jobs = match daemon.runtime.with_store(|s| s.list_cron_jobs(None)) {
+fn look_for_due_jobs<H: Host>(daemon: &Arc<H>, after_start: bool) {
+    let jobs = match daemon.with_store(|s| s.list_cron_jobs(None)) {
         Ok(jobs) => jobs,
         Err(e) => {
             tracing::error!(target: "cron", "cannot read the cron jobs: {e}");
             return;
         }
     };
-    let now = daemon.cron.clock.now();
+    let now = daemon.cron().clock.now();
     for job in jobs {
         let schedule = match stored_schedule(&job) {
             Ok(s) => s,
@@ -65,17 +150,17 @@ fn look_for_due_jobs(daemon: &Arc<Daemon>, after_start: bool) {
         };
         // Write before acting: this scheduled time is dealt with, whatever
         // happens next, so a restart never runs it twice.
-        if let Err(e) = daemon.runtime.with_store(|s| {
+        if let Err(e) = daemon.with_store(|s| {
             s.set_cron_last_scheduled(&job.spec.namespace, &job.spec.name, &due.scheduled)
         }) {
             tracing::error!(target: "cron", "cannot record the schedule of cron job {}: {e}", job.spec.name);
             continue;
         }
         let key = job_key(&job.spec);
-        if let Some(going) = daemon.cron.active(&key) {
+        if let Some(going) = daemon.cron().active(&key) {
             // While a retry is pending no run is going: say only that one is.
             let still_going = going.run.filter(|_| going.retry_at.is_none());
-            skip(daemon, &job, due, still_going);
+            skip(daemon.as_ref(), &job, due, still_going);
             continue;
         }
         if let Err(e) = start(daemon, job, due.scheduled, due.kind) {
@@ -85,12 +170,12 @@ fn look_for_due_jobs(daemon: &Arc<Daemon>, after_start: bool) {
 }
 
 /// Records a due time skipped because a run of the same cron job is going.
-fn skip(daemon: &Daemon, job: &CronJobRow, due: Due, still_going: Option<i64>) {
+fn skip<H: Host>(daemon: &H, job: &CronJobRow, due: Due, still_going: Option<i64>) {
     let going = still_going.map_or_else(|| "a run".to_string(), |id| format!("run {id}"));
     tracing::warn!(target: "cron",
         "cron job {} in {}: skipping the run due at {} because {going} is still going",
         job.spec.name, job.spec.namespace, due.scheduled);
-    let recorded = daemon.runtime.with_store(|s| {
+    let recorded = daemon.with_store(|s| {
         s.insert_cron_skip(
             &job.spec.namespace,
             &job.spec.name,
@@ -106,12 +191,11 @@ fn skip(daemon: &Daemon, job: &CronJobRow, due: Due, still_going: Option<i64>) {
 }
 
 /// `bodywork cronjob trigger`: start a run now unless one is going.
-fn trigger_now(daemon: &Arc<Daemon>, namespace: &str, name: &str) -> Result<i64, RuntimeError> {
-    if daemon.cron.stop.is_cancelled() {
+fn trigger_now<H: Host>(daemon: &Arc<H>, namespace: &str, name: &str) -> Result<i64, RuntimeError> {
+    if daemon.cron().stop.is_cancelled() {
         return Err(RuntimeError::unavailable("the daemon is stopping"));
     }
     let job = daemon
-        .runtime
         .with_store(|s| s.get_cron_job(namespace, name))?
         .ok_or_else(|| RuntimeError::NotFound {
             kind: ObjectKind::CronJob,
@@ -119,7 +203,7 @@ fn trigger_now(daemon: &Arc<Daemon>, namespace: &str, name: &str) -> Result<i64,
             namespace: namespace.to_string(),
         })?;
     let key = job_key(&job.spec);
-    if let Some(going) = daemon.cron.active(&key) {
+    if let Some(going) = daemon.cron().active(&key) {
         let run = going
             .run
             .map_or_else(String::new, |id| format!(" ({name}-{id})"));
@@ -132,7 +216,7 @@ fn trigger_now(daemon: &Arc<Daemon>, namespace: &str, name: &str) -> Result<i64,
         })
         .with_hint(bodywork_runtime::TRY_AGAIN));
     }
-    let now = daemon.cron.clock.now();
+    let now = daemon.cron().clock.now();
     start(daemon, job, now, CronRunKind::Manual).map_err(RuntimeError::failed)
 }
 
@@ -168,27 +252,27 @@ impl DueRun {
 
 /// Starts the first run for a due time and, in the background, drives it
 /// and its retries. Returns the first run's id.
-fn start(
-    daemon: &Arc<Daemon>,
+fn start<H: Host>(
+    daemon: &Arc<H>,
     job: CronJobRow,
     scheduled: DateTime<Utc>,
     kind: CronRunKind,
 ) -> Result<i64, String> {
     let key = job_key(&job.spec);
-    daemon.cron.set_active(&key, None, None);
+    daemon.cron().set_active(&key, None, None);
     let due = DueRun::new(job, scheduled, kind);
-    let first = match begin_attempt(daemon, &due, 1) {
+    let first = match begin_attempt(daemon.as_ref(), &due, 1) {
         Ok(run) => run,
         Err(e) => {
-            daemon.cron.clear_active(&key);
+            daemon.cron().clear_active(&key);
             return Err(e);
         }
     };
-    let id = first.id;
+    let id = H::run_id(&first);
     let daemon = daemon.clone();
     tokio::spawn(async move {
-        drive(&daemon, &due, first, 1).await;
-        daemon.cron.clear_active(&key);
+        drive(daemon.as_ref(), &due, first, 1).await;
+        daemon.cron().clear_active(&key);
     });
     Ok(id)
 }
@@ -200,8 +284,8 @@ const RESUME_LIMIT: Duration = Duration::from_secs(3600);
 /// After a restart: start waiting again for the retries a previous daemon
 /// was waiting to start (a cron job whose newest run failed with retries
 /// left). A retry overdue by more than [`RESUME_LIMIT`] is dropped.
-fn resume_retries(daemon: &Arc<Daemon>) {
-    let jobs = match daemon.runtime.with_store(|s| s.list_cron_jobs(None)) {
+fn resume_retries<H: Host>(daemon: &Arc<H>) {
+    let jobs = match daemon.with_store(|s| s.list_cron_jobs(None)) {
         Ok(jobs) => jobs,
         Err(e) => {
             tracing::error!(target: "cron", "cannot read the cron jobs: {e}");
@@ -209,10 +293,9 @@ fn resume_retries(daemon: &Arc<Daemon>) {
         }
     };
     let (_, base) = tick_and_back_off();
-    let now = daemon.cron.clock.now();
+    let now = daemon.cron().clock.now();
     for job in jobs {
         let newest = daemon
-            .runtime
             .with_store(|s| s.list_cron_runs(&job.spec.namespace, &job.spec.name, usize::MAX))
             .ok()
             .and_then(|entries| entries.into_iter().find(|e| !e.skipped));
@@ -238,74 +321,68 @@ fn resume_retries(daemon: &Arc<Daemon>) {
             job.spec.name, job.spec.namespace, entry.attempt, job.spec.retries, run.id);
         let key = job_key(&job.spec);
         let (failed, daemon) = (run.id, daemon.clone());
-        daemon.cron.set_active(&key, Some(failed), Some(due_at));
+        daemon.cron().set_active(&key, Some(failed), Some(due_at));
         let due = DueRun::new(job, entry.scheduled, entry.kind);
         let attempt = entry.attempt + 1;
         tokio::spawn(async move {
-            if let Some(next) = retry_after(&daemon, &due, attempt, failed, remaining).await {
-                drive(&daemon, &due, next, attempt).await;
+            if let Some(next) = retry_after(daemon.as_ref(), &due, attempt, failed, remaining).await
+            {
+                drive(daemon.as_ref(), &due, next, attempt).await;
             }
-            daemon.cron.clear_active(&key);
+            daemon.cron().clear_active(&key);
         });
     }
 }
 
 /// Records one attempt's workflow run, linked to its cron job.
-fn begin_attempt(
-    daemon: &Daemon,
-    due: &DueRun,
-    attempt: u32,
-) -> Result<crate::daemon::runs::PreparedRun, String> {
+fn begin_attempt<H: Host>(daemon: &H, due: &DueRun, attempt: u32) -> Result<H::Run, String> {
     let job = &due.job;
     let trigger = RunTrigger::Cron(job.spec.name.clone());
-    let prepared = prepare_run(daemon, &due.submission, &trigger)
+    let prepared = daemon
+        .prepare(&due.submission, &trigger)
         .map_err(|e| format!("cannot start a run of cron job {}: {e}", job.spec.name))?;
     let key = job_key(&job.spec);
-    daemon.cron.set_active(&key, Some(prepared.id), None);
-    let linked = daemon.runtime.with_store(|s| {
+    let id = H::run_id(&prepared);
+    daemon.cron().set_active(&key, Some(id), None);
+    let linked = daemon.with_store(|s| {
         s.insert_cron_run(
             &job.spec.namespace,
             &job.spec.name,
             &due.scheduled,
             due.kind,
             attempt,
-            prepared.id,
+            id,
         )
     });
     if let Err(e) = linked {
         // The cron job was deleted meanwhile: this run has no one to keep it.
-        tracing::warn!(target: "cron", "run {} of cron job {}: {e}", prepared.id, job.spec.name);
-        prepared.cancel.cancel();
+        tracing::warn!(target: "cron", "run {id} of cron job {}: {e}", job.spec.name);
+        H::cancel(&prepared);
     }
-    tracing::info!(target: "cron", "cron job {} in {}: started run {} ({}, attempt {attempt})",
-        job.spec.name, job.spec.namespace, prepared.id, due.kind);
+    tracing::info!(target: "cron", "cron job {} in {}: started run {id} ({}, attempt {attempt})",
+        job.spec.name, job.spec.namespace, due.kind);
     Ok(prepared)
 }
 
 /// Runs the attempts of one due time from `first` (attempt number
 /// `attempt`): after each failure and its back-off, a retry, up to the cron
 /// job's `retries`.
-async fn drive(
-    daemon: &Daemon,
-    due: &DueRun,
-    first: crate::daemon::runs::PreparedRun,
-    mut attempt: u32,
-) {
+async fn drive<H: Host>(daemon: &H, due: &DueRun, first: H::Run, mut attempt: u32) {
     let job = &due.job;
     let mut prepared = first;
     loop {
-        let id = prepared.id;
-        let (status, _) = execute_run(daemon, prepared, due.submission.clone(), None).await;
+        let id = H::run_id(&prepared);
+        let status = daemon.execute(prepared, due.submission.clone()).await;
         if !still_exists(daemon, job) {
             // Deleted while it ran: its history goes with it.
-            let removed = daemon.runtime.with_store(|s| s.delete_run(id));
+            let removed = daemon.with_store(|s| s.delete_run(id));
             remove_runs(daemon, removed.map(|run| run.into_iter().collect()));
             return;
         }
         prune_history(daemon, job);
         if status != RunState::Failed
             || attempt > job.spec.retries
-            || daemon.cron.stop.is_cancelled()
+            || daemon.cron().stop.is_cancelled()
         {
             return;
         }
@@ -321,13 +398,13 @@ async fn drive(
 /// Wait out the back-off after run `failed`, then begin attempt `attempt`;
 /// `None` when the retry is dropped (scheduler stopping, job deleted) or
 /// cannot start.
-async fn retry_after(
-    daemon: &Daemon,
+async fn retry_after<H: Host>(
+    daemon: &H,
     due: &DueRun,
     attempt: u32,
     failed: i64,
     delay: Duration,
-) -> Option<crate::daemon::runs::PreparedRun> {
+) -> Option<H::Run> {
     let job = &due.job;
     tracing::info!(target: "cron", "cron job {}: run {failed} failed; retry {} of {} in {} s",
         job.spec.name, attempt - 1, job.spec.retries, delay.as_secs_f64());
@@ -339,23 +416,25 @@ async fn retry_after(
         .ok()
 }
 
-/// Waits `delay` before a retry of the cron job whose run `failed` failed.
-/// False when the scheduler stops or the cron job is deleted meanwhile (the
+/// Waits `delay` before a retry of the cron job whose run `failed` failed,
+/// or less if the scheduler's clock reaches the retry's time first (a test
+/// moving the clock on). False when the scheduler stops or the cron job is deleted meanwhile (the
 /// retry is then dropped; a restarted daemon resumes it, see
 /// [`resume_retries`]).
-async fn back_off(daemon: &Daemon, job: &CronJobRow, failed: i64, delay: Duration) -> bool {
+async fn back_off<H: Host>(daemon: &H, job: &CronJobRow, failed: i64, delay: Duration) -> bool {
     let key = job_key(&job.spec);
-    let retry_at = daemon.cron.clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
-    daemon.cron.set_active(&key, Some(failed), Some(retry_at));
+    let retry_at =
+        daemon.cron().clock.now() + chrono::Duration::from_std(delay).unwrap_or_default();
+    daemon.cron().set_active(&key, Some(failed), Some(retry_at));
     let (tick, _) = tick_and_back_off();
     let deadline = tokio::time::Instant::now() + delay;
     loop {
         let now = tokio::time::Instant::now();
-        if now >= deadline {
+        if now >= deadline || daemon.cron().clock.now() >= retry_at {
             return true;
         }
         tokio::select! {
-            _ = daemon.cron.stop.cancelled() => return false,
+            _ = daemon.cron().stop.cancelled() => return false,
             _ = tokio::time::sleep((deadline - now).min(tick)) => {}
         }
         if !still_exists(daemon, job) {
@@ -366,31 +445,32 @@ async fn back_off(daemon: &Daemon, job: &CronJobRow, failed: i64, delay: Duratio
 
 /// Whether the cron job a run was started for still exists (a new cron job
 /// of the same name is another one).
-fn still_exists(daemon: &Daemon, job: &CronJobRow) -> bool {
+fn still_exists<H: Host>(daemon: &H, job: &CronJobRow) -> bool {
     matches!(
-        daemon.runtime.with_store(|s| s.get_cron_job(&job.spec.namespace, &job.spec.name)),
+        daemon.with_store(|s| s.get_cron_job(&job.spec.namespace, &job.spec.name)),
         Ok(Some(now)) if now.created == job.created
     )
 }
 
 /// Keeps the newest `history_limit` runs of a cron job.
-pub(super) fn prune_history(daemon: &Daemon, job: &CronJobRow) {
+pub(super) fn prune_history<H: Host>(daemon: &H, job: &CronJobRow) {
     let keep = job.spec.history_limit as usize;
     remove_runs(
         daemon,
-        daemon
-            .runtime
-            .with_store(|s| s.prune_cron_history(&job.spec.namespace, &job.spec.name, keep)),
+        daemon.with_store(|s| s.prune_cron_history(&job.spec.namespace, &job.spec.name, keep)),
     );
 }
 
 /// Removes the log files of runs deleted from the state.
-pub(super) fn remove_runs(
-    daemon: &Daemon,
+pub(super) fn remove_runs<H: Host>(
+    daemon: &H,
     removed: Result<Vec<bodywork_state::RunRow>, bodywork_runtime::RuntimeError>,
 ) {
     match removed {
-        Ok(runs) => daemon.home().remove_run_logs(&runs),
+        Ok(runs) => daemon.remove_run_logs(&runs),
         Err(e) => tracing::error!(target: "cron", "cannot remove old cron job runs: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests;
