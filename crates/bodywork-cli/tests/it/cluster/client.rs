@@ -289,14 +289,22 @@ fn tls_server_name_verifies_the_certificate_reached_elsewhere() {
     let refused = c.home_as(&elsewhere).run(&["setup-namespace", &ns]);
     eprintln!("{refused}");
     assert_ne!(refused.code, Some(0), "{refused}");
+    // Rendered once: what failed, why (the TLS library's words), what to do.
+    let lines: Vec<&str> = refused.stderr.trim().lines().collect();
+    assert_eq!(lines.len(), 3, "{refused}");
     assert!(
-        refused
-            .stderr
-            .contains("presented a certificate that is not accepted")
-            && refused.stderr.contains("tls-server-name"),
+        lines[0].starts_with("error: ")
+            && lines[0].contains("presented a certificate that is not accepted"),
         "{refused}"
     );
-    assert_eq!(refused.stderr.trim().lines().count(), 1, "{refused}");
+    assert!(
+        lines[1].starts_with("  Caused by: ") && lines[1].contains("127.0.0.2"),
+        "{refused}"
+    );
+    assert!(
+        lines[2].starts_with("  hint: ") && lines[2].contains("tls-server-name"),
+        "{refused}"
+    );
     assert!(forwarder.connections() > 0);
 
     let named = admin_kubeconfig_with(c, dir.path(), "named", |k| {
