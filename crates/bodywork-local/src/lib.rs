@@ -22,7 +22,6 @@ mod sock_diag;
 pub mod sockets;
 mod store;
 pub mod supervisor;
-mod time;
 
 use bodywork_stage::files;
 /// Process handling lives in the one stage runner; services and the daemon use it from here.

@@ -24,7 +24,7 @@ pub use control::{
     unnamed_detached_name,
 };
 pub use error::{ObjectKind, Problem, RuntimeError, TRY_AGAIN, error_chain};
-pub use logs::{LogEvent, LogRenderer, format_log_line, stage_header, timestamp_now};
+pub use logs::{LogEvent, LogRenderer, format_log_line, local_time, stage_header, timestamp_now};
 pub use resolve::{AsOf, AsOfSource, RESOLVE_AS_OF_ENV, Resolution};
 
 use async_trait::async_trait;

@@ -37,6 +37,14 @@ impl LogEvent {
     }
 }
 
+/// A time as tables and messages show it: `2026-11-24 20:04:12`, local
+/// time to the second ([`log_time`] without the milliseconds).
+pub fn local_time(t: &DateTime<Utc>) -> String {
+    t.with_timezone(&Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
 /// A time as log lines show it: `2026-11-24 20:04:12,648`, local time
 /// with milliseconds.
 pub fn log_time(t: &DateTime<Utc>) -> String {

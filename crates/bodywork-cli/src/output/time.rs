@@ -3,13 +3,12 @@
 //! the second, ending `Z` (the records' own serialized form, see
 //! `bodywork_runtime::time`).
 
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Utc};
 
-/// A time as tables and text show it: `2026-03-02 11:00:01`, local time.
+/// A time as tables and text show it: `2026-03-02 11:00:01`, local time
+/// (the daemon's messages show times the same way).
 pub fn local(t: &DateTime<Utc>) -> String {
-    t.with_timezone(&Local)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
+    bodywork_runtime::local_time(t)
 }
 
 /// A time the runtime may not know, as a table cell: [`local`], else `none`.
@@ -24,7 +23,7 @@ pub fn json(t: &DateTime<Utc>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
+    use chrono::{Local, TimeZone};
 
     use super::*;
 

@@ -210,7 +210,7 @@ fn trigger_now<H: Host>(daemon: &Arc<H>, namespace: &str, name: &str) -> Result<
         return Err(RuntimeError::conflict(match going.retry_at {
             Some(at) => format!(
                 "cron job {name} in namespace {namespace} has a failed run{run} to retry at {}",
-                crate::time::display(&at)
+                bodywork_runtime::local_time(&at)
             ),
             None => format!("cron job {name} in namespace {namespace} has a run going{run}"),
         })
