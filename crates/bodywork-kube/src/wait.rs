@@ -122,29 +122,49 @@ pub fn pod_blocked(pod: &Pod) -> Option<String> {
 /// included, before its stage fails rather than waiting out its deadline.
 pub const CRASH_LIMIT: i32 = 2;
 
+/// How long a pod may report `CreateContainerConfigError` before its
+/// stage fails. The kubelet retries building a container's environment,
+/// and on a real cluster its first attempts can be refused for a moment:
+/// the Node authorizer learns that a pod on the node uses a Secret from
+/// the pod's binding, asynchronously (`no relationship found between node
+/// ... and this object`), and a Secret made just before the pod may not be
+/// in the kubelet's cache yet. A Secret or key that is really missing is
+/// still missing after this.
+pub const CONFIG_ERROR_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Why a pod will not get anywhere without the user, and when to believe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodFailing {
+    /// At once: a bad image, a container crashing again and again.
+    Now(String),
+    /// Only if the pod still says so after [`CONFIG_ERROR_GRACE`]: its
+    /// configuration refers to something missing.
+    IfItLasts(String),
+}
+
 /// Why a pod will not get anywhere without the user: its image cannot be
 /// pulled or is invalid, its configuration refers to something missing
-/// (`CreateContainerConfigError`: a Secret or key), or its container is in
-/// `CrashLoopBackOff` having restarted [`CRASH_LIMIT`] times. Worded to
-/// follow `pod NAME`: `cannot start: image X cannot be pulled
-/// (ImagePullBackOff: ...); run another with --image ...`, `crashed 2 times
-/// (exit code 1)`.
-pub fn pod_failing(pod: &Pod) -> Option<String> {
+/// (`CreateContainerConfigError`: a Secret or key; see
+/// [`PodFailing::IfItLasts`]), or its container is in `CrashLoopBackOff`
+/// having restarted [`CRASH_LIMIT`] times. Worded to follow `pod NAME`:
+/// `cannot start: image X cannot be pulled (ImagePullBackOff: ...); run
+/// another with --image ...`, `crashed 2 times (exit code 1)`.
+pub fn pod_failing(pod: &Pod) -> Option<PodFailing> {
     let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
     statuses.iter().find_map(|cs| {
         let waiting = cs.state.as_ref()?.waiting.as_ref()?;
         match waiting.reason.as_deref()? {
             "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" => {
                 pod_blocked(pod).map(|why| {
-                    format!(
+                    PodFailing::Now(format!(
                         "cannot start: image {} cannot be pulled ({why}); run another with \
                          --image IMAGE (cron jobs: BODYWORK_IMAGE)",
                         cs.image
-                    )
+                    ))
                 })
             }
             "CreateContainerConfigError" => {
-                pod_blocked(pod).map(|why| format!("cannot start: {why}"))
+                pod_blocked(pod).map(|why| PodFailing::IfItLasts(format!("cannot start: {why}")))
             }
             "CrashLoopBackOff" if cs.restart_count >= CRASH_LIMIT => {
                 let code = cs
@@ -153,7 +173,10 @@ pub fn pod_failing(pod: &Pod) -> Option<String> {
                     .and_then(|s| s.terminated.as_ref())
                     .map(|t| format!(" (exit code {})", t.exit_code))
                     .unwrap_or_default();
-                Some(format!("crashed {} times{code}", cs.restart_count))
+                Some(PodFailing::Now(format!(
+                    "crashed {} times{code}",
+                    cs.restart_count
+                )))
             }
             _ => None,
         }
@@ -248,11 +271,12 @@ mod tests {
         );
         assert!(!has_logs(&pod));
         assert_eq!(
-            pod_failing(&pod).as_deref(),
-            Some(
+            pod_failing(&pod),
+            Some(PodFailing::Now(
                 "cannot start: image x cannot be pulled (ImagePullBackOff: Back-off pulling \
                  image \"x\"); run another with --image IMAGE (cron jobs: BODYWORK_IMAGE)"
-            )
+                    .into()
+            ))
         );
     }
 
@@ -272,8 +296,26 @@ mod tests {
         };
         assert_eq!(pod_failing(&crashing(CRASH_LIMIT - 1)), None);
         assert_eq!(
-            pod_failing(&crashing(CRASH_LIMIT)).as_deref(),
-            Some("crashed 2 times (exit code 3)")
+            pod_failing(&crashing(CRASH_LIMIT)),
+            Some(PodFailing::Now("crashed 2 times (exit code 3)".into()))
+        );
+    }
+
+    #[test]
+    fn a_configuration_error_fails_only_if_it_lasts() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "status": {"phase": "Pending", "containerStatuses": [{
+                "name": "bodywork", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "CreateContainerConfigError",
+                                      "message": "secret \"s\" not found"}}}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            pod_failing(&pod),
+            Some(PodFailing::IfItLasts(
+                "cannot start: CreateContainerConfigError: secret \"s\" not found".into()
+            ))
         );
     }
 }

@@ -106,29 +106,62 @@ where
 }
 
 /// Why the first pod matching `selector` (and not in `skip`) cannot get
-/// anywhere ([`crate::wait::pod_failing`]): a bad image, a missing Secret
-/// key, a container crashing again and again. Never resolves while every
-/// pod is fine; a broken watch only delays the answer (the caller's own
-/// wait reports cluster errors).
+/// anywhere ([`crate::wait::pod_failing`]): a bad image, a container
+/// crashing again and again, at once; a missing Secret or key once a pod
+/// has said so for [`crate::wait::CONFIG_ERROR_GRACE`] without starting.
+/// Never resolves while every pod is fine; a broken watch only delays the
+/// answer (the caller's own wait reports cluster errors).
 pub(crate) async fn first_failing_pod(
     pods: Api<k8s_openapi::api::core::v1::Pod>,
     selector: String,
     skip: std::collections::HashSet<String>,
 ) -> String {
+    use crate::wait::{CONFIG_ERROR_GRACE, PodFailing, pod_failing};
     use kube::ResourceExt;
-    use kube::runtime::WatchStreamExt;
-    let mut events = std::pin::pin!(
-        watcher::watcher(pods, watcher::Config::default().labels(&selector)).applied_objects()
-    );
+    let mut events = std::pin::pin!(watcher::watcher(
+        pods,
+        watcher::Config::default().labels(&selector)
+    ));
+    // Pods that said "if it lasts": since when (the first time), and why (the latest).
+    let mut doubtful: std::collections::HashMap<String, (Instant, String)> = Default::default();
     loop {
-        match events.next().await {
-            Some(Ok(pod)) => {
+        let first_due = doubtful
+            .iter()
+            .map(|(name, (since, _))| (*since + CONFIG_ERROR_GRACE, name))
+            .min();
+        let next = match first_due {
+            Some((due, name)) => tokio::select! {
+                event = events.next() => event,
+                _ = tokio::time::sleep_until(due) => {
+                    let why = doubtful.get(name).map(|(_, why)| why.as_str()).unwrap_or_default();
+                    return format!("pod {name} {why}");
+                }
+            },
+            None => events.next().await,
+        };
+        match next {
+            Some(Ok(watcher::Event::Delete(pod))) => {
+                doubtful.remove(&pod.name_any());
+            }
+            // A new list: what it holds comes next as InitApply.
+            Some(Ok(watcher::Event::Init)) => doubtful.clear(),
+            Some(Ok(watcher::Event::InitDone)) => {}
+            Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
                 let name = pod.name_any();
                 if skip.contains(&name) {
                     continue;
                 }
-                if let Some(why) = crate::wait::pod_failing(&pod) {
-                    return format!("pod {name} {why}");
+                match pod_failing(&pod) {
+                    Some(PodFailing::Now(why)) => return format!("pod {name} {why}"),
+                    Some(PodFailing::IfItLasts(why)) => {
+                        doubtful
+                            .entry(name)
+                            .or_insert_with(|| (Instant::now(), String::new()))
+                            .1 = why;
+                    }
+                    None => {
+                        doubtful.remove(&name);
+                    }
                 }
             }
             Some(Err(_)) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
