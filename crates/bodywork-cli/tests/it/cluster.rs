@@ -534,7 +534,23 @@ impl Drop for NamespaceGuard<'_> {
     }
 }
 
+/// A guard for namespace `ns`, once any earlier one of that name (a
+/// failed test's, whose guard deletes without waiting) is gone.
 fn guard<'a>(c: &'a Cluster, ns: &str) -> NamespaceGuard<'a> {
+    let gone = c
+        .kubectl(&[
+            "wait",
+            "--for=delete",
+            &format!("namespace/{ns}"),
+            "--timeout=120s",
+        ])
+        .output()
+        .expect("kubectl wait runs");
+    assert!(
+        gone.status.success(),
+        "namespace {ns} of an earlier test is still there after 120 s: {}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
     NamespaceGuard {
         c,
         ns: ns.to_string(),
