@@ -172,9 +172,16 @@ pub fn restarts(pod: &Pod) -> i32 {
         .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum())
 }
 
+/// Whether the API server answered that the pod is not there (404).
+fn is_gone(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(status) if status.code == 404)
+}
+
 /// Copy one pod's log, line by line, into `log` under `source`. When its
 /// container has `restarted`, what the crashed one printed comes first
-/// (`kubectl logs --previous`): that is usually why it crashed.
+/// (`kubectl logs --previous`): that is usually why it crashed. A pod
+/// deleted meanwhile (a rolled-back version's, a replaced replica) has no
+/// log left to read: that is said, and is no error.
 pub async fn follow_pod(
     pods: &Api<Pod>,
     pod: &str,
@@ -199,6 +206,10 @@ pub async fn follow_pod(
                 }
                 log.stage_line(source, "(the current container:)");
             }
+            Err(e) if is_gone(&e) => {
+                deleted(log, pod);
+                return Ok(());
+            }
             Err(e) => log.log(
                 Level::Warning,
                 "stage",
@@ -211,10 +222,26 @@ pub async fn follow_pod(
         container: Some("bodywork".into()),
         ..LogParams::default()
     };
-    let reader = pods.log_stream(pod, &params).await?;
+    let reader = match pods.log_stream(pod, &params).await {
+        Ok(reader) => reader,
+        Err(e) if is_gone(&e) => {
+            deleted(log, pod);
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     let mut lines = reader.lines();
     while let Some(line) = lines.try_next().await.map_err(kube::Error::ReadEvents)? {
         log.stage_line(source, &line);
     }
     Ok(())
+}
+
+/// Say that `pod` was deleted before its log could be read.
+fn deleted(log: &Log, pod: &str) {
+    log.log(
+        Level::Info,
+        "stage",
+        &format!("pod={pod} was deleted before its log could be read"),
+    );
 }
