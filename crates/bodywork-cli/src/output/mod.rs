@@ -12,6 +12,7 @@ mod spinner;
 pub mod table;
 mod terminal;
 pub mod time;
+pub mod watch;
 
 pub use error::{render_error, report};
 pub use terminal::TerminalLog;
