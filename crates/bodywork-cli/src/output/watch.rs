@@ -88,7 +88,7 @@ pub fn status(change: &Change, style: Style) -> String {
         }
         Ended::Failed { why, last_lines } => {
             let mut out = format!(
-                "{saved} → {} after {secs:.2} s: {}; the last good version keeps serving",
+                "{saved} → {} after {secs:.2} s: {}",
                 style.error("failed"),
                 why.as_deref().unwrap_or("see the log above")
             );
@@ -208,8 +208,8 @@ mod tests {
         };
         assert_eq!(
             status(&change(&["serve/app.py"], failed), plain),
-            "saved serve/app.py → failed after 0.74 s: stage serve failed: it crashed; the last \
-             good version keeps serving\n  last lines of demo--serve/1:\n    Traceback"
+            "saved serve/app.py → failed after 0.74 s: stage serve failed: it crashed\n  last \
+             lines of demo--serve/1:\n    Traceback"
         );
     }
 

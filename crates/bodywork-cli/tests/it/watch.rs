@@ -7,6 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Stdio};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -165,20 +166,25 @@ fn a_saved_service_rolls_out_under_load_with_no_failed_request() {
 
     // Saves the .gitignore ignores, and editor temp files, run nothing.
     std::fs::create_dir_all(project.path().join("scratch")).unwrap();
-    std::fs::write(project.path().join("scratch/notes.txt"), "x").unwrap();
-    std::fs::write(project.path().join("svc/.server.py.swp"), "x").unwrap();
-    std::fs::write(project.path().join("svc/server.py~"), "x").unwrap();
+    save(&project, "scratch/notes.txt", "x");
+    save(&project, "svc/.server.py.swp", "x");
+    save(&project, "svc/server.py~", "x");
 
     // The service's code saved under load: v2 serves, nothing fails.
     let load = Load::start(gw.clone(), path.clone(), 4, Duration::from_secs(90));
     wait_for("the load to get answers", Duration::from_secs(10), || {
-        load.ok.load(std::sync::atomic::Ordering::Relaxed) > 5
+        load.ok.load(Ordering::Relaxed) > 5
     });
-    std::fs::write(project.path().join("svc/server.py"), server("v2")).unwrap();
+    save(&project, "svc/server.py", &server("v2"));
     wait_for("the gateway to answer v2", Duration::from_secs(60), || {
         answered(&gw, &path).as_deref() == Some("v2")
     });
     watching.wait_for("saved svc/server.py → serving in ", Duration::from_secs(30));
+    // A few more answers, so that the load has seen v2 too.
+    let answers = load.ok.load(Ordering::Relaxed);
+    wait_for("more answers", Duration::from_secs(10), || {
+        load.ok.load(Ordering::Relaxed) > answers + 20
+    });
     let (ok, failed, versions, failures) = load.finish();
     assert_eq!(failed, 0, "failed requests during the roll: {failures:?}");
     assert!(ok > 10, "only {ok} requests");
@@ -210,7 +216,7 @@ fn an_invalid_configuration_is_reported_and_changes_nothing() {
 
     // Two errors: both are said, nothing runs, v1 keeps answering.
     let invalid = service_yaml(ns, "two").replace("port: 5000", "port: 99999");
-    std::fs::write(project.path().join("bodywork.yaml"), invalid).unwrap();
+    save(&project, "bodywork.yaml", &invalid);
     watching.wait_for(
         "saved bodywork.yaml → not deployed: the project is not valid (2 errors)",
         Duration::from_secs(30),
@@ -223,7 +229,7 @@ fn an_invalid_configuration_is_reported_and_changes_nothing() {
     );
     // The code saved while the configuration is not valid is not deployed
     // either.
-    std::fs::write(project.path().join("svc/server.py"), server("v2")).unwrap();
+    save(&project, "svc/server.py", &server("v2"));
     watching.wait_for_times(
         "not deployed: the project is not valid",
         2,
@@ -233,7 +239,7 @@ fn an_invalid_configuration_is_reported_and_changes_nothing() {
     assert_eq!(home.runs_json(ns).len(), runs);
 
     // Made valid again: the saves since the last good run deploy.
-    std::fs::write(project.path().join("bodywork.yaml"), service_yaml(ns, "1")).unwrap();
+    save(&project, "bodywork.yaml", &service_yaml(ns, "1"));
     watching.wait_for("saved bodywork.yaml → serving in ", Duration::from_secs(60));
     let output = watching.output();
     // Both saves since the last good run: the whole service again.
@@ -249,6 +255,67 @@ fn an_invalid_configuration_is_reported_and_changes_nothing() {
 /// Save `text` as the project's file `rel`, as an editor would.
 fn save(project: &TestProject, rel: &str, text: &str) {
     std::fs::write(project.path().join(rel), text).expect("save a project file");
+}
+
+#[test]
+fn a_start_that_fails_keeps_the_old_version_serving_and_says_why() {
+    let home = TestHome::new();
+    let ns = "watch-fail";
+    let project = service_project(ns, &[]);
+    let quick = service_yaml(ns, "2").replace(
+        "max_startup_time_seconds: 30",
+        "max_startup_time_seconds: 3",
+    );
+    save(&project, "bodywork.yaml", &quick);
+    let watching = Watching::deployed(&home, &project);
+    let (gw, path) = (home.gateway(), proxy_path(ns, "svc"));
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v1"));
+
+    // A version that never listens: rolled back, v1 keeps answering, and
+    // the status says why with the new replicas' last lines.
+    let load = Load::start(gw.clone(), path.clone(), 2, Duration::from_secs(60));
+    save(&project, "svc/server.py", &server("never"));
+    watching.wait_for(
+        "saved svc/server.py → failed after ",
+        Duration::from_secs(60),
+    );
+    let (ok, failed, versions, failures) = load.finish();
+    assert_eq!(
+        failed, 0,
+        "failed requests during the failed roll: {failures:?}"
+    );
+    assert!(ok > 0);
+    assert_eq!(versions, ["v1"]);
+    let output = watching.output();
+    let status = output
+        .lines()
+        .skip_while(|l| !l.starts_with("saved svc/server.py → failed after "))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        status.contains(
+            "service=svc was not ready within 3 seconds; the new version was rolled back"
+        ),
+        "{output}"
+    );
+    assert!(
+        status.contains("  last lines of watchdemo--svc/"),
+        "{output}"
+    );
+    assert!(
+        status.contains("    this version never becomes ready"),
+        "{output}"
+    );
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v1"));
+
+    // Fixed: it serves.
+    save(&project, "svc/server.py", &server("v3"));
+    watching.wait_for("saved svc/server.py → serving in ", Duration::from_secs(60));
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v3"));
+    let (code, output) = watching.interrupt();
+    assert_eq!(code, Some(0), "{output}");
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v3"));
 }
 
 /// A batch stage printing `NAME ran VERSION`; `slow` first says it started,

@@ -64,10 +64,16 @@ impl Filter {
     }
 }
 
+/// A path notify reported; `created` when the event created it.
+pub struct Saved {
+    pub path: PathBuf,
+    pub created: bool,
+}
+
 /// The project's files, watched until dropped.
 pub struct Watch {
     _watcher: RecommendedWatcher,
-    pub saved: mpsc::UnboundedReceiver<PathBuf>,
+    pub saved: mpsc::UnboundedReceiver<Saved>,
 }
 
 /// Watch every file under `root` (absolute); each path created, written,
@@ -77,8 +83,9 @@ pub fn watch(root: &Path) -> notify::Result<Watch> {
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
             Ok(event) if !matches!(event.kind, EventKind::Access(_)) => {
+                let created = matches!(event.kind, EventKind::Create(_));
                 for path in event.paths {
-                    let _ = tx.send(path);
+                    let _ = tx.send(Saved { path, created });
                 }
             }
             Ok(_) => {}

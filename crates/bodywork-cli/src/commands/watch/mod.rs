@@ -14,7 +14,7 @@ mod debounce;
 mod files;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -35,7 +35,7 @@ use crate::output::color::Style;
 use crate::output::watch::{self as words, Change, Ended, Replicas};
 use crate::{CliError, CliResult, Outcome};
 use debounce::{Burst, Debounce};
-use files::{Filter, Watch};
+use files::{Filter, Saved, Watch};
 
 /// How many of a new replica's last lines a failed start shows.
 const LAST_LINES: usize = 8;
@@ -166,11 +166,11 @@ impl Session<'_> {
             let due = self.debounce.due();
             tokio::select! {
                 saved = self.watch.saved.recv() => match saved {
-                    Some(path) => self.saved(&path),
+                    Some(saved) => self.saved(saved),
                     None => break,
                 },
                 _ = sleep_until(due) => {
-                    if let Some(burst) = self.debounce.take(Instant::now()) {
+                    if let Some(burst) = self.burst() {
                         next = self.plan(burst);
                     }
                 }
@@ -182,13 +182,20 @@ impl Session<'_> {
     }
 
     /// A path notify reported, counted when it matters.
-    fn saved(&mut self, path: &Path) {
-        if let Some(rel) = self.filter.relevant(path) {
+    fn saved(&mut self, saved: Saved) {
+        if let Some(rel) = self.filter.relevant(&saved.path) {
             if Filter::is_rules(&rel) {
                 self.filter = Filter::new(&self.root);
             }
-            self.debounce.saved(rel, Instant::now());
+            self.debounce.saved(rel, saved.created, Instant::now());
         }
+    }
+
+    /// The burst of saves that has just ended, if any.
+    fn burst(&mut self) -> Option<Burst> {
+        let root = &self.root;
+        self.debounce
+            .take(Instant::now(), |rel| root.join(rel).exists())
     }
 
     /// What a burst of saves runs, if anything: the project loaded again
@@ -261,14 +268,10 @@ impl Session<'_> {
                 let due = self.debounce.due();
                 tokio::select! {
                     outcome = &mut run => break outcome,
-                    Some(path) = self.watch.saved.recv() => {
-                        if let Some(rel) = self.filter.relevant(&path) {
-                            self.debounce.saved(rel, Instant::now());
-                        }
-                    }
+                    Some(saved) = self.watch.saved.recv() => self.saved(saved),
                     _ = sleep_until(due) => {
-                        if let Some(burst) = self.debounce.take(Instant::now())
-                            && let Some(job) = self.plan_while_running(burst)
+                        if let Some(burst) = self.burst()
+                            && let Some(job) = self.plan(burst)
                         {
                             if !cancel.is_cancelled() {
                                 eprintln!("{}", words::SUPERSEDED);
@@ -326,14 +329,6 @@ impl Session<'_> {
         };
         eprintln!("{}", words::status(&change, Style::stderr()));
         Next::Watch
-    }
-
-    /// [`Session::plan`] for a burst that came while a run was going.
-    fn plan_while_running(&mut self, burst: Burst) -> Option<Job> {
-        if burst.paths.iter().any(|p| Filter::is_rules(p)) {
-            self.filter = Filter::new(&self.root);
-        }
-        self.plan(burst)
     }
 
     /// The plan of `project` as this session runs it (names, namespace,
