@@ -396,6 +396,39 @@ fn a_saved_batch_stage_runs_again_with_what_follows_and_a_new_save_cancels_the_r
     let runs = home.runs_json(ns);
     assert!(runs.iter().any(|r| r["status"] == "cancelled"), "{runs:?}");
 
+    // A save while the configuration is not valid waits for a valid one;
+    // once deployed it is not deployed again with the next save.
+    save(
+        &project,
+        "bodywork.yaml",
+        &yaml.replace("stage-1 >> stage-2", "stage-1 >> nope"),
+    );
+    watching.wait_for(
+        "not deployed: the project is not valid",
+        Duration::from_secs(30),
+    );
+    save(&project, "s3/run.py", &batch_script("stage-3", "v2"));
+    watching.wait_for_times(
+        "not deployed: the project is not valid",
+        2,
+        Duration::from_secs(30),
+    );
+    save(&project, "bodywork.yaml", &yaml);
+    watching.wait_for(
+        "saved bodywork.yaml → ran stage-3 in ",
+        Duration::from_secs(60),
+    );
+    assert!(watching.output().contains("stage-3 ran v2"));
+    save(&project, "s2/run.py", &batch_script("stage-2", "v4"));
+    watching.wait_for("stage-2 ran v4", Duration::from_secs(60));
+    watching.wait_for_times(
+        "saved s2/run.py → ran stage-2, stage-3 in ",
+        3,
+        Duration::from_secs(60),
+    );
+    let output = watching.output();
+    assert!(!output.contains("re-running stage-2, stage-3"), "{output}");
+
     let (code, output) = watching.interrupt();
     assert_eq!(code, Some(0), "{output}");
     assert!(output.contains(STOPPED), "{output}");

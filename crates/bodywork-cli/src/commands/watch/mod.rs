@@ -13,7 +13,7 @@
 mod debounce;
 mod files;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -96,7 +96,8 @@ pub fn run(global: &GlobalArgs, submission: WorkflowSubmission) -> CliResult {
             sigint,
             debounce: Debounce::default(),
             deployed: None,
-            unsaved: BTreeSet::new(),
+            unsaved: BTreeMap::new(),
+            bursts: 0,
         };
         session.run().await
     })
@@ -112,6 +113,8 @@ struct Job {
     saved: Vec<PathBuf>,
     /// When the first of them was seen (or the deploy started).
     since: Instant,
+    /// The bursts it deploys: every one up to this number.
+    upto: u64,
 }
 
 /// How a run ended for the session.
@@ -136,8 +139,11 @@ struct Session<'a> {
     debounce: Debounce,
     /// The project as the last run that succeeded deployed it.
     deployed: Option<Project>,
-    /// Saves no run has deployed yet (kept while runs fail).
-    unsaved: BTreeSet<PathBuf>,
+    /// Saves no run has deployed yet (kept while runs fail), with the
+    /// number of the burst that saved each last.
+    unsaved: BTreeMap<PathBuf, u64>,
+    /// Bursts of saves so far.
+    bursts: u64,
 }
 
 impl Session<'_> {
@@ -148,6 +154,7 @@ impl Session<'_> {
             from: Vec::new(),
             saved: Vec::new(),
             since: Instant::now(),
+            upto: 0,
         });
         let mut first = true;
         loop {
@@ -202,7 +209,10 @@ impl Session<'_> {
     /// (when it is not valid, every problem said, and nothing), and the
     /// part of the workflow the saves since the last good run touch.
     fn plan(&mut self, burst: Burst) -> Option<Job> {
-        self.unsaved.extend(burst.paths.iter().cloned());
+        self.bursts += 1;
+        let upto = self.bursts;
+        self.unsaved
+            .extend(burst.paths.iter().map(|p| (p.clone(), upto)));
         let saved: Vec<PathBuf> = burst.paths.into_iter().collect();
         let loaded = load_project(&self.root, &LoadOptions::default());
         let Some(project) = loaded.project else {
@@ -215,7 +225,7 @@ impl Session<'_> {
         let from = match rerun(
             self.deployed.as_ref(),
             &project,
-            self.unsaved.iter().map(PathBuf::as_path),
+            self.unsaved.keys().map(PathBuf::as_path),
         ) {
             Rerun::Nothing => {
                 self.unsaved.clear();
@@ -231,6 +241,7 @@ impl Session<'_> {
             from,
             saved,
             since: burst.first,
+            upto,
         })
     }
 
@@ -301,7 +312,9 @@ impl Session<'_> {
         let ended = match outcome {
             Ok(RunState::Succeeded) => {
                 self.deployed = job.project.clone();
-                self.unsaved.retain(|p| !job.saved.contains(p));
+                // Saves of a later burst (one that did not load) are not
+                // deployed yet.
+                self.unsaved.retain(|_, burst| *burst > job.upto);
                 Ended::Done {
                     services: self.replicas(plan.as_ref()).await,
                     batch: plan
