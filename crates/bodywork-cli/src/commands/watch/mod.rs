@@ -59,7 +59,7 @@ pub fn usable(global: &GlobalArgs, repo: &str, dry_run: bool) -> Result<(), CliE
             "--watch needs a local directory; {} is a Git URL",
             bodywork_source::redact_url(&url)
         ))
-        .with_hint("clone it and watch the clone: bodywork workflow --watch DIR"));
+        .with_hint("clone it, and watch the clone's directory"));
     }
     Ok(())
 }
