@@ -82,7 +82,13 @@ impl Watching {
 
     /// `workflow --watch` of `project`, once its first deploy has ended.
     fn deployed(home: &TestHome, project: &TestProject) -> Watching {
-        let watching = Watching::start(home, &["workflow", "--watch", project.arg()]);
+        Watching::deployed_by(home, &["workflow", "--watch", project.arg()])
+    }
+
+    /// `bodywork ARGS` (a deploy with `--watch`), once its first deploy
+    /// has ended.
+    fn deployed_by(home: &TestHome, args: &[&str]) -> Watching {
+        let watching = Watching::start(home, args);
         watching.wait_for(WATCHING, Duration::from_secs(180));
         watching
     }
@@ -432,6 +438,28 @@ fn a_saved_batch_stage_runs_again_with_what_follows_and_a_new_save_cancels_the_r
     let (code, output) = watching.interrupt();
     assert_eq!(code, Some(0), "{output}");
     assert!(output.contains(STOPPED), "{output}");
+}
+
+#[test]
+fn bodywork3_create_deployment_watches_too() {
+    let home = TestHome::new();
+    let ns = "watch-bodywork3";
+    let project = service_project(ns, &[]);
+    let watching =
+        Watching::deployed_by(&home, &["create", "deployment", project.arg(), "--watch"]);
+    let output = watching.output();
+    assert!(
+        output.contains("Using local workflow controller - retries inactive."),
+        "{output}"
+    );
+    let (gw, path) = (home.gateway(), proxy_path(ns, "svc"));
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v1"));
+    save(&project, "svc/server.py", &server("v2"));
+    watching.wait_for("saved svc/server.py → serving in ", Duration::from_secs(60));
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v2"));
+    let (code, output) = watching.interrupt();
+    assert_eq!(code, Some(0), "{output}");
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v2"));
 }
 
 #[test]

@@ -166,8 +166,8 @@ impl Session<'_> {
                 }
                 if first && next.is_none() {
                     eprintln!("{}", words::watching(&self.root));
+                    first = false;
                 }
-                first = false;
                 continue;
             }
             let due = self.debounce.due();
