@@ -45,7 +45,8 @@ pub struct Change {
     pub ended: Ended,
 }
 
-/// `saved a.py`, `saved a.py, b.py and 3 more files`, or `deployed`.
+/// `saved a.py`, `saved a.py, b.py and 3 more files`, or `deploy` (the
+/// first deploy).
 fn what_was_saved(saved: &[PathBuf]) -> String {
     const SHOWN: usize = 2;
     let names: Vec<String> = saved
@@ -54,7 +55,7 @@ fn what_was_saved(saved: &[PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect();
     match saved.len() {
-        0 => "deployed".to_string(),
+        0 => "deploy".to_string(),
         n if n <= SHOWN => format!("saved {}", names.join(", ")),
         n => format!("saved {} and {} more files", names.join(", "), n - SHOWN),
     }
@@ -134,7 +135,7 @@ pub fn not_deployed(saved: &[PathBuf], problems: &[Problem], style: Style) -> St
         .filter(|p| p.severity == Severity::Error)
         .count();
     let mut out = format!(
-        "{} → {}: the project is not valid ({errors} error{}); nothing was changed, the last good version keeps serving",
+        "{} → {}: the project is not valid ({errors} error{}); nothing was changed",
         what_was_saved(saved),
         style.error("not deployed"),
         if errors == 1 { "" } else { "s" }
@@ -192,7 +193,7 @@ mod tests {
         );
         assert_eq!(
             status(&change(&[], served), plain),
-            "deployed → serving in 0.74 s (2/2 replicas)"
+            "deploy → serving in 0.74 s (2/2 replicas)"
         );
         let ran = Ended::Done {
             services: vec![],
@@ -211,6 +212,32 @@ mod tests {
             "saved serve/app.py → failed after 0.74 s: stage serve failed: it crashed\n  last \
              lines of demo--serve/1:\n    Traceback"
         );
+    }
+
+    #[test]
+    fn a_configuration_not_valid_says_every_problem() {
+        let problems = [
+            Problem::error(
+                "bodywork.yaml",
+                "stages.svc.service.replicas",
+                "must be a whole number",
+            ),
+            Problem::warning("bodywork.yaml", "pipeline.docker_image", "is ignored"),
+        ];
+        let text = not_deployed(
+            &[PathBuf::from("bodywork.yaml")],
+            &problems,
+            Style { on: false },
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "saved bodywork.yaml → not deployed: the project is not valid (1 error); nothing \
+             was changed"
+        );
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[1].starts_with("  error: bodywork.yaml: stages.svc.service.replicas"));
+        assert!(lines[2].starts_with("  warning: "), "{text}");
     }
 
     #[test]

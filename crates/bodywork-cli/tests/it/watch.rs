@@ -150,7 +150,7 @@ fn answered(gw: &str, path: &str) -> Option<String> {
     v["version"].as_str().map(str::to_string)
 }
 
-const DEPLOYED: &str = "deployed → serving in ";
+const DEPLOYED: &str = "deploy → serving in ";
 const WATCHING: &str = "for changes (Ctrl-C to stop)";
 const STOPPED: &str = "stopped watching; the last good version keeps serving";
 
@@ -264,6 +264,32 @@ fn save(project: &TestProject, rel: &str, text: &str) {
 }
 
 #[test]
+fn a_project_not_valid_at_the_start_is_deployed_once_it_is() {
+    let home = TestHome::new();
+    let ns = "watch-later";
+    let project = service_project(ns, &[]);
+    save(&project, "bodywork.yaml", &service_yaml(ns, "two"));
+    let watching = Watching::deployed(&home, &project);
+    let output = watching.output();
+    assert!(
+        output.contains("deploy → not deployed: the project is not valid (1 error)"),
+        "{output}"
+    );
+    assert!(output.contains("stages.svc.service.replicas"), "{output}");
+    save(&project, "bodywork.yaml", &service_yaml(ns, "2"));
+    watching.wait_for("saved bodywork.yaml → serving in ", Duration::from_secs(60));
+    assert!(
+        watching.output().contains("re-running the whole workflow"),
+        "{}",
+        watching.output()
+    );
+    let (gw, path) = (home.gateway(), proxy_path(ns, "svc"));
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v1"));
+    let (code, output) = watching.interrupt();
+    assert_eq!(code, Some(0), "{output}");
+}
+
+#[test]
 fn a_start_that_fails_keeps_the_old_version_serving_and_says_why() {
     let home = TestHome::new();
     let ns = "watch-fail";
@@ -358,7 +384,7 @@ fn a_saved_batch_stage_runs_again_with_what_follows_and_a_new_save_cancels_the_r
     assert!(
         watching
             .output()
-            .contains("deployed → ran stage-1, stage-2, stage-3 in "),
+            .contains("deploy → ran stage-1, stage-2, stage-3 in "),
         "{}",
         watching.output()
     );

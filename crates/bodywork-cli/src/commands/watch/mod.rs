@@ -106,7 +106,7 @@ pub fn run(global: &GlobalArgs, submission: WorkflowSubmission) -> CliResult {
 /// One run to carry out: what it runs and for which saves.
 struct Job {
     /// The project as it will be deployed.
-    project: Option<Project>,
+    project: Project,
     /// Empty for the whole workflow.
     from: Vec<String>,
     /// The saves it deploys; none for the first deploy.
@@ -148,15 +148,27 @@ struct Session<'a> {
 
 impl Session<'_> {
     async fn run(&mut self) -> CliResult {
+        // A project that is not valid is not deployed; its next save is.
         let loaded = load_project(&self.root, &LoadOptions::default());
-        let mut next = Some(Job {
-            project: loaded.project,
-            from: Vec::new(),
-            saved: Vec::new(),
-            since: Instant::now(),
-            upto: 0,
-        });
+        let mut next = match loaded.project {
+            Some(project) => Some(Job {
+                project,
+                from: Vec::new(),
+                saved: Vec::new(),
+                since: Instant::now(),
+                upto: 0,
+            }),
+            None => {
+                let style = Style::stderr();
+                eprintln!("{}", words::not_deployed(&[], &loaded.problems, style));
+                None
+            }
+        };
         let mut first = true;
+        if next.is_none() {
+            eprintln!("{}", words::watching(&self.root));
+            first = false;
+        }
         loop {
             if let Some(job) = next.take() {
                 match self.carry_out(job).await {
@@ -237,7 +249,7 @@ impl Session<'_> {
             Rerun::From(stages) => stages,
         };
         Some(Job {
-            project: Some(project),
+            project,
             from,
             saved,
             since: burst.first,
@@ -247,10 +259,7 @@ impl Session<'_> {
 
     /// Run `job`, following saves and Ctrl-C while it goes.
     async fn carry_out(&mut self, job: Job) -> Next {
-        let plan = job
-            .project
-            .as_ref()
-            .and_then(|p| self.plan_of(p, &job.from));
+        let plan = self.plan_of(&job.project, &job.from);
         if !job.saved.is_empty() {
             let ran: Vec<String> = plan
                 .as_ref()
@@ -311,7 +320,7 @@ impl Session<'_> {
         }
         let ended = match outcome {
             Ok(RunState::Succeeded) => {
-                self.deployed = job.project.clone();
+                self.deployed = Some(job.project.clone());
                 // Saves of a later burst (one that did not load) are not
                 // deployed yet.
                 self.unsaved.retain(|_, burst| *burst > job.upto);
