@@ -178,10 +178,10 @@ fn attached(
                 }
                 _ = tokio::signal::ctrl_c() => {
                     if cancel.is_cancelled() {
-                        eprintln!("leaving now; what the run started may still be stopping");
+                        eprintln!("{}", crate::output::LEAVING_RUN);
                         return Ok(Outcome::Failure);
                     }
-                    eprintln!("cancelling the run (Ctrl-C again to leave at once)");
+                    eprintln!("{}", crate::output::CANCELLING_RUN);
                     cancel.cancel();
                 }
             }

@@ -461,9 +461,18 @@ fn a_saved_batch_stage_runs_again_with_what_follows_and_a_new_save_cancels_the_r
     let output = watching.output();
     assert!(!output.contains("re-running stage-2, stage-3"), "{output}");
 
+    // Ctrl-C while a run is going: the run is cancelled, then it leaves.
+    save(&project, "s2/run.py", &batch_script("stage-2", "slow"));
+    watching.wait_for_times("stage-2 started slow", 2, Duration::from_secs(60));
     let (code, output) = watching.interrupt();
     assert_eq!(code, Some(0), "{output}");
+    assert!(
+        output.contains("cancelling the run (Ctrl-C again to leave at once)"),
+        "{output}"
+    );
     assert!(output.contains(STOPPED), "{output}");
+    let runs = home.runs_json(ns);
+    assert_eq!(runs[0]["status"], "cancelled", "{runs:?}");
 }
 
 #[test]

@@ -302,10 +302,10 @@ impl Session<'_> {
                     }
                     _ = self.sigint.recv() => {
                         if leaving {
-                            eprintln!("leaving now; what the run started may still be stopping");
+                            eprintln!("{}", crate::output::LEAVING_RUN);
                             return Next::Leave;
                         }
-                        eprintln!("cancelling the run (Ctrl-C again to leave at once)");
+                        eprintln!("{}", crate::output::CANCELLING_RUN);
                         leaving = true;
                         cancel.cancel();
                     }
