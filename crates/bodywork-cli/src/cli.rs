@@ -260,6 +260,11 @@ pub struct WorkflowArgs {
     /// Print the plan (Kubernetes: the manifests) without running anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// After the deploy, watch the project's files until Ctrl-C: a save
+    /// rolls out its service, or runs its batch stage and what follows
+    /// again (a local directory on the local runtime).
+    #[arg(long)]
+    pub watch: bool,
     #[command(flatten)]
     pub resolve: ResolveAsOfArg,
     #[command(flatten)]

@@ -21,6 +21,15 @@ pub fn runs_are_local() -> RuntimeError {
         .with_hint("on a cluster, use `bodywork cronjob history` and `bodywork logs`")
 }
 
+/// Why a part of a workflow (`WorkflowSubmission::from_stages`, what
+/// `workflow --watch` runs after a save) is not run on a cluster.
+pub fn parts_are_local() -> RuntimeError {
+    RuntimeError::unsupported(
+        "running part of a workflow (some stages and what follows) is done by the local runtime only",
+    )
+    .with_hint("run the whole workflow on a cluster, or drop --runtime kubernetes")
+}
+
 /// The image cron jobs' workflows run in: `BODYWORK_IMAGE` when set, else
 /// bodywork's own image of this version.
 pub fn cron_image() -> Option<String> {
@@ -41,6 +50,9 @@ impl KubeRuntime {
 #[async_trait]
 impl ControlPlane for KubeRuntime {
     async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunState> {
+        if !run.submission.from_stages.is_empty() {
+            return Err(parts_are_local());
+        }
         // The controller has logged why a run failed, as an ERROR line.
         Ok(
             match host::run(self, run.submission, run.log, run.cancel).await {
@@ -61,6 +73,9 @@ impl ControlPlane for KubeRuntime {
         name: Option<&str>,
         retries: u32,
     ) -> Result<String> {
+        if !submission.from_stages.is_empty() {
+            return Err(parts_are_local());
+        }
         let image = self.workflow_image();
         let stages = self.image_override();
         self.start_detached(submission, name, retries, image.as_deref(), stages)

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use bodywork_config::{Project, StageKind};
 use serde::{Deserialize, Serialize};
 
+pub mod watch;
+
 /// Facts about one run that are not in the project.
 #[derive(Debug, Clone)]
 pub struct RunFacts {
@@ -134,6 +136,16 @@ impl WorkflowPlan {
             .collect()
     }
 
+    /// Keep only the stages `from` and every step after the first of them
+    /// ([`dag_suffix`]): what a run of part of the workflow runs. An empty
+    /// `from` keeps every step.
+    pub fn only_from(&mut self, from: &[String]) -> Result<(), PlanError> {
+        if !from.is_empty() {
+            self.steps = dag_suffix(&self.steps, |s| s.stage.as_str(), from)?;
+        }
+        Ok(())
+    }
+
     /// Every (secret, key) pair the run needs, deduplicated and sorted.
     pub fn required_secrets(&self) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = self
@@ -160,6 +172,43 @@ pub enum PlanError {
     BadNamespace(String, String),
     #[error("stage {0:?} is in the DAG but not configured")]
     UnknownStage(String),
+    /// A part of the workflow was asked for from a stage the DAG lacks.
+    #[error("stage {0:?} is not in the workflow's DAG")]
+    NotInDag(String),
+}
+
+/// The part of a DAG a change to the stages `from` runs again: the first
+/// step holding any of them keeps only those of them, every later step is
+/// kept whole, earlier steps are dropped. `name` gives a step item's stage
+/// name (the DAG's own names, or [`StagePlan`]s). A name the DAG does not
+/// have is [`PlanError::NotInDag`].
+pub fn dag_suffix<T: Clone>(
+    steps: &[Vec<T>],
+    name: impl Fn(&T) -> &str,
+    from: &[String],
+) -> Result<Vec<Vec<T>>, PlanError> {
+    if let Some(unknown) = from
+        .iter()
+        .find(|f| !steps.iter().flatten().any(|s| name(s) == f.as_str()))
+    {
+        return Err(PlanError::NotInDag(unknown.clone()));
+    }
+    let Some(first) = steps
+        .iter()
+        .position(|step| step.iter().any(|s| from.iter().any(|f| f == name(s))))
+    else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(steps.len() - first);
+    out.push(
+        steps[first]
+            .iter()
+            .filter(|s| from.iter().any(|f| f == name(s)))
+            .cloned()
+            .collect(),
+    );
+    out.extend(steps[first + 1..].iter().cloned());
+    Ok(out)
 }
 
 /// Environment variable names bodywork sets itself; a secret may not override them.
@@ -392,6 +441,65 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn names(steps: &[Vec<String>], from: &[&str]) -> Result<Vec<Vec<String>>, PlanError> {
+        let from: Vec<String> = from.iter().map(|s| s.to_string()).collect();
+        dag_suffix(steps, |s| s.as_str(), &from)
+    }
+
+    #[test]
+    fn a_dag_suffix_is_the_changed_stages_then_every_later_step() {
+        let dag: Vec<Vec<String>> = [vec!["a", "b"], vec!["c", "d"], vec!["e"]]
+            .iter()
+            .map(|step| step.iter().map(|s| s.to_string()).collect())
+            .collect();
+        let s = |v: &[&[&str]]| -> Vec<Vec<String>> {
+            v.iter()
+                .map(|step| step.iter().map(|s| s.to_string()).collect())
+                .collect()
+        };
+        assert_eq!(names(&dag, &["b"]), Ok(s(&[&["b"], &["c", "d"], &["e"]])));
+        assert_eq!(names(&dag, &["d"]), Ok(s(&[&["d"], &["e"]])));
+        assert_eq!(names(&dag, &["e"]), Ok(s(&[&["e"]])));
+        // Changed stages in two steps: the later step runs whole anyway.
+        assert_eq!(
+            names(&dag, &["c", "a"]),
+            Ok(s(&[&["a"], &["c", "d"], &["e"]]))
+        );
+        assert_eq!(names(&dag, &["a", "b"]), Ok(dag.clone()));
+        assert_eq!(names(&dag, &[]), Ok(Vec::new()));
+        assert_eq!(
+            names(&dag, &["b", "zz"]),
+            Err(PlanError::NotInDag("zz".into()))
+        );
+    }
+
+    #[test]
+    fn a_plan_run_from_one_stage_keeps_that_stage_and_what_follows() {
+        let mut plan = plan_workflow(
+            &project(Format::Yaml {
+                schema: "1.1".into(),
+            }),
+            &facts(None),
+        )
+        .unwrap();
+        let whole = plan.clone();
+        plan.only_from(&[]).unwrap();
+        assert_eq!(plan, whole);
+        plan.only_from(&["train_b".to_string()]).unwrap();
+        let names: Vec<Vec<&str>> = plan
+            .steps
+            .iter()
+            .map(|s| s.iter().map(|p| p.stage.as_str()).collect())
+            .collect();
+        assert_eq!(names, [vec!["train_b"], vec!["serve"]]);
+        // The failure stage stays: a part of the workflow can fail too.
+        assert!(plan.on_failure.is_some());
+        assert_eq!(
+            plan.only_from(&["oops".to_string()]),
+            Err(PlanError::NotInDag("oops".into()))
+        );
     }
 
     #[test]

@@ -43,6 +43,13 @@ pub struct WorkflowSubmission {
     /// downloads no Python when none on the machine fits.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_python_downloads: bool,
+    /// Run only part of the workflow: these stages and every step after
+    /// the first of them (`bodywork_plan::dag_suffix`), as `workflow
+    /// --watch` does after a save; empty: the whole workflow. A part of a
+    /// workflow removes no service the DAG no longer has. The local
+    /// runtime only; Kubernetes refuses it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub from_stages: Vec<String>,
 }
 
 /// A workflow run to follow attached: what to run, where every log event

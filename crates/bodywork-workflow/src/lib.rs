@@ -216,7 +216,8 @@ pub async fn run_workflow(
             ctx.resolution.describe(&ctx.commit)
         ),
     );
-    let result = prepare_and_run(runtime, &plan, &ctx, log, cancel).await;
+    let whole = req.submission.from_stages.is_empty();
+    let result = prepare_and_run(runtime, &plan, &ctx, whole, log, cancel).await;
     match result {
         Ok(removed_services) => {
             info(
@@ -308,17 +309,33 @@ async fn fetch_and_plan(
     if req.submission.secrets_group.is_some() {
         plan.secrets_group.clone_from(&req.submission.secrets_group);
     }
+    let from = &req.submission.from_stages;
+    if !from.is_empty() {
+        plan.only_from(from)
+            .map_err(|e| WorkflowError::Prepare(PrepareError::Plan(e)))?;
+        let stages: Vec<&str> = plan.stages().map(|s| s.stage.as_str()).collect();
+        info(
+            log,
+            format!(
+                "running part of the workflow: stage={} and the steps after it, [{}]",
+                from.join(", "),
+                stages.join(", ")
+            ),
+        );
+    }
     hooks
         .planned(&plan, &prepared.checkout)
         .map_err(WorkflowError::Refused)?;
     Ok((prepared.checkout, plan))
 }
 
-/// Everything after planning; returns the services removed at the end.
+/// Everything after planning; returns the services removed at the end
+/// (none when only part of the workflow ran: `whole` is false).
 async fn prepare_and_run(
     runtime: &dyn Runtime,
     plan: &WorkflowPlan,
     ctx: &RunContext,
+    whole: bool,
     log: &Log,
     cancel: &CancellationToken,
 ) -> Result<Vec<String>, WorkflowError> {
@@ -390,6 +407,9 @@ async fn prepare_and_run(
             log,
             format!("successfully executed DAG step=[{}]", names.join(", ")),
         );
+    }
+    if !whole {
+        return Ok(Vec::new());
     }
     remove_stale_services(runtime, plan, log).await
 }

@@ -86,6 +86,10 @@ pub struct DeploymentArgs {
     /// Print the plan (Kubernetes: the manifests) without running anything.
     #[arg(long, conflicts_with = "asynchronous")]
     pub dry_run: bool,
+    /// After the deploy, watch the project's files until Ctrl-C and deploy
+    /// each save (a local directory on the local runtime).
+    #[arg(long)]
+    pub watch: bool,
     #[command(flatten)]
     pub resolve: ResolveAsOfArg,
     #[command(flatten)]

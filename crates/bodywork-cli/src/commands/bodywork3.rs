@@ -63,6 +63,12 @@ pub fn delete(global: &GlobalArgs, command: &DeleteCommand) -> CliResult {
 /// `create/update deployment REPO [--branch B] [--ssh KEY] [--group G]`:
 /// the seed's `workflow REPO [BRANCH]`, into the project's own namespace.
 fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> CliResult {
+    if args.watch {
+        if args.asynchronous {
+            return Err(super::watch::not_detached());
+        }
+        super::watch::usable(global, &args.git_url, args.dry_run)?;
+    }
     let mut group = checked_optional("secrets group", args.group.as_deref())?;
     let image = stage_image(global, args.bodywork_image.as_deref())?;
     if let (Some(path), false) = (&args.ssh, args.dry_run) {
@@ -78,6 +84,7 @@ fn deploy(global: &GlobalArgs, args: &DeploymentArgs) -> CliResult {
         resolve_as_of: args.resolve.resolve_as_of,
         python: args.python.python.clone(),
         no_python_downloads: args.python.no_python_downloads(),
+        watch: args.watch,
         ..Deploy::default()
     };
     if args.asynchronous {

@@ -17,6 +17,7 @@ mod secret;
 mod service;
 mod stage;
 mod validate;
+mod watch;
 mod workflow;
 
 use crate::cli::{Cli, Command, RuntimeKind};

@@ -10,7 +10,7 @@ use bodywork_runtime::{AsOf, CancellationToken, RunState, WorkflowRun, WorkflowS
 use bodywork_source::{KeyFile, Source};
 
 use super::connect::with_control;
-use super::{checked_optional, dry_run, project_location};
+use super::{checked_optional, dry_run, project_location, watch};
 use crate::cli::{GlobalArgs, RuntimeKind, WorkflowArgs};
 use crate::output::TerminalLog;
 use crate::{CliError, CliResult, Outcome};
@@ -35,6 +35,8 @@ pub struct Deploy {
     pub resolve_as_of: Option<AsOf>,
     pub python: Option<String>,
     pub no_python_downloads: bool,
+    /// Deploy, then deploy every save of the project's files (`--watch`).
+    pub watch: bool,
 }
 
 impl From<&WorkflowArgs> for Deploy {
@@ -50,15 +52,22 @@ impl From<&WorkflowArgs> for Deploy {
             resolve_as_of: args.resolve.resolve_as_of,
             python: args.python.python.clone(),
             no_python_downloads: args.python.no_python_downloads(),
+            watch: args.watch,
         }
     }
 }
 
 /// Run the workflow attached (or print its plan, for a dry run).
 pub fn run(global: &GlobalArgs, args: &Deploy) -> CliResult {
+    if args.watch {
+        watch::usable(global, &args.repo, args.dry_run)?;
+    }
     let (submission, _env_key) = checked(global, args)?;
     if args.dry_run {
         return dry_run::workflow(global, &submission, args.image.as_deref());
+    }
+    if args.watch {
+        return watch::run(global, submission);
     }
     attached(global, args.image.clone(), submission)
 }
@@ -136,6 +145,7 @@ fn checked(
         resolve_as_of: args.resolve_as_of,
         python: args.python.clone(),
         no_python_downloads: args.no_python_downloads,
+        from_stages: Vec::new(),
     };
     Ok((submission, env_key))
 }
@@ -168,10 +178,10 @@ fn attached(
                 }
                 _ = tokio::signal::ctrl_c() => {
                     if cancel.is_cancelled() {
-                        eprintln!("leaving now; what the run started may still be stopping");
+                        eprintln!("{}", crate::output::LEAVING_RUN);
                         return Ok(Outcome::Failure);
                     }
-                    eprintln!("cancelling the run (Ctrl-C again to leave at once)");
+                    eprintln!("{}", crate::output::CANCELLING_RUN);
                     cancel.cancel();
                 }
             }

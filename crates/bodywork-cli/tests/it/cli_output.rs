@@ -228,6 +228,46 @@ fn validate_missing_directory_is_one_clear_line() {
     );
 }
 
+/// `--watch` with what it cannot watch, refused before anything runs.
+#[test]
+fn watch_usage_errors_snapshot() {
+    let url = "https://github.com/bodywork-ml/bodywork-serve-model-project";
+    let cases: [(&str, &[&str]); 5] = [
+        ("git_url", &["workflow", "--watch", url, "master"]),
+        (
+            "on_kubernetes",
+            &[
+                "--runtime",
+                "kubernetes",
+                "workflow",
+                "--watch",
+                "examples/serve-model",
+            ],
+        ),
+        (
+            "dry_run",
+            &["workflow", "--watch", "--dry-run", "examples/serve-model"],
+        ),
+        (
+            "bodywork3_git_url",
+            &["create", "deployment", url, "--watch"],
+        ),
+        (
+            "bodywork3_async",
+            &[
+                "create",
+                "deployment",
+                "examples/serve-model",
+                "--watch",
+                "--async",
+            ],
+        ),
+    ];
+    for (name, args) in cases {
+        insta::assert_snapshot!(format!("error_watch_{name}"), transcript(args));
+    }
+}
+
 /// A snapshot's name, the arguments, and the environment to add.
 type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
 

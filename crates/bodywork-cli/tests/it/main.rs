@@ -22,3 +22,4 @@ mod process_tree;
 mod resolve_as_of;
 mod squatting;
 mod ssh;
+mod watch;

@@ -483,6 +483,40 @@ async fn a_local_directory_is_refused_before_touching_the_cluster() {
 }
 
 #[tokio::test]
+async fn part_of_a_workflow_is_refused_before_touching_the_cluster() {
+    use bodywork_runtime::ControlPlane;
+    let (server, rt, _capture, log) = setup(Script::default());
+    let submission = bodywork_runtime::WorkflowSubmission {
+        repo: "https://example.invalid/project.git".into(),
+        namespace: Some(NS.into()),
+        from_stages: vec!["train".into()],
+        ..Default::default()
+    };
+    let cancel = CancellationToken::new();
+    let attached = rt
+        .run_workflow(bodywork_runtime::WorkflowRun {
+            submission: &submission,
+            log: &log,
+            cancel: &cancel,
+        })
+        .await
+        .unwrap_err();
+    let detached = rt.start_workflow(&submission, None, 0).await.unwrap_err();
+    for err in [attached, detached] {
+        assert!(
+            matches!(err, bodywork_runtime::RuntimeError::Unsupported(_)),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("running part of a workflow (some stages and what follows) is done by the local runtime only"),
+            "{err}"
+        );
+    }
+    assert!(server.requests().is_empty());
+}
+
+#[tokio::test]
 async fn dry_run_plans_a_local_project_without_a_cluster() {
     let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/serve-model");
     let submission = bodywork_runtime::WorkflowSubmission {

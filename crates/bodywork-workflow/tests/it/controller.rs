@@ -313,15 +313,18 @@ async fn failure_runs_on_failure_with_the_message() {
     );
 }
 
+/// A fake whose namespace `ns` exists and holds `svc`.
+fn serving(svc: ServiceStatus) -> Fake {
+    let fake = Fake::default();
+    fake.namespaces.lock().unwrap().push("ns".into());
+    fake.services.lock().unwrap().push(svc);
+    fake
+}
+
 #[tokio::test(start_paused = true)]
 async fn services_no_longer_in_the_dag_are_removed_and_other_repos_refused() {
     let s = setup(false);
-    let fake = Fake::default();
-    fake.namespaces.lock().unwrap().push("ns".into());
-    fake.services
-        .lock()
-        .unwrap()
-        .push(service("old-stage", "demo", &s.req.submission.repo));
+    let fake = serving(service("old-stage", "demo", &s.req.submission.repo));
     let (r, log) = run(&fake, &s, &NoHooks).await;
     assert_eq!(r.unwrap().removed_services, ["old-stage"]);
     let bodywork3 = "INFO workflow Removing service: old-stage from previous deployment with \
@@ -330,17 +333,41 @@ async fn services_no_longer_in_the_dag_are_removed_and_other_repos_refused() {
     assert!(fake.calls().contains(&"delete old-stage".to_string()));
 
     let s2 = setup(false);
-    let fake = Fake::default();
-    fake.namespaces.lock().unwrap().push("ns".into());
-    fake.services
-        .lock()
-        .unwrap()
-        .push(service("x", "other", "https://example.invalid/other.git"));
+    let fake = serving(service("x", "other", "https://example.invalid/other.git"));
     let (r, _) = run(&fake, &s2, &NoHooks).await;
     assert!(
         matches!(r, Err(WorkflowError::Refused(ref m)) if m.contains("already holds service x")),
         "{r:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn part_of_a_workflow_runs_its_stages_and_what_follows_and_removes_no_service() {
+    let mut s = setup(false);
+    s.req.submission.from_stages = vec!["b".into()];
+    let fake = serving(service("old-stage", "demo", &s.req.submission.repo));
+    let (r, log) = run(&fake, &s, &NoHooks).await;
+    assert!(
+        r.as_ref().is_ok_and(|r| r.removed_services.is_empty()),
+        "{r:?}"
+    );
+    assert_eq!(fake.calls(), ["batch b", "deploy serve"]);
+    assert!(
+        log.iter().any(|l| l
+            .contains("running part of the workflow: stage=b and the steps after it, [b, serve]")),
+        "{log:#?}"
+    );
+
+    // A stage the DAG lacks: refused before anything runs.
+    let mut s = setup(false);
+    s.req.submission.from_stages = vec!["on_fail".into()];
+    let fake = Fake::default();
+    let (r, _) = run(&fake, &s, &NoHooks).await;
+    assert!(
+        matches!(&r, Err(e) if e.to_string() == "stage \"on_fail\" is not in the workflow's DAG"),
+        "{r:?}"
+    );
+    assert!(fake.calls().is_empty(), "{:?}", fake.calls());
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,0 +1,530 @@
+//! `workflow --watch DIR` end to end with the real binary: the deploy,
+//! then saves under a load generator (a service rolls out with no failed
+//! request), an invalid `bodywork.yaml` (reported, nothing changed), a
+//! batch stage's save (that stage and what follows run again; a save
+//! during the run cancels it and starts again), Ctrl-C (the last good
+//! version keeps serving), and the usage errors.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::helper::{self, Load, SERVER, TestHome, TestProject, http, poll, wait_for};
+
+/// The gateway path of a service (what `kubectl proxy` serves).
+fn proxy_path(ns: &str, service: &str) -> String {
+    format!("/api/v1/namespaces/{ns}/services/{service}/proxy/")
+}
+
+/// The test suite's stdlib server answering `version` when run with no
+/// arguments.
+fn server(version: &str) -> String {
+    let default = r#"else "v0""#;
+    assert!(SERVER.contains(default));
+    SERVER.replace(default, &format!(r#"else "{version}""#))
+}
+
+/// One service, `svc` (2 replicas), its code in `svc/server.py`.
+fn service_yaml(ns: &str, replicas: &str) -> String {
+    format!(
+        "version: \"1.1\"\npipeline:\n  name: watchdemo\n  namespace: {ns}\n  DAG: svc\nstages:\n  svc:\n    executable_module_path: svc/server.py\n    service:\n      max_startup_time_seconds: 30\n      replicas: {replicas}\n      port: 5000\n      ingress: false\n"
+    )
+}
+
+/// [`service_yaml`] with 2 replicas of `v1`, and `extra` files.
+fn service_project(ns: &str, extra: &[(&str, &str)]) -> TestProject {
+    let (yaml, code) = (service_yaml(ns, "2"), server("v1"));
+    let mut files = vec![("bodywork.yaml", yaml.as_str()), ("svc/server.py", &code)];
+    files.extend_from_slice(extra);
+    TestProject::new(&files)
+}
+
+/// `bodywork ARGS` running in the background, its stdout and stderr
+/// read as they come (so it never blocks on a full pipe).
+struct Watching {
+    child: Child,
+    output: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Watching {
+    fn start(home: &TestHome, args: &[&str]) -> Watching {
+        let mut child = home
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start bodywork {args:?}: {e}"));
+        let output = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        let streams: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().expect("stdout")),
+            Box::new(child.stderr.take().expect("stderr")),
+        ];
+        for stream in streams {
+            let output = output.clone();
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut all = output.lock().unwrap();
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+            }));
+        }
+        Watching {
+            child,
+            output,
+            readers,
+        }
+    }
+
+    /// `workflow --watch` of `project`, once its first deploy has ended.
+    fn deployed(home: &TestHome, project: &TestProject) -> Watching {
+        Watching::deployed_by(home, &["workflow", "--watch", project.arg()])
+    }
+
+    /// `bodywork ARGS` (a deploy with `--watch`), once its first deploy
+    /// has ended.
+    fn deployed_by(home: &TestHome, args: &[&str]) -> Watching {
+        let watching = Watching::start(home, args);
+        watching.wait_for(WATCHING, Duration::from_secs(180));
+        watching
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.output().matches(needle).count()
+    }
+
+    /// Wait until `needle` has been printed `times` times.
+    fn wait_for_times(&self, needle: &str, times: usize, limit: Duration) {
+        if !poll(limit, || self.count(needle) >= times) {
+            panic!(
+                "{needle:?} was not printed {times} time(s) within {limit:?}:\n{}",
+                self.output()
+            );
+        }
+    }
+
+    fn wait_for(&self, needle: &str, limit: Duration) {
+        self.wait_for_times(needle, 1, limit);
+    }
+
+    /// Ctrl-C, then its exit code and everything it printed.
+    fn interrupt(mut self) -> (Option<i32>, String) {
+        helper::kill(self.child.id() as i32, "INT");
+        let exited = poll(Duration::from_secs(30), || {
+            self.child.try_wait().ok().flatten().is_some()
+        });
+        if !exited {
+            let _ = self.child.kill();
+            panic!("--watch did not stop on Ctrl-C:\n{}", self.output());
+        }
+        let code = self.child.wait().ok().and_then(|s| s.code());
+        for reader in std::mem::take(&mut self.readers) {
+            let _ = reader.join();
+        }
+        (code, self.output())
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The version the service answers through the gateway, if it answers.
+fn answered(gw: &str, path: &str) -> Option<String> {
+    let (code, body) = http(gw, "GET", path, None).ok()?;
+    if code != 200 {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["version"].as_str().map(str::to_string)
+}
+
+const DEPLOYED: &str = "deploy → serving in ";
+const WATCHING: &str = "for changes (Ctrl-C to stop)";
+const STOPPED: &str = "stopped watching; the last good version keeps serving";
+
+#[test]
+fn a_saved_service_rolls_out_under_load_with_no_failed_request() {
+    let home = TestHome::new();
+    let ns = "watch-roll";
+    let project = service_project(ns, &[(".gitignore", "scratch/\n")]);
+    let watching = Watching::deployed(&home, &project);
+    watching.wait_for(DEPLOYED, Duration::from_secs(10));
+    assert!(
+        watching.output().contains("(2/2 replicas)"),
+        "{}",
+        watching.output()
+    );
+    let (gw, path) = (home.gateway(), proxy_path(ns, "svc"));
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v1"));
+    let runs = home.runs_json(ns).len();
+
+    // Saves the .gitignore ignores, and editor temp files, run nothing.
+    std::fs::create_dir_all(project.path().join("scratch")).unwrap();
+    save(&project, "scratch/notes.txt", "x");
+    save(&project, "svc/.server.py.swp", "x");
+    save(&project, "svc/server.py~", "x");
+
+    // The service's code saved under load: v2 serves, nothing fails.
+    let load = Load::start(gw.clone(), path.clone(), 4, Duration::from_secs(90));
+    wait_for("the load to get answers", Duration::from_secs(10), || {
+        load.ok.load(Ordering::Relaxed) > 5
+    });
+    save(&project, "svc/server.py", &server("v2"));
+    wait_for("the gateway to answer v2", Duration::from_secs(60), || {
+        answered(&gw, &path).as_deref() == Some("v2")
+    });
+    watching.wait_for("saved svc/server.py → serving in ", Duration::from_secs(30));
+    // A few more answers, so that the load has seen v2 too.
+    let answers = load.ok.load(Ordering::Relaxed);
+    wait_for("more answers", Duration::from_secs(10), || {
+        load.ok.load(Ordering::Relaxed) > answers + 20
+    });
+    let (ok, failed, versions, failures) = load.finish();
+    assert_eq!(failed, 0, "failed requests during the roll: {failures:?}");
+    assert!(ok > 10, "only {ok} requests");
+    assert_eq!(versions, ["v1", "v2"]);
+    assert!(
+        watching.output().contains("re-running svc\n"),
+        "{}",
+        watching.output()
+    );
+    // One run for the save, none for the ignored files.
+    assert_eq!(home.runs_json(ns).len(), runs + 1);
+
+    // Ctrl-C: it stops, and v2 keeps serving.
+    let (code, output) = watching.interrupt();
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains(STOPPED), "{output}");
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v2"));
+}
+
+#[test]
+fn an_invalid_configuration_is_reported_and_changes_nothing() {
+    let home = TestHome::new();
+    let ns = "watch-invalid";
+    let project = service_project(ns, &[]);
+    let watching = Watching::deployed(&home, &project);
+    let (gw, path) = (home.gateway(), proxy_path(ns, "svc"));
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v1"));
+    let runs = home.runs_json(ns).len();
+
+    // Two errors: both are said, nothing runs, v1 keeps answering.
+    let invalid = service_yaml(ns, "two").replace("port: 5000", "port: 99999");
+    save(&project, "bodywork.yaml", &invalid);
+    watching.wait_for(
+        "saved bodywork.yaml → not deployed: the project is not valid (2 errors)",
+        Duration::from_secs(30),
+    );
+    let output = watching.output();
+    assert!(
+        output.contains("stages.svc.service.replicas")
+            && output.contains("stages.svc.service.port"),
+        "{output}"
+    );
+    // The code saved while the configuration is not valid is not deployed
+    // either.
+    save(&project, "svc/server.py", &server("v2"));
+    watching.wait_for_times(
+        "not deployed: the project is not valid",
+        2,
+        Duration::from_secs(30),
+    );
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v1"));
+    assert_eq!(home.runs_json(ns).len(), runs);
+
+    // Made valid again: the saves since the last good run deploy.
+    save(&project, "bodywork.yaml", &service_yaml(ns, "1"));
+    watching.wait_for("saved bodywork.yaml → serving in ", Duration::from_secs(60));
+    let output = watching.output();
+    // Both saves since the last good run: the whole service again.
+    assert!(output.contains("re-running svc\n"), "{output}");
+    assert!(output.contains("(1/1 replicas)"), "{output}");
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v2"));
+
+    let (code, output) = watching.interrupt();
+    assert_eq!(code, Some(0), "{output}");
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v2"));
+}
+
+/// Save `text` as the project's file `rel`, as an editor would.
+fn save(project: &TestProject, rel: &str, text: &str) {
+    std::fs::write(project.path().join(rel), text).expect("save a project file");
+}
+
+#[test]
+fn a_project_not_valid_at_the_start_is_deployed_once_it_is() {
+    let home = TestHome::new();
+    let ns = "watch-later";
+    let project = service_project(ns, &[]);
+    save(&project, "bodywork.yaml", &service_yaml(ns, "two"));
+    let watching = Watching::deployed(&home, &project);
+    let output = watching.output();
+    assert!(
+        output.contains("deploy → not deployed: the project is not valid (1 error)"),
+        "{output}"
+    );
+    assert!(output.contains("stages.svc.service.replicas"), "{output}");
+    save(&project, "bodywork.yaml", &service_yaml(ns, "2"));
+    watching.wait_for("saved bodywork.yaml → serving in ", Duration::from_secs(60));
+    assert!(
+        watching.output().contains("re-running the whole workflow"),
+        "{}",
+        watching.output()
+    );
+    let (gw, path) = (home.gateway(), proxy_path(ns, "svc"));
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v1"));
+    let (code, output) = watching.interrupt();
+    assert_eq!(code, Some(0), "{output}");
+}
+
+#[test]
+fn a_start_that_fails_keeps_the_old_version_serving_and_says_why() {
+    let home = TestHome::new();
+    let ns = "watch-fail";
+    let project = service_project(ns, &[]);
+    let quick = service_yaml(ns, "2").replace(
+        "max_startup_time_seconds: 30",
+        "max_startup_time_seconds: 3",
+    );
+    save(&project, "bodywork.yaml", &quick);
+    let watching = Watching::deployed(&home, &project);
+    let (gw, path) = (home.gateway(), proxy_path(ns, "svc"));
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v1"));
+
+    // A version that never listens: rolled back, v1 keeps answering, and
+    // the status says why with the new replicas' last lines.
+    let load = Load::start(gw.clone(), path.clone(), 2, Duration::from_secs(60));
+    save(&project, "svc/server.py", &server("never"));
+    watching.wait_for(
+        "saved svc/server.py → failed after ",
+        Duration::from_secs(60),
+    );
+    let (ok, failed, versions, failures) = load.finish();
+    assert_eq!(
+        failed, 0,
+        "failed requests during the failed roll: {failures:?}"
+    );
+    assert!(ok > 0);
+    assert_eq!(versions, ["v1"]);
+    let output = watching.output();
+    let status = output
+        .lines()
+        .skip_while(|l| !l.starts_with("saved svc/server.py → failed after "))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        status.contains(
+            "service=svc was not ready within 3 seconds; the new version was rolled back"
+        ),
+        "{output}"
+    );
+    assert!(
+        status.contains("  last lines of watchdemo--svc/"),
+        "{output}"
+    );
+    assert!(
+        status.contains("    this version never becomes ready"),
+        "{output}"
+    );
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v1"));
+
+    // Fixed: it serves.
+    save(&project, "svc/server.py", &server("v3"));
+    watching.wait_for("saved svc/server.py → serving in ", Duration::from_secs(60));
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v3"));
+    let (code, output) = watching.interrupt();
+    assert_eq!(code, Some(0), "{output}");
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v3"));
+}
+
+/// A batch stage printing `NAME ran VERSION`; `slow` first says it started,
+/// then sleeps.
+fn batch_script(name: &str, version: &str) -> String {
+    format!(
+        "import time\nif \"{version}\" == \"slow\":\n    print(\"{name} started slow\", flush=True)\n    time.sleep(120)\nprint(\"{name} ran {version}\", flush=True)\n"
+    )
+}
+
+#[test]
+fn a_saved_batch_stage_runs_again_with_what_follows_and_a_new_save_cancels_the_run() {
+    let home = TestHome::new();
+    let ns = "watch-batch";
+    let stages: Vec<String> = (1..=3)
+        .map(|i| helper::batch_stage(&format!("stage-{i}"), &format!("s{i}/run.py"), 300, 0, ""))
+        .collect();
+    let yaml = helper::yaml(
+        "watchbatch",
+        "stage-1 >> stage-2 >> stage-3",
+        &format!("  namespace: {ns}\n"),
+        &stages,
+    );
+    let s1 = batch_script("stage-1", "v1");
+    let s2 = batch_script("stage-2", "v1");
+    let s3 = batch_script("stage-3", "v1");
+    let project = TestProject::new(&[
+        ("bodywork.yaml", &yaml),
+        ("s1/run.py", &s1),
+        ("s2/run.py", &s2),
+        ("s3/run.py", &s3),
+    ]);
+    let watching = Watching::deployed(&home, &project);
+    assert!(
+        watching
+            .output()
+            .contains("deploy → ran stage-1, stage-2, stage-3 in "),
+        "{}",
+        watching.output()
+    );
+
+    // stage-2 saved: stage-2 and stage-3 run again, not stage-1.
+    save(&project, "s2/run.py", &batch_script("stage-2", "v2"));
+    watching.wait_for(
+        "saved s2/run.py → ran stage-2, stage-3 in ",
+        Duration::from_secs(60),
+    );
+    let output = watching.output();
+    assert!(
+        output.contains("re-running stage-2 and what follows: stage-3"),
+        "{output}"
+    );
+    assert!(output.contains("stage-2 ran v2"), "{output}");
+    assert_eq!(watching.count("stage-3 ran v1"), 2, "{output}");
+    assert_eq!(watching.count("stage-1 ran v1"), 1, "{output}");
+    assert_eq!(
+        watching.count("---- pod logs for watchbatch--stage-1"),
+        1,
+        "{output}"
+    );
+
+    // A save while stage-2 runs cancels that run and starts again.
+    save(&project, "s2/run.py", &batch_script("stage-2", "slow"));
+    watching.wait_for("stage-2 started slow", Duration::from_secs(60));
+    save(&project, "s2/run.py", &batch_script("stage-2", "v3"));
+    watching.wait_for(
+        "saved again: cancelling the run in progress",
+        Duration::from_secs(30),
+    );
+    watching.wait_for("stage-2 ran v3", Duration::from_secs(60));
+    watching.wait_for_times(
+        "saved s2/run.py → ran stage-2, stage-3 in ",
+        2,
+        Duration::from_secs(60),
+    );
+    let output = watching.output();
+    assert!(!output.contains("stage-2 ran slow"), "{output}");
+    let runs = home.runs_json(ns);
+    assert!(runs.iter().any(|r| r["status"] == "cancelled"), "{runs:?}");
+
+    // A save while the configuration is not valid waits for a valid one;
+    // once deployed it is not deployed again with the next save.
+    save(
+        &project,
+        "bodywork.yaml",
+        &yaml.replace("stage-1 >> stage-2", "stage-1 >> nope"),
+    );
+    watching.wait_for(
+        "not deployed: the project is not valid",
+        Duration::from_secs(30),
+    );
+    save(&project, "s3/run.py", &batch_script("stage-3", "v2"));
+    watching.wait_for_times(
+        "not deployed: the project is not valid",
+        2,
+        Duration::from_secs(30),
+    );
+    save(&project, "bodywork.yaml", &yaml);
+    watching.wait_for(
+        "saved bodywork.yaml → ran stage-3 in ",
+        Duration::from_secs(60),
+    );
+    assert!(watching.output().contains("stage-3 ran v2"));
+    save(&project, "s2/run.py", &batch_script("stage-2", "v4"));
+    watching.wait_for("stage-2 ran v4", Duration::from_secs(60));
+    watching.wait_for_times(
+        "saved s2/run.py → ran stage-2, stage-3 in ",
+        3,
+        Duration::from_secs(60),
+    );
+    let output = watching.output();
+    assert!(!output.contains("re-running stage-2, stage-3"), "{output}");
+
+    // Ctrl-C while a run is going: the run is cancelled, then it leaves.
+    save(&project, "s2/run.py", &batch_script("stage-2", "slow"));
+    watching.wait_for_times("stage-2 started slow", 2, Duration::from_secs(60));
+    let (code, output) = watching.interrupt();
+    assert_eq!(code, Some(0), "{output}");
+    assert!(
+        output.contains("cancelling the run (Ctrl-C again to leave at once)"),
+        "{output}"
+    );
+    assert!(output.contains(STOPPED), "{output}");
+    let runs = home.runs_json(ns);
+    assert_eq!(runs[0]["status"], "cancelled", "{runs:?}");
+}
+
+#[test]
+fn bodywork3_create_deployment_watches_too() {
+    let home = TestHome::new();
+    let ns = "watch-bodywork3";
+    let project = service_project(ns, &[]);
+    let watching =
+        Watching::deployed_by(&home, &["create", "deployment", project.arg(), "--watch"]);
+    let output = watching.output();
+    assert!(
+        output.contains("Using local workflow controller - retries inactive."),
+        "{output}"
+    );
+    let (gw, path) = (home.gateway(), proxy_path(ns, "svc"));
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v1"));
+    save(&project, "svc/server.py", &server("v2"));
+    watching.wait_for("saved svc/server.py → serving in ", Duration::from_secs(60));
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v2"));
+    let (code, output) = watching.interrupt();
+    assert_eq!(code, Some(0), "{output}");
+    assert_eq!(answered(&gw, &path).as_deref(), Some("v2"));
+}
+
+#[test]
+fn watch_refuses_a_git_url_a_cluster_a_dry_run_and_async() {
+    let home = TestHome::new();
+    let project = service_project("watch-usage", &[]);
+    let url = "https://github.com/bodywork-ml/bodywork-serve-model-project";
+    let run = home.run(&["workflow", "--watch", url, "master"]);
+    run.expect_code(2).expect_output(&format!(
+        "error: --watch needs a local directory; {url} is a Git URL"
+    ));
+    let run = home.run(&["create", "deployment", url, "--watch"]);
+    run.expect_code(2)
+        .expect_output("--watch needs a local directory");
+    let run = home.run(&[
+        "--runtime",
+        "kubernetes",
+        "workflow",
+        "--watch",
+        project.arg(),
+    ]);
+    run.expect_code(2)
+        .expect_output("error: --watch belongs to the local runtime");
+    let run = home.run(&["workflow", "--watch", "--dry-run", project.arg()]);
+    run.expect_code(2)
+        .expect_output("error: --watch deploys and keeps deploying; --dry-run deploys nothing");
+    let run = home.run(&["create", "deployment", project.arg(), "--watch", "--async"]);
+    run.expect_code(2).expect_output(
+        "error: --watch follows the deploy here; --async hands it to the control plane",
+    );
+    // None of them started a daemon.
+    assert!(home.daemon_pid().is_none());
+}
