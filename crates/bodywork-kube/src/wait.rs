@@ -123,14 +123,15 @@ pub fn pod_blocked(pod: &Pod) -> Option<String> {
 pub const CRASH_LIMIT: i32 = 2;
 
 /// How long a pod may report `CreateContainerConfigError` before its
-/// stage fails. The kubelet retries building a container's environment,
-/// and on a real cluster its first attempts can be refused for a moment:
-/// the Node authorizer learns that a pod on the node uses a Secret from
-/// the pod's binding, asynchronously (`no relationship found between node
-/// ... and this object`), and a Secret made just before the pod may not be
-/// in the kubelet's cache yet. A Secret or key that is really missing is
-/// still missing after this.
-pub const CONFIG_ERROR_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+/// stage fails. The kubelet retries building a container's environment
+/// (its pod worker's back-off: 10 s with a jitter of half that), and on a
+/// real cluster its first attempts can be refused for a while: the Node
+/// authorizer learns that a pod on the node uses a Secret from the pod's
+/// binding, asynchronously (`no relationship found between node ... and
+/// this object`), and a Secret made just before the pod may not be in the
+/// kubelet's cache yet. 30 s holds at least one retry; a Secret or key that
+/// is really missing is still missing after it.
+pub const CONFIG_ERROR_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why a pod will not get anywhere without the user, and when to believe it.
 #[derive(Debug, Clone, PartialEq, Eq)]

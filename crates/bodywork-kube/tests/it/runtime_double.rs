@@ -161,7 +161,8 @@ async fn a_job_left_from_an_interrupted_run_is_replaced() {
     server.put(
         JOBS,
         serde_json::json!({"apiVersion": "batch/v1", "kind": "Job",
-                           "metadata": {"name": "proj--train", "namespace": NS}, "spec": {"template": {}}}),
+                           "metadata": {"name": "proj--train", "namespace": NS}, "spec": {"template": {}},
+                           "status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}),
     );
     run_train(&rt, &log).await.unwrap();
     let requests = server.requests();
@@ -171,9 +172,66 @@ async fn a_job_left_from_an_interrupted_run_is_replaced() {
         .unwrap();
     let create = requests
         .iter()
-        .position(|r| r.starts_with(&format!("PATCH {JOBS}/proj--train")))
+        .position(|r| r.starts_with(&format!("POST {JOBS}")))
         .unwrap();
     assert!(delete < create, "{requests:#?}");
+}
+
+/// Two runs of one project at once: the second never takes over or
+/// deletes the first's Job while it goes (as an apply, or a delete of
+/// whatever has the name, would); it waits for it to end and be removed by
+/// its run, then creates its own.
+#[tokio::test]
+async fn a_job_of_another_run_still_going_is_waited_for_not_taken_over() {
+    let (server, rt, capture, log) = setup(Script::default());
+    let other = serde_json::json!({"apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "proj--train", "namespace": NS}, "spec": {"template": {}},
+        "status": {"active": 1}});
+    server.put(JOBS, other.clone());
+    let run = tokio::spawn(async move { run_train(&rt, &log).await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !capture
+        .text()
+        .contains("job=proj--train of another run is going")
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", capture.text());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Not touched while it goes.
+    let requests = server.requests();
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.starts_with(&format!("DELETE {JOBS}"))
+                || r.starts_with(&format!("POST {JOBS}"))),
+        "{requests:#?}"
+    );
+    // The other run's Job ends, and its run removes it.
+    let mut done = other;
+    done["status"] = serde_json::json!({"succeeded": 1,
+        "conditions": [{"type": "Complete", "status": "True"}]});
+    server.put(JOBS, done);
+    server.remove(JOBS, "proj--train");
+    run.await.unwrap().unwrap();
+    // Its own Job, created once, is the only one it deletes.
+    let requests = server.requests();
+    let create = requests
+        .iter()
+        .position(|r| r.starts_with(&format!("POST {JOBS}")))
+        .unwrap();
+    let delete = requests
+        .iter()
+        .position(|r| r.starts_with(&format!("DELETE {JOBS}/proj--train")))
+        .unwrap();
+    assert!(create < delete, "{requests:#?}");
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|r| r.starts_with(&format!("POST {JOBS}")))
+            .count(),
+        1,
+        "{requests:#?}"
+    );
 }
 
 /// A service stage on `port`, exposed at the ingress path or not.
@@ -404,7 +462,7 @@ async fn a_cron_job_with_a_group_runs_and_lists_with_it() {
 #[tokio::test]
 async fn rbac_refusal_is_one_line_naming_the_resource() {
     let mut script = Script::default();
-    script.deny.push((403, "PATCH".into(), "/jobs/".into()));
+    script.deny.push((403, "POST".into(), "/jobs".into()));
     let (_, rt, _, log) = setup(script);
     let err = rt
         .run_batch(
