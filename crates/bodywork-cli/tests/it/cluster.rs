@@ -354,17 +354,52 @@ impl Cluster {
                 "warming the image's uv cache for {requirements:?} ({python}, as of {date:?}): {e}"
             );
         }
-        let owner = format!("{IMAGE_UID}:{IMAGE_UID}");
-        let chown = Command::new("chown")
-            .args(["-R", &owner])
-            .arg(&uv_cache)
-            .status();
-        assert!(
-            chown.is_ok_and(|s| s.success()),
-            "chown -R {owner} {}",
-            uv_cache.display()
-        );
+        let uid = u32::try_from(IMAGE_UID).expect("a uid");
+        if let Err(e) = chown_tree(&uv_cache, uid) {
+            panic!("chown -R {uid}:{uid} {}: {e}", uv_cache.display());
+        }
     }
+}
+
+/// `chown -R uid:uid dir`, except that what vanishes meanwhile is no
+/// error: pods of other tests install from the cache as it is handed back,
+/// and uv removes its temporary files and lock files as it goes.
+fn chown_tree(dir: &Path, uid: u32) -> std::io::Result<()> {
+    let gone_is_fine = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
+    gone_is_fine(std::os::unix::fs::lchown(dir, Some(uid), Some(uid)))?;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => chown_tree(&entry.path(), uid)?,
+            Ok(_) => gone_is_fine(std::os::unix::fs::lchown(
+                entry.path(),
+                Some(uid),
+                Some(uid),
+            ))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A file next to `project` that its stages (running as [`IMAGE_UID`])
