@@ -62,8 +62,9 @@ pub async fn serve(
                         .keep_alive(false)
                         .serve_connection(
                             TokioIo::new(stream),
-                            service_fn(move |request| async move {
-                                Ok::<_, Infallible>(answer(site, &request).await)
+                            service_fn(move |request: Request<Incoming>| async move {
+                                let answer = answer(site, request.method(), request.uri().path(), host(request.headers())).await;
+                                Ok::<_, Infallible>(answer.map(Full::new))
                             }),
                         );
                     match tokio::time::timeout(CONNECTION_LIMIT, connection).await {
@@ -88,19 +89,25 @@ pub fn host_allowed(host: Option<&str>, port: u16) -> bool {
         && (name.eq_ignore_ascii_case("localhost") || name == "127.0.0.1" || name == "[::1]")
 }
 
-/// The answer to one request.
-pub async fn answer(site: Site<'_>, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
+/// A request's `Host`, when it has one that is text.
+pub fn host(headers: &http::HeaderMap) -> Option<&str> {
+    headers.get(header::HOST).and_then(|h| h.to_str().ok())
+}
+
+/// The answer to one request: its method, path (no query) and `Host`.
+pub async fn answer(
+    site: Site<'_>,
+    method: &Method,
+    path: &str,
+    host: Option<&str>,
+) -> Response<Bytes> {
     if !host_allowed(host, site.port) {
         return plain(
             StatusCode::MISDIRECTED_REQUEST,
             "this dashboard answers only to localhost, 127.0.0.1 or [::1] with its port\n",
         );
     }
-    if request.method() != Method::GET && request.method() != Method::HEAD {
+    if method != Method::GET && method != Method::HEAD {
         let mut response = plain(
             StatusCode::METHOD_NOT_ALLOWED,
             "the dashboard is read-only\n",
@@ -110,11 +117,11 @@ pub async fn answer(site: Site<'_>, request: &Request<Incoming>) -> Response<Ful
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    page(site, request.uri().path()).await
+    page(site, path).await
 }
 
 /// The page at `path` (the whole path, with the site's base).
-pub async fn page(site: Site<'_>, path: &str) -> Response<Full<Bytes>> {
+pub async fn page(site: Site<'_>, path: &str) -> Response<Bytes> {
     let base = Base(site.base);
     let runtime = site.control.name();
     let Some(rest) = path.strip_prefix(site.base) else {
@@ -163,7 +170,7 @@ pub async fn page(site: Site<'_>, path: &str) -> Response<Full<Bytes>> {
     }
 }
 
-fn html_response(status: StatusCode, html: String) -> Response<Full<Bytes>> {
+fn html_response(status: StatusCode, html: String) -> Response<Bytes> {
     respond(
         status,
         "text/html; charset=utf-8",
@@ -172,7 +179,7 @@ fn html_response(status: StatusCode, html: String) -> Response<Full<Bytes>> {
     )
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+fn plain(status: StatusCode, text: &'static str) -> Response<Bytes> {
     let body = Bytes::from_static(text.as_bytes());
     respond(status, "text/plain; charset=utf-8", "no-store", body)
 }
@@ -184,8 +191,8 @@ fn respond(
     content_type: &'static str,
     cache: &'static str,
     body: Bytes,
-) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
+) -> Response<Bytes> {
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     for (name, value) in [
         (header::CONTENT_TYPE, content_type),
