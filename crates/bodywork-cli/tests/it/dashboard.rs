@@ -2,7 +2,10 @@
 //! with a service and a batch stage deployed, a secret created, then the
 //! dashboard's pages fetched over HTTP (the service row, the run, the
 //! secret's key and never its value), a foreign `Host` refused, and the
-//! dashboard stopped by SIGTERM; the same pages at the gateway's `/ui/`.
+//! dashboard stopped by SIGTERM; the same pages at the gateway's `/ui/`;
+//! and on Kubernetes (the parity suite's API server double), the same
+//! pages read through the same connection, the runs section saying why it
+//! has none.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -184,4 +187,58 @@ fn the_gateway_serves_the_same_pages_at_ui() {
     assert!(other_port.starts_with("HTTP/1.1 421"), "{other_port}");
     let allowed = get_with_host(&gateway, "/ui/", &format!("localhost:{port}"));
     assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
+}
+
+/// `--runtime kubernetes ARGS`.
+fn kube<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    [&["--runtime", "kubernetes"][..], args].concat()
+}
+
+#[test]
+fn on_kubernetes_the_pages_read_the_cluster_and_say_why_runs_are_missing() {
+    use crate::parity::{Cluster, GitServer, NS as KUBE_NS, SERVICE, runtime};
+    let rt = runtime();
+    let repo = GitServer::start(&rt);
+    let cluster = Cluster::start(&rt);
+    let home = TestHome::new()
+        .with_env("KUBECONFIG", &cluster.kubeconfig())
+        .with_env("BODYWORK_KUBE_CONTEXT", "parity");
+    home.ok(&kube(&["setup-namespace", KUBE_NS]));
+    home.ok(&kube(&[
+        "secret",
+        "create",
+        "--namespace",
+        KUBE_NS,
+        "--name",
+        "creds",
+        "--data",
+        "TOKEN=kube-token-value",
+    ]));
+    home.ok(&kube(&["workflow", "--namespace", KUBE_NS, &repo.url]));
+
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let dashboard = home.spawn(&kube(&["dashboard", "--port", &port.to_string()]));
+    wait_for("the dashboard to answer", Duration::from_secs(30), || {
+        matches!(http(&addr, "GET", "/", None), Ok((200, _)))
+    });
+    let (status, page) =
+        http(&addr, "GET", &format!("/namespaces/{KUBE_NS}"), None).expect("the page");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(&format!("<tr><th scope=\"row\">{SERVICE}</th>")),
+        "{page}"
+    );
+    assert!(page.contains("<code>TOKEN</code>") && !page.contains("kube-token-value"));
+    assert!(
+        page.contains(
+            "<h2 id=\"runs\">Workflow runs</h2>\n<p class=\"unavailable\">Not available: "
+        ),
+        "{page}"
+    );
+    assert!(get_with_host(&addr, "/", "evil.example").starts_with("HTTP/1.1 421"));
+    kill(dashboard.pid() as i32, "TERM");
+    let run = dashboard.finish(Duration::from_secs(20));
+    run.expect_code(0)
+        .expect_output("dashboard of the kubernetes runtime at http://127.0.0.1:");
 }
