@@ -31,6 +31,22 @@ pub enum DashboardError {
 /// How long one connection may take, first byte to last.
 const CONNECTION_LIMIT: Duration = Duration::from_secs(60);
 
+/// At most this many connections served at once; more wait in the
+/// listening socket's backlog.
+const MAX_CONNECTIONS: usize = 64;
+
+/// The pause after an accept that failed for want of a file descriptor,
+/// or for a client gone before it was accepted.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// An accept error that passes: out of file descriptors (for now), or a
+/// connection the client gave up before it was accepted.
+fn transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted};
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted)
+        || matches!(e.raw_os_error(), Some(23 | 24)) // ENFILE, EMFILE
+}
+
 /// What answers a request: the runtime read, where the pages live, and
 /// the port a `Host` must name.
 #[derive(Clone, Copy)]
@@ -55,8 +71,16 @@ pub async fn serve(
         tokio::select! {
             () = &mut shutdown => return Ok(()),
             Some(()) = connections.next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => {
-                let (stream, _) = accepted.map_err(DashboardError::Accept)?;
+            accepted = listener.accept(), if connections.len() < MAX_CONNECTIONS => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) if transient(&e) => {
+                        tracing::warn!("the dashboard cannot accept a connection now: {e}");
+                        tokio::time::sleep(ACCEPT_PAUSE).await;
+                        continue;
+                    }
+                    Err(e) => return Err(DashboardError::Accept(e)),
+                };
                 connections.push(async move {
                     let connection = hyper::server::conn::http1::Builder::new()
                         .keep_alive(false)
