@@ -135,6 +135,11 @@ pub enum Command {
     Logs(LogsArgs),
     /// History of workflow runs in a namespace.
     Runs(RunsArgs),
+    /// Serve a read-only web dashboard of the runtime on 127.0.0.1.
+    ///
+    /// Namespaces, services, workflow runs, cron jobs and their history,
+    /// and secrets (names and keys, never values), until Ctrl-C.
+    Dashboard(DashboardArgs),
     /// Cached Python environments of the local runtime.
     #[command(subcommand)]
     Env(EnvCommand),
@@ -482,6 +487,13 @@ pub struct LogsArgs {
 pub struct RunsArgs {
     #[command(flatten)]
     pub namespace: NamespaceArg,
+}
+
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// The port on 127.0.0.1 (default: 8002, or a free one when it is taken).
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -29,7 +29,7 @@ use std::pin::Pin;
 pub use cluster::serve_cluster_address;
 pub use gateway::{
     DEFAULT_ACCEPT_HOSTS, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, GatewayOptions,
-    accept::serve_gateway,
+    PagesHandle, accept::serve_gateway,
 };
 pub use listener::{AcceptBackoff, ConnectionLimit};
 pub use traffic::Traffic;
@@ -65,3 +65,56 @@ pub trait Directory: Send + Sync + 'static {
 
 /// The answer of [`Directory::vet`]: `Err` says why the connection must not be used.
 pub type Vetting<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Pages the gateway's caller serves under a path prefix of its own (the
+/// dashboard at `/ui/`): requests for the prefix and the paths below it
+/// go to [`Pages::answer`] once the gateway's `Host` rules accepted them,
+/// and never to a service (a namespace named as the prefix is not
+/// reachable at the ingress path; its `kubectl proxy` path still is).
+pub trait Pages: Send + Sync + 'static {
+    /// `/ui`: served are `/ui` and every path below `/ui/`.
+    fn prefix(&self) -> &str;
+    /// The whole answer to a request with this head (its body is not read).
+    fn answer<'a>(&'a self, head: &'a http::request::Parts) -> PageAnswer<'a>;
+    /// True for a path this serves.
+    fn serves(&self, path: &str) -> bool {
+        path.strip_prefix(self.prefix())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
+/// The answer of [`Pages::answer`].
+pub type PageAnswer<'a> = Pin<Box<dyn Future<Output = http::Response<bytes::Bytes>> + Send + 'a>>;
+
+#[cfg(test)]
+mod tests {
+    use super::{PageAnswer, Pages};
+
+    struct Ui;
+
+    impl Pages for Ui {
+        fn prefix(&self) -> &str {
+            "/ui"
+        }
+        fn answer<'a>(&'a self, _: &'a http::request::Parts) -> PageAnswer<'a> {
+            Box::pin(async { http::Response::new(bytes::Bytes::new()) })
+        }
+    }
+
+    #[test]
+    fn pages_serve_their_prefix_and_below_only() {
+        for path in ["/ui", "/ui/", "/ui/namespaces/ns", "/ui/style.css"] {
+            assert!(Ui.serves(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/uix",
+            "/ui-ns/svc/",
+            "/u",
+            "/ns/ui/",
+            "/api/v1/namespaces/ui/services/s/proxy/",
+        ] {
+            assert!(!Ui.serves(path), "{path}");
+        }
+    }
+}

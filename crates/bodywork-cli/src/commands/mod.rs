@@ -7,6 +7,7 @@ mod completions;
 mod connect;
 mod cronjob;
 mod daemon;
+mod dashboard;
 mod debug;
 mod dry_run;
 mod env;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Cronjob(cmd) => cronjob::run(&global, &cmd),
         Command::Logs(args) => logs::run(&global, &args),
         Command::Runs(args) => runs::run(&global, &args),
+        Command::Dashboard(args) => dashboard::run(&global, &args),
         Command::Create(cmd) => bodywork3::create(&global, &cmd),
         Command::Get(cmd) => bodywork3::get(&global, &cmd),
         Command::Update(cmd) => bodywork3::update(&global, &cmd),

@@ -107,7 +107,7 @@ pub fn run(args: &StageArgs) -> CliResult {
 }
 
 /// Resolves on the first Ctrl-C or SIGTERM (`docker stop`, a pod deletion).
-async fn stopped() {
+pub(super) async fn stopped() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

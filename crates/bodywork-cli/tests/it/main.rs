@@ -7,6 +7,7 @@ mod connection_flood;
 mod crash_recovery;
 mod cronjob;
 mod damaged_state;
+mod dashboard;
 mod eras;
 mod example_serve_model;
 mod git_urls;

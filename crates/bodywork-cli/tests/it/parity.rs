@@ -23,10 +23,10 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use kube::client::Body;
 
-const NS: &str = "parity";
+pub(crate) const NS: &str = "parity";
 const PROJECT: &str = "demo";
 const BATCH: &str = "prepare-data";
-const SERVICE: &str = "serve-model";
+pub(crate) const SERVICE: &str = "serve-model";
 
 /// What the batch stage prints (and so what the double's Job prints).
 const BATCH_LINES: [&str; 2] = ["prepared 3 rows", "wrote features.csv"];
@@ -98,13 +98,13 @@ async fn static_file(root: PathBuf, req: Request<Body>) -> Response<Body> {
 }
 
 /// The scenario's project as a bare repository served over dumb HTTP.
-struct GitServer {
+pub(crate) struct GitServer {
     _served: tempfile::TempDir,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl GitServer {
-    fn start(rt: &tokio::runtime::Runtime) -> GitServer {
+    pub(crate) fn start(rt: &tokio::runtime::Runtime) -> GitServer {
         let project = TestProject::new(&[
             ("bodywork.yaml", &bodywork_yaml()),
             ("prepare.py", PREPARE_PY),
@@ -135,12 +135,12 @@ impl GitServer {
 
 /// The API server test double over HTTP (kube's client speaks plain http),
 /// and a kubeconfig naming it.
-struct Cluster {
+pub(crate) struct Cluster {
     kubeconfig: tempfile::TempDir,
 }
 
 impl Cluster {
-    fn start(rt: &tokio::runtime::Runtime) -> Cluster {
+    pub(crate) fn start(rt: &tokio::runtime::Runtime) -> Cluster {
         let mut script = Script::default();
         script.job_logs.insert(
             format!("{PROJECT}--{BATCH}"),
@@ -171,12 +171,12 @@ impl Cluster {
         Cluster { kubeconfig }
     }
 
-    fn kubeconfig(&self) -> String {
+    pub(crate) fn kubeconfig(&self) -> String {
         self.kubeconfig.path().join("config").display().to_string()
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

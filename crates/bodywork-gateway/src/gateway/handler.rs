@@ -67,6 +67,12 @@ impl Gateway {
                 }
             };
         }
+        if let Some(pages) = &self.opts.pages
+            && pages.0.serves(req.uri().path())
+        {
+            let (head, _) = req.into_parts();
+            return pages.0.answer(&head).await.map(GatewayBody::full);
+        }
         let (mut parts, body) = req.into_parts();
         let uri = std::mem::take(&mut parts.uri);
         let merged = merged_slashes(uri.path());

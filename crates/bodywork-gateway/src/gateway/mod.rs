@@ -17,9 +17,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Directory;
 use crate::pool::Pool;
 use crate::traffic::Traffic;
+use crate::{Directory, Pages};
 
 pub(crate) mod accept;
 mod handler;
@@ -51,6 +51,18 @@ pub struct GatewayOptions {
     /// A connection with no request under way for this long (idle between
     /// keep-alive requests, or slow to send a request head) is closed.
     pub idle_timeout: Duration,
+    /// Pages served under a prefix of their own (the dashboard), if any.
+    pub pages: Option<PagesHandle>,
+}
+
+/// [`Pages`] as [`GatewayOptions`] hold them.
+#[derive(Clone)]
+pub struct PagesHandle(pub Arc<dyn Pages>);
+
+impl std::fmt::Debug for PagesHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pages({})", self.0.prefix())
+    }
 }
 
 /// What `kubectl proxy` accepts by default.
@@ -65,6 +77,7 @@ impl Default for GatewayOptions {
             accept_hosts: DEFAULT_ACCEPT_HOSTS.map(String::from).to_vec(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            pages: None,
         }
     }
 }

@@ -24,11 +24,26 @@ const RUNS_SHOWN: u32 = 100;
 #[derive(Debug, Clone)]
 pub struct LocalControl {
     home: Home,
+    /// Start the daemon (or hand over to a newer one) when it does not
+    /// answer; false inside the daemon itself, which only connects.
+    starts_daemon: bool,
 }
 
 impl LocalControl {
     pub fn new(home: Home) -> LocalControl {
-        LocalControl { home }
+        LocalControl {
+            home,
+            starts_daemon: true,
+        }
+    }
+
+    /// The daemon's own client (its dashboard's): it connects to the
+    /// daemon's socket and never starts a daemon or hands over.
+    pub fn in_daemon(home: Home) -> LocalControl {
+        LocalControl {
+            home,
+            starts_daemon: false,
+        }
     }
 
     pub fn home(&self) -> &Home {
@@ -36,7 +51,13 @@ impl LocalControl {
     }
 
     async fn connect(&self) -> Result<Connection> {
-        connect(&self.home).await.map_err(RuntimeError::from)
+        if self.starts_daemon {
+            connect(&self.home).await.map_err(RuntimeError::from)
+        } else {
+            super::try_connect(&self.home)
+                .await
+                .map_err(|e| RuntimeError::from(super::ClientError::Io(e)))
+        }
     }
 
     /// One request, one answer; the daemon's error as it is.

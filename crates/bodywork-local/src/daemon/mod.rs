@@ -6,6 +6,7 @@
 //! connections, and an orderly stop on SIGTERM / SIGINT / `daemon --stop`
 //! (every run cancelled, every child killed, state recorded).
 
+mod dashboard;
 mod live;
 mod requests;
 pub(crate) mod runs;
@@ -329,11 +330,15 @@ async fn start_gateway(daemon: &Arc<Daemon>) {
                 tracing::info!(target: "daemon", "connections served at once: {} by the gateway, {} by the cluster addresses (from the file descriptor limit, {})",
                     budget.gateway, budget.cluster, budget.nofile);
                 let directory: Arc<dyn bodywork_gateway::Directory> = services.table();
+                let mut options = gateway_options(budget.gateway);
+                options.pages = Some(bodywork_gateway::PagesHandle(Arc::new(
+                    dashboard::GatewayDashboard::new(daemon.home().clone(), bound.port()),
+                )));
                 let task = tokio::spawn(bodywork_gateway::serve_gateway(
                     listener,
                     directory,
                     services.traffic(),
-                    gateway_options(budget.gateway),
+                    options,
                     daemon.gateway_stop.clone(),
                 ));
                 if let Ok(mut slot) = daemon.gateway_task.lock() {

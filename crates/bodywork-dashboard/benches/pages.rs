@@ -1,0 +1,107 @@
+//! Server time per page, from the request's path to the whole answer
+//! (reading through the control plane, rendering, headers), with 50
+//! services, 1,000 workflow runs, 10 cron jobs of 20 runs each and 10
+//! secrets in one namespace. The control plane answers from memory, so
+//! this is the dashboard's own time: a real runtime adds its answers'
+//! (the local daemon's socket round trips, a cluster's API calls).
+//!
+//! `cargo bench -p bodywork-dashboard` prints one row a page.
+
+#[path = "../src/fake.rs"]
+mod fake;
+
+use std::time::{Duration, Instant};
+
+use bodywork_dashboard::Site;
+use bodywork_runtime::RunState;
+use chrono::{TimeDelta, Utc};
+use fake::*;
+
+const ROUNDS: usize = 200;
+
+fn main() {
+    let now = Utc::now();
+    let ns = "prod";
+    let states = [RunState::Succeeded, RunState::Failed, RunState::Cancelled];
+    let cp = FakeControl {
+        namespaces: vec![ns.into(), "dev".into(), "staging".into()],
+        services: (0..50)
+            .map(|i| {
+                service(
+                    ns,
+                    &format!("service-{i:02}"),
+                    2,
+                    2,
+                    now - TimeDelta::hours(i),
+                )
+            })
+            .collect(),
+        runs: (0..1000)
+            .rev()
+            .map(|i| {
+                let started = now - TimeDelta::minutes(1000 - i);
+                run(ns, i, states[i as usize % 3], started, 40 + i % 100)
+            })
+            .collect(),
+        cronjobs: (0..10)
+            .map(|i| cronjob(ns, &format!("job-{i}"), now + TimeDelta::minutes(i)))
+            .collect(),
+        history: (0..10)
+            .flat_map(|j| {
+                (0..20).map(move |n| {
+                    cron_run(
+                        &format!("job-{j}"),
+                        n,
+                        now - TimeDelta::minutes(5 * n),
+                        n % 7 == 3,
+                    )
+                })
+            })
+            .collect(),
+        secrets: (0..10)
+            .map(|i| {
+                secret(
+                    ns,
+                    &format!("secret-{i}"),
+                    &[("USER", "u"), ("PASSWORD", "p")],
+                )
+            })
+            .collect(),
+        no_runs: false,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let site = Site {
+        control: &cp,
+        base: "",
+        port: 8002,
+    };
+    println!("page                                   p50        p95        max     bytes");
+    for (what, path) in [
+        ("namespaces (3)", "/"),
+        ("namespace (50 services, 1,000 runs)", "/namespaces/prod"),
+    ] {
+        let mut times: Vec<Duration> = Vec::with_capacity(ROUNDS);
+        let mut bytes = 0;
+        for round in 0..ROUNDS + 20 {
+            let started = Instant::now();
+            let answer = runtime.block_on(bodywork_dashboard::serve::page(site, path));
+            let took = started.elapsed();
+            assert_eq!(answer.status(), 200, "{path}");
+            bytes = answer.body().len();
+            if round >= 20 {
+                times.push(took);
+            }
+        }
+        times.sort();
+        let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize];
+        println!(
+            "{what:<36} {:>8.2?} {:>10.2?} {:>10.2?} {bytes:>9}",
+            at(0.5),
+            at(0.95),
+            at(1.0)
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! A read-only web dashboard of a runtime: namespaces, services, workflow
+//! runs, cron jobs and their history, and secrets (names and keys, never
+//! values), read through [`bodywork_runtime::ControlPlane`] alone, so it
+//! shows the local runtime and a cluster alike.
+//!
+//! Owns: the typed data of each page and reading it ([`data`]), rendering
+//! it to HTML with no effects ([`render`], escaping in [`html`]), and
+//! serving the pages on loopback with a Host check ([`serve`]).
+//! Must not: change anything (no page has a form or a button in this
+//! slice), hold a secret's value past reading it, or load anything from
+//! elsewhere (its one stylesheet is in the binary; no JavaScript).
+
+pub mod data;
+pub mod html;
+pub mod render;
+pub mod serve;
+
+pub use data::{CronJobView, NamespacePage, NamespaceRow, Overview, SecretKeys, Section};
+pub use serve::{DashboardError, Site, host_allowed, serve};
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;

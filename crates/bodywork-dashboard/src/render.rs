@@ -1,0 +1,488 @@
+//! Pages as HTML, from the typed data of [`crate::data`] alone: no effects,
+//! the same data gives the same page. Everything that comes from a user or
+//! a runtime (names, commits, URLs, errors) goes through [`escape`].
+//! Statuses are words (colour only adds to them); tables have `<th
+//! scope>`; the page works with the keyboard and no JavaScript.
+
+use std::fmt::Write;
+
+use bodywork_runtime::{CronJobSummary, CronRunSummary, RunState, RunSummary, ServiceStatus};
+use chrono::{DateTime, Utc};
+
+use crate::data::{CronJobView, NamespacePage, Overview, SecretKeys, Section};
+use crate::html::{escape, path_segment};
+
+/// The stylesheet every page links to (in the binary: no CDN).
+pub const STYLE: &str = include_str!("style.css");
+
+/// Where the pages live: `""` at the root of their own server, `"/ui"`
+/// under a gateway. Links are built from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Base<'a>(pub &'a str);
+
+impl Base<'_> {
+    pub fn home(&self) -> String {
+        format!("{}/", self.0)
+    }
+    pub fn style(&self) -> String {
+        format!("{}/style.css", self.0)
+    }
+    pub fn namespace(&self, name: &str) -> String {
+        format!("{}/namespaces/{}", self.0, path_segment(name))
+    }
+}
+
+/// The front page: the runtime's namespaces.
+pub fn overview(base: Base, page: &Overview) -> String {
+    let mut body = String::new();
+    body.push_str("<h1>Namespaces</h1>\n");
+    match &page.namespaces {
+        Section::Unavailable(why) => unavailable(&mut body, why),
+        Section::Rows(rows) if rows.is_empty() => {
+            body.push_str("<p>No namespaces yet: a workflow run sets one up.</p>\n")
+        }
+        Section::Rows(rows) => {
+            body.push_str("<table>\n<caption>Namespaces bodywork set up</caption>\n<thead><tr><th scope=\"col\">Namespace</th><th scope=\"col\">Services</th><th scope=\"col\">Ready</th></tr></thead>\n<tbody>\n");
+            for row in rows {
+                let (count, ready) = match &row.services {
+                    Section::Rows(services) => (
+                        services.len().to_string(),
+                        format!(
+                            "{} of {}",
+                            services.iter().filter(|s| all_ready(s)).count(),
+                            services.len()
+                        ),
+                    ),
+                    Section::Unavailable(_) => ("unknown".into(), "unknown".into()),
+                };
+                let _ = writeln!(
+                    body,
+                    "<tr><th scope=\"row\"><a href=\"{}\">{}</a></th><td>{count}</td><td>{ready}</td></tr>",
+                    escape(&base.namespace(&row.name)),
+                    escape(&row.name),
+                );
+            }
+            body.push_str("</tbody>\n</table>\n");
+        }
+    }
+    document(base, "Namespaces", page.runtime, page.read_at, None, &body)
+}
+
+/// One namespace: its services, runs, cron jobs and secrets.
+pub fn namespace(base: Base, page: &NamespacePage) -> String {
+    let now = page.read_at;
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "<h1>Namespace <span class=\"name\">{}</span></h1>",
+        escape(&page.namespace)
+    );
+    body.push_str("<nav aria-label=\"Sections of this page\"><ul>\n");
+    for (id, title, count) in [
+        ("services", "Services", page.services.count()),
+        ("runs", "Workflow runs", page.runs.count()),
+        ("cronjobs", "Cron jobs", page.cronjobs.count()),
+        ("secrets", "Secrets", page.secrets.count()),
+    ] {
+        let count = count.map(|n| format!(" ({n})")).unwrap_or_default();
+        let _ = writeln!(body, "<li><a href=\"#{id}\">{title}{count}</a></li>");
+    }
+    body.push_str("</ul></nav>\n");
+
+    section(
+        &mut body,
+        "services",
+        "Services",
+        &page.services,
+        |out, rows| services_table(out, rows, now),
+    );
+    section(
+        &mut body,
+        "runs",
+        "Workflow runs",
+        &page.runs,
+        |out, rows| runs_table(out, rows, now),
+    );
+    section(
+        &mut body,
+        "cronjobs",
+        "Cron jobs",
+        &page.cronjobs,
+        |out, rows| cronjobs(out, rows, now),
+    );
+    section(
+        &mut body,
+        "secrets",
+        "Secrets",
+        &page.secrets,
+        secrets_table,
+    );
+    let title = format!("Namespace {}", page.namespace);
+    document(
+        base,
+        &title,
+        page.runtime,
+        now,
+        Some(&page.namespace),
+        &body,
+    )
+}
+
+/// A page for a path that names nothing.
+pub fn not_found(base: Base, runtime: &'static str, what: &str, now: DateTime<Utc>) -> String {
+    let body = format!(
+        "<h1>Not found</h1>\n<p>There is no {}.</p>\n<p><a href=\"{}\">Back to the namespaces</a></p>\n",
+        escape(what),
+        escape(&base.home())
+    );
+    document(base, "Not found", runtime, now, None, &body)
+}
+
+/// A page for a runtime that could not be asked at all.
+pub fn failure(base: Base, runtime: &'static str, why: &str, now: DateTime<Utc>) -> String {
+    let mut body = String::from("<h1>The runtime did not answer</h1>\n");
+    unavailable(&mut body, why);
+    document(base, "No answer", runtime, now, None, &body)
+}
+
+fn document(
+    base: Base,
+    title: &str,
+    runtime: &str,
+    now: DateTime<Utc>,
+    namespace: Option<&str>,
+    body: &str,
+) -> String {
+    let mut out = String::with_capacity(body.len() + 1024);
+    let _ = write!(
+        out,
+        "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta name=\"color-scheme\" content=\"light dark\">\n\
+         <title>{} · bodywork</title>\n<link rel=\"stylesheet\" href=\"{}\">\n</head>\n<body>\n\
+         <a class=\"skip\" href=\"#main\">Skip to the content</a>\n\
+         <header>\n<nav aria-label=\"Site\"><ul>\n<li><a href=\"{}\">bodywork</a></li>\n\
+         <li><a href=\"{}\"{}>Namespaces</a></li>\n",
+        escape(title),
+        escape(&base.style()),
+        escape(&base.home()),
+        escape(&base.home()),
+        if namespace.is_none() {
+            " aria-current=\"page\""
+        } else {
+            ""
+        },
+    );
+    if let Some(ns) = namespace {
+        let _ = writeln!(
+            out,
+            "<li><a href=\"{}\" aria-current=\"page\">{}</a></li>",
+            escape(&base.namespace(ns)),
+            escape(ns)
+        );
+    }
+    let _ = write!(
+        out,
+        "</ul></nav>\n</header>\n<main id=\"main\">\n{body}</main>\n<footer><p>Read-only view of the {} runtime, read at {}.</p></footer>\n</body>\n</html>\n",
+        escape(runtime),
+        time(now),
+    );
+    out
+}
+
+/// `<section>` with a heading and either the rows' table or why there are none.
+fn section<T>(
+    out: &mut String,
+    id: &str,
+    title: &str,
+    rows: &Section<T>,
+    table: impl FnOnce(&mut String, &[T]),
+) {
+    let _ = writeln!(
+        out,
+        "<section aria-labelledby=\"{id}\">\n<h2 id=\"{id}\">{title}</h2>"
+    );
+    match rows {
+        Section::Unavailable(why) => unavailable(out, why),
+        Section::Rows(rows) if rows.is_empty() => {
+            let _ = writeln!(out, "<p>None.</p>");
+        }
+        Section::Rows(rows) => table(out, rows),
+    }
+    out.push_str("</section>\n");
+}
+
+fn unavailable(out: &mut String, why: &str) {
+    let _ = writeln!(
+        out,
+        "<p class=\"unavailable\">Not available: {}</p>",
+        escape(why)
+    );
+}
+
+fn table_head(out: &mut String, caption: &str, columns: &[&str]) {
+    let _ = write!(
+        out,
+        "<table>\n<caption>{}</caption>\n<thead><tr>",
+        escape(caption)
+    );
+    for column in columns {
+        let _ = write!(out, "<th scope=\"col\">{column}</th>");
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+}
+
+fn all_ready(s: &ServiceStatus) -> bool {
+    s.replicas > 0 && s.available_replicas >= s.replicas
+}
+
+fn services_table(out: &mut String, services: &[ServiceStatus], now: DateTime<Utc>) {
+    table_head(
+        out,
+        "Deployed services",
+        &[
+            "Service",
+            "State",
+            "Replicas ready",
+            "Restarts",
+            "Commit",
+            "Age",
+            "URL",
+        ],
+    );
+    for s in services {
+        let state = if all_ready(s) {
+            ("ok", "ready")
+        } else if s.available_replicas > 0 {
+            ("warn", "degraded")
+        } else {
+            ("bad", "down")
+        };
+        let url = if s.url.starts_with("http://") || s.url.starts_with("https://") {
+            format!("<a href=\"{0}\">{0}</a>", escape(&s.url))
+        } else {
+            escape(&s.url)
+        };
+        let exposed = if s.exposed { " (exposed)" } else { "" };
+        let _ = writeln!(
+            out,
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td><td>{url}{exposed}</td></tr>",
+            escape(&s.name),
+            status(state.0, state.1),
+            s.available_replicas,
+            s.replicas,
+            s.restarts,
+            commit(&s.commit),
+            s.deployed.map(|t| age(t, now)).unwrap_or_else(unknown),
+        );
+    }
+    out.push_str("</tbody>\n</table>\n");
+}
+
+fn run_status(state: RunState) -> String {
+    let class = match state {
+        RunState::Succeeded => "ok",
+        RunState::Failed => "bad",
+        RunState::Running => "running",
+        RunState::Cancelled => "warn",
+    };
+    status(class, &state.to_string())
+}
+
+fn runs_table(out: &mut String, runs: &[RunSummary], now: DateTime<Utc>) {
+    table_head(
+        out,
+        "Workflow runs, newest first",
+        &[
+            "Run", "Status", "Project", "Trigger", "Commit", "Started", "Duration", "Error",
+        ],
+    );
+    for r in runs {
+        let duration = match (r.started, r.finished) {
+            (Some(s), Some(f)) => span(f - s),
+            (Some(s), None) if r.status == RunState::Running => format!("{} so far", span(now - s)),
+            _ => unknown(),
+        };
+        let _ = writeln!(
+            out,
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{duration}</td><td>{}</td></tr>",
+            r.id,
+            run_status(r.status),
+            escape(r.project.as_deref().unwrap_or("")),
+            escape(&r.trigger.to_string()),
+            commit(r.commit.as_deref().unwrap_or("")),
+            r.started.map(time).unwrap_or_else(unknown),
+            escape(r.error.as_deref().unwrap_or("")),
+        );
+    }
+    out.push_str("</tbody>\n</table>\n");
+}
+
+fn cronjobs(out: &mut String, jobs: &[CronJobView], now: DateTime<Utc>) {
+    table_head(
+        out,
+        "Cron jobs",
+        &[
+            "Cron job",
+            "Schedule",
+            "Next run",
+            "Last run",
+            "Last status",
+            "Repository",
+        ],
+    );
+    for view in jobs {
+        cronjob_row(out, &view.job, now);
+    }
+    out.push_str("</tbody>\n</table>\n");
+    for view in jobs {
+        let name = &view.job.name;
+        let _ = writeln!(
+            out,
+            "<h3 id=\"history-{}\">History of <span class=\"name\">{}</span></h3>",
+            escape(&path_segment(name)),
+            escape(name)
+        );
+        match &view.history {
+            Section::Unavailable(why) => unavailable(out, why),
+            Section::Rows(rows) if rows.is_empty() => out.push_str("<p>No runs yet.</p>\n"),
+            Section::Rows(rows) => history_table(out, name, rows),
+        }
+    }
+}
+
+fn cronjob_row(out: &mut String, job: &CronJobSummary, now: DateTime<Utc>) {
+    let next = match job.next_run {
+        Some(t) if t >= now => format!("{} (in {})", time(t), span(t - now)),
+        Some(t) => time(t),
+        None => unknown(),
+    };
+    let last = job
+        .status
+        .map(run_status)
+        .unwrap_or_else(|| status("none", "no run yet"));
+    let branch = job
+        .branch
+        .as_deref()
+        .map(|b| format!(" ({})", escape(b)))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "<tr><th scope=\"row\"><a href=\"#history-{}\">{}</a></th><td><code>{}</code> {}</td><td>{next}</td><td>{}</td><td>{last}</td><td>{}{branch}</td></tr>",
+        escape(&path_segment(&job.name)),
+        escape(&job.name),
+        escape(&job.schedule),
+        escape(&job.timezone),
+        job.last_run.map(time).unwrap_or_else(unknown),
+        escape(&job.repo),
+    );
+}
+
+fn history_table(out: &mut String, name: &str, rows: &[CronRunSummary]) {
+    table_head(
+        out,
+        &format!("Runs of {name}, newest first"),
+        &[
+            "Run", "Kind", "Attempt", "Due", "Started", "Duration", "Result",
+        ],
+    );
+    for r in rows {
+        let result = if r.skipped {
+            let why = r
+                .skipped_for
+                .as_deref()
+                .map(|s| format!(" ({} was still running)", escape(s)))
+                .unwrap_or_default();
+            format!("{}{why}", status("warn", "skipped"))
+        } else if r.active > 0 {
+            status("running", "running")
+        } else if r.failed > 0 {
+            status("bad", "failed")
+        } else if r.succeeded > 0 {
+            status("ok", "succeeded")
+        } else {
+            status("none", "pending")
+        };
+        let (started, duration) = match (r.start_time, r.completion_time) {
+            _ if r.skipped => ("—".to_string(), "—".to_string()),
+            (Some(s), Some(f)) => (time(s), span(f - s)),
+            (Some(s), None) => (time(s), unknown()),
+            (None, _) => (unknown(), unknown()),
+        };
+        let _ = writeln!(
+            out,
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{started}</td><td>{duration}</td><td>{result}</td></tr>",
+            escape(r.job_name.as_deref().unwrap_or("—")),
+            r.kind,
+            r.attempt,
+            r.scheduled.map(time).unwrap_or_else(unknown),
+        );
+    }
+    out.push_str("</tbody>\n</table>\n");
+}
+
+fn secrets_table(out: &mut String, secrets: &[SecretKeys]) {
+    table_head(
+        out,
+        "Secrets (names and keys; values are never shown)",
+        &["Secret", "Keys", "Created"],
+    );
+    for s in secrets {
+        let keys: Vec<String> = s
+            .keys
+            .iter()
+            .map(|k| format!("<code>{}</code>", escape(k)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td></tr>",
+            escape(&s.name),
+            keys.join(", "),
+            s.created.map(time).unwrap_or_else(unknown),
+        );
+    }
+    out.push_str("</tbody>\n</table>\n");
+}
+
+/// A status as a word, with a class that colours it.
+fn status(class: &str, word: &str) -> String {
+    format!(
+        "<span class=\"status status-{class}\">{}</span>",
+        escape(word)
+    )
+}
+
+fn commit(sha: &str) -> String {
+    if sha.is_empty() {
+        return unknown();
+    }
+    let short: String = sha.chars().take(12).collect();
+    format!("<code title=\"{}\">{}</code>", escape(sha), escape(&short))
+}
+
+fn unknown() -> String {
+    "<span class=\"unknown\">unknown</span>".to_string()
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    format!(
+        "<time datetime=\"{}\">{}</time>",
+        bodywork_runtime::time::to_rfc3339(&t),
+        t.format("%Y-%m-%d %H:%M:%S UTC")
+    )
+}
+
+fn age(then: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    span(now - then)
+}
+
+/// A length of time in its two largest units: `42s`, `3m 12s`, `2h 05m`, `3d 4h`.
+pub fn span(d: chrono::TimeDelta) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m {:02}s", s / 60, s % 60),
+        s if s < 86_400 => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+        s => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+    }
+}
