@@ -13,7 +13,7 @@ mod fake;
 use std::time::{Duration, Instant};
 
 use bodywork_dashboard::Site;
-use bodywork_runtime::RunState;
+use bodywork_runtime::{RunState, StageState};
 use chrono::{TimeDelta, Utc};
 use fake::*;
 
@@ -68,6 +68,24 @@ fn main() {
             })
             .collect(),
         no_runs: false,
+        // The newest run: 12 stages in 4 steps; every log: 2,000 lines.
+        stages: (0..12)
+            .map(|i| {
+                let started = now - TimeDelta::minutes(60 - 10 * (i / 3));
+                let state = if i == 11 {
+                    StageState::Failed
+                } else {
+                    StageState::Succeeded
+                };
+                (
+                    999,
+                    attempt(&format!("stage-{i:02}"), 1, state, started, Some(300 + i)),
+                )
+            })
+            .collect(),
+        log_lines: (0..2000)
+            .map(|i| format!("line {i}: scored 1,000 rows in 0.42 s"))
+            .collect(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -82,6 +100,8 @@ fn main() {
     for (what, path) in [
         ("namespaces (3)", "/"),
         ("namespace (50 services, 1,000 runs)", "/namespaces/prod"),
+        ("run (12 stages in 4 steps)", "/namespaces/prod/runs/999"),
+        ("run's log (2,000 lines)", "/namespaces/prod/runs/999/logs"),
     ] {
         let mut times: Vec<Duration> = Vec::with_capacity(ROUNDS);
         let mut bytes = 0;

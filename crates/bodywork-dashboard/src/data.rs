@@ -3,8 +3,12 @@
 //! no workflow runs) is [`Section::Unavailable`] with the runtime's reason;
 //! the rest of the page still shows.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
 use bodywork_runtime::{
-    ControlPlane, CronJobSummary, CronRunSummary, RunSummary, RuntimeError, Secret, ServiceStatus,
+    ControlPlane, CronJobSummary, CronRunSummary, Level, LogEvent, LogRenderer, LogSink,
+    RunSummary, RuntimeError, Secret, ServiceStatus, StageAttempt, StageState,
 };
 use chrono::{DateTime, Utc};
 
@@ -149,4 +153,202 @@ pub async fn namespace(
         secrets,
         read_at: Utc::now(),
     }))
+}
+
+/// One stage of a run as its page draws it: its last attempt's state and
+/// time, from its first start to its last finish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageView {
+    pub stage: String,
+    pub state: StageState,
+    /// How many times it was tried (retries count).
+    pub attempts: u32,
+    pub started: DateTime<Utc>,
+    pub finished: Option<DateTime<Utc>>,
+    /// Why its last attempt failed, when the runtime says.
+    pub message: Option<String>,
+}
+
+/// One workflow run: what `runs` lists of it, and its stages in steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunPage {
+    pub runtime: &'static str,
+    pub namespace: String,
+    pub run: RunSummary,
+    /// The steps that started, in order; each holds the stages run side by
+    /// side. Derived from the recorded attempts (the run's plan is not
+    /// kept), so a step not started yet is not shown.
+    pub steps: Section<Vec<StageView>>,
+    pub read_at: DateTime<Utc>,
+}
+
+/// The stages of a run, grouped into steps from their recorded attempts
+/// alone: steps run one after another, so a stage that started before
+/// every stage of the step so far had finished belongs to that step, and
+/// one that started after they all finished begins the next.
+pub fn steps(attempts: Vec<StageAttempt>) -> Vec<Vec<StageView>> {
+    let mut stages: Vec<StageView> = Vec::new();
+    for a in attempts {
+        match stages.iter_mut().find(|s| s.stage == a.stage) {
+            Some(s) => {
+                s.attempts = s.attempts.max(a.attempt);
+                s.state = a.state;
+                s.message = a.message;
+                s.finished = a.finished;
+            }
+            None => stages.push(StageView {
+                stage: a.stage,
+                state: a.state,
+                attempts: a.attempt,
+                started: a.started,
+                finished: a.finished,
+                message: a.message,
+            }),
+        }
+    }
+    stages.sort_by(|a, b| a.started.cmp(&b.started).then(a.stage.cmp(&b.stage)));
+    let mut steps: Vec<Vec<StageView>> = Vec::new();
+    for stage in stages {
+        let joins = steps.last().is_some_and(|step| {
+            step.iter()
+                .any(|s| s.finished.is_none_or(|f| stage.started < f))
+        });
+        match steps.last_mut() {
+            Some(step) if joins => step.push(stage),
+            _ => steps.push(vec![stage]),
+        }
+    }
+    steps
+}
+
+/// Read one run's page; `None` when `namespace` has no run `id` among
+/// those the runtime lists (the newest 100 on the local runtime).
+pub async fn run(
+    cp: &dyn ControlPlane,
+    namespace: &str,
+    id: i64,
+) -> Result<Option<RunPage>, RuntimeError> {
+    let Some(run) = cp
+        .list_runs(namespace)
+        .await?
+        .into_iter()
+        .find(|r| r.id == id)
+    else {
+        return Ok(None);
+    };
+    let steps = Section::from_result(cp.run_stages(namespace, id).await.map(steps));
+    Ok(Some(RunPage {
+        runtime: cp.name(),
+        namespace: namespace.to_string(),
+        run,
+        steps,
+        read_at: Utc::now(),
+    }))
+}
+
+/// Whose log a log page shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogSubject {
+    Run(i64),
+    /// A service's replicas.
+    Service(String),
+}
+
+impl LogSubject {
+    /// The name [`ControlPlane::logs`] takes.
+    pub fn name(&self) -> String {
+        match self {
+            LogSubject::Run(id) => id.to_string(),
+            LogSubject::Service(name) => name.clone(),
+        }
+    }
+}
+
+/// The most lines a log page shows (the newest); the stream sends the rest.
+pub const LOG_PAGE_LINES: usize = 2000;
+
+/// A log so far: its newest lines, and how many it has in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogPage {
+    pub runtime: &'static str,
+    pub namespace: String,
+    pub subject: LogSubject,
+    /// The newest lines (at most [`LOG_PAGE_LINES`]).
+    pub lines: Section<String>,
+    /// How many lines the log had, shown or not (where a live tail goes on).
+    pub total: usize,
+    pub read_at: DateTime<Utc>,
+}
+
+/// Renders a log's events to lines as `bodywork logs` prints them (no
+/// colour), handing each to `each`.
+pub struct LineSink<F: Fn(String) + Send + Sync> {
+    renderer: Mutex<LogRenderer>,
+    each: F,
+}
+
+impl<F: Fn(String) + Send + Sync> LineSink<F> {
+    pub fn new(each: F) -> LineSink<F> {
+        LineSink {
+            renderer: Mutex::new(LogRenderer::default()),
+            each,
+        }
+    }
+}
+
+impl<F: Fn(String) + Send + Sync> LogSink for LineSink<F> {
+    fn log(&self, level: Level, logger: &str, message: &str) {
+        self.event(LogEvent::log(level, logger, message));
+    }
+    fn stage_line(&self, source: &str, line: &str) {
+        self.event(LogEvent::Stage {
+            source: source.to_string(),
+            line: line.to_string(),
+        });
+    }
+    fn event(&self, event: LogEvent) {
+        let lines = match self.renderer.lock() {
+            Ok(mut renderer) => renderer.render(&event, &|l| l.as_str().to_string()),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .render(&event, &|l| l.as_str().to_string()),
+        };
+        for line in lines {
+            (self.each)(line);
+        }
+    }
+}
+
+/// Read a log so far (not following it).
+pub async fn log(cp: &dyn ControlPlane, namespace: &str, subject: LogSubject) -> LogPage {
+    let kept = std::sync::Arc::new(Mutex::new((VecDeque::new(), 0usize)));
+    let sink = {
+        let kept = kept.clone();
+        std::sync::Arc::new(LineSink::new(move |line| {
+            let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+            if kept.0.len() == LOG_PAGE_LINES {
+                kept.0.pop_front();
+            }
+            kept.0.push_back(line);
+            kept.1 += 1;
+        }))
+    };
+    let log: bodywork_runtime::Log = sink;
+    let result = cp.logs(namespace, &subject.name(), false, &log).await;
+    let (lines, total) = {
+        let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+        (std::mem::take(&mut kept.0), kept.1)
+    };
+    let lines = match result {
+        Ok(()) => Section::Rows(lines.into()),
+        Err(e) => Section::from_result(Err(e)),
+    };
+    LogPage {
+        runtime: cp.name(),
+        namespace: namespace.to_string(),
+        subject,
+        lines,
+        total,
+        read_at: Utc::now(),
+    }
 }

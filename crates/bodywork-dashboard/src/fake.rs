@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceSetup};
 use bodywork_runtime::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, Log, Resources, Result,
-    RunState, RunSummary, RunTrigger, RuntimeError, Secret, SecretData, ServiceStatus, WorkflowRun,
-    WorkflowSubmission,
+    RunState, RunSummary, RunTrigger, RuntimeError, Secret, SecretData, ServiceStatus,
+    StageAttempt, StageState, WorkflowRun, WorkflowSubmission,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -23,6 +23,27 @@ pub struct FakeControl {
     pub secrets: Vec<Secret>,
     /// Runs are `Unsupported`, as on Kubernetes.
     pub no_runs: bool,
+    /// Stage attempts, by run.
+    pub stages: Vec<(i64, StageAttempt)>,
+    /// What every log holds (a stage's output); following it ends there.
+    pub log_lines: Vec<String>,
+}
+
+pub fn attempt(
+    stage: &str,
+    attempt: u32,
+    state: StageState,
+    started: DateTime<Utc>,
+    secs: Option<i64>,
+) -> StageAttempt {
+    StageAttempt {
+        stage: stage.into(),
+        attempt,
+        state,
+        message: (state == StageState::Failed).then(|| "exit code 1".into()),
+        started,
+        finished: secs.map(|s| started + TimeDelta::seconds(s)),
+    }
 }
 
 fn refused<T>() -> Result<T> {
@@ -189,6 +210,19 @@ impl ControlPlane for FakeControl {
             .cloned()
             .collect())
     }
+    async fn run_stages(&self, _: &str, run: i64) -> Result<Vec<StageAttempt>> {
+        if self.no_runs {
+            return Err(RuntimeError::unsupported(
+                "this runtime keeps no workflow runs",
+            ));
+        }
+        Ok(self
+            .stages
+            .iter()
+            .filter(|(r, _)| *r == run)
+            .map(|(_, a)| a.clone())
+            .collect())
+    }
     async fn start_workflow(
         &self,
         _: &WorkflowSubmission,
@@ -237,7 +271,10 @@ impl ControlPlane for FakeControl {
     async fn cronjob_logs(&self, _: &str, _: &str, _: &Log) -> Result<()> {
         refused()
     }
-    async fn logs(&self, _: &str, _: &str, _: bool, _: &Log) -> Result<()> {
-        refused()
+    async fn logs(&self, _: &str, name: &str, _: bool, log: &Log) -> Result<()> {
+        for line in &self.log_lines {
+            log.stage_line(&format!("demo--{name}"), line);
+        }
+        Ok(())
     }
 }

@@ -8,12 +8,14 @@
 //! serving the pages on loopback with a Host check ([`serve`]).
 //! Must not: change anything (no page has a form or a button in this
 //! slice), hold a secret's value past reading it, or load anything from
-//! elsewhere (its one stylesheet is in the binary; no JavaScript).
+//! elsewhere (its one stylesheet and its one script, the log pages' live
+//! tail, are in the binary).
 
 pub mod data;
 pub mod html;
 pub mod render;
 pub mod serve;
+pub mod stream;
 
 pub use data::{CronJobView, NamespacePage, NamespaceRow, Overview, SecretKeys, Section};
 pub use serve::{DashboardError, Site, host_allowed, serve};

@@ -6,14 +6,23 @@
 
 use std::fmt::Write;
 
-use bodywork_runtime::{CronJobSummary, CronRunSummary, RunState, RunSummary, ServiceStatus};
+use bodywork_runtime::{
+    CronJobSummary, CronRunSummary, RunState, RunSummary, ServiceStatus, StageState,
+};
 use chrono::{DateTime, Utc};
 
-use crate::data::{CronJobView, NamespacePage, Overview, SecretKeys, Section};
+use crate::data::{
+    CronJobView, LogPage, LogSubject, NamespacePage, Overview, RunPage, SecretKeys, Section,
+    StageView,
+};
 use crate::html::{escape, path_segment};
 
 /// The stylesheet every page links to (in the binary: no CDN).
 pub const STYLE: &str = include_str!("style.css");
+
+/// The one script, of the log pages: it follows the log's stream and
+/// appends each new line as text (in the binary: no CDN).
+pub const TAIL_SCRIPT: &str = include_str!("tail.js");
 
 /// Where the pages live: `""` at the root of their own server, `"/ui"`
 /// under a gateway. Links are built from it.
@@ -29,6 +38,23 @@ impl Base<'_> {
     }
     pub fn namespace(&self, name: &str) -> String {
         format!("{}/namespaces/{}", self.0, path_segment(name))
+    }
+    pub fn run(&self, namespace: &str, id: i64) -> String {
+        format!("{}/runs/{id}", self.namespace(namespace))
+    }
+    /// The log page of `subject`; its live stream is at `…/stream`.
+    pub fn log(&self, namespace: &str, subject: &LogSubject) -> String {
+        match subject {
+            LogSubject::Run(id) => format!("{}/logs", self.run(namespace, *id)),
+            LogSubject::Service(name) => format!(
+                "{}/services/{}/logs",
+                self.namespace(namespace),
+                path_segment(name)
+            ),
+        }
+    }
+    pub fn tail_script(&self) -> String {
+        format!("{}/assets/tail.js", self.0)
     }
 }
 
@@ -94,14 +120,14 @@ pub fn namespace(base: Base, page: &NamespacePage) -> String {
         "services",
         "Services",
         &page.services,
-        |out, rows| services_table(out, rows, now),
+        |out, rows| services_table(out, base, &page.namespace, rows, now),
     );
     section(
         &mut body,
         "runs",
         "Workflow runs",
         &page.runs,
-        |out, rows| runs_table(out, rows, now),
+        |out, rows| runs_table(out, base, &page.namespace, rows, now),
     );
     section(
         &mut body,
@@ -123,6 +149,178 @@ pub fn namespace(base: Base, page: &NamespacePage) -> String {
         &title,
         page.runtime,
         now,
+        Some(&page.namespace),
+        &body,
+    )
+}
+
+/// One workflow run: what `runs` shows of it, and its DAG: the steps left
+/// to right, each stage a box with its name, its state as a word and a
+/// symbol, and its time.
+pub fn run(base: Base, page: &RunPage) -> String {
+    let now = page.read_at;
+    let r = &page.run;
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "<h1>Run {} of namespace <span class=\"name\">{}</span></h1>",
+        r.id,
+        escape(&page.namespace)
+    );
+    let duration = run_duration(r, now);
+    let _ = writeln!(
+        body,
+        "<dl class=\"facts\">\n<dt>Status</dt><dd>{}</dd>\n<dt>Project</dt><dd>{}</dd>\n<dt>Repository</dt><dd>{}</dd>\n<dt>Trigger</dt><dd>{}</dd>\n<dt>Commit</dt><dd>{}</dd>\n<dt>Started</dt><dd>{}</dd>\n<dt>Duration</dt><dd>{duration}</dd>\n<dt>Error</dt><dd>{}</dd>\n</dl>",
+        run_status(r.status),
+        r.project.as_deref().map(escape).unwrap_or_else(unknown),
+        escape(&r.repo),
+        escape(&r.trigger.to_string()),
+        commit(r.commit.as_deref().unwrap_or("")),
+        r.started.map(time).unwrap_or_else(unknown),
+        r.error
+            .as_deref()
+            .map(escape)
+            .unwrap_or_else(|| "none".to_string()),
+    );
+    let _ = writeln!(
+        body,
+        "<p><a href=\"{}\">The run's log</a></p>",
+        escape(&base.log(&page.namespace, &LogSubject::Run(r.id)))
+    );
+    body.push_str("<section aria-labelledby=\"dag\">\n<h2 id=\"dag\">Stages</h2>\n");
+    match &page.steps {
+        Section::Unavailable(why) => unavailable(&mut body, why),
+        Section::Rows(steps) if steps.is_empty() => {
+            body.push_str("<p>No stage has started yet.</p>\n")
+        }
+        Section::Rows(steps) => dag(&mut body, steps, now),
+    }
+    body.push_str("<p class=\"note\">Steps are drawn from the stages the runtime recorded: the run's plan is not kept, so a step that has not started is not shown.</p>\n</section>\n");
+    let title = format!("Run {} of {}", r.id, page.namespace);
+    document(
+        base,
+        &title,
+        page.runtime,
+        now,
+        Some(&page.namespace),
+        &body,
+    )
+}
+
+fn dag(out: &mut String, steps: &[Vec<StageView>], now: DateTime<Utc>) {
+    out.push_str("<ol class=\"dag\" aria-label=\"Steps, in the order they ran\">\n");
+    for (n, step) in steps.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "<li class=\"step\"><h3>Step {}</h3>\n<ol class=\"stages\">",
+            n + 1
+        );
+        for stage in step {
+            let (class, symbol, word) = stage_look(stage.state);
+            let time = match stage.finished {
+                Some(f) => span(f - stage.started),
+                None if stage.state == StageState::Running => {
+                    format!("{} so far", span(now - stage.started))
+                }
+                None => unknown(),
+            };
+            let attempts = if stage.attempts > 1 {
+                format!("<span class=\"attempts\">attempt {}</span>", stage.attempts)
+            } else {
+                String::new()
+            };
+            let message = stage
+                .message
+                .as_deref()
+                .map(|m| format!("<span class=\"message\">{}</span>", escape(m)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "<li class=\"stage stage-{class}\"><span class=\"stage-name\">{}</span> <span class=\"stage-state\"><span aria-hidden=\"true\">{symbol}</span> {word}</span> <span class=\"stage-time\">{time}</span>{attempts}{message}</li>",
+                escape(&stage.stage),
+            );
+        }
+        out.push_str("</ol></li>\n");
+    }
+    out.push_str("</ol>\n");
+}
+
+/// A stage state's colour class, symbol and word (the word says it all;
+/// the symbol and the colour add to it).
+fn stage_look(state: StageState) -> (&'static str, &'static str, &'static str) {
+    match state {
+        StageState::Succeeded => ("ok", "✓", "succeeded"),
+        StageState::Failed => ("bad", "✗", "failed"),
+        StageState::TimedOut => ("bad", "⧗", "timed out"),
+        StageState::Running => ("running", "▶", "running"),
+        StageState::Cancelled => ("warn", "■", "cancelled"),
+    }
+}
+
+/// The log of a run or a service so far, and (with JavaScript) its live
+/// tail: the script reads where to follow from the `<pre>`'s data.
+pub fn log(base: Base, page: &LogPage) -> String {
+    let what = match &page.subject {
+        LogSubject::Run(id) => format!("run {id}"),
+        LogSubject::Service(name) => format!("service {name}"),
+    };
+    let url = base.log(&page.namespace, &page.subject);
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "<h1>Log of {} in namespace <span class=\"name\">{}</span></h1>",
+        escape(&what),
+        escape(&page.namespace)
+    );
+    if let LogSubject::Run(id) = page.subject {
+        let _ = writeln!(
+            body,
+            "<p><a href=\"{}\">Run {id}'s stages</a></p>",
+            escape(&base.run(&page.namespace, id))
+        );
+    }
+    match &page.lines {
+        Section::Unavailable(why) => unavailable(&mut body, why),
+        Section::Rows(lines) => {
+            let hidden = page.total - lines.len();
+            if hidden > 0 {
+                let _ = writeln!(
+                    body,
+                    "<p>The newest {} lines of {}.</p>",
+                    lines.len(),
+                    page.total
+                );
+            }
+            let _ = writeln!(
+                body,
+                "<p id=\"tail-status\" role=\"status\">{} lines, read at {}. Reload the page for newer lines.</p>",
+                page.total,
+                time(page.read_at)
+            );
+            let _ = write!(
+                body,
+                "<pre id=\"log\" class=\"log\" tabindex=\"0\" aria-label=\"Log lines\" data-stream=\"{}\" data-after=\"{}\">",
+                escape(&format!("{url}/stream")),
+                page.total
+            );
+            for line in lines {
+                body.push_str(&escape(line));
+                body.push('\n');
+            }
+            body.push_str("</pre>\n");
+            let _ = writeln!(
+                body,
+                "<script src=\"{}\" defer></script>",
+                escape(&base.tail_script())
+            );
+        }
+    }
+    let title = format!("Log of {what}");
+    document(
+        base,
+        &title,
+        page.runtime,
+        page.read_at,
         Some(&page.namespace),
         &body,
     )
@@ -236,7 +434,13 @@ fn all_ready(s: &ServiceStatus) -> bool {
     s.replicas > 0 && s.available_replicas >= s.replicas
 }
 
-fn services_table(out: &mut String, services: &[ServiceStatus], now: DateTime<Utc>) {
+fn services_table(
+    out: &mut String,
+    base: Base,
+    namespace: &str,
+    services: &[ServiceStatus],
+    now: DateTime<Utc>,
+) {
     table_head(
         out,
         "Deployed services",
@@ -248,6 +452,7 @@ fn services_table(out: &mut String, services: &[ServiceStatus], now: DateTime<Ut
             "Commit",
             "Age",
             "URL",
+            "Log",
         ],
     );
     for s in services {
@@ -266,7 +471,7 @@ fn services_table(out: &mut String, services: &[ServiceStatus], now: DateTime<Ut
         let exposed = if s.exposed { " (exposed)" } else { "" };
         let _ = writeln!(
             out,
-            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td><td>{url}{exposed}</td></tr>",
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td><td>{url}{exposed}</td><td><a href=\"{}\">log of {}</a></td></tr>",
             escape(&s.name),
             status(state.0, state.1),
             s.available_replicas,
@@ -274,6 +479,8 @@ fn services_table(out: &mut String, services: &[ServiceStatus], now: DateTime<Ut
             s.restarts,
             commit(&s.commit),
             s.deployed.map(|t| age(t, now)).unwrap_or_else(unknown),
+            escape(&base.log(namespace, &LogSubject::Service(s.name.clone()))),
+            escape(&s.name),
         );
     }
     out.push_str("</tbody>\n</table>\n");
@@ -289,7 +496,22 @@ fn run_status(state: RunState) -> String {
     status(class, &state.to_string())
 }
 
-fn runs_table(out: &mut String, runs: &[RunSummary], now: DateTime<Utc>) {
+/// How long a run took, or has taken so far.
+fn run_duration(r: &RunSummary, now: DateTime<Utc>) -> String {
+    match (r.started, r.finished) {
+        (Some(s), Some(f)) => span(f - s),
+        (Some(s), None) if r.status == RunState::Running => format!("{} so far", span(now - s)),
+        _ => unknown(),
+    }
+}
+
+fn runs_table(
+    out: &mut String,
+    base: Base,
+    namespace: &str,
+    runs: &[RunSummary],
+    now: DateTime<Utc>,
+) {
     table_head(
         out,
         "Workflow runs, newest first",
@@ -298,14 +520,11 @@ fn runs_table(out: &mut String, runs: &[RunSummary], now: DateTime<Utc>) {
         ],
     );
     for r in runs {
-        let duration = match (r.started, r.finished) {
-            (Some(s), Some(f)) => span(f - s),
-            (Some(s), None) if r.status == RunState::Running => format!("{} so far", span(now - s)),
-            _ => unknown(),
-        };
+        let duration = run_duration(r, now);
         let _ = writeln!(
             out,
-            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{duration}</td><td>{}</td></tr>",
+            "<tr><th scope=\"row\"><a href=\"{}\">{}</a></th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{duration}</td><td>{}</td></tr>",
+            escape(&base.run(namespace, r.id)),
             r.id,
             run_status(r.status),
             escape(r.project.as_deref().unwrap_or("")),

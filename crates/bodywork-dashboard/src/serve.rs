@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bodywork_runtime::ControlPlane;
@@ -18,8 +19,11 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, oneshot};
 
+use crate::data::LogSubject;
 use crate::render::{self, Base};
+use crate::stream::{EventBody, Follow};
 
 /// Why the dashboard stopped serving.
 #[derive(Debug, thiserror::Error)]
@@ -57,9 +61,20 @@ pub struct Site<'a> {
     pub port: u16,
 }
 
+/// At most this many live tails streamed at once; more are answered 503.
+pub const MAX_STREAMS: usize = 16;
+
+/// How long a live tail may stream before it is closed (the page's
+/// `EventSource` reconnects and goes on after its last line).
+const STREAM_LIMIT: Duration = Duration::from_secs(30 * 60);
+
+/// A body: a page whole, or a live tail's events.
+type Body = http_body_util::Either<Full<Bytes>, EventBody>;
+
 /// Serve `site` on `listener` until `shutdown` resolves. Connections are
 /// served side by side on this task (nothing is spawned, so the control
-/// plane is only borrowed); each is closed after its answer.
+/// plane is only borrowed); each is closed after its answer. A live tail's
+/// follow is driven beside its connection and dropped with it.
 pub async fn serve(
     listener: TcpListener,
     site: Site<'_>,
@@ -67,6 +82,7 @@ pub async fn serve(
 ) -> Result<(), DashboardError> {
     let mut shutdown = std::pin::pin!(shutdown);
     let mut connections = FuturesUnordered::new();
+    let streams = Arc::new(Semaphore::new(MAX_STREAMS));
     loop {
         tokio::select! {
             () = &mut shutdown => return Ok(()),
@@ -81,25 +97,117 @@ pub async fn serve(
                     }
                     Err(e) => return Err(DashboardError::Accept(e)),
                 };
+                let streams = streams.clone();
                 connections.push(async move {
+                    let (follow_tx, follow_rx) = oneshot::channel::<Follow<'_>>();
+                    let slot = Mutex::new(Some(follow_tx));
+                    let slot = &slot;
+                    let streams = &streams;
                     let connection = hyper::server::conn::http1::Builder::new()
                         .keep_alive(false)
                         .serve_connection(
                             TokioIo::new(stream),
                             service_fn(move |request: Request<Incoming>| async move {
-                                let answer = answer(site, request.method(), request.uri().path(), host(request.headers())).await;
-                                Ok::<_, Infallible>(answer.map(Full::new))
+                                let answer = match open_stream(site, &request, streams) {
+                                    Some(Ok((response, follow))) => {
+                                        if let Some(tx) = slot.lock().ok().and_then(|mut s| s.take()) {
+                                            let _ = tx.send(follow);
+                                        }
+                                        response.map(http_body_util::Either::Right)
+                                    }
+                                    Some(Err(refused)) => refused.map(|b| http_body_util::Either::Left(Full::new(b))),
+                                    None => answer(site, request.method(), request.uri().path(), host(request.headers()))
+                                        .await
+                                        .map(|b| http_body_util::Either::Left(Full::new(b))),
+                                };
+                                Ok::<Response<Body>, Infallible>(answer)
                             }),
                         );
-                    match tokio::time::timeout(CONNECTION_LIMIT, connection).await {
+                    let mut connection = std::pin::pin!(connection);
+                    let first = tokio::time::timeout(CONNECTION_LIMIT, async {
+                        tokio::select! {
+                            done = &mut connection => Err(done),
+                            Ok(follow) = follow_rx => Ok(follow),
+                        }
+                    })
+                    .await;
+                    let done = match first {
+                        Err(_) => Err(()),
+                        Ok(Err(done)) => Ok(done),
+                        Ok(Ok(follow)) => tokio::time::timeout(STREAM_LIMIT, async {
+                            tokio::select! {
+                                done = &mut connection => done,
+                                () = follow => connection.await,
+                            }
+                        })
+                        .await
+                        .map_err(|_| ()),
+                    };
+                    match done {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => tracing::debug!("dashboard connection: {e}"),
-                        Err(_) => tracing::debug!("dashboard connection took too long"),
+                        Err(()) => tracing::debug!("dashboard connection took too long"),
                     }
                 });
             }
         }
     }
+}
+
+/// A live tail's answer, and the follow that fills it.
+type Opened<'a> = (Response<EventBody>, Follow<'a>);
+
+/// For a request of a live tail: its answer and the follow that fills
+/// it, or why it is refused; `None` for any other request.
+fn open_stream<'a, B>(
+    site: Site<'a>,
+    request: &Request<B>,
+    streams: &Arc<Semaphore>,
+) -> Option<Result<Opened<'a>, Response<Bytes>>> {
+    let path = request.uri().path();
+    let Some(Route::Stream(namespace, subject)) = path.strip_prefix(site.base).and_then(route)
+    else {
+        return None;
+    };
+    if !host_allowed(host(request.headers()), site.port) || request.method() != Method::GET {
+        return None; // refused as every other request is, by `answer`
+    }
+    let Ok(permit) = streams.clone().try_acquire_owned() else {
+        let mut busy = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many live tails are open; close one, or reload later\n",
+        );
+        busy.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+        return Some(Err(busy));
+    };
+    let after = last_event_id(request.headers())
+        .or_else(|| after_query(request.uri().query()))
+        .unwrap_or(0);
+    let (body, follow) = crate::stream::open(site.control, namespace, subject, after, permit);
+    let mut response = Response::new(body);
+    for (name, value) in security_headers("text/event-stream", "no-store") {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    Some(Ok((response, follow)))
+}
+
+/// The last line a reconnecting `EventSource` had (`Last-Event-ID`).
+fn last_event_id(headers: &http::HeaderMap) -> Option<usize> {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `after=N` of a query: the lines the page already shows.
+fn after_query(query: Option<&str>) -> Option<usize> {
+    query?
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("after="))
+        .and_then(|n| n.parse().ok())
 }
 
 /// True when `host` (a `Host` header) names this server on loopback:
@@ -144,53 +252,115 @@ pub async fn answer(
     page(site, path).await
 }
 
+/// What a path (after the site's base) names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    Overview,
+    Style,
+    TailScript,
+    Namespace(String),
+    Run(String, i64),
+    /// A log page: the lines so far.
+    Log(String, LogSubject),
+    /// A log's live stream (server-sent events).
+    Stream(String, LogSubject),
+}
+
+/// The route of `rest` (a path after the base), `None` for no page.
+pub fn route(rest: &str) -> Option<Route> {
+    match rest {
+        "" | "/" => return Some(Route::Overview),
+        "/style.css" => return Some(Route::Style),
+        "/assets/tail.js" => return Some(Route::TailScript),
+        _ => {}
+    }
+    let parts: Vec<&str> = rest.strip_prefix("/namespaces/")?.split('/').collect();
+    let decode = |i: usize| parts.get(i).and_then(|s| crate::html::decode_segment(s));
+    let ns = decode(0).filter(|ns| !ns.is_empty())?;
+    let run = || {
+        parts
+            .get(2)
+            .and_then(|id| id.parse::<i64>().ok())
+            .filter(|id| *id > 0)
+    };
+    match parts[1..] {
+        [] => Some(Route::Namespace(ns)),
+        ["runs", _] => Some(Route::Run(ns, run()?)),
+        ["runs", _, "logs"] => Some(Route::Log(ns, LogSubject::Run(run()?))),
+        ["runs", _, "logs", "stream"] => Some(Route::Stream(ns, LogSubject::Run(run()?))),
+        ["services", _, "logs"] => Some(Route::Log(
+            ns,
+            LogSubject::Service(decode(2).filter(|s| !s.is_empty())?),
+        )),
+        ["services", _, "logs", "stream"] => Some(Route::Stream(
+            ns,
+            LogSubject::Service(decode(2).filter(|s| !s.is_empty())?),
+        )),
+        _ => None,
+    }
+}
+
 /// The page at `path` (the whole path, with the site's base).
 pub async fn page(site: Site<'_>, path: &str) -> Response<Bytes> {
     let base = Base(site.base);
     let runtime = site.control.name();
-    let Some(rest) = path.strip_prefix(site.base) else {
-        let html = render::not_found(base, runtime, "such page", Utc::now());
-        return html_response(StatusCode::NOT_FOUND, html);
+    let not_found = |what: &str| {
+        html_response(
+            StatusCode::NOT_FOUND,
+            render::not_found(base, runtime, what, Utc::now()),
+        )
     };
-    match rest {
-        "" | "/" => {
+    let failed = |e: bodywork_runtime::RuntimeError| {
+        html_response(
+            StatusCode::BAD_GATEWAY,
+            render::failure(
+                base,
+                runtime,
+                &bodywork_runtime::error_chain(&e)
+                    .collect::<Vec<_>>()
+                    .join(": "),
+                Utc::now(),
+            ),
+        )
+    };
+    let Some(route) = path.strip_prefix(site.base).and_then(route) else {
+        return not_found("such page");
+    };
+    match route {
+        Route::Overview => {
             let overview = crate::data::overview(site.control).await;
             html_response(StatusCode::OK, render::overview(base, &overview))
         }
-        "/style.css" => respond(
+        Route::Style => respond(
             StatusCode::OK,
             "text/css; charset=utf-8",
             "max-age=300",
             Bytes::from_static(render::STYLE.as_bytes()),
         ),
-        _ => match rest
-            .strip_prefix("/namespaces/")
-            .filter(|s| !s.contains('/'))
-            .and_then(crate::html::decode_segment)
-        {
-            Some(ns) => match crate::data::namespace(site.control, &ns).await {
-                Ok(Some(data)) => html_response(StatusCode::OK, render::namespace(base, &data)),
-                Ok(None) => html_response(
-                    StatusCode::NOT_FOUND,
-                    render::not_found(base, runtime, &format!("namespace {ns}"), Utc::now()),
-                ),
-                Err(e) => html_response(
-                    StatusCode::BAD_GATEWAY,
-                    render::failure(
-                        base,
-                        runtime,
-                        &bodywork_runtime::error_chain(&e)
-                            .collect::<Vec<_>>()
-                            .join(": "),
-                        Utc::now(),
-                    ),
-                ),
-            },
-            None => html_response(
-                StatusCode::NOT_FOUND,
-                render::not_found(base, runtime, "such page", Utc::now()),
-            ),
+        Route::TailScript => respond(
+            StatusCode::OK,
+            "text/javascript; charset=utf-8",
+            "max-age=300",
+            Bytes::from_static(render::TAIL_SCRIPT.as_bytes()),
+        ),
+        Route::Namespace(ns) => match crate::data::namespace(site.control, &ns).await {
+            Ok(Some(data)) => html_response(StatusCode::OK, render::namespace(base, &data)),
+            Ok(None) => not_found(&format!("namespace {ns}")),
+            Err(e) => failed(e),
         },
+        Route::Run(ns, id) => match crate::data::run(site.control, &ns, id).await {
+            Ok(Some(data)) => html_response(StatusCode::OK, render::run(base, &data)),
+            Ok(None) => not_found(&format!("run {id} in namespace {ns}")),
+            Err(e) => failed(e),
+        },
+        Route::Log(ns, subject) => {
+            let data = crate::data::log(site.control, &ns, subject).await;
+            html_response(StatusCode::OK, render::log(base, &data))
+        }
+        Route::Stream(..) => plain(
+            StatusCode::NOT_IMPLEMENTED,
+            "live tails are served by `bodywork dashboard`; reload the page for newer lines\n",
+        ),
     }
 }
 
@@ -208,8 +378,25 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Bytes> {
     respond(status, "text/plain; charset=utf-8", "no-store", body)
 }
 
-/// An answer with the headers every answer has: no script, no frame,
-/// nothing from elsewhere.
+/// The headers every answer has: no script but the dashboard's own, no
+/// frame, nothing from elsewhere.
+fn security_headers(
+    content_type: &'static str,
+    cache: &'static str,
+) -> [(header::HeaderName, &'static str); 5] {
+    [
+        (header::CONTENT_TYPE, content_type),
+        (header::CACHE_CONTROL, cache),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+    ]
+}
+
+/// An answer with the headers every answer has.
 fn respond(
     status: StatusCode,
     content_type: &'static str,
@@ -218,16 +405,7 @@ fn respond(
 ) -> Response<Bytes> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    for (name, value) in [
-        (header::CONTENT_TYPE, content_type),
-        (header::CACHE_CONTROL, cache),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        ),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
-    ] {
+    for (name, value) in security_headers(content_type, cache) {
         response
             .headers_mut()
             .insert(name, HeaderValue::from_static(value));

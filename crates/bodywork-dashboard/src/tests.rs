@@ -2,7 +2,7 @@
 //! secrets without values, sections a runtime cannot answer, and the
 //! server's routes and Host check, through a control plane in memory.
 
-use bodywork_runtime::RunState;
+use bodywork_runtime::{RunState, StageState};
 use chrono::TimeDelta;
 
 use crate::data::{self, Section};
@@ -48,6 +48,61 @@ fn demo() -> FakeControl {
             &[("USERNAME", "alice"), ("PASSWORD", "hunter2-SECRET-VALUE")],
         )],
         no_runs: false,
+        // Run 2: prepare, then train and score side by side (train retried
+        // and failed), then nothing more. Run 3: one stage running.
+        stages: vec![
+            (
+                2,
+                attempt(
+                    "prepare",
+                    1,
+                    StageState::Succeeded,
+                    now - TimeDelta::hours(2),
+                    Some(4),
+                ),
+            ),
+            (
+                2,
+                attempt(
+                    "train",
+                    1,
+                    StageState::Failed,
+                    now - TimeDelta::hours(2) + TimeDelta::seconds(5),
+                    Some(3),
+                ),
+            ),
+            (
+                2,
+                attempt(
+                    "score <&>",
+                    1,
+                    StageState::Succeeded,
+                    now - TimeDelta::hours(2) + TimeDelta::seconds(5),
+                    Some(2),
+                ),
+            ),
+            (
+                2,
+                attempt(
+                    "train",
+                    2,
+                    StageState::TimedOut,
+                    now - TimeDelta::hours(2) + TimeDelta::seconds(9),
+                    Some(5),
+                ),
+            ),
+            (
+                3,
+                attempt(
+                    "prepare",
+                    1,
+                    StageState::Running,
+                    now - TimeDelta::seconds(70),
+                    None,
+                ),
+            ),
+        ],
+        log_lines: vec!["served <b>one</b> & 'two'".into(), "second line".into()],
     }
 }
 
@@ -179,6 +234,174 @@ fn pages_need_no_script_and_nothing_from_elsewhere() {
     assert!(html.contains("href=\"/ui/namespaces/prod\""));
 }
 
+fn run_page(cp: &FakeControl, ns: &str, id: i64) -> String {
+    let mut page = block_on(data::run(cp, ns, id))
+        .expect("an answer")
+        .expect("the run");
+    page.read_at = at(NOW);
+    render::run(Base(""), &page)
+}
+
+#[test]
+fn run_page_draws_the_steps_of_its_dag() {
+    let html = run_page(&demo(), "prod", 2);
+    // Two steps, in order; the retried stage once, with its last state.
+    let step1 = html.find("<h3>Step 1</h3>").expect("step 1");
+    let step2 = html.find("<h3>Step 2</h3>").expect("step 2");
+    assert!(step1 < step2 && !html.contains("Step 3"), "{html}");
+    assert!(html[step1..step2].contains("prepare"));
+    assert!(html[step2..].contains("score &lt;&amp;&gt;"));
+    assert_eq!(html.matches("stage-name\">train<").count(), 1, "{html}");
+    // States as words with a symbol, colour only added.
+    assert!(html.contains("<span aria-hidden=\"true\">⧗</span> timed out"));
+    assert!(html.contains("<span aria-hidden=\"true\">✓</span> succeeded"));
+    assert!(html.contains("attempt 2"));
+    assert!(html.contains("href=\"/namespaces/prod/runs/2/logs\""));
+    insta::assert_snapshot!(html);
+}
+
+#[test]
+fn a_running_stage_counts_its_time_so_far() {
+    let html = run_page(&demo(), "prod", 3);
+    assert!(
+        html.contains("<span aria-hidden=\"true\">▶</span> running"),
+        "{html}"
+    );
+    assert!(html.contains("1m 10s so far"), "{html}");
+    // A run with no stage recorded says so; one not listed is none.
+    assert!(run_page(&demo(), "prod", 1).contains("No stage has started yet."));
+    assert!(block_on(data::run(&demo(), "prod", 9)).unwrap().is_none());
+    assert!(block_on(data::run(&demo(), "dev", 2)).unwrap().is_none());
+}
+
+#[test]
+fn steps_follow_from_when_stages_ran() {
+    let t = at(NOW);
+    let a = |s: &str, n: u32, start: i64, secs: Option<i64>| {
+        attempt(
+            s,
+            n,
+            StageState::Succeeded,
+            t + TimeDelta::seconds(start),
+            secs,
+        )
+    };
+    let names = |steps: Vec<Vec<data::StageView>>| -> Vec<Vec<String>> {
+        steps
+            .into_iter()
+            .map(|step| step.into_iter().map(|s| s.stage).collect())
+            .collect()
+    };
+    // Side by side while the first still runs; after all ended, a new step.
+    assert_eq!(
+        names(data::steps(vec![
+            a("a", 1, 0, Some(10)),
+            a("b", 1, 0, Some(3)),
+            a("c", 1, 5, Some(3)),
+            a("d", 1, 20, Some(1)),
+        ])),
+        [vec!["a", "b", "c"], vec!["d"]]
+    );
+    // A retry stays in its stage's step, and keeps the first start.
+    let steps = data::steps(vec![
+        a("a", 1, 0, Some(2)),
+        a("a", 2, 3, Some(2)),
+        a("b", 1, 6, Some(1)),
+    ]);
+    assert_eq!(steps.len(), 2);
+    assert_eq!(steps[0][0].attempts, 2);
+    assert_eq!(steps[0][0].started, t);
+    assert!(data::steps(Vec::new()).is_empty());
+}
+
+#[test]
+fn runs_link_to_their_page_and_services_to_their_log() {
+    let html = namespace_page(&demo(), "prod");
+    assert!(
+        html.contains("<a href=\"/namespaces/prod/runs/2\">2</a>"),
+        "{html}"
+    );
+    assert!(html.contains("href=\"/namespaces/prod/services/scoring/logs\""));
+}
+
+#[test]
+fn run_stages_the_runtime_cannot_answer_say_why() {
+    let mut cp = demo();
+    cp.no_runs = true;
+    assert!(block_on(data::run(&cp, "prod", 2)).is_err());
+}
+
+#[test]
+fn log_page_shows_the_lines_so_far_and_where_to_follow() {
+    let mut page = block_on(data::log(&demo(), "prod", data::LogSubject::Run(2)));
+    page.read_at = at(NOW);
+    assert_eq!(page.total, 3); // the stage's header and its two lines
+    let html = render::log(Base(""), &page);
+    assert!(
+        html.contains("served &lt;b&gt;one&lt;/b&gt; &amp; &#39;two&#39;"),
+        "{html}"
+    );
+    assert!(html.contains("data-stream=\"/namespaces/prod/runs/2/logs/stream\" data-after=\"3\""));
+    assert!(html.contains("<script src=\"/assets/tail.js\" defer></script>"));
+    assert!(!html.contains("<script>"), "no inline script");
+    insta::assert_snapshot!(html);
+    let mut page = block_on(data::log(
+        &demo(),
+        "prod",
+        data::LogSubject::Service("a/b".into()),
+    ));
+    page.read_at = at(NOW);
+    let html = render::log(Base("/ui"), &page);
+    assert!(html.contains("data-stream=\"/ui/namespaces/prod/services/a%2Fb/logs/stream\""));
+}
+
+#[test]
+fn the_tail_script_inserts_text_never_markup() {
+    assert!(render::TAIL_SCRIPT.contains("createTextNode"));
+    assert!(!render::TAIL_SCRIPT.contains("innerHTML"));
+    assert!(!render::TAIL_SCRIPT.contains("http"));
+}
+
+#[test]
+fn routes() {
+    use crate::data::LogSubject::{Run, Service};
+    use crate::serve::{Route, route};
+    for (path, want) in [
+        ("/", Some(Route::Overview)),
+        ("/assets/tail.js", Some(Route::TailScript)),
+        ("/namespaces/prod", Some(Route::Namespace("prod".into()))),
+        (
+            "/namespaces/prod/runs/7",
+            Some(Route::Run("prod".into(), 7)),
+        ),
+        (
+            "/namespaces/prod/runs/7/logs",
+            Some(Route::Log("prod".into(), Run(7))),
+        ),
+        (
+            "/namespaces/prod/runs/7/logs/stream",
+            Some(Route::Stream("prod".into(), Run(7))),
+        ),
+        (
+            "/namespaces/p/services/a%2Fb/logs",
+            Some(Route::Log("p".into(), Service("a/b".into()))),
+        ),
+        (
+            "/namespaces/p/services/s/logs/stream",
+            Some(Route::Stream("p".into(), Service("s".into()))),
+        ),
+        ("/namespaces/prod/runs/0", None),
+        ("/namespaces/prod/runs/x", None),
+        ("/namespaces/prod/runs/-1/logs", None),
+        ("/namespaces/prod/", None),
+        ("/namespaces//runs/1", None),
+        ("/namespaces/p/services//logs", None),
+        ("/namespaces/p/services/s/logs/x", None),
+    ] {
+        assert_eq!(route(path), want, "{path}");
+    }
+}
+
 #[test]
 fn spans_read_in_two_units() {
     for (secs, text) in [
@@ -255,6 +478,44 @@ mod server {
                     let missing = get(port, "GET", path, &host).await;
                     assert!(missing.starts_with("HTTP/1.1 404"), "{path}: {missing}");
                 }
+                let run = get(port, "GET", "/namespaces/prod/runs/2", &host).await;
+                assert!(
+                    run.starts_with("HTTP/1.1 200") && run.contains("Step 2"),
+                    "{run}"
+                );
+                let js = get(port, "GET", "/assets/tail.js", &host).await;
+                assert!(
+                    js.contains("text/javascript") && js.contains("EventSource"),
+                    "{js}"
+                );
+                assert!(js.contains("script-src 'self'; connect-src 'self'"), "{js}");
+                // The stream: each line an event, numbered; then its end.
+                let tail = get(port, "GET", "/namespaces/prod/runs/2/logs/stream", &host).await;
+                assert!(
+                    tail.starts_with("HTTP/1.1 200") && tail.contains("text/event-stream"),
+                    "{tail}"
+                );
+                assert!(
+                    tail.contains("id: 2\ndata: served <b>one</b> & 'two'\n\n"),
+                    "{tail}"
+                );
+                assert!(tail.contains("id: 3\ndata: second line\n\n"), "{tail}");
+                assert!(
+                    tail.contains("event: end\ndata: the log ended\n\n"),
+                    "{tail}"
+                );
+                // After the lines the page has, only the newer ones.
+                let after = get(
+                    port,
+                    "GET",
+                    "/namespaces/prod/runs/2/logs/stream?after=2",
+                    &host,
+                )
+                .await;
+                assert!(
+                    !after.contains("id: 2\n") && after.contains("id: 3\n"),
+                    "{after}"
+                );
                 let post = get(port, "POST", "/", &host).await;
                 assert!(post.starts_with("HTTP/1.1 405"), "{post}");
                 for evil in [

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use bodywork_runtime::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, ObjectKind, Resources, Result,
-    RunState, RunSummary, RuntimeError, WorkflowRun, WorkflowSubmission,
+    RunState, RunSummary, RuntimeError, StageAttempt, WorkflowRun, WorkflowSubmission,
 };
 use bodywork_workflow::WorkflowError;
 
@@ -64,6 +64,10 @@ impl ControlPlane for KubeRuntime {
     }
 
     async fn list_runs(&self, _namespace: &str) -> Result<Vec<RunSummary>> {
+        Err(runs_are_local())
+    }
+
+    async fn run_stages(&self, _namespace: &str, _run: i64) -> Result<Vec<StageAttempt>> {
         Err(runs_are_local())
     }
 

@@ -89,6 +89,11 @@ pub enum Request {
         run: i64,
         follow: bool,
     },
+    /// The stage attempts of a run (answered with `Vec<StageAttempt>`).
+    RunStages {
+        namespace: String,
+        run: i64,
+    },
     ServiceList {
         namespace: String,
     },

@@ -99,6 +99,41 @@ pub struct RunSummary {
     pub finished: Option<DateTime<Utc>>,
 }
 
+/// Where one attempt of one stage of a workflow run stands, or how it
+/// ended (what the local runtime stores for it, as these words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[derive(strum::Display, strum::EnumString, strum::IntoStaticStr, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum StageState {
+    /// Started and not finished yet.
+    Running,
+    /// Exited with status 0 (batch), or became ready (service).
+    Succeeded,
+    /// Exited with an error, or could not start.
+    Failed,
+    /// Stopped after its time limit.
+    TimedOut,
+    /// Stopped because its run was cancelled.
+    Cancelled,
+}
+
+/// One attempt of one stage of a workflow run, as the runtime recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageAttempt {
+    pub stage: String,
+    /// 1 for the first try, 2 for the first retry, ...
+    pub attempt: u32,
+    pub state: StageState,
+    /// Why it failed, when the runtime says.
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(with = "crate::time::rfc3339")]
+    pub started: DateTime<Utc>,
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub finished: Option<DateTime<Utc>>,
+}
+
 /// A cron job to create: a workflow run on a schedule. The schedule has
 /// been validated (`bodywork_config::schedule`) before it gets here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,6 +330,10 @@ pub trait ControlPlane: Resources {
     async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunState>;
     /// Workflow runs of a namespace, newest first.
     async fn list_runs(&self, namespace: &str) -> Result<Vec<RunSummary>>;
+    /// The stage attempts of run `run` of `namespace`, in the order they
+    /// started (a stage not started yet has none); `NotFound` when there
+    /// is no such run.
+    async fn run_stages(&self, namespace: &str, run: i64) -> Result<Vec<StageAttempt>>;
     /// Start a workflow run detached (Bodywork 3's `create deployment
     /// --async`, Bodywork 2's `deployment create`) and return at once with
     /// its name; the control plane runs it, and again up to `retries` times

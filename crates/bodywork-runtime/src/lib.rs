@@ -20,8 +20,8 @@ pub mod time;
 
 pub use control::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, DETACHED_PREFIX,
-    RunState, RunSummary, RunTrigger, WorkflowRun, WorkflowSubmission, detached_name, is_detached,
-    unnamed_detached_name,
+    RunState, RunSummary, RunTrigger, StageAttempt, StageState, WorkflowRun, WorkflowSubmission,
+    detached_name, is_detached, unnamed_detached_name,
 };
 pub use error::{ObjectKind, Problem, RuntimeError, TRY_AGAIN, error_chain};
 pub use logs::{LogEvent, LogRenderer, format_log_line, local_time, stage_header, timestamp_now};

@@ -10,7 +10,7 @@ use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceSetup};
 use bodywork_runtime::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, LogEvent, ObjectKind,
     Resources, Result, RunState, RunSummary, RuntimeError, Secret, SecretData, ServiceStatus,
-    WorkflowRun, WorkflowSubmission,
+    StageAttempt, WorkflowRun, WorkflowSubmission,
 };
 
 use super::{Connection, connect, unexpected};
@@ -210,6 +210,14 @@ impl ControlPlane for LocalControl {
         self.ask(Request::ListRuns {
             namespace: Some(namespace.into()),
             limit: RUNS_SHOWN,
+        })
+        .await
+    }
+
+    async fn run_stages(&self, namespace: &str, run: i64) -> Result<Vec<StageAttempt>> {
+        self.ask(Request::RunStages {
+            namespace: namespace.into(),
+            run,
         })
         .await
     }

@@ -74,6 +74,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
                         .collect::<Vec<_>>()
                 }),
         ),
+        Request::RunStages { namespace, run } => answer(run_stages(daemon, &namespace, run)),
         Request::DeleteDetached { name } => answer(delete_detached(daemon, &name)),
         r @ (Request::EnvList | Request::EnvPrune) => envs::handle(daemon, r),
         r @ (Request::CronCreate(_)
@@ -89,4 +90,40 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
         | Request::ServiceLogs { .. }
         | Request::CronLogs { .. }) => misrouted(&other),
     }
+}
+
+/// The stage attempts of run `run`, when it is a run of `namespace`.
+fn run_stages(
+    daemon: &Daemon,
+    namespace: &str,
+    run: i64,
+) -> Result<Vec<bodywork_runtime::StageAttempt>, RuntimeError> {
+    use bodywork_runtime::StageState;
+    use bodywork_state::AttemptStatus;
+    let found = daemon.runtime.with_store(|s| s.get_run(run))?;
+    if found.is_none_or(|r| r.namespace != namespace) {
+        return Err(RuntimeError::NotFound {
+            kind: bodywork_runtime::ObjectKind::Run,
+            name: run.to_string(),
+            namespace: namespace.to_string(),
+        });
+    }
+    let attempts = daemon.runtime.with_store(|s| s.list_attempts(run))?;
+    Ok(attempts
+        .into_iter()
+        .map(|a| bodywork_runtime::StageAttempt {
+            stage: a.stage,
+            attempt: a.attempt,
+            state: match a.status {
+                AttemptStatus::Running => StageState::Running,
+                AttemptStatus::Succeeded => StageState::Succeeded,
+                AttemptStatus::Failed => StageState::Failed,
+                AttemptStatus::TimedOut => StageState::TimedOut,
+                AttemptStatus::Cancelled => StageState::Cancelled,
+            },
+            message: a.message,
+            started: a.started,
+            finished: a.finished,
+        })
+        .collect())
 }
