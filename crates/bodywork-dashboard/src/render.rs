@@ -232,6 +232,7 @@ fn dag(out: &mut String, steps: &[Vec<StageView>], now: DateTime<Utc>) {
             let message = stage
                 .message
                 .as_deref()
+                .filter(|_| stage.state != StageState::Succeeded)
                 .map(|m| format!("<span class=\"message\">{}</span>", escape(m)))
                 .unwrap_or_default();
             let _ = writeln!(

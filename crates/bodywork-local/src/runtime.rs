@@ -374,13 +374,32 @@ impl Runtime for LocalRuntime {
 
     async fn deploy_service(&self, run: StageRun<'_>) -> Result<()> {
         let (ctx, stage, log, cancel) = run.parts();
-        let command = self.prepare(ctx, stage, &[], log).await?;
-        let rollout = Rollout {
-            ctx,
-            stage,
-            command,
-        };
-        self.inner.services.deploy(rollout, log, cancel).await
+        // One attempt of the run's stage, from preparing to ready (no
+        // process id: the replicas are the service's), so a run's stages
+        // (`ControlPlane::run_stages`) show its services too.
+        let attempt = Self::run_id(ctx)
+            .and_then(|run| self.with_store(|s| s.insert_attempt(run, &stage.stage, 1)))
+            .ok();
+        let result = async {
+            let command = self.prepare(ctx, stage, &[], log).await?;
+            let rollout = Rollout {
+                ctx,
+                stage,
+                command,
+            };
+            self.inner.services.deploy(rollout, log, cancel).await
+        }
+        .await;
+        if let Some(attempt) = attempt {
+            let (status, message) = match &result {
+                Ok(()) => (AttemptStatus::Succeeded, None),
+                Err(RuntimeError::Cancelled) => (AttemptStatus::Cancelled, None),
+                Err(e) => (AttemptStatus::Failed, Some(e.to_string())),
+            };
+            let _ =
+                self.with_store(|s| s.finish_attempt(attempt, status, None, message.as_deref()));
+        }
+        result
     }
 }
 

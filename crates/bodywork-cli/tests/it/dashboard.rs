@@ -93,10 +93,12 @@ fn assert_namespace_page(page: &str, url: &str) {
     assert!(row.contains("ready</span>"), "{row}");
     assert!(row.contains("<td>2 of 2</td>"), "{row}");
     assert!(row.contains(url), "{url} not in {row}");
-    // The run, succeeded.
+    // The run, succeeded, a link to its page.
     let run = page
         .lines()
-        .find(|l| l.starts_with("<tr><th scope=\"row\">1</th>"))
+        .find(|l| {
+            l.starts_with("<tr><th scope=\"row\"><a href=\"") && l.contains("/runs/1\">1</a></th>")
+        })
         .unwrap_or_else(|| panic!("no row of run 1 in\n{page}"));
     assert!(
         run.contains("<span class=\"status status-ok\">succeeded</span>"),
@@ -146,6 +148,33 @@ fn pages_show_the_service_the_run_and_secret_keys_only_and_refuse_a_foreign_host
     );
     assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
 
+    // The run's page: its DAG, prepare in step 1 and svc in step 2, both
+    // succeeded (a word, with a symbol), each with its time.
+    let (status, run) =
+        http(&addr, "GET", &format!("/namespaces/{NS}/runs/1"), None).expect("the run");
+    assert_eq!(status, 200, "{run}");
+    let step1 = run
+        .find("<h3>Step 1</h3>")
+        .unwrap_or_else(|| panic!("no step 1 in\n{run}"));
+    let step2 = run
+        .find("<h3>Step 2</h3>")
+        .unwrap_or_else(|| panic!("no step 2 in\n{run}"));
+    assert!(
+        run[step1..step2].contains("<span class=\"stage-name\">prepare</span>"),
+        "{run}"
+    );
+    assert!(
+        run[step2..].contains("<span class=\"stage-name\">svc</span>"),
+        "{run}"
+    );
+    assert_eq!(
+        run.matches("<span aria-hidden=\"true\">✓</span> succeeded")
+            .count(),
+        2,
+        "{run}"
+    );
+    assert!(!run.contains("Step 3"), "{run}");
+
     kill(dashboard.pid() as i32, "TERM");
     let run = dashboard.finish(Duration::from_secs(20));
     assert_eq!(run.code, Some(0), "{run}");
@@ -187,6 +216,146 @@ fn the_gateway_serves_the_same_pages_at_ui() {
     assert!(other_port.starts_with("HTTP/1.1 421"), "{other_port}");
     let allowed = get_with_host(&gateway, "/ui/", &format!("localhost:{port}"));
     assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
+}
+
+/// A service that prints a line per request it answers.
+const ECHO: &str = r#"
+import http.server, os
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        print(f"answered {self.path}", flush=True)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
+print("echo listening", flush=True)
+server.serve_forever()
+"#;
+
+/// The SSE stream at `path`, read on a thread: every chunk read goes to
+/// the channel, until the connection ends or the receiver is dropped.
+fn open_stream(addr: &str, path: &str) -> (TcpStream, std::sync::mpsc::Receiver<String>) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the dashboard");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .expect("send the request");
+    let mut reader = stream.try_clone().expect("a second handle");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0
+                || tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    (stream, rx)
+}
+
+#[test]
+fn a_services_log_page_tails_new_lines_over_sse() {
+    const TAIL_NS: &str = "dashtail";
+    let home = TestHome::new();
+    let service = "  echo:\n    executable_module_path: app/echo.py\n    service: {max_startup_time_seconds: 60, replicas: 1, port: 5000, ingress: true}\n".to_string();
+    let yaml = helper::yaml(
+        "tailing",
+        "echo",
+        &format!("  namespace: {TAIL_NS}\n"),
+        &[service],
+    );
+    let project = TestProject::new(&[("bodywork.yaml", &yaml), ("app/echo.py", ECHO)]);
+    home.ok(&["workflow", project.arg()]);
+    let gateway = home.gateway();
+
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let dashboard = home.spawn(&["dashboard", "--port", &port.to_string()]);
+    wait_for("the dashboard to answer", Duration::from_secs(30), || {
+        matches!(http(&addr, "GET", "/", None), Ok((200, _)))
+    });
+
+    // The page: the lines so far, and where the live tail goes on.
+    let logs = format!("/namespaces/{TAIL_NS}/services/echo/logs");
+    let mut page = String::new();
+    wait_for(
+        "the service's first line on its log page",
+        Duration::from_secs(30),
+        || {
+            page = http(&addr, "GET", &logs, None)
+                .map(|(_, p)| p)
+                .unwrap_or_default();
+            page.contains("echo listening")
+        },
+    );
+    assert!(
+        page.contains("<script src=\"/assets/tail.js\" defer></script>"),
+        "{page}"
+    );
+    let after: usize = page
+        .split("data-after=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no data-after in\n{page}"));
+    let (status, script) = http(&addr, "GET", "/assets/tail.js", None).expect("the script");
+    assert_eq!(status, 200);
+    assert!(script.contains("EventSource") && script.contains("createTextNode"));
+
+    // The stream: open it, then ask the service; its line comes as an event.
+    let (stream, events) = open_stream(&addr, &format!("{logs}/stream?after={after}"));
+    let mut seen = String::new();
+    let gather = |seen: &mut String| {
+        while let Ok(chunk) = events.try_recv() {
+            seen.push_str(&chunk);
+        }
+    };
+    wait_for("the stream's answer", Duration::from_secs(20), || {
+        gather(&mut seen);
+        seen.contains("\r\n\r\n")
+    });
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(seen.contains("content-type: text/event-stream"), "{seen}");
+    let (status, body) = http(&gateway, "GET", &format!("/{TAIL_NS}/echo/tail-me-7"), None)
+        .expect("the service answers");
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let asked = std::time::Instant::now();
+    wait_for(
+        "the request's line as an SSE event",
+        Duration::from_secs(20),
+        || {
+            gather(&mut seen);
+            seen.contains("data: answered /tail-me-7")
+                || seen.contains("data: answered /echo/tail-me-7")
+        },
+    );
+    println!("the line arrived {:?} after the request", asked.elapsed());
+    // Only lines after the page's: the first line is not sent again.
+    assert!(!seen.contains("data: echo listening"), "{seen}");
+    let event = seen
+        .lines()
+        .position(|l| l.starts_with("data: answered "))
+        .and_then(|i| seen.lines().nth(i.checked_sub(1)?))
+        .unwrap_or_default();
+    assert!(
+        event.starts_with("id: "),
+        "an event has its line's number: {seen}"
+    );
+
+    // The client goes away; the dashboard stops cleanly.
+    drop(stream);
+    kill(dashboard.pid() as i32, "TERM");
+    let run = dashboard.finish(Duration::from_secs(20));
+    assert_eq!(run.code, Some(0), "{run}");
 }
 
 /// `--runtime kubernetes ARGS`.
