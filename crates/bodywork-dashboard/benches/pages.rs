@@ -86,6 +86,7 @@ fn main() {
         log_lines: (0..2000)
             .map(|i| format!("line {i}: scored 1,000 rows in 0.42 s"))
             .collect(),
+        ..FakeControl::default()
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

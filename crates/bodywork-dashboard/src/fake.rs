@@ -25,8 +25,22 @@ pub struct FakeControl {
     pub no_runs: bool,
     /// Stage attempts, by run.
     pub stages: Vec<(i64, StageAttempt)>,
-    /// What every log holds (a stage's output); following it ends there.
+    /// What every log holds (a stage's output); following it ends there,
+    /// unless `follow_forever`.
     pub log_lines: Vec<String>,
+    /// A follow never ends (until dropped).
+    pub follow_forever: bool,
+    /// Follows going on now.
+    pub following: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts a follow going on while it lives.
+struct Following(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 pub fn attempt(
@@ -271,9 +285,15 @@ impl ControlPlane for FakeControl {
     async fn cronjob_logs(&self, _: &str, _: &str, _: &Log) -> Result<()> {
         refused()
     }
-    async fn logs(&self, _: &str, name: &str, _: bool, log: &Log) -> Result<()> {
+    async fn logs(&self, _: &str, name: &str, follow: bool, log: &Log) -> Result<()> {
         for line in &self.log_lines {
             log.stage_line(&format!("demo--{name}"), line);
+        }
+        if follow && self.follow_forever {
+            self.following
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _going = Following(self.following.clone());
+            std::future::pending::<()>().await;
         }
         Ok(())
     }

@@ -103,6 +103,7 @@ fn demo() -> FakeControl {
             ),
         ],
         log_lines: vec!["served <b>one</b> & 'two'".into(), "second line".into()],
+        ..FakeControl::default()
     }
 }
 
@@ -417,6 +418,7 @@ fn spans_read_in_two_units() {
 }
 
 mod server {
+    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -436,10 +438,9 @@ mod server {
         answer
     }
 
-    #[test]
-    fn routes_and_host_check() {
+    /// Serve `cp` on a free port while `client` runs with it, then stop.
+    fn with_server(cp: crate::fake::FakeControl, client: impl AsyncFnOnce(u16)) {
         super::block_on(async {
-            let cp = demo();
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let port = listener.local_addr().unwrap().port();
             let site = Site {
@@ -452,81 +453,7 @@ mod server {
                 let _ = stopped.await;
             });
             let client = async {
-                let host = format!("127.0.0.1:{port}");
-                let home = get(port, "GET", "/", &host).await;
-                assert!(home.starts_with("HTTP/1.1 200"), "{home}");
-                assert!(home.contains("content-security-policy: default-src 'none'"));
-                let ns = get(
-                    port,
-                    "GET",
-                    "/namespaces/prod",
-                    &format!("localhost:{port}"),
-                )
-                .await;
-                assert!(
-                    ns.starts_with("HTTP/1.1 200") && ns.contains("scoring"),
-                    "{ns}"
-                );
-                let css = get(port, "GET", "/style.css", &format!("[::1]:{port}")).await;
-                assert!(css.contains("text/css") && css.contains("prefers-color-scheme"));
-                for path in [
-                    "/namespaces/nope",
-                    "/nothing",
-                    "/namespaces/prod/x",
-                    "/namespaces/%zz",
-                ] {
-                    let missing = get(port, "GET", path, &host).await;
-                    assert!(missing.starts_with("HTTP/1.1 404"), "{path}: {missing}");
-                }
-                let run = get(port, "GET", "/namespaces/prod/runs/2", &host).await;
-                assert!(
-                    run.starts_with("HTTP/1.1 200") && run.contains("Step 2"),
-                    "{run}"
-                );
-                let js = get(port, "GET", "/assets/tail.js", &host).await;
-                assert!(
-                    js.contains("text/javascript") && js.contains("EventSource"),
-                    "{js}"
-                );
-                assert!(js.contains("script-src 'self'; connect-src 'self'"), "{js}");
-                // The stream: each line an event, numbered; then its end.
-                let tail = get(port, "GET", "/namespaces/prod/runs/2/logs/stream", &host).await;
-                assert!(
-                    tail.starts_with("HTTP/1.1 200") && tail.contains("text/event-stream"),
-                    "{tail}"
-                );
-                assert!(
-                    tail.contains("id: 2\ndata: served <b>one</b> & 'two'\n\n"),
-                    "{tail}"
-                );
-                assert!(tail.contains("id: 3\ndata: second line\n\n"), "{tail}");
-                assert!(
-                    tail.contains("event: end\ndata: the log ended\n\n"),
-                    "{tail}"
-                );
-                // After the lines the page has, only the newer ones.
-                let after = get(
-                    port,
-                    "GET",
-                    "/namespaces/prod/runs/2/logs/stream?after=2",
-                    &host,
-                )
-                .await;
-                assert!(
-                    !after.contains("id: 2\n") && after.contains("id: 3\n"),
-                    "{after}"
-                );
-                let post = get(port, "POST", "/", &host).await;
-                assert!(post.starts_with("HTTP/1.1 405"), "{post}");
-                for evil in [
-                    "evil.example",
-                    &format!("evil.example:{port}"),
-                    "localhost:1",
-                ] {
-                    let refused = get(port, "GET", "/namespaces/prod", evil).await;
-                    assert!(refused.starts_with("HTTP/1.1 421"), "{evil}: {refused}");
-                    assert!(!refused.contains("scoring"));
-                }
+                client(port).await;
                 let _ = stop.send(());
             };
             let (served, ()) = tokio::time::timeout(Duration::from_secs(30), async {
@@ -535,6 +462,146 @@ mod server {
             .await
             .expect("the test ends");
             served.expect("served until stopped");
+        });
+    }
+
+    /// Read from `stream` until `needle` was read (or 10 s passed).
+    async fn read_until(stream: &mut TcpStream, needle: &str) -> String {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let read = async {
+            while !String::from_utf8_lossy(&seen).contains(needle) {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    #[test]
+    fn streams_are_bounded_and_end_when_their_client_goes() {
+        let mut cp = demo();
+        cp.follow_forever = true;
+        let following = cp.following.clone();
+        with_server(cp, async |port| {
+            let path = "/namespaces/prod/services/scoring/logs/stream";
+            let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+            let mut open = Vec::new();
+            for _ in 0..crate::serve::MAX_STREAMS {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                s.write_all(request.as_bytes()).await.unwrap();
+                let seen = read_until(&mut s, "data: second line\n\n").await;
+                assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+                open.push(s);
+            }
+            assert_eq!(following.load(Ordering::SeqCst), crate::serve::MAX_STREAMS);
+            let busy = get(port, "GET", path, &format!("127.0.0.1:{port}")).await;
+            assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+            // Clients leave: their follows end (the connection noticed).
+            open.clear();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while following.load(Ordering::SeqCst) > 0 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{} follows still going",
+                    following.load(Ordering::SeqCst)
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let again = read_until(
+                &mut {
+                    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+                    s.write_all(request.as_bytes()).await.unwrap();
+                    s
+                },
+                "data: second line\n\n",
+            )
+            .await;
+            assert!(again.starts_with("HTTP/1.1 200"), "{again}");
+        });
+    }
+
+    #[test]
+    fn routes_and_host_check() {
+        with_server(demo(), async |port| {
+            let host = format!("127.0.0.1:{port}");
+            let home = get(port, "GET", "/", &host).await;
+            assert!(home.starts_with("HTTP/1.1 200"), "{home}");
+            assert!(home.contains("content-security-policy: default-src 'none'"));
+            let ns = get(
+                port,
+                "GET",
+                "/namespaces/prod",
+                &format!("localhost:{port}"),
+            )
+            .await;
+            assert!(
+                ns.starts_with("HTTP/1.1 200") && ns.contains("scoring"),
+                "{ns}"
+            );
+            let css = get(port, "GET", "/style.css", &format!("[::1]:{port}")).await;
+            assert!(css.contains("text/css") && css.contains("prefers-color-scheme"));
+            for path in [
+                "/namespaces/nope",
+                "/nothing",
+                "/namespaces/prod/x",
+                "/namespaces/%zz",
+            ] {
+                let missing = get(port, "GET", path, &host).await;
+                assert!(missing.starts_with("HTTP/1.1 404"), "{path}: {missing}");
+            }
+            let run = get(port, "GET", "/namespaces/prod/runs/2", &host).await;
+            assert!(
+                run.starts_with("HTTP/1.1 200") && run.contains("Step 2"),
+                "{run}"
+            );
+            let js = get(port, "GET", "/assets/tail.js", &host).await;
+            assert!(
+                js.contains("text/javascript") && js.contains("EventSource"),
+                "{js}"
+            );
+            assert!(js.contains("script-src 'self'; connect-src 'self'"), "{js}");
+            // The stream: each line an event, numbered; then its end.
+            let tail = get(port, "GET", "/namespaces/prod/runs/2/logs/stream", &host).await;
+            assert!(
+                tail.starts_with("HTTP/1.1 200") && tail.contains("text/event-stream"),
+                "{tail}"
+            );
+            assert!(
+                tail.contains("id: 2\ndata: served <b>one</b> & 'two'\n\n"),
+                "{tail}"
+            );
+            assert!(tail.contains("id: 3\ndata: second line\n\n"), "{tail}");
+            assert!(
+                tail.contains("event: end\ndata: the log ended\n\n"),
+                "{tail}"
+            );
+            // After the lines the page has, only the newer ones.
+            let after = get(
+                port,
+                "GET",
+                "/namespaces/prod/runs/2/logs/stream?after=2",
+                &host,
+            )
+            .await;
+            assert!(
+                !after.contains("id: 2\n") && after.contains("id: 3\n"),
+                "{after}"
+            );
+            let post = get(port, "POST", "/", &host).await;
+            assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+            for evil in [
+                "evil.example",
+                &format!("evil.example:{port}"),
+                "localhost:1",
+            ] {
+                let refused = get(port, "GET", "/namespaces/prod", evil).await;
+                assert!(refused.starts_with("HTTP/1.1 421"), "{evil}: {refused}");
+                assert!(!refused.contains("scoring"));
+            }
         });
     }
 }
