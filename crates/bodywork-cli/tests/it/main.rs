@@ -1,6 +1,7 @@
 //! The crate's integration tests, one binary (tests/it) so that they link once.
 
 mod bodywork3;
+mod browser;
 mod cli_output;
 mod cluster;
 mod connection_flood;
