@@ -92,10 +92,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
+    let token = bodywork_dashboard::Token::from_bytes(&[0; 32]);
     let site = Site {
         control: &cp,
         base: "",
         port: 8002,
+        token: &token,
     };
     println!("page                                   p50        p95        max     bytes");
     for (what, path) in [
@@ -108,7 +110,7 @@ fn main() {
         let mut bytes = 0;
         for round in 0..ROUNDS + 20 {
             let started = Instant::now();
-            let answer = runtime.block_on(bodywork_dashboard::serve::page(site, path));
+            let answer = runtime.block_on(bodywork_dashboard::serve::page_at(site, path));
             let took = started.elapsed();
             assert_eq!(answer.status(), 200, "{path}");
             bytes = answer.body().len();

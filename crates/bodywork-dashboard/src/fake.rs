@@ -1,6 +1,7 @@
 //! A control plane held in memory, for the tests and the benchmark: it
-//! answers what it holds and refuses every change. Included by path (it
-//! is no part of the library).
+//! answers what it holds and refuses every change but the dashboard's two
+//! (a detached run started is listed as running; a service deleted is no
+//! longer listed). Included by path (it is no part of the library).
 
 use std::collections::BTreeMap;
 
@@ -32,6 +33,20 @@ pub struct FakeControl {
     pub follow_forever: bool,
     /// Follows going on now.
     pub following: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Detached runs started, in order.
+    pub started: std::sync::Mutex<Vec<WorkflowSubmission>>,
+    /// Services deleted: (namespace, name).
+    pub deleted: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl FakeControl {
+    fn is_deleted(&self, s: &ServiceStatus) -> bool {
+        self.deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|(ns, name)| *ns == s.namespace && *name == s.name)
+    }
 }
 
 /// Counts a follow going on while it lives.
@@ -197,12 +212,16 @@ impl Resources for FakeControl {
         Ok(self
             .services
             .iter()
-            .filter(|s| s.namespace == namespace)
+            .filter(|s| s.namespace == namespace && !self.is_deleted(s))
             .cloned()
             .collect())
     }
-    async fn delete_service(&self, _: &str, _: &str) -> Result<()> {
-        refused()
+    async fn delete_service(&self, namespace: &str, name: &str) -> Result<()> {
+        self.deleted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((namespace.into(), name.into()));
+        Ok(())
     }
 }
 
@@ -217,12 +236,34 @@ impl ControlPlane for FakeControl {
                 "this runtime keeps no workflow runs",
             ));
         }
-        Ok(self
-            .runs
+        let started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        let next = self.runs.iter().map(|r| r.id).max().unwrap_or(0);
+        let mut runs: Vec<RunSummary> = started
             .iter()
-            .filter(|r| r.namespace == namespace)
-            .cloned()
-            .collect())
+            .enumerate()
+            .rev()
+            .filter(|(_, s)| s.namespace.as_deref() == Some(namespace))
+            .map(|(n, s)| RunSummary {
+                id: next + 1 + n as i64,
+                namespace: namespace.into(),
+                project: None,
+                repo: s.repo.clone(),
+                branch: s.branch.clone(),
+                commit: None,
+                trigger: RunTrigger::Detached(None),
+                status: RunState::Running,
+                error: None,
+                started: Some(Utc::now()),
+                finished: None,
+            })
+            .collect();
+        runs.extend(
+            self.runs
+                .iter()
+                .filter(|r| r.namespace == namespace)
+                .cloned(),
+        );
+        Ok(runs)
     }
     async fn run_stages(&self, _: &str, run: i64) -> Result<Vec<StageAttempt>> {
         if self.no_runs {
@@ -239,11 +280,13 @@ impl ControlPlane for FakeControl {
     }
     async fn start_workflow(
         &self,
-        _: &WorkflowSubmission,
+        submission: &WorkflowSubmission,
         _: Option<&str>,
         _: u32,
     ) -> Result<String> {
-        refused()
+        let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+        started.push(submission.clone());
+        Ok(bodywork_runtime::unnamed_detached_name(started.len()))
     }
     async fn detached_runs(&self) -> Result<Vec<RunSummary>> {
         Ok(Vec::new())

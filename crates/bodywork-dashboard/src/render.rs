@@ -2,7 +2,8 @@
 //! the same data gives the same page. Everything that comes from a user or
 //! a runtime (names, commits, URLs, errors) goes through [`escape`].
 //! Statuses are words (colour only adds to them); tables have `<th
-//! scope>`; the page works with the keyboard and no JavaScript.
+//! scope>`; the page works with the keyboard and no JavaScript (the
+//! actions are plain forms, each with the same-origin token).
 
 use std::fmt::Write;
 
@@ -11,6 +12,7 @@ use bodywork_runtime::{
 };
 use chrono::{DateTime, Utc};
 
+use crate::actions::{ActionError, Refusal, Token};
 use crate::data::{
     CronJobView, LogPage, LogSubject, NamespacePage, Overview, RunPage, SecretKeys, Section,
     StageView,
@@ -53,6 +55,22 @@ impl Base<'_> {
             ),
         }
     }
+    /// Where a service's redeploy form posts.
+    pub fn redeploy(&self, namespace: &str, service: &str) -> String {
+        format!(
+            "{}/services/{}/redeploy",
+            self.namespace(namespace),
+            path_segment(service)
+        )
+    }
+    /// A service's delete page (`GET`: the confirmation; `POST`: delete).
+    pub fn delete(&self, namespace: &str, service: &str) -> String {
+        format!(
+            "{}/services/{}/delete",
+            self.namespace(namespace),
+            path_segment(service)
+        )
+    }
     pub fn tail_script(&self) -> String {
         format!("{}/assets/tail.js", self.0)
     }
@@ -94,8 +112,9 @@ pub fn overview(base: Base, page: &Overview) -> String {
     document(base, "Namespaces", page.runtime, page.read_at, None, &body)
 }
 
-/// One namespace: its services, runs, cron jobs and secrets.
-pub fn namespace(base: Base, page: &NamespacePage) -> String {
+/// One namespace: its services (each with its actions' forms, carrying
+/// `token`), runs, cron jobs and secrets.
+pub fn namespace(base: Base, page: &NamespacePage, token: &Token) -> String {
     let now = page.read_at;
     let mut body = String::new();
     let _ = writeln!(
@@ -120,7 +139,7 @@ pub fn namespace(base: Base, page: &NamespacePage) -> String {
         "services",
         "Services",
         &page.services,
-        |out, rows| services_table(out, base, &page.namespace, rows, now),
+        |out, rows| services_table(out, base, &page.namespace, rows, token, now),
     );
     section(
         &mut body,
@@ -327,6 +346,117 @@ pub fn log(base: Base, page: &LogPage) -> String {
     )
 }
 
+/// A form that posts `token` to `action`, with one button: `label` shown,
+/// `name` its accessible name (it starts with the label).
+fn form(action: &str, token: &Token, label: &str, name: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"{}\" class=\"action\"><input type=\"hidden\" name=\"token\" value=\"{}\"><button type=\"submit\" aria-label=\"{}\">{}</button></form>",
+        escape(action),
+        escape(token.as_str()),
+        escape(name),
+        escape(label),
+    )
+}
+
+/// The step before deleting a service: what it does, and the form that does it.
+pub fn confirm_delete(
+    base: Base,
+    runtime: &'static str,
+    namespace: &str,
+    service: &str,
+    token: &Token,
+    now: DateTime<Utc>,
+) -> String {
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "<h1>Delete service <span class=\"name\">{}</span>?</h1>\n<p>This stops every replica of service <strong>{}</strong> in namespace <strong>{}</strong> and removes it; clients get errors until it is deployed again. Its workflow runs and their logs are kept.</p>",
+        escape(service),
+        escape(service),
+        escape(namespace),
+    );
+    body.push_str(&form(
+        &base.delete(namespace, service),
+        token,
+        "Delete the service",
+        &format!("Delete the service {service}"),
+    ));
+    let _ = writeln!(
+        body,
+        "\n<p><a href=\"{}\">Keep it, back to namespace {}</a></p>",
+        escape(&format!("{}#services", base.namespace(namespace))),
+        escape(namespace),
+    );
+    let title = format!("Delete service {service}?");
+    document(base, &title, runtime, now, Some(namespace), &body)
+}
+
+/// Which action a page speaks of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Redeploy,
+    Delete,
+}
+
+/// A `POST` refused before anything was done, and why.
+pub fn refused(base: Base, runtime: &'static str, refusal: Refusal, now: DateTime<Utc>) -> String {
+    let why = match refusal {
+        Refusal::ContentType => "the request was not a form (application/x-www-form-urlencoded)",
+        Refusal::TooLarge => "the form was too long, or cut short",
+        Refusal::Origin => {
+            "it did not come from this dashboard's own pages (its Origin or Referer names another site)"
+        }
+        Refusal::Token => {
+            "its form did not carry this dashboard's token (a page of an earlier dashboard, or of another site)"
+        }
+    };
+    let body = format!(
+        "<h1>Refused</h1>\n<p>Nothing was changed: {}.</p>\n<p><a href=\"{}\">Back to the namespaces</a>, reload the page, and try again.</p>\n",
+        escape(why),
+        escape(&base.home()),
+    );
+    document(base, "Refused", runtime, now, None, &body)
+}
+
+/// An action the runtime could not do, and why.
+pub fn action_failed(
+    base: Base,
+    runtime: &'static str,
+    verb: Verb,
+    namespace: &str,
+    service: &str,
+    error: &ActionError,
+    now: DateTime<Utc>,
+) -> String {
+    let what = match verb {
+        Verb::Redeploy => "redeploy",
+        Verb::Delete => "delete",
+    };
+    let why = match error {
+        ActionError::NoSuchService { .. } => {
+            format!("there is no service {service} in namespace {namespace} (any more)")
+        }
+        ActionError::NoRecord { .. } => format!(
+            "the runtime recorded no repository for service {service}, so there is nothing to run again; deploy it with `bodywork workflow`"
+        ),
+        ActionError::Runtime(e) => format!(
+            "the runtime answered: {}",
+            bodywork_runtime::error_chain(e)
+                .collect::<Vec<_>>()
+                .join(": ")
+        ),
+    };
+    let body = format!(
+        "<h1>Could not {what} service <span class=\"name\">{}</span></h1>\n<p class=\"unavailable\">{}.</p>\n<p><a href=\"{}\">Back to namespace {}</a></p>\n",
+        escape(service),
+        escape(&why),
+        escape(&base.namespace(namespace)),
+        escape(namespace),
+    );
+    let title = format!("Could not {what} {service}");
+    document(base, &title, runtime, now, Some(namespace), &body)
+}
+
 /// A page for a path that names nothing.
 pub fn not_found(base: Base, runtime: &'static str, what: &str, now: DateTime<Utc>) -> String {
     let body = format!(
@@ -382,7 +512,7 @@ fn document(
     }
     let _ = write!(
         out,
-        "</ul></nav>\n</header>\n<main id=\"main\">\n{body}</main>\n<footer><p>Read-only view of the {} runtime, read at {}.</p></footer>\n</body>\n</html>\n",
+        "</ul></nav>\n</header>\n<main id=\"main\">\n{body}</main>\n<footer><p>View of the {} runtime, read at {}.</p></footer>\n</body>\n</html>\n",
         escape(runtime),
         time(now),
     );
@@ -440,6 +570,7 @@ fn services_table(
     base: Base,
     namespace: &str,
     services: &[ServiceStatus],
+    token: &Token,
     now: DateTime<Utc>,
 ) {
     table_head(
@@ -454,6 +585,7 @@ fn services_table(
             "Age",
             "URL",
             "Log",
+            "Actions",
         ],
     );
     for s in services {
@@ -472,7 +604,7 @@ fn services_table(
         let exposed = if s.exposed { " (exposed)" } else { "" };
         let _ = writeln!(
             out,
-            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td><td>{url}{exposed}</td><td><a href=\"{}\">log of {}</a></td></tr>",
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td><td>{url}{exposed}</td><td><a href=\"{}\">log of {}</a></td><td class=\"actions\">{}<a href=\"{}\" aria-label=\"Delete service {}…\">Delete…</a></td></tr>",
             escape(&s.name),
             status(state.0, state.1),
             s.available_replicas,
@@ -481,6 +613,14 @@ fn services_table(
             commit(&s.commit),
             s.deployed.map(|t| age(t, now)).unwrap_or_else(unknown),
             escape(&base.log(namespace, &LogSubject::Service(s.name.clone()))),
+            escape(&s.name),
+            form(
+                &base.redeploy(namespace, &s.name),
+                token,
+                "Redeploy",
+                &format!("Redeploy service {}", s.name),
+            ),
+            escape(&base.delete(namespace, &s.name)),
             escape(&s.name),
         );
     }

@@ -1,14 +1,17 @@
-//! Serving the pages: GET only, on a listener the caller bound (loopback),
-//! each request read through [`ControlPlane`] when it comes. A request
-//! whose `Host` is not this loopback address and port is refused (421), so
-//! a page of another site cannot reach the dashboard by DNS rebinding.
+//! Serving the pages on a listener the caller bound (loopback), each
+//! request read through [`ControlPlane`] when it comes; the two actions
+//! (redeploy, delete a service) are `POST`s checked by [`crate::actions`].
+//! A request whose `Host` is not this loopback address and port is refused
+//! (421), so a page of another site cannot reach the dashboard by DNS
+//! rebinding. [`Embedded`] answers the same requests inside another server
+//! (the local gateway's `/ui/`).
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bodywork_runtime::ControlPlane;
+use bodywork_runtime::{CancellationToken, ControlPlane};
 use bytes::Bytes;
 use chrono::Utc;
 use futures_util::StreamExt;
@@ -21,6 +24,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
 
+use crate::actions::{self, ActionError, MAX_FORM, Refusal, Token, TokenError};
 use crate::data::LogSubject;
 use crate::render::{self, Base};
 use crate::stream::{EventBody, Follow};
@@ -51,14 +55,15 @@ fn transient(e: &std::io::Error) -> bool {
         || matches!(e.raw_os_error(), Some(23 | 24)) // ENFILE, EMFILE
 }
 
-/// What answers a request: the runtime read, where the pages live, and
-/// the port a `Host` must name.
+/// What answers a request: the runtime read, where the pages live, the
+/// port a `Host` must name, and the token every form carries.
 #[derive(Clone, Copy)]
 pub struct Site<'a> {
     pub control: &'a dyn ControlPlane,
     /// `""` when the pages are the whole server (see [`Base`]).
     pub base: &'a str,
     pub port: u16,
+    pub token: &'a Token,
 }
 
 /// At most this many live tails streamed at once; more are answered 503.
@@ -69,7 +74,39 @@ pub const MAX_STREAMS: usize = 16;
 const STREAM_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 /// A body: a page whole, or a live tail's events.
-type Body = http_body_util::Either<Full<Bytes>, EventBody>;
+pub enum Body {
+    Whole(Full<Bytes>),
+    Events(EventBody),
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Body::Whole(b) => std::pin::Pin::new(b).poll_frame(cx),
+            Body::Events(b) => std::pin::Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Whole(b) => b.is_end_stream(),
+            Body::Events(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Body::Whole(b) => b.size_hint(),
+            Body::Events(b) => b.size_hint(),
+        }
+    }
+}
 
 /// Serve `site` on `listener` until `shutdown` resolves. Connections are
 /// served side by side on this task (nothing is spawned, so the control
@@ -108,17 +145,17 @@ pub async fn serve(
                         .serve_connection(
                             TokioIo::new(stream),
                             service_fn(move |request: Request<Incoming>| async move {
-                                let answer = match open_stream(site, &request, streams) {
+                                let answer = match open_stream(site.control, site.base, site.port, &request, streams) {
                                     Some(Ok((response, follow))) => {
                                         if let Some(tx) = slot.lock().ok().and_then(|mut s| s.take()) {
                                             let _ = tx.send(follow);
                                         }
-                                        response.map(http_body_util::Either::Right)
+                                        response.map(Body::Events)
                                     }
-                                    Some(Err(refused)) => refused.map(|b| http_body_util::Either::Left(Full::new(b))),
-                                    None => answer(site, request.method(), request.uri().path(), host(request.headers()))
+                                    Some(Err(refused)) => refused.map(|b| Body::Whole(Full::new(b))),
+                                    None => answer(site, request)
                                         .await
-                                        .map(|b| http_body_util::Either::Left(Full::new(b))),
+                                        .map(|b| Body::Whole(Full::new(b))),
                                 };
                                 Ok::<Response<Body>, Infallible>(answer)
                             }),
@@ -158,18 +195,24 @@ pub async fn serve(
 type Opened<'a> = (Response<EventBody>, Follow<'a>);
 
 /// For a request of a live tail: its answer and the follow that fills
-/// it, or why it is refused; `None` for any other request.
-fn open_stream<'a, B>(
-    site: Site<'a>,
+/// it (reading through `control`), or why it is refused; `None` for any
+/// other request.
+fn open_stream<'a, C, B>(
+    control: C,
+    base: &str,
+    port: u16,
     request: &Request<B>,
     streams: &Arc<Semaphore>,
-) -> Option<Result<Opened<'a>, Response<Bytes>>> {
+) -> Option<Result<Opened<'a>, Response<Bytes>>>
+where
+    C: std::ops::Deref + Send + Sync + 'a,
+    C::Target: ControlPlane,
+{
     let path = request.uri().path();
-    let Some(Route::Stream(namespace, subject)) = path.strip_prefix(site.base).and_then(route)
-    else {
+    let Some(Route::Stream(namespace, subject)) = path.strip_prefix(base).and_then(route) else {
         return None;
     };
-    if !host_allowed(host(request.headers()), site.port) || request.method() != Method::GET {
+    if !host_allowed(host(request.headers()), port) || request.method() != Method::GET {
         return None; // refused as every other request is, by `answer`
     }
     let Ok(permit) = streams.clone().try_acquire_owned() else {
@@ -184,7 +227,7 @@ fn open_stream<'a, B>(
     let after = last_event_id(request.headers())
         .or_else(|| after_query(request.uri().query()))
         .unwrap_or(0);
-    let (body, follow) = crate::stream::open(site.control, namespace, subject, after, permit);
+    let (body, follow) = crate::stream::open(control, namespace, subject, after, permit);
     let mut response = Response::new(body);
     for (name, value) in security_headers("text/event-stream", "no-store") {
         response
@@ -226,30 +269,140 @@ pub fn host(headers: &http::HeaderMap) -> Option<&str> {
     headers.get(header::HOST).and_then(|h| h.to_str().ok())
 }
 
-/// The answer to one request: its method, path (no query) and `Host`.
-pub async fn answer(
-    site: Site<'_>,
-    method: &Method,
-    path: &str,
-    host: Option<&str>,
-) -> Response<Bytes> {
-    if !host_allowed(host, site.port) {
+/// The answer to one request (a live tail's is [`open_stream`]'s): a
+/// page for `GET`, an action for a `POST` that passes
+/// [`actions::check`]; the body is read only for such a `POST`.
+pub async fn answer<B>(site: Site<'_>, request: Request<B>) -> Response<Bytes>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    if !host_allowed(host(request.headers()), site.port) {
         return plain(
             StatusCode::MISDIRECTED_REQUEST,
             "this dashboard answers only to localhost, 127.0.0.1 or [::1] with its port\n",
         );
     }
-    if method != Method::GET && method != Method::HEAD {
-        let mut response = plain(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "the dashboard is read-only\n",
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+    let route = request.uri().path().strip_prefix(site.base).and_then(route);
+    let method = request.method().clone();
+    match (&method, route) {
+        (&Method::GET | &Method::HEAD, Some(Route::Redeploy(..))) => not_allowed("POST"),
+        (&Method::GET | &Method::HEAD, route) => page(site, route).await,
+        (&Method::POST, Some(Route::Redeploy(ns, service))) => {
+            post(site, request, Action::Redeploy, ns, service).await
+        }
+        (&Method::POST, Some(Route::Delete(ns, service))) => {
+            post(site, request, Action::Delete, ns, service).await
+        }
+        (_, Some(Route::Delete(..))) => not_allowed("GET, HEAD, POST"),
+        _ => not_allowed("GET, HEAD"),
     }
-    page(site, path).await
+}
+
+fn not_allowed(allow: &'static str) -> Response<Bytes> {
+    let mut response = plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "the dashboard writes only through its forms\n",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The two writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Redeploy,
+    Delete,
+}
+
+/// A body read whole, `None` past [`MAX_FORM`] bytes (or cut short).
+async fn read_form<B>(headers: &http::HeaderMap, body: B) -> Option<Bytes>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    use http_body_util::BodyExt as _;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_FORM as u64) {
+        return None;
+    }
+    let read = http_body_util::Limited::new(body, MAX_FORM).collect();
+    match tokio::time::timeout(Duration::from_secs(10), read).await {
+        Ok(Ok(collected)) => Some(collected.to_bytes()),
+        _ => None,
+    }
+}
+
+/// A `POST` of an action's form: checked, then done; a `303` to the
+/// namespace's page when it was, else a page that says why not.
+async fn post<B>(
+    site: Site<'_>,
+    request: Request<B>,
+    action: Action,
+    namespace: String,
+    service: String,
+) -> Response<Bytes>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let base = Base(site.base);
+    let runtime = site.control.name();
+    let (head, body) = request.into_parts();
+    let form = read_form(&head.headers, body).await;
+    if let Err(refusal) = actions::check(&head.headers, form.as_deref(), site.port, site.token) {
+        let status = match refusal {
+            Refusal::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Refusal::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Refusal::Origin | Refusal::Token => StatusCode::FORBIDDEN,
+        };
+        return html_response(status, render::refused(base, runtime, refusal, Utc::now()));
+    }
+    let done = match action {
+        Action::Redeploy => actions::redeploy(site.control, &namespace, &service)
+            .await
+            .map(|_| "#runs"),
+        Action::Delete => actions::delete(site.control, &namespace, &service)
+            .await
+            .map(|()| "#services"),
+    };
+    match done {
+        Ok(anchor) => {
+            let mut response = respond(
+                StatusCode::SEE_OTHER,
+                "text/plain; charset=utf-8",
+                "no-store",
+                Bytes::new(),
+            );
+            let location = format!("{}{anchor}", base.namespace(&namespace));
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            response
+        }
+        Err(e) => {
+            let status = match &e {
+                ActionError::NoSuchService { .. } => StatusCode::NOT_FOUND,
+                ActionError::NoRecord { .. } => StatusCode::CONFLICT,
+                ActionError::Runtime(_) => StatusCode::BAD_GATEWAY,
+            };
+            let what = match action {
+                Action::Redeploy => render::Verb::Redeploy,
+                Action::Delete => render::Verb::Delete,
+            };
+            html_response(
+                status,
+                render::action_failed(base, runtime, what, &namespace, &service, &e, Utc::now()),
+            )
+        }
+    }
 }
 
 /// What a path (after the site's base) names.
@@ -264,6 +417,10 @@ pub enum Route {
     Log(String, LogSubject),
     /// A log's live stream (server-sent events).
     Stream(String, LogSubject),
+    /// `POST`: run a service's project again.
+    Redeploy(String, String),
+    /// `GET`: the confirmation page; `POST`: delete the service.
+    Delete(String, String),
 }
 
 /// The route of `rest` (a path after the base), `None` for no page.
@@ -277,6 +434,7 @@ pub fn route(rest: &str) -> Option<Route> {
     let parts: Vec<&str> = rest.strip_prefix("/namespaces/")?.split('/').collect();
     let decode = |i: usize| parts.get(i).and_then(|s| crate::html::decode_segment(s));
     let ns = decode(0).filter(|ns| !ns.is_empty())?;
+    let service = || decode(2).filter(|s| !s.is_empty());
     let run = || {
         parts
             .get(2)
@@ -288,20 +446,23 @@ pub fn route(rest: &str) -> Option<Route> {
         ["runs", _] => Some(Route::Run(ns, run()?)),
         ["runs", _, "logs"] => Some(Route::Log(ns, LogSubject::Run(run()?))),
         ["runs", _, "logs", "stream"] => Some(Route::Stream(ns, LogSubject::Run(run()?))),
-        ["services", _, "logs"] => Some(Route::Log(
-            ns,
-            LogSubject::Service(decode(2).filter(|s| !s.is_empty())?),
-        )),
-        ["services", _, "logs", "stream"] => Some(Route::Stream(
-            ns,
-            LogSubject::Service(decode(2).filter(|s| !s.is_empty())?),
-        )),
+        ["services", _, "logs"] => Some(Route::Log(ns, LogSubject::Service(service()?))),
+        ["services", _, "logs", "stream"] => {
+            Some(Route::Stream(ns, LogSubject::Service(service()?)))
+        }
+        ["services", _, "redeploy"] => Some(Route::Redeploy(ns, service()?)),
+        ["services", _, "delete"] => Some(Route::Delete(ns, service()?)),
         _ => None,
     }
 }
 
 /// The page at `path` (the whole path, with the site's base).
-pub async fn page(site: Site<'_>, path: &str) -> Response<Bytes> {
+pub async fn page_at(site: Site<'_>, path: &str) -> Response<Bytes> {
+    page(site, path.strip_prefix(site.base).and_then(route)).await
+}
+
+/// The page of `route`; `None` for a path that names no page.
+async fn page(site: Site<'_>, route: Option<Route>) -> Response<Bytes> {
     let base = Base(site.base);
     let runtime = site.control.name();
     let not_found = |what: &str| {
@@ -323,7 +484,7 @@ pub async fn page(site: Site<'_>, path: &str) -> Response<Bytes> {
             ),
         )
     };
-    let Some(route) = path.strip_prefix(site.base).and_then(route) else {
+    let Some(route) = route else {
         return not_found("such page");
     };
     match route {
@@ -344,7 +505,9 @@ pub async fn page(site: Site<'_>, path: &str) -> Response<Bytes> {
             Bytes::from_static(render::TAIL_SCRIPT.as_bytes()),
         ),
         Route::Namespace(ns) => match crate::data::namespace(site.control, &ns).await {
-            Ok(Some(data)) => html_response(StatusCode::OK, render::namespace(base, &data)),
+            Ok(Some(data)) => {
+                html_response(StatusCode::OK, render::namespace(base, &data, site.token))
+            }
             Ok(None) => not_found(&format!("namespace {ns}")),
             Err(e) => failed(e),
         },
@@ -357,10 +520,16 @@ pub async fn page(site: Site<'_>, path: &str) -> Response<Bytes> {
             let data = crate::data::log(site.control, &ns, subject).await;
             html_response(StatusCode::OK, render::log(base, &data))
         }
-        Route::Stream(..) => plain(
-            StatusCode::NOT_IMPLEMENTED,
-            "live tails are served by `bodywork dashboard`; reload the page for newer lines\n",
-        ),
+        Route::Delete(ns, service) => match site.control.list_services(&ns).await {
+            Ok(services) if services.iter().any(|s| s.name == service) => html_response(
+                StatusCode::OK,
+                render::confirm_delete(base, runtime, &ns, &service, site.token, Utc::now()),
+            ),
+            Ok(_) => not_found(&format!("service {service} in namespace {ns}")),
+            Err(e) => failed(e),
+        },
+        // Answered before: a stream by `open_stream`, a redeploy's GET by `answer`.
+        Route::Stream(..) | Route::Redeploy(..) => not_found("such page"),
     }
 }
 
@@ -389,10 +558,12 @@ fn security_headers(
         (header::CACHE_CONTROL, cache),
         (
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
         ),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Same-origin requests (the forms) carry their `Origin` and
+        // `Referer`; nothing is sent to other sites.
+        (header::REFERRER_POLICY, "same-origin"),
     ]
 }
 
@@ -411,6 +582,78 @@ fn respond(
             .insert(name, HeaderValue::from_static(value));
     }
     response
+}
+
+/// The dashboard inside another server (the local gateway's `/ui/`):
+/// whole requests in, whole answers out; a live tail's body drives its
+/// own follow (the follow ends when the server drops the body, as when
+/// its client goes away, and when `stop` is cancelled, so a server
+/// shutting down gracefully is not held by a tail). It holds its control
+/// plane, so its answers borrow nothing.
+pub struct Embedded {
+    control: Arc<dyn ControlPlane>,
+    base: &'static str,
+    port: u16,
+    token: Token,
+    streams: Arc<Semaphore>,
+    stop: CancellationToken,
+}
+
+impl Embedded {
+    /// The pages under `base` on a server at `port` (a request's `Host`
+    /// must name it), read through `control`, with a new token.
+    pub fn new(
+        control: Arc<dyn ControlPlane>,
+        base: &'static str,
+        port: u16,
+        stop: CancellationToken,
+    ) -> Result<Embedded, TokenError> {
+        Ok(Embedded {
+            control,
+            base,
+            port,
+            token: Token::random()?,
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+            stop,
+        })
+    }
+
+    /// The answer to `request`, whatever it is.
+    pub async fn answer<B>(&self, request: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let whole = |r: Response<Bytes>| r.map(|b| Body::Whole(Full::new(b)));
+        match open_stream(
+            self.control.clone(),
+            self.base,
+            self.port,
+            &request,
+            &self.streams,
+        ) {
+            Some(Ok((response, follow))) => {
+                let stop = self.stop.clone().cancelled_owned();
+                let follow: Follow<'static> = Box::pin(async move {
+                    tokio::select! {
+                        () = follow => {}
+                        () = stop => {}
+                    }
+                });
+                response.map(|body| Body::Events(crate::stream::driven(body, follow)))
+            }
+            Some(Err(refused)) => whole(refused),
+            None => {
+                let site = Site {
+                    control: &*self.control,
+                    base: self.base,
+                    port: self.port,
+                    token: &self.token,
+                };
+                whole(answer(site, request).await)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use std::time::Duration;
 use bodywork_runtime::{ControlPlane, Log};
 use bytes::Bytes;
 use http_body_util::StreamBody;
-use hyper::body::Frame;
+use hyper::body::{Body as _, Frame};
 use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 
 use crate::data::{LineSink, LogSubject};
@@ -64,13 +64,17 @@ fn end(why: &str) -> Bytes {
 /// future that fills it (to be driven with the connection, and dropped
 /// with it). Lines numbered `after` or below are skipped (the page has
 /// them). `permit` is held until the follow ends.
-pub fn open<'a>(
-    control: &'a dyn ControlPlane,
+pub fn open<'a, C>(
+    control: C,
     namespace: String,
     subject: LogSubject,
     after: usize,
     permit: OwnedSemaphorePermit,
-) -> (EventBody, Follow<'a>) {
+) -> (EventBody, Follow<'a>)
+where
+    C: std::ops::Deref + Send + Sync + 'a,
+    C::Target: ControlPlane,
+{
     let (tx, mut rx) = mpsc::channel::<Bytes>(BUFFERED);
     let overflow = Arc::new((AtomicBool::new(false), Notify::new()));
     let sink: Log = {
@@ -92,6 +96,7 @@ pub fn open<'a>(
         let _permit = permit;
         let name = subject.name();
         let mut logs = std::pin::pin!(control.logs(&namespace, &name, true, &sink));
+        let closed = tx.clone();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.tick().await;
         let why = loop {
@@ -100,6 +105,7 @@ pub fn open<'a>(
                     Ok(()) => "the log ended".to_string(),
                     Err(e) => bodywork_runtime::error_chain(&e).collect::<Vec<_>>().join(": "),
                 },
+                () = closed.closed() => return,
                 () = overflow.1.notified() => {
                     break "the page read too slowly; reload it for the newer lines".to_string()
                 }
@@ -117,6 +123,28 @@ pub fn open<'a>(
             .map(|next| next.map(|b| Ok(Frame::data(b))))
     });
     (StreamBody::new(Box::pin(stream) as Pin<Box<_>>), follow)
+}
+
+/// `body` with `follow` driven by the body itself, each time it is
+/// polled: for a server that cannot drive a follow beside its connection.
+/// Dropping the body drops the follow.
+pub fn driven(body: EventBody, follow: Follow<'static>) -> EventBody {
+    let mut follow = Some(follow);
+    let mut body = body;
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        if let Some(f) = follow.as_mut()
+            && f.as_mut().poll(cx).is_ready()
+        {
+            follow = None;
+        }
+        Pin::new(&mut body).poll_frame(cx).map(|next| {
+            next.map(|frame| match frame {
+                Ok(frame) => Ok(frame),
+                Err(never) => match never {},
+            })
+        })
+    });
+    StreamBody::new(Box::pin(stream) as Pin<Box<_>>)
 }
 
 #[cfg(test)]

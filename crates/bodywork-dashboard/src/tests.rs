@@ -1,15 +1,22 @@
 //! Pages rendered from typed data (snapshots), escaping of hostile names,
-//! secrets without values, sections a runtime cannot answer, and the
-//! server's routes and Host check, through a control plane in memory.
+//! secrets without values, sections a runtime cannot answer, the actions'
+//! forms, and the server's routes, Host check and checked `POST`s,
+//! through a control plane in memory.
 
 use bodywork_runtime::{RunState, StageState};
 use chrono::TimeDelta;
 
+use crate::actions::Token;
 use crate::data::{self, Section};
 use crate::fake::*;
 use crate::render::{self, Base};
 
 const NOW: &str = "2026-12-06T12:00:00Z";
+
+/// A fixed token, so pages are the same each time.
+fn token() -> Token {
+    Token::from_bytes(&[0xab; 32])
+}
 
 fn demo() -> FakeControl {
     let now = at(NOW);
@@ -120,7 +127,7 @@ fn namespace_page(cp: &FakeControl, ns: &str) -> String {
         .expect("an answer")
         .expect("the namespace");
     page.read_at = at(NOW);
-    render::namespace(Base(""), &page)
+    render::namespace(Base(""), &page, &token())
 }
 
 #[test]
@@ -230,9 +237,68 @@ fn pages_need_no_script_and_nothing_from_elsewhere() {
     // Under a gateway, every link keeps the base.
     let mut page = block_on(data::namespace(&demo(), "prod")).unwrap().unwrap();
     page.read_at = at(NOW);
-    let html = render::namespace(Base("/ui"), &page);
+    let html = render::namespace(Base("/ui"), &page, &token());
     assert!(html.contains("href=\"/ui/style.css\""));
     assert!(html.contains("href=\"/ui/namespaces/prod\""));
+    assert!(html.contains("action=\"/ui/namespaces/prod/services/scoring/redeploy\""));
+    assert!(html.contains("href=\"/ui/namespaces/prod/services/scoring/delete\""));
+}
+
+#[test]
+fn each_service_row_has_a_redeploy_form_and_a_delete_link() {
+    let html = namespace_page(&demo(), "prod");
+    let form = format!(
+        "<form method=\"post\" action=\"/namespaces/prod/services/scoring/redeploy\" class=\"action\"><input type=\"hidden\" name=\"token\" value=\"{}\"><button type=\"submit\" aria-label=\"Redeploy service scoring\">Redeploy</button></form>",
+        token().as_str()
+    );
+    assert!(html.contains(&form), "{html}");
+    // Deleting is a page first (GET never writes), with the form on it.
+    assert!(html.contains(
+        "<a href=\"/namespaces/prod/services/scoring/delete\" aria-label=\"Delete service scoring…\">Delete…</a>"
+    ));
+    assert_eq!(html.matches("<form method=\"post\"").count(), 2);
+    let confirm =
+        render::confirm_delete(Base("/ui"), "local", "prod", "scoring", &token(), at(NOW));
+    assert!(confirm.contains(&format!(
+        "<form method=\"post\" action=\"/ui/namespaces/prod/services/scoring/delete\" class=\"action\"><input type=\"hidden\" name=\"token\" value=\"{}\">",
+        token().as_str()
+    )));
+    assert!(confirm.contains("href=\"/ui/namespaces/prod#services\""));
+}
+
+#[test]
+fn hostile_names_in_actions_are_escaped() {
+    let evil = "<script>alert('x')</script>\"&/..";
+    let mut cp = demo();
+    cp.services
+        .push(service("prod", evil, 1, 1, at(NOW) - TimeDelta::minutes(1)));
+    let html = namespace_page(&cp, "prod");
+    let segment = "%3Cscript%3Ealert%28%27x%27%29%3C%2Fscript%3E%22%26%2F..";
+    assert!(html.contains(&format!(
+        "action=\"/namespaces/prod/services/{segment}/redeploy\""
+    )));
+    assert!(html.contains(&format!(
+        "href=\"/namespaces/prod/services/{segment}/delete\""
+    )));
+    assert!(html.contains(
+        "aria-label=\"Redeploy service &lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&quot;&amp;/..\""
+    ));
+    let confirm = render::confirm_delete(Base(""), "local", evil, evil, &token(), at(NOW));
+    let failed = render::action_failed(
+        Base(""),
+        "local",
+        render::Verb::Redeploy,
+        evil,
+        evil,
+        &crate::actions::ActionError::NoRecord {
+            service: evil.into(),
+        },
+        at(NOW),
+    );
+    for page in [html, confirm, failed] {
+        assert!(!page.contains("<script>"), "unescaped:\n{page}");
+        assert!(!page.contains("alert('x')"), "unescaped:\n{page}");
+    }
 }
 
 fn run_page(cp: &FakeControl, ns: &str, id: i64) -> String {
@@ -440,13 +506,20 @@ mod server {
 
     /// Serve `cp` on a free port while `client` runs with it, then stop.
     fn with_server(cp: crate::fake::FakeControl, client: impl AsyncFnOnce(u16)) {
+        with_server_of(&cp, client)
+    }
+
+    /// As [`with_server`], with `cp` borrowed (to look at it after).
+    fn with_server_of(cp: &crate::fake::FakeControl, client: impl AsyncFnOnce(u16)) {
         super::block_on(async {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let port = listener.local_addr().unwrap().port();
+            let token = super::token();
             let site = Site {
-                control: &cp,
+                control: cp,
                 base: "",
                 port,
+                token: &token,
             };
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let server = serve(listener, site, async {
@@ -603,5 +676,131 @@ mod server {
                 assert!(!refused.contains("scoring"));
             }
         });
+    }
+
+    /// One raw form `POST` with these extra header lines; the whole answer.
+    async fn post(port: u16, path: &str, headers: &str, body: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[test]
+    fn actions_are_done_only_for_checked_posts() {
+        let cp = demo();
+        with_server_of(&cp, async |port| {
+            let form = "Content-Type: application/x-www-form-urlencoded\r\n";
+            let origin = format!("Origin: http://127.0.0.1:{port}\r\n");
+            let good = format!("token={}", super::token().as_str());
+            let redeploy = "/namespaces/prod/services/scoring/redeploy";
+            let host = format!("127.0.0.1:{port}");
+            let ns_page = || get(port, "GET", "/namespaces/prod", &host);
+            for (headers, body, status) in [
+                (format!("{form}{origin}"), "".to_string(), "403"),
+                (format!("{form}{origin}"), "token=abc".to_string(), "403"),
+                (
+                    format!("{form}Origin: http://evil.example\r\n"),
+                    good.clone(),
+                    "403",
+                ),
+                (form.to_string(), good.clone(), "403"),
+                (
+                    format!("Content-Type: text/plain\r\n{origin}"),
+                    good.clone(),
+                    "415",
+                ),
+                (
+                    format!("{form}{origin}"),
+                    format!("{good}&pad={}", "x".repeat(5000)),
+                    "413",
+                ),
+            ] {
+                let answer = post(port, redeploy, &headers, &body).await;
+                assert!(
+                    answer.starts_with(&format!("HTTP/1.1 {status}")),
+                    "{headers}{body}: {answer}"
+                );
+                assert!(answer.contains("Nothing was changed"), "{answer}");
+            }
+            assert!(cp.started.lock().unwrap().is_empty());
+            // GET never writes.
+            let get_it = get(port, "GET", redeploy, &format!("127.0.0.1:{port}")).await;
+            assert!(get_it.starts_with("HTTP/1.1 405"), "{get_it}");
+            // The right token and Origin: started, and back to the runs.
+            let done = post(port, redeploy, &format!("{form}{origin}"), &good).await;
+            assert!(done.starts_with("HTTP/1.1 303"), "{done}");
+            assert!(done.contains("location: /namespaces/prod#runs"), "{done}");
+            {
+                let started = cp.started.lock().unwrap();
+                assert_eq!(started.len(), 1);
+                assert_eq!(started[0].repo, "/projects/demo");
+                assert_eq!(started[0].namespace.as_deref(), Some("prod"));
+            }
+            let page = ns_page().await;
+            assert!(page.contains("<td>async</td>"), "{page}");
+            // A Referer stands in for a missing Origin.
+            let referer = format!("Referer: http://localhost:{port}/namespaces/prod\r\n");
+            let again = post(port, redeploy, &format!("{form}{referer}"), &good).await;
+            assert!(again.starts_with("HTTP/1.1 303"), "{again}");
+            // A service that is not there, or was deployed with no record.
+            let missing = post(
+                port,
+                "/namespaces/prod/services/nope/redeploy",
+                &format!("{form}{origin}"),
+                &good,
+            )
+            .await;
+            assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+            assert!(missing.contains("there is no service nope in namespace prod"));
+
+            // Delete: a confirmation page first, then the POST.
+            let delete = "/namespaces/prod/services/features/delete";
+            let confirm = get(port, "GET", delete, &format!("localhost:{port}")).await;
+            assert!(confirm.starts_with("HTTP/1.1 200"), "{confirm}");
+            assert!(confirm.contains("Delete service <span class=\"name\">features</span>?"));
+            assert!(cp.deleted.lock().unwrap().is_empty());
+            let refused = post(port, delete, &format!("{form}Origin: null\r\n"), &good).await;
+            assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+            let deleted = post(port, delete, &format!("{form}{origin}"), &good).await;
+            assert!(deleted.starts_with("HTTP/1.1 303"), "{deleted}");
+            assert!(deleted.contains("location: /namespaces/prod#services"));
+            let page = ns_page().await;
+            assert!(!page.contains("<th scope=\"row\">features</th>"), "{page}");
+            let gone = get(port, "GET", delete, &format!("127.0.0.1:{port}")).await;
+            assert!(gone.starts_with("HTTP/1.1 404"), "{gone}");
+        });
+        assert_eq!(
+            *cp.deleted.lock().unwrap(),
+            [("prod".to_string(), "features".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_service_with_no_record_says_so() {
+        let mut cp = demo();
+        cp.services[0].repo = String::new();
+        with_server_of(&cp, async |port| {
+            let answer = post(
+                port,
+                "/namespaces/prod/services/scoring/redeploy",
+                &format!(
+                    "Content-Type: application/x-www-form-urlencoded\r\nOrigin: http://127.0.0.1:{port}\r\n"
+                ),
+                &format!("token={}", super::token().as_str()),
+            )
+            .await;
+            assert!(answer.starts_with("HTTP/1.1 409"), "{answer}");
+            assert!(
+                answer.contains("the runtime recorded no repository for service scoring"),
+                "{answer}"
+            );
+        });
+        assert!(cp.started.lock().unwrap().is_empty());
     }
 }

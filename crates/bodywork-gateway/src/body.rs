@@ -95,6 +95,8 @@ impl Body for UpstreamBody {
 pub(crate) enum GatewayBody {
     /// A complete small body (errors, `/healthz`, `/metrics`).
     Full(Option<Bytes>),
+    /// A page of [`crate::Pages`], whole or streamed.
+    Page(crate::PageBody),
     /// A replica's response, streamed; `in_flight` and `lease` are released at its end.
     Upstream {
         inner: Incoming,
@@ -120,6 +122,10 @@ impl Body for GatewayBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             GatewayBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            GatewayBody::Page(page) => page
+                .as_mut()
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(|never| match never {}))),
             GatewayBody::Upstream {
                 inner,
                 in_flight,
@@ -149,6 +155,7 @@ impl Body for GatewayBody {
     fn is_end_stream(&self) -> bool {
         match self {
             GatewayBody::Full(bytes) => bytes.is_none(),
+            GatewayBody::Page(page) => page.is_end_stream(),
             GatewayBody::Upstream { inner, .. } => inner.is_end_stream(),
         }
     }
@@ -157,6 +164,7 @@ impl Body for GatewayBody {
         match self {
             GatewayBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             GatewayBody::Full(None) => SizeHint::with_exact(0),
+            GatewayBody::Page(page) => page.size_hint(),
             GatewayBody::Upstream { inner, .. } => inner.size_hint(),
         }
     }

@@ -74,8 +74,10 @@ pub type Vetting<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 
 pub trait Pages: Send + Sync + 'static {
     /// `/ui`: served are `/ui` and every path below `/ui/`.
     fn prefix(&self) -> &str;
-    /// The whole answer to a request with this head (its body is not read).
-    fn answer<'a>(&'a self, head: &'a http::request::Parts) -> PageAnswer<'a>;
+    /// The answer to `request`, whatever its method; the pages read its
+    /// body if they need it (and bound how much). The answer's body may
+    /// stream (a live tail); the gateway drops it when the client goes.
+    fn answer(&self, request: PageRequest) -> PageAnswer<'_>;
     /// True for a path this serves.
     fn serves(&self, path: &str) -> bool {
         path.strip_prefix(self.prefix())
@@ -84,7 +86,14 @@ pub trait Pages: Send + Sync + 'static {
 }
 
 /// The answer of [`Pages::answer`].
-pub type PageAnswer<'a> = Pin<Box<dyn Future<Output = http::Response<bytes::Bytes>> + Send + 'a>>;
+pub type PageAnswer<'a> = Pin<Box<dyn Future<Output = http::Response<PageBody>> + Send + 'a>>;
+
+/// A request for a page, as the gateway received it.
+pub type PageRequest = http::Request<hyper::body::Incoming>;
+
+/// The body of a page: whole, or streamed.
+pub type PageBody =
+    Pin<Box<dyn http_body::Body<Data = bytes::Bytes, Error = std::convert::Infallible> + Send>>;
 
 #[cfg(test)]
 mod tests {
@@ -96,8 +105,12 @@ mod tests {
         fn prefix(&self) -> &str {
             "/ui"
         }
-        fn answer<'a>(&'a self, _: &'a http::request::Parts) -> PageAnswer<'a> {
-            Box::pin(async { http::Response::new(bytes::Bytes::new()) })
+        fn answer(&self, _: super::PageRequest) -> PageAnswer<'_> {
+            Box::pin(async {
+                http::Response::new(
+                    Box::pin(http_body_util::Full::new(bytes::Bytes::new())) as super::PageBody
+                )
+            })
         }
     }
 

@@ -1,10 +1,12 @@
-//! `bodywork dashboard [--port N]`: the read-only web dashboard of the
-//! runtime `--runtime` names, read through the same connection as every
-//! other command and served on 127.0.0.1 until Ctrl-C (or SIGTERM).
+//! `bodywork dashboard [--port N]`: the web dashboard of the runtime
+//! `--runtime` names, read through the same connection as every other
+//! command and served on 127.0.0.1 until Ctrl-C (or SIGTERM); its only
+//! writes are its redeploy and delete forms, each carrying this process's
+//! same-origin token.
 
 use std::net::Ipv4Addr;
 
-use bodywork_dashboard::{Site, serve};
+use bodywork_dashboard::{Site, Token, serve};
 use tokio::net::TcpListener;
 
 use super::connect::with_control;
@@ -16,6 +18,7 @@ const DEFAULT_PORT: u16 = 8002;
 
 pub fn run(global: &GlobalArgs, args: &DashboardArgs) -> CliResult {
     let port = args.port;
+    let token = Token::random().map_err(|e| CliError::error(&e, Outcome::Failure))?;
     with_control(global, None, async move |cp| {
         let listener = listen(port).await?;
         let port = listener
@@ -25,13 +28,14 @@ pub fn run(global: &GlobalArgs, args: &DashboardArgs) -> CliResult {
             })?
             .port();
         println!(
-            "dashboard of the {} runtime at http://127.0.0.1:{port}/ (read-only; Ctrl-C stops it)",
+            "dashboard of the {} runtime at http://127.0.0.1:{port}/ (Ctrl-C stops it)",
             cp.name()
         );
         let site = Site {
             control: cp,
             base: "",
             port,
+            token: &token,
         };
         serve(listener, site, super::stage::stopped())
             .await

@@ -1,11 +1,13 @@
 //! `bodywork dashboard`, end to end with the real binary: a local project
 //! with a service and a batch stage deployed, a secret created, then the
 //! dashboard's pages fetched over HTTP (the service row, the run, the
-//! secret's key and never its value), a foreign `Host` refused, and the
-//! dashboard stopped by SIGTERM; the same pages at the gateway's `/ui/`;
-//! and on Kubernetes (the parity suite's API server double), the same
-//! pages read through the same connection, the runs section saying why it
-//! has none.
+//! secret's key and never its value), a foreign `Host` refused, the
+//! redeploy and delete forms (refused without the token or from another
+//! origin; done with both), and the dashboard stopped by SIGTERM; the same
+//! pages and forms at the gateway's `/ui/`; a service's live tail over
+//! SSE from both; and on Kubernetes (the parity suite's API server
+//! double), the same pages read through the same connection, the runs
+//! section saying why it has none.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -113,6 +115,118 @@ fn assert_namespace_page(page: &str, url: &str) {
     assert!(!page.contains("dash-password-value") && !page.contains("dash-user-value"));
 }
 
+/// `POST path` of form `body` to `addr`, with `origin` as its `Origin`
+/// (none when empty), written by hand; the whole answer.
+fn post_form(addr: &str, path: &str, origin: &str, body: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to the dashboard");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("a read timeout");
+    let origin = if origin.is_empty() {
+        String::new()
+    } else {
+        format!("Origin: {origin}\r\n")
+    };
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n{origin}\r\n{body}",
+        body.len()
+    )
+    .expect("send the request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    answer
+}
+
+/// The same-origin token in a page's forms.
+fn token_of(page: &str) -> String {
+    page.split("name=\"token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no token in\n{page}"))
+        .to_string()
+}
+
+/// The dashboard at `addr` (pages under `base`): a redeploy of svc is
+/// refused without the token and from another origin, then done with
+/// both (303 to the namespace's page, where run 2 appears and succeeds);
+/// deleting svc takes a confirmation page, then removes it.
+fn redeploy_then_delete(addr: &str, base: &str) {
+    let ns_page = format!("{base}/namespaces/{NS}");
+    let (status, page) = http(addr, "GET", &ns_page, None).expect("the page");
+    assert_eq!(status, 200, "{page}");
+    let token = token_of(&page);
+    let redeploy = format!("{ns_page}/services/svc/redeploy");
+    assert!(
+        page.contains(&format!("<form method=\"post\" action=\"{redeploy}\"")),
+        "{page}"
+    );
+    let origin = format!("http://{addr}");
+    let good = format!("token={token}");
+    for (origin, body, why) in [
+        (origin.as_str(), "token=", "no token"),
+        (origin.as_str(), "", "no token"),
+        ("http://evil.example", good.as_str(), "a foreign Origin"),
+        ("", good.as_str(), "no Origin nor Referer"),
+    ] {
+        let refused = post_form(addr, &redeploy, origin, body);
+        assert!(refused.starts_with("HTTP/1.1 403"), "{why}: {refused}");
+        assert!(refused.contains("Nothing was changed"), "{why}: {refused}");
+    }
+    // GET never writes.
+    let (status, _) = http(addr, "GET", &redeploy, None).expect("a GET");
+    assert_eq!(status, 405);
+    let (_, page) = http(addr, "GET", &ns_page, None).expect("the page");
+    assert!(!page.contains("/runs/2\">2</a>"), "{page}");
+
+    let done = post_form(addr, &redeploy, &origin, &good);
+    assert!(done.starts_with("HTTP/1.1 303"), "{done}");
+    assert!(
+        done.contains(&format!("location: {ns_page}#runs")),
+        "{done}"
+    );
+    let mut page = String::new();
+    wait_for(
+        "the redeploy's run to appear and succeed",
+        Duration::from_secs(120),
+        || {
+            page = http(addr, "GET", &ns_page, None)
+                .map(|(_, p)| p)
+                .unwrap_or_default();
+            page.lines().any(|l| {
+                l.contains("/runs/2\">2</a></th>")
+                    && l.contains("status-ok\">succeeded</span>")
+                    && l.contains("<td>async</td>")
+            })
+        },
+    );
+
+    // Delete: its page asks first; the form there deletes.
+    let delete = format!("{ns_page}/services/svc/delete");
+    let (status, confirm) = http(addr, "GET", &delete, None).expect("the confirmation");
+    assert_eq!(status, 200, "{confirm}");
+    assert!(
+        confirm.contains(&format!("<form method=\"post\" action=\"{delete}\"")),
+        "{confirm}"
+    );
+    let refused = post_form(addr, &delete, "http://evil.example", &good);
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    let deleted = post_form(
+        addr,
+        &delete,
+        &origin,
+        &format!("token={}", token_of(&confirm)),
+    );
+    assert!(deleted.starts_with("HTTP/1.1 303"), "{deleted}");
+    let (_, page) = http(addr, "GET", &ns_page, None).expect("the page");
+    assert!(
+        !page.contains("<tr><th scope=\"row\">svc</th>"),
+        "svc is still listed:\n{page}"
+    );
+    let (status, _) = http(addr, "GET", &delete, None).expect("the confirmation");
+    assert_eq!(status, 404);
+}
+
 #[test]
 fn pages_show_the_service_the_run_and_secret_keys_only_and_refuse_a_foreign_host() {
     let home = TestHome::new();
@@ -175,6 +289,8 @@ fn pages_show_the_service_the_run_and_secret_keys_only_and_refuse_a_foreign_host
     );
     assert!(!run.contains("Step 3"), "{run}");
 
+    redeploy_then_delete(&addr, "");
+
     kill(dashboard.pid() as i32, "TERM");
     let run = dashboard.finish(Duration::from_secs(20));
     assert_eq!(run.code, Some(0), "{run}");
@@ -216,6 +332,10 @@ fn the_gateway_serves_the_same_pages_at_ui() {
     assert!(other_port.starts_with("HTTP/1.1 421"), "{other_port}");
     let allowed = get_with_host(&gateway, "/ui/", &format!("localhost:{port}"));
     assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
+
+    redeploy_then_delete(&gateway, "/ui");
+    let (status, _) = http(&gateway, "GET", &format!("/{NS}/svc/"), None).expect("an answer");
+    assert_eq!(status, 404, "the deleted service is not served");
 }
 
 /// A service that prints a line per request it answers.
@@ -311,48 +431,97 @@ fn a_services_log_page_tails_new_lines_over_sse() {
     assert_eq!(status, 200);
     assert!(script.contains("EventSource") && script.contains("createTextNode"));
 
-    // The stream: open it, then ask the service; its line comes as an event.
-    let (stream, events) = open_stream(&addr, &format!("{logs}/stream?after={after}"));
-    let mut seen = String::new();
-    let gather = |seen: &mut String| {
-        while let Ok(chunk) = events.try_recv() {
-            seen.push_str(&chunk);
-        }
-    };
-    wait_for("the stream's answer", Duration::from_secs(20), || {
-        gather(&mut seen);
-        seen.contains("\r\n\r\n")
-    });
-    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
-    assert!(seen.contains("content-type: text/event-stream"), "{seen}");
-    let (status, body) = http(&gateway, "GET", &format!("/{TAIL_NS}/echo/tail-me-7"), None)
-        .expect("the service answers");
-    assert_eq!((status, body.as_str()), (200, "ok"));
-    let asked = std::time::Instant::now();
-    wait_for(
-        "the request's line as an SSE event",
-        Duration::from_secs(20),
-        || {
+    // The stream, from `bodywork dashboard` and from the gateway's /ui/:
+    // open it, then ask the service; its line comes as an event.
+    let mut streams = Vec::new();
+    for (n, (addr, base)) in [(addr.as_str(), ""), (gateway.as_str(), "/ui")]
+        .into_iter()
+        .enumerate()
+    {
+        let (stream, events) = open_stream(addr, &format!("{base}{logs}/stream?after={after}"));
+        let mut seen = String::new();
+        let gather = |seen: &mut String| {
+            while let Ok(chunk) = events.try_recv() {
+                seen.push_str(&chunk);
+            }
+        };
+        wait_for("the stream's answer", Duration::from_secs(20), || {
             gather(&mut seen);
-            seen.contains("data: answered /tail-me-7")
-                || seen.contains("data: answered /echo/tail-me-7")
-        },
-    );
-    println!("the line arrived {:?} after the request", asked.elapsed());
-    // Only lines after the page's: the first line is not sent again.
-    assert!(!seen.contains("data: echo listening"), "{seen}");
-    let event = seen
-        .lines()
-        .position(|l| l.starts_with("data: answered "))
-        .and_then(|i| seen.lines().nth(i.checked_sub(1)?))
-        .unwrap_or_default();
+            seen.contains("\r\n\r\n")
+        });
+        assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+        assert!(seen.contains("content-type: text/event-stream"), "{seen}");
+        let path = format!("/{TAIL_NS}/echo/tail-me-{n}");
+        let (status, body) = http(&gateway, "GET", &path, None).expect("the service answers");
+        assert_eq!((status, body.as_str()), (200, "ok"));
+        let asked = std::time::Instant::now();
+        wait_for(
+            "the request's line as an SSE event",
+            Duration::from_secs(20),
+            || {
+                gather(&mut seen);
+                seen.contains(&format!("data: answered /tail-me-{n}"))
+                    || seen.contains(&format!("data: answered /echo/tail-me-{n}"))
+            },
+        );
+        println!(
+            "{addr}{base}: the line arrived {:?} after the request",
+            asked.elapsed()
+        );
+        // Only lines after the page's: the first line is not sent again.
+        assert!(!seen.contains("data: echo listening"), "{seen}");
+        let event = seen
+            .lines()
+            .position(|l| l.starts_with("data: answered "))
+            .and_then(|i| seen.lines().nth(i.checked_sub(1)?))
+            .unwrap_or_default();
+        assert!(
+            event.starts_with("id: "),
+            "an event has its line's number: {seen}"
+        );
+        streams.push(stream);
+    }
+    // The gateway's page says where its stream is.
+    let (_, page) = http(&gateway, "GET", &format!("/ui{logs}"), None).expect("the page");
     assert!(
-        event.starts_with("id: "),
-        "an event has its line's number: {seen}"
+        page.contains(&format!("data-stream=\"/ui{logs}/stream\"")),
+        "{page}"
     );
 
-    // The client goes away; the dashboard stops cleanly.
-    drop(stream);
+    // The gateway's streams are bounded (16 at once; the one above counts).
+    let gateway_stream = format!("/ui{logs}/stream?after={after}");
+    let mut more: Vec<_> = (1..bodywork_dashboard::serve::MAX_STREAMS)
+        .map(|_| open_stream(&gateway, &gateway_stream))
+        .collect();
+    for (_, events) in &more {
+        let mut seen = String::new();
+        wait_for("a stream's answer", Duration::from_secs(20), || {
+            while let Ok(chunk) = events.try_recv() {
+                seen.push_str(&chunk);
+            }
+            seen.contains("\r\n\r\n")
+        });
+        assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    }
+    let (status, busy) = http(&gateway, "GET", &gateway_stream, None).expect("an answer");
+    assert_eq!(status, 503, "{busy}");
+    // Clients that go away free their places.
+    more.clear();
+    wait_for(
+        "a place for a stream once clients left",
+        Duration::from_secs(20),
+        || {
+            let (stream, events) = open_stream(&gateway, &gateway_stream);
+            let answer = events
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_default();
+            drop(stream);
+            answer.starts_with("HTTP/1.1 200")
+        },
+    );
+
+    // The clients go away; the dashboard stops cleanly.
+    drop(streams);
     kill(dashboard.pid() as i32, "TERM");
     let run = dashboard.finish(Duration::from_secs(20));
     assert_eq!(run.code, Some(0), "{run}");

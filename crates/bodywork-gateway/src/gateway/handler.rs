@@ -70,8 +70,7 @@ impl Gateway {
         if let Some(pages) = &self.opts.pages
             && pages.0.serves(req.uri().path())
         {
-            let (head, _) = req.into_parts();
-            return pages.0.answer(&head).await.map(GatewayBody::full);
+            return pages.0.answer(req).await.map(GatewayBody::Page);
         }
         let (mut parts, body) = req.into_parts();
         let uri = std::mem::take(&mut parts.uri);

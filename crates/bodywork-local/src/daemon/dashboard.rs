@@ -2,10 +2,15 @@
 //! serves, read through the daemon's own client (the `ControlPlane` every
 //! command reads through, over the daemon's socket) and served by the
 //! gateway once its `Host` rules accepted the request; the dashboard's own
-//! Host check (loopback with the gateway's port) applies as well.
+//! Host check (loopback with the gateway's port) applies as well, and so
+//! do its checks of the redeploy and delete forms (a token of this daemon
+//! process, the `Origin`). Live tails stream, at most 16 at once.
 
-use bodywork_dashboard::serve::{Site, answer, host};
-use bodywork_gateway::{PageAnswer, Pages};
+use std::sync::Arc;
+
+use bodywork_dashboard::{Embedded, TokenError};
+use bodywork_gateway::{PageAnswer, PageBody, PageRequest, Pages};
+use bodywork_runtime::CancellationToken;
 
 use crate::client::LocalControl;
 use crate::home::Home;
@@ -13,18 +18,20 @@ use crate::home::Home;
 /// Where the pages live on the gateway.
 pub(super) const PREFIX: &str = "/ui";
 
-pub(super) struct GatewayDashboard {
-    control: LocalControl,
-    /// The gateway's port, which a request's `Host` must name.
-    port: u16,
-}
+pub(super) struct GatewayDashboard(Embedded);
 
 impl GatewayDashboard {
-    pub(super) fn new(home: Home, port: u16) -> GatewayDashboard {
-        GatewayDashboard {
-            control: LocalControl::in_daemon(home),
-            port,
-        }
+    /// The pages for a gateway on `port` (which a request's `Host` must
+    /// name); its live tails end when `stop` (the gateway's) is cancelled.
+    pub(super) fn new(
+        home: Home,
+        port: u16,
+        stop: CancellationToken,
+    ) -> Result<GatewayDashboard, TokenError> {
+        let control = Arc::new(LocalControl::in_daemon(home));
+        Ok(GatewayDashboard(Embedded::new(
+            control, PREFIX, port, stop,
+        )?))
     }
 }
 
@@ -33,14 +40,12 @@ impl Pages for GatewayDashboard {
         PREFIX
     }
 
-    fn answer<'a>(&'a self, head: &'a http::request::Parts) -> PageAnswer<'a> {
+    fn answer(&self, request: PageRequest) -> PageAnswer<'_> {
         Box::pin(async move {
-            let site = Site {
-                control: &self.control,
-                base: PREFIX,
-                port: self.port,
-            };
-            answer(site, &head.method, head.uri.path(), host(&head.headers)).await
+            self.0
+                .answer(request)
+                .await
+                .map(|body| Box::pin(body) as PageBody)
         })
     }
 }

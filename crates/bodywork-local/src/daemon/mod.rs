@@ -331,9 +331,18 @@ async fn start_gateway(daemon: &Arc<Daemon>) {
                     budget.gateway, budget.cluster, budget.nofile);
                 let directory: Arc<dyn bodywork_gateway::Directory> = services.table();
                 let mut options = gateway_options(budget.gateway);
-                options.pages = Some(bodywork_gateway::PagesHandle(Arc::new(
-                    dashboard::GatewayDashboard::new(daemon.home().clone(), bound.port()),
-                )));
+                match dashboard::GatewayDashboard::new(
+                    daemon.home().clone(),
+                    bound.port(),
+                    daemon.gateway_stop.clone(),
+                ) {
+                    Ok(pages) => {
+                        options.pages = Some(bodywork_gateway::PagesHandle(Arc::new(pages)));
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "daemon", "no dashboard at the gateway's /ui/: {e}");
+                    }
+                }
                 let task = tokio::spawn(bodywork_gateway::serve_gateway(
                     listener,
                     directory,
