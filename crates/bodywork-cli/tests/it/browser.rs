@@ -7,9 +7,14 @@
 //! checked: the service row (name, replicas ready, URL), the run
 //! succeeded, the skip link first in the keyboard order; then the same
 //! pages with the browser preferring a dark colour scheme, whose `body`
-//! background differs. Screenshots of both pages, light and dark, go to
-//! `target/browser-screenshots/`; `docs/dashboard-light.png` and
-//! `docs/dashboard-dark.png` are copies of the namespace page's.
+//! background differs; then the run's page (its DAG: each stage's name and
+//! state word), the service's log page with a live line arriving over SSE
+//! (a request to the service, which logs it), and the "Redeploy" button on
+//! the service row, until the new run appears in the runs table and
+//! succeeds. Screenshots of the pages, light and dark, and of the
+//! namespace page after the redeploy go to `target/browser-screenshots/`;
+//! `docs/dashboard-light.png` and `docs/dashboard-dark.png` are copies of
+//! the namespace page's.
 //!
 //! Owns: a chromedriver on a free loopback port (its whole process group,
 //! chromium included, killed by a guard even when an assertion fails).
@@ -250,6 +255,162 @@ async fn front_to_namespace(
     save_screenshot(client, &format!("namespace-{scheme}.png")).await;
 }
 
+/// The text of the first element `css` finds (within `PAGE_LIMIT`).
+async fn text_of(client: &Client, css: &str, what: &str) -> String {
+    element(client, Locator::Css(css), what)
+        .await
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("{what}'s text: {e}"))
+}
+
+/// Opens `page`, then clicks the element `css` finds there.
+async fn click_on(client: &Client, page: &str, css: &str, what: &str) {
+    client
+        .goto(page)
+        .await
+        .unwrap_or_else(|e| panic!("open {page}: {e}"));
+    element(client, Locator::Css(css), what)
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {what}: {e}"));
+}
+
+/// Polls `check` on the page every 200 ms until it holds or `limit` passes.
+async fn until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// From the namespace page: the run's page and its DAG (the seed has one
+/// stage, the service, succeeded); the service's log page, where a line
+/// the service logs for a request made now arrives over SSE; then the
+/// service row's "Redeploy", until run 2 shows in the runs table and
+/// succeeds.
+async fn run_log_and_redeploy(client: &Client, gateway: &str, service: &str, url: &str) {
+    let namespace_page = format!("http://{gateway}/ui/namespaces/{NS}");
+    let run_link = format!("a[href='/ui/namespaces/{NS}/runs/1']");
+    click_on(client, &namespace_page, &run_link, "run 1's link").await;
+    let stages = client
+        .wait()
+        .at_most(PAGE_LIMIT)
+        .for_element(Locator::Css(".dag .stage"))
+        .await
+        .expect("the run's DAG");
+    let name = stages
+        .find(Locator::Css(".stage-name"))
+        .await
+        .expect("a stage's name");
+    // The seed's DAG is its one stage, which the service is named after.
+    let stage = name.text().await.expect("its text");
+    assert_eq!(stage, "scoring-service");
+    assert!(service.ends_with(&format!("--{stage}")), "{service}");
+    let state = stages
+        .find(Locator::Css(".stage-state"))
+        .await
+        .expect("a stage's state")
+        .text()
+        .await
+        .expect("its text");
+    assert!(state.ends_with("succeeded"), "{state}");
+    assert_eq!(
+        client
+            .find_all(Locator::Css(".dag .stage"))
+            .await
+            .expect("the stages")
+            .len(),
+        1
+    );
+    save_screenshot(client, "run-light.png").await;
+
+    // The service's log page: its live tail opens, then a request's line
+    // (Flask logs each request) arrives as text.
+    let log_link = format!("a[href='/ui/namespaces/{NS}/services/{service}/logs']");
+    click_on(client, &namespace_page, &log_link, "the service's log link").await;
+    until("the live tail to open", PAGE_LIMIT, async || {
+        text_of(client, "#tail-status", "the tail's status")
+            .await
+            .starts_with("Live:")
+    })
+    .await;
+    let path = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or_else(|| panic!("no path in {url}"));
+    let probe = format!("{path}iris/v1/score?from=browser-tail");
+    let body =
+        r#"{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}"#;
+    // The helper blocks on a runtime of its own: off this one's thread.
+    let gateway_addr = gateway.to_string();
+    let (status, answer) = tokio::task::spawn_blocking(move || {
+        http(&gateway_addr, "POST", &probe, Some(body)).expect("the service")
+    })
+    .await
+    .expect("the request's thread");
+    assert_eq!(status, 200, "{answer}");
+    let asked = std::time::Instant::now();
+    until(
+        "the request's log line on the page",
+        PAGE_LIMIT,
+        async || {
+            text_of(client, "#log", "the log")
+                .await
+                .contains("from=browser-tail")
+        },
+    )
+    .await;
+    println!(
+        "the line was on the page {:?} after the request",
+        asked.elapsed()
+    );
+    save_screenshot(client, "log-light.png").await;
+
+    // Redeploy: the button on the service row; back on the namespace page,
+    // the new run shows, then succeeds.
+    let button = format!("button[aria-label='Redeploy service {service}']");
+    click_on(client, &namespace_page, &button, "the Redeploy button").await;
+    until(
+        "the namespace page after the redeploy",
+        PAGE_LIMIT,
+        async || {
+            client
+                .current_url()
+                .await
+                .is_ok_and(|u| u.path() == format!("/ui/namespaces/{NS}"))
+        },
+    )
+    .await;
+    let clicked = std::time::Instant::now();
+    until("run 2 to succeed", Duration::from_secs(180), async || {
+        client.refresh().await.expect("reload the page");
+        let rows = client
+            .find_all(Locator::XPath(
+                "//h2[@id='runs']/following::table[1]/tbody/tr[th[normalize-space()='2']]",
+            ))
+            .await
+            .expect("the runs table");
+        match rows.first() {
+            Some(row) => row
+                .text()
+                .await
+                .is_ok_and(|t| t.contains("succeeded") && t.contains("async")),
+            None => false,
+        }
+    })
+    .await;
+    println!("run 2 succeeded {:?} after the click", clicked.elapsed());
+    let cells = row(client, "services", service).await;
+    assert_eq!(cells[1], "ready", "{cells:?}");
+    save_screenshot(client, "redeploy-light.png").await;
+}
+
 #[test]
 fn the_seed_example_in_chromium_light_dark_and_by_keyboard() {
     let driver = Driver::start();
@@ -307,5 +468,10 @@ fn the_seed_example_in_chromium_light_dark_and_by_keyboard() {
             "the body's background is the same in dark mode"
         );
         dark.close().await.expect("close the dark session");
+
+        // The run's DAG, a live log line, and a redeploy by its button.
+        let client = driver.session(false).await;
+        run_log_and_redeploy(&client, &gateway, &service, &url).await;
+        client.close().await.expect("close the session");
     });
 }
