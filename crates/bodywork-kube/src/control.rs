@@ -15,12 +15,6 @@ use bodywork_workflow::WorkflowError;
 use crate::KubeRuntime;
 use crate::host;
 
-/// Why `bodywork runs` has nothing to show on a cluster, and what does.
-pub fn runs_are_local() -> RuntimeError {
-    RuntimeError::unsupported("workflow runs are recorded by the local runtime only")
-        .with_hint("on a cluster, use `bodywork cronjob history` and `bodywork logs`")
-}
-
 /// Why a part of a workflow (`WorkflowSubmission::from_stages`, what
 /// `workflow --watch` runs after a save) is not run on a cluster.
 pub fn parts_are_local() -> RuntimeError {
@@ -63,12 +57,12 @@ impl ControlPlane for KubeRuntime {
         )
     }
 
-    async fn list_runs(&self, _namespace: &str) -> Result<Vec<RunSummary>> {
-        Err(runs_are_local())
+    async fn list_runs(&self, namespace: &str) -> Result<Vec<RunSummary>> {
+        self.recorded_runs(namespace).await
     }
 
-    async fn run_stages(&self, _namespace: &str, _run: i64) -> Result<Vec<StageAttempt>> {
-        Err(runs_are_local())
+    async fn run_stages(&self, namespace: &str, run: i64) -> Result<Vec<StageAttempt>> {
+        self.recorded_stages(namespace, run).await
     }
 
     async fn start_workflow(

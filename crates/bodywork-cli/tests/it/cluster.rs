@@ -924,6 +924,45 @@ fn batch_dag_with_a_secret_retries_and_a_timeout(who: Who) {
     assert!(run.all().contains("slow"), "{run}");
     let jobs = c.kubectl_ok(&["-n", &ns, "get", "jobs", "-o", "name"]);
     assert_eq!(jobs.trim(), "", "Jobs left behind");
+
+    // The run is recorded in the cluster, each stage's attempt with it.
+    let listed = home.ok(&["-o", "json", "runs", "--namespace", &ns]);
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).expect("runs as JSON");
+    assert_eq!(runs.len(), 1, "{listed}");
+    assert_eq!(runs[0]["project"], "batchy", "{listed}");
+    assert_eq!(runs[0]["status"], "failed", "{listed}");
+    assert_eq!(runs[0]["trigger"], "cli", "{listed}");
+    assert!(!runs[0]["finished"].is_null(), "{listed}");
+    let record = c.kubectl_ok(&[
+        "-n",
+        &ns,
+        "get",
+        "configmaps",
+        "-l",
+        "bodywork.ml/run",
+        "-o",
+        "jsonpath={.items[0].data.stages\\.json}",
+    ]);
+    let stages: Vec<serde_json::Value> = serde_json::from_str(&record).expect("stages as JSON");
+    let states: Vec<(&str, &str)> = stages
+        .iter()
+        .map(|a| {
+            (
+                a["stage"].as_str().unwrap_or(""),
+                a["state"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("secret", "succeeded"),
+            ("flaky", "succeeded"),
+            ("evicted", "succeeded"),
+            ("slow", "failed"),
+        ],
+        "{record}"
+    );
 }
 
 /// A stage that appends its secret (or `-`) to the file its argument names.
@@ -1103,6 +1142,14 @@ fn cron_job_fired_by_the_cronjob_controller_and_triggered_by_hand(who: Who) {
                 .is_ok_and(|runs| runs.iter().filter(|r| r["succeeded"] == 1).count() >= 2)
         },
     );
+    // Each run recorded itself in the cluster, as started by the cron job.
+    let listed = home.ok(&["-o", "json", "runs", "--namespace", &ns]);
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).expect("runs as JSON");
+    let by_cron = runs
+        .iter()
+        .filter(|r| r["trigger"] == "cron:every-minute" && r["status"] == "succeeded")
+        .count();
+    assert!(by_cron >= 2, "{listed}");
     home.ok(&[
         "cronjob",
         "delete",
