@@ -963,6 +963,32 @@ fn batch_dag_with_a_secret_retries_and_a_timeout(who: Who) {
         ],
         "{record}"
     );
+
+    // The dashboard's run page draws that run's DAG from the record, one
+    // stage per step.
+    let port = crate::dashboard::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let dashboard = home.spawn(&["dashboard", "--port", &port.to_string()]);
+    wait_for("the dashboard to answer", Duration::from_secs(30), || {
+        matches!(helper::http(&addr, "GET", "/", None), Ok((200, _)))
+    });
+    let id = runs[0]["id"].as_i64().expect("a run number");
+    let page = helper::http(&addr, "GET", &format!("/namespaces/{ns}/runs/{id}"), None);
+    helper::kill(dashboard.pid() as i32, "TERM");
+    dashboard.finish(Duration::from_secs(20)).expect_code(0);
+    let (status, page) = page.expect("the run page");
+    assert_eq!(status, 200, "{page}");
+    for (step, stage) in ["secret", "flaky", "evicted", "slow"].iter().enumerate() {
+        let at = page
+            .find(&format!("<span class=\"stage-name\">{stage}</span>"))
+            .unwrap_or_else(|| panic!("no stage {stage} in\n{page}"));
+        let heading = page[..at].rfind("<h3>Step ").map(|i| &page[i..at]);
+        assert!(
+            heading.is_some_and(|h| h.starts_with(&format!("<h3>Step {}</h3>", step + 1))),
+            "{page}"
+        );
+    }
+    assert_eq!(page.matches("✓</span> succeeded").count(), 3, "{page}");
 }
 
 /// A stage that appends its secret (or `-`) to the file its argument names.
