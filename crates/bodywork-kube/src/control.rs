@@ -15,6 +15,12 @@ use bodywork_workflow::WorkflowError;
 use crate::KubeRuntime;
 use crate::host;
 
+/// Why the log of a recorded run is not shown on a cluster, and what is.
+pub fn run_logs_are_not_kept() -> RuntimeError {
+    RuntimeError::unsupported("a workflow run's log is not kept in the cluster")
+        .with_hint("its record has each stage's state (`bodywork runs`); `bodywork logs --namespace NS NAME` shows a service's or a detached run's pods")
+}
+
 /// Why a part of a workflow (`WorkflowSubmission::from_stages`, what
 /// `workflow --watch` runs after a save) is not run on a cluster.
 pub fn parts_are_local() -> RuntimeError {
@@ -135,6 +141,11 @@ impl ControlPlane for KubeRuntime {
     }
 
     async fn logs(&self, namespace: &str, name: &str, follow: bool, log: &Log) -> Result<()> {
+        // A number names a run (no service or Job name is one); its record
+        // holds how its stages went, not their output.
+        if name.parse::<i64>().is_ok() {
+            return Err(run_logs_are_not_kept());
+        }
         KubeRuntime::logs(self, namespace, name, follow, log).await
     }
 }

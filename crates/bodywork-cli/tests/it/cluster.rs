@@ -974,6 +974,12 @@ fn batch_dag_with_a_secret_retries_and_a_timeout(who: Who) {
     });
     let id = runs[0]["id"].as_i64().expect("a run number");
     let page = helper::http(&addr, "GET", &format!("/namespaces/{ns}/runs/{id}"), None);
+    let log = helper::http(
+        &addr,
+        "GET",
+        &format!("/namespaces/{ns}/runs/{id}/logs"),
+        None,
+    );
     helper::kill(dashboard.pid() as i32, "TERM");
     dashboard.finish(Duration::from_secs(20)).expect_code(0);
     let (status, page) = page.expect("the run page");
@@ -989,6 +995,14 @@ fn batch_dag_with_a_secret_retries_and_a_timeout(who: Who) {
         );
     }
     assert_eq!(page.matches("✓</span> succeeded").count(), 3, "{page}");
+    // Its log is not kept in the cluster, and its page says so.
+    let (status, log) = log.expect("the run's log page");
+    assert_eq!(status, 200, "{log}");
+    assert!(
+        log.contains("a workflow run&#39;s log is not kept in the cluster")
+            || log.contains("a workflow run's log is not kept in the cluster"),
+        "{log}"
+    );
 }
 
 /// A stage that appends its secret (or `-`) to the file its argument names.
