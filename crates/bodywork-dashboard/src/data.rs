@@ -7,8 +7,8 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use bodywork_runtime::{
-    ControlPlane, CronJobSummary, CronRunSummary, Level, LogEvent, LogRenderer, LogSink,
-    RunSummary, RuntimeError, Secret, ServiceStatus, StageAttempt, StageState,
+    ControlPlane, CronJobSummary, CronRunSummary, EventSink, LogEvent, LogRenderer, RunSummary,
+    RuntimeError, Secret, ServiceStatus, StageAttempt, StageState,
 };
 use chrono::{DateTime, Utc};
 
@@ -296,16 +296,7 @@ impl<F: Fn(String) + Send + Sync> LineSink<F> {
     }
 }
 
-impl<F: Fn(String) + Send + Sync> LogSink for LineSink<F> {
-    fn log(&self, level: Level, logger: &str, message: &str) {
-        self.event(LogEvent::log(level, logger, message));
-    }
-    fn stage_line(&self, source: &str, line: &str) {
-        self.event(LogEvent::Stage {
-            source: source.to_string(),
-            line: line.to_string(),
-        });
-    }
+impl<F: Fn(String) + Send + Sync> EventSink for LineSink<F> {
     fn event(&self, event: LogEvent) {
         let lines = match self.renderer.lock() {
             Ok(mut renderer) => renderer.render(&event, &|l| l.as_str().to_string()),

@@ -22,7 +22,7 @@ pub struct FakeControl {
     pub cronjobs: Vec<CronJobSummary>,
     pub history: Vec<CronRunSummary>,
     pub secrets: Vec<Secret>,
-    /// Runs are `Unsupported`, as on Kubernetes.
+    /// Runs are `Unsupported`, as on a runtime that records none.
     pub no_runs: bool,
     /// Stage attempts, by run.
     pub stages: Vec<(i64, StageAttempt)>,

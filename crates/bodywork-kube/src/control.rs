@@ -15,10 +15,10 @@ use bodywork_workflow::WorkflowError;
 use crate::KubeRuntime;
 use crate::host;
 
-/// Why `bodywork runs` has nothing to show on a cluster, and what does.
-pub fn runs_are_local() -> RuntimeError {
-    RuntimeError::unsupported("workflow runs are recorded by the local runtime only")
-        .with_hint("on a cluster, use `bodywork cronjob history` and `bodywork logs`")
+/// Why the log of a recorded run is not shown on a cluster, and what is.
+pub fn run_logs_are_not_kept() -> RuntimeError {
+    RuntimeError::unsupported("a workflow run's log is not kept in the cluster")
+        .with_hint("its record has each stage's state (`bodywork runs`); `bodywork logs --namespace NS NAME` shows a service's or a detached run's pods")
 }
 
 /// Why a part of a workflow (`WorkflowSubmission::from_stages`, what
@@ -63,12 +63,12 @@ impl ControlPlane for KubeRuntime {
         )
     }
 
-    async fn list_runs(&self, _namespace: &str) -> Result<Vec<RunSummary>> {
-        Err(runs_are_local())
+    async fn list_runs(&self, namespace: &str) -> Result<Vec<RunSummary>> {
+        self.recorded_runs(namespace).await
     }
 
-    async fn run_stages(&self, _namespace: &str, _run: i64) -> Result<Vec<StageAttempt>> {
-        Err(runs_are_local())
+    async fn run_stages(&self, namespace: &str, run: i64) -> Result<Vec<StageAttempt>> {
+        self.recorded_stages(namespace, run).await
     }
 
     async fn start_workflow(
@@ -141,6 +141,11 @@ impl ControlPlane for KubeRuntime {
     }
 
     async fn logs(&self, namespace: &str, name: &str, follow: bool, log: &Log) -> Result<()> {
+        // A number names a run (no service or Job name is one); its record
+        // holds how its stages went, not their output.
+        if name.parse::<i64>().is_ok() {
+            return Err(run_logs_are_not_kept());
+        }
         KubeRuntime::logs(self, namespace, name, follow, log).await
     }
 }

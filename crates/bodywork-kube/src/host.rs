@@ -7,7 +7,7 @@
 //! the cluster itself (`KubeRuntime` does).
 
 use bodywork_plan::WorkflowPlan;
-use bodywork_runtime::{AsOf, CancellationToken, Level, Log, WorkflowSubmission};
+use bodywork_runtime::{AsOf, CancellationToken, Level, Log, RunState, WorkflowSubmission};
 use bodywork_source::{Checkout, FetchOptions, Source};
 use bodywork_workflow::{
     FETCH_TIMEOUT, PrepareRequest, Prepared, RunHooks, RunReport, WorkflowError, WorkflowRequest,
@@ -155,18 +155,20 @@ pub async fn run(
     let tmp = tempfile::tempdir().map_err(|e| {
         WorkflowError::Internal(format!("cannot create a temporary directory: {e}"))
     })?;
-    let run_id = format!(
-        "kube-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or_default()
-    );
+    // Its number (see `runtime::runs::run_number`) is when it started.
+    let run_id = format!("kube-{}", chrono::Utc::now().timestamp_millis());
     let request = WorkflowRequest {
         run_id,
         submission: opts.clone(),
         known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
     };
-    run_workflow(runtime, &request, &KubeNames, log, cancel).await
+    let report = run_workflow(runtime, &request, &KubeNames, log, cancel).await;
+    let (status, error) = match &report {
+        Ok(_) => (RunState::Succeeded, None),
+        Err(WorkflowError::Cancelled) => (RunState::Cancelled, None),
+        Err(e) => (RunState::Failed, Some(e.to_string())),
+    };
+    runtime.record_end(&request.run_id, status, error).await;
+    report
 }

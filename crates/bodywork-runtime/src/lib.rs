@@ -59,6 +59,32 @@ pub trait LogSink: Send + Sync {
     }
 }
 
+/// A sink that renders whole events (a terminal, a web page): its
+/// `log` and `stage_line` are those events, made here once.
+pub trait EventSink: Send + Sync {
+    fn event(&self, event: LogEvent);
+}
+
+impl<T: EventSink> LogSink for T {
+    fn log(&self, level: Level, logger: &str, message: &str) {
+        EventSink::event(self, LogEvent::log(level, logger, message));
+    }
+
+    fn stage_line(&self, source: &str, line: &str) {
+        EventSink::event(
+            self,
+            LogEvent::Stage {
+                source: source.to_string(),
+                line: line.to_string(),
+            },
+        );
+    }
+
+    fn event(&self, event: LogEvent) {
+        EventSink::event(self, event);
+    }
+}
+
 pub type Log = Arc<dyn LogSink>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -36,10 +36,6 @@ pub fn run(cli: Cli) -> CliResult {
             Err(CliError::usage("this command belongs to the local runtime")
                 .with_hint("drop --runtime kubernetes"))
         }
-        // Refused before connecting: no cluster could answer it.
-        Command::Runs(_) if global.runtime == RuntimeKind::Kubernetes => {
-            Err(bodywork_kube::control::runs_are_local().into())
-        }
         Command::Env(cmd) => env::run(&global, &cmd),
         Command::Daemon(args) => daemon::run(&global, &args),
         Command::SetupNamespace(args) => namespace::setup(&global, &args),

@@ -7,7 +7,7 @@
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 
-use bodywork_runtime::{Level, Log, LogEvent, LogRenderer, LogSink};
+use bodywork_runtime::{EventSink, Level, Log, LogEvent, LogRenderer};
 
 use super::color::Style;
 use super::spinner::EnvSpinner;
@@ -37,18 +37,7 @@ impl TerminalLog {
     }
 }
 
-impl LogSink for TerminalLog {
-    fn log(&self, level: Level, logger: &str, message: &str) {
-        self.event(LogEvent::log(level, logger, message));
-    }
-
-    fn stage_line(&self, source: &str, line: &str) {
-        self.event(LogEvent::Stage {
-            source: source.to_string(),
-            line: line.to_string(),
-        });
-    }
-
+impl EventSink for TerminalLog {
     fn event(&self, event: LogEvent) {
         let style = self.style;
         let paint = move |level: Level| match level {

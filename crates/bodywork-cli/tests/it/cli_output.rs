@@ -288,7 +288,7 @@ fn common_errors_are_rendered_once_with_causes_and_hints() {
     )
     .unwrap();
     let kubeconfig = kubeconfig.to_str().unwrap();
-    let cases: [Case; 7] = [
+    let cases: [Case; 6] = [
         (
             "daemon_cannot_start",
             &["secret", "display", "--namespace", "ns"],
@@ -305,11 +305,6 @@ fn common_errors_are_rendered_once_with_causes_and_hints() {
                 "ns",
             ],
             &[("KUBECONFIG", kubeconfig)],
-        ),
-        (
-            "unsupported_on_runtime",
-            &["--runtime", "kubernetes", "runs", "--namespace", "ns"],
-            &[],
         ),
         (
             "local_command_on_kubernetes",

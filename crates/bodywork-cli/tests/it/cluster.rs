@@ -924,6 +924,85 @@ fn batch_dag_with_a_secret_retries_and_a_timeout(who: Who) {
     assert!(run.all().contains("slow"), "{run}");
     let jobs = c.kubectl_ok(&["-n", &ns, "get", "jobs", "-o", "name"]);
     assert_eq!(jobs.trim(), "", "Jobs left behind");
+
+    // The run is recorded in the cluster, each stage's attempt with it.
+    let listed = home.ok(&["-o", "json", "runs", "--namespace", &ns]);
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).expect("runs as JSON");
+    assert_eq!(runs.len(), 1, "{listed}");
+    assert_eq!(runs[0]["project"], "batchy", "{listed}");
+    assert_eq!(runs[0]["status"], "failed", "{listed}");
+    assert_eq!(runs[0]["trigger"], "cli", "{listed}");
+    assert!(!runs[0]["finished"].is_null(), "{listed}");
+    let record = c.kubectl_ok(&[
+        "-n",
+        &ns,
+        "get",
+        "configmaps",
+        "-l",
+        "bodywork.ml/run",
+        "-o",
+        "jsonpath={.items[0].data.stages\\.json}",
+    ]);
+    let stages: Vec<serde_json::Value> = serde_json::from_str(&record).expect("stages as JSON");
+    let states: Vec<(&str, &str)> = stages
+        .iter()
+        .map(|a| {
+            (
+                a["stage"].as_str().unwrap_or(""),
+                a["state"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("secret", "succeeded"),
+            ("flaky", "succeeded"),
+            ("evicted", "succeeded"),
+            ("slow", "failed"),
+        ],
+        "{record}"
+    );
+
+    // The dashboard's run page draws that run's DAG from the record, one
+    // stage per step.
+    let port = crate::dashboard::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let dashboard = home.spawn(&["dashboard", "--port", &port.to_string()]);
+    wait_for("the dashboard to answer", Duration::from_secs(30), || {
+        matches!(helper::http(&addr, "GET", "/", None), Ok((200, _)))
+    });
+    let id = runs[0]["id"].as_i64().expect("a run number");
+    let page = helper::http(&addr, "GET", &format!("/namespaces/{ns}/runs/{id}"), None);
+    let log = helper::http(
+        &addr,
+        "GET",
+        &format!("/namespaces/{ns}/runs/{id}/logs"),
+        None,
+    );
+    helper::kill(dashboard.pid() as i32, "TERM");
+    dashboard.finish(Duration::from_secs(20)).expect_code(0);
+    let (status, page) = page.expect("the run page");
+    assert_eq!(status, 200, "{page}");
+    for (step, stage) in ["secret", "flaky", "evicted", "slow"].iter().enumerate() {
+        let at = page
+            .find(&format!("<span class=\"stage-name\">{stage}</span>"))
+            .unwrap_or_else(|| panic!("no stage {stage} in\n{page}"));
+        let heading = page[..at].rfind("<h3>Step ").map(|i| &page[i..at]);
+        assert!(
+            heading.is_some_and(|h| h.starts_with(&format!("<h3>Step {}</h3>", step + 1))),
+            "{page}"
+        );
+    }
+    assert_eq!(page.matches("✓</span> succeeded").count(), 3, "{page}");
+    // Its log is not kept in the cluster, and its page says so.
+    let (status, log) = log.expect("the run's log page");
+    assert_eq!(status, 200, "{log}");
+    assert!(
+        log.contains("a workflow run&#39;s log is not kept in the cluster")
+            || log.contains("a workflow run's log is not kept in the cluster"),
+        "{log}"
+    );
 }
 
 /// A stage that appends its secret (or `-`) to the file its argument names.
@@ -1103,6 +1182,14 @@ fn cron_job_fired_by_the_cronjob_controller_and_triggered_by_hand(who: Who) {
                 .is_ok_and(|runs| runs.iter().filter(|r| r["succeeded"] == 1).count() >= 2)
         },
     );
+    // Each run recorded itself in the cluster, as started by the cron job.
+    let listed = home.ok(&["-o", "json", "runs", "--namespace", &ns]);
+    let runs: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).expect("runs as JSON");
+    let by_cron = runs
+        .iter()
+        .filter(|r| r["trigger"] == "cron:every-minute" && r["status"] == "succeeded")
+        .count();
+    assert!(by_cron >= 2, "{listed}");
     home.ok(&[
         "cronjob",
         "delete",

@@ -427,11 +427,7 @@ fn the_same_scenario_says_the_same_on_both_runtimes() {
 fn local_only_commands_are_usage_errors_on_kubernetes() {
     // No cluster at all: the answer must not depend on one.
     let home = TestHome::new().with_env("KUBECONFIG", "/nonexistent/kubeconfig");
-    for args in [
-        &["runs", "--namespace", NS][..],
-        &["env", "list"],
-        &["daemon", "--status"],
-    ] {
+    for args in [&["env", "list"][..], &["daemon", "--status"]] {
         let run = home.run(&[&["--runtime", "kubernetes"][..], args].concat());
         run.expect_code(2).expect_output("local runtime");
         assert_eq!(run.stdout, "", "{run}");

@@ -11,6 +11,7 @@ use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplat
 use k8s_openapi::api::core::v1::{Container, EnvVar as K8sEnvVar, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
+use bodywork_runtime::RunTrigger;
 use bodywork_runtime::namespace::CONTROLLER_ACCOUNT;
 
 use super::{BRANCH_ANNOTATION, DEFAULT_IMAGE, Manifest, REPO_ANNOTATION, labels, meta};
@@ -107,7 +108,13 @@ pub fn cronjob_manifest(req: &bodywork_runtime::CronJobSpec, image: Option<&str>
                     labels: Some(labels.clone()),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(workflow_job_spec(args, labels, req.retries, image)),
+                spec: Some(workflow_job_spec(
+                    args,
+                    labels,
+                    req.retries,
+                    image,
+                    &RunTrigger::Cron(req.name.clone()),
+                )),
             },
             ..CronJobSpec::default()
         }),
@@ -131,12 +138,14 @@ fn source_annotations(repo: &str, branch: Option<&str>) -> BTreeMap<String, Stri
 }
 
 /// The Job of a workflow run in the cluster: `bodywork ARGS` under the
-/// controller's account, retried `retries` times while it fails.
+/// controller's account, retried `retries` times while it fails; its run
+/// is recorded as started by `trigger`.
 fn workflow_job_spec(
     args: Vec<String>,
     labels: BTreeMap<String, String>,
     retries: u32,
     image: Option<&str>,
+    trigger: &RunTrigger,
 ) -> JobSpec {
     JobSpec {
         backoff_limit: Some(i32::try_from(retries).unwrap_or(i32::MAX)),
@@ -161,9 +170,14 @@ fn workflow_job_spec(
                     // The in-cluster `bodywork workflow` fetches
                     // a private repository with the namespace's key.
                     env: Some(
-                        std::iter::once(K8sEnvVar {
-                            name: "BODYWORK_RUNTIME".into(),
-                            value: Some("kubernetes".into()),
+                        [
+                            ("BODYWORK_RUNTIME", "kubernetes".to_string()),
+                            (super::runs::TRIGGER_ENV, trigger.to_string()),
+                        ]
+                        .into_iter()
+                        .map(|(name, value)| K8sEnvVar {
+                            name: name.into(),
+                            value: Some(value),
                             ..K8sEnvVar::default()
                         })
                         .chain(super::secrets::ssh_key_env())
@@ -236,7 +250,13 @@ pub fn detached_job(
         spec: Some(JobSpec {
             // Gone 15 minutes after it finished, as Bodywork's own.
             ttl_seconds_after_finished: Some(DETACHED_TTL_SECONDS),
-            ..workflow_job_spec(args, labels, retries, image)
+            ..workflow_job_spec(
+                args,
+                labels,
+                retries,
+                image,
+                &RunTrigger::Detached(Some(name.to_string())),
+            )
         }),
         status: None,
     }

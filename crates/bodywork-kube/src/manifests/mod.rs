@@ -17,6 +17,7 @@ mod deadlines;
 mod images;
 mod names;
 mod namespace;
+mod runs;
 mod secrets;
 mod security;
 mod workloads;
@@ -32,6 +33,10 @@ pub use names::{MAX_LABEL, name_problems, service_name_problem};
 pub use namespace::{
     BODYWORK3_STAGES_ACCOUNT, DETACHED_ROLE, GROUPS_READER_ROLE, detached_controller_manifests,
     groups_reader_manifests, missing_rules, namespace_manifests, run_stages_as, stages_account,
+};
+pub use runs::{
+    KEPT_RUN_RECORDS, RUN_LABEL, TRIGGER_ENV, read_run_record, rules_allow_records, run_record,
+    run_record_name,
 };
 pub use secrets::{
     GROUP_LABEL, group_secret_manifest, group_secret_name, name_in_group, secret_manifest,

@@ -263,6 +263,8 @@ fn controller_rules() -> Vec<PolicyRule> {
         rule("batch", &["jobs"], MANAGE),
         rule("batch", &["cronjobs"], READ),
         rule("networking.k8s.io", &["ingresses"], MANAGE),
+        // A run's record (`manifests::run_record`), kept by the runs.
+        rule("", &["configmaps"], super::runs::RECORD_VERBS),
     ]
 }
 

@@ -13,6 +13,7 @@ mod cronjobs;
 mod deployments;
 mod jobs;
 mod logs;
+pub mod runs;
 mod watch;
 
 use std::collections::{BTreeSet, HashSet};
@@ -61,6 +62,8 @@ pub struct KubeRuntime {
     noted: Mutex<HashSet<String>>,
     /// The allowances around a project's deadlines (Bodywork's).
     waits: Waits,
+    /// The runs this process records in the cluster.
+    runs: runs::RunBook,
 }
 
 impl KubeRuntime {
@@ -103,6 +106,7 @@ impl KubeRuntime {
             cluster: cluster.into(),
             image_override: None,
             noted: Mutex::new(HashSet::new()),
+            runs: runs::RunBook::default(),
             waits: Waits::BODYWORK,
         }
     }
@@ -740,11 +744,19 @@ impl Resources for KubeRuntime {
 #[async_trait]
 impl Runtime for KubeRuntime {
     async fn run_batch(&self, run: StageRun<'_>, extra_env: &[(String, String)]) -> Result<()> {
-        self.run_job(run, extra_env).await
+        self.record_stage(run.ctx, &run.stage.stage, None).await;
+        let result = self.run_job(run, extra_env).await;
+        self.record_stage(run.ctx, &run.stage.stage, Some(&result))
+            .await;
+        result
     }
 
     async fn deploy_service(&self, run: StageRun<'_>) -> Result<()> {
-        self.deploy(run).await
+        self.record_stage(run.ctx, &run.stage.stage, None).await;
+        let result = self.deploy(run).await;
+        self.record_stage(run.ctx, &run.stage.stage, Some(&result))
+            .await;
+        result
     }
 }
 

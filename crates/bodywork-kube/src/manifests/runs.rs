@@ -1,0 +1,182 @@
+//! Workflow runs recorded in the cluster: one ConfigMap per run, in the
+//! run's namespace, holding what `bodywork runs` and the dashboard show
+//! (the run's summary and its stages' attempts, as JSON). Whoever runs the
+//! workflow controller (the CLI, a detached run's or a cron run's pod)
+//! writes it as the run goes; nothing else reads it.
+
+use std::collections::BTreeMap;
+
+use bodywork_runtime::{RunSummary, StageAttempt};
+use k8s_openapi::api::authorization::v1::ResourceRule;
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::{PROJECT_LABEL, labels, meta};
+
+/// The label every run record has; its value is the run's number.
+pub const RUN_LABEL: &str = "bodywork.ml/run";
+/// What started the workflow run of a process, as [`bodywork_runtime::RunTrigger`]
+/// writes it: set by the Jobs of cron jobs and detached runs; a run
+/// without it was started by `bodywork workflow`.
+pub const TRIGGER_ENV: &str = "BODYWORK_RUN_TRIGGER";
+/// How many run records a namespace keeps: starting a run deletes the
+/// oldest beyond these.
+pub const KEPT_RUN_RECORDS: usize = 100;
+
+const SUMMARY_KEY: &str = "run.json";
+const STAGES_KEY: &str = "stages.json";
+
+/// The name of run `id`'s record.
+pub fn run_record_name(id: i64) -> String {
+    format!("bodywork-run-{id}")
+}
+
+/// The record of a run as it stands.
+pub fn run_record(run: &RunSummary, stages: &[StageAttempt]) -> ConfigMap {
+    let id = run.id.to_string();
+    let mut pairs = vec![(RUN_LABEL, id.as_str())];
+    if let Some(project) = run.project.as_deref() {
+        pairs.push((PROJECT_LABEL, project));
+    }
+    let data = BTreeMap::from([
+        (SUMMARY_KEY.to_string(), json(run)),
+        (STAGES_KEY.to_string(), json(&stages)),
+    ]);
+    ConfigMap {
+        metadata: meta(
+            &run_record_name(run.id),
+            Some(&run.namespace),
+            labels(&pairs),
+        ),
+        data: Some(data),
+        ..ConfigMap::default()
+    }
+}
+
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    // Plain records of strings, numbers and times: they always serialize.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// What a run record says, `None` for one that isn't (written by someone
+/// else, or by a release whose records this one cannot read).
+pub fn read_run_record(record: &ConfigMap) -> Option<(RunSummary, Vec<StageAttempt>)> {
+    let data = record.data.as_ref()?;
+    let run = serde_json::from_str(data.get(SUMMARY_KEY)?).ok()?;
+    let stages = data
+        .get(STAGES_KEY)
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    Some((run, stages))
+}
+
+/// The verbs on ConfigMaps that recording runs takes: server-side apply
+/// (`patch`, and `create` for a new record), and `list` and `delete` to
+/// keep at most [`KEPT_RUN_RECORDS`].
+pub const RECORD_VERBS: &[&str] = &["create", "patch", "list", "delete"];
+
+/// Whether `rules` (what a SelfSubjectRulesReview answers for a
+/// namespace) allow every verb of [`RECORD_VERBS`] on ConfigMaps. Runs are
+/// recorded only then, so that an account without those rights (one made
+/// by Python Bodywork) runs workflows as before, and is never refused.
+pub fn rules_allow_records(rules: &[ResourceRule]) -> bool {
+    let allows = |verb: &str| {
+        rules.iter().any(|r| {
+            let any = |list: &Option<Vec<String>>, want: &str| {
+                list.as_ref()
+                    .is_some_and(|l| l.iter().any(|x| x == "*" || x == want))
+            };
+            any(&r.api_groups, "")
+                && any(&r.resources, "configmaps")
+                && r.verbs.iter().any(|v| v == "*" || v == verb)
+                && r.resource_names.as_ref().is_none_or(|n| n.is_empty())
+        })
+    };
+    RECORD_VERBS.iter().all(|v| allows(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bodywork_runtime::{RunState, RunTrigger, StageState};
+    use chrono::{TimeZone, Utc};
+
+    fn run() -> RunSummary {
+        RunSummary {
+            id: 1_765_000_000_123,
+            namespace: "scoring".into(),
+            project: Some("serve-model".into()),
+            repo: "https://example.com/r.git".into(),
+            branch: Some("main".into()),
+            commit: Some("abc123".into()),
+            trigger: RunTrigger::Cron("nightly".into()),
+            status: RunState::Running,
+            error: None,
+            started: Some(Utc.with_ymd_and_hms(2026, 12, 6, 10, 0, 0).unwrap()),
+            finished: None,
+        }
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let stages = vec![StageAttempt {
+            stage: "train".into(),
+            attempt: 1,
+            state: StageState::Succeeded,
+            message: None,
+            started: Utc.with_ymd_and_hms(2026, 12, 6, 10, 0, 1).unwrap(),
+            finished: Some(Utc.with_ymd_and_hms(2026, 12, 6, 10, 0, 9).unwrap()),
+        }];
+        let record = run_record(&run(), &stages);
+        assert_eq!(
+            record.metadata.name.as_deref(),
+            Some("bodywork-run-1765000000123")
+        );
+        assert_eq!(record.metadata.namespace.as_deref(), Some("scoring"));
+        let labels = record.metadata.labels.clone().unwrap();
+        assert_eq!(labels[RUN_LABEL], "1765000000123");
+        assert_eq!(labels[PROJECT_LABEL], "serve-model");
+        assert_eq!(read_run_record(&record), Some((run(), stages)));
+    }
+
+    #[test]
+    fn a_config_map_that_is_no_record_reads_as_none() {
+        assert_eq!(read_run_record(&ConfigMap::default()), None);
+        let mut other = run_record(&run(), &[]);
+        other.data = Some(BTreeMap::from([(SUMMARY_KEY.into(), "{}".into())]));
+        assert_eq!(read_run_record(&other), None);
+    }
+
+    fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> ResourceRule {
+        let strings = |l: &[&str]| Some(l.iter().map(|s| s.to_string()).collect());
+        ResourceRule {
+            api_groups: strings(groups),
+            resources: strings(resources),
+            verbs: verbs.iter().map(|s| s.to_string()).collect(),
+            ..ResourceRule::default()
+        }
+    }
+
+    #[test]
+    fn records_are_written_only_with_every_right_they_take() {
+        assert!(rules_allow_records(&[rule(&["*"], &["*"], &["*"])]));
+        assert!(rules_allow_records(&[
+            rule(&[""], &["configmaps"], &["create", "patch"]),
+            rule(&[""], &["configmaps", "secrets"], &["list", "delete"]),
+        ]));
+        // Python Bodywork's roles have none of them; one missing is enough.
+        assert!(!rules_allow_records(&[]));
+        assert!(!rules_allow_records(&[rule(
+            &[""],
+            &["configmaps"],
+            &["create", "patch", "list"]
+        )]));
+        assert!(!rules_allow_records(&[rule(
+            &["apps"],
+            &["configmaps"],
+            &["*"]
+        )]));
+        let mut named = rule(&[""], &["configmaps"], &["*"]);
+        named.resource_names = Some(vec!["one".into()]);
+        assert!(!rules_allow_records(&[named]));
+    }
+}
