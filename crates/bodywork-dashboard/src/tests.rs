@@ -803,4 +803,77 @@ mod server {
         });
         assert!(cp.started.lock().unwrap().is_empty());
     }
+
+    /// A request for the embedded dashboard (as the gateway passes it).
+    fn request(
+        method: &str,
+        path: &str,
+        port: u16,
+    ) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+        http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, format!("localhost:{port}"))
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap()
+    }
+
+    #[test]
+    fn embedded_tails_drive_themselves_and_end_when_dropped_or_stopped() {
+        use http_body_util::BodyExt as _;
+        let mut cp = demo();
+        cp.follow_forever = true;
+        let following = cp.following.clone();
+        let stop = bodywork_runtime::CancellationToken::new();
+        let site = crate::serve::Embedded::new(std::sync::Arc::new(cp), "/ui", 8001, stop.clone())
+            .unwrap();
+        super::block_on(async {
+            let path = "/ui/namespaces/prod/services/scoring/logs/stream";
+            // Pages are answered whole; a refused Host as the server does.
+            let page = site
+                .answer(request("GET", "/ui/namespaces/prod", 8001))
+                .await;
+            assert_eq!(page.status(), 200);
+            let refused = site.answer(request("GET", path, 1)).await;
+            assert_eq!(refused.status(), 421);
+            // A tail: its lines come as its body is read (nothing else
+            // drives it), and dropping the body ends the follow.
+            let read_two = async |body: &mut crate::serve::Body| {
+                let mut seen = String::new();
+                while !seen.contains("data: second line") {
+                    let frame = body.frame().await.expect("a frame").unwrap();
+                    seen.push_str(&String::from_utf8_lossy(&frame.into_data().unwrap()));
+                }
+                seen
+            };
+            let mut tail = site.answer(request("GET", path, 8001)).await.into_body();
+            assert!(
+                read_two(&mut tail)
+                    .await
+                    .contains("id: 2\ndata: served <b>one</b>")
+            );
+            assert_eq!(following.load(Ordering::SeqCst), 1);
+            drop(tail);
+            assert_eq!(following.load(Ordering::SeqCst), 0);
+            // Bounded: the 17th is refused while 16 are open.
+            let mut open = Vec::new();
+            for _ in 0..crate::serve::MAX_STREAMS {
+                let mut body = site.answer(request("GET", path, 8001)).await.into_body();
+                read_two(&mut body).await;
+                open.push(body);
+            }
+            let busy = site.answer(request("GET", path, 8001)).await;
+            assert_eq!(busy.status(), 503);
+            // Stopping the server ends every tail (a graceful shutdown is
+            // not held by one), the body at its end.
+            stop.cancel();
+            for body in &mut open {
+                let rest = tokio::time::timeout(Duration::from_secs(5), body.collect())
+                    .await
+                    .expect("the tail ends once stopped");
+                assert!(rest.is_ok());
+            }
+            assert_eq!(following.load(Ordering::SeqCst), 0);
+        });
+    }
 }
