@@ -57,7 +57,9 @@ fn new_run(id: i64, ctx: &RunContext, started: DateTime<Utc>) -> RunSummary {
         id,
         namespace: ctx.namespace.clone(),
         project: Some(ctx.project.clone()),
-        repo: ctx.repo.clone(),
+        // Readable by whoever may read the namespace's ConfigMaps: the
+        // credentials a URL may carry stay out, as in every listing.
+        repo: bodywork_source::redact_url(&ctx.repo),
         branch: ctx.branch.clone(),
         commit: Some(ctx.commit.clone()),
         trigger,
