@@ -69,8 +69,8 @@ pub type Vetting<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 
 /// Pages the gateway's caller serves under a path prefix of its own (the
 /// dashboard at `/ui/`): requests for the prefix and the paths below it
 /// go to [`Pages::answer`] once the gateway's `Host` rules accepted them,
-/// and never to a service (a namespace named as the prefix is not
-/// reachable at the ingress path; its `kubectl proxy` path still is).
+/// except the ingress paths of a namespace named as the prefix: a path
+/// that names one of its services exposed there goes to that service.
 pub trait Pages: Send + Sync + 'static {
     /// `/ui`: served are `/ui` and every path below `/ui/`.
     fn prefix(&self) -> &str;

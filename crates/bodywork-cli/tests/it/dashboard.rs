@@ -581,3 +581,28 @@ fn on_kubernetes_the_pages_read_the_cluster() {
     run.expect_code(0)
         .expect_output("dashboard of the kubernetes runtime at http://127.0.0.1:");
 }
+
+#[test]
+fn a_namespace_named_ui_keeps_its_ingress_paths_at_the_gateway() {
+    let home = TestHome::new();
+    let service = "  svc:\n    executable_module_path: app/server.py\n    args: [\"v1\", \"svc\"]\n    service: {max_startup_time_seconds: 60, replicas: 1, port: 5000, ingress: true}\n";
+    let yaml = helper::yaml("uidemo", "svc", "  namespace: ui\n", &[service.to_string()]);
+    let project = TestProject::new(&[("bodywork.yaml", &yaml), ("app/server.py", SERVER)]);
+    home.ok(&["workflow", project.arg()]);
+    let gateway = home.gateway();
+    // The service's ingress path reaches the service ...
+    let (status, answer) = http(&gateway, "GET", "/ui/svc/score", None).expect("the service");
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("\"stage\": \"svc\""), "{answer}");
+    // ... and every other path below /ui/ is still the dashboard's.
+    let (status, front) = http(&gateway, "GET", "/ui/", None).expect("the front page");
+    assert_eq!(status, 200, "{front}");
+    assert!(
+        front.contains("<a href=\"/ui/namespaces/ui\">ui</a>"),
+        "{front}"
+    );
+    let (status, page) = http(&gateway, "GET", "/ui/namespaces/ui", None).expect("the page");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<th scope=\"row\">svc</th>"), "{page}");
+    home.ok(&["delete-namespace", "ui"]);
+}

@@ -47,6 +47,22 @@ impl Gateway {
         )
     }
 
+    /// Whether `path` is the ingress path of a service exposed there.
+    fn exposed_at(&self, path: &str) -> bool {
+        match route(&merged_slashes(path)) {
+            Route::Service {
+                namespace,
+                service,
+                via: Via::Ingress,
+                ..
+            } => {
+                self.directory.ready_replicas(namespace, service).is_some()
+                    && self.directory.exposed(namespace, service)
+            }
+            _ => false,
+        }
+    }
+
     pub(super) async fn handle(
         &self,
         req: Request<Incoming>,
@@ -69,6 +85,7 @@ impl Gateway {
         }
         if let Some(pages) = &self.opts.pages
             && pages.0.serves(req.uri().path())
+            && !self.exposed_at(req.uri().path())
         {
             return pages.0.answer(req).await.map(GatewayBody::Page);
         }
