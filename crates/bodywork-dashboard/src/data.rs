@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use bodywork_runtime::{
     ControlPlane, CronJobSummary, CronRunSummary, Level, LogEvent, LogRenderer, LogSink,
-    RunSummary, RuntimeError, Secret, ServiceStatus, StageAttempt, StageState,
+    RunSummary, RuntimeError, Secret, ServiceStatus, ServiceTraffic, StageAttempt, StageState,
 };
 use chrono::{DateTime, Utc};
 
@@ -90,6 +90,8 @@ pub struct NamespacePage {
     pub runtime: &'static str,
     pub namespace: String,
     pub services: Section<ServiceStatus>,
+    /// The services' recent traffic (those counted).
+    pub traffic: Section<ServiceTraffic>,
     /// Newest first.
     pub runs: Section<RunSummary>,
     pub cronjobs: Section<CronJobView>,
@@ -127,6 +129,7 @@ pub async fn namespace(
         return Ok(None);
     }
     let services = Section::from_result(cp.list_services(namespace).await);
+    let traffic = Section::from_result(cp.service_traffic(namespace).await);
     let runs = Section::from_result(cp.list_runs(namespace).await);
     let secrets = Section::from_result(
         cp.list_secrets(namespace)
@@ -148,6 +151,7 @@ pub async fn namespace(
         runtime: cp.name(),
         namespace: namespace.to_string(),
         services,
+        traffic,
         runs,
         cronjobs,
         secrets,

@@ -9,7 +9,7 @@ use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceSetup};
 use bodywork_runtime::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, Log, Resources, Result,
     RunState, RunSummary, RunTrigger, RuntimeError, Secret, SecretData, ServiceStatus,
-    StageAttempt, StageState, WorkflowRun, WorkflowSubmission,
+    ServiceTraffic, StageAttempt, StageState, TrafficSample, WorkflowRun, WorkflowSubmission,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -32,6 +32,9 @@ pub struct FakeControl {
     pub follow_forever: bool,
     /// Follows going on now.
     pub following: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Services' traffic, by namespace (`Unsupported` with `no_runs`, as
+    /// on Kubernetes).
+    pub traffic: Vec<(String, ServiceTraffic)>,
 }
 
 /// Counts a follow going on while it lives.
@@ -92,6 +95,32 @@ pub fn service(
         unavailable_replicas: replicas - ready,
         restarts: 1,
         deployed: Some(at),
+    }
+}
+
+/// A service's traffic: `per_period` requests in each 10 s period, ending
+/// at `end`, the last minute's figures from the newest six.
+pub fn traffic(name: &str, per_period: &[u64], end: DateTime<Utc>) -> ServiceTraffic {
+    let n = per_period.len() as i64;
+    let sample = |start: DateTime<Utc>, seconds: f64, requests: u64| TrafficSample {
+        start,
+        seconds,
+        requests,
+        errors: requests / 10,
+        p50_ms: (requests > 0).then_some(12.5),
+        p99_ms: (requests > 0).then_some(240.0),
+    };
+    let samples = per_period
+        .iter()
+        .enumerate()
+        .map(|(i, r)| sample(end - TimeDelta::seconds(10 * (n - i as i64)), 10.0, *r))
+        .collect();
+    let minute: u64 = per_period.iter().rev().take(6).sum();
+    ServiceTraffic {
+        service: name.into(),
+        period_seconds: 10,
+        samples,
+        last_minute: sample(end - TimeDelta::seconds(60), 60.0, minute),
     }
 }
 
@@ -284,6 +313,17 @@ impl ControlPlane for FakeControl {
     }
     async fn cronjob_logs(&self, _: &str, _: &str, _: &Log) -> Result<()> {
         refused()
+    }
+    async fn service_traffic(&self, namespace: &str) -> Result<Vec<ServiceTraffic>> {
+        if self.no_runs {
+            return Err(RuntimeError::unsupported("no metrics source on a cluster"));
+        }
+        Ok(self
+            .traffic
+            .iter()
+            .filter(|(ns, _)| ns == namespace)
+            .map(|(_, t)| t.clone())
+            .collect())
     }
     async fn logs(&self, _: &str, name: &str, follow: bool, log: &Log) -> Result<()> {
         for line in &self.log_lines {

@@ -7,7 +7,8 @@
 use std::fmt::Write;
 
 use bodywork_runtime::{
-    CronJobSummary, CronRunSummary, RunState, RunSummary, ServiceStatus, StageState,
+    CronJobSummary, CronRunSummary, RunState, RunSummary, ServiceStatus, ServiceTraffic,
+    StageState, TrafficSample,
 };
 use chrono::{DateTime, Utc};
 
@@ -120,7 +121,7 @@ pub fn namespace(base: Base, page: &NamespacePage) -> String {
         "services",
         "Services",
         &page.services,
-        |out, rows| services_table(out, base, &page.namespace, rows, now),
+        |out, rows| services_table(out, base, &page.namespace, rows, &page.traffic, now),
     );
     section(
         &mut body,
@@ -440,22 +441,23 @@ fn services_table(
     base: Base,
     namespace: &str,
     services: &[ServiceStatus],
+    traffic: &Section<ServiceTraffic>,
     now: DateTime<Utc>,
 ) {
-    table_head(
-        out,
-        "Deployed services",
-        &[
-            "Service",
-            "State",
-            "Replicas ready",
-            "Restarts",
-            "Commit",
-            "Age",
-            "URL",
-            "Log",
-        ],
-    );
+    let mut columns = vec![
+        "Service",
+        "State",
+        "Replicas ready",
+        "Restarts",
+        "Commit",
+        "Age",
+        "URL",
+        "Log",
+    ];
+    if let Section::Rows(_) = traffic {
+        columns.extend(TRAFFIC_COLUMNS);
+    }
+    table_head(out, "Deployed services", &columns);
     for s in services {
         let state = if all_ready(s) {
             ("ok", "ready")
@@ -472,7 +474,7 @@ fn services_table(
         let exposed = if s.exposed { " (exposed)" } else { "" };
         let _ = writeln!(
             out,
-            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td><td>{url}{exposed}</td><td><a href=\"{}\">log of {}</a></td></tr>",
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td><td>{url}{exposed}</td><td><a href=\"{}\">log of {}</a></td>{}</tr>",
             escape(&s.name),
             status(state.0, state.1),
             s.available_replicas,
@@ -482,9 +484,99 @@ fn services_table(
             s.deployed.map(|t| age(t, now)).unwrap_or_else(unknown),
             escape(&base.log(namespace, &LogSubject::Service(s.name.clone()))),
             escape(&s.name),
+            traffic_cells(traffic, &s.name),
         );
     }
     out.push_str("</tbody>\n</table>\n");
+    if let Section::Unavailable(why) = traffic {
+        let _ = writeln!(
+            out,
+            "<p class=\"unavailable\">Traffic not available: {}</p>",
+            escape(why)
+        );
+    }
+}
+
+/// The services table's traffic columns, when the runtime counts traffic.
+const TRAFFIC_COLUMNS: [&str; 5] = [
+    "Requests/s (last minute)",
+    "Errors (5xx)",
+    "p50",
+    "p99",
+    "Requests per period",
+];
+
+/// A service's traffic cells (none when the runtime counts no traffic).
+fn traffic_cells(traffic: &Section<ServiceTraffic>, service: &str) -> String {
+    let Section::Rows(rows) = traffic else {
+        return String::new();
+    };
+    let Some(t) = rows.iter().find(|t| t.service == service) else {
+        return "<td>0</td><td>none</td><td class=\"unknown\">–</td><td class=\"unknown\">–</td><td>no requests yet</td>".into();
+    };
+    let m = &t.last_minute;
+    let errors = match m.error_percent() {
+        Some(p) => format!("{p:.1}%"),
+        None => "none".into(),
+    };
+    format!(
+        "<td>{:.2}</td><td>{errors}</td><td>{}</td><td>{}</td><td>{}</td>",
+        m.rate(),
+        millis(m.p50_ms),
+        millis(m.p99_ms),
+        sparkline(t),
+    )
+}
+
+fn millis(ms: Option<f64>) -> String {
+    match ms {
+        Some(ms) if ms < 100.0 => format!("{ms:.1} ms"),
+        Some(ms) => format!("{ms:.0} ms"),
+        None => "<span class=\"unknown\">–</span>".into(),
+    }
+}
+
+/// Width and height of a sparkline's drawing, in its own units.
+const SPARK_W: usize = 120;
+const SPARK_H: u64 = 24;
+
+/// Requests per period as a line, inline SVG (no script, no style
+/// attribute: the stylesheet colours it), with the figures in words for
+/// whoever cannot see it.
+fn sparkline(t: &ServiceTraffic) -> String {
+    let samples: &[TrafficSample] = &t.samples;
+    let peak = samples.iter().map(|s| s.requests).max().unwrap_or(0);
+    let total: u64 = samples.iter().map(|s| s.requests).sum();
+    let newest = samples.last().map_or(0, |s| s.requests);
+    let minutes = (samples.len() as u64 * u64::from(t.period_seconds)).div_ceil(60);
+    let label = format!(
+        "{total} requests in the last {minutes} min, in {} periods of {} s: at most {peak} in one, {newest} in the newest",
+        samples.len(),
+        t.period_seconds,
+    );
+    let step = if samples.len() > 1 {
+        SPARK_W as f64 / (samples.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let mut points = String::new();
+    for (i, s) in samples.iter().enumerate() {
+        let y = if peak == 0 {
+            SPARK_H as f64 - 1.0
+        } else {
+            1.0 + (SPARK_H as f64 - 2.0) * (1.0 - s.requests as f64 / peak as f64)
+        };
+        let _ = write!(
+            points,
+            "{}{:.1},{y:.1}",
+            if i == 0 { "" } else { " " },
+            i as f64 * step
+        );
+    }
+    format!(
+        "<svg class=\"spark\" viewBox=\"0 0 {SPARK_W} {SPARK_H}\" width=\"{SPARK_W}\" height=\"{SPARK_H}\" role=\"img\" aria-label=\"{0}\"><title>{0}</title><polyline points=\"{points}\"/></svg>",
+        escape(&label),
+    )
 }
 
 fn run_status(state: RunState) -> String {

@@ -103,6 +103,11 @@ fn demo() -> FakeControl {
             ),
         ],
         log_lines: vec!["served <b>one</b> & 'two'".into(), "second line".into()],
+        // prod's scoring served requests; features none yet.
+        traffic: vec![(
+            "prod".into(),
+            traffic("scoring", &[0, 4, 10, 6, 0, 20, 30, 12], now),
+        )],
         ..FakeControl::default()
     }
 }
@@ -207,6 +212,39 @@ fn a_section_the_runtime_cannot_answer_says_why_and_the_rest_shows() {
     assert!(html.contains("<th scope=\"row\">scoring</th>"));
     let page = block_on(data::namespace(&cp, "prod")).unwrap().unwrap();
     assert!(matches!(page.runs, Section::Unavailable(_)));
+    // No traffic columns, and why not in words.
+    assert!(html.contains("Traffic not available: no metrics source on a cluster"));
+    assert!(!html.contains("Requests/s"));
+    assert!(!html.contains("<svg"));
+}
+
+#[test]
+fn services_show_their_traffic_with_a_sparkline_in_words_too() {
+    let html = namespace_page(&demo(), "prod");
+    let row = html
+        .lines()
+        .find(|l| l.starts_with("<tr><th scope=\"row\">scoring</th>"))
+        .expect("scoring's row");
+    // The newest six periods: 78 requests in 60 s, 7 of them 5xx.
+    for needle in [
+        "<td>1.30</td>",
+        "<td>9.0%</td>",
+        "<td>12.5 ms</td>",
+        "<td>240 ms</td>",
+        "role=\"img\"",
+        "aria-label=\"82 requests in the last 2 min, in 8 periods of 10 s: at most 30 in one, 12 in the newest\"",
+        "<polyline points=\"0.0,23.0 17.1,20.1 34.3,15.7",
+    ] {
+        assert!(row.contains(needle), "{needle} missing from\n{row}");
+    }
+    // No style attribute (the CSP allows none), no script.
+    assert!(!row.contains("style="));
+    let features = html
+        .lines()
+        .find(|l| l.starts_with("<tr><th scope=\"row\">features</th>"))
+        .expect("features' row");
+    assert!(features.contains("no requests yet"), "{features}");
+    assert!(!features.contains("<svg"));
 }
 
 #[test]

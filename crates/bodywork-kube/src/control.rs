@@ -143,4 +143,14 @@ impl ControlPlane for KubeRuntime {
     async fn logs(&self, namespace: &str, name: &str, follow: bool, log: &Log) -> Result<()> {
         KubeRuntime::logs(self, namespace, name, follow, log).await
     }
+
+    async fn service_traffic(
+        &self,
+        _namespace: &str,
+    ) -> Result<Vec<bodywork_runtime::ServiceTraffic>> {
+        Err(RuntimeError::unsupported(
+            "no metrics source on a cluster: bodywork reads no request counts there",
+        )
+        .with_hint("use the cluster's own monitoring (e.g. the ingress controller's metrics)"))
+    }
 }

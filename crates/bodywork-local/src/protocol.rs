@@ -23,8 +23,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// (a log event's to the millisecond), a cron job's status as a run state,
 /// and namespaces set up or deleted as what was done (`NamespaceSetUp`,
 /// `NamespaceDeleted`), not lines. 11: every control-plane answer is one
-/// `Answer` holding the call's own type.
-pub const PROTOCOL_VERSION: u32 = 11;
+/// `Answer` holding the call's own type. 12: `ServiceTraffic`.
+pub const PROTOCOL_VERSION: u32 = 12;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
@@ -106,6 +106,11 @@ pub enum Request {
     ServiceDelete {
         namespace: String,
         name: String,
+    },
+    /// The recent traffic of a namespace's services (answered with
+    /// `Vec<ServiceTraffic>`).
+    ServiceTraffic {
+        namespace: String,
     },
     EnvList,
     EnvPrune,

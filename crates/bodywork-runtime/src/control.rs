@@ -374,6 +374,11 @@ pub trait ControlPlane: Resources {
     /// as `runs` lists it, or a service); with `follow`, until the run ends
     /// or the caller stops.
     async fn logs(&self, namespace: &str, name: &str, follow: bool, log: &Log) -> Result<()>;
+
+    /// The recent traffic of each service of `namespace` that has been
+    /// counted (one that has had no request since the runtime started may
+    /// be missing). `Unsupported` where the runtime has no metrics source.
+    async fn service_traffic(&self, namespace: &str) -> Result<Vec<crate::ServiceTraffic>>;
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ mod logs;
 pub mod namespace;
 mod resolve;
 pub mod time;
+mod traffic;
 
 pub use control::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, DETACHED_PREFIX,
@@ -26,6 +27,7 @@ pub use control::{
 pub use error::{ObjectKind, Problem, RuntimeError, TRY_AGAIN, error_chain};
 pub use logs::{LogEvent, LogRenderer, format_log_line, local_time, stage_header, timestamp_now};
 pub use resolve::{AsOf, AsOfSource, RESOLVE_AS_OF_ENV, Resolution};
+pub use traffic::{ServiceTraffic, TrafficSample};
 
 use async_trait::async_trait;
 use bodywork_plan::StagePlan;

@@ -208,6 +208,31 @@ fn the_gateway_serves_the_same_pages_at_ui() {
     let (status, _) = http(&gateway, "GET", &format!("/{NS}/svc/"), None).expect("the service");
     assert_eq!(status, 200);
 
+    // Their traffic shows on the page: the requests just sent, counted by
+    // the gateway, in the period going on (no need to wait for one to end).
+    for _ in 0..4 {
+        let (status, _) = http(&gateway, "GET", &format!("/{NS}/svc/"), None).expect("the service");
+        assert_eq!(status, 200);
+    }
+    let mut row = String::new();
+    wait_for(
+        "svc's requests on the namespace page",
+        Duration::from_secs(30),
+        || {
+            let page = http(&gateway, "GET", &format!("/ui/namespaces/{NS}"), None)
+                .map(|(_, p)| p)
+                .unwrap_or_default();
+            row = page
+                .lines()
+                .find(|l| l.starts_with("<tr><th scope=\"row\">svc</th>"))
+                .unwrap_or_default()
+                .to_string();
+            requests_shown(&row) >= 5
+        },
+    );
+    assert!(row.contains("role=\"img\""), "{row}");
+    assert!(row.contains("<polyline points="), "{row}");
+
     // The gateway's Host rules refuse another host (403); the dashboard's
     // refuses loopback with another port (421).
     let foreign = get_with_host(&gateway, "/ui/", &format!("evil.example:{port}"));
@@ -216,6 +241,15 @@ fn the_gateway_serves_the_same_pages_at_ui() {
     assert!(other_port.starts_with("HTTP/1.1 421"), "{other_port}");
     let allowed = get_with_host(&gateway, "/ui/", &format!("localhost:{port}"));
     assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
+}
+
+/// How many requests a service row's sparkline says it had (0 for none).
+fn requests_shown(row: &str) -> u64 {
+    row.split("aria-label=\"")
+        .nth(1)
+        .and_then(|label| label.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A service that prints a line per request it answers.
@@ -403,6 +437,10 @@ fn on_kubernetes_the_pages_read_the_cluster_and_say_why_runs_are_missing() {
         page.contains(
             "<h2 id=\"runs\">Workflow runs</h2>\n<p class=\"unavailable\">Not available: "
         ),
+        "{page}"
+    );
+    assert!(
+        page.contains("Traffic not available: no metrics source on a cluster"),
         "{page}"
     );
     assert!(get_with_host(&addr, "/", "evil.example").starts_with("HTTP/1.1 421"));

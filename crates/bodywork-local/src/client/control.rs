@@ -10,7 +10,7 @@ use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceSetup};
 use bodywork_runtime::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, LogEvent, ObjectKind,
     Resources, Result, RunState, RunSummary, RuntimeError, Secret, SecretData, ServiceStatus,
-    StageAttempt, WorkflowRun, WorkflowSubmission,
+    ServiceTraffic, StageAttempt, WorkflowRun, WorkflowSubmission,
 };
 
 use super::{Connection, connect, unexpected};
@@ -210,6 +210,13 @@ impl ControlPlane for LocalControl {
         self.ask(Request::ListRuns {
             namespace: Some(namespace.into()),
             limit: RUNS_SHOWN,
+        })
+        .await
+    }
+
+    async fn service_traffic(&self, namespace: &str) -> Result<Vec<ServiceTraffic>> {
+        self.ask(Request::ServiceTraffic {
+            namespace: namespace.into(),
         })
         .await
     }

@@ -75,6 +75,9 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
                 }),
         ),
         Request::RunStages { namespace, run } => answer(run_stages(daemon, &namespace, run)),
+        Request::ServiceTraffic { namespace } => {
+            Response::answer(&daemon.traffic.read(&namespace, chrono::Utc::now()))
+        }
         Request::DeleteDetached { name } => answer(delete_detached(daemon, &name)),
         r @ (Request::EnvList | Request::EnvPrune) => envs::handle(daemon, r),
         r @ (Request::CronCreate(_)
