@@ -120,6 +120,23 @@ pub async fn overview(cp: &dyn ControlPlane) -> Overview {
     }
 }
 
+/// The cached Python environments and their build locks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvironmentsPage {
+    pub runtime: &'static str,
+    pub environments: Section<bodywork_runtime::EnvironmentStatus>,
+    pub read_at: DateTime<Utc>,
+}
+
+/// Read the environments page.
+pub async fn environments(cp: &dyn ControlPlane) -> EnvironmentsPage {
+    EnvironmentsPage {
+        runtime: cp.name(),
+        environments: Section::from_result(cp.environments().await),
+        read_at: Utc::now(),
+    }
+}
+
 /// Read one namespace's page; `None` when there is no such namespace.
 pub async fn namespace(
     cp: &dyn ControlPlane,

@@ -35,6 +35,8 @@ pub struct FakeControl {
     /// Services' traffic, by namespace (`Unsupported` with `no_runs`, as
     /// on Kubernetes).
     pub traffic: Vec<(String, ServiceTraffic)>,
+    /// The cached environments (`Unsupported` with `no_runs`).
+    pub environments: Vec<bodywork_runtime::EnvironmentStatus>,
 }
 
 /// Counts a follow going on while it lives.
@@ -324,6 +326,14 @@ impl ControlPlane for FakeControl {
             .filter(|(ns, _)| ns == namespace)
             .map(|(_, t)| t.clone())
             .collect())
+    }
+    async fn environments(&self) -> Result<Vec<bodywork_runtime::EnvironmentStatus>> {
+        if self.no_runs {
+            return Err(RuntimeError::unsupported(
+                "no environment cache on a cluster",
+            ));
+        }
+        Ok(self.environments.clone())
     }
     async fn logs(&self, _: &str, name: &str, follow: bool, log: &Log) -> Result<()> {
         for line in &self.log_lines {

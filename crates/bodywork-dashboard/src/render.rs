@@ -13,8 +13,8 @@ use bodywork_runtime::{
 use chrono::{DateTime, Utc};
 
 use crate::data::{
-    CronJobView, LogPage, LogSubject, NamespacePage, Overview, RunPage, SecretKeys, Section,
-    StageView,
+    CronJobView, EnvironmentsPage, LogPage, LogSubject, NamespacePage, Overview, RunPage,
+    SecretKeys, Section, StageView,
 };
 use crate::html::{escape, path_segment};
 
@@ -33,6 +33,9 @@ pub struct Base<'a>(pub &'a str);
 impl Base<'_> {
     pub fn home(&self) -> String {
         format!("{}/", self.0)
+    }
+    pub fn environments(&self) -> String {
+        format!("{}/environments", self.0)
     }
     pub fn style(&self) -> String {
         format!("{}/style.css", self.0)
@@ -92,7 +95,134 @@ pub fn overview(base: Base, page: &Overview) -> String {
             body.push_str("</tbody>\n</table>\n");
         }
     }
+    let _ = writeln!(
+        body,
+        "<p><a href=\"{}\">Python environments</a>: the cached ones, what uses them, and those being built.</p>",
+        escape(&base.environments())
+    );
     document(base, "Namespaces", page.runtime, page.read_at, None, &body)
+}
+
+/// The cached Python environments: each one's key, Python, requirements,
+/// size, when last used, the services running in it, and its build lock.
+pub fn environments(base: Base, page: &EnvironmentsPage) -> String {
+    let now = page.read_at;
+    let mut body = String::from("<h1>Python environments</h1>\n");
+    section(
+        &mut body,
+        "environments",
+        "Cached environments",
+        &page.environments,
+        |out, envs| {
+            table_head(
+                out,
+                "Cached Python environments, oldest first, then those being built",
+                &[
+                    "Key",
+                    "Python",
+                    "Requirements",
+                    "Size",
+                    "Last used",
+                    "Used by",
+                    "Build lock",
+                ],
+            );
+            for e in envs {
+                let requirements = match e.requirements.as_slice() {
+                    [] if e.created.is_none() => unknown(),
+                    [] => "none".to_string(),
+                    reqs => format!(
+                        "<span title=\"{}\">{}</span>",
+                        escape(&reqs.join("\n")),
+                        escape(&requirements_summary(reqs))
+                    ),
+                };
+                let used_by = if e.used_by.is_empty() {
+                    "no deployed service".to_string()
+                } else {
+                    e.used_by
+                        .iter()
+                        .map(|s| escape(s))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let lock = match &e.lock {
+                    None => status("none", "free"),
+                    Some(l) => {
+                        let mut words = String::from(if e.created.is_none() {
+                            "being built"
+                        } else {
+                            "locked"
+                        });
+                        if let Some(pid) = l.pid {
+                            let _ = write!(words, " by process {pid}");
+                        }
+                        if !l.runs.is_empty() {
+                            let runs: Vec<String> = l.runs.iter().map(i64::to_string).collect();
+                            let _ = write!(words, " (the daemon; runs going: {})", runs.join(", "));
+                        }
+                        if let Some(since) = l.since {
+                            let _ = write!(words, ", for {}", span(now - since));
+                        }
+                        status("running", &words)
+                    }
+                };
+                let _ = writeln!(
+                    out,
+                    "<tr><th scope=\"row\"><code>{}</code></th><td>{}</td><td>{requirements}</td><td>{}</td><td>{}</td><td>{used_by}</td><td>{lock}</td></tr>",
+                    escape(&e.key),
+                    if e.python_version.is_empty() {
+                        unknown()
+                    } else {
+                        escape(&e.python_version)
+                    },
+                    if e.created.is_none() {
+                        unknown()
+                    } else {
+                        size(e.size_bytes)
+                    },
+                    e.last_used
+                        .map(|t| format!("{} ago", age(t, now)))
+                        .unwrap_or_else(unknown),
+                );
+            }
+            out.push_str("</tbody>\n</table>\n");
+        },
+    );
+    document(base, "Python environments", page.runtime, now, None, &body)
+}
+
+/// The first requirements, and how many more.
+fn requirements_summary(reqs: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = reqs
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if reqs.len() > SHOWN {
+        let _ = write!(text, " and {} more", reqs.len() - SHOWN);
+    }
+    text
+}
+
+/// Bytes in the largest unit that keeps a number of at least 1.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    format!("{value:.1} {unit}")
 }
 
 /// One namespace: its services, runs, cron jobs and secrets.

@@ -256,6 +256,8 @@ pub async fn answer(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Overview,
+    /// The cached Python environments and their build locks.
+    Environments,
     Style,
     TailScript,
     Namespace(String),
@@ -270,6 +272,7 @@ pub enum Route {
 pub fn route(rest: &str) -> Option<Route> {
     match rest {
         "" | "/" => return Some(Route::Overview),
+        "/environments" => return Some(Route::Environments),
         "/style.css" => return Some(Route::Style),
         "/assets/tail.js" => return Some(Route::TailScript),
         _ => {}
@@ -330,6 +333,10 @@ pub async fn page(site: Site<'_>, path: &str) -> Response<Bytes> {
         Route::Overview => {
             let overview = crate::data::overview(site.control).await;
             html_response(StatusCode::OK, render::overview(base, &overview))
+        }
+        Route::Environments => {
+            let page = crate::data::environments(site.control).await;
+            html_response(StatusCode::OK, render::environments(base, &page))
         }
         Route::Style => respond(
             StatusCode::OK,

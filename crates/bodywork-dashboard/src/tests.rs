@@ -2,7 +2,7 @@
 //! secrets without values, sections a runtime cannot answer, and the
 //! server's routes and Host check, through a control plane in memory.
 
-use bodywork_runtime::{RunState, StageState};
+use bodywork_runtime::{BuildLockStatus, EnvironmentStatus, RunState, StageState};
 use chrono::TimeDelta;
 
 use crate::data::{self, Section};
@@ -108,6 +108,31 @@ fn demo() -> FakeControl {
             "prod".into(),
             traffic("scoring", &[0, 4, 10, 6, 0, 20, 30, 12], now),
         )],
+        environments: vec![
+            EnvironmentStatus {
+                key: "0123456789abcdef".into(),
+                python_version: "3.12.3".into(),
+                requirements: vec![
+                    "flask==3.0.3".into(),
+                    "numpy==2.1.0".into(),
+                    "pandas==2.2.2".into(),
+                    "scikit-learn<1.6".into(),
+                ],
+                size_bytes: 157_286_400,
+                created: Some(now - TimeDelta::days(2)),
+                last_used: Some(now - TimeDelta::minutes(42)),
+                used_by: vec!["prod/scoring".into(), "dev/scoring".into()],
+                lock: None,
+            },
+            EnvironmentStatus::being_built(
+                "fedcba9876543210".into(),
+                BuildLockStatus {
+                    pid: Some(4242),
+                    since: Some(now - TimeDelta::seconds(95)),
+                    runs: vec![3],
+                },
+            ),
+        ],
         ..FakeControl::default()
     }
 }
@@ -156,6 +181,38 @@ fn namespace_page_shows_every_section() {
         assert!(html.contains(needle), "{needle} missing from\n{html}");
     }
     insta::assert_snapshot!(html);
+}
+
+#[test]
+fn environments_page_shows_each_environment_what_uses_it_and_its_lock() {
+    let mut page = block_on(data::environments(&demo()));
+    page.read_at = at(NOW);
+    let html = render::environments(Base(""), &page);
+    for needle in [
+        "<th scope=\"row\"><code>0123456789abcdef</code></th><td>3.12.3</td>",
+        "flask==3.0.3, numpy==2.1.0, pandas==2.2.2 and 1 more",
+        "<td>150.0 MiB</td>",
+        "<td>42m 00s ago</td>",
+        "<td>prod/scoring, dev/scoring</td>",
+        "<span class=\"status status-none\">free</span>",
+        "being built by process 4242 (the daemon; runs going: 3), for 1m 35s",
+    ] {
+        assert!(html.contains(needle), "{needle} missing from\n{html}");
+    }
+    insta::assert_snapshot!(html);
+    // The front page links to it.
+    let mut overview = block_on(data::overview(&demo()));
+    overview.read_at = at(NOW);
+    assert!(render::overview(Base("/ui"), &overview).contains("<a href=\"/ui/environments\">"));
+    // A runtime without a cache says why.
+    let mut cp = demo();
+    cp.no_runs = true;
+    let page = block_on(data::environments(&cp));
+    let html = render::environments(Base(""), &page);
+    assert!(
+        html.contains("Not available: no environment cache on a cluster"),
+        "{html}"
+    );
 }
 
 #[test]
@@ -407,6 +464,7 @@ fn routes() {
     use crate::serve::{Route, route};
     for (path, want) in [
         ("/", Some(Route::Overview)),
+        ("/environments", Some(Route::Environments)),
         ("/assets/tail.js", Some(Route::TailScript)),
         ("/namespaces/prod", Some(Route::Namespace("prod".into()))),
         (

@@ -153,4 +153,10 @@ impl ControlPlane for KubeRuntime {
         )
         .with_hint("use the cluster's own monitoring (e.g. the ingress controller's metrics)"))
     }
+
+    async fn environments(&self) -> Result<Vec<bodywork_runtime::EnvironmentStatus>> {
+        Err(RuntimeError::unsupported(
+            "no environment cache on a cluster: each stage's environment is built in its own pod",
+        ))
+    }
 }

@@ -23,7 +23,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// (a log event's to the millisecond), a cron job's status as a run state,
 /// and namespaces set up or deleted as what was done (`NamespaceSetUp`,
 /// `NamespaceDeleted`), not lines. 11: every control-plane answer is one
-/// `Answer` holding the call's own type. 12: `ServiceTraffic`.
+/// `Answer` holding the call's own type. 12: `ServiceTraffic`, `EnvStatus`.
 pub const PROTOCOL_VERSION: u32 = 12;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +113,9 @@ pub enum Request {
         namespace: String,
     },
     EnvList,
+    /// The environments with what uses them and their build locks
+    /// (answered with `Vec<EnvironmentStatus>`).
+    EnvStatus,
     EnvPrune,
     /// `cronjob create`.
     CronCreate(CronJobSpec),

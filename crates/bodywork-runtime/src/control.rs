@@ -379,6 +379,10 @@ pub trait ControlPlane: Resources {
     /// counted (one that has had no request since the runtime started may
     /// be missing). `Unsupported` where the runtime has no metrics source.
     async fn service_traffic(&self, namespace: &str) -> Result<Vec<crate::ServiceTraffic>>;
+
+    /// The cached Python environments, oldest first, then those being
+    /// first built. `Unsupported` where environments are built in images.
+    async fn environments(&self) -> Result<Vec<crate::EnvironmentStatus>>;
 }
 
 #[cfg(test)]

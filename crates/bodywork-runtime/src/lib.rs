@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod control;
+mod environments;
 mod error;
 pub mod groups;
 mod logs;
@@ -24,6 +25,7 @@ pub use control::{
     RunState, RunSummary, RunTrigger, StageAttempt, StageState, WorkflowRun, WorkflowSubmission,
     detached_name, is_detached, unnamed_detached_name,
 };
+pub use environments::{BuildLockStatus, EnvironmentStatus};
 pub use error::{ObjectKind, Problem, RuntimeError, TRY_AGAIN, error_chain};
 pub use logs::{LogEvent, LogRenderer, format_log_line, local_time, stage_header, timestamp_now};
 pub use resolve::{AsOf, AsOfSource, RESOLVE_AS_OF_ENV, Resolution};

@@ -201,6 +201,7 @@ fn the_gateway_serves_the_same_pages_at_ui() {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("href=\"/ui/style.css\""), "{page}");
     assert_namespace_page(&page, &url);
+    assert_environments_page(&home, &gateway, "/ui");
     let (status, css) = http(&gateway, "GET", "/ui/style.css", None).expect("the stylesheet");
     assert_eq!(status, 200);
     assert!(css.contains("prefers-color-scheme"));
@@ -241,6 +242,37 @@ fn the_gateway_serves_the_same_pages_at_ui() {
     assert!(other_port.starts_with("HTTP/1.1 421"), "{other_port}");
     let allowed = get_with_host(&gateway, "/ui/", &format!("localhost:{port}"));
     assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
+}
+
+/// The environments page (under `base`) lists every environment `env
+/// list` does, with svc as the one running in the service's, no lock held.
+fn assert_environments_page(home: &TestHome, addr: &str, base: &str) {
+    let (status, front) = http(addr, "GET", &format!("{base}/"), None).expect("the front page");
+    assert_eq!(status, 200);
+    assert!(
+        front.contains(&format!("<a href=\"{base}/environments\">")),
+        "{front}"
+    );
+    let (status, page) =
+        http(addr, "GET", &format!("{base}/environments"), None).expect("the page");
+    assert_eq!(status, 200, "{page}");
+    let listed = home.ok(&["env", "list", "-o", "json"]);
+    let envs: Vec<serde_json::Value> =
+        serde_json::from_str(&listed.stdout).expect("env list -o json");
+    assert!(!envs.is_empty(), "{listed}");
+    for env in &envs {
+        let key = env["key"].as_str().expect("a key");
+        assert!(
+            page.contains(&format!("<th scope=\"row\"><code>{key}</code></th>")),
+            "{key} not in\n{page}"
+        );
+    }
+    let used = page
+        .lines()
+        .find(|l| l.contains(&format!("{NS}/")))
+        .unwrap_or_else(|| panic!("no environment used by a service of {NS} in\n{page}"));
+    assert!(used.contains("svc"), "{used}");
+    assert!(used.contains("status-none\">free</span>"), "{used}");
 }
 
 /// How many requests a service row's sparkline says it had (0 for none).

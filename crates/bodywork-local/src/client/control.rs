@@ -221,6 +221,10 @@ impl ControlPlane for LocalControl {
         .await
     }
 
+    async fn environments(&self) -> Result<Vec<bodywork_runtime::EnvironmentStatus>> {
+        self.ask(Request::EnvStatus).await
+    }
+
     async fn run_stages(&self, namespace: &str, run: i64) -> Result<Vec<StageAttempt>> {
         self.ask(Request::RunStages {
             namespace: namespace.into(),

@@ -79,7 +79,7 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
             Response::answer(&daemon.traffic.read(&namespace, chrono::Utc::now()))
         }
         Request::DeleteDetached { name } => answer(delete_detached(daemon, &name)),
-        r @ (Request::EnvList | Request::EnvPrune) => envs::handle(daemon, r),
+        r @ (Request::EnvList | Request::EnvStatus | Request::EnvPrune) => envs::handle(daemon, r),
         r @ (Request::CronCreate(_)
         | Request::CronUpdate(_)
         | Request::CronDelete { .. }
