@@ -112,6 +112,7 @@ fn main() {
     for (what, path) in [
         ("namespaces (3)", "/"),
         ("namespace (50 services, 1,000 runs)", "/namespaces/prod"),
+        ("namespace, runs before 500", "/namespaces/prod?before=500"),
         ("run (12 stages in 4 steps)", "/namespaces/prod/runs/999"),
         ("run's log (2,000 lines)", "/namespaces/prod/runs/999/logs"),
     ] {

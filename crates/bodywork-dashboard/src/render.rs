@@ -260,6 +260,7 @@ pub fn namespace(base: Base, page: &NamespacePage) -> String {
         &page.runs,
         |out, rows| runs_table(out, base, &page.namespace, rows, now),
     );
+    runs_pager(&mut body, base, page);
     section(
         &mut body,
         "cronjobs",
@@ -725,6 +726,30 @@ fn run_duration(r: &RunSummary, now: DateTime<Utc>) -> String {
         (Some(s), Some(f)) => span(f - s),
         (Some(s), None) if r.status == RunState::Running => format!("{} so far", span(now - s)),
         _ => unknown(),
+    }
+}
+
+/// Links to the older runs and back to the newest, where there are any.
+fn runs_pager(out: &mut String, base: Base, page: &NamespacePage) {
+    let mut links = Vec::new();
+    if page.runs_before.is_some() {
+        links.push(format!(
+            "<a href=\"{}#runs\">Newest runs</a>",
+            escape(&base.namespace(&page.namespace))
+        ));
+    }
+    if let Some(before) = page.older_runs {
+        links.push(format!(
+            "<a href=\"{}?before={before}#runs\" rel=\"next\">Older runs</a>",
+            escape(&base.namespace(&page.namespace))
+        ));
+    }
+    if !links.is_empty() {
+        let _ = writeln!(
+            out,
+            "<nav aria-label=\"Pages of workflow runs\"><ul><li>{}</li></ul></nav>",
+            links.join("</li><li>")
+        );
     }
 }
 

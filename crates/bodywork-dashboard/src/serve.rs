@@ -116,7 +116,7 @@ pub async fn serve(
                                         response.map(http_body_util::Either::Right)
                                     }
                                     Some(Err(refused)) => refused.map(|b| http_body_util::Either::Left(Full::new(b))),
-                                    None => answer(site, request.method(), request.uri().path(), host(request.headers()))
+                                    None => answer(site, request.method(), path_and_query(request.uri()), host(request.headers()))
                                         .await
                                         .map(|b| http_body_util::Either::Left(Full::new(b))),
                                 };
@@ -202,6 +202,20 @@ fn last_event_id(headers: &http::HeaderMap) -> Option<usize> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// A request's path with its query, as [`answer`] takes it.
+pub fn path_and_query(uri: &http::Uri) -> &str {
+    uri.path_and_query().map_or(uri.path(), |p| p.as_str())
+}
+
+/// `NAME=N` of a query, a positive number.
+fn number_query(query: &str, name: &str) -> Option<i64> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+}
+
 /// `after=N` of a query: the lines the page already shows.
 fn after_query(query: Option<&str>) -> Option<usize> {
     query?
@@ -226,7 +240,8 @@ pub fn host(headers: &http::HeaderMap) -> Option<&str> {
     headers.get(header::HOST).and_then(|h| h.to_str().ok())
 }
 
-/// The answer to one request: its method, path (no query) and `Host`.
+/// The answer to one request: its method, path (with its query, if any)
+/// and `Host`.
 pub async fn answer(
     site: Site<'_>,
     method: &Method,
@@ -303,7 +318,8 @@ pub fn route(rest: &str) -> Option<Route> {
     }
 }
 
-/// The page at `path` (the whole path, with the site's base).
+/// The page at `path` (the whole path, with the site's base, and its
+/// query: `?before=ID` on a namespace page, its older runs).
 pub async fn page(site: Site<'_>, path: &str) -> Response<Bytes> {
     let base = Base(site.base);
     let runtime = site.control.name();
@@ -326,6 +342,8 @@ pub async fn page(site: Site<'_>, path: &str) -> Response<Bytes> {
             ),
         )
     };
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let before = number_query(query, "before");
     let Some(route) = path.strip_prefix(site.base).and_then(route) else {
         return not_found("such page");
     };
@@ -350,7 +368,7 @@ pub async fn page(site: Site<'_>, path: &str) -> Response<Bytes> {
             "max-age=300",
             Bytes::from_static(render::TAIL_SCRIPT.as_bytes()),
         ),
-        Route::Namespace(ns) => match crate::data::namespace(site.control, &ns).await {
+        Route::Namespace(ns) => match crate::data::namespace(site.control, &ns, before).await {
             Ok(Some(data)) => html_response(StatusCode::OK, render::namespace(base, &data)),
             Ok(None) => not_found(&format!("namespace {ns}")),
             Err(e) => failed(e),

@@ -146,7 +146,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 fn namespace_page(cp: &FakeControl, ns: &str) -> String {
-    let mut page = block_on(data::namespace(cp, ns))
+    let mut page = block_on(data::namespace(cp, ns, None))
         .expect("an answer")
         .expect("the namespace");
     page.read_at = at(NOW);
@@ -216,6 +216,59 @@ fn environments_page_shows_each_environment_what_uses_it_and_its_lock() {
 }
 
 #[test]
+fn every_one_of_a_thousand_runs_is_reached_by_older_runs_links() {
+    let now = at(NOW);
+    let cp = FakeControl {
+        namespaces: vec!["prod".into()],
+        runs: (1..=1000)
+            .rev()
+            .map(|id| run("prod", id, RunState::Succeeded, now, 5))
+            .collect(),
+        ..FakeControl::default()
+    };
+    let site = crate::Site {
+        control: &cp,
+        base: "/ui",
+        port: 8001,
+    };
+    let mut seen = Vec::new();
+    let mut path = "/ui/namespaces/prod".to_string();
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        let answer = block_on(crate::serve::page(site, &path));
+        assert_eq!(answer.status(), 200, "{path}");
+        let html = String::from_utf8_lossy(answer.body()).into_owned();
+        let ids: Vec<i64> = html
+            .split("/ui/namespaces/prod/runs/")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next()?.parse().ok())
+            .collect();
+        assert!(ids.len() <= data::RUNS_PER_PAGE as usize, "{path}");
+        assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+        seen.extend(ids);
+        // Every page after the first leads back to the newest.
+        assert_eq!(html.contains(">Newest runs</a>"), pages > 1, "{path}");
+        let Some(next) = html
+            .split("href=\"")
+            .find(|h| h.contains("rel=\"next\">Older runs"))
+            .and_then(|h| h.split('"').next())
+        else {
+            break;
+        };
+        path = next.replace("#runs", "");
+    }
+    assert_eq!(pages, 20);
+    assert_eq!(seen, (1..=1000).rev().collect::<Vec<_>>());
+    // The oldest run's own page too.
+    let answer = block_on(crate::serve::page(site, "/ui/namespaces/prod/runs/1"));
+    assert_eq!(answer.status(), 200);
+    // Nonsense in the query is the newest page, not an error.
+    let answer = block_on(crate::serve::page(site, "/ui/namespaces/prod?before=x&y"));
+    assert_eq!(answer.status(), 200);
+}
+
+#[test]
 fn secret_values_never_reach_a_page() {
     let html = namespace_page(&demo(), "prod");
     assert!(html.contains("db-credentials"));
@@ -267,7 +320,9 @@ fn a_section_the_runtime_cannot_answer_says_why_and_the_rest_shows() {
     let html = namespace_page(&cp, "prod");
     assert!(html.contains("Not available: this runtime keeps no workflow runs"));
     assert!(html.contains("<th scope=\"row\">scoring</th>"));
-    let page = block_on(data::namespace(&cp, "prod")).unwrap().unwrap();
+    let page = block_on(data::namespace(&cp, "prod", None))
+        .unwrap()
+        .unwrap();
     assert!(matches!(page.runs, Section::Unavailable(_)));
     // No traffic columns, and why not in words.
     assert!(html.contains("Traffic not available: no metrics source on a cluster"));
@@ -312,7 +367,11 @@ fn empty_namespace_and_unknown_namespace() {
     };
     let html = namespace_page(&cp, "empty");
     assert_eq!(html.matches("<p>None.</p>").count(), 4, "{html}");
-    assert!(block_on(data::namespace(&cp, "nope")).unwrap().is_none());
+    assert!(
+        block_on(data::namespace(&cp, "nope", None))
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -323,7 +382,9 @@ fn pages_need_no_script_and_nothing_from_elsewhere() {
     assert!(html.contains("<link rel=\"stylesheet\" href=\"/style.css\">"));
     assert!(render::STYLE.contains("prefers-color-scheme: dark"));
     // Under a gateway, every link keeps the base.
-    let mut page = block_on(data::namespace(&demo(), "prod")).unwrap().unwrap();
+    let mut page = block_on(data::namespace(&demo(), "prod", None))
+        .unwrap()
+        .unwrap();
     page.read_at = at(NOW);
     let html = render::namespace(Base("/ui"), &page);
     assert!(html.contains("href=\"/ui/style.css\""));

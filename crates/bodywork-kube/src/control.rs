@@ -67,6 +67,15 @@ impl ControlPlane for KubeRuntime {
         Err(runs_are_local())
     }
 
+    async fn list_runs_before(
+        &self,
+        _namespace: &str,
+        _before: Option<i64>,
+        _limit: u32,
+    ) -> Result<Vec<RunSummary>> {
+        Err(runs_are_local())
+    }
+
     async fn run_stages(&self, _namespace: &str, _run: i64) -> Result<Vec<StageAttempt>> {
         Err(runs_are_local())
     }

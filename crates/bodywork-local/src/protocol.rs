@@ -23,7 +23,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// (a log event's to the millisecond), a cron job's status as a run state,
 /// and namespaces set up or deleted as what was done (`NamespaceSetUp`,
 /// `NamespaceDeleted`), not lines. 11: every control-plane answer is one
-/// `Answer` holding the call's own type. 12: `ServiceTraffic`, `EnvStatus`.
+/// `Answer` holding the call's own type. 12: `ServiceTraffic`, `EnvStatus`,
+/// `ListRuns` before a run.
 pub const PROTOCOL_VERSION: u32 = 12;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +84,9 @@ pub enum Request {
     ListRuns {
         namespace: Option<String>,
         limit: u32,
+        /// Only runs numbered below it: the next page of older runs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<i64>,
     },
     RunLogs {
         namespace: String,

@@ -330,6 +330,15 @@ pub trait ControlPlane: Resources {
     async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunState>;
     /// Workflow runs of a namespace, newest first.
     async fn list_runs(&self, namespace: &str) -> Result<Vec<RunSummary>>;
+    /// A page of the workflow runs of a namespace, newest first: at most
+    /// `limit`, only those numbered below `before` when given (the last
+    /// of the previous page), so every run can be reached.
+    async fn list_runs_before(
+        &self,
+        namespace: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<RunSummary>>;
     /// The stage attempts of run `run` of `namespace`, in the order they
     /// started (a stage not started yet has none); `NotFound` when there
     /// is no such run.

@@ -202,6 +202,19 @@ fn the_gateway_serves_the_same_pages_at_ui() {
     assert!(page.contains("href=\"/ui/style.css\""), "{page}");
     assert_namespace_page(&page, &url);
     assert_environments_page(&home, &gateway, "/ui");
+    // The query reaches the page: runs before run 2 are run 1 alone, with
+    // a link back to the newest.
+    let (status, older) = http(
+        &gateway,
+        "GET",
+        &format!("/ui/namespaces/{NS}?before=2"),
+        None,
+    )
+    .expect("a page of older runs");
+    assert_eq!(status, 200, "{older}");
+    assert!(older.contains("/runs/1\">1</a></th>"), "{older}");
+    assert!(older.contains(">Newest runs</a>"), "{older}");
+    assert!(!older.contains(">Older runs</a>"), "{older}");
     let (status, css) = http(&gateway, "GET", "/ui/style.css", None).expect("the stylesheet");
     assert_eq!(status, 200);
     assert!(css.contains("prefers-color-scheme"));

@@ -207,9 +207,19 @@ impl ControlPlane for LocalControl {
     }
 
     async fn list_runs(&self, namespace: &str) -> Result<Vec<RunSummary>> {
+        self.list_runs_before(namespace, None, RUNS_SHOWN).await
+    }
+
+    async fn list_runs_before(
+        &self,
+        namespace: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<RunSummary>> {
         self.ask(Request::ListRuns {
             namespace: Some(namespace.into()),
-            limit: RUNS_SHOWN,
+            limit,
+            before,
         })
         .await
     }
@@ -252,6 +262,7 @@ impl ControlPlane for LocalControl {
             .ask(Request::ListRuns {
                 namespace: None,
                 limit: RUNS_SHOWN,
+                before: None,
             })
             .await?;
         Ok(runs

@@ -40,7 +40,13 @@ impl Pages for GatewayDashboard {
                 base: PREFIX,
                 port: self.port,
             };
-            answer(site, &head.method, head.uri.path(), host(&head.headers)).await
+            answer(
+                site,
+                &head.method,
+                bodywork_dashboard::serve::path_and_query(&head.uri),
+                host(&head.headers),
+            )
+            .await
         })
     }
 }

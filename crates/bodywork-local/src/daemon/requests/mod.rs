@@ -64,10 +64,14 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
         | Request::SecretList { .. }
         | Request::ServiceList { .. }
         | Request::ServiceDelete { .. }) => resources::handle(daemon, r).await,
-        Request::ListRuns { namespace, limit } => answer(
+        Request::ListRuns {
+            namespace,
+            limit,
+            before,
+        } => answer(
             daemon
                 .runtime
-                .with_store(|s| s.list_runs(namespace.as_deref(), limit as usize))
+                .with_store(|s| s.list_runs_before(namespace.as_deref(), before, limit as usize))
                 .map(|rows| {
                     rows.into_iter()
                         .map(super::runs::summary)
