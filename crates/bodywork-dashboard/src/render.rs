@@ -630,11 +630,11 @@ fn services_table(
 
 /// The services table's traffic columns, when the runtime counts traffic.
 const TRAFFIC_COLUMNS: [&str; 5] = [
-    "Requests/s (last minute)",
-    "Errors (5xx)",
-    "p50",
-    "p99",
-    "Requests per period",
+    "<abbr title=\"Requests per second over the last minute\">Req/s</abbr>",
+    "<abbr title=\"Share of the last minute's requests answered 5xx\">5xx</abbr>",
+    "<abbr title=\"Median latency over the last minute\">p50</abbr>",
+    "<abbr title=\"99th percentile latency over the last minute\">p99</abbr>",
+    "<abbr title=\"Requests per 10 s over the last 10 minutes\">Traffic</abbr>",
 ];
 
 /// A service's traffic cells (none when the runtime counts no traffic).
@@ -643,7 +643,7 @@ fn traffic_cells(traffic: &Section<ServiceTraffic>, service: &str) -> String {
         return String::new();
     };
     let Some(t) = rows.iter().find(|t| t.service == service) else {
-        return "<td>0</td><td>none</td><td class=\"unknown\">–</td><td class=\"unknown\">–</td><td>no requests yet</td>".into();
+        return "<td>0.00</td><td>none</td><td class=\"unknown\">–</td><td class=\"unknown\">–</td><td>no requests yet</td>".into();
     };
     let m = &t.last_minute;
     let errors = match m.error_percent() {
@@ -651,7 +651,7 @@ fn traffic_cells(traffic: &Section<ServiceTraffic>, service: &str) -> String {
         None => "none".into(),
     };
     format!(
-        "<td>{:.2}</td><td>{errors}</td><td>{}</td><td>{}</td><td>{}</td>",
+        "<td class=\"num\">{:.2}</td><td class=\"num\">{errors}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td>",
         m.rate(),
         millis(m.p50_ms),
         millis(m.p99_ms),

@@ -326,7 +326,7 @@ fn a_section_the_runtime_cannot_answer_says_why_and_the_rest_shows() {
     assert!(matches!(page.runs, Section::Unavailable(_)));
     // No traffic columns, and why not in words.
     assert!(html.contains("Traffic not available: no metrics source on a cluster"));
-    assert!(!html.contains("Requests/s"));
+    assert!(!html.contains(">Req/s<"));
     assert!(!html.contains("<svg"));
 }
 
@@ -339,10 +339,10 @@ fn services_show_their_traffic_with_a_sparkline_in_words_too() {
         .expect("scoring's row");
     // The newest six periods: 78 requests in 60 s, 7 of them 5xx.
     for needle in [
-        "<td>1.30</td>",
-        "<td>9.0%</td>",
-        "<td>12.5 ms</td>",
-        "<td>240 ms</td>",
+        "<td class=\"num\">1.30</td>",
+        "<td class=\"num\">9.0%</td>",
+        "<td class=\"num\">12.5 ms</td>",
+        "<td class=\"num\">240 ms</td>",
         "role=\"img\"",
         "aria-label=\"82 requests in the last 2 min, in 8 periods of 10 s: at most 30 in one, 12 in the newest\"",
         "<polyline points=\"0.0,23.0 17.1,20.1 34.3,15.7",

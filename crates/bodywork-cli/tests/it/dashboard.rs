@@ -488,6 +488,12 @@ fn on_kubernetes_the_pages_read_the_cluster_and_say_why_runs_are_missing() {
         page.contains("Traffic not available: no metrics source on a cluster"),
         "{page}"
     );
+    let (status, envs) = http(&addr, "GET", "/environments", None).expect("the environments");
+    assert_eq!(status, 200, "{envs}");
+    assert!(
+        envs.contains("Not available: no environment cache on a cluster"),
+        "{envs}"
+    );
     assert!(get_with_host(&addr, "/", "evil.example").starts_with("HTTP/1.1 421"));
     kill(dashboard.pid() as i32, "TERM");
     let run = dashboard.finish(Duration::from_secs(20));
