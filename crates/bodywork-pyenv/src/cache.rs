@@ -53,6 +53,9 @@ pub struct EnvCache {
     /// version asked for is not among them).
     found: Mutex<Option<Vec<Found>>>,
     uv: Mutex<Option<UvLookup>>,
+    /// The sizes of the environments listed so far, by directory and when
+    /// it was built.
+    sizes: Mutex<HashMap<(PathBuf, SystemTime), u64>>,
     /// Where to look for uv; `None` reads `PATH` at lookup time. Only
     /// tests change it.
     uv_search_path: Option<OsString>,
@@ -91,6 +94,7 @@ impl EnvCache {
             probes: Mutex::new(HashMap::new()),
             found: Mutex::new(None),
             uv: Mutex::new(None),
+            sizes: Mutex::new(HashMap::new()),
             uv_search_path: None,
             python_search_path: None,
             python_roots: None,
@@ -183,7 +187,7 @@ impl EnvCache {
         let mut infos: Vec<EnvInfo> = self
             .entries()?
             .into_iter()
-            .filter_map(|(key, dir)| marker::read(&dir, &key).map(|m| info(dir, &m)))
+            .filter_map(|(key, dir)| marker::read(&dir, &key).map(|m| self.info(dir, &m)))
             .collect();
         infos.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.key.cmp(&b.key)));
         Ok(infos)
@@ -198,7 +202,7 @@ impl EnvCache {
     pub fn prune(&self, keep: &dyn Fn(&EnvInfo) -> bool) -> Result<Vec<EnvInfo>, EnvError> {
         let mut removed = Vec::new();
         for (key, dir) in self.entries()? {
-            let candidate = marker::read(&dir, &key).map(|m| info(dir.clone(), &m));
+            let candidate = marker::read(&dir, &key).map(|m| self.info(dir.clone(), &m));
             if candidate.as_ref().is_some_and(keep) {
                 continue;
             }
@@ -207,7 +211,7 @@ impl EnvCache {
                 continue;
             };
             // Re-read under the lock: a leftover may have been completed.
-            let now = marker::read(&dir, &key).map(|m| info(dir.clone(), &m));
+            let now = marker::read(&dir, &key).map(|m| self.info(dir.clone(), &m));
             if now.is_some() && candidate.is_none() {
                 continue;
             }
@@ -230,6 +234,21 @@ impl EnvCache {
             elapsed: started.elapsed(),
         });
         env_from(dir, &marker, true)
+    }
+
+    /// What [`EnvCache::list`] says of the complete environment at `dir`.
+    /// Its size is measured once per build (an environment is not changed
+    /// after it is built), not at each listing: walking thousands of files
+    /// each time the dashboard asks would take tens of milliseconds.
+    fn info(&self, dir: PathBuf, marker: &Marker) -> EnvInfo {
+        let built = (dir.clone(), marker.created());
+        let known = lock_ignoring_poison(&self.sizes).get(&built).copied();
+        let size_bytes = known.unwrap_or_else(|| {
+            let size = dir_size(&dir);
+            lock_ignoring_poison(&self.sizes).insert(built, size);
+            size
+        });
+        info(dir, marker, size_bytes)
     }
 
     /// Build the environment at `dir` while holding its key's lock. Anything
@@ -690,7 +709,7 @@ fn env_from(dir: PathBuf, marker: &Marker, reused: bool) -> Env {
     }
 }
 
-fn info(dir: PathBuf, marker: &Marker) -> EnvInfo {
+fn info(dir: PathBuf, marker: &Marker, size_bytes: u64) -> EnvInfo {
     let created = marker.created();
     EnvInfo {
         key: marker.key.clone(),
@@ -699,7 +718,7 @@ fn info(dir: PathBuf, marker: &Marker) -> EnvInfo {
         requirements: marker.requirements.clone(),
         installer: marker.installer.clone(),
         lock: marker.lock(),
-        size_bytes: dir_size(&dir),
+        size_bytes,
         created,
         last_used: marker::last_used(&dir).unwrap_or(created),
         dir,
@@ -841,6 +860,9 @@ mod tests {
         assert_eq!(listed[0].requirements, vec!["six"]);
         assert_eq!(listed[0].python_version, "3.11.7");
         assert!(listed[0].size_bytes >= 10);
+        // Measured once per build, not at each listing.
+        fs::write(dir.join("lib/python3.11/site-packages/y.py"), "0123456789").unwrap();
+        assert_eq!(cache.list().unwrap()[0].size_bytes, listed[0].size_bytes);
 
         assert!(
             cache
