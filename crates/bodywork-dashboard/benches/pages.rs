@@ -1,9 +1,10 @@
 //! Server time per page, from the request's path to the whole answer
 //! (reading through the control plane, rendering, headers), with 50
 //! services, 1,000 workflow runs, 10 cron jobs of 20 runs each and 10
-//! secrets in one namespace. The control plane answers from memory, so
-//! this is the dashboard's own time: a real runtime adds its answers'
-//! (the local daemon's socket round trips, a cluster's API calls).
+//! secrets in one namespace, each service with 60 periods of traffic.
+//! The control plane answers from memory, so this is the dashboard's own
+//! time: a real runtime adds its answers' (the local daemon's socket round
+//! trips, a cluster's API calls).
 //!
 //! `cargo bench -p bodywork-dashboard` prints one row a page.
 
@@ -86,6 +87,16 @@ fn main() {
         log_lines: (0..2000)
             .map(|i| format!("line {i}: scored 1,000 rows in 0.42 s"))
             .collect(),
+        // Every service's traffic: 60 periods of 10 s.
+        traffic: (0..50)
+            .map(|i| {
+                let per_period: Vec<u64> = (0..60).map(|p| (p * 7 + i) % 40).collect();
+                (
+                    ns.to_string(),
+                    traffic(&format!("service-{i:02}"), &per_period, now),
+                )
+            })
+            .collect(),
         ..FakeControl::default()
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -103,6 +114,7 @@ fn main() {
     for (what, path) in [
         ("namespaces (3)", "/"),
         ("namespace (50 services, 1,000 runs)", "/namespaces/prod"),
+        ("namespace, runs before 500", "/namespaces/prod?before=500"),
         ("run (12 stages in 4 steps)", "/namespaces/prod/runs/999"),
         ("run's log (2,000 lines)", "/namespaces/prod/runs/999/logs"),
     ] {

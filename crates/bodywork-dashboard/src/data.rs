@@ -8,7 +8,7 @@ use std::sync::Mutex;
 
 use bodywork_runtime::{
     ControlPlane, CronJobSummary, CronRunSummary, EventSink, LogEvent, LogRenderer, RunSummary,
-    RuntimeError, Secret, ServiceStatus, StageAttempt, StageState,
+    RuntimeError, Secret, ServiceStatus, ServiceTraffic, StageAttempt, StageState,
 };
 use chrono::{DateTime, Utc};
 
@@ -90,8 +90,15 @@ pub struct NamespacePage {
     pub runtime: &'static str,
     pub namespace: String,
     pub services: Section<ServiceStatus>,
-    /// Newest first.
+    /// The services' recent traffic (those counted).
+    pub traffic: Section<ServiceTraffic>,
+    /// A page of them, newest first: the newest, or those numbered below
+    /// `runs_before`.
     pub runs: Section<RunSummary>,
+    /// Where this page of runs starts (`?before=ID`); `None`: the newest.
+    pub runs_before: Option<i64>,
+    /// Where the next page of older runs starts, when there are older runs.
+    pub older_runs: Option<i64>,
     pub cronjobs: Section<CronJobView>,
     pub secrets: Section<SecretKeys>,
     pub read_at: DateTime<Utc>,
@@ -118,16 +125,50 @@ pub async fn overview(cp: &dyn ControlPlane) -> Overview {
     }
 }
 
-/// Read one namespace's page; `None` when there is no such namespace.
+/// The cached Python environments and their build locks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvironmentsPage {
+    pub runtime: &'static str,
+    pub environments: Section<bodywork_runtime::EnvironmentStatus>,
+    pub read_at: DateTime<Utc>,
+}
+
+/// Read the environments page.
+pub async fn environments(cp: &dyn ControlPlane) -> EnvironmentsPage {
+    EnvironmentsPage {
+        runtime: cp.name(),
+        environments: Section::from_result(cp.environments().await),
+        read_at: Utc::now(),
+    }
+}
+
+/// How many runs a namespace page shows.
+pub const RUNS_PER_PAGE: u32 = 50;
+
+/// Read one namespace's page, its runs from those numbered below
+/// `runs_before` (when given); `None` when there is no such namespace.
 pub async fn namespace(
     cp: &dyn ControlPlane,
     namespace: &str,
+    runs_before: Option<i64>,
 ) -> Result<Option<NamespacePage>, RuntimeError> {
     if !cp.namespace_exists(namespace).await? {
         return Ok(None);
     }
     let services = Section::from_result(cp.list_services(namespace).await);
-    let runs = Section::from_result(cp.list_runs(namespace).await);
+    let traffic = Section::from_result(cp.service_traffic(namespace).await);
+    // One more than shown: whether there are older ones.
+    let mut runs = Section::from_result(
+        cp.list_runs_before(namespace, runs_before, RUNS_PER_PAGE + 1)
+            .await,
+    );
+    let mut older_runs = None;
+    if let Section::Rows(rows) = &mut runs
+        && rows.len() > RUNS_PER_PAGE as usize
+    {
+        rows.truncate(RUNS_PER_PAGE as usize);
+        older_runs = rows.last().map(|r| r.id);
+    }
     let secrets = Section::from_result(
         cp.list_secrets(namespace)
             .await
@@ -148,7 +189,10 @@ pub async fn namespace(
         runtime: cp.name(),
         namespace: namespace.to_string(),
         services,
+        traffic,
         runs,
+        runs_before,
+        older_runs,
         cronjobs,
         secrets,
         read_at: Utc::now(),
@@ -221,15 +265,15 @@ pub fn steps(attempts: Vec<StageAttempt>) -> Vec<Vec<StageView>> {
     steps
 }
 
-/// Read one run's page; `None` when `namespace` has no run `id` among
-/// those the runtime lists (the newest 100 on the local runtime).
+/// Read one run's page (any run, however old); `None` when `namespace`
+/// has no run `id`.
 pub async fn run(
     cp: &dyn ControlPlane,
     namespace: &str,
     id: i64,
 ) -> Result<Option<RunPage>, RuntimeError> {
     let Some(run) = cp
-        .list_runs(namespace)
+        .list_runs_before(namespace, id.checked_add(1), 1)
         .await?
         .into_iter()
         .find(|r| r.id == id)

@@ -10,7 +10,7 @@ use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceSetup};
 use bodywork_runtime::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, Log, Resources, Result,
     RunState, RunSummary, RunTrigger, RuntimeError, Secret, SecretData, ServiceStatus,
-    StageAttempt, StageState, WorkflowRun, WorkflowSubmission,
+    ServiceTraffic, StageAttempt, StageState, TrafficSample, WorkflowRun, WorkflowSubmission,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -37,6 +37,11 @@ pub struct FakeControl {
     pub started: std::sync::Mutex<Vec<WorkflowSubmission>>,
     /// Services deleted: (namespace, name).
     pub deleted: std::sync::Mutex<Vec<(String, String)>>,
+    /// Services' traffic, by namespace (`Unsupported` with `no_runs`, as
+    /// on Kubernetes).
+    pub traffic: Vec<(String, ServiceTraffic)>,
+    /// The cached environments (`Unsupported` with `no_runs`).
+    pub environments: Vec<bodywork_runtime::EnvironmentStatus>,
 }
 
 impl FakeControl {
@@ -107,6 +112,32 @@ pub fn service(
         unavailable_replicas: replicas - ready,
         restarts: 1,
         deployed: Some(at),
+    }
+}
+
+/// A service's traffic: `per_period` requests in each 10 s period, ending
+/// at `end`, the last minute's figures from the newest six.
+pub fn traffic(name: &str, per_period: &[u64], end: DateTime<Utc>) -> ServiceTraffic {
+    let n = per_period.len() as i64;
+    let sample = |start: DateTime<Utc>, seconds: f64, requests: u64| TrafficSample {
+        start,
+        seconds,
+        requests,
+        errors: requests / 10,
+        p50_ms: (requests > 0).then_some(12.5),
+        p99_ms: (requests > 0).then_some(240.0),
+    };
+    let samples = per_period
+        .iter()
+        .enumerate()
+        .map(|(i, r)| sample(end - TimeDelta::seconds(10 * (n - i as i64)), 10.0, *r))
+        .collect();
+    let minute: u64 = per_period.iter().rev().take(6).sum();
+    ServiceTraffic {
+        service: name.into(),
+        period_seconds: 10,
+        samples,
+        last_minute: sample(end - TimeDelta::seconds(60), 60.0, minute),
     }
 }
 
@@ -265,6 +296,19 @@ impl ControlPlane for FakeControl {
         );
         Ok(runs)
     }
+    async fn list_runs_before(
+        &self,
+        namespace: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<RunSummary>> {
+        let runs = self.list_runs(namespace).await?;
+        Ok(runs
+            .into_iter()
+            .filter(|r| before.is_none_or(|b| r.id < b))
+            .take(limit as usize)
+            .collect())
+    }
     async fn run_stages(&self, _: &str, run: i64) -> Result<Vec<StageAttempt>> {
         if self.no_runs {
             return Err(RuntimeError::unsupported(
@@ -327,6 +371,25 @@ impl ControlPlane for FakeControl {
     }
     async fn cronjob_logs(&self, _: &str, _: &str, _: &Log) -> Result<()> {
         refused()
+    }
+    async fn service_traffic(&self, namespace: &str) -> Result<Vec<ServiceTraffic>> {
+        if self.no_runs {
+            return Err(RuntimeError::unsupported("no metrics source on a cluster"));
+        }
+        Ok(self
+            .traffic
+            .iter()
+            .filter(|(ns, _)| ns == namespace)
+            .map(|(_, t)| t.clone())
+            .collect())
+    }
+    async fn environments(&self) -> Result<Vec<bodywork_runtime::EnvironmentStatus>> {
+        if self.no_runs {
+            return Err(RuntimeError::unsupported(
+                "no environment cache on a cluster",
+            ));
+        }
+        Ok(self.environments.clone())
     }
     async fn logs(&self, _: &str, name: &str, follow: bool, log: &Log) -> Result<()> {
         for line in &self.log_lines {

@@ -8,14 +8,15 @@
 use std::fmt::Write;
 
 use bodywork_runtime::{
-    CronJobSummary, CronRunSummary, RunState, RunSummary, ServiceStatus, StageState,
+    CronJobSummary, CronRunSummary, RunState, RunSummary, ServiceStatus, ServiceTraffic,
+    StageState, TrafficSample,
 };
 use chrono::{DateTime, Utc};
 
 use crate::actions::{ActionError, Refusal, Token};
 use crate::data::{
-    CronJobView, LogPage, LogSubject, NamespacePage, Overview, RunPage, SecretKeys, Section,
-    StageView,
+    CronJobView, EnvironmentsPage, LogPage, LogSubject, NamespacePage, Overview, RunPage,
+    SecretKeys, Section, StageView,
 };
 use crate::html::{escape, path_segment};
 
@@ -34,6 +35,9 @@ pub struct Base<'a>(pub &'a str);
 impl Base<'_> {
     pub fn home(&self) -> String {
         format!("{}/", self.0)
+    }
+    pub fn environments(&self) -> String {
+        format!("{}/environments", self.0)
     }
     pub fn style(&self) -> String {
         format!("{}/style.css", self.0)
@@ -109,7 +113,134 @@ pub fn overview(base: Base, page: &Overview) -> String {
             body.push_str("</tbody>\n</table>\n");
         }
     }
+    let _ = writeln!(
+        body,
+        "<p><a href=\"{}\">Python environments</a>: the cached ones, what uses them, and those being built.</p>",
+        escape(&base.environments())
+    );
     document(base, "Namespaces", page.runtime, page.read_at, None, &body)
+}
+
+/// The cached Python environments: each one's key, Python, requirements,
+/// size, when last used, the services running in it, and its build lock.
+pub fn environments(base: Base, page: &EnvironmentsPage) -> String {
+    let now = page.read_at;
+    let mut body = String::from("<h1>Python environments</h1>\n");
+    section(
+        &mut body,
+        "environments",
+        "Cached environments",
+        &page.environments,
+        |out, envs| {
+            table_head(
+                out,
+                "Cached Python environments, oldest first, then those being built",
+                &[
+                    "Key",
+                    "Python",
+                    "Requirements",
+                    "Size",
+                    "Last used",
+                    "Used by",
+                    "Build lock",
+                ],
+            );
+            for e in envs {
+                let requirements = match e.requirements.as_slice() {
+                    [] if e.created.is_none() => unknown(),
+                    [] => "none".to_string(),
+                    reqs => format!(
+                        "<span title=\"{}\">{}</span>",
+                        escape(&reqs.join("\n")),
+                        escape(&requirements_summary(reqs))
+                    ),
+                };
+                let used_by = if e.used_by.is_empty() {
+                    "no deployed service".to_string()
+                } else {
+                    e.used_by
+                        .iter()
+                        .map(|s| escape(s))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let lock = match &e.lock {
+                    None => status("none", "free"),
+                    Some(l) => {
+                        let mut words = String::from(if e.created.is_none() {
+                            "being built"
+                        } else {
+                            "locked"
+                        });
+                        if let Some(pid) = l.pid {
+                            let _ = write!(words, " by process {pid}");
+                        }
+                        if !l.runs.is_empty() {
+                            let runs: Vec<String> = l.runs.iter().map(i64::to_string).collect();
+                            let _ = write!(words, " (the daemon; runs going: {})", runs.join(", "));
+                        }
+                        if let Some(since) = l.since {
+                            let _ = write!(words, ", for {}", span(now - since));
+                        }
+                        status("running", &words)
+                    }
+                };
+                let _ = writeln!(
+                    out,
+                    "<tr><th scope=\"row\"><code>{}</code></th><td>{}</td><td>{requirements}</td><td>{}</td><td>{}</td><td>{used_by}</td><td>{lock}</td></tr>",
+                    escape(&e.key),
+                    if e.python_version.is_empty() {
+                        unknown()
+                    } else {
+                        escape(&e.python_version)
+                    },
+                    if e.created.is_none() {
+                        unknown()
+                    } else {
+                        size(e.size_bytes)
+                    },
+                    e.last_used
+                        .map(|t| format!("{} ago", age(t, now)))
+                        .unwrap_or_else(unknown),
+                );
+            }
+            out.push_str("</tbody>\n</table>\n");
+        },
+    );
+    document(base, "Python environments", page.runtime, now, None, &body)
+}
+
+/// The first requirements, and how many more.
+fn requirements_summary(reqs: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = reqs
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if reqs.len() > SHOWN {
+        let _ = write!(text, " and {} more", reqs.len() - SHOWN);
+    }
+    text
+}
+
+/// Bytes in the largest unit that keeps a number of at least 1.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = u;
+    }
+    format!("{value:.1} {unit}")
 }
 
 /// One namespace: its services (each with its actions' forms, carrying
@@ -139,7 +270,7 @@ pub fn namespace(base: Base, page: &NamespacePage, token: &Token) -> String {
         "services",
         "Services",
         &page.services,
-        |out, rows| services_table(out, base, &page.namespace, rows, token, now),
+        |out, rows| services_table(out, base, &page.namespace, rows, &page.traffic, token, now),
     );
     section(
         &mut body,
@@ -148,6 +279,7 @@ pub fn namespace(base: Base, page: &NamespacePage, token: &Token) -> String {
         &page.runs,
         |out, rows| runs_table(out, base, &page.namespace, rows, now),
     );
+    runs_pager(&mut body, base, page);
     section(
         &mut body,
         "cronjobs",
@@ -570,24 +702,25 @@ fn services_table(
     base: Base,
     namespace: &str,
     services: &[ServiceStatus],
+    traffic: &Section<ServiceTraffic>,
     token: &Token,
     now: DateTime<Utc>,
 ) {
-    table_head(
-        out,
-        "Deployed services",
-        &[
-            "Service",
-            "State",
-            "Replicas ready",
-            "Restarts",
-            "Commit",
-            "Age",
-            "URL",
-            "Log",
-            "Actions",
-        ],
-    );
+    let mut columns = vec![
+        "Service",
+        "State",
+        "Replicas ready",
+        "Restarts",
+        "Commit",
+        "Age",
+        "URL",
+        "Log",
+    ];
+    if let Section::Rows(_) = traffic {
+        columns.extend(TRAFFIC_COLUMNS);
+    }
+    columns.push("Actions");
+    table_head(out, "Deployed services", &columns);
     for s in services {
         let state = if all_ready(s) {
             ("ok", "ready")
@@ -604,7 +737,7 @@ fn services_table(
         let exposed = if s.exposed { " (exposed)" } else { "" };
         let _ = writeln!(
             out,
-            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td><td>{url}{exposed}</td><td><a href=\"{}\">log of {}</a></td><td class=\"actions\">{}<a href=\"{}\" aria-label=\"Delete service {}…\">Delete…</a></td></tr>",
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{}</td><td>{url}{exposed}</td><td><a href=\"{}\">log of {}</a></td>{}<td class=\"actions\">{}<a href=\"{}\" aria-label=\"Delete service {}…\">Delete…</a></td></tr>",
             escape(&s.name),
             status(state.0, state.1),
             s.available_replicas,
@@ -614,6 +747,7 @@ fn services_table(
             s.deployed.map(|t| age(t, now)).unwrap_or_else(unknown),
             escape(&base.log(namespace, &LogSubject::Service(s.name.clone()))),
             escape(&s.name),
+            traffic_cells(traffic, &s.name),
             form(
                 &base.redeploy(namespace, &s.name),
                 token,
@@ -625,6 +759,95 @@ fn services_table(
         );
     }
     out.push_str("</tbody>\n</table>\n");
+    if let Section::Unavailable(why) = traffic {
+        let _ = writeln!(
+            out,
+            "<p class=\"unavailable\">Traffic not available: {}</p>",
+            escape(why)
+        );
+    }
+}
+
+/// The services table's traffic columns, when the runtime counts traffic.
+const TRAFFIC_COLUMNS: [&str; 5] = [
+    "<abbr title=\"Requests per second over the last minute\">Req/s</abbr>",
+    "<abbr title=\"Share of the last minute's requests answered 5xx\">5xx</abbr>",
+    "<abbr title=\"Median latency over the last minute\">p50</abbr>",
+    "<abbr title=\"99th percentile latency over the last minute\">p99</abbr>",
+    "<abbr title=\"Requests per 10 s over the last 10 minutes\">Traffic</abbr>",
+];
+
+/// A service's traffic cells (none when the runtime counts no traffic).
+fn traffic_cells(traffic: &Section<ServiceTraffic>, service: &str) -> String {
+    let Section::Rows(rows) = traffic else {
+        return String::new();
+    };
+    let Some(t) = rows.iter().find(|t| t.service == service) else {
+        return "<td>0.00</td><td>none</td><td class=\"unknown\">–</td><td class=\"unknown\">–</td><td>no requests yet</td>".into();
+    };
+    let m = &t.last_minute;
+    let errors = match m.error_percent() {
+        Some(p) => format!("{p:.1}%"),
+        None => "none".into(),
+    };
+    format!(
+        "<td class=\"num\">{:.2}</td><td class=\"num\">{errors}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td>",
+        m.rate(),
+        millis(m.p50_ms),
+        millis(m.p99_ms),
+        sparkline(t),
+    )
+}
+
+fn millis(ms: Option<f64>) -> String {
+    match ms {
+        Some(ms) if ms < 100.0 => format!("{ms:.1} ms"),
+        Some(ms) => format!("{ms:.0} ms"),
+        None => "<span class=\"unknown\">–</span>".into(),
+    }
+}
+
+/// Width and height of a sparkline's drawing, in its own units.
+const SPARK_W: usize = 120;
+const SPARK_H: u64 = 24;
+
+/// Requests per period as a line, inline SVG (no script, no style
+/// attribute: the stylesheet colours it), with the figures in words for
+/// whoever cannot see it.
+fn sparkline(t: &ServiceTraffic) -> String {
+    let samples: &[TrafficSample] = &t.samples;
+    let peak = samples.iter().map(|s| s.requests).max().unwrap_or(0);
+    let total: u64 = samples.iter().map(|s| s.requests).sum();
+    let newest = samples.last().map_or(0, |s| s.requests);
+    let minutes = (samples.len() as u64 * u64::from(t.period_seconds)).div_ceil(60);
+    let label = format!(
+        "{total} requests in the last {minutes} min, in {} periods of {} s: at most {peak} in one, {newest} in the newest",
+        samples.len(),
+        t.period_seconds,
+    );
+    let step = if samples.len() > 1 {
+        SPARK_W as f64 / (samples.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let mut points = String::new();
+    for (i, s) in samples.iter().enumerate() {
+        let y = if peak == 0 {
+            SPARK_H as f64 - 1.0
+        } else {
+            1.0 + (SPARK_H as f64 - 2.0) * (1.0 - s.requests as f64 / peak as f64)
+        };
+        let _ = write!(
+            points,
+            "{}{:.1},{y:.1}",
+            if i == 0 { "" } else { " " },
+            i as f64 * step
+        );
+    }
+    format!(
+        "<svg class=\"spark\" viewBox=\"0 0 {SPARK_W} {SPARK_H}\" width=\"{SPARK_W}\" height=\"{SPARK_H}\" role=\"img\" aria-label=\"{0}\"><title>{0}</title><polyline points=\"{points}\"/></svg>",
+        escape(&label),
+    )
 }
 
 fn run_status(state: RunState) -> String {
@@ -643,6 +866,30 @@ fn run_duration(r: &RunSummary, now: DateTime<Utc>) -> String {
         (Some(s), Some(f)) => span(f - s),
         (Some(s), None) if r.status == RunState::Running => format!("{} so far", span(now - s)),
         _ => unknown(),
+    }
+}
+
+/// Links to the older runs and back to the newest, where there are any.
+fn runs_pager(out: &mut String, base: Base, page: &NamespacePage) {
+    let mut links = Vec::new();
+    if page.runs_before.is_some() {
+        links.push(format!(
+            "<a href=\"{}#runs\">Newest runs</a>",
+            escape(&base.namespace(&page.namespace))
+        ));
+    }
+    if let Some(before) = page.older_runs {
+        links.push(format!(
+            "<a href=\"{}?before={before}#runs\" rel=\"next\">Older runs</a>",
+            escape(&base.namespace(&page.namespace))
+        ));
+    }
+    if !links.is_empty() {
+        let _ = writeln!(
+            out,
+            "<nav aria-label=\"Pages of workflow runs\"><ul><li>{}</li></ul></nav>",
+            links.join("</li><li>")
+        );
     }
 }
 

@@ -245,6 +245,20 @@ fn last_event_id(headers: &http::HeaderMap) -> Option<usize> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// A request's path with its query, as [`answer`] takes it.
+pub fn path_and_query(uri: &http::Uri) -> &str {
+    uri.path_and_query().map_or(uri.path(), |p| p.as_str())
+}
+
+/// `NAME=N` of a query, a positive number.
+fn number_query(query: &str, name: &str) -> Option<i64> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+}
+
 /// `after=N` of a query: the lines the page already shows.
 fn after_query(query: Option<&str>) -> Option<usize> {
     query?
@@ -284,10 +298,14 @@ where
         );
     }
     let route = request.uri().path().strip_prefix(site.base).and_then(route);
+    let before = request
+        .uri()
+        .query()
+        .and_then(|q| number_query(q, "before"));
     let method = request.method().clone();
     match (&method, route) {
         (&Method::GET | &Method::HEAD, Some(Route::Redeploy(..))) => not_allowed("POST"),
-        (&Method::GET | &Method::HEAD, route) => page(site, route).await,
+        (&Method::GET | &Method::HEAD, route) => page(site, route, before).await,
         (&Method::POST, Some(Route::Redeploy(ns, service))) => {
             post(site, request, Action::Redeploy, ns, service).await
         }
@@ -409,6 +427,8 @@ where
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Overview,
+    /// The cached Python environments and their build locks.
+    Environments,
     Style,
     TailScript,
     Namespace(String),
@@ -427,6 +447,7 @@ pub enum Route {
 pub fn route(rest: &str) -> Option<Route> {
     match rest {
         "" | "/" => return Some(Route::Overview),
+        "/environments" => return Some(Route::Environments),
         "/style.css" => return Some(Route::Style),
         "/assets/tail.js" => return Some(Route::TailScript),
         _ => {}
@@ -456,13 +477,17 @@ pub fn route(rest: &str) -> Option<Route> {
     }
 }
 
-/// The page at `path` (the whole path, with the site's base).
+/// The page at `path` (the whole path, with the site's base, and its
+/// query: `?before=ID` on a namespace page, its older runs).
 pub async fn page_at(site: Site<'_>, path: &str) -> Response<Bytes> {
-    page(site, path.strip_prefix(site.base).and_then(route)).await
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let route = path.strip_prefix(site.base).and_then(route);
+    page(site, route, number_query(query, "before")).await
 }
 
-/// The page of `route`; `None` for a path that names no page.
-async fn page(site: Site<'_>, route: Option<Route>) -> Response<Bytes> {
+/// The page of `route` (`None` for a path that names no page); `before`:
+/// a namespace page's runs older than that one.
+async fn page(site: Site<'_>, route: Option<Route>, before: Option<i64>) -> Response<Bytes> {
     let base = Base(site.base);
     let runtime = site.control.name();
     let not_found = |what: &str| {
@@ -492,6 +517,10 @@ async fn page(site: Site<'_>, route: Option<Route>) -> Response<Bytes> {
             let overview = crate::data::overview(site.control).await;
             html_response(StatusCode::OK, render::overview(base, &overview))
         }
+        Route::Environments => {
+            let page = crate::data::environments(site.control).await;
+            html_response(StatusCode::OK, render::environments(base, &page))
+        }
         Route::Style => respond(
             StatusCode::OK,
             "text/css; charset=utf-8",
@@ -504,7 +533,7 @@ async fn page(site: Site<'_>, route: Option<Route>) -> Response<Bytes> {
             "max-age=300",
             Bytes::from_static(render::TAIL_SCRIPT.as_bytes()),
         ),
-        Route::Namespace(ns) => match crate::data::namespace(site.control, &ns).await {
+        Route::Namespace(ns) => match crate::data::namespace(site.control, &ns, before).await {
             Ok(Some(data)) => {
                 html_response(StatusCode::OK, render::namespace(base, &data, site.token))
             }

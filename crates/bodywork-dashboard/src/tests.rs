@@ -3,7 +3,7 @@
 //! forms, and the server's routes, Host check and checked `POST`s,
 //! through a control plane in memory.
 
-use bodywork_runtime::{RunState, StageState};
+use bodywork_runtime::{BuildLockStatus, EnvironmentStatus, RunState, StageState};
 use chrono::TimeDelta;
 
 use crate::actions::Token;
@@ -110,6 +110,36 @@ fn demo() -> FakeControl {
             ),
         ],
         log_lines: vec!["served <b>one</b> & 'two'".into(), "second line".into()],
+        // prod's scoring served requests; features none yet.
+        traffic: vec![(
+            "prod".into(),
+            traffic("scoring", &[0, 4, 10, 6, 0, 20, 30, 12], now),
+        )],
+        environments: vec![
+            EnvironmentStatus {
+                key: "0123456789abcdef".into(),
+                python_version: "3.12.3".into(),
+                requirements: vec![
+                    "flask==3.0.3".into(),
+                    "numpy==2.1.0".into(),
+                    "pandas==2.2.2".into(),
+                    "scikit-learn<1.6".into(),
+                ],
+                size_bytes: 157_286_400,
+                created: Some(now - TimeDelta::days(2)),
+                last_used: Some(now - TimeDelta::minutes(42)),
+                used_by: vec!["prod/scoring".into(), "dev/scoring".into()],
+                lock: None,
+            },
+            EnvironmentStatus::being_built(
+                "fedcba9876543210".into(),
+                BuildLockStatus {
+                    pid: Some(4242),
+                    since: Some(now - TimeDelta::seconds(95)),
+                    runs: vec![3],
+                },
+            ),
+        ],
         ..FakeControl::default()
     }
 }
@@ -123,7 +153,7 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 fn namespace_page(cp: &FakeControl, ns: &str) -> String {
-    let mut page = block_on(data::namespace(cp, ns))
+    let mut page = block_on(data::namespace(cp, ns, None))
         .expect("an answer")
         .expect("the namespace");
     page.read_at = at(NOW);
@@ -158,6 +188,93 @@ fn namespace_page_shows_every_section() {
         assert!(html.contains(needle), "{needle} missing from\n{html}");
     }
     insta::assert_snapshot!(html);
+}
+
+#[test]
+fn environments_page_shows_each_environment_what_uses_it_and_its_lock() {
+    let mut page = block_on(data::environments(&demo()));
+    page.read_at = at(NOW);
+    let html = render::environments(Base(""), &page);
+    for needle in [
+        "<th scope=\"row\"><code>0123456789abcdef</code></th><td>3.12.3</td>",
+        "flask==3.0.3, numpy==2.1.0, pandas==2.2.2 and 1 more",
+        "<td>150.0 MiB</td>",
+        "<td>42m 00s ago</td>",
+        "<td>prod/scoring, dev/scoring</td>",
+        "<span class=\"status status-none\">free</span>",
+        "being built by process 4242 (the daemon; runs going: 3), for 1m 35s",
+    ] {
+        assert!(html.contains(needle), "{needle} missing from\n{html}");
+    }
+    insta::assert_snapshot!(html);
+    // The front page links to it.
+    let mut overview = block_on(data::overview(&demo()));
+    overview.read_at = at(NOW);
+    assert!(render::overview(Base("/ui"), &overview).contains("<a href=\"/ui/environments\">"));
+    // A runtime without a cache says why.
+    let mut cp = demo();
+    cp.no_runs = true;
+    let page = block_on(data::environments(&cp));
+    let html = render::environments(Base(""), &page);
+    assert!(
+        html.contains("Not available: no environment cache on a cluster"),
+        "{html}"
+    );
+}
+
+#[test]
+fn every_one_of_a_thousand_runs_is_reached_by_older_runs_links() {
+    let now = at(NOW);
+    let cp = FakeControl {
+        namespaces: vec!["prod".into()],
+        runs: (1..=1000)
+            .rev()
+            .map(|id| run("prod", id, RunState::Succeeded, now, 5))
+            .collect(),
+        ..FakeControl::default()
+    };
+    let token = token();
+    let site = crate::Site {
+        control: &cp,
+        base: "/ui",
+        port: 8001,
+        token: &token,
+    };
+    let mut seen = Vec::new();
+    let mut path = "/ui/namespaces/prod".to_string();
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        let answer = block_on(crate::serve::page_at(site, &path));
+        assert_eq!(answer.status(), 200, "{path}");
+        let html = String::from_utf8_lossy(answer.body()).into_owned();
+        let ids: Vec<i64> = html
+            .split("/ui/namespaces/prod/runs/")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next()?.parse().ok())
+            .collect();
+        assert!(ids.len() <= data::RUNS_PER_PAGE as usize, "{path}");
+        assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+        seen.extend(ids);
+        // Every page after the first leads back to the newest.
+        assert_eq!(html.contains(">Newest runs</a>"), pages > 1, "{path}");
+        let Some(next) = html
+            .split("href=\"")
+            .find(|h| h.contains("rel=\"next\">Older runs"))
+            .and_then(|h| h.split('"').next())
+        else {
+            break;
+        };
+        path = next.replace("#runs", "");
+    }
+    assert_eq!(pages, 20);
+    assert_eq!(seen, (1..=1000).rev().collect::<Vec<_>>());
+    // The oldest run's own page too.
+    let answer = block_on(crate::serve::page_at(site, "/ui/namespaces/prod/runs/1"));
+    assert_eq!(answer.status(), 200);
+    // Nonsense in the query is the newest page, not an error.
+    let answer = block_on(crate::serve::page_at(site, "/ui/namespaces/prod?before=x&y"));
+    assert_eq!(answer.status(), 200);
 }
 
 #[test]
@@ -212,8 +329,43 @@ fn a_section_the_runtime_cannot_answer_says_why_and_the_rest_shows() {
     let html = namespace_page(&cp, "prod");
     assert!(html.contains("Not available: this runtime keeps no workflow runs"));
     assert!(html.contains("<th scope=\"row\">scoring</th>"));
-    let page = block_on(data::namespace(&cp, "prod")).unwrap().unwrap();
+    let page = block_on(data::namespace(&cp, "prod", None))
+        .unwrap()
+        .unwrap();
     assert!(matches!(page.runs, Section::Unavailable(_)));
+    // No traffic columns, and why not in words.
+    assert!(html.contains("Traffic not available: no metrics source on a cluster"));
+    assert!(!html.contains(">Req/s<"));
+    assert!(!html.contains("<svg"));
+}
+
+#[test]
+fn services_show_their_traffic_with_a_sparkline_in_words_too() {
+    let html = namespace_page(&demo(), "prod");
+    let row = html
+        .lines()
+        .find(|l| l.starts_with("<tr><th scope=\"row\">scoring</th>"))
+        .expect("scoring's row");
+    // The newest six periods: 78 requests in 60 s, 7 of them 5xx.
+    for needle in [
+        "<td class=\"num\">1.30</td>",
+        "<td class=\"num\">9.0%</td>",
+        "<td class=\"num\">12.5 ms</td>",
+        "<td class=\"num\">240 ms</td>",
+        "role=\"img\"",
+        "aria-label=\"82 requests in the last 2 min, in 8 periods of 10 s: at most 30 in one, 12 in the newest\"",
+        "<polyline points=\"0.0,23.0 17.1,20.1 34.3,15.7",
+    ] {
+        assert!(row.contains(needle), "{needle} missing from\n{row}");
+    }
+    // No style attribute (the CSP allows none), no script.
+    assert!(!row.contains("style="));
+    let features = html
+        .lines()
+        .find(|l| l.starts_with("<tr><th scope=\"row\">features</th>"))
+        .expect("features' row");
+    assert!(features.contains("no requests yet"), "{features}");
+    assert!(!features.contains("<svg"));
 }
 
 #[test]
@@ -224,7 +376,11 @@ fn empty_namespace_and_unknown_namespace() {
     };
     let html = namespace_page(&cp, "empty");
     assert_eq!(html.matches("<p>None.</p>").count(), 4, "{html}");
-    assert!(block_on(data::namespace(&cp, "nope")).unwrap().is_none());
+    assert!(
+        block_on(data::namespace(&cp, "nope", None))
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -235,7 +391,9 @@ fn pages_need_no_script_and_nothing_from_elsewhere() {
     assert!(html.contains("<link rel=\"stylesheet\" href=\"/style.css\">"));
     assert!(render::STYLE.contains("prefers-color-scheme: dark"));
     // Under a gateway, every link keeps the base.
-    let mut page = block_on(data::namespace(&demo(), "prod")).unwrap().unwrap();
+    let mut page = block_on(data::namespace(&demo(), "prod", None))
+        .unwrap()
+        .unwrap();
     page.read_at = at(NOW);
     let html = render::namespace(Base("/ui"), &page, &token());
     assert!(html.contains("href=\"/ui/style.css\""));
@@ -435,6 +593,7 @@ fn routes() {
     use crate::serve::{Route, route};
     for (path, want) in [
         ("/", Some(Route::Overview)),
+        ("/environments", Some(Route::Environments)),
         ("/assets/tail.js", Some(Route::TailScript)),
         ("/namespaces/prod", Some(Route::Namespace("prod".into()))),
         (

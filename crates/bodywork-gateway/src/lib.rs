@@ -32,7 +32,7 @@ pub use gateway::{
     PagesHandle, accept::serve_gateway,
 };
 pub use listener::{AcceptBackoff, ConnectionLimit};
-pub use traffic::Traffic;
+pub use traffic::{BUCKETS, Counters, Traffic};
 
 /// What the supervisor knows: which replicas of a service are ready now.
 pub trait Directory: Send + Sync + 'static {

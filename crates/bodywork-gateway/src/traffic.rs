@@ -13,7 +13,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
-const BUCKETS: [f64; 14] = [
+pub const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
 ];
 /// Status codes counted individually: 100..=599.
@@ -107,6 +107,82 @@ impl ServiceStats {
     pub(crate) fn record_connection(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Its request counters now.
+    fn counters(&self) -> Counters {
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let server_errors = (500 - FIRST_CODE)..(600 - FIRST_CODE);
+        let mut counters = Counters {
+            requests: self.codes.iter().map(load).sum(),
+            errors: self
+                .codes
+                .get(usize::from(server_errors.start)..usize::from(server_errors.end))
+                .map_or(0, |codes| codes.iter().map(load).sum()),
+            buckets: [0; BUCKETS.len() + 1],
+        };
+        for (slot, n) in counters.buckets.iter_mut().zip(&self.buckets) {
+            *slot = load(n);
+        }
+        let timed: u64 = counters.buckets.iter().sum();
+        counters.buckets[BUCKETS.len()] = load(&self.latency_count).saturating_sub(timed);
+        counters
+    }
+}
+
+/// A service's request counters at one moment (all since it was first
+/// counted), or what they grew by between two moments ([`Counters::since`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Requests answered, any status.
+    pub requests: u64,
+    /// Of them, answered 5xx.
+    pub errors: u64,
+    /// Requests per latency bucket: one per bound of [`BUCKETS`], then
+    /// those slower than the last bound. Not cumulative.
+    pub buckets: [u64; BUCKETS.len() + 1],
+}
+
+impl Counters {
+    /// What the counters grew by since `earlier` (a counter that went back,
+    /// a service deleted and deployed again, counts from zero).
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        let grew = |now: u64, then: u64| if now >= then { now - then } else { now };
+        let mut delta = Counters {
+            requests: grew(self.requests, earlier.requests),
+            errors: grew(self.errors, earlier.errors),
+            buckets: [0; BUCKETS.len() + 1],
+        };
+        for (i, slot) in delta.buckets.iter_mut().enumerate() {
+            *slot = grew(self.buckets[i], earlier.buckets[i]);
+        }
+        delta
+    }
+
+    /// The `q` quantile (0..=1) of the requests' latency, in seconds, as
+    /// Prometheus's `histogram_quantile` estimates it: linear within the
+    /// bucket the rank falls in (from the previous bound, or 0); the last
+    /// bound when it falls among the slower ones. `None` with no requests.
+    pub fn latency_quantile(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.buckets.iter().sum();
+        if total == 0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        let rank = q * total as f64;
+        let mut below = 0u64;
+        for (i, n) in self.buckets.iter().enumerate() {
+            let upto = below + n;
+            if *n > 0 && upto as f64 >= rank {
+                let Some(upper) = BUCKETS.get(i) else {
+                    return BUCKETS.last().copied();
+                };
+                let lower = if i == 0 { 0.0 } else { BUCKETS[i - 1] };
+                let within = (rank - below as f64) / *n as f64;
+                return Some(lower + (upper - lower) * within);
+            }
+            below = upto;
+        }
+        BUCKETS.last().copied()
+    }
 }
 
 /// Shared traffic accounting: requests/connections in flight per replica
@@ -198,6 +274,38 @@ impl Traffic {
                 map.remove(namespace);
             }
         }
+    }
+
+    /// Count one answered request of a service, as the gateway does (for
+    /// those that read the counters back, in their tests).
+    pub fn record(&self, namespace: &str, service: &str, status: u16, latency: Duration) {
+        self.service(namespace, service)
+            .record_request(status, latency);
+    }
+
+    /// The request counters of every service counted in `namespace`, by name.
+    pub fn counters(&self, namespace: &str) -> BTreeMap<String, Counters> {
+        let map = self.services.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(namespace)
+            .map(|services| {
+                services
+                    .iter()
+                    .map(|(name, stats)| (name.clone(), stats.counters()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The request counters of every service, by namespace and name.
+    pub fn all_counters(&self) -> BTreeMap<(String, String), Counters> {
+        let map = self.services.read().unwrap_or_else(PoisonError::into_inner);
+        map.iter()
+            .flat_map(|(ns, services)| {
+                services
+                    .iter()
+                    .map(move |(name, stats)| ((ns.clone(), name.clone()), stats.counters()))
+            })
+            .collect()
     }
 
     /// Count a request that matched no route or no known service (404).
@@ -403,6 +511,63 @@ mod tests {
         let text = traffic.render_metrics();
         assert!(!text.contains(r#"service="web""#), "{text}");
         assert!(text.contains("bodywork_gateway_unrouted_requests_total 1"));
+    }
+
+    #[test]
+    fn counters_sum_codes_errors_and_buckets() {
+        let traffic = Traffic::new();
+        let stats = traffic.service("ns", "web");
+        stats.record_request(200, Duration::from_micros(300));
+        stats.record_request(404, Duration::from_millis(20));
+        stats.record_request(503, Duration::from_secs(100));
+        let all = traffic.counters("ns");
+        let web = all["web"];
+        assert_eq!((web.requests, web.errors), (3, 1));
+        assert_eq!(web.buckets[0], 1);
+        assert_eq!(web.buckets[5], 1);
+        assert_eq!(web.buckets[BUCKETS.len()], 1, "slower than the last bound");
+        assert!(traffic.counters("other").is_empty());
+        assert_eq!(traffic.all_counters()[&("ns".into(), "web".into())], web);
+    }
+
+    fn latencies(per_bucket: &[(usize, u64)]) -> Counters {
+        let mut c = Counters::default();
+        for (i, n) in per_bucket {
+            c.buckets[*i] += n;
+            c.requests += n;
+        }
+        c
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_the_bucket_the_rank_falls_in() {
+        assert_eq!(Counters::default().latency_quantile(0.5), None);
+        // 100 requests, all in (0.01, 0.025]: the median is half-way.
+        let c = latencies(&[(5, 100)]);
+        let p50 = c.latency_quantile(0.5).unwrap();
+        assert!((p50 - 0.0175).abs() < 1e-9, "{p50}");
+        // 90 fast (≤ 0.5 ms), 10 in (0.1, 0.25]: p50 in the first bucket,
+        // p99 nine tenths into the slow one.
+        let c = latencies(&[(0, 90), (8, 10)]);
+        let p50 = c.latency_quantile(0.5).unwrap();
+        assert!((p50 - 0.0005 * 50.0 / 90.0).abs() < 1e-9, "{p50}");
+        let p99 = c.latency_quantile(0.99).unwrap();
+        assert!((p99 - (0.1 + 0.15 * 0.9)).abs() < 1e-9, "{p99}");
+        // Beyond the last bound: the last bound.
+        let c = latencies(&[(BUCKETS.len(), 3)]);
+        assert_eq!(c.latency_quantile(0.5), Some(60.0));
+        assert_eq!(c.latency_quantile(1.5), None);
+    }
+
+    #[test]
+    fn deltas_subtract_and_a_reset_counts_from_zero() {
+        let before = latencies(&[(1, 5)]);
+        let after = latencies(&[(1, 7), (2, 1)]);
+        let d = after.since(&before);
+        assert_eq!((d.requests, d.buckets[1], d.buckets[2]), (3, 2, 1));
+        // The service was deleted and deployed again: its counters restarted.
+        let d = latencies(&[(1, 2)]).since(&after);
+        assert_eq!((d.requests, d.buckets[1]), (2, 2));
     }
 
     #[test]

@@ -67,6 +67,20 @@ impl ControlPlane for KubeRuntime {
         self.recorded_runs(namespace).await
     }
 
+    async fn list_runs_before(
+        &self,
+        namespace: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<RunSummary>> {
+        let runs = self.recorded_runs(namespace).await?;
+        Ok(runs
+            .into_iter()
+            .filter(|r| before.is_none_or(|b| r.id < b))
+            .take(limit as usize)
+            .collect())
+    }
+
     async fn run_stages(&self, namespace: &str, run: i64) -> Result<Vec<StageAttempt>> {
         self.recorded_stages(namespace, run).await
     }
@@ -147,5 +161,21 @@ impl ControlPlane for KubeRuntime {
             return Err(run_logs_are_not_kept());
         }
         KubeRuntime::logs(self, namespace, name, follow, log).await
+    }
+
+    async fn service_traffic(
+        &self,
+        _namespace: &str,
+    ) -> Result<Vec<bodywork_runtime::ServiceTraffic>> {
+        Err(RuntimeError::unsupported(
+            "no metrics source on a cluster: bodywork reads no request counts there",
+        )
+        .with_hint("use the cluster's own monitoring (e.g. the ingress controller's metrics)"))
+    }
+
+    async fn environments(&self) -> Result<Vec<bodywork_runtime::EnvironmentStatus>> {
+        Err(RuntimeError::unsupported(
+            "no environment cache on a cluster: each stage's environment is built in its own pod",
+        ))
     }
 }

@@ -23,8 +23,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// (a log event's to the millisecond), a cron job's status as a run state,
 /// and namespaces set up or deleted as what was done (`NamespaceSetUp`,
 /// `NamespaceDeleted`), not lines. 11: every control-plane answer is one
-/// `Answer` holding the call's own type.
-pub const PROTOCOL_VERSION: u32 = 11;
+/// `Answer` holding the call's own type. 12: `ServiceTraffic`, `EnvStatus`,
+/// `ListRuns` before a run.
+pub const PROTOCOL_VERSION: u32 = 12;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
@@ -83,6 +84,9 @@ pub enum Request {
     ListRuns {
         namespace: Option<String>,
         limit: u32,
+        /// Only runs numbered below it: the next page of older runs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<i64>,
     },
     RunLogs {
         namespace: String,
@@ -107,7 +111,15 @@ pub enum Request {
         namespace: String,
         name: String,
     },
+    /// The recent traffic of a namespace's services (answered with
+    /// `Vec<ServiceTraffic>`).
+    ServiceTraffic {
+        namespace: String,
+    },
     EnvList,
+    /// The environments with what uses them and their build locks
+    /// (answered with `Vec<EnvironmentStatus>`).
+    EnvStatus,
     EnvPrune,
     /// `cronjob create`.
     CronCreate(CronJobSpec),

@@ -14,7 +14,7 @@ use std::fs::{self, File, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::downloads;
 use crate::installer::{self, Installer, InstallerPreference};
@@ -53,6 +53,9 @@ pub struct EnvCache {
     /// version asked for is not among them).
     found: Mutex<Option<Vec<Found>>>,
     uv: Mutex<Option<UvLookup>>,
+    /// The sizes of the environments listed so far, by directory and when
+    /// it was built.
+    sizes: Mutex<HashMap<(PathBuf, SystemTime), u64>>,
     /// Where to look for uv; `None` reads `PATH` at lookup time. Only
     /// tests change it.
     uv_search_path: Option<OsString>,
@@ -91,6 +94,7 @@ impl EnvCache {
             probes: Mutex::new(HashMap::new()),
             found: Mutex::new(None),
             uv: Mutex::new(None),
+            sizes: Mutex::new(HashMap::new()),
             uv_search_path: None,
             python_search_path: None,
             python_roots: None,
@@ -183,7 +187,7 @@ impl EnvCache {
         let mut infos: Vec<EnvInfo> = self
             .entries()?
             .into_iter()
-            .filter_map(|(key, dir)| marker::read(&dir, &key).map(|m| info(dir, &m)))
+            .filter_map(|(key, dir)| marker::read(&dir, &key).map(|m| self.info(dir, &m)))
             .collect();
         infos.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.key.cmp(&b.key)));
         Ok(infos)
@@ -198,7 +202,7 @@ impl EnvCache {
     pub fn prune(&self, keep: &dyn Fn(&EnvInfo) -> bool) -> Result<Vec<EnvInfo>, EnvError> {
         let mut removed = Vec::new();
         for (key, dir) in self.entries()? {
-            let candidate = marker::read(&dir, &key).map(|m| info(dir.clone(), &m));
+            let candidate = marker::read(&dir, &key).map(|m| self.info(dir.clone(), &m));
             if candidate.as_ref().is_some_and(keep) {
                 continue;
             }
@@ -207,7 +211,7 @@ impl EnvCache {
                 continue;
             };
             // Re-read under the lock: a leftover may have been completed.
-            let now = marker::read(&dir, &key).map(|m| info(dir.clone(), &m));
+            let now = marker::read(&dir, &key).map(|m| self.info(dir.clone(), &m));
             if now.is_some() && candidate.is_none() {
                 continue;
             }
@@ -230,6 +234,21 @@ impl EnvCache {
             elapsed: started.elapsed(),
         });
         env_from(dir, &marker, true)
+    }
+
+    /// What [`EnvCache::list`] says of the complete environment at `dir`.
+    /// Its size is measured once per build (an environment is not changed
+    /// after it is built), not at each listing: walking thousands of files
+    /// each time the dashboard asks would take tens of milliseconds.
+    fn info(&self, dir: PathBuf, marker: &Marker) -> EnvInfo {
+        let built = (dir.clone(), marker.created());
+        let known = lock_ignoring_poison(&self.sizes).get(&built).copied();
+        let size_bytes = known.unwrap_or_else(|| {
+            let size = dir_size(&dir);
+            lock_ignoring_poison(&self.sizes).insert(built, size);
+            size
+        });
+        info(dir, marker, size_bytes)
     }
 
     /// Build the environment at `dir` while holding its key's lock. Anything
@@ -514,18 +533,59 @@ impl EnvCache {
         Ok((file, path))
     }
 
-    /// Exclusive lock on `key`, waiting (and saying so) if it is held.
+    /// Exclusive lock on `key`, waiting (and saying so) if it is held;
+    /// the lock file then says who holds it and since when.
     fn lock_key(&self, key: &str, progress: &mut dyn FnMut(EnvEvent)) -> Result<File, EnvError> {
-        let (file, path) = self.open_lock(key)?;
+        let (mut file, path) = self.open_lock(key)?;
         match file.try_lock() {
-            Ok(()) => Ok(file),
+            Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 progress(EnvEvent::WaitingForOtherBuild);
                 file.lock().map_err(|e| EnvError::io("lock", &path, e))?;
-                Ok(file)
             }
-            Err(TryLockError::Error(e)) => Err(EnvError::io("lock", &path, e)),
+            Err(TryLockError::Error(e)) => return Err(EnvError::io("lock", &path, e)),
         }
+        // Who builds: read by `build_locks` while the lock is held. Not
+        // being able to say is no reason not to build.
+        let _ = write_holder(&mut file, std::process::id(), SystemTime::now());
+        Ok(file)
+    }
+
+    /// The keys whose build lock is held now (an environment being built),
+    /// with who holds each and since when, as its holder wrote.
+    pub fn build_locks(&self) -> Result<Vec<BuildLock>, EnvError> {
+        let dir = self.root.join(LOCKS_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(EnvError::io("read directory", &dir, e)),
+        };
+        let mut locks = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| EnvError::io("read directory", &dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(key) = name.strip_suffix(".lock").filter(|k| is_env_key(k)) else {
+                continue;
+            };
+            // Only open, never create: a lock file is never removed.
+            let Ok(file) = File::open(entry.path()) else {
+                continue;
+            };
+            match file.try_lock_shared() {
+                Ok(()) => continue,
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Error(e)) => return Err(EnvError::io("lock", entry.path(), e)),
+            }
+            let text = fs::read_to_string(entry.path()).unwrap_or_default();
+            let (pid, since) = read_holder(&text);
+            locks.push(BuildLock {
+                key: key.to_owned(),
+                pid,
+                since,
+            });
+        }
+        locks.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(locks)
     }
 
     /// Exclusive lock on `key` if nobody holds it.
@@ -555,6 +615,40 @@ impl EnvCache {
         }
         Ok(out)
     }
+}
+
+/// A key's build lock, held now: the process holding it and since when,
+/// when its holder wrote them (`None` for a holder that did not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildLock {
+    pub key: String,
+    pub pid: Option<u32>,
+    pub since: Option<SystemTime>,
+}
+
+/// Say in a lock file who holds it (`pid=N`, `since=SECONDS` since the epoch).
+fn write_holder(file: &mut File, pid: u32, since: SystemTime) -> io::Result<()> {
+    use std::io::Write as _;
+    let secs = since
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    file.set_len(0)?;
+    file.write_all(format!("pid={pid}\nsince={secs}\n").as_bytes())?;
+    file.flush()
+}
+
+/// What [`write_holder`] wrote; whatever is missing or unreadable, `None`.
+fn read_holder(text: &str) -> (Option<u32>, Option<SystemTime>) {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+            .map(str::trim)
+    };
+    let pid = field("pid").and_then(|p| p.parse().ok());
+    let since = field("since")
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+    (pid, since)
 }
 
 /// The environment one build makes: its key and directory, the base
@@ -615,7 +709,7 @@ fn env_from(dir: PathBuf, marker: &Marker, reused: bool) -> Env {
     }
 }
 
-fn info(dir: PathBuf, marker: &Marker) -> EnvInfo {
+fn info(dir: PathBuf, marker: &Marker, size_bytes: u64) -> EnvInfo {
     let created = marker.created();
     EnvInfo {
         key: marker.key.clone(),
@@ -624,7 +718,7 @@ fn info(dir: PathBuf, marker: &Marker) -> EnvInfo {
         requirements: marker.requirements.clone(),
         installer: marker.installer.clone(),
         lock: marker.lock(),
-        size_bytes: dir_size(&dir),
+        size_bytes,
         created,
         last_used: marker::last_used(&dir).unwrap_or(created),
         dir,
@@ -717,6 +811,34 @@ mod tests {
     }
 
     #[test]
+    fn build_locks_say_who_builds_and_since_when() {
+        let home = tempfile::tempdir().unwrap();
+        let cache = EnvCache::new(home.path());
+        assert!(
+            cache.build_locks().unwrap().is_empty(),
+            "no locks directory"
+        );
+        let before = SystemTime::now() - Duration::from_secs(1);
+        let held = cache.lock_key("0123456789abcdef", &mut |_| {}).unwrap();
+        let locks = cache.build_locks().unwrap();
+        assert_eq!(locks.len(), 1, "{locks:?}");
+        assert_eq!(locks[0].key, "0123456789abcdef");
+        assert_eq!(locks[0].pid, Some(std::process::id()));
+        assert!(locks[0].since.is_some_and(|t| t >= before), "{locks:?}");
+        drop(held);
+        // Another test's child, between its fork and its exec, may hold the
+        // lock file's descriptor for an instant.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cache.build_locks().unwrap().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(cache.build_locks().unwrap().is_empty(), "a lock let go");
+        // A holder that wrote nothing (an older build) is held all the same.
+        assert_eq!(read_holder(""), (None, None));
+        assert_eq!(read_holder("pid=7\nsince=x\n"), (Some(7), None));
+    }
+
+    #[test]
     fn prune_and_list_see_complete_environments() {
         let home = tempfile::tempdir().unwrap();
         let cache = EnvCache::new(home.path());
@@ -738,6 +860,9 @@ mod tests {
         assert_eq!(listed[0].requirements, vec!["six"]);
         assert_eq!(listed[0].python_version, "3.11.7");
         assert!(listed[0].size_bytes >= 10);
+        // Measured once per build, not at each listing.
+        fs::write(dir.join("lib/python3.11/site-packages/y.py"), "0123456789").unwrap();
+        assert_eq!(cache.list().unwrap()[0].size_bytes, listed[0].size_bytes);
 
         assert!(
             cache

@@ -330,6 +330,15 @@ pub trait ControlPlane: Resources {
     async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunState>;
     /// Workflow runs of a namespace, newest first.
     async fn list_runs(&self, namespace: &str) -> Result<Vec<RunSummary>>;
+    /// A page of the workflow runs of a namespace, newest first: at most
+    /// `limit`, only those numbered below `before` when given (the last
+    /// of the previous page), so every run can be reached.
+    async fn list_runs_before(
+        &self,
+        namespace: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<RunSummary>>;
     /// The stage attempts of run `run` of `namespace`, in the order they
     /// started (a stage not started yet has none); `NotFound` when there
     /// is no such run.
@@ -374,6 +383,15 @@ pub trait ControlPlane: Resources {
     /// as `runs` lists it, or a service); with `follow`, until the run ends
     /// or the caller stops.
     async fn logs(&self, namespace: &str, name: &str, follow: bool, log: &Log) -> Result<()>;
+
+    /// The recent traffic of each service of `namespace` that has been
+    /// counted (one that has had no request since the runtime started may
+    /// be missing). `Unsupported` where the runtime has no metrics source.
+    async fn service_traffic(&self, namespace: &str) -> Result<Vec<crate::ServiceTraffic>>;
+
+    /// The cached Python environments, oldest first, then those being
+    /// first built. `Unsupported` where environments are built in images.
+    async fn environments(&self) -> Result<Vec<crate::EnvironmentStatus>>;
 }
 
 #[cfg(test)]

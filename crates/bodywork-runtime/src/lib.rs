@@ -11,21 +11,25 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod control;
+mod environments;
 mod error;
 pub mod groups;
 mod logs;
 pub mod namespace;
 mod resolve;
 pub mod time;
+mod traffic;
 
 pub use control::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, DETACHED_PREFIX,
     RunState, RunSummary, RunTrigger, StageAttempt, StageState, WorkflowRun, WorkflowSubmission,
     detached_name, is_detached, unnamed_detached_name,
 };
+pub use environments::{BuildLockStatus, EnvironmentStatus};
 pub use error::{ObjectKind, Problem, RuntimeError, TRY_AGAIN, error_chain};
 pub use logs::{LogEvent, LogRenderer, format_log_line, local_time, stage_header, timestamp_now};
 pub use resolve::{AsOf, AsOfSource, RESOLVE_AS_OF_ENV, Resolution};
+pub use traffic::{ServiceTraffic, TrafficSample};
 
 use async_trait::async_trait;
 use bodywork_plan::StagePlan;

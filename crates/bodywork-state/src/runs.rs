@@ -242,15 +242,28 @@ impl Store {
 
     /// The newest `limit` runs, newest first, of one namespace or of all.
     pub fn list_runs(&self, namespace: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
+        self.list_runs_before(namespace, None, limit)
+    }
+
+    /// As [`Store::list_runs`], only runs numbered below `before` (when
+    /// given): the next page of older runs.
+    pub fn list_runs_before(
+        &self,
+        namespace: Option<&str>,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<RunRow>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self
             .conn()?
             .prepare_cached(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE ?1 IS NULL OR namespace = ?1
-                 ORDER BY id DESC LIMIT ?2"
+                "SELECT {RUN_COLUMNS} FROM runs WHERE (?1 IS NULL OR namespace = ?1)
+                 AND (?3 IS NULL OR id < ?3) ORDER BY id DESC LIMIT ?2"
             ))
             .at(self)?;
-        let rows = stmt.query_map((namespace, limit), run_from_row).at(self)?;
+        let rows = stmt
+            .query_map((namespace, limit, before), run_from_row)
+            .at(self)?;
         rows.collect::<rusqlite::Result<_>>().at(self)
     }
 
@@ -535,6 +548,13 @@ mod tests {
             ids(store.list_runs(None, usize::MAX).expect("max")).len(),
             3
         );
+        // Pages of older runs: below a number.
+        let older =
+            |ns, before, limit| ids(store.list_runs_before(ns, before, limit).expect("page"));
+        assert_eq!(older(Some("ns"), Some(c), 10), [a]);
+        assert_eq!(older(None, Some(c), 1), [b]);
+        assert_eq!(older(None, Some(a), 10), Vec::<i64>::new());
+        assert_eq!(older(Some("ns"), None, 1), [c]);
 
         store
             .finish_run(b, RunState::Succeeded, None)

@@ -317,12 +317,51 @@ fn the_gateway_serves_the_same_pages_at_ui() {
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("href=\"/ui/style.css\""), "{page}");
     assert_namespace_page(&page, &url);
+    assert_environments_page(&home, &gateway, "/ui");
+    // The query reaches the page: runs before run 2 are run 1 alone, with
+    // a link back to the newest.
+    let (status, older) = http(
+        &gateway,
+        "GET",
+        &format!("/ui/namespaces/{NS}?before=2"),
+        None,
+    )
+    .expect("a page of older runs");
+    assert_eq!(status, 200, "{older}");
+    assert!(older.contains("/runs/1\">1</a></th>"), "{older}");
+    assert!(older.contains(">Newest runs</a>"), "{older}");
+    assert!(!older.contains(">Older runs</a>"), "{older}");
     let (status, css) = http(&gateway, "GET", "/ui/style.css", None).expect("the stylesheet");
     assert_eq!(status, 200);
     assert!(css.contains("prefers-color-scheme"));
     // The services are still served beside it.
     let (status, _) = http(&gateway, "GET", &format!("/{NS}/svc/"), None).expect("the service");
     assert_eq!(status, 200);
+
+    // Their traffic shows on the page: the requests just sent, counted by
+    // the gateway, in the period going on (no need to wait for one to end).
+    for _ in 0..4 {
+        let (status, _) = http(&gateway, "GET", &format!("/{NS}/svc/"), None).expect("the service");
+        assert_eq!(status, 200);
+    }
+    let mut row = String::new();
+    wait_for(
+        "svc's requests on the namespace page",
+        Duration::from_secs(30),
+        || {
+            let page = http(&gateway, "GET", &format!("/ui/namespaces/{NS}"), None)
+                .map(|(_, p)| p)
+                .unwrap_or_default();
+            row = page
+                .lines()
+                .find(|l| l.starts_with("<tr><th scope=\"row\">svc</th>"))
+                .unwrap_or_default()
+                .to_string();
+            requests_shown(&row) >= 5
+        },
+    );
+    assert!(row.contains("role=\"img\""), "{row}");
+    assert!(row.contains("<polyline points="), "{row}");
 
     // The gateway's Host rules refuse another host (403); the dashboard's
     // refuses loopback with another port (421).
@@ -336,6 +375,46 @@ fn the_gateway_serves_the_same_pages_at_ui() {
     redeploy_then_delete(&gateway, "/ui");
     let (status, _) = http(&gateway, "GET", &format!("/{NS}/svc/"), None).expect("an answer");
     assert_eq!(status, 404, "the deleted service is not served");
+}
+
+/// The environments page (under `base`) lists every environment `env
+/// list` does, with svc as the one running in the service's, no lock held.
+fn assert_environments_page(home: &TestHome, addr: &str, base: &str) {
+    let (status, front) = http(addr, "GET", &format!("{base}/"), None).expect("the front page");
+    assert_eq!(status, 200);
+    assert!(
+        front.contains(&format!("<a href=\"{base}/environments\">")),
+        "{front}"
+    );
+    let (status, page) =
+        http(addr, "GET", &format!("{base}/environments"), None).expect("the page");
+    assert_eq!(status, 200, "{page}");
+    let listed = home.ok(&["env", "list", "-o", "json"]);
+    let envs: Vec<serde_json::Value> =
+        serde_json::from_str(&listed.stdout).expect("env list -o json");
+    assert!(!envs.is_empty(), "{listed}");
+    for env in &envs {
+        let key = env["key"].as_str().expect("a key");
+        assert!(
+            page.contains(&format!("<th scope=\"row\"><code>{key}</code></th>")),
+            "{key} not in\n{page}"
+        );
+    }
+    let used = page
+        .lines()
+        .find(|l| l.contains(&format!("{NS}/")))
+        .unwrap_or_else(|| panic!("no environment used by a service of {NS} in\n{page}"));
+    assert!(used.contains("svc"), "{used}");
+    assert!(used.contains("status-none\">free</span>"), "{used}");
+}
+
+/// How many requests a service row's sparkline says it had (0 for none).
+fn requests_shown(row: &str) -> u64 {
+    row.split("aria-label=\"")
+        .nth(1)
+        .and_then(|label| label.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// A service that prints a line per request it answers.
@@ -574,6 +653,16 @@ fn on_kubernetes_the_pages_read_the_cluster() {
     assert!(
         page.contains("<h2 id=\"runs\">Workflow runs</h2>\n<p>None.</p>"),
         "{page}"
+    );
+    assert!(
+        page.contains("Traffic not available: no metrics source on a cluster"),
+        "{page}"
+    );
+    let (status, envs) = http(&addr, "GET", "/environments", None).expect("the environments");
+    assert_eq!(status, 200, "{envs}");
+    assert!(
+        envs.contains("Not available: no environment cache on a cluster"),
+        "{envs}"
     );
     assert!(get_with_host(&addr, "/", "evil.example").starts_with("HTTP/1.1 421"));
     kill(dashboard.pid() as i32, "TERM");

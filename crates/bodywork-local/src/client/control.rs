@@ -10,7 +10,7 @@ use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceSetup};
 use bodywork_runtime::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunSummary, Log, LogEvent, ObjectKind,
     Resources, Result, RunState, RunSummary, RuntimeError, Secret, SecretData, ServiceStatus,
-    StageAttempt, WorkflowRun, WorkflowSubmission,
+    ServiceTraffic, StageAttempt, WorkflowRun, WorkflowSubmission,
 };
 
 use super::{Connection, connect, unexpected};
@@ -207,11 +207,32 @@ impl ControlPlane for LocalControl {
     }
 
     async fn list_runs(&self, namespace: &str) -> Result<Vec<RunSummary>> {
+        self.list_runs_before(namespace, None, RUNS_SHOWN).await
+    }
+
+    async fn list_runs_before(
+        &self,
+        namespace: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<RunSummary>> {
         self.ask(Request::ListRuns {
             namespace: Some(namespace.into()),
-            limit: RUNS_SHOWN,
+            limit,
+            before,
         })
         .await
+    }
+
+    async fn service_traffic(&self, namespace: &str) -> Result<Vec<ServiceTraffic>> {
+        self.ask(Request::ServiceTraffic {
+            namespace: namespace.into(),
+        })
+        .await
+    }
+
+    async fn environments(&self) -> Result<Vec<bodywork_runtime::EnvironmentStatus>> {
+        self.ask(Request::EnvStatus).await
     }
 
     async fn run_stages(&self, namespace: &str, run: i64) -> Result<Vec<StageAttempt>> {
@@ -241,6 +262,7 @@ impl ControlPlane for LocalControl {
             .ask(Request::ListRuns {
                 namespace: None,
                 limit: RUNS_SHOWN,
+                before: None,
             })
             .await?;
         Ok(runs

@@ -12,6 +12,7 @@ mod requests;
 pub(crate) mod runs;
 mod scheduler;
 mod service_logs;
+mod traffic;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -85,6 +86,8 @@ pub(crate) struct Daemon {
     pub handover: Mutex<Option<Successor>>,
     /// The gateway's accept loop; it ends once its requests in flight have.
     pub gateway_task: Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
+    /// The gateway's counters, sampled every period.
+    pub traffic: Arc<traffic::TrafficHistory>,
 }
 
 /// The daemon to hand over to: its program and environment.
@@ -125,8 +128,13 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
     let store = Store::open(home.state_db())?;
     recover(&store);
     let (cron, cron_commands) = crate::cron::CronHandle::new();
+    let runtime = LocalRuntime::new(home.clone(), store);
+    let traffic = Arc::new(traffic::TrafficHistory::new(
+        runtime.services().traffic(),
+        chrono::Utc::now(),
+    ));
     let daemon = Arc::new(Daemon {
-        runtime: LocalRuntime::new(home.clone(), store),
+        runtime,
         runs: Mutex::new(HashMap::new()),
         shutdown: CancellationToken::new(),
         started: chrono::Utc::now(),
@@ -135,6 +143,7 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
         cron,
         handover: Mutex::new(None),
         gateway_task: Mutex::new(None),
+        traffic,
     });
 
     daemon.runtime.restore_services().await;
@@ -153,6 +162,12 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
         .map_err(io_err(&socket))?;
     tracing::info!(target: "daemon", "listening on {} (pid {})", socket.display(), std::process::id());
     let scheduler = tokio::spawn(scheduler::run_scheduler(daemon.clone(), cron_commands));
+    tokio::spawn(
+        daemon
+            .traffic
+            .clone()
+            .keep_sampling(daemon.shutdown.clone()),
+    );
     tokio::spawn(crate::logfiles::keep_rotating(
         home.clone(),
         daemon.shutdown.clone(),

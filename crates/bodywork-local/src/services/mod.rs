@@ -24,7 +24,7 @@ use crate::limits::ConnectionBudget;
 use crate::listeners::Listeners;
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -468,14 +468,32 @@ impl ServiceManager {
     /// Python environments deployed services run in (`envs/KEY`), which
     /// pruning must keep: their replicas restart from them.
     pub fn environments_in_use(&self) -> HashSet<PathBuf> {
+        self.environment_users().into_keys().collect()
+    }
+
+    /// The deployed services of each environment directory in use, as
+    /// `NAMESPACE/SERVICE`, sorted.
+    pub fn environment_users(&self) -> HashMap<PathBuf, Vec<String>> {
         let rows = self
             .store
             .with(|s| s.list_deployments(None))
             .unwrap_or_default();
-        rows.into_iter()
-            .filter_map(|r| serde_json::from_value::<ServiceSpec>(r.spec).ok())
+        let mut users: HashMap<PathBuf, Vec<String>> = HashMap::new();
+        for row in rows {
+            let Ok(spec) = serde_json::from_value::<ServiceSpec>(row.spec) else {
+                continue;
+            };
             // The program is ENV/bin/python.
-            .filter_map(|spec| spec.program.parent()?.parent().map(PathBuf::from))
-            .collect()
+            if let Some(env) = spec.program.parent().and_then(Path::parent) {
+                users
+                    .entry(env.to_path_buf())
+                    .or_default()
+                    .push(format!("{}/{}", row.namespace, row.name));
+            }
+        }
+        for services in users.values_mut() {
+            services.sort();
+        }
+        users
     }
 }

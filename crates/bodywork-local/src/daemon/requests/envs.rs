@@ -1,6 +1,7 @@
 //! The cached Python environments: list and prune.
 
-use bodywork_runtime::RuntimeError;
+use bodywork_runtime::{BuildLockStatus, EnvironmentStatus, RuntimeError};
+use chrono::{DateTime, Utc};
 
 use super::error;
 use crate::daemon::Daemon;
@@ -11,6 +12,10 @@ pub(super) fn handle(daemon: &Daemon, request: Request) -> Response {
     match request {
         Request::EnvList => match rt.envs().list() {
             Ok(envs) => Response::answer(&envs.into_iter().map(env_summary).collect::<Vec<_>>()),
+            Err(e) => error(e),
+        },
+        Request::EnvStatus => match statuses(daemon) {
+            Ok(envs) => Response::answer(&envs),
             Err(e) => error(e),
         },
         Request::EnvPrune => {
@@ -34,6 +39,53 @@ pub(super) fn handle(daemon: &Daemon, request: Request) -> Response {
         }
         other => super::misrouted(&other),
     }
+}
+
+/// Every environment with the services running in it, then the keys
+/// being first built; each with its build lock, if held.
+fn statuses(daemon: &Daemon) -> Result<Vec<EnvironmentStatus>, bodywork_pyenv::EnvError> {
+    let rt = &daemon.runtime;
+    let envs = rt.envs().list()?;
+    let mut locks = rt.envs().build_locks()?;
+    let users = rt.services().environment_users();
+    let own = std::process::id();
+    let lock_status = |lock: bodywork_pyenv::BuildLock| BuildLockStatus {
+        runs: if lock.pid == Some(own) {
+            let mut runs = daemon.active_run_ids();
+            runs.sort_unstable();
+            runs
+        } else {
+            Vec::new()
+        },
+        pid: lock.pid,
+        since: lock.since.map(DateTime::<Utc>::from),
+    };
+    let mut out: Vec<EnvironmentStatus> = envs
+        .into_iter()
+        .map(|e| {
+            let lock = locks
+                .iter()
+                .position(|l| l.key == e.key)
+                .map(|i| lock_status(locks.swap_remove(i)));
+            EnvironmentStatus {
+                used_by: users.get(&e.dir).cloned().unwrap_or_default(),
+                key: e.key,
+                python_version: e.python_version,
+                requirements: e.requirements,
+                size_bytes: e.size_bytes,
+                created: Some(e.created.into()),
+                last_used: Some(e.last_used.into()),
+                lock,
+            }
+        })
+        .collect();
+    locks.sort_by(|a, b| a.key.cmp(&b.key));
+    out.extend(
+        locks
+            .into_iter()
+            .map(|lock| EnvironmentStatus::being_built(lock.key.clone(), lock_status(lock))),
+    );
+    Ok(out)
 }
 
 fn env_summary(e: bodywork_pyenv::EnvInfo) -> EnvSummary {

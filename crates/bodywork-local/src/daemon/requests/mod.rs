@@ -64,10 +64,14 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
         | Request::SecretList { .. }
         | Request::ServiceList { .. }
         | Request::ServiceDelete { .. }) => resources::handle(daemon, r).await,
-        Request::ListRuns { namespace, limit } => answer(
+        Request::ListRuns {
+            namespace,
+            limit,
+            before,
+        } => answer(
             daemon
                 .runtime
-                .with_store(|s| s.list_runs(namespace.as_deref(), limit as usize))
+                .with_store(|s| s.list_runs_before(namespace.as_deref(), before, limit as usize))
                 .map(|rows| {
                     rows.into_iter()
                         .map(super::runs::summary)
@@ -75,8 +79,11 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
                 }),
         ),
         Request::RunStages { namespace, run } => answer(run_stages(daemon, &namespace, run)),
+        Request::ServiceTraffic { namespace } => {
+            Response::answer(&daemon.traffic.read(&namespace, chrono::Utc::now()))
+        }
         Request::DeleteDetached { name } => answer(delete_detached(daemon, &name)),
-        r @ (Request::EnvList | Request::EnvPrune) => envs::handle(daemon, r),
+        r @ (Request::EnvList | Request::EnvStatus | Request::EnvPrune) => envs::handle(daemon, r),
         r @ (Request::CronCreate(_)
         | Request::CronUpdate(_)
         | Request::CronDelete { .. }
