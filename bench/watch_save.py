@@ -13,7 +13,9 @@ requests, and the status lines' own figures (from the save seen to
 serving, the debounce included) and the failed requests they counted, in
 a table with its anchor measured in the same run: the deployed
 environment's python running the service by hand, from its start to its
-first answer (what no roll can go below without pre-importing).
+first answer, while the scoring client still runs (what no roll can go
+below without pre-importing; the roll adds the 150 ms debounce, starts
+two such processes at once and switches the gateway over).
 
 Usage: python3 bench/watch_save.py [--saves 20] [--bin target/release/bodywork]
        [--uv-cache DIR]  (default: the test suite's shared uv cache, so the
@@ -159,6 +161,8 @@ def main():
             # The status line too, before the next save.
             wait(lambda: printed().count("saved scoring-service/service.py") > lines_before, 30,
                  f"save {n}'s status line")
+        # The anchor under the same load as the saves.
+        anchor = python_alone(home, service, args.anchor_runs)
         stop.set()
         load.join()
         lines = re.findall(r"saved scoring-service/service\.py → serving in ([0-9.]+) s \(([^)]*)\)",
@@ -166,7 +170,6 @@ def main():
         status = [float(secs) for secs, _ in lines]
         counted = [int(m.group(1)) for _, rest in lines
                    for m in [re.search(r"(\d+) failed requests?", rest)] if m]
-        anchor = python_alone(home, service, args.anchor_runs)
         q = statistics.quantiles(times, n=20)
         p50, p95 = statistics.median(times), q[18]
         rows = [
@@ -181,7 +184,8 @@ def main():
                      "0 failed" + ("  ok" if counts["failed"] == 0 else "  MISSED")))
         rows.append(("failed requests the status lines counted",
                      str(sum(counted)) if counted else "not shown", "-"))
-        rows.append((f"anchor: a fresh replica's python, start -> first answer (median of {args.anchor_runs})",
+        rows.append((f"anchor: a fresh replica's python under the same load, start -> first answer "
+                     f"(median of {args.anchor_runs})",
                      f"{anchor:.3f} s", "-"))
         rows.append(("save -> new answer over the anchor, p50", f"{p50 - anchor:+.3f} s", "-"))
         rows.append(("first deploy (environment built or reused)", f"{first:.2f} s", "-"))
