@@ -112,6 +112,7 @@ pub fn service(
         unavailable_replicas: replicas - ready,
         restarts: 1,
         deployed: Some(at),
+        failed_requests: Some(0),
     }
 }
 

@@ -124,6 +124,7 @@ async fn pipe(
     stats.record_connection();
     if replicas.is_empty() {
         stats.record_error(ErrorKind::NoReadyReplica);
+        stats.record_failed_connection();
         return;
     }
     let start = stats.next_start();
@@ -160,6 +161,7 @@ async fn pipe(
             }
         }
     }
+    stats.record_failed_connection();
 }
 
 /// A new connection to `replica`, which `vet` accepts before it is opened

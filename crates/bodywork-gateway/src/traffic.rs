@@ -60,6 +60,9 @@ pub(crate) struct ServiceStats {
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
     connections: AtomicU64,
+    /// Requests answered with a 5xx, and cluster-address connections no
+    /// replica took: what a client saw fail.
+    failed: AtomicU64,
 }
 
 impl ServiceStats {
@@ -72,6 +75,7 @@ impl ServiceStats {
             latency_count: AtomicU64::new(0),
             latency_sum_micros: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
         }
     }
 
@@ -88,6 +92,9 @@ impl ServiceStats {
         {
             slot.fetch_add(1, Ordering::Relaxed);
         }
+        if status >= 500 {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
         let secs = latency.as_secs_f64();
         if let Some(i) = BUCKETS.iter().position(|le| secs <= *le) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
@@ -101,6 +108,11 @@ impl ServiceStats {
     pub(crate) fn record_error(&self, kind: ErrorKind) {
         let i = ErrorKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
         self.errors[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count one cluster-address connection that no replica took.
+    pub(crate) fn record_failed_connection(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Count one connection accepted by the service's cluster address.
@@ -260,6 +272,16 @@ impl Traffic {
             .entry(service.to_owned())
             .or_insert_with(|| Arc::new(ServiceStats::new()))
             .clone()
+    }
+
+    /// Requests to a service that failed for their clients since it was
+    /// first counted: answers with a 5xx (the gateway's own, or the
+    /// replica's) and cluster-address connections no replica took.
+    pub fn failed_requests(&self, namespace: &str, service: &str) -> u64 {
+        let map = self.services.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(namespace)
+            .and_then(|m| m.get(service))
+            .map_or(0, |stats| stats.failed.load(Ordering::Relaxed))
     }
 
     /// Drop the counters of a deleted service, so its series leave the metrics.
@@ -475,6 +497,10 @@ mod tests {
         stats.record_request(503, Duration::from_secs(100));
         stats.record_error(ErrorKind::Timeout);
         traffic.record_unrouted();
+        assert_eq!(traffic.failed_requests("ns", "web"), 1, "the 503");
+        stats.record_failed_connection();
+        assert_eq!(traffic.failed_requests("ns", "web"), 2);
+        assert_eq!(traffic.failed_requests("ns", "other"), 0);
         let text = traffic.render_metrics();
         let has = |line: &str| text.lines().any(|l| l == line);
         assert!(

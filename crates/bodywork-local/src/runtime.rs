@@ -28,6 +28,14 @@ use crate::home::Home;
 use crate::services::{self, Rollout, ServiceManager, ServiceSpec};
 use crate::store::SharedStore;
 
+/// A log that keeps nothing: for environments made ahead of their stage.
+struct Quiet;
+
+impl bodywork_runtime::LogSink for Quiet {
+    fn log(&self, _level: bodywork_runtime::Level, _logger: &str, _message: &str) {}
+    fn stage_line(&self, _source: &str, _line: &str) {}
+}
+
 /// The local runtime, shared by every connection of the daemon.
 #[derive(Clone)]
 pub struct LocalRuntime {
@@ -369,6 +377,27 @@ impl Runtime for LocalRuntime {
                     reason: format!("{}{tries}", failed.describe(batch.deadline)),
                 })
             }
+        }
+    }
+
+    fn prepare_ahead(&self, ctx: &RunContext, stages: &[&StagePlan]) {
+        for stage in stages {
+            let (cache, stage, ctx) = (self.inner.envs.clone(), (*stage).clone(), ctx.clone());
+            tokio::spawn(async move {
+                // What it says and any failure are the stage's to report,
+                // when it asks for the same environment.
+                let quiet: Log = Arc::new(Quiet);
+                let _ = bodywork_stage::ensure_python(
+                    cache,
+                    &stage,
+                    ctx.resolution,
+                    ctx.python.as_deref(),
+                    ctx.no_python_downloads,
+                    &ctx.commit,
+                    &quiet,
+                )
+                .await;
+            });
         }
     }
 

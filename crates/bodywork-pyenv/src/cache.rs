@@ -67,6 +67,28 @@ pub struct EnvCache {
     python_roots: Option<Vec<PathBuf>>,
 }
 
+/// uv's package cache: `BODYWORK_UV_CACHE_DIR`, else uv's own
+/// `UV_CACHE_DIR` (one to share with other tools, homes or pods; an image
+/// may carry one), else the user's uv cache where it exists
+/// (`$XDG_CACHE_HOME/uv`, else `~/.cache/uv`: what uv itself uses, so the
+/// packages the user has installed before are linked, not downloaded; uv's
+/// cache is safe to share between uv processes), else `home/cache/uv`.
+/// `var` reads the environment.
+pub(crate) fn uv_cache_dir(home: &Path, var: &dyn Fn(&str) -> Option<OsString>) -> PathBuf {
+    let set = |k: &str| var(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = set("BODYWORK_UV_CACHE_DIR").or_else(|| set("UV_CACHE_DIR")) {
+        return dir;
+    }
+    // XDG: a relative XDG_CACHE_HOME is to be ignored.
+    let users = set("XDG_CACHE_HOME")
+        .filter(|d| d.is_absolute())
+        .or_else(|| set("HOME").map(|h| h.join(".cache")))
+        .map(|d| d.join("uv"));
+    users
+        .filter(|d| d.is_dir())
+        .unwrap_or_else(|| home.join("cache").join("uv"))
+}
+
 #[derive(Debug, Clone)]
 enum UvLookup {
     Found(PathBuf),
@@ -75,17 +97,12 @@ enum UvLookup {
 
 impl EnvCache {
     /// A cache in `home` (`$BODYWORK_HOME`): environments in `home/envs`,
-    /// bootstrapped tools in `home/tools`, uv's cache in `home/cache/uv`
-    /// unless `BODYWORK_UV_CACHE_DIR` (or uv's own `UV_CACHE_DIR`) names
-    /// one to share with other tools, homes or pods (an image may carry
-    /// one). The installer preference comes from `BODYWORK_PYENV_INSTALLER`.
+    /// bootstrapped tools in `home/tools`, and uv's package cache as
+    /// [`uv_cache_dir`] picks it (the user's own where there is one). The
+    /// installer preference comes from `BODYWORK_PYENV_INSTALLER`.
     /// Nothing is created until it is needed.
     pub fn new(home: &Path) -> Self {
-        let uv_cache_dir = ["BODYWORK_UV_CACHE_DIR", "UV_CACHE_DIR"]
-            .iter()
-            .find_map(|k| std::env::var_os(k).filter(|v| !v.is_empty()))
-            .map(PathBuf::from)
-            .unwrap_or_else(|| home.join("cache").join("uv"));
+        let uv_cache_dir = uv_cache_dir(home, &|k| std::env::var_os(k));
         EnvCache {
             root: home.join("envs"),
             tools_dir: home.join("tools"),
@@ -113,7 +130,7 @@ impl EnvCache {
         self
     }
 
-    /// Use `dir` as uv's package cache instead of `home/cache/uv`.
+    /// Use `dir` as uv's package cache instead of [`uv_cache_dir`]'s.
     pub fn with_uv_cache_dir(mut self, dir: &Path) -> Self {
         self.uv_cache_dir = dir.to_owned();
         self
@@ -754,6 +771,51 @@ fn lock_ignoring_poison<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uv_cache_is_the_override_else_the_users_where_it_exists_else_the_homes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (home, user) = (dir.path().join("bw"), dir.path().join("user"));
+        let vars = |pairs: Vec<(&'static str, PathBuf)>| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(name, _)| *name == k)
+                    .map(|(_, v)| v.clone().into_os_string())
+            }
+        };
+        let own = home.join("cache/uv");
+        let xdg = dir.path().join("xdg");
+        let env = vars(vec![
+            ("HOME", user.clone()),
+            ("XDG_CACHE_HOME", xdg.clone()),
+        ]);
+        assert_eq!(uv_cache_dir(&home, &env), own, "no user cache yet");
+        fs::create_dir_all(user.join(".cache/uv")).unwrap();
+        assert_eq!(
+            uv_cache_dir(&home, &env),
+            own,
+            "XDG_CACHE_HOME wins over ~/.cache"
+        );
+        fs::create_dir_all(xdg.join("uv")).unwrap();
+        assert_eq!(uv_cache_dir(&home, &env), xdg.join("uv"));
+        let env = vars(vec![
+            ("HOME", user.clone()),
+            ("XDG_CACHE_HOME", "rel".into()),
+        ]);
+        assert_eq!(uv_cache_dir(&home, &env), user.join(".cache/uv"));
+        let env = vars(vec![
+            ("HOME", user.clone()),
+            ("UV_CACHE_DIR", "/uv".into()),
+            ("BODYWORK_UV_CACHE_DIR", "".into()),
+        ]);
+        assert_eq!(uv_cache_dir(&home, &env), PathBuf::from("/uv"));
+        let env = vars(vec![
+            ("UV_CACHE_DIR", "/uv".into()),
+            ("BODYWORK_UV_CACHE_DIR", "/bw".into()),
+        ]);
+        assert_eq!(uv_cache_dir(&home, &env), PathBuf::from("/bw"));
+    }
 
     #[test]
     fn entries_only_lists_key_named_directories() {

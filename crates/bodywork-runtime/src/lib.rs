@@ -168,6 +168,11 @@ pub struct ServiceStatus {
     /// When it was last deployed, if the runtime knows.
     #[serde(default, with = "time::rfc3339_opt")]
     pub deployed: Option<DateTime<Utc>>,
+    /// Requests to it that failed for their clients since the runtime
+    /// started counting (answered with a 5xx, or a connection no replica
+    /// took); `None` where the runtime does not count them.
+    #[serde(default)]
+    pub failed_requests: Option<u64>,
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
@@ -289,4 +294,11 @@ pub trait Runtime: Resources {
     /// Deploy (or roll out a new version of) a service stage and wait until
     /// it is ready; roll back and fail when it is not ready in time.
     async fn deploy_service(&self, run: StageRun<'_>) -> Result<()>;
+
+    /// Start making what `stages` will need (their Python environments) in
+    /// the background now, so that a stage of a later step finds it ready,
+    /// or in the making, when its turn comes. Never fails: each stage's
+    /// own preparation reports any problem. By default nothing (a runtime
+    /// whose stages bring their own environments).
+    fn prepare_ahead(&self, _ctx: &RunContext, _stages: &[&StagePlan]) {}
 }

@@ -216,6 +216,10 @@ pub async fn run_workflow(
             ctx.resolution.describe(&ctx.commit)
         ),
     );
+    // The first step's stages make their environments as they start; the
+    // later steps' are made meanwhile, all at once.
+    let later: Vec<&StagePlan> = plan.steps.iter().skip(1).flatten().collect();
+    runtime.prepare_ahead(&ctx, &later);
     let whole = req.submission.from_stages.is_empty();
     let result = prepare_and_run(runtime, &plan, &ctx, whole, log, cancel).await;
     match result {

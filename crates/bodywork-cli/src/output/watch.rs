@@ -14,6 +14,8 @@ pub struct Replicas {
     pub service: String,
     pub available: u32,
     pub wanted: u32,
+    /// Requests to it that failed during the change; `None`: not counted.
+    pub failed: Option<u64>,
 }
 
 /// How one change (the first deploy, or a burst of saves) ended.
@@ -81,8 +83,15 @@ pub fn status(change: &Change, style: Style) -> String {
                     .map(|s| format!("{} {}/{}", s.service, s.available, s.wanted))
                     .collect(),
             };
+            let counted: Vec<u64> = services.iter().filter_map(|s| s.failed).collect();
+            let failed = match counted.iter().sum::<u64>() {
+                _ if counted.is_empty() => String::new(),
+                1 => format!(", {}", style.error("1 failed request")),
+                0 => ", 0 failed requests".to_string(),
+                n => format!(", {}", style.error(&format!("{n} failed requests"))),
+            };
             format!(
-                "{saved} → {} in {secs:.2} s ({})",
+                "{saved} → {} in {secs:.2} s ({}{failed})",
                 style.ok("serving"),
                 replicas.join(", ")
             )
@@ -181,6 +190,7 @@ mod tests {
                 service: "scoring".into(),
                 available: 2,
                 wanted: 2,
+                failed: Some(0),
             }],
             batch: vec![],
         };
@@ -189,11 +199,32 @@ mod tests {
                 &change(&["scoring_service/service.py"], served.clone()),
                 plain
             ),
-            "saved scoring_service/service.py → serving in 0.74 s (2/2 replicas)"
+            "saved scoring_service/service.py → serving in 0.74 s (2/2 replicas, 0 failed requests)"
+        );
+        let uncounted = Ended::Done {
+            services: vec![
+                Replicas {
+                    service: "a".into(),
+                    available: 1,
+                    wanted: 1,
+                    failed: Some(1),
+                },
+                Replicas {
+                    service: "b".into(),
+                    available: 2,
+                    wanted: 2,
+                    failed: None,
+                },
+            ],
+            batch: vec![],
+        };
+        assert_eq!(
+            status(&change(&["x.py"], uncounted), plain),
+            "saved x.py → serving in 0.74 s (a 1/1, b 2/2, 1 failed request)"
         );
         assert_eq!(
             status(&change(&[], served), plain),
-            "deploy → serving in 0.74 s (2/2 replicas)"
+            "deploy → serving in 0.74 s (2/2 replicas, 0 failed requests)"
         );
         let ran = Ended::Done {
             services: vec![],

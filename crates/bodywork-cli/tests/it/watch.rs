@@ -162,7 +162,9 @@ fn a_saved_service_rolls_out_under_load_with_no_failed_request() {
     let watching = Watching::deployed(&home, &project);
     watching.wait_for(DEPLOYED, Duration::from_secs(10));
     assert!(
-        watching.output().contains("(2/2 replicas)"),
+        watching
+            .output()
+            .contains("(2/2 replicas, 0 failed requests)"),
         "{}",
         watching.output()
     );
@@ -194,6 +196,16 @@ fn a_saved_service_rolls_out_under_load_with_no_failed_request() {
     let (ok, failed, versions, failures) = load.finish();
     assert_eq!(failed, 0, "failed requests during the roll: {failures:?}");
     assert!(ok > 10, "only {ok} requests");
+    // The status line counts them too, from the gateway's figures.
+    let output = watching.output();
+    let rolled = output
+        .lines()
+        .find(|l| l.starts_with("saved svc/server.py → serving in "))
+        .unwrap_or_default();
+    assert!(
+        rolled.ends_with("(2/2 replicas, 0 failed requests)"),
+        "{output}"
+    );
     assert_eq!(versions, ["v1", "v2"]);
     assert!(
         watching.output().contains("re-running svc\n"),
@@ -250,7 +262,10 @@ fn an_invalid_configuration_is_reported_and_changes_nothing() {
     let output = watching.output();
     // Both saves since the last good run: the whole service again.
     assert!(output.contains("re-running svc\n"), "{output}");
-    assert!(output.contains("(1/1 replicas)"), "{output}");
+    assert!(
+        output.contains("(1/1 replicas, 0 failed requests)"),
+        "{output}"
+    );
     assert_eq!(answered(&gw, &path).as_deref(), Some("v2"));
 
     let (code, output) = watching.interrupt();

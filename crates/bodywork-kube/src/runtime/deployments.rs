@@ -430,5 +430,7 @@ fn service_status(d: &Deployment, namespace: &str, restarts: u32) -> ServiceStat
         restarts,
         deployed,
         name,
+        // Requests go through the cluster's own proxies, uncounted here.
+        failed_requests: None,
     }
 }

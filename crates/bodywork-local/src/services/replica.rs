@@ -32,8 +32,13 @@ use bodywork_stage::reaper::LogTo;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// A process that ran this long before crashing starts its back-off afresh.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
-/// How often readiness is probed while not ready.
+/// How often readiness is probed while not ready: often in the first
+/// seconds of a process, when a roll waits for it (a refused connection to
+/// loopback costs microseconds), less after.
 const PROBE_INTERVAL: Duration = Duration::from_millis(50);
+const FIRST_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+/// How long after a start readiness is probed every [`FIRST_PROBE_INTERVAL`].
+const FIRST_PROBES: Duration = Duration::from_secs(10);
 /// How often a ready replica's sockets are checked again for a squatter.
 const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -431,7 +436,7 @@ impl Supervisor {
                             (ready, held) = (false, true);
                         }
                     }
-                    probed = probe(target, id.pid, ready, ready || held, &mut suspect) => match probed {
+                    probed = probe(target, id.pid, ready, ready || held, &mut suspect, probe_interval(started)) => match probed {
                         Probe::Ready(cleared) if !ready => {
                             self.own.clear(cleared);
                             let recorded = self.unless_detached(|| {
@@ -581,6 +586,15 @@ async fn foreign_listener(target: SocketAddrV4, root: u32) -> Option<String> {
     }
 }
 
+/// The pause after a probe that found a process `started` then not ready.
+fn probe_interval(started: Instant) -> Duration {
+    if started.elapsed() < FIRST_PROBES {
+        FIRST_PROBE_INTERVAL
+    } else {
+        PROBE_INTERVAL
+    }
+}
+
 /// What one probe found.
 enum Probe {
     /// The inodes found harmless ([`Ownership::Ours`]).
@@ -603,6 +617,7 @@ async fn probe(
     ready: bool,
     slow: bool,
     suspect: &mut Option<u64>,
+    interval: Duration,
 ) -> Probe {
     if slow {
         tokio::time::sleep(RECHECK_INTERVAL).await;
@@ -618,7 +633,7 @@ async fn probe(
     {
         *suspect = None;
         if !slow {
-            tokio::time::sleep(PROBE_INTERVAL).await;
+            tokio::time::sleep(interval).await;
         }
         return Probe::NotYet;
     }
@@ -646,7 +661,7 @@ async fn probe(
         }
     };
     if !slow && matches!(found, Probe::NotYet) {
-        tokio::time::sleep(PROBE_INTERVAL).await;
+        tokio::time::sleep(interval).await;
     }
     found
 }

@@ -186,13 +186,15 @@ impl ServiceManager {
         );
         let tail_stop = CancellationToken::new();
         let mut new_replicas = Vec::new();
+        let mut tails = Vec::new();
+        // Every new replica at once (all surge): the roll takes one start.
         for spec in specs {
-            tokio::spawn(tail_log(
+            tails.push(tokio::spawn(tail_log(
                 spec.log_path.clone(),
                 super::replica_source(&stage.resource_name, spec.index),
                 log.clone(),
                 tail_stop.clone(),
-            ));
+            )));
             let ev: Arc<dyn ReplicaEvents> = events.clone();
             new_replicas.push(Replica::start(spec, None, 0, ev));
         }
@@ -213,9 +215,16 @@ impl ServiceManager {
             ready = all_ready => ready.map(drop),
             _ = cancel.cancelled() => Err(Failed::Cancelled),
         };
-        // Let the tails pick up the last lines before they stop.
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // A start that failed: let the tails pick up the last lines the
+        // replicas print as they go. Each tail reads what was written up
+        // to now before it stops; a version that serves is not held up.
+        if outcome.is_err() {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
         tail_stop.cancel();
+        for tail in tails {
+            let _ = tail.await;
+        }
         if let Ok(mut l) = events.rollout_log.lock() {
             *l = None;
         }
@@ -444,7 +453,8 @@ pub(super) fn remove_checkout_if_unused(
 }
 
 /// Follow a replica's log file from its current end, sending each new line
-/// to the run log under the stage's header, until `stop`.
+/// to the run log under the stage's header, until `stop`; then the lines
+/// written up to then (at most [`LAST_READ`] more), and return.
 async fn tail_log(path: PathBuf, source: String, log: Log, stop: CancellationToken) {
     use crate::logfiles::{LogParts, Reading};
     // What the replica writes from now on, across the renames that rotate
@@ -463,9 +473,22 @@ async fn tail_log(path: PathBuf, source: String, log: Log, stop: CancellationTok
             tokio::task::yield_now().await;
             continue;
         }
+        if stop.is_cancelled() {
+            break;
+        }
         tokio::select! {
-            _ = stop.cancelled() => return,
+            _ = stop.cancelled() => {}
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
+    let mut read = 0;
+    while read < LAST_READ
+        && let Some(line) = parts.next_line()
+    {
+        log.stage_line(&source, &line);
+        read += 1;
+    }
 }
+
+/// The most lines a stopped tail still reads.
+const LAST_READ: usize = 1000;

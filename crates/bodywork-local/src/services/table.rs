@@ -163,6 +163,7 @@ impl ServiceManager {
                     unavailable_replicas: info.replicas.saturating_sub(ready),
                     restarts: current.iter().map(|r| r.restarts()).sum(),
                     deployed: Some(info.deployed),
+                    failed_requests: Some(self.traffic.failed_requests(&s.namespace, &s.name)),
                 })
             })
             .collect();

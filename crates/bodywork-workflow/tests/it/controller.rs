@@ -54,6 +54,7 @@ fn service(name: &str, project: &str, repo: &str) -> ServiceStatus {
         unavailable_replicas: 0,
         restarts: 0,
         deployed: None,
+        failed_requests: None,
     }
 }
 

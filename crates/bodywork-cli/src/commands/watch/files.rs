@@ -1,38 +1,67 @@
 //! The project's files as a stream of saved paths: notify's events on the
 //! project directory (recursively), less what is never worth a run
-//! (`bodywork_plan::watch::is_noise`) and what the project's `.gitignore`
-//! (and `.git/info/exclude`) ignore.
+//! (`bodywork_plan::watch::is_noise`) and what git would ignore: the
+//! project's `.gitignore` files (nested ones too, the deepest first),
+//! `.git/info/exclude` and git's global excludes (`core.excludesFile`).
 
 use std::path::{Path, PathBuf};
 
+use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+/// The name of git's per-directory rules.
+const RULES: &str = ".gitignore";
+
 /// Which saved paths count, relative to the project root.
 pub struct Filter {
     root: PathBuf,
-    gitignore: Gitignore,
+    /// The rules, the first to match deciding: each directory's
+    /// `.gitignore`, the deepest first; then `.git/info/exclude`; then
+    /// git's global excludes.
+    rules: Vec<Gitignore>,
 }
 
 impl Filter {
     /// The rules of the project at `root` (absolute), as its files are now.
     pub fn new(root: &Path) -> Filter {
-        let mut builder = GitignoreBuilder::new(root);
-        for file in [root.join(".gitignore"), root.join(".git/info/exclude")] {
-            if file.is_file()
-                && let Some(e) = builder.add(&file)
-            {
-                tracing::warn!("{}: {e}", file.display());
+        let mut rules = Vec::new();
+        let mut dirs = vec![root.to_path_buf()];
+        // Parents before their children: a directory the rules above it
+        // ignore is not looked into (nor are its rules read, as git does).
+        while let Some(dir) = dirs.pop() {
+            let file = dir.join(RULES);
+            if file.is_file() {
+                let mut builder = GitignoreBuilder::new(&dir);
+                rules.push(build(&mut builder, &[file]));
+            }
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                if is_dir
+                    && entry.file_name() != ".git"
+                    && !ignored(rules.iter().rev(), &path, true).unwrap_or(false)
+                {
+                    dirs.push(path);
+                }
             }
         }
-        let gitignore = builder.build().unwrap_or_else(|e| {
-            tracing::warn!("the .gitignore rules are not used: {e}");
-            Gitignore::empty()
-        });
+        // Deeper rules first (a directory's path is longer than its parent's).
+        rules.sort_by_key(|g| std::cmp::Reverse(g.path().components().count()));
+        let mut builder = GitignoreBuilder::new(root);
+        rules.push(build(&mut builder, &[root.join(".git/info/exclude")]));
+        let (global, error) = GitignoreBuilder::new(root).build_global();
+        if let Some(e) = error {
+            tracing::warn!("git's global excludes are not used: {e}");
+        }
+        rules.push(global);
         Filter {
             root: root.to_path_buf(),
-            gitignore,
+            rules,
         }
     }
 
@@ -43,16 +72,11 @@ impl Filter {
         if rel.as_os_str().is_empty() || bodywork_plan::watch::is_noise(rel) {
             return None;
         }
-        let is_dir = path.is_dir();
-        if is_dir {
+        if path.is_dir() {
             // Its files, if any, say themselves what was saved.
             return None;
         }
-        if self
-            .gitignore
-            .matched_path_or_any_parents(rel, is_dir)
-            .is_ignore()
-        {
+        if ignored(&self.rules, path, false).unwrap_or(false) {
             return None;
         }
         Some(rel.to_path_buf())
@@ -60,8 +84,39 @@ impl Filter {
 
     /// Whether a saved path changes the rules themselves.
     pub fn is_rules(rel: &Path) -> bool {
-        rel == Path::new(".gitignore")
+        rel.file_name().is_some_and(|n| n == RULES)
     }
+}
+
+/// The rules of `files` (those that exist), or none when they cannot be read.
+fn build(builder: &mut GitignoreBuilder, files: &[PathBuf]) -> Gitignore {
+    for file in files.iter().filter(|f| f.is_file()) {
+        if let Some(e) = builder.add(file) {
+            tracing::warn!("{}: {e}", file.display());
+        }
+    }
+    builder.build().unwrap_or_else(|e| {
+        tracing::warn!("the .gitignore rules are not used: {e}");
+        Gitignore::empty()
+    })
+}
+
+/// Whether the first of `rules` that says anything about `path`
+/// (absolute), or a directory above it, ignores it; `None`: none does.
+/// (Rules of other directories than those above `path` are passed over.)
+fn ignored<'a>(
+    rules: impl IntoIterator<Item = &'a Gitignore>,
+    path: &Path,
+    is_dir: bool,
+) -> Option<bool> {
+    rules
+        .into_iter()
+        .filter(|g| path.starts_with(g.path()))
+        .find_map(|g| match g.matched_path_or_any_parents(path, is_dir) {
+            Match::None => None,
+            Match::Ignore(_) => Some(true),
+            Match::Whitelist(_) => Some(false),
+        })
 }
 
 /// A path notify reported; `created` when the event created it.
@@ -127,5 +182,28 @@ mod tests {
         assert!(!counts("serve/service.py~"));
         assert!(!counts("serve"), "a directory");
         assert!(filter.relevant(Path::new("/elsewhere/x.py")).is_none());
+    }
+
+    #[test]
+    fn nested_gitignore_files_count_the_deepest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join(".gitignore"), "*.csv\nbuild/\n").unwrap();
+        std::fs::create_dir_all(root.join("serve/cache")).unwrap();
+        std::fs::create_dir_all(root.join("build/sub")).unwrap();
+        std::fs::write(root.join("serve/.gitignore"), "cache/\n!keep.csv\n").unwrap();
+        // Under an ignored directory: not read.
+        std::fs::write(root.join("build/.gitignore"), "!*.py\n").unwrap();
+        let filter = Filter::new(root);
+        let counts = |rel: &str| filter.relevant(&root.join(rel)).is_some();
+        assert!(counts("serve/service.py"));
+        assert!(!counts("serve/cache/x.py"), "serve/.gitignore");
+        assert!(counts("cache/x.py"), "cache/ is ignored under serve/ only");
+        assert!(!counts("data.csv"), "*.csv at the root");
+        assert!(!counts("serve/data.csv"), "*.csv from above");
+        assert!(counts("serve/keep.csv"), "re-included below");
+        assert!(!counts("build/sub/x.py"), "under an ignored directory");
+        assert!(Filter::is_rules(Path::new("serve/.gitignore")));
+        assert!(!Filter::is_rules(Path::new("serve/rules.txt")));
     }
 }

@@ -23,7 +23,7 @@ use bodywork_plan::watch::{Rerun, rerun};
 use bodywork_plan::{RunFacts, WorkflowPlan, plan_workflow};
 use bodywork_runtime::{
     CancellationToken, ControlPlane, Level, Log, LogEvent, LogSink, RunState, RunTrigger,
-    WorkflowRun, WorkflowSubmission,
+    ServiceStatus, WorkflowRun, WorkflowSubmission,
 };
 use bodywork_source::Source;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -274,6 +274,8 @@ impl Session<'_> {
             from_stages: job.from.clone(),
             ..self.submission.clone()
         };
+        // The services' failed requests so far: the change's are the rest.
+        let failed_before = self.failed_requests(plan.as_ref()).await;
         let cancel = CancellationToken::new();
         let (mut again, mut leaving) = (None, false);
         let (cp, log) = (self.cp, self.log.clone());
@@ -325,7 +327,7 @@ impl Session<'_> {
                 // deployed yet.
                 self.unsaved.retain(|_, burst| *burst > job.upto);
                 Ended::Done {
-                    services: self.replicas(plan.as_ref()).await,
+                    services: self.replicas(plan.as_ref(), &failed_before).await,
                     batch: plan
                         .iter()
                         .flat_map(|p| p.stages())
@@ -367,8 +369,8 @@ impl Session<'_> {
         Some(plan)
     }
 
-    /// The services a run rolled out, as they are now.
-    async fn replicas(&self, plan: Option<&WorkflowPlan>) -> Vec<Replicas> {
+    /// The services of `plan`, as they are now.
+    async fn services(&self, plan: Option<&WorkflowPlan>) -> Vec<ServiceStatus> {
         let Some(plan) = plan else {
             return Vec::new();
         };
@@ -384,7 +386,32 @@ impl Session<'_> {
         listed
             .into_iter()
             .filter(|s| services.contains(&s.name.as_str()))
+            .collect()
+    }
+
+    /// The failed requests each service of `plan` has counted so far.
+    async fn failed_requests(&self, plan: Option<&WorkflowPlan>) -> BTreeMap<String, u64> {
+        self.services(plan)
+            .await
+            .into_iter()
+            .filter_map(|s| Some((s.name, s.failed_requests?)))
+            .collect()
+    }
+
+    /// The services a run rolled out, as they are now, with the requests
+    /// that failed since `before` (a new service's since it began).
+    async fn replicas(
+        &self,
+        plan: Option<&WorkflowPlan>,
+        before: &BTreeMap<String, u64>,
+    ) -> Vec<Replicas> {
+        self.services(plan)
+            .await
+            .into_iter()
             .map(|s| Replicas {
+                failed: s
+                    .failed_requests
+                    .map(|now| now.saturating_sub(before.get(&s.name).copied().unwrap_or(0))),
                 service: s.name,
                 available: s.available_replicas,
                 wanted: s.replicas,
