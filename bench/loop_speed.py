@@ -167,13 +167,18 @@ def cold_row(args, bw, scratch):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if done.returncode != 0:
             sys.exit(f"bench/cold_deploy.py failed:\n{done.stderr}\n{done.stdout}")
-        r = json.loads(done.stdout.strip().splitlines()[-1])
-        ours = r.get("first_deploy_s") or r.get("median_s")
-        anchor = r.get("anchor")
-        anchor_s = f"{anchor['what']} {anchor['value_s']:.2f} s" if isinstance(anchor, dict) else "-"
-        diff = f"+{ours - anchor['value_s']:.2f} s" if isinstance(anchor, dict) else "-"
+        # Its --json: {"median": {"deploy_s", "anchor_s", ...}, "all": [per run], ...}
+        r = json.loads(done.stdout)
+        med = r.get("median", {})
+        ours = med.get("deploy_s")
+        if ours is None:
+            sys.exit(f"bench/cold_deploy.py --json gave no median.deploy_s:\n{done.stdout}")
+        times = [run["deploy_s"] for run in r.get("all", []) if "deploy_s" in run] or [ours]
+        anchor = med.get("anchor_s")
+        anchor_s = f"uv venv + install + answer by hand {anchor:.2f} s" if anchor is not None else "-"
+        diff = f"+{ours - anchor:.2f} s" if anchor is not None else "-"
         return ("services: cold first deploy of the seed, warm uv cache", anchor_s,
-                f"first deploy {ours:.2f} s", diff, "<= 4 s", ours <= 4.0)
+                f"first deploy {fmt(times, 's', digits=2)}", diff, "<= 4 s", ours <= 4.0)
     # Measured here, as bench/services.py's "first deploy" row: a fresh
     # BODYWORK_HOME each run, one uv cache shared by all (warmed by a first,
     # untimed deploy), as on a machine that has used uv before.
