@@ -98,11 +98,11 @@ def gateway_rows(args):
     g = json.loads(done.stdout.strip().splitlines()[-1])
     rps = g["rps"]
     ratio = [a / b for a, b in zip(rps["gateway"], rps["nginx"])]
-    p = g["p50_us"]
-    added_gw, added_ng = p["gateway"] - p["direct"], p["nginx"] - p["direct"]
+    # Added p50 latency (over the direct run of the same round), per round.
     rounds = g["p50_rounds_us"]
     added_gw_rounds = [a - d for a, d in zip(rounds["gateway"], rounds["direct"])]
     added_ng_rounds = [a - d for a, d in zip(rounds["nginx"], rounds["direct"])]
+    gap = statistics.median(a - b for a, b in zip(added_gw_rounds, added_ng_rounds))
     return [
         ("gateway: throughput, trivial upstream (req/s)",
          f"nginx {fmt(rps['nginx'], 'req/s', digits=0)}",
@@ -111,7 +111,7 @@ def gateway_rows(args):
         ("gateway: added p50 latency over direct",
          f"nginx +{fmt(added_ng_rounds, 'µs')}",
          f"gateway +{fmt(added_gw_rounds, 'µs')}",
-         f"{added_gw - added_ng:+.1f} µs", "<= nginx", added_gw <= added_ng),
+         f"{gap:+.1f} µs", "<= nginx", gap <= 0),
     ]
 
 
