@@ -17,6 +17,8 @@
 #                        yourself. Keeps the load generator and proxies off the
 #                        upstream's core, as separate machines would.
 #   SKIP_BUILD=1         reuse the last release build
+#   JSON=1               also print one JSON line last on stdout: per-round
+#                        req/s and the p50s (read by bench/loop_speed.py)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -213,3 +215,12 @@ awk -v g="${RPS[gateway]}" -v n="${RPS[nginx]}" -v d="${RPS[direct]}" -v g50="${
     printf "medians: gateway/direct %.3f (target >= 0.9 trivial, >= 0.97 Flask); nginx/direct %.3f; gateway/nginx %.3f\n", g / d, n / d, g / n
     printf "added latency p50 %.1f µs (target <= 100)\n", g50 - d50
 }'
+if [ -n "${JSON:-}" ]; then
+    # One machine-readable line last on stdout (for bench/loop_speed.py):
+    # per-round req/s samples and the median p50s in µs.
+    nums() { tr ' ' '\n' <<<"$1" | grep . | paste -sd, -; }
+    printf '{"rps": {"direct": [%s], "gateway": [%s], "nginx": [%s]}, "p50_us": {"direct": %s, "gateway": %s, "nginx": %s}, "p50_rounds_us": {"direct": [%s], "gateway": [%s], "nginx": [%s]}}\n' \
+        "$(nums "${SAMPLES[direct]}")" "$(nums "${SAMPLES[gateway]}")" "$(nums "${SAMPLES[nginx]}")" \
+        "${P50[direct]}" "${P50[gateway]}" "${P50[nginx]}" \
+        "$(nums "${L50[direct]}")" "$(nums "${L50[gateway]}")" "$(nums "${L50[nginx]}")"
+fi

@@ -35,52 +35,12 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+from _common import ROOT, TARGET, batch_overhead, env_pythons, project, timed
+
 # What every stage environment has besides its requirements, as Bodywork's
 # container had (bodywork_pyenv::CONTAINER_BASE).
 CONTAINER_BASE = ("pip", "setuptools<82", "wheel")
 REQUIREMENTS = os.path.join(ROOT, "examples", "serve-model", "scoring-service", "requirements.txt")
-
-YAML = """version: "1.1"
-pipeline:
-  name: bench
-  docker_image: bodyworkml/bodywork-core:latest
-  DAG: main
-stages:
-  main:
-    executable_module_path: main.py
-{requirements}    batch:
-      max_completion_time_seconds: 60
-      retries: 0
-"""
-MAIN = 'print("hello from the stage")\n'
-
-
-def project(dirname, requirements=None):
-    os.makedirs(dirname)
-    reqs = ""
-    if requirements:
-        reqs = "    requirements:\n" + "".join(f"      - {r}\n" for r in requirements)
-    with open(os.path.join(dirname, "bodywork.yaml"), "w") as f:
-        f.write(YAML.format(requirements=reqs))
-    with open(os.path.join(dirname, "main.py"), "w") as f:
-        f.write(MAIN)
-    return dirname
-
-
-def timed(cmd, env, cwd=None, check=True):
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    elapsed = (time.perf_counter() - t0) * 1000
-    if check and done.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}")
-    return elapsed, done.stdout
-
-
-def median_of(cmd, env, runs, cwd=None):
-    timed(cmd, env, cwd)  # warm-up
-    return statistics.median(timed(cmd, env, cwd)[0] for _ in range(runs))
 
 
 def find_uv(explicit, scratch):
@@ -127,22 +87,9 @@ def main():
         print(f"binary: {args.bin}\nuv: {uv}\nhome: {home}\n")
         print(f"{'measure':<66} {'value':>10} {'unit':<4} {'target':>10}  verdict")
         # 1. Warm overhead.
-        plain = project(os.path.join(scratch, "plain"))
-        timed(bw + ["setup-namespace", "bench"], env)
-        timed(bw + ["workflow", "--namespace", "bench", plain], env)  # builds the env
-        wf = median_of(bw + ["workflow", "--namespace", "bench", plain], env, args.runs)
-        # `python3` may be a shim (pyenv: a shell script); time the real
-        # interpreter too, and compare against the faster of the two.
-        real = subprocess.run(["python3", "-c", "import sys; print(sys.executable)"], env=env,
-                              capture_output=True, text=True, check=True).stdout.strip()
-        shim = median_of(["python3", "main.py"], env, args.runs, cwd=plain)
-        direct = median_of([real, "main.py"], env, args.runs, cwd=plain)
-        # The base interpreter imports its own site-packages at start-up;
-        # the stage's environment does not: time that one as well.
-        envs = os.path.join(home, "envs")
-        venv_python = next(os.path.join(envs, d, "bin", "python") for d in os.listdir(envs)
-                           if not d.startswith("."))
-        in_env = median_of([venv_python, "main.py"], env, args.runs, cwd=plain)
+        t = batch_overhead(bw, env, home, scratch, args.runs)
+        wf, shim, direct, in_env = (statistics.median(t[k]) for k in ("workflow", "shim", "direct", "in_env"))
+        real = t["real"]
         py = min(shim, direct, in_env)
         row(f"workflow, warm, 1 stdlib stage (median of {args.runs})", f"{wf:.1f}", "ms", "", None)
         row(f"python3 main.py alone (median of {args.runs})", f"{shim:.1f}", "ms", "", None)
@@ -182,8 +129,7 @@ def cold_bench(args, bw, env, home, scratch, uv):
         return elapsed
 
     def env_dirs():
-        envs = os.path.join(home, "envs")
-        return [os.path.join(envs, d) for d in os.listdir(envs) if not d.startswith(".")]
+        return [os.path.dirname(os.path.dirname(p)) for p in env_pythons(home)]
 
     # Warm uv's cache (downloads once), and build the env once.
     uv_alone("warm", CONTAINER_BASE)

@@ -233,6 +233,11 @@ pub fn run(program: &OsString, args: &[OsString], log: Option<&LogTo>) -> i32 {
         let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
             continue;
         };
+        // A child ended: reaped above, without reading all of /proc (which
+        // on a busy machine costs milliseconds, at the end of every stage).
+        if signal == Signal::SIGCHLD {
+            continue;
+        }
         let tree = descendants(&[std::process::id()], &process_table());
         if FORWARDED.contains(&signal) {
             for pid in &tree {

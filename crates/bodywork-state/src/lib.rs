@@ -231,6 +231,24 @@ impl Store {
         }
     }
 
+    /// The connection for one write to the run history (runs and their
+    /// stage attempts): committed without waiting for the disk (WAL with
+    /// `synchronous = NORMAL`) while it is held, `FULL` again once dropped.
+    ///
+    /// A commit is in the -wal file (the OS page cache) before it returns,
+    /// so a daemon killed with SIGKILL loses none of it, and what a restarted
+    /// daemon needs from these rows (the attempts' processes, to stop what it
+    /// left behind) is there. Only a power loss or a kernel crash can lose
+    /// the last ones, and then the processes they describe are gone too; the
+    /// next `FULL` commit (a secret, a deployment) makes them durable with
+    /// it. A run writes half a dozen of these: an fsync each would cost the
+    /// run 2 to 20 ms on a busy disk.
+    pub(crate) fn history(&self) -> Result<History<'_>> {
+        let conn = self.conn()?;
+        conn.pragma_update(None, "synchronous", "NORMAL").at(self)?;
+        Ok(History(conn))
+    }
+
     /// Names the database in a SQLite error; a damaged database is
     /// remembered, so no later call reads or writes it.
     fn sqlite_err(&self, cause: rusqlite::Error) -> StoreError {
@@ -276,6 +294,25 @@ impl Store {
     fn write_tx(&self) -> Result<rusqlite::Transaction<'_>> {
         rusqlite::Transaction::new_unchecked(self.conn()?, rusqlite::TransactionBehavior::Immediate)
             .at(self)
+    }
+}
+
+/// [`Store::history`]'s connection: `synchronous = FULL` again when dropped.
+pub(crate) struct History<'a>(&'a Connection);
+
+impl std::ops::Deref for History<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.0
+    }
+}
+
+impl Drop for History<'_> {
+    fn drop(&mut self) {
+        // Setting a pragma on an open connection does no I/O; it cannot fail
+        // short of a damaged database, which every later call refuses anyway.
+        let _ = self.0.pragma_update(None, "synchronous", "FULL");
     }
 }
 

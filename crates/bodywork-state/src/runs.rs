@@ -159,7 +159,7 @@ fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<AttemptRow> {
 impl Store {
     /// Records a new run as `running`, started now; returns its id.
     pub fn insert_run(&self, run: &NewRun) -> Result<i64> {
-        self.conn()?
+        self.history()?
             .execute(
                 r#"INSERT INTO runs (namespace, project, repo, branch, "commit", "trigger",
                                     status, log_path, started)
@@ -190,7 +190,7 @@ impl Store {
         commit: Option<&str>,
     ) -> Result<()> {
         let changed = self
-            .conn()?
+            .history()?
             .execute(
                 r#"UPDATE runs SET namespace = ?2, project = ?3, "commit" = ?4 WHERE id = ?1"#,
                 (id, namespace, project, commit),
@@ -203,7 +203,7 @@ impl Store {
     /// run id, known only after [`Store::insert_run`]).
     pub fn set_run_log_path(&self, id: i64, log_path: &Path) -> Result<()> {
         let changed = self
-            .conn()?
+            .history()?
             .execute(
                 "UPDATE runs SET log_path = ?2 WHERE id = ?1",
                 (id, path_to_sql(log_path)?),
@@ -219,7 +219,7 @@ impl Store {
             return Err(StoreError::NotFinal(status.into()));
         }
         let changed = self
-            .conn()?
+            .history()?
             .execute(
                 "UPDATE runs SET status = ?2, error = ?3, finished = ?4 WHERE id = ?1",
                 (id, Word(status), error, ts_to_sql(&now())),
@@ -329,7 +329,7 @@ impl Store {
     /// Records a new attempt of a stage as `running`, started now; returns
     /// its id. `attempt` is 1-based.
     pub fn insert_attempt(&self, run_id: i64, stage: &str, attempt: u32) -> Result<i64> {
-        self.conn()?
+        self.history()?
             .execute(
                 "INSERT INTO stage_attempts (run_id, stage, attempt, status, started)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -352,7 +352,7 @@ impl Store {
             .map(|t| u64_to_sql("process start time", t))
             .transpose()?;
         let changed = self
-            .conn()?
+            .history()?
             .execute(
                 "UPDATE stage_attempts SET pid = ?2, pid_start_time = ?3 WHERE id = ?1",
                 (id, pid, start_time),
@@ -373,7 +373,7 @@ impl Store {
             return Err(StoreError::NotFinal(status.into()));
         }
         let changed = self
-            .conn()?
+            .history()?
             .execute(
                 "UPDATE stage_attempts SET status = ?2, exit_code = ?3, message = ?4,
                  finished = ?5 WHERE id = ?1",
@@ -457,6 +457,36 @@ mod tests {
             trigger: "cli".into(),
             log_path: PathBuf::from("/tmp/logs/run.log"),
         }
+    }
+
+    #[test]
+    fn run_history_is_written_without_fsync_and_the_rest_with_it() {
+        let (_dir, store) = store();
+        let synchronous = |store: &Store| -> i64 {
+            store
+                .db
+                .pragma_query_value(None, "synchronous", |row| row.get(0))
+                .expect("pragma")
+        };
+        // FULL is 2, NORMAL 1: while a run-history write holds the
+        // connection it is NORMAL, and FULL again once it is done.
+        assert_eq!(synchronous(&store), 2);
+        {
+            let history = store.history().expect("history");
+            assert_eq!(
+                history
+                    .pragma_query_value(None, "synchronous", |row| row.get::<_, i64>(0))
+                    .expect("pragma"),
+                1
+            );
+        }
+        let id = store.insert_run(&new_run("ns")).expect("insert");
+        store
+            .finish_run(id, RunState::Succeeded, None)
+            .expect("finish");
+        assert_eq!(synchronous(&store), 2);
+        assert!(store.finish_run(id + 1, RunState::Failed, None).is_err());
+        assert_eq!(synchronous(&store), 2);
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //!   namespace `BODYWORK_NAMESPACE`).
 //!
 //! Without those variables (any other use of the environment) it does nothing.
+//! With them, it patches `socket` when the program first imports it (an
+//! import hook), not at start-up: most batch stages never open a socket, and
+//! importing it costs an interpreter's start about 10 ms.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -25,9 +28,7 @@ _HOSTS = _os.environ.get("BODYWORK_HOSTS_FILE")
 _NS = _os.environ.get("BODYWORK_NAMESPACE", "")
 
 
-def _install():
-    import socket
-
+def _install(socket):
     if _POD:
         wildcard = {"", "0.0.0.0", "localhost", "127.0.0.1"}
         original_bind = socket.socket.bind
@@ -96,8 +97,50 @@ def _install():
         socket.gethostbyname_ex = gethostbyname_ex
 
 
+class _PatchSocketOnImport:
+    """Patches `socket` once the program imports it: importing it here, in
+    every interpreter's start-up, would cost each stage about 10 ms."""
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        if name != "socket":
+            return None
+        _sys.meta_path.remove(cls)
+        for finder in _sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find else None
+            if spec is not None:
+                break
+        else:
+            return None
+        spec.loader = _PatchingLoader(spec.loader)
+        return spec
+
+
+class _PatchingLoader:
+    """`socket`'s own loader, which patches the module once it has run."""
+
+    def __init__(self, loader):
+        self._loader = loader
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        self._loader.exec_module(module)
+        _install(module)
+
+
 if _POD or _HOSTS:
-    _install()
+    import sys as _sys
+
+    if "socket" in _sys.modules:
+        _install(_sys.modules["socket"])
+    else:
+        _sys.meta_path.insert(0, _PatchSocketOnImport)
 "#;
 
 /// Put the shim into an environment's site-packages (idempotent, atomic).
@@ -145,11 +188,11 @@ mod tests {
         assert_eq!(text, "ns a 127.10.0.1\nns b 127.10.0.2\n");
     }
 
-    /// The shim, loaded into a real interpreter: a wildcard bind lands on
-    /// the pod address and service names resolve through the hosts file.
-    #[test]
-    fn shim_redirects_binds_and_resolves_names() {
-        let Some(py) = python() else { return };
+    /// The lines `script` prints, run by a real interpreter with the shim
+    /// importable, a hosts file naming `ml/proj--serve`, and `pod` as the
+    /// pod address if any; `None` without Python.
+    fn run_with_shim(script: &str, pod: Option<&str>) -> Option<Vec<String>> {
+        let py = python()?;
         let dir = tempfile::tempdir().unwrap();
         install(dir.path()).unwrap();
         let hosts = dir.path().join("hosts");
@@ -158,6 +201,61 @@ mod tests {
             &hosts_text([("ml", "proj--serve", Ipv4Addr::new(127, 10, 0, 9))]),
         )
         .unwrap();
+        let mut cmd = Command::new(py);
+        cmd.arg("-c")
+            .arg(script)
+            .env("PYTHONPATH", dir.path())
+            .env("BODYWORK_HOSTS_FILE", &hosts)
+            .env("BODYWORK_NAMESPACE", "ml");
+        if let Some(pod) = pod {
+            cmd.env("BODYWORK_POD_ADDRESS", pod);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(stdout.lines().map(String::from).collect())
+    }
+
+    /// Loaded first, as the `.pth` file loads it, the shim does not import
+    /// `socket` (start-up stays fast), and patches it once the program does.
+    #[test]
+    fn shim_patches_socket_when_the_program_imports_it() {
+        let script = r#"
+import sys, bodywork_shim
+print("socket" in sys.modules)
+from socket import getaddrinfo, AF_INET
+import socket
+print(socket.getaddrinfo("proj--serve", 5000, AF_INET)[0][4][0])
+print(getaddrinfo("proj--serve", 5000, AF_INET)[0][4][0])
+print(socket.__spec__.name, bodywork_shim._PatchSocketOnImport in sys.meta_path)
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind(("0.0.0.0", 0))
+print(s.getsockname()[0])
+"#;
+        let Some(lines) = run_with_shim(script, Some("127.10.128.7")) else {
+            return;
+        };
+        assert_eq!(
+            lines,
+            [
+                "False",
+                "127.10.0.9",
+                "127.10.0.9",
+                "socket False",
+                "127.10.128.7"
+            ]
+        );
+    }
+
+    /// The shim, loaded into a real interpreter after `socket`: a wildcard
+    /// bind lands on the pod address and service names resolve through the
+    /// hosts file.
+    #[test]
+    fn shim_redirects_binds_and_resolves_names() {
         let script = r#"
 import socket, bodywork_shim
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -167,22 +265,9 @@ for name in ["proj--serve", "proj--serve.ml", "proj--serve.ml.svc.cluster.local"
     print(name, socket.getaddrinfo(name, 5000, socket.AF_INET)[0][4][0])
 print(socket.gethostbyname("PROJ--SERVE.ml."))
 "#;
-        let out = Command::new(py)
-            .arg("-c")
-            .arg(script)
-            .env("PYTHONPATH", dir.path())
-            .env("BODYWORK_POD_ADDRESS", "127.10.128.7")
-            .env("BODYWORK_HOSTS_FILE", &hosts)
-            .env("BODYWORK_NAMESPACE", "ml")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let lines: Vec<&str> = stdout.lines().collect();
+        let Some(lines) = run_with_shim(script, Some("127.10.128.7")) else {
+            return;
+        };
         assert_eq!(
             lines,
             [

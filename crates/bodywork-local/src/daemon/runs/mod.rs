@@ -269,7 +269,12 @@ pub(crate) async fn execute_run(
         .as_ref()
         .is_ok_and(|r| !r.plan.service_names().is_empty());
     if !deployed_services {
-        let _ = std::fs::remove_dir_all(&request.checkout_dir);
+        // Off this task: the run's last frames go to its CLI without
+        // waiting for a whole tree to be deleted.
+        let dir = request.checkout_dir;
+        drop(tokio::task::spawn_blocking(move || {
+            std::fs::remove_dir_all(dir)
+        }));
     }
     if let Ok(mut runs) = daemon.runs.lock() {
         runs.remove(&id);
