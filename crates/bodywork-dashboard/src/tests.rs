@@ -273,7 +273,10 @@ fn every_one_of_a_thousand_runs_is_reached_by_older_runs_links() {
     let answer = block_on(crate::serve::page_at(site, "/ui/namespaces/prod/runs/1"));
     assert_eq!(answer.status(), 200);
     // Nonsense in the query is the newest page, not an error.
-    let answer = block_on(crate::serve::page_at(site, "/ui/namespaces/prod?before=x&y"));
+    let answer = block_on(crate::serve::page_at(
+        site,
+        "/ui/namespaces/prod?before=x&y",
+    ));
     assert_eq!(answer.status(), 200);
 }
 
