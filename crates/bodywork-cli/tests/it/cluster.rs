@@ -651,6 +651,50 @@ fn seed_tutorial_on_a_cluster(who: Who) {
         request(&proxy.addr(), "POST", SEED_SCORE, Some(SEED_REQUEST)).expect("curl");
     assert_eq!((code, body.trim()), (200, SEED_ANSWER));
 
+    // The dashboard's Redeploy button, on the cluster: the project runs
+    // again, detached, from the repository and branch its recorded run
+    // names, and that run records itself too.
+    let port = crate::dashboard::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let dashboard = home.spawn(&["dashboard", "--port", &port.to_string()]);
+    wait_for("the dashboard to answer", Duration::from_secs(30), || {
+        matches!(helper::http(&addr, "GET", "/", None), Ok((200, _)))
+    });
+    let page = helper::http(&addr, "GET", "/namespaces/scoring-service", None)
+        .map(|(_, page)| page)
+        .unwrap_or_default();
+    let done = crate::dashboard::post_form(
+        &addr,
+        "/namespaces/scoring-service/services/bodywork-serve-model-project--scoring-service/redeploy",
+        &format!("http://{addr}"),
+        &format!("token={}", crate::dashboard::token_of(&page)),
+    );
+    helper::kill(dashboard.pid() as i32, "TERM");
+    dashboard.finish(Duration::from_secs(20)).expect_code(0);
+    assert!(done.starts_with("HTTP/1.1 303"), "{done}");
+    let mut listed = String::new();
+    wait_for(
+        "the redeploy's run to be recorded as succeeded",
+        Duration::from_secs(300),
+        || {
+            listed = home
+                .ok(&["-o", "json", "runs", "--namespace", "scoring-service"])
+                .stdout;
+            serde_json::from_str::<Vec<serde_json::Value>>(&listed).is_ok_and(|runs| {
+                runs.iter().any(|r| {
+                    r["trigger"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("async:"))
+                        && r["status"] == "succeeded"
+                        && r["branch"] == "master"
+                })
+            })
+        },
+    );
+    let (code, body) =
+        request(&proxy.addr(), "POST", SEED_SCORE, Some(SEED_REQUEST)).expect("curl");
+    assert_eq!((code, body.trim()), (200, SEED_ANSWER), "{listed}");
+
     let deleted = home.ok(&["delete-namespace", "scoring-service"]);
     assert!(deleted.all().contains("scoring-service"), "{deleted}");
     let binding = c

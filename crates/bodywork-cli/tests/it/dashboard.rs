@@ -117,7 +117,7 @@ fn assert_namespace_page(page: &str, url: &str) {
 
 /// `POST path` of form `body` to `addr`, with `origin` as its `Origin`
 /// (none when empty), written by hand; the whole answer.
-fn post_form(addr: &str, path: &str, origin: &str, body: &str) -> String {
+pub(crate) fn post_form(addr: &str, path: &str, origin: &str, body: &str) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect to the dashboard");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -139,7 +139,7 @@ fn post_form(addr: &str, path: &str, origin: &str, body: &str) -> String {
 }
 
 /// The same-origin token in a page's forms.
-fn token_of(page: &str) -> String {
+pub(crate) fn token_of(page: &str) -> String {
     page.split("name=\"token\" value=\"")
         .nth(1)
         .and_then(|rest| rest.split('"').next())
