@@ -297,19 +297,6 @@ impl ControlPlane for FakeControl {
         );
         Ok(runs)
     }
-    async fn list_runs_before(
-        &self,
-        namespace: &str,
-        before: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<RunSummary>> {
-        let runs = self.list_runs(namespace).await?;
-        Ok(runs
-            .into_iter()
-            .filter(|r| before.is_none_or(|b| r.id < b))
-            .take(limit as usize)
-            .collect())
-    }
     async fn run_stages(&self, _: &str, run: i64) -> Result<Vec<StageAttempt>> {
         if self.no_runs {
             return Err(RuntimeError::unsupported(

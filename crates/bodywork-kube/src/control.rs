@@ -67,20 +67,6 @@ impl ControlPlane for KubeRuntime {
         self.recorded_runs(namespace).await
     }
 
-    async fn list_runs_before(
-        &self,
-        namespace: &str,
-        before: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<RunSummary>> {
-        let runs = self.recorded_runs(namespace).await?;
-        Ok(runs
-            .into_iter()
-            .filter(|r| before.is_none_or(|b| r.id < b))
-            .take(limit as usize)
-            .collect())
-    }
-
     async fn run_stages(&self, namespace: &str, run: i64) -> Result<Vec<StageAttempt>> {
         self.recorded_stages(namespace, run).await
     }

@@ -333,12 +333,21 @@ pub trait ControlPlane: Resources {
     /// A page of the workflow runs of a namespace, newest first: at most
     /// `limit`, only those numbered below `before` when given (the last
     /// of the previous page), so every run can be reached.
+    /// A runtime that reads every run at once (`list_runs`) pages them
+    /// here; one that can ask for a page (the local store) overrides it.
     async fn list_runs_before(
         &self,
         namespace: &str,
         before: Option<i64>,
         limit: u32,
-    ) -> Result<Vec<RunSummary>>;
+    ) -> Result<Vec<RunSummary>> {
+        let runs = self.list_runs(namespace).await?;
+        Ok(runs
+            .into_iter()
+            .filter(|r| before.is_none_or(|b| r.id < b))
+            .take(limit as usize)
+            .collect())
+    }
     /// The stage attempts of run `run` of `namespace`, in the order they
     /// started (a stage not started yet has none); `NotFound` when there
     /// is no such run.
