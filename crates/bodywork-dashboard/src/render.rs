@@ -8,8 +8,8 @@
 use std::fmt::Write;
 
 use bodywork_runtime::{
-    CronJobSummary, CronRunSummary, RunState, RunSummary, ServiceStatus, ServiceTraffic,
-    StageState, TrafficSample,
+    CronJobSummary, CronRunSummary, RunOptions, RunState, RunSummary, ServiceStatus,
+    ServiceTraffic, SshKey, StageState, TrafficSample,
 };
 use chrono::{DateTime, Utc};
 
@@ -321,10 +321,14 @@ pub fn run(base: Base, page: &RunPage) -> String {
     let duration = run_duration(r, now);
     let _ = writeln!(
         body,
-        "<dl class=\"facts\">\n<dt>Status</dt><dd>{}</dd>\n<dt>Project</dt><dd>{}</dd>\n<dt>Repository</dt><dd>{}</dd>\n<dt>Trigger</dt><dd>{}</dd>\n<dt>Commit</dt><dd>{}</dd>\n<dt>Started</dt><dd>{}</dd>\n<dt>Duration</dt><dd>{duration}</dd>\n<dt>Error</dt><dd>{}</dd>\n</dl>",
+        "<dl class=\"facts\">\n<dt>Status</dt><dd>{}</dd>\n<dt>Project</dt><dd>{}</dd>\n<dt>Repository</dt><dd>{}</dd>\n<dt>Branch</dt><dd>{}</dd>\n<dt>Trigger</dt><dd>{}</dd>\n<dt>Commit</dt><dd>{}</dd>\n<dt>Started</dt><dd>{}</dd>\n<dt>Duration</dt><dd>{duration}</dd>\n<dt>Error</dt><dd>{}</dd>\n{}</dl>",
         run_status(r.status),
         r.project.as_deref().map(escape).unwrap_or_else(unknown),
         escape(&r.repo),
+        r.branch
+            .as_deref()
+            .map(|b| format!("<code>{}</code>", escape(b)))
+            .unwrap_or_else(|| "the default branch".to_string()),
         escape(&r.trigger.to_string()),
         commit(r.commit.as_deref().unwrap_or("")),
         r.started.map(time).unwrap_or_else(unknown),
@@ -332,6 +336,7 @@ pub fn run(base: Base, page: &RunPage) -> String {
             .as_deref()
             .map(escape)
             .unwrap_or_else(|| "none".to_string()),
+        run_options(&r.options),
     );
     let _ = writeln!(
         body,
@@ -355,6 +360,31 @@ pub fn run(base: Base, page: &RunPage) -> String {
         now,
         Some(&page.namespace),
         &body,
+    )
+}
+
+/// What a run was started with (and Redeploy passes back), as facts.
+fn run_options(o: &RunOptions) -> String {
+    let code = |text: &str| format!("<code>{}</code>", escape(text));
+    let key = match &o.ssh_key {
+        Some(SshKey::File(path)) => format!("key file {}", code(&path.display().to_string())),
+        Some(SshKey::Secret(name)) => format!("from secret {}", code(name)),
+        None => "none given".to_string(),
+    };
+    let or = |value: &Option<String>, default: &str| {
+        value
+            .as_deref()
+            .map(code)
+            .unwrap_or_else(|| default.to_string())
+    };
+    format!(
+        "<dt>SSH key</dt><dd>{key}</dd>\n<dt>Secrets group</dt><dd>{}</dd>\n<dt>Python</dt><dd>{}</dd>\n<dt>Requirements as of</dt><dd>{}</dd>\n",
+        or(&o.secrets_group, "the project's own"),
+        or(&o.python, "the default"),
+        or(
+            &o.resolve_as_of.map(|a| a.arg()),
+            "the commit's date (or now, for changes not committed)"
+        ),
     )
 }
 

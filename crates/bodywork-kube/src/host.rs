@@ -163,6 +163,12 @@ pub async fn run(
         known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
     };
+    runtime
+        .record_options(
+            &request.run_id,
+            crate::runtime::runs::recorded_options(opts),
+        )
+        .await;
     let report = run_workflow(runtime, &request, &KubeNames, log, cancel).await;
     let (status, error) = match &report {
         Ok(_) => (RunState::Succeeded, None),

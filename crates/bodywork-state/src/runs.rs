@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bodywork_runtime::RunState;
+use bodywork_runtime::{RunOptions, RunState, SshKey};
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
@@ -15,8 +15,8 @@ use strum::{Display, EnumString, IntoStaticStr, VariantArray};
 
 use crate::error::{Result, StoreError};
 use crate::{
-    At, Store, Word, now, opt_ts_col, opt_u64_col, path_col, path_to_sql, ts_col, ts_to_sql,
-    u64_to_sql,
+    At, Store, Word, now, opt_as_of_col, opt_ts_col, opt_u64_col, path_col, path_to_sql, ts_col,
+    ts_to_sql, u64_to_sql,
 };
 
 /// The outcome of one attempt of one stage.
@@ -58,6 +58,10 @@ pub struct NewRun {
     pub trigger: String,
     /// The workflow log file.
     pub log_path: PathBuf,
+    /// What it was started with, to run it again as it was: a key file's
+    /// path is kept, a key from a secret is not (the local runtime reads
+    /// the namespace's secret by itself).
+    pub options: RunOptions,
 }
 
 /// A workflow run as stored.
@@ -87,6 +91,9 @@ pub struct RunRow {
     pub started: DateTime<Utc>,
     /// When it finished, if it has.
     pub finished: Option<DateTime<Utc>>,
+    /// What it was started with (none, for a run recorded before they
+    /// were kept).
+    pub options: RunOptions,
 }
 
 /// One attempt of one stage, as stored.
@@ -118,7 +125,7 @@ pub struct AttemptRow {
 }
 
 pub(crate) const RUN_COLUMNS: &str = r#"id, namespace, project, repo, branch, "commit", "trigger", status,
-    error, log_path, started, finished"#;
+    error, log_path, started, finished, ssh_key, secrets_group, python, resolve_as_of"#;
 
 pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -134,6 +141,14 @@ pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         log_path: path_col(row, 9)?,
         started: ts_col(row, 10)?,
         finished: opt_ts_col(row, 11)?,
+        options: RunOptions {
+            ssh_key: row
+                .get::<_, Option<String>>(12)?
+                .map(|p| SshKey::File(PathBuf::from(p))),
+            secrets_group: row.get(13)?,
+            python: row.get(14)?,
+            resolve_as_of: opt_as_of_col(row, 15)?,
+        },
     })
 }
 
@@ -159,11 +174,16 @@ fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<AttemptRow> {
 impl Store {
     /// Records a new run as `running`, started now; returns its id.
     pub fn insert_run(&self, run: &NewRun) -> Result<i64> {
+        let ssh_key = match &run.options.ssh_key {
+            Some(SshKey::File(path)) => Some(path_to_sql(path)?),
+            Some(SshKey::Secret(_)) | None => None,
+        };
         self.history()?
             .execute(
                 r#"INSERT INTO runs (namespace, project, repo, branch, "commit", "trigger",
-                                    status, log_path, started)
-                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"#,
+                                    status, log_path, started, ssh_key, secrets_group,
+                                    python, resolve_as_of)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"#,
                 (
                     &run.namespace,
                     &run.project,
@@ -174,6 +194,10 @@ impl Store {
                     Word(RunState::Running),
                     path_to_sql(&run.log_path)?,
                     ts_to_sql(&now()),
+                    ssh_key,
+                    &run.options.secrets_group,
+                    &run.options.python,
+                    run.options.resolve_as_of.map(|a| a.arg()),
                 ),
             )
             .at(self)?;
@@ -456,6 +480,7 @@ mod tests {
             commit: None,
             trigger: "cli".into(),
             log_path: PathBuf::from("/tmp/logs/run.log"),
+            options: RunOptions::default(),
         }
     }
 

@@ -97,7 +97,7 @@ pub fn rules_allow_records(rules: &[ResourceRule]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bodywork_runtime::{RunState, RunTrigger, StageState};
+    use bodywork_runtime::{AsOf, RunOptions, RunState, RunTrigger, SshKey, StageState};
     use chrono::{TimeZone, Utc};
 
     fn run() -> RunSummary {
@@ -113,6 +113,12 @@ mod tests {
             error: None,
             started: Some(Utc.with_ymd_and_hms(2026, 12, 6, 10, 0, 0).unwrap()),
             finished: None,
+            options: RunOptions {
+                ssh_key: Some(SshKey::Secret("ssh-github-private-key".into())),
+                secrets_group: Some("prod".into()),
+                python: Some("3.10".into()),
+                resolve_as_of: Some(AsOf::Now),
+            },
         }
     }
 
