@@ -118,7 +118,14 @@ pub fn overview(base: Base, page: &Overview) -> String {
         "<p><a href=\"{}\">Python environments</a>: the cached ones, what uses them, and those being built.</p>",
         escape(&base.environments())
     );
-    document(base, "Namespaces", page.runtime, page.read_at, None, &body)
+    document(
+        base,
+        "Namespaces",
+        page.runtime,
+        page.read_at,
+        Place::Namespaces,
+        &body,
+    )
 }
 
 /// The cached Python environments: each one's key, Python, requirements,
@@ -207,7 +214,14 @@ pub fn environments(base: Base, page: &EnvironmentsPage) -> String {
             out.push_str("</tbody>\n</table>\n");
         },
     );
-    document(base, "Python environments", page.runtime, now, None, &body)
+    document(
+        base,
+        "Python environments",
+        page.runtime,
+        now,
+        Place::Environments,
+        &body,
+    )
 }
 
 /// The first requirements, and how many more.
@@ -256,7 +270,7 @@ pub fn namespace(base: Base, page: &NamespacePage, token: &Token) -> String {
     body.push_str("<nav aria-label=\"Sections of this page\"><ul>\n");
     for (id, title, count) in [
         ("services", "Services", page.services.count()),
-        ("runs", "Workflow runs", page.runs.count()),
+        ("runs", "Workflow runs", page.runs_total),
         ("cronjobs", "Cron jobs", page.cronjobs.count()),
         ("secrets", "Secrets", page.secrets.count()),
     ] {
@@ -300,7 +314,7 @@ pub fn namespace(base: Base, page: &NamespacePage, token: &Token) -> String {
         &title,
         page.runtime,
         now,
-        Some(&page.namespace),
+        Place::Namespace(&page.namespace),
         &body,
     )
 }
@@ -358,7 +372,7 @@ pub fn run(base: Base, page: &RunPage) -> String {
         &title,
         page.runtime,
         now,
-        Some(&page.namespace),
+        Place::Namespace(&page.namespace),
         &body,
     )
 }
@@ -503,7 +517,7 @@ pub fn log(base: Base, page: &LogPage) -> String {
         &title,
         page.runtime,
         page.read_at,
-        Some(&page.namespace),
+        Place::Namespace(&page.namespace),
         &body,
     )
 }
@@ -550,7 +564,14 @@ pub fn confirm_delete(
         escape(namespace),
     );
     let title = format!("Delete service {service}?");
-    document(base, &title, runtime, now, Some(namespace), &body)
+    document(
+        base,
+        &title,
+        runtime,
+        now,
+        Place::Namespace(namespace),
+        &body,
+    )
 }
 
 /// Which action a page speaks of.
@@ -577,7 +598,7 @@ pub fn refused(base: Base, runtime: &'static str, refusal: Refusal, now: DateTim
         escape(why),
         escape(&base.home()),
     );
-    document(base, "Refused", runtime, now, None, &body)
+    document(base, "Refused", runtime, now, Place::Elsewhere, &body)
 }
 
 /// An action the runtime could not do, and why.
@@ -616,7 +637,14 @@ pub fn action_failed(
         escape(namespace),
     );
     let title = format!("Could not {what} {service}");
-    document(base, &title, runtime, now, Some(namespace), &body)
+    document(
+        base,
+        &title,
+        runtime,
+        now,
+        Place::Namespace(namespace),
+        &body,
+    )
 }
 
 /// A page for a path that names nothing.
@@ -626,14 +654,28 @@ pub fn not_found(base: Base, runtime: &'static str, what: &str, now: DateTime<Ut
         escape(what),
         escape(&base.home())
     );
-    document(base, "Not found", runtime, now, None, &body)
+    document(base, "Not found", runtime, now, Place::Elsewhere, &body)
 }
 
 /// A page for a runtime that could not be asked at all.
 pub fn failure(base: Base, runtime: &'static str, why: &str, now: DateTime<Utc>) -> String {
     let mut body = String::from("<h1>The runtime did not answer</h1>\n");
     unavailable(&mut body, why);
-    document(base, "No answer", runtime, now, None, &body)
+    document(base, "No answer", runtime, now, Place::Elsewhere, &body)
+}
+
+/// Where a page is in the site's navigation: the section its header
+/// marks as the current one (`aria-current`), if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place<'a> {
+    /// The front page: the namespaces.
+    Namespaces,
+    /// The Python environments.
+    Environments,
+    /// A page of this namespace.
+    Namespace(&'a str),
+    /// A page of no section (a refusal, a path that names nothing).
+    Elsewhere,
 }
 
 fn document(
@@ -641,9 +683,10 @@ fn document(
     title: &str,
     runtime: &str,
     now: DateTime<Utc>,
-    namespace: Option<&str>,
+    place: Place<'_>,
     body: &str,
 ) -> String {
+    let current = |here: bool| if here { " aria-current=\"page\"" } else { "" };
     let mut out = String::with_capacity(body.len() + 1024);
     let _ = write!(
         out,
@@ -653,18 +696,17 @@ fn document(
          <title>{} · bodywork</title>\n<link rel=\"stylesheet\" href=\"{}\">\n</head>\n<body>\n\
          <a class=\"skip\" href=\"#main\">Skip to the content</a>\n\
          <header>\n<nav aria-label=\"Site\"><ul>\n<li><a href=\"{}\">bodywork</a></li>\n\
-         <li><a href=\"{}\"{}>Namespaces</a></li>\n",
+         <li><a href=\"{}\"{}>Namespaces</a></li>\n\
+         <li><a href=\"{}\"{}>Environments</a></li>\n",
         escape(title),
         escape(&base.style()),
         escape(&base.home()),
         escape(&base.home()),
-        if namespace.is_none() {
-            " aria-current=\"page\""
-        } else {
-            ""
-        },
+        current(place == Place::Namespaces),
+        escape(&base.environments()),
+        current(place == Place::Environments),
     );
-    if let Some(ns) = namespace {
+    if let Place::Namespace(ns) = place {
         let _ = writeln!(
             out,
             "<li><a href=\"{}\" aria-current=\"page\">{}</a></li>",

@@ -208,6 +208,12 @@ fn environments_page_shows_each_environment_what_uses_it_and_its_lock() {
     ] {
         assert!(html.contains(needle), "{needle} missing from\n{html}");
     }
+    // Its header marks it, not the namespaces, as the current section.
+    assert!(
+        html.contains("<li><a href=\"/environments\" aria-current=\"page\">Environments</a></li>")
+    );
+    assert!(html.contains("<li><a href=\"/\">Namespaces</a></li>"));
+    assert_eq!(html.matches("aria-current").count(), 1, "{html}");
     insta::assert_snapshot!(html);
     // The front page links to it.
     let mut overview = block_on(data::overview(&demo()));
@@ -257,6 +263,11 @@ fn every_one_of_a_thousand_runs_is_reached_by_older_runs_links() {
             .collect();
         assert!(ids.len() <= data::RUNS_PER_PAGE as usize, "{path}");
         assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+        // The section list counts every run, not the page's.
+        assert!(
+            html.contains("<li><a href=\"#runs\">Workflow runs (1000)</a></li>"),
+            "{path}"
+        );
         seen.extend(ids);
         // Every page after the first leads back to the newest.
         assert_eq!(html.contains(">Newest runs</a>"), pages > 1, "{path}");

@@ -419,6 +419,12 @@ pub trait ControlPlane: Resources {
             .take(limit as usize)
             .collect())
     }
+    /// How many workflow runs of `namespace` are kept, all pages together.
+    /// A runtime that reads every run at once counts `list_runs`; one that
+    /// can count them itself (the local store) overrides it.
+    async fn count_runs(&self, namespace: &str) -> Result<u64> {
+        Ok(self.list_runs(namespace).await?.len() as u64)
+    }
     /// The stage attempts of run `run` of `namespace`, in the order they
     /// started (a stage not started yet has none); `NotFound` when there
     /// is no such run.

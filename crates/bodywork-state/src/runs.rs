@@ -291,6 +291,17 @@ impl Store {
         rows.collect::<rusqlite::Result<_>>().at(self)
     }
 
+    /// How many runs are kept, of one namespace or of all.
+    pub fn count_runs(&self, namespace: Option<&str>) -> Result<u64> {
+        let count: i64 = self
+            .conn()?
+            .prepare_cached("SELECT COUNT(*) FROM runs WHERE (?1 IS NULL OR namespace = ?1)")
+            .at(self)?
+            .query_row([namespace], |row| row.get(0))
+            .at(self)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
     /// Runs still marked `running`, oldest first.
     pub fn active_runs(&self) -> Result<Vec<RunRow>> {
         let mut stmt = self
@@ -610,6 +621,10 @@ mod tests {
         assert_eq!(older(None, Some(c), 1), [b]);
         assert_eq!(older(None, Some(a), 10), Vec::<i64>::new());
         assert_eq!(older(Some("ns"), None, 1), [c]);
+        // Counted, all pages together.
+        assert_eq!(store.count_runs(Some("ns")).expect("count"), 2);
+        assert_eq!(store.count_runs(None).expect("count"), 3);
+        assert_eq!(store.count_runs(Some("nobody")).expect("count"), 0);
 
         store
             .finish_run(b, RunState::Succeeded, None)

@@ -358,6 +358,12 @@ fn the_gateway_serves_the_same_pages_at_ui() {
     assert!(older.contains("/runs/1\">1</a></th>"), "{older}");
     assert!(older.contains(">Newest runs</a>"), "{older}");
     assert!(!older.contains(">Older runs</a>"), "{older}");
+    // A page of older runs asks the daemon how many runs there are in all
+    // for its section list.
+    assert!(
+        older.contains("<li><a href=\"#runs\">Workflow runs (1)</a></li>"),
+        "{older}"
+    );
     let (status, css) = http(&gateway, "GET", "/ui/style.css", None).expect("the stylesheet");
     assert_eq!(status, 200);
     assert!(css.contains("prefers-color-scheme"));

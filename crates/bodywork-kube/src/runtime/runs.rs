@@ -144,7 +144,7 @@ impl KubeRuntime {
                 }
             }
         }
-        let record = manifests::run_record(run, stages);
+        let record = manifests::run_record(run, stages, Utc::now());
         if first {
             self.prune_records(&ctx.namespace).await;
         }
@@ -161,7 +161,22 @@ impl KubeRuntime {
         run.status = status;
         run.error = error;
         run.finished = Some(Utc::now());
-        let record = manifests::run_record(run, stages);
+        let record = manifests::run_record(run, stages, Utc::now());
+        self.write_record(&record).await;
+    }
+
+    /// Write run `run_id`'s record again as it stands, if it has one, so
+    /// that a reader can tell it is still going (see
+    /// [`manifests::RECORD_LOST_AFTER`]). Skipped while a record is being
+    /// written: that write says as much.
+    pub(crate) async fn heartbeat(&self, run_id: &str) {
+        let Ok(book) = self.runs.state.try_lock() else {
+            return;
+        };
+        let Some((run, stages)) = book.runs.get(run_id) else {
+            return;
+        };
+        let record = manifests::run_record(run, stages, Utc::now());
         self.write_record(&record).await;
     }
 
@@ -241,10 +256,11 @@ impl KubeRuntime {
             .list(&ListParams::default().labels(RUN_LABEL))
             .await
             .map_err(|e| self.err(&e, action))?;
+        let now = Utc::now();
         let mut runs: Vec<RunSummary> = list
             .items
             .iter()
-            .filter_map(manifests::read_run_record)
+            .filter_map(|record| manifests::read_run_record(record, now))
             .map(|(run, _)| run)
             .filter(|run| run.namespace == namespace)
             .collect();
@@ -271,7 +287,7 @@ impl KubeRuntime {
             .await
             .map_err(|e| self.err(&e, action))?
             .ok_or_else(not_found)?;
-        manifests::read_run_record(&record)
+        manifests::read_run_record(&record, Utc::now())
             .map(|(_, stages)| stages)
             .ok_or_else(not_found)
     }
