@@ -653,7 +653,8 @@ fn seed_tutorial_on_a_cluster(who: Who) {
 
     // The dashboard's Redeploy button, on the cluster: the project runs
     // again, detached, from the repository and branch its recorded run
-    // names, and that run records itself too.
+    // names, and that run records itself too. Then its Delete button (its
+    // confirmation page first) removes the service.
     let port = crate::dashboard::free_port();
     let addr = format!("127.0.0.1:{port}");
     let dashboard = home.spawn(&["dashboard", "--port", &port.to_string()]);
@@ -663,14 +664,14 @@ fn seed_tutorial_on_a_cluster(who: Who) {
     let page = helper::http(&addr, "GET", "/namespaces/scoring-service", None)
         .map(|(_, page)| page)
         .unwrap_or_default();
+    let service_page =
+        "/namespaces/scoring-service/services/bodywork-serve-model-project--scoring-service";
     let done = crate::dashboard::post_form(
         &addr,
-        "/namespaces/scoring-service/services/bodywork-serve-model-project--scoring-service/redeploy",
+        &format!("{service_page}/redeploy"),
         &format!("http://{addr}"),
         &format!("token={}", crate::dashboard::token_of(&page)),
     );
-    helper::kill(dashboard.pid() as i32, "TERM");
-    dashboard.finish(Duration::from_secs(20)).expect_code(0);
     assert!(done.starts_with("HTTP/1.1 303"), "{done}");
     let mut listed = String::new();
     wait_for(
@@ -694,6 +695,44 @@ fn seed_tutorial_on_a_cluster(who: Who) {
     let (code, body) =
         request(&proxy.addr(), "POST", SEED_SCORE, Some(SEED_REQUEST)).expect("curl");
     assert_eq!((code, body.trim()), (200, SEED_ANSWER), "{listed}");
+
+    // Delete: the confirmation page's form, then the service is gone.
+    let delete = format!("{service_page}/delete");
+    let (status, confirm) = helper::http(&addr, "GET", &delete, None).expect("the confirmation");
+    assert_eq!(status, 200, "{confirm}");
+    assert!(
+        confirm.contains(&format!("<form method=\"post\" action=\"{delete}\"")),
+        "{confirm}"
+    );
+    let deleted = crate::dashboard::post_form(
+        &addr,
+        &delete,
+        &format!("http://{addr}"),
+        &format!("token={}", crate::dashboard::token_of(&confirm)),
+    );
+    assert!(deleted.starts_with("HTTP/1.1 303"), "{deleted}");
+    let mut services = String::new();
+    wait_for(
+        "the deleted service to be gone from `service display`",
+        Duration::from_secs(120),
+        || {
+            services = home
+                .ok(&[
+                    "service",
+                    "display",
+                    "--namespace",
+                    "scoring-service",
+                    "-o",
+                    "json",
+                ])
+                .stdout;
+            serde_json::from_str::<Vec<serde_json::Value>>(&services).is_ok_and(|s| s.is_empty())
+        },
+    );
+    let (status, _) = helper::http(&addr, "GET", &delete, None).expect("an answer");
+    assert_eq!(status, 404, "the deleted service has no page any more");
+    helper::kill(dashboard.pid() as i32, "TERM");
+    dashboard.finish(Duration::from_secs(20)).expect_code(0);
 
     let deleted = home.ok(&["delete-namespace", "scoring-service"]);
     assert!(deleted.all().contains("scoring-service"), "{deleted}");
