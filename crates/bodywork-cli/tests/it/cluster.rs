@@ -84,6 +84,7 @@ as_admin_and_as_user!(
     an_old_flask_service_resolves_as_of_its_commit_in_its_pod,
     the_seed_pins_get_a_python_the_image_carries_in_the_pod,
     the_seed_repository_of_may_2022_answers_the_tutorials_curl,
+    a_killed_runs_record_keeps_its_options_and_reads_as_lost,
 );
 
 /// A running cluster of `scripts/cluster`.
@@ -279,6 +280,15 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `project` with `config` as its `bodywork.yaml`, committed on branch
+    /// main with `message` and served at `url` (see [`Cluster::mirror`]).
+    fn publish(&self, project: &TestProject, config: &str, message: &str, url: &str) {
+        std::fs::write(project.path().join("bodywork.yaml"), config).expect("bodywork.yaml");
+        git(project.path(), &["init", "--quiet", "-b", "main"]);
+        commit(project, message);
+        self.mirror(url, project.path());
     }
 
     /// Serve `repo` at `url` to the CLI and to every pod of our image.
@@ -915,6 +925,114 @@ elif what == "slow":
 /// API: not a failure of the stage, the Job starts another pod), then a
 /// stage killed at its deadline, which fails the workflow naming it; every
 /// Job is gone afterwards.
+/// A run on the cluster records what it was started with (its secrets
+/// group, its `--resolve-as-of`), and writes its record again while a
+/// stage runs; once its process is killed, the record stops being written,
+/// and a record not written for 5 minutes (made so with kubectl rather
+/// than waited for) reads as failed, lost.
+fn a_killed_runs_record_keeps_its_options_and_reads_as_lost(who: Who) {
+    let c = cluster();
+    let ns = namespace("lost", who);
+    let _ns = guard(c, &ns);
+    let url = format!("https://git.bodywork.test/{ns}");
+    let project = TestProject::new(&[("mark.py", MARK_SCRIPT)]);
+    let out = pod_scratch(&project, "marks.txt");
+    let marker = pod_scratch(&project, "started");
+    let args = args_line(&[
+        out.to_str().expect("UTF-8 path"),
+        "evicted",
+        marker.to_str().expect("UTF-8 path"),
+    ]);
+    let config = yaml(
+        "losty",
+        "wait",
+        &format!("  namespace: {ns}\n"),
+        &[batch_stage("wait", "mark.py", 600, 0, &args)],
+    );
+    c.publish(&project, &config, "wait", &url);
+
+    let home = c.home(who);
+    home.ok(&["setup-namespace", &ns]);
+    home.ok(&[
+        "create",
+        "secret",
+        "creds",
+        "--group",
+        &ns,
+        "--data",
+        "TOKEN=lost",
+    ]);
+    let workflow = home.spawn(&[
+        "workflow",
+        "--group",
+        &ns,
+        "--resolve-as-of",
+        "2024-05-20",
+        &url,
+        "main",
+    ]);
+    wait_for("the stage to start", Duration::from_secs(120), || {
+        marker.exists()
+    });
+    let runs = || -> Vec<serde_json::Value> {
+        let listed = home.ok(&["-o", "json", "runs", "--namespace", &ns]);
+        serde_json::from_str(&listed.stdout).expect("runs as JSON")
+    };
+    let listed = runs();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["status"], "running", "{listed:?}");
+    assert_eq!(
+        listed[0]["options"],
+        serde_json::json!({"secrets_group": ns, "resolve_as_of": "2024-05-20T23:59:59Z"}),
+        "{listed:?}"
+    );
+    let id = listed[0]["id"].as_i64().expect("a run number");
+    let record = format!("bodywork-run-{id}");
+    let written = || {
+        c.kubectl_ok(&[
+            "-n",
+            &ns,
+            "get",
+            "configmap",
+            &record,
+            "-o",
+            "jsonpath={.data.written}",
+        ])
+    };
+    // Written again while the stage runs, with nothing new to record.
+    let first = written();
+    assert!(!first.trim().is_empty(), "no time in the record");
+    wait_for(
+        "the record to be written again",
+        Duration::from_secs(150),
+        || written() != first,
+    );
+
+    helper::kill(workflow.pid() as i32, "KILL");
+    workflow.finish(Duration::from_secs(20));
+    let long_ago = (chrono::Utc::now() - chrono::TimeDelta::minutes(6))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    c.kubectl_ok(&[
+        "-n",
+        &ns,
+        "patch",
+        "configmap",
+        &record,
+        "--type",
+        "merge",
+        "-p",
+        &format!(r#"{{"data":{{"written":"{long_ago}"}}}}"#),
+    ]);
+    let listed = runs();
+    assert_eq!(listed[0]["status"], "failed", "{listed:?}");
+    let error = listed[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("lost: the process running the workflow stopped"),
+        "{listed:?}"
+    );
+    home.ok(&["delete", "secret", "--group", &ns]);
+}
+
 fn batch_dag_with_a_secret_retries_and_a_timeout(who: Who) {
     let c = cluster();
     let ns = namespace("batch", who);
@@ -951,10 +1069,7 @@ fn batch_dag_with_a_secret_retries_and_a_timeout(who: Who) {
             batch_stage("slow", "mark.py", 3, 0, &args_line(&[out_arg, "slow"])),
         ],
     );
-    std::fs::write(project.path().join("bodywork.yaml"), config).expect("bodywork.yaml");
-    git(project.path(), &["init", "--quiet", "-b", "main"]);
-    commit(&project, "batch");
-    c.mirror(&url, project.path());
+    c.publish(&project, &config, "batch", &url);
 
     let home = c.home(who);
     home.ok(&["setup-namespace", &ns]);
@@ -1135,10 +1250,7 @@ fn append_project(
             ),
         )],
     );
-    std::fs::write(project.path().join("bodywork.yaml"), config).expect("bodywork.yaml");
-    git(project.path(), &["init", "--quiet", "-b", "main"]);
-    commit(&project, "append");
-    c.mirror(url, project.path());
+    c.publish(&project, &config, "append", url);
     (project, out)
 }
 
@@ -1826,10 +1938,7 @@ fn python_bodywork_3_and_bodywork_share_a_cluster(who: Who) {
         "version: \"1.1\"\npipeline:\n  name: shared\n  namespace: {ns}\n  secrets_group: {group}\n  DAG: check >> svc\nstages:\n  check:\n    executable_module_path: check.py\n{}    secrets:\n      USERNAME: creds\n      TOKEN: token\n    batch: {{max_completion_time_seconds: 60, retries: 0}}\n  svc:\n    executable_module_path: server.py\n    args: [\"v1\", \"svc\"]\n    service: {{max_startup_time_seconds: 60, replicas: 1, port: 5000, ingress: false}}\n",
         args_line(&[out.to_str().expect("UTF-8 path")])
     );
-    std::fs::write(project.path().join("bodywork.yaml"), config).expect("bodywork.yaml");
-    git(project.path(), &["init", "--quiet", "-b", "main"]);
-    commit(&project, "shared");
-    c.mirror(&url, project.path());
+    c.publish(&project, &config, "shared", &url);
     let key = project.scratch("deploy-key");
     std::fs::write(&key, TEST_DEPLOY_KEY).expect("key file");
     let home = c.home(who);
