@@ -676,12 +676,7 @@ fn seed_tutorial_on_a_cluster(who: Who) {
         .unwrap_or_default();
     let service_page =
         "/namespaces/scoring-service/services/bodywork-serve-model-project--scoring-service";
-    let done = crate::dashboard::post_form(
-        &addr,
-        &format!("{service_page}/redeploy"),
-        &format!("http://{addr}"),
-        &format!("token={}", crate::dashboard::token_of(&page)),
-    );
+    let done = crate::dashboard::submit(&addr, &format!("{service_page}/redeploy"), &page);
     assert!(done.starts_with("HTTP/1.1 303"), "{done}");
     let mut listed = String::new();
     wait_for(
@@ -714,12 +709,7 @@ fn seed_tutorial_on_a_cluster(who: Who) {
         confirm.contains(&format!("<form method=\"post\" action=\"{delete}\"")),
         "{confirm}"
     );
-    let deleted = crate::dashboard::post_form(
-        &addr,
-        &delete,
-        &format!("http://{addr}"),
-        &format!("token={}", crate::dashboard::token_of(&confirm)),
-    );
+    let deleted = crate::dashboard::submit(&addr, &delete, &confirm);
     assert!(deleted.starts_with("HTTP/1.1 303"), "{deleted}");
     let mut services = String::new();
     wait_for(

@@ -139,6 +139,17 @@ pub(crate) fn post_form(addr: &str, path: &str, origin: &str, body: &str) -> Str
     answer
 }
 
+/// Submit the form at `path` as `page` (a page of the dashboard at
+/// `addr`) would: from the dashboard's own origin, with the page's token.
+pub(crate) fn submit(addr: &str, path: &str, page: &str) -> String {
+    post_form(
+        addr,
+        path,
+        &format!("http://{addr}"),
+        &format!("token={}", token_of(page)),
+    )
+}
+
 /// The same-origin token in a page's forms.
 pub(crate) fn token_of(page: &str) -> String {
     page.split("name=\"token\" value=\"")
@@ -221,12 +232,7 @@ fn redeploy_then_delete(addr: &str, base: &str, facts: &[&str]) {
     );
     let refused = post_form(addr, &delete, "http://evil.example", &good);
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
-    let deleted = post_form(
-        addr,
-        &delete,
-        &origin,
-        &format!("token={}", token_of(&confirm)),
-    );
+    let deleted = submit(addr, &delete, &confirm);
     assert!(deleted.starts_with("HTTP/1.1 303"), "{deleted}");
     let (_, page) = http(addr, "GET", &ns_page, None).expect("the page");
     assert!(
