@@ -154,9 +154,10 @@ pub enum ActionError {
 }
 
 /// What redeploying `service` of `namespace` runs: its project again, from
-/// the repository the runtime recorded for it, on the branch of that
-/// repository's newest run in the namespace (the default branch when the
-/// runtime keeps no runs), into the same namespace.
+/// the repository the runtime recorded for it, on the branch and with the
+/// options (key file, secrets group, Python, resolution date) of that
+/// repository's newest run in the namespace (the default branch and none
+/// when the runtime keeps no runs), into the same namespace.
 pub async fn redeploy_submission(
     cp: &dyn ControlPlane,
     namespace: &str,
@@ -168,19 +169,18 @@ pub async fn redeploy_submission(
             service: service.to_string(),
         });
     }
-    let branch = cp.list_runs(namespace).await.ok().and_then(|runs| {
-        runs.into_iter()
-            .find(|r| {
-                r.repo == status.repo && r.project.as_deref().is_none_or(|p| p == status.project)
-            })
-            .and_then(|r| r.branch)
+    let newest = cp.list_runs(namespace).await.ok().and_then(|runs| {
+        runs.into_iter().find(|r| {
+            r.repo == status.repo && r.project.as_deref().is_none_or(|p| p == status.project)
+        })
     });
-    Ok(WorkflowSubmission {
+    let (branch, options) = newest.map(|r| (r.branch, r.options)).unwrap_or_default();
+    Ok(options.apply(WorkflowSubmission {
         repo: status.repo,
         branch,
         namespace: Some(namespace.to_string()),
         ..WorkflowSubmission::default()
-    })
+    }))
 }
 
 /// Redeploy `service`: its project run again, detached; the run's name.

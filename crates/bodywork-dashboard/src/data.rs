@@ -32,9 +32,9 @@ impl<T> Section<T> {
     }
 
     /// How many rows, when the runtime answered.
-    pub fn count(&self) -> Option<usize> {
+    pub fn count(&self) -> Option<u64> {
         match self {
-            Section::Rows(rows) => Some(rows.len()),
+            Section::Rows(rows) => Some(rows.len() as u64),
             Section::Unavailable(_) => None,
         }
     }
@@ -99,6 +99,9 @@ pub struct NamespacePage {
     pub runs_before: Option<i64>,
     /// Where the next page of older runs starts, when there are older runs.
     pub older_runs: Option<i64>,
+    /// How many runs the namespace keeps, all pages together; `None` when
+    /// the runtime could not say.
+    pub runs_total: Option<u64>,
     pub cronjobs: Section<CronJobView>,
     pub secrets: Section<SecretKeys>,
     pub read_at: DateTime<Utc>,
@@ -169,6 +172,12 @@ pub async fn namespace(
         rows.truncate(RUNS_PER_PAGE as usize);
         older_runs = rows.last().map(|r| r.id);
     }
+    // The newest runs, all on this page: counted already.
+    let runs_total = match (&runs, runs_before, older_runs) {
+        (Section::Rows(_), None, None) => runs.count(),
+        (Section::Rows(_), _, _) => cp.count_runs(namespace).await.ok(),
+        (Section::Unavailable(_), _, _) => None,
+    };
     let secrets = Section::from_result(
         cp.list_secrets(namespace)
             .await
@@ -193,6 +202,7 @@ pub async fn namespace(
         runs,
         runs_before,
         older_runs,
+        runs_total,
         cronjobs,
         secrets,
         read_at: Utc::now(),

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceSetup};
 use bodywork_runtime::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, Log, Resources, Result,
-    RunState, RunSummary, RunTrigger, RuntimeError, Secret, SecretData, ServiceStatus,
+    RunOptions, RunState, RunSummary, RunTrigger, RuntimeError, Secret, SecretData, ServiceStatus,
     ServiceTraffic, StageAttempt, StageState, TrafficSample, WorkflowRun, WorkflowSubmission,
 };
 use chrono::{DateTime, TimeDelta, Utc};
@@ -155,6 +155,7 @@ pub fn run(ns: &str, id: i64, status: RunState, started: DateTime<Utc>, secs: i6
         error: (status == RunState::Failed).then(|| "stage train failed: exit code 1".into()),
         started: Some(started),
         finished: (status != RunState::Running).then(|| started + TimeDelta::seconds(secs)),
+        options: RunOptions::default(),
     }
 }
 
@@ -287,6 +288,7 @@ impl ControlPlane for FakeControl {
                 error: None,
                 started: Some(Utc::now()),
                 finished: None,
+                options: RunOptions::of(s),
             })
             .collect();
         runs.extend(

@@ -8,8 +8,8 @@
 use std::fmt::Write;
 
 use bodywork_runtime::{
-    CronJobSummary, CronRunSummary, RunState, RunSummary, ServiceStatus, ServiceTraffic,
-    StageState, TrafficSample,
+    CronJobSummary, CronRunSummary, RunOptions, RunState, RunSummary, ServiceStatus,
+    ServiceTraffic, SshKey, StageState, TrafficSample,
 };
 use chrono::{DateTime, Utc};
 
@@ -118,7 +118,14 @@ pub fn overview(base: Base, page: &Overview) -> String {
         "<p><a href=\"{}\">Python environments</a>: the cached ones, what uses them, and those being built.</p>",
         escape(&base.environments())
     );
-    document(base, "Namespaces", page.runtime, page.read_at, None, &body)
+    document(
+        base,
+        "Namespaces",
+        page.runtime,
+        page.read_at,
+        Place::Namespaces,
+        &body,
+    )
 }
 
 /// The cached Python environments: each one's key, Python, requirements,
@@ -207,7 +214,14 @@ pub fn environments(base: Base, page: &EnvironmentsPage) -> String {
             out.push_str("</tbody>\n</table>\n");
         },
     );
-    document(base, "Python environments", page.runtime, now, None, &body)
+    document(
+        base,
+        "Python environments",
+        page.runtime,
+        now,
+        Place::Environments,
+        &body,
+    )
 }
 
 /// The first requirements, and how many more.
@@ -256,7 +270,7 @@ pub fn namespace(base: Base, page: &NamespacePage, token: &Token) -> String {
     body.push_str("<nav aria-label=\"Sections of this page\"><ul>\n");
     for (id, title, count) in [
         ("services", "Services", page.services.count()),
-        ("runs", "Workflow runs", page.runs.count()),
+        ("runs", "Workflow runs", page.runs_total),
         ("cronjobs", "Cron jobs", page.cronjobs.count()),
         ("secrets", "Secrets", page.secrets.count()),
     ] {
@@ -300,7 +314,7 @@ pub fn namespace(base: Base, page: &NamespacePage, token: &Token) -> String {
         &title,
         page.runtime,
         now,
-        Some(&page.namespace),
+        Place::Namespace(&page.namespace),
         &body,
     )
 }
@@ -321,10 +335,14 @@ pub fn run(base: Base, page: &RunPage) -> String {
     let duration = run_duration(r, now);
     let _ = writeln!(
         body,
-        "<dl class=\"facts\">\n<dt>Status</dt><dd>{}</dd>\n<dt>Project</dt><dd>{}</dd>\n<dt>Repository</dt><dd>{}</dd>\n<dt>Trigger</dt><dd>{}</dd>\n<dt>Commit</dt><dd>{}</dd>\n<dt>Started</dt><dd>{}</dd>\n<dt>Duration</dt><dd>{duration}</dd>\n<dt>Error</dt><dd>{}</dd>\n</dl>",
+        "<dl class=\"facts\">\n<dt>Status</dt><dd>{}</dd>\n<dt>Project</dt><dd>{}</dd>\n<dt>Repository</dt><dd>{}</dd>\n<dt>Branch</dt><dd>{}</dd>\n<dt>Trigger</dt><dd>{}</dd>\n<dt>Commit</dt><dd>{}</dd>\n<dt>Started</dt><dd>{}</dd>\n<dt>Duration</dt><dd>{duration}</dd>\n<dt>Error</dt><dd>{}</dd>\n{}</dl>",
         run_status(r.status),
         r.project.as_deref().map(escape).unwrap_or_else(unknown),
         escape(&r.repo),
+        r.branch
+            .as_deref()
+            .map(|b| format!("<code>{}</code>", escape(b)))
+            .unwrap_or_else(|| "the default branch".to_string()),
         escape(&r.trigger.to_string()),
         commit(r.commit.as_deref().unwrap_or("")),
         r.started.map(time).unwrap_or_else(unknown),
@@ -332,6 +350,7 @@ pub fn run(base: Base, page: &RunPage) -> String {
             .as_deref()
             .map(escape)
             .unwrap_or_else(|| "none".to_string()),
+        run_options(&r.options),
     );
     let _ = writeln!(
         body,
@@ -353,8 +372,33 @@ pub fn run(base: Base, page: &RunPage) -> String {
         &title,
         page.runtime,
         now,
-        Some(&page.namespace),
+        Place::Namespace(&page.namespace),
         &body,
+    )
+}
+
+/// What a run was started with (and Redeploy passes back), as facts.
+fn run_options(o: &RunOptions) -> String {
+    let code = |text: &str| format!("<code>{}</code>", escape(text));
+    let key = match &o.ssh_key {
+        Some(SshKey::File(path)) => format!("key file {}", code(&path.display().to_string())),
+        Some(SshKey::Secret(name)) => format!("from secret {}", code(name)),
+        None => "none given".to_string(),
+    };
+    let or = |value: &Option<String>, default: &str| {
+        value
+            .as_deref()
+            .map(code)
+            .unwrap_or_else(|| default.to_string())
+    };
+    format!(
+        "<dt>SSH key</dt><dd>{key}</dd>\n<dt>Secrets group</dt><dd>{}</dd>\n<dt>Python</dt><dd>{}</dd>\n<dt>Requirements as of</dt><dd>{}</dd>\n",
+        or(&o.secrets_group, "the project's own"),
+        or(&o.python, "the default"),
+        or(
+            &o.resolve_as_of.map(|a| a.arg()),
+            "the commit's date (or now, for changes not committed)"
+        ),
     )
 }
 
@@ -473,7 +517,7 @@ pub fn log(base: Base, page: &LogPage) -> String {
         &title,
         page.runtime,
         page.read_at,
-        Some(&page.namespace),
+        Place::Namespace(&page.namespace),
         &body,
     )
 }
@@ -520,7 +564,14 @@ pub fn confirm_delete(
         escape(namespace),
     );
     let title = format!("Delete service {service}?");
-    document(base, &title, runtime, now, Some(namespace), &body)
+    document(
+        base,
+        &title,
+        runtime,
+        now,
+        Place::Namespace(namespace),
+        &body,
+    )
 }
 
 /// Which action a page speaks of.
@@ -547,7 +598,7 @@ pub fn refused(base: Base, runtime: &'static str, refusal: Refusal, now: DateTim
         escape(why),
         escape(&base.home()),
     );
-    document(base, "Refused", runtime, now, None, &body)
+    document(base, "Refused", runtime, now, Place::Elsewhere, &body)
 }
 
 /// An action the runtime could not do, and why.
@@ -586,7 +637,14 @@ pub fn action_failed(
         escape(namespace),
     );
     let title = format!("Could not {what} {service}");
-    document(base, &title, runtime, now, Some(namespace), &body)
+    document(
+        base,
+        &title,
+        runtime,
+        now,
+        Place::Namespace(namespace),
+        &body,
+    )
 }
 
 /// A page for a path that names nothing.
@@ -596,14 +654,28 @@ pub fn not_found(base: Base, runtime: &'static str, what: &str, now: DateTime<Ut
         escape(what),
         escape(&base.home())
     );
-    document(base, "Not found", runtime, now, None, &body)
+    document(base, "Not found", runtime, now, Place::Elsewhere, &body)
 }
 
 /// A page for a runtime that could not be asked at all.
 pub fn failure(base: Base, runtime: &'static str, why: &str, now: DateTime<Utc>) -> String {
     let mut body = String::from("<h1>The runtime did not answer</h1>\n");
     unavailable(&mut body, why);
-    document(base, "No answer", runtime, now, None, &body)
+    document(base, "No answer", runtime, now, Place::Elsewhere, &body)
+}
+
+/// Where a page is in the site's navigation: the section its header
+/// marks as the current one (`aria-current`), if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place<'a> {
+    /// The front page: the namespaces.
+    Namespaces,
+    /// The Python environments.
+    Environments,
+    /// A page of this namespace.
+    Namespace(&'a str),
+    /// A page of no section (a refusal, a path that names nothing).
+    Elsewhere,
 }
 
 fn document(
@@ -611,9 +683,10 @@ fn document(
     title: &str,
     runtime: &str,
     now: DateTime<Utc>,
-    namespace: Option<&str>,
+    place: Place<'_>,
     body: &str,
 ) -> String {
+    let current = |here: bool| if here { " aria-current=\"page\"" } else { "" };
     let mut out = String::with_capacity(body.len() + 1024);
     let _ = write!(
         out,
@@ -623,18 +696,17 @@ fn document(
          <title>{} · bodywork</title>\n<link rel=\"stylesheet\" href=\"{}\">\n</head>\n<body>\n\
          <a class=\"skip\" href=\"#main\">Skip to the content</a>\n\
          <header>\n<nav aria-label=\"Site\"><ul>\n<li><a href=\"{}\">bodywork</a></li>\n\
-         <li><a href=\"{}\"{}>Namespaces</a></li>\n",
+         <li><a href=\"{}\"{}>Namespaces</a></li>\n\
+         <li><a href=\"{}\"{}>Environments</a></li>\n",
         escape(title),
         escape(&base.style()),
         escape(&base.home()),
         escape(&base.home()),
-        if namespace.is_none() {
-            " aria-current=\"page\""
-        } else {
-            ""
-        },
+        current(place == Place::Namespaces),
+        escape(&base.environments()),
+        current(place == Place::Environments),
     );
-    if let Some(ns) = namespace {
+    if let Place::Namespace(ns) = place {
         let _ = writeln!(
             out,
             "<li><a href=\"{}\" aria-current=\"page\">{}</a></li>",

@@ -3,7 +3,9 @@
 //! forms, and the server's routes, Host check and checked `POST`s,
 //! through a control plane in memory.
 
-use bodywork_runtime::{BuildLockStatus, EnvironmentStatus, RunState, StageState};
+use bodywork_runtime::{
+    AsOf, BuildLockStatus, EnvironmentStatus, RunOptions, RunState, SshKey, StageState,
+};
 use chrono::TimeDelta;
 
 use crate::actions::Token;
@@ -206,6 +208,12 @@ fn environments_page_shows_each_environment_what_uses_it_and_its_lock() {
     ] {
         assert!(html.contains(needle), "{needle} missing from\n{html}");
     }
+    // Its header marks it, not the namespaces, as the current section.
+    assert!(
+        html.contains("<li><a href=\"/environments\" aria-current=\"page\">Environments</a></li>")
+    );
+    assert!(html.contains("<li><a href=\"/\">Namespaces</a></li>"));
+    assert_eq!(html.matches("aria-current").count(), 1, "{html}");
     insta::assert_snapshot!(html);
     // The front page links to it.
     let mut overview = block_on(data::overview(&demo()));
@@ -255,6 +263,11 @@ fn every_one_of_a_thousand_runs_is_reached_by_older_runs_links() {
             .collect();
         assert!(ids.len() <= data::RUNS_PER_PAGE as usize, "{path}");
         assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+        // The section list counts every run, not the page's.
+        assert!(
+            html.contains("<li><a href=\"#runs\">Workflow runs (1000)</a></li>"),
+            "{path}"
+        );
         seen.extend(ids);
         // Every page after the first leads back to the newest.
         assert_eq!(html.contains(">Newest runs</a>"), pages > 1, "{path}");
@@ -486,6 +499,78 @@ fn run_page_draws_the_steps_of_its_dag() {
     assert!(html.contains("attempt 2"));
     assert!(html.contains("href=\"/namespaces/prod/runs/2/logs\""));
     insta::assert_snapshot!(html);
+}
+
+/// A run started with every option a redeploy passes back.
+fn with_options(mut r: bodywork_runtime::RunSummary) -> bodywork_runtime::RunSummary {
+    r.branch = Some("release".into());
+    r.options = RunOptions {
+        ssh_key: Some(SshKey::File("/home/me/.ssh/deploy <key>".into())),
+        secrets_group: Some("prod-secrets".into()),
+        python: Some("3.10".into()),
+        resolve_as_of: AsOf::parse("2026-05-20").ok(),
+    };
+    r
+}
+
+#[test]
+fn a_run_page_shows_what_the_run_was_started_with() {
+    let mut cp = demo();
+    cp.runs[2] = with_options(cp.runs[2].clone());
+    let html = run_page(&cp, "prod", 1);
+    for fact in [
+        "<dt>Branch</dt><dd><code>release</code></dd>",
+        "<dt>SSH key</dt><dd>key file <code>/home/me/.ssh/deploy &lt;key&gt;</code></dd>",
+        "<dt>Secrets group</dt><dd><code>prod-secrets</code></dd>",
+        "<dt>Python</dt><dd><code>3.10</code></dd>",
+        "<dt>Requirements as of</dt><dd><code>2026-05-20T23:59:59Z</code></dd>",
+    ] {
+        assert!(html.contains(fact), "{fact}: {html}");
+    }
+    // On Kubernetes, the secret the key came from; a run recorded before
+    // options were kept has the defaults.
+    cp.runs[2].options.ssh_key = Some(SshKey::Secret("ssh-github-private-key".into()));
+    let html = run_page(&cp, "prod", 1);
+    assert!(html.contains("<dd>from secret <code>ssh-github-private-key</code></dd>"));
+    let html = run_page(&demo(), "prod", 1);
+    for fact in [
+        "<dt>Branch</dt><dd>the default branch</dd>",
+        "<dt>SSH key</dt><dd>none given</dd>",
+        "<dt>Secrets group</dt><dd>the project's own</dd>",
+        "<dt>Python</dt><dd>the default</dd>",
+    ] {
+        assert!(html.contains(fact), "{fact}: {html}");
+    }
+}
+
+#[test]
+fn redeploy_passes_back_the_options_of_the_newest_run_of_its_repository() {
+    let mut cp = demo();
+    // The newest run (3) is of another repository; run 2 is the newest of
+    // the service's, with options; run 1, older, has others.
+    cp.runs[0].repo = "/projects/other".into();
+    cp.runs[1] = with_options(cp.runs[1].clone());
+    cp.runs[2].options.python = Some("3.12".into());
+    let s = block_on(crate::actions::redeploy_submission(&cp, "prod", "scoring")).unwrap();
+    assert_eq!(s.repo, "/projects/demo");
+    assert_eq!(s.namespace.as_deref(), Some("prod"));
+    assert_eq!(s.branch.as_deref(), Some("release"));
+    assert_eq!(
+        s.ssh_key.as_deref(),
+        Some(std::path::Path::new("/home/me/.ssh/deploy <key>"))
+    );
+    assert_eq!(s.secrets_group.as_deref(), Some("prod-secrets"));
+    assert_eq!(s.python.as_deref(), Some("3.10"));
+    assert_eq!(s.resolve_as_of, AsOf::parse("2026-05-20").ok());
+    // A key from a secret is not passed: the runtime reads the secret again.
+    cp.runs[1].options.ssh_key = Some(SshKey::Secret("ssh-github-private-key".into()));
+    let s = block_on(crate::actions::redeploy_submission(&cp, "prod", "scoring")).unwrap();
+    assert_eq!(s.ssh_key, None);
+    assert_eq!(s.python.as_deref(), Some("3.10"));
+    // No run kept: the default branch and no options.
+    cp.no_runs = true;
+    let s = block_on(crate::actions::redeploy_submission(&cp, "prod", "scoring")).unwrap();
+    assert_eq!((s.branch, s.python, s.secrets_group), (None, None, None));
 }
 
 #[test]

@@ -163,7 +163,26 @@ pub async fn run(
         known_hosts: None,
         checkout_dir: tmp.path().join("checkout"),
     };
-    let report = run_workflow(runtime, &request, &KubeNames, log, cancel).await;
+    runtime
+        .record_options(
+            &request.run_id,
+            crate::runtime::runs::recorded_options(opts),
+        )
+        .await;
+    // The run's record is written again now and then while it goes on (a
+    // stage may run for hours without a change to record): a record that
+    // stops being written has lost this process.
+    let work = run_workflow(runtime, &request, &KubeNames, log, cancel);
+    let mut work = std::pin::pin!(work);
+    let mut beat = tokio::time::interval(manifests::RECORD_HEARTBEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    beat.tick().await;
+    let report = loop {
+        tokio::select! {
+            report = &mut work => break report,
+            _ = beat.tick() => runtime.heartbeat(&request.run_id).await,
+        }
+    };
     let (status, error) = match &report {
         Ok(_) => (RunState::Succeeded, None),
         Err(WorkflowError::Cancelled) => (RunState::Cancelled, None),

@@ -97,6 +97,77 @@ pub struct RunSummary {
     pub started: Option<DateTime<Utc>>,
     #[serde(default, with = "crate::time::rfc3339_opt")]
     pub finished: Option<DateTime<Utc>>,
+    /// What the run was started with beyond its repository and branch,
+    /// as far as a run again (the dashboard's Redeploy) needs it; none of
+    /// them in a record written before they were kept.
+    #[serde(default, skip_serializing_if = "RunOptions::is_empty")]
+    pub options: RunOptions,
+}
+
+/// The deploy key a run fetched its repository with: where it is, never
+/// the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SshKey {
+    /// `--ssh KEY_FILE` (the local runtime): the file's absolute path.
+    File(PathBuf),
+    /// The secret of the namespace the key came from (Kubernetes: what a
+    /// pod gets it from, and what a run started in the cluster reads
+    /// again by itself).
+    Secret(String),
+}
+
+/// The options of a workflow run that a run again passes back (see
+/// [`RunOptions::of`] and [`RunOptions::apply`]): never a secret's value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// `--ssh`: where its deploy key was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key: Option<SshKey>,
+    /// `--group`: the secrets group copied into the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_group: Option<String>,
+    /// `--python`: the version (or interpreter's path) asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
+    /// `--resolve-as-of`: the date asked for (not the commit's, which a
+    /// run again finds by itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_as_of: Option<crate::AsOf>,
+}
+
+impl RunOptions {
+    /// What `submission` asked for, its key as a file.
+    pub fn of(submission: &WorkflowSubmission) -> RunOptions {
+        RunOptions {
+            ssh_key: submission.ssh_key.clone().map(SshKey::File),
+            secrets_group: submission.secrets_group.clone(),
+            python: submission.python.clone(),
+            resolve_as_of: submission.resolve_as_of,
+        }
+    }
+
+    /// `submission` with these options: a key file is passed back; a key
+    /// from a secret is not (the runtime reads the namespace's secret
+    /// again by itself).
+    pub fn apply(&self, submission: WorkflowSubmission) -> WorkflowSubmission {
+        let ssh_key = match &self.ssh_key {
+            Some(SshKey::File(path)) => Some(path.clone()),
+            Some(SshKey::Secret(_)) | None => None,
+        };
+        WorkflowSubmission {
+            ssh_key,
+            secrets_group: self.secrets_group.clone(),
+            python: self.python.clone(),
+            resolve_as_of: self.resolve_as_of,
+            ..submission
+        }
+    }
+
+    /// True when the run was given none of them.
+    pub fn is_empty(&self) -> bool {
+        self == &RunOptions::default()
+    }
 }
 
 /// Where one attempt of one stage of a workflow run stands, or how it
@@ -348,6 +419,12 @@ pub trait ControlPlane: Resources {
             .take(limit as usize)
             .collect())
     }
+    /// How many workflow runs of `namespace` are kept, all pages together.
+    /// A runtime that reads every run at once counts `list_runs`; one that
+    /// can count them itself (the local store) overrides it.
+    async fn count_runs(&self, namespace: &str) -> Result<u64> {
+        Ok(self.list_runs(namespace).await?.len() as u64)
+    }
     /// The stage attempts of run `run` of `namespace`, in the order they
     /// started (a stage not started yet has none); `NotFound` when there
     /// is no such run.
@@ -405,7 +482,7 @@ pub trait ControlPlane: Resources {
 
 #[cfg(test)]
 mod tests {
-    use super::RunTrigger;
+    use super::*;
 
     #[test]
     fn triggers_are_written_as_every_release_stored_them() {
@@ -422,5 +499,61 @@ mod tests {
             assert_eq!(json, format!("\"{text}\""));
             assert_eq!(serde_json::from_str::<RunTrigger>(&json).unwrap(), trigger);
         }
+    }
+
+    #[test]
+    fn a_run_without_options_reads_as_before_and_options_round_trip() {
+        // What a release before options were kept wrote (a Kubernetes run
+        // record, a daemon's answer).
+        let old = r#"{"id":7,"namespace":"ns","project":"p","repo":"https://x/r.git",
+            "branch":"main","commit":"abc","trigger":"cli","status":"running","error":null,
+            "started":"2026-12-06T10:00:00Z","finished":null}"#;
+        let run: RunSummary = serde_json::from_str(old).unwrap();
+        assert_eq!(run.options, RunOptions::default());
+        assert!(run.options.is_empty());
+        // Nothing more is written for a run given none.
+        assert!(!serde_json::to_string(&run).unwrap().contains("options"));
+        let submission = WorkflowSubmission {
+            repo: "git@github.com:me/p.git".into(),
+            branch: Some("dev".into()),
+            namespace: Some("ns".into()),
+            ssh_key: Some("/home/me/.ssh/id".into()),
+            secrets_group: Some("g".into()),
+            resolve_as_of: Some(crate::AsOf::Now),
+            python: Some("3.11".into()),
+            no_python_downloads: true,
+            from_stages: vec!["train".into()],
+        };
+        let options = RunOptions::of(&submission);
+        let run = RunSummary {
+            options: options.clone(),
+            ..run
+        };
+        let json = serde_json::to_string(&run).unwrap();
+        assert!(
+            json.contains(r#""options":{"ssh_key":{"file":"/home/me/.ssh/id"},"secrets_group":"g","python":"3.11","resolve_as_of":"now"}"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<RunSummary>(&json).unwrap(), run);
+        // Passed back: the four, and nothing else of the old submission.
+        let again = options.apply(WorkflowSubmission {
+            repo: submission.repo.clone(),
+            ..WorkflowSubmission::default()
+        });
+        assert_eq!(
+            again,
+            WorkflowSubmission {
+                no_python_downloads: false,
+                from_stages: Vec::new(),
+                branch: None,
+                namespace: None,
+                ..submission
+            }
+        );
+        let secret = RunOptions {
+            ssh_key: Some(SshKey::Secret("ssh-github-private-key".into())),
+            ..RunOptions::default()
+        };
+        assert_eq!(secret.apply(WorkflowSubmission::default()).ssh_key, None);
     }
 }

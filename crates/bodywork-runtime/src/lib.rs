@@ -22,8 +22,8 @@ mod traffic;
 
 pub use control::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, DETACHED_PREFIX,
-    RunState, RunSummary, RunTrigger, StageAttempt, StageState, WorkflowRun, WorkflowSubmission,
-    detached_name, is_detached, unnamed_detached_name,
+    RunOptions, RunState, RunSummary, RunTrigger, SshKey, StageAttempt, StageState, WorkflowRun,
+    WorkflowSubmission, detached_name, is_detached, unnamed_detached_name,
 };
 pub use environments::{BuildLockStatus, EnvironmentStatus};
 pub use error::{ObjectKind, Problem, RuntimeError, TRY_AGAIN, error_chain};

@@ -54,10 +54,23 @@ impl KeyFile {
 /// The key in `SSH_KEY_VAR` of this process (a pod's), else in Bodywork
 /// 3's `GIT_SSH_KEY_VAR`, when set.
 pub fn key_from_env() -> Option<String> {
-    [SSH_KEY_VAR, GIT_SSH_KEY_VAR]
-        .iter()
-        .filter_map(|var| std::env::var(var).ok())
-        .find(|k| !k.trim().is_empty())
+    key_and_secret_from_env().map(|(_, key)| key)
+}
+
+/// The secret of the key [`key_from_env`] finds: the one a pod gets its
+/// variable from (`SSH_KEY_SECRET`, `GIT_SSH_KEY_SECRET`).
+pub fn key_secret_from_env() -> Option<&'static str> {
+    key_and_secret_from_env().map(|(secret, _)| secret)
+}
+
+fn key_and_secret_from_env() -> Option<(&'static str, String)> {
+    [
+        (SSH_KEY_SECRET, SSH_KEY_VAR),
+        (GIT_SSH_KEY_SECRET, GIT_SSH_KEY_VAR),
+    ]
+    .into_iter()
+    .filter_map(|(secret, var)| Some((secret, std::env::var(var).ok()?)))
+    .find(|(_, key)| !key.trim().is_empty())
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ mod remote;
 pub use error::{SourceError, redact_url};
 pub use keys::{
     GIT_SSH_KEY_SECRET, GIT_SSH_KEY_VAR, KeyFile, SSH_KEY_SECRET, SSH_KEY_VAR, key_from_env,
+    key_secret_from_env,
 };
 pub use parse::{validate_branch, validate_commit};
 

@@ -28,6 +28,7 @@ fn build(db: &Path, runs: usize) -> usize {
                 commit: Some(format!("{i:040x}")),
                 trigger: "cli".into(),
                 log_path: PathBuf::from(format!("/home/u/.bodywork/logs/runs/{i}.log")),
+                options: bodywork_runtime::RunOptions::default(),
             })
             .expect("run");
         store.insert_attempt(id, "train", 1).expect("attempt");

@@ -21,7 +21,7 @@ use bodywork_runtime::RunState;
 use bodywork_runtime::CronRunKind;
 
 use crate::Word;
-use crate::{At, RunRow, Store, now, opt_ts_col, ts_col, ts_to_sql};
+use crate::{At, RunRow, Store, now, opt_as_of_col, opt_ts_col, ts_col, ts_to_sql};
 
 /// A cron job as stored: what was asked for, and what the store adds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -79,18 +79,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<CronJobRow> {
             retries: row.get(6)?,
             history_limit: row.get(7)?,
             secrets_group: row.get(10)?,
-            resolve_as_of: row
-                .get::<_, Option<String>>(11)?
-                .map(|text| {
-                    bodywork_runtime::AsOf::parse(&text).map_err(|why| {
-                        rusqlite::Error::FromSqlConversionFailure(
-                            11,
-                            rusqlite::types::Type::Text,
-                            why.into(),
-                        )
-                    })
-                })
-                .transpose()?,
+            resolve_as_of: opt_as_of_col(row, 11)?,
             python: row.get(12)?,
         },
         created: ts_col(row, 8)?,
@@ -542,6 +531,7 @@ mod tests {
                 commit: None,
                 trigger: format!("cron:{job}"),
                 log_path: PathBuf::from("/tmp/x.log"),
+                options: bodywork_runtime::RunOptions::default(),
             })
             .expect("run")
     }

@@ -388,6 +388,7 @@ pub(crate) mod tests {
                 commit: None,
                 trigger: "cli".into(),
                 log_path: PathBuf::from("/tmp/l"),
+                options: bodywork_runtime::RunOptions::default(),
             })
             .expect("run");
         let mut next = deployment("ns", "proj--serve", 2);

@@ -478,6 +478,20 @@ pub(crate) fn opt_u64_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<
         .transpose()
 }
 
+/// Reads a nullable `--resolve-as-of` column: `now` or an RFC 3339 time.
+pub(crate) fn opt_as_of_col(
+    row: &Row<'_>,
+    idx: usize,
+) -> rusqlite::Result<Option<bodywork_runtime::AsOf>> {
+    row.get::<_, Option<String>>(idx)?
+        .map(|text| {
+            bodywork_runtime::AsOf::parse(&text).map_err(|why| {
+                rusqlite::Error::FromSqlConversionFailure(idx, Type::Text, why.into())
+            })
+        })
+        .transpose()
+}
+
 /// Converts a `u64` for storage in an INTEGER column.
 pub(crate) fn u64_to_sql(what: &'static str, value: u64) -> Result<i64> {
     i64::try_from(value).map_err(|_| StoreError::OutOfRange { what, value })

@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/003_cron_group.sql"),
     include_str!("migrations/004_cron_resolve_as_of.sql"),
     include_str!("migrations/005_cron_python.sql"),
+    include_str!("migrations/006_run_options.sql"),
 ];
 
 /// The schema version this build writes (the number of migration steps).

@@ -167,6 +167,7 @@ mod tests {
                 commit: None,
                 trigger: trigger.into(),
                 log_path: PathBuf::from(format!("/logs/{namespace}-{trigger}.log")),
+                options: bodywork_runtime::RunOptions::default(),
             })
             .expect("run")
     }

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bodywork_runtime::RunState;
+use bodywork_runtime::{RunOptions, RunState, SshKey};
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
@@ -15,8 +15,8 @@ use strum::{Display, EnumString, IntoStaticStr, VariantArray};
 
 use crate::error::{Result, StoreError};
 use crate::{
-    At, Store, Word, now, opt_ts_col, opt_u64_col, path_col, path_to_sql, ts_col, ts_to_sql,
-    u64_to_sql,
+    At, Store, Word, now, opt_as_of_col, opt_ts_col, opt_u64_col, path_col, path_to_sql, ts_col,
+    ts_to_sql, u64_to_sql,
 };
 
 /// The outcome of one attempt of one stage.
@@ -58,6 +58,10 @@ pub struct NewRun {
     pub trigger: String,
     /// The workflow log file.
     pub log_path: PathBuf,
+    /// What it was started with, to run it again as it was: a key file's
+    /// path is kept, a key from a secret is not (the local runtime reads
+    /// the namespace's secret by itself).
+    pub options: RunOptions,
 }
 
 /// A workflow run as stored.
@@ -87,6 +91,9 @@ pub struct RunRow {
     pub started: DateTime<Utc>,
     /// When it finished, if it has.
     pub finished: Option<DateTime<Utc>>,
+    /// What it was started with (none, for a run recorded before they
+    /// were kept).
+    pub options: RunOptions,
 }
 
 /// One attempt of one stage, as stored.
@@ -118,7 +125,7 @@ pub struct AttemptRow {
 }
 
 pub(crate) const RUN_COLUMNS: &str = r#"id, namespace, project, repo, branch, "commit", "trigger", status,
-    error, log_path, started, finished"#;
+    error, log_path, started, finished, ssh_key, secrets_group, python, resolve_as_of"#;
 
 pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -134,6 +141,14 @@ pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         log_path: path_col(row, 9)?,
         started: ts_col(row, 10)?,
         finished: opt_ts_col(row, 11)?,
+        options: RunOptions {
+            ssh_key: row
+                .get::<_, Option<String>>(12)?
+                .map(|p| SshKey::File(PathBuf::from(p))),
+            secrets_group: row.get(13)?,
+            python: row.get(14)?,
+            resolve_as_of: opt_as_of_col(row, 15)?,
+        },
     })
 }
 
@@ -159,11 +174,16 @@ fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<AttemptRow> {
 impl Store {
     /// Records a new run as `running`, started now; returns its id.
     pub fn insert_run(&self, run: &NewRun) -> Result<i64> {
+        let ssh_key = match &run.options.ssh_key {
+            Some(SshKey::File(path)) => Some(path_to_sql(path)?),
+            Some(SshKey::Secret(_)) | None => None,
+        };
         self.history()?
             .execute(
                 r#"INSERT INTO runs (namespace, project, repo, branch, "commit", "trigger",
-                                    status, log_path, started)
-                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"#,
+                                    status, log_path, started, ssh_key, secrets_group,
+                                    python, resolve_as_of)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"#,
                 (
                     &run.namespace,
                     &run.project,
@@ -174,6 +194,10 @@ impl Store {
                     Word(RunState::Running),
                     path_to_sql(&run.log_path)?,
                     ts_to_sql(&now()),
+                    ssh_key,
+                    &run.options.secrets_group,
+                    &run.options.python,
+                    run.options.resolve_as_of.map(|a| a.arg()),
                 ),
             )
             .at(self)?;
@@ -265,6 +289,17 @@ impl Store {
             .query_map((namespace, limit, before), run_from_row)
             .at(self)?;
         rows.collect::<rusqlite::Result<_>>().at(self)
+    }
+
+    /// How many runs are kept, of one namespace or of all.
+    pub fn count_runs(&self, namespace: Option<&str>) -> Result<u64> {
+        let count: i64 = self
+            .conn()?
+            .prepare_cached("SELECT COUNT(*) FROM runs WHERE (?1 IS NULL OR namespace = ?1)")
+            .at(self)?
+            .query_row([namespace], |row| row.get(0))
+            .at(self)?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// Runs still marked `running`, oldest first.
@@ -456,6 +491,7 @@ mod tests {
             commit: None,
             trigger: "cli".into(),
             log_path: PathBuf::from("/tmp/logs/run.log"),
+            options: RunOptions::default(),
         }
     }
 
@@ -585,6 +621,10 @@ mod tests {
         assert_eq!(older(None, Some(c), 1), [b]);
         assert_eq!(older(None, Some(a), 10), Vec::<i64>::new());
         assert_eq!(older(Some("ns"), None, 1), [c]);
+        // Counted, all pages together.
+        assert_eq!(store.count_runs(Some("ns")).expect("count"), 2);
+        assert_eq!(store.count_runs(None).expect("count"), 3);
+        assert_eq!(store.count_runs(Some("nobody")).expect("count"), 0);
 
         store
             .finish_run(b, RunState::Succeeded, None)

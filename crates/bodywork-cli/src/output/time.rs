@@ -58,6 +58,7 @@ mod tests {
             error: None,
             started: Some(at()),
             finished: None,
+            options: bodywork_runtime::RunOptions::default(),
         };
         let doc = serde_json::to_value(&run).unwrap();
         assert_eq!(doc["started"], "2026-03-02T10:00:01Z");

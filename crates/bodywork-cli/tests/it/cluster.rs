@@ -84,6 +84,7 @@ as_admin_and_as_user!(
     an_old_flask_service_resolves_as_of_its_commit_in_its_pod,
     the_seed_pins_get_a_python_the_image_carries_in_the_pod,
     the_seed_repository_of_may_2022_answers_the_tutorials_curl,
+    a_killed_runs_record_keeps_its_options_and_reads_as_lost,
 );
 
 /// A running cluster of `scripts/cluster`.
@@ -279,6 +280,15 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `project` with `config` as its `bodywork.yaml`, committed on branch
+    /// main with `message` and served at `url` (see [`Cluster::mirror`]).
+    fn publish(&self, project: &TestProject, config: &str, message: &str, url: &str) {
+        std::fs::write(project.path().join("bodywork.yaml"), config).expect("bodywork.yaml");
+        git(project.path(), &["init", "--quiet", "-b", "main"]);
+        commit(project, message);
+        self.mirror(url, project.path());
     }
 
     /// Serve `repo` at `url` to the CLI and to every pod of our image.
@@ -653,7 +663,8 @@ fn seed_tutorial_on_a_cluster(who: Who) {
 
     // The dashboard's Redeploy button, on the cluster: the project runs
     // again, detached, from the repository and branch its recorded run
-    // names, and that run records itself too.
+    // names, and that run records itself too. Then its Delete button (its
+    // confirmation page first) removes the service.
     let port = crate::dashboard::free_port();
     let addr = format!("127.0.0.1:{port}");
     let dashboard = home.spawn(&["dashboard", "--port", &port.to_string()]);
@@ -663,14 +674,9 @@ fn seed_tutorial_on_a_cluster(who: Who) {
     let page = helper::http(&addr, "GET", "/namespaces/scoring-service", None)
         .map(|(_, page)| page)
         .unwrap_or_default();
-    let done = crate::dashboard::post_form(
-        &addr,
-        "/namespaces/scoring-service/services/bodywork-serve-model-project--scoring-service/redeploy",
-        &format!("http://{addr}"),
-        &format!("token={}", crate::dashboard::token_of(&page)),
-    );
-    helper::kill(dashboard.pid() as i32, "TERM");
-    dashboard.finish(Duration::from_secs(20)).expect_code(0);
+    let service_page =
+        "/namespaces/scoring-service/services/bodywork-serve-model-project--scoring-service";
+    let done = crate::dashboard::submit(&addr, &format!("{service_page}/redeploy"), &page);
     assert!(done.starts_with("HTTP/1.1 303"), "{done}");
     let mut listed = String::new();
     wait_for(
@@ -694,6 +700,39 @@ fn seed_tutorial_on_a_cluster(who: Who) {
     let (code, body) =
         request(&proxy.addr(), "POST", SEED_SCORE, Some(SEED_REQUEST)).expect("curl");
     assert_eq!((code, body.trim()), (200, SEED_ANSWER), "{listed}");
+
+    // Delete: the confirmation page's form, then the service is gone.
+    let delete = format!("{service_page}/delete");
+    let (status, confirm) = helper::http(&addr, "GET", &delete, None).expect("the confirmation");
+    assert_eq!(status, 200, "{confirm}");
+    assert!(
+        confirm.contains(&format!("<form method=\"post\" action=\"{delete}\"")),
+        "{confirm}"
+    );
+    let deleted = crate::dashboard::submit(&addr, &delete, &confirm);
+    assert!(deleted.starts_with("HTTP/1.1 303"), "{deleted}");
+    let mut services = String::new();
+    wait_for(
+        "the deleted service to be gone from `service display`",
+        Duration::from_secs(120),
+        || {
+            services = home
+                .ok(&[
+                    "service",
+                    "display",
+                    "--namespace",
+                    "scoring-service",
+                    "-o",
+                    "json",
+                ])
+                .stdout;
+            serde_json::from_str::<Vec<serde_json::Value>>(&services).is_ok_and(|s| s.is_empty())
+        },
+    );
+    let (status, _) = helper::http(&addr, "GET", &delete, None).expect("an answer");
+    assert_eq!(status, 404, "the deleted service has no page any more");
+    helper::kill(dashboard.pid() as i32, "TERM");
+    dashboard.finish(Duration::from_secs(20)).expect_code(0);
 
     let deleted = home.ok(&["delete-namespace", "scoring-service"]);
     assert!(deleted.all().contains("scoring-service"), "{deleted}");
@@ -876,6 +915,114 @@ elif what == "slow":
 /// API: not a failure of the stage, the Job starts another pod), then a
 /// stage killed at its deadline, which fails the workflow naming it; every
 /// Job is gone afterwards.
+/// A run on the cluster records what it was started with (its secrets
+/// group, its `--resolve-as-of`), and writes its record again while a
+/// stage runs; once its process is killed, the record stops being written,
+/// and a record not written for 5 minutes (made so with kubectl rather
+/// than waited for) reads as failed, lost.
+fn a_killed_runs_record_keeps_its_options_and_reads_as_lost(who: Who) {
+    let c = cluster();
+    let ns = namespace("lost", who);
+    let _ns = guard(c, &ns);
+    let url = format!("https://git.bodywork.test/{ns}");
+    let project = TestProject::new(&[("mark.py", MARK_SCRIPT)]);
+    let out = pod_scratch(&project, "marks.txt");
+    let marker = pod_scratch(&project, "started");
+    let args = args_line(&[
+        out.to_str().expect("UTF-8 path"),
+        "evicted",
+        marker.to_str().expect("UTF-8 path"),
+    ]);
+    let config = yaml(
+        "losty",
+        "wait",
+        &format!("  namespace: {ns}\n"),
+        &[batch_stage("wait", "mark.py", 600, 0, &args)],
+    );
+    c.publish(&project, &config, "wait", &url);
+
+    let home = c.home(who);
+    home.ok(&["setup-namespace", &ns]);
+    home.ok(&[
+        "create",
+        "secret",
+        "creds",
+        "--group",
+        &ns,
+        "--data",
+        "TOKEN=lost",
+    ]);
+    let workflow = home.spawn(&[
+        "workflow",
+        "--group",
+        &ns,
+        "--resolve-as-of",
+        "2024-05-20",
+        &url,
+        "main",
+    ]);
+    wait_for("the stage to start", Duration::from_secs(120), || {
+        marker.exists()
+    });
+    let runs = || -> Vec<serde_json::Value> {
+        let listed = home.ok(&["-o", "json", "runs", "--namespace", &ns]);
+        serde_json::from_str(&listed.stdout).expect("runs as JSON")
+    };
+    let listed = runs();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["status"], "running", "{listed:?}");
+    assert_eq!(
+        listed[0]["options"],
+        serde_json::json!({"secrets_group": ns, "resolve_as_of": "2024-05-20T23:59:59Z"}),
+        "{listed:?}"
+    );
+    let id = listed[0]["id"].as_i64().expect("a run number");
+    let record = format!("bodywork-run-{id}");
+    let written = || {
+        c.kubectl_ok(&[
+            "-n",
+            &ns,
+            "get",
+            "configmap",
+            &record,
+            "-o",
+            "jsonpath={.data.written}",
+        ])
+    };
+    // Written again while the stage runs, with nothing new to record.
+    let first = written();
+    assert!(!first.trim().is_empty(), "no time in the record");
+    wait_for(
+        "the record to be written again",
+        Duration::from_secs(150),
+        || written() != first,
+    );
+
+    helper::kill(workflow.pid() as i32, "KILL");
+    workflow.finish(Duration::from_secs(20));
+    let long_ago = (chrono::Utc::now() - chrono::TimeDelta::minutes(6))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    c.kubectl_ok(&[
+        "-n",
+        &ns,
+        "patch",
+        "configmap",
+        &record,
+        "--type",
+        "merge",
+        "-p",
+        &format!(r#"{{"data":{{"written":"{long_ago}"}}}}"#),
+    ]);
+    let listed = runs();
+    assert_eq!(listed[0]["status"], "failed", "{listed:?}");
+    let error = listed[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("lost: the process running the workflow stopped"),
+        "{listed:?}"
+    );
+    home.ok(&["delete", "secret", "--group", &ns]);
+}
+
 fn batch_dag_with_a_secret_retries_and_a_timeout(who: Who) {
     let c = cluster();
     let ns = namespace("batch", who);
@@ -912,10 +1059,7 @@ fn batch_dag_with_a_secret_retries_and_a_timeout(who: Who) {
             batch_stage("slow", "mark.py", 3, 0, &args_line(&[out_arg, "slow"])),
         ],
     );
-    std::fs::write(project.path().join("bodywork.yaml"), config).expect("bodywork.yaml");
-    git(project.path(), &["init", "--quiet", "-b", "main"]);
-    commit(&project, "batch");
-    c.mirror(&url, project.path());
+    c.publish(&project, &config, "batch", &url);
 
     let home = c.home(who);
     home.ok(&["setup-namespace", &ns]);
@@ -1096,10 +1240,7 @@ fn append_project(
             ),
         )],
     );
-    std::fs::write(project.path().join("bodywork.yaml"), config).expect("bodywork.yaml");
-    git(project.path(), &["init", "--quiet", "-b", "main"]);
-    commit(&project, "append");
-    c.mirror(url, project.path());
+    c.publish(&project, &config, "append", url);
     (project, out)
 }
 
@@ -1787,10 +1928,7 @@ fn python_bodywork_3_and_bodywork_share_a_cluster(who: Who) {
         "version: \"1.1\"\npipeline:\n  name: shared\n  namespace: {ns}\n  secrets_group: {group}\n  DAG: check >> svc\nstages:\n  check:\n    executable_module_path: check.py\n{}    secrets:\n      USERNAME: creds\n      TOKEN: token\n    batch: {{max_completion_time_seconds: 60, retries: 0}}\n  svc:\n    executable_module_path: server.py\n    args: [\"v1\", \"svc\"]\n    service: {{max_startup_time_seconds: 60, replicas: 1, port: 5000, ingress: false}}\n",
         args_line(&[out.to_str().expect("UTF-8 path")])
     );
-    std::fs::write(project.path().join("bodywork.yaml"), config).expect("bodywork.yaml");
-    git(project.path(), &["init", "--quiet", "-b", "main"]);
-    commit(&project, "shared");
-    c.mirror(&url, project.path());
+    c.publish(&project, &config, "shared", &url);
     let key = project.scratch("deploy-key");
     std::fs::write(&key, TEST_DEPLOY_KEY).expect("key file");
     let home = c.home(who);

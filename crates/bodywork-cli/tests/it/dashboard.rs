@@ -33,11 +33,12 @@ fn project() -> TestProject {
     ])
 }
 
-/// The project deployed in `home`, and secret creds created beside it;
-/// the project (kept while it serves) and its service's URL.
-fn deploy(home: &TestHome) -> (TestProject, String) {
+/// The project deployed in `home` (by `workflow` with `options` too),
+/// and secret creds created beside it; the project (kept while it serves)
+/// and its service's URL.
+fn deploy(home: &TestHome, options: &[&str]) -> (TestProject, String) {
     let project = project();
-    home.ok(&["workflow", project.arg()]);
+    home.ok(&[&["workflow"], options, &[project.arg()]].concat());
     home.ok(&[
         "secret",
         "create",
@@ -138,6 +139,17 @@ pub(crate) fn post_form(addr: &str, path: &str, origin: &str, body: &str) -> Str
     answer
 }
 
+/// Submit the form at `path` as `page` (a page of the dashboard at
+/// `addr`) would: from the dashboard's own origin, with the page's token.
+pub(crate) fn submit(addr: &str, path: &str, page: &str) -> String {
+    post_form(
+        addr,
+        path,
+        &format!("http://{addr}"),
+        &format!("token={}", token_of(page)),
+    )
+}
+
 /// The same-origin token in a page's forms.
 pub(crate) fn token_of(page: &str) -> String {
     page.split("name=\"token\" value=\"")
@@ -149,9 +161,10 @@ pub(crate) fn token_of(page: &str) -> String {
 
 /// The dashboard at `addr` (pages under `base`): a redeploy of svc is
 /// refused without the token and from another origin, then done with
-/// both (303 to the namespace's page, where run 2 appears and succeeds);
-/// deleting svc takes a confirmation page, then removes it.
-fn redeploy_then_delete(addr: &str, base: &str) {
+/// both (303 to the namespace's page, where run 2 appears and succeeds,
+/// its page showing each of `facts`, as run 1's does: started with the
+/// same options); deleting svc takes a confirmation page, then removes it.
+fn redeploy_then_delete(addr: &str, base: &str, facts: &[&str]) {
     let ns_page = format!("{base}/namespaces/{NS}");
     let (status, page) = http(addr, "GET", &ns_page, None).expect("the page");
     assert_eq!(status, 200, "{page}");
@@ -200,6 +213,14 @@ fn redeploy_then_delete(addr: &str, base: &str) {
             })
         },
     );
+    for run in [1, 2] {
+        let (status, page) =
+            http(addr, "GET", &format!("{ns_page}/runs/{run}"), None).expect("the run's page");
+        assert_eq!(status, 200, "{page}");
+        for fact in facts {
+            assert!(page.contains(fact), "run {run}: {fact} not in\n{page}");
+        }
+    }
 
     // Delete: its page asks first; the form there deletes.
     let delete = format!("{ns_page}/services/svc/delete");
@@ -211,12 +232,7 @@ fn redeploy_then_delete(addr: &str, base: &str) {
     );
     let refused = post_form(addr, &delete, "http://evil.example", &good);
     assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
-    let deleted = post_form(
-        addr,
-        &delete,
-        &origin,
-        &format!("token={}", token_of(&confirm)),
-    );
+    let deleted = submit(addr, &delete, &confirm);
     assert!(deleted.starts_with("HTTP/1.1 303"), "{deleted}");
     let (_, page) = http(addr, "GET", &ns_page, None).expect("the page");
     assert!(
@@ -230,7 +246,17 @@ fn redeploy_then_delete(addr: &str, base: &str) {
 #[test]
 fn pages_show_the_service_the_run_and_secret_keys_only_and_refuse_a_foreign_host() {
     let home = TestHome::new();
-    let (_project, url) = deploy(&home);
+    // Run with a secrets group and a Python, which a redeploy passes back.
+    home.ok(&[
+        "create",
+        "secret",
+        "grouped",
+        "--group",
+        "dashgroup",
+        "--data",
+        "TOKEN=dash-group-value",
+    ]);
+    let (_project, url) = deploy(&home, &["--group", "dashgroup", "--python", "3.11"]);
 
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
@@ -289,7 +315,14 @@ fn pages_show_the_service_the_run_and_secret_keys_only_and_refuse_a_foreign_host
     );
     assert!(!run.contains("Step 3"), "{run}");
 
-    redeploy_then_delete(&addr, "");
+    redeploy_then_delete(
+        &addr,
+        "",
+        &[
+            "<dt>Secrets group</dt><dd><code>dashgroup</code></dd>",
+            "<dt>Python</dt><dd><code>3.11</code></dd>",
+        ],
+    );
 
     kill(dashboard.pid() as i32, "TERM");
     let run = dashboard.finish(Duration::from_secs(20));
@@ -302,7 +335,7 @@ fn pages_show_the_service_the_run_and_secret_keys_only_and_refuse_a_foreign_host
 #[test]
 fn the_gateway_serves_the_same_pages_at_ui() {
     let home = TestHome::new();
-    let (_project, url) = deploy(&home);
+    let (_project, url) = deploy(&home, &[]);
     let gateway = home.gateway();
     let port = gateway.rsplit_once(':').expect("host:port").1.to_string();
 
@@ -331,6 +364,12 @@ fn the_gateway_serves_the_same_pages_at_ui() {
     assert!(older.contains("/runs/1\">1</a></th>"), "{older}");
     assert!(older.contains(">Newest runs</a>"), "{older}");
     assert!(!older.contains(">Older runs</a>"), "{older}");
+    // A page of older runs asks the daemon how many runs there are in all
+    // for its section list.
+    assert!(
+        older.contains("<li><a href=\"#runs\">Workflow runs (1)</a></li>"),
+        "{older}"
+    );
     let (status, css) = http(&gateway, "GET", "/ui/style.css", None).expect("the stylesheet");
     assert_eq!(status, 200);
     assert!(css.contains("prefers-color-scheme"));
@@ -372,7 +411,14 @@ fn the_gateway_serves_the_same_pages_at_ui() {
     let allowed = get_with_host(&gateway, "/ui/", &format!("localhost:{port}"));
     assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
 
-    redeploy_then_delete(&gateway, "/ui");
+    redeploy_then_delete(
+        &gateway,
+        "/ui",
+        &[
+            "<dt>Secrets group</dt><dd>the project's own</dd>",
+            "<dt>Python</dt><dd>the default</dd>",
+        ],
+    );
     let (status, _) = http(&gateway, "GET", &format!("/{NS}/svc/"), None).expect("an answer");
     assert_eq!(status, 404, "the deleted service is not served");
 }

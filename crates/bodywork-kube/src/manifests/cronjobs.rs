@@ -197,8 +197,8 @@ pub const DETACHED_LABEL: &str = "bodywork.ml/detached";
 
 /// The Job of a detached run `name` (Bodywork 3's `create deployment
 /// --async`, Bodywork 2's `deployment create`), in Bodywork's own
-/// namespace: `bodywork workflow --namespace NS REPO [BRANCH]` when a
-/// namespace is given, else `bodywork create deployment REPO [--branch B]
+/// namespace: `bodywork workflow --namespace NS REPO [BRANCH] [--group G]`
+/// when a namespace is given, else `bodywork create deployment REPO [--branch B]
 /// [--group G] [--bodywork-image STAGE_IMAGE]` (the project's own
 /// namespace). `image` is the Job's; `stage_image` the one its stages run
 /// in instead of the project's, when the user gave one.
@@ -224,7 +224,9 @@ pub fn detached_job(
         (None, Some(b)) => args.extend(["--branch".to_string(), b.clone()]),
         _ => {}
     }
-    if let (None, Some(group)) = (&submission.namespace, &submission.secrets_group) {
+    // Both forms take `--group` (the dashboard's Redeploy passes a run's
+    // own group back with its namespace).
+    if let Some(group) = &submission.secrets_group {
         args.extend([GROUP_OPTION.to_string(), group.clone()]);
     }
     args.extend(super::workloads::environment_args(

@@ -35,8 +35,8 @@ pub use namespace::{
     groups_reader_manifests, missing_rules, namespace_manifests, run_stages_as, stages_account,
 };
 pub use runs::{
-    KEPT_RUN_RECORDS, RUN_LABEL, TRIGGER_ENV, read_run_record, rules_allow_records, run_record,
-    run_record_name,
+    KEPT_RUN_RECORDS, RECORD_HEARTBEAT, RECORD_LOST_AFTER, RUN_LABEL, TRIGGER_ENV, read_run_record,
+    rules_allow_records, run_record, run_record_name,
 };
 pub use secrets::{
     GROUP_LABEL, group_secret_manifest, group_secret_name, name_in_group, secret_manifest,

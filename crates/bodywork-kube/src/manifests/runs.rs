@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use bodywork_runtime::{RunSummary, StageAttempt};
+use bodywork_runtime::{RunState, RunSummary, StageAttempt, StageState};
+use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::api::authorization::v1::ResourceRule;
 use k8s_openapi::api::core::v1::ConfigMap;
 
@@ -24,14 +25,28 @@ pub const KEPT_RUN_RECORDS: usize = 100;
 
 const SUMMARY_KEY: &str = "run.json";
 const STAGES_KEY: &str = "stages.json";
+/// When the record was last written (RFC 3339, the writer's clock).
+const WRITTEN_KEY: &str = "written";
+
+/// How often the process running a workflow writes its record again while
+/// the run goes on, changed or not.
+pub const RECORD_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A record still `running` but not written for this long (five
+/// heartbeats missed) has lost the process running its workflow (killed,
+/// its pod removed, its machine gone): it reads as `failed`, as a local
+/// run whose daemon stopped does. Chosen over looking for the process:
+/// the controller may be a CLI on someone's machine, with no object in
+/// the cluster to look for, while every controller writes its record.
+pub const RECORD_LOST_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// The name of run `id`'s record.
 pub fn run_record_name(id: i64) -> String {
     format!("bodywork-run-{id}")
 }
 
-/// The record of a run as it stands.
-pub fn run_record(run: &RunSummary, stages: &[StageAttempt]) -> ConfigMap {
+/// The record of a run as it stands, written at `now`.
+pub fn run_record(run: &RunSummary, stages: &[StageAttempt], now: DateTime<Utc>) -> ConfigMap {
     let id = run.id.to_string();
     let mut pairs = vec![(RUN_LABEL, id.as_str())];
     if let Some(project) = run.project.as_deref() {
@@ -40,6 +55,10 @@ pub fn run_record(run: &RunSummary, stages: &[StageAttempt]) -> ConfigMap {
     let data = BTreeMap::from([
         (SUMMARY_KEY.to_string(), json(run)),
         (STAGES_KEY.to_string(), json(&stages)),
+        (
+            WRITTEN_KEY.to_string(),
+            now.to_rfc3339_opts(SecondsFormat::Millis, true),
+        ),
     ]);
     ConfigMap {
         metadata: meta(
@@ -57,15 +76,44 @@ fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-/// What a run record says, `None` for one that isn't (written by someone
-/// else, or by a release whose records this one cannot read).
-pub fn read_run_record(record: &ConfigMap) -> Option<(RunSummary, Vec<StageAttempt>)> {
+/// What a run record says at `now`, `None` for one that isn't (written by
+/// someone else, or by a release whose records this one cannot read). A
+/// run still `running` whose record was not written for
+/// [`RECORD_LOST_AFTER`] reads as `failed` (its stages still going too),
+/// ended when it was last written; a record of a release that wrote no
+/// time reads as written.
+pub fn read_run_record(
+    record: &ConfigMap,
+    now: DateTime<Utc>,
+) -> Option<(RunSummary, Vec<StageAttempt>)> {
     let data = record.data.as_ref()?;
-    let run = serde_json::from_str(data.get(SUMMARY_KEY)?).ok()?;
-    let stages = data
+    let mut run: RunSummary = serde_json::from_str(data.get(SUMMARY_KEY)?).ok()?;
+    let mut stages: Vec<StageAttempt> = data
         .get(STAGES_KEY)
         .and_then(|text| serde_json::from_str(text).ok())
         .unwrap_or_default();
+    let written = data
+        .get(WRITTEN_KEY)
+        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+        .map(|t| t.with_timezone(&Utc));
+    if let Some(written) = written
+        && run.status == RunState::Running
+        && now - written > RECORD_LOST_AFTER
+    {
+        let why = format!(
+            "lost: the process running the workflow stopped while the run was going on \
+             (its record was last written at {})",
+            written.to_rfc3339_opts(SecondsFormat::Secs, true)
+        );
+        run.status = RunState::Failed;
+        run.error = Some(why.clone());
+        run.finished = Some(written);
+        for stage in stages.iter_mut().filter(|s| s.state == StageState::Running) {
+            stage.state = StageState::Failed;
+            stage.message = Some(why.clone());
+            stage.finished = Some(written);
+        }
+    }
     Some((run, stages))
 }
 
@@ -97,7 +145,7 @@ pub fn rules_allow_records(rules: &[ResourceRule]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bodywork_runtime::{RunState, RunTrigger, StageState};
+    use bodywork_runtime::{AsOf, RunOptions, RunState, RunTrigger, SshKey, StageState};
     use chrono::{TimeZone, Utc};
 
     fn run() -> RunSummary {
@@ -113,6 +161,12 @@ mod tests {
             error: None,
             started: Some(Utc.with_ymd_and_hms(2026, 12, 6, 10, 0, 0).unwrap()),
             finished: None,
+            options: RunOptions {
+                ssh_key: Some(SshKey::Secret("ssh-github-private-key".into())),
+                secrets_group: Some("prod".into()),
+                python: Some("3.10".into()),
+                resolve_as_of: Some(AsOf::Now),
+            },
         }
     }
 
@@ -126,7 +180,8 @@ mod tests {
             started: Utc.with_ymd_and_hms(2026, 12, 6, 10, 0, 1).unwrap(),
             finished: Some(Utc.with_ymd_and_hms(2026, 12, 6, 10, 0, 9).unwrap()),
         }];
-        let record = run_record(&run(), &stages);
+        let written = Utc.with_ymd_and_hms(2026, 12, 6, 10, 0, 9).unwrap();
+        let record = run_record(&run(), &stages, written);
         assert_eq!(
             record.metadata.name.as_deref(),
             Some("bodywork-run-1765000000123")
@@ -135,15 +190,66 @@ mod tests {
         let labels = record.metadata.labels.clone().unwrap();
         assert_eq!(labels[RUN_LABEL], "1765000000123");
         assert_eq!(labels[PROJECT_LABEL], "serve-model");
-        assert_eq!(read_run_record(&record), Some((run(), stages)));
+        assert_eq!(
+            read_run_record(&record, written + RECORD_LOST_AFTER),
+            Some((run(), stages))
+        );
+    }
+
+    #[test]
+    fn a_running_record_not_written_for_too_long_reads_as_failed() {
+        let t = |s| Utc.with_ymd_and_hms(2026, 12, 6, 10, 0, s).unwrap();
+        let stages = vec![
+            StageAttempt {
+                stage: "prepare".into(),
+                attempt: 1,
+                state: StageState::Succeeded,
+                message: None,
+                started: t(1),
+                finished: Some(t(5)),
+            },
+            StageAttempt {
+                stage: "train".into(),
+                attempt: 1,
+                state: StageState::Running,
+                message: None,
+                started: t(6),
+                finished: None,
+            },
+        ];
+        let written = t(7);
+        let record = run_record(&run(), &stages, written);
+        let lost_at = written + RECORD_LOST_AFTER + chrono::TimeDelta::seconds(1);
+        let (lost, lost_stages) = read_run_record(&record, lost_at).unwrap();
+        assert_eq!(lost.status, RunState::Failed);
+        assert_eq!(lost.finished, Some(written));
+        let why = lost.error.unwrap();
+        assert!(
+            why.starts_with("lost: the process running the workflow stopped"),
+            "{why}"
+        );
+        assert!(why.contains("2026-12-06T10:00:07Z"), "{why}");
+        assert_eq!(lost_stages[0], stages[0]);
+        assert_eq!(lost_stages[1].state, StageState::Failed);
+        assert_eq!(lost_stages[1].finished, Some(written));
+        // A finished run is never lost; nor one from a release that wrote
+        // no time (it cannot be told).
+        let mut done = run();
+        done.status = RunState::Succeeded;
+        let record = run_record(&done, &stages, written);
+        assert_eq!(read_run_record(&record, lost_at).unwrap().0, done);
+        let mut old = run_record(&run(), &stages, written);
+        old.data.as_mut().unwrap().remove(WRITTEN_KEY);
+        assert_eq!(read_run_record(&old, lost_at).unwrap().0, run());
     }
 
     #[test]
     fn a_config_map_that_is_no_record_reads_as_none() {
-        assert_eq!(read_run_record(&ConfigMap::default()), None);
-        let mut other = run_record(&run(), &[]);
+        let now = Utc::now();
+        assert_eq!(read_run_record(&ConfigMap::default(), now), None);
+        let mut other = run_record(&run(), &[], now);
         other.data = Some(BTreeMap::from([(SUMMARY_KEY.into(), "{}".into())]));
-        assert_eq!(read_run_record(&other), None);
+        assert_eq!(read_run_record(&other, now), None);
     }
 
     fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> ResourceRule {

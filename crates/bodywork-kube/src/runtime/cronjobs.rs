@@ -345,6 +345,7 @@ fn detached_row(namespace: &str, j: &Job) -> RunSummary {
         finished: status
             .and_then(|s| s.completion_time.as_ref())
             .and_then(time),
+        options: bodywork_runtime::RunOptions::default(),
     }
 }
 

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use bodywork_runtime::{
-    ObjectKind, Result, RunContext, RunState, RunSummary, RunTrigger, RuntimeError, StageAttempt,
-    StageState,
+    ObjectKind, Result, RunContext, RunOptions, RunState, RunSummary, RunTrigger, RuntimeError,
+    SshKey, StageAttempt, StageState, WorkflowSubmission,
 };
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::authorization::v1::{SelfSubjectRulesReview, SelfSubjectRulesReviewSpec};
@@ -36,6 +36,9 @@ pub(crate) struct RunBook {
 #[derive(Default)]
 struct Book {
     runs: HashMap<String, (RunSummary, Vec<StageAttempt>)>,
+    /// What each run of this process was started with, by run id, until
+    /// its record is made.
+    options: HashMap<String, RunOptions>,
     allowed: HashMap<String, bool>,
 }
 
@@ -49,7 +52,20 @@ fn stage_state(result: &Result<()>) -> (StageState, Option<String>) {
     }
 }
 
-fn new_run(id: i64, ctx: &RunContext, started: DateTime<Utc>) -> RunSummary {
+/// What a run on the cluster was started with, as its record keeps it: a
+/// key from a pod's variable is the secret the pod got it from, never the
+/// key (a key file given to the CLI is kept as its path).
+pub fn recorded_options(submission: &WorkflowSubmission) -> RunOptions {
+    let mut options = RunOptions::of(submission);
+    if options.ssh_key.is_some()
+        && let Some(secret) = bodywork_source::key_secret_from_env()
+    {
+        options.ssh_key = Some(SshKey::Secret(secret.to_string()));
+    }
+    options
+}
+
+fn new_run(id: i64, ctx: &RunContext, started: DateTime<Utc>, options: RunOptions) -> RunSummary {
     let trigger = std::env::var(TRIGGER_ENV)
         .map(RunTrigger::from)
         .unwrap_or(RunTrigger::Cli);
@@ -67,10 +83,17 @@ fn new_run(id: i64, ctx: &RunContext, started: DateTime<Utc>) -> RunSummary {
         error: None,
         started: DateTime::from_timestamp_millis(id).or(Some(started)),
         finished: None,
+        options,
     }
 }
 
 impl KubeRuntime {
+    /// Keep what run `run_id` was started with, for its record.
+    pub(crate) async fn record_options(&self, run_id: &str, options: RunOptions) {
+        let mut book = self.runs.state.lock().await;
+        book.options.insert(run_id.to_string(), options);
+    }
+
     /// Record that `stage` of the run of `ctx` started (`outcome` `None`)
     /// or ended. The run's record is made with its first stage, when its
     /// namespace and project are known.
@@ -89,10 +112,15 @@ impl KubeRuntime {
         }
         let now = Utc::now();
         let first = !book.runs.contains_key(&ctx.run_id);
+        let options = if first {
+            book.options.remove(&ctx.run_id).unwrap_or_default()
+        } else {
+            RunOptions::default()
+        };
         let (run, stages) = book
             .runs
             .entry(ctx.run_id.clone())
-            .or_insert_with(|| (new_run(id, ctx, now), Vec::new()));
+            .or_insert_with(|| (new_run(id, ctx, now, options), Vec::new()));
         match outcome {
             None => {
                 let attempt = stages.iter().filter(|a| a.stage == stage).count() as u32 + 1;
@@ -116,7 +144,7 @@ impl KubeRuntime {
                 }
             }
         }
-        let record = manifests::run_record(run, stages);
+        let record = manifests::run_record(run, stages, Utc::now());
         if first {
             self.prune_records(&ctx.namespace).await;
         }
@@ -126,13 +154,29 @@ impl KubeRuntime {
     /// Record how the run `run_id` ended, if it was recorded.
     pub(crate) async fn record_end(&self, run_id: &str, status: RunState, error: Option<String>) {
         let mut book = self.runs.state.lock().await;
+        book.options.remove(run_id);
         let Some((run, stages)) = book.runs.get_mut(run_id) else {
             return;
         };
         run.status = status;
         run.error = error;
         run.finished = Some(Utc::now());
-        let record = manifests::run_record(run, stages);
+        let record = manifests::run_record(run, stages, Utc::now());
+        self.write_record(&record).await;
+    }
+
+    /// Write run `run_id`'s record again as it stands, if it has one, so
+    /// that a reader can tell it is still going (see
+    /// [`manifests::RECORD_LOST_AFTER`]). Skipped while a record is being
+    /// written: that write says as much.
+    pub(crate) async fn heartbeat(&self, run_id: &str) {
+        let Ok(book) = self.runs.state.try_lock() else {
+            return;
+        };
+        let Some((run, stages)) = book.runs.get(run_id) else {
+            return;
+        };
+        let record = manifests::run_record(run, stages, Utc::now());
         self.write_record(&record).await;
     }
 
@@ -212,10 +256,11 @@ impl KubeRuntime {
             .list(&ListParams::default().labels(RUN_LABEL))
             .await
             .map_err(|e| self.err(&e, action))?;
+        let now = Utc::now();
         let mut runs: Vec<RunSummary> = list
             .items
             .iter()
-            .filter_map(manifests::read_run_record)
+            .filter_map(|record| manifests::read_run_record(record, now))
             .map(|(run, _)| run)
             .filter(|run| run.namespace == namespace)
             .collect();
@@ -242,7 +287,7 @@ impl KubeRuntime {
             .await
             .map_err(|e| self.err(&e, action))?
             .ok_or_else(not_found)?;
-        manifests::read_run_record(&record)
+        manifests::read_run_record(&record, Utc::now())
             .map(|(_, stages)| stages)
             .ok_or_else(not_found)
     }

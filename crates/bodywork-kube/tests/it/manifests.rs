@@ -544,6 +544,32 @@ fn detached_run() {
         ["--bodywork-image", image],
         "{args:?}"
     );
+    // The seed's form, with a namespace (what the dashboard's Redeploy
+    // starts): the group, the Python and the date are passed on too.
+    let submission = bodywork_runtime::WorkflowSubmission {
+        namespace: Some("scoring".into()),
+        python: Some("3.10".into()),
+        resolve_as_of: Some(bodywork_runtime::AsOf::Now),
+        ..submission
+    };
+    let job = manifests::detached_job("async-workflow-y", &submission, 0, None, None);
+    let args = job
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("a pod spec")
+        .containers[0]
+        .args
+        .clone()
+        .unwrap_or_default();
+    let text = args.join(" ");
+    for part in [
+        "workflow --namespace scoring",
+        "--group prod",
+        "--python 3.10",
+        "--resolve-as-of=now",
+    ] {
+        assert!(text.contains(part), "{part}: {text}");
+    }
 }
 
 /// The image CI publishes from main: every container that runs it (stage

@@ -224,6 +224,13 @@ impl ControlPlane for LocalControl {
         .await
     }
 
+    async fn count_runs(&self, namespace: &str) -> Result<u64> {
+        self.ask(Request::CountRuns {
+            namespace: namespace.into(),
+        })
+        .await
+    }
+
     async fn service_traffic(&self, namespace: &str) -> Result<Vec<ServiceTraffic>> {
         self.ask(Request::ServiceTraffic {
             namespace: namespace.into(),

@@ -28,6 +28,7 @@ fn new_run(namespace: &str, trigger: &str) -> NewRun {
         commit: None,
         trigger: trigger.into(),
         log_path: PathBuf::from("/tmp/run.log"),
+        options: bodywork_runtime::RunOptions::default(),
     }
 }
 

@@ -148,6 +148,12 @@ fn v1_database_opens_with_every_row_intact() {
         .mark_interrupted_runs("daemon restarted")
         .expect("mark");
     assert_eq!(interrupted.iter().map(|r| r.id).collect::<Vec<_>>(), [2]);
+    let options = bodywork_runtime::RunOptions {
+        ssh_key: Some(bodywork_runtime::SshKey::File("/home/u/.ssh/deploy".into())),
+        secrets_group: Some("prod".into()),
+        python: Some("3.10".into()),
+        resolve_as_of: bodywork_runtime::AsOf::parse("2022-05-20").ok(),
+    };
     let id = store
         .insert_run(&bodywork_state::NewRun {
             namespace: "dev".into(),
@@ -157,9 +163,16 @@ fn v1_database_opens_with_every_row_intact() {
             commit: None,
             trigger: "cli".into(),
             log_path: PathBuf::from("/tmp/3.log"),
+            options: options.clone(),
         })
         .expect("new run");
     assert_eq!(id, 3);
+    // Schema version 6 keeps what a run was started with: the v1 runs
+    // read as given none, the new one as given.
+    let runs = store.list_runs(None, 10).expect("runs");
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[0].options, options);
+    assert!(runs[1..].iter().all(|r| r.options.is_empty()), "{runs:?}");
 
     // Schema version 2 added cron jobs: the upgraded database holds them
     // beside the v1 rows, and links them to v1 runs.

@@ -360,6 +360,7 @@ mod tests {
             log_path: "/tmp/7.log".into(),
             started: t(10, 0, 1),
             finished: None,
+            options: bodywork_runtime::RunOptions::default(),
         }
     }
 

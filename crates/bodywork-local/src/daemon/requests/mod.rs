@@ -78,6 +78,11 @@ pub(super) async fn handle(daemon: &Daemon, request: Request) -> Response {
                         .collect::<Vec<_>>()
                 }),
         ),
+        Request::CountRuns { namespace } => answer(
+            daemon
+                .runtime
+                .with_store(|s| s.count_runs(Some(&namespace))),
+        ),
         Request::RunStages { namespace, run } => answer(run_stages(daemon, &namespace, run)),
         Request::ServiceTraffic { namespace } => {
             Response::answer(&daemon.traffic.read(&namespace, chrono::Utc::now()))

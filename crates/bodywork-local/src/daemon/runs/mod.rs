@@ -77,6 +77,7 @@ pub(crate) fn summary(r: RunRow) -> RunSummary {
         error: r.error,
         started: Some(r.started),
         finished: r.finished,
+        options: r.options,
     }
 }
 
@@ -178,6 +179,7 @@ pub(crate) fn prepare_run(
         trigger: trigger.to_string(),
         // Replaced below once the run has its number.
         log_path: home.root().join("logs").join("runs").join("pending.log"),
+        options: bodywork_runtime::RunOptions::of(submission),
     };
     let id = daemon
         .runtime

@@ -82,6 +82,7 @@ impl Host for Fake {
             commit: None,
             trigger: trigger.to_string(),
             log_path: "run.log".into(),
+            options: bodywork_runtime::RunOptions::default(),
         };
         self.store
             .with(|s| s.insert_run(&run))
