@@ -24,8 +24,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// and namespaces set up or deleted as what was done (`NamespaceSetUp`,
 /// `NamespaceDeleted`), not lines. 11: every control-plane answer is one
 /// `Answer` holding the call's own type. 12: `ServiceTraffic`, `EnvStatus`,
-/// `ListRuns` before a run.
-pub const PROTOCOL_VERSION: u32 = 12;
+/// `ListRuns` before a run. 13: a workflow submission's `watcher` (standby
+/// interpreters under `--watch`).
+pub const PROTOCOL_VERSION: u32 = 13;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]

@@ -15,6 +15,7 @@ pub mod replica;
 mod restore;
 mod rollout;
 pub mod shim;
+mod standby;
 mod table;
 
 pub use rollout::Rollout;
@@ -109,6 +110,8 @@ pub struct Service {
     listener: Mutex<Option<(SocketAddr, CancellationToken)>>,
     /// One rollout at a time.
     rollout: tokio::sync::Mutex<()>,
+    /// Under `workflow --watch`: the standby interpreters of its next roll.
+    standby: Mutex<Option<standby::Standby>>,
 }
 
 impl Info {
@@ -147,7 +150,13 @@ impl Service {
             draining: Mutex::new(Vec::new()),
             listener: Mutex::new(None),
             rollout: tokio::sync::Mutex::new(()),
+            standby: Mutex::new(None),
         }
+    }
+
+    /// Its standby interpreters, taken out (dropped, their processes go).
+    fn take_standby(&self) -> Option<standby::Standby> {
+        self.standby.lock().ok().and_then(|mut s| s.take())
     }
 
     fn ready_addresses(&self) -> Vec<SocketAddr> {
@@ -166,6 +175,14 @@ impl Service {
         let mut all = self.current.read().map(|r| r.clone()).unwrap_or_default();
         all.extend(self.draining.lock().map(|d| d.clone()).unwrap_or_default());
         all
+    }
+}
+
+fn release_from(pending: &Mutex<HashSet<Ipv4Addr>>, reserved: &[Ipv4Addr]) {
+    if let Ok(mut p) = pending.lock() {
+        for a in reserved {
+            p.remove(a);
+        }
     }
 }
 
@@ -232,9 +249,10 @@ pub struct ServiceManager {
     block: u8,
     gateway_url: Mutex<String>,
     events: Mutex<HashMap<(String, String), Arc<StoreEvents>>>,
-    /// Addresses handed to rollouts in progress, not yet in the table:
-    /// parallel rollouts (the services of one step) never share one.
-    pending: Mutex<HashSet<Ipv4Addr>>,
+    /// Addresses handed to rollouts in progress, not yet in the table, and
+    /// to standby interpreters: parallel rollouts (the services of one
+    /// step) never share one.
+    pending: Arc<Mutex<HashSet<Ipv4Addr>>>,
     /// The gateway's and cluster addresses' listening sockets, handed on to
     /// the next daemon on a restart.
     listeners: Listeners,
@@ -288,7 +306,7 @@ impl ServiceManager {
             block: addresses::block_from_env(),
             gateway_url: Mutex::new(String::new()),
             events: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashSet::new()),
+            pending: Arc::new(Mutex::new(HashSet::new())),
             listeners: Listeners::inherit(),
             budget,
             cluster_limit: ConnectionLimit::new(budget.cluster),
@@ -371,10 +389,14 @@ impl ServiceManager {
     }
 
     fn release(&self, reserved: &[Ipv4Addr]) {
-        if let Ok(mut p) = self.pending.lock() {
-            for a in reserved {
-                p.remove(a);
-            }
+        release_from(&self.pending, reserved);
+    }
+
+    /// Drop a service's standby interpreters, if any: their processes go,
+    /// their addresses are free again.
+    fn drop_standby(&self, svc: &Service) {
+        if let Some(standby) = svc.take_standby() {
+            self.release(&standby.addresses());
         }
     }
 
