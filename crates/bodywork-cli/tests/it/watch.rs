@@ -734,4 +734,16 @@ fn a_watched_service_rolls_through_standby_interpreters_that_go_with_the_watch()
     wait_for_standbys(&home, 0, "after the daemon stopped");
     let (code, output) = watching.interrupt();
     assert_eq!(code, Some(0), "{output}");
+
+    // A daemon killed for good: its standbys read the end of "go" and exit
+    // (the replicas keep serving, for the next daemon to adopt).
+    let watching = Watching::deployed(&home, &project);
+    wait_for_standbys(&home, 2, "watched a third time");
+    home.kill_daemon_for_good();
+    wait_for_standbys(&home, 0, "after the daemon was killed");
+    drop(watching);
+    // The next daemon adopts the replicas (and the home's drop stops them).
+    home.ok(&["service", "display", "--namespace", ns]);
+    let gw = home.gateway();
+    assert_eq!(started(&gw, &path).expect("v6 serves")["version"], "v6");
 }
