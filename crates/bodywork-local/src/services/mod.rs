@@ -1,14 +1,16 @@
 //! Services on the local runtime, as Kubernetes runs them: replicas with
 //! their own pod addresses, a cluster address per service balancing over
 //! the ready replicas, names that resolve inside stages, rolling updates
-//! with rollback, and recovery after a daemon restart.
+//! with rollback, recovery after a daemon restart, and, under `workflow
+//! --watch`, standby interpreters that start a service's next version.
 //!
 //! Owns: the [`ServiceManager`] and what its parts share (a service's
 //! record, its shape, the replica events written to the state store, address
 //! reservation, cluster-address listeners, the hosts file). The table and
-//! listing live in `table`, deploys and deletes in `rollout`, and a daemon's
-//! start, handover and stop in `restore`. Must not: decide what a replica
-//! runs (the runtime hands over a complete command) or parse projects.
+//! listing live in `table`, deploys and deletes in `rollout`, a daemon's
+//! start, handover and stop in `restore`, and the standby processes in
+//! `standby`. Must not: decide what a replica runs (the runtime hands over
+//! a complete command) or parse projects.
 
 mod addresses;
 pub mod replica;
