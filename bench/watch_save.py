@@ -20,8 +20,8 @@ two such processes at once and switches the gateway over).
 Under `--watch` a service's next roll is started by standby interpreters
 that imported the previous version's modules once the previous roll
 served. Saves back to back (the default) leave them no time to do so;
-`--pause S` waits S seconds after each save's status line before the next
-save, as someone editing does.
+`--pause S` waits S seconds after each status line (the first deploy's
+too) before the next save, as someone editing does.
 
 Usage: python3 bench/watch_save.py [--saves 20] [--pause 0] [--bin target/release/bodywork]
        [--uv-cache DIR]  (default: the test suite's shared uv cache, so the
@@ -92,7 +92,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--saves", type=int, default=20)
     ap.add_argument("--pause", type=float, default=0.0,
-                    help="seconds between a save's status line and the next save")
+                    help="seconds between a status line and the next save")
     default_bin = os.path.join(ROOT, "target", "release", "bodywork")
     if not os.path.exists(default_bin):
         default_bin = os.path.join(ROOT, "target", "debug", "bodywork")
@@ -155,6 +155,8 @@ def main():
             marker = f"save-{n}"
             text = original.replace(ANSWER, f'{ANSWER}, "watch": "{marker}"')
             lines_before = printed().count("saved scoring-service/service.py")
+            # After the previous status line (the first deploy's too).
+            time.sleep(args.pause)
             saved = time.monotonic()
             with open(service, "w") as f:
                 f.write(text)
@@ -169,7 +171,6 @@ def main():
             # The status line too, before the next save.
             wait(lambda: printed().count("saved scoring-service/service.py") > lines_before, 30,
                  f"save {n}'s status line")
-            time.sleep(args.pause)
         # The anchor under the same load as the saves.
         anchor = python_alone(home, service, args.anchor_runs)
         stop.set()
