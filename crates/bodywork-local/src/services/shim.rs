@@ -251,11 +251,12 @@ pub fn write_hosts(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::process::Command;
 
-    fn python() -> Option<String> {
+    /// The Python on the PATH, if any (tests that need one pass without).
+    pub(in crate::services) fn python() -> Option<String> {
         ["python3", "python"]
             .into_iter()
             .find(|p| Command::new(p).arg("--version").output().is_ok())

@@ -342,4 +342,96 @@ mod tests {
             [("PYTHONPATH".to_string(), "x".to_string())]
         );
     }
+
+    /// The loader, told to go, runs a script as `python -u SCRIPT ARGS`
+    /// does: the same `sys.argv`, `__name__`, `__file__`, `sys.path[0]`,
+    /// working directory, environment and stdin, the same traceback and
+    /// the same exit code.
+    #[test]
+    fn the_loader_runs_a_script_as_python_does() {
+        for (ending, code) in [("sys.exit(3)", 3), ("raise RuntimeError('boom')", 1)] {
+            loader_and_python_agree(ending, code);
+        }
+    }
+
+    fn loader_and_python_agree(ending: &str, code: i32) {
+        use std::process::{Command, Stdio};
+        let Some(py) = super::super::shim::tests::python() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("app");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::write(app.join("own.py"), "VALUE = 'own'\n").unwrap();
+        let script = format!(
+            "import os, sys, own\n\
+             print(sys.argv, __name__, __file__, sys.path[0], os.getcwd(), own.VALUE)\n\
+             print(os.environ.get('GIVEN'), os.environ.get('GONE'), sys.stdin.read() == '')\n\
+             def f():\n    {ending}\n\
+             f()\n"
+        );
+        std::fs::write(app.join("main.py"), script).unwrap();
+        let env = vec![
+            ("GIVEN".to_string(), "yes".to_string()),
+            (
+                "PATH".to_string(),
+                std::env::var("PATH").unwrap_or_default(),
+            ),
+        ];
+        let plain = Command::new(&py)
+            .args(["-u", "main.py", "a b", "--c"])
+            .current_dir(&app)
+            .env_clear()
+            .envs(env.iter().cloned())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let mut standby = Command::new(&py)
+            .args(["-u", "-c", LOADER])
+            .current_dir(dir.path())
+            .env_clear()
+            .env("GONE", "before go")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let command = StageCommand {
+            program: py.clone().into(),
+            args: ["-u", "main.py", "a b", "--c"].map(OsString::from).to_vec(),
+            cwd: app.clone(),
+            env,
+        };
+        let (_, argv) = split(&command).unwrap();
+        let mut stdin = standby.stdin.take().unwrap();
+        stdin.write_all(go_line(&command, argv).as_bytes()).unwrap();
+        drop(stdin);
+        let went = standby.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&went.stderr),
+            String::from_utf8_lossy(&plain.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&went.stdout),
+            String::from_utf8_lossy(&plain.stdout)
+        );
+        assert_eq!(went.status.code(), Some(code));
+        assert_eq!(plain.status.code(), Some(code));
+    }
+
+    /// The end of stdin before "go" (the daemon gone): it exits, quietly.
+    #[test]
+    fn the_loader_exits_when_go_never_comes() {
+        use std::process::{Command, Stdio};
+        let Some(py) = super::super::shim::tests::python() else {
+            return;
+        };
+        let out = Command::new(&py)
+            .args(["-u", "-c", LOADER])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+    }
 }
