@@ -17,7 +17,13 @@ first answer, while the scoring client still runs (what no roll can go
 below without pre-importing; the roll adds the 150 ms debounce, starts
 two such processes at once and switches the gateway over).
 
-Usage: python3 bench/watch_save.py [--saves 20] [--bin target/release/bodywork]
+Under `--watch` a service's next roll is started by standby interpreters
+that imported the previous version's modules once the previous roll
+served. Saves back to back (the default) leave them no time to do so;
+`--pause S` waits S seconds after each status line (the first deploy's
+too) before the next save, as someone editing does.
+
+Usage: python3 bench/watch_save.py [--saves 20] [--pause 0] [--bin target/release/bodywork]
        [--uv-cache DIR]  (default: the test suite's shared uv cache, so the
        environment's packages are not downloaded)
 Runs in a private BODYWORK_HOME with the gateway on a free loopback port,
@@ -85,6 +91,8 @@ def python_alone(home, service, runs):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--saves", type=int, default=20)
+    ap.add_argument("--pause", type=float, default=0.0,
+                    help="seconds between a status line and the next save")
     default_bin = os.path.join(ROOT, "target", "release", "bodywork")
     if not os.path.exists(default_bin):
         default_bin = os.path.join(ROOT, "target", "debug", "bodywork")
@@ -147,6 +155,8 @@ def main():
             marker = f"save-{n}"
             text = original.replace(ANSWER, f'{ANSWER}, "watch": "{marker}"')
             lines_before = printed().count("saved scoring-service/service.py")
+            # After the previous status line (the first deploy's too).
+            time.sleep(args.pause)
             saved = time.monotonic()
             with open(service, "w") as f:
                 f.write(text)
@@ -180,6 +190,9 @@ def main():
         ]
         if status:
             rows.append(("status lines (save seen -> serving), p50", f"{statistics.median(status):.3f} s", "-"))
+        handed = printed().count("handing the new version to")
+        rows.append(("rolls started by standby interpreters", f"{handed} / {len(times)}", "-"))
+        rows.append(("each save -> new answer, s", " ".join(f"{t:.2f}" for t in times), "-"))
         rows.append(("requests during the saves: answered / failed", f"{counts['ok']} / {counts['failed']}",
                      "0 failed" + ("  ok" if counts["failed"] == 0 else "  MISSED")))
         rows.append(("failed requests the status lines counted",
@@ -190,7 +203,8 @@ def main():
         rows.append(("save -> new answer over the anchor, p50", f"{p50 - anchor:+.3f} s", "-"))
         rows.append(("first deploy (environment built or reused)", f"{first:.2f} s", "-"))
         width = max(len(r[0]) for r in rows)
-        print(f"binary: {args.bin}")
+        print(f"binary: {args.bin}" + (f", {args.pause} s between a status line and the next save"
+                                        if args.pause else ", saves back to back"))
         print(f"{'measure':<{width}}  {'value':>12}  target")
         for name, value, target in rows:
             print(f"{name:<{width}}  {value:>12}  {target}")

@@ -25,7 +25,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// `NamespaceDeleted`), not lines. 11: every control-plane answer is one
 /// `Answer` holding the call's own type. 12: `ServiceTraffic`, `EnvStatus`,
 /// `ListRuns` before a run. 13: `CountRuns`; a run's options
-/// (`RunSummary::options`).
+/// (`RunSummary::options`); a workflow submission's `watcher` (standby
+/// interpreters under `--watch`).
 pub const PROTOCOL_VERSION: u32 = 13;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -50,6 +50,22 @@ pub struct WorkflowSubmission {
     /// runtime only; Kubernetes refuses it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub from_stages: Vec<String>,
+    /// The `workflow --watch` process this run deploys for, while it runs:
+    /// the local runtime keeps a standby interpreter for each replica of
+    /// the services it rolls, for their next roll (see
+    /// `bodywork_local::services`), until that process is gone. Ignored
+    /// by the Kubernetes runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watcher: Option<Watcher>,
+}
+
+/// A process on this machine, named so that a recycled pid is not taken
+/// for it: its pid and its start time in clock ticks since boot
+/// (`/proc/PID/stat` field 22), when known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watcher {
+    pub pid: u32,
+    pub start_time: Option<u64>,
 }
 
 /// A workflow run to follow attached: what to run, where every log event
@@ -523,6 +539,7 @@ mod tests {
             python: Some("3.11".into()),
             no_python_downloads: true,
             from_stages: vec!["train".into()],
+            watcher: None,
         };
         let options = RunOptions::of(&submission);
         let run = RunSummary {

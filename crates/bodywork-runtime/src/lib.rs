@@ -22,8 +22,8 @@ mod traffic;
 
 pub use control::{
     ControlPlane, CronJobSpec, CronJobSummary, CronRunKind, CronRunSummary, DETACHED_PREFIX,
-    RunOptions, RunState, RunSummary, RunTrigger, SshKey, StageAttempt, StageState, WorkflowRun,
-    WorkflowSubmission, detached_name, is_detached, unnamed_detached_name,
+    RunOptions, RunState, RunSummary, RunTrigger, SshKey, StageAttempt, StageState, Watcher,
+    WorkflowRun, WorkflowSubmission, detached_name, is_detached, unnamed_detached_name,
 };
 pub use environments::{BuildLockStatus, EnvironmentStatus};
 pub use error::{ObjectKind, Problem, RuntimeError, TRY_AGAIN, error_chain};
@@ -132,6 +132,9 @@ pub struct RunContext {
     /// `--no-python-downloads`: uv downloads no Python for a stage when
     /// none on the machine fits.
     pub no_python_downloads: bool,
+    /// The `workflow --watch` process the run deploys for
+    /// ([`WorkflowSubmission::watcher`]).
+    pub watcher: Option<Watcher>,
 }
 
 /// What a secret holds: keys (environment variable names) to values.

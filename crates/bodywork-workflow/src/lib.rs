@@ -208,6 +208,7 @@ pub async fn run_workflow(
         resolution: resolution(&checkout, req.submission.resolve_as_of),
         python: req.submission.python.clone(),
         no_python_downloads: req.submission.no_python_downloads,
+        watcher: req.submission.watcher,
     };
     info(
         log,

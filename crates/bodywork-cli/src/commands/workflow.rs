@@ -146,6 +146,7 @@ fn checked(
         python: args.python.clone(),
         no_python_downloads: args.no_python_downloads,
         from_stages: Vec::new(),
+        watcher: None,
     };
     Ok((submission, env_key))
 }

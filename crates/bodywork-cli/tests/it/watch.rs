@@ -543,3 +543,207 @@ fn watch_refuses_a_git_url_a_cluster_a_dry_run_and_async() {
     // None of them started a daemon.
     assert!(home.daemon_pid().is_none());
 }
+
+/// A server answering its `version` and how it was started: whether the
+/// standard library's `http.server` was imported before the script ran
+/// (a standby interpreter had imported it), whether the project's own
+/// `helper` was, what `helper` says, and `sys.argv`, `__name__`,
+/// `__file__`, `sys.path[0]` and the working directory as a plain
+/// `python server.py` gives them.
+fn standby_server(version: &str) -> String {
+    let answer = r#"json.dumps({"stage": stage, "version": version, "pid": os.getpid(), "uid": os.getuid()})"#;
+    assert!(SERVER.contains(answer));
+    let started = format!(
+        r#"import sys
+preimported = "http.server" in sys.modules
+helper_preloaded = "helper" in sys.modules
+import os
+import helper
+here = os.path.dirname(os.path.abspath(__file__))
+started = {{
+    "version": "{version}",
+    "preimported": preimported,
+    "helper_preloaded": helper_preloaded,
+    "helper": helper.VALUE,
+    "argv": sys.argv,
+    "name": __name__,
+    "file_is_absolute": os.path.isabs(__file__),
+    "path0_is_here": sys.path[0] == here,
+    "cwd_is_here": os.getcwd() == here,
+}}
+if "{version}" == "broken":
+    raise RuntimeError("broken on purpose")
+"#
+    );
+    started + &server(version).replace(answer, "json.dumps(started)")
+}
+
+/// What the service answers through the gateway, if it answers.
+fn started(gw: &str, path: &str) -> Option<serde_json::Value> {
+    let (code, body) = http(gw, "GET", path, None).ok()?;
+    (code == 200).then(|| serde_json::from_str(&body).ok())?
+}
+
+/// The standby interpreters (`-c` loader) of the daemon of `home` waiting
+/// for "go" (one told to go runs the script, as `python -c` still).
+fn standbys(home: &TestHome) -> Vec<u32> {
+    let hosts = home.root().join("services.hosts");
+    let needle = format!("BODYWORK_HOSTS_FILE={}", hosts.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            // Waiting for "go" on its stdin (then it is /dev/null).
+            let stdin = std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap_or_default();
+            // The interpreter, not its reaper.
+            cmdline.contains("_bodywork_standby()")
+                && !cmdline.contains("__reap")
+                && stdin.to_string_lossy().starts_with("pipe:")
+                && String::from_utf8_lossy(&environ).contains(&needle)
+        })
+        .collect()
+}
+
+fn wait_for_standbys(home: &TestHome, count: usize, when: &str) {
+    wait_for(
+        &format!("{count} standby interpreter(s) {when}"),
+        Duration::from_secs(20),
+        || standbys(home).len() == count,
+    );
+}
+
+#[test]
+fn a_watched_service_rolls_through_standby_interpreters_that_go_with_the_watch() {
+    let home = TestHome::new();
+    let ns = "watch-standby";
+    let quick = service_yaml(ns, "2").replace(
+        "max_startup_time_seconds: 30",
+        "max_startup_time_seconds: 5",
+    );
+    let v1 = standby_server("v1");
+    let project = TestProject::new(&[
+        ("bodywork.yaml", quick.as_str()),
+        ("svc/server.py", v1.as_str()),
+        ("svc/helper.py", "VALUE = 'h1'\n"),
+    ]);
+    let watching = Watching::deployed(&home, &project);
+    watching.wait_for(DEPLOYED, Duration::from_secs(10));
+    let (gw, path) = (home.gateway(), proxy_path(ns, "svc"));
+    let first = started(&gw, &path).expect("v1 answers");
+    assert_eq!(first["version"], "v1");
+    assert_eq!(first["preimported"], false, "{first}");
+    // One standby per replica of the next roll, waiting.
+    wait_for_standbys(&home, 2, "after the deploy");
+
+    // Saved under load: the standbys run the new files, nothing fails.
+    let load = Load::start(gw.clone(), path.clone(), 4, Duration::from_secs(120));
+    wait_for("the load to get answers", Duration::from_secs(10), || {
+        load.ok.load(Ordering::Relaxed) > 5
+    });
+    save(&project, "svc/helper.py", "VALUE = 'h2'\n");
+    save(&project, "svc/server.py", &standby_server("v2"));
+    wait_for("the gateway to answer v2", Duration::from_secs(60), || {
+        started(&gw, &path).is_some_and(|s| s["version"] == "v2")
+    });
+    watching.wait_for("saved svc/", Duration::from_secs(30));
+    let second = started(&gw, &path).expect("v2 answers");
+    assert_eq!(second["preimported"], true, "{second}");
+    assert_eq!(second["helper_preloaded"], false, "{second}");
+    assert_eq!(second["helper"], "h2", "{second}");
+    // Started as `python server.py` starts it.
+    for key in [
+        "argv",
+        "name",
+        "file_is_absolute",
+        "path0_is_here",
+        "cwd_is_here",
+    ] {
+        assert_eq!(second[key], first[key], "{key}: {first} then {second}");
+    }
+    assert_eq!(second["argv"], serde_json::json!(["server.py"]));
+    assert_eq!(second["path0_is_here"], true, "{second}");
+    assert!(
+        watching
+            .output()
+            .contains("handing the new version to 2 standby interpreter(s)"),
+        "{}",
+        watching.output()
+    );
+    wait_for_standbys(&home, 2, "after the roll");
+
+    // A save that breaks the script: the old version keeps serving, and
+    // the status says why with the standby's traceback.
+    save(&project, "svc/server.py", &standby_server("broken"));
+    watching.wait_for("→ failed after ", Duration::from_secs(60));
+    let output = watching.output();
+    assert!(
+        output.contains("RuntimeError: broken on purpose"),
+        "{output}"
+    );
+    assert!(
+        started(&gw, &path).is_some_and(|s| s["version"] == "v2"),
+        "{output}"
+    );
+    // Fixed: standbys again.
+    save(&project, "svc/server.py", &standby_server("v4"));
+    wait_for("the gateway to answer v4", Duration::from_secs(60), || {
+        started(&gw, &path).is_some_and(|s| s["version"] == "v4")
+    });
+    let answers = load.ok.load(Ordering::Relaxed);
+    wait_for("more answers", Duration::from_secs(10), || {
+        load.ok.load(Ordering::Relaxed) > answers + 20
+    });
+    let (ok, failed, versions, failures) = load.finish();
+    assert_eq!(failed, 0, "failed requests during the saves: {failures:?}");
+    assert!(ok > 10, "only {ok} requests");
+    assert_eq!(versions, ["v1", "v2", "v4"]);
+    let fourth = started(&gw, &path).expect("v4 answers");
+    assert_eq!(fourth["preimported"], true, "{fourth}");
+
+    // Ctrl-C: the standbys go, v4 keeps serving.
+    wait_for_standbys(&home, 2, "after the fix");
+    let (code, output) = watching.interrupt();
+    assert_eq!(code, Some(0), "{output}");
+    wait_for_standbys(&home, 0, "after Ctrl-C");
+    assert_eq!(started(&gw, &path).expect("v4 serves")["version"], "v4");
+
+    // Watched again: `service delete` ends them.
+    let watching = Watching::deployed(&home, &project);
+    wait_for_standbys(&home, 2, "watched again");
+    home.ok(&["service", "delete", "--namespace", ns, "--name", "svc"]);
+    wait_for_standbys(&home, 0, "after the service's delete");
+    // A save deploys it again, with standbys; a daemon restart ends them,
+    // and so does a daemon stop.
+    save(&project, "svc/server.py", &standby_server("v5"));
+    watching.wait_for("saved svc/", Duration::from_secs(60));
+    wait_for_standbys(&home, 2, "after the deploy again");
+    home.ok(&["daemon", "--restart"]);
+    wait_for_standbys(&home, 0, "after a daemon restart");
+    assert_eq!(started(&gw, &path).expect("v5 serves")["version"], "v5");
+    save(&project, "svc/server.py", &standby_server("v6"));
+    wait_for("the gateway to answer v6", Duration::from_secs(60), || {
+        started(&gw, &path).is_some_and(|s| s["version"] == "v6")
+    });
+    wait_for_standbys(&home, 2, "after a roll by the new daemon");
+    home.ok(&["daemon", "--stop"]);
+    wait_for_standbys(&home, 0, "after the daemon stopped");
+    let (code, output) = watching.interrupt();
+    assert_eq!(code, Some(0), "{output}");
+
+    // A daemon killed for good: its standbys read the end of "go" and exit
+    // (the replicas keep serving, for the next daemon to adopt).
+    let watching = Watching::deployed(&home, &project);
+    wait_for_standbys(&home, 2, "watched a third time");
+    home.kill_daemon_for_good();
+    wait_for_standbys(&home, 0, "after the daemon was killed");
+    drop(watching);
+    // The next daemon adopts the replicas (and the home's drop stops them).
+    home.ok(&["service", "display", "--namespace", ns]);
+    let gw = home.gateway();
+    assert_eq!(started(&gw, &path).expect("v6 serves")["version"], "v6");
+}

@@ -114,6 +114,7 @@ fn ctx(commit: &str) -> RunContext {
         resolution: Default::default(),
         python: None,
         no_python_downloads: false,
+        watcher: None,
     }
 }
 

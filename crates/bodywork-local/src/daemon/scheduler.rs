@@ -240,6 +240,7 @@ impl DueRun {
             resolve_as_of: job.spec.resolve_as_of,
             python: job.spec.python.clone(),
             no_python_downloads: false,
+            watcher: None,
             from_stages: Vec::new(),
         };
         DueRun {

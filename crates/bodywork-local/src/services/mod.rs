@@ -1,20 +1,23 @@
 //! Services on the local runtime, as Kubernetes runs them: replicas with
 //! their own pod addresses, a cluster address per service balancing over
 //! the ready replicas, names that resolve inside stages, rolling updates
-//! with rollback, and recovery after a daemon restart.
+//! with rollback, recovery after a daemon restart, and, under `workflow
+//! --watch`, standby interpreters that start a service's next version.
 //!
 //! Owns: the [`ServiceManager`] and what its parts share (a service's
 //! record, its shape, the replica events written to the state store, address
 //! reservation, cluster-address listeners, the hosts file). The table and
-//! listing live in `table`, deploys and deletes in `rollout`, and a daemon's
-//! start, handover and stop in `restore`. Must not: decide what a replica
-//! runs (the runtime hands over a complete command) or parse projects.
+//! listing live in `table`, deploys and deletes in `rollout`, a daemon's
+//! start, handover and stop in `restore`, and the standby processes in
+//! `standby`. Must not: decide what a replica runs (the runtime hands over
+//! a complete command) or parse projects.
 
 mod addresses;
 pub mod replica;
 mod restore;
 mod rollout;
 pub mod shim;
+mod standby;
 mod table;
 
 pub use rollout::Rollout;
@@ -109,6 +112,8 @@ pub struct Service {
     listener: Mutex<Option<(SocketAddr, CancellationToken)>>,
     /// One rollout at a time.
     rollout: tokio::sync::Mutex<()>,
+    /// Under `workflow --watch`: the standby interpreters of its next roll.
+    standby: Mutex<Option<standby::Standby>>,
 }
 
 impl Info {
@@ -147,7 +152,13 @@ impl Service {
             draining: Mutex::new(Vec::new()),
             listener: Mutex::new(None),
             rollout: tokio::sync::Mutex::new(()),
+            standby: Mutex::new(None),
         }
+    }
+
+    /// Its standby interpreters, taken out (dropped, their processes go).
+    fn take_standby(&self) -> Option<standby::Standby> {
+        self.standby.lock().ok().and_then(|mut s| s.take())
     }
 
     fn ready_addresses(&self) -> Vec<SocketAddr> {
@@ -166,6 +177,14 @@ impl Service {
         let mut all = self.current.read().map(|r| r.clone()).unwrap_or_default();
         all.extend(self.draining.lock().map(|d| d.clone()).unwrap_or_default());
         all
+    }
+}
+
+fn release_from(pending: &Mutex<HashSet<Ipv4Addr>>, reserved: &[Ipv4Addr]) {
+    if let Ok(mut p) = pending.lock() {
+        for a in reserved {
+            p.remove(a);
+        }
     }
 }
 
@@ -232,9 +251,10 @@ pub struct ServiceManager {
     block: u8,
     gateway_url: Mutex<String>,
     events: Mutex<HashMap<(String, String), Arc<StoreEvents>>>,
-    /// Addresses handed to rollouts in progress, not yet in the table:
-    /// parallel rollouts (the services of one step) never share one.
-    pending: Mutex<HashSet<Ipv4Addr>>,
+    /// Addresses handed to rollouts in progress, not yet in the table, and
+    /// to standby interpreters: parallel rollouts (the services of one
+    /// step) never share one.
+    pending: Arc<Mutex<HashSet<Ipv4Addr>>>,
     /// The gateway's and cluster addresses' listening sockets, handed on to
     /// the next daemon on a restart.
     listeners: Listeners,
@@ -288,7 +308,7 @@ impl ServiceManager {
             block: addresses::block_from_env(),
             gateway_url: Mutex::new(String::new()),
             events: Mutex::new(HashMap::new()),
-            pending: Mutex::new(HashSet::new()),
+            pending: Arc::new(Mutex::new(HashSet::new())),
             listeners: Listeners::inherit(),
             budget,
             cluster_limit: ConnectionLimit::new(budget.cluster),
@@ -371,10 +391,14 @@ impl ServiceManager {
     }
 
     fn release(&self, reserved: &[Ipv4Addr]) {
-        if let Ok(mut p) = self.pending.lock() {
-            for a in reserved {
-                p.remove(a);
-            }
+        release_from(&self.pending, reserved);
+    }
+
+    /// Drop a service's standby interpreters, if any: their processes go,
+    /// their addresses are free again.
+    fn drop_standby(&self, svc: &Service) {
+        if let Some(standby) = svc.take_standby() {
+            self.release(&standby.addresses());
         }
     }
 

@@ -25,6 +25,7 @@ impl ServiceManager {
     /// ready replicas keep receiving traffic until this daemon exits.
     pub fn detach(&self) {
         for svc in self.table.all() {
+            self.drop_standby(&svc);
             for r in svc.all_replicas() {
                 r.detach();
             }
@@ -252,6 +253,9 @@ impl ServiceManager {
     /// the next daemon starts them again).
     pub async fn shutdown(&self) {
         let services = self.table.all();
+        for svc in &services {
+            self.drop_standby(svc);
+        }
         let stops = services
             .iter()
             .flat_map(|s| s.all_replicas())

@@ -22,10 +22,15 @@ use chrono::Utc;
 use super::replica::{NotReady, Replica, ReplicaEvents, ReplicaSpec};
 use super::{
     DRAIN_TIMEOUT, Info, STOP_GRACE, Service, ServiceManager, ServiceSpec, ServiceTable, Shape,
-    addresses,
+    addresses, standby,
 };
 use crate::store::SharedStore;
-use bodywork_stage::process::StageCommand;
+use bodywork_runtime::Watcher;
+use bodywork_stage::process::{self, ProcessId, StageCommand};
+
+/// How often a service's standby interpreters look for the `--watch`
+/// process they serve.
+const WATCHER_CHECK: Duration = Duration::from_millis(250);
 
 /// Why the new version of a rollout does not serve.
 enum Failed {
@@ -51,7 +56,7 @@ impl ServiceManager {
     /// removed, the old one keeps serving, and the stage fails.
     pub async fn deploy(
         &self,
-        rollout: Rollout<'_>,
+        mut rollout: Rollout<'_>,
         log: &Log,
         cancel: &CancellationToken,
     ) -> Result<()> {
@@ -65,6 +70,15 @@ impl ServiceManager {
             ..
         } = &shape;
         let namespace = ctx.namespace.as_str();
+        if ctx.watcher.is_some() {
+            // Watched: the replicas record what they import, for the
+            // standby interpreters of the next roll.
+            let modules = self.home.service_logs(namespace, service_name);
+            rollout.command.env.push((
+                standby::MODULES_FILE_ENV.into(),
+                modules.join(standby::MODULES_FILE).to_string_lossy().into(),
+            ));
+        }
         let existing = self.table.get(namespace, service_name);
         let svc = match &existing {
             Some(svc) => svc.clone(),
@@ -93,14 +107,30 @@ impl ServiceManager {
             return Err(e);
         }
 
-        // Pod addresses for the new replicas, reserved until the rollout ends.
-        let result = match self.reserve(addresses::Kind::Pod, *replicas as usize) {
+        // The standby interpreters made for this roll, when they can run
+        // it (the same interpreter and start-up); else they go now.
+        let standby = svc.take_standby().and_then(|s| {
+            if s.fits(generation, &rollout.command, *replicas, *port) {
+                Some(s)
+            } else {
+                self.release(&s.addresses());
+                None
+            }
+        });
+        // Pod addresses for the new replicas (a standby's are reserved
+        // already), reserved until the rollout ends.
+        let reserved = match &standby {
+            Some(s) => Ok(s.addresses()),
+            None => self.reserve(addresses::Kind::Pod, *replicas as usize),
+        };
+        let result = match reserved {
             Ok(pod_addresses) => {
                 let result = self
                     .roll_out(
                         &svc,
                         generation,
                         &pod_addresses,
+                        standby,
                         &rollout,
                         &shape,
                         log,
@@ -134,10 +164,84 @@ impl ServiceManager {
                     .with(|s| s.delete_replicas(namespace, service_name, None));
             }
         }
-        if result.is_ok() && existing.is_some() {
-            self.ensure_listener(&svc, *port)?;
+        let listening = match &result {
+            Ok(()) if existing.is_some() => self.ensure_listener(&svc, *port),
+            _ => Ok(()),
+        };
+        // Watched, and still a service: standbys for the next roll.
+        if let Some(watcher) = ctx.watcher
+            && self
+                .table
+                .get(namespace, service_name)
+                .is_some_and(|current| Arc::ptr_eq(&current, &svc))
+        {
+            self.stand_by(&svc, &rollout.command, &shape, watcher);
         }
+        listening?;
         result
+    }
+
+    /// Start the standby interpreters of the service's next roll (see
+    /// [`standby`]), from `command`, the one its replicas ran last; they
+    /// go when `watcher` does, or at the next roll.
+    fn stand_by(
+        &self,
+        svc: &Arc<Service>,
+        command: &StageCommand,
+        shape: &Shape<'_>,
+        watcher: Watcher,
+    ) {
+        let generation = svc.info.lock().map(|i| i.generation).unwrap_or(0) + 1;
+        let Ok(pod_addresses) = self.reserve(addresses::Kind::Pod, shape.replicas as usize) else {
+            return;
+        };
+        let specs = pod_addresses
+            .iter()
+            .enumerate()
+            .map(|(index, address)| {
+                self.replica_spec(svc, command, generation, index as u32, *address, shape.port)
+            })
+            .collect();
+        let started = match standby::Standby::start(specs) {
+            Ok(Some(started)) => started,
+            Ok(None) => return self.release(&pod_addresses),
+            Err(e) => {
+                tracing::warn!(target: "services", "cannot start standby interpreters for service={} in namespace={}: {e}", svc.name, svc.namespace);
+                return self.release(&pod_addresses);
+            }
+        };
+        let id = started.id;
+        let previous = match svc.standby.lock() {
+            Ok(mut current) => current.replace(started),
+            Err(_) => return self.release(&pod_addresses),
+        };
+        if let Some(previous) = previous {
+            self.release(&previous.addresses());
+        }
+        // Gone with the watching process.
+        let (svc, pending) = (svc.clone(), self.pending.clone());
+        let watcher = ProcessId {
+            pid: watcher.pid,
+            start_time: watcher.start_time,
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(WATCHER_CHECK).await;
+                let gone = !process::is_running(watcher);
+                let Ok(mut current) = svc.standby.lock() else {
+                    return;
+                };
+                if current.as_ref().map(|s| s.id) != Some(id) {
+                    return;
+                }
+                if gone {
+                    if let Some(standby) = current.take() {
+                        super::release_from(&pending, &standby.addresses());
+                    }
+                    return;
+                }
+            }
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -146,6 +250,7 @@ impl ServiceManager {
         svc: &Arc<Service>,
         generation: i64,
         pod_addresses: &[Ipv4Addr],
+        standby: Option<standby::Standby>,
         rollout: &Rollout<'_>,
         shape: &Shape<'_>,
         log: &Log,
@@ -187,8 +292,20 @@ impl ServiceManager {
         let tail_stop = CancellationToken::new();
         let mut new_replicas = Vec::new();
         let mut tails = Vec::new();
+        // Standby interpreters run the new code at once; the others start.
+        let adopt = match standby {
+            Some(standby) => {
+                log.log(
+                    Level::Info,
+                    "services",
+                    &format!("handing the new version to {replicas} standby interpreter(s)"),
+                );
+                standby.go(&specs)
+            }
+            None => vec![None; specs.len()],
+        };
         // Every new replica at once (all surge): the roll takes one start.
-        for spec in specs {
+        for (spec, adopt) in specs.into_iter().zip(adopt) {
             tails.push(tokio::spawn(tail_log(
                 spec.log_path.clone(),
                 super::replica_source(&stage.resource_name, spec.index),
@@ -196,7 +313,7 @@ impl ServiceManager {
                 tail_stop.clone(),
             )));
             let ev: Arc<dyn ReplicaEvents> = events.clone();
-            new_replicas.push(Replica::start(spec, None, 0, ev));
+            new_replicas.push(Replica::start(spec, adopt, 0, ev));
         }
         // MAX_STARTUP_TIME_SECONDS = 0: no limit, as on Kubernetes.
         let deadline = (*max_startup_time_seconds > 0)
@@ -397,6 +514,7 @@ impl ServiceManager {
             });
         };
         let _rolling = svc.rollout.lock().await;
+        self.drop_standby(&svc);
         // Out of the directory first, so no new request reaches it.
         self.forget(&svc);
         for r in svc.all_replicas() {

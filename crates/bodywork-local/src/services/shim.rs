@@ -10,6 +10,12 @@
 //!   daemon keeps (`BODYWORK_HOSTS_FILE`; short names for the stage's own
 //!   namespace `BODYWORK_NAMESPACE`).
 //!
+//! - when `BODYWORK_MODULES_FILE` is set (a service under `workflow
+//!   --watch`), the first socket a replica listens on records the modules
+//!   it imported from the standard library and site-packages (never the
+//!   project's) in that file, for the standby interpreter of the service's
+//!   next roll to import ahead (see `super::standby`).
+//!
 //! Without those variables (any other use of the environment) it does nothing.
 //! With them, it patches `socket` when the program first imports it (an
 //! import hook), not at start-up: most batch stages never open a socket, and
@@ -44,6 +50,15 @@ def _install(socket):
             return original_bind(self, address)
 
         socket.socket.bind = bind
+
+        original_listen = socket.socket.listen
+
+        def listen(self, *args):
+            result = original_listen(self, *args)
+            _record_modules()
+            return result
+
+        socket.socket.listen = listen
 
     if _HOSTS:
         cache = {"stamp": None, "names": {}}
@@ -95,6 +110,74 @@ def _install(socket):
         socket.getaddrinfo = getaddrinfo
         socket.gethostbyname = gethostbyname
         socket.gethostbyname_ex = gethostbyname_ex
+
+
+def _refresh():
+    """Read the variables again (a standby interpreter, given its replica's
+    environment on "go")."""
+    global _POD, _HOSTS, _NS
+    _POD = _os.environ.get("BODYWORK_POD_ADDRESS")
+    _HOSTS = _os.environ.get("BODYWORK_HOSTS_FILE")
+    _NS = _os.environ.get("BODYWORK_NAMESPACE", "")
+
+
+def _preloadable(modules, roots, project_dirs):
+    """The names, in import order, of the modules in `modules` (a
+    `sys.modules`) whose file lies under one of `roots` (the standard
+    library, site-packages) and under none of `project_dirs`."""
+    sep = _os.sep
+
+    def under(dirs):
+        out = set()
+        for d in dirs:
+            if d:
+                for p in (_os.path.abspath(d), _os.path.realpath(d)):
+                    out.add(p.rstrip(sep) + sep)
+        return tuple(out)
+
+    roots, project = under(roots), under(project_dirs)
+    names = []
+    for name, module in list(modules.items()):
+        if name in ("__main__", "__mp_main__") or name.startswith("bodywork_shim"):
+            continue
+        path = getattr(module, "__file__", None)
+        if not isinstance(path, str):
+            continue
+        path = _os.path.abspath(path)
+        if path.startswith(project) or not path.startswith(roots):
+            continue
+        names.append(name)
+    return names
+
+
+_recorded = []
+
+
+def _record_modules():
+    """Once per process, when `BODYWORK_MODULES_FILE` asks for it: write the
+    third-party and standard-library modules imported so far to that file
+    (atomically), for the service's next standby interpreter to import."""
+    path = _os.environ.get("BODYWORK_MODULES_FILE")
+    if _recorded or not path:
+        return
+    _recorded.append(path)
+    try:
+        import sys
+        import sysconfig
+
+        paths = sysconfig.get_paths()
+        roots = [paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")]
+        main = getattr(sys.modules.get("__main__"), "__file__", None)
+        project = [_os.getcwd(), sys.path[0] if sys.path else None]
+        if isinstance(main, str):
+            project.append(_os.path.dirname(_os.path.abspath(main)))
+        names = _preloadable(sys.modules, roots, project)
+        tmp = "%s.%d.tmp" % (path, _os.getpid())
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("".join(n + "\n" for n in names))
+        _os.replace(tmp, path)
+    except Exception:
+        pass
 
 
 class _PatchSocketOnImport:
@@ -168,11 +251,12 @@ pub fn write_hosts(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use std::process::Command;
 
-    fn python() -> Option<String> {
+    /// The Python on the PATH, if any (tests that need one pass without).
+    pub(in crate::services) fn python() -> Option<String> {
         ["python3", "python"]
             .into_iter()
             .find(|p| Command::new(p).arg("--version").output().is_ok())
@@ -279,5 +363,122 @@ print(socket.gethostbyname("PROJ--SERVE.ml."))
                 "127.10.0.9"
             ]
         );
+    }
+
+    /// The modules a standby pre-imports: the standard library's and
+    /// site-packages', never the project's (in the order their imports
+    /// ended, which imports each after what it needs).
+    #[test]
+    fn modules_to_preload_are_stdlib_and_site_packages_never_the_project() {
+        let Some(py) = python() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        install(dir.path()).unwrap();
+        let (site, project) = (dir.path().join("site"), dir.path().join("project"));
+        for (d, m) in [(&site, "thirdparty"), (&project, "own_helpers")] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join(format!("{m}.py")), "X = 1\n").unwrap();
+        }
+        // A project nested in site-packages is still the project.
+        let nested = site.join("nested_project");
+        std::fs::create_dir_all(&nested).unwrap();
+        std::fs::write(nested.join("nested_own.py"), "").unwrap();
+        let script = r#"
+import sys, sysconfig, json, thirdparty, own_helpers, nested_own, bodywork_shim
+site, project, nested = sys.argv[1:4]
+stdlib = sysconfig.get_paths()["stdlib"]
+names = bodywork_shim._preloadable(sys.modules, [stdlib, site], [project, nested])
+for n in ["json", "json.decoder", "thirdparty", "own_helpers", "nested_own", "bodywork_shim", "__main__", "sys"]:
+    print(n, n in names)
+"#;
+        let path = std::env::join_paths([dir.path(), &site, &project, &nested]).unwrap();
+        let out = Command::new(py)
+            .arg("-c")
+            .arg(script)
+            .args([&site, &project, &nested])
+            .env("PYTHONPATH", path)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "json True",
+                "json.decoder True",
+                "thirdparty True",
+                "own_helpers False",
+                "nested_own False",
+                "bodywork_shim False",
+                "__main__ False",
+                "sys False",
+            ]
+        );
+    }
+
+    /// With `BODYWORK_MODULES_FILE`, the first listening socket writes the
+    /// list; the project's own modules (from the working directory) are
+    /// left out.
+    #[test]
+    fn the_first_listen_records_the_modules_when_asked() {
+        let Some(py) = python() else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        install(dir.path()).unwrap();
+        let project = dir.path().join("project");
+        std::fs::create_dir_all(&project).unwrap();
+        std::fs::write(project.join("own_helpers.py"), "").unwrap();
+        let modules = dir.path().join("modules");
+        let script = r#"
+import bodywork_shim, json, own_helpers, socket
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind(("127.0.0.1", 0))
+s.listen()
+"#;
+        let run = |record: bool| {
+            let mut cmd = Command::new(&py);
+            cmd.arg("-c")
+                .arg(script)
+                .current_dir(&project)
+                .env("PYTHONPATH", dir.path())
+                .env("BODYWORK_POD_ADDRESS", "127.0.0.1");
+            if record {
+                cmd.env("BODYWORK_MODULES_FILE", &modules);
+            }
+            let out = cmd.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(false);
+        assert!(!modules.exists());
+        run(true);
+        let text = std::fs::read_to_string(&modules).unwrap();
+        let names: Vec<&str> = text.lines().collect();
+        assert!(
+            names.contains(&"json") && names.contains(&"socket"),
+            "{names:?}"
+        );
+        assert!(!names.contains(&"own_helpers"), "{names:?}");
+        let leftovers = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .count();
+        assert_eq!(leftovers, 0);
     }
 }

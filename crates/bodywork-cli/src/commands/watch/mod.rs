@@ -23,7 +23,7 @@ use bodywork_plan::watch::{Rerun, rerun};
 use bodywork_plan::{RunFacts, WorkflowPlan, plan_workflow};
 use bodywork_runtime::{
     CancellationToken, ControlPlane, Level, Log, LogEvent, LogSink, RunState, RunTrigger,
-    ServiceStatus, WorkflowRun, WorkflowSubmission,
+    ServiceStatus, Watcher, WorkflowRun, WorkflowSubmission,
 };
 use bodywork_source::Source;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -72,6 +72,16 @@ pub fn not_detached() -> CliError {
 
 /// Deploy `submission` (a local directory), then every change of it.
 pub fn run(global: &GlobalArgs, submission: WorkflowSubmission) -> CliResult {
+    // Standby interpreters for the services' next rolls live as long as
+    // this process does.
+    let pid = std::process::id();
+    let submission = WorkflowSubmission {
+        watcher: Some(Watcher {
+            pid,
+            start_time: bodywork_stage::process::start_time(pid),
+        }),
+        ..submission
+    };
     let root = PathBuf::from(&submission.repo);
     let root = root.canonicalize().unwrap_or(root);
     with_control(global, None, async move |cp| {
