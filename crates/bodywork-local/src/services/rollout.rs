@@ -24,6 +24,7 @@ use super::{
     DRAIN_TIMEOUT, Info, STOP_GRACE, Service, ServiceManager, ServiceSpec, ServiceTable, Shape,
     addresses, standby,
 };
+use crate::logfiles::{LogParts, Reading};
 use crate::store::SharedStore;
 use bodywork_runtime::Watcher;
 use bodywork_stage::process::{self, ProcessId, StageCommand};
@@ -292,6 +293,12 @@ impl ServiceManager {
         let tail_stop = CancellationToken::new();
         let mut new_replicas = Vec::new();
         let mut tails = Vec::new();
+        // Each replica's log is followed from its end as it is now, before
+        // anything runs: a standby prints as soon as it is told to go.
+        let parts: Vec<LogParts> = specs
+            .iter()
+            .map(|spec| LogParts::open(&spec.log_path, Reading::FollowFromEnd))
+            .collect();
         // Standby interpreters run the new code at once; the others start.
         let adopt = match standby {
             Some(standby) => {
@@ -305,9 +312,9 @@ impl ServiceManager {
             None => vec![None; specs.len()],
         };
         // Every new replica at once (all surge): the roll takes one start.
-        for (spec, adopt) in specs.into_iter().zip(adopt) {
+        for ((spec, adopt), parts) in specs.into_iter().zip(adopt).zip(parts) {
             tails.push(tokio::spawn(tail_log(
-                spec.log_path.clone(),
+                parts,
                 super::replica_source(&stage.resource_name, spec.index),
                 log.clone(),
                 tail_stop.clone(),
@@ -573,11 +580,10 @@ pub(super) fn remove_checkout_if_unused(
 /// Follow a replica's log file from its current end, sending each new line
 /// to the run log under the stage's header, until `stop`; then the lines
 /// written up to then (at most [`LAST_READ`] more), and return.
-async fn tail_log(path: PathBuf, source: String, log: Log, stop: CancellationToken) {
-    use crate::logfiles::{LogParts, Reading};
-    // What the replica writes from now on, across the renames that rotate
-    // its log (`crate::logfiles`); lines capped as they are read.
-    let mut parts = LogParts::open(&path, Reading::FollowFromEnd);
+/// What the replica writes to `parts` from where it was opened, across the
+/// renames that rotate its log (`crate::logfiles`); lines capped as they
+/// are read.
+async fn tail_log(mut parts: LogParts, source: String, log: Log, stop: CancellationToken) {
     loop {
         // A few at a time: a flood does not hold the async worker.
         let mut read = 0;
