@@ -54,7 +54,8 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p bodywork-cli --target "$(cat /rust-target)" \
- && install -D -m 0755 "target/$(cat /rust-target)/release/bodywork" /out/bodywork
+ && install -D -m 0755 "target/$(cat /rust-target)/release/bodywork" /out/bodywork \
+ && install -D -m 0755 "target/$(cat /rust-target)/release/bodywork-reap" /out/bodywork-reap
 
 # ---- run: Pythons for the stages, git to fetch projects, uv to install ----
 FROM debian:bookworm-slim
@@ -71,7 +72,7 @@ RUN apt-get update \
  && groupadd --gid 1000 bodywork \
  && useradd --no-log-init --create-home --uid 1000 --gid 1000 bodywork
 COPY --from=uv /uv /uvx /usr/local/bin/
-COPY --from=build /out/bodywork /usr/local/bin/bodywork
+COPY --from=build /out/bodywork /out/bodywork-reap /usr/local/bin/
 COPY scripts/image-root /usr/local/lib/bodywork/image-root
 # The environment of every container, and of scripts/image-root below:
 # uv-managed Pythons live in UV_PYTHON_INSTALL_DIR (where uv looks for them:

@@ -24,7 +24,7 @@ Usage:
   cargo build --release -p bodywork-cli
   cargo build --release -p bodywork-gateway --example bench_upstream \\
       --example bench_gateway --example bench_latency
-  python3 bench/loop_speed.py [--runs N] [--quick] [--bin PATH] [--skip ROW]
+  python3 bench/loop_speed.py [--runs N] [--quick] [--bin PATH] [--skip ROW] [--only ROW]
 --quick: fewer runs and short gateway rounds (a few minutes in all).
 """
 import argparse
@@ -206,8 +206,12 @@ def main():
     ap.add_argument("--bin", default=os.path.join(TARGET, "release", "bodywork"))
     ap.add_argument("--runs", type=int, help="runs per row (default 20 batch, 5 redeploy; --quick: 10 and 3)")
     ap.add_argument("--quick", action="store_true", help="fewer runs and 3 gateway rounds of 3 s")
-    ap.add_argument("--skip", action="append", default=[], choices=["batch", "gateway", "redeploy", "cold"])
+    rows = ["batch", "gateway", "redeploy", "cold"]
+    ap.add_argument("--skip", action="append", default=[], choices=rows)
+    ap.add_argument("--only", choices=rows, help="measure this row alone")
     args = ap.parse_args()
+    if args.only:
+        args.skip = [r for r in rows if r != args.only]
     args.bin = os.path.abspath(args.bin)
     if not os.access(args.bin, os.X_OK):
         sys.exit(f"{args.bin} not found: build it (cargo build --release -p bodywork-cli) or give --bin")

@@ -44,7 +44,9 @@ impl From<Outcome> for ExitCode {
 
 /// The entry point of `bodywork` (and of `bw`, which runs it).
 pub fn main() -> ExitCode {
-    if let Some(code) = reap() {
+    // `bodywork __reap ...`: the per-stage reaper (`bodywork_stage::reaper`),
+    // never typed by a user; recognised before clap.
+    if let Some(code) = bodywork_stage::reaper::main() {
         return code;
     }
     let cli = cli::Cli::parse();
@@ -62,42 +64,13 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// `bodywork __reap [--log FILE --log-part BYTES] -- PROGRAM ARGS...`: the
-/// per-stage reaper (and a replica's log writer) the local
-/// runtime runs every stage under (`bodywork_stage::reaper`), never typed
-/// by a user. Recognised before clap so nothing in the stage's environment
-/// (`BODYWORK_RUNTIME`...) changes how it parses. `None`: another command.
-fn reap() -> Option<ExitCode> {
-    use bodywork_stage::reaper;
-    let mut args = std::env::args_os().skip(1);
-    if args.next()? != reaper::SUBCOMMAND {
-        return None;
-    }
-    let invocation = match reaper::Invocation::parse(args) {
-        Ok(invocation) => invocation,
-        Err(e) => {
-            eprintln!(
-                "bodywork {}: {e}\nusage: bodywork {} [--log FILE --log-part BYTES] -- PROGRAM [ARGS...]",
-                reaper::SUBCOMMAND,
-                reaper::SUBCOMMAND
-            );
-            return Some(Outcome::Usage.into());
-        }
-    };
-    let code = reaper::run(
-        &invocation.program,
-        &invocation.args,
-        invocation.log.as_ref(),
-    );
-    Some(ExitCode::from(u8::try_from(code).unwrap_or(1)))
-}
-
-/// From now on run every stage (and replica) under this binary's reaper,
-/// so its whole process tree ends with it: for the daemon, and for
-/// `bodywork stage`, whose attempts retry in the same container.
+/// From now on run every stage (and replica) under the reaper installed
+/// with this binary, so its whole process tree ends with it: for the
+/// daemon, and for `bodywork stage`, whose attempts retry in the same
+/// container.
 pub(crate) fn run_stages_under_reaper() {
     match std::env::current_exe() {
-        Ok(exe) => bodywork_stage::process::use_reaper(exe),
+        Ok(exe) => bodywork_stage::process::use_reaper(bodywork_stage::process::reaper_for(&exe)),
         Err(e) => tracing::warn!(
             "stages run without their reaper (a double-forked process may outlive its stage): cannot find this program: {e}"
         ),

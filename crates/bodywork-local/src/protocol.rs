@@ -1,9 +1,11 @@
 //! The messages between the CLI and the daemon, and their framing: one JSON
 //! document per line over the daemon's Unix socket.
 //!
-//! A connection carries one request. The daemon answers with one or more
-//! response frames; streaming requests (a workflow run, `logs -f`) end with
-//! a final frame. During a workflow the client may send `Cancel`.
+//! A connection carries one request, after the client's protocol check (a
+//! `Hello`, answered on the same connection) when it makes one. The daemon
+//! answers with one or more response frames; streaming requests (a workflow
+//! run, `logs -f`) end with a final frame. During a workflow the client may
+//! send `Cancel`.
 
 use std::collections::BTreeMap;
 
@@ -26,8 +28,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// `Answer` holding the call's own type. 12: `ServiceTraffic`, `EnvStatus`,
 /// `ListRuns` before a run. 13: `CountRuns`; a run's options
 /// (`RunSummary::options`); a workflow submission's `watcher` (standby
-/// interpreters under `--watch`).
-pub const PROTOCOL_VERSION: u32 = 13;
+/// interpreters under `--watch`). 14: a `Hello` is followed by the
+/// connection's request on the same connection.
+pub const PROTOCOL_VERSION: u32 = 14;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]

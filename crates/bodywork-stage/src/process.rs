@@ -157,15 +157,30 @@ pub fn kill_group(pgid: u32, signal: Signal) {
     }
 }
 
-/// The program every stage runs under (`bodywork __reap -- PROGRAM
-/// ARGS...`), once a host has said so; see [`crate::reaper`].
+/// The program every stage runs under (`bodywork-reap __reap -- PROGRAM
+/// ARGS...`, or `bodywork __reap ...`), once a host has said so; see
+/// [`crate::reaper`].
 static REAPER: OnceLock<PathBuf> = OnceLock::new();
 
-/// From now on, run every stage under the reaper: `program` is the
-/// `bodywork` binary itself (`std::env::current_exe()`), resolved once so a
-/// binary replaced by an upgrade is still found. The first call wins.
+/// From now on, run every stage under the reaper: `program` is what
+/// [`reaper_for`] found, resolved once so a binary replaced by an upgrade
+/// is still found. The first call wins.
 pub fn use_reaper(program: PathBuf) {
     let _ = REAPER.set(program);
+}
+
+/// The reaper to run stages under for the `bodywork` binary `exe`
+/// (`std::env::current_exe()`): its own small program
+/// ([`crate::reaper::PROGRAM`]) when it is installed beside `exe`, which
+/// starts in a fraction of the time; else `exe` itself, which runs the
+/// same reaper (`bodywork __reap`). Both take the same command line.
+pub fn reaper_for(exe: &std::path::Path) -> PathBuf {
+    let small = exe.with_file_name(crate::reaper::PROGRAM);
+    if small.is_file() {
+        small
+    } else {
+        exe.to_path_buf()
+    }
 }
 
 /// How long [`end_tree`] waits for a reaper to end its tree.
@@ -227,8 +242,10 @@ fn command_under_reaper(
 }
 
 /// True when `pid` runs the reaper (its second argument is
-/// [`crate::reaper::SUBCOMMAND`]): only a reaper is sent
-/// [`crate::reaper::END_TREE`] (a replica started before an upgrade is not).
+/// [`crate::reaper::SUBCOMMAND`], whichever program runs it: `bodywork` or
+/// [`crate::reaper::PROGRAM`]): only a reaper is sent
+/// [`crate::reaper::END_TREE`] (a replica started before reapers existed
+/// is not).
 fn is_reaper(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(crate::reaper::SUBCOMMAND.as_bytes()))

@@ -158,6 +158,44 @@ impl Invocation {
     }
 }
 
+/// The name of the reaper's own small program, installed beside
+/// `bodywork`: it starts in a fraction of the time the whole `bodywork`
+/// binary takes to load, and every stage waits for that start.
+pub const PROGRAM: &str = "bodywork-reap";
+
+/// The reaper as a program: when this process's first argument is
+/// [`SUBCOMMAND`] (`bodywork __reap ...`, `bodywork-reap __reap ...`), run
+/// it and return the exit code to end with; `None` for any other command
+/// line. Call it first thing in `main`, before any thread exists (see
+/// [`run`]) and before other parsing, so nothing in the stage's
+/// environment (`BODYWORK_RUNTIME`...) changes how it parses.
+pub fn main() -> Option<std::process::ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != SUBCOMMAND {
+        return None;
+    }
+    let invocation = match Invocation::parse(args) {
+        Ok(invocation) => invocation,
+        Err(e) => {
+            eprintln!(
+                "bodywork {SUBCOMMAND}: {e}\nusage: bodywork {SUBCOMMAND} [--log FILE --log-part BYTES] -- PROGRAM [ARGS...]"
+            );
+            return Some(std::process::ExitCode::from(USAGE));
+        }
+    };
+    let code = run(
+        &invocation.program,
+        &invocation.args,
+        invocation.log.as_ref(),
+    );
+    Some(std::process::ExitCode::from(
+        u8::try_from(code).unwrap_or(1),
+    ))
+}
+
+/// Exit code of a command line the reaper cannot read (as the CLI's usage errors).
+const USAGE: u8 = 2;
+
 /// Run `program` with `args` as the reaper described above, writing its
 /// output to `log` when given; returns the exit code to end with when the
 /// stage exited (a signal is re-raised and never returns).

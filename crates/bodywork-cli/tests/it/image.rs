@@ -219,8 +219,13 @@ fn image_root() -> &'static ImageRoot {
         for tool in ["uv", "uvx"] {
             std::fs::copy(uv_dir.join(tool), bin.join(tool)).expect("copy uv");
         }
-        // COPY --from=build /out/bodywork /usr/local/bin/bodywork; ln -s bodywork bw
+        // COPY --from=build /out/bodywork /out/bodywork-reap /usr/local/bin/; ln -s bodywork bw
         std::os::unix::fs::symlink(helper::bin(), bin.join("bodywork")).expect("bodywork");
+        std::os::unix::fs::symlink(
+            env!("CARGO_BIN_EXE_bodywork-reap"),
+            bin.join("bodywork-reap"),
+        )
+        .expect("bodywork-reap");
         std::os::unix::fs::symlink("bodywork", bin.join("bw")).expect("bw");
         let image = ImageRoot { root, dockerfile };
 

@@ -6,7 +6,8 @@
 //! delete` and `daemon --stop`; it keeps running while the daemon itself is
 //! killed with SIGKILL (replicas are adopted by the next daemon, and the
 //! next daemon ends a batch stage's tree left behind).
-//! The reaper every local stage runs under (`bodywork __reap`) is also
+//! The reaper every local stage runs under (`bodywork-reap __reap`, or
+//! `bodywork __reap`) is also
 //! tested on its own: output, exit codes and signals pass through, SIGTERM
 //! reaches the descendants that left the group, the daemon's request to
 //! end the tree (SIGUSR2) kills them all, and with `--log` it writes the
@@ -231,6 +232,22 @@ fn the_stage_command_takes_a_timed_out_attempts_double_forked_grandchild_with_it
 #[test]
 fn exit_codes_and_signals_of_a_stage_under_its_reaper_are_reported_as_before() {
     let home = TestHome::new();
+    // The stage's parent is the reaper's own small program, installed
+    // beside `bodywork` (as cargo builds them both).
+    let stage = batch_stage("end", "end.py", 30, 0, "");
+    let project = TestProject::new(&[
+        (
+            "bodywork.yaml",
+            &helper::yaml("ending", "end", "", &[stage]),
+        ),
+        (
+            "end.py",
+            "import os\nprint(open(f'/proc/{os.getppid()}/cmdline').read().split('\\0')[:3])\n",
+        ),
+    ]);
+    home.run(&["workflow", "--namespace", "codes", project.arg()])
+        .expect_code(0)
+        .expect_output("bodywork-reap', '__reap', '--']");
     for (script, says) in [
         ("raise SystemExit(3)\n", "stage end failed: exit code 3"),
         (
@@ -342,9 +359,14 @@ fn replicas_take_their_double_forked_grandchildren_with_them_but_survive_a_daemo
     );
 }
 
-/// `bodywork __reap -- ARGS...`, the reaper every local stage runs under.
+/// The reaper's own program, which every local stage runs under.
+fn reaper_program() -> &'static str {
+    env!("CARGO_BIN_EXE_bodywork-reap")
+}
+
+/// `bodywork-reap __reap -- ARGS...`, the reaper every local stage runs under.
 fn reaper(args: &[&str]) -> std::process::Command {
-    let mut cmd = std::process::Command::new(helper::bin());
+    let mut cmd = std::process::Command::new(reaper_program());
     cmd.arg("__reap").arg("--").args(args);
     cmd
 }
@@ -352,12 +374,22 @@ fn reaper(args: &[&str]) -> std::process::Command {
 #[test]
 fn the_reaper_passes_output_exit_codes_and_signals_through() {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
-    let out = reaper(&["sh", "-c", "echo out; echo err >&2; exit 7"])
+    // `bodywork __reap` (where `bodywork-reap` is not installed) is the same.
+    for program in [reaper_program(), helper::bin()] {
+        let out = std::process::Command::new(program)
+            .args(["__reap", "--", "sh", "-c", "echo out; echo err >&2; exit 7"])
+            .output()
+            .expect("run the reaper");
+        assert_eq!(out.status.code(), Some(7));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    }
+    // Its program alone is no command for a user.
+    let out = std::process::Command::new(reaper_program())
         .output()
         .expect("run the reaper");
-    assert_eq!(out.status.code(), Some(7));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: bodywork-reap __reap"));
     // A stage killed by a signal: the reaper dies of the same one, so the
     // daemon still sees `Signalled(n)`; signals are not blocked in the stage.
     let out = reaper(&["sh", "-c", "kill -TERM $$; echo survived"])
@@ -462,7 +494,7 @@ fn the_reaper_writes_its_stage_output_to_a_log_bounded_on_disk() {
         sys.stdout.flush()\n\
         sys.stderr.write('the last word\\n')\n\
         sys.exit(3)\n";
-    let out = std::process::Command::new(helper::bin())
+    let out = std::process::Command::new(reaper_program())
         .args(["__reap", "--log"])
         .arg(&log)
         .args(["--log-part", "65536", "--", "python3", "-u", "-c", script])
@@ -493,7 +525,7 @@ fn the_reaper_writes_its_stage_output_to_a_log_bounded_on_disk() {
 
     // A line of megabytes is cut at 64 KiB, with the marker.
     let long = dir.path().join("long.log");
-    let out = std::process::Command::new(helper::bin())
+    let out = std::process::Command::new(reaper_program())
         .args(["__reap", "--log"])
         .arg(&long)
         .args(["--log-part", "1048576", "--"])

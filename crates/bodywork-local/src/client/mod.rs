@@ -81,7 +81,8 @@ pub fn unexpected() -> bodywork_runtime::RuntimeError {
     bodywork_runtime::RuntimeError::failed(UNEXPECTED).with_hint(RESTART)
 }
 
-/// One connection carrying one request.
+/// One connection carrying one request (after the protocol check, when
+/// [`connect`] made it).
 pub struct Connection {
     read: BufReader<OwnedReadHalf>,
     write: OwnedWriteHalf,
@@ -101,8 +102,14 @@ impl Connection {
     }
 
     /// Send a request and return its single answer, turning a daemon
-    /// `Error` frame into `ClientError::Daemon`.
+    /// `Error` frame into `ClientError::Runtime`.
     pub async fn call(mut self, request: &Request) -> Result<Response, ClientError> {
+        self.ask(request).await
+    }
+
+    /// [`Connection::call`], keeping the connection for the next request
+    /// (only after a `Hello`: the daemon reads one other request).
+    async fn ask(&mut self, request: &Request) -> Result<Response, ClientError> {
         self.send(request).await?;
         match self.next().await? {
             Response::Error(e) => Err(ClientError::Runtime(e)),
@@ -131,17 +138,19 @@ pub async fn is_running(home: &Home) -> bool {
 }
 
 /// Connect to the daemon of `home`, starting it when it is not running,
-/// and restarting it when it speaks another protocol version (after an upgrade).
+/// and restarting it when it speaks another protocol version (after an
+/// upgrade). The version is checked on the connection returned, which then
+/// carries the caller's request: one connection, not two.
 pub async fn connect(home: &Home) -> Result<Connection, ClientError> {
-    if let Ok(conn) = try_connect(home).await {
+    if let Ok(mut conn) = try_connect(home).await {
         match conn
-            .call(&Request::Hello {
+            .ask(&Request::Hello {
                 protocol: PROTOCOL_VERSION,
             })
             .await
         {
             Ok(Response::Hello { protocol, .. }) if protocol == PROTOCOL_VERSION => {
-                return Ok(try_connect(home).await?);
+                return Ok(conn);
             }
             // It went away while answering: it crashed (its supervisor
             // starts it again) or stopped. Whichever daemon comes up is

@@ -444,16 +444,25 @@ async fn stop(daemon: &Daemon) {
     }
 }
 
-/// One connection: one request, one or more responses.
+/// One connection: one request, one or more responses; a `Hello` (the
+/// client's protocol check) is answered first, on the same connection.
 async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
-    let request: Request = match read_request(&mut read).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return,
-        Err(e) => {
-            write_error(&mut write, bodywork_runtime::RuntimeError::failed(e)).await;
-            return;
+    let request: Request = loop {
+        match read_request(&mut read).await {
+            Ok(Some(hello @ Request::Hello { .. })) => {
+                let response = requests::handle(&daemon, hello).await;
+                if write_frame(&mut write, &response).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Some(r)) => break r,
+            Ok(None) => return,
+            Err(e) => {
+                write_error(&mut write, bodywork_runtime::RuntimeError::failed(e)).await;
+                return;
+            }
         }
     };
     if let Request::RunWorkflow(submission) = request {
