@@ -24,17 +24,10 @@ use bodywork_stage::{
 };
 use bodywork_state::{AttemptStatus, Store, StoreError};
 
+use crate::ahead::AheadBuilds;
 use crate::home::Home;
 use crate::services::{self, Rollout, ServiceManager, ServiceSpec};
 use crate::store::SharedStore;
-
-/// A log that keeps nothing: for environments made ahead of their stage.
-struct Quiet;
-
-impl bodywork_runtime::LogSink for Quiet {
-    fn log(&self, _level: bodywork_runtime::Level, _logger: &str, _message: &str) {}
-    fn stage_line(&self, _source: &str, _line: &str) {}
-}
 
 /// The local runtime, shared by every connection of the daemon.
 #[derive(Clone)]
@@ -46,6 +39,8 @@ struct Inner {
     home: Home,
     store: SharedStore,
     envs: Arc<EnvCache>,
+    /// Environments being made ahead of their stages.
+    ahead: AheadBuilds,
     services: ServiceManager,
 }
 
@@ -59,6 +54,7 @@ impl LocalRuntime {
                 home,
                 store,
                 envs: Arc::new(envs),
+                ahead: AheadBuilds::default(),
                 services,
             }),
         }
@@ -99,16 +95,22 @@ impl LocalRuntime {
             stage: stage.stage.clone(),
             reason: why,
         })?;
-        let env = bodywork_stage::ensure_python(
-            self.inner.envs.clone(),
-            stage,
-            ctx.resolution,
-            ctx.python.as_deref(),
-            ctx.no_python_downloads,
-            &ctx.commit,
-            log,
-        )
-        .await
+        // Made ahead (its lines kept until now), or made here.
+        let env = match self.inner.ahead.take(&ctx.run_id, &stage.stage) {
+            Some(ahead) => ahead.take(log).await,
+            None => {
+                bodywork_stage::ensure_python(
+                    self.inner.envs.clone(),
+                    stage,
+                    ctx.resolution,
+                    ctx.python.as_deref(),
+                    ctx.no_python_downloads,
+                    &ctx.commit,
+                    log,
+                )
+                .await
+            }
+        }
         .map_err(|e| match e {
             PythonError::Task(why) => RuntimeError::failed(why),
             PythonError::Install(e) => RuntimeError::StageFailed {
@@ -383,20 +385,20 @@ impl Runtime for LocalRuntime {
     fn prepare_ahead(&self, ctx: &RunContext, stages: &[&StagePlan]) {
         for stage in stages {
             let (cache, stage, ctx) = (self.inner.envs.clone(), (*stage).clone(), ctx.clone());
-            tokio::spawn(async move {
-                // What it says and any failure are the stage's to report,
-                // when it asks for the same environment.
-                let quiet: Log = Arc::new(Quiet);
-                let _ = bodywork_stage::ensure_python(
+            let (run, name) = (ctx.run_id.clone(), stage.stage.clone());
+            // What it says and any failure are the stage's to report, when
+            // it takes the environment (`prepare`).
+            self.inner.ahead.start(&run, &name, |log: Log| async move {
+                bodywork_stage::ensure_python(
                     cache,
                     &stage,
                     ctx.resolution,
                     ctx.python.as_deref(),
                     ctx.no_python_downloads,
                     &ctx.commit,
-                    &quiet,
+                    &log,
                 )
-                .await;
+                .await
             });
         }
     }

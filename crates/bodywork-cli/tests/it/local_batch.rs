@@ -387,6 +387,59 @@ fn a_nonexistent_package_fails_with_the_installers_own_words() {
     assert!(!run.all().contains("should not run"), "{run}");
 }
 
+/// A later step's environment is made while the first step runs; its
+/// stage's log still says what the installer did, as when the stage makes
+/// it itself, and that it built it rather than reused it.
+#[test]
+fn an_environment_made_ahead_keeps_its_installer_lines() {
+    let home = TestHome::new();
+    let project = TestProject::new(&[
+        (
+            "bodywork.yaml",
+            &yaml(
+                "ahead",
+                "first >> second",
+                "",
+                &[
+                    batch_stage("first", "first.py", 60, 0, ""),
+                    batch_stage(
+                        "second",
+                        "second.py",
+                        60,
+                        0,
+                        "    requirements:\n      - six==1.16.0\n",
+                    ),
+                ],
+            ),
+        ),
+        ("first.py", "print('first ran')\n"),
+        (
+            "second.py",
+            "import six\nprint('second ran with six', six.__version__)\n",
+        ),
+    ]);
+    let run = home.run(&["workflow", "--namespace", "ahead", project.arg()]);
+    run.expect_code(0)
+        .expect_output("second ran with six 1.16.0")
+        // uv's own lines, from the build made ahead.
+        .expect_output("+ six==1.16.0")
+        .expect_output("environment ready for stage=second in");
+    let all = run.all();
+    let ready = all
+        .lines()
+        .find(|l| l.contains("environment ready for stage=second"))
+        .unwrap_or_default();
+    assert!(ready.contains("(built "), "{ready}\n{run}");
+    let installed = all.find("+ six==1.16.0").unwrap_or(usize::MAX);
+    let resolves = all
+        .find("stage=second resolves its requirements")
+        .unwrap_or(usize::MAX);
+    assert!(
+        resolves < installed && installed < all.find(ready).unwrap_or(0),
+        "in order:\n{run}"
+    );
+}
+
 #[test]
 fn run_on_failure_gets_the_exception_message() {
     let home = TestHome::new();
