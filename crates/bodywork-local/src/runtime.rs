@@ -8,16 +8,17 @@
 //! attempts or describe exits itself (`bodywork-stage` does, for
 //! `bodywork stage` too).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bodywork_plan::StagePlan;
-use bodywork_pyenv::EnvCache;
+use bodywork_pyenv::{BuildFor, EnvCache};
 use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceGone, NamespaceSetup};
 use bodywork_runtime::{
-    Log, ObjectKind, Resources, Result, RunContext, Runtime, RuntimeError, Secret, SecretData,
-    ServiceStatus, StageRun,
+    Log, ObjectKind, Resources, Result, RunContext, RunStage, Runtime, RuntimeError, Secret,
+    SecretData, ServiceStatus, StageRun,
 };
 use bodywork_stage::{
     Attach, AttemptHook, Batch, BatchError, Outcome, ProcessId, PythonError, StageCommand, env,
@@ -41,6 +42,9 @@ struct Inner {
     envs: Arc<EnvCache>,
     /// Environments being made ahead of their stages.
     ahead: AheadBuilds,
+    /// The stages of runs that took each environment (by its directory),
+    /// kept while their runs go on: what [`LocalRuntime::run_users`] says.
+    run_users: Mutex<HashMap<PathBuf, BTreeSet<RunStage>>>,
     services: ServiceManager,
 }
 
@@ -55,6 +59,7 @@ impl LocalRuntime {
                 store,
                 envs: Arc::new(envs),
                 ahead: AheadBuilds::default(),
+                run_users: Mutex::default(),
                 services,
             }),
         }
@@ -70,6 +75,24 @@ impl LocalRuntime {
 
     pub fn envs(&self) -> &EnvCache {
         &self.inner.envs
+    }
+
+    /// The stages of the runs in `going` that took each environment (by
+    /// its directory); those of other runs, ended, are forgotten.
+    pub fn run_users(&self, going: &[i64]) -> HashMap<PathBuf, Vec<RunStage>> {
+        let mut users = self
+            .inner
+            .run_users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        users.retain(|_, stages| {
+            stages.retain(|s| going.contains(&s.run));
+            !stages.is_empty()
+        });
+        users
+            .iter()
+            .map(|(dir, stages)| (dir.clone(), stages.iter().cloned().collect()))
+            .collect()
     }
 
     /// Run `f` with the store. Calls are short; never held across an await.
@@ -106,6 +129,7 @@ impl LocalRuntime {
                     ctx.python.as_deref(),
                     ctx.no_python_downloads,
                     &ctx.commit,
+                    Some(built_for(ctx, stage)),
                     log,
                 )
                 .await
@@ -118,6 +142,19 @@ impl LocalRuntime {
                 reason: format!("could not install its requirements: {e}"),
             },
         })?;
+        if let Ok(run) = Self::run_id(ctx) {
+            self.inner
+                .run_users
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(env.dir.clone())
+                .or_default()
+                .insert(RunStage {
+                    namespace: ctx.namespace.clone(),
+                    run,
+                    stage: stage.stage.clone(),
+                });
+        }
         services::shim::install(&env.site_packages).map_err(|e| {
             RuntimeError::failed(format!(
                 "cannot install the bodywork shim into {}",
@@ -396,6 +433,7 @@ impl Runtime for LocalRuntime {
                     ctx.python.as_deref(),
                     ctx.no_python_downloads,
                     &ctx.commit,
+                    Some(built_for(&ctx, &stage)),
                     &log,
                 )
                 .await
@@ -431,6 +469,15 @@ impl Runtime for LocalRuntime {
                 self.with_store(|s| s.finish_attempt(attempt, status, None, message.as_deref()));
         }
         result
+    }
+}
+
+/// What an environment's build lock says it is built for.
+fn built_for(ctx: &RunContext, stage: &StagePlan) -> BuildFor {
+    BuildFor {
+        namespace: ctx.namespace.clone(),
+        run: ctx.run_id.clone(),
+        stage: stage.stage.clone(),
     }
 }
 

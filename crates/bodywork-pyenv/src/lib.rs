@@ -88,7 +88,7 @@ mod requirements;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-pub use cache::{BuildLock, EnvCache};
+pub use cache::{BuildFor, BuildLock, EnvCache};
 pub use downloads::{PYTHON_DOWNLOADS_ENV, python_downloads_allowed};
 pub use error::{EnvError, NoWheels};
 pub use installer::UPLOADED_PRIOR_TO_PIP;

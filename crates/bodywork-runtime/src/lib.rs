@@ -25,7 +25,7 @@ pub use control::{
     RunOptions, RunState, RunSummary, RunTrigger, SshKey, StageAttempt, StageState, WorkflowRun,
     WorkflowSubmission, detached_name, is_detached, unnamed_detached_name,
 };
-pub use environments::{BuildLockStatus, EnvironmentStatus};
+pub use environments::{BuildLockStatus, EnvironmentStatus, RunStage};
 pub use error::{ObjectKind, Problem, RuntimeError, TRY_AGAIN, error_chain};
 pub use logs::{LogEvent, LogRenderer, format_log_line, local_time, stage_header, timestamp_now};
 pub use resolve::{AsOf, AsOfSource, RESOLVE_AS_OF_ENV, Resolution};

@@ -178,6 +178,7 @@ pub async fn run_stage(
         what.python.as_deref(),
         what.no_python_downloads,
         &checkout.commit,
+        None,
         log,
     )
     .await

@@ -20,8 +20,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::helper::{
-    TestHome, TestProject, args_line, assert_rfc3339, batch_stage, git, is_alive, kill, read_pid,
-    shown_time, wait_for, yaml,
+    TestHome, TestProject, args_line, assert_rfc3339, batch_stage, git, http, is_alive, kill,
+    read_pid, shown_time, wait_for, yaml,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -641,6 +641,51 @@ fn a_second_run_of_the_same_project_and_namespace_is_refused() {
         statuses.contains(&"succeeded") && statuses.contains(&"failed"),
         "{runs:?}"
     );
+}
+
+/// The environments page names the runs going whose stages use an
+/// environment, and, of a held build lock, the run and stage it builds for
+/// (as the lock file says), each with a link to the run's page.
+#[test]
+fn the_environments_page_names_the_runs_using_an_environment_and_a_locks_stage() {
+    let home = TestHome::new();
+    let holder = TestProject::new(&[]);
+    let (started, release) = (holder.scratch("started"), holder.scratch("release"));
+    let project = gated_project("gated", &started, &release);
+    let first = home.spawn(&["workflow", "--namespace", "envs", project.arg()]);
+    wait_for("the run's stage", LONG, || started.exists());
+    // A build of another environment, for run 1's stage `wait`, as the
+    // lock file of a build going on says.
+    let locks = home.root().join("envs").join(".locks");
+    fs::create_dir_all(&locks).unwrap();
+    let lock_path = locks.join("0123456789abcdef.lock");
+    fs::write(
+        &lock_path,
+        "pid=4242\nsince=1700000000\nnamespace=envs\nrun=1\nstage=wait\n",
+    )
+    .unwrap();
+    let lock = fs::File::open(&lock_path).unwrap();
+    lock.lock().unwrap();
+    let gateway = home.gateway();
+    let (status, page) = http(&gateway, "GET", "/ui/environments", None).expect("the page");
+    assert_eq!(status, 200, "{page}");
+    let link = "<a href=\"/ui/namespaces/envs/runs/1\">run 1</a>";
+    assert!(
+        page.contains(&format!("{link} (stage wait)")),
+        "no run using an environment in\n{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "being built</span> for {link}, stage wait (pid 4242), for "
+        )),
+        "no lock's run in\n{page}"
+    );
+    drop(lock);
+    fs::write(&release, "go").unwrap();
+    first.finish(LONG).expect_code(0);
+    // The run is over: it uses no environment any more.
+    let (_, page) = http(&gateway, "GET", "/ui/environments", None).expect("the page");
+    assert!(!page.contains("(stage wait)"), "{page}");
 }
 
 #[test]
