@@ -173,6 +173,10 @@ pub struct ServiceStatus {
     /// took); `None` where the runtime does not count them.
     #[serde(default)]
     pub failed_requests: Option<u64>,
+    /// Since when `failed_requests` counts (the local gateway's start): a
+    /// count from before another start cannot be subtracted from it.
+    #[serde(default, with = "time::rfc3339_opt")]
+    pub failed_requests_since: Option<DateTime<Utc>>,
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
