@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bodywork_pyenv::Env;
+use bodywork_pyenv::{BuildStop, Env};
 use bodywork_runtime::{Level, Log, LogEvent, LogSink};
 use bodywork_stage::PythonError;
 use tokio::task::JoinHandle;
@@ -109,6 +109,7 @@ impl LogSink for Buffered {
 /// One environment being made ahead: what it says and its result.
 pub(crate) struct Ahead {
     log: Arc<Buffered>,
+    stop: BuildStop,
     task: JoinHandle<Result<Env, PythonError>>,
     started: Instant,
 }
@@ -128,6 +129,8 @@ impl Ahead {
 #[derive(Default)]
 pub(crate) struct AheadBuilds {
     builds: Mutex<HashMap<(String, String), Ahead>>,
+    /// The stops of the builds taken by their stages, by run.
+    taken: Mutex<HashMap<String, Vec<BuildStop>>>,
 }
 
 impl AheadBuilds {
@@ -137,8 +140,13 @@ impl AheadBuilds {
 
     /// Start `build` for stage `stage` of run `run`, its lines kept in the
     /// log it is given until the stage takes it.
-    pub(crate) fn start<F>(&self, run: &str, stage: &str, build: impl FnOnce(Log) -> F)
-    where
+    pub(crate) fn start<F>(
+        &self,
+        run: &str,
+        stage: &str,
+        stop: BuildStop,
+        build: impl FnOnce(Log) -> F,
+    ) where
         F: std::future::Future<Output = Result<Env, PythonError>> + Send + 'static,
     {
         let log = Arc::new(Buffered::default());
@@ -151,15 +159,38 @@ impl AheadBuilds {
             (run.to_owned(), stage.to_owned()),
             Ahead {
                 log,
+                stop,
                 task,
                 started: Instant::now(),
             },
         );
     }
 
-    /// The build made ahead for stage `stage` of run `run`, if any (once).
+    /// The build made ahead for stage `stage` of run `run`, if any (once;
+    /// its stop is kept for [`AheadBuilds::end`]).
     pub(crate) fn take(&self, run: &str, stage: &str) -> Option<Ahead> {
-        self.builds().remove(&(run.to_owned(), stage.to_owned()))
+        let ahead = self.builds().remove(&(run.to_owned(), stage.to_owned()))?;
+        self.taken()
+            .entry(run.to_owned())
+            .or_default()
+            .push(ahead.stop.clone());
+        Some(ahead)
+    }
+
+    fn taken(&self) -> MutexGuard<'_, HashMap<String, Vec<BuildStop>>> {
+        self.taken.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forget the builds of run `run`, taken or not; return their stops.
+    pub(crate) fn end(&self, run: &str) -> Vec<BuildStop> {
+        let mut stops = self.taken().remove(run).unwrap_or_default();
+        self.builds().retain(|(r, _), ahead| {
+            if r == run {
+                stops.push(ahead.stop.clone());
+            }
+            r != run
+        });
+        stops
     }
 }
 
@@ -217,7 +248,7 @@ mod tests {
     #[tokio::test]
     async fn a_stage_takes_its_build_once_with_its_lines() {
         let builds = AheadBuilds::default();
-        builds.start("7", "train", |log: Log| async move {
+        builds.start("7", "train", BuildStop::default(), |log: Log| async move {
             log.log(Level::Info, "stage", "Installed 1 package");
             Err(PythonError::Task("no environment in this test".into()))
         });
@@ -228,5 +259,7 @@ mod tests {
         assert!(ahead.take(&log).await.is_err());
         assert_eq!(*sink.0.lock().unwrap(), ["Installed 1 package"]);
         assert!(builds.take("7", "train").is_none());
+        assert_eq!(builds.end("7").len(), 1, "the stop of the build taken");
+        assert!(builds.end("7").is_empty());
     }
 }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bodywork_plan::StagePlan;
-use bodywork_pyenv::{BuildFor, EnvCache};
+use bodywork_pyenv::{BuildFor, BuildStop, EnvCache};
 use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceGone, NamespaceSetup};
 use bodywork_runtime::{
     Log, ObjectKind, Resources, Result, RunContext, RunStage, Runtime, RuntimeError, Secret,
@@ -130,6 +130,7 @@ impl LocalRuntime {
                     ctx.no_python_downloads,
                     &ctx.commit,
                     Some(built_for(ctx, stage)),
+                    None,
                     log,
                 )
                 .await
@@ -425,19 +426,35 @@ impl Runtime for LocalRuntime {
             let (run, name) = (ctx.run_id.clone(), stage.stage.clone());
             // What it says and any failure are the stage's to report, when
             // it takes the environment (`prepare`).
-            self.inner.ahead.start(&run, &name, |log: Log| async move {
-                bodywork_stage::ensure_python(
-                    cache,
-                    &stage,
-                    ctx.resolution,
-                    ctx.python.as_deref(),
-                    ctx.no_python_downloads,
-                    &ctx.commit,
-                    Some(built_for(&ctx, &stage)),
-                    &log,
-                )
-                .await
-            });
+            let stop = BuildStop::default();
+            let building = stop.clone();
+            self.inner
+                .ahead
+                .start(&run, &name, stop, |log: Log| async move {
+                    bodywork_stage::ensure_python(
+                        cache,
+                        &stage,
+                        ctx.resolution,
+                        ctx.python.as_deref(),
+                        ctx.no_python_downloads,
+                        &ctx.commit,
+                        Some(built_for(&ctx, &stage)),
+                        Some(building),
+                        &log,
+                    )
+                    .await
+                });
+        }
+    }
+
+    fn end_ahead(&self, ctx: &RunContext, failed: bool) {
+        let stops = self.inner.ahead.end(&ctx.run_id);
+        if failed {
+            for stop in stops {
+                if self.inner.envs.stop_unless_awaited(&stop) {
+                    tracing::info!(run = ctx.run_id, "stopped an environment built ahead");
+                }
+            }
         }
     }
 

@@ -22,7 +22,7 @@ use crate::marker::{self, Marker};
 use crate::probe::{self, Interpreter};
 use crate::pythons::{self, Found};
 use crate::requirements::{env_key, is_env_key, normalise_requirements, with_container_base};
-use crate::{Env, EnvError, EnvEvent, EnvInfo, EnvRequest};
+use crate::{BuildStop, Env, EnvError, EnvEvent, EnvInfo, EnvRequest};
 
 mod choice;
 
@@ -56,6 +56,8 @@ pub struct EnvCache {
     /// The sizes of the environments listed so far, by directory and when
     /// it was built.
     sizes: Mutex<HashMap<(PathBuf, SystemTime), u64>>,
+    /// How many builds in this process wait for each key's build lock.
+    waiting: Mutex<HashMap<String, usize>>,
     /// Where to look for uv; `None` reads `PATH` at lookup time. Only
     /// tests change it.
     uv_search_path: Option<OsString>,
@@ -112,6 +114,7 @@ impl EnvCache {
             found: Mutex::new(None),
             uv: Mutex::new(None),
             sizes: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
             uv_search_path: None,
             python_search_path: None,
             python_roots: None,
@@ -153,12 +156,43 @@ impl EnvCache {
         req: &EnvRequest,
         progress: &mut dyn FnMut(EnvEvent),
     ) -> Result<Env, EnvError> {
-        self.ensure_for(req, None, progress)
+        self.ensure_for(req, None, None, progress)
     }
 
     /// [`EnvCache::ensure`], saying in the build lock, while this builds,
-    /// which stage of which run it builds for ([`BuildLock::built_for`]).
+    /// which stage of which run it builds for ([`BuildLock::built_for`]);
+    /// with `stop`, a build another thread may stop
+    /// ([`EnvCache::stop_unless_awaited`]).
     pub fn ensure_for(
+        &self,
+        req: &EnvRequest,
+        built_for: Option<&BuildFor>,
+        stop: Option<&BuildStop>,
+        progress: &mut dyn FnMut(EnvEvent),
+    ) -> Result<Env, EnvError> {
+        let mut ensure = || self.ensure_inner(req, built_for, progress);
+        match stop {
+            Some(stop) => stop.during(ensure),
+            None => ensure(),
+        }
+    }
+
+    /// Stop the build `stop` belongs to, unless another build (of another
+    /// run, in this process) waits for the same environment: it then goes
+    /// on, for that one. Returns whether it was stopped.
+    pub fn stop_unless_awaited(&self, stop: &BuildStop) -> bool {
+        let awaited = stop.key().is_some_and(|key| {
+            lock_ignoring_poison(&self.waiting)
+                .get(&key)
+                .is_some_and(|n| *n > 0)
+        });
+        if !awaited {
+            stop.stop();
+        }
+        !awaited
+    }
+
+    fn ensure_inner(
         &self,
         req: &EnvRequest,
         built_for: Option<&BuildFor>,
@@ -179,6 +213,7 @@ impl EnvCache {
         let exclude_newer = req.exclude_newer.as_deref();
         let key = env_key(&interpreter.identity(), exclude_newer, &requirements);
         let dir = self.root.join(&key);
+        crate::stop::building(&key);
 
         if let Some(marker) = marker::read(&dir, &key) {
             return Ok(self.reuse(dir, marker, started, progress));
@@ -574,7 +609,15 @@ impl EnvCache {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 progress(EnvEvent::WaitingForOtherBuild);
-                file.lock().map_err(|e| EnvError::io("lock", &path, e))?;
+                // Counted while waiting: a build awaited is not stopped.
+                *lock_ignoring_poison(&self.waiting)
+                    .entry(key.to_owned())
+                    .or_default() += 1;
+                let locked = file.lock();
+                if let Some(n) = lock_ignoring_poison(&self.waiting).get_mut(key) {
+                    *n = n.saturating_sub(1);
+                }
+                locked.map_err(|e| EnvError::io("lock", &path, e))?;
             }
             Err(TryLockError::Error(e)) => return Err(EnvError::io("lock", &path, e)),
         }
@@ -991,6 +1034,32 @@ mod tests {
                 ..Holder::default()
             }
         );
+    }
+
+    #[test]
+    fn a_build_another_waits_for_is_not_stopped() {
+        let home = tempfile::tempdir().unwrap();
+        let cache = Arc::new(EnvCache::new(home.path()));
+        let key = "0123456789abcdef";
+        let stop = BuildStop::default();
+        stop.during(|| crate::stop::building(key));
+        let held = cache.lock_key(key, None, &mut |_| {}).unwrap();
+        let waiter = {
+            let cache = Arc::clone(&cache);
+            std::thread::spawn(move || drop(cache.lock_key(key, None, &mut |_| {}).unwrap()))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock_ignoring_poison(&cache.waiting).get(key).copied() != Some(1) {
+            assert!(Instant::now() < deadline, "the other build never waited");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!cache.stop_unless_awaited(&stop));
+        assert!(!stop.is_stopped());
+        drop(held);
+        waiter.join().unwrap();
+        assert_eq!(lock_ignoring_poison(&cache.waiting).get(key), Some(&0));
+        assert!(cache.stop_unless_awaited(&stop));
+        assert!(stop.is_stopped());
     }
 
     #[test]

@@ -84,6 +84,7 @@ mod probe;
 mod process;
 mod pythons;
 mod requirements;
+mod stop;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -95,6 +96,7 @@ pub use installer::UPLOADED_PRIOR_TO_PIP;
 pub use installer::{INSTALLER_ENV, InstallerPreference, UV_REQUIREMENT, bootstrap_uv};
 pub use pythons::is_python_version;
 pub use requirements::{env_key, normalise_requirements, with_container_base};
+pub use stop::BuildStop;
 
 /// What a stage needs: an interpreter and its requirements.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -305,4 +305,10 @@ pub trait Runtime: Resources {
     /// own preparation reports any problem. By default nothing (a runtime
     /// whose stages bring their own environments).
     fn prepare_ahead(&self, _ctx: &RunContext, _stages: &[&StagePlan]) {}
+
+    /// The run of `ctx` ended (`failed`: cancelled or failed): what
+    /// [`Runtime::prepare_ahead`] started for it is its no more; when it
+    /// failed, stop what is still being made, unless another run waits for
+    /// the same. By default nothing.
+    fn end_ahead(&self, _ctx: &RunContext, _failed: bool) {}
 }

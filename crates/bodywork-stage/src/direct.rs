@@ -179,6 +179,7 @@ pub async fn run_stage(
         what.no_python_downloads,
         &checkout.commit,
         None,
+        None,
         log,
     )
     .await

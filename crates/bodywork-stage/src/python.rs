@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bodywork_plan::StagePlan;
-use bodywork_pyenv::{BuildFor, Env, EnvCache, EnvError, EnvEvent, EnvRequest};
+use bodywork_pyenv::{BuildFor, BuildStop, Env, EnvCache, EnvError, EnvEvent, EnvRequest};
 use bodywork_runtime::{Level, Log, Resolution};
 
 /// Logger name of the installer's progress.
@@ -46,6 +46,7 @@ pub async fn ensure_python(
     no_python_downloads: bool,
     commit: &str,
     built_for: Option<BuildFor>,
+    stop: Option<BuildStop>,
     log: &Log,
 ) -> Result<Env, PythonError> {
     let asked = python
@@ -77,7 +78,7 @@ pub async fn ensure_python(
     let name = stage.stage.clone();
     let started = std::time::Instant::now();
     let env = tokio::task::spawn_blocking(move || {
-        cache.ensure_for(&request, built_for.as_ref(), &mut |event| {
+        cache.ensure_for(&request, built_for.as_ref(), stop.as_ref(), &mut |event| {
             if let Some(line) = progress_line(&name, event) {
                 task_log.log(Level::Info, LOGGER, &line);
             }

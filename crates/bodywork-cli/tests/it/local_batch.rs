@@ -643,6 +643,123 @@ fn a_second_run_of_the_same_project_and_namespace_is_refused() {
     );
 }
 
+/// Holds every connection it accepts, answering nothing; appends a line to
+/// `DIR/requested` for each, and to `DIR/closed` when its client closes it.
+const SILENT_SERVER: &str = r#"
+import os, select, socket, sys
+d = sys.argv[1]
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+open(d + "/port.tmp", "w").write(str(s.getsockname()[1]))
+os.rename(d + "/port.tmp", d + "/port")
+conns = []
+while True:
+    ready, _, _ = select.select([s] + conns, [], [], 0.1)
+    for x in ready:
+        if x is s:
+            c, _ = s.accept()
+            conns.append(c)
+            open(d + "/requested", "a").write("1\n")
+            continue
+        try:
+            data = x.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            conns.remove(x)
+            x.close()
+            open(d + "/closed", "a").write("1\n")
+"#;
+
+/// When a run fails, the environments its later steps were having made
+/// ahead are stopped: the installer's process tree killed (its download
+/// dropped), the half-built environment removed.
+#[test]
+fn a_failed_runs_environments_made_ahead_are_stopped_and_removed() {
+    let home = TestHome::new();
+    let holder = TestProject::new(&[]);
+    let dir = holder.scratch("server");
+    fs::create_dir_all(&dir).unwrap();
+    /// Killed however the test ends.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Server(
+        std::process::Command::new("python3")
+            .args(["-c", SILENT_SERVER, dir.to_str().unwrap()])
+            .spawn()
+            .expect("python3"),
+    );
+    wait_for("the server's port", LONG, || dir.join("port").exists());
+    let port = fs::read_to_string(dir.join("port")).unwrap();
+    let lines = |name: &str| {
+        fs::read_to_string(dir.join(name))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let requested = dir.join("requested");
+    let project = TestProject::new(&[
+        (
+            "bodywork.yaml",
+            &yaml(
+                "stopped",
+                "first >> second",
+                "",
+                &[
+                    batch_stage("first", "first.py", 120, 0, ""),
+                    batch_stage(
+                        "second",
+                        "second.py",
+                        60,
+                        0,
+                        &format!(
+                            "    requirements:\n      - slowpkg @ http://127.0.0.1:{port}/slowpkg-0.1-py3-none-any.whl\n"
+                        ),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "first.py",
+            &format!(
+                "import os, sys, time\nwhile not os.path.exists({:?}):\n    time.sleep(0.05)\n\
+                 print('failing while the next environment downloads')\nsys.exit(1)\n",
+                requested.to_str().unwrap()
+            ),
+        ),
+        ("second.py", "print('should not run')\n"),
+    ]);
+    let run = home.run(&["workflow", "--namespace", "stopped", project.arg()]);
+    let ended = std::time::Instant::now();
+    run.expect_code(1)
+        .expect_output("failing while the next environment downloads");
+    assert!(!run.all().contains("should not run"), "{run}");
+    // uv would wait 30 s for an answer; killed, it drops its downloads now.
+    wait_for(
+        "the installer made ahead to be killed",
+        Duration::from_secs(15),
+        || lines("closed") >= lines("requested"),
+    );
+    assert!(ended.elapsed() < Duration::from_secs(20));
+    // Only complete environments are left (the first stage's).
+    let envs = home.root().join("envs");
+    wait_for(
+        "the half-built environment to go",
+        Duration::from_secs(15),
+        || {
+            fs::read_dir(&envs).unwrap().flatten().all(|e| {
+                e.file_name().to_string_lossy().starts_with('.')
+                    || e.path().join("bodywork-env.json").exists()
+            })
+        },
+    );
+}
+
 /// The environments page names the runs going whose stages use an
 /// environment, and, of a held build lock, the run and stage it builds for
 /// (as the lock file says), each with a link to the run's page.
