@@ -113,6 +113,7 @@ pub fn service(
         restarts: 1,
         deployed: Some(at),
         failed_requests: Some(0),
+        failed_requests_since: Some(at),
     }
 }
 

@@ -162,34 +162,51 @@ pub fn environments(base: Base, page: &EnvironmentsPage) -> String {
                         escape(&requirements_summary(reqs))
                     ),
                 };
-                let used_by = if e.used_by.is_empty() {
-                    "no deployed service".to_string()
+                let mut users: Vec<String> = e.used_by.iter().map(|s| escape(s)).collect();
+                users.extend(e.used_by_runs.iter().map(|r| {
+                    format!(
+                        "<a href=\"{}\">run {}</a> (stage {})",
+                        escape(&base.run(&r.namespace, r.run)),
+                        r.run,
+                        escape(&r.stage)
+                    )
+                }));
+                let used_by = if users.is_empty() {
+                    "no deployed service or run going".to_string()
                 } else {
-                    e.used_by
-                        .iter()
-                        .map(|s| escape(s))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    users.join(", ")
                 };
                 let lock = match &e.lock {
                     None => status("none", "free"),
                     Some(l) => {
-                        let mut words = String::from(if e.created.is_none() {
+                        let words = if e.created.is_none() {
                             "being built"
                         } else {
                             "locked"
-                        });
-                        if let Some(pid) = l.pid {
-                            let _ = write!(words, " by process {pid}");
-                        }
-                        if !l.runs.is_empty() {
-                            let runs: Vec<String> = l.runs.iter().map(i64::to_string).collect();
-                            let _ = write!(words, " (the daemon; runs going: {})", runs.join(", "));
+                        };
+                        let mut cell = status("running", words);
+                        match (&l.built_for, l.pid) {
+                            (Some(f), pid) => {
+                                let _ = write!(
+                                    cell,
+                                    " for <a href=\"{}\">run {}</a>, stage {}",
+                                    escape(&base.run(&f.namespace, f.run)),
+                                    f.run,
+                                    escape(&f.stage)
+                                );
+                                if let Some(pid) = pid {
+                                    let _ = write!(cell, " (pid {pid})");
+                                }
+                            }
+                            (None, Some(pid)) => {
+                                let _ = write!(cell, " by process {pid}");
+                            }
+                            (None, None) => {}
                         }
                         if let Some(since) = l.since {
-                            let _ = write!(words, ", for {}", span(now - since));
+                            let _ = write!(cell, ", for {}", span(now - since));
                         }
-                        status("running", &words)
+                        cell
                     }
                 };
                 let _ = writeln!(

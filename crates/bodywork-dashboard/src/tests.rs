@@ -4,7 +4,7 @@
 //! through a control plane in memory.
 
 use bodywork_runtime::{
-    AsOf, BuildLockStatus, EnvironmentStatus, RunOptions, RunState, SshKey, StageState,
+    AsOf, BuildLockStatus, EnvironmentStatus, RunOptions, RunStage, RunState, SshKey, StageState,
 };
 use chrono::TimeDelta;
 
@@ -131,6 +131,11 @@ fn demo() -> FakeControl {
                 created: Some(now - TimeDelta::days(2)),
                 last_used: Some(now - TimeDelta::minutes(42)),
                 used_by: vec!["prod/scoring".into(), "dev/scoring".into()],
+                used_by_runs: vec![RunStage {
+                    namespace: "dev".into(),
+                    run: 2,
+                    stage: "score".into(),
+                }],
                 lock: None,
             },
             EnvironmentStatus::being_built(
@@ -138,7 +143,11 @@ fn demo() -> FakeControl {
                 BuildLockStatus {
                     pid: Some(4242),
                     since: Some(now - TimeDelta::seconds(95)),
-                    runs: vec![3],
+                    built_for: Some(RunStage {
+                        namespace: "dev".into(),
+                        run: 3,
+                        stage: "train".into(),
+                    }),
                 },
             ),
         ],
@@ -202,9 +211,9 @@ fn environments_page_shows_each_environment_what_uses_it_and_its_lock() {
         "flask==3.0.3, numpy==2.1.0, pandas==2.2.2 and 1 more",
         "<td>150.0 MiB</td>",
         "<td>42m 00s ago</td>",
-        "<td>prod/scoring, dev/scoring</td>",
+        "<td>prod/scoring, dev/scoring, <a href=\"/namespaces/dev/runs/2\">run 2</a> (stage score)</td>",
         "<span class=\"status status-none\">free</span>",
-        "being built by process 4242 (the daemon; runs going: 3), for 1m 35s",
+        "<span class=\"status status-running\">being built</span> for <a href=\"/namespaces/dev/runs/3\">run 3</a>, stage train (pid 4242), for 1m 35s",
     ] {
         assert!(html.contains(needle), "{needle} missing from\n{html}");
     }

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 pub const BUCKETS: [f64; 14] = [
@@ -204,6 +204,9 @@ pub struct Traffic {
     replicas: RwLock<HashMap<SocketAddr, Arc<AtomicUsize>>>,
     services: RwLock<BTreeMap<String, BTreeMap<String, Arc<ServiceStats>>>>,
     unrouted: AtomicU64,
+    /// When these counters began: they live in memory only, so a restart
+    /// (of the daemon) begins them again.
+    since: SystemTime,
 }
 
 /// Marks one request or connection in flight on a replica until dropped.
@@ -222,7 +225,13 @@ impl Traffic {
             replicas: RwLock::new(HashMap::new()),
             services: RwLock::new(BTreeMap::new()),
             unrouted: AtomicU64::new(0),
+            since: SystemTime::now(),
         })
+    }
+
+    /// When these counters began counting (each is zero before).
+    pub fn counting_since(&self) -> SystemTime {
+        self.since
     }
 
     /// Requests (gateway) plus connections (cluster address) in flight on `replica` now.

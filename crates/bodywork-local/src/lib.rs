@@ -8,6 +8,7 @@
 //! Must not: decide workflow order (`bodywork-workflow` does) or parse
 //! projects (`bodywork-config` does).
 
+mod ahead;
 pub mod client;
 pub mod cron;
 pub mod daemon;

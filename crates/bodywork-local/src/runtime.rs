@@ -8,33 +8,27 @@
 //! attempts or describe exits itself (`bodywork-stage` does, for
 //! `bodywork stage` too).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bodywork_plan::StagePlan;
-use bodywork_pyenv::EnvCache;
+use bodywork_pyenv::{BuildFor, BuildStop, EnvCache};
 use bodywork_runtime::namespace::{NamespaceDeletion, NamespaceGone, NamespaceSetup};
 use bodywork_runtime::{
-    Log, ObjectKind, Resources, Result, RunContext, Runtime, RuntimeError, Secret, SecretData,
-    ServiceStatus, StageRun,
+    Log, ObjectKind, Resources, Result, RunContext, RunStage, Runtime, RuntimeError, Secret,
+    SecretData, ServiceStatus, StageRun,
 };
 use bodywork_stage::{
     Attach, AttemptHook, Batch, BatchError, Outcome, ProcessId, PythonError, StageCommand, env,
 };
 use bodywork_state::{AttemptStatus, Store, StoreError};
 
+use crate::ahead::AheadBuilds;
 use crate::home::Home;
 use crate::services::{self, Rollout, ServiceManager, ServiceSpec};
 use crate::store::SharedStore;
-
-/// A log that keeps nothing: for environments made ahead of their stage.
-struct Quiet;
-
-impl bodywork_runtime::LogSink for Quiet {
-    fn log(&self, _level: bodywork_runtime::Level, _logger: &str, _message: &str) {}
-    fn stage_line(&self, _source: &str, _line: &str) {}
-}
 
 /// The local runtime, shared by every connection of the daemon.
 #[derive(Clone)]
@@ -46,6 +40,11 @@ struct Inner {
     home: Home,
     store: SharedStore,
     envs: Arc<EnvCache>,
+    /// Environments being made ahead of their stages.
+    ahead: AheadBuilds,
+    /// The stages of runs that took each environment (by its directory),
+    /// kept while their runs go on: what [`LocalRuntime::run_users`] says.
+    run_users: Mutex<HashMap<PathBuf, BTreeSet<RunStage>>>,
     services: ServiceManager,
 }
 
@@ -59,6 +58,8 @@ impl LocalRuntime {
                 home,
                 store,
                 envs: Arc::new(envs),
+                ahead: AheadBuilds::default(),
+                run_users: Mutex::default(),
                 services,
             }),
         }
@@ -74,6 +75,24 @@ impl LocalRuntime {
 
     pub fn envs(&self) -> &EnvCache {
         &self.inner.envs
+    }
+
+    /// The stages of the runs in `going` that took each environment (by
+    /// its directory); those of other runs, ended, are forgotten.
+    pub fn run_users(&self, going: &[i64]) -> HashMap<PathBuf, Vec<RunStage>> {
+        let mut users = self
+            .inner
+            .run_users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        users.retain(|_, stages| {
+            stages.retain(|s| going.contains(&s.run));
+            !stages.is_empty()
+        });
+        users
+            .iter()
+            .map(|(dir, stages)| (dir.clone(), stages.iter().cloned().collect()))
+            .collect()
     }
 
     /// Run `f` with the store. Calls are short; never held across an await.
@@ -99,16 +118,24 @@ impl LocalRuntime {
             stage: stage.stage.clone(),
             reason: why,
         })?;
-        let env = bodywork_stage::ensure_python(
-            self.inner.envs.clone(),
-            stage,
-            ctx.resolution,
-            ctx.python.as_deref(),
-            ctx.no_python_downloads,
-            &ctx.commit,
-            log,
-        )
-        .await
+        // Made ahead (its lines kept until now), or made here.
+        let env = match self.inner.ahead.take(&ctx.run_id, &stage.stage) {
+            Some(ahead) => ahead.take(log).await,
+            None => {
+                bodywork_stage::ensure_python(
+                    self.inner.envs.clone(),
+                    stage,
+                    ctx.resolution,
+                    ctx.python.as_deref(),
+                    ctx.no_python_downloads,
+                    &ctx.commit,
+                    Some(built_for(ctx, stage)),
+                    None,
+                    log,
+                )
+                .await
+            }
+        }
         .map_err(|e| match e {
             PythonError::Task(why) => RuntimeError::failed(why),
             PythonError::Install(e) => RuntimeError::StageFailed {
@@ -116,6 +143,19 @@ impl LocalRuntime {
                 reason: format!("could not install its requirements: {e}"),
             },
         })?;
+        if let Ok(run) = Self::run_id(ctx) {
+            self.inner
+                .run_users
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(env.dir.clone())
+                .or_default()
+                .insert(RunStage {
+                    namespace: ctx.namespace.clone(),
+                    run,
+                    stage: stage.stage.clone(),
+                });
+        }
         services::shim::install(&env.site_packages).map_err(|e| {
             RuntimeError::failed(format!(
                 "cannot install the bodywork shim into {}",
@@ -383,21 +423,38 @@ impl Runtime for LocalRuntime {
     fn prepare_ahead(&self, ctx: &RunContext, stages: &[&StagePlan]) {
         for stage in stages {
             let (cache, stage, ctx) = (self.inner.envs.clone(), (*stage).clone(), ctx.clone());
-            tokio::spawn(async move {
-                // What it says and any failure are the stage's to report,
-                // when it asks for the same environment.
-                let quiet: Log = Arc::new(Quiet);
-                let _ = bodywork_stage::ensure_python(
-                    cache,
-                    &stage,
-                    ctx.resolution,
-                    ctx.python.as_deref(),
-                    ctx.no_python_downloads,
-                    &ctx.commit,
-                    &quiet,
-                )
-                .await;
-            });
+            let (run, name) = (ctx.run_id.clone(), stage.stage.clone());
+            // What it says and any failure are the stage's to report, when
+            // it takes the environment (`prepare`).
+            let stop = BuildStop::default();
+            let building = stop.clone();
+            self.inner
+                .ahead
+                .start(&run, &name, stop, |log: Log| async move {
+                    bodywork_stage::ensure_python(
+                        cache,
+                        &stage,
+                        ctx.resolution,
+                        ctx.python.as_deref(),
+                        ctx.no_python_downloads,
+                        &ctx.commit,
+                        Some(built_for(&ctx, &stage)),
+                        Some(building),
+                        &log,
+                    )
+                    .await
+                });
+        }
+    }
+
+    fn end_ahead(&self, ctx: &RunContext, failed: bool) {
+        let stops = self.inner.ahead.end(&ctx.run_id);
+        if failed {
+            for stop in stops {
+                if self.inner.envs.stop_unless_awaited(&stop) {
+                    tracing::info!(run = ctx.run_id, "stopped an environment built ahead");
+                }
+            }
         }
     }
 
@@ -429,6 +486,15 @@ impl Runtime for LocalRuntime {
                 self.with_store(|s| s.finish_attempt(attempt, status, None, message.as_deref()));
         }
         result
+    }
+}
+
+/// What an environment's build lock says it is built for.
+fn built_for(ctx: &RunContext, stage: &StagePlan) -> BuildFor {
+    BuildFor {
+        namespace: ctx.namespace.clone(),
+        run: ctx.run_id.clone(),
+        stage: stage.stage.clone(),
     }
 }
 

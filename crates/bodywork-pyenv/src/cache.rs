@@ -22,7 +22,7 @@ use crate::marker::{self, Marker};
 use crate::probe::{self, Interpreter};
 use crate::pythons::{self, Found};
 use crate::requirements::{env_key, is_env_key, normalise_requirements, with_container_base};
-use crate::{Env, EnvError, EnvEvent, EnvInfo, EnvRequest};
+use crate::{BuildStop, Env, EnvError, EnvEvent, EnvInfo, EnvRequest};
 
 mod choice;
 
@@ -56,6 +56,8 @@ pub struct EnvCache {
     /// The sizes of the environments listed so far, by directory and when
     /// it was built.
     sizes: Mutex<HashMap<(PathBuf, SystemTime), u64>>,
+    /// How many builds in this process wait for each key's build lock.
+    waiting: Mutex<HashMap<String, usize>>,
     /// Where to look for uv; `None` reads `PATH` at lookup time. Only
     /// tests change it.
     uv_search_path: Option<OsString>,
@@ -112,6 +114,7 @@ impl EnvCache {
             found: Mutex::new(None),
             uv: Mutex::new(None),
             sizes: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
             uv_search_path: None,
             python_search_path: None,
             python_roots: None,
@@ -153,6 +156,48 @@ impl EnvCache {
         req: &EnvRequest,
         progress: &mut dyn FnMut(EnvEvent),
     ) -> Result<Env, EnvError> {
+        self.ensure_for(req, None, None, progress)
+    }
+
+    /// [`EnvCache::ensure`], saying in the build lock, while this builds,
+    /// which stage of which run it builds for ([`BuildLock::built_for`]);
+    /// with `stop`, a build another thread may stop
+    /// ([`EnvCache::stop_unless_awaited`]).
+    pub fn ensure_for(
+        &self,
+        req: &EnvRequest,
+        built_for: Option<&BuildFor>,
+        stop: Option<&BuildStop>,
+        progress: &mut dyn FnMut(EnvEvent),
+    ) -> Result<Env, EnvError> {
+        let mut ensure = || self.ensure_inner(req, built_for, progress);
+        match stop {
+            Some(stop) => stop.during(ensure),
+            None => ensure(),
+        }
+    }
+
+    /// Stop the build `stop` belongs to, unless another build (of another
+    /// run, in this process) waits for the same environment: it then goes
+    /// on, for that one. Returns whether it was stopped.
+    pub fn stop_unless_awaited(&self, stop: &BuildStop) -> bool {
+        let awaited = stop.key().is_some_and(|key| {
+            lock_ignoring_poison(&self.waiting)
+                .get(&key)
+                .is_some_and(|n| *n > 0)
+        });
+        if !awaited {
+            stop.stop();
+        }
+        !awaited
+    }
+
+    fn ensure_inner(
+        &self,
+        req: &EnvRequest,
+        built_for: Option<&BuildFor>,
+        progress: &mut dyn FnMut(EnvEvent),
+    ) -> Result<Env, EnvError> {
         let started = Instant::now();
         progress(EnvEvent::Resolving);
         let preference = self
@@ -168,12 +213,13 @@ impl EnvCache {
         let exclude_newer = req.exclude_newer.as_deref();
         let key = env_key(&interpreter.identity(), exclude_newer, &requirements);
         let dir = self.root.join(&key);
+        crate::stop::building(&key);
 
         if let Some(marker) = marker::read(&dir, &key) {
             return Ok(self.reuse(dir, marker, started, progress));
         }
 
-        let lock = self.lock_key(&key, progress)?;
+        let lock = self.lock_key(&key, built_for, progress)?;
         // Someone else may have finished it while we waited for the lock.
         if let Some(marker) = marker::read(&dir, &key) {
             drop(lock);
@@ -552,19 +598,37 @@ impl EnvCache {
 
     /// Exclusive lock on `key`, waiting (and saying so) if it is held;
     /// the lock file then says who holds it and since when.
-    fn lock_key(&self, key: &str, progress: &mut dyn FnMut(EnvEvent)) -> Result<File, EnvError> {
+    fn lock_key(
+        &self,
+        key: &str,
+        built_for: Option<&BuildFor>,
+        progress: &mut dyn FnMut(EnvEvent),
+    ) -> Result<File, EnvError> {
         let (mut file, path) = self.open_lock(key)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 progress(EnvEvent::WaitingForOtherBuild);
-                file.lock().map_err(|e| EnvError::io("lock", &path, e))?;
+                // Counted while waiting: a build awaited is not stopped.
+                *lock_ignoring_poison(&self.waiting)
+                    .entry(key.to_owned())
+                    .or_default() += 1;
+                let locked = file.lock();
+                if let Some(n) = lock_ignoring_poison(&self.waiting).get_mut(key) {
+                    *n = n.saturating_sub(1);
+                }
+                locked.map_err(|e| EnvError::io("lock", &path, e))?;
             }
             Err(TryLockError::Error(e)) => return Err(EnvError::io("lock", &path, e)),
         }
         // Who builds: read by `build_locks` while the lock is held. Not
         // being able to say is no reason not to build.
-        let _ = write_holder(&mut file, std::process::id(), SystemTime::now());
+        let holder = Holder {
+            pid: Some(std::process::id()),
+            since: Some(SystemTime::now()),
+            built_for: built_for.cloned(),
+        };
+        let _ = write_holder(&mut file, &holder);
         Ok(file)
     }
 
@@ -594,11 +658,12 @@ impl EnvCache {
                 Err(TryLockError::Error(e)) => return Err(EnvError::io("lock", entry.path(), e)),
             }
             let text = fs::read_to_string(entry.path()).unwrap_or_default();
-            let (pid, since) = read_holder(&text);
+            let holder = read_holder(&text);
             locks.push(BuildLock {
                 key: key.to_owned(),
-                pid,
-                since,
+                pid: holder.pid,
+                since: holder.since,
+                built_for: holder.built_for,
             });
         }
         locks.sort_by(|a, b| a.key.cmp(&b.key));
@@ -634,28 +699,67 @@ impl EnvCache {
     }
 }
 
-/// A key's build lock, held now: the process holding it and since when,
-/// when its holder wrote them (`None` for a holder that did not).
+/// A key's build lock, held now: the process holding it, since when and
+/// for which run's stage, when its holder wrote them (`None` for a holder
+/// that did not).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildLock {
     pub key: String,
     pub pid: Option<u32>,
     pub since: Option<SystemTime>,
+    pub built_for: Option<BuildFor>,
 }
 
-/// Say in a lock file who holds it (`pid=N`, `since=SECONDS` since the epoch).
-fn write_holder(file: &mut File, pid: u32, since: SystemTime) -> io::Result<()> {
+/// The stage of a workflow run an environment is built for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildFor {
+    pub namespace: String,
+    /// The run's id, as its runtime names it.
+    pub run: String,
+    pub stage: String,
+}
+
+/// Who holds a lock file, as it says.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Holder {
+    pid: Option<u32>,
+    since: Option<SystemTime>,
+    built_for: Option<BuildFor>,
+}
+
+/// Say in a lock file who holds it: `pid=N`, `since=SECONDS` since the
+/// epoch, and `namespace=`, `run=`, `stage=` of the run it builds for (a
+/// line each; line breaks in a value are made spaces).
+fn write_holder(file: &mut File, holder: &Holder) -> io::Result<()> {
     use std::io::Write as _;
-    let secs = since
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let mut text = String::new();
+    if let Some(pid) = holder.pid {
+        text.push_str(&format!("pid={pid}\n"));
+    }
+    if let Some(since) = holder.since {
+        let secs = since
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        text.push_str(&format!("since={secs}\n"));
+    }
+    if let Some(f) = &holder.built_for {
+        for (name, value) in [
+            ("namespace", &f.namespace),
+            ("run", &f.run),
+            ("stage", &f.stage),
+        ] {
+            let value = value.replace(['\n', '\r'], " ");
+            text.push_str(&format!("{name}={value}\n"));
+        }
+    }
     file.set_len(0)?;
-    file.write_all(format!("pid={pid}\nsince={secs}\n").as_bytes())?;
+    file.write_all(text.as_bytes())?;
     file.flush()
 }
 
-/// What [`write_holder`] wrote; whatever is missing or unreadable, `None`.
-fn read_holder(text: &str) -> (Option<u32>, Option<SystemTime>) {
+/// What [`write_holder`] wrote; whatever is missing or unreadable, `None`
+/// (the run's stage only when all three of its lines are there).
+fn read_holder(text: &str) -> Holder {
     let field = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
@@ -665,7 +769,19 @@ fn read_holder(text: &str) -> (Option<u32>, Option<SystemTime>) {
     let since = field("since")
         .and_then(|s| s.parse::<u64>().ok())
         .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
-    (pid, since)
+    let built_for = match (field("namespace"), field("run"), field("stage")) {
+        (Some(namespace), Some(run), Some(stage)) => Some(BuildFor {
+            namespace: namespace.to_owned(),
+            run: run.to_owned(),
+            stage: stage.to_owned(),
+        }),
+        _ => None,
+    };
+    Holder {
+        pid,
+        since,
+        built_for,
+    }
 }
 
 /// The environment one build makes: its key and directory, the base
@@ -881,11 +997,25 @@ mod tests {
             "no locks directory"
         );
         let before = SystemTime::now() - Duration::from_secs(1);
-        let held = cache.lock_key("0123456789abcdef", &mut |_| {}).unwrap();
+        let built_for = BuildFor {
+            namespace: "ns".into(),
+            run: "12".into(),
+            stage: "train\nmodel".into(),
+        };
+        let held = cache
+            .lock_key("0123456789abcdef", Some(&built_for), &mut |_| {})
+            .unwrap();
         let locks = cache.build_locks().unwrap();
         assert_eq!(locks.len(), 1, "{locks:?}");
         assert_eq!(locks[0].key, "0123456789abcdef");
         assert_eq!(locks[0].pid, Some(std::process::id()));
+        assert_eq!(
+            locks[0].built_for,
+            Some(BuildFor {
+                stage: "train model".into(),
+                ..built_for
+            })
+        );
         assert!(locks[0].since.is_some_and(|t| t >= before), "{locks:?}");
         drop(held);
         // Another test's child, between its fork and its exec, may hold the
@@ -896,8 +1026,40 @@ mod tests {
         }
         assert!(cache.build_locks().unwrap().is_empty(), "a lock let go");
         // A holder that wrote nothing (an older build) is held all the same.
-        assert_eq!(read_holder(""), (None, None));
-        assert_eq!(read_holder("pid=7\nsince=x\n"), (Some(7), None));
+        assert_eq!(read_holder(""), Holder::default());
+        assert_eq!(
+            read_holder("pid=7\nsince=x\nrun=3\n"),
+            Holder {
+                pid: Some(7),
+                ..Holder::default()
+            }
+        );
+    }
+
+    #[test]
+    fn a_build_another_waits_for_is_not_stopped() {
+        let home = tempfile::tempdir().unwrap();
+        let cache = Arc::new(EnvCache::new(home.path()));
+        let key = "0123456789abcdef";
+        let stop = BuildStop::default();
+        stop.during(|| crate::stop::building(key));
+        let held = cache.lock_key(key, None, &mut |_| {}).unwrap();
+        let waiter = {
+            let cache = Arc::clone(&cache);
+            std::thread::spawn(move || drop(cache.lock_key(key, None, &mut |_| {}).unwrap()))
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lock_ignoring_poison(&cache.waiting).get(key).copied() != Some(1) {
+            assert!(Instant::now() < deadline, "the other build never waited");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!cache.stop_unless_awaited(&stop));
+        assert!(!stop.is_stopped());
+        drop(held);
+        waiter.join().unwrap();
+        assert_eq!(lock_ignoring_poison(&cache.waiting).get(key), Some(&0));
+        assert!(cache.stop_unless_awaited(&stop));
+        assert!(stop.is_stopped());
     }
 
     #[test]

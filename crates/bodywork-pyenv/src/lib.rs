@@ -84,17 +84,19 @@ mod probe;
 mod process;
 mod pythons;
 mod requirements;
+mod stop;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-pub use cache::{BuildLock, EnvCache};
+pub use cache::{BuildFor, BuildLock, EnvCache};
 pub use downloads::{PYTHON_DOWNLOADS_ENV, python_downloads_allowed};
 pub use error::{EnvError, NoWheels};
 pub use installer::UPLOADED_PRIOR_TO_PIP;
 pub use installer::{INSTALLER_ENV, InstallerPreference, UV_REQUIREMENT, bootstrap_uv};
 pub use pythons::is_python_version;
 pub use requirements::{env_key, normalise_requirements, with_container_base};
+pub use stop::BuildStop;
 
 /// What a stage needs: an interpreter and its requirements.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

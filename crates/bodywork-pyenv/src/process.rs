@@ -48,7 +48,9 @@ pub(crate) fn run_streaming(
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn()?;
+    // Under a build's stop (if any): killed with its whole tree when the
+    // build is stopped.
+    let (mut child, registered) = crate::stop::guard_spawn(cmd)?;
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let (tx, rx) = mpsc::channel::<(bool, String)>();
@@ -83,6 +85,10 @@ pub(crate) fn run_streaming(
     });
 
     let status = child.wait()?;
+    if registered.as_ref().is_some_and(|r| r.stopped()) {
+        return Err(crate::stop::stopped());
+    }
+    drop(registered);
     Ok(Finished {
         status,
         stderr_tail: stderr_tail.into(),

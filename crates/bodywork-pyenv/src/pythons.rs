@@ -310,12 +310,12 @@ impl WheelCheck<'_> {
     /// The resolution (`name==version` lines) when everything resolves to
     /// wheels, else the verdict.
     pub(crate) fn resolve(&self, under: Under<'_>, scope: Scope) -> Result<String, Verdict> {
-        resolution(self.command(under, scope).output())
+        resolution(crate::stop::output(&mut self.command(under, scope)))
     }
 
     /// The verdict alone.
     pub(crate) fn verdict(&self, under: Under<'_>, scope: Scope) -> Verdict {
-        verdict(self.command(under, scope).output())
+        verdict(crate::stop::output(&mut self.command(under, scope)))
     }
 
     /// The verdicts for several versions, checked at once (offline checks

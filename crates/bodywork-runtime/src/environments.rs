@@ -21,6 +21,9 @@ pub struct EnvironmentStatus {
     pub last_used: Option<DateTime<Utc>>,
     /// The deployed services running in it, as `NAMESPACE/SERVICE`.
     pub used_by: Vec<String>,
+    /// The stages of workflow runs in progress that use it, by run.
+    #[serde(default)]
+    pub used_by_runs: Vec<RunStage>,
     /// Its build lock, while held.
     pub lock: Option<BuildLockStatus>,
 }
@@ -37,20 +40,30 @@ impl EnvironmentStatus {
             created: None,
             last_used: None,
             used_by: Vec::new(),
+            used_by_runs: Vec::new(),
             lock: Some(lock),
         }
     }
 }
 
-/// A held build lock: who holds it, since when.
+/// A held build lock: who holds it, since when, for which run's stage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuildLockStatus {
     /// The process holding it, when its holder said.
     pub pid: Option<u32>,
     #[serde(default, with = "crate::time::rfc3339_opt")]
     pub since: Option<DateTime<Utc>>,
-    /// When the holder is the runtime's own process (the local daemon,
-    /// which builds its stages' environments): the workflow runs going in
-    /// it, one of which builds.
-    pub runs: Vec<i64>,
+    /// The stage of a workflow run it is built for, when its holder said
+    /// (a build for `bodywork stage` or by an older bodywork does not).
+    #[serde(default)]
+    pub built_for: Option<RunStage>,
+}
+
+/// A stage of a workflow run (that an environment is built for, or that
+/// uses it).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RunStage {
+    pub namespace: String,
+    pub run: i64,
+    pub stage: String,
 }

@@ -25,7 +25,7 @@ pub use control::{
     RunOptions, RunState, RunSummary, RunTrigger, SshKey, StageAttempt, StageState, Watcher,
     WorkflowRun, WorkflowSubmission, detached_name, is_detached, unnamed_detached_name,
 };
-pub use environments::{BuildLockStatus, EnvironmentStatus};
+pub use environments::{BuildLockStatus, EnvironmentStatus, RunStage};
 pub use error::{ObjectKind, Problem, RuntimeError, TRY_AGAIN, error_chain};
 pub use logs::{LogEvent, LogRenderer, format_log_line, local_time, stage_header, timestamp_now};
 pub use resolve::{AsOf, AsOfSource, RESOLVE_AS_OF_ENV, Resolution};
@@ -176,6 +176,10 @@ pub struct ServiceStatus {
     /// took); `None` where the runtime does not count them.
     #[serde(default)]
     pub failed_requests: Option<u64>,
+    /// Since when `failed_requests` counts (the local gateway's start): a
+    /// count from before another start cannot be subtracted from it.
+    #[serde(default, with = "time::rfc3339_opt")]
+    pub failed_requests_since: Option<DateTime<Utc>>,
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
@@ -304,4 +308,10 @@ pub trait Runtime: Resources {
     /// own preparation reports any problem. By default nothing (a runtime
     /// whose stages bring their own environments).
     fn prepare_ahead(&self, _ctx: &RunContext, _stages: &[&StagePlan]) {}
+
+    /// The run of `ctx` ended (`failed`: cancelled or failed): what
+    /// [`Runtime::prepare_ahead`] started for it is its no more; when it
+    /// failed, stop what is still being made, unless another run waits for
+    /// the same. By default nothing.
+    fn end_ahead(&self, _ctx: &RunContext, _failed: bool) {}
 }

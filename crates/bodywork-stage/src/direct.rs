@@ -178,6 +178,8 @@ pub async fn run_stage(
         what.python.as_deref(),
         what.no_python_downloads,
         &checkout.commit,
+        None,
+        None,
         log,
     )
     .await

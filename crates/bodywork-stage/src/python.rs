@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bodywork_plan::StagePlan;
-use bodywork_pyenv::{Env, EnvCache, EnvError, EnvEvent, EnvRequest};
+use bodywork_pyenv::{BuildFor, BuildStop, Env, EnvCache, EnvError, EnvEvent, EnvRequest};
 use bodywork_runtime::{Level, Log, Resolution};
 
 /// Logger name of the installer's progress.
@@ -37,6 +37,7 @@ pub enum PythonError {
 /// to `log`, and so do the stage's first lines about its environment,
 /// whether built or reused: the date resolved as of, then the environment
 /// and its lock (every package installed, `name==version`).
+#[allow(clippy::too_many_arguments)] // each is one of the stage's or its run's
 pub async fn ensure_python(
     cache: Arc<EnvCache>,
     stage: &StagePlan,
@@ -44,6 +45,8 @@ pub async fn ensure_python(
     python: Option<&str>,
     no_python_downloads: bool,
     commit: &str,
+    built_for: Option<BuildFor>,
+    stop: Option<BuildStop>,
     log: &Log,
 ) -> Result<Env, PythonError> {
     let asked = python
@@ -75,7 +78,7 @@ pub async fn ensure_python(
     let name = stage.stage.clone();
     let started = std::time::Instant::now();
     let env = tokio::task::spawn_blocking(move || {
-        cache.ensure(&request, &mut |event| {
+        cache.ensure_for(&request, built_for.as_ref(), stop.as_ref(), &mut |event| {
             if let Some(line) = progress_line(&name, event) {
                 task_log.log(Level::Info, LOGGER, &line);
             }

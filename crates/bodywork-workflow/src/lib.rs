@@ -223,6 +223,7 @@ pub async fn run_workflow(
     runtime.prepare_ahead(&ctx, &later);
     let whole = req.submission.from_stages.is_empty();
     let result = prepare_and_run(runtime, &plan, &ctx, whole, log, cancel).await;
+    runtime.end_ahead(&ctx, result.is_err());
     match result {
         Ok(removed_services) => {
             info(

@@ -14,8 +14,19 @@ pub struct Replicas {
     pub service: String,
     pub available: u32,
     pub wanted: u32,
-    /// Requests to it that failed during the change; `None`: not counted.
-    pub failed: Option<u64>,
+    /// Requests to it that failed during the change.
+    pub failed: Failed,
+}
+
+/// The requests to a service that failed for their clients during a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failed {
+    /// The runtime does not count them (Kubernetes).
+    NotCounted,
+    Counted(u64),
+    /// Counting began again during the change (the daemon restarted): how
+    /// many failed, before and while it was down, is not known.
+    Unknown,
 }
 
 /// How one change (the first deploy, or a burst of saves) ended.
@@ -83,8 +94,19 @@ pub fn status(change: &Change, style: Style) -> String {
                     .map(|s| format!("{} {}/{}", s.service, s.available, s.wanted))
                     .collect(),
             };
-            let counted: Vec<u64> = services.iter().filter_map(|s| s.failed).collect();
+            let counted: Vec<u64> = services
+                .iter()
+                .filter_map(|s| match s.failed {
+                    Failed::Counted(n) => Some(n),
+                    Failed::NotCounted | Failed::Unknown => None,
+                })
+                .collect();
+            let unknown = services.iter().any(|s| s.failed == Failed::Unknown);
             let failed = match counted.iter().sum::<u64>() {
+                _ if unknown => format!(
+                    ", {}",
+                    style.error("failed requests unknown: the daemon restarted meanwhile")
+                ),
                 _ if counted.is_empty() => String::new(),
                 1 => format!(", {}", style.error("1 failed request")),
                 0 => ", 0 failed requests".to_string(),
@@ -190,7 +212,7 @@ mod tests {
                 service: "scoring".into(),
                 available: 2,
                 wanted: 2,
-                failed: Some(0),
+                failed: Failed::Counted(0),
             }],
             batch: vec![],
         };
@@ -207,20 +229,32 @@ mod tests {
                     service: "a".into(),
                     available: 1,
                     wanted: 1,
-                    failed: Some(1),
+                    failed: Failed::Counted(1),
                 },
                 Replicas {
                     service: "b".into(),
                     available: 2,
                     wanted: 2,
-                    failed: None,
+                    failed: Failed::NotCounted,
                 },
             ],
             batch: vec![],
         };
         assert_eq!(
-            status(&change(&["x.py"], uncounted), plain),
+            status(&change(&["x.py"], uncounted.clone()), plain),
             "saved x.py → serving in 0.74 s (a 1/1, b 2/2, 1 failed request)"
+        );
+        let Ended::Done { mut services, .. } = uncounted else {
+            unreachable!()
+        };
+        services[1].failed = Failed::Unknown;
+        let restarted = Ended::Done {
+            services,
+            batch: vec![],
+        };
+        assert_eq!(
+            status(&change(&["x.py"], restarted), plain),
+            "saved x.py → serving in 0.74 s (a 1/1, b 2/2, failed requests unknown: the daemon restarted meanwhile)"
         );
         assert_eq!(
             status(&change(&[], served), plain),

@@ -20,8 +20,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::helper::{
-    TestHome, TestProject, args_line, assert_rfc3339, batch_stage, git, is_alive, kill, read_pid,
-    shown_time, wait_for, yaml,
+    TestHome, TestProject, args_line, assert_rfc3339, batch_stage, git, http, is_alive, kill,
+    read_pid, shown_time, wait_for, yaml,
 };
 
 const LONG: Duration = Duration::from_secs(120);
@@ -387,6 +387,59 @@ fn a_nonexistent_package_fails_with_the_installers_own_words() {
     assert!(!run.all().contains("should not run"), "{run}");
 }
 
+/// A later step's environment is made while the first step runs; its
+/// stage's log still says what the installer did, as when the stage makes
+/// it itself, and that it built it rather than reused it.
+#[test]
+fn an_environment_made_ahead_keeps_its_installer_lines() {
+    let home = TestHome::new();
+    let project = TestProject::new(&[
+        (
+            "bodywork.yaml",
+            &yaml(
+                "ahead",
+                "first >> second",
+                "",
+                &[
+                    batch_stage("first", "first.py", 60, 0, ""),
+                    batch_stage(
+                        "second",
+                        "second.py",
+                        60,
+                        0,
+                        "    requirements:\n      - six==1.16.0\n",
+                    ),
+                ],
+            ),
+        ),
+        ("first.py", "print('first ran')\n"),
+        (
+            "second.py",
+            "import six\nprint('second ran with six', six.__version__)\n",
+        ),
+    ]);
+    let run = home.run(&["workflow", "--namespace", "ahead", project.arg()]);
+    run.expect_code(0)
+        .expect_output("second ran with six 1.16.0")
+        // uv's own lines, from the build made ahead.
+        .expect_output("+ six==1.16.0")
+        .expect_output("environment ready for stage=second in");
+    let all = run.all();
+    let ready = all
+        .lines()
+        .find(|l| l.contains("environment ready for stage=second"))
+        .unwrap_or_default();
+    assert!(ready.contains("(built "), "{ready}\n{run}");
+    let installed = all.find("+ six==1.16.0").unwrap_or(usize::MAX);
+    let resolves = all
+        .find("stage=second resolves its requirements")
+        .unwrap_or(usize::MAX);
+    assert!(
+        resolves < installed && installed < all.find(ready).unwrap_or(0),
+        "in order:\n{run}"
+    );
+}
+
 #[test]
 fn run_on_failure_gets_the_exception_message() {
     let home = TestHome::new();
@@ -588,6 +641,168 @@ fn a_second_run_of_the_same_project_and_namespace_is_refused() {
         statuses.contains(&"succeeded") && statuses.contains(&"failed"),
         "{runs:?}"
     );
+}
+
+/// Holds every connection it accepts, answering nothing; appends a line to
+/// `DIR/requested` for each, and to `DIR/closed` when its client closes it.
+const SILENT_SERVER: &str = r#"
+import os, select, socket, sys
+d = sys.argv[1]
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(16)
+open(d + "/port.tmp", "w").write(str(s.getsockname()[1]))
+os.rename(d + "/port.tmp", d + "/port")
+conns = []
+while True:
+    ready, _, _ = select.select([s] + conns, [], [], 0.1)
+    for x in ready:
+        if x is s:
+            c, _ = s.accept()
+            conns.append(c)
+            open(d + "/requested", "a").write("1\n")
+            continue
+        try:
+            data = x.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            conns.remove(x)
+            x.close()
+            open(d + "/closed", "a").write("1\n")
+"#;
+
+/// When a run fails, the environments its later steps were having made
+/// ahead are stopped: the installer's process tree killed (its download
+/// dropped), the half-built environment removed.
+#[test]
+fn a_failed_runs_environments_made_ahead_are_stopped_and_removed() {
+    let home = TestHome::new();
+    let holder = TestProject::new(&[]);
+    let dir = holder.scratch("server");
+    fs::create_dir_all(&dir).unwrap();
+    /// Killed however the test ends.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Server(
+        std::process::Command::new("python3")
+            .args(["-c", SILENT_SERVER, dir.to_str().unwrap()])
+            .spawn()
+            .expect("python3"),
+    );
+    wait_for("the server's port", LONG, || dir.join("port").exists());
+    let port = fs::read_to_string(dir.join("port")).unwrap();
+    let lines = |name: &str| {
+        fs::read_to_string(dir.join(name))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let requested = dir.join("requested");
+    let project = TestProject::new(&[
+        (
+            "bodywork.yaml",
+            &yaml(
+                "stopped",
+                "first >> second",
+                "",
+                &[
+                    batch_stage("first", "first.py", 120, 0, ""),
+                    batch_stage(
+                        "second",
+                        "second.py",
+                        60,
+                        0,
+                        &format!(
+                            "    requirements:\n      - slowpkg @ http://127.0.0.1:{port}/slowpkg-0.1-py3-none-any.whl\n"
+                        ),
+                    ),
+                ],
+            ),
+        ),
+        (
+            "first.py",
+            &format!(
+                "import os, sys, time\nwhile not os.path.exists({:?}):\n    time.sleep(0.05)\n\
+                 print('failing while the next environment downloads')\nsys.exit(1)\n",
+                requested.to_str().unwrap()
+            ),
+        ),
+        ("second.py", "print('should not run')\n"),
+    ]);
+    let run = home.run(&["workflow", "--namespace", "stopped", project.arg()]);
+    let ended = std::time::Instant::now();
+    run.expect_code(1)
+        .expect_output("failing while the next environment downloads");
+    assert!(!run.all().contains("should not run"), "{run}");
+    // uv would wait 30 s for an answer; killed, it drops its downloads now.
+    wait_for(
+        "the installer made ahead to be killed",
+        Duration::from_secs(15),
+        || lines("closed") >= lines("requested"),
+    );
+    assert!(ended.elapsed() < Duration::from_secs(20));
+    // Only complete environments are left (the first stage's).
+    let envs = home.root().join("envs");
+    wait_for(
+        "the half-built environment to go",
+        Duration::from_secs(15),
+        || {
+            fs::read_dir(&envs).unwrap().flatten().all(|e| {
+                e.file_name().to_string_lossy().starts_with('.')
+                    || e.path().join("bodywork-env.json").exists()
+            })
+        },
+    );
+}
+
+/// The environments page names the runs going whose stages use an
+/// environment, and, of a held build lock, the run and stage it builds for
+/// (as the lock file says), each with a link to the run's page.
+#[test]
+fn the_environments_page_names_the_runs_using_an_environment_and_a_locks_stage() {
+    let home = TestHome::new();
+    let holder = TestProject::new(&[]);
+    let (started, release) = (holder.scratch("started"), holder.scratch("release"));
+    let project = gated_project("gated", &started, &release);
+    let first = home.spawn(&["workflow", "--namespace", "envs", project.arg()]);
+    wait_for("the run's stage", LONG, || started.exists());
+    // A build of another environment, for run 1's stage `wait`, as the
+    // lock file of a build going on says.
+    let locks = home.root().join("envs").join(".locks");
+    fs::create_dir_all(&locks).unwrap();
+    let lock_path = locks.join("0123456789abcdef.lock");
+    fs::write(
+        &lock_path,
+        "pid=4242\nsince=1700000000\nnamespace=envs\nrun=1\nstage=wait\n",
+    )
+    .unwrap();
+    let lock = fs::File::open(&lock_path).unwrap();
+    lock.lock().unwrap();
+    let gateway = home.gateway();
+    let (status, page) = http(&gateway, "GET", "/ui/environments", None).expect("the page");
+    assert_eq!(status, 200, "{page}");
+    let link = "<a href=\"/ui/namespaces/envs/runs/1\">run 1</a>";
+    assert!(
+        page.contains(&format!("{link} (stage wait)")),
+        "no run using an environment in\n{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "being built</span> for {link}, stage wait (pid 4242), for "
+        )),
+        "no lock's run in\n{page}"
+    );
+    drop(lock);
+    fs::write(&release, "go").unwrap();
+    first.finish(LONG).expect_code(0);
+    // The run is over: it uses no environment any more.
+    let (_, page) = http(&gateway, "GET", "/ui/environments", None).expect("the page");
+    assert!(!page.contains("(stage wait)"), "{page}");
 }
 
 #[test]

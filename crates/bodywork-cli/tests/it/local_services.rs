@@ -570,6 +570,19 @@ fn services_survive_a_daemon_kill_without_restarting_python() {
     write_project(&project, &services_project(ns, "v1", 30, None));
     home.ok(&["workflow", project.arg()]);
     let pids = replica_pids(&home, ns, "svc-b");
+    // Failed requests are counted since the daemon started.
+    let counting_since = |services: &[serde_json::Value]| -> Vec<String> {
+        services
+            .iter()
+            .map(|s| {
+                s["failed_requests_since"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no start of the count in {s}"))
+                    .to_owned()
+            })
+            .collect()
+    };
+    let counted_since = counting_since(&services_json(&home, ns));
     let daemon = home.daemon_pid().expect("daemon pid");
     helper::kill(daemon, "KILL");
     wait_for("the daemon to die", Duration::from_secs(10), || {
@@ -580,6 +593,12 @@ fn services_survive_a_daemon_kill_without_restarting_python() {
     assert_eq!(services.len(), 2);
     for s in &services {
         assert_eq!(s["available_replicas"], 2, "{s}");
+    }
+    // The new daemon counts again, from its start: `--watch` says a
+    // change across the restart has an unknown count of failed requests,
+    // not a false 0.
+    for (before, now) in counted_since.iter().zip(counting_since(&services)) {
+        assert!(*before < now, "{before} then {now}");
     }
     assert_eq!(
         replica_pids(&home, ns, "svc-b"),

@@ -361,8 +361,11 @@ fn masked_json(run: &Run) -> serde_json::Value {
             serde_json::Value::Object(fields) => {
                 // Failed requests are counted by the local gateway (a
                 // number); a cluster has no count of its own (`null`).
-                if let Some(count) = fields.get_mut("failed_requests") {
-                    *count = serde_json::Value::from("<count>");
+                // and since when it counts (the daemon's start; none there).
+                for counted in ["failed_requests", "failed_requests_since"] {
+                    if let Some(count) = fields.get_mut(counted) {
+                        *count = serde_json::Value::from("<count>");
+                    }
                 }
                 fields.values_mut().for_each(walk)
             }

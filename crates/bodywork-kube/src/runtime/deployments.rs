@@ -432,5 +432,6 @@ fn service_status(d: &Deployment, namespace: &str, restarts: u32) -> ServiceStat
         name,
         // Requests go through the cluster's own proxies, uncounted here.
         failed_requests: None,
+        failed_requests_since: None,
     }
 }

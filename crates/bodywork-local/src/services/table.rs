@@ -164,6 +164,7 @@ impl ServiceManager {
                     restarts: current.iter().map(|r| r.restarts()).sum(),
                     deployed: Some(info.deployed),
                     failed_requests: Some(self.traffic.failed_requests(&s.namespace, &s.name)),
+                    failed_requests_since: Some(self.traffic.counting_since().into()),
                 })
             })
             .collect();

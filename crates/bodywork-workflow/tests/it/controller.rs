@@ -55,6 +55,7 @@ fn service(name: &str, project: &str, repo: &str) -> ServiceStatus {
         restarts: 0,
         deployed: None,
         failed_requests: None,
+        failed_requests_since: None,
     }
 }
 

@@ -32,7 +32,7 @@ use super::connect::with_control;
 use crate::cli::{GlobalArgs, RuntimeKind};
 use crate::output::TerminalLog;
 use crate::output::color::Style;
-use crate::output::watch::{self as words, Change, Ended, Replicas};
+use crate::output::watch::{self as words, Change, Ended, Failed, Replicas};
 use crate::{CliError, CliResult, Outcome};
 use debounce::{Burst, Debounce};
 use files::{Filter, Saved, Watch};
@@ -399,12 +399,16 @@ impl Session<'_> {
             .collect()
     }
 
-    /// The failed requests each service of `plan` has counted so far.
-    async fn failed_requests(&self, plan: Option<&WorkflowPlan>) -> BTreeMap<String, u64> {
+    /// The failed requests each service of `plan` has counted so far, and
+    /// since when.
+    async fn failed_requests(&self, plan: Option<&WorkflowPlan>) -> BTreeMap<String, Count> {
         self.services(plan)
             .await
             .into_iter()
-            .filter_map(|s| Some((s.name, s.failed_requests?)))
+            .filter_map(|s| {
+                let count = s.failed_requests?;
+                Some((s.name, (count, s.failed_requests_since)))
+            })
             .collect()
     }
 
@@ -413,15 +417,13 @@ impl Session<'_> {
     async fn replicas(
         &self,
         plan: Option<&WorkflowPlan>,
-        before: &BTreeMap<String, u64>,
+        before: &BTreeMap<String, Count>,
     ) -> Vec<Replicas> {
         self.services(plan)
             .await
             .into_iter()
             .map(|s| Replicas {
-                failed: s
-                    .failed_requests
-                    .map(|now| now.saturating_sub(before.get(&s.name).copied().unwrap_or(0))),
+                failed: failed_during(before.get(&s.name), &s),
                 service: s.name,
                 available: s.available_replicas,
                 wanted: s.replicas,
@@ -523,5 +525,78 @@ impl LogSink for Recorder {
             self.keep(source, line);
         }
         self.terminal.event(event);
+    }
+}
+
+/// A service's failed requests as counted, and since when.
+type Count = (u64, Option<chrono::DateTime<chrono::Utc>>);
+
+/// The requests to `now`'s service that failed since `before` was counted
+/// (a new service's: since it began). Counts that began at different
+/// times (the daemon restarted in between, forgetting its counts and
+/// refusing requests while down) cannot be subtracted: unknown.
+fn failed_during(before: Option<&Count>, now: &ServiceStatus) -> Failed {
+    let Some(count) = now.failed_requests else {
+        return Failed::NotCounted;
+    };
+    match before {
+        None => Failed::Counted(count),
+        Some((was, since)) if *since == now.failed_requests_since && *was <= count => {
+            Failed::Counted(count - was)
+        }
+        Some(_) => Failed::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod failed_tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    fn service(count: Option<u64>, since: i64) -> ServiceStatus {
+        ServiceStatus {
+            namespace: "ns".into(),
+            name: "svc".into(),
+            project: "p".into(),
+            stage: "svc".into(),
+            repo: String::new(),
+            commit: String::new(),
+            url: String::new(),
+            port: 5000,
+            exposed: false,
+            replicas: 1,
+            available_replicas: 1,
+            unavailable_replicas: 0,
+            restarts: 0,
+            deployed: None,
+            failed_requests: count,
+            failed_requests_since: Utc.timestamp_opt(since, 0).single(),
+        }
+    }
+
+    #[test]
+    fn failures_are_counted_only_against_a_count_of_the_same_start() {
+        let start = Utc.timestamp_opt(100, 0).single();
+        assert_eq!(
+            failed_during(Some(&(3, start)), &service(Some(5), 100)),
+            Failed::Counted(2)
+        );
+        assert_eq!(
+            failed_during(None, &service(Some(5), 100)),
+            Failed::Counted(5)
+        );
+        // The daemon restarted during the change: its count began again.
+        assert_eq!(
+            failed_during(Some(&(3, start)), &service(Some(0), 200)),
+            Failed::Unknown
+        );
+        assert_eq!(
+            failed_during(Some(&(3, start)), &service(Some(1), 100)),
+            Failed::Unknown
+        );
+        assert_eq!(
+            failed_during(Some(&(3, start)), &service(None, 100)),
+            Failed::NotCounted
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! The cached Python environments: list and prune.
 
-use bodywork_runtime::{BuildLockStatus, EnvironmentStatus, RuntimeError};
+use bodywork_runtime::{BuildLockStatus, EnvironmentStatus, RunStage, RuntimeError};
 use chrono::{DateTime, Utc};
 
 use super::error;
@@ -48,15 +48,16 @@ fn statuses(daemon: &Daemon) -> Result<Vec<EnvironmentStatus>, bodywork_pyenv::E
     let envs = rt.envs().list()?;
     let mut locks = rt.envs().build_locks()?;
     let users = rt.services().environment_users();
-    let own = std::process::id();
+    let run_users = rt.run_users(&daemon.active_run_ids());
     let lock_status = |lock: bodywork_pyenv::BuildLock| BuildLockStatus {
-        runs: if lock.pid == Some(own) {
-            let mut runs = daemon.active_run_ids();
-            runs.sort_unstable();
-            runs
-        } else {
-            Vec::new()
-        },
+        // The local runtime's run ids are numbers; another's are not ours.
+        built_for: lock.built_for.and_then(|f| {
+            Some(RunStage {
+                run: f.run.parse().ok()?,
+                namespace: f.namespace,
+                stage: f.stage,
+            })
+        }),
         pid: lock.pid,
         since: lock.since.map(DateTime::<Utc>::from),
     };
@@ -69,6 +70,7 @@ fn statuses(daemon: &Daemon) -> Result<Vec<EnvironmentStatus>, bodywork_pyenv::E
                 .map(|i| lock_status(locks.swap_remove(i)));
             EnvironmentStatus {
                 used_by: users.get(&e.dir).cloned().unwrap_or_default(),
+                used_by_runs: run_users.get(&e.dir).cloned().unwrap_or_default(),
                 key: e.key,
                 python_version: e.python_version,
                 requirements: e.requirements,

@@ -111,11 +111,36 @@ impl LogSink for RunLog {
             line: line.to_string(),
         });
     }
+
+    /// An event kept elsewhere (an environment built ahead): with its own time.
+    fn event(&self, event: LogEvent) {
+        self.emit(event);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_kept_elsewhere_is_written_with_its_own_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.log");
+        let log = RunLog::new(File::create(&path).unwrap(), None);
+        let said = chrono::DateTime::parse_from_rfc3339("2020-01-02T03:04:05Z")
+            .unwrap()
+            .to_utc();
+        log.event(LogEvent::Log {
+            time: said,
+            level: Level::Info,
+            logger: "environment".into(),
+            message: "Resolved 3 packages".into(),
+        });
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("2020-01-02 03:04:05"), "{text}");
+        assert!(text.contains("Resolved 3 packages"), "{text}");
+    }
 
     #[test]
     fn a_run_log_keeps_within_its_limit_with_a_marker_and_the_runs_own_messages() {
