@@ -910,11 +910,10 @@ elif what == "slow":
     time.sleep(600)
 "#;
 
-/// A batch DAG on the cluster: a stage reading a secret, a stage that
-/// fails once and is retried, a stage whose pod is evicted (the Eviction
-/// API: not a failure of the stage, the Job starts another pod), then a
-/// stage killed at its deadline, which fails the workflow naming it; every
-/// Job is gone afterwards.
+/// The `--resolve-as-of` of [`a_killed_runs_record_keeps_its_options_and_reads_as_lost`],
+/// as its record keeps it (the day's end).
+const LOST_AS_OF: &str = "2024-05-20T23:59:59Z";
+
 /// A run on the cluster records what it was started with (its secrets
 /// group, its `--resolve-as-of`), and writes its record again while a
 /// stage runs; once its process is killed, the record stops being written,
@@ -940,6 +939,8 @@ fn a_killed_runs_record_keeps_its_options_and_reads_as_lost(who: Who) {
         &[batch_stage("wait", "mark.py", 600, 0, &args)],
     );
     c.publish(&project, &config, "wait", &url);
+    // The pod resolves the stage's environment as of that date, offline.
+    c.warm_as_of("", Some(LOST_AS_OF), "python3");
 
     let home = c.home(who);
     home.ok(&["setup-namespace", &ns]);
@@ -957,7 +958,7 @@ fn a_killed_runs_record_keeps_its_options_and_reads_as_lost(who: Who) {
         "--group",
         &ns,
         "--resolve-as-of",
-        "2024-05-20",
+        &LOST_AS_OF[..10],
         &url,
         "main",
     ]);
@@ -973,7 +974,7 @@ fn a_killed_runs_record_keeps_its_options_and_reads_as_lost(who: Who) {
     assert_eq!(listed[0]["status"], "running", "{listed:?}");
     assert_eq!(
         listed[0]["options"],
-        serde_json::json!({"secrets_group": ns, "resolve_as_of": "2024-05-20T23:59:59Z"}),
+        serde_json::json!({"secrets_group": ns, "resolve_as_of": LOST_AS_OF}),
         "{listed:?}"
     );
     let id = listed[0]["id"].as_i64().expect("a run number");
@@ -1023,6 +1024,11 @@ fn a_killed_runs_record_keeps_its_options_and_reads_as_lost(who: Who) {
     home.ok(&["delete", "secret", "--group", &ns]);
 }
 
+/// A batch DAG on the cluster: a stage reading a secret, a stage that
+/// fails once and is retried, a stage whose pod is evicted (the Eviction
+/// API: not a failure of the stage, the Job starts another pod), then a
+/// stage killed at its deadline, which fails the workflow naming it; every
+/// Job is gone afterwards.
 fn batch_dag_with_a_secret_retries_and_a_timeout(who: Who) {
     let c = cluster();
     let ns = namespace("batch", who);
