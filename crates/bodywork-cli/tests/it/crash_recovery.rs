@@ -341,7 +341,14 @@ fn a_first_deploy_that_fails_leaves_no_service_or_listener_behind() {
         .expect_code(1)
         .expect_output("cannot create");
     let cluster = format!("127.{FAILED_FIRST_DEPLOY_BLOCK}.0.1:5000");
-    assert!(!listening(&cluster), "a ghost listens at {cluster}");
+    // Closed as the deploy fails, but not before the CLI hears of it: the
+    // daemon's supervisor keeps a duplicate of every listener (so that it
+    // survives a crash) and closes its own when told, in its own time.
+    wait_for(
+        &format!("the listener at {cluster} to close"),
+        Duration::from_secs(10),
+        || !listening(&cluster),
+    );
     let path = format!("/api/v1/namespaces/{ns}/services/web/proxy/");
     assert_eq!(get(&home.gateway(), &path).0, 404);
     let hosts = std::fs::read_to_string(home.root().join("services.hosts")).unwrap_or_default();
