@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bodywork_pyenv::{BuildStop, Env};
-use bodywork_runtime::{Level, Log, LogEvent, LogSink};
+use bodywork_runtime::{EventSink, Level, Log, LogEvent};
 use bodywork_stage::PythonError;
 use tokio::task::JoinHandle;
 
@@ -89,18 +89,7 @@ impl Buffered {
     }
 }
 
-impl LogSink for Buffered {
-    fn log(&self, level: Level, logger: &str, message: &str) {
-        self.push(LogEvent::log(level, logger, message));
-    }
-
-    fn stage_line(&self, source: &str, line: &str) {
-        self.push(LogEvent::Stage {
-            source: source.to_owned(),
-            line: line.to_owned(),
-        });
-    }
-
+impl EventSink for Buffered {
     fn event(&self, event: LogEvent) {
         self.push(event);
     }
@@ -197,6 +186,7 @@ impl AheadBuilds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bodywork_runtime::LogSink;
 
     #[derive(Default)]
     struct Collect(Mutex<Vec<String>>);

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{LineWriter, Write};
 use std::sync::{Arc, Mutex};
 
-use bodywork_runtime::{Level, LogEvent, LogRenderer, LogSink};
+use bodywork_runtime::{EventSink, LogEvent, LogRenderer};
 
 use crate::daemon::live::LiveStream;
 use crate::logfiles::{RUN_LOG_MAX, RUN_LOG_RESERVE};
@@ -100,19 +100,9 @@ impl RunLog {
     }
 }
 
-impl LogSink for RunLog {
-    fn log(&self, level: Level, logger: &str, message: &str) {
-        self.emit(LogEvent::log(level, logger, message));
-    }
-
-    fn stage_line(&self, source: &str, line: &str) {
-        self.emit(LogEvent::Stage {
-            source: source.to_string(),
-            line: line.to_string(),
-        });
-    }
-
-    /// An event kept elsewhere (an environment built ahead): with its own time.
+/// Every line of the run, as an event: a log line or a stage's line made
+/// now, or one kept elsewhere (an environment built ahead) with its own time.
+impl EventSink for RunLog {
     fn event(&self, event: LogEvent) {
         self.emit(event);
     }
@@ -121,6 +111,7 @@ impl LogSink for RunLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bodywork_runtime::Level;
 
     #[test]
     fn an_event_kept_elsewhere_is_written_with_its_own_time() {
