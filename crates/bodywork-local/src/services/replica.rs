@@ -61,6 +61,14 @@ impl ReplicaSpec {
     fn target(&self) -> SocketAddrV4 {
         SocketAddrV4::new(self.address, self.port)
     }
+
+    /// Where its process's output goes: its log, bounded as a service's.
+    pub fn log_to(&self) -> LogTo {
+        LogTo {
+            path: self.log_path.clone(),
+            part_max: crate::logfiles::SERVICE_LOG_PART,
+        }
+    }
 }
 
 /// What the vetting of new connections ([`Replica::vet`]) and the
@@ -357,11 +365,7 @@ impl Supervisor {
     }
 
     fn spawn(&self) -> std::io::Result<(Running, ProcessId)> {
-        let log = LogTo {
-            path: self.spec.log_path.clone(),
-            part_max: crate::logfiles::SERVICE_LOG_PART,
-        };
-        let child = process::logged_process_command(&self.spec.command, &log)?
+        let child = process::logged_process_command(&self.spec.command, &self.spec.log_to())?
             .kill_on_drop(false)
             .spawn()?;
         let pid = child.id().unwrap_or(0);

@@ -24,7 +24,6 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bodywork_stage::process::{self, ProcessId, StageCommand};
-use bodywork_stage::reaper::LogTo;
 use nix::sys::signal::Signal;
 
 use super::replica::ReplicaSpec;
@@ -223,12 +222,8 @@ impl Standby {
                 command.cwd = dir.to_path_buf();
             }
             let (read, go) = std::io::pipe()?;
-            let log = LogTo {
-                path: spec.log_path.clone(),
-                part_max: crate::logfiles::SERVICE_LOG_PART,
-            };
             // If this fails, the standbys started so far go with `standby`.
-            let child = process::logged_process_command(&command, &log)?
+            let child = process::logged_process_command(&command, &spec.log_to())?
                 .stdin(Stdio::from(read))
                 .kill_on_drop(false)
                 .spawn()?;
