@@ -5,7 +5,7 @@
 //! (`Origin`, else `Referer`), is a small url-encoded form, and passed the
 //! Host check; [`check`] says which of these failed.
 
-use bodywork_runtime::{ControlPlane, RuntimeError, ServiceStatus, WorkflowSubmission};
+use bodywork_runtime::{ControlPlane, RuntimeError, ServiceStatus, SshKey, WorkflowSubmission};
 
 use crate::serve::host_allowed;
 
@@ -149,6 +149,12 @@ pub enum ActionError {
     NoSuchService { namespace: String, service: String },
     #[error("the runtime recorded no repository for service {service}")]
     NoRecord { service: String },
+    /// The run to repeat fetched its repository with the deploy key its
+    /// CLI found in `BODYWORK_GITHUB_SSH_PRIVATE_KEY`, which nothing kept.
+    #[error(
+        "the last run of service {service}'s repository took its deploy key from BODYWORK_GITHUB_SSH_PRIVATE_KEY, which is not kept"
+    )]
+    KeyNotKept { service: String },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
@@ -175,6 +181,11 @@ pub async fn redeploy_submission(
         })
     });
     let (branch, options) = newest.map(|r| (r.branch, r.options)).unwrap_or_default();
+    if options.ssh_key == Some(SshKey::Environment) {
+        return Err(ActionError::KeyNotKept {
+            service: service.to_string(),
+        });
+    }
     Ok(options.apply(WorkflowSubmission {
         repo: status.repo,
         branch,

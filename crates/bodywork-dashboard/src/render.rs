@@ -400,6 +400,12 @@ fn run_options(o: &RunOptions) -> String {
     let key = match &o.ssh_key {
         Some(SshKey::File(path)) => format!("key file {}", code(&path.display().to_string())),
         Some(SshKey::Secret(name)) => format!("from secret {}", code(name)),
+        Some(SshKey::Environment) => {
+            format!(
+                "from {} (not kept)",
+                code("BODYWORK_GITHUB_SSH_PRIVATE_KEY")
+            )
+        }
         None => "none given".to_string(),
     };
     let or = |value: &Option<String>, default: &str| {
@@ -639,6 +645,7 @@ pub fn action_failed(
         ActionError::NoRecord { .. } => format!(
             "the runtime recorded no repository for service {service}, so there is nothing to run again; deploy it with `bodywork workflow`"
         ),
+        ActionError::KeyNotKept { .. } => "the last run of its repository fetched it with the deploy key in BODYWORK_GITHUB_SSH_PRIVATE_KEY, which bodywork does not keep; run `bodywork workflow` again from a shell where it is set, or give the key's file with `--ssh`".to_string(),
         ActionError::Runtime(e) => format!(
             "the runtime answered: {}",
             bodywork_runtime::error_chain(e)

@@ -408,7 +408,9 @@ where
         Err(e) => {
             let status = match &e {
                 ActionError::NoSuchService { .. } => StatusCode::NOT_FOUND,
-                ActionError::NoRecord { .. } => StatusCode::CONFLICT,
+                ActionError::NoRecord { .. } | ActionError::KeyNotKept { .. } => {
+                    StatusCode::CONFLICT
+                }
                 ActionError::Runtime(_) => StatusCode::BAD_GATEWAY,
             };
             let what = match action {

@@ -541,6 +541,12 @@ fn a_run_page_shows_what_the_run_was_started_with() {
     cp.runs[2].options.ssh_key = Some(SshKey::Secret("ssh-github-private-key".into()));
     let html = run_page(&cp, "prod", 1);
     assert!(html.contains("<dd>from secret <code>ssh-github-private-key</code></dd>"));
+    cp.runs[2].options.ssh_key = Some(SshKey::Environment);
+    let html = run_page(&cp, "prod", 1);
+    assert!(
+        html.contains("<dd>from <code>BODYWORK_GITHUB_SSH_PRIVATE_KEY</code> (not kept)</dd>"),
+        "{html}"
+    );
     let html = run_page(&demo(), "prod", 1);
     for fact in [
         "<dt>Branch</dt><dd>the default branch</dd>",
@@ -576,6 +582,14 @@ fn redeploy_passes_back_the_options_of_the_newest_run_of_its_repository() {
     let s = block_on(crate::actions::redeploy_submission(&cp, "prod", "scoring")).unwrap();
     assert_eq!(s.ssh_key, None);
     assert_eq!(s.python.as_deref(), Some("3.10"));
+    // A key from BODYWORK_GITHUB_SSH_PRIVATE_KEY was not kept: no redeploy
+    // that would fail to fetch, but a reason.
+    cp.runs[1].options.ssh_key = Some(SshKey::Environment);
+    let e = block_on(crate::actions::redeploy_submission(&cp, "prod", "scoring")).unwrap_err();
+    assert!(
+        matches!(e, crate::actions::ActionError::KeyNotKept { .. }),
+        "{e}"
+    );
     // No run kept: the default branch and no options.
     cp.no_runs = true;
     let s = block_on(crate::actions::redeploy_submission(&cp, "prod", "scoring")).unwrap();

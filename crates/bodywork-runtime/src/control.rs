@@ -28,6 +28,11 @@ pub struct WorkflowSubmission {
     pub namespace: Option<String>,
     /// `--ssh KEY_FILE`, absolute.
     pub ssh_key: Option<PathBuf>,
+    /// `ssh_key` is a temporary file holding the key the CLI found in
+    /// `BODYWORK_GITHUB_SSH_PRIVATE_KEY` (gone once the run ends), not a
+    /// file the user named.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ssh_key_from_env: bool,
     /// `--group G`: the secrets group copied into the namespace (instead of
     /// the project's `pipeline.secrets_group`).
     #[serde(default)]
@@ -131,6 +136,10 @@ pub enum SshKey {
     /// pod gets it from, and what a run started in the cluster reads
     /// again by itself).
     Secret(String),
+    /// `BODYWORK_GITHUB_SSH_PRIVATE_KEY` in the environment of the CLI
+    /// that started it (no `--ssh`): not kept anywhere, so a run again
+    /// cannot have it.
+    Environment,
 }
 
 /// The options of a workflow run that a run again passes back (see
@@ -156,7 +165,10 @@ impl RunOptions {
     /// What `submission` asked for, its key as a file.
     pub fn of(submission: &WorkflowSubmission) -> RunOptions {
         RunOptions {
-            ssh_key: submission.ssh_key.clone().map(SshKey::File),
+            ssh_key: match (&submission.ssh_key, submission.ssh_key_from_env) {
+                (Some(_), true) => Some(SshKey::Environment),
+                (key, _) => key.clone().map(SshKey::File),
+            },
             secrets_group: submission.secrets_group.clone(),
             python: submission.python.clone(),
             resolve_as_of: submission.resolve_as_of,
@@ -169,7 +181,7 @@ impl RunOptions {
     pub fn apply(&self, submission: WorkflowSubmission) -> WorkflowSubmission {
         let ssh_key = match &self.ssh_key {
             Some(SshKey::File(path)) => Some(path.clone()),
-            Some(SshKey::Secret(_)) | None => None,
+            Some(SshKey::Secret(_) | SshKey::Environment) | None => None,
         };
         WorkflowSubmission {
             ssh_key,
@@ -534,6 +546,7 @@ mod tests {
             branch: Some("dev".into()),
             namespace: Some("ns".into()),
             ssh_key: Some("/home/me/.ssh/id".into()),
+            ssh_key_from_env: false,
             secrets_group: Some("g".into()),
             resolve_as_of: Some(crate::AsOf::Now),
             python: Some("3.11".into()),
@@ -572,5 +585,17 @@ mod tests {
             ..RunOptions::default()
         };
         assert_eq!(secret.apply(WorkflowSubmission::default()).ssh_key, None);
+        // A key from BODYWORK_GITHUB_SSH_PRIVATE_KEY: its temporary file is
+        // not recorded, and not passed back.
+        let from_env = RunOptions::of(&WorkflowSubmission {
+            ssh_key: Some("/tmp/bodywork-keys/k1".into()),
+            ssh_key_from_env: true,
+            ..WorkflowSubmission::default()
+        });
+        assert_eq!(from_env.ssh_key, Some(SshKey::Environment));
+        let json = serde_json::to_string(&from_env).unwrap();
+        assert_eq!(json, r#"{"ssh_key":"environment"}"#);
+        assert_eq!(serde_json::from_str::<RunOptions>(&json).unwrap(), from_env);
+        assert_eq!(from_env.apply(WorkflowSubmission::default()).ssh_key, None);
     }
 }

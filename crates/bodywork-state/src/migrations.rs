@@ -30,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/004_cron_resolve_as_of.sql"),
     include_str!("migrations/005_cron_python.sql"),
     include_str!("migrations/006_run_options.sql"),
+    include_str!("migrations/007_run_key_from_env.sql"),
 ];
 
 /// The schema version this build writes (the number of migration steps).

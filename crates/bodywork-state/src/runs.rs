@@ -125,7 +125,7 @@ pub struct AttemptRow {
 }
 
 pub(crate) const RUN_COLUMNS: &str = r#"id, namespace, project, repo, branch, "commit", "trigger", status,
-    error, log_path, started, finished, ssh_key, secrets_group, python, resolve_as_of"#;
+    error, log_path, started, finished, ssh_key, secrets_group, python, resolve_as_of, ssh_key_from_env"#;
 
 pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
@@ -142,9 +142,12 @@ pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRow> {
         started: ts_col(row, 10)?,
         finished: opt_ts_col(row, 11)?,
         options: RunOptions {
-            ssh_key: row
-                .get::<_, Option<String>>(12)?
-                .map(|p| SshKey::File(PathBuf::from(p))),
+            ssh_key: match row.get::<_, bool>(16)? {
+                true => Some(SshKey::Environment),
+                false => row
+                    .get::<_, Option<String>>(12)?
+                    .map(|p| SshKey::File(PathBuf::from(p))),
+            },
             secrets_group: row.get(13)?,
             python: row.get(14)?,
             resolve_as_of: opt_as_of_col(row, 15)?,
@@ -176,14 +179,15 @@ impl Store {
     pub fn insert_run(&self, run: &NewRun) -> Result<i64> {
         let ssh_key = match &run.options.ssh_key {
             Some(SshKey::File(path)) => Some(path_to_sql(path)?),
-            Some(SshKey::Secret(_)) | None => None,
+            Some(SshKey::Secret(_) | SshKey::Environment) | None => None,
         };
+        let from_env = run.options.ssh_key == Some(SshKey::Environment);
         self.history()?
             .execute(
                 r#"INSERT INTO runs (namespace, project, repo, branch, "commit", "trigger",
                                     status, log_path, started, ssh_key, secrets_group,
-                                    python, resolve_as_of)
-                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"#,
+                                    python, resolve_as_of, ssh_key_from_env)
+                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"#,
                 (
                     &run.namespace,
                     &run.project,
@@ -198,6 +202,7 @@ impl Store {
                     &run.options.secrets_group,
                     &run.options.python,
                     run.options.resolve_as_of.map(|a| a.arg()),
+                    from_env,
                 ),
             )
             .at(self)?;

@@ -140,6 +140,7 @@ fn checked(
         repo,
         branch: args.branch.clone(),
         namespace,
+        ssh_key_from_env: ssh_key.is_none() && env_key.is_some(),
         ssh_key: ssh_key.or_else(|| env_key.as_ref().map(|k| k.path().to_path_buf())),
         secrets_group,
         resolve_as_of: args.resolve_as_of,

@@ -155,6 +155,28 @@ fn private_repositories_over_ssh_with_the_namespace_key_a_pod_key_and_a_cron_job
         .expect_code(1)
         .expect_output("ssh-github-private-key");
 
+    // A key in the CLI's environment (what an in-cluster cron job's pod
+    // has): the run fetches with it, and its record says the key came from
+    // there, not the temporary file it was written to for the run (which
+    // a run again could not use).
+    let mut workflow = home.cmd(&["workflow", "--namespace", "private", &url, "trunk"]);
+    workflow.env("BODYWORK_GITHUB_SSH_PRIVATE_KEY", &key);
+    let out = workflow.output().unwrap();
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("hello from a private repository"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = home
+        .cmd(&["-o", "json", "runs", "--namespace", "private"])
+        .output()
+        .unwrap();
+    let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let newest = runs.iter().max_by_key(|r| r["id"].as_i64()).unwrap();
+    assert_eq!(newest["status"], "succeeded", "{newest}");
+    assert_eq!(newest["options"]["ssh_key"], "environment", "{newest}");
+
     // The namespace's deploy key, as the tutorial's users keep it.
     let data = format!("BODYWORK_GITHUB_SSH_PRIVATE_KEY={key}");
     home.ok(&[

@@ -236,6 +236,7 @@ impl DueRun {
             branch: job.spec.branch.clone(),
             namespace: Some(job.spec.namespace.clone()),
             ssh_key: None,
+            ssh_key_from_env: false,
             secrets_group: job.spec.secrets_group.clone(),
             resolve_as_of: job.spec.resolve_as_of,
             python: job.spec.python.clone(),

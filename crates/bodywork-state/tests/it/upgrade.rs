@@ -173,6 +173,26 @@ fn v1_database_opens_with_every_row_intact() {
     assert_eq!(runs.len(), 3);
     assert_eq!(runs[0].options, options);
     assert!(runs[1..].iter().all(|r| r.options.is_empty()), "{runs:?}");
+    // Schema version 7: a key from BODYWORK_GITHUB_SSH_PRIVATE_KEY reads
+    // as that, not as a file.
+    let from_env = bodywork_runtime::RunOptions {
+        ssh_key: Some(bodywork_runtime::SshKey::Environment),
+        ..bodywork_runtime::RunOptions::default()
+    };
+    let id = store
+        .insert_run(&bodywork_state::NewRun {
+            namespace: "dev".into(),
+            project: None,
+            repo: "git@github.com:me/p.git".into(),
+            branch: None,
+            commit: None,
+            trigger: "cli".into(),
+            log_path: PathBuf::from("/tmp/4.log"),
+            options: from_env.clone(),
+        })
+        .expect("new run");
+    let run = store.get_run(id).expect("run").expect("present");
+    assert_eq!(run.options, from_env);
 
     // Schema version 2 added cron jobs: the upgraded database holds them
     // beside the v1 rows, and links them to v1 runs.
@@ -212,7 +232,7 @@ fn v1_database_opens_with_every_row_intact() {
     assert_eq!(history.len(), 1);
     let linked = history[0].run.as_ref().expect("the v1 run");
     assert_eq!((linked.id, linked.trigger.as_str()), (2, "cron:nightly"));
-    assert_eq!(store.list_runs(None, 10).expect("runs").len(), 3);
+    assert_eq!(store.list_runs(None, 10).expect("runs").len(), 4);
 }
 
 #[test]
