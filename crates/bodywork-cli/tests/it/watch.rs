@@ -591,28 +591,29 @@ fn cmdline(pid: u64) -> String {
     String::from_utf8_lossy(&raw).replace('\0', " ")
 }
 
+/// The parent and process group of process `pid`.
+fn parent_and_group(pid: u64) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's closing parenthesis: state, ppid, pgrp.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(1);
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+}
+
 /// Whether the replica process `pid` (a service's Python) was forked by
 /// its service's zygote (its command line is the zygote's loader), under a
 /// reaper (its parent) that leads its process group.
 fn forked_by_a_zygote(pid: u64) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // After the command's closing parenthesis: state, ppid, pgrp.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let (Some(ppid), Some(pgrp)) = (fields.get(1), fields.get(2)) else {
-        return false;
-    };
-    cmdline(pid).contains("_bodywork_zygote()")
-        && cmdline(ppid.parse().unwrap_or(0)).contains("__reap --log")
-        && ppid == pgrp
+    parent_and_group(pid).is_some_and(|(ppid, pgrp)| {
+        cmdline(pid).contains("_bodywork_zygote()")
+            && cmdline(ppid).contains("__reap --log")
+            && ppid == pgrp
+    })
 }
 
 /// The zygotes (`-c` loader) of the daemon of `home`, waiting for "go"
-/// on their stdin (a replica they forked has /dev/null there).
+/// on their stdin (a replica they forked has /dev/null there; a process
+/// just forked, still with their stdin, has one for its parent).
 fn zygotes(home: &TestHome) -> Vec<u32> {
     let hosts = home.root().join("services.hosts");
     let needle = format!("BODYWORK_HOSTS_FILE={}", hosts.display());
@@ -623,10 +624,12 @@ fn zygotes(home: &TestHome) -> Vec<u32> {
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            let cmdline = cmdline(u64::from(*pid));
+            let own = cmdline(u64::from(*pid));
             let stdin = std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap_or_default();
-            cmdline.contains("_bodywork_zygote()")
-                && !cmdline.contains("__reap")
+            let parent = parent_and_group(u64::from(*pid)).map(|(ppid, _)| cmdline(ppid));
+            own.contains("_bodywork_zygote()")
+                && !own.contains("__reap")
+                && parent.is_some_and(|p| !p.contains("_bodywork_zygote()"))
                 && stdin.to_string_lossy().starts_with("pipe:")
                 && String::from_utf8_lossy(&environ).contains(&needle)
         })
