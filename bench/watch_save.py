@@ -17,11 +17,12 @@ first answer, while the scoring client still runs (what no roll can go
 below without pre-importing; the roll adds the 150 ms debounce, starts
 two such processes at once and switches the gateway over).
 
-Under `--watch` a service's next roll is started by standby interpreters
-that imported the previous version's modules once the previous roll
-served. Saves back to back (the default) leave them no time to do so;
-`--pause S` waits S seconds after each status line (the first deploy's
-too) before the next save, as someone editing does.
+Under `--watch` a service's replicas are forked by its zygote, one Python
+process kept for the whole watch that imported the modules the first
+version's replicas recorded (and again when a version imports more). Saves
+back to back (the default) come one roll after another; `--pause S` waits
+S seconds after each status line (the first deploy's too) before the next
+save, as someone editing does.
 
 Usage: python3 bench/watch_save.py [--saves 20] [--pause 0] [--bin target/release/bodywork]
        [--uv-cache DIR]  (default: the test suite's shared uv cache, so the
@@ -190,8 +191,8 @@ def main():
         ]
         if status:
             rows.append(("status lines (save seen -> serving), p50", f"{statistics.median(status):.3f} s", "-"))
-        handed = printed().count("handing the new version to")
-        rows.append(("rolls started by standby interpreters", f"{handed} / {len(times)}", "-"))
+        handed = printed().count("from the service's zygote")
+        rows.append(("rolls forked by the service's zygote", f"{handed} / {len(times)}", "-"))
         rows.append(("each save -> new answer, s", " ".join(f"{t:.2f}" for t in times), "-"))
         rows.append(("requests during the saves: answered / failed", f"{counts['ok']} / {counts['failed']}",
                      "0 failed" + ("  ok" if counts["failed"] == 0 else "  MISSED")))

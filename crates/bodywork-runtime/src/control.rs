@@ -56,8 +56,8 @@ pub struct WorkflowSubmission {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub from_stages: Vec<String>,
     /// The `workflow --watch` process this run deploys for, while it runs:
-    /// the local runtime keeps a standby interpreter for each replica of
-    /// the services it rolls, for their next roll (see
+    /// the local runtime keeps a zygote for each service it rolls, which
+    /// forks the replicas of their next rolls (see
     /// `bodywork_local::services`), until that process is gone. Ignored
     /// by the Kubernetes runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]

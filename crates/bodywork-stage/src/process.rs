@@ -169,6 +169,11 @@ pub fn use_reaper(program: PathBuf) {
     let _ = REAPER.set(program);
 }
 
+/// The reaper program in use, once a host has said so ([`use_reaper`]).
+pub fn reaper_program() -> Option<&'static std::path::Path> {
+    REAPER.get().map(PathBuf::as_path)
+}
+
 /// The reaper to run stages under for the `bodywork` binary `exe`
 /// (`std::env::current_exe()`): its own small program
 /// ([`crate::reaper::PROGRAM`]) when it is installed beside `exe`, which
@@ -246,7 +251,7 @@ fn command_under_reaper(
 /// [`crate::reaper::PROGRAM`]): only a reaper is sent
 /// [`crate::reaper::END_TREE`] (a replica started before reapers existed
 /// is not).
-fn is_reaper(pid: u32) -> bool {
+pub fn is_reaper(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .is_ok_and(|c| c.split(|b| *b == 0).nth(1) == Some(crate::reaper::SUBCOMMAND.as_bytes()))
 }

@@ -49,6 +49,13 @@
 //! why there) are pointed at /dev/null once the stage runs: only the
 //! writer holds the file.
 //!
+//! With `--adopt PID [--adopt-fd FD]` instead of a program, the reaper
+//! starts nothing: PID, already its child, is the main process, and FD the
+//! read end of the pipe that child writes its output to. A process forked
+//! by a service's zygote under `workflow --watch` forks the replica's
+//! Python and then execs the reaper so (see `bodywork_local`'s zygote):
+//! the replica comes out as any other, under a reaper that leads its group.
+//!
 //! Still possible: a stage that kills its reaper (`kill -9 0`, or its
 //! parent by pid) frees its escaped descendants; so does a process started
 //! through another service (`systemd-run`, `at`, a container engine), which
@@ -117,19 +124,59 @@ impl LogTo {
 }
 
 /// What `bodywork __reap [--log FILE --log-part BYTES] [--] PROGRAM
-/// ARGS...` asks for (the arguments after the subcommand).
+/// ARGS...` asks for (the arguments after the subcommand), or, with
+/// `--adopt PID [--adopt-fd FD]` and no program, the adopt mode: the
+/// reaper takes its existing child PID as the main process instead of
+/// starting one, and reads that child's output from the inherited pipe FD
+/// (which needs `--log`). What a process forked from a service's zygote
+/// execs (see `bodywork_local`'s zygote): its Python forked the replica
+/// before it became the reaper.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Invocation {
     pub log: Option<LogTo>,
-    pub program: OsString,
-    pub args: Vec<OsString>,
+    pub main: Main,
+}
+
+/// The reaper's main process: one to start, or a child to adopt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Main {
+    Start {
+        program: OsString,
+        args: Vec<OsString>,
+    },
+    Adopt(Adopt),
+}
+
+/// A child of the reaper's process taken as its main process, and the read
+/// end of the pipe its stdout and stderr write to, when it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adopt {
+    pub pid: i32,
+    pub output: Option<i32>,
+}
+
+impl Adopt {
+    /// The reaper's options that say so, for its command line.
+    pub fn args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["--adopt".into(), self.pid.to_string().into()];
+        if let Some(fd) = self.output {
+            args.extend(["--adopt-fd".into(), fd.to_string().into()]);
+        }
+        args
+    }
 }
 
 impl Invocation {
     /// Read the arguments after the subcommand; an error in words.
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String> {
         let mut args = args.into_iter().peekable();
-        let (mut path, mut part_max) = (None, None);
+        let (mut path, mut part_max, mut pid, mut fd) = (None, None, None, None);
+        let number = |arg: Option<OsString>, what: &str| {
+            arg.as_deref()
+                .and_then(|a| a.to_str())
+                .and_then(|a| a.parse::<u64>().ok())
+                .ok_or_else(|| format!("--{what} needs a number"))
+        };
         while let Some(arg) = args.next_if(|a| a.to_str().is_some_and(|a| a.starts_with("--"))) {
             match arg.to_str() {
                 Some("--") => break,
@@ -141,6 +188,14 @@ impl Invocation {
                     let bytes = bytes.to_str().and_then(|b| b.parse::<u64>().ok());
                     part_max = Some(bytes.ok_or("--log-part needs a size in bytes")?);
                 }
+                Some("--adopt") => {
+                    let n = number(args.next(), "adopt")?;
+                    pid = Some(i32::try_from(n).map_err(|_| "--adopt needs a pid")?);
+                }
+                Some("--adopt-fd") => {
+                    let n = number(args.next(), "adopt-fd")?;
+                    fd = Some(i32::try_from(n).map_err(|_| "--adopt-fd needs a descriptor")?);
+                }
                 _ => return Err(format!("unknown option {}", arg.to_string_lossy())),
             }
         }
@@ -149,12 +204,23 @@ impl Invocation {
             (None, None) => None,
             _ => return Err("--log and --log-part go together".into()),
         };
-        let program = args.next().ok_or("no program to run")?;
-        Ok(Invocation {
-            log,
-            program,
-            args: args.collect(),
-        })
+        let main = match (pid, fd) {
+            (Some(pid), output) => {
+                if output.is_some() && log.is_none() {
+                    return Err("--adopt-fd needs --log".into());
+                }
+                if args.next().is_some() {
+                    return Err("--adopt takes no program".into());
+                }
+                Main::Adopt(Adopt { pid, output })
+            }
+            (None, Some(_)) => return Err("--adopt-fd goes with --adopt".into()),
+            (None, None) => Main::Start {
+                program: args.next().ok_or("no program to run")?,
+                args: args.collect(),
+            },
+        };
+        Ok(Invocation { log, main })
     }
 }
 
@@ -177,29 +243,28 @@ pub fn main() -> Option<std::process::ExitCode> {
     let invocation = match Invocation::parse(args) {
         Ok(invocation) => invocation,
         Err(e) => {
-            eprintln!(
-                "bodywork {SUBCOMMAND}: {e}\nusage: bodywork {SUBCOMMAND} [--log FILE --log-part BYTES] -- PROGRAM [ARGS...]"
-            );
+            eprintln!("bodywork {SUBCOMMAND}: {e}\nusage: bodywork {SUBCOMMAND} {USAGE_ARGS}");
             return Some(std::process::ExitCode::from(USAGE));
         }
     };
-    let code = run(
-        &invocation.program,
-        &invocation.args,
-        invocation.log.as_ref(),
-    );
+    let code = run(&invocation.main, invocation.log.as_ref());
     Some(std::process::ExitCode::from(
         u8::try_from(code).unwrap_or(1),
     ))
 }
 
+/// The reaper's command line after its subcommand, for a usage message.
+pub const USAGE_ARGS: &str =
+    "[--log FILE --log-part BYTES] (-- PROGRAM [ARGS...] | --adopt PID [--adopt-fd FD])";
+
 /// Exit code of a command line the reaper cannot read (as the CLI's usage errors).
 const USAGE: u8 = 2;
 
-/// Run `program` with `args` as the reaper described above, writing its
-/// output to `log` when given; returns the exit code to end with when the
-/// stage exited (a signal is re-raised and never returns).
-pub fn run(program: &OsString, args: &[OsString], log: Option<&LogTo>) -> i32 {
+/// Run `main` (start it, or adopt the child) as the reaper described
+/// above, writing its output to `log` when given; returns the exit code to
+/// end with when the stage exited (a signal is re-raised and never
+/// returns).
+pub fn run(main: &Main, log: Option<&LogTo>) -> i32 {
     // Without the flag the tree is still ended through the links /proc
     // shows, as long as no intermediate process has exited.
     let _ = nix::sys::prctl::set_child_subreaper(true);
@@ -223,37 +288,13 @@ pub fn run(program: &OsString, args: &[OsString], log: Option<&LogTo>) -> i32 {
             return CANNOT_START;
         }
     };
-    let mut stage = std::process::Command::new(program);
-    stage.args(args);
-    // SAFETY: between fork and exec the child only calls pthread_sigmask,
-    // which is async-signal-safe; the stage starts with the mask the
-    // reaper was started with.
-    unsafe {
-        stage.pre_exec(move || watched.thread_unblock().map_err(std::io::Error::from));
-    }
-    // The stage's output goes to a pipe this process reads (both ends
-    // close on exec: the stage gets the write end as its stdout and
-    // stderr only).
-    let pipe = match log.map(|_| output_pipe(&mut stage)).transpose() {
-        Ok(pipe) => pipe,
-        Err(e) => {
-            eprintln!("bodywork: cannot start the stage's log writer: {e}");
-            return CANNOT_START;
-        }
+    let (main, pipe) = match main {
+        Main::Start { program, args } => match start(program, args, log.is_some(), watched) {
+            Ok(started) => started,
+            Err(code) => return code,
+        },
+        Main::Adopt(adopt) => (Pid::from_raw(adopt.pid), adopt.output.map(adopted_pipe)),
     };
-    let main = match stage.spawn() {
-        Ok(child) => Pid::from_raw(child.id() as i32),
-        Err(e) => {
-            eprintln!(
-                "bodywork: cannot start {}: {e}",
-                std::path::Path::new(program).display()
-            );
-            return CANNOT_START;
-        }
-    };
-    // The write end's copies held for the spawn close here, so the pipe
-    // ends when the tree's last process has gone.
-    drop(stage);
     let writer = match (log, pipe) {
         (Some(log), Some(pipe)) => Some(start_writer(log, pipe)),
         _ => None,
@@ -297,6 +338,64 @@ pub fn run(program: &OsString, args: &[OsString], log: Option<&LogTo>) -> i32 {
         let _ = done.recv_timeout(DRAIN_LIMIT);
     }
     exit_like(status)
+}
+
+/// Start `program` with `args` in the reaper's group, with the mask the
+/// reaper was started with (`watched` unblocked), its output to a pipe when
+/// `logged`: its pid and the pipe's read end; the exit code to end with
+/// when it cannot start (said on stderr).
+fn start(
+    program: &OsString,
+    args: &[OsString],
+    logged: bool,
+    watched: SigSet,
+) -> Result<(Pid, Option<std::io::PipeReader>), i32> {
+    let mut stage = std::process::Command::new(program);
+    stage.args(args);
+    // SAFETY: between fork and exec the child only calls pthread_sigmask,
+    // which is async-signal-safe; the stage starts with the mask the
+    // reaper was started with.
+    unsafe {
+        stage.pre_exec(move || watched.thread_unblock().map_err(std::io::Error::from));
+    }
+    // The stage's output goes to a pipe this process reads (both ends
+    // close on exec: the stage gets the write end as its stdout and
+    // stderr only).
+    let pipe = match logged.then(|| output_pipe(&mut stage)).transpose() {
+        Ok(pipe) => pipe,
+        Err(e) => {
+            eprintln!("bodywork: cannot start the stage's log writer: {e}");
+            return Err(CANNOT_START);
+        }
+    };
+    let main = match stage.spawn() {
+        Ok(child) => Pid::from_raw(child.id() as i32),
+        Err(e) => {
+            eprintln!(
+                "bodywork: cannot start {}: {e}",
+                std::path::Path::new(program).display()
+            );
+            return Err(CANNOT_START);
+        }
+    };
+    // The write end's copies held for the spawn close here, so the pipe
+    // ends when the tree's last process has gone.
+    drop(stage);
+    Ok((main, pipe))
+}
+
+/// The read end of an adopted child's output pipe, inherited as `fd`; it
+/// closes on any exec of the reaper's from now on.
+fn adopted_pipe(fd: i32) -> std::io::PipeReader {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: the fd was handed to this process for it alone to read (the
+    // command line says so), and nothing else in it uses that number.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let _ = nix::fcntl::fcntl(
+        &fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    std::io::PipeReader::from(fd)
 }
 
 /// Give `stage` a pipe as its stdout and stderr; returns the read end.
@@ -432,6 +531,24 @@ fn exit_like(status: Option<WaitStatus>) -> i32 {
     }
 }
 
+/// The example `name` of the crate whose tests run now (`cargo test`
+/// builds examples beside them, in `target/debug/examples`): for a test
+/// that needs the reaper as a program of its own. `None`, said on
+/// stderr, when it is not built.
+#[doc(hidden)]
+pub fn test_example(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    // target/debug/deps/TEST-HASH → target/debug/examples/NAME
+    let program = exe.parent()?.parent()?.join("examples").join(name);
+    if !program.is_file() {
+        eprintln!(
+            "skipped: {} is not built (`cargo test` builds it)",
+            program.display()
+        );
+    }
+    program.is_file().then_some(program)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,15 +567,100 @@ mod tests {
         args.extend(["--", "python", "--log", "x"].map(OsString::from));
         let parsed = Invocation::parse(args).unwrap();
         assert_eq!(parsed.log, Some(log));
-        assert_eq!(parsed.program, "python");
-        assert_eq!(parsed.args, ["--log", "x"]);
+        let start = |program: &str, args: &[&str]| Main::Start {
+            program: program.into(),
+            args: args.iter().map(OsString::from).collect(),
+        };
+        assert_eq!(parsed.main, start("python", &["--log", "x"]));
         let plain = parse(&["--", "sh", "-c", "true"]).unwrap();
-        assert_eq!((plain.log, plain.program), (None, "sh".into()));
-        assert_eq!(parse(&["sh"]).unwrap().program, "sh");
+        assert_eq!(
+            (plain.log, plain.main),
+            (None, start("sh", &["-c", "true"]))
+        );
+        assert_eq!(parse(&["sh"]).unwrap().main, start("sh", &[]));
         assert!(parse(&["--log", "f", "--", "sh"]).is_err());
         assert!(parse(&["--log-part", "ten", "--log", "f", "--", "sh"]).is_err());
         assert!(parse(&["--log"]).is_err());
         assert!(parse(&["--verbose", "--", "sh"]).is_err());
         assert!(parse(&["--"]).is_err());
+    }
+
+    #[test]
+    fn adopt_takes_a_pid_and_an_output_pipe_with_a_log_and_no_program() {
+        let adopt = Adopt {
+            pid: 42,
+            output: Some(5),
+        };
+        let mut args: Vec<OsString> = ["--log", "f", "--log-part", "10"]
+            .map(OsString::from)
+            .into();
+        args.extend(adopt.args());
+        let parsed = Invocation::parse(args).unwrap();
+        assert_eq!(parsed.main, Main::Adopt(adopt));
+        assert!(parsed.log.is_some());
+        assert_eq!(
+            parse(&["--adopt", "7"]).unwrap().main,
+            Main::Adopt(Adopt {
+                pid: 7,
+                output: None
+            })
+        );
+        assert!(parse(&["--adopt", "7", "--adopt-fd", "5"]).is_err());
+        assert!(parse(&["--adopt-fd", "5", "--log", "f", "--log-part", "1"]).is_err());
+        assert!(parse(&["--adopt", "x"]).is_err());
+        assert!(parse(&["--adopt", "7", "--", "sh"]).is_err());
+    }
+
+    /// A reaper adopting a forked child: it writes the child's output to
+    /// the log and exits with the child's status.
+    #[test]
+    fn an_adopting_reaper_logs_its_child_and_exits_with_its_status() {
+        let Some((mut reaper, dir)) = adopting("sleep 0.1; echo out; echo err >&2; exit 3") else {
+            return;
+        };
+        let out = reaper.output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        let text = std::fs::read_to_string(dir.path().join("r.log")).unwrap();
+        assert!(text.contains("out\n") && text.contains("err\n"), "{text:?}");
+    }
+
+    /// [`END_TREE`] from outside: the adopted child's tree is killed and
+    /// the reaper ends as its child did (by SIGKILL).
+    #[test]
+    fn an_adopting_reaper_ends_the_tree_on_end_tree() {
+        use std::os::unix::process::ExitStatusExt;
+        let Some((mut reaper, dir)) = adopting("echo up; exec sleep 30") else {
+            return;
+        };
+        let mut reaper = reaper.spawn().unwrap();
+        let log = dir.path().join("r.log");
+        let until = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&log).is_ok_and(|t| t.contains("up")) {
+            assert!(Instant::now() < until, "the child never wrote");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The shell has become the reaper by now (it wrote the log).
+        kill(Pid::from_raw(reaper.id() as i32), END_TREE).unwrap();
+        let status = reaper.wait().unwrap();
+        assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "{status:?}");
+    }
+
+    /// A shell that forks a child running `child` with its output to a
+    /// pipe (a FIFO), then becomes the reaper (the `reap` example) adopting
+    /// it, logging to `r.log` in the directory given with it: what a
+    /// zygote's fork does. `None` when the example is not built.
+    fn adopting(child: &str) -> Option<(std::process::Command, tempfile::TempDir)> {
+        let reap = test_example("reap")?;
+        let dir = tempfile::tempdir().unwrap();
+        let script = format!(
+            r#"mkfifo "$1/p"
+( exec >"$1/p" 2>&1; {child} ) &
+exec 3<"$1/p"
+rm "$1/p"
+exec "$2" __reap --log "$1/r.log" --log-part 100000 --adopt $! --adopt-fd 3"#
+        );
+        let mut c = std::process::Command::new("sh");
+        c.arg("-c").arg(script).arg("sh").arg(dir.path()).arg(reap);
+        Some((c, dir))
     }
 }

@@ -1,4 +1,5 @@
-//! `bodywork-reap __reap [--log FILE --log-part BYTES] -- PROGRAM ARGS...`:
+//! `bodywork-reap __reap [--log FILE --log-part BYTES] -- PROGRAM ARGS...`
+//! (or `--adopt PID [--adopt-fd FD]`):
 //! the per-stage reaper (`bodywork_stage::reaper`) as a program of its own,
 //! installed beside `bodywork`. It does what `bodywork __reap` does, but
 //! links only the reaper: every local stage and replica starts under it,
@@ -13,8 +14,9 @@ fn main() -> ExitCode {
         Some(code) => code,
         None => {
             eprintln!(
-                "bodywork-reap: the per-stage reaper of bodywork, started by bodywork itself\nusage: bodywork-reap {} [--log FILE --log-part BYTES] -- PROGRAM [ARGS...]",
-                bodywork_stage::reaper::SUBCOMMAND
+                "bodywork-reap: the per-stage reaper of bodywork, started by bodywork itself\nusage: bodywork-reap {} {}",
+                bodywork_stage::reaper::SUBCOMMAND,
+                bodywork_stage::reaper::USAGE_ARGS
             );
             ExitCode::from(2)
         }

@@ -546,11 +546,11 @@ fn watch_refuses_a_git_url_a_cluster_a_dry_run_and_async() {
 
 /// A server answering its `version` and how it was started: whether the
 /// standard library's `http.server` was imported before the script ran
-/// (a standby interpreter had imported it), whether the project's own
-/// `helper` was, what `helper` says, and `sys.argv`, `__name__`,
+/// (the service's zygote had imported it), whether the project's own
+/// `helper` was, what `helper` says, its pid, and `sys.argv`, `__name__`,
 /// `__file__`, `sys.path[0]` and the working directory as a plain
 /// `python server.py` gives them.
-fn standby_server(version: &str) -> String {
+fn forked_server(version: &str) -> String {
     let answer = r#"json.dumps({"stage": stage, "version": version, "pid": os.getpid(), "uid": os.getuid()})"#;
     assert!(SERVER.contains(answer));
     let started = format!(
@@ -565,6 +565,7 @@ started = {{
     "preimported": preimported,
     "helper_preloaded": helper_preloaded,
     "helper": helper.VALUE,
+    "pid": os.getpid(),
     "argv": sys.argv,
     "name": __name__,
     "file_is_absolute": os.path.isabs(__file__),
@@ -584,9 +585,36 @@ fn started(gw: &str, path: &str) -> Option<serde_json::Value> {
     (code == 200).then(|| serde_json::from_str(&body).ok())?
 }
 
-/// The standby interpreters (`-c` loader) of the daemon of `home` waiting
-/// for "go" (one told to go runs the script, as `python -c` still).
-fn standbys(home: &TestHome) -> Vec<u32> {
+/// The command line of process `pid`, its arguments joined by spaces.
+fn cmdline(pid: u64) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw).replace('\0', " ")
+}
+
+/// The parent and process group of process `pid`.
+fn parent_and_group(pid: u64) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's closing parenthesis: state, ppid, pgrp.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace().skip(1);
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+}
+
+/// Whether the replica process `pid` (a service's Python) was forked by
+/// its service's zygote (its command line is the zygote's loader), under a
+/// reaper (its parent) that leads its process group.
+fn forked_by_a_zygote(pid: u64) -> bool {
+    parent_and_group(pid).is_some_and(|(ppid, pgrp)| {
+        cmdline(pid).contains("_bodywork_zygote()")
+            && cmdline(ppid).contains("__reap --log")
+            && ppid == pgrp
+    })
+}
+
+/// The zygotes (`-c` loader) of the daemon of `home`, waiting for "go"
+/// on their stdin (a replica they forked has /dev/null there; a process
+/// just forked, still with their stdin, has one for its parent).
+fn zygotes(home: &TestHome) -> Vec<u32> {
     let hosts = home.root().join("services.hosts");
     let needle = format!("BODYWORK_HOSTS_FILE={}", hosts.display());
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -595,37 +623,38 @@ fn standbys(home: &TestHome) -> Vec<u32> {
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            // Waiting for "go" on its stdin (then it is /dev/null).
+            let own = cmdline(u64::from(*pid));
             let stdin = std::fs::read_link(format!("/proc/{pid}/fd/0")).unwrap_or_default();
-            // The interpreter, not its reaper.
-            cmdline.contains("_bodywork_standby()")
-                && !cmdline.contains("__reap")
+            let parent = parent_and_group(u64::from(*pid)).map(|(ppid, _)| cmdline(ppid));
+            own.contains("_bodywork_zygote()")
+                && !own.contains("__reap")
+                && parent.is_some_and(|p| !p.contains("_bodywork_zygote()"))
                 && stdin.to_string_lossy().starts_with("pipe:")
                 && String::from_utf8_lossy(&environ).contains(&needle)
         })
         .collect()
 }
 
-fn wait_for_standbys(home: &TestHome, count: usize, when: &str) {
+/// Wait until the daemon of `home` has `count` zygotes; their pids.
+fn wait_for_zygotes(home: &TestHome, count: usize, when: &str) -> Vec<u32> {
     wait_for(
-        &format!("{count} standby interpreter(s) {when}"),
+        &format!("{count} zygote(s) {when}"),
         Duration::from_secs(20),
-        || standbys(home).len() == count,
+        || zygotes(home).len() == count,
     );
+    zygotes(home)
 }
 
 #[test]
-fn a_watched_service_rolls_through_standby_interpreters_that_go_with_the_watch() {
+fn a_watched_service_rolls_through_its_zygote_that_goes_with_the_watch() {
     let home = TestHome::new();
-    let ns = "watch-standby";
+    let ns = "watch-zygote";
     let quick = service_yaml(ns, "2").replace(
         "max_startup_time_seconds: 30",
         "max_startup_time_seconds: 5",
     );
-    let v1 = standby_server("v1");
+    let v1 = forked_server("v1");
     let project = TestProject::new(&[
         ("bodywork.yaml", quick.as_str()),
         ("svc/server.py", v1.as_str()),
@@ -637,24 +666,34 @@ fn a_watched_service_rolls_through_standby_interpreters_that_go_with_the_watch()
     let first = started(&gw, &path).expect("v1 answers");
     assert_eq!(first["version"], "v1");
     assert_eq!(first["preimported"], false, "{first}");
-    // One standby per replica of the next roll, waiting.
-    wait_for_standbys(&home, 2, "after the deploy");
+    assert!(
+        !forked_by_a_zygote(first["pid"].as_u64().unwrap()),
+        "{first}"
+    );
+    // One zygote for the service, waiting.
+    let zygote = wait_for_zygotes(&home, 1, "after the deploy");
 
-    // Saved under load: the standbys run the new files, nothing fails.
+    // Two saves back to back under load: the zygote forks both rolls'
+    // replicas, nothing fails.
     let load = Load::start(gw.clone(), path.clone(), 4, Duration::from_secs(120));
     wait_for("the load to get answers", Duration::from_secs(10), || {
         load.ok.load(Ordering::Relaxed) > 5
     });
     save(&project, "svc/helper.py", "VALUE = 'h2'\n");
-    save(&project, "svc/server.py", &standby_server("v2"));
-    wait_for("the gateway to answer v2", Duration::from_secs(60), || {
-        started(&gw, &path).is_some_and(|s| s["version"] == "v2")
-    });
+    save(&project, "svc/server.py", &forked_server("v2"));
     watching.wait_for("saved svc/", Duration::from_secs(30));
-    let second = started(&gw, &path).expect("v2 answers");
-    assert_eq!(second["preimported"], true, "{second}");
-    assert_eq!(second["helper_preloaded"], false, "{second}");
-    assert_eq!(second["helper"], "h2", "{second}");
+    save(&project, "svc/server.py", &forked_server("v3"));
+    wait_for("the gateway to answer v3", Duration::from_secs(60), || {
+        started(&gw, &path).is_some_and(|s| s["version"] == "v3")
+    });
+    let third = started(&gw, &path).expect("v3 answers");
+    assert_eq!(third["preimported"], true, "{third}");
+    assert_eq!(third["helper_preloaded"], false, "{third}");
+    assert_eq!(third["helper"], "h2", "{third}");
+    assert!(
+        forked_by_a_zygote(third["pid"].as_u64().unwrap()),
+        "{third}"
+    );
     // Started as `python server.py` starts it.
     for key in [
         "argv",
@@ -663,22 +702,24 @@ fn a_watched_service_rolls_through_standby_interpreters_that_go_with_the_watch()
         "path0_is_here",
         "cwd_is_here",
     ] {
-        assert_eq!(second[key], first[key], "{key}: {first} then {second}");
+        assert_eq!(third[key], first[key], "{key}: {first} then {third}");
     }
-    assert_eq!(second["argv"], serde_json::json!(["server.py"]));
-    assert_eq!(second["path0_is_here"], true, "{second}");
-    assert!(
-        watching
-            .output()
-            .contains("handing the new version to 2 standby interpreter(s)"),
-        "{}",
-        watching.output()
+    assert_eq!(third["argv"], serde_json::json!(["server.py"]));
+    assert_eq!(third["path0_is_here"], true, "{third}");
+    let output = watching.output();
+    assert_eq!(
+        output
+            .matches("forked 2 replica(s) from the service's zygote")
+            .count(),
+        2,
+        "{output}"
     );
-    wait_for_standbys(&home, 2, "after the roll");
+    // Kept for the whole watch: the same zygote.
+    assert_eq!(wait_for_zygotes(&home, 1, "after the rolls"), zygote);
 
     // A save that breaks the script: the old version keeps serving, and
-    // the status says why with the standby's traceback.
-    save(&project, "svc/server.py", &standby_server("broken"));
+    // the status says why with the forked replica's traceback.
+    save(&project, "svc/server.py", &forked_server("broken"));
     watching.wait_for("→ failed after ", Duration::from_secs(60));
     let output = watching.output();
     assert!(
@@ -686,11 +727,11 @@ fn a_watched_service_rolls_through_standby_interpreters_that_go_with_the_watch()
         "{output}"
     );
     assert!(
-        started(&gw, &path).is_some_and(|s| s["version"] == "v2"),
+        started(&gw, &path).is_some_and(|s| s["version"] == "v3"),
         "{output}"
     );
-    // Fixed: standbys again.
-    save(&project, "svc/server.py", &standby_server("v4"));
+    // Fixed: forked again.
+    save(&project, "svc/server.py", &forked_server("v4"));
     wait_for("the gateway to answer v4", Duration::from_secs(60), || {
         started(&gw, &path).is_some_and(|s| s["version"] == "v4")
     });
@@ -701,46 +742,57 @@ fn a_watched_service_rolls_through_standby_interpreters_that_go_with_the_watch()
     let (ok, failed, versions, failures) = load.finish();
     assert_eq!(failed, 0, "failed requests during the saves: {failures:?}");
     assert!(ok > 10, "only {ok} requests");
-    assert_eq!(versions, ["v1", "v2", "v4"]);
+    assert_eq!(versions.first().map(String::as_str), Some("v1"));
+    assert_eq!(versions.last().map(String::as_str), Some("v4"));
+    assert!(!versions.iter().any(|v| v == "broken"), "{versions:?}");
     let fourth = started(&gw, &path).expect("v4 answers");
     assert_eq!(fourth["preimported"], true, "{fourth}");
+    assert!(
+        forked_by_a_zygote(fourth["pid"].as_u64().unwrap()),
+        "{fourth}"
+    );
 
-    // Ctrl-C: the standbys go, v4 keeps serving.
-    wait_for_standbys(&home, 2, "after the fix");
+    // Ctrl-C: the zygote goes, the replicas it forked keep serving v4.
+    assert_eq!(wait_for_zygotes(&home, 1, "after the fix"), zygote);
     let (code, output) = watching.interrupt();
     assert_eq!(code, Some(0), "{output}");
-    wait_for_standbys(&home, 0, "after Ctrl-C");
-    assert_eq!(started(&gw, &path).expect("v4 serves")["version"], "v4");
+    wait_for_zygotes(&home, 0, "after Ctrl-C");
+    let served = started(&gw, &path).expect("v4 serves");
+    assert_eq!(served["version"], "v4");
+    assert!(
+        forked_by_a_zygote(served["pid"].as_u64().unwrap()),
+        "{served}"
+    );
 
-    // Watched again: `service delete` ends them.
+    // Watched again: `service delete` ends it.
     let watching = Watching::deployed(&home, &project);
-    wait_for_standbys(&home, 2, "watched again");
+    wait_for_zygotes(&home, 1, "watched again");
     home.ok(&["service", "delete", "--namespace", ns, "--name", "svc"]);
-    wait_for_standbys(&home, 0, "after the service's delete");
-    // A save deploys it again, with standbys; a daemon restart ends them,
+    wait_for_zygotes(&home, 0, "after the service's delete");
+    // A save deploys it again, with a zygote; a daemon restart ends it,
     // and so does a daemon stop.
-    save(&project, "svc/server.py", &standby_server("v5"));
+    save(&project, "svc/server.py", &forked_server("v5"));
     watching.wait_for("saved svc/", Duration::from_secs(60));
-    wait_for_standbys(&home, 2, "after the deploy again");
+    wait_for_zygotes(&home, 1, "after the deploy again");
     home.ok(&["daemon", "--restart"]);
-    wait_for_standbys(&home, 0, "after a daemon restart");
+    wait_for_zygotes(&home, 0, "after a daemon restart");
     assert_eq!(started(&gw, &path).expect("v5 serves")["version"], "v5");
-    save(&project, "svc/server.py", &standby_server("v6"));
+    save(&project, "svc/server.py", &forked_server("v6"));
     wait_for("the gateway to answer v6", Duration::from_secs(60), || {
         started(&gw, &path).is_some_and(|s| s["version"] == "v6")
     });
-    wait_for_standbys(&home, 2, "after a roll by the new daemon");
+    wait_for_zygotes(&home, 1, "after a roll by the new daemon");
     home.ok(&["daemon", "--stop"]);
-    wait_for_standbys(&home, 0, "after the daemon stopped");
+    wait_for_zygotes(&home, 0, "after the daemon stopped");
     let (code, output) = watching.interrupt();
     assert_eq!(code, Some(0), "{output}");
 
-    // A daemon killed for good: its standbys read the end of "go" and exit
-    // (the replicas keep serving, for the next daemon to adopt).
+    // A daemon killed for good: its zygote reads the end of its stdin and
+    // exits (the replicas keep serving, for the next daemon to adopt).
     let watching = Watching::deployed(&home, &project);
-    wait_for_standbys(&home, 2, "watched a third time");
+    wait_for_zygotes(&home, 1, "watched a third time");
     home.kill_daemon_for_good();
-    wait_for_standbys(&home, 0, "after the daemon was killed");
+    wait_for_zygotes(&home, 0, "after the daemon was killed");
     drop(watching);
     // The next daemon adopts the replicas (and the home's drop stops them).
     home.ok(&["service", "display", "--namespace", ns]);

@@ -2,14 +2,15 @@
 //! their own pod addresses, a cluster address per service balancing over
 //! the ready replicas, names that resolve inside stages, rolling updates
 //! with rollback, recovery after a daemon restart, and, under `workflow
-//! --watch`, standby interpreters that start a service's next version.
+//! --watch`, a zygote per watched service that forks its next versions'
+//! replicas.
 //!
 //! Owns: the [`ServiceManager`] and what its parts share (a service's
 //! record, its shape, the replica events written to the state store, address
 //! reservation, cluster-address listeners, the hosts file). The table and
 //! listing live in `table`, deploys and deletes in `rollout`, a daemon's
-//! start, handover and stop in `restore`, and the standby processes in
-//! `standby`. Must not: decide what a replica runs (the runtime hands over
+//! start, handover and stop in `restore`, and the zygote processes in
+//! `zygote`. Must not: decide what a replica runs (the runtime hands over
 //! a complete command) or parse projects.
 
 mod addresses;
@@ -17,8 +18,8 @@ pub mod replica;
 mod restore;
 mod rollout;
 pub mod shim;
-mod standby;
 mod table;
+mod zygote;
 
 pub use rollout::Rollout;
 pub use table::ServiceTable;
@@ -112,8 +113,9 @@ pub struct Service {
     listener: Mutex<Option<(SocketAddr, CancellationToken)>>,
     /// One rollout at a time.
     rollout: tokio::sync::Mutex<()>,
-    /// Under `workflow --watch`: the standby interpreters of its next roll.
-    standby: Mutex<Option<standby::Standby>>,
+    /// Under `workflow --watch`: its zygote, which forks the replicas of
+    /// its next rolls.
+    zygote: Mutex<Option<zygote::Zygote>>,
 }
 
 impl Info {
@@ -152,13 +154,13 @@ impl Service {
             draining: Mutex::new(Vec::new()),
             listener: Mutex::new(None),
             rollout: tokio::sync::Mutex::new(()),
-            standby: Mutex::new(None),
+            zygote: Mutex::new(None),
         }
     }
 
-    /// Its standby interpreters, taken out (dropped, their processes go).
-    fn take_standby(&self) -> Option<standby::Standby> {
-        self.standby.lock().ok().and_then(|mut s| s.take())
+    /// Its zygote, taken out (dropped, its process goes).
+    fn take_zygote(&self) -> Option<zygote::Zygote> {
+        self.zygote.lock().ok().and_then(|mut z| z.take())
     }
 
     fn ready_addresses(&self) -> Vec<SocketAddr> {
@@ -177,14 +179,6 @@ impl Service {
         let mut all = self.current.read().map(|r| r.clone()).unwrap_or_default();
         all.extend(self.draining.lock().map(|d| d.clone()).unwrap_or_default());
         all
-    }
-}
-
-fn release_from(pending: &Mutex<HashSet<Ipv4Addr>>, reserved: &[Ipv4Addr]) {
-    if let Ok(mut p) = pending.lock() {
-        for a in reserved {
-            p.remove(a);
-        }
     }
 }
 
@@ -251,10 +245,9 @@ pub struct ServiceManager {
     block: u8,
     gateway_url: Mutex<String>,
     events: Mutex<HashMap<(String, String), Arc<StoreEvents>>>,
-    /// Addresses handed to rollouts in progress, not yet in the table, and
-    /// to standby interpreters: parallel rollouts (the services of one
-    /// step) never share one.
-    pending: Arc<Mutex<HashSet<Ipv4Addr>>>,
+    /// Addresses handed to rollouts in progress, not yet in the table:
+    /// parallel rollouts (the services of one step) never share one.
+    pending: Mutex<HashSet<Ipv4Addr>>,
     /// The gateway's and cluster addresses' listening sockets, handed on to
     /// the next daemon on a restart.
     listeners: Listeners,
@@ -308,7 +301,7 @@ impl ServiceManager {
             block: addresses::block_from_env(),
             gateway_url: Mutex::new(String::new()),
             events: Mutex::new(HashMap::new()),
-            pending: Arc::new(Mutex::new(HashSet::new())),
+            pending: Mutex::new(HashSet::new()),
             listeners: Listeners::inherit(),
             budget,
             cluster_limit: ConnectionLimit::new(budget.cluster),
@@ -391,15 +384,16 @@ impl ServiceManager {
     }
 
     fn release(&self, reserved: &[Ipv4Addr]) {
-        release_from(&self.pending, reserved);
+        if let Ok(mut p) = self.pending.lock() {
+            for a in reserved {
+                p.remove(a);
+            }
+        }
     }
 
-    /// Drop a service's standby interpreters, if any: their processes go,
-    /// their addresses are free again.
-    fn drop_standby(&self, svc: &Service) {
-        if let Some(standby) = svc.take_standby() {
-            self.release(&standby.addresses());
-        }
+    /// End a service's zygote, if it has one (not the replicas it forked).
+    fn drop_zygote(&self, svc: &Service) {
+        drop(svc.take_zygote());
     }
 
     fn write_hosts(&self) {

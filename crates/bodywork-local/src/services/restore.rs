@@ -25,7 +25,7 @@ impl ServiceManager {
     /// ready replicas keep receiving traffic until this daemon exits.
     pub fn detach(&self) {
         for svc in self.table.all() {
-            self.drop_standby(&svc);
+            self.drop_zygote(&svc);
             for r in svc.all_replicas() {
                 r.detach();
             }
@@ -254,7 +254,7 @@ impl ServiceManager {
     pub async fn shutdown(&self) {
         let services = self.table.all();
         for svc in &services {
-            self.drop_standby(svc);
+            self.drop_zygote(svc);
         }
         let stops = services
             .iter()

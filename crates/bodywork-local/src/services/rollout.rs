@@ -22,15 +22,14 @@ use chrono::Utc;
 use super::replica::{NotReady, Replica, ReplicaEvents, ReplicaSpec};
 use super::{
     DRAIN_TIMEOUT, Info, STOP_GRACE, Service, ServiceManager, ServiceSpec, ServiceTable, Shape,
-    addresses, standby,
+    addresses, zygote,
 };
 use crate::logfiles::{LogParts, Reading};
 use crate::store::SharedStore;
 use bodywork_runtime::Watcher;
 use bodywork_stage::process::{self, ProcessId, StageCommand};
 
-/// How often a service's standby interpreters look for the `--watch`
-/// process they serve.
+/// How often a service's zygote looks for the `--watch` process it serves.
 const WATCHER_CHECK: Duration = Duration::from_millis(250);
 
 /// Why the new version of a rollout does not serve.
@@ -73,11 +72,11 @@ impl ServiceManager {
         let namespace = ctx.namespace.as_str();
         if ctx.watcher.is_some() {
             // Watched: the replicas record what they import, for the
-            // standby interpreters of the next roll.
+            // service's zygote to import before the next roll.
             let modules = self.home.service_logs(namespace, service_name);
             rollout.command.env.push((
-                standby::MODULES_FILE_ENV.into(),
-                modules.join(standby::MODULES_FILE).to_string_lossy().into(),
+                zygote::MODULES_FILE_ENV.into(),
+                modules.join(zygote::MODULES_FILE).to_string_lossy().into(),
             ));
         }
         let existing = self.table.get(namespace, service_name);
@@ -108,30 +107,18 @@ impl ServiceManager {
             return Err(e);
         }
 
-        // The standby interpreters made for this roll, when they can run
-        // it (the same interpreter and start-up); else they go now.
-        let standby = svc.take_standby().and_then(|s| {
-            if s.fits(generation, &rollout.command, *replicas, *port) {
-                Some(s)
-            } else {
-                self.release(&s.addresses());
-                None
-            }
-        });
-        // Pod addresses for the new replicas (a standby's are reserved
-        // already), reserved until the rollout ends.
-        let reserved = match &standby {
-            Some(s) => Ok(s.addresses()),
-            None => self.reserve(addresses::Kind::Pod, *replicas as usize),
-        };
-        let result = match reserved {
+        // The service's zygote, when it can fork this roll's replicas (the
+        // same interpreter and start-up); else it goes now.
+        let mut zygote = svc.take_zygote().filter(|z| z.fits(&rollout.command));
+        // Pod addresses for the new replicas, reserved until the rollout ends.
+        let result = match self.reserve(addresses::Kind::Pod, *replicas as usize) {
             Ok(pod_addresses) => {
                 let result = self
                     .roll_out(
                         &svc,
                         generation,
                         &pod_addresses,
-                        standby,
+                        &mut zygote,
                         &rollout,
                         &shape,
                         log,
@@ -169,58 +156,60 @@ impl ServiceManager {
             Ok(()) if existing.is_some() => self.ensure_listener(&svc, *port),
             _ => Ok(()),
         };
-        // Watched, and still a service: standbys for the next roll.
+        // Watched, and still a service: its zygote for the next rolls.
         if let Some(watcher) = ctx.watcher
             && self
                 .table
                 .get(namespace, service_name)
                 .is_some_and(|current| Arc::ptr_eq(&current, &svc))
         {
-            self.stand_by(&svc, &rollout.command, &shape, watcher);
+            self.keep_zygote(&svc, zygote, &rollout.command, watcher);
         }
         listening?;
         result
     }
 
-    /// Start the standby interpreters of the service's next roll (see
-    /// [`standby`]), from `command`, the one its replicas ran last; they
-    /// go when `watcher` does, or at the next roll.
-    fn stand_by(
+    /// Keep the service's zygote for its next rolls (see [`zygote`]):
+    /// `kept`, the one this roll used, while it imported every module the
+    /// replicas of this roll recorded and can run `command`, their command;
+    /// else a new one started now (none while they recorded nothing). It
+    /// goes when `watcher` does, at a roll it cannot serve, or with the
+    /// service.
+    fn keep_zygote(
         &self,
         svc: &Arc<Service>,
+        kept: Option<zygote::Zygote>,
         command: &StageCommand,
-        shape: &Shape<'_>,
         watcher: Watcher,
     ) {
-        let generation = svc.info.lock().map(|i| i.generation).unwrap_or(0) + 1;
-        let Ok(pod_addresses) = self.reserve(addresses::Kind::Pod, shape.replicas as usize) else {
+        let logs = self.home.service_logs(&svc.namespace, &svc.name);
+        let Some(modules) = zygote::read_modules(&logs.join(zygote::MODULES_FILE)) else {
             return;
         };
-        let specs = pod_addresses
-            .iter()
-            .enumerate()
-            .map(|(index, address)| {
-                self.replica_spec(svc, command, generation, index as u32, *address, shape.port)
-            })
-            .collect();
-        let started = match standby::Standby::start(specs) {
-            Ok(Some(started)) => started,
-            Ok(None) => return self.release(&pod_addresses),
-            Err(e) => {
-                tracing::warn!(target: "services", "cannot start standby interpreters for service={} in namespace={}: {e}", svc.name, svc.namespace);
-                return self.release(&pod_addresses);
+        let kept = kept.filter(|z| z.fits(command) && z.has(&modules));
+        let zygote = match kept {
+            Some(mut z) => {
+                z.renew();
+                z
             }
+            None => match zygote::Zygote::start(command, modules, &logs) {
+                Ok(Some(z)) => z,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(target: "services", "cannot start a zygote for service={} in namespace={}: {e}", svc.name, svc.namespace);
+                    return;
+                }
+            },
         };
-        let id = started.id;
-        let previous = match svc.standby.lock() {
-            Ok(mut current) => current.replace(started),
-            Err(_) => return self.release(&pod_addresses),
+        let lease = zygote.lease;
+        // (One another watch's roll left meanwhile goes.)
+        let previous = match svc.zygote.lock() {
+            Ok(mut current) => current.replace(zygote),
+            Err(_) => return,
         };
-        if let Some(previous) = previous {
-            self.release(&previous.addresses());
-        }
+        drop(previous);
         // Gone with the watching process.
-        let (svc, pending) = (svc.clone(), self.pending.clone());
+        let svc = svc.clone();
         let watcher = ProcessId {
             pid: watcher.pid,
             start_time: watcher.start_time,
@@ -229,16 +218,14 @@ impl ServiceManager {
             loop {
                 tokio::time::sleep(WATCHER_CHECK).await;
                 let gone = !process::is_running(watcher);
-                let Ok(mut current) = svc.standby.lock() else {
+                let Ok(mut current) = svc.zygote.lock() else {
                     return;
                 };
-                if current.as_ref().map(|s| s.id) != Some(id) {
+                if current.as_ref().map(|z| z.lease) != Some(lease) {
                     return;
                 }
                 if gone {
-                    if let Some(standby) = current.take() {
-                        super::release_from(&pending, &standby.addresses());
-                    }
+                    drop(current.take());
                     return;
                 }
             }
@@ -251,7 +238,7 @@ impl ServiceManager {
         svc: &Arc<Service>,
         generation: i64,
         pod_addresses: &[Ipv4Addr],
-        standby: Option<standby::Standby>,
+        zygote: &mut Option<zygote::Zygote>,
         rollout: &Rollout<'_>,
         shape: &Shape<'_>,
         log: &Log,
@@ -294,21 +281,35 @@ impl ServiceManager {
         let mut new_replicas = Vec::new();
         let mut tails = Vec::new();
         // Each replica's log is followed from its end as it is now, before
-        // anything runs: a standby prints as soon as it is told to go.
+        // anything runs: a forked replica prints at once.
         let parts: Vec<LogParts> = specs
             .iter()
             .map(|spec| LogParts::open(&spec.log_path, Reading::FollowFromEnd))
             .collect();
-        // Standby interpreters run the new code at once; the others start.
-        let adopt = match standby {
-            Some(standby) => {
-                log.log(
-                    Level::Info,
-                    "services",
-                    &format!("handing the new version to {replicas} standby interpreter(s)"),
-                );
-                standby.go(&specs)
-            }
+        // Forked by the zygote, which imported the modules already; else
+        // started afresh.
+        let adopt = match zygote.as_mut() {
+            Some(z) => match z.go(&specs).await {
+                Ok(forked) => {
+                    log.log(
+                        Level::Info,
+                        "services",
+                        &format!("forked {replicas} replica(s) from the service's zygote"),
+                    );
+                    forked.into_iter().map(Some).collect()
+                }
+                Err(e) => {
+                    log.log(
+                        Level::Warning,
+                        "services",
+                        &format!(
+                            "the service's zygote cannot fork its replicas ({e}): starting them afresh"
+                        ),
+                    );
+                    *zygote = None;
+                    vec![None; specs.len()]
+                }
+            },
             None => vec![None; specs.len()],
         };
         // Every new replica at once (all surge): the roll takes one start.
@@ -521,7 +522,7 @@ impl ServiceManager {
             });
         };
         let _rolling = svc.rollout.lock().await;
-        self.drop_standby(&svc);
+        self.drop_zygote(&svc);
         // Out of the directory first, so no new request reaches it.
         self.forget(&svc);
         for r in svc.all_replicas() {

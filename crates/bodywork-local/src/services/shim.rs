@@ -13,8 +13,8 @@
 //! - when `BODYWORK_MODULES_FILE` is set (a service under `workflow
 //!   --watch`), the first socket a replica listens on records the modules
 //!   it imported from the standard library and site-packages (never the
-//!   project's) in that file, for the standby interpreter of the service's
-//!   next roll to import ahead (see `super::standby`).
+//!   project's) in that file, for the service's zygote to import ahead of
+//!   its next rolls (see `super::zygote`).
 //!
 //! Without those variables (any other use of the environment) it does nothing.
 //! With them, it patches `socket` when the program first imports it (an
@@ -113,7 +113,7 @@ def _install(socket):
 
 
 def _refresh():
-    """Read the variables again (a standby interpreter, given its replica's
+    """Read the variables again (a replica forked by a zygote, given its
     environment on "go")."""
     global _POD, _HOSTS, _NS
     _POD = _os.environ.get("BODYWORK_POD_ADDRESS")
@@ -156,7 +156,7 @@ _recorded = []
 def _record_modules():
     """Once per process, when `BODYWORK_MODULES_FILE` asks for it: write the
     third-party and standard-library modules imported so far to that file
-    (atomically), for the service's next standby interpreter to import."""
+    (atomically), for the service's zygote to import."""
     path = _os.environ.get("BODYWORK_MODULES_FILE")
     if _recorded or not path:
         return
@@ -365,7 +365,7 @@ print(socket.gethostbyname("PROJ--SERVE.ml."))
         );
     }
 
-    /// The modules a standby pre-imports: the standard library's and
+    /// The modules a zygote pre-imports: the standard library's and
     /// site-packages', never the project's (in the order their imports
     /// ended, which imports each after what it needs).
     #[test]

@@ -72,8 +72,8 @@ pub fn not_detached() -> CliError {
 
 /// Deploy `submission` (a local directory), then every change of it.
 pub fn run(global: &GlobalArgs, submission: WorkflowSubmission) -> CliResult {
-    // Standby interpreters for the services' next rolls live as long as
-    // this process does.
+    // The services' zygotes, which fork the replicas of their next rolls,
+    // live as long as this process does.
     let pid = std::process::id();
     let submission = WorkflowSubmission {
         watcher: Some(Watcher {
