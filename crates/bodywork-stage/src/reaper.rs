@@ -62,7 +62,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::process::{descendants, process_table};
+use crate::process::{StageCommand, descendants, process_table};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal, kill};
@@ -117,22 +117,38 @@ impl LogTo {
 }
 
 /// What `bodywork __reap [--log FILE --log-part BYTES] [--] PROGRAM
-/// ARGS...` asks for (the arguments after the subcommand).
+/// ARGS...` (or `bodywork __reap --wait`) asks for (the arguments after
+/// the subcommand).
 #[derive(Debug, PartialEq, Eq)]
 pub struct Invocation {
     pub log: Option<LogTo>,
-    pub program: OsString,
-    pub args: Vec<OsString>,
+    pub stage: Stage,
+}
+
+/// Where the reaper learns what to run.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// On its command line.
+    Given {
+        program: OsString,
+        args: Vec<OsString>,
+    },
+    /// `--wait`: a reaper started ahead of its stage (see
+    /// [`crate::process::keep_a_reaper_ready`]) waits for the whole
+    /// command (directory, program, arguments, environment) on its stdin,
+    /// as [`encode`] writes it; nothing (the daemon went away) ends it.
+    OnStdin,
 }
 
 impl Invocation {
     /// Read the arguments after the subcommand; an error in words.
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String> {
         let mut args = args.into_iter().peekable();
-        let (mut path, mut part_max) = (None, None);
+        let (mut path, mut part_max, mut wait) = (None, None, false);
         while let Some(arg) = args.next_if(|a| a.to_str().is_some_and(|a| a.starts_with("--"))) {
             match arg.to_str() {
                 Some("--") => break,
+                Some("--wait") => wait = true,
                 Some("--log") => {
                     path = Some(PathBuf::from(args.next().ok_or("--log needs a file")?))
                 }
@@ -149,13 +165,85 @@ impl Invocation {
             (None, None) => None,
             _ => return Err("--log and --log-part go together".into()),
         };
-        let program = args.next().ok_or("no program to run")?;
-        Ok(Invocation {
-            log,
-            program,
-            args: args.collect(),
-        })
+        let stage = match (wait, args.next()) {
+            (true, None) => Stage::OnStdin,
+            (true, Some(_)) => return Err("--wait takes its program on stdin".into()),
+            (false, Some(program)) => Stage::Given {
+                program,
+                args: args.collect(),
+            },
+            (false, None) => return Err("no program to run".into()),
+        };
+        Ok(Invocation { log, stage })
     }
+}
+
+/// The command handed to a reaper started with `--wait`: NUL-separated
+/// fields (none of which can hold a NUL: `exec` could not take it), the
+/// directory, the program, the number of arguments, the arguments, then
+/// each variable of the environment as a name and a value.
+pub fn encode(cmd: &StageCommand) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let count = cmd.args.len().to_string();
+    let fields = [cmd.cwd.as_os_str(), cmd.program.as_os_str(), count.as_ref()]
+        .into_iter()
+        .chain(cmd.args.iter().map(|a| a.as_os_str()))
+        .chain(cmd.env.iter().flat_map(|(k, v)| [k.as_ref(), v.as_ref()]));
+    let mut out = Vec::new();
+    for field in fields {
+        let bytes = field.as_bytes();
+        if bytes.contains(&0) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "nul byte found in the stage's command",
+            ));
+        }
+        out.extend_from_slice(bytes);
+        out.push(0);
+    }
+    Ok(out)
+}
+
+/// Read back what [`encode`] wrote; `None` for nothing at all.
+pub fn decode(bytes: &[u8]) -> Result<Option<StageCommand>, String> {
+    use std::os::unix::ffi::OsStrExt;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let Some(body) = bytes.strip_suffix(&[0]) else {
+        return Err("the handed command was cut short".into());
+    };
+    let mut fields = body.split(|b| *b == 0);
+    let mut next = |what: &str| {
+        fields
+            .next()
+            .ok_or(format!("the handed command has no {what}"))
+    };
+    let os = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_os_string();
+    let cwd = PathBuf::from(os(next("directory")?));
+    let program = PathBuf::from(os(next("program")?));
+    let count = std::str::from_utf8(next("argument count")?)
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .ok_or("the handed command's argument count is not a number")?;
+    let args = (0..count)
+        .map(|_| next("argument").map(os))
+        .collect::<Result<Vec<_>, _>>()?;
+    let text = |b: &[u8]| {
+        String::from_utf8(b.to_vec())
+            .map_err(|_| "an environment variable is not UTF-8".to_string())
+    };
+    let mut env = Vec::new();
+    while let Ok(name) = next("variable") {
+        let value = next("value of a variable")?;
+        env.push((text(name)?, text(value)?));
+    }
+    Ok(Some(StageCommand {
+        program,
+        args,
+        cwd,
+        env,
+    }))
 }
 
 /// The name of the reaper's own small program, installed beside
@@ -178,28 +266,73 @@ pub fn main() -> Option<std::process::ExitCode> {
         Ok(invocation) => invocation,
         Err(e) => {
             eprintln!(
-                "bodywork {SUBCOMMAND}: {e}\nusage: bodywork {SUBCOMMAND} [--log FILE --log-part BYTES] -- PROGRAM [ARGS...]"
+                "bodywork {SUBCOMMAND}: {e}\nusage: bodywork {SUBCOMMAND} [--log FILE --log-part BYTES] -- PROGRAM [ARGS...]\n       bodywork {SUBCOMMAND} --wait  (the command on stdin)"
             );
             return Some(std::process::ExitCode::from(USAGE));
         }
     };
-    let code = run(
-        &invocation.program,
-        &invocation.args,
-        invocation.log.as_ref(),
-    );
+    let code = match invocation.stage {
+        Stage::Given { program, args } => {
+            let mut stage = std::process::Command::new(&program);
+            stage.args(args);
+            run(
+                stage,
+                std::path::Path::new(&program),
+                invocation.log.as_ref(),
+            )
+        }
+        Stage::OnStdin => match handed() {
+            Ok(Some(cmd)) => {
+                let mut stage = std::process::Command::new(&cmd.program);
+                stage
+                    .args(&cmd.args)
+                    .env_clear()
+                    .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+                    .stdin(std::process::Stdio::null());
+                // The reaper stands where a reaper started for this stage
+                // would have been started.
+                match std::env::set_current_dir(&cmd.cwd) {
+                    Ok(()) => run(stage, &cmd.program, invocation.log.as_ref()),
+                    Err(e) => {
+                        eprintln!("bodywork: cannot start {}: {e}", cmd.program.display());
+                        CANNOT_START
+                    }
+                }
+            }
+            // Nothing handed: whoever started it ahead has gone.
+            Ok(None) => 0,
+            Err(e) => {
+                eprintln!("bodywork {SUBCOMMAND}: {e}");
+                CANNOT_START
+            }
+        },
+    };
     Some(std::process::ExitCode::from(
         u8::try_from(code).unwrap_or(1),
     ))
 }
 
+/// The command a reaper started with `--wait` is handed on its stdin.
+fn handed() -> Result<Option<StageCommand>, String> {
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the handed command: {e}"))?;
+    decode(&bytes)
+}
+
 /// Exit code of a command line the reaper cannot read (as the CLI's usage errors).
 const USAGE: u8 = 2;
 
-/// Run `program` with `args` as the reaper described above, writing its
+/// Run `stage` (which runs `program`) as the reaper described above, writing its
 /// output to `log` when given; returns the exit code to end with when the
 /// stage exited (a signal is re-raised and never returns).
-pub fn run(program: &OsString, args: &[OsString], log: Option<&LogTo>) -> i32 {
+pub fn run(
+    mut stage: std::process::Command,
+    program: &std::path::Path,
+    log: Option<&LogTo>,
+) -> i32 {
     // Without the flag the tree is still ended through the links /proc
     // shows, as long as no intermediate process has exited.
     let _ = nix::sys::prctl::set_child_subreaper(true);
@@ -223,8 +356,6 @@ pub fn run(program: &OsString, args: &[OsString], log: Option<&LogTo>) -> i32 {
             return CANNOT_START;
         }
     };
-    let mut stage = std::process::Command::new(program);
-    stage.args(args);
     // SAFETY: between fork and exec the child only calls pthread_sigmask,
     // which is async-signal-safe; the stage starts with the mask the
     // reaper was started with.
@@ -244,10 +375,7 @@ pub fn run(program: &OsString, args: &[OsString], log: Option<&LogTo>) -> i32 {
     let main = match stage.spawn() {
         Ok(child) => Pid::from_raw(child.id() as i32),
         Err(e) => {
-            eprintln!(
-                "bodywork: cannot start {}: {e}",
-                std::path::Path::new(program).display()
-            );
+            eprintln!("bodywork: cannot start {}: {e}", program.display());
             return CANNOT_START;
         }
     };
@@ -450,15 +578,71 @@ mod tests {
         args.extend(["--", "python", "--log", "x"].map(OsString::from));
         let parsed = Invocation::parse(args).unwrap();
         assert_eq!(parsed.log, Some(log));
-        assert_eq!(parsed.program, "python");
-        assert_eq!(parsed.args, ["--log", "x"]);
+        assert_eq!(
+            parsed.stage,
+            Stage::Given {
+                program: "python".into(),
+                args: vec!["--log".into(), "x".into()]
+            }
+        );
         let plain = parse(&["--", "sh", "-c", "true"]).unwrap();
-        assert_eq!((plain.log, plain.program), (None, "sh".into()));
-        assert_eq!(parse(&["sh"]).unwrap().program, "sh");
+        assert_eq!(plain.log, None);
+        assert!(matches!(plain.stage, Stage::Given { program, .. } if program == "sh"));
+        assert!(
+            matches!(parse(&["sh"]).unwrap().stage, Stage::Given { program, .. } if program == "sh")
+        );
+        assert_eq!(parse(&["--wait"]).unwrap().stage, Stage::OnStdin);
+        assert!(parse(&["--wait", "--", "sh"]).is_err());
         assert!(parse(&["--log", "f", "--", "sh"]).is_err());
         assert!(parse(&["--log-part", "ten", "--log", "f", "--", "sh"]).is_err());
         assert!(parse(&["--log"]).is_err());
         assert!(parse(&["--verbose", "--", "sh"]).is_err());
         assert!(parse(&["--"]).is_err());
+    }
+
+    #[test]
+    fn a_handed_command_reads_back_as_it_was_written() {
+        let cmd = StageCommand {
+            program: "/env/bin/python".into(),
+            args: vec!["-u".into(), "".into(), "main.py".into(), "a b=c".into()],
+            cwd: "/home/x/checkouts/7".into(),
+            env: vec![
+                ("PATH".into(), "/env/bin:/usr/bin".into()),
+                ("EMPTY".into(), String::new()),
+                ("EQ".into(), "a=b".into()),
+            ],
+        };
+        let back = decode(&encode(&cmd).unwrap()).unwrap().unwrap();
+        assert_eq!(
+            (back.program, back.args, back.cwd, back.env),
+            (cmd.program, cmd.args, cmd.cwd, cmd.env)
+        );
+        let bare = StageCommand {
+            args: Vec::new(),
+            env: Vec::new(),
+            ..cmd_with_nul()
+        };
+        assert!(
+            decode(&encode(&bare).unwrap())
+                .unwrap()
+                .unwrap()
+                .args
+                .is_empty()
+        );
+        assert!(encode(&cmd_with_nul()).is_err());
+        assert_eq!(decode(b"").unwrap().map(|c| c.program), None);
+        assert!(decode(b"/d\x00prog\x002\x00one\x00").is_err());
+        assert!(decode(b"/d\0prog\0x\0").is_err());
+        assert!(decode(b"/d\x00prog\x000\x00NAME\x00").is_err());
+        assert!(decode(b"/d\0prog").is_err());
+    }
+
+    fn cmd_with_nul() -> StageCommand {
+        StageCommand {
+            program: "sh".into(),
+            args: vec!["a\0b".into()],
+            cwd: "/".into(),
+            env: Vec::new(),
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! `bodywork-reap __reap [--log FILE --log-part BYTES] -- PROGRAM ARGS...`:
-//! the per-stage reaper (`bodywork_stage::reaper`) as a program of its own,
+//! `bodywork-reap __reap [--log FILE --log-part BYTES] -- PROGRAM ARGS...`
+//! (or `bodywork-reap __reap --wait`, the command on stdin): the per-stage
+//! reaper (`bodywork_stage::reaper`) as a program of its own,
 //! installed beside `bodywork`. It does what `bodywork __reap` does, but
 //! links only the reaper: every local stage and replica starts under it,
 //! and loading the whole `bodywork` binary for that cost a stage about 3
@@ -13,7 +14,7 @@ fn main() -> ExitCode {
         Some(code) => code,
         None => {
             eprintln!(
-                "bodywork-reap: the per-stage reaper of bodywork, started by bodywork itself\nusage: bodywork-reap {} [--log FILE --log-part BYTES] -- PROGRAM [ARGS...]",
+                "bodywork-reap: the per-stage reaper of bodywork, started by bodywork itself\nusage: bodywork-reap {0} [--log FILE --log-part BYTES] -- PROGRAM [ARGS...]\n       bodywork-reap {0} --wait  (the command on stdin)",
                 bodywork_stage::reaper::SUBCOMMAND
             );
             ExitCode::from(2)
