@@ -2,7 +2,9 @@
 //! document per line over the daemon's Unix socket.
 //!
 //! A connection carries one request, after the client's protocol check (a
-//! `Hello`, answered on the same connection) when it makes one. The daemon
+//! `Hello`, answered on the same connection) when it makes one; the CLI's
+//! `Hello` carries the request itself (`then`), so a daemon of the same
+//! protocol starts on it without waiting for a second message. The daemon
 //! answers with one or more response frames; streaming requests (a workflow
 //! run, `logs -f`) end with a final frame. During a workflow the client may
 //! send `Cancel`.
@@ -29,14 +31,21 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 /// `ListRuns` before a run. 13: `CountRuns`; a run's options
 /// (`RunSummary::options`); a workflow submission's `watcher` (standby
 /// interpreters under `--watch`). 14: a `Hello` is followed by the
-/// connection's request on the same connection.
-pub const PROTOCOL_VERSION: u32 = 14;
+/// connection's request on the same connection. 15: a `Hello` may carry
+/// that request (`then`), run at once when the protocols match (one round
+/// trip fewer before a stage starts); a daemon of another protocol answers
+/// the `Hello` alone, as one that does not know the field ignores it.
+pub const PROTOCOL_VERSION: u32 = 15;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case")]
 pub enum Request {
     Hello {
         protocol: u32,
+        /// The connection's request, for a daemon of the same protocol to
+        /// run once it has answered (one of another protocol must not).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        then: Option<Box<Request>>,
     },
     Status,
     Shutdown,
@@ -326,6 +335,39 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `Hello` without a request is written as protocol 14 wrote it, and
+    /// one carrying a request reads as a plain `Hello` to a daemon that does
+    /// not know the field (it ignores it, so it never runs the request).
+    #[test]
+    fn a_hello_carries_its_request_in_a_field_older_daemons_ignore() {
+        let bare = Request::Hello {
+            protocol: 15,
+            then: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&bare).unwrap(),
+            r#"{"request":"hello","protocol":15}"#
+        );
+        let carrying = Request::Hello {
+            protocol: 15,
+            then: Some(Box::new(Request::Status)),
+        };
+        let text = serde_json::to_string(&carrying).unwrap();
+        #[derive(Deserialize)]
+        #[serde(tag = "request", rename_all = "snake_case")]
+        enum Protocol14 {
+            Hello { protocol: u32 },
+        }
+        assert!(matches!(
+            serde_json::from_str::<Protocol14>(&text).unwrap(),
+            Protocol14::Hello { protocol: 15 }
+        ));
+        assert!(matches!(
+            serde_json::from_str::<Request>(&text).unwrap(),
+            Request::Hello { protocol: 15, then: Some(r) } if matches!(*r, Request::Status)
+        ));
+    }
 
     #[tokio::test]
     async fn a_frame_larger_than_the_limit_is_refused_not_held() {

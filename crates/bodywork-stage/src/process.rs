@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bodywork_runtime::CancellationToken;
@@ -188,6 +188,96 @@ pub fn reaper_for(exe: &std::path::Path) -> PathBuf {
     }
 }
 
+/// The reaper started ahead of the next stage, once a host has asked for
+/// one ([`keep_a_reaper_ready`]).
+static READY: OnceLock<Mutex<Option<tokio::process::Child>>> = OnceLock::new();
+
+/// From now on keep one reaper started ahead (`__reap --wait`) for the
+/// next stage whose output comes back as lines (the daemon's batch
+/// stages): the stage is handed to it over its stdin and starts without
+/// waiting for the reaper's exec, the longest step between a request and
+/// the stage's own start after the daemon's own work. Another is started
+/// once one is taken; the first stage after this call starts a reaper of
+/// its own. Needs [`use_reaper`]; for a host whose stages all run on the
+/// runtime the ready reaper is started on (it is waited for there).
+pub fn keep_a_reaper_ready() {
+    let _ = READY.set(Mutex::new(None));
+}
+
+/// What a spawn of `cmd` would find wrong before it starts, said here:
+/// under a reaper the stage's start fails in the reaper, which can only
+/// say so through its exit code.
+fn check_startable(cmd: &StageCommand) -> std::io::Result<()> {
+    if cmd.program.components().count() > 1 {
+        std::fs::metadata(&cmd.program)?;
+    }
+    Ok(())
+}
+
+/// The ready reaper, handed `cmd` and now running it; `None` when there
+/// is none (none asked for, none started yet, or it has gone).
+async fn hand_to_ready(cmd: &StageCommand) -> std::io::Result<Option<tokio::process::Child>> {
+    use tokio::io::AsyncWriteExt;
+    let Some(slot) = READY.get() else {
+        return Ok(None);
+    };
+    if REAPER.get().is_none() {
+        return Ok(None);
+    }
+    check_startable(cmd)?;
+    // As a spawn into a missing directory would fail.
+    if !std::fs::metadata(&cmd.cwd)?.is_dir() {
+        return Err(std::io::ErrorKind::NotADirectory.into());
+    }
+    let bytes = crate::reaper::encode(cmd)?;
+    let taken = slot.lock().ok().and_then(|mut ready| ready.take());
+    let Some(mut child) = taken else {
+        return Ok(None);
+    };
+    // A reaper that has gone (or cannot be told) is dropped, which kills it.
+    if !matches!(child.try_wait(), Ok(None)) {
+        return Ok(None);
+    }
+    let Some(mut stdin) = child.stdin.take() else {
+        return Ok(None);
+    };
+    if stdin.write_all(&bytes).await.is_err() {
+        return Ok(None);
+    }
+    // The end of its stdin tells it the command is whole.
+    drop(stdin);
+    Ok(Some(child))
+}
+
+/// Start the next ready reaper, when one is kept and none is waiting.
+fn refill_ready() {
+    let (Some(slot), Some(reaper)) = (READY.get(), REAPER.get()) else {
+        return;
+    };
+    if slot.lock().map(|ready| ready.is_some()).unwrap_or(true) {
+        return;
+    }
+    let started = Command::new(reaper)
+        .arg(crate::reaper::SUBCOMMAND)
+        .arg("--wait")
+        .env_clear()
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn();
+    // When it cannot start, the next stage starts a reaper of its own,
+    // and tries again.
+    if let Ok(child) = started
+        && let Ok(mut ready) = slot.lock()
+        && ready.is_none()
+    {
+        *ready = Some(child);
+    }
+}
+
 /// How long [`end_tree`] waits for a reaper to end its tree.
 const REAPER_LIMIT: Duration = Duration::from_secs(10);
 
@@ -221,11 +311,7 @@ fn command_under_reaper(
 ) -> std::io::Result<Command> {
     let mut command = match REAPER.get() {
         Some(reaper) => {
-            // The reaper reports a program it cannot start only through
-            // its exit code: say what a direct spawn would have said.
-            if cmd.program.components().count() > 1 {
-                std::fs::metadata(&cmd.program)?;
-            }
+            check_startable(cmd)?;
             let mut c = Command::new(reaper);
             c.arg(crate::reaper::SUBCOMMAND);
             if let Some(log) = log {
@@ -314,17 +400,28 @@ pub async fn run_to_end(
         Output::Lines(_) => (Stdio::piped(), Stdio::piped()),
         Output::Terminal => (Stdio::inherit(), Stdio::inherit()),
     };
-    let mut child = process_command(cmd)?
-        .stdout(stdout)
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()?;
+    // A reaper started ahead has its stdout and stderr piped already.
+    let ready = match attach.output {
+        Output::Lines(_) => hand_to_ready(cmd).await?,
+        Output::Terminal => None,
+    };
+    let mut child = match ready {
+        Some(child) => child,
+        None => process_command(cmd)?
+            .stdout(stdout)
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()?,
+    };
     let pid = child.id().unwrap_or(0);
     let id = ProcessId {
         pid,
         start_time: start_time(pid),
     };
     on_spawn(id);
+    if let Output::Lines(_) = attach.output {
+        refill_ready();
+    }
     let mut pumps = Vec::new();
     if let Output::Lines(on_line) = &attach.output {
         pumps.extend(

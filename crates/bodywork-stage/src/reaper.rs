@@ -69,7 +69,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::process::{descendants, process_table};
+use crate::process::{StageCommand, descendants, process_table};
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, Signal, kill};
@@ -130,20 +130,28 @@ impl LogTo {
 /// starting one, and reads that child's output from the inherited pipe FD
 /// (which needs `--log`). What a process forked from a service's zygote
 /// execs (see `bodywork_local`'s zygote): its Python forked the replica
-/// before it became the reaper.
+/// before it became the reaper. With `--wait` and no program, a reaper
+/// started ahead of its stage (see [`crate::process::keep_a_reaper_ready`])
+/// waits for the whole command on its stdin.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Invocation {
     pub log: Option<LogTo>,
     pub main: Main,
 }
 
-/// The reaper's main process: one to start, or a child to adopt.
+/// The reaper's main process: one to start, one to start once handed, or a
+/// child to adopt.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Main {
+    /// On its command line.
     Start {
         program: OsString,
         args: Vec<OsString>,
     },
+    /// `--wait`: the whole command (directory, program, arguments,
+    /// environment) comes on its stdin, as [`encode`] writes it; nothing
+    /// (whoever started it ahead went away) ends it.
+    Wait,
     Adopt(Adopt),
 }
 
@@ -170,7 +178,7 @@ impl Invocation {
     /// Read the arguments after the subcommand; an error in words.
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Invocation, String> {
         let mut args = args.into_iter().peekable();
-        let (mut path, mut part_max, mut pid, mut fd) = (None, None, None, None);
+        let (mut path, mut part_max, mut pid, mut fd, mut wait) = (None, None, None, None, false);
         let number = |arg: Option<OsString>, what: &str| {
             arg.as_deref()
                 .and_then(|a| a.to_str())
@@ -188,6 +196,7 @@ impl Invocation {
                     let bytes = bytes.to_str().and_then(|b| b.parse::<u64>().ok());
                     part_max = Some(bytes.ok_or("--log-part needs a size in bytes")?);
                 }
+                Some("--wait") => wait = true,
                 Some("--adopt") => {
                     let n = number(args.next(), "adopt")?;
                     pid = Some(i32::try_from(n).map_err(|_| "--adopt needs a pid")?);
@@ -205,6 +214,7 @@ impl Invocation {
             _ => return Err("--log and --log-part go together".into()),
         };
         let main = match (pid, fd) {
+            (Some(_), _) if wait => return Err("--wait and --adopt go apart".into()),
             (Some(pid), output) => {
                 if output.is_some() && log.is_none() {
                     return Err("--adopt-fd needs --log".into());
@@ -215,6 +225,10 @@ impl Invocation {
                 Main::Adopt(Adopt { pid, output })
             }
             (None, Some(_)) => return Err("--adopt-fd goes with --adopt".into()),
+            (None, None) if wait => match args.next() {
+                Some(_) => return Err("--wait takes its program on stdin".into()),
+                None => Main::Wait,
+            },
             (None, None) => Main::Start {
                 program: args.next().ok_or("no program to run")?,
                 args: args.collect(),
@@ -222,6 +236,74 @@ impl Invocation {
         };
         Ok(Invocation { log, main })
     }
+}
+
+/// The command handed to a reaper started with `--wait`: NUL-separated
+/// fields (none of which can hold a NUL: `exec` could not take it), the
+/// directory, the program, the number of arguments, the arguments, then
+/// each variable of the environment as a name and a value.
+pub fn encode(cmd: &StageCommand) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let count = cmd.args.len().to_string();
+    let fields = [cmd.cwd.as_os_str(), cmd.program.as_os_str(), count.as_ref()]
+        .into_iter()
+        .chain(cmd.args.iter().map(|a| a.as_os_str()))
+        .chain(cmd.env.iter().flat_map(|(k, v)| [k.as_ref(), v.as_ref()]));
+    let mut out = Vec::new();
+    for field in fields {
+        let bytes = field.as_bytes();
+        if bytes.contains(&0) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "nul byte found in the stage's command",
+            ));
+        }
+        out.extend_from_slice(bytes);
+        out.push(0);
+    }
+    Ok(out)
+}
+
+/// Read back what [`encode`] wrote; `None` for nothing at all.
+pub fn decode(bytes: &[u8]) -> Result<Option<StageCommand>, String> {
+    use std::os::unix::ffi::OsStrExt;
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let Some(body) = bytes.strip_suffix(&[0]) else {
+        return Err("the handed command was cut short".into());
+    };
+    let mut fields = body.split(|b| *b == 0);
+    let mut next = |what: &str| {
+        fields
+            .next()
+            .ok_or(format!("the handed command has no {what}"))
+    };
+    let os = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_os_string();
+    let cwd = PathBuf::from(os(next("directory")?));
+    let program = PathBuf::from(os(next("program")?));
+    let count = std::str::from_utf8(next("argument count")?)
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .ok_or("the handed command's argument count is not a number")?;
+    let args = (0..count)
+        .map(|_| next("argument").map(os))
+        .collect::<Result<Vec<_>, _>>()?;
+    let text = |b: &[u8]| {
+        String::from_utf8(b.to_vec())
+            .map_err(|_| "an environment variable is not UTF-8".to_string())
+    };
+    let mut env = Vec::new();
+    while let Ok(name) = next("variable") {
+        let value = next("value of a variable")?;
+        env.push((text(name)?, text(value)?));
+    }
+    Ok(Some(StageCommand {
+        program,
+        args,
+        cwd,
+        env,
+    }))
 }
 
 /// The name of the reaper's own small program, installed beside
@@ -255,7 +337,17 @@ pub fn main() -> Option<std::process::ExitCode> {
 
 /// The reaper's command line after its subcommand, for a usage message.
 pub const USAGE_ARGS: &str =
-    "[--log FILE --log-part BYTES] (-- PROGRAM [ARGS...] | --adopt PID [--adopt-fd FD])";
+    "[--log FILE --log-part BYTES] (-- PROGRAM [ARGS...] | --wait | --adopt PID [--adopt-fd FD])";
+
+/// The command a reaper started with `--wait` is handed on its stdin.
+fn handed() -> Result<Option<StageCommand>, String> {
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the handed command: {e}"))?;
+    decode(&bytes)
+}
 
 /// Exit code of a command line the reaper cannot read (as the CLI's usage errors).
 const USAGE: u8 = 2;
@@ -288,12 +380,42 @@ pub fn run(main: &Main, log: Option<&LogTo>) -> i32 {
             return CANNOT_START;
         }
     };
-    let (main, pipe) = match main {
-        Main::Start { program, args } => match start(program, args, log.is_some(), watched) {
-            Ok(started) => started,
-            Err(code) => return code,
+    let started = match main {
+        Main::Start { program, args } => {
+            let mut stage = std::process::Command::new(program);
+            stage.args(args);
+            start(stage, std::path::Path::new(program), log.is_some(), watched)
+        }
+        Main::Wait => match handed() {
+            Ok(Some(cmd)) => {
+                let mut stage = std::process::Command::new(&cmd.program);
+                stage
+                    .args(&cmd.args)
+                    .env_clear()
+                    .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+                    .stdin(std::process::Stdio::null());
+                // The reaper stands where a reaper started for this stage
+                // would have been started.
+                match std::env::set_current_dir(&cmd.cwd) {
+                    Ok(()) => start(stage, &cmd.program, log.is_some(), watched),
+                    Err(e) => {
+                        eprintln!("bodywork: cannot start {}: {e}", cmd.program.display());
+                        Err(CANNOT_START)
+                    }
+                }
+            }
+            // Nothing handed: whoever started it ahead has gone.
+            Ok(None) => return 0,
+            Err(e) => {
+                eprintln!("bodywork {SUBCOMMAND}: {e}");
+                Err(CANNOT_START)
+            }
         },
-        Main::Adopt(adopt) => (Pid::from_raw(adopt.pid), adopt.output.map(adopted_pipe)),
+        Main::Adopt(adopt) => Ok((Pid::from_raw(adopt.pid), adopt.output.map(adopted_pipe))),
+    };
+    let (main, pipe) = match started {
+        Ok(started) => started,
+        Err(code) => return code,
     };
     let writer = match (log, pipe) {
         (Some(log), Some(pipe)) => Some(start_writer(log, pipe)),
@@ -340,18 +462,16 @@ pub fn run(main: &Main, log: Option<&LogTo>) -> i32 {
     exit_like(status)
 }
 
-/// Start `program` with `args` in the reaper's group, with the mask the
+/// Start `stage` (which runs `program`) in the reaper's group, with the mask the
 /// reaper was started with (`watched` unblocked), its output to a pipe when
 /// `logged`: its pid and the pipe's read end; the exit code to end with
 /// when it cannot start (said on stderr).
 fn start(
-    program: &OsString,
-    args: &[OsString],
+    mut stage: std::process::Command,
+    program: &std::path::Path,
     logged: bool,
     watched: SigSet,
 ) -> Result<(Pid, Option<std::io::PipeReader>), i32> {
-    let mut stage = std::process::Command::new(program);
-    stage.args(args);
     // SAFETY: between fork and exec the child only calls pthread_sigmask,
     // which is async-signal-safe; the stage starts with the mask the
     // reaper was started with.
@@ -371,10 +491,7 @@ fn start(
     let main = match stage.spawn() {
         Ok(child) => Pid::from_raw(child.id() as i32),
         Err(e) => {
-            eprintln!(
-                "bodywork: cannot start {}: {e}",
-                std::path::Path::new(program).display()
-            );
+            eprintln!("bodywork: cannot start {}: {e}", program.display());
             return Err(CANNOT_START);
         }
     };
@@ -533,20 +650,23 @@ fn exit_like(status: Option<WaitStatus>) -> i32 {
 
 /// The example `name` of the crate whose tests run now (`cargo test`
 /// builds examples beside them, in `target/debug/examples`): for a test
-/// that needs the reaper as a program of its own. `None`, said on
-/// stderr, when it is not built.
+/// that needs the reaper as a program of its own. Panics when it is not
+/// built (a test run another way than `cargo test`).
 #[doc(hidden)]
-pub fn test_example(name: &str) -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
+pub fn test_example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
     // target/debug/deps/TEST-HASH → target/debug/examples/NAME
-    let program = exe.parent()?.parent()?.join("examples").join(name);
-    if !program.is_file() {
-        eprintln!(
-            "skipped: {} is not built (`cargo test` builds it)",
-            program.display()
-        );
-    }
-    program.is_file().then_some(program)
+    let program = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("examples").join(name))
+        .expect("the test's target directory");
+    assert!(
+        program.is_file(),
+        "{} is not built: `cargo test` builds it (run the test that way)",
+        program.display()
+    );
+    program
 }
 
 #[cfg(test)]
@@ -583,6 +703,55 @@ mod tests {
         assert!(parse(&["--log"]).is_err());
         assert!(parse(&["--verbose", "--", "sh"]).is_err());
         assert!(parse(&["--"]).is_err());
+        assert_eq!(parse(&["--wait"]).unwrap().main, Main::Wait);
+        assert!(parse(&["--wait", "--", "sh"]).is_err());
+        assert!(parse(&["--wait", "--adopt", "7"]).is_err());
+    }
+
+    #[test]
+    fn a_handed_command_reads_back_as_it_was_written() {
+        let cmd = StageCommand {
+            program: "/env/bin/python".into(),
+            args: vec!["-u".into(), "".into(), "main.py".into(), "a b=c".into()],
+            cwd: "/home/x/checkouts/7".into(),
+            env: vec![
+                ("PATH".into(), "/env/bin:/usr/bin".into()),
+                ("EMPTY".into(), String::new()),
+                ("EQ".into(), "a=b".into()),
+            ],
+        };
+        let back = decode(&encode(&cmd).unwrap()).unwrap().unwrap();
+        assert_eq!(
+            (back.program, back.args, back.cwd, back.env),
+            (cmd.program, cmd.args, cmd.cwd, cmd.env)
+        );
+        let bare = StageCommand {
+            args: Vec::new(),
+            env: Vec::new(),
+            ..cmd_with_nul()
+        };
+        assert!(
+            decode(&encode(&bare).unwrap())
+                .unwrap()
+                .unwrap()
+                .args
+                .is_empty()
+        );
+        assert!(encode(&cmd_with_nul()).is_err());
+        assert_eq!(decode(b"").unwrap().map(|c| c.program), None);
+        assert!(decode(b"/d\x00prog\x002\x00one\x00").is_err());
+        assert!(decode(b"/d\0prog\0x\0").is_err());
+        assert!(decode(b"/d\x00prog\x000\x00NAME\x00").is_err());
+        assert!(decode(b"/d\0prog").is_err());
+    }
+
+    fn cmd_with_nul() -> StageCommand {
+        StageCommand {
+            program: "sh".into(),
+            args: vec!["a\0b".into()],
+            cwd: "/".into(),
+            env: Vec::new(),
+        }
     }
 
     #[test]
@@ -615,9 +784,7 @@ mod tests {
     /// the log and exits with the child's status.
     #[test]
     fn an_adopting_reaper_logs_its_child_and_exits_with_its_status() {
-        let Some((mut reaper, dir)) = adopting("sleep 0.1; echo out; echo err >&2; exit 3") else {
-            return;
-        };
+        let (mut reaper, dir) = adopting("sleep 0.1; echo out; echo err >&2; exit 3");
         let out = reaper.output().unwrap();
         assert_eq!(out.status.code(), Some(3), "{out:?}");
         let text = std::fs::read_to_string(dir.path().join("r.log")).unwrap();
@@ -629,9 +796,7 @@ mod tests {
     #[test]
     fn an_adopting_reaper_ends_the_tree_on_end_tree() {
         use std::os::unix::process::ExitStatusExt;
-        let Some((mut reaper, dir)) = adopting("echo up; exec sleep 30") else {
-            return;
-        };
+        let (mut reaper, dir) = adopting("echo up; exec sleep 30");
         let mut reaper = reaper.spawn().unwrap();
         let log = dir.path().join("r.log");
         let until = Instant::now() + Duration::from_secs(10);
@@ -649,8 +814,8 @@ mod tests {
     /// pipe (a FIFO), then becomes the reaper (the `reap` example) adopting
     /// it, logging to `r.log` in the directory given with it: what a
     /// zygote's fork does. `None` when the example is not built.
-    fn adopting(child: &str) -> Option<(std::process::Command, tempfile::TempDir)> {
-        let reap = test_example("reap")?;
+    fn adopting(child: &str) -> (std::process::Command, tempfile::TempDir) {
+        let reap = test_example("reap");
         let dir = tempfile::tempdir().unwrap();
         let script = format!(
             r#"mkfifo "$1/p"
@@ -661,6 +826,6 @@ exec "$2" __reap --log "$1/r.log" --log-part 100000 --adopt $! --adopt-fd 3"#
         );
         let mut c = std::process::Command::new("sh");
         c.arg("-c").arg(script).arg("sh").arg(dir.path()).arg(reap);
-        Some((c, dir))
+        (c, dir)
     }
 }

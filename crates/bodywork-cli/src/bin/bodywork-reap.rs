@@ -1,5 +1,5 @@
 //! `bodywork-reap __reap [--log FILE --log-part BYTES] -- PROGRAM ARGS...`
-//! (or `--adopt PID [--adopt-fd FD]`):
+//! (or `--wait`, the command on stdin; or `--adopt PID [--adopt-fd FD]`):
 //! the per-stage reaper (`bodywork_stage::reaper`) as a program of its own,
 //! installed beside `bodywork`. It does what `bodywork __reap` does, but
 //! links only the reaper: every local stage and replica starts under it,

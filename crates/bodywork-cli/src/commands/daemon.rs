@@ -85,6 +85,8 @@ pub fn run(global: &GlobalArgs, args: &DaemonArgs) -> CliResult {
         }
     };
     crate::run_stages_under_reaper();
+    // All of the daemon's stages run on this one runtime.
+    bodywork_stage::process::keep_a_reaper_ready();
     match runtime.block_on(bodywork_local::daemon::run(home)) {
         Ok(()) => Ok(Outcome::Success),
         Err(e) => Err(CliError::error(&e, Outcome::DaemonStartFailed)),

@@ -50,23 +50,24 @@ impl LocalControl {
         &self.home
     }
 
-    async fn connect(&self) -> Result<Connection> {
+    /// A connection to the daemon that carries `request`.
+    async fn send(&self, request: &Request) -> Result<Connection> {
         if self.starts_daemon {
-            connect(&self.home).await.map_err(RuntimeError::from)
-        } else {
-            super::try_connect(&self.home)
+            return connect(&self.home, request)
                 .await
-                .map_err(|e| RuntimeError::from(super::ClientError::Io(e)))
+                .map_err(RuntimeError::from);
         }
+        let mut conn = super::try_connect(&self.home)
+            .await
+            .map_err(|e| RuntimeError::from(super::ClientError::Io(e)))?;
+        conn.send(request).await.map_err(RuntimeError::from)?;
+        Ok(conn)
     }
 
     /// One request, one answer; the daemon's error as it is.
     pub async fn call(&self, request: Request) -> Result<Response> {
-        self.connect()
-            .await?
-            .call(&request)
-            .await
-            .map_err(RuntimeError::from)
+        let mut conn = self.send(&request).await?;
+        conn.answer().await.map_err(RuntimeError::from)
     }
 
     /// One request, and its answer read back as the type its
@@ -80,8 +81,7 @@ impl LocalControl {
 
     /// A stored log, line by line into `log`, until the daemon ends it.
     async fn stream(&self, request: Request, log: &Log) -> Result<()> {
-        let mut conn = self.connect().await?;
-        conn.send(&request).await.map_err(RuntimeError::from)?;
+        let mut conn = self.send(&request).await?;
         loop {
             match conn.next().await.map_err(RuntimeError::from)? {
                 Response::LogLine { line } => log.event(LogEvent::Text { line }),
@@ -176,10 +176,9 @@ impl Resources for LocalControl {
 #[async_trait]
 impl ControlPlane for LocalControl {
     async fn run_workflow(&self, run: WorkflowRun<'_>) -> Result<RunState> {
-        let mut conn = self.connect().await?;
-        conn.send(&Request::RunWorkflow(run.submission.clone()))
-            .await
-            .map_err(RuntimeError::from)?;
+        let mut conn = self
+            .send(&Request::RunWorkflow(run.submission.clone()))
+            .await?;
         let mut outcome = RunState::Failed;
         let mut cancel_sent = false;
         loop {

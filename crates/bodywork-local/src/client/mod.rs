@@ -111,6 +111,12 @@ impl Connection {
     /// (only after a `Hello`: the daemon reads one other request).
     async fn ask(&mut self, request: &Request) -> Result<Response, ClientError> {
         self.send(request).await?;
+        self.answer().await
+    }
+
+    /// The next frame as the single answer to a request, a daemon `Error`
+    /// frame turned into `ClientError::Runtime`.
+    pub async fn answer(&mut self) -> Result<Response, ClientError> {
         match self.next().await? {
             Response::Error(e) => Err(ClientError::Runtime(e)),
             other => Ok(other),
@@ -137,15 +143,18 @@ pub async fn is_running(home: &Home) -> bool {
     try_connect(home).await.is_ok()
 }
 
-/// Connect to the daemon of `home`, starting it when it is not running,
-/// and restarting it when it speaks another protocol version (after an
-/// upgrade). The version is checked on the connection returned, which then
-/// carries the caller's request: one connection, not two.
-pub async fn connect(home: &Home) -> Result<Connection, ClientError> {
+/// Connect to the daemon of `home` and send it `request`, starting the
+/// daemon when it is not running, and restarting it when it speaks another
+/// protocol version (after an upgrade). The request rides on the protocol
+/// check (`Hello`'s `then`), which a daemon of another protocol does not
+/// run: one connection and one message, not two of each. The connection
+/// returned carries the request's answers.
+pub async fn connect(home: &Home, request: &Request) -> Result<Connection, ClientError> {
     if let Ok(mut conn) = try_connect(home).await {
         match conn
             .ask(&Request::Hello {
                 protocol: PROTOCOL_VERSION,
+                then: Some(Box::new(request.clone())),
             })
             .await
         {
@@ -161,14 +170,22 @@ pub async fn connect(home: &Home) -> Result<Connection, ClientError> {
                 // Keep the services serving if it knows how to hand over;
                 // an older daemon does not, and stops them.
                 if handover(home).await.is_ok() {
-                    return Ok(try_connect(home).await?);
+                    return sent(home, request).await;
                 }
                 stop(home).await?;
             }
         }
     }
     start(home).await?;
-    Ok(try_connect(home).await?)
+    sent(home, request).await
+}
+
+/// A new connection to the daemon (just started, or handed over to)
+/// carrying `request`.
+async fn sent(home: &Home, request: &Request) -> Result<Connection, ClientError> {
+    let mut conn = try_connect(home).await?;
+    conn.send(request).await?;
+    Ok(conn)
 }
 
 /// Ask the daemon to stop (its services too) and wait until it has.
@@ -239,6 +256,7 @@ async fn daemon_pid(home: &Home) -> Result<u32, ClientError> {
     match conn
         .call(&Request::Hello {
             protocol: PROTOCOL_VERSION,
+            then: None,
         })
         .await?
     {

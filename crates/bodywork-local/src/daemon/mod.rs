@@ -445,16 +445,29 @@ async fn stop(daemon: &Daemon) {
 }
 
 /// One connection: one request, one or more responses; a `Hello` (the
-/// client's protocol check) is answered first, on the same connection.
+/// client's protocol check) is answered first, on the same connection,
+/// and the request it carries (`then`) is the connection's request when
+/// the client speaks this daemon's protocol.
 async fn serve(daemon: Arc<Daemon>, stream: UnixStream) {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     let request: Request = loop {
         match read_request(&mut read).await {
-            Ok(Some(hello @ Request::Hello { .. })) => {
+            Ok(Some(Request::Hello { protocol, then })) => {
+                let hello = Request::Hello {
+                    protocol,
+                    then: None,
+                };
                 let response = requests::handle(&daemon, hello).await;
                 if write_frame(&mut write, &response).await.is_err() {
                     return;
+                }
+                // Of another protocol, the request may mean something else
+                // here: the client restarts this daemon instead.
+                if let Some(request) = then
+                    && protocol == requests::announced_protocol()
+                {
+                    break *request;
                 }
             }
             Ok(Some(r)) => break r,

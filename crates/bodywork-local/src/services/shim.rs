@@ -256,11 +256,13 @@ pub(super) mod tests {
     use std::process::Command;
 
     /// The Python on the PATH, if any (tests that need one pass without).
-    pub(in crate::services) fn python() -> Option<String> {
+    /// The machine's python: these tests run it (panics without one).
+    pub(in crate::services) fn python() -> String {
         ["python3", "python"]
             .into_iter()
             .find(|p| Command::new(p).arg("--version").output().is_ok())
             .map(String::from)
+            .expect("no python3 or python on PATH: these tests run it")
     }
 
     #[test]
@@ -274,9 +276,9 @@ pub(super) mod tests {
 
     /// The lines `script` prints, run by a real interpreter with the shim
     /// importable, a hosts file naming `ml/proj--serve`, and `pod` as the
-    /// pod address if any; `None` without Python.
-    fn run_with_shim(script: &str, pod: Option<&str>) -> Option<Vec<String>> {
-        let py = python()?;
+    /// pod address if any.
+    fn run_with_shim(script: &str, pod: Option<&str>) -> Vec<String> {
+        let py = python();
         let dir = tempfile::tempdir().unwrap();
         install(dir.path()).unwrap();
         let hosts = dir.path().join("hosts");
@@ -301,7 +303,7 @@ pub(super) mod tests {
             "{stdout}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        Some(stdout.lines().map(String::from).collect())
+        stdout.lines().map(String::from).collect()
     }
 
     /// Loaded first, as the `.pth` file loads it, the shim does not import
@@ -320,9 +322,7 @@ s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 s.bind(("0.0.0.0", 0))
 print(s.getsockname()[0])
 "#;
-        let Some(lines) = run_with_shim(script, Some("127.10.128.7")) else {
-            return;
-        };
+        let lines = run_with_shim(script, Some("127.10.128.7"));
         assert_eq!(
             lines,
             [
@@ -349,9 +349,7 @@ for name in ["proj--serve", "proj--serve.ml", "proj--serve.ml.svc.cluster.local"
     print(name, socket.getaddrinfo(name, 5000, socket.AF_INET)[0][4][0])
 print(socket.gethostbyname("PROJ--SERVE.ml."))
 "#;
-        let Some(lines) = run_with_shim(script, Some("127.10.128.7")) else {
-            return;
-        };
+        let lines = run_with_shim(script, Some("127.10.128.7"));
         assert_eq!(
             lines,
             [
@@ -370,9 +368,7 @@ print(socket.gethostbyname("PROJ--SERVE.ml."))
     /// ended, which imports each after what it needs).
     #[test]
     fn modules_to_preload_are_stdlib_and_site_packages_never_the_project() {
-        let Some(py) = python() else {
-            return;
-        };
+        let py = python();
         let dir = tempfile::tempdir().unwrap();
         install(dir.path()).unwrap();
         let (site, project) = (dir.path().join("site"), dir.path().join("project"));
@@ -427,9 +423,7 @@ for n in ["json", "json.decoder", "thirdparty", "own_helpers", "nested_own", "bo
     /// left out.
     #[test]
     fn the_first_listen_records_the_modules_when_asked() {
-        let Some(py) = python() else {
-            return;
-        };
+        let py = python();
         let dir = tempfile::tempdir().unwrap();
         install(dir.path()).unwrap();
         let project = dir.path().join("project");

@@ -500,7 +500,7 @@ mod tests {
     }
 
     /// The `zygote-reap` example: the reaper as a program.
-    fn reap_program() -> Option<PathBuf> {
+    fn reap_program() -> PathBuf {
         bodywork_stage::reaper::test_example("zygote-reap")
     }
 
@@ -512,9 +512,8 @@ mod tests {
     /// gone).
     #[test]
     fn a_forked_replica_runs_a_script_as_python_does() {
-        let (Some(py), Some(reap)) = (super::super::shim::tests::python(), reap_program()) else {
-            return;
-        };
+        let py = super::super::shim::tests::python();
+        let reap = reap_program();
         // The forked process comes to this one when the zygote exits.
         nix::sys::prctl::set_child_subreaper(true).unwrap();
         for (ending, code) in [("sys.exit(3)", 3), ("raise RuntimeError('boom')", 1)] {
@@ -621,9 +620,8 @@ mod tests {
     /// ends its tree; the zygote's drop kills it and not its replicas.
     #[tokio::test]
     async fn a_zygote_forks_replicas_under_their_reapers_and_goes_alone() {
-        let (Some(py), Some(reap)) = (super::super::shim::tests::python(), reap_program()) else {
-            return;
-        };
+        let py = super::super::shim::tests::python();
+        let reap = reap_program();
         process::use_reaper(reap);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -695,9 +693,7 @@ mod tests {
     #[test]
     fn the_zygote_exits_at_the_end_of_its_stdin() {
         use std::process::Command;
-        let Some(py) = super::super::shim::tests::python() else {
-            return;
-        };
+        let py = super::super::shim::tests::python();
         let out = Command::new(&py)
             .args(["-u", "-c", LOADER, "json"])
             .stdin(Stdio::null())

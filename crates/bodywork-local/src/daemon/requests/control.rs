@@ -11,7 +11,7 @@ use crate::protocol::{DaemonStatus, PROTOCOL_VERSION, Request, Response};
 /// `BODYWORK_TEST_DAEMON_PROTOCOL=N` says it speaks protocol N, so a test can
 /// play an upgrade (the next CLI call meets "another version" and has this
 /// daemon hand over).
-fn announced_protocol() -> u32 {
+pub(in crate::daemon) fn announced_protocol() -> u32 {
     std::env::var("BODYWORK_TEST_DAEMON_PROTOCOL")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -13,6 +13,7 @@ mod cron;
 mod envs;
 mod resources;
 
+pub(super) use control::announced_protocol;
 pub(super) use cron::stream_run_logs;
 
 use bodywork_runtime::RuntimeError;
