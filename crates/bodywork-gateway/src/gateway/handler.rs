@@ -17,7 +17,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::Gateway;
 use crate::body::{GatewayBody, SMALL_BODY, UpstreamBody, read_whole};
-use crate::forward;
+use crate::forward::{self, ForwardedFor};
 use crate::host::{self, HostError};
 use crate::pool::{CheckoutError, Lease};
 use crate::route::{Route, Via, check_target, merged_slashes, route};
@@ -66,7 +66,7 @@ impl Gateway {
     pub(super) async fn handle(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        client: &ForwardedFor,
     ) -> Response<GatewayBody> {
         let started = Instant::now();
         if let Err(refused) = self.check_host(&req) {
@@ -192,7 +192,7 @@ impl Gateway {
             },
             _ => UpstreamBody::Streamed(body),
         };
-        forward::request_headers(&mut parts.headers, peer.ip());
+        forward::request_headers(&mut parts.headers, client);
         parts.uri = Uri::from(path_and_query);
         parts.version = Version::HTTP_11;
         let mut request = Request::from_parts(parts, body);
