@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::body::UpstreamBody;
+use crate::traffic::Traffic;
 
 /// How often the pool's owner calls [`Pool::sweep`].
 pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -63,6 +64,7 @@ pub(crate) struct Pool {
     /// Sweeps so far: the pool's clock, in [`SWEEP_INTERVAL`]s.
     sweeps: AtomicU64,
     connect_timeout: Duration,
+    traffic: Arc<Traffic>,
 }
 
 struct Idle {
@@ -86,17 +88,22 @@ pub(crate) struct Conn {
     pub(crate) host: HeaderValue,
     /// Where the connection goes.
     pub(crate) replica: SocketAddr,
+    /// The replica's in-flight counter ([`Traffic::counter`]), looked up
+    /// once per connection rather than once per request.
+    pub(crate) in_flight: Arc<AtomicUsize>,
     /// Whether this connection served requests before (it may have gone stale).
     pub(crate) reused: bool,
 }
 
 impl Pool {
-    /// An empty pool whose connects give up after `connect_timeout`.
-    pub(crate) fn new(connect_timeout: Duration) -> Self {
+    /// An empty pool whose connects give up after `connect_timeout`; its
+    /// connections count their requests in flight in `traffic`.
+    pub(crate) fn new(connect_timeout: Duration, traffic: Arc<Traffic>) -> Self {
         Pool {
             idle: Mutex::new(HashMap::new()),
             sweeps: AtomicU64::new(0),
             connect_timeout,
+            traffic,
         }
     }
 
@@ -205,6 +212,7 @@ impl Pool {
             sender,
             host,
             replica,
+            in_flight: self.traffic.counter(replica),
             reused: false,
         })
     }
@@ -242,7 +250,7 @@ mod tests {
     async fn one_idle() -> (tokio::net::TcpListener, SocketAddr, Pool) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let pool = Pool::new(Duration::from_secs(1));
+        let pool = Pool::new(Duration::from_secs(1), Traffic::new());
         let conn = pool.checkout(addr, allow).await.unwrap();
         pool.checkin(conn);
         (listener, addr, pool)
@@ -292,7 +300,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let pool = Pool::new(Duration::from_secs(1));
+        let pool = Pool::new(Duration::from_secs(1), Traffic::new());
         let err = pool.checkout(addr, allow).await.err().unwrap();
         assert!(
             matches!(&err, CheckoutError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
@@ -309,7 +317,7 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let pool = Pool::new(Duration::from_secs(1));
+        let pool = Pool::new(Duration::from_secs(1), Traffic::new());
         let asked = AtomicUsize::new(0);
         let count = || {
             asked.fetch_add(1, Ordering::Relaxed);

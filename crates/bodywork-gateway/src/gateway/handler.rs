@@ -21,7 +21,7 @@ use crate::forward::{self, ForwardedFor};
 use crate::host::{self, HostError};
 use crate::pool::{CheckoutError, Lease};
 use crate::route::{Route, Via, check_target, merged_slashes, route};
-use crate::traffic::ErrorKind;
+use crate::traffic::{ErrorKind, InFlight};
 
 /// How often a request whose pooled connection turned out closed before it
 /// was sent is tried again on a fresh connection.
@@ -247,7 +247,7 @@ impl Gateway {
             request
                 .headers_mut()
                 .insert(header::HOST, conn.host.clone());
-            let in_flight = self.traffic.track(replica);
+            let in_flight = InFlight::start(&conn.in_flight);
             let sent = within(
                 upstream_timer.as_mut(),
                 conn.sender.try_send_request(request),
