@@ -64,13 +64,30 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || name == header::UPGRADE || name == header::EXPECT
 }
 
+/// A client's address as its requests' `X-Forwarded-For` names it, built
+/// once per connection rather than formatted for every request.
+#[derive(Clone)]
+pub(crate) struct ForwardedFor(HeaderValue);
+
+impl ForwardedFor {
+    /// The address of the client `ip`.
+    pub(crate) fn new(ip: IpAddr) -> Self {
+        let mut buf = [0u8; 64];
+        let formatted = format_ip(ip, &mut buf);
+        // An IP address is plain ASCII; shared, so each request's copy is
+        // a reference count rather than an allocation.
+        let value = HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(formatted))
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ForwardedFor(value)
+    }
+}
+
 /// Rewrite a client's request headers for a replica: drop hop-by-hop headers
 /// and `Host` (the replica gets its own address), and add the `X-Forwarded-*` set.
-pub(crate) fn request_headers(headers: &mut HeaderMap, client: IpAddr) {
+pub(crate) fn request_headers(headers: &mut HeaderMap, client: &ForwardedFor) {
     strip_hop_by_hop(headers);
     let host = headers.remove(header::HOST);
-    let mut ip = [0u8; 64];
-    let ip = format_ip(client, &mut ip);
+    let ip = client.0.as_bytes();
     let forwarded_for = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
         Some(prior) if !prior.is_empty() => {
             let mut joined = Vec::with_capacity(prior.len() + 2 + ip.len());
@@ -79,7 +96,7 @@ pub(crate) fn request_headers(headers: &mut HeaderMap, client: IpAddr) {
             joined.extend_from_slice(ip);
             HeaderValue::from_bytes(&joined)
         }
-        _ => HeaderValue::from_bytes(ip),
+        _ => Ok(client.0.clone()),
     };
     if let Ok(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, value);
@@ -170,7 +187,7 @@ mod tests {
     #[test]
     fn forwarded_headers_are_added() {
         let mut h = map(&[("host", "localhost:8001"), ("accept", "*/*")]);
-        request_headers(&mut h, "127.0.0.1".parse().unwrap());
+        request_headers(&mut h, &ForwardedFor::new("127.0.0.1".parse().unwrap()));
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "localhost:8001");
@@ -184,7 +201,7 @@ mod tests {
             ("x-forwarded-for", "10.0.0.1"),
             ("x-forwarded-host", "spoof"),
         ]);
-        request_headers(&mut h, "::1".parse().unwrap());
+        request_headers(&mut h, &ForwardedFor::new("::1".parse().unwrap()));
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, ::1");
         // No Host from the client: a forged X-Forwarded-Host is not passed on.
         assert!(h.get("x-forwarded-host").is_none());

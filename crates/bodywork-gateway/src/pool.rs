@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -19,12 +20,17 @@ use http::HeaderValue;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use crate::body::UpstreamBody;
+use crate::traffic::Traffic;
 
+/// How often the pool's owner calls [`Pool::sweep`].
+pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Idle connections older than this are closed rather than reused.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// [`IDLE_TIMEOUT`] counted in sweeps: a connection's idle age is measured in
+/// sweeps since its checkin, so neither a checkin nor a checkout reads the clock.
+const IDLE_SWEEPS: u64 = IDLE_TIMEOUT.as_secs() / SWEEP_INTERVAL.as_secs();
 /// At most this many idle connections are kept per replica.
 const MAX_IDLE_PER_REPLICA: usize = 256;
 
@@ -55,12 +61,23 @@ impl fmt::Display for CheckoutError {
 /// Pooled connections to every replica the gateway has talked to.
 pub(crate) struct Pool {
     idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    /// Sweeps so far: the pool's clock, in [`SWEEP_INTERVAL`]s.
+    sweeps: AtomicU64,
     connect_timeout: Duration,
+    traffic: Arc<Traffic>,
 }
 
 struct Idle {
     conn: Conn,
-    since: Instant,
+    /// [`Pool::sweeps`] when it was checked in.
+    since: u64,
+}
+
+impl Idle {
+    /// Still worth reusing at sweep `now`.
+    fn usable(&self, now: u64) -> bool {
+        now.saturating_sub(self.since) < IDLE_SWEEPS && !self.conn.sender.is_closed()
+    }
 }
 
 /// One connection to a replica, ready to send a request.
@@ -71,16 +88,22 @@ pub(crate) struct Conn {
     pub(crate) host: HeaderValue,
     /// Where the connection goes.
     pub(crate) replica: SocketAddr,
+    /// The replica's in-flight counter ([`Traffic::counter`]), looked up
+    /// once per connection rather than once per request.
+    pub(crate) in_flight: Arc<AtomicUsize>,
     /// Whether this connection served requests before (it may have gone stale).
     pub(crate) reused: bool,
 }
 
 impl Pool {
-    /// An empty pool whose connects give up after `connect_timeout`.
-    pub(crate) fn new(connect_timeout: Duration) -> Self {
+    /// An empty pool whose connects give up after `connect_timeout`; its
+    /// connections count their requests in flight in `traffic`.
+    pub(crate) fn new(connect_timeout: Duration, traffic: Arc<Traffic>) -> Self {
         Pool {
             idle: Mutex::new(HashMap::new()),
+            sweeps: AtomicU64::new(0),
             connect_timeout,
+            traffic,
         }
     }
 
@@ -110,23 +133,22 @@ impl Pool {
         if conn.sender.is_closed() {
             return;
         }
+        let since = self.sweeps.load(Ordering::Relaxed);
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.entry(conn.replica).or_default();
         list.retain(|i| !i.conn.sender.is_closed());
         if list.len() < MAX_IDLE_PER_REPLICA {
-            list.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            list.push(Idle { conn, since });
         }
     }
 
     /// Close idle connections that expired or whose replica hung up, and
-    /// forget replicas left with none.
+    /// forget replicas left with none; called every [`SWEEP_INTERVAL`].
     pub(crate) fn sweep(&self) {
+        let now = self.sweeps.fetch_add(1, Ordering::Relaxed) + 1;
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         idle.retain(|_, list| {
-            list.retain(|i| i.since.elapsed() < IDLE_TIMEOUT && !i.conn.sender.is_closed());
+            list.retain(|i| i.usable(now));
             !list.is_empty()
         });
     }
@@ -139,10 +161,11 @@ impl Pool {
     }
 
     fn pop_idle(&self, replica: SocketAddr) -> Option<Conn> {
+        let now = self.sweeps.load(Ordering::Relaxed);
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.get_mut(&replica)?;
         while let Some(entry) = list.pop() {
-            if entry.since.elapsed() < IDLE_TIMEOUT && !entry.conn.sender.is_closed() {
+            if entry.usable(now) {
                 return Some(entry.conn);
             }
         }
@@ -189,6 +212,7 @@ impl Pool {
             sender,
             host,
             replica,
+            in_flight: self.traffic.counter(replica),
             reused: false,
         })
     }
@@ -220,14 +244,43 @@ impl Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
+
+    /// A listener and a pool holding one idle connection to it.
+    async fn one_idle() -> (tokio::net::TcpListener, SocketAddr, Pool) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pool = Pool::new(Duration::from_secs(1), Traffic::new());
+        let conn = pool.checkout(addr, allow).await.unwrap();
+        pool.checkin(conn);
+        (listener, addr, pool)
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_expires_after_the_idle_timeout_in_sweeps() {
+        let (_listener, addr, pool) = one_idle().await;
+        for _ in 1..IDLE_SWEEPS {
+            pool.sweep();
+        }
+        assert_eq!(pool.idle_count(), 1, "idle for less than the timeout: kept");
+        let conn = pool.checkout(addr, allow).await.unwrap();
+        assert!(conn.reused);
+        pool.checkin(conn);
+        for _ in 1..IDLE_SWEEPS {
+            pool.sweep();
+        }
+        assert_eq!(
+            pool.idle_count(),
+            1,
+            "a checkin starts its idle time afresh"
+        );
+        pool.sweep();
+        assert_eq!(pool.idle_count(), 0, "idle for the timeout: closed");
+    }
 
     #[tokio::test]
     async fn sweep_drops_connections_the_replica_closed() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let pool = Pool::new(Duration::from_secs(1));
-        let conn = pool.checkout(addr, allow).await.unwrap();
-        pool.checkin(conn);
+        let (listener, _addr, pool) = one_idle().await;
         assert_eq!(pool.idle_count(), 1);
         pool.sweep();
         assert_eq!(pool.idle_count(), 1, "an open idle connection stays");
@@ -247,7 +300,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let pool = Pool::new(Duration::from_secs(1));
+        let pool = Pool::new(Duration::from_secs(1), Traffic::new());
         let err = pool.checkout(addr, allow).await.err().unwrap();
         assert!(
             matches!(&err, CheckoutError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
@@ -264,7 +317,7 @@ mod tests {
         use std::sync::atomic::{AtomicUsize, Ordering};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let pool = Pool::new(Duration::from_secs(1));
+        let pool = Pool::new(Duration::from_secs(1), Traffic::new());
         let asked = AtomicUsize::new(0);
         let count = || {
             asked.fetch_add(1, Ordering::Relaxed);

@@ -212,6 +212,14 @@ pub struct Traffic {
 /// Marks one request or connection in flight on a replica until dropped.
 pub(crate) struct InFlight(Arc<AtomicUsize>);
 
+impl InFlight {
+    /// Count one more in flight on `counter` (a [`Traffic::counter`]) until dropped.
+    pub(crate) fn start(counter: &Arc<AtomicUsize>) -> InFlight {
+        counter.fetch_add(1, Ordering::AcqRel);
+        InFlight(counter.clone())
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
@@ -248,19 +256,24 @@ impl Traffic {
 
     /// Start counting one request or connection on `replica`.
     pub(crate) fn track(&self, replica: SocketAddr) -> InFlight {
+        InFlight::start(&self.counter(replica))
+    }
+
+    /// The in-flight counter of `replica`: the same for as long as this
+    /// lives (entries are never removed), so a holder may keep it and
+    /// count with [`InFlight::start`] without looking it up again.
+    pub(crate) fn counter(&self, replica: SocketAddr) -> Arc<AtomicUsize> {
         let counter = {
             let map = self.replicas.read().unwrap_or_else(PoisonError::into_inner);
             map.get(&replica).cloned()
         };
-        let counter = counter.unwrap_or_else(|| {
+        counter.unwrap_or_else(|| {
             let mut map = self
                 .replicas
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
             map.entry(replica).or_default().clone()
-        });
-        counter.fetch_add(1, Ordering::AcqRel);
-        InFlight(counter)
+        })
     }
 
     /// The counters of an existing service (callers only ask for services the
@@ -485,7 +498,9 @@ mod tests {
         let b: SocketAddr = "127.0.0.3:5000".parse().unwrap();
         assert_eq!(traffic.in_flight(a), 0);
         let g1 = traffic.track(a);
-        let g2 = traffic.track(a);
+        // A counter kept (as a pooled connection keeps its replica's) counts on the same one.
+        let kept = traffic.counter(a);
+        let g2 = InFlight::start(&kept);
         let g3 = traffic.track(b);
         assert_eq!((traffic.in_flight(a), traffic.in_flight(b)), (2, 1));
         assert_eq!(traffic.total_in_flight(), 3);

@@ -17,11 +17,11 @@ use tokio::time::{Instant, Sleep};
 
 use super::Gateway;
 use crate::body::{GatewayBody, SMALL_BODY, UpstreamBody, read_whole};
-use crate::forward;
+use crate::forward::{self, ForwardedFor};
 use crate::host::{self, HostError};
 use crate::pool::{CheckoutError, Lease};
 use crate::route::{Route, Via, check_target, merged_slashes, route};
-use crate::traffic::ErrorKind;
+use crate::traffic::{ErrorKind, InFlight};
 
 /// How often a request whose pooled connection turned out closed before it
 /// was sent is tried again on a fresh connection.
@@ -66,7 +66,7 @@ impl Gateway {
     pub(super) async fn handle(
         &self,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        client: &ForwardedFor,
     ) -> Response<GatewayBody> {
         let started = Instant::now();
         if let Err(refused) = self.check_host(&req) {
@@ -192,7 +192,7 @@ impl Gateway {
             },
             _ => UpstreamBody::Streamed(body),
         };
-        forward::request_headers(&mut parts.headers, peer.ip());
+        forward::request_headers(&mut parts.headers, client);
         parts.uri = Uri::from(path_and_query);
         parts.version = Version::HTTP_11;
         let mut request = Request::from_parts(parts, body);
@@ -247,7 +247,7 @@ impl Gateway {
             request
                 .headers_mut()
                 .insert(header::HOST, conn.host.clone());
-            let in_flight = self.traffic.track(replica);
+            let in_flight = InFlight::start(&conn.in_flight);
             let sent = within(
                 upstream_timer.as_mut(),
                 conn.sender.try_send_request(request),

@@ -101,8 +101,8 @@ impl Gateway {
     fn new(directory: Arc<dyn Directory>, traffic: Arc<Traffic>, opts: GatewayOptions) -> Self {
         Gateway {
             directory,
+            pool: Arc::new(Pool::new(opts.connect_timeout, traffic.clone())),
             traffic,
-            pool: Arc::new(Pool::new(opts.connect_timeout)),
             opts,
         }
     }

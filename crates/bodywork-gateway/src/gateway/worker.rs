@@ -17,10 +17,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::Gateway;
+use crate::forward::ForwardedFor;
 use crate::listener::Slot;
 
 /// How often a worker closes expired idle upstream connections.
-const HOUSEKEEPING: Duration = Duration::from_secs(1);
+const HOUSEKEEPING: Duration = crate::pool::SWEEP_INTERVAL;
 
 /// One worker thread: a single-threaded runtime serving the connections it is handed.
 pub(super) fn worker(
@@ -94,10 +95,12 @@ async fn serve_connection(
     // Holds a permit once a request has started on this connection.
     let started = Arc::new(Notify::new());
     let seen = started.clone();
+    let client = ForwardedFor::new(peer.ip());
     let service = service_fn(move |req| {
         seen.notify_one();
         let gateway = gateway.clone();
-        async move { Ok::<_, Infallible>(gateway.handle(req, peer).await) }
+        let client = client.clone();
+        async move { Ok::<_, Infallible>(gateway.handle(req, &client).await) }
     });
     let conn = http.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);

@@ -18,7 +18,9 @@ use super::{Service, ServiceManager};
 /// The services of every namespace; the gateway's directory.
 #[derive(Default)]
 pub struct ServiceTable {
-    services: RwLock<HashMap<(String, String), Arc<Service>>>,
+    /// By namespace, then name: looked up with the `&str`s of a request's
+    /// path, without building a key (the gateway asks on every request).
+    services: RwLock<HashMap<String, HashMap<String, Arc<Service>>>>,
 }
 
 impl ServiceTable {
@@ -26,28 +28,38 @@ impl ServiceTable {
         self.services
             .read()
             .ok()?
-            .get(&(namespace.to_string(), name.to_string()))
+            .get(namespace)?
+            .get(name)
             .cloned()
     }
 
     pub(super) fn all(&self) -> Vec<Arc<Service>> {
         self.services
             .read()
-            .map(|m| m.values().cloned().collect())
+            .map(|m| {
+                m.values()
+                    .flat_map(|names| names.values().cloned())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     pub(super) fn insert(&self, svc: Arc<Service>) {
         if let Ok(mut m) = self.services.write() {
-            m.insert((svc.namespace.clone(), svc.name.clone()), svc);
+            m.entry(svc.namespace.clone())
+                .or_default()
+                .insert(svc.name.clone(), svc);
         }
     }
 
     pub(super) fn remove(&self, namespace: &str, name: &str) -> Option<Arc<Service>> {
-        self.services
-            .write()
-            .ok()?
-            .remove(&(namespace.to_string(), name.to_string()))
+        let mut m = self.services.write().ok()?;
+        let names = m.get_mut(namespace)?;
+        let svc = names.remove(name);
+        if names.is_empty() {
+            m.remove(namespace);
+        }
+        svc
     }
 
     /// Every loopback address in use (cluster and pod), for allocation.
@@ -75,11 +87,10 @@ impl ServiceTable {
         }
         let services = self.services.read().ok()?;
         services
-            .iter()
-            .find(|((ns, _), svc)| {
-                ns == namespace && svc.info.lock().is_ok_and(|info| info.resource_name == name)
-            })
-            .map(|(_, svc)| Arc::clone(svc))
+            .get(namespace)?
+            .values()
+            .find(|svc| svc.info.lock().is_ok_and(|info| info.resource_name == name))
+            .map(Arc::clone)
     }
 }
 
