@@ -239,12 +239,11 @@ fn an_invalid_configuration_is_reported_and_changes_nothing() {
         "saved bodywork.yaml → not deployed: the project is not valid (2 errors)",
         Duration::from_secs(30),
     );
-    let output = watching.output();
-    assert!(
-        output.contains("stages.svc.service.replicas")
-            && output.contains("stages.svc.service.port"),
-        "{output}"
-    );
+    // The error lines follow the status line: each is waited for (read
+    // at once, the second may not have arrived yet).
+    for field in ["stages.svc.service.replicas", "stages.svc.service.port"] {
+        watching.wait_for(field, Duration::from_secs(10));
+    }
     // The code saved while the configuration is not valid is not deployed
     // either.
     save(&project, "svc/server.py", &server("v2"));
