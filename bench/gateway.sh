@@ -10,6 +10,10 @@
 #   UPSTREAM_PATH=/p     request path on the upstream          (default /)
 #   BODY='{"a": 1}'      send JSON POSTs with this body         (default GET)
 #   CONNECTIONS=16  DURATION=10  ROUNDS=3  WRK_THREADS=2  LATENCY_REQUESTS=10000 (per round; 0 skips latency)
+#   LATENCY_BLOCKS=5     each round's latency requests in this many blocks,
+#                        the targets alternating block by block: where the
+#                        kernel places the three processes swings a p50 by
+#                        10-30 µs, so one long block per target is a lottery
 #   BENCH_THREADS=N      tokio worker threads of the built-in upstream
 #   LOAD_CPUS=0          pin wrk, the latency client, our gateway and nginx to
 #                        these CPUs (taskset list), and the built-in upstream to
@@ -27,6 +31,7 @@ DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
 WRK_THREADS="${WRK_THREADS:-2}"
 LATENCY_REQUESTS="${LATENCY_REQUESTS:-10000}"
+LATENCY_BLOCKS="${LATENCY_BLOCKS:-5}"
 UPSTREAM_PATH="${UPSTREAM_PATH:-/}"
 BODY="${BODY:-}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
@@ -180,16 +185,26 @@ declare -A RPS P50 P90 L50 L90
 for t in "${TARGETS[@]}"; do
     RPS[$t]="$(tr ' ' '\n' <<<"${SAMPLES[$t]}" | grep . | median)"
 done
+BLOCK_REQUESTS=$(( LATENCY_REQUESTS / LATENCY_BLOCKS ))
+[ "$BLOCK_REQUESTS" -ge 500 ] || BLOCK_REQUESTS=500
+block=0
 for round in $(seq 1 "$ROUNDS"); do
-    # Latency rounds interleaved too; the median of the rounds' percentiles is reported.
-    for t in "${TARGETS[@]}"; do
-        # LATENCY_REQUESTS=0 skips latency (e.g. upstreams without keep-alive,
-        # such as Flask's development server, which the latency client needs).
-        if [ "$LATENCY_REQUESTS" = 0 ]; then p50=0; p90=0; else
-        read -r p50 p90 _ < <(on "${LOAD_CPUS:-}" "$BIN/bench_latency" "${URL[$t]}" "$LATENCY_REQUESTS" ${BODY:+"$BODY"})
-        fi
-        L50[$t]+="$p50 "
-        L90[$t]+="$p90 "
+    # Latency in short blocks, the targets alternating and their order
+    # rotating block by block; the median of the blocks' percentiles is
+    # reported, and the blocks line up across targets (for paired differences).
+    for _ in $(seq 1 "$LATENCY_BLOCKS"); do
+        block=$((block + 1))
+        for i in 0 1 2; do
+            t="${TARGETS[$(( (i + block) % 3 ))]}"
+            # LATENCY_REQUESTS=0 skips latency (e.g. upstreams without keep-alive,
+            # such as Flask's development server, which the latency client needs).
+            if [ "$LATENCY_REQUESTS" = 0 ]; then p50=0; p90=0; else
+            read -r p50 p90 _ < <(on "${LOAD_CPUS:-}" "$BIN/bench_latency" "${URL[$t]}" "$BLOCK_REQUESTS" ${BODY:+"$BODY"})
+            fi
+            L50[$t]+="$p50 "
+            L90[$t]+="$p90 "
+        done
+        [ "$LATENCY_REQUESTS" = 0 ] && break
     done
 done
 for t in "${TARGETS[@]}"; do
@@ -217,7 +232,8 @@ awk -v g="${RPS[gateway]}" -v n="${RPS[nginx]}" -v d="${RPS[direct]}" -v g50="${
 }'
 if [ -n "${JSON:-}" ]; then
     # One machine-readable line last on stdout (for bench/loop_speed.py):
-    # per-round req/s samples and the median p50s in µs.
+    # per-round req/s samples, the median p50s in µs, and every latency
+    # block's p50 ("p50_rounds_us", aligned across targets).
     nums() { tr ' ' '\n' <<<"$1" | grep . | paste -sd, -; }
     printf '{"rps": {"direct": [%s], "gateway": [%s], "nginx": [%s]}, "p50_us": {"direct": %s, "gateway": %s, "nginx": %s}, "p50_rounds_us": {"direct": [%s], "gateway": [%s], "nginx": [%s]}}\n' \
         "$(nums "${SAMPLES[direct]}")" "$(nums "${SAMPLES[gateway]}")" "$(nums "${SAMPLES[nginx]}")" \

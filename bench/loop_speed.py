@@ -98,7 +98,7 @@ def gateway_rows(args):
     g = json.loads(done.stdout.strip().splitlines()[-1])
     rps = g["rps"]
     ratio = [a / b for a, b in zip(rps["gateway"], rps["nginx"])]
-    # Added p50 latency (over the direct run of the same round), per round.
+    # Added p50 latency (over the direct run of the same latency block), per block.
     rounds = g["p50_rounds_us"]
     added_gw_rounds = [a - d for a, d in zip(rounds["gateway"], rounds["direct"])]
     added_ng_rounds = [a - d for a, d in zip(rounds["nginx"], rounds["direct"])]

@@ -1,24 +1,27 @@
 //! The bodies the gateway moves. [`GatewayBody`] is what clients receive: a
 //! small fixed answer, or a replica's response streamed through frame by
 //! frame, holding the replica's in-flight mark and its pooled connection until
-//! the last byte, then handing the connection back to the pool.
-//! [`UpstreamBody`] is what replicas receive: the client's body streamed, or,
-//! when it is small and announced by `Content-Length`, read first so head and
-//! body leave in one write (as nginx does).
+//! the last byte, then handing the connection back to the pool. What
+//! replicas receive is [`crate::upstream::RequestBody`]: the client's body
+//! streamed, or, when it is small and announced by `Content-Length`, read
+//! first ([`read_whole`]) so head and body leave in one write (as nginx does).
 //!
 //! Only bodies up to [`SMALL_BODY`] are ever read whole (small responses are
 //! read by the gateway and sent as [`GatewayBody::Full`]); this module must not
 //! decide routing or retries.
 
+use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::pool::Lease;
+use crate::pool::{Conn, Pool};
 use crate::traffic::InFlight;
+use crate::upstream::Decoder;
 
 /// Bodies announced at most this long (by `Content-Length`) are read whole
 /// before forwarding: requests to replicas and responses to clients alike.
@@ -53,56 +56,89 @@ pub(crate) async fn read_whole(mut body: Incoming) -> Result<Bytes, hyper::Error
     Ok(read.unwrap_or_else(|| joined.freeze()))
 }
 
-/// A request body sent to a replica.
-pub(crate) enum UpstreamBody {
-    /// The client's body, streamed as it arrives.
-    Streamed(Incoming),
-    /// A small body, already read.
-    Read(Option<Bytes>),
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            UpstreamBody::Streamed(inner) => Pin::new(inner).poll_frame(cx),
-            UpstreamBody::Read(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpstreamBody::Streamed(inner) => inner.is_end_stream(),
-            UpstreamBody::Read(bytes) => bytes.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            UpstreamBody::Streamed(inner) => inner.size_hint(),
-            UpstreamBody::Read(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            UpstreamBody::Read(None) => SizeHint::with_exact(0),
-        }
-    }
-}
-
 /// A response body sent to a gateway client.
 pub(crate) enum GatewayBody {
     /// A complete small body (errors, `/healthz`, `/metrics`).
     Full(Option<Bytes>),
     /// A page of [`crate::Pages`], whole or streamed.
     Page(crate::PageBody),
-    /// A replica's response, streamed; `in_flight` and `lease` are released at its end.
-    Upstream {
-        inner: Incoming,
-        in_flight: Option<InFlight>,
-        lease: Option<Lease>,
-    },
+    /// A replica's response, streamed from its connection.
+    Upstream(Box<ReplicaBody>),
+}
+
+/// A replica's answer body read from its connection. At its end the
+/// replica's in-flight mark is released and, when the connection may carry
+/// another request, it goes back to the pool; a body cut short (an error,
+/// or the client gone) closes the connection.
+pub(crate) struct ReplicaBody {
+    conn: Option<Conn>,
+    decoder: Decoder,
+    /// Where the connection goes back to: `None` when it must close.
+    pool: Option<Arc<Pool>>,
+    in_flight: Option<InFlight>,
+}
+
+impl ReplicaBody {
+    pub(crate) fn new(
+        conn: Conn,
+        decoder: Decoder,
+        pool: Option<Arc<Pool>>,
+        in_flight: InFlight,
+    ) -> Self {
+        // A body delimited by the connection's close leaves nothing to reuse.
+        let pool = pool.filter(|_| !decoder.closes());
+        ReplicaBody {
+            conn: Some(conn),
+            decoder,
+            pool,
+            in_flight: Some(in_flight),
+        }
+    }
+
+    /// The body ended: release the replica, keep a reusable connection.
+    fn finish(&mut self, clean: bool) {
+        self.in_flight.take();
+        let conn = self.conn.take();
+        if let (true, Some(conn), Some(pool)) = (clean, conn, self.pool.take()) {
+            pool.checkin(conn);
+        }
+    }
+}
+
+impl Body for ReplicaBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        let this = self.get_mut();
+        let Some(conn) = this.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = this.decoder.poll_data(&mut conn.stream, cx);
+        match &polled {
+            // Released as soon as the replica is done with us, not when
+            // hyper gets round to dropping the body.
+            Poll::Ready(None) => this.finish(true),
+            Poll::Ready(Some(Err(_))) => this.finish(false),
+            Poll::Ready(Some(Ok(_))) if this.decoder.is_done() => this.finish(true),
+            _ => {}
+        }
+        polled.map(|data| data.map(|data| data.map(Frame::data)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none() || self.decoder.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decoder.remaining() {
+            Some(len) => SizeHint::with_exact(len),
+            None => SizeHint::default(),
+        }
+    }
 }
 
 impl GatewayBody {
@@ -114,41 +150,19 @@ impl GatewayBody {
 
 impl Body for GatewayBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match self.get_mut() {
             GatewayBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             GatewayBody::Page(page) => page
                 .as_mut()
                 .poll_frame(cx)
                 .map(|frame| frame.map(|f| f.map_err(|never| match never {}))),
-            GatewayBody::Upstream {
-                inner,
-                in_flight,
-                lease,
-            } => {
-                let polled = Pin::new(inner).poll_frame(cx);
-                match &polled {
-                    // Release the replica as soon as it is done with us, not
-                    // when hyper gets round to dropping the body.
-                    Poll::Ready(None) => {
-                        in_flight.take();
-                        if let Some(lease) = lease.take() {
-                            lease.release();
-                        }
-                    }
-                    Poll::Ready(Some(Err(_))) => {
-                        in_flight.take();
-                        lease.take();
-                    }
-                    _ => {}
-                }
-                polled
-            }
+            GatewayBody::Upstream(body) => Pin::new(body.as_mut()).poll_frame(cx),
         }
     }
 
@@ -156,7 +170,7 @@ impl Body for GatewayBody {
         match self {
             GatewayBody::Full(bytes) => bytes.is_none(),
             GatewayBody::Page(page) => page.is_end_stream(),
-            GatewayBody::Upstream { inner, .. } => inner.is_end_stream(),
+            GatewayBody::Upstream(body) => body.is_end_stream(),
         }
     }
 
@@ -165,20 +179,7 @@ impl Body for GatewayBody {
             GatewayBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             GatewayBody::Full(None) => SizeHint::with_exact(0),
             GatewayBody::Page(page) => page.size_hint(),
-            GatewayBody::Upstream { inner, .. } => inner.size_hint(),
-        }
-    }
-}
-
-impl Drop for GatewayBody {
-    fn drop(&mut self) {
-        // A body hyper never polled because it was empty (204, HEAD) still
-        // leaves a reusable connection; a half-read one does not.
-        if let GatewayBody::Upstream { inner, lease, .. } = self
-            && inner.is_end_stream()
-            && let Some(lease) = lease.take()
-        {
-            lease.release();
+            GatewayBody::Upstream(body) => body.size_hint(),
         }
     }
 }

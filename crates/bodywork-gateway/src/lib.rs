@@ -21,6 +21,7 @@ mod listener;
 mod pool;
 mod route;
 mod traffic;
+mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,11 +1,13 @@
 //! Keep-alive HTTP/1.1 connections to replicas, pooled per replica address.
 //!
-//! A connection is checked out for one request and checked back in by the
-//! response body once its last byte has passed (no task per request, unlike
-//! hyper-util's legacy client). Connecting is a separate step from sending, so
-//! a refused connect leaves the request untouched for another replica; so
-//! does a new connection the caller's vetting refuses (asked before the
-//! connect and once connected, never for an idle connection reused).
+//! A connection is checked out for one request and checked back in once its
+//! answer's last byte has passed; no task watches it in between
+//! ([`crate::upstream`] speaks HTTP on it from the request's own task), and
+//! whether an idle one is still open is read from the reactor's readiness.
+//! Connecting is a separate step from sending, so a refused connect leaves
+//! the request untouched for another replica; so does a new connection the
+//! caller's vetting refuses (asked before the connect and once connected,
+//! never for an idle connection reused).
 //! This module must not pick replicas or rewrite requests.
 
 use std::collections::HashMap;
@@ -17,12 +19,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderValue;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::body::UpstreamBody;
 use crate::traffic::Traffic;
+use crate::upstream::Stream;
 
 /// How often the pool's owner calls [`Pool::sweep`].
 pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -75,15 +75,15 @@ struct Idle {
 
 impl Idle {
     /// Still worth reusing at sweep `now`.
-    fn usable(&self, now: u64) -> bool {
-        now.saturating_sub(self.since) < IDLE_SWEEPS && !self.conn.sender.is_closed()
+    fn usable(&mut self, now: u64) -> bool {
+        now.saturating_sub(self.since) < IDLE_SWEEPS && self.conn.stream.idle_usable()
     }
 }
 
 /// One connection to a replica, ready to send a request.
 pub(crate) struct Conn {
-    /// Sends requests on the connection.
-    pub(crate) sender: SendRequest<UpstreamBody>,
+    /// The connection.
+    pub(crate) stream: Stream,
     /// The replica's address as a `Host` header value.
     pub(crate) host: HeaderValue,
     /// Where the connection goes.
@@ -109,7 +109,7 @@ impl Pool {
 
     /// A ready connection to `replica`: an idle one, else a new one that
     /// `vet` accepts (asked before connecting and once connected, before
-    /// the handshake: see [`crate::Directory::vet`]).
+    /// anything is sent: see [`crate::Directory::vet`]).
     pub(crate) async fn checkout<V>(
         &self,
         replica: SocketAddr,
@@ -118,25 +118,22 @@ impl Pool {
     where
         V: Future<Output = Result<(), String>>,
     {
-        while let Some(mut conn) = self.pop_idle(replica) {
-            if conn.sender.ready().await.is_ok() {
-                conn.reused = true;
-                return Ok(conn);
-            }
+        if let Some(mut conn) = self.pop_idle(replica) {
+            conn.reused = true;
+            return Ok(conn);
         }
         vet().await.map_err(CheckoutError::Refused)?;
         self.connect(replica, vet).await
     }
 
     /// Give a connection back after its response ended cleanly.
-    pub(crate) fn checkin(&self, conn: Conn) {
-        if conn.sender.is_closed() {
+    pub(crate) fn checkin(&self, mut conn: Conn) {
+        if !conn.stream.idle_usable() {
             return;
         }
         let since = self.sweeps.load(Ordering::Relaxed);
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.entry(conn.replica).or_default();
-        list.retain(|i| !i.conn.sender.is_closed());
         if list.len() < MAX_IDLE_PER_REPLICA {
             list.push(Idle { conn, since });
         }
@@ -148,7 +145,7 @@ impl Pool {
         let now = self.sweeps.fetch_add(1, Ordering::Relaxed) + 1;
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         idle.retain(|_, list| {
-            list.retain(|i| i.usable(now));
+            list.retain_mut(|i| i.usable(now));
             !list.is_empty()
         });
     }
@@ -164,7 +161,7 @@ impl Pool {
         let now = self.sweeps.load(Ordering::Relaxed);
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.get_mut(&replica)?;
-        while let Some(entry) = list.pop() {
+        while let Some(mut entry) = list.pop() {
             if entry.usable(now) {
                 return Some(entry.conn);
             }
@@ -197,47 +194,15 @@ impl Pool {
         // address since the first look cannot have it.
         vet().await.map_err(CheckoutError::Refused)?;
         stream.set_nodelay(true)?;
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(std::io::Error::other)?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!("connection to replica {replica} ended: {err}");
-            }
-        });
         let host = HeaderValue::from_maybe_shared(Bytes::from(replica.to_string()))
             .map_err(|err| CheckoutError::Io(std::io::Error::other(err)))?;
         Ok(Conn {
-            sender,
+            stream: Stream::new(stream),
             host,
             replica,
             in_flight: self.traffic.counter(replica),
             reused: false,
         })
-    }
-}
-
-/// A connection lent to one response; returned to the pool when the body ends.
-pub(crate) struct Lease {
-    pool: Arc<Pool>,
-    conn: Option<Conn>,
-}
-
-impl Lease {
-    /// Lend `conn` until [`Lease::release`] (reusable) or drop (discarded).
-    pub(crate) fn new(pool: Arc<Pool>, conn: Conn) -> Self {
-        Lease {
-            pool,
-            conn: Some(conn),
-        }
-    }
-
-    /// The response ended cleanly: the connection may serve the next request.
-    pub(crate) fn release(mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.pool.checkin(conn);
-        }
     }
 }
 

@@ -7,21 +7,21 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::uri::{PathAndQuery, Uri};
-use http::{Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use super::Gateway;
-use crate::body::{GatewayBody, SMALL_BODY, UpstreamBody, read_whole};
+use crate::body::{GatewayBody, ReplicaBody, SMALL_BODY, read_whole};
 use crate::forward::{self, ForwardedFor};
 use crate::host::{self, HostError};
-use crate::pool::{CheckoutError, Lease};
+use crate::pool::CheckoutError;
 use crate::route::{Route, Via, check_target, merged_slashes, route};
 use crate::traffic::{ErrorKind, InFlight};
+use crate::upstream::{BodyKind, Decoder, Failed, RequestBody, RequestHead};
 
 /// How often a request whose pooled connection turned out closed before it
 /// was sent is tried again on a fresh connection.
@@ -166,20 +166,10 @@ impl Gateway {
                 &message,
             );
         }
-        let Some(path_and_query) = upstream_path(path, uri.query()) else {
-            let message = format!("cannot forward path {path}");
-            return error(
-                StatusCode::BAD_REQUEST,
-                &message,
-                Some(namespace),
-                Some(service),
-            );
-        };
-
-        let body = match announced_length(&parts.headers) {
+        let mut body = match announced_length(&parts.headers) {
             Some(len) if len <= SMALL_BODY && !body.is_end_stream() => match read_whole(body).await
             {
-                Ok(read) => UpstreamBody::Read(Some(read)),
+                Ok(read) => RequestBody::Read(read),
                 Err(err) => {
                     let message = format!("reading the request body failed: {err}");
                     return error(
@@ -190,12 +180,10 @@ impl Gateway {
                     );
                 }
             },
-            _ => UpstreamBody::Streamed(body),
+            _ if body.is_end_stream() => RequestBody::Read(Bytes::new()),
+            _ => RequestBody::Streamed(Some(body)),
         };
         forward::request_headers(&mut parts.headers, client);
-        parts.uri = Uri::from(path_and_query);
-        parts.version = Version::HTTP_11;
-        let mut request = Request::from_parts(parts, body);
         // A configured timeout too large for the clock means "practically never".
         let deadline = started
             .checked_add(self.opts.upstream_timeout)
@@ -244,93 +232,100 @@ impl Gateway {
                 }
                 Err(_elapsed) => return timed_out(replica),
             };
-            request
-                .headers_mut()
-                .insert(header::HOST, conn.host.clone());
             let in_flight = InFlight::start(&conn.in_flight);
+            let head = RequestHead {
+                method: &parts.method,
+                path,
+                query: uri.query(),
+                host: &conn.host,
+                headers: &parts.headers,
+            };
             let sent = within(
                 upstream_timer.as_mut(),
-                conn.sender.try_send_request(request),
+                conn.stream.exchange(&head, &mut body),
             )
             .await;
             match sent {
-                Ok(Ok(response)) => {
-                    let (mut head, inner) = response.into_parts();
+                Ok(Ok((answer, kind))) => {
+                    let (mut head, ()) = answer.into_parts();
                     // A replica that said it closes the connection (Flask's
                     // development server does, every time) is not pooled.
-                    let lease = forward::keeps_alive(head.version, &head.headers)
-                        .then(|| Lease::new(self.pool.clone(), conn));
+                    let reusable = forward::keeps_alive(head.version, &head.headers);
                     forward::strip_hop_by_hop(&mut head.headers);
                     head.version = Version::HTTP_11;
-                    if announced_length(&head.headers).is_some_and(|len| len <= SMALL_BODY)
-                        && !inner.is_end_stream()
-                    {
-                        // A small answer is read whole, so its head and body
-                        // reach the client in one write (nginx's
-                        // postpone_output does the same).
-                        let read = within(upstream_timer.as_mut(), read_whole(inner)).await;
-                        drop(in_flight);
-                        return match read {
-                            Ok(Ok(read)) => {
-                                if let Some(lease) = lease {
-                                    lease.release();
-                                }
-                                stats.record_request(head.status.as_u16(), started.elapsed());
-                                Response::from_parts(head, GatewayBody::full(read))
-                            }
-                            Ok(Err(err)) => {
-                                let message = format!(
-                                    "replica {replica} failed while sending its answer: {}",
-                                    cause_chain(&err)
-                                );
-                                fail(StatusCode::BAD_GATEWAY, ErrorKind::Upstream, &message)
-                            }
-                            Err(_elapsed) => timed_out(replica),
-                        };
-                    }
-                    stats.record_request(head.status.as_u16(), started.elapsed());
-                    let body = GatewayBody::Upstream {
-                        inner,
-                        in_flight: Some(in_flight),
-                        lease,
+                    let small = match kind {
+                        BodyKind::Empty => Some(0),
+                        BodyKind::Length(len) if len <= SMALL_BODY => Some(len as usize),
+                        _ => None,
                     };
-                    return Response::from_parts(head, body);
-                }
-                Ok(Err(mut err)) => match err.take_message() {
-                    // Nothing was sent: a pooled connection that closed just
-                    // before we used it gets a fresh one; else the next replica.
-                    Some(unsent) => {
-                        request = unsent;
-                        if conn.reused && stale_retries < STALE_RETRIES {
-                            stale_retries += 1;
-                        } else {
-                            stats.record_error(ErrorKind::Connect);
-                            last_refusal = format!(
-                                "replica {replica} closed the connection before the request was sent: {}",
-                                cause_chain(&err.into_error())
-                            );
-                            next += 1;
+                    let Some(len) = small else {
+                        stats.record_request(head.status.as_u16(), started.elapsed());
+                        let pool = reusable.then(|| self.pool.clone());
+                        let body = ReplicaBody::new(conn, Decoder::new(kind), pool, in_flight);
+                        return Response::from_parts(head, GatewayBody::Upstream(Box::new(body)));
+                    };
+                    // A small answer is read whole, so its head and body
+                    // reach the client in one write (nginx's
+                    // postpone_output does the same).
+                    let read = match len {
+                        0 => Ok(Ok(Bytes::new())),
+                        _ => within(upstream_timer.as_mut(), conn.stream.read_whole(len)).await,
+                    };
+                    drop(in_flight);
+                    return match read {
+                        Ok(Ok(read)) => {
+                            if reusable {
+                                self.pool.checkin(conn);
+                            }
+                            stats.record_request(head.status.as_u16(), started.elapsed());
+                            let body = if read.is_empty() {
+                                GatewayBody::Full(None)
+                            } else {
+                                GatewayBody::full(read)
+                            };
+                            Response::from_parts(head, body)
                         }
-                    }
-                    None => {
-                        let err = err.into_error();
-                        // The client's own body broke off or was malformed
-                        // (a bad chunk): its fault, not the replica's.
-                        if client_body_failed(&err) {
+                        Ok(Err(err)) => {
                             let message =
-                                format!("reading the request body failed: {}", cause_chain(&err));
-                            stats.record_request(400, started.elapsed());
-                            return error(
-                                StatusCode::BAD_REQUEST,
-                                &message,
-                                Some(namespace),
-                                Some(service),
-                            );
+                                format!("replica {replica} failed while sending its answer: {err}");
+                            fail(StatusCode::BAD_GATEWAY, ErrorKind::Upstream, &message)
                         }
-                        let message = format!("replica {replica} failed: {}", cause_chain(&err));
-                        return fail(StatusCode::BAD_GATEWAY, ErrorKind::Upstream, &message);
+                        Err(_elapsed) => timed_out(replica),
+                    };
+                }
+                // Nothing of an answer came. A request that cannot have
+                // been acted on (not written whole, or idempotent) is sent
+                // again: on a fresh connection when a pooled one had gone
+                // stale, else to the next replica.
+                Ok(Err(Failed::Closed { written, err }))
+                    if body.replayable() && (!written || idempotent(&parts.method)) =>
+                {
+                    if conn.reused && stale_retries < STALE_RETRIES {
+                        stale_retries += 1;
+                    } else {
+                        stats.record_error(ErrorKind::Connect);
+                        last_refusal = format!(
+                            "replica {replica} closed the connection before answering: {err}"
+                        );
+                        next += 1;
                     }
-                },
+                }
+                Ok(Err(Failed::Closed { err, .. } | Failed::Upstream(err))) => {
+                    let message = format!("replica {replica} failed: {}", cause_chain(&err));
+                    return fail(StatusCode::BAD_GATEWAY, ErrorKind::Upstream, &message);
+                }
+                // The client's own body broke off or was malformed (a bad
+                // chunk): its fault, not the replica's.
+                Ok(Err(Failed::ClientBody(err))) => {
+                    let message = format!("reading the request body failed: {}", cause_chain(&err));
+                    stats.record_request(400, started.elapsed());
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &message,
+                        Some(namespace),
+                        Some(service),
+                    );
+                }
                 Err(_elapsed) => return timed_out(replica),
             }
         }
@@ -370,29 +365,12 @@ fn announced_length(headers: &http::HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// The path and query a replica sees: `path` plus the client's query string.
-fn upstream_path(path: &str, query: Option<&str>) -> Option<PathAndQuery> {
-    match query {
-        None => PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(path.as_bytes())).ok(),
-        Some(query) => {
-            let mut buf = BytesMut::with_capacity(path.len() + 1 + query.len());
-            buf.put_slice(path.as_bytes());
-            buf.put_u8(b'?');
-            buf.put_slice(query.as_bytes());
-            PathAndQuery::from_maybe_shared(buf.freeze()).ok()
-        }
-    }
-}
-
-/// Whether sending a request to a replica failed because the request body
-/// failed: hyper calls that a user error whose cause is the body's error,
-/// and the only body that can fail is the client's, streamed through.
-fn client_body_failed(err: &hyper::Error) -> bool {
-    use std::error::Error as _;
-    err.is_user()
-        && err
-            .source()
-            .is_some_and(|cause| cause.downcast_ref::<hyper::Error>().is_some())
+/// Methods a replica may get twice without harm (RFC 9110 §9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 /// `outer: inner: innermost`, for error messages a user can act on.
@@ -441,13 +419,6 @@ fn error(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_string_is_kept() {
-        let pq = upstream_path("/iris/v1/score", Some("a=1&b=%20")).unwrap();
-        assert_eq!(pq.as_str(), "/iris/v1/score?a=1&b=%20");
-        assert_eq!(upstream_path("/", None).unwrap().as_str(), "/");
-    }
 
     #[test]
     fn announced_length_reads_content_length_only_when_valid() {

@@ -994,3 +994,78 @@ async fn a_replica_whose_new_connection_is_refused_is_skipped_and_none_left_is_5
     assert!(message.contains("no ready replica"), "{message}");
     assert!(message.contains("held by pid 1234"), "{message}");
 }
+
+#[tokio::test]
+async fn chunked_interim_and_close_delimited_answers_reach_the_client_whole() {
+    // An early hint, then a chunked answer in pieces, with a trailer.
+    let chunked = raw_upstream(|mut stream| async move {
+        for piece in [
+            &b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",
+            b"lo\r\n6;ext=1\r\n world\r\n",
+            b"0\r\nx-trailer: t\r\n\r\n",
+        ] {
+            let _ = stream.write_all(piece).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // No length: the body ends where the replica closes.
+    let until_close = raw_upstream(|mut stream| async move {
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil ")
+            .await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let _ = stream.write_all(b"the close").await;
+    })
+    .await;
+    let gw = gateway(GatewayOptions::default()).await;
+    gw.directory.set("ns", "chunked", &[chunked]);
+    gw.directory.set("ns", "close", &[until_close]);
+    for _ in 0..2 {
+        let answer = get(gw.addr, "/ns/chunked/x").await;
+        assert_eq!(
+            (answer.status.as_u16(), answer.text().as_str()),
+            (200, "hello world")
+        );
+        assert!(
+            answer.headers.get("link").is_none(),
+            "the interim answer is not passed on"
+        );
+        let answer = get(gw.addr, "/ns/close/x").await;
+        assert_eq!(
+            (answer.status.as_u16(), answer.text().as_str()),
+            (200, "until the close")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_post_whose_replica_closes_without_answering_is_502_and_not_sent_twice() {
+    // The replica reads the request, then hangs up unanswered: it may have
+    // acted on it, so a POST is not sent again; a GET is, to the next replica.
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = seen.clone();
+    let hangs_up = raw_upstream(move |stream| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move { drop(stream) }
+    })
+    .await;
+    let gw = gateway_with("ns", "web", &[hangs_up]).await;
+    let mut client = connect(gw.addr).await;
+    let answer = send(&mut client, "POST", "/ns/web/x", text_body("{}")).await;
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let b = upstream("b").await;
+    gw.directory.set("ns", "web", &[hangs_up, b]);
+    for _ in 0..4 {
+        let answer = send(&mut client, "GET", "/ns/web/x", empty()).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert!(
+            answer.text().contains(r#""replica":"b""#),
+            "{}",
+            answer.text()
+        );
+    }
+}
