@@ -190,10 +190,17 @@ impl Stream {
         if out.capacity() <= KEEP_WRITE_BUFFER {
             self.out = out;
         }
-        wrote.map_err(|err| Failed::Closed {
-            written: upload.is_none(),
-            err,
-        })?;
+        if let Err(err) = wrote {
+            // Not written whole: a streamed body, untouched yet, is given
+            // back so that the request can go elsewhere.
+            if let (RequestBody::Streamed(slot), Some(upload)) = (body, upload) {
+                *slot = Some(upload.body);
+            }
+            return Err(Failed::Closed {
+                written: false,
+                err,
+            });
+        }
         self.upload = upload;
         Ok(())
     }
