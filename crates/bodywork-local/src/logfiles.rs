@@ -93,12 +93,14 @@ pub fn replica_log_name(generation: i64, index: u32) -> String {
     format!("g{generation}-r{index}.log")
 }
 
-/// The generation of a replica log file (`gG-rI.log`, or its rotated part
-/// `gG-rI.log.1`) from its name; `None` for any other file.
+/// The generation of a replica log file (`gG-rI.log`, its rotated part
+/// `gG-rI.log.1`, or its reaper's exit record `gG-rI.log.exit`) from its
+/// name; `None` for any other file.
 fn log_generation(name: &str) -> Option<i64> {
     let stem = name
         .strip_suffix(".log")
-        .or_else(|| name.strip_suffix(".log.1"))?;
+        .or_else(|| name.strip_suffix(".log.1"))
+        .or_else(|| name.strip_suffix(".log.exit"))?;
     let (generation, index) = stem.strip_prefix('g')?.split_once("-r")?;
     index.parse::<u32>().ok()?;
     generation.parse().ok()
@@ -341,10 +343,12 @@ mod tests {
         let files = [
             "g1-r0.log",
             "g1-r0.log.1",
+            "g1-r0.log.exit",
             "g2-r0.log",
             "g2-r1.log",
             "g3-r0.log",
             "g3-r0.log.1",
+            "g3-r0.log.exit",
             "g10-r0.log",
             "g2-r0.log.1.tmp",
             "notes.txt",
@@ -353,7 +357,7 @@ mod tests {
         for f in files {
             std::fs::write(dir.path().join(f), "x").unwrap();
         }
-        assert_eq!(remove_older_generations(dir.path(), 3), 4);
+        assert_eq!(remove_older_generations(dir.path(), 3), 5);
         let mut left: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -366,6 +370,7 @@ mod tests {
                 "g2-r0.log.1.tmp",
                 "g3-r0.log",
                 "g3-r0.log.1",
+                "g3-r0.log.exit",
                 "gx-r0.log",
                 "notes.txt"
             ]

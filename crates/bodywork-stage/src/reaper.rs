@@ -49,6 +49,11 @@
 //! why there) are pointed at /dev/null once the stage runs: only the
 //! writer holds the file.
 //!
+//! With `--log FILE`, the reaper also leaves how the stage ended in
+//! `FILE.exit` ([`exit_record`]) as it exits: a daemon that adopted the
+//! reaper by its pid (after a restart, or from a zygote's fork) is not its
+//! parent and cannot wait for its status, so it reads the record instead.
+//!
 //! With `--adopt PID [--adopt-fd FD]` instead of a program, the reaper
 //! starts nothing: PID, already its child, is the main process, and FD the
 //! read end of the pipe that child writes its output to. A process forked
@@ -349,6 +354,51 @@ fn handed() -> Result<Option<StageCommand>, String> {
     decode(&bytes)
 }
 
+/// Where a reaper writing the log `log` leaves how its stage ended:
+/// `LOG.exit`, written as it exits and removed as it starts.
+pub fn exit_record(log: &std::path::Path) -> PathBuf {
+    let mut name = log.as_os_str().to_owned();
+    name.push(".exit");
+    PathBuf::from(name)
+}
+
+/// How a stage ended, as its reaper recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+/// What the reaper of the log `log` recorded as it exited; `None` when it
+/// recorded nothing (it was killed, or is from an older release).
+pub fn read_exit_record(log: &std::path::Path) -> Option<Ended> {
+    let text = std::fs::read_to_string(exit_record(log)).ok()?;
+    let (kind, n) = text.trim().split_once(' ')?;
+    let n = n.parse().ok()?;
+    match kind {
+        "code" => Some(Ended::Code(n)),
+        "signal" => Some(Ended::Signal(n)),
+        _ => None,
+    }
+}
+
+/// Record how the stage ended (whole or not at all: written aside, then renamed).
+fn write_exit_record(log: &std::path::Path, status: Option<WaitStatus>) {
+    let text = match status {
+        Some(WaitStatus::Exited(_, code)) => format!("code {code}\n"),
+        Some(WaitStatus::Signaled(_, signal, _)) => format!("signal {}\n", signal as i32),
+        _ => return,
+    };
+    let record = exit_record(log);
+    let mut aside = record.clone().into_os_string();
+    aside.push(".new");
+    if std::fs::write(&aside, text).is_ok() {
+        let _ = std::fs::rename(&aside, &record);
+    }
+}
+
 /// Exit code of a command line the reaper cannot read (as the CLI's usage errors).
 const USAGE: u8 = 2;
 
@@ -360,6 +410,10 @@ pub fn run(main: &Main, log: Option<&LogTo>) -> i32 {
     // Without the flag the tree is still ended through the links /proc
     // shows, as long as no intermediate process has exited.
     let _ = nix::sys::prctl::set_child_subreaper(true);
+    // A record left by the log's previous reaper is not this stage's.
+    if let Some(log) = log {
+        let _ = std::fs::remove_file(exit_record(&log.path));
+    }
     let mut watched = SigSet::empty();
     watched.add(Signal::SIGCHLD);
     watched.add(END_TREE);
@@ -458,6 +512,9 @@ pub fn run(main: &Main, log: Option<&LogTo>) -> i32 {
         // What the tree wrote last (a traceback) is in the log before the
         // reaper's exit tells the daemon the replica has ended.
         let _ = done.recv_timeout(DRAIN_LIMIT);
+    }
+    if let Some(log) = log {
+        write_exit_record(&log.path, status);
     }
     exit_like(status)
 }
@@ -785,10 +842,15 @@ mod tests {
     #[test]
     fn an_adopting_reaper_logs_its_child_and_exits_with_its_status() {
         let (mut reaper, dir) = adopting("sleep 0.1; echo out; echo err >&2; exit 3");
+        let log = dir.path().join("r.log");
+        // A record from the log's previous reaper goes as this one starts.
+        std::fs::write(exit_record(&log), "code 99\n").unwrap();
         let out = reaper.output().unwrap();
         assert_eq!(out.status.code(), Some(3), "{out:?}");
-        let text = std::fs::read_to_string(dir.path().join("r.log")).unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
         assert!(text.contains("out\n") && text.contains("err\n"), "{text:?}");
+        // For a daemon that adopted it and cannot wait for its status.
+        assert_eq!(read_exit_record(&log), Some(Ended::Code(3)));
     }
 
     /// [`END_TREE`] from outside: the adopted child's tree is killed and
@@ -808,6 +870,10 @@ mod tests {
         kill(Pid::from_raw(reaper.id() as i32), END_TREE).unwrap();
         let status = reaper.wait().unwrap();
         assert_eq!(status.signal(), Some(Signal::SIGKILL as i32), "{status:?}");
+        assert_eq!(
+            read_exit_record(&log),
+            Some(Ended::Signal(Signal::SIGKILL as i32))
+        );
     }
 
     /// A shell that forks a child running `child` with its output to a

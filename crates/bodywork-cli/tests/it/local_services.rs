@@ -607,6 +607,28 @@ fn services_survive_a_daemon_kill_without_restarting_python() {
     );
     let (code, body) = http(&home.gateway(), "GET", &proxy_path(ns, "svc-b", ""), None).unwrap();
     assert_eq!(code, 200, "{body}");
+    // An adopted replica is not this daemon's child, so it cannot wait for
+    // its status: how its python ended comes from its reaper's exit record.
+    let adopted = replica_pids(&home, ns, "svc-a")[0];
+    let python: i32 = std::fs::read_to_string(format!("/proc/{adopted}/task/{adopted}/children"))
+        .expect("the reaper's children")
+        .split_whitespace()
+        .next()
+        .expect("the replica's python under its reaper")
+        .parse()
+        .expect("a pid");
+    helper::kill(python, "KILL");
+    let daemon_log =
+        || std::fs::read_to_string(home.root().join("logs").join("daemon.log")).unwrap_or_default();
+    wait_for(
+        "the crash in the daemon's log",
+        Duration::from_secs(20),
+        || {
+            daemon_log().contains(
+                "of service=svc-a in namespace=survive was killed by signal 9; restarting",
+            )
+        },
+    );
     // `daemon --restart` (what an upgrade does) under load: a new daemon,
     // the same replicas, and the listening sockets change hands without
     // ever being closed, so not one request fails.

@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -315,32 +315,40 @@ struct Supervisor {
 
 enum Running {
     Child(tokio::process::Child),
-    /// A process started by an earlier daemon: not our child, so watched
-    /// through /proc instead of `wait`.
+    /// A process started by an earlier daemon or forked by a zygote: not
+    /// our child, so watched through /proc instead of `wait`, and how it
+    /// ended read from its reaper's exit record.
     Adopted(ProcessId),
 }
 
 impl Running {
-    /// Wait for the process to end; a description of how it ended.
-    async fn exited(&mut self) -> String {
-        match self {
+    /// Wait for the process to end; a description of how it ended. `log`:
+    /// the replica's log, beside which its reaper records how it ended.
+    async fn exited(&mut self, log: &Path) -> String {
+        use bodywork_stage::reaper::{Ended, read_exit_record};
+        let ended = match self {
             Running::Child(child) => match child.wait().await {
                 Ok(status) => {
                     use std::os::unix::process::ExitStatusExt;
                     match (status.code(), status.signal()) {
-                        (Some(c), _) => format!("exited with code {c}"),
-                        (_, Some(s)) => format!("was killed by signal {s}"),
-                        _ => "exited".into(),
+                        (Some(c), _) => Some(Ended::Code(c)),
+                        (_, Some(s)) => Some(Ended::Signal(s)),
+                        _ => None,
                     }
                 }
-                Err(e) => format!("could not be waited for: {e}"),
+                Err(e) => return format!("could not be waited for: {e}"),
             },
             Running::Adopted(id) => {
                 while process::is_running(*id) {
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                "exited".into()
+                read_exit_record(log)
             }
+        };
+        match ended {
+            Some(Ended::Code(c)) => format!("exited with code {c}"),
+            Some(Ended::Signal(s)) => format!("was killed by signal {s}"),
+            None => "exited".into(),
         }
     }
 }
@@ -430,7 +438,7 @@ impl Supervisor {
                         return self.finish();
                     }
                     _ = self.detach.cancelled() => return,
-                    how = running.exited() => break how,
+                    how = running.exited(&self.spec.log_path) => break how,
                     Some(why) = found.recv() => {
                         // A new connection found a foreign socket.
                         if ready {
@@ -550,16 +558,22 @@ impl Supervisor {
             .map(|g| *g)
             .unwrap_or(Duration::from_secs(10));
         process::kill_group(id.pid, Signal::SIGTERM);
-        if tokio::time::timeout(grace, running.exited()).await.is_err() {
+        if tokio::time::timeout(grace, running.exited(&self.spec.log_path))
+            .await
+            .is_err()
+        {
             // Its reaper ends the tree, double forks included, then the group goes.
             process::end_tree_async(id).await;
-            let _ = tokio::time::timeout(Duration::from_secs(5), running.exited()).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), running.exited(&self.spec.log_path))
+                    .await;
         }
         // Whatever else is left in the group goes too.
         process::kill_group(id.pid, Signal::SIGKILL);
         // Gone before this returns: its reaper writes its log until it
         // exits, and a deleted service's log folder is removed next.
-        let _ = tokio::time::timeout(Duration::from_secs(5), running.exited()).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), running.exited(&self.spec.log_path)).await;
         self.set_pid(None);
     }
 
