@@ -217,11 +217,13 @@ fn a_port_change_moves_the_cluster_address_only_once_the_new_version_serves() {
 
     // Replica logs: those of the generation serving (3) and of the one
     // before (2: the rollout that failed, then v2) are kept; once the old
-    // replicas have stopped, older ones go.
+    // replicas have stopped, older ones go (with their reapers' exit
+    // records, `.log.exit`, beside them: not counted here).
     let generations = || {
         let mut names: Vec<String> = std::fs::read_dir(service_logs(&home, ns, "web"))
             .expect("the service's logs")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".log"))
             .collect();
         names.sort();
         names

@@ -521,7 +521,18 @@ fn the_reaper_writes_its_stage_output_to_a_log_bounded_on_disk() {
         .collect();
     assert_eq!(numbered.last(), Some(&49_999));
     assert!(numbered.windows(2).all(|w| w[1] == w[0] + 1), "lines lost");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    // The two parts, and how the stage ended (for a daemon that adopted
+    // the reaper and cannot wait for it).
+    let mut files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["g1-r0.log", "g1-r0.log.1", "g1-r0.log.exit"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("g1-r0.log.exit")).unwrap(),
+        "code 3\n"
+    );
 
     // A line of megabytes is cut at 64 KiB, with the marker.
     let long = dir.path().join("long.log");
