@@ -147,6 +147,31 @@ pub fn is_running(id: ProcessId) -> bool {
     })
 }
 
+/// Wait until `id` has ended. A process that is not this one's child (an
+/// adopted replica) cannot be waited for: a pidfd tells of its end at once
+/// (Linux 5.3 and later); without one, /proc is looked at every 250 ms.
+pub async fn until_gone(id: ProcessId) {
+    if let Some(pidfd) = rustix::process::Pid::from_raw(id.pid as i32).and_then(|pid| {
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::NONBLOCK).ok()
+    })
+        // Still the same process once the pidfd is open (not a later one
+        // given its pid), so the pidfd is its.
+        && is_running(id)
+        // SAFETY: an `OwnedFd`, owned by the `AsyncFd` from here on, stays
+        // open and names the same descriptor until it is dropped with it.
+        && let Ok(pidfd) = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
+        }
+    {
+        // Readable once the process has ended.
+        let _ = pidfd.readable().await;
+        return;
+    }
+    while is_running(id) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Kill every process in the group led by `pgid`. A group that is already
 /// gone is not an error.
 pub fn kill_group(pgid: u32, signal: Signal) {
@@ -491,6 +516,39 @@ async fn pump(stream: impl AsyncRead + Unpin, on_line: LineSink) {
 
 #[cfg(test)]
 mod tests {
+    /// An adopted replica is no child of the daemon's: here, a `sleep`
+    /// whose shell has exited. Its end is waited for, and only its end.
+    #[tokio::test]
+    async fn until_gone_waits_for_a_process_that_is_not_a_child() {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 >/dev/null 2>&1 & echo $!"])
+            .output()
+            .unwrap();
+        let pid: u32 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let id = ProcessId {
+            pid,
+            start_time: start_time(pid),
+        };
+        assert!(is_running(id));
+        let wait = std::time::Duration::from_millis(300);
+        assert!(
+            tokio::time::timeout(wait, until_gone(id)).await.is_err(),
+            "said gone while it runs"
+        );
+        nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), until_gone(id))
+            .await
+            .expect("its end was never seen");
+        // Gone already: at once.
+        tokio::time::timeout(std::time::Duration::from_secs(10), until_gone(id))
+            .await
+            .expect("a process gone before is gone");
+    }
+
     use super::*;
     use crate::fixtures::sh;
     use std::sync::Mutex;

@@ -339,9 +339,7 @@ impl Running {
                 Err(e) => return format!("could not be waited for: {e}"),
             },
             Running::Adopted(id) => {
-                while process::is_running(*id) {
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
+                process::until_gone(*id).await;
                 read_exit_record(log)
             }
         };
