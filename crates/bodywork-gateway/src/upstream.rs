@@ -606,10 +606,7 @@ impl Decoder {
                 }
                 State::Length(left) | State::ChunkData(left) => {
                     if stream.buf.is_empty() {
-                        if ready!(stream.poll_fill(cx))? == 0 {
-                            self.state = State::Done;
-                            return Poll::Ready(Some(Err(early_end())));
-                        }
+                        ready!(self.fill_or_fail(stream, cx))?;
                         continue;
                     }
                     let take = left.min(stream.buf.len() as u64);

@@ -28,8 +28,13 @@ use std::path::{Path, PathBuf};
 
 /// Where the previous part of a rotated log is kept: `FILE.1`.
 pub fn rotated(path: &Path) -> PathBuf {
+    beside(path, ".1")
+}
+
+/// The file beside `path` whose name is its name and `suffix`.
+pub(crate) fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(".1");
+    name.push(suffix);
     PathBuf::from(name)
 }
 

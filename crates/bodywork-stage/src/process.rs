@@ -516,6 +516,10 @@ async fn pump(stream: impl AsyncRead + Unpin, on_line: LineSink) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::fixtures::sh;
+    use std::sync::Mutex;
+
     /// An adopted replica is no child of the daemon's: here, a `sleep`
     /// whose shell has exited. Its end is waited for, and only its end.
     #[tokio::test]
@@ -548,10 +552,6 @@ mod tests {
             .await
             .expect("a process gone before is gone");
     }
-
-    use super::*;
-    use crate::fixtures::sh;
-    use std::sync::Mutex;
 
     fn collector() -> (Arc<Mutex<Vec<String>>>, Attach) {
         let lines = Arc::new(Mutex::new(Vec::new()));

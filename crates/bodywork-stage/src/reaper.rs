@@ -357,9 +357,7 @@ fn handed() -> Result<Option<StageCommand>, String> {
 /// Where a reaper writing the log `log` leaves how its stage ended:
 /// `LOG.exit`, written as it exits and removed as it starts.
 pub fn exit_record(log: &std::path::Path) -> PathBuf {
-    let mut name = log.as_os_str().to_owned();
-    name.push(".exit");
-    PathBuf::from(name)
+    crate::bounded_log::beside(log, ".exit")
 }
 
 /// How a stage ended, as its reaper recorded it.
@@ -392,8 +390,7 @@ fn write_exit_record(log: &std::path::Path, status: Option<WaitStatus>) {
         _ => return,
     };
     let record = exit_record(log);
-    let mut aside = record.clone().into_os_string();
-    aside.push(".new");
+    let aside = crate::bounded_log::beside(&record, ".new");
     if std::fs::write(&aside, text).is_ok() {
         let _ = std::fs::rename(&aside, &record);
     }

@@ -267,10 +267,7 @@ impl Gateway {
                     // A small answer is read whole, so its head and body
                     // reach the client in one write (nginx's
                     // postpone_output does the same).
-                    let read = match len {
-                        0 => Ok(Ok(Bytes::new())),
-                        _ => within(upstream_timer.as_mut(), conn.stream.read_whole(len)).await,
-                    };
+                    let read = within(upstream_timer.as_mut(), conn.stream.read_whole(len)).await;
                     drop(in_flight);
                     return match read {
                         Ok(Ok(read)) => {
