@@ -177,8 +177,9 @@ pub struct ServiceStatus {
     #[serde(default)]
     pub failed_requests: Option<u64>,
     /// Since when `failed_requests` counts (the local gateway's start): a
-    /// count from before another start cannot be subtracted from it.
-    #[serde(default, with = "time::rfc3339_opt")]
+    /// count from before another start cannot be subtracted from it. To the
+    /// microsecond: two daemons started within one second are two starts.
+    #[serde(default, with = "time::rfc3339_micros_opt")]
     pub failed_requests_since: Option<DateTime<Utc>>,
 }
 

@@ -3,8 +3,9 @@
 //! `2026-03-02T10:00:00Z`, the form the Kubernetes API gives them in.
 //!
 //! Use with `#[serde(with = "crate::time::rfc3339")]`, or
-//! `crate::time::rfc3339_opt` for an `Option`. How a time is shown to a
-//! person is the CLI's.
+//! `crate::time::rfc3339_opt` for an `Option`. Two are finer: a log event's
+//! time (to the millisecond) and a count's start (to the microsecond). How a
+//! time is shown to a person is the CLI's.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -45,6 +46,25 @@ pub mod rfc3339_millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         super::rfc3339::deserialize(d)
+    }
+}
+
+/// Serde of an `Option<DateTime<Utc>>`: `null`, or RFC 3339 in UTC to the
+/// microsecond. For a time that tells one start of a process from the next
+/// (a count's start): two starts within one second must not compare equal.
+pub mod rfc3339_micros_opt {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        super::rfc3339_opt::deserialize(d)
     }
 }
 
@@ -92,6 +112,29 @@ mod tests {
         let back: Record = serde_json::from_str(&text).unwrap();
         assert_eq!(back.at, at - chrono::Duration::milliseconds(648));
         assert_eq!(back.until, None);
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Start {
+        #[serde(with = "rfc3339_micros_opt")]
+        since: Option<DateTime<Utc>>,
+    }
+
+    #[test]
+    fn starts_within_one_second_stay_apart() {
+        let first = Utc.with_ymd_and_hms(2026, 3, 2, 10, 0, 1).unwrap()
+            + chrono::Duration::microseconds(648_001);
+        let next = first + chrono::Duration::microseconds(1);
+        let text = serde_json::to_string(&Start { since: Some(first) }).unwrap();
+        assert_eq!(text, r#"{"since":"2026-03-02T10:00:01.648001Z"}"#);
+        let back: Start = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.since, Some(first));
+        let later: Start =
+            serde_json::from_str(&serde_json::to_string(&Start { since: Some(next) }).unwrap())
+                .unwrap();
+        assert_ne!(back, later);
+        let none: Start = serde_json::from_str(r#"{"since":null}"#).unwrap();
+        assert_eq!(none.since, None);
     }
 
     #[test]
