@@ -17,9 +17,9 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 
 use crate::pool::{Conn, Pool};
+use crate::server::ClientBody;
 use crate::traffic::InFlight;
 use crate::upstream::Decoder;
 
@@ -27,12 +27,9 @@ use crate::upstream::Decoder;
 /// before forwarding: requests to replicas and responses to clients alike.
 pub(crate) const SMALL_BODY: u64 = 64 * 1024;
 
-/// Read a small body whole. Stops as soon as hyper knows the body is
-/// complete (its announced length has arrived) rather than waiting for the
-/// connection task to close the stream, which would cost a round trip
-/// through the scheduler on every request. Trailers are dropped (a body with
-/// a `Content-Length` has none).
-pub(crate) async fn read_whole(mut body: Incoming) -> Result<Bytes, hyper::Error> {
+/// Read a small body whole (the server has read most already). Trailers
+/// are dropped (a body with a `Content-Length` has none).
+pub(crate) async fn read_whole(mut body: ClientBody) -> io::Result<Bytes> {
     use http_body_util::BodyExt as _;
     let mut read: Option<Bytes> = None;
     let mut joined = bytes::BytesMut::new();
@@ -120,7 +117,7 @@ impl Body for ReplicaBody {
         let polled = this.decoder.poll_data(&mut conn.stream, cx);
         match &polled {
             // Released as soon as the replica is done with us, not when
-            // hyper gets round to dropping the body.
+            // the server gets round to dropping the body.
             Poll::Ready(None) => this.finish(true),
             Poll::Ready(Some(Err(_))) => this.finish(false),
             Poll::Ready(Some(Ok(_))) if this.decoder.is_done() => this.finish(true),
@@ -134,10 +131,7 @@ impl Body for ReplicaBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.decoder.remaining() {
-            Some(len) => SizeHint::with_exact(len),
-            None => SizeHint::default(),
-        }
+        self.decoder.size_hint()
     }
 }
 

@@ -52,8 +52,13 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// The comma-separated tokens of every `Connection` header, trimmed.
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    tokens(headers, header::CONNECTION)
+}
+
+/// The comma-separated tokens of every `name` header, trimmed.
+pub(crate) fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
     headers
-        .get_all(header::CONNECTION)
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))

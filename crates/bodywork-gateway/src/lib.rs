@@ -20,6 +20,7 @@ mod host;
 mod listener;
 mod pool;
 mod route;
+mod server;
 mod traffic;
 mod upstream;
 
@@ -33,6 +34,7 @@ pub use gateway::{
     PagesHandle, accept::serve_gateway,
 };
 pub use listener::{AcceptBackoff, ConnectionLimit};
+pub use server::ClientBody;
 pub use traffic::{BUCKETS, Counters, Traffic};
 
 /// What the supervisor knows: which replicas of a service are ready now.
@@ -90,7 +92,7 @@ pub trait Pages: Send + Sync + 'static {
 pub type PageAnswer<'a> = Pin<Box<dyn Future<Output = http::Response<PageBody>> + Send + 'a>>;
 
 /// A request for a page, as the gateway received it.
-pub type PageRequest = http::Request<hyper::body::Incoming>;
+pub type PageRequest = http::Request<ClientBody>;
 
 /// The body of a page: whole, or streamed.
 pub type PageBody =

@@ -24,20 +24,21 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode, Version};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
+use crate::server::ClientBody;
+
 /// An answer head longer than this is refused (as hyper's default buffer is).
-const MAX_HEAD: usize = 64 * 1024;
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// An answer with more header fields than this is refused (hyper's default).
-const MAX_HEADERS: usize = 100;
+pub(crate) const MAX_HEADERS: usize = 100;
 /// How much room each read asks for.
-const READ_CHUNK: usize = 8 * 1024;
+pub(crate) const READ_CHUNK: usize = 8 * 1024;
 /// A chunk-size line (with extensions) longer than this is refused.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// A write buffer grown past this is given back after its request.
-const KEEP_WRITE_BUFFER: usize = 16 * 1024;
+pub(crate) const KEEP_WRITE_BUFFER: usize = 16 * 1024;
 
 /// A request body on its way to a replica.
 pub(crate) enum RequestBody {
@@ -45,7 +46,7 @@ pub(crate) enum RequestBody {
     /// it goes out with the head and can be sent again.
     Read(Bytes),
     /// The client's body, streamed as it arrives; `None` once taken.
-    Streamed(Option<Incoming>),
+    Streamed(Option<ClientBody>),
 }
 
 impl RequestBody {
@@ -80,7 +81,7 @@ pub(crate) enum Failed {
     /// replica may have acted on it.
     Closed { written: bool, err: io::Error },
     /// The client's own request body failed (broke off, or a bad chunk).
-    ClientBody(hyper::Error),
+    ClientBody(io::Error),
     /// The replica failed once its answer had begun, or answered malformed.
     Upstream(io::Error),
 }
@@ -109,6 +110,7 @@ pub(crate) struct Stream {
     upload: Option<Upload>,
     /// A request body was cut short: the connection must not be reused.
     broken: bool,
+    spans: Spans,
 }
 
 impl Stream {
@@ -119,6 +121,7 @@ impl Stream {
             out: Vec::new(),
             upload: None,
             broken: false,
+            spans: Spans::default(),
         }
     }
 
@@ -209,7 +212,9 @@ impl Stream {
         let mut received = false;
         loop {
             if !self.buf.is_empty() {
-                match parse_head(&mut self.buf, method).map_err(Failed::Upstream)? {
+                match parse_head(&mut self.buf, &mut self.spans, method)
+                    .map_err(Failed::Upstream)?
+                {
                     Some(Parsed::Interim) => continue,
                     Some(Parsed::Final(answer, kind)) => return Ok((answer, kind)),
                     None if self.buf.len() >= MAX_HEAD => {
@@ -258,7 +263,7 @@ impl Stream {
         while self.buf.len() < len {
             self.buf.reserve(len - self.buf.len());
             if std::future::poll_fn(|cx| self.poll_fill(cx)).await? == 0 {
-                return Err(early_end());
+                return Err(early_end("answer"));
             }
         }
         Ok(self.buf.split_to(len).freeze())
@@ -266,7 +271,7 @@ impl Stream {
 
     /// Move the streamed request body along; the client's body's failure
     /// is returned (and the connection is not reused).
-    fn drive_upload(&mut self, cx: &mut Context<'_>) -> Result<(), hyper::Error> {
+    fn drive_upload(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let Some(upload) = self.upload.as_mut() else {
             return Ok(());
         };
@@ -296,6 +301,22 @@ impl Stream {
         self.buf.reserve(READ_CHUNK);
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
     }
+}
+
+/// Where a [`Decoder`] reads a body from: a connection and its read buffer.
+pub(crate) trait Fill {
+    /// Bytes read and not yet consumed.
+    fn buf(&mut self) -> &mut BytesMut;
+    /// Read more into the buffer; `Ok(0)` at the end of the stream.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>>;
+    /// What the body is, for errors: "answer" or "request".
+    fn message(&self) -> &'static str;
+}
+
+impl Fill for Stream {
+    fn buf(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
 
     /// Read more while the request body goes on being sent.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
@@ -303,12 +324,16 @@ impl Stream {
             .map_err(|err| io::Error::other(format!("the client's request body failed: {err}")))?;
         self.poll_read(cx)
     }
+
+    fn message(&self) -> &'static str {
+        "answer"
+    }
 }
 
 /// A streamed request body on its way to the replica, written as the
 /// client sends it while the answer is read (an echo streams both ways).
 struct Upload {
-    body: Incoming,
+    body: ClientBody,
     chunked: bool,
     /// What is still to be written of the current piece.
     pending: VecDeque<Bytes>,
@@ -319,11 +344,11 @@ enum UploadError {
     /// Writing to the replica failed.
     Write(io::Error),
     /// The client's body failed.
-    Client(hyper::Error),
+    Client(io::Error),
 }
 
 impl Upload {
-    fn new(body: Incoming, chunked: bool) -> Self {
+    fn new(body: ClientBody, chunked: bool) -> Self {
         Upload {
             body,
             chunked,
@@ -429,6 +454,40 @@ fn encode_head(out: &mut Vec<u8>, head: &RequestHead<'_>, framing: Framing) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Where each header field's name and value sit in a parsed head, so that
+/// the values can be shared slices of it once it is split off its buffer.
+/// Kept by a connection from one head to the next (no allocation, and no
+/// array of [`MAX_HEADERS`] cleared per head).
+#[derive(Default)]
+pub(crate) struct Spans(Vec<(usize, usize, usize, usize)>);
+
+impl Spans {
+    /// Take the spans of `fields`, parsed from `buf`.
+    pub(crate) fn take(&mut self, buf: &[u8], fields: &[httparse::Header<'_>]) {
+        let base = buf.as_ptr() as usize;
+        self.0.clear();
+        self.0.extend(fields.iter().map(|field| {
+            let name = field.name.as_ptr() as usize - base;
+            let value = field.value.as_ptr() as usize - base;
+            (name, field.name.len(), value, field.value.len())
+        }));
+    }
+
+    /// The header fields, their values slices of `head` (the buffer's
+    /// bytes, split off); a bad name or value is an error of `message`.
+    pub(crate) fn header_map(&self, head: &Bytes, message: &str) -> io::Result<HeaderMap> {
+        let mut headers = HeaderMap::with_capacity(self.0.len());
+        for &(name, name_len, value, value_len) in &self.0 {
+            let name = HeaderName::from_bytes(&head[name..name + name_len])
+                .map_err(|err| invalid(format!("its {message} has a bad header name: {err}")))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))
+                .map_err(|err| invalid(format!("its {message}'s {name} header is bad: {err}")))?;
+            headers.append(name, value);
+        }
+        Ok(headers)
+    }
+}
+
 enum Parsed {
     /// A 1xx answer, skipped.
     Interim,
@@ -437,10 +496,18 @@ enum Parsed {
 
 /// Parse and consume one answer head from the front of `buf`; `None` while
 /// it is incomplete.
-fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Option<Parsed>> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut fields);
-    let len = match parsed.parse(buf) {
+fn parse_head(
+    buf: &mut BytesMut,
+    spans: &mut Spans,
+    method: &Method,
+) -> io::Result<Option<Parsed>> {
+    let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buf,
+        &mut fields,
+    ) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(err) => return Err(invalid(format!("its answer's head is malformed: {err}"))),
@@ -453,16 +520,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Option<Parsed>>
     } else {
         Version::HTTP_11
     };
-    // Where each name and value sits in the head, so that the values can be
-    // shared slices of it once it is split off the buffer.
-    let base = buf.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-    let count = parsed.headers.len();
-    for (span, field) in spans.iter_mut().zip(parsed.headers.iter()) {
-        let name = field.name.as_ptr() as usize - base;
-        let value = field.value.as_ptr() as usize - base;
-        *span = (name, field.name.len(), value, field.value.len());
-    }
+    spans.take(buf, parsed.headers);
     let head = buf.split_to(len).freeze();
     if status.is_informational() {
         if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -472,14 +530,7 @@ fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Option<Parsed>>
         }
         return Ok(Some(Parsed::Interim));
     }
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(name, name_len, value, value_len) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[name..name + name_len])
-            .map_err(|err| invalid(format!("its answer has a bad header name: {err}")))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value..value + value_len))
-            .map_err(|err| invalid(format!("its answer's {name} header is bad: {err}")))?;
-        headers.append(name, value);
-    }
+    let mut headers = spans.header_map(&head, "answer")?;
     let kind = body_kind(method, status, &mut headers)?;
     let mut answer = Response::new(());
     *answer.status_mut() = status;
@@ -498,20 +549,44 @@ fn body_kind(method: &Method, status: StatusCode, headers: &mut HeaderMap) -> io
         return Ok(BodyKind::Empty);
     }
     if headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .rfind(|coding| !coding.is_empty())
-            .is_some_and(|last| last.eq_ignore_ascii_case("chunked"));
         headers.remove(header::CONTENT_LENGTH);
-        return Ok(if chunked {
+        return Ok(if ends_chunked(headers) {
             BodyKind::Chunked
         } else {
             BodyKind::Close
         });
+    }
+    Ok(match content_length(headers, "answer")? {
+        Some(0) => BodyKind::Empty,
+        Some(len) => BodyKind::Length(len),
+        None => BodyKind::Close,
+    })
+}
+
+/// Whether the last transfer coding named is `chunked`.
+pub(crate) fn ends_chunked(headers: &HeaderMap) -> bool {
+    crate::forward::tokens(headers, header::TRANSFER_ENCODING)
+        .filter(|coding| !coding.is_empty())
+        .last()
+        .is_some_and(|last| last.eq_ignore_ascii_case("chunked"))
+}
+
+/// The `Content-Length` of a `message` ("answer", "request"), if it has
+/// one: repeated values must agree (RFC 9112 §6.3), and a malformed one is
+/// an error.
+pub(crate) fn content_length(headers: &HeaderMap, message: &str) -> io::Result<Option<u64>> {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let first = values.next();
+    // The usual case: one value, all digits.
+    if let (Some(value), None) = (first, values.next()) {
+        let digits = value.as_bytes();
+        if !digits.is_empty() && digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit) {
+            return Ok(Some(
+                digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')),
+            ));
+        }
+    } else if first.is_none() {
+        return Ok(None);
     }
     let mut length = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
@@ -522,22 +597,23 @@ fn body_kind(method: &Method, status: StatusCode, headers: &mut HeaderMap) -> io
                 .then(|| item.parse::<u64>().ok())
                 .flatten()
                 .ok_or_else(|| {
-                    invalid(format!("its answer's content-length {text:?} is not valid"))
+                    invalid(format!(
+                        "its {message}'s content-length {text:?} is not valid"
+                    ))
                 })?;
             if length.is_some_and(|l| l != parsed) {
-                return Err(invalid("its answer has conflicting content-lengths".into()));
+                return Err(invalid(format!(
+                    "its {message} has conflicting content-lengths"
+                )));
             }
             length = Some(parsed);
         }
     }
-    Ok(match length {
-        Some(0) => BodyKind::Empty,
-        Some(len) => BodyKind::Length(len),
-        None => BodyKind::Close,
-    })
+    Ok(length)
 }
 
-/// Reads an answer's body from its connection, frame by frame.
+/// Reads a body from its connection, frame by frame: a replica's answer,
+/// or a client's request ([`Fill`] says which).
 #[derive(Debug)]
 pub(crate) struct Decoder {
     state: State,
@@ -591,10 +667,18 @@ impl Decoder {
         }
     }
 
+    /// The body's remaining length, when known, as [`http_body::Body`] hints it.
+    pub(crate) fn size_hint(&self) -> http_body::SizeHint {
+        match self.remaining() {
+            Some(len) => http_body::SizeHint::with_exact(len),
+            None => http_body::SizeHint::default(),
+        }
+    }
+
     /// The next piece of the body; `None` at its end.
     pub(crate) fn poll_data(
         &mut self,
-        stream: &mut Stream,
+        stream: &mut impl Fill,
         cx: &mut Context<'_>,
     ) -> Poll<Option<io::Result<Bytes>>> {
         loop {
@@ -605,12 +689,12 @@ impl Decoder {
                     return Poll::Ready(None);
                 }
                 State::Length(left) | State::ChunkData(left) => {
-                    if stream.buf.is_empty() {
+                    if stream.buf().is_empty() {
                         ready!(self.fill_or_fail(stream, cx))?;
                         continue;
                     }
-                    let take = left.min(stream.buf.len() as u64);
-                    let data = stream.buf.split_to(take as usize).freeze();
+                    let take = left.min(stream.buf().len() as u64);
+                    let data = stream.buf().split_to(take as usize).freeze();
                     self.state = match self.state {
                         State::Length(_) => State::Length(left - take),
                         _ if take == left => State::ChunkEnd,
@@ -619,8 +703,8 @@ impl Decoder {
                     return Poll::Ready(Some(Ok(data)));
                 }
                 State::Close => {
-                    if !stream.buf.is_empty() {
-                        return Poll::Ready(Some(Ok(stream.buf.split().freeze())));
+                    if !stream.buf().is_empty() {
+                        return Poll::Ready(Some(Ok(stream.buf().split().freeze())));
                     }
                     if ready!(stream.poll_fill(cx))? == 0 {
                         self.state = State::Done;
@@ -628,25 +712,28 @@ impl Decoder {
                     }
                 }
                 State::ChunkEnd => {
-                    if stream.buf.len() < 2 {
+                    if stream.buf().len() < 2 {
                         ready!(self.fill_or_fail(stream, cx))?;
                         continue;
                     }
-                    if &stream.buf[..2] != b"\r\n" {
-                        return self.fail("a chunk does not end with CRLF");
+                    if &stream.buf()[..2] != b"\r\n" {
+                        return self.fail(stream.message(), "a chunk does not end with CRLF");
                     }
-                    stream.buf.advance(2);
+                    stream.buf().advance(2);
                     self.state = State::ChunkSize;
                 }
                 State::ChunkSize | State::Trailers => {
-                    let Some(end) = stream.buf.windows(2).position(|w| w == b"\r\n") else {
-                        if stream.buf.len() > MAX_CHUNK_LINE {
-                            return self.fail("a chunk-size or trailer line is too long");
+                    let Some(end) = stream.buf().windows(2).position(|w| w == b"\r\n") else {
+                        if stream.buf().len() > MAX_CHUNK_LINE {
+                            return self.fail(
+                                stream.message(),
+                                "a chunk-size or trailer line is too long",
+                            );
                         }
                         ready!(self.fill_or_fail(stream, cx))?;
                         continue;
                     };
-                    let line = stream.buf.split_to(end + 2);
+                    let line = stream.buf().split_to(end + 2);
                     let line = &line[..end];
                     if self.state == State::Trailers {
                         if line.is_empty() {
@@ -658,7 +745,7 @@ impl Decoder {
                     match chunk_size(line) {
                         Some(0) => self.state = State::Trailers,
                         Some(size) => self.state = State::ChunkData(size),
-                        None => return self.fail("a chunk size is malformed"),
+                        None => return self.fail(stream.message(), "a chunk size is malformed"),
                     }
                 }
             }
@@ -666,21 +753,25 @@ impl Decoder {
     }
 
     /// Read more; the end of the stream is an error here.
-    fn fill_or_fail(&mut self, stream: &mut Stream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn fill_or_fail(
+        &mut self,
+        stream: &mut impl Fill,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
         match ready!(stream.poll_fill(cx)) {
             Ok(0) => {
                 self.state = State::Done;
-                Poll::Ready(Err(early_end()))
+                Poll::Ready(Err(early_end(stream.message())))
             }
             Ok(_) => Poll::Ready(Ok(())),
             Err(err) => Poll::Ready(Err(err)),
         }
     }
 
-    fn fail(&mut self, why: &str) -> Poll<Option<io::Result<Bytes>>> {
+    fn fail(&mut self, message: &str, why: &str) -> Poll<Option<io::Result<Bytes>>> {
         self.state = State::Done;
         Poll::Ready(Some(Err(invalid(format!(
-            "its chunked answer is malformed: {why}"
+            "its chunked {message} is malformed: {why}"
         )))))
     }
 }
@@ -696,14 +787,14 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
     u64::from_str_radix(text, 16).ok()
 }
 
-fn early_end() -> io::Error {
+pub(crate) fn early_end(message: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::UnexpectedEof,
-        "the connection was closed before the end of the answer's body",
+        format!("the connection was closed before the end of the {message}'s body"),
     )
 }
 
-fn invalid(message: String) -> io::Error {
+pub(crate) fn invalid(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
@@ -714,7 +805,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     fn head_of(bytes: &[u8], method: Method) -> io::Result<Option<Parsed>> {
-        parse_head(&mut BytesMut::from(bytes), &method)
+        parse_head(&mut BytesMut::from(bytes), &mut Spans::default(), &method)
     }
 
     fn final_of(bytes: &[u8], method: Method) -> (Response<()>, BodyKind) {
@@ -754,10 +845,12 @@ mod tests {
             &b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"[..],
         );
         assert!(matches!(
-            parse_head(&mut buf, &Method::GET),
+            parse_head(&mut buf, &mut Spans::default(), &Method::GET),
             Ok(Some(Parsed::Interim))
         ));
-        let Ok(Some(Parsed::Final(answer, kind))) = parse_head(&mut buf, &Method::GET) else {
+        let Ok(Some(Parsed::Final(answer, kind))) =
+            parse_head(&mut buf, &mut Spans::default(), &Method::GET)
+        else {
             panic!("no final answer");
         };
         assert_eq!((answer.status().as_u16(), kind), (200, BodyKind::Length(2)));

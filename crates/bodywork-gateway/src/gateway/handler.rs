@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
-use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use super::Gateway;
@@ -20,6 +19,7 @@ use crate::forward::{self, ForwardedFor};
 use crate::host::{self, HostError};
 use crate::pool::CheckoutError;
 use crate::route::{Route, Via, check_target, merged_slashes, route};
+use crate::server::ClientBody;
 use crate::traffic::{ErrorKind, InFlight};
 use crate::upstream::{BodyKind, Decoder, Failed, RequestBody, RequestHead};
 
@@ -29,7 +29,7 @@ const STALE_RETRIES: usize = 3;
 
 impl Gateway {
     /// The `Host` rules ([`host::check`]) with the hosts this gateway answers.
-    fn check_host(&self, req: &Request<Incoming>) -> Result<(), HostError> {
+    fn check_host(&self, req: &Request<ClientBody>) -> Result<(), HostError> {
         let uri = req.uri();
         host::check(
             req.version() >= Version::HTTP_11,
@@ -65,7 +65,7 @@ impl Gateway {
 
     pub(super) async fn handle(
         &self,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         client: &ForwardedFor,
     ) -> Response<GatewayBody> {
         let started = Instant::now();
@@ -385,7 +385,7 @@ fn cause_chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-fn text(
+pub(super) fn text(
     status: StatusCode,
     content_type: &'static str,
     body: impl Into<Bytes>,
@@ -399,7 +399,7 @@ fn text(
 }
 
 /// A JSON error: `{"error": ..., "namespace": ..., "service": ...}`.
-fn error(
+pub(super) fn error(
     status: StatusCode,
     message: &str,
     namespace: Option<&str>,

@@ -3,22 +3,19 @@
 //! closing expired idle upstream connections, and letting open connections
 //! finish their current request on a shutdown.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::Gateway;
+use super::{Gateway, handler};
 use crate::forward::ForwardedFor;
 use crate::listener::Slot;
+use crate::server;
 
 /// How often a worker closes expired idle upstream connections.
 const HOUSEKEEPING: Duration = crate::pool::SWEEP_INTERVAL;
@@ -43,13 +40,6 @@ pub(super) fn worker(
     let stop = shutdown.child_token();
     runtime.block_on(async move {
         let gateway = Arc::new(gateway);
-        let mut http = http1::Builder::new();
-        // hyper's header read timeout runs from the moment a connection
-        // waits for a request head, so it closes idle keep-alive
-        // connections as well as slow heads.
-        http.timer(TokioTimer::new())
-            .keep_alive(true)
-            .header_read_timeout(gateway.opts.idle_timeout);
         let mut served = JoinSet::new();
         // Housekeeping: idle upstream connections past their time are closed.
         // The tick also keeps a timer due within a second, so the per-request
@@ -63,7 +53,7 @@ pub(super) fn worker(
                 handed = connections.recv() => match handed {
                     Some((stream, peer, slot)) => match TcpStream::from_std(stream) {
                         Ok(stream) => {
-                            served.spawn(serve_connection(stream, peer, slot, gateway.clone(), http.clone(), stop.clone()));
+                            served.spawn(serve_connection(stream, peer, slot, gateway.clone(), stop.clone()));
                         }
                         Err(err) => tracing::warn!("cannot take over the connection from {peer}: {err}"),
                     },
@@ -78,10 +68,6 @@ pub(super) fn worker(
     });
 }
 
-/// How long a connection accepted before a shutdown, whose first request
-/// has not been read yet, is given for it to arrive.
-const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
-
 /// Serve one client connection; its `slot` under the connection limit is
 /// given back when it ends.
 async fn serve_connection(
@@ -89,45 +75,17 @@ async fn serve_connection(
     peer: SocketAddr,
     slot: Slot,
     gateway: Arc<Gateway>,
-    http: http1::Builder,
     stop: CancellationToken,
 ) {
-    // Holds a permit once a request has started on this connection.
-    let started = Arc::new(Notify::new());
-    let seen = started.clone();
     let client = ForwardedFor::new(peer.ip());
-    let service = service_fn(move |req| {
-        seen.notify_one();
-        let gateway = gateway.clone();
-        let client = client.clone();
-        async move { Ok::<_, Infallible>(gateway.handle(req, &client).await) }
-    });
-    let conn = http.serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let served = tokio::select! {
-        served = conn.as_mut() => served,
-        () = stop.cancelled() => {
-            // A graceful shutdown closes a connection at once when no
-            // request is under way: one accepted just before the stop,
-            // whose request is still on its way or unread, would be closed
-            // unanswered (as a daemon handing over saw). It gets a moment
-            // for that first request, which is then answered.
-            let ended = tokio::select! {
-                served = conn.as_mut() => Some(served),
-                () = started.notified() => None,
-                () = tokio::time::sleep(FIRST_REQUEST_GRACE) => None,
-            };
-            match ended {
-                Some(served) => served,
-                None => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            }
-        }
-    };
-    if let Err(err) = served {
-        tracing::debug!("gateway connection from {peer} ended: {err}");
-    }
+    let idle = gateway.opts.idle_timeout;
+    server::serve(
+        stream,
+        idle,
+        stop,
+        |request| gateway.handle(request, &client),
+        |status, why| handler::error(status, why, None, None),
+    )
+    .await;
     drop(slot);
 }

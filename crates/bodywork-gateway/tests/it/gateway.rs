@@ -810,9 +810,11 @@ async fn an_http_1_1_request_without_a_host_is_400() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("must have a Host header"), "{answer}");
-    // HTTP/1.0 may go without (no browser does).
+    // HTTP/1.0 may go without (no browser does). The answer is HTTP/1.1,
+    // as RFC 9110 §2.5 asks (nginx does the same), and closes.
     let old = raw(gw.addr, "GET /ns/web/x HTTP/1.0\r\n\r\n").await;
-    assert!(old.starts_with("HTTP/1.0 200"), "{old}");
+    assert!(old.starts_with("HTTP/1.1 200"), "{old}");
+    assert!(old.contains("connection: close\r\n"), "{old}");
 }
 
 #[tokio::test]
