@@ -87,32 +87,66 @@ impl ForwardedFor {
     }
 }
 
-/// Rewrite a client's request headers for a replica: drop hop-by-hop headers
-/// and `Host` (the replica gets its own address), and add the `X-Forwarded-*` set.
-pub(crate) fn request_headers(headers: &mut HeaderMap, client: &ForwardedFor) {
-    strip_hop_by_hop(headers);
-    let host = headers.remove(header::HOST);
-    let ip = client.0.as_bytes();
-    let forwarded_for = match headers.get(&X_FORWARDED_FOR).map(HeaderValue::as_bytes) {
-        Some(prior) if !prior.is_empty() => {
-            let mut joined = Vec::with_capacity(prior.len() + 2 + ip.len());
-            joined.extend_from_slice(prior);
-            joined.extend_from_slice(b", ");
-            joined.extend_from_slice(ip);
-            HeaderValue::from_bytes(&joined)
+/// How a client's request headers are rewritten for a replica: hop-by-hop
+/// headers (and those its `Connection` names) and `Host` are dropped (the
+/// replica gets its own address), and the `X-Forwarded-*` set is replaced
+/// by ours. Worked out once per request and applied as the replica's
+/// request head is written, so that the client's header map is read, never
+/// rebuilt.
+pub(crate) struct Rewrite<'a> {
+    /// Fields the client's `Connection` header names (usually none).
+    named: Vec<&'a str>,
+    /// The client's own `X-Forwarded-For` chain, which ours extends.
+    prior: Option<&'a [u8]>,
+    client: &'a ForwardedFor,
+    /// The client's `Host`, passed on as `X-Forwarded-Host`.
+    host: Option<&'a HeaderValue>,
+}
+
+impl<'a> Rewrite<'a> {
+    pub(crate) fn new(headers: &'a HeaderMap, client: &'a ForwardedFor) -> Self {
+        let named = if headers.contains_key(header::CONNECTION) {
+            connection_tokens(headers).collect()
+        } else {
+            Vec::new()
+        };
+        Rewrite {
+            named,
+            prior: headers
+                .get(&X_FORWARDED_FOR)
+                .map(HeaderValue::as_bytes)
+                .filter(|prior| !prior.is_empty()),
+            client,
+            host: headers.get(header::HOST),
         }
-        _ => Ok(client.0.clone()),
-    };
-    if let Ok(value) = forwarded_for {
-        headers.insert(X_FORWARDED_FOR, value);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    match host {
-        Some(host) => {
-            headers.insert(X_FORWARDED_HOST, host);
+
+    /// Whether the client's field `name` reaches the replica as it was sent.
+    pub(crate) fn keeps(&self, name: &HeaderName) -> bool {
+        !(is_hop_by_hop(name)
+            || name == header::HOST
+            || *name == X_FORWARDED_FOR
+            || *name == X_FORWARDED_PROTO
+            || *name == X_FORWARDED_HOST
+            || self
+                .named
+                .iter()
+                .any(|named| named.eq_ignore_ascii_case(name.as_str())))
+    }
+
+    /// Write our `X-Forwarded-For/-Proto/-Host` fields (header lines).
+    pub(crate) fn write_forwarded(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"x-forwarded-for: ");
+        if let Some(prior) = self.prior {
+            out.extend_from_slice(prior);
+            out.extend_from_slice(b", ");
         }
-        None => {
-            headers.remove(X_FORWARDED_HOST);
+        out.extend_from_slice(self.client.0.as_bytes());
+        out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+        if let Some(host) = self.host {
+            out.extend_from_slice(b"x-forwarded-host: ");
+            out.extend_from_slice(host.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
     }
 }
@@ -189,26 +223,57 @@ mod tests {
         assert!(!keeps_alive(Version::HTTP_10, &close));
     }
 
+    /// The fields a replica gets for a client's `pairs`, as written.
+    fn rewritten(pairs: &[(&'static str, &'static str)], ip: &str) -> String {
+        let h = map(pairs);
+        let client = ForwardedFor::new(ip.parse().unwrap());
+        let rewrite = Rewrite::new(&h, &client);
+        let mut out = Vec::new();
+        for (name, value) in &h {
+            if rewrite.keeps(name) {
+                out.extend_from_slice(
+                    format!("{name}: {}\r\n", value.to_str().unwrap()).as_bytes(),
+                );
+            }
+        }
+        rewrite.write_forwarded(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
-    fn forwarded_headers_are_added() {
-        let mut h = map(&[("host", "localhost:8001"), ("accept", "*/*")]);
-        request_headers(&mut h, &ForwardedFor::new("127.0.0.1".parse().unwrap()));
-        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["x-forwarded-host"], "localhost:8001");
-        assert!(h.get("host").is_none());
-        assert_eq!(h["accept"], "*/*");
+    fn forwarded_headers_are_added_and_hop_by_hop_ones_dropped() {
+        let out = rewritten(
+            &[
+                ("host", "localhost:8001"),
+                ("accept", "*/*"),
+                ("connection", "keep-alive, X-Private"),
+                ("x-private", "secret"),
+                ("te", "trailers"),
+                ("expect", "100-continue"),
+                ("x-forwarded-proto", "https"),
+            ],
+            "127.0.0.1",
+        );
+        assert_eq!(
+            out,
+            "accept: */*\r\nx-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\n\
+             x-forwarded-host: localhost:8001\r\n"
+        );
     }
 
     #[test]
     fn forwarded_for_appends_to_a_prior_chain() {
-        let mut h = map(&[
-            ("x-forwarded-for", "10.0.0.1"),
-            ("x-forwarded-host", "spoof"),
-        ]);
-        request_headers(&mut h, &ForwardedFor::new("::1".parse().unwrap()));
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, ::1");
+        let out = rewritten(
+            &[
+                ("x-forwarded-for", "10.0.0.1"),
+                ("x-forwarded-host", "spoof"),
+            ],
+            "::1",
+        );
         // No Host from the client: a forged X-Forwarded-Host is not passed on.
-        assert!(h.get("x-forwarded-host").is_none());
+        assert_eq!(
+            out,
+            "x-forwarded-for: 10.0.0.1, ::1\r\nx-forwarded-proto: http\r\n"
+        );
     }
 }

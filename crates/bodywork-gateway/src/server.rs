@@ -38,6 +38,7 @@ use crate::body::{GatewayBody, SMALL_BODY};
 use crate::forward;
 use crate::upstream::{
     self, BodyKind, Decoder, Fill, KEEP_WRITE_BUFFER, MAX_HEAD, MAX_HEADERS, READ_CHUNK, Spans,
+    itoa,
 };
 
 /// How long a connection accepted before a shutdown, whose first request
@@ -742,19 +743,6 @@ fn encode_head(
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// `n` in decimal, written into `buf`.
-fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
-        }
-    }
 }
 
 thread_local! {

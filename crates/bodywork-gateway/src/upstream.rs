@@ -68,9 +68,11 @@ pub(crate) struct RequestHead<'a> {
     pub(crate) query: Option<&'a str>,
     /// The replica's `Host`.
     pub(crate) host: &'a HeaderValue,
-    /// The other header fields; `Host`, `Content-Length` and
-    /// `Transfer-Encoding` among them are ignored (framing is this module's).
+    /// The client's header fields, rewritten by `rewrite` as they are
+    /// written; `Content-Length` and `Transfer-Encoding` among them are
+    /// ignored (framing is this module's).
     pub(crate) headers: &'a HeaderMap,
+    pub(crate) rewrite: &'a crate::forward::Rewrite<'a>,
 }
 
 /// Why an exchange failed.
@@ -431,10 +433,7 @@ fn encode_head(out: &mut Vec<u8>, head: &RequestHead<'_>, framing: Framing) {
     out.extend_from_slice(head.host.as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in head.headers {
-        if name == header::HOST
-            || name == header::CONTENT_LENGTH
-            || name == header::TRANSFER_ENCODING
-        {
+        if name == header::CONTENT_LENGTH || !head.rewrite.keeps(name) {
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
@@ -442,11 +441,12 @@ fn encode_head(out: &mut Vec<u8>, head: &RequestHead<'_>, framing: Framing) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    head.rewrite.write_forwarded(out);
     match framing {
         Framing::None => {}
         Framing::Length(len) => {
             out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(len.to_string().as_bytes());
+            out.extend_from_slice(itoa(len, &mut [0; 20]));
             out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -776,6 +776,19 @@ impl Decoder {
     }
 }
 
+/// `n` in decimal, written into `buf`.
+pub(crate) fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
 /// The size a chunk-size line gives (extensions after `;` ignored).
 fn chunk_size(line: &[u8]) -> Option<u64> {
     let digits = line.split(|&b| b == b';').next()?;
@@ -950,36 +963,46 @@ mod tests {
         headers.insert("content-length", HeaderValue::from_static("999"));
         headers.insert("accept", HeaderValue::from_static("*/*"));
         let host = HeaderValue::from_static("127.0.0.1:5000");
+        let client = crate::forward::ForwardedFor::new("10.1.2.3".parse().unwrap());
+        let rewrite = crate::forward::Rewrite::new(&headers, &client);
         let head = RequestHead {
             method: &Method::POST,
             path: "/score",
             query: Some("a=1&b=%20"),
             host: &host,
             headers: &headers,
+            rewrite: &rewrite,
         };
         let mut out = Vec::new();
         encode_head(&mut out, &head, Framing::Length(4));
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "POST /score?a=1&b=%20 HTTP/1.1\r\nhost: 127.0.0.1:5000\r\naccept: */*\r\ncontent-length: 4\r\n\r\n"
+            "POST /score?a=1&b=%20 HTTP/1.1\r\nhost: 127.0.0.1:5000\r\naccept: */*\r\n\
+             x-forwarded-for: 10.1.2.3\r\nx-forwarded-proto: http\r\nx-forwarded-host: client\r\n\
+             content-length: 4\r\n\r\n"
         );
         let mut out = Vec::new();
         encode_head(&mut out, &head, Framing::Chunked);
         assert!(
             String::from_utf8(out)
                 .unwrap()
-                .ends_with("accept: */*\r\ntransfer-encoding: chunked\r\n\r\n")
+                .ends_with("x-forwarded-host: client\r\ntransfer-encoding: chunked\r\n\r\n")
         );
     }
 
     /// A request head to host `r:1` with no other header fields.
     fn bare(method: &'static Method, path: &'static str) -> RequestHead<'static> {
+        let headers: &'static HeaderMap = Box::leak(Box::new(HeaderMap::new()));
+        let client = Box::leak(Box::new(crate::forward::ForwardedFor::new(
+            "127.0.0.1".parse().unwrap(),
+        )));
         RequestHead {
             method,
             path,
             query: None,
             host: Box::leak(Box::new(HeaderValue::from_static("r:1"))),
-            headers: Box::leak(Box::new(HeaderMap::new())),
+            headers,
+            rewrite: Box::leak(Box::new(crate::forward::Rewrite::new(headers, client))),
         }
     }
 
@@ -1090,7 +1113,7 @@ mod tests {
         let (got, _theirs) = replica.await.unwrap();
         assert_eq!(
             String::from_utf8(got).unwrap(),
-            "POST /s HTTP/1.1\r\nhost: r:1\r\ncontent-length: 2\r\n\r\n{}"
+            "POST /s HTTP/1.1\r\nhost: r:1\r\nx-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\ncontent-length: 2\r\n\r\n{}"
         );
         assert!(body.replayable());
     }

@@ -183,7 +183,7 @@ impl Gateway {
             _ if body.is_end_stream() => RequestBody::Read(Bytes::new()),
             _ => RequestBody::Streamed(Some(body)),
         };
-        forward::request_headers(&mut parts.headers, client);
+        let rewrite = forward::Rewrite::new(&parts.headers, client);
         // A configured timeout too large for the clock means "practically never".
         let deadline = started
             .checked_add(self.opts.upstream_timeout)
@@ -239,6 +239,7 @@ impl Gateway {
                 query: uri.query(),
                 host: &conn.host,
                 headers: &parts.headers,
+                rewrite: &rewrite,
             };
             let sent = within(
                 upstream_timer.as_mut(),
