@@ -160,7 +160,10 @@ pub(crate) fn parse(value: &str) -> Result<HostPort<'_>, String> {
 /// A byte of a `reg-name` or IPv4 address (RFC 3986: unreserved,
 /// pct-encoded, sub-delims).
 fn is_reg_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b)
+    matches!(b,
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+        | b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\''
+        | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=')
 }
 
 #[cfg(test)]

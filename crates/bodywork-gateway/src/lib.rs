@@ -14,6 +14,7 @@
 
 mod body;
 mod cluster;
+mod deadline;
 mod forward;
 mod gateway;
 mod host;

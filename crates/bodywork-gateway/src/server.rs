@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::body::{GatewayBody, SMALL_BODY};
+use crate::deadline::Deadline;
 use crate::forward;
 use crate::upstream::{
     self, BodyKind, Decoder, Fill, KEEP_WRITE_BUFFER, MAX_HEAD, MAX_HEADERS, READ_CHUNK, Spans,
@@ -175,10 +176,13 @@ impl Body for ClientBody {
 pub(crate) type Refuse = fn(StatusCode, &str) -> Response<GatewayBody>;
 
 /// Serve one client connection until it closes, goes idle for `idle`, or
-/// `stop` fires (the request under way is answered first).
+/// `stop` fires (the request under way is answered first). `deadline` is
+/// the connection's: the server sets it while it waits for a request, the
+/// handler while it serves one.
 pub(crate) async fn serve<H, F>(
     stream: TcpStream,
     idle: Duration,
+    deadline: &Deadline,
     stop: CancellationToken,
     mut handle: H,
     refuse: Refuse,
@@ -191,17 +195,15 @@ pub(crate) async fn serve<H, F>(
         buf: BytesMut::with_capacity(READ_CHUNK),
         out: Vec::new(),
         idle,
-        deadline: Instant::now() + idle,
+        deadline,
         stopping: false,
         served: 0,
         spans: Spans::default(),
     };
-    let timer = tokio::time::sleep_until(conn.deadline);
-    tokio::pin!(timer);
     let cancelled = stop.cancelled();
     tokio::pin!(cancelled);
     loop {
-        let head = match conn.next_head(timer.as_mut(), cancelled.as_mut()).await {
+        let head = match conn.next_head(cancelled.as_mut()).await {
             Next::Head(head) => head,
             Next::Closed => return,
             Next::Refused(status, why) => {
@@ -217,7 +219,7 @@ pub(crate) async fn serve<H, F>(
             version: head.version,
             keep_alive: forward::keeps_alive(head.version, &head.headers),
         };
-        let (body, back) = match conn.body(&head, timer.as_mut()).await {
+        let (body, back) = match conn.body(&head).await {
             Ok(body) => body,
             Err(Closing::Quietly) => return,
             Err(Closing::Refuse(status, why)) => {
@@ -234,6 +236,8 @@ pub(crate) async fn serve<H, F>(
         *request.version_mut() = head.version;
         *request.headers_mut() = head.headers;
         let answer = handle(request).await;
+        // Writing the answer has no deadline (a live tail may last hours).
+        deadline.clear();
         conn.stopping |= stop.is_cancelled();
         let keep = match conn.answer(answer, &asked, back.as_ref()).await {
             Ok(keep) => keep,
@@ -261,15 +265,15 @@ pub(crate) async fn serve<H, F>(
 }
 
 /// One client connection.
-struct Conn {
+struct Conn<'d> {
     io: Arc<TcpStream>,
     /// Bytes read and not yet consumed.
     buf: BytesMut,
     /// The next answer's head (and small body).
     out: Vec<u8>,
     idle: Duration,
-    /// When the wait for the next request head ends.
-    deadline: Instant,
+    /// When a wait for the client ends.
+    deadline: &'d Deadline,
     /// A shutdown was seen: the answer under way is the last.
     stopping: bool,
     /// Requests read so far.
@@ -327,16 +331,15 @@ enum Framing {
     Close,
 }
 
-impl Conn {
+impl Conn<'_> {
     /// Read the next request head: the wait ends at the idle timeout, or at
     /// a shutdown when no request has begun (a connection's first request
     /// gets [`FIRST_REQUEST_GRACE`] to begin).
     async fn next_head(
         &mut self,
-        mut timer: Pin<&mut tokio::time::Sleep>,
         mut cancelled: Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
     ) -> Next {
-        self.deadline = Instant::now() + self.idle;
+        self.deadline.set(Instant::now() + self.idle);
         loop {
             if !self.buf.is_empty() {
                 match parse_head(&mut self.buf, &mut self.spans) {
@@ -363,10 +366,7 @@ impl Conn {
                     return Next::Closed;
                 }
             }
-            if !self
-                .wait_readable(timer.as_mut(), Some(cancelled.as_mut()))
-                .await
-            {
+            if !self.wait_readable(Some(cancelled.as_mut())).await {
                 return Next::Closed;
             }
         }
@@ -377,7 +377,6 @@ impl Conn {
     /// has served one, and gives one that has not a short grace.
     async fn wait_readable(
         &mut self,
-        mut timer: Pin<&mut tokio::time::Sleep>,
         mut cancelled: Option<Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>>,
     ) -> bool {
         loop {
@@ -385,23 +384,15 @@ impl Conn {
             tokio::select! {
                 biased;
                 ready = self.io.readable() => return ready.is_ok(),
-                () = timer.as_mut() => {
-                    let now = Instant::now();
-                    if now >= self.deadline {
-                        return false;
-                    }
-                    // The timer is moved on only when it fires early, not
-                    // on every request.
-                    timer.as_mut().reset(self.deadline);
-                }
+                () = self.deadline.passed() => return false,
                 () = async { if let Some(c) = cancelled.as_mut() { c.as_mut().await } }, if watch_stop => {
                     self.stopping = true;
                     if self.buf.is_empty() {
                         if self.served > 0 {
                             return false;
                         }
-                        self.deadline = self.deadline.min(Instant::now() + FIRST_REQUEST_GRACE);
-                        timer.as_mut().reset(self.deadline);
+                        let grace = Instant::now() + FIRST_REQUEST_GRACE;
+                        self.deadline.set(self.deadline.at().map_or(grace, |at| at.min(grace)));
                     }
                 }
             }
@@ -413,7 +404,6 @@ impl Conn {
     async fn body(
         &mut self,
         head: &Head,
-        mut timer: Pin<&mut tokio::time::Sleep>,
     ) -> Result<(ClientBody, Option<Arc<Mutex<Option<BytesMut>>>>), Closing> {
         let kind =
             request_body_kind(head).map_err(|why| Closing::Refuse(StatusCode::BAD_REQUEST, why))?;
@@ -426,7 +416,7 @@ impl Conn {
             BodyKind::Empty => Ok((ClientBody::empty(), None)),
             BodyKind::Length(len) if len <= SMALL_BODY && !expect => {
                 let len = len as usize;
-                self.deadline = Instant::now() + self.idle;
+                self.deadline.set(Instant::now() + self.idle);
                 while self.buf.len() < len {
                     self.buf.reserve(len - self.buf.len());
                     match self.io.try_read_buf(&mut self.buf) {
@@ -435,7 +425,7 @@ impl Conn {
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                         Err(_) => return Err(Closing::Quietly),
                     }
-                    if !self.wait_readable(timer.as_mut(), None).await {
+                    if !self.wait_readable(None).await {
                         return Err(Closing::Quietly);
                     }
                 }
@@ -965,42 +955,60 @@ mod tests {
         let stop = CancellationToken::new();
         let (events, seen) = tokio::sync::mpsc::unbounded_channel();
         let token = stop.clone();
+        // The worker's tick, as the gateway's acceptor sends it.
+        let deadlines = Arc::new(crate::deadline::Deadlines::new());
+        tokio::spawn({
+            let deadlines = deadlines.clone();
+            async move {
+                let mut tick = tokio::time::interval(crate::deadline::TICK);
+                loop {
+                    tick.tick().await;
+                    deadlines.tick();
+                }
+            }
+        });
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
                 let events = events.clone();
-                tokio::spawn(serve(
-                    stream,
-                    idle,
-                    token.clone(),
-                    move |request: Request<ClientBody>| {
-                        let events = events.clone();
-                        async move {
-                            let (parts, body) = request.into_parts();
-                            if parts.uri.path() == "/tail" {
-                                let tail = Tail {
-                                    lines: Some(Bytes::from_static(b"line\n")),
-                                    events,
+                let deadline = deadlines.register();
+                let token = token.clone();
+                tokio::spawn(async move {
+                    serve(
+                        stream,
+                        idle,
+                        &deadline,
+                        token,
+                        move |request: Request<ClientBody>| {
+                            let events = events.clone();
+                            async move {
+                                let (parts, body) = request.into_parts();
+                                if parts.uri.path() == "/tail" {
+                                    let tail = Tail {
+                                        lines: Some(Bytes::from_static(b"line\n")),
+                                        events,
+                                    };
+                                    return Response::new(GatewayBody::Page(Box::pin(tail)));
+                                }
+                                let read = if parts.uri.path() == "/unread" {
+                                    Bytes::new()
+                                } else {
+                                    crate::body::read_whole(body).await.unwrap_or_default()
                                 };
-                                return Response::new(GatewayBody::Page(Box::pin(tail)));
+                                let text = format!(
+                                    "{} {} {}:{}",
+                                    parts.method,
+                                    parts.uri.path(),
+                                    read.len(),
+                                    String::from_utf8_lossy(&read)
+                                );
+                                Response::new(GatewayBody::full(text))
                             }
-                            let read = if parts.uri.path() == "/unread" {
-                                Bytes::new()
-                            } else {
-                                crate::body::read_whole(body).await.unwrap_or_default()
-                            };
-                            let text = format!(
-                                "{} {} {}:{}",
-                                parts.method,
-                                parts.uri.path(),
-                                read.len(),
-                                String::from_utf8_lossy(&read)
-                            );
-                            Response::new(GatewayBody::full(text))
-                        }
-                    },
-                    refused,
-                ));
+                        },
+                        refused,
+                    )
+                    .await;
+                });
             }
         });
         (addr, stop, seen)

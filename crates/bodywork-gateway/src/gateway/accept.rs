@@ -8,10 +8,12 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::worker::worker;
+use super::worker::{Handed, worker};
 use super::{Gateway, GatewayOptions};
 use crate::Directory;
+use crate::deadline::{Deadlines, TICK};
 use crate::listener::{AcceptBackoff, ConnectionLimit, accept_or_shutdown};
+use crate::pool::SWEEP_INTERVAL;
 use crate::traffic::Traffic;
 
 /// At most this many gateway worker threads, however many cores there are.
@@ -38,10 +40,13 @@ pub async fn serve_gateway(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from))
         .clamp(1, MAX_WORKERS);
     let mut workers = Vec::with_capacity(count);
+    let mut ticked = Vec::with_capacity(count);
     let mut threads = Vec::with_capacity(count);
     for i in 0..count {
         let (tx, rx) = mpsc::unbounded_channel();
-        let gateway = Gateway::new(directory.clone(), traffic.clone(), opts.clone());
+        let deadlines = Arc::new(Deadlines::new());
+        ticked.push((tx.clone(), deadlines.clone()));
+        let gateway = Gateway::new(directory.clone(), traffic.clone(), deadlines, opts.clone());
         let shutdown = shutdown.clone();
         threads.push(
             std::thread::Builder::new()
@@ -50,6 +55,7 @@ pub async fn serve_gateway(
         );
         workers.push(tx);
     }
+    let ticker = tokio::spawn(tick(ticked));
     let limit = ConnectionLimit::new(opts.max_connections);
     let mut backoff = AcceptBackoff::new(match listener.local_addr() {
         Ok(addr) => format!("the gateway ({addr})"),
@@ -67,7 +73,7 @@ pub async fn serve_gateway(
             }
         };
         // Round-robin; a worker whose thread died is skipped.
-        let mut handoff = (stream, peer, slot);
+        let mut handoff = Handed::Connection(stream, peer, slot);
         let mut delivered = false;
         for _ in 0..workers.len() {
             next = (next + 1) % workers.len();
@@ -86,6 +92,8 @@ pub async fn serve_gateway(
         }
     }
     // Shut down: the workers finish the requests in flight, then end.
+    ticker.abort();
+    let _ = ticker.await;
     drop(workers);
     let _ = tokio::task::spawn_blocking(move || {
         for t in threads {
@@ -94,4 +102,24 @@ pub async fn serve_gateway(
     })
     .await;
     Ok(())
+}
+
+/// Send each worker its ticks: every [`TICK`] while it has connections (to
+/// check their deadlines), and every [`SWEEP_INTERVAL`] in any case (to
+/// close expired idle upstream connections too).
+async fn tick(workers: Vec<(mpsc::UnboundedSender<Handed>, Arc<Deadlines>)>) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let every = (SWEEP_INTERVAL.as_millis() / TICK.as_millis()).max(1);
+    let mut ticks: u128 = 0;
+    loop {
+        interval.tick().await;
+        ticks += 1;
+        let sweep = ticks.is_multiple_of(every);
+        for (worker, deadlines) in &workers {
+            if sweep || deadlines.any() {
+                let _ = worker.send(Handed::Tick { sweep });
+            }
+        }
+    }
 }

@@ -4,17 +4,17 @@
 //! timeout; errors are answered as JSON.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::Gateway;
 use crate::body::{GatewayBody, ReplicaBody, SMALL_BODY, read_whole};
+use crate::deadline::Deadline;
 use crate::forward::{self, ForwardedFor};
 use crate::host::{self, HostError};
 use crate::pool::CheckoutError;
@@ -67,6 +67,7 @@ impl Gateway {
         &self,
         req: Request<ClientBody>,
         client: &ForwardedFor,
+        deadline: &Deadline,
     ) -> Response<GatewayBody> {
         let started = Instant::now();
         if let Err(refused) = self.check_host(&req) {
@@ -166,7 +167,9 @@ impl Gateway {
                 &message,
             );
         }
-        let mut body = match announced_length(&parts.headers) {
+        // A body of a length said (by `Content-Length`; the server has
+        // read most of a small one already) and small is read whole.
+        let mut body = match body.size_hint().exact() {
             Some(len) if len <= SMALL_BODY && !body.is_end_stream() => match read_whole(body).await
             {
                 Ok(read) => RequestBody::Read(read),
@@ -185,13 +188,12 @@ impl Gateway {
         };
         let rewrite = forward::Rewrite::new(&parts.headers, client);
         // A configured timeout too large for the clock means "practically never".
-        let deadline = started
+        let until = started
             .checked_add(self.opts.upstream_timeout)
             .unwrap_or_else(|| started + Duration::from_secs(365 * 24 * 3600));
-        // One timer for every phase of the request (connect, send, read a
-        // small answer): registered once, not once per phase.
-        let upstream_timer = tokio::time::sleep_until(deadline);
-        tokio::pin!(upstream_timer);
+        // One deadline for every phase of the request (connect, send, read
+        // a small answer): the connection's, with no timer of its own.
+        deadline.set(until);
         let timed_out = |replica: SocketAddr| {
             let message = format!(
                 "replica {replica} did not answer within {} s",
@@ -209,9 +211,7 @@ impl Gateway {
             let replica = replicas[(start + next) % replicas.len()];
             let vet = || self.directory.vet(namespace, service, replica);
             // Connecting sends nothing: on failure the request is intact for the next replica.
-            let mut conn = match within(upstream_timer.as_mut(), self.pool.checkout(replica, vet))
-                .await
-            {
+            let mut conn = match within(deadline, self.pool.checkout(replica, vet)).await {
                 Ok(Ok(conn)) => conn,
                 Ok(Err(CheckoutError::Refused(why))) => {
                     tracing::debug!("replica {replica} of {namespace}/{service} not used: {why}");
@@ -241,11 +241,7 @@ impl Gateway {
                 headers: &parts.headers,
                 rewrite: &rewrite,
             };
-            let sent = within(
-                upstream_timer.as_mut(),
-                conn.stream.exchange(&head, &mut body),
-            )
-            .await;
+            let sent = within(deadline, conn.stream.exchange(&head, &mut body)).await;
             match sent {
                 Ok(Ok((answer, kind))) => {
                     let (mut head, ()) = answer.into_parts();
@@ -268,7 +264,7 @@ impl Gateway {
                     // A small answer is read whole, so its head and body
                     // reach the client in one write (nginx's
                     // postpone_output does the same).
-                    let read = within(upstream_timer.as_mut(), conn.stream.read_whole(len)).await;
+                    let read = within(deadline, conn.stream.read_whole(len)).await;
                     drop(in_flight);
                     return match read {
                         Ok(Ok(read)) => {
@@ -341,27 +337,17 @@ impl Gateway {
     }
 }
 
-/// `work`'s output, or `Err(Elapsed)` if `timer` fires first.
-async fn within<F: Future>(timer: Pin<&mut Sleep>, work: F) -> Result<F::Output, Elapsed> {
+/// `work`'s output, or `Err(Elapsed)` if `deadline` passes first.
+async fn within<F: Future>(deadline: &Deadline, work: F) -> Result<F::Output, Elapsed> {
     tokio::select! {
         biased;
         out = work => Ok(out),
-        () = timer => Err(Elapsed),
+        () = deadline.passed() => Err(Elapsed),
     }
 }
 
 /// The upstream timeout fired.
 struct Elapsed;
-
-/// The request body length the client announced with `Content-Length`.
-fn announced_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
 
 /// Methods a replica may get twice without harm (RFC 9110 §9.2.2).
 fn idempotent(method: &Method) -> bool {
@@ -417,16 +403,6 @@ pub(super) fn error(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn announced_length_reads_content_length_only_when_valid() {
-        let mut headers = http::HeaderMap::new();
-        assert_eq!(announced_length(&headers), None);
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("89"));
-        assert_eq!(announced_length(&headers), Some(89));
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("lots"));
-        assert_eq!(announced_length(&headers), None);
-    }
 
     #[test]
     fn error_body_is_json_with_context() {

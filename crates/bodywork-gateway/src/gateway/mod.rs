@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::deadline::Deadlines;
 use crate::pool::Pool;
 use crate::traffic::Traffic;
 use crate::{Directory, Pages};
@@ -94,14 +95,22 @@ struct Gateway {
     directory: Arc<dyn Directory>,
     traffic: Arc<Traffic>,
     pool: Arc<Pool>,
+    /// The deadlines of the worker's connections.
+    deadlines: Arc<Deadlines>,
     opts: GatewayOptions,
 }
 
 impl Gateway {
-    fn new(directory: Arc<dyn Directory>, traffic: Arc<Traffic>, opts: GatewayOptions) -> Self {
+    fn new(
+        directory: Arc<dyn Directory>,
+        traffic: Arc<Traffic>,
+        deadlines: Arc<Deadlines>,
+        opts: GatewayOptions,
+    ) -> Self {
         Gateway {
             directory,
             pool: Arc::new(Pool::new(opts.connect_timeout, traffic.clone())),
+            deadlines,
             traffic,
             opts,
         }

@@ -1,11 +1,11 @@
 //! The gateway's worker threads: each a single-threaded runtime serving the
 //! client connections it is handed (HTTP/1.1, keep-alive, idle timeout),
-//! closing expired idle upstream connections, and letting open connections
-//! finish their current request on a shutdown.
+//! checking their deadlines and closing expired idle upstream connections
+//! on the ticks it is sent, and letting open connections finish their
+//! current request on a shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -17,12 +17,18 @@ use crate::forward::ForwardedFor;
 use crate::listener::Slot;
 use crate::server;
 
-/// How often a worker closes expired idle upstream connections.
-const HOUSEKEEPING: Duration = crate::pool::SWEEP_INTERVAL;
+/// What the accept loop hands a worker.
+pub(super) enum Handed {
+    /// A client connection to serve.
+    Connection(std::net::TcpStream, SocketAddr, Slot),
+    /// Check the connections' deadlines ([`crate::deadline`]); with
+    /// `sweep`, also close expired idle upstream connections.
+    Tick { sweep: bool },
+}
 
 /// One worker thread: a single-threaded runtime serving the connections it is handed.
 pub(super) fn worker(
-    mut connections: mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr, Slot)>,
+    mut connections: mpsc::UnboundedReceiver<Handed>,
     gateway: Gateway,
     shutdown: CancellationToken,
 ) {
@@ -41,17 +47,19 @@ pub(super) fn worker(
     runtime.block_on(async move {
         let gateway = Arc::new(gateway);
         let mut served = JoinSet::new();
-        // Housekeeping: idle upstream connections past their time are closed.
-        // The tick also keeps a timer due within a second, so the per-request
-        // timers (connect, upstream, header read) are never the earliest and
-        // never have to wake the reactor through its eventfd when registered.
-        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
-        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // No tokio timer is registered here while requests flow (see
+        // `crate::deadline`): the accept loop's ticks drive the deadlines
+        // and the upstream pool's housekeeping.
         loop {
             tokio::select! {
-                _ = housekeeping.tick() => gateway.pool.sweep(),
                 handed = connections.recv() => match handed {
-                    Some((stream, peer, slot)) => match TcpStream::from_std(stream) {
+                    Some(Handed::Tick { sweep }) => {
+                        gateway.deadlines.tick();
+                        if sweep {
+                            gateway.pool.sweep();
+                        }
+                    }
+                    Some(Handed::Connection(stream, peer, slot)) => match TcpStream::from_std(stream) {
                         Ok(stream) => {
                             served.spawn(serve_connection(stream, peer, slot, gateway.clone(), stop.clone()));
                         }
@@ -79,11 +87,13 @@ async fn serve_connection(
 ) {
     let client = ForwardedFor::new(peer.ip());
     let idle = gateway.opts.idle_timeout;
+    let deadline = gateway.deadlines.register();
     server::serve(
         stream,
         idle,
+        &deadline,
         stop,
-        |request| gateway.handle(request, &client),
+        |request| gateway.handle(request, &client, &deadline),
         |status, why| handler::error(status, why, None, None),
     )
     .await;
