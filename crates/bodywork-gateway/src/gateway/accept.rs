@@ -55,7 +55,9 @@ pub async fn serve_gateway(
         );
         workers.push(tx);
     }
-    let ticker = tokio::spawn(tick(ticked));
+    // Stopped with this future, even one dropped before its end: the
+    // ticker holds the workers' channels, which must close for them to end.
+    let ticker = StopOnDrop(tokio::spawn(tick(ticked)));
     let limit = ConnectionLimit::new(opts.max_connections);
     let mut backoff = AcceptBackoff::new(match listener.local_addr() {
         Ok(addr) => format!("the gateway ({addr})"),
@@ -92,8 +94,7 @@ pub async fn serve_gateway(
         }
     }
     // Shut down: the workers finish the requests in flight, then end.
-    ticker.abort();
-    let _ = ticker.await;
+    drop(ticker);
     drop(workers);
     let _ = tokio::task::spawn_blocking(move || {
         for t in threads {
@@ -102,6 +103,15 @@ pub async fn serve_gateway(
     })
     .await;
     Ok(())
+}
+
+/// A task aborted when this is dropped.
+struct StopOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Send each worker its ticks: every [`TICK`] while it has connections (to

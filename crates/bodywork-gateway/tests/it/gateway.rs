@@ -521,6 +521,28 @@ async fn shutdown_stops_the_listener_and_lets_requests_in_flight_finish() {
 }
 
 #[tokio::test]
+async fn dropping_the_gateway_future_ends_its_workers_and_their_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = gateway(GatewayOptions::default()).await;
+    // A kept-alive connection, idle on a worker.
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // Dropped, not shut down: the workers' channels close (nothing, not
+    // even the deadline ticker, keeps them), so they end and close it.
+    gw.task.abort();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection is closed once the workers end")
+        .unwrap();
+}
+
+#[tokio::test]
 async fn a_connection_accepted_before_shutdown_gets_its_first_request_answered() {
     // As when a daemon hands over: the client has connected (the old
     // gateway accepted it) but its request arrives after the shutdown.
