@@ -92,8 +92,11 @@ struct Cluster {
     dir: PathBuf,
 }
 
+/// The repository's root, canonical: the cluster's processes are told
+/// apart by their binary's path (`scripts/cluster down`).
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
 }
 
 fn cluster() -> &'static Cluster {
