@@ -54,6 +54,18 @@ pub trait Directory: Send + Sync + 'static {
     /// not known, and any port is taken.
     fn port(&self, namespace: &str, service: &str) -> Option<u16>;
 
+    /// All of the above in one call, as a request needs them: the
+    /// directory's own lookup of NAME done once (the default asks the three
+    /// questions in turn).
+    fn lookup(&self, namespace: &str, service: &str) -> Option<Lookup> {
+        let ready = self.ready_replicas(namespace, service)?;
+        Some(Lookup {
+            ready,
+            exposed: self.exposed(namespace, service),
+            port: self.port(namespace, service),
+        })
+    }
+
     /// Whether a new connection to `replica`, a ready replica of NAME in
     /// NAMESPACE, may be used: asked just before it is opened and again
     /// once it is, before anything is sent on it (a pooled connection,
@@ -65,6 +77,17 @@ pub trait Directory: Send + Sync + 'static {
         let _ = (namespace, service, replica);
         Box::pin(std::future::ready(Ok(())))
     }
+}
+
+/// What [`Directory::lookup`] tells of a service that exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    /// [`Directory::ready_replicas`].
+    pub ready: Vec<SocketAddr>,
+    /// [`Directory::exposed`].
+    pub exposed: bool,
+    /// [`Directory::port`].
+    pub port: Option<u16>,
 }
 
 /// The answer of [`Directory::vet`]: `Err` says why the connection must not be used.

@@ -13,6 +13,7 @@ use http_body::Body as _;
 use tokio::time::Instant;
 
 use super::Gateway;
+use crate::Lookup;
 use crate::body::{GatewayBody, ReplicaBody, SMALL_BODY, read_whole};
 use crate::deadline::Deadline;
 use crate::forward::{self, ForwardedFor};
@@ -55,10 +56,10 @@ impl Gateway {
                 service,
                 via: Via::Ingress,
                 ..
-            } => {
-                self.directory.ready_replicas(namespace, service).is_some()
-                    && self.directory.exposed(namespace, service)
-            }
+            } => self
+                .directory
+                .lookup(namespace, service)
+                .is_some_and(|found| found.exposed),
             _ => false,
         }
     }
@@ -118,7 +119,12 @@ impl Gateway {
                 return error(StatusCode::NOT_FOUND, &message, None, None);
             }
         };
-        let Some(replicas) = self.directory.ready_replicas(namespace, service) else {
+        let Some(Lookup {
+            ready: replicas,
+            exposed,
+            port,
+        }) = self.directory.lookup(namespace, service)
+        else {
             self.traffic.record_unrouted();
             let message = format!("service {service} not found in namespace {namespace}");
             return error(
@@ -130,8 +136,7 @@ impl Gateway {
         };
         // As the API server does: a port the service does not serve is 503,
         // never the service on its own port.
-        if let Err(message) = check_target(service, target, self.directory.port(namespace, service))
-        {
+        if let Err(message) = check_target(service, target, port) {
             self.traffic.record_unrouted();
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -140,7 +145,7 @@ impl Gateway {
                 Some(service),
             );
         }
-        if via == Via::Ingress && !self.directory.exposed(namespace, service) {
+        if via == Via::Ingress && !exposed {
             self.traffic.record_unrouted();
             let message = format!(
                 "service {service} in namespace {namespace} is not exposed at the ingress path (ingress is false); use /api/v1/namespaces/{namespace}/services/{service}/proxy/PATH"

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use bodywork_gateway::{Directory, Vetting};
+use bodywork_gateway::{Directory, Lookup, Vetting};
 use bodywork_runtime::ServiceStatus;
 
 use super::{Service, ServiceManager};
@@ -107,6 +107,22 @@ impl Directory for ServiceTable {
     fn port(&self, namespace: &str, service: &str) -> Option<u16> {
         let svc = self.routed(namespace, service)?;
         svc.info.lock().ok().map(|info| info.port)
+    }
+
+    /// One routing of NAME (a scan of the namespace for a `PROJECT--STAGE`
+    /// name) and one look at its info, not one each for three questions.
+    fn lookup(&self, namespace: &str, service: &str) -> Option<Lookup> {
+        let svc = self.routed(namespace, service)?;
+        let (exposed, port) = svc
+            .info
+            .lock()
+            .map(|info| (info.ingress, Some(info.port)))
+            .unwrap_or((false, None));
+        Some(Lookup {
+            ready: svc.ready_addresses(),
+            exposed,
+            port,
+        })
     }
 
     /// [`Replica::vet`](super::replica::Replica::vet); a replica no longer
