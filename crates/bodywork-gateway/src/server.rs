@@ -206,12 +206,7 @@ pub(crate) async fn serve<H, F>(
         let head = match conn.next_head(cancelled.as_mut()).await {
             Next::Head(head) => head,
             Next::Closed => return,
-            Next::Refused(status, why) => {
-                let answer = refuse(status, &why);
-                let _ = conn.answer(answer, &Asked::refused(), None).await;
-                conn.linger().await;
-                return;
-            }
+            Next::Refused(status, why) => return conn.refuse(refuse(status, &why)).await,
         };
         conn.served += 1;
         let asked = Asked {
@@ -222,13 +217,7 @@ pub(crate) async fn serve<H, F>(
         let (body, back) = match conn.body(&head).await {
             Ok(body) => body,
             Err(Closing::Quietly) => return,
-            Err(Closing::Refuse(status, why)) => {
-                let _ = conn
-                    .answer(refuse(status, &why), &Asked::refused(), None)
-                    .await;
-                conn.linger().await;
-                return;
-            }
+            Err(Closing::Refuse(status, why)) => return conn.refuse(refuse(status, &why)).await,
         };
         let mut request = Request::new(body);
         *request.method_mut() = head.method;
@@ -329,6 +318,24 @@ enum Framing {
     Chunked,
     /// Until the connection closes (an HTTP/1.0 client, unknown length).
     Close,
+}
+
+impl Framing {
+    /// The framing of an answer with `status` and `body` to a request as `asked`.
+    fn of(status: StatusCode, body: &GatewayBody, asked: &Asked) -> Framing {
+        if asked.head
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return Framing::None;
+        }
+        match body.size_hint().exact() {
+            Some(len) => Framing::Length(len),
+            None if asked.version == Version::HTTP_11 => Framing::Chunked,
+            None => Framing::Close,
+        }
+    }
 }
 
 impl Conn<'_> {
@@ -460,19 +467,7 @@ impl Conn<'_> {
     ) -> io::Result<bool> {
         let (parts, mut body) = answer.into_parts();
         let status = parts.status;
-        let framing = if asked.head
-            || status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
-        {
-            Framing::None
-        } else {
-            match body.size_hint().exact() {
-                Some(len) => Framing::Length(len),
-                None if asked.version == Version::HTTP_11 => Framing::Chunked,
-                None => Framing::Close,
-            }
-        };
+        let framing = Framing::of(status, &body, asked);
         let keep = asked.keep_alive && !self.stopping && framing != Framing::Close;
         let mut out = std::mem::take(&mut self.out);
         out.clear();
@@ -493,17 +488,14 @@ impl Conn<'_> {
                 write_all(&self.io, &out).await
             }
             (_, Framing::None) => write_all(&self.io, &out).await,
-            _ => {
-                let wrote = write_all(&self.io, &out).await;
-                match wrote {
-                    Ok(()) => {
-                        let watch = streaming
-                            .is_none_or(|slot| slot.lock().map(|s| s.is_some()).unwrap_or(false));
-                        self.stream_body(&mut body, framing, watch).await
-                    }
-                    Err(err) => Err(err),
+            _ => match write_all(&self.io, &out).await {
+                Ok(()) => {
+                    let watch = streaming
+                        .is_none_or(|slot| slot.lock().map(|s| s.is_some()).unwrap_or(false));
+                    self.stream_body(&mut body, framing, watch).await
                 }
-            }
+                err => err,
+            },
         };
         if out.capacity() <= KEEP_WRITE_BUFFER {
             self.out = out;
@@ -569,6 +561,12 @@ impl Conn<'_> {
                 }
             }
         }
+    }
+
+    /// Answer a request that could not be read, and close.
+    async fn refuse(mut self, answer: Response<GatewayBody>) {
+        let _ = self.answer(answer, &Asked::refused(), None).await;
+        self.linger().await;
     }
 
     /// Close after draining what the client still sends, for a moment, so
@@ -854,14 +852,7 @@ mod tests {
             );
         }
         let status = StatusCode::from_u16(status).unwrap();
-        let framing = if asked.head || status == StatusCode::NO_CONTENT {
-            Framing::None
-        } else {
-            match body.size_hint().exact() {
-                Some(len) => Framing::Length(len),
-                None => Framing::Chunked,
-            }
-        };
+        let framing = Framing::of(status, &body, &asked);
         let keep = asked.keep_alive;
         let mut out = Vec::new();
         encode_head(&mut out, status, &map, framing, &body, &asked, keep);
