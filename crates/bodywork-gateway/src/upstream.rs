@@ -575,32 +575,15 @@ pub(crate) fn ends_chunked(headers: &HeaderMap) -> bool {
 /// one: repeated values must agree (RFC 9112 §6.3), and a malformed one is
 /// an error.
 pub(crate) fn content_length(headers: &HeaderMap, message: &str) -> io::Result<Option<u64>> {
-    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
-    let first = values.next();
-    // The usual case: one value, all digits.
-    if let (Some(value), None) = (first, values.next()) {
-        let digits = value.as_bytes();
-        if !digits.is_empty() && digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit) {
-            return Ok(Some(
-                digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')),
-            ));
-        }
-    } else if first.is_none() {
-        return Ok(None);
-    }
     let mut length = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        let text = value.to_str().unwrap_or("");
-        for item in text.split(',') {
-            let item = item.trim();
-            let parsed = (!item.is_empty() && item.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| item.parse::<u64>().ok())
-                .flatten()
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "its {message}'s content-length {text:?} is not valid"
-                    ))
-                })?;
+        for item in value.as_bytes().split(|&b| b == b',') {
+            let parsed = decimal(item.trim_ascii()).ok_or_else(|| {
+                let text = value.to_str().unwrap_or("");
+                invalid(format!(
+                    "its {message}'s content-length {text:?} is not valid"
+                ))
+            })?;
             if length.is_some_and(|l| l != parsed) {
                 return Err(invalid(format!(
                     "its {message} has conflicting content-lengths"
@@ -610,6 +593,19 @@ pub(crate) fn content_length(headers: &HeaderMap, message: &str) -> io::Result<O
         }
     }
     Ok(length)
+}
+
+/// A non-empty run of ASCII digits as a number; `None` for anything else,
+/// or a number past `u64`.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        d.is_ascii_digit()
+            .then(|| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+            .flatten()
+    })
 }
 
 /// Reads a body from its connection, frame by frame: a replica's answer,
@@ -910,6 +906,15 @@ mod tests {
             .is_err()
         );
         assert!(kind(Method::GET, "HTTP/1.1 200 OK\r\ncontent-length: +5\r\n\r\n").is_err());
+        // Empty items, and a length past u64, are not lengths.
+        assert!(kind(Method::GET, "HTTP/1.1 200 OK\r\ncontent-length: 5,\r\n\r\n").is_err());
+        assert!(
+            kind(
+                Method::GET,
+                "HTTP/1.1 200 OK\r\ncontent-length: 18446744073709551616\r\n\r\n"
+            )
+            .is_err()
+        );
         assert!(
             kind(
                 Method::GET,
