@@ -49,6 +49,18 @@ pub mod rfc3339_millis {
     }
 }
 
+/// `t` as RFC 3339 in UTC to `precision`, ending `Z`, or `null`.
+fn serialize_opt<S: serde::Serializer>(
+    t: &Option<DateTime<Utc>>,
+    s: S,
+    precision: SecondsFormat,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_str(&t.to_rfc3339_opts(precision, true)),
+        None => s.serialize_none(),
+    }
+}
+
 /// Serde of an `Option<DateTime<Utc>>`: `null`, or RFC 3339 in UTC to the
 /// microsecond. For a time that tells one start of a process from the next
 /// (a count's start): two starts within one second must not compare equal.
@@ -57,10 +69,7 @@ pub mod rfc3339_micros_opt {
     use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Micros, true)),
-            None => s.serialize_none(),
-        }
+        super::serialize_opt(t, s, SecondsFormat::Micros)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
@@ -70,14 +79,11 @@ pub mod rfc3339_micros_opt {
 
 /// Serde of an `Option<DateTime<Utc>>`: `null`, or as [`rfc3339`].
 pub mod rfc3339_opt {
-    use chrono::{DateTime, Utc};
+    use chrono::{DateTime, SecondsFormat, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => super::rfc3339::serialize(t, s),
-            None => s.serialize_none(),
-        }
+        super::serialize_opt(t, s, SecondsFormat::Secs)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {

@@ -520,18 +520,25 @@ async fn shutdown_stops_the_listener_and_lets_requests_in_flight_finish() {
     assert_eq!((answer.status.as_u16(), answer.text().as_str()), (200, "a"));
 }
 
-#[tokio::test]
-async fn dropping_the_gateway_future_ends_its_workers_and_their_connections() {
+/// A connection that has been answered one request and is kept alive.
+async fn kept_alive(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let gw = gateway(GatewayOptions::default()).await;
-    // A kept-alive connection, idle on a worker.
-    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
     conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     let mut head = [0u8; 12];
     conn.read_exact(&mut head).await.unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
+    conn
+}
+
+#[tokio::test]
+async fn dropping_the_gateway_future_ends_its_workers_and_their_connections() {
+    use tokio::io::AsyncReadExt;
+    let gw = gateway(GatewayOptions::default()).await;
+    // A kept-alive connection, idle on a worker.
+    let mut conn = kept_alive(gw.addr).await;
     // Dropped, not shut down: the workers' channels close (nothing, not
     // even the deadline ticker, keeps them), so they end and close it.
     gw.task.abort();
@@ -971,13 +978,7 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     // Silent from the start.
     closed(tokio::net::TcpStream::connect(gw.addr).await.unwrap()).await;
     // Silent after a request, kept alive.
-    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = [0u8; 12];
-    conn.read_exact(&mut head).await.unwrap();
-    assert_eq!(&head, b"HTTP/1.1 200");
+    let conn = kept_alive(gw.addr).await;
     closed(conn).await;
 }
 
